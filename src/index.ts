@@ -1,0 +1,9 @@
+/**
+ * cohort's public API. Import from 'cohort':
+ *
+ * ```ts
+ * import { CohortError, seededRandom, nodeId } from 'cohort';
+ * ```
+ */
+export * from './lib/index.js';
+export { version } from './version.js';

@@ -1,0 +1,58 @@
+/**
+ * Every bound in cohort, each with its reason and its unit last in the name
+ * (DESIGN.md, Limits). Relations between bounds are checked when this module
+ * loads, so an inconsistent edit fails at start, not in production.
+ */
+import { AssertionError } from './assert.js';
+
+export const limits = {
+  /** Largest frame payload accepted or sent; bigger frames are refused before buffering. 16 MiB fits a snapshot chunk plus headers. */
+  frameBytesMax: 16 * 1024 * 1024,
+  /** Bytes of a frame header: u32 length + u32 CRC32C. */
+  frameHeaderBytes: 8,
+  /** Largest snapshot chunk sent in one InstallSnapshot message. */
+  snapshotChunkBytesMax: 1024 * 1024,
+  /** Longest node or cluster id, in characters. */
+  idBytesMax: 64,
+  /** Messages queued for one peer before send() answers OVERLOADED. */
+  peerQueueMessagesMax: 16 * 1024,
+  /** Bytes queued for one peer before send() answers OVERLOADED. */
+  peerQueueBytesMax: 64 * 1024 * 1024,
+  /** Bytes gathered into one socket write (write coalescing). */
+  writeBatchBytesMax: 256 * 1024,
+  /** Time allowed for the handshake on a new connection. */
+  handshakeTimeoutMs: 5_000,
+  /** First reconnect delay after a connection fails. */
+  reconnectDelayMsMin: 50,
+  /** Ceiling of the exponential reconnect backoff. */
+  reconnectDelayMsMax: 5_000,
+  /** Time to connect before the attempt counts as failed. */
+  connectTimeoutMs: 3_000,
+  /** Protocol version spoken on the wire; peers with another version are refused. */
+  protocolVersion: 1,
+} as const;
+
+/** The type of {@link limits}. */
+export type Limits = typeof limits;
+
+function check(condition: boolean, relation: string): void {
+  if (!condition) throw new AssertionError(`limits.ts: ${relation} does not hold`);
+}
+
+/** Checks the relations between bounds; runs at load. Exported for tests on altered copies. */
+export function checkLimits(l: Limits): void {
+  check(
+    l.snapshotChunkBytesMax + 64 * 1024 <= l.frameBytesMax,
+    'snapshotChunkBytesMax + headers <= frameBytesMax',
+  );
+  check(l.frameBytesMax < 2 ** 32, 'frameBytesMax fits the u32 length prefix');
+  check(l.writeBatchBytesMax <= l.peerQueueBytesMax, 'writeBatchBytesMax <= peerQueueBytesMax');
+  check(l.frameBytesMax <= l.peerQueueBytesMax, 'one maximal frame fits the peer queue');
+  check(
+    l.reconnectDelayMsMin > 0 && l.reconnectDelayMsMin <= l.reconnectDelayMsMax,
+    '0 < reconnectDelayMsMin <= reconnectDelayMsMax',
+  );
+  check(l.peerQueueMessagesMax > 0, 'peerQueueMessagesMax > 0');
+}
+
+checkLimits(limits);
