@@ -6,3 +6,4 @@ export * from './ids.js';
 export * from './limits.js';
 export * from './errors.js';
 export * from './describe.js';
+export * from './crc32c.js';

@@ -89,3 +89,15 @@ group('describe', () => {
     expect(describe(new Map([['k', 1n]]))).toBe('Map{k=>1n}');
   });
 });
+
+group('crc32c', () => {
+  it('matches the standard check value and chains', async () => {
+    const { crc32c } = await import('../../src/lib/crc32c.js');
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
+    expect(crc32c(new Uint8Array(0))).toBe(0);
+    const whole = crc32c(Buffer.from('hello world'));
+    expect(crc32c(Buffer.from(' world'), crc32c(Buffer.from('hello')))).toBe(whole);
+    const view = new Uint8Array(Buffer.from('xx123456789yy')).subarray(2, 11);
+    expect(crc32c(view)).toBe(0xe3069283);
+  });
+});
