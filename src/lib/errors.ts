@@ -34,6 +34,10 @@ export const errorCodes = {
   FAILED_PRECONDITION: { definite: true, text: 'the system is not in a state to do this' },
   COMPACTED: { definite: true, text: 'the requested revision or index was compacted away' },
   CORRUPTION: { definite: true, text: 'stored data failed verification' },
+  CLOCK_SKEW: {
+    definite: true,
+    text: 'a remote clock timestamp is further ahead of local time than the drift bound allows',
+  },
   INTERNAL: { definite: false, text: 'an unexpected failure inside cohort' },
 } as const satisfies Record<string, { definite: boolean; text: string }>;
 

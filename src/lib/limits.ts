@@ -30,6 +30,12 @@ export const limits = {
   connectTimeoutMs: 3_000,
   /** Protocol version spoken on the wire; peers with another version are refused. */
   protocolVersion: 1,
+  /** How far a remote hybrid-logical-clock timestamp may run ahead of local physical time before it is refused, so one bad clock cannot drag every HLC into the future. */
+  hlcDriftMsMax: 500,
+  /** Largest logical counter accepted in a remote HLC timestamp; keeps counter arithmetic far from 2^53. */
+  hlcLogicalMax: 2 ** 32,
+  /** Most entries in a vector clock decoded from the wire (one per process ever seen). */
+  vectorClockEntriesMax: 4096,
 } as const;
 
 /** The type of {@link limits}. */
