@@ -30,6 +30,20 @@ export const limits = {
   connectTimeoutMs: 3_000,
   /** Protocol version spoken on the wire; peers with another version are refused. */
   protocolVersion: 1,
+  /** Largest Raft entry payload accepted by propose(); one entry must fit an AppendEntries frame. */
+  raftEntryBytesMax: 4 * 1024 * 1024,
+  /** Default soft cap on the entry bytes of one AppendEntries message (at least one entry is always sent). */
+  raftAppendBytesMax: 1024 * 1024,
+  /** Default cap on the entries of one AppendEntries message (batching bound). */
+  raftAppendEntriesMax: 512,
+  /** Default cap on pipelined AppendEntries in flight to one follower before waiting for acks. */
+  raftInflightAppendsMax: 256,
+  /** Entries a leader holds uncommitted before propose() answers OVERLOADED (bounds leader memory). */
+  raftUncommittedEntriesMax: 16 * 1024,
+  /** Committed entries handed to the state machine in one Ready (bounds one apply batch). */
+  raftApplyEntriesMax: 4096,
+  /** ReadIndex requests waiting for a leadership confirmation before readIndex() answers OVERLOADED. */
+  raftPendingReadsMax: 16 * 1024,
   /** How far a remote hybrid-logical-clock timestamp may run ahead of local physical time before it is refused, so one bad clock cannot drag every HLC into the future. */
   hlcDriftMsMax: 500,
   /** Largest logical counter accepted in a remote HLC timestamp; keeps counter arithmetic far from 2^53. */
@@ -59,6 +73,15 @@ export function checkLimits(l: Limits): void {
     '0 < reconnectDelayMsMin <= reconnectDelayMsMax',
   );
   check(l.peerQueueMessagesMax > 0, 'peerQueueMessagesMax > 0');
+  check(
+    l.raftEntryBytesMax + 64 * 1024 <= l.frameBytesMax,
+    'raftEntryBytesMax + headers <= frameBytesMax',
+  );
+  check(
+    l.raftAppendBytesMax + l.raftEntryBytesMax + 64 * 1024 <= l.frameBytesMax,
+    'an AppendEntries batch (soft cap + one overshooting entry) fits a frame',
+  );
+  check(l.raftAppendEntriesMax > 0 && l.raftInflightAppendsMax > 0, 'raft batch bounds > 0');
 }
 
 checkLimits(limits);
