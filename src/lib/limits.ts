@@ -30,6 +30,16 @@ export const limits = {
   connectTimeoutMs: 3_000,
   /** Protocol version spoken on the wire; peers with another version are refused. */
   protocolVersion: 1,
+  /** Size at which a WAL segment is closed and a new one started; bounds recovery reads and deletion granularity. */
+  walSegmentBytesMax: 64 * 1024 * 1024,
+  /** Largest single WAL record; a bigger length field is corruption. Fits one frame of entries plus encoding. */
+  walRecordBytesMax: 32 * 1024 * 1024,
+  /** Bytes gathered into one group-commit write before it is flushed without waiting for the next turn. */
+  walBatchBytesMax: 4 * 1024 * 1024,
+  /** Snapshot files kept: the newest plus one to fall back on if the newest proves unreadable. */
+  snapshotsRetainedMax: 2,
+  /** On-disk format version of WAL segments and snapshot files; other versions are refused. */
+  walFormatVersion: 1,
   /** Largest Raft entry payload accepted by propose(); one entry must fit an AppendEntries frame. */
   raftEntryBytesMax: 4 * 1024 * 1024,
   /** Default soft cap on the entry bytes of one AppendEntries message (at least one entry is always sent). */
@@ -73,6 +83,16 @@ export function checkLimits(l: Limits): void {
     '0 < reconnectDelayMsMin <= reconnectDelayMsMax',
   );
   check(l.peerQueueMessagesMax > 0, 'peerQueueMessagesMax > 0');
+  check(
+    l.walRecordBytesMax + 64 * 1024 <= l.walSegmentBytesMax,
+    'one maximal WAL record plus a segment header fits a segment',
+  );
+  check(
+    l.frameBytesMax + 64 * 1024 <= l.walRecordBytesMax,
+    'a frame of entries fits one WAL record',
+  );
+  check(l.walBatchBytesMax <= l.walSegmentBytesMax, 'walBatchBytesMax <= walSegmentBytesMax');
+  check(l.snapshotsRetainedMax >= 1, 'snapshotsRetainedMax >= 1');
   check(
     l.raftEntryBytesMax + 64 * 1024 <= l.frameBytesMax,
     'raftEntryBytesMax + headers <= frameBytesMax',

@@ -28,6 +28,7 @@ export interface PersistentState {
  * - `snapshot`: entries at or below `snapshot.meta.index` are dropped. Stored
  *   entries above it are kept only if the stored entry at the snapshot's index
  *   has the snapshot's term; otherwise the whole log is dropped (Raft §7, rule 6).
+ *   A snapshot older than the stored one (lower index) is refused.
  * - `entries`: contiguous, ascending. Stored entries with index >=
  *   `entries[0].index` are discarded first (log repair, Raft §5.3); the first
  *   new entry must directly follow what remains (or the snapshot).
