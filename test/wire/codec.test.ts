@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { Type } from '@sinclair/typebox';
+import { pack } from 'msgpackr';
+import { message, messageCodec } from '../../src/wire/codec.js';
+import { FrameDecoder } from '../../src/wire/frame.js';
+import { isCohortError } from '../../src/lib/errors.js';
+import type { ErrorCode } from '../../src/lib/errors.js';
+
+const Ping = message('Ping', { seq: Type.Integer({ minimum: 0 }) });
+const Put = message('Put', {
+  key: Type.String(),
+  value: Type.Uint8Array(),
+  lease: Type.Optional(Type.Integer()),
+  tags: Type.Array(Type.String()),
+});
+const codec = messageCodec([Ping, Put]);
+
+function codeOf(fn: () => unknown): ErrorCode | 'no error' {
+  try {
+    fn();
+    return 'no error';
+  } catch (err) {
+    if (isCohortError(err)) return err.code;
+    throw err;
+  }
+}
+
+describe('MessageCodec', () => {
+  it('round-trips registered messages', () => {
+    const put = {
+      type: 'Put' as const,
+      key: 'k',
+      value: new Uint8Array([1, 2, 3]),
+      tags: ['a', 'b'],
+    };
+    const back = codec.decode(codec.encode(put));
+    expect(back).toEqual({ ...put, value: expect.any(Uint8Array) as unknown });
+    expect(back.type === 'Put' && [...back.value]).toEqual([1, 2, 3]);
+    expect(codec.decode(codec.encode({ type: 'Ping', seq: 7 }))).toEqual({ type: 'Ping', seq: 7 });
+  });
+
+  it('decodes binary fields as copies, not views into the input', () => {
+    const bytes = codec.encode({ type: 'Put', key: 'k', value: new Uint8Array([9, 9]), tags: [] });
+    const copy = Uint8Array.from(bytes);
+    const msg = codec.decode(copy);
+    copy.fill(0);
+    expect(msg.type === 'Put' && [...msg.value]).toEqual([9, 9]);
+  });
+
+  it('refuses a message with a wrong field type (SCHEMA_VIOLATION)', () => {
+    expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: 'one' })))).toBe('SCHEMA_VIOLATION');
+    expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: -1 })))).toBe('SCHEMA_VIOLATION');
+    expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: 1.5 })))).toBe('SCHEMA_VIOLATION');
+  });
+
+  it('refuses a message with a missing or extra field (SCHEMA_VIOLATION)', () => {
+    expect(codeOf(() => codec.decode(pack({ type: 'Ping' })))).toBe('SCHEMA_VIOLATION');
+    expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: 1, x: 2 })))).toBe(
+      'SCHEMA_VIOLATION',
+    );
+  });
+
+  it('names the offending field in the error', () => {
+    try {
+      codec.decode(pack({ type: 'Put', key: 'k', value: new Uint8Array(), tags: [1] }));
+      expect.unreachable();
+    } catch (err) {
+      expect(isCohortError(err) && err.message).toMatch(/Put at \/tags\/0/);
+    }
+  });
+
+  it('refuses non-objects and objects without a string type (SCHEMA_VIOLATION)', () => {
+    for (const v of [1, 'x', null, [1], { seq: 1 }, { type: 3 }]) {
+      expect(codeOf(() => codec.decode(pack(v)))).toBe('SCHEMA_VIOLATION');
+    }
+  });
+
+  it('refuses an unregistered type (UNKNOWN_MESSAGE)', () => {
+    expect(codeOf(() => codec.decode(pack({ type: 'Nope' })))).toBe('UNKNOWN_MESSAGE');
+    expect(codeOf(() => codec.decode(pack({ type: '__proto__' })))).toBe('UNKNOWN_MESSAGE');
+  });
+
+  it('refuses bytes that are not MessagePack, or have trailing bytes (DECODE_ERROR)', () => {
+    expect(codeOf(() => codec.decode(new Uint8Array([])))).toBe('DECODE_ERROR');
+    expect(codeOf(() => codec.decode(new Uint8Array([0xd4, 0x22, 0x00])))).toBe('DECODE_ERROR');
+    expect(codeOf(() => codec.decode(new Uint8Array([0xdd, 0x7f, 0xff, 0xff, 0xff])))).toBe(
+      'DECODE_ERROR',
+    );
+    const good = codec.encode({ type: 'Ping', seq: 1 });
+    expect(codeOf(() => codec.decode(new Uint8Array([...good, 0])))).toBe('DECODE_ERROR');
+  });
+
+  it('refuses extension values where plain fields are expected', () => {
+    // A msgpack timestamp decodes to a Date, which is not an integer.
+    const withDate = pack({ type: 'Ping', seq: new Date(0) });
+    expect(codeOf(() => codec.decode(withDate))).toBe('SCHEMA_VIOLATION');
+  });
+
+  it('refuses to encode a message over the size limit (FRAME_TOO_LARGE)', () => {
+    const small = messageCodec([Put], { messageBytesMax: 100 });
+    const put = { type: 'Put' as const, key: 'k', value: new Uint8Array(200), tags: [] };
+    expect(codeOf(() => small.encode(put))).toBe('FRAME_TOO_LARGE');
+    expect(codeOf(() => small.encodeFrame(put))).toBe('FRAME_TOO_LARGE');
+  });
+
+  it('validates on encode when asked', () => {
+    const strict = messageCodec([Ping], { validateOnEncode: true });
+    expect(codeOf(() => strict.encode({ type: 'Ping', seq: -5 }))).toBe('SCHEMA_VIOLATION');
+    expect(codeOf(() => codec.encode({ type: 'Ping', seq: -5 }))).toBe('no error');
+  });
+
+  it('encodeFrame produces a frame the FrameDecoder accepts', () => {
+    const frame = codec.encodeFrame({ type: 'Ping', seq: 42 });
+    const dec = new FrameDecoder();
+    dec.push(frame);
+    const payload = dec.next();
+    expect(payload).toBeDefined();
+    expect(codec.decode(payload as Uint8Array)).toEqual({ type: 'Ping', seq: 42 });
+  });
+
+  it('extends a codec with more types and lists its schemas', () => {
+    const Pong = message('Pong', { seq: Type.Integer() });
+    const more = codec.with([Pong]);
+    expect(more.types).toEqual(['Ping', 'Put', 'Pong']);
+    expect(more.decode(more.encode({ type: 'Pong', seq: 1 }))).toEqual({ type: 'Pong', seq: 1 });
+    expect(codeOf(() => codec.decode(more.encode({ type: 'Pong', seq: 1 })))).toBe(
+      'UNKNOWN_MESSAGE',
+    );
+    expect(more.schemaOf('Pong')?.properties.seq).toMatchObject({ type: 'integer' });
+  });
+});
