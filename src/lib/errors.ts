@@ -34,6 +34,7 @@ export const errorCodes = {
   FAILED_PRECONDITION: { definite: true, text: 'the system is not in a state to do this' },
   COMPACTED: { definite: true, text: 'the requested revision or index was compacted away' },
   CORRUPTION: { definite: true, text: 'stored data failed verification' },
+  IO_ERROR: { definite: false, text: 'a disk operation failed; whether it took effect is unknown' },
   CLOCK_SKEW: {
     definite: true,
     text: 'a remote clock timestamp is further ahead of local time than the drift bound allows',
