@@ -28,6 +28,8 @@ export const limits = {
   reconnectDelayMsMax: 5_000,
   /** Time to connect before the attempt counts as failed. */
   connectTimeoutMs: 3_000,
+  /** Time close() lets queued frames drain to peers before it destroys the sockets. */
+  transportCloseGraceMs: 1_000,
   /** Search steps the linearizability checker spends before answering 'unknown'; ~10 s of search, bounds its memo. */
   linearizabilityStepsMax: 50_000_000,
   /** Protocol version spoken on the wire; peers with another version are refused. */
