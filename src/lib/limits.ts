@@ -30,8 +30,10 @@ export const limits = {
   connectTimeoutMs: 3_000,
   /** Time close() lets queued frames drain to peers before it destroys the sockets. */
   transportCloseGraceMs: 1_000,
-  /** Search steps the linearizability checker spends before answering 'unknown'; ~10 s of search, bounds its memo. */
+  /** Search steps the linearizability checker spends before answering 'unknown'; about 15 s of search. */
   linearizabilityStepsMax: 50_000_000,
+  /** Bytes the linearizability checker's memo may hold per partition before answering 'unknown'; keeps CI hosts out of swap. */
+  linearizabilityMemoBytesMax: 256 * 1024 * 1024,
   /** Protocol version spoken on the wire; peers with another version are refused. */
   protocolVersion: 1,
   /** Size at which a WAL segment is closed and a new one started; bounds recovery reads and deletion granularity. */
