@@ -41,6 +41,8 @@ import { illegal } from './models.js';
 export interface CheckOptions {
   /** Search steps (events visited) allowed over all partitions; default `limits.linearizabilityStepsMax`. */
   readonly maxSteps?: number;
+  /** Memo bytes allowed per partition; default `limits.linearizabilityMemoBytesMax`. */
+  readonly maxMemoBytes?: number;
   /** Wall-clock budget in milliseconds, measured with {@link now}; default none. */
   readonly timeoutMs?: number;
   /** Time source for the budget; default `performance.now`. */
@@ -128,7 +130,7 @@ interface Entry {
 type PartitionOutcome<I, O> =
   | { kind: 'ok'; order: number[] }
   | { kind: 'fail'; explanation: Explanation<I, O> }
-  | { kind: 'budget' };
+  | { kind: 'budget'; why: string };
 
 /** Shared budget and counters across partitions. */
 class Budget {
@@ -138,10 +140,18 @@ class Budget {
 
   constructor(
     readonly maxSteps: number,
+    readonly maxMemoBytes: number,
     timeoutMs: number | undefined,
     private readonly now: () => number,
   ) {
     this.deadline = timeoutMs === undefined ? Infinity : now() + timeoutMs;
+  }
+
+  /** Which budget ran out, for the result's reason. */
+  exhausted(): string {
+    return this.steps > this.maxSteps
+      ? `step budget of ${this.maxSteps} spent`
+      : 'time budget spent';
   }
 
   /** Counts one step; false when the budget is spent. The clock is read every 4096 steps. */
@@ -165,15 +175,70 @@ function zobristKeys(n: number): Uint32Array {
   return z;
 }
 
-/** Memo entry: a linearized set and the interned state reached with it. */
-interface Memo {
-  readonly stateId: number;
-  readonly bits: Uint32Array;
-}
+/** Bytes charged per memo entry beyond its words: the Map slot for a chain head, amortized. */
+const memoEntryOverheadBytes = 32;
 
-function sameBits(a: Uint32Array, b: Uint32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/**
+ * The memo of explored (linearized set, state) pairs, packed in one growable
+ * Uint32Array so a search of millions of pairs stays compact: each entry is
+ * [stateId, next entry in chain + 1, ...bitset words], chained per hash key.
+ * Bitsets are compared in full, so a hash collision never prunes the search.
+ */
+class MemoTable {
+  private pool: Uint32Array;
+  private readonly heads = new Map<number, number>();
+  private readonly stride: number;
+  /** Entries stored. */
+  entries = 0;
+  /** Bytes charged so far (entries plus interned state keys). */
+  bytes = 0;
+
+  constructor(
+    private readonly words: number,
+    private readonly maxBytes: number,
+  ) {
+    this.stride = 2 + words;
+    this.pool = new Uint32Array(this.stride * 1024);
+  }
+
+  /** Charges `n` bytes (e.g. an interned state key); false when over budget. */
+  charge(n: number): boolean {
+    this.bytes += n;
+    return this.bytes <= this.maxBytes;
+  }
+
+  /** Records (bits, stateId) under `key`: 'new', 'seen' before, or 'full' (budget spent). */
+  insert(key: number, stateId: number, bits: Uint32Array): 'new' | 'seen' | 'full' {
+    const stride = this.stride;
+    const pool = this.pool;
+    const head = this.heads.get(key);
+    for (let e = head ?? 0; e !== 0; e = pool[(e - 1) * stride + 1] as number) {
+      const o = (e - 1) * stride;
+      if (pool[o] !== stateId) continue;
+      let same = true;
+      for (let w = 0; w < this.words; w++) {
+        if (pool[o + 2 + w] !== bits[w]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return 'seen';
+    }
+    if (!this.charge(this.stride * 4 + memoEntryOverheadBytes)) return 'full';
+    let o = this.entries * stride;
+    if (o + stride > this.pool.length) {
+      const grown = new Uint32Array(this.pool.length * 2);
+      grown.set(this.pool);
+      this.pool = grown;
+    }
+    o = this.entries * stride;
+    this.pool[o] = stateId;
+    this.pool[o + 1] = head ?? 0;
+    this.pool.set(bits, o + 2);
+    this.entries++;
+    this.heads.set(key, this.entries);
+    return 'new';
+  }
 }
 
 /**
@@ -245,29 +310,18 @@ function checkPartition<S, I, O>(
   const zobrist = zobristKeys(n);
   const bits = new Uint32Array(Math.max(1, Math.ceil(n / 32)));
   let setHash = 0;
+  const memo = new MemoTable(bits.length, budget.maxMemoBytes);
   const stateIds = new Map<string, number>();
+  /** Interns a state as a small integer; -1 when the memory budget is spent. */
   const intern = (s: S): number => {
     const key = model.stateKey(s);
     let id = stateIds.get(key);
     if (id === undefined) {
+      if (!memo.charge(2 * key.length + memoEntryOverheadBytes)) return -1;
       id = stateIds.size;
       stateIds.set(key, id);
     }
     return id;
-  };
-  const memo = new Map<number, Memo[]>();
-  /** Records the current (bits, stateId); false if it was seen before. */
-  const remember = (stateId: number): boolean => {
-    const key = (setHash ^ Math.imul(stateId + 1, 0x9e3779b1)) >>> 0;
-    const bucket = memo.get(key);
-    if (bucket === undefined) {
-      memo.set(key, [{ stateId, bits: bits.slice() }]);
-    } else {
-      for (const m of bucket) if (m.stateId === stateId && sameBits(m.bits, bits)) return false;
-      bucket.push({ stateId, bits: bits.slice() });
-    }
-    budget.cacheEntries++;
-    return true;
   };
   const flip = (i: number): void => {
     bits[i >>> 5] = ((bits[i >>> 5] as number) ^ (1 << (i & 31))) >>> 0;
@@ -283,60 +337,75 @@ function checkPartition<S, I, O>(
 
   let placedRequired = 0;
   let entry = head.next;
-  for (;;) {
-    if (placedRequired === required) {
-      // Every completed operation is placed; the unknown ones left did not take effect.
-      return { kind: 'ok', order: stackOps.map((i) => (ops[i] as Operation<I, O>).id) };
-    }
-    // Reaching the end means a return was passed, which never happens: returns stop the scan.
-    assert(entry !== null, 'the scan stops at a return before the end of the events');
-    if (!budget.step()) return { kind: 'budget' };
-    const i = entry.op;
-    if (entry.isCall) {
-      const op = ops[i] as Operation<I, O>;
-      const next = model.step(state, op.input, outputs[i]);
-      if (next !== illegal) {
-        flip(i);
-        if (remember(intern(next))) {
-          stackOps.push(i);
-          stackStates.push(state);
-          if (op.outcome === 'ok') placedRequired++;
-          state = next;
-          lift(i);
-          entry = head.next;
-          continue;
+  try {
+    for (;;) {
+      if (placedRequired === required) {
+        // Every completed operation is placed; the unknown ones left did not take effect.
+        return { kind: 'ok', order: stackOps.map((i) => (ops[i] as Operation<I, O>).id) };
+      }
+      // Reaching the end means a return was passed, which never happens: returns stop the scan.
+      assert(entry !== null, 'the scan stops at a return before the end of the events');
+      if (!budget.step()) return { kind: 'budget', why: budget.exhausted() };
+      const i = entry.op;
+      if (entry.isCall) {
+        const op = ops[i] as Operation<I, O>;
+        const next = model.step(state, op.input, outputs[i]);
+        if (next !== illegal) {
+          flip(i);
+          const stateId = intern(next);
+          const seen =
+            stateId < 0
+              ? 'full'
+              : memo.insert((setHash ^ Math.imul(stateId + 1, 0x9e3779b1)) >>> 0, stateId, bits);
+          if (seen === 'full') {
+            return {
+              kind: 'budget',
+              why: `memo reached ${memo.bytes} bytes (linearizabilityMemoBytesMax)`,
+            };
+          }
+          if (seen === 'new') {
+            stackOps.push(i);
+            stackStates.push(state);
+            if (op.outcome === 'ok') placedRequired++;
+            state = next;
+            lift(i);
+            entry = head.next;
+            continue;
+          }
+          flip(i);
         }
-        flip(i);
+        entry = entry.next;
+      } else {
+        // Operation i returns here, but no order of the pending operations places it first.
+        if (stackOps.length > deepest) {
+          deepest = stackOps.length;
+          explanation = explain(
+            partition,
+            ops,
+            outputs,
+            model,
+            stackOps,
+            stackStates,
+            state,
+            head,
+            entry,
+            required,
+          );
+        }
+        const last = stackOps.pop();
+        if (last === undefined) {
+          assert(explanation !== undefined, 'a failed search recorded why');
+          return { kind: 'fail', explanation };
+        }
+        state = stackStates.pop() as S;
+        if ((ops[last] as Operation<I, O>).outcome === 'ok') placedRequired--;
+        flip(last);
+        lower(last);
+        entry = (calls[last] as Entry).next;
       }
-      entry = entry.next;
-    } else {
-      // Operation i returns here, but no order of the pending operations places it first.
-      if (stackOps.length > deepest) {
-        deepest = stackOps.length;
-        explanation = explain(
-          partition,
-          ops,
-          outputs,
-          model,
-          stackOps,
-          stackStates,
-          state,
-          head,
-          entry,
-          required,
-        );
-      }
-      const last = stackOps.pop();
-      if (last === undefined) {
-        assert(explanation !== undefined, 'a failed search recorded why');
-        return { kind: 'fail', explanation };
-      }
-      state = stackStates.pop() as S;
-      if ((ops[last] as Operation<I, O>).outcome === 'ok') placedRequired--;
-      flip(last);
-      lower(last);
-      entry = (calls[last] as Entry).next;
     }
+  } finally {
+    budget.cacheEntries += memo.entries;
   }
 }
 
@@ -423,6 +492,7 @@ export function checkLinearizability<S, I, O>(
   const start = now();
   const budget = new Budget(
     options.maxSteps ?? limits.linearizabilityStepsMax,
+    options.maxMemoBytes ?? limits.linearizabilityMemoBytesMax,
     options.timeoutMs,
     now,
   );
@@ -447,6 +517,7 @@ export function checkLinearizability<S, I, O>(
 
   const witness: PartitionWitness[] = [];
   const undecided: (string | undefined)[] = [];
+  const why = new Set<string>();
   const stats = (): CheckStats => ({
     operations: history.length,
     partitions: Math.max(1, partitions.size),
@@ -464,6 +535,7 @@ export function checkLinearizability<S, I, O>(
         return { verdict: 'not-linearizable', explanation: outcome.explanation, stats: stats() };
       case 'budget':
         undecided.push(key);
+        why.add(outcome.why);
         break;
     }
   }
@@ -471,7 +543,7 @@ export function checkLinearizability<S, I, O>(
     const s = stats();
     return {
       verdict: 'unknown',
-      reason: `search budget exhausted after ${s.steps} steps and ${Math.round(s.elapsedMs)} ms; ${undecided.length} of ${order.length} partitions undecided`,
+      reason: `search budget exhausted (${[...why].join('; ')}) after ${s.steps} steps and ${Math.round(s.elapsedMs)} ms; ${undecided.length} of ${order.length} partitions undecided`,
       undecided,
       stats: s,
     };

@@ -382,6 +382,13 @@ describe('budget and validation', () => {
     expect(checkLinearizability(hard().ops, reg).verdict).toBe('not-linearizable');
   });
 
+  it('answers unknown when the memo outgrows its byte budget', () => {
+    const result = checkLinearizability(hard().ops, reg, { maxMemoBytes: 4096 });
+    expect(result.verdict).toBe('unknown');
+    if (result.verdict === 'unknown')
+      expect(result.reason).toContain('linearizabilityMemoBytesMax');
+  });
+
   it('answers unknown when the time budget runs out, by the injected clock', () => {
     let t = 0;
     const result = checkLinearizability(hard().ops, reg, { timeoutMs: 5, now: () => (t += 10) });
