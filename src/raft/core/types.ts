@@ -57,3 +57,24 @@ export interface Snapshot {
   readonly meta: SnapshotMeta;
   readonly data: Uint8Array;
 }
+
+/**
+ * What a node starts from: exactly what durable storage recovered (the shape
+ * of `PersistentState` in src/raft/storage/storage.ts, restated here because a
+ * core imports only lib/ and its siblings). A brand-new node passes
+ * {@link emptyInitialState}.
+ */
+export interface RaftInitialState {
+  readonly hardState: HardState;
+  /** The newest snapshot, or null if none was ever saved. */
+  readonly snapshot: Snapshot | null;
+  /** Entries after the snapshot (or from index 1), contiguous and in order. */
+  readonly entries: readonly Entry[];
+}
+
+/** The state of a node that has never persisted anything. */
+export const emptyInitialState: RaftInitialState = {
+  hardState: { term: 0 as Term, vote: null, commit: 0 as LogIndex },
+  snapshot: null,
+  entries: [],
+};

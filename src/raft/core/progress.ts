@@ -1,0 +1,100 @@
+/**
+ * A leader's view of one follower's replication (Raft Figure 2: `nextIndex`
+ * and `matchIndex`), plus the flow control that makes replication fast and
+ * bounded: a follower is either being *probed* (one AppendEntries at a time
+ * until the leader finds where the logs agree), *replicated* to (pipelined:
+ * `next` advances optimistically, at most `maxInflight` appends unacknowledged)
+ * or sent a *snapshot* (its next entry was compacted away, Raft §7).
+ *
+ * ```ts
+ * const pr = new Progress(lastIndex + 1);
+ * if (!pr.isPaused(maxInflight)) send(...);
+ * pr.becomeReplicate();
+ * ```
+ */
+import type { LogIndex } from '../../lib/ids.js';
+
+/** Replication mode of one follower (see the file header). */
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
+
+/** Replication progress of one follower, kept by the leader. */
+export class Progress {
+  /** Raft Figure 2 matchIndex: highest index known replicated on the follower. */
+  match: LogIndex = 0 as LogIndex;
+  /** Raft Figure 2 nextIndex: the next index to send. */
+  next: LogIndex;
+  /** Flow-control mode. */
+  state: ProgressState = 'probe';
+  /** Probe mode: an AppendEntries is outstanding; wait for its answer or a heartbeat answer. */
+  probeSent = false;
+  /** Replicate mode: last index of each unacknowledged AppendEntries, oldest first. */
+  inflight: number[] = [];
+  /** Heard from since the last check-quorum round (Raft §6.2 / dissertation §6.2 check-quorum). */
+  recentActive = false;
+  /** Highest heartbeat round this follower acknowledged (ReadIndex confirmation, dissertation §6.4). */
+  ackedSeq = 0;
+  /** Commit index last sent to this follower (to send a commit-only append when it advances). */
+  sentCommit = 0;
+  /** Send at least one append on the next flush (after a heartbeat answer shows the follower behind). */
+  forceSend = false;
+  /** Snapshot mode: index of the snapshot being sent. */
+  snapshotIndex = 0;
+  /** Snapshot mode: byte offset the follower expects next. */
+  snapshotOffset = 0;
+  /** Snapshot mode: a chunk is outstanding. */
+  snapshotSent = false;
+  /** Snapshot mode: tick when the last chunk was sent (to resend a lost one). */
+  snapshotSentTick = 0;
+
+  constructor(next: number) {
+    this.next = next as LogIndex;
+  }
+
+  /** Switches to probing from `next` (after a rejection, a restart or a snapshot). */
+  becomeProbe(next: number): void {
+    this.state = 'probe';
+    this.next = Math.max(next, this.match + 1) as LogIndex;
+    this.probeSent = false;
+    this.inflight = [];
+  }
+
+  /** Switches to pipelined replication right after the match index. */
+  becomeReplicate(): void {
+    this.state = 'replicate';
+    this.next = (this.match + 1) as LogIndex;
+    this.inflight = [];
+    this.probeSent = false;
+  }
+
+  /** Switches to sending snapshot `index` from its first byte. */
+  becomeSnapshot(index: number): void {
+    this.state = 'snapshot';
+    this.snapshotIndex = index;
+    this.snapshotOffset = 0;
+    this.snapshotSent = false;
+    this.inflight = [];
+  }
+
+  /** Raises the match index; true if it moved. Also frees the acknowledged in-flight appends. */
+  maybeUpdate(match: number): boolean {
+    if (match <= this.match) return false;
+    this.match = match as LogIndex;
+    if (this.next <= match) this.next = (match + 1) as LogIndex;
+    let k = 0;
+    while (k < this.inflight.length && (this.inflight[k] as number) <= match) k++;
+    if (k > 0) this.inflight.splice(0, k);
+    return true;
+  }
+
+  /** True if the leader must not send this follower another AppendEntries now. */
+  isPaused(maxInflight: number): boolean {
+    switch (this.state) {
+      case 'probe':
+        return this.probeSent;
+      case 'replicate':
+        return this.inflight.length >= maxInflight;
+      case 'snapshot':
+        return true;
+    }
+  }
+}
