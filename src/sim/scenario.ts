@@ -1,0 +1,132 @@
+/**
+ * What a simulation scenario is and how one runs: a scenario builds nodes on a
+ * {@link Scheduler} and {@link SimNetwork} from a seed, records the parameters
+ * it drew, and throws {@link CheckFailure} when a checker finds a violation.
+ * {@link runScenario} wraps a run into a {@link ScenarioResult} with the trace
+ * hash, event counts, the last events and the replay command.
+ *
+ * ```ts
+ * const myScenario: Scenario = {
+ *   name: 'raft',
+ *   description: 'Raft cores under crashes and partitions',
+ *   run(ctx) {
+ *     ctx.params.nodes = 3 + ctx.random.fork('params').int(3);
+ *     const net = new SimNetwork({ scheduler: ctx.scheduler, random: ctx.random.fork('net'), codec, trace: ctx.trace });
+ *     ...
+ *     while (ctx.scheduler.step()) if (!safe()) throw new CheckFailure('two leaders in term 3');
+ *   },
+ * };
+ * const result = await runScenario(myScenario, { seed: 7 });
+ * ```
+ */
+import { seededRandom } from '../lib/random.js';
+import type { Random } from '../lib/random.js';
+import { Scheduler } from './scheduler.js';
+import { Trace } from './trace.js';
+
+/** Thrown by a checker when the system broke a promise; the run's outcome is `violation`. */
+export class CheckFailure extends Error {
+  override readonly name = 'CheckFailure';
+}
+
+/** What a scenario gets: its seed, a root random stream, the scheduler and the trace. */
+export interface ScenarioContext {
+  readonly seed: number;
+  /** Root stream for this seed; fork one per subsystem (`params`, `net`, `nemesis`, ...). */
+  readonly random: Random;
+  readonly scheduler: Scheduler;
+  readonly trace: Trace;
+  /** Parameters drawn from the seed; fill in early, they are printed with any failure. */
+  readonly params: Record<string, unknown>;
+  /** Scenario-specific counters, printed with the trace's event counts. */
+  readonly counts: Record<string, number>;
+}
+
+/** A named, seeded simulation. */
+export interface Scenario {
+  /** Name used with `--scenario`. */
+  readonly name: string;
+  /** One line for `--help` and listings. */
+  readonly description: string;
+  /** Runs one seed; throws {@link CheckFailure} on a violation. */
+  run(ctx: ScenarioContext): void | Promise<void>;
+}
+
+/** How a run ended: checks held, a checker found a violation, or something threw (a bug). */
+export type Outcome = 'ok' | 'violation' | 'error';
+
+/** Everything a run reports. */
+export interface ScenarioResult {
+  readonly scenario: string;
+  readonly seed: number;
+  readonly outcome: Outcome;
+  /** The failure's message (violation or error). */
+  readonly message?: string;
+  /** The error's stack, for `error` outcomes. */
+  readonly stack?: string;
+  readonly params: Readonly<Record<string, unknown>>;
+  /** Trace events by kind, then the scenario's own counters. */
+  readonly counts: Readonly<Record<string, number>>;
+  readonly events: number;
+  readonly virtualMs: number;
+  readonly traceHash: string;
+  /** The last trace lines (for failure reports). */
+  readonly lastEvents: readonly string[];
+  /** The command that replays this run. */
+  readonly replay: string;
+}
+
+/** Options for {@link runScenario}. */
+export interface RunScenarioOptions {
+  readonly seed: number;
+  /** Receives every trace line as it is recorded (`--verbose`). */
+  readonly sink?: ((line: string) => void) | undefined;
+  /** How many trace lines to keep for the report (default 40). */
+  readonly lastEvents?: number;
+}
+
+/** The command line that replays `scenario` with `seed`. */
+export function replayCommand(scenario: string, seed: number): string {
+  return `npm run sim -- --scenario ${scenario} --seed ${seed}`;
+}
+
+/** Runs `scenario` for one seed and reports; never throws for a failing run. */
+export async function runScenario(
+  scenario: Scenario,
+  options: RunScenarioOptions,
+): Promise<ScenarioResult> {
+  const keep = options.lastEvents ?? 40;
+  const trace = new Trace({ keepLast: keep, sink: options.sink });
+  const ctx: ScenarioContext = {
+    seed: options.seed,
+    random: seededRandom(options.seed),
+    scheduler: new Scheduler(),
+    trace,
+    params: {},
+    counts: {},
+  };
+  let outcome: Outcome = 'ok';
+  let message: string | undefined;
+  let stack: string | undefined;
+  try {
+    await scenario.run(ctx);
+  } catch (err) {
+    outcome = err instanceof CheckFailure ? 'violation' : 'error';
+    message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    if (outcome === 'error' && err instanceof Error && err.stack !== undefined) stack = err.stack;
+  }
+  return {
+    scenario: scenario.name,
+    seed: options.seed,
+    outcome,
+    ...(message === undefined ? {} : { message }),
+    ...(stack === undefined ? {} : { stack }),
+    params: ctx.params,
+    counts: { ...trace.counts(), ...ctx.counts },
+    events: ctx.scheduler.eventsRun,
+    virtualMs: ctx.scheduler.now(),
+    traceHash: trace.hash(),
+    lastEvents: trace.tail(keep),
+    replay: replayCommand(scenario.name, options.seed),
+  };
+}

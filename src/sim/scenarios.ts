@@ -1,0 +1,37 @@
+/**
+ * The registry of simulation scenarios that `npm run sim -- --scenario NAME`
+ * can run. A new scenario (the Raft simulator, say) adds itself by adding one
+ * line to {@link builtins} below.
+ *
+ * ```ts
+ * const s = getScenario('echo');          // undefined if unknown
+ * scenarioNames();                        // ['echo', ...]
+ * registerScenario(myScenario);           // e.g. from a test
+ * ```
+ */
+import { assert } from '../lib/assert.js';
+import type { Scenario } from './scenario.js';
+import { echoScenario } from './scenarios/echo.js';
+
+const registry = new Map<string, Scenario>();
+
+/** Adds `scenario` under its name; a name may be registered once. */
+export function registerScenario(scenario: Scenario): void {
+  assert(!registry.has(scenario.name), `scenario ${scenario.name} registered twice`);
+  registry.set(scenario.name, scenario);
+}
+
+/** The scenario called `name`, or undefined. */
+export function getScenario(name: string): Scenario | undefined {
+  return registry.get(name);
+}
+
+/** Every registered scenario name, sorted. */
+export function scenarioNames(): string[] {
+  return [...registry.keys()].sort();
+}
+
+/** The scenarios that ship with cohort. Add new ones here. */
+const builtins: readonly Scenario[] = [echoScenario()];
+
+for (const s of builtins) registerScenario(s);
