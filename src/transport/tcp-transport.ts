@@ -1,0 +1,813 @@
+/**
+ * The TCP {@link Transport}: node:net (or node:tls), one persistent connection
+ * per peer pair, reconnect with exponential backoff and jitter, write
+ * coalescing, bounded per-peer queues, a handshake on every connection.
+ *
+ * ```ts
+ * const t = await TcpTransport.start({
+ *   self: nodeId('n1'),
+ *   clusterId: clusterId('demo'),
+ *   codec,                                              // a Codec<M>, e.g. messageCodec([...])
+ *   listen: { host: '127.0.0.1', port: 7001 },
+ *   peers: { n2: { host: '127.0.0.1', port: 7002 } },
+ * });
+ * t.onMessage((from, msg) => ...);
+ * t.send(nodeId('n2'), msg);                            // throws OVERLOADED when n2's queue is full
+ * await t.close();
+ * ```
+ *
+ * **Connections.** A node dials a peer when it first sends to it, and from
+ * then on keeps a connection to it (redialling after failures, with
+ * exponential backoff and jitter, while it knows the peer's address). A
+ * connection carries messages both ways, so a pair needs only one. When both
+ * nodes dial at once, the dial of the node with the smaller id (string order)
+ * wins: an acceptor whose own dial to that peer is still in progress refuses
+ * a dial from a larger id with `Reject{code:'duplicate'}` (not an error; the
+ * refused side waits for the other dial, and retries with backoff in case it
+ * fails); an acceptor otherwise adopts the new connection, abandons its own
+ * dial and replaces an older connection (the peer redialled, so it considers
+ * the old one dead). A dialer sends messages only after the acceptor's
+ * Welcome, and an acceptor adopts a connection (dropping the older one) before
+ * it sends Welcome, so on each link the messages that arrive arrive in order.
+ *
+ * **Sending.** `send` encodes the message into a frame at once (its size is
+ * known and the caller may reuse the object), appends it to the peer's
+ * bounded queue, and schedules a flush with `setImmediate`, so every message
+ * sent in one event-loop turn leaves in as few socket writes as possible:
+ * frames are gathered into batches of up to `writeBatchBytesMax`. Batches are
+ * written only while the socket's own buffer is below `writeBatchBytesMax`;
+ * beyond that the queue holds them until 'drain', so memory stays bounded by
+ * the queue limits and a slow peer gets OVERLOADED instead of unbounded
+ * buffering. Messages written to a connection that then breaks are lost
+ * (at-most-once); queued ones wait for the next connection.
+ *
+ * **Receiving.** Each connection has a {@link FrameDecoder}; each frame is
+ * decoded and validated by the codec; any malformed input closes that
+ * connection with a logged reason and counts `decodeErrors`. Nothing is
+ * thrown out of socket callbacks except a handler's own exception (a bug).
+ *
+ * **Sending to self** goes through a loopback queue (encoded and decoded like
+ * a remote message), so callers need no special case.
+ *
+ * **TLS.** Pass `tls` with server and client options to run every connection
+ * over node:tls (mutual TLS is configured with the usual `requestCert`,
+ * `ca`, `cert`, `key`). The handshake still runs inside TLS; binding node ids
+ * to certificates is left to the caller's CA.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { assert } from '../lib/assert.js';
+import { RealClock } from '../lib/clock.js';
+import type { Clock, TimerHandle } from '../lib/clock.js';
+import { CohortError, isCohortError } from '../lib/errors.js';
+import type { ClusterId, NodeId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
+import { seededRandom } from '../lib/random.js';
+import type { Random } from '../lib/random.js';
+import type { Codec, FrameCodec } from '../wire/codec.js';
+import { encodeFrame, FrameDecoder } from '../wire/frame.js';
+import { checkHello, checkWelcome, handshakeCodec } from '../wire/handshake.js';
+import type { HandshakeIdentity, HandshakeMessage, RejectCodeValue } from '../wire/handshake.js';
+import { FrameQueue } from './frame-queue.js';
+import type {
+  MessageHandler,
+  PeerStatus,
+  PeerStatusHandler,
+  Transport,
+  TransportCounters,
+  TransportLimits,
+} from './transport.js';
+import { defaultTransportLimits, newCounters } from './transport.js';
+
+/** Where a peer listens. */
+export interface PeerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The bounds and delays of a {@link TcpTransport} (defaults from lib/limits.ts). */
+export interface TcpTransportLimits extends TransportLimits {
+  readonly reconnectDelayMsMin: number;
+  readonly reconnectDelayMsMax: number;
+  readonly connectTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly transportCloseGraceMs: number;
+}
+
+/** TLS settings: every connection runs over node:tls when given. */
+export interface TcpTlsOptions {
+  /** Options for the listening side (`tls.createServer`), e.g. `{ key, cert, ca, requestCert: true }`. */
+  readonly server: tls.TlsOptions;
+  /** Options for the dialing side (`tls.connect`), e.g. `{ ca, key, cert, servername }`. */
+  readonly client: tls.ConnectionOptions;
+}
+
+/** Options of {@link TcpTransport.start}. */
+export interface TcpTransportOptions<M> {
+  /** This node's id, sent in the handshake. */
+  readonly self: NodeId;
+  /** The cluster; nodes of other clusters are refused. */
+  readonly clusterId: ClusterId;
+  /** Encodes and validates messages (a `FrameCodec` avoids one copy per message). */
+  readonly codec: Codec<M>;
+  /** Where to accept connections; omit for a node that only dials. Port 0 picks a free port. */
+  readonly listen?: PeerAddress;
+  /** The address book: every node this one may talk to. Dials from other nodes are refused. */
+  readonly peers: ReadonlyMap<NodeId, PeerAddress> | Readonly<Record<string, PeerAddress>>;
+  /** Overrides of the bounds (tests shrink them). */
+  readonly limits?: Partial<TcpTransportLimits>;
+  /** Structured logger (default: pino at 'warn' on stderr). */
+  readonly logger?: Logger;
+  /** Time source for timeouts and reconnect delays (default: the real clock). */
+  readonly clock?: Clock;
+  /** Jitter source for reconnect delays (default: seeded from Math.random). */
+  readonly random?: Random;
+  /** Protocol version announced in the handshake (default: limits.protocolVersion; tests override). */
+  readonly protocolVersion?: number;
+  /** Run connections over TLS. */
+  readonly tls?: TcpTlsOptions;
+}
+
+type ConnState = 'connecting' | 'handshake' | 'open' | 'closed';
+
+/** One socket and its decoding state. */
+class Connection {
+  state: ConnState;
+  readonly decoder: FrameDecoder;
+  timer: TimerHandle | undefined;
+  /** The peer: known from the start for a dialer, after the Hello for an acceptor. */
+  peer: Peer | undefined;
+  lastError: Error | undefined;
+
+  constructor(
+    readonly socket: net.Socket,
+    readonly role: 'dialer' | 'acceptor',
+    peer: Peer | undefined,
+    frameBytesMax: number,
+  ) {
+    this.state = role === 'dialer' ? 'connecting' : 'handshake';
+    this.peer = peer;
+    this.decoder = new FrameDecoder({ frameBytesMax });
+  }
+
+  get remote(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+  }
+}
+
+/** Per-peer state: address, queue, the open connection and the dial in progress. */
+class Peer {
+  address: PeerAddress | undefined;
+  conn: Connection | undefined;
+  dialing: Connection | undefined;
+  retryTimer: TimerHandle | undefined;
+  attempts = 0;
+  /** Set once something was sent to this peer: from then on we keep a connection. */
+  wanted = false;
+  flushScheduled = false;
+
+  constructor(
+    readonly id: NodeId,
+    readonly queue: FrameQueue,
+  ) {}
+}
+
+function toMap(
+  peers: ReadonlyMap<NodeId, PeerAddress> | Readonly<Record<string, PeerAddress>>,
+): Map<NodeId, PeerAddress> {
+  if (peers instanceof Map) return new Map<NodeId, PeerAddress>(peers);
+  return new Map(Object.entries(peers) as [NodeId, PeerAddress][]);
+}
+
+/** The TCP transport. Create it with {@link TcpTransport.start}; see the file comment. */
+export class TcpTransport<M> implements Transport<M> {
+  readonly self: NodeId;
+  private readonly codec: Codec<M>;
+  private readonly frameCodec: FrameCodec<M> | undefined;
+  private readonly bounds: TcpTransportLimits;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private readonly identity: HandshakeIdentity;
+  private readonly tlsOptions: TcpTlsOptions | undefined;
+  private readonly peers = new Map<NodeId, Peer>();
+  private readonly live = new Set<Connection>();
+  private readonly stats: TransportCounters = newCounters();
+  private readonly loopback: FrameQueue;
+  private loopbackScheduled = false;
+  private server: net.Server | undefined;
+  private handler: MessageHandler<M> | undefined;
+  private statusHandler: PeerStatusHandler | undefined;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private readonly socketsGone: (() => void)[] = [];
+
+  private constructor(options: TcpTransportOptions<M>) {
+    this.self = options.self;
+    this.codec = options.codec;
+    const maybeFrame = options.codec as Partial<FrameCodec<M>>;
+    this.frameCodec =
+      typeof maybeFrame.encodeFrame === 'function' ? (options.codec as FrameCodec<M>) : undefined;
+    this.bounds = {
+      ...defaultTransportLimits,
+      reconnectDelayMsMin: limits.reconnectDelayMsMin,
+      reconnectDelayMsMax: limits.reconnectDelayMsMax,
+      connectTimeoutMs: limits.connectTimeoutMs,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      transportCloseGraceMs: limits.transportCloseGraceMs,
+      ...options.limits,
+    };
+    assert(
+      this.bounds.reconnectDelayMsMin > 0 &&
+        this.bounds.reconnectDelayMsMin <= this.bounds.reconnectDelayMsMax,
+      'reconnect delays: 0 < min <= max',
+    );
+    this.log = (options.logger ?? defaultLogger()).child({
+      node: options.self,
+      component: 'transport',
+    });
+    this.clock = options.clock ?? new RealClock();
+    this.random = options.random ?? seededRandom(Math.floor(Math.random() * 2 ** 32));
+    this.identity = {
+      protocolVersion: options.protocolVersion ?? limits.protocolVersion,
+      clusterId: options.clusterId,
+      self: options.self,
+    };
+    this.tlsOptions = options.tls;
+    this.loopback = new FrameQueue(options.self, this.bounds);
+    for (const [id, address] of toMap(options.peers)) {
+      if (id === options.self) continue;
+      this.peerState(id).address = address;
+    }
+  }
+
+  /** Creates a transport and, if `listen` is given, waits until it listens. */
+  static async start<M>(options: TcpTransportOptions<M>): Promise<TcpTransport<M>> {
+    const t = new TcpTransport(options);
+    if (options.listen !== undefined) await t.listen(options.listen);
+    return t;
+  }
+
+  /** The address the server listens on (with the real port when 0 was asked), if listening. */
+  get address(): PeerAddress | undefined {
+    const a = this.server?.address();
+    if (a === null || a === undefined || typeof a === 'string') return undefined;
+    return { host: a.address, port: a.port };
+  }
+
+  get counters(): Readonly<TransportCounters> {
+    return this.stats;
+  }
+
+  /** Frames queued for `peer` (not yet written to a socket). */
+  queuedTo(peer: NodeId): number {
+    return peer === this.self ? this.loopback.length : (this.peers.get(peer)?.queue.length ?? 0);
+  }
+
+  /** Whether the link to `peer` is up (handshake done). */
+  isConnected(peer: NodeId): boolean {
+    return this.peers.get(peer)?.conn !== undefined;
+  }
+
+  /** Adds or changes a peer's address; a changed address takes effect at the next dial. */
+  setPeer(id: NodeId, address: PeerAddress): void {
+    if (id === this.self) return;
+    this.peerState(id).address = address;
+  }
+
+  send(to: NodeId, message: M): void {
+    if (this.closed) throw new CohortError('CLOSED', `transport of ${this.self} is closed`);
+    if (to === this.self) {
+      this.enqueue(this.loopback, message);
+      this.scheduleLoopback();
+      return;
+    }
+    const peer = this.peers.get(to);
+    if (peer === undefined || (peer.address === undefined && peer.conn === undefined)) {
+      throw new CohortError('UNAVAILABLE', `no address known for node ${to}`, {
+        details: { peer: to },
+      });
+    }
+    this.enqueue(peer.queue, message);
+    peer.wanted = true;
+    if (peer.conn !== undefined) this.scheduleFlush(peer);
+    else if (peer.dialing === undefined && peer.retryTimer === undefined) this.dial(peer);
+  }
+
+  onMessage(handler: MessageHandler<M>): void {
+    this.handler = handler;
+  }
+
+  onPeerStatus(handler: PeerStatusHandler): void {
+    this.statusHandler = handler;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  // ---- sending ------------------------------------------------------------
+
+  private enqueue(queue: FrameQueue, message: M): void {
+    const frame =
+      this.frameCodec !== undefined
+        ? this.frameCodec.encodeFrame(message)
+        : encodeFrame(this.codec.encode(message), this.bounds.frameBytesMax);
+    const payloadBytes = frame.length - limits.frameHeaderBytes;
+    if (payloadBytes > this.bounds.frameBytesMax) {
+      throw new CohortError(
+        'FRAME_TOO_LARGE',
+        `message of ${payloadBytes} bytes exceeds frameBytesMax ${this.bounds.frameBytesMax}`,
+        { details: { bytes: payloadBytes, limit: this.bounds.frameBytesMax } },
+      );
+    }
+    try {
+      queue.offer(frame);
+    } catch (err) {
+      this.stats.overloaded++;
+      throw err;
+    }
+    this.stats.messagesSent++;
+  }
+
+  private scheduleFlush(peer: Peer): void {
+    if (peer.flushScheduled) return;
+    peer.flushScheduled = true;
+    setImmediate(() => {
+      peer.flushScheduled = false;
+      this.flush(peer, false);
+    });
+  }
+
+  /**
+   * Writes queued frames to the peer's socket in batches. Unless `force`d
+   * (at close), stops while the socket's buffer is full and resumes on 'drain'.
+   */
+  private flush(peer: Peer, force: boolean): void {
+    const conn = peer.conn;
+    if (conn === undefined || conn.state !== 'open') return;
+    const socket = conn.socket;
+    const batchMax = this.bounds.writeBatchBytesMax;
+    const queue = peer.queue;
+    while (queue.length > 0 && (force || socket.writableLength < batchMax)) {
+      const batch = takeBatch(queue, batchMax);
+      this.stats.writes++;
+      this.stats.bytesSent += batch.length;
+      socket.write(batch);
+    }
+  }
+
+  private scheduleLoopback(): void {
+    if (this.loopbackScheduled) return;
+    this.loopbackScheduled = true;
+    setImmediate(() => {
+      this.loopbackScheduled = false;
+      this.drainLoopback();
+    });
+  }
+
+  private drainLoopback(): void {
+    const decoder = new FrameDecoder({ frameBytesMax: this.bounds.frameBytesMax });
+    for (let frame = this.loopback.shift(); frame !== undefined; frame = this.loopback.shift()) {
+      if (this.closed) return;
+      decoder.push(frame);
+      const payload = decoder.next();
+      assert(payload !== undefined, 'a loopback frame is whole');
+      // Our own encoding: a failure to decode it is a codec bug, not bad input.
+      this.deliver(this.self, this.codec.decode(payload));
+    }
+  }
+
+  // ---- connections ----------------------------------------------------------
+
+  private peerState(id: NodeId): Peer {
+    let peer = this.peers.get(id);
+    if (peer === undefined) {
+      peer = new Peer(id, new FrameQueue(id, this.bounds));
+      this.peers.set(id, peer);
+    }
+    return peer;
+  }
+
+  private listen(address: PeerAddress): Promise<void> {
+    const onSocket = (socket: net.Socket): void => this.accept(socket);
+    const server =
+      this.tlsOptions === undefined
+        ? net.createServer(onSocket)
+        : tls.createServer(this.tlsOptions.server, onSocket);
+    this.server = server;
+    server.on('error', (err) => this.log.error({ err }, 'server error'));
+    if (this.tlsOptions !== undefined) {
+      server.on('tlsClientError', (err: Error) => {
+        this.stats.handshakeFailures++;
+        this.log.warn({ err: err.message }, 'TLS handshake with a client failed');
+      });
+    }
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => {
+        reject(
+          new CohortError(
+            'UNAVAILABLE',
+            `cannot listen on ${address.host}:${address.port}: ${err.message}`,
+            {
+              cause: err,
+            },
+          ),
+        );
+      };
+      server.once('error', onError);
+      server.listen(address.port, address.host, () => {
+        server.off('error', onError);
+        this.log.info({ address: this.address }, 'listening');
+        resolve();
+      });
+    });
+  }
+
+  private dial(peer: Peer): void {
+    const address = peer.address;
+    assert(address !== undefined, `dialing ${peer.id} without an address`);
+    assert(
+      peer.dialing === undefined && peer.conn === undefined,
+      `already connected to ${peer.id}`,
+    );
+    const options = { host: address.host, port: address.port };
+    const socket =
+      this.tlsOptions === undefined
+        ? net.connect(options)
+        : tls.connect({ ...this.tlsOptions.client, ...options });
+    const conn = new Connection(socket, 'dialer', peer, this.bounds.frameBytesMax);
+    peer.dialing = conn;
+    this.attach(conn);
+    conn.timer = this.clock.setTimer(this.bounds.connectTimeoutMs, () =>
+      this.drop(conn, `connect to ${address.host}:${address.port} timed out`, 'debug'),
+    );
+    socket.once(this.tlsOptions === undefined ? 'connect' : 'secureConnect', () => {
+      if (conn.state !== 'connecting') return;
+      this.clearTimer(conn);
+      conn.state = 'handshake';
+      socket.write(
+        handshakeCodec.encodeFrame({
+          type: 'Hello',
+          protocolVersion: this.identity.protocolVersion,
+          clusterId: this.identity.clusterId,
+          nodeId: this.self,
+          to: peer.id,
+        }),
+      );
+      this.startHandshakeTimer(conn);
+    });
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const conn = new Connection(socket, 'acceptor', undefined, this.bounds.frameBytesMax);
+    this.attach(conn);
+    this.startHandshakeTimer(conn);
+  }
+
+  private attach(conn: Connection): void {
+    const socket = conn.socket;
+    this.live.add(conn);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    socket.on('error', (err) => {
+      conn.lastError = err;
+    });
+    socket.on('drain', () => {
+      if (conn.state === 'open' && conn.peer !== undefined && !this.closed) {
+        this.flush(conn.peer, false);
+      }
+    });
+    socket.on('close', () => {
+      const reason = this.closed
+        ? 'transport closed'
+        : conn.lastError !== undefined
+          ? conn.lastError.message
+          : 'connection closed by the peer';
+      this.drop(conn, reason, conn.state === 'open' ? 'info' : 'debug');
+      this.live.delete(conn);
+      if (this.live.size === 0) for (const done of this.socketsGone.splice(0)) done();
+    });
+  }
+
+  private startHandshakeTimer(conn: Connection): void {
+    conn.timer = this.clock.setTimer(this.bounds.handshakeTimeoutMs, () => {
+      if (conn.state !== 'handshake') return;
+      this.stats.handshakeFailures++;
+      this.drop(conn, `handshake with ${conn.remote} timed out`, 'warn');
+    });
+  }
+
+  private clearTimer(conn: Connection): void {
+    if (conn.timer !== undefined) {
+      this.clock.clearTimer(conn.timer);
+      conn.timer = undefined;
+    }
+  }
+
+  // ---- receiving ------------------------------------------------------------
+
+  private onData(conn: Connection, chunk: Buffer): void {
+    if (conn.state === 'closed' || this.closed) return;
+    this.stats.bytesReceived += chunk.length;
+    conn.decoder.push(chunk); // the decoder is alive: a dead one means conn was dropped
+    for (;;) {
+      let message: M;
+      try {
+        // A frame error kills the decoder and the connection: nothing after
+        // corrupt bytes is ever delivered.
+        const payload = conn.decoder.next();
+        if (payload === undefined) return;
+        if (conn.state !== 'open') {
+          this.onHandshakeFrame(conn, payload);
+          if (isClosed(conn)) return;
+          continue;
+        }
+        message = this.codec.decode(payload);
+      } catch (err) {
+        if (!isCohortError(err)) throw err;
+        if (conn.state === 'open') this.stats.decodeErrors++;
+        else this.stats.handshakeFailures++;
+        this.drop(
+          conn,
+          `malformed input from ${describePeer(conn)}: ${err.code}: ${err.message}`,
+          'warn',
+        );
+        return;
+      }
+      // Outside the try: a handler's exception is the application's bug.
+      this.deliver((conn.peer as Peer).id, message);
+      if (isClosed(conn) || this.closed) return;
+    }
+  }
+
+  private deliver(from: NodeId, message: M): void {
+    if (this.closed) return;
+    if (this.handler === undefined) {
+      this.stats.droppedNoHandler++;
+      return;
+    }
+    this.stats.messagesReceived++;
+    this.handler(from, message);
+  }
+
+  private onHandshakeFrame(conn: Connection, payload: Uint8Array): void {
+    const msg: HandshakeMessage = handshakeCodec.decode(payload);
+    if (conn.role === 'acceptor') {
+      if (msg.type !== 'Hello') {
+        this.refuse(conn, 'protocol', `expected Hello, got ${msg.type}`);
+        return;
+      }
+      const verdict = checkHello(
+        this.identity,
+        msg,
+        (id) => this.peers.get(id)?.address !== undefined,
+      );
+      if (!verdict.ok) {
+        this.refuse(conn, verdict.code, verdict.reason);
+        return;
+      }
+      const peer = this.peerState(verdict.peer);
+      if (peer.dialing !== undefined && this.self < peer.id) {
+        // Simultaneous dials: the smaller id's dial wins; ours is in progress.
+        this.refuse(
+          conn,
+          'duplicate',
+          `${this.self} is dialing ${peer.id} itself (smaller id wins)`,
+        );
+        return;
+      }
+      if (peer.dialing !== undefined)
+        this.drop(peer.dialing, `${peer.id} dialed us first`, 'debug', false);
+      if (peer.conn !== undefined)
+        this.drop(peer.conn, `${peer.id} opened a new connection`, 'info', false);
+      conn.peer = peer;
+      conn.socket.write(
+        handshakeCodec.encodeFrame({
+          type: 'Welcome',
+          protocolVersion: this.identity.protocolVersion,
+          clusterId: this.identity.clusterId,
+          nodeId: this.self,
+        }),
+      );
+      this.open(conn, peer);
+      return;
+    }
+    const peer = conn.peer as Peer;
+    if (msg.type === 'Reject') {
+      const duplicate = msg.code === 'duplicate';
+      if (!duplicate) this.stats.handshakeFailures++;
+      this.drop(
+        conn,
+        `${peer.id} refused the handshake (${msg.code}): ${msg.reason}`,
+        duplicate ? 'debug' : 'warn',
+      );
+      return;
+    }
+    if (msg.type !== 'Welcome') {
+      this.stats.handshakeFailures++;
+      this.drop(conn, `expected Welcome from ${peer.id}, got ${msg.type}`, 'warn');
+      return;
+    }
+    const verdict = checkWelcome(this.identity, peer.id, msg);
+    if (!verdict.ok) {
+      this.stats.handshakeFailures++;
+      this.drop(
+        conn,
+        `handshake with ${peer.id} failed (${verdict.code}): ${verdict.reason}`,
+        'warn',
+      );
+      return;
+    }
+    if (peer.conn !== undefined)
+      this.drop(peer.conn, 'replaced by our new connection', 'info', false);
+    this.open(conn, peer);
+  }
+
+  /** Sends Reject with a reason, logs it, and closes after the write. */
+  private refuse(conn: Connection, code: RejectCodeValue, reason: string): void {
+    if (code !== 'duplicate') this.stats.handshakeFailures++;
+    this.log[code === 'duplicate' ? 'debug' : 'warn'](
+      { remote: conn.remote, code, reason },
+      'handshake refused',
+    );
+    conn.state = 'closed';
+    this.clearTimer(conn);
+    conn.socket.end(handshakeCodec.encodeFrame({ type: 'Reject', code, reason }));
+    conn.socket.destroySoon();
+  }
+
+  private open(conn: Connection, peer: Peer): void {
+    this.clearTimer(conn);
+    conn.state = 'open';
+    if (peer.dialing === conn) peer.dialing = undefined;
+    if (peer.retryTimer !== undefined) {
+      this.clock.clearTimer(peer.retryTimer);
+      peer.retryTimer = undefined;
+    }
+    peer.conn = conn;
+    peer.attempts = 0;
+    this.stats.connectionsOpened++;
+    this.log.info({ peer: peer.id, remote: conn.remote, role: conn.role }, 'link up');
+    this.emitStatus(peer.id, 'up');
+    if (peer.queue.length > 0) this.scheduleFlush(peer);
+  }
+
+  /**
+   * Closes a connection (idempotent) and updates its peer: the link goes
+   * down, and a reconnect is scheduled if we still want this peer (unless
+   * `reconnect` is false because a replacement is being adopted).
+   */
+  private drop(
+    conn: Connection,
+    reason: string,
+    level: 'debug' | 'info' | 'warn',
+    reconnect = true,
+  ): void {
+    if (conn.state === 'closed') return;
+    const wasOpen = conn.state === 'open';
+    conn.state = 'closed';
+    this.clearTimer(conn);
+    conn.socket.destroy();
+    const peer = conn.peer;
+    if (peer === undefined) {
+      this.log[level]({ remote: conn.remote, reason }, 'connection closed');
+      return;
+    }
+    if (peer.dialing === conn) peer.dialing = undefined;
+    if (peer.conn === conn) {
+      peer.conn = undefined;
+      this.stats.connectionsLost++;
+    }
+    this.log[level]({ peer: peer.id, reason }, wasOpen ? 'link down' : 'connection failed');
+    if (this.closed) return;
+    if (wasOpen) this.emitStatus(peer.id, 'down');
+    if (reconnect) this.scheduleReconnect(peer);
+  }
+
+  private scheduleReconnect(peer: Peer): void {
+    if (
+      this.closed ||
+      !peer.wanted ||
+      peer.address === undefined ||
+      peer.conn !== undefined ||
+      peer.dialing !== undefined ||
+      peer.retryTimer !== undefined
+    ) {
+      return;
+    }
+    const delay = this.backoff(peer.attempts++);
+    peer.retryTimer = this.clock.setTimer(delay, () => {
+      peer.retryTimer = undefined;
+      if (!this.closed && peer.conn === undefined && peer.dialing === undefined) this.dial(peer);
+    });
+  }
+
+  private backoff(attempt: number): number {
+    return reconnectDelayMs(
+      attempt,
+      this.bounds.reconnectDelayMsMin,
+      this.bounds.reconnectDelayMsMax,
+      this.random,
+    );
+  }
+
+  private emitStatus(peer: NodeId, status: PeerStatus): void {
+    if (!this.closed) this.statusHandler?.(peer, status);
+  }
+
+  // ---- shutdown -------------------------------------------------------------
+
+  private async shutdown(): Promise<void> {
+    this.closed = true;
+    const serverClosed = new Promise<void>((resolve) => {
+      if (this.server === undefined) resolve();
+      else this.server.close(() => resolve());
+    });
+    for (const peer of this.peers.values()) {
+      if (peer.retryTimer !== undefined) this.clock.clearTimer(peer.retryTimer);
+      peer.retryTimer = undefined;
+      const conn = peer.conn;
+      if (conn !== undefined && conn.state === 'open') {
+        this.flush(peer, true); // best effort: whatever is queued goes out before FIN
+        conn.socket.end();
+      }
+      this.stats.dropped += peer.queue.clear();
+    }
+    this.stats.dropped += this.loopback.clear();
+    for (const conn of this.live) {
+      if (conn.state !== 'open') {
+        this.clearTimer(conn);
+        conn.socket.destroy();
+      }
+    }
+    if (this.live.size > 0) {
+      const gone = new Promise<void>((resolve) => this.socketsGone.push(resolve));
+      const grace = this.clock.setTimer(this.bounds.transportCloseGraceMs, () => {
+        for (const conn of this.live) conn.socket.destroy();
+      });
+      await gone;
+      this.clock.clearTimer(grace);
+    }
+    await serverClosed;
+    this.log.info('transport closed');
+  }
+}
+
+/**
+ * The delay before reconnect attempt `attempt` (0-based): exponential backoff
+ * with jitter, uniform in [d/2, d] where d = min(max, min·2^attempt). The
+ * jitter spreads the redials of many nodes after a common failure.
+ */
+export function reconnectDelayMs(
+  attempt: number,
+  min: number,
+  max: number,
+  random: Random,
+): number {
+  const d = Math.min(max, min * 2 ** Math.min(attempt, 30));
+  return d / 2 + random.next() * (d / 2);
+}
+
+/** Removes frames from the front of `queue` into one buffer of at most `max` bytes (or one larger frame). */
+function takeBatch(queue: FrameQueue, max: number): Uint8Array {
+  const first = queue.shift() as Uint8Array;
+  let next = queue.peek();
+  if (next === undefined || first.length + next.length > max) return first;
+  const frames = [first];
+  let total = first.length;
+  while (next !== undefined && total + next.length <= max) {
+    frames.push(next);
+    total += next.length;
+    queue.shift();
+    next = queue.peek();
+  }
+  const batch = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const f of frames) {
+    batch.set(f, at);
+    at += f.length;
+  }
+  return batch;
+}
+
+/** Reads the state afresh (callbacks may have closed the connection meanwhile). */
+function isClosed(conn: Connection): boolean {
+  return conn.state === 'closed';
+}
+
+function describePeer(conn: Connection): string {
+  return conn.peer !== undefined ? `${conn.peer.id} (${conn.remote})` : conn.remote;
+}
+
+function defaultLogger(): Logger {
+  return pino({ level: process.env.COHORT_LOG_LEVEL ?? 'warn' }, pino.destination(2));
+}

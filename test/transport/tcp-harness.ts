@@ -1,0 +1,77 @@
+/**
+ * Helpers for TCP transport tests: free ports, a silent logger, and the
+ * compliance harness (every node on 127.0.0.1 at a port fixed for the test,
+ * so a restarted node comes back at the same address).
+ */
+import net from 'node:net';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { clusterId } from '../../src/lib/ids.js';
+import type { NodeId } from '../../src/lib/ids.js';
+import { TcpTransport } from '../../src/transport/tcp-transport.js';
+import type { PeerAddress, TcpTransportLimits } from '../../src/transport/tcp-transport.js';
+import { NODES, testCodec } from './compliance.js';
+import type { TestMessage, TransportHarness } from './compliance.js';
+
+/** A port that was free a moment ago (the OS picks it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A logger for tests: silent unless COHORT_TEST_LOG is set (e.g. to 'debug'). */
+export function testLogger(): Logger {
+  return pino({ level: process.env.COHORT_TEST_LOG ?? 'silent' }, pino.destination(2));
+}
+
+/** Fast reconnects and short timeouts, so tests do not wait on production delays. */
+export const fastLimits: Partial<TcpTransportLimits> = {
+  reconnectDelayMsMin: 5,
+  reconnectDelayMsMax: 100,
+  connectTimeoutMs: 2_000,
+  handshakeTimeoutMs: 2_000,
+  transportCloseGraceMs: 500,
+};
+
+/** The cluster id of the tests. */
+export const testCluster = clusterId('test-cluster');
+
+/** The compliance harness for {@link TcpTransport}. */
+export function tcpHarness(): TransportHarness {
+  const open = new Set<TcpTransport<TestMessage>>();
+  let book: Map<NodeId, PeerAddress> | undefined;
+  async function addresses(): Promise<Map<NodeId, PeerAddress>> {
+    if (book === undefined) {
+      const entries: [NodeId, PeerAddress][] = [];
+      for (const id of NODES) entries.push([id, { host: '127.0.0.1', port: await freePort() }]);
+      book = new Map(entries);
+    }
+    return book;
+  }
+  return {
+    async start(id, limits) {
+      const peers = await addresses();
+      const t = await TcpTransport.start<TestMessage>({
+        self: id,
+        clusterId: testCluster,
+        codec: testCodec,
+        listen: peers.get(id) as PeerAddress,
+        peers,
+        limits: { ...fastLimits, ...limits },
+        logger: testLogger(),
+      });
+      open.add(t);
+      return t;
+    },
+    async cleanup() {
+      await Promise.all([...open].map((t) => t.close()));
+    },
+  };
+}
