@@ -244,10 +244,17 @@ export class RaftLog {
     this.commit = meta.index;
     this.applying = meta.index;
     this.applied = meta.index;
-    this.persisted = Math.max(this.persisted, meta.index) as LogIndex;
-    if (!keep) this.persisted = meta.index;
-    this.unstableFrom = Math.max(this.unstableFrom, meta.index + 1);
-    this.pendingPersistLast = Math.max(this.pendingPersistLast, meta.index);
+    if (keep) {
+      // Storage keeps its suffix too iff it durably holds the entry at meta.index, i.e. iff we
+      // persisted that far; otherwise nothing above it is durable and all of it is still unstable.
+      this.persisted = Math.max(this.persisted, meta.index) as LogIndex;
+      this.unstableFrom = Math.max(this.unstableFrom, meta.index + 1);
+      this.pendingPersistLast = Math.max(this.pendingPersistLast, meta.index);
+    } else {
+      this.persisted = meta.index;
+      this.unstableFrom = meta.index + 1;
+      this.pendingPersistLast = meta.index;
+    }
   }
 
   /** Drops the entries up to `meta.index`, which a local snapshot now covers (Raft §7 log compaction). */

@@ -67,7 +67,10 @@ export class MemDisk {
     if (first !== undefined) {
       this.entries = this.entries.filter((e) => e.index < first.index);
       const base = this.entries[this.entries.length - 1]?.index ?? this.snapshot?.meta.index ?? 0;
-      assert(first.index === base + 1, `disk: entries at ${first.index} after ${base}`);
+      assert(
+        first.index === base + 1,
+        `disk: entries at ${first.index} after ${base} (snapshot ${this.snapshot?.meta.index}, ready snapshot ${rd.snapshot?.snapshot.meta.index} restore ${rd.snapshot?.restore})`,
+      );
       this.entries.push(...rd.entries);
     }
     if (rd.hardState !== undefined) this.hardState = rd.hardState;
