@@ -45,17 +45,10 @@ import type { NodeId } from '../lib/ids.js';
 import type { Random } from '../lib/random.js';
 import type { EventHandle, Scheduler } from './scheduler.js';
 import type { Trace } from './trace.js';
+import type { Codec } from '../wire/codec.js';
 
-/**
- * Messages to bytes and back (the same shape as src/wire/codec.ts's `Codec`,
- * declared structurally so any wire codec plugs in).
- */
-export interface Codec<M> {
-  /** Serialises a message. The result may be a view into a shared buffer. */
-  encode(message: M): Uint8Array;
-  /** Parses bytes back into a message. */
-  decode(bytes: Uint8Array): M;
-}
+/** The wire codec every simulated message goes through (re-exported for scenario authors). */
+export type { Codec };
 
 /**
  * How long a message spends in flight: uniform in [minMs, maxMs], except that

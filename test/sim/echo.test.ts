@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { pack } from 'msgpackr';
 import { CheckFailure, runScenario } from '../../src/sim/scenario.js';
 import type { Scenario } from '../../src/sim/scenario.js';
 import { echoCodec, echoScenario } from '../../src/sim/scenarios/echo.js';
@@ -84,10 +85,13 @@ describe('echo scenario', () => {
       body: new Uint8Array([1, 2]),
       sum: 3,
     };
-    expect(echoCodec.decode(echoCodec.encode(m))).toEqual(m);
+    const back = echoCodec.decode(echoCodec.encode(m));
+    expect({ ...back, body: new Uint8Array(back.body) }).toEqual(m);
     for (const bytes of [
       new Uint8Array([0xc1]),
-      echoCodec.encode({ ...m, type: 'Nope' as 'Ping' }),
+      pack({ ...m, type: 'Nope' }),
+      pack({ ...m, seq: -1 }),
+      pack({ ...m, body: 'text' }),
     ]) {
       expect(() => echoCodec.decode(bytes)).toThrow(CohortError);
     }

@@ -13,34 +13,45 @@
  * await runScenario(echoScenario({ bugs: { ignorePartitions: true } }), { seed: 42 });
  * ```
  */
-import { pack, unpack } from 'msgpackr';
+import { Type } from '@sinclair/typebox';
 import { assert } from '../../lib/assert.js';
-import { CohortError } from '../../lib/errors.js';
 import { nodeId } from '../../lib/ids.js';
 import type { NodeId } from '../../lib/ids.js';
 import type { Random } from '../../lib/random.js';
 import { SimNetwork, noFaults } from '../network.js';
-import type { Codec, LinkFaults, NetworkBugs, NodeContext, SimNode } from '../network.js';
+import type { LinkFaults, NetworkBugs, NodeContext, SimNode } from '../network.js';
+import { message, messageCodec } from '../../wire/codec.js';
 import { CheckFailure } from '../scenario.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
-/** A numbered message: `seq` counts messages per (sender incarnation, link). */
-export interface EchoMessage {
-  readonly type: 'Ping' | 'Pong' | 'Final';
-  readonly from: string;
-  readonly to: string;
-  /** The sender's incarnation. */
-  readonly inc: number;
-  /** Number of this message on its link within the sender's incarnation (from 1). */
-  readonly seq: number;
-  /** For a Pong: the seq of the Ping it answers; else 0. */
-  readonly re: number;
-  readonly body: Uint8Array;
-  /** A checksum of the other fields, set by the sender. */
-  readonly sum: number;
-}
+// The fields every echo message carries; `seq` counts messages per (sender
+// incarnation, link), `re` is the Ping a Pong answers, `sum` a checksum of the
+// rest set by the sender.
+const fields = {
+  from: Type.String({ maxLength: 64 }),
+  to: Type.String({ maxLength: 64 }),
+  inc: Type.Integer({ minimum: 0 }),
+  seq: Type.Integer({ minimum: 0 }),
+  re: Type.Integer({ minimum: 0 }),
+  body: Type.Uint8Array({ maxByteLength: 1024 }),
+  sum: Type.Integer({ minimum: 0, maximum: 0xffff_ffff }),
+};
 
-function checksum(m: Omit<EchoMessage, 'sum'>): number {
+/**
+ * The echo messages' codec: the project's wire codec (MessagePack, validated
+ * against TypeBox schemas), so the simulator exercises the real encoding.
+ */
+export const echoCodec = messageCodec([
+  message('Ping', fields),
+  message('Pong', fields),
+  message('Final', fields),
+]);
+
+/** A numbered message of the echo scenario. */
+export type EchoMessage = ReturnType<typeof echoCodec.decode>;
+
+/** The checksum a sender puts in `sum`: FNV-1a over every other field. */
+export function echoChecksum(m: Omit<EchoMessage, 'sum'>): number {
   let h = 0x811c9dc5;
   const mixIn = (x: number): void => {
     h = Math.imul(h ^ (x & 0xff), 0x01000193) >>> 0;
@@ -54,50 +65,6 @@ function checksum(m: Omit<EchoMessage, 'sum'>): number {
   for (const b of m.body) mixIn(b);
   return h;
 }
-
-function isNat(x: unknown): x is number {
-  return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
-}
-
-/** MessagePack codec for {@link EchoMessage}, validating every field on decode. */
-export const echoCodec: Codec<EchoMessage> = {
-  encode(m: EchoMessage): Uint8Array {
-    return pack(m);
-  },
-  decode(bytes: Uint8Array): EchoMessage {
-    let v: unknown;
-    try {
-      v = unpack(bytes);
-    } catch (err) {
-      throw new CohortError('DECODE_ERROR', 'not a MessagePack echo message', { cause: err });
-    }
-    const o = v as Partial<Record<keyof EchoMessage, unknown>> | null;
-    if (
-      typeof o !== 'object' ||
-      o === null ||
-      (o.type !== 'Ping' && o.type !== 'Pong' && o.type !== 'Final') ||
-      typeof o.from !== 'string' ||
-      typeof o.to !== 'string' ||
-      !isNat(o.inc) ||
-      !isNat(o.seq) ||
-      !isNat(o.re) ||
-      !(o.body instanceof Uint8Array) ||
-      !isNat(o.sum)
-    ) {
-      throw new CohortError('SCHEMA_VIOLATION', 'malformed echo message');
-    }
-    return {
-      type: o.type,
-      from: o.from,
-      to: o.to,
-      inc: o.inc,
-      seq: o.seq,
-      re: o.re,
-      body: new Uint8Array(o.body),
-      sum: o.sum,
-    };
-  },
-};
 
 /** The scenario's parameters, drawn from the seed. */
 export interface EchoParams {
@@ -225,7 +192,7 @@ export class NetworkChecker {
     if (rec === undefined) this.fail('delivered a message that was never sent', m);
     if (!sameMessage(rec.message, m))
       this.fail('delivered a message that differs from what was sent', m);
-    if (checksum(m) !== m.sum) this.fail('delivered a message with a bad checksum', m);
+    if (echoChecksum(m) !== m.sum) this.fail('delivered a message with a bad checksum', m);
     if (m.to !== self || m.from !== from) {
       this.fail(`misrouted: network says ${from}->${self}`, m);
     }
@@ -326,7 +293,7 @@ class EchoNode implements SimNode<EchoMessage> {
     const body = new Uint8Array(ctx.random.int(24));
     for (let i = 0; i < body.length; i++) body[i] = ctx.random.int(256);
     const base = { type, from: this.self, to, inc: ctx.incarnation, seq, re, body };
-    const m: EchoMessage = { ...base, sum: checksum(base) };
+    const m: EchoMessage = { ...base, sum: echoChecksum(base) };
     this.checker.noteSend(m, ctx.now());
     ctx.send(to, m);
   }
