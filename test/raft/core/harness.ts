@@ -103,6 +103,31 @@ export interface ClusterOptions {
   readonly perNode?: Readonly<Record<string, Omit<RaftOptions, 'id' | 'random'>>>;
   /** Bootstrap configuration (default: all given ids are voters). */
   readonly config?: ClusterConfig;
+  /** What some nodes start from (as if recovered from disk). */
+  readonly initial?: Readonly<Record<string, RaftInitialState>>;
+}
+
+/** Entries with the given terms at indexes 1, 2, ... (commands "t<term>i<index>"). */
+export function entriesWithTerms(terms: readonly number[], from = 1): Entry[] {
+  return terms.map((t, i) => ({
+    index: (from + i) as LogIndex,
+    term: t as Term,
+    kind: 'normal' as const,
+    data: cmd(`t${t}i${from + i}`),
+  }));
+}
+
+/** An initial state holding `terms` as its log, at hard-state term `term` (default: the last entry's). */
+export function logState(terms: readonly number[], term?: number): RaftInitialState {
+  return {
+    hardState: {
+      term: (term ?? terms[terms.length - 1] ?? 0) as Term,
+      vote: null,
+      commit: 0 as LogIndex,
+    },
+    snapshot: null,
+    entries: entriesWithTerms(terms),
+  };
 }
 
 /** Decides whether a message in flight may be delivered. */
@@ -136,12 +161,19 @@ export class Cluster {
     const nid = id as NodeId;
     assert(!this.nodes.has(nid), `node ${id} exists`);
     const disk = new MemDisk();
+    const initial = this.options.initial?.[id];
+    if (initial !== undefined) {
+      disk.hardState = initial.hardState;
+      disk.snapshot = initial.snapshot;
+      disk.entries = [...initial.entries];
+    }
     const node: TestNode = {
       id: nid,
       core: this.makeCore(nid, disk.load(), bootstrap),
       disk,
-      applied: [],
-      appliedIndex: 0,
+      applied:
+        disk.snapshot === null ? [] : (JSON.parse(text(disk.snapshot.data)) as TestNode['applied']),
+      appliedIndex: disk.snapshot?.meta.index ?? 0,
       readStates: [],
       up: true,
     };
@@ -169,6 +201,18 @@ export class Cluster {
   /** The core of node `id`. */
   core(id: string): RaftCore {
     return this.node(id).core;
+  }
+
+  /** Terms of the entries `id` holds in memory, in index order. */
+  terms(id: string): number[] {
+    return this.core(id)
+      .entries()
+      .map((e) => e.term);
+  }
+
+  /** Messages in flight, optionally only those of `type`. */
+  inFlight(type?: RaftMessage['type']): RaftMessage[] {
+    return type === undefined ? [...this.network] : this.network.filter((m) => m.type === type);
   }
 
   /** Commands applied by `id`. */
@@ -356,4 +400,37 @@ export class Cluster {
     this.stabilize();
     assert(this.core(id).status().role === 'leader', `${id} did not win`);
   }
+}
+
+/** Ids used by single-core tests. */
+export const A = 'a' as NodeId;
+/** Second test node. */
+export const B = 'b' as NodeId;
+/** Third test node. */
+export const C = 'c' as NodeId;
+
+/** A lone core `id` (default A) in a cluster of `voters` (default a, b, c), for tests that hand-craft messages. */
+export function soloCore(
+  initial: RaftInitialState = logState([]),
+  options: Omit<RaftOptions, 'id' | 'random'> = {},
+  config: ClusterConfig = { voters: [A, B, C], learners: [] },
+  id: NodeId = A,
+): RaftCore {
+  return new RaftCore({ ...options, id, random: seededRandom(7).fork(id) }, initial, config);
+}
+
+/** Steps `m` (if given) into `core` and returns the resulting Ready (already advanced), or null if none. */
+export function stepReady(core: RaftCore, m?: RaftMessage): Ready | null {
+  if (m !== undefined) core.step(m);
+  if (!core.hasReady()) return null;
+  const rd = core.ready();
+  core.advance(rd);
+  return rd;
+}
+
+/** Drains all Ready of `core`, returning every message produced. */
+export function drain(core: RaftCore): RaftMessage[] {
+  const out: RaftMessage[] = [];
+  for (let rd = stepReady(core); rd !== null; rd = stepReady(core)) out.push(...rd.messages);
+  return out;
 }
