@@ -30,6 +30,14 @@ export const errorCodes = {
   PROTOCOL_ERROR: { definite: true, text: 'the peer broke the protocol' },
   NOT_LEADER: { definite: true, text: 'this node is not the leader; try the hinted one' },
   NOT_FOUND: { definite: true, text: 'the named thing does not exist' },
+  PERMISSION_DENIED: {
+    definite: true,
+    text: 'the caller is not allowed to do this (an auth hook refused it)',
+  },
+  CIRCUIT_OPEN: {
+    definite: true,
+    text: 'the circuit breaker for this endpoint is open; nothing was sent',
+  },
   ALREADY_EXISTS: { definite: true, text: 'the named thing already exists' },
   FAILED_PRECONDITION: { definite: true, text: 'the system is not in a state to do this' },
   COMPACTED: { definite: true, text: 'the requested revision or index was compacted away' },

@@ -66,6 +66,26 @@ export const limits = {
   hlcLogicalMax: 2 ** 32,
   /** Most entries in a vector clock decoded from the wire (one per process ever seen). */
   vectorClockEntriesMax: 4096,
+  /** Deadline of an RPC call when the caller gives none; long enough for a slow disk write, short enough to notice a dead server. */
+  rpcDeadlineMsDefault: 5_000,
+  /** Deadline of a server-streaming call when the caller gives none (watches live long). */
+  rpcStreamDeadlineMsDefault: 60 * 60 * 1000,
+  /** Longest deadline a caller may ask for; bounds how long a server holds a call's state. */
+  rpcDeadlineMsMax: 24 * 60 * 60 * 1000,
+  /** Calls one RPC server runs at once before answering OVERLOADED (bounds server memory and queueing). */
+  rpcServerInflightMax: 4096,
+  /** Calls one RPC client has outstanding before refusing new ones with OVERLOADED. */
+  rpcClientPendingMax: 16 * 1024,
+  /** Stream items a client lets a server send ahead of consumption (credit window, backpressure). */
+  rpcStreamCreditItems: 64,
+  /** Longest service or method name, in characters. */
+  rpcNameCharsMax: 128,
+  /** Unacknowledged at-least-once pub/sub messages kept per subscriber and topic; past it the oldest is dropped and reported. */
+  pubsubUnackedMax: 4096,
+  /** How often a publisher resends unacknowledged at-least-once messages. */
+  pubsubRedeliverMs: 500,
+  /** Largest HTTP/JSON gateway request body (JSON is bigger than MessagePack; stays well under a frame). */
+  httpBodyBytesMax: 4 * 1024 * 1024,
 } as const;
 
 /** The type of {@link limits}. */
@@ -108,6 +128,16 @@ export function checkLimits(l: Limits): void {
     'an AppendEntries batch (soft cap + one overshooting entry) fits a frame',
   );
   check(l.raftAppendEntriesMax > 0 && l.raftInflightAppendsMax > 0, 'raft batch bounds > 0');
+  check(
+    l.rpcDeadlineMsDefault <= l.rpcDeadlineMsMax &&
+      l.rpcStreamDeadlineMsDefault <= l.rpcDeadlineMsMax,
+    'RPC default deadlines <= rpcDeadlineMsMax',
+  );
+  check(
+    l.rpcStreamCreditItems >= 2,
+    'rpcStreamCreditItems >= 2 (credit is returned at half the window)',
+  );
+  check(l.httpBodyBytesMax + 64 * 1024 <= l.frameBytesMax, 'an HTTP body fits a frame');
 }
 
 checkLimits(limits);
