@@ -43,6 +43,8 @@ export interface RunOptions {
   readonly untilMs?: number;
   /** Run at most this many events. */
   readonly maxEvents?: number;
+  /** Called after every event (e.g. safety invariants that must hold at every step). */
+  readonly afterEach?: () => void;
 }
 
 /** The outcome of {@link Scheduler.run}. */
@@ -136,7 +138,7 @@ export class Scheduler {
 
   /** Runs events until idle, past `untilMs`, or `maxEvents` events have run. */
   run(options: RunOptions = {}): RunResult {
-    const { untilMs, maxEvents = Number.POSITIVE_INFINITY } = options;
+    const { untilMs, maxEvents = Number.POSITIVE_INFINITY, afterEach } = options;
     let events = 0;
     for (;;) {
       if (events >= maxEvents) return { events, stop: 'events' };
@@ -147,6 +149,7 @@ export class Scheduler {
       }
       this.step();
       events++;
+      afterEach?.();
     }
   }
 

@@ -75,6 +75,15 @@ describe('Scheduler', () => {
     expect(runs).toBe(11);
   });
 
+  it('calls afterEach after every event', () => {
+    const s = new Scheduler();
+    const log: string[] = [];
+    s.after(1, 'a', () => log.push('a'));
+    s.after(2, 'b', () => log.push('b'));
+    s.run({ afterEach: () => log.push(`check@${s.now()}`) });
+    expect(log).toEqual(['a', 'check@1', 'b', 'check@2']);
+  });
+
   it('refuses to schedule in the past', () => {
     const s = new Scheduler(100);
     expect(() => s.at(99, 'late', () => {})).toThrow(AssertionError);

@@ -14,13 +14,15 @@
  * ```
  */
 import { Type } from '@sinclair/typebox';
-import { assert } from '../../lib/assert.js';
+import { assert, assertNever } from '../../lib/assert.js';
 import { nodeId } from '../../lib/ids.js';
 import type { NodeId } from '../../lib/ids.js';
 import type { Random } from '../../lib/random.js';
 import { SimNetwork, noFaults } from '../network.js';
 import type { LinkFaults, NetworkBugs, NodeContext, SimNode } from '../network.js';
 import { message, messageCodec } from '../../wire/codec.js';
+import { Nemesis } from '../nemesis.js';
+import type { NemesisAction } from '../nemesis.js';
 import { CheckFailure } from '../scenario.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 
@@ -221,6 +223,28 @@ export class NetworkChecker {
     }
   }
 
+  /** Mirrors a nemesis action into the checker's model. */
+  noteAction(a: NemesisAction): void {
+    switch (a.kind) {
+      case 'crash':
+        return this.noteCrash(a.node);
+      case 'restart':
+        return this.noteRestart(a.node);
+      case 'partition':
+        return this.notePartition(a.groups);
+      case 'isolate':
+        return this.notePartition([[a.node]]);
+      case 'cut':
+        return this.noteCut(a.from, a.to);
+      case 'clog':
+        return this.noteClog(a.from, a.to, a.untilMs);
+      case 'heal':
+        return this.noteHeal();
+      default:
+        return assertNever(a);
+    }
+  }
+
   /** The nemesis crashed `id`. */
   noteCrash(id: NodeId): void {
     this.up.set(id, false);
@@ -379,91 +403,22 @@ function runEcho(ctx: ScenarioContext, options: EchoScenarioOptions): void {
     net.addNode(id, node, { tickMs: p.tickMs });
   }
 
-  // The nemesis: one fault action at a time, drawn from its own stream.
-  const nemesis = ctx.random.fork('nemesis');
-  const count = (what: string): void => {
-    ctx.counts[`nemesis ${what}`] = (ctx.counts[`nemesis ${what}`] ?? 0) + 1;
-  };
-  const act = (): void => {
-    const now = scheduler.now();
-    const node = nemesis.pick(ids);
-    const other = nemesis.pick(ids);
-    switch (nemesis.int(8)) {
-      case 0:
-        net.crash(node);
-        checker.noteCrash(node);
-        count('crash');
-        break;
-      case 1:
-      case 2: {
-        const down = ids.filter((id) => !net.isUp(id));
-        if (down.length === 0) break;
-        const id = nemesis.pick(down);
-        net.restart(id);
-        checker.noteRestart(id);
-        count('restart');
-        break;
-      }
-      case 3: {
-        const shuffled = nemesis.shuffle(ids);
-        const cutAt = nemesis.intBetween(1, Math.max(1, ids.length - 1));
-        const groups = [shuffled.slice(0, cutAt), shuffled.slice(cutAt)];
-        // Sometimes leave the second group unlisted: unlisted nodes form a group too.
-        const listed = nemesis.chance(0.5) ? groups : groups.slice(0, 1);
-        net.partition(listed);
-        checker.notePartition(listed);
-        count('partition');
-        break;
-      }
-      case 4: {
-        net.isolate(node);
-        checker.notePartition([[node]]);
-        count('isolate');
-        break;
-      }
-      case 5:
-        if (node !== other) {
-          net.cutLink(node, other);
-          checker.noteCut(node, other);
-          count('cut-link');
-        }
-        break;
-      case 6: {
-        const until = now + nemesis.intBetween(10, 500);
-        if (node !== other) {
-          net.clog(node, other, until);
-          checker.noteClog(node, other, until);
-          count('clog');
-        }
-        break;
-      }
-      case 7:
-        net.heal();
-        checker.noteHeal();
-        count('heal');
-        break;
-    }
-  };
-  const scheduleNemesis = (): void => {
-    const delay = nemesis.intBetween(1, 2 * p.nemesisEveryMs);
-    if (scheduler.now() + delay > p.durationMs) return;
-    scheduler.after(delay, 'nemesis', () => {
-      act();
-      scheduleNemesis();
-    });
-  };
-  scheduleNemesis();
+  // The nemesis: one fault action at a time, drawn from its own stream; the
+  // checker mirrors each action into its own model.
+  const nemesis = new Nemesis(net, scheduler, {
+    random: ctx.random.fork('nemesis'),
+    everyMs: p.nemesisEveryMs,
+    untilMs: p.durationMs,
+    onAction: (a) => checker.noteAction(a),
+  });
+  nemesis.start();
   scheduler.run({ untilMs: p.durationMs });
+  for (const [kind, n] of Object.entries(nemesis.applied())) ctx.counts[`nemesis ${kind}`] = n;
 
   // Final phase: lift every fault, restart everyone, wait out clogs and the
   // long tail of traffic in flight; from then on every message must arrive
   // (each node also sends a Final to every other, so every link carries one).
-  net.heal();
-  checker.noteHeal();
-  for (const id of ids) {
-    net.restart(id);
-    checker.noteRestart(id);
-  }
+  nemesis.liftAll();
   net.setDefaultFaults(noFaults);
   duplicationOn = false;
   const settleMs = (p.faults.delay.tailMaxMs ?? p.faults.delay.maxMs) + 600;
