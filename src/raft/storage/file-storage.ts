@@ -10,8 +10,8 @@
  * await storage.save({ entries, hardState }); // resolves once written and fdatasync'd
  * ```
  *
- * Layout: `<dir>/wal/<seq>.wal` segments and `<dir>/snap/<index>-<term>.snap`
- * snapshots (numbers as 16 hex digits). Record format: see records.ts.
+ * Layout: `<dir>/wal/<seq>.wal` segments and `<dir>/snap/<index>-<term>-<crc>.snap`
+ * snapshots (numbers as 16 hex digits, the data's CRC32C as 8). Record format: see records.ts.
  *
  * Group commit: save() validates the write against the log as it will be after
  * every earlier save(), encodes its records and queues them; the queue is
@@ -129,14 +129,25 @@ interface Waiter {
 }
 
 const SEGMENT_RE = /^([0-9a-f]{16})\.wal$/;
-const SNAPSHOT_RE = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
+const SNAPSHOT_RE = /^[0-9a-f]{16}-[0-9a-f]{16}-[0-9a-f]{8}\.snap$/;
 
 function hex16(n: number): string {
   return n.toString(16).padStart(16, '0');
 }
 
-function snapshotName(index: number, term: number): string {
-  return `${hex16(index)}-${hex16(term)}.snap`;
+/**
+ * A snapshot as the log names it: its metadata and the CRC32C of its data. The
+ * CRC is part of the file name, so saving a different snapshot at the same
+ * index and term never overwrites the file an earlier record names.
+ */
+interface SnapRef {
+  readonly meta: SnapshotMeta;
+  readonly crc: number;
+}
+
+function snapshotName(ref: SnapRef): string {
+  const { index, term } = ref.meta;
+  return `${hex16(index)}-${hex16(term)}-${ref.crc.toString(16).padStart(8, '0')}.snap`;
 }
 
 function ioError(what: string, cause: unknown): CohortError {
@@ -183,6 +194,18 @@ function metaArray(m: SnapshotMeta): [number, number, ClusterConfig] {
   return [m.index, m.term, m.config];
 }
 
+function refArray(r: SnapRef): [number, number, ClusterConfig, number] {
+  return [r.meta.index, r.meta.term, r.meta.config, r.crc];
+}
+
+function toRef(v: unknown): SnapRef | null {
+  const meta = toMeta(v);
+  if (meta === null || !Array.isArray(v)) return null;
+  const crc: unknown = v[3];
+  if (typeof crc !== 'number' || !Number.isInteger(crc) || crc < 0 || crc >= 2 ** 32) return null;
+  return { meta, crc };
+}
+
 function toMeta(v: unknown): SnapshotMeta | null {
   if (!Array.isArray(v) || v.length < 3) return null;
   const [index, term, config] = v as unknown[];
@@ -206,7 +229,7 @@ class Replay {
   entries: Entry[] = [];
   hardState: HardState = emptyHardState;
   /** Snapshots named by the log, in the order named (later wins for equal index). */
-  snapshots: SnapshotMeta[] = [];
+  snapshots: SnapRef[] = [];
   started = false;
 
   /** Applies one record; returns a reason if it does not fit the log so far. */
@@ -219,7 +242,7 @@ class Replay {
         if (!Number.isSafeInteger(c.base) || !isHardStateArray(c.hs) || !Array.isArray(c.snaps)) {
           return 'malformed checkpoint';
         }
-        const snaps = c.snaps.map(toMeta);
+        const snaps = c.snaps.map(toRef);
         if (snaps.some((s) => s === null)) return 'malformed checkpoint snapshot';
         const base = c.base as number;
         if (!this.started) {
@@ -230,7 +253,7 @@ class Replay {
           return `checkpoint says the log ends at ${base}, previous segments end at ${this.lastIndex}`;
         }
         this.hardState = toHardState(c.hs);
-        for (const s of snaps as SnapshotMeta[]) this.noteSnapshot(s);
+        for (const s of snaps as SnapRef[]) this.noteSnapshot(s);
         return null;
       }
       case RecordType.Entries: {
@@ -254,11 +277,12 @@ class Replay {
       }
       case RecordType.Snapshot: {
         const v = unpack(payload);
-        const meta = toMeta(v);
-        if (meta === null || !Array.isArray(v) || typeof v[3] !== 'boolean') {
+        const ref = toRef(v);
+        if (ref === null || !Array.isArray(v) || typeof v[4] !== 'boolean') {
           return 'malformed snapshot record';
         }
-        if (v[3]) {
+        const meta = ref.meta;
+        if (v[4]) {
           // Raft §7: the log past the snapshot is kept. Entries at or below it stay
           // in the replay so an older snapshot can be fallen back on.
           if (meta.index > this.lastIndex)
@@ -268,7 +292,7 @@ class Replay {
           this.lastIndex = meta.index;
           this.knownStart = meta.index + 1;
         }
-        this.noteSnapshot(meta);
+        this.noteSnapshot(ref);
         return null;
       }
       case RecordType.Truncate: {
@@ -291,9 +315,9 @@ class Replay {
     }
   }
 
-  private noteSnapshot(meta: SnapshotMeta): void {
-    this.snapshots = this.snapshots.filter((s) => s.index !== meta.index);
-    this.snapshots.push(meta);
+  private noteSnapshot(ref: SnapRef): void {
+    this.snapshots = this.snapshots.filter((s) => s.meta.index !== ref.meta.index);
+    this.snapshots.push(ref);
   }
 }
 
@@ -322,7 +346,7 @@ export class FileStorage implements Storage {
   private terms = new TermRuns(0);
   private snapshotMeta: SnapshotMeta | null = null;
   /** Snapshots kept on disk, oldest first (at most snapshotsRetainedMax). */
-  private retained: SnapshotMeta[] = [];
+  private retained: SnapRef[] = [];
   private hardState: HardState = emptyHardState;
   private segments: Segment[] = [];
   /** Bytes the last segment will hold once the queue is written. */
@@ -339,7 +363,9 @@ export class FileStorage implements Storage {
   private queue: QueueItem[] = [];
   private queueBytes = 0;
   private waiters: Waiter[] = [];
-  private afterFlush: (() => void)[] = [];
+  /** Snapshot files superseded by queued writes: removed once those writes are durable. */
+  private droppedSnapshots: SnapRef[] = [];
+  private compactPending = false;
   private flushScheduled = false;
   private closing: Promise<void> | null = null;
 
@@ -428,13 +454,12 @@ export class FileStorage implements Storage {
   private enqueue(write: StorageWrite): void {
     const plan = planWrite(this.shape(), write);
     const records: Buffer[] = [];
+    let ref: SnapRef | null = null;
     if (write.snapshot !== undefined) {
-      this.writeSnapshotFile(write.snapshot);
+      ref = { meta: write.snapshot.meta, crc: crc32c(write.snapshot.data) };
+      this.writeSnapshotFile(write.snapshot, ref);
       records.push(
-        encodeRecord(
-          RecordType.Snapshot,
-          packer.pack([...metaArray(write.snapshot.meta), plan.snapshotKeepsLog]),
-        ),
+        encodeRecord(RecordType.Snapshot, packer.pack([...refArray(ref), plan.snapshotKeepsLog])),
       );
     }
     const entries = write.entries ?? [];
@@ -470,19 +495,19 @@ export class FileStorage implements Storage {
 
     // Advance the model (the same semantics as applyWrite in memory.ts).
     const tail = this.segments[this.segments.length - 1] as Segment;
-    if (write.snapshot !== undefined) {
-      const meta = write.snapshot.meta;
+    if (ref !== null) {
+      const meta = ref.meta;
       if (plan.snapshotKeepsLog) this.terms.dropThrough(meta.index);
       else this.terms.reset(meta.index);
       this.snapshotMeta = meta;
-      this.retained = this.retained.filter((s) => s.index !== meta.index);
-      this.retained.push(meta);
-      const dropped = this.retained.splice(
-        0,
-        Math.max(0, this.retained.length - limits.snapshotsRetainedMax),
+      const dropped = this.retained.filter((s) => s.meta.index === meta.index);
+      this.retained = this.retained.filter((s) => s.meta.index !== meta.index);
+      this.retained.push(ref);
+      dropped.push(
+        ...this.retained.splice(0, Math.max(0, this.retained.length - limits.snapshotsRetainedMax)),
       );
-      const keep = this.retained.slice();
-      this.afterFlush.push(() => this.compact(keep, dropped));
+      this.droppedSnapshots.push(...dropped);
+      this.compactPending = true;
     }
     if (plan.truncateFrom !== null) this.terms.truncateFrom(plan.truncateFrom);
     for (const e of entries) this.terms.append(e.index, e.term);
@@ -517,7 +542,7 @@ export class FileStorage implements Storage {
       packer.pack({
         base: this.terms.lastIndex,
         hs: hardStateArray(this.hardState),
-        snaps: this.retained.map(metaArray),
+        snaps: this.retained.map(refArray),
       }),
     );
     return Buffer.concat([segmentMagic, header, checkpoint]);
@@ -532,10 +557,8 @@ export class FileStorage implements Storage {
     this.flushScheduled = false;
     const queue = this.queue;
     const waiters = this.waiters;
-    const after = this.afterFlush;
     this.queue = [];
     this.waiters = [];
-    this.afterFlush = [];
     this.queueBytes = 0;
     if (queue.length === 0 && waiters.length === 0) return;
     try {
@@ -577,7 +600,8 @@ export class FileStorage implements Storage {
       return;
     }
     for (const w of waiters) w.resolve();
-    for (const fn of after) fn();
+    // Compaction reads the model after the flush: every queued write is now durable.
+    if (this.compactPending) this.compact();
   }
 
   private closeFd(): void {
@@ -591,13 +615,20 @@ export class FileStorage implements Storage {
   }
 
   /** Removes segments wholly covered by the oldest retained snapshot and snapshots no longer retained. */
-  private compact(keep: readonly SnapshotMeta[], dropped: readonly SnapshotMeta[]): void {
+  private compact(): void {
+    const keep = this.retained;
+    const dropped = this.droppedSnapshots;
+    this.droppedSnapshots = [];
+    this.compactPending = false;
     try {
       const oldest = keep[0];
       let removedSegments = 0;
       if (oldest !== undefined) {
         // Only a prefix of segments may go, so recovery starts at a segment boundary.
-        while (this.segments.length > 1 && (this.segments[0] as Segment).maxIndex <= oldest.index) {
+        while (
+          this.segments.length > 1 &&
+          (this.segments[0] as Segment).maxIndex <= oldest.meta.index
+        ) {
           const seg = this.segments.shift() as Segment;
           if (seg.seq === this.fdSeq) {
             this.segments.unshift(seg);
@@ -609,9 +640,9 @@ export class FileStorage implements Storage {
       }
       if (removedSegments > 0) this.fs.syncDir(this.walDir);
       for (const s of dropped) {
-        if (keep.some((k) => k.index === s.index && k.term === s.term)) continue;
+        if (keep.some((k) => snapshotName(k) === snapshotName(s))) continue;
         try {
-          this.fs.unlink(posix.join(this.snapDir, snapshotName(s.index, s.term)));
+          this.fs.unlink(posix.join(this.snapDir, snapshotName(s)));
         } catch {
           // Already gone (e.g. never readable): nothing to do.
         }
@@ -627,7 +658,7 @@ export class FileStorage implements Storage {
   }
 
   /** Writes a snapshot file durably: temp file, fsync, rename, directory fsync. */
-  private writeSnapshotFile(snapshot: Snapshot): void {
+  private writeSnapshotFile(snapshot: Snapshot, ref: SnapRef): void {
     const { meta, data } = snapshot;
     const header = encodeRecord(
       RecordType.SnapshotHeader,
@@ -637,10 +668,10 @@ export class FileStorage implements Storage {
         node: this.options.nodeId,
         meta: metaArray(meta),
         length: data.byteLength,
-        crc: crc32c(data),
+        crc: ref.crc,
       }),
     );
-    const name = snapshotName(meta.index, meta.term);
+    const name = snapshotName(ref);
     const tmp = posix.join(this.snapDir, `${name}.tmp`);
     let fd: FileHandle | null = null;
     try {
@@ -669,8 +700,9 @@ export class FileStorage implements Storage {
   }
 
   /** Reads and verifies a snapshot file; returns a reason string if unusable. */
-  private readSnapshotFile(meta: SnapshotMeta): Snapshot | string {
-    const name = snapshotName(meta.index, meta.term);
+  private readSnapshotFile(ref: SnapRef): Snapshot | string {
+    const { meta } = ref;
+    const name = snapshotName(ref);
     let bytes: Buffer;
     try {
       bytes = this.readWhole(posix.join(this.snapDir, name));
@@ -692,7 +724,7 @@ export class FileStorage implements Storage {
       return 'metadata does not match';
     const data = bytes.subarray(r.end);
     if (data.length !== h.length) return `length ${data.length}, header says ${String(h.length)}`;
-    if (crc32c(data) !== h.crc) return 'data checksum mismatch';
+    if (crc32c(data) !== h.crc || h.crc !== ref.crc) return 'data checksum mismatch';
     return { meta: m, data: new Uint8Array(data) };
   }
 
@@ -873,13 +905,15 @@ export class FileStorage implements Storage {
     }
 
     // Choose the newest readable snapshot the log names and reaches back to.
-    const candidates = replay.snapshots.slice().sort((a, b) => b.index - a.index);
+    const candidates = replay.snapshots.slice().sort((a, b) => b.meta.index - a.meta.index);
     let chosen: Snapshot | null = null;
-    let rest: SnapshotMeta[] = [];
+    let chosenRef: SnapRef | null = null;
+    let rest: SnapRef[] = [];
     for (let k = 0; k < candidates.length; k++) {
-      const meta = candidates[k] as SnapshotMeta;
-      const file = posix.join('snap', snapshotName(meta.index, meta.term));
-      const s = this.readSnapshotFile(meta);
+      const ref = candidates[k] as SnapRef;
+      const meta = ref.meta;
+      const file = posix.join('snap', snapshotName(ref));
+      const s = this.readSnapshotFile(ref);
       let reason = typeof s === 'string' ? s : null;
       if (reason === null && replay.knownStart > meta.index + 1)
         reason = 'the log no longer reaches back to it';
@@ -891,6 +925,7 @@ export class FileStorage implements Storage {
         continue;
       }
       chosen = s as Snapshot;
+      chosenRef = ref;
       rest = candidates.slice(k + 1);
       break;
     }
@@ -907,7 +942,7 @@ export class FileStorage implements Storage {
       );
     }
     // Remove snapshot files the log does not name (interrupted saves) and temp files.
-    const named = new Set(replay.snapshots.map((s) => snapshotName(s.index, s.term)));
+    const named = new Set(replay.snapshots.map(snapshotName));
     let snapDirty = false;
     for (const n of fs.readdir(this.snapDir)) {
       if (named.has(n)) continue;
@@ -925,9 +960,9 @@ export class FileStorage implements Storage {
     assert(this.terms.lastIndex === Math.max(base, replay.lastIndex), 'recovered log end mismatch');
     this.snapshotMeta = chosen?.meta ?? null;
     this.retained =
-      chosen === null
+      chosenRef === null
         ? []
-        : [...rest.slice(0, limits.snapshotsRetainedMax - 1).reverse(), chosen.meta];
+        : [...rest.slice(0, limits.snapshotsRetainedMax - 1).reverse(), chosenRef];
     this.hardState = replay.hardState;
     this.segments = segments;
     if (segments.length === 0) {

@@ -40,17 +40,30 @@ export function snapshot(index: number, term: number, size = 32): Snapshot {
   };
 }
 
+const hex = (b: Uint8Array): string =>
+  Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+
+/** Entry renderings, cached by identity: states built by applyWrite share entry objects. */
+const entryText = new WeakMap<Entry, string>();
+
+function renderEntry(e: Entry): string {
+  let t = entryText.get(e);
+  if (t === undefined) {
+    t = `${e.index}/${e.term}/${e.kind}/${hex(e.data)}`;
+    entryText.set(e, t);
+  }
+  return t;
+}
+
 /** A plain, comparable form of a persistent state. */
 export function plain(state: PersistentState): unknown {
-  const hex = (b: Uint8Array): string =>
-    Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
   return {
     hardState: { ...state.hardState },
     snapshot:
       state.snapshot === null
         ? null
         : { meta: structuredClone(state.snapshot.meta), data: hex(state.snapshot.data) },
-    entries: state.entries.map((e) => `${e.index}/${e.term}/${e.kind}/${hex(e.data)}`),
+    entries: state.entries.map(renderEntry),
   };
 }
 
