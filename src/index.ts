@@ -6,4 +6,5 @@
  * ```
  */
 export * from './lib/index.js';
+export * from './clock/index.js';
 export { version } from './version.js';
