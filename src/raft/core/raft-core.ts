@@ -317,6 +317,8 @@ export class RaftCore {
   private transferElapsed = 0;
   /** Leader: has an entry of the current term been committed (ReadIndex and config-change precondition). */
   private committedInTerm = false;
+  /** Leader: progress reflects the committed configuration (no removal pending). */
+  private progressSyncedAt = true;
 
   private heartbeatSeq = 0;
   private readonly seqSentTick = new Map<number, number>();
@@ -632,8 +634,13 @@ export class RaftCore {
     this.leadTransferee = to;
     this.transferElapsed = 0;
     const pr = this.progress.get(to) as Progress;
-    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
-    else this.needFlush = true;
+    if (pr.match === this.log.lastIndex()) {
+      this.sendTimeoutNow(to);
+    } else {
+      pr.forceSend = true; // catch it up now rather than at the next heartbeat
+      pr.probeSent = false;
+      this.needFlush = true;
+    }
     return { kind: 'accepted' };
   }
 
@@ -888,10 +895,16 @@ export class RaftCore {
     this.appendOwn('noop', new Uint8Array(0));
   }
 
-  /** Keeps one Progress per other member of the current configuration. */
+  /**
+   * Keeps one Progress per other member of the current configuration, and of
+   * the committed one: a node being removed is still replicated to until its
+   * removal commits, so it learns of it and does not campaign.
+   */
   private syncProgress(): void {
     const want = new Set(members(this.log.config()));
+    for (const id of members(this.log.configAt(this.log.commit))) want.add(id);
     want.delete(this.id);
+    this.progressSyncedAt = this.log.commit >= this.log.configIndex();
     for (const id of [...this.progress.keys()]) if (!want.has(id)) this.progress.delete(id);
     for (const id of want) {
       if (!this.progress.has(id)) {
@@ -1151,6 +1164,7 @@ export class RaftCore {
 
   private onCommitAdvanced(): void {
     this.needFlush = true;
+    if (!this.progressSyncedAt && this.log.commit >= this.log.configIndex()) this.syncProgress();
     if (!this.committedInTerm && this.log.term(this.log.commit) === this.term) {
       this.committedInTerm = true;
       const waiting = this.readsAwaitingCommit;
