@@ -8,28 +8,17 @@
  * ```
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Type } from '@sinclair/typebox';
 import { isCohortError } from '../../src/lib/errors.js';
 import type { ErrorCode } from '../../src/lib/errors.js';
 import { nodeId } from '../../src/lib/ids.js';
 import type { NodeId } from '../../src/lib/ids.js';
 import type { PeerStatus, Transport, TransportLimits } from '../../src/transport/transport.js';
-import { message, messageCodec } from '../../src/wire/codec.js';
-import type { MessageOf } from '../../src/wire/codec.js';
+import { NODES } from './test-messages.js';
+import type { TestMessage } from './test-messages.js';
 
-/** The message of the suite: a sequence number, plus optional padding. */
-export const Seq = message('Seq', {
-  seq: Type.Integer({ minimum: 0 }),
-  note: Type.String({ maxLength: 64 }),
-  pad: Type.Optional(Type.Uint8Array()),
-});
-/** The codec of the suite. */
-export const testCodec = messageCodec([Seq]);
-/** A message of the suite. */
-export type TestMessage = MessageOf<[typeof Seq]>;
+export { NODES, Seq, testCodec } from './test-messages.js';
+export type { TestMessage } from './test-messages.js';
 
-/** The nodes every harness knows. `zz` is in nobody's address book... except as a name. */
-export const NODES: readonly NodeId[] = [nodeId('a'), nodeId('b'), nodeId('c')];
 const [A, B, C] = NODES as [NodeId, NodeId, NodeId];
 
 /** Starts and stops transports of the nodes in {@link NODES}. */

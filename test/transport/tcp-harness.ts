@@ -10,8 +10,9 @@ import { clusterId } from '../../src/lib/ids.js';
 import type { NodeId } from '../../src/lib/ids.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
 import type { PeerAddress, TcpTransportLimits } from '../../src/transport/tcp-transport.js';
-import { NODES, testCodec } from './compliance.js';
-import type { TestMessage, TransportHarness } from './compliance.js';
+import type { TransportHarness } from './compliance.js';
+import { NODES, testCodec } from './test-messages.js';
+import type { TestMessage } from './test-messages.js';
 
 /** A port that was free a moment ago (the OS picks it). */
 export async function freePort(): Promise<number> {

@@ -1,4 +1,441 @@
-import { transportCompliance } from './compliance.js';
-import { tcpHarness } from './tcp-harness.js';
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { pack } from 'msgpackr';
+import { isCohortError } from '../../src/lib/errors.js';
+import { clusterId, nodeId } from '../../src/lib/ids.js';
+import type { NodeId } from '../../src/lib/ids.js';
+import { seededRandom } from '../../src/lib/random.js';
+import { reconnectDelayMs, TcpTransport } from '../../src/transport/tcp-transport.js';
+import type { PeerAddress, TcpTransportOptions } from '../../src/transport/tcp-transport.js';
+import type { PeerStatus } from '../../src/transport/transport.js';
+import { encodeFrame, FrameDecoder } from '../../src/wire/frame.js';
+import { handshakeCodec } from '../../src/wire/handshake.js';
+import type { HandshakeMessage } from '../../src/wire/handshake.js';
+import { settle, transportCompliance, waitFor } from './compliance.js';
+import { fastLimits, freePort, tcpHarness, testCluster, testLogger } from './tcp-harness.js';
+import { testCodec } from './test-messages.js';
+import type { TestMessage } from './test-messages.js';
 
 transportCompliance('tcp', tcpHarness);
+
+const A = nodeId('a');
+const B = nodeId('b');
+const local = (port: number): PeerAddress => ({ host: '127.0.0.1', port });
+
+/** Transports and sockets opened by a test, closed after it. */
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function startNode(
+  options: Partial<TcpTransportOptions<TestMessage>> & { self: NodeId; port: number },
+): Promise<TcpTransport<TestMessage>> {
+  const t = await TcpTransport.start<TestMessage>({
+    clusterId: testCluster,
+    codec: testCodec,
+    listen: local(options.port),
+    peers: {},
+    logger: testLogger(),
+    ...options,
+    limits: { ...fastLimits, ...options.limits },
+  });
+  cleanups.push(() => t.close());
+  return t;
+}
+
+/** A logger that keeps its lines, to check what was logged. */
+function capturingLogger(): { logger: pino.Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) });
+  return { logger, lines };
+}
+
+/** A raw client socket that speaks frames by hand. */
+async function rawClient(port: number): Promise<{
+  socket: net.Socket;
+  frames: HandshakeMessage[];
+  closed: () => boolean;
+}> {
+  const socket = net.connect(port, '127.0.0.1');
+  cleanups.push(() => void socket.destroy());
+  const frames: HandshakeMessage[] = [];
+  const decoder = new FrameDecoder();
+  let isClosed = false;
+  socket.on('data', (chunk: Buffer) => {
+    decoder.push(chunk);
+    for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+      frames.push(handshakeCodec.decode(p));
+    }
+  });
+  socket.on('error', () => {});
+  socket.on('close', () => {
+    isClosed = true;
+  });
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  return { socket, frames, closed: () => isClosed };
+}
+
+function hello(from: string, to: string): Uint8Array {
+  return handshakeCodec.encodeFrame({
+    type: 'Hello',
+    protocolVersion: 1,
+    clusterId: testCluster,
+    nodeId: from,
+    to,
+  });
+}
+
+describe('TcpTransport: handshake', () => {
+  it('refuses a node of another cluster, logging the reason on both sides', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const logA = capturingLogger();
+    const logB = capturingLogger();
+    const b = await startNode({ self: B, port: pb, peers: { a: local(pa) }, logger: logB.logger });
+    const a = await startNode({
+      self: A,
+      port: pa,
+      peers: { b: local(pb) },
+      clusterId: clusterId('elsewhere'),
+      logger: logA.logger,
+    });
+    const got: TestMessage[] = [];
+    b.onMessage((_f, m) => got.push(m));
+    a.send(B, { type: 'Seq', seq: 1, note: '' });
+    await waitFor(() => a.counters.handshakeFailures >= 2, 'refusals');
+    expect(b.counters.handshakeFailures).toBeGreaterThanOrEqual(2);
+    expect(logB.lines.join('')).toMatch(/cluster id mismatch: peer a is in \\"elsewhere\\"/);
+    expect(logA.lines.join('')).toMatch(/b refused the handshake \(cluster\)/);
+    expect(a.isConnected(B)).toBe(false);
+    await settle();
+    expect(got).toEqual([]);
+  });
+
+  it('refuses another protocol version', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const logB = capturingLogger();
+    await startNode({ self: B, port: pb, peers: { a: local(pa) }, logger: logB.logger });
+    const a = await startNode({ self: A, port: pa, peers: { b: local(pb) }, protocolVersion: 2 });
+    a.send(B, { type: 'Seq', seq: 1, note: '' });
+    await waitFor(() => a.counters.handshakeFailures >= 1, 'the refusal');
+    expect(logB.lines.join('')).toMatch(/protocol version mismatch: peer a speaks 2, this node 1/);
+  });
+
+  it('refuses a node that is not in the address book, and a Hello meant for another node', async () => {
+    const pb = await freePort();
+    const b = await startNode({ self: B, port: pb, peers: { a: local(await freePort()) } });
+    const stranger = await rawClient(pb);
+    stranger.socket.write(hello('zz', 'b'));
+    await waitFor(() => stranger.closed(), 'the close');
+    expect(stranger.frames).toEqual([
+      expect.objectContaining({ type: 'Reject', code: 'node' }) as unknown,
+    ]);
+    const lost = await rawClient(pb);
+    lost.socket.write(hello('a', 'c'));
+    await waitFor(() => lost.closed(), 'the close');
+    expect(lost.frames[0]).toMatchObject({ type: 'Reject', code: 'node' });
+    expect(b.counters.handshakeFailures).toBe(2);
+  });
+
+  it('closes a connection that never completes the handshake', async () => {
+    const pb = await freePort();
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(await freePort()) },
+      limits: { handshakeTimeoutMs: 50 },
+    });
+    const silent = await rawClient(pb);
+    await waitFor(() => silent.closed(), 'the timeout');
+    expect(b.counters.handshakeFailures).toBe(1);
+  });
+});
+
+describe('TcpTransport: malformed input', () => {
+  async function handshaken(): Promise<{
+    b: TcpTransport<TestMessage>;
+    pb: number;
+    got: TestMessage[];
+    lines: string[];
+    client: Awaited<ReturnType<typeof rawClient>>;
+  }> {
+    const pb = await freePort();
+    const { logger, lines } = capturingLogger();
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(await freePort()) },
+      limits: { frameBytesMax: 1024 },
+      logger,
+    });
+    const got: TestMessage[] = [];
+    b.onMessage((_f, m) => got.push(m));
+    const client = await rawClient(pb);
+    client.socket.write(hello('a', 'b'));
+    await waitFor(() => client.frames.length === 1, 'the Welcome');
+    expect(client.frames[0]).toMatchObject({ type: 'Welcome', nodeId: 'b' });
+    return { b, pb, got, lines, client };
+  }
+
+  const cases: [string, (good: Uint8Array) => Uint8Array, string][] = [
+    ['a wrong field type', () => encodeFrame(pack({ type: 'Seq', seq: 'x', note: '' })), 'SCHEMA'],
+    ['an unknown message type', () => encodeFrame(pack({ type: 'Nope' })), 'UNKNOWN'],
+    [
+      'bytes that are not MessagePack',
+      () => encodeFrame(new Uint8Array([0xd4, 0x22, 0])),
+      'DECODE',
+    ],
+    [
+      'a bad checksum',
+      (good) => {
+        const bad = Uint8Array.from(good);
+        bad[bad.length - 1] = (bad[bad.length - 1] as number) ^ 0x10;
+        return bad;
+      },
+      'CHECKSUM',
+    ],
+    ['an oversized length', () => new Uint8Array([0x40, 0, 0, 0, 0, 0, 0, 0]), 'FRAME_TOO_LARGE'],
+  ];
+
+  for (const [what, corrupt, code] of cases) {
+    it(`closes the connection on ${what}, delivers nothing after it, and keeps serving others`, async () => {
+      const { b, pb, got, lines, client } = await handshaken();
+      const good = testCodec.encodeFrame({ type: 'Seq', seq: 1, note: 'ok' });
+      const after = testCodec.encodeFrame({ type: 'Seq', seq: 2, note: 'after' });
+      client.socket.write(Buffer.concat([good, corrupt(good), after]));
+      await waitFor(() => client.closed(), 'the close');
+      expect(got).toEqual([{ type: 'Seq', seq: 1, note: 'ok' }]);
+      expect(b.counters.decodeErrors).toBe(1);
+      expect(lines.join('')).toContain(`malformed input from a`);
+      expect(lines.join('')).toContain(code);
+      // The node is fine: a new, well-behaved connection works.
+      const again = await rawClient(pb);
+      again.socket.write(Buffer.concat([hello('a', 'b'), after]));
+      await waitFor(() => got.length === 2, 'the message on the new connection');
+    });
+  }
+});
+
+describe('TcpTransport: sending', () => {
+  it('coalesces the messages of one event-loop turn into few socket writes', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await startNode({ self: B, port: pb, peers: { a: local(pa) } });
+    const a = await startNode({ self: A, port: pa, peers: { b: local(pb) } });
+    const got: number[] = [];
+    b.onMessage((_f, m) => got.push(m.seq));
+    a.send(B, { type: 'Seq', seq: 0, note: '' });
+    await waitFor(() => got.length === 1, 'the link');
+    const writesBefore = a.counters.writes;
+    for (let i = 1; i <= 1000; i++) a.send(B, { type: 'Seq', seq: i, note: 'coalesce' });
+    await waitFor(() => got.length === 1001, 'all messages');
+    // ~25 KB of frames: one batch (writeBatchBytesMax is 256 KiB).
+    expect(a.counters.writes - writesBefore).toBe(1);
+  });
+
+  it('answers OVERLOADED when a connected peer stops reading (backpressure reaches the queue)', async () => {
+    const pa = await freePort();
+    // A fake "b" that completes the handshake and then never reads again.
+    const stalled: net.Socket[] = [];
+    const server = net.createServer((socket) => {
+      stalled.push(socket);
+      socket.once('data', () => {
+        socket.write(
+          handshakeCodec.encodeFrame({
+            type: 'Welcome',
+            protocolVersion: 1,
+            clusterId: testCluster,
+            nodeId: 'b',
+          }),
+        );
+        socket.pause();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of stalled) s.destroy();
+          server.close(() => r());
+        }),
+    );
+    const port = (server.address() as net.AddressInfo).port;
+    const a = await startNode({
+      self: A,
+      port: pa,
+      peers: { b: local(port) },
+      limits: { peerQueueMessagesMax: 16 },
+    });
+    const events: PeerStatus[] = [];
+    a.onPeerStatus((_p, s) => events.push(s));
+    const pad = new Uint8Array(64 * 1024);
+    let overloaded = false;
+    for (let round = 0; round < 10_000 && !overloaded; round++) {
+      try {
+        a.send(B, { type: 'Seq', seq: round, note: 'fill', pad });
+      } catch (err) {
+        expect(isCohortError(err) && err.code).toBe('OVERLOADED');
+        expect(isCohortError(err) && err.definite).toBe(true);
+        overloaded = true;
+      }
+      await settle(1);
+    }
+    expect(overloaded).toBe(true);
+    expect(events).toEqual(['up']);
+    expect(a.counters.overloaded).toBe(1);
+    expect(a.queuedTo(B)).toBe(16);
+  });
+
+  it('resolves simultaneous dials to one connection (the smaller id dials)', async () => {
+    for (let round = 0; round < 5; round++) {
+      const [pa, pb] = [await freePort(), await freePort()];
+      const a = await startNode({ self: A, port: pa, peers: { b: local(pb) } });
+      const b = await startNode({ self: B, port: pb, peers: { a: local(pa) } });
+      const atA: number[] = [];
+      const atB: number[] = [];
+      a.onMessage((_f, m) => atA.push(m.seq));
+      b.onMessage((_f, m) => atB.push(m.seq));
+      for (let i = 0; i < 20; i++) {
+        a.send(B, { type: 'Seq', seq: i, note: '' });
+        b.send(A, { type: 'Seq', seq: i, note: '' });
+      }
+      await waitFor(() => atA.length === 20 && atB.length === 20, 'all messages');
+      expect(atA).toEqual(Array.from({ length: 20 }, (_, i) => i));
+      expect(atB).toEqual(Array.from({ length: 20 }, (_, i) => i));
+      expect(a.counters.connectionsOpened).toBe(1);
+      expect(b.counters.connectionsOpened).toBe(1);
+      expect(a.counters.connectionsLost + b.counters.connectionsLost).toBe(0);
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('backs off exponentially with jitter, within [d/2, d]', () => {
+    const rng = seededRandom(1);
+    const delays = Array.from({ length: 12 }, (_, i) => reconnectDelayMs(i, 50, 5_000, rng));
+    delays.forEach((d, i) => {
+      const cap = Math.min(5_000, 50 * 2 ** i);
+      expect(d).toBeGreaterThanOrEqual(cap / 2);
+      expect(d).toBeLessThanOrEqual(cap);
+    });
+    expect(new Set(delays.slice(-3)).size).toBe(3); // jittered, not constant at the cap
+  });
+});
+
+describe('TcpTransport: a peer process restarts', () => {
+  function spawnPeer(config: object): Promise<{ child: ChildProcess; exited: Promise<void> }> {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, 'tcp-peer.ts'), JSON.stringify(config)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    cleanups.push(async () => {
+      child.kill('SIGKILL');
+      await exited;
+    });
+    return new Promise((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('ready')) resolve({ child, exited });
+      });
+      child.once('exit', (code) => reject(new Error(`peer exited early (${code})`)));
+    });
+  }
+
+  it('reconnects to the restarted process and delivers again', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await startNode({ self: A, port: pa, peers: { b: local(pb) } });
+    const echoes: TestMessage[] = [];
+    a.onMessage((_f, m) => echoes.push(m));
+    const events: PeerStatus[] = [];
+    a.onPeerStatus((_p, s) => events.push(s));
+    const config = { self: 'b', port: pb, peers: { a: local(pa) } };
+
+    const first = await spawnPeer(config);
+    a.send(B, { type: 'Seq', seq: 0, note: 'hi' });
+    await waitFor(() => echoes.length === 1, 'the first echo');
+    expect(echoes[0]?.note).toBe(`echo:${first.child.pid}`);
+
+    first.child.kill('SIGKILL');
+    await first.exited;
+    await waitFor(() => events.includes('down'), 'the link to go down');
+
+    const second = await spawnPeer(config);
+    let seq = 1;
+    await waitFor(() => {
+      if (a.queuedTo(B) < 10) a.send(B, { type: 'Seq', seq: seq++, note: 'again' });
+      return echoes.some((m) => m.note === `echo:${second.child.pid}`);
+    }, 'an echo from the new process');
+    const fromSecond = echoes
+      .filter((m) => m.note === `echo:${second.child.pid}`)
+      .map((m) => m.seq);
+    expect(fromSecond.every((s, i) => i === 0 || (fromSecond[i - 1] as number) < s)).toBe(true);
+    expect(events.filter((e) => e === 'up').length).toBe(2);
+  });
+});
+
+describe('TcpTransport: TLS', () => {
+  let hasOpenssl = true;
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+  } catch {
+    hasOpenssl = false;
+  }
+
+  it.skipIf(!hasOpenssl)('runs the same protocol over TLS and refuses plain TCP', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-tls-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const keyFile = join(dir, 'key.pem');
+    const certFile = join(dir, 'cert.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=cohort-test',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    const key = readFileSync(keyFile);
+    const cert = readFileSync(certFile);
+    const tlsOptions = {
+      server: { key, cert, ca: [cert], requestCert: true, rejectUnauthorized: true },
+      client: { key, cert, ca: [cert] },
+    };
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await startNode({ self: B, port: pb, peers: { a: local(pa) }, tls: tlsOptions });
+    const a = await startNode({ self: A, port: pa, peers: { b: local(pb) }, tls: tlsOptions });
+    const got: number[] = [];
+    b.onMessage((_f, m) => got.push(m.seq));
+    for (let i = 0; i < 100; i++) a.send(B, { type: 'Seq', seq: i, note: 'tls' });
+    await waitFor(() => got.length === 100, 'the messages over TLS');
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i));
+
+    const plain = await rawClient(pb);
+    plain.socket.write(hello('a', 'b'));
+    await waitFor(() => plain.closed(), 'the plain connection to be refused');
+    expect(plain.frames).toEqual([]);
+  });
+});
