@@ -12,6 +12,7 @@
 import { assert } from '../lib/assert.js';
 import type { Scenario } from './scenario.js';
 import { echoScenario } from './scenarios/echo.js';
+import { raftScenario } from './raft/scenario.js';
 
 const registry = new Map<string, Scenario>();
 
@@ -32,6 +33,6 @@ export function scenarioNames(): string[] {
 }
 
 /** The scenarios that ship with cohort. Add new ones here. */
-const builtins: readonly Scenario[] = [echoScenario()];
+const builtins: readonly Scenario[] = [echoScenario(), raftScenario()];
 
 for (const s of builtins) registerScenario(s);

@@ -1,0 +1,323 @@
+/**
+ * The Raft simulator's nemesis: a fault schedule drawn from the seed, aware of
+ * who leads. Which kinds of fault occur and how often is itself drawn per seed
+ * ({@link drawNemesisWeights}), so some seeds hammer one fault and others mix
+ * them all. Kinds: partitions of every shape (majority/minority, isolated
+ * leader, bridge, random groups, one-way cuts), clogged links, crashes and
+ * restarts (unsynced writes lost), crashing the leader, slow nodes (ticks and
+ * disk delayed), changing the network's loss/duplication/delay, membership
+ * changes through the leader (add learner, promote, remove — the leader too),
+ * leadership transfer, and heals. {@link RaftNemesis.healAll} ends the faulty
+ * phase.
+ *
+ * ```ts
+ * const nemesis = new RaftNemesis({ network, scheduler, random: rng.fork('nemesis'), nodes,
+ *   weights: drawNemesisWeights(rng.fork('weights')), everyMs: 100, ... });
+ * nemesis.start(faultUntilMs);
+ * scheduler.run({ untilMs: faultUntilMs });
+ * nemesis.healAll();
+ * ```
+ */
+import type { NodeId } from '../../lib/ids.js';
+import type { Random } from '../../lib/random.js';
+import { members } from '../../raft/core/config.js';
+import type { ConfigChange } from '../../raft/core/raft-core.js';
+import type { RaftMessage } from '../../raft/core/messages.js';
+import type { LinkFaults, SimNetwork } from '../network.js';
+import type { Scheduler } from '../scheduler.js';
+import type { Trace } from '../trace.js';
+import type { RaftSimNode } from './node.js';
+
+/** Every kind of fault the nemesis injects. */
+export const nemesisKinds = [
+  'partition-majority',
+  'isolate-leader',
+  'bridge',
+  'partition-random',
+  'cut-one-way',
+  'clog',
+  'heal',
+  'crash',
+  'crash-leader',
+  'restart',
+  'slow',
+  'link-faults',
+  'membership',
+  'transfer',
+] as const;
+
+/** One kind of fault. */
+export type NemesisKind = (typeof nemesisKinds)[number];
+
+/** Draws relative frequencies: each kind is off (about one in four) or weighted 1-4. */
+export function drawNemesisWeights(random: Random): Record<NemesisKind, number> {
+  const w = {} as Record<NemesisKind, number>;
+  for (const k of nemesisKinds) w[k] = random.chance(0.25) ? 0 : random.intBetween(1, 4);
+  // Nodes must come back up and partitions heal now and then, or the schedule degenerates.
+  w.restart = Math.max(w.restart, 2);
+  w.heal = Math.max(w.heal, 1);
+  return w;
+}
+
+/** Options for {@link RaftNemesis}. */
+export interface RaftNemesisOptions {
+  readonly network: SimNetwork<RaftMessage>;
+  readonly scheduler: Scheduler;
+  readonly random: Random;
+  readonly trace: Trace;
+  /** Every node (initial voters and spares). */
+  readonly nodes: readonly RaftSimNode[];
+  readonly weights: Readonly<Record<NemesisKind, number>>;
+  /** Mean time between actions (ms); gaps are uniform in [1, 2·everyMs]. */
+  readonly everyMs: number;
+  /** Most nodes down at once. */
+  readonly maxDown: number;
+  /** Fewest voters a removal may leave. */
+  readonly minVoters: number;
+  /** Longest clog or slow period (ms). */
+  readonly faultMsMax: number;
+  /** Largest drop and duplicate probabilities and delay the link-faults action may draw. */
+  readonly linkFaultsMax: {
+    readonly drop: number;
+    readonly duplicate: number;
+    readonly delayMs: number;
+  };
+  readonly counts: Record<string, number>;
+}
+
+function bump(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
+/** A Raft-aware, seeded fault schedule (see the file header). */
+export class RaftNemesis {
+  private readonly kinds: NemesisKind[];
+  private readonly total: number;
+
+  constructor(private readonly o: RaftNemesisOptions) {
+    this.kinds = nemesisKinds.filter((k) => o.weights[k] > 0);
+    this.total = this.kinds.reduce((s, k) => s + o.weights[k], 0);
+  }
+
+  /** Schedules actions until `untilMs`. */
+  start(untilMs: number): void {
+    const delay = this.o.random.intBetween(1, 2 * this.o.everyMs);
+    if (this.total === 0 || this.o.scheduler.now() + delay > untilMs) return;
+    this.o.scheduler.after(delay, 'nemesis', () => {
+      this.act(this.draw());
+      this.start(untilMs);
+    });
+  }
+
+  /** The current leader: the up node leading the highest term, if any. */
+  leader(): RaftSimNode | undefined {
+    let best: RaftSimNode | undefined;
+    let bestTerm = -1;
+    for (const n of this.o.nodes) {
+      const s = n.core?.status();
+      if (s !== undefined && s.role === 'leader' && s.term > bestTerm) {
+        best = n;
+        bestTerm = s.term;
+      }
+    }
+    return best;
+  }
+
+  /** Ends the faulty phase: heal every link, calm the network, restart every node, normal speed. */
+  healAll(): void {
+    const net = this.o.network;
+    net.heal();
+    net.setDefaultFaults({
+      dropProbability: 0,
+      duplicateProbability: 0,
+      delay: { minMs: 1, maxMs: 5 },
+    });
+    for (const n of this.o.nodes) {
+      n.slowEvery = 1;
+      n.diskSlowdown = 1;
+      if (!net.isUp(n.id)) net.restart(n.id);
+    }
+  }
+
+  private draw(): NemesisKind {
+    let x = this.o.random.next() * this.total;
+    for (const k of this.kinds) {
+      x -= this.o.weights[k];
+      if (x < 0) return k;
+    }
+    return this.kinds[this.kinds.length - 1] as NemesisKind;
+  }
+
+  private note(kind: string, detail?: unknown): void {
+    this.o.trace.record(this.o.scheduler.now(), `nemesis ${kind}`, detail);
+  }
+
+  private act(kind: NemesisKind): void {
+    const { network: net, random: r, nodes } = this.o;
+    const ids = nodes.map((n) => n.id);
+    const now = this.o.scheduler.now();
+    let done = true;
+    switch (kind) {
+      case 'partition-majority': {
+        // A majority of the nodes on one side, the rest on the other.
+        const shuffled = r.shuffle(ids);
+        const k = Math.floor(ids.length / 2) + 1;
+        net.partition([shuffled.slice(0, k), shuffled.slice(k)]);
+        break;
+      }
+      case 'isolate-leader': {
+        const l = this.leader();
+        if (l === undefined) done = false;
+        else net.isolate(l.id);
+        break;
+      }
+      case 'bridge': {
+        // Two halves that reach each other only through one bridge node.
+        const shuffled = r.shuffle(ids);
+        const bridge = shuffled[0] as NodeId;
+        const rest = shuffled.slice(1);
+        const half = Math.ceil(rest.length / 2);
+        const a = rest.slice(0, half);
+        const b = rest.slice(half);
+        for (const x of a) {
+          for (const y of b) {
+            net.cutLink(x, y);
+            net.cutLink(y, x);
+          }
+        }
+        this.note('bridge', { bridge, a, b });
+        break;
+      }
+      case 'partition-random': {
+        const shuffled = r.shuffle(ids);
+        const groups: NodeId[][] = Array.from(
+          { length: r.intBetween(2, Math.min(4, ids.length)) },
+          () => [],
+        );
+        shuffled.forEach((id, i) => groups[i < groups.length ? i : r.int(groups.length)]?.push(id));
+        net.partition(groups);
+        break;
+      }
+      case 'cut-one-way': {
+        const [a, b] = r.shuffle(ids) as [NodeId, NodeId];
+        net.cutLink(a, b);
+        break;
+      }
+      case 'clog': {
+        const until = now + r.intBetween(1, this.o.faultMsMax);
+        if (r.chance(0.3)) {
+          net.clogNode(r.pick(ids), until);
+        } else {
+          const [a, b] = r.shuffle(ids) as [NodeId, NodeId];
+          net.clog(a, b, until);
+        }
+        break;
+      }
+      case 'heal':
+        net.heal();
+        break;
+      case 'crash':
+      case 'crash-leader': {
+        const down = ids.filter((id) => !net.isUp(id)).length;
+        const up = nodes.filter((n) => n.up);
+        const target =
+          kind === 'crash-leader' ? this.leader() : up.length === 0 ? undefined : r.pick(up);
+        if (target === undefined || !target.up || down >= this.o.maxDown) done = false;
+        else net.crash(target.id);
+        break;
+      }
+      case 'restart': {
+        const down = nodes.filter((n) => !net.isUp(n.id));
+        if (down.length === 0) done = false;
+        else net.restart(r.pick(down).id);
+        break;
+      }
+      case 'slow': {
+        const up = nodes.filter((x) => x.up);
+        if (up.length === 0) {
+          done = false;
+          break;
+        }
+        const n = r.pick(up);
+        n.slowEvery = r.intBetween(2, 6);
+        n.diskSlowdown = r.intBetween(1, 10);
+        this.note('slow', { node: n.id, tickEvery: n.slowEvery, diskSlowdown: n.diskSlowdown });
+        this.o.scheduler.after(r.intBetween(1, this.o.faultMsMax), 'nemesis slow end', () => {
+          n.slowEvery = 1;
+          n.diskSlowdown = 1;
+        });
+        break;
+      }
+      case 'link-faults': {
+        const m = this.o.linkFaultsMax;
+        const maxMs = r.intBetween(1, m.delayMs);
+        const faults: LinkFaults = {
+          dropProbability: r.chance(0.3) ? 0 : r.next() * m.drop,
+          duplicateProbability: r.chance(0.3) ? 0 : r.next() * m.duplicate,
+          delay: {
+            minMs: r.intBetween(0, maxMs),
+            maxMs,
+            tailProbability: 0.02,
+            tailMaxMs: maxMs * 10,
+          },
+        };
+        if (r.chance(0.5)) net.setDefaultFaults(faults);
+        else {
+          const [a, b] = r.shuffle(ids) as [NodeId, NodeId];
+          net.setLinkFaults(a, b, faults);
+        }
+        break;
+      }
+      case 'membership':
+        done = this.changeMembership();
+        break;
+      case 'transfer': {
+        const l = this.leader();
+        const s = l?.core?.status();
+        if (l === undefined || s === undefined) {
+          done = false;
+          break;
+        }
+        const others = s.config.voters.filter((v) => v !== l.id);
+        if (others.length === 0) {
+          done = false;
+          break;
+        }
+        const to = r.pick(others);
+        const ok = l.transfer(to);
+        this.note('transfer', { from: l.id, to, accepted: ok });
+        done = ok;
+        break;
+      }
+    }
+    bump(this.o.counts, done ? `nemesis ${kind}` : `nemesis ${kind} (nothing to do)`);
+  }
+
+  /** One single-server change proposed to the leader (dissertation §4.1). */
+  private changeMembership(): boolean {
+    const l = this.leader();
+    const s = l?.core?.status();
+    if (l === undefined || s === undefined) return false;
+    const r = this.o.random;
+    const c = s.config;
+    const all = this.o.nodes.map((n) => n.id);
+    const inConfig = new Set(members(c));
+    const options: ConfigChange[] = [];
+    for (const id of all) if (!inConfig.has(id)) options.push({ type: 'addLearner', node: id });
+    for (const id of c.learners) {
+      options.push({ type: 'promoteLearner', node: id });
+      options.push({ type: 'removeNode', node: id });
+    }
+    if (c.voters.length > this.o.minVoters) {
+      for (const id of c.voters) options.push({ type: 'removeNode', node: id });
+    }
+    if (options.length === 0) return false;
+    const change = r.pick(options);
+    const result = l.changeConfig(change);
+    const outcome =
+      result === undefined ? 'down' : result.kind === 'accepted' ? 'accepted' : result.reason;
+    this.note('membership', { leader: l.id, ...change, outcome });
+    bump(this.o.counts, `membership ${change.type} ${outcome}`);
+    return result?.kind === 'accepted';
+  }
+}

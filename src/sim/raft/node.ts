@@ -1,0 +1,366 @@
+/**
+ * The simulated Raft node: the shell around one {@link RaftCore}, plugged into
+ * the {@link SimNetwork} as a {@link SimNode}. It turns network ticks into
+ * `tick()` (fewer of them while the node is "slow"), received messages into
+ * `step()`, and performs each `Ready` in the documented order: write to its
+ * {@link RaftDisk}, wait a sampled disk delay for the sync, then send, restore
+ * or apply, serve reads, `advance()`. A crash drops the core, the state
+ * machine and the unsynced writes; a restart rebuilds from the durable state.
+ *
+ * ```ts
+ * const node = new RaftSimNode({ id, bootstrap, raft: { electionTicks: 10 }, random, invariants,
+ *   diskDelayMs: { minMs: 0, maxMs: 5 }, snapshotEvery: 20 });
+ * net.addNode(id, node, { tickMs: 10 });
+ * node.propose(command, (outcome, output) => ...);   // a client write
+ * node.read('k', (outcome, output) => ...);          // a ReadIndex read
+ * ```
+ */
+import type { NodeId } from '../../lib/ids.js';
+import type { Random } from '../../lib/random.js';
+import { RaftCore } from '../../raft/core/raft-core.js';
+import type { RaftOptions, Ready, ProposeResult, ConfigChange } from '../../raft/core/raft-core.js';
+import type { RaftMessage } from '../../raft/core/messages.js';
+import type { ClusterConfig, Entry, HardState, Snapshot } from '../../raft/core/types.js';
+import type { StorageWrite } from '../../raft/storage/storage.js';
+import type { KvOutput } from '../checkers/models.js';
+import type { NodeContext, SimNode } from '../network.js';
+import { CheckFailure } from '../scenario.js';
+import { RaftDisk } from './disk.js';
+import type { RaftInvariants } from './invariants.js';
+import { KvStateMachine, encodeCommand } from './state-machine.js';
+import type { KvCommand } from './state-machine.js';
+
+/** How a client request ended at the node (see the history recorder's outcomes). */
+export type RequestOutcome = 'ok' | 'fail' | 'unknown';
+
+/** Receives the end of a client request. `output` is set for `ok`. */
+export type RequestCallback = (outcome: RequestOutcome, output?: KvOutput) => void;
+
+/** Options for {@link RaftSimNode}. */
+export interface RaftSimNodeOptions {
+  readonly id: NodeId;
+  /** Initial configuration (the same for all initial voters; empty for spare nodes). */
+  readonly bootstrap: ClusterConfig;
+  /** Core options other than id and random. */
+  readonly raft: Omit<RaftOptions, 'id' | 'random'>;
+  /** The node's own stream: disk delays and crash damage. */
+  readonly random: Random;
+  readonly invariants: RaftInvariants;
+  /** Time from write to sync, uniform in [minMs, maxMs]. */
+  readonly diskDelayMs: { readonly minMs: number; readonly maxMs: number };
+  /** Compact the log once this many entries were applied since the last snapshot; 0: never. */
+  readonly snapshotEvery: number;
+  /** Scenario counters. */
+  readonly counts: Record<string, number>;
+}
+
+interface PendingProposal {
+  readonly term: number;
+  readonly done: RequestCallback;
+}
+
+interface WaitingRead {
+  readonly index: number;
+  readonly key: string;
+  readonly done: RequestCallback;
+}
+
+function bump(counts: Record<string, number>, key: string, by = 1): void {
+  counts[key] = (counts[key] ?? 0) + by;
+}
+
+/** One simulated Raft node (see the file header). */
+export class RaftSimNode implements SimNode<RaftMessage> {
+  readonly id: NodeId;
+  /** Durable storage; survives crashes (minus unsynced writes). */
+  readonly disk: RaftDisk;
+  /** The running core, or undefined while the node is down. */
+  core: RaftCore | undefined;
+  /** The state machine of the running incarnation. */
+  sm = new KvStateMachine();
+  /** Tick the core only on every `slowEvery`-th network tick (1: normal speed). */
+  slowEvery = 1;
+  /** Multiplies disk delays (1: normal). */
+  diskSlowdown = 1;
+  private ctx: NodeContext<RaftMessage> | undefined;
+  private outstanding: Ready | undefined;
+  private ticks = 0;
+  private readonly proposals = new Map<number, PendingProposal>();
+  private readonly reads = new Map<number, { key: string; done: RequestCallback }>();
+  private waitingReads: WaitingRead[] = [];
+  private nextReadCtx = 1;
+
+  constructor(private readonly options: RaftSimNodeOptions) {
+    this.id = options.id;
+    this.disk = new RaftDisk((before, after) =>
+      options.invariants.onDurable(this.id, before, after),
+    );
+  }
+
+  // ---- SimNode -------------------------------------------------------------
+
+  onStart(ctx: NodeContext<RaftMessage>): void {
+    this.boot(ctx);
+  }
+
+  onRestart(ctx: NodeContext<RaftMessage>): void {
+    this.boot(ctx);
+  }
+
+  onMessage(_from: NodeId, message: RaftMessage): void {
+    const core = this.core;
+    if (core === undefined) return;
+    core.step(message);
+    this.pump();
+    this.check();
+  }
+
+  onTick(): void {
+    const core = this.core;
+    if (core === undefined) return;
+    this.ticks++;
+    if (this.ticks % this.slowEvery !== 0) return;
+    core.tick();
+    this.pump();
+    this.check();
+  }
+
+  onCrash(): void {
+    const report = this.disk.crash(this.options.random);
+    const c = this.options.counts;
+    bump(c, 'disk writes kept at crash', report.kept);
+    bump(c, 'disk writes torn at crash', report.torn);
+    bump(c, 'disk writes lost at crash', report.lost);
+    this.core = undefined;
+    this.ctx = undefined;
+    this.outstanding = undefined;
+    this.slowEvery = 1;
+    this.diskSlowdown = 1;
+    // Whatever was in flight may or may not take effect: unknown to its client.
+    const proposals = [...this.proposals.values()];
+    const reads = [...this.reads.values(), ...this.waitingReads];
+    this.proposals.clear();
+    this.reads.clear();
+    this.waitingReads = [];
+    for (const p of proposals) p.done('unknown');
+    for (const r of reads) r.done('unknown');
+  }
+
+  // ---- clients and operators -------------------------------------------------
+
+  /** True while the node runs. */
+  get up(): boolean {
+    return this.core !== undefined;
+  }
+
+  /** Proposes a write; `done` is called when it is applied here (ok), known lost (fail), or unknowable. */
+  propose(command: KvCommand, done: RequestCallback): void {
+    const core = this.core;
+    if (core === undefined) {
+      done('fail');
+      return;
+    }
+    const r = core.propose(encodeCommand(command));
+    this.onProposed(r, done);
+    this.pump();
+    this.check();
+  }
+
+  /** A linearizable read of `key` through ReadIndex (dissertation §6.4). */
+  read(key: string, done: RequestCallback): void {
+    const core = this.core;
+    if (core === undefined) {
+      done('fail');
+      return;
+    }
+    const ctx = this.nextReadCtx++;
+    const r = core.readIndex(ctx);
+    if (r.kind === 'rejected') {
+      done('fail');
+      return;
+    }
+    this.reads.set(ctx, { key, done });
+    this.pump();
+    this.check();
+  }
+
+  /** Proposes a membership change (leader only); returns the core's answer. */
+  changeConfig(change: ConfigChange): ProposeResult | undefined {
+    const core = this.core;
+    if (core === undefined) return undefined;
+    const r = core.proposeConfigChange(change);
+    this.pump();
+    this.check();
+    return r;
+  }
+
+  /** Asks the leader to hand leadership to `to`; returns whether it was accepted. */
+  transfer(to: NodeId): boolean {
+    const core = this.core;
+    if (core === undefined) return false;
+    const r = core.transferLeadership(to);
+    this.pump();
+    this.check();
+    return r.kind === 'accepted';
+  }
+
+  /** Runs the invariants on this node (after an event that touched it). */
+  check(): void {
+    if (this.core !== undefined) this.options.invariants.observeNode(this.id, this.core);
+  }
+
+  // ---- the Ready loop ----------------------------------------------------------
+
+  private boot(ctx: NodeContext<RaftMessage>): void {
+    this.ctx = ctx;
+    this.ticks = 0;
+    const durable = this.disk.durable;
+    this.core = new RaftCore(
+      { ...this.options.raft, id: this.id, random: ctx.random.fork('raft') },
+      durable,
+      this.options.bootstrap,
+    );
+    if (durable.snapshot !== null) {
+      this.sm = KvStateMachine.restore(durable.snapshot.data);
+      this.options.invariants.onRestore(this.id, durable.snapshot.meta, this.sm.digest);
+    } else {
+      this.sm = new KvStateMachine();
+    }
+    this.options.invariants.onStart(this.id, this.core, this.disk);
+    this.pump();
+    this.check();
+  }
+
+  private onProposed(r: ProposeResult, done: RequestCallback): void {
+    if (r.kind === 'rejected') {
+      done('fail');
+      return;
+    }
+    const before = this.proposals.get(r.index);
+    // An older proposal at this index was cut from our log; it might still commit elsewhere.
+    if (before !== undefined) before.done('unknown');
+    this.proposals.set(r.index, { term: r.term, done });
+  }
+
+  /** Takes Ready batches while the core has them and no write is waiting for its sync. */
+  private pump(): void {
+    for (;;) {
+      const core = this.core;
+      const ctx = this.ctx;
+      if (core === undefined || ctx === undefined || this.outstanding !== undefined) return;
+      if (!core.hasReady()) return;
+      const rd = core.ready();
+      if (rd.softState !== undefined) {
+        ctx.note('role', { role: rd.softState.role, leader: rd.softState.leader });
+      }
+      this.options.invariants.onReady(this.id, core, rd);
+      const write = writeOf(rd);
+      if (write === undefined) {
+        this.finish(rd);
+        continue;
+      }
+      try {
+        this.disk.write(write);
+      } catch (err) {
+        throw new CheckFailure(
+          `${this.id}: the core handed out an invalid storage write: ${(err as Error).message}`,
+        );
+      }
+      this.outstanding = rd;
+      const { minMs, maxMs } = this.options.diskDelayMs;
+      const delay = this.options.random.intBetween(minMs, maxMs) * this.diskSlowdown;
+      ctx.setTimer(delay, () => {
+        // Raft Figure 2: what the Ready promises is durable before any of its messages leave.
+        this.disk.sync();
+        this.outstanding = undefined;
+        this.finish(rd);
+        this.pump();
+        this.check();
+      });
+      return;
+    }
+  }
+
+  /** Steps 2-5 of the Ready contract, once step 1 (persist) is durable. */
+  private finish(rd: Ready): void {
+    const core = this.core;
+    const ctx = this.ctx;
+    if (core === undefined || ctx === undefined) return;
+    for (const m of rd.messages) ctx.send(m.to, m);
+    if (rd.snapshot?.restore === true) {
+      const meta = rd.snapshot.snapshot.meta;
+      this.sm = KvStateMachine.restore(rd.snapshot.snapshot.data);
+      if (this.sm.index !== meta.index) {
+        throw new CheckFailure(
+          `${this.id}: snapshot ${meta.index} holds a state machine at index ${this.sm.index}`,
+        );
+      }
+      this.options.invariants.onRestore(this.id, meta, this.sm.digest);
+      bump(this.options.counts, 'snapshots restored');
+      for (const [index, p] of [...this.proposals]) {
+        if (index <= meta.index) {
+          this.proposals.delete(index);
+          p.done('unknown');
+        }
+      }
+    }
+    for (const e of rd.committedEntries) this.apply(e);
+    for (const rs of rd.readStates) {
+      const r = this.reads.get(Number(rs.ctx));
+      if (r === undefined) continue;
+      this.reads.delete(Number(rs.ctx));
+      if (rs.ok) this.waitingReads.push({ index: rs.index, key: r.key, done: r.done });
+      else r.done('fail');
+    }
+    this.serveReads();
+    core.advance(rd);
+    this.maybeCompact(core);
+  }
+
+  private apply(e: Entry): void {
+    if (e.index !== this.sm.index + 1) {
+      throw new CheckFailure(
+        `${this.id}: applies entry ${e.index} after ${this.sm.index} (not in order)`,
+      );
+    }
+    const out = this.sm.apply(e);
+    this.options.invariants.onApply(this.id, e, this.sm.digest);
+    bump(this.options.counts, 'entries applied');
+    const p = this.proposals.get(e.index);
+    if (p === undefined) return;
+    this.proposals.delete(e.index);
+    // Our entry is committed iff the entry applied at its index has its term.
+    if (p.term === e.term) p.done('ok', out);
+    else p.done('fail');
+  }
+
+  private serveReads(): void {
+    if (this.waitingReads.length === 0) return;
+    const still: WaitingRead[] = [];
+    for (const r of this.waitingReads) {
+      if (this.sm.index >= r.index) r.done('ok', { f: 'get', value: this.sm.get(r.key) });
+      else still.push(r);
+    }
+    this.waitingReads = still;
+  }
+
+  private maybeCompact(core: RaftCore): void {
+    const every = this.options.snapshotEvery;
+    if (every <= 0) return;
+    const snapIndex = core.status().snapshotIndex;
+    if (this.sm.index - snapIndex < every) return;
+    if (core.compact(this.sm.index as never, this.sm.snapshot()))
+      bump(this.options.counts, 'snapshots taken');
+  }
+}
+
+/** The durable write of a Ready, or undefined if it persists nothing. */
+function writeOf(rd: Ready): StorageWrite | undefined {
+  const w: { snapshot?: Snapshot; entries?: readonly Entry[]; hardState?: HardState } = {};
+  if (rd.snapshot !== undefined) w.snapshot = rd.snapshot.snapshot;
+  if (rd.entries.length > 0) w.entries = rd.entries;
+  if (rd.hardState !== undefined) w.hardState = rd.hardState;
+  return w.snapshot === undefined && w.entries === undefined && w.hardState === undefined
+    ? undefined
+    : w;
+}

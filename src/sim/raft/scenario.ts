@@ -1,0 +1,266 @@
+/**
+ * The Raft simulation scenario: a cluster of 3, 5 or 7 real {@link RaftCore}s
+ * (plus spare nodes to add) over the simulated network and disk, a seeded
+ * nemesis, a client workload, Raft's invariants checked after every event,
+ * a liveness check once the faults heal, and a linearizability check of the
+ * client history at the end. Every parameter — cluster size, timeouts, batch
+ * and snapshot sizes, fault kinds and intensities, disk delays — is drawn from
+ * the seed and printed with any failure.
+ *
+ * ```ts
+ * registerScenario(raftScenario());                              // `npm run sim -- --scenario raft`
+ * const r = await runScenario(raftScenario({ nodes: [5] }), { seed: 42 });
+ * const buggy = raftScenario({ name: 'raft-bug', bugs: { countOldTermEntriesForCommit: true } });
+ * ```
+ *
+ * A run: faults for a drawn time; then heal (links healed and calm, every
+ * node restarted, normal speed); then liveness: within a bound of ticks a
+ * leader must commit a fresh proposal and every member of its configuration
+ * must apply it; then the clients stop, in-flight operations settle, and the
+ * history must be linearizable (writes through the log, reads through
+ * ReadIndex).
+ */
+import { nodeId } from '../../lib/ids.js';
+import type { NodeId } from '../../lib/ids.js';
+import { members } from '../../raft/core/config.js';
+import type { RaftMessage } from '../../raft/core/messages.js';
+import type { RaftBugs } from '../../raft/core/raft-core.js';
+import type { ClusterConfig } from '../../raft/core/types.js';
+import { checkLinearizability, formatCheckResult } from '../checkers/linearizability.js';
+import { kvModel } from '../checkers/models.js';
+import { SimNetwork } from '../network.js';
+import { CheckFailure } from '../scenario.js';
+import type { Scenario, ScenarioContext } from '../scenario.js';
+import { raftCodec } from './codec.js';
+import { RaftInvariants } from './invariants.js';
+import { RaftNemesis, drawNemesisWeights } from './nemesis.js';
+import { RaftSimNode } from './node.js';
+import { Workload } from './workload.js';
+
+/** Options for {@link raftScenario}. */
+export interface RaftScenarioOptions {
+  /** Scenario name (default `raft`). */
+  readonly name?: string;
+  /** Cluster sizes to draw from (default 3 and 5). */
+  readonly nodes?: readonly (3 | 5 | 7)[];
+  /** TEST-ONLY: deliberate core bugs, to show the checks catch them. */
+  readonly bugs?: RaftBugs;
+  /** Run the persist-before-send and durable-vote checks (default true). */
+  readonly durabilityChecks?: boolean;
+  /** Record every network send and delivery in the trace (default true; off is faster). */
+  readonly traceMessages?: boolean;
+}
+
+/** Simulated time per tick. */
+const tickMs = 10;
+
+/** The Raft scenario (see the file header). */
+export function raftScenario(options: RaftScenarioOptions = {}): Scenario {
+  const name = options.name ?? 'raft';
+  return {
+    name,
+    description:
+      'Raft cores over a faulty network and disk: nemesis, invariants after every event, liveness after heal, linearizable KV history',
+    run: (ctx) => runRaft(ctx, options),
+  };
+}
+
+function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
+  const { scheduler, trace, params, counts } = ctx;
+  const p = ctx.random.fork('params');
+  const sizes = options.nodes ?? [3, 5];
+  const voters = p.pick(sizes);
+  const spares = p.intBetween(0, 2);
+  const electionTicks = p.intBetween(8, 15);
+  const heartbeatTicks = p.intBetween(1, 3);
+  const raft = {
+    electionTicks,
+    heartbeatTicks,
+    maxAppendEntries: p.pick([1, 3, 16, 512]),
+    maxInflightAppends: p.pick([1, 2, 8, 256]),
+    snapshotChunkBytes: p.pick([16, 64, 1024]),
+    ...(options.bugs === undefined ? {} : { bugs: options.bugs }),
+  };
+  const snapshotEvery = p.chance(0.2) ? 0 : p.intBetween(3, 40);
+  const diskMaxMs = p.intBetween(0, 12);
+  const faultMs = p.intBetween(800, 3000);
+  const everyMs = p.intBetween(20, 250);
+  const linkFaultsMax = {
+    drop: p.pick([0, 0.05, 0.2, 0.4]),
+    duplicate: p.pick([0, 0.05, 0.2]),
+    delayMs: p.pick([2, 10, 40]),
+  };
+  const weights = drawNemesisWeights(p.fork('weights'));
+  const livenessTicks = 40 * electionTicks;
+  const clients = p.intBetween(2, 4);
+  const keys = p.intBetween(1, 3);
+  Object.assign(params, {
+    voters,
+    spares,
+    raft: { ...raft, bugs: options.bugs ?? {} },
+    snapshotEvery,
+    diskMaxMs,
+    faultMs,
+    nemesisEveryMs: everyMs,
+    linkFaultsMax,
+    weights,
+    livenessTicks,
+    clients,
+    keys,
+  });
+
+  const invariants = new RaftInvariants({ durability: options.durabilityChecks ?? true });
+  const net = new SimNetwork<RaftMessage>({
+    scheduler,
+    random: ctx.random.fork('net'),
+    codec: raftCodec,
+    ...(options.traceMessages === false ? {} : { trace }),
+    faults: { dropProbability: 0, duplicateProbability: 0, delay: { minMs: 1, maxMs: 5 } },
+  });
+  const ids: NodeId[] = Array.from({ length: voters + spares }, (_, i) => nodeId(`n${i + 1}`));
+  const bootstrap: ClusterConfig = { voters: ids.slice(0, voters), learners: [] };
+  const empty: ClusterConfig = { voters: [], learners: [] };
+  const nodes: RaftSimNode[] = ids.map(
+    (id, i) =>
+      new RaftSimNode({
+        id,
+        bootstrap: i < voters ? bootstrap : empty,
+        raft,
+        random: ctx.random.fork(`node:${id}`),
+        invariants,
+        diskDelayMs: { minMs: 0, maxMs: diskMaxMs },
+        snapshotEvery,
+        counts,
+      }),
+  );
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  net.observe((e) => {
+    if (e.kind === 'send')
+      invariants.onSend(e.from, e.message, (byId.get(e.from) as RaftSimNode).disk);
+  });
+  for (const n of nodes) net.addNode(n.id, n, { tickMs });
+
+  const nemesis = new RaftNemesis({
+    network: net,
+    scheduler,
+    random: ctx.random.fork('nemesis'),
+    trace,
+    nodes,
+    weights,
+    everyMs,
+    maxDown: p.intBetween(1, voters + spares),
+    minVoters: Math.min(3, voters),
+    faultMsMax: 500,
+    linkFaultsMax,
+    counts,
+  });
+  const workload = new Workload({
+    scheduler,
+    random: ctx.random.fork('workload'),
+    nodes,
+    clients,
+    keys,
+    thinkMsMax: 40,
+    timeoutMs: 400,
+    readShare: 0.3,
+    counts,
+  });
+
+  // Phase 1: faults.
+  workload.start(Number.MAX_SAFE_INTEGER);
+  nemesis.start(faultMs);
+  scheduler.run({ untilMs: faultMs });
+
+  // Phase 2: heal, then liveness within a bound of ticks.
+  nemesis.healAll();
+  trace.record(scheduler.now(), 'heal-all');
+  const healedAt = scheduler.now();
+  const deadline = healedAt + livenessTicks * tickMs;
+  const live = livenessProbe(nodes, nemesis, scheduler.now.bind(scheduler));
+  while (!live.done()) {
+    if (scheduler.now() > deadline || !scheduler.step()) {
+      throw new CheckFailure(
+        `liveness: ${live.why()} within ${livenessTicks} ticks after the faults healed ` +
+          `(at ${healedAt} ms); nodes: ${statusLine(nodes)}`,
+      );
+    }
+  }
+  counts['liveness ms after heal'] = scheduler.now() - healedAt;
+
+  // Phase 3: stop the clients, let in-flight operations settle, check the history.
+  workload.stop();
+  scheduler.run({ untilMs: scheduler.now() + 500 });
+  counts['max committed index'] = invariants.maxCommitted();
+  counts['terms with a leader'] = invariants.leadersByTerm().size;
+  for (const [k, v] of Object.entries(invariants.counts)) counts[`checks ${k}`] = v;
+  const history = workload.recorder.history();
+  const result = checkLinearizability(history, kvModel(), { maxSteps: 200_000 });
+  counts[`linearizability ${result.verdict}`] = 1;
+  if (result.verdict === 'not-linearizable') {
+    throw new CheckFailure(`client history not linearizable: ${formatCheckResult(result)}`);
+  }
+}
+
+/** One line per node: role, term, commit, applied, config. */
+function statusLine(nodes: readonly RaftSimNode[]): string {
+  return nodes
+    .map((n) => {
+      const s = n.core?.status();
+      if (s === undefined) return `${n.id}:down`;
+      return `${n.id}:${s.role}/t${s.term}/c${s.commit}/a${n.sm.index}/last${s.lastIndex}/voters[${s.config.voters.join(',')}]learners[${s.config.learners.join(',')}]`;
+    })
+    .join(' ');
+}
+
+/**
+ * Liveness after heal: a leader accepts a fresh proposal, applies it, and every
+ * member of its configuration applies up to it. Polled after every event.
+ */
+function livenessProbe(
+  nodes: readonly RaftSimNode[],
+  nemesis: RaftNemesis,
+  now: () => number,
+): { done(): boolean; why(): string } {
+  let seq = 0;
+  let inFlight = false;
+  let target: { index: number; leader: RaftSimNode } | undefined;
+  let lastTry = -Infinity;
+  let stage = 'no leader was elected';
+  return {
+    why: () => stage,
+    done(): boolean {
+      if (target !== undefined) {
+        const s = target.leader.core?.status();
+        if (s === undefined) {
+          target = undefined;
+          return false;
+        }
+        const behind = members(s.config).filter((id) => {
+          const n = nodes.find((x) => x.id === id);
+          return n === undefined || n.sm.index < (target as { index: number }).index;
+        });
+        if (behind.length === 0) return true;
+        stage = `members ${behind.join(',')} did not apply index ${target.index}`;
+        return false;
+      }
+      // A proposal the leader lost track of (it stepped down) is retried after a while.
+      if (inFlight && now() - lastTry > 30 * tickMs) inFlight = false;
+      if (inFlight || now() - lastTry < tickMs) return false;
+      const leader = nemesis.leader();
+      if (leader === undefined) return false;
+      lastTry = now();
+      inFlight = true;
+      stage = `leader ${leader.id} did not commit a fresh proposal`;
+      const mine = ++seq;
+      leader.propose(
+        { f: 'put', key: '_probe', value: `${mine}`, client: -1, seq: mine },
+        (outcome) => {
+          if (mine !== seq) return;
+          inFlight = false;
+          if (outcome === 'ok') target = { index: leader.sm.index, leader };
+        },
+      );
+      return false;
+    },
+  };
+}
