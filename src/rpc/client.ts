@@ -1,0 +1,594 @@
+/**
+ * The calling side of RPC: pending calls keyed by request id (many calls
+ * multiplexed on one transport link), deadlines, cancellation, server
+ * streams with credit, and the typed stub built from a service definition.
+ * An {@link RpcNode} owns one; applications use `node.client(Service, peer)`.
+ *
+ * ```ts
+ * const calc = node.client(ListMax, nodeId('server'), { timeoutMs: 2_000 });
+ * try {
+ *   const { max } = await calc.listMax({ values: [1, 5, 2] }, { signal });
+ * } catch (err) {
+ *   if (isCohortError(err) && !err.definite) { ... } // TIMEOUT, CONNECTION_LOST: may have run
+ * }
+ * ```
+ *
+ * Error model (DESIGN.md, Errors): every failure is a CohortError.
+ * - Definite (nothing ran): INVALID_ARGUMENT (request failed its schema, here
+ *   or on the server), a synchronous transport refusal (OVERLOADED,
+ *   UNAVAILABLE, CLOSED, FRAME_TOO_LARGE), UNAVAILABLE for a peer known to be
+ *   down, CANCELLED before sending, and the server's definite answers
+ *   (OVERLOADED, NOT_FOUND, ...).
+ * - Indefinite (it may have run): TIMEOUT (deadline passed), CONNECTION_LOST
+ *   (the link went down after the request was sent), CANCELLED after sending,
+ *   PROTOCOL_ERROR for a malformed reply, and the handler's own indefinite errors.
+ */
+import type { Clock, TimerHandle } from '../lib/clock.js';
+import { CohortError, isCohortError, isErrorCode } from '../lib/errors.js';
+import type { NodeId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
+import type { RpcWire, RpcWireMessage } from './messages.js';
+import type { CallOptions, Client, CompiledMethod, ServerStream, ServiceDef } from './service.js';
+
+/** What a client interceptor sees of a unary call; it may change `meta` or `request`. */
+export interface ClientCall {
+  readonly peer: NodeId;
+  readonly service: string;
+  readonly method: string;
+  readonly idempotent: boolean;
+  request: unknown;
+  meta: Record<string, string>;
+  readonly options: CallOptions;
+}
+
+/**
+ * Wraps every unary call of a client (logging, metrics, auth tokens). Call
+ * `next(call)` to proceed; throw a CohortError to refuse.
+ */
+export type ClientInterceptor = (
+  call: ClientCall,
+  next: (call: ClientCall) => Promise<unknown>,
+) => Promise<unknown>;
+
+/** How the stub reaches a server: the plain peer call, or a resilient policy around it. */
+export interface Invoker {
+  unary(method: CompiledMethod, request: unknown, options: CallOptions): Promise<unknown>;
+  stream(method: CompiledMethod, request: unknown, options: CallOptions): ServerStream<unknown>;
+}
+
+/** Builds the typed stub of `service` over `invoker`: one function per method, no glue. */
+export function makeClient<S extends ServiceDef>(service: S, invoker: Invoker): Client<S> {
+  const stub: Record<string, unknown> = {};
+  for (const [name, method] of service.compiled) {
+    stub[name] =
+      method.def.kind === 'unary'
+        ? (request: unknown, options: CallOptions = {}) => invoker.unary(method, request, options)
+        : (request: unknown, options: CallOptions = {}) => invoker.stream(method, request, options);
+  }
+  return Object.freeze(stub) as Client<S>;
+}
+
+/** Options of the client side of an {@link RpcNode}. */
+export interface RpcClientOptions {
+  /** Default deadline of unary calls (default `limits.rpcDeadlineMsDefault`). */
+  readonly timeoutMs?: number;
+  /** Outstanding calls before new ones get OVERLOADED (default `limits.rpcClientPendingMax`). */
+  readonly pendingMax?: number;
+  /** Stream credit window in items (default `limits.rpcStreamCreditItems`). */
+  readonly streamCredit?: number;
+  /** Interceptors of unary calls, outermost first. */
+  readonly interceptors?: readonly ClientInterceptor[];
+}
+
+/** Counters of the client side. */
+export interface RpcClientCounters {
+  callsStarted: number;
+  callsSucceeded: number;
+  callsFailed: number;
+  /** Replies for calls no longer pending (late after a timeout or cancel). */
+  lateReplies: number;
+}
+
+interface Pending {
+  readonly peer: NodeId;
+  readonly method: CompiledMethod;
+  timer: TimerHandle | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  resolve: ((value: unknown) => void) | undefined;
+  reject: ((err: CohortError) => void) | undefined;
+  stream: ClientStream | undefined;
+}
+
+type Send = (to: NodeId, message: RpcWireMessage) => void;
+
+/** The messages a server sends back to a client. */
+export type RpcReplyMessage = RpcWire<
+  'RpcResponse' | 'RpcError' | 'RpcStreamItem' | 'RpcStreamEnd'
+>;
+
+/** The client side of an RpcNode (internal; see the file comment). */
+export class RpcClientSide {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly downPeers = new Set<NodeId>();
+  private readonly timeoutMs: number;
+  private readonly pendingMax: number;
+  readonly streamCredit: number;
+  private readonly interceptors: readonly ClientInterceptor[];
+  private closed = false;
+  /** Live counters. */
+  readonly counters: RpcClientCounters = {
+    callsStarted: 0,
+    callsSucceeded: 0,
+    callsFailed: 0,
+    lateReplies: 0,
+  };
+
+  constructor(
+    private readonly send: Send,
+    private readonly clock: Clock,
+    options: RpcClientOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? limits.rpcDeadlineMsDefault;
+    this.pendingMax = options.pendingMax ?? limits.rpcClientPendingMax;
+    this.streamCredit = options.streamCredit ?? limits.rpcStreamCreditItems;
+    this.interceptors = options.interceptors ?? [];
+  }
+
+  /** Calls currently outstanding. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** The plain invoker for `peer`. */
+  invoker(peer: NodeId, defaults: CallOptions = {}): Invoker {
+    return {
+      unary: (method, request, options) =>
+        this.unary(peer, method, request, mergeOptions(defaults, options)),
+      stream: (method, request, options) =>
+        this.stream(peer, method, request, mergeOptions(defaults, options)),
+    };
+  }
+
+  /** One unary call to `peer`, through the interceptors. */
+  unary(
+    peer: NodeId,
+    method: CompiledMethod,
+    request: unknown,
+    options: CallOptions,
+  ): Promise<unknown> {
+    if (this.interceptors.length === 0) {
+      return this.invoke(peer, method, request, options, options.meta);
+    }
+    const call: ClientCall = {
+      peer,
+      service: method.service,
+      method: method.name,
+      idempotent: method.def.idempotent,
+      request,
+      meta: { ...options.meta },
+      options,
+    };
+    const run = (i: number, c: ClientCall): Promise<unknown> => {
+      const interceptor = this.interceptors[i];
+      if (interceptor === undefined) return this.invoke(peer, method, c.request, options, c.meta);
+      return interceptor(c, (next) => run(i + 1, next));
+    };
+    return run(0, call);
+  }
+
+  private invoke(
+    peer: NodeId,
+    method: CompiledMethod,
+    request: unknown,
+    options: CallOptions,
+    meta: Readonly<Record<string, string>> | undefined,
+  ): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const p = this.start(peer, method, request, options, meta, undefined);
+      if (isCohortError(p)) {
+        this.counters.callsFailed++;
+        reject(p);
+        return;
+      }
+      p.resolve = resolve;
+      p.reject = reject;
+    });
+  }
+
+  /** One server-streaming call to `peer`. Failures surface when the stream is iterated. */
+  stream(
+    peer: NodeId,
+    method: CompiledMethod,
+    request: unknown,
+    options: CallOptions,
+  ): ServerStream<unknown> {
+    const stream = new ClientStream(this, this.streamCredit);
+    const p = this.start(peer, method, request, options, options.meta, stream);
+    if (isCohortError(p)) {
+      this.counters.callsFailed++;
+      stream.fail(p);
+    }
+    return stream;
+  }
+
+  /** Registers and sends a call; returns the pending entry or a definite error (nothing sent). */
+  private start(
+    peer: NodeId,
+    method: CompiledMethod,
+    request: unknown,
+    options: CallOptions,
+    meta: Readonly<Record<string, string>> | undefined,
+    stream: ClientStream | undefined,
+  ): Pending | CohortError {
+    this.counters.callsStarted++;
+    if (this.closed) return new CohortError('CLOSED', 'the RPC node is closed');
+    try {
+      method.checkRequest(request);
+    } catch (err) {
+      return err as CohortError;
+    }
+    const signal = options.signal;
+    if (signal?.aborted === true) {
+      return new CohortError(
+        'CANCELLED',
+        `${method.service}.${method.name} cancelled before it was sent`,
+        {
+          definite: true,
+        },
+      );
+    }
+    if (this.downPeers.has(peer)) {
+      return new CohortError('UNAVAILABLE', `node ${peer} is down; nothing was sent`, {
+        details: { peer },
+      });
+    }
+    if (this.pending.size >= this.pendingMax) {
+      return new CohortError('OVERLOADED', `${this.pending.size} calls outstanding`, {
+        details: { limit: this.pendingMax },
+      });
+    }
+    const timeoutMs = Math.ceil(
+      options.timeoutMs ??
+        (stream === undefined ? this.timeoutMs : limits.rpcStreamDeadlineMsDefault),
+    );
+    if (!(timeoutMs >= 1 && timeoutMs <= limits.rpcDeadlineMsMax)) {
+      return new CohortError(
+        'INVALID_ARGUMENT',
+        `timeoutMs must be 1..${limits.rpcDeadlineMsMax}`,
+        {
+          details: { path: 'timeoutMs', value: timeoutMs },
+        },
+      );
+    }
+    const id = this.nextId++;
+    const msg: RpcWire<'RpcRequest'> = {
+      type: 'RpcRequest',
+      id,
+      service: method.service,
+      method: method.name,
+      timeoutMs,
+      payload: request,
+    };
+    if (stream !== undefined) msg.credit = stream.window;
+    if (meta !== undefined) msg.meta = meta;
+    try {
+      this.send(peer, msg);
+    } catch (err) {
+      if (isCohortError(err)) return err; // definite: not queued
+      throw err;
+    }
+    const p: Pending = {
+      peer,
+      method,
+      timer: undefined,
+      signal: undefined,
+      onAbort: undefined,
+      resolve: undefined,
+      reject: undefined,
+      stream,
+    };
+    if (stream !== undefined) stream.id = id;
+    this.pending.set(id, p);
+    p.timer = this.clock.setTimer(timeoutMs, () => {
+      p.timer = undefined;
+      this.cancelOnServer(id, p);
+      this.fail(
+        id,
+        new CohortError(
+          'TIMEOUT',
+          `${method.service}.${method.name} to ${peer}: no answer within ${timeoutMs} ms`,
+          { details: { peer, timeoutMs } },
+        ),
+      );
+    });
+    if (signal !== undefined) {
+      p.signal = signal;
+      p.onAbort = () => {
+        this.cancelOnServer(id, p);
+        this.fail(
+          id,
+          new CohortError('CANCELLED', `${method.service}.${method.name} cancelled by the caller`, {
+            cause: signal.reason,
+          }),
+        );
+      };
+      signal.addEventListener('abort', p.onAbort, { once: true });
+    }
+    return p;
+  }
+
+  /** Handles a reply message addressed to this client. */
+  onReply(from: NodeId, msg: RpcReplyMessage): void {
+    switch (msg.type) {
+      case 'RpcResponse': {
+        const p = this.pending.get(msg.id);
+        if (p === undefined || p.peer !== from || p.stream !== undefined) {
+          this.counters.lateReplies++;
+          return;
+        }
+        const bad = p.method.responseError(msg.payload);
+        if (bad !== undefined) {
+          this.fail(msg.id, bad);
+          return;
+        }
+        this.finish(msg.id, p);
+        this.counters.callsSucceeded++;
+        p.resolve?.(msg.payload);
+        return;
+      }
+      case 'RpcError': {
+        const p = this.pending.get(msg.id);
+        if (p === undefined || p.peer !== from) {
+          this.counters.lateReplies++;
+          return;
+        }
+        this.fail(msg.id, errorFromWire(msg, from));
+        return;
+      }
+      case 'RpcStreamItem': {
+        const p = this.pending.get(msg.id);
+        if (p?.stream === undefined || p.peer !== from) {
+          this.counters.lateReplies++;
+          return;
+        }
+        const bad = p.method.responseError(msg.payload);
+        if (bad !== undefined || !p.stream.push(msg.payload)) {
+          this.cancelOnServer(msg.id, p);
+          this.fail(
+            msg.id,
+            bad ??
+              new CohortError('PROTOCOL_ERROR', `${from} sent stream items beyond its credit`, {
+                definite: false,
+              }),
+          );
+        }
+        return;
+      }
+      case 'RpcStreamEnd': {
+        const p = this.pending.get(msg.id);
+        if (p?.stream === undefined || p.peer !== from) {
+          this.counters.lateReplies++;
+          return;
+        }
+        this.finish(msg.id, p);
+        this.counters.callsSucceeded++;
+        p.stream.end();
+        return;
+      }
+    }
+  }
+
+  /** @internal A stream's consumer returns credit. */
+  credit(id: number, credit: number): void {
+    const p = this.pending.get(id);
+    if (p === undefined) return;
+    try {
+      this.send(p.peer, { type: 'RpcCredit', id, credit });
+    } catch {
+      // The link is refusing messages; the deadline or a 'down' event ends the call.
+    }
+  }
+
+  /** @internal A stream's consumer stops early. */
+  cancelStream(id: number): void {
+    const p = this.pending.get(id);
+    if (p === undefined) return;
+    this.cancelOnServer(id, p);
+    this.finish(id, p);
+  }
+
+  /** Link status from the transport: a down peer fails its calls as CONNECTION_LOST. */
+  peerStatus(peer: NodeId, status: 'up' | 'down'): void {
+    if (status === 'up') {
+      this.downPeers.delete(peer);
+      return;
+    }
+    this.downPeers.add(peer);
+    for (const [id, p] of this.pending) {
+      if (p.peer !== peer) continue;
+      this.fail(
+        id,
+        new CohortError(
+          'CONNECTION_LOST',
+          `connection to ${peer} lost during ${p.method.service}.${p.method.name}`,
+          { details: { peer } },
+        ),
+      );
+    }
+  }
+
+  /** Fails every pending call (the node is closing). */
+  close(): void {
+    this.closed = true;
+    for (const id of [...this.pending.keys()]) {
+      this.fail(
+        id,
+        new CohortError('CLOSED', 'the RPC node closed during the call', { definite: false }),
+      );
+    }
+  }
+
+  private cancelOnServer(id: number, p: Pending): void {
+    try {
+      this.send(p.peer, { type: 'RpcCancel', id });
+    } catch {
+      // Best effort: the server's own deadline stops the work anyway.
+    }
+  }
+
+  private finish(id: number, p: Pending): void {
+    this.pending.delete(id);
+    if (p.timer !== undefined) this.clock.clearTimer(p.timer);
+    p.timer = undefined;
+    if (p.onAbort !== undefined) p.signal?.removeEventListener('abort', p.onAbort);
+  }
+
+  private fail(id: number, err: CohortError): void {
+    const p = this.pending.get(id);
+    if (p === undefined) return;
+    this.finish(id, p);
+    this.counters.callsFailed++;
+    if (p.stream !== undefined) p.stream.fail(err);
+    else p.reject?.(err);
+  }
+}
+
+function mergeOptions(defaults: CallOptions, options: CallOptions): CallOptions {
+  if (
+    defaults.timeoutMs === undefined &&
+    defaults.meta === undefined &&
+    defaults.signal === undefined
+  )
+    return options;
+  const merged: {
+    timeoutMs?: number;
+    signal?: AbortSignal;
+    meta?: Readonly<Record<string, string>>;
+  } = { ...defaults, ...options };
+  if (defaults.meta !== undefined && options.meta !== undefined) {
+    merged.meta = { ...defaults.meta, ...options.meta };
+  }
+  return merged;
+}
+
+/** Rebuilds the CohortError a server sent. */
+export function errorFromWire(msg: RpcWire<'RpcError'>, from: NodeId): CohortError {
+  const code = isErrorCode(msg.code) ? msg.code : 'INTERNAL';
+  return new CohortError(code, msg.message, {
+    definite: msg.definite,
+    details: { ...msg.details, peer: from, ...(code === msg.code ? {} : { remoteCode: msg.code }) },
+  });
+}
+
+/** The client end of a server stream: a bounded buffer (the credit window) and one reader. */
+class ClientStream implements ServerStream<unknown> {
+  id = 0;
+  private readonly items: unknown[] = [];
+  private head = 0;
+  private ended = false;
+  private error: CohortError | undefined;
+  private waiter:
+    { resolve: (r: IteratorResult<unknown>) => void; reject: (e: unknown) => void } | undefined;
+  private consumed = 0;
+  private outstanding: number;
+
+  constructor(
+    private readonly side: RpcClientSide,
+    readonly window: number,
+  ) {
+    this.outstanding = window;
+  }
+
+  /** Adds an item; false if the server exceeded its credit. */
+  push(item: unknown): boolean {
+    if (this.outstanding <= 0) return false;
+    this.outstanding--;
+    if (this.waiter !== undefined) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      this.consume();
+      w.resolve({ done: false, value: item });
+      return true;
+    }
+    this.items.push(item);
+    return true;
+  }
+
+  end(): void {
+    this.ended = true;
+    this.wake();
+  }
+
+  fail(err: CohortError): void {
+    if (this.ended) return;
+    this.error = err;
+    this.ended = true;
+    this.wake();
+  }
+
+  cancel(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.items.length = 0;
+    this.head = 0;
+    this.side.cancelStream(this.id);
+    this.wake();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<unknown> {
+    return {
+      next: () => this.next(),
+      return: () => {
+        this.cancel();
+        return Promise.resolve({ done: true, value: undefined });
+      },
+    };
+  }
+
+  private next(): Promise<IteratorResult<unknown>> {
+    if (this.head < this.items.length) {
+      const value = this.items[this.head];
+      this.items[this.head++] = undefined;
+      if (this.head === this.items.length) {
+        this.items.length = 0;
+        this.head = 0;
+      }
+      this.consume();
+      return Promise.resolve({ done: false, value });
+    }
+    if (this.error !== undefined) {
+      const err = this.error;
+      this.error = undefined;
+      return Promise.reject(err);
+    }
+    if (this.ended) return Promise.resolve({ done: true, value: undefined });
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  /** Counts one consumed item; returns credit at half the window. */
+  private consume(): void {
+    this.consumed++;
+    if (this.consumed * 2 >= this.window && !this.ended) {
+      this.outstanding += this.consumed;
+      this.side.credit(this.id, this.consumed);
+      this.consumed = 0;
+    }
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    if (w === undefined) return;
+    this.waiter = undefined;
+    if (this.error !== undefined) {
+      const err = this.error;
+      this.error = undefined;
+      w.reject(err);
+    } else {
+      w.resolve({ done: true, value: undefined });
+    }
+  }
+}

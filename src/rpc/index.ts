@@ -1,0 +1,7 @@
+/** Typed RPC, server streams, resilience policies, pub/sub and the HTTP/JSON gateway. */
+export * from './messages.js';
+export * from './service.js';
+export * from './client.js';
+export * from './server.js';
+export * from './pubsub.js';
+export * from './node.js';

@@ -1,0 +1,260 @@
+/**
+ * RPC calls over both transports: typed calls, multiplexing, deadlines,
+ * cancellation, OVERLOADED, errors, interceptors, streams with credit and
+ * cancellation, and malformed requests.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CohortError, isCohortError } from '../../src/lib/errors.js';
+import type { ErrorCode } from '../../src/lib/errors.js';
+import { nodeId } from '../../src/lib/ids.js';
+import type { RpcWire, RpcWireMessage } from '../../src/rpc/messages.js';
+import type { RpcNode } from '../../src/rpc/node.js';
+import { limits } from '../../src/lib/limits.js';
+import { settle, waitFor } from '../transport/compliance.js';
+import { harnesses, Observed, TestService } from './harness.js';
+import type { RpcHarness } from './harness.js';
+
+const A = nodeId('a');
+
+/** The CohortError a promise rejects with (fails the test if it resolves or throws something else). */
+export async function rejection(p: Promise<unknown>): Promise<CohortError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isCohortError(err)) return err;
+    throw err;
+  }
+  throw new Error('expected a CohortError, the call succeeded');
+}
+
+function expectError(err: CohortError, code: ErrorCode, definite: boolean): void {
+  expect({ code: err.code, definite: err.definite }).toEqual({ code, definite });
+}
+
+describe.each(harnesses)('rpc calls (%o)', (make) => {
+  let h: RpcHarness;
+  let server: RpcNode;
+  let caller: RpcNode;
+  let obs: Observed;
+
+  beforeEach(async () => {
+    h = make();
+    obs = new Observed();
+    server = await h.node('a', { server: { inflightMax: 8 } });
+    server.serve(TestService, obs.handlers());
+    caller = await h.node('b');
+  });
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  it('makes typed calls, many multiplexed at once, each answered with its own reply', async () => {
+    const stub = caller.client(TestService, A);
+    const one = await stub.echo({ text: 'hi', n: 1 });
+    expect(one).toEqual({ text: 'hi', n: 1 });
+    const many = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => stub.echo({ text: `m${i}`, n: i })),
+    );
+    expect(many.map((r) => r.n)).toEqual(Array.from({ length: 8 }, (_, i) => i));
+    const big = await h.node('c');
+    big.serve(TestService, new Observed().handlers());
+    const bigStub = caller.client(TestService, nodeId('c'));
+    const results = await Promise.all(
+      Array.from({ length: 500 }, (_, i) => bigStub.echo({ text: `m${i}`, n: i })),
+    );
+    expect(results.every((r, i) => r.text === `m${i}` && r.n === i)).toBe(true);
+    expect(many.every((r, i) => r.text === `m${i}`)).toBe(true);
+    expect(caller.calls.pendingCount).toBe(0);
+  });
+
+  it('deadline expiry gives an indefinite TIMEOUT and the server abandons the work', async () => {
+    const stub = caller.client(TestService, A);
+    const err = await rejection(stub.block({ key: 'k' }, { timeoutMs: 50 }));
+    expectError(err, 'TIMEOUT', false);
+    await waitFor(() => obs.aborted.has('k'), 'server abort');
+    // The client's RpcCancel or the server's own deadline timer stopped it.
+    expect(['TIMEOUT', 'CANCELLED']).toContain(obs.aborted.get('k'));
+    await waitFor(() => server.server.inflight === 0, 'server drained');
+  });
+
+  it('the server stops work at the deadline on its own, even if the cancel is lost', async () => {
+    const raw = await h.raw('raw');
+    const replies: RpcWireMessage[] = [];
+    raw.onMessage((_from, msg) => replies.push(msg));
+    raw.send(A, {
+      type: 'RpcRequest',
+      id: 7,
+      service: 'Test',
+      method: 'block',
+      timeoutMs: 30,
+      payload: { key: 'own' },
+    });
+    await waitFor(() => obs.aborted.has('own'), 'server-side deadline');
+    expect(obs.aborted.get('own')).toBe('TIMEOUT');
+    await waitFor(() => replies.length > 0, 'timeout reply');
+    expect(replies[0]).toMatchObject({ type: 'RpcError', id: 7, code: 'TIMEOUT', definite: false });
+  });
+
+  it('cancellation by AbortSignal: CANCELLED for the caller, the handler is aborted', async () => {
+    const stub = caller.client(TestService, A);
+    const ac = new AbortController();
+    const call = stub.block({ key: 'c' }, { signal: ac.signal });
+    await waitFor(() => obs.started.has('c'), 'handler started');
+    ac.abort();
+    const err = await rejection(call);
+    expectError(err, 'CANCELLED', false);
+    await waitFor(() => obs.aborted.has('c'), 'server abort');
+    expect(obs.aborted.get('c')).toBe('CANCELLED');
+    // Already aborted: definite, nothing sent.
+    const before = obs.calls.length;
+    expectError(
+      await rejection(stub.block({ key: 'd' }, { signal: ac.signal })),
+      'CANCELLED',
+      true,
+    );
+    await settle();
+    expect(obs.calls.length).toBe(before);
+  });
+
+  it('answers a definite OVERLOADED past the in-flight bound, and recovers', async () => {
+    const stub = caller.client(TestService, A);
+    const blocked = Array.from({ length: 8 }, (_, i) => stub.block({ key: `o${i}` }));
+    await waitFor(() => obs.started.size === 8, 'all 8 running');
+    expectError(await rejection(stub.echo({ text: 'x' })), 'OVERLOADED', true);
+    for (let i = 0; i < 8; i++) obs.release(`o${i}`);
+    expect((await Promise.all(blocked)).every((r) => r.released)).toBe(true);
+    expect(await stub.echo({ text: 'x' })).toEqual({ text: 'x' });
+    expect(server.server.counters.overloaded).toBe(1);
+  });
+
+  it('carries handler errors with their code and definite flag; others become INTERNAL', async () => {
+    const stub = caller.client(TestService, A);
+    expectError(await rejection(stub.fail({ code: 'NOT_FOUND' })), 'NOT_FOUND', true);
+    expectError(await rejection(stub.fail({ code: 'IO_ERROR' })), 'IO_ERROR', false);
+    expectError(await rejection(stub.fail({ code: 'plain' })), 'INTERNAL', false);
+  });
+
+  it('refuses a malformed request with INVALID_ARGUMENT and the field path (client side, nothing sent)', async () => {
+    const stub = caller.client(TestService, A);
+    const err = await rejection(stub.echo({ text: 5 } as never));
+    expectError(err, 'INVALID_ARGUMENT', true);
+    expect(err.details.path).toBe('/text');
+    expect(obs.calls).toEqual([]);
+  });
+
+  it('the server refuses malformed requests (wrong type, missing, oversize, unknown method) and keeps serving', async () => {
+    const raw = await h.raw('raw');
+    const replies = new Map<number, RpcWire<'RpcError'>>();
+    raw.onMessage((_from, msg) => {
+      if (msg.type === 'RpcError') replies.set(msg.id, msg);
+    });
+    const send = (id: number, method: string, payload: unknown): void =>
+      raw.send(A, { type: 'RpcRequest', id, service: 'Test', method, timeoutMs: 1000, payload });
+    send(1, 'echo', { text: 42 });
+    send(2, 'echo', {});
+    send(3, 'echo', { text: 'x'.repeat(1001) });
+    send(4, 'echo', { text: 'ok', n: 1.5 });
+    send(5, 'nope', {});
+    send(6, 'echo', null);
+    send(7, 'count', { n: 1 }); // a stream method without credit
+    await waitFor(() => replies.size === 7, 'seven errors');
+    const summary = [...replies.entries()]
+      .sort(([x], [y]) => x - y)
+      .map(([, e]) => [e.code, e.definite, e.details?.path]);
+    expect(summary).toEqual([
+      ['INVALID_ARGUMENT', true, '/text'],
+      ['INVALID_ARGUMENT', true, '/text'],
+      ['INVALID_ARGUMENT', true, '/text'],
+      ['INVALID_ARGUMENT', true, '/n'],
+      ['NOT_FOUND', true, undefined],
+      ['INVALID_ARGUMENT', true, ''],
+      ['INVALID_ARGUMENT', true, '/credit'],
+    ]);
+    expect(obs.calls).toEqual([]);
+    expect(await caller.client(TestService, A).echo({ text: 'still up' })).toEqual({
+      text: 'still up',
+    });
+  });
+
+  it('interceptors: the client adds a token, the server refuses calls without it', async () => {
+    const seen: string[] = [];
+    server.intercept(async (call, next) => {
+      seen.push(`${call.service}.${call.method}`);
+      if (call.meta.token !== 'secret') throw new CohortError('PERMISSION_DENIED', 'no token');
+      return next();
+    });
+    const anonymous = caller.client(TestService, A);
+    expectError(await rejection(anonymous.echo({ text: 'x' })), 'PERMISSION_DENIED', true);
+    const tokenNode = await h.node('c', {
+      client: {
+        interceptors: [
+          async (call, next) => {
+            call.meta.token = 'secret';
+            return next(call);
+          },
+        ],
+      },
+    });
+    expect(await tokenNode.client(TestService, A).echo({ text: 'y' })).toEqual({ text: 'y' });
+    expect(seen).toEqual(['Test.echo', 'Test.echo']);
+  });
+
+  it('streams every item in order', async () => {
+    const stub = caller.client(TestService, A);
+    const got: number[] = [];
+    for await (const { i } of stub.count({ n: 500 })) got.push(i);
+    expect(got).toEqual(Array.from({ length: 500 }, (_, i) => i));
+    await waitFor(() => server.server.inflight === 0, 'stream done on the server');
+  });
+
+  it('stream backpressure: the server produces no more than the credit window ahead', async () => {
+    const stub = caller.client(TestService, A);
+    const stream = stub.forever({ key: 'bp' });
+    const it = stream[Symbol.asyncIterator]();
+    await waitFor(() => (obs.produced.get('bp') ?? 0) >= limits.rpcStreamCreditItems, 'window');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(obs.produced.get('bp')).toBe(limits.rpcStreamCreditItems);
+    // Consuming returns credit, so production resumes.
+    for (let i = 0; i < limits.rpcStreamCreditItems; i++) {
+      expect(await it.next()).toEqual({ done: false, value: { i } });
+    }
+    await waitFor(
+      () => (obs.produced.get('bp') ?? 0) >= limits.rpcStreamCreditItems * 2,
+      'more credit',
+    );
+    stream.cancel();
+    await waitFor(() => obs.finished.has('bp'), 'server stopped');
+  });
+
+  it('a streaming call cancelled by the client stops on the server', async () => {
+    const stub = caller.client(TestService, A);
+    let n = 0;
+    for await (const item of stub.forever({ key: 'cancel' })) {
+      expect(item.i).toBe(n++);
+      if (n === 5) break;
+    }
+    await waitFor(() => obs.finished.has('cancel'), 'generator finally ran');
+    await waitFor(() => server.server.inflight === 0, 'no call left');
+  });
+
+  it('a stream past its deadline ends with TIMEOUT for the client and stops on the server', async () => {
+    const stub = caller.client(TestService, A);
+    const err = await rejection(
+      (async () => {
+        for await (const item of stub.forever({ key: 'dl' }, { timeoutMs: 60 })) void item;
+      })(),
+    );
+    expectError(err, 'TIMEOUT', false);
+    await waitFor(() => obs.finished.has('dl'), 'generator stopped');
+  });
+
+  it('a server that goes away mid-call gives CONNECTION_LOST, then UNAVAILABLE (definite) while down', async () => {
+    const stub = caller.client(TestService, A);
+    const call = stub.block({ key: 'lost' }, { timeoutMs: 10_000 });
+    const outcome = rejection(call);
+    await waitFor(() => obs.started.has('lost'), 'started');
+    await server.close();
+    expectError(await outcome, 'CONNECTION_LOST', false);
+    expectError(await rejection(stub.echo({ text: 'x' })), 'UNAVAILABLE', true);
+  });
+});
