@@ -83,7 +83,7 @@ export function fuzz(seed: number, size: number, steps: number, bugs: RaftBugs =
       checkQuorum: rng.chance(0.5),
       maxInflightAppends: rng.intBetween(1, 8),
       maxAppendEntries: rng.intBetween(1, 8),
-      snapshotChunkBytes: rng.intBetween(8, 64),
+      snapshotChunkBytes: rng.intBetween(32, 512),
       bugs,
     },
   });

@@ -138,8 +138,18 @@ function encodeApplied(node: TestNode): Uint8Array {
   return enc.encode(JSON.stringify(node.applied));
 }
 
+/** Hooks to watch a cluster (the golden interpreter prints what they see). */
+export interface ClusterObserver {
+  /** A message is about to be stepped into its destination. */
+  delivered?: (m: RaftMessage) => void;
+  /** A node produced a Ready (called before the harness performs it). */
+  ready?: (node: TestNode, rd: Ready) => void;
+}
+
 /** The deterministic in-memory cluster (see the file header). */
 export class Cluster {
+  /** Optional hooks; see {@link ClusterObserver}. */
+  observer: ClusterObserver = {};
   readonly nodes = new Map<NodeId, TestNode>();
   /** Messages sent and not yet delivered, in send order. */
   network: RaftMessage[] = [];
@@ -261,6 +271,7 @@ export class Cluster {
   processReady(n: TestNode): void {
     while (n.up && n.core.hasReady()) {
       const rd = n.core.ready();
+      this.observer.ready?.(n, rd);
       n.disk.save(rd);
       for (const m of rd.messages) this.network.push(m);
       if (rd.snapshot?.restore === true) {
@@ -317,6 +328,7 @@ export class Cluster {
       }
       if (!this.passes(m)) continue;
       const to = this.node(m.to);
+      this.observer.delivered?.(m);
       to.core.step(m);
       n++;
       this.processReady(to);
