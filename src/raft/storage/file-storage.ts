@@ -50,12 +50,15 @@ import {
   anyValidRecordAfter,
   decodeEntries,
   decodeRecordAt,
-  encodeEntries,
   encodeRecord,
   entryEncodedBytes,
+  openRecord,
+  putEntries,
+  putRecord,
+  recordBytes,
+  sealRecord,
   packer,
   RecordType,
-  recordPrefixBytes,
   segmentMagic,
   snapshotMagic,
 } from './records.js';
@@ -119,9 +122,8 @@ interface Segment {
   maxIndex: number;
 }
 
-type QueueItem =
-  | { readonly kind: 'records'; readonly bytes: Buffer }
-  | { readonly kind: 'roll'; readonly seq: number; readonly start: Buffer };
+/** Initial size of the reusable group-commit buffer. */
+const batchBufferBytes = 256 * 1024;
 
 interface Waiter {
   readonly resolve: () => void;
@@ -360,8 +362,12 @@ export class FileStorage implements Storage {
   private writeOffset = 0;
 
   // Group commit.
-  private queue: QueueItem[] = [];
-  private queueBytes = 0;
+  /** Encoded records waiting for the next flush; `rolls` marks where new segments start in it. */
+  private batch: Buffer = Buffer.allocUnsafe(batchBufferBytes);
+  private batchLen = 0;
+  private rolls: { at: number; seq: number }[] = [];
+  /** The model as planWrite sees it (one object, read live). */
+  private readonly shapeView: LogShape;
   private waiters: Waiter[] = [];
   /** Snapshot files superseded by queued writes: removed once those writes are durable. */
   private droppedSnapshots: SnapRef[] = [];
@@ -380,6 +386,20 @@ export class FileStorage implements Storage {
       `segmentBytes ${this.segmentBytes} outside (1024, walSegmentBytesMax]`,
     );
     this.schedule = options.schedule ?? ((fn) => void setImmediate(fn));
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- getters below read the live model
+    const self = this;
+    this.shapeView = {
+      get snapshotIndex() {
+        return self.snapshotMeta?.index ?? 0;
+      },
+      get snapshotTerm() {
+        return self.snapshotMeta?.term ?? 0;
+      },
+      get lastIndex() {
+        return self.terms.lastIndex;
+      },
+      termAt: (i) => self.terms.termAt(i),
+    };
   }
 
   load(): Promise<PersistentState> {
@@ -412,7 +432,7 @@ export class FileStorage implements Storage {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    if (this.queueBytes >= limits.walBatchBytesMax) this.flush();
+    if (this.batchLen >= limits.walBatchBytesMax) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       this.schedule(() => this.flush());
@@ -441,57 +461,67 @@ export class FileStorage implements Storage {
 
   // ---- saving -------------------------------------------------------------
 
-  private shape(): LogShape {
-    return {
-      snapshotIndex: this.snapshotMeta?.index ?? 0,
-      snapshotTerm: this.snapshotMeta?.term ?? 0,
-      lastIndex: this.terms.lastIndex,
-      termAt: (i) => this.terms.termAt(i),
-    };
-  }
-
-  /** Validates, writes a snapshot file if any, encodes and queues the records, and advances the model. */
+  /** Validates, writes a snapshot file if any, encodes the records into the batch, and advances the model. */
   private enqueue(write: StorageWrite): void {
-    const plan = planWrite(this.shape(), write);
-    const records: Buffer[] = [];
+    const plan = planWrite(this.shapeView, write);
+    // Everything that can fail comes before the batch is touched.
     let ref: SnapRef | null = null;
+    let snapPayload: Buffer | null = null;
     if (write.snapshot !== undefined) {
       ref = { meta: write.snapshot.meta, crc: crc32c(write.snapshot.data) };
       this.writeSnapshotFile(write.snapshot, ref);
-      records.push(
-        encodeRecord(RecordType.Snapshot, packer.pack([...refArray(ref), plan.snapshotKeepsLog])),
-      );
+      snapPayload = packer.pack([...refArray(ref), plan.snapshotKeepsLog]);
     }
+    const truncPayload = plan.truncateFrom === null ? null : packer.pack(plan.truncateFrom);
+    const hsPayload =
+      write.hardState === undefined ? null : packer.pack(hardStateArray(write.hardState));
     const entries = write.entries ?? [];
-    if (plan.truncateFrom !== null) {
-      records.push(encodeRecord(RecordType.Truncate, packer.pack(plan.truncateFrom)));
-    }
-    // One ENTRIES record per walRecordBytesMax of entries.
-    let from = 0;
-    while (from < entries.length) {
+    // One ENTRIES record per walRecordBytesMax of entries: chunk ends and payload sizes.
+    const ends: number[] = [];
+    const sizes: number[] = [];
+    let total = 0;
+    let records = 0;
+    for (let from = 0; from < entries.length;) {
       let to = from;
-      let bytes = 64;
+      let size = 4;
       while (to < entries.length) {
         const add = entryEncodedBytes(entries[to] as Entry);
-        if (to > from && bytes + add > limits.walRecordBytesMax) break;
-        bytes += add;
+        if (to > from && size + add + 64 > limits.walRecordBytesMax) break;
+        size += add;
         to++;
       }
-      records.push(encodeRecord(RecordType.Entries, encodeEntries(entries, from, to)));
+      ends.push(to);
+      sizes.push(size);
+      total += recordBytes(size);
+      records++;
       from = to;
     }
-    if (write.hardState !== undefined) {
-      records.push(
-        encodeRecord(RecordType.HardState, packer.pack(hardStateArray(write.hardState))),
-      );
+    for (const p of [snapPayload, truncPayload, hsPayload]) {
+      if (p !== null) {
+        total += recordBytes(p.length);
+        records++;
+      }
     }
-    const bytes = records.length === 1 ? (records[0] as Buffer) : Buffer.concat(records);
 
-    if (this.tailRecords > 0 && this.tailBytes + bytes.length > this.segmentBytes) this.queueRoll();
-    this.queue.push({ kind: 'records', bytes });
-    this.queueBytes += bytes.length;
-    this.tailBytes += bytes.length;
-    this.tailRecords += records.length;
+    if (this.tailRecords > 0 && this.tailBytes + total > this.segmentBytes) this.queueRoll();
+    const buf = this.reserve(total);
+    let o = this.batchLen - total;
+    if (snapPayload !== null) o = putRecord(buf, o, RecordType.Snapshot, snapPayload);
+    if (truncPayload !== null) o = putRecord(buf, o, RecordType.Truncate, truncPayload);
+    let from = 0;
+    for (let k = 0; k < ends.length; k++) {
+      const to = ends[k] as number;
+      const size = sizes[k] as number;
+      openRecord(buf, o, RecordType.Entries, size);
+      putEntries(buf, o + recordBytes(0), entries, from, to);
+      sealRecord(buf, o, size);
+      o += recordBytes(size);
+      from = to;
+    }
+    if (hsPayload !== null) o = putRecord(buf, o, RecordType.HardState, hsPayload);
+    assert(o === this.batchLen, 'record sizes miscounted');
+    this.tailBytes += total;
+    this.tailRecords += records;
 
     // Advance the model (the same semantics as applyWrite in memory.ts).
     const tail = this.segments[this.segments.length - 1] as Segment;
@@ -515,12 +545,25 @@ export class FileStorage implements Storage {
     if (write.hardState !== undefined) this.hardState = write.hardState;
   }
 
+  /** Makes room for `bytes` more at the end of the batch; returns the (maybe new) batch buffer. */
+  private reserve(bytes: number): Buffer {
+    const need = this.batchLen + bytes;
+    if (need > this.batch.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.batch.length * 2));
+      this.batch.copy(grown, 0, 0, this.batchLen);
+      this.batch = grown;
+    }
+    this.batchLen = need;
+    return this.batch;
+  }
+
   /** Queues the start of a new segment, checkpointing the model as of now. */
   private queueRoll(): void {
     const seq = (this.segments[this.segments.length - 1] as Segment).seq + 1;
     const start = this.segmentStart(seq);
-    this.queue.push({ kind: 'roll', seq, start });
-    this.queueBytes += start.length;
+    this.rolls.push({ at: this.batchLen, seq });
+    this.reserve(start.length);
+    start.copy(this.batch, this.batchLen - start.length);
     this.segments.push({ seq, path: this.segmentPath(seq), maxIndex: 0 });
     this.tailBytes = start.length;
     this.tailRecords = 0;
@@ -552,44 +595,32 @@ export class FileStorage implements Storage {
     return posix.join(this.walDir, `${hex16(seq)}.wal`);
   }
 
-  /** Writes the queue as one write (per segment) and one fdatasync, then settles the waiters. */
+  /** Writes the batch as one write (per segment) and one fdatasync, then settles the waiters. */
   private flush(): void {
     this.flushScheduled = false;
-    const queue = this.queue;
     const waiters = this.waiters;
-    this.queue = [];
+    const length = this.batchLen;
+    const rolls = this.rolls;
     this.waiters = [];
-    this.queueBytes = 0;
-    if (queue.length === 0 && waiters.length === 0) return;
+    this.batchLen = 0;
+    this.rolls = [];
+    if (length === 0 && waiters.length === 0) return;
     try {
       if (this.failure !== null) throw this.failure;
-      let chunks: Buffer[] = [];
-      let rolled = false;
-      const writeOut = (): void => {
-        const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-        chunks = [];
-        if (bytes.length === 0) return;
-        assert(this.fd !== null, 'flush without an open segment');
-        this.fs.write(this.fd, bytes, this.writeOffset);
-        this.writeOffset += bytes.length;
-        this.fs.fdatasync(this.fd);
-      };
-      for (const item of queue) {
-        if (item.kind === 'records') {
-          chunks.push(item.bytes);
-          continue;
-        }
-        writeOut();
+      let start = 0;
+      for (const roll of rolls) {
+        this.writeOut(start, roll.at);
         this.closeFd();
-        const path = this.segmentPath(item.seq);
-        this.fd = this.fs.open(path, 'create');
-        this.fdSeq = item.seq;
+        this.fd = this.fs.open(this.segmentPath(roll.seq), 'create');
+        this.fdSeq = roll.seq;
         this.writeOffset = 0;
-        chunks.push(item.start);
-        rolled = true;
+        start = roll.at;
       }
-      writeOut();
-      if (rolled) this.fs.syncDir(this.walDir);
+      this.writeOut(start, length);
+      if (rolls.length > 0) this.fs.syncDir(this.walDir);
+      // A batch far above the usual size leaves a big buffer behind: let it go.
+      if (this.batch.length > 4 * batchBufferBytes)
+        this.batch = Buffer.allocUnsafe(batchBufferBytes);
     } catch (err) {
       this.failure = isCohortError(err) ? err : ioError(`writing ${this.walDir}`, err);
       this.logger.error(
@@ -602,6 +633,15 @@ export class FileStorage implements Storage {
     for (const w of waiters) w.resolve();
     // Compaction reads the model after the flush: every queued write is now durable.
     if (this.compactPending) this.compact();
+  }
+
+  /** Writes batch[from, to) at the end of the open segment and fdatasyncs it. */
+  private writeOut(from: number, to: number): void {
+    if (to <= from) return;
+    assert(this.fd !== null, 'flush without an open segment');
+    this.fs.write(this.fd, this.batch.subarray(from, to), this.writeOffset);
+    this.writeOffset += to - from;
+    this.fs.fdatasync(this.fd);
   }
 
   private closeFd(): void {
@@ -993,6 +1033,3 @@ export class FileStorage implements Storage {
 function closedError(): CohortError {
   return new CohortError('CLOSED', 'storage is closed');
 }
-
-/** Exposed for tests: the record prefix size. */
-export const walRecordPrefixBytes = recordPrefixBytes;

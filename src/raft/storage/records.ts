@@ -1,9 +1,9 @@
 /**
  * The on-disk record format shared by WAL segments and snapshot files.
  *
- * A record is `u32 length | u32 crc | u8 type | payload` (little endian), where
- * `length` counts the type byte and the payload, and `crc` is the CRC32C of the
- * length field followed by the type and payload, so a flipped length is caught
+ * A record is `u32 crc | u32 length | u8 type | payload` (little endian), where
+ * `length` counts the type byte and the payload, and `crc` is the CRC32C of
+ * everything after it (length, type, payload), so a flipped length is caught
  * too. A segment file is the 4-byte magic `CWAL`, a HEADER record (format
  * version, cluster id, node id, sequence number), a CHECKPOINT record (the log
  * position, hard state and known snapshots when the segment was started, so
@@ -17,7 +17,7 @@
  * ```
  */
 import { Packr } from 'msgpackr';
-import { crc32c } from '../../lib/crc32c.js';
+import { crc32c as nativeCrc32c } from '@node-rs/crc32';
 import { limits } from '../../lib/limits.js';
 import type { LogIndex, Term } from '../../lib/ids.js';
 import type { Entry, EntryKind } from '../core/types.js';
@@ -49,21 +49,49 @@ export const snapshotMagic = Buffer.from('CSNP', 'latin1');
 /** msgpack with plain maps and arrays only (no record extension), for small metadata payloads. */
 export const packer = new Packr({ useRecords: false, mapsAsObjects: true });
 
-function checksum(buf: Uint8Array, start: number, length: number): number {
-  return crc32c(
-    buf.subarray(start + recordPrefixBytes, start + recordPrefixBytes + length),
-    crc32c(buf.subarray(start, start + 4)),
-  );
+/** CRC32C of the record at `start` whose length field says `length` (the same function as lib/crc32c, called directly on the hot path). */
+function checksum(buf: Buffer, start: number, length: number): number {
+  return nativeCrc32c(buf.subarray(start + 4, start + recordPrefixBytes + length), 0) >>> 0;
 }
 
-/** Encodes one record. */
+/** Bytes a record with a payload of `payloadBytes` takes. */
+export function recordBytes(payloadBytes: number): number {
+  return recordPrefixBytes + 1 + payloadBytes;
+}
+
+/** Writes the length and type of a record at `offset`; the payload goes at offset + 9, then {@link sealRecord}. */
+export function openRecord(
+  buf: Buffer,
+  offset: number,
+  type: RecordTypeValue,
+  payloadBytes: number,
+): void {
+  buf.writeUInt32LE(1 + payloadBytes, offset + 4);
+  buf[offset + recordPrefixBytes] = type;
+}
+
+/** Computes and stores the checksum of the record at `offset` once its payload is in place. */
+export function sealRecord(buf: Buffer, offset: number, payloadBytes: number): void {
+  buf.writeUInt32LE(checksum(buf, offset, 1 + payloadBytes), offset);
+}
+
+/** Writes a whole record at `offset`; returns the offset after it. */
+export function putRecord(
+  buf: Buffer,
+  offset: number,
+  type: RecordTypeValue,
+  payload: Uint8Array,
+): number {
+  openRecord(buf, offset, type, payload.byteLength);
+  buf.set(payload, offset + recordPrefixBytes + 1);
+  sealRecord(buf, offset, payload.byteLength);
+  return offset + recordBytes(payload.byteLength);
+}
+
+/** Encodes one record into a new buffer. */
 export function encodeRecord(type: RecordTypeValue, payload: Uint8Array): Buffer {
-  const length = 1 + payload.byteLength;
-  const out = Buffer.allocUnsafe(recordPrefixBytes + length);
-  out.writeUInt32LE(length, 0);
-  out[8] = type;
-  out.set(payload, 9);
-  out.writeUInt32LE(checksum(out, 0, length), 4);
+  const out = Buffer.allocUnsafe(recordBytes(payload.byteLength));
+  putRecord(out, 0, type, payload);
   return out;
 }
 
@@ -81,11 +109,11 @@ export type InvalidRecord = 'short' | 'length' | 'checksum' | 'type';
 /** Reads the record at `offset` of `buf`, or says why there is none. */
 export function decodeRecordAt(buf: Buffer, offset: number): DecodedRecord | InvalidRecord {
   if (offset + recordPrefixBytes + 1 > buf.length) return 'short';
-  const length = buf.readUInt32LE(offset);
+  const length = buf.readUInt32LE(offset + 4);
   if (length < 1 || length > limits.walRecordBytesMax) return 'length';
   const end = offset + recordPrefixBytes + length;
   if (end > buf.length) return 'short';
-  if (buf.readUInt32LE(offset + 4) !== checksum(buf, offset, length)) return 'checksum';
+  if (buf.readUInt32LE(offset) !== checksum(buf, offset, length)) return 'checksum';
   const type = buf[offset + recordPrefixBytes] as number;
   if (!TYPES.has(type)) return 'type';
   return {
@@ -98,7 +126,7 @@ export function decodeRecordAt(buf: Buffer, offset: number): DecodedRecord | Inv
 /** True if some valid record starts at any offset in (from, buf.length): tells corruption from a torn tail. */
 export function anyValidRecordAfter(buf: Buffer, from: number): boolean {
   for (let o = from + 1; o + recordPrefixBytes + 1 <= buf.length; o++) {
-    const length = buf.readUInt32LE(o);
+    const length = buf.readUInt32LE(o + 4);
     if (length < 1 || o + recordPrefixBytes + length > buf.length) continue;
     if (typeof decodeRecordAt(buf, o) !== 'string') return true;
   }
@@ -114,13 +142,26 @@ export function entryEncodedBytes(e: Entry): number {
   return ENTRY_HEAD_BYTES + e.data.byteLength;
 }
 
-/** Encodes entries as an ENTRIES payload: u32 count, then per entry f64 index, f64 term, u8 kind, u32 length, data. */
-export function encodeEntries(entries: readonly Entry[], from: number, to: number): Buffer {
+/** Payload bytes of an ENTRIES record holding entries[from, to). */
+export function entriesPayloadBytes(entries: readonly Entry[], from: number, to: number): number {
   let size = 4;
   for (let i = from; i < to; i++) size += entryEncodedBytes(entries[i] as Entry);
-  const out = Buffer.allocUnsafe(size);
-  out.writeUInt32LE(to - from, 0);
-  let o = 4;
+  return size;
+}
+
+/**
+ * Writes entries[from, to) as an ENTRIES payload at `offset` of `out`: u32 count,
+ * then per entry f64 index, f64 term, u8 kind, u32 length, data.
+ */
+export function putEntries(
+  out: Buffer,
+  offset: number,
+  entries: readonly Entry[],
+  from: number,
+  to: number,
+): void {
+  out.writeUInt32LE(to - from, offset);
+  let o = offset + 4;
   for (let i = from; i < to; i++) {
     const e = entries[i] as Entry;
     out.writeDoubleLE(e.index, o);
@@ -130,6 +171,12 @@ export function encodeEntries(entries: readonly Entry[], from: number, to: numbe
     out.set(e.data, o + ENTRY_HEAD_BYTES);
     o += ENTRY_HEAD_BYTES + e.data.byteLength;
   }
+}
+
+/** Encodes entries[from, to) as an ENTRIES payload in a new buffer. */
+export function encodeEntries(entries: readonly Entry[], from: number, to: number): Buffer {
+  const out = Buffer.allocUnsafe(entriesPayloadBytes(entries, from, to));
+  putEntries(out, 0, entries, from, to);
   return out;
 }
 

@@ -100,7 +100,6 @@ export function planWrite(shape: LogShape, write: StorageWrite): WritePlan {
   let snapTerm = shape.snapshotTerm;
   let last = shape.lastIndex;
   let keeps = true;
-  const termAt = (i: number): number => (i === snapIndex ? snapTerm : shape.termAt(i));
 
   if (write.snapshot !== undefined) {
     const s = write.snapshot;
@@ -118,7 +117,9 @@ export function planWrite(shape: LogShape, write: StorageWrite): WritePlan {
       throw invalid(`snapshot at ${s.meta.index} has term ${s.meta.term}, stored has ${snapTerm}`);
     }
     // Raft §7: keep the suffix only if the entry at the snapshot's index matches its term.
-    keeps = s.meta.index <= last && termAt(s.meta.index) === s.meta.term;
+    keeps =
+      s.meta.index <= last &&
+      (s.meta.index === snapIndex ? snapTerm : shape.termAt(s.meta.index)) === s.meta.term;
     snapIndex = s.meta.index;
     snapTerm = s.meta.term;
     if (!keeps) last = snapIndex;
@@ -129,7 +130,7 @@ export function planWrite(shape: LogShape, write: StorageWrite): WritePlan {
   if (entries !== undefined) {
     if (!Array.isArray(entries)) throw invalid('entries is not an array');
     if (entries.length > 0) {
-      entries.forEach(checkEntry);
+      for (let i = 0; i < entries.length; i++) checkEntry(entries[i] as Entry, i);
       const first = (entries[0] as Entry).index;
       for (let i = 1; i < entries.length; i++) {
         const prev = entries[i - 1] as Entry;
@@ -142,7 +143,8 @@ export function planWrite(shape: LogShape, write: StorageWrite): WritePlan {
       }
       if (first > last + 1) throw invalid(`entry ${first} leaves a gap after ${last}`);
       // Raft log matching: terms never decrease along the log.
-      if ((entries[0] as Entry).term < termAt(first - 1)) {
+      const prevTerm = first - 1 === snapIndex ? snapTerm : shape.termAt(first - 1);
+      if ((entries[0] as Entry).term < prevTerm) {
         throw invalid(`entry ${first} has a lower term than entry ${first - 1}`);
       }
       if (first <= last) truncateFrom = first;
