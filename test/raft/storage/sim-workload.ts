@@ -20,7 +20,7 @@ import { plain, randomWrite } from './helpers.js';
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 
 /** Every state a crash may leave after `write` was partly made durable, record by record, in order. */
-function partialStates(state: PersistentState, write: StorageWrite): PersistentState[] {
+export function partialStates(state: PersistentState, write: StorageWrite): PersistentState[] {
   const out: PersistentState[] = [];
   let s = state;
   if (write.snapshot !== undefined) {
