@@ -5,3 +5,4 @@ export * from './client.js';
 export * from './server.js';
 export * from './pubsub.js';
 export * from './node.js';
+export * from './resilience.js';

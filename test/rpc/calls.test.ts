@@ -4,28 +4,17 @@
  * cancellation, and malformed requests.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CohortError, isCohortError } from '../../src/lib/errors.js';
+import { CohortError } from '../../src/lib/errors.js';
 import type { ErrorCode } from '../../src/lib/errors.js';
 import { nodeId } from '../../src/lib/ids.js';
 import type { RpcWire, RpcWireMessage } from '../../src/rpc/messages.js';
 import type { RpcNode } from '../../src/rpc/node.js';
 import { limits } from '../../src/lib/limits.js';
 import { settle, waitFor } from '../transport/compliance.js';
-import { harnesses, Observed, TestService } from './harness.js';
+import { harnesses, Observed, rejection, TestService } from './harness.js';
 import type { RpcHarness } from './harness.js';
 
 const A = nodeId('a');
-
-/** The CohortError a promise rejects with (fails the test if it resolves or throws something else). */
-export async function rejection(p: Promise<unknown>): Promise<CohortError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isCohortError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a CohortError, the call succeeded');
-}
 
 function expectError(err: CohortError, code: ErrorCode, definite: boolean): void {
   expect({ code: err.code, definite: err.definite }).toEqual({ code, definite });

@@ -8,7 +8,7 @@
  * ```
  */
 import { Type } from '@sinclair/typebox';
-import { CohortError } from '../../src/lib/errors.js';
+import { CohortError, isCohortError } from '../../src/lib/errors.js';
 import { nodeId } from '../../src/lib/ids.js';
 import type { NodeId } from '../../src/lib/ids.js';
 import { rpcCodec } from '../../src/rpc/messages.js';
@@ -114,6 +114,10 @@ export const TestService = defineService('Test', {
   /** Waits until released or aborted; reports which. */
   block: unary(Type.Object({ key: Type.String() }), Type.Object({ released: Type.Boolean() })),
   fail: unary(Type.Object({ code: Type.String() }), Type.Object({})),
+  /** Idempotent: the first call per key blocks until aborted, later ones answer with the call count. */
+  slowOnce: unary(Type.Object({ key: Type.String() }), Type.Object({ n: Type.Integer() }), {
+    idempotent: true,
+  }),
   count: serverStream(
     Type.Object({ n: Type.Integer({ minimum: 0 }) }),
     Type.Object({ i: Type.Integer() }),
@@ -165,8 +169,17 @@ export class Observed {
         });
       },
       fail: ({ code }) => {
+        obs.calls.push(`fail:${code}`);
         if (code === 'plain') throw new Error('boom');
         throw new CohortError(code as 'NOT_FOUND', `failing with ${code}`);
+      },
+      slowOnce: ({ key }, ctx) => {
+        obs.calls.push(`slowOnce:${key}`);
+        const n = obs.calls.filter((c) => c === `slowOnce:${key}`).length;
+        if (n > 1) return { n };
+        return new Promise((resolve) => {
+          ctx.signal.addEventListener('abort', () => resolve({ n }));
+        });
       },
       async *count({ n }) {
         for (let i = 0; i < n; i++) yield await Promise.resolve({ i });
@@ -184,4 +197,15 @@ export class Observed {
       },
     };
   }
+}
+
+/** The CohortError a promise rejects with (fails the test if it resolves or throws something else). */
+export async function rejection(p: Promise<unknown>): Promise<CohortError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isCohortError(err)) return err;
+    throw err;
+  }
+  throw new Error('expected a CohortError, the call succeeded');
 }
