@@ -373,7 +373,6 @@ export class FileStorage implements Storage {
   private droppedSnapshots: SnapRef[] = [];
   private compactPending = false;
   private flushScheduled = false;
-  private closing: Promise<void> | null = null;
 
   constructor(private readonly options: FileStorageOptions) {
     this.fs = options.fs ?? nodeFs;
@@ -421,7 +420,7 @@ export class FileStorage implements Storage {
   }
 
   save(write: StorageWrite): Promise<void> {
-    if (this.state === 'closed' || this.closing !== null) return Promise.reject(closedError());
+    if (this.state === 'closed') return Promise.reject(closedError());
     if (this.state !== 'open') {
       return Promise.reject(new CohortError('FAILED_PRECONDITION', 'save() before load()'));
     }
@@ -441,22 +440,13 @@ export class FileStorage implements Storage {
   }
 
   close(): Promise<void> {
-    if (this.state === 'closed') return Promise.resolve();
-    if (this.closing !== null) return this.closing;
-    if (this.state !== 'open') {
-      this.state = 'closed';
-      return Promise.resolve();
+    if (this.state === 'open') {
+      // Writes queued before close() are flushed now; their promises settle as usual.
+      this.flush();
+      this.closeFd();
     }
-    this.closing = new Promise<void>((resolve) => {
-      const finish = (): void => {
-        this.flush();
-        this.closeFd();
-        this.state = 'closed';
-        resolve();
-      };
-      this.schedule(finish);
-    });
-    return this.closing;
+    this.state = 'closed';
+    return Promise.resolve();
   }
 
   // ---- saving -------------------------------------------------------------
