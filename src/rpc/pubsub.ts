@@ -266,6 +266,11 @@ export class PubSub {
     this.timer = undefined;
   }
 
+  /** The remote nodes subscribed to `topic` here (tests, metrics). */
+  subscribersOf(topic: string): NodeId[] {
+    return [...(this.subscribers.get(topic)?.keys() ?? [])];
+  }
+
   /** Unacknowledged messages held for `subscriber` on `topic` (tests, metrics). */
   unackedFor(topic: string, subscriber: NodeId): number {
     return this.subscribers.get(topic)?.get(subscriber)?.unacked.length ?? 0;
