@@ -19,6 +19,7 @@
  */
 import { CohortError } from '../../lib/errors.js';
 import type { LogIndex, NodeId, Term } from '../../lib/ids.js';
+import { limits } from '../../lib/limits.js';
 import { decodeConfig } from './config.js';
 import type { Entry, SnapshotMeta } from './types.js';
 
@@ -296,6 +297,8 @@ export function validateMessage(m: unknown): asserts m is RaftMessage {
       bool(m, 'done');
       const data = m['data'];
       if (!(data instanceof Uint8Array)) bad('snapshot chunk data must be bytes');
+      if (data.length > limits.snapshotChunkBytesMax)
+        bad('snapshot chunk above snapshotChunkBytesMax');
       if (offset + data.length > total) bad('snapshot chunk beyond totalBytes');
       if (m['done'] === true && offset + data.length !== total) {
         bad('last snapshot chunk must end at totalBytes');

@@ -970,7 +970,7 @@ export class RaftCore {
   private broadcastHeartbeat(): void {
     this.readRoundWanted = false;
     const seq = ++this.heartbeatSeq;
-    this.seqSentTick.set(seq, this.now);
+    if (this.leaseReads) this.seqSentTick.set(seq, this.now);
     for (const [to, pr] of this.progress) {
       const m: Heartbeat = {
         type: 'Heartbeat',

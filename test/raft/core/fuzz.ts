@@ -71,11 +71,18 @@ function check(
   return null;
 }
 
-export function fuzz(seed: number, size: number, steps: number, bugs: RaftBugs = {}): FuzzResult {
+export function fuzz(
+  seed: number,
+  size: number,
+  steps: number,
+  bugs: RaftBugs = {},
+  asyncReady?: boolean,
+): FuzzResult {
   const rng: Random = seededRandom(seed);
   const ids = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7'].slice(0, size);
   const c = new Cluster(ids, {
     seed,
+    asyncReady: rng.chance(0.5) ? (asyncReady ?? true) : (asyncReady ?? false),
     raft: {
       electionTicks: 6,
       heartbeatTicks: 1,
@@ -118,8 +125,10 @@ export function fuzz(seed: number, size: number, steps: number, bugs: RaftBugs =
       }
     } else if (r < 0.74) {
       const n = rng.pick(nodes);
-      if (n.up && rng.chance(0.5)) c.crash(n.id);
-      else if (!n.up) c.restart(n.id);
+      if (n.up && rng.chance(0.5)) {
+        c.crash(n.id);
+        commits.delete(n.id); // a restart may come back with the last persisted commit only
+      } else if (!n.up) c.restart(n.id);
     } else if (r < 0.77) {
       c.heal();
       if (rng.chance(0.6)) {
@@ -163,6 +172,9 @@ export function fuzz(seed: number, size: number, steps: number, bugs: RaftBugs =
         if (voters.length > 0) c.core(leader).transferLeadership(rng.pick(voters));
         c.processReady(c.node(leader));
       }
+    } else if (r < 0.92) {
+      // Async mode: one node's disk write completes (then it sends and applies).
+      c.completeReady(rng.pick(nodes).id);
     } else {
       c.tick();
     }

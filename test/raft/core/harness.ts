@@ -92,6 +92,8 @@ export interface TestNode {
   appliedIndex: number;
   readStates: ReadState[];
   up: boolean;
+  /** Async mode: the Ready taken but not yet performed (lost on a crash: never synced). */
+  pending: Ready | null;
 }
 
 /** Options for {@link Cluster}. */
@@ -103,6 +105,8 @@ export interface ClusterOptions {
   readonly perNode?: Readonly<Record<string, Omit<RaftOptions, 'id' | 'random'>>>;
   /** Bootstrap configuration (default: all given ids are voters). */
   readonly config?: ClusterConfig;
+  /** Take each Ready at once but perform it only on completeReady()/stabilize() (a slow disk). */
+  readonly asyncReady?: boolean;
   /** What some nodes start from (as if recovered from disk). */
   readonly initial?: Readonly<Record<string, RaftInitialState>>;
 }
@@ -186,6 +190,7 @@ export class Cluster {
       appliedIndex: disk.snapshot?.meta.index ?? 0,
       readStates: [],
       up: true,
+      pending: null,
     };
     this.nodes.set(nid, node);
     return node;
@@ -269,28 +274,48 @@ export class Cluster {
 
   /** Runs every pending Ready of a running node: persist, send, apply, advance. */
   processReady(n: TestNode): void {
+    if (this.options.asyncReady === true) {
+      // Take the Ready now; perform it later (completeReady), as a shell with a slow disk would.
+      if (n.up && n.pending === null && n.core.hasReady()) {
+        n.pending = n.core.ready();
+        this.observer.ready?.(n, n.pending);
+      }
+      return;
+    }
     while (n.up && n.core.hasReady()) {
       const rd = n.core.ready();
       this.observer.ready?.(n, rd);
-      n.disk.save(rd);
-      for (const m of rd.messages) this.network.push(m);
-      if (rd.snapshot?.restore === true) {
-        const data = rd.snapshot.snapshot.data;
-        n.applied = JSON.parse(text(data)) as TestNode['applied'];
-        n.appliedIndex = rd.snapshot.snapshot.meta.index;
-      }
-      for (const e of rd.committedEntries) {
-        assert(
-          e.index === n.appliedIndex + 1,
-          `${n.id} applies ${e.index} after ${n.appliedIndex}`,
-        );
-        n.appliedIndex = e.index;
-        if (e.kind === 'normal')
-          n.applied.push({ index: e.index, term: e.term, command: text(e.data) });
-      }
-      n.readStates.push(...rd.readStates);
-      n.core.advance(rd);
+      this.perform(n, rd);
     }
+  }
+
+  /** Async mode: performs `id`'s outstanding Ready (persist, send, apply, advance), then takes the next. */
+  completeReady(id: string): boolean {
+    const n = this.node(id);
+    const rd = n.pending;
+    if (!n.up || rd === null) return false;
+    n.pending = null;
+    this.perform(n, rd);
+    this.processReady(n);
+    return true;
+  }
+
+  private perform(n: TestNode, rd: Ready): void {
+    n.disk.save(rd);
+    for (const m of rd.messages) this.network.push(m);
+    if (rd.snapshot?.restore === true) {
+      const data = rd.snapshot.snapshot.data;
+      n.applied = JSON.parse(text(data)) as TestNode['applied'];
+      n.appliedIndex = rd.snapshot.snapshot.meta.index;
+    }
+    for (const e of rd.committedEntries) {
+      assert(e.index === n.appliedIndex + 1, `${n.id} applies ${e.index} after ${n.appliedIndex}`);
+      n.appliedIndex = e.index;
+      if (e.kind === 'normal')
+        n.applied.push({ index: e.index, term: e.term, command: text(e.data) });
+    }
+    n.readStates.push(...rd.readStates);
+    n.core.advance(rd);
   }
 
   /** Processes pending Ready of every running node. */
@@ -347,13 +372,24 @@ export class Cluster {
   /** Delivers until no message is in flight (bounded); returns the number of rounds. */
   stabilize(maxRounds = 1000): number {
     this.processAll();
+    this.completeAll();
     let rounds = 0;
     while (this.network.length > 0) {
       assert(++rounds <= maxRounds, 'stabilize did not converge');
       this.deliver();
       this.processAll();
+      this.completeAll();
     }
     return rounds;
+  }
+
+  /** Async mode: completes every outstanding Ready until none is left. */
+  completeAll(): void {
+    let more = true;
+    while (more) {
+      more = false;
+      for (const n of this.nodes.values()) if (this.completeReady(n.id)) more = true;
+    }
   }
 
   /** Cuts both directions between every node of `a` and every node of `b`. */
@@ -383,6 +419,7 @@ export class Cluster {
   crash(id: string): void {
     const n = this.node(id);
     n.up = false;
+    n.pending = null; // its writes were never synced
     this.network = this.network.filter((m) => m.to !== n.id);
   }
 
