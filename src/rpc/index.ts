@@ -6,3 +6,4 @@ export * from './server.js';
 export * from './pubsub.js';
 export * from './node.js';
 export * from './resilience.js';
+export * from './http-gateway.js';

@@ -1,0 +1,289 @@
+/**
+ * The HTTP/JSON gateway: every service a node serves, callable with curl or
+ * any language (node:http, no framework).
+ *
+ * ```ts
+ * const gw = await HttpGateway.start(node, { host: '127.0.0.1', port: 8080 });
+ * // curl -s localhost:8080/rpc                                   → services with JSON Schemas
+ * // curl -s -XPOST localhost:8080/rpc/ListMax/listMax -d '{"values":[3,9,4]}'   → {"max":9}
+ * // curl -s -XPOST localhost:8080/rpc/ListMax/listMax -d '{"values":"x"}'
+ * //   → 400 {"error":{"code":"INVALID_ARGUMENT","details":{"path":"/values"},...}}
+ * await gw.close();
+ * ```
+ *
+ * - `GET /rpc` lists services: name, methods, kind, idempotent, and the
+ *   request/response JSON Schemas straight from the service definitions.
+ * - `POST /rpc/<service>/<method>` with a JSON body runs the call through the
+ *   node itself (a loopback RPC), so validation, interceptors, deadlines and
+ *   the in-flight bound are exactly those of binary callers. A streaming
+ *   method answers NDJSON, one item per line (an error ends it as a last
+ *   `{"error":...}` line).
+ * - Headers: `x-cohort-timeout-ms` sets the deadline; `x-cohort-meta-<key>`
+ *   becomes call metadata (e.g. an auth token for a server interceptor).
+ * - Errors: `{"error":{code, message, definite, details}}` with a status from
+ *   the code (400 INVALID_ARGUMENT — also for bad JSON —, 403, 404, 413, 503
+ *   OVERLOADED/UNAVAILABLE, 504 TIMEOUT, 500 otherwise). The client going
+ *   away cancels the call.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CohortError, isCohortError } from '../lib/errors.js';
+import type { ErrorCode } from '../lib/errors.js';
+import { limits } from '../lib/limits.js';
+import type { RpcNode } from './node.js';
+import type { ServiceDef } from './service.js';
+
+/** Where the gateway listens. */
+export interface HttpGatewayOptions {
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** Largest request body (default `limits.httpBodyBytesMax`). */
+  readonly bodyBytesMax?: number;
+}
+
+const statusOf: Partial<Record<ErrorCode, number>> = {
+  INVALID_ARGUMENT: 400,
+  PERMISSION_DENIED: 403,
+  NOT_FOUND: 404,
+  FRAME_TOO_LARGE: 413,
+  OVERLOADED: 503,
+  UNAVAILABLE: 503,
+  CIRCUIT_OPEN: 503,
+  TIMEOUT: 504,
+  CANCELLED: 499,
+};
+
+/** An HTTP/JSON front for one {@link RpcNode}'s services. */
+export class HttpGateway {
+  private constructor(
+    private readonly server: http.Server,
+    private readonly node: RpcNode,
+    private readonly bodyBytesMax: number,
+  ) {}
+
+  /** Starts listening. */
+  static async start(node: RpcNode, options: HttpGatewayOptions): Promise<HttpGateway> {
+    const server = http.createServer();
+    const gw = new HttpGateway(server, node, options.bodyBytesMax ?? limits.httpBodyBytesMax);
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
+      gw.handle(req, res),
+    );
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host ?? '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return gw;
+  }
+
+  /** The bound address. */
+  get address(): { host: string; port: number } {
+    const a = this.server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  /** Stops accepting and closes idle connections. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  /** The listing `GET /rpc` returns. */
+  listing(): { services: unknown[] } {
+    return { services: this.node.server.serviceDefs.map(describeService) };
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://gateway');
+    const parts = url.pathname.split('/').filter((p) => p !== '');
+    if (parts[0] !== 'rpc') {
+      sendError(res, new CohortError('NOT_FOUND', `no route ${url.pathname}; try GET /rpc`));
+      return;
+    }
+    if (parts.length === 1) {
+      if (req.method !== 'GET') {
+        sendJson(res, 405, errorBody(new CohortError('INVALID_ARGUMENT', 'use GET /rpc')));
+        return;
+      }
+      sendJson(res, 200, this.listing());
+      return;
+    }
+    if (parts.length !== 3 || req.method !== 'POST') {
+      sendJson(
+        res,
+        req.method === 'POST' ? 404 : 405,
+        errorBody(new CohortError('INVALID_ARGUMENT', 'use POST /rpc/<service>/<method>')),
+      );
+      return;
+    }
+    const [, service, method] = parts as [string, string, string];
+    this.readBody(req, res, (body) => this.call(req, res, service, method, body));
+  }
+
+  private readBody(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    then: (body: unknown) => void,
+  ): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on('data', (chunk: Buffer) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > this.bodyBytesMax) {
+        refused = true;
+        sendError(
+          res,
+          new CohortError('INVALID_ARGUMENT', `body exceeds ${this.bodyBytesMax} bytes`, {
+            details: { path: '', limit: this.bodyBytesMax },
+          }),
+          413,
+        );
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (refused) return;
+      const text = Buffer.concat(chunks).toString('utf8');
+      let body: unknown;
+      try {
+        body = text.trim() === '' ? {} : JSON.parse(text);
+      } catch (err) {
+        sendError(
+          res,
+          new CohortError(
+            'INVALID_ARGUMENT',
+            `body is not JSON: ${err instanceof Error ? err.message : String(err)}`,
+            { details: { path: '' } },
+          ),
+        );
+        return;
+      }
+      then(body);
+    });
+  }
+
+  private call(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    service: string,
+    method: string,
+    body: unknown,
+  ): void {
+    const compiled = this.node.server.lookup(service, method);
+    if (compiled === undefined) {
+      sendError(res, new CohortError('NOT_FOUND', `no method ${service}.${method}`));
+      return;
+    }
+    const ac = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) ac.abort(new CohortError('CANCELLED', 'the HTTP client left'));
+    });
+    const options: { timeoutMs?: number; signal: AbortSignal; meta?: Record<string, string> } = {
+      signal: ac.signal,
+    };
+    const meta: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (k.startsWith('x-cohort-meta-') && typeof v === 'string') meta[k.slice(14)] = v;
+    }
+    if (Object.keys(meta).length > 0) options.meta = meta;
+    const timeout = req.headers['x-cohort-timeout-ms'];
+    if (typeof timeout === 'string') {
+      const ms = Number(timeout);
+      if (!Number.isInteger(ms) || ms < 1 || ms > limits.rpcDeadlineMsMax) {
+        sendError(
+          res,
+          new CohortError(
+            'INVALID_ARGUMENT',
+            `x-cohort-timeout-ms must be 1..${limits.rpcDeadlineMsMax}`,
+            {
+              details: { path: 'x-cohort-timeout-ms' },
+            },
+          ),
+        );
+        return;
+      }
+      options.timeoutMs = ms;
+    }
+    const invoker = this.node.invoker(this.node.self);
+    if (compiled.def.kind === 'unary') {
+      invoker.unary(compiled, body, options).then(
+        (result) => sendJson(res, 200, result),
+        (err: unknown) => sendError(res, asCohortError(err)),
+      );
+      return;
+    }
+    void this.streamTo(res, invoker.stream(compiled, body, options));
+  }
+
+  private async streamTo(res: http.ServerResponse, stream: AsyncIterable<unknown>): Promise<void> {
+    let started = false;
+    try {
+      for await (const item of stream) {
+        if (!started) {
+          started = true;
+          res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        }
+        if (!res.write(`${JSON.stringify(item)}\n`)) {
+          await new Promise<void>((resolve) => res.once('drain', resolve));
+        }
+      }
+      if (!started) res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      res.end();
+    } catch (err) {
+      const e = asCohortError(err);
+      if (!started) sendError(res, e);
+      else res.end(`${JSON.stringify(errorBody(e))}\n`);
+    }
+  }
+}
+
+function describeService(s: ServiceDef): unknown {
+  return {
+    name: s.name,
+    methods: Object.entries(s.methods).map(([name, m]) => ({
+      name,
+      kind: m.kind,
+      idempotent: m.idempotent,
+      description: m.description,
+      path: `/rpc/${s.name}/${name}`,
+      request: m.request,
+      ...(m.kind === 'unary' ? { response: m.response } : { item: m.item }),
+    })),
+  };
+}
+
+function asCohortError(err: unknown): CohortError {
+  return isCohortError(err)
+    ? err
+    : new CohortError('INTERNAL', err instanceof Error ? err.message : String(err));
+}
+
+function errorBody(err: CohortError): { error: ReturnType<CohortError['toJSON']> } {
+  return { error: err.toJSON() };
+}
+
+function sendError(res: http.ServerResponse, err: CohortError, status?: number): void {
+  sendJson(res, status ?? statusOf[err.code] ?? 500, errorBody(err));
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}

@@ -1,0 +1,135 @@
+/**
+ * The HTTP/JSON gateway over both transports: listing with JSON Schemas,
+ * calls, streams as NDJSON, and bad input (bad JSON, schema violations,
+ * unknown methods, oversize bodies) answered with 4xx, code and field path.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CohortError } from '../../src/lib/errors.js';
+import { HttpGateway } from '../../src/rpc/http-gateway.js';
+import type { RpcNode } from '../../src/rpc/node.js';
+import { harnesses, Observed, TestService } from './harness.js';
+import type { RpcHarness } from './harness.js';
+
+describe.each(harnesses)('http gateway (%o)', (make) => {
+  let h: RpcHarness;
+  let node: RpcNode;
+  let gw: HttpGateway;
+  let base: string;
+
+  beforeEach(async () => {
+    h = make();
+    node = await h.node('a');
+    node.serve(TestService, new Observed().handlers());
+    gw = await HttpGateway.start(node, { port: 0, bodyBytesMax: 4096 });
+    base = `http://127.0.0.1:${gw.address.port}`;
+  });
+  afterEach(async () => {
+    await gw.close();
+    await h.cleanup();
+  });
+
+  const post = async (
+    path: string,
+    body: string,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; json: unknown; text: string }> => {
+    const r = await fetch(`${base}${path}`, { method: 'POST', body, headers });
+    const text = await r.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: r.status, json, text };
+  };
+
+  it('GET /rpc lists services with their JSON Schemas', async () => {
+    const r = await fetch(`${base}/rpc`);
+    expect(r.status).toBe(200);
+    const listing = (await r.json()) as {
+      services: { name: string; methods: { name: string; kind: string; request: unknown }[] }[];
+    };
+    const test = listing.services.find((s) => s.name === 'Test');
+    const echo = test?.methods.find((m) => m.name === 'echo');
+    expect(echo).toMatchObject({
+      kind: 'unary',
+      idempotent: true,
+      request: {
+        type: 'object',
+        required: ['text'],
+        properties: { text: { type: 'string', maxLength: 1000 } },
+      },
+      response: { type: 'object' },
+    });
+    expect(test?.methods.find((m) => m.name === 'count')?.kind).toBe('stream');
+  });
+
+  it('POST calls a unary method with a JSON body', async () => {
+    const r = await post('/rpc/Test/echo', JSON.stringify({ text: 'hello', n: 3 }));
+    expect(r).toMatchObject({ status: 200, json: { text: 'hello', n: 3 } });
+  });
+
+  it('streams as NDJSON', async () => {
+    const r = await post('/rpc/Test/count', '{"n":3}');
+    expect(r.status).toBe(200);
+    expect(
+      r.text
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as unknown),
+    ).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);
+  });
+
+  it('bad JSON, schema violations, oversize and unknown methods get 4xx with code and path', async () => {
+    expect(await post('/rpc/Test/echo', '{"text":')).toMatchObject({
+      status: 400,
+      json: { error: { code: 'INVALID_ARGUMENT', definite: true, details: { path: '' } } },
+    });
+    expect(await post('/rpc/Test/echo', '{"text":42}')).toMatchObject({
+      status: 400,
+      json: { error: { code: 'INVALID_ARGUMENT', details: { path: '/text' } } },
+    });
+    expect(await post('/rpc/Test/echo', '{}')).toMatchObject({
+      status: 400,
+      json: { error: { code: 'INVALID_ARGUMENT', details: { path: '/text' } } },
+    });
+    expect(await post('/rpc/Test/echo', JSON.stringify({ text: 'x'.repeat(1001) }))).toMatchObject({
+      status: 400,
+      json: { error: { code: 'INVALID_ARGUMENT', details: { path: '/text' } } },
+    });
+    expect((await post('/rpc/Test/echo', JSON.stringify({ text: 'x'.repeat(5000) }))).status).toBe(
+      413,
+    );
+    expect(await post('/rpc/Test/nope', '{}')).toMatchObject({
+      status: 404,
+      json: { error: { code: 'NOT_FOUND' } },
+    });
+    expect(
+      await post('/rpc/Test/echo', '{"text":"ok"}', { 'x-cohort-timeout-ms': 'soon' }),
+    ).toMatchObject({
+      status: 400,
+      json: { error: { code: 'INVALID_ARGUMENT', details: { path: 'x-cohort-timeout-ms' } } },
+    });
+    // Still serving.
+    expect((await post('/rpc/Test/echo', '{"text":"ok"}')).status).toBe(200);
+  });
+
+  it('maps handler errors, deadlines and metadata', async () => {
+    expect(await post('/rpc/Test/fail', '{"code":"NOT_FOUND"}')).toMatchObject({
+      status: 404,
+      json: { error: { code: 'NOT_FOUND', definite: true } },
+    });
+    expect(
+      await post('/rpc/Test/block', '{"key":"k"}', { 'x-cohort-timeout-ms': '30' }),
+    ).toMatchObject({ status: 504, json: { error: { code: 'TIMEOUT', definite: false } } });
+    node.intercept(async (call, next) => {
+      if (call.meta.token !== 's3cret') throw new CohortError('PERMISSION_DENIED', 'token');
+      return next();
+    });
+    expect((await post('/rpc/Test/echo', '{"text":"a"}')).status).toBe(403);
+    expect(
+      (await post('/rpc/Test/echo', '{"text":"a"}', { 'x-cohort-meta-token': 's3cret' })).status,
+    ).toBe(200);
+  });
+});
