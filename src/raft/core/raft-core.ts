@@ -62,7 +62,14 @@
  *   committed an entry of its own term (the fix of dissertation §4.1's bug).
  *   A node uses the newest configuration in its log, committed or not. A
  *   leader that removes itself keeps leading (not counting itself) until the
- *   change commits, then hands over with TimeoutNow and steps down.
+ *   change commits, then hands over with TimeoutNow and steps down. A node
+ *   being removed is still replicated to until its removal commits, so it
+ *   normally learns of it and stops campaigning; one that never learns is
+ *   refused by pre-vote (its log is behind) and ignored under check-quorum
+ *   (leader stickiness), but with both off it can still force elections.
+ * - Commit index: never decreases while a node runs; after a restart it
+ *   resumes from the persisted `HardState.commit` (possibly lower, if the
+ *   last hard state was not yet saved) and rises again.
  * - Pre-vote (dissertation §9.6) and check-quorum (dissertation §6.2) are on by
  *   default. A node that heard from a leader within the election timeout
  *   refuses pre-votes, and with check-quorum also ignores RequestVote (leader

@@ -3,6 +3,7 @@
  * ones are refused with a stable error code without changing the node.
  */
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { isCohortError } from '../../../src/lib/errors.js';
 import type { LogIndex, NodeId, Term } from '../../../src/lib/ids.js';
@@ -106,6 +107,67 @@ describe('raft messages', () => {
         }),
       ),
     ).toBe('SCHEMA_VIOLATION'); // chunk beyond totalBytes
+  });
+
+  it('arbitrary input never crashes validation: it passes or throws a CohortError', () => {
+    const types = fc.constantFrom(...raftMessageTypes, 'Bogus');
+    const field = fc.oneof(
+      fc.integer({ min: -3, max: 5 }),
+      fc.double(),
+      fc.string({ maxLength: 3 }),
+      fc.boolean(),
+      fc.constant(null),
+      fc.uint8Array({ maxLength: 4 }),
+      fc.array(fc.anything(), { maxLength: 2 }),
+      fc.anything(),
+    );
+    const message = fc.record(
+      {
+        type: types,
+        from: fc.constantFrom('b', '', 7),
+        to: fc.constantFrom('a', 'c'),
+        term: field,
+        lastLogIndex: field,
+        lastLogTerm: field,
+        transfer: field,
+        granted: field,
+        prevLogIndex: field,
+        prevLogTerm: field,
+        entries: fc.oneof(
+          field,
+          fc.array(fc.record({ index: field, term: field, kind: field, data: field })),
+        ),
+        leaderCommit: field,
+        success: field,
+        matchIndex: field,
+        rejectedIndex: field,
+        conflictIndex: field,
+        conflictTerm: field,
+        commit: field,
+        seq: field,
+        meta: field,
+        offset: field,
+        data: field,
+        done: field,
+        totalBytes: field,
+        snapshotIndex: field,
+        nextOffset: field,
+      },
+      { requiredKeys: ['type', 'from', 'to'] },
+    );
+    fc.assert(
+      fc.property(fc.oneof(message, fc.anything()), (m) => {
+        const core = soloCore(logState([1, 1], 2));
+        const before = core.status();
+        try {
+          core.step(m as RaftMessage);
+        } catch (err) {
+          expect(isCohortError(err)).toBe(true);
+          expect(core.status()).toEqual(before);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('stepping a malformed or misaddressed message throws and changes nothing', () => {
