@@ -63,6 +63,11 @@ export class FrameQueue {
     return this.items[this.head];
   }
 
+  /** The frame `i` places behind the oldest (0 is the oldest), without removing it. */
+  peekAt(i: number): Uint8Array | undefined {
+    return this.items[this.head + i];
+  }
+
   /** Removes and returns the oldest frame. */
   shift(): Uint8Array | undefined {
     if (this.head >= this.items.length) return undefined;

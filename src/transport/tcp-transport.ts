@@ -130,6 +130,11 @@ export interface TcpTransportOptions<M> {
   readonly tls?: TcpTlsOptions;
 }
 
+/** Frames at least this big are written as they are; smaller ones are copied together first. */
+const COPY_BELOW_BYTES = 2048;
+/** Size of a write slab (see slabTake). */
+const SLAB_BYTES = 1024 * 1024;
+
 type ConnState = 'connecting' | 'handshake' | 'open' | 'closed';
 
 /** One socket and its decoding state. */
@@ -167,6 +172,8 @@ class Peer {
   /** Set once something was sent to this peer: from then on we keep a connection. */
   wanted = false;
   flushScheduled = false;
+  /** Callers of waitQueueBelow(): resolved once the queue is shorter than `below`. */
+  waiters: { below: number; resolve: () => void }[] = [];
 
   constructor(
     readonly id: NodeId,
@@ -197,6 +204,9 @@ export class TcpTransport<M> implements Transport<M> {
   private readonly stats: TransportCounters = newCounters();
   private readonly loopback: FrameQueue;
   private loopbackScheduled = false;
+  /** Memory that small frames are copied into to be written together; never reused once handed out. */
+  private slab: Buffer = Buffer.allocUnsafeSlow(0);
+  private slabUsed = 0;
   private server: net.Server | undefined;
   private handler: MessageHandler<M> | undefined;
   private statusHandler: PeerStatusHandler | undefined;
@@ -271,6 +281,17 @@ export class TcpTransport<M> implements Transport<M> {
     return this.peers.get(peer)?.conn !== undefined;
   }
 
+  /**
+   * Resolves once fewer than `below` frames are queued for `peer` (at once
+   * if that is already so, and at close). For bulk senders that would rather
+   * wait than handle OVERLOADED: send until the queue is long, then await this.
+   */
+  waitQueueBelow(peer: NodeId, below: number): Promise<void> {
+    const state = this.peers.get(peer);
+    if (state === undefined || this.closed || state.queue.length < below) return Promise.resolve();
+    return new Promise((resolve) => state.waiters.push({ below, resolve }));
+  }
+
   /** Adds or changes a peer's address; a changed address takes effect at the next dial. */
   setPeer(id: NodeId, address: PeerAddress): void {
     if (id === this.self) return;
@@ -343,8 +364,12 @@ export class TcpTransport<M> implements Transport<M> {
   }
 
   /**
-   * Writes queued frames to the peer's socket in batches. Unless `force`d
-   * (at close), stops while the socket's buffer is full and resumes on 'drain'.
+   * Writes queued frames to the peer's socket. Frames go out in corked runs
+   * of up to `writeBatchBytesMax` bytes, which Node hands to the kernel as
+   * one writev: small frames are first copied together into one chunk (from
+   * a slab), large ones are passed as they are (no copy). Unless `force`d (at
+   * close), stops while the socket's own buffer holds a batch or more and
+   * resumes on 'drain'.
    */
   private flush(peer: Peer, force: boolean): void {
     const conn = peer.conn;
@@ -353,11 +378,67 @@ export class TcpTransport<M> implements Transport<M> {
     const batchMax = this.bounds.writeBatchBytesMax;
     const queue = peer.queue;
     while (queue.length > 0 && (force || socket.writableLength < batchMax)) {
-      const batch = takeBatch(queue, batchMax);
+      socket.cork();
+      let bytes = 0;
+      while (queue.length > 0 && bytes < batchMax) {
+        const chunk = this.takeChunk(queue, batchMax - bytes);
+        bytes += chunk.length;
+        socket.write(chunk);
+      }
+      socket.uncork();
       this.stats.writes++;
-      this.stats.bytesSent += batch.length;
-      socket.write(batch);
+      this.stats.bytesSent += bytes;
     }
+    if (peer.waiters.length > 0) this.wakeWaiters(peer);
+  }
+
+  private wakeWaiters(peer: Peer): void {
+    const length = peer.queue.length;
+    const ready = peer.waiters.filter((w) => length < w.below || this.closed);
+    if (ready.length === 0) return;
+    peer.waiters = peer.waiters.filter((w) => !ready.includes(w));
+    for (const w of ready) w.resolve();
+  }
+
+  /**
+   * The next chunk to write: one large frame as is, or a run of small frames
+   * copied together (at most `room` bytes, but always at least one frame).
+   */
+  private takeChunk(queue: FrameQueue, room: number): Uint8Array {
+    const first = queue.shift() as Uint8Array;
+    if (first.length >= COPY_BELOW_BYTES) return first;
+    let total = first.length;
+    let count = 1;
+    // `first` is already out of the queue: the next candidate is at peekAt(count - 1).
+    for (
+      let next = queue.peekAt(0);
+      next !== undefined && next.length < COPY_BELOW_BYTES && total + next.length <= room;
+      next = queue.peekAt(count - 1)
+    ) {
+      total += next.length;
+      count++;
+    }
+    if (count === 1) return first;
+    const chunk = this.slabTake(total);
+    chunk.set(first, 0);
+    let at = first.length;
+    for (let i = 1; i < count; i++) {
+      const frame = queue.shift() as Uint8Array;
+      chunk.set(frame, at);
+      at += frame.length;
+    }
+    return chunk;
+  }
+
+  /** `bytes` fresh bytes from the write slab (a new slab when it runs out). */
+  private slabTake(bytes: number): Uint8Array {
+    if (this.slab.length - this.slabUsed < bytes) {
+      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, bytes));
+      this.slabUsed = 0;
+    }
+    const chunk = this.slab.subarray(this.slabUsed, this.slabUsed + bytes);
+    this.slabUsed += bytes;
+    return chunk;
   }
 
   private scheduleLoopback(): void {
@@ -741,6 +822,7 @@ export class TcpTransport<M> implements Transport<M> {
         conn.socket.end();
       }
       this.stats.dropped += peer.queue.clear();
+      this.wakeWaiters(peer);
     }
     this.stats.dropped += this.loopback.clear();
     for (const conn of this.live) {
@@ -775,28 +857,6 @@ export function reconnectDelayMs(
 ): number {
   const d = Math.min(max, min * 2 ** Math.min(attempt, 30));
   return d / 2 + random.next() * (d / 2);
-}
-
-/** Removes frames from the front of `queue` into one buffer of at most `max` bytes (or one larger frame). */
-function takeBatch(queue: FrameQueue, max: number): Uint8Array {
-  const first = queue.shift() as Uint8Array;
-  let next = queue.peek();
-  if (next === undefined || first.length + next.length > max) return first;
-  const frames = [first];
-  let total = first.length;
-  while (next !== undefined && total + next.length <= max) {
-    frames.push(next);
-    total += next.length;
-    queue.shift();
-    next = queue.peek();
-  }
-  const batch = Buffer.allocUnsafe(total);
-  let at = 0;
-  for (const f of frames) {
-    batch.set(f, at);
-    at += f.length;
-  }
-  return batch;
 }
 
 /** Reads the state afresh (callbacks may have closed the connection meanwhile). */

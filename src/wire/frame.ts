@@ -43,9 +43,8 @@ export function writeFrameHeader(
       { details: { bytes: payloadBytes, limit: frameBytesMax } },
     );
   }
-  const view = new DataView(frame.buffer, frame.byteOffset, FRAME_HEADER_BYTES);
-  view.setUint32(0, payloadBytes);
-  view.setUint32(4, crc32c(frame.subarray(FRAME_HEADER_BYTES)));
+  writeU32(frame, 0, payloadBytes);
+  writeU32(frame, 4, crc32c(frame.subarray(FRAME_HEADER_BYTES)));
 }
 
 /** Copies `payload` into a new frame (header + payload). Throws FRAME_TOO_LARGE above the limit. */
@@ -274,6 +273,13 @@ function readU32(bytes: Uint8Array, at: number): number {
       ((bytes[at + 2] as number) << 8) |
       (bytes[at + 3] as number))
   );
+}
+
+function writeU32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 24;
+  bytes[at + 1] = (value >>> 16) & 0xff;
+  bytes[at + 2] = (value >>> 8) & 0xff;
+  bytes[at + 3] = value & 0xff;
 }
 
 function hex32(n: number): string {
