@@ -9,10 +9,22 @@ import type { PersistentState, StorageWrite } from '../../../src/raft/storage/st
 
 /** An entry whose data encodes its index and term (so a mix-up shows). */
 export function entry(index: number, term: number, size = 8): Entry {
-  const data = new Uint8Array(size);
-  for (let i = 0; i < size; i++) data[i] = (index * 31 + term * 7 + i) & 0xff;
-  return { index: index as LogIndex, term: term as Term, kind: 'normal', data };
+  // data[i] = (index * 31 + term * 7 + i) & 0xff, cut from a repeating pattern.
+  const from = (index * 31 + term * 7) & 0xff;
+  if (from + size > PATTERN.length) {
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i++) data[i] = (from + i) & 0xff;
+    return { index: index as LogIndex, term: term as Term, kind: 'normal', data };
+  }
+  return {
+    index: index as LogIndex,
+    term: term as Term,
+    kind: 'normal',
+    data: PATTERN.slice(from, from + size),
+  };
 }
+
+const PATTERN = Uint8Array.from({ length: 1024 }, (_, i) => i & 0xff);
 
 /** Entries from..to inclusive, all in `term`. */
 export function entries(from: number, to: number, term: number, size = 8): Entry[] {
