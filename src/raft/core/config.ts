@@ -116,10 +116,23 @@ export function voteResult(config: ClusterConfig, votes: ReadonlyMap<NodeId, boo
   return 'pending';
 }
 
+const scratch: number[] = [];
+
 function simpleCommitted(voters: readonly NodeId[], matchOf: (id: NodeId) => number): number {
-  if (voters.length === 0) return Number.MAX_SAFE_INTEGER;
-  const matches = voters.map(matchOf).sort((x, y) => y - x);
-  return matches[majority(voters.length) - 1] as number;
+  const n = voters.length;
+  if (n === 0) return Number.MAX_SAFE_INTEGER;
+  // Insertion sort, descending, into a reused array: n is small and this runs on every ack.
+  scratch.length = n;
+  for (let i = 0; i < n; i++) {
+    const v = matchOf(voters[i] as NodeId);
+    let j = i;
+    while (j > 0 && (scratch[j - 1] as number) < v) {
+      scratch[j] = scratch[j - 1] as number;
+      j--;
+    }
+    scratch[j] = v;
+  }
+  return scratch[majority(n) - 1] as number;
 }
 
 /**

@@ -939,7 +939,8 @@ export class RaftCore {
     this.log.append([e]);
     if (kind === 'config') this.syncProgress();
     this.needFlush = true;
-    this.maybeCommit();
+    // No maybeCommit here: the leader counts its own entry only once it is persisted (advance),
+    // and a config change is still counted in advance() with the new configuration.
     return e;
   }
 
