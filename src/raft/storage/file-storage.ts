@@ -19,7 +19,11 @@
  * walBatchBytesMax) as one write and one fdatasync, and only then are the
  * callers' promises resolved, in call order. A failed write or sync poisons the
  * storage: that batch and every later save() reject with IO_ERROR, since what
- * reached the disk is unknown; restarting runs recovery.
+ * reached the disk is unknown; restarting runs recovery. A crash before a
+ * batch's fdatasync returns may keep a prefix of its records, so an
+ * unacknowledged write may survive in part, in its order (snapshot, truncation
+ * of the conflicting suffix, entries, hard state); each such prefix is a state
+ * Raft may restart from, since nothing was sent on the strength of it.
  *
  * Snapshots: the file is written to a temp name, fsynced, renamed and the
  * directory fsynced before a SNAPSHOT record naming it enters the log; a
@@ -711,7 +715,9 @@ export class FileStorage implements Storage {
         // No leftover temp file.
       }
       fd = this.fs.open(tmp, 'create');
-      this.fs.write(fd, Buffer.concat([snapshotMagic, header, data]), 0);
+      const head = Buffer.concat([snapshotMagic, header]);
+      this.fs.write(fd, head, 0);
+      this.fs.write(fd, data, head.length);
       this.fs.fsync(fd);
       this.fs.close(fd);
       fd = null;
