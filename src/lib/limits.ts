@@ -30,6 +30,10 @@ export const limits = {
   connectTimeoutMs: 3_000,
   /** Time close() lets queued frames drain to peers before it destroys the sockets. */
   transportCloseGraceMs: 1_000,
+  /** Largest handshake frame; before the handshake a peer is unauthenticated and may not make us buffer more. */
+  handshakeBytesMax: 4 * 1024,
+  /** Connections allowed mid-handshake at once; more are refused, so a connection flood cannot exhaust memory. */
+  handshakesPendingMax: 256,
   /** Search steps the linearizability checker spends before answering 'unknown'; about 15 s of search. */
   linearizabilityStepsMax: 50_000_000,
   /** Bytes the linearizability checker's memo may hold per partition before answering 'unknown'; keeps CI hosts out of swap. */
