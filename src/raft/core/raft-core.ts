@@ -127,6 +127,8 @@ export interface RaftBugs {
   readonly skipElectionRestriction?: boolean;
   /** Breaks Raft §5.3: accept AppendEntries without checking the term at prevLogIndex. */
   readonly skipLogConsistencyCheck?: boolean;
+  /** Breaks dissertation §6.4: answer ReadIndex at once, without confirming leadership (a deposed leader serves stale reads). */
+  readonly skipReadConfirmation?: boolean;
 }
 
 /** Configuration of one {@link RaftCore}. */
@@ -1195,7 +1197,7 @@ export class RaftCore {
 
   private startRead(ctx: ReadContext): void {
     const config = this.log.config();
-    if (hasQuorum(config, (id) => id === this.id)) {
+    if (hasQuorum(config, (id) => id === this.id) || this.bugs.skipReadConfirmation === true) {
       this.readStates.push({ ctx, ok: true, index: this.log.commit });
       return;
     }

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { RaftBugs } from '../../../src/raft/core/raft-core.js';
-import { fuzz } from './fuzz.js';
+import { fuzz, readsServed } from './fuzz.js';
 
 describe('randomized safety of the core (mini-simulation)', () => {
-  it('keeps election safety, log matching and state machine safety under faults (3 and 5 nodes)', () => {
+  it('keeps election safety, log matching, state machine safety and linearizable ReadIndex under faults (3 and 5 nodes)', () => {
     let committed = 0;
     for (let seed = 1; seed <= 60; seed++) {
       const r = fuzz(seed, seed % 2 === 0 ? 3 : 5, 1500);
@@ -11,6 +11,7 @@ describe('randomized safety of the core (mini-simulation)', () => {
       committed += r.committed;
     }
     expect(committed).toBeGreaterThan(500); // the workload really commits
+    expect(readsServed.count).toBeGreaterThan(100); // and really reads
   });
 
   it('catches the test-only bug switches', () => {
@@ -20,6 +21,7 @@ describe('randomized safety of the core (mini-simulation)', () => {
       { forgetToPersistVote: true },
       { skipElectionRestriction: true },
       { skipLogConsistencyCheck: true },
+      { skipReadConfirmation: true },
     ];
     for (const b of bugs) {
       let found = false;

@@ -69,6 +69,14 @@ describe('dissertation §6.4: ReadIndex', () => {
     expect(c.node('a').readStates).toEqual([{ ctx: 'stale', ok: false, leaderHint: null }]);
   });
 
+  it('§6.4 with the test-only bug skipReadConfirmation an isolated leader answers at once (the check can fail)', () => {
+    const c = leaderWithData({ ...opts, bugs: { skipReadConfirmation: true } });
+    c.isolate('a');
+    c.core('a').readIndex('stale');
+    c.processAll();
+    expect(c.node('a').readStates).toEqual([{ ctx: 'stale', ok: true, index: 2 }]);
+  });
+
   it('§6.4 a follower refuses reads and names the leader', () => {
     const c = leaderWithData();
     expect(c.core('b').readIndex('r')).toEqual({
