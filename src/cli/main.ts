@@ -9,6 +9,7 @@
  */
 import { Command } from 'commander';
 import { version } from '../version.js';
+import { registerExampleCommands } from './example-command.js';
 
 /** Builds the root command (exported for tests). */
 export function buildProgram(): Command {
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
       }
     });
 
+  registerExampleCommands(program);
   return program;
 }
 

@@ -1,0 +1,124 @@
+/**
+ * `cohort example ...`: the classic RPC examples, runnable from a checkout.
+ *
+ * ```sh
+ * cohort example tictactoe serve [--port 7400] [--http 8080]
+ * cohort example tictactoe play X [--game default] [--server 127.0.0.1:7400]
+ * cohort example list-max serve [--port 7401] [--http 8080]
+ * cohort example list-max call 3 9 4 [--server 127.0.0.1:7401]
+ * ```
+ *
+ * The examples live in `examples/` (TypeScript, outside the published
+ * `dist/`), so they are loaded at run time through tsx's `tsImport` (a dev
+ * dependency, present in a checkout after `npm ci`).
+ */
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import type { Readable, Writable } from 'node:stream';
+
+interface Closable {
+  close(): Promise<void>;
+}
+
+interface TicTacToeCli {
+  serve(o: { host: string; port: number; http?: number }): Promise<Closable>;
+  play(
+    o: { player: 'X' | 'O'; game: string; host: string; port: number },
+    input?: Readable,
+    out?: Writable,
+  ): Promise<string>;
+}
+
+interface ListMaxCli {
+  serve(o: { host: string; port: number; http?: number }): Promise<Closable>;
+  call(o: { host: string; port: number; values: number[] }): Promise<unknown>;
+}
+
+async function load<T>(path: string): Promise<T> {
+  const { tsImport } = await import('tsx/esm/api');
+  // From src/cli/ or dist/cli/, the repository root is two levels up.
+  const url = new URL(`../../examples/${path}`, import.meta.url).href;
+  return (await tsImport(url, import.meta.url)) as T;
+}
+
+function port(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new InvalidArgumentError('a port is an integer 0..65535');
+  }
+  return n;
+}
+
+function hostPort(text: string): { host: string; port: number } {
+  const i = text.lastIndexOf(':');
+  if (i <= 0) throw new InvalidArgumentError('expected host:port, e.g. 127.0.0.1:7400');
+  return { host: text.slice(0, i), port: port(text.slice(i + 1)) };
+}
+
+function stayUp(server: Closable): void {
+  const stop = (): void => {
+    void server.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+/** Adds `cohort example tictactoe|list-max ...` to `program`. */
+export function registerExampleCommands(program: Command): void {
+  const example = program
+    .command('example')
+    .description('run the classic RPC examples (tic-tac-toe, list-max)');
+
+  const ttt = example.command('tictactoe').description('tic-tac-toe: the server keeps the board');
+  ttt
+    .command('serve')
+    .description('start the tic-tac-toe server')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'TCP port for cohort RPC', port, 7400)
+    .option('--http <port>', 'also serve the HTTP/JSON gateway on this port', port)
+    .action(async (o: { host: string; port: number; http?: number }) => {
+      const m = await load<TicTacToeCli>('tic-tac-toe/cli.ts');
+      stayUp(await m.serve(o));
+    });
+  ttt
+    .command('play')
+    .description('play one game in this terminal')
+    .argument('<player>', 'X or O', (v: string) => {
+      const p = v.toUpperCase();
+      if (p !== 'X' && p !== 'O') throw new InvalidArgumentError('the player is X or O');
+      return p;
+    })
+    .option('--game <name>', 'which game to join', 'default')
+    .option('--server <host:port>', 'the server', hostPort, { host: '127.0.0.1', port: 7400 })
+    .action(
+      async (player: 'X' | 'O', o: { game: string; server: { host: string; port: number } }) => {
+        const m = await load<TicTacToeCli>('tic-tac-toe/cli.ts');
+        const result = await m.play({ player, game: o.game, ...o.server });
+        process.stdout.write(`${result}\n`);
+        process.exitCode = result === 'won' || result === 'draw' || result === 'lost' ? 0 : 1;
+      },
+    );
+
+  const lm = example.command('list-max').description('list-max: the classic first RPC');
+  lm.command('serve')
+    .description('start the list-max server')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'TCP port for cohort RPC', port, 7401)
+    .option('--http <port>', 'also serve the HTTP/JSON gateway on this port', port)
+    .action(async (o: { host: string; port: number; http?: number }) => {
+      const m = await load<ListMaxCli>('list-max/cli.ts');
+      stayUp(await m.serve(o));
+    });
+  lm.command('call')
+    .description('call listMax on the server')
+    .argument('<values...>', 'numbers', (v: string, prev: number[] | undefined) => {
+      const n = Number(v);
+      if (!Number.isFinite(n)) throw new InvalidArgumentError(`${v} is not a number`);
+      return [...(prev ?? []), n];
+    })
+    .option('--server <host:port>', 'the server', hostPort, { host: '127.0.0.1', port: 7401 })
+    .action(async (values: number[], o: { server: { host: string; port: number } }) => {
+      const m = await load<ListMaxCli>('list-max/cli.ts');
+      await m.call({ values, ...o.server });
+    });
+}
