@@ -7,6 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import type { LogIndex, NodeId, Term } from '../../../src/lib/ids.js';
 import type { AppendEntries, RaftMessage } from '../../../src/raft/core/messages.js';
+import { seededRandom } from '../../../src/lib/random.js';
+import { RaftCore } from '../../../src/raft/core/raft-core.js';
 import type { RaftBugs } from '../../../src/raft/core/raft-core.js';
 import { A, B, Cluster, cmd, entriesWithTerms, logState, soloCore, stepReady } from './harness.js';
 
@@ -265,6 +267,46 @@ describe('Raft §8 and the Ready contract', () => {
     c.stabilize();
     expect(c.applied('b')).toHaveLength(20);
     expect(c.applied('c')).toEqual(c.applied('a'));
+  });
+
+  it('batching: maxAppendBytes caps one append (but always carries at least one entry)', () => {
+    const c = new Cluster(['a', 'b', 'c'], { raft: { ...plain, maxAppendBytes: 300 } });
+    c.elect('a');
+    c.stabilize();
+    c.crash('c');
+    for (let i = 0; i < 6; i++) c.core('a').propose(new Uint8Array(100));
+    c.core('a').propose(new Uint8Array(1000));
+    c.processReady(c.node('a'));
+    const sizes: number[] = [];
+    for (let round = 0; round < 20 && c.network.length > 0; round++) {
+      for (const m of c.inFlight('AppendEntries')) {
+        if (m.type === 'AppendEntries' && m.to === 'b' && m.entries.length > 0)
+          sizes.push(m.entries.length);
+      }
+      c.deliver();
+    }
+    expect(sizes).toEqual([2, 2, 2, 1]); // 124 bytes per entry with overhead; the big one alone
+    expect(c.core('b').status().lastIndex).toBe(8);
+  });
+
+  it('a restarted node whose state machine is durable resumes applying after options.applied', () => {
+    const c = new Cluster(['a']);
+    c.campaign('a');
+    for (const v of ['x', 'y', 'z']) c.propose('a', v);
+    c.stabilize();
+    const disk = c.node('a').disk.load();
+    const core = new RaftCore({ id: A, random: seededRandom(3), applied: 3 as LogIndex }, disk, {
+      voters: [A],
+      learners: [],
+    });
+    const rd = core.ready();
+    expect(rd.committedEntries.map((e) => e.index)).toEqual([4]);
+    core.advance(rd);
+    const fresh = new RaftCore({ id: A, random: seededRandom(3) }, disk, {
+      voters: [A],
+      learners: [],
+    });
+    expect(fresh.ready().committedEntries.map((e) => e.index)).toEqual([1, 2, 3, 4]);
   });
 
   it('a lost append is recovered through the heartbeat answer', () => {
