@@ -94,6 +94,8 @@ export interface TcpTransportLimits extends TransportLimits {
   readonly connectTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly transportCloseGraceMs: number;
+  readonly handshakeBytesMax: number;
+  readonly handshakesPendingMax: number;
 }
 
 /** TLS settings: every connection runs over node:tls when given. */
@@ -145,16 +147,19 @@ class Connection {
   /** The peer: known from the start for a dialer, after the Hello for an acceptor. */
   peer: Peer | undefined;
   lastError: Error | undefined;
+  /** An accepted connection still counted in pendingHandshakes. */
+  pending = false;
 
   constructor(
     readonly socket: net.Socket,
     readonly role: 'dialer' | 'acceptor',
     peer: Peer | undefined,
-    frameBytesMax: number,
+    handshakeBytesMax: number,
   ) {
     this.state = role === 'dialer' ? 'connecting' : 'handshake';
     this.peer = peer;
-    this.decoder = new FrameDecoder({ frameBytesMax });
+    // Until the handshake names the peer, frames are limited to handshake size.
+    this.decoder = new FrameDecoder({ frameBytesMax: handshakeBytesMax });
   }
 
   get remote(): string {
@@ -212,6 +217,8 @@ export class TcpTransport<M> implements Transport<M> {
   private statusHandler: PeerStatusHandler | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
+  /** Accepted connections that have not finished their handshake. */
+  private pendingHandshakes = 0;
   private readonly socketsGone: (() => void)[] = [];
 
   private constructor(options: TcpTransportOptions<M>) {
@@ -227,6 +234,8 @@ export class TcpTransport<M> implements Transport<M> {
       connectTimeoutMs: limits.connectTimeoutMs,
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
       transportCloseGraceMs: limits.transportCloseGraceMs,
+      handshakeBytesMax: limits.handshakeBytesMax,
+      handshakesPendingMax: limits.handshakesPendingMax,
       ...options.limits,
     };
     assert(
@@ -520,7 +529,7 @@ export class TcpTransport<M> implements Transport<M> {
       this.tlsOptions === undefined
         ? net.connect(options)
         : tls.connect({ ...this.tlsOptions.client, ...options });
-    const conn = new Connection(socket, 'dialer', peer, this.bounds.frameBytesMax);
+    const conn = new Connection(socket, 'dialer', peer, this.bounds.handshakeBytesMax);
     peer.dialing = conn;
     this.attach(conn);
     conn.timer = this.clock.setTimer(this.bounds.connectTimeoutMs, () =>
@@ -548,7 +557,18 @@ export class TcpTransport<M> implements Transport<M> {
       socket.destroy();
       return;
     }
-    const conn = new Connection(socket, 'acceptor', undefined, this.bounds.frameBytesMax);
+    if (this.pendingHandshakes >= this.bounds.handshakesPendingMax) {
+      this.stats.handshakeFailures++;
+      this.log.warn(
+        { remote: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}` },
+        `refused a connection: ${this.pendingHandshakes} handshakes already pending`,
+      );
+      socket.destroy();
+      return;
+    }
+    const conn = new Connection(socket, 'acceptor', undefined, this.bounds.handshakeBytesMax);
+    this.pendingHandshakes++;
+    conn.pending = true;
     this.attach(conn);
     this.startHandshakeTimer(conn);
   }
@@ -713,6 +733,14 @@ export class TcpTransport<M> implements Transport<M> {
     this.open(conn, peer);
   }
 
+  /** Stops counting `conn` as a pending handshake. */
+  private release(conn: Connection): void {
+    if (conn.pending) {
+      conn.pending = false;
+      this.pendingHandshakes--;
+    }
+  }
+
   /** Sends Reject with a reason, logs it, and closes after the write. */
   private refuse(conn: Connection, code: RejectCodeValue, reason: string): void {
     if (code !== 'duplicate') this.stats.handshakeFailures++;
@@ -722,12 +750,15 @@ export class TcpTransport<M> implements Transport<M> {
     );
     conn.state = 'closed';
     this.clearTimer(conn);
+    this.release(conn);
     conn.socket.end(handshakeCodec.encodeFrame({ type: 'Reject', code, reason }));
     conn.socket.destroySoon();
   }
 
   private open(conn: Connection, peer: Peer): void {
     this.clearTimer(conn);
+    this.release(conn);
+    conn.decoder.setFrameBytesMax(this.bounds.frameBytesMax);
     conn.state = 'open';
     if (peer.dialing === conn) peer.dialing = undefined;
     if (peer.retryTimer !== undefined) {
@@ -757,6 +788,7 @@ export class TcpTransport<M> implements Transport<M> {
     const wasOpen = conn.state === 'open';
     conn.state = 'closed';
     this.clearTimer(conn);
+    this.release(conn);
     conn.socket.destroy();
     const peer = conn.peer;
     if (peer === undefined) {

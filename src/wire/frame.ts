@@ -89,7 +89,7 @@ export interface FrameDecoderOptions {
  * keeps its whole chunk alive.
  */
 export class FrameDecoder {
-  private readonly frameBytesMax: number;
+  private frameBytesMax: number;
   /** Unconsumed chunks in arrival order; the first is read from `offset`. */
   private chunks: Uint8Array[] = [];
   private offset = 0;
@@ -100,6 +100,14 @@ export class FrameDecoder {
 
   constructor(options: FrameDecoderOptions = {}) {
     this.frameBytesMax = options.frameBytesMax ?? limits.frameBytesMax;
+  }
+
+  /**
+   * Changes the largest payload accepted from now on. A connection starts
+   * with the small handshake limit and raises it once the peer is known.
+   */
+  setFrameBytesMax(bytes: number): void {
+    this.frameBytesMax = bytes;
   }
 
   /** Frames delivered so far. */

@@ -63,7 +63,9 @@ export const Reject = message(
 );
 
 /** The codec of handshake frames. */
-export const handshakeCodec = messageCodec([Hello, Welcome, Reject], { messageBytesMax: 4096 });
+export const handshakeCodec = messageCodec([Hello, Welcome, Reject], {
+  messageBytesMax: limits.handshakeBytesMax,
+});
 
 /** Any handshake message. */
 export type HandshakeMessage = MessageOf<[typeof Hello, typeof Welcome, typeof Reject]>;

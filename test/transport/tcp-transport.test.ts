@@ -158,6 +158,40 @@ describe('TcpTransport: handshake', () => {
   });
 });
 
+describe('TcpTransport: unauthenticated connections', () => {
+  it('refuses a frame larger than a handshake before the handshake', async () => {
+    const pb = await freePort();
+    const b = await startNode({ self: B, port: pb, peers: { a: local(await freePort()) } });
+    const client = await rawClient(pb);
+    client.socket.write(new Uint8Array([0, 0x10, 0, 0, 0, 0, 0, 0])); // announces 1 MiB
+    await waitFor(() => client.closed(), 'the close');
+    expect(b.counters.handshakeFailures).toBe(1);
+  });
+
+  it('bounds the connections that are mid-handshake', async () => {
+    const pb = await freePort();
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(await freePort()) },
+      limits: { handshakesPendingMax: 2 },
+    });
+    const first = await rawClient(pb);
+    const second = await rawClient(pb);
+    const third = await rawClient(pb);
+    await waitFor(() => third.closed(), 'the third connection to be refused');
+    expect(first.closed() || second.closed()).toBe(false);
+    expect(b.counters.handshakeFailures).toBe(1);
+    // Finishing a handshake frees a slot.
+    first.socket.write(hello('a', 'b'));
+    await waitFor(() => first.frames.length === 1, 'the Welcome');
+    const fourth = await rawClient(pb);
+    fourth.socket.write(hello('a', 'b'));
+    await waitFor(() => fourth.frames.length === 1, 'the second Welcome');
+    expect(fourth.frames[0]).toMatchObject({ type: 'Welcome' });
+  });
+});
+
 describe('TcpTransport: malformed input', () => {
   async function handshaken(): Promise<{
     b: TcpTransport<TestMessage>;
