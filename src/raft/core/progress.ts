@@ -29,8 +29,8 @@ export class Progress {
   probeSent = false;
   /** Replicate mode: last index of each unacknowledged AppendEntries, oldest first. */
   inflight: number[] = [];
-  /** Heard from since the last check-quorum round (Raft §6.2 / dissertation §6.2 check-quorum). */
-  recentActive = false;
+  /** Leader tick when this follower was last heard from (check-quorum, dissertation §6.2). */
+  lastActiveTick = 0;
   /** Highest heartbeat round this follower acknowledged (ReadIndex confirmation, dissertation §6.4). */
   ackedSeq = 0;
   /** Commit index last sent to this follower (to send a commit-only append when it advances). */

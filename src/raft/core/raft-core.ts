@@ -251,7 +251,7 @@ export interface RaftStatus {
   readonly snapshotIndex: LogIndex;
   readonly config: ClusterConfig;
   readonly leadTransferee: NodeId | null;
-  /** Leader only: every other member's progress. */
+  /** Leader only: every other member's progress (recentActive: heard from within an election timeout). */
   readonly progress: ReadonlyMap<NodeId, PeerStatus>;
 }
 
@@ -774,7 +774,7 @@ export class RaftCore {
         match: pr.match,
         next: pr.next,
         state: pr.state,
-        recentActive: pr.recentActive,
+        recentActive: this.now - pr.lastActiveTick < this.electionTicks,
       });
     }
     return {
@@ -899,7 +899,7 @@ export class RaftCore {
     this.heartbeatElapsed = 0;
     this.resetLeaderState();
     this.syncProgress();
-    for (const pr of this.progress.values()) pr.recentActive = true;
+    for (const pr of this.progress.values()) pr.lastActiveTick = this.now; // a fresh grace period
     // Raft §8: a new leader commits a no-op entry of its term to learn what is committed.
     this.appendOwn('noop', new Uint8Array(0));
   }
@@ -918,7 +918,7 @@ export class RaftCore {
     for (const id of want) {
       if (!this.progress.has(id)) {
         const pr = new Progress(this.log.lastIndex() + 1);
-        pr.recentActive = true;
+        pr.lastActiveTick = this.now;
         this.progress.set(id, pr);
       }
     }
@@ -955,20 +955,19 @@ export class RaftCore {
     if (this.leadTransferee !== null && ++this.transferElapsed >= this.electionTicks) {
       this.leadTransferee = null; // dissertation §3.10: abort a transfer that takes an election timeout
     }
-    if (this.electionElapsed >= this.electionTicks) {
-      this.electionElapsed = 0;
-      if (this.checkQuorum) {
-        const config = this.log.config();
-        const active = hasQuorum(
-          config,
-          (id) => id === this.id || this.progress.get(id)?.recentActive === true,
-        );
-        for (const pr of this.progress.values()) pr.recentActive = false;
-        if (!active) {
-          // Dissertation §6.2: a leader that cannot reach a quorum steps down.
-          this.becomeFollower(this.term, null);
-          return;
-        }
+    if (this.electionElapsed >= this.electionTicks) this.electionElapsed = 0;
+    if (this.checkQuorum) {
+      // Dissertation §6.2: a leader that has not heard from a quorum within an election
+      // timeout steps down (checked every tick, so it happens electionTicks after the last contact).
+      const active = hasQuorum(
+        this.log.config(),
+        (id) =>
+          id === this.id ||
+          this.now - (this.progress.get(id)?.lastActiveTick ?? -Infinity) < this.electionTicks,
+      );
+      if (!active) {
+        this.becomeFollower(this.term, null);
+        return;
       }
     }
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
@@ -1092,7 +1091,7 @@ export class RaftCore {
   private handleAppendResponse(m: AppendEntriesResponse): void {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
-    pr.recentActive = true;
+    pr.lastActiveTick = this.now;
     if (!m.success) {
       // Ignore stale rejections: of an append already known matched, or of an old probe.
       if (m.rejectedIndex <= pr.match) return;
@@ -1126,7 +1125,7 @@ export class RaftCore {
   private handleHeartbeatResponse(m: HeartbeatResponse): void {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
-    pr.recentActive = true;
+    pr.lastActiveTick = this.now;
     if (m.seq > pr.ackedSeq) pr.ackedSeq = m.seq;
     if (pr.state === 'snapshot') {
       // Resend a chunk that may have been lost.
@@ -1143,7 +1142,7 @@ export class RaftCore {
   private handleSnapshotResponse(m: InstallSnapshotResponse): void {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
-    pr.recentActive = true;
+    pr.lastActiveTick = this.now;
     if (m.done) {
       pr.maybeUpdate(m.snapshotIndex);
       if (pr.state === 'snapshot') pr.becomeProbe(pr.match + 1);
