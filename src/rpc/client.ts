@@ -92,7 +92,10 @@ export interface RpcClientCounters {
 interface Pending {
   readonly peer: NodeId;
   readonly method: CompiledMethod;
+  /** Own timer, for calls with a non-default deadline. */
   timer: TimerHandle | undefined;
+  /** When a default-deadline call expires (clock time). */
+  deadline: number;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   resolve: ((value: unknown) => void) | undefined;
@@ -111,6 +114,9 @@ export type RpcReplyMessage = RpcWire<
 export class RpcClientSide {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /** Calls with the default deadline, oldest first (so in deadline order). */
+  private readonly lane = new Map<number, Pending>();
+  private laneTimer: TimerHandle | undefined;
   private readonly downPeers = new Set<NodeId>();
   private readonly timeoutMs: number;
   private readonly pendingMax: number;
@@ -283,6 +289,7 @@ export class RpcClientSide {
       peer,
       method,
       timer: undefined,
+      deadline: 0,
       signal: undefined,
       onAbort: undefined,
       resolve: undefined,
@@ -291,18 +298,18 @@ export class RpcClientSide {
     };
     if (stream !== undefined) stream.id = id;
     this.pending.set(id, p);
-    p.timer = this.clock.setTimer(timeoutMs, () => {
-      p.timer = undefined;
-      this.cancelOnServer(id, p);
-      this.fail(
-        id,
-        new CohortError(
-          'TIMEOUT',
-          `${method.service}.${method.name} to ${peer}: no answer within ${timeoutMs} ms`,
-          { details: { peer, timeoutMs } },
-        ),
-      );
-    });
+    if (timeoutMs === this.timeoutMs) {
+      // The common case: calls with the default deadline expire in the order
+      // they started, so one timer for the oldest serves them all.
+      p.deadline = this.clock.now() + timeoutMs;
+      this.lane.set(id, p);
+      if (this.laneTimer === undefined) this.armLane(timeoutMs);
+    } else {
+      p.timer = this.clock.setTimer(timeoutMs, () => {
+        p.timer = undefined;
+        this.expire(id, p, timeoutMs);
+      });
+    }
     if (signal !== undefined) {
       p.signal = signal;
       p.onAbort = () => {
@@ -422,12 +429,41 @@ export class RpcClientSide {
   /** Fails every pending call (the node is closing). */
   close(): void {
     this.closed = true;
+    if (this.laneTimer !== undefined) this.clock.clearTimer(this.laneTimer);
+    this.laneTimer = undefined;
     for (const id of [...this.pending.keys()]) {
       this.fail(
         id,
         new CohortError('CLOSED', 'the RPC node closed during the call', { definite: false }),
       );
     }
+  }
+
+  private expire(id: number, p: Pending, timeoutMs: number): void {
+    this.cancelOnServer(id, p);
+    this.fail(
+      id,
+      new CohortError(
+        'TIMEOUT',
+        `${p.method.service}.${p.method.name} to ${p.peer}: no answer within ${timeoutMs} ms`,
+        { details: { peer: p.peer, timeoutMs } },
+      ),
+    );
+  }
+
+  /** Arms the shared timer of the default-deadline lane to fire in `delayMs`. */
+  private armLane(delayMs: number): void {
+    this.laneTimer = this.clock.setTimer(Math.max(0, delayMs), () => {
+      this.laneTimer = undefined;
+      const now = this.clock.now();
+      for (const [id, p] of this.lane) {
+        if (p.deadline > now) {
+          this.armLane(p.deadline - now);
+          return;
+        }
+        this.expire(id, p, this.timeoutMs);
+      }
+    });
   }
 
   private cancelOnServer(id: number, p: Pending): void {
@@ -441,6 +477,7 @@ export class RpcClientSide {
   private finish(id: number, p: Pending): void {
     this.pending.delete(id);
     if (p.timer !== undefined) this.clock.clearTimer(p.timer);
+    else this.lane.delete(id);
     p.timer = undefined;
     if (p.onAbort !== undefined) p.signal?.removeEventListener('abort', p.onAbort);
   }

@@ -302,12 +302,7 @@ export class RpcServerSide {
       this.replyError(from, msg.id, err as CohortError);
       return;
     }
-    let perPeer = this.calls.get(from);
-    if (perPeer === undefined) {
-      perPeer = new Map();
-      this.calls.set(from, perPeer);
-    }
-    if (perPeer.has(msg.id)) {
+    if (this.calls.get(from)?.has(msg.id) === true) {
       this.counters.rejected++;
       this.replyError(
         from,
@@ -328,8 +323,28 @@ export class RpcServerSide {
       msg.meta,
       msg.credit ?? 0,
     );
-    perPeer.set(msg.id, call);
-    this.running++;
+    if (!isStream && this.interceptors.length === 0) {
+      // Fast path: a handler that answers synchronously needs no table entry
+      // (no message can arrive while it runs) and no promise.
+      let result: unknown;
+      try {
+        result = (reg.handler as UnaryHandler<UnaryMethod>)(call.request, call);
+      } catch (err) {
+        this.complete(call, undefined, err);
+        return;
+      }
+      if (!isThenable(result)) {
+        this.complete(call, result, undefined);
+        return;
+      }
+      this.register(call);
+      result.then(
+        (value) => this.complete(call, value, undefined),
+        (err: unknown) => this.complete(call, undefined, err),
+      );
+      return;
+    }
+    this.register(call);
     const run = isStream
       ? () => this.pump(call, reg.handler as StreamHandler<StreamMethod>)
       : () =>
@@ -435,6 +450,16 @@ export class RpcServerSide {
     }
   }
 
+  private register(call: RunningCall): void {
+    let perPeer = this.calls.get(call.peer);
+    if (perPeer === undefined) {
+      perPeer = new Map();
+      this.calls.set(call.peer, perPeer);
+    }
+    perPeer.set(call.id, call);
+    this.running++;
+  }
+
   /** Removes a call from the in-flight table; false if it was already gone. */
   private forget(call: RunningCall): boolean {
     const perPeer = this.calls.get(call.peer);
@@ -464,6 +489,14 @@ export class RpcServerSide {
       this.counters.repliesDropped++;
     }
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 function invokeSafely(run: () => Promise<unknown>): Promise<unknown> {

@@ -66,6 +66,21 @@ describe.each(harnesses)('rpc calls (%o)', (make) => {
     await waitFor(() => server.server.inflight === 0, 'server drained');
   });
 
+  it('calls with the default deadline (one shared timer) expire in order, mixed with custom ones', async () => {
+    const quick = await h.node('c', { client: { timeoutMs: 40 } });
+    const stub = quick.client(TestService, A);
+    const first = rejection(stub.block({ key: 'l1' }));
+    const custom = rejection(stub.block({ key: 'l2' }, { timeoutMs: 10_000 }));
+    await waitFor(() => obs.started.has('l1') && obs.started.has('l2'), 'both started');
+    const second = rejection(stub.block({ key: 'l3' }));
+    expectError(await first, 'TIMEOUT', false);
+    expectError(await second, 'TIMEOUT', false);
+    expect(quick.calls.pendingCount).toBe(1); // the custom-deadline call is still waiting
+    obs.release('l2');
+    await expect(custom).rejects.toThrow(/succeeded/);
+    expect(await stub.echo({ text: 'after' })).toEqual({ text: 'after' });
+  });
+
   it('the server stops work at the deadline on its own, even if the cancel is lost', async () => {
     const raw = await h.raw('raw');
     const replies: RpcWireMessage[] = [];
