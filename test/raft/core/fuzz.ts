@@ -11,6 +11,7 @@ import type { Random } from '../../../src/lib/random.js';
 import type { RaftBugs } from '../../../src/raft/core/raft-core.js';
 import { Cluster } from './harness.js';
 
+/** Outcome of one randomized run: the first violation found (or null) and how many indexes were applied. */
 export interface FuzzResult {
   readonly violation: string | null;
   readonly committed: number;
@@ -102,6 +103,11 @@ function checkReads(c: Cluster, reads: Map<number, number>): string | null {
   return null;
 }
 
+/**
+ * One randomized run of `steps` random actions on a `size`-node cluster from
+ * `seed`, then a heal-and-settle liveness phase. `asyncReady` forces the
+ * harness's deferred-Ready mode on or off (default: drawn from the seed).
+ */
 export function fuzz(
   seed: number,
   size: number,
