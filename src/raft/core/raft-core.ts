@@ -844,6 +844,7 @@ export class RaftCore {
     if (term > this.term) {
       this.term = term;
       this.vote = null;
+      this.incoming = null; // a partial snapshot from an older leader is not resumed
     }
     this.role = 'follower';
     this.leader = leader;
