@@ -96,24 +96,31 @@ export class RaftDisk {
     let torn = 0;
     const n = this.pending.length;
     // A random prefix reached the disk, in order.
-    const whole = n === 0 ? 0 : random.int(n + 1);
+    const whole = n === 0 ? 0 : random.chance(1 / 3) ? n : random.int(n);
     for (; kept < whole; kept++) state = applyWrite(state, this.pending[kept] as StorageWrite);
     const next = this.pending[kept];
-    if (next !== undefined && random.chance(0.5)) {
+    if (next !== undefined && random.chance(0.75)) {
       // Torn: the WAL recovers to its last whole record. A snapshot is all-or-nothing (temp
-      // file + rename); then a prefix of the entries; the hard state record comes last.
+      // file + rename); then a prefix of the entries; the hard state record, written last, is lost.
       const tornWrite: { snapshot?: Snapshot; entries?: readonly Entry[] } = {};
       const withSnapshot = next.snapshot !== undefined && random.chance(0.5);
       if (withSnapshot) tornWrite.snapshot = next.snapshot;
-      if (next.snapshot === undefined || withSnapshot) {
-        const es = next.entries ?? [];
-        const keep = es.length === 0 ? 0 : random.int(es.length);
-        if (keep > 0) tornWrite.entries = es.slice(0, keep);
-      }
-      if (tornWrite.snapshot !== undefined || tornWrite.entries !== undefined) {
+      const es = next.entries ?? [];
+      const keep = next.snapshot === undefined || withSnapshot ? random.int(es.length + 1) : 0;
+      if (keep > 0) tornWrite.entries = es.slice(0, keep);
+      const partial = withSnapshot || keep > 0;
+      const differs =
+        next.hardState !== undefined ||
+        keep < es.length ||
+        (next.snapshot !== undefined && !withSnapshot);
+      if (partial && differs) {
         planWrite(shapeOf(state), tornWrite);
         state = applyWrite(state, tornWrite);
         torn = 1;
+      } else if (partial) {
+        // Everything the write held made it: that is a whole write, not a torn one.
+        state = applyWrite(state, next);
+        kept++;
       }
     }
     const lost = n - kept - torn;

@@ -20,6 +20,8 @@
  *   and equal predecessors' terms (so, inductively, equal prefixes);
  * - leader completeness (§5.4): a leader of term T holds every entry
  *   committed in a term below T;
+ * - the commit rule (§5.4.2): a leader advances its commit index only onto
+ *   an entry of its own term;
  * - commit safety: an index once committed never holds another entry anywhere;
  * - state machine safety (§5.4.3): every replica that applied index i has the
  *   same digest of entries 1..i (so the same entries, including what snapshots
@@ -56,6 +58,8 @@ interface AppliedAt {
 export interface InvariantOptions {
   /** Persist-before-send and durable-vote checks. */
   readonly durability?: boolean;
+  /** The §5.4.2 rule: a leader commits only entries of its own term by counting. */
+  readonly commitRule?: boolean;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
@@ -82,6 +86,7 @@ export class RaftInvariants {
   private readonly commitSeen = new Map<NodeId, number>();
   private readonly leaderTermSeen = new Map<NodeId, number>();
   private readonly durability: boolean;
+  private readonly commitRule: boolean;
   /** How many times each check ran (for reports; shows the checks are exercised). */
   readonly counts = {
     nodeChecks: 0,
@@ -93,6 +98,7 @@ export class RaftInvariants {
 
   constructor(options: InvariantOptions = {}) {
     this.durability = options.durability ?? true;
+    this.commitRule = options.commitRule ?? true;
   }
 
   /** Highest index known committed anywhere. */
@@ -122,6 +128,14 @@ export class RaftInvariants {
     const seen = this.commitSeen.get(id) ?? 0;
     if (s.commit < seen) fail(`commit index of ${id} went back from ${seen} to ${s.commit}`);
     if (s.commit > seen) {
+      // Raft §5.4.2: a leader moves its commit index only onto an entry of its own term
+      // (older entries are committed indirectly, never by counting their replicas; Figure 8).
+      if (this.commitRule && s.role === 'leader' && core.termAt(s.commit) !== s.term) {
+        fail(
+          `commit rule (§5.4.2): leader ${id} of term ${s.term} committed index ${s.commit} ` +
+            `of term ${core.termAt(s.commit)} by counting replicas`,
+        );
+      }
       this.commitSeen.set(id, s.commit);
       this.recordCommitted(id, core, Math.max(seen + 1, s.firstIndex), s.commit, s.term);
     }
@@ -169,12 +183,15 @@ export class RaftInvariants {
         );
       }
     }
-    // Entries handed out for persisting must not overwrite a committed index with another entry.
+    // A node never overwrites an index it knows committed with another entry. (A node that does
+    // not know yet, e.g. a deposed leader, may hold other entries there until it is repaired.)
+    const known = this.commitSeen.get(id) ?? 0;
     for (const e of rd.entries) {
+      if (e.index > known) break;
       const c = this.committed.get(e.index);
       if (c !== undefined && !sameEntry(c, e)) {
         fail(
-          `commit safety: ${id} writes entry ${e.index} of term ${e.term} over the committed ` +
+          `commit safety: ${id} writes entry ${e.index} of term ${e.term} over its committed ` +
             `entry of term ${c.term} (committed as seen on ${c.node})`,
         );
       }
@@ -225,8 +242,9 @@ export class RaftInvariants {
         }
         this.votes.set(key, m.to);
         if (!this.durability) return;
+        // Durable: this vote, or a later term (which makes a vote in m.term impossible after a crash).
         const h = disk.hardState;
-        if (h.term !== m.term || h.vote !== m.to) {
+        if (h.term < m.term || (h.term === m.term && h.vote !== m.to)) {
           fail(
             `persist before send: ${from} grants its vote to ${m.to} in term ${m.term} but its ` +
               `durable hard state is term ${h.term} vote ${h.vote}`,

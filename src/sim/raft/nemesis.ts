@@ -4,7 +4,7 @@
  * ({@link drawNemesisWeights}), so some seeds hammer one fault and others mix
  * them all. Kinds: partitions of every shape (majority/minority, isolated
  * leader, bridge, random groups, one-way cuts), clogged links, crashes and
- * restarts (unsynced writes lost), crashing the leader, slow nodes (ticks and
+ * restarts (unsynced writes lost; also mid-write, and quick bounces), crashing the leader, slow nodes (ticks and
  * disk delayed), changing the network's loss/duplication/delay, membership
  * changes through the leader (add learner, promote, remove — the leader too),
  * leadership transfer, and heals. {@link RaftNemesis.healAll} ends the faulty
@@ -39,6 +39,8 @@ export const nemesisKinds = [
   'heal',
   'crash',
   'crash-leader',
+  'crash-mid-write',
+  'bounce',
   'restart',
   'slow',
   'link-faults',
@@ -49,10 +51,19 @@ export const nemesisKinds = [
 /** One kind of fault. */
 export type NemesisKind = (typeof nemesisKinds)[number];
 
-/** Draws relative frequencies: each kind is off (about one in four) or weighted 1-4. */
-export function drawNemesisWeights(random: Random): Record<NemesisKind, number> {
+/**
+ * Draws relative frequencies: each kind is off (about one in four) or weighted 1-4. With
+ * `churn`, leader crashes, leader isolation, restarts and heals dominate.
+ */
+export function drawNemesisWeights(random: Random, churn = false): Record<NemesisKind, number> {
   const w = {} as Record<NemesisKind, number>;
   for (const k of nemesisKinds) w[k] = random.chance(0.25) ? 0 : random.intBetween(1, 4);
+  if (churn) {
+    w['crash-leader'] = random.intBetween(4, 10);
+    w['isolate-leader'] = random.intBetween(2, 10);
+    w.restart = random.intBetween(6, 12);
+    w.heal = random.intBetween(3, 8);
+  }
   // Nodes must come back up and partitions heal now and then, or the schedule degenerates.
   w.restart = Math.max(w.restart, 2);
   w.heal = Math.max(w.heal, 1);
@@ -92,6 +103,8 @@ function bump(counts: Record<string, number>, key: string): void {
 /** A Raft-aware, seeded fault schedule (see the file header). */
 export class RaftNemesis {
   private readonly kinds: NemesisKind[];
+  /** Set by healAll: delayed actions (retries, bounces) do nothing after it. */
+  private healed = false;
   private readonly total: number;
 
   constructor(private readonly o: RaftNemesisOptions) {
@@ -127,14 +140,20 @@ export class RaftNemesis {
   healAll(): void {
     const net = this.o.network;
     net.heal();
-    net.setDefaultFaults({
+    const calm: LinkFaults = {
       dropProbability: 0,
       duplicateProbability: 0,
       delay: { minMs: 1, maxMs: 5 },
-    });
+    };
+    net.setDefaultFaults(calm);
+    for (const a of this.o.nodes) {
+      for (const b of this.o.nodes) if (a !== b) net.setLinkFaults(a.id, b.id, calm);
+    }
+    this.healed = true;
     for (const n of this.o.nodes) {
       n.slowEvery = 1;
       n.diskSlowdown = 1;
+      n.crashOnWrite = undefined;
       if (!net.isUp(n.id)) net.restart(n.id);
     }
   }
@@ -226,6 +245,38 @@ export class RaftNemesis {
         else net.crash(target.id);
         break;
       }
+      case 'crash-mid-write': {
+        // Crash a node right after it next issues a write of entries, before the write is synced,
+        // so the write is kept, torn or lost.
+        const up = nodes.filter((n) => n.up);
+        if (up.length === 0) {
+          done = false;
+          break;
+        }
+        const n = r.pick(up);
+        n.crashOnWrite = () => {
+          if (this.healed) return;
+          if (ids.filter((id) => !net.isUp(id)).length >= this.o.maxDown) return;
+          this.note('crash-mid-write', { node: n.id, unsynced: n.disk.unsynced });
+          net.crash(n.id);
+        };
+        break;
+      }
+      case 'bounce': {
+        // Crash a node and bring it back soon after: its volatile state is gone, its disk is not.
+        const down = ids.filter((id) => !net.isUp(id)).length;
+        const up = nodes.filter((n) => n.up);
+        if (up.length === 0 || down >= this.o.maxDown) {
+          done = false;
+          break;
+        }
+        const n = r.pick(up);
+        net.crash(n.id);
+        this.o.scheduler.after(r.intBetween(0, 30), 'nemesis bounce restart', () => {
+          if (!this.healed && !net.isUp(n.id)) net.restart(n.id);
+        });
+        break;
+      }
       case 'restart': {
         const down = nodes.filter((n) => !net.isUp(n.id));
         if (down.length === 0) done = false;
@@ -269,7 +320,7 @@ export class RaftNemesis {
         break;
       }
       case 'membership':
-        done = this.changeMembership();
+        done = this.changeMembership(8);
         break;
       case 'transfer': {
         const l = this.leader();
@@ -294,10 +345,23 @@ export class RaftNemesis {
   }
 
   /** One single-server change proposed to the leader (dissertation §4.1). */
-  private changeMembership(): boolean {
+  private changeMembership(retries: number, wanted?: ConfigChange): boolean {
     const l = this.leader();
     const s = l?.core?.status();
-    if (l === undefined || s === undefined) return false;
+    const retry = (): boolean => {
+      // No leader, or one still busy with the previous change: try again a little later.
+      if (retries > 0) {
+        this.o.scheduler.after(
+          this.o.random.intBetween(10, 100),
+          'nemesis membership retry',
+          () => {
+            if (!this.healed) this.changeMembership(retries - 1, wanted);
+          },
+        );
+      }
+      return false;
+    };
+    if (l === undefined || s === undefined) return retry();
     const r = this.o.random;
     const c = s.config;
     const all = this.o.nodes.map((n) => n.id);
@@ -312,12 +376,33 @@ export class RaftNemesis {
       for (const id of c.voters) options.push({ type: 'removeNode', node: id });
     }
     if (options.length === 0) return false;
-    const change = r.pick(options);
+    // Promote a learner about half the time there is one: promotions need it caught up, so
+    // they are rarer than additions and removals otherwise.
+    const promotions = options.filter((o) => o.type === 'promoteLearner');
+    const change =
+      wanted !== undefined
+        ? wanted
+        : promotions.length > 0 && r.chance(0.5)
+          ? r.pick(promotions)
+          : r.pick(options);
+    if (
+      wanted !== undefined &&
+      !options.some((o) => o.type === wanted.type && o.node === wanted.node)
+    )
+      return false;
     const result = l.changeConfig(change);
     const outcome =
       result === undefined ? 'down' : result.kind === 'accepted' ? 'accepted' : result.reason;
     this.note('membership', { leader: l.id, ...change, outcome });
     bump(this.o.counts, `membership ${change.type} ${outcome}`);
+    if (outcome === 'CONFIG_CHANGE_PENDING' || outcome === 'LEARNER_NOT_CAUGHT_UP') return retry();
+    if (outcome === 'accepted' && change.type === 'addLearner' && r.chance(0.7)) {
+      // Dissertation §4.2.1: a new server catches up as a learner, then is promoted.
+      const promote: ConfigChange = { type: 'promoteLearner', node: change.node };
+      this.o.scheduler.after(r.intBetween(10, 100), 'nemesis promote', () => {
+        if (!this.healed) this.changeMembership(10, promote);
+      });
+    }
     return result?.kind === 'accepted';
   }
 }

@@ -82,6 +82,8 @@ export class RaftSimNode implements SimNode<RaftMessage> {
   slowEvery = 1;
   /** Multiplies disk delays (1: normal). */
   diskSlowdown = 1;
+  /** Set by the nemesis: called (once) when the node next issues a write of log entries, before it syncs. */
+  crashOnWrite: (() => void) | undefined;
   private ctx: NodeContext<RaftMessage> | undefined;
   private outstanding: Ready | undefined;
   private ticks = 0;
@@ -136,6 +138,7 @@ export class RaftSimNode implements SimNode<RaftMessage> {
     this.outstanding = undefined;
     this.slowEvery = 1;
     this.diskSlowdown = 1;
+    this.crashOnWrite = undefined;
     // Whatever was in flight may or may not take effect: unknown to its client.
     const proposals = [...this.proposals.values()];
     const reads = [...this.reads.values(), ...this.waitingReads];
@@ -267,6 +270,12 @@ export class RaftSimNode implements SimNode<RaftMessage> {
         );
       }
       this.outstanding = rd;
+      const crash = this.crashOnWrite;
+      if (crash !== undefined && write.entries !== undefined) {
+        // Scheduled before the sync below, so it runs first even with a zero disk delay.
+        this.crashOnWrite = undefined;
+        ctx.setTimer(0, crash);
+      }
       const { minMs, maxMs } = this.options.diskDelayMs;
       const delay = this.options.random.intBetween(minMs, maxMs) * this.diskSlowdown;
       ctx.setTimer(delay, () => {

@@ -47,6 +47,8 @@ export interface RaftScenarioOptions {
   readonly bugs?: RaftBugs;
   /** Run the persist-before-send and durable-vote checks (default true). */
   readonly durabilityChecks?: boolean;
+  /** Run the §5.4.2 commit-rule check (default true). */
+  readonly commitRuleCheck?: boolean;
   /** Record every network send and delivery in the trace (default true; off is faster). */
   readonly traceMessages?: boolean;
 }
@@ -73,28 +75,35 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
   const spares = p.intBetween(0, 2);
   const electionTicks = p.intBetween(8, 15);
   const heartbeatTicks = p.intBetween(1, 3);
+  // A quarter of the seeds churn leaders hard: frequent leader crashes and isolations, one entry
+  // per append. That is where old-term entries meet new leaders (Raft §5.4.2, Figure 8).
+  const churn = p.chance(0.25);
   const raft = {
     electionTicks,
     heartbeatTicks,
-    maxAppendEntries: p.pick([1, 3, 16, 512]),
+    maxAppendEntries: churn ? 1 : p.pick([1, 3, 16, 512]),
     maxInflightAppends: p.pick([1, 2, 8, 256]),
     snapshotChunkBytes: p.pick([16, 64, 1024]),
+    // Off in some seeds: more disruptive elections and leaders that linger in a minority.
+    preVote: p.chance(0.7),
+    checkQuorum: p.chance(0.7),
     ...(options.bugs === undefined ? {} : { bugs: options.bugs }),
   };
   const snapshotEvery = p.chance(0.2) ? 0 : p.intBetween(3, 40);
-  const diskMaxMs = p.intBetween(0, 12);
+  const diskMaxMs = p.pick([0, 2, 10, 30]);
   const faultMs = p.intBetween(800, 3000);
-  const everyMs = p.intBetween(20, 250);
+  const everyMs = churn ? p.intBetween(10, 60) : p.intBetween(20, 250);
   const linkFaultsMax = {
     drop: p.pick([0, 0.05, 0.2, 0.4]),
     duplicate: p.pick([0, 0.05, 0.2]),
     delayMs: p.pick([2, 10, 40]),
   };
-  const weights = drawNemesisWeights(p.fork('weights'));
+  const weights = drawNemesisWeights(p.fork('weights'), churn);
   const livenessTicks = 40 * electionTicks;
   const clients = p.intBetween(2, 4);
   const keys = p.intBetween(1, 3);
   Object.assign(params, {
+    churn,
     voters,
     spares,
     raft: { ...raft, bugs: options.bugs ?? {} },
@@ -109,7 +118,10 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
     keys,
   });
 
-  const invariants = new RaftInvariants({ durability: options.durabilityChecks ?? true });
+  const invariants = new RaftInvariants({
+    durability: options.durabilityChecks ?? true,
+    commitRule: options.commitRuleCheck ?? true,
+  });
   const net = new SimNetwork<RaftMessage>({
     scheduler,
     random: ctx.random.fork('net'),
@@ -149,7 +161,7 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
     weights,
     everyMs,
     maxDown: p.intBetween(1, voters + spares),
-    minVoters: Math.min(3, voters),
+    minVoters: 2,
     faultMsMax: 500,
     linkFaultsMax,
     counts,
@@ -163,6 +175,8 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
     thinkMsMax: 40,
     timeoutMs: 400,
     readShare: 0.3,
+    leaderShare: 0.7,
+    leader: () => nemesis.leader(),
     counts,
   });
 

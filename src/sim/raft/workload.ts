@@ -33,6 +33,10 @@ export interface WorkloadOptions {
   readonly timeoutMs: number;
   /** Share of reads among operations. */
   readonly readShare: number;
+  /** Share of operations sent to the actual leader (an oracle; the rest go to the client's guess). */
+  readonly leaderShare: number;
+  /** The current leader, if any. */
+  readonly leader: () => RaftSimNode | undefined;
   readonly counts: Record<string, number>;
 }
 
@@ -91,7 +95,8 @@ export class Workload {
       command = { f: 'cas', key, expected, value, client: client.id, seq };
       input = { f: 'cas', key, expected, value };
     }
-    const node = client.hint.up ? client.hint : r.pick(this.o.nodes);
+    const oracle = r.chance(this.o.leaderShare) ? this.o.leader() : undefined;
+    const node = oracle ?? (client.hint.up ? client.hint : r.pick(this.o.nodes));
     const process = `${client.id}.${client.generation}`;
     const h = this.recorder.invoke(process, input);
     let ended = false;
