@@ -7,3 +7,5 @@ export * from './pubsub.js';
 export * from './node.js';
 export * from './resilience.js';
 export * from './http-gateway.js';
+export * from './interceptors.js';
+export * from './tcp-endpoints.js';
