@@ -3,6 +3,7 @@
  * cancellation, OVERLOADED, errors, interceptors, streams with credit and
  * cancellation, and malformed requests.
  */
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CohortError } from '../../src/lib/errors.js';
 import type { ErrorCode } from '../../src/lib/errors.js';
@@ -239,6 +240,54 @@ describe.each(harnesses)('rpc calls (%o)', (make) => {
     }
     await waitFor(() => obs.finished.has('cancel'), 'generator finally ran');
     await waitFor(() => server.server.inflight === 0, 'no call left');
+  });
+
+  it('the server can end a stream with an error after some items', async () => {
+    const stub = caller.client(TestService, A);
+    const got: number[] = [];
+    const err = await rejection(
+      (async () => {
+        for await (const { i } of stub.forever({ key: 'boom' })) got.push(i);
+      })(),
+    );
+    expect(got).toEqual([0, 1, 2]);
+    expectError(err, 'FAILED_PRECONDITION', true);
+    await waitFor(() => server.server.inflight === 0, 'server done');
+  });
+
+  it('any payload gets an answer, never a crash (property)', async () => {
+    const raw = await h.raw('raw');
+    const answered = new Set<number>();
+    raw.onMessage((_from, msg) => {
+      if (msg.type !== 'RpcCredit' && msg.type !== 'RpcCancel' && 'id' in msg) answered.add(msg.id);
+      if (msg.type === 'RpcError') expect(msg.code).toBe('INVALID_ARGUMENT');
+    });
+    let id = 1000;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.jsonValue(),
+        fc.constantFrom('echo', 'count', 'block'),
+        async (payload, method) => {
+          const mine = id++;
+          raw.send(A, {
+            type: 'RpcRequest',
+            id: mine,
+            service: 'Test',
+            method,
+            timeoutMs: 1000,
+            payload,
+            ...(method === 'count' ? { credit: 4 } : {}),
+          });
+          await waitFor(
+            () => answered.has(mine) || (method === 'block' && obs.started.size > 0),
+            'an answer',
+          );
+          for (const key of obs.started) obs.release(key);
+        },
+      ),
+      { numRuns: 60 },
+    );
+    expect(await caller.client(TestService, A).echo({ text: 'alive' })).toEqual({ text: 'alive' });
   });
 
   it('a stream past its deadline ends with TIMEOUT for the client and stops on the server', async () => {

@@ -188,6 +188,9 @@ export class Observed {
         obs.started.add(key);
         try {
           for (let i = 0; !ctx.signal.aborted; i++) {
+            if (key === 'boom' && i === 3) {
+              throw new CohortError('FAILED_PRECONDITION', 'the server ends this stream');
+            }
             obs.produced.set(key, i + 1);
             yield await Promise.resolve({ i });
           }
