@@ -19,17 +19,11 @@ import { nodeFs } from '../src/raft/storage/fs.js';
 import type { StorageFs } from '../src/raft/storage/fs.js';
 
 const quick = process.argv.includes('--quick');
-const rounds = quick ? 2 : 5;
+const slices = quick ? 10 : 40;
 const ENTRY_BYTES = 256;
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
-
-interface WalResult {
-  appends: number;
-  seconds: number;
-  latenciesMs: number[];
-  /** Bytes of each write that was followed by an fdatasync (the batches). */
-  batches: number[];
-}
+/** Temp directories, removed after all measurements. */
+const leftovers: string[] = [];
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
@@ -49,66 +43,100 @@ function recordingFs(batches: number[], recording: { on: boolean }): StorageFs {
       if (recording.on && pending > 0) batches.push(pending);
       pending = 0;
     },
+    fdatasyncAsync(fd) {
+      if (recording.on && pending > 0) batches.push(pending);
+      pending = 0;
+      return nodeFs.fdatasyncAsync(fd);
+    },
   };
 }
 
-async function runWal(concurrency: number, total: number): Promise<WalResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-wal-'));
-  const batches: number[] = [];
-  const recording = { on: false };
-  const storage = new FileStorage({
-    dir,
-    clusterId: clusterId('bench'),
-    nodeId: nodeId('n1'),
-    fs: recordingFs(batches, recording),
-    logger: quiet,
-  });
-  await storage.load();
-  const data = new Uint8Array(ENTRY_BYTES).fill(7);
-  let next = 1;
-  const entry = (): Entry => ({ index: next++ as LogIndex, term: 1 as Term, kind: 'normal', data });
-  // Warm up (JIT, file creation) before measuring.
-  for (let i = 0; i < 200; i++) await storage.save({ entries: [entry()] });
-  recording.on = true;
-  const latencies: number[] = [];
-  let issued = 0;
-  const t0 = performance.now();
-  const appender = async (): Promise<void> => {
-    while (issued < total) {
-      issued++;
+/** One WAL, kept open across slices; each slice measures `count` appends by `concurrency` appenders. */
+class WalSide {
+  readonly batches: number[] = [];
+  private readonly recording = { on: false };
+  private readonly storage: FileStorage;
+  private readonly data = new Uint8Array(ENTRY_BYTES).fill(7);
+  private next = 1;
+
+  constructor(dir: string) {
+    this.storage = new FileStorage({
+      dir,
+      clusterId: clusterId('bench'),
+      nodeId: nodeId('n1'),
+      fs: recordingFs(this.batches, this.recording),
+      logger: quiet,
+    });
+  }
+
+  private entry(): Entry {
+    return { index: this.next++ as LogIndex, term: 1 as Term, kind: 'normal', data: this.data };
+  }
+
+  async open(): Promise<void> {
+    await this.storage.load();
+    // Warm up (JIT, file creation) before measuring.
+    for (let i = 0; i < 100; i++) await this.storage.save({ entries: [this.entry()] });
+  }
+
+  /** Runs one slice; returns its seconds, appends its latencies and batch sizes. */
+  async slice(concurrency: number, count: number, latencies: number[]): Promise<number> {
+    this.batches.length = 0;
+    this.recording.on = true;
+    let issued = 0;
+    const t0 = performance.now();
+    const appender = async (): Promise<void> => {
+      while (issued < count) {
+        issued++;
+        const start = performance.now();
+        await this.storage.save({ entries: [this.entry()] });
+        latencies.push(performance.now() - start);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, appender));
+    const seconds = (performance.now() - t0) / 1000;
+    this.recording.on = false;
+    return seconds;
+  }
+
+  close(): Promise<void> {
+    return this.storage.close();
+  }
+}
+
+/** The raw baseline: the same batches with fs.writeSync + fdatasync on one file. */
+class RawSide {
+  private readonly fd: number;
+  private position = 0;
+  private buf = Buffer.alloc(64 * 1024, 7);
+
+  constructor(dir: string) {
+    this.fd = nfs.openSync(join(dir, 'raw.log'), 'wx+');
+    // Warm up like the WAL side (its load() and first appends).
+    this.slice(
+      Array.from({ length: 100 }, () => 290),
+      [],
+    );
+  }
+
+  /** Writes and syncs each batch; returns the seconds taken, appends per-batch latencies. */
+  slice(batches: readonly number[], latencies: number[]): number {
+    const max = Math.max(...batches);
+    if (max > this.buf.length) this.buf = Buffer.alloc(max, 7);
+    const t0 = performance.now();
+    for (const size of batches) {
       const start = performance.now();
-      await storage.save({ entries: [entry()] });
+      nfs.writeSync(this.fd, this.buf, 0, size, this.position);
+      nfs.fdatasyncSync(this.fd);
+      this.position += size;
       latencies.push(performance.now() - start);
     }
-  };
-  await Promise.all(Array.from({ length: concurrency }, appender));
-  const seconds = (performance.now() - t0) / 1000;
-  recording.on = false;
-  await storage.close();
-  rmSync(dir, { recursive: true, force: true });
-  return { appends: total, seconds, latenciesMs: latencies.sort((a, b) => a - b), batches };
-}
-
-/** The same batches as raw fs.writeSync + fdatasync on a fresh file. */
-function runRaw(batches: number[]): { seconds: number; latenciesMs: number[] } {
-  const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-raw-'));
-  const fd = nfs.openSync(join(dir, 'raw.log'), 'wx+');
-  const max = Math.max(...batches);
-  const buf = Buffer.alloc(max, 7);
-  let position = 0;
-  const latencies: number[] = [];
-  const t0 = performance.now();
-  for (const size of batches) {
-    const start = performance.now();
-    nfs.writeSync(fd, buf, 0, size, position);
-    nfs.fdatasyncSync(fd);
-    position += size;
-    latencies.push(performance.now() - start);
+    return (performance.now() - t0) / 1000;
   }
-  const seconds = (performance.now() - t0) / 1000;
-  nfs.closeSync(fd);
-  rmSync(dir, { recursive: true, force: true });
-  return { seconds, latenciesMs: latencies.sort((a, b) => a - b) };
+
+  close(): void {
+    nfs.closeSync(this.fd);
+  }
 }
 
 function rate(n: number): string {
@@ -121,24 +149,29 @@ async function main(): Promise<void> {
   );
   for (const concurrency of [1, 16, 128]) {
     const total =
-      (quick ? 0.25 : 1) * (concurrency === 1 ? 1000 : concurrency === 16 ? 8000 : 40_000);
-    // Rounds alternate the two sides, to spread noise from other processes over both.
+      (quick ? 0.25 : 1) * (concurrency === 1 ? 600 : concurrency === 16 ? 6000 : 40_000);
+    // The disk's sync time here swings with other processes' I/O, so the two
+    // sides alternate in short slices: each raw slice replays the batches the
+    // WAL slice just made, moments later, on the same file system.
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-wal-'));
+    leftovers.push(dir);
+    const wal = new WalSide(join(dir, 'wal-node'));
+    await wal.open();
+    const raw = new RawSide(dir);
     let walSeconds = 0;
     let rawSeconds = 0;
-    let appends = 0;
     let fsyncs = 0;
     const walLat: number[] = [];
     const rawLat: number[] = [];
-    for (let round = 0; round < rounds; round++) {
-      const wal = await runWal(concurrency, total);
-      const raw = runRaw(wal.batches);
-      walSeconds += wal.seconds;
-      rawSeconds += raw.seconds;
-      appends += wal.appends;
+    const perSlice = Math.max(concurrency, Math.round(total / slices));
+    for (let k = 0; k < slices; k++) {
+      walSeconds += await wal.slice(concurrency, perSlice, walLat);
+      rawSeconds += raw.slice(wal.batches, rawLat);
       fsyncs += wal.batches.length;
-      walLat.push(...wal.latenciesMs);
-      rawLat.push(...raw.latenciesMs);
     }
+    await wal.close();
+    raw.close();
+    const appends = perSlice * slices;
     walLat.sort((a, b) => a - b);
     rawLat.sort((a, b) => a - b);
     const walRate = appends / walSeconds;
@@ -153,4 +186,8 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+try {
+  await main();
+} finally {
+  for (const dir of leftovers) rmSync(dir, { recursive: true, force: true });
+}

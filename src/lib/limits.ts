@@ -46,6 +46,8 @@ export const limits = {
   walRecordBytesMax: 32 * 1024 * 1024,
   /** Bytes gathered into one group-commit write before it is flushed without waiting for the next turn. */
   walBatchBytesMax: 4 * 1024 * 1024,
+  /** Bytes of WAL records queued behind an in-flight fdatasync before save() answers OVERLOADED. */
+  walQueueBytesMax: 64 * 1024 * 1024,
   /** Snapshot files kept: the newest plus one to fall back on if the newest proves unreadable. */
   snapshotsRetainedMax: 2,
   /** On-disk format version of WAL segments and snapshot files; other versions are refused. */
@@ -122,6 +124,7 @@ export function checkLimits(l: Limits): void {
     'a frame of entries fits one WAL record',
   );
   check(l.walBatchBytesMax <= l.walSegmentBytesMax, 'walBatchBytesMax <= walSegmentBytesMax');
+  check(l.walBatchBytesMax <= l.walQueueBytesMax, 'walBatchBytesMax <= walQueueBytesMax');
   check(l.snapshotsRetainedMax >= 1, 'snapshotsRetainedMax >= 1');
   check(
     l.raftEntryBytesMax + 64 * 1024 <= l.frameBytesMax,

@@ -140,8 +140,17 @@ function fsError(code: string, message: string): Error {
 
 /** A simulated disk; see the file comment. */
 export class SimDisk {
-  /** The {@link StorageFs} view of this disk. */
-  readonly fs: StorageFs;
+  /**
+   * The {@link StorageFs} view of this disk for the current "process". A crash
+   * ends that process: a view taken before it fails every operation with EIO,
+   * so code still holding it (a storage object the test abandoned) cannot
+   * touch what the next incarnation recovers.
+   */
+  get fs(): StorageFs {
+    return this.currentFs;
+  }
+
+  private currentFs: StorageFs;
   /** Number of file syncs so far (fsync + fdatasync). */
   syncs = 0;
   /** Number of directory syncs so far. */
@@ -165,7 +174,7 @@ export class SimDisk {
     this.tearProbability = options.tearProbability ?? 0.5;
     this.zeroFillProbability = options.zeroFillProbability ?? 0.3;
     this.dirs.set('/', { live: new Map(), durable: new Map(), pending: [] });
-    this.fs = this.makeFs();
+    this.currentFs = this.makeFs();
   }
 
   /**
@@ -212,6 +221,7 @@ export class SimDisk {
     }
     this.fds.clear();
     this.generation++;
+    this.currentFs = this.makeFs();
     this.collect();
     return { droppedOps, tornWrites, droppedDirOps };
   }
@@ -308,6 +318,21 @@ export class SimDisk {
   }
 
   private makeFs(): StorageFs {
+    const generation = this.generation;
+    const fs = this.makeRawFs();
+    const guarded = {} as Record<string, unknown>;
+    for (const [name, fn] of Object.entries(fs) as [string, (...args: unknown[]) => unknown][]) {
+      guarded[name] = (...args: unknown[]): unknown => {
+        if (generation !== this.generation) {
+          throw fsError('EIO', `${name} from before a crash (that process is gone)`);
+        }
+        return fn(...args);
+      };
+    }
+    return guarded as unknown as StorageFs;
+  }
+
+  private makeRawFs(): StorageFs {
     const mutate = (fd: FileHandle, op: string, fileOp: FileOp): void => {
       const { open, inode } = this.file(fd, op);
       if (open.mode === 'read') throw fsError('EBADF', `${op} on a read-only fd`);
@@ -363,6 +388,14 @@ export class SimDisk {
       size: (fd) => this.file(fd, 'size').inode.length,
       truncate: (fd, length) => mutate(fd, 'truncate', { kind: 'truncate', length }),
       fdatasync: (fd) => sync(fd, 'fdatasync'),
+      fdatasyncAsync: (fd) => {
+        try {
+          sync(fd, 'fdatasync');
+          return Promise.resolve();
+        } catch (err) {
+          return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      },
       fsync: (fd) => sync(fd, 'fsync'),
       close: (fd) => {
         this.file(fd, 'close');

@@ -14,10 +14,12 @@
  * snapshots (numbers as 16 hex digits, the data's CRC32C as 8). Record format: see records.ts.
  *
  * Group commit: save() validates the write against the log as it will be after
- * every earlier save(), encodes its records and queues them; the queue is
- * flushed on the next event-loop turn (or at once when it holds
- * walBatchBytesMax) as one write and one fdatasync, and only then are the
- * callers' promises resolved, in call order. A failed write or sync poisons the
+ * every earlier save(), encodes its records into one buffer and queues it; the
+ * buffer is flushed on the next event-loop turn (or at once when it holds
+ * walBatchBytesMax) as one write and one fdatasync run off the event loop, and
+ * only when that completes are the callers' promises resolved, in call order.
+ * Saves arriving while a sync is in flight form the next batch, flushed as soon
+ * as it completes (at most walQueueBytesMax wait; beyond that, OVERLOADED). A failed write or sync poisons the
  * storage: that batch and every later save() reject with IO_ERROR, since what
  * reached the disk is unknown; restarting runs recovery. A crash before a
  * batch's fdatasync returns may keep a prefix of its records, so an
@@ -124,6 +126,12 @@ interface Segment {
   readonly path: string;
   /** Highest entry index written to it (0 if none): it may go once a retained snapshot covers it. */
   maxIndex: number;
+}
+
+/** What a durable batch made obsolete: files not in `keep` among `dropped`, and segments `keep[0]` covers. */
+interface Compaction {
+  readonly keep: readonly SnapRef[];
+  readonly dropped: readonly SnapRef[];
 }
 
 /** Initial size of the reusable group-commit buffer. */
@@ -345,7 +353,7 @@ export class FileStorage implements Storage {
     segments: 0,
   };
 
-  private state: 'new' | 'loading' | 'open' | 'closed' = 'new';
+  private state: 'new' | 'loading' | 'open' | 'closing' | 'closed' = 'new';
   private failure: CohortError | null = null;
 
   // The log as it will be once every queued write is durable.
@@ -377,6 +385,10 @@ export class FileStorage implements Storage {
   private droppedSnapshots: SnapRef[] = [];
   private compactPending = false;
   private flushScheduled = false;
+  /** An fdatasync is in flight; saves queue behind it. */
+  private syncing = false;
+  /** Settles when close() has drained the queue. */
+  private closed: Promise<void> | null = null;
 
   constructor(private readonly options: FileStorageOptions) {
     this.fs = options.fs ?? nodeFs;
@@ -406,7 +418,7 @@ export class FileStorage implements Storage {
   }
 
   load(): Promise<PersistentState> {
-    if (this.state === 'closed') return Promise.reject(closedError());
+    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(closedError());
     if (this.state !== 'new') {
       return Promise.reject(new CohortError('FAILED_PRECONDITION', 'load() called twice'));
     }
@@ -424,11 +436,19 @@ export class FileStorage implements Storage {
   }
 
   save(write: StorageWrite): Promise<void> {
-    if (this.state === 'closed') return Promise.reject(closedError());
+    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(closedError());
     if (this.state !== 'open') {
       return Promise.reject(new CohortError('FAILED_PRECONDITION', 'save() before load()'));
     }
     if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.batchLen >= limits.walQueueBytesMax) {
+      return Promise.reject(
+        new CohortError(
+          'OVERLOADED',
+          `${this.batchLen} bytes already wait for the disk (walQueueBytesMax ${limits.walQueueBytesMax})`,
+        ),
+      );
+    }
     try {
       this.enqueue(write);
     } catch (err) {
@@ -444,13 +464,21 @@ export class FileStorage implements Storage {
   }
 
   close(): Promise<void> {
-    if (this.state === 'open') {
-      // Writes queued before close() are flushed now; their promises settle as usual.
-      this.flush();
-      this.closeFd();
+    if (this.state !== 'open') {
+      if (this.state !== 'closing') this.state = 'closed';
+      return this.state === 'closing' ? (this.closed ?? Promise.resolve()) : Promise.resolve();
     }
-    this.state = 'closed';
-    return Promise.resolve();
+    this.state = 'closing';
+    // A barrier: it settles once every earlier write is durable (or has failed).
+    const drained = new Promise<void>((resolve) =>
+      this.waiters.push({ resolve, reject: () => resolve() }),
+    );
+    if (!this.syncing) this.flush();
+    this.closed = drained.then(() => {
+      this.closeFd();
+      this.state = 'closed';
+    });
+    return this.closed;
   }
 
   // ---- saving -------------------------------------------------------------
@@ -490,12 +518,11 @@ export class FileStorage implements Storage {
       records++;
       from = to;
     }
-    for (const p of [snapPayload, truncPayload, hsPayload]) {
-      if (p !== null) {
-        total += recordBytes(p.length);
-        records++;
-      }
-    }
+    if (snapPayload !== null) total += recordBytes(snapPayload.length);
+    if (truncPayload !== null) total += recordBytes(truncPayload.length);
+    if (hsPayload !== null) total += recordBytes(hsPayload.length);
+    records +=
+      Number(snapPayload !== null) + Number(truncPayload !== null) + Number(hsPayload !== null);
 
     if (this.tailRecords > 0 && this.tailBytes + total > this.segmentBytes) this.queueRoll();
     const buf = this.reserve(total);
@@ -589,9 +616,15 @@ export class FileStorage implements Storage {
     return posix.join(this.walDir, `${hex16(seq)}.wal`);
   }
 
-  /** Writes the batch as one write (per segment) and one fdatasync, then settles the waiters. */
+  /**
+   * Writes the batch (one write per segment it touches) and starts one
+   * fdatasync off the event loop; when that completes, settles the batch's
+   * waiters and flushes whatever queued meanwhile (pipelined group commit).
+   */
   private flush(): void {
     this.flushScheduled = false;
+    // The sync in flight flushes what is queued when it completes.
+    if (this.syncing) return;
     const waiters = this.waiters;
     const length = this.batchLen;
     const rolls = this.rolls;
@@ -599,11 +632,19 @@ export class FileStorage implements Storage {
     this.batchLen = 0;
     this.rolls = [];
     if (length === 0 && waiters.length === 0) return;
+    // Compaction runs once this batch is durable, from the model as of its end.
+    const compaction = this.compactPending
+      ? { keep: this.retained.slice(), dropped: this.droppedSnapshots }
+      : null;
+    this.compactPending = false;
+    this.droppedSnapshots = [];
+    let start = 0;
     try {
       if (this.failure !== null) throw this.failure;
-      let start = 0;
       for (const roll of rolls) {
+        // A segment is left only once durable, so a later one never survives an earlier one's loss.
         this.writeOut(start, roll.at);
+        if (roll.at > start) this.fs.fdatasync(this.fd as FileHandle);
         this.closeFd();
         this.fd = this.fs.open(this.segmentPath(roll.seq), 'create');
         this.fdSeq = roll.seq;
@@ -613,29 +654,63 @@ export class FileStorage implements Storage {
       this.writeOut(start, length);
       if (rolls.length > 0) this.fs.syncDir(this.walDir);
       // A batch far above the usual size leaves a big buffer behind: let it go.
-      if (this.batch.length > 4 * batchBufferBytes)
+      if (this.batch.length > 4 * batchBufferBytes) {
         this.batch = Buffer.allocUnsafe(batchBufferBytes);
+      }
     } catch (err) {
+      this.fail(err, waiters);
+      return;
+    }
+    if (length === start) {
+      // Only empty writes: everything before them is already durable.
+      this.settle(waiters, compaction);
+      return;
+    }
+    this.syncing = true;
+    let synced: Promise<void>;
+    try {
+      synced = this.fs.fdatasyncAsync(this.fd as FileHandle);
+    } catch (err) {
+      synced = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    synced.then(
+      () => {
+        this.syncing = false;
+        this.settle(waiters, compaction);
+        if (this.batchLen > 0 || this.waiters.length > 0) this.flush();
+      },
+      (err: unknown) => {
+        this.syncing = false;
+        this.fail(err, waiters);
+        if (this.waiters.length > 0) this.flush();
+      },
+    );
+  }
+
+  /** Resolves the waiters of a durable batch, then compacts what it made obsolete. */
+  private settle(waiters: readonly Waiter[], compaction: Compaction | null): void {
+    for (const w of waiters) w.resolve();
+    if (compaction !== null) this.compact(compaction.keep, compaction.dropped);
+  }
+
+  /** Poisons the storage after a failed write or sync and rejects `waiters`. */
+  private fail(err: unknown, waiters: readonly Waiter[]): void {
+    if (this.failure === null) {
       this.failure = isCohortError(err) ? err : ioError(`writing ${this.walDir}`, err);
       this.logger.error(
         { err: this.failure.message, dir: this.walDir },
         'WAL write failed; storage is unusable until restarted',
       );
-      for (const w of waiters) w.reject(this.failure);
-      return;
     }
-    for (const w of waiters) w.resolve();
-    // Compaction reads the model after the flush: every queued write is now durable.
-    if (this.compactPending) this.compact();
+    for (const w of waiters) w.reject(this.failure);
   }
 
-  /** Writes batch[from, to) at the end of the open segment and fdatasyncs it. */
+  /** Writes batch[from, to) at the end of the open segment (not yet synced). */
   private writeOut(from: number, to: number): void {
     if (to <= from) return;
     assert(this.fd !== null, 'flush without an open segment');
     this.fs.write(this.fd, this.batch.subarray(from, to), this.writeOffset);
     this.writeOffset += to - from;
-    this.fs.fdatasync(this.fd);
   }
 
   private closeFd(): void {
@@ -649,11 +724,7 @@ export class FileStorage implements Storage {
   }
 
   /** Removes segments wholly covered by the oldest retained snapshot and snapshots no longer retained. */
-  private compact(): void {
-    const keep = this.retained;
-    const dropped = this.droppedSnapshots;
-    this.droppedSnapshots = [];
-    this.compactPending = false;
+  private compact(keep: readonly SnapRef[], dropped: readonly SnapRef[]): void {
     try {
       const oldest = keep[0];
       let removedSegments = 0;
@@ -674,7 +745,10 @@ export class FileStorage implements Storage {
       }
       if (removedSegments > 0) this.fs.syncDir(this.walDir);
       for (const s of dropped) {
-        if (keep.some((k) => snapshotName(k) === snapshotName(s))) continue;
+        // Still named by the durable log, or saved again by a queued write: keep.
+        const name = snapshotName(s);
+        if (keep.some((k) => snapshotName(k) === name)) continue;
+        if (this.retained.some((k) => snapshotName(k) === name)) continue;
         try {
           this.fs.unlink(posix.join(this.snapDir, snapshotName(s)));
         } catch {

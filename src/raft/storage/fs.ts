@@ -3,12 +3,15 @@
  * same storage code runs over the real disk ({@link nodeFs}) and over the
  * simulator's disk (src/sim/disk.ts), which loses what was not synced.
  *
- * The interface is synchronous on purpose. Group commit issues one write and one
- * fdatasync per batch; a synchronous call costs only the system call, while a
- * promise-based call adds a thread-pool hop on each side (tens of microseconds,
- * a large share of a 0.2 ms fdatasync). The event loop is blocked for one batch's
- * fdatasync, and the concurrent save() calls that arrive meanwhile join the next
- * batch. It also keeps recovery free of interleavings.
+ * Every operation is synchronous but one. Writes land in the page cache in
+ * microseconds, and a synchronous call costs only the system call, where a
+ * promise-based one adds a thread-pool round trip on each side. The group
+ * commit's fdatasync, the one slow call on the hot path, has an asynchronous
+ * twin ({@link StorageFs.fdatasyncAsync}) so the event loop keeps serving
+ * (heartbeats, new saves) while the disk syncs, and saves arriving meanwhile
+ * form the next batch. Recovery and rare operations (segment rolls, snapshot
+ * files, directory syncs) stay synchronous, which keeps them free of
+ * interleavings.
  *
  * ```ts
  * const fs = nodeFs;
@@ -44,6 +47,12 @@ export interface StorageFs {
   truncate(fd: FileHandle, length: number): void;
   /** Makes the file's data (and the size needed to read it) durable. */
   fdatasync(fd: FileHandle): void;
+  /**
+   * Like {@link StorageFs.fdatasync}, but off the event loop (node: libuv's
+   * thread pool), so the process keeps serving while the disk syncs. Settles
+   * once the data written before the call is durable.
+   */
+  fdatasyncAsync(fd: FileHandle): Promise<void>;
   /** Makes the file's data and metadata durable. */
   fsync(fd: FileHandle): void;
   /** Closes the handle. */
@@ -92,6 +101,11 @@ export const nodeFs: StorageFs = {
   },
   fdatasync(fd) {
     nfs.fdatasyncSync(fd);
+  },
+  fdatasyncAsync(fd) {
+    return new Promise<void>((resolve, reject) => {
+      nfs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err)));
+    });
   },
   fsync(fd) {
     nfs.fsyncSync(fd);
