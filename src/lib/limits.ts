@@ -88,6 +88,8 @@ export const limits = {
   rpcNameCharsMax: 128,
   /** Unacknowledged at-least-once pub/sub messages kept per subscriber and topic; past it the oldest is dropped and reported. */
   pubsubUnackedMax: 4096,
+  /** Remote subscriptions (topic × subscriber node) one publisher keeps; past it new ones are refused and counted. */
+  pubsubSubscriptionsMax: 16 * 1024,
   /** How often a publisher resends unacknowledged at-least-once messages. */
   pubsubRedeliverMs: 500,
   /** Largest HTTP/JSON gateway request body (JSON is bigger than MessagePack; stays well under a frame). */

@@ -93,6 +93,8 @@ export interface PubSubCounters {
   overflowed: number;
   /** Duplicates or out-of-order arrivals a subscriber discarded. */
   discarded: number;
+  /** Subscriptions refused because `pubsubSubscriptionsMax` was reached. */
+  refused: number;
 }
 
 interface Outgoing {
@@ -140,7 +142,9 @@ export class PubSub {
     dropped: 0,
     overflowed: 0,
     discarded: 0,
+    refused: 0,
   };
+  private subscriptionCount = 0;
 
   constructor(
     private readonly self: NodeId,
@@ -226,9 +230,12 @@ export class PubSub {
       case 'PsSubscribe':
         this.onSubscribe(from, msg);
         return;
-      case 'PsUnsubscribe':
-        this.subscribers.get(msg.topic)?.delete(from);
+      case 'PsUnsubscribe': {
+        const subs = this.subscribers.get(msg.topic);
+        if (subs?.delete(from) === true) this.subscriptionCount--;
+        if (subs?.size === 0) this.subscribers.delete(msg.topic);
         return;
+      }
       case 'PsMessage':
         this.onPublished(from, msg);
         return;
@@ -284,17 +291,22 @@ export class PubSub {
   }
 
   private onSubscribe(from: NodeId, msg: RpcWire<'PsSubscribe'>): void {
-    let subs = this.subscribers.get(msg.topic);
-    if (subs === undefined) {
-      subs = new Map();
-      this.subscribers.set(msg.topic, subs);
-    }
-    const existing = subs.get(from);
+    const existing = this.subscribers.get(msg.topic)?.get(from);
     if (existing !== undefined && existing.atLeastOnce === msg.atLeastOnce) {
       // A resubscription (the subscriber restarted or reconnected): replay what it lacks.
       if (existing.atLeastOnce) this.resend(from, msg.topic, existing, Infinity);
       return;
     }
+    if (existing === undefined && this.subscriptionCount >= limits.pubsubSubscriptionsMax) {
+      this.counters.refused++;
+      return;
+    }
+    let subs = this.subscribers.get(msg.topic);
+    if (subs === undefined) {
+      subs = new Map();
+      this.subscribers.set(msg.topic, subs);
+    }
+    if (existing === undefined) this.subscriptionCount++;
     subs.set(from, { atLeastOnce: msg.atLeastOnce, nextSeq: 0, unacked: [], floor: 0 });
   }
 
