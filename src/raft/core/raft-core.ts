@@ -403,6 +403,20 @@ export class RaftCore {
     this.bugs = options.bugs ?? {};
     this.anyBug = Object.values(this.bugs).some((v) => v === true);
 
+    const all = [...bootstrap.voters, ...bootstrap.learners, ...(bootstrap.votersOutgoing ?? [])];
+    if (
+      new Set([...bootstrap.voters, ...bootstrap.learners]).size !==
+        bootstrap.voters.length + bootstrap.learners.length ||
+      all.some((x) => typeof x !== 'string' || x.length === 0)
+    ) {
+      throw new CohortError(
+        'INVALID_ARGUMENT',
+        'raft bootstrap config: node ids must be distinct and non-empty',
+        {
+          details: { voters: bootstrap.voters, learners: bootstrap.learners },
+        },
+      );
+    }
     this.log = new RaftLog(initial, bootstrap);
     this.term = initial.hardState.term;
     this.vote = initial.hardState.vote;

@@ -208,5 +208,13 @@ describe('raft messages', () => {
     expect(codeOf(() => make({ electionTicks: 0 }))).toBe('INVALID_ARGUMENT');
     expect(codeOf(() => make({ maxInflightAppends: 1.5 }))).toBe('INVALID_ARGUMENT');
     expect(codeOf(() => make({ leaseReads: true, checkQuorum: false }))).toBe('INVALID_ARGUMENT');
+    const withConfig = (voters: string[], learners: string[]): RaftCore =>
+      new RaftCore({ id: A, random: seededRandom(1) }, logState([]), {
+        voters: voters as NodeId[],
+        learners: learners as NodeId[],
+      });
+    expect(codeOf(() => withConfig(['a', 'a'], []))).toBe('INVALID_ARGUMENT');
+    expect(codeOf(() => withConfig(['a'], ['a']))).toBe('INVALID_ARGUMENT');
+    expect(codeOf(() => withConfig(['a', ''], []))).toBe('INVALID_ARGUMENT');
   });
 });
