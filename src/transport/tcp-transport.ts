@@ -287,6 +287,20 @@ export class TcpTransport<M> implements Transport<M> {
     return peer === this.self ? this.loopback.length : (this.peers.get(peer)?.queue.length ?? 0);
   }
 
+  /**
+   * The state of the link to `peer`, for status pages and tests: 'up'
+   * (handshake done), 'dialing' (connecting or handshaking), 'backoff'
+   * (waiting to redial after a failure), 'idle' (nothing wanted yet).
+   */
+  linkState(peer: NodeId): 'up' | 'dialing' | 'backoff' | 'idle' {
+    const state = this.peers.get(peer);
+    if (state === undefined) return 'idle';
+    if (state.conn !== undefined) return 'up';
+    if (state.dialing !== undefined) return 'dialing';
+    if (state.retryTimer !== undefined) return 'backoff';
+    return 'idle';
+  }
+
   /** Whether the link to `peer` is up (handshake done). */
   isConnected(peer: NodeId): boolean {
     return this.peers.get(peer)?.conn !== undefined;

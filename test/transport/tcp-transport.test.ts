@@ -12,6 +12,7 @@ import { isCohortError } from '../../src/lib/errors.js';
 import { clusterId, nodeId } from '../../src/lib/ids.js';
 import type { NodeId } from '../../src/lib/ids.js';
 import { seededRandom } from '../../src/lib/random.js';
+import { VirtualClock } from '../../src/lib/clock.js';
 import { reconnectDelayMs, TcpTransport } from '../../src/transport/tcp-transport.js';
 import type { PeerAddress, TcpTransportOptions } from '../../src/transport/tcp-transport.js';
 import type { PeerStatus } from '../../src/transport/transport.js';
@@ -347,6 +348,41 @@ describe('TcpTransport: sending', () => {
       expect(a.counters.connectionsLost + b.counters.connectionsLost).toBe(0);
       await a.close();
       await b.close();
+    }
+  });
+
+  it('redials a failing peer only when its backoff delay has passed', async () => {
+    // A "peer" that accepts and at once hangs up: every attempt fails.
+    let attempts = 0;
+    const server = net.createServer((socket) => {
+      attempts++;
+      socket.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const clock = new VirtualClock();
+    const a = await startNode({
+      self: A,
+      port: await freePort(),
+      peers: { b: local((server.address() as net.AddressInfo).port) },
+      clock,
+      random: seededRandom(7),
+      limits: { reconnectDelayMsMin: 100, reconnectDelayMsMax: 800 },
+    });
+    a.send(B, { type: 'Seq', seq: 0, note: '' });
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      await waitFor(
+        () => attempts === attempt && a.linkState(B) === 'backoff',
+        `attempt ${attempt} to fail`,
+      );
+      // Each failure schedules exactly one redial, due in [d/2, d] with
+      // d = min(800, 100·2^(attempt-1)): nothing before d/2, a dial by d.
+      const d = Math.min(800, 100 * 2 ** (attempt - 1));
+      clock.advance(d / 2 - 1);
+      await settle();
+      expect(attempts).toBe(attempt);
+      expect(a.linkState(B)).toBe('backoff');
+      clock.advance(d / 2 + 1);
     }
   });
 
