@@ -894,8 +894,11 @@ export class TcpTransport<M> implements Transport<M> {
 
 /**
  * The delay before reconnect attempt `attempt` (0-based): exponential backoff
- * with jitter, uniform in [d/2, d] where d = min(max, min·2^attempt). The
- * jitter spreads the redials of many nodes after a common failure.
+ * with jitter, uniform in [d/2, d] where d = min(max, min·2^attempt) — the
+ * "equal jitter" of Brooker, "Exponential Backoff And Jitter" (AWS
+ * Architecture Blog, 2015). The jitter spreads the redials of many nodes
+ * after a common failure; the d/2 floor keeps a flapping peer from being
+ * hammered.
  */
 export function reconnectDelayMs(
   attempt: number,

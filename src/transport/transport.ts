@@ -68,7 +68,7 @@ export interface TransportCounters {
   bytesReceived: number;
   /** send() calls refused with OVERLOADED. */
   overloaded: number;
-  /** Queued messages discarded (connection lost mid-write, or close() before they could go). */
+  /** Queued messages discarded at close() without being written (peer unreachable). */
   dropped: number;
   /** Messages that arrived while no handler was set. */
   droppedNoHandler: number;

@@ -4,8 +4,8 @@
  * A message is a plain object with a string `type` discriminant. Each type is
  * registered with a TypeBox schema; `decode` checks the decoded value against
  * the schema of its `type`, so code behind a codec only ever sees well-formed
- * messages. Bytes are MessagePack (msgpackr, standard maps, no extensions of
- * our own).
+ * messages. Bytes are MessagePack (https://github.com/msgpack/msgpack/blob/master/spec.md,
+ * encoded by msgpackr: standard maps, no extensions of our own).
  *
  * ```ts
  * import { Kind, Type } from '@sinclair/typebox';

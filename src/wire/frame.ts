@@ -5,6 +5,8 @@
  * u32 big-endian payload length | u32 big-endian CRC32C(payload) | payload
  * ```
  *
+ * CRC32C is the Castagnoli polynomial (RFC 3720 §12.1, as in iSCSI and
+ * ext4): it detects every single-bit error and every burst up to 32 bits.
  * The length comes first so a reader can refuse an oversized frame
  * (`FRAME_TOO_LARGE`) as soon as it has read 4 bytes, before buffering any of
  * the payload. The checksum covers the payload only: a corrupted length is
