@@ -5,7 +5,7 @@
  * u32 big-endian payload length | u32 big-endian CRC32C(payload) | payload
  * ```
  *
- * CRC32C is the Castagnoli polynomial (RFC 3720 §12.1, as in iSCSI and
+ * CRC32C is the Castagnoli polynomial (the iSCSI digest of RFC 3720, also in
  * ext4): it detects every single-bit error and every burst up to 32 bits.
  * The length comes first so a reader can refuse an oversized frame
  * (`FRAME_TOO_LARGE`) as soon as it has read 4 bytes, before buffering any of
