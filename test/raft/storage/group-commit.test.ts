@@ -1,0 +1,180 @@
+/**
+ * Group commit: concurrent saves share one write and one fdatasync; saves that
+ * arrive while a sync is in flight wait for it and form the next batch; nothing
+ * resolves before its sync completes; the queue behind a slow disk is bounded.
+ */
+import { describe, expect, it } from 'vitest';
+import { CohortError } from '../../../src/lib/errors.js';
+import { clusterId, nodeId } from '../../../src/lib/ids.js';
+import { limits } from '../../../src/lib/limits.js';
+import { seededRandom } from '../../../src/lib/random.js';
+import { FileStorage } from '../../../src/raft/storage/file-storage.js';
+import type { StorageFs } from '../../../src/raft/storage/fs.js';
+import { SimDisk } from '../../../src/sim/disk.js';
+import { entries, entry } from './helpers.js';
+
+const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+
+/** The simulated disk's fs, counting writes, with each fdatasyncAsync held until released. */
+function gated(disk: SimDisk): {
+  fs: StorageFs;
+  writes: () => number;
+  release: () => void;
+  held: () => number;
+} {
+  let writes = 0;
+  const gates: (() => void)[] = [];
+  const inner = disk.fs;
+  const fs: StorageFs = {
+    ...inner,
+    write: (fd, bytes, position) => {
+      writes++;
+      inner.write(fd, bytes, position);
+    },
+    fdatasyncAsync: (fd) => {
+      inner.fdatasync(fd);
+      return new Promise<void>((resolve) => gates.push(resolve));
+    },
+  };
+  return {
+    fs,
+    writes: () => writes,
+    held: () => gates.length,
+    release: () => (gates.shift() as () => void)(),
+  };
+}
+
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+async function open(fs: StorageFs): Promise<FileStorage> {
+  const s = new FileStorage({
+    dir: '/n1',
+    fs,
+    clusterId: clusterId('c1'),
+    nodeId: nodeId('n1'),
+    logger: quiet,
+  });
+  await s.load();
+  return s;
+}
+
+describe('group commit', () => {
+  it('writes concurrent saves once, syncs once, and resolves them in order only after the sync', async () => {
+    const disk = new SimDisk(seededRandom(1));
+    const g = gated(disk);
+    const s = await open(g.fs);
+    const before = g.writes();
+    const order: number[] = [];
+    const saves = Array.from({ length: 10 }, (_, i) =>
+      s.save({ entries: [entry(i + 1, 1)] }).then(() => void order.push(i)),
+    );
+    await settle();
+    expect(g.writes() - before).toBe(1);
+    expect(g.held()).toBe(1);
+    expect(order).toEqual([]);
+    g.release();
+    await Promise.all(saves);
+    expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    await s.close();
+  });
+
+  it('queues saves behind a sync in flight and flushes them as one batch when it completes', async () => {
+    const disk = new SimDisk(seededRandom(2));
+    const g = gated(disk);
+    const s = await open(g.fs);
+    const first = s.save({ entries: [entry(1, 1)] });
+    await settle();
+    const writesAfterFirst = g.writes();
+    let laterDone = 0;
+    const later = Array.from({ length: 5 }, (_, i) =>
+      s.save({ entries: [entry(i + 2, 1)] }).then(() => void laterDone++),
+    );
+    await settle();
+    expect(g.writes()).toBe(writesAfterFirst); // nothing written while the sync is in flight
+    g.release();
+    await first;
+    await settle();
+    expect(g.writes()).toBe(writesAfterFirst + 1); // the five as one write
+    expect(g.held()).toBe(1);
+    expect(laterDone).toBe(0);
+    g.release();
+    await Promise.all(later);
+    const closing = s.close();
+    await closing;
+    const again = new FileStorage({
+      dir: '/n1',
+      fs: disk.fs,
+      clusterId: clusterId('c1'),
+      nodeId: nodeId('n1'),
+      logger: quiet,
+    });
+    expect((await again.load()).entries.map((e) => e.index)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('answers OVERLOADED once walQueueBytesMax waits behind a slow sync, changing nothing', async () => {
+    const disk = new SimDisk(seededRandom(3));
+    const g = gated(disk);
+    const s = await open(g.fs);
+    const first = s.save({ entries: [entry(1, 1)] });
+    await settle();
+    const big = new Uint8Array(limits.raftEntryBytesMax);
+    const queued: Promise<void>[] = [];
+    let index = 2;
+    let refused: unknown = null;
+    for (let i = 0; i < 2 + limits.walQueueBytesMax / limits.raftEntryBytesMax; i++) {
+      const p = s.save({ entries: [{ ...entry(index, 1), data: big }] });
+      const outcome = await Promise.race([
+        p.then(
+          () => 'ok',
+          (e: unknown) => e,
+        ),
+        settle().then(() => 'pending'),
+      ]);
+      if (outcome !== 'pending') {
+        refused = outcome;
+        break;
+      }
+      queued.push(p);
+      index++;
+    }
+    expect(refused).toBeInstanceOf(CohortError);
+    expect((refused as CohortError).code).toBe('OVERLOADED');
+    expect((refused as CohortError).definite).toBe(true);
+    g.release();
+    await first;
+    await settle();
+    // The refused entry was not taken: the one after it would leave a gap.
+    await expect(s.save({ entries: [entry(index + 1, 1)] })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    g.release();
+    await Promise.all(queued);
+    const last = s.save({ entries: [entry(index, 1)] });
+    await settle();
+    expect(g.held()).toBe(1);
+    g.release();
+    await last;
+    await s.close();
+  });
+
+  it('close() waits for the sync in flight and the saves queued behind it', async () => {
+    const disk = new SimDisk(seededRandom(4));
+    const g = gated(disk);
+    const s = await open(g.fs);
+    const a = s.save({ entries: entries(1, 3, 1) });
+    await settle();
+    const b = s.save({ entries: entries(4, 5, 1) });
+    let closed = false;
+    const c = s.close().then(() => void (closed = true));
+    await expect(s.save({ entries: [entry(6, 1)] })).rejects.toMatchObject({ code: 'CLOSED' });
+    await settle();
+    expect(closed).toBe(false);
+    g.release();
+    await a;
+    await settle();
+    expect(closed).toBe(false);
+    g.release();
+    await Promise.all([b, c]);
+    expect(closed).toBe(true);
+  });
+});
