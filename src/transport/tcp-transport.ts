@@ -323,6 +323,24 @@ export class TcpTransport<M> implements Transport<M> {
     this.peerState(id).address = address;
   }
 
+  /**
+   * Forgets a peer (it left the cluster): closes its link, discards its
+   * queue (counted as dropped), and refuses its dials from now on.
+   */
+  removePeer(id: NodeId): void {
+    const peer = this.peers.get(id);
+    if (peer === undefined) return;
+    this.peers.delete(id);
+    peer.wanted = false;
+    peer.address = undefined;
+    if (peer.retryTimer !== undefined) this.clock.clearTimer(peer.retryTimer);
+    peer.retryTimer = undefined;
+    if (peer.dialing !== undefined) this.drop(peer.dialing, 'peer removed', 'info', false);
+    if (peer.conn !== undefined) this.drop(peer.conn, 'peer removed', 'info', false);
+    this.stats.dropped += peer.queue.clear();
+    this.wakeWaiters(peer);
+  }
+
   send(to: NodeId, message: M): void {
     if (this.closed) throw new CohortError('CLOSED', `transport of ${this.self} is closed`);
     if (to === this.self) {
@@ -419,7 +437,8 @@ export class TcpTransport<M> implements Transport<M> {
 
   private wakeWaiters(peer: Peer): void {
     const length = peer.queue.length;
-    const ready = peer.waiters.filter((w) => length < w.below || this.closed);
+    const gone = this.closed || this.peers.get(peer.id) !== peer;
+    const ready = peer.waiters.filter((w) => length < w.below || gone);
     if (ready.length === 0) return;
     peer.waiters = peer.waiters.filter((w) => !ready.includes(w));
     for (const w of ready) w.resolve();

@@ -386,6 +386,29 @@ describe('TcpTransport: sending', () => {
     }
   });
 
+  it('forgets a removed peer: link closed, queue dropped, sends and dials refused', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await startNode({ self: B, port: pb, peers: { a: local(pa) } });
+    const a = await startNode({ self: A, port: pa, peers: { b: local(pb) } });
+    const got: number[] = [];
+    b.onMessage((_f, m) => got.push(m.seq));
+    a.send(B, { type: 'Seq', seq: 0, note: '' });
+    await waitFor(() => got.length === 1, 'the link');
+    b.removePeer(A);
+    expect(b.linkState(A)).toBe('idle');
+    await waitFor(() => a.linkState(B) !== 'up', 'the link to drop');
+    // A redials; B now refuses it as an unknown node.
+    a.send(B, { type: 'Seq', seq: 1, note: '' });
+    await waitFor(() => b.counters.handshakeFailures >= 1, 'the refusal');
+    try {
+      b.send(A, { type: 'Seq', seq: 0, note: '' });
+      expect.unreachable();
+    } catch (err) {
+      expect(isCohortError(err) && err.code).toBe('UNAVAILABLE');
+    }
+    expect(got).toEqual([0]);
+  });
+
   it('backs off exponentially with jitter, within [d/2, d]', () => {
     const rng = seededRandom(1);
     const delays = Array.from({ length: 12 }, (_, i) => reconnectDelayMs(i, 50, 5_000, rng));
