@@ -20,6 +20,12 @@ import { clusterId, nodeId } from '../../../src/lib/ids.js';
 import { FileStorage } from '../../../src/raft/storage/file-storage.js';
 import type { FileStorageOptions, StorageLogger } from '../../../src/raft/storage/file-storage.js';
 import { MemoryStorage } from '../../../src/raft/storage/memory.js';
+import {
+  decodeRecordAt,
+  encodeRecord,
+  packer,
+  RecordType,
+} from '../../../src/raft/storage/records.js';
 import type { StorageWrite } from '../../../src/raft/storage/storage.js';
 import { entry, hs, plain, snapshot } from './helpers.js';
 
@@ -164,6 +170,18 @@ describe('recovery of a real log', () => {
       const err = await loadError(open(copyWith(bytes)));
       expect(err.code).toBe('CORRUPTION');
     }
+  });
+
+  it('refuses a segment of another format version', async () => {
+    const original = readFileSync(walFile);
+    const header = decodeRecordAt(original, 4);
+    if (typeof header === 'string') throw new Error(header);
+    const fields = packer.unpack(header.payload) as Record<string, unknown>;
+    const newer = encodeRecord(RecordType.Header, packer.pack({ ...fields, v: 2 }));
+    const bytes = Buffer.concat([original.subarray(0, 4), newer, original.subarray(header.end)]);
+    const err = await loadError(open(copyWith(bytes)));
+    expect(err.code).toBe('FAILED_PRECONDITION');
+    expect(err.message).toContain('format version 2');
   });
 
   it('refuses a log of another cluster or node', async () => {
