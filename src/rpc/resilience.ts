@@ -25,7 +25,8 @@
  * Rules:
  * - A call refused by the bulkhead (OVERLOADED) or an open breaker
  *   (CIRCUIT_OPEN) is definite: nothing was sent.
- * - Retries: at most `attempts` tries; between tries a delay drawn uniformly
+ * - Retries: at most `attempts` tries, all within the caller's `timeoutMs`
+ *   when given (each try gets what is left); between tries a delay drawn uniformly
  *   from [0, min(maxDelayMs, baseDelayMs·2^k)] ("full jitter"); only for
  *   retryable codes (see {@link retryableCodes}); never after the caller's
  *   own cancellation; never re-sends a non-idempotent call after an
@@ -226,14 +227,25 @@ export class EndpointPolicy {
     request: unknown,
     options: CallOptions,
   ): Promise<unknown> {
+    // A caller's deadline covers the whole call, retries included: each try
+    // gets what is left of it.
+    const deadline =
+      options.timeoutMs === undefined ? undefined : this.clock.now() + options.timeoutMs;
+    let attempt = options;
     for (let k = 1; ; k++) {
       try {
-        return await this.once(endpoint, inner, method, request, options);
+        return await this.once(endpoint, inner, method, request, attempt);
       } catch (err) {
         if (!this.mayRetry(err, method, options, k)) throw err;
+        const delay = this.backoffMs(k);
+        if (deadline !== undefined) {
+          const left = Math.floor(deadline - this.clock.now() - delay);
+          if (left < 1) throw err;
+          attempt = { ...options, timeoutMs: left };
+        }
+        this.retries++;
+        await this.sleep(delay, options.signal);
       }
-      this.retries++;
-      await this.sleep(this.backoffMs(k), options.signal);
     }
   }
 

@@ -10,6 +10,8 @@ import { VirtualClock } from '../../src/lib/clock.js';
 import { nodeId } from '../../src/lib/ids.js';
 import { seededRandom } from '../../src/lib/random.js';
 import type { RpcNode } from '../../src/rpc/node.js';
+import { makeClient } from '../../src/rpc/client.js';
+import type { Invoker } from '../../src/rpc/client.js';
 import {
   CircuitBreaker,
   EndpointPolicy,
@@ -58,8 +60,10 @@ describe.each(harnesses)('resilience (%o)', (make) => {
 
   it('retries an idempotent call after an indefinite TIMEOUT', async () => {
     const policy = new EndpointPolicy({ retry: { attempts: 3, baseDelayMs: 1 }, breaker: false });
-    const stub = resilientClient(caller, TestService, A, policy);
-    expect(await stub.slowOnce({ key: 'k' }, { timeoutMs: 40 })).toEqual({ n: 2 });
+    // A per-try deadline from the client's default (a caller's timeoutMs would cover all tries).
+    const quick = await h.node('c', { client: { timeoutMs: 40 } });
+    const stub = resilientClient(quick, TestService, A, policy);
+    expect(await stub.slowOnce({ key: 'k' })).toEqual({ n: 2 });
     expect(policy.retries).toBe(1);
   });
 
@@ -151,6 +155,40 @@ describe('resilience policies (pure)', () => {
         return d >= 0 && d <= Math.min(500, 10 * 2 ** (k - 1));
       }),
     );
+  });
+
+  it('retries stay within the caller’s deadline (each try gets what is left)', async () => {
+    const clock = new VirtualClock();
+    const policy = new EndpointPolicy({
+      clock,
+      random: seededRandom(7),
+      retry: { attempts: 1000, baseDelayMs: 5, maxDelayMs: 5 },
+      breaker: false,
+    });
+    const budgets: number[] = [];
+    const inner: Invoker = {
+      unary: (_m, _r, options) => {
+        budgets.push(options.timeoutMs ?? -1);
+        clock.advance(10); // each try takes 10 ms of (virtual) time
+        return Promise.reject(new CohortError('OVERLOADED', 'busy'));
+      },
+      stream: () => {
+        throw new Error('unused');
+      },
+    };
+    const ticker = setInterval(() => clock.advance(1), 1); // lets backoff sleeps end
+    try {
+      const stub = makeClient(TestService, policy.wrap('e', inner));
+      const err = await rejection(stub.echo({ text: 'x' }, { timeoutMs: 100 }));
+      expect(err.code).toBe('OVERLOADED');
+    } finally {
+      clearInterval(ticker);
+    }
+    expect(budgets.length).toBeGreaterThan(1);
+    expect(budgets.length).toBeLessThanOrEqual(10);
+    expect(budgets[0]).toBe(100);
+    for (let i = 1; i < budgets.length; i++)
+      expect(budgets[i]).toBeLessThan(budgets[i - 1] as number);
   });
 
   it('a breaker ignores the caller’s own mistakes and resets on success', () => {
