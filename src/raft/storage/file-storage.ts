@@ -10,8 +10,9 @@
  * await storage.save({ entries, hardState }); // resolves once written and fdatasync'd
  * ```
  *
- * Layout: `<dir>/wal/<seq>.wal` segments and `<dir>/snap/<index>-<term>-<crc>.snap`
- * snapshots (numbers as 16 hex digits, the data's CRC32C as 8). Record format: see records.ts.
+ * Layout: `<dir>/wal/<seq>.wal` segments and
+ * `<dir>/snap/<index>-<term>-<crc>.snap` snapshots (numbers as 16 hex digits,
+ * the data's CRC32C as 8). Record format: see records.ts.
  *
  * Group commit: save() validates the write against the log as it will be after
  * every earlier save(), encodes its records into one buffer and queues it; the
@@ -19,16 +20,18 @@
  * walBatchBytesMax) as one write and one fdatasync run off the event loop, and
  * only when that completes are the callers' promises resolved, in call order.
  * Saves arriving while a sync is in flight form the next batch, flushed as soon
- * as it completes (at most walQueueBytesMax wait; beyond that, OVERLOADED). A failed write or sync poisons the
- * storage: that batch and every later save() reject with IO_ERROR, since what
- * reached the disk is unknown; restarting runs recovery. A crash before a
+ * as it completes (at most walQueueBytesMax wait; beyond that, OVERLOADED). A
+ * failed write or sync poisons the storage: that batch and every later save()
+ * reject with IO_ERROR, since what reached the disk is unknown; restarting runs
+ * recovery. A crash before a
  * batch's fdatasync returns may keep a prefix of its records, so an
  * unacknowledged write may survive in part, in its order (snapshot, truncation
  * of the conflicting suffix, entries, hard state); each such prefix is a state
  * Raft may restart from, since nothing was sent on the strength of it.
  *
- * Snapshots: the file is written to a temp name, fsynced, renamed and the
- * directory fsynced before a SNAPSHOT record naming it enters the log; a
+ * Snapshots: inside save(), synchronously (snapshots are rare; the event loop
+ * waits for their fsync), the file is written to a temp name, fsynced, renamed
+ * and the directory fsynced before a SNAPSHOT record naming it enters the log; a
  * snapshot file without such a record is an interrupted save and is removed on
  * load. The newest readable snapshot named in the log is used; an unreadable one
  * is logged and the previous one used, provided the log still reaches back to it
