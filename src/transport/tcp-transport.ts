@@ -62,6 +62,7 @@ import { assert } from '../lib/assert.js';
 import { RealClock } from '../lib/clock.js';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
+import type { ErrorCode } from '../lib/errors.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
 import { seededRandom } from '../lib/random.js';
@@ -637,8 +638,7 @@ export class TcpTransport<M> implements Transport<M> {
   private startHandshakeTimer(conn: Connection): void {
     conn.timer = this.clock.setTimer(this.bounds.handshakeTimeoutMs, () => {
       if (conn.state !== 'handshake') return;
-      this.stats.handshakeFailures++;
-      this.drop(conn, `handshake with ${conn.remote} timed out`, 'warn');
+      this.failHandshake(conn, `handshake with ${conn.remote} timed out`);
     });
   }
 
@@ -670,13 +670,13 @@ export class TcpTransport<M> implements Transport<M> {
         message = this.codec.decode(payload);
       } catch (err) {
         if (!isCohortError(err)) throw err;
-        if (conn.state === 'open') this.stats.decodeErrors++;
-        else this.stats.handshakeFailures++;
-        this.drop(
-          conn,
-          `malformed input from ${describePeer(conn)}: ${err.code}: ${err.message}`,
-          'warn',
-        );
+        const reason = `malformed input from ${describePeer(conn)}: ${err.code}: ${err.message}`;
+        if (conn.state === 'open') {
+          this.stats.decodeErrors++;
+          this.drop(conn, reason, 'warn', true, err.code);
+        } else {
+          this.failHandshake(conn, reason);
+        }
         return;
       }
       // Outside the try: a handler's exception is the application's bug.
@@ -739,33 +739,33 @@ export class TcpTransport<M> implements Transport<M> {
     }
     const peer = conn.peer as Peer;
     if (msg.type === 'Reject') {
-      const duplicate = msg.code === 'duplicate';
-      if (!duplicate) this.stats.handshakeFailures++;
-      this.drop(
-        conn,
-        `${peer.id} refused the handshake (${msg.code}): ${msg.reason}`,
-        duplicate ? 'debug' : 'warn',
-      );
+      const reason = `${peer.id} refused the handshake (${msg.code}): ${msg.reason}`;
+      // 'duplicate' is the simultaneous-dial tie-break, not a failure.
+      if (msg.code === 'duplicate') this.drop(conn, reason, 'debug');
+      else this.failHandshake(conn, reason);
       return;
     }
     if (msg.type !== 'Welcome') {
-      this.stats.handshakeFailures++;
-      this.drop(conn, `expected Welcome from ${peer.id}, got ${msg.type}`, 'warn');
+      this.failHandshake(conn, `expected Welcome from ${peer.id}, got ${msg.type}`);
       return;
     }
     const verdict = checkWelcome(this.identity, peer.id, msg);
     if (!verdict.ok) {
-      this.stats.handshakeFailures++;
-      this.drop(
+      this.failHandshake(
         conn,
         `handshake with ${peer.id} failed (${verdict.code}): ${verdict.reason}`,
-        'warn',
       );
       return;
     }
     if (peer.conn !== undefined)
       this.drop(peer.conn, 'replaced by our new connection', 'info', false);
     this.open(conn, peer);
+  }
+
+  /** Counts and logs a failed handshake (HANDSHAKE_FAILED) and closes the connection. */
+  private failHandshake(conn: Connection, reason: string): void {
+    this.stats.handshakeFailures++;
+    this.drop(conn, reason, 'warn', true, 'HANDSHAKE_FAILED');
   }
 
   /** Stops counting `conn` as a pending handshake. */
@@ -780,7 +780,7 @@ export class TcpTransport<M> implements Transport<M> {
   private refuse(conn: Connection, code: RejectCodeValue, reason: string): void {
     if (code !== 'duplicate') this.stats.handshakeFailures++;
     this.log[code === 'duplicate' ? 'debug' : 'warn'](
-      { remote: conn.remote, code, reason },
+      { remote: conn.remote, code: 'HANDSHAKE_FAILED', reject: code, reason },
       'handshake refused',
     );
     conn.state = 'closed';
@@ -818,6 +818,7 @@ export class TcpTransport<M> implements Transport<M> {
     reason: string,
     level: 'debug' | 'info' | 'warn',
     reconnect = true,
+    code?: ErrorCode,
   ): void {
     if (conn.state === 'closed') return;
     const wasOpen = conn.state === 'open';
@@ -827,7 +828,7 @@ export class TcpTransport<M> implements Transport<M> {
     conn.socket.destroy();
     const peer = conn.peer;
     if (peer === undefined) {
-      this.log[level]({ remote: conn.remote, reason }, 'connection closed');
+      this.log[level]({ remote: conn.remote, reason, code }, 'connection closed');
       return;
     }
     if (peer.dialing === conn) peer.dialing = undefined;
@@ -835,7 +836,7 @@ export class TcpTransport<M> implements Transport<M> {
       peer.conn = undefined;
       this.stats.connectionsLost++;
     }
-    this.log[level]({ peer: peer.id, reason }, wasOpen ? 'link down' : 'connection failed');
+    this.log[level]({ peer: peer.id, reason, code }, wasOpen ? 'link down' : 'connection failed');
     if (this.closed) return;
     if (wasOpen) this.emitStatus(peer.id, 'down');
     if (reconnect) this.scheduleReconnect(peer);

@@ -114,6 +114,8 @@ describe('TcpTransport: handshake', () => {
     expect(b.counters.handshakeFailures).toBeGreaterThanOrEqual(2);
     expect(logB.lines.join('')).toMatch(/cluster id mismatch: peer a is in \\"elsewhere\\"/);
     expect(logA.lines.join('')).toMatch(/b refused the handshake \(cluster\)/);
+    expect(logA.lines.join('')).toContain('"code":"HANDSHAKE_FAILED"');
+    expect(logB.lines.join('')).toContain('"code":"HANDSHAKE_FAILED"');
     expect(a.isConnected(B)).toBe(false);
     await settle();
     expect(got).toEqual([]);
