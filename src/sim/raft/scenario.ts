@@ -24,7 +24,7 @@ import { nodeId } from '../../lib/ids.js';
 import type { NodeId } from '../../lib/ids.js';
 import { members } from '../../raft/core/config.js';
 import type { RaftMessage } from '../../raft/core/messages.js';
-import type { RaftBugs } from '../../raft/core/raft-core.js';
+import type { RaftBugs, RaftOptions } from '../../raft/core/raft-core.js';
 import type { ClusterConfig } from '../../raft/core/types.js';
 import { checkLinearizability, formatCheckResult } from '../checkers/linearizability.js';
 import { kvModel } from '../checkers/models.js';
@@ -49,6 +49,10 @@ export interface RaftScenarioOptions {
   readonly durabilityChecks?: boolean;
   /** Run the §5.4.2 commit-rule check (default true). */
   readonly commitRuleCheck?: boolean;
+  /** Overrides of the drawn core options (to explore one corner; the draws are unchanged). */
+  readonly raft?: Partial<Omit<RaftOptions, 'id' | 'random' | 'bugs'>>;
+  /** Override of the drawn compaction interval (entries applied between snapshots; 0: never). */
+  readonly snapshotEvery?: number;
   /** Record every network send and delivery in the trace (default true; off is faster). */
   readonly traceMessages?: boolean;
 }
@@ -88,8 +92,10 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
     preVote: p.chance(0.7),
     checkQuorum: p.chance(0.7),
     ...(options.bugs === undefined ? {} : { bugs: options.bugs }),
+    ...options.raft,
   };
-  const snapshotEvery = p.chance(0.2) ? 0 : p.intBetween(3, 40);
+  const drawnSnapshotEvery = p.chance(0.2) ? 0 : p.intBetween(3, 40);
+  const snapshotEvery = options.snapshotEvery ?? drawnSnapshotEvery;
   const diskMaxMs = p.pick([0, 2, 10, 30]);
   const faultMs = p.intBetween(800, 3000);
   const everyMs = churn ? p.intBetween(10, 60) : p.intBetween(20, 250);

@@ -12,6 +12,9 @@ import type { RaftScenarioOptions } from '../../../src/sim/raft/scenario.js';
 /** The registered scenario's settings (so printed replay commands reproduce the run), minus message tracing. */
 export const ciScenario = raftScenario({ traceMessages: false });
 
+/** The same scenario with every message in the trace (for failure reports). */
+const tracedScenario = raftScenario();
+
 /** What a batch of seeds did. */
 export interface SeedsReport {
   readonly failures: ScenarioResult[];
@@ -32,7 +35,9 @@ export async function runSeeds(
   const bySize: Record<string, number> = {};
   for (let seed = from; seed < from + count; seed++) {
     const r = await runScenario(scenario, { seed, lastEvents: 30 });
-    if (r.outcome !== 'ok') failures.push(r);
+    // Replay a failure with every message traced, so its report shows the last messages too.
+    if (r.outcome !== 'ok')
+      failures.push(await runScenario(tracedScenario, { seed, lastEvents: 30 }));
     for (const [k, v] of Object.entries(r.counts)) totals[k] = (totals[k] ?? 0) + v;
     const size = String(r.params['voters']);
     bySize[size] = (bySize[size] ?? 0) + 1;

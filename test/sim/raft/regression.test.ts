@@ -1,0 +1,34 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { runScenario } from '../../../src/sim/scenario.js';
+import { raftScenario } from '../../../src/sim/raft/scenario.js';
+import type { RaftScenarioOptions } from '../../../src/sim/raft/scenario.js';
+import { formatFailure } from './helpers.js';
+
+interface RegressionSeed {
+  readonly seed: number;
+  readonly options: RaftScenarioOptions;
+  readonly expect: string;
+  readonly why: string;
+}
+
+const list = JSON.parse(
+  readFileSync(new URL('./regression-seeds.json', import.meta.url), 'utf8'),
+) as { seeds: RegressionSeed[] };
+
+describe('raft simulation regression seeds', () => {
+  it('the list is not empty', () => {
+    expect(list.seeds.length).toBeGreaterThan(0);
+  });
+  for (const s of list.seeds) {
+    it(`seed ${s.seed} ${JSON.stringify(s.options)}: ${s.expect}`, async () => {
+      const r = await runScenario(raftScenario({ ...s.options, name: 'raft' }), { seed: s.seed });
+      if (s.expect === 'ok') {
+        expect(r.outcome === 'ok' ? '' : formatFailure(r)).toBe('');
+      } else {
+        expect(r.outcome).toBe('violation');
+        expect(r.message).toMatch(new RegExp(s.expect));
+      }
+    });
+  }
+});
