@@ -8,6 +8,7 @@
  * npm run bench:rpc                                   # 1 s warm-up + 10 s per run
  * BENCH_SECONDS=2 BENCH_WARMUP_SECONDS=0.5 npm run bench:rpc    # a quick look
  * BENCH_SYSTEMS=cohort,moleculer BENCH_CONCURRENCY=64 npm run bench:rpc
+ * BENCH_REPS=3 npm run bench:rpc                      # medians of 3 alternating runs
  * ```
  *
  * Method (as in ../shared/peers): c workers each issue the next request when
@@ -316,34 +317,64 @@ function lineFrom(proc: ChildProcess, prefix: string): Promise<string> {
   });
 }
 
+function line(r: Result): string {
+  return `${r.system.padEnd(9)} c=${String(r.concurrency).padEnd(3)} ${String(r.opsPerSec).padStart(7)} ops/s  p50 ${(r.p50Us / 1000).toFixed(3)} ms  p99 ${(r.p99Us / 1000).toFixed(3)} ms${r.errors > 0 ? `  errors ${r.errors}${r.firstError === undefined ? '' : ` (${r.firstError})`}` : ''}`;
+}
+
 async function orchestrate(): Promise<void> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 10);
   const warmup = Number(process.env.BENCH_WARMUP_SECONDS ?? 1);
   const concs = (process.env.BENCH_CONCURRENCY ?? '1,64').split(',').map(Number);
   const chosen = (process.env.BENCH_SYSTEMS ?? 'cohort,grpc,moleculer').split(',');
+  const reps = Math.max(1, Number(process.env.BENCH_REPS ?? 1));
   const results: Result[] = [];
   console.log(
-    `rpc echo, 100-byte payload, 127.0.0.1, ${warmup} s warm-up + ${seconds} s, concurrency ${concs.join(', ')}`,
+    `rpc echo, 100-byte payload, 127.0.0.1, ${warmup} s warm-up + ${seconds} s, concurrency ${concs.join(', ')}, ${reps} rep(s)`,
   );
-  for (const name of chosen) {
-    if (!isSystem(name)) throw new Error(`unknown system ${name}`);
-    const server = child(['server', name]);
-    try {
-      await lineFrom(server, 'READY');
-      for (const c of concs) {
-        const client = child(['client', name, String(c), String(warmup), String(seconds)]);
-        const r = JSON.parse(await lineFrom(client, 'RESULT ')) as Result;
-        results.push(r);
-        console.log(
-          `${name.padEnd(9)} c=${String(c).padEnd(3)} ${String(r.opsPerSec).padStart(7)} ops/s  p50 ${(r.p50Us / 1000).toFixed(3)} ms  p99 ${(r.p99Us / 1000).toFixed(3)} ms${r.errors > 0 ? `  errors ${r.errors} (${r.firstError})` : ''}`,
-        );
+  // Systems alternate within each repetition, so background noise spreads evenly.
+  for (let rep = 0; rep < reps; rep++) {
+    for (const name of chosen) {
+      if (!isSystem(name)) throw new Error(`unknown system ${name}`);
+      const server = child(['server', name]);
+      try {
+        await lineFrom(server, 'READY');
+        for (const c of concs) {
+          const client = child(['client', name, String(c), String(warmup), String(seconds)]);
+          const r = JSON.parse(await lineFrom(client, 'RESULT ')) as Result;
+          results.push(r);
+          console.log(`${line(r)}${reps > 1 ? `  (rep ${rep + 1})` : ''}`);
+        }
+      } finally {
+        server.kill('SIGKILL');
       }
-    } finally {
-      server.kill('SIGKILL');
     }
   }
-  const get = (s: string, c: number): Result | undefined =>
-    results.find((r) => r.system === s && r.concurrency === c);
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.floor((s.length - 1) / 2)] as number;
+  };
+  const get = (s: string, c: number): Result | undefined => {
+    const rs = results.filter((r) => r.system === s && r.concurrency === c);
+    if (rs.length === 0) return undefined;
+    return {
+      system: s,
+      concurrency: c,
+      ops: median(rs.map((r) => r.ops)),
+      errors: rs.reduce((a, r) => a + r.errors, 0),
+      opsPerSec: median(rs.map((r) => r.opsPerSec)),
+      p50Us: median(rs.map((r) => r.p50Us)),
+      p99Us: median(rs.map((r) => r.p99Us)),
+    };
+  };
+  if (reps > 1) {
+    console.log('\nmedians:');
+    for (const name of chosen) {
+      for (const c of concs) {
+        const r = get(name, c);
+        if (r !== undefined) console.log(line(r));
+      }
+    }
+  }
   console.log('\nratios (cohort / peer):');
   for (const peer of ['moleculer', 'grpc']) {
     for (const c of concs) {
@@ -370,7 +401,16 @@ async function main(): Promise<void> {
   }
   const [c, warmup, seconds] = rest.map(Number) as [number, number, number];
   const op = await sys.client(sys.port);
-  for (let i = 0; i < 100; i++) await op();
+  // Connect and warm the code paths; a connection still settling may fail a few calls.
+  for (let ok = 0, failed = 0; ok < 100;) {
+    try {
+      await op();
+      ok++;
+    } catch (err) {
+      if (++failed > 50) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
   const r = await closedLoop(c, warmup * 1000, seconds * 1000, op);
   process.stdout.write(`RESULT ${JSON.stringify({ system: name, concurrency: c, ...r })}\n`);
   process.exit(0);
