@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { pack } from 'msgpackr';
+import fc from 'fast-check';
 import { isCohortError } from '../../src/lib/errors.js';
 import { clusterId, nodeId } from '../../src/lib/ids.js';
 import type { NodeId } from '../../src/lib/ids.js';
@@ -258,6 +259,55 @@ describe('TcpTransport: malformed input', () => {
       await waitFor(() => got.length === 2, 'the message on the new connection');
     });
   }
+});
+
+describe('TcpTransport: arbitrary input over a real socket', () => {
+  it('delivers exactly the valid messages before the first garbage, and keeps running', async () => {
+    const pb = await freePort();
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(await freePort()) },
+      limits: { frameBytesMax: 4096 },
+    });
+    const got: number[] = [];
+    b.onMessage((_f, m) => got.push(m.seq));
+    const segment = fc.oneof(
+      fc.nat({ max: 1_000_000 }).map((seq) => ({ valid: true as const, seq })),
+      fc
+        .uint8Array({ minLength: 1, maxLength: 40 })
+        .map((bytes) => ({ valid: false as const, bytes })),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(segment, { maxLength: 8 }), async (segments) => {
+        got.length = 0;
+        const client = await rawClient(pb);
+        client.socket.write(hello('a', 'b'));
+        await waitFor(() => client.frames.length === 1, 'the Welcome');
+        const expected: number[] = [];
+        let clean = true;
+        for (const s of segments) {
+          if (s.valid) {
+            if (clean) expected.push(s.seq);
+            client.socket.write(testCodec.encodeFrame({ type: 'Seq', seq: s.seq, note: '' }));
+          } else {
+            clean = false;
+            client.socket.write(s.bytes);
+          }
+        }
+        client.socket.end();
+        await waitFor(() => client.closed(), 'the connection to close');
+        await waitFor(() => got.length >= expected.length, 'the valid messages');
+        await settle();
+        expect(got).toEqual(expected);
+      }),
+      { numRuns: Number(process.env.FC_NUM_RUNS_SOCKET ?? 100) },
+    );
+    // Still serving.
+    const last = await rawClient(pb);
+    last.socket.write(hello('a', 'b'));
+    await waitFor(() => last.frames.length === 1, 'a Welcome after all that');
+  });
 });
 
 describe('TcpTransport: sending', () => {
