@@ -4,6 +4,7 @@
  */
 import {
   copyFileSync,
+  cpSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -265,6 +266,23 @@ describe('segments and snapshots', () => {
     await again.close();
   });
 
+  it('refuses to start when the only snapshot is unreadable and the log no longer reaches back', async () => {
+    const dir = join(root, 'lost');
+    const s = open(dir, { segmentBytes: 2048 });
+    await s.load();
+    for (let i = 1; i <= 80; i++) await s.save({ entries: [entry(i, 1, 100)] });
+    await s.save({ snapshot: snapshot(70, 1) });
+    await s.close();
+    const name = readdirSync(join(dir, 'snap'))[0] as string;
+    const bytes = readFileSync(join(dir, 'snap', name));
+    bytes[10] = (bytes[10] as number) ^ 2;
+    writeFileSync(join(dir, 'snap', name), bytes);
+    const err = await loadError(open(dir, { segmentBytes: 2048 }));
+    expect(err.code).toBe('CORRUPTION');
+    expect(err.message).toContain('no usable snapshot');
+    expect(err.message).toContain(name);
+  });
+
   it('removes a snapshot file the log does not name (a save interrupted before its record)', async () => {
     const dir = join(root, 'orphan');
     const s = open(dir);
@@ -306,6 +324,17 @@ describe('segments and snapshots', () => {
     let err = await loadError(open(dir, { segmentBytes: 2048 }));
     expect(err.code).toBe('CORRUPTION');
     expect(err.details.file).toBe(`wal/${names[0]}`);
+    // With repair, the log is cut there and every later segment goes; what remains loads cleanly.
+    const copy = join(root, 'gap-repair');
+    cpSync(dir, copy, { recursive: true });
+    const repaired = open(copy, { segmentBytes: 2048, repair: true });
+    const state = await repaired.load();
+    expect(repaired.recovery.repaired?.file).toBe(`wal/${names[0]}`);
+    expect(repaired.recovery.repaired?.segmentsRemoved).toEqual(names.slice(1));
+    expect(state.entries.length).toBeGreaterThan(0);
+    state.entries.forEach((e, k) => expect(e.index).toBe(k + 1));
+    await repaired.close();
+    expect(readdirSync(join(copy, 'wal'))).toEqual([names[0]]);
     bytes[bytes.length - 2] = (bytes[bytes.length - 2] as number) ^ 4;
     writeFileSync(first, bytes);
     rmSync(join(dir, 'wal', names[1] as string));
