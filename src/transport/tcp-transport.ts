@@ -33,18 +33,24 @@
  * **Sending.** `send` encodes the message into a frame at once (its size is
  * known and the caller may reuse the object), appends it to the peer's
  * bounded queue, and schedules a flush with `setImmediate`, so every message
- * sent in one event-loop turn leaves in as few socket writes as possible:
- * frames are gathered into batches of up to `writeBatchBytesMax`. Batches are
+ * sent in one event-loop turn leaves in as few system calls as possible: the
+ * flush corks the socket and writes runs of up to `writeBatchBytesMax`
+ * bytes, which Node hands to the kernel as one writev; small frames are
+ * first copied together into one chunk, large ones go as they are. Runs are
  * written only while the socket's own buffer is below `writeBatchBytesMax`;
- * beyond that the queue holds them until 'drain', so memory stays bounded by
- * the queue limits and a slow peer gets OVERLOADED instead of unbounded
- * buffering. Messages written to a connection that then breaks are lost
- * (at-most-once); queued ones wait for the next connection.
+ * beyond that the queue holds the frames until 'drain', so memory stays
+ * bounded by the queue limits and a slow peer gets OVERLOADED instead of
+ * unbounded buffering ({@link TcpTransport.waitQueueBelow} lets a bulk
+ * sender wait instead). Messages written to a connection that then breaks are
+ * lost (at-most-once); queued ones wait for the next connection.
  *
  * **Receiving.** Each connection has a {@link FrameDecoder}; each frame is
  * decoded and validated by the codec; any malformed input closes that
  * connection with a logged reason and counts `decodeErrors`. Nothing is
  * thrown out of socket callbacks except a handler's own exception (a bug).
+ * Until its handshake completes a connection is unauthenticated: its frames
+ * are limited to `handshakeBytesMax`, it has `handshakeTimeoutMs` to finish,
+ * and at most `handshakesPendingMax` such connections are kept at once.
  *
  * **Sending to self** goes through a loopback queue (encoded and decoded like
  * a remote message), so callers need no special case.
