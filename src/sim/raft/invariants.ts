@@ -29,7 +29,8 @@
  * - commit index never decreases, in memory while a node runs and on disk
  *   across crashes; a restarted node's commit is at least its durable one;
  * - persist before send: a vote, an append acknowledgement or a snapshot
- *   acknowledgement is sent only once what it promises is durable.
+ *   acknowledgement is sent only once what it promises is durable; an entry
+ *   is applied only once it is durable locally.
  */
 import type { NodeId } from '../../lib/ids.js';
 import type { RaftMessage } from '../../raft/core/messages.js';
@@ -199,8 +200,15 @@ export class RaftInvariants {
   }
 
   /** State machine safety (Raft §5.4.3): the digest of entries 1..index agrees on every replica. */
-  onApply(id: NodeId, e: Entry, digest: number): void {
+  onApply(id: NodeId, e: Entry, digest: number, disk?: RaftDisk): void {
     this.counts.appliedChecked++;
+    // The Ready contract: committed entries handed to the state machine are durable locally.
+    if (this.durability && disk !== undefined) {
+      const snap = disk.durable.snapshot?.meta.index ?? 0;
+      if (e.index > snap && disk.termAt(e.index) !== e.term) {
+        fail(`${id} applies entry ${e.index} of term ${e.term} before it is durable on its disk`);
+      }
+    }
     const c = this.committed.get(e.index);
     if (c !== undefined && !sameEntry(c, e)) {
       fail(

@@ -333,7 +333,7 @@ export class RaftSimNode implements SimNode<RaftMessage> {
       );
     }
     const out = this.sm.apply(e);
-    this.options.invariants.onApply(this.id, e, this.sm.digest);
+    this.options.invariants.onApply(this.id, e, this.sm.digest, this.disk);
     bump(this.options.counts, 'entries applied');
     const p = this.proposals.get(e.index);
     if (p === undefined) return;

@@ -194,6 +194,17 @@ describe('Raft invariants (each one can fail)', () => {
     inv.onSend(n1, ack, disk);
   });
 
+  it('apply only what is durable locally (the Ready contract)', () => {
+    const inv = new RaftInvariants();
+    const disk = new RaftDisk();
+    disk.write({ entries: [entry(1, 1)] });
+    expect(violation(() => inv.onApply(n1, entry(1, 1), 1, disk))).toMatch(
+      /applies entry 1 of term 1 before it is durable/,
+    );
+    disk.sync();
+    inv.onApply(n1, entry(1, 1), 1, disk);
+  });
+
   it('durable state: commit and term never go back; the vote of a term never changes', () => {
     const inv = new RaftInvariants();
     const disk = new RaftDisk((before, after) => inv.onDurable(n1, before, after));
