@@ -31,11 +31,17 @@ import type { CallOptions, Client, Handlers, ServiceDef } from './service.js';
 export interface RpcNodeOptions {
   /** Time source for deadlines (default: the real clock). */
   readonly clock?: Clock;
-  /** Jitter source (retries, pub/sub) (default: seeded from Math.random). */
+  /** Randomness for the pub/sub publisher epoch (default: Math.random). */
   readonly random?: Random;
   readonly client?: RpcClientOptions;
   readonly server?: RpcServerOptions;
   readonly pubsub?: PubSubOptions;
+  /**
+   * Take over the transport's message and peer-status handlers (default
+   * true). Pass false when the transport also carries other protocols' messages:
+   * the owner then calls {@link RpcNode.deliver} and {@link RpcNode.peerStatus}.
+   */
+  readonly attach?: boolean;
 }
 
 /** Serves services, calls other nodes and carries pub/sub topics over one transport. */
@@ -56,13 +62,24 @@ export class RpcNode {
     const send = (to: NodeId, msg: RpcWireMessage): void => transport.send(to, msg);
     this.calls = new RpcClientSide(send, clock, options.client);
     this.server = new RpcServerSide(send, clock, options.server);
-    this.pubsub = new PubSub(transport.self, send, clock, options.pubsub);
-    transport.onMessage((from, msg) => this.route(from, msg));
-    transport.onPeerStatus((peer, status) => {
-      this.calls.peerStatus(peer, status);
-      this.server.peerStatus(peer, status);
-      this.pubsub.peerStatus(peer, status);
-    });
+    const random = options.pubsub?.random ?? options.random;
+    this.pubsub = new PubSub(
+      transport.self,
+      send,
+      clock,
+      random === undefined ? options.pubsub : { ...options.pubsub, random },
+    );
+    if (options.attach !== false) {
+      transport.onMessage((from, msg) => this.deliver(from, msg));
+      transport.onPeerStatus((peer, status) => this.peerStatus(peer, status));
+    }
+  }
+
+  /** Link status of `peer`: a lost link fails calls to it and aborts calls from it. */
+  peerStatus(peer: NodeId, status: 'up' | 'down'): void {
+    this.calls.peerStatus(peer, status);
+    this.server.peerStatus(peer, status);
+    this.pubsub.peerStatus(peer, status);
   }
 
   /** This node's id. */
@@ -103,7 +120,8 @@ export class RpcNode {
     return this.closing;
   }
 
-  private route(from: NodeId, msg: RpcWireMessage): void {
+  /** Handles one RPC or pub/sub message received from `from`. */
+  deliver(from: NodeId, msg: RpcWireMessage): void {
     switch (msg.type) {
       case 'RpcRequest':
       case 'RpcCancel':

@@ -3,7 +3,9 @@
  * calls, streams as NDJSON, and bad input (bad JSON, schema violations,
  * unknown methods, oversize bodies) answered with 4xx, code and field path.
  */
+import http from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../transport/compliance.js';
 import { CohortError } from '../../src/lib/errors.js';
 import { HttpGateway } from '../../src/rpc/http-gateway.js';
 import type { RpcNode } from '../../src/rpc/node.js';
@@ -15,11 +17,13 @@ describe.each(harnesses)('http gateway (%o)', (make) => {
   let node: RpcNode;
   let gw: HttpGateway;
   let base: string;
+  let obs: Observed;
 
   beforeEach(async () => {
     h = make();
     node = await h.node('a');
-    node.serve(TestService, new Observed().handlers());
+    obs = new Observed();
+    node.serve(TestService, obs.handlers());
     gw = await HttpGateway.start(node, { port: 0, bodyBytesMax: 4096 });
     base = `http://127.0.0.1:${gw.address.port}`;
   });
@@ -113,6 +117,16 @@ describe.each(harnesses)('http gateway (%o)', (make) => {
     });
     // Still serving.
     expect((await post('/rpc/Test/echo', '{"text":"ok"}')).status).toBe(200);
+  });
+
+  it('an HTTP client that goes away cancels its call on the server', async () => {
+    const req = http.request(`${base}/rpc/Test/block`, { method: 'POST' });
+    req.on('error', () => undefined);
+    req.end('{"key":"gone"}');
+    await waitFor(() => obs.started.has('gone'), 'handler started');
+    req.destroy();
+    await waitFor(() => obs.aborted.has('gone'), 'server abort');
+    expect(obs.aborted.get('gone')).toBe('CANCELLED');
   });
 
   it('maps handler errors, deadlines and metadata', async () => {
