@@ -92,6 +92,24 @@ export const limits = {
   pubsubSubscriptionsMax: 16 * 1024,
   /** How often a publisher resends unacknowledged at-least-once messages. */
   pubsubRedeliverMs: 500,
+  /** Longest KV key, in bytes; keys are index entries kept in memory on every node (etcd-like keys are paths, far shorter). */
+  kvKeyBytesMax: 4 * 1024,
+  /** Largest KV value, in bytes; one put must fit a Raft entry with room to spare (etcd's request cap is 1.5 MiB). */
+  kvValueBytesMax: 1024 * 1024,
+  /** Most operations and comparisons in one KV transaction, nested ones included (etcd's --max-txn-ops default). */
+  kvTxnOpsMax: 128,
+  /** Deepest nesting of transactions inside a transaction; bounds recursion on input from the network. */
+  kvTxnDepthMax: 8,
+  /** Shortest lease TTL granted; shorter ones could expire before a keep-alive can cross a failover. */
+  kvLeaseTtlMsMin: 1_000,
+  /** Longest lease TTL granted (a week); keeps TTL arithmetic and forgotten leases bounded. */
+  kvLeaseTtlMsMax: 7 * 24 * 60 * 60 * 1000,
+  /** Leases alive at once before a grant answers OVERLOADED; each is replicated state on every node. */
+  kvLeasesMax: 100_000,
+  /** Client sessions (exactly-once) remembered; past it the least recently used is forgotten. */
+  kvSessionsMax: 64 * 1024,
+  /** Longest client id of an exactly-once session, in characters. */
+  kvClientIdCharsMax: 128,
   /** Largest HTTP/JSON gateway request body (JSON is bigger than MessagePack; stays well under a frame). */
   httpBodyBytesMax: 4 * 1024 * 1024,
 } as const;
@@ -147,6 +165,15 @@ export function checkLimits(l: Limits): void {
     'rpcStreamCreditItems >= 2 (credit is returned at half the window)',
   );
   check(l.httpBodyBytesMax + 64 * 1024 <= l.frameBytesMax, 'an HTTP body fits a frame');
+  check(
+    l.kvKeyBytesMax + l.kvValueBytesMax + 64 * 1024 <= l.raftEntryBytesMax,
+    'one KV put (key + value + headers) fits a Raft entry',
+  );
+  check(
+    l.kvLeaseTtlMsMin > 0 && l.kvLeaseTtlMsMin <= l.kvLeaseTtlMsMax,
+    '0 < kvLeaseTtlMsMin <= kvLeaseTtlMsMax',
+  );
+  check(l.kvTxnOpsMax > 0 && l.kvTxnDepthMax > 0 && l.kvSessionsMax > 0, 'KV bounds > 0');
 }
 
 checkLimits(limits);
