@@ -32,6 +32,8 @@ import type { CallOptions, Client, CompiledMethod, ServerStream, ServiceDef } fr
 
 /** What a client interceptor sees of a unary call; it may change `meta` or `request`. */
 export interface ClientCall {
+  /** A stream call's `next` resolves with the stream as soon as the request is sent. */
+  readonly kind: 'unary' | 'stream';
   readonly peer: NodeId;
   readonly service: string;
   readonly method: string;
@@ -42,8 +44,10 @@ export interface ClientCall {
 }
 
 /**
- * Wraps every unary call of a client (logging, metrics, auth tokens). Call
- * `next(call)` to proceed; throw a CohortError to refuse.
+ * Wraps every call of a client (logging, metrics, auth tokens). Call
+ * `next(call)` to proceed; throw a CohortError to refuse. For a stream
+ * (`call.kind === 'stream'`) `next` resolves with the stream once the request
+ * is sent, and a refusal surfaces when the stream is iterated.
  */
 export type ClientInterceptor = (
   call: ClientCall,
@@ -168,6 +172,7 @@ export class RpcClientSide {
       return this.invoke(peer, method, request, options, options.meta);
     }
     const call: ClientCall = {
+      kind: 'unary',
       peer,
       service: method.service,
       method: method.name,
@@ -210,8 +215,38 @@ export class RpcClientSide {
     request: unknown,
     options: CallOptions,
   ): ServerStream<unknown> {
+    if (this.interceptors.length === 0) {
+      return this.startStream(peer, method, request, options, options.meta);
+    }
+    const call: ClientCall = {
+      kind: 'stream',
+      peer,
+      service: method.service,
+      method: method.name,
+      idempotent: method.def.idempotent,
+      request,
+      meta: { ...options.meta },
+      options,
+    };
+    const run = (i: number, c: ClientCall): Promise<unknown> => {
+      const interceptor = this.interceptors[i];
+      if (interceptor === undefined) {
+        return Promise.resolve(this.startStream(peer, method, c.request, options, c.meta));
+      }
+      return interceptor(c, (next) => run(i + 1, next));
+    };
+    return new DeferredStream(run(0, call) as Promise<ServerStream<unknown>>);
+  }
+
+  private startStream(
+    peer: NodeId,
+    method: CompiledMethod,
+    request: unknown,
+    options: CallOptions,
+    meta: Readonly<Record<string, string>> | undefined,
+  ): ServerStream<unknown> {
     const stream = new ClientStream(this, this.streamCredit);
-    const p = this.start(peer, method, request, options, options.meta, stream);
+    const p = this.start(peer, method, request, options, meta, stream);
     if (isCohortError(p)) {
       this.counters.callsFailed++;
       stream.fail(p);
@@ -627,5 +662,40 @@ class ClientStream implements ServerStream<unknown> {
     } else {
       w.resolve({ done: true, value: undefined });
     }
+  }
+}
+
+/** A stream whose call starts once the client interceptors have run. */
+class DeferredStream implements ServerStream<unknown> {
+  private inner: ServerStream<unknown> | undefined;
+  private cancelled = false;
+
+  constructor(private readonly started: Promise<ServerStream<unknown>>) {
+    started.then(
+      (s) => {
+        this.inner = s;
+        if (this.cancelled) s.cancel();
+      },
+      () => undefined, // surfaces on iteration
+    );
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+    this.inner?.cancel();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<unknown> {
+    let it: AsyncIterator<unknown> | undefined;
+    return {
+      next: async () => {
+        it ??= (await this.started)[Symbol.asyncIterator]();
+        return it.next();
+      },
+      return: () => {
+        this.cancel();
+        return Promise.resolve({ done: true, value: undefined });
+      },
+    };
   }
 }

@@ -86,7 +86,7 @@ interface MethodStats {
   sumSeconds: number;
 }
 
-/** Per-method call counts, error counts by code and latency histograms, for both sides. */
+/** Per-method call counts, error counts by code and latency histograms, for both sides (a client stream is timed to its start). */
 export class RpcMetrics {
   private readonly stats = new Map<string, MethodStats>();
 

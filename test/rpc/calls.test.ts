@@ -202,6 +202,17 @@ describe.each(harnesses)('rpc calls (%o)', (make) => {
     });
     expect(await tokenNode.client(TestService, A).echo({ text: 'y' })).toEqual({ text: 'y' });
     expect(seen).toEqual(['Test.echo', 'Test.echo']);
+    // Streams go through the interceptors on both sides too.
+    const items: number[] = [];
+    for await (const { i } of tokenNode.client(TestService, A).count({ n: 3 })) items.push(i);
+    expect(items).toEqual([0, 1, 2]);
+    const refused = await rejection(
+      (async () => {
+        for await (const item of anonymous.count({ n: 3 })) void item;
+      })(),
+    );
+    expect(refused.code).toBe('PERMISSION_DENIED');
+    expect(seen).toEqual(['Test.echo', 'Test.echo', 'Test.count', 'Test.count']);
   });
 
   it('streams every item in order', async () => {
