@@ -66,6 +66,8 @@ export const limits = {
   raftApplyEntriesMax: 4096,
   /** ReadIndex requests waiting for a leadership confirmation before readIndex() answers OVERLOADED. */
   raftPendingReadsMax: 16 * 1024,
+  /** Proposals a RaftNode holds waiting to be applied before propose() answers OVERLOADED (bounds shell memory; matches the core's uncommitted cap). */
+  raftProposalsPendingMax: 16 * 1024,
   /** How far a remote hybrid-logical-clock timestamp may run ahead of local physical time before it is refused, so one bad clock cannot drag every HLC into the future. */
   hlcDriftMsMax: 500,
   /** Largest logical counter accepted in a remote HLC timestamp; keeps counter arithmetic far from 2^53. */
