@@ -43,10 +43,11 @@ export function applyWrite(state: PersistentState, write: StorageWrite): Persist
   if (write.snapshot !== undefined) {
     const s = write.snapshot;
     const base = first();
-    const at = entries[s.meta.index - base];
-    const keeps =
-      (snapshot !== null && s.meta.index === snapshot.meta.index) ||
-      (at !== undefined && at.term === s.meta.term);
+    // Raft §7: keep the suffix only if the entry at the snapshot's index has its term
+    // (the stored snapshot's own index counts as an entry with the snapshot's term).
+    const termThere =
+      s.meta.index === base - 1 ? (snapshot?.meta.term ?? 0) : entries[s.meta.index - base]?.term;
+    const keeps = termThere === s.meta.term;
     snapshot = s;
     entries = keeps ? entries.slice(Math.max(0, s.meta.index + 1 - base)) : [];
   }

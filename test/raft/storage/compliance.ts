@@ -122,6 +122,26 @@ export function describeStorageCompliance(name: string, makeHarness: () => Stora
         await r.storage.close();
       }));
 
+    it('keeps the log for a snapshot at index 0 and when the stored snapshot is saved again', () =>
+      withHarness(async (h) => {
+        const s = h.open();
+        await s.load();
+        await s.save({ entries: entries(1, 6, 1) });
+        // Index 0 has term 0 by convention (Raft §5.3): an empty snapshot there keeps everything.
+        await s.save({ snapshot: snapshot(0, 0, 0) });
+        await s.save({ snapshot: snapshot(3, 1, 8) });
+        await s.save({ snapshot: snapshot(3, 1, 40) });
+        const { storage, state } = await reopen(h, s);
+        expect(state).toEqual(
+          plain({
+            hardState: hs(0, null, 0),
+            snapshot: snapshot(3, 1, 40),
+            entries: entries(4, 6, 1),
+          }),
+        );
+        await storage.close();
+      }));
+
     it('refuses invalid writes with INVALID_ARGUMENT and changes nothing', () =>
       withHarness(async (h) => {
         const s = h.open();
