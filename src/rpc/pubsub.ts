@@ -307,7 +307,9 @@ export class PubSub {
       this.subscribers.set(msg.topic, subs);
     }
     if (existing === undefined) this.subscriptionCount++;
-    subs.set(from, { atLeastOnce: msg.atLeastOnce, nextSeq: 0, unacked: [], floor: 0 });
+    // A changed mode keeps the numbering, so the subscriber's next expected seq stays valid.
+    const seq = existing?.nextSeq ?? 0;
+    subs.set(from, { atLeastOnce: msg.atLeastOnce, nextSeq: seq, unacked: [], floor: seq });
   }
 
   private onPublished(from: NodeId, msg: RpcWire<'PsMessage'>): void {
