@@ -98,7 +98,7 @@ export function randomWrite(rng: Random, state: PersistentState, maxTerm: number
     // Snapshot: inside the log (keeps it), with a different term (drops it), or past the end.
     const kind = rng.int(3);
     const at = kind === 2 ? last + rng.intBetween(1, 5) : rng.intBetween(snapIndex, last);
-    const term = kind === 0 || at === snapIndex ? termAt(at) || 1 : maxTerm + 1;
+    const term = kind === 0 || at === snapIndex ? termAt(at) : maxTerm + 1;
     out.snapshot = snapshot(at, term, rng.intBetween(0, 64));
     base = at;
     if (!(kind === 0 || at === snapIndex) || at > last) {
