@@ -1,0 +1,311 @@
+/**
+ * RaftNode over MemoryNetwork + MemoryStorage: three (or four) nodes in one
+ * process, real timers (10 ms ticks). Each test checks an outcome of the shell:
+ * election, replication, refusals with hints, failover, ReadIndex reads,
+ * snapshots and catch-up, membership, transfer, bad input, backpressure.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { CohortError } from '../../../src/lib/errors.js';
+import { nodeId } from '../../../src/lib/ids.js';
+import type { NodeId } from '../../../src/lib/ids.js';
+import type { RaftMessage } from '../../../src/raft/core/messages.js';
+import { raftMessagesCodec } from '../../../src/raft/raft-messages-codec.js';
+import { MemoryCluster, proposeOnLeader, text } from './helpers.js';
+
+let cluster: MemoryCluster | undefined;
+
+afterEach(async () => {
+  await cluster?.closeAll();
+  cluster = undefined;
+});
+
+function newCluster(...args: ConstructorParameters<typeof MemoryCluster>): MemoryCluster {
+  cluster = new MemoryCluster(...args);
+  return cluster;
+}
+
+async function rejection(p: Promise<unknown>): Promise<CohortError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(CohortError);
+    return err as CohortError;
+  }
+  throw new Error('expected a rejection');
+}
+
+const [n1, n2, n3, n4] = ['n1', 'n2', 'n3', 'n4'].map(nodeId) as [NodeId, NodeId, NodeId, NodeId];
+
+describe('RaftNode (memory network)', () => {
+  it('elects one leader and replicates proposals to every state machine in order', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => leader.propose(text(`v${i}`))),
+    );
+    // Each proposal resolves with what apply returned for its own entry.
+    expect(results.map((r) => r.size)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    const last = Math.max(...results.map((r) => r.index));
+    await c.waitForApplied(last);
+    const want = Array.from({ length: 50 }, (_, i) => `v${i}`);
+    for (const id of c.ids) expect(c.node(id).stateMachine.items).toEqual(want);
+  });
+
+  it('refuses proposals and linearizable reads on a follower with NOT_LEADER and the leader hint', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    const follower = c.node(c.ids.find((id) => id !== leader.id) as NodeId);
+    const e = await rejection(follower.propose(text('x')));
+    expect(e.code).toBe('NOT_LEADER');
+    expect(e.definite).toBe(true);
+    expect(e.details['leaderHint']).toBe(leader.id);
+    const r = await rejection(follower.read((sm) => sm.items.length));
+    expect(r.code).toBe('NOT_LEADER');
+    expect(r.details['leaderHint']).toBe(leader.id);
+    expect(follower.stateMachine.items).toEqual([]);
+  });
+
+  it('elects a new leader after the leader closes, and keeps every acknowledged write', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const first = await c.waitForLeader();
+    for (let i = 0; i < 10; i++) await first.propose(text(`a${i}`));
+    await c.stop(first.id);
+    const survivors = c.ids.filter((id) => id !== first.id);
+    const second = await c.waitForLeader(survivors);
+    expect(second.id).not.toBe(first.id);
+    expect(second.status().term).toBeGreaterThan(0);
+    const r = await second.propose(text('b'));
+    await c.waitForApplied(r.index, survivors);
+    const want = [...Array.from({ length: 10 }, (_, i) => `a${i}`), 'b'];
+    for (const id of survivors) expect(c.node(id).stateMachine.items).toEqual(want);
+    // The old leader rejoins from its storage and catches up.
+    await c.start(first.id);
+    await c.waitForApplied(r.index);
+    expect(c.node(first.id).stateMachine.items).toEqual(want);
+  });
+
+  it('serves linearizable reads on the leader after the writes it acknowledged', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    for (let i = 0; i < 5; i++) {
+      await leader.propose(text(`w${i}`));
+      const seen = await leader.read((sm) => sm.items.slice());
+      expect(seen[seen.length - 1]).toBe(`w${i}`);
+    }
+    // Serializable reads run at once on any node (possibly stale, never ahead of the leader).
+    const follower = c.node(c.ids.find((id) => id !== leader.id) as NodeId);
+    const local = await follower.read((sm) => sm.items.length, { consistency: 'serializable' });
+    expect(local).toBeLessThanOrEqual(5);
+    // An exception in the read function rejects that read only.
+    await expect(
+      leader.read(() => {
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+  });
+
+  it('does not serve a linearizable read on a leader cut off from the majority', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    await leader.propose(text('x'));
+    c.isolate(leader.id);
+    // ReadIndex needs a quorum's heartbeat acks; the leader steps down (check-quorum) instead.
+    const e = await rejection(leader.read((sm) => sm.items.length));
+    expect(e.code).toBe('NOT_LEADER');
+    c.isolate(leader.id, true);
+  });
+
+  it('takes snapshots and brings a lagging node up to date with InstallSnapshot', async () => {
+    const c = newCluster(['n1', 'n2', 'n3'], { snapshotEntries: 20 });
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    const lagging = c.ids.find((id) => id !== leader.id) as NodeId;
+    // Cut it off first, so nothing for it waits in the network's queues.
+    c.isolate(lagging);
+    await c.stop(lagging);
+    let last = 0;
+    for (let i = 0; i < 100; i++) last = (await leader.propose(text(`s${i}`))).index;
+    await c.waitForApplied(last);
+    expect(leader.status().snapshotIndex).toBeGreaterThanOrEqual(80);
+    expect(leader.status().firstIndex).toBeGreaterThan(2);
+    const back = await c.start(lagging);
+    c.isolate(lagging, true);
+    await c.waitForApplied(last);
+    expect(back.stateMachine.restores).toBe(1); // state came from the leader's snapshot
+    expect(back.stateMachine.items).toEqual(Array.from({ length: 100 }, (_, i) => `s${i}`));
+    // A restart recovers the state machine from its own stored snapshot plus the log.
+    await c.stop(lagging);
+    const again = await c.start(lagging);
+    await c.waitForApplied(last);
+    expect(again.stateMachine.items).toEqual(back.stateMachine.items);
+  });
+
+  it('adds a learner, catches it up and promotes it to voter', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    let last = 0;
+    for (let i = 0; i < 20; i++) last = (await leader.propose(text(`m${i}`))).index;
+    const joiner = await c.start(n4, { join: true, peers: [] });
+    await leader.addLearner(n4);
+    expect(leader.status().config.learners).toEqual([n4]);
+    await c.waitForApplied(last, [n4]);
+    expect(joiner.stateMachine.items).toHaveLength(20);
+    await leader.promoteLearner(n4);
+    const config = leader.status().config;
+    expect([...config.voters].sort()).toEqual([n1, n2, n3, n4]);
+    expect(config.learners).toEqual([]);
+    // A bad change is refused definitely and changes nothing.
+    const e = await rejection(leader.promoteLearner(n4));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.details['reason']).toBe('INVALID_CHANGE');
+    // The four-node cluster still commits, with n4 in the log.
+    const r = await leader.propose(text('after'));
+    await c.waitForApplied(r.index, [n4]);
+    expect(joiner.stateMachine.items.at(-1)).toBe('after');
+  });
+
+  it('removes a node from the cluster', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    await proposeOnLeader(c, text('x')); // the leader has committed in its term
+    const victim = c.ids.find((id) => id !== leader.id) as NodeId;
+    await leader.removeNode(victim);
+    expect(leader.status().config.voters).not.toContain(victim);
+    await c.stop(victim);
+    // Two voters remain: both are needed, and both are up.
+    const r = await leader.propose(text('y'));
+    expect(r.size).toBe(2);
+  });
+
+  it('transfers leadership to a chosen follower', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    await leader.propose(text('x'));
+    const target = c.ids.find((id) => id !== leader.id) as NodeId;
+    await leader.transferLeadership(target);
+    const now = await c.waitForLeader();
+    expect(now.id).toBe(target);
+    await now.propose(text('y'));
+    // A follower cannot transfer.
+    const e = await rejection(leader.transferLeadership(target));
+    expect(e.code).toBe('NOT_LEADER');
+  });
+
+  it('drops malformed, misaddressed and forged messages without crashing', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    const follower = c.ids.find((id) => id !== leader.id) as NodeId;
+    const other = c.ids.find((id) => id !== leader.id && id !== follower) as NodeId;
+    const intruder = c.net.transport<RaftMessage>(nodeId('x9'), raftMessagesCodec());
+    // Forged sender: claims to be the leader.
+    intruder.send(follower, {
+      type: 'Heartbeat',
+      from: leader.id,
+      to: follower,
+      term: 999 as never,
+      commit: 0 as never,
+      seq: 1,
+    });
+    // Misaddressed: the core refuses a message meant for another node.
+    intruder.send(follower, {
+      type: 'TimeoutNow',
+      from: nodeId('x9'),
+      to: other,
+      term: 999 as never,
+    });
+    await c.waitForApplied(0);
+    const node = c.node(follower);
+    await expect.poll(() => node.status().droppedMessages).toBe(2);
+    expect(node.status().term).toBeLessThan(999);
+    await intruder.close();
+    const r = await leader.propose(text('still fine'));
+    await c.waitForApplied(r.index);
+  });
+
+  it('answers OVERLOADED when the core holds too many uncommitted entries, and gives up on the rest as indefinite', async () => {
+    const c = newCluster(['n1', 'n2', 'n3'], {
+      raft: { electionTicks: 10, maxUncommittedEntries: 4 },
+    });
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    await leader.propose(text('ok'));
+    c.isolate(leader.id);
+    const pending = Array.from({ length: 4 }, (_, i) => leader.propose(text(`p${i}`)));
+    const e = await rejection(leader.propose(text('one too many')));
+    expect(e.code).toBe('OVERLOADED');
+    expect(e.definite).toBe(true);
+    // Cut off, the leader steps down; after the wait its proposals end as indefinite.
+    for (const p of pending) {
+      const lost = await rejection(p);
+      expect(lost.code).toBe('NOT_LEADER');
+      expect(lost.definite).toBe(false);
+      expect(lost.details['reason']).toBe('LEADERSHIP_LOST');
+    }
+    c.isolate(leader.id, true);
+  });
+
+  it('rejects a proposal definitely when another term wins its index (REPLACED)', async () => {
+    const c = newCluster(['n1', 'n2', 'n3'], { lostLeadershipWaitTicks: 10_000 });
+    await c.startAll();
+    const old = await c.waitForLeader();
+    await old.propose(text('base'));
+    c.isolate(old.id);
+    const doomed = old.propose(text('doomed'));
+    const majority = c.ids.filter((id) => id !== old.id);
+    const fresh = await c.waitForLeader(majority);
+    const r = await fresh.propose(text('winner'));
+    c.isolate(old.id, true);
+    const e = await rejection(doomed);
+    expect(e.code).toBe('NOT_LEADER');
+    expect(e.definite).toBe(true);
+    expect(e.details['reason']).toBe('REPLACED');
+    await c.waitForApplied(r.index);
+    for (const id of c.ids) expect(c.node(id).stateMachine.items).toEqual(['base', 'winner']);
+  });
+
+  it('cancels a waiting proposal through its signal (indefinite) and refuses an aborted one (definite)', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    await leader.propose(text('x'));
+    const aborted = AbortSignal.abort();
+    const before = await rejection(leader.propose(text('never'), { signal: aborted }));
+    expect(before.code).toBe('CANCELLED');
+    expect(before.definite).toBe(true);
+    c.isolate(leader.id);
+    const ctl = new AbortController();
+    const p = leader.propose(text('maybe'), { signal: ctl.signal });
+    ctl.abort();
+    const after = await rejection(p);
+    expect(after.code).toBe('CANCELLED');
+    expect(after.definite).toBe(false);
+    expect(leader.status().pendingProposals).toBe(0);
+    c.isolate(leader.id, true);
+  });
+
+  it('closes gracefully: later calls get CLOSED, waiting ones are rejected', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    c.isolate(leader.id);
+    const waiting = leader.propose(text('w'));
+    await c.stop(leader.id);
+    const e = await rejection(waiting);
+    expect(e.code).toBe('CLOSED');
+    expect(e.definite).toBe(false);
+    const later = await rejection(leader.propose(text('z')));
+    expect(later.code).toBe('CLOSED');
+    expect(later.definite).toBe(true);
+    expect(leader.status().state).toBe('closed');
+    await leader.close(); // idempotent
+  });
+});
