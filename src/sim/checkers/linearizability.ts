@@ -45,6 +45,12 @@ export interface CheckOptions {
   readonly maxMemoBytes?: number;
   /** Wall-clock budget in milliseconds, measured with {@link now}; default none. */
   readonly timeoutMs?: number;
+  /**
+   * Search orders to run, in turn, each with a share of what is left of the
+   * budget (all but the last get half). Default `['eager', 'lookahead']`; tests
+   * pin one to exercise it alone.
+   */
+  readonly strategies?: readonly SearchStrategy[];
   /** Time source for the budget; default `performance.now`. */
   readonly now?: () => number;
 }
@@ -132,11 +138,13 @@ type PartitionOutcome<I, O> =
   | { kind: 'fail'; explanation: Explanation<I, O> }
   | { kind: 'budget'; why: string };
 
-/** Shared budget and counters across partitions. */
+/** Shared budget and counters across partitions, with a cap for the current attempt. */
 class Budget {
   steps = 0;
   cacheEntries = 0;
   private readonly deadline: number;
+  private attemptSteps = Infinity;
+  private attemptDeadline = Infinity;
 
   constructor(
     readonly maxSteps: number,
@@ -147,18 +155,30 @@ class Budget {
     this.deadline = timeoutMs === undefined ? Infinity : now() + timeoutMs;
   }
 
+  /** Caps the next attempt at `share` of what is left of the steps and time. */
+  startAttempt(share: number): void {
+    this.attemptSteps = this.steps + Math.ceil((this.maxSteps - this.steps) * share);
+    const t = this.now();
+    this.attemptDeadline = this.deadline === Infinity ? Infinity : t + (this.deadline - t) * share;
+  }
+
+  /** True when the whole budget (not just an attempt's share) is spent. */
+  spent(): boolean {
+    return this.steps >= this.maxSteps || this.now() >= this.deadline;
+  }
+
   /** Which budget ran out, for the result's reason. */
   exhausted(): string {
-    return this.steps > this.maxSteps
+    return this.steps >= Math.min(this.maxSteps, this.attemptSteps)
       ? `step budget of ${this.maxSteps} spent`
       : 'time budget spent';
   }
 
-  /** Counts one step; false when the budget is spent. The clock is read every 4096 steps. */
+  /** Counts one step; false when the attempt's share is spent. The clock is read every 4096 steps. */
   step(): boolean {
     this.steps++;
-    if (this.steps > this.maxSteps) return false;
-    return (this.steps & 4095) !== 0 || this.now() < this.deadline;
+    if (this.steps > this.maxSteps || this.steps > this.attemptSteps) return false;
+    return (this.steps & 4095) !== 0 || this.now() < Math.min(this.deadline, this.attemptDeadline);
   }
 }
 
@@ -178,27 +198,46 @@ function zobristKeys(n: number): Uint32Array {
 /** Bytes charged per memo entry beyond its words: the Map slot for a chain head, amortized. */
 const memoEntryOverheadBytes = 32;
 
+/** Subsumption candidates scanned per lookup: pruning is optional, so a bounded scan stays sound. */
+const subsumptionScanMax = Number(globalThis.process?.env?.['LIN_SCAN'] ?? 16);
+
 /**
  * The memo of explored (linearized set, state) pairs, packed in one growable
  * Uint32Array so a search of millions of pairs stays compact: each entry is
- * [stateId, next entry in chain + 1, ...bitset words], chained per hash key.
- * Bitsets are compared in full, so a hash collision never prunes the search.
+ * [stateId, next in exact chain + 1, next in subsumption chain + 1, ...bitset
+ * words]. Bitsets are compared in full, so a hash collision never prunes.
+ *
+ * Subsumption for unknown operations: a pair (L, s) is also pruned when some
+ * stored (L', s) has L' ⊆ L with L \ L' made only of unknown operations. Those
+ * have no return event, so they never force or block anything; having placed
+ * fewer of them leaves strictly more choices. (Completeness: this order is a
+ * simulation that preserves success, so a depth-first search that prunes nodes
+ * dominated by any visited node still finds a linearization when one exists.)
+ * Such pairs share a subsumption chain, keyed by the completed operations and
+ * the state; only its newest {@link subsumptionScanMax} entries are scanned.
  */
 class MemoTable {
   private pool: Uint32Array;
-  private readonly heads = new Map<number, number>();
+  private readonly exactHeads = new Map<number, number>();
+  private readonly subsumeHeads = new Map<number, number>();
   private readonly stride: number;
+  private readonly hasOptional: boolean;
   /** Entries stored. */
   entries = 0;
   /** Bytes charged so far (entries plus interned state keys). */
   bytes = 0;
 
+  /**
+   * @param optional bitset of the unknown operations (they may be left unplaced)
+   * @param maxBytes memory budget
+   */
   constructor(
-    private readonly words: number,
+    private readonly optional: Uint32Array,
     private readonly maxBytes: number,
   ) {
-    this.stride = 2 + words;
+    this.stride = 3 + optional.length;
     this.pool = new Uint32Array(this.stride * 1024);
+    this.hasOptional = optional.some((w) => w !== 0);
   }
 
   /** Charges `n` bytes (e.g. an interned state key); false when over budget. */
@@ -207,39 +246,88 @@ class MemoTable {
     return this.bytes <= this.maxBytes;
   }
 
-  /** Records (bits, stateId) under `key`: 'new', 'seen' before, or 'full' (budget spent). */
-  insert(key: number, stateId: number, bits: Uint32Array): 'new' | 'seen' | 'full' {
+  /**
+   * Records (bits, stateId): 'new', 'seen' (equal or subsumed), or 'full'
+   * (budget spent). `exactKey` hashes all of bits and the state;
+   * `subsumeKey` only the completed operations' bits and the state.
+   */
+  insert(
+    exactKey: number,
+    subsumeKey: number,
+    stateId: number,
+    bits: Uint32Array,
+  ): 'new' | 'seen' | 'full' {
     const stride = this.stride;
     const pool = this.pool;
-    const head = this.heads.get(key);
-    for (let e = head ?? 0; e !== 0; e = pool[(e - 1) * stride + 1] as number) {
+    const words = this.optional.length;
+    const exactHead = this.exactHeads.get(exactKey) ?? 0;
+    for (let e = exactHead; e !== 0; e = pool[(e - 1) * stride + 1] as number) {
       const o = (e - 1) * stride;
       if (pool[o] !== stateId) continue;
       let same = true;
-      for (let w = 0; w < this.words; w++) {
-        if (pool[o + 2 + w] !== bits[w]) {
+      for (let w = 0; w < words; w++) {
+        if (pool[o + 3 + w] !== bits[w]) {
           same = false;
           break;
         }
       }
       if (same) return 'seen';
     }
-    if (!this.charge(this.stride * 4 + memoEntryOverheadBytes)) return 'full';
-    let o = this.entries * stride;
+    const subsumeHead = this.hasOptional ? (this.subsumeHeads.get(subsumeKey) ?? 0) : 0;
+    let scanned = 0;
+    for (
+      let e = subsumeHead;
+      e !== 0 && scanned < subsumptionScanMax;
+      e = pool[(e - 1) * stride + 2] as number, scanned++
+    ) {
+      const o = (e - 1) * stride;
+      if (pool[o] !== stateId) continue;
+      let subsumed = true;
+      for (let w = 0; w < words; w++) {
+        const stored = pool[o + 3 + w] as number;
+        const current = bits[w] as number;
+        // stored ⊆ current, and what current adds is only unknown operations.
+        if (
+          (stored & ~current) !== 0 ||
+          (current & ~stored & ~(this.optional[w] as number)) !== 0
+        ) {
+          subsumed = false;
+          break;
+        }
+      }
+      if (subsumed) return 'seen';
+    }
+    if (!this.charge(stride * 4 + memoEntryOverheadBytes)) return 'full';
+    const o = this.entries * stride;
     if (o + stride > this.pool.length) {
       const grown = new Uint32Array(this.pool.length * 2);
       grown.set(this.pool);
       this.pool = grown;
     }
-    o = this.entries * stride;
     this.pool[o] = stateId;
-    this.pool[o + 1] = head ?? 0;
-    this.pool.set(bits, o + 2);
+    this.pool[o + 1] = exactHead;
+    this.pool[o + 2] = subsumeHead;
+    this.pool.set(bits, o + 3);
     this.entries++;
-    this.heads.set(key, this.entries);
+    this.exactHeads.set(exactKey, this.entries);
+    if (this.hasOptional) this.subsumeHeads.set(subsumeKey, this.entries);
     return 'new';
   }
 }
+
+/**
+ * The order in which a configuration's candidates are tried. Either order is
+ * complete (it only changes which branch is explored first), and the checker
+ * runs them as a portfolio: each wins on different histories.
+ *
+ * - `eager`: Wing & Gong's order, earliest invocation first. Places unknown
+ *   operations early and notices wrong guesses quickly; best on linearizable
+ *   histories with many unknown outcomes.
+ * - `lookahead`: the due operation (the one whose return comes first) first,
+ *   then operations after which it becomes legal, then completed ones, then
+ *   unknown ones. Best at proving a history with unknown outcomes wrong.
+ */
+export type SearchStrategy = 'eager' | 'lookahead';
 
 /**
  * Checks one partition with the Wing–Gong search plus Lowe's memoization.
@@ -251,9 +339,11 @@ function checkPartition<S, I, O>(
   ops: readonly Operation<I, O>[],
   model: Model<S, I, O>,
   budget: Budget,
+  strategy: SearchStrategy,
 ): PartitionOutcome<I, O> {
   const n = ops.length;
   const outputs: (O | undefined)[] = ops.map((op) => (op.outcome === 'ok' ? op.output : undefined));
+  const unknown = ops.map((op) => op.outcome !== 'ok');
 
   // Events in time order; at equal times calls first (touching operations are concurrent).
   interface Event {
@@ -308,75 +398,177 @@ function checkPartition<S, I, O>(
 
   // Memoization (Lowe §3): (linearized set, state) pairs already explored.
   const zobrist = zobristKeys(n);
+  const zobristCompleted = zobrist.slice();
   const bits = new Uint32Array(Math.max(1, Math.ceil(n / 32)));
+  const optional = new Uint32Array(bits.length);
+  ops.forEach((op, i) => {
+    if (op.outcome === 'ok') return;
+    optional[i >>> 5] = ((optional[i >>> 5] as number) | (1 << (i & 31))) >>> 0;
+    zobristCompleted[i] = 0; // the subsumption key covers completed operations only
+  });
   let setHash = 0;
-  const memo = new MemoTable(bits.length, budget.maxMemoBytes);
-  const stateIds = new Map<string, number>();
-  /** Interns a state as a small integer; -1 when the memory budget is spent. */
-  const intern = (s: S): number => {
-    const key = model.stateKey(s);
-    let id = stateIds.get(key);
-    if (id === undefined) {
-      if (!memo.charge(2 * key.length + memoEntryOverheadBytes)) return -1;
-      id = stateIds.size;
-      stateIds.set(key, id);
-    }
-    return id;
-  };
+  let completedHash = 0;
+  const memo = new MemoTable(optional, budget.maxMemoBytes);
   const flip = (i: number): void => {
     bits[i >>> 5] = ((bits[i >>> 5] as number) ^ (1 << (i & 31))) >>> 0;
     setHash = (setHash ^ (zobrist[i] as number)) >>> 0;
+    completedHash = (completedHash ^ (zobristCompleted[i] as number)) >>> 0;
   };
 
-  // The search (Wing & Gong; Lowe's Algorithm 1 shape).
+  // States are interned as small integers, and transitions (state, operation) →
+  // state cached: the model is deterministic, so each pair is computed once.
+  const stateIds = new Map<string, number>();
+  const states: S[] = [];
+  const intern = (st: S): number => {
+    const key = model.stateKey(st);
+    let id = stateIds.get(key);
+    if (id === undefined) {
+      if (!memo.charge(2 * key.length + memoEntryOverheadBytes)) return memoFullId;
+      id = states.length;
+      stateIds.set(key, id);
+      states.push(st);
+    }
+    return id;
+  };
+  const transitions = new Map<number, number>();
+  /** The state after op i from state `from`: an id, illegalId, or memoFullId. */
+  const stepId = (from: number, i: number): number => {
+    if (strategy === 'eager') {
+      // Eager computes each transition about once: a cache would only cost.
+      const next = model.step(states[from] as S, (ops[i] as Operation<I, O>).input, outputs[i]);
+      return next === illegal ? illegalId : intern(next);
+    }
+    const key = from * n + i;
+    let to = transitions.get(key);
+    if (to === undefined) {
+      const next = model.step(states[from] as S, (ops[i] as Operation<I, O>).input, outputs[i]);
+      to = next === illegal ? illegalId : intern(next);
+      if (to === memoFullId || !memo.charge(memoEntryOverheadBytes)) return memoFullId;
+      transitions.set(key, to);
+    }
+    return to;
+  };
+
+  // Canonical linearizations: an unknown operation directly followed by a blind
+  // write (one whose result ignores the state and that no state refuses) is
+  // invisible; dropping it leaves a valid linearization using fewer unknown
+  // operations. So the search never places a blind write right after an
+  // unknown operation, and whether the last placed operation is unknown is part
+  // of the memoized configuration.
+  const blind = ops.map((op, i) => model.isBlindWrite?.(op.input, outputs[i]) === true);
+
+  // The search (Wing & Gong; Lowe's Algorithm 1 shape): a depth-first search
+  // over configurations (placed operations, state). The candidates of a
+  // configuration are the operations whose call comes before the first return
+  // still in the list: the operation of that return (the due one) must be
+  // placed before any operation invoked after it.
+  interface Frame {
+    /** Eager: the next call entry to try (the list order is the candidate order). */
+    cursor: Entry | null;
+    /** Lookahead: the operations to try, best first, and the next index. */
+    readonly candidates: readonly number[] | undefined;
+    next: number;
+  }
+  /** The operation of the first return still in the list. */
+  const due = (): number => {
+    let e = head.next;
+    while (e !== null && e.isCall) e = e.next;
+    assert(e !== null, 'a configuration with unplaced completed operations has a return left');
+    return e.op;
+  };
+  /** The candidates of the current configuration, or undefined when the memory budget is spent. */
+  const frame = (): Frame | undefined => {
+    if (strategy === 'eager') return { cursor: head.next, candidates: undefined, next: 0 };
+    // lookahead: due, then enablers of due, then completed, then unknown.
+    const d = due();
+    const enablers: number[] = [];
+    const completed: number[] = [];
+    const rest: number[] = [];
+    for (let e = head.next; e !== null && e.isCall; e = e.next) {
+      const c = e.op;
+      if (c === d) continue;
+      const mid = stepId(stateId, c);
+      if (mid === memoFullId) return undefined;
+      const after = mid === illegalId ? illegalId : stepId(mid, d);
+      if (after === memoFullId) return undefined;
+      if (after !== illegalId) enablers.push(c);
+      else (unknown[c] ? rest : completed).push(c);
+    }
+    return { cursor: null, candidates: [d, ...enablers, ...completed, ...rest], next: 0 };
+  };
+  /** The next candidate of a frame, or -1 when it has none left. */
+  const nextCandidate = (f: Frame): number => {
+    if (f.candidates !== undefined) {
+      return f.next < f.candidates.length ? (f.candidates[f.next++] as number) : -1;
+    }
+    const e = f.cursor;
+    if (e === null || !e.isCall) return -1;
+    f.cursor = e.next;
+    return e.op;
+  };
+  /** All candidates of a frame, for explanations. */
+  const allCandidates = (f: Frame): number[] => {
+    if (f.candidates !== undefined) return [...f.candidates];
+    const out: number[] = [];
+    for (let e = head.next; e !== null && e.isCall; e = e.next) out.push(e.op);
+    return out;
+  };
+
+  let stateId = intern(model.init());
+  if (stateId === memoFullId) return { kind: 'budget', why: memoFullWhy(memo) };
+  let topUnknown = false;
   const stackOps: number[] = [];
-  const stackStates: S[] = [];
-  let state = model.init();
+  const stackStateIds: number[] = [];
   let deepest = -1;
   let explanation: Explanation<I, O> | undefined;
-
   let placedRequired = 0;
-  let entry = head.next;
+  const witness = (): PartitionOutcome<I, O> => ({
+    kind: 'ok',
+    order: stackOps.map((i) => (ops[i] as Operation<I, O>).id),
+  });
+
   try {
+    // Every completed operation placed: the unknown ones left did not take effect.
+    if (required === 0) return witness();
+    const first = frame();
+    if (first === undefined) return { kind: 'budget', why: memoFullWhy(memo) };
+    const frames: Frame[] = [first];
     for (;;) {
-      if (placedRequired === required) {
-        // Every completed operation is placed; the unknown ones left did not take effect.
-        return { kind: 'ok', order: stackOps.map((i) => (ops[i] as Operation<I, O>).id) };
-      }
-      // Reaching the end means a return was passed, which never happens: returns stop the scan.
-      assert(entry !== null, 'the scan stops at a return before the end of the events');
-      if (!budget.step()) return { kind: 'budget', why: budget.exhausted() };
-      const i = entry.op;
-      if (entry.isCall) {
-        const op = ops[i] as Operation<I, O>;
-        const next = model.step(state, op.input, outputs[i]);
-        if (next !== illegal) {
+      const f = frames[frames.length - 1] as Frame;
+      const i = nextCandidate(f);
+      if (i >= 0) {
+        if (!budget.step()) return { kind: 'budget', why: budget.exhausted() };
+        if (blind[i] && topUnknown) continue;
+        const nextId = stepId(stateId, i);
+        if (nextId === memoFullId) return { kind: 'budget', why: memoFullWhy(memo) };
+        if (nextId === illegalId) continue;
+        // An unknown operation that leaves the state as it is only uses itself up: skip it.
+        if (unknown[i] && nextId === stateId) continue;
+        flip(i);
+        const key = 2 * nextId + (unknown[i] ? 1 : 0);
+        const seen = memo.insert(
+          (setHash ^ Math.imul(key + 1, 0x9e3779b1)) >>> 0,
+          (completedHash ^ Math.imul(key + 1, 0x9e3779b1)) >>> 0,
+          key,
+          bits,
+        );
+        if (seen === 'full') return { kind: 'budget', why: memoFullWhy(memo) };
+        if (seen === 'seen') {
           flip(i);
-          const stateId = intern(next);
-          const seen =
-            stateId < 0
-              ? 'full'
-              : memo.insert((setHash ^ Math.imul(stateId + 1, 0x9e3779b1)) >>> 0, stateId, bits);
-          if (seen === 'full') {
-            return {
-              kind: 'budget',
-              why: `memo reached ${memo.bytes} bytes (linearizabilityMemoBytesMax)`,
-            };
-          }
-          if (seen === 'new') {
-            stackOps.push(i);
-            stackStates.push(state);
-            if (op.outcome === 'ok') placedRequired++;
-            state = next;
-            lift(i);
-            entry = head.next;
-            continue;
-          }
-          flip(i);
+          continue;
         }
-        entry = entry.next;
+        stackOps.push(i);
+        stackStateIds.push(stateId);
+        if (!unknown[i]) placedRequired++;
+        stateId = nextId;
+        topUnknown = unknown[i] as boolean;
+        lift(i);
+        if (placedRequired === required) return witness();
+        const next = frame();
+        if (next === undefined) return { kind: 'budget', why: memoFullWhy(memo) };
+        frames.push(next);
       } else {
-        // Operation i returns here, but no order of the pending operations places it first.
+        // Dead end: no candidate leads to a linearization; the due operation cannot be placed.
         if (stackOps.length > deepest) {
           deepest = stackOps.length;
           explanation = explain(
@@ -385,28 +577,39 @@ function checkPartition<S, I, O>(
             outputs,
             model,
             stackOps,
-            stackStates,
-            state,
-            head,
-            entry,
+            stackStateIds,
+            states,
+            stateId,
+            { candidates: allCandidates(f), due: due() },
             required,
           );
         }
+        frames.pop();
         const last = stackOps.pop();
         if (last === undefined) {
           assert(explanation !== undefined, 'a failed search recorded why');
           return { kind: 'fail', explanation };
         }
-        state = stackStates.pop() as S;
-        if ((ops[last] as Operation<I, O>).outcome === 'ok') placedRequired--;
+        stateId = stackStateIds.pop() as number;
+        const top = stackOps[stackOps.length - 1];
+        topUnknown = top !== undefined && (unknown[top] as boolean);
+        if (!unknown[last]) placedRequired--;
         flip(last);
         lower(last);
-        entry = (calls[last] as Entry).next;
       }
     }
   } finally {
     budget.cacheEntries += memo.entries;
   }
+}
+
+/** Transition result: the operation is illegal in that state. */
+const illegalId = -1;
+/** Transition result: the memory budget is spent. */
+const memoFullId = -2;
+
+function memoFullWhy(memo: MemoTable): string {
+  return `memo reached ${memo.bytes} bytes (linearizabilityMemoBytesMax)`;
 }
 
 /** Shortens long renderings (append-built values) in explanation text; the structured fields keep them whole. */
@@ -424,21 +627,21 @@ function explain<S, I, O>(
   outputs: readonly (O | undefined)[],
   model: Model<S, I, O>,
   stackOps: readonly number[],
-  stackStates: readonly S[],
-  state: S,
-  head: Entry,
-  stuckEntry: Entry,
+  stackStateIds: readonly number[],
+  states: readonly S[],
+  stateId: number,
+  at: { readonly candidates: readonly number[]; readonly due: number },
   required: number,
 ): Explanation<I, O> {
+  const state = states[stateId] as S;
   const prefix: PrefixStep<I, O>[] = stackOps.map((i, k) => ({
     op: ops[i] as Operation<I, O>,
-    stateAfter: model.describeState(k + 1 < stackStates.length ? (stackStates[k + 1] as S) : state),
+    stateAfter: model.describeState(
+      states[k + 1 < stackStateIds.length ? (stackStateIds[k + 1] as number) : stateId] as S,
+    ),
   }));
-  const pending: Operation<I, O>[] = [];
-  for (let e = head.next; e !== null && e !== stuckEntry; e = e.next) {
-    if (e.isCall) pending.push(ops[e.op] as Operation<I, O>);
-  }
-  const stuck = ops[stuckEntry.op] as OkOperation<I, O>;
+  const pending = [...at.candidates].sort((a, b) => a - b).map((i) => ops[i] as Operation<I, O>);
+  const stuck = ops[at.due] as OkOperation<I, O>;
   const describe = (op: Operation<I, O>): string => {
     const times =
       op.outcome === 'ok' ? `[${op.invokeTime}, ${op.completeTime}]` : `[${op.invokeTime}, ?)`;
@@ -515,6 +718,7 @@ export function checkLinearizability<S, I, O>(
     (a, b) => a[1].length - b[1].length || String(a[0]).localeCompare(String(b[0])),
   );
 
+  const strategies = options.strategies ?? ['eager', 'lookahead'];
   const witness: PartitionWitness[] = [];
   const undecided: (string | undefined)[] = [];
   const why = new Set<string>();
@@ -526,7 +730,14 @@ export function checkLinearizability<S, I, O>(
     elapsedMs: now() - start,
   });
   for (const [key, ops] of order) {
-    const outcome = checkPartition(key, ops, model, budget);
+    // A portfolio: each order gets half of what is left (the last one all of it).
+    let outcome: PartitionOutcome<I, O> = { kind: 'budget', why: 'no search strategy given' };
+    for (let k = 0; k < strategies.length; k++) {
+      if (k > 0 && budget.spent()) break;
+      budget.startAttempt(k === strategies.length - 1 ? 1 : 0.5);
+      outcome = checkPartition(key, ops, model, budget, strategies[k] as SearchStrategy);
+      if (outcome.kind !== 'budget') break;
+    }
     switch (outcome.kind) {
       case 'ok':
         witness.push({ partition: key, order: outcome.order });

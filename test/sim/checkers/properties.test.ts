@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Operation } from '../../../src/sim/checkers/history.js';
+import type { SearchStrategy } from '../../../src/sim/checkers/linearizability.js';
 import {
   checkLinearizability,
   formatCheckResult,
@@ -206,6 +207,21 @@ describe('histories of sequential executions', () => {
   });
 });
 
+/** Brute-force comparisons stress unknown outcomes: half the operations end unknown or failed. */
+const fateMixed: fc.Arbitrary<Fate> = fc.constantFrom<Fate>('ok', 'ok', 'unknown-applied', 'fail');
+
+/** Each search order alone, and the default portfolio. */
+const strategyCases: { name: string; strategies?: readonly SearchStrategy[] }[] = [
+  { name: 'portfolio' },
+  { name: 'eager', strategies: ['eager'] },
+  { name: 'lookahead', strategies: ['lookahead'] },
+];
+
+/** Runs per brute-force comparison (raise with LIN_BRUTE_RUNS for a long local soak). */
+const bruteRuns = Number(process.env['LIN_BRUTE_RUNS'] ?? 300);
+/** Longest brute-forced history (LIN_BRUTE_LEN; the brute force is factorial in it). */
+const bruteLength = Number(process.env['LIN_BRUTE_LEN'] ?? 7);
+
 describe('small random histories', () => {
   // Arbitrary (mostly wrong) histories: random intervals and random outputs.
   const v = fc.integer({ min: 1, max: 2 });
@@ -221,88 +237,111 @@ describe('small random histories', () => {
     ),
     readValue: fc.option(v, { nil: null }),
     casOk: fc.boolean(),
-    fate,
+    fate: fateMixed,
     invoke: fc.integer({ min: 0, max: 12 }),
     length: fc.integer({ min: 0, max: 8 }),
   });
 
-  it('get the same verdict as a brute-force search over all orders (register)', () => {
-    const reg = registerModel<number>();
-    let linearizable = 0;
-    fc.assert(
-      fc.property(fc.array(regOp, { maxLength: 7 }), (gen) => {
-        const history: Operation<RegisterInput<number>, RegisterOutput<number>>[] = gen.map(
-          (g, id) => {
+  it.each(strategyCases)(
+    'get the same verdict as a brute-force search over all orders (register, $name)',
+    ({ strategies }) => {
+      const reg = registerModel<number>();
+      let linearizable = 0;
+      fc.assert(
+        fc.property(fc.array(regOp, { maxLength: bruteLength }), (gen) => {
+          const history: Operation<RegisterInput<number>, RegisterOutput<number>>[] = gen.map(
+            (g, id) => {
+              const base = { id, process: id, input: g.input, invokeTime: g.invoke };
+              const completeTime = g.invoke + g.length;
+              if (g.fate === 'fail') return { ...base, outcome: 'fail', completeTime };
+              if (g.fate !== 'ok') return { ...base, outcome: 'unknown' };
+              const output: RegisterOutput<number> =
+                g.input.f === 'read'
+                  ? { f: 'read', value: g.readValue }
+                  : g.input.f === 'write'
+                    ? { f: 'write' }
+                    : { f: 'cas', ok: g.casOk };
+              return { ...base, outcome: 'ok', completeTime, output };
+            },
+          );
+          const expected = bruteForce(history, reg);
+          if (expected) linearizable++;
+          const result = checkLinearizability(history, reg, strategies ? { strategies } : {});
+          expect(result.verdict, formatCheckResult(result)).toBe(
+            expected ? 'linearizable' : 'not-linearizable',
+          );
+        }),
+        { numRuns: bruteRuns },
+      );
+      // The generator must exercise both verdicts, or the comparison proves little.
+      expect(linearizable).toBeGreaterThan(bruteRuns * 0.1);
+      expect(linearizable).toBeLessThan(bruteRuns * 0.9);
+    },
+  );
+
+  it.each(strategyCases)(
+    'get the same verdict as a brute-force search without partitioning (kv, two keys, $name)',
+    ({ strategies }) => {
+      const kv = kvModel();
+      const kvOp = fc.record({
+        input: fc.oneof(
+          fc.record({ f: fc.constant('get' as const), key: fc.constantFrom('a', 'b') }),
+          fc.record({
+            f: fc.constant('put' as const),
+            key: fc.constantFrom('a', 'b'),
+            value: fc.constantFrom('1', '2'),
+          }),
+          fc.record({
+            f: fc.constant('append' as const),
+            key: fc.constantFrom('a', 'b'),
+            value: fc.constantFrom('1', '2'),
+          }),
+          fc.record({ f: fc.constant('delete' as const), key: fc.constantFrom('a', 'b') }),
+          fc.record({
+            f: fc.constant('cas' as const),
+            key: fc.constantFrom('a', 'b'),
+            expected: fc.option(fc.constantFrom('1', '2'), { nil: null }),
+            value: fc.constantFrom('1', '2'),
+          }),
+        ),
+        readValue: fc.option(fc.constantFrom('1', '2', '12', '21'), { nil: null }),
+        flag: fc.option(fc.boolean(), { nil: undefined }),
+        fate: fateMixed,
+        invoke: fc.integer({ min: 0, max: 12 }),
+        length: fc.integer({ min: 0, max: 8 }),
+      });
+      let linearizable = 0;
+      fc.assert(
+        fc.property(fc.array(kvOp, { maxLength: bruteLength }), (gen) => {
+          const history: Operation<KvInput, KvOutput>[] = gen.map((g, id) => {
             const base = { id, process: id, input: g.input, invokeTime: g.invoke };
             const completeTime = g.invoke + g.length;
             if (g.fate === 'fail') return { ...base, outcome: 'fail', completeTime };
             if (g.fate !== 'ok') return { ...base, outcome: 'unknown' };
-            const output: RegisterOutput<number> =
-              g.input.f === 'read'
-                ? { f: 'read', value: g.readValue }
-                : g.input.f === 'write'
-                  ? { f: 'write' }
-                  : { f: 'cas', ok: g.casOk };
+            const f = g.input.f;
+            const output: KvOutput =
+              f === 'get'
+                ? { f, value: g.readValue }
+                : f === 'cas'
+                  ? { f, ok: g.flag ?? true }
+                  : f === 'delete'
+                    ? g.flag === undefined
+                      ? { f }
+                      : { f, deleted: g.flag }
+                    : { f };
             return { ...base, outcome: 'ok', completeTime, output };
-          },
-        );
-        const expected = bruteForce(history, reg);
-        if (expected) linearizable++;
-        const result = checkLinearizability(history, reg);
-        expect(result.verdict, formatCheckResult(result)).toBe(
-          expected ? 'linearizable' : 'not-linearizable',
-        );
-      }),
-      { numRuns: 400 },
-    );
-    // The generator must exercise both verdicts, or the comparison proves little.
-    expect(linearizable).toBeGreaterThan(40);
-    expect(linearizable).toBeLessThan(360);
-  });
-
-  it('get the same verdict as a brute-force search without partitioning (kv, two keys)', () => {
-    const kv = kvModel();
-    const kvOp = fc.record({
-      input: fc.oneof(
-        fc.record({ f: fc.constant('get' as const), key: fc.constantFrom('a', 'b') }),
-        fc.record({
-          f: fc.constant('put' as const),
-          key: fc.constantFrom('a', 'b'),
-          value: fc.constantFrom('1', '2'),
+          });
+          const expected = bruteForce(history, kv);
+          if (expected) linearizable++;
+          const result = checkLinearizability(history, kv, strategies ? { strategies } : {});
+          expect(result.verdict, formatCheckResult(result)).toBe(
+            expected ? 'linearizable' : 'not-linearizable',
+          );
         }),
-        fc.record({
-          f: fc.constant('append' as const),
-          key: fc.constantFrom('a', 'b'),
-          value: fc.constantFrom('1', '2'),
-        }),
-      ),
-      readValue: fc.option(fc.constantFrom('1', '2', '12', '21'), { nil: null }),
-      fate,
-      invoke: fc.integer({ min: 0, max: 12 }),
-      length: fc.integer({ min: 0, max: 8 }),
-    });
-    let linearizable = 0;
-    fc.assert(
-      fc.property(fc.array(kvOp, { maxLength: 7 }), (gen) => {
-        const history: Operation<KvInput, KvOutput>[] = gen.map((g, id) => {
-          const base = { id, process: id, input: g.input, invokeTime: g.invoke };
-          const completeTime = g.invoke + g.length;
-          if (g.fate === 'fail') return { ...base, outcome: 'fail', completeTime };
-          if (g.fate !== 'ok') return { ...base, outcome: 'unknown' };
-          const output: KvOutput =
-            g.input.f === 'get' ? { f: 'get', value: g.readValue } : { f: g.input.f };
-          return { ...base, outcome: 'ok', completeTime, output };
-        });
-        const expected = bruteForce(history, kv);
-        if (expected) linearizable++;
-        const result = checkLinearizability(history, kv);
-        expect(result.verdict, formatCheckResult(result)).toBe(
-          expected ? 'linearizable' : 'not-linearizable',
-        );
-      }),
-      { numRuns: 400 },
-    );
-    expect(linearizable).toBeGreaterThan(40);
-    expect(linearizable).toBeLessThan(360);
-  });
+        { numRuns: bruteRuns },
+      );
+      expect(linearizable).toBeGreaterThan(bruteRuns * 0.1);
+      expect(linearizable).toBeLessThan(bruteRuns * 0.9);
+    },
+  );
 });
