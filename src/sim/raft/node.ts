@@ -52,6 +52,11 @@ export interface RaftSimNodeOptions {
   readonly snapshotEvery: number;
   /** Scenario counters. */
   readonly counts: Record<string, number>;
+  /**
+   * TEST-ONLY shell bug: answer reads from the local state machine at once, on any node,
+   * without ReadIndex — stale reads the linearizability check must catch.
+   */
+  readonly unsafeLocalReads?: boolean;
 }
 
 interface PendingProposal {
@@ -174,6 +179,10 @@ export class RaftSimNode implements SimNode<RaftMessage> {
     const core = this.core;
     if (core === undefined) {
       done('fail');
+      return;
+    }
+    if (this.options.unsafeLocalReads === true) {
+      done('ok', { f: 'get', value: this.sm.get(key) });
       return;
     }
     const ctx = this.nextReadCtx++;

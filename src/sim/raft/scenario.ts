@@ -49,6 +49,8 @@ export interface RaftScenarioOptions {
   readonly durabilityChecks?: boolean;
   /** Run the §5.4.2 commit-rule check (default true). */
   readonly commitRuleCheck?: boolean;
+  /** TEST-ONLY: nodes answer reads locally without ReadIndex (the history check must fail). */
+  readonly unsafeLocalReads?: boolean;
   /** Overrides of the drawn core options (to explore one corner; the draws are unchanged). */
   readonly raft?: Partial<Omit<RaftOptions, 'id' | 'random' | 'bugs'>>;
   /** Override of the drawn compaction interval (entries applied between snapshots; 0: never). */
@@ -149,6 +151,7 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
         diskDelayMs: { minMs: 0, maxMs: diskMaxMs },
         snapshotEvery,
         counts,
+        ...(options.unsafeLocalReads === true ? { unsafeLocalReads: true } : {}),
       }),
   );
   const byId = new Map(nodes.map((n) => [n.id, n]));

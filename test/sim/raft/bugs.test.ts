@@ -37,6 +37,12 @@ describe('the simulator catches each deliberate core bug', () => {
     expect(r?.message).toMatch(/voted for both|two leaders in term/);
   });
 
+  it('a shell serving reads locally without ReadIndex: the client history is not linearizable within 10 seeds', async () => {
+    const r = await firstFailingSeed({ unsafeLocalReads: true }, 10);
+    expect(r, 'no seed caught it').toBeDefined();
+    expect(r?.message).toMatch(/client history not linearizable/);
+  });
+
   it('a correct core passes the same seeds', async () => {
     expect(await firstFailingSeed({}, 30)).toBeUndefined();
   });
