@@ -2,6 +2,7 @@
  * Pub/sub over both transports: per-publisher order, at-most-once delivery,
  * at-least-once redelivery after a subscriber's outage, and overflow reports.
  */
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nodeId } from '../../src/lib/ids.js';
 import type { NodeId } from '../../src/lib/ids.js';
@@ -149,5 +150,65 @@ describe('pub/sub loss report (memory)', () => {
     } finally {
       await h.cleanup();
     }
+  });
+});
+
+describe('pub/sub at-least-once under random subscriber outages (memory, property)', () => {
+  it('every message reaches some incarnation of the subscriber, each in publish order', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            publish: fc.integer({ min: 0, max: 20 }),
+            restart: fc.boolean(),
+            duringOutage: fc.integer({ min: 0, max: 20 }),
+          }),
+          {
+            minLength: 1,
+            maxLength: 6,
+          },
+        ),
+        async (plan) => {
+          const h = harnesses[0]?.() as RpcHarness;
+          try {
+            const a = await h.node('a', { pubsub: { redeliverMs: 5 } });
+            const incarnations: number[][] = [];
+            const start = async (): Promise<RpcNode> => {
+              const got: number[] = [];
+              incarnations.push(got);
+              const b = await h.node('b');
+              b.pubsub.subscribe('p', (m) => got.push((m as { n: number }).n), {
+                publishers: [A],
+                atLeastOnce: true,
+              });
+              return b;
+            };
+            let b = await start();
+            await waitFor(() => a.pubsub.subscribersOf('p').length === 1, 'subscribed');
+            let n = 0;
+            for (const step of plan) {
+              for (let i = 0; i < step.publish; i++) a.pubsub.publish('p', { n: n++ });
+              if (step.restart) {
+                await b.close();
+                // Published while the subscriber is down: only redelivery brings these.
+                for (let i = 0; i < step.duringOutage; i++) a.pubsub.publish('p', { n: n++ });
+                b = await start();
+              }
+            }
+            await waitFor(() => a.pubsub.unackedFor('p', nodeId('b')) === 0, 'all acked');
+            const seen = new Set(incarnations.flat());
+            for (let i = 0; i < n; i++) expect(seen.has(i)).toBe(true);
+            for (const got of incarnations) {
+              for (let i = 1; i < got.length; i++) {
+                expect(got[i] as number).toBeGreaterThan(got[i - 1] as number);
+              }
+            }
+          } finally {
+            await h.cleanup();
+          }
+        },
+      ),
+      { numRuns: 15 },
+    );
   });
 });
