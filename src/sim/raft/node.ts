@@ -57,6 +57,8 @@ export interface RaftSimNodeOptions {
    * without ReadIndex — stale reads the linearizability check must catch.
    */
   readonly unsafeLocalReads?: boolean;
+  /** TEST-ONLY shell bug: send a Ready's messages as soon as its write is issued, before the sync. */
+  readonly sendBeforePersist?: boolean;
 }
 
 interface PendingProposal {
@@ -287,11 +289,13 @@ export class RaftSimNode implements SimNode<RaftMessage> {
       }
       const { minMs, maxMs } = this.options.diskDelayMs;
       const delay = this.options.random.intBetween(minMs, maxMs) * this.diskSlowdown;
+      const early = this.options.sendBeforePersist === true;
+      if (early) for (const m of rd.messages) ctx.send(m.to, m);
       ctx.setTimer(delay, () => {
         // Raft Figure 2: what the Ready promises is durable before any of its messages leave.
         this.disk.sync();
         this.outstanding = undefined;
-        this.finish(rd);
+        this.finish(rd, early);
         this.pump();
         this.check();
       });
@@ -300,11 +304,11 @@ export class RaftSimNode implements SimNode<RaftMessage> {
   }
 
   /** Steps 2-5 of the Ready contract, once step 1 (persist) is durable. */
-  private finish(rd: Ready): void {
+  private finish(rd: Ready, sent = false): void {
     const core = this.core;
     const ctx = this.ctx;
     if (core === undefined || ctx === undefined) return;
-    for (const m of rd.messages) ctx.send(m.to, m);
+    if (!sent) for (const m of rd.messages) ctx.send(m.to, m);
     if (rd.snapshot?.restore === true) {
       const meta = rd.snapshot.snapshot.meta;
       this.sm = KvStateMachine.restore(rd.snapshot.snapshot.data);

@@ -51,6 +51,8 @@ export interface RaftScenarioOptions {
   readonly commitRuleCheck?: boolean;
   /** TEST-ONLY: nodes answer reads locally without ReadIndex (the history check must fail). */
   readonly unsafeLocalReads?: boolean;
+  /** TEST-ONLY: the shell sends a Ready's messages before its write is synced. */
+  readonly sendBeforePersist?: boolean;
   /** Overrides of the drawn core options (to explore one corner; the draws are unchanged). */
   readonly raft?: Partial<Omit<RaftOptions, 'id' | 'random' | 'bugs'>>;
   /** Override of the drawn compaction interval (entries applied between snapshots; 0: never). */
@@ -152,6 +154,7 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
         snapshotEvery,
         counts,
         ...(options.unsafeLocalReads === true ? { unsafeLocalReads: true } : {}),
+        ...(options.sendBeforePersist === true ? { sendBeforePersist: true } : {}),
       }),
   );
   const byId = new Map(nodes.map((n) => [n.id, n]));

@@ -43,6 +43,11 @@ describe('the simulator catches each deliberate core bug', () => {
     expect(r?.message).toMatch(/client history not linearizable/);
   });
 
+  it('a shell sending before persisting: caught by the persist-before-send check within 10 seeds', async () => {
+    const r = await firstFailingSeed({ sendBeforePersist: true }, 10);
+    expect(r?.message).toMatch(/persist before send/);
+  });
+
   it('a correct core passes the same seeds', async () => {
     expect(await firstFailingSeed({}, 30)).toBeUndefined();
   });
