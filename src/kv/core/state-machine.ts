@@ -1,0 +1,824 @@
+/**
+ * The KV store's replicated state machine: pure, deterministic, synchronous.
+ * Every replica applies the same committed entries in the same order and ends
+ * in the same state; no clock, randomness or I/O (time arrives only in lease
+ * commands the leader proposes, see leases.ts).
+ *
+ * `apply(entry)` validates the whole command first and only then mutates, so a
+ * refused command (a definite CohortError code in `error`) changes nothing
+ * except its session's memory of the refusal. Each applied command returns its
+ * result and the watch events it caused, all at one revision.
+ *
+ * ```ts
+ * const sm = new KvStateMachine();
+ * const out = sm.apply({ command: { type: 'put', key: kvKey('a'), value: kvKey('1') } });
+ * if (out.ok) fanOut(out.events);                        // [{ type: 'PUT', kv, prevKv? }]
+ * sm.read({ type: 'range', key: kvKey('a') });           // serializable / ReadIndex read
+ * sm.eventsSince({ key: kvKey('a') }, 1);                // watch catch-up
+ * const copy = KvStateMachine.fromSnapshot(sm.snapshot());
+ * ```
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import { assert, assertNever } from '../../lib/assert.js';
+import { CohortError, isCohortError } from '../../lib/errors.js';
+import { limits } from '../../lib/limits.js';
+import { EMPTY_BYTES, compareBytes, fromByteString, toByteString } from './bytes.js';
+import { LeaseTable } from './leases.js';
+import type { Lease } from './leases.js';
+import { MvccStore, inRange } from './mvcc.js';
+import type { KeyEntry, KeyRecord } from './mvcc.js';
+import { SessionTable, checkClientId, checkSessionTag } from './sessions.js';
+import type { SessionOutcome, SessionRecord } from './sessions.js';
+import type {
+  Compare,
+  CompactRequest,
+  DeleteRangeRequest,
+  DeleteRangeResult,
+  KeyValue,
+  KvApplied,
+  KvCommand,
+  KvEntry,
+  KvEvent,
+  KvFailure,
+  KvResult,
+  LeaseCheckpointRequest,
+  LeaseExpireRequest,
+  LeaseGrantRequest,
+  LeaseInfo,
+  PutRequest,
+  PutResult,
+  RangeRequest,
+  RangeResult,
+  TxnOpResult,
+  TxnRequest,
+  TxnResult,
+} from './types.js';
+import {
+  checkArray,
+  checkFlag,
+  checkInt,
+  checkKey,
+  checkRangeRequest,
+  checkTxnShape,
+  checkValue,
+  invalid,
+  resolveRange,
+} from './validate.js';
+import type { ResolvedRange } from './validate.js';
+
+/** Version of the snapshot encoding; other versions are refused with CORRUPTION. */
+export const KV_SNAPSHOT_VERSION = 1;
+
+/** A txn op with its branch decided and its range resolved, ready to run. */
+type PlannedOp =
+  | { readonly kind: 'range'; readonly op: RangeRequest; readonly range: ResolvedRange }
+  | { readonly kind: 'put'; readonly op: PutRequest; readonly keyStr: string }
+  | { readonly kind: 'deleteRange'; readonly op: DeleteRangeRequest; readonly range: ResolvedRange }
+  | { readonly kind: 'txn'; readonly plan: TxnPlan };
+
+interface TxnPlan {
+  readonly succeeded: boolean;
+  readonly ops: readonly PlannedOp[];
+}
+
+/** What a command produced before its revision is known. */
+interface Executed {
+  readonly result: KvResult;
+  readonly events: readonly KvEvent[];
+}
+
+// Plain MessagePack maps (no record extension), so snapshots are readable by any decoder.
+const packr = new Packr({ useRecords: false });
+const unpackr = new Unpackr({ useRecords: false });
+
+/** The KV state machine (see file comment). */
+export class KvStateMachine {
+  private mvcc = new MvccStore();
+  private leases = new LeaseTable();
+  private sessions = new SessionTable();
+
+  /** Builds a state machine from {@link snapshot} bytes; CORRUPTION if they are not one. */
+  static fromSnapshot(bytes: Uint8Array): KvStateMachine {
+    const sm = new KvStateMachine();
+    sm.restore(bytes);
+    return sm;
+  }
+
+  /** The store's revision (of the last change to the keyspace). */
+  get revision(): number {
+    return this.mvcc.revision;
+  }
+
+  /** Reads and replays below this revision answer COMPACTED. */
+  get compactedRevision(): number {
+    return this.mvcc.compactedRevision;
+  }
+
+  /** Keys that exist now. */
+  get keyCount(): number {
+    return this.mvcc.liveKeys;
+  }
+
+  /** Sessions remembered. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * Applies one committed entry. Never throws for bad input: a refused command
+   * comes back as `{ ok: false, error }` with nothing changed. Throws only an
+   * AssertionError (a bug).
+   */
+  apply(entry: KvEntry): KvApplied {
+    const tag = entry.session;
+    if (tag !== undefined) {
+      try {
+        checkSessionTag(tag);
+      } catch (e) {
+        return this.refusal(failureOf(e), false);
+      }
+      const verdict = this.sessions.check(tag);
+      if (verdict.kind === 'duplicate') {
+        const o = verdict.outcome;
+        return o.ok
+          ? { ok: true, result: o.result, events: [], revision: this.revision, duplicate: true }
+          : this.refusal(o.error, true);
+      }
+      if (verdict.kind === 'refused') return this.refusal(verdict.error, false);
+    }
+    let outcome: SessionOutcome;
+    let events: readonly KvEvent[] = [];
+    try {
+      const done = this.execute(entry.command);
+      outcome = { ok: true, result: done.result };
+      events = done.events;
+    } catch (e) {
+      outcome = { ok: false, error: failureOf(e) };
+    }
+    if (tag !== undefined) this.sessions.record(tag, outcome);
+    return outcome.ok
+      ? { ok: true, result: outcome.result, events, revision: this.revision, duplicate: false }
+      : this.refusal(outcome.error, false);
+  }
+
+  /**
+   * A read outside the log (serializable reads, or linearizable ones after a
+   * ReadIndex). Throws CohortError on bad input, COMPACTED or a future revision.
+   */
+  read(req: RangeRequest): RangeResult {
+    if (typeof req !== 'object' || req === null) invalid('range request must be an object');
+    const range = checkRangeRequest(req, 'range');
+    this.checkReadRevision(req.revision ?? 0, this.revision);
+    return this.runRange(req, range, req.revision ?? 0);
+  }
+
+  /**
+   * Every event at revision >= `startRevision` on the keys of `range`, oldest
+   * first: a watch's catch-up. COMPACTED if `startRevision` is at or below the
+   * compacted revision (those events, or their prevKv, are gone). A start
+   * beyond the current revision gives nothing (yet).
+   */
+  eventsSince(range: { key: Uint8Array; rangeEnd?: Uint8Array }, startRevision: number): KvEvent[] {
+    const r = resolveRange(range.key, range.rangeEnd, 'watch');
+    checkInt(startRevision, 'startRevision', 1);
+    if (startRevision <= this.compactedRevision) {
+      throw new CohortError(
+        'COMPACTED',
+        `watch from revision ${startRevision}: compacted up to ${this.compactedRevision}`,
+        { details: { revision: startRevision, compactedRevision: this.compactedRevision } },
+      );
+    }
+    return this.mvcc.eventsSince(r, startRevision);
+  }
+
+  /** A lease's TTL state (NOT_FOUND if it is not alive), with its keys if asked. */
+  leaseTimeToLive(id: number, withKeys = false): LeaseInfo {
+    checkInt(id, 'id', 1);
+    const lease = this.leases.get(id);
+    if (lease === undefined) {
+      throw new CohortError('NOT_FOUND', `lease ${id} not found`, { details: { lease: id } });
+    }
+    return leaseInfo(lease, withKeys);
+  }
+
+  /** Every live lease by id (a new leader starts its deadlines from these). */
+  leaseList(): LeaseInfo[] {
+    return this.leases.list().map((l) => leaseInfo(l, false));
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  private refusal(error: KvFailure, duplicate: boolean): KvApplied {
+    return { ok: false, error, revision: this.revision, duplicate };
+  }
+
+  private execute(command: KvCommand): Executed {
+    if (typeof command !== 'object' || command === null) invalid('command must be an object');
+    switch (command.type) {
+      case 'range':
+        return { result: this.read(command), events: [] };
+      case 'put':
+        return this.execTxnLike([{ kind: 'put', op: command, keyStr: this.planPut(command) }]);
+      case 'deleteRange':
+        return this.execTxnLike([
+          { kind: 'deleteRange', op: command, range: this.planDelete(command) },
+        ]);
+      case 'txn':
+        return this.execTxn(command);
+      case 'compact':
+        return this.execCompact(command);
+      case 'leaseGrant':
+        return this.execLeaseGrant(command);
+      case 'leaseRevoke': {
+        checkInt(command.id, 'id', 1);
+        this.requireLease(command.id);
+        const { events, deleted } = this.revokeLeases([command.id]);
+        return { result: { type: 'leaseRevoke', revision: this.revision, deleted }, events };
+      }
+      case 'leaseKeepAlive': {
+        checkInt(command.id, 'id', 1);
+        this.requireLease(command.id);
+        const l = this.leases.keepAlive(command.id);
+        return {
+          result: {
+            type: 'leaseKeepAlive',
+            revision: this.revision,
+            id: l.id,
+            ttlMs: l.ttlMs,
+            epoch: l.epoch,
+          },
+          events: [],
+        };
+      }
+      case 'leaseCheckpoint':
+        return this.execLeaseCheckpoint(command);
+      case 'leaseExpire':
+        return this.execLeaseExpire(command);
+      case 'sessionEnd': {
+        checkClientId(command.clientId);
+        const existed = this.sessions.end(command.clientId);
+        return { result: { type: 'sessionEnd', revision: this.revision, existed }, events: [] };
+      }
+      default:
+        return invalid(`unknown command type ${String((command as { type: unknown }).type)}`);
+    }
+  }
+
+  /** A single put or delete runs as a one-op txn plan (same checks, one revision). */
+  private execTxnLike(ops: PlannedOp[]): Executed {
+    this.checkPlan({ succeeded: true, ops });
+    const { responses, events } = this.runPlan({ succeeded: true, ops });
+    const result = responses[0];
+    assert(result !== undefined, 'one op, one response');
+    return { result, events };
+  }
+
+  private execTxn(txn: TxnRequest): Executed {
+    if (typeof txn !== 'object' || txn === null) invalid('txn must be an object');
+    checkTxnShape(txn);
+    const plan = this.planTxn(txn);
+    this.checkPlan(plan);
+    const { responses, events } = this.runPlan(plan);
+    const result: TxnResult = {
+      type: 'txn',
+      revision: this.revision,
+      succeeded: plan.succeeded,
+      responses,
+    };
+    return { result, events };
+  }
+
+  private execCompact(cmd: CompactRequest): Executed {
+    checkInt(cmd.revision, 'revision', 1);
+    if (cmd.revision <= this.compactedRevision) {
+      throw new CohortError(
+        'COMPACTED',
+        `revision ${cmd.revision} is already compacted (compacted revision ${this.compactedRevision})`,
+        { details: { revision: cmd.revision, compactedRevision: this.compactedRevision } },
+      );
+    }
+    if (cmd.revision > this.revision) throw futureRevision(cmd.revision, this.revision);
+    this.mvcc.compact(cmd.revision);
+    return {
+      result: {
+        type: 'compact',
+        revision: this.revision,
+        compactedRevision: this.compactedRevision,
+      },
+      events: [],
+    };
+  }
+
+  private execLeaseGrant(cmd: LeaseGrantRequest): Executed {
+    checkInt(cmd.ttlMs, 'ttlMs');
+    if (cmd.ttlMs < limits.kvLeaseTtlMsMin || cmd.ttlMs > limits.kvLeaseTtlMsMax) {
+      invalid(`ttlMs must be within ${limits.kvLeaseTtlMsMin}..${limits.kvLeaseTtlMsMax}`, {
+        field: 'ttlMs',
+      });
+    }
+    const id = cmd.id ?? 0;
+    checkInt(id, 'id');
+    if (id !== 0 && this.leases.get(id) !== undefined) {
+      throw new CohortError('ALREADY_EXISTS', `lease ${id} already exists`, {
+        details: { lease: id },
+      });
+    }
+    if (this.leases.size >= limits.kvLeasesMax) {
+      throw new CohortError('OVERLOADED', `kvLeasesMax ${limits.kvLeasesMax} leases are alive`);
+    }
+    if (id === 0 && !Number.isSafeInteger(this.leases.peekFreeId() + 1)) {
+      throw new CohortError('OVERLOADED', 'lease ids exhausted');
+    }
+    const l = this.leases.grant(id, cmd.ttlMs);
+    return {
+      result: { type: 'leaseGrant', revision: this.revision, id: l.id, ttlMs: l.ttlMs },
+      events: [],
+    };
+  }
+
+  private execLeaseCheckpoint(cmd: LeaseCheckpointRequest): Executed {
+    checkArray(cmd.leases, 'leases', limits.kvLeasesMax);
+    for (const [i, c] of cmd.leases.entries()) {
+      if (typeof c !== 'object' || c === null) invalid(`leases[${i}] must be an object`);
+      checkInt(c.id, `leases[${i}].id`, 1);
+      checkInt(c.remainingMs, `leases[${i}].remainingMs`);
+    }
+    for (const c of cmd.leases) {
+      const l = this.leases.get(c.id);
+      if (l !== undefined) l.remainingMs = Math.min(c.remainingMs, l.ttlMs);
+    }
+    return { result: { type: 'leaseCheckpoint', revision: this.revision }, events: [] };
+  }
+
+  private execLeaseExpire(cmd: LeaseExpireRequest): Executed {
+    checkArray(cmd.leases, 'leases', limits.kvLeasesMax);
+    for (const [i, c] of cmd.leases.entries()) {
+      if (typeof c !== 'object' || c === null) invalid(`leases[${i}] must be an object`);
+      checkInt(c.id, `leases[${i}].id`, 1);
+      checkInt(c.epoch, `leases[${i}].epoch`);
+    }
+    const ids = [
+      ...new Set(
+        cmd.leases.filter((c) => this.leases.get(c.id)?.epoch === c.epoch).map((c) => c.id),
+      ),
+    ];
+    const { events, deleted } = this.revokeLeases(ids);
+    return {
+      result: { type: 'leaseExpire', revision: this.revision, expired: ids, deleted },
+      events,
+    };
+  }
+
+  /** Removes the leases and deletes all their keys at one revision. */
+  private revokeLeases(ids: readonly number[]): { events: KvEvent[]; deleted: number } {
+    let deleted = 0;
+    this.mvcc.beginWrite();
+    for (const id of ids) {
+      for (const keyStr of this.leases.remove(id)) {
+        const prev = this.mvcc.delete(keyStr);
+        assert(prev !== undefined && prev.lease === id, 'lease key set out of sync');
+        deleted++;
+      }
+    }
+    return { events: this.mvcc.endWrite(), deleted };
+  }
+
+  private requireLease(id: number): Lease {
+    const l = this.leases.get(id);
+    if (l === undefined) {
+      throw new CohortError('NOT_FOUND', `lease ${id} not found`, { details: { lease: id } });
+    }
+    return l;
+  }
+
+  // -------------------------------------------------------- txn planning
+
+  private planPut(op: PutRequest): string {
+    checkKey(op.key, 'put.key');
+    checkValue(op.value, 'put.value');
+    if (op.lease !== undefined) checkInt(op.lease, 'put.lease');
+    checkFlag(op.prevKv, 'put.prevKv');
+    checkFlag(op.ignoreValue, 'put.ignoreValue');
+    checkFlag(op.ignoreLease, 'put.ignoreLease');
+    if (op.ignoreLease === true && op.lease !== undefined && op.lease !== 0) {
+      invalid('put: lease and ignoreLease together');
+    }
+    return toByteString(op.key);
+  }
+
+  private planDelete(op: DeleteRangeRequest): ResolvedRange {
+    const range = resolveRange(op.key, op.rangeEnd, 'deleteRange');
+    checkFlag(op.prevKv, 'deleteRange.prevKv');
+    return range;
+  }
+
+  /** Decides every branch against the state before the txn (etcd's rule for nested txns). */
+  private planTxn(txn: TxnRequest): TxnPlan {
+    const succeeded = txn.compare.every((c) => this.evalCompare(c));
+    const ops = (succeeded ? txn.success : txn.failure).map((op): PlannedOp => {
+      switch (op.type) {
+        case 'range':
+          return { kind: 'range', op, range: resolveRange(op.key, op.rangeEnd, 'range') };
+        case 'put':
+          return { kind: 'put', op, keyStr: toByteString(op.key) };
+        case 'deleteRange':
+          return { kind: 'deleteRange', op, range: resolveRange(op.key, op.rangeEnd, 'delete') };
+        case 'txn':
+          return { kind: 'txn', plan: this.planTxn(op) };
+        default:
+          return assertNever(op, 'txn op type checked by checkTxnShape');
+      }
+    });
+    return { succeeded, ops };
+  }
+
+  private evalCompare(c: Compare): boolean {
+    const range = resolveRange(c.key, c.rangeEnd, 'compare');
+    let any = false;
+    let all = true;
+    this.mvcc.scan(range, Infinity, (kv) => {
+      any = true;
+      if (!compareOne(c, kv)) all = false;
+      return all;
+    });
+    if (any) return all;
+    if (c.target === 'value') return false;
+    return compareOne(c, undefined);
+  }
+
+  /**
+   * The semantic checks of the ops a plan will run, against the state before
+   * it: leases exist, ignoreValue/ignoreLease keys exist, read revisions are
+   * readable, and no key is written twice. Throws before anything changes.
+   */
+  private checkPlan(plan: TxnPlan): void {
+    const puts = new Map<string, number>();
+    const deletes: ResolvedRange[] = [];
+    const visit = (p: TxnPlan): void => {
+      for (const step of p.ops) {
+        switch (step.kind) {
+          case 'range':
+            this.checkReadRevision(step.op.revision ?? 0, this.revision);
+            break;
+          case 'put': {
+            const op = step.op;
+            if (puts.has(step.keyStr)) {
+              invalid('txn puts the same key twice', { key: step.keyStr });
+            }
+            puts.set(step.keyStr, 1);
+            if (op.lease !== undefined && op.lease !== 0) this.requireLease(op.lease);
+            if ((op.ignoreValue === true || op.ignoreLease === true) && !this.exists(step.keyStr)) {
+              throw new CohortError(
+                'NOT_FOUND',
+                'put with ignoreValue or ignoreLease on a missing key',
+                { details: { field: 'put.key' } },
+              );
+            }
+            break;
+          }
+          case 'deleteRange':
+            deletes.push(step.range);
+            break;
+          case 'txn':
+            visit(step.plan);
+            break;
+          default:
+            assertNever(step);
+        }
+      }
+    };
+    visit(plan);
+    for (const k of puts.keys()) {
+      if (deletes.some((r) => inRange(r, k))) {
+        invalid('txn puts a key it also deletes', { key: k });
+      }
+    }
+  }
+
+  private exists(keyStr: string): boolean {
+    return this.mvcc.current(keyStr) !== undefined;
+  }
+
+  /** Runs a checked plan in one write batch; results carry the final revision. */
+  private runPlan(plan: TxnPlan): { responses: TxnOpResult[]; events: KvEvent[] } {
+    this.mvcc.beginWrite();
+    const responses = this.runOps(plan);
+    const events = this.mvcc.endWrite();
+    const rev = this.revision;
+    return { responses: responses.map((r) => withRevision(r, rev)), events };
+  }
+
+  private runOps(plan: TxnPlan): TxnOpResult[] {
+    return plan.ops.map((step): TxnOpResult => {
+      switch (step.kind) {
+        case 'range': {
+          const at = step.op.revision ?? 0;
+          return this.runRange(step.op, step.range, at);
+        }
+        case 'put':
+          return this.runPut(step.op, step.keyStr);
+        case 'deleteRange':
+          return this.runDelete(step.op, step.range);
+        case 'txn':
+          return {
+            type: 'txn',
+            revision: 0,
+            succeeded: step.plan.succeeded,
+            responses: this.runOps(step.plan),
+          };
+        default:
+          return assertNever(step);
+      }
+    });
+  }
+
+  private runPut(op: PutRequest, keyStr: string): PutResult {
+    const cur = this.mvcc.current(keyStr);
+    const value = op.ignoreValue === true ? (cur as KeyValue).value : op.value;
+    const lease = op.ignoreLease === true ? (cur as KeyValue).lease : (op.lease ?? 0);
+    const prev = this.mvcc.put(op.key, value, lease);
+    if (prev?.lease !== lease) {
+      this.leases.detach(prev?.lease ?? 0, keyStr);
+      this.leases.attach(lease, keyStr);
+    }
+    return op.prevKv === true && prev !== undefined
+      ? { type: 'put', revision: 0, prevKv: prev }
+      : { type: 'put', revision: 0 };
+  }
+
+  private runDelete(op: DeleteRangeRequest, range: ResolvedRange): DeleteRangeResult {
+    const doomed: string[] = [];
+    this.mvcc.scan(range, Infinity, (_kv, keyStr) => {
+      doomed.push(keyStr);
+      return true;
+    });
+    const prevKvs: KeyValue[] = [];
+    for (const keyStr of doomed) {
+      const prev = this.mvcc.delete(keyStr);
+      assert(prev !== undefined, 'scanned key vanished');
+      this.leases.detach(prev.lease, keyStr);
+      prevKvs.push(prev);
+    }
+    return op.prevKv === true
+      ? { type: 'deleteRange', revision: 0, deleted: doomed.length, prevKvs }
+      : { type: 'deleteRange', revision: 0, deleted: doomed.length };
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** COMPACTED below the compacted revision, FAILED_PRECONDITION past `current`. */
+  private checkReadRevision(rev: number, current: number): void {
+    if (rev === 0) return;
+    if (rev < this.compactedRevision) {
+      throw new CohortError(
+        'COMPACTED',
+        `revision ${rev} is compacted (compacted revision ${this.compactedRevision})`,
+        { details: { revision: rev, compactedRevision: this.compactedRevision } },
+      );
+    }
+    if (rev > current) throw futureRevision(rev, current);
+  }
+
+  /** Reads `range` as of revision `at` (0: the latest, an open write batch included). */
+  private runRange(req: RangeRequest, range: ResolvedRange, at: number): RangeResult {
+    const revision = this.revision;
+    const found: KeyValue[] = [];
+    this.mvcc.scan(range, at === 0 ? Infinity : at, (kv) => {
+      found.push(kv);
+      return true;
+    });
+    const count = found.length;
+    if (req.countOnly === true) return { type: 'range', revision, kvs: [], count, more: false };
+    const target = req.sortTarget ?? 'key';
+    let order = req.sortOrder ?? 'none';
+    if (order === 'none' && target !== 'key') order = 'ascend';
+    if (order !== 'none' && target !== 'key') {
+      const sign = order === 'ascend' ? 1 : -1;
+      found.sort((a, b) => sign * compareTarget(target, a, b));
+    } else if (order === 'descend') {
+      found.reverse();
+    }
+    const limit = req.limit ?? 0;
+    const more = limit > 0 && count > limit;
+    let kvs = more ? found.slice(0, limit) : found;
+    if (req.keysOnly === true) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY_BYTES }));
+    return { type: 'range', revision, kvs, count, more };
+  }
+
+  // ------------------------------------------------------------ snapshots
+
+  /**
+   * The whole state as MessagePack bytes: revisions, every key with its
+   * history since compaction, leases, sessions (in LRU order) and the next
+   * lease id. Equal states give equal bytes.
+   */
+  snapshot(): Uint8Array {
+    const keys: unknown[] = [];
+    for (const [, e] of this.mvcc.entries()) {
+      const recs: unknown[] = [];
+      for (const r of e.hist) {
+        if (r.kv === undefined) recs.push(r.rev, r.sub, null, 0, 0, 0);
+        else recs.push(r.rev, r.sub, r.kv.value, r.kv.createRevision, r.kv.version, r.kv.lease);
+      }
+      keys.push([e.key, recs]);
+    }
+    const leases = this.leases.list().map((l) => [l.id, l.ttlMs, l.remainingMs, l.epoch]);
+    const sessions = [...this.sessions.entries()].map(([id, s]) => [id, s.seq, s.outcome]);
+    // pack() may return a view of msgpackr's reused buffer: copy it out.
+    return new Uint8Array(
+      packr.pack({
+        v: KV_SNAPSHOT_VERSION,
+        revision: this.revision,
+        compacted: this.compactedRevision,
+        nextLeaseId: this.leases.nextId,
+        keys,
+        leases,
+        sessions,
+      }),
+    );
+  }
+
+  /**
+   * Replaces the whole state with a {@link snapshot}'s. CORRUPTION (and no
+   * change) if the bytes are not a snapshot of this version.
+   */
+  restore(bytes: Uint8Array): void {
+    const next = new KvStateMachine();
+    try {
+      next.load(unpackr.unpack(bytes));
+    } catch (e) {
+      if (isCohortError(e) && e.code === 'CORRUPTION') throw e;
+      throw new CohortError('CORRUPTION', 'KV snapshot could not be decoded', { cause: e });
+    }
+    this.mvcc = next.mvcc;
+    this.leases = next.leases;
+    this.sessions = next.sessions;
+  }
+
+  private load(raw: unknown): void {
+    const bad = (what: string): never => {
+      throw new CohortError('CORRUPTION', `KV snapshot: ${what}`);
+    };
+    const int = (n: unknown, what: string): number =>
+      typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : bad(what);
+    if (typeof raw !== 'object' || raw === null) return bad('not a map');
+    const s = raw as Record<string, unknown>;
+    if (s['v'] !== KV_SNAPSHOT_VERSION)
+      bad(`version ${String(s['v'])} is not ${KV_SNAPSHOT_VERSION}`);
+    const revision = int(s['revision'], 'revision');
+    const compacted = int(s['compacted'], 'compacted');
+    if (!Array.isArray(s['keys']) || !Array.isArray(s['leases']) || !Array.isArray(s['sessions'])) {
+      bad('keys, leases or sessions missing');
+    }
+    const leaseRows = (s['leases'] as unknown[]).map((row) => {
+      if (!Array.isArray(row) || row.length !== 4) return bad('lease row');
+      const r = row as unknown[];
+      return {
+        id: int(r[0], 'lease id'),
+        ttlMs: int(r[1], 'lease ttl'),
+        remainingMs: int(r[2], 'lease remaining'),
+        epoch: int(r[3], 'lease epoch'),
+      };
+    });
+    this.leases.load(leaseRows, int(s['nextLeaseId'], 'nextLeaseId'));
+    const entries: KeyEntry[] = [];
+    let prevKey: string | undefined;
+    for (const row of s['keys'] as unknown[]) {
+      if (!Array.isArray(row) || row.length !== 2) return bad('key row');
+      const [k, recs] = row as [unknown, unknown];
+      if (!(k instanceof Uint8Array) || !Array.isArray(recs) || recs.length % 6 !== 0) {
+        return bad('key row');
+      }
+      const key = new Uint8Array(k);
+      const keyStr = toByteString(key);
+      if (prevKey !== undefined && keyStr <= prevKey) bad('keys out of order');
+      prevKey = keyStr;
+      const hist: KeyRecord[] = [];
+      for (let i = 0; i < recs.length; i += 6) {
+        const rev = int(recs[i], 'record revision');
+        const sub = int(recs[i + 1], 'record sub');
+        const value: unknown = recs[i + 2];
+        if (
+          rev > revision ||
+          (hist.length > 0 && rev <= (hist[hist.length - 1] as KeyRecord).rev)
+        ) {
+          bad('record revisions out of order');
+        }
+        if (value === null) {
+          hist.push({ rev, sub, kv: undefined });
+          continue;
+        }
+        if (!(value instanceof Uint8Array)) return bad('record value');
+        const lease = int(recs[i + 5], 'record lease');
+        hist.push({
+          rev,
+          sub,
+          kv: {
+            key,
+            value: new Uint8Array(value),
+            createRevision: int(recs[i + 3], 'record createRevision'),
+            modRevision: rev,
+            version: int(recs[i + 4], 'record version'),
+            lease,
+          },
+        });
+      }
+      if (hist.length === 0) bad('key without records');
+      const last = (hist[hist.length - 1] as KeyRecord).kv;
+      if (last !== undefined && last.lease !== 0) {
+        if (this.leases.get(last.lease) === undefined) bad(`key on unknown lease ${last.lease}`);
+        this.leases.attach(last.lease, keyStr);
+      }
+      entries.push({ key, hist });
+    }
+    this.mvcc.load(entries, revision, compacted);
+    const sessions: [string, SessionRecord][] = [];
+    for (const row of s['sessions'] as unknown[]) {
+      if (!Array.isArray(row) || row.length !== 3 || typeof row[0] !== 'string') bad('session row');
+      const r = row as [string, unknown, unknown];
+      const outcome = plainBytes(r[2]) as SessionOutcome;
+      if (typeof outcome !== 'object' || outcome === null || typeof outcome.ok !== 'boolean') {
+        bad('session outcome');
+      }
+      sessions.push([r[0], { seq: int(r[1], 'session seq'), outcome }]);
+    }
+    this.sessions.load(sessions);
+  }
+}
+
+function futureRevision(rev: number, current: number): CohortError {
+  return new CohortError(
+    'FAILED_PRECONDITION',
+    `revision ${rev} is in the future (current revision ${current})`,
+    { details: { revision: rev, currentRevision: current, reason: 'futureRevision' } },
+  );
+}
+
+/** The plain-data failure of a thrown CohortError; anything else is a bug and rethrown. */
+function failureOf(e: unknown): KvFailure {
+  if (!isCohortError(e)) throw e;
+  return { code: e.code, message: e.message, definite: e.definite, details: { ...e.details } };
+}
+
+function leaseInfo(l: Lease, withKeys: boolean): LeaseInfo {
+  const base = { id: l.id, ttlMs: l.ttlMs, remainingMs: l.remainingMs, epoch: l.epoch };
+  return withKeys ? { ...base, keys: [...l.keys].sort().map(fromByteString) } : base;
+}
+
+/** Sets `revision` on a result built during a write batch (and its nested results). */
+function withRevision(r: TxnOpResult, revision: number): TxnOpResult {
+  if (r.type === 'txn') {
+    return { ...r, revision, responses: r.responses.map((x) => withRevision(x, revision)) };
+  }
+  return { ...r, revision };
+}
+
+function compareTarget(target: string, a: KeyValue, b: KeyValue): number {
+  switch (target) {
+    case 'version':
+      return a.version - b.version;
+    case 'createRevision':
+      return a.createRevision - b.createRevision;
+    case 'modRevision':
+      return a.modRevision - b.modRevision;
+    case 'value':
+      return compareBytes(a.value, b.value);
+    default:
+      return compareBytes(a.key, b.key);
+  }
+}
+
+/** One compare against one key's state (undefined: a missing key, all zeros). */
+function compareOne(c: Compare, kv: KeyValue | undefined): boolean {
+  let d: number;
+  if (c.target === 'value') {
+    d = compareBytes(kv?.value ?? EMPTY_BYTES, c.value);
+  } else {
+    const have = kv === undefined ? 0 : kv[c.target];
+    d = have - c.value;
+  }
+  switch (c.op) {
+    case '=':
+      return d === 0;
+    case '!=':
+      return d !== 0;
+    case '<':
+      return d < 0;
+    case '>':
+      return d > 0;
+    default:
+      return assertNever(c.op);
+  }
+}
+
+/** Copies any Buffer (msgpackr's decoding of bin) in decoded data into a plain Uint8Array. */
+function plainBytes(v: unknown): unknown {
+  if (v instanceof Uint8Array) return new Uint8Array(v);
+  if (Array.isArray(v)) return v.map(plainBytes);
+  if (typeof v === 'object' && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = plainBytes(x);
+    return out;
+  }
+  return v;
+}
