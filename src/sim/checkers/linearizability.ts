@@ -22,8 +22,25 @@
  * ordered calls first: operations that touch in time count as concurrent, which
  * can only accept more histories, never reject a correct one.
  *
- * The search has a budget (steps and optionally time); when it runs out the
- * verdict is `unknown`, never a guess.
+ * Unknown outcomes make the search explode (each may be placed anywhere after
+ * its invocation), so three sound prunings apply, all checked against a
+ * brute-force search in the tests:
+ * - subsumption: a configuration that placed a superset of another's unknown
+ *   operations, with the same completed operations and state, is skipped (the
+ *   smaller one has every option the bigger one has);
+ * - an unknown operation that leaves the state unchanged is never placed;
+ * - a blind write (Model.isBlindWrite: a put) is never placed right after an
+ *   unknown operation, whose effect it would hide unobserved.
+ * Two candidate orders run as a portfolio (see SearchStrategy): Wing & Gong's
+ * eager order, then a lookahead order that first places the operation that is
+ * due and those that make it legal.
+ *
+ * The search has a budget (steps, memo bytes, optionally time); when it runs
+ * out the verdict is `unknown`, never a guess. Cost grows with the number of
+ * operations concurrent per partition, and most with unknown outcomes on one
+ * key: workloads should spread over several keys (each checked alone) and keep
+ * per-key concurrency modest. Measured here: 102 Jepsen etcd histories in about
+ * 1 s in all, the 50-client kv history (3 400 ops, 10 keys) in about 0.3 s.
  *
  * ```ts
  * const result = checkLinearizability(history, kvModel(), { timeoutMs: 10_000 });
@@ -519,7 +536,7 @@ function checkPartition<S, I, O>(
   let topUnknown = false;
   const stackOps: number[] = [];
   const stackStateIds: number[] = [];
-  let deepest = -1;
+  let deepest = -Infinity;
   let explanation: Explanation<I, O> | undefined;
   let placedRequired = 0;
   const witness = (): PartitionOutcome<I, O> => ({
@@ -569,8 +586,10 @@ function checkPartition<S, I, O>(
         frames.push(next);
       } else {
         // Dead end: no candidate leads to a linearization; the due operation cannot be placed.
-        if (stackOps.length > deepest) {
-          deepest = stackOps.length;
+        // Keep the dead end that placed the most completed operations (then the fewest unknown ones).
+        const score = placedRequired * (n + 1) - (stackOps.length - placedRequired);
+        if (score > deepest) {
+          deepest = score;
           explanation = explain(
             partition,
             ops,
@@ -648,11 +667,14 @@ function explain<S, I, O>(
     const what = model.describeOperation(op.input, op.outcome === 'ok' ? op.output : undefined);
     return `#${op.id} p${op.process} ${clip(what)} ${times}`;
   };
+  const placedCompleted = prefix.filter((p) => p.op.outcome === 'ok').length;
   const lines: string[] = [];
   lines.push(
     `not linearizable${partition === undefined ? '' : ` (partition ${JSON.stringify(partition)})`}: ` +
-      `the longest linearizable prefix places ${prefix.length} of the ${required} completed operations` +
-      (prefix.length > required ? ' (counting unknown ones)' : ''),
+      `the longest linearizable prefix places ${placedCompleted} of the ${required} completed operations` +
+      (prefix.length > placedCompleted
+        ? ` (and ${prefix.length - placedCompleted} with unknown outcome)`
+        : ''),
   );
   const shown = 20;
   if (prefix.length > shown) lines.push(`  … ${prefix.length - shown} earlier operations`);
@@ -664,10 +686,14 @@ function explain<S, I, O>(
   );
   lines.push('(each is impossible in this state or leads to a dead end):');
   for (const op of pending) {
-    const legal = model.step(state, op.input, outputs[ops.indexOf(op)]) !== illegal;
-    lines.push(
-      `  ${describe(op)}${legal ? '  (possible now, dead end later)' : '  (impossible now)'}`,
-    );
+    const next = model.step(state, op.input, outputs[ops.indexOf(op)]);
+    const why =
+      next === illegal
+        ? 'impossible now'
+        : op.outcome !== 'ok' && model.stateKey(next) === model.stateKey(state)
+          ? 'no effect now'
+          : 'possible now, dead end later';
+    lines.push(`  ${describe(op)}  (${why})`);
   }
   return {
     partition,

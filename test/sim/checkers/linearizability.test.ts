@@ -264,6 +264,51 @@ describe('unknown and failed outcomes', () => {
   });
 });
 
+describe('pruning for unknown outcomes (verdicts unchanged, witnesses minimal)', () => {
+  it('leaves out an unknown write that a later write would hide', () => {
+    const b = reg0();
+    b.unknown(1, { f: 'write', value: 5 }, 0);
+    w(b, 2, 6, 1, 2);
+    r(b, 3, 6, 3, 4);
+    const result = check(b.ops);
+    expect(result.verdict).toBe('linearizable');
+    if (result.verdict === 'linearizable') expect(result.witness[0]?.order).toEqual([1, 2]);
+  });
+
+  it('still lets an unknown write take effect after a later-invoked write', () => {
+    const b = reg0();
+    b.unknown(1, { f: 'write', value: 5 }, 0);
+    w(b, 2, 6, 1, 2);
+    r(b, 3, 5, 3, 4);
+    const result = check(b.ops);
+    expect(result.verdict).toBe('linearizable');
+    if (result.verdict === 'linearizable') expect(result.witness[0]?.order).toEqual([1, 0, 2]);
+  });
+
+  it('leaves out an unknown CAS that would fail (it changes nothing)', () => {
+    const b = reg0();
+    b.unknown(1, { f: 'cas', expected: 5, value: 6 }, 0);
+    r(b, 2, null, 1, 2);
+    const result = check(b.ops);
+    expect(result.verdict).toBe('linearizable');
+    if (result.verdict === 'linearizable') expect(result.witness[0]?.order).toEqual([1]);
+  });
+
+  it('labels each pending operation in the explanation', () => {
+    const b = reg0();
+    b.unknown(1, { f: 'cas', expected: 5, value: 6 }, 0);
+    b.unknown(2, { f: 'write', value: 7 }, 0);
+    r(b, 3, 9, 1, 2);
+    const result = rejects(b);
+    if (result.verdict !== 'not-linearizable') return;
+    const text = result.explanation.text;
+    expect(text).toContain('cas(5 → 6) → ? [0, ?)  (no effect now)');
+    expect(text).toContain('write(7) → ? [0, ?)  (possible now, dead end later)');
+    expect(text).toContain('read → 9 [1, 2]  (impossible now)');
+    expect(result.explanation.pending.map((op) => op.id)).toEqual([0, 1, 2]);
+  });
+});
+
 describe('key-value model', () => {
   type KvB = Builder<KvInput, KvOutput>;
   const kv = kvModel();
