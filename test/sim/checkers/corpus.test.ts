@@ -19,8 +19,9 @@ import { witnessProblem } from './helpers.js';
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const historiesDir = path.resolve(repoRoot, '../shared/histories');
 
-function requireHistories(sub: string): string {
-  const dir = path.join(historiesDir, sub);
+/** The corpus folder `sub`, or a clear error naming where it was expected (never a silent skip). */
+function requireHistories(sub: string, base = historiesDir): string {
+  const dir = path.join(base, sub);
   if (!existsSync(dir)) {
     throw new Error(
       `known-answer histories not found at ${dir}: the checker's corpus tests need ` +
@@ -29,6 +30,14 @@ function requireHistories(sub: string): string {
   }
   return dir;
 }
+
+describe('corpus location', () => {
+  it('fails with a clear message when the histories are missing', () => {
+    expect(() => requireHistories('kv', path.join(repoRoot, 'no-such-dir'))).toThrow(
+      /known-answer histories not found at .*no-such-dir\/kv.*shared\/histories folder beside/,
+    );
+  });
+});
 
 /** Generous per-file budget: a file that runs out counts as a disagreement, not a pass. */
 const budget = { timeoutMs: 20_000 };
