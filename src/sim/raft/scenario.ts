@@ -25,13 +25,13 @@ import type { NodeId } from '../../lib/ids.js';
 import { members } from '../../raft/core/config.js';
 import type { RaftMessage } from '../../raft/core/messages.js';
 import type { RaftBugs, RaftOptions } from '../../raft/core/raft-core.js';
+import { raftMessagesCodec } from '../../raft/raft-messages-codec.js';
 import type { ClusterConfig } from '../../raft/core/types.js';
 import { checkLinearizability, formatCheckResult } from '../checkers/linearizability.js';
 import { kvModel } from '../checkers/models.js';
 import { SimNetwork } from '../network.js';
 import { CheckFailure } from '../scenario.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
-import { raftCodec } from './codec.js';
 import { RaftInvariants } from './invariants.js';
 import { RaftNemesis, drawNemesisWeights } from './nemesis.js';
 import { RaftSimNode } from './node.js';
@@ -135,7 +135,8 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
   const net = new SimNetwork<RaftMessage>({
     scheduler,
     random: ctx.random.fork('net'),
-    codec: raftCodec,
+    // The production wire codec (schemas + the core's checks), validating on encode too.
+    codec: raftMessagesCodec({ validateOnEncode: true }),
     ...(options.traceMessages === false ? {} : { trace }),
     faults: { dropProbability: 0, duplicateProbability: 0, delay: { minMs: 1, maxMs: 5 } },
   });
