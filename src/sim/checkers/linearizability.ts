@@ -51,7 +51,7 @@ import { assert } from '../../lib/assert.js';
 import { limits } from '../../lib/limits.js';
 import type { History, OkOperation, Operation } from './history.js';
 import { validateHistory } from './history.js';
-import type { Model } from './models.js';
+import type { Model, StateKey } from './models.js';
 import { illegal } from './models.js';
 
 /** Budget and time source for {@link checkLinearizability}. */
@@ -434,13 +434,14 @@ function checkPartition<S, I, O>(
 
   // States are interned as small integers, and transitions (state, operation) →
   // state cached: the model is deterministic, so each pair is computed once.
-  const stateIds = new Map<string, number>();
+  const stateIds = new Map<StateKey, number>();
   const states: S[] = [];
   const intern = (st: S): number => {
     const key = model.stateKey(st);
     let id = stateIds.get(key);
     if (id === undefined) {
-      if (!memo.charge(2 * key.length + memoEntryOverheadBytes)) return memoFullId;
+      const keyBytes = typeof key === 'string' ? 2 * key.length : 8;
+      if (!memo.charge(keyBytes + memoEntryOverheadBytes)) return memoFullId;
       id = states.length;
       stateIds.set(key, id);
       states.push(st);
@@ -537,7 +538,14 @@ function checkPartition<S, I, O>(
   const stackOps: number[] = [];
   const stackStateIds: number[] = [];
   let deepest = -Infinity;
-  let explanation: Explanation<I, O> | undefined;
+  let deadEnd:
+    | {
+        stackOps: number[];
+        stackStateIds: number[];
+        stateId: number;
+        at: { candidates: number[]; due: number };
+      }
+    | undefined;
   let placedRequired = 0;
   const witness = (): PartitionOutcome<I, O> => ({
     kind: 'ok',
@@ -590,23 +598,31 @@ function checkPartition<S, I, O>(
         const score = placedRequired * (n + 1) - (stackOps.length - placedRequired);
         if (score > deepest) {
           deepest = score;
-          explanation = explain(
-            partition,
-            ops,
-            outputs,
-            model,
-            stackOps,
-            stackStateIds,
-            states,
+          // Copied now, rendered only if the partition fails (most dead ends are not final).
+          deadEnd = {
+            stackOps: [...stackOps],
+            stackStateIds: [...stackStateIds],
             stateId,
-            { candidates: allCandidates(f), due: due() },
-            required,
-          );
+            at: { candidates: allCandidates(f), due: due() },
+          };
         }
         frames.pop();
         const last = stackOps.pop();
         if (last === undefined) {
-          assert(explanation !== undefined, 'a failed search recorded why');
+          assert(deadEnd !== undefined, 'a failed search recorded why');
+          const d = deadEnd;
+          const explanation = explain(
+            partition,
+            ops,
+            outputs,
+            model,
+            d.stackOps,
+            d.stackStateIds,
+            states,
+            d.stateId,
+            d.at,
+            required,
+          );
           return { kind: 'fail', explanation };
         }
         stateId = stackStateIds.pop() as number;

@@ -13,6 +13,9 @@
  * ```
  */
 
+/** A model state's canonical key: a primitive, compared as a Map key. */
+export type StateKey = string | number | boolean | null;
+
 /** Returned by {@link Model.step} when the output is impossible in that state. */
 export const illegal: unique symbol = Symbol('illegal');
 
@@ -35,8 +38,12 @@ export interface Model<State, Input, Output> {
    * returned from `state`.
    */
   step(state: State, input: Input, output: Output | undefined): State | Illegal;
-  /** A canonical key: equal keys if and only if equal states (the search memoizes on it). */
-  stateKey(state: State): string;
+  /**
+   * A canonical key: equal keys (SameValueZero, as Map keys) if and only if
+   * equal states; the search memoizes on it. Returning the state itself when
+   * it is a primitive avoids building strings in the search's inner loop.
+   */
+  stateKey(state: State): StateKey;
   /**
    * P-compositionality (Herlihy & Wing 1990, locality): when set, operations
    * with different keys are independent, and each partition is checked alone
@@ -116,8 +123,8 @@ export function registerModel<V extends RegisterValue = RegisterValue>(): Model<
         }
       }
     },
-    stateKey: (state) =>
-      state === null ? 'n' : typeof state === 'number' ? `#${state}` : `s${state}`,
+    // Numbers and strings stay distinct as Map keys (1 is not '1').
+    stateKey: (state) => state,
     isReadOnly: (input) => input.f === 'read',
     isBlindWrite: (input) => input.f === 'write',
     describeOperation(input, output) {
@@ -208,7 +215,7 @@ export function kvModel(options: KvModelOptions = {}): Model<string | null, KvIn
         }
       }
     },
-    stateKey: (state) => (state === null ? 'n' : `s${state}`),
+    stateKey: (state) => state,
     partition: (input) => input.key,
     isReadOnly: (input) => input.f === 'get',
     isBlindWrite: (input, output) =>

@@ -188,6 +188,16 @@ describe('register: rejected histories', () => {
   });
 });
 
+describe('register values', () => {
+  it('keeps numbers and strings apart (1 is not "1")', () => {
+    const m = registerModel();
+    const b = new Builder<RegisterInput, RegisterOutput>();
+    b.ok(1, { f: 'write', value: 1 }, 0, 1, { f: 'write' });
+    b.ok(2, { f: 'read' }, 2, 3, { f: 'read', value: '1' });
+    expect(checkLinearizability(b.ops, m).verdict).toBe('not-linearizable');
+  });
+});
+
 describe('unknown and failed outcomes', () => {
   it('lets an unknown write take effect long after its invocation', () => {
     const b = reg0();
