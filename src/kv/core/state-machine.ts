@@ -645,7 +645,8 @@ export class KvStateMachine {
   restore(bytes: Uint8Array): void {
     const next = new KvStateMachine();
     try {
-      next.load(unpackr.unpack(bytes));
+      // A fresh view: msgpackr caches a DataView on the object it decodes, so not on the caller's.
+      next.load(unpackr.unpack(bytes.subarray()));
     } catch (e) {
       if (isCohortError(e) && e.code === 'CORRUPTION') throw e;
       throw new CohortError('CORRUPTION', 'KV snapshot could not be decoded', { cause: e });
