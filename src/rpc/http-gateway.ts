@@ -18,6 +18,7 @@
  *   the in-flight bound are exactly those of binary callers. A streaming
  *   method answers NDJSON, one item per line (an error ends it as a last
  *   `{"error":...}` line).
+ * - `GET /metrics` serves the given {@link RpcMetrics}-like source as Prometheus text.
  * - Headers: `x-cohort-timeout-ms` sets the deadline; `x-cohort-meta-<key>`
  *   becomes call metadata (e.g. an auth token for a server interceptor).
  * - Errors: `{"error":{code, message, definite, details}}` with a status from
@@ -40,6 +41,8 @@ export interface HttpGatewayOptions {
   readonly port: number;
   /** Largest request body (default `limits.httpBodyBytesMax`). */
   readonly bodyBytesMax?: number;
+  /** Served as Prometheus text at `GET /metrics` when given. */
+  readonly metrics?: { prometheus(): string };
 }
 
 const statusOf: Partial<Record<ErrorCode, number>> = {
@@ -60,12 +63,18 @@ export class HttpGateway {
     private readonly server: http.Server,
     private readonly node: RpcNode,
     private readonly bodyBytesMax: number,
+    private readonly metrics: { prometheus(): string } | undefined,
   ) {}
 
   /** Starts listening. */
   static async start(node: RpcNode, options: HttpGatewayOptions): Promise<HttpGateway> {
     const server = http.createServer();
-    const gw = new HttpGateway(server, node, options.bodyBytesMax ?? limits.httpBodyBytesMax);
+    const gw = new HttpGateway(
+      server,
+      node,
+      options.bodyBytesMax ?? limits.httpBodyBytesMax,
+      options.metrics,
+    );
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
       gw.handle(req, res),
     );
@@ -101,6 +110,12 @@ export class HttpGateway {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://gateway');
     const parts = url.pathname.split('/').filter((p) => p !== '');
+    if (url.pathname === '/metrics' && req.method === 'GET' && this.metrics !== undefined) {
+      const text = this.metrics.prometheus();
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(text);
+      return;
+    }
     if (parts[0] !== 'rpc') {
       sendError(res, new CohortError('NOT_FOUND', `no route ${url.pathname}; try GET /rpc`));
       return;

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../transport/compliance.js';
 import { CohortError } from '../../src/lib/errors.js';
 import { HttpGateway } from '../../src/rpc/http-gateway.js';
+import { RpcMetrics } from '../../src/rpc/interceptors.js';
 import type { RpcNode } from '../../src/rpc/node.js';
 import { harnesses, Observed, TestService } from './harness.js';
 import type { RpcHarness } from './harness.js';
@@ -127,6 +128,21 @@ describe.each(harnesses)('http gateway (%o)', (make) => {
     req.destroy();
     await waitFor(() => obs.aborted.has('gone'), 'server abort');
     expect(obs.aborted.get('gone')).toBe('CANCELLED');
+  });
+
+  it('serves metrics at GET /metrics when given', async () => {
+    const metrics = new RpcMetrics();
+    node.intercept(metrics.server());
+    const withMetrics = await HttpGateway.start(node, { port: 0, metrics });
+    try {
+      const at = `http://127.0.0.1:${withMetrics.address.port}`;
+      await fetch(`${at}/rpc/Test/echo`, { method: 'POST', body: '{"text":"m"}' });
+      const text = await (await fetch(`${at}/metrics`)).text();
+      expect(text).toContain('cohort_rpc_calls_total{side="server",rpc="Test.echo"} 1');
+      expect((await fetch(`${base}/metrics`)).status).toBe(404); // not configured there
+    } finally {
+      await withMetrics.close();
+    }
   });
 
   it('maps handler errors, deadlines and metadata', async () => {
