@@ -18,6 +18,8 @@
  *   if (isCohortError(err) && err.definite) rec.fail(h);
  *   else rec.unknown(h);
  * }
+ * // or, the same in one call:
+ * await rec.track('client-1', { f: 'get', key: 'a' }, async () => ({ f: 'get', value: await kv.get('a') }));
  * const result = checkLinearizability(rec.history(), kvModel());
  * ```
  */
@@ -110,6 +112,11 @@ export function validateHistory<I, O>(history: History<I, O>): void {
   }
 }
 
+/** A definite CohortError certainly did not take effect; any other error may have (DESIGN.md, Errors). */
+function defaultClassify(err: unknown): 'fail' | 'unknown' {
+  return err instanceof CohortError && err.definite ? 'fail' : 'unknown';
+}
+
 /** A pending operation returned by {@link HistoryRecorder.invoke}; pass it back to end the operation. */
 export interface OperationHandle {
   /** The id the operation will have in the history. */
@@ -160,6 +167,30 @@ export class HistoryRecorder<I, O> {
   unknown(handle: OperationHandle): void {
     const p = this.take(handle);
     this.done.push({ ...p, outcome: 'unknown', completeTime: this.now() });
+  }
+
+  /**
+   * Runs `run` as one operation of `process`: records the invocation, then
+   * the output, or on an error its outcome as `classify` says (by default a
+   * definite CohortError is `fail`, anything else `unknown`), and rethrows.
+   */
+  async track(
+    process: ProcessId,
+    input: I,
+    run: () => Promise<O>,
+    classify: (err: unknown) => 'fail' | 'unknown' = defaultClassify,
+  ): Promise<O> {
+    const handle = this.invoke(process, input);
+    let output: O;
+    try {
+      output = await run();
+    } catch (err) {
+      if (classify(err) === 'fail') this.fail(handle);
+      else this.unknown(handle);
+      throw err;
+    }
+    this.complete(handle, output);
+    return output;
   }
 
   /** Number of operations invoked and not yet ended. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AssertionError } from '../../../src/lib/assert.js';
 import { VirtualClock } from '../../../src/lib/clock.js';
+import { CohortError } from '../../../src/lib/errors.js';
 import { HistoryRecorder } from '../../../src/sim/checkers/history.js';
 import { checkLinearizability } from '../../../src/sim/checkers/linearizability.js';
 import type { KvInput, KvOutput } from '../../../src/sim/checkers/models.js';
@@ -57,6 +58,43 @@ describe('HistoryRecorder', () => {
     const g = rec.invoke(4, { f: 'get', key: 'k' });
     rec.complete(g, { f: 'get', value: 'a' });
     expect(checkLinearizability(rec.history(), kvModel()).verdict).toBe('not-linearizable');
+  });
+
+  it('tracks an async operation: output, definite error as fail, other errors as unknown', async () => {
+    let t = 0;
+    const rec = new HistoryRecorder<KvInput, KvOutput>(() => t++);
+    await expect(
+      rec.track(1, { f: 'put', key: 'k', value: 'v' }, () =>
+        Promise.resolve({ f: 'put' as const }),
+      ),
+    ).resolves.toEqual({ f: 'put' });
+    const definite = new CohortError('NOT_LEADER', 'try n2');
+    await expect(
+      rec.track(2, { f: 'put', key: 'k', value: 'w' }, () => Promise.reject(definite)),
+    ).rejects.toBe(definite);
+    const timeout = new CohortError('TIMEOUT', 'no answer');
+    await expect(
+      rec.track(3, { f: 'put', key: 'k', value: 'x' }, () => Promise.reject(timeout)),
+    ).rejects.toBe(timeout);
+    await expect(
+      rec.track(4, { f: 'get', key: 'k' }, () => Promise.reject(new Error('boom'))),
+    ).rejects.toThrow('boom');
+    await expect(
+      rec.track(
+        5,
+        { f: 'get', key: 'k' },
+        () => Promise.reject(new Error('gone')),
+        () => 'fail',
+      ),
+    ).rejects.toThrow('gone');
+    expect(rec.history().map((op) => [op.process, op.outcome])).toEqual([
+      [1, 'ok'],
+      [2, 'fail'],
+      [3, 'unknown'],
+      [4, 'unknown'],
+      [5, 'fail'],
+    ]);
+    expect(rec.pendingCount).toBe(0);
   });
 
   it('treats ending an operation twice as a bug', () => {
