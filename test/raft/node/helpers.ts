@@ -25,7 +25,7 @@ import { raftMessagesCodec } from '../../../src/raft/raft-messages-codec.js';
 import { RaftNode } from '../../../src/raft/raft-node.js';
 import type { RaftNodeOptions, RaftStateMachine } from '../../../src/raft/raft-node.js';
 import { MemoryStorage } from '../../../src/raft/storage/memory.js';
-import type { PersistentState } from '../../../src/raft/storage/storage.js';
+import type { PersistentState, Storage, StorageWrite } from '../../../src/raft/storage/storage.js';
 import { MemoryNetwork } from '../../../src/transport/memory-transport.js';
 import type {
   MessageHandler,
@@ -136,15 +136,19 @@ export class MemoryCluster {
     this.ids = ids.map(nodeId);
   }
 
-  /** Starts (or restarts, from what it saved) node `id`. */
-  async start(id: NodeId, overrides: NodeOverrides = {}): Promise<RaftNode<ListMachine>> {
+  /** Starts (or restarts, from what it saved) node `id`; `wrap` may interpose on its storage. */
+  async start(
+    id: NodeId,
+    overrides: NodeOverrides = {},
+    wrap: (s: MemoryStorage) => Storage = (s) => s,
+  ): Promise<RaftNode<ListMachine>> {
     const storage = new MemoryStorage(this.saved.get(id));
     const transport = new CuttableTransport(this.net.transport(id, raftMessagesCodec()));
     const node = await RaftNode.start({
       id,
       peers: this.ids.filter((p) => p !== id),
       transport,
-      storage,
+      storage: wrap(storage),
       stateMachine: new ListMachine(),
       random: seededRandom(this.seed++),
       tickMs: 10,
@@ -170,6 +174,11 @@ export class MemoryCluster {
     this.nodes.delete(id);
     await node.close();
     this.saved.set(id, (this.storages.get(id) as MemoryStorage).current());
+  }
+
+  /** What node `id` has saved so far (its storage's durable state). */
+  durable(id: NodeId): PersistentState {
+    return (this.storages.get(id) as MemoryStorage).current();
   }
 
   /** The running node `id` (throws if it is not running). */
@@ -246,5 +255,49 @@ export async function proposeOnLeader(
     } catch (err) {
       if (!(err instanceof CohortError) || !err.definite || attempt > 20) throw err;
     }
+  }
+}
+
+/**
+ * A storage wrapper for fault and ordering tests: saves can be held back
+ * (`hold()` … `release()`), made to fail, and are recorded.
+ */
+export class ControlledStorage implements Storage {
+  readonly writes: StorageWrite[] = [];
+  private held: (() => void)[] | null = null;
+  private failure: Error | null = null;
+
+  constructor(private readonly inner: Storage) {}
+
+  /** Later saves wait until {@link release}. */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  /** Lets held saves proceed, in order. */
+  release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const go of held) go();
+  }
+
+  /** Every later save rejects with `err` (like a failed fdatasync). */
+  failWith(err: Error): void {
+    this.failure = err;
+  }
+
+  load(): Promise<PersistentState> {
+    return this.inner.load();
+  }
+
+  async save(write: StorageWrite): Promise<void> {
+    this.writes.push(write);
+    if (this.held !== null) await new Promise<void>((go) => this.held?.push(go));
+    if (this.failure !== null) throw this.failure;
+    await this.inner.save(write);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
   }
 }
