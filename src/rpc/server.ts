@@ -388,15 +388,24 @@ export class RpcServerSide {
     } catch (sendErr) {
       if (!isCohortError(sendErr)) throw sendErr;
       this.counters.repliesDropped++;
-      if (sendErr.code === 'FRAME_TOO_LARGE') {
-        this.replyError(
-          call.peer,
-          call.id,
-          new CohortError('FRAME_TOO_LARGE', `the reply is too large: ${sendErr.message}`, {
-            definite: false,
-          }),
-        );
+      if (
+        sendErr.code === 'OVERLOADED' ||
+        sendErr.code === 'UNAVAILABLE' ||
+        sendErr.code === 'CLOSED'
+      ) {
+        return; // the link refuses: the client's deadline or a 'down' event ends its call
       }
+      // The reply itself is bad (too large, not encodable): tell the client, whose
+      // call did run (indefinite).
+      this.replyError(
+        call.peer,
+        call.id,
+        new CohortError(
+          sendErr.code === 'FRAME_TOO_LARGE' ? 'FRAME_TOO_LARGE' : 'INTERNAL',
+          `the reply could not be sent: ${sendErr.message}`,
+          { definite: false },
+        ),
+      );
     }
   }
 

@@ -9,9 +9,11 @@ import { CohortError } from '../../src/lib/errors.js';
 import type { ErrorCode } from '../../src/lib/errors.js';
 import { nodeId } from '../../src/lib/ids.js';
 import type { RpcWire, RpcWireMessage } from '../../src/rpc/messages.js';
-import type { RpcNode } from '../../src/rpc/node.js';
 import { limits } from '../../src/lib/limits.js';
 import { settle, waitFor } from '../transport/compliance.js';
+import { rpcCodec } from '../../src/rpc/messages.js';
+import { RpcNode } from '../../src/rpc/node.js';
+import { MemoryNetwork } from '../../src/transport/memory-transport.js';
 import { harnesses, Observed, rejection, TestService } from './harness.js';
 import type { RpcHarness } from './harness.js';
 
@@ -320,5 +322,25 @@ describe.each(harnesses)('rpc calls (%o)', (make) => {
     await server.close();
     expectError(await outcome, 'CONNECTION_LOST', false);
     expectError(await rejection(stub.echo({ text: 'x' })), 'UNAVAILABLE', true);
+  });
+});
+
+describe('replies that cannot be sent (memory)', () => {
+  it('a reply larger than the frame limit reaches the caller as an indefinite FRAME_TOO_LARGE', async () => {
+    const net = new MemoryNetwork();
+    const server = new RpcNode(
+      net.transport(nodeId('s'), rpcCodec, { limits: { frameBytesMax: 600 } }),
+    );
+    server.serve(TestService, new Observed().handlers());
+    const client = new RpcNode(net.transport(nodeId('c'), rpcCodec));
+    try {
+      const stub = client.client(TestService, nodeId('s'));
+      expect(await stub.echo({ text: 'small' })).toEqual({ text: 'small' });
+      const err = await rejection(stub.echo({ text: 'x'.repeat(700) }));
+      expect([err.code, err.definite]).toEqual(['FRAME_TOO_LARGE', false]);
+    } finally {
+      await client.close();
+      await server.close();
+    }
   });
 });
