@@ -1,0 +1,327 @@
+/**
+ * Bad input never crashes the state machine and never changes it: each refusal
+ * has a clear code, and the snapshot before equals the snapshot after.
+ */
+import fc from 'fast-check';
+import { pack } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { KvStateMachine, prefixRange } from '../../../src/kv/core/index.js';
+import type { KvCommand, KvEntry, TxnOp, TxnRequest } from '../../../src/kv/core/index.js';
+import { limits } from '../../../src/lib/limits.js';
+import { b, ok, put } from './helpers.js';
+
+function seeded(): KvStateMachine {
+  const sm = new KvStateMachine();
+  ok(sm, { type: 'leaseGrant', id: 1, ttlMs: 5000 });
+  ok(sm, put('a', '1', { lease: 1 }));
+  ok(sm, put('b', '2'));
+  ok(sm, put('a', '3', { lease: 1 }));
+  ok(sm, { type: 'compact', revision: 2 });
+  ok(sm, put('c', '4'), { clientId: 'cl', seq: 1 });
+  return sm; // revision 4, compacted 2
+}
+
+/** Applies `entry` and expects refusal `code` with the state unchanged. */
+function expectRefused(entry: KvEntry | { command: unknown; session?: unknown }, code: string) {
+  const sm = seeded();
+  const before = sm.snapshot();
+  const out = sm.apply(entry as KvEntry);
+  expect(out.ok ? 'accepted' : out.error.code).toBe(code);
+  expect(out.ok ? undefined : out.error.message.length).toBeGreaterThan(0);
+  expect(sm.snapshot()).toEqual(before);
+}
+
+const bigKey = new Uint8Array(limits.kvKeyBytesMax + 1).fill(0x61);
+const bigValue = new Uint8Array(limits.kvValueBytesMax + 1);
+const many = (n: number): TxnOp[] => Array.from({ length: n }, (_, i) => put(`k${i}`, 'v'));
+const nest = (depth: number): TxnRequest =>
+  depth === 1
+    ? { type: 'txn', compare: [], success: [], failure: [] }
+    : { type: 'txn', compare: [], success: [nest(depth - 1)], failure: [] };
+
+const cases: [string, unknown, string][] = [
+  ['an oversize key', put('x', 'v', { key: bigKey }), 'INVALID_ARGUMENT'],
+  ['an oversize value', { type: 'put', key: b('x'), value: bigValue }, 'INVALID_ARGUMENT'],
+  ['an empty key', { type: 'put', key: new Uint8Array(), value: b('v') }, 'INVALID_ARGUMENT'],
+  ['a string key', { type: 'put', key: 'x', value: b('v') }, 'INVALID_ARGUMENT'],
+  ['a numeric value', { type: 'put', key: b('x'), value: 5 }, 'INVALID_ARGUMENT'],
+  ['a put on an unknown lease', put('a', 'v', { lease: 9 }), 'NOT_FOUND'],
+  ['a negative lease', put('a', 'v', { lease: -1 }), 'INVALID_ARGUMENT'],
+  ['lease with ignoreLease', put('a', 'v', { lease: 1, ignoreLease: true }), 'INVALID_ARGUMENT'],
+  [
+    'a non-boolean flag',
+    put('a', 'v', { prevKv: 'yes' as unknown as boolean }),
+    'INVALID_ARGUMENT',
+  ],
+  ['rangeEnd equal to key', { type: 'range', key: b('b'), rangeEnd: b('b') }, 'INVALID_ARGUMENT'],
+  [
+    'rangeEnd before key',
+    { type: 'deleteRange', key: b('b'), rangeEnd: b('a') },
+    'INVALID_ARGUMENT',
+  ],
+  [
+    'an empty rangeEnd',
+    { type: 'range', key: b('b'), rangeEnd: new Uint8Array() },
+    'INVALID_ARGUMENT',
+  ],
+  ['a negative limit', { type: 'range', key: b('a'), limit: -1 }, 'INVALID_ARGUMENT'],
+  ['a fractional limit', { type: 'range', key: b('a'), limit: 1.5 }, 'INVALID_ARGUMENT'],
+  [
+    'an unknown sort target',
+    { type: 'range', key: b('a'), sortTarget: 'size' },
+    'INVALID_ARGUMENT',
+  ],
+  ['a compacted revision', { type: 'range', key: b('a'), revision: 1 }, 'COMPACTED'],
+  ['a future revision', { type: 'range', key: b('a'), revision: 5 }, 'FAILED_PRECONDITION'],
+  ['compacting a compacted revision', { type: 'compact', revision: 2 }, 'COMPACTED'],
+  ['compacting the future', { type: 'compact', revision: 5 }, 'FAILED_PRECONDITION'],
+  [
+    'too many txn ops',
+    { type: 'txn', compare: [], success: many(limits.kvTxnOpsMax + 1), failure: [] },
+    'INVALID_ARGUMENT',
+  ],
+  [
+    'too many ops counted over both branches',
+    { type: 'txn', compare: [], success: many(100), failure: many(100) },
+    'INVALID_ARGUMENT',
+  ],
+  ['txns nested too deep', nest(limits.kvTxnDepthMax + 1), 'INVALID_ARGUMENT'],
+  [
+    'a bad op in the branch not taken',
+    { type: 'txn', compare: [], success: [], failure: [put('x', 'v', { key: bigKey })] },
+    'INVALID_ARGUMENT',
+  ],
+  [
+    'an unknown lease after valid writes in a txn',
+    {
+      type: 'txn',
+      compare: [],
+      success: [put('n1', 'v'), { type: 'deleteRange', key: b('b') }, put('n2', 'v', { lease: 7 })],
+      failure: [],
+    },
+    'NOT_FOUND',
+  ],
+  [
+    'a compacted read after writes in a txn',
+    {
+      type: 'txn',
+      compare: [],
+      success: [put('n1', 'v'), { type: 'range', key: b('a'), revision: 1 }],
+      failure: [],
+    },
+    'COMPACTED',
+  ],
+  [
+    'a put inside a deleted range',
+    {
+      type: 'txn',
+      compare: [],
+      success: [{ type: 'deleteRange', ...prefixRange(b('n')) }, put('n1', 'v')],
+      failure: [],
+    },
+    'INVALID_ARGUMENT',
+  ],
+  [
+    'a malformed compare',
+    {
+      type: 'txn',
+      compare: [{ target: 'version', key: b('a'), op: '>=', value: 1 }],
+      success: [],
+      failure: [],
+    },
+    'INVALID_ARGUMENT',
+  ],
+  [
+    'a value compare with a number',
+    {
+      type: 'txn',
+      compare: [{ target: 'value', key: b('a'), op: '=', value: 1 }],
+      success: [],
+      failure: [],
+    },
+    'INVALID_ARGUMENT',
+  ],
+  ['a txn without branches', { type: 'txn', compare: [] }, 'INVALID_ARGUMENT'],
+  [
+    'an unknown op in a txn',
+    { type: 'txn', compare: [], success: [{ type: 'lock' }], failure: [] },
+    'INVALID_ARGUMENT',
+  ],
+  ['a lease TTL too short', { type: 'leaseGrant', ttlMs: 1 }, 'INVALID_ARGUMENT'],
+  [
+    'a lease TTL too long',
+    { type: 'leaseGrant', ttlMs: limits.kvLeaseTtlMsMax + 1 },
+    'INVALID_ARGUMENT',
+  ],
+  ['a lease id in use', { type: 'leaseGrant', id: 1, ttlMs: 5000 }, 'ALREADY_EXISTS'],
+  ['revoking an unknown lease', { type: 'leaseRevoke', id: 2 }, 'NOT_FOUND'],
+  ['keeping an unknown lease alive', { type: 'leaseKeepAlive', id: 2 }, 'NOT_FOUND'],
+  ['a checkpoint that is not a list', { type: 'leaseCheckpoint', leases: 3 }, 'INVALID_ARGUMENT'],
+  [
+    'a checkpoint with a bad entry after a good one',
+    {
+      type: 'leaseCheckpoint',
+      leases: [
+        { id: 1, remainingMs: 1 },
+        { id: 1, remainingMs: -5 },
+      ],
+    },
+    'INVALID_ARGUMENT',
+  ],
+  ['an expiry with a bad entry', { type: 'leaseExpire', leases: [{ id: 1 }] }, 'INVALID_ARGUMENT'],
+  ['an empty client id', { type: 'sessionEnd', clientId: '' }, 'INVALID_ARGUMENT'],
+  ['an unknown command', { type: 'drop' }, 'INVALID_ARGUMENT'],
+  ['a null command', null, 'INVALID_ARGUMENT'],
+];
+
+describe('bad input changes nothing', () => {
+  it.each(cases)('%s', (_name, command, code) => {
+    expectRefused({ command }, code);
+  });
+
+  it('a bad session tag is refused and not remembered', () => {
+    expectRefused(
+      { command: put('z', '1'), session: { clientId: '', seq: 1 } },
+      'INVALID_ARGUMENT',
+    );
+    expectRefused(
+      { command: put('z', '1'), session: { clientId: 'x', seq: 0 } },
+      'INVALID_ARGUMENT',
+    );
+    expectRefused({ command: put('z', '1'), session: 'x' }, 'INVALID_ARGUMENT');
+    expectRefused(
+      {
+        command: put('z', '1'),
+        session: { clientId: 'x'.repeat(limits.kvClientIdCharsMax + 1), seq: 1 },
+      },
+      'INVALID_ARGUMENT',
+    );
+  });
+
+  it('read-only queries refuse bad input with a CohortError', () => {
+    const sm = seeded();
+    const code = (f: () => unknown) => {
+      try {
+        f();
+        return 'no error';
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+    };
+    expect(code(() => sm.read({ type: 'range', key: b('b'), rangeEnd: b('a') }))).toBe(
+      'INVALID_ARGUMENT',
+    );
+    expect(code(() => sm.read(null as unknown as KvCommand & { type: 'range' }))).toBe(
+      'INVALID_ARGUMENT',
+    );
+    expect(code(() => sm.eventsSince({ key: b('a') }, 0))).toBe('INVALID_ARGUMENT');
+    expect(code(() => sm.eventsSince({ key: b('a') }, 2))).toBe('COMPACTED');
+    expect(code(() => sm.leaseTimeToLive(5))).toBe('NOT_FOUND');
+    expect(code(() => sm.leaseTimeToLive(-1))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('any decoded junk as a command is refused or applied, never a crash', () => {
+    const sm = seeded();
+    const junk = fc.oneof(
+      fc.anything(),
+      fc.record(
+        {
+          type: fc.constantFrom(
+            'range',
+            'put',
+            'deleteRange',
+            'txn',
+            'compact',
+            'leaseGrant',
+            'leaseExpire',
+          ),
+          key: fc.oneof(fc.uint8Array({ maxLength: 4 }), fc.anything()),
+          rangeEnd: fc.oneof(fc.uint8Array({ maxLength: 4 }), fc.anything()),
+          value: fc.oneof(fc.uint8Array({ maxLength: 4 }), fc.integer()),
+          revision: fc.oneof(fc.integer(), fc.double()),
+          compare: fc.anything(),
+          success: fc.array(fc.anything(), { maxLength: 3 }),
+          failure: fc.anything(),
+          leases: fc.anything(),
+          ttlMs: fc.anything(),
+        },
+        { requiredKeys: ['type'] },
+      ),
+    );
+    fc.assert(
+      fc.property(junk, (command) => {
+        const before = sm.snapshot();
+        const out = sm.apply({ command: command as KvCommand });
+        if (!out.ok) {
+          expect(typeof out.error.code).toBe('string');
+          expect(sm.snapshot()).toEqual(before);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('a bad snapshot is refused and changes nothing', () => {
+  it('random bytes, truncation, another version, inconsistent content', () => {
+    const sm = seeded();
+    const good = sm.snapshot();
+    const before = sm.snapshot();
+    const bad: Uint8Array[] = [
+      Uint8Array.of(1, 2, 3),
+      good.subarray(0, good.length - 5),
+      pack({
+        v: 99,
+        revision: 1,
+        compacted: 0,
+        nextLeaseId: 1,
+        keys: [],
+        leases: [],
+        sessions: [],
+      }),
+      pack({
+        v: 1,
+        revision: 1,
+        compacted: 0,
+        nextLeaseId: 1,
+        keys: [[b('a'), [5, 0, b('x'), 1, 1, 0]]],
+        leases: [],
+        sessions: [],
+      }),
+      pack({
+        v: 1,
+        revision: 9,
+        compacted: 0,
+        nextLeaseId: 1,
+        keys: [[b('a'), [5, 0, b('x'), 5, 1, 3]]],
+        leases: [],
+        sessions: [],
+      }),
+      pack({
+        v: 1,
+        revision: 9,
+        compacted: 0,
+        nextLeaseId: 1,
+        keys: [
+          [b('b'), [5, 0, b('x'), 5, 1, 0]],
+          [b('a'), [6, 0, b('x'), 6, 1, 0]],
+        ],
+        leases: [],
+        sessions: [],
+      }),
+    ];
+    for (const bytes of bad) {
+      expect(() => sm.restore(bytes)).toThrow(expect.objectContaining({ code: 'CORRUPTION' }));
+      expect(sm.snapshot()).toEqual(before);
+    }
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        try {
+          KvStateMachine.fromSnapshot(bytes);
+        } catch (e) {
+          expect((e as { code?: string }).code).toBe('CORRUPTION');
+        }
+      }),
+    );
+  });
+});
