@@ -215,6 +215,9 @@ function zobristKeys(n: number): Uint32Array {
 /** Bytes charged per memo entry beyond its words: the Map slot for a chain head, amortized. */
 const memoEntryOverheadBytes = 32;
 
+/** V8 Maps hold at most 2^24 entries; the memo reports 'full' before any of its Maps gets there. */
+const mapEntriesMax = 16_000_000;
+
 /** Subsumption candidates scanned per lookup: pruning is optional, so a bounded scan stays sound. */
 const subsumptionScanMax = Number(globalThis.process?.env?.['LIN_SCAN'] ?? 16);
 
@@ -314,6 +317,7 @@ class MemoTable {
       }
       if (subsumed) return 'seen';
     }
+    if (this.entries >= mapEntriesMax) return 'full';
     if (!this.charge(stride * 4 + memoEntryOverheadBytes)) return 'full';
     const o = this.entries * stride;
     if (o + stride > this.pool.length) {
@@ -440,6 +444,7 @@ function checkPartition<S, I, O>(
     const key = model.stateKey(st);
     let id = stateIds.get(key);
     if (id === undefined) {
+      if (states.length >= mapEntriesMax) return memoFullId;
       const keyBytes = typeof key === 'string' ? 2 * key.length : 8;
       if (!memo.charge(keyBytes + memoEntryOverheadBytes)) return memoFullId;
       id = states.length;
@@ -461,7 +466,8 @@ function checkPartition<S, I, O>(
     if (to === undefined) {
       const next = model.step(states[from] as S, (ops[i] as Operation<I, O>).input, outputs[i]);
       to = next === illegal ? illegalId : intern(next);
-      if (to === memoFullId || !memo.charge(memoEntryOverheadBytes)) return memoFullId;
+      if (to === memoFullId || transitions.size >= mapEntriesMax) return memoFullId;
+      if (!memo.charge(memoEntryOverheadBytes)) return memoFullId;
       transitions.set(key, to);
     }
     return to;
