@@ -59,6 +59,12 @@ export interface RaftSimNodeOptions {
   readonly unsafeLocalReads?: boolean;
   /** TEST-ONLY shell bug: send a Ready's messages as soon as its write is issued, before the sync. */
   readonly sendBeforePersist?: boolean;
+  /**
+   * A leader whose term and vote did not change sends its messages while its own write is in
+   * flight (dissertation §10.2.1; the production shell does this too). Safe because the core
+   * counts the leader's own copy toward commitment only after advance().
+   */
+  readonly leaderSendsBeforePersist?: boolean;
 }
 
 interface PendingProposal {
@@ -289,7 +295,13 @@ export class RaftSimNode implements SimNode<RaftMessage> {
       }
       const { minMs, maxMs } = this.options.diskDelayMs;
       const delay = this.options.random.intBetween(minMs, maxMs) * this.diskSlowdown;
-      const early = this.options.sendBeforePersist === true;
+      const early =
+        this.options.sendBeforePersist === true ||
+        (this.options.leaderSendsBeforePersist === true &&
+          core.status().role === 'leader' &&
+          (rd.hardState === undefined ||
+            (rd.hardState.term === this.disk.hardState.term &&
+              rd.hardState.vote === this.disk.hardState.vote)));
       if (early) for (const m of rd.messages) ctx.send(m.to, m);
       ctx.setTimer(delay, () => {
         // Raft Figure 2: what the Ready promises is durable before any of its messages leave.

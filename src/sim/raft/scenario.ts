@@ -51,6 +51,8 @@ export interface RaftScenarioOptions {
   readonly commitRuleCheck?: boolean;
   /** TEST-ONLY: nodes answer reads locally without ReadIndex (the history check must fail). */
   readonly unsafeLocalReads?: boolean;
+  /** Override the drawn choice of whether a leader sends while its own write is in flight (§10.2.1). */
+  readonly leaderSendsBeforePersist?: boolean;
   /** TEST-ONLY: the shell sends a Ready's messages before its write is synced. */
   readonly sendBeforePersist?: boolean;
   /** Overrides of the drawn core options (to explore one corner; the draws are unchanged). */
@@ -101,6 +103,9 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
   const drawnSnapshotEvery = p.chance(0.2) ? 0 : p.intBetween(3, 40);
   const snapshotEvery = options.snapshotEvery ?? drawnSnapshotEvery;
   const diskMaxMs = p.pick([0, 2, 10, 30]);
+  // Drawn from its own stream so adding it did not change the other draws of existing seeds.
+  const leaderSendsBeforePersist =
+    options.leaderSendsBeforePersist ?? ctx.random.fork('params:shell').chance(0.5);
   const faultMs = p.intBetween(800, 3000);
   const everyMs = churn ? p.intBetween(10, 60) : p.intBetween(20, 250);
   const linkFaultsMax = {
@@ -119,6 +124,7 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
     raft: { ...raft, bugs: options.bugs ?? {} },
     snapshotEvery,
     diskMaxMs,
+    leaderSendsBeforePersist,
     faultMs,
     nemesisEveryMs: everyMs,
     linkFaultsMax,
@@ -156,6 +162,7 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
         counts,
         ...(options.unsafeLocalReads === true ? { unsafeLocalReads: true } : {}),
         ...(options.sendBeforePersist === true ? { sendBeforePersist: true } : {}),
+        leaderSendsBeforePersist,
       }),
   );
   const byId = new Map(nodes.map((n) => [n.id, n]));
