@@ -734,8 +734,15 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   }
 
   private drain(): void {
+    let applied = 0;
     while (this.state === 'running' && this.blockingSave === null && this.core.hasReady()) {
+      if (applied >= limits.raftApplyEntriesMax) {
+        // Catching up on a long log: let I/O (heartbeats, votes) in between batches.
+        this.schedule();
+        return;
+      }
       const rd = this.core.ready();
+      applied += rd.committedEntries.length;
       if (rd.softState !== undefined) this.noteSoftState(rd.softState, rd.hardState);
       const hard = rd.hardState;
       const termOrVote = hard !== undefined && (hard.term !== this.term || hard.vote !== this.vote);
@@ -756,7 +763,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       const hardState = hard ?? this.unsavedHard;
       if (hardState !== null) write.hardState = hardState;
       this.unsavedHard = null;
-      const save = this.track(this.storage.save(write));
+      const save = this.track(this.save(write));
       // Dissertation §10.2.1: a leader may send AppendEntries while it writes
       // its own log; the core counts its own copy toward commitment only after
       // advance() (so after this save). Not when the term or vote changed.
@@ -784,7 +791,16 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     if (this.unsavedHard === null || this.saves.size > 0) return;
     const hardState = this.unsavedHard;
     this.unsavedHard = null;
-    this.track(this.storage.save({ hardState })).catch((err: unknown) => this.fail(err));
+    this.track(this.save({ hardState })).catch((err: unknown) => this.fail(err));
+  }
+
+  /** storage.save, with a synchronous throw turned into a rejection. */
+  private save(write: StorageWrite): Promise<void> {
+    try {
+      return this.storage.save(write);
+    } catch (err) {
+      return Promise.reject(asError(err));
+    }
   }
 
   private track(save: Promise<void>): Promise<void> {
@@ -923,7 +939,14 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       for (const t of done) t.resolve();
     }
     const change: RaftNodeStateChange = { role: s.role, leader: s.leader, term };
-    for (const l of this.listeners) l(change);
+    for (const l of this.listeners) {
+      try {
+        l(change);
+      } catch (err) {
+        // A listener's bug must not stop the Ready loop; report it.
+        this.error({ err: describeError(err) }, 'state-change listener threw');
+      }
+    }
   }
 
   // -------------------------------------------------------------------------
