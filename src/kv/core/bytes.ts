@@ -49,6 +49,14 @@ export function fromByteString(s: string): Uint8Array {
   return out;
 }
 
+/**
+ * A plain Uint8Array copy of `bytes`. Not `bytes.slice()`: on a Node Buffer
+ * (what msgpackr decodes bin into) slice() is a view that shares memory.
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
+}
+
 /** Bytewise order: negative if a < b, 0 if equal, positive if a > b. */
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
@@ -73,7 +81,7 @@ export function prefixEnd(prefix: Uint8Array): Uint8Array {
   for (let i = prefix.length - 1; i >= 0; i--) {
     const b = prefix[i] as number;
     if (b < 0xff) {
-      const end = prefix.slice(0, i + 1);
+      const end = copyBytes(prefix.subarray(0, i + 1));
       end[i] = b + 1;
       return end;
     }

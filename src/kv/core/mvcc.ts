@@ -19,7 +19,7 @@
  */
 import btreeModule from 'sorted-btree';
 import { assert } from '../../lib/assert.js';
-import { EMPTY_BYTES, toByteString } from './bytes.js';
+import { EMPTY_BYTES, copyBytes, toByteString } from './bytes.js';
 import type { KeyValue, KvEvent } from './types.js';
 import type { ResolvedRange } from './validate.js';
 
@@ -103,7 +103,7 @@ export class MvccStore {
     const keyStr = toByteString(key);
     let entry = this.index.get(keyStr);
     if (entry === undefined) {
-      entry = { key: key.slice(), hist: [] };
+      entry = { key: copyBytes(key), hist: [] };
       this.index.set(keyStr, entry);
     }
     const last = entry.hist[entry.hist.length - 1];
@@ -111,7 +111,7 @@ export class MvccStore {
     const prev = last?.kv;
     const kv: KeyValue = {
       key: entry.key,
-      value: value.slice(),
+      value: copyBytes(value),
       createRevision: prev === undefined ? p.rev : prev.createRevision,
       modRevision: p.rev,
       version: prev === undefined ? 1 : prev.version + 1,

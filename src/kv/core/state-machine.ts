@@ -22,7 +22,7 @@ import { Packr, Unpackr } from 'msgpackr';
 import { assert, assertNever } from '../../lib/assert.js';
 import { CohortError, isCohortError } from '../../lib/errors.js';
 import { limits } from '../../lib/limits.js';
-import { EMPTY_BYTES, compareBytes, fromByteString, toByteString } from './bytes.js';
+import { EMPTY_BYTES, compareBytes, copyBytes, fromByteString, toByteString } from './bytes.js';
 import { LeaseTable } from './leases.js';
 import type { Lease } from './leases.js';
 import { MvccStore, inRange } from './mvcc.js';
@@ -690,7 +690,7 @@ export class KvStateMachine {
       if (!(k instanceof Uint8Array) || !Array.isArray(recs) || recs.length % 6 !== 0) {
         return bad('key row');
       }
-      const key = new Uint8Array(k);
+      const key = copyBytes(k);
       const keyStr = toByteString(key);
       if (prevKey !== undefined && keyStr <= prevKey) bad('keys out of order');
       prevKey = keyStr;
@@ -716,7 +716,7 @@ export class KvStateMachine {
           sub,
           kv: {
             key,
-            value: new Uint8Array(value),
+            value: copyBytes(value),
             createRevision: int(recs[i + 3], 'record createRevision'),
             modRevision: rev,
             version: int(recs[i + 4], 'record version'),
@@ -814,7 +814,7 @@ function compareOne(c: Compare, kv: KeyValue | undefined): boolean {
 
 /** Copies any Buffer (msgpackr's decoding of bin) in decoded data into a plain Uint8Array. */
 function plainBytes(v: unknown): unknown {
-  if (v instanceof Uint8Array) return new Uint8Array(v);
+  if (v instanceof Uint8Array) return copyBytes(v);
   if (Array.isArray(v)) return v.map(plainBytes);
   if (typeof v === 'object' && v !== null) {
     const out: Record<string, unknown> = {};
