@@ -42,6 +42,10 @@ export const errorCodes = {
   FAILED_PRECONDITION: { definite: true, text: 'the system is not in a state to do this' },
   COMPACTED: { definite: true, text: 'the requested revision or index was compacted away' },
   CORRUPTION: { definite: true, text: 'stored data failed verification' },
+  CONFLICT: {
+    definite: true,
+    text: 'an optimistic transaction lost to concurrent writers on every attempt; nothing was written',
+  },
   IO_ERROR: { definite: false, text: 'a disk operation failed; whether it took effect is unknown' },
   CLOCK_SKEW: {
     definite: true,
