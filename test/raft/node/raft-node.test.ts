@@ -156,6 +156,13 @@ describe('RaftNode (memory network)', () => {
     expect(leader.status().config.learners).toEqual([n4]);
     await c.waitForApplied(last, [n4]);
     expect(joiner.stateMachine.items).toHaveLength(20);
+    // Promotion needs the learner to hold everything committed (LEARNER_NOT_CAUGHT_UP otherwise).
+    await expect
+      .poll(() => {
+        const s = leader.status();
+        return (s.progress.get(n4)?.match ?? 0) >= s.commit;
+      })
+      .toBe(true);
     await leader.promoteLearner(n4);
     const config = leader.status().config;
     expect([...config.voters].sort()).toEqual([n1, n2, n3, n4]);
