@@ -33,6 +33,10 @@ export function scenarioNames(): string[] {
 }
 
 /** The scenarios that ship with cohort. Add new ones here. */
-const builtins: readonly Scenario[] = [echoScenario(), raftScenario()];
+const builtins: readonly Scenario[] = [
+  echoScenario(),
+  raftScenario(),
+  raftScenario({ name: 'raft-7', nodes: [7] }),
+];
 
 for (const s of builtins) registerScenario(s);

@@ -9,12 +9,6 @@ import type { ScenarioResult } from '../../../src/sim/scenario.js';
 import { raftScenario } from '../../../src/sim/raft/scenario.js';
 import type { RaftScenarioOptions } from '../../../src/sim/raft/scenario.js';
 
-/** The registered scenario's settings (so printed replay commands reproduce the run), minus message tracing. */
-export const ciScenario = raftScenario({ traceMessages: false });
-
-/** The same scenario with every message in the trace (for failure reports). */
-const tracedScenario = raftScenario();
-
 /** What a batch of seeds did. */
 export interface SeedsReport {
   readonly failures: ScenarioResult[];
@@ -24,12 +18,18 @@ export interface SeedsReport {
   readonly bySize: Record<string, number>;
 }
 
-/** Runs seeds `from`..`from+count-1` of `scenario` (default: the CI scenario). */
+/**
+ * Runs seeds `from`..`from+count-1` of the raft scenario with `options` — those of a
+ * registered scenario, so the printed replay command reproduces the run — without tracing
+ * messages (faster; a failure is re-run with every message traced for its report).
+ */
 export async function runSeeds(
   from: number,
   count: number,
-  scenario = ciScenario,
+  options: RaftScenarioOptions = {},
 ): Promise<SeedsReport> {
+  const scenario = raftScenario({ ...options, traceMessages: false });
+  const tracedScenario = raftScenario(options);
   const failures: ScenarioResult[] = [];
   const totals: Record<string, number> = {};
   const bySize: Record<string, number> = {};
