@@ -368,6 +368,10 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     if (options.snapshotEntries !== undefined && options.snapshotEntries !== 0) {
       positiveInt('snapshotEntries', options.snapshotEntries);
     }
+    if (options.tickMs !== undefined) positiveInt('tickMs', options.tickMs);
+    if (options.lostLeadershipWaitTicks !== undefined) {
+      positiveInt('lostLeadershipWaitTicks', options.lostLeadershipWaitTicks);
+    }
     if (options.peers.includes(options.id)) {
       throw new CohortError(
         'INVALID_ARGUMENT',

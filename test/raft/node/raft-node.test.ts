@@ -10,7 +10,12 @@ import { nodeId } from '../../../src/lib/ids.js';
 import type { NodeId } from '../../../src/lib/ids.js';
 import type { RaftMessage } from '../../../src/raft/core/messages.js';
 import { raftMessagesCodec } from '../../../src/raft/raft-messages-codec.js';
-import { MemoryCluster, proposeOnLeader, text } from './helpers.js';
+import { seededRandom } from '../../../src/lib/random.js';
+import { RaftNode } from '../../../src/raft/raft-node.js';
+import type { RaftNodeOptions } from '../../../src/raft/raft-node.js';
+import { MemoryStorage } from '../../../src/raft/storage/memory.js';
+import { MemoryNetwork } from '../../../src/transport/memory-transport.js';
+import { ListMachine, MemoryCluster, proposeOnLeader, testLogger, text } from './helpers.js';
 
 let cluster: MemoryCluster | undefined;
 
@@ -314,5 +319,30 @@ describe('RaftNode (memory network)', () => {
     expect(later.definite).toBe(true);
     expect(leader.status().state).toBe('closed');
     await leader.close(); // idempotent
+  });
+
+  it('refuses bad options with INVALID_ARGUMENT', async () => {
+    const net = new MemoryNetwork();
+    const base = {
+      id: n1,
+      peers: [n2, n3],
+      stateMachine: new ListMachine(),
+      random: seededRandom(1),
+      logger: testLogger(),
+    };
+    const cases: Partial<RaftNodeOptions<ListMachine>>[] = [
+      { peers: [n1, n2] },
+      { tickMs: 0 },
+      { snapshotEntries: -1 },
+      { lostLeadershipWaitTicks: 1.5 },
+      { raft: { electionTicks: 2, heartbeatTicks: 2 } },
+    ];
+    for (const bad of cases) {
+      const storage = new MemoryStorage();
+      const transport = net.transport<RaftMessage>(n1, raftMessagesCodec());
+      const e = await rejection(RaftNode.start({ ...base, transport, storage, ...bad }));
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      await transport.close();
+    }
   });
 });
