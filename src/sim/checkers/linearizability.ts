@@ -56,7 +56,7 @@ import { illegal } from './models.js';
 
 /** Budget and time source for {@link checkLinearizability}. */
 export interface CheckOptions {
-  /** Search steps (events visited) allowed over all partitions; default `limits.linearizabilityStepsMax`. */
+  /** Search steps (candidate placements tried) allowed over all partitions; default `limits.linearizabilityStepsMax`. */
   readonly maxSteps?: number;
   /** Memo bytes allowed per partition; default `limits.linearizabilityMemoBytesMax`. */
   readonly maxMemoBytes?: number;
@@ -78,7 +78,7 @@ export interface CheckStats {
   readonly operations: number;
   /** Partitions checked (or 1 for an unpartitioned model). */
   readonly partitions: number;
-  /** Events visited by the search. */
+  /** Candidate placements tried by the search (over all attempts). */
   readonly steps: number;
   /** Distinct (linearized set, state) pairs memoized. */
   readonly cacheEntries: number;
@@ -219,7 +219,7 @@ const memoEntryOverheadBytes = 32;
 const mapEntriesMax = 16_000_000;
 
 /** Subsumption candidates scanned per lookup: pruning is optional, so a bounded scan stays sound. */
-const subsumptionScanMax = Number(globalThis.process?.env?.['LIN_SCAN'] ?? 16);
+const subsumptionScanMax = 16;
 
 /**
  * The memo of explored (linearized set, state) pairs, packed in one growable
