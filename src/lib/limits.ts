@@ -108,6 +108,8 @@ export const limits = {
   kvLeaseTtlMsMax: 7 * 24 * 60 * 60 * 1000,
   /** Leases alive at once before a grant answers OVERLOADED; each is replicated state on every node. */
   kvLeasesMax: 100_000,
+  /** Leases one leaseExpire command names; more expired leases wait for the next command, so one entry stays small. */
+  kvLeaseExpireBatchMax: 1024,
   /** Client sessions (exactly-once) remembered; past it the least recently used is forgotten. */
   kvSessionsMax: 64 * 1024,
   /** Longest client id of an exactly-once session, in characters. */
