@@ -431,15 +431,23 @@ function canonical(value: unknown): string {
   );
 }
 
-/** A typed client whose unary calls go to every peer, combined by `mode` ('first' or 'majority'). */
+/**
+ * A typed client whose unary calls go to every peer, combined by `mode`
+ * ('first' or 'majority'). `policies` (optional, per peer) puts each
+ * replica's calls behind its endpoint's breaker, bulkhead and retries.
+ */
 export function replicatedClient<S extends ServiceDef>(
   node: RpcNode,
   service: S,
   peers: readonly NodeId[],
   mode: 'first' | 'majority',
   defaults: CallOptions = {},
+  policies?: ReadonlyMap<NodeId, EndpointPolicy>,
 ): Client<S> {
-  const invokers = peers.map((p) => node.invoker(p, defaults));
+  const invokers = peers.map((p) => {
+    const plain = node.invoker(p, defaults);
+    return policies?.get(p)?.wrap(p, plain) ?? plain;
+  });
   return makeClient(service, {
     unary: (method, request, options) =>
       replicated(

@@ -140,6 +140,15 @@ describe.each(harnesses)('resilience (%o)', (make) => {
       'all',
     );
     expect(all).toEqual([{ v: 1 }, { v: 1 }, { v: 2 }]);
+    // With per-replica policies: an open breaker on one replica is one failed vote, not a failure.
+    const clock = new VirtualClock();
+    const policies = new Map(
+      peers.map((p) => [p, new EndpointPolicy({ clock, retry: false, breaker: { failures: 1 } })]),
+    );
+    policies.get(nodeId('d'))?.breaker?.record(new CohortError('TIMEOUT', 'x'));
+    expect(policies.get(nodeId('d'))?.breaker?.state).toBe('open');
+    const guarded = replicatedClient(caller, Vote, peers, 'majority', {}, policies);
+    expect(await guarded.value({})).toEqual({ v: 1 });
   });
 });
 
