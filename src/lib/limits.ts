@@ -38,6 +38,8 @@ export const limits = {
   linearizabilityStepsMax: 50_000_000,
   /** Bytes the linearizability checker's memo may hold per partition before answering 'unknown'; keeps CI hosts out of swap. */
   linearizabilityMemoBytesMax: 256 * 1024 * 1024,
+  /** Connected dial-only clients (nodes outside the address book) one transport serves at once. */
+  dialOnlyPeersMax: 4096,
   /** Protocol version spoken on the wire; peers with another version are refused. */
   protocolVersion: 1,
   /** Size at which a WAL segment is closed and a new one started; bounds recovery reads and deletion granularity. */

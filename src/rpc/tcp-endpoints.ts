@@ -10,14 +10,11 @@
  * ```
  *
  * Clients do not listen: they dial the server, which answers on the same
- * connection. The TCP transport's handshake refuses node ids missing from
- * its address book, so a server pre-registers a pool of client ids
- * (`client-0` … `client-<n-1>`) at a placeholder address that refuses
- * connections (127.0.0.1:9); a client takes a random id from the pool. The
- * placeholder is only dialled if the server must send to a client that has
- * gone (that dial fails; the reply is lost, as for any vanished client).
- * Workaround until the transport accepts dial-only peers it does not know.
+ * connection. The server's transport accepts dial-only peers
+ * (`acceptUnknownPeers`); each client takes a fresh random id, so any number
+ * of clients can talk to one server at once.
  */
+import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { clusterId, nodeId } from '../lib/ids.js';
@@ -29,13 +26,8 @@ import type { RpcWireMessage } from './messages.js';
 import { RpcNode } from './node.js';
 import type { RpcNodeOptions } from './node.js';
 
-/** Client ids a server accepts by default. */
-export const clientPoolSize = 64;
-
 /** The cluster id examples use unless told otherwise. */
 export const defaultClusterId = 'cohort-examples';
-
-const PLACEHOLDER: PeerAddress = { host: '127.0.0.1', port: 9 };
 
 /** Options of {@link startTcpServer}. */
 export interface TcpServerOptions {
@@ -44,8 +36,6 @@ export interface TcpServerOptions {
   /** 0 picks a free port (see `address`). */
   readonly port: number;
   readonly clusterId?: string;
-  /** Client ids to accept (default: the pool `client-0..client-63`). */
-  readonly clients?: readonly string[];
   readonly logger?: Logger;
   readonly rpc?: RpcNodeOptions;
 }
@@ -54,14 +44,13 @@ export interface TcpServerOptions {
 export async function startTcpServer(
   options: TcpServerOptions,
 ): Promise<RpcNode & { readonly address: PeerAddress }> {
-  const clients =
-    options.clients ?? Array.from({ length: clientPoolSize }, (_, i) => `client-${i}`);
   const transport = await TcpTransport.start<RpcWireMessage>({
     self: nodeId(options.id),
     clusterId: clusterId(options.clusterId ?? defaultClusterId),
     codec: rpcCodec,
     listen: { host: options.host ?? '127.0.0.1', port: options.port },
-    peers: new Map(clients.map((c) => [nodeId(c), PLACEHOLDER])),
+    peers: {},
+    acceptUnknownPeers: true,
     logger: options.logger ?? quietLogger(),
   });
   const node = new RpcNode(transport, options.rpc);
@@ -72,7 +61,7 @@ export async function startTcpServer(
 export interface TcpClientOptions {
   readonly server: { readonly id: string; readonly host: string; readonly port: number };
   readonly clusterId?: string;
-  /** This client's id (default: a random one from the server's default pool). */
+  /** This client's id (default: `client-` and 12 random hex digits). */
   readonly id?: string;
   readonly logger?: Logger;
   readonly rpc?: RpcNodeOptions;
@@ -84,7 +73,7 @@ export async function startTcpClient(
 ): Promise<RpcNode & { readonly serverId: NodeId }> {
   const serverId = nodeId(options.server.id);
   const transport = await TcpTransport.start<RpcWireMessage>({
-    self: nodeId(options.id ?? `client-${Math.floor(Math.random() * clientPoolSize)}`),
+    self: nodeId(options.id ?? `client-${randomBytes(6).toString('hex')}`),
     clusterId: clusterId(options.clusterId ?? defaultClusterId),
     codec: rpcCodec,
     peers: new Map([[serverId, { host: options.server.host, port: options.server.port }]]),

@@ -137,6 +137,14 @@ export interface TcpTransportOptions<M> {
   readonly protocolVersion?: number;
   /** Run connections over TLS. */
   readonly tls?: TcpTlsOptions;
+  /**
+   * Accept dials from nodes missing from the address book: dial-only
+   * clients (the RPC client, the CLI). Such a peer has no address, so it is
+   * reachable only while its connection is up: sends to it fail with
+   * UNAVAILABLE once it is gone, and its state is forgotten when its link
+   * drops. At most `limits.dialOnlyPeersMax` are connected at once.
+   */
+  readonly acceptUnknownPeers?: boolean;
 }
 
 /** Frames at least this big are written as they are; smaller ones are copied together first. */
@@ -185,6 +193,8 @@ class Peer {
   attempts = 0;
   /** Set once something was sent to this peer: from then on we keep a connection. */
   wanted = false;
+  /** Accepted from a node missing from the address book; forgotten when its link drops. */
+  dialOnly = false;
   flushScheduled = false;
   /** Callers of waitQueueBelow(): resolved once the queue is shorter than `below`. */
   waiters: { below: number; resolve: () => void }[] = [];
@@ -213,6 +223,9 @@ export class TcpTransport<M> implements Transport<M> {
   private readonly random: Random;
   private readonly identity: HandshakeIdentity;
   private readonly tlsOptions: TcpTlsOptions | undefined;
+  private readonly acceptUnknownPeers: boolean;
+  /** Connected peers without an address (dial-only clients), bounded by dialOnlyPeersMax. */
+  private dialOnlyPeers = 0;
   private readonly peers = new Map<NodeId, Peer>();
   private readonly live = new Set<Connection>();
   private readonly stats: TransportCounters = newCounters();
@@ -264,6 +277,7 @@ export class TcpTransport<M> implements Transport<M> {
       self: options.self,
     };
     this.tlsOptions = options.tls;
+    this.acceptUnknownPeers = options.acceptUnknownPeers ?? false;
     this.loopback = new FrameQueue(options.self, this.bounds);
     for (const [id, address] of toMap(options.peers)) {
       if (id === options.self) continue;
@@ -327,7 +341,12 @@ export class TcpTransport<M> implements Transport<M> {
   /** Adds or changes a peer's address; a changed address takes effect at the next dial. */
   setPeer(id: NodeId, address: PeerAddress): void {
     if (id === this.self) return;
-    this.peerState(id).address = address;
+    const peer = this.peerState(id);
+    if (peer.dialOnly) {
+      peer.dialOnly = false;
+      this.dialOnlyPeers--;
+    }
+    peer.address = address;
   }
 
   /**
@@ -338,6 +357,7 @@ export class TcpTransport<M> implements Transport<M> {
     const peer = this.peers.get(id);
     if (peer === undefined) return;
     this.peers.delete(id);
+    if (peer.dialOnly) this.dialOnlyPeers--;
     peer.wanted = false;
     peer.address = undefined;
     if (peer.retryTimer !== undefined) this.clock.clearTimer(peer.retryTimer);
@@ -711,13 +731,22 @@ export class TcpTransport<M> implements Transport<M> {
       const verdict = checkHello(
         this.identity,
         msg,
-        (id) => this.peers.get(id)?.address !== undefined,
+        (id) => this.peers.get(id)?.address !== undefined || this.acceptUnknownPeers,
       );
       if (!verdict.ok) {
         this.refuse(conn, verdict.code, verdict.reason);
         return;
       }
+      const known = this.peers.get(verdict.peer);
+      if (known === undefined && this.dialOnlyPeers >= limits.dialOnlyPeersMax) {
+        this.refuse(conn, 'protocol', `too many dial-only clients (${this.dialOnlyPeers})`);
+        return;
+      }
       const peer = this.peerState(verdict.peer);
+      if (known === undefined) {
+        peer.dialOnly = true;
+        this.dialOnlyPeers++;
+      }
       if (peer.dialing !== undefined && this.self < peer.id) {
         // Simultaneous dials: the smaller id's dial wins; ours is in progress.
         this.refuse(
@@ -843,6 +872,14 @@ export class TcpTransport<M> implements Transport<M> {
       this.stats.connectionsLost++;
     }
     this.log[level]({ peer: peer.id, reason, code }, wasOpen ? 'link down' : 'connection failed');
+    if (reconnect && peer.dialOnly && peer.conn === undefined && this.peers.get(peer.id) === peer) {
+      // A dial-only client cannot be redialled: forget it and what was queued for it.
+      // (Drops without `reconnect` are replacements and removals, handled there.)
+      this.peers.delete(peer.id);
+      this.dialOnlyPeers--;
+      this.stats.dropped += peer.queue.clear();
+      this.wakeWaiters(peer);
+    }
     if (this.closed) return;
     if (wasOpen) this.emitStatus(peer.id, 'down');
     if (reconnect) this.scheduleReconnect(peer);

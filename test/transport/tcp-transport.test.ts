@@ -584,3 +584,66 @@ describe('TcpTransport: TLS', () => {
     expect(plain.frames).toEqual([]);
   });
 });
+
+describe('dial-only clients (acceptUnknownPeers)', () => {
+  it('serves clients missing from the address book on their own connection, and forgets them when they go', async () => {
+    const serverPort = await freePort();
+    const server = await startNode({ self: A, port: serverPort, acceptUnknownPeers: true });
+    const got: string[] = [];
+    server.onMessage((from, msg) => {
+      got.push(`${from}:${msg.seq}`);
+      server.send(from, { type: 'Seq', seq: msg.seq + 100, note: 'reply' });
+    });
+    const clients = await Promise.all(
+      ['client-x', 'client-y'].map(async (id) => {
+        const c = await TcpTransport.start<TestMessage>({
+          self: nodeId(id),
+          clusterId: testCluster,
+          codec: testCodec,
+          peers: { a: local(serverPort) },
+          limits: fastLimits,
+          logger: testLogger(),
+        });
+        cleanups.push(() => c.close());
+        const replies: number[] = [];
+        c.onMessage((_from, msg) => replies.push(msg.seq));
+        return { c, replies };
+      }),
+    );
+    clients[0]?.c.send(A, { type: 'Seq', seq: 1, note: '' });
+    clients[1]?.c.send(A, { type: 'Seq', seq: 2, note: '' });
+    await waitFor(
+      () => clients.every(({ replies }) => replies.length === 1),
+      'replies to both clients',
+    );
+    expect(clients.map(({ replies }) => replies[0])).toEqual([101, 102]);
+    expect(got.sort()).toEqual(['client-x:1', 'client-y:2']);
+
+    await clients[0]?.c.close();
+    await waitFor(() => !server.isConnected(nodeId('client-x')), 'server sees client-x gone');
+    let code: string | undefined;
+    try {
+      server.send(nodeId('client-x'), { type: 'Seq', seq: 9, note: '' });
+    } catch (err) {
+      code = isCohortError(err) ? err.code : 'other';
+    }
+    expect(code).toBe('UNAVAILABLE');
+  });
+
+  it('refuses unknown dialers by default', async () => {
+    const serverPort = await freePort();
+    const server = await startNode({ self: A, port: serverPort });
+    const c = await TcpTransport.start<TestMessage>({
+      self: nodeId('client-z'),
+      clusterId: testCluster,
+      codec: testCodec,
+      peers: { a: local(serverPort) },
+      limits: fastLimits,
+      logger: testLogger(),
+    });
+    cleanups.push(() => c.close());
+    c.send(A, { type: 'Seq', seq: 1, note: '' });
+    await waitFor(() => server.counters.handshakeFailures > 0, 'handshake refused');
+    expect(server.isConnected(nodeId('client-z'))).toBe(false);
+  });
+});
