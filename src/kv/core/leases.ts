@@ -10,8 +10,10 @@
  * - The leader keeps a local deadline per lease on its monotonic clock
  *   (`now + remainingMs` when it takes office or a lease is granted / renewed).
  *   Now and then it replicates `leaseCheckpoint` with each lease's
- *   `deadline - now`, so the next leader does not hand leases their whole TTL
- *   back after every failover.
+ *   `deadline - now` and epoch, so the next leader does not hand leases their
+ *   whole TTL back after every failover. A checkpoint whose epoch is stale (a
+ *   keep-alive was applied after it was made) is skipped for that lease, so
+ *   it can never understate a renewed lease's TTL.
  * - A new leader, once it has applied its log, starts each lease's deadline at
  *   `now + remainingMs (+ an optional grace for clients to find it)`.
  *   `remainingMs` was an upper bound when it was written and time has only

@@ -342,10 +342,11 @@ export class KvStateMachine {
       if (typeof c !== 'object' || c === null) invalid(`leases[${i}] must be an object`);
       checkInt(c.id, `leases[${i}].id`, 1);
       checkInt(c.remainingMs, `leases[${i}].remainingMs`);
+      checkInt(c.epoch, `leases[${i}].epoch`);
     }
     for (const c of cmd.leases) {
       const l = this.leases.get(c.id);
-      if (l !== undefined) l.remainingMs = Math.min(c.remainingMs, l.ttlMs);
+      if (l !== undefined && l.epoch === c.epoch) l.remainingMs = Math.min(c.remainingMs, l.ttlMs);
     }
     return { result: { type: 'leaseCheckpoint', revision: this.revision }, events: [] };
   }

@@ -153,11 +153,17 @@ export interface LeaseKeepAliveRequest {
 /**
  * The leader records each lease's remaining TTL as its clock sees it, so a
  * later leader does not give leases their whole TTL back (see leases.ts).
- * Unknown ids are skipped.
+ * Unknown ids, and leases renewed since (epoch moved on: the checkpoint would
+ * understate their TTL), are skipped; a remaining TTL above the lease's TTL
+ * is cut to it.
  */
 export interface LeaseCheckpointRequest {
   readonly type: 'leaseCheckpoint';
-  readonly leases: readonly { readonly id: number; readonly remainingMs: number }[];
+  readonly leases: readonly {
+    readonly id: number;
+    readonly remainingMs: number;
+    readonly epoch: number;
+  }[];
 }
 
 /**

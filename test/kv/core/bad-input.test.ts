@@ -162,8 +162,8 @@ const cases: [string, unknown, string][] = [
     {
       type: 'leaseCheckpoint',
       leases: [
-        { id: 1, remainingMs: 1 },
-        { id: 1, remainingMs: -5 },
+        { id: 1, remainingMs: 1, epoch: 0 },
+        { id: 1, remainingMs: -5, epoch: 0 },
       ],
     },
     'INVALID_ARGUMENT',

@@ -464,16 +464,21 @@ describe('leases', () => {
     ok(sm, {
       type: 'leaseCheckpoint',
       leases: [
-        { id: l, remainingMs: 4000 },
-        { id: 77, remainingMs: 1 },
+        { id: l, remainingMs: 4000, epoch: 0 },
+        { id: 77, remainingMs: 1, epoch: 0 },
       ],
     });
     expect(sm.leaseTimeToLive(l)).toMatchObject({ ttlMs: 10_000, remainingMs: 4000, epoch: 0 });
-    ok(sm, { type: 'leaseCheckpoint', leases: [{ id: l, remainingMs: 50_000 }] });
+    ok(sm, { type: 'leaseCheckpoint', leases: [{ id: l, remainingMs: 50_000, epoch: 0 }] });
     expect(sm.leaseTimeToLive(l).remainingMs).toBe(10_000);
     const k = ok(sm, { type: 'leaseKeepAlive', id: l });
     expect([k.epoch, k.ttlMs]).toEqual([1, 10_000]);
     expect(sm.leaseTimeToLive(l).remainingMs).toBe(10_000);
+    // A checkpoint made before that keep-alive (epoch 0) must not shorten the renewed lease.
+    ok(sm, { type: 'leaseCheckpoint', leases: [{ id: l, remainingMs: 10, epoch: 0 }] });
+    expect(sm.leaseTimeToLive(l).remainingMs).toBe(10_000);
+    ok(sm, { type: 'leaseCheckpoint', leases: [{ id: l, remainingMs: 10, epoch: 1 }] });
+    expect(sm.leaseTimeToLive(l).remainingMs).toBe(10);
     expect(refused(sm, { type: 'leaseKeepAlive', id: 5 }).code).toBe('NOT_FOUND');
     expect(sm.leaseList().map((x) => x.id)).toEqual([l]);
   });
