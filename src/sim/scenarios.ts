@@ -37,6 +37,7 @@ const builtins: readonly Scenario[] = [
   echoScenario(),
   raftScenario(),
   raftScenario({ name: 'raft-7', nodes: [7] }),
+  raftScenario({ name: 'raft-production', shell: 'production' }),
 ];
 
 for (const s of builtins) registerScenario(s);

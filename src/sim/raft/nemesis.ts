@@ -26,7 +26,7 @@ import type { RaftMessage } from '../../raft/core/messages.js';
 import type { LinkFaults, SimNetwork } from '../network.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
-import type { RaftSimNode } from './node.js';
+import type { SimRaftNode } from './node.js';
 
 /** Every kind of fault the nemesis injects. */
 export const nemesisKinds = [
@@ -77,7 +77,7 @@ export interface RaftNemesisOptions {
   readonly random: Random;
   readonly trace: Trace;
   /** Every node (initial voters and spares). */
-  readonly nodes: readonly RaftSimNode[];
+  readonly nodes: readonly SimRaftNode[];
   readonly weights: Readonly<Record<NemesisKind, number>>;
   /** Mean time between actions (ms); gaps are uniform in [1, 2·everyMs]. */
   readonly everyMs: number;
@@ -123,8 +123,8 @@ export class RaftNemesis {
   }
 
   /** The current leader: the up node leading the highest term, if any. */
-  leader(): RaftSimNode | undefined {
-    let best: RaftSimNode | undefined;
+  leader(): SimRaftNode | undefined {
+    let best: SimRaftNode | undefined;
     let bestTerm = -1;
     for (const n of this.o.nodes) {
       const s = n.core?.status();
@@ -392,7 +392,13 @@ export class RaftNemesis {
       return false;
     const result = l.changeConfig(change);
     const outcome =
-      result === undefined ? 'down' : result.kind === 'accepted' ? 'accepted' : result.reason;
+      result === undefined
+        ? l.up
+          ? 'requested' // the production shell answers later (counted when it settles)
+          : 'down'
+        : result.kind === 'accepted'
+          ? 'accepted'
+          : result.reason;
     this.note('membership', { leader: l.id, ...change, outcome });
     bump(this.o.counts, `membership ${change.type} ${outcome}`);
     if (outcome === 'CONFIG_CHANGE_PENDING' || outcome === 'LEARNER_NOT_CAUGHT_UP') return retry();
@@ -403,6 +409,6 @@ export class RaftNemesis {
         if (!this.healed) this.changeMembership(10, promote);
       });
     }
-    return result?.kind === 'accepted';
+    return outcome === 'accepted' || outcome === 'requested';
   }
 }

@@ -36,6 +36,34 @@ export type RequestOutcome = 'ok' | 'fail' | 'unknown';
 /** Receives the end of a client request. `output` is set for `ok`. */
 export type RequestCallback = (outcome: RequestOutcome, output?: KvOutput) => void;
 
+/**
+ * What the nemesis, the workload and the liveness check need from a simulated
+ * node, whichever shell runs it: the simulator's {@link RaftSimNode} or the
+ * production RaftNode (production-node.ts).
+ */
+export interface SimRaftNode extends SimNode<RaftMessage> {
+  readonly id: NodeId;
+  readonly disk: RaftDisk;
+  /** The running core, or undefined while the node is down. */
+  readonly core: RaftCore | undefined;
+  /** The state machine: `index` is the last entry applied. */
+  readonly sm: { readonly index: number };
+  readonly up: boolean;
+  /** Slow node: ticks come this many times less often. */
+  slowEvery: number;
+  /** Slow disk: syncs take this many times longer. */
+  diskSlowdown: number;
+  /** Armed by the nemesis: crash when the node next writes entries, before the sync. */
+  crashOnWrite: (() => void) | undefined;
+  propose(command: KvCommand, done: RequestCallback): void;
+  read(key: string, done: RequestCallback): void;
+  /** A membership change through this node's core; the result, or undefined if not known yet. */
+  changeConfig(change: ConfigChange): ProposeResult | undefined;
+  transfer(to: NodeId): boolean;
+  /** Runs the invariants on this node. */
+  check(): void;
+}
+
 /** Options for {@link RaftSimNode}. */
 export interface RaftSimNodeOptions {
   readonly id: NodeId;
@@ -83,7 +111,7 @@ function bump(counts: Record<string, number>, key: string, by = 1): void {
 }
 
 /** One simulated Raft node (see the file header). */
-export class RaftSimNode implements SimNode<RaftMessage> {
+export class RaftSimNode implements SimRaftNode {
   readonly id: NodeId;
   /** Durable storage; survives crashes (minus unsynced writes). */
   readonly disk: RaftDisk;

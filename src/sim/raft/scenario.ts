@@ -35,6 +35,8 @@ import type { Scenario, ScenarioContext } from '../scenario.js';
 import { RaftInvariants } from './invariants.js';
 import { RaftNemesis, drawNemesisWeights } from './nemesis.js';
 import { RaftSimNode } from './node.js';
+import type { RaftSimNodeOptions, SimRaftNode } from './node.js';
+import { ProductionSimNode, settle } from './production-node.js';
 import { Workload } from './workload.js';
 
 /** Options for {@link raftScenario}. */
@@ -55,6 +57,12 @@ export interface RaftScenarioOptions {
   readonly leaderSendsBeforePersist?: boolean;
   /** TEST-ONLY: the shell sends a Ready's messages before its write is synced. */
   readonly sendBeforePersist?: boolean;
+  /**
+   * Which shell runs each core: the simulator's own (`sim`, default: synchronous, fast) or
+   * the production RaftNode (`production`: the shell that ships, driven by an async loop).
+   * The production shell takes no core bug switches.
+   */
+  readonly shell?: 'sim' | 'production';
   /** Overrides of the drawn core options (to explore one corner; the draws are unchanged). */
   readonly raft?: Partial<Omit<RaftOptions, 'id' | 'random' | 'bugs'>>;
   /** Override of the drawn compaction interval (entries applied between snapshots; 0: never). */
@@ -77,7 +85,7 @@ export function raftScenario(options: RaftScenarioOptions = {}): Scenario {
   };
 }
 
-function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
+async function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): Promise<void> {
   const { scheduler, trace, params, counts } = ctx;
   const p = ctx.random.fork('params');
   const sizes = options.nodes ?? [3, 5];
@@ -149,28 +157,52 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
   const ids: NodeId[] = Array.from({ length: voters + spares }, (_, i) => nodeId(`n${i + 1}`));
   const bootstrap: ClusterConfig = { voters: ids.slice(0, voters), learners: [] };
   const empty: ClusterConfig = { voters: [], learners: [] };
-  const nodes: RaftSimNode[] = ids.map(
-    (id, i) =>
-      new RaftSimNode({
-        id,
-        bootstrap: i < voters ? bootstrap : empty,
-        raft,
-        random: ctx.random.fork(`node:${id}`),
-        invariants,
-        diskDelayMs: { minMs: 0, maxMs: diskMaxMs },
-        snapshotEvery,
-        counts,
-        ...(options.unsafeLocalReads === true ? { unsafeLocalReads: true } : {}),
-        ...(options.sendBeforePersist === true ? { sendBeforePersist: true } : {}),
-        leaderSendsBeforePersist,
-      }),
-  );
+  const production = options.shell === 'production';
+  const nodes: SimRaftNode[] = ids.map((id, i) => {
+    const nodeOptions: RaftSimNodeOptions = {
+      id,
+      bootstrap: i < voters ? bootstrap : empty,
+      raft,
+      random: ctx.random.fork(`node:${id}`),
+      invariants,
+      diskDelayMs: { minMs: 0, maxMs: diskMaxMs },
+      snapshotEvery,
+      counts,
+      ...(options.unsafeLocalReads === true ? { unsafeLocalReads: true } : {}),
+      ...(options.sendBeforePersist === true ? { sendBeforePersist: true } : {}),
+      leaderSendsBeforePersist,
+    };
+    if (!production) return new RaftSimNode(nodeOptions);
+    const peers = i < voters ? bootstrap.voters.filter((v) => v !== id) : [];
+    return new ProductionSimNode({ ...nodeOptions, peers, tickMs });
+  });
   const byId = new Map(nodes.map((n) => [n.id, n]));
   net.observe((e) => {
     if (e.kind === 'send')
-      invariants.onSend(e.from, e.message, (byId.get(e.from) as RaftSimNode).disk);
+      invariants.onSend(e.from, e.message, (byId.get(e.from) as SimRaftNode).disk);
   });
-  for (const n of nodes) net.addNode(n.id, n, { tickMs });
+  // The production shell ticks on its own clock; the simulator's shell on the network's ticker.
+  for (const n of nodes) net.addNode(n.id, n, production ? {} : { tickMs });
+
+  /** Runs events due by `untilMs`; with the production shell, the event loop turns after each. */
+  const runUntil = async (untilMs: number): Promise<void> => {
+    if (!production) {
+      scheduler.run({ untilMs });
+      return;
+    }
+    for (;;) {
+      const next = scheduler.peekTime();
+      if (next === undefined || next > untilMs) break;
+      await stepProduction();
+    }
+    scheduler.run({ untilMs }); // nothing is due by then: just moves the clock
+  };
+  const stepProduction = async (): Promise<boolean> => {
+    const stepped = scheduler.step();
+    await settle();
+    for (const n of nodes) n.check();
+    return stepped;
+  };
 
   const nemesis = new RaftNemesis({
     network: net,
@@ -203,7 +235,7 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
   // Phase 1: faults.
   workload.start(Number.MAX_SAFE_INTEGER);
   nemesis.start(faultMs);
-  scheduler.run({ untilMs: faultMs });
+  await runUntil(faultMs);
 
   // Phase 2: heal, then liveness within a bound of ticks.
   nemesis.healAll();
@@ -212,7 +244,8 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
   const deadline = healedAt + livenessTicks * tickMs;
   const live = livenessProbe(nodes, nemesis, scheduler.now.bind(scheduler));
   while (!live.done()) {
-    if (scheduler.now() > deadline || !scheduler.step()) {
+    const stepped = production ? await stepProduction() : scheduler.step();
+    if (scheduler.now() > deadline || !stepped) {
       throw new CheckFailure(
         `liveness: ${live.why()} within ${livenessTicks} ticks after the faults healed ` +
           `(at ${healedAt} ms); nodes: ${statusLine(nodes)}`,
@@ -223,7 +256,7 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
 
   // Phase 3: stop the clients, let in-flight operations settle, check the history.
   workload.stop();
-  scheduler.run({ untilMs: scheduler.now() + 500 });
+  await runUntil(scheduler.now() + 500);
   counts['max committed index'] = invariants.maxCommitted();
   counts['terms with a leader'] = invariants.leadersByTerm().size;
   for (const [k, v] of Object.entries(invariants.counts)) counts[`checks ${k}`] = v;
@@ -236,7 +269,7 @@ function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): void {
 }
 
 /** One line per node: role, term, commit, applied, config. */
-function statusLine(nodes: readonly RaftSimNode[]): string {
+function statusLine(nodes: readonly SimRaftNode[]): string {
   return nodes
     .map((n) => {
       const s = n.core?.status();
@@ -251,13 +284,13 @@ function statusLine(nodes: readonly RaftSimNode[]): string {
  * member of its configuration applies up to it. Polled after every event.
  */
 function livenessProbe(
-  nodes: readonly RaftSimNode[],
+  nodes: readonly SimRaftNode[],
   nemesis: RaftNemesis,
   now: () => number,
 ): { done(): boolean; why(): string } {
   let seq = 0;
   let inFlight = false;
-  let target: { index: number; leader: RaftSimNode } | undefined;
+  let target: { index: number; leader: SimRaftNode } | undefined;
   let lastTry = -Infinity;
   let stage = 'no leader was elected';
   return {

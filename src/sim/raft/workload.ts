@@ -17,14 +17,14 @@ import type { Random } from '../../lib/random.js';
 import { HistoryRecorder } from '../checkers/history.js';
 import type { KvInput, KvOutput } from '../checkers/models.js';
 import type { Scheduler } from '../scheduler.js';
-import type { RaftSimNode, RequestOutcome } from './node.js';
+import type { RequestOutcome, SimRaftNode } from './node.js';
 import type { KvCommand } from './state-machine.js';
 
 /** Options for {@link Workload}. */
 export interface WorkloadOptions {
   readonly scheduler: Scheduler;
   readonly random: Random;
-  readonly nodes: readonly RaftSimNode[];
+  readonly nodes: readonly SimRaftNode[];
   readonly clients: number;
   readonly keys: number;
   /** Longest pause between a client's operations (ms). */
@@ -36,7 +36,7 @@ export interface WorkloadOptions {
   /** Share of operations sent to the actual leader (an oracle; the rest go to the client's guess). */
   readonly leaderShare: number;
   /** The current leader, if any. */
-  readonly leader: () => RaftSimNode | undefined;
+  readonly leader: () => SimRaftNode | undefined;
   readonly counts: Record<string, number>;
 }
 
@@ -72,7 +72,7 @@ export class Workload {
     this.untilMs = Math.min(this.untilMs, this.o.scheduler.now());
   }
 
-  private next(client: { id: number; generation: number; seq: number; hint: RaftSimNode }): void {
+  private next(client: { id: number; generation: number; seq: number; hint: SimRaftNode }): void {
     const sched = this.o.scheduler;
     if (sched.now() > this.untilMs) return;
     const r = this.o.random;

@@ -1,0 +1,337 @@
+/**
+ * The production shell in the simulator: a {@link RaftNode} (src/raft/raft-node.ts)
+ * per simulated node, over adapters — a {@link Transport} onto the simulated
+ * network, a {@link Storage} onto the crash-semantics {@link RaftDisk} with
+ * sampled sync delays, and a {@link Clock} of virtual time (stretched while the
+ * node is slow). The same nemesis, workload, invariants and liveness check as
+ * the simulator's own shell ({@link RaftSimNode}) then test the shell that
+ * ships, not only the core.
+ *
+ * ```ts
+ * const node = new ProductionSimNode({ ...sameOptionsAsRaftSimNode, peers, tickMs: 10 });
+ * net.addNode(id, node);                     // no network ticker: RaftNode ticks on its clock
+ * // after every scheduler event: await settle(); node.check();
+ * ```
+ *
+ * RaftNode runs its Ready loop on `setImmediate` and reports through promises,
+ * so a run with it is driven by an async loop that lets the event loop turn
+ * after every scheduler event ({@link settle}). With no real I/O or timers
+ * involved, that interleaving is deterministic, so seeds still replay.
+ *
+ * The invariants read the node's core through a private field (`core`): a
+ * checker's privilege, kept to reading.
+ */
+import pino from 'pino';
+import { isCohortError } from '../../lib/errors.js';
+import type { Clock, TimerHandle } from '../../lib/clock.js';
+import type { NodeId } from '../../lib/ids.js';
+import type { RaftMessage } from '../../raft/core/messages.js';
+import type { ConfigChange, ProposeResult, RaftCore } from '../../raft/core/raft-core.js';
+import type { Entry } from '../../raft/core/types.js';
+import { RaftNode } from '../../raft/raft-node.js';
+import type { RaftStateMachine } from '../../raft/raft-node.js';
+import type { PersistentState, Storage, StorageWrite } from '../../raft/storage/storage.js';
+import { newCounters } from '../../transport/transport.js';
+import type { MessageHandler, Transport } from '../../transport/transport.js';
+import type { KvOutput } from '../checkers/models.js';
+import type { NodeContext, SimNode } from '../network.js';
+import { CheckFailure } from '../scenario.js';
+import { RaftDisk } from './disk.js';
+import type { RaftSimNodeOptions, RequestCallback } from './node.js';
+import { decodeCommand, digestStep, encodeCommand } from './state-machine.js';
+import type { KvCommand } from './state-machine.js';
+
+/** Lets the event loop run what the last scheduler event started (setImmediate work, promise callbacks). */
+export function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Options for {@link ProductionSimNode}: those of the simulator shell plus the initial peers. */
+export interface ProductionSimNodeOptions extends RaftSimNodeOptions {
+  /** The other initial voters (empty for a spare node, which starts with `join`). */
+  readonly peers: readonly NodeId[];
+  readonly tickMs: number;
+}
+
+/** RaftNode logs nothing in the simulator (the trace is the record). */
+const silentLogger = pino({ level: 'silent' });
+
+function bump(counts: Record<string, number>, key: string, by = 1): void {
+  counts[key] = (counts[key] ?? 0) + by;
+}
+
+/** The KV state machine in RaftNode's shape (it sees `normal` entries only), with the applied digest. */
+class ProductionKv implements RaftStateMachine<KvOutput> {
+  private kv = new Map<string, string>();
+  digest = 0x811c9dc5;
+  index = 0;
+
+  constructor(private readonly onApplied: (e: Entry, digest: number) => void) {}
+
+  apply(e: Entry): KvOutput {
+    this.index = e.index;
+    this.digest = digestStep(this.digest, e);
+    this.onApplied(e, this.digest);
+    const c = decodeCommand(e.data);
+    if (c.f === 'put') {
+      this.kv.set(c.key, c.value);
+      return { f: 'put' };
+    }
+    const cur = this.kv.get(c.key) ?? null;
+    if (cur !== c.expected) return { f: 'cas', ok: false };
+    this.kv.set(c.key, c.value);
+    return { f: 'cas', ok: true };
+  }
+
+  get(key: string): string | null {
+    return this.kv.get(key) ?? null;
+  }
+
+  snapshot(): Uint8Array {
+    const kv = [...this.kv.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return new TextEncoder().encode(JSON.stringify({ index: this.index, digest: this.digest, kv }));
+  }
+
+  restore(bytes: Uint8Array): void {
+    const body = JSON.parse(new TextDecoder().decode(bytes)) as {
+      index: number;
+      digest: number;
+      kv: [string, string][];
+    };
+    this.kv = new Map(body.kv);
+    this.digest = body.digest;
+    this.index = body.index;
+  }
+}
+
+/** A simulated node running the production {@link RaftNode} shell (see the file header). */
+export class ProductionSimNode implements SimNode<RaftMessage> {
+  readonly id: NodeId;
+  readonly disk: RaftDisk;
+  /** Stretches tick timers while the node is slow. */
+  slowEvery = 1;
+  diskSlowdown = 1;
+  crashOnWrite: (() => void) | undefined;
+  sm: ProductionKv;
+  private node: RaftNode<ProductionKv> | undefined;
+  private ctx: NodeContext<RaftMessage> | undefined;
+  private handler: MessageHandler<RaftMessage> | undefined;
+  private lastSyncAt = 0;
+  private readonly waiting = new Set<RequestCallback>();
+  /** Set if the shell failed in a way the scenario must report (checked after every event). */
+  failure: string | undefined;
+
+  constructor(private readonly options: ProductionSimNodeOptions) {
+    this.id = options.id;
+    this.disk = new RaftDisk((before, after) =>
+      options.invariants.onDurable(this.id, before, after),
+    );
+    this.sm = this.newKv();
+  }
+
+  /** The running core (read by the checkers), or undefined while down or starting. */
+  get core(): RaftCore | undefined {
+    return (this.node as unknown as { core: RaftCore } | undefined)?.core;
+  }
+
+  get up(): boolean {
+    return this.node !== undefined;
+  }
+
+  onStart(ctx: NodeContext<RaftMessage>): void {
+    this.boot(ctx);
+  }
+
+  onRestart(ctx: NodeContext<RaftMessage>): void {
+    this.boot(ctx);
+  }
+
+  onMessage(from: NodeId, message: RaftMessage): void {
+    this.handler?.(from, message);
+  }
+
+  onCrash(): void {
+    const report = this.disk.crash(this.options.random);
+    const c = this.options.counts;
+    bump(c, 'disk writes kept at crash', report.kept);
+    bump(c, 'disk writes torn at crash', report.torn);
+    bump(c, 'disk writes lost at crash', report.lost);
+    // The old RaftNode is abandoned: its timers died with the incarnation, its sends are dropped.
+    this.node = undefined;
+    this.ctx = undefined;
+    this.handler = undefined;
+    this.slowEvery = 1;
+    this.diskSlowdown = 1;
+    this.crashOnWrite = undefined;
+    const waiting = [...this.waiting];
+    this.waiting.clear();
+    for (const done of waiting) done('unknown');
+  }
+
+  check(): void {
+    if (this.failure !== undefined) throw new CheckFailure(this.failure);
+    const core = this.core;
+    if (core !== undefined) this.options.invariants.observeNode(this.id, core);
+  }
+
+  propose(command: KvCommand, done: RequestCallback): void {
+    const node = this.node;
+    if (node === undefined) {
+      done('fail');
+      return;
+    }
+    this.track(node.propose(encodeCommand(command)), done);
+  }
+
+  read(key: string, done: RequestCallback): void {
+    const node = this.node;
+    if (node === undefined) {
+      done('fail');
+      return;
+    }
+    this.track(
+      node.read((sm): KvOutput => ({ f: 'get', value: sm.get(key) })),
+      done,
+    );
+  }
+
+  /** Membership changes answer later here: returns undefined and counts the outcome when it settles. */
+  changeConfig(change: ConfigChange): ProposeResult | undefined {
+    const node = this.node;
+    if (node === undefined) return undefined;
+    const p =
+      change.type === 'addLearner'
+        ? node.addLearner(change.node)
+        : change.type === 'promoteLearner'
+          ? node.promoteLearner(change.node)
+          : node.removeNode(change.node);
+    p.then(
+      () => bump(this.options.counts, `membership ${change.type} applied`),
+      (err: unknown) =>
+        bump(
+          this.options.counts,
+          `membership ${change.type} refused ${isCohortError(err) ? err.code : 'error'}`,
+        ),
+    );
+    return undefined;
+  }
+
+  transfer(to: NodeId): boolean {
+    const node = this.node;
+    if (node === undefined) return false;
+    node.transferLeadership(to).then(
+      () => bump(this.options.counts, 'transfer done'),
+      () => bump(this.options.counts, 'transfer refused or timed out'),
+    );
+    return true;
+  }
+
+  private newKv(): ProductionKv {
+    return new ProductionKv((e, digest) => {
+      this.options.invariants.onApply(this.id, e, digest, this.disk);
+      bump(this.options.counts, 'entries applied');
+    });
+  }
+
+  private track(p: Promise<unknown>, done: RequestCallback): void {
+    this.waiting.add(done);
+    p.then(
+      (out) => {
+        if (!this.waiting.delete(done)) return;
+        done('ok', out as KvOutput);
+      },
+      (err: unknown) => {
+        if (!this.waiting.delete(done)) return;
+        done(isCohortError(err) && err.definite ? 'fail' : 'unknown');
+      },
+    );
+  }
+
+  private boot(ctx: NodeContext<RaftMessage>): void {
+    this.ctx = ctx;
+    this.sm = this.newKv();
+    const o = this.options;
+    // RaftNode takes no test-only bug switches: the production shell runs the correct core.
+    const { bugs: _bugs, applied: _applied, ...coreOptions } = o.raft;
+    const transport: Transport<RaftMessage> = {
+      self: o.id,
+      send: (to, m) => ctx.send(to, m),
+      onMessage: (h) => {
+        if (this.ctx === ctx) this.handler = h;
+      },
+      onPeerStatus: () => {},
+      close: () => Promise.resolve(),
+      counters: newCounters(),
+    };
+    const clock: Clock = {
+      now: () => ctx.now(),
+      setTimer: (delayMs: number, fn: () => void): TimerHandle =>
+        ctx.setTimer(delayMs * this.slowEvery, fn),
+      clearTimer: (h: TimerHandle) => ctx.clearTimer(h),
+    };
+    const storage: Storage = {
+      load: (): Promise<PersistentState> => Promise.resolve(this.disk.durable),
+      save: (write: StorageWrite): Promise<void> => this.save(ctx, write),
+      close: () => Promise.resolve(),
+    };
+    const start = RaftNode.start({
+      id: o.id,
+      peers: o.peers,
+      join: o.peers.length === 0,
+      transport,
+      storage,
+      stateMachine: this.sm,
+      random: ctx.random.fork('raft-node'),
+      clock,
+      tickMs: o.tickMs,
+      raft: coreOptions,
+      snapshotEntries: o.snapshotEvery,
+      leaderSendsBeforePersist: o.leaderSendsBeforePersist ?? true,
+      logger: silentLogger,
+    });
+    start.then(
+      (node) => {
+        if (this.ctx !== ctx || !ctx.alive()) return; // crashed while starting
+        this.node = node;
+        this.options.invariants.onStart(this.id, this.core as RaftCore, this.disk);
+      },
+      (err: unknown) => {
+        this.failure = `${o.id}: RaftNode failed to start: ${String(err)}`;
+      },
+    );
+  }
+
+  private save(ctx: NodeContext<RaftMessage>, write: StorageWrite): Promise<void> {
+    if (!ctx.alive()) return new Promise(() => {}); // a dead process's write never completes
+    try {
+      this.disk.write(write);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    const core = this.core;
+    if (core !== undefined && write.entries !== undefined) {
+      this.options.invariants.onReady(this.id, core, {
+        entries: write.entries,
+        messages: [],
+        committedEntries: [],
+        readStates: [],
+      });
+    }
+    const crash = this.crashOnWrite;
+    if (crash !== undefined && write.entries !== undefined) {
+      this.crashOnWrite = undefined;
+      ctx.setTimer(0, crash);
+    }
+    const { minMs, maxMs } = this.options.diskDelayMs;
+    const delay = this.options.random.intBetween(minMs, maxMs) * this.diskSlowdown;
+    // Writes complete in the order issued (like FileStorage's group commit).
+    const at = Math.max(ctx.now() + delay, this.lastSyncAt);
+    this.lastSyncAt = at;
+    return new Promise<void>((resolve) => {
+      ctx.setTimer(at - ctx.now(), () => {
+        this.disk.sync();
+        resolve();
+      });
+    });
+  }
+}
