@@ -345,4 +345,54 @@ describe('RaftNode (memory network)', () => {
       await transport.close();
     }
   });
+
+  it('gives up a transfer to an unreachable node with TIMEOUT, refusing proposals meanwhile', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    await leader.propose(text('x'));
+    const target = c.ids.find((id) => id !== leader.id) as NodeId;
+    c.isolate(target);
+    const transfer = leader.transferLeadership(target);
+    const refused = await rejection(leader.propose(text('during')));
+    expect(refused.code).toBe('NOT_LEADER');
+    expect(refused.details['reason']).toBe('TRANSFERRING');
+    const e = await rejection(transfer);
+    expect(e.code).toBe('TIMEOUT');
+    expect(leader.isLeader()).toBe(true);
+    await leader.propose(text('after')); // the abandoned transfer no longer blocks writes
+    c.isolate(target, true);
+  });
+
+  it('cancels a waiting linearizable read through its signal', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    await leader.propose(text('x'));
+    c.isolate(leader.id);
+    const ctl = new AbortController();
+    const read = leader.read((sm) => sm.items.length, { signal: ctl.signal });
+    ctl.abort();
+    const e = await rejection(read);
+    expect(e.code).toBe('CANCELLED');
+    expect(leader.status().pendingReads).toBe(0);
+    c.isolate(leader.id, true);
+  });
+
+  it('reports role changes to listeners and compacts on demand', async () => {
+    const c = newCluster(['n1', 'n2', 'n3']);
+    const seen: string[] = [];
+    await c.start(n1);
+    c.node(n1).onStateChange((s) => seen.push(`${s.role}:${s.leader ?? '-'}`));
+    await c.start(n2);
+    await c.start(n3);
+    const leader = await c.waitForLeader();
+    expect(seen.at(-1)).toBe(leader.id === n1 ? `leader:${n1}` : `follower:${leader.id}`);
+    const r = await leader.propose(text('x'));
+    await c.waitForApplied(r.index);
+    const node = c.node(n1);
+    expect(node.compactNow()).toBe(true);
+    expect(node.status().snapshotIndex).toBe(r.index);
+    expect(node.compactNow()).toBe(false); // already covered
+  });
 });
