@@ -20,7 +20,9 @@
  * const result = await node.propose(encode(cmd));  // what kv.apply returned for this entry
  * const value = await node.read((sm) => sm.get('k'));               // linearizable (ReadIndex)
  * const stale = await node.read((sm) => sm.get('k'), { consistency: 'serializable' });
- * await node.addLearner(nodeId('n4')); await node.promoteLearner(nodeId('n4'));
+ * await node.addLearner(nodeId('n4'));           // transport must know n4's address
+ * await node.promoteLearner(nodeId('n4'), { waitForCatchUp: true });
+ * await follower.waitForApplied(index);  // read-your-writes on a follower (apply() sees entry.index)
  * await node.close();
  * ```
  *
@@ -186,6 +188,14 @@ export interface ProposeOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Options of {@link RaftNode.promoteLearner}. */
+export interface PromoteOptions extends ProposeOptions {
+  /** Wait for the learner to catch up instead of refusing a lagging one. Default false. */
+  readonly waitForCatchUp?: boolean;
+  /** How long to wait for the catch-up, in ticks. Default 10 × electionTicks. */
+  readonly catchUpTicks?: number;
+}
+
 /** Options of {@link RaftNode.read}. */
 export interface ReadOptions {
   /** 'linearizable' (default, ReadIndex on the leader) or 'serializable' (local state, any node, maybe stale). */
@@ -320,6 +330,8 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   private readonly reads = new Map<number, PendingRead>();
   private waitingReads: WaitingRead[] = [];
   private transfers: TransferWaiter[] = [];
+  /** Checks run on every tick until they return true (learner catch-up). */
+  private readonly tickWaiters = new Set<() => boolean>();
   private readonly listeners = new Set<(change: RaftNodeStateChange) => void>();
   private droppedMessages = 0;
   private sendFailures = 0;
@@ -431,9 +443,48 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     return this.change({ type: 'addLearner', node }, options);
   }
 
-  /** Promotes a caught-up learner to voter; FAILED_PRECONDITION (LEARNER_NOT_CAUGHT_UP) if it lags. */
-  promoteLearner(node: NodeId, options: ProposeOptions = {}): Promise<void> {
+  /**
+   * Promotes a learner to voter once it holds everything committed
+   * (dissertation §4.2.1). Without `waitForCatchUp` a lagging learner is
+   * refused at once (FAILED_PRECONDITION, reason LEARNER_NOT_CAUGHT_UP); with
+   * it, the leader waits for the learner's match index to reach the commit
+   * index (TIMEOUT, definite, after `catchUpTicks`).
+   */
+  async promoteLearner(node: NodeId, options: PromoteOptions = {}): Promise<void> {
+    if (options.waitForCatchUp === true) await this.learnerCaughtUp(node, options);
     return this.change({ type: 'promoteLearner', node }, options);
+  }
+
+  /**
+   * Resolves once this node has applied `index` (for example, so a
+   * serializable read on a follower sees a write the client made). Rejects
+   * with CANCELLED on the signal, CLOSED when the node closes.
+   */
+  waitForApplied(index: number, options: ProposeOptions = {}): Promise<void> {
+    const closed = this.closedError();
+    if (closed !== null) return Promise.reject(closed);
+    if (index <= this.applied) return Promise.resolve();
+    if (options.signal?.aborted === true) return Promise.reject(cancelled(true));
+    return new Promise<void>((resolve, reject) => {
+      const signal = options.signal;
+      const onAbort = (): void => {
+        this.waitingReads = this.waitingReads.filter((w) => w.read !== read);
+        reject(cancelled(true));
+      };
+      const read: PendingRead = {
+        run: () => {
+          read.cleanup();
+          resolve();
+        },
+        reject: (err) => {
+          read.cleanup();
+          reject(asError(err));
+        },
+        cleanup: () => signal?.removeEventListener('abort', onAbort),
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waitingReads.push({ index: index as LogIndex, read });
+    });
   }
 
   /** Removes a voter or learner (possibly this leader, which then hands over leadership). */
@@ -574,6 +625,50 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   // -------------------------------------------------------------------------
   // Requests
 
+  /** Waits, tick by tick, until the leader sees `node` holding everything committed. */
+  private learnerCaughtUp(node: NodeId, options: PromoteOptions): Promise<void> {
+    const closed = this.closedError();
+    if (closed !== null) return Promise.reject(closed);
+    const deadline = this.ticks + (options.catchUpTicks ?? 10 * this.electionTicks);
+    return new Promise<void>((resolve, reject) => {
+      const check = (): boolean => {
+        const stopped = this.closedError();
+        if (stopped !== null) {
+          reject(stopped);
+          return true;
+        }
+        if (options.signal?.aborted === true) {
+          reject(cancelled(true));
+          return true;
+        }
+        const s = this.core.status();
+        if (s.role !== 'leader') {
+          reject(
+            new CohortError('NOT_LEADER', `${this.id} is not the leader`, {
+              details: { reason: 'NOT_LEADER', leaderHint: s.leader },
+            }),
+          );
+          return true;
+        }
+        if ((s.progress.get(node)?.match ?? 0) >= s.commit) {
+          resolve();
+          return true;
+        }
+        if (this.ticks >= deadline) {
+          reject(
+            new CohortError('TIMEOUT', `learner ${node} did not catch up in time`, {
+              definite: true,
+              details: { node, match: s.progress.get(node)?.match ?? 0, commit: s.commit },
+            }),
+          );
+          return true;
+        }
+        return false;
+      };
+      if (!check()) this.tickWaiters.add(check);
+    });
+  }
+
   private change(change: ConfigChange, options: ProposeOptions): Promise<void> {
     this.info({ change }, 'membership change proposed');
     return this.submit('membership change', options, () =>
@@ -690,6 +785,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     if (this.state !== 'running') return;
     this.ticks++;
     this.core.tick();
+    for (const check of [...this.tickWaiters]) if (check()) this.tickWaiters.delete(check);
     this.checkTimeouts();
     this.flushHardState();
     this.schedule();
@@ -978,6 +1074,9 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     const transfers = this.transfers;
     this.transfers = [];
     for (const t of transfers) t.reject(readErr);
+    const checks = [...this.tickWaiters];
+    this.tickWaiters.clear();
+    for (const check of checks) check(); // each sees the node is not running and rejects
   }
 
   private stopTicking(): void {

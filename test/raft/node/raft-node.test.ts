@@ -101,10 +101,16 @@ describe('RaftNode (memory network)', () => {
       const seen = await leader.read((sm) => sm.items.slice());
       expect(seen[seen.length - 1]).toBe(`w${i}`);
     }
-    // Serializable reads run at once on any node (possibly stale, never ahead of the leader).
+    // Serializable reads run at once on any node (possibly stale, never ahead of the leader);
+    // waiting for the write's index first makes a follower's read see it.
     const follower = c.node(c.ids.find((id) => id !== leader.id) as NodeId);
     const local = await follower.read((sm) => sm.items.length, { consistency: 'serializable' });
     expect(local).toBeLessThanOrEqual(5);
+    const w = await leader.propose(text('w5'));
+    await follower.waitForApplied(w.index);
+    expect(await follower.read((sm) => sm.items.at(-1), { consistency: 'serializable' })).toBe(
+      'w5',
+    );
     // An exception in the read function rejects that read only.
     await expect(
       leader.read(() => {
@@ -161,14 +167,20 @@ describe('RaftNode (memory network)', () => {
     expect(leader.status().config.learners).toEqual([n4]);
     await c.waitForApplied(last, [n4]);
     expect(joiner.stateMachine.items).toHaveLength(20);
-    // Promotion needs the learner to hold everything committed (LEARNER_NOT_CAUGHT_UP otherwise).
-    await expect
-      .poll(() => {
-        const s = leader.status();
-        return (s.progress.get(n4)?.match ?? 0) >= s.commit;
-      })
-      .toBe(true);
-    await leader.promoteLearner(n4);
+    // A learner cut off while the log grows is not caught up: refused, or waited for.
+    c.isolate(n4);
+    await leader.propose(text('while-cut'));
+    const lagging = await rejection(leader.promoteLearner(n4));
+    expect(lagging.code).toBe('FAILED_PRECONDITION');
+    expect(lagging.details['reason']).toBe('LEARNER_NOT_CAUGHT_UP');
+    const late = await rejection(
+      leader.promoteLearner(n4, { waitForCatchUp: true, catchUpTicks: 5 }),
+    );
+    expect(late.code).toBe('TIMEOUT');
+    expect(late.definite).toBe(true);
+    expect(leader.status().config.learners).toEqual([n4]);
+    c.isolate(n4, true);
+    await leader.promoteLearner(n4, { waitForCatchUp: true });
     const config = leader.status().config;
     expect([...config.voters].sort()).toEqual([n1, n2, n3, n4]);
     expect(config.learners).toEqual([]);
@@ -180,6 +192,7 @@ describe('RaftNode (memory network)', () => {
     const r = await leader.propose(text('after'));
     await c.waitForApplied(r.index, [n4]);
     expect(joiner.stateMachine.items.at(-1)).toBe('after');
+    expect(joiner.stateMachine.items).toHaveLength(22);
   });
 
   it('removes a node from the cluster', async () => {
