@@ -38,6 +38,7 @@ const builtins: readonly Scenario[] = [
   raftScenario(),
   raftScenario({ name: 'raft-7', nodes: [7] }),
   raftScenario({ name: 'raft-production', shell: 'production' }),
+  raftScenario({ name: 'raft-production-file', shell: 'production', storage: 'file' }),
 ];
 
 for (const s of builtins) registerScenario(s);

@@ -88,6 +88,15 @@ export class RaftDisk {
     this.onDurable?.(before, this.state);
   }
 
+  /** Makes the oldest unsynced write durable (a storage that acknowledges writes one by one, in order). */
+  syncOldest(): void {
+    const w = this.pending.shift();
+    if (w === undefined) return;
+    const before = this.state;
+    this.state = this.pending.length === 0 ? this.projected : applyWrite(before, w);
+    this.onDurable?.(before, this.state);
+  }
+
   /** The power fails: unsynced writes are kept whole, torn, or lost, drawing from `random`. */
   crash(random: Random): DiskCrashReport {
     const before = this.state;
@@ -129,6 +138,19 @@ export class RaftDisk {
     this.projected = state;
     if (state !== before) this.onDurable?.(before, state);
     return { kept, torn, lost };
+  }
+
+  /**
+   * Replaces the durable state with what a real storage recovered after a crash (the
+   * simulator then uses this model as a shadow of what was acknowledged). The durable
+   * listener sees the change, so recovery is checked like any other durable change.
+   */
+  reset(state: PersistentState): void {
+    const before = this.state;
+    this.pending.length = 0;
+    this.state = state;
+    this.projected = state;
+    if (state !== before) this.onDurable?.(before, state);
   }
 
   /** The durable hard state. */

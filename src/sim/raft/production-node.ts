@@ -37,6 +37,10 @@ import type { KvOutput } from '../checkers/models.js';
 import type { NodeContext, SimNode } from '../network.js';
 import { CheckFailure } from '../scenario.js';
 import { RaftDisk } from './disk.js';
+import { SimDisk } from '../disk.js';
+import { clusterId } from '../../lib/ids.js';
+import { FileStorage } from '../../raft/storage/file-storage.js';
+import type { StorageFs } from '../../raft/storage/fs.js';
 import type { RaftSimNodeOptions, RequestCallback } from './node.js';
 import { decodeCommand, digestStep, encodeCommand } from './state-machine.js';
 import type { KvCommand } from './state-machine.js';
@@ -51,6 +55,30 @@ export interface ProductionSimNodeOptions extends RaftSimNodeOptions {
   /** The other initial voters (empty for a spare node, which starts with `join`). */
   readonly peers: readonly NodeId[];
   readonly tickMs: number;
+  /**
+   * `model` (default): the Storage is the {@link RaftDisk} model. `file`: the real
+   * {@link FileStorage} (WAL, snapshots, recovery) over a {@link SimDisk} whose fdatasync
+   * completes after the sampled disk delay, so a crash can lose or tear what was written but
+   * not yet synced; the RaftDisk then shadows what was acknowledged.
+   */
+  readonly storage?: 'model' | 'file';
+}
+
+/** A StorageFs whose fdatasync completes after `delay()` ms of virtual time (never, if the node dies first). */
+function delayedSyncFs(
+  fs: StorageFs,
+  ctx: NodeContext<RaftMessage>,
+  delay: () => number,
+): StorageFs {
+  return {
+    ...fs,
+    fdatasyncAsync: (fd) =>
+      new Promise<void>((resolve, reject) => {
+        ctx.setTimer(delay(), () => {
+          fs.fdatasyncAsync(fd).then(resolve, reject);
+        });
+      }),
+  };
 }
 
 /** RaftNode logs nothing in the simulator (the trace is the record). */
@@ -118,6 +146,8 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
   private handler: MessageHandler<RaftMessage> | undefined;
   private lastSyncAt = 0;
   private readonly waiting = new Set<RequestCallback>();
+  /** The simulated disk under FileStorage (storage: 'file'). */
+  private readonly simDisk: SimDisk | undefined;
   /** Set if the shell failed in a way the scenario must report (checked after every event). */
   failure: string | undefined;
 
@@ -127,6 +157,8 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
       options.invariants.onDurable(this.id, before, after),
     );
     this.sm = this.newKv();
+    this.simDisk =
+      options.storage === 'file' ? new SimDisk(options.random.fork('simdisk')) : undefined;
   }
 
   /** The running core (read by the checkers), or undefined while down or starting. */
@@ -151,11 +183,18 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
   }
 
   onCrash(): void {
-    const report = this.disk.crash(this.options.random);
     const c = this.options.counts;
-    bump(c, 'disk writes kept at crash', report.kept);
-    bump(c, 'disk writes torn at crash', report.torn);
-    bump(c, 'disk writes lost at crash', report.lost);
+    if (this.simDisk !== undefined) {
+      // The real files lose what was not synced; recovery at restart tells what survived.
+      const r = this.simDisk.crash();
+      bump(c, 'disk ops lost at crash', r.droppedOps);
+      bump(c, 'disk writes torn at crash', r.tornWrites);
+    } else {
+      const report = this.disk.crash(this.options.random);
+      bump(c, 'disk writes kept at crash', report.kept);
+      bump(c, 'disk writes torn at crash', report.torn);
+      bump(c, 'disk writes lost at crash', report.lost);
+    }
     // The old RaftNode is abandoned: its timers died with the incarnation, its sends are dropped.
     this.node = undefined;
     this.ctx = undefined;
@@ -269,11 +308,14 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
         ctx.setTimer(delayMs * this.slowEvery, fn),
       clearTimer: (h: TimerHandle) => ctx.clearTimer(h),
     };
-    const storage: Storage = {
-      load: (): Promise<PersistentState> => Promise.resolve(this.disk.durable),
-      save: (write: StorageWrite): Promise<void> => this.save(ctx, write),
-      close: () => Promise.resolve(),
-    };
+    const storage: Storage =
+      this.simDisk === undefined
+        ? {
+            load: (): Promise<PersistentState> => Promise.resolve(this.disk.durable),
+            save: (write: StorageWrite): Promise<void> => this.save(ctx, write),
+            close: () => Promise.resolve(),
+          }
+        : this.fileStorage(ctx, this.simDisk);
     const start = RaftNode.start({
       id: o.id,
       peers: o.peers,
@@ -301,12 +343,42 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
     );
   }
 
-  private save(ctx: NodeContext<RaftMessage>, write: StorageWrite): Promise<void> {
-    if (!ctx.alive()) return new Promise(() => {}); // a dead process's write never completes
+  /** FileStorage over the simulated disk, with the RaftDisk shadowing what it acknowledged. */
+  private fileStorage(ctx: NodeContext<RaftMessage>, simDisk: SimDisk): Storage {
+    const { minMs, maxMs } = this.options.diskDelayMs;
+    const files = new FileStorage({
+      dir: `/${this.id}`,
+      clusterId: clusterId('sim'),
+      nodeId: this.id,
+      fs: delayedSyncFs(
+        simDisk.fs,
+        ctx,
+        () => this.options.random.intBetween(minMs, maxMs) * this.diskSlowdown,
+      ),
+      logger: silentLogger,
+    });
+    return {
+      load: async (): Promise<PersistentState> => {
+        const state = await files.load();
+        // Recovery must keep everything acknowledged: checked as a durable change.
+        this.disk.reset(state);
+        return state;
+      },
+      save: (write: StorageWrite): Promise<void> => {
+        this.beforeWrite(ctx, write);
+        return files.save(write).then(() => this.disk.syncOldest());
+      },
+      close: () => files.close(),
+    };
+  }
+
+  /** Shadow bookkeeping and checks for a write (both storage modes). */
+  private beforeWrite(ctx: NodeContext<RaftMessage>, write: StorageWrite): void {
     try {
       this.disk.write(write);
     } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      this.failure = `${this.id}: the shell issued an invalid storage write: ${String(err)}`;
+      return;
     }
     const core = this.core;
     if (core !== undefined && write.entries !== undefined) {
@@ -319,9 +391,15 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
     }
     const crash = this.crashOnWrite;
     if (crash !== undefined && write.entries !== undefined) {
+      // Scheduled before the write's sync, so it runs first even with a zero disk delay.
       this.crashOnWrite = undefined;
       ctx.setTimer(0, crash);
     }
+  }
+
+  private save(ctx: NodeContext<RaftMessage>, write: StorageWrite): Promise<void> {
+    if (!ctx.alive()) return new Promise(() => {}); // a dead process's write never completes
+    this.beforeWrite(ctx, write);
     const { minMs, maxMs } = this.options.diskDelayMs;
     const delay = this.options.random.intBetween(minMs, maxMs) * this.diskSlowdown;
     // Writes complete in the order issued (like FileStorage's group commit).

@@ -69,6 +69,12 @@ export interface RaftScenarioOptions {
    * The production shell takes no core bug switches.
    */
   readonly shell?: 'sim' | 'production';
+  /**
+   * With the production shell: `model` (default) stores through the RaftDisk model; `file`
+   * through the real FileStorage (WAL + snapshot files, recovery) on a simulated disk that
+   * loses or tears what was not synced.
+   */
+  readonly storage?: 'model' | 'file';
   /** Overrides of the drawn core options (to explore one corner; the draws are unchanged). */
   readonly raft?: Partial<Omit<RaftOptions, 'id' | 'random' | 'bugs'>>;
   /** Override of the drawn compaction interval (entries applied between snapshots; 0: never). */
@@ -180,7 +186,12 @@ async function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): Prom
     };
     if (!production) return new RaftSimNode(nodeOptions);
     const peers = i < voters ? bootstrap.voters.filter((v) => v !== id) : [];
-    return new ProductionSimNode({ ...nodeOptions, peers, tickMs });
+    return new ProductionSimNode({
+      ...nodeOptions,
+      peers,
+      tickMs,
+      storage: options.storage ?? 'model',
+    });
   });
   const byId = new Map(nodes.map((n) => [n.id, n]));
   net.observe((e) => {
