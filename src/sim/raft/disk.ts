@@ -17,13 +17,14 @@
  * const initial = disk.durable;            // what the node restarts from
  * ```
  *
- * Why a model and not FileStorage over SimDisk: FileStorage resolves its
- * promises on later event-loop turns (group commit), so driving it from the
- * scheduler would need a promise-settling step per event and make each run
- * many times slower; thousands of seeds per CI run need this to be
- * synchronous. The write semantics are shared with every Storage
- * implementation ({@link planWrite}, {@link applyWrite}), and FileStorage's
- * own recovery from torn writes is proven by its compliance suite on SimDisk.
+ * Why a model for most runs: the simulator's own shell is synchronous, and
+ * FileStorage resolves through promises and event-loop turns (group commit),
+ * which would force an async step per event on every seed; thousands of seeds
+ * per CI run need the synchronous path. The write semantics are shared with
+ * every Storage implementation ({@link planWrite}, {@link applyWrite}). The
+ * real FileStorage on the simulated disk runs too, under the production shell
+ * (`raft-production-file`, production-node.ts), where this model shadows what
+ * the storage acknowledged ({@link RaftDisk.syncOldest}, {@link RaftDisk.reset}).
  */
 import { assert } from '../../lib/assert.js';
 import type { Random } from '../../lib/random.js';
