@@ -93,4 +93,19 @@ describe('RaftDisk (the simulator storage model)', () => {
     expect(disk.termAt(3)).toBe(1);
     expect(disk.termAt(2)).toBeUndefined();
   });
+
+  it('syncOldest makes writes durable one at a time, in order; reset reports recovery as a durable change', () => {
+    const changes: number[] = [];
+    const disk = new RaftDisk((_before, after) => changes.push(after.hardState.commit));
+    disk.write({ entries: entries(1, 2, 1), hardState: hs(1, 1) });
+    disk.write({ entries: entries(3, 3, 1), hardState: hs(1, 3) });
+    disk.syncOldest();
+    expect(disk.lastIndex()).toBe(2);
+    expect(disk.unsynced).toBe(1);
+    disk.syncOldest();
+    expect(disk.lastIndex()).toBe(3);
+    disk.reset({ hardState: hs(1, 2), snapshot: null, entries: entries(1, 2, 1) });
+    expect(disk.lastIndex()).toBe(2);
+    expect(changes).toEqual([1, 3, 2]);
+  });
 });
