@@ -31,22 +31,42 @@ export const RANGE_END_ALL: Uint8Array = Uint8Array.of(0);
 export const EMPTY_BYTES: Uint8Array = new Uint8Array(0);
 
 const CHUNK = 4096;
+const ASCII = /^[^\u0080-\uffff]*$/;
+
+/** True if every byte is below 0x80 (then UTF-8 and byte strings coincide). */
+function isAscii(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if ((bytes[i] as number) >= 0x80) return false;
+  return true;
+}
 
 /** The byte string of `bytes` (one code unit per byte). */
 export function toByteString(bytes: Uint8Array): string {
-  if (bytes.length <= CHUNK) return String.fromCharCode(...bytes);
+  // ASCII, the common case, through the native decoder; TextDecoder('latin1')
+  // is really windows-1252 and would remap 0x80..0x9f, so not that.
+  if (isAscii(bytes)) return decoder.decode(bytes);
   let s = '';
   for (let i = 0; i < bytes.length; i += CHUNK) {
-    s += String.fromCharCode(...bytes.subarray(i, i + CHUNK));
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + CHUNK) as unknown as number[]);
   }
   return s;
 }
 
 /** The bytes of a byte string made by {@link toByteString}. */
 export function fromByteString(s: string): Uint8Array {
+  if (ASCII.test(s)) return encoder.encode(s);
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
+}
+
+/** Writes the bytes of byte string `s` into `out` at `offset`; returns the offset after them. */
+export function writeByteString(s: string, out: Uint8Array, offset: number): number {
+  if (ASCII.test(s)) {
+    encoder.encodeInto(s, out.subarray(offset, offset + s.length));
+  } else {
+    for (let i = 0; i < s.length; i++) out[offset + i] = s.charCodeAt(i);
+  }
+  return offset + s.length;
 }
 
 /**

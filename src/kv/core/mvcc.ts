@@ -1,8 +1,14 @@
 /**
  * The multi-version keyspace: one global revision, a B+ tree of keys in byte
- * order, and per key its history of versions (puts and delete tombstones) since
- * the last compaction. Past reads binary-search a key's history; watch replays
- * read a log of the events of each revision, trimmed by compaction.
+ * order, and per key its versions (puts and delete tombstones) since the last
+ * compaction. Past reads binary-search a key's versions; watch replays walk a
+ * compact log of (revision, key) changes, trimmed by compaction.
+ *
+ * Memory: keys and values are held as byte strings (see bytes.ts), not as
+ * Uint8Arrays. A string is one cheap heap object; a Uint8Array is several
+ * (view, buffer, backing store) that the garbage collector must trace and
+ * sweep, which made a store of a few hundred thousand keys spend seconds per
+ * full GC. `KeyValue`s with bytes are built only on the way out.
  *
  * Writes happen in a batch that becomes one revision: `beginWrite()`, any
  * number of `put`/`delete`, then `endWrite()`, which returns the batch's events
@@ -12,14 +18,14 @@
  * ```ts
  * const mvcc = new MvccStore();
  * mvcc.beginWrite();
- * mvcc.put(kvKey('a'), kvKey('1'), 0);
+ * mvcc.put('a', '1', 0);
  * const events = mvcc.endWrite();         // [{ type: 'PUT', kv: { modRevision: 1, ... } }]
- * mvcc.scan({ start: 'a', end: undefined, single: false }, 1, (kv) => ...);
+ * mvcc.scan({ start: 'a', end: undefined, single: false }, 1, (k, v) => ...);
  * ```
  */
 import btreeModule from 'sorted-btree';
 import { assert } from '../../lib/assert.js';
-import { EMPTY_BYTES, copyBytes, toByteString } from './bytes.js';
+import { EMPTY_BYTES, fromByteString } from './bytes.js';
 import type { KeyValue, KvEvent } from './types.js';
 import type { ResolvedRange } from './validate.js';
 
@@ -28,35 +34,37 @@ import type { ResolvedRange } from './validate.js';
 type BTreeClass = typeof btreeModule.default;
 const BTree: BTreeClass = typeof btreeModule === 'function' ? btreeModule : btreeModule.default;
 
-/** One version of a key: its state from revision `rev` on (`kv` undefined: deleted). */
-export interface KeyRecord {
+/** One version of a key: its state from revision `rev` on. */
+export interface Version {
   readonly rev: number;
   /** Order of the change within its revision (a txn writes several keys). */
   readonly sub: number;
-  readonly kv: KeyValue | undefined;
+  /** The value as a byte string; undefined for a delete tombstone. */
+  readonly value: string | undefined;
+  readonly createRevision: number;
+  readonly version: number;
+  readonly lease: number;
 }
 
-/** A key and its versions, oldest first. */
-export interface KeyEntry {
-  readonly key: Uint8Array;
-  readonly hist: KeyRecord[];
-}
-
-interface LogEntry {
-  readonly revision: number;
-  readonly events: KvEvent[];
+interface Change {
+  readonly keyStr: string;
+  readonly cur: Version;
+  readonly prev: Version | undefined;
 }
 
 /** The MVCC keyspace (see file comment). */
 export class MvccStore {
-  private readonly index = new BTree<string, KeyEntry>();
-  /** Keys whose history compaction may shorten (more than one record, or a tombstone). */
+  /** Versions per key, oldest first, never empty. */
+  private readonly index = new BTree<string, Version[]>();
+  /** Keys whose history compaction may shorten (more than one version, or a tombstone). */
   private readonly compactable = new Set<string>();
-  private log: LogEntry[] = [];
+  /** The change log: revision and key of every change, in apply order. */
+  private logRevs: number[] = [];
+  private logKeys: string[] = [];
   private rev = 0;
   private compacted = 0;
   private live = 0;
-  private pending: { rev: number; sub: number; events: KvEvent[] } | undefined;
+  private pending: { rev: number; sub: number; changes: Change[] } | undefined;
 
   /** The store's revision: that of the last change (0 before any). */
   get revision(): number {
@@ -76,7 +84,7 @@ export class MvccStore {
   /** Starts a batch of changes that will share one revision. */
   beginWrite(): void {
     assert(this.pending === undefined, 'write batch already open');
-    this.pending = { rev: this.rev + 1, sub: 0, events: [] };
+    this.pending = { rev: this.rev + 1, sub: 0, changes: [] };
   }
 
   /** Ends the batch: bumps the revision if anything changed, logs and returns the events. */
@@ -84,85 +92,95 @@ export class MvccStore {
     const p = this.pending;
     assert(p !== undefined, 'no write batch open');
     this.pending = undefined;
-    if (p.events.length === 0) return [];
+    if (p.changes.length === 0) return [];
     this.rev = p.rev;
-    this.log.push({ revision: p.rev, events: p.events });
-    return p.events;
+    return p.changes.map(({ keyStr, cur, prev }) => {
+      this.logRevs.push(p.rev);
+      this.logKeys.push(keyStr);
+      return eventOf(keyStr, cur, prev);
+    });
   }
 
-  /** The latest state of a key (including the open batch's changes). */
-  current(keyStr: string): KeyValue | undefined {
-    const e = this.index.get(keyStr);
-    return e === undefined ? undefined : e.hist[e.hist.length - 1]?.kv;
+  /** The latest live version of a key (the open batch's changes included). */
+  current(keyStr: string): Version | undefined {
+    const hist = this.index.get(keyStr);
+    const last = hist?.[hist.length - 1];
+    return last?.value === undefined ? undefined : last;
   }
 
-  /** Writes `key` in the open batch. Returns the previous state. */
-  put(key: Uint8Array, value: Uint8Array, lease: number): KeyValue | undefined {
+  /** Writes a key in the open batch. Returns its previous live version. */
+  put(keyStr: string, value: string, lease: number): Version | undefined {
     const p = this.pending;
     assert(p !== undefined, 'put outside a write batch');
-    const keyStr = toByteString(key);
-    let entry = this.index.get(keyStr);
-    if (entry === undefined) {
-      entry = { key: copyBytes(key), hist: [] };
-      this.index.set(keyStr, entry);
+    let hist = this.index.get(keyStr);
+    if (hist === undefined) {
+      hist = [];
+      this.index.set(keyStr, hist);
     }
-    const last = entry.hist[entry.hist.length - 1];
+    const last = hist[hist.length - 1];
     assert(last === undefined || last.rev < p.rev, 'a key written twice in one revision');
-    const prev = last?.kv;
-    const kv: KeyValue = {
-      key: entry.key,
-      value: copyBytes(value),
+    const prev = last?.value === undefined ? undefined : last;
+    const cur: Version = {
+      rev: p.rev,
+      sub: p.sub++,
+      value,
       createRevision: prev === undefined ? p.rev : prev.createRevision,
-      modRevision: p.rev,
       version: prev === undefined ? 1 : prev.version + 1,
       lease,
     };
-    entry.hist.push({ rev: p.rev, sub: p.sub++, kv });
+    hist.push(cur);
     if (prev === undefined) this.live++;
-    if (entry.hist.length > 1) this.compactable.add(keyStr);
-    p.events.push(prev === undefined ? { type: 'PUT', kv } : { type: 'PUT', kv, prevKv: prev });
+    if (hist.length > 1) this.compactable.add(keyStr);
+    p.changes.push({ keyStr, cur, prev });
     return prev;
   }
 
-  /** Deletes `keyStr` in the open batch if it exists. Returns its last state. */
-  delete(keyStr: string): KeyValue | undefined {
+  /** Deletes a key in the open batch if it exists. Returns its last live version. */
+  delete(keyStr: string): Version | undefined {
     const p = this.pending;
     assert(p !== undefined, 'delete outside a write batch');
-    const entry = this.index.get(keyStr);
-    const last = entry?.hist[entry.hist.length - 1];
-    if (entry === undefined || last?.kv === undefined) return undefined;
+    const hist = this.index.get(keyStr);
+    const last = hist?.[hist.length - 1];
+    if (hist === undefined || last?.value === undefined) return undefined;
     assert(last.rev < p.rev, 'a key written twice in one revision');
-    const prev = last.kv;
-    entry.hist.push({ rev: p.rev, sub: p.sub++, kv: undefined });
+    const cur: Version = {
+      rev: p.rev,
+      sub: p.sub++,
+      value: undefined,
+      createRevision: 0,
+      version: 0,
+      lease: 0,
+    };
+    hist.push(cur);
     this.live--;
     this.compactable.add(keyStr);
-    p.events.push({ type: 'DELETE', kv: tombstone(entry.key, p.rev), prevKv: prev });
-    return prev;
+    p.changes.push({ keyStr, cur, prev: last });
+    return last;
   }
 
   /**
-   * Calls `visit` for each key in `range` that exists at revision `rev`
-   * (Infinity: the latest, open batch included), in byte order; stops when
-   * `visit` returns false. The caller checked `rev` against compaction.
+   * Calls `visit` for each key in `range` live at revision `rev` (Infinity:
+   * the latest, open batch included), in byte order; stops when `visit`
+   * returns false. The caller checked `rev` against compaction.
    */
-  scan(range: ResolvedRange, rev: number, visit: (kv: KeyValue, keyStr: string) => boolean): void {
+  scan(range: ResolvedRange, rev: number, visit: (keyStr: string, v: Version) => boolean): void {
     if (range.single) {
-      const e = this.index.get(range.start);
-      const kv = e === undefined ? undefined : stateAt(e.hist, rev);
-      if (kv !== undefined) visit(kv, range.start);
+      const hist = this.index.get(range.start);
+      const v = hist === undefined ? undefined : versionAt(hist, rev);
+      if (v !== undefined) visit(range.start, v);
       return;
     }
     const high = range.end;
-    for (const [k, e] of this.index.entries(range.start)) {
+    for (const [k, hist] of this.index.entries(range.start)) {
       if (high !== undefined && k >= high) break;
-      const kv = stateAt(e.hist, rev);
-      if (kv !== undefined && !visit(kv, k)) break;
+      const v = versionAt(hist, rev);
+      if (v !== undefined && !visit(k, v)) break;
     }
   }
 
   /**
    * Drops history below `revision`: per key, only the newest version at or
-   * below it survives (a tombstone there is dropped with its key); the event
+   * below it survives (a tombstone there is dropped with its key); the change
    * log keeps revisions above it. The caller checked the bounds.
    */
   compact(revision: number): void {
@@ -170,22 +188,22 @@ export class MvccStore {
     assert(revision > this.compacted && revision <= this.rev, 'compact revision out of bounds');
     this.compacted = revision;
     for (const keyStr of this.compactable) {
-      const e = this.index.get(keyStr);
-      assert(e !== undefined, 'compactable key missing from the index');
-      const hist = e.hist;
+      const hist = this.index.get(keyStr);
+      assert(hist !== undefined, 'compactable key missing from the index');
       let keepFrom = latestAtOrBelow(hist, revision);
       if (keepFrom < 0) continue;
-      if ((hist[keepFrom] as KeyRecord).kv === undefined) keepFrom++;
+      if ((hist[keepFrom] as Version).value === undefined) keepFrom++;
       if (keepFrom > 0) hist.splice(0, keepFrom);
       if (hist.length === 0) {
         this.index.delete(keyStr);
         this.compactable.delete(keyStr);
-      } else if (hist.length === 1 && hist[0]?.kv !== undefined) {
+      } else if (hist.length === 1 && hist[0]?.value !== undefined) {
         this.compactable.delete(keyStr);
       }
     }
-    const firstKept = this.log.findIndex((l) => l.revision > revision);
-    this.log = firstKept < 0 ? [] : this.log.slice(firstKept);
+    const firstKept = firstAbove(this.logRevs, revision);
+    this.logRevs = this.logRevs.slice(firstKept);
+    this.logKeys = this.logKeys.slice(firstKept);
   }
 
   /**
@@ -194,91 +212,100 @@ export class MvccStore {
    */
   eventsSince(range: ResolvedRange, startRevision: number): KvEvent[] {
     const out: KvEvent[] = [];
-    let lo = 0;
-    let hi = this.log.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((this.log[mid] as LogEntry).revision < startRevision) lo = mid + 1;
-      else hi = mid;
-    }
-    for (let i = lo; i < this.log.length; i++) {
-      for (const ev of (this.log[i] as LogEntry).events) {
-        if (inRange(range, toByteString(ev.kv.key))) out.push(ev);
-      }
+    for (let i = firstAbove(this.logRevs, startRevision - 1); i < this.logRevs.length; i++) {
+      const keyStr = this.logKeys[i] as string;
+      if (!inRange(range, keyStr)) continue;
+      const rev = this.logRevs[i] as number;
+      const hist = this.index.get(keyStr);
+      assert(hist !== undefined, 'logged key missing from the index');
+      const j = latestAtOrBelow(hist, rev);
+      const cur = hist[j];
+      assert(cur !== undefined && cur.rev === rev, 'logged change missing from its key');
+      const prev = hist[j - 1];
+      out.push(eventOf(keyStr, cur, prev?.value === undefined ? undefined : prev));
     }
     return out;
   }
 
-  /** Every key entry in byte order (for snapshots). */
-  *entries(): IterableIterator<[string, KeyEntry]> {
-    yield* this.index.entries();
+  /** Every key with its versions, in byte order (for snapshots). */
+  entries(): IterableIterator<[string, Version[]]> {
+    return this.index.entries();
   }
 
   /**
-   * Replaces the whole state (restore from a snapshot): key entries in byte
-   * order, the revision and the compacted revision. Rebuilds the event log.
+   * Replaces the whole state (restore from a snapshot): keys in byte order
+   * with their versions, the revision and the compacted revision. Rebuilds the
+   * change log.
    */
-  load(entries: Iterable<KeyEntry>, revision: number, compactedRevision: number): void {
+  load(entries: Iterable<[string, Version[]]>, revision: number, compactedRevision: number): void {
     assert(this.pending === undefined, 'load inside a write batch');
     this.index.clear();
     this.compactable.clear();
     this.rev = revision;
     this.compacted = compactedRevision;
     this.live = 0;
-    const records: { rec: KeyRecord; prev: KeyValue | undefined; key: Uint8Array }[] = [];
-    for (const e of entries) {
-      const keyStr = toByteString(e.key);
-      this.index.set(keyStr, e);
-      const last = e.hist[e.hist.length - 1];
-      if (last?.kv !== undefined) this.live++;
-      if (e.hist.length > 1 || (last !== undefined && last.kv === undefined)) {
-        this.compactable.add(keyStr);
-      }
-      e.hist.forEach((rec, i) => {
-        if (rec.rev > compactedRevision) records.push({ rec, prev: e.hist[i - 1]?.kv, key: e.key });
-      });
+    const changes: [Version, string][] = [];
+    for (const [keyStr, hist] of entries) {
+      assert(hist.length > 0, 'a key without versions');
+      this.index.set(keyStr, hist);
+      const last = hist[hist.length - 1] as Version;
+      if (last.value !== undefined) this.live++;
+      if (hist.length > 1 || last.value === undefined) this.compactable.add(keyStr);
+      for (const v of hist) if (v.rev > compactedRevision) changes.push([v, keyStr]);
     }
-    records.sort((a, b) => a.rec.rev - b.rec.rev || a.rec.sub - b.rec.sub);
-    this.log = [];
-    for (const { rec, prev, key } of records) {
-      const ev: KvEvent =
-        rec.kv === undefined
-          ? prev === undefined
-            ? { type: 'DELETE', kv: tombstone(key, rec.rev) }
-            : { type: 'DELETE', kv: tombstone(key, rec.rev), prevKv: prev }
-          : prev === undefined
-            ? { type: 'PUT', kv: rec.kv }
-            : { type: 'PUT', kv: rec.kv, prevKv: prev };
-      const tail = this.log[this.log.length - 1];
-      if (tail !== undefined && tail.revision === rec.rev) tail.events.push(ev);
-      else this.log.push({ revision: rec.rev, events: [ev] });
-    }
+    changes.sort(([a], [b]) => a.rev - b.rev || a.sub - b.sub);
+    this.logRevs = changes.map(([v]) => v.rev);
+    this.logKeys = changes.map(([, k]) => k);
   }
 }
 
-/** The kv a DELETE event carries. */
-function tombstone(key: Uint8Array, rev: number): KeyValue {
-  return { key, value: EMPTY_BYTES, createRevision: 0, modRevision: rev, version: 0, lease: 0 };
+/** The KeyValue of a live version of `keyStr` (bytes built here, owned by the caller). */
+export function kvOf(keyStr: string, v: Version, keysOnly = false): KeyValue {
+  return {
+    key: fromByteString(keyStr),
+    value: keysOnly || v.value === undefined ? EMPTY_BYTES : fromByteString(v.value),
+    createRevision: v.createRevision,
+    modRevision: v.rev,
+    version: v.version,
+    lease: v.lease,
+  };
 }
 
-/** Index of the newest record with rev <= `rev`, or -1. */
-function latestAtOrBelow(hist: readonly KeyRecord[], rev: number): number {
+function eventOf(keyStr: string, cur: Version, prev: Version | undefined): KvEvent {
+  const type = cur.value === undefined ? 'DELETE' : 'PUT';
+  const kv = kvOf(keyStr, cur);
+  return prev === undefined ? { type, kv } : { type, kv, prevKv: kvOf(keyStr, prev) };
+}
+
+/** Index of the newest version with rev <= `rev`, or -1. */
+function latestAtOrBelow(hist: readonly Version[], rev: number): number {
   let lo = 0;
   let hi = hist.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if ((hist[mid] as KeyRecord).rev <= rev) lo = mid + 1;
+    if ((hist[mid] as Version).rev <= rev) lo = mid + 1;
     else hi = mid;
   }
   return lo - 1;
 }
 
-/** The key's state at `rev`. */
-function stateAt(hist: readonly KeyRecord[], rev: number): KeyValue | undefined {
+/** Index of the first entry of ascending `revs` above `rev`. */
+function firstAbove(revs: readonly number[], rev: number): number {
+  let lo = 0;
+  let hi = revs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((revs[mid] as number) <= rev) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The key's live version at `rev`, if any. */
+function versionAt(hist: readonly Version[], rev: number): Version | undefined {
   const last = hist[hist.length - 1];
-  if (last !== undefined && last.rev <= rev) return last.kv;
-  const i = latestAtOrBelow(hist, rev);
-  return i < 0 ? undefined : (hist[i] as KeyRecord).kv;
+  const v = last !== undefined && last.rev <= rev ? last : hist[latestAtOrBelow(hist, rev)];
+  return v?.value === undefined ? undefined : v;
 }
 
 /** True if byte string `k` is in `range`. */

@@ -22,11 +22,11 @@ import { Packr, Unpackr } from 'msgpackr';
 import { assert, assertNever } from '../../lib/assert.js';
 import { CohortError, isCohortError } from '../../lib/errors.js';
 import { limits } from '../../lib/limits.js';
-import { EMPTY_BYTES, compareBytes, copyBytes, fromByteString, toByteString } from './bytes.js';
+import { copyBytes, fromByteString, toByteString, writeByteString } from './bytes.js';
 import { LeaseTable } from './leases.js';
 import type { Lease } from './leases.js';
-import { MvccStore, inRange } from './mvcc.js';
-import type { KeyEntry, KeyRecord } from './mvcc.js';
+import { MvccStore, inRange, kvOf } from './mvcc.js';
+import type { Version } from './mvcc.js';
 import { SessionTable, checkClientId, checkSessionTag } from './sessions.js';
 import type { SessionOutcome, SessionRecord } from './sessions.js';
 import type {
@@ -437,14 +437,15 @@ export class KvStateMachine {
     const range = resolveRange(c.key, c.rangeEnd, 'compare');
     let any = false;
     let all = true;
-    this.mvcc.scan(range, Infinity, (kv) => {
+    const target = c.target === 'value' ? toByteString(c.value) : '';
+    this.mvcc.scan(range, Infinity, (_k, v) => {
       any = true;
-      if (!compareOne(c, kv)) all = false;
+      if (!compareOne(c, target, v)) all = false;
       return all;
     });
     if (any) return all;
     if (c.target === 'value') return false;
-    return compareOne(c, undefined);
+    return compareOne(c, target, undefined);
   }
 
   /**
@@ -535,21 +536,21 @@ export class KvStateMachine {
 
   private runPut(op: PutRequest, keyStr: string): PutResult {
     const cur = this.mvcc.current(keyStr);
-    const value = op.ignoreValue === true ? (cur as KeyValue).value : op.value;
-    const lease = op.ignoreLease === true ? (cur as KeyValue).lease : (op.lease ?? 0);
-    const prev = this.mvcc.put(op.key, value, lease);
+    const value = op.ignoreValue === true ? (cur as Version).value! : toByteString(op.value);
+    const lease = op.ignoreLease === true ? (cur as Version).lease : (op.lease ?? 0);
+    const prev = this.mvcc.put(keyStr, value, lease);
     if (prev?.lease !== lease) {
       this.leases.detach(prev?.lease ?? 0, keyStr);
       this.leases.attach(lease, keyStr);
     }
     return op.prevKv === true && prev !== undefined
-      ? { type: 'put', revision: 0, prevKv: prev }
+      ? { type: 'put', revision: 0, prevKv: kvOf(keyStr, prev) }
       : { type: 'put', revision: 0 };
   }
 
   private runDelete(op: DeleteRangeRequest, range: ResolvedRange): DeleteRangeResult {
     const doomed: string[] = [];
-    this.mvcc.scan(range, Infinity, (_kv, keyStr) => {
+    this.mvcc.scan(range, Infinity, (keyStr) => {
       doomed.push(keyStr);
       return true;
     });
@@ -558,7 +559,7 @@ export class KvStateMachine {
       const prev = this.mvcc.delete(keyStr);
       assert(prev !== undefined, 'scanned key vanished');
       this.leases.detach(prev.lease, keyStr);
-      prevKvs.push(prev);
+      if (op.prevKv === true) prevKvs.push(kvOf(keyStr, prev));
     }
     return op.prevKv === true
       ? { type: 'deleteRange', revision: 0, deleted: doomed.length, prevKvs }
@@ -583,26 +584,28 @@ export class KvStateMachine {
   /** Reads `range` as of revision `at` (0: the latest, an open write batch included). */
   private runRange(req: RangeRequest, range: ResolvedRange, at: number): RangeResult {
     const revision = this.revision;
-    const found: KeyValue[] = [];
-    this.mvcc.scan(range, at === 0 ? Infinity : at, (kv) => {
-      found.push(kv);
+    const found: [string, Version][] = [];
+    let count = 0;
+    const countOnly = req.countOnly === true;
+    this.mvcc.scan(range, at === 0 ? Infinity : at, (keyStr, v) => {
+      count++;
+      if (!countOnly) found.push([keyStr, v]);
       return true;
     });
-    const count = found.length;
-    if (req.countOnly === true) return { type: 'range', revision, kvs: [], count, more: false };
+    if (countOnly) return { type: 'range', revision, kvs: [], count, more: false };
     const target = req.sortTarget ?? 'key';
     let order = req.sortOrder ?? 'none';
     if (order === 'none' && target !== 'key') order = 'ascend';
     if (order !== 'none' && target !== 'key') {
       const sign = order === 'ascend' ? 1 : -1;
-      found.sort((a, b) => sign * compareTarget(target, a, b));
+      found.sort(([, a], [, b]) => sign * compareTarget(target, a, b));
     } else if (order === 'descend') {
       found.reverse();
     }
     const limit = req.limit ?? 0;
     const more = limit > 0 && count > limit;
-    let kvs = more ? found.slice(0, limit) : found;
-    if (req.keysOnly === true) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY_BYTES }));
+    const keysOnly = req.keysOnly === true;
+    const kvs = (more ? found.slice(0, limit) : found).map(([k, v]) => kvOf(k, v, keysOnly));
     return { type: 'range', revision, kvs, count, more };
   }
 
@@ -611,18 +614,33 @@ export class KvStateMachine {
   /**
    * The whole state as MessagePack bytes: revisions, every key with its
    * history since compaction, leases, sessions (in LRU order) and the next
-   * lease id. Equal states give equal bytes.
+   * lease id. Equal states give equal bytes. All key and value bytes go in
+   * one `bytes` blob (records hold lengths, -1 for a tombstone), so a large
+   * store encodes without a buffer per value.
    */
   snapshot(): Uint8Array {
-    const keys: unknown[] = [];
-    for (const [, e] of this.mvcc.entries()) {
-      const recs: unknown[] = [];
-      for (const r of e.hist) {
-        if (r.kv === undefined) recs.push(r.rev, r.sub, null, 0, 0, 0);
-        else recs.push(r.rev, r.sub, r.kv.value, r.kv.createRevision, r.kv.version, r.kv.lease);
-      }
-      keys.push([e.key, recs]);
+    let total = 0;
+    for (const [keyStr, hist] of this.mvcc.entries()) {
+      total += keyStr.length;
+      for (const v of hist) total += v.value?.length ?? 0;
     }
+    const bytes = new Uint8Array(total);
+    let offset = 0;
+    const keys: unknown[] = [];
+    for (const [keyStr, hist] of this.mvcc.entries()) {
+      offset = writeByteString(keyStr, bytes, offset);
+      const recs: number[] = [];
+      for (const v of hist) {
+        if (v.value === undefined) {
+          recs.push(v.rev, v.sub, -1, 0, 0, 0);
+        } else {
+          offset = writeByteString(v.value, bytes, offset);
+          recs.push(v.rev, v.sub, v.value.length, v.createRevision, v.version, v.lease);
+        }
+      }
+      keys.push([keyStr.length, recs]);
+    }
+    assert(offset === total, 'snapshot blob size');
     const leases = this.leases.list().map((l) => [l.id, l.ttlMs, l.remainingMs, l.epoch]);
     const sessions = [...this.sessions.entries()].map(([id, s]) => [id, s.seq, s.outcome]);
     // pack() may return a view of msgpackr's reused buffer: copy it out.
@@ -632,6 +650,7 @@ export class KvStateMachine {
         revision: this.revision,
         compacted: this.compactedRevision,
         nextLeaseId: this.leases.nextId,
+        bytes,
         keys,
         leases,
         sessions,
@@ -683,56 +702,55 @@ export class KvStateMachine {
       };
     });
     this.leases.load(leaseRows, int(s['nextLeaseId'], 'nextLeaseId'));
-    const entries: KeyEntry[] = [];
+    const blob = s['bytes'];
+    if (!(blob instanceof Uint8Array)) return bad('bytes missing');
+    let offset = 0;
+    const take = (len: number): string => {
+      if (offset + len > blob.length) bad('bytes too short');
+      const str = toByteString(blob.subarray(offset, offset + len));
+      offset += len;
+      return str;
+    };
+    const entries: [string, Version[]][] = [];
     let prevKey: string | undefined;
     for (const row of s['keys'] as unknown[]) {
       if (!Array.isArray(row) || row.length !== 2) return bad('key row');
       const [k, recs] = row as [unknown, unknown];
-      if (!(k instanceof Uint8Array) || !Array.isArray(recs) || recs.length % 6 !== 0) {
-        return bad('key row');
+      if (!Array.isArray(recs) || recs.length % 6 !== 0) return bad('key row');
+      const keyStr = take(int(k, 'key length'));
+      if (keyStr.length === 0 || (prevKey !== undefined && keyStr <= prevKey)) {
+        bad('keys empty or out of order');
       }
-      const key = copyBytes(k);
-      const keyStr = toByteString(key);
-      if (prevKey !== undefined && keyStr <= prevKey) bad('keys out of order');
       prevKey = keyStr;
-      const hist: KeyRecord[] = [];
+      const hist: Version[] = [];
       for (let i = 0; i < recs.length; i += 6) {
         const rev = int(recs[i], 'record revision');
         const sub = int(recs[i + 1], 'record sub');
-        const value: unknown = recs[i + 2];
-        if (
-          rev > revision ||
-          (hist.length > 0 && rev <= (hist[hist.length - 1] as KeyRecord).rev)
-        ) {
+        if (rev > revision || (hist.length > 0 && rev <= (hist[hist.length - 1] as Version).rev)) {
           bad('record revisions out of order');
         }
-        if (value === null) {
-          hist.push({ rev, sub, kv: undefined });
+        if (recs[i + 2] === -1) {
+          hist.push({ rev, sub, value: undefined, createRevision: 0, version: 0, lease: 0 });
           continue;
         }
-        if (!(value instanceof Uint8Array)) return bad('record value');
-        const lease = int(recs[i + 5], 'record lease');
         hist.push({
           rev,
           sub,
-          kv: {
-            key,
-            value: copyBytes(value),
-            createRevision: int(recs[i + 3], 'record createRevision'),
-            modRevision: rev,
-            version: int(recs[i + 4], 'record version'),
-            lease,
-          },
+          value: take(int(recs[i + 2], 'record value length')),
+          createRevision: int(recs[i + 3], 'record createRevision'),
+          version: int(recs[i + 4], 'record version'),
+          lease: int(recs[i + 5], 'record lease'),
         });
       }
-      if (hist.length === 0) bad('key without records');
-      const last = (hist[hist.length - 1] as KeyRecord).kv;
-      if (last !== undefined && last.lease !== 0) {
+      const last = hist[hist.length - 1];
+      if (last === undefined) return bad('key without records');
+      if (last.value !== undefined && last.lease !== 0) {
         if (this.leases.get(last.lease) === undefined) bad(`key on unknown lease ${last.lease}`);
         this.leases.attach(last.lease, keyStr);
       }
-      entries.push({ key, hist });
+      entries.push([keyStr, hist]);
     }
+    if (offset !== blob.length) bad('bytes too long');
     this.mvcc.load(entries, revision, compacted);
     const sessions: [string, SessionRecord][] = [];
     for (const row of s['sessions'] as unknown[]) {
@@ -775,28 +793,34 @@ function withRevision(r: TxnOpResult, revision: number): TxnOpResult {
   return { ...r, revision };
 }
 
-function compareTarget(target: string, a: KeyValue, b: KeyValue): number {
+function compareTarget(target: string, a: Version, b: Version): number {
   switch (target) {
     case 'version':
       return a.version - b.version;
     case 'createRevision':
       return a.createRevision - b.createRevision;
     case 'modRevision':
-      return a.modRevision - b.modRevision;
-    case 'value':
-      return compareBytes(a.value, b.value);
-    default:
-      return compareBytes(a.key, b.key);
+      return a.rev - b.rev;
+    default: {
+      // 'value': byte strings compare like their bytes.
+      const x = a.value as string;
+      const y = b.value as string;
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
   }
 }
 
-/** One compare against one key's state (undefined: a missing key, all zeros). */
-function compareOne(c: Compare, kv: KeyValue | undefined): boolean {
+/**
+ * One compare against one key's live version (undefined: a missing key, all
+ * zeros); `value` is the compare's value as a byte string.
+ */
+function compareOne(c: Compare, value: string, v: Version | undefined): boolean {
   let d: number;
   if (c.target === 'value') {
-    d = compareBytes(kv?.value ?? EMPTY_BYTES, c.value);
+    const have = v?.value ?? '';
+    d = have < value ? -1 : have > value ? 1 : 0;
   } else {
-    const have = kv === undefined ? 0 : kv[c.target];
+    const have = v === undefined ? 0 : c.target === 'modRevision' ? v.rev : v[c.target];
     d = have - c.value;
   }
   switch (c.op) {

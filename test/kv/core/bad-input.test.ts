@@ -262,7 +262,47 @@ describe('bad input changes nothing', () => {
   });
 });
 
+/** A hand-made snapshot: keys as [key, [rev, sub, value | null, createRevision, version, lease]...]. */
+function handMade(
+  fields: { v?: number; revision: number; leases?: number[][] },
+  keys: [string, (string | number | null)[]][],
+): Uint8Array {
+  let blob = '';
+  const rows = keys.map(([key, recs]) => {
+    blob += key;
+    const lens = recs.map((x, i) => {
+      if (i % 6 !== 2) return x;
+      if (x === null) return -1;
+      blob += x as string;
+      return (x as string).length;
+    });
+    return [key.length, lens];
+  });
+  return pack({
+    v: fields.v ?? 1,
+    revision: fields.revision,
+    compacted: 0,
+    nextLeaseId: 1,
+    bytes: b(blob),
+    keys: rows,
+    leases: fields.leases ?? [],
+    sessions: [],
+  });
+}
+
 describe('a bad snapshot is refused and changes nothing', () => {
+  it('a hand-made snapshot of the format restores (the cases below differ in one flaw)', () => {
+    const sm = KvStateMachine.fromSnapshot(
+      handMade({ revision: 9, leases: [[3, 5000, 5000, 0]] }, [
+        ['a', [5, 0, 'x', 5, 1, 3]],
+        ['b', [4, 0, 'y', 4, 1, 0, 6, 0, null, 0, 0, 0]],
+      ]),
+    );
+    expect(sm.read({ type: 'range', ...prefixRange(new Uint8Array()) }).count).toBe(1);
+    expect(sm.leaseTimeToLive(3, true).keys).toEqual([b('a')]);
+    expect(sm.eventsSince({ key: b('b') }, 1).map((e) => e.type)).toEqual(['PUT', 'DELETE']);
+  });
+
   it('random bytes, truncation, another version, inconsistent content', () => {
     const sm = seeded();
     const good = sm.snapshot();
@@ -270,42 +310,26 @@ describe('a bad snapshot is refused and changes nothing', () => {
     const bad: Uint8Array[] = [
       Uint8Array.of(1, 2, 3),
       good.subarray(0, good.length - 5),
-      pack({
-        v: 99,
-        revision: 1,
-        compacted: 0,
-        nextLeaseId: 1,
-        keys: [],
-        leases: [],
-        sessions: [],
-      }),
-      pack({
-        v: 1,
-        revision: 1,
-        compacted: 0,
-        nextLeaseId: 1,
-        keys: [[b('a'), [5, 0, b('x'), 1, 1, 0]]],
-        leases: [],
-        sessions: [],
-      }),
+      handMade({ v: 99, revision: 1 }, []),
+      // A version newer than the store's revision.
+      handMade({ revision: 1 }, [['a', [5, 0, 'x', 1, 1, 0]]]),
+      // A key on a lease that does not exist.
+      handMade({ revision: 9 }, [['a', [5, 0, 'x', 5, 1, 3]]]),
+      // Keys out of order.
+      handMade({ revision: 9 }, [
+        ['b', [5, 0, 'x', 5, 1, 0]],
+        ['a', [6, 0, 'x', 6, 1, 0]],
+      ]),
+      // Versions of a key out of order.
+      handMade({ revision: 9 }, [['a', [6, 0, 'x', 6, 1, 0, 5, 0, 'y', 6, 2, 0]]]),
+      // A value length past the end of the blob.
       pack({
         v: 1,
         revision: 9,
         compacted: 0,
         nextLeaseId: 1,
-        keys: [[b('a'), [5, 0, b('x'), 5, 1, 3]]],
-        leases: [],
-        sessions: [],
-      }),
-      pack({
-        v: 1,
-        revision: 9,
-        compacted: 0,
-        nextLeaseId: 1,
-        keys: [
-          [b('b'), [5, 0, b('x'), 5, 1, 0]],
-          [b('a'), [6, 0, b('x'), 6, 1, 0]],
-        ],
+        bytes: b('a'),
+        keys: [[1, [5, 0, 9, 5, 1, 0]]],
         leases: [],
         sessions: [],
       }),
