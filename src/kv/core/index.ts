@@ -2,6 +2,7 @@
 export * from './types.js';
 export * from './bytes.js';
 export * from './state-machine.js';
+export * from './codec.js';
 export { LeaseClock } from './lease-clock.js';
 export { LeaseTable } from './leases.js';
 export type { Lease } from './leases.js';

@@ -5,7 +5,14 @@
  */
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { KvStateMachine, kvText, prefixEnd, prefixRange } from '../../../src/kv/core/index.js';
+import {
+  KvStateMachine,
+  decodeKvEntry,
+  encodeKvEntry,
+  kvText,
+  prefixEnd,
+  prefixRange,
+} from '../../../src/kv/core/index.js';
 import type { KvApplied, KvEntry } from '../../../src/kv/core/index.js';
 import { b, pairs, put } from './helpers.js';
 
@@ -62,5 +69,24 @@ describe('KV commands over MessagePack', () => {
     const copy = KvStateMachine.fromSnapshot(framed.subarray(4, 4 + snap.length));
     framed.fill(0);
     expect(pairs(copy.read({ type: 'range', key: b('a') }).kvs)).toEqual(['a=1']);
+  });
+
+  it('encodeKvEntry / decodeKvEntry round-trip; junk is DECODE_ERROR', () => {
+    const entry: KvEntry = {
+      command: put('a', '1', { lease: 0 }),
+      session: { clientId: 'c', seq: 1 },
+    };
+    const bytes = encodeKvEntry(entry);
+    const sm = new KvStateMachine();
+    expect(plain(decodeKvEntry(bytes))).toEqual(plain(entry));
+    expect(sm.apply(decodeKvEntry(bytes)).ok).toBe(true);
+    for (const junk of [
+      Uint8Array.of(0xc1),
+      packr.pack(5),
+      packr.pack({ command: null }),
+      new Uint8Array(),
+    ]) {
+      expect(() => decodeKvEntry(junk)).toThrow(expect.objectContaining({ code: 'DECODE_ERROR' }));
+    }
   });
 });
