@@ -130,6 +130,17 @@ export class KvStateMachine {
    * AssertionError (a bug).
    */
   apply(entry: KvEntry): KvApplied {
+    if (typeof entry !== 'object' || entry === null) {
+      return this.refusal(
+        {
+          code: 'INVALID_ARGUMENT',
+          message: 'entry must be an object',
+          definite: true,
+          details: {},
+        },
+        false,
+      );
+    }
     const tag = entry.session;
     if (tag !== undefined) {
       try {
@@ -179,6 +190,7 @@ export class KvStateMachine {
    * beyond the current revision gives nothing (yet).
    */
   eventsSince(range: { key: Uint8Array; rangeEnd?: Uint8Array }, startRevision: number): KvEvent[] {
+    if (typeof range !== 'object' || range === null) invalid('watch range must be an object');
     const r = resolveRange(range.key, range.rangeEnd, 'watch');
     checkInt(startRevision, 'startRevision', 1);
     if (startRevision <= this.compactedRevision) {

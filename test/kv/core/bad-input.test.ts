@@ -179,6 +179,16 @@ describe('bad input changes nothing', () => {
     expectRefused({ command }, code);
   });
 
+  it('an entry that is not an object is refused', () => {
+    const sm = seeded();
+    const before = sm.snapshot();
+    for (const junk of [null, 5, 'put']) {
+      const out = sm.apply(junk as unknown as KvEntry);
+      expect(out.ok ? 'accepted' : out.error.code).toBe('INVALID_ARGUMENT');
+    }
+    expect(sm.snapshot()).toEqual(before);
+  });
+
   it('a bad session tag is refused and not remembered', () => {
     expectRefused(
       { command: put('z', '1'), session: { clientId: '', seq: 1 } },
@@ -215,6 +225,9 @@ describe('bad input changes nothing', () => {
       'INVALID_ARGUMENT',
     );
     expect(code(() => sm.eventsSince({ key: b('a') }, 0))).toBe('INVALID_ARGUMENT');
+    expect(code(() => sm.eventsSince(null as unknown as { key: Uint8Array }, 3))).toBe(
+      'INVALID_ARGUMENT',
+    );
     expect(code(() => sm.eventsSince({ key: b('a') }, 2))).toBe('COMPACTED');
     expect(code(() => sm.leaseTimeToLive(5))).toBe('NOT_FOUND');
     expect(code(() => sm.leaseTimeToLive(-1))).toBe('INVALID_ARGUMENT');
