@@ -60,7 +60,8 @@ function omitValue(m: MKv) {
 class Model {
   states: MState[] = [new Map<string, MKv>()];
   compacted = 0;
-  leases = new Set<number>();
+  /** Live leases and their epochs. */
+  leases = new Map<number, number>();
   nextLease = 1;
 
   get rev(): number {
@@ -142,8 +143,41 @@ class Model {
       }
       case 'grant': {
         const id = this.nextLease++;
-        this.leases.add(id);
+        this.leases.set(id, 0);
         return { ok: true, result: { type: 'leaseGrant', revision: this.rev, id, ttlMs: 5000 } };
+      }
+      case 'keepAlive': {
+        const epoch = this.leases.get(cmd.id);
+        if (epoch === undefined) return { ok: false, code: 'NOT_FOUND' };
+        this.leases.set(cmd.id, epoch + 1);
+        return {
+          ok: true,
+          result: {
+            type: 'leaseKeepAlive',
+            revision: this.rev,
+            id: cmd.id,
+            ttlMs: 5000,
+            epoch: epoch + 1,
+          },
+        };
+      }
+      case 'expire': {
+        const expired = [
+          ...new Set(cmd.leases.filter((l) => this.leases.get(l.id) === l.epoch).map((l) => l.id)),
+        ];
+        const next = new Map(this.cur);
+        let deleted = 0;
+        for (const id of expired) {
+          this.leases.delete(id);
+          for (const [k, m] of next) {
+            if (m.lease === id) {
+              next.delete(k);
+              deleted++;
+            }
+          }
+        }
+        if (deleted > 0) this.states.push(next);
+        return { ok: true, result: { type: 'leaseExpire', revision: this.rev, expired, deleted } };
       }
       case 'revoke': {
         if (!this.leases.has(cmd.id)) return { ok: false, code: 'NOT_FOUND' };
@@ -275,7 +309,13 @@ interface MTxn {
 }
 type MOp = MPut | MDel | MRangeCmd;
 type MCmd =
-  MOp | MTxn | { t: 'compact'; revision: number } | { t: 'grant' } | { t: 'revoke'; id: number };
+  | MOp
+  | MTxn
+  | { t: 'compact'; revision: number }
+  | { t: 'grant' }
+  | { t: 'revoke'; id: number }
+  | { t: 'keepAlive'; id: number }
+  | { t: 'expire'; leases: { id: number; epoch: number }[] };
 
 function rangeFields(r: MRange): { key: Uint8Array; rangeEnd?: Uint8Array } {
   if (r.end === undefined) return { key: kvKey(r.key) };
@@ -334,6 +374,10 @@ function toCommand(c: MCmd): KvCommand {
       return { type: 'leaseGrant', ttlMs: 5000 };
     case 'revoke':
       return { type: 'leaseRevoke', id: c.id };
+    case 'keepAlive':
+      return { type: 'leaseKeepAlive', id: c.id };
+    case 'expire':
+      return { type: 'leaseExpire', leases: c.leases };
     case 'put':
     case 'del':
     case 'range':
@@ -378,6 +422,8 @@ function resolveRevisions(c: MCmd, rev: number): MCmd {
     case 'del':
     case 'grant':
     case 'revoke':
+    case 'keepAlive':
+    case 'expire':
       return c;
   }
 }
@@ -447,6 +493,23 @@ const commandsArb: fc.Arbitrary<MCmd[]> = fc.array(
     { weight: 3, arbitrary: txnArb },
     { weight: 1, arbitrary: fc.record({ t: fc.constant('compact' as const), revision: revArb }) },
     { weight: 1, arbitrary: fc.constant({ t: 'grant' as const }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        t: fc.constant('keepAlive' as const),
+        id: fc.integer({ min: 1, max: 3 }),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        t: fc.constant('expire' as const),
+        leases: fc.array(
+          fc.record({ id: fc.integer({ min: 1, max: 3 }), epoch: fc.integer({ min: 0, max: 2 }) }),
+          { maxLength: 3 },
+        ),
+      }),
+    },
     {
       weight: 1,
       arbitrary: fc.record({
