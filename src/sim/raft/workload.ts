@@ -2,7 +2,8 @@
  * The client workload of the Raft simulator: a few clients, each with at most
  * one operation outstanding, issuing puts, compare-and-sets (log entries) and
  * ReadIndex reads on a handful of keys against whichever node they believe
- * leads. Every operation is recorded in a {@link HistoryRecorder} (ok with its
+ * leads (mostly the actual leader, through an oracle, so the leader is busy;
+ * otherwise the last hint or a random node, so stale leaders get requests too). Every operation is recorded in a {@link HistoryRecorder} (ok with its
  * output, fail when it definitely did not happen, unknown when it may have),
  * for the linearizability checker at the end of the run.
  *
