@@ -596,25 +596,27 @@ export class KvStateMachine {
   /** Reads `range` as of revision `at` (0: the latest, an open write batch included). */
   private runRange(req: RangeRequest, range: ResolvedRange, at: number): RangeResult {
     const revision = this.revision;
+    const countOnly = req.countOnly === true;
+    const limit = req.limit ?? 0;
+    const target = req.sortTarget ?? 'key';
+    let order = req.sortOrder ?? 'none';
+    if (order === 'none' && target !== 'key') order = 'ascend'; // etcd's rule
+    // In key order a limited read keeps only what it returns (plus one), but counts everything.
+    const keep = target === 'key' && order !== 'descend' && limit > 0 ? limit + 1 : Infinity;
     const found: [string, Version][] = [];
     let count = 0;
-    const countOnly = req.countOnly === true;
     this.mvcc.scan(range, at === 0 ? Infinity : at, (keyStr, v) => {
       count++;
-      if (!countOnly) found.push([keyStr, v]);
+      if (!countOnly && found.length < keep) found.push([keyStr, v]);
       return true;
     });
     if (countOnly) return { type: 'range', revision, kvs: [], count, more: false };
-    const target = req.sortTarget ?? 'key';
-    let order = req.sortOrder ?? 'none';
-    if (order === 'none' && target !== 'key') order = 'ascend';
     if (order !== 'none' && target !== 'key') {
       const sign = order === 'ascend' ? 1 : -1;
       found.sort(([, a], [, b]) => sign * compareTarget(target, a, b));
     } else if (order === 'descend') {
       found.reverse();
     }
-    const limit = req.limit ?? 0;
     const more = limit > 0 && count > limit;
     const keysOnly = req.keysOnly === true;
     const kvs = (more ? found.slice(0, limit) : found).map(([k, v]) => kvOf(k, v, keysOnly));

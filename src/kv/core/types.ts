@@ -1,7 +1,9 @@
 /**
  * The KV store's commands, results and events: plain data (Uint8Array, numbers,
  * strings, arrays, objects) that MessagePack encodes as is, so a command
- * travels in a Raft entry and a result in an RPC reply unchanged.
+ * travels in a Raft entry and a result in an RPC reply unchanged. The model
+ * and its rules (revisions, ranges, compares on missing keys, nested txn
+ * branches, leases) follow the etcd v3 API (etcd.io/docs/v3.5/learning/api/).
  *
  * Keys and values are bytes (`Uint8Array`), ordered bytewise (unsigned,
  * lexicographic, a shorter prefix first), as in etcd: a byte key space lets a
