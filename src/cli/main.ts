@@ -10,6 +10,9 @@
 import { Command } from 'commander';
 import { version } from '../version.js';
 import { registerExampleCommands } from './example-command.js';
+import { registerNodeCommand } from './node-command.js';
+import { registerStatusCommand } from './status-command.js';
+import { registerUpCommands } from './up-command.js';
 
 /** Builds the root command (exported for tests). */
 export function buildProgram(): Command {
@@ -36,6 +39,9 @@ export function buildProgram(): Command {
     });
 
   registerExampleCommands(program);
+  registerNodeCommand(program);
+  registerUpCommands(program);
+  registerStatusCommand(program);
   return program;
 }
 

@@ -1,0 +1,126 @@
+/**
+ * `cohort status`: asks every node of a cluster for its status (Node.status
+ * RPC) and prints members, roles, terms and indexes.
+ *
+ * ```sh
+ * cohort status                         # the cluster in .cohort/cluster.json (cohort up)
+ * cohort status --json                  # for scripts
+ * cohort status --endpoints n1=127.0.0.1:7201,n2=127.0.0.1:7202 --cluster-id cohort-local
+ * ```
+ *
+ * Exit codes: 0 a leader and every node answered; 2 a leader but some node
+ * did not answer; 1 no leader, or no cluster to ask.
+ */
+import type { Command } from 'commander';
+import {
+  parseEndpoints,
+  readClusterFile,
+  StatusPoller,
+  summarize,
+  summaryLine,
+} from '../node/cluster.js';
+import type { ClusterNode, PollResult } from '../node/cluster.js';
+
+interface StatusFlags {
+  json?: boolean;
+  dir: string;
+  endpoints?: string;
+  clusterId?: string;
+  timeoutMs: string;
+}
+
+function pad(cells: readonly string[][]): string {
+  const widths = cells[0]?.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length))) ?? [];
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+/** The table `cohort status` prints. */
+export function statusTable(nodes: readonly ClusterNode[], results: readonly PollResult[]): string {
+  const rows = [
+    ['ID', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'MEMBERS', 'RPC', 'PID'],
+  ];
+  results.forEach((r, i) => {
+    const rpc = nodes[i] === undefined ? '' : `${nodes[i].rpc.host}:${nodes[i].rpc.port}`;
+    if (r.ok) {
+      const s = r.status;
+      rows.push([
+        s.id,
+        s.role,
+        String(s.term),
+        s.leader ?? '-',
+        String(s.commitIndex),
+        String(s.appliedIndex),
+        String(s.lastIndex),
+        s.members.join(','),
+        rpc,
+        String(s.pid),
+      ]);
+    } else {
+      rows.push([r.id, `unreachable (${r.error})`, '', '', '', '', '', '', rpc, '']);
+    }
+  });
+  return pad(rows);
+}
+
+async function status(flags: StatusFlags): Promise<void> {
+  let nodes: ClusterNode[];
+  let clusterId: string;
+  try {
+    if (flags.endpoints !== undefined) {
+      nodes = parseEndpoints(flags.endpoints);
+      clusterId = flags.clusterId ?? 'cohort-local';
+    } else {
+      const file = readClusterFile(flags.dir);
+      nodes = [...file.nodes];
+      clusterId = flags.clusterId ?? file.clusterId;
+    }
+  } catch (e) {
+    process.stderr.write(`cohort status: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const timeoutMs = Number(flags.timeoutMs);
+  const poller = await StatusPoller.connect(nodes, clusterId);
+  let results: PollResult[];
+  try {
+    results = await poller.poll(Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 1000);
+  } finally {
+    await poller.close();
+  }
+  const summary = summarize(results);
+  if (flags.json === true) {
+    process.stdout.write(
+      `${JSON.stringify({
+        clusterId,
+        ...summary,
+        nodes: results.map((r) => (r.ok ? { ok: true, ...r.status } : r)),
+      })}\n`,
+    );
+  } else {
+    process.stdout.write(`cluster ${clusterId} · ${summaryLine(summary)}\n`);
+    process.stdout.write(`${statusTable(nodes, results)}\n`);
+  }
+  process.exitCode = summary.leader === null ? 1 : summary.up < summary.total ? 2 : 0;
+}
+
+/** Adds `cohort status` to `program`. */
+export function registerStatusCommand(program: Command): void {
+  program
+    .command('status')
+    .description('members, roles, terms and indexes of a running cluster')
+    .option('--json', 'print as JSON')
+    .option('--dir <dir>', 'where cohort up put cluster.json', '.cohort')
+    .option('--endpoints <list>', 'RPC endpoints instead: n1=host:port,n2=host:port')
+    .option('--cluster-id <id>', 'cluster id for --endpoints (default cohort-local)')
+    .option('--timeout-ms <ms>', 'how long to wait for each node', '1000')
+    .action(async (flags: StatusFlags) => {
+      await status(flags);
+    });
+}

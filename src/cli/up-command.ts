@@ -1,0 +1,340 @@
+/**
+ * `cohort up` starts a local cluster of separate `cohort node` processes on
+ * 127.0.0.1 and shows a live status line until Ctrl-C; `cohort down` stops a
+ * detached one.
+ *
+ * ```sh
+ * cohort up [--nodes 3] [--base-port 7100] [--dir .cohort] [--detach]
+ * cohort status            # in another terminal
+ * cohort down [--dir .cohort]
+ * ```
+ *
+ * Node i listens for Raft on base+i and serves the Node RPC on base+100+i;
+ * its data dir is `<dir>/n<i>` and its log `<dir>/n<i>/node.log`. The
+ * cluster is described in `<dir>/cluster.json` (pids and endpoints), which is
+ * how `cohort status`, `cohort down` and a second `cohort up` find it.
+ * Children are started with the same Node.js flags and entry script as this
+ * process (`bin/cohort.js`, or the sources under tsx in tests). On Ctrl-C or
+ * SIGTERM every node gets SIGTERM, and SIGKILL if it has not exited after
+ * {@link stopGraceMs}. Exit codes: 0 after a clean stop, 1 when the cluster
+ * could not start (another one is running, a port is in use, ...).
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import {
+  clusterFilePath,
+  pidAlive,
+  planCluster,
+  readClusterFile,
+  StatusPoller,
+  summarize,
+  summaryLine,
+} from '../node/cluster.js';
+import type { ClusterFile, ClusterNode } from '../node/cluster.js';
+
+/** How long a node gets to exit after SIGTERM before SIGKILL. */
+export const stopGraceMs = 5000;
+/** How long `cohort up` waits for the first leader before giving up. */
+const leaderWaitMs = 20_000;
+/** Status refresh period of the live line (about twice a second). */
+const refreshMs = 500;
+
+interface UpFlags {
+  nodes: number;
+  basePort: number;
+  dir: string;
+  detach?: boolean;
+  clusterId: string;
+}
+
+function int(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
+    throw new InvalidArgumentError('expected a non-negative integer');
+  }
+  return n;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function fail(message: string): void {
+  process.stderr.write(`cohort up: ${message}\n`);
+  process.exitCode = 1;
+}
+
+function addr(a: { host: string; port: number }): string {
+  return `${a.host}:${a.port}`;
+}
+
+/** The pids of a cluster file still alive (supervisor first). */
+function livePids(f: ClusterFile): number[] {
+  const pids = [f.supervisor, ...f.nodes.map((n) => n.pid)];
+  return pids.filter((p): p is number => typeof p === 'number' && pidAlive(p));
+}
+
+function tail(path: string, lines: number): string {
+  if (!existsSync(path)) return '';
+  return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** Waits until `pid` is gone or `ms` passed; true if it is gone. */
+async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (pidAlive(pid)) {
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+/** SIGTERMs the pids, waits up to the grace period, SIGKILLs the stragglers. Returns those killed. */
+async function stopPids(pids: readonly number[]): Promise<number[]> {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  const killed: number[] = [];
+  await Promise.all(
+    pids.map(async (pid) => {
+      if (await waitGone(pid, stopGraceMs)) return;
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed.push(pid);
+      } catch {
+        // gone meanwhile
+      }
+      await waitGone(pid, 1000);
+    }),
+  );
+  return killed;
+}
+
+/** `cohort up` (see the file comment). */
+async function up(flags: UpFlags): Promise<void> {
+  const dir = resolve(flags.dir);
+  let plan;
+  try {
+    plan = planCluster({
+      nodes: flags.nodes,
+      basePort: flags.basePort,
+      dir,
+      clusterId: flags.clusterId,
+    });
+  } catch (e) {
+    fail((e as Error).message);
+    return;
+  }
+  const filePath = clusterFilePath(dir);
+  if (existsSync(filePath)) {
+    let running: number[] = [];
+    try {
+      running = livePids(readClusterFile(dir));
+    } catch {
+      // an unreadable file describes no running cluster
+    }
+    if (running.length > 0) {
+      fail(
+        `a cluster is already running in ${dir} (pids ${running.join(', ')}); ` +
+          `stop it with Ctrl-C in its terminal or \`cohort down --dir ${flags.dir}\``,
+      );
+      return;
+    }
+    rmSync(filePath);
+  }
+  mkdirSync(dir, { recursive: true });
+
+  const entry = process.argv[1];
+  if (entry === undefined) {
+    fail('cannot tell which script to run the nodes with');
+    return;
+  }
+  const peerList = (self: string): string =>
+    plan.nodes
+      .filter((n) => n.id !== self)
+      .map((n) => `${n.id}=${addr(n.listen)}`)
+      .join(',');
+  const children = new Map<string, ChildProcess>();
+  const exited = new Map<string, string>();
+  const nodes: ClusterNode[] = [];
+  for (const n of plan.nodes) {
+    mkdirSync(n.dataDir, { recursive: true });
+    const logPath = join(n.dataDir, 'node.log');
+    const fd = openSync(logPath, 'a');
+    const args = [
+      ...process.execArgv,
+      entry,
+      'node',
+      '--id',
+      n.id,
+      '--data-dir',
+      n.dataDir,
+      '--listen',
+      addr(n.listen),
+      '--rpc',
+      addr(n.rpc),
+      '--cluster-id',
+      plan.clusterId,
+    ];
+    const peers = peerList(n.id);
+    if (peers !== '') args.push('--peers', peers);
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', fd, fd],
+      detached: flags.detach === true,
+    });
+    closeSync(fd);
+    child.once('exit', (code, signal) => {
+      exited.set(n.id, signal ?? `exit code ${String(code)}`);
+    });
+    children.set(n.id, child);
+    nodes.push({ ...n, ...(child.pid === undefined ? {} : { pid: child.pid }) });
+  }
+  const file: ClusterFile = {
+    clusterId: plan.clusterId,
+    supervisor: flags.detach === true ? null : process.pid,
+    startedAt: new Date().toISOString(),
+    nodes,
+  };
+  writeFileSync(filePath, `${JSON.stringify(file, null, 2)}\n`);
+
+  const out = process.stdout;
+  out.write(`cohort: starting ${nodes.length} nodes (cluster ${plan.clusterId}, dir ${dir})\n`);
+  for (const n of nodes) {
+    out.write(
+      `  ${n.id}  raft ${addr(n.listen)}  rpc ${addr(n.rpc)}  pid ${String(n.pid)}  log ${join(n.dataDir, 'node.log')}\n`,
+    );
+  }
+
+  const poller = await StatusPoller.connect(nodes, plan.clusterId);
+  let stopping = false;
+  const stopAll = async (why: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    if (out.isTTY) out.write('\n');
+    out.write(`cohort: ${why}; stopping ${nodes.length} nodes\n`);
+    await poller.close();
+    const pids = [...children.values()].flatMap((c) =>
+      c.pid !== undefined && c.exitCode === null && c.signalCode === null ? [c.pid] : [],
+    );
+    const killed = await stopPids(pids);
+    rmSync(filePath, { force: true });
+    out.write(
+      killed.length === 0
+        ? 'cohort: all nodes stopped\n'
+        : `cohort: nodes stopped (${killed.length} needed SIGKILL: pids ${killed.join(', ')})\n`,
+    );
+  };
+
+  // Wait for the first leader, or a node that died at start.
+  const deadline = Date.now() + leaderWaitMs;
+  let summary = summarize(await poller.poll(refreshMs));
+  while (summary.leader === null) {
+    if (exited.size > 0) {
+      const [id, how] = [...exited][0] ?? ['?', '?'];
+      const node = nodes.find((n) => n.id === id);
+      const log = node === undefined ? '' : tail(join(node.dataDir, 'node.log'), 5);
+      await stopAll(`node ${id} exited at start (${how})`);
+      fail(`node ${id} could not start:\n${log}`);
+      return;
+    }
+    if (Date.now() >= deadline) {
+      await stopAll('no leader was elected');
+      fail(`no leader after ${leaderWaitMs} ms; see the node logs under ${dir}`);
+      return;
+    }
+    await sleep(100);
+    summary = summarize(await poller.poll(refreshMs));
+  }
+
+  if (flags.detach === true) {
+    await poller.close();
+    for (const c of children.values()) c.unref();
+    out.write(`${summaryLine(summary)}\n`);
+    out.write(
+      `cohort: detached; \`cohort status --dir ${flags.dir}\` to check, \`cohort down --dir ${flags.dir}\` to stop\n`,
+    );
+    return;
+  }
+
+  out.write('cohort: up; Ctrl-C stops every node\n');
+  await new Promise<void>((resolveDone) => {
+    const onSignal = (signal: string): void => {
+      void stopAll(signal).then(resolveDone);
+    };
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    let last = '';
+    const refresh = async (): Promise<void> => {
+      while (!stopping) {
+        const line = summaryLine(summarize(await poller.poll(refreshMs)));
+        if (stopping) break;
+        if (out.isTTY === true) {
+          out.write(`\r\x1b[2K${line}`);
+        } else if (line !== last) {
+          out.write(`${line}\n`);
+        }
+        last = line;
+        await sleep(refreshMs);
+      }
+    };
+    void refresh();
+  });
+}
+
+/** `cohort down`: stops the cluster described in `<dir>/cluster.json`. */
+async function down(flags: { dir: string }): Promise<void> {
+  const dir = resolve(flags.dir);
+  let file: ClusterFile;
+  try {
+    file = readClusterFile(dir);
+  } catch (e) {
+    process.stderr.write(`cohort down: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  // A supervising `cohort up` stops its own nodes; stop the nodes too in case it cannot.
+  const pids = livePids(file);
+  const killed = await stopPids(pids);
+  rmSync(clusterFilePath(dir), { force: true });
+  process.stdout.write(
+    pids.length === 0
+      ? 'cohort down: nothing was running\n'
+      : `cohort down: stopped ${pids.length} processes${killed.length > 0 ? ` (${killed.length} with SIGKILL)` : ''}\n`,
+  );
+}
+
+/** Adds `cohort up` and `cohort down` to `program`. */
+export function registerUpCommands(program: Command): void {
+  program
+    .command('up')
+    .description('start a local cluster of node processes on 127.0.0.1 and show its status')
+    .option('--nodes <n>', 'how many nodes', int, 3)
+    .option('--base-port <port>', 'raft on base+i, rpc on base+100+i', int, 7100)
+    .option('--dir <dir>', 'data dirs, logs and cluster.json go here', '.cohort')
+    .option('--cluster-id <id>', 'cluster id', 'cohort-local')
+    .option('--detach', 'leave the nodes running and exit')
+    .action(async (flags: UpFlags) => {
+      await up(flags);
+    });
+  program
+    .command('down')
+    .description('stop the local cluster started by cohort up (--detach or not)')
+    .option('--dir <dir>', 'where cohort up put cluster.json', '.cohort')
+    .action(async (flags: { dir: string }) => {
+      await down(flags);
+    });
+}

@@ -1,0 +1,232 @@
+/**
+ * A local cluster as `cohort up` lays it out and `cohort status` finds it:
+ * the plan of N nodes on 127.0.0.1 (ids, ports, data dirs), the
+ * `.cohort/cluster.json` file describing a running cluster, and polling every
+ * node's `Node.status` RPC.
+ *
+ * ```ts
+ * const plan = planCluster({ nodes: 3, basePort: 7100, dir: '.cohort' });
+ * // n1: raft 127.0.0.1:7101, rpc 127.0.0.1:7201, dataDir .cohort/n1
+ * const poller = await StatusPoller.connect(plan.nodes, plan.clusterId);
+ * const statuses = await poller.poll(400);      // one entry per node: NodeStatus or { error }
+ * summarize(statuses);                          // { leader, term, commitIndex, up, total }
+ * await poller.close();
+ * ```
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CohortError, isCohortError } from '../lib/errors.js';
+import { clusterId as checkClusterId, isValidId } from '../lib/ids.js';
+import type { RpcNode } from '../rpc/node.js';
+import { startTcpClient } from '../rpc/tcp-endpoints.js';
+import type { NodeId } from '../lib/ids.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
+import { parseHostPort } from './config.js';
+import { NodeService } from './node-service.js';
+import type { NodeStatus } from './node-service.js';
+
+/** One node of a local cluster. */
+export interface ClusterNode {
+  readonly id: string;
+  /** Raft address. */
+  readonly listen: PeerAddress;
+  /** Node service (RPC) address. */
+  readonly rpc: PeerAddress;
+  readonly dataDir: string;
+  /** Its process, once started. */
+  readonly pid?: number;
+}
+
+/** What `.cohort/cluster.json` holds. */
+export interface ClusterFile {
+  readonly clusterId: string;
+  /** The `cohort up` process supervising the nodes, or null when detached. */
+  readonly supervisor: number | null;
+  readonly startedAt: string;
+  readonly nodes: readonly ClusterNode[];
+}
+
+/** The most nodes `cohort up` starts on one machine. */
+export const upNodesMax = 9;
+
+/** Ids, ports and data dirs of a local cluster: raft on base+i, RPC on base+100+i. */
+export function planCluster(o: {
+  nodes: number;
+  basePort: number;
+  dir: string;
+  clusterId?: string;
+}): { clusterId: string; nodes: ClusterNode[] } {
+  if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > upNodesMax) {
+    throw new CohortError('INVALID_ARGUMENT', `--nodes must be an integer 1..${upNodesMax}`, {
+      details: { field: 'nodes', value: o.nodes },
+    });
+  }
+  if (!Number.isInteger(o.basePort) || o.basePort < 1 || o.basePort + 100 + o.nodes > 65535) {
+    throw new CohortError(
+      'INVALID_ARGUMENT',
+      `--base-port must leave room for ports base+1..base+${100 + o.nodes} below 65536`,
+      { details: { field: 'basePort', value: o.basePort } },
+    );
+  }
+  const nodes: ClusterNode[] = [];
+  for (let i = 1; i <= o.nodes; i++) {
+    nodes.push({
+      id: `n${i}`,
+      listen: { host: '127.0.0.1', port: o.basePort + i },
+      rpc: { host: '127.0.0.1', port: o.basePort + 100 + i },
+      dataDir: join(o.dir, `n${i}`),
+    });
+  }
+  return { clusterId: checkClusterId(o.clusterId ?? 'cohort-local'), nodes };
+}
+
+/** The path of the cluster file in `dir`. */
+export function clusterFilePath(dir: string): string {
+  return join(dir, 'cluster.json');
+}
+
+/** Reads `dir/cluster.json`; NOT_FOUND if there is none, INVALID_ARGUMENT if it is malformed. */
+export function readClusterFile(dir: string): ClusterFile {
+  const path = clusterFilePath(dir);
+  if (!existsSync(path)) {
+    throw new CohortError(
+      'NOT_FOUND',
+      `no cluster found: ${resolve(path)} does not exist (start one with cohort up, or pass --endpoints)`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new CohortError('INVALID_ARGUMENT', `${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  const f = parsed as Partial<ClusterFile> | null;
+  if (
+    typeof f !== 'object' ||
+    f === null ||
+    typeof f.clusterId !== 'string' ||
+    !Array.isArray(f.nodes) ||
+    !f.nodes.every(
+      (n: Partial<ClusterNode>) =>
+        typeof n.id === 'string' &&
+        isValidId(n.id) &&
+        typeof n.rpc?.host === 'string' &&
+        typeof n.rpc.port === 'number',
+    )
+  ) {
+    throw new CohortError('INVALID_ARGUMENT', `${path} is not a cohort cluster file`);
+  }
+  return f as ClusterFile;
+}
+
+/** Parses `--endpoints n1=127.0.0.1:7201,n2=...` (RPC addresses) into cluster nodes. */
+export function parseEndpoints(text: string): ClusterNode[] {
+  const nodes: ClusterNode[] = [];
+  for (const part of text.split(',')) {
+    const item = part.trim();
+    if (item === '') continue;
+    const eq = item.indexOf('=');
+    const id = item.slice(0, eq);
+    if (eq <= 0 || !isValidId(id)) {
+      throw new CohortError('INVALID_ARGUMENT', `endpoints: expected id=host:port, got ${item}`, {
+        details: { field: 'endpoints' },
+      });
+    }
+    const rpc = parseHostPort(item.slice(eq + 1), `endpoints.${id}`);
+    nodes.push({ id, rpc, listen: rpc, dataDir: '' });
+  }
+  if (nodes.length === 0) {
+    throw new CohortError('INVALID_ARGUMENT', 'endpoints: none given', {
+      details: { field: 'endpoints' },
+    });
+  }
+  return nodes;
+}
+
+/** True if a process with this pid exists. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** One node's poll result. */
+export type PollResult =
+  | { readonly id: string; readonly ok: true; readonly status: NodeStatus }
+  | { readonly id: string; readonly ok: false; readonly error: string };
+
+/** Calls Node.status on every node of a cluster, over one RPC client per node. */
+export class StatusPoller {
+  private constructor(
+    private readonly clients: readonly { id: string; rpc: RpcNode; peer: NodeId }[],
+  ) {}
+
+  /** Opens a dial-only RPC client per node (no connection is made until the first poll). */
+  static async connect(nodes: readonly ClusterNode[], clusterId: string): Promise<StatusPoller> {
+    const clients: { id: string; rpc: RpcNode; peer: NodeId }[] = [];
+    for (const n of nodes) {
+      const c = await startTcpClient({
+        server: { id: n.id, host: n.rpc.host, port: n.rpc.port },
+        clusterId,
+      });
+      clients.push({ id: n.id, rpc: c, peer: c.serverId });
+    }
+    return new StatusPoller(clients);
+  }
+
+  /** Every node's status (or why it could not be had), in node order. */
+  poll(timeoutMs: number): Promise<PollResult[]> {
+    return Promise.all(
+      this.clients.map(async ({ id, rpc, peer }): Promise<PollResult> => {
+        try {
+          const status = await rpc.client(NodeService, peer).status({}, { timeoutMs });
+          return { id, ok: true, status };
+        } catch (e) {
+          return { id, ok: false, error: isCohortError(e) ? e.code : String(e) };
+        }
+      }),
+    );
+  }
+
+  /** Closes the clients. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.clients.map((c) => c.rpc.close()));
+  }
+}
+
+/** The cluster at a glance, from one poll. */
+export interface ClusterSummary {
+  /** The leader of the highest term seen, if a node in that term reports itself leader. */
+  readonly leader: string | null;
+  /** The highest term any reachable node reports. */
+  readonly term: number;
+  /** The leader's commit index (or the highest seen without a leader). */
+  readonly commitIndex: number;
+  /** The leader's KV revision (or the highest seen). */
+  readonly revision: number;
+  readonly up: number;
+  readonly total: number;
+}
+
+/** Summarises one poll (see {@link ClusterSummary}). */
+export function summarize(results: readonly PollResult[]): ClusterSummary {
+  const up = results.flatMap((r) => (r.ok ? [r.status] : []));
+  const term = Math.max(0, ...up.map((s) => s.term));
+  const leaderStatus = up.find((s) => s.role === 'leader' && s.term === term);
+  return {
+    leader: leaderStatus?.id ?? null,
+    term,
+    commitIndex: leaderStatus?.commitIndex ?? Math.max(0, ...up.map((s) => s.commitIndex)),
+    revision: leaderStatus?.revision ?? Math.max(0, ...up.map((s) => s.revision)),
+    up: up.length,
+    total: results.length,
+  };
+}
+
+/** One line: `leader n2 · term 3 · commit 17 · revision 0 · 3/3 up`. */
+export function summaryLine(s: ClusterSummary): string {
+  return `leader ${s.leader ?? 'none'} · term ${s.term} · commit ${s.commitIndex} · revision ${s.revision} · ${s.up}/${s.total} up`;
+}

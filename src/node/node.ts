@@ -1,0 +1,251 @@
+/**
+ * The node process's composition: one Raft node over TCP with durable
+ * storage, driving the KV state machine, plus an RPC port serving the
+ * {@link NodeService} (status, health). `cohort node` runs one; `cohort up`
+ * runs several as separate processes.
+ *
+ * ```ts
+ * const config = resolveNodeConfig({ flags, env: process.env });
+ * const node = await startNode(config);   // clear CohortErrors: port in use, bad data dir, other cluster
+ * node.status();                          // { id, role, term, leader, commitIndex, ... }
+ * await node.close();                     // RPC port, Raft node, transport, storage
+ * ```
+ *
+ * Start order: check the data dir, bind the Raft port, bind the RPC port,
+ * then load storage and start Raft; whatever was opened is closed again if a
+ * later step fails, so a refused start leaves nothing behind.
+ */
+import { randomInt } from 'node:crypto';
+import { accessSync, constants, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { CohortError, isCohortError } from '../lib/errors.js';
+import { seededRandom } from '../lib/random.js';
+import { raftMessagesCodec } from '../raft/raft-messages-codec.js';
+import { RaftNode } from '../raft/raft-node.js';
+import { FileStorage } from '../raft/storage/file-storage.js';
+import type { RaftMessage } from '../raft/core/messages.js';
+import { rpcCodec } from '../rpc/messages.js';
+import type { RpcWireMessage } from '../rpc/messages.js';
+import { RpcNode } from '../rpc/node.js';
+import { TcpTransport } from '../transport/tcp-transport.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
+import type { NodeConfig } from './config.js';
+import { KvRaftStateMachine } from './kv-state-machine.js';
+import { NodeService } from './node-service.js';
+import type { NodeStatus } from './node-service.js';
+
+/** Options of {@link startNode}. */
+export interface StartNodeOptions {
+  /** Logger (default: pino on stdout at config.logLevel, with `node` bound). */
+  readonly logger?: Logger;
+  /** Called once if Raft stops because storage failed (the process should exit). */
+  readonly onFatal?: (err: unknown) => void;
+}
+
+/** A running node (see the file comment). */
+export interface CohortNode {
+  readonly config: NodeConfig;
+  readonly raft: RaftNode<KvRaftStateMachine>;
+  readonly rpc: RpcNode;
+  /** This node's status, as the Node.status RPC answers it. */
+  status(): NodeStatus;
+  /** Stops serving RPCs, closes the Raft node, its transport and storage. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Makes sure `dir` exists and is a readable, writable directory. */
+export function checkDataDir(dir: string): void {
+  const refuse = (why: string, cause?: unknown): CohortError =>
+    new CohortError('FAILED_PRECONDITION', `data dir ${dir} ${why}`, {
+      details: { field: 'dataDir', dir },
+      cause,
+    });
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw refuse(`cannot be created: ${(e as Error).message}`, e);
+  }
+  if (!statSync(dir).isDirectory()) throw refuse('is not a directory');
+  try {
+    accessSync(dir, constants.R_OK | constants.W_OK | constants.X_OK);
+    // A real write as well: access() says yes to root whatever the mode bits.
+    const probe = join(dir, `.probe-${process.pid}`);
+    writeFileSync(probe, '');
+    rmSync(probe);
+  } catch (e) {
+    throw refuse(`is not readable and writable: ${(e as Error).message}`, e);
+  }
+}
+
+async function bind<M>(
+  what: string,
+  address: PeerAddress,
+  start: () => Promise<TcpTransport<M>>,
+): Promise<TcpTransport<M>> {
+  try {
+    return await start();
+  } catch (e) {
+    const cause = isCohortError(e) ? e.cause : e;
+    const errno = (cause as NodeJS.ErrnoException | undefined)?.code;
+    if (errno === 'EADDRINUSE') {
+      throw new CohortError(
+        'UNAVAILABLE',
+        `port ${address.port} is in use (${what} ${address.host}:${address.port})`,
+        {
+          details: { field: what, port: address.port },
+          cause: e,
+        },
+      );
+    }
+    if (errno === 'EADDRNOTAVAIL' || errno === 'ENOTFOUND' || errno === 'EACCES') {
+      throw new CohortError(
+        'UNAVAILABLE',
+        `cannot listen on ${address.host}:${address.port} (${what}): ${errno}`,
+        {
+          details: { field: what, port: address.port },
+          cause: e,
+        },
+      );
+    }
+    throw e;
+  }
+}
+
+/** Starts a node from a validated config (see the file comment). */
+export async function startNode(
+  config: NodeConfig,
+  options: StartNodeOptions = {},
+): Promise<CohortNode> {
+  // RaftNode adds `node` to its own lines; everything else gets it bound here.
+  const root = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } });
+  const log = root.child({ node: config.id });
+  checkDataDir(config.dataDir);
+  const quiet = log.child(
+    { component: 'transport' },
+    {
+      level: config.logLevel === 'debug' || config.logLevel === 'trace' ? config.logLevel : 'warn',
+    },
+  );
+  const raftTransport = await bind('listen', config.listen, () =>
+    TcpTransport.start<RaftMessage>({
+      self: config.id,
+      clusterId: config.clusterId,
+      codec: raftMessagesCodec(),
+      listen: config.listen,
+      peers: config.peers,
+      logger: quiet,
+    }),
+  );
+  let rpcTransport: TcpTransport<RpcWireMessage>;
+  try {
+    rpcTransport = await bind('rpc', config.rpc, () =>
+      TcpTransport.start<RpcWireMessage>({
+        self: config.id,
+        clusterId: config.clusterId,
+        codec: rpcCodec,
+        listen: config.rpc,
+        peers: {},
+        acceptUnknownPeers: true,
+        logger: quiet,
+      }),
+    );
+  } catch (e) {
+    await raftTransport.close();
+    throw e;
+  }
+  const storage = new FileStorage({
+    dir: config.dataDir,
+    clusterId: config.clusterId,
+    nodeId: config.id,
+    logger: log.child({ component: 'storage' }),
+  });
+  const stateMachine = new KvRaftStateMachine();
+  let raft: RaftNode<KvRaftStateMachine>;
+  try {
+    raft = await RaftNode.start({
+      id: config.id,
+      peers: [...config.peers.keys()],
+      transport: raftTransport,
+      storage,
+      stateMachine,
+      random: seededRandom(randomInt(2 ** 31)),
+      tickMs: config.tickMs,
+      raft: { electionTicks: config.electionTicks },
+      snapshotEntries: config.snapshotEntries,
+      logger: root,
+      ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),
+    });
+  } catch (e) {
+    await Promise.allSettled([raftTransport.close(), rpcTransport.close(), storage.close()]);
+    if (
+      isCohortError(e) &&
+      e.code === 'FAILED_PRECONDITION' &&
+      /belongs to cluster/.test(e.message)
+    ) {
+      throw new CohortError(
+        'FAILED_PRECONDITION',
+        `data dir ${config.dataDir} belongs to another cluster or node: ${e.message}`,
+        { details: { field: 'clusterId', ...e.details }, cause: e },
+      );
+    }
+    throw e;
+  }
+  const startedAt = Date.now();
+  const status = (): NodeStatus => {
+    const s = raft.status();
+    return {
+      id: config.id,
+      clusterId: config.clusterId,
+      role: s.role,
+      term: s.term,
+      leader: s.leader,
+      commitIndex: s.commit,
+      appliedIndex: s.applied,
+      lastIndex: s.lastIndex,
+      snapshotIndex: s.snapshotIndex,
+      members: [...s.config.voters].sort(),
+      learners: [...s.config.learners].sort(),
+      revision: stateMachine.kv.revision,
+      state: s.state,
+      pid: process.pid,
+      uptimeMs: Date.now() - startedAt,
+    };
+  };
+  const rpc = new RpcNode(rpcTransport);
+  rpc.serve(NodeService, {
+    status: () => status(),
+    health: () => {
+      const state = raft.status().state;
+      return { ok: state === 'running', id: config.id, state };
+    },
+  });
+  log.info(
+    {
+      term: raft.status().term,
+      listen: `${config.listen.host}:${config.listen.port}`,
+      rpc: `${config.rpc.host}:${config.rpc.port}`,
+      peers: Object.fromEntries([...config.peers].map(([id, a]) => [id, `${a.host}:${a.port}`])),
+      dataDir: config.dataDir,
+      clusterId: config.clusterId,
+    },
+    'node started',
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    config,
+    raft,
+    rpc,
+    status,
+    close: () => {
+      closing ??= (async () => {
+        log.info({ term: raft.status().term }, 'node stopping');
+        await rpc.close();
+        await raft.close();
+        log.info({ term: raft.status().term }, 'node stopped');
+      })();
+      return closing;
+    },
+  };
+}
