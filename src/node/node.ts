@@ -122,11 +122,10 @@ export async function startNode(
   const root = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } });
   const log = root.child({ node: config.id });
   checkDataDir(config.dataDir);
-  const quiet = log.child(
-    { component: 'transport' },
-    {
-      level: config.logLevel === 'debug' || config.logLevel === 'trace' ? config.logLevel : 'warn',
-    },
+  // Transports log routine connection churn at info; keep them at warn unless debugging.
+  const quiet = root.child(
+    {},
+    { level: root.levelVal >= 40 || root.levelVal <= 20 ? root.level : 'warn' },
   );
   const raftTransport = await bind('listen', config.listen, () =>
     TcpTransport.start<RaftMessage>({

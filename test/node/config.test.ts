@@ -1,0 +1,138 @@
+/** Node configuration: precedence flags > env > file, and a clear error naming the field for each bad input. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isCohortError } from '../../src/lib/errors.js';
+import { resolveNodeConfig } from '../../src/node/config.js';
+import type { ConfigSources } from '../../src/node/config.js';
+
+const base = {
+  id: 'n1',
+  dataDir: 'data/n1',
+  listen: '127.0.0.1:7101',
+  rpc: '127.0.0.1:7201',
+  peers: 'n2=127.0.0.1:7102,n3=127.0.0.1:7103',
+};
+
+function refusal(sources: ConfigSources): { field: unknown; message: string } {
+  try {
+    resolveNodeConfig(sources);
+  } catch (e) {
+    if (!isCohortError(e)) throw e;
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    return { field: e.details.field, message: e.message };
+  }
+  throw new Error('the configuration was accepted');
+}
+
+function tempFile(content: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'cohort-config-')), 'node.json');
+  writeFileSync(path, content);
+  return path;
+}
+
+describe('node config', () => {
+  it('parses flags and fills in defaults', () => {
+    const c = resolveNodeConfig({ flags: base, env: {}, cwd: '/srv' });
+    expect(c.id).toBe('n1');
+    expect(c.dataDir).toBe('/srv/data/n1');
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 7101 });
+    expect([...c.peers]).toEqual([
+      ['n2', { host: '127.0.0.1', port: 7102 }],
+      ['n3', { host: '127.0.0.1', port: 7103 }],
+    ]);
+    expect([c.clusterId, c.tickMs, c.electionTicks, c.logLevel]).toEqual([
+      'cohort-local',
+      20,
+      10,
+      'info',
+    ]);
+  });
+
+  it('takes flags over COHORT_* env over the config file', () => {
+    const file = tempFile(
+      JSON.stringify({ clusterId: 'from-file', tickMs: 50, electionTicks: 7, logLevel: 'warn' }),
+    );
+    const c = resolveNodeConfig({
+      flags: { ...base, tickMs: '30', config: file },
+      env: { COHORT_TICK_MS: '40', COHORT_ELECTION_TICKS: '12' },
+    });
+    expect([c.tickMs, c.electionTicks, c.clusterId, c.logLevel]).toEqual([
+      30,
+      12,
+      'from-file',
+      'warn',
+    ]);
+  });
+
+  it('reads everything from env and a file named by COHORT_CONFIG', () => {
+    const file = tempFile(
+      JSON.stringify({ peers: { n2: '127.0.0.1:7102' }, rpc: '127.0.0.1:7201', tickMs: 25 }),
+    );
+    const c = resolveNodeConfig({
+      flags: {},
+      env: {
+        COHORT_ID: 'n1',
+        COHORT_DATA_DIR: '/d',
+        COHORT_LISTEN: '127.0.0.1:7101',
+        COHORT_CONFIG: file,
+      },
+    });
+    expect([c.id, c.dataDir, c.tickMs, [...c.peers.keys()]]).toEqual(['n1', '/d', 25, ['n2']]);
+  });
+
+  it.each([
+    ['listen', { listen: '127.0.0.1:99999' }, /listen \(--listen\): port must be an integer/],
+    ['listen', { listen: '127.0.0.1' }, /expected host:port/],
+    ['rpc', { rpc: 'localhost:http' }, /rpc \(--rpc\)/],
+    ['rpc', { rpc: '127.0.0.1:7101' }, /must differ from listen/],
+    ['peers', { peers: 'n2:127.0.0.1:7102' }, /expected id=host:port/],
+    ['peers.n2', { peers: 'n2=127.0.0.1:0' }, /peers\.n2/],
+    ['peers', { peers: 'n2=127.0.0.1:7102,n2=127.0.0.1:7103' }, /listed twice/],
+    ['peers', { peers: 'n1=127.0.0.1:7102' }, /must not list the node itself/],
+    ['peers', { peers: 'bad id=127.0.0.1:7102' }, /bad node id/],
+    ['id', { id: 'no spaces' }, /id \(--id\)/],
+    ['tickMs', { tickMs: 'fast' }, /expected an integer/],
+    ['logLevel', { logLevel: 'loud' }, /expected one of/],
+  ])('refuses a bad %s', (field, override, message) => {
+    const r = refusal({ flags: { ...base, ...override }, env: {} });
+    expect(r.field).toBe(field);
+    expect(r.message).toMatch(message);
+  });
+
+  it('names a missing required field and how to set it', () => {
+    const { dataDir: _omit, ...rest } = base;
+    const r = refusal({ flags: rest, env: {} });
+    expect(r.field).toBe('dataDir');
+    expect(r.message).toMatch(/--data-dir.*COHORT_DATA_DIR/);
+  });
+
+  it('names the source of a bad env value', () => {
+    const r = refusal({ flags: { ...base, listen: undefined }, env: { COHORT_LISTEN: 'x:1:y' } });
+    expect(r.message).toMatch(/listen \(COHORT_LISTEN\)/);
+  });
+
+  it('refuses an unknown field in the config file, naming it', () => {
+    const file = tempFile(JSON.stringify({ tickMs: 20, electionTimeout: 300 }));
+    const r = refusal({ flags: { ...base, config: file }, env: {} });
+    expect(r.field).toBe('electionTimeout');
+    expect(r.message).toMatch(/unknown field/);
+  });
+
+  it('refuses a config file that is not JSON or cannot be read', () => {
+    expect(refusal({ flags: { ...base, config: tempFile('{ nope') }, env: {} }).message).toMatch(
+      /not valid JSON/,
+    );
+    expect(
+      refusal({ flags: { ...base, config: '/nonexistent/cohort.json' }, env: {} }).message,
+    ).toMatch(/cannot read/);
+  });
+
+  it('refuses a wrongly typed value from the config file', () => {
+    const file = tempFile(JSON.stringify({ electionTicks: 1.5 }));
+    const r = refusal({ flags: { ...base, config: file }, env: {} });
+    expect(r.field).toBe('electionTicks');
+    expect(r.message).toMatch(/config file/);
+  });
+});
