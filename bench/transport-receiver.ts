@@ -24,6 +24,8 @@ interface Config {
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as Config;
+// Exit normally when the parent stops us, so `--cpu-prof` can write its profile.
+process.on('SIGTERM', () => process.exit(0));
 
 let first = -1;
 let cpuStart: NodeJS.CpuUsage | undefined;

@@ -6,6 +6,8 @@
  * ```sh
  * npm run bench:transport                                   # 64 B and 4 KiB, 3 s per case
  * BENCH_SECONDS=5 BENCH_SIZES=64,1024,4096 npm run bench:transport
+ * BENCH_MODES=transport BENCH_SIZES=4096 BENCH_RECEIVER_FLAGS=--cpu-prof \
+ *   node --cpu-prof --import tsx bench/transport.ts           # profile both sides
  * ```
  *
  * Cases per message size (the size is the encoded message, the payload of a
@@ -39,6 +41,8 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const warmupMs = Number(process.env.BENCH_WARMUP_MS ?? 500);
 const sizes = (process.env.BENCH_SIZES ?? '64,4096').split(',').map(Number);
 type Mode = 'raw' | 'raw-batched' | 'transport';
+/** Extra node flags for the receiver process, e.g. `--cpu-prof` (NODE_OPTIONS refuses it). */
+const receiverFlags = (process.env.BENCH_RECEIVER_FLAGS ?? '').split(' ').filter((f) => f !== '');
 const modes = (process.env.BENCH_MODES ?? 'raw,raw-batched,transport').split(',') as Mode[];
 
 async function freePort(): Promise<number> {
@@ -66,6 +70,7 @@ function startReceiver(mode: 'raw' | 'transport', port: number, senderPort: numb
   const child = spawn(
     process.execPath,
     [
+      ...receiverFlags,
       '--import',
       'tsx',
       join(import.meta.dirname, 'transport-receiver.ts'),
