@@ -73,7 +73,7 @@ import type { ClusterId, NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
 import { seededRandom } from '../lib/random.js';
 import type { Random } from '../lib/random.js';
-import type { Codec, FrameCodec } from '../wire/codec.js';
+import type { Codec, DecodeOptions, FrameCodec } from '../wire/codec.js';
 import { encodeFrame, FrameDecoder } from '../wire/frame.js';
 import { checkHello, checkWelcome, handshakeCodec } from '../wire/handshake.js';
 import type { HandshakeIdentity, HandshakeMessage, RejectCodeValue } from '../wire/handshake.js';
@@ -153,6 +153,9 @@ const COPY_BELOW_BYTES = 2048;
 const KEEPALIVE_DELAY_MS = 10_000;
 /** Size of a write slab (see slabTake). */
 const SLAB_BYTES = 1024 * 1024;
+
+/** Decode options for payloads cut from socket reads (see DecodeOptions.stable). */
+const STABLE_INPUT: DecodeOptions = { stable: true };
 
 type ConnState = 'connecting' | 'handshake' | 'open' | 'closed';
 
@@ -693,7 +696,9 @@ export class TcpTransport<M> implements Transport<M> {
           if (isClosed(conn)) return;
           continue;
         }
-        message = this.codec.decode(payload);
+        // Socket reads are never reused and the decoder never writes into
+        // what it returned, so large byte fields may stay views (no copy).
+        message = this.codec.decode(payload, STABLE_INPUT);
       } catch (err) {
         if (!isCohortError(err)) throw err;
         const reason = `malformed input from ${describePeer(conn)}: ${err.code}: ${err.message}`;

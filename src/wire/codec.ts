@@ -51,8 +51,25 @@ export interface Codec<M> {
    * not write into it, and copy it if you keep it for long.
    */
   encode(message: M): Uint8Array;
-  /** Parses and validates bytes from the outside world. Never returns an invalid message. */
-  decode(bytes: Uint8Array): M;
+  /**
+   * Parses and validates bytes from the outside world. Never returns an
+   * invalid message. Byte fields are copies unless `options.stable` allows
+   * views (see {@link DecodeOptions}).
+   */
+  decode(bytes: Uint8Array, options?: DecodeOptions): M;
+}
+
+/** Options of {@link Codec.decode}. */
+export interface DecodeOptions {
+  /**
+   * The caller promises that nothing ever writes into the memory behind
+   * `bytes` (e.g. a socket read, which Node never reuses). A byte field that
+   * fills at least half of that memory (its `ArrayBuffer`) is then returned
+   * as a view instead of a copy: it pins at most twice its own size, while a
+   * small field is still copied so it never pins a large read. Saves a copy
+   * and an allocation per large field (the transports' receive path).
+   */
+  readonly stable?: boolean;
 }
 
 /** A codec that can also produce a whole frame (header + payload) in one allocation. */
@@ -141,22 +158,25 @@ function mayHoldBinary(schema: unknown): boolean {
 /**
  * Replaces every byte array inside a decoded value by a copy, so a small
  * field never pins a whole socket chunk in memory (Raft and the KV store keep
- * decoded values for a long time). `Buffer.allocUnsafe` takes small copies
+ * decoded values for a long time); with `stable` input, a field that fills
+ * half its memory or more stays a view (see DecodeOptions). `Buffer.allocUnsafe` takes small copies
  * from Node's shared pool, which is much cheaper than one allocation each.
  */
-function copyBinaries(value: unknown): unknown {
+function copyBinaries(value: unknown, stable: boolean): unknown {
   if (value instanceof Uint8Array) {
+    // A stable field that fills half its memory or more may stay a view (see DecodeOptions).
+    if (stable && value.byteLength * 2 >= value.buffer.byteLength) return value;
     const copy = Buffer.allocUnsafe(value.length);
     copy.set(value);
     return copy;
   }
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = copyBinaries(value[i]);
+    for (let i = 0; i < value.length; i++) value[i] = copyBinaries(value[i], stable);
     return value;
   }
   if (value !== null && typeof value === 'object') {
     const obj = value as Record<string, unknown>;
-    for (const key of Object.keys(obj)) obj[key] = copyBinaries(obj[key]);
+    for (const key of Object.keys(obj)) obj[key] = copyBinaries(obj[key], stable);
   }
   return value;
 }
@@ -237,7 +257,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
     return frame;
   }
 
-  decode(bytes: Uint8Array): M {
+  decode(bytes: Uint8Array, options?: DecodeOptions): M {
     let value: unknown;
     try {
       value = this.unpackr.unpack(bytes);
@@ -266,7 +286,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
       });
     }
     if (!entry.check.Check(value)) throw violation(entry, value);
-    return (entry.binary ? copyBinaries(value) : value) as M;
+    return (entry.binary ? copyBinaries(value, options?.stable === true) : value) as M;
   }
 
   private pack(msg: M, encodeOptions: number): Uint8Array {

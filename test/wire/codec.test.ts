@@ -47,6 +47,23 @@ describe('MessageCodec', () => {
     expect(msg.type === 'Put' && [...msg.value]).toEqual([9, 9]);
   });
 
+  it('with stable input, keeps a field that fills half its memory as a view and copies small ones', () => {
+    const big = new Uint8Array(1000).fill(7);
+    const input = Uint8Array.from(codec.encode({ type: 'Put', key: 'k', value: big, tags: [] }));
+    const view = codec.decode(input, { stable: true });
+    expect(view.type === 'Put' && view.value.buffer).toBe(input.buffer);
+    expect(view.type === 'Put' && [...view.value]).toEqual([...big]);
+    // The same bytes inside a read four times larger: the field is copied.
+    const read = new Uint8Array(input.length * 4);
+    read.set(input, 8);
+    const copied = codec.decode(read.subarray(8, 8 + input.length), { stable: true });
+    expect(copied.type === 'Put' && copied.value.buffer).not.toBe(read.buffer);
+    // Without the promise, always a copy.
+    const plain = codec.decode(input);
+    expect(plain.type === 'Put' && plain.value.buffer).not.toBe(input.buffer);
+    expect(plain.type === 'Put' && [...plain.value]).toEqual([...big]);
+  });
+
   it('refuses a message with a wrong field type (SCHEMA_VIOLATION)', () => {
     expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: 'one' })))).toBe('SCHEMA_VIOLATION');
     expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: -1 })))).toBe('SCHEMA_VIOLATION');
