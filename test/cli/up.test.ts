@@ -1,0 +1,137 @@
+/**
+ * `cohort up`, `cohort status` and `cohort down` as real processes (the CLI
+ * run from the sources under tsx): a detached 3-node cluster comes up with a
+ * leader, a second `up` is refused, `status --json` reports it, `down` stops
+ * every node; an attached `up` stops its nodes cleanly on SIGTERM.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { pidAlive } from '../../src/node/cluster.js';
+import type { ClusterFile } from '../../src/node/cluster.js';
+
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+const cli = fileURLToPath(new URL('../node/fixtures/cohort-cli.ts', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[]): Promise<Run> {
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((r) => child.once('close', (code) => r({ code, stdout, stderr })));
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((r) => {
+    const s = net.createServer();
+    s.once('error', () => r(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => r(true)));
+  });
+}
+
+/** A base port whose raft (base+1..3) and RPC (base+101..103) ports are free. */
+async function freeBase(): Promise<number> {
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * 20_000);
+    const ports = [1, 2, 3, 101, 102, 103].map((i) => base + i);
+    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base;
+  }
+}
+
+describe('cohort up / status / down', () => {
+  it('up --detach leaves a cluster with a leader; status --json sees it; down stops it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
+    const base = await freeBase();
+    const started = await run(['up', '--detach', '--base-port', String(base), '--dir', dir]);
+    expect(started.stderr).toBe('');
+    expect(started.code).toBe(0);
+    expect(started.stdout).toContain(`n1  raft 127.0.0.1:${base + 1}  rpc 127.0.0.1:${base + 101}`);
+    expect(started.stdout).toMatch(/leader n\d · term \d+ · commit \d+ · revision 0 · 3\/3 up/);
+    const file = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile;
+    const pids = file.nodes.map((n) => n.pid ?? -1);
+    try {
+      expect(file.supervisor).toBeNull();
+      expect(pids.every(pidAlive)).toBe(true);
+
+      const second = await run(['up', '--detach', '--base-port', String(base), '--dir', dir]);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/a cluster is already running/);
+
+      const status = await run(['status', '--json', '--dir', dir]);
+      expect(status.code).toBe(0);
+      const s = JSON.parse(status.stdout) as {
+        leader: string;
+        up: number;
+        nodes: { id: string; role: string; pid: number; members: string[] }[];
+      };
+      expect(s.up).toBe(3);
+      expect(s.nodes.filter((n) => n.role === 'leader').map((n) => n.id)).toEqual([s.leader]);
+      expect(s.nodes.map((n) => n.pid)).toEqual(pids);
+      expect(s.nodes[0]?.members).toEqual(['n1', 'n2', 'n3']);
+
+      const table = await run(['status', '--dir', dir]);
+      expect(table.stdout).toMatch(/^cluster cohort-local · leader n\d/);
+      expect(table.stdout).toMatch(/n1 +(leader|follower) +\d+/);
+    } finally {
+      const stopped = await run(['down', '--dir', dir]);
+      expect(stopped.stdout).toContain('stopped 3 processes');
+    }
+    expect(pids.some(pidAlive)).toBe(false);
+    expect(existsSync(join(dir, 'cluster.json'))).toBe(false);
+    expect(readFileSync(join(dir, 'n2', 'node.log'), 'utf8')).toContain('"node stopped"');
+
+    const none = await run(['status', '--dir', dir]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no cluster found/);
+  }, 40_000);
+
+  it('an attached up stops its nodes cleanly on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
+    const base = await freeBase();
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', cli, 'up', '--base-port', String(base), '--dir', dir],
+      { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const closed = new Promise<number | null>((r) => child.once('close', r));
+    try {
+      for (let i = 0; i < 200 && !/leader n\d · term/.test(out); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(out).toMatch(/leader n\d · term \d+ · commit \d+ · revision 0 · 3\/3 up/);
+      const file = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile;
+      expect(file.supervisor).toBe(child.pid);
+      const pids = file.nodes.map((n) => n.pid ?? -1);
+      child.kill('SIGTERM');
+      expect(await closed).toBe(0);
+      expect(out).toContain('cohort: all nodes stopped');
+      expect(pids.some(pidAlive)).toBe(false);
+      expect(existsSync(join(dir, 'cluster.json'))).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+      // If the test failed before the nodes were stopped, do not leave them running.
+      const path = join(dir, 'cluster.json');
+      if (existsSync(path)) {
+        const f = JSON.parse(readFileSync(path, 'utf8')) as ClusterFile;
+        for (const n of f.nodes)
+          if (n.pid !== undefined && pidAlive(n.pid)) process.kill(n.pid, 'SIGKILL');
+      }
+    }
+  }, 40_000);
+});
