@@ -166,6 +166,7 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
     return (this.node as unknown as { core: RaftCore } | undefined)?.core;
   }
 
+  /** True once the RaftNode of this incarnation has started (and until a crash). */
   get up(): boolean {
     return this.node !== undefined;
   }
@@ -207,12 +208,14 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
     for (const done of waiting) done('unknown');
   }
 
+  /** Runs the invariants on this node's core (and reports a shell failure). */
   check(): void {
     if (this.failure !== undefined) throw new CheckFailure(this.failure);
     const core = this.core;
     if (core !== undefined) this.options.invariants.observeNode(this.id, core);
   }
 
+  /** A client write through RaftNode.propose; definite errors are `fail`, the rest `unknown`. */
   propose(command: KvCommand, done: RequestCallback): void {
     const node = this.node;
     if (node === undefined) {
@@ -222,6 +225,7 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
     this.track(node.propose(encodeCommand(command)), done);
   }
 
+  /** A linearizable read through RaftNode.read (ReadIndex). */
   read(key: string, done: RequestCallback): void {
     const node = this.node;
     if (node === undefined) {
@@ -255,6 +259,7 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
     return undefined;
   }
 
+  /** Starts a leadership transfer through RaftNode; the outcome is counted when it settles. */
   transfer(to: NodeId): boolean {
     const node = this.node;
     if (node === undefined) return false;
