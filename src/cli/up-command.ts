@@ -225,11 +225,11 @@ async function up(flags: UpFlags): Promise<void> {
     if (stopping) return;
     stopping = true;
     if (out.isTTY) out.write('\n');
-    out.write(`cohort: ${why}; stopping ${nodes.length} nodes\n`);
-    await poller.close();
     const pids = [...children.values()].flatMap((c) =>
       c.pid !== undefined && c.exitCode === null && c.signalCode === null ? [c.pid] : [],
     );
+    out.write(`cohort: ${why}; stopping ${pids.length} running nodes\n`);
+    await poller.close();
     const killed = await stopPids(pids);
     rmSync(filePath, { force: true });
     out.write(
@@ -242,7 +242,8 @@ async function up(flags: UpFlags): Promise<void> {
   // Wait for the first leader, or a node that died at start.
   const deadline = Date.now() + leaderWaitMs;
   let summary = summarize(await poller.poll(refreshMs));
-  while (summary.leader === null) {
+  // Every node answering as well, unless a leader exists and time is up.
+  while (summary.leader === null || summary.up < summary.total) {
     if (exited.size > 0) {
       const [id, how] = [...exited][0] ?? ['?', '?'];
       const node = nodes.find((n) => n.id === id);
@@ -252,6 +253,7 @@ async function up(flags: UpFlags): Promise<void> {
       return;
     }
     if (Date.now() >= deadline) {
+      if (summary.leader !== null) break;
       await stopAll('no leader was elected');
       fail(`no leader after ${leaderWaitMs} ms; see the node logs under ${dir}`);
       return;

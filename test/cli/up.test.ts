@@ -111,7 +111,7 @@ describe('cohort up / status / down', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const closed = new Promise<number | null>((r) => child.once('close', r));
     try {
-      for (let i = 0; i < 200 && !/leader n\d · term/.test(out); i++) {
+      for (let i = 0; i < 200 && !/leader n\d · term .* 3\/3 up/.test(out); i++) {
         await new Promise((r) => setTimeout(r, 100));
       }
       expect(out).toMatch(/leader n\d · term \d+ · commit \d+ · revision 0 · 3\/3 up/);
