@@ -87,11 +87,14 @@ async function status(flags: StatusFlags): Promise<void> {
     return;
   }
   const timeoutMs = Number(flags.timeoutMs);
+  // The RPC layer's deadline timers do not hold the process open: this does, until the answers are in.
+  const keepAlive = setInterval(() => undefined, 1000);
   const poller = await StatusPoller.connect(nodes, clusterId);
   let results: PollResult[];
   try {
     results = await poller.poll(Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 1000);
   } finally {
+    clearInterval(keepAlive);
     await poller.close();
   }
   const summary = summarize(results);

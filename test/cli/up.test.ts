@@ -82,10 +82,6 @@ describe('cohort up / status / down', () => {
       expect(s.nodes.filter((n) => n.role === 'leader').map((n) => n.id)).toEqual([s.leader]);
       expect(s.nodes.map((n) => n.pid)).toEqual(pids);
       expect(s.nodes[0]?.members).toEqual(['n1', 'n2', 'n3']);
-
-      const table = await run(['status', '--dir', dir]);
-      expect(table.stdout).toMatch(/^cluster cohort-local · leader n\d/);
-      expect(table.stdout).toMatch(/n1 +(leader|follower) +\d+/);
     } finally {
       const stopped = await run(['down', '--dir', dir]);
       expect(stopped.stdout).toContain('stopped 3 processes');
@@ -134,4 +130,37 @@ describe('cohort up / status / down', () => {
       }
     }
   }, 40_000);
+
+  it('up reports a node that cannot start (port in use) and leaves nothing running', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
+    const base = await freeBase();
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(base + 2, '127.0.0.1', r));
+    try {
+      const r = await run(['up', '--detach', '--base-port', String(base), '--dir', dir]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('node n2 could not start');
+      expect(r.stderr).toContain(`port ${base + 2} is in use`);
+      expect(existsSync(join(dir, 'cluster.json'))).toBe(false);
+      const pids = [...r.stdout.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+      expect(pids).toHaveLength(3);
+      expect(pids.some(pidAlive)).toBe(false);
+    } finally {
+      blocker.close();
+    }
+  }, 40_000);
+
+  it('status exits 1 when no node answers', async () => {
+    const r = await run([
+      'status',
+      '--endpoints',
+      `n1=127.0.0.1:${await freeBase()}`,
+      '--timeout-ms',
+      '300',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/leader none .* 0\/1 up/);
+    expect(r.stdout).toMatch(/^ID +ROLE +TERM +LEADER +COMMIT +APPLIED +LAST +MEMBERS +RPC +PID$/m);
+    expect(r.stdout).toMatch(/n1 +unreachable/);
+  }, 20_000);
 });

@@ -16,6 +16,8 @@ import { resolveNodeConfig } from '../../src/node/config.js';
 import { startNode } from '../../src/node/node.js';
 import type { CohortNode } from '../../src/node/node.js';
 import { NodeService } from '../../src/node/node-service.js';
+import { encodeKvEntry } from '../../src/node/kv-state-machine.js';
+import { kvKey, kvText } from '../../src/kv/core/bytes.js';
 import { startTcpClient } from '../../src/rpc/tcp-endpoints.js';
 import { freePort } from '../transport/tcp-harness.js';
 
@@ -130,5 +132,25 @@ describe('node composition', () => {
     // Same dir, right cluster id, same ports: starts, and recovers its log.
     const again = await start({ ...c, clusterId: first.config.clusterId });
     expect(again.status().lastIndex).toBeGreaterThanOrEqual(1);
+  });
+
+  it('applies KV commands through Raft and the WAL, refusing undecodable entries', async () => {
+    const c = await config();
+    const first = await start(c);
+    await until(() => (first.status().role === 'leader' ? true : undefined));
+    const put = await first.raft.propose(
+      encodeKvEntry({ command: { type: 'put', key: kvKey('a'), value: kvKey('1') } }),
+    );
+    expect(put).toMatchObject({ ok: true, revision: 1 });
+    const junk = await first.raft.propose(Uint8Array.of(0xc1));
+    expect(junk).toMatchObject({ ok: false, error: { code: 'DECODE_ERROR' }, revision: 1 });
+    expect(first.status().revision).toBe(1);
+    await first.close();
+
+    // Restarted from its data dir, it replays the log into a fresh state machine.
+    const second = await start(c);
+    await until(() => (second.status().role === 'leader' ? true : undefined));
+    const value = await second.raft.read((sm) => sm.kv.read({ type: 'range', key: kvKey('a') }));
+    expect(value.kvs.map((kv) => kvText(kv.value))).toEqual(['1']);
   });
 });

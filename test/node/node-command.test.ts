@@ -1,0 +1,60 @@
+/** `cohort node` as a process: a bad configuration exits 2 naming the field; a clean SIGTERM exits 0. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { freePort } from '../transport/tcp-harness.js';
+
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+const cli = fileURLToPath(new URL('./fixtures/cohort-cli.ts', import.meta.url));
+
+function start(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'node', ...args], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
+  const exit = new Promise<number | null>((r) => child.once('close', r));
+  return { child, out, exit };
+}
+
+describe('cohort node (process)', () => {
+  it('exits 2 on a bad configuration, naming the field and its source', async () => {
+    const p = start(['--id', 'n1', '--data-dir', '/tmp/x', '--rpc', '127.0.0.1:7201'], {
+      COHORT_LISTEN: '127.0.0.1:http',
+    });
+    expect(await p.exit).toBe(2);
+    expect(p.out.stderr).toMatch(/bad configuration: listen \(COHORT_LISTEN\): port must be/);
+  }, 20_000);
+
+  it('logs one JSON line per event with node and term, and exits 0 on SIGTERM', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cohort-nodecmd-'));
+    const listen = `127.0.0.1:${await freePort()}`;
+    const rpc = `127.0.0.1:${await freePort()}`;
+    const p = start(['--id', 'solo', '--data-dir', dataDir, '--listen', listen, '--rpc', rpc]);
+    try {
+      for (let i = 0; i < 200 && !p.out.stdout.includes('"became leader"'); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      p.child.kill('SIGTERM');
+      expect(await p.exit).toBe(0);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+    const lines = p.out.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { node?: string; term?: number; msg: string });
+    const msgs = lines.map((l) => l.msg);
+    expect(msgs).toContain('node started');
+    expect(msgs).toContain('became leader');
+    expect(msgs).toContain('node stopped');
+    expect(lines.filter((l) => l.msg !== 'node started' && l.term === undefined)).toEqual([]);
+    expect(lines.every((l) => l.node === 'solo')).toBe(true);
+  }, 20_000);
+});
