@@ -163,6 +163,8 @@ async function up(flags: UpFlags): Promise<void> {
     fail('cannot tell which script to run the nodes with');
     return;
   }
+  // The children run like this process (same loader flags), minus debugger flags whose port would clash.
+  const nodeFlags = process.execArgv.filter((a) => !a.startsWith('--inspect'));
   const peerList = (self: string): string =>
     plan.nodes
       .filter((n) => n.id !== self)
@@ -176,7 +178,7 @@ async function up(flags: UpFlags): Promise<void> {
     const logPath = join(n.dataDir, 'node.log');
     const fd = openSync(logPath, 'a');
     const args = [
-      ...process.execArgv,
+      ...nodeFlags,
       entry,
       'node',
       '--id',
