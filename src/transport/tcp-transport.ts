@@ -36,7 +36,10 @@
  * sent in one event-loop turn leaves in as few system calls as possible: the
  * flush corks the socket and writes runs of up to `writeBatchBytesMax`
  * bytes, which Node hands to the kernel as one writev; small frames are
- * first copied together into one chunk, large ones go as they are. Runs are
+ * first copied together into one chunk, large ones go as they are. A codec
+ * with `encodeFrameTransient` encodes into a reused arena and the frame is
+ * copied into slabs of memory the transport recycles once their frames are
+ * written, so messages are never written into fresh memory. Runs are
  * written only while the socket's own buffer is below `writeBatchBytesMax`;
  * beyond that the queue holds the frames until 'drain', so memory stays
  * bounded by the queue limits and a slow peer gets OVERLOADED instead of
@@ -153,6 +156,29 @@ const COPY_BELOW_BYTES = 2048;
 const KEEPALIVE_DELAY_MS = 10_000;
 /** Size of a write slab (see slabTake). */
 const SLAB_BYTES = 1024 * 1024;
+/** Frames up to this size are copied into recycled slabs; bigger ones get their own buffer. */
+const SLAB_FRAME_BYTES_MAX = SLAB_BYTES / 4;
+/** Fully written slabs kept for reuse (the rest are left to the GC). */
+const FREE_SLABS_MAX = 4;
+
+/**
+ * A block of memory that outgoing frames and write chunks are cut from,
+ * reused once nothing cut from it is still queued or being written (see
+ * `releasePiece`): writing messages into memory that is already
+ * mapped and cached is much cheaper than into fresh allocations.
+ */
+class WriteSlab {
+  readonly bytes: Buffer;
+  used = 0;
+  /** Pieces handed out and not yet released. */
+  outstanding = 0;
+  /** Nothing more will be cut from it; it is reused when `outstanding` reaches 0. */
+  retired = false;
+
+  constructor(size: number) {
+    this.bytes = Buffer.allocUnsafeSlow(size);
+  }
+}
 
 /** Decode options for payloads cut from socket reads (see DecodeOptions.stable). */
 const STABLE_INPUT: DecodeOptions = { stable: true };
@@ -234,9 +260,14 @@ export class TcpTransport<M> implements Transport<M> {
   private readonly stats: TransportCounters = newCounters();
   private readonly loopback: FrameQueue;
   private loopbackScheduled = false;
-  /** Memory that small frames are copied into to be written together; never reused once handed out. */
-  private slab: Buffer = Buffer.allocUnsafeSlow(0);
-  private slabUsed = 0;
+  /**
+   * The slab that frames and write chunks are cut from now, fully written
+   * slabs ready for reuse, and the slab of each piece handed out (weakly, so
+   * a slab whose pieces were dropped unwritten is simply collected).
+   */
+  private slab: WriteSlab = new WriteSlab(0);
+  private freeSlabs: WriteSlab[] = [];
+  private readonly slabOf = new WeakMap<ArrayBufferLike, WriteSlab>();
   private server: net.Server | undefined;
   private handler: MessageHandler<M> | undefined;
   private statusHandler: PeerStatusHandler | undefined;
@@ -374,7 +405,7 @@ export class TcpTransport<M> implements Transport<M> {
   send(to: NodeId, message: M): void {
     if (this.closed) throw new CohortError('CLOSED', `transport of ${this.self} is closed`);
     if (to === this.self) {
-      this.enqueue(this.loopback, message);
+      this.enqueue(this.loopback, message, false);
       this.scheduleLoopback();
       return;
     }
@@ -405,13 +436,16 @@ export class TcpTransport<M> implements Transport<M> {
 
   // ---- sending ------------------------------------------------------------
 
-  private enqueue(queue: FrameQueue, message: M): void {
+  private enqueue(queue: FrameQueue, message: M, toSocket = true): void {
     const frame =
-      this.frameCodec !== undefined
-        ? this.frameCodec.encodeFrame(message)
-        : encodeFrame(this.codec.encode(message), this.bounds.frameBytesMax);
+      toSocket && this.frameCodec?.encodeFrameTransient !== undefined
+        ? this.ownFrame(this.frameCodec.encodeFrameTransient(message))
+        : this.frameCodec !== undefined
+          ? this.frameCodec.encodeFrame(message)
+          : encodeFrame(this.codec.encode(message), this.bounds.frameBytesMax);
     const payloadBytes = frame.length - limits.frameHeaderBytes;
     if (payloadBytes > this.bounds.frameBytesMax) {
+      this.releasePiece(frame);
       throw new CohortError(
         'FRAME_TOO_LARGE',
         `message of ${payloadBytes} bytes exceeds frameBytesMax ${this.bounds.frameBytesMax}`,
@@ -422,9 +456,18 @@ export class TcpTransport<M> implements Transport<M> {
       queue.offer(frame);
     } catch (err) {
       this.stats.overloaded++;
+      this.releasePiece(frame);
       throw err;
     }
     this.stats.messagesSent++;
+  }
+
+  /** A copy of a transient frame (see FrameCodec.encodeFrameTransient) in memory we own. */
+  private ownFrame(transient: Uint8Array): Uint8Array {
+    if (transient.length > SLAB_FRAME_BYTES_MAX) return Buffer.from(transient);
+    const frame = this.slabTake(transient.length);
+    frame.set(transient);
+    return frame;
   }
 
   private scheduleFlush(peer: Peer): void {
@@ -453,10 +496,21 @@ export class TcpTransport<M> implements Transport<M> {
     while (queue.length > 0 && (force || socket.writableLength < batchMax)) {
       socket.cork();
       let bytes = 0;
+      const written: Uint8Array[] = [];
       while (queue.length > 0 && bytes < batchMax) {
         const chunk = this.takeChunk(queue, batchMax - bytes);
         bytes += chunk.length;
-        socket.write(chunk);
+        written.push(chunk);
+        // Callbacks run in write order, after the data left our memory (or
+        // the write failed): the last one releases the whole batch.
+        socket.write(
+          chunk,
+          queue.length > 0 && bytes < batchMax
+            ? undefined
+            : () => {
+                for (const piece of written) this.releasePiece(piece);
+              },
+        );
       }
       socket.uncork();
       this.stats.writes++;
@@ -495,24 +549,53 @@ export class TcpTransport<M> implements Transport<M> {
     if (count === 1) return first;
     const chunk = this.slabTake(total);
     chunk.set(first, 0);
+    this.releasePiece(first);
     let at = first.length;
     for (let i = 1; i < count; i++) {
       const frame = queue.shift() as Uint8Array;
       chunk.set(frame, at);
+      this.releasePiece(frame);
       at += frame.length;
     }
     return chunk;
   }
 
-  /** `bytes` fresh bytes from the write slab (a new slab when it runs out). */
+  /**
+   * `bytes` bytes cut from the current slab (moving to a recycled or new
+   * slab when it runs out); give them back with `releasePiece` once
+   * written or copied. Pieces are 8-byte aligned.
+   */
   private slabTake(bytes: number): Uint8Array {
-    if (this.slab.length - this.slabUsed < bytes) {
-      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, bytes));
-      this.slabUsed = 0;
+    let slab = this.slab;
+    if (slab.bytes.length - slab.used < bytes) {
+      slab.retired = true;
+      if (slab.outstanding === 0) this.recycle(slab);
+      const reused = bytes <= SLAB_BYTES ? this.freeSlabs.pop() : undefined;
+      slab = reused ?? new WriteSlab(Math.max(SLAB_BYTES, bytes));
+      slab.used = 0;
+      slab.retired = false;
+      this.slab = slab;
+      this.slabOf.set(slab.bytes.buffer, slab);
     }
-    const chunk = this.slab.subarray(this.slabUsed, this.slabUsed + bytes);
-    this.slabUsed += bytes;
-    return chunk;
+    const piece = new Uint8Array(slab.bytes.buffer, slab.used, bytes);
+    slab.used = Math.min(slab.bytes.length, (slab.used + bytes + 7) & ~7);
+    slab.outstanding++;
+    return piece;
+  }
+
+  /** Gives back a piece of a slab (no-op for other memory); a retired slab with none left out is reused. */
+  private releasePiece(piece: Uint8Array): void {
+    const slab = this.slabOf.get(piece.buffer);
+    if (slab === undefined) return;
+    assert(slab.outstanding > 0, 'write slab released more often than taken');
+    slab.outstanding--;
+    if (slab.outstanding === 0 && slab.retired) this.recycle(slab);
+  }
+
+  private recycle(slab: WriteSlab): void {
+    if (slab.bytes.length === SLAB_BYTES && this.freeSlabs.length < FREE_SLABS_MAX) {
+      this.freeSlabs.push(slab);
+    }
   }
 
   private scheduleLoopback(): void {

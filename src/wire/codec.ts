@@ -21,7 +21,7 @@
  * duplicated interfaces), and `TypeCompiler` turns each schema into a
  * specialised check function, cheap enough for every message on the hot path.
  */
-import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr';
+import { Packr, Unpackr, RESERVE_START_SPACE, RESET_BUFFER_MODE } from 'msgpackr';
 import type { Options } from 'msgpackr';
 import type {
   Static,
@@ -76,6 +76,16 @@ export interface DecodeOptions {
 export interface FrameCodec<M> extends Codec<M> {
   /** `encode` plus the frame header in front, without copying the payload. Throws FRAME_TOO_LARGE. */
   encodeFrame(message: M): Uint8Array;
+  /**
+   * Like {@link encodeFrame}, but the result is only valid until the next
+   * encode by any codec (msgpackr's arena is shared): copy it at once. The
+   * arena is reused instead of advanced, so the bytes are written into memory
+   * that is already hot and nothing is allocated; a sender that copies each
+   * frame into memory it recycles (the TCP transport) saves the cost of
+   * writing every message into fresh memory. Optional: a codec without it
+   * is used through {@link encodeFrame}.
+   */
+  encodeFrameTransient?(message: M): Uint8Array;
 }
 
 /** The schema of one message type: an object schema whose `type` property is a string literal. */
@@ -253,6 +263,12 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
 
   encodeFrame(msg: M): Uint8Array {
     const frame = this.pack(msg, RESERVE_START_SPACE | FRAME_HEADER_BYTES);
+    writeFrameHeader(frame, this.messageBytesMax);
+    return frame;
+  }
+
+  encodeFrameTransient(msg: M): Uint8Array {
+    const frame = this.pack(msg, RESET_BUFFER_MODE | RESERVE_START_SPACE | FRAME_HEADER_BYTES);
     writeFrameHeader(frame, this.messageBytesMax);
     return frame;
   }

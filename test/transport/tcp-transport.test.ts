@@ -326,6 +326,68 @@ describe('TcpTransport: sending', () => {
     expect(a.counters.writes - writesBefore).toBe(1);
   });
 
+  it('delivers intact contents while its write memory is recycled (small and large frames, stalled reads)', async () => {
+    // A hand-made "b" that stops reading during each burst, so writes stay
+    // pending in a full socket while later frames reuse recycled memory.
+    const sockets: net.Socket[] = [];
+    const bad: number[] = [];
+    let received = 0;
+    const padOf = (seq: number): Uint8Array =>
+      new Uint8Array(seq % 3 === 0 ? 10 + (seq % 500) : 2000 + ((seq * 37) % 6000)).fill(
+        seq & 0xff,
+      );
+    const server = net.createServer((socket) => {
+      sockets.push(socket);
+      const decoder = new FrameDecoder();
+      let welcomed = false;
+      socket.on('data', (chunk: Buffer) => {
+        decoder.push(chunk);
+        for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+          if (!welcomed) {
+            welcomed = true;
+            socket.write(
+              handshakeCodec.encodeFrame({
+                type: 'Welcome',
+                protocolVersion: 1,
+                clusterId: testCluster,
+                nodeId: 'b',
+              }),
+            );
+            continue;
+          }
+          const m = testCodec.decode(p);
+          received++;
+          const want = padOf(m.seq);
+          const pad = m.pad ?? new Uint8Array();
+          if (pad.length !== want.length || pad.some((x) => x !== (m.seq & 0xff))) bad.push(m.seq);
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of sockets) s.destroy();
+          server.close(() => r());
+        }),
+    );
+    const port = (server.address() as net.AddressInfo).port;
+    const a = await startNode({ self: A, port: await freePort(), peers: { b: local(port) } });
+    a.send(B, { type: 'Seq', seq: 0, note: '', pad: padOf(0) });
+    await waitFor(() => received === 1, 'the link');
+    let seq = 1;
+    for (let round = 0; round < 6; round++) {
+      for (const s of sockets) s.pause();
+      for (let i = 0; i < 1500; i++, seq++)
+        a.send(B, { type: 'Seq', seq, note: '', pad: padOf(seq) });
+      await new Promise((r) => setTimeout(r, 50));
+      for (const s of sockets) s.resume();
+      await waitFor(() => received >= seq - 500, `round ${round}`);
+    }
+    await waitFor(() => received === seq, 'all messages');
+    expect(bad).toEqual([]);
+  });
+
   it('answers OVERLOADED when a connected peer stops reading (backpressure reaches the queue)', async () => {
     const pa = await freePort();
     // A fake "b" that completes the handshake and then never reads again.

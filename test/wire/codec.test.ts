@@ -135,6 +135,17 @@ describe('MessageCodec', () => {
     expect(codec.decode(payload as Uint8Array)).toEqual({ type: 'Ping', seq: 42 });
   });
 
+  it('encodeFrameTransient gives the bytes of encodeFrame, in memory the next encode reuses', () => {
+    const put = { type: 'Put' as const, key: 'k', value: new Uint8Array(300).fill(5), tags: ['t'] };
+    const expected = Uint8Array.from(codec.encodeFrame(put));
+    const transient = codec.encodeFrameTransient(put);
+    expect(Uint8Array.from(transient)).toEqual(expected);
+    const next = codec.encodeFrame({ type: 'Ping', seq: 1 });
+    expect(next.buffer === transient.buffer && next.byteOffset === transient.byteOffset).toBe(true);
+    const small = messageCodec([Put], { messageBytesMax: 100 });
+    expect(codeOf(() => small.encodeFrameTransient(put))).toBe('FRAME_TOO_LARGE');
+  });
+
   it('extends a codec with more types and lists its schemas', () => {
     const Pong = message('Pong', { seq: Type.Integer() });
     const more = codec.with([Pong]);
