@@ -181,7 +181,9 @@ export async function startNode(
     if (
       isCohortError(e) &&
       e.code === 'FAILED_PRECONDITION' &&
-      /belongs to cluster/.test(e.message)
+      // FileStorage names the cluster and node the files belong to.
+      'cluster' in e.details &&
+      'node' in e.details
     ) {
       throw new CohortError(
         'FAILED_PRECONDITION',
