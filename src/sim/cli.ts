@@ -2,8 +2,8 @@
  * The simulator's command line (`npm run sim -- ...`).
  *
  * ```sh
- * npm run sim -- --seed 42                  # one run of the default scenario, prints the trace hash
- * npm run sim -- --seed 1 --seeds 200       # seeds 1..200, counts by outcome
+ * npm run sim -- --seed 42                  # one run of the default scenario (raft), prints the trace hash
+ * npm run sim -- --seeds 100000             # seeds 1..100000, counts by outcome
  * npm run sim -- --scenario echo --seed 7 --verbose   # print every trace line
  * npm run sim -- --list                     # the registered scenarios
  * ```
@@ -57,7 +57,7 @@ export async function main(
     .description('Run cohort deterministic simulations from a seed')
     .option('--seed <n>', 'seed of the (first) run', parseSeed, 1)
     .option('--seeds <k>', 'run K seeds starting at --seed and count outcomes', parseCount)
-    .option('--scenario <name>', 'scenario to run', 'echo')
+    .option('--scenario <name>', 'scenario to run (echo: the network alone)', 'raft')
     .option('--verbose', 'print every trace line as it happens', false)
     .option('--list', 'list the registered scenarios and exit', false)
     .exitOverride()

@@ -106,7 +106,7 @@ describe('sim CLI', () => {
   };
 
   it('runs a seed and prints the seed, the parameters, counts and the trace hash', async () => {
-    const a = await capture(['--seed', '3']);
+    const a = await capture(['--scenario', 'echo', '--seed', '3']);
     expect(a.code).toBe(0);
     expect(a.out).toMatch(/scenario echo seed 3: ok/);
     expect(a.out).toMatch(/params: \{nodes:\d/);
@@ -116,13 +116,13 @@ describe('sim CLI', () => {
   });
 
   it('runs many seeds and counts outcomes', async () => {
-    const r = await capture(['--seed', '10', '--seeds', '5']);
+    const r = await capture(['--scenario', 'echo', '--seed', '10', '--seeds', '5']);
     expect(r.code).toBe(0);
     expect(r.out).toContain('seeds 10..14: {ok:5 violation:0 error:0}');
   });
 
   it('prints every trace line with --verbose', async () => {
-    const r = await capture(['--seed', '2', '--verbose']);
+    const r = await capture(['--scenario', 'echo', '--seed', '2', '--verbose']);
     expect(r.out).toMatch(/^\d+ deliver \{id:\d+/m);
   });
 
@@ -150,6 +150,12 @@ describe('sim CLI', () => {
     expect(r.out).toContain('replay: npm run sim -- --scenario always-fails-test --seed 9');
     const many = await capture(['--scenario', 'always-fails-test', '--seed', '1', '--seeds', '2']);
     expect(many.out).toContain('{ok:0 violation:2 error:0}');
+  });
+
+  it('runs the Raft simulator by default', async () => {
+    const r = await capture(['--seed', '4']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/scenario raft seed 4: ok/);
   });
 
   it('rejects bad usage with exit code 2', async () => {
