@@ -24,7 +24,12 @@
 import { Type } from '@sinclair/typebox';
 import { limits } from '../lib/limits.js';
 import { MessageCodec, message } from '../wire/codec.js';
-import type { FrameCodec, MessageCodecOptions, MessageSchema } from '../wire/codec.js';
+import type {
+  DecodeOptions,
+  FrameCodec,
+  MessageCodecOptions,
+  MessageSchema,
+} from '../wire/codec.js';
 import { validateMessage } from './core/messages.js';
 import type { RaftMessage } from './core/messages.js';
 
@@ -124,9 +129,17 @@ export class RaftMessagesCodec implements FrameCodec<RaftMessage> {
     return this.inner.encodeFrame(m);
   }
 
+  /**
+   * Serialises a message with its frame header into the codec's reused
+   * buffer: valid only until the next encode (the TCP transport copies it at once).
+   */
+  encodeFrameTransient(m: RaftMessage): Uint8Array {
+    return this.inner.encodeFrameTransient(m);
+  }
+
   /** Parses and validates bytes from a peer; throws a definite CohortError for anything malformed. */
-  decode(bytes: Uint8Array): RaftMessage {
-    const m: unknown = this.inner.decode(bytes);
+  decode(bytes: Uint8Array, options?: DecodeOptions): RaftMessage {
+    const m: unknown = this.inner.decode(bytes, options);
     validateMessage(m);
     return m;
   }
