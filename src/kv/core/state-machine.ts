@@ -62,6 +62,7 @@ import {
   checkTxnShape,
   checkValue,
   invalid,
+  preview,
   resolveRange,
 } from './validate.js';
 import type { ResolvedRange } from './validate.js';
@@ -272,7 +273,7 @@ export class KvStateMachine {
         return { result: { type: 'sessionEnd', revision: this.revision, existed }, events: [] };
       }
       default:
-        return invalid(`unknown command type ${String((command as { type: unknown }).type)}`);
+        return invalid(`unknown command type ${preview((command as { type: unknown }).type)}`);
     }
   }
 
@@ -699,7 +700,7 @@ export class KvStateMachine {
     if (typeof raw !== 'object' || raw === null) return bad('not a map');
     const s = raw as Record<string, unknown>;
     if (s['v'] !== KV_SNAPSHOT_VERSION)
-      bad(`version ${String(s['v'])} is not ${KV_SNAPSHOT_VERSION}`);
+      bad(`version ${preview(s['v'])} is not ${KV_SNAPSHOT_VERSION}`);
     const revision = int(s['revision'], 'revision');
     const compacted = int(s['compacted'], 'compacted');
     if (!Array.isArray(s['keys']) || !Array.isArray(s['leases']) || !Array.isArray(s['sessions'])) {

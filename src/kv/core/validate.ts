@@ -20,6 +20,27 @@ export interface ResolvedRange {
   readonly single: boolean;
 }
 
+/**
+ * A short text for a value from the outside, for error messages: primitives
+ * as themselves (cut to 64 characters), anything else by its type. Never
+ * calls the value's own toString, which hostile input may have broken.
+ */
+export function preview(v: unknown): string {
+  switch (typeof v) {
+    case 'string':
+      return JSON.stringify(v.length > 64 ? `${v.slice(0, 64)}…` : v);
+    case 'number':
+    case 'boolean':
+    case 'bigint':
+    case 'undefined':
+      return String(v);
+    case 'symbol':
+    case 'function':
+    case 'object':
+      return v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`;
+  }
+}
+
 /** Throws INVALID_ARGUMENT with `message` and `details`. */
 export function invalid(message: string, details: Record<string, unknown> = {}): never {
   throw new CohortError('INVALID_ARGUMENT', message, { details });
@@ -51,7 +72,7 @@ export function checkValue(value: unknown, what: string): asserts value is Uint8
 /** Checks that `n` is a safe integer >= `min` (when present). */
 export function checkInt(n: unknown, what: string, min = 0): asserts n is number {
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
-    invalid(`${what} must be an integer >= ${min}`, { field: what, value: String(n) });
+    invalid(`${what} must be an integer >= ${min}`, { field: what, value: preview(n) });
   }
 }
 
@@ -183,6 +204,6 @@ function checkTxnOp(
       visit(op, depth + 1, what);
       return;
     default:
-      invalid(`${what}: unknown op type ${String((op as { type: unknown }).type)}`);
+      invalid(`${what}: unknown op type ${preview((op as { type: unknown }).type)}`);
   }
 }

@@ -171,8 +171,31 @@ const cases: [string, unknown, string][] = [
   ['an expiry with a bad entry', { type: 'leaseExpire', leases: [{ id: 1 }] }, 'INVALID_ARGUMENT'],
   ['an empty client id', { type: 'sessionEnd', clientId: '' }, 'INVALID_ARGUMENT'],
   ['an unknown command', { type: 'drop' }, 'INVALID_ARGUMENT'],
+  // Found by the junk property below: error messages must not call a hostile toString.
+  [
+    'a TTL whose toString is broken',
+    { type: 'leaseGrant', ttlMs: [{ toString: '' }] },
+    'INVALID_ARGUMENT',
+  ],
+  ['a command type whose toString is broken', { type: { toString: 1 } }, 'INVALID_ARGUMENT'],
+  [
+    'an op type whose toString is broken',
+    { type: 'txn', compare: [], success: [{ type: Object.create(null) as object }], failure: [] },
+    'INVALID_ARGUMENT',
+  ],
   ['a null command', null, 'INVALID_ARGUMENT'],
 ];
+
+/** Junk as a decoder or a hostile caller might produce it. */
+const hostile = {
+  withNullPrototype: true,
+  withBoxedValues: true,
+  withTypedArray: true,
+  withMap: true,
+  withSet: true,
+  withSparseArray: true,
+  withObjectString: true,
+};
 
 describe('bad input changes nothing', () => {
   it.each(cases)('%s', (_name, command, code) => {
@@ -236,7 +259,7 @@ describe('bad input changes nothing', () => {
   it('any decoded junk as a command is refused or applied, never a crash', () => {
     const sm = seeded();
     const junk = fc.oneof(
-      fc.anything(),
+      fc.anything(hostile),
       fc.record(
         {
           type: fc.constantFrom(
@@ -248,15 +271,15 @@ describe('bad input changes nothing', () => {
             'leaseGrant',
             'leaseExpire',
           ),
-          key: fc.oneof(fc.uint8Array({ maxLength: 4 }), fc.anything()),
-          rangeEnd: fc.oneof(fc.uint8Array({ maxLength: 4 }), fc.anything()),
+          key: fc.oneof(fc.uint8Array({ maxLength: 4 }), fc.anything(hostile)),
+          rangeEnd: fc.oneof(fc.uint8Array({ maxLength: 4 }), fc.anything(hostile)),
           value: fc.oneof(fc.uint8Array({ maxLength: 4 }), fc.integer()),
           revision: fc.oneof(fc.integer(), fc.double()),
-          compare: fc.anything(),
-          success: fc.array(fc.anything(), { maxLength: 3 }),
-          failure: fc.anything(),
-          leases: fc.anything(),
-          ttlMs: fc.anything(),
+          compare: fc.anything(hostile),
+          success: fc.array(fc.anything(hostile), { maxLength: 3 }),
+          failure: fc.anything(hostile),
+          leases: fc.anything(hostile),
+          ttlMs: fc.anything(hostile),
         },
         { requiredKeys: ['type'] },
       ),
