@@ -13,6 +13,7 @@
  * ```
  */
 import type { LogIndex } from '../../lib/ids.js';
+import type { Snapshot } from './types.js';
 
 /** Replication mode of one follower (see the file header). */
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
@@ -39,6 +40,16 @@ export class Progress {
   forceSend = false;
   /** Snapshot mode: index of the snapshot being sent. */
   snapshotIndex = 0;
+  /**
+   * Snapshot mode: the snapshot this transfer started with, pinned until the
+   * transfer ends (Raft §7). The leader may compact to a newer snapshot while
+   * chunks of this one are still going out; restarting on every compaction
+   * would starve a lagging follower, so the transfer keeps its own reference.
+   * Memory: at most one pinned snapshot per follower, and it is the very object
+   * the leader made (never a copy), so followers pinned at the same index share
+   * its bytes; the pin is dropped as soon as the follower leaves snapshot mode.
+   */
+  snapshot: Snapshot | null = null;
   /** Snapshot mode: byte offset the follower expects next. */
   snapshotOffset = 0;
   /** Snapshot mode: a chunk is outstanding. */
@@ -53,6 +64,7 @@ export class Progress {
   /** Switches to probing from `next` (after a rejection, a restart or a snapshot). */
   becomeProbe(next: number): void {
     this.state = 'probe';
+    this.snapshot = null;
     this.next = Math.max(next, this.match + 1) as LogIndex;
     this.probeSent = false;
     this.inflight = [];
@@ -61,15 +73,17 @@ export class Progress {
   /** Switches to pipelined replication right after the match index. */
   becomeReplicate(): void {
     this.state = 'replicate';
+    this.snapshot = null;
     this.next = (this.match + 1) as LogIndex;
     this.inflight = [];
     this.probeSent = false;
   }
 
-  /** Switches to sending snapshot `index` from its first byte. */
-  becomeSnapshot(index: number): void {
+  /** Switches to sending `snapshot` from its first byte, pinning it until the transfer ends. */
+  becomeSnapshot(snapshot: Snapshot): void {
     this.state = 'snapshot';
-    this.snapshotIndex = index;
+    this.snapshot = snapshot;
+    this.snapshotIndex = snapshot.meta.index;
     this.snapshotOffset = 0;
     this.snapshotSent = false;
     this.inflight = [];

@@ -317,7 +317,12 @@ export class RaftCore {
   private msgs: RaftMessage[] = [];
   private needFlush = false;
 
-  /** The newest snapshot (local compaction or installed from the leader), kept to send to lagging followers. */
+  /**
+   * The newest snapshot (local compaction or installed from the leader), kept to
+   * send to lagging followers. A transfer already under way keeps the snapshot it
+   * started with (pinned in its Progress), so an older one may stay alive until
+   * that transfer ends: at most one extra per follower, shared by reference.
+   */
   private localSnapshot: Snapshot | null;
   private pendingSnapshot: ReadySnapshot | null = null;
   private incoming: IncomingSnapshot | null = null;
@@ -1043,7 +1048,7 @@ export class RaftCore {
     if (prevLogTerm === undefined) {
       // Raft §7: the entries the follower needs are gone; send the snapshot instead.
       assert(this.localSnapshot !== null, 'log compacted without a snapshot');
-      pr.becomeSnapshot(this.localSnapshot.meta.index);
+      pr.becomeSnapshot(this.localSnapshot);
       this.sendSnapshotChunk(to, pr);
       return false;
     }
@@ -1076,10 +1081,17 @@ export class RaftCore {
     return true;
   }
 
+  /**
+   * Sends the next chunk of the snapshot pinned in `pr` (Raft §7). The
+   * transfer keeps the snapshot it started with even if the leader has since
+   * compacted to a newer one: re-targeting would restart it from offset 0 and,
+   * with frequent compaction, a lagging follower would never finish one. Once
+   * it is installed the follower catches up from the log, or is sent the newer
+   * snapshot next if the log no longer reaches back that far.
+   */
   private sendSnapshotChunk(to: NodeId, pr: Progress): void {
-    const snap = this.localSnapshot;
-    assert(snap !== null, 'snapshot state without a snapshot');
-    if (pr.snapshotIndex !== snap.meta.index) pr.becomeSnapshot(snap.meta.index);
+    const snap = pr.snapshot;
+    assert(snap !== null, 'snapshot state without a pinned snapshot');
     const offset = Math.min(pr.snapshotOffset, snap.data.length);
     const data = snap.data.subarray(offset, offset + this.chunkBytes);
     const m: InstallSnapshot = {

@@ -74,6 +74,43 @@ describe('Raft §7: InstallSnapshot', () => {
     expect(c.node('c').disk.snapshot?.meta.index).toBe(c.core('a').status().snapshotIndex);
   });
 
+  it('§7 a chunked transfer keeps its snapshot while the leader compacts to newer ones, so a lagging follower catches up', () => {
+    // Found by the simulator (seed 1, snapshotEvery 1, 8-byte chunks): the leader restarted the
+    // transfer from offset 0 on every compaction, and a follower it lapped never finished one.
+    const c = filled(2);
+    c.crash('c');
+    for (let i = 0; i < 20; i++) c.propose('a', `w${i}`);
+    c.stabilize();
+    c.compact('a');
+    c.processAll();
+    const first = c.core('a').status().snapshotIndex;
+    c.restart('c');
+    c.tick('a');
+    // Each round: deliver what is in flight, then the leader takes a new entry and compacts to
+    // everything it has applied, i.e. far more often than one transfer of ~60 chunks takes.
+    let compactions = 0;
+    let rounds = 0;
+    for (; rounds < 400 && c.node('c').disk.snapshot === null; rounds++) {
+      c.deliver();
+      c.processAll();
+      c.propose('a', `x${rounds}`);
+      if (c.compact('a')) compactions++;
+      c.processAll();
+    }
+    expect(compactions).toBeGreaterThan(10);
+    // The transfer finished: the snapshot it started with, not one restarted at every compaction.
+    expect(c.node('c').disk.snapshot?.meta.index).toBe(first);
+    expect(c.core('a').status().snapshotIndex).toBeGreaterThan(first);
+    // Proposals stop: the follower gets the newer snapshot (the log no longer reaches back) and
+    // the tail, and holds what the leader holds.
+    for (let i = 0; i < 5; i++) {
+      c.tick('a');
+      c.stabilize();
+    }
+    expect(c.applied('c')).toEqual(c.applied('a'));
+    expect(c.core('a').status().progress.get(C)?.state).not.toBe('snapshot');
+  });
+
   it('§7 a lost chunk is sent again after a heartbeat', () => {
     const c = filled(2);
     c.crash('c');
