@@ -4,6 +4,10 @@
  * compaction. Past reads binary-search a key's versions; watch replays walk a
  * compact log of (revision, key) changes, trimmed by compaction.
  *
+ * The key index is a B+ tree from `sorted-btree` (typed, no dependencies,
+ * widely used): O(log n) insert and delete and ordered iteration from any key,
+ * where a sorted array pays O(n) per insert and a hash map cannot range-scan.
+ *
  * Memory: keys and values are held as byte strings (see bytes.ts), not as
  * Uint8Arrays. A string is one cheap heap object; a Uint8Array is several
  * (view, buffer, backing store) that the garbage collector must trace and
