@@ -1396,7 +1396,9 @@ export class RaftCore {
     }
     if (k < entries.length) {
       const rest = k === 0 ? entries : entries.slice(k);
-      if ((rest[0] as Entry).index <= commit && this.anyBug) {
+      const from = (rest[0] as Entry).index;
+      if (from <= this.log.lastIndex()) this.dropAcksFrom(from);
+      if (from <= commit && this.anyBug) {
         this.log.append(rest, true);
       } else {
         this.log.append(rest);
@@ -1406,6 +1408,21 @@ export class RaftCore {
     // Raft §5.3 receiver rule 5.
     this.log.commitTo(Math.min(m.leaderCommit, lastNew));
     this.replyAppend(m, true, lastNew);
+  }
+
+  /**
+   * The log is about to lose its entries from `index` on. A successful AppendEntriesResponse
+   * still queued here (not yet handed out in a Ready) that acknowledges an index at or above
+   * `index` promises entries this node will now never persist: the shell would send it after
+   * persisting the next Ready, which holds the replacing entries instead (Raft Figure 2: a
+   * follower acknowledges only what it stores). Such acks are dropped, as a lossy network
+   * may; the leader learns the truth from the next exchange. Acks already handed out are
+   * sent only once their own Ready is durable, so they were true when they left.
+   */
+  private dropAcksFrom(index: number): void {
+    this.msgs = this.msgs.filter(
+      (m) => !(m.type === 'AppendEntriesResponse' && m.success && m.matchIndex >= index),
+    );
   }
 
   private replyAppend(m: AppendEntries, success: boolean, matchIndex: number): void {
@@ -1486,7 +1503,8 @@ export class RaftCore {
       at += c.length;
     }
     this.incoming = null;
-    // Raft §7 receiver rules 6–8.
+    // Raft §7 receiver rules 6–8. Without the entry at meta.index the whole log goes.
+    if (this.log.term(meta.index) !== meta.term) this.dropAcksFrom(meta.index + 1);
     this.log.restore(meta);
     const snapshot: Snapshot = { meta, data };
     this.localSnapshot = snapshot;

@@ -6,11 +6,25 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { LogIndex, NodeId, Term } from '../../../src/lib/ids.js';
-import type { AppendEntries, RaftMessage } from '../../../src/raft/core/messages.js';
+import type {
+  AppendEntries,
+  InstallSnapshot,
+  RaftMessage,
+} from '../../../src/raft/core/messages.js';
 import { seededRandom } from '../../../src/lib/random.js';
 import { RaftCore } from '../../../src/raft/core/raft-core.js';
 import type { RaftBugs } from '../../../src/raft/core/raft-core.js';
-import { A, B, Cluster, cmd, entriesWithTerms, logState, soloCore, stepReady } from './harness.js';
+import {
+  A,
+  B,
+  C,
+  Cluster,
+  cmd,
+  entriesWithTerms,
+  logState,
+  soloCore,
+  stepReady,
+} from './harness.js';
 
 const plain = { preVote: false, checkQuorum: false } as const;
 
@@ -339,5 +353,64 @@ describe('Raft §8 and the Ready contract', () => {
     const results = Array.from({ length: 8 }, (_, i) => c.core('a').propose(cmd(`v${i}`)).kind);
     expect(results.filter((r) => r === 'accepted')).toHaveLength(5);
     expect(c.core('a').propose(cmd('z'))).toMatchObject({ reason: 'OVERLOADED' });
+  });
+});
+
+describe('Raft Figure 2: a follower acknowledges only what it will have persisted', () => {
+  /** Successful append acks in `rd` that claim more than the log `rd` leaves on disk (lastIndex). */
+  function falseAcks(msgs: readonly RaftMessage[], durableLast: number): RaftMessage[] {
+    return msgs.filter(
+      (m) => m.type === 'AppendEntriesResponse' && m.success && m.matchIndex > durableLast,
+    );
+  }
+
+  // Simulator seed 100892: a follower queued an ack for index 3 (term 2) while its shell was still
+  // persisting an earlier Ready; a term-3 append then replaced index 2.. before the next ready(),
+  // so that Ready persisted [2@3] yet still carried the ack of 3 to the term-2 leader.
+  it('an ack still queued is dropped when a newer leader truncates the entries it acknowledged', () => {
+    const core = soloCore(logState([1, 1], 1), plain);
+    core.step(append(2, 1, [2], 2)); // from B, term 2: index 3 @2, ack matchIndex 3 queued
+    core.step({ ...append(1, 1, [3], 3), from: C }); // from C, term 3: index 2 @3 replaces 2..3
+    const rd = core.ready();
+    expect(rd.entries.map((e) => [e.index, e.term])).toEqual([[2, 3]]);
+    expect(falseAcks(rd.messages, 2)).toEqual([]);
+    // The term-3 leader still gets its (true) acknowledgement.
+    expect(response(rd.messages)).toMatchObject({ to: C, term: 3, success: true, matchIndex: 2 });
+    core.advance(rd);
+  });
+
+  it('an ack still queued is dropped when a snapshot replaces the whole log', () => {
+    const core = soloCore(logState([1, 1], 1), plain);
+    core.step(append(2, 1, [2], 2)); // ack matchIndex 3 queued
+    const data = new TextEncoder().encode('[]');
+    const snap: InstallSnapshot = {
+      type: 'InstallSnapshot',
+      from: C,
+      to: A,
+      term: 3 as Term,
+      meta: { index: 2 as LogIndex, term: 3 as Term, config: { voters: [A, B, C], learners: [] } },
+      offset: 0,
+      data,
+      done: true,
+      totalBytes: data.length,
+    };
+    core.step(snap);
+    const rd = core.ready();
+    expect(rd.snapshot?.snapshot.meta.index).toBe(2);
+    expect(rd.entries).toEqual([]);
+    expect(falseAcks(rd.messages, 2)).toEqual([]);
+    core.advance(rd);
+  });
+
+  it('acks of entries that survive a truncation are kept', () => {
+    const core = soloCore(logState([1, 1, 1], 1), plain);
+    core.step(append(1, 1, [1], 1)); // ack matchIndex 2, still true after the truncation below
+    core.step({ ...append(2, 1, [3], 3), from: C }); // index 3 @3 replaces 3 @1
+    const rd = core.ready();
+    const acks = rd.messages.filter((m) => m.type === 'AppendEntriesResponse' && m.success);
+    expect(acks.map((m) => (m.type === 'AppendEntriesResponse' ? m.matchIndex : -1))).toEqual([
+      2, 3,
+    ]);
+    core.advance(rd);
   });
 });
