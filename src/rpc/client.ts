@@ -171,22 +171,9 @@ export class RpcClientSide {
     if (this.interceptors.length === 0) {
       return this.invoke(peer, method, request, options, options.meta);
     }
-    const call: ClientCall = {
-      kind: 'unary',
-      peer,
-      service: method.service,
-      method: method.name,
-      idempotent: method.def.idempotent,
-      request,
-      meta: { ...options.meta },
-      options,
-    };
-    const run = (i: number, c: ClientCall): Promise<unknown> => {
-      const interceptor = this.interceptors[i];
-      if (interceptor === undefined) return this.invoke(peer, method, c.request, options, c.meta);
-      return interceptor(c, (next) => run(i + 1, next));
-    };
-    return run(0, call);
+    return this.intercept('unary', peer, method, request, options, (c) =>
+      this.invoke(peer, method, c.request, options, c.meta),
+    );
   }
 
   private invoke(
@@ -218,8 +205,23 @@ export class RpcClientSide {
     if (this.interceptors.length === 0) {
       return this.startStream(peer, method, request, options, options.meta);
     }
+    const started = this.intercept('stream', peer, method, request, options, (c) =>
+      Promise.resolve(this.startStream(peer, method, c.request, options, c.meta)),
+    );
+    return new DeferredStream(started as Promise<ServerStream<unknown>>);
+  }
+
+  /** Runs `call` through the client interceptors in order; `last` performs it. */
+  private intercept(
+    kind: ClientCall['kind'],
+    peer: NodeId,
+    method: CompiledMethod,
+    request: unknown,
+    options: CallOptions,
+    last: (call: ClientCall) => Promise<unknown>,
+  ): Promise<unknown> {
     const call: ClientCall = {
-      kind: 'stream',
+      kind,
       peer,
       service: method.service,
       method: method.name,
@@ -230,12 +232,10 @@ export class RpcClientSide {
     };
     const run = (i: number, c: ClientCall): Promise<unknown> => {
       const interceptor = this.interceptors[i];
-      if (interceptor === undefined) {
-        return Promise.resolve(this.startStream(peer, method, c.request, options, c.meta));
-      }
+      if (interceptor === undefined) return last(c);
       return interceptor(c, (next) => run(i + 1, next));
     };
-    return new DeferredStream(run(0, call) as Promise<ServerStream<unknown>>);
+    return run(0, call);
   }
 
   private startStream(
