@@ -10,7 +10,7 @@
  *   await storage.load(),                        // or emptyInitialState
  *   { voters: [n1, n2, n3], learners: [] },      // bootstrap config (used only on an empty log)
  * );
- * setInterval(() => core.tick(), 100);
+ * // the shell turns its timer into ticks: every 100 ms, core.tick()
  * transport.onMessage((m) => core.step(m));
  * const r = core.propose(bytes);                 // { kind: 'accepted', index, term } or rejected
  * while (core.hasReady()) {
