@@ -1,63 +1,159 @@
 /**
- * The adapter that lets a {@link RaftNode} drive the KV store's pure
- * {@link KvStateMachine}: a Raft entry's data is one MessagePack-encoded
- * {@link KvEntry}; `apply` decodes it and applies it. Undecodable data is
- * refused as a result (DECODE_ERROR), never thrown: every replica refuses
- * the same bytes the same way, so replicas cannot diverge over it.
+ * The node's replicated state machine: the KV store's pure
+ * {@link KvStateMachine} plus any {@link NodeModule}s sharing the log (see
+ * modules.ts). A Raft entry's data is MessagePack: a {@link KvEntry}
+ * (`{ command, session? }`) for the store, or `{ module, command }` for a
+ * module. Undecodable data and unknown modules are refused as a result
+ * (DECODE_ERROR / NOT_FOUND), never thrown: every replica refuses the same
+ * bytes the same way, so replicas cannot diverge over it.
  *
  * ```ts
- * const sm = new KvRaftStateMachine();
+ * const sm = new KvRaftStateMachine([mapReduceModule]);
  * const node = await RaftNode.start({ ..., stateMachine: sm });
- * const out = await node.propose(encodeKvEntry({ command: { type: 'put', key, value } }));
+ * const out = await node.propose(encodeKvEntry({ command: { type: 'put', key, value } })); // KvApplied
+ * const mr = await node.propose(encodeModuleEntry('mapreduce', { type: 'submit', ... })); // { module, result }
  * ```
+ *
+ * Snapshot: with no modules, the KV store's snapshot bytes as they are; with
+ * modules, a MessagePack map `{ format: 'cohort-node/1', kv, modules: { name: bytes } }`.
+ * Restore accepts both (a module missing from the snapshot keeps a fresh state).
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr } from 'msgpackr';
+import { assert } from '../lib/assert.js';
+import { CohortError } from '../lib/errors.js';
 import { KvStateMachine } from '../kv/core/state-machine.js';
+import { encodeKvEntry } from '../kv/core/codec.js';
 import type { KvApplied, KvEntry } from '../kv/core/types.js';
 import type { Entry } from '../raft/core/types.js';
 import type { RaftStateMachine } from '../raft/raft-node.js';
+import { MODULE_NAME } from './modules.js';
+import type { NodeModule } from './modules.js';
+
+export { encodeKvEntry };
 
 const packr = new Packr({ useRecords: false });
-const unpackr = new Unpackr({ useRecords: false });
+const SNAPSHOT_FORMAT = 'cohort-node/1';
+// A wrapped snapshot opens with a 3-entry map whose first key is "format", so
+// it is told from the store's own bytes without decoding them.
+const WRAPPED_PREFIX = packr
+  .pack({ format: SNAPSHOT_FORMAT, kv: null, modules: null })
+  .subarray(0, 8);
 
-/** Encodes a KV command as the data of a Raft entry. */
-export function encodeKvEntry(entry: KvEntry): Uint8Array {
-  return packr.pack(entry);
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
 }
 
-/** The KV state machine as a {@link RaftStateMachine} (see the file comment). */
-export class KvRaftStateMachine implements RaftStateMachine<KvApplied> {
+/** What applying a module's entry returns to its proposer. */
+export interface ModuleApplied {
+  readonly module: string;
+  readonly result: unknown;
+}
+
+/** What applying any entry returns: the store's result, or a module's. */
+export type NodeApplied = KvApplied | ModuleApplied;
+
+/** Encodes a module's command as the data of a Raft entry. */
+export function encodeModuleEntry(module: string, command: unknown): Uint8Array {
+  return new Uint8Array(packr.pack({ module, command }));
+}
+
+/** True if `applied` came from a module (not the KV store). */
+export function isModuleApplied(applied: NodeApplied): applied is ModuleApplied {
+  return 'module' in applied;
+}
+
+/** The node's state machine (see the file comment). */
+export class KvRaftStateMachine implements RaftStateMachine<NodeApplied> {
   /** The store itself (reads go through RaftNode.read to be consistent). */
   kv = new KvStateMachine();
+  private readonly modules = new Map<string, NodeModule>();
 
-  /** Decodes the entry's command and applies it; undecodable bytes are refused. */
-  apply(entry: Entry): KvApplied {
+  constructor(modules: readonly NodeModule[] = []) {
+    for (const m of modules) {
+      assert(MODULE_NAME.test(m.name), `module name ${JSON.stringify(m.name)} is not valid`);
+      assert(!this.modules.has(m.name), `module ${m.name} registered twice`);
+      this.modules.set(m.name, m);
+    }
+  }
+
+  /** Decodes the entry and applies it to the store or its module; undecodable bytes are refused. */
+  apply(entry: Entry): NodeApplied {
     let decoded: unknown;
     try {
-      decoded = unpackr.unpack(entry.data);
+      // A fresh view: msgpackr caches a DataView on the object it decodes.
+      decoded = packr.unpack(entry.data.subarray());
     } catch (e) {
-      return this.refuse(`entry ${entry.index} is not MessagePack: ${(e as Error).message}`);
+      return this.refuse(
+        'DECODE_ERROR',
+        `entry ${entry.index} is not MessagePack: ${(e as Error).message}`,
+      );
     }
     if (typeof decoded !== 'object' || decoded === null || !('command' in decoded)) {
-      return this.refuse(`entry ${entry.index} does not hold a KV command`);
+      return this.refuse('DECODE_ERROR', `entry ${entry.index} does not hold a command`);
+    }
+    if ('module' in decoded) {
+      const name = decoded.module;
+      const module = typeof name === 'string' ? this.modules.get(name) : undefined;
+      if (module === undefined) {
+        return this.refuse(
+          'NOT_FOUND',
+          `entry ${entry.index} is for module ${JSON.stringify(name)}, which this node does not run`,
+        );
+      }
+      return { module: module.name, result: module.apply(decoded.command, entry) };
     }
     return this.kv.apply(decoded as KvEntry);
   }
 
-  /** The KV snapshot bytes (Raft §7). */
+  /** The snapshot bytes (Raft §7; format in the file comment). */
   snapshot(): Uint8Array {
-    return this.kv.snapshot();
+    const kv = this.kv.snapshot();
+    if (this.modules.size === 0) return kv;
+    const modules: Record<string, Uint8Array> = {};
+    for (const [name, m] of this.modules) modules[name] = m.snapshot();
+    return new Uint8Array(packr.pack({ format: SNAPSHOT_FORMAT, kv, modules }));
   }
 
-  /** Replaces the store with a snapshot's. */
+  /** Replaces the store and the modules with a snapshot's (CORRUPTION on bad bytes). */
   restore(bytes: Uint8Array): void {
-    this.kv.restore(bytes);
+    if (!startsWith(bytes, WRAPPED_PREFIX)) {
+      this.kv.restore(bytes);
+      return;
+    }
+    let wrapped: unknown;
+    try {
+      wrapped = packr.unpack(bytes.subarray());
+    } catch (e) {
+      throw new CohortError('CORRUPTION', 'node snapshot is not MessagePack', { cause: e });
+    }
+    if (
+      typeof wrapped !== 'object' ||
+      wrapped === null ||
+      (wrapped as { format?: unknown }).format !== SNAPSHOT_FORMAT
+    ) {
+      throw new CohortError('CORRUPTION', `node snapshot is not in format ${SNAPSHOT_FORMAT}`);
+    }
+    const { kv, modules } = wrapped as { kv?: unknown; modules?: unknown };
+    if (!(kv instanceof Uint8Array) || typeof modules !== 'object' || modules === null) {
+      throw new CohortError('CORRUPTION', 'node snapshot lacks its kv or modules part');
+    }
+    this.kv.restore(kv);
+    for (const [name, m] of this.modules) {
+      const part = (modules as Record<string, unknown>)[name];
+      if (part === undefined) continue;
+      if (!(part instanceof Uint8Array)) {
+        throw new CohortError('CORRUPTION', `node snapshot part of module ${name} is not bytes`);
+      }
+      m.restore(part);
+    }
   }
 
-  private refuse(message: string): KvApplied {
+  private refuse(code: 'DECODE_ERROR' | 'NOT_FOUND', message: string): KvApplied {
     return {
       ok: false,
-      error: { code: 'DECODE_ERROR', message, definite: true, details: {} },
+      error: { code, message, definite: true, details: {} },
       revision: this.kv.revision,
       duplicate: false,
     };

@@ -32,7 +32,9 @@ import { RpcNode } from '../rpc/node.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { NodeConfig } from './config.js';
-import { KvRaftStateMachine } from './kv-state-machine.js';
+import { defaultModules } from './default-modules.js';
+import { encodeModuleEntry, isModuleApplied, KvRaftStateMachine } from './kv-state-machine.js';
+import type { NodeModule, NodeModuleContext } from './modules.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
 
@@ -42,6 +44,8 @@ export interface StartNodeOptions {
   readonly logger?: Logger;
   /** Called once if Raft stops because storage failed (the process should exit). */
   readonly onFatal?: (err: unknown) => void;
+  /** Replicated modules sharing the log (default: {@link defaultModules}). */
+  readonly modules?: readonly NodeModule[];
 }
 
 /** A running node (see the file comment). */
@@ -160,7 +164,8 @@ export async function startNode(
     nodeId: config.id,
     logger: log.child({ component: 'storage' }),
   });
-  const stateMachine = new KvRaftStateMachine();
+  const modules = options.modules ?? defaultModules(config);
+  const stateMachine = new KvRaftStateMachine(modules);
   let raft: RaftNode<KvRaftStateMachine>;
   try {
     raft = await RaftNode.start({
@@ -222,6 +227,45 @@ export async function startNode(
       return { ok: state === 'running', id: config.id, state };
     },
   });
+  const started: NodeModule[] = [];
+  const stopModules = async (): Promise<void> => {
+    for (const m of started.reverse()) {
+      try {
+        await m.stop?.();
+      } catch (e) {
+        log.error({ err: e, module: m.name }, 'module stop failed');
+      }
+    }
+  };
+  try {
+    for (const m of modules) {
+      const ctx: NodeModuleContext = {
+        config,
+        raft,
+        rpc,
+        logger: log.child({ module: m.name }),
+        propose: async (command, proposeOptions) => {
+          const applied = await raft.propose(encodeModuleEntry(m.name, command), proposeOptions);
+          if (isModuleApplied(applied)) return applied.result;
+          // The state machine refused the entry itself (it cannot decode it).
+          throw new CohortError(
+            applied.ok ? 'INTERNAL' : applied.error.code,
+            'module entry refused',
+            {
+              details: { module: m.name },
+            },
+          );
+        },
+      };
+      await m.start?.(ctx);
+      started.push(m);
+    }
+  } catch (e) {
+    await stopModules();
+    await rpc.close();
+    await raft.close();
+    throw e;
+  }
   log.info(
     {
       term: raft.status().term,
@@ -242,6 +286,7 @@ export async function startNode(
     close: () => {
       closing ??= (async () => {
         log.info({ term: raft.status().term }, 'node stopping');
+        await stopModules();
         await rpc.close();
         await raft.close();
         log.info({ term: raft.status().term }, 'node stopped');
