@@ -51,6 +51,10 @@ export const errorCodes = {
     definite: true,
     text: 'a remote clock timestamp is further ahead of local time than the drift bound allows',
   },
+  USER_CODE_ERROR: {
+    definite: true,
+    text: "a job's map, combine, reduce or partition function threw or misbehaved; the task wrote nothing",
+  },
   INTERNAL: { definite: false, text: 'an unexpected failure inside cohort' },
 } as const satisfies Record<string, { definite: boolean; text: string }>;
 

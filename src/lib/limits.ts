@@ -118,6 +118,20 @@ export const limits = {
   kvClientIdCharsMax: 128,
   /** Largest HTTP/JSON gateway request body (JSON is bigger than MessagePack; stays well under a frame). */
   httpBodyBytesMax: 4 * 1024 * 1024,
+  /** Default MapReduce input split; one split is one map task (Hadoop uses 128 MiB; smaller keeps 2-core nodes balanced). */
+  mrSplitBytesDefault: 32 * 1024 * 1024,
+  /** Bytes read from an input file at once by a map task (big reads, few syscalls and decodes). */
+  mrReadChunkBytes: 8 * 1024 * 1024,
+  /** Longest input line (record); a longer one fails the task instead of growing the read buffer without bound. */
+  mrLineBytesMax: 256 * 1024 * 1024,
+  /** Most reducers (output partitions) of one job; each map task writes one run file per reducer. */
+  mrReducersMax: 4096,
+  /** Keys plus buffered values a map task holds before spilling a sorted run to disk (bounds map-side memory). */
+  mrMapBufferEntriesMax: 4 * 1024 * 1024,
+  /** Largest block of a map-output run file; a bigger length field is corruption (blocks are written at about 1 MiB). */
+  mrRunBlockBytesMax: 64 * 1024 * 1024,
+  /** Skipped bad records listed in a map task's result (all are counted). */
+  mrSkippedRecordsListedMax: 100,
 } as const;
 
 /** The type of {@link limits}. */
@@ -180,6 +194,10 @@ export function checkLimits(l: Limits): void {
     '0 < kvLeaseTtlMsMin <= kvLeaseTtlMsMax',
   );
   check(l.kvTxnOpsMax > 0 && l.kvTxnDepthMax > 0 && l.kvSessionsMax > 0, 'KV bounds > 0');
+  check(
+    l.mrReadChunkBytes > 0 && l.mrReadChunkBytes <= l.mrLineBytesMax,
+    '0 < mrReadChunkBytes <= mrLineBytesMax',
+  );
 }
 
 checkLimits(limits);
