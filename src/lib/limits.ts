@@ -116,6 +116,52 @@ export const limits = {
   kvSessionsMax: 64 * 1024,
   /** Longest client id of an exactly-once session, in characters. */
   kvClientIdCharsMax: 128,
+  /** MapReduce jobs the coordinator keeps (running and finished); finished ones are forgotten oldest first past it. Each is replicated state. */
+  mrJobsMax: 256,
+  /** Map tasks (input splits) of one job; the submit command must fit one Raft entry and the job's tasks the coordinator's memory. */
+  mrMapTasksMax: 16 * 1024,
+  /** Reduce tasks of one job (each map writes this many partition files). */
+  mrReducersMax: 1024,
+  /** Characters of a path (input file, job module, output dir) in a MapReduce command. */
+  mrPathCharsMax: 1024,
+  /** Characters of all split file names of one submit together, so one submit fits a Raft entry (names repeat per split). */
+  mrSplitPathCharsMax: 1024 * 1024,
+  /** Bytes (UTF-16 units) of a job's params, keys and values together; params travel with every assignment. */
+  mrParamsCharsMax: 64 * 1024,
+  /** Attempts of one task, whatever ended them (expiry, lost node, failure); past it the job fails (a runaway guard). */
+  mrTaskAttemptsMax: 64,
+  /** Default failures of one task before its job fails (Hadoop's mapreduce.map.maxattempts is 4). */
+  mrTaskFailuresDefault: 4,
+  /** Records of one job skipped as bad (MapReduce §3.7); past it the job fails. */
+  mrSkippedRecordsMax: 1024,
+  /** Characters of an error message kept in coordinator state. */
+  mrErrorCharsMax: 4 * 1024,
+  /** Shortest task lease; a shorter one would expire before a keep-alive crosses the log. */
+  mrLeaseMsMin: 100,
+  /** Longest task lease (an hour); a dead worker's task waits at most this long. */
+  mrLeaseMsMax: 60 * 60 * 1000,
+  /** Default age of a running attempt before it may get a backup copy near the end of a phase (MapReduce §3.6). */
+  mrBackupAfterMsDefault: 5_000,
+  /** Bytes of keys and values one range answer carries; past it the answer is cut and flagged `more` (keeps a reply well inside a frame). */
+  kvRangeBytesMax: 4 * 1024 * 1024,
+  /** Events buffered for one watch stream; a watcher slower than the writers is cut off with OVERLOADED and resumes from its last revision. */
+  kvWatchBufferEventsMax: 16 * 1024,
+  /** Events per watch stream item (catch-up is sent in batches of this many). */
+  kvWatchBatchEventsMax: 256,
+  /** Watch streams one node serves at once; more answer OVERLOADED (each holds a buffer). */
+  kvWatchesMax: 1024,
+  /** Default period of watch progress notifications (the current revision, when no event was sent meanwhile). */
+  kvWatchProgressMsDefault: 1_000,
+  /** Revisions of history the leader keeps before proposing a compaction (history lives in memory and snapshots). */
+  kvHistoryRevisionsKept: 10_000,
+  /** How often the leader checks whether to propose a compaction. */
+  kvCompactCheckMs: 1_000,
+  /** How often the leader replicates lease remaining-TTLs (leaseCheckpoint), so a failover never restores a full TTL. */
+  kvLeaseCheckpointMs: 5_000,
+  /** How often the leader's lease clock looks for expired leases. */
+  kvLeaseTickMs: 100,
+  /** Session lanes (concurrent commands) one KV client opens; more calls wait for a free lane. */
+  kvClientLanesMax: 1024,
   /** Largest HTTP/JSON gateway request body (JSON is bigger than MessagePack; stays well under a frame). */
   httpBodyBytesMax: 4 * 1024 * 1024,
   /** Default MapReduce input split; one split is one map task (Hadoop uses 128 MiB; smaller keeps 2-core nodes balanced). */
@@ -193,7 +239,29 @@ export function checkLimits(l: Limits): void {
     l.kvLeaseTtlMsMin > 0 && l.kvLeaseTtlMsMin <= l.kvLeaseTtlMsMax,
     '0 < kvLeaseTtlMsMin <= kvLeaseTtlMsMax',
   );
+  check(
+    l.mrJobsMax > 0 && l.mrMapTasksMax > 0 && l.mrReducersMax > 0 && l.mrTaskAttemptsMax > 0,
+    'MapReduce bounds > 0',
+  );
+  check(
+    l.mrTaskFailuresDefault >= 1 && l.mrTaskFailuresDefault <= l.mrTaskAttemptsMax,
+    '1 <= mrTaskFailuresDefault <= mrTaskAttemptsMax',
+  );
+  check(
+    (l.mrSplitPathCharsMax + l.mrParamsCharsMax) * 3 + l.mrMapTasksMax * 32 + 64 * 1024 <=
+      l.raftEntryBytesMax,
+    'a maximal submitJob (UTF-8 paths, split offsets, headers) fits a Raft entry',
+  );
+  check(l.mrLeaseMsMin > 0 && l.mrLeaseMsMin <= l.mrLeaseMsMax, '0 < mrLeaseMsMin <= mrLeaseMsMax');
   check(l.kvTxnOpsMax > 0 && l.kvTxnDepthMax > 0 && l.kvSessionsMax > 0, 'KV bounds > 0');
+  check(
+    l.kvRangeBytesMax + l.kvKeyBytesMax + l.kvValueBytesMax + 64 * 1024 <= l.frameBytesMax,
+    'a range answer (cap + one overshooting key-value) fits a frame',
+  );
+  check(
+    l.kvWatchBatchEventsMax <= l.kvWatchBufferEventsMax,
+    'kvWatchBatchEventsMax <= kvWatchBufferEventsMax',
+  );
   check(
     l.mrReadChunkBytes > 0 && l.mrReadChunkBytes <= l.mrLineBytesMax,
     '0 < mrReadChunkBytes <= mrLineBytesMax',
