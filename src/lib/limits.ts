@@ -120,8 +120,6 @@ export const limits = {
   mrJobsMax: 256,
   /** Map tasks (input splits) of one job; the submit command must fit one Raft entry and the job's tasks the coordinator's memory. */
   mrMapTasksMax: 16 * 1024,
-  /** Reduce tasks of one job (each map writes this many partition files). */
-  mrReducersMax: 1024,
   /** Characters of a path (input file, job module, output dir) in a MapReduce command. */
   mrPathCharsMax: 1024,
   /** Characters of all split file names of one submit together, so one submit fits a Raft entry (names repeat per split). */
