@@ -1,0 +1,3 @@
+/** The MapReduce coordinator's pure core: commands, results, queries and the replicated state machine. */
+export * from './types.js';
+export * from './state-machine.js';
