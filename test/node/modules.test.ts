@@ -20,6 +20,7 @@ import {
 import type { NodeModule, NodeModuleContext } from '../../src/node/modules.js';
 import { startNode } from '../../src/node/node.js';
 import type { CohortNode } from '../../src/node/node.js';
+import type { LogIndex, Term } from '../../src/lib/ids.js';
 import type { Entry } from '../../src/raft/core/types.js';
 import { freePort } from '../transport/tcp-harness.js';
 
@@ -51,7 +52,12 @@ class ListModule implements NodeModule {
 }
 
 let index = 0;
-const entry = (data: Uint8Array): Entry => ({ index: ++index, term: 1, kind: 'normal', data });
+const entry = (data: Uint8Array): Entry => ({
+  index: ++index as LogIndex,
+  term: 1 as Term,
+  kind: 'normal',
+  data,
+});
 
 describe('KvRaftStateMachine with modules', () => {
   it('routes module entries, refuses unknown modules, and snapshots every part', () => {
