@@ -26,7 +26,7 @@ import type { RaftMessage } from '../../raft/core/messages.js';
 import type { LinkFaults, SimNetwork } from '../network.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
-import type { SimRaftNode } from './node.js';
+import type { SimRaftNode, SimRaftNodeBase } from './node.js';
 
 /** Every kind of fault the nemesis injects. */
 export const nemesisKinds = [
@@ -71,13 +71,13 @@ export function drawNemesisWeights(random: Random, churn = false): Record<Nemesi
 }
 
 /** Options for {@link RaftNemesis}. */
-export interface RaftNemesisOptions {
+export interface RaftNemesisOptions<N extends SimRaftNodeBase = SimRaftNode> {
   readonly network: SimNetwork<RaftMessage>;
   readonly scheduler: Scheduler;
   readonly random: Random;
   readonly trace: Trace;
   /** Every node (initial voters and spares). */
-  readonly nodes: readonly SimRaftNode[];
+  readonly nodes: readonly N[];
   readonly weights: Readonly<Record<NemesisKind, number>>;
   /** Mean time between actions (ms); gaps are uniform in [1, 2·everyMs]. */
   readonly everyMs: number;
@@ -101,13 +101,13 @@ function bump(counts: Record<string, number>, key: string): void {
 }
 
 /** A Raft-aware, seeded fault schedule (see the file header). */
-export class RaftNemesis {
+export class RaftNemesis<N extends SimRaftNodeBase = SimRaftNode> {
   private readonly kinds: NemesisKind[];
   /** Set by healAll: delayed actions (retries, bounces) do nothing after it. */
   private healed = false;
   private readonly total: number;
 
-  constructor(private readonly o: RaftNemesisOptions) {
+  constructor(private readonly o: RaftNemesisOptions<N>) {
     this.kinds = nemesisKinds.filter((k) => o.weights[k] > 0);
     this.total = this.kinds.reduce((s, k) => s + o.weights[k], 0);
   }
@@ -123,8 +123,8 @@ export class RaftNemesis {
   }
 
   /** The current leader: the up node leading the highest term, if any. */
-  leader(): SimRaftNode | undefined {
-    let best: SimRaftNode | undefined;
+  leader(): N | undefined {
+    let best: N | undefined;
     let bestTerm = -1;
     for (const n of this.o.nodes) {
       const s = n.core?.status();

@@ -33,15 +33,55 @@ import type { KvCommand } from './state-machine.js';
 /** How a client request ended at the node (see the history recorder's outcomes). */
 export type RequestOutcome = 'ok' | 'fail' | 'unknown';
 
-/** Receives the end of a client request. `output` is set for `ok`. */
-export type RequestCallback = (outcome: RequestOutcome, output?: KvOutput) => void;
+/** Receives the end of a client request whose answer is an `Out`. `output` is set for `ok`. */
+export type RequestCallbackOf<Out> = (outcome: RequestOutcome, output?: Out) => void;
+
+/** Receives the end of a client request of the Raft scenario's workload. `output` is set for `ok`. */
+export type RequestCallback = RequestCallbackOf<KvOutput>;
 
 /**
- * What the nemesis, the workload and the liveness check need from a simulated
- * node, whichever shell runs it: the simulator's {@link RaftSimNode} or the
- * production RaftNode (production-node.ts).
+ * A replicated state machine the simulator's shell drives: it applies every
+ * entry of the log in order (noop and configuration entries too, so its digest
+ * covers the whole log), keeps a digest of entries 1..index for the state
+ * machine safety check, and serialises itself for snapshots (the digest and
+ * index included, so a restored replica is checked like one that applied).
  */
-export interface SimRaftNode extends SimNode<RaftMessage> {
+export interface SimStateMachine<Out> {
+  /** Index of the last entry applied (or of the snapshot restored). */
+  readonly index: number;
+  /** Digest of every entry applied so far (see state-machine.ts, digestStep). */
+  readonly digest: number;
+  /** Applies the next entry; returns the answer for its proposer (normal entries). */
+  apply(e: Entry): Out | undefined;
+  /** The state as bytes for a Raft snapshot (§7). */
+  snapshot(): Uint8Array;
+}
+
+/** How a shell makes its state machine: empty at first boot, or from a snapshot's bytes. */
+export interface SimStateMachineFactory<SM> {
+  empty(): SM;
+  restore(data: Uint8Array): SM;
+}
+
+/**
+ * Observers a scenario attaches to the simulator's shell (the KV scenario's
+ * lease clock, say). They may read the node; `onTick` may also propose, since
+ * it runs between Ready batches, while `onApply` runs inside one and must not.
+ */
+export interface SimNodeHooks<SM extends SimStateMachine<Out>, Out> {
+  /** After each entry is applied on the node, with its answer. */
+  onApply?(node: RaftSimNodeOf<SM, Out>, e: Entry, out: Out | undefined): void;
+  /** After each tick of the node's core (the Ready it caused is handled already). */
+  onTick?(node: RaftSimNodeOf<SM, Out>): void;
+  /** When the node boots (first start or restart) with a fresh core and state machine. */
+  onBoot?(node: RaftSimNodeOf<SM, Out>): void;
+}
+
+/**
+ * What the nemesis and the liveness check need from a simulated node,
+ * whichever shell runs it and whatever its state machine.
+ */
+export interface SimRaftNodeBase extends SimNode<RaftMessage> {
   readonly id: NodeId;
   readonly disk: RaftDisk;
   /** The running core, or undefined while the node is down. */
@@ -55,13 +95,21 @@ export interface SimRaftNode extends SimNode<RaftMessage> {
   diskSlowdown: number;
   /** Armed by the nemesis: crash when the node next writes entries, before the sync. */
   crashOnWrite: (() => void) | undefined;
-  propose(command: KvCommand, done: RequestCallback): void;
-  read(key: string, done: RequestCallback): void;
   /** A membership change through this node's core; the result, or undefined if not known yet. */
   changeConfig(change: ConfigChange): ProposeResult | undefined;
   transfer(to: NodeId): boolean;
   /** Runs the invariants on this node. */
   check(): void;
+}
+
+/**
+ * What the Raft scenario's workload needs besides: its puts, compare-and-sets
+ * and reads, on the simulator's {@link RaftSimNode} or the production RaftNode
+ * (production-node.ts).
+ */
+export interface SimRaftNode extends SimRaftNodeBase {
+  propose(command: KvCommand, done: RequestCallback): void;
+  read(key: string, done: RequestCallback): void;
 }
 
 /** Options for {@link RaftSimNode}. */
@@ -95,30 +143,37 @@ export interface RaftSimNodeOptions {
   readonly leaderSendsBeforePersist?: boolean;
 }
 
-interface PendingProposal {
+interface PendingProposal<Out> {
   readonly term: number;
-  readonly done: RequestCallback;
+  readonly done: RequestCallbackOf<Out>;
 }
 
-interface WaitingRead {
+interface PendingRead<SM, Out> {
+  readonly query: (sm: SM) => Out;
+  readonly done: RequestCallbackOf<Out>;
+}
+
+interface WaitingRead<SM, Out> extends PendingRead<SM, Out> {
   readonly index: number;
-  readonly key: string;
-  readonly done: RequestCallback;
 }
 
 function bump(counts: Record<string, number>, key: string, by = 1): void {
   counts[key] = (counts[key] ?? 0) + by;
 }
 
-/** One simulated Raft node (see the file header). */
-export class RaftSimNode implements SimRaftNode {
+/**
+ * One simulated Raft node over any {@link SimStateMachine} (see the file
+ * header): the Raft scenario's {@link RaftSimNode} and the KV scenario's
+ * nodes (src/sim/kv) are both this shell.
+ */
+export class RaftSimNodeOf<SM extends SimStateMachine<Out>, Out> implements SimRaftNodeBase {
   readonly id: NodeId;
   /** Durable storage; survives crashes (minus unsynced writes). */
   readonly disk: RaftDisk;
   /** The running core, or undefined while the node is down. */
   core: RaftCore | undefined;
   /** The state machine of the running incarnation. */
-  sm = new KvStateMachine();
+  sm: SM;
   /** Tick the core only on every `slowEvery`-th network tick (1: normal speed). */
   slowEvery = 1;
   /** Multiplies disk delays (1: normal). */
@@ -128,13 +183,18 @@ export class RaftSimNode implements SimRaftNode {
   private ctx: NodeContext<RaftMessage> | undefined;
   private outstanding: Ready | undefined;
   private ticks = 0;
-  private readonly proposals = new Map<number, PendingProposal>();
-  private readonly reads = new Map<number, { key: string; done: RequestCallback }>();
-  private waitingReads: WaitingRead[] = [];
+  private readonly proposals = new Map<number, PendingProposal<Out>>();
+  private readonly reads = new Map<number, PendingRead<SM, Out>>();
+  private waitingReads: WaitingRead<SM, Out>[] = [];
   private nextReadCtx = 1;
 
-  constructor(private readonly options: RaftSimNodeOptions) {
+  constructor(
+    private readonly options: RaftSimNodeOptions,
+    private readonly machines: SimStateMachineFactory<SM>,
+    private readonly hooks: SimNodeHooks<SM, Out> = {},
+  ) {
     this.id = options.id;
+    this.sm = machines.empty();
     this.disk = new RaftDisk((before, after) =>
       options.invariants.onDurable(this.id, before, after),
     );
@@ -166,6 +226,7 @@ export class RaftSimNode implements SimRaftNode {
     core.tick();
     this.pump();
     this.check();
+    this.hooks.onTick?.(this);
   }
 
   onCrash(): void {
@@ -197,28 +258,34 @@ export class RaftSimNode implements SimRaftNode {
     return this.core !== undefined;
   }
 
-  /** Proposes a write; `done` is called when it is applied here (ok), known lost (fail), or unknowable. */
-  propose(command: KvCommand, done: RequestCallback): void {
+  /**
+   * Proposes an entry's data; `done` is called with the state machine's answer when the entry
+   * is applied here (ok), when it is known lost (fail), or when that cannot be known (unknown).
+   */
+  proposeData(data: Uint8Array, done: RequestCallbackOf<Out>): void {
     const core = this.core;
     if (core === undefined) {
       done('fail');
       return;
     }
-    const r = core.propose(encodeCommand(command));
+    const r = core.propose(data);
     this.onProposed(r, done);
     this.pump();
     this.check();
   }
 
-  /** A linearizable read of `key` through ReadIndex (dissertation §6.4). */
-  read(key: string, done: RequestCallback): void {
+  /**
+   * A linearizable read through ReadIndex (dissertation §6.4): once the state machine has
+   * applied the read index the leader confirmed, `done` gets `query(sm)`.
+   */
+  query(query: (sm: SM) => Out, done: RequestCallbackOf<Out>): void {
     const core = this.core;
     if (core === undefined) {
       done('fail');
       return;
     }
     if (this.options.unsafeLocalReads === true) {
-      done('ok', { f: 'get', value: this.sm.get(key) });
+      done('ok', query(this.sm));
       return;
     }
     const ctx = this.nextReadCtx++;
@@ -227,7 +294,7 @@ export class RaftSimNode implements SimRaftNode {
       done('fail');
       return;
     }
-    this.reads.set(ctx, { key, done });
+    this.reads.set(ctx, { query, done });
     this.pump();
     this.check();
   }
@@ -269,17 +336,18 @@ export class RaftSimNode implements SimRaftNode {
       this.options.bootstrap,
     );
     if (durable.snapshot !== null) {
-      this.sm = KvStateMachine.restore(durable.snapshot.data);
+      this.sm = this.machines.restore(durable.snapshot.data);
       this.options.invariants.onRestore(this.id, durable.snapshot.meta, this.sm.digest);
     } else {
-      this.sm = new KvStateMachine();
+      this.sm = this.machines.empty();
     }
     this.options.invariants.onStart(this.id, this.core, this.disk);
+    this.hooks.onBoot?.(this);
     this.pump();
     this.check();
   }
 
-  private onProposed(r: ProposeResult, done: RequestCallback): void {
+  private onProposed(r: ProposeResult, done: RequestCallbackOf<Out>): void {
     if (r.kind === 'rejected') {
       done('fail');
       return;
@@ -351,7 +419,7 @@ export class RaftSimNode implements SimRaftNode {
     if (!sent) for (const m of rd.messages) ctx.send(m.to, m);
     if (rd.snapshot?.restore === true) {
       const meta = rd.snapshot.snapshot.meta;
-      this.sm = KvStateMachine.restore(rd.snapshot.snapshot.data);
+      this.sm = this.machines.restore(rd.snapshot.snapshot.data);
       if (this.sm.index !== meta.index) {
         throw new CheckFailure(
           `${this.id}: snapshot ${meta.index} holds a state machine at index ${this.sm.index}`,
@@ -371,7 +439,7 @@ export class RaftSimNode implements SimRaftNode {
       const r = this.reads.get(Number(rs.ctx));
       if (r === undefined) continue;
       this.reads.delete(Number(rs.ctx));
-      if (rs.ok) this.waitingReads.push({ index: rs.index, key: r.key, done: r.done });
+      if (rs.ok) this.waitingReads.push({ index: rs.index, query: r.query, done: r.done });
       else r.done('fail');
     }
     this.serveReads();
@@ -388,6 +456,7 @@ export class RaftSimNode implements SimRaftNode {
     const out = this.sm.apply(e);
     this.options.invariants.onApply(this.id, e, this.sm.digest, this.disk);
     bump(this.options.counts, 'entries applied');
+    this.hooks.onApply?.(this, e, out);
     const p = this.proposals.get(e.index);
     if (p === undefined) return;
     this.proposals.delete(e.index);
@@ -398,9 +467,9 @@ export class RaftSimNode implements SimRaftNode {
 
   private serveReads(): void {
     if (this.waitingReads.length === 0) return;
-    const still: WaitingRead[] = [];
+    const still: WaitingRead<SM, Out>[] = [];
     for (const r of this.waitingReads) {
-      if (this.sm.index >= r.index) r.done('ok', { f: 'get', value: this.sm.get(r.key) });
+      if (this.sm.index >= r.index) r.done('ok', r.query(this.sm));
       else still.push(r);
     }
     this.waitingReads = still;
@@ -413,6 +482,29 @@ export class RaftSimNode implements SimRaftNode {
     if (this.sm.index - snapIndex < every) return;
     if (core.compact(this.sm.index as never, this.sm.snapshot()))
       bump(this.options.counts, 'snapshots taken');
+  }
+}
+
+/** The Raft scenario's state machine: the small key-value map of state-machine.ts. */
+const simKv: SimStateMachineFactory<KvStateMachine> = {
+  empty: () => new KvStateMachine(),
+  restore: (data) => KvStateMachine.restore(data),
+};
+
+/** One simulated Raft node of the Raft scenario, over its small key-value map (see the file header). */
+export class RaftSimNode extends RaftSimNodeOf<KvStateMachine, KvOutput> implements SimRaftNode {
+  constructor(options: RaftSimNodeOptions) {
+    super(options, simKv);
+  }
+
+  /** Proposes a write; `done` is called when it is applied here (ok), known lost (fail), or unknowable. */
+  propose(command: KvCommand, done: RequestCallback): void {
+    this.proposeData(encodeCommand(command), done);
+  }
+
+  /** A linearizable read of `key` through ReadIndex (dissertation §6.4). */
+  read(key: string, done: RequestCallback): void {
+    this.query((sm) => ({ f: 'get', value: sm.get(key) }), done);
   }
 }
 

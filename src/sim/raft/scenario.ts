@@ -41,7 +41,7 @@ import type { Scenario, ScenarioContext } from '../scenario.js';
 import { RaftInvariants } from './invariants.js';
 import { RaftNemesis, drawNemesisWeights } from './nemesis.js';
 import { RaftSimNode } from './node.js';
-import type { RaftSimNodeOptions, SimRaftNode } from './node.js';
+import type { RaftSimNodeOptions, RequestOutcome, SimRaftNode, SimRaftNodeBase } from './node.js';
 import { ProductionSimNode, settle } from './production-node.js';
 import { Workload } from './workload.js';
 
@@ -97,7 +97,108 @@ export function raftScenario(options: RaftScenarioOptions = {}): Scenario {
   };
 }
 
+/** What the Raft scenario plugs into the cluster harness: its nodes, its workload and its history check. */
+function raftPlugin(options: RaftScenarioOptions): RaftClusterPlugin<SimRaftNode> {
+  const production = options.shell === 'production';
+  return {
+    async: production,
+    makeNode(nodeOptions, env) {
+      if (!production) return new RaftSimNode(nodeOptions);
+      const { bootstrap } = nodeOptions;
+      const peers = bootstrap.voters.includes(nodeOptions.id)
+        ? bootstrap.voters.filter((v) => v !== nodeOptions.id)
+        : [];
+      return new ProductionSimNode({
+        ...nodeOptions,
+        peers,
+        tickMs: env.tickMs,
+        storage: options.storage ?? 'model',
+      });
+    },
+    probe(leader, seq, done) {
+      leader.propose({ f: 'put', key: '_probe', value: `${seq}`, client: -1, seq }, done);
+    },
+    workload(env) {
+      const workload = new Workload({
+        scheduler: env.ctx.scheduler,
+        random: env.ctx.random.fork('workload'),
+        nodes: env.nodes,
+        clients: env.clients,
+        keys: env.keys,
+        thinkMsMax: 40,
+        timeoutMs: 400,
+        readShare: 0.3,
+        leaderShare: 0.7,
+        leader: () => env.nemesis.leader(),
+        counts: env.ctx.counts,
+      });
+      return {
+        start: () => workload.start(Number.MAX_SAFE_INTEGER),
+        stop: () => workload.stop(),
+        check() {
+          const history = workload.recorder.history();
+          const result = checkLinearizability(history, kvModel(), { maxSteps: 200_000 });
+          env.ctx.counts[`linearizability ${result.verdict}`] = 1;
+          if (result.verdict === 'not-linearizable') {
+            throw new CheckFailure(`client history not linearizable: ${formatCheckResult(result)}`);
+          }
+        },
+      };
+    },
+  };
+}
+
+/** What a workload sees of the cluster the harness built. */
+export interface RaftClusterEnv<N extends SimRaftNodeBase> {
+  readonly ctx: ScenarioContext;
+  readonly nodes: readonly N[];
+  readonly nemesis: RaftNemesis<N>;
+  readonly invariants: RaftInvariants;
+  /** Clients and keys drawn from the seed (a workload may use them or draw its own). */
+  readonly clients: number;
+  readonly keys: number;
+  /** Simulated time per tick. */
+  readonly tickMs: number;
+}
+
+/** A workload the harness starts with the faults, stops after liveness, and checks at the end. */
+export interface RaftClusterWorkload {
+  start(): void;
+  /** Stop invoking operations (those in flight end normally). */
+  stop(): void;
+  /** The end-of-run checks (history, ...); throws CheckFailure on a violation. */
+  check(): void;
+}
+
+/**
+ * What a scenario plugs into {@link runRaftCluster}: how to build each node
+ * (its shell and state machine), the liveness probe's proposal, and the
+ * client workload with its checks.
+ */
+export interface RaftClusterPlugin<N extends SimRaftNodeBase> {
+  /** True when nodes run on promises (the production shell): the run steps the event loop after every event. */
+  readonly async?: boolean;
+  makeNode(options: RaftSimNodeOptions, env: { readonly tickMs: number }): N;
+  /** Proposes a fresh entry through `leader` for the liveness check; `done` when it ends there. */
+  probe(leader: N, seq: number, done: (outcome: RequestOutcome) => void): void;
+  workload(env: RaftClusterEnv<N>): RaftClusterWorkload;
+}
+
 async function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): Promise<void> {
+  await runRaftCluster(ctx, options, raftPlugin(options));
+}
+
+/**
+ * The Raft cluster harness shared by the Raft and KV scenarios: draws the
+ * cluster, core, disk and fault parameters from the seed, builds the nodes
+ * with `plugin`, runs faults, heal, liveness, then the workload's checks (see
+ * the file header). `options` supplies the overrides and test-only switches.
+ */
+export async function runRaftCluster<N extends SimRaftNodeBase>(
+  ctx: ScenarioContext,
+  options: RaftScenarioOptions,
+  plugin: RaftClusterPlugin<N>,
+): Promise<void> {
   const { scheduler, trace, params, counts } = ctx;
   const p = ctx.random.fork('params');
   const sizes = options.nodes ?? [3, 5];
@@ -169,8 +270,8 @@ async function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): Prom
   const ids: NodeId[] = Array.from({ length: voters + spares }, (_, i) => nodeId(`n${i + 1}`));
   const bootstrap: ClusterConfig = { voters: ids.slice(0, voters), learners: [] };
   const empty: ClusterConfig = { voters: [], learners: [] };
-  const production = options.shell === 'production';
-  const nodes: SimRaftNode[] = ids.map((id, i) => {
+  const production = plugin.async === true;
+  const nodes: N[] = ids.map((id, i) => {
     const nodeOptions: RaftSimNodeOptions = {
       id,
       bootstrap: i < voters ? bootstrap : empty,
@@ -184,19 +285,11 @@ async function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): Prom
       ...(options.sendBeforePersist === true ? { sendBeforePersist: true } : {}),
       leaderSendsBeforePersist,
     };
-    if (!production) return new RaftSimNode(nodeOptions);
-    const peers = i < voters ? bootstrap.voters.filter((v) => v !== id) : [];
-    return new ProductionSimNode({
-      ...nodeOptions,
-      peers,
-      tickMs,
-      storage: options.storage ?? 'model',
-    });
+    return plugin.makeNode(nodeOptions, { tickMs });
   });
   const byId = new Map(nodes.map((n) => [n.id, n]));
   net.observe((e) => {
-    if (e.kind === 'send')
-      invariants.onSend(e.from, e.message, (byId.get(e.from) as SimRaftNode).disk);
+    if (e.kind === 'send') invariants.onSend(e.from, e.message, (byId.get(e.from) as N).disk);
   });
   // The production shell ticks on its own clock; the simulator's shell on the network's ticker.
   for (const n of nodes) net.addNode(n.id, n, production ? {} : { tickMs });
@@ -235,22 +328,10 @@ async function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): Prom
     linkFaultsMax,
     counts,
   });
-  const workload = new Workload({
-    scheduler,
-    random: ctx.random.fork('workload'),
-    nodes,
-    clients,
-    keys,
-    thinkMsMax: 40,
-    timeoutMs: 400,
-    readShare: 0.3,
-    leaderShare: 0.7,
-    leader: () => nemesis.leader(),
-    counts,
-  });
+  const workload = plugin.workload({ ctx, nodes, nemesis, invariants, clients, keys, tickMs });
 
   // Phase 1: faults.
-  workload.start(Number.MAX_SAFE_INTEGER);
+  workload.start();
   nemesis.start(faultMs);
   await runUntil(faultMs);
 
@@ -259,7 +340,9 @@ async function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): Prom
   trace.record(scheduler.now(), 'heal-all');
   const healedAt = scheduler.now();
   const deadline = healedAt + livenessTicks * tickMs;
-  const live = livenessProbe(nodes, nemesis, scheduler.now.bind(scheduler));
+  const live = livenessProbe(nodes, nemesis, scheduler.now.bind(scheduler), (l, s, d) =>
+    plugin.probe(l, s, d),
+  );
   while (!live.done()) {
     const stepped = production ? await stepProduction() : scheduler.step();
     if (scheduler.now() > deadline || !stepped) {
@@ -277,16 +360,11 @@ async function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): Prom
   counts['max committed index'] = invariants.maxCommitted();
   counts['terms with a leader'] = invariants.leadersByTerm().size;
   for (const [k, v] of Object.entries(invariants.counts)) counts[`checks ${k}`] = v;
-  const history = workload.recorder.history();
-  const result = checkLinearizability(history, kvModel(), { maxSteps: 200_000 });
-  counts[`linearizability ${result.verdict}`] = 1;
-  if (result.verdict === 'not-linearizable') {
-    throw new CheckFailure(`client history not linearizable: ${formatCheckResult(result)}`);
-  }
+  workload.check();
 }
 
 /** One line per node: role, term, commit, applied, config. */
-function statusLine(nodes: readonly SimRaftNode[]): string {
+function statusLine(nodes: readonly SimRaftNodeBase[]): string {
   return nodes
     .map((n) => {
       const s = n.core?.status();
@@ -300,14 +378,15 @@ function statusLine(nodes: readonly SimRaftNode[]): string {
  * Liveness after heal: a leader accepts a fresh proposal, applies it, and every
  * member of its configuration applies up to it. Polled after every event.
  */
-function livenessProbe(
-  nodes: readonly SimRaftNode[],
-  nemesis: RaftNemesis,
+function livenessProbe<N extends SimRaftNodeBase>(
+  nodes: readonly N[],
+  nemesis: RaftNemesis<N>,
   now: () => number,
+  probe: RaftClusterPlugin<N>['probe'],
 ): { done(): boolean; why(): string } {
   let seq = 0;
   let inFlight = false;
-  let target: { index: number; leader: SimRaftNode } | undefined;
+  let target: { index: number; leader: N } | undefined;
   let lastTry = -Infinity;
   let stage = 'no leader was elected';
   return {
@@ -336,14 +415,11 @@ function livenessProbe(
       inFlight = true;
       stage = `leader ${leader.id} did not commit a fresh proposal`;
       const mine = ++seq;
-      leader.propose(
-        { f: 'put', key: '_probe', value: `${mine}`, client: -1, seq: mine },
-        (outcome) => {
-          if (mine !== seq) return;
-          inFlight = false;
-          if (outcome === 'ok') target = { index: leader.sm.index, leader };
-        },
-      );
+      probe(leader, mine, (outcome) => {
+        if (mine !== seq) return;
+        inFlight = false;
+        if (outcome === 'ok') target = { index: leader.sm.index, leader };
+      });
       return false;
     },
   };
