@@ -138,6 +138,8 @@ export const limits = {
   mrLeaseMsMin: 100,
   /** Longest task lease (an hour); a dead worker's task waits at most this long. */
   mrLeaseMsMax: 60 * 60 * 1000,
+  /** Distinct user counters (MapContext.count names) one task may report; each is summed into replicated job state. */
+  mrUserCountersMax: 256,
   /** Default age of a running attempt before it may get a backup copy near the end of a phase (MapReduce §3.6). */
   mrBackupAfterMsDefault: 5_000,
   /** Bytes of keys and values one range answer carries; past it the answer is cut and flagged `more` (keeps a reply well inside a frame). */
