@@ -1,0 +1,294 @@
+/**
+ * MapReduce input: globs to files, files to splits, splits to (offset, line) records.
+ *
+ * ```ts
+ * const files = await expandInputs(['corpus/*.txt', 'extra.txt']); // absolute paths; NOT_FOUND if none
+ * const splits = await planSplits(files, 32 * 1024 * 1024);       // one map task each
+ * await readSplitLines(splits[0], (offset, line) => { ... });      // every line of the split
+ * for await (const [offset, line] of readSplit(splits[0])) { ... } // the same, as an iterator
+ * ```
+ *
+ * A split is a byte range `[start, end)` of one file whose ends lie on line
+ * boundaries: `start` is 0 or just after a `\n`, `end` is the file size or
+ * just after a `\n`. {@link planSplits} cuts each file every `splitBytes` and
+ * moves each cut forward to the next line start (reading a little of the file
+ * to find it), so every line belongs to exactly one split, a line longer than
+ * a split gives a split of its own, and empty files give no split. The
+ * records of a split are its lines: the byte offset of the line's start in
+ * the file, and its text without the `\n` (nor a `\r` before it), decoded as
+ * UTF-8. A last line without `\n` is a record too.
+ */
+import { open, readdir, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { glob, isDynamicPattern } from 'tinyglobby';
+import { CohortError } from '../lib/errors.js';
+import { limits } from '../lib/limits.js';
+import { ioError } from './format.js';
+
+/** A byte range of one input file, cut on line boundaries; one map task. */
+export interface Split {
+  /** Absolute path of the file. */
+  readonly file: string;
+  /** First byte (0, or just after a `\n`). */
+  readonly start: number;
+  /** One past the last byte (the file size, or just after a `\n`). */
+  readonly end: number;
+}
+
+/**
+ * Expands input patterns into a list of absolute file paths: a glob (as
+ * tinyglobby/picomatch understand it) gives its matching files in sorted
+ * order; a plain path gives that file, or the files directly inside it if it
+ * is a directory (sorted, hidden ones skipped). Duplicates are dropped, first
+ * occurrence wins. A path that does not exist, or a glob that matches no
+ * file, is a `NOT_FOUND` naming the pattern; no pattern at all is an
+ * `INVALID_ARGUMENT`.
+ */
+export async function expandInputs(
+  patterns: readonly string[],
+  cwd = process.cwd(),
+): Promise<string[]> {
+  if (patterns.length === 0) throw new CohortError('INVALID_ARGUMENT', 'no input given');
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const add = (f: string): void => {
+    if (!seen.has(f)) {
+      seen.add(f);
+      out.push(f);
+    }
+  };
+  for (const pattern of patterns) {
+    if (typeof pattern !== 'string' || pattern === '') {
+      throw new CohortError('INVALID_ARGUMENT', 'an input pattern is empty');
+    }
+    if (isDynamicPattern(pattern)) {
+      const found = await glob(pattern, {
+        cwd,
+        absolute: true,
+        onlyFiles: true,
+        dot: false,
+        expandDirectories: false,
+      });
+      if (found.length === 0) {
+        throw new CohortError('NOT_FOUND', `input ${pattern} matches no file`, {
+          details: { input: pattern },
+        });
+      }
+      for (const f of found.sort()) add(resolve(f));
+      continue;
+    }
+    const abs = resolve(cwd, pattern);
+    let st;
+    try {
+      st = await stat(abs);
+    } catch (err) {
+      throw new CohortError('NOT_FOUND', `input ${pattern} does not exist`, {
+        cause: err,
+        details: { input: pattern },
+      });
+    }
+    if (st.isDirectory()) {
+      const names = (await readdir(abs, { withFileTypes: true }))
+        .filter((d) => d.isFile() && !d.name.startsWith('.'))
+        .map((d) => d.name)
+        .sort();
+      if (names.length === 0) {
+        throw new CohortError('NOT_FOUND', `input directory ${pattern} holds no file`, {
+          details: { input: pattern },
+        });
+      }
+      for (const n of names) add(join(abs, n));
+    } else {
+      add(abs);
+    }
+  }
+  return out;
+}
+
+/** Bytes read at a time while looking for the line start after a cut. */
+const PROBE_BYTES = 64 * 1024;
+
+/**
+ * Cuts `files` into splits of about `splitBytes` each, every cut moved forward
+ * to the next line start (see the file header). Splits come in file order,
+ * then offset order; that order is the job's input order.
+ */
+export async function planSplits(files: readonly string[], splitBytes: number): Promise<Split[]> {
+  if (!Number.isInteger(splitBytes) || splitBytes < 1) {
+    throw new CohortError(
+      'INVALID_ARGUMENT',
+      `splitBytes must be a positive integer, got ${String(splitBytes)}`,
+    );
+  }
+  const splits: Split[] = [];
+  const probe = Buffer.allocUnsafe(PROBE_BYTES);
+  for (const file of files) {
+    let fh: FileHandle;
+    try {
+      fh = await open(file, 'r');
+    } catch (err) {
+      throw ioError(`input ${file}`, err);
+    }
+    try {
+      const size = (await fh.stat()).size;
+      let start = 0;
+      while (start < size) {
+        let end = start + splitBytes;
+        if (end >= size) {
+          end = size;
+        } else {
+          // Move the cut forward to just after the next '\n' at or after end - 1.
+          let pos = end - 1;
+          end = size;
+          scan: while (pos < size) {
+            const { bytesRead } = await fh.read(probe, 0, Math.min(PROBE_BYTES, size - pos), pos);
+            if (bytesRead === 0) break;
+            const nl = probe.subarray(0, bytesRead).indexOf(10);
+            if (nl >= 0) {
+              end = pos + nl + 1;
+              break scan;
+            }
+            pos += bytesRead;
+          }
+        }
+        splits.push({ file, start, end });
+        start = end;
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+  return splits;
+}
+
+/** Counts of one pass over a split. */
+export interface SplitReadStats {
+  /** Records (lines) visited. */
+  records: number;
+  /** Bytes read. */
+  bytes: number;
+}
+
+/**
+ * Calls `visit(offset, line)` for every record of `split`, in order, reading
+ * the file in large chunks (`limits.mrReadChunkBytes`). Synchronous visits, no
+ * allocation per record beyond the line string itself: the map task's hot path.
+ * A line longer than `limits.mrLineBytesMax` is an `INVALID_ARGUMENT`; a file
+ * that shrank under us is a `FAILED_PRECONDITION`. `afterChunk`, if given,
+ * runs after each chunk's lines (the map task spills there) and is awaited if
+ * it returns a promise.
+ */
+export async function readSplitLines(
+  split: Split,
+  visit: (offset: number, line: string) => void,
+  chunkBytes: number = limits.mrReadChunkBytes,
+  afterChunk?: () => Promise<void> | undefined,
+): Promise<SplitReadStats> {
+  let fh: FileHandle;
+  try {
+    fh = await open(split.file, 'r');
+  } catch (err) {
+    throw ioError(`input ${split.file}`, err);
+  }
+  let records = 0;
+  try {
+    const total = split.end - split.start;
+    let buf = Buffer.allocUnsafe(Math.max(1, Math.min(chunkBytes, total)));
+    let have = 0; // bytes of buf in use, from 0
+    let base = split.start; // file offset of buf[0]
+    let pos = split.start; // next file offset to read
+    while (pos < split.end || have > 0) {
+      if (pos < split.end) {
+        if (have === buf.length) {
+          // A line longer than the buffer: grow it.
+          if (buf.length >= limits.mrLineBytesMax) {
+            throw new CohortError(
+              'INVALID_ARGUMENT',
+              `input ${split.file}: the line at offset ${base} is longer than mrLineBytesMax (${limits.mrLineBytesMax} bytes)`,
+            );
+          }
+          const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, limits.mrLineBytesMax, total));
+          buf.copy(bigger, 0, 0, have);
+          buf = bigger;
+        }
+        const want = Math.min(buf.length - have, split.end - pos);
+        const { bytesRead } = await fh.read(buf, have, want, pos);
+        if (bytesRead === 0) {
+          throw new CohortError(
+            'FAILED_PRECONDITION',
+            `input ${split.file} shrank while it was read (at offset ${pos})`,
+          );
+        }
+        have += bytesRead;
+        pos += bytesRead;
+      }
+      const atEnd = pos >= split.end;
+      const cut = atEnd ? have : buf.lastIndexOf(10, have - 1) + 1;
+      if (cut === 0) continue; // no complete line yet: read more
+      records += visitLines(buf, cut, base, visit);
+      if (afterChunk !== undefined) {
+        const r = afterChunk();
+        if (r !== undefined) await r;
+      }
+      if (cut < have) buf.copy(buf, 0, cut, have);
+      have -= cut;
+      base += cut;
+    }
+    return { records, bytes: total };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Visits the lines of `buf[0, end)`, whose first byte is at file offset
+ * `base`. The last line may lack its `\n` (end of split). Returns the count.
+ */
+function visitLines(
+  buf: Buffer,
+  end: number,
+  base: number,
+  visit: (offset: number, line: string) => void,
+): number {
+  const s = buf.toString('utf8', 0, end);
+  let n = 0;
+  if (s.length === end) {
+    // Every character came from exactly one byte (ASCII, or single invalid
+    // bytes decoded as U+FFFD), so string indexes are byte offsets.
+    let p = 0;
+    while (p < end) {
+      let nl = s.indexOf('\n', p);
+      if (nl < 0) nl = end;
+      const e = nl > p && s.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+      visit(base + p, s.slice(p, e));
+      n++;
+      p = nl + 1;
+    }
+    return n;
+  }
+  // Multi-byte UTF-8: find lines in the bytes, decode each.
+  let p = 0;
+  while (p < end) {
+    let nl = buf.indexOf(10, p);
+    if (nl < 0 || nl >= end) nl = end;
+    const e = nl > p && buf[nl - 1] === 13 ? nl - 1 : nl;
+    visit(base + p, buf.toString('utf8', p, e));
+    n++;
+    p = nl + 1;
+  }
+  return n;
+}
+
+/**
+ * The records of `split` as an async iterator of `[offset, line]`. Holds the
+ * split's records in memory: for tests and tools (the map task uses
+ * {@link readSplitLines}).
+ */
+export async function* readSplit(split: Split): AsyncGenerator<[number, string], void, undefined> {
+  const records: [number, string][] = [];
+  await readSplitLines(split, (offset, line) => {
+    records.push([offset, line]);
+  });
+  yield* records;
+}

@@ -1,0 +1,287 @@
+/**
+ * The MapReduce job API: what a user writes, and how cohort loads it.
+ *
+ * A job is a module (TypeScript or JavaScript) whose default export is made by
+ * {@link defineJob} (a plain object with `map` and `reduce`, or named exports
+ * `map`/`reduce`/`combine`/`partition`/`defaults`, are accepted too):
+ *
+ * ```ts
+ * // wordcount.ts
+ * import { defineJob } from 'cohort/mapreduce'; // in this repo: '../../src/mapreduce/job.js'
+ *
+ * export default defineJob<number, number>({
+ *   map(_offset, line, emit) {
+ *     for (const w of line.split(/[^A-Za-z]+/)) if (w !== '') emit(w, 1);
+ *   },
+ *   combine(word, counts, emit) {
+ *     let n = 0;
+ *     for (const c of counts) n += c;
+ *     emit(word, n);
+ *   },
+ *   reduce(word, counts, emit) {
+ *     let n = 0;
+ *     for (const c of counts) n += c;
+ *     emit(word, n);
+ *   },
+ *   defaults: { reducers: 4 },
+ * });
+ *
+ * // whoever runs it (a worker thread, the sequential runner, a test):
+ * const job = await loadJob('examples/mapreduce/wordcount.ts');
+ * ```
+ *
+ * Semantics (the engine guarantees them on every path; the sequential runner is the reference):
+ * - Input records are the lines of the input files: `map(offset, line, emit, ctx)`
+ *   gets the byte offset of the line in its file and the line without its `\n`
+ *   (and without a `\r` before it), decoded as UTF-8. `ctx.file` names the file.
+ * - Intermediate keys are strings; values are anything MessagePack carries
+ *   (numbers, strings, booleans, null, arrays, plain objects, Uint8Array).
+ * - `reduce(key, values, emit, ctx)` runs once per distinct key, keys in
+ *   ascending JavaScript string order within each partition. `values` arrive in
+ *   input order (file order, then line order) when there is no combiner.
+ * - `combine` is an optimisation: it may run zero, one or many times on any
+ *   subset of a key's values, on the map side. It must emit only for the key
+ *   it was given, and the job's output must not depend on whether it ran.
+ * - `partition(key, reducers)` picks the reducer of a key; the default is a
+ *   stable hash ({@link import('./format.js').defaultPartition}), the same on
+ *   every node.
+ * - All four functions are synchronous and deterministic. A function that
+ *   throws fails its task with `USER_CODE_ERROR` naming the record or key; with
+ *   `skipBadRecords`, a record whose `map` throws is skipped and counted
+ *   instead (what it emitted before throwing is dropped too).
+ * - `ctx.params` holds the job's parameters (strings given at submit time,
+ *   e.g. the pattern of a grep), the same on every worker.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
+import { CohortError } from '../lib/errors.js';
+import { limits } from '../lib/limits.js';
+
+/** Emits one intermediate (map, combine) or output (reduce) pair. Keys are strings. */
+export type Emit<V> = (key: string, value: V) => void;
+
+/** What a map function knows about the record it is given, besides the record. */
+export interface MapContext {
+  /** The input file the record comes from, as planned (an absolute path). */
+  readonly file: string;
+  /** The job's parameters (strings given at submit time). */
+  readonly params: Readonly<Record<string, string>>;
+  /** Adds `by` (default 1) to the user counter `name`, reported in the task result. */
+  count(name: string, by?: number): void;
+}
+
+/** What a reduce (or combine) function knows besides the key and its values. */
+export interface ReduceContext {
+  /** The partition (reducer number) being reduced; -1 for a map-side combine. */
+  readonly partition: number;
+  /** The job's parameters (strings given at submit time). */
+  readonly params: Readonly<Record<string, string>>;
+  /** Adds `by` (default 1) to the user counter `name`, reported in the task result. */
+  count(name: string, by?: number): void;
+}
+
+/** Per-job defaults a job module may declare; the submitter may override them. */
+export interface JobDefaults {
+  /** Number of reducers (output files `part-r-NNNNN`); default 1. */
+  readonly reducers?: number;
+  /** Target input split size in bytes (one split = one map task); default `limits.mrSplitBytesDefault`. */
+  readonly splitBytes?: number;
+  /** Skip (and count) records whose map throws instead of failing the task; default false. */
+  readonly skipBadRecords?: boolean;
+}
+
+/**
+ * What a job module provides. `V` is the type of intermediate values (what
+ * map emits and reduce receives); `O` the type of output values.
+ */
+export interface JobSpec<V = unknown, O = unknown> {
+  /** Called once per input line: `offset` is its byte offset in `ctx.file`. */
+  map: (offset: number, line: string, emit: Emit<V>, ctx: MapContext) => void;
+  /** Called once per distinct key with every value emitted for it. */
+  reduce: (key: string, values: V[], emit: Emit<O>, ctx: ReduceContext) => void;
+  /** Optional map-side pre-reduction; see the file header for its contract. */
+  combine?: (key: string, values: V[], emit: Emit<V>, ctx: ReduceContext) => void;
+  /** Optional partitioner: an integer in [0, reducers). */
+  partition?: (key: string, reducers: number) => number;
+  /** Optional defaults (reducers, split size, skipping bad records). */
+  defaults?: JobDefaults;
+}
+
+/** A validated job, as returned by {@link defineJob} and {@link loadJob}. */
+export interface Job<V = unknown, O = unknown> extends JobSpec<V, O> {
+  /** Where the job came from (a module path, or `inline`), for error messages. */
+  readonly source: string;
+  /** The defaults, filled in. */
+  readonly defaults: Required<JobDefaults>;
+}
+
+/** The type-erased job the engine passes around. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyJob = Job<any, any>;
+
+const JOB_BRAND = Symbol.for('cohort.mapreduce.job');
+
+/**
+ * Declares a job. Checks its shape at once (a missing `map` or `reduce` is an
+ * `INVALID_ARGUMENT`) and fills in the defaults, so a bad job fails when it is
+ * loaded, not halfway through its first task.
+ */
+export function defineJob<V = unknown, O = unknown>(spec: JobSpec<V, O>): Job<V, O> {
+  return validateJob(spec, 'inline') as Job<V, O>;
+}
+
+/** True if `value` came out of {@link defineJob} or {@link loadJob}. */
+export function isJob(value: unknown): value is AnyJob {
+  return typeof value === 'object' && value !== null && JOB_BRAND in value;
+}
+
+function invalid(source: string, what: string): CohortError {
+  return new CohortError('INVALID_ARGUMENT', `job ${source}: ${what}`, { details: { source } });
+}
+
+function positiveInt(source: string, name: string, v: unknown, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+    throw invalid(source, `defaults.${name} must be an integer in 1..${max}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
+  if (v === null || typeof v !== 'object') return String(v);
+  return Array.isArray(v) ? 'an array' : 'an object';
+}
+
+/**
+ * Checks that `spec` has the shape of a job and returns it frozen with its
+ * defaults filled in. `source` names the module in error messages.
+ */
+export function validateJob(spec: unknown, source: string): AnyJob {
+  if (isJob(spec)) return spec;
+  if (typeof spec !== 'object' || spec === null) {
+    throw invalid(
+      source,
+      `expected an object with map and reduce functions, got ${describe(spec)}`,
+    );
+  }
+  const s = spec as Record<string, unknown>;
+  const missing = ['map', 'reduce'].filter((k) => typeof s[k] !== 'function');
+  if (missing.length > 0) {
+    throw invalid(
+      source,
+      `does not export ${missing.map((m) => `a ${m} function`).join(' or ')} ` +
+        '(export default defineJob({ map, reduce }), or export function map/reduce)',
+    );
+  }
+  for (const k of ['combine', 'partition'] as const) {
+    if (s[k] !== undefined && typeof s[k] !== 'function') {
+      throw invalid(source, `${k} must be a function, got ${describe(s[k])}`);
+    }
+  }
+  const d = s['defaults'];
+  if (d !== undefined && (typeof d !== 'object' || d === null)) {
+    throw invalid(source, `defaults must be an object, got ${describe(d)}`);
+  }
+  const dd = (d ?? {}) as Record<string, unknown>;
+  const defaults: Required<JobDefaults> = {
+    reducers:
+      dd['reducers'] === undefined
+        ? 1
+        : positiveInt(source, 'reducers', dd['reducers'], limits.mrReducersMax),
+    splitBytes:
+      dd['splitBytes'] === undefined
+        ? limits.mrSplitBytesDefault
+        : positiveInt(source, 'splitBytes', dd['splitBytes'], Number.MAX_SAFE_INTEGER),
+    skipBadRecords: dd['skipBadRecords'] === undefined ? false : Boolean(dd['skipBadRecords']),
+  };
+  if (dd['skipBadRecords'] !== undefined && typeof dd['skipBadRecords'] !== 'boolean') {
+    throw invalid(source, `defaults.skipBadRecords must be a boolean`);
+  }
+  const job: Record<string | symbol, unknown> = {
+    map: s['map'],
+    reduce: s['reduce'],
+    source,
+    defaults: Object.freeze(defaults),
+    [JOB_BRAND]: true,
+  };
+  if (s['combine'] !== undefined) job['combine'] = s['combine'];
+  if (s['partition'] !== undefined) job['partition'] = s['partition'];
+  return Object.freeze(job) as unknown as AnyJob;
+}
+
+const loaded = new Map<string, Promise<AnyJob>>();
+
+/**
+ * Imports the job module at `path` (relative to the working directory) and
+ * validates it. `.ts` modules are loaded through tsx (a dev dependency, as for
+ * `cohort example`); `.js`/`.mjs` through plain `import()`. Cached per path,
+ * so every task in a worker thread reuses one instance.
+ *
+ * Errors: `NOT_FOUND` (no such file), `INVALID_ARGUMENT` (no map/reduce, bad
+ * defaults; the message names the module and what is missing),
+ * `USER_CODE_ERROR` (the module threw while loading).
+ */
+export function loadJob(path: string): Promise<AnyJob> {
+  const abs = isAbsolute(path) ? path : resolve(path);
+  let p = loaded.get(abs);
+  if (p === undefined) {
+    p = importJob(abs);
+    loaded.set(abs, p);
+    p.catch(() => loaded.delete(abs));
+  }
+  return p;
+}
+
+async function importJob(abs: string): Promise<AnyJob> {
+  try {
+    const st = await stat(abs);
+    if (!st.isFile()) throw new CohortError('INVALID_ARGUMENT', `job module ${abs} is not a file`);
+  } catch (err) {
+    if (err instanceof CohortError) throw err;
+    throw new CohortError('NOT_FOUND', `job module ${abs} does not exist`, { cause: err });
+  }
+  let mod: Record<string, unknown>;
+  try {
+    if (/\.[cm]?tsx?$/.test(abs)) {
+      let tsImport: (specifier: string, parent: string) => Promise<unknown>;
+      try {
+        ({ tsImport } = await import('tsx/esm/api'));
+      } catch (err) {
+        throw new CohortError(
+          'FAILED_PRECONDITION',
+          `job module ${abs} is TypeScript and tsx is not installed (run npm ci in a checkout, or compile the job to .js)`,
+          { cause: err },
+        );
+      }
+      mod = (await tsImport(pathToFileURL(abs).href, import.meta.url)) as Record<string, unknown>;
+    } else {
+      mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+    }
+  } catch (err) {
+    if (err instanceof CohortError) throw err;
+    throw new CohortError(
+      'USER_CODE_ERROR',
+      `job module ${abs} failed to load: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err, details: { source: abs } },
+    );
+  }
+  const def = mod['default'];
+  // tsx may wrap a CommonJS-looking module's exports in a second `default`.
+  const candidates = [def, (def as Record<string, unknown> | undefined)?.['default'], mod];
+  for (const c of candidates) {
+    if (isJob(c)) return rebrand(c, abs);
+  }
+  for (const c of candidates) {
+    if (typeof c === 'object' && c !== null && ('map' in c || 'reduce' in c)) {
+      return validateJob(c, abs);
+    }
+  }
+  return validateJob(mod, abs);
+}
+
+function rebrand(job: AnyJob, source: string): AnyJob {
+  if (job.source === source) return job;
+  const { map, reduce, combine, partition, defaults } = job;
+  return validateJob({ map, reduce, combine, partition, defaults }, source);
+}

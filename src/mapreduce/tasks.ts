@@ -1,0 +1,717 @@
+/**
+ * The two task functions a MapReduce worker runs, and the merge they share.
+ * They touch only local files (and run bytes handed to them), so the runtime
+ * can call them in a worker thread, a test, or the benchmark alike.
+ *
+ * ```ts
+ * const job = await loadJob('examples/mapreduce/wordcount.ts');
+ * const [split] = await planSplits(await expandInputs(['in/*.txt']), 32 << 20);
+ * const m = await runMapTask({ job, split, reducers: 2, dir: '/tmp/mr/maps', taskId: 'm-0', attempt: 1 });
+ * // m.runs[r] = { partition: r, path, bytes, keys, values }: reducer r fetches m.runs[r].path
+ * const r = await runReduceTask({
+ *   job, partition: 0, taskId: 'r-0', attempt: 1,
+ *   runs: [m.runs[0].path],                 // or byte streams fetched by the shuffle
+ *   output: '/out/part-r-00000',            // written via temp file, fsync, rename
+ * });
+ * ```
+ *
+ * **Map task.** Reads its split in big chunks, calls `map` once per line, and
+ * collects what it emits in memory, grouped by key (a `Map` from key to
+ * values). With a combiner, a key's values are combined as soon as
+ * {@link COMBINE_AT} of them pile up, and once more at the end, so a word count
+ * keeps one number per distinct word. Past `limits.mrMapBufferEntriesMax`
+ * buffered keys + values the buffer is spilled as sorted runs and merged at
+ * the end. The output is one sorted run file per reducer (see format.ts), each
+ * written to a temp name and renamed, named `<taskId>.a<attempt>.r<NNNNN>.run`
+ * in `dir`; an empty partition still gets a (tiny) run, so every reducer
+ * fetches one run from every map task.
+ *
+ * **Reduce task.** Merges the runs (k-way, by key; equal keys in the order
+ * the runs are given, so pass them in map-task order and values reach
+ * `reduce` in input order), calls `reduce` once per key, and writes the
+ * output lines to a temp file in the output directory, then fsyncs it,
+ * renames it to `output` and fsyncs the directory. A failed reducer removes
+ * its temp file and leaves nothing; two reducers of the same partition
+ * (a backup task) each rename a complete, identical file, so the output is
+ * never partial or doubled.
+ *
+ * **Errors.** A throwing `map` fails the task with `USER_CODE_ERROR` naming
+ * the file and byte offset of the record (or, with `skipBadRecords`, skips the
+ * record, counts it and lists it in `skipped`). A throwing `reduce`, `combine`
+ * or `partition` fails the task with `USER_CODE_ERROR` naming the key. Disk
+ * failures are `IO_ERROR` / `PERMISSION_DENIED` / `NOT_FOUND`; a damaged run
+ * is `CORRUPTION`. Either way the task leaves no final-named file behind.
+ */
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { AssertionError } from '../lib/assert.js';
+import { CohortError } from '../lib/errors.js';
+import { limits } from '../lib/limits.js';
+import type { AnyJob, MapContext, ReduceContext } from './job.js';
+import type { RunSource } from './format.js';
+import {
+  RunWriter,
+  defaultPartition,
+  ioError,
+  outputLine,
+  readRun,
+  tempPathFor,
+} from './format.js';
+import type { Split } from './input.js';
+import { readSplitLines } from './input.js';
+
+/** Values of one key buffered before the combiner runs on them (map side). */
+export const COMBINE_AT = 64;
+
+/** What a map task is given. */
+export interface MapTaskInput {
+  /** The job (from loadJob/defineJob). */
+  readonly job: AnyJob;
+  /** The split to map. */
+  readonly split: Split;
+  /** Number of reducers R: the task writes R runs. */
+  readonly reducers: number;
+  /** Directory for the runs (created if missing); local to the worker's node. */
+  readonly dir: string;
+  /** The task's id, used in file names: letters, digits, `.`, `_`, `-`. */
+  readonly taskId: string;
+  /** The attempt number (re-executions and backups get new ones), used in file names. */
+  readonly attempt: number;
+  /** The job's parameters (`ctx.params`). */
+  readonly params?: Readonly<Record<string, string>>;
+  /** Overrides the job's `defaults.skipBadRecords`. */
+  readonly skipBadRecords?: boolean;
+  /**
+   * Byte offsets of records not to map at all (found bad by earlier
+   * attempts, e.g. records whose map crashed its worker): skipped and counted.
+   */
+  readonly skipOffsets?: readonly number[];
+  /**
+   * Optional shared progress slots, written before each record: `[0]` = the
+   * offset of the record being mapped, `[1]` = records done. Back it with a
+   * SharedArrayBuffer and the parent can tell which record a worker thread
+   * died on.
+   */
+  readonly progress?: Float64Array;
+  /** Test hook: overrides `limits.mrMapBufferEntriesMax` (to force spills). */
+  readonly bufferEntriesMax?: number;
+}
+
+/** One map-output run: the part of a map task's output bound for one reducer. */
+export interface RunFile {
+  /** The reducer it is for. */
+  readonly partition: number;
+  /** Local path of the run file. */
+  readonly path: string;
+  /** Size of the file in bytes. */
+  readonly bytes: number;
+  /** Distinct keys in it. */
+  readonly keys: number;
+  /** Values in it (after combining). */
+  readonly values: number;
+}
+
+/** A record a map task skipped. */
+export interface SkippedRecord {
+  readonly file: string;
+  readonly offset: number;
+  /** Why: the error's message, or `listed` for a record in `skipOffsets`. */
+  readonly reason: string;
+}
+
+/** The counters of one map task. */
+export interface MapCounters {
+  /** Records (lines) read. */
+  recordsIn: number;
+  /** Bytes of input read. */
+  bytesIn: number;
+  /** Records skipped (bad or listed). */
+  recordsSkipped: number;
+  /** Pairs emitted by map. */
+  emitted: number;
+  /** Combiner calls. */
+  combines: number;
+  /** Distinct keys written, over all runs. */
+  keysOut: number;
+  /** Values written, over all runs. */
+  valuesOut: number;
+  /** Bytes written, over all runs. */
+  bytesOut: number;
+  /** Times the buffer was spilled to disk before the end. */
+  spills: number;
+}
+
+/** What a map task returns. */
+export interface MapTaskResult {
+  readonly taskId: string;
+  readonly attempt: number;
+  /** One run per reducer, indexed by partition. */
+  readonly runs: RunFile[];
+  readonly counters: MapCounters;
+  /** User counters (`ctx.count`). */
+  readonly userCounters: Record<string, number>;
+  /** Skipped records (at most `limits.mrSkippedRecordsListedMax`; all are counted). */
+  readonly skipped: SkippedRecord[];
+}
+
+const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+function checkTaskId(taskId: string, attempt: number): void {
+  if (typeof taskId !== 'string' || !TASK_ID.test(taskId)) {
+    throw new CohortError(
+      'INVALID_ARGUMENT',
+      `task id ${JSON.stringify(taskId)} is not a file-name-safe id`,
+    );
+  }
+  if (!Number.isInteger(attempt) || attempt < 0) {
+    throw new CohortError(
+      'INVALID_ARGUMENT',
+      `attempt must be a non-negative integer, got ${String(attempt)}`,
+    );
+  }
+}
+
+function checkReducers(reducers: number): void {
+  if (!Number.isInteger(reducers) || reducers < 1 || reducers > limits.mrReducersMax) {
+    throw new CohortError(
+      'INVALID_ARGUMENT',
+      `reducers must be an integer in 1..${limits.mrReducersMax}, got ${String(reducers)}`,
+    );
+  }
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function userError(what: string, err: unknown, details: Record<string, unknown>): CohortError {
+  if (err instanceof AssertionError) throw err; // our bug, not theirs
+  return new CohortError('USER_CODE_ERROR', `${what}: ${message(err)}`, { cause: err, details });
+}
+
+function keyText(key: string): string {
+  return JSON.stringify(key.length > 80 ? `${key.slice(0, 80)}...` : key);
+}
+
+function badKey(phase: string, key: unknown): CohortError {
+  return new CohortError(
+    'USER_CODE_ERROR',
+    `${phase} emitted a key that is not a string: ${typeof key}`,
+  );
+}
+
+const noParams: Readonly<Record<string, string>> = Object.freeze({});
+
+class Counters {
+  readonly values = new Map<string, number>();
+  count = (name: string, by = 1): void => {
+    this.values.set(name, (this.values.get(name) ?? 0) + by);
+  };
+  toObject(): Record<string, number> {
+    return Object.fromEntries(this.values);
+  }
+}
+
+/** Picks each key's partition, checking a custom partitioner's answers. */
+function partitioner(job: AnyJob, reducers: number): (key: string) => number {
+  const custom = job.partition;
+  if (custom === undefined) return (key) => defaultPartition(key, reducers);
+  return (key) => {
+    let p: number;
+    try {
+      p = custom(key, reducers);
+    } catch (err) {
+      throw userError(`partition threw on key ${keyText(key)}`, err, { key, phase: 'partition' });
+    }
+    if (!Number.isInteger(p) || p < 0 || p >= reducers) {
+      throw new CohortError(
+        'USER_CODE_ERROR',
+        `partition returned ${String(p)} for key ${keyText(key)}; expected an integer in [0, ${reducers})`,
+        { details: { key, phase: 'partition' } },
+      );
+    }
+    return p;
+  };
+}
+
+/** Runs the job's combiner over one key's values; returns the combined values. */
+function combiner(job: AnyJob, params: Readonly<Record<string, string>>, counters: Counters) {
+  const combine = job.combine;
+  if (combine === undefined) return undefined;
+  const ctx: ReduceContext = { partition: -1, params, count: counters.count };
+  let current = '';
+  let out: unknown[] = [];
+  const emit = (key: string, value: unknown): void => {
+    if (key !== current) {
+      throw new CohortError(
+        'USER_CODE_ERROR',
+        `combine for key ${keyText(current)} emitted another key ${keyText(String(key))}; a combiner keeps its key`,
+      );
+    }
+    out.push(value);
+  };
+  return (key: string, values: unknown[]): unknown[] => {
+    current = key;
+    out = [];
+    try {
+      combine(key, values, emit, ctx);
+    } catch (err) {
+      throw userError(`combine threw on key ${keyText(key)}`, err, { key, phase: 'combine' });
+    }
+    return out;
+  };
+}
+
+/**
+ * Writes `buckets` as one sorted run per partition (paths from `pathFor`),
+ * combining each key's values once more first if there is a combiner.
+ */
+async function writeRuns(
+  buckets: Map<string, unknown[]>,
+  reducers: number,
+  partitionOf: (key: string) => number,
+  combine: ((key: string, values: unknown[]) => unknown[]) | undefined,
+  pathFor: (partition: number) => string,
+  writers: RunWriter[],
+): Promise<RunFile[]> {
+  const byPartition: string[][] = Array.from({ length: reducers }, () => []);
+  if (reducers === 1) {
+    byPartition[0] = [...buckets.keys()];
+  } else {
+    for (const key of buckets.keys()) (byPartition[partitionOf(key)] as string[]).push(key);
+  }
+  const runs: RunFile[] = [];
+  for (let p = 0; p < reducers; p++) {
+    const keys = (byPartition[p] as string[]).sort();
+    const w = await RunWriter.create(pathFor(p));
+    writers.push(w);
+    for (const key of keys) {
+      let values = buckets.get(key) as unknown[];
+      if (combine !== undefined && values.length > 1) values = combine(key, values);
+      if (w.add(key, values)) await w.flush();
+    }
+    runs.push({ partition: p, ...(await w.finish()) });
+  }
+  return runs;
+}
+
+/** Runs one map task; see the file header. */
+export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
+  const { job, split, reducers, dir, taskId, attempt } = input;
+  checkTaskId(taskId, attempt);
+  checkReducers(reducers);
+  const params = input.params ?? noParams;
+  const skipBad = input.skipBadRecords ?? job.defaults.skipBadRecords;
+  const skipSet =
+    input.skipOffsets !== undefined && input.skipOffsets.length > 0
+      ? new Set(input.skipOffsets)
+      : undefined;
+  const progress = input.progress;
+  const entriesMax = input.bufferEntriesMax ?? limits.mrMapBufferEntriesMax;
+  const userCounters = new Counters();
+  const counters: MapCounters = {
+    recordsIn: 0,
+    bytesIn: 0,
+    recordsSkipped: 0,
+    emitted: 0,
+    combines: 0,
+    keysOut: 0,
+    valuesOut: 0,
+    bytesOut: 0,
+    spills: 0,
+  };
+  const skipped: SkippedRecord[] = [];
+  const partitionOf = partitioner(job, reducers);
+  const combineValues = combiner(job, params, userCounters);
+  const map = job.map;
+  const ctx: MapContext = { file: split.file, params, count: userCounters.count };
+
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw ioError(`map output directory ${dir}`, err);
+  }
+  const writers: RunWriter[] = [];
+  const spillPaths: string[][] = []; // [spill][partition]
+  const base = join(dir, taskId);
+
+  let buckets = new Map<string, unknown[]>();
+  let entries = 0;
+  let emitted = 0;
+
+  // The emit of the hot path: one Map lookup and one push per pair.
+  const emitDirect = (key: string, value: unknown): void => {
+    if (typeof key !== 'string') throw badKey('map', key);
+    emitted++;
+    const values = buckets.get(key);
+    if (values === undefined) {
+      buckets.set(key, [value]);
+      entries += 2;
+    } else {
+      values.push(value);
+      entries++;
+      if (combineValues !== undefined && values.length >= COMBINE_AT) {
+        const combined = combineValues(key, values);
+        counters.combines++;
+        buckets.set(key, combined);
+        entries -= values.length - combined.length;
+      }
+    }
+  };
+  // With skipBadRecords, a record's pairs are staged and kept only if map returns.
+  const stagedKeys: string[] = [];
+  const stagedValues: unknown[] = [];
+  const emitStaged = (key: string, value: unknown): void => {
+    if (typeof key !== 'string') throw badKey('map', key);
+    stagedKeys.push(key);
+    stagedValues.push(value);
+  };
+  const emit = skipBad ? emitStaged : emitDirect;
+
+  const visit = (offset: number, line: string): void => {
+    if (progress !== undefined) progress[0] = offset;
+    if (skipSet !== undefined && skipSet.has(offset)) {
+      counters.recordsSkipped++;
+      if (skipped.length < limits.mrSkippedRecordsListedMax)
+        skipped.push({ file: split.file, offset, reason: 'listed' });
+      return;
+    }
+    try {
+      map(offset, line, emit, ctx);
+    } catch (err) {
+      if (!skipBad) {
+        throw userError(`map threw on the record at ${split.file}:${offset}`, err, {
+          file: split.file,
+          offset,
+          phase: 'map',
+        });
+      }
+      if (err instanceof AssertionError) throw err;
+      stagedKeys.length = 0;
+      stagedValues.length = 0;
+      counters.recordsSkipped++;
+      if (skipped.length < limits.mrSkippedRecordsListedMax) {
+        skipped.push({ file: split.file, offset, reason: message(err) });
+      }
+      return;
+    }
+    if (skipBad) {
+      for (let i = 0; i < stagedKeys.length; i++)
+        emitDirect(stagedKeys[i] as string, stagedValues[i]);
+      stagedKeys.length = 0;
+      stagedValues.length = 0;
+    }
+    if (progress !== undefined) progress[1] = (progress[1] ?? 0) + 1;
+  };
+
+  const spill = async (): Promise<void> => {
+    if (combineValues !== undefined) {
+      // Compact first: often the combiner alone brings the buffer back under the bound.
+      entries = 0;
+      for (const [key, values] of buckets) {
+        if (values.length > 1) {
+          const combined = combineValues(key, values);
+          counters.combines++;
+          buckets.set(key, combined);
+          entries += 1 + combined.length;
+        } else entries += 2;
+      }
+      if (entries <= entriesMax / 2) return;
+    }
+    const s = spillPaths.length;
+    const paths = Array.from(
+      { length: reducers },
+      (_, p) => `${base}.a${attempt}.s${s}.r${pad(p)}.spill`,
+    );
+    spillPaths.push(paths);
+    await writeRuns(buckets, reducers, partitionOf, undefined, (p) => paths[p] as string, writers);
+    counters.spills++;
+    buckets = new Map();
+    entries = 0;
+  };
+
+  try {
+    const stats = await readSplitLines(split, visit, limits.mrReadChunkBytes, () =>
+      entries > entriesMax ? spill() : undefined,
+    );
+    counters.recordsIn = stats.records;
+    counters.bytesIn = stats.bytes;
+    counters.emitted = emitted;
+    const finalPath = (p: number): string => `${base}.a${attempt}.r${pad(p)}.run`;
+    let runs: RunFile[];
+    if (spillPaths.length === 0) {
+      runs = await writeRuns(buckets, reducers, partitionOf, combineValues, finalPath, writers);
+    } else {
+      if (buckets.size > 0) await spill();
+      buckets = new Map();
+      runs = [];
+      for (let p = 0; p < reducers; p++) {
+        const w = await RunWriter.create(finalPath(p));
+        writers.push(w);
+        await mergeRuns(
+          spillPaths.map((paths) => paths[p] as string),
+          (key, values) => {
+            const vs =
+              combineValues !== undefined && values.length > 1
+                ? combineValues(key, values)
+                : values;
+            return w.add(key, vs) ? w.flush() : undefined;
+          },
+        );
+        runs.push({ partition: p, ...(await w.finish()) });
+      }
+      await Promise.all(spillPaths.flat().map((f) => unlink(f).catch(() => undefined)));
+    }
+    for (const r of runs) {
+      counters.keysOut += r.keys;
+      counters.valuesOut += r.values;
+      counters.bytesOut += r.bytes;
+    }
+    return { taskId, attempt, runs, counters, userCounters: userCounters.toObject(), skipped };
+  } catch (err) {
+    await Promise.all(writers.map((w) => w.abort()));
+    await Promise.all(spillPaths.flat().map((f) => unlink(f).catch(() => undefined)));
+    throw err;
+  }
+}
+
+function pad(p: number): string {
+  return String(p).padStart(5, '0');
+}
+
+interface Cursor {
+  readonly it: AsyncIterator<unknown[], void, undefined>;
+  readonly src: number;
+  block: unknown[];
+  i: number;
+  key: string;
+}
+
+/** Loads the cursor's next non-empty block; false at the end of its run. */
+async function advanceBlock(c: Cursor): Promise<boolean> {
+  for (;;) {
+    const r = await c.it.next();
+    if (r.done === true) return false;
+    if (r.value.length > 0) {
+      c.block = r.value;
+      c.i = 0;
+      c.key = r.value[0] as string;
+      return true;
+    }
+  }
+}
+
+function before(a: Cursor, b: Cursor): boolean {
+  return a.key < b.key || (a.key === b.key && a.src < b.src);
+}
+
+function siftDown(heap: Cursor[], i: number): void {
+  const n = heap.length;
+  const c = heap[i] as Cursor;
+  for (;;) {
+    let m = 2 * i + 1;
+    if (m >= n) break;
+    const r = m + 1;
+    if (r < n && before(heap[r] as Cursor, heap[m] as Cursor)) m = r;
+    if (!before(heap[m] as Cursor, c)) break;
+    heap[i] = heap[m] as Cursor;
+    i = m;
+  }
+  heap[i] = c;
+}
+
+/**
+ * Merges sorted runs by key and calls `visit(key, values)` once per distinct
+ * key, in ascending key order; a key's values are concatenated in the order
+ * of `sources`. `visit` may return a promise (e.g. to flush output), which is
+ * awaited before the next key. Awaits otherwise only when a run's next block
+ * is needed. Returns the number of keys and values visited.
+ */
+export async function mergeRuns(
+  sources: readonly RunSource[],
+  visit: (key: string, values: unknown[]) => void | Promise<void>,
+): Promise<{ keys: number; values: number }> {
+  const its = sources.map((s, i) => readRun(s, i)[Symbol.asyncIterator]());
+  let keys = 0;
+  let values = 0;
+  try {
+    const heap: Cursor[] = [];
+    for (let i = 0; i < its.length; i++) {
+      const c: Cursor = {
+        it: its[i] as AsyncIterator<unknown[], void, undefined>,
+        src: i,
+        block: [],
+        i: 0,
+        key: '',
+      };
+      if (await advanceBlock(c)) heap.push(c);
+    }
+    for (let i = (heap.length >> 1) - 1; i >= 0; i--) siftDown(heap, i);
+    while (heap.length > 0) {
+      const top = heap[0] as Cursor;
+      const key = top.key;
+      let vs = top.block[top.i + 1] as unknown[];
+      let shared = true; // vs is still the block's own array
+      // Take this key from every run that has it, in run order.
+      for (;;) {
+        const c = heap[0] as Cursor;
+        c.i += 2;
+        if (c.i < c.block.length) {
+          c.key = c.block[c.i] as string;
+          siftDown(heap, 0);
+        } else if (await advanceBlock(c)) {
+          siftDown(heap, 0);
+        } else {
+          const last = heap.pop() as Cursor;
+          if (heap.length > 0) {
+            heap[0] = last;
+            siftDown(heap, 0);
+          }
+        }
+        if (heap.length === 0) break;
+        const next = heap[0] as Cursor;
+        if (next.key !== key) break;
+        const more = next.block[next.i + 1] as unknown[];
+        if (shared) {
+          vs = vs.slice();
+          shared = false;
+        }
+        for (let j = 0; j < more.length; j++) vs.push(more[j]);
+      }
+      keys++;
+      values += vs.length;
+      const r = visit(key, vs);
+      if (r !== undefined) await r;
+    }
+    return { keys, values };
+  } finally {
+    await Promise.all(its.map((it) => it.return?.().catch(() => undefined)));
+  }
+}
+
+/** What a reduce task is given. */
+export interface ReduceTaskInput {
+  /** The job (from loadJob/defineJob). */
+  readonly job: AnyJob;
+  /** Which reducer this is. */
+  readonly partition: number;
+  /**
+   * The runs of this partition, one per map task, IN MAP-TASK (SPLIT) ORDER:
+   * local paths, or byte streams (the shuffle fetching them over RPC).
+   */
+  readonly runs: readonly RunSource[];
+  /** The final output path, e.g. `join(outDir, partFileName(partition))`. */
+  readonly output: string;
+  /** The task's id (for messages). */
+  readonly taskId: string;
+  /** The attempt number (for messages). */
+  readonly attempt: number;
+  /** The job's parameters (`ctx.params`). */
+  readonly params?: Readonly<Record<string, string>>;
+}
+
+/** The counters of one reduce task. */
+export interface ReduceCounters {
+  /** Distinct keys reduced. */
+  keysIn: number;
+  /** Values reduced. */
+  valuesIn: number;
+  /** Output lines written. */
+  recordsOut: number;
+  /** Output bytes written. */
+  bytesOut: number;
+}
+
+/** What a reduce task returns. */
+export interface ReduceTaskResult {
+  readonly taskId: string;
+  readonly attempt: number;
+  readonly partition: number;
+  /** The final output path (now in place). */
+  readonly output: string;
+  readonly counters: ReduceCounters;
+  /** User counters (`ctx.count`). */
+  readonly userCounters: Record<string, number>;
+}
+
+/** Output text gathered before it is written. */
+const OUTPUT_WRITE_CHARS = 1024 * 1024;
+
+/** Runs one reduce task; see the file header. */
+export async function runReduceTask(input: ReduceTaskInput): Promise<ReduceTaskResult> {
+  const { job, partition, runs, output, taskId, attempt } = input;
+  checkTaskId(taskId, attempt);
+  if (!Number.isInteger(partition) || partition < 0 || partition >= limits.mrReducersMax) {
+    throw new CohortError(
+      'INVALID_ARGUMENT',
+      `partition must be an integer in 0..${limits.mrReducersMax - 1}`,
+    );
+  }
+  const params = input.params ?? noParams;
+  const userCounters = new Counters();
+  const ctx: ReduceContext = { partition, params, count: userCounters.count };
+  const counters: ReduceCounters = { keysIn: 0, valuesIn: 0, recordsOut: 0, bytesOut: 0 };
+  const temp = tempPathFor(output);
+  let fh: FileHandle;
+  try {
+    fh = await open(temp, 'w');
+  } catch (err) {
+    throw ioError(`output ${dirname(output)} (reducer ${partition})`, err);
+  }
+  let text = '';
+  const emit = (key: string, value: unknown): void => {
+    if (typeof key !== 'string') throw badKey('reduce', key);
+    text += outputLine(key, value);
+    counters.recordsOut++;
+  };
+  const reduce = job.reduce;
+  let closed = false;
+  try {
+    const merged = await mergeRuns(runs, (key, values) => {
+      try {
+        reduce(key, values, emit, ctx);
+      } catch (err) {
+        throw userError(`reduce threw on key ${keyText(key)} (reducer ${partition})`, err, {
+          key,
+          partition,
+          phase: 'reduce',
+        });
+      }
+      if (text.length >= OUTPUT_WRITE_CHARS) {
+        const t = text;
+        text = '';
+        counters.bytesOut += Buffer.byteLength(t);
+        return fh.write(t).then(() => undefined);
+      }
+      return undefined;
+    });
+    counters.keysIn = merged.keys;
+    counters.valuesIn = merged.values;
+    if (text.length > 0) {
+      counters.bytesOut += Buffer.byteLength(text);
+      await fh.write(text);
+    }
+    await fh.sync();
+    closed = true;
+    await fh.close();
+    await rename(temp, output);
+    await syncDir(dirname(output));
+  } catch (err) {
+    if (!closed) await fh.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    if (err instanceof CohortError || err instanceof AssertionError) throw err;
+    throw ioError(`writing ${basename(output)} (reducer ${partition})`, err);
+  }
+  return { taskId, attempt, partition, output, counters, userCounters: userCounters.toObject() };
+}
+
+/** fsyncs a directory so a rename in it is durable (DESIGN.md, Durability). */
+export async function syncDir(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
