@@ -62,6 +62,7 @@ import {
   entryEncodedBytes,
   openRecord,
   putEntries,
+  putEntryBodies,
   putRecord,
   recordBytes,
   sealRecord,
@@ -209,6 +210,14 @@ export class FileStorage implements Storage {
   /** The model as planWrite sees it (one object, read live). */
   private readonly shapeView: LogShape;
   private waiters: Waiter[] = [];
+  /**
+   * The ENTRIES record at the end of the batch, left unsealed so that the next
+   * entries-only save extends it instead of starting a record of its own: a
+   * batch of many one-entry saves costs one header and one CRC32C, not one per
+   * save. Sealed (count, length, checksum) before anything else is added and
+   * before the batch is written.
+   */
+  private openEntries: { at: number; payload: number; count: number } | null = null;
   /** Snapshot files superseded by queued writes: removed once those writes are durable. */
   private droppedSnapshots: SnapRef[] = [];
   private compactPending = false;
@@ -326,6 +335,19 @@ export class FileStorage implements Storage {
     const hsPayload =
       write.hardState === undefined ? null : packer.pack(hardStateArray(write.hardState));
     const entries = write.entries ?? [];
+    if (
+      snapPayload === null &&
+      truncPayload === null &&
+      hsPayload === null &&
+      entries.length > 0 &&
+      this.extendOpenEntries(entries)
+    ) {
+      for (const e of entries) this.terms.append(e.index, e.term);
+      const last = this.segments[this.segments.length - 1] as Segment;
+      last.maxIndex = Math.max(last.maxIndex, this.terms.lastIndex);
+      return;
+    }
+    this.sealOpenEntries();
     // One ENTRIES record per walRecordBytesMax of entries: chunk ends and payload sizes.
     const ends: number[] = [];
     const sizes: number[] = [];
@@ -363,7 +385,11 @@ export class FileStorage implements Storage {
       const size = sizes[k] as number;
       openRecord(buf, o, RecordType.Entries, size);
       putEntries(buf, o + recordBytes(0), entries, from, to);
-      sealRecord(buf, o, size);
+      if (k === ends.length - 1 && hsPayload === null) {
+        this.openEntries = { at: o, payload: size, count: to - from };
+      } else {
+        sealRecord(buf, o, size);
+      }
       o += recordBytes(size);
       from = to;
     }
@@ -392,6 +418,37 @@ export class FileStorage implements Storage {
     for (const e of entries) this.terms.append(e.index, e.term);
     if (entries.length > 0) tail.maxIndex = Math.max(tail.maxIndex, this.terms.lastIndex);
     if (write.hardState !== undefined) this.hardState = write.hardState;
+  }
+
+  /**
+   * Appends `entries` to the open ENTRIES record at the end of the batch, if
+   * there is one and it stays within walRecordBytesMax and the segment; false
+   * (nothing changed) otherwise.
+   */
+  private extendOpenEntries(entries: readonly Entry[]): boolean {
+    const open = this.openEntries;
+    if (open === null || open.at + recordBytes(open.payload) !== this.batchLen) return false;
+    let add = 0;
+    for (const e of entries) add += entryEncodedBytes(e);
+    if (open.payload + add + 64 > limits.walRecordBytesMax) return false;
+    if (this.tailBytes + add > this.segmentBytes) return false;
+    const buf = this.reserve(add);
+    const end = putEntryBodies(buf, this.batchLen - add, entries, 0, entries.length);
+    assert(end === this.batchLen, 'entry sizes miscounted');
+    open.payload += add;
+    open.count += entries.length;
+    this.tailBytes += add;
+    return true;
+  }
+
+  /** Seals the open ENTRIES record, if any: its final count, length and checksum. */
+  private sealOpenEntries(): void {
+    const open = this.openEntries;
+    if (open === null) return;
+    this.openEntries = null;
+    openRecord(this.batch, open.at, RecordType.Entries, open.payload);
+    this.batch.writeUInt32LE(open.count, open.at + recordBytes(0));
+    sealRecord(this.batch, open.at, open.payload);
   }
 
   /** Makes room for `bytes` more at the end of the batch; returns the (maybe new) batch buffer. */
@@ -453,6 +510,7 @@ export class FileStorage implements Storage {
     this.flushScheduled = false;
     // The sync in flight flushes what is queued when it completes.
     if (this.syncing) return;
+    this.sealOpenEntries();
     const waiters = this.waiters;
     const length = this.batchLen;
     const rolls = this.rolls;

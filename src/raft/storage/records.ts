@@ -161,7 +161,21 @@ export function putEntries(
   to: number,
 ): void {
   out.writeUInt32LE(to - from, offset);
-  let o = offset + 4;
+  putEntryBodies(out, offset + 4, entries, from, to);
+}
+
+/**
+ * Writes entries[from, to) without the count at `offset` of `out` (to extend an
+ * ENTRIES payload whose count is then rewritten); returns the offset after them.
+ */
+export function putEntryBodies(
+  out: Buffer,
+  offset: number,
+  entries: readonly Entry[],
+  from: number,
+  to: number,
+): number {
+  let o = offset;
   for (let i = from; i < to; i++) {
     const e = entries[i] as Entry;
     out.writeDoubleLE(e.index, o);
@@ -171,6 +185,7 @@ export function putEntries(
     out.set(e.data, o + ENTRY_HEAD_BYTES);
     o += ENTRY_HEAD_BYTES + e.data.byteLength;
   }
+  return o;
 }
 
 /** Encodes entries[from, to) as an ENTRIES payload in a new buffer. */

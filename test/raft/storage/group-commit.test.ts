@@ -6,9 +6,11 @@
 import { describe, expect, it } from 'vitest';
 import { CohortError } from '../../../src/lib/errors.js';
 import { clusterId, nodeId } from '../../../src/lib/ids.js';
+import type { LogIndex, Term } from '../../../src/lib/ids.js';
 import { limits } from '../../../src/lib/limits.js';
 import { seededRandom } from '../../../src/lib/random.js';
 import { FileStorage } from '../../../src/raft/storage/file-storage.js';
+import { decodeEntries, decodeRecordAt, RecordType } from '../../../src/raft/storage/records.js';
 import type { StorageFs } from '../../../src/raft/storage/fs.js';
 import { SimDisk } from '../../../src/sim/disk.js';
 import { entries, entry } from './helpers.js';
@@ -176,5 +178,66 @@ describe('group commit', () => {
     g.release();
     await Promise.all([b, c]);
     expect(closed).toBe(true);
+  });
+
+  it('packs a batch of entries-only saves into one ENTRIES record, in order with other records', async () => {
+    const disk = new SimDisk(seededRandom(5));
+    const g = gated(disk);
+    // Small segments, so the batch also has to roll to a new one part way.
+    const s = new FileStorage({
+      dir: '/n1',
+      fs: g.fs,
+      clusterId: clusterId('c1'),
+      nodeId: nodeId('n1'),
+      logger: quiet,
+      segmentBytes: 4096,
+    });
+    await s.load();
+    const saves: Promise<void>[] = [];
+    for (let i = 1; i <= 40; i++) saves.push(s.save({ entries: [entry(i, 1, 100)] }));
+    saves.push(s.save({ hardState: { term: 1 as Term, vote: null, commit: 40 as LogIndex } }));
+    for (let i = 41; i <= 45; i++) saves.push(s.save({ entries: [entry(i, 1, 8)] }));
+    // A conflicting suffix: truncate from 44 and write 44 again at term 2.
+    saves.push(s.save({ entries: [entry(44, 2, 8)] }));
+    await settle();
+    g.release();
+    await Promise.all(saves);
+    await s.close();
+
+    // Every record in the segments, in order: few ENTRIES records, each valid.
+    const types: number[] = [];
+    const indexes: number[] = [];
+    for (const name of disk.fs.readdir('/n1/wal').sort()) {
+      const fd = disk.fs.open(`/n1/wal/${name}`, 'read');
+      const buf = Buffer.from(disk.fs.read(fd, 0, disk.fs.size(fd)));
+      disk.fs.close(fd);
+      for (let o = 4; o < buf.length;) {
+        const r = decodeRecordAt(buf, o);
+        if (typeof r === 'string') throw new Error(`${name}@${o}: ${r}`);
+        types.push(r.type);
+        if (r.type === RecordType.Entries) {
+          indexes.push(...(decodeEntries(r.payload) ?? []).map((e) => e.index));
+        }
+        o = r.end;
+      }
+    }
+    const entryRecords = types.filter((t) => t === RecordType.Entries).length;
+    expect(entryRecords).toBeGreaterThan(1); // the roll and the hard state split them
+    expect(entryRecords).toBeLessThan(10); // ...but 46 saves did not make 46 records
+    expect(indexes).toEqual([...Array.from({ length: 45 }, (_, i) => i + 1), 44]);
+    const again = new FileStorage({
+      dir: '/n1',
+      fs: disk.fs,
+      clusterId: clusterId('c1'),
+      nodeId: nodeId('n1'),
+      logger: quiet,
+    });
+    const state = await again.load();
+    expect(state.entries.map((e) => `${e.index}/${e.term}`).slice(-3)).toEqual([
+      '42/1',
+      '43/1',
+      '44/2',
+    ]);
+    expect(state.hardState.commit).toBe(40);
   });
 });
