@@ -1,0 +1,492 @@
+/**
+ * The MapReduce runtime of one node process: serves the `MapReduce` RPC
+ * service, drives the coordinator while this node is the Raft leader, and
+ * runs the node's worker threads (worker.ts).
+ *
+ * ```ts
+ * const rt = new MapReduceRuntime(ctx, state, { workers: 2, leaseMs: 10_000 });
+ * await rt.start();              // serve, follow leadership, start the workers
+ * await rt.requestTask({ worker: 'n1:w0', node: 'n1' }); // runs on the leader, or is forwarded there
+ * await rt.stop();
+ * ```
+ *
+ * Leader driver (MapReduce paper §3.3, made a replicated state machine): on
+ * becoming leader it first registers its own RPC address (a barrier: once that
+ * entry applies, every earlier entry has too, so the new leader continues from
+ * the replicated state and redoes no finished task) and proposes
+ * `rebaseLeases` (old deadlines were on the old leader's clock). Then, every
+ * driver tick, it proposes `expireLeases` once the earliest lease deadline has
+ * passed on its clock, and `nodeLost` for a node that runs attempts or holds
+ * needed map output but has not been heard from (worker polls, renewals and
+ * heartbeats) for `nodeLostMs`. It stops on losing leadership.
+ *
+ * Forwarding: coordinator calls reaching a follower are proxied to the leader
+ * at the address it registered; a proxied call that reaches a non-leader is
+ * refused with NOT_LEADER (definite) rather than forwarded again.
+ */
+import type { Logger } from 'pino';
+import { CohortError, isCohortError } from '../lib/errors.js';
+import { nodeId } from '../lib/ids.js';
+import type { NodeModuleContext } from '../node/modules.js';
+import type { CallContext, Client, Handlers } from '../rpc/service.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
+import type { JobStatus, MrApplied, MrCommand, MrResult } from './core/types.js';
+import type { MapReduceModuleState, NodeAddress, RegisterNodeCommand } from './module.js';
+import { MapReduceService } from './service.js';
+import type { SubmitRequest, TaskGrant } from './service.js';
+import { serveShuffle } from './shuffle.js';
+import { defaultWorkerCount, WorkerPool } from './worker-pool.js';
+import { WorkerManager } from './worker.js';
+
+/** Knobs of the runtime (the module's options). */
+export interface RuntimeOptions {
+  /** Worker threads on this node (0: none, the node only coordinates and serves). Default: one per core. */
+  readonly workers: number;
+  /** Lease the leader grants a task attempt (ms); workers renew every third of it. */
+  readonly leaseMs: number;
+  /** How long an idle worker waits before asking again (ms). */
+  readonly pollMs: number;
+  /** Silence after which the leader declares a node lost (ms). */
+  readonly nodeLostMs: number;
+  /** A task thread silent this long (ms) is killed as stalled. */
+  readonly stallMs: number;
+  /** How often a node tells the leader it is alive (ms). */
+  readonly heartbeatMs: number;
+}
+
+/** Default runtime options, derived from the lease length. */
+export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeOptions {
+  const leaseMs = partial.leaseMs ?? 10_000;
+  return {
+    workers: partial.workers ?? defaultWorkerCount(),
+    leaseMs,
+    pollMs: partial.pollMs ?? Math.min(200, Math.max(20, Math.floor(leaseMs / 10))),
+    nodeLostMs: partial.nodeLostMs ?? 3 * leaseMs,
+    stallMs: partial.stallMs ?? Math.max(2 * leaseMs, 2_000),
+    heartbeatMs: partial.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 4)),
+  };
+}
+
+const FORWARDED = 'mr-forwarded';
+
+/** The runtime (see the file comment). */
+export class MapReduceRuntime {
+  readonly options: RuntimeOptions;
+  readonly self: string;
+  readonly log: Logger;
+  private workers: WorkerManager | undefined;
+  private pool: WorkerPool | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private driverTimer: NodeJS.Timeout | undefined;
+  private driverTerm = -1;
+  private driverReady = false;
+  private driverBusy = false;
+  private leaderSince = 0;
+  private readonly lastSeen = new Map<string, number>();
+  private readonly reportedLost = new Set<string>();
+  private readonly knownPeers = new Map<string, string>();
+  private registerTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    readonly ctx: NodeModuleContext,
+    readonly state: MapReduceModuleState,
+    options: Partial<RuntimeOptions> = {},
+  ) {
+    this.options = runtimeDefaults(options);
+    this.self = ctx.config.id;
+    this.log = ctx.logger;
+  }
+
+  /** Where this node serves RPC (the bound port, for port 0). */
+  get rpcAddress(): NodeAddress {
+    const bound = (this.ctx.rpc.transport as { address?: PeerAddress }).address;
+    const host = this.ctx.config.rpc.host;
+    const reachable = host === '0.0.0.0' || host === '::' ? this.ctx.config.listen.host : host;
+    return { host: reachable, port: bound?.port ?? this.ctx.config.rpc.port };
+  }
+
+  /** Where this node keeps map outputs and fetched partitions. */
+  get mrDir(): string {
+    return `${this.ctx.config.dataDir}/mr`;
+  }
+
+  /** Serves the service, follows leadership, starts the workers. */
+  async start(): Promise<void> {
+    const handlers = this.handlers();
+    this.ctx.rpc.serve(MapReduceService, handlers);
+    this.unsubscribe = this.ctx.raft.onStateChange(() => this.onRaftChange());
+    this.onRaftChange();
+    this.registerTimer = setInterval(
+      () => this.registerSelf(),
+      Math.max(200, this.options.heartbeatMs),
+    );
+    this.registerTimer.unref();
+    if (this.options.workers > 0) {
+      this.pool = new WorkerPool({
+        size: this.options.workers,
+        stallMs: this.options.stallMs,
+        logger: this.log,
+      });
+      this.workers = new WorkerManager(this, this.pool);
+      this.workers.start();
+    }
+    await Promise.resolve();
+  }
+
+  /** Stops the workers and the driver. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    this.stopDriver();
+    if (this.registerTimer !== undefined) clearInterval(this.registerTimer);
+    await this.workers?.stop();
+    await this.pool?.close();
+  }
+
+  // ------------------------------------------------------------ leader calls
+
+  /** Proposes a coordinator command on this (leader) node; a refusal becomes a CohortError. */
+  async command(cmd: MrCommand | RegisterNodeCommand): Promise<MrResult> {
+    const applied = (await this.ctx.propose(cmd)) as MrApplied;
+    if (!applied.ok) {
+      throw new CohortError(applied.error.code, applied.error.message, {
+        definite: applied.error.definite,
+        details: applied.error.details,
+      });
+    }
+    return applied.result;
+  }
+
+  /** A client stub for the MapReduce service on `node` (its address from the registry). */
+  peer(node: string, meta: Record<string, string> = {}): Client<typeof MapReduceService> {
+    const addr = this.state.nodes.get(node);
+    if (node !== this.self) {
+      if (addr === undefined) {
+        throw new CohortError('UNAVAILABLE', `the RPC address of node ${node} is not known yet`, {
+          details: { node },
+        });
+      }
+      const key = `${addr.host}:${addr.port}`;
+      if (this.knownPeers.get(node) !== key) {
+        const t = this.ctx.rpc.transport as { setPeer?: (id: unknown, a: PeerAddress) => void };
+        t.setPeer?.(nodeId(node), addr);
+        this.knownPeers.set(node, key);
+      }
+    }
+    return this.ctx.rpc.client(MapReduceService, nodeId(node), { meta });
+  }
+
+  /** Runs `local` on the leader: here if this node leads, else proxied via `remote`. */
+  private async onLeader<T>(
+    call: CallContext | undefined,
+    local: () => Promise<T>,
+    remote: (leader: Client<typeof MapReduceService>) => Promise<T>,
+  ): Promise<T> {
+    if (this.ctx.raft.isLeader()) return local();
+    const leader = this.ctx.raft.leaderId();
+    if (call?.meta[FORWARDED] !== undefined || leader === null || leader === this.self) {
+      throw new CohortError('NOT_LEADER', `node ${this.self} is not the leader`, {
+        details: { leader },
+      });
+    }
+    return remote(this.peer(leader, { [FORWARDED]: this.self }));
+  }
+
+  /** Calls the leader (this node if it leads) with `fn`. */
+  async leader<T>(fn: (leader: Client<typeof MapReduceService>) => Promise<T>): Promise<T> {
+    const id = this.ctx.raft.isLeader() ? this.self : this.ctx.raft.leaderId();
+    if (id === null) throw new CohortError('UNAVAILABLE', 'no Raft leader known yet; retry');
+    return fn(this.peer(id));
+  }
+
+  /** Tells the leader this node is alive. */
+  async heartbeatToLeader(): Promise<void> {
+    await this.leader((l) => l.heartbeat({ node: this.self }, { timeoutMs: this.options.leaseMs }));
+  }
+
+  private touch(node: string): void {
+    this.lastSeen.set(node, Date.now());
+    this.reportedLost.delete(node);
+  }
+
+  /** Asks the leader for a task (forwarded if need be). */
+  requestTask(req: { worker: string; node: string }, call?: CallContext): Promise<TaskGrant> {
+    return this.onLeader(
+      call,
+      async () => {
+        this.touch(req.node);
+        const leaseMs = this.options.leaseMs;
+        if (!this.hasActiveJob()) {
+          return { result: { type: 'assignTask', assignment: null, reason: 'noJobs' }, leaseMs };
+        }
+        const result = await this.command({
+          type: 'assignTask',
+          worker: req.worker,
+          node: req.node,
+          now: Date.now(),
+          leaseMs,
+        });
+        return { result: result as TaskGrant['result'], leaseMs };
+      },
+      (l) => l.requestTask(req),
+    );
+  }
+
+  private hasActiveJob(): boolean {
+    return this.state.core
+      .jobs()
+      .some((j) => j.status === 'submitted' || j.status === 'mapping' || j.status === 'reducing');
+  }
+
+  private touchAttempt(attemptId: number): void {
+    const a = this.state.core.attempt(attemptId);
+    if (a !== undefined) this.touch(a.node);
+  }
+
+  /** The handlers of the MapReduce service. */
+  private handlers(): Handlers<typeof MapReduceService> {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const rt = this;
+    const leaderCommand = <R>(
+      call: CallContext,
+      make: () => MrCommand | RegisterNodeCommand,
+      remote: (l: Client<typeof MapReduceService>) => Promise<R>,
+      before?: () => void,
+    ): Promise<R> =>
+      rt.onLeader(
+        call,
+        async () => {
+          before?.();
+          return (await rt.command(make())) as R;
+        },
+        remote,
+      );
+    return {
+      submit: (req, call) => rt.submit(req, call),
+      status: ({ jobId }) => {
+        const job = rt.state.core.job(jobId);
+        if (job === undefined) {
+          throw new CohortError('NOT_FOUND', `no job ${jobId} (on node ${rt.self})`, {
+            details: { jobId },
+          });
+        }
+        return job;
+      },
+      list: () => ({ jobs: rt.state.core.jobs() }),
+      cancel: (req, call) =>
+        rt.onLeader(
+          call,
+          async () => {
+            const r = await rt.command({
+              type: 'cancelJob',
+              jobId: req.jobId,
+              now: Date.now(),
+              ...(req.reason === undefined ? {} : { reason: req.reason }),
+            });
+            return {
+              stoppedAttempts: [...(r as unknown as { stoppedAttempts: number[] }).stoppedAttempts],
+            };
+          },
+          (l) => l.cancel(req),
+        ),
+      register: (req, call) =>
+        rt.onLeader(
+          call,
+          async () => {
+            const known = rt.state.nodes.get(req.node);
+            if (known?.host !== req.host || known.port !== req.port) {
+              await rt.command({ type: 'registerNode', ...req });
+            }
+            rt.touch(req.node);
+            return {};
+          },
+          (l) => l.register(req),
+        ),
+      requestTask: (req, call) => rt.requestTask(req, call),
+      renew: (req, call) =>
+        leaderCommand(
+          call,
+          () => ({
+            type: 'renewTask',
+            attemptId: req.attemptId,
+            now: Date.now(),
+            leaseMs: rt.options.leaseMs,
+          }),
+          (l) => l.renew(req),
+          () => rt.touchAttempt(req.attemptId),
+        ),
+      complete: (req, call) =>
+        leaderCommand(
+          call,
+          () => ({ type: 'completeTask', ...req, now: Date.now() }),
+          (l) => l.complete(req),
+          () => rt.touchAttempt(req.attemptId),
+        ),
+      fail: (req, call) =>
+        leaderCommand(
+          call,
+          () => ({ type: 'failTask', ...req, now: Date.now() }),
+          (l) => l.fail(req),
+          () => rt.touchAttempt(req.attemptId),
+        ),
+      shuffleDone: (req, call) =>
+        leaderCommand(
+          call,
+          () => ({ type: 'shuffleDone', attemptId: req.attemptId, now: Date.now() }),
+          (l) => l.shuffleDone(req),
+          () => rt.touchAttempt(req.attemptId),
+        ),
+      fetchFailed: (req, call) =>
+        leaderCommand(
+          call,
+          () => ({ type: 'fetchFailed', ...req, now: Date.now() }),
+          (l) => l.fetchFailed(req),
+          () => rt.touchAttempt(req.attemptId),
+        ),
+      heartbeat: (req, call) =>
+        rt.onLeader(
+          call,
+          () => {
+            rt.touch(req.node);
+            return Promise.resolve({});
+          },
+          (l) => l.heartbeat(req),
+        ),
+      fetchPartition: (req, call) => serveShuffle(rt.mrDir, req, call),
+    };
+  }
+
+  /** Submits a job on the leader; a retried submit of a known job answers as the first did. */
+  submit(
+    req: SubmitRequest,
+    call?: CallContext,
+  ): Promise<{ jobId: string; maps: number; reducers: number }> {
+    return this.onLeader(
+      call,
+      async () => {
+        try {
+          const r = (await this.command({ type: 'submitJob', ...req, now: Date.now() })) as {
+            jobId: string;
+            maps: number;
+            reducers: number;
+          };
+          return { jobId: r.jobId, maps: r.maps, reducers: r.reducers };
+        } catch (e) {
+          const job = this.state.core.job(req.jobId);
+          if (isCohortError(e) && e.code === 'ALREADY_EXISTS' && job?.output === req.output) {
+            return { jobId: job.jobId, maps: job.progress.maps, reducers: job.progress.reduces };
+          }
+          throw e;
+        }
+      },
+      (l) => l.submit(req),
+    );
+  }
+
+  /** One job as this replica knows it. */
+  job(jobId: string): JobStatus | undefined {
+    return this.state.core.job(jobId);
+  }
+
+  // ----------------------------------------------------------- registration
+
+  /** Makes sure the replicated registry holds this node's RPC address (via the leader). */
+  private registerSelf(): void {
+    if (this.stopped) return;
+    const me = this.rpcAddress;
+    const known = this.state.nodes.get(this.self);
+    if (known?.host === me.host && known.port === me.port) return;
+    if (this.ctx.raft.isLeader()) return; // the driver registers the leader itself
+    const leader = this.ctx.raft.leaderId();
+    if (leader === null || !this.state.nodes.has(leader)) return;
+    this.peer(leader)
+      .register({ node: this.self, host: me.host, port: me.port }, { timeoutMs: 2_000 })
+      .catch((e: unknown) => this.log.debug({ err: e }, 'mapreduce: register failed; will retry'));
+  }
+
+  // ------------------------------------------------------------ leader driver
+
+  private onRaftChange(): void {
+    if (this.stopped) return;
+    const s = this.ctx.raft.status();
+    if (s.role === 'leader') {
+      if (this.driverTerm !== s.term) this.startDriver(s.term);
+    } else if (this.driverTimer !== undefined) {
+      this.stopDriver();
+    }
+  }
+
+  private startDriver(term: number): void {
+    this.stopDriver();
+    this.driverTerm = term;
+    this.driverReady = false;
+    this.leaderSince = Date.now();
+    this.lastSeen.clear();
+    this.reportedLost.clear();
+    const every = Math.max(20, Math.min(250, Math.floor(this.options.leaseMs / 5)));
+    this.driverTimer = setInterval(() => void this.driverTick(term), every);
+    this.driverTimer.unref();
+    this.log.info({ term }, 'mapreduce: leader driver started');
+    void this.driverTick(term);
+  }
+
+  private stopDriver(): void {
+    if (this.driverTimer !== undefined) {
+      clearInterval(this.driverTimer);
+      this.driverTimer = undefined;
+      this.log.info({ term: this.driverTerm }, 'mapreduce: leader driver stopped');
+    }
+    this.driverTerm = -1;
+    this.driverReady = false;
+  }
+
+  private async driverTick(term: number): Promise<void> {
+    if (this.driverBusy || this.driverTerm !== term || !this.ctx.raft.isLeader()) return;
+    this.driverBusy = true;
+    try {
+      if (!this.driverReady) {
+        // The barrier: once this applies, the whole log before it has been applied.
+        const me = this.rpcAddress;
+        await this.command({ type: 'registerNode', node: this.self, ...me });
+        await this.command({
+          type: 'rebaseLeases',
+          now: Date.now(),
+          leaseMs: this.options.leaseMs,
+        });
+        this.driverReady = true;
+        this.leaderSince = Date.now();
+      }
+      const now = Date.now();
+      if (this.state.core.nextLeaseDeadline() <= now) {
+        await this.command({ type: 'expireLeases', now });
+      }
+      for (const node of this.nodesToWatch()) {
+        if (node === this.self || this.reportedLost.has(node)) continue;
+        const seen = this.lastSeen.get(node) ?? this.leaderSince;
+        if (Date.now() - seen > this.options.nodeLostMs) {
+          this.reportedLost.add(node);
+          const r = await this.command({ type: 'nodeLost', node, now: Date.now() });
+          this.log.warn({ node, result: r }, 'mapreduce: node lost');
+        }
+      }
+    } catch (e) {
+      this.log.debug({ err: e }, 'mapreduce: driver tick failed; retrying');
+    } finally {
+      this.driverBusy = false;
+    }
+  }
+
+  /** Nodes running attempts or holding map output of unfinished jobs. */
+  private nodesToWatch(): Set<string> {
+    const nodes = new Set<string>();
+    for (const a of this.state.core.runningAttempts()) nodes.add(a.node);
+    for (const j of this.state.core.jobs()) {
+      if (j.status !== 'mapping' && j.status !== 'reducing') continue;
+      for (const t of this.state.core.tasks(j.jobId)) {
+        if (t.task.kind === 'map' && t.state === 'done' && t.node !== undefined) nodes.add(t.node);
+      }
+    }
+    return nodes;
+  }
+}

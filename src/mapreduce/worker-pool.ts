@@ -1,0 +1,225 @@
+/**
+ * A node's pool of MapReduce worker threads (node:worker_threads). Each slot
+ * owns one thread that runs one task at a time; a thread that dies (user code
+ * called `process.exit`, threw outside the task, ran out of memory) or stalls
+ * (no progress ping for `stallMs`: a busy loop or a blocking wait in user
+ * code) is terminated and replaced by a fresh one, and the task it ran fails
+ * with a CohortError the caller reports to the coordinator.
+ *
+ * ```ts
+ * const pool = new WorkerPool({ size: 2, stallMs: 10_000, logger });
+ * const result = await pool.slot(0).run({ kind: 'map', input }); // H5's runMapTask in the thread
+ * pool.slot(0).abort();                                          // lease lost: kill the thread
+ * await pool.close();
+ * ```
+ *
+ * The thread entry is worker-thread.ts (worker-thread.js once compiled);
+ * from the sources it runs under tsx like the process itself.
+ */
+import { cpus } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { assert } from '../lib/assert.js';
+import { CohortError, isErrorCode } from '../lib/errors.js';
+import type { ThreadReply, ThreadTask } from './worker-thread.js';
+
+/** Options of a {@link WorkerPool}. */
+export interface WorkerPoolOptions {
+  /** Threads (default: one per core). */
+  readonly size?: number;
+  /** A running task whose thread sends no progress ping for this long is killed (ms). */
+  readonly stallMs: number;
+  readonly logger?: Logger;
+  /** The thread's entry file (default: worker-thread next to this file). */
+  readonly entry?: URL;
+}
+
+/** Default worker count: one per core. */
+export function defaultWorkerCount(): number {
+  return Math.max(1, cpus().length);
+}
+
+function defaultEntry(): URL {
+  // Running from the sources (tsx), this file is .ts and so is its sibling.
+  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+  return new URL(`./worker-thread.${ext}`, import.meta.url);
+}
+
+/** Flags a thread needs: the process's own, plus the tsx loader for a .ts entry. */
+function threadExecArgv(entry: URL): string[] {
+  const argv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
+  const hasTsx = argv.some(
+    (a, i) => (a === '--import' || a === '--loader') && /tsx/.test(argv[i + 1] ?? ''),
+  );
+  if (entry.pathname.endsWith('.ts') && !hasTsx) argv.push('--import', 'tsx');
+  return argv;
+}
+
+/** One thread of the pool (see the file comment). */
+export class WorkerSlot {
+  private worker: Worker | undefined;
+  private current:
+    | {
+        resolve: (v: unknown) => void;
+        reject: (e: unknown) => void;
+        stallTimer: NodeJS.Timeout;
+      }
+    | undefined;
+  private closed = false;
+  /** Threads started by this slot (1 + replacements). */
+  started = 0;
+
+  constructor(
+    readonly index: number,
+    private readonly options: WorkerPoolOptions & { readonly entry: URL },
+  ) {}
+
+  /** True while a task runs. */
+  get busy(): boolean {
+    return this.current !== undefined;
+  }
+
+  /**
+   * Runs one task in the thread; resolves with the task function's result.
+   * Rejects with USER_CODE_ERROR (the job's code threw), INTERNAL (the thread
+   * died), TIMEOUT (the thread stalled) or CANCELLED (aborted).
+   */
+  run(task: ThreadTask): Promise<unknown> {
+    assert(this.current === undefined, `worker slot ${this.index} is busy`);
+    if (this.closed) return Promise.reject(new CohortError('CLOSED', 'worker pool is closed'));
+    const worker = this.ensureWorker();
+    return new Promise((resolve, reject) => {
+      this.current = { resolve, reject, stallTimer: this.stallTimer() };
+      worker.postMessage(task);
+    });
+  }
+
+  /** Kills the running task's thread (the task fails with CANCELLED); a fresh thread replaces it. */
+  abort(reason = 'aborted'): void {
+    if (this.current === undefined) return;
+    this.fail(new CohortError('CANCELLED', `task ${reason}`), true);
+  }
+
+  /** Terminates the thread. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.current !== undefined) {
+      this.fail(new CohortError('CLOSED', 'worker pool closed'), false);
+    }
+    const w = this.worker;
+    this.worker = undefined;
+    if (w !== undefined) await w.terminate();
+  }
+
+  private stallTimer(): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      this.options.logger?.warn({ slot: this.index }, 'worker thread stalled; replacing it');
+      this.fail(
+        new CohortError(
+          'TIMEOUT',
+          `worker thread made no progress for ${this.options.stallMs} ms (stalled)`,
+        ),
+        true,
+      );
+    }, this.options.stallMs);
+    t.unref();
+    return t;
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker !== undefined) return this.worker;
+    const entry = this.options.entry;
+    const worker = new Worker(entry, {
+      execArgv: threadExecArgv(entry),
+      stdout: false,
+      stderr: false,
+    });
+    worker.unref();
+    this.started++;
+    worker.on('message', (msg: ThreadReply) => {
+      if (worker !== this.worker) return;
+      const cur = this.current;
+      if (cur === undefined) return;
+      if (msg.type === 'progress') {
+        clearTimeout(cur.stallTimer);
+        cur.stallTimer = this.stallTimer();
+        return;
+      }
+      clearTimeout(cur.stallTimer);
+      this.current = undefined;
+      if (msg.type === 'done') cur.resolve(msg.result);
+      else {
+        const code = isErrorCode(msg.error.code) ? msg.error.code : 'INTERNAL';
+        cur.reject(new CohortError(code, msg.error.message, { details: msg.error.details ?? {} }));
+      }
+    });
+    worker.on('error', (err) => {
+      if (worker !== this.worker) return;
+      this.options.logger?.warn({ slot: this.index, err }, 'worker thread crashed');
+      this.fail(
+        new CohortError('USER_CODE_ERROR', `worker thread crashed: ${err.message}`, {
+          cause: err,
+        }),
+        false,
+      );
+      this.worker = undefined;
+    });
+    worker.on('exit', (code) => {
+      if (worker !== this.worker) return;
+      this.worker = undefined;
+      if (this.current !== undefined) {
+        this.options.logger?.warn({ slot: this.index, code }, 'worker thread exited mid-task');
+        this.fail(
+          new CohortError('USER_CODE_ERROR', `worker thread exited with code ${code} mid-task`),
+          false,
+        );
+      }
+    });
+    this.worker = worker;
+    return worker;
+  }
+
+  /** Fails the running task; `kill` terminates the thread (it is replaced at the next run). */
+  private fail(err: CohortError, kill: boolean): void {
+    const cur = this.current;
+    this.current = undefined;
+    if (cur !== undefined) {
+      clearTimeout(cur.stallTimer);
+      cur.reject(err);
+    }
+    if (kill && this.worker !== undefined) {
+      const w = this.worker;
+      this.worker = undefined;
+      void w.terminate();
+    }
+  }
+}
+
+/** A fixed set of {@link WorkerSlot}s (see the file comment). */
+export class WorkerPool {
+  readonly slots: readonly WorkerSlot[];
+
+  constructor(options: WorkerPoolOptions) {
+    const size = options.size ?? defaultWorkerCount();
+    assert(Number.isInteger(size) && size >= 1, `bad worker pool size ${size}`);
+    const entry = options.entry ?? defaultEntry();
+    this.slots = Array.from({ length: size }, (_, i) => new WorkerSlot(i, { ...options, entry }));
+  }
+
+  /** Slot `i`. */
+  slot(i: number): WorkerSlot {
+    const s = this.slots[i];
+    assert(s !== undefined, `no worker slot ${i}`);
+    return s;
+  }
+
+  /** Threads started so far, replacements included. */
+  get threadsStarted(): number {
+    return this.slots.reduce((n, s) => n + s.started, 0);
+  }
+
+  /** Terminates every thread. */
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.close()));
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The entry of a MapReduce worker thread (see worker-pool.ts): receives one
+ * task at a time from the node's main thread, loads the job module (cached
+ * per thread), runs H5's {@link runMapTask} or {@link runReduceTask} on local
+ * files, and posts the result or the error back. While a task runs it posts a
+ * progress ping every {@link PROGRESS_PING_MS}: a thread whose user code
+ * blocks (a busy loop, a blocking wait) stops pinging and is replaced.
+ *
+ * ```ts
+ * worker.postMessage({ kind: 'map', module: '/abs/wc.ts', split, reducers: 2, dir, taskId: 'm-0', attempt: 7 });
+ * worker.on('message', (m: ThreadReply) => ...); // { type: 'progress' } ... { type: 'done', result }
+ * ```
+ */
+import { isMainThread, parentPort } from 'node:worker_threads';
+import { isCohortError } from '../lib/errors.js';
+import type { Split } from './input.js';
+import { loadJob } from './job.js';
+import { runMapTask, runReduceTask } from './tasks.js';
+import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
+
+/** How often a busy thread tells its parent it is alive (ms). */
+export const PROGRESS_PING_MS = 100;
+
+/** A map task for a thread. */
+export interface ThreadMapTask {
+  readonly kind: 'map';
+  readonly module: string;
+  readonly split: Split;
+  readonly reducers: number;
+  readonly dir: string;
+  readonly taskId: string;
+  readonly attempt: number;
+  readonly params: Readonly<Record<string, string>>;
+  readonly skipBadRecords: boolean;
+  readonly skipOffsets: readonly number[];
+  /** Shared progress slots ([0]: offset of the record being mapped, [1]: records done). */
+  readonly progress?: Float64Array;
+}
+
+/** A reduce task for a thread: its runs are local files (the shuffle fetched them). */
+export interface ThreadReduceTask {
+  readonly kind: 'reduce';
+  readonly module: string;
+  readonly partition: number;
+  readonly runs: readonly string[];
+  readonly output: string;
+  readonly taskId: string;
+  readonly attempt: number;
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** A task for a thread. */
+export type ThreadTask = ThreadMapTask | ThreadReduceTask;
+
+/** What a thread posts back. */
+export type ThreadReply =
+  | { readonly type: 'progress' }
+  | { readonly type: 'done'; readonly result: MapTaskResult | ReduceTaskResult }
+  | {
+      readonly type: 'error';
+      readonly error: {
+        readonly code: string;
+        readonly message: string;
+        readonly details?: Record<string, unknown>;
+      };
+    };
+
+async function run(task: ThreadTask): Promise<MapTaskResult | ReduceTaskResult> {
+  const job = await loadJob(task.module);
+  if (task.kind === 'map') {
+    return runMapTask({
+      job,
+      split: task.split,
+      reducers: task.reducers,
+      dir: task.dir,
+      taskId: task.taskId,
+      attempt: task.attempt,
+      params: task.params,
+      skipBadRecords: task.skipBadRecords,
+      skipOffsets: task.skipOffsets,
+      ...(task.progress === undefined ? {} : { progress: task.progress }),
+    });
+  }
+  return runReduceTask({
+    job,
+    partition: task.partition,
+    runs: task.runs,
+    output: task.output,
+    taskId: task.taskId,
+    attempt: task.attempt,
+    params: task.params,
+  });
+}
+
+function plainDetails(details: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(details)) {
+    if (v === null || ['string', 'number', 'boolean'].includes(typeof v)) out[k] = v;
+  }
+  return out;
+}
+
+if (!isMainThread && parentPort !== null) {
+  const port = parentPort;
+  port.on('message', (task: ThreadTask) => {
+    const ping = setInterval(
+      () => port.postMessage({ type: 'progress' } satisfies ThreadReply),
+      PROGRESS_PING_MS,
+    );
+    run(task).then(
+      (result) => {
+        clearInterval(ping);
+        port.postMessage({ type: 'done', result } satisfies ThreadReply);
+      },
+      (err: unknown) => {
+        clearInterval(ping);
+        const reply: ThreadReply = isCohortError(err)
+          ? {
+              type: 'error',
+              error: { code: err.code, message: err.message, details: plainDetails(err.details) },
+            }
+          : {
+              type: 'error',
+              error: {
+                code: 'USER_CODE_ERROR',
+                message: err instanceof Error ? err.message : String(err),
+              },
+            };
+        port.postMessage(reply);
+      },
+    );
+  });
+}

@@ -1,0 +1,331 @@
+/**
+ * A node's MapReduce workers: one loop per worker thread that asks the leader
+ * for a task, runs it in its thread, renews the attempt's lease while it runs
+ * and reports the outcome. A reduce attempt first fetches its partition of
+ * every map's output (the shuffle: local files from this node, streams from
+ * the others), tells the leader `shuffleDone`, then merges and reduces in the
+ * thread. A map output that cannot be fetched is reported (`fetchFailed`
+ * with `release`): the coordinator redoes that map and hands the reduce out
+ * again later.
+ *
+ * ```ts
+ * const workers = new WorkerManager(runtime, new WorkerPool({ size: 2, stallMs: 20_000 }));
+ * workers.start();          // loops run until stop()
+ * workers.tasksRun;         // attempts this node ran, by kind
+ * await workers.stop();
+ * ```
+ */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CohortError, isCohortError } from '../lib/errors.js';
+import type { MapAssignment, ReduceAssignment, TaskAssignment } from './core/types.js';
+import { partFileName } from './format.js';
+import type { MapReduceRuntime } from './runtime.js';
+import { fetchDir, fetchRun, mapDir, mapRunPath, mapTaskId, reduceTaskId } from './shuffle.js';
+import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
+import type { WorkerPool, WorkerSlot } from './worker-pool.js';
+
+/** Tries per map output before a reduce attempt reports the fetch as failed. */
+const FETCH_TRIES = 3;
+/** Map outputs a reduce attempt fetches at once. */
+const FETCH_PARALLEL = 4;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** Raised when a map output cannot be fetched. */
+class FetchFailure extends Error {
+  constructor(
+    readonly map: number,
+    readonly node: string,
+    cause: unknown,
+  ) {
+    super(
+      `cannot fetch map ${map}'s output from node ${node}: ${cause instanceof Error ? cause.message : String(cause)}`,
+    );
+  }
+}
+
+/** The record a map crashed its thread on (the thread died or stalled), if known. */
+function crashOffset(e: unknown, progress: Float64Array): number | undefined {
+  if (!isCohortError(e)) return undefined;
+  const o = e.details['offset'];
+  if (typeof o === 'number') return o;
+  // Thread death or stall: the shared progress slot names the record being mapped.
+  if (e.code === 'USER_CODE_ERROR' || e.code === 'TIMEOUT') {
+    const p = progress[0];
+    if (p !== undefined && p >= 0) return p;
+  }
+  return undefined;
+}
+
+/** The worker loops of one node (see the file comment). */
+export class WorkerManager {
+  private stopped = false;
+  private loops: Promise<void>[] = [];
+  private heartbeat: NodeJS.Timeout | undefined;
+  private janitor: NodeJS.Timeout | undefined;
+  /** Attempts run on this node, by kind (for tests and logs). */
+  readonly tasksRun = { map: 0, reduce: 0 };
+
+  constructor(
+    private readonly rt: MapReduceRuntime,
+    private readonly pool: WorkerPool,
+  ) {}
+
+  /** Starts one loop per thread, the heartbeat and the janitor. */
+  start(): void {
+    this.loops = this.pool.slots.map((slot) => this.loop(slot));
+    this.heartbeat = setInterval(() => {
+      this.rt
+        .heartbeatToLeader()
+        .catch((e: unknown) => this.rt.log.debug({ err: e }, 'mapreduce: heartbeat failed'));
+    }, this.rt.options.heartbeatMs);
+    this.heartbeat.unref();
+    this.janitor = setInterval(() => void this.cleanUp(), 5_000);
+    this.janitor.unref();
+  }
+
+  /** Stops asking for tasks and kills running ones. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    if (this.janitor !== undefined) clearInterval(this.janitor);
+    for (const s of this.pool.slots) s.abort('node stopping');
+    await Promise.allSettled(this.loops);
+  }
+
+  private async loop(slot: WorkerSlot): Promise<void> {
+    const worker = `${this.rt.self}:w${slot.index}`;
+    const poll = this.rt.options.pollMs;
+    while (!this.stopped) {
+      let assignment: TaskAssignment | null = null;
+      let leaseMs = this.rt.options.leaseMs;
+      try {
+        const grant = await this.rt.requestTask({ worker, node: this.rt.self });
+        assignment = grant.result.assignment;
+        leaseMs = grant.leaseMs;
+      } catch (e) {
+        this.rt.log.debug({ err: e, worker }, 'mapreduce: requestTask failed');
+      }
+      if (this.stopped) return;
+      if (assignment === null) {
+        await sleep(poll * (0.5 + Math.random()));
+        continue;
+      }
+      try {
+        await this.runAttempt(slot, assignment, leaseMs);
+      } catch (e) {
+        // runAttempt reports every failure itself; this is a bug guard for the loop.
+        this.rt.log.error({ err: e, worker }, 'mapreduce: attempt handling failed');
+        await sleep(poll);
+      }
+    }
+  }
+
+  private async runAttempt(slot: WorkerSlot, a: TaskAssignment, leaseMs: number): Promise<void> {
+    const log = this.rt.log.child({
+      jobId: a.jobId,
+      task: `${a.kind}-${a.index}`,
+      attemptId: a.attemptId,
+      slot: slot.index,
+    });
+    log.debug('mapreduce: attempt started');
+    this.tasksRun[a.kind]++;
+    let stopReason: string | undefined;
+    const renew = setInterval(
+      () => {
+        this.rt
+          .leader((l) => l.renew({ attemptId: a.attemptId }, { timeoutMs: leaseMs }))
+          .then((r) => {
+            if (r.action === 'stop' && stopReason === undefined) {
+              stopReason = r.reason;
+              slot.abort(`stopped by the coordinator (${r.reason})`);
+              abortFetch.abort();
+            }
+          })
+          .catch((e: unknown) => log.debug({ err: e }, 'mapreduce: renew failed'));
+      },
+      Math.max(20, Math.floor(leaseMs / 3)),
+    );
+    renew.unref();
+    const abortFetch = new AbortController();
+    let fetched: string | undefined;
+    const progress = new Float64Array(new SharedArrayBuffer(16));
+    progress[0] = -1;
+    try {
+      if (a.kind === 'map') {
+        const r = (await slot.run(this.mapTask(a, progress))) as MapTaskResult;
+        await this.report(a, () => ({
+          attemptId: a.attemptId,
+          output: { kind: 'map', partitionBytes: r.runs.map((x) => x.bytes) },
+          counters: {
+            inputRecords: r.counters.recordsIn,
+            inputBytes: r.counters.bytesIn,
+            outputRecords: r.counters.valuesOut,
+            outputBytes: r.counters.bytesOut,
+          },
+        }));
+      } else {
+        fetched = fetchDir(this.rt.mrDir, a.jobId, a.attemptId);
+        const runs = await this.shuffle(a, fetched, abortFetch.signal);
+        if (stopReason !== undefined) return;
+        await this.rt
+          .leader((l) => l.shuffleDone({ attemptId: a.attemptId }))
+          .catch((e: unknown) => log.debug({ err: e }, 'mapreduce: shuffleDone failed'));
+        const r = (await slot.run({
+          kind: 'reduce',
+          module: a.module,
+          partition: a.index,
+          runs,
+          output: join(a.output, partFileName(a.index)),
+          taskId: reduceTaskId(a.index),
+          attempt: a.attemptId,
+          params: a.params,
+        })) as ReduceTaskResult;
+        await this.report(a, () => ({
+          attemptId: a.attemptId,
+          output: { kind: 'reduce', bytes: r.counters.bytesOut },
+          counters: {
+            inputRecords: r.counters.valuesIn,
+            inputBytes: runs.length,
+            outputRecords: r.counters.recordsOut,
+            outputBytes: r.counters.bytesOut,
+          },
+        }));
+      }
+      log.debug('mapreduce: attempt done');
+    } catch (e) {
+      if (stopReason !== undefined || this.stopped) {
+        log.debug({ reason: stopReason }, 'mapreduce: attempt stopped');
+        return;
+      }
+      if (e instanceof FetchFailure) {
+        log.warn({ map: e.map, node: e.node, err: e.message }, 'mapreduce: fetch failed');
+        await this.rt
+          .leader((l) =>
+            l.fetchFailed({ attemptId: a.attemptId, map: e.map, node: e.node, release: true }),
+          )
+          .catch((err: unknown) => log.debug({ err }, 'mapreduce: fetchFailed report failed'));
+        return;
+      }
+      const message = e instanceof Error ? e.message : String(e);
+      log.warn({ err: message }, 'mapreduce: attempt failed');
+      const offset = a.kind === 'map' ? crashOffset(e, progress) : undefined;
+      await this.rt
+        .leader((l) =>
+          l.fail({
+            attemptId: a.attemptId,
+            error: message.slice(0, 16 * 1024),
+            ...(offset === undefined ? {} : { badRecordOffset: offset }),
+          }),
+        )
+        .catch((err: unknown) => log.debug({ err }, 'mapreduce: fail report failed'));
+    } finally {
+      clearInterval(renew);
+      if (fetched !== undefined) await rm(fetched, { recursive: true, force: true });
+    }
+  }
+
+  private mapTask(a: MapAssignment, progress: Float64Array): Parameters<WorkerSlot['run']>[0] {
+    return {
+      kind: 'map',
+      module: a.module,
+      split: a.split,
+      reducers: a.reducers,
+      dir: mapDir(this.rt.mrDir, a.jobId),
+      taskId: mapTaskId(a.index),
+      attempt: a.attemptId,
+      params: a.params,
+      skipBadRecords: a.options.skipBadRecords,
+      skipOffsets: a.skipOffsets,
+      progress,
+    };
+  }
+
+  /** Reports a completion, retrying across leader changes for about one lease. */
+  private async report(
+    a: TaskAssignment,
+    make: () => Parameters<ReturnType<MapReduceRuntime['peer']>['complete']>[0],
+  ): Promise<void> {
+    const deadline = Date.now() + Math.max(5_000, this.rt.options.leaseMs * 3);
+    for (;;) {
+      try {
+        await this.rt.leader((l) => l.complete(make()));
+        return;
+      } catch (e) {
+        if (Date.now() > deadline || this.stopped) {
+          throw new CohortError('UNAVAILABLE', `could not report attempt ${a.attemptId} done`, {
+            cause: e,
+          });
+        }
+        await sleep(100);
+      }
+    }
+  }
+
+  /** Fetches this reduce's partition of every map output; returns local run paths in map order. */
+  private async shuffle(a: ReduceAssignment, dir: string, signal: AbortSignal): Promise<string[]> {
+    const paths: string[] = new Array<string>(a.mapOutputs.length);
+    let next = 0;
+    const one = async (): Promise<void> => {
+      for (;;) {
+        const i = next++;
+        const loc = a.mapOutputs[i];
+        if (loc === undefined) return;
+        const local = mapRunPath(this.rt.mrDir, a.jobId, loc.map, loc.attemptId, a.index);
+        if (loc.node === this.rt.self) {
+          try {
+            await stat(local);
+          } catch (e) {
+            throw new FetchFailure(loc.map, loc.node, e);
+          }
+          paths[i] = local;
+          continue;
+        }
+        const dest = join(dir, `m-${loc.map}.run`);
+        let lastError: unknown;
+        for (let t = 0; t < FETCH_TRIES; t++) {
+          if (signal.aborted) throw new CohortError('CANCELLED', 'reduce attempt stopped');
+          try {
+            const peer = this.rt.peer(loc.node);
+            await fetchRun(
+              peer.fetchPartition(
+                { jobId: a.jobId, map: loc.map, attemptId: loc.attemptId, partition: a.index },
+                { timeoutMs: 60_000, signal },
+              ),
+              dest,
+            );
+            lastError = undefined;
+            break;
+          } catch (e) {
+            lastError = e;
+            if (isCohortError(e) && e.code === 'NOT_FOUND') break;
+            await sleep(100 * (t + 1));
+          }
+        }
+        if (lastError !== undefined) throw new FetchFailure(loc.map, loc.node, lastError);
+        paths[i] = dest;
+      }
+    };
+    await Promise.all(Array.from({ length: FETCH_PARALLEL }, () => one()));
+    return paths;
+  }
+
+  /** Removes the map outputs and fetched runs of jobs that are over. */
+  private async cleanUp(): Promise<void> {
+    let jobs: string[];
+    try {
+      jobs = await readdir(this.rt.mrDir);
+    } catch {
+      return;
+    }
+    for (const jobId of jobs) {
+      const job = this.rt.job(jobId);
+      const over = job !== undefined && ['done', 'failed', 'cancelled'].includes(job.status);
+      if (!over) continue;
+      await rm(join(this.rt.mrDir, jobId), { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+}
