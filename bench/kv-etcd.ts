@@ -36,14 +36,39 @@ export interface Etcd3Client {
   close(): void;
 }
 
-/** Creates an `etcd3` client for these endpoint URLs. */
-export function etcdClient(hosts: readonly string[], timeoutMs?: number): Etcd3Client {
+/** A cockatiel policy as etcd3 calls it (only `execute`). */
+interface Policy {
+  execute<T>(fn: (context: { signal: AbortSignal }) => Promise<T> | T): Promise<T>;
+}
+
+/** A policy that runs the call once, as it is: no retry, no circuit breaker. */
+const noPolicy: Policy = {
+  execute: async (fn) => fn({ signal: new AbortController().signal }),
+};
+
+/**
+ * Creates an `etcd3` client for these endpoint URLs. `faultHandling: false`
+ * turns off its retries and per-host circuit breakers (by default a host is
+ * shunned for 5 s after 3 failures): the failover probe then sees each
+ * attempt as it is and does its own retrying.
+ */
+export function etcdClient(
+  hosts: readonly string[],
+  o: { dialTimeoutMs?: number; faultHandling?: boolean } = {},
+): Etcd3Client {
   const { Etcd3 } = require('etcd3') as {
-    Etcd3: new (o: { hosts: string[]; dialTimeout?: number }) => Etcd3Client;
+    Etcd3: new (o: {
+      hosts: string[];
+      dialTimeout?: number;
+      faultHandling?: { host: () => Policy; global: Policy };
+    }) => Etcd3Client;
   };
   return new Etcd3({
     hosts: [...hosts],
-    ...(timeoutMs === undefined ? {} : { dialTimeout: timeoutMs }),
+    ...(o.dialTimeoutMs === undefined ? {} : { dialTimeout: o.dialTimeoutMs }),
+    ...(o.faultHandling === false
+      ? { faultHandling: { host: () => noPolicy, global: noPolicy } }
+      : {}),
   });
 }
 
@@ -151,7 +176,7 @@ export class EtcdCluster {
             .filter((m) => m.proc !== undefined && m.proc.exitCode === null)
             .map(async (m) => {
               const url = `http://127.0.0.1:${m.clientPort}`;
-              const client = etcdClient([url], 500);
+              const client = etcdClient([url], { dialTimeoutMs: 500, faultHandling: false });
               try {
                 const s = await Promise.race([
                   client.maintenance.status(),

@@ -392,17 +392,20 @@ function summarize(results: readonly Result[], flags: Flags): void {
 // ---------------------------------------------------------------- failover
 
 /**
- * From `t0` (just before the kill), starts a write every `everyMs` (at most
- * `inflightMax` pending) until one succeeds; returns the milliseconds from
- * `t0` to that first success (NaN after `timeoutMs`).
+ * From `t0` (just before the kill), starts a write every `everyMs` until one
+ * succeeds; returns the milliseconds from `t0` to that first success (NaN
+ * after `timeoutMs`). A write still pending after `abandonMs` stops counting
+ * against `inflightMax` (a client would give up on it and try again), but
+ * if it succeeds later its success still counts.
  */
 export function timeToFirstWrite(
   put: (i: number) => Promise<void>,
   t0: number,
-  o: { everyMs?: number; inflightMax?: number; timeoutMs?: number } = {},
+  o: { everyMs?: number; inflightMax?: number; abandonMs?: number; timeoutMs?: number } = {},
 ): Promise<{ ms: number; attempts: number; failures: number }> {
   const everyMs = o.everyMs ?? 5;
   const inflightMax = o.inflightMax ?? 64;
+  const abandonMs = o.abandonMs ?? 500;
   const timeoutMs = o.timeoutMs ?? 15_000;
   return new Promise((resolve) => {
     let done = false;
@@ -420,12 +423,21 @@ export function timeToFirstWrite(
       if (inflight < inflightMax) {
         inflight++;
         attempts++;
+        let counted = true;
+        const release = (): void => {
+          if (counted) inflight--;
+          counted = false;
+        };
+        const abandon = setTimeout(release, abandonMs);
         put(attempts)
           .then(
             () => finish(performance.now() - t0),
             () => failures++,
           )
-          .finally(() => inflight--);
+          .finally(() => {
+            clearTimeout(abandon);
+            release();
+          });
       }
       setTimeout(fire, everyMs);
     };
@@ -468,7 +480,10 @@ async function failoverCohort(flags: Flags): Promise<FailoverTrial[]> {
 
 async function failoverEtcd(flags: Flags): Promise<FailoverTrial[]> {
   const etcd = await EtcdCluster.start();
-  const client = etcdClient(etcd.urls());
+  // No client-side retries or circuit breakers: the probe retries by itself
+  // (with etcd3's defaults the dead leader's host is shunned for 5 s and
+  // calls that land on it fail, which measures the client, not etcd).
+  const client = etcdClient(etcd.urls(), { faultHandling: false });
   const value = Buffer.alloc(VALUE_BYTES, 7);
   const put = async (key: string): Promise<void> => {
     await client.put(key).value(value).exec();
