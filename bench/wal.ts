@@ -14,7 +14,12 @@
  * near 0.75 at c=16 and 0.6 at c=128; under an open load, new saves are
  * encoded while a sync is in flight, which this loop cannot show.
  *
- * Run: npm run bench:wal [-- --quick]
+ * Both sync modes of FileStorage are measured: 'thread' (the default:
+ * fdatasync on libuv's thread pool, the event loop keeps running) and 'inline'
+ * (fdatasyncSync on the event loop: no hop, but the process stalls during the
+ * sync).
+ *
+ * Run: npm run bench:wal [-- --quick] [-- --sync=thread|inline]
  */
 import * as nfs from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -28,6 +33,10 @@ import { nodeFs } from '../src/raft/storage/fs.js';
 import type { StorageFs } from '../src/raft/storage/fs.js';
 
 const quick = process.argv.includes('--quick');
+const syncArg = process.argv.find((a) => a.startsWith('--sync='))?.slice('--sync='.length);
+/** FileStorage sync modes measured (--sync=thread|inline; default both). */
+const modes: ('thread' | 'inline')[] =
+  syncArg === 'thread' || syncArg === 'inline' ? [syncArg] : ['thread', 'inline'];
 const slices = quick ? 10 : 40;
 const ENTRY_BYTES = 256;
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
@@ -68,8 +77,9 @@ class WalSide {
   private readonly data = new Uint8Array(ENTRY_BYTES).fill(7);
   private next = 1;
 
-  constructor(dir: string) {
+  constructor(dir: string, syncMode: 'thread' | 'inline') {
     this.storage = new FileStorage({
+      syncMode,
       dir,
       clusterId: clusterId('bench'),
       nodeId: nodeId('n1'),
@@ -156,43 +166,44 @@ async function main(): Promise<void> {
   console.log(
     `wal bench: ${ENTRY_BYTES}-byte entries; raw = fs.writeSync + fdatasync of the same batches (equal fdatasync counts)`,
   );
-  for (const concurrency of [1, 16, 128]) {
-    const total =
-      (quick ? 0.25 : 1) * (concurrency === 1 ? 600 : concurrency === 16 ? 6000 : 40_000);
-    // The disk's sync time here swings with other processes' I/O, so the two
-    // sides alternate in short slices: each raw slice replays the batches the
-    // WAL slice just made, moments later, on the same file system.
-    const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-wal-'));
-    leftovers.push(dir);
-    const wal = new WalSide(join(dir, 'wal-node'));
-    await wal.open();
-    const raw = new RawSide(dir);
-    let walSeconds = 0;
-    let rawSeconds = 0;
-    let fsyncs = 0;
-    const walLat: number[] = [];
-    const rawLat: number[] = [];
-    const perSlice = Math.max(concurrency, Math.round(total / slices));
-    for (let k = 0; k < slices; k++) {
-      walSeconds += await wal.slice(concurrency, perSlice, walLat);
-      rawSeconds += raw.slice(wal.batches, rawLat);
-      fsyncs += wal.batches.length;
+  for (const syncMode of modes)
+    for (const concurrency of [1, 16, 128]) {
+      const total =
+        (quick ? 0.25 : 1) * (concurrency === 1 ? 600 : concurrency === 16 ? 6000 : 40_000);
+      // The disk's sync time here swings with other processes' I/O, so the two
+      // sides alternate in short slices: each raw slice replays the batches the
+      // WAL slice just made, moments later, on the same file system.
+      const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-wal-'));
+      leftovers.push(dir);
+      const wal = new WalSide(join(dir, 'wal-node'), syncMode);
+      await wal.open();
+      const raw = new RawSide(dir);
+      let walSeconds = 0;
+      let rawSeconds = 0;
+      let fsyncs = 0;
+      const walLat: number[] = [];
+      const rawLat: number[] = [];
+      const perSlice = Math.max(concurrency, Math.round(total / slices));
+      for (let k = 0; k < slices; k++) {
+        walSeconds += await wal.slice(concurrency, perSlice, walLat);
+        rawSeconds += raw.slice(wal.batches, rawLat);
+        fsyncs += wal.batches.length;
+      }
+      await wal.close();
+      raw.close();
+      const appends = perSlice * slices;
+      walLat.sort((a, b) => a - b);
+      rawLat.sort((a, b) => a - b);
+      const walRate = appends / walSeconds;
+      const rawRate = appends / rawSeconds;
+      console.log(
+        `wal c=${concurrency} sync=${syncMode}: cohort ${rate(walRate)} appends/s ` +
+          `(p50 ${percentile(walLat, 50).toFixed(2)} ms, p99 ${percentile(walLat, 99).toFixed(2)} ms, ` +
+          `${fsyncs} fdatasyncs, ${(appends / fsyncs).toFixed(1)} appends/fdatasync), ` +
+          `raw ${rate(rawRate)} appends/s (per batch p50 ${percentile(rawLat, 50).toFixed(2)} ms, p99 ${percentile(rawLat, 99).toFixed(2)} ms), ` +
+          `ratio ${(walRate / rawRate).toFixed(2)}`,
+      );
     }
-    await wal.close();
-    raw.close();
-    const appends = perSlice * slices;
-    walLat.sort((a, b) => a - b);
-    rawLat.sort((a, b) => a - b);
-    const walRate = appends / walSeconds;
-    const rawRate = appends / rawSeconds;
-    console.log(
-      `wal c=${concurrency}: cohort ${rate(walRate)} appends/s ` +
-        `(p50 ${percentile(walLat, 50).toFixed(2)} ms, p99 ${percentile(walLat, 99).toFixed(2)} ms, ` +
-        `${fsyncs} fdatasyncs, ${(appends / fsyncs).toFixed(1)} appends/fdatasync), ` +
-        `raw ${rate(rawRate)} appends/s (per batch p50 ${percentile(rawLat, 50).toFixed(2)} ms, p99 ${percentile(rawLat, 99).toFixed(2)} ms), ` +
-        `ratio ${(walRate / rawRate).toFixed(2)}`,
-    );
-  }
 }
 
 try {

@@ -27,6 +27,22 @@ describeStorageCompliance('FileStorage on the real file system', (): StorageHarn
   };
 });
 
+describeStorageCompliance('FileStorage with inline syncs on the real file system', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cohort-wal-inline-'));
+  return {
+    open: () =>
+      new FileStorage({
+        dir,
+        clusterId: clusterId('c1'),
+        nodeId: nodeId('n1'),
+        logger: quietLogger,
+        segmentBytes: 8 * 1024,
+        syncMode: 'inline',
+      }),
+    dispose: () => rmSync(dir, { recursive: true, force: true }),
+  };
+});
+
 describeStorageCompliance('FileStorage on the simulated disk', (): StorageHarness => {
   const disk = new SimDisk(seededRandom(1));
   return {
