@@ -106,6 +106,13 @@ export interface TaskCounters {
   readonly inputBytes: number;
   readonly outputRecords: number;
   readonly outputBytes: number;
+  /**
+   * Records the map skipped on its own (in-process skipping, the job API's
+   * skipBadRecords), not counting those the coordinator named in skipOffsets.
+   */
+  readonly skippedRecords?: number;
+  /** The job's own counters (MapContext.count), by name; summed per job. */
+  readonly user?: Readonly<Record<string, number>>;
 }
 
 /** A map attempt's output: its R partition files, on the node that ran it. */
@@ -113,6 +120,8 @@ export interface MapOutput {
   readonly kind: 'map';
   /** Bytes of partition r's file, r = 0..reducers-1 (length must equal the job's reducers). */
   readonly partitionBytes: readonly number[];
+  /** Offsets of records the map skipped on its own (listed in the job status, up to limits.mrSkippedRecordsListedMax per task). */
+  readonly skippedOffsets?: readonly number[];
 }
 
 /** A reduce attempt's output: its partition's file, renamed into the output directory. */
@@ -544,7 +553,7 @@ export interface JobCounters {
   readonly expiredAttempts: number;
   /** Attempts reset because their node was lost. */
   readonly lostAttempts: number;
-  /** Records skipped (§3.7); listed in {@link JobStatus.skipped}. */
+  /** Records skipped (§3.7): named by the coordinator after repeated crashes, plus those maps skipped on their own; listed in {@link JobStatus.skipped}. */
   readonly skippedRecords: number;
 }
 
@@ -584,6 +593,8 @@ export interface JobStatus {
   /** Input bytes of all splits. */
   readonly inputBytes: number;
   readonly skipped: readonly SkippedRecord[];
+  /** The job's own counters, summed over committed tasks, by name in sorted order. */
+  readonly userCounters: Readonly<Record<string, number>>;
 }
 
 /** A task's state: idle (waiting for a worker), in progress (some attempt runs it), done (committed). */
