@@ -13,6 +13,7 @@ import { assert } from '../lib/assert.js';
 import type { Scenario } from './scenario.js';
 import { echoScenario } from './scenarios/echo.js';
 import { raftScenario } from './raft/scenario.js';
+import { kvScenario } from './kv/scenario.js';
 
 const registry = new Map<string, Scenario>();
 
@@ -39,6 +40,7 @@ const builtins: readonly Scenario[] = [
   raftScenario({ name: 'raft-7', nodes: [7] }),
   raftScenario({ name: 'raft-production', shell: 'production' }),
   raftScenario({ name: 'raft-production-file', shell: 'production', storage: 'file' }),
+  kvScenario(),
 ];
 
 for (const s of builtins) registerScenario(s);

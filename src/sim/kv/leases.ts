@@ -1,0 +1,322 @@
+/**
+ * Leases in the KV simulation. Two parts:
+ *
+ * - {@link LeaseDriver}: what a KV server does on the leader (kv/README.md,
+ *   Leases). Once a node leads and has applied an entry of its own term (so
+ *   its whole log), it builds a {@link LeaseClock} from the replicated lease
+ *   table on simulated time (`LeaseClock.promote`, with a drawn grace), feeds
+ *   it every entry it applies, and on its ticks proposes `leaseExpire` for
+ *   leases past their deadline and, now and then, `leaseCheckpoint`. It drops
+ *   the clock when it stops leading or crashes. Followers never expire
+ *   anything.
+ * - {@link LeaseClients}: clients that grant a lease, attach a key to it, keep
+ *   it alive for a while (each request with an exactly-once session and
+ *   retries, requests.ts), then let it lapse and start over.
+ *
+ * The check (the client's view of safety): a lease is never expired before
+ * its TTL has elapsed since the send of any acknowledged grant or keep-alive
+ * of it. The send time is when the client started the request (its first
+ * attempt), a lower bound of when any attempt was applied, so this holds
+ * across retries and across leader changes (a new leader starts deadlines
+ * from the replicated remaining TTL, never earlier than the old leader's).
+ * The expiry time is when the first replica applied the `leaseExpire` that
+ * removed the lease (its keys are deleted at that revision).
+ *
+ * ```ts
+ * const driver = new LeaseDriver({ random: rng.fork('lease-driver') });
+ * const node = new RaftSimNodeOf(options, machines, driver.hooks(scheduler, counts));
+ * const clients = new LeaseClients({ ..., driver });
+ * clients.start();  ...  clients.stop();  clients.check();
+ * ```
+ */
+import type { NodeId } from '../../lib/ids.js';
+import type { Random } from '../../lib/random.js';
+import { decodeKvEntry } from '../../kv/core/codec.js';
+import { LeaseClock } from '../../kv/core/lease-clock.js';
+import type { KvApplied, KvEntry } from '../../kv/core/types.js';
+import { encodeKvEntry } from '../../node/kv-state-machine.js';
+import type { SimNodeHooks } from '../raft/node.js';
+import { CheckFailure } from '../scenario.js';
+import type { Scheduler } from '../scheduler.js';
+import type { SimKvReplica } from './replica.js';
+import { isSessionExpired, sendWithRetries } from './requests.js';
+import type { KvSimNode, RequestClient, RequestEnv } from './requests.js';
+
+function bump(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
+const encoder = new TextEncoder();
+
+/** Options for {@link LeaseDriver}. */
+export interface LeaseDriverOptions {
+  readonly random: Random;
+}
+
+interface LeaderClock {
+  readonly term: number;
+  readonly clock: LeaseClock;
+  lastCheckpointMs: number;
+}
+
+/** The leader's lease clock on every node (see the file header). */
+export class LeaseDriver {
+  /** Drawn parameters, printed with the scenario's. */
+  readonly params: { readonly leaseGraceMs: number; readonly checkpointEveryMs: number };
+  /** Time the first replica applied the leaseExpire that removed each lease. */
+  readonly expiredAt = new Map<number, number>();
+  private readonly clocks = new Map<NodeId, LeaderClock>();
+
+  constructor(o: LeaseDriverOptions) {
+    this.params = {
+      leaseGraceMs: o.random.pick([0, 0, 50, 300]),
+      checkpointEveryMs: o.random.pick([0, 100, 300]),
+    };
+  }
+
+  /** The hooks to give each node's shell. */
+  hooks(
+    scheduler: Scheduler,
+    counts: Record<string, number>,
+  ): SimNodeHooks<SimKvReplica, KvApplied> {
+    return {
+      onBoot: (node) => {
+        this.clocks.delete(node.id);
+      },
+      onApply: (node, e, out) => {
+        if (out === undefined || !out.ok || out.duplicate) return;
+        if (out.result.type === 'leaseExpire') {
+          for (const id of out.result.expired) {
+            if (!this.expiredAt.has(id)) {
+              this.expiredAt.set(id, scheduler.now());
+              bump(counts, 'leases expired');
+            }
+          }
+        }
+        const lc = this.clocks.get(node.id);
+        if (lc === undefined) return;
+        let entry: KvEntry;
+        try {
+          entry = decodeKvEntry(e.data);
+        } catch {
+          return;
+        }
+        lc.clock.onApplied(entry.command, out, scheduler.now());
+      },
+      onTick: (node) => this.tick(node, scheduler, counts),
+    };
+  }
+
+  private tick(node: KvSimNode, scheduler: Scheduler, counts: Record<string, number>): void {
+    const core = node.core;
+    const s = core?.status();
+    if (core === undefined || s === undefined || s.role !== 'leader') {
+      this.clocks.delete(node.id);
+      return;
+    }
+    const now = scheduler.now();
+    let lc = this.clocks.get(node.id);
+    if (lc === undefined || lc.term !== s.term) {
+      // Only once the whole log is applied: an applied entry of this term (its first, the noop).
+      if (core.termAt(node.sm.index) !== s.term) {
+        this.clocks.delete(node.id);
+        return;
+      }
+      lc = {
+        term: s.term,
+        clock: LeaseClock.promote(node.sm.kv.leaseList(), now, this.params.leaseGraceMs, 300),
+        lastCheckpointMs: now,
+      };
+      this.clocks.set(node.id, lc);
+      bump(counts, 'lease clocks promoted');
+    }
+    const expire = lc.clock.expired(now);
+    if (expire !== undefined) {
+      bump(counts, 'leaseExpire proposed');
+      node.proposeData(encodeKvEntry({ command: expire }), () => {});
+    }
+    const every = this.params.checkpointEveryMs;
+    if (every > 0 && lc.clock.size > 0 && now - lc.lastCheckpointMs >= every) {
+      lc.lastCheckpointMs = now;
+      bump(counts, 'leaseCheckpoint proposed');
+      node.proposeData(encodeKvEntry({ command: lc.clock.checkpoint(now) }), () => {});
+    }
+  }
+}
+
+/** Options for {@link LeaseClients}. */
+export interface LeaseClientsOptions extends RequestEnv {
+  readonly clients: number;
+  readonly driver: LeaseDriver;
+  /** Give up on a request after this long (ms). */
+  readonly deadlineMs: number;
+}
+
+/** One lease as its holder saw it. */
+interface HeldLease {
+  readonly id: number;
+  readonly ttlMs: number;
+  readonly holder: string;
+  /** Send times of the acknowledged grant and keep-alives. */
+  readonly acked: number[];
+}
+
+interface LeaseClient extends RequestClient {
+  readonly base: string;
+  clientId: string;
+  sessions: number;
+  seq: number;
+  rounds: number;
+}
+
+/** Clients holding leases, and the lease safety check (see the file header). */
+export class LeaseClients {
+  private readonly leases = new Map<number, HeldLease>();
+  private stopped = false;
+
+  constructor(private readonly o: LeaseClientsOptions) {}
+
+  /** Starts every lease client. */
+  start(): void {
+    for (let c = 0; c < this.o.clients; c++) {
+      const client: LeaseClient = {
+        base: `lease-client-${c}`,
+        clientId: `lease-client-${c}`,
+        sessions: 0,
+        name: `lease client ${c}`,
+        hint: this.o.random.pick(this.o.nodes),
+        seq: 0,
+        rounds: 0,
+      };
+      this.o.scheduler.after(this.o.random.intBetween(1, 50), client.name, () =>
+        this.grant(client),
+      );
+    }
+  }
+
+  /** Stops starting requests. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Sends one command of `client`'s session; `then` gets the applied outcome, or undefined if none came. */
+  private send(
+    client: LeaseClient,
+    label: string,
+    command: KvEntry['command'],
+    then: (out: KvApplied | undefined, sentAt: number) => void,
+  ): void {
+    const entry: KvEntry = { command, session: { clientId: client.clientId, seq: ++client.seq } };
+    const sentAt = this.o.scheduler.now();
+    sendWithRetries(
+      this.o,
+      client,
+      {
+        write: true,
+        deadline: sentAt + this.o.deadlineMs,
+        label,
+        send: (node, done) => node.proposeData(encodeKvEntry(entry), done),
+      },
+      (e) => {
+        if (e.outcome === 'ok' && isSessionExpired(e.out)) {
+          // The session never got established: a new client id, and this command did not apply.
+          bump(this.o.counts, 'sessions restarted');
+          client.clientId = `${client.base}~${++client.sessions}`;
+          client.seq = 0;
+          then(undefined, sentAt);
+          return;
+        }
+        bump(
+          this.o.counts,
+          `${label} ${e.outcome === 'ok' ? (e.out.ok ? 'ok' : e.out.error.code) : e.outcome}`,
+        );
+        then(e.outcome === 'ok' ? e.out : undefined, sentAt);
+      },
+    );
+  }
+
+  private after(client: LeaseClient, ms: number, fn: () => void): void {
+    this.o.scheduler.after(ms, client.name, () => {
+      if (!this.stopped) fn();
+    });
+  }
+
+  private grant(client: LeaseClient): void {
+    const r = this.o.random;
+    const ttlMs = r.intBetween(1000, 1500);
+    this.send(client, 'lease grant', { type: 'leaseGrant', ttlMs }, (out, sentAt) => {
+      if (out === undefined) {
+        this.after(client, r.intBetween(10, 50), () => this.grant(client));
+        return;
+      }
+      if (!out.ok || out.result.type !== 'leaseGrant') {
+        throw new CheckFailure(
+          `${client.clientId}: lease grant refused: ${out.ok ? out.result.type : out.error.message}`,
+        );
+      }
+      const lease: HeldLease = {
+        id: out.result.id,
+        ttlMs,
+        holder: client.clientId,
+        acked: [sentAt],
+      };
+      this.leases.set(lease.id, lease);
+      client.rounds = r.intBetween(1, 8);
+      this.attach(client, lease);
+    });
+  }
+
+  private attach(client: LeaseClient, lease: HeldLease): void {
+    const key = encoder.encode(`lease-key-${client.clientId}`);
+    const value = encoder.encode(`${client.clientId}.${client.seq + 1}`);
+    this.send(client, 'lease put', { type: 'put', key, value, lease: lease.id }, () =>
+      this.keepAlive(client, lease),
+    );
+  }
+
+  private keepAlive(client: LeaseClient, lease: HeldLease): void {
+    const r = this.o.random;
+    if (client.rounds-- <= 0) {
+      // Let the lease lapse; start over once it should be gone.
+      bump(this.o.counts, 'leases abandoned');
+      this.after(client, lease.ttlMs + r.intBetween(0, 400), () => this.grant(client));
+      return;
+    }
+    this.after(
+      client,
+      r.intBetween(Math.floor(lease.ttlMs / 5), Math.floor(lease.ttlMs / 2)),
+      () => {
+        this.send(
+          client,
+          'lease keepAlive',
+          { type: 'leaseKeepAlive', id: lease.id },
+          (out, sentAt) => {
+            if (out !== undefined && out.ok) lease.acked.push(sentAt);
+            if (out !== undefined && !out.ok) {
+              // Expired under us (NOT_FOUND): the check at the end says whether it was too early.
+              this.grant(client);
+              return;
+            }
+            this.keepAlive(client, lease);
+          },
+        );
+      },
+    );
+  }
+
+  /** No lease expired before its TTL elapsed since an acknowledged grant or keep-alive was sent. */
+  check(): void {
+    for (const [id, t] of this.o.driver.expiredAt) {
+      const lease = this.leases.get(id);
+      if (lease === undefined) continue;
+      for (const sent of lease.acked) {
+        if (t < sent + lease.ttlMs) {
+          throw new CheckFailure(
+            `lease ${id} of ${lease.holder} (TTL ${lease.ttlMs} ms) expired at ${t} ms, but a ` +
+              `grant or keep-alive sent at ${sent} ms was acknowledged: only ${t - sent} ms elapsed`,
+          );
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * How a simulated KV client sends one request: to the actual leader (an
+ * oracle, with some probability) or to its hint, retrying after a definite
+ * refusal (not the leader: the hint becomes the leader that node knows), after
+ * an indefinite one (the node crashed, the entry was cut) and after an attempt
+ * timeout, until the first `ok` of any attempt or the deadline. A write is
+ * retried with the very same entry, session tag included, so its session
+ * answers a retry of a write already applied with the remembered result: the
+ * client's exactly-once path. At the deadline the request ends `fail` if no
+ * attempt could have taken effect, else `unknown`.
+ *
+ * ```ts
+ * sendWithRetries(env, client, { write: true, deadline: now + 1000,
+ *   send: (node, done) => node.proposeData(encodeKvEntry(entry), done) },
+ *   (end) => end.outcome === 'ok' ? use(end.out) : giveUp(end.outcome));
+ * ```
+ */
+import type { Random } from '../../lib/random.js';
+import type { KvApplied } from '../../kv/core/types.js';
+import type { RaftSimNodeOf, RequestCallbackOf } from '../raft/node.js';
+import type { Scheduler } from '../scheduler.js';
+import type { SimKvReplica } from './replica.js';
+
+/** A simulated node running the KV replica. */
+export type KvSimNode = RaftSimNodeOf<SimKvReplica, KvApplied>;
+
+/** What {@link sendWithRetries} needs of the cluster. */
+export interface RequestEnv {
+  readonly scheduler: Scheduler;
+  readonly random: Random;
+  readonly nodes: readonly KvSimNode[];
+  /** Share of attempts sent to the actual leader. */
+  readonly leaderShare: number;
+  readonly leader: () => KvSimNode | undefined;
+  /** An attempt with no answer after this long may have taken effect: retry (ms). */
+  readonly attemptMs: number;
+  readonly counts: Record<string, number>;
+}
+
+/** The client's routing state: where it sends next. */
+export interface RequestClient {
+  readonly name: string;
+  hint: KvSimNode;
+}
+
+/** One request. */
+export interface Request {
+  /** True if an attempt can take effect without an answer (a log entry); false for reads. */
+  readonly write: boolean;
+  /** Virtual time after which no new attempt starts. */
+  readonly deadline: number;
+  /** Counter label (e.g. `put`). */
+  readonly label: string;
+  /** Sends one attempt to `node`. */
+  send(node: KvSimNode, done: RequestCallbackOf<KvApplied>): void;
+}
+
+/** How a request ended. */
+export type RequestEnd =
+  | { readonly outcome: 'ok'; readonly out: KvApplied; readonly node: KvSimNode }
+  | { readonly outcome: 'fail' | 'unknown' };
+
+function bump(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
+/** Sends `req` with retries (see the file header); `end` is called once. */
+export function sendWithRetries(
+  env: RequestEnv,
+  client: RequestClient,
+  req: Request,
+  end: (e: RequestEnd) => void,
+): void {
+  const { scheduler: sched, random: r } = env;
+  let attempt = 0;
+  let maybeApplied = false;
+  let ended = false;
+  const finish = (e: RequestEnd): void => {
+    ended = true;
+    end(e);
+  };
+  const next = (): void => {
+    if (ended) return;
+    if (sched.now() >= req.deadline) {
+      finish({ outcome: maybeApplied ? 'unknown' : 'fail' });
+      return;
+    }
+    const n = ++attempt;
+    if (n > 1) bump(env.counts, `${req.label} retries`);
+    const oracle = r.chance(env.leaderShare) ? env.leader() : undefined;
+    const node = oracle ?? (client.hint.up ? client.hint : r.pick(env.nodes));
+    const timer = sched.after(env.attemptMs, `${client.name} attempt timeout`, () => {
+      if (ended || attempt !== n) return;
+      if (req.write) maybeApplied = true;
+      client.hint = r.pick(env.nodes);
+      next();
+    });
+    req.send(node, (outcome, out) => {
+      if (ended) {
+        bump(env.counts, 'late answers after the request ended');
+        return;
+      }
+      if (outcome === 'ok' && out !== undefined) {
+        // The first ok of any attempt answers the request (a retry's is the session's memory).
+        sched.cancel(timer);
+        finish({ outcome: 'ok', out, node });
+        return;
+      }
+      if (attempt !== n) return; // a superseded attempt's failure tells nothing new
+      sched.cancel(timer);
+      if (outcome === 'unknown') {
+        if (req.write) maybeApplied = true;
+        client.hint = r.pick(env.nodes);
+      } else {
+        // Definite for this attempt: try the leader this node knows, else any node.
+        const leader = node.core?.status().leader;
+        client.hint = env.nodes.find((x) => x.id === leader) ?? r.pick(env.nodes);
+      }
+      sched.after(r.intBetween(5, 30), `${client.name} retry`, next);
+    });
+  };
+  next();
+}
+
+/**
+ * True if the store refused a command because its session is unknown (a client whose first
+ * command never applied, or a forgotten session): the client must start a new client id
+ * (kv/core/sessions.ts).
+ */
+export function isSessionExpired(out: KvApplied): boolean {
+  return (
+    !out.ok &&
+    out.error.code === 'FAILED_PRECONDITION' &&
+    out.error.details['reason'] === 'sessionExpired'
+  );
+}

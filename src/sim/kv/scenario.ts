@@ -1,0 +1,179 @@
+/**
+ * The KV simulation scenario: the replicated key-value store itself — every
+ * node's state machine is the real {@link KvStateMachine} behind the
+ * production Raft adapter — on the Raft simulator's cluster harness (the same
+ * seeded cluster, core, disk and fault draws as the `raft` scenario, the same
+ * nemesis with partitions, crashes with torn writes, membership changes and
+ * snapshots, Raft's invariants after every event, liveness after heal).
+ *
+ * ```ts
+ * registerScenario(kvScenario());                  // `npm run sim -- --scenario kv --seed 7`
+ * const r = await runScenario(kvScenario(), { seed: 7 });
+ * const buggy = kvScenario({ name: 'kv-bug', replicaBugs: { dropSessions: true } });
+ * ```
+ *
+ * On top of the harness: clients with exactly-once sessions doing get, put,
+ * CAS and delete with retries, serializable gets, a compactor proposing MVCC
+ * compaction now and then (workload.ts); and at the end the history checks
+ * (linearizable; every answer agrees with the revision log), the state checks
+ * (checks.ts: equal replica states at equal applied index; exactly-once) and
+ * every acknowledged write present on every replica. With `leases` (drawn on
+ * most seeds), the leader runs a lease clock and clients hold leases
+ * (leases.ts): no lease expires before its TTL has passed since its holder's
+ * last acknowledged keep-alive was sent, across leader changes.
+ */
+import { encodeKvEntry } from '../../node/kv-state-machine.js';
+import type { RaftScenarioOptions } from '../raft/scenario.js';
+import { runRaftCluster } from '../raft/scenario.js';
+import { RaftSimNodeOf } from '../raft/node.js';
+import type { Scenario, ScenarioContext } from '../scenario.js';
+import { KvStateChecks } from './checks.js';
+import { LeaseDriver, LeaseClients } from './leases.js';
+import { kvReplicaFactory } from './replica.js';
+import type { KvReplicaBugs, SimKvReplica } from './replica.js';
+import { KvWorkload } from './workload.js';
+import type { KvSimNode } from './requests.js';
+import type { KvApplied } from '../../kv/core/types.js';
+
+/** Options for {@link kvScenario}. */
+export interface KvScenarioOptions extends Pick<
+  RaftScenarioOptions,
+  'nodes' | 'bugs' | 'raft' | 'snapshotEvery' | 'traceMessages' | 'unsafeLocalReads'
+> {
+  /** Scenario name (default `kv`). */
+  readonly name?: string;
+  /** TEST-ONLY: deliberate replica bugs (e.g. sessions ignored), to show the checks catch them. */
+  readonly replicaBugs?: KvReplicaBugs;
+  /** Override the drawn choice of running leases. */
+  readonly leases?: boolean;
+}
+
+/** The KV scenario (see the file header). */
+export function kvScenario(options: KvScenarioOptions = {}): Scenario {
+  return {
+    name: options.name ?? 'kv',
+    description:
+      'The KV store (real KvStateMachine) on the Raft simulator: sessions, CAS, deletes, leases, compaction under the nemesis; linearizable history, revision log, equal replica states',
+    run: (ctx) => runKv(ctx, options),
+  };
+}
+
+async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<void> {
+  // Drawn from the scenario's own stream, so the harness's draws match the raft scenario's.
+  const p = ctx.random.fork('params:kv');
+  const sampleEvery = p.pick([1, 4, 16]);
+  const leases = options.leases ?? p.chance(0.7);
+  const mix = {
+    get: p.intBetween(1, 4),
+    serializable: p.intBetween(0, 2),
+    put: p.intBetween(1, 4),
+    cas: p.intBetween(1, 4),
+    delete: p.intBetween(0, 2),
+  };
+  const compactEveryMs = p.chance(0.3) ? 0 : p.intBetween(50, 400);
+  const leaseDriver = leases ? new LeaseDriver({ random: p.fork('lease-driver') }) : undefined;
+  const checks = new KvStateChecks({ sampleEvery, counts: ctx.counts });
+  ctx.params['kv'] = { sampleEvery, leases, mix, compactEveryMs, ...(leaseDriver?.params ?? {}) };
+  await runRaftCluster<KvSimNode>(
+    ctx,
+    { ...options, shell: 'sim' },
+    {
+      makeNode(nodeOptions) {
+        return new RaftSimNodeOf<SimKvReplica, KvApplied>(
+          nodeOptions,
+          kvReplicaFactory(nodeOptions.id, checks, options.replicaBugs ?? {}),
+          leaseDriver?.hooks(ctx.scheduler, ctx.counts) ?? {},
+        );
+      },
+      probe(leader, seq, done) {
+        const entry = encodeKvEntry({
+          command: { type: 'put', key: kvBytes('_probe'), value: kvBytes(`probe.${seq}`) },
+        });
+        leader.proposeData(entry, done);
+      },
+      workload(env) {
+        const w = ctx.random.fork('kv-workload');
+        const attemptMs = w.intBetween(100, 400);
+        const deadlineMs = w.intBetween(600, 2000);
+        const workload = new KvWorkload({
+          scheduler: ctx.scheduler,
+          random: w,
+          nodes: env.nodes,
+          clients: env.clients,
+          keys: env.keys,
+          mix,
+          thinkMsMax: 40,
+          attemptMs,
+          deadlineMs,
+          leaderShare: 0.7,
+          leader: () => env.nemesis.leader(),
+          checks,
+          counts: ctx.counts,
+        });
+        const leaseClients =
+          leaseDriver === undefined
+            ? undefined
+            : new LeaseClients({
+                scheduler: ctx.scheduler,
+                random: ctx.random.fork('kv-leases'),
+                nodes: env.nodes,
+                clients: w.intBetween(1, 2),
+                leaderShare: 0.7,
+                leader: () => env.nemesis.leader(),
+                attemptMs,
+                deadlineMs,
+                driver: leaseDriver,
+                counts: ctx.counts,
+              });
+        let stopped = false;
+        const compact = (): void => {
+          if (stopped || compactEveryMs === 0) return;
+          ctx.scheduler.after(compactEveryMs, 'kv compactor', () => {
+            proposeCompaction(env.nemesis.leader(), ctx.counts);
+            compact();
+          });
+        };
+        return {
+          start() {
+            workload.start();
+            leaseClients?.start();
+            compact();
+          },
+          stop() {
+            stopped = true;
+            workload.stop();
+            leaseClients?.stop();
+          },
+          check() {
+            workload.check();
+            workload.checkFinal(env.nodes);
+            leaseClients?.check();
+            // Every up replica's whole state, compared with the others at equal applied index.
+            for (const n of env.nodes) {
+              if (n.up) checks.onState(n.id, n.sm.index, n.sm.kvSnapshot(), 'end of run');
+            }
+          },
+        };
+      },
+    },
+  );
+}
+
+const encoder = new TextEncoder();
+
+function kvBytes(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/** Proposes MVCC compaction through `leader`, keeping the last few revisions (or none). */
+function proposeCompaction(leader: KvSimNode | undefined, counts: Record<string, number>): void {
+  if (leader === undefined) return;
+  const store = leader.sm.kv;
+  const keep = store.revision % 3 === 0 ? 0 : 5;
+  const revision = store.revision - keep;
+  if (revision <= store.compactedRevision) return;
+  leader.proposeData(encodeKvEntry({ command: { type: 'compact', revision } }), (outcome, out) => {
+    const what = outcome === 'ok' && out !== undefined && !out.ok ? out.error.code : outcome;
+    counts[`compaction ${what}`] = (counts[`compaction ${what}`] ?? 0) + 1;
+  });
+}
