@@ -224,11 +224,15 @@ export class ProcessCluster {
     this.paused.delete(id);
   }
 
-  /** Starts a stopped node again from its data dir (or an empty one with `wipe`). */
-  async restart(id: string, o: { wipe?: boolean } = {}): Promise<void> {
+  /**
+   * Starts a stopped node again from its data dir (or an empty one with
+   * `wipe`), optionally at another log level (e.g. 'info' to see it install
+   * a snapshot).
+   */
+  async restart(id: string, o: { wipe?: boolean; logLevel?: string } = {}): Promise<void> {
     if (this.running(id)) await this.kill(id);
     if (o.wipe === true) rmSync(this.node(id).dataDir, { recursive: true, force: true });
-    this.spawnNode(id);
+    this.spawnNode(id, o.logLevel);
   }
 
   /** Every node's status (or why not), in node order. */
@@ -288,7 +292,7 @@ export class ProcessCluster {
     }
   }
 
-  private spawnNode(id: string): ChildProcess {
+  private spawnNode(id: string, logLevel?: string): ChildProcess {
     if (this.closed) throw new Error('cluster closed');
     const n = this.node(id);
     const o = this.options;
@@ -311,7 +315,7 @@ export class ProcessCluster {
       '--peers',
       peers,
       '--log-level',
-      o.logLevel ?? 'warn',
+      logLevel ?? o.logLevel ?? 'warn',
     ];
     if (o.snapshotEntries !== undefined) args.push('--snapshot-entries', `${o.snapshotEntries}`);
     if (o.tickMs !== undefined) args.push('--tick-ms', `${o.tickMs}`);
