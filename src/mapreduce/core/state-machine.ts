@@ -54,6 +54,7 @@ import type {
   MrApplied,
   MrFailure,
   MrResult,
+  NoTaskReason,
   NodeLostCommand,
   NodeLostResult,
   RebaseLeasesCommand,
@@ -77,6 +78,7 @@ import {
   checkFlag,
   checkId,
   checkInt,
+  checkKey,
   checkLeaseMs,
   checkObject,
   checkPath,
@@ -320,6 +322,24 @@ export class MapReduceStateMachine {
   }
 
   /**
+   * What `assignTask { worker, now }` would hand out if applied now, without
+   * changing anything: the leader answers an idle worker's poll from this
+   * instead of proposing a command that would assign nothing. Only a hint:
+   * the state may change before a proposed assignTask is applied.
+   */
+  peekAssignment(
+    worker: string,
+    now: number,
+  ): { task: TaskRef; backup: boolean } | { reason: NoTaskReason } {
+    const pick = this.pick(worker, now);
+    if ('reason' in pick) return pick;
+    return {
+      task: { jobId: pick.job.id, kind: pick.task.kind, index: pick.task.index },
+      backup: pick.backup,
+    };
+  }
+
+  /**
    * The earliest lease deadline of a running attempt (Infinity if none): the
    * leader proposes `expireLeases { now }` once its clock reaches it.
    */
@@ -437,6 +457,19 @@ export class MapReduceStateMachine {
     const node = checkId(c.node, 'node');
     const now = checkTime(c.now, 'now');
     const leaseMs = checkLeaseMs(c.leaseMs);
+    const pick = this.pick(worker, now);
+    if ('reason' in pick) return { type: 'assignTask', assignment: null, reason: pick.reason };
+    return {
+      type: 'assignTask',
+      assignment: this.start(pick.job, pick.task, worker, node, now, leaseMs, pick.backup),
+    };
+  }
+
+  /** The task assignTask would hand `worker` at `now`, or why none. */
+  private pick(
+    worker: string,
+    now: number,
+  ): { job: Job; task: Task; backup: boolean } | { reason: NoTaskReason } {
     let anyActive = false;
     let barrier = false;
     // Idle work first, over jobs in submission order: maps, then (after the barrier) reduces.
@@ -445,27 +478,17 @@ export class MapReduceStateMachine {
       anyActive = true;
       const phase = phaseOf(job);
       const task = this.lowestIdle(job, phase);
-      if (task !== undefined) {
-        return {
-          type: 'assignTask',
-          assignment: this.start(job, task, worker, node, now, leaseMs, false),
-        };
-      }
+      if (task !== undefined) return { job, task, backup: false };
       if (phase === 'map' && job.reduces.some((t) => t.state === 'idle')) barrier = true;
     }
-    if (!anyActive) return { type: 'assignTask', assignment: null, reason: 'noJobs' };
+    if (!anyActive) return { reason: 'noJobs' };
     // Nothing idle anywhere: a backup copy of a straggler near the end of its phase (§3.6).
     for (const job of this.jobsById.values()) {
       if (isFinished(job.status) || !job.options.backupTasks) continue;
       const task = this.straggler(job, worker, now);
-      if (task !== undefined) {
-        return {
-          type: 'assignTask',
-          assignment: this.start(job, task, worker, node, now, leaseMs, true),
-        };
-      }
+      if (task !== undefined) return { job, task, backup: true };
     }
-    return { type: 'assignTask', assignment: null, reason: barrier ? 'barrier' : 'allAssigned' };
+    return { reason: barrier ? 'barrier' : 'allAssigned' };
   }
 
   /** The lowest idle task of the job's phase, using (and advancing) the scan hint. */
@@ -521,6 +544,7 @@ export class MapReduceStateMachine {
     let best: { task: Task; attempt: Attempt } | undefined;
     for (const t of tasks) {
       if (t.state !== 'inProgress' || t.running.length !== 1) continue;
+      if (t.attempts >= limits.mrTaskAttemptsMax) continue;
       const a = this.mustAttempt(t.running[0] as AttemptId);
       if (a.worker === worker || now - a.startedAt < slowAfter) continue;
       if (best === undefined || a.startedAt < best.attempt.startedAt)
@@ -1206,6 +1230,7 @@ function checkParams(value: unknown): Record<string, string> {
   let chars = 0;
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(obj)) {
+    checkKey(k, 'params name', limits.mrPathCharsMax);
     if (typeof v !== 'string') invalid(`params.${k} must be a string, not ${preview(v)}`, 'params');
     chars += k.length + v.length;
     if (chars > limits.mrParamsCharsMax)
@@ -1257,7 +1282,7 @@ function checkCounters(value: unknown): TaskCounters {
     }
     const user: Record<string, number> = {};
     for (const [k, v] of entries) {
-      checkString(k, 'counters.user name', limits.rpcNameCharsMax);
+      checkKey(k, 'counters.user name', limits.rpcNameCharsMax);
       user[k] = checkInt(v, `counters.user.${k}`, -Number.MAX_SAFE_INTEGER);
     }
     extra.user = user;

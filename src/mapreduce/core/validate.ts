@@ -122,3 +122,10 @@ export function clip(text: string): string {
     ? text
     : `${text.slice(0, limits.mrErrorCharsMax - 1)}…`;
 }
+
+/** A name used as an object key (param, user counter): a string of 1..max characters, never `__proto__`. */
+export function checkKey(value: unknown, field: string, max: number): string {
+  const key = checkString(value, field, max);
+  if (key === '__proto__') invalid(`${field} may not be __proto__`, field);
+  return key;
+}
