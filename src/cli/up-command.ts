@@ -168,7 +168,8 @@ async function up(flags: UpFlags): Promise<void> {
   const peerList = (self: string): string =>
     plan.nodes
       .filter((n) => n.id !== self)
-      .map((n) => `${n.id}=${addr(n.listen)}`)
+      // Raft address, then the RPC port: followers redirect KV clients to the leader's.
+      .map((n) => `${n.id}=${addr(n.listen)}/${n.rpc.port}`)
       .join(',');
   const children = new Map<string, ChildProcess>();
   const exited = new Map<string, string>();

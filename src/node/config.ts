@@ -17,6 +17,9 @@
  *
  * In the config file, `peers` may be the flag's string form or an object
  * `{ "n2": "127.0.0.1:7102" }`; numbers may be JSON numbers or strings.
+ * A peer may also name its RPC address after a slash, `n2=127.0.0.1:7102/7202`
+ * (same host) or `n2=127.0.0.1:7102/10.0.0.2:7202`, so followers can redirect
+ * KV clients to the leader's RPC port ({@link NodeConfig.peerRpc}).
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -45,6 +48,11 @@ export interface NodeConfig {
   readonly rpc: PeerAddress;
   /** The other initial voters and their Raft addresses. */
   readonly peers: ReadonlyMap<NodeId, PeerAddress>;
+  /**
+   * The RPC addresses of those peers that gave one (`n2=host:port/rpcPort`),
+   * so a follower can send clients to the leader's RPC port.
+   */
+  readonly peerRpc: ReadonlyMap<NodeId, PeerAddress>;
   /** Milliseconds per Raft tick. */
   readonly tickMs: number;
   /** Base election timeout in ticks (Raft §5.2). */
@@ -125,6 +133,14 @@ export function parseHostPort(text: unknown, what = 'address', source = 'argumen
 
 /** Parses `n2=host:port,n3=host:port` (or a JSON object of id → "host:port"). */
 export function parsePeers(value: unknown, source = 'argument'): Map<NodeId, PeerAddress> {
+  return parsePeerList(value, source).peers;
+}
+
+/** Parses the peer list with the optional RPC addresses (`n2=host:port/rpcPort`). */
+export function parsePeerList(
+  value: unknown,
+  source = 'argument',
+): { peers: Map<NodeId, PeerAddress>; peerRpc: Map<NodeId, PeerAddress> } {
   const pairs: [string, unknown][] = [];
   if (typeof value === 'string') {
     for (const part of value.split(',')) {
@@ -147,12 +163,24 @@ export function parsePeers(value: unknown, source = 'argument'): Map<NodeId, Pee
     );
   }
   const peers = new Map<NodeId, PeerAddress>();
+  const peerRpc = new Map<NodeId, PeerAddress>();
   for (const [id, addr] of pairs) {
     if (!isValidId(id)) throw bad('peers', source, `bad node id ${JSON.stringify(id)}`, value);
     if (peers.has(id as NodeId)) throw bad('peers', source, `node ${id} is listed twice`, value);
-    peers.set(nodeId(id), parseHostPort(addr, `peers.${id}`, source));
+    const slash = typeof addr === 'string' ? addr.indexOf('/') : -1;
+    if (typeof addr === 'string' && slash >= 0) {
+      const raft = parseHostPort(addr.slice(0, slash), `peers.${id}`, source);
+      const rpcText = addr.slice(slash + 1);
+      const rpc = /^\d+$/.test(rpcText)
+        ? parseHostPort(`${raft.host}:${rpcText}`, `peers.${id}.rpc`, source)
+        : parseHostPort(rpcText, `peers.${id}.rpc`, source);
+      peers.set(nodeId(id), raft);
+      peerRpc.set(nodeId(id), rpc);
+    } else {
+      peers.set(nodeId(id), parseHostPort(addr, `peers.${id}`, source));
+    }
   }
-  return peers;
+  return { peers, peerRpc };
 }
 
 function intField(field: string, source: string, value: unknown, min: number, max: number): number {
@@ -266,7 +294,7 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
   const rpcV = required('rpc');
   const rpc = parseHostPort(rpcV.value, 'rpc', rpcV.source);
   const peersV = pick('peers') ?? { value: '', source: 'default' };
-  const peers = parsePeers(peersV.value, peersV.source);
+  const { peers, peerRpc } = parsePeerList(peersV.value, peersV.source);
   if (peers.has(id)) throw bad('peers', peersV.source, `must not list the node itself (${id})`);
   if (listen.port === rpc.port && listen.host === rpc.host) {
     throw bad('rpc', rpcV.source, `must differ from listen (${listen.host}:${listen.port})`);
@@ -289,6 +317,7 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
     listen,
     rpc,
     peers,
+    peerRpc,
     tickMs,
     electionTicks,
     snapshotEntries,

@@ -1,7 +1,7 @@
 /**
  * The node process's composition: one Raft node over TCP with durable
  * storage, driving the KV state machine, plus an RPC port serving the
- * {@link NodeService} (status, health). `cohort node` runs one; `cohort up`
+ * {@link NodeService} (status, health) and the KV service ({@link KvServer}). `cohort node` runs one; `cohort up`
  * runs several as separate processes.
  *
  * ```ts
@@ -32,8 +32,9 @@ import { RpcNode } from '../rpc/node.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { NodeConfig } from './config.js';
-import { defaultModules } from './default-modules.js';
-import { encodeModuleEntry, isModuleApplied, KvRaftStateMachine } from './kv-state-machine.js';
+import { KvServer, ObservedStateMachine } from '../kv/server.js';
+import { encodeModuleEntry, isModuleApplied } from './kv-state-machine.js';
+import type { KvRaftStateMachine } from './kv-state-machine.js';
 import type { NodeModule, NodeModuleContext } from './modules.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
@@ -53,6 +54,8 @@ export interface CohortNode {
   readonly config: NodeConfig;
   readonly raft: RaftNode<KvRaftStateMachine>;
   readonly rpc: RpcNode;
+  /** The KV service on this node (watches, leader duties). */
+  readonly kv: KvServer;
   /** This node's status, as the Node.status RPC answers it. */
   status(): NodeStatus;
   /** Stops serving RPCs, closes the Raft node, its transport and storage. Idempotent. */
@@ -164,8 +167,9 @@ export async function startNode(
     nodeId: config.id,
     logger: log.child({ component: 'storage' }),
   });
-  const modules = options.modules ?? defaultModules(config);
-  const stateMachine = new KvRaftStateMachine(modules);
+  // Loaded only when needed: a caller passing its own modules does not load MapReduce.
+  const modules = options.modules ?? (await import('./default-modules.js')).defaultModules(config);
+  const stateMachine = new ObservedStateMachine(modules);
   let raft: RaftNode<KvRaftStateMachine>;
   try {
     raft = await RaftNode.start({
@@ -227,6 +231,15 @@ export async function startNode(
       return { ok: state === 'running', id: config.id, state };
     },
   });
+  const kv = new KvServer({
+    raft,
+    stateMachine,
+    rpc,
+    peerRpc: (id) => (id === config.id ? config.rpc : config.peerRpc.get(id)),
+    electionTimeoutMs: config.electionTicks * config.tickMs,
+    logger: log.child({ component: 'kv' }),
+  });
+  kv.start();
   const started: NodeModule[] = [];
   const stopModules = async (): Promise<void> => {
     for (const m of started.reverse()) {
@@ -262,6 +275,7 @@ export async function startNode(
     }
   } catch (e) {
     await stopModules();
+    await kv.close();
     await rpc.close();
     await raft.close();
     throw e;
@@ -282,11 +296,13 @@ export async function startNode(
     config,
     raft,
     rpc,
+    kv,
     status,
     close: () => {
       closing ??= (async () => {
         log.info({ term: raft.status().term }, 'node stopping');
         await stopModules();
+        await kv.close();
         await rpc.close();
         await raft.close();
         log.info({ term: raft.status().term }, 'node stopped');

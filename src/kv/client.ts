@@ -1,0 +1,702 @@
+/**
+ * The KV client: talks to a cohort cluster's {@link KvService}, finds the
+ * leader, follows NOT_LEADER redirects, and retries by the definite /
+ * indefinite rules (DESIGN.md, Errors) so an application sees each write
+ * applied exactly once.
+ *
+ * ```ts
+ * import { KvClient } from 'cohort';
+ * const kv = await KvClient.connect({ endpoints: ['n1=127.0.0.1:7201', 'n2=127.0.0.1:7202'] });
+ * await kv.put('greeting', 'hello');
+ * const v = await kv.get('greeting');               // KeyValue | undefined (v.value is bytes)
+ * console.log(kvText(v!.value));                     // 'hello'
+ * const { id } = await kv.leaseGrant(10_000);
+ * const keeper = kv.keepAlive(id);                   // renews every ttl/3 until stopped
+ * await kv.put('svc/a', '1', { lease: id });
+ * for await (const batch of kv.watch('svc/', { prefix: true, startRevision: 1 })) {
+ *   for (const ev of batch.events) console.log(ev.type, kvText(ev.kv.key));
+ * }
+ * const out = await kv.transaction(async (tx) => { ... });   // optimistic BEGIN..COMMIT
+ * keeper.stop();
+ * await kv.close();
+ * ```
+ *
+ * Retries:
+ * - **definite** errors that are about where the call went (NOT_LEADER,
+ *   UNAVAILABLE, CLOSED, CIRCUIT_OPEN, OVERLOADED) are retried on the hinted
+ *   leader or the next endpoint, with a small backoff while no leader is known;
+ * - **indefinite** errors (TIMEOUT, CONNECTION_LOST, a leader lost mid-way)
+ *   are retried for reads (idempotent) and for writes under the SAME session
+ *   sequence number, so the state machine answers a write that did apply
+ *   from its session table instead of applying it again;
+ * - anything else (INVALID_ARGUMENT, NOT_FOUND, COMPACTED, ...) is the
+ *   answer and is thrown at once. After `retryMs` the last error is thrown.
+ *
+ * Concurrency: a session allows one command in flight per client id, so the
+ * client keeps a pool of session lanes (`${clientId}/${lane}`); each write
+ * takes a free lane (a new one up to `lanesMax`), so many concurrent calls run
+ * in parallel. `close()` ends the lanes' sessions on the cluster.
+ */
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { CohortError, isCohortError } from '../lib/errors.js';
+import type { ErrorCode } from '../lib/errors.js';
+import { clusterId as toClusterId, isValidId, nodeId } from '../lib/ids.js';
+import type { NodeId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
+import { rpcCodec } from '../rpc/messages.js';
+import type { RpcWireMessage } from '../rpc/messages.js';
+import { RpcNode } from '../rpc/node.js';
+import type { RpcNodeOptions } from '../rpc/node.js';
+import type { Client } from '../rpc/service.js';
+import { TcpTransport } from '../transport/tcp-transport.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
+import { kvKey, prefixRange, RANGE_END_ALL } from './core/bytes.js';
+import type {
+  Compare,
+  CompactResult,
+  DeleteRangeResult,
+  KeyValue,
+  KvEvent,
+  LeaseGrantResult,
+  LeaseInfo,
+  LeaseKeepAliveResult,
+  LeaseRevokeResult,
+  PutResult,
+  RangeRequest,
+  RangeResult,
+  SessionTag,
+  TxnOp,
+  TxnRequest,
+  TxnResult,
+} from './core/types.js';
+import { runOptimisticTxn } from './optimistic-txn.js';
+import type {
+  OptimisticTxn,
+  OptimisticTxnOptions,
+  OptimisticTxnOutcome,
+} from './optimistic-txn.js';
+import { KvService } from './service.js';
+
+/** A key or value: bytes, or a string taken as UTF-8. */
+export type Bytes = Uint8Array | string;
+
+/** One node's RPC endpoint: `"n1=127.0.0.1:7201"` or an object. */
+export type KvEndpoint =
+  string | { readonly id: string; readonly host: string; readonly port: number };
+
+/** Options of {@link KvClient.connect}. */
+export interface KvClientOptions {
+  /** RPC endpoints of some or all nodes (ids must match the nodes' ids). */
+  readonly endpoints: readonly KvEndpoint[];
+  /** The cluster id (default 'cohort-local', what `cohort up` uses). */
+  readonly clusterId?: string;
+  /** Base of the session client ids (default: `kv-` + 12 random hex digits); must be unique per client. */
+  readonly clientId?: string;
+  /** Deadline of one attempt, in ms (default 2000). */
+  readonly timeoutMs?: number;
+  /** How long a call keeps retrying before it fails with the last error, in ms (default 10000). */
+  readonly retryMs?: number;
+  /** Most session lanes, i.e. concurrent writes (default kvClientLanesMax). */
+  readonly lanesMax?: number;
+  /** RPC node options (interceptors for tests, pending-call bounds). */
+  readonly rpc?: RpcNodeOptions;
+  readonly logger?: Logger;
+}
+
+/** Read options. */
+export interface ReadOptions {
+  /** Read the local state of whichever node answers (maybe stale), not a linearizable read. */
+  readonly serializable?: boolean;
+  /** Read as of this past revision. */
+  readonly revision?: number;
+}
+
+/** Range options (on top of {@link ReadOptions}). */
+export interface RangeOptions extends ReadOptions {
+  /** Every key with `key` as prefix. */
+  readonly prefix?: boolean;
+  /** End of a `[key, rangeEnd)` range (or RANGE_END_ALL). */
+  readonly rangeEnd?: Bytes;
+  readonly limit?: number;
+  readonly sortTarget?: RangeRequest['sortTarget'];
+  readonly sortOrder?: RangeRequest['sortOrder'];
+  readonly countOnly?: boolean;
+  readonly keysOnly?: boolean;
+}
+
+/** Put options. */
+export interface PutOptions {
+  readonly lease?: number;
+  readonly prevKv?: boolean;
+  readonly ignoreValue?: boolean;
+  readonly ignoreLease?: boolean;
+}
+
+/** Delete options. */
+export interface DeleteOptions {
+  readonly prefix?: boolean;
+  readonly rangeEnd?: Bytes;
+  readonly prevKv?: boolean;
+}
+
+/** Watch options. */
+export interface WatchOptions {
+  /** Watch every key with this prefix. */
+  readonly prefix?: boolean;
+  /** Watch `[key, rangeEnd)`. */
+  readonly rangeEnd?: Bytes;
+  /** First revision to deliver (default: changes after the watch starts). */
+  readonly startRevision?: number;
+  /** Include each event's previous key-value. */
+  readonly prevKv?: boolean;
+  /** Also yield progress notifications (batches with no events). */
+  readonly progress?: boolean;
+  /** Server progress notification period in ms (default kvWatchProgressMsDefault). */
+  readonly progressMs?: number;
+  /** Stops the watch (the iterator ends). */
+  readonly signal?: AbortSignal;
+}
+
+/** What a watch yields: events at revisions > the previous batch's `revision`, oldest first. */
+export interface WatchBatch {
+  /** Every event up to this revision has been delivered. */
+  readonly revision: number;
+  readonly events: readonly KvEvent[];
+  /** A progress notification (no events). */
+  readonly progress: boolean;
+}
+
+/** A running keep-alive loop (see {@link KvClient.keepAlive}). */
+export interface LeaseKeeper {
+  /** Stops renewing (the lease then expires after its TTL unless revoked). */
+  stop(): void;
+  /** Resolves when the loop ends: `'stopped'`, or `'lost'` when the lease is gone (expired or revoked). */
+  readonly done: Promise<'stopped' | 'lost'>;
+}
+
+/** Codes retried on another node (they say nothing about the request itself). */
+const routingCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'NOT_LEADER',
+  'UNAVAILABLE',
+  'CLOSED',
+  'CIRCUIT_OPEN',
+  'OVERLOADED',
+  'TIMEOUT',
+  'CONNECTION_LOST',
+  'CANCELLED',
+  'HANDSHAKE_FAILED',
+]);
+
+/** UTF-8 bytes of a string; bytes as they are. */
+export function toBytes(b: Bytes): Uint8Array {
+  return typeof b === 'string' ? kvKey(b) : b;
+}
+
+/** Parses an endpoint (`id=host:port` or an object). */
+export function parseKvEndpoint(e: KvEndpoint): { id: NodeId; address: PeerAddress } {
+  if (typeof e !== 'string') return { id: nodeId(e.id), address: { host: e.host, port: e.port } };
+  const eq = e.indexOf('=');
+  const colon = e.lastIndexOf(':');
+  const id = e.slice(0, eq);
+  const port = Number(e.slice(colon + 1));
+  if (
+    eq <= 0 ||
+    colon <= eq + 1 ||
+    !isValidId(id) ||
+    !Number.isInteger(port) ||
+    port < 1 ||
+    port > 65535
+  ) {
+    throw new CohortError(
+      'INVALID_ARGUMENT',
+      `endpoint ${JSON.stringify(e)}: expected id=host:port`,
+      {
+        details: { field: 'endpoints' },
+      },
+    );
+  }
+  return { id: nodeId(id), address: { host: e.slice(eq + 1, colon), port } };
+}
+
+function parseAddress(text: unknown): PeerAddress | undefined {
+  if (typeof text !== 'string') return undefined;
+  const i = text.lastIndexOf(':');
+  const port = Number(text.slice(i + 1));
+  if (i <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  return { host: text.slice(0, i), port };
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    if (signal?.aborted === true) {
+      resolve();
+      return;
+    }
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+  });
+
+interface Lane {
+  clientId: string;
+  seq: number;
+  generation: number;
+  readonly index: number;
+}
+
+type Stub = Client<typeof KvService>;
+
+/** A client of a cohort cluster's KV store (see the file comment). */
+export class KvClient {
+  private readonly stubs = new Map<NodeId, Stub>();
+  private readonly order: NodeId[];
+  private next = 0;
+  private leader: NodeId | undefined;
+  private readonly free: Lane[] = [];
+  private readonly lanes: Lane[] = [];
+  private readonly waiters: ((lane: Lane) => void)[] = [];
+  private readonly timeoutMs: number;
+  private readonly retryMs: number;
+  private readonly lanesMax: number;
+  private readonly keepers = new Set<LeaseKeeper>();
+  private closing: Promise<void> | undefined;
+  private readonly closeController = new AbortController();
+
+  private constructor(
+    private readonly rpc: RpcNode,
+    private readonly transport: TcpTransport<RpcWireMessage>,
+    endpoints: readonly NodeId[],
+    /** Base of the lanes' client ids. */
+    readonly clientId: string,
+    options: KvClientOptions,
+  ) {
+    this.order = [...endpoints];
+    this.timeoutMs = options.timeoutMs ?? 2_000;
+    this.retryMs = options.retryMs ?? 10_000;
+    this.lanesMax = Math.max(
+      1,
+      Math.min(options.lanesMax ?? limits.kvClientLanesMax, limits.kvClientLanesMax),
+    );
+  }
+
+  /** Connects to a cluster (lazily: no call is made until the first request). */
+  static async connect(options: KvClientOptions): Promise<KvClient> {
+    if (options.endpoints.length === 0) {
+      throw new CohortError('INVALID_ARGUMENT', 'KvClient needs at least one endpoint', {
+        details: { field: 'endpoints' },
+      });
+    }
+    const parsed = options.endpoints.map(parseKvEndpoint);
+    const clientId = options.clientId ?? `kv-${randomBytes(6).toString('hex')}`;
+    if (clientId.length + 8 > limits.kvClientIdCharsMax) {
+      throw new CohortError('INVALID_ARGUMENT', 'clientId is too long', {
+        details: { field: 'clientId' },
+      });
+    }
+    const transport = await TcpTransport.start<RpcWireMessage>({
+      self: nodeId(`client-${randomBytes(6).toString('hex')}`),
+      clusterId: toClusterId(options.clusterId ?? 'cohort-local'),
+      codec: rpcCodec,
+      peers: new Map(parsed.map((p) => [p.id, p.address])),
+      logger:
+        options.logger ??
+        pino({ level: process.env.COHORT_LOG_LEVEL ?? 'error' }, pino.destination(2)),
+    });
+    const rpc = new RpcNode(transport, options.rpc);
+    return new KvClient(
+      rpc,
+      transport,
+      parsed.map((p) => p.id),
+      clientId,
+      options,
+    );
+  }
+
+  /** The node this client currently believes leads (undefined: unknown). */
+  get leaderHint(): NodeId | undefined {
+    return this.leader;
+  }
+
+  // ------------------------------------------------------------ reads
+
+  /** One key (undefined if absent). */
+  async get(key: Bytes, options: ReadOptions = {}): Promise<KeyValue | undefined> {
+    const r = await this.range(key, options);
+    return r.kvs[0];
+  }
+
+  /** A key, range or prefix. */
+  range(key: Bytes, options: RangeOptions = {}): Promise<RangeResult> {
+    return this.rangeRequest(
+      { type: 'range', ...rangeOf(key, options), ...rangeExtras(options) },
+      options.serializable,
+    );
+  }
+
+  /** A range request as the state machine takes it (the optimistic txn's backend). */
+  rangeRequest(req: RangeRequest, serializable = false): Promise<RangeResult> {
+    const fields: Record<string, unknown> = { ...req };
+    delete fields.type;
+    if (serializable) fields.serializable = true;
+    const wire = fields as Parameters<Stub['range']>[0];
+    return this.call(undefined, (s, o) => s.range(wire, o));
+  }
+
+  // ------------------------------------------------------------ writes
+
+  /** Writes one key. */
+  put(key: Bytes, value: Bytes, options: PutOptions = {}): Promise<PutResult> {
+    const req = { key: toBytes(key), value: toBytes(value), ...options };
+    return this.write((s, o, session) => s.put({ ...req, session }, o));
+  }
+
+  /** Deletes a key, a range or a prefix. */
+  delete(key: Bytes, options: DeleteOptions = {}): Promise<DeleteRangeResult> {
+    const req = {
+      ...rangeOf(key, options),
+      ...(options.prevKv === undefined ? {} : { prevKv: options.prevKv }),
+    };
+    return this.write((s, o, session) => s.deleteRange({ ...req, session }, o));
+  }
+
+  /** Compare, then run `success` or `failure`, at one revision. */
+  txn(req: {
+    compare: readonly Compare[];
+    success: readonly TxnOp[];
+    failure?: readonly TxnOp[];
+  }): Promise<TxnResult> {
+    const body = {
+      compare: [...req.compare],
+      success: [...req.success],
+      failure: [...(req.failure ?? [])],
+    };
+    return this.write((s, o, session) => s.txn({ ...body, session }, o));
+  }
+
+  /** Drops history below `revision`. */
+  compact(revision: number): Promise<CompactResult> {
+    return this.write((s, o, session) => s.compact({ revision, session }, o));
+  }
+
+  // ------------------------------------------------------------ leases
+
+  /** Creates a lease of `ttlMs` (id chosen by the cluster unless given). */
+  leaseGrant(ttlMs: number, id?: number): Promise<LeaseGrantResult> {
+    return this.write((s, o, session) =>
+      s.leaseGrant({ ttlMs, ...(id === undefined ? {} : { id }), session }, o),
+    );
+  }
+
+  /** Ends a lease and deletes its keys. */
+  leaseRevoke(id: number): Promise<LeaseRevokeResult> {
+    return this.write((s, o, session) => s.leaseRevoke({ id, session }, o));
+  }
+
+  /** Renews a lease once. */
+  leaseKeepAlive(id: number): Promise<LeaseKeepAliveResult> {
+    return this.write((s, o, session) => s.leaseKeepAlive({ id, session }, o));
+  }
+
+  /** A lease's TTL left (as the leader's clock sees it) and optionally its keys. */
+  leaseTimeToLive(
+    id: number,
+    options: { keys?: boolean; serializable?: boolean } = {},
+  ): Promise<LeaseInfo> {
+    return this.call(undefined, (s, o) => s.leaseTimeToLive({ id, ...options }, o));
+  }
+
+  /** Every live lease. */
+  leases(
+    options: { serializable?: boolean } = {},
+  ): Promise<{ revision: number; leases: readonly LeaseInfo[] }> {
+    return this.call(undefined, (s, o) => s.leases(options, o));
+  }
+
+  /**
+   * Renews lease `id` every `intervalMs` (default a third of its TTL) until
+   * stopped or the lease is gone (`done` resolves 'lost'; `onLost` is called).
+   */
+  keepAlive(id: number, options: { intervalMs?: number; onLost?: () => void } = {}): LeaseKeeper {
+    const stop = new AbortController();
+    let resolveDone: (v: 'stopped' | 'lost') => void = () => undefined;
+    const done = new Promise<'stopped' | 'lost'>((r) => (resolveDone = r));
+    const keeper: LeaseKeeper = { stop: () => stop.abort(), done };
+    this.keepers.add(keeper);
+    const loop = async (): Promise<'stopped' | 'lost'> => {
+      let interval = options.intervalMs;
+      while (!stop.signal.aborted && !this.closeController.signal.aborted) {
+        try {
+          const r = await this.leaseKeepAlive(id);
+          interval ??= Math.max(100, Math.floor(r.ttlMs / 3));
+        } catch (e) {
+          if (isCohortError(e) && e.code === 'NOT_FOUND') return 'lost';
+          if (!isCohortError(e) || e.code === 'CLOSED') return 'stopped';
+          interval ??= 500;
+        }
+        await sleep(interval, stop.signal);
+      }
+      return 'stopped';
+    };
+    void loop().then((why) => {
+      this.keepers.delete(keeper);
+      if (why === 'lost') options.onLost?.();
+      resolveDone(why);
+    });
+    return keeper;
+  }
+
+  // ------------------------------------------------------------ transactions
+
+  /** Runs `body` as an optimistic interactive transaction (BEGIN..COMMIT, retried on conflict). */
+  transaction<T>(
+    body: (tx: OptimisticTxn) => Promise<T>,
+    options: OptimisticTxnOptions = {},
+  ): Promise<OptimisticTxnOutcome<T>> {
+    return runOptimisticTxn(
+      {
+        range: (req) => this.rangeRequest(req),
+        txn: (req: TxnRequest) => this.txn(req),
+      },
+      body,
+      options,
+    );
+  }
+
+  // ------------------------------------------------------------ watches
+
+  /**
+   * Watches a key, prefix or range. Yields batches of events in revision
+   * order; after a disconnect or a leader change it resumes from the last
+   * revision delivered + 1 on another node: no gap, no duplicate. Throws
+   * COMPACTED if the start revision (or the resume point) was compacted.
+   * Breaking out of the loop or aborting `signal` ends it.
+   */
+  async *watch(key: Bytes, options: WatchOptions = {}): AsyncGenerator<WatchBatch> {
+    const range = rangeOf(key, options);
+    let next = options.startRevision;
+    let failures = 0;
+    const signal = options.signal;
+    while (signal?.aborted !== true && !this.closeController.signal.aborted) {
+      const target = this.target();
+      const stream = this.stub(target).watch(
+        {
+          ...range,
+          ...(next === undefined ? {} : { startRevision: next }),
+          ...(options.prevKv === true ? { prevKv: true } : {}),
+          ...(options.progressMs === undefined ? {} : { progressMs: options.progressMs }),
+        },
+        signal === undefined ? {} : { signal },
+      );
+      try {
+        for await (const item of stream) {
+          failures = 0;
+          if (item.created === true) {
+            next ??= item.revision + 1;
+            continue;
+          }
+          const from = next ?? 0;
+          const events = item.events.filter((e) => e.kv.modRevision >= from);
+          next = Math.max(from, item.revision + 1);
+          if (events.length > 0 || (item.progress === true && options.progress === true)) {
+            yield { revision: item.revision, events, progress: events.length === 0 };
+          }
+        }
+      } catch (e) {
+        if (!isCohortError(e)) throw e;
+        if (isAborted(signal)) return;
+        if (!routingCodes.has(e.code) && !(e.code === 'INTERNAL')) throw e;
+        this.forget(target);
+      } finally {
+        stream.cancel();
+      }
+      await sleep(Math.min(500, 10 * 2 ** failures++), signal);
+    }
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** Ends the lanes' sessions on the cluster (best effort), stops keep-alives, closes the connections. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closeController.abort();
+      for (const k of this.keepers) k.stop();
+      const used = this.lanes.filter((l) => l.seq > 0);
+      await Promise.allSettled(
+        used.map((l) =>
+          this.call(undefined, (s, o) => s.sessionEnd({ clientId: l.clientId }, o), 1_000),
+        ),
+      );
+      await this.rpc.close();
+    })();
+    return this.closing;
+  }
+
+  // ------------------------------------------------------------ plumbing
+
+  private stub(id: NodeId): Stub {
+    let s = this.stubs.get(id);
+    if (s === undefined) {
+      s = this.rpc.client(KvService, id);
+      this.stubs.set(id, s);
+    }
+    return s;
+  }
+
+  /** The node to try: the known leader, else the next endpoint round-robin. */
+  private target(): NodeId {
+    if (this.leader !== undefined) return this.leader;
+    const id = this.order[this.next % this.order.length];
+    this.next++;
+    if (id === undefined) throw new CohortError('UNAVAILABLE', 'no endpoints');
+    return id;
+  }
+
+  private forget(target: NodeId): void {
+    if (this.leader === target) this.leader = undefined;
+  }
+
+  /** Learns the leader from a NOT_LEADER answer; true if it names one other than `from`. */
+  private redirect(e: CohortError, from: NodeId): boolean {
+    const id = e.details.leaderId ?? e.details.leaderHint;
+    if (typeof id !== 'string' || !isValidId(id) || id === from) {
+      this.forget(from);
+      return false;
+    }
+    const leader = nodeId(id);
+    if (!this.order.includes(leader)) {
+      const addr = parseAddress(e.details.leaderRpc);
+      if (addr === undefined) {
+        this.forget(from);
+        return false;
+      }
+      this.transport.setPeer(leader, addr);
+      this.order.push(leader);
+    }
+    this.leader = leader;
+    return true;
+  }
+
+  private acquireLane(): Promise<Lane> {
+    const lane = this.free.pop();
+    if (lane !== undefined) return Promise.resolve(lane);
+    if (this.lanes.length < this.lanesMax) {
+      const index = this.lanes.length;
+      const l: Lane = { clientId: `${this.clientId}/${index}`, seq: 0, generation: 0, index };
+      this.lanes.push(l);
+      return Promise.resolve(l);
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private releaseLane(lane: Lane): void {
+    const w = this.waiters.shift();
+    if (w !== undefined) w(lane);
+    else this.free.push(lane);
+  }
+
+  /** A write under a session lane: one seq for all retries of it. */
+  private async write<T>(
+    fn: (s: Stub, o: { timeoutMs: number }, session: SessionTag) => Promise<T>,
+  ): Promise<T> {
+    if (this.closeController.signal.aborted)
+      throw new CohortError('CLOSED', 'the KV client is closed');
+    const lane = await this.acquireLane();
+    try {
+      for (let fresh = 0; ; fresh++) {
+        lane.seq++;
+        const session = { clientId: lane.clientId, seq: lane.seq };
+        let sent = false;
+        try {
+          return await this.call(
+            () => (sent = true),
+            (s, o) => fn(s, o, session),
+          );
+        } catch (e) {
+          // The session was forgotten (LRU) before this command's first
+          // attempt reached it: nothing was applied, so start a new session.
+          if (
+            isCohortError(e) &&
+            e.code === 'FAILED_PRECONDITION' &&
+            e.details.reason === 'sessionExpired' &&
+            fresh === 0 &&
+            !sent
+          ) {
+            lane.generation++;
+            lane.clientId = `${this.clientId}/${lane.index}.${lane.generation}`;
+            lane.seq = 0;
+            continue;
+          }
+          throw e;
+        }
+      }
+    } finally {
+      this.releaseLane(lane);
+    }
+  }
+
+  /**
+   * One call with redirects and retries. Writes are retried after indefinite
+   * errors only because they carry a session with the same seq (see the file
+   * comment). `onRetry` is told when an attempt that may have taken effect is retried.
+   */
+  private async call<T>(
+    onRetry: (() => void) | undefined,
+    fn: (s: Stub, o: { timeoutMs: number }) => Promise<T>,
+    retryMs = this.retryMs,
+  ): Promise<T> {
+    const deadline = Date.now() + retryMs;
+    let backoff = 0;
+    for (;;) {
+      const target = this.target();
+      try {
+        return await fn(this.stub(target), { timeoutMs: this.timeoutMs });
+      } catch (e) {
+        if (!isCohortError(e) || !routingCodes.has(e.code)) throw e;
+        if (e.code === 'CANCELLED' && this.closeController.signal.aborted) throw e;
+        if (e.code === 'NOT_LEADER' && this.redirect(e, target)) {
+          backoff = 0;
+        } else {
+          this.forget(target);
+          if (this.leader === undefined && e.code !== 'NOT_LEADER') this.next++;
+          backoff = Math.min(200, Math.max(10, backoff * 2));
+        }
+        if (!e.definite) onRetry?.();
+        if (Date.now() + backoff >= deadline || this.closeController.signal.aborted) throw e;
+        if (backoff > 0 && this.leader === undefined) await sleep(backoff);
+      }
+    }
+  }
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+function rangeOf(
+  key: Bytes,
+  o: { prefix?: boolean; rangeEnd?: Bytes },
+): { key: Uint8Array; rangeEnd?: Uint8Array } {
+  const k = toBytes(key);
+  if (o.prefix === true) {
+    return k.length === 0 ? { key: Uint8Array.of(0), rangeEnd: RANGE_END_ALL } : prefixRange(k);
+  }
+  if (o.rangeEnd !== undefined) return { key: k, rangeEnd: toBytes(o.rangeEnd) };
+  return { key: k };
+}
+
+function rangeExtras(o: RangeOptions): Omit<RangeRequest, 'type' | 'key' | 'rangeEnd'> {
+  const out: { -readonly [K in keyof RangeRequest]?: RangeRequest[K] } = {};
+  if (o.revision !== undefined) out.revision = o.revision;
+  if (o.limit !== undefined) out.limit = o.limit;
+  if (o.sortTarget !== undefined) out.sortTarget = o.sortTarget;
+  if (o.sortOrder !== undefined) out.sortOrder = o.sortOrder;
+  if (o.countOnly !== undefined) out.countOnly = o.countOnly;
+  if (o.keysOnly !== undefined) out.keysOnly = o.keysOnly;
+  return out;
+}

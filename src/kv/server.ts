@@ -1,0 +1,633 @@
+/**
+ * The KV server: the handlers of {@link KvService} on one node, over its Raft
+ * node and the replicated {@link KvStateMachine}. Every node serves it.
+ *
+ * ```ts
+ * const stateMachine = new ObservedStateMachine(modules);     // the node's state machine, observable
+ * const raft = await RaftNode.start({ ..., stateMachine });
+ * const kv = new KvServer({ raft, stateMachine, rpc, peerRpc: (id) => rpcAddressOf(id), electionTimeoutMs });
+ * kv.start();                                                 // serves Kv on `rpc`, runs leader duties
+ * await kv.close();
+ * ```
+ *
+ * - **Writes** (put, deleteRange, txn, compact, lease grant/revoke/keep-alive,
+ *   sessionEnd) are proposed by the leader only; a follower answers NOT_LEADER
+ *   (definite) with `details.leaderId` and `details.leaderRpc` ("host:port").
+ *   The proposal carries the caller's session, so a retried write is applied
+ *   once. A refusal by the state machine becomes a CohortError with its code.
+ * - **Reads** are linearizable by default (RaftNode.read: ReadIndex, leader
+ *   only, so followers redirect) or `serializable` from the local state of any
+ *   node. A range answer is cut at kvRangeBytesMax bytes of keys and values
+ *   (at least one key is always returned) with `more: true`; the caller
+ *   continues from the last key.
+ * - **Leases**: the leader runs a {@link LeaseClock} (promoted once its log is
+ *   applied, via a ReadIndex read), proposes `leaseExpire` when a deadline
+ *   passes and `leaseCheckpoint` every kvLeaseCheckpointMs; it drops the clock
+ *   when it loses leadership. Followers never expire anything.
+ * - **Compaction**: the leader proposes `compact` to keep the last
+ *   kvHistoryRevisionsKept revisions.
+ * - **Watches**: one server stream per watch: a `created` item, catch-up from
+ *   `startRevision` (eventsSince), then live events from applied entries, and
+ *   progress notifications while idle. A watcher more than
+ *   kvWatchBufferEventsMax events behind is cut off (OVERLOADED); a snapshot
+ *   installed on this node ends every watch (UNAVAILABLE); the client resumes
+ *   from its last revision + 1 either way.
+ */
+import type { Logger } from 'pino';
+import { assert } from '../lib/assert.js';
+import { CohortError, isCohortError } from '../lib/errors.js';
+import type { NodeId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
+import type { Entry } from '../raft/core/types.js';
+import type { RaftNode } from '../raft/raft-node.js';
+import type { RpcNode } from '../rpc/node.js';
+import type { CallContext, Handlers } from '../rpc/service.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
+import { KvRaftStateMachine, isModuleApplied } from '../node/kv-state-machine.js';
+import type { NodeApplied } from '../node/kv-state-machine.js';
+import type { NodeModule } from '../node/modules.js';
+import { compareBytes } from './core/bytes.js';
+import { decodeKvEntry, encodeKvEntry } from './core/codec.js';
+import { LeaseClock } from './core/lease-clock.js';
+import type {
+  KvApplied,
+  KvCommand,
+  KvEvent,
+  KvResult,
+  RangeRequest,
+  RangeResult,
+  SessionTag,
+  TxnOp,
+} from './core/types.js';
+import { resolveRange } from './core/validate.js';
+import { KvService } from './service.js';
+import type { WatchItem } from './service.js';
+
+/**
+ * The node's state machine with hooks: the KV server sees every applied entry
+ * (watch events, the leader's lease clock) and every snapshot restore.
+ */
+export class ObservedStateMachine extends KvRaftStateMachine {
+  /** Called after each applied entry, with what apply returned. */
+  onApplied: ((applied: NodeApplied, entry: Entry) => void) | undefined;
+  /** Called after the state was replaced by a snapshot. */
+  onRestored: (() => void) | undefined;
+
+  constructor(modules: readonly NodeModule[] = []) {
+    super(modules);
+  }
+
+  override apply(entry: Entry): NodeApplied {
+    const out = super.apply(entry);
+    this.onApplied?.(out, entry);
+    return out;
+  }
+
+  override restore(bytes: Uint8Array): void {
+    super.restore(bytes);
+    this.onRestored?.();
+  }
+}
+
+/** Options of {@link KvServer}. */
+export interface KvServerOptions {
+  readonly raft: RaftNode<KvRaftStateMachine>;
+  readonly stateMachine: ObservedStateMachine;
+  readonly rpc: RpcNode;
+  /** The RPC address of a node (for NOT_LEADER redirects); undefined if unknown. */
+  readonly peerRpc: (id: NodeId) => PeerAddress | undefined;
+  /** Extra lease time a new leader grants (about an election timeout). */
+  readonly electionTimeoutMs: number;
+  readonly logger?: Logger;
+  /** Monotonic milliseconds (default performance.now). */
+  readonly now?: () => number;
+  /** Revisions of history kept by periodic compaction (default kvHistoryRevisionsKept; 0: never compact). */
+  readonly historyRevisionsKept?: number;
+  /** Compaction check period (default kvCompactCheckMs). */
+  readonly compactCheckMs?: number;
+  /** Lease checkpoint period (default kvLeaseCheckpointMs). */
+  readonly leaseCheckpointMs?: number;
+  /** Lease expiry check period (default kvLeaseTickMs). */
+  readonly leaseTickMs?: number;
+  /** Events buffered per watch (default kvWatchBufferEventsMax). */
+  readonly watchBufferEventsMax?: number;
+}
+
+/** Copies the fields of `src` named in `keys` that are defined (drops unknown fields from the wire). */
+function pick<T extends object>(src: T, keys: readonly (keyof T)[]): Partial<T> {
+  const out: Partial<T> = {};
+  for (const k of keys) if (src[k] !== undefined) out[k] = src[k];
+  return out;
+}
+
+const rangeKeys = [
+  'key',
+  'rangeEnd',
+  'limit',
+  'sortTarget',
+  'sortOrder',
+  'revision',
+  'countOnly',
+  'keysOnly',
+] as const;
+
+/** Cuts a range answer at kvRangeBytesMax bytes of keys and values (at least one key stays). */
+export function capRange(r: RangeResult, bytesMax = limits.kvRangeBytesMax): RangeResult {
+  let bytes = 0;
+  for (let i = 0; i < r.kvs.length; i++) {
+    const kv = r.kvs[i];
+    assert(kv !== undefined, 'range result index');
+    bytes += kv.key.length + kv.value.length;
+    if (bytes > bytesMax && i > 0) return { ...r, kvs: r.kvs.slice(0, i), more: true };
+  }
+  return r;
+}
+
+/** The CohortError of a refused command. */
+function refusal(applied: Extract<KvApplied, { ok: false }>): CohortError {
+  const e = applied.error;
+  return new CohortError(e.code, e.message, { definite: e.definite, details: e.details });
+}
+
+interface WatchBatch {
+  readonly revision: number;
+  readonly events: readonly KvEvent[];
+}
+
+/** One live watch: its key range and a bounded queue of event batches. */
+class Watcher {
+  readonly queue: WatchBatch[] = [];
+  queued = 0;
+  error: CohortError | undefined;
+  /** Last revision enqueued or sent (for error details). */
+  lastRevision: number;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    readonly key: Uint8Array,
+    /** undefined: one key; null: to the end of the key space. */
+    readonly end: Uint8Array | null | undefined,
+    readonly prevKv: boolean,
+    /** Events below this revision are not delivered (a start revision in the future). */
+    readonly minRevision: number,
+    createdRevision: number,
+  ) {
+    this.lastRevision = createdRevision;
+  }
+
+  matches(key: Uint8Array): boolean {
+    if (this.end === undefined) return compareBytes(key, this.key) === 0;
+    if (compareBytes(key, this.key) < 0) return false;
+    return this.end === null || compareBytes(key, this.end) < 0;
+  }
+
+  push(batch: WatchBatch, max: number): void {
+    if (this.error !== undefined) return;
+    this.queue.push(batch);
+    this.queued += batch.events.length;
+    this.lastRevision = batch.revision;
+    if (this.queued > max) {
+      this.queue.length = 0;
+      this.fail(
+        new CohortError(
+          'OVERLOADED',
+          `watcher fell more than ${max} events behind; resume from the last revision received`,
+          { details: { limit: max } },
+        ),
+      );
+      return;
+    }
+    this.notify();
+  }
+
+  fail(err: CohortError): void {
+    this.error ??= err;
+    this.notify();
+  }
+
+  notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /** Resolves when something was queued, the watcher failed, or `ms` passed (0: never). */
+  wait(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.queue.length > 0 || this.error !== undefined || signal.aborted) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = ms > 0 ? setTimeout(done, ms) : undefined;
+      const onAbort = (): void => done();
+      signal.addEventListener('abort', onAbort, { once: true });
+      function done(): void {
+        if (timer !== undefined) clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}
+
+/** Splits events (oldest first) into items of at most kvWatchBatchEventsMax events / kvRangeBytesMax bytes, never splitting a revision. */
+function batches(events: readonly KvEvent[], prevKv: boolean): WatchItem[] {
+  const items: WatchItem[] = [];
+  let cur: KvEvent[] = [];
+  let bytes = 0;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i];
+    assert(ev !== undefined, 'event index');
+    cur.push(prevKv || ev.prevKv === undefined ? ev : { type: ev.type, kv: ev.kv });
+    bytes += ev.kv.key.length + ev.kv.value.length + (prevKv ? (ev.prevKv?.value.length ?? 0) : 0);
+    const next = events[i + 1];
+    const full = cur.length >= limits.kvWatchBatchEventsMax || bytes >= limits.kvRangeBytesMax;
+    if (next === undefined || (full && next.kv.modRevision !== ev.kv.modRevision)) {
+      items.push({ revision: ev.kv.modRevision, events: cur });
+      cur = [];
+      bytes = 0;
+    }
+  }
+  return items;
+}
+
+/** The KV service on one node (see the file comment). */
+export class KvServer {
+  private readonly raft: RaftNode<KvRaftStateMachine>;
+  private readonly sm: ObservedStateMachine;
+  private readonly log: Logger | undefined;
+  private readonly now: () => number;
+  private readonly watchers = new Set<Watcher>();
+  private readonly watchBufferMax: number;
+  private clock: LeaseClock | undefined;
+  /** The term whose leader duties run (undefined: not leading). */
+  private leadingTerm: number | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private compacting = false;
+  private unsubscribe: (() => void) | undefined;
+  private closed = false;
+
+  constructor(private readonly options: KvServerOptions) {
+    this.raft = options.raft;
+    this.sm = options.stateMachine;
+    this.log = options.logger;
+    this.now = options.now ?? (() => performance.now());
+    this.watchBufferMax = options.watchBufferEventsMax ?? limits.kvWatchBufferEventsMax;
+  }
+
+  /** Serves the Kv service and starts following leadership. */
+  start(): void {
+    this.sm.onApplied = (applied, entry) => this.applied(applied, entry);
+    this.sm.onRestored = () => this.restored();
+    this.options.rpc.serve(KvService, this.handlers());
+    this.unsubscribe = this.raft.onStateChange((c) => {
+      if (c.role === 'leader') this.lead(c.term);
+      else this.stepDown();
+    });
+    const s = this.raft.status();
+    if (this.raft.isLeader()) this.lead(s.term);
+  }
+
+  /** Stops leader duties and ends every watch. Idempotent. */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    this.unsubscribe?.();
+    this.stepDown();
+    this.sm.onApplied = undefined;
+    this.sm.onRestored = undefined;
+    for (const w of this.watchers) w.fail(new CohortError('CLOSED', 'the node is stopping'));
+    this.watchers.clear();
+    return Promise.resolve();
+  }
+
+  /** Live watch streams (for status and tests). */
+  get watchCount(): number {
+    return this.watchers.size;
+  }
+
+  /** True while this node runs a lease clock (it leads and has applied its log). */
+  get leaseClockRunning(): boolean {
+    return this.clock !== undefined;
+  }
+
+  // ------------------------------------------------------------ leadership
+
+  private lead(term: number): void {
+    if (this.closed || this.leadingTerm === term) return;
+    this.stepDown();
+    this.leadingTerm = term;
+    // A ReadIndex read completes once this leader has committed an entry of
+    // its term and applied everything before it: the lease table is then
+    // current, and the clock follows every later entry (see applied()).
+    this.raft
+      .read((sm) => {
+        if (this.leadingTerm !== term || !this.raft.isLeader()) return;
+        this.clock = LeaseClock.promote(
+          sm.kv.leaseList(),
+          this.now(),
+          this.options.electionTimeoutMs,
+        );
+        this.log?.debug({ term, leases: this.clock.size }, 'lease clock started');
+      })
+      .catch((e: unknown) => {
+        this.log?.debug({ err: e, term }, 'lease clock not started (leadership lost)');
+      });
+    const every = (ms: number, fn: () => void): void => {
+      const t = setInterval(fn, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.options.leaseTickMs ?? limits.kvLeaseTickMs, () => this.expireLeases());
+    every(this.options.leaseCheckpointMs ?? limits.kvLeaseCheckpointMs, () =>
+      this.checkpointLeases(),
+    );
+    const kept = this.options.historyRevisionsKept ?? limits.kvHistoryRevisionsKept;
+    if (kept > 0)
+      every(this.options.compactCheckMs ?? limits.kvCompactCheckMs, () => this.compact(kept));
+  }
+
+  private stepDown(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.clock = undefined;
+    this.leadingTerm = undefined;
+  }
+
+  /** Proposes a leader-side command; failures are logged (the duty runs again later). */
+  private proposeDuty(command: KvCommand, what: string): Promise<unknown> {
+    return this.raft.propose(encodeKvEntry({ command })).catch((e: unknown) => {
+      this.log?.debug({ err: e }, `${what} proposal failed`);
+    });
+  }
+
+  private expireLeases(): void {
+    const expire = this.clock?.expired(this.now());
+    if (expire === undefined) return;
+    this.log?.info({ leases: expire.leases.map((l) => l.id) }, 'leases expired');
+    void this.proposeDuty(expire, 'lease expiry');
+  }
+
+  private checkpointLeases(): void {
+    if (this.clock === undefined || this.clock.size === 0) return;
+    void this.proposeDuty(this.clock.checkpoint(this.now()), 'lease checkpoint');
+  }
+
+  private compact(kept: number): void {
+    const kv = this.sm.kv;
+    // Compact in steps of a tenth of the history kept, not on every revision.
+    if (this.compacting || kv.revision - kv.compactedRevision < kept + Math.ceil(kept / 10)) return;
+    this.compacting = true;
+    void this.proposeDuty({ type: 'compact', revision: kv.revision - kept }, 'compaction').finally(
+      () => {
+        this.compacting = false;
+      },
+    );
+  }
+
+  // ------------------------------------------------------------ applied entries
+
+  private applied(applied: NodeApplied, entry: Entry): void {
+    if (isModuleApplied(applied) || !applied.ok || applied.duplicate) return;
+    if (this.clock !== undefined) {
+      const type = applied.result.type;
+      // Only these need the command (their results do not name every lease).
+      const command: KvCommand =
+        type === 'leaseRevoke' || type === 'leaseExpire'
+          ? decodeKvEntry(entry.data).command
+          : ({ type } as KvCommand);
+      this.clock.onApplied(command, applied, this.now());
+    }
+    if (this.watchers.size === 0 || applied.events.length === 0) return;
+    for (const w of this.watchers) {
+      if (applied.revision < w.minRevision) continue;
+      let mine: KvEvent[] | undefined;
+      for (const ev of applied.events) {
+        if (!w.matches(ev.kv.key)) continue;
+        (mine ??= []).push(w.prevKv || ev.prevKv === undefined ? ev : { type: ev.type, kv: ev.kv });
+      }
+      if (mine !== undefined)
+        w.push({ revision: applied.revision, events: mine }, this.watchBufferMax);
+    }
+  }
+
+  private restored(): void {
+    // Events between the old state and the snapshot were never seen here.
+    for (const w of this.watchers) {
+      w.fail(
+        new CohortError(
+          'UNAVAILABLE',
+          'this node installed a snapshot; resume the watch from the last revision received',
+          { details: { reason: 'snapshotInstalled' } },
+        ),
+      );
+    }
+    this.watchers.clear();
+    // A leader never installs a snapshot, but keep the clock honest if it did.
+    if (this.clock !== undefined) {
+      this.clock = LeaseClock.promote(
+        this.sm.kv.leaseList(),
+        this.now(),
+        this.options.electionTimeoutMs,
+      );
+    }
+  }
+
+  // ------------------------------------------------------------ requests
+
+  /** NOT_LEADER (definite) naming the leader and its RPC address. */
+  private notLeader(cause?: CohortError): CohortError {
+    const leaderId = this.raft.leaderId();
+    const addr = leaderId === null ? undefined : this.options.peerRpc(leaderId);
+    const leaderRpc = addr === undefined ? null : `${addr.host}:${addr.port}`;
+    return new CohortError(
+      'NOT_LEADER',
+      `${this.raft.id} is not the leader${leaderId === null ? ' (no leader known)' : `; the leader is ${leaderId}`}`,
+      {
+        definite: cause?.definite ?? true,
+        details: { ...(cause?.details ?? {}), leaderId, leaderRpc },
+        ...(cause === undefined ? {} : { cause }),
+      },
+    );
+  }
+
+  private rethrow(e: unknown): never {
+    if (isCohortError(e) && e.code === 'NOT_LEADER') throw this.notLeader(e);
+    throw e;
+  }
+
+  private async write<R extends KvResult>(
+    command: KvCommand,
+    session: SessionTag | undefined,
+    ctx: CallContext,
+  ): Promise<R> {
+    if (!this.raft.isLeader()) throw this.notLeader();
+    let applied: NodeApplied;
+    try {
+      applied = await this.raft.propose(
+        encodeKvEntry(session === undefined ? { command } : { command, session }),
+        { signal: ctx.signal },
+      );
+    } catch (e) {
+      this.rethrow(e);
+    }
+    assert(!isModuleApplied(applied), 'a KV entry applied as a module entry');
+    if (!applied.ok) throw refusal(applied);
+    return applied.result as R;
+  }
+
+  private async read<T>(
+    serializable: boolean | undefined,
+    ctx: CallContext,
+    fn: (sm: KvRaftStateMachine) => T,
+  ): Promise<T> {
+    if (serializable === true) return this.raft.read(fn, { consistency: 'serializable' });
+    if (!this.raft.isLeader()) throw this.notLeader();
+    try {
+      return await this.raft.read(fn, { signal: ctx.signal });
+    } catch (e) {
+      this.rethrow(e);
+    }
+  }
+
+  private handlers(): Handlers<typeof KvService> {
+    return {
+      range: (req, ctx) => {
+        const cmd = { type: 'range', ...pick(req, rangeKeys) } as RangeRequest;
+        return this.read(req.serializable, ctx, (sm) => capRange(sm.kv.read(cmd)));
+      },
+      put: (req, ctx) =>
+        this.write(
+          {
+            type: 'put',
+            ...pick(req, ['key', 'value', 'lease', 'prevKv', 'ignoreValue', 'ignoreLease']),
+          } as KvCommand,
+          req.session,
+          ctx,
+        ),
+      deleteRange: (req, ctx) =>
+        this.write(
+          { type: 'deleteRange', ...pick(req, ['key', 'rangeEnd', 'prevKv']) } as KvCommand,
+          req.session,
+          ctx,
+        ),
+      txn: (req, ctx) =>
+        this.write(
+          {
+            type: 'txn',
+            compare: req.compare,
+            success: req.success as TxnOp[],
+            failure: req.failure as TxnOp[],
+          },
+          req.session,
+          ctx,
+        ),
+      compact: (req, ctx) =>
+        this.write({ type: 'compact', revision: req.revision }, req.session, ctx),
+      leaseGrant: (req, ctx) =>
+        this.write(
+          { type: 'leaseGrant', ttlMs: req.ttlMs, ...(req.id === undefined ? {} : { id: req.id }) },
+          req.session,
+          ctx,
+        ),
+      leaseRevoke: (req, ctx) => this.write({ type: 'leaseRevoke', id: req.id }, req.session, ctx),
+      leaseKeepAlive: (req, ctx) =>
+        this.write({ type: 'leaseKeepAlive', id: req.id }, req.session, ctx),
+      sessionEnd: (req, ctx) =>
+        this.write({ type: 'sessionEnd', clientId: req.clientId }, undefined, ctx),
+      leaseTimeToLive: (req, ctx) =>
+        this.read(req.serializable, ctx, (sm) => {
+          const info = sm.kv.leaseTimeToLive(req.id, req.keys === true);
+          const left = this.clock?.remainingMs(req.id, this.now());
+          return left === undefined ? info : { ...info, remainingMs: Math.ceil(left) };
+        }),
+      leases: (req, ctx) =>
+        this.read(req.serializable, ctx, (sm) => ({
+          revision: sm.kv.revision,
+          leases: sm.kv.leaseList().map((l) => {
+            const left = this.clock?.remainingMs(l.id, this.now());
+            return left === undefined ? l : { ...l, remainingMs: Math.ceil(left) };
+          }),
+        })),
+      watch: (req, ctx) => this.watch(req, ctx),
+    };
+  }
+
+  private async *watch(
+    req: {
+      key: Uint8Array;
+      rangeEnd?: Uint8Array;
+      startRevision?: number;
+      prevKv?: boolean;
+      progressMs?: number;
+    },
+    ctx: CallContext,
+  ): AsyncGenerator<WatchItem> {
+    if (this.closed) throw new CohortError('CLOSED', 'the node is stopping');
+    if (this.watchers.size >= limits.kvWatchesMax) {
+      throw new CohortError(
+        'OVERLOADED',
+        `this node serves kvWatchesMax ${limits.kvWatchesMax} watches`,
+        {
+          details: { limit: limits.kvWatchesMax },
+        },
+      );
+    }
+    const range = resolveRange(req.key, req.rangeEnd, 'watch');
+    const kv = this.sm.kv;
+    // Synchronously: catch-up up to the current revision, then register, so
+    // live events (applied later) all have higher revisions: no gap, no dup.
+    const created = kv.revision;
+    const start = req.startRevision;
+    const catchUp =
+      start !== undefined && start <= created
+        ? kv.eventsSince(
+            req.rangeEnd === undefined
+              ? { key: req.key }
+              : { key: req.key, rangeEnd: req.rangeEnd },
+            start,
+          )
+        : [];
+    const w = new Watcher(
+      req.key,
+      range.single ? undefined : range.end === undefined ? null : (req.rangeEnd ?? null),
+      req.prevKv === true,
+      start ?? created + 1,
+      created,
+    );
+    this.watchers.add(w);
+    const progressMs = req.progressMs ?? limits.kvWatchProgressMsDefault;
+    try {
+      // Everything below the start revision counts as delivered.
+      const base = start === undefined ? created : Math.min(start - 1, created);
+      yield { revision: base, events: [], created: true };
+      for (const item of batches(catchUp, w.prevKv)) yield item;
+      if (catchUp.length > 0 || base < created) {
+        // Catch-up covered everything up to `created`.
+        yield { revision: created, events: [], progress: true };
+      }
+      for (;;) {
+        await w.wait(progressMs, ctx.signal);
+        if (ctx.signal.aborted) return;
+        if (w.error !== undefined) throw w.error;
+        if (w.queue.length === 0) {
+          // Idle: every event up to the current revision was sent.
+          yield { revision: Math.max(kv.revision, w.minRevision - 1), events: [], progress: true };
+          continue;
+        }
+        const events: KvEvent[] = [];
+        let revision = 0;
+        while (w.queue.length > 0 && events.length < limits.kvWatchBatchEventsMax) {
+          const b = w.queue.shift();
+          assert(b !== undefined, 'watch queue');
+          w.queued -= b.events.length;
+          for (const ev of b.events) events.push(ev);
+          revision = b.revision;
+        }
+        yield { revision, events };
+      }
+    } finally {
+      this.watchers.delete(w);
+    }
+  }
+}
