@@ -3,7 +3,7 @@
  *
  * A job is a module (TypeScript or JavaScript) whose default export is made by
  * {@link defineJob} (a plain object with `map` and `reduce`, or named exports
- * `map`/`reduce`/`combine`/`partition`/`defaults`, are accepted too):
+ * `map`/`reduce`/`combine`/`fold`/`partition`/`defaults`, are accepted too):
  *
  * ```ts
  * // wordcount.ts
@@ -13,11 +13,7 @@
  *   map(_offset, line, emit) {
  *     for (const w of line.split(/[^A-Za-z]+/)) if (w !== '') emit(w, 1);
  *   },
- *   combine(word, counts, emit) {
- *     let n = 0;
- *     for (const c of counts) n += c;
- *     emit(word, n);
- *   },
+ *   fold: (a, b) => a + b, // the combiner, as a merge of two values (fast path)
  *   reduce(word, counts, emit) {
  *     let n = 0;
  *     for (const c of counts) n += c;
@@ -42,6 +38,12 @@
  * - `combine` is an optimisation: it may run zero, one or many times on any
  *   subset of a key's values, on the map side. It must emit only for the key
  *   it was given, and the job's output must not depend on whether it ran.
+ * - `fold(a, b, key)` is the combiner written as an associative merge of two
+ *   values of one key (a sum, a max, a set union). Give it instead of
+ *   `combine` when you can: the map side then keeps a single value per key and
+ *   folds each emitted value into it at once, with no per-value buffering —
+ *   as fast as a hand-written counting loop. `reduce` then receives the folded
+ *   partial values (at most one per map task and spill), in input order.
  * - `partition(key, reducers)` picks the reducer of a key; the default is a
  *   stable hash ({@link import('./format.js').defaultPartition}), the same on
  *   every node.
@@ -102,6 +104,8 @@ export interface JobSpec<V = unknown, O = unknown> {
   reduce: (key: string, values: V[], emit: Emit<O>, ctx: ReduceContext) => void;
   /** Optional map-side pre-reduction; see the file header for its contract. */
   combine?: (key: string, values: V[], emit: Emit<V>, ctx: ReduceContext) => void;
+  /** Optional combiner as an associative merge of two values (fast path); exclusive with `combine`. */
+  fold?: (a: V, b: V, key: string) => V;
   /** Optional partitioner: an integer in [0, reducers). */
   partition?: (key: string, reducers: number) => number;
   /** Optional defaults (reducers, split size, skipping bad records). */
@@ -174,10 +178,16 @@ export function validateJob(spec: unknown, source: string): AnyJob {
         '(export default defineJob({ map, reduce }), or export function map/reduce)',
     );
   }
-  for (const k of ['combine', 'partition'] as const) {
+  for (const k of ['combine', 'fold', 'partition'] as const) {
     if (s[k] !== undefined && typeof s[k] !== 'function') {
       throw invalid(source, `${k} must be a function, got ${describe(s[k])}`);
     }
+  }
+  if (s['combine'] !== undefined && s['fold'] !== undefined) {
+    throw invalid(
+      source,
+      'give either combine or fold, not both (fold is the faster form of a combiner)',
+    );
   }
   const d = s['defaults'];
   if (d !== undefined && (typeof d !== 'object' || d === null)) {
@@ -206,6 +216,7 @@ export function validateJob(spec: unknown, source: string): AnyJob {
     [JOB_BRAND]: true,
   };
   if (s['combine'] !== undefined) job['combine'] = s['combine'];
+  if (s['fold'] !== undefined) job['fold'] = s['fold'];
   if (s['partition'] !== undefined) job['partition'] = s['partition'];
   return Object.freeze(job) as unknown as AnyJob;
 }
@@ -282,6 +293,6 @@ async function importJob(abs: string): Promise<AnyJob> {
 
 function rebrand(job: AnyJob, source: string): AnyJob {
   if (job.source === source) return job;
-  const { map, reduce, combine, partition, defaults } = job;
-  return validateJob({ map, reduce, combine, partition, defaults }, source);
+  const { map, reduce, combine, fold, partition, defaults } = job;
+  return validateJob({ map, reduce, combine, fold, partition, defaults }, source);
 }

@@ -263,15 +263,19 @@ function combiner(job: AnyJob, params: Readonly<Record<string, string>>, counter
   };
 }
 
+/** How a map task's buffer holds a key's values: a list, or one folded value. */
+type Buffered = Map<string, unknown>;
+
 /**
- * Writes `buckets` as one sorted run per partition (paths from `pathFor`),
- * combining each key's values once more first if there is a combiner.
+ * Writes `buckets` as one sorted run per partition (paths from `pathFor`).
+ * `valuesOf` turns a buffered entry into the key's values (combining them
+ * once more first if there is a combiner).
  */
 async function writeRuns(
-  buckets: Map<string, unknown[]>,
+  buckets: Buffered,
   reducers: number,
   partitionOf: (key: string) => number,
-  combine: ((key: string, values: unknown[]) => unknown[]) | undefined,
+  valuesOf: (key: string, buffered: unknown) => unknown[],
   pathFor: (partition: number) => string,
   writers: RunWriter[],
 ): Promise<RunFile[]> {
@@ -287,9 +291,7 @@ async function writeRuns(
     const w = await RunWriter.create(pathFor(p));
     writers.push(w);
     for (const key of keys) {
-      let values = buckets.get(key) as unknown[];
-      if (combine !== undefined && values.length > 1) values = combine(key, values);
-      if (w.add(key, values)) await w.flush();
+      if (w.add(key, valuesOf(key, buckets.get(key)))) await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
@@ -324,6 +326,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const skipped: SkippedRecord[] = [];
   const partitionOf = partitioner(job, reducers);
   const combineValues = combiner(job, params, userCounters);
+  const fold = job.fold;
   const map = job.map;
   const ctx: MapContext = { file: split.file, params, count: userCounters.count };
 
@@ -336,15 +339,35 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const spillPaths: string[][] = []; // [spill][partition]
   const base = join(dir, taskId);
 
-  let buckets = new Map<string, unknown[]>();
-  let entries = 0;
+  // key -> values[] (list mode), or key -> { v: folded value } (fold mode).
+  let buckets: Buffered = new Map();
+  let entries = 0; // keys + buffered values: what the spill bound counts
   let emitted = 0;
 
-  // The emit of the hot path: one Map lookup and one push per pair.
-  const emitDirect = (key: string, value: unknown): void => {
+  const foldInto = (key: string, a: unknown, b: unknown): unknown => {
+    try {
+      return (fold as (a: unknown, b: unknown, key: string) => unknown)(a, b, key);
+    } catch (err) {
+      throw userError(`fold threw on key ${keyText(key)}`, err, { key, phase: 'fold' });
+    }
+  };
+  // The emits of the hot path: one Map lookup, then a fold or a push.
+  const emitFold = (key: string, value: unknown): void => {
     if (typeof key !== 'string') throw badKey('map', key);
     emitted++;
-    const values = buckets.get(key);
+    // A box per key: folding is then one Map lookup and a field write.
+    const box = buckets.get(key) as { v: unknown } | undefined;
+    if (box === undefined) {
+      buckets.set(key, { v: value });
+      entries += 2;
+    } else {
+      box.v = foldInto(key, box.v, value);
+    }
+  };
+  const emitList = (key: string, value: unknown): void => {
+    if (typeof key !== 'string') throw badKey('map', key);
+    emitted++;
+    const values = buckets.get(key) as unknown[] | undefined;
     if (values === undefined) {
       buckets.set(key, [value]);
       entries += 2;
@@ -359,6 +382,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       }
     }
   };
+  const emitDirect = fold !== undefined ? emitFold : emitList;
   // With skipBadRecords, a record's pairs are staged and kept only if map returns.
   const stagedKeys: string[] = [];
   const stagedValues: unknown[] = [];
@@ -373,21 +397,21 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     if (progress !== undefined) progress[0] = offset;
     if (skipSet !== undefined && skipSet.has(offset)) {
       counters.recordsSkipped++;
-      if (skipped.length < limits.mrSkippedRecordsListedMax)
+      if (skipped.length < limits.mrSkippedRecordsListedMax) {
         skipped.push({ file: split.file, offset, reason: 'listed' });
+      }
       return;
     }
     try {
       map(offset, line, emit, ctx);
     } catch (err) {
-      if (!skipBad) {
+      if (!skipBad || err instanceof AssertionError) {
         throw userError(`map threw on the record at ${split.file}:${offset}`, err, {
           file: split.file,
           offset,
           phase: 'map',
         });
       }
-      if (err instanceof AssertionError) throw err;
       stagedKeys.length = 0;
       stagedValues.length = 0;
       counters.recordsSkipped++;
@@ -397,19 +421,35 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       return;
     }
     if (skipBad) {
-      for (let i = 0; i < stagedKeys.length; i++)
+      for (let i = 0; i < stagedKeys.length; i++) {
         emitDirect(stagedKeys[i] as string, stagedValues[i]);
+      }
       stagedKeys.length = 0;
       stagedValues.length = 0;
     }
     if (progress !== undefined) progress[1] = (progress[1] ?? 0) + 1;
   };
 
-  const spill = async (): Promise<void> => {
-    if (combineValues !== undefined) {
+  // What a buffered entry becomes in a run: fold mode holds one value; list
+  // mode a list, combined once more when it can still shrink.
+  const finalValues = (key: string, buffered: unknown): unknown[] => {
+    if (fold !== undefined) return [(buffered as { v: unknown }).v];
+    const values = buffered as unknown[];
+    if (combineValues !== undefined && values.length > 1) {
+      counters.combines++;
+      return combineValues(key, values);
+    }
+    return values;
+  };
+  // Spills keep lists as they are (they are combined when merged at the end).
+  const spillValues = (_key: string, buffered: unknown): unknown[] =>
+    fold !== undefined ? [(buffered as { v: unknown }).v] : (buffered as unknown[]);
+
+  const spill = async (force: boolean): Promise<void> => {
+    if (!force && combineValues !== undefined) {
       // Compact first: often the combiner alone brings the buffer back under the bound.
       entries = 0;
-      for (const [key, values] of buckets) {
+      for (const [key, values] of buckets as Map<string, unknown[]>) {
         if (values.length > 1) {
           const combined = combineValues(key, values);
           counters.combines++;
@@ -425,25 +465,32 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       (_, p) => `${base}.a${attempt}.s${s}.r${pad(p)}.spill`,
     );
     spillPaths.push(paths);
-    await writeRuns(buckets, reducers, partitionOf, undefined, (p) => paths[p] as string, writers);
+    await writeRuns(
+      buckets,
+      reducers,
+      partitionOf,
+      spillValues,
+      (p) => paths[p] as string,
+      writers,
+    );
     counters.spills++;
     buckets = new Map();
     entries = 0;
   };
 
+  const finalPath = (p: number): string => `${base}.a${attempt}.r${pad(p)}.run`;
   try {
     const stats = await readSplitLines(split, visit, limits.mrReadChunkBytes, () =>
-      entries > entriesMax ? spill() : undefined,
+      entries > entriesMax ? spill(false) : undefined,
     );
     counters.recordsIn = stats.records;
     counters.bytesIn = stats.bytes;
     counters.emitted = emitted;
-    const finalPath = (p: number): string => `${base}.a${attempt}.r${pad(p)}.run`;
     let runs: RunFile[];
     if (spillPaths.length === 0) {
-      runs = await writeRuns(buckets, reducers, partitionOf, combineValues, finalPath, writers);
+      runs = await writeRuns(buckets, reducers, partitionOf, finalValues, finalPath, writers);
     } else {
-      if (buckets.size > 0) await spill();
+      if (buckets.size > 0) await spill(true);
       buckets = new Map();
       runs = [];
       for (let p = 0; p < reducers; p++) {
@@ -452,10 +499,17 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
         await mergeRuns(
           spillPaths.map((paths) => paths[p] as string),
           (key, values) => {
-            const vs =
-              combineValues !== undefined && values.length > 1
-                ? combineValues(key, values)
-                : values;
+            let vs = values;
+            if (values.length > 1) {
+              if (fold !== undefined) {
+                let acc = values[0];
+                for (let i = 1; i < values.length; i++) acc = foldInto(key, acc, values[i]);
+                vs = [acc];
+              } else if (combineValues !== undefined) {
+                counters.combines++;
+                vs = combineValues(key, values);
+              }
+            }
             return w.add(key, vs) ? w.flush() : undefined;
           },
         );
@@ -470,8 +524,10 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     }
     return { taskId, attempt, runs, counters, userCounters: userCounters.toObject(), skipped };
   } catch (err) {
+    // Leave nothing behind: temp files, spills, and runs already renamed into place.
     await Promise.all(writers.map((w) => w.abort()));
-    await Promise.all(spillPaths.flat().map((f) => unlink(f).catch(() => undefined)));
+    const done = Array.from({ length: reducers }, (_, p) => finalPath(p));
+    await Promise.all([...spillPaths.flat(), ...done].map((f) => unlink(f).catch(() => undefined)));
     throw err;
   }
 }
