@@ -22,6 +22,7 @@
  * KV clients to the leader's RPC port ({@link NodeConfig.peerRpc}).
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { CohortError } from '../lib/errors.js';
 import { clusterId, isValidId, nodeId } from '../lib/ids.js';
@@ -61,6 +62,10 @@ export interface NodeConfig {
   readonly snapshotEntries: number;
   /** pino level of the node's log. */
   readonly logLevel: LogLevel;
+  /** MapReduce worker threads on this node (0: it only coordinates and serves the shuffle); default one per core. */
+  readonly workers: number;
+  /** Lease (ms) the MapReduce leader grants a task attempt; a dead worker's task is redone after it. */
+  readonly mrLeaseMs: number;
 }
 
 /** Raw values as they come from one source (strings from flags and env, anything from JSON). */
@@ -78,6 +83,8 @@ const fields = {
   electionTicks: { flag: '--election-ticks', env: 'COHORT_ELECTION_TICKS' },
   snapshotEntries: { flag: '--snapshot-entries', env: 'COHORT_SNAPSHOT_ENTRIES' },
   logLevel: { flag: '--log-level', env: 'COHORT_LOG_LEVEL' },
+  workers: { flag: '--workers', env: 'COHORT_WORKERS' },
+  mrLeaseMs: { flag: '--mr-lease-ms', env: 'COHORT_MR_LEASE_MS' },
 } as const;
 
 /** A configuration field name (as in the config file). */
@@ -94,6 +101,7 @@ export const nodeConfigDefaults = {
   electionTicks: 10,
   snapshotEntries: 10_000,
   logLevel: 'info',
+  mrLeaseMs: 10_000,
 } as const;
 
 /** Inputs of {@link resolveNodeConfig}. */
@@ -305,6 +313,10 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
   const electionTicks = intField('electionTicks', electionV.source, electionV.value, 2, 10_000);
   const snapV = withDefault('snapshotEntries', nodeConfigDefaults.snapshotEntries);
   const snapshotEntries = intField('snapshotEntries', snapV.source, snapV.value, 0, 1e9);
+  const workersV = withDefault('workers', Math.max(1, availableParallelism()));
+  const workers = intField('workers', workersV.source, workersV.value, 0, 256);
+  const leaseV = withDefault('mrLeaseMs', nodeConfigDefaults.mrLeaseMs);
+  const mrLeaseMs = intField('mrLeaseMs', leaseV.source, leaseV.value, 100, 3_600_000);
   const levelV = withDefault('logLevel', nodeConfigDefaults.logLevel);
   const level = text('logLevel', levelV);
   if (!(logLevels as readonly string[]).includes(level)) {
@@ -322,5 +334,7 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
     electionTicks,
     snapshotEntries,
     logLevel: level as LogLevel,
+    workers,
+    mrLeaseMs,
   };
 }

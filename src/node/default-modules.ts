@@ -14,11 +14,5 @@ import type { NodeModule } from './modules.js';
 
 /** Fresh instances of the default modules for one node. */
 export function defaultModules(config: NodeConfig): NodeModule[] {
-  const c = config as NodeConfig & { readonly workers?: number; readonly mrLeaseMs?: number };
-  return [
-    mapReduceModule({
-      ...(c.workers === undefined ? {} : { workers: c.workers }),
-      ...(c.mrLeaseMs === undefined ? {} : { leaseMs: c.mrLeaseMs }),
-    }),
-  ];
+  return [mapReduceModule({ workers: config.workers, leaseMs: config.mrLeaseMs })];
 }
