@@ -10,6 +10,7 @@
 import { Command } from 'commander';
 import { version } from '../version.js';
 import { registerExampleCommands } from './example-command.js';
+import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
 import { registerStatusCommand } from './status-command.js';
 import { registerUpCommands } from './up-command.js';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerNodeCommand(program);
   registerUpCommands(program);
   registerStatusCommand(program);
+  registerMrCommands(program);
   return program;
 }
 

@@ -399,7 +399,8 @@ export async function runJob(options: RunJobOptions): Promise<JobRun> {
   const prepared = await prepareJob(options);
   const embedded =
     options.cluster === undefined ? await startEmbeddedCluster(options.embedded) : undefined;
-  const target = options.cluster ?? (embedded);
+  const target = options.cluster ?? embedded;
+  if (target === undefined) throw new CohortError('INTERNAL', 'no cluster to run the job on');
   const client = await MapReduceClient.connect(target.nodes, target.clusterId);
   try {
     const t0 = Date.now();

@@ -217,8 +217,10 @@ export class MapReduceRuntime {
       async () => {
         this.touch(req.node);
         const leaseMs = this.options.leaseMs;
-        if (!this.hasActiveJob()) {
-          return { result: { type: 'assignTask', assignment: null, reason: 'noJobs' }, leaseMs };
+        // An idle poll is answered without a log entry when nothing would be assigned.
+        const peek = this.state.core.peekAssignment(req.worker, Date.now());
+        if ('reason' in peek) {
+          return { result: { type: 'assignTask', assignment: null, reason: peek.reason }, leaseMs };
         }
         const result = await this.command({
           type: 'assignTask',
@@ -231,12 +233,6 @@ export class MapReduceRuntime {
       },
       (l) => l.requestTask(req),
     );
-  }
-
-  private hasActiveJob(): boolean {
-    return this.state.core
-      .jobs()
-      .some((j) => j.status === 'submitted' || j.status === 'mapping' || j.status === 'reducing');
   }
 
   private touchAttempt(attemptId: number): void {

@@ -16,7 +16,10 @@
  * The thread entry is worker-thread.ts (worker-thread.js once compiled);
  * from the sources it runs under tsx like the process itself.
  */
+import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { assert } from '../lib/assert.js';
@@ -45,14 +48,24 @@ function defaultEntry(): URL {
   return new URL(`./worker-thread.${ext}`, import.meta.url);
 }
 
-/** Flags a thread needs: the process's own, plus the tsx loader for a .ts entry. */
-function threadExecArgv(entry: URL): string[] {
-  const argv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
-  const hasTsx = argv.some(
-    (a, i) => (a === '--import' || a === '--loader') && /tsx/.test(argv[i + 1] ?? ''),
-  );
-  if (entry.pathname.endsWith('.ts') && !hasTsx) argv.push('--import', 'tsx');
-  return argv;
+/** The thread's flags: the process's own, minus debugger ports (they would clash). */
+function threadExecArgv(): string[] {
+  return process.execArgv.filter((a) => !a.startsWith('--inspect'));
+}
+
+/**
+ * Starts a thread on `entry`. A `.ts` entry (running from the sources) is
+ * loaded through tsx's API from a small bootstrap: Node 20 does not apply
+ * `--import tsx` to a worker's own entry file.
+ */
+function startThread(entry: URL): Worker {
+  const options = { execArgv: threadExecArgv(), stdout: false, stderr: false } as const;
+  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, options);
+  // tsx's ESM API (its `import` export); the CommonJS one cannot register hooks here.
+  const tsxDir = dirname(createRequire(import.meta.url).resolve('tsx/package.json'));
+  const api = pathToFileURL(join(tsxDir, 'dist/esm/api/index.mjs')).href;
+  const code = `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(entry.href)}, ${JSON.stringify(entry.href)}))`;
+  return new Worker(code, { ...options, eval: true });
 }
 
 /** One thread of the pool (see the file comment). */
@@ -129,11 +142,7 @@ export class WorkerSlot {
   private ensureWorker(): Worker {
     if (this.worker !== undefined) return this.worker;
     const entry = this.options.entry;
-    const worker = new Worker(entry, {
-      execArgv: threadExecArgv(entry),
-      stdout: false,
-      stderr: false,
-    });
+    const worker = startThread(entry);
     worker.unref();
     this.started++;
     worker.on('message', (msg: ThreadReply) => {
