@@ -48,9 +48,16 @@ function bump(counts: Record<string, number>, key: string): void {
 
 const encoder = new TextEncoder();
 
+/** TEST-ONLY deliberate bugs of the lease driver, to show the lease check catches them. */
+export interface LeaseDriverBugs {
+  /** A new leader ignores the replicated remaining TTLs: every lease gets only the grace period. */
+  readonly promoteWithoutRemaining?: boolean;
+}
+
 /** Options for {@link LeaseDriver}. */
 export interface LeaseDriverOptions {
   readonly random: Random;
+  readonly bugs?: LeaseDriverBugs;
 }
 
 interface LeaderClock {
@@ -67,7 +74,10 @@ export class LeaseDriver {
   readonly expiredAt = new Map<number, number>();
   private readonly clocks = new Map<NodeId, LeaderClock>();
 
+  private readonly bugs: LeaseDriverBugs;
+
   constructor(o: LeaseDriverOptions) {
+    this.bugs = o.bugs ?? {};
     this.params = {
       leaseGraceMs: o.random.pick([0, 0, 50, 300]),
       checkpointEveryMs: o.random.pick([0, 100, 300]),
@@ -122,9 +132,13 @@ export class LeaseDriver {
         this.clocks.delete(node.id);
         return;
       }
+      let leases = node.sm.kv.leaseList();
+      if (this.bugs.promoteWithoutRemaining === true) {
+        leases = leases.map((l) => ({ ...l, remainingMs: 0 }));
+      }
       lc = {
         term: s.term,
-        clock: LeaseClock.promote(node.sm.kv.leaseList(), now, this.params.leaseGraceMs, 300),
+        clock: LeaseClock.promote(leases, now, this.params.leaseGraceMs, 300),
         lastCheckpointMs: now,
       };
       this.clocks.set(node.id, lc);
@@ -261,7 +275,7 @@ export class LeaseClients {
         acked: [sentAt],
       };
       this.leases.set(lease.id, lease);
-      client.rounds = r.intBetween(1, 8);
+      client.rounds = r.intBetween(0, 4);
       this.attach(client, lease);
     });
   }

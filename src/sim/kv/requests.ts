@@ -41,6 +41,8 @@ export interface RequestEnv {
 export interface RequestClient {
   readonly name: string;
   hint: KvSimNode;
+  /** This client's share of attempts sent to the actual leader, if not the environment's. */
+  readonly leaderShare?: number;
 }
 
 /** One request. */
@@ -87,7 +89,7 @@ export function sendWithRetries(
     }
     const n = ++attempt;
     if (n > 1) bump(env.counts, `${req.label} retries`);
-    const oracle = r.chance(env.leaderShare) ? env.leader() : undefined;
+    const oracle = r.chance(client.leaderShare ?? env.leaderShare) ? env.leader() : undefined;
     const node = oracle ?? (client.hint.up ? client.hint : r.pick(env.nodes));
     const timer = sched.after(env.attemptMs, `${client.name} attempt timeout`, () => {
       if (ended || attempt !== n) return;
@@ -103,6 +105,8 @@ export function sendWithRetries(
       if (outcome === 'ok' && out !== undefined) {
         // The first ok of any attempt answers the request (a retry's is the session's memory).
         sched.cancel(timer);
+        // Stick to the node that answered: the client believes it leads (a deposed leader too).
+        client.hint = node;
         finish({ outcome: 'ok', out, node });
         return;
       }

@@ -29,6 +29,7 @@ import { RaftSimNodeOf } from '../raft/node.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 import { KvStateChecks } from './checks.js';
 import { LeaseDriver, LeaseClients } from './leases.js';
+import type { LeaseDriverBugs } from './leases.js';
 import { kvReplicaFactory } from './replica.js';
 import type { KvReplicaBugs, SimKvReplica } from './replica.js';
 import { KvWorkload } from './workload.js';
@@ -46,6 +47,8 @@ export interface KvScenarioOptions extends Pick<
   readonly replicaBugs?: KvReplicaBugs;
   /** Override the drawn choice of running leases. */
   readonly leases?: boolean;
+  /** TEST-ONLY: deliberate bugs of the leader's lease clock driver. */
+  readonly leaseBugs?: LeaseDriverBugs;
 }
 
 /** The KV scenario (see the file header). */
@@ -71,9 +74,22 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
     delete: p.intBetween(0, 2),
   };
   const compactEveryMs = p.chance(0.3) ? 0 : p.intBetween(50, 400);
-  const leaseDriver = leases ? new LeaseDriver({ random: p.fork('lease-driver') }) : undefined;
+  // Share of requests sent to the actual leader; the rest go where the client believes it is.
+  const leaderShare = p.pick([0.2, 0.5, 0.8]);
+  const stickyReader = p.chance(0.5);
+  const leaseDriver = leases
+    ? new LeaseDriver({ random: p.fork('lease-driver'), bugs: options.leaseBugs ?? {} })
+    : undefined;
   const checks = new KvStateChecks({ sampleEvery, counts: ctx.counts });
-  ctx.params['kv'] = { sampleEvery, leases, mix, compactEveryMs, ...(leaseDriver?.params ?? {}) };
+  ctx.params['kv'] = {
+    sampleEvery,
+    leases,
+    mix,
+    compactEveryMs,
+    leaderShare,
+    stickyReader,
+    ...(leaseDriver?.params ?? {}),
+  };
   await runRaftCluster<KvSimNode>(
     ctx,
     { ...options, shell: 'sim' },
@@ -105,8 +121,9 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
           thinkMsMax: 40,
           attemptMs,
           deadlineMs,
-          leaderShare: 0.7,
+          leaderShare,
           leader: () => env.nemesis.leader(),
+          stickyReader,
           checks,
           counts: ctx.counts,
         });
@@ -118,7 +135,7 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
                 random: ctx.random.fork('kv-leases'),
                 nodes: env.nodes,
                 clients: w.intBetween(1, 2),
-                leaderShare: 0.7,
+                leaderShare,
                 leader: () => env.nemesis.leader(),
                 attemptMs,
                 deadlineMs,

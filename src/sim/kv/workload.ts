@@ -69,6 +69,12 @@ export interface KvWorkloadOptions extends RequestEnv {
   readonly thinkMsMax: number;
   /** An operation not done after this long ends fail or unknown (ms). */
   readonly deadlineMs: number;
+  /**
+   * Client 0 only reads (linearizable and serializable gets) and only from the node it
+   * believes leads, never the oracle: after a partition it keeps asking a deposed leader,
+   * which must not answer with stale data (ReadIndex confirms leadership first).
+   */
+  readonly stickyReader: boolean;
   readonly checks: KvStateChecks;
 }
 
@@ -90,6 +96,7 @@ interface Ack {
 
 interface Client extends RequestClient {
   readonly id: number;
+  readonly readOnly: boolean;
   /** The session's client id: `client-<id>`, then `client-<id>~<n>` after a session expired. */
   clientId: string;
   sessions: number;
@@ -138,8 +145,11 @@ export class KvWorkload {
   /** Starts every client. */
   start(): void {
     for (let c = 0; c < this.o.clients; c++) {
+      const sticky = c === 0 && this.o.stickyReader;
       const client: Client = {
         id: c,
+        readOnly: sticky,
+        ...(sticky ? { leaderShare: 0 } : {}),
         clientId: `client-${c}`,
         sessions: 0,
         name: `client ${c}`,
@@ -163,7 +173,8 @@ export class KvWorkload {
     const { scheduler: sched, random: r, mix } = this.o;
     if (sched.now() > this.untilMs) return;
     const key = r.pick(this.keys);
-    const total = mix.get + mix.serializable + mix.put + mix.cas + mix.delete;
+    const total =
+      mix.get + mix.serializable + (client.readOnly ? 0 : mix.put + mix.cas + mix.delete);
     let x = r.next() * total;
     if ((x -= mix.serializable) < 0) {
       this.serializableGet(client, key);
@@ -269,9 +280,19 @@ export class KvWorkload {
       },
     };
     sendWithRetries(o, client, request, (e) => {
-      if (e.outcome === 'ok') this.complete(client, op, e.out, e.node.id);
-      else this.end(client, op, e.outcome);
+      if (e.outcome === 'ok') {
+        if (op.input.f === 'get' && this.deposed(e.node)) {
+          bump(this.o.counts, 'op get answered by a deposed leader');
+        }
+        this.complete(client, op, e.out, e.node.id);
+      } else this.end(client, op, e.outcome);
     });
+  }
+
+  /** True if `node` is not the leader of the highest term any node is in (it may not know yet). */
+  private deposed(node: KvSimNode): boolean {
+    const term = node.core?.status().term ?? 0;
+    return this.o.nodes.some((n) => (n.core?.status().term ?? 0) > term);
   }
 
   /** The first ok answer of any attempt: record it, learn from it, go on. */
