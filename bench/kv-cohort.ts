@@ -1,30 +1,35 @@
 /**
- * cohort's side of bench/kv.ts: a {@link KvDriver} over cohort's KvClient,
- * and the write probe of the failover measurement.
+ * cohort's side of bench/kv.ts: a {@link KvDriver} over cohort's
+ * {@link KvClient} (leader redirects, retries, exactly-once session lanes),
+ * and the client of the failover probe.
  *
  * ```ts
  * const driver = await cohortDriver(cluster.endpoints(), 'cohort-local');
  * await driver.put('k/1', value);
  * ```
  */
+import { KvClient } from '../src/kv/client.js';
+import type { KvEndpoint } from '../src/kv/client.js';
 import type { KvDriver } from './kv.js';
 
-/** A driver for the load child: one KvClient, leader endpoint first. */
-export function cohortDriver(endpoints: unknown, clusterId: string): Promise<KvDriver> {
-  return Promise.reject(
-    new Error(
-      `cohort's KvClient is not in the tree yet (${JSON.stringify(endpoints)}, ${clusterId})`,
-    ),
-  );
+/** A driver for a load child: one KvClient (endpoints: the leader's first). */
+export async function cohortDriver(endpoints: unknown, clusterId: string): Promise<KvDriver> {
+  const kv = await KvClient.connect({ endpoints: endpoints as KvEndpoint[], clusterId });
+  return {
+    put: async (key, value) => {
+      await kv.put(key, value);
+    },
+    get: async (key) => (await kv.get(key))?.value ?? null,
+    close: () => kv.close(),
+  };
 }
 
-/** A client for the failover probe: puts 256-byte values. */
-export function cohortFailoverProbe(
-  endpoints: unknown,
+/** The failover probe's client: puts 256-byte values, any endpoint. */
+export async function cohortFailoverProbe(
+  endpoints: readonly KvEndpoint[],
   clusterId: string,
 ): Promise<{ put(key: string): Promise<void>; close(): Promise<void> }> {
-  return cohortDriver(endpoints, clusterId).then((d) => ({
-    put: (key) => d.put(key, new Uint8Array(256)),
-    close: () => d.close(),
-  }));
+  const d = await cohortDriver(endpoints, clusterId);
+  const value = new Uint8Array(256).fill(7);
+  return { put: (key) => d.put(key, value), close: () => d.close() };
 }

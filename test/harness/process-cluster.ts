@@ -298,7 +298,8 @@ export class ProcessCluster {
     const o = this.options;
     const peers = this.nodes
       .filter((p) => p.id !== n.id)
-      .map((p) => `${p.id}=${p.listen.host}:${p.listen.port}`)
+      // Raft address, then the RPC port (as cohort up does): followers name the leader's in redirects.
+      .map((p) => `${p.id}=${p.listen.host}:${p.listen.port}/${p.rpc.port}`)
       .join(',');
     const args = [
       'node',
