@@ -564,7 +564,11 @@ export interface SkippedRecord {
   readonly offset: number;
 }
 
-/** A job's progress, for the CLI's progress bar and `cohort mr status`. */
+/**
+ * A job's progress, for the CLI's progress bar and `cohort mr status`. A done
+ * job may show fewer maps done than maps: a map whose output was reported
+ * lost after every reduce had fetched it is not re-run (it is not needed).
+ */
 export interface JobProgress {
   readonly maps: number;
   readonly mapsDone: number;
