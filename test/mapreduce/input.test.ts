@@ -1,0 +1,144 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expandInputs, planSplits, readSplit, readSplitLines } from '../../src/mapreduce/input.js';
+import type { Split } from '../../src/mapreduce/input.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cohort-mr-input-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** The records of a file, computed the obvious way: [byte offset, line without \n or \r\n]. */
+function expectedRecords(bytes: Buffer): [number, string][] {
+  const out: [number, string][] = [];
+  let p = 0;
+  while (p < bytes.length) {
+    let nl = bytes.indexOf(10, p);
+    if (nl < 0) nl = bytes.length;
+    const end = nl > p && bytes[nl - 1] === 13 ? nl - 1 : nl;
+    out.push([p, bytes.toString('utf8', p, end)]);
+    p = nl + 1;
+  }
+  return out;
+}
+
+async function recordsOf(splits: Split[], chunkBytes?: number): Promise<[number, string][]> {
+  const out: [number, string][] = [];
+  for (const s of splits) {
+    await readSplitLines(s, (o, l) => out.push([o, l]), chunkBytes);
+  }
+  return out;
+}
+
+// Pieces that make lines interesting: newlines, CRs, multi-byte UTF-8, long runs.
+const piece = fc.oneof(
+  fc.constantFrom('\n', '\r\n', '\r', 'a', 'bc', ' ', 'é', '日本', '😀', '\n\n'),
+  fc.string({ maxLength: 40 }),
+  fc.nat({ max: 300 }).map((n) => 'x'.repeat(n)),
+);
+
+let fileNo = 0;
+
+describe('planSplits + readSplitLines', () => {
+  it('every line belongs to exactly one split, with its byte offset, for random contents and split sizes', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(piece, { maxLength: 60 }),
+        fc.integer({ min: 1, max: 400 }),
+        fc.integer({ min: 1, max: 64 }),
+        async (pieces, splitBytes, chunkBytes) => {
+          const text = pieces.join('');
+          const file = join(dir, `p-${fileNo++}.txt`);
+          await writeFile(file, text);
+          const bytes = Buffer.from(text);
+          const splits = await planSplits([file], splitBytes);
+          // Contiguous, non-empty, covering the file, cut just after a '\n'.
+          let pos = 0;
+          for (const s of splits) {
+            expect(s.start).toBe(pos);
+            expect(s.end).toBeGreaterThan(s.start);
+            if (s.end < bytes.length) expect(bytes[s.end - 1]).toBe(10);
+            pos = s.end;
+          }
+          expect(pos).toBe(bytes.length);
+          const expected = expectedRecords(bytes);
+          expect(await recordsOf(splits)).toEqual(expected);
+          // Tiny read chunks: lines longer than the buffer make it grow.
+          expect(await recordsOf(splits, chunkBytes)).toEqual(expected);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('an empty file gives no split; a file without a final newline keeps its last line', async () => {
+    const empty = join(dir, 'empty.txt');
+    const tail = join(dir, 'tail.txt');
+    await writeFile(empty, '');
+    await writeFile(tail, 'one\r\ntwo\nthree');
+    expect(await planSplits([empty], 10)).toEqual([]);
+    const splits = await planSplits([empty, tail], 4);
+    expect(splits).toEqual([
+      { file: tail, start: 0, end: 5 },
+      { file: tail, start: 5, end: 9 },
+      { file: tail, start: 9, end: 14 },
+    ]);
+    const all: [number, string][] = [];
+    for (const s of splits) for await (const r of readSplit(s)) all.push(r);
+    expect(all).toEqual([
+      [0, 'one'],
+      [5, 'two'],
+      [9, 'three'],
+    ]);
+  });
+
+  it('a line longer than the split size gives one split of its own', async () => {
+    const file = join(dir, 'long.txt');
+    await writeFile(file, `a\n${'y'.repeat(1000)}\nb\n`);
+    const splits = await planSplits([file], 10);
+    expect(splits.map((s) => [s.start, s.end])).toEqual([
+      [0, 1003],
+      [1003, 1005],
+    ]);
+  });
+
+  it('refuses a split size that is not a positive integer', async () => {
+    await expect(planSplits([], 0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(planSplits([], 1.5)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('expandInputs', () => {
+  it('expands globs in sorted order, directories to their files, and drops duplicates', async () => {
+    const d = join(dir, 'globs');
+    await mkdir(join(d, 'sub'), { recursive: true });
+    for (const n of ['b.txt', 'a.txt', 'c.log', '.hidden.txt', 'sub/d.txt']) {
+      await writeFile(join(d, n), n);
+    }
+    expect(await expandInputs(['*.txt'], d)).toEqual([join(d, 'a.txt'), join(d, 'b.txt')]);
+    expect(await expandInputs(['**/*.txt', 'a.txt'], d)).toEqual([
+      join(d, 'a.txt'),
+      join(d, 'b.txt'),
+      join(d, 'sub/d.txt'),
+    ]);
+    expect(await expandInputs([d])).toEqual([join(d, 'a.txt'), join(d, 'b.txt'), join(d, 'c.log')]);
+  });
+
+  it('a missing input or a glob matching nothing is NOT_FOUND naming it; no input is INVALID_ARGUMENT', async () => {
+    await expect(expandInputs([join(dir, 'nope.txt')])).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringContaining('nope.txt') as unknown,
+    });
+    await expect(expandInputs([join(dir, 'nothing-*.zzz')])).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringContaining('matches no file') as unknown,
+    });
+    await expect(expandInputs([])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
