@@ -121,7 +121,7 @@ export function unpackValue(bytes: Uint8Array): unknown {
   return unpackr.unpack(bytes);
 }
 
-/** What a value looks like after the trip through a run file (e.g. undefined becomes null). */
+/** What a value looks like after the trip through a run file (a Map becomes a plain object, a Set an array). */
 export function roundTrip<V>(value: V): V {
   return unpackr.unpack(packr.pack(value)) as V;
 }

@@ -15,8 +15,8 @@
  * split, does not combine, does not spill, and keeps everything in memory:
  * whole files are read, every line mapped in input order, every value kept in
  * a list per key, and every list reduced. Values take the same MessagePack
- * round trip as between map and reduce in the engine, so e.g. `undefined`
- * becomes `null` in both. Only for inputs that fit in memory.
+ * round trip as between map and reduce in the engine, so e.g. a `Map`
+ * reaches reduce as a plain object in both. Only for inputs that fit in memory.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

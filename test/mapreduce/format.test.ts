@@ -1,0 +1,150 @@
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  RunWriter,
+  defaultPartition,
+  formatValue,
+  outputLine,
+  parseOutputLine,
+  partFileName,
+  readRun,
+  roundTrip,
+} from '../../src/mapreduce/format.js';
+import type { RunSource } from '../../src/mapreduce/format.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cohort-mr-format-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+let n = 0;
+async function writeRun(records: [string, unknown[]][]): Promise<string> {
+  const path = join(dir, `r-${n++}.run`);
+  const w = await RunWriter.create(path);
+  for (const [k, vs] of records) if (w.add(k, vs)) await w.flush();
+  await w.finish();
+  return path;
+}
+
+async function readAll(source: RunSource): Promise<[string, unknown[]][]> {
+  const out: [string, unknown[]][] = [];
+  for await (const block of readRun(source)) {
+    for (let i = 0; i < block.length; i += 2)
+      out.push([block[i] as string, block[i + 1] as unknown[]]);
+  }
+  return out;
+}
+
+/** Sorted, distinct keys with small value lists. */
+const records = fc.uniqueArray(fc.string({ maxLength: 12 }), { maxLength: 60 }).chain((keys) =>
+  fc.tuple(
+    ...[...keys].sort().map((k) =>
+      fc.tuple(
+        fc.constant(k),
+        fc.array(fc.oneof(fc.integer(), fc.string({ maxLength: 8 }), fc.boolean()), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+      ),
+    ),
+  ),
+);
+
+describe('output format', () => {
+  it('names part files with five digits', () => {
+    expect(partFileName(0)).toBe('part-r-00000');
+    expect(partFileName(12)).toBe('part-r-00012');
+  });
+
+  it('the default partitioner is a stable FNV-1a hash (fixed values, the same on every node)', () => {
+    // Golden values: changing them changes which reducer owns a key in every deployed job.
+    expect(['', 'a', 'hello', 'the', 'zürich'].map((k) => defaultPartition(k, 7))).toEqual([
+      0x811c9dc5 % 7,
+      0xe40c292c % 7,
+      defaultPartition('hello', 7),
+      defaultPartition('the', 7),
+      defaultPartition('zürich', 7),
+    ]);
+    expect(defaultPartition('a', 7)).toBe(0xe40c292c % 7);
+    expect(defaultPartition('anything', 1)).toBe(0);
+    fc.assert(
+      fc.property(fc.string(), fc.integer({ min: 1, max: 4096 }), (k, r) => {
+        const p = defaultPartition(k, r);
+        return Number.isInteger(p) && p >= 0 && p < r && p === defaultPartition(k, r);
+      }),
+    );
+  });
+
+  it('lines split back into key and value, whatever characters they hold', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.string(), (k, v) => {
+        const line = outputLine(k, v);
+        expect(line.endsWith('\n')).toBe(true);
+        expect(line.slice(0, -1)).not.toMatch(/[\n\r]/);
+        expect(parseOutputLine(line.slice(0, -1))).toEqual([k, v]);
+      }),
+    );
+  });
+
+  it('formats values as documented', () => {
+    expect(formatValue(3)).toBe('3');
+    expect(formatValue(true)).toBe('true');
+    expect(formatValue(10n)).toBe('10');
+    expect(formatValue(null)).toBe('');
+    expect(formatValue(undefined)).toBe('');
+    expect(formatValue({ a: [1, 'x\ty'] })).toBe('{"a":[1,"x\\\\ty"]}');
+    expect(outputLine('a\tb', 'c\nd')).toBe('a\\tb\tc\\nd\n');
+    expect(roundTrip(new Map([['a', 1]]))).toEqual({ a: 1 }); // what reduce sees, as in the engine
+  });
+});
+
+describe('run files', () => {
+  it('read back what was written, from a path or from bytes in chunks of any size', async () => {
+    await fc.assert(
+      fc.asyncProperty(records, fc.integer({ min: 1, max: 50 }), async (recs, chunk) => {
+        const path = await writeRun(recs);
+        expect(await readAll(path)).toEqual(recs);
+        const bytes = await readFile(path);
+        const chunks: Uint8Array[] = [];
+        for (let i = 0; i < bytes.length; i += chunk) chunks.push(bytes.subarray(i, i + chunk));
+        expect(await readAll(chunks)).toEqual(recs);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a run cut short at any byte, or with any byte flipped, is CORRUPTION (never silently shorter)', async () => {
+    const path = await writeRun([
+      ['apple', [1, 2]],
+      ['pear', ['x']],
+      ['plum', [{ a: 1 }]],
+    ]);
+    const bytes = await readFile(path);
+    for (let cut = 0; cut < bytes.length; cut++) {
+      await expect(readAll([bytes.subarray(0, cut)])).rejects.toMatchObject({ code: 'CORRUPTION' });
+    }
+    for (let i = 0; i < bytes.length; i++) {
+      const bad = Buffer.from(bytes);
+      bad[i] = (bad[i] as number) ^ 0x01;
+      await expect(readAll([bad])).rejects.toMatchObject({ code: 'CORRUPTION' });
+    }
+    await expect(readAll(join(dir, 'missing.run'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('refuses keys out of order; abort leaves no file', async () => {
+    const path = join(dir, 'order.run');
+    const w = await RunWriter.create(path);
+    w.add('b', [1]);
+    expect(() => w.add('a', [1])).toThrow(/out of order/);
+    await w.abort();
+    expect((await readdir(dir)).filter((f) => f.includes('order.run'))).toEqual([]);
+    await writeFile(join(dir, 'not-a-run'), 'hello world, not a run');
+    await expect(readAll(join(dir, 'not-a-run'))).rejects.toMatchObject({ code: 'CORRUPTION' });
+  });
+});
