@@ -10,6 +10,7 @@
 import { Command } from 'commander';
 import { version } from '../version.js';
 import { registerExampleCommands } from './example-command.js';
+import { registerKvCommand } from './kv-command.js';
 import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
 import { registerStatusCommand } from './status-command.js';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerNodeCommand(program);
   registerUpCommands(program);
   registerStatusCommand(program);
+  registerKvCommand(program);
   registerMrCommands(program);
   return program;
 }

@@ -49,7 +49,11 @@ export class KvTestCluster {
     private readonly options: StartNodeOptions,
   ) {}
 
-  static async start(n: number, options: StartNodeOptions = {}): Promise<KvTestCluster> {
+  static async start(
+    n: number,
+    options: StartNodeOptions = {},
+    flags: Record<string, string> = {},
+  ): Promise<KvTestCluster> {
     const ports = await Promise.all(
       Array.from({ length: n }, async () => ({ raft: await freePort(), rpc: await freePort() })),
     );
@@ -70,6 +74,7 @@ export class KvTestCluster {
           peers,
           tickMs: '10',
           electionTicks: '10',
+          ...flags,
         },
         env: {},
       });
