@@ -138,6 +138,8 @@ export const limits = {
   mrLeaseMsMin: 100,
   /** Longest task lease (an hour); a dead worker's task waits at most this long. */
   mrLeaseMsMax: 60 * 60 * 1000,
+  /** Map outputs × reducers of one job: partition files whose sizes the coordinator keeps while the job runs. */
+  mrShuffleFilesMax: 1024 * 1024,
   /** Distinct user counters (MapContext.count names) one task may report; each is summed into replicated job state. */
   mrUserCountersMax: 256,
   /** Default age of a running attempt before it may get a backup copy near the end of a phase (MapReduce §3.6). */
