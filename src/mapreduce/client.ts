@@ -47,7 +47,7 @@ import type { CohortNode } from '../node/node.js';
 import type { RpcNode } from '../rpc/node.js';
 import type { Client } from '../rpc/service.js';
 import { startTcpClient } from '../rpc/tcp-endpoints.js';
-import type { JobOptions, JobStatus } from './core/types.js';
+import type { JobOptions, JobStatus, TaskInfo } from './core/types.js';
 import { expandInputs, planSplits } from './input.js';
 import { loadJob } from './job.js';
 import { mapReduceModule } from './module.js';
@@ -269,6 +269,11 @@ export class MapReduceClient {
     return this.call((s) => s.status({ jobId }, { timeoutMs: 2_000 }));
   }
 
+  /** Every task of a job (state, attempts, map output node), as the answering node knows it. */
+  async tasks(jobId: string): Promise<TaskInfo[]> {
+    return (await this.call((s) => s.tasks({ jobId }, { timeoutMs: 2_000 }))).tasks;
+  }
+
   /** Every kept job. */
   async list(): Promise<JobStatus[]> {
     return (await this.call((s) => s.list({}, { timeoutMs: 2_000 }))).jobs;
@@ -349,7 +354,7 @@ export async function startEmbeddedCluster(
     },
     env: {},
   });
-  const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
+  const logger = options.logger ?? pino({ level: 'error' }, pino.destination(2));
   const { dataDir: _d, logger: _l, ...moduleOptions } = options;
   void _d;
   void _l;

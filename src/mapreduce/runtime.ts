@@ -270,6 +270,7 @@ export class MapReduceRuntime {
         return job;
       },
       list: () => ({ jobs: rt.state.core.jobs() }),
+      tasks: ({ jobId }) => ({ tasks: rt.state.core.tasks(jobId) }),
       cancel: (req, call) =>
         rt.onLeader(
           call,

@@ -28,6 +28,7 @@ import type {
   RenewTaskResult,
   ShuffleDoneResult,
   TaskCounters,
+  TaskInfo,
 } from './core/types.js';
 
 /** A value whose shape the coordinator core checks (it refuses bad commands as data). */
@@ -81,6 +82,15 @@ export const MapReduceService = defineService('MapReduce', {
     idempotent: true,
     description: "one job's status, progress and counters (this node's replica)",
   }),
+  tasks: unary(
+    Type.Object({ jobId: JobIdSchema }),
+    Type.Object({ tasks: checkedByCore<TaskInfo[]>() }),
+    {
+      idempotent: true,
+      description:
+        "every task of a job: state, attempts, where a map's output is (this node's replica)",
+    },
+  ),
   list: unary(Type.Object({}), Type.Object({ jobs: checkedByCore<JobStatus[]>() }), {
     idempotent: true,
     description: 'every kept job (this node’s replica)',

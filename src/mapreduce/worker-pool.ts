@@ -75,7 +75,10 @@ export class WorkerSlot {
     | {
         resolve: (v: unknown) => void;
         reject: (e: unknown) => void;
-        stallTimer: NodeJS.Timeout;
+        watchdog: NodeJS.Timeout;
+        lastAlive: number;
+        lastRecords: number;
+        progress: Float64Array | undefined;
       }
     | undefined;
   private closed = false;
@@ -102,7 +105,15 @@ export class WorkerSlot {
     if (this.closed) return Promise.reject(new CohortError('CLOSED', 'worker pool is closed'));
     const worker = this.ensureWorker();
     return new Promise((resolve, reject) => {
-      this.current = { resolve, reject, stallTimer: this.stallTimer() };
+      const progress = task.kind === 'map' ? task.progress : undefined;
+      this.current = {
+        resolve,
+        reject,
+        watchdog: this.watchdog(),
+        lastAlive: Date.now(),
+        lastRecords: progress?.[1] ?? 0,
+        progress,
+      };
       worker.postMessage(task);
     });
   }
@@ -124,8 +135,22 @@ export class WorkerSlot {
     if (w !== undefined) await w.terminate();
   }
 
-  private stallTimer(): NodeJS.Timeout {
-    const t = setTimeout(() => {
+  /**
+   * Watches the running task: it is alive while the thread pings, or while
+   * its shared record counter moves (user code that blocks the thread's event
+   * loop but still gets through records is slow, not stalled).
+   */
+  private watchdog(): NodeJS.Timeout {
+    const every = Math.max(10, Math.min(250, Math.floor(this.options.stallMs / 8)));
+    const t = setInterval(() => {
+      const cur = this.current;
+      if (cur === undefined) return;
+      const records = cur.progress?.[1] ?? 0;
+      if (records !== cur.lastRecords) {
+        cur.lastRecords = records;
+        cur.lastAlive = Date.now();
+      }
+      if (Date.now() - cur.lastAlive <= this.options.stallMs) return;
       this.options.logger?.warn({ slot: this.index }, 'worker thread stalled; replacing it');
       this.fail(
         new CohortError(
@@ -134,7 +159,7 @@ export class WorkerSlot {
         ),
         true,
       );
-    }, this.options.stallMs);
+    }, every);
     t.unref();
     return t;
   }
@@ -150,11 +175,10 @@ export class WorkerSlot {
       const cur = this.current;
       if (cur === undefined) return;
       if (msg.type === 'progress') {
-        clearTimeout(cur.stallTimer);
-        cur.stallTimer = this.stallTimer();
+        cur.lastAlive = Date.now();
         return;
       }
-      clearTimeout(cur.stallTimer);
+      clearInterval(cur.watchdog);
       this.current = undefined;
       if (msg.type === 'done') cur.resolve(msg.result);
       else {
@@ -193,7 +217,7 @@ export class WorkerSlot {
     const cur = this.current;
     this.current = undefined;
     if (cur !== undefined) {
-      clearTimeout(cur.stallTimer);
+      clearInterval(cur.watchdog);
       cur.reject(err);
     }
     if (kill && this.worker !== undefined) {
