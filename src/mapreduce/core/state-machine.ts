@@ -62,6 +62,7 @@ import type {
   RenewTaskResult,
   ResolvedJobOptions,
   ShuffleDoneCommand,
+  ShuffleSource,
   ShuffleDoneResult,
   SkippedRecord,
   SubmitJobCommand,
@@ -394,6 +395,12 @@ export class MapReduceStateMachine {
     const reducers = checkInt(c.reducers, 'reducers', 1, limits.mrReducersMax);
     const now = checkTime(c.now, 'now');
     const splits = checkSplits(c.splits);
+    if (splits.length * reducers > limits.mrShuffleFilesMax) {
+      invalid(
+        `${splits.length} maps × ${reducers} reducers is more than ${limits.mrShuffleFilesMax} partition files`,
+        'reducers',
+      );
+    }
     const params = checkParams(c.params);
     const options = resolveOptions(c.options);
     if (this.jobsById.has(jobId)) {
@@ -609,7 +616,17 @@ export class MapReduceStateMachine {
     }
     // The barrier: a reduce starts only when every map is done, so every location is known.
     assert(job.mapsDone === job.maps.length, 'reduce assigned before the barrier');
-    return { ...base, kind: 'reduce', index: task.index, mapOutputs: job.maps.map(locationOf) };
+    const j = task.index;
+    const mapOutputs = job.maps.map((m): ShuffleSource => {
+      const loc = locationOf(m);
+      return {
+        map: loc.map,
+        node: loc.node,
+        attemptId: loc.attemptId,
+        bytes: loc.partitionBytes[j] ?? 0,
+      };
+    });
+    return { ...base, kind: 'reduce', index: task.index, mapOutputs };
   }
 
   // ----------------------------------------------------------------- renew
@@ -1029,6 +1046,8 @@ export class MapReduceStateMachine {
     job.status = status;
     job.error = error;
     job.finishedAt = now;
+    // Nobody fetches a finished job's map outputs: keep their totals only (bounds kept state).
+    for (const m of job.maps) if (m.committed !== null) m.committed.partitionBytes = [];
     this.idleHints.delete(job.id);
     return stopped.sort((x, y) => x - y);
   }

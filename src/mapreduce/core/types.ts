@@ -138,8 +138,19 @@ export interface MapOutputLocation {
   readonly node: string;
   /** The committing attempt (names its files on that node). */
   readonly attemptId: AttemptId;
-  /** Bytes of each partition file. */
+  /** Bytes of each partition file (empty once the job is finished: finished jobs keep totals only). */
   readonly partitionBytes: readonly number[];
+}
+
+/** Where a reduce fetches one map's output for its partition (one entry of {@link ReduceAssignment.mapOutputs}). */
+export interface ShuffleSource {
+  readonly map: number;
+  /** The node holding the map's partition files. */
+  readonly node: string;
+  /** The committing map attempt (names its files on that node). */
+  readonly attemptId: AttemptId;
+  /** Bytes of this reduce's partition file of that map. */
+  readonly bytes: number;
 }
 
 /** Fields every assignment shares. */
@@ -180,7 +191,7 @@ export interface ReduceAssignment extends AssignmentBase {
   /** The partition, 0..reducers-1. */
   readonly index: number;
   /** Where each map's output is, in map order (all maps are done when a reduce is assigned: the barrier). */
-  readonly mapOutputs: readonly MapOutputLocation[];
+  readonly mapOutputs: readonly ShuffleSource[];
 }
 
 /** A task handed to a worker. */

@@ -65,6 +65,14 @@ describe('refused commands change nothing', () => {
     ['a bad job id', { ...base, jobId: 'has space' }],
     ['an empty job id', { ...base, jobId: '' }],
     ['zero reducers', { ...base, reducers: 0 }],
+    [
+      'too many partition files',
+      {
+        ...base,
+        reducers: 2048,
+        splits: Array.from({ length: 1024 }, () => ({ file: '/a', start: 0, end: 1 })),
+      },
+    ],
     ['too many reducers', { ...base, reducers: limits.mrReducersMax + 1 }],
     ['a fractional reducer count', { ...base, reducers: 1.5 }],
     ['splits not an array', { ...base, splits: 'x' }],

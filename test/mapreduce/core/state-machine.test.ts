@@ -95,10 +95,19 @@ describe('a job without faults', () => {
     const r = must(assign(sm, 'n3:w0', 'n3', 6));
     expect(r.kind).toBe('reduce');
     expect(r.kind === 'reduce' && r.mapOutputs).toEqual([
-      { map: 0, node: 'n1', attemptId: m0.attemptId, partitionBytes: [7, 7, 7] },
-      { map: 1, node: 'n2', attemptId: m1.attemptId, partitionBytes: [7, 7, 7] },
+      { map: 0, node: 'n1', attemptId: m0.attemptId, bytes: 7 },
+      { map: 1, node: 'n2', attemptId: m1.attemptId, bytes: 7 },
     ]);
-    expect(sm.mapOutput('j1', 1)?.node).toBe('n2');
+    expect(sm.mapOutput('j1', 1)).toEqual({
+      map: 1,
+      node: 'n2',
+      attemptId: m1.attemptId,
+      partitionBytes: [7, 7, 7],
+    });
+    // A finished job keeps totals only.
+    for (let j = 0; j < 3; j++) complete(sm, j === 0 ? r : must(assign(sm, 'n3:w0', 'n3', 7)));
+    expect(sm.job('j1')?.status).toBe('done');
+    expect(sm.mapOutput('j1', 1)?.partitionBytes).toEqual([]);
   });
 
   it('jobs are served in submission order; an empty input goes straight to the reduces', () => {
