@@ -52,6 +52,8 @@ export interface RuntimeOptions {
   readonly stallMs: number;
   /** How often a node tells the leader it is alive (ms). */
   readonly heartbeatMs: number;
+  /** Start the worker threads at once instead of at their first task (benchmarks). */
+  readonly prewarm: boolean;
 }
 
 /** Default runtime options, derived from the lease length. */
@@ -64,6 +66,7 @@ export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeO
     nodeLostMs: partial.nodeLostMs ?? 3 * leaseMs,
     stallMs: partial.stallMs ?? Math.max(2 * leaseMs, 2_000),
     heartbeatMs: partial.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 4)),
+    prewarm: partial.prewarm ?? false,
   };
 }
 
@@ -128,6 +131,7 @@ export class MapReduceRuntime {
         stallMs: this.options.stallMs,
         logger: this.log,
       });
+      if (this.options.prewarm) this.pool.warm();
       this.workers = new WorkerManager(this, this.pool);
       this.workers.start();
     }
@@ -160,7 +164,8 @@ export class MapReduceRuntime {
 
   /** A client stub for the MapReduce service on `node` (its address from the registry). */
   peer(node: string, meta: Record<string, string> = {}): Client<typeof MapReduceService> {
-    const addr = this.state.nodes.get(node);
+    // The registry (learnt from the log), else the address the node's config gives.
+    const addr = this.state.nodes.get(node) ?? this.ctx.config.peerRpc.get(nodeId(node));
     if (node !== this.self) {
       if (addr === undefined) {
         throw new CohortError('UNAVAILABLE', `the RPC address of node ${node} is not known yet`, {
@@ -396,7 +401,8 @@ export class MapReduceRuntime {
     if (known?.host === me.host && known.port === me.port) return;
     if (this.ctx.raft.isLeader()) return; // the driver registers the leader itself
     const leader = this.ctx.raft.leaderId();
-    if (leader === null || !this.state.nodes.has(leader)) return;
+    if (leader === null) return;
+    if (!this.state.nodes.has(leader) && !this.ctx.config.peerRpc.has(leader)) return;
     this.peer(leader)
       .register({ node: this.self, host: me.host, port: me.port }, { timeoutMs: 2_000 })
       .catch((e: unknown) => this.log.debug({ err: e }, 'mapreduce: register failed; will retry'));

@@ -124,6 +124,11 @@ export class WorkerSlot {
     this.fail(new CohortError('CANCELLED', `task ${reason}`), true);
   }
 
+  /** Starts the thread now (it loads its code) rather than at the first task. */
+  warm(): void {
+    if (!this.closed) this.ensureWorker();
+  }
+
   /** Terminates the thread. */
   async close(): Promise<void> {
     this.closed = true;
@@ -249,6 +254,11 @@ export class WorkerPool {
   /** Threads started so far, replacements included. */
   get threadsStarted(): number {
     return this.slots.reduce((n, s) => n + s.started, 0);
+  }
+
+  /** Starts every thread now. */
+  warm(): void {
+    for (const s of this.slots) s.warm();
   }
 
   /** Terminates every thread. */
