@@ -3,7 +3,9 @@
  * operations, leader discovery through redirects, concurrency over session lanes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kvText } from '../../src/kv/core/bytes.js';
+import { CohortError } from '../../src/lib/errors.js';
+import type { ClientInterceptor } from '../../src/rpc/client.js';
+import { kvKey, kvText } from '../../src/kv/core/bytes.js';
 import { KvTestCluster } from './kv-cluster.js';
 
 let cluster: KvTestCluster;
@@ -39,5 +41,78 @@ describe('KvClient', () => {
     expect(new Set(puts.map((p) => p.revision)).size).toBe(100);
     const r = await kv.range('c/', { prefix: true, countOnly: true });
     expect(r.count).toBe(100);
+  });
+});
+
+describe('KvClient exactly-once', () => {
+  it('retries a write whose reply was lost with the same session seq: applied once', async () => {
+    let failNext = true;
+    const lost: ClientInterceptor = async (call, next) => {
+      const out = await next(call);
+      if (call.method === 'put' && failNext) {
+        failNext = false;
+        // The write was applied, but the caller never hears of it.
+        throw new CohortError('TIMEOUT', 'reply lost (test)', { definite: false });
+      }
+      return out;
+    };
+    const kv = await cluster.client({ rpc: { client: { interceptors: [lost] } } });
+    const before = await kv.range('once', { countOnly: true });
+    const put = await kv.put('once', 'x');
+    expect(failNext).toBe(false);
+    // One revision for one put, even though it was sent twice.
+    expect(put.revision).toBe(before.revision + 1);
+    const got = await kv.get('once');
+    expect(got?.version).toBe(1);
+    expect(got?.modRevision).toBe(put.revision);
+    const again = await kv.range('once', { countOnly: true });
+    expect(again.revision).toBe(put.revision);
+  });
+
+  it('does not retry a refused write (a definite answer about the request itself)', async () => {
+    let calls = 0;
+    const count: ClientInterceptor = (call, next) => {
+      if (call.method === 'put') calls++;
+      return next(call);
+    };
+    const kv = await cluster.client({ rpc: { client: { interceptors: [count] } } });
+    await kv.get('l'); // finds the leader (a first call may be redirected)
+    await expect(kv.put('l', 'x', { lease: 999_999 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(calls).toBe(1);
+  });
+});
+
+describe('KvClient transactions and watches', () => {
+  it('runs an optimistic transaction that retries on conflict', async () => {
+    const kv = await cluster.client();
+    await kv.put('acct/a', '100');
+    await kv.put('acct/b', '0');
+    let attempts = 0;
+    const out = await kv.transaction(async (tx) => {
+      attempts++;
+      const a = Number(kvText((await tx.get(kvKey('acct/a'))) ?? kvKey('0')));
+      if (attempts === 1) await kv.put('acct/a', String(a + 1)); // a concurrent writer
+      const b = Number(kvText((await tx.get(kvKey('acct/b'))) ?? kvKey('0')));
+      tx.put(kvKey('acct/a'), kvKey(String(a - 10)));
+      tx.put(kvKey('acct/b'), kvKey(String(b + 10)));
+    });
+    expect(out.status).toBe('committed');
+    expect(attempts).toBe(2);
+    expect(kvText((await kv.get('acct/a'))?.value ?? kvKey(''))).toBe('91');
+    expect(kvText((await kv.get('acct/b'))?.value ?? kvKey(''))).toBe('10');
+  });
+
+  it('watches a prefix from a past revision, then live', async () => {
+    const kv = await cluster.client();
+    const first = await kv.put('wp/1', 'a');
+    const seen: string[] = [];
+    for await (const batch of kv.watch('wp/', { prefix: true, startRevision: first.revision })) {
+      for (const ev of batch.events)
+        seen.push(`${ev.type} ${kvText(ev.kv.key)} ${ev.kv.modRevision}`);
+      if (seen.length === 1) await kv.put('wp/2', 'b');
+      if (seen.length === 2) break;
+    }
+    expect(seen[0]).toBe(`PUT wp/1 ${first.revision}`);
+    expect(seen[1]).toMatch(/^PUT wp\/2 \d+$/);
   });
 });
