@@ -81,7 +81,7 @@ describe('Kv service', () => {
       const m = KvService.compiled.get(method);
       if (m === undefined) throw new Error(method);
       return rpc
-        .invoker(leader.config.id as never, { timeoutMs: 3000 })
+        .invoker(leader.config.id, { timeoutMs: 3000 })
         .unary({ ...m, checkRequest: () => undefined }, request, {});
     };
     const before = (await kv.range({ key: kvKey('bad') })).revision;
