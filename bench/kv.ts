@@ -36,6 +36,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ProcessCluster, sleep } from '../test/harness/process-cluster.js';
+import type { ProcessClusterOptions } from '../test/harness/process-cluster.js';
 import { cohortDriver, cohortFailoverProbe } from './kv-cohort.js';
 import { EtcdCluster, ensureEtcd, etcdClient, etcdVersion } from './kv-etcd.js';
 
@@ -288,6 +289,15 @@ interface Flags {
   puts: boolean;
   trials: number;
   runtime: 'source' | 'dist';
+  /** cohort's --snapshot-entries (undefined: the node's default). */
+  snapshotEntries: number | undefined;
+}
+
+function clusterOptions(flags: Flags): ProcessClusterOptions {
+  return {
+    runtime: flags.runtime,
+    ...(flags.snapshotEntries === undefined ? {} : { snapshotEntries: flags.snapshotEntries }),
+  };
 }
 
 /** A fresh cluster of `system`, with what a load child needs to reach its leader. */
@@ -300,7 +310,7 @@ async function freshCluster(
     const leader = await etcd.leader();
     return { endpoints: [leader.url], pids: () => etcd.pids(), close: () => etcd.close() };
   }
-  const cluster = await ProcessCluster.start({ runtime: flags.runtime });
+  const cluster = await ProcessCluster.start(clusterOptions(flags));
   const leader = await cluster.waitForLeader({ timeoutMs: 30_000 });
   const eps = cluster.endpoints();
   const endpoints = [
@@ -452,7 +462,7 @@ interface FailoverTrial {
 }
 
 async function failoverCohort(flags: Flags): Promise<FailoverTrial[]> {
-  const cluster = await ProcessCluster.start({ runtime: flags.runtime });
+  const cluster = await ProcessCluster.start(clusterOptions(flags));
   const probe = await cohortFailoverProbe(cluster.endpoints(), cluster.clusterId);
   const trials: FailoverTrial[] = [];
   try {
@@ -541,6 +551,7 @@ function parseFlags(argv: string[]): Flags {
       puts: { type: 'boolean', default: false },
       trials: { type: 'string', default: '20' },
       runtime: { type: 'string', default: 'source' },
+      'snapshot-entries': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -549,6 +560,7 @@ function parseFlags(argv: string[]): Flags {
     console.log(
       'usage: npm run bench:kv -- [--seconds 10] [--warmup 1] [--only cohort|etcd] [--conc 1,16,64,256]\n' +
         '         [--gets 64 (concurrencies of the get runs; "" for none)] [--reps 1] [--runtime source|dist]\n' +
+        '         [--snapshot-entries N (cohort nodes; default: theirs)]\n' +
         '         [--failover [--trials 20] [--puts: also the throughput runs]]',
     );
     process.exit(0);
@@ -582,6 +594,8 @@ function parseFlags(argv: string[]): Flags {
     puts: values.puts,
     trials: Math.max(1, Number(values.trials)),
     runtime: values.runtime,
+    snapshotEntries:
+      values['snapshot-entries'] === undefined ? undefined : Number(values['snapshot-entries']),
   };
 }
 
