@@ -1,0 +1,168 @@
+/**
+ * The MapReduce runtime's parts, in one process: the worker-thread pool
+ * (a task runs in a thread; a thread that exits, blocks or is aborted fails
+ * its task with a stable code and is replaced), the module's replicated state
+ * (address registry refusals, snapshots), and the shuffle's serving and
+ * fetching of one map run.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CohortError } from '../../src/lib/errors.js';
+import { MapReduceModuleState } from '../../src/mapreduce/module.js';
+import type { CallContext, ServerStream } from '../../src/rpc/service.js';
+import { fetchRun, mapRunPath, serveShuffle } from '../../src/mapreduce/shuffle.js';
+import type { MapTaskResult } from '../../src/mapreduce/tasks.js';
+import { WorkerPool } from '../../src/mapreduce/worker-pool.js';
+import type { ThreadMapTask } from '../../src/mapreduce/worker-thread.js';
+import { nodeId } from '../../src/lib/ids.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cohort-mr-rt-'));
+const behave = fileURLToPath(new URL('./fixtures/behave-job.ts', import.meta.url));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const input = join(dir, 'in.txt');
+writeFileSync(input, 'a\nb\nbad\na\n');
+
+function mapTask(behaveAs: string, attempt: number): ThreadMapTask {
+  return {
+    kind: 'map',
+    module: behave,
+    split: { file: input, start: 0, end: 10 },
+    reducers: 2,
+    dir: join(dir, 'maps'),
+    taskId: 'm-0',
+    attempt,
+    params: { behave: behaveAs },
+    skipBadRecords: false,
+    skipOffsets: [],
+    progress: new Float64Array(new SharedArrayBuffer(16)),
+  };
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return e instanceof CohortError ? e.code : String(e);
+  }
+}
+
+describe('WorkerPool', () => {
+  it('runs map tasks in threads and replaces a thread that exits, blocks or is aborted', async () => {
+    const pool = new WorkerPool({ size: 1, stallMs: 1_000 });
+    const slot = pool.slot(0);
+    try {
+      const ok = (await slot.run(mapTask('ok', 1))) as MapTaskResult;
+      expect(ok.runs.map((r) => r.partition)).toEqual([0, 1]);
+      expect(ok.counters.recordsIn).toBe(4);
+      expect(slot.started).toBe(1);
+
+      // process.exit in user code ends the thread only: the task fails, the node lives on.
+      expect(await code(slot.run(mapTask('exit', 2)))).toBe('USER_CODE_ERROR');
+      // A thrown error names the record.
+      await expect(slot.run(mapTask('throw', 3))).rejects.toThrow(/in\.txt:4.*bad record/);
+      // A blocked thread stops pinging and counting records: killed as stalled.
+      const progress = new Float64Array(new SharedArrayBuffer(16));
+      const blocked = { ...mapTask('block', 4), progress };
+      expect(await code(slot.run(blocked))).toBe('TIMEOUT');
+      expect(progress[0]).toBe(4); // the shared slot names the record it blocked on
+
+      const running = slot.run(mapTask('block', 5));
+      slot.abort('lease lost');
+      expect(await code(running)).toBe('CANCELLED');
+
+      // Each failure that killed the thread was followed by a fresh one.
+      expect(await code(slot.run(mapTask('ok', 6)))).toBe('ok');
+      expect(slot.started).toBe(4);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe('MapReduceModuleState', () => {
+  it('records node addresses, refuses bad ones without a change, and snapshots both parts', () => {
+    const s = new MapReduceModuleState();
+    expect(s.apply({ type: 'registerNode', node: 'n1', host: '127.0.0.1', port: 7201 })).toEqual({
+      ok: true,
+      result: { type: 'registerNode', changed: true },
+    });
+    expect(s.apply({ type: 'registerNode', node: 'n1', host: '127.0.0.1', port: 7201 })).toEqual({
+      ok: true,
+      result: { type: 'registerNode', changed: false },
+    });
+    for (const bad of [
+      { type: 'registerNode', node: 'n2', host: '127.0.0.1', port: 0 },
+      { type: 'registerNode', node: 'bad id!', host: 'h', port: 1 },
+      { type: 'registerNode', node: 'n2', host: '', port: 1 },
+      { type: 'registerNode', node: 'n2' },
+    ]) {
+      expect(s.apply(bad)).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+    }
+    expect([...s.nodes.keys()]).toEqual(['n1']);
+    const submitted = s.apply({
+      type: 'submitJob',
+      jobId: 'j1',
+      module: '/m.ts',
+      splits: [{ file: '/in', start: 0, end: 10 }],
+      reducers: 1,
+      output: '/out',
+      now: 1,
+    });
+    expect(submitted).toMatchObject({ ok: true });
+
+    const copy = new MapReduceModuleState();
+    copy.restore(s.snapshot());
+    expect(copy.nodes.get('n1')).toEqual({ host: '127.0.0.1', port: 7201 });
+    expect(copy.core.job('j1')?.progress.maps).toBe(1);
+    expect(copy.snapshot()).toEqual(s.snapshot());
+    expect(() => copy.restore(new Uint8Array([1, 2, 3]))).toThrow(/mapreduce snapshot/);
+    expect(copy.nodes.get('n1')).toEqual({ host: '127.0.0.1', port: 7201 });
+  });
+});
+
+describe('shuffle', () => {
+  const call = (): CallContext => ({
+    peer: nodeId('n2'),
+    service: 'MapReduce',
+    method: 'fetchPartition',
+    meta: {},
+    signal: new AbortController().signal,
+    remainingMs: () => 1_000,
+  });
+  const collect = async (items: AsyncIterable<{ data: Uint8Array }>): Promise<Buffer> => {
+    const parts: Uint8Array[] = [];
+    for await (const { data } of items) parts.push(data);
+    return Buffer.concat(parts);
+  };
+
+  it('serves a map run in chunks and fetches it into place; refuses bad ids and missing runs', async () => {
+    const mrDir = join(dir, 'mr');
+    const path = mapRunPath(mrDir, 'job-1', 2, 9, 1);
+    mkdirSync(join(mrDir, 'job-1', 'maps'), { recursive: true });
+    const bytes = Buffer.alloc(600 * 1024);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7) % 251;
+    writeFileSync(path, bytes);
+    const req = { jobId: 'job-1', map: 2, attemptId: 9, partition: 1 };
+    expect((await collect(serveShuffle(mrDir, req, call()))).equals(bytes)).toBe(true);
+
+    const stream = serveShuffle(mrDir, req, call());
+    const asServerStream = Object.assign(stream, { cancel: () => undefined }) as ServerStream<{
+      data: Uint8Array;
+    }>;
+    const dest = join(dir, 'fetched', 'm-2.run');
+    expect(await fetchRun(asServerStream, dest)).toBe(bytes.length);
+    expect(readFileSync(dest).equals(bytes)).toBe(true);
+
+    await expect(
+      collect(serveShuffle(mrDir, { ...req, jobId: '../etc' }, call())),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(
+      collect(serveShuffle(mrDir, { ...req, attemptId: 10 }, call())),
+    ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
