@@ -1,0 +1,138 @@
+/**
+ * `cohort kv` against an in-process 3-node cluster (--endpoints): put, get,
+ * txn, del, lease and lock print what the docs say and exit with meaningful
+ * codes; bad input and no cluster give clear errors.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { buildProgram } from '../../src/cli/main.js';
+import { parseCompare, parseTxnOp } from '../../src/cli/kv-command.js';
+import { kvText } from '../../src/kv/core/bytes.js';
+import { KvTestCluster } from '../kv/kv-cluster.js';
+
+let cluster: KvTestCluster;
+let endpoints: string;
+beforeAll(async () => {
+  cluster = await KvTestCluster.start(3);
+  await cluster.leader();
+  endpoints = cluster.endpoints().join(',');
+});
+afterAll(async () => {
+  await cluster.close();
+});
+
+/** Runs `cohort kv ...args`; returns stdout, stderr and the exit code. */
+async function kv(...args: string[]): Promise<{ out: string; err: string; code: number }> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
+    out += String(s);
+    return true;
+  });
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+    err += String(s);
+    return true;
+  });
+  process.exitCode = undefined;
+  try {
+    const dash = args.indexOf('--');
+    const own = args.includes('--dir') || args.includes('--endpoints');
+    const withEndpoints = own
+      ? args
+      : dash < 0
+        ? [...args, '--endpoints', endpoints]
+        : [...args.slice(0, dash), '--endpoints', endpoints, ...args.slice(dash)];
+    await buildProgram().parseAsync(['node', 'cohort', 'kv', ...withEndpoints]);
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+  const code = Number(process.exitCode ?? 0);
+  process.exitCode = undefined;
+  return { out, err, code };
+}
+
+describe('cohort kv', () => {
+  it('put then get prints the value; a missing key exits 2', async () => {
+    expect(await kv('put', 'a', '1')).toMatchObject({
+      out: expect.stringMatching(/^OK \(revision \d+\)\n$/),
+      code: 0,
+    });
+    expect(await kv('get', 'a')).toMatchObject({ out: '1\n', code: 0 });
+    const missing = await kv('get', 'nope');
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/nope: not found/);
+  });
+
+  it('get --prefix --json lists keys; del --prefix prints the count', async () => {
+    await kv('put', 'p/x', 'X');
+    await kv('put', 'p/y', 'Y');
+    const got = await kv('get', 'p/', '--prefix', '--json');
+    const parsed = JSON.parse(got.out) as { kvs: { key: string; value: string }[] };
+    expect(parsed.kvs.map((k) => `${k.key}=${k.value}`)).toEqual(['p/x=X', 'p/y=Y']);
+    expect(await kv('del', 'p/', '--prefix')).toMatchObject({ out: '2\n', code: 0 });
+  });
+
+  it('txn runs the success branch when the comparison holds, else the failure branch (exit 2)', async () => {
+    await kv('put', 't', '1');
+    const ok = await kv('txn', '--if', 'value(t) = 1', '--then', 'put t 2', '--else', 'get t');
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/^SUCCESS\nOK/);
+    const no = await kv('txn', '--if', 'value(t) = 1', '--then', 'put t 3', '--else', 'get t');
+    expect(no).toMatchObject({ out: 'FAILURE\nt\n2\n', code: 2 });
+  });
+
+  it('lease grant, put with the lease, ttl --keys, revoke deletes the key', async () => {
+    const granted = await kv('lease', 'grant', '30', '--json');
+    const { id } = JSON.parse(granted.out) as { id: number };
+    expect((await kv('put', 'lk', 'v', '--lease', String(id))).code).toBe(0);
+    const ttl = await kv('lease', 'ttl', String(id), '--keys');
+    expect(ttl.out).toMatch(new RegExp(`^lease ${id}: [\\d.]+ s left of 30 s\\nlk\\n$`));
+    expect((await kv('lease', 'revoke', String(id))).out).toBe(
+      `lease ${id} revoked (1 keys deleted)\n`,
+    );
+    expect((await kv('get', 'lk')).code).toBe(2);
+  });
+
+  it('lock runs a command while holding the lock and prints its fencing token', async () => {
+    const r = await kv('lock', 'job', '--json', '--', process.execPath, '-e', 'process.exit(0)');
+    expect(r.code).toBe(0);
+    const held = JSON.parse(r.out) as { key: string; fencingToken: number };
+    expect(held.key.startsWith('locks/job/')).toBe(true);
+    expect(held.fencingToken).toBeGreaterThan(0);
+    // Released: nothing left under the lock's prefix.
+    const c = await cluster.client();
+    expect((await c.range('locks/job/', { prefix: true })).count).toBe(0);
+    expect(kvText((await c.get('a'))?.value ?? new Uint8Array())).toBe('1');
+  });
+
+  it('bad input and a missing cluster give clear errors (exit 1)', async () => {
+    const badIf = await kv('txn', '--if', 'color(t) = 1', '--then', 'put t 2');
+    expect(badIf.code).toBe(1);
+    expect(badIf.err).toMatch(/--if "color\(t\) = 1": expected target\(key\) op value/);
+    const noCluster = await kv(
+      'get',
+      'a',
+      '--dir',
+      mkdtempSync(join(tmpdir(), 'cohort-nocluster-')),
+    );
+    expect(noCluster.code).toBe(1);
+    expect(noCluster.err).toMatch(
+      /no cluster found: .* does not exist \(start one with cohort up, or pass --endpoints\)/,
+    );
+    const badEndpoints = await kv('get', 'a', '--endpoints', 'oops');
+    expect(badEndpoints.code).toBe(1);
+    expect(badEndpoints.err).toMatch(/endpoints: expected id=host:port/);
+  });
+
+  it('parses compares and txn ops', () => {
+    expect(parseCompare('version(a) > 0')).toMatchObject({ target: 'version', op: '>', value: 0 });
+    expect(parseCompare('mod("a b") < 9')).toMatchObject({ target: 'modRevision', value: 9 });
+    expect(kvText(parseCompare('mod("a b") < 9').key)).toBe('a b');
+    expect(() => parseCompare('version(a) > x')).toThrow(/compares with an integer/);
+    expect(parseTxnOp('put k hello world', '--then')).toMatchObject({ type: 'put' });
+    expect(() => parseTxnOp('get', '--then')).toThrow(/expected "put <key> <value>"/);
+  });
+});
