@@ -35,6 +35,8 @@ export interface InProcessOptions {
   readonly workDir?: string;
   /** Test hook passed to every map task (forces spills). */
   readonly bufferEntriesMax?: number;
+  /** Test hook passed to every map task (smaller reads: more chances to spill). */
+  readonly readChunkBytes?: number;
 }
 
 /** What {@link runTasksInProcess} returns: every task's result. */
@@ -75,6 +77,9 @@ export async function runTasksInProcess(
           ...(options.bufferEntriesMax === undefined
             ? {}
             : { bufferEntriesMax: options.bufferEntriesMax }),
+          ...(options.readChunkBytes === undefined
+            ? {}
+            : { readChunkBytes: options.readChunkBytes }),
         }),
       );
     }

@@ -96,6 +96,8 @@ export interface MapTaskInput {
   readonly progress?: Float64Array;
   /** Test hook: overrides `limits.mrMapBufferEntriesMax` (to force spills). */
   readonly bufferEntriesMax?: number;
+  /** Test hook: overrides `limits.mrReadChunkBytes` (the buffer may spill after every chunk). */
+  readonly readChunkBytes?: number;
 }
 
 /** One map-output run: the part of a map task's output bound for one reducer. */
@@ -480,7 +482,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
 
   const finalPath = (p: number): string => `${base}.a${attempt}.r${pad(p)}.run`;
   try {
-    const stats = await readSplitLines(split, visit, limits.mrReadChunkBytes, () =>
+    const chunk = input.readChunkBytes ?? limits.mrReadChunkBytes;
+    const stats = await readSplitLines(split, visit, chunk, () =>
       entries > entriesMax ? spill(false) : undefined,
     );
     counters.recordsIn = stats.records;

@@ -1,87 +1,361 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineJob } from '../../src/mapreduce/job.js';
 import type { AnyJob } from '../../src/mapreduce/job.js';
 import { partFileName } from '../../src/mapreduce/format.js';
-import { expandInputs, planSplits } from '../../src/mapreduce/input.js';
+import { planSplits } from '../../src/mapreduce/input.js';
 import { runMapTask, runReduceTask } from '../../src/mapreduce/tasks.js';
 import { runSequential } from '../../src/mapreduce/sequential.js';
+import { runTasksInProcess } from '../../src/mapreduce/tasks-local.js';
 
+const words = (line: string): string[] => line.split(/[^A-Za-z]+/).filter((w) => w !== '');
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
-const wordCount = defineJob<number, number>({
-  map(_offset, line, emit) {
-    for (const w of line.split(/[^A-Za-z]+/)) if (w !== '') emit(w, 1);
-  },
-  combine(word, counts, emit) {
-    emit(word, sum(counts));
-  },
-  reduce(word, counts, emit) {
-    emit(word, sum(counts));
-  },
-});
+
+/** Word count in its three forms: fold, classic combine, no combiner. */
+const jobs: Record<string, AnyJob> = {
+  fold: defineJob<number, number>({
+    map: (_o, line, emit) => words(line).forEach((w) => emit(w, 1)),
+    fold: (a, b) => a + b,
+    reduce: (w, counts, emit) => emit(w, sum(counts)),
+  }),
+  combine: defineJob<number, number>({
+    map: (_o, line, emit) => words(line).forEach((w) => emit(w, 1)),
+    combine: (w, counts, emit) => emit(w, sum(counts)),
+    reduce: (w, counts, emit) => emit(w, sum(counts)),
+  }),
+  // Order-sensitive: reduce lists every (offset, word position), so values
+  // must reach it in input order, through splits, spills and merges.
+  plain: defineJob<string, string>({
+    map: (o, line, emit, ctx) =>
+      words(line).forEach((w, i) => emit(w.toLowerCase(), `${ctx.file.slice(-5)}@${o}.${i}`)),
+    reduce: (w, where, emit) => emit(w, where.join(' ')),
+  }),
+};
 
 let dir: string;
-beforeEach(async () => {
+let n = 0;
+beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cohort-mr-tasks-'));
 });
-afterEach(async () => {
+afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Runs every map and reduce task in this process, like the engine would. */
-async function runTasks(
-  job: AnyJob,
-  inputs: string[],
-  reducers: number,
-  splitBytes: number,
-  out: string,
-) {
-  const splits = await planSplits(await expandInputs(inputs), splitBytes);
-  const maps = [];
-  for (const [i, split] of splits.entries()) {
-    maps.push(
-      await runMapTask({
-        job,
-        split,
-        reducers,
-        dir: join(dir, 'maps'),
-        taskId: `m-${i}`,
-        attempt: 1,
-      }),
-    );
-  }
-  const outputs: string[] = [];
-  for (let p = 0; p < reducers; p++) {
-    const r = await runReduceTask({
-      job,
-      partition: p,
-      runs: maps.map((m) => m.runs[p]!.path),
-      output: join(out, partFileName(p)),
-      taskId: `r-${p}`,
-      attempt: 1,
-    });
-    outputs.push(await readFile(r.output, 'utf8'));
-  }
-  return { maps, outputs };
+async function read(files: readonly string[]): Promise<string[]> {
+  return Promise.all(files.map((f) => readFile(f, 'utf8')));
 }
 
+const vocabulary = fc.constantFrom('a', 'b', 'apple', 'Pear', 'the', 'zed', 'x', 'yy');
+const line = fc
+  .array(fc.tuple(vocabulary, fc.constantFrom(' ', ', ', '.', '  ')), { maxLength: 12 })
+  .map((ws) => ws.map(([w, s]) => w + s).join(''));
+const file = fc
+  .tuple(fc.array(line, { maxLength: 15 }), fc.constantFrom('\n', '\r\n'), fc.boolean())
+  .map(([ls, nl, finalNl]) => ls.join(nl) + (finalNl && ls.length > 0 ? nl : ''));
+
 describe('map and reduce tasks', () => {
-  it('word count over small splits equals the sequential run byte for byte', async () => {
-    await writeFile(join(dir, 'a.txt'), 'the cat\nthe dog\r\nsat on the mat');
-    await writeFile(join(dir, 'b.txt'), 'dog eat dog\n');
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(join(dir, 'out'));
-    const { outputs } = await runTasks(wordCount, [join(dir, '*.txt')], 2, 5, join(dir, 'out'));
-    const ref = await runSequential(wordCount, [join(dir, '*.txt')], {
-      outputDir: join(dir, 'ref'),
-      reducers: 2,
-    });
-    const expected = await Promise.all(ref.files.map((f) => readFile(f, 'utf8')));
-    expect(outputs).toEqual(expected);
-    expect(outputs.join('').split('\n').filter(Boolean).sort()).toEqual(
-      ['cat\t1', 'dog\t3', 'eat\t1', 'mat\t1', 'on\t1', 'sat\t1', 'the\t3'].sort(),
+  it('output equals the sequential run byte for byte (fold, combine, none; any split size, reducer count, spills)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('fold', 'combine', 'plain'),
+        fc.array(file, { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 48, max: 400 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.constantFrom(undefined, 4, 20),
+        async (which, texts, splitBytes, reducers, bufferEntriesMax) => {
+          const job = jobs[which] as AnyJob;
+          const base = join(dir, `p${n++}`);
+          await mkdir(join(base, 'in'), { recursive: true });
+          for (const [i, t] of texts.entries()) await writeFile(join(base, 'in', `f${i}.txt`), t);
+          const inputs = [join(base, 'in', '*.txt')];
+          const engine = await runTasksInProcess(job, inputs, {
+            outputDir: join(base, 'out'),
+            reducers,
+            splitBytes,
+            ...(bufferEntriesMax === undefined ? {} : { bufferEntriesMax, readChunkBytes: 48 }),
+          });
+          const ref = await runSequential(job, inputs, { outputDir: join(base, 'ref'), reducers });
+          expect(await read(engine.files)).toEqual(await read(ref.files));
+          if (bufferEntriesMax !== undefined && which !== 'fold') {
+            // small buffers must actually spill somewhere once the input is big enough
+            const emitted = engine.maps.reduce((a, m) => a + m.counters.emitted, 0);
+            if (emitted > 60) expect(engine.maps.some((m) => m.counters.spills > 1)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 25 },
     );
+  }, 180_000);
+
+  it('reducers accept runs as byte streams in chunks (the shuffle) as well as paths', async () => {
+    const base = join(dir, 'streams');
+    await mkdir(base, { recursive: true });
+    await writeFile(join(base, 'a.txt'), 'the cat\nthe dog\nsat on the mat\n'.repeat(20));
+    const splits = await planSplits([join(base, 'a.txt')], 50);
+    const job = jobs['plain'] as AnyJob;
+    const maps = [];
+    for (const [i, split] of splits.entries()) {
+      maps.push(
+        await runMapTask({
+          job,
+          split,
+          reducers: 1,
+          dir: join(base, 'm'),
+          taskId: `m-${i}`,
+          attempt: 0,
+        }),
+      );
+    }
+    const paths = maps.map((m) => m.runs[0]!.path);
+    const streams = await Promise.all(
+      paths.map(async (p) => {
+        const bytes = await readFile(p);
+        return (async function* () {
+          for (let i = 0; i < bytes.length; i += 7) yield bytes.subarray(i, i + 7);
+        })();
+      }),
+    );
+    await mkdir(join(base, 'o1'));
+    await mkdir(join(base, 'o2'));
+    const r1 = await runReduceTask({
+      job,
+      partition: 0,
+      runs: paths,
+      output: join(base, 'o1', partFileName(0)),
+      taskId: 'r',
+      attempt: 0,
+    });
+    const r2 = await runReduceTask({
+      job,
+      partition: 0,
+      runs: streams,
+      output: join(base, 'o2', partFileName(0)),
+      taskId: 'r',
+      attempt: 1,
+    });
+    expect(await readFile(r2.output, 'utf8')).toBe(await readFile(r1.output, 'utf8'));
+    expect(r1.counters.keysIn).toBe(6);
+  });
+
+  it('a reducer that throws on one key fails with USER_CODE_ERROR naming it and leaves no output', async () => {
+    const base = join(dir, 'throws');
+    await mkdir(join(base, 'out'), { recursive: true });
+    await writeFile(join(base, 'a.txt'), 'alpha beta gamma\nbeta\n');
+    const job = defineJob<number, number>({
+      map: (_o, l, emit) => words(l).forEach((w) => emit(w, 1)),
+      reduce: (w, c, emit) => {
+        if (w === 'beta') throw new Error('no beta here');
+        emit(w, sum(c));
+      },
+    });
+    const err: unknown = await runTasksInProcess(job, [join(base, 'a.txt')], {
+      outputDir: join(base, 'out'),
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'USER_CODE_ERROR',
+      details: { key: 'beta', phase: 'reduce' },
+    });
+    expect((err as Error).message).toMatch(/reduce threw on key "beta".*no beta here/);
+    expect(await readdir(join(base, 'out'))).toEqual([]);
+  });
+
+  it('a map that throws fails the task naming the record offset, leaving no runs; with skipBadRecords it is skipped and counted', async () => {
+    const base = join(dir, 'bad-record');
+    await mkdir(base, { recursive: true });
+    await writeFile(join(base, 'a.txt'), 'ok one\nBAD two\nok three\n');
+    const job = defineJob<number, number>({
+      map: (_o, l, emit) => {
+        emit('partial', 1); // emitted before the throw: dropped with the record when skipped
+        if (l.startsWith('BAD')) throw new Error('cannot parse');
+        words(l).forEach((w) => emit(w, 1));
+      },
+      reduce: (w, c, emit) => emit(w, sum(c)),
+    });
+    const split = { file: join(base, 'a.txt'), start: 0, end: 24 };
+    const mdir = join(base, 'maps');
+    const err: unknown = await runMapTask({
+      job,
+      split,
+      reducers: 2,
+      dir: mdir,
+      taskId: 'm-0',
+      attempt: 0,
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'USER_CODE_ERROR', details: { offset: 7, phase: 'map' } });
+    expect((err as Error).message).toMatch(/a\.txt:7: cannot parse/);
+    expect(await readdir(mdir)).toEqual([]);
+
+    const progress = new Float64Array(2);
+    const ok = await runMapTask({
+      job,
+      split,
+      reducers: 1,
+      dir: mdir,
+      taskId: 'm-0',
+      attempt: 1,
+      skipBadRecords: true,
+      progress,
+    });
+    expect(ok.counters.recordsSkipped).toBe(1);
+    expect(ok.skipped).toEqual([{ file: split.file, offset: 7, reason: 'cannot parse' }]);
+    expect(progress[0]).toBe(15); // the last record's offset
+    expect(progress[1]).toBe(2); // records mapped
+    const out = join(base, 'out');
+    await mkdir(out);
+    await runReduceTask({
+      job,
+      partition: 0,
+      runs: [ok.runs[0]!.path],
+      output: join(out, 'p'),
+      taskId: 'r',
+      attempt: 0,
+    });
+    expect(await readFile(join(out, 'p'), 'utf8')).toBe('ok\t2\none\t1\npartial\t2\nthree\t1\n');
+    const ref = await runSequential(job, [split.file], {
+      outputDir: join(base, 'ref'),
+      skipBadRecords: true,
+    });
+    expect(await readFile(ref.files[0]!, 'utf8')).toBe('ok\t2\none\t1\npartial\t2\nthree\t1\n');
+
+    // Offsets found bad by earlier attempts are skipped without calling map.
+    const listed = await runMapTask({
+      job,
+      split,
+      reducers: 1,
+      dir: mdir,
+      taskId: 'm-0',
+      attempt: 2,
+      skipOffsets: [7],
+    });
+    expect(listed.skipped).toEqual([{ file: split.file, offset: 7, reason: 'listed' }]);
+  });
+
+  it('misbehaving partition and combine functions are USER_CODE_ERRORs naming the key', async () => {
+    const base = join(dir, 'misbehave');
+    await mkdir(base, { recursive: true });
+    await writeFile(join(base, 'a.txt'), 'x y\n');
+    const split = { file: join(base, 'a.txt'), start: 0, end: 4 };
+    const badPartition = defineJob<number, number>({
+      map: (_o, l, emit) => words(l).forEach((w) => emit(w, 1)),
+      reduce: () => undefined,
+      partition: (k) => (k === 'y' ? 9 : 0),
+    });
+    await expect(
+      runMapTask({
+        job: badPartition,
+        split,
+        reducers: 2,
+        dir: join(base, 'm'),
+        taskId: 'm',
+        attempt: 0,
+      }),
+    ).rejects.toMatchObject({ code: 'USER_CODE_ERROR', details: { key: 'y', phase: 'partition' } });
+    const badCombine = defineJob<number, number>({
+      map: (_o, l, emit) => {
+        emit('k', 1);
+        emit('k', 2);
+      },
+      combine: (_k, vs, emit) => emit('other', sum(vs)),
+      reduce: () => undefined,
+    });
+    await expect(
+      runMapTask({
+        job: badCombine,
+        split,
+        reducers: 1,
+        dir: join(base, 'm'),
+        taskId: 'm',
+        attempt: 1,
+      }),
+    ).rejects.toMatchObject({
+      code: 'USER_CODE_ERROR',
+      message: expect.stringMatching(/combine for key "k" emitted another key/) as unknown,
+    });
+    const badKey = defineJob({
+      map: (_o, _l, emit) => emit(7 as unknown as string, 1),
+      reduce: () => undefined,
+    });
+    await expect(
+      runMapTask({
+        job: badKey,
+        split,
+        reducers: 1,
+        dir: join(base, 'm'),
+        taskId: 'm',
+        attempt: 2,
+      }),
+    ).rejects.toMatchObject({
+      code: 'USER_CODE_ERROR',
+      message: expect.stringMatching(/not a string/) as unknown,
+    });
+    expect(await readdir(join(base, 'm'))).toEqual([]);
+  });
+
+  it('two reducers of one partition at once (a backup task) leave one complete output and no temp file', async () => {
+    const base = join(dir, 'backup');
+    await mkdir(join(base, 'out'), { recursive: true });
+    await writeFile(join(base, 'a.txt'), 'one two three\n'.repeat(500));
+    const job = jobs['plain'] as AnyJob;
+    const m = await runMapTask({
+      job,
+      split: { file: join(base, 'a.txt'), start: 0, end: 7000 },
+      reducers: 1,
+      dir: join(base, 'm'),
+      taskId: 'm-0',
+      attempt: 0,
+    });
+    const output = join(base, 'out', partFileName(0));
+    const [a, b] = await Promise.all(
+      [1, 2].map((attempt) =>
+        runReduceTask({
+          job,
+          partition: 0,
+          runs: [m.runs[0]!.path],
+          output,
+          taskId: 'r-0',
+          attempt,
+        }),
+      ),
+    );
+    expect(a!.counters).toEqual(b!.counters);
+    expect(await readdir(join(base, 'out'))).toEqual([partFileName(0)]);
+    expect((await readFile(output, 'utf8')).length).toBe(a!.counters.bytesOut);
+  });
+
+  it('an output directory that does not exist, or a bad task id, is refused before any work', async () => {
+    const job = jobs['fold'] as AnyJob;
+    await expect(
+      runReduceTask({
+        job,
+        partition: 0,
+        runs: [],
+        output: join(dir, 'no', 'such', 'dir', 'p'),
+        taskId: 'r',
+        attempt: 0,
+      }),
+    ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(
+      runMapTask({
+        job,
+        split: { file: 'x', start: 0, end: 1 },
+        reducers: 1,
+        dir,
+        taskId: '../evil',
+        attempt: 0,
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(
+      runMapTask({
+        job,
+        split: { file: 'x', start: 0, end: 1 },
+        reducers: 0,
+        dir,
+        taskId: 'm',
+        attempt: 0,
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });
