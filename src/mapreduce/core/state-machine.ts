@@ -923,7 +923,8 @@ export class MapReduceStateMachine {
       this.afterAttemptEnded(job, task, now);
       released = true;
     }
-    return redo || released
+    // Not redone: the map's output is no longer where the report says (already being redone).
+    return redo
       ? { type: 'fetchFailed', redo, released }
       : { type: 'fetchFailed', redo, released, reason: 'staleLocation' };
   }
@@ -1042,6 +1043,7 @@ export class MapReduceStateMachine {
         stopped.push(id);
         this.endAttempt(this.mustAttempt(id), 'stopped');
       }
+      if (t.state === 'inProgress') t.state = 'idle';
     }
     job.status = status;
     job.error = error;

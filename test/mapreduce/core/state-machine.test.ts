@@ -548,6 +548,16 @@ describe('fetch failures', () => {
         release: true,
       }),
     ).toEqual({ type: 'fetchFailed', redo: true, released: true });
+    expect(
+      ok<FetchFailedResult>(sm, {
+        type: 'fetchFailed',
+        attemptId: r0.attemptId,
+        map: 0,
+        node: 'n1',
+        now: 1,
+        release: true,
+      }),
+    ).toEqual({ type: 'fetchFailed', redo: false, released: false, reason: 'attemptNotRunning' });
     expect(sm.attempt(r0.attemptId)?.state).toBe('released');
     complete(sm, must(assign(sm, 'e', 'n4', 2)), 3); // the map
     const again = must(assign(sm, 'e', 'n4', 4));
@@ -606,6 +616,7 @@ describe('failures and bad records (§3.7)', () => {
       reason: 'jobFinished',
     });
     expect(sm.runningAttempts()).toEqual([]);
+    expect(j.progress).toMatchObject({ mapsRunning: 0, reducesRunning: 0 });
   });
 
   it('skips a record that crashed the map twice, reports it, and never fails the job for it', () => {
