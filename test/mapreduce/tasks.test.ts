@@ -114,7 +114,10 @@ describe('map and reduce tasks', () => {
       paths.map(async (p) => {
         const bytes = await readFile(p);
         return (async function* () {
-          for (let i = 0; i < bytes.length; i += 7) yield bytes.subarray(i, i + 7);
+          for (let i = 0; i < bytes.length; i += 7) {
+            await new Promise((r) => setImmediate(r)); // chunks arrive over time, as from a socket
+            yield bytes.subarray(i, i + 7);
+          }
         })();
       }),
     );
