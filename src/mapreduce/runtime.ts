@@ -64,7 +64,7 @@ export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeO
     leaseMs,
     pollMs: partial.pollMs ?? Math.min(200, Math.max(20, Math.floor(leaseMs / 10))),
     nodeLostMs: partial.nodeLostMs ?? 3 * leaseMs,
-    stallMs: partial.stallMs ?? Math.max(2 * leaseMs, 2_000),
+    stallMs: partial.stallMs ?? Math.max(leaseMs, 2_000),
     heartbeatMs: partial.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 4)),
     prewarm: partial.prewarm ?? false,
   };

@@ -258,18 +258,20 @@ describe('MapReduce on three node processes', () => {
     expect(s.counters.reExecutions).toBe(0);
   });
 
-  it('crash test: map and reduce threads exit or stall a third of the time each; output still equals the sequential run', async () => {
-    const input = makeInput('crash', 8, 60, 11);
+  it('crash test: a third of the map and reduce tasks exit their thread or stall it for seconds; output still equals the sequential run', async () => {
+    const input = makeInput('crash', 6, 60, 11);
     const { jobId, output } = await submit(
       labJob,
       input,
       3,
-      { crash: '1', stallMs: '6000' },
+      { crash: '1', stallMs: '6000', markers: join(dir, 'crash-marker') },
       { maxTaskFailures: 30 },
     );
     const s = await client.wait(jobId);
     expect(s.error).toBeUndefined();
     expect(s.status).toBe('done');
+    // At least the sure ones: a map exit, a map stall, a reduce exit, a reduce stall.
+    expect(s.counters.failedAttempts).toBeGreaterThanOrEqual(4);
     expect(readOutput(output)).toEqual(await reference(labJob, input, 3));
   });
 
@@ -345,7 +347,7 @@ describe('MapReduce on three node processes', () => {
 
   it('coordinator failover: kill -9 of the leader mid-map and again mid-reduce; correct output, completed tasks not re-run', async () => {
     const input = makeInput('failover', 10, 25, 17);
-    const params = { recordSleepMs: '30', reduceSleepMs: '1500' };
+    const params = { recordSleepMs: '30', reduceSleepMs: '1000' };
     const { jobId, output } = await submit(labJob, input, 4, params, { backupTasks: false });
     const status = (): Promise<JobStatus> => client.status(jobId);
 
