@@ -3,7 +3,10 @@
  * oracle, with some probability) or to its hint, retrying after a definite
  * refusal (not the leader: the hint becomes the leader that node knows), after
  * an indefinite one (the node crashed, the entry was cut) and after an attempt
- * timeout, until the first `ok` of any attempt or the deadline. A write is
+ * timeout, until the first `ok` of any attempt or the deadline. Attempt
+ * timeouts and pauses double with each attempt (up to 8×), as a real client's
+ * backoff: each retried write is a new log entry, and a cluster drawn slow
+ * (one entry per append, slow disks) must not be buried under them. A write is
  * retried with the very same entry, session tag included, so its session
  * answers a retry of a write already applied with the remembered result: the
  * client's exactly-once path. At the deadline the request ends `fail` if no
@@ -91,7 +94,9 @@ export function sendWithRetries(
     if (n > 1) bump(env.counts, `${req.label} retries`);
     const oracle = r.chance(client.leaderShare ?? env.leaderShare) ? env.leader() : undefined;
     const node = oracle ?? (client.hint.up ? client.hint : r.pick(env.nodes));
-    const timer = sched.after(env.attemptMs, `${client.name} attempt timeout`, () => {
+    // Exponential backoff (capped): a slow cluster is not buried under retried proposals.
+    const backoff = 2 ** Math.min(n - 1, 3);
+    const timer = sched.after(env.attemptMs * backoff, `${client.name} attempt timeout`, () => {
       if (ended || attempt !== n) return;
       if (req.write) maybeApplied = true;
       client.hint = r.pick(env.nodes);
@@ -120,7 +125,7 @@ export function sendWithRetries(
         const leader = node.core?.status().leader;
         client.hint = env.nodes.find((x) => x.id === leader) ?? r.pick(env.nodes);
       }
-      sched.after(r.intBetween(5, 30), `${client.name} retry`, next);
+      sched.after(r.intBetween(5, 30) * backoff, `${client.name} retry`, next);
     });
   };
   next();
