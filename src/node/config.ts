@@ -99,7 +99,8 @@ export const nodeConfigDefaults = {
   clusterId: 'cohort-local',
   tickMs: 20,
   electionTicks: 10,
-  snapshotEntries: 10_000,
+  // etcd's default snapshot count; a KV snapshot (keys + kept history) stalls the apply loop while it is taken.
+  snapshotEntries: 100_000,
   logLevel: 'info',
   mrLeaseMs: 10_000,
 } as const;

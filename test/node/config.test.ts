@@ -50,6 +50,19 @@ describe('node config', () => {
     ]);
   });
 
+  it('reads optional peer RPC addresses after a slash (a port on the same host, or host:port)', () => {
+    const c = resolveNodeConfig({
+      flags: { ...base, peers: 'n2=127.0.0.1:7102/7202,n3=10.0.0.3:7103/10.0.0.9:7203,n4=h:1' },
+      env: {},
+    });
+    expect(c.peers.get('n3' as never)).toEqual({ host: '10.0.0.3', port: 7103 });
+    expect([...c.peerRpc]).toEqual([
+      ['n2', { host: '127.0.0.1', port: 7202 }],
+      ['n3', { host: '10.0.0.9', port: 7203 }],
+    ]);
+    expect(resolveNodeConfig({ flags: base, env: {} }).peerRpc.size).toBe(0);
+  });
+
   it('takes flags over COHORT_* env over the config file', () => {
     const file = tempFile(
       JSON.stringify({ clusterId: 'from-file', tickMs: 50, electionTicks: 7, logLevel: 'warn' }),
@@ -92,6 +105,8 @@ describe('node config', () => {
     ['peers', { peers: 'n2=127.0.0.1:7102,n2=127.0.0.1:7103' }, /listed twice/],
     ['peers', { peers: 'n1=127.0.0.1:7102' }, /must not list the node itself/],
     ['peers', { peers: 'bad id=127.0.0.1:7102' }, /bad node id/],
+    ['peers.n2.rpc', { peers: 'n2=127.0.0.1:7102/0' }, /peers\.n2\.rpc/],
+    ['peers.n2.rpc', { peers: 'n2=127.0.0.1:7102/host' }, /peers\.n2\.rpc/],
     ['id', { id: 'no spaces' }, /id \(--id\)/],
     ['tickMs', { tickMs: 'fast' }, /expected an integer/],
     ['logLevel', { logLevel: 'loud' }, /expected one of/],
