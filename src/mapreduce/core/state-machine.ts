@@ -155,14 +155,22 @@ interface Job {
   readonly output: string;
   readonly params: Record<string, string>;
   readonly options: ResolvedJobOptions;
-  readonly splits: InputSplit[];
+  /** Emptied when the job finishes (see {@link Job.final}). */
+  splits: InputSplit[];
   readonly reducers: number;
   readonly submittedAt: number;
   status: JobStatusName;
   error: string | null;
   finishedAt: number | null;
+  /** Emptied when the job finishes (see {@link Job.final}). */
   maps: Task[];
   reduces: Task[];
+  /**
+   * Set when the job finishes: its status as of then. A finished job keeps
+   * only this (no tasks, splits or attempts), so the mrJobsMax kept jobs stay
+   * small whatever their size was.
+   */
+  final: FinalSummary | null;
   mapsDone: number;
   reducesDone: number;
   counters: {
@@ -174,6 +182,15 @@ interface Job {
     expiredAttempts: number;
     lostAttempts: number;
   };
+}
+
+/** What a finished job keeps (the parts of its status that came from its tasks). */
+interface FinalSummary {
+  progress: JobStatus['progress'];
+  counters: JobCounters;
+  inputBytes: number;
+  skipped: SkippedRecord[];
+  userCounters: Record<string, number>;
 }
 
 interface SnapshotShape {
@@ -283,14 +300,14 @@ export class MapReduceStateMachine {
     return [...this.jobsById.values()].map((j) => this.statusOf(j));
   }
 
-  /** Where map task `map` of the job has its committed output; undefined if the map is not done. */
+  /** Where map task `map` of the job has its committed output; undefined if the map is not done or the job finished. */
   mapOutput(jobId: JobId, map: number): MapOutputLocation | undefined {
     const task = this.jobsById.get(jobId)?.maps[map];
     if (task === undefined || task.committed === null) return undefined;
     return locationOf(task);
   }
 
-  /** Every task of a job (maps then reduces); empty if the job is unknown. */
+  /** Every task of a running job (maps then reduces); empty if the job is unknown or finished (it keeps its status only). */
   tasks(jobId: JobId): TaskInfo[] {
     const job = this.jobsById.get(jobId);
     if (job === undefined) return [];
@@ -316,7 +333,7 @@ export class MapReduceStateMachine {
     return [...this.running].sort((a, b) => a - b).map((id) => attemptInfo(this.mustAttempt(id)));
   }
 
-  /** One attempt (any state) of a kept job; undefined if unknown. */
+  /** One attempt (any state) of a running job; undefined if unknown or its job finished. */
   attempt(attemptId: number): AttemptInfo | undefined {
     const a = this.attemptsById.get(attemptId);
     return a === undefined ? undefined : attemptInfo(a);
@@ -443,6 +460,7 @@ export class MapReduceStateMachine {
       reduces: Array.from({ length: reducers }, (_, j) => newTask('reduce', j)),
       mapsDone: 0,
       reducesDone: 0,
+      final: null,
       counters: {
         mapAttempts: 0,
         reduceAttempts: 0,
@@ -973,7 +991,11 @@ export class MapReduceStateMachine {
     | { kind: 'found'; attempt: Attempt; job: Job; task: Task }
     | { kind: 'ignored'; reason: IgnoredReason; task: TaskRef | null } {
     const a = this.attemptsById.get(attemptId);
-    if (a === undefined) return { kind: 'ignored', reason: 'unknownAttempt', task: null };
+    if (a === undefined) {
+      // Handed out but no longer kept: its job finished (and may be forgotten).
+      const reason = attemptId < this.nextAttemptId ? 'jobFinished' : 'unknownAttempt';
+      return { kind: 'ignored', reason, task: null };
+    }
     const job = this.mustJob(a.jobId);
     if (isFinished(job.status)) return { kind: 'ignored', reason: 'jobFinished', task: refOf(a) };
     return { kind: 'found', attempt: a, job, task: taskOf(job, a) };
@@ -1048,8 +1070,19 @@ export class MapReduceStateMachine {
     job.status = status;
     job.error = error;
     job.finishedAt = now;
-    // Nobody fetches a finished job's map outputs: keep their totals only (bounds kept state).
-    for (const m of job.maps) if (m.committed !== null) m.committed.partitionBytes = [];
+    // Keep the status only: no task, split or attempt of a finished job is needed again.
+    const st = this.statusOf(job);
+    job.final = {
+      progress: st.progress,
+      counters: st.counters,
+      inputBytes: st.inputBytes,
+      skipped: st.skipped.slice(0, limits.mrSkippedRecordsMax),
+      userCounters: { ...st.userCounters },
+    };
+    job.maps = [];
+    job.reduces = [];
+    job.splits = [];
+    for (const [id, a] of this.attemptsById) if (a.jobId === job.id) this.attemptsById.delete(id);
     this.idleHints.delete(job.id);
     return stopped.sort((x, y) => x - y);
   }
@@ -1081,6 +1114,20 @@ export class MapReduceStateMachine {
   }
 
   private statusOf(job: Job): JobStatus {
+    const extra: { error?: string; finishedAt?: number } = {};
+    if (job.error !== null) extra.error = job.error;
+    if (job.finishedAt !== null) extra.finishedAt = job.finishedAt;
+    const head = {
+      jobId: job.id,
+      name: job.name,
+      module: job.module,
+      output: job.output,
+      params: job.params,
+      options: job.options,
+      status: job.status,
+      submittedAt: job.submittedAt,
+    };
+    if (job.final !== null) return { ...head, ...job.final, ...extra };
     const sum = {
       mapInputRecords: 0,
       mapInputBytes: 0,
@@ -1125,14 +1172,7 @@ export class MapReduceStateMachine {
     }
     const counters: JobCounters = { ...sum, ...job.counters };
     const status: JobStatus = {
-      jobId: job.id,
-      name: job.name,
-      module: job.module,
-      output: job.output,
-      params: job.params,
-      options: job.options,
-      status: job.status,
-      submittedAt: job.submittedAt,
+      ...head,
       progress: {
         maps: job.maps.length,
         mapsDone: job.mapsDone,
@@ -1146,9 +1186,6 @@ export class MapReduceStateMachine {
       skipped,
       userCounters: Object.fromEntries([...user].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
     };
-    const extra: { error?: string; finishedAt?: number } = {};
-    if (job.error !== null) extra.error = job.error;
-    if (job.finishedAt !== null) extra.finishedAt = job.finishedAt;
     return { ...status, ...extra };
   }
 }

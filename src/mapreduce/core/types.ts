@@ -138,7 +138,7 @@ export interface MapOutputLocation {
   readonly node: string;
   /** The committing attempt (names its files on that node). */
   readonly attemptId: AttemptId;
-  /** Bytes of each partition file (empty once the job is finished: finished jobs keep totals only). */
+  /** Bytes of each partition file. */
   readonly partitionBytes: readonly number[];
 }
 
@@ -387,9 +387,9 @@ export type IgnoredReason =
   | 'alreadyDone'
   /** The attempt no longer runs: it failed, was reset with its node, or was released. */
   | 'attemptNotRunning'
-  /** The job is done, failed or cancelled. */
+  /** The job is done, failed or cancelled (or forgotten): it keeps no attempts. */
   | 'jobFinished'
-  /** The attempt id was never handed out (or its job was forgotten). */
+  /** The attempt id was never handed out. */
   | 'unknownAttempt'
   /** The map's output is no longer where the report says (already being redone). */
   | 'staleLocation';
