@@ -41,7 +41,13 @@ import { SimDisk } from '../disk.js';
 import { clusterId } from '../../lib/ids.js';
 import { FileStorage } from '../../raft/storage/file-storage.js';
 import type { StorageFs } from '../../raft/storage/fs.js';
-import type { RaftSimNodeOptions, RequestCallback } from './node.js';
+import type {
+  RaftSimNodeOptions,
+  RequestCallback,
+  RequestCallbackOf,
+  SimRaftNode,
+  SimRaftNodeBase,
+} from './node.js';
 import { decodeCommand, digestStep, encodeCommand } from './state-machine.js';
 import type { KvCommand } from './state-machine.js';
 
@@ -132,26 +138,50 @@ class ProductionKv implements RaftStateMachine<KvOutput> {
   }
 }
 
-/** A simulated node running the production {@link RaftNode} shell (see the file header). */
-export class ProductionSimNode implements SimNode<RaftMessage> {
+/**
+ * A state machine the production shell drives in the simulator: what RaftNode
+ * applies (normal entries only), plus the index of the last entry applied and
+ * a digest of those entries, for the invariants' state machine safety check.
+ */
+export interface ProductionStateMachine<Out> extends RaftStateMachine<Out> {
+  readonly index: number;
+  readonly digest: number;
+}
+
+/** Makes a node's state machine; it must call `onApplied` for every entry it applies, with its digest. */
+export type ProductionStateMachineFactory<SM> = (
+  onApplied: (e: Entry, digest: number) => void,
+) => SM;
+
+/**
+ * A simulated node running the production {@link RaftNode} shell over any
+ * {@link ProductionStateMachine} (see the file header): the Raft scenario's
+ * {@link ProductionSimNode}, and the KV scenario's production variant.
+ */
+export class ProductionSimNodeOf<SM extends ProductionStateMachine<Out>, Out>
+  implements SimNode<RaftMessage>, SimRaftNodeBase
+{
   readonly id: NodeId;
   readonly disk: RaftDisk;
   /** Stretches tick timers while the node is slow. */
   slowEvery = 1;
   diskSlowdown = 1;
   crashOnWrite: (() => void) | undefined;
-  sm: ProductionKv;
-  private node: RaftNode<ProductionKv> | undefined;
+  sm: SM;
+  private node: RaftNode<SM> | undefined;
   private ctx: NodeContext<RaftMessage> | undefined;
   private handler: MessageHandler<RaftMessage> | undefined;
   private lastSyncAt = 0;
-  private readonly waiting = new Set<RequestCallback>();
+  private readonly waiting = new Set<RequestCallbackOf<Out>>();
   /** The simulated disk under FileStorage (storage: 'file'). */
   private readonly simDisk: SimDisk | undefined;
   /** Set if the shell failed in a way the scenario must report (checked after every event). */
   failure: string | undefined;
 
-  constructor(private readonly options: ProductionSimNodeOptions) {
+  constructor(
+    private readonly options: ProductionSimNodeOptions,
+    private readonly machines: ProductionStateMachineFactory<SM>,
+  ) {
     this.id = options.id;
     this.disk = new RaftDisk((before, after) =>
       options.invariants.onDurable(this.id, before, after),
@@ -216,26 +246,23 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
   }
 
   /** A client write through RaftNode.propose; definite errors are `fail`, the rest `unknown`. */
-  propose(command: KvCommand, done: RequestCallback): void {
+  proposeData(data: Uint8Array, done: RequestCallbackOf<Out>): void {
     const node = this.node;
     if (node === undefined) {
       done('fail');
       return;
     }
-    this.track(node.propose(encodeCommand(command)), done);
+    this.track(node.propose(data), done);
   }
 
-  /** A linearizable read through RaftNode.read (ReadIndex). */
-  read(key: string, done: RequestCallback): void {
+  /** A linearizable read through RaftNode.read (ReadIndex): `done` gets `query(sm)`. */
+  query(query: (sm: SM) => Out, done: RequestCallbackOf<Out>): void {
     const node = this.node;
     if (node === undefined) {
       done('fail');
       return;
     }
-    this.track(
-      node.read((sm): KvOutput => ({ f: 'get', value: sm.get(key) })),
-      done,
-    );
+    this.track(node.read(query), done);
   }
 
   /** Membership changes answer later here: returns undefined and counts the outcome when it settles. */
@@ -270,19 +297,19 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
     return true;
   }
 
-  private newKv(): ProductionKv {
-    return new ProductionKv((e, digest) => {
+  private newKv(): SM {
+    return this.machines((e, digest) => {
       this.options.invariants.onApply(this.id, e, digest, this.disk);
       bump(this.options.counts, 'entries applied');
     });
   }
 
-  private track(p: Promise<unknown>, done: RequestCallback): void {
+  private track(p: Promise<unknown>, done: RequestCallbackOf<Out>): void {
     this.waiting.add(done);
     p.then(
       (out) => {
         if (!this.waiting.delete(done)) return;
-        done('ok', out as KvOutput);
+        done('ok', out as Out);
       },
       (err: unknown) => {
         if (!this.waiting.delete(done)) return;
@@ -416,5 +443,25 @@ export class ProductionSimNode implements SimNode<RaftMessage> {
         resolve();
       });
     });
+  }
+}
+
+/** The Raft scenario's node on the production shell, over its small key-value map. */
+export class ProductionSimNode
+  extends ProductionSimNodeOf<ProductionKv, KvOutput>
+  implements SimRaftNode
+{
+  constructor(options: ProductionSimNodeOptions) {
+    super(options, (onApplied) => new ProductionKv(onApplied));
+  }
+
+  /** A client write through RaftNode.propose; definite errors are `fail`, the rest `unknown`. */
+  propose(command: KvCommand, done: RequestCallback): void {
+    this.proposeData(encodeCommand(command), done);
+  }
+
+  /** A linearizable read through RaftNode.read (ReadIndex). */
+  read(key: string, done: RequestCallback): void {
+    this.query((sm): KvOutput => ({ f: 'get', value: sm.get(key) }), done);
   }
 }
