@@ -67,6 +67,16 @@ export interface KvWorkloadOptions {
   readonly retryMs?: number;
   /** Seed of the operation mix (default 1). */
   readonly seed?: number;
+  /**
+   * How an error is recorded: {@link classifyKvError} (default), or 'client'
+   * to trust the client's own definite flag (a stricter test of the client).
+   */
+  readonly classify?: 'conservative' | 'client';
+}
+
+/** The client's word: a definite CohortError did not happen, anything else may have. */
+function trustClient(err: unknown): 'fail' | 'unknown' {
+  return isCohortError(err) && err.definite ? 'fail' : 'unknown';
 }
 
 /** A small deterministic PRNG (mulberry32) for the operation mix. */
@@ -116,6 +126,8 @@ export async function runKvOp(kv: KvClient, input: KvInput): Promise<KvOutput> {
 export class KvWorkload {
   /** The history being recorded (times from performance.now()). */
   readonly recorder = new HistoryRecorder<KvInput, KvOutput>(() => performance.now());
+  /** Errors the clients threw, by operation, code and definiteness: counts. */
+  readonly errors = new Map<string, number>();
   private stopping = false;
   private runners: Promise<void>[] = [];
 
@@ -124,6 +136,7 @@ export class KvWorkload {
     private readonly keys: readonly string[],
     private readonly thinkMs: number,
     private readonly seed: number,
+    private readonly classify: (err: unknown) => 'fail' | 'unknown',
   ) {}
 
   /** Connects the clients and starts them. */
@@ -142,7 +155,13 @@ export class KvWorkload {
       );
     }
     const keys = Array.from({ length: o.keys ?? 6 }, (_, i) => `k${i}`);
-    const w = new KvWorkload(clients, keys, o.thinkMs ?? 2, o.seed ?? 1);
+    const w = new KvWorkload(
+      clients,
+      keys,
+      o.thinkMs ?? 2,
+      o.seed ?? 1,
+      o.classify === 'client' ? trustClient : classifyKvError,
+    );
     w.runners = clients.map((c, i) => w.run(c, i));
     return w;
   }
@@ -173,7 +192,7 @@ export class KvWorkload {
             'final',
             { f: 'get', key },
             () => runKvOp(kv, { f: 'get', key }),
-            classifyKvError,
+            this.classify,
           );
           out.set(key, (r as { value: string | null }).value);
           break;
@@ -211,12 +230,16 @@ export class KvWorkload {
           index,
           input,
           () => runKvOp(kv, input),
-          classifyKvError,
+          this.classify,
         );
         if (out.f === 'get') seen.set(key, out.value);
         else if (input.f === 'put' || (out.f === 'cas' && out.ok)) seen.set(key, value);
-      } catch {
+      } catch (e) {
         // Recorded as fail or unknown; carry on (the client retried already).
+        const what = isCohortError(e)
+          ? `${input.f} ${e.code}${e.definite ? ' (definite)' : ''}`
+          : `${input.f} ${String(e)}`;
+        this.errors.set(what, (this.errors.get(what) ?? 0) + 1);
       }
       if (this.thinkMs > 0) await sleep(this.thinkMs);
     }

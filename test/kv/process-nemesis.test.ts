@@ -17,8 +17,14 @@
  *   is caught.
  *
  * `COHORT_NEMESIS_CYCLES=5` runs more fault cycles (CI runs one);
- * `COHORT_NEMESIS_VERBOSE=1` prints the nemesis steps and figures.
+ * `COHORT_NEMESIS_VERBOSE=1` prints the nemesis steps and figures;
+ * `COHORT_NEMESIS_RETRY_MS=300` shortens the clients' retry budget (default
+ * 5000) so faults leave operations with unknown outcomes for the checker;
+ * `COHORT_NEMESIS_CLASSIFY=client` records errors as the client's definite
+ * flag says instead of the conservative rule (see classifyKvError);
+ * `COHORT_NEMESIS_HISTORY=file.json` saves the history.
  */
+import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KvClient } from '../../src/kv/client.js';
 import { checkLinearizability, formatCheckResult } from '../../src/sim/checkers/linearizability.js';
@@ -38,6 +44,8 @@ import { ProcessCluster, sleep } from '../harness/process-cluster.js';
 
 const cycles = Math.max(1, Number(process.env.COHORT_NEMESIS_CYCLES ?? 1));
 const verbose = process.env.COHORT_NEMESIS_VERBOSE !== undefined;
+const retryMs = Number(process.env.COHORT_NEMESIS_RETRY_MS ?? 5000);
+const classify = process.env.COHORT_NEMESIS_CLASSIFY === 'client' ? 'client' : 'conservative';
 const say = (s: string): void => {
   if (verbose) process.stderr.write(`[nemesis] ${s}\n`);
 };
@@ -68,6 +76,8 @@ describe('KV store under a real-process nemesis', () => {
         endpoints: cluster.endpoints(),
         clients: 5,
         keys: 6,
+        retryMs,
+        classify,
       });
       const nemesis = new Nemesis(cluster, say);
       try {
@@ -92,9 +102,13 @@ describe('KV store under a real-process nemesis', () => {
       const checkMs = performance.now() - t0;
       say(
         `${cycles} cycle(s): ${figures.ops} ops (${figures.ok} ok, ${figures.fail} fail, ${figures.unknown} unknown of which ${figures.unknownWrites} writes); ` +
-          `checker ${result.verdict} in ${checkMs.toFixed(0)} ms (${result.stats.steps} steps); snapshot installs ${JSON.stringify(nemesis.snapshotInstalls)}`,
+          `checker ${result.verdict} in ${checkMs.toFixed(0)} ms (${result.stats.steps} steps); snapshot installs ${JSON.stringify(nemesis.snapshotInstalls)}; ` +
+          `client errors ${JSON.stringify(Object.fromEntries(workload.errors))}`,
       );
       if (result.verdict !== 'linearizable') say(formatCheckResult(result));
+      if (process.env.COHORT_NEMESIS_HISTORY !== undefined) {
+        writeFileSync(process.env.COHORT_NEMESIS_HISTORY, JSON.stringify(history));
+      }
       expect(result.verdict).toBe('linearizable');
       expect(lostWrites(history)).toEqual([]);
       // The workload really ran through the faults, and the wiped node installed a snapshot.
