@@ -12,7 +12,7 @@
  * running local cluster (`.cohort/cluster.json`, as `cohort status` finds it,
  * or `--endpoints`), or, if none answers, to a one-node cluster it starts in
  * this process (`--workers` threads), then shows a progress line until the
- * job ends. Exit codes: 0 the job is done; 1 the job failed or was cancelled
+ * job ends; Ctrl-C cancels the job. Exit codes: 0 the job is done; 1 the job failed or was cancelled
  * (its partial output removed) or no cluster could run it; 2 the job was
  * refused before it started (bad module, missing input, unwritable output).
  */
@@ -170,9 +170,23 @@ async function run(module: string, flags: RunFlags): Promise<void> {
         `job ${submitted.jobId}: ${submitted.maps} map tasks, ${submitted.reducers} reduce tasks\n`,
       );
     }
-    const final = await client.wait(submitted.jobId, (s) => {
-      if (!isFinished(s)) show(s, Date.now() - t0);
-    });
+    // Ctrl-C cancels the job on the cluster (its partial output is removed below).
+    const c = client;
+    const onSigint = (): void => {
+      process.stderr.write(`\ncancelling job ${submitted.jobId}\n`);
+      c.call((stub) =>
+        stub.cancel({ jobId: submitted.jobId, reason: 'interrupted (SIGINT)' }),
+      ).catch((e: unknown) => process.stderr.write(`cohort mr run: cancel failed: ${String(e)}\n`));
+    };
+    process.once('SIGINT', onSigint);
+    let final: JobStatus;
+    try {
+      final = await client.wait(submitted.jobId, (s) => {
+        if (!isFinished(s)) show(s, Date.now() - t0);
+      });
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+    }
     const elapsedMs = Date.now() - t0;
     show(final, elapsedMs, true);
     if (flags.json === true) {

@@ -134,6 +134,7 @@ export class WorkerManager {
     log.debug('mapreduce: attempt started');
     this.tasksRun[a.kind]++;
     let stopReason: string | undefined;
+    const abortFetch = new AbortController();
     const renew = setInterval(
       () => {
         this.rt
@@ -150,7 +151,6 @@ export class WorkerManager {
       Math.max(20, Math.floor(leaseMs / 3)),
     );
     renew.unref();
-    const abortFetch = new AbortController();
     let fetched: string | undefined;
     const progress = new Float64Array(new SharedArrayBuffer(16));
     progress[0] = -1;
