@@ -615,7 +615,14 @@ export interface JobStatus {
 /** A task's state: idle (waiting for a worker), in progress (some attempt runs it), done (committed). */
 export type TaskState = 'idle' | 'inProgress' | 'done';
 
-/** An attempt's state. */
+/**
+ * An attempt's state: `running` (holds a lease), `expired` (its lease passed;
+ * revived by a renewal, or committed by its completion, while its task is not
+ * done), `failed` (reported failTask), `lost` (its node was lost), `released`
+ * (gave its task back after a fetch failure), `committed` (its completion won),
+ * `superseded` (another attempt's won), `stopped` (its job ended; such
+ * attempts are dropped with the job's other state, so queries do not show it).
+ */
 export type AttemptState =
   'running' | 'expired' | 'failed' | 'lost' | 'released' | 'committed' | 'superseded' | 'stopped';
 
