@@ -222,36 +222,46 @@ export function validateJob(spec: unknown, source: string): AnyJob {
 }
 
 const loaded = new Map<string, Promise<AnyJob>>();
+/** Job module versions kept loaded per thread (a long-lived worker sees many jobs). */
+const LOADED_MAX = 16;
 
 /**
  * Imports the job module at `path` (relative to the working directory) and
  * validates it. `.ts` modules are loaded through tsx (a dev dependency, as for
- * `cohort example`); `.js`/`.mjs` through plain `import()`. Cached per path,
- * so every task in a worker thread reuses one instance.
+ * `cohort example`); `.js`/`.mjs` through plain `import()`. Cached per path
+ * and file version (mtime and size), so every task in a worker thread reuses
+ * one instance, while an edited module is loaded afresh by a long-lived
+ * worker.
  *
- * Errors: `NOT_FOUND` (no such file), `INVALID_ARGUMENT` (no map/reduce, bad
- * defaults; the message names the module and what is missing),
- * `USER_CODE_ERROR` (the module threw while loading).
+ * Errors: `NOT_FOUND` (no such file), `INVALID_ARGUMENT` (not a file, no
+ * map/reduce, bad defaults; the message names the module and what is
+ * missing), `USER_CODE_ERROR` (the module threw while loading).
  */
-export function loadJob(path: string): Promise<AnyJob> {
+export async function loadJob(path: string): Promise<AnyJob> {
   const abs = isAbsolute(path) ? path : resolve(path);
-  let p = loaded.get(abs);
-  if (p === undefined) {
-    p = importJob(abs);
-    loaded.set(abs, p);
-    p.catch(() => loaded.delete(abs));
-  }
-  return p;
-}
-
-async function importJob(abs: string): Promise<AnyJob> {
+  let version: string;
   try {
     const st = await stat(abs);
     if (!st.isFile()) throw new CohortError('INVALID_ARGUMENT', `job module ${abs} is not a file`);
+    version = `${st.mtimeMs}-${st.size}`;
   } catch (err) {
     if (err instanceof CohortError) throw err;
     throw new CohortError('NOT_FOUND', `job module ${abs} does not exist`, { cause: err });
   }
+  const key = `${abs}?v=${version}`;
+  let p = loaded.get(key);
+  if (p === undefined) {
+    p = importJob(abs, version);
+    loaded.set(key, p);
+    p.catch(() => loaded.delete(key));
+    if (loaded.size > LOADED_MAX) loaded.delete(loaded.keys().next().value as string);
+  }
+  return p;
+}
+
+async function importJob(abs: string, version: string): Promise<AnyJob> {
+  // The version in the URL makes the module loader evaluate an edited file again.
+  const url = `${pathToFileURL(abs).href}?v=${version}`;
   let mod: Record<string, unknown>;
   try {
     if (/\.[cm]?tsx?$/.test(abs)) {
@@ -265,9 +275,9 @@ async function importJob(abs: string): Promise<AnyJob> {
           { cause: err },
         );
       }
-      mod = (await tsImport(pathToFileURL(abs).href, import.meta.url)) as Record<string, unknown>;
+      mod = (await tsImport(url, import.meta.url)) as Record<string, unknown>;
     } else {
-      mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+      mod = (await import(url)) as Record<string, unknown>;
     }
   } catch (err) {
     if (err instanceof CohortError) throw err;

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,7 +81,12 @@ describe('loadJob', () => {
     expect(job.source).toBe(ts);
     expect(job.defaults.reducers).toBe(3);
     expect(typeof job.fold).toBe('function');
-    expect(await loadJob(ts)).toBe(job); // cached per path
+    expect(await loadJob(ts)).toBe(job); // cached per path and version
+    // An edited module is loaded again (a long-lived worker thread must not run stale code).
+    await writeFile(ts, (await readFile(ts, 'utf8')).replace('reducers: 3', 'reducers: 4'));
+    const edited = await loadJob(ts);
+    expect(edited.defaults.reducers).toBe(4);
+    expect(edited).not.toBe(job);
 
     const js = await module(
       'named.mjs',
