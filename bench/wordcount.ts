@@ -309,10 +309,11 @@ async function main(): Promise<void> {
   const failed = new Set<Impl>();
   for (const size of SIZES) {
     const files = all.slice(0, size / FILE_MIB);
-    const parts: string[] = [];
-    for (const impl of run) {
-      if (failed.has(impl)) continue;
-      for (let rep = 0; rep < REPS; rep++) {
+    // Repetitions interleave the implementations, so a change in the machine's
+    // load hits all of them alike.
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const impl of run) {
+        if (failed.has(impl)) continue;
         let r: { secs: number; counts: Counts };
         try {
           r =
@@ -330,7 +331,7 @@ async function main(): Promise<void> {
             `${LABEL[impl]}: failed: ${err instanceof Error ? err.message : String(err)}`,
           );
           failed.add(impl);
-          break;
+          continue;
         }
         const key = `${impl}@${size}`;
         best.set(key, Math.min(best.get(key) ?? Infinity, r.secs));
@@ -342,10 +343,11 @@ async function main(): Promise<void> {
           process.exitCode = 1;
         }
       }
-      const s = best.get(`${impl}@${size}`);
-      if (s !== undefined) parts.push(`${impl} ${s.toFixed(2)} s`);
     }
-    console.log(`${String(size).padStart(3)} MiB: ${parts.join(', ')}`);
+    const parts = run
+      .filter((i) => best.has(`${i}@${size}`))
+      .map((i) => `${i} ${(best.get(`${i}@${size}`) as number).toFixed(2)} s`);
+    console.log(`${String(size).padStart(3)} MiB (best of ${REPS}): ${parts.join(', ')}`);
   }
   console.log(`load average at the end: ${load()}`);
 
