@@ -857,6 +857,7 @@ export class MapReduceStateMachine {
   private nodeLost(c: NodeLostCommand): NodeLostResult {
     const node = checkId(c.node, 'node');
     const now = checkTime(c.now, 'now');
+    const keepOutputs = checkFlag(c.keepOutputs, 'keepOutputs') ?? false;
     const reset: AttemptId[] = [];
     const touched: { job: Job; task: Task }[] = [];
     for (const a of this.attemptsById.values()) {
@@ -872,7 +873,7 @@ export class MapReduceStateMachine {
     // §3.3: completed map tasks on the node are re-executed — here only if a reduce still needs them.
     const redone: TaskRef[] = [];
     for (const job of this.jobsById.values()) {
-      if (isFinished(job.status)) continue;
+      if (keepOutputs || isFinished(job.status)) continue;
       const needed = job.reduces.some(
         (r) => r.state !== 'done' && !r.running.some((id) => this.mustAttempt(id).shuffled),
       );

@@ -317,6 +317,13 @@ export interface NodeLostCommand {
   readonly type: 'nodeLost';
   readonly node: string;
   readonly now: number;
+  /**
+   * Reset only the node's attempts and leave its done maps alone: for a node
+   * expected back with its disk (a process restart), whose map outputs can
+   * still be fetched then. A reduce that cannot fetch one reports
+   * fetchFailed, which redoes that map. Default false (§3.3: redo them now).
+   */
+  readonly keepOutputs?: boolean;
 }
 
 /**

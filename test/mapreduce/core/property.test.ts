@@ -38,7 +38,7 @@ type Action =
   | { kind: 'renew'; w: number }
   | { kind: 'tick'; ms: number }
   | { kind: 'crash'; w: number }
-  | { kind: 'nodeLost'; n: number }
+  | { kind: 'nodeLost'; n: number; keep: boolean }
   | { kind: 'dup'; i: number }
   | { kind: 'shuffle'; w: number }
   | { kind: 'fetchFail'; w: number; m: number; release: boolean }
@@ -60,7 +60,11 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('crash' as const), w }) },
   {
     weight: 1,
-    arbitrary: fc.record({ kind: fc.constant('nodeLost' as const), n: fc.nat(NODES.length - 1) }),
+    arbitrary: fc.record({
+      kind: fc.constant('nodeLost' as const),
+      n: fc.nat(NODES.length - 1),
+      keep: fc.boolean(),
+    }),
   },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('dup' as const), i: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('shuffle' as const), w }) },
@@ -297,7 +301,14 @@ class World {
         const node = NODES[act.n]!;
         for (const [wi] of this.held) if (WORKERS[wi]!.node === node) this.held.delete(wi);
         for (const [id, n] of this.mapNode) if (n === node) this.lostOutputs.add(id);
-        const r = this.apply<NodeLostResult>({ type: 'nodeLost', node, now: this.now });
+        // keepOutputs bets on the node's disk coming back; here it never does, so
+        // reducers must recover through fetchFailed.
+        const r = this.apply<NodeLostResult>({
+          type: 'nodeLost',
+          node,
+          now: this.now,
+          keepOutputs: act.keep,
+        });
         for (const t of r.redoneMaps) this.noteUndo(t.jobId, t.index);
         return;
       }

@@ -479,6 +479,29 @@ describe('lost nodes (§3.3)', () => {
     ).toHaveLength(2);
   });
 
+  it('with keepOutputs only the attempts are reset; a fetch failure redoes a map later', () => {
+    const sm = mapsDoneOnTwoNodes();
+    const r0 = must(assign(sm, 'a', 'n1'));
+    const r1 = must(assign(sm, 'b', 'n2'));
+    expect(
+      ok<NodeLostResult>(sm, { type: 'nodeLost', node: 'n1', now: 5, keepOutputs: true }),
+    ).toEqual({
+      type: 'nodeLost',
+      resetAttempts: [r0.attemptId],
+      redoneMaps: [],
+    });
+    expect(sm.mapOutput('j1', 0)?.node).toBe('n1');
+    expect(
+      ok<FetchFailedResult>(sm, {
+        type: 'fetchFailed',
+        attemptId: r1.attemptId,
+        map: 0,
+        node: 'n1',
+        now: 6,
+      }).redo,
+    ).toBe(true);
+  });
+
   it('a reduce running on the lost node is reset too', () => {
     const sm = mapsDoneOnTwoNodes();
     const r0 = must(assign(sm, 'a', 'n1'));
