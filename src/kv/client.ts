@@ -176,6 +176,9 @@ export interface LeaseKeeper {
   readonly done: Promise<'stopped' | 'lost'>;
 }
 
+/** How long a node that failed to answer is skipped by round-robin and redirects. */
+const suspectMs = 300;
+
 /** Codes retried on another node (they say nothing about the request itself). */
 const routingCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'NOT_LEADER',
@@ -258,6 +261,8 @@ export class KvClient {
   private readonly order: NodeId[];
   private next = 0;
   private leader: NodeId | undefined;
+  /** Nodes that failed to answer, until when they are skipped (Date.now() ms). */
+  private readonly suspects = new Map<NodeId, number>();
   private readonly free: Lane[] = [];
   private readonly lanes: Lane[] = [];
   private readonly waiters: ((lane: Lane) => void)[] = [];
@@ -511,7 +516,8 @@ export class KvClient {
         if (!isCohortError(e)) throw e;
         if (isAborted(signal)) return;
         if (!routingCodes.has(e.code) && !(e.code === 'INTERNAL')) throw e;
-        this.forget(target);
+        if (e.code === 'NOT_LEADER') this.forget(target);
+        else this.suspect(target);
       } finally {
         stream.cancel();
       }
@@ -551,6 +557,13 @@ export class KvClient {
   /** The node to try: the known leader, else the next endpoint round-robin. */
   private target(): NodeId {
     if (this.leader !== undefined) return this.leader;
+    const now = Date.now();
+    // Round-robin, skipping nodes that just failed while another may answer.
+    for (let i = 0; i < this.order.length; i++) {
+      const id = this.order[this.next % this.order.length];
+      this.next++;
+      if (id !== undefined && (this.suspects.get(id) ?? 0) <= now) return id;
+    }
     const id = this.order[this.next % this.order.length];
     this.next++;
     if (id === undefined) throw new CohortError('UNAVAILABLE', 'no endpoints');
@@ -561,6 +574,12 @@ export class KvClient {
     if (this.leader === target) this.leader = undefined;
   }
 
+  /** `target` failed to answer: not the leader, and not worth a redirect for a while. */
+  private suspect(target: NodeId): void {
+    this.forget(target);
+    this.suspects.set(target, Date.now() + suspectMs);
+  }
+
   /** Learns the leader from a NOT_LEADER answer; true if it names one other than `from`. */
   private redirect(e: CohortError, from: NodeId): boolean {
     const id = e.details.leaderId ?? e.details.leaderHint;
@@ -569,6 +588,12 @@ export class KvClient {
       return false;
     }
     const leader = nodeId(id);
+    // A follower may still name a leader that just died (until it times out): do not bounce back to it.
+    if ((this.suspects.get(leader) ?? 0) > Date.now()) {
+      this.forget(from);
+      return false;
+    }
+    this.suspects.delete(leader);
     if (!this.order.includes(leader)) {
       const addr = parseAddress(e.details.leaderRpc);
       if (addr === undefined) {
@@ -652,6 +677,8 @@ export class KvClient {
   ): Promise<T> {
     const deadline = Date.now() + retryMs;
     let backoff = 0;
+    // An attempt that may have taken effect makes every later give-up indefinite.
+    let uncertain = false;
     for (;;) {
       const target = this.target();
       try {
@@ -662,12 +689,23 @@ export class KvClient {
         if (e.code === 'NOT_LEADER' && this.redirect(e, target)) {
           backoff = 0;
         } else {
-          this.forget(target);
-          if (this.leader === undefined && e.code !== 'NOT_LEADER') this.next++;
-          backoff = Math.min(200, Math.max(10, backoff * 2));
+          if (e.code === 'NOT_LEADER') this.forget(target);
+          else this.suspect(target);
+          backoff = Math.min(50, Math.max(10, backoff * 2));
         }
-        if (!e.definite) onRetry?.();
-        if (Date.now() + backoff >= deadline || this.closeController.signal.aborted) throw e;
+        if (!e.definite) {
+          uncertain = true;
+          onRetry?.();
+        }
+        if (Date.now() + backoff >= deadline || this.closeController.signal.aborted) {
+          if (!uncertain || !e.definite) throw e;
+          // This attempt surely failed, but an earlier one may have been applied.
+          throw new CohortError(e.code, `${e.message} (an earlier attempt may have taken effect)`, {
+            definite: false,
+            details: { ...e.details, earlierAttemptUncertain: true },
+            cause: e,
+          });
+        }
         if (backoff > 0 && this.leader === undefined) await sleep(backoff);
       }
     }

@@ -161,7 +161,11 @@ describe('KvClient across leader changes', () => {
     expect(tb.revision).toBeGreaterThan(ta.revision);
     await observing;
     ac.abort();
-    expect(observed.filter((v) => v !== undefined)).toEqual(expect.arrayContaining(['a', 'b']));
+    // Observers see the current leader after each change (they may skip one
+    // that came and went while they read): values in election order, ending with b.
+    const seen = observed.filter((v) => v !== undefined);
+    expect(seen.at(-1)).toBe('b');
+    expect(['a,b', 'b']).toContain(seen.join(','));
     await tb.resign();
   });
 });

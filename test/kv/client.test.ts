@@ -3,7 +3,7 @@
  * operations, leader discovery through redirects, concurrency over session lanes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CohortError } from '../../src/lib/errors.js';
+import { CohortError, isCohortError } from '../../src/lib/errors.js';
 import type { ClientInterceptor } from '../../src/rpc/client.js';
 import { kvKey, kvText } from '../../src/kv/core/bytes.js';
 import { KvTestCluster } from './kv-cluster.js';
@@ -69,16 +69,38 @@ describe('KvClient exactly-once', () => {
     expect(again.revision).toBe(put.revision);
   });
 
-  it('does not retry a refused write (a definite answer about the request itself)', async () => {
-    let calls = 0;
-    const count: ClientInterceptor = (call, next) => {
-      if (call.method === 'put') calls++;
-      return next(call);
+  it('gives up on a write that may have been applied with an indefinite error, even if the last attempt failed definitely', async () => {
+    let applied = false;
+    const lossy: ClientInterceptor = async (call, next) => {
+      if (call.method !== 'put') return next(call);
+      if (applied) throw new CohortError('UNAVAILABLE', 'peer down (test)');
+      await next(call);
+      applied = true;
+      throw new CohortError('TIMEOUT', 'reply lost (test)', { definite: false });
     };
-    const kv = await cluster.client({ rpc: { client: { interceptors: [count] } } });
-    await kv.get('l'); // finds the leader (a first call may be redirected)
+    const kv = await cluster.client({ retryMs: 200, rpc: { client: { interceptors: [lossy] } } });
+    const err = await kv.put('maybe', 'x').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'UNAVAILABLE', definite: false });
+    expect(kvText((await (await cluster.client()).get('maybe'))?.value ?? kvKey(''))).toBe('x');
+  });
+
+  it('does not retry a refused write (a definite answer about the request itself)', async () => {
+    const outcomes: string[] = [];
+    const record: ClientInterceptor = async (call, next) => {
+      try {
+        return await next(call);
+      } catch (e) {
+        if (call.method === 'put') outcomes.push(isCohortError(e) ? e.code : 'other');
+        throw e;
+      }
+    };
+    const kv = await cluster.client({ rpc: { client: { interceptors: [record] } } });
     await expect(kv.put('l', 'x', { lease: 999_999 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    expect(calls).toBe(1);
+    // Redirects (NOT_LEADER) may come first; the state machine's answer ends it.
+    expect(outcomes.filter((c) => c !== 'NOT_LEADER')).toEqual(['NOT_FOUND']);
   });
 });
 

@@ -72,7 +72,7 @@ export class KvTestCluster {
           listen: `127.0.0.1:${p.raft}`,
           rpc: `127.0.0.1:${p.rpc}`,
           peers,
-          tickMs: '10',
+          tickMs: '20',
           electionTicks: '10',
           ...flags,
         },
