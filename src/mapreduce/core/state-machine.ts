@@ -827,8 +827,9 @@ export class MapReduceStateMachine {
     const now = checkTime(c.now, 'now');
     const expired: AttemptId[] = [];
     for (const id of [...this.running].sort((x, y) => x - y)) {
-      const a = this.mustAttempt(id);
-      if (a.leaseDeadline > now) continue;
+      // An earlier expiry may have failed a job (its attempt bound) and dropped its attempts.
+      const a = this.attemptsById.get(id);
+      if (a?.state !== 'running' || a.leaseDeadline > now) continue;
       const job = this.mustJob(a.jobId);
       const task = taskOf(job, a);
       this.endAttempt(a, 'expired');
@@ -937,7 +938,7 @@ export class MapReduceStateMachine {
       redo = true;
     }
     let released = false;
-    if (release && task.state !== 'done') {
+    if (release && task.state !== 'done' && !isFinished(job.status)) {
       this.endAttempt(a, 'released');
       this.afterAttemptEnded(job, task, now);
       released = true;

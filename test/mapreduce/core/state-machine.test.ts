@@ -340,6 +340,40 @@ describe('leases', () => {
   });
 });
 
+describe('the attempt bound while several attempts end at once', () => {
+  function atTheBound() {
+    const sm = new MapReduceStateMachine();
+    ok(sm, submit('j1', 2, 1, { backupTasks: false }));
+    let now = 0;
+    for (let i = 1; i < limits.mrTaskAttemptsMax; i++) {
+      expect(must(assign(sm, 'w1', 'n1', now)).index).toBe(0);
+      now += LEASE;
+      ok(sm, { type: 'expireLeases', now });
+    }
+    const last = must(assign(sm, 'w1', 'n1', now));
+    const other = must(assign(sm, 'w2', 'n2', now));
+    expect([last.index, last.attempt, other.index]).toEqual([0, limits.mrTaskAttemptsMax, 1]);
+    return { sm, now, other };
+  }
+
+  it('expiring both fails the job once and drops the other attempt', () => {
+    const { sm, now, other } = atTheBound();
+    const r = ok<LeasesResult>(sm, { type: 'expireLeases', now: now + LEASE });
+    expect(r.attempts).toHaveLength(1);
+    expect(sm.job('j1')?.status).toBe('failed');
+    expect(sm.attempt(other.attemptId)).toBeUndefined();
+    expect(sm.runningAttempts()).toEqual([]);
+  });
+
+  it('losing their node fails the job once', () => {
+    const { sm, now } = atTheBound();
+    ok(sm, { type: 'nodeLost', node: 'n1', now });
+    ok(sm, { type: 'nodeLost', node: 'n2', now });
+    expect(sm.job('j1')?.status).toBe('failed');
+    expect(sm.runningAttempts()).toEqual([]);
+  });
+});
+
 describe('backup tasks (§3.6)', () => {
   function nearlyDone(maps: number) {
     const sm = new MapReduceStateMachine();
