@@ -320,7 +320,9 @@ export type NemesisLog = (line: string) => void;
  * dir so it rejoins from a snapshot — each fault healed (restart, SIGCONT)
  * and the node caught up before the next, so a majority always holds every
  * acknowledged write (wiping a node that a majority still needs would lose
- * writes by design, not by a bug).
+ * writes by design, not by a bug). A wiped voter also forgets its vote, so
+ * it could vote twice in one term; the wipe waits for a stable leader, so no
+ * election is running when it comes back.
  */
 export class Nemesis {
   /** Snapshot installs observed on wiped nodes: [node, snapshotIndex]. */
