@@ -41,6 +41,8 @@ const builtins: readonly Scenario[] = [
   raftScenario({ name: 'raft-production', shell: 'production' }),
   raftScenario({ name: 'raft-production-file', shell: 'production', storage: 'file' }),
   kvScenario(),
+  kvScenario({ name: 'kv-production', shell: 'production' }),
+  kvScenario({ name: 'kv-production-file', shell: 'production', storage: 'file' }),
 ];
 
 for (const s of builtins) registerScenario(s);

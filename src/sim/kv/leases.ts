@@ -23,22 +23,21 @@
  * removed the lease (its keys are deleted at that revision).
  *
  * ```ts
- * const driver = new LeaseDriver({ random: rng.fork('lease-driver') });
- * const node = new RaftSimNodeOf(options, machines, driver.hooks(scheduler, counts));
+ * const driver = new LeaseDriver(scheduler, counts, { random: rng.fork('lease-driver') });
+ * const machines = kvReplicaFactory({ node, checks, listener: driver.listener });
+ * driver.start(nodes, tickMs);                    // leader duties every tick of simulated time
  * const clients = new LeaseClients({ ..., driver });
  * clients.start();  ...  clients.stop();  clients.check();
  * ```
  */
-import type { NodeId } from '../../lib/ids.js';
 import type { Random } from '../../lib/random.js';
 import { decodeKvEntry } from '../../kv/core/codec.js';
 import { LeaseClock } from '../../kv/core/lease-clock.js';
 import type { KvApplied, KvEntry } from '../../kv/core/types.js';
 import { encodeKvEntry } from '../../node/kv-state-machine.js';
-import type { SimNodeHooks } from '../raft/node.js';
 import { CheckFailure } from '../scenario.js';
 import type { Scheduler } from '../scheduler.js';
-import type { SimKvReplica } from './replica.js';
+import type { ApplyListener, SimKvReplica } from './replica.js';
 import { isSessionExpired, sendWithRetries } from './requests.js';
 import type { KvSimNode, RequestClient, RequestEnv } from './requests.js';
 
@@ -72,11 +71,15 @@ export class LeaseDriver {
   readonly params: { readonly leaseGraceMs: number; readonly checkpointEveryMs: number };
   /** Time the first replica applied the leaseExpire that removed each lease. */
   readonly expiredAt = new Map<number, number>();
-  private readonly clocks = new Map<NodeId, LeaderClock>();
-
+  /** The clock of each replica that leads: a crash or a new incarnation starts without one. */
+  private readonly clocks = new WeakMap<SimKvReplica, LeaderClock>();
   private readonly bugs: LeaseDriverBugs;
 
-  constructor(o: LeaseDriverOptions) {
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly counts: Record<string, number>,
+    o: LeaseDriverOptions,
+  ) {
     this.bugs = o.bugs ?? {};
     this.params = {
       leaseGraceMs: o.random.pick([0, 0, 50, 300]),
@@ -84,55 +87,54 @@ export class LeaseDriver {
     };
   }
 
-  /** The hooks to give each node's shell. */
-  hooks(
-    scheduler: Scheduler,
-    counts: Record<string, number>,
-  ): SimNodeHooks<SimKvReplica, KvApplied> {
-    return {
-      onBoot: (node) => {
-        this.clocks.delete(node.id);
-      },
-      onApply: (node, e, out) => {
-        if (out === undefined || !out.ok || out.duplicate) return;
-        if (out.result.type === 'leaseExpire') {
-          for (const id of out.result.expired) {
-            if (!this.expiredAt.has(id)) {
-              this.expiredAt.set(id, scheduler.now());
-              bump(counts, 'leases expired');
-            }
-          }
+  /** Give every replica this listener: it follows applied commands (kvReplicaFactory's `listener`). */
+  readonly listener: ApplyListener = (replica, e, out) => {
+    if (out === undefined || !out.ok || out.duplicate) return;
+    if (out.result.type === 'leaseExpire') {
+      for (const id of out.result.expired) {
+        if (!this.expiredAt.has(id)) {
+          this.expiredAt.set(id, this.scheduler.now());
+          bump(this.counts, 'leases expired');
         }
-        const lc = this.clocks.get(node.id);
-        if (lc === undefined) return;
-        let entry: KvEntry;
-        try {
-          entry = decodeKvEntry(e.data);
-        } catch {
-          return;
-        }
-        lc.clock.onApplied(entry.command, out, scheduler.now());
-      },
-      onTick: (node) => this.tick(node, scheduler, counts),
-    };
-  }
-
-  private tick(node: KvSimNode, scheduler: Scheduler, counts: Record<string, number>): void {
-    const core = node.core;
-    const s = core?.status();
-    if (core === undefined || s === undefined || s.role !== 'leader') {
-      this.clocks.delete(node.id);
+      }
+    }
+    const lc = this.clocks.get(replica);
+    if (lc === undefined) return;
+    let entry: KvEntry;
+    try {
+      entry = decodeKvEntry(e.data);
+    } catch {
       return;
     }
-    const now = scheduler.now();
-    let lc = this.clocks.get(node.id);
+    lc.clock.onApplied(entry.command, out, this.scheduler.now());
+  };
+
+  /** Runs every node's leader duties each `tickMs` of simulated time. */
+  start(nodes: readonly KvSimNode[], tickMs: number): void {
+    const loop = (): void => {
+      for (const n of nodes) this.tick(n);
+      this.scheduler.after(tickMs, 'kv lease clocks', loop);
+    };
+    this.scheduler.after(tickMs, 'kv lease clocks', loop);
+  }
+
+  private tick(node: KvSimNode): void {
+    const core = node.core;
+    const s = core?.status();
+    const replica = node.sm;
+    if (core === undefined || s === undefined || s.role !== 'leader') {
+      this.clocks.delete(replica);
+      return;
+    }
+    const now = this.scheduler.now();
+    let lc = this.clocks.get(replica);
     if (lc === undefined || lc.term !== s.term) {
       // Only once the whole log is applied: an applied entry of this term (its first, the noop).
-      if (core.termAt(node.sm.index) !== s.term) {
-        this.clocks.delete(node.id);
+      if (core.termAt(s.applied) !== s.term) {
+        this.clocks.delete(replica);
         return;
       }
-      let leases = node.sm.kv.leaseList();
+      let leases = replica.kv.leaseList();
       if (this.bugs.promoteWithoutRemaining === true) {
         leases = leases.map((l) => ({ ...l, remainingMs: 0 }));
       }
@@ -141,18 +143,18 @@ export class LeaseDriver {
         clock: LeaseClock.promote(leases, now, this.params.leaseGraceMs, 300),
         lastCheckpointMs: now,
       };
-      this.clocks.set(node.id, lc);
-      bump(counts, 'lease clocks promoted');
+      this.clocks.set(replica, lc);
+      bump(this.counts, 'lease clocks promoted');
     }
     const expire = lc.clock.expired(now);
     if (expire !== undefined) {
-      bump(counts, 'leaseExpire proposed');
+      bump(this.counts, 'leaseExpire proposed');
       node.proposeData(encodeKvEntry({ command: expire }), () => {});
     }
     const every = this.params.checkpointEveryMs;
     if (every > 0 && lc.clock.size > 0 && now - lc.lastCheckpointMs >= every) {
       lc.lastCheckpointMs = now;
-      bump(counts, 'leaseCheckpoint proposed');
+      bump(this.counts, 'leaseCheckpoint proposed');
       node.proposeData(encodeKvEntry({ command: lc.clock.checkpoint(now) }), () => {});
     }
   }

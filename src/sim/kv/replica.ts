@@ -27,6 +27,7 @@ import { KvRaftStateMachine, encodeKvEntry, isModuleApplied } from '../../node/k
 import type { Entry } from '../../raft/core/types.js';
 import { CheckFailure } from '../scenario.js';
 import type { SimStateMachine, SimStateMachineFactory } from '../raft/node.js';
+import type { ProductionStateMachine } from '../raft/production-node.js';
 import { digestStep } from '../raft/state-machine.js';
 import type { KvStateChecks } from './checks.js';
 
@@ -39,6 +40,18 @@ export interface KvReplicaBugs {
   readonly dropSessions?: boolean;
 }
 
+/** Called after a replica applied an entry (the lease driver follows applied commands). */
+export type ApplyListener = (replica: SimKvReplica, e: Entry, out: KvApplied | undefined) => void;
+
+/** How a replica is built (see {@link SimKvReplica}). */
+export interface KvReplicaOptions {
+  readonly node: NodeId;
+  readonly checks: KvStateChecks;
+  readonly bugs?: KvReplicaBugs;
+  /** Called after every entry applied. */
+  readonly listener?: ApplyListener;
+}
+
 /** A KV replica driven by the simulator's Raft shell (see the file header). */
 export class SimKvReplica implements SimStateMachine<KvApplied> {
   /** Index of the last entry applied (or of the snapshot restored). */
@@ -48,11 +61,15 @@ export class SimKvReplica implements SimStateMachine<KvApplied> {
   /** The production adapter around the store. */
   private readonly adapter = new KvRaftStateMachine();
 
-  constructor(
-    private readonly node: NodeId,
-    private readonly checks: KvStateChecks,
-    private readonly bugs: KvReplicaBugs = {},
-  ) {}
+  protected readonly node: NodeId;
+  private readonly checks: KvStateChecks;
+  private readonly bugs: KvReplicaBugs;
+
+  constructor(private readonly o: KvReplicaOptions) {
+    this.node = o.node;
+    this.checks = o.checks;
+    this.bugs = o.bugs ?? {};
+  }
 
   /** The store (reads: ReadIndex reads after the shell confirmed the index, serializable reads at once). */
   get kv(): KvStateMachine {
@@ -62,6 +79,11 @@ export class SimKvReplica implements SimStateMachine<KvApplied> {
   /** Applies the next entry; normal entries are KV commands, whose outcome is returned. */
   apply(e: Entry): KvApplied | undefined {
     assert(e.index === this.index + 1, `apply of ${e.index} after ${this.index}`);
+    return this.applyEntry(e);
+  }
+
+  /** Applies `e` (its index checked by the caller). */
+  protected applyEntry(e: Entry): KvApplied | undefined {
     this.index = e.index;
     this.digest = digestStep(this.digest, e);
     let out: KvApplied | undefined;
@@ -82,6 +104,7 @@ export class SimKvReplica implements SimStateMachine<KvApplied> {
       }
     }
     this.checks.onApplied(this.node, this);
+    this.o.listener?.(this, e, out);
     return out;
   }
 
@@ -102,22 +125,14 @@ export class SimKvReplica implements SimStateMachine<KvApplied> {
     return this.kv.snapshot();
   }
 
-  /** Rebuilds a replica from {@link snapshot} bytes (a restart or an InstallSnapshot). */
-  static restore(
-    node: NodeId,
-    checks: KvStateChecks,
-    bytes: Uint8Array,
-    bugs: KvReplicaBugs = {},
-  ): SimKvReplica {
-    const r = new SimKvReplica(node, checks, bugs);
+  /** Replaces the whole state with a {@link snapshot}'s (a restart or an InstallSnapshot). */
+  restore(bytes: Uint8Array): void {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    r.index = view.getFloat64(0);
-    r.digest = view.getUint32(8);
-    const kv = bytes.subarray(headerBytes);
-    r.adapter.restore(kv);
+    this.adapter.restore(bytes.subarray(headerBytes));
+    this.index = view.getFloat64(0);
+    this.digest = view.getUint32(8);
     // The restored store must be the one snapshotted: its own snapshot gives the same bytes.
-    checks.onState(node, r.index, r.kvSnapshot(), 'snapshot restored');
-    return r;
+    this.checks.onState(this.node, this.index, this.kvSnapshot(), 'snapshot restored');
   }
 
   private applyKv(e: Entry): KvApplied {
@@ -140,14 +155,37 @@ function withoutSession(e: Entry): Entry {
   return { ...e, data: encodeKvEntry({ command: entry.command }) };
 }
 
-/** The factory the shell uses to make node `id`'s replica, empty or from a snapshot. */
-export function kvReplicaFactory(
-  id: NodeId,
-  checks: KvStateChecks,
-  bugs: KvReplicaBugs = {},
-): SimStateMachineFactory<SimKvReplica> {
+/** The factory the simulator's shell uses to make a node's replica, empty or from a snapshot. */
+export function kvReplicaFactory(o: KvReplicaOptions): SimStateMachineFactory<SimKvReplica> {
   return {
-    empty: () => new SimKvReplica(id, checks, bugs),
-    restore: (data) => SimKvReplica.restore(id, checks, data, bugs),
+    empty: () => new SimKvReplica(o),
+    restore: (data) => {
+      const r = new SimKvReplica(o);
+      r.restore(data);
+      return r;
+    },
   };
+}
+
+/**
+ * The replica under the production shell: RaftNode applies only normal
+ * entries (noop and configuration entries are its own business), so indexes
+ * skip and the digest covers normal entries only, the same way on every
+ * replica. Each applied entry is reported to the invariants (`onApplied`).
+ */
+export class ProductionKvReplica extends SimKvReplica implements ProductionStateMachine<KvApplied> {
+  constructor(
+    o: KvReplicaOptions,
+    private readonly onApplied: (e: Entry, digest: number) => void,
+  ) {
+    super(o);
+  }
+
+  override apply(e: Entry): KvApplied {
+    assert(e.index > this.index && e.kind === 'normal', `apply of ${e.index} after ${this.index}`);
+    const out = this.applyEntry(e);
+    assert(out !== undefined, 'a normal entry has an outcome');
+    this.onApplied(e, this.digest);
+    return out;
+  }
 }

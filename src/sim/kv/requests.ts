@@ -20,12 +20,21 @@
  */
 import type { Random } from '../../lib/random.js';
 import type { KvApplied } from '../../kv/core/types.js';
-import type { RaftSimNodeOf, RequestCallbackOf } from '../raft/node.js';
+import type { RequestCallbackOf, SimRaftNodeBase } from '../raft/node.js';
 import type { Scheduler } from '../scheduler.js';
 import type { SimKvReplica } from './replica.js';
 
-/** A simulated node running the KV replica. */
-export type KvSimNode = RaftSimNodeOf<SimKvReplica, KvApplied>;
+/**
+ * A simulated node running the KV replica, on either shell: the simulator's
+ * (RaftSimNodeOf) or the production RaftNode (ProductionSimNodeOf).
+ */
+export interface KvSimNode extends SimRaftNodeBase {
+  readonly sm: SimKvReplica;
+  /** Proposes an entry; `done` gets the replica's outcome once applied on this node. */
+  proposeData(data: Uint8Array, done: RequestCallbackOf<KvApplied>): void;
+  /** A linearizable read through ReadIndex: `done` gets `query(sm)`. */
+  query(query: (sm: SimKvReplica) => KvApplied, done: RequestCallbackOf<KvApplied>): void;
+}
 
 /** What {@link sendWithRetries} needs of the cluster. */
 export interface RequestEnv {

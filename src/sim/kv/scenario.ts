@@ -30,8 +30,9 @@ import type { Scenario, ScenarioContext } from '../scenario.js';
 import { KvStateChecks } from './checks.js';
 import { LeaseDriver, LeaseClients } from './leases.js';
 import type { LeaseDriverBugs } from './leases.js';
-import { kvReplicaFactory } from './replica.js';
-import type { KvReplicaBugs, SimKvReplica } from './replica.js';
+import { ProductionKvReplica, kvReplicaFactory } from './replica.js';
+import type { KvReplicaBugs, KvReplicaOptions, SimKvReplica } from './replica.js';
+import { ProductionSimNodeOf } from '../raft/production-node.js';
 import { KvWorkload } from './workload.js';
 import type { KvSimNode } from './requests.js';
 import type { KvApplied } from '../../kv/core/types.js';
@@ -39,7 +40,14 @@ import type { KvApplied } from '../../kv/core/types.js';
 /** Options for {@link kvScenario}. */
 export interface KvScenarioOptions extends Pick<
   RaftScenarioOptions,
-  'nodes' | 'bugs' | 'raft' | 'snapshotEvery' | 'traceMessages' | 'unsafeLocalReads'
+  | 'nodes'
+  | 'bugs'
+  | 'raft'
+  | 'snapshotEvery'
+  | 'traceMessages'
+  | 'unsafeLocalReads'
+  | 'shell'
+  | 'storage'
 > {
   /** Scenario name (default `kv`). */
   readonly name?: string;
@@ -84,8 +92,12 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
   // that corner, which the Raft scenario explores.)
   const snapshotChunkBytes = p.pick([64, 256, 4096]);
   const leaseDriver = leases
-    ? new LeaseDriver({ random: p.fork('lease-driver'), bugs: options.leaseBugs ?? {} })
+    ? new LeaseDriver(ctx.scheduler, ctx.counts, {
+        random: p.fork('lease-driver'),
+        bugs: options.leaseBugs ?? {},
+      })
     : undefined;
+  const production = options.shell === 'production';
   const checks = new KvStateChecks({ sampleEvery, counts: ctx.counts });
   ctx.params['kv'] = {
     sampleEvery,
@@ -98,13 +110,26 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
   };
   await runRaftCluster<KvSimNode>(
     ctx,
-    { ...options, raft: { snapshotChunkBytes, ...options.raft }, shell: 'sim' },
+    { ...options, raft: { snapshotChunkBytes, ...options.raft } },
     {
-      makeNode(nodeOptions) {
-        return new RaftSimNodeOf<SimKvReplica, KvApplied>(
-          nodeOptions,
-          kvReplicaFactory(nodeOptions.id, checks, options.replicaBugs ?? {}),
-          leaseDriver?.hooks(ctx.scheduler, ctx.counts) ?? {},
+      async: production,
+      makeNode(nodeOptions, env) {
+        const replica: KvReplicaOptions = {
+          node: nodeOptions.id,
+          checks,
+          ...(options.replicaBugs === undefined ? {} : { bugs: options.replicaBugs }),
+          ...(leaseDriver === undefined ? {} : { listener: leaseDriver.listener }),
+        };
+        if (!production) {
+          return new RaftSimNodeOf<SimKvReplica, KvApplied>(nodeOptions, kvReplicaFactory(replica));
+        }
+        const { bootstrap } = nodeOptions;
+        const peers = bootstrap.voters.includes(nodeOptions.id)
+          ? bootstrap.voters.filter((v) => v !== nodeOptions.id)
+          : [];
+        return new ProductionSimNodeOf<ProductionKvReplica, KvApplied>(
+          { ...nodeOptions, peers, tickMs: env.tickMs, storage: options.storage ?? 'model' },
+          (onApplied) => new ProductionKvReplica(replica, onApplied),
         );
       },
       probe(leader, seq, done) {
@@ -158,6 +183,7 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
         };
         return {
           start() {
+            leaseDriver?.start(env.nodes, env.tickMs);
             workload.start();
             leaseClients?.start();
             compact();

@@ -64,20 +64,6 @@ export interface SimStateMachineFactory<SM> {
 }
 
 /**
- * Observers a scenario attaches to the simulator's shell (the KV scenario's
- * lease clock, say). They may read the node; `onTick` may also propose, since
- * it runs between Ready batches, while `onApply` runs inside one and must not.
- */
-export interface SimNodeHooks<SM extends SimStateMachine<Out>, Out> {
-  /** After each entry is applied on the node, with its answer. */
-  onApply?(node: RaftSimNodeOf<SM, Out>, e: Entry, out: Out | undefined): void;
-  /** After each tick of the node's core (the Ready it caused is handled already). */
-  onTick?(node: RaftSimNodeOf<SM, Out>): void;
-  /** When the node boots (first start or restart) with a fresh core and state machine. */
-  onBoot?(node: RaftSimNodeOf<SM, Out>): void;
-}
-
-/**
  * What the nemesis and the liveness check need from a simulated node,
  * whichever shell runs it and whatever its state machine.
  */
@@ -191,7 +177,6 @@ export class RaftSimNodeOf<SM extends SimStateMachine<Out>, Out> implements SimR
   constructor(
     private readonly options: RaftSimNodeOptions,
     private readonly machines: SimStateMachineFactory<SM>,
-    private readonly hooks: SimNodeHooks<SM, Out> = {},
   ) {
     this.id = options.id;
     this.sm = machines.empty();
@@ -226,7 +211,6 @@ export class RaftSimNodeOf<SM extends SimStateMachine<Out>, Out> implements SimR
     core.tick();
     this.pump();
     this.check();
-    this.hooks.onTick?.(this);
   }
 
   onCrash(): void {
@@ -342,7 +326,6 @@ export class RaftSimNodeOf<SM extends SimStateMachine<Out>, Out> implements SimR
       this.sm = this.machines.empty();
     }
     this.options.invariants.onStart(this.id, this.core, this.disk);
-    this.hooks.onBoot?.(this);
     this.pump();
     this.check();
   }
@@ -456,7 +439,6 @@ export class RaftSimNodeOf<SM extends SimStateMachine<Out>, Out> implements SimR
     const out = this.sm.apply(e);
     this.options.invariants.onApply(this.id, e, this.sm.digest, this.disk);
     bump(this.options.counts, 'entries applied');
-    this.hooks.onApply?.(this, e, out);
     const p = this.proposals.get(e.index);
     if (p === undefined) return;
     this.proposals.delete(e.index);
