@@ -12,8 +12,10 @@
  * (equal applied index, equal bytes, on every replica).
  *
  * ```ts
- * const machines = kvReplicaFactory(nodeId, checks);            // for RaftSimNodeOf
- * const node = new RaftSimNodeOf(options, machines, hooks);
+ * const machines = kvReplicaFactory({ node: id, checks });      // for RaftSimNodeOf
+ * const node = new RaftSimNodeOf(options, machines);
+ * // or on the production shell (RaftNode applies normal entries only):
+ * new ProductionSimNodeOf(options, (onApplied) => new ProductionKvReplica({ node: id, checks }, onApplied));
  * node.proposeData(encodeKvEntry({ command, session }), (outcome, applied) => ...);
  * node.query((sm) => readAnswer(sm, key), done);                 // ReadIndex read
  * ```

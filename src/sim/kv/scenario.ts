@@ -21,6 +21,13 @@
  * most seeds), the leader runs a lease clock and clients hold leases
  * (leases.ts): no lease expires before its TTL has passed since its holder's
  * last acknowledged keep-alive was sent, across leader changes.
+ *
+ * Registered variants (src/sim/scenarios.ts): `kv` (the simulator's shell,
+ * thousands of seeds per CI run), `kv-production` (the production RaftNode
+ * shell: its propose, ReadIndex read and snapshot paths) and
+ * `kv-production-file` (plus the real FileStorage on a disk that loses and
+ * tears unsynced writes). The shell, storage and core bug switches come from
+ * the Raft scenario's options; the production shell takes no core bug switch.
  */
 import { encodeKvEntry } from '../../node/kv-state-machine.js';
 import type { RaftScenarioOptions } from '../raft/scenario.js';
