@@ -176,6 +176,9 @@ export interface LeaseKeeper {
   readonly done: Promise<'stopped' | 'lost'>;
 }
 
+/** Deadline of one attempt unless the options say otherwise. */
+const defaultTimeoutMs = 2_000;
+
 /** How long a node that failed to answer is skipped by round-robin and redirects. */
 const suspectMs = 300;
 
@@ -282,7 +285,7 @@ export class KvClient {
     options: KvClientOptions,
   ) {
     this.order = [...endpoints];
-    this.timeoutMs = options.timeoutMs ?? 2_000;
+    this.timeoutMs = options.rpc?.client?.timeoutMs ?? options.timeoutMs ?? defaultTimeoutMs;
     this.retryMs = options.retryMs ?? 10_000;
     this.lanesMax = Math.max(
       1,
@@ -313,7 +316,11 @@ export class KvClient {
         options.logger ??
         pino({ level: process.env.COHORT_LOG_LEVEL ?? 'error' }, pino.destination(2)),
     });
-    const rpc = new RpcNode(transport, options.rpc);
+    // The attempt deadline is the RPC default, so calls share one deadline timer.
+    const rpc = new RpcNode(transport, {
+      ...options.rpc,
+      client: { timeoutMs: options.timeoutMs ?? defaultTimeoutMs, ...options.rpc?.client },
+    });
     return new KvClient(
       rpc,
       transport,

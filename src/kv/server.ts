@@ -459,14 +459,15 @@ export class KvServer {
   private async write<R extends KvResult>(
     command: KvCommand,
     session: SessionTag | undefined,
-    ctx: CallContext,
+    _ctx: CallContext,
   ): Promise<R> {
     if (!this.raft.isLeader()) throw this.notLeader();
     let applied: NodeApplied;
     try {
+      // No cancellation: once sent, a write's fate is the log's (the client
+      // retries under the same session if it gave up waiting).
       applied = await this.raft.propose(
         encodeKvEntry(session === undefined ? { command } : { command, session }),
-        { signal: ctx.signal },
       );
     } catch (e) {
       this.rethrow(e);
