@@ -200,6 +200,20 @@ interface SnapshotShape {
   attempts: Attempt[];
 }
 
+/**
+ * The bounds the coordinator enforces on its state. They come from
+ * lib/limits.ts; tests pass tighter ones to reach the bounded paths. Every
+ * replica must use the same bounds (they decide results).
+ */
+export interface CoordinatorBounds {
+  /** Jobs kept (limits.mrJobsMax). */
+  readonly jobsMax: number;
+  /** Attempts of one task before its job fails (limits.mrTaskAttemptsMax). */
+  readonly taskAttemptsMax: number;
+  /** Records of one job skipped as bad before it fails (limits.mrSkippedRecordsMax). */
+  readonly skippedRecordsMax: number;
+}
+
 /** The coordinator's state machine (see the file comment). */
 export class MapReduceStateMachine {
   private jobsById = new Map<JobId, Job>();
@@ -207,12 +221,31 @@ export class MapReduceStateMachine {
   /** Ids of running attempts (any job). */
   private running = new Set<AttemptId>();
   private nextAttemptId = 1;
+  private readonly bounds: CoordinatorBounds;
   /** Per job and phase: no idle task below this index (a scan hint, not state). */
   private idleHints = new Map<JobId, { map: number; reduce: number }>();
 
+  /** A coordinator with the bounds of lib/limits.ts, or tighter ones (tests). */
+  constructor(bounds: Partial<CoordinatorBounds> = {}) {
+    this.bounds = {
+      jobsMax: bounds.jobsMax ?? limits.mrJobsMax,
+      taskAttemptsMax: bounds.taskAttemptsMax ?? limits.mrTaskAttemptsMax,
+      skippedRecordsMax: bounds.skippedRecordsMax ?? limits.mrSkippedRecordsMax,
+    };
+    assert(
+      this.bounds.jobsMax >= 1 &&
+        this.bounds.taskAttemptsMax >= 1 &&
+        this.bounds.skippedRecordsMax >= 0,
+      'coordinator bounds must be positive',
+    );
+  }
+
   /** Builds a state machine from {@link snapshot} bytes; CORRUPTION if they are not one. */
-  static fromSnapshot(bytes: Uint8Array): MapReduceStateMachine {
-    const sm = new MapReduceStateMachine();
+  static fromSnapshot(
+    bytes: Uint8Array,
+    bounds: Partial<CoordinatorBounds> = {},
+  ): MapReduceStateMachine {
+    const sm = new MapReduceStateMachine(bounds);
     sm.restore(bytes);
     return sm;
   }
@@ -427,7 +460,7 @@ export class MapReduceStateMachine {
     }
     // Make room by forgetting the oldest finished jobs; refuse (changing nothing) if none is.
     const forget: JobId[] = [];
-    let excess = this.jobsById.size + 1 - limits.mrJobsMax;
+    let excess = this.jobsById.size + 1 - this.bounds.jobsMax;
     for (const job of this.jobsById.values()) {
       if (excess <= 0) break;
       if (isFinished(job.status)) {
@@ -438,7 +471,7 @@ export class MapReduceStateMachine {
     if (excess > 0) {
       throw new CohortError(
         'OVERLOADED',
-        `the coordinator keeps ${limits.mrJobsMax} jobs and none of them is finished; retry later`,
+        `the coordinator keeps ${this.bounds.jobsMax} jobs and none of them is finished; retry later`,
         { details: { limit: 'mrJobsMax' } },
       );
     }
@@ -569,7 +602,7 @@ export class MapReduceStateMachine {
     let best: { task: Task; attempt: Attempt } | undefined;
     for (const t of tasks) {
       if (t.state !== 'inProgress' || t.running.length !== 1) continue;
-      if (t.attempts >= limits.mrTaskAttemptsMax) continue;
+      if (t.attempts >= this.bounds.taskAttemptsMax) continue;
       const a = this.mustAttempt(t.running[0] as AttemptId);
       if (a.worker === worker || now - a.startedAt < slowAfter) continue;
       if (best === undefined || a.startedAt < best.attempt.startedAt)
@@ -589,7 +622,7 @@ export class MapReduceStateMachine {
     backup: boolean,
   ): TaskAssignment {
     assert(task.state !== 'done', 'starting an attempt of a done task');
-    assert(task.attempts < limits.mrTaskAttemptsMax, 'task attempts over the bound');
+    assert(task.attempts < this.bounds.taskAttemptsMax, 'task attempts over the bound');
     if (!backup && task.attempts > 0) job.counters.reExecutions++;
     if (backup) job.counters.backupAttempts++;
     if (task.kind === 'map') job.counters.mapAttempts++;
@@ -784,11 +817,11 @@ export class MapReduceStateMachine {
       entry[1]++;
       if (entry[1] >= job.options.skipAfterCrashes) {
         task.skipOffsets.push(offset);
-        if (this.skippedCount(job) > limits.mrSkippedRecordsMax) {
+        if (this.skippedCount(job) > this.bounds.skippedRecordsMax) {
           this.finishJob(
             job,
             'failed',
-            `more than ${limits.mrSkippedRecordsMax} bad records skipped; last: map task ${task.index}: ${error}`,
+            `more than ${this.bounds.skippedRecordsMax} bad records skipped; last: map task ${task.index}: ${error}`,
             now,
           );
           return { type: 'failTask', action: 'jobFailed', task: ref };
@@ -1024,7 +1057,7 @@ export class MapReduceStateMachine {
     task.state = 'idle';
     const hint = this.hintOf(job.id);
     hint[task.kind] = Math.min(hint[task.kind], task.index);
-    if (task.attempts >= limits.mrTaskAttemptsMax) {
+    if (task.attempts >= this.bounds.taskAttemptsMax) {
       this.finishJob(
         job,
         'failed',
@@ -1043,7 +1076,7 @@ export class MapReduceStateMachine {
     if (job.status === 'reducing') job.status = 'mapping';
     const hint = this.hintOf(job.id);
     hint.map = Math.min(hint.map, m.index);
-    if (m.attempts >= limits.mrTaskAttemptsMax) {
+    if (m.attempts >= this.bounds.taskAttemptsMax) {
       // Cannot run again; the job cannot finish.
       this.finishJob(
         job,
@@ -1078,7 +1111,7 @@ export class MapReduceStateMachine {
       progress: st.progress,
       counters: st.counters,
       inputBytes: st.inputBytes,
-      skipped: st.skipped.slice(0, limits.mrSkippedRecordsMax),
+      skipped: st.skipped.slice(0, this.bounds.skippedRecordsMax),
       userCounters: { ...st.userCounters },
     };
     job.maps = [];

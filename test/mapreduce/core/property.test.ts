@@ -11,6 +11,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type {
+  MrApplied,
   AssignTaskResult,
   CompleteTaskCommand,
   CompleteTaskResult,
@@ -23,6 +24,9 @@ import type {
   TaskCounters,
 } from '../../../src/mapreduce/core/index.js';
 import { MapReduceStateMachine } from '../../../src/mapreduce/core/index.js';
+import type { CoordinatorBounds } from '../../../src/mapreduce/core/index.js';
+
+const FINISHED: readonly string[] = ['done', 'failed', 'cancelled'];
 
 const NODES = ['n1', 'n2', 'n3'] as const;
 const WORKERS = Array.from({ length: 6 }, (_, i) => ({
@@ -98,7 +102,13 @@ function countersOf(a: TaskAssignment): TaskCounters {
 const key = (jobId: string, kind: string, index: number): string => `${jobId}/${kind}${index}`;
 
 class World {
-  sm = new MapReduceStateMachine();
+  sm: MapReduceStateMachine;
+
+  /** `bounds`: tighter coordinator bounds than lib/limits.ts (every replica uses the same). */
+  constructor(private readonly bounds: Partial<CoordinatorBounds> = {}) {
+    this.sm = new MapReduceStateMachine(bounds);
+  }
+
   now = 0;
   held = new Map<number, TaskAssignment>();
   sent: (CompleteTaskCommand | FailTaskCommand)[] = [];
@@ -343,7 +353,7 @@ class World {
       }
       case 'failover': {
         const bytes = this.sm.snapshot();
-        const copy = MapReduceStateMachine.fromSnapshot(bytes);
+        const copy = MapReduceStateMachine.fromSnapshot(bytes, this.bounds);
         expect(Buffer.from(copy.snapshot()).equals(Buffer.from(bytes))).toBe(true);
         this.sm = copy;
         this.apply({ type: 'rebaseLeases', now: this.now, leaseMs: LEASE });
@@ -359,7 +369,7 @@ class World {
       this.complete(a);
     }
     for (let round = 0; round < 500; round++) {
-      if (this.sm.jobs().every((j) => j.status === 'done')) return;
+      if (this.sm.jobs().every((j) => FINISHED.includes(j.status))) return;
       let progressed = false;
       for (let wi = 0; wi < WORKERS.length; wi++) {
         const a = this.assign(wi);
@@ -441,7 +451,95 @@ describe('coordinator under random faults', () => {
           });
         },
       ),
-      { numRuns: 200 },
+      { numRuns: 150 },
+    );
+  });
+});
+
+/** Job-level commands drawn only in the tight-bounds property. */
+type JobAction =
+  | { kind: 'submit'; maps: number; reducers: number }
+  | { kind: 'cancel'; j: number }
+  | { kind: 'forget'; j: number };
+
+const jobAction: fc.Arbitrary<JobAction> = fc.oneof(
+  fc.record({
+    kind: fc.constant('submit' as const),
+    maps: fc.integer({ min: 0, max: 3 }),
+    reducers: fc.integer({ min: 1, max: 2 }),
+  }),
+  fc.record({ kind: fc.constant('cancel' as const), j: fc.nat(6) }),
+  fc.record({ kind: fc.constant('forget' as const), j: fc.nat(6) }),
+);
+
+describe('coordinator at tight bounds', () => {
+  it('reaches its attempt, job and skip bounds without breaking an invariant, and every job ends', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          taskAttemptsMax: fc.integer({ min: 1, max: 4 }),
+          jobsMax: fc.integer({ min: 1, max: 3 }),
+          skippedRecordsMax: fc.integer({ min: 0, max: 1 }),
+        }),
+        fc.array(fc.oneof({ weight: 8, arbitrary: action }, { weight: 2, arbitrary: jobAction }), {
+          minLength: 10,
+          maxLength: 100,
+          size: 'max',
+        }),
+        (bounds, actions) => {
+          const world = new World(bounds);
+          let submitted = 0;
+          const refusedOk = (out: MrApplied, codes: string[]): void => {
+            if (!out.ok) expect(codes).toContain(out.error.code);
+            world.afterEach();
+          };
+          for (const act of actions) {
+            if (act.kind === 'submit') {
+              const jobId = `job${submitted++}`;
+              refusedOk(
+                world.sm.apply({
+                  type: 'submitJob',
+                  jobId,
+                  module: '/m.js',
+                  output: `/out/${jobId}`,
+                  splits: Array.from({ length: act.maps }, (_, i) => ({
+                    file: `/in/${i}`,
+                    start: 10 * i,
+                    end: 10 * i + 10,
+                  })),
+                  reducers: act.reducers,
+                  options: { skipBadRecords: true, skipAfterCrashes: 1, maxTaskFailures: 2 },
+                  now: world.now,
+                }),
+                ['OVERLOADED'],
+              );
+              expect(world.sm.jobs().length).toBeLessThanOrEqual(bounds.jobsMax);
+            } else if (act.kind === 'cancel') {
+              refusedOk(
+                world.sm.apply({ type: 'cancelJob', jobId: `job${act.j}`, now: world.now }),
+                ['NOT_FOUND', 'FAILED_PRECONDITION'],
+              );
+            } else if (act.kind === 'forget') {
+              refusedOk(world.sm.apply({ type: 'forgetJob', jobId: `job${act.j}` }), [
+                'NOT_FOUND',
+                'FAILED_PRECONDITION',
+              ]);
+            } else {
+              world.step(act);
+            }
+          }
+          world.drain();
+          for (const job of world.sm.jobs()) {
+            expect(FINISHED).toContain(job.status);
+            if (job.status === 'failed') {
+              expect(job.error).toMatch(/attempted|lost its output|failed \d+ times|bad records/);
+            }
+            if (job.status === 'done') expect(job.progress.reducesDone).toBe(job.progress.reduces);
+          }
+          for (const [k, n] of world.commits) if (k.includes('/reduce')) expect(n).toBe(1);
+        },
+      ),
+      { numRuns: 100 },
     );
   });
 });
