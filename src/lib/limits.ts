@@ -176,6 +176,8 @@ export const limits = {
   mrReducersMax: 4096,
   /** Keys plus buffered values a map task holds before spilling a sorted run to disk (bounds map-side memory). */
   mrMapBufferEntriesMax: 4 * 1024 * 1024,
+  /** Estimated bytes of keys and values a map task buffers before spilling (bounds memory when values are big). */
+  mrMapBufferBytesMax: 256 * 1024 * 1024,
   /** Largest block of a map-output run file; a bigger length field is corruption (blocks are written at about 1 MiB). */
   mrRunBlockBytesMax: 64 * 1024 * 1024,
   /** Skipped bad records listed in a map task's result (all are counted). */

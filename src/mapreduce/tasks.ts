@@ -17,11 +17,13 @@
  *
  * **Map task.** Reads its split in big chunks, calls `map` once per line, and
  * collects what it emits in memory, grouped by key (a `Map` from key to
- * values). With a combiner, a key's values are combined as soon as
+ * values). With `fold`, each key holds one value, folded as values are
+ * emitted; with `combine`, a key's values are combined as soon as
  * {@link COMBINE_AT} of them pile up, and once more at the end, so a word count
  * keeps one number per distinct word. Past `limits.mrMapBufferEntriesMax`
- * buffered keys + values the buffer is spilled as sorted runs and merged at
- * the end. The output is one sorted run file per reducer (see format.ts), each
+ * buffered keys + values, or about `limits.mrMapBufferBytesMax` of them
+ * (estimated), the buffer is spilled (after the current read chunk) as sorted
+ * runs, merged at the end. The output is one sorted run file per reducer (see format.ts), each
  * written to a temp name and renamed, named `<taskId>.a<attempt>.r<NNNNN>.run`
  * in `dir`; an empty partition still gets a (tiny) run, so every reducer
  * fetches one run from every map task.
@@ -63,6 +65,20 @@ import { readSplitLines } from './input.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
 export const COMBINE_AT = 64;
+
+/** Estimated bytes of a buffered key besides its characters (Map entry, array). */
+const KEY_BYTES = 64;
+
+/** A rough size of a buffered value (strings by length, the rest by kind). */
+function sizeOf(v: unknown): number {
+  return typeof v === 'string' ? 16 + v.length : typeof v === 'object' && v !== null ? 64 : 8;
+}
+
+function sizeOfAll(vs: readonly unknown[]): number {
+  let n = 0;
+  for (let i = 0; i < vs.length; i++) n += sizeOf(vs[i]);
+  return n;
+}
 
 /** What a map task is given. */
 export interface MapTaskInput {
@@ -313,6 +329,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       : undefined;
   const progress = input.progress;
   const entriesMax = input.bufferEntriesMax ?? limits.mrMapBufferEntriesMax;
+  const bytesMax = limits.mrMapBufferBytesMax;
   const userCounters = new Counters();
   const counters: MapCounters = {
     recordsIn: 0,
@@ -344,6 +361,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   // key -> values[] (list mode), or key -> { v: folded value } (fold mode).
   let buckets: Buffered = new Map();
   let entries = 0; // keys + buffered values: what the spill bound counts
+  let bytes = 0; // a rough estimate of the buffer's memory: the other spill bound
   let emitted = 0;
 
   const foldInto = (key: string, a: unknown, b: unknown): unknown => {
@@ -362,6 +380,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     if (box === undefined) {
       buckets.set(key, { v: value });
       entries += 2;
+      bytes += KEY_BYTES + key.length + sizeOf(value);
     } else {
       box.v = foldInto(key, box.v, value);
     }
@@ -373,14 +392,17 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     if (values === undefined) {
       buckets.set(key, [value]);
       entries += 2;
+      bytes += KEY_BYTES + key.length + sizeOf(value);
     } else {
       values.push(value);
       entries++;
+      bytes += sizeOf(value);
       if (combineValues !== undefined && values.length >= COMBINE_AT) {
         const combined = combineValues(key, values);
         counters.combines++;
         buckets.set(key, combined);
         entries -= values.length - combined.length;
+        bytes += sizeOfAll(combined) - sizeOfAll(values);
       }
     }
   };
@@ -451,15 +473,18 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     if (!force && combineValues !== undefined) {
       // Compact first: often the combiner alone brings the buffer back under the bound.
       entries = 0;
+      bytes = 0;
       for (const [key, values] of buckets as Map<string, unknown[]>) {
+        let vs = values;
         if (values.length > 1) {
-          const combined = combineValues(key, values);
+          vs = combineValues(key, values);
           counters.combines++;
-          buckets.set(key, combined);
-          entries += 1 + combined.length;
-        } else entries += 2;
+          buckets.set(key, vs);
+        }
+        entries += 1 + vs.length;
+        bytes += KEY_BYTES + key.length + sizeOfAll(vs);
       }
-      if (entries <= entriesMax / 2) return;
+      if (entries <= entriesMax / 2 && bytes <= bytesMax / 2) return;
     }
     const s = spillPaths.length;
     const paths = Array.from(
@@ -478,13 +503,14 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     counters.spills++;
     buckets = new Map();
     entries = 0;
+    bytes = 0;
   };
 
   const finalPath = (p: number): string => `${base}.a${attempt}.r${pad(p)}.run`;
   try {
     const chunk = input.readChunkBytes ?? limits.mrReadChunkBytes;
     const stats = await readSplitLines(split, visit, chunk, () =>
-      entries > entriesMax ? spill(false) : undefined,
+      entries > entriesMax || bytes > bytesMax ? spill(false) : undefined,
     );
     counters.recordsIn = stats.records;
     counters.bytesIn = stats.bytes;
