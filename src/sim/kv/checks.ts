@@ -13,7 +13,11 @@
  *   are equal on every replica, compared at sampled indexes, at every
  *   compaction, every restore, and at the end of the run. Snapshots are
  *   deterministic (equal states, equal bytes), so this compares whole states:
- *   MVCC history, leases, sessions.
+ *   MVCC history, leases, sessions;
+ * - **watch replay**: a replica's change history (`eventsSince`, what
+ *   watches catch up from) equals the revision log since its compacted
+ *   revision, after a restore and at the end, and every event's previous
+ *   value is the key's state just before.
  *
  * ```ts
  * const checks = new KvStateChecks({ sampleEvery: 8, counts });
@@ -23,7 +27,8 @@
  * ```
  */
 import type { NodeId } from '../../lib/ids.js';
-import { kvText } from '../../kv/core/bytes.js';
+import { RANGE_END_ALL, kvText } from '../../kv/core/bytes.js';
+import type { KvStateMachine } from '../../kv/core/state-machine.js';
 import type { KvEvent } from '../../kv/core/types.js';
 import { CheckFailure } from '../scenario.js';
 
@@ -54,6 +59,13 @@ function bump(counts: Record<string, number>, key: string): void {
   counts[key] = (counts[key] ?? 0) + 1;
 }
 
+/** Events as one line (without previous values, which a replay may lack after compaction). */
+function renderEvents(events: readonly KvEvent[]): string {
+  return events
+    .map((e) => `${e.type} ${kvText(e.kv.key)}=${kvText(e.kv.value)}@${e.kv.modRevision}`)
+    .join(', ');
+}
+
 /** FNV-1a over 32 bits of `bytes`. */
 function hashBytes(bytes: Uint8Array): number {
   let h = 0x811c9dc5;
@@ -77,9 +89,8 @@ export class KvStateChecks {
 
   /** A replica applied a change at `revision` with these events. */
   onEvents(node: NodeId, revision: number, events: readonly KvEvent[]): void {
-    const rendered = events
-      .map((e) => `${e.type} ${kvText(e.kv.key)}=${kvText(e.kv.value)}@${e.kv.modRevision}`)
-      .join(', ');
+    const rendered = renderEvents(events);
+    this.checkPrevKvs(node, revision, events, 'applied');
     const known = this.eventsAt.get(revision);
     if (known !== undefined) {
       if (known.rendered !== rendered) {
@@ -118,6 +129,61 @@ export class KvStateChecks {
         );
       }
       this.writtenAt.set(value, revision);
+    }
+  }
+
+  /**
+   * Watch replay: the store's change history since its compacted revision
+   * (`eventsSince`, what a watch catches up from) holds exactly the revision
+   * log's events, each previous value as the log had it. Run on restored
+   * replicas and on every replica at the end.
+   */
+  checkReplay(node: NodeId, store: KvStateMachine, why: string): void {
+    bump(this.o.counts, `kv watch replays compared (${why})`);
+    const from = store.compactedRevision + 1;
+    const events = store.eventsSince({ key: Uint8Array.of(0), rangeEnd: RANGE_END_ALL }, from);
+    const byRevision = new Map<number, KvEvent[]>();
+    for (const e of events) {
+      let list = byRevision.get(e.kv.modRevision);
+      if (list === undefined) byRevision.set(e.kv.modRevision, (list = []));
+      list.push(e);
+    }
+    for (let r = from; r <= store.revision; r++) {
+      const have = renderEvents(byRevision.get(r) ?? []);
+      const want = this.eventsAt.get(r)?.rendered;
+      if (have !== want) {
+        throw new CheckFailure(
+          `${node} (${why}): watch replay from revision ${from} has [${have}] at revision ${r}, ` +
+            `the revision log [${want ?? 'nothing'}]`,
+        );
+      }
+      this.checkPrevKvs(node, r, byRevision.get(r) ?? [], `replayed (${why})`);
+    }
+  }
+
+  /** Each event's previous value, when it carries one, is the key's state just before. */
+  private checkPrevKvs(
+    node: NodeId,
+    revision: number,
+    events: readonly KvEvent[],
+    what: string,
+  ): void {
+    for (const e of events) {
+      if (e.prevKv === undefined) continue;
+      const key = kvText(e.kv.key);
+      const before = this.stateAt(key, revision - 1);
+      const prev = { value: kvText(e.prevKv.value), modRevision: e.prevKv.modRevision };
+      if (
+        before === null ||
+        before.value !== prev.value ||
+        before.modRevision !== prev.modRevision
+      ) {
+        throw new CheckFailure(
+          `${node}: ${what} event ${e.type} on ${key} at revision ${revision} has previous value ` +
+            `${JSON.stringify(prev.value)}@${prev.modRevision}, but the key was ` +
+            `${before === null ? 'absent' : `${JSON.stringify(before.value)}@${before.modRevision}`}`,
+        );
+      }
     }
   }
 

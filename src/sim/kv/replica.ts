@@ -135,6 +135,7 @@ export class SimKvReplica implements SimStateMachine<KvApplied> {
     this.digest = view.getUint32(8);
     // The restored store must be the one snapshotted: its own snapshot gives the same bytes.
     this.checks.onState(this.node, this.index, this.kvSnapshot(), 'snapshot restored');
+    this.checks.checkReplay(this.node, this.kv, 'snapshot restored');
   }
 
   private applyKv(e: Entry): KvApplied {

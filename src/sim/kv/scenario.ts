@@ -206,7 +206,9 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
             leaseClients?.check();
             // Every up replica's whole state, compared with the others at equal applied index.
             for (const n of env.nodes) {
-              if (n.up) checks.onState(n.id, n.sm.index, n.sm.kvSnapshot(), 'end of run');
+              if (!n.up) continue;
+              checks.onState(n.id, n.sm.index, n.sm.kvSnapshot(), 'end of run');
+              checks.checkReplay(n.id, n.sm.kv, 'end of run');
             }
           },
         };

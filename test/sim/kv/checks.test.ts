@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { nodeId } from '../../../src/lib/ids.js';
 import { kvKey } from '../../../src/kv/core/bytes.js';
 import type { KvEvent } from '../../../src/kv/core/types.js';
+import { KvStateMachine } from '../../../src/kv/core/state-machine.js';
 import { KvStateChecks } from '../../../src/sim/kv/checks.js';
 import { CheckFailure } from '../../../src/sim/scenario.js';
 
@@ -75,6 +76,33 @@ describe('KvStateChecks', () => {
     c.onApplied(n1, { index: 5, kvSnapshot: () => Uint8Array.of(0) });
     expect(() => c.onApplied(n1, { index: 8, kvSnapshot: () => Uint8Array.of(0) })).toThrow(
       /differ at applied index 8/,
+    );
+  });
+
+  it("checks a store's watch replay and previous values against the log", () => {
+    const c = new KvStateChecks({ sampleEvery: 1, counts: {} });
+    const store = new KvStateMachine();
+    for (const [k, v] of [
+      ['a', '1'],
+      ['b', '2'],
+      ['a', '3'],
+    ] as const) {
+      const out = store.apply({ command: { type: 'put', key: kvKey(k), value: kvKey(v) } });
+      if (!out.ok) throw new Error('put refused');
+      c.onEvents(n1, out.revision, out.events);
+    }
+    c.checkReplay(n1, store, 'test');
+    // A store whose history lacks the last change (a replica behind the log is fine)...
+    const behind = new KvStateMachine();
+    behind.apply({ command: { type: 'put', key: kvKey('a'), value: kvKey('1') } });
+    c.checkReplay(n2, behind, 'test');
+    // ...but one whose history differs from the log is not.
+    const other = new KvStateMachine();
+    other.apply({ command: { type: 'put', key: kvKey('a'), value: kvKey('9') } });
+    expect(() => c.checkReplay(n2, other, 'test')).toThrow(/watch replay .* at revision 1/);
+    // A live event whose previous value is wrong.
+    expect(() => c.onEvents(n1, 4, [{ ...put('a', '4', 4), prevKv: put('a', '1', 1).kv }])).toThrow(
+      /previous value "1"@1, but the key was "3"@3/,
     );
   });
 });

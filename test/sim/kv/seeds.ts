@@ -42,6 +42,8 @@ export function kvSeedSlice(from: number, count: number): void {
       'kv states compared (sampled)',
       'kv states compared (snapshot restored)',
       'kv states compared (end of run)',
+      'kv watch replays compared (snapshot restored)',
+      'kv watch replays compared (end of run)',
       'linearizability linearizable',
     ]) {
       expect(totals[kind] ?? 0, kind).toBeGreaterThan(0);
