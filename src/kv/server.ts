@@ -406,8 +406,10 @@ export class KvServer {
         if (!w.matches(ev.kv.key)) continue;
         (mine ??= []).push(w.prevKv || ev.prevKv === undefined ? ev : { type: ev.type, kv: ev.kv });
       }
-      if (mine !== undefined)
-        w.push({ revision: applied.revision, events: mine }, this.watchBufferMax);
+      if (mine === undefined) continue;
+      w.push({ revision: applied.revision, events: mine }, this.watchBufferMax);
+      // Cut off: no longer fed (its stream ends with the error once it is read).
+      if (w.error !== undefined) this.watchers.delete(w);
     }
   }
 

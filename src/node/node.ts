@@ -33,6 +33,7 @@ import { TcpTransport } from '../transport/tcp-transport.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { NodeConfig } from './config.js';
 import { KvServer, ObservedStateMachine } from '../kv/server.js';
+import type { KvServerOptions } from '../kv/server.js';
 import { encodeModuleEntry, isModuleApplied } from './kv-state-machine.js';
 import type { KvRaftStateMachine } from './kv-state-machine.js';
 import type { NodeModule, NodeModuleContext } from './modules.js';
@@ -45,8 +46,17 @@ export interface StartNodeOptions {
   readonly logger?: Logger;
   /** Called once if Raft stops because storage failed (the process should exit). */
   readonly onFatal?: (err: unknown) => void;
-  /** Replicated modules sharing the log (default: {@link defaultModules}). */
+  /** Replicated modules sharing the log (default: the default modules, default-modules.ts). */
   readonly modules?: readonly NodeModule[];
+  /** KV server knobs (tests: small history, small watch buffers, fast checks). */
+  readonly kv?: Pick<
+    KvServerOptions,
+    | 'historyRevisionsKept'
+    | 'compactCheckMs'
+    | 'leaseCheckpointMs'
+    | 'leaseTickMs'
+    | 'watchBufferEventsMax'
+  >;
 }
 
 /** A running node (see the file comment). */
@@ -238,6 +248,7 @@ export async function startNode(
     peerRpc: (id) => (id === config.id ? config.rpc : config.peerRpc.get(id)),
     electionTimeoutMs: config.electionTicks * config.tickMs,
     logger: log.child({ component: 'kv' }),
+    ...options.kv,
   });
   kv.start();
   const started: NodeModule[] = [];
