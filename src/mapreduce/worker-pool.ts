@@ -2,13 +2,15 @@
  * A node's pool of MapReduce worker threads (node:worker_threads). Each slot
  * owns one thread that runs one task at a time; a thread that dies (user code
  * called `process.exit`, threw outside the task, ran out of memory) or stalls
- * (no progress ping for `stallMs`: a busy loop or a blocking wait in user
- * code) is terminated and replaced by a fresh one, and the task it ran fails
- * with a CohortError the caller reports to the coordinator.
+ * (once the job module is loaded, neither a progress ping nor a record done
+ * for `stallMs`: a busy loop or a blocking wait in user code; booting and
+ * loading the job may take {@link STARTUP_MS_MIN}) is terminated and replaced
+ * by a fresh one, and the task it ran fails with a CohortError the caller
+ * reports to the coordinator.
  *
  * ```ts
  * const pool = new WorkerPool({ size: 2, stallMs: 10_000, logger });
- * const result = await pool.slot(0).run({ kind: 'map', input }); // H5's runMapTask in the thread
+ * const result = await pool.slot(0).run(mapTask);                // H5's runMapTask in the thread
  * pool.slot(0).abort();                                          // lease lost: kill the thread
  * await pool.close();
  * ```
@@ -36,6 +38,9 @@ export interface WorkerPoolOptions {
   /** The thread's entry file (default: worker-thread next to this file). */
   readonly entry?: URL;
 }
+
+/** Least time allowed for a thread to boot and load (compile) a job module; a loaded machine is slow at it. */
+export const STARTUP_MS_MIN = 30_000;
 
 /** Default worker count: one per core. */
 export function defaultWorkerCount(): number {
@@ -79,6 +84,8 @@ export class WorkerSlot {
         lastAlive: number;
         lastRecords: number;
         progress: Float64Array | undefined;
+        /** False until the thread has loaded the job (startup may compile it: a longer limit applies). */
+        loaded: boolean;
       }
     | undefined;
   private closed = false;
@@ -89,6 +96,11 @@ export class WorkerSlot {
     readonly index: number,
     private readonly options: WorkerPoolOptions & { readonly entry: URL },
   ) {}
+
+  /** Time a thread may take to start and load the job before its task counts as stalled (ms). */
+  private get startupMs(): number {
+    return Math.max(this.options.stallMs, STARTUP_MS_MIN);
+  }
 
   /** True while a task runs. */
   get busy(): boolean {
@@ -113,6 +125,7 @@ export class WorkerSlot {
         lastAlive: Date.now(),
         lastRecords: progress?.[1] ?? 0,
         progress,
+        loaded: false,
       };
       worker.postMessage(task);
     });
@@ -155,7 +168,8 @@ export class WorkerSlot {
         cur.lastRecords = records;
         cur.lastAlive = Date.now();
       }
-      if (Date.now() - cur.lastAlive <= this.options.stallMs) return;
+      const limit = cur.loaded ? this.options.stallMs : this.startupMs;
+      if (Date.now() - cur.lastAlive <= limit) return;
       this.options.logger?.warn({ slot: this.index }, 'worker thread stalled; replacing it');
       this.fail(
         new CohortError(
@@ -179,6 +193,11 @@ export class WorkerSlot {
       if (worker !== this.worker) return;
       const cur = this.current;
       if (cur === undefined) return;
+      if (msg.type === 'loaded') {
+        cur.loaded = true;
+        cur.lastAlive = Date.now();
+        return;
+      }
       if (msg.type === 'progress') {
         cur.lastAlive = Date.now();
         return;

@@ -3,8 +3,9 @@
  * task at a time from the node's main thread, loads the job module (cached
  * per thread), runs H5's {@link runMapTask} or {@link runReduceTask} on local
  * files, and posts the result or the error back. While a task runs it posts a
- * progress ping every {@link PROGRESS_PING_MS}: a thread whose user code
- * blocks (a busy loop, a blocking wait) stops pinging and is replaced.
+ * progress ping every {@link PROGRESS_PING_MS}, and says when the job module
+ * is loaded: a thread whose user code blocks (a busy loop, a blocking wait)
+ * stops pinging and is replaced.
  *
  * ```ts
  * worker.postMessage({ kind: 'map', module: '/abs/wc.ts', split, reducers: 2, dir, taskId: 'm-0', attempt: 7 });
@@ -55,6 +56,8 @@ export type ThreadTask = ThreadMapTask | ThreadReduceTask;
 /** What a thread posts back. */
 export type ThreadReply =
   | { readonly type: 'progress' }
+  /** The job module is loaded: from now on the task runs user code (the stall limit applies). */
+  | { readonly type: 'loaded' }
   | { readonly type: 'done'; readonly result: MapTaskResult | ReduceTaskResult }
   | {
       readonly type: 'error';
@@ -65,8 +68,12 @@ export type ThreadReply =
       };
     };
 
-async function run(task: ThreadTask): Promise<MapTaskResult | ReduceTaskResult> {
+async function run(
+  task: ThreadTask,
+  loaded: () => void,
+): Promise<MapTaskResult | ReduceTaskResult> {
   const job = await loadJob(task.module);
+  loaded();
   if (task.kind === 'map') {
     return runMapTask({
       job,
@@ -107,7 +114,7 @@ if (!isMainThread && parentPort !== null) {
       () => port.postMessage({ type: 'progress' } satisfies ThreadReply),
       PROGRESS_PING_MS,
     );
-    run(task).then(
+    run(task, () => port.postMessage({ type: 'loaded' } satisfies ThreadReply)).then(
       (result) => {
         clearInterval(ping);
         port.postMessage({ type: 'done', result } satisfies ThreadReply);

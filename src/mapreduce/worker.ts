@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { MapAssignment, ReduceAssignment, TaskAssignment } from './core/types.js';
 import { partFileName } from './format.js';
+import type { ServerStream } from '../rpc/service.js';
 import type { MapReduceRuntime } from './runtime.js';
 import { fetchDir, fetchRun, mapDir, mapRunPath, mapTaskId, reduceTaskId } from './shuffle.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
@@ -32,6 +33,45 @@ const FETCH_PARALLEL = 4;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** Deadline of one whole fetch of a map run. */
+const FETCH_DEADLINE_MS = 10 * 60_000;
+
+/**
+ * Opens a stream and cancels it if its first item does not come within
+ * `firstItemMs`: a call to a node that is down and was never connected waits
+ * for its deadline otherwise (the transport reports 'down' only for a link
+ * that was up), and a reducer should report a dead map holder quickly.
+ */
+function firstItemWithin<T>(
+  open: (signal: AbortSignal) => ServerStream<T>,
+  outer: AbortSignal,
+  firstItemMs: number,
+): ServerStream<T> {
+  const ctrl = new AbortController();
+  const onOuter = (): void => ctrl.abort();
+  outer.addEventListener('abort', onOuter, { once: true });
+  const stream = open(ctrl.signal);
+  let started = false;
+  const timer = setTimeout(() => {
+    if (!started) ctrl.abort();
+  }, firstItemMs);
+  timer.unref();
+  return {
+    cancel: () => stream.cancel(),
+    async *[Symbol.asyncIterator]() {
+      try {
+        for await (const item of stream) {
+          started = true;
+          yield item;
+        }
+      } finally {
+        clearTimeout(timer);
+        outer.removeEventListener('abort', onOuter);
+      }
+    },
+  };
 }
 
 /** Raised when a map output cannot be fetched. */
@@ -165,11 +205,15 @@ export class WorkerManager {
             inputBytes: r.counters.bytesIn,
             outputRecords: r.counters.valuesOut,
             outputBytes: r.counters.bytesOut,
+            // Skipped by the job API itself, not the records the coordinator listed.
+            skippedRecords: Math.max(0, r.counters.recordsSkipped - a.skipOffsets.length),
+            user: r.userCounters,
           },
         }));
       } else {
         fetched = fetchDir(this.rt.mrDir, a.jobId, a.attemptId);
         const runs = await this.shuffle(a, fetched, abortFetch.signal);
+        const shuffledBytes = a.mapOutputs.reduce((n, m) => n + m.bytes, 0);
         if (stopReason !== undefined) return;
         await this.rt
           .leader((l) => l.shuffleDone({ attemptId: a.attemptId }))
@@ -189,9 +233,10 @@ export class WorkerManager {
           output: { kind: 'reduce', bytes: r.counters.bytesOut },
           counters: {
             inputRecords: r.counters.valuesIn,
-            inputBytes: runs.length,
+            inputBytes: shuffledBytes,
             outputRecords: r.counters.recordsOut,
             outputBytes: r.counters.bytesOut,
+            user: r.userCounters,
           },
         }));
       }
@@ -288,12 +333,21 @@ export class WorkerManager {
         let lastError: unknown;
         for (let t = 0; t < FETCH_TRIES; t++) {
           if (signal.aborted) throw new CohortError('CANCELLED', 'reduce attempt stopped');
+          // The map was redone elsewhere meanwhile (another reducer reported its node):
+          // give the task back at once; it comes back with the new location.
+          const now = this.rt.state.core.mapOutput(a.jobId, loc.map);
+          if (t > 0 && now?.attemptId !== loc.attemptId) break;
           try {
             const peer = this.rt.peer(loc.node);
             await fetchRun(
-              peer.fetchPartition(
-                { jobId: a.jobId, map: loc.map, attemptId: loc.attemptId, partition: a.index },
-                { timeoutMs: 60_000, signal },
+              firstItemWithin(
+                (s) =>
+                  peer.fetchPartition(
+                    { jobId: a.jobId, map: loc.map, attemptId: loc.attemptId, partition: a.index },
+                    { timeoutMs: FETCH_DEADLINE_MS, signal: s },
+                  ),
+                signal,
+                Math.max(3_000, this.rt.options.leaseMs),
               ),
               dest,
             );
