@@ -177,7 +177,7 @@ export class KvWorkload {
       mix.get + mix.serializable + (client.readOnly ? 0 : mix.put + mix.cas + mix.delete);
     let x = r.next() * total;
     if ((x -= mix.serializable) < 0) {
-      this.serializableGet(client, key);
+      this.serializableGet(key);
       this.later(client);
       return;
     }
@@ -236,7 +236,7 @@ export class KvWorkload {
   }
 
   /** A serializable get: answered at once by any up node's replica, possibly stale. */
-  private serializableGet(client: Client, key: string): void {
+  private serializableGet(key: string): void {
     const up = this.o.nodes.filter((n) => n.up);
     if (up.length === 0) return;
     const node = this.o.random.pick(up);
@@ -256,7 +256,6 @@ export class KvWorkload {
       linearizable: false,
       node: node.id,
     });
-    void client;
   }
 
   private later(client: Client): void {
