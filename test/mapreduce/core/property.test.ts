@@ -27,6 +27,8 @@ import { MapReduceStateMachine } from '../../../src/mapreduce/core/index.js';
 import type { CoordinatorBounds } from '../../../src/mapreduce/core/index.js';
 
 const FINISHED: readonly string[] = ['done', 'failed', 'cancelled'];
+/** Runs per property: 150 in CI; `MR_PROP_RUNS=5000 npx vitest run <this file> --testTimeout=0` for a long search. */
+const RUNS = Number(process.env['MR_PROP_RUNS'] ?? 150);
 
 const NODES = ['n1', 'n2', 'n3'] as const;
 const WORKERS = Array.from({ length: 6 }, (_, i) => ({
@@ -451,7 +453,7 @@ describe('coordinator under random faults', () => {
           });
         },
       ),
-      { numRuns: 150 },
+      { numRuns: RUNS },
     );
   });
 });
@@ -539,7 +541,7 @@ describe('coordinator at tight bounds', () => {
           for (const [k, n] of world.commits) if (k.includes('/reduce')) expect(n).toBe(1);
         },
       ),
-      { numRuns: 100 },
+      { numRuns: Math.ceil((RUNS * 2) / 3) },
     );
   });
 });
