@@ -332,42 +332,19 @@ describe('MapReduce on three node processes', () => {
   it('bad input: missing reduce export, missing input and an unwritable output dir are refused before submitting', async () => {
     const input = makeInput('refused', 1, 5);
     const target = ['--endpoints', endpoints(), '--cluster-id', cluster.clusterId];
-    const noReduce = await runCli([
-      'mr',
-      'run',
-      noReduceJob,
-      '--input',
-      join(input, '*.txt'),
-      '--output',
-      join(dir, 'r1'),
-      ...target,
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    const run = (module: string, inputGlob: string, output: string): ReturnType<typeof runCli> =>
+      runCli(['mr', 'run', module, '--input', inputGlob, '--output', output, ...target]);
+    const [noReduce, noInput, unwritable] = await Promise.all([
+      run(noReduceJob, join(input, '*.txt'), join(dir, 'r1')),
+      run(wordcount, join(dir, 'nowhere', '*.txt'), join(dir, 'r2')),
+      run(wordcount, join(input, '*.txt'), join(file, 'out')),
     ]);
     expect(noReduce.code).toBe(2);
     expect(noReduce.stderr).toContain('does not export a reduce function');
-    const noInput = await runCli([
-      'mr',
-      'run',
-      wordcount,
-      '--input',
-      join(dir, 'nowhere', '*.txt'),
-      '--output',
-      join(dir, 'r2'),
-      ...target,
-    ]);
     expect(noInput.code).toBe(2);
     expect(noInput.stderr).toMatch(/nowhere/);
-    const file = join(dir, 'a-file');
-    writeFileSync(file, 'x');
-    const unwritable = await runCli([
-      'mr',
-      'run',
-      wordcount,
-      '--input',
-      join(input, '*.txt'),
-      '--output',
-      join(file, 'out'),
-      ...target,
-    ]);
     expect(unwritable.code).toBe(2);
     expect(unwritable.stderr).toContain('cannot be created');
     for (const d of ['r1', 'r2']) expect(existsSync(join(dir, d))).toBe(false);
