@@ -85,6 +85,7 @@ import {
   checkPath,
   checkString,
   checkTime,
+  checkWorkerId,
   clip,
   invalid,
   preview,
@@ -511,7 +512,7 @@ export class MapReduceStateMachine {
   // ---------------------------------------------------------------- assign
 
   private assignTask(c: AssignTaskCommand): AssignTaskResult {
-    const worker = checkId(c.worker, 'worker');
+    const worker = checkWorkerId(c.worker);
     const node = checkId(c.node, 'node');
     const now = checkTime(c.now, 'now');
     const leaseMs = checkLeaseMs(c.leaseMs);

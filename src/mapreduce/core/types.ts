@@ -229,7 +229,7 @@ export interface SubmitJobCommand {
  */
 export interface AssignTaskCommand {
   readonly type: 'assignTask';
-  /** Worker id, unique in the cluster, e.g. `n1:w0` (node id, thread). */
+  /** Worker id, unique in the cluster, e.g. `n1:w0` (node id, thread); up to twice limits.idBytesMax characters. */
   readonly worker: string;
   /** Node the worker runs on (a map's output will live there). */
   readonly node: string;

@@ -129,3 +129,24 @@ export function checkKey(value: unknown, field: string, max: number): string {
   if (key === '__proto__') invalid(`${field} may not be __proto__`, field);
   return key;
 }
+
+/**
+ * A worker id: like a node id but up to twice as long, so `<node id>:w<n>`
+ * fits whatever the node id's length.
+ */
+export function checkWorkerId(value: unknown, field = 'worker'): string {
+  const max = 2 * limits.idBytesMax;
+  const ok =
+    typeof value === 'string' &&
+    value.length > 0 &&
+    value.length <= max &&
+    isValidId(value.slice(0, limits.idBytesMax)) &&
+    /^[A-Za-z0-9._:-]*$/.test(value);
+  if (!ok) {
+    invalid(
+      `${field} must be 1..${max} of letters, digits and . _ : - (starting with a letter or digit), not ${preview(value)}`,
+      field,
+    );
+  }
+  return value;
+}

@@ -109,6 +109,20 @@ describe('refused commands change nothing', () => {
       { type: 'assignTask', worker: 'w', node: 'n', now: 0, leaseMs: limits.mrLeaseMsMax + 1 },
     ],
     ['a bad worker id', { type: 'assignTask', worker: 'a/b', node: 'n', now: 0, leaseMs: 1000 }],
+    [
+      'a worker id too long',
+      {
+        type: 'assignTask',
+        worker: 'w'.repeat(2 * limits.idBytesMax + 1),
+        node: 'n',
+        now: 0,
+        leaseMs: 1000,
+      },
+    ],
+    [
+      'a worker id starting with a colon',
+      { type: 'assignTask', worker: ':w0', node: 'n', now: 0, leaseMs: 1000 },
+    ],
     ['a missing node', { type: 'assignTask', worker: 'w', now: 0, leaseMs: 1000 }],
     ['attempt id 0', { type: 'renewTask', attemptId: 0, now: 0, leaseMs: 1000 }],
     ['a string attempt id', { type: 'renewTask', attemptId: '1', now: 0, leaseMs: 1000 }],

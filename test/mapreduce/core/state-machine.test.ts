@@ -116,6 +116,13 @@ describe('a job without faults', () => {
     expect(sm.attempt(m0.attemptId)).toBeUndefined();
   });
 
+  it('a worker id may be a maximal node id plus a thread suffix', () => {
+    const sm = new MapReduceStateMachine();
+    ok(sm, submit('j1', 1, 1));
+    const node = 'n'.repeat(limits.idBytesMax);
+    expect(must(assign(sm, `${node}:w12`, node)).kind).toBe('map');
+  });
+
   it('jobs are served in submission order; an empty input goes straight to the reduces', () => {
     const sm = new MapReduceStateMachine();
     ok(sm, submit('a', 1, 1));
