@@ -28,6 +28,23 @@
  *
  * The machine has 2 cores shared by the client and all three servers (and
  * anything else running): the load average is printed at the start and end.
+ *
+ * Measured here 2026-11-21 09:24–10:00 UTC while other work kept the load
+ * average at 11–21 on the 2 cores (so every figure swings by 2× between runs;
+ * ratios from one run are what count, and not by much): medians of 3 runs,
+ * cohort / etcd — puts c=1 250 / 603 ops/s (p50 1.95 / 1.38 ms), c=16
+ * 2.2k / 1.8k, c=64 1.7k / 1.8k (p99 186 / 192 ms), c=256 2.4k / 2.6k
+ * (p99 641 / 422 ms); linearizable gets c=64 13.4k / 3.3k (p50 2.2 / 14 ms).
+ * Earlier single runs: puts c=64 ratio 0.79 and 1.35, c=256 1.10 and 0.99.
+ * Failover (20 trials, 2 runs): cohort p50 327 / 326 ms, p99 705 / 470 ms;
+ * etcd p50 1273 / 1335 ms, p99 2858 / 1579 ms (its 1 s election timeout).
+ * Where it goes: cohort's client uses ~6 % CPU where etcd3 uses ~40 %; the
+ * three nodes use about as much CPU per put as etcd's members (~170 µs in all
+ * at c=64), but under this contention they got only 30–55 % of the box. At
+ * c=1 each put is a chain of wake-ups (client, leader, fdatasync thread,
+ * followers, leader, client) and each waits for a core here. The default
+ * --snapshot-entries (10 000) snapshots during a run, synchronously: put p99
+ * at c=256 went 1.23 s → 0.25 s with snapshots off (`--snapshot-entries`).
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -374,6 +391,8 @@ function summarize(results: readonly Result[], flags: Flags): void {
       opsPerSec: median(rs.map((r) => r.opsPerSec)),
       p50Us: median(rs.map((r) => r.p50Us)),
       p99Us: median(rs.map((r) => r.p99Us)),
+      clientCpu: median(rs.map((r) => r.clientCpu ?? NaN)),
+      serverCpu: median(rs.map((r) => r.serverCpu ?? NaN)),
     };
   };
   if (flags.reps > 1) {
