@@ -133,7 +133,8 @@ export class WorkerManager {
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
     if (this.janitor !== undefined) clearInterval(this.janitor);
     for (const s of this.pool.slots) s.abort('node stopping');
-    await Promise.allSettled(this.loops);
+    // A loop may be waiting on the leader (an RPC deadline): do not hold the node's shutdown for it.
+    await Promise.race([Promise.allSettled(this.loops), sleep(1_000)]);
   }
 
   private async loop(slot: WorkerSlot): Promise<void> {
