@@ -317,22 +317,7 @@ export class KvServer {
     if (this.closed || this.leadingTerm === term) return;
     this.stepDown();
     this.leadingTerm = term;
-    // A ReadIndex read completes once this leader has committed an entry of
-    // its term and applied everything before it: the lease table is then
-    // current, and the clock follows every later entry (see applied()).
-    this.raft
-      .read((sm) => {
-        if (this.leadingTerm !== term || !this.raft.isLeader()) return;
-        this.clock = LeaseClock.promote(
-          sm.kv.leaseList(),
-          this.now(),
-          this.options.electionTimeoutMs,
-        );
-        this.log?.debug({ term, leases: this.clock.size }, 'lease clock started');
-      })
-      .catch((e: unknown) => {
-        this.log?.debug({ err: e, term }, 'lease clock not started (leadership lost)');
-      });
+    this.promoteClock(term);
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms);
       t.unref();
@@ -345,6 +330,31 @@ export class KvServer {
     const kept = this.options.historyRevisionsKept ?? limits.kvHistoryRevisionsKept;
     if (kept > 0)
       every(this.options.compactCheckMs ?? limits.kvCompactCheckMs, () => this.compact(kept));
+  }
+
+  /**
+   * Starts the lease clock of `term`'s leadership. A ReadIndex read completes
+   * once this leader has committed an entry of its term and applied everything
+   * before it: the lease table is then current, and the clock follows every
+   * later entry (see applied()). Tried again while this node still leads.
+   */
+  private promoteClock(term: number): void {
+    this.raft
+      .read((sm) => {
+        if (this.leadingTerm !== term || !this.raft.isLeader()) return;
+        this.clock = LeaseClock.promote(
+          sm.kv.leaseList(),
+          this.now(),
+          this.options.electionTimeoutMs,
+        );
+        this.log?.debug({ term, leases: this.clock.size }, 'lease clock started');
+      })
+      .catch((e: unknown) => {
+        if (this.closed || this.leadingTerm !== term || !this.raft.isLeader()) return;
+        this.log?.debug({ err: e, term }, 'lease clock not started yet; trying again');
+        const t = setTimeout(() => this.promoteClock(term), 50);
+        t.unref();
+      });
   }
 
   private stepDown(): void {
