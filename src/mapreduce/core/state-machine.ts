@@ -1112,7 +1112,7 @@ export class MapReduceStateMachine {
       progress: st.progress,
       counters: st.counters,
       inputBytes: st.inputBytes,
-      skipped: st.skipped.slice(0, this.bounds.skippedRecordsMax),
+      skipped: st.skipped,
       userCounters: { ...st.userCounters },
     };
     job.maps = [];
@@ -1186,8 +1186,10 @@ export class MapReduceStateMachine {
       }
       if (t.kind === 'map') {
         const file = job.splits[t.index]?.file ?? '';
-        for (const offset of t.skipOffsets) skipped.push({ map: t.index, file, offset });
-        for (const offset of t.selfSkipped) skipped.push({ map: t.index, file, offset });
+        for (const offset of [...t.skipOffsets, ...t.selfSkipped]) {
+          if (skipped.length < this.bounds.skippedRecordsMax)
+            skipped.push({ map: t.index, file, offset });
+        }
         sum.skippedRecords += t.skipOffsets.length;
       }
       const c = t.counters;

@@ -614,6 +614,7 @@ export interface JobStatus {
   readonly counters: JobCounters;
   /** Input bytes of all splits. */
   readonly inputBytes: number;
+  /** Skipped records, map by map, up to limits.mrSkippedRecordsMax (counters.skippedRecords counts them all). */
   readonly skipped: readonly SkippedRecord[];
   /** The job's own counters, summed over committed tasks, by name in sorted order. */
   readonly userCounters: Readonly<Record<string, number>>;
