@@ -303,6 +303,24 @@ describe('MapReduce on three node processes', () => {
     expect(readOutput(output)).toEqual(await reference(labJob, input, 3));
   });
 
+  it('a straggling map gets a backup copy near the end of the map phase; the first to finish wins', async () => {
+    const input = makeInput('straggler', 6, 40, 23);
+    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(80));
+    const params = {
+      recordSleepMs: '60',
+      slowFile: 'slow',
+      slowOnce: join(dir, 'straggler-marker'),
+    };
+    const { jobId, output } = await submit(labJob, input, 2, params, {
+      backupTasks: true,
+      backupAfterMs: 1_000,
+    });
+    const s = await client.wait(jobId);
+    expect(s.status).toBe('done');
+    expect(s.counters.backupAttempts).toBeGreaterThanOrEqual(1);
+    expect(readOutput(output)).toEqual(await reference(labJob, input, 2));
+  });
+
   it('bad input: a reducer throwing on one key fails the job with a clear message and leaves no output', async () => {
     const input = makeInput('bad', 3, 50, 13);
     const output = join(dir, 'bad-out');
