@@ -1112,7 +1112,7 @@ export class MapReduceStateMachine {
       progress: st.progress,
       counters: st.counters,
       inputBytes: st.inputBytes,
-      skipped: st.skipped,
+      skipped: [...st.skipped],
       userCounters: { ...st.userCounters },
     };
     job.maps = [];
