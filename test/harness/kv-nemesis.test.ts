@@ -78,8 +78,8 @@ describe('classifyKvError', () => {
     expect(classifyKvError(new CohortError('INVALID_ARGUMENT', 'x', { definite: true }))).toBe(
       'fail',
     );
-    // After retries the last error may be a definite routing one while an
-    // earlier attempt was applied (see process-nemesis-client.test.ts).
+    // A definite routing error after retries does not prove that no earlier
+    // attempt was applied (see process-nemesis-client.test.ts).
     expect(classifyKvError(new CohortError('UNAVAILABLE', 'x', { definite: true }))).toBe(
       'unknown',
     );

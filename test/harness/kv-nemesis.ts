@@ -18,10 +18,12 @@
  *
  * Values are unique (`w<client>-<n>`), so a read names the write it saw. A
  * write that ends in an error is `fail` only when the error is definite and
- * not about routing: after its retries the client throws the LAST attempt's
- * error, and a definite NOT_LEADER / UNAVAILABLE at the end says nothing
- * about an earlier attempt that timed out (and may have been applied), so
- * those are recorded `unknown` — sound, if a little weaker.
+ * not about routing: a definite NOT_LEADER / UNAVAILABLE after retries says
+ * nothing about an earlier attempt that timed out (and may have been
+ * applied) unless the client took care to say so — it did not at first
+ * (see test/kv/process-nemesis-client.test.ts) — so those are recorded
+ * `unknown`: sound, if a little weaker. The workload's `classify: 'client'`
+ * trusts the client's definite flag instead.
  */
 import { isCohortError } from '../../src/lib/errors.js';
 import { KvClient } from '../../src/kv/client.js';

@@ -5,18 +5,14 @@
  * A write's first attempt reaches the leader and is applied, but its answer
  * is lost (an indefinite TIMEOUT); every later attempt fails with a definite
  * routing error (UNAVAILABLE) until the retry budget runs out. The client
- * then throws that LAST error, which is definite — telling the application
- * the write certainly did not happen, when it did. Found by the nemesis test
+ * used to throw that LAST error, definite — telling the application the
+ * write certainly did not happen, when it did. Found by the nemesis test
  * with `COHORT_NEMESIS_CLASSIFY=client COHORT_NEMESIS_RETRY_MS=300`: a put
  * reported as a definite failure whose value a later read saw (the checker
- * rejected the history). The nemesis test records such errors as unknown
- * (classifyKvError), so it does not depend on this.
- *
- * The fix belongs in src/kv/client.ts (`call`): once any attempt of a write
- * failed indefinitely, the error finally thrown must be indefinite too.
- * Until then this test pins the current, wrong answer (`definite: true`),
- * so it fails when the client is fixed: flip that expectation then. (Not
- * `it.fails`, which would also pass on any unrelated breakage.)
+ * rejected the history). Fixed in src/kv/client.ts (`call`, cf70d0c): once
+ * an attempt failed indefinitely, giving up is indefinite too. The nemesis
+ * test itself records routing errors as unknown (classifyKvError), so it
+ * never depended on this.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CohortError, isCohortError } from '../../src/lib/errors.js';
@@ -36,7 +32,7 @@ afterAll(async () => {
 });
 
 describe('KvClient after retries (issue 6)', () => {
-  it('BUG (issue 6): reports a write that was applied as a definite failure when its last retry failed definitely', async () => {
+  it('reports a write whose answer was lost as indefinite, even when its last retry failed definitely', async () => {
     let puts = 0;
     let applied = false;
     // Put attempts go through until one is applied; its answer is then
@@ -46,9 +42,8 @@ describe('KvClient after retries (issue 6)', () => {
       if (call.method !== 'put') return next(call);
       puts++;
       if (applied) throw new CohortError('UNAVAILABLE', 'peer down (test)', { definite: true });
-      const answer = await next(call);
+      await next(call);
       applied = true;
-      void answer;
       throw new CohortError('TIMEOUT', 'answer lost (test)', { definite: false });
     };
     const kv = await KvClient.connect({
@@ -68,11 +63,10 @@ describe('KvClient after retries (issue 6)', () => {
       // It was applied...
       const v = await check.get('maybe');
       expect(v === undefined ? null : new TextDecoder().decode(v.value)).toBe('applied');
-      // ...so the error must not claim it certainly was not. BUG (issue 6):
-      // it does; this expectation should become `false` with the fix.
+      // ...so the error must not claim it certainly was not.
       expect(isCohortError(thrown)).toBe(true);
       expect((thrown as CohortError).code).toBe('UNAVAILABLE');
-      expect((thrown as CohortError).definite).toBe(true);
+      expect((thrown as CohortError).definite).toBe(false);
     } finally {
       await kv.close();
       await check.close();
