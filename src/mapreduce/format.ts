@@ -28,9 +28,10 @@
  * frames as on the wire ({@link import('../wire/frame.js')}): `u32 BE length |
  * u32 BE CRC32C(payload) | payload`. The payload's first byte is a tag: `H`
  * (header, first frame: MessagePack `['cohort-mr-run', 1]`), `D` (data:
- * MessagePack array `[key0, values0, key1, values1, ...]`, keys strictly
- * ascending across the whole run), `E` (end, last frame: MessagePack
- * `[keys, values]` counts). A run without its end frame is truncated, and
+ * MessagePack array `[key0, values0, key1, values1, ...]`, keys ascending
+ * across the whole run; a key with very many values may fill several
+ * consecutive records, read back in order), `E` (end, last frame: MessagePack
+ * `[records, values]` counts). A run without its end frame is truncated, and
  * reading it fails with `CORRUPTION`, so a half-fetched run is never merged.
  * Run files are written to a temp name and renamed, so a reader never sees a
  * partial one; they are not fsynced (a lost run is recomputed by re-running
@@ -133,6 +134,8 @@ const RUN_MAGIC = 'cohort-mr-run';
 const RUN_VERSION = 1;
 /** Encoded bytes gathered into one data frame before it is cut. */
 const BLOCK_BYTES_TARGET = 1024 * 1024;
+/** Encoded values past which one key's values are cut into several records (and a block is cut before a record that would overflow it). */
+const RECORD_BYTES_MAX = 4 * 1024 * 1024;
 /** Bytes of frames buffered before they are written to the file. */
 const WRITE_BYTES_TARGET = 4 * 1024 * 1024;
 
@@ -163,12 +166,13 @@ export function tempPathFor(path: string): string {
  * `path`; `abort()` deletes it.
  */
 export class RunWriter {
-  /** Keys written so far. */
+  /** Records written so far: one per key, more for a key with very many values. */
   keys = 0;
   /** Values written so far. */
   values = 0;
   private bytes = 0;
-  private block: unknown[] = [];
+  /** Encoded keys and value lists of the block being built, in order. */
+  private parts: Uint8Array[] = [];
   private blockBytes = 0;
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
@@ -208,19 +212,36 @@ export class RunWriter {
       );
     }
     this.lastKey = key;
-    this.block.push(key, values);
-    this.keys++;
-    this.values += values.length;
-    // A cheap size estimate; the real size is known after packing.
-    this.blockBytes += key.length + 4 + values.length * 9;
-    if (this.blockBytes >= BLOCK_BYTES_TARGET) this.cutBlock();
+    this.addRecord(key, values);
     return this.pendingBytes >= WRITE_BYTES_TARGET;
   }
 
+  /** Encodes one record; a key with very many values takes several records, in order. */
+  private addRecord(key: string, values: readonly unknown[]): void {
+    const vb = packr.pack(values);
+    if (vb.length > RECORD_BYTES_MAX && values.length > 1) {
+      const mid = values.length >> 1;
+      this.addRecord(key, values.slice(0, mid));
+      this.addRecord(key, values.slice(mid));
+      return;
+    }
+    const kb = packr.pack(key);
+    if (this.blockBytes + kb.length + vb.length > RECORD_BYTES_MAX) this.cutBlock();
+    this.parts.push(kb, vb);
+    this.blockBytes += kb.length + vb.length;
+    this.keys++;
+    this.values += values.length;
+    if (this.blockBytes >= BLOCK_BYTES_TARGET) this.cutBlock();
+  }
+
   private cutBlock(): void {
-    if (this.block.length === 0) return;
-    this.push(frame(TAG_DATA, packr.pack(this.block)));
-    this.block = [];
+    if (this.parts.length === 0) return;
+    // A MessagePack array32 header, then the elements already encoded.
+    const head = Buffer.allocUnsafe(5);
+    head[0] = 0xdd;
+    head.writeUInt32BE(this.parts.length, 1);
+    this.push(frame(TAG_DATA, Buffer.concat([head, ...this.parts])));
+    this.parts = [];
     this.blockBytes = 0;
   }
 
@@ -328,8 +349,7 @@ export async function* readRun(
             const vs: unknown = body[i + 1];
             if (typeof k !== 'string' || !Array.isArray(vs))
               throw corruption(where, 'bad record in a data block');
-            if (lastKey !== undefined && !(lastKey < k))
-              throw corruption(where, 'keys out of order');
+            if (lastKey !== undefined && lastKey > k) throw corruption(where, 'keys out of order');
             lastKey = k;
             keys++;
             values += vs.length;

@@ -145,3 +145,23 @@ describe('run files', () => {
     await expect(readAll(join(dir, 'not-a-run'))).rejects.toMatchObject({ code: 'CORRUPTION' });
   });
 });
+
+describe('run files with a hot key', () => {
+  it('a key with more values than fit one record is split into consecutive records and merged back in order', async () => {
+    const { mergeRuns } = await import('../../src/mapreduce/tasks.js');
+    const big = Array.from({ length: 60_000 }, (_, i) => `value number ${i} ${'x'.repeat(100)}`);
+    const path = await writeRun([
+      ['a', [1]],
+      ['hot', big],
+      ['z', [2]],
+    ]);
+    const records = await readAll(path);
+    expect(records.filter(([k]) => k === 'hot').length).toBeGreaterThan(1);
+    const seen: [string, unknown[]][] = [];
+    await mergeRuns([path, await writeRun([['hot', ['last']]])], (k, vs) => {
+      seen.push([k, vs]);
+    });
+    expect(seen.map(([k]) => k)).toEqual(['a', 'hot', 'z']);
+    expect(seen[1]![1]).toEqual([...big, 'last']);
+  });
+});

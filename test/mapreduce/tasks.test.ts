@@ -62,7 +62,7 @@ describe('map and reduce tasks', () => {
       fc.asyncProperty(
         fc.constantFrom('fold', 'combine', 'plain'),
         fc.array(file, { minLength: 1, maxLength: 3 }),
-        fc.integer({ min: 48, max: 400 }),
+        fc.integer({ min: 100, max: 2000 }),
         fc.integer({ min: 1, max: 3 }),
         fc.constantFrom(undefined, 4, 20),
         async (which, texts, splitBytes, reducers, bufferEntriesMax) => {
@@ -75,7 +75,7 @@ describe('map and reduce tasks', () => {
             outputDir: join(base, 'out'),
             reducers,
             splitBytes,
-            ...(bufferEntriesMax === undefined ? {} : { bufferEntriesMax, readChunkBytes: 48 }),
+            ...(bufferEntriesMax === undefined ? {} : { bufferEntriesMax, readChunkBytes: 64 }),
           });
           const ref = await runSequential(job, inputs, { outputDir: join(base, 'ref'), reducers });
           expect(await read(engine.files)).toEqual(await read(ref.files));
@@ -86,7 +86,7 @@ describe('map and reduce tasks', () => {
           }
         },
       ),
-      { numRuns: 25 },
+      { numRuns: 20 },
     );
   }, 180_000);
 
