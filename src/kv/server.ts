@@ -463,6 +463,32 @@ export class KvServer {
     );
   }
 
+  /**
+   * During an election (no leader known) a request waits here, up to two
+   * election timeouts or its deadline, for a leader to emerge: true if this
+   * node became leader, false (answer NOT_LEADER naming the new one) otherwise.
+   * The client is then redirected the moment a leader is known instead of
+   * polling the followers.
+   */
+  private leaderElected(ctx: CallContext): Promise<boolean> {
+    if (this.raft.leaderId() !== null || this.closed) return Promise.resolve(false);
+    const waitMs = Math.min(2 * this.options.electionTimeoutMs, ctx.remainingMs() - 50);
+    if (waitMs <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        off();
+        ctx.signal.removeEventListener('abort', done);
+        resolve(this.raft.isLeader());
+      };
+      const timer = setTimeout(done, waitMs);
+      const off = this.raft.onStateChange((c) => {
+        if (c.leader !== null) done();
+      });
+      ctx.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
   private rethrow(e: unknown): never {
     if (isCohortError(e) && e.code === 'NOT_LEADER') throw this.notLeader(e);
     throw e;
@@ -471,9 +497,9 @@ export class KvServer {
   private async write<R extends KvResult>(
     command: KvCommand,
     session: SessionTag | undefined,
-    _ctx: CallContext,
+    ctx: CallContext,
   ): Promise<R> {
-    if (!this.raft.isLeader()) throw this.notLeader();
+    if (!this.raft.isLeader() && !(await this.leaderElected(ctx))) throw this.notLeader();
     let applied: NodeApplied;
     try {
       // No cancellation: once sent, a write's fate is the log's (the client
@@ -495,7 +521,7 @@ export class KvServer {
     fn: (sm: KvRaftStateMachine) => T,
   ): Promise<T> {
     if (serializable === true) return this.raft.read(fn, { consistency: 'serializable' });
-    if (!this.raft.isLeader()) throw this.notLeader();
+    if (!this.raft.isLeader() && !(await this.leaderElected(ctx))) throw this.notLeader();
     try {
       return await this.raft.read(fn, { signal: ctx.signal });
     } catch (e) {
