@@ -50,15 +50,21 @@ export interface ThreadReduceTask {
   readonly params: Readonly<Record<string, string>>;
 }
 
+/** Loads (and caches) a job module ahead of its tasks; the result is null. */
+export interface ThreadLoadTask {
+  readonly kind: 'load';
+  readonly module: string;
+}
+
 /** A task for a thread. */
-export type ThreadTask = ThreadMapTask | ThreadReduceTask;
+export type ThreadTask = ThreadMapTask | ThreadReduceTask | ThreadLoadTask;
 
 /** What a thread posts back. */
 export type ThreadReply =
   | { readonly type: 'progress' }
   /** The job module is loaded: from now on the task runs user code (the stall limit applies). */
   | { readonly type: 'loaded' }
-  | { readonly type: 'done'; readonly result: MapTaskResult | ReduceTaskResult }
+  | { readonly type: 'done'; readonly result: MapTaskResult | ReduceTaskResult | null }
   | {
       readonly type: 'error';
       readonly error: {
@@ -71,9 +77,10 @@ export type ThreadReply =
 async function run(
   task: ThreadTask,
   loaded: () => void,
-): Promise<MapTaskResult | ReduceTaskResult> {
+): Promise<MapTaskResult | ReduceTaskResult | null> {
   const job = await loadJob(task.module);
   loaded();
+  if (task.kind === 'load') return null;
   if (task.kind === 'map') {
     return runMapTask({
       job,
