@@ -24,6 +24,7 @@
  * at the address it registered; a proxied call that reaches a non-leader is
  * refused with NOT_LEADER (definite) rather than forwarded again.
  */
+import { isAbsolute } from 'node:path';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { nodeId } from '../lib/ids.js';
@@ -377,6 +378,18 @@ export class MapReduceRuntime {
     req: SubmitRequest,
     call?: CallContext,
   ): Promise<{ jobId: string; maps: number; reducers: number }> {
+    const relative = [req.module, req.output, ...req.splits.map((x) => x.file)].find(
+      (p) => !isAbsolute(p),
+    );
+    if (relative !== undefined) {
+      return Promise.reject(
+        new CohortError(
+          'INVALID_ARGUMENT',
+          `paths in a job must be absolute (every node resolves them): ${JSON.stringify(relative)}`,
+          { details: { path: relative } },
+        ),
+      );
+    }
     return this.onLeader(
       call,
       async () => {

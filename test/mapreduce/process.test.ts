@@ -365,6 +365,15 @@ describe('MapReduce on three node processes', () => {
     expect(noInput.stderr).toMatch(/nowhere/);
     expect(unwritable.code).toBe(2);
     expect(unwritable.stderr).toContain('cannot be created');
+    // Over RPC, a job naming a relative path is refused (each node would resolve it its own way).
+    const prepared = await prepareJob({
+      module: wordcount,
+      inputs: [input],
+      output: join(dir, 'r3'),
+    });
+    await expect(
+      client.submit({ ...prepared.request, module: 'examples/mapreduce/wordcount.ts' }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     for (const d of ['r1', 'r2']) expect(existsSync(join(dir, d))).toBe(false);
   });
 

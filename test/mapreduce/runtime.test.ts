@@ -56,6 +56,7 @@ describe('WorkerPool', () => {
     const pool = new WorkerPool({ size: 1, stallMs: 1_000 });
     const slot = pool.slot(0);
     try {
+      expect(await slot.run({ kind: 'load', module: behave })).toBeNull(); // preload
       const ok = (await slot.run(mapTask('ok', 1))) as MapTaskResult;
       expect(ok.runs.map((r) => r.partition)).toEqual([0, 1]);
       expect(ok.counters.recordsIn).toBe(4);
