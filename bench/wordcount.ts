@@ -35,7 +35,8 @@
  *
  * Every implementation's counts are checked to be identical (a digest of the
  * sorted `word count` list); a mismatch exits 1. The last lines print MB/s
- * (MiB/s) for the largest size, then the ratios. The machine's load average is
+ * (MiB/s) and CPU seconds per GiB for the largest size, then the ratios
+ * (throughput, and CPU efficiency: the peer's CPU per GiB over cohort's). The machine's load average is
  * printed at the start and end: these are shared 2-core machines.
  */
 import { spawnSync } from 'node:child_process';
@@ -96,6 +97,13 @@ for (const s of SIZES) {
 for (const i of ONLY) if (!ALL.includes(i)) throw new Error(`--only: unknown ${i}`);
 
 type Counts = Map<string, number>;
+
+/** One run: wall seconds of its timed part, counts, and CPU seconds of the timed part if it measured them. */
+interface Result {
+  secs: number;
+  counts: Counts;
+  cpu?: number;
+}
 
 function digest(counts: Counts): string {
   const h = createHash('sha256');
@@ -217,7 +225,7 @@ function startTsWorker(entry: URL, workerData: unknown): Worker {
   return new Worker(code, { eval: true, workerData });
 }
 
-async function tasksOnly(files: string[]): Promise<{ secs: number; counts: Counts }> {
+async function tasksOnly(files: string[]): Promise<Result> {
   const reducers = 2;
   const work = mkdtempSync(join(DIR, 'tasks-'));
   const outDir = join(work, 'out');
@@ -243,6 +251,7 @@ async function tasksOnly(files: string[]): Promise<{ secs: number; counts: Count
   try {
     await Promise.all(workers.map(next));
     const t0 = process.hrtime.bigint();
+    const cpu0 = cpuSeconds();
     const mapped = workers.map(next);
     for (const w of workers) w.postMessage({ phase: 'map' });
     const results = (await Promise.all(mapped)).flatMap((m) => m.results ?? []);
@@ -254,7 +263,7 @@ async function tasksOnly(files: string[]): Promise<{ secs: number; counts: Count
     for (const w of workers) w.postMessage({ phase: 'reduce', runs });
     await Promise.all(reduced);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-    return { secs, counts: readOutput(outDir) };
+    return { secs, cpu: cpuSeconds() - cpu0, counts: readOutput(outDir) };
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
     rmSync(work, { recursive: true, force: true });
@@ -291,6 +300,17 @@ async function cohort(files: string[]): Promise<{ secs: number; counts: Counts }
 
 // ---------------------------------------------------------------------- main
 
+/**
+ * CPU seconds used so far by this process (all threads) and its reaped
+ * children (Dask's Python and its worker processes), from /proc/self/stat
+ * (utime, stime, cutime, cstime; 100 ticks per second on Linux).
+ */
+function cpuSeconds(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [11, 12, 13, 14].reduce((a, i) => a + Number(f[i]), 0) / 100;
+}
+
 function load(): string {
   return loadavg()
     .map((l) => l.toFixed(2))
@@ -305,6 +325,7 @@ async function main(): Promise<void> {
   for (const f of all) readFileSync(f); // warm the page cache
   const run: Impl[] = ONLY.filter((i) => i !== 'dask' || ensureDask());
   const best = new Map<string, number>(); // `${impl}@${size}` -> seconds (best of REPS)
+  const cpu = new Map<string, number>(); // `${impl}@${size}` -> CPU seconds (least of REPS)
   const digests = new Map<string, string>();
   const failed = new Set<Impl>();
   for (const size of SIZES) {
@@ -314,7 +335,8 @@ async function main(): Promise<void> {
     for (let rep = 0; rep < REPS; rep++) {
       for (const impl of run) {
         if (failed.has(impl)) continue;
-        let r: { secs: number; counts: Counts };
+        let r: Result;
+        const cpu0 = cpuSeconds();
         try {
           r =
             impl === 'tight1'
@@ -335,6 +357,7 @@ async function main(): Promise<void> {
         }
         const key = `${impl}@${size}`;
         best.set(key, Math.min(best.get(key) ?? Infinity, r.secs));
+        cpu.set(key, Math.min(cpu.get(key) ?? Infinity, r.cpu ?? cpuSeconds() - cpu0));
         const d = digest(r.counts);
         digests.set(key, d);
         const ref = digests.get(`${run[0]}@${size}`);
@@ -365,8 +388,17 @@ async function main(): Promise<void> {
     );
   }
   const mbps = (i: Impl): number => top / (best.get(`${i}@${top}`) ?? NaN);
-  console.log(`MB/s (MiB/s) at ${top} MiB, best of ${REPS}:`);
-  for (const i of okImpls) console.log(`  ${LABEL[i].padEnd(48)} ${mbps(i).toFixed(1)}`);
+  // CPU per input byte does not depend on how many cores the other tenants of
+  // the machine leave us; wall-clock MB/s does. Both are printed.
+  const cpuPerGiB = (i: Impl): number => ((cpu.get(`${i}@${top}`) ?? NaN) / top) * 1024;
+  console.log(
+    `MB/s (MiB/s) at ${top} MiB, best of ${REPS}; CPU seconds per GiB (all threads and child processes; for dask and cohort the cluster start too):`,
+  );
+  for (const i of okImpls) {
+    console.log(
+      `  ${LABEL[i].padEnd(48)} ${mbps(i).toFixed(1).padStart(6)} MB/s ${cpuPerGiB(i).toFixed(1).padStart(7)} CPU s/GiB`,
+    );
+  }
   for (const c of ['tasks', 'cohort'] as const) {
     if (!okImpls.includes(c)) continue;
     const vs: string[] = [];
@@ -374,7 +406,10 @@ async function main(): Promise<void> {
       vs.push(`${(mbps(c) / mbps('tight2')).toFixed(2)}x tight 2t (goal 0.85)`);
     if (okImpls.includes('tight1')) vs.push(`${(mbps(c) / mbps('tight1')).toFixed(2)}x tight 1t`);
     if (okImpls.includes('dask')) vs.push(`${(mbps(c) / mbps('dask')).toFixed(2)}x dask (goal 3)`);
-    console.log(`ratio ${c}: ${vs.join(', ')}`);
+    const eff = okImpls
+      .filter((i) => i === 'tight2' || i === 'dask')
+      .map((i) => `${(cpuPerGiB(i) / cpuPerGiB(c)).toFixed(2)}x ${i}`);
+    console.log(`ratio ${c}: ${vs.join(', ')}; CPU efficiency ${eff.join(', ')}`);
   }
 }
 
