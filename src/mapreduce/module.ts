@@ -168,9 +168,9 @@ export class MapReduceModule implements NodeModule {
     return this.runtime;
   }
 
-  async start(ctx: NodeModuleContext): Promise<void> {
+  start(ctx: NodeModuleContext): void {
     this.runtime = new MapReduceRuntime(ctx, this.state, this.options);
-    await this.runtime.start();
+    this.runtime.start();
   }
 
   async stop(): Promise<void> {

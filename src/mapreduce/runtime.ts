@@ -116,7 +116,7 @@ export class MapReduceRuntime {
   }
 
   /** Serves the service, follows leadership, starts the workers. */
-  async start(): Promise<void> {
+  start(): void {
     const handlers = this.handlers();
     this.ctx.rpc.serve(MapReduceService, handlers);
     this.unsubscribe = this.ctx.raft.onStateChange(() => this.onRaftChange());
@@ -136,7 +136,6 @@ export class MapReduceRuntime {
       this.workers = new WorkerManager(this, this.pool);
       this.workers.start();
     }
-    await Promise.resolve();
   }
 
   /**
@@ -148,7 +147,10 @@ export class MapReduceRuntime {
     if (pool === undefined) return;
     pool.warm();
     await Promise.all(
-      pool.slots.filter((s) => !s.busy).map((s) => s.run({ kind: 'load', module })),
+      pool.slots.map(async (s) => {
+        while (s.busy) await s.whenIdle();
+        await s.run({ kind: 'load', module });
+      }),
     );
   }
 

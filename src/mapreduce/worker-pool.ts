@@ -107,6 +107,24 @@ export class WorkerSlot {
     return this.current !== undefined;
   }
 
+  private idleWaiters: (() => void)[] = [];
+
+  /**
+   * Resolves once no task runs (at once if none does). Callers that share a
+   * slot check `busy` again and call `run` in the same synchronous step:
+   * `while (slot.busy) await slot.whenIdle(); slot.run(task);`.
+   */
+  whenIdle(): Promise<void> {
+    if (this.current === undefined) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private becameIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
   /**
    * Runs one task in the thread; resolves with the task function's result.
    * Rejects with USER_CODE_ERROR (the job's code threw), INTERNAL (the thread
@@ -204,6 +222,7 @@ export class WorkerSlot {
       }
       clearInterval(cur.watchdog);
       this.current = undefined;
+      this.becameIdle();
       if (msg.type === 'done') cur.resolve(msg.result);
       else {
         const code = isErrorCode(msg.error.code) ? msg.error.code : 'INTERNAL';
@@ -244,6 +263,7 @@ export class WorkerSlot {
       clearInterval(cur.watchdog);
       cur.reject(err);
     }
+    this.becameIdle();
     if (kill && this.worker !== undefined) {
       const w = this.worker;
       this.worker = undefined;

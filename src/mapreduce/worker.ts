@@ -74,6 +74,12 @@ function firstItemWithin<T>(
   };
 }
 
+/** Runs a task in `slot` once nothing else runs there (a preload may hold it for a moment). */
+async function runIn(slot: WorkerSlot, task: Parameters<WorkerSlot['run']>[0]): Promise<unknown> {
+  while (slot.busy) await slot.whenIdle();
+  return slot.run(task);
+}
+
 /** Raised when a map output cannot be fetched. */
 class FetchFailure extends Error {
   constructor(
@@ -197,7 +203,7 @@ export class WorkerManager {
     progress[0] = -1;
     try {
       if (a.kind === 'map') {
-        const r = (await slot.run(this.mapTask(a, progress))) as MapTaskResult;
+        const r = (await runIn(slot, this.mapTask(a, progress))) as MapTaskResult;
         await this.report(a, () => ({
           attemptId: a.attemptId,
           output: { kind: 'map', partitionBytes: r.runs.map((x) => x.bytes) },
@@ -219,7 +225,7 @@ export class WorkerManager {
         await this.rt
           .leader((l) => l.shuffleDone({ attemptId: a.attemptId }))
           .catch((e: unknown) => log.debug({ err: e }, 'mapreduce: shuffleDone failed'));
-        const r = (await slot.run({
+        const r = (await runIn(slot, {
           kind: 'reduce',
           module: a.module,
           partition: a.index,

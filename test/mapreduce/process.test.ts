@@ -128,14 +128,23 @@ function watchTasks(jobId: string): { stop(): Promise<TaskInfo[]> } {
   const latest = new Map<string, TaskInfo>();
   let stopped = false;
   const loop = (async () => {
-    while (!stopped) {
-      const ts = await client.tasks(jobId).catch(() => [] as TaskInfo[]);
-      for (const t of ts) {
-        const key = `${t.task.kind}-${t.task.index}`;
-        const old = latest.get(key);
-        if (old === undefined || t.attempts >= old.attempts) latest.set(key, t);
+    // Its own client: the test's is closed and replaced around kills.
+    const own = await MapReduceClient.connect(cluster.nodes, cluster.clusterId);
+    try {
+      while (!stopped) {
+        const ts = await own
+          .call((stub) => stub.tasks({ jobId }, { timeoutMs: 500 }), 1_000)
+          .then((r) => r.tasks)
+          .catch(() => [] as TaskInfo[]);
+        for (const t of ts) {
+          const key = `${t.task.kind}-${t.task.index}`;
+          const old = latest.get(key);
+          if (old === undefined || t.attempts >= old.attempts) latest.set(key, t);
+        }
+        await new Promise((r) => setTimeout(r, 50));
       }
-      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await own.close();
     }
   })();
   return {
