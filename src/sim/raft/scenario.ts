@@ -25,6 +25,11 @@
  * production RaftNode shell). `npm run sim -- --scenario raft --seeds 100000`
  * runs many seeds and prints counts by outcome; a failure prints the seed, the
  * drawn parameters, the last events and the replay command.
+ *
+ * The cluster harness ({@link runRaftCluster}) is shared: the KV scenario
+ * (src/sim/kv) plugs in its own nodes (the real KV state machine on either
+ * shell), liveness probe and workload through a {@link RaftClusterPlugin},
+ * and gets the same draws, nemesis, invariants and liveness check.
  */
 import { nodeId } from '../../lib/ids.js';
 import type { NodeId } from '../../lib/ids.js';
