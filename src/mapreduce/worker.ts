@@ -28,6 +28,8 @@ import type { WorkerPool, WorkerSlot } from './worker-pool.js';
 
 /** Tries per map output before a reduce attempt reports the fetch as failed. */
 const FETCH_TRIES = 3;
+/** How many times slower a worker polls while the cluster has no job. */
+const IDLE_POLL_FACTOR = 2.5;
 /** Map outputs a reduce attempt fetches at once. */
 const FETCH_PARALLEL = 4;
 
@@ -149,16 +151,19 @@ export class WorkerManager {
     while (!this.stopped) {
       let assignment: TaskAssignment | null = null;
       let leaseMs = this.rt.options.leaseMs;
+      let idle = false;
       try {
         const grant = await this.rt.requestTask({ worker, node: this.rt.self });
         assignment = grant.result.assignment;
         leaseMs = grant.leaseMs;
+        idle = !grant.result.assignment && grant.result.reason === 'noJobs';
       } catch (e) {
         this.rt.log.debug({ err: e, worker }, 'mapreduce: requestTask failed');
       }
       if (this.stopped) return;
       if (assignment === null) {
-        await sleep(poll * (0.5 + Math.random()));
+        // With no job at all, ask less often (an idle cluster stays quiet).
+        await sleep((idle ? IDLE_POLL_FACTOR : 1) * poll * (0.5 + Math.random()));
         continue;
       }
       try {

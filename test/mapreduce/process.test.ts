@@ -443,7 +443,8 @@ describe('MapReduce on three node processes', () => {
     const input = makeInput('lost', 6, 40, 19);
     // One slow file keeps the map phase open after the others are done.
     writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(60));
-    const params = { recordSleepMs: '40', slowFile: 'slow' };
+    // Every map takes a moment (so maps spread over the nodes); the slow one takes seconds.
+    const params = { recordSleepMs: '40', slowFile: 'slow', mapSleepMs: '400' };
     const { jobId, output } = await submit(labJob, input, 2, params, { backupTasks: false });
     const watch = watchTasks(jobId);
     const leader = await cluster.waitForLeader();
