@@ -399,7 +399,17 @@ export class Nemesis {
     await sleep(this.dwellMs / 2);
     await this.cluster.restart(f, { wipe: true, logLevel: 'info' });
     const s = await this.catchUp(f);
-    const installed = this.cluster.output(f).includes('installed a snapshot from the leader');
+    // Its log line may arrive after its status answer (two pipes): wait a little for it.
+    const installed = await until(
+      `${f} to log a snapshot install`,
+      () =>
+        Promise.resolve(
+          this.cluster.output(f).includes('installed a snapshot from the leader')
+            ? true
+            : undefined,
+        ),
+      5000,
+    ).catch(() => false);
     this.log(
       `wiped ${f} (leader ${l.id} snapshot at ${l.snapshotIndex}) → rejoined, snapshotIndex ${s.snapshotIndex}, applied ${s.appliedIndex}${installed ? ', installed the leader\u2019s snapshot' : ''}`,
     );
