@@ -76,7 +76,7 @@ export interface LeaderWait {
   readonly minTerm?: number;
   /** Nodes that must follow it (default: every node that answers). */
   readonly followers?: number;
-  /** Give up after this long (default 20 s). */
+  /** Give up after this long (default 30 s: node processes start slowly on a busy machine). */
   readonly timeoutMs?: number;
 }
 
@@ -265,7 +265,7 @@ export class ProcessCluster {
         const following = up.filter((s) => s.leader === l.id && s.term === l.term).length;
         return following >= (w.followers ?? up.length) ? l : undefined;
       },
-      w.timeoutMs ?? 20_000,
+      w.timeoutMs ?? 30_000,
     );
   }
 
