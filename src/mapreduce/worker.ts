@@ -18,7 +18,12 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CohortError, isCohortError } from '../lib/errors.js';
-import type { MapAssignment, ReduceAssignment, TaskAssignment } from './core/types.js';
+import type {
+  CompleteTaskResult,
+  MapAssignment,
+  ReduceAssignment,
+  TaskAssignment,
+} from './core/types.js';
 import { partFileName } from './format.js';
 import type { ServerStream } from '../rpc/service.js';
 import type { MapReduceRuntime } from './runtime.js';
@@ -240,7 +245,7 @@ export class WorkerManager {
           attempt: a.attemptId,
           params: a.params,
         })) as ReduceTaskResult;
-        await this.report(a, () => ({
+        const done = await this.report(a, () => ({
           attemptId: a.attemptId,
           output: { kind: 'reduce', bytes: r.counters.bytesOut },
           counters: {
@@ -251,11 +256,13 @@ export class WorkerManager {
             user: r.userCounters,
           },
         }));
+        if (!done.committed && done.reason === 'jobFinished') await this.dropIfJobFailed(a);
       }
       log.debug('mapreduce: attempt done');
     } catch (e) {
       if (stopReason !== undefined || this.stopped) {
         log.debug({ reason: stopReason }, 'mapreduce: attempt stopped');
+        if (a.kind === 'reduce' && stopReason === 'jobFinished') await this.dropIfJobFailed(a);
         return;
       }
       if (e instanceof FetchFailure) {
@@ -305,12 +312,11 @@ export class WorkerManager {
   private async report(
     a: TaskAssignment,
     make: () => Parameters<ReturnType<MapReduceRuntime['peer']>['complete']>[0],
-  ): Promise<void> {
+  ): Promise<CompleteTaskResult> {
     const deadline = Date.now() + Math.max(5_000, this.rt.options.leaseMs * 3);
     for (;;) {
       try {
-        await this.rt.leader((l) => l.complete(make()));
-        return;
+        return await this.rt.leader((l) => l.complete(make()));
       } catch (e) {
         if (Date.now() > deadline || this.stopped) {
           throw new CohortError('UNAVAILABLE', `could not report attempt ${a.attemptId} done`, {
@@ -320,6 +326,23 @@ export class WorkerManager {
         await sleep(100);
       }
     }
+  }
+
+  /**
+   * A reduce attempt that ran on after its job failed or was cancelled may
+   * have renamed its output into place after the submitter removed the
+   * job's output: it removes its part file itself (a failed job leaves no
+   * output). The file of a job that is done stays (it equals the committed one).
+   */
+  private async dropIfJobFailed(a: TaskAssignment): Promise<void> {
+    // The leader said the job is over; this replica may apply that a moment later.
+    let status = this.rt.job(a.jobId)?.status;
+    for (let i = 0; i < 20 && (status === 'mapping' || status === 'reducing'); i++) {
+      await sleep(100);
+      status = this.rt.job(a.jobId)?.status;
+    }
+    if (status !== 'failed' && status !== 'cancelled') return;
+    await rm(join(a.output, partFileName(a.index)), { force: true }).catch(() => undefined);
   }
 
   /** Fetches this reduce's partition of every map output; returns local run paths in map order. */
