@@ -2,8 +2,8 @@
  * The MapReduce runtime's parts, in one process: the worker-thread pool
  * (a task runs in a thread; a thread that exits, blocks or is aborted fails
  * its task with a stable code and is replaced), the module's replicated state
- * (address registry refusals, snapshots), and the shuffle's serving and
- * fetching of one map run.
+ * (address registry refusals, snapshots), the shuffle's serving and
+ * fetching of one map run, and the node settings that configure it.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CohortError } from '../../src/lib/errors.js';
 import { MapReduceModuleState } from '../../src/mapreduce/module.js';
+import { runtimeDefaults } from '../../src/mapreduce/runtime.js';
+import { resolveNodeConfig } from '../../src/node/config.js';
 import type { CallContext, ServerStream } from '../../src/rpc/service.js';
 import { fetchRun, mapRunPath, serveShuffle } from '../../src/mapreduce/shuffle.js';
 import type { MapTaskResult } from '../../src/mapreduce/tasks.js';
@@ -165,5 +167,34 @@ describe('shuffle', () => {
     await expect(
       collect(serveShuffle(mrDir, { ...req, attemptId: 10 }, call())),
     ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
+
+describe('node settings for MapReduce', () => {
+  const base = { id: 'n1', dataDir: dir, listen: '127.0.0.1:7101', rpc: '127.0.0.1:7201' };
+
+  it('workers and mrLeaseMs come from flags, then env, with defaults; bad values name the field', () => {
+    const d = resolveNodeConfig({ flags: base, env: {} });
+    expect(d.workers).toBeGreaterThanOrEqual(1);
+    expect(d.mrLeaseMs).toBe(10_000);
+    const f = resolveNodeConfig({
+      flags: { ...base, workers: '0', mrLeaseMs: '2000' },
+      env: { COHORT_WORKERS: '5' },
+    });
+    expect([f.workers, f.mrLeaseMs]).toEqual([0, 2000]);
+    expect(resolveNodeConfig({ flags: base, env: { COHORT_WORKERS: '5' } }).workers).toBe(5);
+    expect(() => resolveNodeConfig({ flags: { ...base, workers: 'many' }, env: {} })).toThrow(
+      /workers \(--workers\)/,
+    );
+    expect(() => resolveNodeConfig({ flags: { ...base, mrLeaseMs: '5' }, env: {} })).toThrow(
+      /mrLeaseMs/,
+    );
+    const options = runtimeDefaults({ leaseMs: 2_000, workers: 2 });
+    expect(options).toMatchObject({
+      leaseMs: 2_000,
+      stallMs: 2_000,
+      nodeLostMs: 6_000,
+      workers: 2,
+    });
   });
 });
