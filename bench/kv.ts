@@ -36,6 +36,10 @@
  * 2.2k / 1.8k, c=64 1.7k / 1.8k (p99 186 / 192 ms), c=256 2.4k / 2.6k
  * (p99 641 / 422 ms); linearizable gets c=64 13.4k / 3.3k (p50 2.2 / 14 ms).
  * Earlier single runs: puts c=64 ratio 0.79 and 1.35, c=256 1.10 and 0.99.
+ * Latest single run (10:21, load 9–12, client cf70d0c/bd36db3): puts c=1
+ * 384 / 657 (p50 1.67 / 1.28 ms), c=16 2.9k / 2.0k, c=64 3.6k / 2.0k (p99
+ * 114 / 168 ms), c=256 7.0k / 2.7k (p99 142 / 400 ms); gets 15.1k / 4.0k;
+ * failover cohort p50 308 ms, p99 629 ms; etcd p50 1318 ms, p99 2016 ms.
  * Failover (20 trials, 2 runs): cohort p50 327 / 326 ms, p99 705 / 470 ms;
  * etcd p50 1273 / 1335 ms, p99 2858 / 1579 ms (its 1 s election timeout).
  * Where it goes: cohort's client uses ~6 % CPU where etcd3 uses ~40 %; the
