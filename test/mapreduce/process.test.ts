@@ -1,6 +1,6 @@
 /**
  * MapReduce on real node processes, modelled on the classic MapReduce lab's
- * tests: three `cohort node` processes (2 worker threads each, 2 s leases)
+ * tests: three `cohort node` processes (2 worker threads each, 3 s leases)
  * run jobs submitted over RPC (and through the `cohort mr` CLI); outputs are
  * compared byte for byte with the sequential reference runner. Then the
  * faults: worker threads that crash or stall, the Raft leader killed with
@@ -209,7 +209,8 @@ function endpoints(): string {
 
 beforeAll(async () => {
   process.env['COHORT_WORKERS'] = '2';
-  process.env['COHORT_MR_LEASE_MS'] = '2000';
+  // Short leases keep fault tests quick; 3 s leaves room for a starved CI machine's renewals.
+  process.env['COHORT_MR_LEASE_MS'] = '3000';
   cluster = await ProcessCluster.start({ nodes: 3, dir: join(dir, 'cluster'), tickMs: 20 });
   await cluster.waitForLeader();
   await reconnect();
