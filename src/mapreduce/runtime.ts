@@ -73,6 +73,9 @@ export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeO
 
 const FORWARDED = 'mr-forwarded';
 
+/** Longest a worker's request for a task waits on the leader for work to appear (a long poll). */
+export const REQUEST_WAIT_MS_MAX = 2_000;
+
 /** The runtime (see the file comment). */
 export class MapReduceRuntime {
   readonly options: RuntimeOptions;
@@ -157,6 +160,7 @@ export class MapReduceRuntime {
   /** Stops the workers and the driver. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.wakePolls();
     this.unsubscribe?.();
     this.stopDriver();
     if (this.registerTimer !== undefined) clearInterval(this.registerTimer);
@@ -169,6 +173,7 @@ export class MapReduceRuntime {
   /** Proposes a coordinator command on this (leader) node; a refusal becomes a CohortError. */
   async command(cmd: MrCommand | RegisterNodeCommand): Promise<MrResult> {
     const applied = (await this.ctx.propose(cmd)) as MrApplied;
+    if (cmd.type !== 'assignTask' && cmd.type !== 'renewTask') this.wakePolls();
     if (!applied.ok) {
       throw new CohortError(applied.error.code, applied.error.message, {
         definite: applied.error.definite,
@@ -232,16 +237,30 @@ export class MapReduceRuntime {
   }
 
   /** Asks the leader for a task (forwarded if need be). */
-  requestTask(req: { worker: string; node: string }, call?: CallContext): Promise<TaskGrant> {
+  requestTask(
+    req: { worker: string; node: string; waitMs?: number },
+    call?: CallContext,
+  ): Promise<TaskGrant> {
     return this.onLeader(
       call,
       async () => {
         this.touch(req.node);
         const leaseMs = this.options.leaseMs;
-        // An idle poll is answered without a log entry when nothing would be assigned.
-        const peek = this.state.core.peekAssignment(req.worker, Date.now());
-        if ('reason' in peek) {
-          return { result: { type: 'assignTask', assignment: null, reason: peek.reason }, leaseMs };
+        // Long poll: with nothing to hand out, wait (up to waitMs) for the state
+        // to change, so a new job or the end of a phase starts work at once.
+        const deadline = Date.now() + Math.min(req.waitMs ?? 0, REQUEST_WAIT_MS_MAX);
+        for (;;) {
+          // An idle poll is answered without a log entry when nothing would be assigned.
+          const peek = this.state.core.peekAssignment(req.worker, Date.now());
+          if (!('reason' in peek)) break;
+          const left = deadline - Date.now();
+          if (left <= 0 || this.stopped || !this.ctx.raft.isLeader()) {
+            return {
+              result: { type: 'assignTask', assignment: null, reason: peek.reason },
+              leaseMs,
+            };
+          }
+          await this.stateChanged(left);
         }
         const result = await this.command({
           type: 'assignTask',
@@ -252,8 +271,29 @@ export class MapReduceRuntime {
         });
         return { result: result as TaskGrant['result'], leaseMs };
       },
-      (l) => l.requestTask(req),
+      (l) => l.requestTask(req, { timeoutMs: (req.waitMs ?? 0) + 5_000 }),
     );
+  }
+
+  private changeWaiters = new Set<() => void>();
+
+  /** Resolves at the next coordinator command this leader applies, or after `ms`. */
+  private stateChanged(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.changeWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      this.changeWaiters.add(done);
+    });
+  }
+
+  /** Wakes the long polls (a command was applied, or leadership changed). */
+  private wakePolls(): void {
+    for (const w of [...this.changeWaiters]) w();
   }
 
   private touchAttempt(attemptId: number): void {
@@ -439,6 +479,7 @@ export class MapReduceRuntime {
   // ------------------------------------------------------------ leader driver
 
   private onRaftChange(): void {
+    this.wakePolls();
     if (this.stopped) return;
     const s = this.ctx.raft.status();
     if (s.role === 'leader') {

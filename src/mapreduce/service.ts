@@ -110,7 +110,12 @@ export const MapReduceService = defineService('MapReduce', {
     { idempotent: true, description: "record a node's RPC address in the replicated state" },
   ),
   requestTask: unary(
-    Type.Object({ worker: Type.String({ minLength: 1, maxLength: 128 }), node: NodeIdSchema }),
+    Type.Object({
+      worker: Type.String({ minLength: 1, maxLength: 128 }),
+      node: NodeIdSchema,
+      /** Wait on the leader up to this long (ms, capped) for a task to appear. */
+      waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+    }),
     checkedByCore<TaskGrant>(),
     { description: 'a worker asks for a task (leader)' },
   ),

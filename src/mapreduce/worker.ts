@@ -35,6 +35,8 @@ import type { WorkerPool, WorkerSlot } from './worker-pool.js';
 const FETCH_TRIES = 3;
 /** How many times slower a worker polls while the cluster has no job. */
 const IDLE_POLL_FACTOR = 2.5;
+/** How long a request for a task may wait on the leader for one to appear (a long poll). */
+const LONG_POLL_MS = 1_000;
 /** Map outputs a reduce attempt fetches at once. */
 const FETCH_PARALLEL = 4;
 
@@ -158,7 +160,11 @@ export class WorkerManager {
       let leaseMs = this.rt.options.leaseMs;
       let idle = false;
       try {
-        const grant = await this.rt.requestTask({ worker, node: this.rt.self });
+        const grant = await this.rt.requestTask({
+          worker,
+          node: this.rt.self,
+          waitMs: LONG_POLL_MS,
+        });
         assignment = grant.result.assignment;
         leaseMs = grant.leaseMs;
         idle = !grant.result.assignment && grant.result.reason === 'noJobs';
