@@ -33,8 +33,6 @@ import type { WorkerPool, WorkerSlot } from './worker-pool.js';
 
 /** Tries per map output before a reduce attempt reports the fetch as failed. */
 const FETCH_TRIES = 3;
-/** How many times slower a worker polls while the cluster has no job. */
-const IDLE_POLL_FACTOR = 2.5;
 /** How long a request for a task may wait on the leader for one to appear (a long poll). */
 const LONG_POLL_MS = 1_000;
 /** Map outputs a reduce attempt fetches at once. */
@@ -158,7 +156,7 @@ export class WorkerManager {
     while (!this.stopped) {
       let assignment: TaskAssignment | null = null;
       let leaseMs = this.rt.options.leaseMs;
-      let idle = false;
+      let answered = false;
       try {
         const grant = await this.rt.requestTask({
           worker,
@@ -167,14 +165,15 @@ export class WorkerManager {
         });
         assignment = grant.result.assignment;
         leaseMs = grant.leaseMs;
-        idle = !grant.result.assignment && grant.result.reason === 'noJobs';
+        answered = true;
       } catch (e) {
         this.rt.log.debug({ err: e, worker }, 'mapreduce: requestTask failed');
       }
       if (this.stopped) return;
       if (assignment === null) {
-        // With no job at all, ask less often (an idle cluster stays quiet).
-        await sleep((idle ? IDLE_POLL_FACTOR : 1) * poll * (0.5 + Math.random()));
+        // The request itself waited on the leader (long poll): ask again soon,
+        // unless it failed at once (no leader yet): then wait a poll interval.
+        await sleep((answered ? Math.min(poll, 50) : poll) * (0.5 + Math.random()));
         continue;
       }
       try {
