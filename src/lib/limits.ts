@@ -182,6 +182,12 @@ export const limits = {
   mrRunBlockBytesMax: 64 * 1024 * 1024,
   /** Skipped bad records listed in a map task's result (all are counted). */
   mrSkippedRecordsListedMax: 100,
+  /** Longest a worker's request for a task waits on the leader for work (long poll); bounds held calls. */
+  mrTaskRequestWaitMsMax: 2_000,
+  /** Bytes per shuffle stream item; a full credit window (rpcStreamCreditItems) stays far below peerQueueBytesMax. */
+  mrShuffleChunkBytes: 256 * 1024,
+  /** Least time a worker thread gets to boot and load (compile) a job before its task counts as stalled. */
+  mrThreadStartupMsMin: 30_000,
 } as const;
 
 /** The type of {@link limits}. */
