@@ -27,6 +27,7 @@
 import { isAbsolute } from 'node:path';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
+import { limits } from '../lib/limits.js';
 import { nodeId } from '../lib/ids.js';
 import type { NodeModuleContext } from '../node/modules.js';
 import type { CallContext, Client, Handlers } from '../rpc/service.js';
@@ -72,9 +73,6 @@ export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeO
 }
 
 const FORWARDED = 'mr-forwarded';
-
-/** Longest a worker's request for a task waits on the leader for work to appear (a long poll). */
-export const REQUEST_WAIT_MS_MAX = 2_000;
 
 /** The runtime (see the file comment). */
 export class MapReduceRuntime {
@@ -248,7 +246,7 @@ export class MapReduceRuntime {
         const leaseMs = this.options.leaseMs;
         // Long poll: with nothing to hand out, wait (up to waitMs) for the state
         // to change, so a new job or the end of a phase starts work at once.
-        const deadline = Date.now() + Math.min(req.waitMs ?? 0, REQUEST_WAIT_MS_MAX);
+        const deadline = Date.now() + Math.min(req.waitMs ?? 0, limits.mrTaskRequestWaitMsMax);
         for (;;) {
           // An idle poll is answered without a log entry when nothing would be assigned.
           const peek = this.state.core.peekAssignment(req.worker, Date.now());

@@ -19,11 +19,9 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CohortError } from '../lib/errors.js';
+import { limits } from '../lib/limits.js';
 import type { CallContext, ServerStream } from '../rpc/service.js';
 import { tempPathFor } from './format.js';
-
-/** Bytes per stream item: 16 of them fill the client's credit window with 4 MiB (limits.rpcStreamCreditItems is 64). */
-export const SHUFFLE_CHUNK_BYTES = 256 * 1024;
 
 const JOB_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
@@ -88,7 +86,7 @@ export async function* serveShuffle(
       { details: { ...req } },
     );
   }
-  const stream = createReadStream(path, { highWaterMark: SHUFFLE_CHUNK_BYTES });
+  const stream = createReadStream(path, { highWaterMark: limits.mrShuffleChunkBytes });
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       if (call.signal.aborted) return;

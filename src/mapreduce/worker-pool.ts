@@ -4,7 +4,7 @@
  * called `process.exit`, threw outside the task, ran out of memory) or stalls
  * (once the job module is loaded, neither a progress ping nor a record done
  * for `stallMs`: a busy loop or a blocking wait in user code; booting and
- * loading the job may take {@link STARTUP_MS_MIN}) is terminated and replaced
+ * loading the job may take `limits.mrThreadStartupMsMin`) is terminated and replaced
  * by a fresh one, and the task it ran fails with a CohortError the caller
  * reports to the coordinator.
  *
@@ -26,6 +26,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { assert } from '../lib/assert.js';
 import { CohortError, isErrorCode } from '../lib/errors.js';
+import { limits } from '../lib/limits.js';
 import type { ThreadReply, ThreadTask } from './worker-thread.js';
 
 /** Options of a {@link WorkerPool}. */
@@ -38,9 +39,6 @@ export interface WorkerPoolOptions {
   /** The thread's entry file (default: worker-thread next to this file). */
   readonly entry?: URL;
 }
-
-/** Least time allowed for a thread to boot and load (compile) a job module; a loaded machine is slow at it. */
-export const STARTUP_MS_MIN = 30_000;
 
 /** Default worker count: one per core. */
 export function defaultWorkerCount(): number {
@@ -99,7 +97,7 @@ export class WorkerSlot {
 
   /** Time a thread may take to start and load the job before its task counts as stalled (ms). */
   private get startupMs(): number {
-    return Math.max(this.options.stallMs, STARTUP_MS_MIN);
+    return Math.max(this.options.stallMs, limits.mrThreadStartupMsMin);
   }
 
   /** True while a task runs. */
