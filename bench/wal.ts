@@ -8,16 +8,19 @@
  * Reading the ratio: the appenders form a closed loop, so each WAL batch costs
  * the sync plus everything serial around it, none of which the raw side pays:
  * the thread-pool hop of the asynchronous fdatasync (measured here at 40-70 µs
- * over fdatasyncSync for a 4 KiB batch) and about 1.2 µs of CPU per append
- * (validation, encoding, per-record CRC32C, one promise, this loop; measured
- * with a no-op sync). With a raw batch of 0.2-0.3 ms that bounds the ratio
- * near 0.75 at c=16 and 0.6 at c=128; under an open load, new saves are
- * encoded while a sync is in flight, which this loop cannot show.
+ * over fdatasyncSync for a 4 KiB batch) and about 0.9-1 µs of CPU per append
+ * (validation, encoding, one promise, this loop's own timing; measured with a
+ * no-op sync, after a batch's one-entry saves were made to share one record
+ * and one CRC32C). With a raw batch of 0.2-0.3 ms that bounds the ratio near
+ * 0.75 at c=16 and 0.65 at c=128; under an open load, new saves are encoded
+ * while a sync is in flight, which this loop cannot show.
  *
  * Both sync modes of FileStorage are measured: 'thread' (the default:
  * fdatasync on libuv's thread pool, the event loop keeps running) and 'inline'
  * (fdatasyncSync on the event loop: no hop, but the process stalls during the
- * sync).
+ * sync). Measured 2026-11-21 at load average ~2 (ratios c=1 / 16 / 128):
+ * thread 0.62 / 0.54 / 0.42 (200.8k appends/s at c=128), inline 0.84 / 0.76 /
+ * 0.65 (347.8k appends/s at c=128). The issue's goal is 0.85.
  *
  * Run: npm run bench:wal [-- --quick] [-- --sync=thread|inline]
  */
