@@ -12,13 +12,15 @@ const seeds: { seed: number; options: KvScenarioOptions; expect: 'ok' | RegExp; 
   {
     seed: 178,
     options: { raft: { snapshotChunkBytes: 16 } },
-    expect: /liveness: members n4 did not apply/,
+    expect: 'ok',
     why:
       "Found by the kv scenario when it used the Raft scenario's 16-byte chunks: pre-vote and " +
       'check-quorum both off, and n2, removed while partitioned, never learns it and forces an ' +
       'election every timeout (raft-core.ts documents this corner, dissertation §4.2.3); each new ' +
-      'leader restarts the 1.2 KB snapshot transfer to the lagging n4, which never completes. ' +
-      'The kv scenario now draws KV-sized chunks (64 B and up).',
+      'leader restarted the 1.2 KB snapshot transfer to the lagging n4, which never completed. ' +
+      'The kv scenario now draws KV-sized chunks (64 B and up). Since election timeouts start one ' +
+      'tick past the lease (2026-11-21) the draws differ and neither this option set (seeds ' +
+      '1-3000) nor snapshotEvery: 1 (1-3000) reproduces it; the corner itself remains.',
   },
   {
     seed: 178,

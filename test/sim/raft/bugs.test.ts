@@ -28,10 +28,10 @@ describe('the simulator catches each deliberate core bug', () => {
     });
   }
 
-  it('forgetToPersistVote breaks safety itself: with the durability checks off, a double vote or two leaders in a term within 300 seeds', async () => {
+  it('forgetToPersistVote breaks safety itself: with the durability checks off, a double vote or two leaders in a term within 600 seeds', async () => {
     const r = await firstFailingSeed(
       { bugs: { forgetToPersistVote: true }, durabilityChecks: false },
-      300,
+      600,
     );
     expect(r, 'no seed caught it').toBeDefined();
     expect(r?.message).toMatch(/voted for both|two leaders in term/);
