@@ -29,26 +29,22 @@
  * The machine has 2 cores shared by the client and all three servers (and
  * anything else running): the load average is printed at the start and end.
  *
- * Measured here 2026-11-21 09:24–10:00 UTC while other work kept the load
- * average at 11–21 on the 2 cores (so every figure swings by 2× between runs;
- * ratios from one run are what count, and not by much): medians of 3 runs,
- * cohort / etcd — puts c=1 250 / 603 ops/s (p50 1.95 / 1.38 ms), c=16
- * 2.2k / 1.8k, c=64 1.7k / 1.8k (p99 186 / 192 ms), c=256 2.4k / 2.6k
- * (p99 641 / 422 ms); linearizable gets c=64 13.4k / 3.3k (p50 2.2 / 14 ms).
- * Earlier single runs: puts c=64 ratio 0.79 and 1.35, c=256 1.10 and 0.99.
- * Latest single run (10:21, load 9–12, client cf70d0c/bd36db3): puts c=1
- * 384 / 657 (p50 1.67 / 1.28 ms), c=16 2.9k / 2.0k, c=64 3.6k / 2.0k (p99
- * 114 / 168 ms), c=256 7.0k / 2.7k (p99 142 / 400 ms); gets 15.1k / 4.0k;
- * failover cohort p50 308 ms, p99 629 ms; etcd p50 1318 ms, p99 2016 ms.
- * Failover (20 trials, 2 runs): cohort p50 327 / 326 ms, p99 705 / 470 ms;
- * etcd p50 1273 / 1335 ms, p99 2858 / 1579 ms (its 1 s election timeout).
- * Where it goes: cohort's client uses ~6 % CPU where etcd3 uses ~40 %; the
- * three nodes use about as much CPU per put as etcd's members (~170 µs in all
- * at c=64), but under this contention they got only 30–55 % of the box. At
- * c=1 each put is a chain of wake-ups (client, leader, fdatasync thread,
- * followers, leader, client) and each waits for a core here. The default
- * --snapshot-entries (10 000) snapshots during a run, synchronously: put p99
- * at c=256 went 1.23 s → 0.25 s with snapshots off (`--snapshot-entries`).
+ * Measured on a quiet machine (load average ~1.3), 2026-11-21 10:40 UTC,
+ * `--runtime dist`, one run, cohort / etcd: puts c=1 1,108 / 932 ops/s (p50
+ * 0.80 / 1.00 ms, p99 3.5 / 2.7 ms), c=16 7.6k / 3.4k (ratio 2.22), c=64
+ * 11.9k / 5.4k (2.21; p99 14.6 / 25.4 ms), c=256 13.8k / 5.5k (2.51; p99
+ * 42.5 / 84.1 ms); linearizable gets c=64 26.7k / 5.4k (4.97). etcd's figures
+ * match ../shared/peers/RESULTS.md. CPU: cohort's client ~11-19 % where etcd3
+ * uses 36-94 % (etcd3 is client-bound at c>=64).
+ * Failover, 40 trials (after election timeouts moved one tick past the lease):
+ * p50 269 ms, p99 = max 535 ms, the only trial above 374 ms a split vote (an
+ * extra term); before that change 3 in 40 trials took ~620 ms (a pre-vote
+ * refused by a voter still in its lease). etcd: p50 ~1.3 s (1 s timeout).
+ * Under the load of other work (load average 9-21, earlier the same day) the
+ * put ratios fell to 0.8-1.8 and p50 at c=1 rose to 1.7-2.7 ms: compare
+ * ratios from one run on a quiet box only. The default --snapshot-entries
+ * (now 100 000, etcd's) matters: at 10 000 the synchronous KV snapshot put
+ * c=256 p99 at 1.23 s vs 0.25 s with snapshots off.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
