@@ -35,14 +35,16 @@ const packr = new Packr({ useRecords: false });
 const SNAPSHOT_FORMAT = 'cohort-node/1';
 // A wrapped snapshot opens with a 3-entry map whose first key is "format", so
 // it is told from the store's own bytes without decoding them.
-const WRAPPED_PREFIX = packr
-  .pack({ format: SNAPSHOT_FORMAT, kv: null, modules: null })
-  .subarray(0, 8);
+// Copied out: pack() may return a view of msgpackr's reused buffer.
+const WRAPPED_PREFIX = Buffer.from(
+  packr.pack({ format: SNAPSHOT_FORMAT, kv: null, modules: null }).subarray(0, 8),
+);
 
-function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
-  if (bytes.length < prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
-  return true;
+function isWrapped(bytes: Uint8Array): boolean {
+  return (
+    bytes.length >= WRAPPED_PREFIX.length &&
+    WRAPPED_PREFIX.equals(bytes.subarray(0, WRAPPED_PREFIX.length))
+  );
 }
 
 /** What applying a module's entry returns to its proposer. */
@@ -118,7 +120,7 @@ export class KvRaftStateMachine implements RaftStateMachine<NodeApplied> {
 
   /** Replaces the store and the modules with a snapshot's (CORRUPTION on bad bytes). */
   restore(bytes: Uint8Array): void {
-    if (!startsWith(bytes, WRAPPED_PREFIX)) {
+    if (!isWrapped(bytes)) {
       this.kv.restore(bytes);
       return;
     }

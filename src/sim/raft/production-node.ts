@@ -48,7 +48,7 @@ import type {
   SimRaftNode,
   SimRaftNodeBase,
 } from './node.js';
-import { decodeCommand, digestStep, encodeCommand } from './state-machine.js';
+import { applyCommand, digestStep, encodeCommand } from './state-machine.js';
 import type { KvCommand } from './state-machine.js';
 
 /** Lets the event loop run what the last scheduler event started (setImmediate work, promise callbacks). */
@@ -106,15 +106,7 @@ class ProductionKv implements RaftStateMachine<KvOutput> {
     this.index = e.index;
     this.digest = digestStep(this.digest, e);
     this.onApplied(e, this.digest);
-    const c = decodeCommand(e.data);
-    if (c.f === 'put') {
-      this.kv.set(c.key, c.value);
-      return { f: 'put' };
-    }
-    const cur = this.kv.get(c.key) ?? null;
-    if (cur !== c.expected) return { f: 'cas', ok: false };
-    this.kv.set(c.key, c.value);
-    return { f: 'cas', ok: true };
+    return applyCommand(this.kv, e.data);
   }
 
   get(key: string): string | null {

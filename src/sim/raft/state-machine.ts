@@ -77,6 +77,19 @@ interface SnapshotBody {
   readonly kv: [string, string][];
 }
 
+/** Applies one encoded put or cas to `kv` (shared by the simulator's two state machines). */
+export function applyCommand(kv: Map<string, string>, data: Uint8Array): KvOutput {
+  const c = decodeCommand(data);
+  if (c.f === 'put') {
+    kv.set(c.key, c.value);
+    return { f: 'put' };
+  }
+  const cur = kv.get(c.key) ?? null;
+  if (cur !== c.expected) return { f: 'cas', ok: false };
+  kv.set(c.key, c.value);
+  return { f: 'cas', ok: true };
+}
+
 /** The key-value map plus the applied digest. */
 export class KvStateMachine {
   private readonly kv = new Map<string, string>();
@@ -91,15 +104,7 @@ export class KvStateMachine {
     this.index = e.index;
     this.digest = digestStep(this.digest, e);
     if (e.kind !== 'normal') return undefined;
-    const c = decodeCommand(e.data);
-    if (c.f === 'put') {
-      this.kv.set(c.key, c.value);
-      return { f: 'put' };
-    }
-    const cur = this.kv.get(c.key) ?? null;
-    if (cur !== c.expected) return { f: 'cas', ok: false };
-    this.kv.set(c.key, c.value);
-    return { f: 'cas', ok: true };
+    return applyCommand(this.kv, e.data);
   }
 
   /** The value of `key`, null if absent (a read served after ReadIndex). */
