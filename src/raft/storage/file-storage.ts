@@ -84,7 +84,7 @@ import {
 import type { Segment, SnapRef } from './replay.js';
 import type { PersistentState, Storage, StorageWrite } from './storage.js';
 import { TermRuns } from './term-runs.js';
-import { planWrite } from './write-plan.js';
+import { checkAppend, planWrite } from './write-plan.js';
 import type { LogShape } from './write-plan.js';
 
 /** The logging FileStorage needs (a pino logger fits). */
@@ -151,9 +151,21 @@ interface Compaction {
 /** Initial size of the reusable group-commit buffer. */
 const batchBufferBytes = 256 * 1024;
 
+/** The one promise every save() of a batch returns, with its settlers. */
 interface Waiter {
+  readonly promise: Promise<void>;
   readonly resolve: () => void;
   readonly reject: (err: Error) => void;
+}
+
+function newWaiter(): Waiter {
+  let resolve: () => void = () => {};
+  let reject: (err: Error) => void = () => {};
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }
 
 const SEGMENT_RE = /^([0-9a-f]{16})\.wal$/;
@@ -217,7 +229,12 @@ export class FileStorage implements Storage {
   private rolls: { at: number; seq: number }[] = [];
   /** The model as planWrite sees it (one object, read live). */
   private readonly shapeView: LogShape;
-  private waiters: Waiter[] = [];
+  /**
+   * Settles the saves queued for the next flush: one promise shared by the
+   * whole batch (they become durable together), so a save costs no promise of
+   * its own.
+   */
+  private waiter: Waiter | null = null;
   /**
    * The ENTRIES record at the end of the batch, left unsealed so that the next
    * entries-only save extends it instead of starting a record of its own: a
@@ -299,7 +316,7 @@ export class FileStorage implements Storage {
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    const done = (this.waiter ??= newWaiter()).promise;
     if (this.batchLen >= limits.walBatchBytesMax) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -315,8 +332,9 @@ export class FileStorage implements Storage {
     }
     this.state = 'closing';
     // A barrier: it settles once every earlier write is durable (or has failed).
-    const drained = new Promise<void>((resolve) =>
-      this.waiters.push({ resolve, reject: () => resolve() }),
+    const drained = (this.waiter ??= newWaiter()).promise.then(
+      () => {},
+      () => {},
     );
     if (!this.syncing) this.flush();
     this.closed = drained.then(() => {
@@ -330,6 +348,7 @@ export class FileStorage implements Storage {
 
   /** Validates, writes a snapshot file if any, encodes the records into the batch, and advances the model. */
   private enqueue(write: StorageWrite): void {
+    if (this.appendToOpenEntries(write)) return;
     const plan = planWrite(this.shapeView, write);
     // Everything that can fail comes before the batch is touched.
     let ref: SnapRef | null = null;
@@ -343,18 +362,6 @@ export class FileStorage implements Storage {
     const hsPayload =
       write.hardState === undefined ? null : packer.pack(hardStateArray(write.hardState));
     const entries = write.entries ?? [];
-    if (
-      snapPayload === null &&
-      truncPayload === null &&
-      hsPayload === null &&
-      entries.length > 0 &&
-      this.extendOpenEntries(entries)
-    ) {
-      for (const e of entries) this.terms.append(e.index, e.term);
-      const last = this.segments[this.segments.length - 1] as Segment;
-      last.maxIndex = Math.max(last.maxIndex, this.terms.lastIndex);
-      return;
-    }
     this.sealOpenEntries();
     // One ENTRIES record per walRecordBytesMax of entries: chunk ends and payload sizes.
     const ends: number[] = [];
@@ -426,6 +433,36 @@ export class FileStorage implements Storage {
     for (const e of entries) this.terms.append(e.index, e.term);
     if (entries.length > 0) tail.maxIndex = Math.max(tail.maxIndex, this.terms.lastIndex);
     if (write.hardState !== undefined) this.hardState = write.hardState;
+  }
+
+  /**
+   * The hot path of group commit: a write of entries only that continues the
+   * log is validated ({@link checkAppend}, the rules of planWrite for this case)
+   * and added to the open ENTRIES record. False, with nothing changed, when the
+   * write is of any other shape or does not fit that record; enqueue() then
+   * takes the general path.
+   */
+  private appendToOpenEntries(write: StorageWrite): boolean {
+    if (this.openEntries === null || typeof write !== 'object' || write === null) return false;
+    if (write.snapshot !== undefined || write.hardState !== undefined) return false;
+    const given: unknown = write.entries;
+    if (!Array.isArray(given) || given.length === 0) return false;
+    const entries = given as readonly Entry[];
+    const first: unknown = entries[0];
+    const last = this.terms.lastIndex;
+    if (typeof first !== 'object' || first === null || (first as Entry).index !== last + 1) {
+      return false;
+    }
+    const snapIndex = this.snapshotMeta?.index ?? 0;
+    checkAppend(
+      entries,
+      last === snapIndex ? (this.snapshotMeta?.term ?? 0) : this.terms.termAt(last),
+    );
+    if (!this.extendOpenEntries(entries)) return false;
+    for (const e of entries) this.terms.append(e.index, e.term);
+    const tail = this.segments[this.segments.length - 1] as Segment;
+    if (tail.maxIndex < this.terms.lastIndex) tail.maxIndex = this.terms.lastIndex;
+    return true;
   }
 
   /**
@@ -512,20 +549,20 @@ export class FileStorage implements Storage {
   /**
    * Writes the batch (one write per segment it touches) and starts one
    * fdatasync off the event loop; when that completes, settles the batch's
-   * waiters and flushes whatever queued meanwhile (pipelined group commit).
+   * waiter and flushes whatever queued meanwhile (pipelined group commit).
    */
   private flush(): void {
     this.flushScheduled = false;
     // The sync in flight flushes what is queued when it completes.
     if (this.syncing) return;
     this.sealOpenEntries();
-    const waiters = this.waiters;
+    const waiter = this.waiter;
     const length = this.batchLen;
     const rolls = this.rolls;
-    this.waiters = [];
+    this.waiter = null;
     this.batchLen = 0;
     this.rolls = [];
-    if (length === 0 && waiters.length === 0) return;
+    if (length === 0 && waiter === null) return;
     // Compaction runs once this batch is durable, from the model as of its end.
     const compaction = this.compactPending
       ? { keep: this.retained.slice(), dropped: this.droppedSnapshots }
@@ -552,22 +589,22 @@ export class FileStorage implements Storage {
         this.batch = Buffer.allocUnsafe(batchBufferBytes);
       }
     } catch (err) {
-      this.fail(err, waiters);
+      this.fail(err, waiter);
       return;
     }
     if (length === start) {
       // Only empty writes: everything before them is already durable.
-      this.settle(waiters, compaction);
+      this.settle(waiter, compaction);
       return;
     }
     if (this.options.syncMode === 'inline') {
       try {
         this.fs.fdatasync(this.fd as FileHandle);
       } catch (err) {
-        this.fail(err, waiters);
+        this.fail(err, waiter);
         return;
       }
-      this.settle(waiters, compaction);
+      this.settle(waiter, compaction);
       return;
     }
     this.syncing = true;
@@ -580,25 +617,25 @@ export class FileStorage implements Storage {
     synced.then(
       () => {
         this.syncing = false;
-        this.settle(waiters, compaction);
-        if (this.batchLen > 0 || this.waiters.length > 0) this.flush();
+        this.settle(waiter, compaction);
+        if (this.batchLen > 0 || this.waiter !== null) this.flush();
       },
       (err: unknown) => {
         this.syncing = false;
-        this.fail(err, waiters);
-        if (this.waiters.length > 0) this.flush();
+        this.fail(err, waiter);
+        if (this.waiter !== null) this.flush();
       },
     );
   }
 
-  /** Resolves the waiters of a durable batch, then compacts what it made obsolete. */
-  private settle(waiters: readonly Waiter[], compaction: Compaction | null): void {
-    for (const w of waiters) w.resolve();
+  /** Resolves the saves of a durable batch, then compacts what it made obsolete. */
+  private settle(waiter: Waiter | null, compaction: Compaction | null): void {
+    waiter?.resolve();
     if (compaction !== null) this.compact(compaction.keep, compaction.dropped);
   }
 
-  /** Poisons the storage after a failed write or sync and rejects `waiters`. */
-  private fail(err: unknown, waiters: readonly Waiter[]): void {
+  /** Poisons the storage after a failed write or sync and rejects the batch's saves. */
+  private fail(err: unknown, waiter: Waiter | null): void {
     if (this.failure === null) {
       this.failure = isCohortError(err) ? err : ioError(`writing ${this.walDir}`, err);
       this.logger.error(
@@ -606,7 +643,7 @@ export class FileStorage implements Storage {
         'WAL write failed; storage is unusable until restarted',
       );
     }
-    for (const w of waiters) w.reject(this.failure);
+    waiter?.reject(this.failure);
   }
 
   /** Writes batch[from, to) at the end of the open segment (not yet synced). */

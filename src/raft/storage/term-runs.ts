@@ -34,7 +34,8 @@ export class TermRuns {
 
   /** Appends entry `index` (must be lastIndex + 1) with `term`. */
   append(index: number, term: number): void {
-    assert(index === this.last + 1, `TermRuns.append(${index}) after ${this.last}`);
+    // The message is built only on failure: this runs once per appended entry.
+    if (index !== this.last + 1) assert(false, `TermRuns.append(${index}) after ${this.last}`);
     if (this.terms[this.terms.length - 1] !== term) {
       this.starts.push(index);
       this.terms.push(term);
@@ -44,7 +45,8 @@ export class TermRuns {
 
   /** Term of entry `index`, which must be held. */
   termAt(index: number): number {
-    assert(index >= this.firstIndex && index <= this.last, `termAt(${index}) outside the log`);
+    if (index < this.firstIndex || index > this.last)
+      assert(false, `termAt(${index}) outside the log`);
     let lo = 0;
     let hi = this.starts.length - 1;
     while (lo < hi) {

@@ -90,6 +90,33 @@ function checkEntry(e: Entry, at: number): void {
   }
 }
 
+/** Checks a non-empty run of entries: each valid, indexes contiguous, terms not decreasing. */
+function checkEntryRun(entries: readonly Entry[]): void {
+  checkEntry(entries[0] as Entry, 0);
+  for (let i = 1; i < entries.length; i++) {
+    const prev = entries[i - 1] as Entry;
+    const cur = entries[i] as Entry;
+    checkEntry(cur, i);
+    if (cur.index !== prev.index + 1) throw invalid(`entries are not contiguous at ${i}`);
+    if (cur.term < prev.term) throw invalid(`entry terms decrease at index ${cur.index}`);
+  }
+}
+
+/**
+ * The common case of {@link planWrite} on its own, for a storage's hot path: a
+ * write of non-empty `entries` only, whose first index is one past the stored
+ * log's last (the caller checked that), so nothing is truncated. Applies the
+ * same rules and throws the same errors; `lastTerm` is the term of the last
+ * stored entry, or of the snapshot when the log holds none.
+ */
+export function checkAppend(entries: readonly Entry[], lastTerm: number): void {
+  checkEntryRun(entries);
+  const first = entries[0] as Entry;
+  if (first.term < lastTerm) {
+    throw invalid(`entry ${first.index} has a lower term than entry ${first.index - 1}`);
+  }
+}
+
 /**
  * Checks `write` against `shape` and the rules documented on StorageWrite; throws
  * a CohortError INVALID_ARGUMENT naming the broken rule. Pure: changes nothing.
@@ -130,14 +157,8 @@ export function planWrite(shape: LogShape, write: StorageWrite): WritePlan {
   if (entries !== undefined) {
     if (!Array.isArray(entries)) throw invalid('entries is not an array');
     if (entries.length > 0) {
-      for (let i = 0; i < entries.length; i++) checkEntry(entries[i] as Entry, i);
+      checkEntryRun(entries);
       const first = (entries[0] as Entry).index;
-      for (let i = 1; i < entries.length; i++) {
-        const prev = entries[i - 1] as Entry;
-        const cur = entries[i] as Entry;
-        if (cur.index !== prev.index + 1) throw invalid(`entries are not contiguous at ${i}`);
-        if (cur.term < prev.term) throw invalid(`entry terms decrease at index ${cur.index}`);
-      }
       if (first <= snapIndex) {
         throw invalid(`entry ${first} is at or below the snapshot index ${snapIndex}`);
       }
