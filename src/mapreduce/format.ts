@@ -161,9 +161,40 @@ export function tempPathFor(path: string): string {
 }
 
 /**
+ * An upper bound of the MessagePack size of `values` (an array) if every
+ * value is a number, boolean, null or string; -1 otherwise. The run writer
+ * packs such records a whole block per call, sized by these bounds, instead
+ * of one record at a time.
+ */
+function simpleBound(values: readonly unknown[]): number {
+  let n = 5; // array header
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    const t = typeof v;
+    if (t === 'number') {
+      // A small integer is one byte (positive or negative fixint); anything else at most 9.
+      n += (v as number) >= -32 && (v as number) < 128 && Number.isInteger(v) ? 1 : 9;
+    } else if (t === 'string') {
+      n += 5 + 3 * (v as string).length; // UTF-8: at most 3 bytes per UTF-16 code unit
+    } else if (t === 'boolean' || v === null) {
+      n += 1;
+    } else {
+      return -1;
+    }
+  }
+  return n;
+}
+
+/**
  * Writes one sorted run: `add(key, values)` with strictly ascending keys, then
  * `finish()`. The file lives under a temp name until `finish()` renames it to
  * `path`; `abort()` deletes it.
+ *
+ * Records whose values are all numbers, booleans, null or strings (a word
+ * count's) are gathered as they are and a whole data block is packed with one
+ * MessagePack call, cut by an upper bound of its encoded size; other records
+ * are packed one by one, so a block of them is cut at its exact size. Either
+ * way a data frame holds `[key0, values0, key1, values1, ...]`.
  */
 export class RunWriter {
   /** Records written so far: one per key, more for a key with very many values. */
@@ -171,7 +202,11 @@ export class RunWriter {
   /** Values written so far. */
   values = 0;
   private bytes = 0;
-  /** Encoded keys and value lists of the block being built, in order. */
+  /** Records of the block being built, not yet encoded (`key, values, ...`): the simple kind. */
+  private raw: unknown[] = [];
+  /** An upper bound of the encoded size of `raw`. */
+  private rawBound = 0;
+  /** Encoded keys and value lists of the block being built, in order: the other kind. */
   private parts: Uint8Array[] = [];
   private blockBytes = 0;
   private pending: Uint8Array[] = [];
@@ -212,8 +247,28 @@ export class RunWriter {
       );
     }
     this.lastKey = key;
-    this.addRecord(key, values);
+    const bound = simpleBound(values);
+    if (bound >= 0) this.addRaw(key, values, bound + 5 + 3 * key.length);
+    else this.addRecord(key, values);
     return this.pendingBytes >= WRITE_BYTES_TARGET;
+  }
+
+  /** Adds one simple record (its encoded size is at most `bound`); a long one takes several records. */
+  private addRaw(key: string, values: readonly unknown[], bound: number): void {
+    if (bound > RECORD_BYTES_MAX && values.length > 1) {
+      const mid = values.length >> 1;
+      const a = values.slice(0, mid);
+      const b = values.slice(mid);
+      this.addRaw(key, a, simpleBound(a) + 5 + 3 * key.length);
+      this.addRaw(key, b, simpleBound(b) + 5 + 3 * key.length);
+      return;
+    }
+    if (this.parts.length > 0 || this.rawBound + bound > RECORD_BYTES_MAX) this.cutBlock();
+    this.raw.push(key, values);
+    this.rawBound += bound;
+    this.keys++;
+    this.values += values.length;
+    if (this.rawBound >= BLOCK_BYTES_TARGET) this.cutBlock();
   }
 
   /** Encodes one record; a key with very many values takes several records, in order. */
@@ -226,7 +281,9 @@ export class RunWriter {
       return;
     }
     const kb = packr.pack(key);
-    if (this.blockBytes + kb.length + vb.length > RECORD_BYTES_MAX) this.cutBlock();
+    if (this.raw.length > 0 || this.blockBytes + kb.length + vb.length > RECORD_BYTES_MAX) {
+      this.cutBlock();
+    }
     this.parts.push(kb, vb);
     this.blockBytes += kb.length + vb.length;
     this.keys++;
@@ -234,7 +291,13 @@ export class RunWriter {
     if (this.blockBytes >= BLOCK_BYTES_TARGET) this.cutBlock();
   }
 
+  /** Ends the block being built (of either kind) with a data frame. */
   private cutBlock(): void {
+    if (this.raw.length > 0) {
+      this.push(frame(TAG_DATA, packr.pack(this.raw)));
+      this.raw = [];
+      this.rawBound = 0;
+    }
     if (this.parts.length === 0) return;
     // A MessagePack array32 header, then the elements already encoded.
     const head = Buffer.allocUnsafe(5);

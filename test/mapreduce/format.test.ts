@@ -41,20 +41,32 @@ async function readAll(source: RunSource): Promise<[string, unknown[]][]> {
   return out;
 }
 
-/** Sorted, distinct keys with small value lists. */
-const records = fc.uniqueArray(fc.string({ maxLength: 12 }), { maxLength: 60 }).chain((keys) =>
-  fc.tuple(
-    ...[...keys].sort().map((k) =>
-      fc.tuple(
-        fc.constant(k),
-        fc.array(fc.oneof(fc.integer(), fc.string({ maxLength: 8 }), fc.boolean()), {
-          minLength: 1,
-          maxLength: 4,
-        }),
-      ),
-    ),
-  ),
+/** A value as map output carries it: scalars (packed a block at a time) or structures (one by one). */
+const scalar = fc.oneof(
+  fc.integer(),
+  fc.integer({ min: -40, max: 140 }),
+  fc.double({ noNaN: true }).filter((d) => !Object.is(d, -0)),
+  fc.string({ maxLength: 8 }),
+  fc.string({ unit: 'grapheme', maxLength: 4 }),
+  fc.boolean(),
+  fc.constant(null),
 );
+const value = fc.oneof(
+  { weight: 4, arbitrary: scalar },
+  { weight: 1, arbitrary: fc.array(scalar, { maxLength: 3 }) },
+  { weight: 1, arbitrary: fc.dictionary(fc.string({ maxLength: 4 }), scalar, { maxKeys: 3 }) },
+);
+
+/** Sorted, distinct keys with small value lists. */
+const records = fc
+  .uniqueArray(fc.string({ unit: 'binary', maxLength: 12 }), { maxLength: 60 })
+  .chain((keys) =>
+    fc.tuple(
+      ...[...keys]
+        .sort()
+        .map((k) => fc.tuple(fc.constant(k), fc.array(value, { minLength: 1, maxLength: 4 }))),
+    ),
+  );
 
 describe('output format', () => {
   it('names part files with five digits', () => {
@@ -132,6 +144,42 @@ describe('run files', () => {
       await expect(readAll([bad])).rejects.toMatchObject({ code: 'CORRUPTION' });
     }
     await expect(readAll(join(dir, 'missing.run'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('any flipped byte or cut of a random run is CORRUPTION', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        records,
+        fc.nat(),
+        fc.integer({ min: 1, max: 255 }),
+        fc.nat(),
+        async (recs, at, mask, cutAt) => {
+          const bytes = await readFile(await writeRun(recs));
+          const bad = Buffer.from(bytes);
+          const i = at % bytes.length;
+          bad[i] = (bad[i] as number) ^ mask;
+          await expect(readAll([bad])).rejects.toMatchObject({ code: 'CORRUPTION' });
+          const cut = cutAt % bytes.length;
+          await expect(readAll([bytes.subarray(0, cut)])).rejects.toMatchObject({
+            code: 'CORRUPTION',
+          });
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('many records are cut into several data blocks, scalar and structured ones alike', async () => {
+    const recs: [string, unknown[]][] = [];
+    for (let i = 0; i < 40_000; i++) {
+      const k = `key${String(i).padStart(6, '0')}`;
+      recs.push([k, i % 1000 === 7 ? [{ at: i, s: 'x'.repeat(200) }] : [i, 'v'.repeat(i % 50)]]);
+    }
+    const path = await writeRun(recs);
+    let blocks = 0;
+    for await (const _ of readRun(path)) blocks++;
+    expect(blocks).toBeGreaterThan(2);
+    expect(await readAll(path)).toEqual(recs);
   });
 
   it('refuses keys out of order; abort leaves no file', async () => {
