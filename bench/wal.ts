@@ -62,6 +62,31 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
 }
 
+/**
+ * The appenders, the same for every side: `concurrency` loops that each await
+ * one `append()` at a time until `count` were issued; pushes each call's
+ * latency in ms and returns the seconds taken.
+ */
+async function closedLoop(
+  concurrency: number,
+  count: number,
+  latencies: number[],
+  append: () => Promise<void>,
+): Promise<number> {
+  let issued = 0;
+  const t0 = performance.now();
+  const appender = async (): Promise<void> => {
+    while (issued < count) {
+      issued++;
+      const start = performance.now();
+      await append();
+      latencies.push(performance.now() - start);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, appender));
+  return (performance.now() - t0) / 1000;
+}
+
 /** node fs that records the byte size of every segment write and counts fdatasyncs. */
 function recordingFs(batches: number[], recording: { on: boolean }): StorageFs {
   let pending = 0;
@@ -117,18 +142,9 @@ class WalSide {
   async slice(concurrency: number, count: number, latencies: number[]): Promise<number> {
     this.batches.length = 0;
     this.recording.on = true;
-    let issued = 0;
-    const t0 = performance.now();
-    const appender = async (): Promise<void> => {
-      while (issued < count) {
-        issued++;
-        const start = performance.now();
-        await this.storage.save({ entries: [this.entry()] });
-        latencies.push(performance.now() - start);
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, appender));
-    const seconds = (performance.now() - t0) / 1000;
+    const seconds = await closedLoop(concurrency, count, latencies, () =>
+      this.storage.save({ entries: [this.entry()] }),
+    );
     this.recording.on = false;
     return seconds;
   }
@@ -230,18 +246,7 @@ class RawGroupCommitSide {
   /** Runs one slice like {@link WalSide.slice}; returns its seconds. */
   async slice(concurrency: number, count: number, latencies: number[]): Promise<number> {
     this.batches.length = 0;
-    let issued = 0;
-    const t0 = performance.now();
-    const appender = async (): Promise<void> => {
-      while (issued < count) {
-        issued++;
-        const start = performance.now();
-        await this.append(this.data);
-        latencies.push(performance.now() - start);
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, appender));
-    return (performance.now() - t0) / 1000;
+    return closedLoop(concurrency, count, latencies, () => this.append(this.data));
   }
 
   close(): void {
