@@ -29,13 +29,13 @@ async function read(files: string[]): Promise<string[]> {
 }
 
 /** Runs the example through the real tasks with tiny splits and through the reference. */
-async function both(example: string, params?: Record<string, string>) {
+async function both(example: string, params?: Record<string, string>, splitBytes = 16) {
   const job = await loadJob(join(here, example));
   const input = [join(dir, '*.txt')];
   const opts = params === undefined ? {} : { params };
   const engine = await runTasksInProcess(job, input, {
-    outputDir: join(dir, `${example}-tasks`),
-    splitBytes: 16,
+    outputDir: join(dir, `${example}-tasks-${splitBytes}`),
+    splitBytes,
     ...opts,
   });
   const ref = await runSequential(job, input, { outputDir: join(dir, `${example}-seq`), ...opts });
@@ -56,6 +56,8 @@ describe('examples/mapreduce', () => {
     expect(counts.get('The')).toBe('2');
     expect(counts.get('na')).toBe('1'); // 'naïve' splits at the non-ASCII letter
     expect(counts.get('end')).toBe('1');
+    // Whole files per split: mapBlock sees many lines at once (CRLF, UTF-8, no final newline).
+    expect((await both('wordcount.ts', undefined, 1 << 20)).engine).toEqual(ref);
   });
 
   it('inverted index: the tasks give the sequential output byte for byte', async () => {

@@ -6,6 +6,7 @@
  * const splits = await planSplits(files, 32 * 1024 * 1024);       // one map task each
  * await readSplitLines(splits[0], (offset, line) => { ... });      // every line of the split
  * for await (const [offset, line] of readSplit(splits[0])) { ... } // the same, as an iterator
+ * await readSplitBlocks(splits[0], (offset, block, lines) => { ... }); // whole lines, many at a time
  * ```
  *
  * A split is a byte range `[start, end)` of one file whose ends lie on line
@@ -16,7 +17,9 @@
  * a split gives a split of its own, and empty files give no split. The
  * records of a split are its lines: the byte offset of the line's start in
  * the file, and its text without the `\n` (nor a `\r` before it), decoded as
- * UTF-8. A last line without `\n` is a record too.
+ * UTF-8. A last line without `\n` is a record too. {@link readSplitBlocks}
+ * gives the same text in blocks of whole lines with their line endings (for a
+ * job's `mapBlock`).
  */
 import { isAscii } from 'node:buffer';
 import { open, readdir, stat } from 'node:fs/promises';
@@ -186,6 +189,53 @@ export async function readSplitLines(
   chunkBytes: number = limits.mrReadChunkBytes,
   afterChunk?: () => Promise<void> | undefined,
 ): Promise<SplitReadStats> {
+  return readSplitChunks(
+    split,
+    (buf, end, base) => visitLines(buf, end, base, visit),
+    chunkBytes,
+    afterChunk,
+  );
+}
+
+/** Bytes of input (about) that {@link readSplitBlocks} hands over per block. */
+export const MAP_BLOCK_BYTES = 1024 * 1024;
+
+/**
+ * Calls `visit(offset, block, lines)` for consecutive blocks of whole lines of
+ * `split`, in order: `block` is their text (decoded as UTF-8) WITH their line
+ * endings (`\n` or `\r\n`; the split's last line may have none, or a lone
+ * `\r`), `offset` the byte offset of its first line, `lines` how many records
+ * it holds. A block is about `blockBytes` long, or one line if that line is
+ * longer. Read like {@link readSplitLines}, with the same errors;
+ * concatenating the blocks gives the split's text.
+ */
+export async function readSplitBlocks(
+  split: Split,
+  visit: (offset: number, block: string, lines: number) => void,
+  chunkBytes: number = limits.mrReadChunkBytes,
+  afterChunk?: () => Promise<void> | undefined,
+  blockBytes: number = MAP_BLOCK_BYTES,
+): Promise<SplitReadStats> {
+  return readSplitChunks(
+    split,
+    (buf, end, base) => visitBlocks(buf, end, base, blockBytes, visit),
+    chunkBytes,
+    afterChunk,
+  );
+}
+
+/**
+ * Reads `split` in chunks of whole lines (the last one of the split may lack
+ * its `\n`) and calls `onChunk(buf, end, base)` for the bytes `buf[0, end)`,
+ * whose first byte is at file offset `base`; `onChunk` returns the number of
+ * records it saw. See {@link readSplitLines} for the errors.
+ */
+async function readSplitChunks(
+  split: Split,
+  onChunk: (buf: Buffer, end: number, base: number) => number,
+  chunkBytes: number,
+  afterChunk: (() => Promise<void> | undefined) | undefined,
+): Promise<SplitReadStats> {
   let fh: FileHandle;
   try {
     fh = await open(split.file, 'r');
@@ -227,7 +277,7 @@ export async function readSplitLines(
       const atEnd = pos >= split.end;
       const cut = atEnd ? have : buf.lastIndexOf(10, have - 1) + 1;
       if (cut === 0) continue; // no complete line yet: read more
-      records += visitLines(buf, cut, base, visit);
+      records += onChunk(buf, cut, base);
       if (afterChunk !== undefined) {
         const r = afterChunk();
         if (r !== undefined) await r;
@@ -292,6 +342,41 @@ function visitLines(
     visit(base + p, buf.toString('utf8', p, e));
     n++;
     p = nl + 1;
+  }
+  return n;
+}
+
+/**
+ * Visits `buf[0, end)` (whole lines, first byte at file offset `base`) in
+ * blocks of about `blockBytes`, each cut just after a `\n` (or at `end`).
+ * Returns the number of lines.
+ */
+function visitBlocks(
+  buf: Buffer,
+  end: number,
+  base: number,
+  blockBytes: number,
+  visit: (offset: number, block: string, lines: number) => void,
+): number {
+  let n = 0;
+  let p = 0;
+  while (p < end) {
+    let q = end;
+    if (p + blockBytes < end) {
+      // Just after the last '\n' within the block's size, or after the first one past it.
+      q = buf.lastIndexOf(10, p + blockBytes - 1) + 1;
+      if (q <= p) {
+        const nl = buf.indexOf(10, p + blockBytes);
+        q = nl < 0 || nl >= end ? end : nl + 1;
+      }
+    }
+    let lines = buf[q - 1] === 10 ? 0 : 1; // a last line without '\n' (end of split)
+    for (let i = buf.indexOf(10, p); i >= 0 && i < q; i = buf.indexOf(10, i + 1)) lines++;
+    const block = buf.subarray(p, q);
+    // ASCII decodes byte for byte (latin1, the fast way); anything else as UTF-8.
+    visit(base + p, buf.toString(isAscii(block) ? 'latin1' : 'utf8', p, q), lines);
+    n += lines;
+    p = q;
   }
   return n;
 }

@@ -3,7 +3,7 @@
  *
  * A job is a module (TypeScript or JavaScript) whose default export is made by
  * {@link defineJob} (a plain object with `map` and `reduce`, or named exports
- * `map`/`reduce`/`combine`/`fold`/`partition`/`defaults`, are accepted too):
+ * `map`/`mapBlock`/`reduce`/`combine`/`fold`/`partition`/`defaults`, are accepted too):
  *
  * ```ts
  * // wordcount.ts
@@ -44,6 +44,21 @@
  *   folds each emitted value into it at once, with no per-value buffering —
  *   as fast as a hand-written counting loop. `reduce` then receives the folded
  *   partial values (at most one per map task and spill), in input order.
+ * - `mapBlock(offset, block, emit, ctx)` is an optional fast form of `map`
+ *   over many records at once: `block` is the text of one or more consecutive
+ *   whole lines of a split, each with its line ending as in the file (`\n` or
+ *   `\r\n`; the split's last line may have none, or a lone `\r`), and
+ *   `offset` the byte offset of its first line. It must emit exactly the
+ *   pairs that `map` would emit for those lines, one after the other, in the
+ *   same order: typically both call one scanning function, when no record
+ *   spans a line break and a line ending separates like any other separator
+ *   (word count). The map task calls it on blocks of about
+ *   {@link import('./input.js').MAP_BLOCK_BYTES} instead of calling `map` per
+ *   line (one call per line is a sizeable part of a cheap map's cost), except
+ *   when it must know records one by one (`skipBadRecords`, or records to
+ *   skip); the sequential runner always uses `map`. Like `combine`, it is an
+ *   optimisation: the output must not depend on which of the two ran. A
+ *   throwing `mapBlock` fails the task naming the block's first offset.
  * - `partition(key, reducers)` picks the reducer of a key; the default is a
  *   stable hash ({@link import('./format.js').defaultPartition}), the same on
  *   every node.
@@ -100,6 +115,12 @@ export interface JobDefaults {
 export interface JobSpec<V = unknown, O = unknown> {
   /** Called once per input line: `offset` is its byte offset in `ctx.file`. */
   map: (offset: number, line: string, emit: Emit<V>, ctx: MapContext) => void;
+  /**
+   * Optional fast form of `map` over a block of whole lines (with their line
+   * endings), `offset` being the first line's; must emit what `map` would for
+   * each line in turn. See the file header.
+   */
+  mapBlock?: (offset: number, block: string, emit: Emit<V>, ctx: MapContext) => void;
   /** Called once per distinct key with every value emitted for it. */
   reduce: (key: string, values: V[], emit: Emit<O>, ctx: ReduceContext) => void;
   /** Optional map-side pre-reduction; see the file header for its contract. */
@@ -178,7 +199,7 @@ export function validateJob(spec: unknown, source: string): AnyJob {
         '(export default defineJob({ map, reduce }), or export function map/reduce)',
     );
   }
-  for (const k of ['combine', 'fold', 'partition'] as const) {
+  for (const k of ['mapBlock', 'combine', 'fold', 'partition'] as const) {
     if (s[k] !== undefined && typeof s[k] !== 'function') {
       throw invalid(source, `${k} must be a function, got ${describe(s[k])}`);
     }
@@ -215,6 +236,7 @@ export function validateJob(spec: unknown, source: string): AnyJob {
     defaults: Object.freeze(defaults),
     [JOB_BRAND]: true,
   };
+  if (s['mapBlock'] !== undefined) job['mapBlock'] = s['mapBlock'];
   if (s['combine'] !== undefined) job['combine'] = s['combine'];
   if (s['fold'] !== undefined) job['fold'] = s['fold'];
   if (s['partition'] !== undefined) job['partition'] = s['partition'];
@@ -303,6 +325,6 @@ async function importJob(abs: string, version: string): Promise<AnyJob> {
 
 function rebrand(job: AnyJob, source: string): AnyJob {
   if (job.source === source) return job;
-  const { map, reduce, combine, fold, partition, defaults } = job;
-  return validateJob({ map, reduce, combine, fold, partition, defaults }, source);
+  const { map, mapBlock, reduce, combine, fold, partition, defaults } = job;
+  return validateJob({ map, mapBlock, reduce, combine, fold, partition, defaults }, source);
 }

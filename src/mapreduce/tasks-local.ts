@@ -37,6 +37,8 @@ export interface InProcessOptions {
   readonly bufferEntriesMax?: number;
   /** Test hook passed to every map task (smaller reads: more chances to spill). */
   readonly readChunkBytes?: number;
+  /** Test hook passed to every map task (smaller blocks for a job's `mapBlock`). */
+  readonly mapBlockBytes?: number;
 }
 
 /** What {@link runTasksInProcess} returns: every task's result. */
@@ -80,6 +82,7 @@ export async function runTasksInProcess(
           ...(options.readChunkBytes === undefined
             ? {}
             : { readChunkBytes: options.readChunkBytes }),
+          ...(options.mapBlockBytes === undefined ? {} : { mapBlockBytes: options.mapBlockBytes }),
         }),
       );
     }

@@ -15,7 +15,9 @@
  * });
  * ```
  *
- * **Map task.** Reads its split in big chunks, calls `map` once per line, and
+ * **Map task.** Reads its split in big chunks, calls `map` once per line (or
+ * the job's `mapBlock` once per block of lines, when it has one and no record
+ * needs handling on its own: no `skipBadRecords`, no records to skip), and
  * collects what it emits in memory, grouped by key (a `Map` from key to
  * values). With `fold`, each key holds one value, folded as values are
  * emitted; with `combine`, a key's values are combined as soon as
@@ -61,7 +63,7 @@ import {
   tempPathFor,
 } from './format.js';
 import type { Split } from './input.js';
-import { readSplitLines } from './input.js';
+import { readSplitBlocks, readSplitLines } from './input.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
 export const COMBINE_AT = 64;
@@ -114,6 +116,8 @@ export interface MapTaskInput {
   readonly bufferEntriesMax?: number;
   /** Test hook: overrides `limits.mrReadChunkBytes` (the buffer may spill after every chunk). */
   readonly readChunkBytes?: number;
+  /** Test hook: overrides the size of the blocks given to `mapBlock` (`MAP_BLOCK_BYTES`). */
+  readonly mapBlockBytes?: number;
 }
 
 /** One map-output run: the part of a map task's output bound for one reducer. */
@@ -347,6 +351,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const combineValues = combiner(job, params, userCounters);
   const fold = job.fold;
   const map = job.map;
+  // Blocks of lines at once, unless records must be handled one by one.
+  const mapBlock = !skipBad && skipSet === undefined ? job.mapBlock : undefined;
   const ctx: MapContext = { file: split.file, params, count: userCounters.count };
 
   try {
@@ -454,6 +460,20 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     if (progress !== undefined) progress[1] = (progress[1] ?? 0) + 1;
   };
 
+  const visitBlock = (offset: number, block: string, lines: number): void => {
+    if (progress !== undefined) progress[0] = offset;
+    try {
+      (mapBlock as NonNullable<typeof mapBlock>)(offset, block, emit, ctx);
+    } catch (err) {
+      throw userError(
+        `mapBlock threw on the block of ${lines} lines at ${split.file}:${offset}`,
+        err,
+        { file: split.file, blockOffset: offset, phase: 'map' },
+      );
+    }
+    if (progress !== undefined) progress[1] = (progress[1] ?? 0) + lines;
+  };
+
   // What a buffered entry becomes in a run: fold mode holds one value; list
   // mode a list, combined once more when it can still shrink.
   const finalValues = (key: string, buffered: unknown): unknown[] => {
@@ -509,9 +529,12 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const finalPath = (p: number): string => `${base}.a${attempt}.r${pad(p)}.run`;
   try {
     const chunk = input.readChunkBytes ?? limits.mrReadChunkBytes;
-    const stats = await readSplitLines(split, visit, chunk, () =>
-      entries > entriesMax || bytes > bytesMax ? spill(false) : undefined,
-    );
+    const afterChunk = (): Promise<void> | undefined =>
+      entries > entriesMax || bytes > bytesMax ? spill(false) : undefined;
+    const stats =
+      mapBlock !== undefined
+        ? await readSplitBlocks(split, visitBlock, chunk, afterChunk, input.mapBlockBytes)
+        : await readSplitLines(split, visit, chunk, afterChunk);
     counters.recordsIn = stats.records;
     counters.bytesIn = stats.bytes;
     counters.emitted = emitted;

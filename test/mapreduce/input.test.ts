@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expandInputs, planSplits, readSplit, readSplitLines } from '../../src/mapreduce/input.js';
+import {
+  expandInputs,
+  planSplits,
+  readSplit,
+  readSplitBlocks,
+  readSplitLines,
+} from '../../src/mapreduce/input.js';
 import type { Split } from '../../src/mapreduce/input.js';
 
 let dir: string;
@@ -75,6 +81,78 @@ describe('planSplits + readSplitLines', () => {
       ),
       { numRuns: 150 },
     );
+  });
+
+  it('readSplitBlocks gives the text of the split in blocks of whole lines, with their record counts and offsets', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(piece, { maxLength: 60 }),
+        fc.integer({ min: 1, max: 400 }),
+        fc.integer({ min: 1, max: 64 }),
+        fc.integer({ min: 1, max: 100 }),
+        async (pieces, splitBytes, chunkBytes, blockBytes) => {
+          const text = pieces.join('');
+          const file = join(dir, `b-${fileNo++}.txt`);
+          await writeFile(file, text);
+          const bytes = Buffer.from(text);
+          const expected = expectedRecords(bytes);
+          const blocks: [number, string, number][] = [];
+          let records = 0;
+          for (const s of await planSplits([file], splitBytes)) {
+            const stats = await readSplitBlocks(
+              s,
+              (o, b, n) => blocks.push([o, b, n]),
+              chunkBytes,
+              undefined,
+              blockBytes,
+            );
+            records += stats.records;
+          }
+          // The blocks, in order, are the file's text; each starts where a line starts.
+          expect(blocks.map(([, b]) => b).join('')).toBe(bytes.toString('utf8'));
+          let pos = 0;
+          for (const [o, b, n] of blocks) {
+            expect(o).toBe(pos);
+            expect(b.length).toBeGreaterThan(0);
+            // Whole lines: the lines of a block are the records that start inside it.
+            expect(n).toBe(expected.filter(([r]) => r >= o && r < o + Buffer.byteLength(b)).length);
+            pos += Buffer.byteLength(b);
+          }
+          expect(blocks.reduce((a, [, , n]) => a + n, 0)).toBe(expected.length);
+          expect(records).toBe(expected.length);
+          // Splitting each block into lines gives the records, as readSplitLines does.
+          const fromBlocks: [number, string][] = [];
+          for (const [o, b] of blocks) {
+            let at = o;
+            for (const l of b.split(/(?<=\n)/)) {
+              fromBlocks.push([at, l.replace(/\r?\n?$/, '')]);
+              at += Buffer.byteLength(l);
+            }
+          }
+          expect(fromBlocks).toEqual(expected);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('blocks are about the block size, cut after a newline; a longer line is a block of its own', async () => {
+    const file = join(dir, 'blocks.txt');
+    await writeFile(file, `ab\ncd\nef\n${'x'.repeat(30)}\r\ngh`);
+    const blocks: [number, string, number][] = [];
+    await readSplitBlocks(
+      { file, start: 0, end: 43 },
+      (o, b, n) => blocks.push([o, b, n]),
+      1 << 20,
+      undefined,
+      7,
+    );
+    expect(blocks).toEqual([
+      [0, 'ab\ncd\n', 2],
+      [6, 'ef\n', 1],
+      [9, `${'x'.repeat(30)}\r\n`, 1],
+      [41, 'gh', 1],
+    ]);
   });
 
   it('an empty file gives no split; a file without a final newline keeps its last line', async () => {

@@ -46,6 +46,13 @@ describe('defineJob', () => {
     expect(() => validateJob({ map: noop, reduce: noop, combine: 3 }, 'm.ts')).toThrow(
       /combine must be a function/,
     );
+    expect(() => validateJob({ map: noop, reduce: noop, mapBlock: 'x' }, 'm.ts')).toThrow(
+      /mapBlock must be a function/,
+    );
+    // mapBlock completes map, it does not replace it (the reference runner and skipping use map).
+    expect(() => validateJob({ mapBlock: noop, reduce: noop }, 'm.ts')).toThrow(
+      /does not export a map function/,
+    );
     for (const defaults of [
       { reducers: 0 },
       { reducers: 1.5 },
@@ -72,6 +79,7 @@ describe('loadJob', () => {
       `import { defineJob } from ${jobApi};
        export default defineJob<number, number>({
          map: (_o: number, line: string, emit) => emit(line, 1),
+         mapBlock: (_o, block, emit) => block.split('\\n').forEach((l) => emit(l, 1)),
          fold: (a, b) => a + b,
          reduce: (k, vs, emit) => emit(k, vs.length),
          defaults: { reducers: 3 },
@@ -81,6 +89,7 @@ describe('loadJob', () => {
     expect(job.source).toBe(ts);
     expect(job.defaults.reducers).toBe(3);
     expect(typeof job.fold).toBe('function');
+    expect(typeof job.mapBlock).toBe('function');
     expect(await loadJob(ts)).toBe(job); // cached per path and version
     // An edited module is loaded again (a long-lived worker thread must not run stale code).
     await writeFile(ts, (await readFile(ts, 'utf8')).replace('reducers: 3', 'reducers: 4'));
@@ -91,11 +100,13 @@ describe('loadJob', () => {
     const js = await module(
       'named.mjs',
       `export function map(o, line, emit) { emit(line, o); }
+       export function mapBlock(o, block, emit) { emit(block, o); }
        export function reduce(k, vs, emit) { emit(k, vs[0]); }
        export const defaults = { skipBadRecords: true };`,
     );
     const named = await loadJob(js);
     expect(named.defaults.skipBadRecords).toBe(true);
+    expect(typeof named.mapBlock).toBe('function');
     expect(named.source).toBe(js);
   });
 

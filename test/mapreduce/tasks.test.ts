@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineJob } from '../../src/mapreduce/job.js';
-import type { AnyJob } from '../../src/mapreduce/job.js';
+import type { AnyJob, Emit, MapContext } from '../../src/mapreduce/job.js';
 import { partFileName } from '../../src/mapreduce/format.js';
 import { planSplits } from '../../src/mapreduce/input.js';
 import { runMapTask, runReduceTask } from '../../src/mapreduce/tasks.js';
@@ -14,7 +14,21 @@ import { runTasksInProcess } from '../../src/mapreduce/tasks-local.js';
 const words = (line: string): string[] => line.split(/[^A-Za-z]+/).filter((w) => w !== '');
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
 
-/** Word count in its three forms: fold, classic combine, no combiner. */
+/** The lines of a block (with their byte offsets, from the block's), as the engine would cut them. */
+function linesOf(offset: number, block: string): [number, string][] {
+  const out: [number, string][] = [];
+  let at = offset;
+  for (const l of block.split(/(?<=\n)/)) {
+    out.push([at, l.replace(/\r?\n?$/, '')]);
+    at += Buffer.byteLength(l);
+  }
+  return out;
+}
+
+const plainMap = (o: number, line: string, emit: Emit<string>, ctx: MapContext): void =>
+  words(line).forEach((w, i) => emit(w.toLowerCase(), `${ctx.file.slice(-5)}@${o}.${i}`));
+
+/** Word count in its three forms: fold, classic combine, no combiner; and with mapBlock. */
 const jobs: Record<string, AnyJob> = {
   fold: defineJob<number, number>({
     map: (_o, line, emit) => words(line).forEach((w) => emit(w, 1)),
@@ -31,6 +45,21 @@ const jobs: Record<string, AnyJob> = {
   plain: defineJob<string, string>({
     map: (o, line, emit, ctx) =>
       words(line).forEach((w, i) => emit(w.toLowerCase(), `${ctx.file.slice(-5)}@${o}.${i}`)),
+    reduce: (w, where, emit) => emit(w, where.join(' ')),
+  }),
+  // mapBlock scanning the whole block, as examples/mapreduce/wordcount.ts does.
+  foldBlock: defineJob<number, number>({
+    map: (_o, line, emit) => words(line).forEach((w) => emit(w, 1)),
+    mapBlock: (_o, block, emit) => words(block).forEach((w) => emit(w, 1)),
+    fold: (a, b) => a + b,
+    reduce: (w, counts, emit) => emit(w, sum(counts)),
+  }),
+  // Order- and offset-sensitive, through mapBlock: every line's offset must come out right.
+  plainBlock: defineJob<string, string>({
+    map: plainMap,
+    mapBlock: (o, block, emit, ctx) => {
+      for (const [at, l] of linesOf(o, block)) plainMap(at, l, emit, ctx);
+    },
     reduce: (w, where, emit) => emit(w, where.join(' ')),
   }),
 };
@@ -57,15 +86,16 @@ const file = fc
   .map(([ls, nl, finalNl]) => ls.join(nl) + (finalNl && ls.length > 0 ? nl : ''));
 
 describe('map and reduce tasks', () => {
-  it('output equals the sequential run byte for byte (fold, combine, none; any split size, reducer count, spills)', async () => {
+  it('output equals the sequential run byte for byte (fold, combine, none, mapBlock; any split size, reducer count, spills, block size)', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom('fold', 'combine', 'plain'),
+        fc.constantFrom('fold', 'combine', 'plain', 'foldBlock', 'plainBlock'),
         fc.array(file, { minLength: 1, maxLength: 3 }),
         fc.integer({ min: 100, max: 2000 }),
         fc.integer({ min: 1, max: 3 }),
         fc.constantFrom(undefined, 4, 20),
-        async (which, texts, splitBytes, reducers, bufferEntriesMax) => {
+        fc.option(fc.integer({ min: 1, max: 120 }), { nil: undefined }),
+        async (which, texts, splitBytes, reducers, bufferEntriesMax, mapBlockBytes) => {
           const job = jobs[which] as AnyJob;
           const base = join(dir, `p${n++}`);
           await mkdir(join(base, 'in'), { recursive: true });
@@ -76,17 +106,18 @@ describe('map and reduce tasks', () => {
             reducers,
             splitBytes,
             ...(bufferEntriesMax === undefined ? {} : { bufferEntriesMax, readChunkBytes: 64 }),
+            ...(mapBlockBytes === undefined ? {} : { mapBlockBytes }),
           });
           const ref = await runSequential(job, inputs, { outputDir: join(base, 'ref'), reducers });
           expect(await read(engine.files)).toEqual(await read(ref.files));
-          if (bufferEntriesMax !== undefined && which !== 'fold') {
+          if (bufferEntriesMax !== undefined && !which.startsWith('fold')) {
             // small buffers must actually spill somewhere once the input is big enough
             const emitted = engine.maps.reduce((a, m) => a + m.counters.emitted, 0);
             if (emitted > 60) expect(engine.maps.some((m) => m.counters.spills > 1)).toBe(true);
           }
         },
       ),
-      { numRuns: 20 },
+      { numRuns: 30 },
     );
   }, 180_000);
 
@@ -234,6 +265,58 @@ describe('map and reduce tasks', () => {
       skipOffsets: [7],
     });
     expect(listed.skipped).toEqual([{ file: split.file, offset: 7, reason: 'listed' }]);
+  });
+
+  it('mapBlock is used when records need no handling of their own; a throwing one fails the task naming its block', async () => {
+    const base = join(dir, 'map-block');
+    await mkdir(base, { recursive: true });
+    const text = 'ok one\nBAD two\nok three\n'.repeat(5);
+    await writeFile(join(base, 'a.txt'), text);
+    const calls = { map: 0, mapBlock: 0 };
+    const job = defineJob<number, number>({
+      map: (_o, l, emit) => {
+        calls.map++;
+        words(l).forEach((w) => emit(w, 1));
+      },
+      mapBlock: (_o, block, emit) => {
+        calls.mapBlock++;
+        if (block.startsWith('BAD') && block.includes('three')) throw new Error('bad block');
+        words(block).forEach((w) => emit(w, 1));
+      },
+      fold: (a, b) => a + b,
+      reduce: (w, c, emit) => emit(w, sum(c)),
+    });
+    const split = { file: join(base, 'a.txt'), start: 0, end: text.length };
+    const mdir = join(base, 'maps');
+    const task = { job, split, reducers: 2, dir: mdir, taskId: 'm-0' };
+
+    // Small blocks that do not contain the bad text: mapBlock only, progress per block.
+    const progress = new Float64Array(2);
+    const r = await runMapTask({ ...task, attempt: 0, mapBlockBytes: 12, progress });
+    expect(calls).toEqual({ map: 0, mapBlock: 15 });
+    expect(r.counters.recordsIn).toBe(15);
+    expect(r.counters.emitted).toBe(30);
+    expect(progress[1]).toBe(15);
+    expect(progress[0]).toBe(text.length - 'ok three\n'.length); // the last block's offset
+
+    // A block holding the bad text: the task fails naming the block, and leaves no runs.
+    const err: unknown = await runMapTask({ ...task, attempt: 1, mapBlockBytes: 20 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'USER_CODE_ERROR', details: { blockOffset: 31 } });
+    expect((err as Error).message).toMatch(
+      /mapBlock threw on the block of 2 lines at .*a\.txt:31: bad block/,
+    );
+    expect((await readdir(mdir)).filter((f) => f.includes('.a1.'))).toEqual([]);
+
+    // With skipBadRecords, or records to skip, map runs line by line instead.
+    calls.map = calls.mapBlock = 0;
+    await runMapTask({ ...task, attempt: 2, skipBadRecords: true });
+    expect(calls).toEqual({ map: 15, mapBlock: 0 });
+    calls.map = 0;
+    const skipping = await runMapTask({ ...task, attempt: 3, skipOffsets: [7] });
+    expect(calls).toEqual({ map: 14, mapBlock: 0 });
+    expect(skipping.counters.recordsSkipped).toBe(1);
   });
 
   it('misbehaving partition and combine functions are USER_CODE_ERRORs naming the key', async () => {
