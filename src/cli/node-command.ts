@@ -85,6 +85,10 @@ export function registerNodeCommand(program: Command): void {
     .option('--tick-ms <n>', 'milliseconds per Raft tick (default 20)')
     .option('--election-ticks <n>', 'base election timeout in ticks (default 10)')
     .option('--snapshot-entries <n>', 'snapshot every n applied entries, 0 never (default 100000)')
+    .option(
+      '--wal-sync <mode>',
+      'where the WAL fdatasync runs: thread (default) or inline (stalls the node per sync)',
+    )
     .option('--workers <n>', 'MapReduce worker threads, 0 for none (default one per core)')
     .option('--mr-lease-ms <n>', 'MapReduce task lease in ms (default 10000)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)')

@@ -60,6 +60,12 @@ export interface NodeConfig {
   readonly electionTicks: number;
   /** Snapshot and compact the log every this many applied entries (0: never). */
   readonly snapshotEntries: number;
+  /**
+   * Where the WAL's fdatasync runs: 'thread' (libuv's pool; the node keeps
+   * serving during a sync) or 'inline' (on the event loop: no thread hop, but
+   * the node stalls for each sync; only for a dedicated fast disk).
+   */
+  readonly walSync: 'thread' | 'inline';
   /** pino level of the node's log. */
   readonly logLevel: LogLevel;
   /** MapReduce worker threads on this node (0: it only coordinates and serves the shuffle); default one per core. */
@@ -82,6 +88,7 @@ const fields = {
   tickMs: { flag: '--tick-ms', env: 'COHORT_TICK_MS' },
   electionTicks: { flag: '--election-ticks', env: 'COHORT_ELECTION_TICKS' },
   snapshotEntries: { flag: '--snapshot-entries', env: 'COHORT_SNAPSHOT_ENTRIES' },
+  walSync: { flag: '--wal-sync', env: 'COHORT_WAL_SYNC' },
   logLevel: { flag: '--log-level', env: 'COHORT_LOG_LEVEL' },
   workers: { flag: '--workers', env: 'COHORT_WORKERS' },
   mrLeaseMs: { flag: '--mr-lease-ms', env: 'COHORT_MR_LEASE_MS' },
@@ -101,6 +108,7 @@ export const nodeConfigDefaults = {
   electionTicks: 10,
   // etcd's default snapshot count; a KV snapshot (keys + kept history) stalls the apply loop while it is taken.
   snapshotEntries: 100_000,
+  walSync: 'thread',
   logLevel: 'info',
   mrLeaseMs: 10_000,
 } as const;
@@ -318,6 +326,11 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
   const workers = intField('workers', workersV.source, workersV.value, 0, 256);
   const leaseV = withDefault('mrLeaseMs', nodeConfigDefaults.mrLeaseMs);
   const mrLeaseMs = intField('mrLeaseMs', leaseV.source, leaseV.value, 100, 3_600_000);
+  const walSyncV = withDefault('walSync', nodeConfigDefaults.walSync);
+  const walSync = text('walSync', walSyncV);
+  if (walSync !== 'thread' && walSync !== 'inline') {
+    throw bad('walSync', walSyncV.source, 'expected thread or inline', walSync);
+  }
   const levelV = withDefault('logLevel', nodeConfigDefaults.logLevel);
   const level = text('logLevel', levelV);
   if (!(logLevels as readonly string[]).includes(level)) {
@@ -334,6 +347,7 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
     tickMs,
     electionTicks,
     snapshotEntries,
+    walSync,
     logLevel: level as LogLevel,
     workers,
     mrLeaseMs,

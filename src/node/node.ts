@@ -175,6 +175,7 @@ export async function startNode(
     dir: config.dataDir,
     clusterId: config.clusterId,
     nodeId: config.id,
+    syncMode: config.walSync,
     logger: log.child({ component: 'storage' }),
   });
   // Loaded only when needed: a caller passing its own modules does not load MapReduce.

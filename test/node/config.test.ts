@@ -42,12 +42,22 @@ describe('node config', () => {
       ['n2', { host: '127.0.0.1', port: 7102 }],
       ['n3', { host: '127.0.0.1', port: 7103 }],
     ]);
-    expect([c.clusterId, c.tickMs, c.electionTicks, c.logLevel]).toEqual([
+    expect([c.clusterId, c.tickMs, c.electionTicks, c.logLevel, c.walSync]).toEqual([
       'cohort-local',
       20,
       10,
       'info',
+      'thread',
     ]);
+  });
+
+  it('takes the WAL sync mode from the flag or COHORT_WAL_SYNC', () => {
+    expect(resolveNodeConfig({ flags: { ...base, walSync: 'inline' }, env: {} }).walSync).toBe(
+      'inline',
+    );
+    expect(resolveNodeConfig({ flags: base, env: { COHORT_WAL_SYNC: 'inline' } }).walSync).toBe(
+      'inline',
+    );
   });
 
   it('reads optional peer RPC addresses after a slash (a port on the same host, or host:port)', () => {
@@ -110,6 +120,7 @@ describe('node config', () => {
     ['id', { id: 'no spaces' }, /id \(--id\)/],
     ['tickMs', { tickMs: 'fast' }, /expected an integer/],
     ['logLevel', { logLevel: 'loud' }, /expected one of/],
+    ['walSync', { walSync: 'async' }, /expected thread or inline/],
   ])('refuses a bad %s', (field, override, message) => {
     const r = refusal({ flags: { ...base, ...override }, env: {} });
     expect(r.field).toBe(field);
