@@ -4,7 +4,7 @@
  * detached one.
  *
  * ```sh
- * cohort up [--nodes 3] [--base-port 7100] [--dir .cohort] [--detach]
+ * cohort up [--nodes 3] [--base-port 7100] [--dir .cohort] [--detach] [--workers 2] [--wal-sync inline]
  * cohort status            # in another terminal
  * cohort down [--dir .cohort]
  * ```
@@ -57,6 +57,17 @@ interface UpFlags {
   dir: string;
   detach?: boolean;
   clusterId: string;
+  /** MapReduce worker threads per node (the node's --workers); default: the node's. */
+  workers?: number;
+  /** The nodes' --wal-sync; default: the node's (thread). */
+  walSync?: 'thread' | 'inline';
+}
+
+function walSyncMode(text: string): 'thread' | 'inline' {
+  if (text !== 'thread' && text !== 'inline') {
+    throw new InvalidArgumentError('expected thread or inline');
+  }
+  return text;
 }
 
 function int(text: string): number {
@@ -195,6 +206,8 @@ async function up(flags: UpFlags): Promise<void> {
     ];
     const peers = peerList(n.id);
     if (peers !== '') args.push('--peers', peers);
+    if (flags.workers !== undefined) args.push('--workers', `${flags.workers}`);
+    if (flags.walSync !== undefined) args.push('--wal-sync', flags.walSync);
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', fd, fd],
       detached: flags.detach === true,
@@ -332,6 +345,12 @@ export function registerUpCommands(program: Command): void {
     .option('--dir <dir>', 'data dirs, logs and cluster.json go here', '.cohort')
     .option('--cluster-id <id>', 'cluster id', 'cohort-local')
     .option('--detach', 'leave the nodes running and exit')
+    .option('--workers <n>', 'MapReduce worker threads per node (default one per core)', int)
+    .option(
+      '--wal-sync <mode>',
+      "where each node's WAL fdatasync runs: thread (default) or inline",
+      walSyncMode,
+    )
     .action(async (flags: UpFlags) => {
       await up(flags);
     });

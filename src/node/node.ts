@@ -300,6 +300,8 @@ export async function startNode(
       peers: Object.fromEntries([...config.peers].map(([id, a]) => [id, `${a.host}:${a.port}`])),
       dataDir: config.dataDir,
       clusterId: config.clusterId,
+      walSync: config.walSync,
+      workers: config.workers,
     },
     'node started',
   );

@@ -56,7 +56,18 @@ describe('cohort up / status / down', () => {
   it('up --detach leaves a cluster with a leader; status --json sees it; down stops it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
     const base = await freeBase();
-    const started = await run(['up', '--detach', '--base-port', String(base), '--dir', dir]);
+    const started = await run([
+      'up',
+      '--detach',
+      '--base-port',
+      String(base),
+      '--dir',
+      dir,
+      '--workers',
+      '1',
+      '--wal-sync',
+      'inline',
+    ]);
     expect(started.stderr).toBe('');
     expect(started.code).toBe(0);
     expect(started.stdout).toContain(`n1  raft 127.0.0.1:${base + 1}  rpc 127.0.0.1:${base + 101}`);
@@ -88,7 +99,10 @@ describe('cohort up / status / down', () => {
     }
     expect(pids.some(pidAlive)).toBe(false);
     expect(existsSync(join(dir, 'cluster.json'))).toBe(false);
-    expect(readFileSync(join(dir, 'n2', 'node.log'), 'utf8')).toContain('"node stopped"');
+    const log = readFileSync(join(dir, 'n2', 'node.log'), 'utf8');
+    expect(log).toContain('"node stopped"');
+    // up passed its --workers and --wal-sync on to every node.
+    expect(log).toMatch(/"walSync":"inline","workers":1,.*"node started"/);
 
     const none = await run(['status', '--dir', dir]);
     expect(none.code).toBe(1);
@@ -149,6 +163,17 @@ describe('cohort up / status / down', () => {
       blocker.close();
     }
   }, 40_000);
+
+  it('up refuses a bad --wal-sync or --workers before starting anything', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
+    const bad = await run(['up', '--dir', dir, '--wal-sync', 'async']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/expected thread or inline/);
+    const workers = await run(['up', '--dir', dir, '--workers', 'many']);
+    expect(workers.code).not.toBe(0);
+    expect(workers.stderr).toMatch(/expected a non-negative integer/);
+    expect(existsSync(join(dir, 'cluster.json'))).toBe(false);
+  });
 
   it('status exits 1 when no node answers', async () => {
     const r = await run([
