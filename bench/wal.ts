@@ -267,7 +267,7 @@ async function main(): Promise<void> {
   for (const syncMode of modes)
     for (const concurrency of [1, 16, 128]) {
       const total =
-        (quick ? 0.25 : 1) * (concurrency === 1 ? 600 : concurrency === 16 ? 6000 : 40_000);
+        (quick ? 0.1 : 1) * (concurrency === 1 ? 3000 : concurrency === 16 ? 48_000 : 320_000);
       // The disk's sync time here swings with other processes' I/O, so the
       // sides alternate in short slices: each replay slice writes the batches
       // the WAL slice just made, moments later, on the same file system, and a

@@ -348,7 +348,7 @@ export class FileStorage implements Storage {
 
   /** Validates, writes a snapshot file if any, encodes the records into the batch, and advances the model. */
   private enqueue(write: StorageWrite): void {
-    if (this.appendToOpenEntries(write)) return;
+    if (this.appendEntriesOnly(write)) return;
     const plan = planWrite(this.shapeView, write);
     // Everything that can fail comes before the batch is touched.
     let ref: SnapRef | null = null;
@@ -438,12 +438,13 @@ export class FileStorage implements Storage {
   /**
    * The hot path of group commit: a write of entries only that continues the
    * log is validated ({@link checkAppend}, the rules of planWrite for this case)
-   * and added to the open ENTRIES record. False, with nothing changed, when the
-   * write is of any other shape or does not fit that record; enqueue() then
-   * takes the general path.
+   * and added to the open ENTRIES record at the end of the batch, or starts
+   * one. False, with nothing changed, when the write is of any other shape or
+   * needs more than one record or a new segment; enqueue() then takes the
+   * general path.
    */
-  private appendToOpenEntries(write: StorageWrite): boolean {
-    if (this.openEntries === null || typeof write !== 'object' || write === null) return false;
+  private appendEntriesOnly(write: StorageWrite): boolean {
+    if (typeof write !== 'object' || write === null) return false;
     if (write.snapshot !== undefined || write.hardState !== undefined) return false;
     const given: unknown = write.entries;
     if (!Array.isArray(given) || given.length === 0) return false;
@@ -458,31 +459,37 @@ export class FileStorage implements Storage {
       entries,
       last === snapIndex ? (this.snapshotMeta?.term ?? 0) : this.terms.termAt(last),
     );
-    if (!this.extendOpenEntries(entries)) return false;
+    let add = 0;
+    for (const e of entries) add += entryEncodedBytes(e);
+    const open = this.openEntries;
+    if (open !== null && open.at + recordBytes(open.payload) === this.batchLen) {
+      // Extend the open record.
+      if (open.payload + add + 64 > limits.walRecordBytesMax) return false;
+      if (this.tailBytes + add > this.segmentBytes) return false;
+      const buf = this.reserve(add);
+      const end = putEntryBodies(buf, this.batchLen - add, entries, 0, entries.length);
+      assert(end === this.batchLen, 'entry sizes miscounted');
+      open.payload += add;
+      open.count += entries.length;
+      this.tailBytes += add;
+    } else {
+      // Start one, left open for the saves that follow.
+      const payload = 4 + add;
+      const total = recordBytes(payload);
+      if (payload + 64 > limits.walRecordBytesMax) return false;
+      if (this.tailRecords > 0 && this.tailBytes + total > this.segmentBytes) return false;
+      this.sealOpenEntries();
+      const buf = this.reserve(total);
+      const at = this.batchLen - total;
+      openRecord(buf, at, RecordType.Entries, payload);
+      putEntries(buf, at + recordBytes(0), entries, 0, entries.length);
+      this.openEntries = { at, payload, count: entries.length };
+      this.tailBytes += total;
+      this.tailRecords++;
+    }
     for (const e of entries) this.terms.append(e.index, e.term);
     const tail = this.segments[this.segments.length - 1] as Segment;
     if (tail.maxIndex < this.terms.lastIndex) tail.maxIndex = this.terms.lastIndex;
-    return true;
-  }
-
-  /**
-   * Appends `entries` to the open ENTRIES record at the end of the batch, if
-   * there is one and it stays within walRecordBytesMax and the segment; false
-   * (nothing changed) otherwise.
-   */
-  private extendOpenEntries(entries: readonly Entry[]): boolean {
-    const open = this.openEntries;
-    if (open === null || open.at + recordBytes(open.payload) !== this.batchLen) return false;
-    let add = 0;
-    for (const e of entries) add += entryEncodedBytes(e);
-    if (open.payload + add + 64 > limits.walRecordBytesMax) return false;
-    if (this.tailBytes + add > this.segmentBytes) return false;
-    const buf = this.reserve(add);
-    const end = putEntryBodies(buf, this.batchLen - add, entries, 0, entries.length);
-    assert(end === this.batchLen, 'entry sizes miscounted');
-    open.payload += add;
-    open.count += entries.length;
-    this.tailBytes += add;
     return true;
   }
 
