@@ -132,8 +132,14 @@ const TAG_DATA = 0x44; // 'D'
 const TAG_END = 0x45; // 'E'
 const RUN_MAGIC = 'cohort-mr-run';
 const RUN_VERSION = 1;
-/** Encoded bytes gathered into one data frame before it is cut. */
-const BLOCK_BYTES_TARGET = 1024 * 1024;
+/**
+ * Encoded bytes (or, for scalar records, an upper bound of them) gathered into
+ * one data frame before it is cut. A reducer holds one decoded block per run
+ * it merges, so small blocks keep its live heap small: with 1 MiB, a word
+ * count's reducer (16 runs of 25k keys) spent about 30% of its time in GC, and
+ * 128 KiB took its CPU from about 145 ms to 115.
+ */
+const BLOCK_BYTES_TARGET = 128 * 1024;
 /** Encoded values past which one key's values are cut into several records (and a block is cut before a record that would overflow it). */
 const RECORD_BYTES_MAX = 4 * 1024 * 1024;
 /** Bytes of frames buffered before they are written to the file. */
