@@ -24,9 +24,9 @@
  *   excludes import and cluster start. python3-dask and python3-distributed
  *   are installed with apt-get when missing (root only).
  * - `tasks`: cohort's task functions (src/mapreduce/tasks.ts: split reading,
- *   map with the job's fold, sorted runs on disk, k-way merge, reduce, atomic
- *   output) driven by 2 worker_threads from shared counters — NO coordinator,
- *   Raft, RPC or shuffle. Timed from the map phase's start to the last
+ *   the job's mapBlock with its fold, sorted runs on disk, k-way merge,
+ *   reduce, atomic output) driven by 2 worker_threads from shared counters —
+ *   NO coordinator, Raft, RPC or shuffle. Timed from the map phase's start to the last
  *   output's rename (threads started and the job loaded beforehand).
  * - `cohort`: the real engine: a one-node embedded cluster with 2 worker
  *   threads (src/mapreduce/client.ts runJob) running
@@ -51,13 +51,28 @@
  * (10:50 UTC, load average 1.0-1.8, best of 2): tight 2 threads 84.2 MB/s,
  * tasks 71.2, cohort 70.3 = 0.83x the loop (tasks 0.85x); cohort now takes
  * what the task functions alone take (7.28 s against 7.19 s) and 19.4 s/GiB
- * at 64 MiB instead of 29.0. What is left is CPU per byte in the map task
+ * at 64 MiB instead of 29.0. What was left was CPU per byte in the map task
  * (cohort 30 CPU s/GiB against the loop's 20-22): calling map once per line,
- * the fold emit path, and writing sorted runs (sort, MessagePack, about 6% of
- * a task) cost 20-35% more than one scan of the whole file. Under load (average
- * 3-5, 11:00-11:09 UTC) the ratios swung from 0.50x to 0.94x and Dask from 2.2x
- * to more: rerun when the machine is quiet. The machine's load average is
- * printed at the start and end: these are shared 2-core machines.
+ * and writing sorted runs (sort, MessagePack) cost 20-35% more than one scan of
+ * the whole file. Since then (2026-11-21, 11:40-12:30 UTC): the job gives
+ * `mapBlock`, the same scan over a 64 KiB block of lines, which the map task
+ * calls instead of `map` per line; the run writer packs a block of records per
+ * MessagePack call (writing a task's runs: 55-65 -> 25-28 ms); map blocks of
+ * 64 KiB instead of 1 MiB (young strings: a quarter of the full GCs) and run
+ * blocks of 128 KiB (a reducer's GC). One 32 MiB map task, one thread: 31.4 ->
+ * 24.2 CPU s/GiB (the loop 20.4) with the first two, best of 3x4 runs in one
+ * load; two threads, 16 tasks, warm: ~25 (loop ~20-22). `--sizes 512 --reps 2
+ * --only tight2,cohort,dask` at load average 0.5-2.1 (other tenants busy; the
+ * loop's own figure swung from 59 to 86 MB/s): at 12:20, before the 64 KiB map
+ * blocks, cohort 65.6 MB/s = 0.77x the loop (85.5) and 2.52x Dask (26.1);
+ * after them, at 12:29 and 12:34, cohort 71.7 and 56.4 MB/s = 0.83x and 0.95x
+ * the loop (86.3, 59.3), 3.11x and 2.73x Dask (23.0, 20.6); CPU 31.1 and 37.1
+ * s/GiB against the loop's 23.2 and 33.2 (cohort's includes its cluster
+ * start). tight2,tasks,cohort at 12:28, load 1.2-1.6: loop 87.5 MB/s, tasks
+ * 77.6 (0.89x), cohort 83.3 (0.95x; 25.7 CPU s/GiB against 22.3). Under load
+ * (average 3-5, 11:00-11:09 UTC) the ratios swung from 0.50x to 0.94x and Dask
+ * from 2.2x to more: rerun when the machine is quiet. The machine's load
+ * average is printed at the start and end: these are shared 2-core machines.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
