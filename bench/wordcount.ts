@@ -26,8 +26,8 @@
  * - `tasks`: cohort's task functions (src/mapreduce/tasks.ts: split reading,
  *   the job's mapBlock with its fold, sorted runs on disk, k-way merge,
  *   reduce, atomic output) driven by 2 worker_threads from shared counters —
- *   NO coordinator, Raft, RPC or shuffle. Timed from the map phase's start to the last
- *   output's rename (threads started and the job loaded beforehand).
+ *   NO coordinator, Raft, RPC or shuffle. Timed from the map phase's start to
+ *   the last output's rename (threads started and the job loaded beforehand).
  * - `cohort`: the real engine: a one-node embedded cluster with 2 worker
  *   threads (src/mapreduce/client.ts runJob) running
  *   examples/mapreduce/wordcount.ts with 2 reducers; its job time from submit
