@@ -178,7 +178,7 @@ export const limits = {
   mrMapBufferEntriesMax: 4 * 1024 * 1024,
   /** Estimated bytes of keys and values a map task buffers before spilling (bounds memory when values are big). */
   mrMapBufferBytesMax: 256 * 1024 * 1024,
-  /** Largest block of a map-output run file; a bigger length field is corruption (blocks are written at about 1 MiB). */
+  /** Largest block of a map-output run file; a bigger length field is corruption (blocks are cut at about 128 KiB; one huge record makes a bigger one). */
   mrRunBlockBytesMax: 64 * 1024 * 1024,
   /** Skipped bad records listed in a map task's result (all are counted). */
   mrSkippedRecordsListedMax: 100,
