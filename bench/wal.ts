@@ -32,7 +32,23 @@
  * / 128): thread 0.62 / 0.54 / 0.42, inline 0.84 / 0.76 / 0.65. Then each
  * save cost ~0.5 µs of the WAL's CPU (one promise per save, the general
  * validation, assertion messages built on every append); a batch now shares
- * one promise and entries-only appends take a hot path (~0.2 µs).
+ * one promise and entries-only appends take a hot path (~0.22 µs per save,
+ * a third of it copying the entry, a fifth the batch's CRC32C).
+ *
+ * Measured 2026-11-21 12:41-12:43 UTC, load average 0.7-1.1 (three runs of
+ * the inline mode, one of thread), ratios c=1 / 16 / 128:
+ * - inline, cohort/replay: 0.86 / 0.88 / 0.78, 0.80 / 0.84 / 0.70,
+ *   0.83 / 0.84 / 0.72 (317k, 252k, 260k appends/s at c=128).
+ * - inline, cohort/group: 0.95 / 0.93 / 0.92, 0.89 / 0.90 / 0.83,
+ *   0.92 / 0.91 / 0.74; group/replay 0.85-0.98.
+ * - thread, cohort/replay 0.66 / 0.78 / 0.69 (270k appends/s at c=128),
+ *   cohort/group 0.71 / 0.78 / 0.72: the hop.
+ * So the issue's 0.85 holds at c=1 and c=16 in inline mode in some runs
+ * (0.80-0.88), not at c=128 (0.70-0.78), where even the 20-line group commit
+ * reaches only 0.85-0.98 of the replay. At c=128 the time between a sync's
+ * return and the next write is ~130 µs (127 appenders and their saves), twice
+ * what the same work takes with warm caches (measured with a no-op file
+ * system): after each ~0.3 ms sync the CPU comes back cold.
  *
  * Run: npm run bench:wal [-- --quick] [-- --sync=thread|inline]
  */
