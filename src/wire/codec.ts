@@ -307,7 +307,9 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
 
   private pack(msg: M, encodeOptions: number): Uint8Array {
     const entry = this.entries.get(msg.type);
-    assert(entry !== undefined, `encoding unregistered message type ${String(msg.type)}`);
+    // The message is built only on failure: this runs for every message sent.
+    if (entry === undefined)
+      assert(false, `encoding unregistered message type ${String(msg.type)}`);
     if (this.validateOnEncode && !entry.check.Check(msg)) throw violation(entry, msg);
     try {
       return this.packr.pack(msg, encodeOptions);

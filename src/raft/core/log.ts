@@ -187,8 +187,10 @@ export class RaftLog {
   append(entries: readonly Entry[], allowTruncateCommitted = false): void {
     const first = entries[0];
     if (first === undefined) return;
-    assert(first.index > this.snap.index, `append at ${first.index} inside the snapshot`);
-    assert(first.index <= this.lastIndex() + 1, `append at ${first.index} leaves a gap`);
+    // Messages are built only on failure: these run for every append.
+    if (first.index <= this.snap.index)
+      assert(false, `append at ${first.index} inside the snapshot`);
+    if (first.index > this.lastIndex() + 1) assert(false, `append at ${first.index} leaves a gap`);
     if (first.index <= this.lastIndex()) this.truncateFrom(first.index, allowTruncateCommitted);
     for (const e of entries) {
       assert(e.index === this.lastIndex() + 1, 'appended entries must be contiguous');
@@ -220,7 +222,9 @@ export class RaftLog {
   /** Raises the commit index (never lowers it; Raft Figure 2). */
   commitTo(index: number): boolean {
     if (index <= this.commit) return false;
-    assert(index <= this.lastIndex(), `commit ${index} beyond last index ${this.lastIndex()}`);
+    if (index > this.lastIndex()) {
+      assert(false, `commit ${index} beyond last index ${this.lastIndex()}`);
+    }
     this.commit = index as LogIndex;
     return true;
   }
