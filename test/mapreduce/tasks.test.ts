@@ -124,7 +124,9 @@ describe('map and reduce tasks', () => {
           }
         },
       ),
-      { numRuns: 30 },
+      // A failure shrinks through many slow runs: stop shrinking in time to
+      // report the counterexample found so far, not a bare test timeout.
+      { numRuns: 30, interruptAfterTimeLimit: 120_000, markInterruptAsFailure: true },
     );
   }, 180_000);
 
