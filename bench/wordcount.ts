@@ -74,9 +74,11 @@
  * itself swung from 67 to 76 MB/s, slower than at 10:30), 512 MiB: --reps 2
  * 0.74x the loop and 2.53x Dask; --reps 3 0.93x and 3.07x; the default run
  * (one rep, every implementation) 0.84x and 2.75x (tasks 0.92x, 3.03x);
- * --reps 2 with tasks 0.83x and 2.85x (tasks 0.91x, 3.11x). So both goals
- * were met together in one run of six since the changes, each alone in
- * several: cohort sits at the goals, within the machine's noise. In those
+ * --reps 2 with tasks 0.83x and 2.85x (tasks 0.91x, 3.11x); at 13:34, the
+ * host fast again (loop 93.0 MB/s), --reps 2: cohort 76.6 MB/s = 0.82x, Dask
+ * 25.3 = 3.02x. So both goals were met together in one run of seven since
+ * the changes, each alone in several: cohort sits at the goals, within the
+ * machine's noise. In those
  * runs cohort trails its own task functions by ~9%: the node's main thread is
  * idle (10.4 of 11 s in a profile), each worker thread ~94% busy (the rest:
  * the async reads, the last map's tail, waiting for the reduce barrier), and
