@@ -4,34 +4,17 @@
  * its output equals the sequential run's; `status` with no cluster says so
  * and exits 1; bad arguments are refused by the parser.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadJob } from '../../src/mapreduce/job.js';
 import { runSequential } from '../../src/mapreduce/sequential.js';
+import { repoDir as repo, runCli as run } from '../harness/cli.js';
 
-const repo = fileURLToPath(new URL('../../', import.meta.url));
-const cli = fileURLToPath(new URL('../node/fixtures/cohort-cli.ts', import.meta.url));
 const wordcount = join(repo, 'examples/mapreduce/wordcount.ts');
 const dir = mkdtempSync(join(tmpdir(), 'cohort-mr-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
-      cwd: repo,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 function parts(out: string): Record<string, string> {
   return Object.fromEntries(

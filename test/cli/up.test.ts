@@ -4,36 +4,14 @@
  * leader, a second `up` is refused, `status --json` reports it, `down` stops
  * every node; an attached `up` stops its nodes cleanly on SIGTERM.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { pidAlive } from '../../src/node/cluster.js';
 import type { ClusterFile } from '../../src/node/cluster.js';
-
-const repo = fileURLToPath(new URL('../../', import.meta.url));
-const cli = fileURLToPath(new URL('../node/fixtures/cohort-cli.ts', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
-    cwd: repo,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((r) => child.once('close', (code) => r({ code, stdout, stderr })));
-}
+import { runCli as run, startCli } from '../harness/cli.js';
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((r) => {
@@ -112,25 +90,19 @@ describe('cohort up / status / down', () => {
   it('an attached up stops its nodes cleanly on SIGTERM', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
     const base = await freeBase();
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', cli, 'up', '--base-port', String(base), '--dir', dir],
-      { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const closed = new Promise<number | null>((r) => child.once('close', r));
+    const up = startCli(['up', '--base-port', String(base), '--dir', dir]);
+    const child = up.child;
     try {
-      for (let i = 0; i < 200 && !/leader n\d · term .* 3\/3 up/.test(out); i++) {
+      for (let i = 0; i < 200 && !/leader n\d · term .* 3\/3 up/.test(up.out.stdout); i++) {
         await new Promise((r) => setTimeout(r, 100));
       }
-      expect(out).toMatch(/leader n\d · term \d+ · commit \d+ · revision 0 · 3\/3 up/);
+      expect(up.out.stdout).toMatch(/leader n\d · term \d+ · commit \d+ · revision 0 · 3\/3 up/);
       const file = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile;
       expect(file.supervisor).toBe(child.pid);
       const pids = file.nodes.map((n) => n.pid ?? -1);
       child.kill('SIGTERM');
-      expect(await closed).toBe(0);
-      expect(out).toContain('cohort: all nodes stopped');
+      expect(await up.exit).toBe(0);
+      expect(up.out.stdout).toContain('cohort: all nodes stopped');
       expect(pids.some(pidAlive)).toBe(false);
       expect(existsSync(join(dir, 'cluster.json'))).toBe(false);
     } finally {

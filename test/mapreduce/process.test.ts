@@ -7,7 +7,6 @@
  * `kill -9` mid-map and again mid-reduce, and a worker node killed after its
  * maps finished but before the reducers fetched their output.
  */
-import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -25,10 +24,9 @@ import type { JobOptions, JobStatus, TaskInfo } from '../../src/mapreduce/core/t
 import { MapReduceClient, prepareJob } from '../../src/mapreduce/client.js';
 import { loadJob } from '../../src/mapreduce/job.js';
 import { runSequential } from '../../src/mapreduce/sequential.js';
+import { repoDir as repo, runCli } from '../harness/cli.js';
 import { ProcessCluster } from '../harness/process-cluster.js';
 
-const repo = fileURLToPath(new URL('../../', import.meta.url));
-const cli = fileURLToPath(new URL('../node/fixtures/cohort-cli.ts', import.meta.url));
 const labJob = fileURLToPath(new URL('./fixtures/lab-job.ts', import.meta.url));
 const noReduceJob = fileURLToPath(new URL('./fixtures/no-reduce-job.ts', import.meta.url));
 const wordcount = join(repo, 'examples/mapreduce/wordcount.ts');
@@ -183,20 +181,6 @@ async function submit(
   });
   const r = await client.submit(prepared.request);
   return { jobId: r.jobId, output };
-}
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
-      cwd: repo,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
 }
 
 function endpoints(): string {

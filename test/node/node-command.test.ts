@@ -1,27 +1,14 @@
 /** `cohort node` as a process: a bad configuration exits 2 naming the field; a clean SIGTERM exits 0. */
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { startCli } from '../harness/cli.js';
 import { freePort } from '../transport/tcp-harness.js';
 
-const repo = fileURLToPath(new URL('../../', import.meta.url));
-const cli = fileURLToPath(new URL('./fixtures/cohort-cli.ts', import.meta.url));
-
-function start(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'node', ...args], {
-    cwd: repo,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  const out = { stdout: '', stderr: '' };
-  child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
-  const exit = new Promise<number | null>((r) => child.once('close', r));
-  return { child, out, exit };
-}
+/** `cohort node <args>` with `env` added. */
+const start = (args: string[], env: Record<string, string> = {}) =>
+  startCli(['node', ...args], env);
 
 describe('cohort node (process)', () => {
   it('exits 2 on a bad configuration, naming the field and its source', async () => {

@@ -1,0 +1,58 @@
+/**
+ * The `cohort` CLI as a user runs it, from the sources under tsx, in a child
+ * process whose output is collected: for the tests of commands.
+ *
+ * ```ts
+ * const r = await runCli(['mr', 'status', '--dir', dir]);   // waits for it to end
+ * expect(r.code).toBe(1);
+ * const up = startCli(['up', '--dir', dir]);                // runs on; up.out fills as it writes
+ * up.child.kill('SIGTERM'); expect(await up.exit).toBe(0);
+ * ```
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** The repository's root (the children's working directory). */
+export const repoDir = fileURLToPath(new URL('../../', import.meta.url));
+const cli = fileURLToPath(new URL('../node/fixtures/cohort-cli.ts', import.meta.url));
+
+/** A running CLI process. */
+export interface CliProcess {
+  readonly child: ChildProcess;
+  /** Everything written so far. */
+  readonly out: { stdout: string; stderr: string };
+  /** Its exit code (null after a signal), once its output streams are closed too. */
+  readonly exit: Promise<number | null>;
+}
+
+/** What a finished CLI run printed and its exit code. */
+export interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Starts `cohort <args>` with `env` added to this process's environment. */
+export function startCli(args: readonly string[], env: Record<string, string> = {}): CliProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
+    cwd: repoDir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  const out = { stdout: '', stderr: '' };
+  child.stdout?.on('data', (d: Buffer) => (out.stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out.stderr += d.toString()));
+  const exit = new Promise<number | null>((r) => child.once('close', r));
+  return { child, out, exit };
+}
+
+/** Runs `cohort <args>` to its end. */
+export async function runCli(
+  args: readonly string[],
+  env?: Record<string, string>,
+): Promise<CliRun> {
+  const p = startCli(args, env);
+  const code = await p.exit;
+  return { code, stdout: p.out.stdout, stderr: p.out.stderr };
+}
