@@ -309,43 +309,34 @@ function visitLines(
   visit: (offset: number, line: string) => void,
 ): number {
   let n = 0;
-  if (isAscii(buf.subarray(0, end))) {
-    // ASCII: bytes are characters, so byte offsets are string indexes. Each
-    // line is decoded on its own into a flat string (not a slice of a chunk
-    // string), which the map function then reads at full speed.
-    let p = 0;
-    while (p < end) {
-      let nl = buf.indexOf(10, p);
-      if (nl < 0 || nl >= end) nl = end;
-      const e = nl > p && buf[nl - 1] === 13 ? nl - 1 : nl;
-      visit(base + p, buf.toString('latin1', p, e));
-      n++;
-      p = nl + 1;
+  const ascii = isAscii(buf.subarray(0, end));
+  if (!ascii) {
+    const s = buf.toString('utf8', 0, end);
+    if (s.length === end) {
+      // Every character came from exactly one byte (single invalid bytes
+      // decoded as U+FFFD), so string indexes are byte offsets.
+      let p = 0;
+      while (p < end) {
+        let nl = s.indexOf('\n', p);
+        if (nl < 0) nl = end;
+        const e = nl > p && s.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+        visit(base + p, s.slice(p, e));
+        n++;
+        p = nl + 1;
+      }
+      return n;
     }
-    return n;
   }
-  const s = buf.toString('utf8', 0, end);
-  if (s.length === end) {
-    // Every character came from exactly one byte (ASCII, or single invalid
-    // bytes decoded as U+FFFD), so string indexes are byte offsets.
-    let p = 0;
-    while (p < end) {
-      let nl = s.indexOf('\n', p);
-      if (nl < 0) nl = end;
-      const e = nl > p && s.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-      visit(base + p, s.slice(p, e));
-      n++;
-      p = nl + 1;
-    }
-    return n;
-  }
-  // Multi-byte UTF-8: find lines in the bytes, decode each.
+  // Find lines in the bytes and decode each on its own, into a flat string
+  // (not a slice of a chunk string) that the map function reads at full
+  // speed: ASCII byte for byte (latin1, the fast way), else as UTF-8.
+  const encoding = ascii ? 'latin1' : 'utf8';
   let p = 0;
   while (p < end) {
     let nl = buf.indexOf(10, p);
     if (nl < 0 || nl >= end) nl = end;
     const e = nl > p && buf[nl - 1] === 13 ? nl - 1 : nl;
-    visit(base + p, buf.toString('utf8', p, e));
+    visit(base + p, buf.toString(encoding, p, e));
     n++;
     p = nl + 1;
   }
