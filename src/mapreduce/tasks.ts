@@ -18,8 +18,8 @@
  * **Map task.** Reads its split in big chunks, calls `map` once per line (or
  * the job's `mapBlock` once per block of lines, when it has one and no record
  * needs handling on its own: no `skipBadRecords`, no records to skip), and
- * collects what it emits in memory, grouped by key (a `Map` from key to
- * values). With `fold`, each key holds one value, folded as values are
+ * collects what it emits in memory, grouped by key (a {@link KeyTable}
+ * numbering the keys, and an array of their values). With `fold`, each key holds one value, folded as values are
  * emitted; with `combine`, a key's values are combined as soon as
  * {@link COMBINE_AT} of them pile up, and once more at the end, so a word count
  * keeps one number per distinct word. Past `limits.mrMapBufferEntriesMax`
@@ -64,6 +64,7 @@ import {
 } from './format.js';
 import type { Split } from './input.js';
 import { readSplitBlocks, readSplitLines } from './input.js';
+import { KeyTable } from './key-table.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
 export const COMBINE_AT = 64;
@@ -285,8 +286,18 @@ function combiner(job: AnyJob, params: Readonly<Record<string, string>>, counter
   };
 }
 
-/** How a map task's buffer holds a key's values: a list, or one folded value. */
-type Buffered = Map<string, unknown>;
+/**
+ * A map task's buffer: its distinct keys, numbered, and each key's buffered
+ * values at its number: one folded value (fold mode) or a list.
+ */
+interface Buffered {
+  readonly table: KeyTable;
+  readonly vals: unknown[];
+}
+
+function newBuffer(): Buffered {
+  return { table: new KeyTable(), vals: [] };
+}
 
 /**
  * Writes `buckets` as one sorted run per partition (paths from `pathFor`).
@@ -301,11 +312,12 @@ async function writeRuns(
   pathFor: (partition: number) => string,
   writers: RunWriter[],
 ): Promise<RunFile[]> {
+  const { table, vals } = buckets;
   const byPartition: string[][] = Array.from({ length: reducers }, () => []);
   if (reducers === 1) {
-    byPartition[0] = [...buckets.keys()];
+    byPartition[0] = table.keys.slice();
   } else {
-    for (const key of buckets.keys()) (byPartition[partitionOf(key)] as string[]).push(key);
+    for (const key of table.keys) (byPartition[partitionOf(key)] as string[]).push(key);
   }
   const runs: RunFile[] = [];
   for (let p = 0; p < reducers; p++) {
@@ -313,7 +325,7 @@ async function writeRuns(
     const w = await RunWriter.create(pathFor(p));
     writers.push(w);
     for (const key of keys) {
-      if (w.add(key, valuesOf(key, buckets.get(key)))) await w.flush();
+      if (w.add(key, valuesOf(key, vals[table.find(key)]))) await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
@@ -364,8 +376,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const spillPaths: string[][] = []; // [spill][partition]
   const base = join(dir, taskId);
 
-  // key -> values[] (list mode), or key -> { v: folded value } (fold mode).
-  let buckets: Buffered = new Map();
+  // Each key's values (list mode), or its folded value (fold mode).
+  let buckets = newBuffer();
   let entries = 0; // keys + buffered values: what the spill bound counts
   let bytes = 0; // a rough estimate of the buffer's memory: the other spill bound
   let emitted = 0;
@@ -377,36 +389,40 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       throw userError(`fold threw on key ${keyText(key)}`, err, { key, phase: 'fold' });
     }
   };
-  // The emits of the hot path: one Map lookup, then a fold or a push.
+  // The emits of the hot path: one table lookup, then a fold or a push.
   const emitFold = (key: string, value: unknown): void => {
     if (typeof key !== 'string') throw badKey('map', key);
     emitted++;
-    // A box per key: folding is then one Map lookup and a field write.
-    const box = buckets.get(key) as { v: unknown } | undefined;
-    if (box === undefined) {
-      buckets.set(key, { v: value });
+    const { table, vals } = buckets;
+    const e = table.find(key);
+    if (e < 0) {
+      table.add(key);
+      vals.push(value);
       entries += 2;
       bytes += KEY_BYTES + key.length + sizeOf(value);
     } else {
-      box.v = foldInto(key, box.v, value);
+      vals[e] = foldInto(key, vals[e], value);
     }
   };
   const emitList = (key: string, value: unknown): void => {
     if (typeof key !== 'string') throw badKey('map', key);
     emitted++;
-    const values = buckets.get(key) as unknown[] | undefined;
-    if (values === undefined) {
-      buckets.set(key, [value]);
+    const { table, vals } = buckets;
+    const e = table.find(key);
+    if (e < 0) {
+      table.add(key);
+      vals.push([value]);
       entries += 2;
       bytes += KEY_BYTES + key.length + sizeOf(value);
     } else {
+      const values = vals[e] as unknown[];
       values.push(value);
       entries++;
       bytes += sizeOf(value);
       if (combineValues !== undefined && values.length >= COMBINE_AT) {
         const combined = combineValues(key, values);
         counters.combines++;
-        buckets.set(key, combined);
+        vals[e] = combined;
         entries -= values.length - combined.length;
         bytes += sizeOfAll(combined) - sizeOfAll(values);
       }
@@ -477,7 +493,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   // What a buffered entry becomes in a run: fold mode holds one value; list
   // mode a list, combined once more when it can still shrink.
   const finalValues = (key: string, buffered: unknown): unknown[] => {
-    if (fold !== undefined) return [(buffered as { v: unknown }).v];
+    if (fold !== undefined) return [buffered];
     const values = buffered as unknown[];
     if (combineValues !== undefined && values.length > 1) {
       counters.combines++;
@@ -487,19 +503,22 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   };
   // Spills keep lists as they are (they are combined when merged at the end).
   const spillValues = (_key: string, buffered: unknown): unknown[] =>
-    fold !== undefined ? [(buffered as { v: unknown }).v] : (buffered as unknown[]);
+    fold !== undefined ? [buffered] : (buffered as unknown[]);
 
   const spill = async (force: boolean): Promise<void> => {
     if (!force && combineValues !== undefined) {
       // Compact first: often the combiner alone brings the buffer back under the bound.
       entries = 0;
       bytes = 0;
-      for (const [key, values] of buckets as Map<string, unknown[]>) {
+      const { table, vals } = buckets;
+      for (let e = 0; e < table.size; e++) {
+        const key = table.keys[e] as string;
+        const values = vals[e] as unknown[];
         let vs = values;
         if (values.length > 1) {
           vs = combineValues(key, values);
           counters.combines++;
-          buckets.set(key, vs);
+          vals[e] = vs;
         }
         entries += 1 + vs.length;
         bytes += KEY_BYTES + key.length + sizeOfAll(vs);
@@ -521,7 +540,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       writers,
     );
     counters.spills++;
-    buckets = new Map();
+    buckets = newBuffer();
     entries = 0;
     bytes = 0;
   };
@@ -542,8 +561,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     if (spillPaths.length === 0) {
       runs = await writeRuns(buckets, reducers, partitionOf, finalValues, finalPath, writers);
     } else {
-      if (buckets.size > 0) await spill(true);
-      buckets = new Map();
+      if (buckets.table.size > 0) await spill(true);
+      buckets = newBuffer();
       runs = [];
       for (let p = 0; p < reducers; p++) {
         const w = await RunWriter.create(finalPath(p));
