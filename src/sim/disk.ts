@@ -348,7 +348,7 @@ export class SimDisk {
       inode.sync();
       this.syncs++;
     };
-    return {
+    const raw: StorageFs = {
       mkdirp: (dir) => {
         let cur = '/';
         for (const part of dir.split('/').filter((p) => p !== '')) {
@@ -432,6 +432,24 @@ export class SimDisk {
         d.pending = [];
         this.dirSyncs++;
       },
+      // Done at once (time does not pass): create, zeros, sync, close. The name
+      // stays volatile until the directory is synced, like any created file.
+      allocate: (path, bytes, signal) => {
+        try {
+          signal.throwIfAborted();
+          const fd = raw.open(path, 'create');
+          try {
+            raw.write(fd, new Uint8Array(bytes), 0);
+            raw.fdatasync(fd);
+          } finally {
+            raw.close(fd);
+          }
+          return Promise.resolve();
+        } catch (err) {
+          return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      },
     };
+    return raw;
   }
 }

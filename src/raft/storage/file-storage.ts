@@ -120,6 +120,15 @@ export interface FileStorageOptions {
    * sync — only for a dedicated, fast disk.
    */
   readonly syncMode?: 'thread' | 'inline';
+  /**
+   * Preallocate segments (default true): the next segment's file is filled
+   * with zeros and synced in the background ({@link StorageFs.allocate}), so
+   * that the group commit's fdatasyncs overwrite allocated blocks and skip
+   * the journal commit a growing file needs (~1.8x faster here). Costs a
+   * segment's worth of disk for the spare and its zero-filling, once per
+   * segment. False: segments grow as they are written.
+   */
+  readonly preallocate?: boolean;
 }
 
 /** What recovery found and did. */
@@ -169,6 +178,19 @@ function newWaiter(): Waiter {
 }
 
 const SEGMENT_RE = /^([0-9a-f]{16})\.wal$/;
+/** The spare segment while it is being zero-filled, and once it is complete (synced before the rename). */
+const SPARE_TMP = 'spare.tmp';
+const SPARE_READY = 'spare.seg';
+
+/** True if every byte of `buf` from `from` on is zero. */
+function zeroFrom(buf: Buffer, from: number): boolean {
+  const zeros = Buffer.alloc(Math.min(64 * 1024, Math.max(0, buf.length - from)));
+  for (let o = from; o < buf.length; o += zeros.length) {
+    const end = Math.min(buf.length, o + zeros.length);
+    if (buf.compare(zeros, 0, end - o, o, end) !== 0) return false;
+  }
+  return true;
+}
 const SNAPSHOT_RE = /^[0-9a-f]{16}-[0-9a-f]{16}-[0-9a-f]{8}\.snap$/;
 
 function ioError(what: string, cause: unknown): CohortError {
@@ -249,6 +271,22 @@ export class FileStorage implements Storage {
   private flushScheduled = false;
   /** An fdatasync is in flight; saves queue behind it. */
   private syncing = false;
+
+  // Preallocation (see FileStorageOptions.preallocate).
+  private readonly preallocate: boolean;
+  /** The spare segment file: none, being zero-filled (`spare.tmp`), or ready (`spare.seg`). */
+  private spare: 'none' | 'filling' | 'ready' = 'none';
+  /** A queued roll will take the ready spare (at most one roll does). */
+  private spareClaimed = false;
+  /** Settles when the spare's filling has ended (either way). */
+  private spareFilling: Promise<void> = Promise.resolve();
+  private readonly spareAbort = new AbortController();
+  /**
+   * The last segment (as the queue will leave it) is a preallocated file. If
+   * it is not (a fresh log, or a tail cut after a crash) and a spare is ready,
+   * the next write rolls to the spare early rather than grow this one.
+   */
+  private tailPreallocated = false;
   /** Settles when close() has drained the queue. */
   private closed: Promise<void> | null = null;
 
@@ -263,6 +301,7 @@ export class FileStorage implements Storage {
       `segmentBytes ${this.segmentBytes} outside (1024, walSegmentBytesMax]`,
     );
     this.schedule = options.schedule ?? ((fn) => void setImmediate(fn));
+    this.preallocate = options.preallocate ?? true;
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- getters below read the live model
     const self = this;
     this.shapeView = {
@@ -288,6 +327,7 @@ export class FileStorage implements Storage {
     try {
       const loaded = this.recover();
       this.state = 'open';
+      this.prepareSpare();
       return Promise.resolve(loaded);
     } catch (err) {
       this.state = 'closed';
@@ -337,7 +377,8 @@ export class FileStorage implements Storage {
       () => {},
     );
     if (!this.syncing) this.flush();
-    this.closed = drained.then(() => {
+    this.spareAbort.abort();
+    this.closed = Promise.all([drained, this.spareFilling]).then(() => {
       this.closeFd();
       this.state = 'closed';
     });
@@ -389,7 +430,9 @@ export class FileStorage implements Storage {
     records +=
       Number(snapPayload !== null) + Number(truncPayload !== null) + Number(hsPayload !== null);
 
-    if (this.tailRecords > 0 && this.tailBytes + total > this.segmentBytes) this.queueRoll();
+    if (this.tailRecords > 0 && (this.tailBytes + total > this.segmentBytes || this.rollEarly())) {
+      this.queueRoll();
+    }
     const buf = this.reserve(total);
     let o = this.batchLen - total;
     if (snapPayload !== null) o = putRecord(buf, o, RecordType.Snapshot, snapPayload);
@@ -448,6 +491,7 @@ export class FileStorage implements Storage {
     if (write.snapshot !== undefined || write.hardState !== undefined) return false;
     const given: unknown = write.entries;
     if (!Array.isArray(given) || given.length === 0) return false;
+    if (!this.tailPreallocated && this.rollEarly()) return false;
     const entries = given as readonly Entry[];
     const first: unknown = entries[0];
     const last = this.terms.lastIndex;
@@ -515,9 +559,16 @@ export class FileStorage implements Storage {
     return this.batch;
   }
 
+  /** True if the tail segment grows as written while a preallocated spare waits: roll now. */
+  private rollEarly(): boolean {
+    return !this.tailPreallocated && this.spare === 'ready' && !this.spareClaimed;
+  }
+
   /** Queues the start of a new segment, checkpointing the model as of now. */
   private queueRoll(): void {
     const seq = (this.segments[this.segments.length - 1] as Segment).seq + 1;
+    this.tailPreallocated = this.spare === 'ready' && !this.spareClaimed;
+    if (this.tailPreallocated) this.spareClaimed = true;
     const start = this.segmentStart(seq);
     this.rolls.push({ at: this.batchLen, seq });
     this.reserve(start.length);
@@ -583,14 +634,20 @@ export class FileStorage implements Storage {
         // A segment is left only once durable, so a later one never survives an earlier one's loss.
         this.writeOut(start, roll.at);
         if (roll.at > start) this.fs.fdatasync(this.fd as FileHandle);
+        const fd = this.fd as FileHandle;
+        // A preallocated segment's unused zeros go (not synced: either size reads back the same).
+        if (this.fs.size(fd) > this.writeOffset) this.fs.truncate(fd, this.writeOffset);
         this.closeFd();
-        this.fd = this.fs.open(this.segmentPath(roll.seq), 'create');
+        this.fd = this.openSegment(roll.seq);
         this.fdSeq = roll.seq;
         this.writeOffset = 0;
         start = roll.at;
       }
       this.writeOut(start, length);
-      if (rolls.length > 0) this.fs.syncDir(this.walDir);
+      if (rolls.length > 0) {
+        this.fs.syncDir(this.walDir);
+        this.prepareSpare();
+      }
       // A batch far above the usual size leaves a big buffer behind: let it go.
       if (this.batch.length > 4 * batchBufferBytes) {
         this.batch = Buffer.allocUnsafe(batchBufferBytes);
@@ -632,6 +689,56 @@ export class FileStorage implements Storage {
         this.fail(err, waiter);
         if (this.waiter !== null) this.flush();
       },
+    );
+  }
+
+  /** Creates segment `seq` for writing: the ready spare renamed, or else a new empty file. */
+  private openSegment(seq: number): FileHandle {
+    const path = this.segmentPath(seq);
+    if (this.spare === 'ready') {
+      this.spare = 'none';
+      this.spareClaimed = false;
+      this.fs.rename(posix.join(this.walDir, SPARE_READY), path);
+      return this.fs.open(path, 'readwrite');
+    }
+    return this.fs.open(path, 'create');
+  }
+
+  /**
+   * Starts zero-filling the spare segment in the background, if preallocation
+   * is on and there is none. On success the file is renamed `spare.seg` (its
+   * zeros are durable before the name exists); on failure it is removed, a
+   * warning logged, and the WAL goes on with growing segments until the next
+   * roll tries again.
+   */
+  private prepareSpare(): void {
+    if (!this.preallocate || this.spare !== 'none' || this.state !== 'open') return;
+    this.spare = 'filling';
+    const tmp = posix.join(this.walDir, SPARE_TMP);
+    this.spareFilling = this.fs.allocate(tmp, this.segmentBytes, this.spareAbort.signal).then(
+      () => {
+        try {
+          this.fs.rename(tmp, posix.join(this.walDir, SPARE_READY));
+          this.spare = 'ready';
+        } catch (err) {
+          this.spareFailed(tmp, err);
+        }
+      },
+      (err: unknown) => this.spareFailed(tmp, err),
+    );
+  }
+
+  private spareFailed(tmp: string, err: unknown): void {
+    this.spare = 'none';
+    try {
+      this.fs.unlink(tmp);
+    } catch {
+      // Not there, or the disk is gone: load() removes a leftover.
+    }
+    if (this.spareAbort.signal.aborted) return;
+    this.logger.warn(
+      { err: err instanceof Error ? err.message : String(err), dir: this.walDir },
+      'could not preallocate the next WAL segment; segments grow as written',
     );
   }
 
@@ -824,6 +931,8 @@ export class FileStorage implements Storage {
     const replay = new Replay();
     const segments: Segment[] = [];
     let tailLength = 0;
+    /** File size of the tail segment (beyond tailLength: a preallocated segment's zeros). */
+    let tailSize = 0;
     let tailRecords = 0;
     let walDirty = false;
     for (let i = 0; i < seqs.length; i++) {
@@ -845,7 +954,7 @@ export class FileStorage implements Storage {
         torn: isLast && !anyValidRecordAfter(bytes, offset),
       });
       let problem: { offset: number; reason: string; torn: boolean } | null = null;
-      let offset: number;
+      let offset = 0;
       let records = 0;
       if (bytes.length < 4 || !bytes.subarray(0, 4).equals(segmentMagic)) {
         problem = bad(0, 'bad magic');
@@ -881,6 +990,8 @@ export class FileStorage implements Storage {
         while (problem === null && offset < bytes.length) {
           const r = decodeRecordAt(bytes, offset);
           if (typeof r === 'string') {
+            // The zeros of a preallocated segment end its records (a record's length is never 0).
+            if (zeroFrom(bytes, offset)) break;
             problem = bad(offset, `invalid record (${r})`);
             break;
           }
@@ -942,12 +1053,14 @@ export class FileStorage implements Storage {
         if (records > 0) {
           segments.push(segment);
           tailLength = problem.offset;
+          tailSize = problem.offset;
           tailRecords = records - 1;
         }
         break;
       }
       segments.push(segment);
-      tailLength = bytes.length;
+      tailLength = offset;
+      tailSize = bytes.length;
       tailRecords = records - 1;
     }
     report.segments = segments.length;
@@ -1033,6 +1146,7 @@ export class FileStorage implements Storage {
       this.writeOffset = start.length;
       this.tailBytes = start.length;
       this.tailRecords = 0;
+      this.tailPreallocated = false;
       walDirty = true;
     } else {
       const tail = segments[segments.length - 1] as Segment;
@@ -1041,10 +1155,39 @@ export class FileStorage implements Storage {
       this.writeOffset = tailLength;
       this.tailBytes = tailLength;
       this.tailRecords = tailRecords;
+      this.tailPreallocated = tailSize >= this.segmentBytes;
     }
+    walDirty = this.recoverSpare(report) || walDirty;
     if (walDirty) fs.syncDir(this.walDir);
 
     return { hardState: replay.hardState, snapshot: chosen, entries };
+  }
+
+  /**
+   * Keeps a spare segment left by an earlier run if it is whole and all zeros
+   * (its zeros were synced before it got its name; checking them also refuses
+   * one that an OS crash left half-written under that name), and removes any
+   * other leftover. Returns true if it removed a file.
+   */
+  private recoverSpare(report: RecoveryReport): boolean {
+    const fs = this.fs;
+    const names = new Set(fs.readdir(this.walDir));
+    let removed = false;
+    const remove = (name: string): void => {
+      fs.unlink(posix.join(this.walDir, name));
+      report.removedFiles.push(posix.join('wal', name));
+      removed = true;
+    };
+    if (names.has(SPARE_TMP)) remove(SPARE_TMP);
+    if (names.has(SPARE_READY)) {
+      const bytes = this.readWhole(posix.join(this.walDir, SPARE_READY));
+      if (this.preallocate && bytes.length === this.segmentBytes && zeroFrom(bytes, 0)) {
+        this.spare = 'ready';
+      } else {
+        remove(SPARE_READY);
+      }
+    }
+    return removed;
   }
 }
 

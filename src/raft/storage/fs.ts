@@ -22,6 +22,7 @@
  * ```
  */
 import * as nfs from 'node:fs';
+import * as nfsp from 'node:fs/promises';
 
 /** How a file is opened: read-only; read-write existing; or created (must not exist). */
 export type OpenMode = 'read' | 'readwrite' | 'create';
@@ -63,7 +64,22 @@ export interface StorageFs {
   unlink(path: string): void;
   /** Makes the directory's entries (created, renamed, removed names) durable. */
   syncDir(dir: string): void;
+  /**
+   * Creates `path` (it must not exist) holding `bytes` zero bytes, written and
+   * fdatasync'd off the event loop (node: libuv's thread pool), then closed.
+   * The WAL preallocates its segments with it: overwriting blocks that are
+   * already allocated and written leaves the file's size and block map alone,
+   * so the fdatasync after each batch flushes data only, without a journal
+   * commit (here ~1.8x faster than syncing a growing file; fallocate's
+   * unwritten extents do not help, since writing them changes the block map).
+   * The name is durable only after {@link StorageFs.syncDir}. On failure or
+   * abort the promise rejects and the file may be left, partly filled.
+   */
+  allocate(path: string, bytes: number, signal: AbortSignal): Promise<void>;
 }
+
+/** Zeros written per call by {@link nodeFs}'s allocate (an abort is noticed between calls). */
+const allocateChunkBytes = 1024 * 1024;
 
 /** {@link StorageFs} over node:fs synchronous calls (see the file comment for why synchronous). */
 export const nodeFs: StorageFs = {
@@ -125,6 +141,22 @@ export const nodeFs: StorageFs = {
       nfs.fsyncSync(fd);
     } finally {
       nfs.closeSync(fd);
+    }
+  },
+  async allocate(path, bytes, signal) {
+    signal.throwIfAborted();
+    const file = await nfsp.open(path, 'wx', 0o644);
+    try {
+      const zeros = Buffer.alloc(Math.min(bytes, allocateChunkBytes));
+      for (let at = 0; at < bytes;) {
+        signal.throwIfAborted();
+        const { bytesWritten } = await file.write(zeros, 0, Math.min(zeros.length, bytes - at), at);
+        at += bytesWritten;
+      }
+      signal.throwIfAborted();
+      await file.datasync();
+    } finally {
+      await file.close();
     }
   },
 };

@@ -125,7 +125,11 @@ export function decodeRecordAt(buf: Buffer, offset: number): DecodedRecord | Inv
 
 /** True if some valid record starts at any offset in (from, buf.length): tells corruption from a torn tail. */
 export function anyValidRecordAfter(buf: Buffer, from: number): boolean {
-  for (let o = from + 1; o + recordPrefixBytes + 1 <= buf.length; o++) {
+  // A record's length field is never zero, so none starts past the last non-zero
+  // byte's reach: skip a preallocated segment's zeros without decoding them.
+  let last = buf.length - 1;
+  while (last > from && buf[last] === 0) last--;
+  for (let o = from + 1; o <= last && o + recordPrefixBytes + 1 <= buf.length; o++) {
     const length = buf.readUInt32LE(o + 4);
     if (length < 1 || o + recordPrefixBytes + length > buf.length) continue;
     if (typeof decodeRecordAt(buf, o) !== 'string') return true;

@@ -380,6 +380,9 @@ export class ProductionSimNodeOf<SM extends ProductionStateMachine<Out>, Out>
         () => this.options.random.intBetween(minMs, maxMs) * this.diskSlowdown,
       ),
       logger: silentLogger,
+      // Small preallocated segments: rolls, spares and their zeros happen often
+      // enough for crashes to land among them.
+      segmentBytes: 64 * 1024,
     });
     return {
       load: async (): Promise<PersistentState> => {

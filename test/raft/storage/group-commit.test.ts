@@ -55,6 +55,7 @@ async function open(fs: StorageFs): Promise<FileStorage> {
     clusterId: clusterId('c1'),
     nodeId: nodeId('n1'),
     logger: quiet,
+    preallocate: false,
   });
   await s.load();
   return s;
@@ -191,6 +192,7 @@ describe('group commit', () => {
       nodeId: nodeId('n1'),
       logger: quiet,
       segmentBytes: 4096,
+      preallocate: false,
     });
     await s.load();
     const saves: Promise<void>[] = [];

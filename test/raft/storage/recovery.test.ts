@@ -33,8 +33,9 @@ import { entry, hs, plain, snapshot } from './helpers.js';
 const quiet: StorageLogger = { info: () => {}, warn: () => {}, error: () => {} };
 const ids = { clusterId: clusterId('c1'), nodeId: nodeId('n1') };
 
+/** Growing segments unless asked (these tests cut and flip the bytes of segments as written; preallocate.test.ts covers the zeros). */
 function open(dir: string, extra: Partial<FileStorageOptions> = {}): FileStorage {
-  return new FileStorage({ dir, ...ids, logger: quiet, ...extra });
+  return new FileStorage({ dir, ...ids, logger: quiet, preallocate: false, ...extra });
 }
 
 async function loadError(storage: FileStorage): Promise<CohortError> {
