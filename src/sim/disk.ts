@@ -338,8 +338,10 @@ export class SimDisk {
       if (open.mode === 'read') throw fsError('EBADF', `${op} on a read-only fd`);
       this.fail(op, String(fd));
       inode.apply(fileOp);
+      // A copy: the caller may reuse its buffer before the next sync (a Buffer's
+      // slice() would be a view of it, not a copy).
       inode.pending.push(
-        fileOp.kind === 'write' ? { ...fileOp, bytes: fileOp.bytes.slice() } : fileOp,
+        fileOp.kind === 'write' ? { ...fileOp, bytes: new Uint8Array(fileOp.bytes) } : fileOp,
       );
     };
     const sync = (fd: FileHandle, op: string): void => {

@@ -59,6 +59,19 @@ describe('SimDisk', () => {
     expect([...outcomes].sort()).toEqual(['first', 'kept', 'lost', 'torn']);
   });
 
+  it('keeps what an unsynced write wrote, even if the caller reuses its Buffer before the crash', () => {
+    for (let seed = 0; seed < 50; seed++) {
+      const disk = fresh(seed, { tearProbability: 0 });
+      const fd = durableFile(disk, bytes(1, 2));
+      const buf = Buffer.from([3, 4, 5, 6]);
+      disk.fs.write(fd, buf.subarray(1, 3), 2);
+      buf.fill(9);
+      disk.crash();
+      const got = [...disk.readFile('/d/f')];
+      expect(got, `seed ${seed}`).toEqual(got.length === 2 ? [1, 2] : [1, 2, 4, 5]);
+    }
+  });
+
   it('can leave zeros after a torn write (size reached the disk, data did not)', () => {
     let zeroFilled = 0;
     for (let seed = 0; seed < 200; seed++) {
