@@ -116,8 +116,9 @@ export interface FileStorageOptions {
    * Where a batch's fdatasync runs. 'thread' (default): off the event loop, on
    * libuv's thread pool, so the process keeps serving while the disk syncs; the
    * hop back costs tens of microseconds per batch. 'inline': on the event loop
-   * (fdatasyncSync), which saves the hop but blocks the process for the whole
-   * sync — only for a dedicated, fast disk.
+   * (fdatasyncSync) one turn after the batch is written, so that messages
+   * queued in the same turn go out first; it saves the hop but blocks the
+   * process for the whole sync.
    */
   readonly syncMode?: 'thread' | 'inline';
   /**
@@ -661,22 +662,29 @@ export class FileStorage implements Storage {
       this.settle(waiter, compaction);
       return;
     }
-    if (this.options.syncMode === 'inline') {
-      try {
-        this.fs.fdatasync(this.fd as FileHandle);
-      } catch (err) {
-        this.fail(err, waiter);
-        return;
-      }
-      this.settle(waiter, compaction);
-      return;
-    }
     this.syncing = true;
+    const fd = this.fd as FileHandle;
     let synced: Promise<void>;
-    try {
-      synced = this.fs.fdatasyncAsync(this.fd as FileHandle);
-    } catch (err) {
-      synced = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    if (this.options.syncMode === 'inline') {
+      // On the event loop, but one turn later: what else this turn queued
+      // (a leader's AppendEntries, sent while its own write is in flight, go
+      // out on the transport's setImmediate) leaves before the process blocks.
+      synced = new Promise<void>((resolve, reject) => {
+        this.schedule(() => {
+          try {
+            this.fs.fdatasync(fd);
+            resolve();
+          } catch (err) {
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        });
+      });
+    } else {
+      try {
+        synced = this.fs.fdatasyncAsync(fd);
+      } catch (err) {
+        synced = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
     }
     synced.then(
       () => {

@@ -59,6 +59,10 @@ export async function runSeed(seed: number): Promise<{ acked: number; crashes: n
       nodeId: nodeId('n1'),
       logger: quiet,
       segmentBytes,
+      // Both sync modes (inline's deferred sync also runs through `schedule`),
+      // with and without preallocated segments, chosen without drawing on rng.
+      syncMode: seed % 2 === 0 ? 'inline' : 'thread',
+      preallocate: seed % 3 !== 0,
       schedule: (fn) => void flushes.push(fn),
     });
     const recovered = plain(await storage.load());
