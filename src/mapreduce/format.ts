@@ -46,6 +46,7 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import { crc32c } from '../lib/crc32c.js';
 import { limits } from '../lib/limits.js';
 import { FrameDecoder } from '../wire/frame.js';
+import { BadBlock, BlockDecoder, BlockEncoder } from './run-block.js';
 
 /** The file name of reducer `partition`'s output: `part-r-00000`, `part-r-00001`, ... */
 export function partFileName(partition: number): string {
@@ -167,40 +168,14 @@ export function tempPathFor(path: string): string {
 }
 
 /**
- * An upper bound of the MessagePack size of `values` (an array) if every
- * value is a number, boolean, null or string; -1 otherwise. The run writer
- * packs such records a whole block per call, sized by these bounds, instead
- * of one record at a time.
- */
-function simpleBound(values: readonly unknown[]): number {
-  let n = 5; // array header
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    const t = typeof v;
-    if (t === 'number') {
-      // A small integer is one byte (positive or negative fixint); anything else at most 9.
-      n += (v as number) >= -32 && (v as number) < 128 && Number.isInteger(v) ? 1 : 9;
-    } else if (t === 'string') {
-      n += 5 + 3 * (v as string).length; // UTF-8: at most 3 bytes per UTF-16 code unit
-    } else if (t === 'boolean' || v === null) {
-      n += 1;
-    } else {
-      return -1;
-    }
-  }
-  return n;
-}
-
-/**
  * Writes one sorted run: `add(key, values)` with strictly ascending keys, then
  * `finish()`. The file lives under a temp name until `finish()` renames it to
  * `path`; `abort()` deletes it.
  *
- * Records whose values are all numbers, booleans, null or strings (a word
- * count's) are gathered as they are and a whole data block is packed with one
- * MessagePack call, cut by an upper bound of its encoded size; other records
- * are packed one by one, so a block of them is cut at its exact size. Either
- * way a data frame holds `[key0, values0, key1, values1, ...]`.
+ * Records are encoded into the data block being built as they are added
+ * (run-block.ts: scalars by hand, other records by msgpackr), and a block is
+ * cut once it reaches {@link BLOCK_BYTES_TARGET}, or before a record that
+ * would take it past {@link RECORD_BYTES_MAX}.
  */
 export class RunWriter {
   /** Records written so far: one per key, more for a key with very many values. */
@@ -208,13 +183,7 @@ export class RunWriter {
   /** Values written so far. */
   values = 0;
   private bytes = 0;
-  /** Records of the block being built, not yet encoded (`key, values, ...`): the simple kind. */
-  private raw: unknown[] = [];
-  /** An upper bound of the encoded size of `raw`. */
-  private rawBound = 0;
-  /** Encoded keys and value lists of the block being built, in order: the other kind. */
-  private parts: Uint8Array[] = [];
-  private blockBytes = 0;
+  private readonly block = new BlockEncoder();
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   private lastKey: string | undefined;
@@ -253,65 +222,52 @@ export class RunWriter {
       );
     }
     this.lastKey = key;
-    const bound = simpleBound(values);
-    if (bound >= 0) this.addRaw(key, values, bound + 5 + 3 * key.length);
-    else this.addRecord(key, values);
+    this.addRecord(key, values);
     return this.pendingBytes >= WRITE_BYTES_TARGET;
-  }
-
-  /** Adds one simple record (its encoded size is at most `bound`); a long one takes several records. */
-  private addRaw(key: string, values: readonly unknown[], bound: number): void {
-    if (bound > RECORD_BYTES_MAX && values.length > 1) {
-      const mid = values.length >> 1;
-      const a = values.slice(0, mid);
-      const b = values.slice(mid);
-      this.addRaw(key, a, simpleBound(a) + 5 + 3 * key.length);
-      this.addRaw(key, b, simpleBound(b) + 5 + 3 * key.length);
-      return;
-    }
-    if (this.parts.length > 0 || this.rawBound + bound > RECORD_BYTES_MAX) this.cutBlock();
-    this.raw.push(key, values);
-    this.rawBound += bound;
-    this.keys++;
-    this.values += values.length;
-    if (this.rawBound >= BLOCK_BYTES_TARGET) this.cutBlock();
   }
 
   /** Encodes one record; a key with very many values takes several records, in order. */
   private addRecord(key: string, values: readonly unknown[]): void {
-    const vb = packr.pack(values);
-    if (vb.length > RECORD_BYTES_MAX && values.length > 1) {
-      const mid = values.length >> 1;
-      this.addRecord(key, values.slice(0, mid));
-      this.addRecord(key, values.slice(mid));
-      return;
+    const block = this.block;
+    const before = block.bytes;
+    if (block.add(key, values)) {
+      const size = block.bytes - before;
+      if (size > RECORD_BYTES_MAX && values.length > 1) {
+        block.dropLast(before);
+        this.addHalves(key, values);
+        return;
+      }
+      if (block.records > 1 && block.bytes > RECORD_BYTES_MAX) {
+        block.dropLast(before);
+        this.cutBlock();
+        block.add(key, values);
+      }
+    } else {
+      const vb = packr.pack(values);
+      if (vb.length > RECORD_BYTES_MAX && values.length > 1) {
+        this.addHalves(key, values);
+        return;
+      }
+      const kb = packr.pack(key);
+      if (block.records > 0 && block.bytes + kb.length + vb.length > RECORD_BYTES_MAX) {
+        this.cutBlock();
+      }
+      block.addPacked(kb, vb);
     }
-    const kb = packr.pack(key);
-    if (this.raw.length > 0 || this.blockBytes + kb.length + vb.length > RECORD_BYTES_MAX) {
-      this.cutBlock();
-    }
-    this.parts.push(kb, vb);
-    this.blockBytes += kb.length + vb.length;
     this.keys++;
     this.values += values.length;
-    if (this.blockBytes >= BLOCK_BYTES_TARGET) this.cutBlock();
+    if (block.bytes >= BLOCK_BYTES_TARGET) this.cutBlock();
   }
 
-  /** Ends the block being built (of either kind) with a data frame. */
+  private addHalves(key: string, values: readonly unknown[]): void {
+    const mid = values.length >> 1;
+    this.addRecord(key, values.slice(0, mid));
+    this.addRecord(key, values.slice(mid));
+  }
+
+  /** Ends the block being built with a data frame. */
   private cutBlock(): void {
-    if (this.raw.length > 0) {
-      this.push(frame(TAG_DATA, packr.pack(this.raw)));
-      this.raw = [];
-      this.rawBound = 0;
-    }
-    if (this.parts.length === 0) return;
-    // A MessagePack array32 header, then the elements already encoded.
-    const head = Buffer.allocUnsafe(5);
-    head[0] = 0xdd;
-    head.writeUInt32BE(this.parts.length, 1);
-    this.push(frame(TAG_DATA, Buffer.concat([head, ...this.parts])));
-    this.parts = [];
-    this.blockBytes = 0;
+    if (this.block.records > 0) this.push(frame(TAG_DATA, this.block.take()));
   }
 
   /** Writes the buffered frames to the temp file. */
@@ -372,85 +328,166 @@ function corruption(where: string, what: string, cause?: unknown): CohortError {
 }
 
 /**
- * Reads a run, yielding its data blocks (`[key0, values0, key1, values1, ...]`)
- * after checking every frame's checksum, the header, the key order and the end
- * frame. A damaged or truncated run fails with `CORRUPTION`; a missing file
- * with `NOT_FOUND`.
+ * Reads a run block by block, and each block record by record (decoding a
+ * record only when it is reached), checking every frame's checksum, the
+ * header, each block's structure, the key order and the end frame. A damaged
+ * or truncated run fails with `CORRUPTION`; a missing file with `NOT_FOUND`.
+ *
+ * ```ts
+ * const r = new RunReader('/tmp/t/m-0.r3.run');
+ * while (await r.nextBlock()) while (r.nextRecord()) use(r.key, r.takeValues([]));
+ * await r.close();
+ * ```
  */
-export async function* readRun(
-  source: RunSource,
-  index = 0,
-): AsyncGenerator<unknown[], void, undefined> {
-  const where = describeSource(source, index);
-  const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> =
-    typeof source === 'string' ? createReadStream(source, { highWaterMark: 1024 * 1024 }) : source;
-  const decoder = new FrameDecoder({ frameBytesMax: limits.mrRunBlockBytesMax });
-  let state: 'header' | 'data' | 'done' = 'header';
-  let keys = 0;
-  let values = 0;
-  let lastKey: string | undefined;
-  try {
-    for await (const chunk of chunks) {
-      decoder.push(chunk);
-      for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+export class RunReader {
+  /** The current record's key. */
+  key = '';
+  private readonly where: string;
+  private readonly chunks: AsyncIterator<Uint8Array> | Iterator<Uint8Array>;
+  private readonly decoder = new FrameDecoder({ frameBytesMax: limits.mrRunBlockBytesMax });
+  private state: 'header' | 'data' | 'done' = 'header';
+  private keys = 0;
+  private values = 0;
+  private lastKey: string | undefined;
+  private block: BlockDecoder | undefined;
+
+  constructor(source: RunSource, index = 0) {
+    this.where = describeSource(source, index);
+    const iterable: AsyncIterable<Uint8Array> | Iterable<Uint8Array> =
+      typeof source === 'string'
+        ? createReadStream(source, { highWaterMark: 1024 * 1024 })
+        : source;
+    this.chunks =
+      Symbol.asyncIterator in iterable
+        ? iterable[Symbol.asyncIterator]()
+        : iterable[Symbol.iterator]();
+  }
+
+  /** Loads the next data block; false at the end of the run (after checking its end). */
+  async nextBlock(): Promise<boolean> {
+    const where = this.where;
+    this.block = undefined;
+    try {
+      for (;;) {
+        const p = this.decoder.next();
+        if (p === undefined) {
+          const r = await this.chunks.next();
+          if (r.done === true) {
+            if (this.decoder.bufferedBytes > 0) throw corruption(where, 'truncated inside a frame');
+            if (this.state !== 'done') throw corruption(where, 'truncated (no end frame)');
+            return false;
+          }
+          this.decoder.push(r.value);
+          continue;
+        }
         if (p.length < 1) throw corruption(where, 'empty frame');
         const tag = p[0];
+        if (this.state === 'done') throw corruption(where, 'bytes after the end frame');
+        if (this.state === 'data' && tag === TAG_DATA) {
+          let block: BlockDecoder;
+          try {
+            block = new BlockDecoder(p.subarray(1));
+          } catch (err) {
+            if (err instanceof BadBlock) throw corruption(where, err.message);
+            throw err;
+          }
+          this.keys += block.records;
+          this.values += block.values;
+          this.block = block;
+          return true;
+        }
         let body: unknown;
         try {
           body = unpackr.unpack(p.subarray(1));
         } catch (err) {
           throw corruption(where, 'a frame is not MessagePack', err);
         }
-        if (state === 'header') {
+        if (this.state === 'header') {
           if (tag !== TAG_HEADER || !Array.isArray(body) || body[0] !== RUN_MAGIC) {
             throw corruption(where, 'not a cohort run file (no header)');
           }
           if (body[1] !== RUN_VERSION)
             throw corruption(where, `unknown run version ${String(body[1])}`);
-          state = 'data';
-        } else if (state === 'done') {
-          throw corruption(where, 'bytes after the end frame');
-        } else if (tag === TAG_DATA) {
-          if (!Array.isArray(body) || body.length % 2 !== 0)
-            throw corruption(where, 'bad data block');
-          for (let i = 0; i < body.length; i += 2) {
-            const k: unknown = body[i];
-            const vs: unknown = body[i + 1];
-            if (typeof k !== 'string' || !Array.isArray(vs))
-              throw corruption(where, 'bad record in a data block');
-            if (lastKey !== undefined && lastKey > k) throw corruption(where, 'keys out of order');
-            lastKey = k;
-            keys++;
-            values += vs.length;
-          }
-          yield body;
+          this.state = 'data';
         } else if (tag === TAG_END) {
-          if (!Array.isArray(body) || body[0] !== keys || body[1] !== values) {
+          if (!Array.isArray(body) || body[0] !== this.keys || body[1] !== this.values) {
             throw corruption(where, 'end frame counts do not match the data');
           }
-          state = 'done';
+          this.state = 'done';
         } else {
           throw corruption(where, `unknown frame tag ${String(tag)}`);
         }
       }
+    } catch (err) {
+      throw readError(where, err);
     }
-    if (decoder.bufferedBytes > 0) throw corruption(where, 'truncated inside a frame');
-    if (state !== 'done') throw corruption(where, 'truncated (no end frame)');
-  } catch (err) {
-    if (isCohortError(err)) {
-      if (err.code === 'CORRUPTION' || err.code === 'NOT_FOUND' || err.code === 'PERMISSION_DENIED')
-        throw err;
-      if (
-        err.code === 'CHECKSUM_MISMATCH' ||
-        err.code === 'FRAME_TOO_LARGE' ||
-        err.code === 'DECODE_ERROR'
-      ) {
-        throw corruption(where, err.message, err);
-      }
-      throw err;
+  }
+
+  /** Moves to the next record of the current block and decodes its key; false after its last. */
+  nextRecord(): boolean {
+    const b = this.block;
+    if (b === undefined || !b.nextRecord()) return false;
+    const k = b.key;
+    if (this.lastKey !== undefined && this.lastKey > k) {
+      throw corruption(this.where, 'keys out of order');
     }
-    if (typeof (err as { code?: unknown } | undefined)?.code === 'string')
-      throw ioError(`reading ${where}`, err);
-    throw err;
+    this.lastKey = k;
+    this.key = k;
+    return true;
+  }
+
+  /** Appends the current record's values to `out` (once per record) and returns it. */
+  takeValues(out: unknown[]): unknown[] {
+    return (this.block as BlockDecoder).takeValues(out);
+  }
+
+  /** Stops reading (closes the file). Never throws. */
+  async close(): Promise<void> {
+    this.block = undefined;
+    try {
+      await this.chunks.return?.();
+    } catch {
+      // closing only
+    }
+  }
+}
+
+/** Maps what reading a run threw to the documented codes. */
+function readError(where: string, err: unknown): unknown {
+  if (isCohortError(err)) {
+    if (err.code === 'CORRUPTION' || err.code === 'NOT_FOUND' || err.code === 'PERMISSION_DENIED')
+      return err;
+    if (
+      err.code === 'CHECKSUM_MISMATCH' ||
+      err.code === 'FRAME_TOO_LARGE' ||
+      err.code === 'DECODE_ERROR'
+    ) {
+      return corruption(where, err.message, err);
+    }
+    return err;
+  }
+  if (typeof (err as { code?: unknown } | undefined)?.code === 'string')
+    return ioError(`reading ${where}`, err);
+  return err;
+}
+
+/**
+ * Reads a run, yielding its data blocks as arrays (`[key0, values0, key1,
+ * values1, ...]`), checked as {@link RunReader} checks them. For tests and
+ * tools; the reduce merges through {@link RunReader}.
+ */
+export async function* readRun(
+  source: RunSource,
+  index = 0,
+): AsyncGenerator<unknown[], void, undefined> {
+  const r = new RunReader(source, index);
+  try {
+    while (await r.nextBlock()) {
+      const block: unknown[] = [];
+      while (r.nextRecord()) block.push(r.key, r.takeValues([]));
+      yield block;
+    }
+  } finally {
+    await r.close();
   }
 }

@@ -57,9 +57,9 @@ import type { RunSource } from './format.js';
 import {
   RunWriter,
   defaultPartition,
+  RunReader,
   ioError,
   outputLine,
-  readRun,
   tempPathFor,
 } from './format.js';
 import type { Split } from './input.js';
@@ -607,45 +607,38 @@ function pad(p: number): string {
   return String(p).padStart(5, '0');
 }
 
-interface Cursor {
-  readonly it: AsyncIterator<unknown[], void, undefined>;
-  readonly src: number;
-  block: unknown[];
-  i: number;
-  key: string;
+function before(a: RunReader, ai: number, b: RunReader, bi: number): boolean {
+  return a.key < b.key || (a.key === b.key && ai < bi);
 }
 
-/** Loads the cursor's next non-empty block; false at the end of its run. */
-async function advanceBlock(c: Cursor): Promise<boolean> {
-  for (;;) {
-    const r = await c.it.next();
-    if (r.done === true) return false;
-    if (r.value.length > 0) {
-      c.block = r.value;
-      c.i = 0;
-      c.key = r.value[0] as string;
-      return true;
-    }
-  }
-}
-
-function before(a: Cursor, b: Cursor): boolean {
-  return a.key < b.key || (a.key === b.key && a.src < b.src);
-}
-
-function siftDown(heap: Cursor[], i: number): void {
+/** A min-heap of open runs by (current key, run index); `src[r]` is heap entry r's run index. */
+function siftDown(heap: RunReader[], src: number[], i: number): void {
   const n = heap.length;
-  const c = heap[i] as Cursor;
+  const c = heap[i] as RunReader;
+  const ci = src[i] as number;
   for (;;) {
     let m = 2 * i + 1;
     if (m >= n) break;
     const r = m + 1;
-    if (r < n && before(heap[r] as Cursor, heap[m] as Cursor)) m = r;
-    if (!before(heap[m] as Cursor, c)) break;
-    heap[i] = heap[m] as Cursor;
+    if (
+      r < n &&
+      before(heap[r] as RunReader, src[r] as number, heap[m] as RunReader, src[m] as number)
+    )
+      m = r;
+    if (!before(heap[m] as RunReader, src[m] as number, c, ci)) break;
+    heap[i] = heap[m] as RunReader;
+    src[i] = src[m] as number;
     i = m;
   }
   heap[i] = c;
+  src[i] = ci;
+}
+
+/** Moves `r` to its next record, loading blocks as needed; false at the end of its run. */
+async function advance(r: RunReader): Promise<boolean> {
+  if (r.nextRecord()) return true;
+  while (await r.nextBlock()) if (r.nextRecord()) return true;
+  return false;
 }
 
 /**
@@ -659,61 +652,48 @@ export async function mergeRuns(
   sources: readonly RunSource[],
   visit: (key: string, values: unknown[]) => void | Promise<void>,
 ): Promise<{ keys: number; values: number }> {
-  const its = sources.map((s, i) => readRun(s, i)[Symbol.asyncIterator]());
+  const readers = sources.map((s, i) => new RunReader(s, i));
   let keys = 0;
   let values = 0;
   try {
-    const heap: Cursor[] = [];
-    for (let i = 0; i < its.length; i++) {
-      const c: Cursor = {
-        it: its[i] as AsyncIterator<unknown[], void, undefined>,
-        src: i,
-        block: [],
-        i: 0,
-        key: '',
-      };
-      if (await advanceBlock(c)) heap.push(c);
+    const heap: RunReader[] = [];
+    const src: number[] = [];
+    for (let i = 0; i < readers.length; i++) {
+      const r = readers[i] as RunReader;
+      if (await advance(r)) {
+        heap.push(r);
+        src.push(i);
+      }
     }
-    for (let i = (heap.length >> 1) - 1; i >= 0; i--) siftDown(heap, i);
+    for (let i = (heap.length >> 1) - 1; i >= 0; i--) siftDown(heap, src, i);
     while (heap.length > 0) {
-      const top = heap[0] as Cursor;
-      const key = top.key;
-      let vs = top.block[top.i + 1] as unknown[];
-      let shared = true; // vs is still the block's own array
+      const key = (heap[0] as RunReader).key;
+      const vs: unknown[] = [];
       // Take this key from every run that has it, in run order.
       for (;;) {
-        const c = heap[0] as Cursor;
-        c.i += 2;
-        if (c.i < c.block.length) {
-          c.key = c.block[c.i] as string;
-          siftDown(heap, 0);
-        } else if (await advanceBlock(c)) {
-          siftDown(heap, 0);
+        const r = heap[0] as RunReader;
+        r.takeValues(vs);
+        if (r.nextRecord() || (await advance(r))) {
+          siftDown(heap, src, 0);
         } else {
-          const last = heap.pop() as Cursor;
+          const last = heap.pop() as RunReader;
+          const lastSrc = src.pop() as number;
           if (heap.length > 0) {
             heap[0] = last;
-            siftDown(heap, 0);
+            src[0] = lastSrc;
+            siftDown(heap, src, 0);
           }
         }
-        if (heap.length === 0) break;
-        const next = heap[0] as Cursor;
-        if (next.key !== key) break;
-        const more = next.block[next.i + 1] as unknown[];
-        if (shared) {
-          vs = vs.slice();
-          shared = false;
-        }
-        for (let j = 0; j < more.length; j++) vs.push(more[j]);
+        if (heap.length === 0 || (heap[0] as RunReader).key !== key) break;
       }
       keys++;
       values += vs.length;
-      const r = visit(key, vs);
-      if (r !== undefined) await r;
+      const v = visit(key, vs);
+      if (v !== undefined) await v;
     }
     return { keys, values };
   } finally {
-    await Promise.all(its.map((it) => it.return?.().catch(() => undefined)));
+    await Promise.all(readers.map((r) => r.close()));
   }
 }
 

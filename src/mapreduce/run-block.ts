@@ -1,0 +1,466 @@
+/**
+ * The data blocks of map-output runs (format.ts), encoded and decoded by hand
+ * for the common case. A block is a MessagePack array `[key0, values0, key1,
+ * values1, ...]` (keys strings, values arrays): any MessagePack decoder reads
+ * it, and a block this code cannot decode by hand is decoded by msgpackr.
+ *
+ * ```ts
+ * const enc = new BlockEncoder();
+ * enc.add('apple', [1, 2]) || enc.addPacked(packr.pack('tree'), packr.pack([{ a: 1 }]));
+ * const body = enc.take();                 // MessagePack bytes of the block; the encoder is empty again
+ * const dec = new BlockDecoder(body);      // checks the block's structure (CORRUPTION message if bad)
+ * while (dec.nextRecord()) { const key = dec.key; const vs = dec.takeValues([]); }
+ * ```
+ *
+ * Why by hand: a word count's map task writes ~50k records per split and
+ * each reducer merges ~400k. Packing a block through msgpackr first gathered
+ * the records in arrays (an array per key), and decoding a whole block at once
+ * made every record an array and a string that lived as long as the block: a
+ * reducer's young generation was mostly decoded blocks, and GC took about a
+ * third of its time. {@link BlockEncoder} writes the bytes directly;
+ * {@link BlockDecoder} checks a block's structure in one pass when it is
+ * loaded, then decodes one record at a time as the merge consumes it (keys are
+ * slices of one latin1 string of the block when their bytes are ASCII), so a
+ * reducer holds undecoded bytes, not objects.
+ *
+ * By hand: strings (keys and values) whose UTF-16 code units are all below
+ * 0x80, numbers (integers as the smallest MessagePack int, others float64, as
+ * msgpackr writes them), booleans and null. Anything else is left to msgpackr,
+ * per string when writing a non-ASCII one, and per block when reading a block
+ * with other types (a record that holds objects, arrays, bigints, binary).
+ */
+import { Packr, Unpackr } from 'msgpackr';
+
+// As in format.ts: standard MessagePack, no records extension.
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+const unpackr = new Unpackr({ useRecords: false });
+
+const INITIAL_BYTES = 64 * 1024;
+
+/**
+ * Builds one data block. Records are appended with {@link add} (scalars, by
+ * hand) or {@link addPacked} (key and values already packed); {@link take}
+ * returns the block's bytes.
+ */
+export class BlockEncoder {
+  private buf = Buffer.allocUnsafe(INITIAL_BYTES);
+  /** Bytes in use; the first 5 hold the array32 header, written by take(). */
+  private len = 5;
+  /** Records in the block. */
+  records = 0;
+
+  /** Encoded bytes so far (an upper bound of the block's size). */
+  get bytes(): number {
+    return this.len;
+  }
+
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(bigger, 0, 0, this.len);
+    this.buf = bigger;
+  }
+
+  /**
+   * Appends `key, values` if every value is a number, string, boolean or
+   * null; otherwise appends nothing and returns false.
+   */
+  add(key: string, values: readonly unknown[]): boolean {
+    const start = this.len;
+    this.str(key);
+    const n = values.length;
+    this.ensure(5);
+    const b = this.buf;
+    let p = this.len;
+    if (n < 16) {
+      b[p++] = 0x90 | n;
+    } else if (n < 0x10000) {
+      b[p] = 0xdc;
+      b.writeUInt16BE(n, p + 1);
+      p += 3;
+    } else {
+      b[p] = 0xdd;
+      b.writeUInt32BE(n, p + 1);
+      p += 5;
+    }
+    this.len = p;
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      if (typeof v === 'number') this.num(v);
+      else if (typeof v === 'string') this.str(v);
+      else if (v === true || v === false || v === null) {
+        this.ensure(1);
+        this.buf[this.len++] = v === null ? 0xc0 : v ? 0xc3 : 0xc2;
+      } else {
+        this.len = start;
+        return false;
+      }
+    }
+    this.records++;
+    return true;
+  }
+
+  /** Removes the last record added, which began at byte `bytesBefore` (see {@link bytes}). */
+  dropLast(bytesBefore: number): void {
+    this.len = bytesBefore;
+    this.records--;
+  }
+
+  /** Appends a record whose key and values were packed elsewhere (MessagePack str and array). */
+  addPacked(key: Uint8Array, values: Uint8Array): void {
+    this.ensure(key.length + values.length);
+    this.buf.set(key, this.len);
+    this.buf.set(values, this.len + key.length);
+    this.len += key.length + values.length;
+    this.records++;
+  }
+
+  /** The block's bytes (a MessagePack array32 of 2 × records elements); the encoder starts a new block. */
+  take(): Buffer {
+    const b = this.buf;
+    b[0] = 0xdd;
+    b.writeUInt32BE(2 * this.records, 1);
+    const body = b.subarray(0, this.len);
+    this.buf = Buffer.allocUnsafe(Math.max(INITIAL_BYTES, Math.min(b.length, 2 * this.len)));
+    this.len = 5;
+    this.records = 0;
+    return body;
+  }
+
+  /** A string: by hand if ASCII, else as msgpackr packs it. */
+  private str(s: string): void {
+    const n = s.length;
+    const head = n < 32 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+    this.ensure(head + n);
+    const b = this.buf;
+    const p = this.len;
+    let q = p + head;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        const packed = packr.pack(s);
+        this.ensure(packed.length);
+        this.buf.set(packed, p);
+        this.len = p + packed.length;
+        return;
+      }
+      b[q++] = c;
+    }
+    if (head === 1) {
+      b[p] = 0xa0 | n;
+    } else if (head === 2) {
+      b[p] = 0xd9;
+      b[p + 1] = n;
+    } else if (head === 3) {
+      b[p] = 0xda;
+      b.writeUInt16BE(n, p + 1);
+    } else {
+      b[p] = 0xdb;
+      b.writeUInt32BE(n, p + 1);
+    }
+    this.len = q;
+  }
+
+  /** A number as msgpackr writes it: the smallest int that holds an integer up to 32 bits, else float64. */
+  private num(v: number): void {
+    this.ensure(9);
+    const b = this.buf;
+    const p = this.len;
+    if (Number.isInteger(v) && v >= -0x80000000 && v <= 0xffffffff) {
+      if (v >= 0) {
+        if (v < 0x80) {
+          b[p] = v;
+          this.len = p + 1;
+        } else if (v < 0x100) {
+          b[p] = 0xcc;
+          b[p + 1] = v;
+          this.len = p + 2;
+        } else if (v < 0x10000) {
+          b[p] = 0xcd;
+          b.writeUInt16BE(v, p + 1);
+          this.len = p + 3;
+        } else {
+          b[p] = 0xce;
+          b.writeUInt32BE(v, p + 1);
+          this.len = p + 5;
+        }
+      } else if (v >= -32) {
+        b[p] = v & 0xff;
+        this.len = p + 1;
+      } else if (v >= -0x80) {
+        b[p] = 0xd0;
+        b.writeInt8(v, p + 1);
+        this.len = p + 2;
+      } else if (v >= -0x8000) {
+        b[p] = 0xd1;
+        b.writeInt16BE(v, p + 1);
+        this.len = p + 3;
+      } else {
+        b[p] = 0xd2;
+        b.writeInt32BE(v, p + 1);
+        this.len = p + 5;
+      }
+    } else {
+      b[p] = 0xcb;
+      b.writeDoubleBE(v, p + 1);
+      this.len = p + 9;
+    }
+  }
+}
+
+/** Thrown by {@link BlockDecoder} for a malformed block (the caller names the run: CORRUPTION). */
+export class BadBlock extends Error {}
+
+/**
+ * Size in bytes of the MessagePack element at `p` whose type decodes by hand
+ * (see the file header), -1 for another type, or -2 if it overruns `end`.
+ */
+function simpleSize(b: Uint8Array, p: number, end: number): number {
+  if (p >= end) return -2;
+  const t = b[p] as number;
+  let size: number;
+  if (t < 0x80 || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) size = 1;
+  else if (t >= 0xa0 && t <= 0xbf) size = 1 + (t & 0x1f);
+  else if (t === 0xcc || t === 0xd0) size = 2;
+  else if (t === 0xcd || t === 0xd1) size = 3;
+  else if (t === 0xce || t === 0xd2) size = 5;
+  else if (t === 0xcb) size = 9;
+  else if (t === 0xd9) size = p + 1 < end ? 2 + (b[p + 1] as number) : -2;
+  else if (t === 0xda)
+    size = p + 2 < end ? 3 + (((b[p + 1] as number) << 8) | (b[p + 2] as number)) : -2;
+  else if (t === 0xdb) size = p + 4 < end ? 5 + readU32(b, p + 1) : -2;
+  else return -1;
+  return size === -2 || p + size > end ? -2 : size;
+}
+
+function isStrType(t: number): boolean {
+  return (t >= 0xa0 && t <= 0xbf) || t === 0xd9 || t === 0xda || t === 0xdb;
+}
+
+function readU32(b: Uint8Array, p: number): number {
+  return (
+    (b[p] as number) * 0x1000000 +
+    (((b[p + 1] as number) << 16) | ((b[p + 2] as number) << 8) | (b[p + 3] as number))
+  );
+}
+
+/** Reads an array header at `p`: [count, header bytes], or undefined if there is none. */
+function arrayHeader(b: Uint8Array, p: number, end: number): [number, number] | undefined {
+  if (p >= end) return undefined;
+  const t = b[p] as number;
+  if (t >= 0x90 && t <= 0x9f) return [t & 0x0f, 1];
+  if (t === 0xdc && p + 3 <= end) return [((b[p + 1] as number) << 8) | (b[p + 2] as number), 3];
+  if (t === 0xdd && p + 5 <= end) return [readU32(b, p + 1), 5];
+  return undefined;
+}
+
+/**
+ * Decodes one data block record by record. The constructor checks the whole
+ * block's structure (throws {@link BadBlock}); then {@link nextRecord} moves
+ * to each record in turn and {@link takeValues} decodes its values.
+ */
+export class BlockDecoder {
+  /** Records in the block. */
+  readonly records: number;
+  /** Values over all records. */
+  readonly values: number;
+  /** The current record's key (after nextRecord() returned true). */
+  key = '';
+  private readonly b: Uint8Array;
+  /** The block decoded by msgpackr, when it holds types not decoded by hand. */
+  private readonly decoded: unknown[] | undefined;
+  private pos = 0;
+  private index = -1;
+  /** Values of the current record not yet taken (hand path). */
+  private pending = 0;
+  private text: string | undefined;
+  private view: DataView | undefined;
+
+  constructor(block: Uint8Array) {
+    this.b = block;
+    const end = block.length;
+    const head = arrayHeader(block, 0, end);
+    if (head === undefined || head[0] % 2 !== 0) throw new BadBlock('bad data block');
+    const records = head[0] / 2;
+    let p = head[1];
+    let values = 0;
+    let simple = true;
+    for (let r = 0; r < records && simple; r++) {
+      if (p >= end || !isStrType(block[p] as number)) {
+        throw new BadBlock('bad record in a data block');
+      }
+      const k = simpleSize(block, p, end);
+      if (k < 0) throw new BadBlock('bad data block');
+      p += k;
+      const vh = arrayHeader(block, p, end);
+      if (vh === undefined) throw new BadBlock('bad record in a data block');
+      p += vh[1];
+      values += vh[0];
+      for (let i = 0; i < vh[0]; i++) {
+        const s = simpleSize(block, p, end);
+        if (s === -1) {
+          simple = false;
+          break;
+        }
+        if (s < 0) throw new BadBlock('bad data block');
+        p += s;
+      }
+    }
+    if (simple) {
+      if (p !== end) throw new BadBlock('bad data block');
+      this.records = records;
+      this.values = values;
+      this.decoded = undefined;
+      this.pos = head[1];
+      return;
+    }
+    // Other types: msgpackr decodes the whole block, then its records are checked.
+    let body: unknown;
+    try {
+      body = unpackr.unpack(block);
+    } catch {
+      throw new BadBlock('a frame is not MessagePack');
+    }
+    if (!Array.isArray(body) || body.length % 2 !== 0) throw new BadBlock('bad data block');
+    values = 0;
+    for (let i = 0; i < body.length; i += 2) {
+      const vs: unknown = body[i + 1];
+      if (typeof body[i] !== 'string' || !Array.isArray(vs)) {
+        throw new BadBlock('bad record in a data block');
+      }
+      values += vs.length;
+    }
+    this.decoded = body;
+    this.records = body.length / 2;
+    this.values = values;
+  }
+
+  /** Moves to the next record and decodes its key; false after the last one. */
+  nextRecord(): boolean {
+    if (this.pending > 0) this.takeValues([]);
+    if (this.index + 1 >= this.records) return false;
+    this.index++;
+    const d = this.decoded;
+    if (d !== undefined) {
+      this.key = d[2 * this.index] as string;
+      this.pending = 1;
+      return true;
+    }
+    this.key = this.str();
+    const b = this.b;
+    const t = b[this.pos] as number;
+    if (t <= 0x9f) {
+      this.pending = t & 0x0f;
+      this.pos++;
+    } else if (t === 0xdc) {
+      this.pending = ((b[this.pos + 1] as number) << 8) | (b[this.pos + 2] as number);
+      this.pos += 3;
+    } else {
+      this.pending = readU32(b, this.pos + 1);
+      this.pos += 5;
+    }
+    return true;
+  }
+
+  /** Appends the current record's values to `out` (once per record) and returns it. */
+  takeValues(out: unknown[]): unknown[] {
+    const d = this.decoded;
+    if (d !== undefined) {
+      if (this.pending === 0) return out;
+      this.pending = 0;
+      const vs = d[2 * this.index + 1] as unknown[];
+      for (let i = 0; i < vs.length; i++) out.push(vs[i]);
+      return out;
+    }
+    const b = this.b;
+    for (; this.pending > 0; this.pending--) {
+      const p = this.pos;
+      const t = b[p] as number;
+      if (t < 0x80) {
+        out.push(t);
+        this.pos = p + 1;
+      } else if (t >= 0xe0) {
+        out.push(t - 0x100);
+        this.pos = p + 1;
+      } else if (t >= 0xa0 && t <= 0xbf) {
+        out.push(this.str());
+      } else {
+        out.push(this.other(t, p));
+      }
+    }
+    return out;
+  }
+
+  /** A value of the hand-decoded types other than fixints and fixstrs. */
+  private other(t: number, p: number): unknown {
+    const b = this.b;
+    switch (t) {
+      case 0xc0:
+        this.pos = p + 1;
+        return null;
+      case 0xc2:
+        this.pos = p + 1;
+        return false;
+      case 0xc3:
+        this.pos = p + 1;
+        return true;
+      case 0xcc:
+        this.pos = p + 2;
+        return b[p + 1];
+      case 0xcd:
+        this.pos = p + 3;
+        return ((b[p + 1] as number) << 8) | (b[p + 2] as number);
+      case 0xce:
+        this.pos = p + 5;
+        return readU32(b, p + 1);
+      case 0xd0:
+        this.pos = p + 2;
+        return ((b[p + 1] as number) << 24) >> 24;
+      case 0xd1:
+        this.pos = p + 3;
+        return ((((b[p + 1] as number) << 8) | (b[p + 2] as number)) << 16) >> 16;
+      case 0xd2:
+        this.pos = p + 5;
+        return readU32(b, p + 1) | 0;
+      case 0xcb:
+        this.pos = p + 9;
+        this.view ??= new DataView(b.buffer, b.byteOffset, b.byteLength);
+        return this.view.getFloat64(p + 1);
+      default:
+        return this.str();
+    }
+  }
+
+  /** The string at `pos` (the constructor checked it is one); moves past it. */
+  private str(): string {
+    const b = this.b;
+    const p = this.pos;
+    const t = b[p] as number;
+    let start: number;
+    let n: number;
+    if (t <= 0xbf) {
+      n = t & 0x1f;
+      start = p + 1;
+    } else if (t === 0xd9) {
+      n = b[p + 1] as number;
+      start = p + 2;
+    } else if (t === 0xda) {
+      n = ((b[p + 1] as number) << 8) | (b[p + 2] as number);
+      start = p + 3;
+    } else {
+      n = readU32(b, p + 1);
+      start = p + 5;
+    }
+    const end = start + n;
+    this.pos = end;
+    let or = 0;
+    for (let i = start; i < end; i++) or |= b[i] as number;
+    if (or < 0x80) {
+      // ASCII: latin1 decodes it byte for byte, and one string of the whole
+      // block serves every key (its slices are the keys).
+      this.text ??= Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+      return this.text.slice(start, end);
+    }
+    return unpackr.unpack(b.subarray(p, end)) as string;
+  }
+}
