@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CohortError } from '../../../src/lib/errors.js';
 import { clusterId, nodeId } from '../../../src/lib/ids.js';
+import { limits } from '../../../src/lib/limits.js';
 import { FileStorage } from '../../../src/raft/storage/file-storage.js';
 import type { FileStorageOptions, StorageLogger } from '../../../src/raft/storage/file-storage.js';
 import { MemoryStorage } from '../../../src/raft/storage/memory.js';
@@ -112,6 +113,20 @@ describe('preallocated segments', () => {
     const third = open(dir);
     expect((await third.load()).entries.at(-1)?.index).toBe(index);
     await third.close();
+  });
+
+  it('close() stops a spare being filled and removes it', async () => {
+    const dir = join(root, 'abort');
+    // Full-size segments: filling the spare takes long enough to be cut short.
+    const s = open(dir, { segmentBytes: limits.walSegmentBytesMax });
+    await s.load();
+    await s.save({ entries: [entry(1, 1)] });
+    await s.close();
+    expect(readdirSync(join(dir, 'wal')).filter((n) => n.startsWith('spare'))).toEqual([]);
+    const again = open(dir, { segmentBytes: limits.walSegmentBytesMax, preallocate: false });
+    expect((await again.load()).entries).toHaveLength(1);
+    expect(again.recovery.removedFiles).toEqual([]);
+    await again.close();
   });
 
   it('removes a half-filled spare, and a spare that is not all zeros or not whole', async () => {
