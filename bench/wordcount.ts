@@ -38,55 +38,30 @@
  * (MiB/s) and CPU seconds per GiB for the largest size, then the ratios
  * (throughput, and CPU efficiency: the peer's CPU per GiB over cohort's).
  *
- * Measured 2026-11-21 10:31-10:40 UTC, load average 1-2 (the other tenants
- * idle), 512 MiB, best of 3: tight 1 thread 55.1 MB/s, tight 2 threads 102.6,
- * Dask 29.5, cohort tasks only 74.3 (78.4 in a second run), cohort 68.8 (67.1):
- * cohort = 0.67x the 2-thread loop and 2.3x Dask. CPU per GiB: loop
- * 19.6-20.3 s, tasks 25.2-26.7, cohort 28.8-29.0, Dask 66.1. About 1 s of
- * cohort's time per job was the engine: worker threads started, and each
- * compiled the job module, only at the first task, and runJob's wait polled
- * every 200 ms. runJob's embedded node now starts its threads and loads the job
- * in them while the cluster starts (not timed, like Dask's LocalCluster), and
- * the wait polls every 20 ms once only reduces are left. After that
- * (10:50 UTC, load average 1.0-1.8, best of 2): tight 2 threads 84.2 MB/s,
- * tasks 71.2, cohort 70.3 = 0.83x the loop (tasks 0.85x); cohort now takes
- * what the task functions alone take (7.28 s against 7.19 s) and 19.4 s/GiB
- * at 64 MiB instead of 29.0. What was left was CPU per byte in the map task
- * (cohort 30 CPU s/GiB against the loop's 20-22): calling map once per line,
- * and writing sorted runs (sort, MessagePack) cost 20-35% more than one scan of
- * the whole file. Since then (2026-11-21, 11:40-12:30 UTC): the job gives
- * `mapBlock`, the same scan over a 64 KiB block of lines, which the map task
- * calls instead of `map` per line; the run writer packs a block of records per
- * MessagePack call (writing a task's runs: 55-65 -> 25-28 ms); map blocks of
- * 64 KiB instead of 1 MiB (young strings: a quarter of the full GCs) and run
- * blocks of 128 KiB (a reducer's GC). One 32 MiB map task, one thread: 31.4 ->
- * 24.2 CPU s/GiB (the loop 20.4) with the first two, best of 3x4 runs in one
- * load; two threads, 16 tasks, warm: ~25 (loop ~20-22). `--sizes 512 --reps 2
- * --only tight2,cohort,dask` at load average 0.5-2.1 (other tenants busy; the
- * loop's own figure swung from 59 to 86 MB/s): at 12:20, before the 64 KiB map
- * blocks, cohort 65.6 MB/s = 0.77x the loop (85.5) and 2.52x Dask (26.1);
- * after them, at 12:29 and 12:34, cohort 71.7 and 56.4 MB/s = 0.83x and 0.95x
- * the loop (86.3, 59.3), 3.11x and 2.73x Dask (23.0, 20.6); CPU 31.1 and 37.1
- * s/GiB against the loop's 23.2 and 33.2 (cohort's includes its cluster
- * start). tight2,tasks,cohort at 12:28, load 1.2-1.6: loop 87.5 MB/s, tasks
- * 77.6 (0.89x), cohort 83.3 (0.95x; 25.7 CPU s/GiB against 22.3). With the
- * machine otherwise idle (12:43-13:17 UTC, load average 0.7-1.9; the loop
- * itself swung from 67 to 76 MB/s, slower than at 10:30), 512 MiB: --reps 2
- * 0.74x the loop and 2.53x Dask; --reps 3 0.93x and 3.07x; the default run
- * (one rep, every implementation) 0.84x and 2.75x (tasks 0.92x, 3.03x);
- * --reps 2 with tasks 0.83x and 2.85x (tasks 0.91x, 3.11x); at 13:34, the
- * host fast again (loop 93.0 MB/s), --reps 2: cohort 76.6 MB/s = 0.82x, Dask
- * 25.3 = 3.02x. So both goals were met together in one run of seven since
- * the changes, each alone in several: cohort sits at the goals, within the
- * machine's noise. In those
- * runs cohort trails its own task functions by ~9%: the node's main thread is
- * idle (10.4 of 11 s in a profile), each worker thread ~94% busy (the rest:
- * the async reads, the last map's tail, waiting for the reduce barrier), and
- * the map's emit path (Map lookup and fold, 5.8 s of a thread's 9.6 s in that
- * profile) against the scan's 1.8 s is where the loop is still ahead. Under load
- * (average 3-5, 11:00-11:09 UTC) the ratios swung from 0.50x to 0.94x and Dask
- * from 2.2x to more: rerun when the machine is quiet. The machine's load
- * average is printed at the start and end: these are shared 2-core machines.
+ * Current figures (2026-11-21, 14:18-14:36 UTC, 512 MiB; the machine is
+ * shared: load average 1.5-4 from other tenants, and the loop's own figure
+ * swung from 64 to 77 MB/s, against ~93 on a quiet machine): cohort 1.37x,
+ * 1.36x, 1.26x, 1.01x and 1.10x the 2-thread loop and 4.4x, 4.8x, 4.5x, 3.6x
+ * and 3.9x Dask in five runs (--reps 2 or 3; cohort 70-100 MB/s, tasks 94-103).
+ * CPU per GiB: cohort 23-27 (its cluster start included), tasks 19, the loop
+ * 25-31, Dask 85-101. What made the engine faster than the loop, from 0.82x
+ * and ~3x Dask before (13:34, quiet, loop 93.0 MB/s, cohort 76.6):
+ * - The map task groups what map emits in its own hash table
+ *   (src/mapreduce/key-table.ts: FNV-1a computed in JavaScript, linear probing
+ *   over Int32Arrays) instead of a `Map`: `Map.get` on a freshly sliced word
+ *   was ~95 ns, most of the map task; one 32 MiB map task went from ~850 to
+ *   ~530 CPU ms (one thread, interleaved A/B). The loop keeps its `Map`, as the
+ *   peers' wc-node.js counts; this bench does not change it.
+ * - Run blocks are encoded by hand and decoded one record at a time as the
+ *   reduce's merge reaches it (src/mapreduce/run-block.ts; still MessagePack):
+ *   merging a reducer's 16 runs ~90 CPU ms warm instead of ~165 (first run in
+ *   a thread ~200 instead of ~320), writing a task's runs ~16 ms instead of ~21.
+ * Earlier steps (same day): `mapBlock` (the job scans 64 KiB blocks of lines,
+ * not one line per call), worker threads started and the job loaded while
+ * the cluster starts (not timed), runJob's wait polling every 20 ms near the
+ * end. Under load the ratios swing widely: compare with the loop measured in
+ * the same run, and rerun. The machine's load average is printed at the start
+ * and end, and with --reps every rep's time.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -375,6 +350,7 @@ async function main(): Promise<void> {
   const run: Impl[] = ONLY.filter((i) => i !== 'dask' || ensureDask());
   const best = new Map<string, number>(); // `${impl}@${size}` -> seconds (best of REPS)
   const cpu = new Map<string, number>(); // `${impl}@${size}` -> CPU seconds (least of REPS)
+  const repSecs = new Map<string, number[]>(); // `${impl}@${size}` -> seconds of every rep
   const digests = new Map<string, string>();
   const failed = new Set<Impl>();
   for (const size of SIZES) {
@@ -406,6 +382,7 @@ async function main(): Promise<void> {
         }
         const key = `${impl}@${size}`;
         best.set(key, Math.min(best.get(key) ?? Infinity, r.secs));
+        repSecs.set(key, [...(repSecs.get(key) ?? []), r.secs]);
         cpu.set(key, Math.min(cpu.get(key) ?? Infinity, r.cpu ?? cpuSeconds() - cpu0));
         const d = digest(r.counts);
         digests.set(key, d);
@@ -418,7 +395,11 @@ async function main(): Promise<void> {
     }
     const parts = run
       .filter((i) => best.has(`${i}@${size}`))
-      .map((i) => `${i} ${(best.get(`${i}@${size}`) as number).toFixed(2)} s`);
+      .map((i) => {
+        const reps = repSecs.get(`${i}@${size}`) ?? [];
+        const each = reps.length > 1 ? ` (${reps.map((x) => x.toFixed(2)).join(', ')})` : '';
+        return `${i} ${(best.get(`${i}@${size}`) as number).toFixed(2)} s${each}`;
+      });
     console.log(`${String(size).padStart(3)} MiB (best of ${REPS}): ${parts.join(', ')}`);
   }
   console.log(`load average at the end: ${load()}`);
