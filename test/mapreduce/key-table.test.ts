@@ -46,6 +46,18 @@ describe('KeyTable', () => {
     expect(t.size).toBe(keys.length);
   });
 
+  it('keys that differ only in the high bits of their code units spread over the table', () => {
+    // FNV-1a alone gives these 2^15 keys the same low 15 bits whatever its basis.
+    const t = new KeyTable();
+    for (let i = 0; i < 1 << 15; i++) {
+      let k = '';
+      for (let b = 0; b < 15; b++) k += (i >> b) & 1 ? '\u8061' : 'a';
+      t.intern(k);
+    }
+    expect(t.size).toBe(1 << 15);
+    expect(t.longestProbe()).toBeLessThan(200);
+  });
+
   it('add() without a missed find() is a bug (assert)', () => {
     const t = new KeyTable();
     expect(() => t.add('a')).toThrow(AssertionError);
