@@ -18,17 +18,18 @@
  * const copy = KvStateMachine.fromSnapshot(sm.snapshot());
  * ```
  */
-import { Packr, Unpackr } from 'msgpackr';
 import { assert, assertNever } from '../../lib/assert.js';
 import { CohortError, isCohortError } from '../../lib/errors.js';
 import { limits } from '../../lib/limits.js';
-import { copyBytes, fromByteString, toByteString, writeByteString } from './bytes.js';
+import { fromByteString, toByteString } from './bytes.js';
 import { LeaseTable } from './leases.js';
 import type { Lease } from './leases.js';
 import { MvccStore, inRange, kvOf } from './mvcc.js';
 import type { Version } from './mvcc.js';
 import { SessionTable, checkClientId, checkSessionTag } from './sessions.js';
-import type { SessionOutcome, SessionRecord } from './sessions.js';
+import type { SessionOutcome } from './sessions.js';
+import { decodeKvSnapshot, encodeKvSnapshot } from './snapshot-codec.js';
+import type { DecodedKvSnapshot } from './snapshot-codec.js';
 import type {
   Compare,
   CompactRequest,
@@ -67,8 +68,8 @@ import {
 } from './validate.js';
 import type { ResolvedRange } from './validate.js';
 
-/** Version of the snapshot encoding; other versions are refused with CORRUPTION. */
-export const KV_SNAPSHOT_VERSION = 1;
+/** Version of the snapshot encoding written (see snapshot-codec.ts). */
+export { KV_SNAPSHOT_VERSION } from './snapshot-codec.js';
 
 /** A txn op with its branch decided and its range resolved, ready to run. */
 type PlannedOp =
@@ -87,10 +88,6 @@ interface Executed {
   readonly result: KvResult;
   readonly events: readonly KvEvent[];
 }
-
-// Plain MessagePack maps (no record extension), so snapshots are readable by any decoder.
-const packr = new Packr({ useRecords: false });
-const unpackr = new Unpackr({ useRecords: false });
 
 /** The KV state machine (see file comment). */
 export class KvStateMachine {
@@ -627,61 +624,36 @@ export class KvStateMachine {
   // ------------------------------------------------------------ snapshots
 
   /**
-   * The whole state as MessagePack bytes: revisions, every key with its
-   * history since compaction, leases, sessions (in LRU order) and the next
-   * lease id. Equal states give equal bytes. All key and value bytes go in
-   * one `bytes` blob (records hold lengths, -1 for a tombstone), so a large
-   * store encodes without a buffer per value.
+   * The whole state as bytes (snapshot-codec.ts, columnar version 2):
+   * revisions, every key with its history since compaction, leases, sessions
+   * (in LRU order) and the next lease id. Equal states give equal bytes.
    */
   snapshot(): Uint8Array {
-    let total = 0;
+    const keys: string[] = [];
+    const histories: Version[][] = [];
     for (const [keyStr, hist] of this.mvcc.entries()) {
-      total += keyStr.length;
-      for (const v of hist) total += v.value?.length ?? 0;
+      keys.push(keyStr);
+      histories.push(hist);
     }
-    const bytes = new Uint8Array(total);
-    let offset = 0;
-    const keys: unknown[] = [];
-    for (const [keyStr, hist] of this.mvcc.entries()) {
-      offset = writeByteString(keyStr, bytes, offset);
-      const recs: number[] = [];
-      for (const v of hist) {
-        if (v.value === undefined) {
-          recs.push(v.rev, v.sub, -1, 0, 0, 0);
-        } else {
-          offset = writeByteString(v.value, bytes, offset);
-          recs.push(v.rev, v.sub, v.value.length, v.createRevision, v.version, v.lease);
-        }
-      }
-      keys.push([keyStr.length, recs]);
-    }
-    assert(offset === total, 'snapshot blob size');
-    const leases = this.leases.list().map((l) => [l.id, l.ttlMs, l.remainingMs, l.epoch]);
-    const sessions = [...this.sessions.entries()].map(([id, s]) => [id, s.seq, s.outcome]);
-    // pack() may return a view of msgpackr's reused buffer: copy it out.
-    return new Uint8Array(
-      packr.pack({
-        v: KV_SNAPSHOT_VERSION,
-        revision: this.revision,
-        compacted: this.compactedRevision,
-        nextLeaseId: this.leases.nextId,
-        bytes,
-        keys,
-        leases,
-        sessions,
-      }),
-    );
+    return encodeKvSnapshot({
+      revision: this.revision,
+      compacted: this.compactedRevision,
+      nextLeaseId: this.leases.nextId,
+      keys,
+      histories,
+      leases: this.leases.list(),
+      sessions: [...this.sessions.entries()],
+    });
   }
 
   /**
-   * Replaces the whole state with a {@link snapshot}'s. CORRUPTION (and no
-   * change) if the bytes are not a snapshot of this version.
+   * Replaces the whole state with a {@link snapshot}'s (this version's or
+   * version 1's). CORRUPTION, and no change, if the bytes are not one.
    */
   restore(bytes: Uint8Array): void {
     const next = new KvStateMachine();
     try {
-      // A fresh view: msgpackr caches a DataView on the object it decodes, so not on the caller's.
-      next.load(unpackr.unpack(bytes.subarray()));
+      next.load(decodeKvSnapshot(bytes));
     } catch (e) {
       if (isCohortError(e) && e.code === 'CORRUPTION') throw e;
       throw new CohortError('CORRUPTION', 'KV snapshot could not be decoded', { cause: e });
@@ -691,93 +663,21 @@ export class KvStateMachine {
     this.sessions = next.sessions;
   }
 
-  private load(raw: unknown): void {
-    const bad = (what: string): never => {
-      throw new CohortError('CORRUPTION', `KV snapshot: ${what}`);
-    };
-    const int = (n: unknown, what: string): number =>
-      typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : bad(what);
-    if (typeof raw !== 'object' || raw === null) return bad('not a map');
-    const s = raw as Record<string, unknown>;
-    if (s['v'] !== KV_SNAPSHOT_VERSION)
-      bad(`version ${preview(s['v'])} is not ${KV_SNAPSHOT_VERSION}`);
-    const revision = int(s['revision'], 'revision');
-    const compacted = int(s['compacted'], 'compacted');
-    if (!Array.isArray(s['keys']) || !Array.isArray(s['leases']) || !Array.isArray(s['sessions'])) {
-      bad('keys, leases or sessions missing');
-    }
-    const leaseRows = (s['leases'] as unknown[]).map((row) => {
-      if (!Array.isArray(row) || row.length !== 4) return bad('lease row');
-      const r = row as unknown[];
-      return {
-        id: int(r[0], 'lease id'),
-        ttlMs: int(r[1], 'lease ttl'),
-        remainingMs: int(r[2], 'lease remaining'),
-        epoch: int(r[3], 'lease epoch'),
-      };
-    });
-    this.leases.load(leaseRows, int(s['nextLeaseId'], 'nextLeaseId'));
-    const blob = s['bytes'];
-    if (!(blob instanceof Uint8Array)) return bad('bytes missing');
-    let offset = 0;
-    const take = (len: number): string => {
-      if (offset + len > blob.length) bad('bytes too short');
-      const str = toByteString(blob.subarray(offset, offset + len));
-      offset += len;
-      return str;
-    };
-    const entries: [string, Version[]][] = [];
-    let prevKey: string | undefined;
-    for (const row of s['keys'] as unknown[]) {
-      if (!Array.isArray(row) || row.length !== 2) return bad('key row');
-      const [k, recs] = row as [unknown, unknown];
-      if (!Array.isArray(recs) || recs.length % 6 !== 0) return bad('key row');
-      const keyStr = take(int(k, 'key length'));
-      if (keyStr.length === 0 || (prevKey !== undefined && keyStr <= prevKey)) {
-        bad('keys empty or out of order');
-      }
-      prevKey = keyStr;
-      const hist: Version[] = [];
-      for (let i = 0; i < recs.length; i += 6) {
-        const rev = int(recs[i], 'record revision');
-        const sub = int(recs[i + 1], 'record sub');
-        if (rev > revision || (hist.length > 0 && rev <= (hist[hist.length - 1] as Version).rev)) {
-          bad('record revisions out of order');
-        }
-        if (recs[i + 2] === -1) {
-          hist.push({ rev, sub, value: undefined, createRevision: 0, version: 0, lease: 0 });
-          continue;
-        }
-        hist.push({
-          rev,
-          sub,
-          value: take(int(recs[i + 2], 'record value length')),
-          createRevision: int(recs[i + 3], 'record createRevision'),
-          version: int(recs[i + 4], 'record version'),
-          lease: int(recs[i + 5], 'record lease'),
-        });
-      }
-      const last = hist[hist.length - 1];
-      if (last === undefined) return bad('key without records');
+  /** Loads a decoded snapshot into this (fresh) state machine; CORRUPTION on a dangling lease. */
+  private load(s: DecodedKvSnapshot): void {
+    this.leases.load(s.leases, s.nextLeaseId);
+    for (let i = 0; i < s.keys.length; i++) {
+      const hist = s.histories[i] as Version[];
+      const last = hist[hist.length - 1] as Version;
       if (last.value !== undefined && last.lease !== 0) {
-        if (this.leases.get(last.lease) === undefined) bad(`key on unknown lease ${last.lease}`);
-        this.leases.attach(last.lease, keyStr);
+        if (this.leases.get(last.lease) === undefined) {
+          throw new CohortError('CORRUPTION', `KV snapshot: key on unknown lease ${last.lease}`);
+        }
+        this.leases.attach(last.lease, s.keys[i] as string);
       }
-      entries.push([keyStr, hist]);
     }
-    if (offset !== blob.length) bad('bytes too long');
-    this.mvcc.load(entries, revision, compacted);
-    const sessions: [string, SessionRecord][] = [];
-    for (const row of s['sessions'] as unknown[]) {
-      if (!Array.isArray(row) || row.length !== 3 || typeof row[0] !== 'string') bad('session row');
-      const r = row as [string, unknown, unknown];
-      const outcome = plainBytes(r[2]) as SessionOutcome;
-      if (typeof outcome !== 'object' || outcome === null || typeof outcome.ok !== 'boolean') {
-        bad('session outcome');
-      }
-      sessions.push([r[0], { seq: int(r[1], 'session seq'), outcome }]);
-    }
-    this.sessions.load(sessions);
+    this.mvcc.load(s.keys, s.histories, s.revision, s.compacted);
+    this.sessions.load(s.sessions);
   }
 }
 
@@ -850,16 +750,4 @@ function compareOne(c: Compare, value: string, v: Version | undefined): boolean 
     default:
       return assertNever(c.op);
   }
-}
-
-/** Copies any Buffer (msgpackr's decoding of bin) in decoded data into a plain Uint8Array. */
-function plainBytes(v: unknown): unknown {
-  if (v instanceof Uint8Array) return copyBytes(v);
-  if (Array.isArray(v)) return v.map(plainBytes);
-  if (typeof v === 'object' && v !== null) {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = plainBytes(x);
-    return out;
-  }
-  return v;
 }
