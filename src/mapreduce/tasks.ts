@@ -19,10 +19,11 @@
  * the job's `mapBlock` once per block of lines, when it has one and no record
  * needs handling on its own: no `skipBadRecords`, no records to skip), and
  * collects what it emits in memory, grouped by key (a {@link KeyTable}
- * numbering the keys, and an array of their values). With `fold`, each key holds one value, folded as values are
- * emitted; with `combine`, a key's values are combined as soon as
- * {@link COMBINE_AT} of them pile up, and once more at the end, so a word count
- * keeps one number per distinct word. Past `limits.mrMapBufferEntriesMax`
+ * numbering the keys, and an array of their values). With `fold`, each key
+ * holds one value, folded as values are emitted; with `combine`, a key's
+ * values are combined as soon as {@link COMBINE_AT} of them pile up, and once
+ * more at the end, so a word count keeps one number per distinct word. Past
+ * `limits.mrMapBufferEntriesMax`
  * buffered keys + values, or about `limits.mrMapBufferBytesMax` of them
  * (estimated), the buffer is spilled (after the current read chunk) as sorted
  * runs, merged at the end. The output is one sorted run file per reducer (see format.ts), each
