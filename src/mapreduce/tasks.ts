@@ -23,11 +23,11 @@
  * holds one value, folded as values are emitted; with `combine`, a key's
  * values are combined as soon as {@link COMBINE_AT} of them pile up, and once
  * more at the end, so a word count keeps one number per distinct word. Past
- * `limits.mrMapBufferEntriesMax`
- * buffered keys + values, or about `limits.mrMapBufferBytesMax` of them
- * (estimated), the buffer is spilled (after the current read chunk) as sorted
- * runs, merged at the end. The output is one sorted run file per reducer (see format.ts), each
- * written to a temp name and renamed, named `<taskId>.a<attempt>.r<NNNNN>.run`
+ * `limits.mrMapBufferEntriesMax` buffered keys + values, or about
+ * `limits.mrMapBufferBytesMax` of them (estimated), the buffer is spilled
+ * (after the current read chunk) as sorted runs, merged at the end. The
+ * output is one sorted run file per reducer (see format.ts), each written to
+ * a temp name and renamed, named `<taskId>.a<attempt>.r<NNNNN>.run`
  * in `dir`; an empty partition still gets a (tiny) run, so every reducer
  * fetches one run from every map task.
  *
