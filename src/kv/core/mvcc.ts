@@ -334,7 +334,7 @@ function changeOrder(
     // Insertion sort by sub among this revision's changes placed so far.
     for (let k = at; k > (begin[s] as number); k--) {
       const prev = order[k - 1] as number;
-      if ((subs[prev] as number) < (subs[i] as number)) break;
+      if ((subs[prev] as number) <= (subs[i] as number)) break;
       order[k] = prev;
       order[k - 1] = i;
     }

@@ -439,11 +439,15 @@ function checkSafeInts(c: Float64Array, what: string): void {
 
 function leaseRows(raw: unknown): KvSnapshotLease[] {
   if (!Array.isArray(raw)) return bad('leases missing');
+  let prevId = 0;
   return raw.map((row: unknown) => {
     if (!Array.isArray(row) || row.length !== 4) return bad('lease row');
     const r = row as unknown[];
+    const id = int(r[0], 'lease id');
+    if (id <= prevId) bad('lease ids not ascending from 1');
+    prevId = id;
     return {
-      id: int(r[0], 'lease id'),
+      id,
       ttlMs: int(r[1], 'lease ttl'),
       remainingMs: int(r[2], 'lease remaining'),
       epoch: int(r[3], 'lease epoch'),
@@ -453,9 +457,12 @@ function leaseRows(raw: unknown): KvSnapshotLease[] {
 
 function sessionRows(raw: unknown): [string, SessionRecord][] {
   if (!Array.isArray(raw)) return bad('sessions missing');
+  const seen = new Set<string>();
   return raw.map((row: unknown): [string, SessionRecord] => {
     if (!Array.isArray(row) || row.length !== 3 || typeof row[0] !== 'string') bad('session row');
     const r = row as [string, unknown, unknown];
+    if (seen.has(r[0])) bad('a session twice');
+    seen.add(r[0]);
     const outcome = plainBytes(r[2]) as SessionOutcome;
     if (typeof outcome !== 'object' || outcome === null || typeof outcome.ok !== 'boolean') {
       bad('session outcome');
