@@ -173,20 +173,8 @@ export function swapByteOrder(bytes: Uint8Array, width: number): void {
 export function encodeKvSnapshot(s: KvSnapshotState): Uint8Array {
   const { keys, histories } = s;
   const keyCount = keys.length;
+  // Pass 1: counts, the blob's size and each column's largest number (its width).
   let versionCount = 0;
-  for (let i = 0; i < keyCount; i++) versionCount += (histories[i] as readonly Version[]).length;
-  // One pass over the versions (scattered heap objects: the costly part) into
-  // float64 columns; each column is narrowed to its width by one native copy below.
-  const keyLen = new Float64Array(keyCount);
-  const histLen = new Float64Array(keyCount);
-  const rev = new Float64Array(versionCount);
-  const sub = new Float64Array(versionCount);
-  const valueLen = new Float64Array(versionCount);
-  const createRev = new Float64Array(versionCount);
-  const version = new Float64Array(versionCount);
-  const lease = new Float64Array(versionCount);
-  /** Every key and live value, in blob order. */
-  const strings: string[] = [];
   let blobBytes = 0;
   let maxKey = 0;
   let maxHist = 0;
@@ -196,30 +184,19 @@ export function encodeKvSnapshot(s: KvSnapshotState): Uint8Array {
   let maxCreate = 0;
   let maxVersion = 0;
   let maxLease = 0;
-  let n = 0;
   for (let i = 0; i < keyCount; i++) {
     const k = keys[i] as string;
     const hist = histories[i] as readonly Version[];
-    keyLen[i] = k.length;
-    histLen[i] = hist.length;
-    strings.push(k);
     blobBytes += k.length;
     if (k.length > maxKey) maxKey = k.length;
     if (hist.length > maxHist) maxHist = hist.length;
-    for (let j = 0; j < hist.length; j++, n++) {
+    versionCount += hist.length;
+    for (let j = 0; j < hist.length; j++) {
       const v = hist[j] as Version;
-      rev[n] = v.rev;
-      sub[n] = v.sub;
       if (v.rev > maxRev) maxRev = v.rev;
       if (v.sub > maxSub) maxSub = v.sub;
-      // A tombstone's other numbers are zero in the store; zeros here keep the bytes canonical.
       if (v.value === undefined) continue;
       const len = v.value.length;
-      valueLen[n] = len + 1;
-      createRev[n] = v.createRevision;
-      version[n] = v.version;
-      lease[n] = v.lease;
-      strings.push(v.value);
       blobBytes += len;
       if (len + 1 > maxValue) maxValue = len + 1;
       if (v.createRevision > maxCreate) maxCreate = v.createRevision;
@@ -227,7 +204,6 @@ export function encodeKvSnapshot(s: KvSnapshotState): Uint8Array {
       if (v.lease > maxLease) maxLease = v.lease;
     }
   }
-  const columns = [keyLen, histLen, rev, sub, valueLen, createRev, version, lease];
   const widths = [maxKey, maxHist, maxRev, maxSub, maxValue, maxCreate, maxVersion, maxLease].map(
     widthFor,
   );
@@ -250,17 +226,52 @@ export function encodeKvSnapshot(s: KvSnapshotState): Uint8Array {
   header.setUint32(4, KV_SNAPSHOT_VERSION, true);
   header.setUint32(12, meta.length, true);
   out.set(meta, HEADER_BYTES);
-  for (let c = 0; c < COLUMNS; c++) {
-    const values = columns[c] as Float64Array;
-    const start = at.columns[c] as number;
-    const w = widths[c] as number;
-    view(out.buffer, start, values.length, w).set(values);
-    if (!hostLittleEndian) swapByteOrder(out.subarray(start, start + values.length * w), w);
-  }
+  // Pass 2: the columns, written in place, and the blob.
+  const col = (c: number): Column =>
+    view(
+      out.buffer,
+      at.columns[c] as number,
+      c < REV ? keyCount : versionCount,
+      widths[c] as number,
+    );
+  const keyLen = col(KEY_LEN);
+  const histLen = col(HIST_LEN);
+  const rev = col(REV);
+  const sub = col(SUB);
+  const valueLen = col(VALUE_LEN);
+  const createRev = col(CREATE_REV);
+  const version = col(VERSION);
+  const lease = col(LEASE);
   const blob = new Latin1View(out);
   let offset = at.blob;
-  for (let i = 0; i < strings.length; i++) offset = blob.write(strings[i] as string, offset);
+  let n = 0;
+  for (let i = 0; i < keyCount; i++) {
+    const k = keys[i] as string;
+    const hist = histories[i] as readonly Version[];
+    keyLen[i] = k.length;
+    histLen[i] = hist.length;
+    offset = blob.write(k, offset);
+    for (let j = 0; j < hist.length; j++, n++) {
+      const v = hist[j] as Version;
+      rev[n] = v.rev;
+      sub[n] = v.sub;
+      // A tombstone's other numbers are zero in the store; zeros here keep the bytes canonical.
+      if (v.value === undefined) continue;
+      valueLen[n] = v.value.length + 1;
+      createRev[n] = v.createRevision;
+      version[n] = v.version;
+      lease[n] = v.lease;
+      offset = blob.write(v.value, offset);
+    }
+  }
   assert(offset === at.total, 'snapshot blob size');
+  if (!hostLittleEndian) {
+    for (let c = 0; c < COLUMNS; c++) {
+      const start = at.columns[c] as number;
+      const w = widths[c] as number;
+      swapByteOrder(out.subarray(start, start + (c < REV ? keyCount : versionCount) * w), w);
+    }
+  }
   header.setUint32(8, crc32c(out.subarray(CRC_FROM)), true);
   return out;
 }
