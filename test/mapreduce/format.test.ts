@@ -182,6 +182,27 @@ describe('run files', () => {
     expect(await readAll(path)).toEqual(recs);
   });
 
+  it('a block is cut before a record that would take it past 4 MiB, and that record is kept whole', async () => {
+    // ~110 KB of small records (under the 128 KiB block target), then one record of ~4.1 MB:
+    // together over 4 MiB, so the small ones end their block first.
+    const recs: [string, unknown[]][] = [];
+    for (let i = 0; i < 1000; i++) recs.push([`a${String(i).padStart(4, '0')}`, ['x'.repeat(100)]]);
+    recs.push(['b', Array.from({ length: 40_500 }, () => 'y'.repeat(100))]);
+    const path = await writeRun(recs);
+    expect(await readAll(path)).toEqual(recs);
+    const bytes = await readFile(path);
+    const frames: [tag: string, length: number][] = [];
+    for (let at = 0; at < bytes.length;) {
+      const len = bytes.readUInt32BE(at);
+      frames.push([String.fromCharCode(bytes[at + 8] as number), len]);
+      at += 8 + len;
+    }
+    expect(frames.map(([t]) => t).join('')).toBe('HDDE');
+    expect(frames[1]![1]).toBeLessThan(128 * 1024);
+    expect(frames[2]![1]).toBeGreaterThan(4_000_000);
+    expect(frames[2]![1]).toBeLessThanOrEqual(4 * 1024 * 1024);
+  });
+
   it('refuses keys out of order; abort leaves no file', async () => {
     const path = join(dir, 'order.run');
     const w = await RunWriter.create(path);
