@@ -25,16 +25,16 @@
  * own cost), cohort/group (what the WAL adds to them), cohort/replay-pre, and
  * last the issue's ratio cohort/replay (goal 0.85 at equal fdatasync counts).
  *
- * Both sync modes of FileStorage are measured: 'thread' (fdatasync on libuv's
- * thread pool, the event loop keeps serving during the sync; the hop back
- * costs 40-75 us here against a 120-300 us sync) and 'inline' (fdatasyncSync
- * on the event loop one turn after the batch is written: no hop, the process
- * stalls for the sync).
+ * The three sync modes of FileStorage are measured: 'auto' (the default:
+ * inline while syncs average under a millisecond, else on the thread pool),
+ * 'thread' (fdatasync on libuv's thread pool, the event loop keeps serving
+ * during the sync; the hop costs 40-75 us here against a 120-300 us sync) and
+ * 'inline' (fdatasyncSync on the event loop one turn after the batch is
+ * written: no hop, the process stalls for the sync).
  *
- * Figures: see the end of this comment, updated with each change that moves
- * them.
+ * FIGURES
  *
- * Run: npm run bench:wal [-- --quick] [-- --sync=thread|inline]
+ * Run: npm run bench:wal [-- --quick] [-- --sync=auto|thread|inline]
  */
 import * as nfs from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -49,9 +49,11 @@ import type { StorageFs } from '../src/raft/storage/fs.js';
 
 const quick = process.argv.includes('--quick');
 const syncArg = process.argv.find((a) => a.startsWith('--sync='))?.slice('--sync='.length);
-/** FileStorage sync modes measured (--sync=thread|inline; default both). */
-const modes: ('thread' | 'inline')[] =
-  syncArg === 'thread' || syncArg === 'inline' ? [syncArg] : ['thread', 'inline'];
+/** FileStorage sync modes measured (--sync=auto|thread|inline; default all three). */
+const modes: ('auto' | 'thread' | 'inline')[] =
+  syncArg === 'auto' || syncArg === 'thread' || syncArg === 'inline'
+    ? [syncArg]
+    : ['auto', 'thread', 'inline'];
 const slices = quick ? 10 : 40;
 const ENTRY_BYTES = 256;
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
@@ -128,7 +130,7 @@ class WalSide {
   private readonly data = new Uint8Array(ENTRY_BYTES).fill(7);
   private next = 1;
 
-  constructor(dir: string, syncMode: 'thread' | 'inline') {
+  constructor(dir: string, syncMode: 'auto' | 'thread' | 'inline') {
     this.storage = new FileStorage({
       syncMode,
       dir,

@@ -87,7 +87,7 @@ export function registerNodeCommand(program: Command): void {
     .option('--snapshot-entries <n>', 'snapshot every n applied entries, 0 never (default 100000)')
     .option(
       '--wal-sync <mode>',
-      'where the WAL fdatasync runs: thread (default) or inline (stalls the node per sync)',
+      'where the WAL fdatasync runs: auto (default: inline while syncs are fast), thread (libuv pool) or inline (stalls the node per sync)',
     )
     .option('--workers <n>', 'MapReduce worker threads, 0 for none (default one per core)')
     .option('--mr-lease-ms <n>', 'MapReduce task lease in ms (default 10000)')

@@ -59,13 +59,13 @@ interface UpFlags {
   clusterId: string;
   /** MapReduce worker threads per node (the node's --workers); default: the node's. */
   workers?: number;
-  /** The nodes' --wal-sync; default: the node's (thread). */
-  walSync?: 'thread' | 'inline';
+  /** The nodes' --wal-sync; default: the node's (auto). */
+  walSync?: 'auto' | 'thread' | 'inline';
 }
 
-function walSyncMode(text: string): 'thread' | 'inline' {
-  if (text !== 'thread' && text !== 'inline') {
-    throw new InvalidArgumentError('expected thread or inline');
+function walSyncMode(text: string): 'auto' | 'thread' | 'inline' {
+  if (text !== 'auto' && text !== 'thread' && text !== 'inline') {
+    throw new InvalidArgumentError('expected auto, thread or inline');
   }
   return text;
 }
@@ -348,7 +348,7 @@ export function registerUpCommands(program: Command): void {
     .option('--workers <n>', 'MapReduce worker threads per node (default one per core)', int)
     .option(
       '--wal-sync <mode>',
-      "where each node's WAL fdatasync runs: thread (default) or inline",
+      "where each node's WAL fdatasync runs: auto (default: inline while the disk is fast), thread or inline",
       walSyncMode,
     )
     .action(async (flags: UpFlags) => {

@@ -61,11 +61,12 @@ export interface NodeConfig {
   /** Snapshot and compact the log every this many applied entries (0: never). */
   readonly snapshotEntries: number;
   /**
-   * Where the WAL's fdatasync runs: 'thread' (libuv's pool; the node keeps
-   * serving during a sync) or 'inline' (on the event loop: no thread hop, but
-   * the node stalls for each sync; only for a dedicated fast disk).
+   * Where the WAL's fdatasync runs: 'auto' (inline while syncs are fast, on
+   * the thread pool when the disk is slow), 'thread' (libuv's pool; the node
+   * keeps serving during a sync) or 'inline' (on the event loop: no thread
+   * hop, but the node stalls for each sync). See FileStorageOptions.syncMode.
    */
-  readonly walSync: 'thread' | 'inline';
+  readonly walSync: 'auto' | 'thread' | 'inline';
   /** pino level of the node's log. */
   readonly logLevel: LogLevel;
   /** MapReduce worker threads on this node (0: it only coordinates and serves the shuffle); default one per core. */
@@ -108,7 +109,7 @@ export const nodeConfigDefaults = {
   electionTicks: 10,
   // etcd's default snapshot count; a KV snapshot (keys + kept history) stalls the apply loop while it is taken.
   snapshotEntries: 100_000,
-  walSync: 'thread',
+  walSync: 'auto',
   logLevel: 'info',
   mrLeaseMs: 10_000,
 } as const;
@@ -328,8 +329,8 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
   const mrLeaseMs = intField('mrLeaseMs', leaseV.source, leaseV.value, 100, 3_600_000);
   const walSyncV = withDefault('walSync', nodeConfigDefaults.walSync);
   const walSync = text('walSync', walSyncV);
-  if (walSync !== 'thread' && walSync !== 'inline') {
-    throw bad('walSync', walSyncV.source, 'expected thread or inline', walSync);
+  if (walSync !== 'auto' && walSync !== 'thread' && walSync !== 'inline') {
+    throw bad('walSync', walSyncV.source, 'expected auto, thread or inline', walSync);
   }
   const levelV = withDefault('logLevel', nodeConfigDefaults.logLevel);
   const level = text('logLevel', levelV);

@@ -140,7 +140,7 @@ describe('cohort up / status / down', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
     const bad = await run(['up', '--dir', dir, '--wal-sync', 'async']);
     expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toMatch(/expected thread or inline/);
+    expect(bad.stderr).toMatch(/expected auto, thread or inline/);
     const workers = await run(['up', '--dir', dir, '--workers', 'many']);
     expect(workers.code).not.toBe(0);
     expect(workers.stderr).toMatch(/expected a non-negative integer/);

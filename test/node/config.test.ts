@@ -47,7 +47,7 @@ describe('node config', () => {
       20,
       10,
       'info',
-      'thread',
+      'auto',
     ]);
   });
 
@@ -57,6 +57,9 @@ describe('node config', () => {
     );
     expect(resolveNodeConfig({ flags: base, env: { COHORT_WAL_SYNC: 'inline' } }).walSync).toBe(
       'inline',
+    );
+    expect(resolveNodeConfig({ flags: base, env: { COHORT_WAL_SYNC: 'thread' } }).walSync).toBe(
+      'thread',
     );
   });
 
@@ -120,7 +123,7 @@ describe('node config', () => {
     ['id', { id: 'no spaces' }, /id \(--id\)/],
     ['tickMs', { tickMs: 'fast' }, /expected an integer/],
     ['logLevel', { logLevel: 'loud' }, /expected one of/],
-    ['walSync', { walSync: 'async' }, /expected thread or inline/],
+    ['walSync', { walSync: 'async' }, /expected auto, thread or inline/],
   ])('refuses a bad %s', (field, override, message) => {
     const r = refusal({ flags: { ...base, ...override }, env: {} });
     expect(r.field).toBe(field);

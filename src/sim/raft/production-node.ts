@@ -383,6 +383,9 @@ export class ProductionSimNodeOf<SM extends ProductionStateMachine<Out>, Out>
       // Small preallocated segments: rolls, spares and their zeros happen often
       // enough for crashes to land among them.
       segmentBytes: 64 * 1024,
+      // Syncs go through delayedSyncFs's fdatasyncAsync, on virtual time
+      // ('auto' would time them on the real clock and sync inline).
+      syncMode: 'thread',
     });
     return {
       load: async (): Promise<PersistentState> => {

@@ -56,6 +56,7 @@ async function open(fs: StorageFs): Promise<FileStorage> {
     nodeId: nodeId('n1'),
     logger: quiet,
     preallocate: false,
+    syncMode: 'thread',
   });
   await s.load();
   return s;
@@ -193,6 +194,7 @@ describe('group commit', () => {
       logger: quiet,
       segmentBytes: 4096,
       preallocate: false,
+      syncMode: 'thread',
     });
     await s.load();
     const saves: Promise<void>[] = [];
@@ -241,5 +243,52 @@ describe('group commit', () => {
       '44/2',
     ]);
     expect(state.hardState.commit).toBe(40);
+  });
+
+  it("'auto' syncs inline while syncs are fast and moves them to the thread pool once they are slow", async () => {
+    const disk = new SimDisk(seededRandom(9));
+    let slowMs = 0;
+    const calls: string[] = [];
+    const fs: StorageFs = {
+      ...disk.fs,
+      fdatasync: (fd) => {
+        calls.push('inline');
+        // A slow disk: the sync blocks for slowMs of real time.
+        if (slowMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, slowMs);
+        disk.fs.fdatasync(fd);
+      },
+      fdatasyncAsync: async (fd) => {
+        calls.push('thread');
+        if (slowMs > 0) await new Promise((r) => setTimeout(r, slowMs));
+        return disk.fs.fdatasyncAsync(fd);
+      },
+    };
+    const s = new FileStorage({
+      dir: '/n1',
+      fs,
+      clusterId: clusterId('c1'),
+      nodeId: nodeId('n1'),
+      logger: quiet,
+      preallocate: false,
+    });
+    await s.load();
+    let index = 0;
+    calls.length = 0;
+    for (let i = 0; i < 20; i++) await s.save({ entries: [entry(++index, 1)] });
+    expect(calls).toEqual(Array.from({ length: 20 }, () => 'inline'));
+    // 4 ms syncs: the average passes 1 ms within a few, then syncs go to the pool.
+    slowMs = 4;
+    calls.length = 0;
+    for (let i = 0; i < 20; i++) await s.save({ entries: [entry(++index, 1)] });
+    const firstThread = calls.indexOf('thread');
+    expect(firstThread).toBeGreaterThan(0);
+    expect(firstThread).toBeLessThan(6);
+    expect(calls.slice(firstThread).every((c) => c === 'thread')).toBe(true);
+    // Fast again: the pool's times (hop included) bring the average back down, and syncs inline again.
+    slowMs = 0;
+    calls.length = 0;
+    for (let i = 0; i < 60; i++) await s.save({ entries: [entry(++index, 1)] });
+    expect(calls.at(-1)).toBe('inline');
+    await s.close();
   });
 });
