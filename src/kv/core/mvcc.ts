@@ -195,12 +195,17 @@ export class MvccStore {
     assert(revision > this.compacted && revision <= this.rev, 'compact revision out of bounds');
     this.compacted = revision;
     for (const keyStr of this.compactable) {
-      const hist = this.index.get(keyStr);
+      let hist = this.index.get(keyStr);
       assert(hist !== undefined, 'compactable key missing from the index');
       let keepFrom = latestAtOrBelow(hist, revision);
       if (keepFrom < 0) continue;
       if ((hist[keepFrom] as Version).value === undefined) keepFrom++;
-      if (keepFrom > 0) hist.splice(0, keepFrom);
+      if (keepFrom > 0) {
+        // A new array, not splice(): a snapshot being encoded may hold the old one
+        // (histories otherwise only grow, see KvStateMachine.beginSnapshot).
+        hist = hist.slice(keepFrom);
+        if (hist.length > 0) this.index.set(keyStr, hist);
+      }
       if (hist.length === 0) {
         this.index.delete(keyStr);
         this.compactable.delete(keyStr);
@@ -234,7 +239,11 @@ export class MvccStore {
     return out;
   }
 
-  /** Every key with its versions, in byte order (for snapshots). */
+  /**
+   * Every key with its versions, in byte order (for snapshots). A version
+   * never changes and a key's array only grows (compaction replaces it), so
+   * a snapshot may hold the arrays with their lengths and read them later.
+   */
   entries(): IterableIterator<[string, Version[]]> {
     return this.index.entries();
   }

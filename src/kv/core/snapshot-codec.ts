@@ -66,6 +66,12 @@ export interface KvSnapshotState {
   readonly keys: readonly string[];
   /** Per key (same index), its versions, oldest first, never empty. */
   readonly histories: readonly (readonly Version[])[];
+  /**
+   * Per key, how many of its versions (from the first) belong to the
+   * snapshot; default: all. Lets a snapshot captured from a live store be
+   * encoded later while new versions are appended to the same arrays.
+   */
+  readonly counts?: Uint32Array;
   /** Live leases by id ascending. */
   readonly leases: readonly KvSnapshotLease[];
   /** Sessions in LRU order (oldest first). */
@@ -171,109 +177,205 @@ export function swapByteOrder(bytes: Uint8Array, width: number): void {
  * function does not validate it.
  */
 export function encodeKvSnapshot(s: KvSnapshotState): Uint8Array {
-  const { keys, histories } = s;
-  const keyCount = keys.length;
-  // Pass 1: counts, the blob's size and each column's largest number (its width).
-  let versionCount = 0;
-  let blobBytes = 0;
-  let maxKey = 0;
-  let maxHist = 0;
-  let maxRev = 0;
-  let maxSub = 0;
-  let maxValue = 0;
-  let maxCreate = 0;
-  let maxVersion = 0;
-  let maxLease = 0;
-  for (let i = 0; i < keyCount; i++) {
-    const k = keys[i] as string;
-    const hist = histories[i] as readonly Version[];
-    blobBytes += k.length;
-    if (k.length > maxKey) maxKey = k.length;
-    if (hist.length > maxHist) maxHist = hist.length;
-    versionCount += hist.length;
-    for (let j = 0; j < hist.length; j++) {
-      const v = hist[j] as Version;
-      if (v.rev > maxRev) maxRev = v.rev;
-      if (v.sub > maxSub) maxSub = v.sub;
-      if (v.value === undefined) continue;
-      const len = v.value.length;
-      blobBytes += len;
-      if (len + 1 > maxValue) maxValue = len + 1;
-      if (v.createRevision > maxCreate) maxCreate = v.createRevision;
-      if (v.version > maxVersion) maxVersion = v.version;
-      if (v.lease > maxLease) maxLease = v.lease;
+  const encoder = new KvSnapshotEncoder(s);
+  while (!encoder.step(Infinity));
+  return encoder.bytes();
+}
+
+/**
+ * Encodes a snapshot a slice of keys at a time, so a caller can spread the
+ * work over several event-loop turns (a 200k-key store takes ~100 ms in one
+ * go). The state must not change meanwhile, except as {@link KvSnapshotState.counts}
+ * allows: histories may grow past the counted versions.
+ *
+ * ```ts
+ * const enc = new KvSnapshotEncoder(state);
+ * while (!enc.step(10_000)) await turn();   // ~5 ms per step
+ * const bytes = enc.bytes();                // as encodeKvSnapshot(state)
+ * ```
+ */
+export class KvSnapshotEncoder {
+  private phase: 'measure' | 'write' | 'done' = 'measure';
+  private cursor = 0;
+  private n = 0;
+  private versionCount = 0;
+  private blobBytes = 0;
+  /** Per column, its largest number (pass 1), then its width. */
+  private readonly max = [0, 0, 0, 0, 0, 0, 0, 0];
+  private out = new Uint8Array(0);
+  private at: { columns: number[]; blob: number; total: number } = {
+    columns: [],
+    blob: 0,
+    total: 0,
+  };
+  private widths: number[] = [];
+  private columns: Column[] = [];
+  private offset = 0;
+
+  /** Starts encoding `s` (nothing is done until {@link step}). */
+  constructor(private readonly s: KvSnapshotState) {}
+
+  /** Does the work for up to `keys` more keys (per pass); true once the bytes are ready. */
+  step(keys: number): boolean {
+    if (this.phase === 'measure') {
+      this.measure(Math.min(this.s.keys.length, this.cursor + keys));
+      if (this.cursor === this.s.keys.length) this.allocate();
+    } else if (this.phase === 'write') {
+      this.write(Math.min(this.s.keys.length, this.cursor + keys));
+      if (this.cursor === this.s.keys.length) this.finish();
     }
+    return this.phase === 'done';
   }
-  const widths = [maxKey, maxHist, maxRev, maxSub, maxValue, maxCreate, maxVersion, maxLease].map(
-    widthFor,
-  );
-  // pack() may return a view of msgpackr's reused buffer: it is copied into `out` below.
-  const meta = packr.pack({
-    revision: s.revision,
-    compacted: s.compacted,
-    nextLeaseId: s.nextLeaseId,
-    keys: keyCount,
-    versions: versionCount,
-    widths,
-    blob: blobBytes,
-    leases: s.leases.map((l) => [l.id, l.ttlMs, l.remainingMs, l.epoch]),
-    sessions: s.sessions.map(([id, r]) => [id, r.seq, r.outcome]),
-  });
-  const at = layout(meta.length, [keyCount, versionCount], widths, blobBytes);
-  const out = new Uint8Array(at.total);
-  const header = new DataView(out.buffer);
-  header.setUint32(0, MAGIC, true);
-  header.setUint32(4, KV_SNAPSHOT_VERSION, true);
-  header.setUint32(12, meta.length, true);
-  out.set(meta, HEADER_BYTES);
-  // Pass 2: the columns, written in place, and the blob.
-  const col = (c: number): Column =>
-    view(
-      out.buffer,
-      at.columns[c] as number,
-      c < REV ? keyCount : versionCount,
-      widths[c] as number,
-    );
-  const keyLen = col(KEY_LEN);
-  const histLen = col(HIST_LEN);
-  const rev = col(REV);
-  const sub = col(SUB);
-  const valueLen = col(VALUE_LEN);
-  const createRev = col(CREATE_REV);
-  const version = col(VERSION);
-  const lease = col(LEASE);
-  const blob = new Latin1View(out);
-  let offset = at.blob;
-  let n = 0;
-  for (let i = 0; i < keyCount; i++) {
-    const k = keys[i] as string;
-    const hist = histories[i] as readonly Version[];
-    keyLen[i] = k.length;
-    histLen[i] = hist.length;
-    offset = blob.write(k, offset);
-    for (let j = 0; j < hist.length; j++, n++) {
-      const v = hist[j] as Version;
-      rev[n] = v.rev;
-      sub[n] = v.sub;
-      // A tombstone's other numbers are zero in the store; zeros here keep the bytes canonical.
-      if (v.value === undefined) continue;
-      valueLen[n] = v.value.length + 1;
-      createRev[n] = v.createRevision;
-      version[n] = v.version;
-      lease[n] = v.lease;
-      offset = blob.write(v.value, offset);
+
+  /** The snapshot bytes; only once {@link step} returned true. */
+  bytes(): Uint8Array {
+    assert(this.phase === 'done', 'snapshot bytes taken before the encoding finished');
+    return this.out;
+  }
+
+  /** Pass 1 over keys up to `end`: counts, the blob's size and each column's largest number. */
+  private measure(end: number): void {
+    const { keys, histories, counts } = this.s;
+    const max = this.max;
+    let versionCount = this.versionCount;
+    let blobBytes = this.blobBytes;
+    // Locals in the loop (the hot part of a snapshot), the array between steps.
+    let [maxKey, maxHist, maxRev, maxSub, maxValue, maxCreate, maxVersion, maxLease] = max as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    for (let i = this.cursor; i < end; i++) {
+      const k = keys[i] as string;
+      const hist = histories[i] as readonly Version[];
+      const count = counts === undefined ? hist.length : (counts[i] as number);
+      blobBytes += k.length;
+      if (k.length > maxKey) maxKey = k.length;
+      if (count > maxHist) maxHist = count;
+      versionCount += count;
+      for (let j = 0; j < count; j++) {
+        const v = hist[j] as Version;
+        if (v.rev > maxRev) maxRev = v.rev;
+        if (v.sub > maxSub) maxSub = v.sub;
+        if (v.value === undefined) continue;
+        const len = v.value.length;
+        blobBytes += len;
+        if (len + 1 > maxValue) maxValue = len + 1;
+        if (v.createRevision > maxCreate) maxCreate = v.createRevision;
+        if (v.version > maxVersion) maxVersion = v.version;
+        if (v.lease > maxLease) maxLease = v.lease;
+      }
     }
+    max[KEY_LEN] = maxKey;
+    max[HIST_LEN] = maxHist;
+    max[REV] = maxRev;
+    max[SUB] = maxSub;
+    max[VALUE_LEN] = maxValue;
+    max[CREATE_REV] = maxCreate;
+    max[VERSION] = maxVersion;
+    max[LEASE] = maxLease;
+    this.versionCount = versionCount;
+    this.blobBytes = blobBytes;
+    this.cursor = end;
   }
-  assert(offset === at.total, 'snapshot blob size');
-  if (!hostLittleEndian) {
+
+  /** Sizes the output, writes the header and meta, and views the columns. */
+  private allocate(): void {
+    const s = this.s;
+    const keyCount = s.keys.length;
+    const versionCount = this.versionCount;
+    this.widths = this.max.map(widthFor);
+    // pack() may return a view of msgpackr's reused buffer: it is copied into `out` below.
+    const meta = packr.pack({
+      revision: s.revision,
+      compacted: s.compacted,
+      nextLeaseId: s.nextLeaseId,
+      keys: keyCount,
+      versions: versionCount,
+      widths: this.widths,
+      blob: this.blobBytes,
+      leases: s.leases.map((l) => [l.id, l.ttlMs, l.remainingMs, l.epoch]),
+      sessions: s.sessions.map(([id, r]) => [id, r.seq, r.outcome]),
+    });
+    this.at = layout(meta.length, [keyCount, versionCount], this.widths, this.blobBytes);
+    const out = new Uint8Array(this.at.total);
+    const header = new DataView(out.buffer);
+    header.setUint32(0, MAGIC, true);
+    header.setUint32(4, KV_SNAPSHOT_VERSION, true);
+    header.setUint32(12, meta.length, true);
+    out.set(meta, HEADER_BYTES);
     for (let c = 0; c < COLUMNS; c++) {
-      const start = at.columns[c] as number;
-      const w = widths[c] as number;
-      swapByteOrder(out.subarray(start, start + (c < REV ? keyCount : versionCount) * w), w);
+      const count = c < REV ? keyCount : versionCount;
+      this.columns.push(
+        view(out.buffer, this.at.columns[c] as number, count, this.widths[c] as number),
+      );
     }
+    this.out = out;
+    this.offset = this.at.blob;
+    this.cursor = 0;
+    this.phase = 'write';
   }
-  header.setUint32(8, crc32c(out.subarray(CRC_FROM)), true);
-  return out;
+
+  /** Pass 2 over keys up to `end`: the columns, written in place (host order), and the blob. */
+  private write(end: number): void {
+    const { keys, histories, counts } = this.s;
+    const [keyLen, histLen, rev, sub, valueLen, createRev, version, lease] = this.columns as [
+      Column,
+      Column,
+      Column,
+      Column,
+      Column,
+      Column,
+      Column,
+      Column,
+    ];
+    const blob = new Latin1View(this.out);
+    let offset = this.offset;
+    let n = this.n;
+    for (let i = this.cursor; i < end; i++) {
+      const k = keys[i] as string;
+      const hist = histories[i] as readonly Version[];
+      const count = counts === undefined ? hist.length : (counts[i] as number);
+      keyLen[i] = k.length;
+      histLen[i] = count;
+      offset = blob.write(k, offset);
+      for (let j = 0; j < count; j++, n++) {
+        const v = hist[j] as Version;
+        rev[n] = v.rev;
+        sub[n] = v.sub;
+        // A tombstone's other numbers are zero in the store; zeros here keep the bytes canonical.
+        if (v.value === undefined) continue;
+        valueLen[n] = v.value.length + 1;
+        createRev[n] = v.createRevision;
+        version[n] = v.version;
+        lease[n] = v.lease;
+        offset = blob.write(v.value, offset);
+      }
+    }
+    this.offset = offset;
+    this.n = n;
+    this.cursor = end;
+  }
+
+  /** Byte order (big-endian hosts) and the checksum. */
+  private finish(): void {
+    assert(this.offset === this.at.total && this.n === this.versionCount, 'snapshot sizes');
+    if (!hostLittleEndian) {
+      for (let c = 0; c < COLUMNS; c++) {
+        const start = this.at.columns[c] as number;
+        const w = this.widths[c] as number;
+        const count = c < REV ? this.s.keys.length : this.versionCount;
+        swapByteOrder(this.out.subarray(start, start + count * w), w);
+      }
+    }
+    new DataView(this.out.buffer).setUint32(8, crc32c(this.out.subarray(CRC_FROM)), true);
+    this.phase = 'done';
+  }
 }
 
 // ---------------------------------------------------------------- decode

@@ -28,8 +28,8 @@ import { MvccStore, inRange, kvOf } from './mvcc.js';
 import type { Version } from './mvcc.js';
 import { SessionTable, checkClientId, checkSessionTag } from './sessions.js';
 import type { SessionOutcome } from './sessions.js';
-import { decodeKvSnapshot, encodeKvSnapshot } from './snapshot-codec.js';
-import type { DecodedKvSnapshot } from './snapshot-codec.js';
+import { KvSnapshotEncoder, decodeKvSnapshot, encodeKvSnapshot } from './snapshot-codec.js';
+import type { DecodedKvSnapshot, KvSnapshotState } from './snapshot-codec.js';
 import type {
   Compare,
   CompactRequest,
@@ -69,7 +69,7 @@ import {
 import type { ResolvedRange } from './validate.js';
 
 /** Version of the snapshot encoding written (see snapshot-codec.ts). */
-export { KV_SNAPSHOT_VERSION } from './snapshot-codec.js';
+export { KV_SNAPSHOT_VERSION, KvSnapshotEncoder } from './snapshot-codec.js';
 
 /** A txn op with its branch decided and its range resolved, ready to run. */
 type PlannedOp =
@@ -629,21 +629,56 @@ export class KvStateMachine {
    * (in LRU order) and the next lease id. Equal states give equal bytes.
    */
   snapshot(): Uint8Array {
+    return encodeKvSnapshot(this.capture(false));
+  }
+
+  /**
+   * Captures the state now for a snapshot encoded later, in steps, while
+   * entries keep applying (a caller that must not block its event loop for
+   * the whole encoding: ~100 ms for 200k keys, the capture ~15-20 ms). Holds
+   * each key's version array with its current length (versions never change
+   * and arrays only grow; compaction replaces them), and copies of the leases'
+   * numbers. The bytes equal what {@link snapshot} returns now.
+   *
+   * ```ts
+   * const enc = sm.beginSnapshot();
+   * while (!enc.step(10_000)) await nextTurn();   // sm.apply(...) may run in between
+   * const bytes = enc.bytes();
+   * ```
+   */
+  beginSnapshot(): KvSnapshotEncoder {
+    return new KvSnapshotEncoder(this.capture(true));
+  }
+
+  private capture(later: boolean): KvSnapshotState {
     const keys: string[] = [];
     const histories: Version[][] = [];
     for (const [keyStr, hist] of this.mvcc.entries()) {
       keys.push(keyStr);
       histories.push(hist);
     }
-    return encodeKvSnapshot({
+    let counts: Uint32Array | undefined;
+    if (later) {
+      counts = new Uint32Array(histories.length);
+      for (let i = 0; i < histories.length; i++) counts[i] = (histories[i] as Version[]).length;
+    }
+    const state = {
       revision: this.revision,
       compacted: this.compactedRevision,
       nextLeaseId: this.leases.nextId,
       keys,
       histories,
-      leases: this.leases.list(),
+      // Copies: a lease's remainingMs and epoch change in place.
+      leases: this.leases.list().map(({ id, ttlMs, remainingMs, epoch }) => ({
+        id,
+        ttlMs,
+        remainingMs,
+        epoch,
+      })),
+      // A session's record is replaced, never changed, on its next command.
       sessions: [...this.sessions.entries()],
-    });
+    };
+    return counts === undefined ? state : { ...state, counts };
   }
 
   /**

@@ -538,3 +538,92 @@ describe('corrupt snapshots are refused and change nothing', () => {
     expectCorruption(sm, reseal(good.slice(0, 16)));
   });
 });
+
+describe('a snapshot encoded in steps while the store moves on', () => {
+  /** One command on a few keys, leases and sessions; refusals are fine. */
+  const commandArb = fc.oneof(
+    fc.record({
+      type: fc.constant('put' as const),
+      key: fc.constantFrom('a', 'b', 'c', 'd'),
+      value: byteString(0, 4),
+      lease: fc.constantFrom(0, 0, 1, 2),
+      session: fc.option(fc.constantFrom('s1', 's2'), { nil: undefined }),
+    }),
+    fc.record({ type: fc.constant('delete' as const), key: fc.constantFrom('a', 'b', 'c', 'd') }),
+    fc.record({ type: fc.constant('compact' as const), back: fc.nat(3) }),
+    fc.record({ type: fc.constant('lease' as const), id: fc.constantFrom(1, 2), op: fc.nat(3) }),
+  );
+  type Cmd = typeof commandArb extends fc.Arbitrary<infer C> ? C : never;
+  const seqs = new Map<string, number>();
+  function run(sm: KvStateMachine, c: Cmd): void {
+    switch (c.type) {
+      case 'put': {
+        const command = {
+          type: 'put' as const,
+          key: b(c.key),
+          value: fromByteString(c.value),
+          ...(c.lease === 0 ? {} : { lease: c.lease }),
+        };
+        if (c.session === undefined) sm.apply({ command });
+        else {
+          const seq = (seqs.get(c.session) ?? 0) + 1;
+          seqs.set(c.session, seq);
+          sm.apply({ command, session: { clientId: c.session, seq } });
+        }
+        return;
+      }
+      case 'delete':
+        sm.apply({ command: { type: 'deleteRange', key: b(c.key) } });
+        return;
+      case 'compact':
+        sm.apply({ command: { type: 'compact', revision: Math.max(1, sm.revision - c.back) } });
+        return;
+      case 'lease': {
+        const lease = sm.leaseList().find((l) => l.id === c.id);
+        if (c.op === 0) sm.apply({ command: { type: 'leaseGrant', id: c.id, ttlMs: 5000 } });
+        else if (c.op === 1) sm.apply({ command: { type: 'leaseRevoke', id: c.id } });
+        else if (c.op === 2) sm.apply({ command: { type: 'leaseKeepAlive', id: c.id } });
+        else if (lease !== undefined) {
+          const leases = [{ id: c.id, remainingMs: 1234, epoch: lease.epoch }];
+          sm.apply({ command: { type: 'leaseCheckpoint', leases } });
+        }
+        return;
+      }
+    }
+  }
+
+  it('gives the bytes the store had when the snapshot began', () => {
+    fc.assert(
+      fc.property(
+        fc.array(commandArb, { maxLength: 40 }),
+        fc.array(commandArb, { maxLength: 40 }),
+        fc.integer({ min: 1, max: 3 }),
+        (before, after, keysPerStep) => {
+          seqs.clear();
+          const sm = new KvStateMachine();
+          for (const c of before) run(sm, c);
+          const expected = sm.snapshot();
+          const enc = sm.beginSnapshot();
+          let i = 0;
+          // Every step is followed by a few more commands (compactions among them).
+          while (!enc.step(keysPerStep)) {
+            for (const c of after.slice(i, i + 3)) run(sm, c);
+            i += 3;
+          }
+          for (const c of after.slice(i)) run(sm, c);
+          expect(enc.bytes()).toEqual(expected);
+          expect(KvStateMachine.fromSnapshot(enc.bytes()).snapshot()).toEqual(expected);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses the bytes before the encoding finished', () => {
+    const enc = seeded().beginSnapshot();
+    expect(() => enc.bytes()).toThrow(/before the encoding finished/);
+    expect(enc.step(1)).toBe(false);
+    while (!enc.step(1));
+    expect(enc.bytes()).toEqual(seeded().snapshot());
+  });
+});
