@@ -32,7 +32,19 @@
  * 'inline' (fdatasyncSync on the event loop one turn after the batch is
  * written: no hop, the process stalls for the sync).
  *
- * FIGURES
+ * Figures (2026-11-21, the issue's ratio cohort/replay at c=1 / 16 / 128; the
+ * machine shared with other work, load average 2-4):
+ * - 15:03, two runs: inline 1.10-1.11 / 1.21-1.48 / 1.16-1.24 (c=128: 409k
+ *   and 524k appends/s); thread 0.78-0.83 / 1.12-1.20 / 0.89-0.99.
+ * - 15:16, with 'auto' as the default: auto 1.32 / 1.23 / 1.06, thread 0.82 /
+ *   1.35 / 0.96, inline 1.12 / 1.57 / 1.25 (c=128: 564k appends/s).
+ * - Against the preallocated replay the WAL reaches 0.76-0.82 at c=1 and
+ *   0.53-0.56 at c=128 inline; the minimal group commit itself reaches only
+ *   0.86-0.92 and 0.65-0.71 of it: with ~0.12 ms syncs the appenders' own
+ *   JavaScript (a promise and an await per append) is a large share of each
+ *   batch's time.
+ * - Before preallocation (growing segments, session 3, load ~1): inline
+ *   0.80-0.86 / 0.84-0.88 / 0.70-0.78, thread 0.66 / 0.78 / 0.69.
  *
  * Run: npm run bench:wal [-- --quick] [-- --sync=auto|thread|inline]
  */
