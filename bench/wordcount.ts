@@ -38,17 +38,17 @@
  * (MiB/s) and CPU seconds per GiB for the largest size, then the ratios
  * (throughput, and CPU efficiency: the peer's CPU per GiB over cohort's).
  *
- * Current figures (2026-11-21, 14:18-15:02 UTC, 512 MiB, nine runs, --reps 1
- * to 3; the machine is shared: load average 0.8-4 from other tenants, and the
+ * Current figures (2026-11-21, 14:18-15:21 UTC, 512 MiB, ten runs, --reps 1
+ * to 3; the machine is shared: load average 0.8-5 from other tenants, and the
  * loop's own figure swung from 64 to 88 MB/s, ~93 when quiet): cohort at
- * 1.01-1.45x the 2-thread loop (median 1.27x) and 3.35-4.97x Dask (median
- * 4.49x); cohort 69-112 MB/s, tasks only 94-110. The best-placed run (14:59,
- * load 1.7-2.2): loop 88.0 MB/s, cohort 111.6 (1.27x), tasks 109.9, Dask 22.5
- * (4.97x). The two lowest (1.01x and 1.02x, 3.35x Dask) came when other work
- * started mid-run. CPU per GiB: cohort 21-27 (its cluster start included),
- * tasks 18-19, the loop 23-31, Dask 82-101. What made the engine faster than
- * the loop, from 0.82x and ~3x Dask before (13:34, quiet, loop 93.0 MB/s,
- * cohort 76.6):
+ * 1.01-1.51x the 2-thread loop (median 1.32x) and 3.35-5.28x Dask (median
+ * 4.67x); cohort 69-125 MB/s, tasks only 94-110. E.g. at 14:59 (load 1.7-2.2):
+ * loop 88.0 MB/s, cohort 111.6 (1.27x), tasks 109.9, Dask 22.5 (4.97x); at
+ * 15:20: loop 82.8, cohort 125.0 (1.51x), Dask 23.7 (5.28x). The two lowest
+ * (1.01x and 1.02x, 3.35x Dask) came when other work started mid-run. CPU per
+ * GiB: cohort 18-27 (its cluster start included), tasks 18-19, the loop
+ * 23-31, Dask 81-101. What made the engine faster than the loop, from 0.82x
+ * and ~3x Dask before (13:34, quiet, loop 93.0 MB/s, cohort 76.6):
  * - The map task groups what map emits in its own hash table
  *   (src/mapreduce/key-table.ts: FNV-1a computed in JavaScript, linear probing
  *   over Int32Arrays) instead of a `Map`: `Map.get` on a freshly sliced word
