@@ -107,7 +107,7 @@ async function closedLoop(
  */
 function recordingFs(
   batches: number[],
-  recording: { on: boolean; rolled: number; spares: number },
+  recording: { on: boolean; rolled: number; spares: number; inline: number; thread: number },
 ): StorageFs {
   let pending = 0;
   return {
@@ -123,11 +123,17 @@ function recordingFs(
     },
     fdatasync(fd) {
       nodeFs.fdatasync(fd);
-      if (recording.on && pending > 0) batches.push(pending);
+      if (recording.on && pending > 0) {
+        batches.push(pending);
+        recording.inline++;
+      }
       pending = 0;
     },
     fdatasyncAsync(fd) {
-      if (recording.on && pending > 0) batches.push(pending);
+      if (recording.on && pending > 0) {
+        batches.push(pending);
+        recording.thread++;
+      }
       pending = 0;
       return nodeFs.fdatasyncAsync(fd);
     },
@@ -137,7 +143,7 @@ function recordingFs(
 /** One WAL, kept open across slices; each slice measures `count` appends by `concurrency` appenders. */
 class WalSide {
   readonly batches: number[] = [];
-  private readonly recording = { on: false, rolled: 0, spares: 0 };
+  readonly recording = { on: false, rolled: 0, spares: 0, inline: 0, thread: 0 };
   private readonly storage: FileStorage;
   private readonly data = new Uint8Array(ENTRY_BYTES).fill(7);
   private next = 1;
@@ -385,7 +391,11 @@ async function main(): Promise<void> {
       const groupRate = appends / groupSeconds;
       const ms = (lat: number[], p: number): string => percentile(lat, p).toFixed(2);
       console.log(
-        `wal c=${concurrency} sync=${syncMode}: cohort ${rate(walRate)} appends/s ` +
+        `wal c=${concurrency} sync=${syncMode}` +
+          (syncMode === 'auto'
+            ? ` (${wal.recording.inline} batches synced inline, ${wal.recording.thread} on the pool)`
+            : '') +
+          `: cohort ${rate(walRate)} appends/s ` +
           `(p50 ${ms(walLat, 50)} ms, p99 ${ms(walLat, 99)} ms, ${fsyncs} fdatasyncs, ` +
           `${(appends / fsyncs).toFixed(1)} appends/fdatasync); ` +
           `replay ${rate(rawRate)}/s (per batch p50 ${ms(rawLat, 50)} ms, p99 ${ms(rawLat, 99)} ms); ` +
