@@ -25,7 +25,7 @@ import { KvStateMachine } from '../kv/core/state-machine.js';
 import { encodeKvEntry } from '../kv/core/codec.js';
 import type { KvApplied, KvEntry } from '../kv/core/types.js';
 import type { Entry } from '../raft/core/types.js';
-import type { RaftStateMachine } from '../raft/raft-node.js';
+import type { RaftStateMachine, SnapshotEncoder } from '../raft/raft-node.js';
 import { MODULE_NAME } from './modules.js';
 import type { NodeModule } from './modules.js';
 
@@ -116,6 +116,34 @@ export class KvRaftStateMachine implements RaftStateMachine<NodeApplied> {
     const modules: Record<string, Uint8Array> = {};
     for (const [name, m] of this.modules) modules[name] = m.snapshot();
     return new Uint8Array(packr.pack({ format: SNAPSHOT_FORMAT, kv, modules }));
+  }
+
+  /**
+   * A snapshot encoded in steps (RaftStateMachine.beginSnapshot): the store's
+   * columns are encoded a step at a time while entries keep applying; the
+   * modules' states, small, are taken at once, as of the same entry.
+   */
+  beginSnapshot(): SnapshotEncoder {
+    const kvEncoder = this.kv.beginSnapshot();
+    const modules: Record<string, Uint8Array> = {};
+    for (const [name, m] of this.modules) modules[name] = m.snapshot();
+    let out: Uint8Array | null = null;
+    return {
+      step: (budget) => {
+        if (out !== null) return true;
+        if (!kvEncoder.step(budget)) return false;
+        const kv = kvEncoder.bytes();
+        out =
+          this.modules.size === 0
+            ? kv
+            : new Uint8Array(packr.pack({ format: SNAPSHOT_FORMAT, kv, modules }));
+        return true;
+      },
+      bytes: () => {
+        assert(out !== null, 'snapshot bytes before the encoding finished');
+        return out;
+      },
+    };
   }
 
   /** Replaces the store and the modules with a snapshot's (CORRUPTION on bad bytes). */

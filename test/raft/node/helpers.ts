@@ -23,7 +23,11 @@ import type { RaftMessage } from '../../../src/raft/core/messages.js';
 import type { Entry } from '../../../src/raft/core/types.js';
 import { raftMessagesCodec } from '../../../src/raft/raft-messages-codec.js';
 import { RaftNode } from '../../../src/raft/raft-node.js';
-import type { RaftNodeOptions, RaftStateMachine } from '../../../src/raft/raft-node.js';
+import type {
+  RaftNodeOptions,
+  RaftStateMachine,
+  SnapshotEncoder,
+} from '../../../src/raft/raft-node.js';
 import { MemoryStorage } from '../../../src/raft/storage/memory.js';
 import type { PersistentState, Storage, StorageWrite } from '../../../src/raft/storage/storage.js';
 import { MemoryNetwork } from '../../../src/transport/memory-transport.js';
@@ -66,6 +70,39 @@ export class ListMachine implements RaftStateMachine<ListResult> {
   restore(bytes: Uint8Array): void {
     this.items = JSON.parse(decoder.decode(bytes)) as string[];
     this.restores++;
+  }
+}
+
+/**
+ * A {@link ListMachine} that can also encode its snapshots in steps
+ * (RaftStateMachine.beginSnapshot): it copies the list when the snapshot
+ * begins and takes many steps (one item per 5000 of budget) to finish, so
+ * entries are applied while a snapshot is being encoded.
+ */
+export class SteppedListMachine extends ListMachine {
+  /** Steps taken by all encoders so far. */
+  steps = 0;
+  /** Encoders begun so far. */
+  begun = 0;
+
+  beginSnapshot(): SnapshotEncoder {
+    const items = this.items.slice();
+    this.begun++;
+    let at = 0;
+    let out: Uint8Array | null = null;
+    return {
+      step: (budget) => {
+        this.steps++;
+        at = Math.min(items.length, at + Math.max(1, Math.floor(budget / 5000)));
+        if (at < items.length) return false;
+        out = encoder.encode(JSON.stringify(items));
+        return true;
+      },
+      bytes: () => {
+        if (out === null) throw new Error('bytes() before the last step');
+        return out;
+      },
+    };
   }
 }
 
@@ -132,6 +169,8 @@ export class MemoryCluster {
   constructor(
     ids: readonly string[],
     readonly defaults: NodeOverrides = {},
+    /** Makes each node's state machine (a fresh one per start). */
+    private readonly machine: () => ListMachine = () => new ListMachine(),
   ) {
     this.ids = ids.map(nodeId);
   }
@@ -149,7 +188,7 @@ export class MemoryCluster {
       peers: this.ids.filter((p) => p !== id),
       transport,
       storage: wrap(storage),
-      stateMachine: new ListMachine(),
+      stateMachine: this.machine(),
       random: seededRandom(this.seed++),
       tickMs: 10,
       raft: { electionTicks: 10 },

@@ -4,7 +4,7 @@
  * election, replication, refusals with hints, failover, ReadIndex reads,
  * snapshots and catch-up, membership, transfer, bad input, backpressure.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CohortError } from '../../../src/lib/errors.js';
 import { nodeId } from '../../../src/lib/ids.js';
 import type { NodeId } from '../../../src/lib/ids.js';
@@ -15,7 +15,14 @@ import { RaftNode } from '../../../src/raft/raft-node.js';
 import type { RaftNodeOptions } from '../../../src/raft/raft-node.js';
 import { MemoryStorage } from '../../../src/raft/storage/memory.js';
 import { MemoryNetwork } from '../../../src/transport/memory-transport.js';
-import { ListMachine, MemoryCluster, proposeOnLeader, testLogger, text } from './helpers.js';
+import {
+  ListMachine,
+  MemoryCluster,
+  proposeOnLeader,
+  SteppedListMachine,
+  testLogger,
+  text,
+} from './helpers.js';
 
 let cluster: MemoryCluster | undefined;
 
@@ -150,6 +157,42 @@ describe('RaftNode (memory network)', () => {
     expect(back.stateMachine.restores).toBe(1); // state came from the leader's snapshot
     expect(back.stateMachine.items).toEqual(Array.from({ length: 100 }, (_, i) => `s${i}`));
     // A restart recovers the state machine from its own stored snapshot plus the log.
+    await c.stop(lagging);
+    const again = await c.start(lagging);
+    await c.waitForApplied(last);
+    expect(again.stateMachine.items).toEqual(back.stateMachine.items);
+  });
+
+  it('encodes periodic snapshots in steps while applying, and catches a lagging node up from one', async () => {
+    const c = newCluster(
+      ['n1', 'n2', 'n3'],
+      { snapshotEntries: 20 },
+      () => new SteppedListMachine(),
+    );
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    const lagging = c.ids.find((id) => id !== leader.id) as NodeId;
+    c.isolate(lagging);
+    await c.stop(lagging);
+    let last = 0;
+    // Batches of concurrent proposals: entries keep being applied while a snapshot is encoded.
+    for (let b = 0; b < 10; b++) {
+      const done = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => leader.propose(text(`s${b * 10 + i}`))),
+      );
+      last = Math.max(last, ...done.map((r) => r.index));
+    }
+    await c.waitForApplied(last);
+    const machine = leader.stateMachine as SteppedListMachine;
+    expect(machine.begun).toBeGreaterThan(1);
+    expect(machine.steps).toBeGreaterThan(2 * machine.begun); // several turns per snapshot
+    await vi.waitFor(() => expect(leader.status().snapshotIndex).toBeGreaterThanOrEqual(60));
+    expect(leader.status().firstIndex).toBeGreaterThan(2);
+    const back = await c.start(lagging);
+    c.isolate(lagging, true);
+    await c.waitForApplied(last);
+    expect(back.stateMachine.restores).toBe(1);
+    expect(back.stateMachine.items).toEqual(Array.from({ length: 100 }, (_, i) => `s${i}`));
     await c.stop(lagging);
     const again = await c.start(lagging);
     await c.waitForApplied(last);
