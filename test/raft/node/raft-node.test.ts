@@ -26,6 +26,27 @@ import {
 
 let cluster: MemoryCluster | undefined;
 
+/**
+ * Starts `lagging` (stopped and cut off while s0..s99 were committed up to
+ * `last` and the log compacted): its state must come from the leader's
+ * snapshot, and a restart must recover it from its own snapshot plus log.
+ */
+async function expectCaughtUpFromSnapshot(
+  c: MemoryCluster,
+  lagging: NodeId,
+  last: number,
+): Promise<void> {
+  const back = await c.start(lagging);
+  c.isolate(lagging, true);
+  await c.waitForApplied(last);
+  expect(back.stateMachine.restores).toBe(1);
+  expect(back.stateMachine.items).toEqual(Array.from({ length: 100 }, (_, i) => `s${i}`));
+  await c.stop(lagging);
+  const again = await c.start(lagging);
+  await c.waitForApplied(last);
+  expect(again.stateMachine.items).toEqual(back.stateMachine.items);
+}
+
 afterEach(async () => {
   await cluster?.closeAll();
   cluster = undefined;
@@ -151,16 +172,7 @@ describe('RaftNode (memory network)', () => {
     await c.waitForApplied(last);
     expect(leader.status().snapshotIndex).toBeGreaterThanOrEqual(80);
     expect(leader.status().firstIndex).toBeGreaterThan(2);
-    const back = await c.start(lagging);
-    c.isolate(lagging, true);
-    await c.waitForApplied(last);
-    expect(back.stateMachine.restores).toBe(1); // state came from the leader's snapshot
-    expect(back.stateMachine.items).toEqual(Array.from({ length: 100 }, (_, i) => `s${i}`));
-    // A restart recovers the state machine from its own stored snapshot plus the log.
-    await c.stop(lagging);
-    const again = await c.start(lagging);
-    await c.waitForApplied(last);
-    expect(again.stateMachine.items).toEqual(back.stateMachine.items);
+    await expectCaughtUpFromSnapshot(c, lagging, last);
   });
 
   it('encodes periodic snapshots in steps while applying, and catches a lagging node up from one', async () => {
@@ -188,15 +200,7 @@ describe('RaftNode (memory network)', () => {
     expect(machine.steps).toBeGreaterThan(2 * machine.begun); // several turns per snapshot
     await vi.waitFor(() => expect(leader.status().snapshotIndex).toBeGreaterThanOrEqual(60));
     expect(leader.status().firstIndex).toBeGreaterThan(2);
-    const back = await c.start(lagging);
-    c.isolate(lagging, true);
-    await c.waitForApplied(last);
-    expect(back.stateMachine.restores).toBe(1);
-    expect(back.stateMachine.items).toEqual(Array.from({ length: 100 }, (_, i) => `s${i}`));
-    await c.stop(lagging);
-    const again = await c.start(lagging);
-    await c.waitForApplied(last);
-    expect(again.stateMachine.items).toEqual(back.stateMachine.items);
+    await expectCaughtUpFromSnapshot(c, lagging, last);
   });
 
   it('adds a learner, catches it up and promotes it to voter', async () => {
