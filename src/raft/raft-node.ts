@@ -75,7 +75,8 @@
  * spares re-learning it after a restart), so it rides along with the next
  * write, or is saved on an idle tick and at close. State-machine snapshots
  * are taken every `snapshotEntries` applied entries and handed to
- * `core.compact()`.
+ * `core.compact()`; a state machine with `beginSnapshot()` has them encoded
+ * one step per event-loop turn, so a big state does not stall the node.
  *
  * A storage failure is fatal for the node: it stops (fail-stop), rejects what
  * waits with IO_ERROR and reports through `onFatal`; a restart runs recovery.
