@@ -38,6 +38,11 @@
  *   and 524k appends/s); thread 0.78-0.83 / 1.12-1.20 / 0.89-0.99.
  * - 15:16, with 'auto' as the default: auto 1.32 / 1.23 / 1.06, thread 0.82 /
  *   1.35 / 0.96, inline 1.12 / 1.57 / 1.25 (c=128: 564k appends/s).
+ * - 15:23-15:41, load 1.3-2 (the machine otherwise idle at 15:41): auto 0.99
+ *   / 1.34 / 0.99, 0.99 / 1.33 / 1.16 and 0.96 / 1.45 / 0.94 (c=128: 424k-446k
+ *   appends/s; 97-99% of batches synced inline, the rest on the pool while a
+ *   spare was being filled); thread 0.85 / 1.21 / 0.81 and 0.84 / 1.21 / 0.79;
+ *   inline 1.15 / 1.26 / 1.16 and 1.12 / 1.23 / 1.09.
  * - Against the preallocated replay the WAL reaches 0.76-0.82 at c=1 and
  *   0.53-0.56 at c=128 inline; the minimal group commit itself reaches only
  *   0.86-0.92 and 0.65-0.71 of it: with ~0.12 ms syncs the appenders' own
