@@ -3,14 +3,12 @@
  * txn, del, lease and lock print what the docs say and exit with meaningful
  * codes; bad input and no cluster give clear errors.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
 import { parseCompare, parseTxnOp } from '../../src/cli/kv-command.js';
 import { kvText } from '../../src/kv/core/bytes.js';
 import { KvTestCluster } from '../kv/kv-cluster.js';
+import { tempDir } from '../harness/tmp.js';
 
 let cluster: KvTestCluster;
 let endpoints: string;
@@ -111,12 +109,7 @@ describe('cohort kv', () => {
     const badIf = await kv('txn', '--if', 'color(t) = 1', '--then', 'put t 2');
     expect(badIf.code).toBe(1);
     expect(badIf.err).toMatch(/--if "color\(t\) = 1": expected target\(key\) op value/);
-    const noCluster = await kv(
-      'get',
-      'a',
-      '--dir',
-      mkdtempSync(join(tmpdir(), 'cohort-nocluster-')),
-    );
+    const noCluster = await kv('get', 'a', '--dir', tempDir('cohort-nocluster-'));
     expect(noCluster.code).toBe(1);
     expect(noCluster.err).toMatch(
       /no cluster found: .* does not exist \(start one with cohort up, or pass --endpoints\)/,

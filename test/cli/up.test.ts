@@ -4,14 +4,14 @@
  * leader, a second `up` is refused, `status --json` reports it, `down` stops
  * every node; an attached `up` stops its nodes cleanly on SIGTERM.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pidAlive } from '../../src/node/cluster.js';
 import type { ClusterFile } from '../../src/node/cluster.js';
 import { runCli as run, startCli } from '../harness/cli.js';
+import { tempDir } from '../harness/tmp.js';
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((r) => {
@@ -32,7 +32,7 @@ async function freeBase(): Promise<number> {
 
 describe('cohort up / status / down', () => {
   it('up --detach leaves a cluster with a leader; status --json sees it; down stops it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
+    const dir = tempDir('cohort-up-');
     const base = await freeBase();
     const started = await run([
       'up',
@@ -88,7 +88,7 @@ describe('cohort up / status / down', () => {
   }, 40_000);
 
   it('an attached up stops its nodes cleanly on SIGTERM', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
+    const dir = tempDir('cohort-up-');
     const base = await freeBase();
     const up = startCli(['up', '--base-port', String(base), '--dir', dir]);
     const child = up.child;
@@ -118,7 +118,7 @@ describe('cohort up / status / down', () => {
   }, 40_000);
 
   it('up reports a node that cannot start (port in use) and leaves nothing running', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
+    const dir = tempDir('cohort-up-');
     const base = await freeBase();
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(base + 2, '127.0.0.1', r));
@@ -137,7 +137,7 @@ describe('cohort up / status / down', () => {
   }, 40_000);
 
   it('up refuses a bad --wal-sync or --workers before starting anything', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cohort-up-'));
+    const dir = tempDir('cohort-up-');
     const bad = await run(['up', '--dir', dir, '--wal-sync', 'async']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/expected auto, thread or inline/);

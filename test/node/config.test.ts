@@ -1,11 +1,11 @@
 /** Node configuration: precedence flags > env > file, and a clear error naming the field for each bad input. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isCohortError } from '../../src/lib/errors.js';
 import { resolveNodeConfig } from '../../src/node/config.js';
 import type { ConfigSources } from '../../src/node/config.js';
+import { tempDir } from '../harness/tmp.js';
 
 const base = {
   id: 'n1',
@@ -27,7 +27,7 @@ function refusal(sources: ConfigSources): { field: unknown; message: string } {
 }
 
 function tempFile(content: string): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'cohort-config-')), 'node.json');
+  const path = join(tempDir('cohort-config-'), 'node.json');
   writeFileSync(path, content);
   return path;
 }

@@ -4,9 +4,7 @@
  * replayed at restart, and entries for an unknown module are refused the
  * same way on every replica.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+
 import { Packr } from 'msgpackr';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -23,6 +21,7 @@ import type { CohortNode } from '../../src/node/node.js';
 import type { LogIndex, Term } from '../../src/lib/ids.js';
 import type { Entry } from '../../src/raft/core/types.js';
 import { freePort } from '../transport/tcp-harness.js';
+import { tempDir } from '../harness/tmp.js';
 
 const packr = new Packr({ useRecords: false });
 
@@ -112,7 +111,7 @@ describe('startNode with a module', () => {
   it('starts it, proposes through the log, replays it after a restart, stops it', async () => {
     const flags = {
       id: 'n1',
-      dataDir: mkdtempSync(join(tmpdir(), 'cohort-modules-')),
+      dataDir: tempDir('cohort-modules-'),
       listen: `127.0.0.1:${await freePort()}`,
       rpc: `127.0.0.1:${await freePort()}`,
       tickMs: '5',

@@ -1,10 +1,9 @@
 /** `cohort node` as a process: a bad configuration exits 2 naming the field; a clean SIGTERM exits 0. */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 import { startCli } from '../harness/cli.js';
 import { freePort } from '../transport/tcp-harness.js';
+import { tempDir } from '../harness/tmp.js';
 
 /** `cohort node <args>` with `env` added. */
 const start = (args: string[], env: Record<string, string> = {}) =>
@@ -20,7 +19,7 @@ describe('cohort node (process)', () => {
   }, 20_000);
 
   it('logs one JSON line per event with node and term, and exits 0 on SIGTERM', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'cohort-nodecmd-'));
+    const dataDir = tempDir('cohort-nodecmd-');
     const listen = `127.0.0.1:${await freePort()}`;
     const rpc = `127.0.0.1:${await freePort()}`;
     const p = start(['--id', 'solo', '--data-dir', dataDir, '--listen', listen, '--rpc', rpc]);

@@ -5,8 +5,7 @@
  * errors and leave the ports free.
  */
 import net from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -20,6 +19,7 @@ import { encodeKvEntry } from '../../src/node/kv-state-machine.js';
 import { kvKey, kvText } from '../../src/kv/core/bytes.js';
 import { startTcpClient } from '../../src/rpc/tcp-endpoints.js';
 import { freePort } from '../transport/tcp-harness.js';
+import { tempDir } from '../harness/tmp.js';
 
 const silent = pino({ level: 'silent' });
 const open: { close(): Promise<void> }[] = [];
@@ -31,7 +31,7 @@ async function config(o: { dataDir?: string; clusterId?: string; listen?: number
   return resolveNodeConfig({
     flags: {
       id: 'n1',
-      dataDir: o.dataDir ?? mkdtempSync(join(tmpdir(), 'cohort-node-')),
+      dataDir: o.dataDir ?? tempDir('cohort-node-'),
       listen: `127.0.0.1:${o.listen ?? (await freePort())}`,
       rpc: `127.0.0.1:${await freePort()}`,
       tickMs: '5',
@@ -113,7 +113,7 @@ describe('node composition', () => {
   });
 
   it('refuses a data dir that is not a directory', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'cohort-node-')), 'plain-file');
+    const file = join(tempDir('cohort-node-'), 'plain-file');
     writeFileSync(file, 'x');
     const r = await refusal(start(await config({ dataDir: file })));
     expect(r.code).toBe('FAILED_PRECONDITION');
@@ -121,7 +121,7 @@ describe('node composition', () => {
   });
 
   it('refuses a data dir written by another cluster, and frees its ports', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'cohort-node-'));
+    const dataDir = tempDir('cohort-node-');
     const first = await start(await config({ dataDir, clusterId: 'alpha' }));
     await until(() => (first.status().role === 'leader' ? true : undefined));
     await first.close();

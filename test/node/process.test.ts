@@ -7,8 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,10 +15,11 @@ import { StatusPoller } from '../../src/node/cluster.js';
 import type { ClusterNode, PollResult } from '../../src/node/cluster.js';
 import type { NodeStatus } from '../../src/node/node-service.js';
 import { freePort } from '../transport/tcp-harness.js';
+import { tempDir } from '../harness/tmp.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const cli = fileURLToPath(new URL('./fixtures/cohort-cli.ts', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'cohort-proc-'));
+const dir = tempDir('cohort-proc-');
 const children = new Map<string, ChildProcess>();
 
 afterAll(() => {
