@@ -354,7 +354,10 @@ export async function startEmbeddedCluster(
 ): Promise<EmbeddedCluster> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'cohort-mr-')));
   const clusterId = 'cohort-mr-embedded';
-  const [raftPort, rpcPort] = [await freePort(), await freePort()];
+  const raftPort = await freePort();
+  // A closed probe's port is free again: the second probe may offer the first one.
+  let rpcPort = await freePort();
+  while (rpcPort === raftPort) rpcPort = await freePort();
   const config = resolveNodeConfig({
     flags: {
       id: 'n1',

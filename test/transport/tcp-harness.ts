@@ -14,8 +14,24 @@ import type { TransportHarness } from './compliance.js';
 import { NODES, testCodec } from './test-messages.js';
 import type { TestMessage } from './test-messages.js';
 
-/** A port that was free a moment ago (the OS picks it). */
+/** Ports this test process has handed out: the kernel may offer a closed probe's port again. */
+const handedOut = new Set<number>();
+
+/** A port that was free a moment ago (the OS picks it), never one this process handed out before. */
 export async function freePort(): Promise<number> {
+  // A probe's port is free again once it closes, so two calls (even concurrent
+  // ones) could get the same port: never hand one out twice in a process.
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await probePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('freePort: no new port after 100 probes');
+}
+
+function probePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
