@@ -209,6 +209,11 @@ function liveKvs(s: KvSnapshotState): KeyValue[] {
 const all = { type: 'range' as const, key: RANGE_END_ALL, rangeEnd: RANGE_END_ALL };
 
 /** A small store with every kind of content. */
+/** A version at revision `rev` holding 'x' (fields overridable), for hand-built states. */
+function v(rev: number, extra: Partial<Version> = {}): Version {
+  return { rev, sub: 0, value: 'x', createRevision: rev, version: 1, lease: 0, ...extra };
+}
+
 function seeded(): KvStateMachine {
   const sm = new KvStateMachine();
   ok(sm, { type: 'leaseGrant', id: 1, ttlMs: 5000 });
@@ -295,15 +300,6 @@ describe('the columnar snapshot (version 2)', () => {
       const metaBytes = new DataView(bytes.buffer).getUint32(12, true);
       return (unpack(bytes.subarray(16, 16 + metaBytes)) as { widths: number[] }).widths;
     };
-    const v = (rev: number, extra: Partial<Version> = {}): Version => ({
-      rev,
-      sub: 0,
-      value: 'x',
-      createRevision: rev,
-      version: 1,
-      lease: 0,
-      ...extra,
-    });
     const state = (hist: Version[], revision: number): KvSnapshotState => ({
       revision,
       compacted: 0,
@@ -439,15 +435,6 @@ describe('corrupt snapshots are refused and change nothing', () => {
 
   it('inconsistent content behind a valid checksum is CORRUPTION', () => {
     const sm = seeded();
-    const v = (rev: number, extra: Partial<Version> = {}): Version => ({
-      rev,
-      sub: 0,
-      value: 'x',
-      createRevision: rev,
-      version: 1,
-      lease: 0,
-      ...extra,
-    });
     const state = (over: Partial<KvSnapshotState>): KvSnapshotState => ({
       revision: 9,
       compacted: 0,

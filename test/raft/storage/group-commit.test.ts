@@ -10,6 +10,7 @@ import type { LogIndex, Term } from '../../../src/lib/ids.js';
 import { limits } from '../../../src/lib/limits.js';
 import { seededRandom } from '../../../src/lib/random.js';
 import { FileStorage } from '../../../src/raft/storage/file-storage.js';
+import type { FileStorageOptions } from '../../../src/raft/storage/file-storage.js';
 import { decodeEntries, decodeRecordAt, RecordType } from '../../../src/raft/storage/records.js';
 import type { StorageFs } from '../../../src/raft/storage/fs.js';
 import { SimDisk } from '../../../src/sim/disk.js';
@@ -48,7 +49,8 @@ function gated(disk: SimDisk): {
 
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-async function open(fs: StorageFs): Promise<FileStorage> {
+/** A loaded FileStorage at /n1 on `fs`: growing segments, syncs on the thread pool, unless `extra` says otherwise. */
+async function open(fs: StorageFs, extra: Partial<FileStorageOptions> = {}): Promise<FileStorage> {
   const s = new FileStorage({
     dir: '/n1',
     fs,
@@ -57,6 +59,7 @@ async function open(fs: StorageFs): Promise<FileStorage> {
     logger: quiet,
     preallocate: false,
     syncMode: 'thread',
+    ...extra,
   });
   await s.load();
   return s;
@@ -186,17 +189,7 @@ describe('group commit', () => {
     const disk = new SimDisk(seededRandom(5));
     const g = gated(disk);
     // Small segments, so the batch also has to roll to a new one part way.
-    const s = new FileStorage({
-      dir: '/n1',
-      fs: g.fs,
-      clusterId: clusterId('c1'),
-      nodeId: nodeId('n1'),
-      logger: quiet,
-      segmentBytes: 4096,
-      preallocate: false,
-      syncMode: 'thread',
-    });
-    await s.load();
+    const s = await open(g.fs, { segmentBytes: 4096 });
     const saves: Promise<void>[] = [];
     for (let i = 1; i <= 40; i++) saves.push(s.save({ entries: [entry(i, 1, 100)] }));
     saves.push(s.save({ hardState: { term: 1 as Term, vote: null, commit: 40 as LogIndex } }));
@@ -263,15 +256,7 @@ describe('group commit', () => {
         return disk.fs.fdatasyncAsync(fd);
       },
     };
-    const s = new FileStorage({
-      dir: '/n1',
-      fs,
-      clusterId: clusterId('c1'),
-      nodeId: nodeId('n1'),
-      logger: quiet,
-      preallocate: false,
-    });
-    await s.load();
+    const s = await open(fs, { syncMode: 'auto' });
     let index = 0;
     calls.length = 0;
     for (let i = 0; i < 20; i++) await s.save({ entries: [entry(++index, 1)] });
