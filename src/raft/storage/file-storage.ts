@@ -507,7 +507,7 @@ export class FileStorage implements Storage {
     if (write.snapshot !== undefined || write.hardState !== undefined) return false;
     const given: unknown = write.entries;
     if (!Array.isArray(given) || given.length === 0) return false;
-    if (!this.tailPreallocated && this.rollEarly()) return false;
+    if (this.rollEarly()) return false;
     const entries = given as readonly Entry[];
     const first: unknown = entries[0];
     const last = this.terms.lastIndex;
@@ -1215,8 +1215,9 @@ export class FileStorage implements Storage {
     };
     if (names.has(SPARE_TMP)) remove(SPARE_TMP);
     if (names.has(SPARE_READY)) {
-      const bytes = this.readWhole(posix.join(this.walDir, SPARE_READY));
-      if (this.preallocate && bytes.length === this.segmentBytes && zeroFrom(bytes, 0)) {
+      // Read (64 MiB) only if it may be used.
+      const bytes = this.preallocate ? this.readWhole(posix.join(this.walDir, SPARE_READY)) : null;
+      if (bytes !== null && bytes.length === this.segmentBytes && zeroFrom(bytes, 0)) {
         this.spare = 'ready';
       } else {
         remove(SPARE_READY);
