@@ -1,6 +1,7 @@
 /**
  * The node process's composition: one Raft node over TCP with durable
- * storage, driving the KV state machine, plus an RPC port serving the
+ * storage, driving the state-machine host (src/host/: the KV state machine and
+ * the node modules, such as MapReduce), plus an RPC port serving the
  * {@link NodeService} (status, health) and the KV service ({@link KvServer}). `cohort node` runs one; `cohort up`
  * runs several as separate processes.
  *
@@ -34,9 +35,9 @@ import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { NodeConfig } from './config.js';
 import { KvServer, ObservedStateMachine } from '../kv/server.js';
 import type { KvServerOptions } from '../kv/server.js';
-import { encodeModuleEntry, isModuleApplied } from './kv-state-machine.js';
-import type { KvRaftStateMachine } from './kv-state-machine.js';
-import type { NodeModule, NodeModuleContext } from './modules.js';
+import type { KvRaftStateMachine } from '../host/kv-state-machine.js';
+import { startModules } from '../host/modules.js';
+import type { NodeModule } from '../host/modules.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
 
@@ -252,41 +253,10 @@ export async function startNode(
     ...options.kv,
   });
   kv.start();
-  const started: NodeModule[] = [];
-  const stopModules = async (): Promise<void> => {
-    for (const m of started.reverse()) {
-      try {
-        await m.stop?.();
-      } catch (e) {
-        log.error({ err: e, module: m.name }, 'module stop failed');
-      }
-    }
-  };
+  let stopModules: () => Promise<void>;
   try {
-    for (const m of modules) {
-      const ctx: NodeModuleContext = {
-        config,
-        raft,
-        rpc,
-        logger: log.child({ module: m.name }),
-        propose: async (command, proposeOptions) => {
-          const applied = await raft.propose(encodeModuleEntry(m.name, command), proposeOptions);
-          if (isModuleApplied(applied)) return applied.result;
-          // The state machine refused the entry itself (it cannot decode it).
-          throw new CohortError(
-            applied.ok ? 'INTERNAL' : applied.error.code,
-            'module entry refused',
-            {
-              details: { module: m.name },
-            },
-          );
-        },
-      };
-      await m.start?.(ctx);
-      started.push(m);
-    }
+    stopModules = await startModules(modules, { config, raft, rpc, logger: log });
   } catch (e) {
-    await stopModules();
     await kv.close();
     await rpc.close();
     await raft.close();

@@ -14,8 +14,8 @@ import {
   encodeKvEntry,
   encodeModuleEntry,
   KvRaftStateMachine,
-} from '../../src/node/kv-state-machine.js';
-import type { NodeModule, NodeModuleContext } from '../../src/node/modules.js';
+} from '../../src/host/kv-state-machine.js';
+import type { NodeModule, NodeModuleContext } from '../../src/host/modules.js';
 import { startNode } from '../../src/node/node.js';
 import type { CohortNode } from '../../src/node/node.js';
 import type { LogIndex, Term } from '../../src/lib/ids.js';

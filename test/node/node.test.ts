@@ -15,7 +15,7 @@ import { resolveNodeConfig } from '../../src/node/config.js';
 import { startNode } from '../../src/node/node.js';
 import type { CohortNode } from '../../src/node/node.js';
 import { NodeService } from '../../src/node/node-service.js';
-import { encodeKvEntry } from '../../src/node/kv-state-machine.js';
+import { encodeKvEntry } from '../../src/host/kv-state-machine.js';
 import { kvKey, kvText } from '../../src/kv/core/bytes.js';
 import { startTcpClient } from '../../src/rpc/tcp-endpoints.js';
 import { freePort } from '../transport/tcp-harness.js';

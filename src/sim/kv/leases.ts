@@ -34,7 +34,7 @@ import type { Random } from '../../lib/random.js';
 import { decodeKvEntry } from '../../kv/core/codec.js';
 import { LeaseClock } from '../../kv/core/lease-clock.js';
 import type { KvApplied, KvEntry } from '../../kv/core/types.js';
-import { encodeKvEntry } from '../../node/kv-state-machine.js';
+import { encodeKvEntry } from '../../host/kv-state-machine.js';
 import { CheckFailure } from '../scenario.js';
 import type { Scheduler } from '../scheduler.js';
 import type { ApplyListener, SimKvReplica } from './replica.js';

@@ -25,7 +25,7 @@ import type { NodeId } from '../../lib/ids.js';
 import type { KvApplied, KvEntry } from '../../kv/core/types.js';
 import type { KvStateMachine } from '../../kv/core/state-machine.js';
 import { decodeKvEntry } from '../../kv/core/codec.js';
-import { KvRaftStateMachine, encodeKvEntry, isModuleApplied } from '../../node/kv-state-machine.js';
+import { KvRaftStateMachine, encodeKvEntry, isModuleApplied } from '../../host/kv-state-machine.js';
 import type { Entry } from '../../raft/core/types.js';
 import { CheckFailure } from '../scenario.js';
 import type { SimStateMachine, SimStateMachineFactory } from '../raft/node.js';

@@ -29,7 +29,7 @@
  * tears unsynced writes). The shell, storage and core bug switches come from
  * the Raft scenario's options; the production shell takes no core bug switch.
  */
-import { encodeKvEntry } from '../../node/kv-state-machine.js';
+import { encodeKvEntry } from '../../host/kv-state-machine.js';
 import type { RaftScenarioOptions } from '../raft/scenario.js';
 import { runRaftCluster } from '../raft/scenario.js';
 import { RaftSimNodeOf } from '../raft/node.js';

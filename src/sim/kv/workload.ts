@@ -39,7 +39,7 @@
  */
 import { kvKey, kvText } from '../../kv/core/bytes.js';
 import type { Compare, KvApplied, KvCommand, KvEntry, TxnResult } from '../../kv/core/types.js';
-import { encodeKvEntry } from '../../node/kv-state-machine.js';
+import { encodeKvEntry } from '../../host/kv-state-machine.js';
 import { HistoryRecorder } from '../checkers/history.js';
 import type { OperationHandle } from '../checkers/history.js';
 import { checkLinearizability, formatCheckResult } from '../checkers/linearizability.js';

@@ -1,6 +1,6 @@
 /**
  * The node's replicated state machine: the KV store's pure
- * {@link KvStateMachine} plus any {@link NodeModule}s sharing the log (see
+ * {@link KvStateMachine} plus any {@link ReplicatedModule}s sharing the log (see
  * modules.ts). A Raft entry's data is MessagePack: a {@link KvEntry}
  * (`{ command, session? }`) for the store, or `{ module, command }` for a
  * module. Undecodable data and unknown modules are refused as a result
@@ -26,10 +26,30 @@ import { encodeKvEntry } from '../kv/core/codec.js';
 import type { KvApplied, KvEntry } from '../kv/core/types.js';
 import type { Entry } from '../raft/core/types.js';
 import type { RaftStateMachine, SnapshotEncoder } from '../raft/raft-node.js';
-import { MODULE_NAME } from './modules.js';
-import type { NodeModule } from './modules.js';
 
 export { encodeKvEntry };
+
+/** Module names: short identifiers (they are written into every entry and snapshot). */
+export const MODULE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+/**
+ * The replicated part of a node module (modules.ts's NodeModule adds its
+ * start and stop on a running node): what this state machine routes entries
+ * to and snapshots.
+ */
+export interface ReplicatedModule {
+  /** Unique per node; tags the module's log entries and snapshot part. */
+  readonly name: string;
+  /**
+   * Applies one committed command. Must be deterministic and must not throw on
+   * bad input (return an error result): every replica applies the same bytes.
+   */
+  apply(command: unknown, entry: Entry): unknown;
+  /** The module's whole state as of the last applied entry. */
+  snapshot(): Uint8Array;
+  /** Replaces the module's state with a snapshot's. */
+  restore(bytes: Uint8Array): void;
+}
 
 const packr = new Packr({ useRecords: false });
 const SNAPSHOT_FORMAT = 'cohort-node/1';
@@ -70,9 +90,9 @@ export function isModuleApplied(applied: NodeApplied): applied is ModuleApplied 
 export class KvRaftStateMachine implements RaftStateMachine<NodeApplied> {
   /** The store itself (reads go through RaftNode.read to be consistent). */
   kv = new KvStateMachine();
-  private readonly modules = new Map<string, NodeModule>();
+  private readonly modules = new Map<string, ReplicatedModule>();
 
-  constructor(modules: readonly NodeModule[] = []) {
+  constructor(modules: readonly ReplicatedModule[] = []) {
     for (const m of modules) {
       assert(MODULE_NAME.test(m.name), `module name ${JSON.stringify(m.name)} is not valid`);
       assert(!this.modules.has(m.name), `module ${m.name} registered twice`);
