@@ -1,6 +1,8 @@
 /**
- * Node modules (the state-machine host, src/host/, runs them; node/ composes it): replicated services that share the node's Raft log with the
- * KV store (the MapReduce coordinator is the first). A module owns a slice of
+ * Node modules: replicated services that share the node's Raft log with the
+ * KV store (the MapReduce coordinator is the first). The state-machine host
+ * (src/host/: this file and kv-state-machine.ts) runs them; node/ composes
+ * it with the rest of the process. A module owns a slice of
  * the replicated state: its commands travel in the log as
  * `{ module: name, command }` (MessagePack), every replica applies them in log
  * order through the module's `apply`, and the node's snapshot carries each
