@@ -138,6 +138,12 @@ export class MapReduceModuleState {
     this.nodes.clear();
     for (const [id, a] of nodes) this.nodes.set(id, a);
   }
+
+  /** Replaces the state with a fresh one (no jobs, no registered nodes). */
+  reset(): void {
+    this.core = new MapReduceStateMachine();
+    this.nodes.clear();
+  }
 }
 
 /** Options of {@link mapReduceModule}. */
@@ -161,6 +167,10 @@ export class MapReduceModule implements NodeModule {
 
   restore(bytes: Uint8Array): void {
     this.state.restore(bytes);
+  }
+
+  reset(): void {
+    this.state.reset();
   }
 
   /** The running runtime (after start). */

@@ -12,6 +12,7 @@
  *   apply: (command) => ++n,                  // pure and deterministic, never throws on bad input
  *   snapshot: () => encode(n),
  *   restore: (bytes) => { n = decode(bytes); },
+ *   reset: () => { n = 0; },
  *   start: (ctx) => { ctx.rpc.serve(CounterService, { bump: () => ctx.propose({}) }); },
  * };
  * const node = await startNode(config, { modules: [counter] });
@@ -59,6 +60,11 @@ export interface NodeModule {
   snapshot(): Uint8Array;
   /** Replaces the module's state with a snapshot's. */
   restore(bytes: Uint8Array): void;
+  /**
+   * Replaces the module's state with a fresh one, as before its first entry:
+   * the node restored a snapshot that has no part for this module.
+   */
+  reset(): void;
   /** Called once after the Raft node started (serve RPCs, start leader-side drivers). */
   start?(ctx: NodeModuleContext): Promise<void> | void;
   /** Called once before the Raft node closes. */
