@@ -81,11 +81,14 @@
  * A storage failure is fatal for the node: it stops (fail-stop), rejects what
  * waits with IO_ERROR and reports through `onFatal`; a restart runs recovery.
  * An exception thrown by the state machine's `apply` is a bug and is not
- * caught (replicas would diverge).
+ * caught (replicas would diverge). Nor is any AssertionError: one from
+ * storage, a snapshot encoder, a read function or a state-change listener
+ * crashes the process (lib/assert.ts, crashOnAssertion) instead of becoming
+ * IO_ERROR or a rejected promise.
  */
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { assert } from '../lib/assert.js';
+import { assert, crashOnAssertion } from '../lib/assert.js';
 import { RealClock } from '../lib/clock.js';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
@@ -552,6 +555,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       try {
         return Promise.resolve(fn(this.stateMachine));
       } catch (err) {
+        crashOnAssertion(err);
         return Promise.reject(asError(err));
       }
     }
@@ -579,6 +583,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
           try {
             resolve(fn(this.stateMachine));
           } catch (err) {
+            crashOnAssertion(err);
             reject(asError(err));
           }
         },
@@ -720,6 +725,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     try {
       r = propose();
     } catch (err) {
+      crashOnAssertion(err);
       return Promise.reject(asError(err));
     }
     if (r.kind === 'rejected') return Promise.reject(refusal(r, what));
@@ -792,7 +798,9 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     try {
       this.core.step(m);
     } catch (err) {
-      if (!isCohortError(err)) throw err; // a broken invariant is a bug: crash
+      // A broken invariant is a bug: crash, even if the transport catches what its handler throws.
+      crashOnAssertion(err);
+      if (!isCohortError(err)) throw err;
       this.droppedMessages++;
       this.warn({ from, type: m.type, code: err.code, err: err.message }, 'dropped a bad message');
       return;
@@ -918,11 +926,12 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     this.track(this.save({ hardState })).catch((err: unknown) => this.fail(err));
   }
 
-  /** storage.save, with a synchronous throw turned into a rejection. */
+  /** storage.save, with a synchronous throw (but not a bug's) turned into a rejection. */
   private save(write: StorageWrite): Promise<void> {
     try {
       return this.storage.save(write);
     } catch (err) {
+      crashOnAssertion(err);
       return Promise.reject(asError(err));
     }
   }
@@ -1110,7 +1119,8 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       try {
         l(change);
       } catch (err) {
-        // A listener's bug must not stop the Ready loop; report it.
+        // A listener's failure must not stop the Ready loop: report it. A broken invariant crashes.
+        crashOnAssertion(err);
         this.error({ err: describeError(err) }, 'state-change listener threw');
       }
     }
@@ -1119,7 +1129,9 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   // -------------------------------------------------------------------------
   // Shutdown
 
+  /** Fail-stop after a storage failure (or a snapshot encoder's); an AssertionError crashes instead. */
   private fail(err: unknown): void {
+    crashOnAssertion(err);
     if (this.state === 'failed' || this.state === 'closed') return;
     const wasClosing = this.state === 'closing';
     this.state = 'failed';

@@ -18,7 +18,7 @@
  * const copy = KvStateMachine.fromSnapshot(sm.snapshot());
  * ```
  */
-import { assert, assertNever } from '../../lib/assert.js';
+import { AssertionError, assert, assertNever } from '../../lib/assert.js';
 import { CohortError, isCohortError } from '../../lib/errors.js';
 import { limits } from '../../lib/limits.js';
 import { fromByteString, toByteString } from './bytes.js';
@@ -690,7 +690,8 @@ export class KvStateMachine {
     try {
       next.load(decodeKvSnapshot(bytes));
     } catch (e) {
-      if (isCohortError(e) && e.code === 'CORRUPTION') throw e;
+      // An AssertionError is a bug (the decoder lets through what the store asserts), not bad bytes.
+      if (e instanceof AssertionError || (isCohortError(e) && e.code === 'CORRUPTION')) throw e;
       throw new CohortError('CORRUPTION', 'KV snapshot could not be decoded', { cause: e });
     }
     this.mvcc = next.mvcc;
