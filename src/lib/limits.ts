@@ -50,6 +50,8 @@ export const limits = {
   walBatchBytesMax: 4 * 1024 * 1024,
   /** Bytes of WAL records queued behind an in-flight fdatasync before save() answers OVERLOADED. */
   walQueueBytesMax: 64 * 1024 * 1024,
+  /** Entry bytes applied since the last snapshot (or that snapshot's size, if larger) before a RaftNode takes a new one: bounds the log a restart replays, and a snapshot costs at most about as much writing as the log it replaces. */
+  snapshotLogBytesMax: 64 * 1024 * 1024,
   /** Snapshot files kept: the newest plus one to fall back on if the newest proves unreadable. */
   snapshotsRetainedMax: 2,
   /** On-disk format version of WAL segments and snapshot files; other versions are refused. */
@@ -268,6 +270,7 @@ export function checkLimits(l: Limits): void {
     l.kvRangeBytesMax + l.kvKeyBytesMax + l.kvValueBytesMax + 64 * 1024 <= l.frameBytesMax,
     'a range answer (cap + one overshooting key-value) fits a frame',
   );
+  check(l.snapshotLogBytesMax >= l.raftEntryBytesMax, 'snapshotLogBytesMax >= raftEntryBytesMax');
   check(
     l.kvWatchBatchEventsMax <= l.kvWatchBufferEventsMax,
     'kvWatchBatchEventsMax <= kvWatchBufferEventsMax',
