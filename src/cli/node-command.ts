@@ -91,6 +91,10 @@ export function registerNodeCommand(program: Command): void {
     )
     .option('--workers <n>', 'MapReduce worker threads, 0 for none (default one per core)')
     .option('--mr-lease-ms <n>', 'MapReduce task lease in ms (default 10000)')
+    .option(
+      '--kv-quota-bytes <n>',
+      'KV storage quota in bytes: past it writes fail with NO_SPACE until deletes and compaction free space, 0 none (default 536870912, 512 MiB)',
+    )
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)')
     .option('--config <file>', 'JSON config file with the same fields in camelCase (COHORT_CONFIG)')
     .action(async (flags: NodeFlags) => {

@@ -27,6 +27,7 @@ import { resolve } from 'node:path';
 import { CohortError } from '../lib/errors.js';
 import { clusterId, isValidId, nodeId } from '../lib/ids.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 
 /** Log levels pino understands. */
@@ -73,6 +74,12 @@ export interface NodeConfig {
   readonly workers: number;
   /** Lease (ms) the MapReduce leader grants a task attempt; a dead worker's task is redone after it. */
   readonly mrLeaseMs: number;
+  /**
+   * The KV store's storage quota in bytes (0: none), like etcd's
+   * `--quota-backend-bytes`: past it writes get NO_SPACE (the NOSPACE alarm)
+   * until deletes and compaction free space. The leader's value applies.
+   */
+  readonly kvQuotaBytes: number;
 }
 
 /** Raw values as they come from one source (strings from flags and env, anything from JSON). */
@@ -93,6 +100,7 @@ const fields = {
   logLevel: { flag: '--log-level', env: 'COHORT_LOG_LEVEL' },
   workers: { flag: '--workers', env: 'COHORT_WORKERS' },
   mrLeaseMs: { flag: '--mr-lease-ms', env: 'COHORT_MR_LEASE_MS' },
+  kvQuotaBytes: { flag: '--kv-quota-bytes', env: 'COHORT_KV_QUOTA_BYTES' },
 } as const;
 
 /** A configuration field name (as in the config file). */
@@ -112,6 +120,7 @@ export const nodeConfigDefaults = {
   walSync: 'auto',
   logLevel: 'info',
   mrLeaseMs: 10_000,
+  kvQuotaBytes: limits.kvQuotaBytesDefault,
 } as const;
 
 /** Inputs of {@link resolveNodeConfig}. */
@@ -327,6 +336,14 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
   const workers = intField('workers', workersV.source, workersV.value, 0, 256);
   const leaseV = withDefault('mrLeaseMs', nodeConfigDefaults.mrLeaseMs);
   const mrLeaseMs = intField('mrLeaseMs', leaseV.source, leaseV.value, 100, 3_600_000);
+  const quotaV = withDefault('kvQuotaBytes', nodeConfigDefaults.kvQuotaBytes);
+  const kvQuotaBytes = intField(
+    'kvQuotaBytes',
+    quotaV.source,
+    quotaV.value,
+    0,
+    Number.MAX_SAFE_INTEGER,
+  );
   const walSyncV = withDefault('walSync', nodeConfigDefaults.walSync);
   const walSync = text('walSync', walSyncV);
   if (walSync !== 'auto' && walSync !== 'thread' && walSync !== 'inline') {
@@ -352,5 +369,6 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
     logLevel: level as LogLevel,
     workers,
     mrLeaseMs,
+    kvQuotaBytes,
   };
 }
