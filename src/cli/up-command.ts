@@ -4,7 +4,7 @@
  * detached one.
  *
  * ```sh
- * cohort up [--nodes 3] [--base-port 7100] [--dir .cohort] [--detach] [--workers 2] [--wal-sync inline]
+ * cohort up [--nodes 3] [--base-port 7100] [--dir .cohort] [--detach] [--workers 2] [--wal-sync inline] [--kv-quota-bytes n]
  * cohort status            # in another terminal
  * cohort down [--dir .cohort]
  * ```
@@ -61,6 +61,8 @@ interface UpFlags {
   workers?: number;
   /** The nodes' --wal-sync; default: the node's (auto). */
   walSync?: 'auto' | 'thread' | 'inline';
+  /** The nodes' --kv-quota-bytes; default: the node's. */
+  kvQuotaBytes?: number;
 }
 
 function walSyncMode(text: string): 'auto' | 'thread' | 'inline' {
@@ -208,6 +210,7 @@ async function up(flags: UpFlags): Promise<void> {
     if (peers !== '') args.push('--peers', peers);
     if (flags.workers !== undefined) args.push('--workers', `${flags.workers}`);
     if (flags.walSync !== undefined) args.push('--wal-sync', flags.walSync);
+    if (flags.kvQuotaBytes !== undefined) args.push('--kv-quota-bytes', `${flags.kvQuotaBytes}`);
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', fd, fd],
       detached: flags.detach === true,
@@ -350,6 +353,11 @@ export function registerUpCommands(program: Command): void {
       '--wal-sync <mode>',
       "where each node's WAL fdatasync runs: auto (default: inline while the disk is fast), thread or inline",
       walSyncMode,
+    )
+    .option(
+      '--kv-quota-bytes <n>',
+      "each node's KV storage quota: past it writes fail with NO_SPACE (default 512 MiB, 0 none)",
+      int,
     )
     .action(async (flags: UpFlags) => {
       await up(flags);

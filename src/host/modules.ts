@@ -14,6 +14,7 @@
  *   apply: (command) => ++n,                  // pure and deterministic, never throws on bad input
  *   snapshot: () => encode(n),
  *   restore: (bytes) => { n = decode(bytes); },
+ *   reset: () => { n = 0; },
  *   start: (ctx) => { ctx.rpc.serve(CounterService, { bump: () => ctx.propose({}) }); },
  * };
  * const node = await startNode(config, { modules: [counter] });   // node/node.ts runs startModules()

@@ -15,6 +15,10 @@
  *   (definite) with `details.leaderId` and `details.leaderRpc` ("host:port").
  *   The proposal carries the caller's session, so a retried write is applied
  *   once. A refusal by the state machine becomes a CohortError with its code.
+ *   Every entry this server proposes carries its `quotaBytes` (the storage
+ *   quota; see core/state-machine.ts): while the NOSPACE alarm is raised the
+ *   leader refuses a write that adds values at once with NO_SPACE, without
+ *   proposing it.
  * - **Reads** are linearizable by default (RaftNode.read: ReadIndex, leader
  *   only, so followers redirect) or `serializable` from the local state of any
  *   node. A range answer is cut at kvRangeBytesMax bytes of keys and values
@@ -111,6 +115,8 @@ export interface KvServerOptions {
   readonly leaseTickMs?: number;
   /** Events buffered per watch (default kvWatchBufferEventsMax). */
   readonly watchBufferEventsMax?: number;
+  /** The store's storage quota in bytes, carried in every entry proposed here (default kvQuotaBytesDefault; 0: none). */
+  readonly quotaBytes?: number;
 }
 
 /** Copies the fields of `src` named in `keys` that are defined (drops unknown fields from the wire). */
@@ -259,6 +265,8 @@ export class KvServer {
   private readonly now: () => number;
   private readonly watchers = new Set<Watcher>();
   private readonly watchBufferMax: number;
+  /** What every proposed entry carries (see KvEntry.quotaBytes). */
+  private readonly quota: { quotaBytes?: number };
   private clock: LeaseClock | undefined;
   /** The term whose leader duties run (undefined: not leading). */
   private leadingTerm: number | undefined;
@@ -273,6 +281,8 @@ export class KvServer {
     this.log = options.logger;
     this.now = options.now ?? (() => performance.now());
     this.watchBufferMax = options.watchBufferEventsMax ?? limits.kvWatchBufferEventsMax;
+    const quotaBytes = options.quotaBytes ?? limits.kvQuotaBytesDefault;
+    this.quota = quotaBytes > 0 ? { quotaBytes } : {};
   }
 
   /** Serves the Kv service and starts following leadership. */
@@ -366,7 +376,7 @@ export class KvServer {
 
   /** Proposes a leader-side command; failures are logged (the duty runs again later). */
   private proposeDuty(command: KvCommand, what: string): Promise<unknown> {
-    return this.raft.propose(encodeKvEntry({ command })).catch((e: unknown) => {
+    return this.raft.propose(encodeKvEntry({ command, ...this.quota })).catch((e: unknown) => {
       this.log?.debug({ err: e }, `${what} proposal failed`);
     });
   }
@@ -500,13 +510,21 @@ export class KvServer {
     ctx: CallContext,
   ): Promise<R> {
     if (!this.raft.isLeader() && !(await this.leaderElected(ctx))) throw this.notLeader();
+    const entry =
+      session === undefined ? { command, ...this.quota } : { command, session, ...this.quota };
+    // The NOSPACE alarm: refused here, before the log (apply would refuse it the same way).
+    const noSpace = this.sm.kv.spaceRefusal(entry);
+    if (noSpace !== undefined) {
+      throw new CohortError(noSpace.code, noSpace.message, {
+        definite: noSpace.definite,
+        details: noSpace.details,
+      });
+    }
     let applied: NodeApplied;
     try {
       // No cancellation: once sent, a write's fate is the log's (the client
       // retries under the same session if it gave up waiting).
-      applied = await this.raft.propose(
-        encodeKvEntry(session === undefined ? { command } : { command, session }),
-      );
+      applied = await this.raft.propose(encodeKvEntry(entry));
     } catch (e) {
       this.rethrow(e);
     }

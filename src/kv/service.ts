@@ -15,7 +15,8 @@
  * Errors are CohortErrors with stable codes: INVALID_ARGUMENT (shape, sizes,
  * malformed range, too many txn ops), NOT_FOUND (unknown lease), COMPACTED,
  * FAILED_PRECONDITION (future revision, stale or expired session), OVERLOADED,
- * and NOT_LEADER (definite, on a follower for writes and linearizable reads)
+ * NO_SPACE (a put or txn past the storage quota, or while the NOSPACE alarm is
+ * raised), and NOT_LEADER (definite, on a follower for writes and linearizable reads)
  * whose `details` name the leader: `leaderId` and `leaderRpc` ("host:port" of
  * its RPC port, when known), so a client redirects at once. A refused request
  * changes nothing.

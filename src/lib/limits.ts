@@ -50,6 +50,8 @@ export const limits = {
   walBatchBytesMax: 4 * 1024 * 1024,
   /** Bytes of WAL records queued behind an in-flight fdatasync before save() answers OVERLOADED. */
   walQueueBytesMax: 64 * 1024 * 1024,
+  /** Entry bytes applied since the last snapshot (or that snapshot's size, if larger) before a RaftNode takes a new one: bounds the log a restart replays, and a snapshot costs at most about as much writing as the log it replaces. */
+  snapshotLogBytesMax: 64 * 1024 * 1024,
   /** Snapshot files kept: the newest plus one to fall back on if the newest proves unreadable. */
   snapshotsRetainedMax: 2,
   /** On-disk format version of WAL segments and snapshot files; other versions are refused. */
@@ -156,6 +158,12 @@ export const limits = {
   kvWatchProgressMsDefault: 1_000,
   /** Revisions of history the leader keeps before proposing a compaction (history lives in memory and snapshots). */
   kvHistoryRevisionsKept: 10_000,
+  /** Default KV storage quota (`--kv-quota-bytes`; see kvVersionOverheadBytes for what counts). The whole store lives in the JS heap at two to three times this while a snapshot is encoded, so it fits a 2-core dev machine and Node's default heap; etcd's 2 GiB assumes a disk-backed store. */
+  kvQuotaBytesDefault: 512 * 1024 * 1024,
+  /** Bytes a kept version (a put or a delete tombstone) counts toward the KV quota beside its key and value: its numbers, index and change-log entries. */
+  kvVersionOverheadBytes: 64,
+  /** The NOSPACE alarm disarms once the store is at most this percent of its quota; the margin keeps it from flapping at the edge. */
+  kvQuotaDisarmPercent: 90,
   /** How often the leader checks whether to propose a compaction. */
   kvCompactCheckMs: 1_000,
   /** How often the leader replicates lease remaining-TTLs (leaseCheckpoint), so a failover never restores a full TTL. */
@@ -268,6 +276,15 @@ export function checkLimits(l: Limits): void {
     l.kvRangeBytesMax + l.kvKeyBytesMax + l.kvValueBytesMax + 64 * 1024 <= l.frameBytesMax,
     'a range answer (cap + one overshooting key-value) fits a frame',
   );
+  check(
+    l.kvQuotaDisarmPercent > 0 && l.kvQuotaDisarmPercent < 100,
+    '0 < kvQuotaDisarmPercent < 100',
+  );
+  check(
+    l.kvQuotaBytesDefault >= 4 * (l.kvKeyBytesMax + l.kvValueBytesMax + l.kvVersionOverheadBytes),
+    'the default KV quota holds a few maximal puts',
+  );
+  check(l.snapshotLogBytesMax >= l.raftEntryBytesMax, 'snapshotLogBytesMax >= raftEntryBytesMax');
   check(
     l.kvWatchBatchEventsMax <= l.kvWatchBufferEventsMax,
     'kvWatchBatchEventsMax <= kvWatchBufferEventsMax',

@@ -131,4 +131,10 @@ export class MapReduceModuleState {
     this.nodes.clear();
     for (const [id, a] of nodes) this.nodes.set(id, a);
   }
+
+  /** Replaces the state with a fresh one (no jobs, no registered nodes). */
+  reset(): void {
+    this.core = new MapReduceStateMachine();
+    this.nodes.clear();
+  }
 }

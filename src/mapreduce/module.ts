@@ -47,6 +47,10 @@ export class MapReduceModule implements NodeModule {
     this.state.restore(bytes);
   }
 
+  reset(): void {
+    this.state.reset();
+  }
+
   /** The running runtime (after start). */
   get running(): MapReduceRuntime | undefined {
     return this.runtime;

@@ -32,6 +32,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { clusterId, isValidId, nodeId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import {
@@ -188,6 +189,18 @@ export const nodeOptions = {
     help: 'MapReduce task lease in ms',
     schema: Type.Integer({ minimum: 100, maximum: 3_600_000 }),
     default: 10_000,
+  }),
+  /**
+   * The KV store's storage quota in bytes (0: none), like etcd's
+   * `--quota-backend-bytes`: past it writes get NO_SPACE (the NOSPACE alarm)
+   * until deletes and compaction free space. The leader's value applies.
+   */
+  kvQuotaBytes: option({
+    arg: '<n>',
+    help: 'KV storage quota in bytes: past it writes fail with NO_SPACE until deletes and compaction free space, 0 none',
+    schema: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+    default: limits.kvQuotaBytesDefault,
+    defaultHelp: '536870912, 512 MiB',
   }),
 };
 

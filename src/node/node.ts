@@ -19,6 +19,7 @@
 import { randomInt } from 'node:crypto';
 import { accessSync, constants, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
@@ -140,6 +141,14 @@ export async function startNode(
   const root = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } });
   const log = root.child({ node: config.id });
   checkDataDir(config.dataDir);
+  // The store lives in the JS heap, at two to three times its size while a snapshot is encoded.
+  const heapBytes = getHeapStatistics().heap_size_limit;
+  if (config.kvQuotaBytes === 0 || config.kvQuotaBytes * 3 > heapBytes) {
+    log.warn(
+      { kvQuotaBytes: config.kvQuotaBytes, heapBytes },
+      'the KV quota does not keep the store well inside the JS heap: the node may run out of memory before writes get NO_SPACE (lower --kv-quota-bytes or raise node --max-old-space-size)',
+    );
+  }
   // Transports log routine connection churn at info; keep them at warn unless debugging.
   const quiet = root.child(
     {},
@@ -230,6 +239,8 @@ export async function startNode(
       members: [...s.config.voters].sort(),
       learners: [...s.config.learners].sort(),
       revision: stateMachine.kv.revision,
+      kvBytes: stateMachine.kv.sizeBytes,
+      alarms: stateMachine.kv.noSpaceAlarm ? ['NOSPACE'] : [],
       state: s.state,
       pid: process.pid,
       uptimeMs: Date.now() - startedAt,
@@ -249,6 +260,7 @@ export async function startNode(
     rpc,
     peerRpc: (id) => (id === config.id ? config.rpc : config.peerRpc.get(id)),
     electionTimeoutMs: config.electionTicks * config.tickMs,
+    quotaBytes: config.kvQuotaBytes,
     logger: log.child({ component: 'kv' }),
     ...options.kv,
   });

@@ -23,6 +23,7 @@
  *   (the link went down after the request was sent), CANCELLED after sending,
  *   PROTOCOL_ERROR for a malformed reply, and the handler's own indefinite errors.
  */
+import { crashOnAssertion } from '../lib/assert.js';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError, isErrorCode } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
@@ -268,7 +269,9 @@ export class RpcClientSide {
     try {
       method.checkRequest(request);
     } catch (err) {
-      return err as CohortError;
+      crashOnAssertion(err);
+      if (!isCohortError(err)) throw err;
+      return err;
     }
     const signal = options.signal;
     if (signal?.aborted === true) {
@@ -428,8 +431,9 @@ export class RpcClientSide {
     if (p === undefined) return;
     try {
       this.send(p.peer, { type: 'RpcCredit', id, credit });
-    } catch {
+    } catch (err) {
       // The link is refusing messages; the deadline or a 'down' event ends the call.
+      crashOnAssertion(err);
     }
   }
 
@@ -504,8 +508,9 @@ export class RpcClientSide {
   private cancelOnServer(id: number, p: Pending): void {
     try {
       this.send(p.peer, { type: 'RpcCancel', id });
-    } catch {
+    } catch (err) {
       // Best effort: the server's own deadline stops the work anyway.
+      crashOnAssertion(err);
     }
   }
 

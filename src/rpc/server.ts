@@ -13,10 +13,15 @@
  * });
  * ```
  *
+ * A handler's failure becomes an error reply: its CohortError, or INTERNAL
+ * for anything else. An AssertionError (a broken invariant, DESIGN.md,
+ * Errors) never does: it crashes the process (crashOnAssertion).
+ *
  * The per-call signal is created lazily: a handler that never looks at
  * `ctx.signal` costs no AbortController and no deadline timer (it could not
  * stop early anyway; its late reply is simply ignored by the client).
  */
+import { crashOnAssertion } from '../lib/assert.js';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
@@ -298,8 +303,9 @@ export class RpcServerSide {
     try {
       reg.method.checkRequest(msg.payload);
     } catch (err) {
+      crashOnAssertion(err);
       this.counters.rejected++;
-      this.replyError(from, msg.id, err as CohortError);
+      this.replyError(from, msg.id, toCohortError(err));
       return;
     }
     if (this.calls.get(from)?.has(msg.id) === true) {
@@ -364,6 +370,8 @@ export class RpcServerSide {
   }
 
   private complete(call: RunningCall, result: unknown, err: unknown): void {
+    // A handler's bug is not an answer.
+    if (err !== undefined) crashOnAssertion(err);
     const wasLive = this.forget(call);
     call.disarm();
     if (call.abortReason !== undefined) {

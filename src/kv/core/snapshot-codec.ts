@@ -25,6 +25,10 @@
  * |        |       | the eight columns, each starting at a multiple of 8            |
  * |        |       | the blob: per key its bytes, then its live versions' values    |
  *
+ * The meta map also holds `noSpace: true` while the store's NOSPACE alarm is
+ * raised (state-machine.ts); without the alarm the key is absent, so such a
+ * store encodes as before the alarm existed.
+ *
  * Columns, in order: per key its byte length and its number of versions; per
  * version (keys in byte order, each key's versions oldest first) its
  * revision, sub, value length + 1 (0: a delete tombstone), createRevision,
@@ -60,6 +64,8 @@ export interface KvSnapshotState {
   readonly revision: number;
   /** The compacted revision. */
   readonly compacted: number;
+  /** The NOSPACE alarm is raised (absent: false; version 1 snapshots never have it). */
+  readonly noSpaceAlarm?: boolean;
   /** The lease table's next id. */
   readonly nextLeaseId: number;
   /** Keys as byte strings, strictly ascending. */
@@ -294,6 +300,8 @@ export class KvSnapshotEncoder {
     const meta = packr.pack({
       revision: s.revision,
       compacted: s.compacted,
+      // Only when raised: a store without the alarm encodes as it always did.
+      ...(s.noSpaceAlarm === true ? { noSpace: true } : {}),
       nextLeaseId: s.nextLeaseId,
       keys: keyCount,
       versions: versionCount,
@@ -519,9 +527,12 @@ function decodeV2(bytes: Uint8Array): DecodedKvSnapshot {
     keys[i] = keyStr;
     histories[i] = hist;
   }
+  const noSpace = m['noSpace'];
+  if (noSpace !== undefined && noSpace !== true) bad('noSpace flag');
   return {
     revision,
     compacted,
+    ...(noSpace === true ? { noSpaceAlarm: true } : {}),
     nextLeaseId: int(m['nextLeaseId'], 'nextLeaseId'),
     keys,
     histories,

@@ -6,8 +6,27 @@
  *
  * `apply(entry)` validates the whole command first and only then mutates, so a
  * refused command (a definite CohortError code in `error`) changes nothing
- * except its session's memory of the refusal. Each applied command returns its
- * result and the watch events it caused, all at one revision.
+ * except its session's memory of the refusal (and the NOSPACE alarm, below).
+ * Each applied command returns its result and the watch events it caused, all
+ * at one revision.
+ *
+ * Quota (like etcd's `--quota-backend-bytes`). The store's size,
+ * {@link KvStateMachine.sizeBytes}, is the sum over every version kept
+ * (history until compacted, delete tombstones included) of its key bytes,
+ * value bytes and `limits.kvVersionOverheadBytes`: a function of the state
+ * alone, so replicas agree on it. An entry carries the quota of the leader
+ * that proposed it (`KvEntry.quotaBytes`), so every replica judges it against
+ * the same number even if nodes are configured differently. A command that
+ * adds values (a put, or a txn whose chosen branch puts) is refused with a
+ * definite NO_SPACE when the NOSPACE alarm is raised, or when the values it
+ * adds would take the size past the entry's quota, which raises the alarm.
+ * The alarm is replicated state (it is in snapshots, so it survives
+ * restarts). While it is raised, reads, deletes, compaction, leases and
+ * session ends work as usual. It disarms by itself when an entry carrying a
+ * quota is applied while the size is at most `limits.kvQuotaDisarmPercent`
+ * of that quota, that is once compaction (after deletes) freed space: the
+ * margin keeps the alarm from flapping, and a value merely larger than the
+ * room left, in a store below the mark, is refused without raising it.
  *
  * ```ts
  * const sm = new KvStateMachine();
@@ -18,13 +37,13 @@
  * const copy = KvStateMachine.fromSnapshot(sm.snapshot());
  * ```
  */
-import { assert, assertNever } from '../../lib/assert.js';
+import { AssertionError, assert, assertNever } from '../../lib/assert.js';
 import { CohortError, isCohortError } from '../../lib/errors.js';
 import { limits } from '../../lib/limits.js';
 import { fromByteString, toByteString } from './bytes.js';
 import { LeaseTable } from './leases.js';
 import type { Lease } from './leases.js';
-import { MvccStore, inRange, kvOf } from './mvcc.js';
+import { MvccStore, inRange, kvOf, versionBytes } from './mvcc.js';
 import type { Version } from './mvcc.js';
 import { SessionTable, checkClientId, checkSessionTag } from './sessions.js';
 import type { SessionOutcome } from './sessions.js';
@@ -94,6 +113,8 @@ export class KvStateMachine {
   private mvcc = new MvccStore();
   private leases = new LeaseTable();
   private sessions = new SessionTable();
+  /** The NOSPACE alarm (see the file comment). */
+  private noSpace = false;
 
   /** Builds a state machine from {@link snapshot} bytes; CORRUPTION if they are not one. */
   static fromSnapshot(bytes: Uint8Array): KvStateMachine {
@@ -122,6 +143,16 @@ export class KvStateMachine {
     return this.sessions.size;
   }
 
+  /** The store's size as the quota counts it (see the file comment). */
+  get sizeBytes(): number {
+    return this.mvcc.sizeBytes;
+  }
+
+  /** True while the NOSPACE alarm is raised: writes that add values are refused with NO_SPACE. */
+  get noSpaceAlarm(): boolean {
+    return this.noSpace;
+  }
+
   /**
    * Applies one committed entry. Never throws for bad input: a refused command
    * comes back as `{ ok: false, error }` with nothing changed. Throws only an
@@ -138,6 +169,14 @@ export class KvStateMachine {
         },
         false,
       );
+    }
+    const quota = entry.quotaBytes;
+    if (quota !== undefined) {
+      try {
+        checkInt(quota, 'quotaBytes', 1);
+      } catch (e) {
+        return this.refusal(failureOf(e), false);
+      }
     }
     const tag = entry.session;
     if (tag !== undefined) {
@@ -157,17 +196,53 @@ export class KvStateMachine {
     }
     let outcome: SessionOutcome;
     let events: readonly KvEvent[] = [];
+    this.disarmBelow(quota);
     try {
-      const done = this.execute(entry.command);
+      const done = this.execute(entry.command, quota);
       outcome = { ok: true, result: done.result };
       events = done.events;
     } catch (e) {
       outcome = { ok: false, error: failureOf(e) };
     }
+    this.disarmBelow(quota);
     if (tag !== undefined) this.sessions.record(tag, outcome);
     return outcome.ok
       ? { ok: true, result: outcome.result, events, revision: this.revision, duplicate: false }
       : this.refusal(outcome.error, false);
+  }
+
+  /**
+   * The NO_SPACE refusal `apply(entry)` would give now because the NOSPACE
+   * alarm is raised, or undefined: lets the leader refuse a write at once,
+   * without a round through the log. Undefined also when the entry would
+   * disarm the alarm, when its session already applied it (a retry is
+   * answered from the session, never refused), when it adds no values, and
+   * when it is invalid (apply refuses it with the reason). A write that
+   * merely does not fit is not refused here: it goes through the log, whose
+   * apply raises the alarm on every replica.
+   */
+  spaceRefusal(entry: KvEntry): KvFailure | undefined {
+    if (!this.noSpace || typeof entry !== 'object' || entry === null) return undefined;
+    const quota = entry.quotaBytes;
+    let cost: number;
+    try {
+      if (quota !== undefined) {
+        checkInt(quota, 'quotaBytes', 1);
+        if (this.belowDisarmMark(quota)) return undefined;
+      }
+      if (entry.session !== undefined) {
+        checkSessionTag(entry.session);
+        if (this.sessions.check(entry.session).kind !== 'new') return undefined;
+      }
+      const plan = this.planWrite(entry.command);
+      if (plan === undefined) return undefined;
+      this.checkPlan(plan);
+      cost = this.planBytes(plan);
+    } catch (e) {
+      failureOf(e); // rethrows anything but a CohortError (a bug)
+      return undefined;
+    }
+    return cost === 0 ? undefined : failureOf(this.noSpaceError('alarm', cost, quota));
   }
 
   /**
@@ -222,19 +297,23 @@ export class KvStateMachine {
     return { ok: false, error, revision: this.revision, duplicate };
   }
 
-  private execute(command: KvCommand): Executed {
+  private execute(command: KvCommand, quota: number | undefined): Executed {
     if (typeof command !== 'object' || command === null) invalid('command must be an object');
     switch (command.type) {
       case 'range':
         return { result: this.read(command), events: [] };
       case 'put':
-        return this.execTxnLike([{ kind: 'put', op: command, keyStr: this.planPut(command) }]);
+        return this.execTxnLike(
+          [{ kind: 'put', op: command, keyStr: this.planPut(command) }],
+          quota,
+        );
       case 'deleteRange':
-        return this.execTxnLike([
-          { kind: 'deleteRange', op: command, range: this.planDelete(command) },
-        ]);
+        return this.execTxnLike(
+          [{ kind: 'deleteRange', op: command, range: this.planDelete(command) }],
+          quota,
+        );
       case 'txn':
-        return this.execTxn(command);
+        return this.execTxn(command, quota);
       case 'compact':
         return this.execCompact(command);
       case 'leaseGrant':
@@ -275,19 +354,21 @@ export class KvStateMachine {
   }
 
   /** A single put or delete runs as a one-op txn plan (same checks, one revision). */
-  private execTxnLike(ops: PlannedOp[]): Executed {
+  private execTxnLike(ops: PlannedOp[], quota: number | undefined): Executed {
     this.checkPlan({ succeeded: true, ops });
+    this.requireSpace({ succeeded: true, ops }, quota);
     const { responses, events } = this.runPlan({ succeeded: true, ops });
     const result = responses[0];
     assert(result !== undefined, 'one op, one response');
     return { result, events };
   }
 
-  private execTxn(txn: TxnRequest): Executed {
+  private execTxn(txn: TxnRequest, quota: number | undefined): Executed {
     if (typeof txn !== 'object' || txn === null) invalid('txn must be an object');
     checkTxnShape(txn);
     const plan = this.planTxn(txn);
     this.checkPlan(plan);
+    this.requireSpace(plan, quota);
     const { responses, events } = this.runPlan(plan);
     const result: TxnResult = {
       type: 'txn',
@@ -392,6 +473,92 @@ export class KvStateMachine {
       }
     }
     return { events: this.mvcc.endWrite(), deleted };
+  }
+
+  // -------------------------------------------------------------- quota
+
+  /**
+   * NO_SPACE (see the file comment) if `plan` adds values while the alarm is
+   * raised, or adds more than the room left under `quota`: then it raises
+   * the alarm, the one change a refused command makes besides its session.
+   */
+  private requireSpace(plan: TxnPlan, quota: number | undefined): void {
+    const cost = this.planBytes(plan);
+    if (cost === 0) return;
+    if (this.noSpace) throw this.noSpaceError('alarm', cost, quota);
+    if (quota !== undefined && this.mvcc.sizeBytes + cost > quota) {
+      this.noSpace = true;
+      throw this.noSpaceError('quota', cost, quota);
+    }
+  }
+
+  /** NO_SPACE for a write of `cost` bytes: the alarm was raised before it, or it does not fit. */
+  private noSpaceError(
+    reason: 'alarm' | 'quota',
+    cost: number,
+    quota: number | undefined,
+  ): CohortError {
+    const size = this.mvcc.sizeBytes;
+    const why =
+      reason === 'alarm' ? 'the NOSPACE alarm is raised' : 'it would take the store past its quota';
+    return new CohortError(
+      'NO_SPACE',
+      `write of ${cost} bytes refused: ${why} (store ${size} bytes, quota ${quota ?? 'unknown'}); delete keys and compact to free space`,
+      {
+        details: {
+          reason,
+          sizeBytes: size,
+          costBytes: cost,
+          quotaBytes: quota ?? null,
+        },
+      },
+    );
+  }
+
+  /** Disarms the alarm if the store is at or below the disarm mark of `quota`. */
+  private disarmBelow(quota: number | undefined): void {
+    if (this.noSpace && quota !== undefined && this.belowDisarmMark(quota)) this.noSpace = false;
+  }
+
+  private belowDisarmMark(quota: number): boolean {
+    return this.mvcc.sizeBytes <= Math.floor((quota / 100) * limits.kvQuotaDisarmPercent);
+  }
+
+  /**
+   * What a plan's puts add to the store's size (deletes add tombstones too,
+   * but are never refused for space: they are how space is freed).
+   */
+  private planBytes(plan: TxnPlan): number {
+    let bytes = 0;
+    for (const step of plan.ops) {
+      if (step.kind === 'put') {
+        const op = step.op;
+        const valueBytes =
+          op.ignoreValue === true
+            ? (this.mvcc.current(step.keyStr)?.value?.length ?? 0)
+            : op.value.length;
+        bytes += versionBytes(step.keyStr.length, valueBytes);
+      } else if (step.kind === 'txn') {
+        bytes += this.planBytes(step.plan);
+      }
+    }
+    return bytes;
+  }
+
+  /** The plan of a put or txn command (validated), or undefined for any other command. */
+  private planWrite(command: KvCommand): TxnPlan | undefined {
+    if (typeof command !== 'object' || command === null) return undefined;
+    if (command.type === 'put') {
+      return {
+        succeeded: true,
+        ops: [{ kind: 'put', op: command, keyStr: this.planPut(command) }],
+      };
+    }
+    if (command.type === 'txn') {
+      checkTxnShape(command);
+      return this.planTxn(command);
+    }
+    return undefined;
   }
 
   private requireLease(id: number): Lease {
@@ -626,7 +793,8 @@ export class KvStateMachine {
   /**
    * The whole state as bytes (snapshot-codec.ts, columnar version 2):
    * revisions, every key with its history since compaction, leases, sessions
-   * (in LRU order) and the next lease id. Equal states give equal bytes.
+   * (in LRU order), the next lease id and the NOSPACE alarm. Equal states
+   * give equal bytes.
    */
   snapshot(): Uint8Array {
     return encodeKvSnapshot(this.capture(false));
@@ -665,6 +833,7 @@ export class KvStateMachine {
     const state = {
       revision: this.revision,
       compacted: this.compactedRevision,
+      noSpaceAlarm: this.noSpace,
       nextLeaseId: this.leases.nextId,
       keys,
       histories,
@@ -690,12 +859,14 @@ export class KvStateMachine {
     try {
       next.load(decodeKvSnapshot(bytes));
     } catch (e) {
-      if (isCohortError(e) && e.code === 'CORRUPTION') throw e;
+      // An AssertionError is a bug (the decoder lets through what the store asserts), not bad bytes.
+      if (e instanceof AssertionError || (isCohortError(e) && e.code === 'CORRUPTION')) throw e;
       throw new CohortError('CORRUPTION', 'KV snapshot could not be decoded', { cause: e });
     }
     this.mvcc = next.mvcc;
     this.leases = next.leases;
     this.sessions = next.sessions;
+    this.noSpace = next.noSpace;
   }
 
   /** Loads a decoded snapshot into this (fresh) state machine; CORRUPTION on a dangling lease. */
@@ -713,6 +884,7 @@ export class KvStateMachine {
     }
     this.mvcc.load(s.keys, s.histories, s.revision, s.compacted);
     this.sessions.load(s.sessions);
+    this.noSpace = s.noSpaceAlarm === true;
   }
 }
 

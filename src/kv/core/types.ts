@@ -212,6 +212,15 @@ export interface SessionTag {
 export interface KvEntry {
   readonly command: KvCommand;
   readonly session?: SessionTag;
+  /**
+   * The storage quota, in bytes, of the leader that proposed the entry (its
+   * `--kv-quota-bytes`): a put or txn that would take the store past it is
+   * refused with NO_SPACE and raises the NOSPACE alarm, and the alarm
+   * disarms when an entry finds the store well below it (state-machine.ts).
+   * Carried in the entry so every replica judges by the same number. Absent:
+   * no quota check (a raised alarm still refuses writes).
+   */
+  readonly quotaBytes?: number;
 }
 
 /** Answer to a {@link RangeRequest}. `revision` is the store's revision when read. */
