@@ -49,6 +49,7 @@ import type { NodeModule } from '../node/modules.js';
 import { compareBytes } from './core/bytes.js';
 import { decodeKvEntry, encodeKvEntry } from './core/codec.js';
 import { LeaseClock } from './core/lease-clock.js';
+import { kvBytes } from './core/reply-size.js';
 import type {
   KvApplied,
   KvCommand,
@@ -131,13 +132,17 @@ const rangeKeys = [
   'keysOnly',
 ] as const;
 
-/** Cuts a range answer at kvRangeBytesMax bytes of keys and values (at least one key stays). */
+/**
+ * Cuts a range answer at kvRangeBytesMax bytes of keys and values, each
+ * key-value counted with its encoding overhead (reply-size.ts), so many tiny
+ * keys cannot make a reply larger than a frame (at least one key stays).
+ */
 export function capRange(r: RangeResult, bytesMax = limits.kvRangeBytesMax): RangeResult {
   let bytes = 0;
   for (let i = 0; i < r.kvs.length; i++) {
     const kv = r.kvs[i];
     assert(kv !== undefined, 'range result index');
-    bytes += kv.key.length + kv.value.length;
+    bytes += kvBytes(kv.key.length, kv.value.length);
     if (bytes > bytesMax && i > 0) return { ...r, kvs: r.kvs.slice(0, i), more: true };
   }
   return r;

@@ -23,6 +23,7 @@ import { CohortError, isCohortError } from '../../lib/errors.js';
 import { limits } from '../../lib/limits.js';
 import { fromByteString, toByteString } from './bytes.js';
 import { LeaseTable } from './leases.js';
+import { kvBytes } from './reply-size.js';
 import type { Lease } from './leases.js';
 import { MvccStore, inRange, kvOf } from './mvcc.js';
 import type { Version } from './mvcc.js';
@@ -466,11 +467,16 @@ export class KvStateMachine {
   private checkPlan(plan: TxnPlan): void {
     const puts = new Map<string, number>();
     const deletes: ResolvedRange[] = [];
+    const ranges: { op: RangeRequest; range: ResolvedRange }[] = [];
+    const deletesWithPrev: ResolvedRange[] = [];
+    const putsWithPrev: string[] = [];
+    let putBytes = 0;
     const visit = (p: TxnPlan): void => {
       for (const step of p.ops) {
         switch (step.kind) {
           case 'range':
             this.checkReadRevision(step.op.revision ?? 0, this.revision);
+            ranges.push({ op: step.op, range: step.range });
             break;
           case 'put': {
             const op = step.op;
@@ -478,6 +484,8 @@ export class KvStateMachine {
               invalid('txn puts the same key twice', { key: step.keyStr });
             }
             puts.set(step.keyStr, 1);
+            putBytes += kvBytes(step.keyStr.length, op.value.length);
+            if (op.prevKv === true) putsWithPrev.push(step.keyStr);
             if (op.lease !== undefined && op.lease !== 0) this.requireLease(op.lease);
             if ((op.ignoreValue === true || op.ignoreLease === true) && !this.exists(step.keyStr)) {
               throw new CohortError(
@@ -490,6 +498,7 @@ export class KvStateMachine {
           }
           case 'deleteRange':
             deletes.push(step.range);
+            if (step.op.prevKv === true) deletesWithPrev.push(step.range);
             break;
           case 'txn':
             visit(step.plan);
@@ -505,6 +514,74 @@ export class KvStateMachine {
         invalid('txn puts a key it also deletes', { key: k });
       }
     }
+    this.checkReplyBytes(putsWithPrev, deletesWithPrev, ranges, putBytes);
+  }
+
+  /**
+   * Refuses, before anything changes, a write whose reply would exceed
+   * kvRangeBytesMax (reply-size.ts counts it): a deleteRange's prevKvs, a
+   * put's prevKv, and a txn's range results, each range counted against the
+   * state before the txn plus every value the txn puts (an upper bound). A
+   * write that applied but could not answer would leave its client unsure of
+   * a change it made; a range read is cut instead (it changes nothing).
+   */
+  private checkReplyBytes(
+    putsWithPrev: readonly string[],
+    deletesWithPrev: readonly ResolvedRange[],
+    ranges: readonly { op: RangeRequest; range: ResolvedRange }[],
+    putBytes: number,
+  ): void {
+    const max = limits.kvRangeBytesMax;
+    let bytes = 0;
+    for (const k of putsWithPrev) {
+      const cur = this.mvcc.current(k);
+      if (cur?.value !== undefined) bytes += kvBytes(k.length, cur.value.length);
+    }
+    for (const r of deletesWithPrev) {
+      this.mvcc.scan(r, Infinity, (k, v) => {
+        bytes += kvBytes(k.length, (v.value as string).length);
+        return bytes <= max;
+      });
+    }
+    for (const { op, range } of ranges) {
+      if (bytes > max) break;
+      bytes += this.rangeReplyBytes(op, range, max - bytes) + putBytes;
+    }
+    if (bytes > max) {
+      throw new CohortError(
+        'FAILED_PRECONDITION',
+        `the reply would carry more than kvRangeBytesMax ${max} bytes of keys and values; ` +
+          'nothing was changed: write or delete smaller ranges, or without prevKv',
+        { details: { reason: 'replyTooLarge', limit: max } },
+      );
+    }
+  }
+
+  /** Bytes of a txn's range result (reply-size.ts), or some number above `max` once past it. */
+  private rangeReplyBytes(op: RangeRequest, range: ResolvedRange, max: number): number {
+    if (op.countOnly === true) return 0;
+    const limit = op.limit ?? 0;
+    const keysOnly = op.keysOnly === true;
+    const target = op.sortTarget ?? 'key';
+    const byKey = target === 'key' && op.sortOrder !== 'descend';
+    const sizes: number[] = [];
+    let sum = 0;
+    const at = (op.revision ?? 0) === 0 ? Infinity : (op.revision as number);
+    this.mvcc.scan(range, at, (k, v) => {
+      const n = kvBytes(k.length, keysOnly ? 0 : (v.value as string).length);
+      sum += n;
+      if (limit > 0) sizes.push(n);
+      // In key order the first `limit` keys are the answer; unlimited, stop once past `max`.
+      return limit > 0 ? !(byKey && sizes.length >= limit) : sum <= max;
+    });
+    if (limit === 0 || sizes.length <= limit) return sum;
+    if (target === 'key') {
+      // Descending key order: the last `limit` keys.
+      return sizes.slice(sizes.length - limit).reduce((a, b) => a + b, 0);
+    }
+    // Sorted by another field: at most the `limit` largest.
+    sizes.sort((a, b) => b - a);
+    return sizes.slice(0, limit).reduce((a, b) => a + b, 0);
   }
 
   private exists(keyStr: string): boolean {

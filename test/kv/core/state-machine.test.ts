@@ -201,6 +201,44 @@ describe('deleteRange', () => {
     expect([r.deleted, r.revision, r.events.length, sm.revision]).toEqual([0, 5, 0, 5]);
   });
 
+  it('a deleteRange whose prevKvs would pass kvRangeBytesMax is refused before it changes anything (definite), and runs without prevKv', () => {
+    const sm = fresh();
+    const big = new Uint8Array(limits.kvValueBytesMax);
+    const n = Math.floor(limits.kvRangeBytesMax / limits.kvValueBytesMax) + 1;
+    for (let i = 0; i < n; i++) ok(sm, { type: 'put', key: b(`big/${i}`), value: big });
+    const same = (x: Uint8Array, y: Uint8Array): boolean => Buffer.compare(x, y) === 0;
+    const before = sm.snapshot();
+    const e = refused(sm, { type: 'deleteRange', ...prefixRange(b('big/')), prevKv: true });
+    expect([e.code, e.definite, e.details.reason]).toEqual([
+      'FAILED_PRECONDITION',
+      true,
+      'replyTooLarge',
+    ]);
+    expect(same(sm.snapshot(), before)).toBe(true);
+    // The same cap inside a txn, for its prevKvs and its ranges.
+    const txn = (op: TxnRequest['success'][number]): TxnRequest => ({
+      type: 'txn',
+      compare: [],
+      success: [op],
+      failure: [],
+    });
+    expect(
+      refused(sm, txn({ type: 'deleteRange', ...prefixRange(b('big/')), prevKv: true })).details
+        .reason,
+    ).toBe('replyTooLarge');
+    expect(refused(sm, txn({ type: 'range', ...prefixRange(b('big/')) })).details.reason).toBe(
+      'replyTooLarge',
+    );
+    expect(
+      ok(sm, txn({ type: 'range', ...prefixRange(b('big/')), limit: 2 })).responses,
+    ).toHaveLength(1);
+    expect(
+      ok(sm, txn({ type: 'range', ...prefixRange(b('big/')), keysOnly: true })).succeeded,
+    ).toBe(true);
+    expect(same(sm.snapshot(), before)).toBe(true);
+    expect(ok(sm, { type: 'deleteRange', ...prefixRange(b('big/')) }).deleted).toBe(n);
+  });
+
   it('a key recreated after a delete starts a new life', () => {
     const sm = seeded();
     ok(sm, { type: 'deleteRange', key: b('a') });
