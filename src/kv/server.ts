@@ -11,10 +11,15 @@
  * ```
  *
  * - **Writes** (put, deleteRange, txn, compact, lease grant/revoke/keep-alive,
- *   sessionEnd) are proposed by the leader only; a follower answers NOT_LEADER
- *   (definite) with `details.leaderId` and `details.leaderRpc` ("host:port").
- *   The proposal carries the caller's session, so a retried write is applied
- *   once. A refusal by the state machine becomes a CohortError with its code.
+ *   sessionOpen, sessionEnd) are proposed by the leader only; a follower
+ *   answers NOT_LEADER (definite) with `details.leaderId` and
+ *   `details.leaderRpc` ("host:port"). The proposal carries the caller's
+ *   session, so a retried write is applied once. A refusal by the state
+ *   machine becomes a CohortError with its code.
+ * - **Log time**: every proposal carries `timeMs`, the leader's monotonic
+ *   clock carried on from the log time it found on taking over (read once
+ *   its log is applied, with the lease clock); sessions expire by it
+ *   (Raft dissertation §6.3), so no replica's own clock decides.
  * - **Reads** are linearizable by default (RaftNode.read: ReadIndex, leader
  *   only, so followers redirect) or `serializable` from the local state of any
  *   node. A range answer is cut at kvRangeBytesMax bytes of keys and values
@@ -265,6 +270,8 @@ export class KvServer {
   private readonly watchers = new Set<Watcher>();
   private readonly watchBufferMax: number;
   private clock: LeaseClock | undefined;
+  /** This leader's log time: the log's time when it took over, and its clock then. */
+  private logClock: { readonly base: number; readonly at: number } | undefined;
   /** The term whose leader duties run (undefined: not leading). */
   private leadingTerm: number | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -352,6 +359,8 @@ export class KvServer {
           this.now(),
           this.options.electionTimeoutMs,
         );
+        // Every entry of earlier terms is applied: no stamp this leader makes is below theirs.
+        this.logClock = { base: sm.kv.logTimeMs, at: this.now() };
         this.log?.debug({ term, leases: this.clock.size }, 'lease clock started');
       })
       .catch((e: unknown) => {
@@ -366,12 +375,29 @@ export class KvServer {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.clock = undefined;
+    this.logClock = undefined;
     this.leadingTerm = undefined;
+  }
+
+  /** The log time to stamp on a proposal (undefined until this leader's log clock runs). */
+  private stamp(): number | undefined {
+    const c = this.logClock;
+    return c === undefined ? undefined : Math.floor(c.base + Math.max(0, this.now() - c.at));
+  }
+
+  /** A KV entry for a proposal: the command, its session if any, the log time if known. */
+  private entry(command: KvCommand, session?: SessionTag): Uint8Array {
+    const timeMs = this.stamp();
+    return encodeKvEntry({
+      command,
+      ...(session === undefined ? {} : { session }),
+      ...(timeMs === undefined ? {} : { timeMs }),
+    });
   }
 
   /** Proposes a leader-side command; failures are logged (the duty runs again later). */
   private proposeDuty(command: KvCommand, what: string): Promise<unknown> {
-    return this.raft.propose(encodeKvEntry({ command })).catch((e: unknown) => {
+    return this.raft.propose(this.entry(command)).catch((e: unknown) => {
       this.log?.debug({ err: e }, `${what} proposal failed`);
     });
   }
@@ -509,9 +535,7 @@ export class KvServer {
     try {
       // No cancellation: once sent, a write's fate is the log's (the client
       // retries under the same session if it gave up waiting).
-      applied = await this.raft.propose(
-        encodeKvEntry(session === undefined ? { command } : { command, session }),
-      );
+      applied = await this.raft.propose(this.entry(command, session));
     } catch (e) {
       this.rethrow(e);
     }
@@ -577,6 +601,12 @@ export class KvServer {
       leaseRevoke: (req, ctx) => this.write({ type: 'leaseRevoke', id: req.id }, req.session, ctx),
       leaseKeepAlive: (req, ctx) =>
         this.write({ type: 'leaseKeepAlive', id: req.id }, req.session, ctx),
+      sessionOpen: (req, ctx) =>
+        this.write(
+          { type: 'sessionOpen', ...(req.ttlMs === undefined ? {} : { ttlMs: req.ttlMs }) },
+          undefined,
+          ctx,
+        ),
       sessionEnd: (req, ctx) =>
         this.write({ type: 'sessionEnd', clientId: req.clientId }, undefined, ctx),
       leaseTimeToLive: (req, ctx) =>

@@ -60,6 +60,7 @@ export function resultBytes(r: KvResult | TxnOpResult): number {
     case 'leaseRevoke':
     case 'leaseKeepAlive':
     case 'leaseCheckpoint':
+    case 'sessionOpen':
     case 'sessionEnd':
       return RESULT_BASE_BYTES;
     default:

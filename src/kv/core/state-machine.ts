@@ -27,7 +27,7 @@ import { kvBytes } from './reply-size.js';
 import type { Lease } from './leases.js';
 import { MvccStore, inRange, kvOf } from './mvcc.js';
 import type { Version } from './mvcc.js';
-import { SessionTable, checkClientId, checkSessionTag } from './sessions.js';
+import { SessionTable, checkClientId, checkSessionTag, checkSessionTtl } from './sessions.js';
 import type { SessionOutcome } from './sessions.js';
 import { KvSnapshotEncoder, decodeKvSnapshot, encodeKvSnapshot } from './snapshot-codec.js';
 import type { DecodedKvSnapshot, KvSnapshotState } from './snapshot-codec.js';
@@ -95,6 +95,8 @@ export class KvStateMachine {
   private mvcc = new MvccStore();
   private leases = new LeaseTable();
   private sessions = new SessionTable();
+  /** The largest time any applied entry carried (KvEntry.timeMs): sessions expire by it. */
+  private logTime = 0;
 
   /** Builds a state machine from {@link snapshot} bytes; CORRUPTION if they are not one. */
   static fromSnapshot(bytes: Uint8Array): KvStateMachine {
@@ -123,9 +125,21 @@ export class KvStateMachine {
     return this.sessions.size;
   }
 
+  /** Bytes of results the sessions remember (bounded by kvSessionResultsBytesMax). */
+  get sessionResultBytes(): number {
+    return this.sessions.resultBytes;
+  }
+
+  /** Log time: the largest `timeMs` an applied entry carried (0 before any). */
+  get logTimeMs(): number {
+    return this.logTime;
+  }
+
   /**
    * Applies one committed entry. Never throws for bad input: a refused command
-   * comes back as `{ ok: false, error }` with nothing changed. Throws only an
+   * comes back as `{ ok: false, error }` with nothing changed but the log
+   * time (an entry's valid `timeMs` moves it, and expires idle sessions,
+   * whatever its command: it is a property of the log). Throws only an
    * AssertionError (a bug).
    */
   apply(entry: KvEntry): KvApplied {
@@ -141,13 +155,32 @@ export class KvStateMachine {
       );
     }
     const tag = entry.session;
+    if (entry.timeMs !== undefined) {
+      const t = entry.timeMs;
+      if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) {
+        return this.refusal(
+          {
+            code: 'INVALID_ARGUMENT',
+            message: 'entry timeMs must be a non-negative integer',
+            definite: true,
+            details: { field: 'timeMs' },
+          },
+          false,
+        );
+      }
+      // Raft dissertation §6.3: time comes from the log, so every replica expires alike.
+      if (t > this.logTime) {
+        this.logTime = t;
+        this.sessions.expire(t);
+      }
+    }
     if (tag !== undefined) {
       try {
         checkSessionTag(tag);
       } catch (e) {
         return this.refusal(failureOf(e), false);
       }
-      const verdict = this.sessions.check(tag);
+      const verdict = this.sessions.check(tag, this.logTime);
       if (verdict.kind === 'duplicate') {
         const o = verdict.outcome;
         return o.ok
@@ -165,7 +198,7 @@ export class KvStateMachine {
     } catch (e) {
       outcome = { ok: false, error: failureOf(e) };
     }
-    if (tag !== undefined) this.sessions.record(tag, outcome);
+    if (tag !== undefined) this.sessions.record(tag, outcome, this.logTime);
     return outcome.ok
       ? { ok: true, result: outcome.result, events, revision: this.revision, duplicate: false }
       : this.refusal(outcome.error, false);
@@ -265,6 +298,15 @@ export class KvStateMachine {
         return this.execLeaseCheckpoint(command);
       case 'leaseExpire':
         return this.execLeaseExpire(command);
+      case 'sessionOpen': {
+        const ttlMs = command.ttlMs ?? limits.kvSessionTtlMsDefault;
+        checkSessionTtl(ttlMs);
+        const clientId = this.sessions.open(this.logTime, ttlMs);
+        return {
+          result: { type: 'sessionOpen', revision: this.revision, clientId, ttlMs },
+          events: [],
+        };
+      }
       case 'sessionEnd': {
         checkClientId(command.clientId);
         const existed = this.sessions.end(command.clientId);
@@ -701,9 +743,10 @@ export class KvStateMachine {
   // ------------------------------------------------------------ snapshots
 
   /**
-   * The whole state as bytes (snapshot-codec.ts, columnar version 2):
+   * The whole state as bytes (snapshot-codec.ts, columnar version 3):
    * revisions, every key with its history since compaction, leases, sessions
-   * (in LRU order) and the next lease id. Equal states give equal bytes.
+   * (in LRU order), the next lease and session ids and the log time. Equal
+   * states give equal bytes.
    */
   snapshot(): Uint8Array {
     return encodeKvSnapshot(this.capture(false));
@@ -754,13 +797,15 @@ export class KvStateMachine {
       })),
       // A session's record is replaced, never changed, on its next command.
       sessions: [...this.sessions.entries()],
+      logTimeMs: this.logTime,
+      nextSessionId: this.sessions.nextSessionId,
     };
     return counts === undefined ? state : { ...state, counts };
   }
 
   /**
-   * Replaces the whole state with a {@link snapshot}'s (this version's or
-   * version 1's). CORRUPTION, and no change, if the bytes are not one.
+   * Replaces the whole state with a {@link snapshot}'s (this version's, or
+   * version 1's or 2's). CORRUPTION, and no change, if the bytes are not one.
    */
   restore(bytes: Uint8Array): void {
     const next = new KvStateMachine();
@@ -773,6 +818,7 @@ export class KvStateMachine {
     this.mvcc = next.mvcc;
     this.leases = next.leases;
     this.sessions = next.sessions;
+    this.logTime = next.logTime;
   }
 
   /** Loads a decoded snapshot into this (fresh) state machine; CORRUPTION on a dangling lease. */
@@ -789,7 +835,8 @@ export class KvStateMachine {
       }
     }
     this.mvcc.load(s.keys, s.histories, s.revision, s.compacted);
-    this.sessions.load(s.sessions);
+    this.sessions.load(s.sessions, s.nextSessionId);
+    this.logTime = s.logTimeMs;
   }
 }
 
