@@ -534,14 +534,20 @@ export class KvClient {
   /**
    * Watches a key, prefix or range. Yields batches of events in revision
    * order; after a disconnect or a leader change it resumes from the last
-   * revision delivered + 1 on another node: no gap, no duplicate. Throws
-   * COMPACTED if the start revision (or the resume point) was compacted.
-   * Breaking out of the loop or aborting `signal` ends it.
+   * revision delivered + 1 on another node: no gap, no duplicate. A consumer
+   * that stops reading is cut off by the node once its backlog passes the
+   * node's bounds (OVERLOADED, reason `watcherTooSlow`); the watch resumes
+   * the same way, from history, when it reads again. Throws COMPACTED if
+   * the start revision was compacted, or if the resume point was compacted
+   * meanwhile (`details.reason: 'watchResumeCompacted'`, `resumeRevision`,
+   * `compactedRevision`: read the current state and watch from its revision
+   * + 1). Breaking out of the loop or aborting `signal` ends it.
    */
   async *watch(key: Bytes, options: WatchOptions = {}): AsyncGenerator<WatchBatch> {
     const range = rangeOf(key, options);
     let next = options.startRevision;
     let failures = 0;
+    let resuming = false;
     const signal = options.signal;
     while (signal?.aborted !== true && !this.closeController.signal.aborted) {
       const target = this.target();
@@ -571,11 +577,25 @@ export class KvClient {
       } catch (e) {
         if (!isCohortError(e)) throw e;
         if (isAborted(signal)) return;
+        if (e.code === 'COMPACTED' && resuming && next !== undefined) {
+          throw new CohortError(
+            'COMPACTED',
+            `the watch cannot resume from revision ${next}: ${e.message}; read the current state and watch from its revision + 1`,
+            {
+              details: { ...e.details, reason: 'watchResumeCompacted', resumeRevision: next },
+              cause: e,
+            },
+          );
+        }
         if (!routingCodes.has(e.code) && !(e.code === 'INTERNAL')) throw e;
+        // Cut off for reading too slowly: the node is fine, resume there from history.
+        const slow = e.code === 'OVERLOADED' && e.details.reason === 'watcherTooSlow';
         if (e.code === 'NOT_LEADER') this.forget(target);
-        else this.suspect(target);
+        else if (!slow) this.suspect(target);
       } finally {
         stream.cancel();
+        // Any later stream continues from `next`.
+        resuming = true;
       }
       await sleep(this.clock, Math.min(500, 10 * 2 ** failures++), signal);
     }

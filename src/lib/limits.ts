@@ -158,6 +158,10 @@ export const limits = {
   kvRangeBytesMax: 4 * 1024 * 1024,
   /** Events buffered for one watch stream; a watcher slower than the writers is cut off with OVERLOADED and resumes from its last revision. */
   kvWatchBufferEventsMax: 16 * 1024,
+  /** Bytes of events (keys, values, prevKvs with their encoding) buffered for one watch stream before it is cut off as too slow. */
+  kvWatchBufferBytesMax: 8 * 1024 * 1024,
+  /** Bytes of events buffered by all watch streams of one node; past it the largest backlogs are cut off first. */
+  kvWatchNodeBufferBytesMax: 128 * 1024 * 1024,
   /** Events per watch stream item (catch-up is sent in batches of this many). */
   kvWatchBatchEventsMax: 256,
   /** Watch streams one node serves at once; more answer OVERLOADED (each holds a buffer). */
@@ -291,6 +295,10 @@ export function checkLimits(l: Limits): void {
   check(
     l.kvWatchBatchEventsMax <= l.kvWatchBufferEventsMax,
     'kvWatchBatchEventsMax <= kvWatchBufferEventsMax',
+  );
+  check(
+    l.kvWatchBufferBytesMax <= l.kvWatchNodeBufferBytesMax,
+    'kvWatchBufferBytesMax <= kvWatchNodeBufferBytesMax',
   );
   check(
     l.mrReadChunkBytes > 0 && l.mrReadChunkBytes <= l.mrLineBytesMax,

@@ -56,6 +56,8 @@ export interface StartNodeOptions {
     | 'leaseCheckpointMs'
     | 'leaseTickMs'
     | 'watchBufferEventsMax'
+    | 'watchBufferBytesMax'
+    | 'watchNodeBufferBytesMax'
   >;
 }
 

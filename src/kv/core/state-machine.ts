@@ -219,9 +219,15 @@ export class KvStateMachine {
    * Every event at revision >= `startRevision` on the keys of `range`, oldest
    * first: a watch's catch-up. COMPACTED if `startRevision` is at or below the
    * compacted revision (those events, or their prevKv, are gone). A start
-   * beyond the current revision gives nothing (yet).
+   * beyond the current revision gives nothing (yet). With `page`, only the
+   * first revisions up to about `eventsMax` events or `bytesMax` bytes (a
+   * revision is never split; continue from the last event's revision + 1).
    */
-  eventsSince(range: { key: Uint8Array; rangeEnd?: Uint8Array }, startRevision: number): KvEvent[] {
+  eventsSince(
+    range: { key: Uint8Array; rangeEnd?: Uint8Array },
+    startRevision: number,
+    page?: { readonly eventsMax: number; readonly bytesMax: number },
+  ): KvEvent[] {
     if (typeof range !== 'object' || range === null) invalid('watch range must be an object');
     const r = resolveRange(range.key, range.rangeEnd, 'watch');
     checkInt(startRevision, 'startRevision', 1);
@@ -232,7 +238,7 @@ export class KvStateMachine {
         { details: { revision: startRevision, compactedRevision: this.compactedRevision } },
       );
     }
-    return this.mvcc.eventsSince(r, startRevision);
+    return this.mvcc.eventsSince(r, startRevision, page);
   }
 
   /** A lease's TTL state (NOT_FOUND if it is not alive), with its keys if asked. */

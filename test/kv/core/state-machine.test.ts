@@ -455,6 +455,38 @@ describe('watch events', () => {
     ].flat();
     expect(sm.eventsSince(fromKeyRange(b('a')), 1)).toEqual(emitted);
   });
+
+  it('replays in pages that never split a revision and add up to the whole', () => {
+    const sm = fresh();
+    for (let i = 0; i < 20; i++) {
+      // Revisions of one, two and three events, on keys in and out of the range.
+      const n = (i % 3) + 1;
+      const ops = Array.from({ length: n }, (_, j) => put(`${j === 2 ? 'z' : 'k'}${i}/${j}`, 'v'));
+      ok(sm, { type: 'txn', compare: [], success: ops, failure: [] });
+    }
+    const range = { key: b('k'), rangeEnd: b('l') };
+    const all = sm.eventsSince(range, 1);
+    for (const page of [
+      { eventsMax: 1, bytesMax: 1e9 },
+      { eventsMax: 3, bytesMax: 1e9 },
+      { eventsMax: 1e9, bytesMax: 1 },
+    ]) {
+      const pages: (typeof all)[] = [];
+      for (let from = 1; ;) {
+        const p = sm.eventsSince(range, from, page);
+        if (p.length === 0) break;
+        pages.push(p);
+        from = p[p.length - 1]!.kv.modRevision + 1;
+      }
+      expect(pages.flat()).toEqual(all);
+      // No revision in two pages; each page stops at the first revision past its bound.
+      const revs = pages.map((p) => new Set(p.map((e) => e.kv.modRevision)));
+      for (let i = 1; i < revs.length; i++) {
+        for (const r of revs[i]!) expect(revs[i - 1]!.has(r)).toBe(false);
+      }
+      if (page.eventsMax === 1) expect(revs.every((r) => r.size === 1)).toBe(true);
+    }
+  });
 });
 
 describe('leases', () => {
