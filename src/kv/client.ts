@@ -719,7 +719,17 @@ export class KvClient {
       let uncertain = false;
       for (let registrations = 0; ;) {
         if (lane.clientId === undefined) {
-          lane.clientId = await this.register();
+          try {
+            lane.clientId = await this.register();
+          } catch (e) {
+            // Not sent again; but an earlier attempt (of an idempotent write) may have applied.
+            if (!uncertain || !isCohortError(e)) throw e;
+            throw new CohortError(e.code, `${e.message}; an earlier attempt may have applied`, {
+              definite: false,
+              details: { ...e.details, earlierAttemptUncertain: true },
+              cause: e,
+            });
+          }
           lane.seq = 0;
           registrations++;
         }
