@@ -18,6 +18,13 @@
  *   no earlier attempt can have applied (or the command is idempotent);
  *   otherwise the outcome is unknown to it.
  *
+ * Logs written before registration existed: while no session was ever
+ * registered in a store (its session id counter unused), an unknown client
+ * at seq 1 starts a session as it did then, so a node upgraded with such
+ * entries in its log replays them as they applied (acknowledged writes
+ * included). The first `sessionOpen` ends that for good; a cluster whose
+ * clients register (KvClient does, before its first write) never uses it.
+ *
  * Ids are never reused: they come from a counter in the replicated state
  * (skipping any id a restored older snapshot still holds), so a restarted
  * client cannot collide with its former self's sequence numbers.
@@ -191,7 +198,21 @@ export class SessionTable {
   /** Decides what to do with a command tagged `tag` (shape already checked) at log time `nowMs`. */
   check(tag: SessionTag, nowMs: number): SessionCheck {
     const rec = this.byClient.get(tag.clientId);
-    if (rec === undefined) return { kind: 'refused', error: expired(tag.clientId) };
+    if (rec === undefined) {
+      if (this.nextId === 1 && tag.seq === 1) {
+        // No session was ever registered here: a log from before registration (see above).
+        const ttlMs = limits.kvSessionTtlMsDefault;
+        this.put(tag.clientId, {
+          seq: 0,
+          outcome: undefined,
+          lastActiveMs: nowMs,
+          ttlMs,
+          bytes: 0,
+        });
+        return { kind: 'new' };
+      }
+      return { kind: 'refused', error: expired(tag.clientId) };
+    }
     if (nowMs - rec.lastActiveMs > rec.ttlMs) {
       this.drop(tag.clientId);
       return { kind: 'refused', error: expired(tag.clientId) };

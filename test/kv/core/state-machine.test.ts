@@ -613,13 +613,30 @@ describe('sessions (exactly-once)', () => {
 
   it('an unknown client at sequence 1 is not taken as new: SESSION_EXPIRED (definite), nothing applied', () => {
     const sm = fresh();
+    session(sm); // this store registers sessions
     const e = refused(sm, put('a', '1'), { clientId: 'never-registered', seq: 1 });
     expect([e.code, e.definite, e.details.reason]).toEqual([
       'SESSION_EXPIRED',
       true,
       'sessionExpired',
     ]);
-    expect([sm.revision, sm.sessionCount]).toEqual([0, 0]);
+    expect([sm.revision, sm.sessionCount]).toEqual([0, 1]);
+  });
+
+  it('a log written before registration (no session ever opened) replays as it applied', () => {
+    const sm = fresh();
+    const s = { clientId: 'old-client', seq: 1 };
+    expect(sm.apply({ command: put('a', '1'), session: s }).ok).toBe(true);
+    expect(sm.apply({ command: put('a', '1'), session: s })).toMatchObject({ duplicate: true });
+    ok(sm, put('a', '2'), { clientId: 'old-client', seq: 2 });
+    expect(refused(sm, put('b', '1'), { clientId: 'other', seq: 2 }).code).toBe('SESSION_EXPIRED');
+    expect(sm.revision).toBe(2);
+    // The first registration ends it.
+    session(sm);
+    expect(refused(sm, put('b', '1'), { clientId: 'new-client', seq: 1 }).code).toBe(
+      'SESSION_EXPIRED',
+    );
+    ok(sm, put('a', '3'), { clientId: 'old-client', seq: 3 }); // known sessions go on
   });
 
   it('registration names fresh ids, never reused after sessionEnd or expiry', () => {
