@@ -114,8 +114,18 @@ export const limits = {
   kvLeasesMax: 100_000,
   /** Leases one leaseExpire command names; more expired leases wait for the next command, so one entry stays small. */
   kvLeaseExpireBatchMax: 1024,
-  /** Client sessions (exactly-once) remembered; past it the least recently used is forgotten. */
+  /** Client sessions (exactly-once) remembered; past it the least recently used is expired (its next command gets SESSION_EXPIRED, never a second apply). */
   kvSessionsMax: 64 * 1024,
+  /** Idle time (log time) after which a session expires unless its registration asked otherwise; far above a client's retry window, so a retried write finds its session. */
+  kvSessionTtlMsDefault: 10 * 60 * 1000,
+  /** Shortest session TTL a registration may ask for; a client's retries of one write must fit in it. */
+  kvSessionTtlMsMin: 1_000,
+  /** Longest session TTL a registration may ask for (a day); idle sessions cannot pin memory for longer. */
+  kvSessionTtlMsMax: 24 * 60 * 60 * 1000,
+  /** Largest result a session keeps for retries (estimated wire bytes); a bigger one is replaced by a note that it applied. */
+  kvSessionResultBytesMax: 64 * 1024,
+  /** Bytes of results all sessions keep together; past it the least recently used sessions are expired. */
+  kvSessionResultsBytesMax: 64 * 1024 * 1024,
   /** Longest client id of an exactly-once session, in characters. */
   kvClientIdCharsMax: 128,
   /** MapReduce jobs the coordinator keeps (running and finished); finished ones are forgotten oldest first past it. Each is replicated state. */
@@ -150,6 +160,10 @@ export const limits = {
   kvRangeBytesMax: 4 * 1024 * 1024,
   /** Events buffered for one watch stream; a watcher slower than the writers is cut off with OVERLOADED and resumes from its last revision. */
   kvWatchBufferEventsMax: 16 * 1024,
+  /** Bytes of events (keys, values, prevKvs with their encoding) buffered for one watch stream before it is cut off as too slow. */
+  kvWatchBufferBytesMax: 8 * 1024 * 1024,
+  /** Bytes of events buffered by all watch streams of one node; past it the largest backlogs are cut off first. */
+  kvWatchNodeBufferBytesMax: 128 * 1024 * 1024,
   /** Events per watch stream item (catch-up is sent in batches of this many). */
   kvWatchBatchEventsMax: 256,
   /** Watch streams one node serves at once; more answer OVERLOADED (each holds a buffer). */
@@ -273,6 +287,16 @@ export function checkLimits(l: Limits): void {
   check(l.mrLeaseMsMin > 0 && l.mrLeaseMsMin <= l.mrLeaseMsMax, '0 < mrLeaseMsMin <= mrLeaseMsMax');
   check(l.kvTxnOpsMax > 0 && l.kvTxnDepthMax > 0 && l.kvSessionsMax > 0, 'KV bounds > 0');
   check(
+    0 < l.kvSessionTtlMsMin &&
+      l.kvSessionTtlMsMin <= l.kvSessionTtlMsDefault &&
+      l.kvSessionTtlMsDefault <= l.kvSessionTtlMsMax,
+    '0 < kvSessionTtlMsMin <= kvSessionTtlMsDefault <= kvSessionTtlMsMax',
+  );
+  check(
+    0 < l.kvSessionResultBytesMax && l.kvSessionResultBytesMax <= l.kvSessionResultsBytesMax,
+    '0 < kvSessionResultBytesMax <= kvSessionResultsBytesMax',
+  );
+  check(
     l.kvRangeBytesMax + l.kvKeyBytesMax + l.kvValueBytesMax + 64 * 1024 <= l.frameBytesMax,
     'a range answer (cap + one overshooting key-value) fits a frame',
   );
@@ -288,6 +312,10 @@ export function checkLimits(l: Limits): void {
   check(
     l.kvWatchBatchEventsMax <= l.kvWatchBufferEventsMax,
     'kvWatchBatchEventsMax <= kvWatchBufferEventsMax',
+  );
+  check(
+    l.kvWatchBufferBytesMax <= l.kvWatchNodeBufferBytesMax,
+    'kvWatchBufferBytesMax <= kvWatchNodeBufferBytesMax',
   );
   check(
     l.mrReadChunkBytes > 0 && l.mrReadChunkBytes <= l.mrLineBytesMax,

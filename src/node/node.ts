@@ -58,6 +58,8 @@ export interface StartNodeOptions {
     | 'leaseCheckpointMs'
     | 'leaseTickMs'
     | 'watchBufferEventsMax'
+    | 'watchBufferBytesMax'
+    | 'watchNodeBufferBytesMax'
   >;
 }
 
