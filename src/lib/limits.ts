@@ -60,8 +60,8 @@ export const limits = {
   linearizabilityMemoBytesMax: 256 * 1024 * 1024,
   /** Connected dial-only clients (nodes outside the address book) one transport serves at once. */
   dialOnlyPeersMax: 4096,
-  /** Protocol version spoken on the wire; peers with another version are refused. */
-  protocolVersion: 1,
+  /** Protocol version spoken on the wire; peers with another version are refused. 2: empty frames are keepalives. */
+  protocolVersion: 2,
   /** Size at which a WAL segment is closed and a new one started; bounds recovery reads and deletion granularity. */
   walSegmentBytesMax: 64 * 1024 * 1024,
   /** Largest single WAL record; a bigger length field is corruption. Fits one frame of entries plus encoding. */
