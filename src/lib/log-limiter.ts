@@ -28,10 +28,12 @@ export interface LevelLogger {
   readonly info: LogFn;
   readonly warn: LogFn;
   readonly error: LogFn;
+  /** pino's: lines of a disabled level are neither counted nor timed (no timers for a silent logger). */
+  readonly isLevelEnabled?: (level: string) => boolean;
 }
 
 /** A level of {@link LevelLogger}. */
-export type LogLevel = keyof LevelLogger;
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /** Options of a {@link LogLimiter}. */
 export interface LogLimiterOptions {
@@ -98,6 +100,7 @@ export class LogLimiter {
 
   /** Logs `message` at `level` unless its key already used its burst in this window. */
   log(level: LogLevel, fields: object, message: string, key: string = message): void {
+    if (this.logger.isLevelEnabled?.(level) === false) return;
     if (this.closed) {
       this.logger[level](fields, message);
       return;

@@ -85,6 +85,18 @@ describe('LogLimiter', () => {
     expect(lines).toHaveLength(4);
   });
 
+  it('ignores lines of a level the logger does not write (no counting, no timers)', () => {
+    const clock = new VirtualClock();
+    const { logger, lines } = recorder();
+    const quiet = { ...logger, isLevelEnabled: (level: string) => level !== 'debug' };
+    const limited = new LogLimiter(quiet, { clock, burst: 1 });
+    for (let i = 0; i < 10; i++) limited.debug({}, 'chatter');
+    expect(limited.pending).toBe(0);
+    expect(clock.pendingCount).toBe(0);
+    limited.warn({}, 'w');
+    expect(lines.map((l) => l.message)).toEqual(['w']);
+  });
+
   it('bounds the keys it tracks', () => {
     const clock = new VirtualClock();
     const { logger, lines } = recorder();
