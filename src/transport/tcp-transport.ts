@@ -74,8 +74,9 @@
  * - At most `dialOnlyPeersMax` dial-only clients; a new one past it takes the
  *   place of the client that exchanged no message for the longest, if that
  *   was at least `dialOnlyEvictIdleMsMin` ago (`dialOnlyEvicted`; the evicted
- *   client redials when it next sends), else it is refused. Address-book
- *   peers never count against this bound.
+ *   client's transport redials with backoff, as after any lost link, and its
+ *   calls in flight fail with CONNECTION_LOST), else it is refused.
+ *   Address-book peers never count against this bound.
  * - Partial frames buffered over all connections are capped by
  *   `inputBufferedBytesMax`: past it the non-peer connections holding the
  *   most are closed first, then the connection whose bytes crossed the cap
