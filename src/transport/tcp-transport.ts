@@ -106,6 +106,7 @@ import type { ErrorCode } from '../lib/errors.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
 import { LogLimiter } from '../lib/log-limiter.js';
+import type { LogLevel } from '../lib/log-limiter.js';
 import { seededRandom } from '../lib/random.js';
 import type { Random } from '../lib/random.js';
 import type { Codec, DecodeOptions, FrameCodec } from '../wire/codec.js';
@@ -1002,16 +1003,17 @@ export class TcpTransport<M> implements Transport<M> {
     const code: ErrorCode = isCohortError(err) ? err.code : 'DECODE_ERROR';
     const text = err instanceof Error ? err.message : String(err);
     const reason = `malformed input from ${describePeer(conn)}: ${code}: ${text}`;
-    if (!isCohortError(err)) {
-      // Not one of our typed errors: a decoder failed in a way nobody planned
-      // for (e.g. RangeError). The input is still the peer's, but say so loudly.
-      this.limited.error({ remote: conn.remote, err }, 'a decoder threw on input');
-    }
+    // Not one of our typed errors: a decoder failed in a way nobody planned
+    // for (e.g. a RangeError). The input is still the peer's, but the one
+    // line about it is an error, with the stack.
+    const untyped = isCohortError(err) ? undefined : err;
+    const level = untyped === undefined ? 'warn' : 'error';
     if (conn.state === 'open') {
       this.stats.decodeErrors++;
-      this.drop(conn, reason, 'warn', true, code);
+      this.drop(conn, reason, level, true, code, untyped);
     } else {
-      this.failHandshake(conn, reason);
+      this.stats.handshakeFailures++;
+      this.drop(conn, reason, level, true, 'HANDSHAKE_FAILED', untyped);
     }
   }
 
@@ -1228,9 +1230,10 @@ export class TcpTransport<M> implements Transport<M> {
   private drop(
     conn: Connection,
     reason: string,
-    level: 'debug' | 'info' | 'warn',
+    level: LogLevel,
     reconnect = true,
     code?: ErrorCode,
+    err?: unknown,
   ): void {
     if (conn.state === 'closed') return;
     const wasOpen = conn.state === 'open';
@@ -1243,7 +1246,7 @@ export class TcpTransport<M> implements Transport<M> {
     if (peer === undefined) {
       this.limited.log(
         level,
-        { remote: conn.remote, reason, code },
+        { remote: conn.remote, reason, code, ...(err === undefined ? {} : { err }) },
         'connection closed',
         `${level} connection closed`,
       );
@@ -1255,7 +1258,12 @@ export class TcpTransport<M> implements Transport<M> {
       this.stats.connectionsLost++;
     }
     const message = wasOpen ? 'link down' : 'connection failed';
-    this.limited.log(level, { peer: peer.id, reason, code }, message, `${level} ${message}`);
+    this.limited.log(
+      level,
+      { peer: peer.id, reason, code, ...(err === undefined ? {} : { err }) },
+      message,
+      `${level} ${message}`,
+    );
     if (reconnect && peer.dialOnly && peer.conn === undefined && this.peers.get(peer.id) === peer) {
       // A dial-only client cannot be redialled: forget it and what was queued for it.
       // (Drops without `reconnect` are replacements and removals, handled there.)

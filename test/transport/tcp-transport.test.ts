@@ -854,9 +854,13 @@ describe('TcpTransport: input that makes a decoder throw', () => {
     await waitFor(() => client.closed(), 'the connection to close');
     expect(got).toEqual([1]);
     expect(b.counters.decodeErrors).toBe(1);
-    const log = lines.join('');
-    expect(log).toContain('a decoder threw on input');
-    expect(log).toContain('DECODE_ERROR: Maximum call stack size exceeded');
+    // One line, at error level, with the stack.
+    const logged = lines.filter((l) =>
+      l.includes('DECODE_ERROR: Maximum call stack size exceeded'),
+    );
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toContain('"level":50');
+    expect(logged[0]).toContain('"type":"RangeError"');
   });
 });
 
