@@ -32,16 +32,36 @@ export const limits = {
   transportCloseGraceMs: 1_000,
   /** Largest handshake frame; before the handshake a peer is unauthenticated and may not make us buffer more. */
   handshakeBytesMax: 4 * 1024,
-  /** Connections allowed mid-handshake at once; more are refused, so a connection flood cannot exhaust memory. */
+  /** Connections allowed mid-handshake at once; past it the oldest is closed, so a connection flood cannot exhaust memory nor keep out a quick honest handshake (one round trip). */
   handshakesPendingMax: 256,
+  /** Connections from one remote address allowed mid-handshake at once; past it that address's oldest is closed, so one address cannot crowd out the others. */
+  handshakesPendingPerAddressMax: 32,
+  /** Time a frame that started arriving has to arrive whole (16 MiB at ~1 MB/s with room); a peer trickling a frame (slowloris) is cut off. */
+  frameReadTimeoutMs: 30_000,
+  /** Time after which an open connection that carried nothing at all (not even a keepalive) is closed: its peer is dead, hung or junk. */
+  idleTimeoutMs: 60_000,
+  /** Silence on an open connection after which the transport sends an empty keepalive frame, so quiet but live peers (followers between elections, idle clients) never meet idleTimeoutMs. */
+  keepaliveIntervalMs: 10_000,
+  /** Least time without application messages before a dial-only client may be closed to make room for a new one when dialOnlyPeersMax is reached. */
+  dialOnlyEvictIdleMsMin: 5_000,
+  /** Bytes of partial frames one transport buffers over all its connections; past it the connections holding the most are closed (a few maximal frames, not one per connection). */
+  inputBufferedBytesMax: 64 * 1024 * 1024,
+  /** Deepest nesting of arrays and maps in a decoded message, checked before any recursive decoding (protobuf's default recursion limit is 100). */
+  messageNestingDepthMax: 100,
+  /** Window of the log-line rate limiter (lib/log-limiter.ts): repeated lines are summarised once per window. */
+  logRepeatWindowMs: 10_000,
+  /** Lines with the same key logged per window before the rest are only counted. */
+  logRepeatBurstMax: 5,
+  /** Distinct keys the log-line rate limiter tracks at once; more share one bucket (keys are meant to be fixed messages). */
+  logRepeatKeysMax: 256,
   /** Search steps the linearizability checker spends before answering 'unknown'; about 15 s of search. */
   linearizabilityStepsMax: 50_000_000,
   /** Bytes the linearizability checker's memo may hold per partition before answering 'unknown'; keeps CI hosts out of swap. */
   linearizabilityMemoBytesMax: 256 * 1024 * 1024,
   /** Connected dial-only clients (nodes outside the address book) one transport serves at once. */
   dialOnlyPeersMax: 4096,
-  /** Protocol version spoken on the wire; peers with another version are refused. */
-  protocolVersion: 1,
+  /** Protocol version spoken on the wire; peers with another version are refused. 2: empty frames are keepalives. */
+  protocolVersion: 2,
   /** Size at which a WAL segment is closed and a new one started; bounds recovery reads and deletion granularity. */
   walSegmentBytesMax: 64 * 1024 * 1024,
   /** Largest single WAL record; a bigger length field is corruption. Fits one frame of entries plus encoding. */
@@ -72,6 +92,24 @@ export const limits = {
   raftPendingReadsMax: 16 * 1024,
   /** Proposals a RaftNode holds waiting to be applied before propose() answers OVERLOADED (bounds shell memory; matches the core's uncommitted cap). */
   raftProposalsPendingMax: 16 * 1024,
+  /**
+   * Largest Raft term accepted from the wire (and in messages the core steps). Terms grow by one
+   * per election; 2^48 elections at one per millisecond take 8,900 years, and term + 1 stays far
+   * below 2^53, so term arithmetic never loses precision.
+   */
+  raftTermMax: 2 ** 48,
+  /** Largest Raft log index accepted from the wire; 2^48 entries at a million per second take 8.9 years of log. */
+  raftIndexMax: 2 ** 48,
+  /**
+   * How far above a node's current term a peer's message may be; a bigger jump is dropped as bad
+   * input (counted, logged). Safe for liveness: terms grow by at most a few per election timeout,
+   * and with pre-vote (on by default) a node cut off from a majority does not raise its term at
+   * all, so an honest peer is this far ahead only after about a million elections it missed
+   * (days of back-to-back elections at 150 ms). A bug or a corrupted message cannot push the
+   * cluster's terms towards raftTermMax in one step. (Raft is not Byzantine-tolerant: this
+   * bounds accidents, not a peer that lies on purpose.)
+   */
+  raftTermJumpMax: 2 ** 20,
   /** How far a remote hybrid-logical-clock timestamp may run ahead of local physical time before it is refused, so one bad clock cannot drag every HLC into the future. */
   hlcDriftMsMax: 500,
   /** Largest logical counter accepted in a remote HLC timestamp; keeps counter arithmetic far from 2^53. */
@@ -92,6 +130,12 @@ export const limits = {
   rpcStreamCreditItems: 64,
   /** Longest service or method name, in characters. */
   rpcNameCharsMax: 128,
+  /** Longest key of RPC call metadata (an HTTP gateway `x-cohort-meta-<key>` header), in characters. */
+  rpcMetaKeyCharsMax: 128,
+  /** Longest value of RPC call metadata (a token, a trace id), in characters; the gateway answers 431 past it. */
+  rpcMetaValueCharsMax: 4096,
+  /** Entries of RPC call metadata on one call. */
+  rpcMetaEntriesMax: 64,
   /** Unacknowledged at-least-once pub/sub messages kept per subscriber and topic; past it the oldest is dropped and reported. */
   pubsubUnackedMax: 4096,
   /** Remote subscriptions (topic × subscriber node) one publisher keeps; past it new ones are refused and counted. */
@@ -228,6 +272,26 @@ export function checkLimits(l: Limits): void {
   check(l.frameBytesMax < 2 ** 32, 'frameBytesMax fits the u32 length prefix');
   check(l.writeBatchBytesMax <= l.peerQueueBytesMax, 'writeBatchBytesMax <= peerQueueBytesMax');
   check(l.frameBytesMax <= l.peerQueueBytesMax, 'one maximal frame fits the peer queue');
+  check(
+    l.frameBytesMax * 2 <= l.inputBufferedBytesMax,
+    'two maximal frames fit the node-wide input budget',
+  );
+  check(
+    l.keepaliveIntervalMs * 3 <= l.idleTimeoutMs,
+    'a live peer sends at least three keepalives within idleTimeoutMs',
+  );
+  check(
+    l.handshakesPendingPerAddressMax > 0 &&
+      l.handshakesPendingPerAddressMax <= l.handshakesPendingMax,
+    '0 < handshakesPendingPerAddressMax <= handshakesPendingMax',
+  );
+  check(l.messageNestingDepthMax >= 16, 'messageNestingDepthMax leaves room for real messages');
+  check(
+    l.raftTermJumpMax < l.raftTermMax && l.raftTermMax + l.raftTermJumpMax < 2 ** 53,
+    'raftTermJumpMax < raftTermMax, and term arithmetic stays below 2^53',
+  );
+  check(l.raftIndexMax + l.raftAppendEntriesMax < 2 ** 53, 'index arithmetic stays below 2^53');
+  check(l.logRepeatBurstMax >= 1 && l.logRepeatWindowMs > 0, 'the log limiter lets lines through');
   check(
     l.reconnectDelayMsMin > 0 && l.reconnectDelayMsMin <= l.reconnectDelayMsMax,
     '0 < reconnectDelayMsMin <= reconnectDelayMsMax',

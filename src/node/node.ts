@@ -248,7 +248,7 @@ export async function startNode(
       uptimeMs: Date.now() - startedAt,
     };
   };
-  const rpc = new RpcNode(rpcTransport);
+  const rpc = new RpcNode(rpcTransport, { server: { logger: log } });
   rpc.serve(NodeService, {
     status: () => status(),
     health: () => {
