@@ -34,7 +34,8 @@ export const layerOrder: readonly (readonly string[])[] = [
   ['lib', 'version.ts'],
   // Pure protocol cores (only lib/, see coreImportsAllowed); logical clocks.
   ['*/core', 'clock'],
-  ['wire'],
+  // The wire format; trust: identities in certificates, making and loading them.
+  ['wire', 'trust'],
   ['transport'],
   ['rpc'],
   // The Raft shell (raft-node.ts), storage, and the message codec.
