@@ -33,6 +33,8 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
 import { LogLimiter } from '../lib/log-limiter.js';
+import { anonymous, identityField } from '../trust/identity.js';
+import type { PeerIdentity } from '../trust/identity.js';
 import type { RpcWire, RpcWireMessage } from './messages.js';
 import type {
   CallContext,
@@ -69,6 +71,11 @@ export interface RpcServerOptions {
   readonly interceptors?: readonly ServerInterceptor[];
   /** Where refused and failed calls are logged, rate-limited (default: not logged). */
   readonly logger?: Logger;
+  /**
+   * The authenticated identity behind a peer id (default: the transport's
+   * `identityOf`, else anonymous); it becomes the call's `identity`.
+   */
+  readonly identify?: (peer: NodeId) => PeerIdentity;
 }
 
 /** Counters of the server side. */
@@ -107,6 +114,7 @@ class RunningCall implements ServerCall {
     private readonly side: RpcServerSide,
     readonly id: number,
     readonly peer: NodeId,
+    readonly identity: PeerIdentity,
     readonly service: string,
     readonly method: string,
     readonly kind: 'unary' | 'stream',
@@ -185,6 +193,7 @@ export class RpcServerSide {
   private readonly inflightMax: number;
   private readonly interceptors: ServerInterceptor[];
   private readonly limited: LogLimiter | undefined;
+  private readonly identify: (peer: NodeId) => PeerIdentity;
   private closed = false;
   /** Live counters. */
   readonly counters: RpcServerCounters = {
@@ -203,6 +212,7 @@ export class RpcServerSide {
     options: RpcServerOptions = {},
   ) {
     this.inflightMax = options.inflightMax ?? limits.rpcServerInflightMax;
+    this.identify = options.identify ?? (() => anonymous);
     this.interceptors = [...(options.interceptors ?? [])];
     this.limited =
       options.logger === undefined
@@ -275,11 +285,19 @@ export class RpcServerSide {
 
   private onRequest(from: NodeId, msg: RpcWire<'RpcRequest'>): void {
     this.counters.callsReceived++;
+    // Looked up now, while the link that delivered the request is the peer's.
+    const identity = this.identify(from);
     const reg = this.services.get(msg.service)?.get(msg.method);
     if (reg === undefined) {
       this.counters.rejected++;
       this.limited?.info(
-        { peer: from, service: msg.service, method: msg.method, code: 'NOT_FOUND' },
+        {
+          peer: from,
+          identity: identityField(identity),
+          service: msg.service,
+          method: msg.method,
+          code: 'NOT_FOUND',
+        },
         'refused a call to an unknown method',
       );
       this.replyError(
@@ -309,7 +327,13 @@ export class RpcServerSide {
       this.counters.overloaded++;
       if (!this.closed) {
         this.limited?.warn(
-          { peer: from, service: msg.service, method: msg.method, inflight: this.running },
+          {
+            peer: from,
+            identity: identityField(identity),
+            service: msg.service,
+            method: msg.method,
+            inflight: this.running,
+          },
           'refused a call: too many in flight (OVERLOADED)',
         );
       }
@@ -331,7 +355,14 @@ export class RpcServerSide {
       this.counters.rejected++;
       const e = toCohortError(err);
       this.limited?.info(
-        { peer: from, service: msg.service, method: msg.method, code: e.code, err: e.message },
+        {
+          peer: from,
+          identity: identityField(identity),
+          service: msg.service,
+          method: msg.method,
+          code: e.code,
+          err: e.message,
+        },
         'refused a call with an invalid request',
       );
       this.replyError(from, msg.id, e);
@@ -350,6 +381,7 @@ export class RpcServerSide {
       this,
       msg.id,
       from,
+      identity,
       msg.service,
       msg.method,
       isStream ? 'stream' : 'unary',
@@ -414,7 +446,13 @@ export class RpcServerSide {
       this.counters.callsFailed++;
       if (!isCohortError(err)) {
         this.limited?.error(
-          { peer: call.peer, service: call.service, method: call.method, err },
+          {
+            peer: call.peer,
+            identity: identityField(call.identity),
+            service: call.service,
+            method: call.method,
+            err,
+          },
           'a handler failed with an unexpected error (answered INTERNAL)',
         );
       }

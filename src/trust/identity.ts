@@ -19,7 +19,8 @@
  * `user:`. A plaintext (`--insecure`) connection authenticates nobody: its
  * identity is {@link anonymous}.
  */
-import type { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { CohortError } from '../lib/errors.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
 import { isValidId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
@@ -165,4 +166,23 @@ export function describeIdentity(identity: PeerIdentity): string {
 /** The identity in structured logs: `{ identity: 'node n1' }`. */
 export function identityField(identity: PeerIdentity | undefined): string {
   return identity === undefined ? 'unauthenticated' : describeIdentity(identity);
+}
+
+/**
+ * The id a dialer holding certificate `cert` (PEM) claims: a node its id, a
+ * user `user:<name>:` and 12 random hex digits (each connection its own).
+ * INVALID_ARGUMENT if the certificate names no cohort identity.
+ */
+export function claimForCertificate(cert: string | Uint8Array): NodeId {
+  let identity: PeerIdentity | string;
+  try {
+    identity = identityOfCertificate(new X509Certificate(cert));
+  } catch (e) {
+    throw new CohortError('INVALID_ARGUMENT', `the certificate does not parse: ${String(e)}`, {
+      cause: e,
+    });
+  }
+  if (typeof identity === 'string') throw new CohortError('INVALID_ARGUMENT', identity);
+  if (identity.kind === 'anonymous') throw new CohortError('INVALID_ARGUMENT', 'no identity');
+  return connectionId(identity, randomBytes(6).toString('hex'));
 }

@@ -131,6 +131,7 @@ describe('MapReduceModuleState', () => {
 describe('shuffle', () => {
   const call = (): CallContext => ({
     peer: nodeId('n2'),
+    identity: { kind: 'anonymous' },
     service: 'MapReduce',
     method: 'fetchPartition',
     meta: {},
