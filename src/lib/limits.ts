@@ -16,8 +16,6 @@ export const limits = {
   idBytesMax: 64,
   /** Longest user name, in characters; a user's connection id `user:<name>:<12 hex digits>` must fit idBytesMax. */
   userNameCharsMax: 32,
-  /** Longest role name, in characters. */
-  roleNameCharsMax: 64,
   /** Users the replicated auth store holds (each names its roles; bounds the store and its snapshot). */
   authUsersMax: 10_000,
   /** Roles the replicated auth store holds. */
@@ -32,6 +30,8 @@ export const limits = {
   caValidityDaysDefault: 3650,
   /** Longest validity a certificate may be issued for, in days (a hundred years). */
   certValidityDaysMax: 36_500,
+  /** How often a node looks for members removed from the Raft configuration, to close their links and refuse their dials. */
+  membershipCheckMs: 1_000,
   /** A node warns at start and on reload when its certificate expires within this many days; `cohort up` reissues such certificates. */
   certRenewWithinDays: 30,
   /** Largest certificate, key or CA file read, in bytes (a CA bundle of a few hundred certificates). */

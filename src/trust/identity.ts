@@ -22,8 +22,9 @@
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { CohortError } from '../lib/errors.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
-import { isValidId } from '../lib/ids.js';
-import { limits } from '../lib/limits.js';
+import { isValidId, isValidUserName } from '../lib/ids.js';
+
+export { isValidUserName };
 
 /** The authenticated identity of a connection's peer. */
 export type PeerIdentity =
@@ -42,18 +43,6 @@ export const identityScheme = 'cohort';
 
 /** The claimed-id prefix of a user's connections. */
 export const userIdPrefix = 'user:';
-
-const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-
-/** True if `name` is a valid user name: letters, digits and . _ - (starting with a letter or digit), at most userNameCharsMax. */
-export function isValidUserName(name: unknown): name is string {
-  return (
-    typeof name === 'string' &&
-    name.length > 0 &&
-    name.length <= limits.userNameCharsMax &&
-    USER_NAME.test(name)
-  );
-}
 
 /** True if `id` may name a node in a certificate (a valid id not in the users' namespace). */
 export function isValidNodeIdentity(id: unknown): id is string {

@@ -43,7 +43,9 @@ export const layerOrder: readonly (readonly string[])[] = [
   // The state-machine host: the node's replicated state machine (KV store +
   // node modules) and the module API that kv/ and mapreduce/ build on.
   ['host'],
-  ['kv', 'mapreduce'],
+  // auth: users, roles and permissions (a node module beside MapReduce); the
+  // node composes it with kv (KvServer takes the checks as an interface).
+  ['kv', 'mapreduce', 'auth'],
   // The node process: composes transport, Raft, host, KV and the default modules.
   ['node'],
   // The `cohort` command (and the embedded one-node cluster of `cohort mr run`).
