@@ -10,6 +10,10 @@
  * Settings come from flags, then COHORT_* variables, then the config file,
  * then defaults; the flags and their help are src/node/config.ts's nodeOptions. Exit codes: 0 after a clean shutdown, 2 for a
  * bad configuration, 1 when the node could not start or failed.
+ *
+ * SIGHUP reloads the TLS certificate, key and CA files (rotation): new
+ * connections use them; if they do not check out the node says why on
+ * stderr and keeps the ones it has.
  */
 import type { Command } from 'commander';
 import { isCohortError } from '../lib/errors.js';
@@ -65,6 +69,17 @@ async function runNode(flags: NodeFlags): Promise<void> {
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    // Certificate rotation: new connections use the files as they are now.
+    const reload = (): void => {
+      try {
+        node.reloadTls();
+      } catch (e) {
+        process.stderr.write(
+          `cohort node ${config.id}: SIGHUP: certificate not reloaded, keeping the current one: ${e instanceof Error ? e.message : String(e)}\n`,
+        );
+      }
+    };
+    process.on('SIGHUP', reload);
   });
 }
 

@@ -22,9 +22,10 @@ import { join, resolve } from 'node:path';
 import { CohortError } from '../lib/errors.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
 import { isValidId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
 import { createCa, issueCertificate } from './certificates.js';
 import type { PemPair, ValidityOptions } from './certificates.js';
-import { readPemFile } from './credentials.js';
+import { daysLeft, loadCredentials, readPemFile } from './credentials.js';
 import type { CredentialFiles } from './credentials.js';
 import { identityScheme, isValidNodeIdentity, isValidUserName, sanUris } from './identity.js';
 
@@ -160,6 +161,51 @@ export class CertDir {
       );
     }
     return { cert, key, clusterId: clusterId as ClusterId };
+  }
+
+  /**
+   * Makes what a local cluster needs, keeping what is there: the CA (if
+   * missing), and a certificate for each node and user that has none, or
+   * whose certificate no longer loads or expires within certRenewWithinDays
+   * (reissued). FAILED_PRECONDITION if the directory's CA is another
+   * cluster's. Returns the subjects it issued.
+   */
+  async ensure(o: {
+    readonly clusterId: string;
+    readonly nodes: readonly string[];
+    readonly users: readonly string[];
+  }): Promise<{ createdCa: boolean; issued: Subject[] }> {
+    let createdCa = false;
+    if (!this.hasCa()) {
+      await this.init(o.clusterId);
+      createdCa = true;
+    }
+    const ca = this.ca();
+    if (ca.clusterId !== o.clusterId) {
+      throw new CohortError(
+        'FAILED_PRECONDITION',
+        `the CA in ${this.dir} is cluster ${ca.clusterId}'s, not ${o.clusterId}'s`,
+        { details: { file: this.caCert } },
+      );
+    }
+    const issued: Subject[] = [];
+    const subjects: Subject[] = [
+      ...o.nodes.map((id): Subject => ({ kind: 'node', id })),
+      ...o.users.map((name): Subject => ({ kind: 'user', name })),
+    ];
+    for (const s of subjects) {
+      if (this.has(s)) {
+        try {
+          const creds = loadCredentials(this.files(s));
+          if (daysLeft(creds) >= limits.certRenewWithinDays) continue;
+        } catch {
+          // Unreadable, expired, from an older CA: issue a new one.
+        }
+      }
+      await this.issue(s);
+      issued.push(s);
+    }
+    return { createdCa, issued };
   }
 
   /**

@@ -4,3 +4,5 @@ export * from './credentials.js';
 export * from './cert-dir.js';
 export { createCa, issueCertificate } from './certificates.js';
 export type { PemPair, ValidityOptions } from './certificates.js';
+export * from './client-tls.js';
+export * from './cluster-file.js';

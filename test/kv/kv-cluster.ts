@@ -74,6 +74,7 @@ export class KvTestCluster {
           peers,
           tickMs: '20',
           electionTicks: '10',
+          insecure: true,
           ...flags,
         },
         env: {},

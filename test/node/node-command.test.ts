@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { startCli } from '../harness/cli.js';
 import { freePort } from '../transport/tcp-harness.js';
 import { tempDir } from '../harness/tmp.js';
+import { CertDir } from '../../src/trust/cert-dir.js';
 
 /** `cohort node <args>` with `env` added. */
 const start = (args: string[], env: Record<string, string> = {}) =>
@@ -22,7 +23,13 @@ describe('cohort node (process)', () => {
     const dataDir = tempDir('cohort-nodecmd-');
     const listen = `127.0.0.1:${await freePort()}`;
     const rpc = `127.0.0.1:${await freePort()}`;
-    const p = start(['--id', 'solo', '--data-dir', dataDir, '--listen', listen, '--rpc', rpc]);
+    const certs = new CertDir(`${dataDir}-certs`);
+    await certs.ensure({ clusterId: 'cohort-local', nodes: ['solo'], users: [] });
+    const f = certs.files({ kind: 'node', id: 'solo' });
+    const p = start([
+      ...['--id', 'solo', '--data-dir', dataDir, '--listen', listen, '--rpc', rpc],
+      ...['--tls-ca', f.ca, '--tls-cert', f.cert, '--tls-key', f.key],
+    ]);
     try {
       for (let i = 0; i < 200 && !p.out.stdout.includes('"became leader"'); i++) {
         await new Promise((r) => setTimeout(r, 50));
