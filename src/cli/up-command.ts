@@ -72,6 +72,8 @@ interface UpFlags {
   walSync?: 'auto' | 'thread' | 'inline';
   /** The nodes' --kv-quota-bytes; default: the node's. */
   kvQuotaBytes?: number;
+  /** The nodes' --mr-module-dirs; default: the working directory. */
+  mrModuleDirs?: string;
   /** Run every node without TLS (the nodes' --insecure). */
   insecure?: boolean;
 }
@@ -257,6 +259,7 @@ async function up(flags: UpFlags): Promise<void> {
     if (flags.workers !== undefined) args.push('--workers', `${flags.workers}`);
     if (flags.walSync !== undefined) args.push('--wal-sync', flags.walSync);
     if (flags.kvQuotaBytes !== undefined) args.push('--kv-quota-bytes', `${flags.kvQuotaBytes}`);
+    if (flags.mrModuleDirs !== undefined) args.push('--mr-module-dirs', flags.mrModuleDirs);
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', fd, fd],
       detached: flags.detach === true,
@@ -405,6 +408,10 @@ export function registerUpCommands(program: Command): void {
       '--kv-quota-bytes <n>',
       "each node's KV storage quota: past it writes fail with NO_SPACE (default 512 MiB, 0 none)",
       int,
+    )
+    .option(
+      '--mr-module-dirs <dirs>',
+      'comma-separated directories MapReduce job modules may load from (default: the working directory)',
     )
     .option(
       '--insecure',

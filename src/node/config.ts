@@ -234,6 +234,26 @@ export const nodeOptions = {
     default: 10_000,
   }),
   /**
+   * The directories MapReduce job modules may load from (comma-separated;
+   * default the node's working directory): a submitted job naming a module
+   * elsewhere is refused PERMISSION_DENIED, by the leader and by every
+   * worker (mapreduce/module-dirs.ts).
+   */
+  mrModuleDirs: option({
+    arg: '<dirs>',
+    help: 'comma-separated directories MapReduce job modules may load from',
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'the working directory',
+    parse: (v, ctx): string[] =>
+      v === ''
+        ? [ctx.cwd]
+        : v
+            .split(',')
+            .filter((d) => d !== '')
+            .map((d) => resolve(ctx.cwd, d)),
+  }),
+  /**
    * The KV store's storage quota in bytes (0: none), like etcd's
    * `--quota-backend-bytes`: past it writes get NO_SPACE (the NOSPACE alarm)
    * until deletes and compaction free space. The leader's value applies.
