@@ -5,10 +5,13 @@
  * until the leader finds where the logs agree), *replicated* to (pipelined:
  * `next` advances optimistically, at most `maxInflight` appends unacknowledged)
  * or sent a *snapshot* (its next entry was compacted away, Raft §7).
+ * The leader keeps one per follower in its {@link ProgressTracker}
+ * (tracker.ts); replication.ts decides when to send and how answers move it.
  *
  * ```ts
  * const pr = new Progress(lastIndex + 1);
  * if (!pr.isPaused(maxInflight)) send(...);
+ * pr.appendSent(lastIndexSent);
  * pr.becomeReplicate();
  * ```
  */
@@ -98,6 +101,45 @@ export class Progress {
     while (k < this.inflight.length && (this.inflight[k] as number) <= match) k++;
     if (k > 0) this.inflight.splice(0, k);
     return true;
+  }
+
+  /**
+   * Records an AppendEntries sent from `next` whose last entry is `lastIndex`
+   * (undefined: it carried no entries). Replicate mode pipelines: `next` moves
+   * past it at once and the append counts as in flight; probe mode waits for
+   * the answer.
+   */
+  appendSent(lastIndex: number | undefined): void {
+    if (this.state === 'replicate') {
+      if (lastIndex !== undefined) {
+        this.next = (lastIndex + 1) as LogIndex;
+        this.inflight.push(lastIndex);
+      }
+    } else {
+      this.probeSent = true;
+    }
+  }
+
+  /**
+   * A heartbeat answer shows the follower still behind: unblock it so the next
+   * flush sends at least one append (a lost probe is retried; in replicate
+   * mode with a full window the oldest in-flight append is presumed lost).
+   */
+  resumeAfterHeartbeat(maxInflight: number): void {
+    this.probeSent = false;
+    if (this.state === 'replicate' && this.inflight.length >= maxInflight) this.inflight.shift();
+    this.forceSend = true;
+  }
+
+  /**
+   * True if a rejection of the append at `rejectedIndex` is stale and must be
+   * ignored: that index is already known matched, it answers an older probe
+   * than the one outstanding, or a snapshot is being sent instead.
+   */
+  isStaleRejection(rejectedIndex: number): boolean {
+    if (rejectedIndex <= this.match) return true;
+    if (this.state === 'probe' && rejectedIndex !== this.next - 1) return true;
+    return this.state === 'snapshot';
   }
 
   /** True if the leader must not send this follower another AppendEntries now. */
