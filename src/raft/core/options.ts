@@ -22,7 +22,9 @@ import type { Random } from '../../lib/random.js';
  * set outside tests: the simulator turns one on to prove that its checkers
  * catch the violation it causes. With any switch on, the core also tolerates
  * states its assertions would otherwise reject (e.g. overwriting a committed
- * entry), so that the simulator's checkers, not an assertion, see the damage.
+ * entry) and peers' messages that only a broken cluster sends (e.g. an
+ * acknowledgement of entries the leader never had), so that the simulator's
+ * checkers, not an assertion, see the damage.
  */
 export interface RaftBugs {
   /** Breaks Raft §5.4.2 (Figure 8): commit an entry of an older term by counting replicas. */

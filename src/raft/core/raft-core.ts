@@ -227,7 +227,8 @@ export class RaftCore {
   /**
    * Feeds one message received from a peer. Throws a SCHEMA_VIOLATION /
    * UNKNOWN_MESSAGE / INVALID_ARGUMENT {@link CohortError} for a malformed or
-   * misaddressed message, changing nothing.
+   * misaddressed message, and PROTOCOL_ERROR for an answer about something
+   * this leader never sent (replication.ts), changing nothing.
    */
   step(message: RaftMessage): void {
     validateMessage(message);

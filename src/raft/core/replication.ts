@@ -16,6 +16,7 @@
  * ```
  */
 import { assert } from '../../lib/assert.js';
+import { CohortError } from '../../lib/errors.js';
 import type { LogIndex, NodeId, Term } from '../../lib/ids.js';
 import type { ReadContext } from './api.js';
 import { hasQuorum, isVoter } from './config.js';
@@ -179,10 +180,34 @@ function sendSnapshotChunk(s: RaftState, to: NodeId, pr: Progress): void {
 // ---------------------------------------------------------------------------
 // Leader: answers and commitment
 
+/**
+ * A follower at the leader's term answers about something the leader never
+ * sent: an index beyond the leader's log (which only grows within its term)
+ * or a heartbeat round it has not started. A correct peer cannot send this;
+ * the message is refused with PROTOCOL_ERROR before it changes anything, so
+ * that a faulty peer cannot break the leader's invariants (match ≤ lastIndex).
+ * Skipped under the test-only bug switches, whose broken clusters do send such
+ * answers (two leaders in a term).
+ */
+function refuse(s: RaftState, from: NodeId, what: string, claimed: number, limit: number): never {
+  throw new CohortError(
+    'PROTOCOL_ERROR',
+    `raft ${s.id} (leader of term ${s.term}): ${from} claims ${what} ${claimed} beyond ${limit}`,
+    { details: { from, what, claimed, limit } },
+  );
+}
+
 /** Raft §5.3: an AppendEntries answer moves the follower's progress (and may commit). */
 export function handleAppendResponse(s: RaftState, m: AppendEntriesResponse): void {
   const pr = s.tracker.get(m.from);
   if (pr === undefined) return;
+  if (!s.opts.anyBug) {
+    const last = s.log.lastIndex();
+    if (m.success && m.matchIndex > last) refuse(s, m.from, 'match index', m.matchIndex, last);
+    if (!m.success && m.rejectedIndex > last) {
+      refuse(s, m.from, 'rejected index', m.rejectedIndex, last);
+    }
+  }
   pr.lastActiveTick = s.now;
   if (!m.success) {
     // Ignore stale rejections: of an append already known matched, or of an old probe.
@@ -215,6 +240,9 @@ export function handleAppendResponse(s: RaftState, m: AppendEntriesResponse): vo
 export function handleHeartbeatResponse(s: RaftState, m: HeartbeatResponse): void {
   const pr = s.tracker.get(m.from);
   if (pr === undefined) return;
+  if (!s.opts.anyBug && m.seq > s.reads.heartbeatSeq) {
+    refuse(s, m.from, 'heartbeat round', m.seq, s.reads.heartbeatSeq);
+  }
   pr.lastActiveTick = s.now;
   if (m.seq > pr.ackedSeq) pr.ackedSeq = m.seq;
   if (pr.state === 'snapshot') {
@@ -231,6 +259,9 @@ export function handleHeartbeatResponse(s: RaftState, m: HeartbeatResponse): voi
 export function handleSnapshotResponse(s: RaftState, m: InstallSnapshotResponse): void {
   const pr = s.tracker.get(m.from);
   if (pr === undefined) return;
+  if (!s.opts.anyBug && m.done && m.snapshotIndex > s.log.lastIndex()) {
+    refuse(s, m.from, 'snapshot index', m.snapshotIndex, s.log.lastIndex());
+  }
   pr.lastActiveTick = s.now;
   if (m.done) {
     pr.maybeUpdate(m.snapshotIndex);
