@@ -1,7 +1,7 @@
 /**
  * Configuration changes: which configuration a single-server change
- * (dissertation §4.1) leads to, whether a bootstrap configuration is valid,
- * and whom a leader replicates to while a change is in flight. The encoding of
+ * (dissertation §4.1) leads to, whether a configuration is well formed, and
+ * whom a leader replicates to while a change is in flight. The encoding of
  * configurations and the majority arithmetic are in config.ts; the rules on
  * *when* a change may be proposed (one at a time, after the leader committed
  * in its term) are checked by `RaftCore.proposeConfigChange`.
@@ -55,7 +55,37 @@ export function nextConfig(
     default:
       assertNever(change);
   }
+  // Postconditions: a well-formed configuration that differs from `current` in one node's role.
+  assertWellFormed(next, 'proposed');
+  assert(
+    Math.abs(next.voters.length - current.voters.length) +
+      Math.abs(next.learners.length - current.learners.length) ===
+      (change.type === 'promoteLearner' ? 2 : 1),
+    `a single-server change (${change.type} ${change.node}) must change one node's role`,
+  );
   return next;
+}
+
+/**
+ * Asserts that `config` is well formed: node ids non-empty, no id twice, no id
+ * both voter and learner (decodeConfig and {@link checkBootstrap} refuse such
+ * input, so a malformed configuration inside the core is a bug). Linear in
+ * the (small) member count times itself; run when a configuration changes.
+ */
+export function assertWellFormed(config: ClusterConfig, what: string): void {
+  const { voters, learners } = config;
+  for (let i = 0; i < voters.length; i++) {
+    const v = voters[i] as NodeId;
+    if (v.length === 0 || voters.indexOf(v) !== i || learners.includes(v)) {
+      assert(false, `${what} config: voter ${JSON.stringify(v)} empty, repeated or also a learner`);
+    }
+  }
+  for (let i = 0; i < learners.length; i++) {
+    const l = learners[i] as NodeId;
+    if (l.length === 0 || learners.indexOf(l) !== i) {
+      assert(false, `${what} config: learner ${JSON.stringify(l)} empty or repeated`);
+    }
+  }
 }
 
 /** Refuses a malformed bootstrap configuration with INVALID_ARGUMENT (ids must be distinct and non-empty). */

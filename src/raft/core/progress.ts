@@ -14,7 +14,13 @@
  * pr.appendSent(lastIndexSent);
  * pr.becomeReplicate();
  * ```
+ *
+ * Every transition asserts its postcondition `match < next` (the leader never
+ * plans to resend what it knows the follower holds) and that a snapshot is
+ * pinned exactly in snapshot mode; an append is recorded in flight only at or
+ * beyond `next`, so the in-flight list stays increasing and above `match`.
  */
+import { assert } from '../../lib/assert.js';
 import type { LogIndex } from '../../lib/ids.js';
 import type { Snapshot } from './types.js';
 
@@ -71,6 +77,7 @@ export class Progress {
     this.next = Math.max(next, this.match + 1) as LogIndex;
     this.probeSent = false;
     this.inflight = [];
+    this.assertOrdered();
   }
 
   /** Switches to pipelined replication right after the match index. */
@@ -80,6 +87,7 @@ export class Progress {
     this.next = (this.match + 1) as LogIndex;
     this.inflight = [];
     this.probeSent = false;
+    this.assertOrdered();
   }
 
   /** Switches to sending `snapshot` from its first byte, pinning it until the transfer ends. */
@@ -90,6 +98,7 @@ export class Progress {
     this.snapshotOffset = 0;
     this.snapshotSent = false;
     this.inflight = [];
+    this.assertOrdered();
   }
 
   /** Raises the match index; true if it moved. Also frees the acknowledged in-flight appends. */
@@ -100,6 +109,7 @@ export class Progress {
     let k = 0;
     while (k < this.inflight.length && (this.inflight[k] as number) <= match) k++;
     if (k > 0) this.inflight.splice(0, k);
+    this.assertOrdered();
     return true;
   }
 
@@ -112,12 +122,17 @@ export class Progress {
   appendSent(lastIndex: number | undefined): void {
     if (this.state === 'replicate') {
       if (lastIndex !== undefined) {
+        const tail = this.inflight[this.inflight.length - 1];
+        if (lastIndex < this.next || (tail !== undefined && lastIndex <= tail)) {
+          assert(false, `progress: append up to ${lastIndex} sent behind next ${this.next}`);
+        }
         this.next = (lastIndex + 1) as LogIndex;
         this.inflight.push(lastIndex);
       }
     } else {
       this.probeSent = true;
     }
+    this.assertOrdered();
   }
 
   /**
@@ -151,6 +166,19 @@ export class Progress {
         return this.inflight.length >= maxInflight;
       case 'snapshot':
         return true;
+    }
+  }
+
+  /** Postcondition of every transition: match < next, and the snapshot is pinned exactly in snapshot mode. */
+  private assertOrdered(): void {
+    if (this.next <= this.match) {
+      assert(false, `progress: next ${this.next} not above match ${this.match}`);
+    }
+    if ((this.state === 'snapshot') !== (this.snapshot !== null)) {
+      assert(
+        false,
+        `progress: ${this.state} mode with${this.snapshot === null ? 'out' : ''} a pinned snapshot`,
+      );
     }
   }
 }

@@ -98,6 +98,20 @@
  *   config.ts — configurations' encoding and majority arithmetic.
  * - log.ts, snapshot-receiver.ts — the log and its marks; snapshot chunks.
  * - options.ts, api.ts — options and the API's types (re-exported here).
+ *
+ * ## Assertions
+ *
+ * A broken invariant is a bug and throws an AssertionError that nothing
+ * catches. Every input and every `advance()` ends with the boundary checks of
+ * invariants.ts (term and vote monotonic, commit and applied monotonic and in
+ * order, a leader's log append-only within its term, roles consistent);
+ * `ready()` checks the batch it hands out; transitions assert their own pre-
+ * and postconditions (progress.ts, log.ts, confchange.ts, state.ts,
+ * replication.ts). A malformed or misaddressed message, or an answer claiming
+ * what this leader never sent, is refused with a {@link CohortError} before it
+ * changes anything. One message from a peer does assert: AppendEntries (or
+ * Heartbeat, InstallSnapshot) from another leader of this leader's own term,
+ * which means election safety already broke somewhere in the cluster.
  */
 import { assert, assertNever } from '../../lib/assert.js';
 import { CohortError } from '../../lib/errors.js';
@@ -127,6 +141,7 @@ import {
   tickElection,
   transferLeadership,
 } from './election.js';
+import { BoundaryChecks, checkReady } from './invariants.js';
 import type { RaftMessage } from './messages.js';
 import { validateMessage } from './messages.js';
 import { resolveOptions } from './options.js';
@@ -180,10 +195,14 @@ export class RaftCore {
   readonly id: NodeId;
   /** Everything the node knows; the rules in election.ts, replication.ts, … operate on it. */
   private readonly state: RaftState;
+  /** The invariants asserted after every input (invariants.ts). */
+  private readonly checks: BoundaryChecks;
 
   private prevSoft: SoftState;
   private prevHard: HardState;
   private outstanding: Ready | null = null;
+  /** Last index the outstanding Ready hands to the state machine (-1: none). */
+  private outstandingApplyTo = -1;
 
   /**
    * Creates a node from what storage recovered. `bootstrap` is the initial
@@ -203,6 +222,7 @@ export class RaftCore {
     this.state = s;
     this.prevHard = { term: s.term, vote: s.vote, commit: s.log.commit };
     this.prevSoft = { role: s.role, leader: s.leader };
+    this.checks = new BoundaryChecks(s);
   }
 
   // -------------------------------------------------------------------------
@@ -214,6 +234,7 @@ export class RaftCore {
     s.now++;
     if (s.role === 'leader') tickLeader(s);
     else tickElection(s);
+    this.checks.check(s);
   }
 
   /** Starts an election now (as if the election timer fired); a no-op on a leader or a non-voter. */
@@ -222,6 +243,7 @@ export class RaftCore {
     transfer = false,
   ): void {
     campaign(this.state, kind, transfer);
+    this.checks.check(this.state);
   }
 
   /**
@@ -241,6 +263,7 @@ export class RaftCore {
       );
     }
     this.dispatch(s, m);
+    this.checks.check(s);
   }
 
   /** Raft §5.1: compare terms first (adopt a newer one, answer an older one), then handle by type. */
@@ -364,6 +387,7 @@ export class RaftCore {
     const refused = this.refuseWrite();
     if (refused !== null) return refused;
     const e = this.state.appendOwn('normal', data);
+    this.checks.check(this.state);
     return { kind: 'accepted', index: e.index, term: e.term };
   }
 
@@ -386,6 +410,7 @@ export class RaftCore {
     });
     if (typeof next === 'string') return s.reject(next);
     const e = s.appendOwn('config', encodeConfig(next));
+    this.checks.check(s);
     return { kind: 'accepted', index: e.index, term: e.term };
   }
 
@@ -395,7 +420,9 @@ export class RaftCore {
    * transfer is abandoned after an election timeout.
    */
   transferLeadership(to: NodeId): RequestResult {
-    return transferLeadership(this.state, to);
+    const r = transferLeadership(this.state, to);
+    this.checks.check(this.state);
+    return r;
   }
 
   /**
@@ -414,6 +441,7 @@ export class RaftCore {
     } else {
       startRead(s, ctx);
     }
+    this.checks.check(s);
     return { kind: 'accepted' };
   }
 
@@ -437,6 +465,7 @@ export class RaftCore {
     const snapshot: Snapshot = { meta, data };
     s.localSnapshot = snapshot;
     s.pendingSnapshot = { snapshot, restore: false };
+    this.checks.check(s);
     return true;
   }
 
@@ -504,6 +533,8 @@ export class RaftCore {
     s.msgs = [];
     s.pendingSnapshot = null;
     this.outstanding = rd;
+    this.outstandingApplyTo = rd.committedEntries[rd.committedEntries.length - 1]?.index ?? -1;
+    checkReady(s, rd);
     return rd;
   }
 
@@ -511,11 +542,20 @@ export class RaftCore {
   advance(rd: Ready): void {
     assert(this.outstanding === rd, 'advance() must get the Ready returned by the last ready()');
     const s = this.state;
+    const last = rd.committedEntries[rd.committedEntries.length - 1];
+    // Precondition: the shell reports applying exactly what this Ready handed it.
+    if ((last?.index ?? -1) !== this.outstandingApplyTo) {
+      assert(
+        false,
+        `advance(): the Ready's committed entries end at ${last?.index} but ` +
+          `${this.outstandingApplyTo} was handed out`,
+      );
+    }
     this.outstanding = null;
     s.log.markPersisted();
-    const last = rd.committedEntries[rd.committedEntries.length - 1];
     if (last !== undefined) s.log.markApplied(last.index);
     if (s.role === 'leader') maybeCommit(s);
+    this.checks.check(s);
   }
 
   // -------------------------------------------------------------------------

@@ -226,6 +226,10 @@ export function handleAppendResponse(s: RaftState, m: AppendEntriesResponse): vo
     return;
   }
   const moved = pr.maybeUpdate(m.matchIndex);
+  // Postcondition (refused above otherwise): a leader never records a match beyond its log.
+  if (pr.match > s.log.lastIndex() && !s.opts.anyBug) {
+    assert(false, `match ${pr.match} of ${m.from} beyond the last index ${s.log.lastIndex()}`);
+  }
   if (pr.state === 'probe') {
     pr.becomeReplicate();
   } else if (pr.state === 'snapshot' && pr.match >= pr.snapshotIndex) {
@@ -280,7 +284,13 @@ export function handleSnapshotResponse(s: RaftState, m: InstallSnapshotResponse)
 export function maybeCommit(s: RaftState): void {
   if (s.role !== 'leader') return;
   const idx = s.tracker.committed(s.log.config(), s.id, s.log.persisted);
-  const q = Math.min(idx, s.log.lastIndex());
+  const last = s.log.lastIndex();
+  // Every match index is within the leader's log (answers claiming more are refused), and so is
+  // what a quorum holds; only the test-only bug switches let it pass the end (then capped here).
+  if (idx > last && !s.opts.anyBug) {
+    assert(false, `a quorum holds ${idx}, beyond the leader's last index ${last}`);
+  }
+  const q = Math.min(idx, last);
   if (q <= s.log.commit) return;
   // Raft §5.4.2: never commit an older term's entry by counting replicas (Figure 8).
   if (s.log.term(q) !== s.term && s.opts.bugs.countOldTermEntriesForCommit !== true) return;

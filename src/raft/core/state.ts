@@ -134,11 +134,17 @@ export class RaftState {
   resetElectionTimer(): void {
     this.electionElapsed = 0;
     const e = this.opts.electionTicks;
-    this.randomizedElectionTimeout = this.opts.random.intBetween(e + 1, 2 * e);
+    const t = this.opts.random.intBetween(e + 1, 2 * e);
+    // Precondition on the injected Random: a draw outside the range breaks liveness and leases.
+    if (!(t >= e + 1 && t <= 2 * e)) {
+      assert(false, `random election timeout ${t} outside [${e + 1}, ${2 * e}]`);
+    }
+    this.randomizedElectionTimeout = t;
   }
 
   /** Raft §5.1: becomes a follower of `term` (adopting it if newer, which clears the vote). */
   becomeFollower(term: Term, leader: NodeId | null): void {
+    assert(term >= this.term, `becomeFollower(${term}) below the current term ${this.term}`);
     const wasLeader = this.role === 'leader';
     if (term > this.term) {
       this.term = term;
@@ -154,6 +160,8 @@ export class RaftState {
 
   /** Raft §5.2: a candidate that won a majority leads; Raft §8: it appends a no-op of its term. */
   becomeLeader(): void {
+    assert(this.role === 'candidate', `becomeLeader from ${this.role}`);
+    assert(this.vote === this.id, 'a leader voted for itself in its term');
     this.role = 'leader';
     this.leader = this.id;
     this.tracker.resetVotes();
@@ -188,6 +196,7 @@ export class RaftState {
 
   /** Leader: appends an entry of its term to its own log (Raft §5.3: a leader only appends). */
   appendOwn(kind: EntryKind, data: Uint8Array): Entry {
+    assert(this.role === 'leader', 'only a leader appends its own entries');
     const e: Entry = { index: (this.log.lastIndex() + 1) as LogIndex, term: this.term, kind, data };
     this.log.append([e]);
     if (kind === 'config') this.syncProgress();
