@@ -122,8 +122,8 @@ export class Progress {
   appendSent(lastIndex: number | undefined): void {
     if (this.state === 'replicate') {
       if (lastIndex !== undefined) {
-        const tail = this.inflight[this.inflight.length - 1];
-        if (lastIndex < this.next || (tail !== undefined && lastIndex <= tail)) {
+        const n = this.inflight.length;
+        if (lastIndex < this.next || (n > 0 && lastIndex <= (this.inflight[n - 1] as number))) {
           assert(false, `progress: append up to ${lastIndex} sent behind next ${this.next}`);
         }
         this.next = (lastIndex + 1) as LogIndex;

@@ -533,7 +533,9 @@ export class RaftCore {
     s.msgs = [];
     s.pendingSnapshot = null;
     this.outstanding = rd;
-    this.outstandingApplyTo = rd.committedEntries[rd.committedEntries.length - 1]?.index ?? -1;
+    const applying = rd.committedEntries;
+    this.outstandingApplyTo =
+      applying.length === 0 ? -1 : (applying[applying.length - 1] as Entry).index;
     checkReady(s, rd);
     return rd;
   }
@@ -542,7 +544,8 @@ export class RaftCore {
   advance(rd: Ready): void {
     assert(this.outstanding === rd, 'advance() must get the Ready returned by the last ready()');
     const s = this.state;
-    const last = rd.committedEntries[rd.committedEntries.length - 1];
+    const n = rd.committedEntries.length;
+    const last = n === 0 ? undefined : rd.committedEntries[n - 1];
     // Precondition: the shell reports applying exactly what this Ready handed it.
     if ((last?.index ?? -1) !== this.outstandingApplyTo) {
       assert(

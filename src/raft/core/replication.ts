@@ -144,7 +144,7 @@ function sendAppend(s: RaftState, to: NodeId, pr: Progress): boolean {
   s.send(m);
   pr.sentCommit = s.log.commit;
   // Pipelining in replicate mode: nextIndex moves past the append at once (Progress.appendSent).
-  pr.appendSent(entries[entries.length - 1]?.index);
+  pr.appendSent(entries.length === 0 ? undefined : (entries[entries.length - 1] as Entry).index);
   return true;
 }
 
