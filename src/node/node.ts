@@ -16,7 +16,7 @@
  * later step fails, so a refused start leaves nothing behind.
  */
 import { randomInt } from 'node:crypto';
-import { accessSync, constants, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -25,6 +25,7 @@ import { seededRandom } from '../lib/random.js';
 import { raftMessagesCodec } from '../raft/raft-messages-codec.js';
 import { RaftNode } from '../raft/raft-node.js';
 import { FileStorage } from '../raft/storage/file-storage.js';
+import { makeDirs, nodeFs, syncCreatedDirs } from '../raft/storage/fs.js';
 import type { RaftMessage } from '../raft/core/messages.js';
 import { rpcCodec } from '../rpc/messages.js';
 import type { RpcWireMessage } from '../rpc/messages.js';
@@ -72,7 +73,11 @@ export interface CohortNode {
   close(): Promise<void>;
 }
 
-/** Makes sure `dir` exists and is a readable, writable directory. */
+/**
+ * Makes sure `dir` exists and is a readable, writable directory; a directory
+ * it creates is made durable in its parent (fsync), so a crash cannot lose
+ * the data dir from under a log that was synced inside it.
+ */
 export function checkDataDir(dir: string): void {
   const refuse = (why: string, cause?: unknown): CohortError =>
     new CohortError('FAILED_PRECONDITION', `data dir ${dir} ${why}`, {
@@ -80,7 +85,8 @@ export function checkDataDir(dir: string): void {
       cause,
     });
   try {
-    mkdirSync(dir, { recursive: true });
+    // Not mkdirSync's recursive mode: it spins forever where a parent refuses children (/proc).
+    syncCreatedDirs(nodeFs, makeDirs(dir));
   } catch (e) {
     throw refuse(`cannot be created: ${(e as Error).message}`, e);
   }

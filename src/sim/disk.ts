@@ -4,11 +4,13 @@
  * file, a random in-order prefix of the unsynced operations, possibly tearing
  * the first one it does not keep at any byte (optionally leaving zeros after
  * the tear, as when the size reached the disk before the data). Directory
- * entries (create, rename, unlink) are volatile too until the directory is
- * synced. Bit rot flips stored bits. All choices come from a seeded Random.
+ * entries (create, rename, unlink, and the entries of directories that mkdirp
+ * made) are volatile too until the directory holding them is synced: a crash
+ * before its parent is synced loses a new directory with everything in it.
+ * Bit rot flips stored bits. All choices come from a seeded Random.
  *
- * Simplifications: directories made by mkdirp are durable at once; fsync and
- * fdatasync are the same; time does not pass.
+ * Simplifications: fsync and fdatasync are the same; directories are never
+ * renamed or removed; time does not pass.
  *
  * ```ts
  * const disk = new SimDisk(seededRandom(7));
@@ -105,6 +107,8 @@ class Inode {
 }
 
 interface Dir {
+  /** This directory's inode number (its entry in the parent names it). */
+  readonly ino: number;
   live: Map<string, number>;
   durable: Map<string, number>;
   pending: DirOp[];
@@ -173,7 +177,7 @@ export class SimDisk {
   ) {
     this.tearProbability = options.tearProbability ?? 0.5;
     this.zeroFillProbability = options.zeroFillProbability ?? 0.3;
-    this.dirs.set('/', { live: new Map(), durable: new Map(), pending: [] });
+    this.dirs.set('/', { ino: 0, live: new Map(), durable: new Map(), pending: [] });
     this.currentFs = this.makeFs();
   }
 
@@ -219,6 +223,16 @@ export class SimDisk {
       dir.live = new Map(dir.durable);
       dir.pending = [];
     }
+    // A directory survives only if its entry in its (surviving) parent does.
+    for (const path of [...this.dirs.keys()].sort((a, b) => a.length - b.length)) {
+      if (path === '/') continue;
+      const dir = this.dirs.get(path) as Dir;
+      const parent = this.dirs.get(posix.dirname(path));
+      if (parent === undefined || parent.live.get(posix.basename(path)) !== dir.ino) {
+        this.dirs.delete(path);
+        if (parent !== undefined) parent.live.delete(posix.basename(path));
+      }
+    }
     this.fds.clear();
     this.generation++;
     this.currentFs = this.makeFs();
@@ -257,6 +271,11 @@ export class SimDisk {
   /** Replaces a file's contents, durably (for test setup such as truncated copies). */
   writeFileDurably(path: string, bytes: Uint8Array): void {
     const dir = this.dirOf(path);
+    // Its directories too, as if made and synced long ago.
+    for (let d = posix.dirname(path); d !== '/'; d = posix.dirname(d)) {
+      const parent = this.dirs.get(posix.dirname(d)) as Dir;
+      parent.durable.set(posix.basename(d), (this.dirs.get(d) as Dir).ino);
+    }
     let ino = dir.live.get(posix.basename(path));
     if (ino === undefined) {
       ino = this.nextIno++;
@@ -271,7 +290,9 @@ export class SimDisk {
   allFiles(): string[] {
     const out: string[] = [];
     for (const [dirPath, dir] of this.dirs) {
-      for (const name of dir.live.keys()) out.push(posix.join(dirPath, name));
+      for (const [name, ino] of dir.live) {
+        if (this.inodes.has(ino)) out.push(posix.join(dirPath, name));
+      }
     }
     return out.sort();
   }
@@ -279,7 +300,9 @@ export class SimDisk {
   private inodeAt(path: string): Inode {
     const ino = this.dirOf(path).live.get(posix.basename(path));
     if (ino === undefined) throw fsError('ENOENT', path);
-    return this.inodes.get(ino) as Inode;
+    const inode = this.inodes.get(ino);
+    if (inode === undefined) throw fsError('EISDIR', path);
+    return inode;
   }
 
   private dirOf(path: string): Dir {
@@ -352,12 +375,21 @@ export class SimDisk {
     };
     const raw: StorageFs = {
       mkdirp: (dir) => {
+        const created: string[] = [];
         let cur = '/';
         for (const part of dir.split('/').filter((p) => p !== '')) {
+          const parent = this.dirs.get(cur) as Dir;
           cur = posix.join(cur, part);
-          if (!this.dirs.has(cur))
-            this.dirs.set(cur, { live: new Map(), durable: new Map(), pending: [] });
+          if (this.dirs.has(cur)) continue;
+          if (parent.live.has(part)) throw fsError('ENOTDIR', cur);
+          this.fail('mkdir', cur);
+          const ino = this.nextIno++;
+          this.dirs.set(cur, { ino, live: new Map(), durable: new Map(), pending: [] });
+          parent.live.set(part, ino);
+          parent.pending.push({ kind: 'link', name: part, ino });
+          created.push(cur);
         }
+        return created;
       },
       readdir: (dir) => {
         const d = this.dirs.get(posix.normalize(dir));
@@ -377,6 +409,8 @@ export class SimDisk {
           dir.pending.push({ kind: 'link', name, ino });
         } else if (ino === undefined) {
           throw fsError('ENOENT', path);
+        } else if (!this.inodes.has(ino)) {
+          throw fsError('EISDIR', path);
         }
         const fd = this.nextFd++;
         this.fds.set(fd, { ino, mode, generation: this.generation });
@@ -409,6 +443,7 @@ export class SimDisk {
         assert(this.dirOf(to) === dir, 'SimDisk renames only within one directory');
         const ino = dir.live.get(posix.basename(from));
         if (ino === undefined) throw fsError('ENOENT', from);
+        if (!this.inodes.has(ino)) throw fsError('EISDIR', from);
         dir.live.delete(posix.basename(from));
         dir.live.set(posix.basename(to), ino);
         dir.pending.push({
@@ -422,7 +457,9 @@ export class SimDisk {
         this.fail('unlink', path);
         const dir = this.dirOf(path);
         const name = posix.basename(path);
-        if (!dir.live.has(name)) throw fsError('ENOENT', path);
+        const ino = dir.live.get(name);
+        if (ino === undefined) throw fsError('ENOENT', path);
+        if (!this.inodes.has(ino)) throw fsError('EISDIR', path);
         dir.live.delete(name);
         dir.pending.push({ kind: 'unlink', name });
       },

@@ -1,5 +1,6 @@
 /** `cohort node` as a process: a bad configuration exits 2 naming the field; a clean SIGTERM exits 0. */
 
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { startCli } from '../harness/cli.js';
 import { freePort } from '../transport/tcp-harness.js';
@@ -17,6 +18,34 @@ describe('cohort node (process)', () => {
     expect(await p.exit).toBe(2);
     expect(p.out.stderr).toMatch(/bad configuration: listen \(COHORT_LISTEN\): port must be/);
   }, 20_000);
+
+  it.runIf(existsSync('/proc/self'))(
+    'exits 1 at once, naming the data dir, when it cannot be created under /proc',
+    async () => {
+      const listen = `127.0.0.1:${await freePort()}`;
+      const rpc = `127.0.0.1:${await freePort()}`;
+      const p = start([
+        '--id',
+        'n1',
+        '--data-dir',
+        '/proc/1/nope',
+        '--listen',
+        listen,
+        '--rpc',
+        rpc,
+      ]);
+      try {
+        // Before the fix the process spun forever in mkdir; the test's timeout ends that.
+        expect(await p.exit).toBe(1);
+      } finally {
+        p.child.kill('SIGKILL');
+      }
+      expect(p.out.stderr).toMatch(
+        /cannot start: data dir \/proc\/1\/nope cannot be created: ENOENT/,
+      );
+    },
+    60_000,
+  );
 
   it('logs one JSON line per event with node and term, and exits 0 on SIGTERM', async () => {
     const dataDir = tempDir('cohort-nodecmd-');

@@ -53,7 +53,7 @@ import type { ClusterId, NodeId } from '../../lib/ids.js';
 import { limits } from '../../lib/limits.js';
 import type { Entry, HardState, Snapshot, SnapshotMeta } from '../core/types.js';
 import type { FileHandle, StorageFs } from './fs.js';
-import { nodeFs } from './fs.js';
+import { nodeFs, syncCreatedDirs } from './fs.js';
 import { emptyHardState } from './memory.js';
 import {
   anyValidRecordAfter,
@@ -953,8 +953,8 @@ export class FileStorage implements Storage {
       segments: 0,
     };
     this.recovery = report;
-    fs.mkdirp(this.walDir);
-    fs.mkdirp(this.snapDir);
+    // A new directory's name is durable only once its parent is synced.
+    syncCreatedDirs(fs, [...fs.mkdirp(this.walDir), ...fs.mkdirp(this.snapDir)]);
 
     const seqs = fs
       .readdir(this.walDir)

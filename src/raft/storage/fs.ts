@@ -23,6 +23,7 @@
  */
 import * as nfs from 'node:fs';
 import * as nfsp from 'node:fs/promises';
+import { dirname, posix, resolve } from 'node:path';
 
 /** How a file is opened: read-only; read-write existing; or created (must not exist). */
 export type OpenMode = 'read' | 'readwrite' | 'create';
@@ -32,8 +33,12 @@ export type FileHandle = number;
 
 /** Synchronous file-system operations; paths are absolute. Errors are thrown as Node-style errors (with `code`). */
 export interface StorageFs {
-  /** Creates `dir` and its parents if missing (durability of the directory itself is not promised). */
-  mkdirp(dir: string): void;
+  /**
+   * Creates `dir` and its missing parents; returns the directories it created,
+   * outermost first. A created directory's name is durable only after its
+   * parent is synced ({@link StorageFs.syncDir}), like a created file's.
+   */
+  mkdirp(dir: string): string[];
   /** Names in `dir` (files only matter), unsorted. */
   readdir(dir: string): string[];
   /** Opens a file. 'create' fails with EEXIST if it exists. */
@@ -78,13 +83,72 @@ export interface StorageFs {
   allocate(path: string, bytes: number, signal: AbortSignal): Promise<void>;
 }
 
+/**
+ * Creates `dir` and its missing parents, one mkdir per missing component, and
+ * returns the directories it created, outermost first. Unlike
+ * `mkdirSync(dir, { recursive: true })` it fails fast where a parent exists
+ * but refuses children: Node's recursive mkdir takes ENOENT to mean "the
+ * parent is missing", creates the parent (EEXIST), retries the child, and on
+ * procfs (`/proc/1/x` answers ENOENT) loops forever (nodejs/node, recursive
+ * mkdir). Here each component is tried once and any error but EEXIST of a
+ * directory is thrown.
+ */
+export function makeDirs(dir: string): string[] {
+  const missing: string[] = [];
+  for (let cur = resolve(dir); ;) {
+    let stat: nfs.Stats | undefined;
+    try {
+      stat = nfs.statSync(cur);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (stat !== undefined) {
+      if (!stat.isDirectory()) {
+        throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${cur}'`), {
+          code: 'ENOTDIR',
+          path: cur,
+        });
+      }
+      break;
+    }
+    missing.push(cur);
+    const parent = dirname(cur);
+    if (parent === cur) break;
+    cur = parent;
+  }
+  const created: string[] = [];
+  for (const d of missing.reverse()) {
+    try {
+      nfs.mkdirSync(d);
+      created.push(d);
+    } catch (e) {
+      // Made meanwhile by another process: fine if it is a directory.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !nfs.statSync(d).isDirectory()) throw e;
+    }
+  }
+  return created;
+}
+
+/**
+ * Makes the names of directories that {@link StorageFs.mkdirp} created
+ * durable: syncs the parent of each (each parent once, outermost first).
+ */
+export function syncCreatedDirs(fs: Pick<StorageFs, 'syncDir'>, created: readonly string[]): void {
+  const parents: string[] = [];
+  for (const d of created) {
+    const parent = posix.dirname(d);
+    if (!parents.includes(parent)) parents.push(parent);
+  }
+  for (const p of parents) fs.syncDir(p);
+}
+
 /** Zeros written per call by {@link nodeFs}'s allocate (an abort is noticed between calls). */
 const allocateChunkBytes = 1024 * 1024;
 
 /** {@link StorageFs} over node:fs synchronous calls (see the file comment for why synchronous). */
 export const nodeFs: StorageFs = {
   mkdirp(dir) {
-    nfs.mkdirSync(dir, { recursive: true });
+    return makeDirs(dir);
   },
   readdir(dir) {
     return nfs.readdirSync(dir);
