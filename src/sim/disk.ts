@@ -126,6 +126,13 @@ export interface SimDiskOptions {
   readonly tearProbability?: number;
   /** Probability that a torn write leaves zeros up to its intended end (default 0.3). */
   readonly zeroFillProbability?: number;
+  /**
+   * Runs the next step of an asynchronous operation (writeFileAsync,
+   * syncDirAsync: open, each write, fsync, close are steps). Default: a
+   * microtask. A test may queue the steps and run them when its seed says, so
+   * that a crash can land between any two.
+   */
+  readonly defer?: (step: () => void) => void;
 }
 
 /** What a crash did, for test messages. */
@@ -170,6 +177,7 @@ export class SimDisk {
   private generation = 0;
   private readonly tearProbability: number;
   private readonly zeroFillProbability: number;
+  private readonly defer: (step: () => void) => void;
 
   constructor(
     private readonly rng: Random,
@@ -177,6 +185,7 @@ export class SimDisk {
   ) {
     this.tearProbability = options.tearProbability ?? 0.5;
     this.zeroFillProbability = options.zeroFillProbability ?? 0.3;
+    this.defer = options.defer ?? queueMicrotask;
     this.dirs.set('/', { ino: 0, live: new Map(), durable: new Map(), pending: [] });
     this.currentFs = this.makeFs();
   }
@@ -373,6 +382,28 @@ export class SimDisk {
       inode.sync();
       this.syncs++;
     };
+    /** Runs `steps` one per deferred turn; a crash meanwhile fails the rest (that process is gone). */
+    const inSteps = (steps: (() => void)[]): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const generation = this.generation;
+        const run = (i: number): void => {
+          if (i === steps.length) {
+            resolve();
+            return;
+          }
+          this.defer(() => {
+            try {
+              if (generation !== this.generation) throw fsError('EIO', 'from before a crash');
+              (steps[i] as () => void)();
+            } catch (err) {
+              reject(err instanceof Error ? err : new Error(String(err)));
+              return;
+            }
+            run(i + 1);
+          });
+        };
+        run(0);
+      });
     const raw: StorageFs = {
       mkdirp: (dir) => {
         const created: string[] = [];
@@ -471,6 +502,22 @@ export class SimDisk {
         d.pending = [];
         this.dirSyncs++;
       },
+      writeFileAsync: (path, chunks) => {
+        let fd = -1;
+        let at = 0;
+        const steps = [(): void => void (fd = raw.open(path, 'create'))];
+        for (const chunk of chunks) {
+          const position = at;
+          steps.push(() => raw.write(fd, chunk, position));
+          at += chunk.byteLength;
+        }
+        steps.push(
+          () => raw.fsync(fd),
+          () => raw.close(fd),
+        );
+        return inSteps(steps);
+      },
+      syncDirAsync: (dir) => inSteps([() => raw.syncDir(dir)]),
       // Done at once (time does not pass): create, zeros, sync, close. The name
       // stays volatile until the directory is synced, like any created file.
       allocate: (path, bytes, signal) => {

@@ -9,9 +9,10 @@
  * commit's fdatasync, the one slow call on the hot path, has an asynchronous
  * twin ({@link StorageFs.fdatasyncAsync}) so the event loop keeps serving
  * (heartbeats, new saves) while the disk syncs, and saves arriving meanwhile
- * form the next batch. Recovery and rare operations (segment rolls, snapshot
- * files, directory syncs) stay synchronous, which keeps them free of
- * interleavings.
+ * form the next batch. Snapshot files, which may be big, are written and
+ * synced off the event loop too ({@link StorageFs.writeFileAsync}). Recovery
+ * and rare small operations (segment rolls, renames, most directory syncs)
+ * stay synchronous, which keeps them free of interleavings.
  *
  * ```ts
  * const fs = nodeFs;
@@ -69,6 +70,16 @@ export interface StorageFs {
   unlink(path: string): void;
   /** Makes the directory's entries (created, renamed, removed names) durable. */
   syncDir(dir: string): void;
+  /**
+   * Creates `path` (it must not exist) holding `chunks` one after another,
+   * fsynced and closed, off the event loop (node: libuv's thread pool), so
+   * the process keeps serving while a big file (a snapshot) is written. The
+   * name is durable only after {@link StorageFs.syncDir}. On failure the
+   * promise rejects and the file may be left, partly written.
+   */
+  writeFileAsync(path: string, chunks: readonly Uint8Array[]): Promise<void>;
+  /** Like {@link StorageFs.syncDir}, off the event loop. */
+  syncDirAsync(dir: string): Promise<void>;
   /**
    * Creates `path` (it must not exist) holding `bytes` zero bytes, written and
    * fdatasync'd off the event loop (node: libuv's thread pool), then closed.
@@ -144,6 +155,8 @@ export function syncCreatedDirs(fs: Pick<StorageFs, 'syncDir'>, created: readonl
 
 /** Zeros written per call by {@link nodeFs}'s allocate (an abort is noticed between calls). */
 const allocateChunkBytes = 1024 * 1024;
+/** Bytes per write call of {@link nodeFs}'s writeFileAsync (other thread-pool work runs between calls). */
+const writeChunkBytes = 8 * 1024 * 1024;
 
 /** {@link StorageFs} over node:fs synchronous calls (see the file comment for why synchronous). */
 export const nodeFs: StorageFs = {
@@ -205,6 +218,31 @@ export const nodeFs: StorageFs = {
       nfs.fsyncSync(fd);
     } finally {
       nfs.closeSync(fd);
+    }
+  },
+  async writeFileAsync(path, chunks) {
+    const file = await nfsp.open(path, 'wx', 0o644);
+    try {
+      let at = 0;
+      for (const chunk of chunks) {
+        for (let done = 0; done < chunk.byteLength;) {
+          const n = Math.min(chunk.byteLength - done, writeChunkBytes);
+          const { bytesWritten } = await file.write(chunk, done, n, at);
+          done += bytesWritten;
+          at += bytesWritten;
+        }
+      }
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+  },
+  async syncDirAsync(dir) {
+    const handle = await nfsp.open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
     }
   },
   async allocate(path, bytes, signal) {
