@@ -9,13 +9,17 @@
  *
  * Settings come from flags, then COHORT_* variables, then the config file
  * (see src/node/config.ts). Exit codes: 0 after a clean shutdown, 2 for a
- * bad configuration, 1 when the node could not start or failed.
+ * bad configuration, 1 when the node could not start or failed. With
+ * `--repair`, a WAL damaged in the middle is cut at the damage instead of
+ * refused, and what was dropped (file, offset, bytes, records, entries) is
+ * printed on stderr before the node serves.
  */
 import type { Command } from 'commander';
 import { isCohortError } from '../lib/errors.js';
 import { resolveNodeConfig } from '../node/config.js';
 import type { RawConfig } from '../node/config.js';
 import { startNode } from '../node/node.js';
+import { describeRecovery } from '../raft/storage/file-storage.js';
 
 /** Flags of `cohort node` as commander hands them over (all strings). */
 type NodeFlags = RawConfig & { config?: string };
@@ -49,6 +53,11 @@ async function runNode(flags: NodeFlags): Promise<void> {
     return undefined;
   });
   if (node === undefined) return;
+  if (config.repair) {
+    const lines = describeRecovery(node.recovery);
+    if (lines.length === 0) lines.push('repair: the log was whole; nothing dropped');
+    for (const line of lines) process.stderr.write(`cohort node ${config.id}: ${line}\n`);
+  }
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       if (stopping) return;
@@ -92,6 +101,10 @@ export function registerNodeCommand(program: Command): void {
     .option('--workers <n>', 'MapReduce worker threads, 0 for none (default one per core)')
     .option('--mr-lease-ms <n>', 'MapReduce task lease in ms (default 10000)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)')
+    .option(
+      '--repair',
+      'cut the WAL at a corrupt record, dropping everything after it, instead of refusing to start; prints what it drops (COHORT_REPAIR)',
+    )
     .option('--config <file>', 'JSON config file with the same fields in camelCase (COHORT_CONFIG)')
     .action(async (flags: NodeFlags) => {
       await runNode(flags);

@@ -73,6 +73,8 @@ export interface NodeConfig {
   readonly workers: number;
   /** Lease (ms) the MapReduce leader grants a task attempt; a dead worker's task is redone after it. */
   readonly mrLeaseMs: number;
+  /** Cut the WAL at a corrupt record (dropping everything after it) instead of refusing to start. */
+  readonly repair: boolean;
 }
 
 /** Raw values as they come from one source (strings from flags and env, anything from JSON). */
@@ -93,6 +95,7 @@ const fields = {
   logLevel: { flag: '--log-level', env: 'COHORT_LOG_LEVEL' },
   workers: { flag: '--workers', env: 'COHORT_WORKERS' },
   mrLeaseMs: { flag: '--mr-lease-ms', env: 'COHORT_MR_LEASE_MS' },
+  repair: { flag: '--repair', env: 'COHORT_REPAIR' },
 } as const;
 
 /** A configuration field name (as in the config file). */
@@ -332,6 +335,11 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
   if (walSync !== 'auto' && walSync !== 'thread' && walSync !== 'inline') {
     throw bad('walSync', walSyncV.source, 'expected auto, thread or inline', walSync);
   }
+  const repairV = withDefault('repair', false);
+  const repair = repairV.value === true || repairV.value === 'true' || repairV.value === '1';
+  if (!repair && repairV.value !== false && repairV.value !== 'false' && repairV.value !== '0') {
+    throw bad('repair', repairV.source, 'expected true or false', repairV.value);
+  }
   const levelV = withDefault('logLevel', nodeConfigDefaults.logLevel);
   const level = text('logLevel', levelV);
   if (!(logLevels as readonly string[]).includes(level)) {
@@ -352,5 +360,6 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
     logLevel: level as LogLevel,
     workers,
     mrLeaseMs,
+    repair,
   };
 }

@@ -25,6 +25,7 @@ import { seededRandom } from '../lib/random.js';
 import { raftMessagesCodec } from '../raft/raft-messages-codec.js';
 import { RaftNode } from '../raft/raft-node.js';
 import { FileStorage } from '../raft/storage/file-storage.js';
+import type { RecoveryReport } from '../raft/storage/file-storage.js';
 import { makeDirs, nodeFs, syncCreatedDirs } from '../raft/storage/fs.js';
 import type { RaftMessage } from '../raft/core/messages.js';
 import { rpcCodec } from '../rpc/messages.js';
@@ -67,6 +68,8 @@ export interface CohortNode {
   readonly rpc: RpcNode;
   /** The KV service on this node (watches, leader duties). */
   readonly kv: KvServer;
+  /** What loading the WAL found and did (torn tail cut, repair, leftovers removed). */
+  readonly recovery: RecoveryReport;
   /** This node's status, as the Node.status RPC answers it. */
   status(): NodeStatus;
   /** Stops serving RPCs, closes the Raft node, its transport and storage. Idempotent. */
@@ -182,6 +185,7 @@ export async function startNode(
     clusterId: config.clusterId,
     nodeId: config.id,
     syncMode: config.walSync,
+    repair: config.repair,
     logger: log.child({ component: 'storage' }),
   });
   // Loaded only when needed: a caller passing its own modules does not load MapReduce.
@@ -317,6 +321,7 @@ export async function startNode(
     raft,
     rpc,
     kv,
+    recovery: storage.recovery,
     status,
     close: () => {
       closing ??= (async () => {

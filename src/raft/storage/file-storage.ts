@@ -65,6 +65,7 @@ import { nodeFs, syncCreatedDirs } from './fs.js';
 import { emptyHardState } from './memory.js';
 import {
   anyValidRecordAfter,
+  decodeEntries,
   decodeRecordAt,
   encodeRecord,
   entryEncodedBytes,
@@ -151,11 +152,19 @@ export interface RecoveryReport {
   tornTail: { file: string; offset: number; bytesDropped: number } | null;
   /** What `repair: true` dropped, if it acted. */
   repaired: {
+    /** Where the log was cut (or the first missing segment). */
     file: string;
     offset: number;
     reason: string;
+    /** Bytes cut off `file` from `offset` on. */
     bytesDropped: number;
+    /** Later segments removed, and their bytes. */
     segmentsRemoved: string[];
+    bytesRemoved: number;
+    /** Records dropped that could still be read (the damaged one counts as one). */
+    recordsDropped: number;
+    /** Log entries among them, if any: how many and their index range. */
+    entriesDropped: { count: number; first: number; last: number } | null;
   } | null;
   /** Snapshots that could not be used, newest first. */
   unreadableSnapshots: { file: string; reason: string }[];
@@ -226,6 +235,88 @@ function tornMagic(bytes: Buffer): boolean {
       return true;
   }
   return false;
+}
+
+/** Records and entries found reading on from a cut (see {@link surveyDropped}). */
+class DroppedSurvey {
+  records = 0;
+  private count = 0;
+  private first = Infinity;
+  private last = -Infinity;
+
+  noteEntries(entries: readonly Entry[]): void {
+    for (const e of entries) {
+      this.count++;
+      this.first = Math.min(this.first, e.index);
+      this.last = Math.max(this.last, e.index);
+    }
+  }
+
+  add(other: DroppedSurvey): void {
+    this.records += other.records;
+    this.count += other.count;
+    this.first = Math.min(this.first, other.first);
+    this.last = Math.max(this.last, other.last);
+  }
+
+  entries(): { count: number; first: number; last: number } | null {
+    return this.count === 0 ? null : { count: this.count, first: this.first, last: this.last };
+  }
+}
+
+/**
+ * Reads on from `from` as far as records can be read, to say what a repair
+ * drops: the record there (damaged, counted if its length is plausible), then
+ * each valid record after it, stopping at the first that is not.
+ */
+function surveyDropped(bytes: Buffer, from: number): DroppedSurvey {
+  const survey = new DroppedSurvey();
+  let offset = from;
+  for (let first = true; offset < bytes.length; first = false) {
+    const r = decodeRecordAt(bytes, offset);
+    if (typeof r !== 'string') {
+      survey.records++;
+      if (r.type === RecordType.Entries) survey.noteEntries(decodeEntries(r.payload) ?? []);
+      offset = r.end;
+      continue;
+    }
+    const length = offset + 8 <= bytes.length ? bytes.readUInt32LE(offset + 4) : 0;
+    if (!first || r === 'short' || length < 1 || length > limits.walRecordBytesMax) break;
+    survey.records++;
+    offset += recordBytes(length - 1);
+  }
+  return survey;
+}
+
+/** One line per thing recovery cut, removed or could not use, for an operator (`cohort node --repair` prints them). */
+export function describeRecovery(report: RecoveryReport): string[] {
+  const out: string[] = [];
+  const t = report.tornTail;
+  if (t !== null) {
+    out.push(
+      `cut a torn tail off ${t.file} at offset ${t.offset}: ${t.bytesDropped} bytes of a write a crash interrupted (never acknowledged)`,
+    );
+  }
+  const r = report.repaired;
+  if (r !== null) {
+    const e = r.entriesDropped;
+    const what = [
+      `${r.bytesDropped} bytes of ${r.file} from offset ${r.offset}`,
+      ...(r.segmentsRemoved.length === 0
+        ? []
+        : [`segments ${r.segmentsRemoved.join(', ')} (${r.bytesRemoved} bytes)`]),
+    ].join(' and ');
+    out.push(
+      `repair: dropped ${what}: ${r.recordsDropped} records, the first damaged, ` +
+        (e === null
+          ? 'no readable log entries'
+          : `${e.count} readable log entries (index ${e.first}..${e.last})`) +
+        `; reason: ${r.reason}`,
+    );
+  }
+  for (const u of report.unreadableSnapshots) out.push(`unusable snapshot ${u.file}: ${u.reason}`);
+  for (const f of report.removedFiles) out.push(`removed leftover ${f}`);
+  return out;
 }
 
 function ioError(what: string, cause: unknown): CohortError {
@@ -1106,6 +1197,16 @@ export class FileStorage implements Storage {
           throw corruption(name, problem.offset, problem.reason);
         const removed = seqs.slice(i + 1).map((s) => this.segmentPath(s));
         const dropped = bytes.length - problem.offset;
+        // What goes, as far as it can be read (for the report), before anything is removed.
+        const survey = problem.torn ? null : surveyDropped(bytes, problem.offset);
+        let bytesRemoved = 0;
+        if (survey !== null) {
+          for (const p of removed) {
+            const b = this.readWhole(p);
+            bytesRemoved += b.length;
+            survey.add(surveyDropped(b, Math.min(4, b.length)));
+          }
+        }
         if (records === 0) {
           // Nothing usable in this segment: remove it (and anything after).
           removed.unshift(path);
@@ -1132,6 +1233,9 @@ export class FileStorage implements Storage {
             reason: problem.reason,
             bytesDropped: dropped,
             segmentsRemoved: removed.map((p) => posix.basename(p)),
+            bytesRemoved,
+            recordsDropped: survey?.records ?? 0,
+            entriesDropped: survey?.entries() ?? null,
           };
           this.logger.warn(
             { ...report.repaired, lastIndex: replay.lastIndex },
@@ -1174,6 +1278,9 @@ export class FileStorage implements Storage {
           reason: missing.message,
           bytesDropped: 0,
           segmentsRemoved: [],
+          bytesRemoved: 0,
+          recordsDropped: 0,
+          entriesDropped: null,
         };
       }
       this.logger.warn(
