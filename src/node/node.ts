@@ -11,9 +11,10 @@
  * await node.close();                     // RPC port, Raft node, transport, storage
  * ```
  *
- * Start order: check the data dir, bind the Raft port, bind the RPC port,
- * then load storage and start Raft; whatever was opened is closed again if a
- * later step fails, so a refused start leaves nothing behind.
+ * Start order: check the data dir, lock it (one process per data dir, see
+ * data-dir-lock.ts), bind the Raft port, bind the RPC port, then load storage
+ * and start Raft; whatever was opened is closed again if a later step fails,
+ * so a refused start leaves nothing behind.
  */
 import { randomInt } from 'node:crypto';
 import { accessSync, constants, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -26,6 +27,8 @@ import { raftMessagesCodec } from '../raft/raft-messages-codec.js';
 import { RaftNode } from '../raft/raft-node.js';
 import { FileStorage } from '../raft/storage/file-storage.js';
 import type { RecoveryReport } from '../raft/storage/file-storage.js';
+import { lockDataDir } from './data-dir-lock.js';
+import type { DataDirLock } from './data-dir-lock.js';
 import { makeDirs, nodeFs, syncCreatedDirs } from '../raft/storage/fs.js';
 import type { RaftMessage } from '../raft/core/messages.js';
 import { rpcCodec } from '../rpc/messages.js';
@@ -148,6 +151,24 @@ export async function startNode(
   const root = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } });
   const log = root.child({ node: config.id });
   checkDataDir(config.dataDir);
+  // One process per data dir: a second one would write the same WAL.
+  const lock = await lockDataDir(config.dataDir);
+  try {
+    return await startLocked(config, options, root, log, lock);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+/** startNode once the data dir is locked; the node releases `lock` when it closes. */
+async function startLocked(
+  config: NodeConfig,
+  options: StartNodeOptions,
+  root: Logger,
+  log: Logger,
+  lock: DataDirLock,
+): Promise<CohortNode> {
   // Transports log routine connection churn at info; keep them at warn unless debugging.
   const quiet = root.child(
     {},
@@ -330,6 +351,7 @@ export async function startNode(
         await kv.close();
         await rpc.close();
         await raft.close();
+        await lock.release();
         log.info({ term: raft.status().term }, 'node stopped');
       })();
       return closing;

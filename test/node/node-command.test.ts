@@ -124,6 +124,46 @@ describe('cohort node (process)', () => {
     );
   }, 60_000);
 
+  it('refuses a second process on the same data dir (exit 1, naming the lock file and pid); a kill -9 frees it', async () => {
+    const dataDir = tempDir('cohort-nodecmd-');
+    const args = async (): Promise<string[]> => [
+      '--id',
+      'solo',
+      '--data-dir',
+      dataDir,
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--rpc',
+      `127.0.0.1:${await freePort()}`,
+    ];
+    const leader = async (p: ReturnType<typeof start>): Promise<void> => {
+      for (let i = 0; i < 600 && !p.out.stdout.includes('"became leader"'); i++) {
+        if (p.child.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(p.out.stdout, p.out.stderr).toContain('"became leader"');
+    };
+    const first = start(await args());
+    const third = { p: undefined as ReturnType<typeof start> | undefined };
+    try {
+      await leader(first);
+      const second = start(await args());
+      expect(await second.exit).toBe(1);
+      expect(second.out.stderr).toContain(`data dir ${dataDir} is in use by another cohort node`);
+      expect(second.out.stderr).toContain(`pid ${String(first.child.pid)}`);
+      expect(second.out.stderr).toContain(`lock ${dataDir}/LOCK`);
+      first.child.kill('SIGKILL');
+      await first.exit;
+      third.p = start(await args());
+      await leader(third.p);
+      third.p.child.kill('SIGTERM');
+      expect(await third.p.exit).toBe(0);
+    } finally {
+      first.child.kill('SIGKILL');
+      third.p?.child.kill('SIGKILL');
+    }
+  }, 90_000);
+
   it('logs one JSON line per event with node and term, and exits 0 on SIGTERM', async () => {
     const dataDir = tempDir('cohort-nodecmd-');
     const listen = `127.0.0.1:${await freePort()}`;
