@@ -30,10 +30,14 @@
  * of the conflicting suffix, entries, hard state); each such prefix is a state
  * Raft may restart from, since nothing was sent on the strength of it.
  *
- * Snapshots: inside save(), synchronously (snapshots are rare; the event loop
- * waits for their fsync), the file is written to a temp name, fsynced, renamed
- * and the directory fsynced before a SNAPSHOT record naming it enters the log; a
- * snapshot file without such a record is an interrupted save and is removed on
+ * Snapshots: save() validates the write and queues its records at once, and
+ * starts writing the file off the event loop (StorageFs.writeFileAsync: temp
+ * name, written and fsynced on the thread pool, then renamed and the directory
+ * fsynced), so the process keeps serving meanwhile; the batch holding the
+ * SNAPSHOT record (and every save queued after it) is flushed only once the
+ * file is durable, so the log never names a file that a crash could lose. A
+ * failed file write poisons the storage like a failed WAL write. A snapshot
+ * file without a record naming it is an interrupted save and is removed on
  * load. The newest readable snapshot named in the log is used; an unreadable one
  * is logged and the previous one used, provided the log still reaches back to it
  * (segments are deleted only when covered by the oldest retained snapshot).
@@ -420,6 +424,10 @@ export class FileStorage implements Storage {
   private closed: Promise<void> | null = null;
   /** Manifest writes after rolls, one after another. */
   private manifestWrites: Promise<void> = Promise.resolve();
+  /** Snapshot files being written: the batch, which holds their records, waits for them. */
+  private snapshotFilesPending = 0;
+  /** Snapshot file writes, one after another (two saves of one snapshot share a temp name). */
+  private snapshotWrites: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: FileStorageOptions) {
     this.fs = options.fs ?? nodeFs;
@@ -530,8 +538,9 @@ export class FileStorage implements Storage {
     let snapPayload: Buffer | null = null;
     if (write.snapshot !== undefined) {
       ref = { meta: write.snapshot.meta, crc: crc32c(write.snapshot.data) };
-      this.writeSnapshotFile(write.snapshot, ref);
       snapPayload = packer.pack([...refArray(ref), plan.snapshotKeepsLog]);
+      // Written off the event loop; the batch holding its record waits for it (flush()).
+      this.startSnapshotFile(write.snapshot, ref);
     }
     const truncPayload = plan.truncateFrom === null ? null : packer.pack(plan.truncateFrom);
     const hsPayload =
@@ -747,6 +756,9 @@ export class FileStorage implements Storage {
     this.flushScheduled = false;
     // The sync in flight flushes what is queued when it completes.
     if (this.syncing) return;
+    // A SNAPSHOT record enters the log only once its file is durable; the
+    // file's completion flushes (a failure flushes too, to reject the batch).
+    if (this.snapshotFilesPending > 0 && this.failure === null) return;
     this.sealOpenEntries();
     const waiter = this.waiter;
     const length = this.batchLen;
@@ -976,8 +988,39 @@ export class FileStorage implements Storage {
     }
   }
 
-  /** Writes a snapshot file durably: temp file, fsync, rename, directory fsync. */
-  private writeSnapshotFile(snapshot: Snapshot, ref: SnapRef): void {
+  /**
+   * Starts writing a snapshot file (after any earlier one): the queued batch,
+   * which holds its SNAPSHOT record, is flushed only once the file is durable.
+   * A failure poisons the storage like a failed WAL write: the model already
+   * counts the snapshot, and later saves were validated against it.
+   */
+  private startSnapshotFile(snapshot: Snapshot, ref: SnapRef): void {
+    this.snapshotFilesPending++;
+    const written = this.snapshotWrites.then(() => this.writeSnapshotFile(snapshot, ref));
+    this.snapshotWrites = written.catch(() => {});
+    written.then(
+      () => {
+        this.snapshotFilesPending--;
+        this.flushUnlessSyncing();
+      },
+      (err: unknown) => {
+        this.snapshotFilesPending--;
+        this.fail(err, null);
+        this.flushUnlessSyncing();
+      },
+    );
+  }
+
+  /** Flushes what waits, unless a sync is in flight (its completion flushes). */
+  private flushUnlessSyncing(): void {
+    if (!this.syncing && (this.batchLen > 0 || this.waiter !== null)) this.flush();
+  }
+
+  /**
+   * Writes a snapshot file durably, off the event loop: temp file (written
+   * and fsynced on the thread pool), rename, directory fsync.
+   */
+  private async writeSnapshotFile(snapshot: Snapshot, ref: SnapRef): Promise<void> {
     const { meta, data } = snapshot;
     const header = encodeRecord(
       RecordType.SnapshotHeader,
@@ -992,30 +1035,17 @@ export class FileStorage implements Storage {
     );
     const name = snapshotName(ref);
     const tmp = posix.join(this.snapDir, `${name}.tmp`);
-    let fd: FileHandle | null = null;
+    if (this.failure !== null) throw this.failure;
     try {
       try {
         this.fs.unlink(tmp);
       } catch {
         // No leftover temp file.
       }
-      fd = this.fs.open(tmp, 'create');
-      const head = Buffer.concat([snapshotMagic, header]);
-      this.fs.write(fd, head, 0);
-      this.fs.write(fd, data, head.length);
-      this.fs.fsync(fd);
-      this.fs.close(fd);
-      fd = null;
+      await this.fs.writeFileAsync(tmp, [Buffer.concat([snapshotMagic, header]), data]);
       this.fs.rename(tmp, posix.join(this.snapDir, name));
-      this.fs.syncDir(this.snapDir);
+      await this.fs.syncDirAsync(this.snapDir);
     } catch (err) {
-      if (fd !== null) {
-        try {
-          this.fs.close(fd);
-        } catch {
-          // Best effort.
-        }
-      }
       throw ioError(`writing snapshot ${name}`, err);
     }
   }
