@@ -15,7 +15,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CohortError } from '../../../src/lib/errors.js';
 import { clusterId, nodeId } from '../../../src/lib/ids.js';
 import { FileStorage } from '../../../src/raft/storage/file-storage.js';
@@ -31,6 +31,10 @@ import type { StorageWrite } from '../../../src/raft/storage/storage.js';
 import { entry, hs, plain, snapshot } from './helpers.js';
 
 const quiet: StorageLogger = { info: () => {}, warn: () => {}, error: () => {} };
+
+// Several tests here recover a real log hundreds of times (every cut, every flipped bit),
+// each recovery syncing what it read: ~20 s on a quiet machine, minutes on a loaded one.
+vi.setConfig({ testTimeout: 600_000 });
 const ids = { clusterId: clusterId('c1'), nodeId: nodeId('n1') };
 
 /** Growing segments unless asked (these tests cut and flip the bytes of segments as written; preallocate.test.ts covers the zeros). */
