@@ -39,6 +39,7 @@ describe('cohort node (process)', () => {
         listen,
         '--rpc',
         rpc,
+        '--insecure',
       ]);
       try {
         // Before the fix the process spun forever in mkdir; the test's timeout ends that.
@@ -101,6 +102,7 @@ describe('cohort node (process)', () => {
       `127.0.0.1:${await freePort()}`,
       '--rpc',
       `127.0.0.1:${await freePort()}`,
+      '--insecure',
     ];
 
     const refused = start(await args());
@@ -136,6 +138,7 @@ describe('cohort node (process)', () => {
       `127.0.0.1:${await freePort()}`,
       '--rpc',
       `127.0.0.1:${await freePort()}`,
+      '--insecure',
     ];
     const leader = async (p: ReturnType<typeof start>): Promise<void> => {
       for (let i = 0; i < 600 && !p.out.stdout.includes('"became leader"'); i++) {
