@@ -40,7 +40,7 @@ let certs: CertDir;
 const closers: (() => unknown)[] = [];
 
 beforeAll(async () => {
-  cluster = await ProcessCluster.start({ nodes: 3, tls: true });
+  cluster = await ProcessCluster.start({ nodes: 3, tls: true, logLevel: 'info' });
   certs = cluster.certs as CertDir;
   await cluster.waitForLeader();
 }, 120_000);
@@ -390,4 +390,47 @@ describe('attacks on a TLS cluster (issue 13)', () => {
     expect(now.kvs[0]?.modRevision).toBeLessThanOrEqual(rev);
     expect((await asAlice.call((s) => s.whoami({}))).roles).toEqual(['app']);
   }, 120_000);
+
+  it("rotates every node's certificate under writes (SIGHUP): no write fails, new connections use the new certificates", async () => {
+    const endpoints = cluster.endpoints();
+    const root = certs.files({ kind: 'user', name: 'root' });
+    const kv = await KvClient.connect({ endpoints, clusterId: cluster.clusterId, tls: root });
+    closers.push(() => kv.close());
+    let ok = 0;
+    const failures: string[] = [];
+    let stop = false;
+    const writer = (async () => {
+      for (let i = 0; !stop; i++) {
+        try {
+          await kv.put(`rot/${i % 10}`, String(i));
+          ok++;
+        } catch (e) {
+          failures.push(String(e));
+        }
+      }
+    })();
+    const atLeast = (n: number) => () => Promise.resolve(ok >= n ? true : undefined);
+    await until('writes to flow', atLeast(20));
+    const reloaded = (id: string): number =>
+      cluster.output(id).split('TLS certificate reloaded').length - 1;
+    for (const n of cluster.nodes) {
+      const before = reloaded(n.id);
+      const fresh = await certs.issue({ kind: 'node', id: n.id });
+      expect(fresh.cert).toBe(certs.files({ kind: 'node', id: n.id }).cert);
+      process.kill(cluster.pid(n.id) as number, 'SIGHUP');
+      await until(`${n.id} to reload its certificate`, () =>
+        Promise.resolve(reloaded(n.id) > before ? true : undefined),
+      );
+      const mark = ok;
+      await until(`writes to go on after ${n.id}'s rotation`, atLeast(mark + 10));
+    }
+    // A new client's connections handshake with the new certificates.
+    const fresh = await KvClient.connect({ endpoints, clusterId: cluster.clusterId, tls: root });
+    closers.push(() => fresh.close());
+    await fresh.put('rot/after', 'yes');
+    stop = true;
+    await writer;
+    expect(failures).toEqual([]);
+    for (const n of cluster.nodes) expect(cluster.running(n.id)).toBe(true);
+  }, 180_000);
 });
