@@ -4,12 +4,14 @@
  * closed-loop puts of 256-byte values to random keys at concurrency 1, 16,
  * 64 and 256, and linearizable gets of prefilled keys at concurrency 64;
  * 1 s warm-up then 10 s measured per run; ops/s, p50, p99, CPU per process,
- * and the ratios cohort/etcd last. With `--failover`: the time from kill -9
+ * and the ratios cohort/etcd, then cohort TLS / plaintext last (cohort runs over
+ * mutual TLS, its default; `cohort-plain` is the same cluster with --insecure). With `--failover`: the time from kill -9
  * of the leader to the first successful write, over 20 trials, p50/p99.
  *
  * ```sh
  * npm run bench:kv                                  # everything, ~5 min
  * npm run bench:kv -- --seconds 3 --warmup 0.5 --conc 64 --only cohort   # a quick look
+ * npm run bench:kv -- --conc 64 --gets '' --only cohort,cohort-plain      # what TLS costs
  * npm run bench:kv -- --failover --trials 20        # failover only (add --puts to run both)
  * npm run bench:kv -- --reps 3                      # medians of 3 alternating runs
  * ```
@@ -54,13 +56,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ProcessCluster, sleep } from '../test/harness/process-cluster.js';
 import type { ProcessClusterOptions } from '../test/harness/process-cluster.js';
+import type { CredentialFiles } from '../src/trust/credentials.js';
 import { cohortDriver, cohortFailoverProbe } from './kv-cohort.js';
 import { EtcdCluster, ensureEtcd, etcdClient, etcdVersion } from './kv-etcd.js';
 
 const SELF = fileURLToPath(import.meta.url);
 
-/** The systems compared. */
-type System = 'cohort' | 'etcd';
+/** The systems compared: cohort over mutual TLS (its default), cohort with --insecure, etcd. */
+type System = 'cohort' | 'cohort-plain' | 'etcd';
 /** The workloads: puts to random keys, or linearizable gets of prefilled keys. */
 type Mode = 'put' | 'get';
 
@@ -74,6 +77,8 @@ interface ChildSpec {
   /** cohort: RPC endpoints (leader first); etcd: client URLs (leader only). */
   endpoints: unknown;
   clusterId?: string;
+  /** cohort over TLS: the root user's credential files. */
+  tls?: CredentialFiles;
 }
 
 /** One run's figures. */
@@ -187,7 +192,7 @@ async function runChild(spec: ChildSpec): Promise<void> {
   const driver =
     spec.system === 'etcd'
       ? etcdDriver(spec.endpoints as string[])
-      : await cohortDriver(spec.endpoints, spec.clusterId ?? 'cohort-local');
+      : await cohortDriver(spec.endpoints, spec.clusterId ?? 'cohort-local', spec.tls);
   const value = new Uint8Array(VALUE_BYTES);
   for (let i = 0; i < value.length; i++) value[i] = (i * 131 + 7) & 0xff;
   let op: () => Promise<void>;
@@ -310,9 +315,10 @@ interface Flags {
   snapshotEntries: number | undefined;
 }
 
-function clusterOptions(flags: Flags): ProcessClusterOptions {
+function clusterOptions(flags: Flags, tls = true): ProcessClusterOptions {
   return {
     runtime: flags.runtime,
+    tls,
     ...(flags.snapshotEntries === undefined ? {} : { snapshotEntries: flags.snapshotEntries }),
   };
 }
@@ -321,21 +327,28 @@ function clusterOptions(flags: Flags): ProcessClusterOptions {
 async function freshCluster(
   system: System,
   flags: Flags,
-): Promise<{ endpoints: unknown; pids: () => number[]; close: () => Promise<void> }> {
+): Promise<{
+  endpoints: unknown;
+  tls?: CredentialFiles;
+  pids: () => number[];
+  close: () => Promise<void>;
+}> {
   if (system === 'etcd') {
     const etcd = await EtcdCluster.start();
     const leader = await etcd.leader();
     return { endpoints: [leader.url], pids: () => etcd.pids(), close: () => etcd.close() };
   }
-  const cluster = await ProcessCluster.start(clusterOptions(flags));
+  const cluster = await ProcessCluster.start(clusterOptions(flags, system === 'cohort'));
   const leader = await cluster.waitForLeader({ timeoutMs: 30_000 });
   const eps = cluster.endpoints();
   const endpoints = [
     ...eps.filter((e) => e.id === leader.id),
     ...eps.filter((e) => e.id !== leader.id),
   ];
+  const tls = cluster.clientTls;
   return {
     endpoints,
+    ...(tls === undefined ? {} : { tls }),
     pids: () => cluster.nodes.flatMap((n) => cluster.pid(n.id) ?? []),
     close: () => cluster.close(),
   };
@@ -357,6 +370,7 @@ async function throughput(flags: Flags): Promise<Result[]> {
               warmupMs: flags.warmup * 1000,
               durationMs: flags.seconds * 1000,
               endpoints: c.endpoints,
+              ...(c.tls === undefined ? {} : { tls: c.tls }),
             },
             c.pids,
           );
@@ -404,16 +418,30 @@ function summarize(results: readonly Result[], flags: Flags): void {
       }
     }
   }
-  if (!flags.systems.includes('cohort') || !flags.systems.includes('etcd')) return;
-  console.log('\nratios (cohort / etcd):');
+  if (flags.systems.includes('cohort') && flags.systems.includes('etcd')) {
+    console.log('\nratios (cohort / etcd):');
+    for (const w of flags.workloads) {
+      const a = pick('cohort', w);
+      const b = pick('etcd', w);
+      if (a === undefined || b === undefined) continue;
+      console.log(
+        `kv-${w.mode} c=${w.concurrency}: cohort ${kops(a.opsPerSec)}/s p50 ${ms(a.p50Us)} p99 ${ms(a.p99Us)}, ` +
+          `etcd ${kops(b.opsPerSec)}/s p50 ${ms(b.p50Us)} p99 ${ms(b.p99Us)}; ` +
+          `throughput ratio ${(a.opsPerSec / b.opsPerSec).toFixed(2)}, p50 ratio ${(a.p50Us / b.p50Us).toFixed(2)}, p99 ratio ${(a.p99Us / b.p99Us).toFixed(2)}`,
+      );
+    }
+  }
+  // Last: what TLS costs (the issue's goal: >= 0.85 at c=64).
+  if (!flags.systems.includes('cohort') || !flags.systems.includes('cohort-plain')) return;
+  console.log('\nratios (cohort TLS / cohort plaintext):');
   for (const w of flags.workloads) {
     const a = pick('cohort', w);
-    const b = pick('etcd', w);
+    const b = pick('cohort-plain', w);
     if (a === undefined || b === undefined) continue;
     console.log(
-      `kv-${w.mode} c=${w.concurrency}: cohort ${kops(a.opsPerSec)}/s p50 ${ms(a.p50Us)} p99 ${ms(a.p99Us)}, ` +
-        `etcd ${kops(b.opsPerSec)}/s p50 ${ms(b.p50Us)} p99 ${ms(b.p99Us)}; ` +
-        `throughput ratio ${(a.opsPerSec / b.opsPerSec).toFixed(2)}, p50 ratio ${(a.p50Us / b.p50Us).toFixed(2)}, p99 ratio ${(a.p99Us / b.p99Us).toFixed(2)}`,
+      `kv-${w.mode} c=${w.concurrency}: TLS ${kops(a.opsPerSec)}/s p50 ${ms(a.p50Us)} p99 ${ms(a.p99Us)}, ` +
+        `plaintext ${kops(b.opsPerSec)}/s p50 ${ms(b.p50Us)} p99 ${ms(b.p99Us)}; ` +
+        `throughput ratio ${(a.opsPerSec / b.opsPerSec).toFixed(2)}`,
     );
   }
 }
@@ -482,7 +510,11 @@ interface FailoverTrial {
 
 async function failoverCohort(flags: Flags): Promise<FailoverTrial[]> {
   const cluster = await ProcessCluster.start(clusterOptions(flags));
-  const probe = await cohortFailoverProbe(cluster.endpoints(), cluster.clusterId);
+  const probe = await cohortFailoverProbe(
+    cluster.endpoints(),
+    cluster.clusterId,
+    cluster.clientTls,
+  );
   const trials: FailoverTrial[] = [];
   try {
     for (let t = 0; t < flags.trials; t++) {
@@ -594,8 +626,10 @@ function parseFlags(argv: string[]): Flags {
         return n;
       });
   const only = values.only;
-  if (only !== undefined && only !== 'cohort' && only !== 'etcd') {
-    throw new Error('--only must be cohort or etcd');
+  const systems: System[] =
+    only === undefined ? ['cohort', 'cohort-plain', 'etcd'] : (only.split(',') as System[]);
+  if (!systems.every((x) => x === 'cohort' || x === 'cohort-plain' || x === 'etcd')) {
+    throw new Error('--only takes cohort, cohort-plain and/or etcd (comma-separated)');
   }
   if (values.runtime !== 'source' && values.runtime !== 'dist') {
     throw new Error('--runtime must be source or dist');
@@ -603,7 +637,7 @@ function parseFlags(argv: string[]): Flags {
   return {
     seconds: Number(values.seconds),
     warmup: Number(values.warmup),
-    systems: only === undefined ? ['cohort', 'etcd'] : [only],
+    systems,
     workloads: [
       ...list(values.conc).map((c) => ({ mode: 'put' as const, concurrency: c })),
       ...list(values.gets).map((c) => ({ mode: 'get' as const, concurrency: c })),
@@ -632,6 +666,7 @@ async function orchestrate(flags: Flags): Promise<void> {
   if (flags.failover) {
     const lines: string[] = [];
     for (const s of flags.systems) {
+      if (s === 'cohort-plain') continue; // failover is not about TLS
       const trials = s === 'cohort' ? await failoverCohort(flags) : await failoverEtcd(flags);
       lines.push(failoverLine(s, trials));
     }
