@@ -176,6 +176,13 @@ export interface RaftNodeOptions<S extends RaftStateMachine> {
   readonly random: Random;
   /** Time source (default: the real clock). */
   readonly clock?: Clock;
+  /**
+   * Runs the Ready loop and snapshot steps later, after what is already
+   * queued (default: setImmediate, so everything that arrives in one
+   * event-loop turn is handled in one Ready). The simulator passes an event
+   * of its virtual-time scheduler, so the loop runs deterministically.
+   */
+  readonly schedule?: (fn: () => void) => void;
   /** Milliseconds per core tick. Default 20. */
   readonly tickMs?: number;
   /** Core options (electionTicks, heartbeatTicks, preVote, ...). */
@@ -317,6 +324,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   private readonly transport: Transport<RaftMessage>;
   private readonly storage: Storage;
   private readonly clock: Clock;
+  private readonly defer: (fn: () => void) => void;
   private readonly tickMs: number;
   private readonly electionTicks: number;
   private readonly snapshotEntries: number;
@@ -373,6 +381,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     this.transport = options.transport;
     this.storage = options.storage;
     this.clock = options.clock ?? new RealClock();
+    this.defer = options.schedule ?? ((fn) => void setImmediate(fn));
     this.tickMs = positiveInt('tickMs', options.tickMs ?? 20);
     this.electionTicks = options.raft?.electionTicks ?? 10;
     this.snapshotEntries = options.snapshotEntries ?? 0;
@@ -851,7 +860,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   private schedule(): void {
     if (this.drainScheduled || this.blockingSave !== null || this.state !== 'running') return;
     this.drainScheduled = true;
-    setImmediate(() => {
+    this.defer(() => {
       this.drainScheduled = false;
       this.drain();
     });
@@ -1066,7 +1075,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
         return;
       }
       if (!done) {
-        setImmediate(step);
+        this.defer(step);
         return;
       }
       this.snapshotting = false;
@@ -1077,7 +1086,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
         this.schedule();
       }
     };
-    setImmediate(step);
+    this.defer(step);
   }
 
   private takeSnapshot(): boolean {
