@@ -240,6 +240,21 @@ export interface RaftNodeStateChange {
   readonly term: Term;
 }
 
+/**
+ * A read-only view of a node's Raft state ({@link RaftNode.inspect}): the
+ * core's status, and the terms and entries of the log it holds in memory.
+ * For checkers (the simulator's invariants read every node after every
+ * event), diagnostics and dumps; reading never changes the node.
+ */
+export interface RaftNodeInspector {
+  /** The core's status (role, term, commit, applied, indexes, configuration, progress). */
+  status(): RaftStatus;
+  /** Term of the entry at `index`, or undefined if compacted away or absent. */
+  termAt(index: number): Term | undefined;
+  /** Entries held in memory from `lo` to `hi` inclusive (clamped to what is held). */
+  entries(lo: number, hi: number): readonly Entry[];
+}
+
 /** Lifecycle of a {@link RaftNode}. */
 export type RaftNodeState = 'running' | 'closing' | 'closed' | 'failed';
 
@@ -321,6 +336,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   readonly stateMachine: S;
 
   private readonly core: RaftCore;
+  private readonly inspector: RaftNodeInspector;
   private readonly transport: Transport<RaftMessage>;
   private readonly storage: Storage;
   private readonly clock: Clock;
@@ -378,6 +394,11 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     this.id = options.id;
     this.stateMachine = options.stateMachine;
     this.core = core;
+    this.inspector = {
+      status: () => core.status(),
+      termAt: (index) => core.termAt(index),
+      entries: (lo, hi) => core.entries(lo, hi),
+    };
     this.transport = options.transport;
     this.storage = options.storage;
     this.clock = options.clock ?? new RealClock();
@@ -612,6 +633,14 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       droppedMessages: this.droppedMessages,
       sendFailures: this.sendFailures,
     };
+  }
+
+  /**
+   * A read-only view of the core (see {@link RaftNodeInspector}); the same
+   * object every call.
+   */
+  inspect(): RaftNodeInspector {
+    return this.inspector;
   }
 
   /** True if this node currently believes it is the leader. */

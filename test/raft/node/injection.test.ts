@@ -80,4 +80,25 @@ describe('RaftNode injection points', () => {
     expect(result).toEqual({ index: 2, size: 1 });
     await node.close();
   });
+
+  it('inspect() reads the core: status, terms and entries', async () => {
+    const { node, clock, tasks } = await startAlone();
+    clock.advance(100);
+    await runTasks(tasks);
+    const p = node.propose(text('x'));
+    await runTasks(tasks);
+    await p;
+    const view = node.inspect();
+    expect(view).toBe(node.inspect());
+    const s = view.status();
+    expect(s.role).toBe('leader');
+    expect(s.commit).toBe(2);
+    expect(s.applied).toBe(2);
+    expect(view.termAt(2)).toBe(s.term);
+    expect(view.termAt(3)).toBeUndefined();
+    const entries = view.entries(1, 2);
+    expect(entries.map((e) => e.kind)).toEqual(['noop', 'normal']);
+    expect(new TextDecoder().decode(entries[1]?.data)).toBe('x');
+    await node.close();
+  });
 });
