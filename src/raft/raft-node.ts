@@ -97,6 +97,7 @@ import type { RaftMessage } from './core/messages.js';
 import { RaftCore } from './core/raft-core.js';
 import type {
   ConfigChange,
+  RaftBugs,
   RaftOptions,
   RaftRole,
   RaftStatus,
@@ -187,6 +188,12 @@ export interface RaftNodeOptions<S extends RaftStateMachine> {
   readonly tickMs?: number;
   /** Core options (electionTicks, heartbeatTicks, preVote, ...). */
   readonly raft?: RaftNodeCoreOptions;
+  /**
+   * TEST-ONLY deliberate core bugs (see {@link RaftBugs}), so the simulator
+   * can show its checkers catch them on the shell that ships. Never set
+   * outside tests.
+   */
+  readonly bugs?: RaftBugs;
   /** Take a state-machine snapshot and compact the log every this many applied entries; 0: never. Default 0. */
   readonly snapshotEntries?: number;
   /**
@@ -453,7 +460,12 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
         ? { voters: [], learners: [] }
         : { voters: [options.id, ...options.peers], learners: [] };
     const core = new RaftCore(
-      { ...options.raft, id: options.id, random: options.random.fork(`raft-core:${options.id}`) },
+      {
+        ...options.raft,
+        ...(options.bugs === undefined ? {} : { bugs: options.bugs }),
+        id: options.id,
+        random: options.random.fork(`raft-core:${options.id}`),
+      },
       loaded,
       bootstrap,
     );

@@ -101,4 +101,24 @@ describe('RaftNode injection points', () => {
     expect(new TextDecoder().decode(entries[1]?.data)).toBe('x');
     await node.close();
   });
+
+  it('passes the test-only core bug switches through (forgetToPersistVote: no vote saved)', async () => {
+    const saved: (string | null)[] = [];
+    const storage = new MemoryStorage();
+    const save = storage.save.bind(storage);
+    storage.save = (write) => {
+      if (write.hardState !== undefined) saved.push(write.hardState.vote);
+      return save(write);
+    };
+    const { node, clock, tasks } = await startAlone({
+      storage,
+      bugs: { forgetToPersistVote: true },
+    });
+    clock.advance(100);
+    await runTasks(tasks);
+    expect(node.isLeader()).toBe(true);
+    expect(saved.length).toBeGreaterThan(0);
+    expect(saved.every((v) => v === null)).toBe(true);
+    await node.close();
+  });
 });
