@@ -40,6 +40,8 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { RealClock } from '../lib/clock.js';
+import type { Clock } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { ErrorCode } from '../lib/errors.js';
 import { clusterId as toClusterId, isValidId, nodeId } from '../lib/ids.js';
@@ -52,6 +54,7 @@ import type { RpcNodeOptions } from '../rpc/node.js';
 import type { Client } from '../rpc/service.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
+import type { Transport } from '../transport/transport.js';
 import { kvKey, prefixRange, RANGE_END_ALL } from './core/bytes.js';
 import type {
   Compare,
@@ -103,6 +106,15 @@ export interface KvClientOptions {
   /** RPC node options (interceptors for tests, pending-call bounds). */
   readonly rpc?: RpcNodeOptions;
   readonly logger?: Logger;
+  /**
+   * The transport to call the nodes over, instead of a TCP transport the
+   * client starts (the simulator passes one onto its network). Endpoint
+   * addresses are then not used; a redirect to a node not among the
+   * endpoints is not followed.
+   */
+  readonly transport?: Transport<RpcWireMessage>;
+  /** Time for deadlines, backoffs and keep-alives (default: the real clock). */
+  readonly clock?: Clock;
 }
 
 /** Read options. */
@@ -234,16 +246,16 @@ function parseAddress(text: unknown): PeerAddress | undefined {
   return { host: text.slice(0, i), port };
 }
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+const sleep = (clock: Clock, ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     if (signal?.aborted === true) {
       resolve();
       return;
     }
-    const t = setTimeout(done, ms);
+    const t = clock.setTimer(ms, done);
     signal?.addEventListener('abort', done, { once: true });
     function done(): void {
-      clearTimeout(t);
+      clock.clearTimer(t);
       signal?.removeEventListener('abort', done);
       resolve();
     }
@@ -264,7 +276,7 @@ export class KvClient {
   private readonly order: NodeId[];
   private next = 0;
   private leader: NodeId | undefined;
-  /** Nodes that failed to answer, until when they are skipped (Date.now() ms). */
+  /** Nodes that failed to answer, until when they are skipped (clock ms). */
   private readonly suspects = new Map<NodeId, number>();
   private readonly free: Lane[] = [];
   private readonly lanes: Lane[] = [];
@@ -275,15 +287,18 @@ export class KvClient {
   private readonly keepers = new Set<LeaseKeeper>();
   private closing: Promise<void> | undefined;
   private readonly closeController = new AbortController();
+  private readonly clock: Clock;
 
   private constructor(
     private readonly rpc: RpcNode,
-    private readonly transport: TcpTransport<RpcWireMessage>,
+    /** Learns a node's address (the TCP transport); undefined when addresses are not used. */
+    private readonly setPeer: ((id: NodeId, address: PeerAddress) => void) | undefined,
     endpoints: readonly NodeId[],
     /** Base of the lanes' client ids. */
     readonly clientId: string,
     options: KvClientOptions,
   ) {
+    this.clock = options.clock ?? new RealClock();
     this.order = [...endpoints];
     this.timeoutMs = options.rpc?.client?.timeoutMs ?? options.timeoutMs ?? defaultTimeoutMs;
     this.retryMs = options.retryMs ?? 10_000;
@@ -307,23 +322,27 @@ export class KvClient {
         details: { field: 'clientId' },
       });
     }
-    const transport = await TcpTransport.start<RpcWireMessage>({
-      self: nodeId(`client-${randomBytes(6).toString('hex')}`),
-      clusterId: toClusterId(options.clusterId ?? 'cohort-local'),
-      codec: rpcCodec,
-      peers: new Map(parsed.map((p) => [p.id, p.address])),
-      logger:
-        options.logger ??
-        pino({ level: process.env.COHORT_LOG_LEVEL ?? 'error' }, pino.destination(2)),
-    });
+    const tcp =
+      options.transport === undefined
+        ? await TcpTransport.start<RpcWireMessage>({
+            self: nodeId(`client-${randomBytes(6).toString('hex')}`),
+            clusterId: toClusterId(options.clusterId ?? 'cohort-local'),
+            codec: rpcCodec,
+            peers: new Map(parsed.map((p) => [p.id, p.address])),
+            logger:
+              options.logger ??
+              pino({ level: process.env.COHORT_LOG_LEVEL ?? 'error' }, pino.destination(2)),
+          })
+        : undefined;
     // The attempt deadline is the RPC default, so calls share one deadline timer.
-    const rpc = new RpcNode(transport, {
+    const rpc = new RpcNode(tcp ?? (options.transport as Transport<RpcWireMessage>), {
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...options.rpc,
       client: { timeoutMs: options.timeoutMs ?? defaultTimeoutMs, ...options.rpc?.client },
     });
     return new KvClient(
       rpc,
-      transport,
+      tcp === undefined ? undefined : (id, address) => tcp.setPeer(id, address),
       parsed.map((p) => p.id),
       clientId,
       options,
@@ -451,7 +470,7 @@ export class KvClient {
           if (!isCohortError(e) || e.code === 'CLOSED') return 'stopped';
           interval ??= 500;
         }
-        await sleep(interval, stop.signal);
+        await sleep(this.clock, interval, stop.signal);
       }
       return 'stopped';
     };
@@ -528,7 +547,7 @@ export class KvClient {
       } finally {
         stream.cancel();
       }
-      await sleep(Math.min(500, 10 * 2 ** failures++), signal);
+      await sleep(this.clock, Math.min(500, 10 * 2 ** failures++), signal);
     }
   }
 
@@ -564,7 +583,7 @@ export class KvClient {
   /** The node to try: the known leader, else the next endpoint round-robin. */
   private target(): NodeId {
     if (this.leader !== undefined) return this.leader;
-    const now = Date.now();
+    const now = this.clock.now();
     // Round-robin, skipping nodes that just failed while another may answer.
     for (let i = 0; i < this.order.length; i++) {
       const id = this.order[this.next % this.order.length];
@@ -584,7 +603,7 @@ export class KvClient {
   /** `target` failed to answer: not the leader, and not worth a redirect for a while. */
   private suspect(target: NodeId): void {
     this.forget(target);
-    this.suspects.set(target, Date.now() + suspectMs);
+    this.suspects.set(target, this.clock.now() + suspectMs);
   }
 
   /** Learns the leader from a NOT_LEADER answer; true if it names one other than `from`. */
@@ -596,18 +615,18 @@ export class KvClient {
     }
     const leader = nodeId(id);
     // A follower may still name a leader that just died (until it times out): do not bounce back to it.
-    if ((this.suspects.get(leader) ?? 0) > Date.now()) {
+    if ((this.suspects.get(leader) ?? 0) > this.clock.now()) {
       this.forget(from);
       return false;
     }
     this.suspects.delete(leader);
     if (!this.order.includes(leader)) {
       const addr = parseAddress(e.details.leaderRpc);
-      if (addr === undefined) {
+      if (addr === undefined || this.setPeer === undefined) {
         this.forget(from);
         return false;
       }
-      this.transport.setPeer(leader, addr);
+      this.setPeer(leader, addr);
       this.order.push(leader);
     }
     this.leader = leader;
@@ -682,7 +701,7 @@ export class KvClient {
     fn: (s: Stub, o: { timeoutMs: number }) => Promise<T>,
     retryMs = this.retryMs,
   ): Promise<T> {
-    const deadline = Date.now() + retryMs;
+    const deadline = this.clock.now() + retryMs;
     let backoff = 0;
     // An attempt that may have taken effect makes every later give-up indefinite.
     let uncertain = false;
@@ -704,7 +723,7 @@ export class KvClient {
           uncertain = true;
           onRetry?.();
         }
-        if (Date.now() + backoff >= deadline || this.closeController.signal.aborted) {
+        if (this.clock.now() + backoff >= deadline || this.closeController.signal.aborted) {
           if (!uncertain || !e.definite) throw e;
           // This attempt surely failed, but an earlier one may have been applied.
           throw new CohortError(e.code, `${e.message} (an earlier attempt may have taken effect)`, {
@@ -713,7 +732,7 @@ export class KvClient {
             cause: e,
           });
         }
-        if (backoff > 0 && this.leader === undefined) await sleep(backoff);
+        if (backoff > 0 && this.leader === undefined) await sleep(this.clock, backoff);
       }
     }
   }
