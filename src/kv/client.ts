@@ -46,6 +46,7 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import type { ErrorCode } from '../lib/errors.js';
 import { clusterId as toClusterId, isValidId, nodeId } from '../lib/ids.js';
 import type { NodeId } from '../lib/ids.js';
+import type { Random } from '../lib/random.js';
 import { limits } from '../lib/limits.js';
 import { rpcCodec } from '../rpc/messages.js';
 import type { RpcWireMessage } from '../rpc/messages.js';
@@ -115,6 +116,11 @@ export interface KvClientOptions {
   readonly transport?: Transport<RpcWireMessage>;
   /** Time for deadlines, backoffs and keep-alives (default: the real clock). */
   readonly clock?: Clock;
+  /**
+   * Randomness for the default client id and the RPC node (default: the
+   * operating system's), so a simulated client is a function of its seed.
+   */
+  readonly random?: Random;
 }
 
 /** Read options. */
@@ -316,7 +322,14 @@ export class KvClient {
       });
     }
     const parsed = options.endpoints.map(parseKvEndpoint);
-    const clientId = options.clientId ?? `kv-${randomBytes(6).toString('hex')}`;
+    const random = options.random;
+    const hex = (): string =>
+      random === undefined
+        ? randomBytes(6).toString('hex')
+        : [random.int(2 ** 24), random.int(2 ** 24)]
+            .map((n) => n.toString(16).padStart(6, '0'))
+            .join('');
+    const clientId = options.clientId ?? `kv-${hex()}`;
     if (clientId.length + 8 > limits.kvClientIdCharsMax) {
       throw new CohortError('INVALID_ARGUMENT', 'clientId is too long', {
         details: { field: 'clientId' },
@@ -325,7 +338,7 @@ export class KvClient {
     const tcp =
       options.transport === undefined
         ? await TcpTransport.start<RpcWireMessage>({
-            self: nodeId(`client-${randomBytes(6).toString('hex')}`),
+            self: nodeId(`client-${hex()}`),
             clusterId: toClusterId(options.clusterId ?? 'cohort-local'),
             codec: rpcCodec,
             peers: new Map(parsed.map((p) => [p.id, p.address])),
@@ -337,6 +350,7 @@ export class KvClient {
     // The attempt deadline is the RPC default, so calls share one deadline timer.
     const rpc = new RpcNode(tcp ?? (options.transport as Transport<RpcWireMessage>), {
       ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(random === undefined ? {} : { random: random.fork('rpc') }),
       ...options.rpc,
       client: { timeoutMs: options.timeoutMs ?? defaultTimeoutMs, ...options.rpc?.client },
     });

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../src/lib/clock.js';
 import { CohortError, isCohortError } from '../../src/lib/errors.js';
 import { nodeId } from '../../src/lib/ids.js';
+import { seededRandom } from '../../src/lib/random.js';
 import { KvClient } from '../../src/kv/client.js';
 import { KvService } from '../../src/kv/service.js';
 import { rpcCodec } from '../../src/rpc/messages.js';
@@ -62,5 +63,23 @@ describe('KvClient on an injected transport and clock', () => {
     expect(calls).toBeGreaterThan(15);
     await kv.close();
     await server.close();
+  });
+
+  it('draws its default client id from the injected Random (a seed gives the same id)', async () => {
+    const net = new MemoryNetwork();
+    const ids: string[] = [];
+    for (const c of ['c1', 'c2', 'c3']) {
+      const kv = await KvClient.connect({
+        endpoints: [{ id: 'n1', host: 'unused', port: 1 }],
+        transport: net.transport(nodeId(c), rpcCodec),
+        clock: new VirtualClock(),
+        random: seededRandom(c === 'c3' ? 8 : 7),
+      });
+      ids.push(kv.clientId);
+      await kv.close();
+    }
+    expect(ids[0]).toMatch(/^kv-[0-9a-f]{12}$/);
+    expect(ids[1]).toBe(ids[0]);
+    expect(ids[2]).not.toBe(ids[0]);
   });
 });
