@@ -29,6 +29,47 @@ export class CheckFailure extends Error {
   override readonly name = 'CheckFailure';
 }
 
+/**
+ * Where a check that runs inside the code under test reports. The production
+ * shells call the simulator back from promise callbacks (a state machine's
+ * apply, a send, a finished save); an exception thrown there would not reach
+ * the scenario but reject a promise nobody handles. Such callbacks run inside
+ * {@link FailureTrap.guard}, which records the first failure (a
+ * {@link CheckFailure} or any other error) and returns; the scenario's loop
+ * rethrows it after the event ({@link FailureTrap.throwIfFailed}).
+ *
+ * ```ts
+ * node.onApplied = (e) => ctx.trap.guard(() => invariants.onApply(id, e, digest));
+ * scheduler.step(); await settle(); ctx.trap.throwIfFailed();
+ * ```
+ */
+export class FailureTrap {
+  private first: unknown;
+  private failed = false;
+
+  /** Runs `fn`; if it throws, records the error (the first one is kept) and returns undefined. */
+  guard<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (err) {
+      this.record(err);
+      return undefined;
+    }
+  }
+
+  /** Records a failure (the first one is kept). */
+  record(err: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.first = err;
+  }
+
+  /** Throws the first recorded failure, if any. */
+  throwIfFailed(): void {
+    if (this.failed) throw this.first;
+  }
+}
+
 /** What a scenario gets: its seed, a root random stream, the scheduler and the trace. */
 export interface ScenarioContext {
   readonly seed: number;
@@ -36,6 +77,8 @@ export interface ScenarioContext {
   readonly random: Random;
   readonly scheduler: Scheduler;
   readonly trace: Trace;
+  /** Failures raised inside callbacks of the code under test; the run throws the first. */
+  readonly trap: FailureTrap;
   /** Parameters drawn from the seed; fill in early, they are printed with any failure. */
   readonly params: Record<string, unknown>;
   /** Scenario-specific counters, printed with the trace's event counts. */
@@ -102,6 +145,7 @@ export async function runScenario(
     random: seededRandom(options.seed),
     scheduler: new Scheduler(),
     trace,
+    trap: new FailureTrap(),
     params: {},
     counts: {},
   };
@@ -109,12 +153,20 @@ export async function runScenario(
   let message: string | undefined;
   let stack: string | undefined;
   try {
-    await scenario.run(ctx);
+    try {
+      await scenario.run(ctx);
+    } finally {
+      // A failure raised inside a callback comes first: what followed may be its consequence.
+      ctx.trap.throwIfFailed();
+    }
   } catch (err) {
     outcome = err instanceof CheckFailure ? 'violation' : 'error';
     message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     if (outcome === 'error' && err instanceof Error && err.stack !== undefined) stack = err.stack;
   }
+  // A run may keep the process busy without a turn of the event loop (raft/scenario.ts,
+  // settle): let timers and I/O in between runs.
+  await new Promise((resolve) => setImmediate(resolve));
   return {
     scenario: scenario.name,
     seed: options.seed,
