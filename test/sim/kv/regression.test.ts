@@ -2,11 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { runScenario } from '../../../src/sim/scenario.js';
 import { kvScenario } from '../../../src/sim/kv/scenario.js';
 import type { KvScenarioOptions } from '../../../src/sim/kv/scenario.js';
+import { simTimeoutMs } from './helpers.js';
 
 /**
  * Seeds of the `kv` scenario worth replaying on every CI run. A seed names a
- * run of the current scenario, harness and core: when one of them changes the
- * draws, re-find the seed and update it here.
+ * run of the current scenario, harness, shells and core: when one of them
+ * changes the runs, re-find the seed and update it here. (Since the simulator
+ * runs the production RaftNode, KV server and KvClients, seeds 178 and 2423
+ * name other runs than the ones described; they are kept as passing runs of
+ * the corners they were found in.)
  */
 const seeds: { seed: number; options: KvScenarioOptions; expect: 'ok' | RegExp; why: string }[] = [
   {
@@ -39,21 +43,27 @@ const seeds: { seed: number; options: KvScenarioOptions; expect: 'ok' | RegExp; 
       'now doubles attempt timeouts and pauses per attempt (also seeds 2571 and 6568).',
   },
   {
-    seed: 16,
+    seed: 9,
     options: { raft: { checkQuorum: false } },
     expect: 'ok',
-    why: 'The first seed that catches skipReadConfirmation (bugs.test.ts) passes without the bug.',
+    why:
+      'The first seed that catches skipReadConfirmation (bugs.test.ts) passes without the bug ' +
+      '(seed 16 before the simulator ran the production KV server and KvClients).',
   },
 ];
 
 describe('kv simulation regression seeds', () => {
   for (const s of seeds) {
-    it(`seed ${s.seed} ${JSON.stringify(s.options)}: ${s.expect === 'ok' ? 'ok' : 'violation'} (${s.why.slice(0, 60)}…)`, async () => {
-      const r = await runScenario(kvScenario({ traceMessages: false, ...s.options }), {
-        seed: s.seed,
-      });
-      if (s.expect === 'ok') expect(r.message ?? '').toBe('');
-      else expect(r.message).toMatch(s.expect);
-    });
+    it(
+      `seed ${s.seed} ${JSON.stringify(s.options)}: ${s.expect === 'ok' ? 'ok' : 'violation'} (${s.why.slice(0, 60)}…)`,
+      async () => {
+        const r = await runScenario(kvScenario({ traceMessages: false, ...s.options }), {
+          seed: s.seed,
+        });
+        if (s.expect === 'ok') expect(r.message ?? '').toBe('');
+        else expect(r.message).toMatch(s.expect);
+      },
+      simTimeoutMs,
+    );
   }
 });
