@@ -43,10 +43,15 @@ const builtins: readonly Scenario[] = [
   kvScenario({ name: 'kv-file', storage: 'file' }),
   // Older names, from when the simulator had a shell of its own besides the production one:
   // every scenario runs the production shell now.
-  raftScenario({ name: 'raft-production' }),
-  raftScenario({ name: 'raft-production-file', storage: 'file' }),
-  kvScenario({ name: 'kv-production' }),
-  kvScenario({ name: 'kv-production-file', storage: 'file' }),
+  alias('raft', raftScenario({ name: 'raft-production' })),
+  alias('raft-file', raftScenario({ name: 'raft-production-file', storage: 'file' })),
+  alias('kv', kvScenario({ name: 'kv-production' })),
+  alias('kv-file', kvScenario({ name: 'kv-production-file', storage: 'file' })),
 ];
+
+/** `scenario` described as an older name of `of`. */
+function alias(of: string, scenario: Scenario): Scenario {
+  return { ...scenario, description: `the same as ${of} (an older name)` };
+}
 
 for (const s of builtins) registerScenario(s);

@@ -105,7 +105,7 @@ export function raftScenario(options: RaftScenarioOptions = {}): Scenario {
   return {
     name,
     description:
-      'Raft cores over a faulty network and disk: nemesis, invariants after every event, liveness after heal, linearizable KV history',
+      'The production RaftNode over a faulty network and disk: nemesis, invariants after every event, liveness after heal, linearizable KV history',
     run: (ctx) => runRaft(ctx, options),
   };
 }
