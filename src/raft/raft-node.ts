@@ -900,6 +900,8 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   /** Arranges for pending Readys to be handled on the next turn (batching what arrives in this one). */
   private schedule(): void {
     if (this.drainScheduled || this.blockingSave !== null || this.state !== 'running') return;
+    // Nothing to hand out (an idle tick, say): every later change to the core calls this again.
+    if (!this.core.hasReady()) return;
     this.drainScheduled = true;
     this.defer(() => {
       this.drainScheduled = false;

@@ -81,6 +81,22 @@ describe('RaftNode injection points', () => {
     await node.close();
   });
 
+  it('schedules its Ready loop only when the core has something to hand out (not for idle ticks)', async () => {
+    const { node, clock, tasks } = await startAlone();
+    clock.advance(100);
+    await runTasks(tasks);
+    expect(node.isLeader()).toBe(true);
+    // A lone leader's ticks produce nothing: no heartbeats, nothing to persist or apply.
+    for (let i = 0; i < 10; i++) clock.advance(10);
+    await settle();
+    expect(tasks).toHaveLength(0);
+    const p = node.propose(text('y'));
+    expect(tasks).toHaveLength(1);
+    await runTasks(tasks);
+    await p;
+    await node.close();
+  });
+
   it('inspect() reads the core: status, terms and entries', async () => {
     const { node, clock, tasks } = await startAlone();
     clock.advance(100);
