@@ -133,10 +133,36 @@ export function replayCommand(scenario: string, seed: number): string {
   return `npm run sim -- --scenario ${scenario} --seed ${seed}`;
 }
 
-/** Runs `scenario` for one seed and reports; never throws for a failing run. */
+/**
+ * Runs `scenario` for one seed and reports; never throws for a failing run.
+ *
+ * Stack traces are off while the scenario runs (unless a `sink` is set): the
+ * shells under test create expected-outcome errors by the thousand (a
+ * follower refusing a proposal, a deadline passing), capturing their stacks
+ * is most of what they cost, and nobody reads them. A run that ends in an
+ * unexpected error is run again with stack traces, for the report: runs are
+ * deterministic, so it fails the same way (if it does not, the report says
+ * so). Runs must not overlap (the stack trace limit is the process's).
+ */
 export async function runScenario(
   scenario: Scenario,
   options: RunScenarioOptions,
+): Promise<ScenarioResult> {
+  if (options.sink !== undefined) return runOnce(scenario, options, true);
+  const fast = await runOnce(scenario, options, false);
+  if (fast.outcome !== 'error') return fast;
+  const traced = await runOnce(scenario, options, true);
+  if (traced.traceHash === fast.traceHash) return traced;
+  return {
+    ...traced,
+    message: `${traced.message ?? ''} (the run without stack traces ended otherwise: ${fast.message ?? ''}; the run is not deterministic)`,
+  };
+}
+
+async function runOnce(
+  scenario: Scenario,
+  options: RunScenarioOptions,
+  stacks: boolean,
 ): Promise<ScenarioResult> {
   const keep = options.lastEvents ?? 40;
   const trace = new Trace({ keepLast: keep, sink: options.sink });
@@ -152,10 +178,13 @@ export async function runScenario(
   let outcome: Outcome = 'ok';
   let message: string | undefined;
   let stack: string | undefined;
+  const stackTraceLimit = Error.stackTraceLimit;
+  if (!stacks) Error.stackTraceLimit = 0;
   try {
     try {
       await scenario.run(ctx);
     } finally {
+      Error.stackTraceLimit = stackTraceLimit;
       // A failure raised inside a callback comes first: what followed may be its consequence.
       ctx.trap.throwIfFailed();
     }
@@ -164,8 +193,8 @@ export async function runScenario(
     message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     if (outcome === 'error' && err instanceof Error && err.stack !== undefined) stack = err.stack;
   }
-  // A run may keep the process busy without a turn of the event loop (raft/scenario.ts,
-  // settle): let timers and I/O in between runs.
+  // A run may keep the process busy without a turn of the event loop (drive.ts): let timers
+  // and I/O in between runs.
   await new Promise((resolve) => setImmediate(resolve));
   return {
     scenario: scenario.name,

@@ -98,3 +98,32 @@ describe("FailureTrap (checks run inside the shells' promise callbacks)", () => 
     expect(error.message).toBe('TypeError: a bug');
   });
 });
+
+describe('runScenario and stack traces', () => {
+  it('runs without stack traces, and reports an unexpected error with its stack (from a replay)', async () => {
+    const framesSeen: number[] = [];
+    function buggyStep(): never {
+      throw new TypeError('a bug deep in the code');
+    }
+    const r = await runScenario(
+      {
+        name: 'buggy',
+        description: 'throws an unexpected error',
+        run() {
+          framesSeen.push((new Error().stack ?? '').split('\n').length - 1);
+          buggyStep();
+        },
+      },
+      { seed: 1 },
+    );
+    // Two runs: the fast one without frames, the replay for the report with them.
+    expect(framesSeen).toHaveLength(2);
+    expect(framesSeen[0]).toBe(0);
+    expect(framesSeen[1]).toBeGreaterThan(0);
+    expect(r.outcome).toBe('error');
+    expect(r.message).toBe('TypeError: a bug deep in the code');
+    expect(r.stack).toMatch(/buggyStep/);
+    // The limit is the process's again.
+    expect((new Error().stack ?? '').split('\n').length).toBeGreaterThan(1);
+  });
+});
