@@ -559,7 +559,7 @@ export class SimNetwork<M> {
         slot.timers.delete(h);
         timerEvents.delete(id);
         if (!alive()) return;
-        this.record('timer', { node: slot.id, timer: id });
+        if (this.trace !== undefined) this.record('timer', { node: slot.id, timer: id });
         fn();
       });
       slot.timers.add(h);
@@ -592,7 +592,7 @@ export class SimNetwork<M> {
 
   private drop(id: number, from: NodeId, to: NodeId, reason: DropReason): void {
     this.counters.dropped[reason]++;
-    this.record('drop', { id, from, to, reason });
+    if (this.trace !== undefined) this.record('drop', { id, from, to, reason });
     this.emit({ kind: 'drop', id, from, to, reason });
   }
 
@@ -609,7 +609,8 @@ export class SimNetwork<M> {
       bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
     }
     this.counters.sent++;
-    this.record('send', { id, from, to, bytes: bytes.length, msg: message });
+    if (this.trace !== undefined)
+      this.record('send', { id, from, to, bytes: bytes.length, msg: message });
     this.emit({ kind: 'send', id, from, to, message, bytes: bytes.length });
     const dest = this.slots.get(to);
     if (dest === undefined) {
@@ -707,7 +708,8 @@ export class SimNetwork<M> {
     // Decoding bytes this network encoded cannot fail unless the codec is broken: let it throw.
     const message = this.codec.decode(m.bytes);
     this.counters.delivered++;
-    this.record('deliver', { id: m.id, copy: m.copy, from: m.from, to: m.to, msg: message });
+    if (this.trace !== undefined)
+      this.record('deliver', { id: m.id, copy: m.copy, from: m.from, to: m.to, msg: message });
     this.emit({ kind: 'deliver', id: m.id, copy: m.copy, from: m.from, to: m.to, message });
     const ctx = dest.ctx ?? this.makeContext(dest, dest.incarnation);
     dest.node.onMessage(m.from, message, ctx);
