@@ -29,13 +29,22 @@
  *   are retried for reads (idempotent) and for writes under the SAME session
  *   sequence number, so the state machine answers a write that did apply
  *   from its session table instead of applying it again;
+ * - **SESSION_EXPIRED** (the session idled past its TTL of log time, or the
+ *   cluster forgot it past its bounds): the client registers a new session
+ *   and retries the write if no attempt of it can have applied (or it is a
+ *   keep-alive, which may apply twice); otherwise it fails with an
+ *   indefinite SESSION_EXPIRED (`details.earlierAttemptUncertain`);
  * - anything else (INVALID_ARGUMENT, NOT_FOUND, COMPACTED, ...) is the
  *   answer and is thrown at once. After `retryMs` the last error is thrown.
  *
- * Concurrency: a session allows one command in flight per client id, so the
- * client keeps a pool of session lanes (`${clientId}/${lane}`); each write
- * takes a free lane (a new one up to `lanesMax`), so many concurrent calls run
- * in parallel. `close()` ends the lanes' sessions on the cluster.
+ * Sessions: each lane registers one with the cluster (`sessionOpen`, a log
+ * entry that names a fresh id) before its first write; a session allows one
+ * command in flight, so the client keeps a pool of lanes; each write takes a
+ * free lane (a new one up to `lanesMax`), so many concurrent calls run in
+ * parallel. `close()` ends the lanes' sessions on the cluster.
+ *
+ * Time comes from `options.clock` (default the process clock), so a
+ * simulator can drive the client's deadlines, backoff and suspicion.
  */
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
@@ -96,8 +105,16 @@ export interface KvClientOptions {
   readonly endpoints: readonly KvEndpoint[];
   /** The cluster id (default 'cohort-local', what `cohort up` uses). */
   readonly clusterId?: string;
-  /** Base of the session client ids (default: `kv-` + 12 random hex digits); must be unique per client. */
+  /**
+   * A name for this client (default: `kv-` + 12 random hex digits). Session
+   * ids are assigned by the cluster when each lane registers, so a restarted
+   * client may reuse its name.
+   */
   readonly clientId?: string;
+  /** Idle time (log time) after which the cluster expires a lane's session (default kvSessionTtlMsDefault). */
+  readonly sessionTtlMs?: number;
+  /** Time source for deadlines, backoff and timers (default: the process clock). */
+  readonly clock?: Clock;
   /** Deadline of one attempt, in ms (default 2000). */
   readonly timeoutMs?: number;
   /** How long a call keeps retrying before it fails with the last error, in ms (default 10000). */
@@ -114,8 +131,6 @@ export interface KvClientOptions {
    * endpoints is not followed.
    */
   readonly transport?: Transport<RpcWireMessage>;
-  /** Time for deadlines, backoffs and keep-alives (default: the real clock). */
-  readonly clock?: Clock;
   /**
    * Randomness for the default client id and the RPC node (default: the
    * operating system's), so a simulated client is a function of its seed.
@@ -252,8 +267,9 @@ function parseAddress(text: unknown): PeerAddress | undefined {
   return { host: text.slice(0, i), port };
 }
 
-const sleep = (clock: Clock, ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
+/** Resolves after `ms` on `clock`, or at once when `signal` aborts. */
+function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
     if (signal?.aborted === true) {
       resolve();
       return;
@@ -266,13 +282,18 @@ const sleep = (clock: Clock, ms: number, signal?: AbortSignal): Promise<void> =>
       resolve();
     }
   });
+}
 
+/** One session lane: one write in flight at a time. */
 interface Lane {
-  clientId: string;
+  /** The registered session's id; undefined: register before the next write. */
+  clientId: string | undefined;
   seq: number;
-  generation: number;
   readonly index: number;
 }
+
+/** Registrations one write may make after its session expired, before it gives up. */
+const registrationsPerWriteMax = 2;
 
 type Stub = Client<typeof KvService>;
 
@@ -290,22 +311,25 @@ export class KvClient {
   private readonly timeoutMs: number;
   private readonly retryMs: number;
   private readonly lanesMax: number;
+  private readonly sessionTtlMs: number | undefined;
+  private readonly clock: Clock;
   private readonly keepers = new Set<LeaseKeeper>();
   private closing: Promise<void> | undefined;
   private readonly closeController = new AbortController();
-  private readonly clock: Clock;
 
   private constructor(
     private readonly rpc: RpcNode,
     /** Learns a node's address (the TCP transport); undefined when addresses are not used. */
     private readonly setPeer: ((id: NodeId, address: PeerAddress) => void) | undefined,
     endpoints: readonly NodeId[],
-    /** Base of the lanes' client ids. */
+    /** This client's name (sessions get ids from the cluster). */
     readonly clientId: string,
     options: KvClientOptions,
+    clock: Clock,
   ) {
-    this.clock = options.clock ?? new RealClock();
     this.order = [...endpoints];
+    this.clock = clock;
+    this.sessionTtlMs = options.sessionTtlMs;
     this.timeoutMs = options.rpc?.client?.timeoutMs ?? options.timeoutMs ?? defaultTimeoutMs;
     this.retryMs = options.retryMs ?? 10_000;
     this.lanesMax = Math.max(
@@ -330,11 +354,27 @@ export class KvClient {
             .map((n) => n.toString(16).padStart(6, '0'))
             .join('');
     const clientId = options.clientId ?? `kv-${hex()}`;
-    if (clientId.length + 8 > limits.kvClientIdCharsMax) {
-      throw new CohortError('INVALID_ARGUMENT', 'clientId is too long', {
-        details: { field: 'clientId' },
-      });
+    if (clientId.length === 0 || clientId.length > limits.kvClientIdCharsMax) {
+      throw new CohortError(
+        'INVALID_ARGUMENT',
+        'clientId must be 1..kvClientIdCharsMax characters',
+        {
+          details: { field: 'clientId' },
+        },
+      );
     }
+    const ttl = options.sessionTtlMs;
+    if (
+      ttl !== undefined &&
+      !(Number.isInteger(ttl) && ttl >= limits.kvSessionTtlMsMin && ttl <= limits.kvSessionTtlMsMax)
+    ) {
+      throw new CohortError(
+        'INVALID_ARGUMENT',
+        `sessionTtlMs must be an integer within ${limits.kvSessionTtlMsMin}..${limits.kvSessionTtlMsMax}`,
+        { details: { field: 'sessionTtlMs' } },
+      );
+    }
+    const clock = options.clock ?? options.rpc?.clock ?? new RealClock();
     const tcp =
       options.transport === undefined
         ? await TcpTransport.start<RpcWireMessage>({
@@ -349,9 +389,9 @@ export class KvClient {
         : undefined;
     // The attempt deadline is the RPC default, so calls share one deadline timer.
     const rpc = new RpcNode(tcp ?? (options.transport as Transport<RpcWireMessage>), {
-      ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(random === undefined ? {} : { random: random.fork('rpc') }),
       ...options.rpc,
+      clock,
       client: { timeoutMs: options.timeoutMs ?? defaultTimeoutMs, ...options.rpc?.client },
     });
     return new KvClient(
@@ -360,6 +400,7 @@ export class KvClient {
       parsed.map((p) => p.id),
       clientId,
       options,
+      clock,
     );
   }
 
@@ -445,7 +486,8 @@ export class KvClient {
 
   /** Renews a lease once. */
   leaseKeepAlive(id: number): Promise<LeaseKeepAliveResult> {
-    return this.write((s, o, session) => s.leaseKeepAlive({ id, session }, o));
+    // Idempotent enough: a keep-alive applied twice renews twice.
+    return this.write((s, o, session) => s.leaseKeepAlive({ id, session }, o), true);
   }
 
   /** A lease's TTL left (as the leader's clock sees it) and optionally its keys. */
@@ -518,14 +560,20 @@ export class KvClient {
   /**
    * Watches a key, prefix or range. Yields batches of events in revision
    * order; after a disconnect or a leader change it resumes from the last
-   * revision delivered + 1 on another node: no gap, no duplicate. Throws
-   * COMPACTED if the start revision (or the resume point) was compacted.
-   * Breaking out of the loop or aborting `signal` ends it.
+   * revision delivered + 1 on another node: no gap, no duplicate. A consumer
+   * that stops reading is cut off by the node once its backlog passes the
+   * node's bounds (OVERLOADED, reason `watcherTooSlow`); the watch resumes
+   * the same way, from history, when it reads again. Throws COMPACTED if
+   * the start revision was compacted, or if the resume point was compacted
+   * meanwhile (`details.reason: 'watchResumeCompacted'`, `resumeRevision`,
+   * `compactedRevision`: read the current state and watch from its revision
+   * + 1). Breaking out of the loop or aborting `signal` ends it.
    */
   async *watch(key: Bytes, options: WatchOptions = {}): AsyncGenerator<WatchBatch> {
     const range = rangeOf(key, options);
     let next = options.startRevision;
     let failures = 0;
+    let resuming = false;
     const signal = options.signal;
     while (signal?.aborted !== true && !this.closeController.signal.aborted) {
       const target = this.target();
@@ -555,11 +603,25 @@ export class KvClient {
       } catch (e) {
         if (!isCohortError(e)) throw e;
         if (isAborted(signal)) return;
+        if (e.code === 'COMPACTED' && resuming && next !== undefined) {
+          throw new CohortError(
+            'COMPACTED',
+            `the watch cannot resume from revision ${next}: ${e.message}; read the current state and watch from its revision + 1`,
+            {
+              details: { ...e.details, reason: 'watchResumeCompacted', resumeRevision: next },
+              cause: e,
+            },
+          );
+        }
         if (!routingCodes.has(e.code) && !(e.code === 'INTERNAL')) throw e;
+        // Cut off for reading too slowly: the node is fine, resume there from history.
+        const slow = e.code === 'OVERLOADED' && e.details.reason === 'watcherTooSlow';
         if (e.code === 'NOT_LEADER') this.forget(target);
-        else this.suspect(target);
+        else if (!slow) this.suspect(target);
       } finally {
         stream.cancel();
+        // Any later stream continues from `next`.
+        resuming = true;
       }
       await sleep(this.clock, Math.min(500, 10 * 2 ** failures++), signal);
     }
@@ -572,10 +634,10 @@ export class KvClient {
     this.closing ??= (async () => {
       this.closeController.abort();
       for (const k of this.keepers) k.stop();
-      const used = this.lanes.filter((l) => l.seq > 0);
+      const sessions = this.lanes.flatMap((l) => (l.clientId === undefined ? [] : [l.clientId]));
       await Promise.allSettled(
-        used.map((l) =>
-          this.call(undefined, (s, o) => s.sessionEnd({ clientId: l.clientId }, o), 1_000),
+        sessions.map((clientId) =>
+          this.call(undefined, (s, o) => s.sessionEnd({ clientId }, o), 1_000),
         ),
       );
       await this.rpc.close();
@@ -652,7 +714,7 @@ export class KvClient {
     if (lane !== undefined) return Promise.resolve(lane);
     if (this.lanes.length < this.lanesMax) {
       const index = this.lanes.length;
-      const l: Lane = { clientId: `${this.clientId}/${index}`, seq: 0, generation: 0, index };
+      const l: Lane = { clientId: undefined, seq: 0, index };
       this.lanes.push(l);
       return Promise.resolve(l);
     }
@@ -665,43 +727,80 @@ export class KvClient {
     else this.free.push(lane);
   }
 
-  /** A write under a session lane: one seq for all retries of it. */
+  /**
+   * A write under a session lane: one seq for all retries of it. The lane
+   * registers a session first if it has none (or its session expired);
+   * after SESSION_EXPIRED the write is retried under a new session only if
+   * no attempt of it can have applied, or `idempotent` (see the file comment).
+   */
   private async write<T>(
     fn: (s: Stub, o: { timeoutMs: number }, session: SessionTag) => Promise<T>,
+    idempotent = false,
   ): Promise<T> {
     if (this.closeController.signal.aborted)
       throw new CohortError('CLOSED', 'the KV client is closed');
     const lane = await this.acquireLane();
     try {
-      for (let fresh = 0; ; fresh++) {
+      // An attempt of this write may have applied (an indefinite error was retried).
+      let uncertain = false;
+      for (let registrations = 0; ;) {
+        if (lane.clientId === undefined) {
+          try {
+            lane.clientId = await this.register();
+          } catch (e) {
+            // Not sent again; but an earlier attempt (of an idempotent write) may have applied.
+            if (!uncertain || !isCohortError(e)) throw e;
+            throw new CohortError(e.code, `${e.message}; an earlier attempt may have applied`, {
+              definite: false,
+              details: { ...e.details, earlierAttemptUncertain: true },
+              cause: e,
+            });
+          }
+          lane.seq = 0;
+          registrations++;
+        }
         lane.seq++;
         const session = { clientId: lane.clientId, seq: lane.seq };
-        let sent = false;
         try {
           return await this.call(
-            () => (sent = true),
+            () => (uncertain = true),
             (s, o) => fn(s, o, session),
           );
         } catch (e) {
-          // The session was forgotten (LRU) before this command's first
-          // attempt reached it: nothing was applied, so start a new session.
-          if (
-            isCohortError(e) &&
-            e.code === 'FAILED_PRECONDITION' &&
-            e.details.reason === 'sessionExpired' &&
-            fresh === 0 &&
-            !sent
-          ) {
-            lane.generation++;
-            lane.clientId = `${this.clientId}/${lane.index}.${lane.generation}`;
-            lane.seq = 0;
-            continue;
-          }
-          throw e;
+          if (!isCohortError(e) || e.code !== 'SESSION_EXPIRED') throw e;
+          lane.clientId = undefined;
+          if ((!uncertain || idempotent) && registrations < registrationsPerWriteMax) continue;
+          if (!uncertain) throw e;
+          throw new CohortError(
+            'SESSION_EXPIRED',
+            `${e.message}; an earlier attempt of this write may have applied before the session expired, so its outcome is unknown`,
+            { definite: false, details: { ...e.details, earlierAttemptUncertain: true }, cause: e },
+          );
         }
       }
     } finally {
       this.releaseLane(lane);
+    }
+  }
+
+  /**
+   * Registers a session for a lane (a log entry; retried like a write: a
+   * registration whose reply was lost leaves an unused session that
+   * expires). Any failure is definite for the write waiting on it, which
+   * was not sent.
+   */
+  private async register(): Promise<string> {
+    const req = this.sessionTtlMs === undefined ? {} : { ttlMs: this.sessionTtlMs };
+    try {
+      const r = await this.call(undefined, (s, o) => s.sessionOpen(req, o));
+      return r.clientId;
+    } catch (e) {
+      if (!isCohortError(e)) throw e;
+      throw new CohortError(
+        e.code,
+        `could not register an exactly-once session (the write was not sent): ${e.message}`,
+        { definite: true, details: e.details, cause: e },
+      );
     }
   }
 

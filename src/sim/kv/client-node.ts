@@ -9,7 +9,8 @@
  * delay messages.
  *
  * ```ts
- * const c = new KvClientNode(nodeId('c1'), { endpoints: nodeIds, timeoutMs: 200, retryMs: 1000 });
+ * const c = new KvClientNode(nodeId('c1'), { endpoints: nodeIds, timeoutMs: 200, retryMs: 1000,
+ *   sessionTtlMs: 60_000, trap });
  * net.addNode(c.id, c, { unpartitioned: true });
  * const r = await c.kv.put('k', 'v');     // once started (at once, in virtual time)
  * ```
@@ -33,6 +34,8 @@ export interface KvClientNodeOptions {
   readonly timeoutMs: number;
   /** How long a call keeps retrying (KvClient's retryMs). */
   readonly retryMs: number;
+  /** TTL (log time) of the sessions the client registers (KvClient's sessionTtlMs). */
+  readonly sessionTtlMs: number;
   readonly trap: FailureTrap;
 }
 
@@ -73,6 +76,7 @@ export class KvClientNode implements SimNode<SimWire> {
       clientId: this.id,
       timeoutMs: this.o.timeoutMs,
       retryMs: this.o.retryMs,
+      sessionTtlMs: this.o.sessionTtlMs,
       random: ctx.random.fork('kv-client'),
     }).then(
       (client) => {

@@ -8,7 +8,10 @@
  *
  * - {@link LeaseClients}: client processes (production KvClients) that grant
  *   a lease, attach a key to it, keep it alive for a while, then let it lapse
- *   and start over;
+ *   and start over (the pause before the next grant is about a lease's TTL,
+ *   so with the short session TTLs the client's session has often expired:
+ *   its KvClient registers a new one and resends when no attempt can have
+ *   applied);
  * - {@link LeaseExpiries}: follows applied commands on every replica and
  *   notes when the first replica applied the `leaseExpire` that removed each
  *   lease (its keys are deleted at that revision).

@@ -27,8 +27,8 @@ import { decodeKvEntry } from '../../kv/core/codec.js';
 import { KvStateMachine } from '../../kv/core/state-machine.js';
 import type { KvApplied, KvEntry, LeaseInfo } from '../../kv/core/types.js';
 import { ObservedStateMachine } from '../../kv/server.js';
-import { encodeKvEntry, isModuleApplied } from '../../node/kv-state-machine.js';
-import type { NodeApplied } from '../../node/kv-state-machine.js';
+import { encodeKvEntry, isModuleApplied } from '../../host/kv-state-machine.js';
+import type { NodeApplied } from '../../host/kv-state-machine.js';
 import type { SnapshotEncoder } from '../../raft/raft-node.js';
 import type { Entry } from '../../raft/core/types.js';
 import { CheckFailure } from '../scenario.js';
@@ -177,5 +177,7 @@ function withoutSession(e: Entry): Entry {
   } catch {
     return e;
   }
-  return { ...e, data: encodeKvEntry({ command: entry.command }) };
+  // Everything else it carries (log time, quota) stays.
+  const { session: _session, ...rest } = entry;
+  return { ...e, data: encodeKvEntry(rest) };
 }

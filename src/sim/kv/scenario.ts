@@ -17,8 +17,10 @@
  * ```
  *
  * On top of the harness: clients doing get, put, CAS and delete through the
- * KvClient (which finds the leader, follows redirects and retries under its
- * sessions), serializable gets (workload.ts); with `leases` (drawn on most
+ * KvClient (which finds the leader, follows redirects, registers its
+ * exactly-once sessions and retries under them, registering again when one
+ * expired), serializable gets (workload.ts); the sessions' TTL of log time
+ * is drawn per seed, from the shortest allowed up; with `leases` (drawn on most
  * seeds), lease clients granting, using and keeping alive leases
  * (leases.ts). At the end: the history checks (linearizable; every answer
  * agrees with the revision log; revisions respect real time), the state
@@ -32,7 +34,8 @@
  * `kv-production` and `kv-production-file` are older names of the two. The
  * storage and core bug switches come from the Raft scenario's options.
  */
-import { encodeKvEntry } from '../../node/kv-state-machine.js';
+import { limits } from '../../lib/limits.js';
+import { encodeKvEntry } from '../../host/kv-state-machine.js';
 import type { RaftScenarioOptions } from '../raft/scenario.js';
 import { runRaftCluster } from '../raft/scenario.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
@@ -54,6 +57,8 @@ export interface KvScenarioOptions extends Pick<
   readonly replicaBugs?: KvReplicaBugs;
   /** Override the drawn choice of running leases. */
   readonly leases?: boolean;
+  /** Override the drawn TTL (log time, ms) of the sessions the clients register. */
+  readonly sessionTtlMs?: number;
 }
 
 /** The KV scenario (see the file header). */
@@ -96,9 +101,17 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
   // forces an election every timeout and the transfer never completes: raft-core.ts documents
   // that corner, which the Raft scenario explores.)
   const snapshotChunkBytes = p.pick([64, 256, 4096]);
+  // The TTL of the sessions the clients register (KvClient's sessionTtlMs), from its own
+  // stream so the draws above keep their meaning. The short ones make sessions expire under
+  // the nemesis and between a lease client's leases, so the KvClient's re-registration runs.
+  const sessionTtlMs =
+    options.sessionTtlMs ??
+    ctx.random
+      .fork('params:kv-sessions')
+      .pick([limits.kvSessionTtlMsMin, 1_500, limits.kvSessionTtlMsDefault]);
   const checks = new KvStateChecks({ sampleEvery, counts: ctx.counts });
   const expiries = new LeaseExpiries(ctx.scheduler, ctx.counts);
-  ctx.params['kv'] = { sampleEvery, leases, mix, server, timeoutMs, retryMs };
+  ctx.params['kv'] = { sampleEvery, leases, mix, server, timeoutMs, retryMs, sessionTtlMs };
   const nodes: KvServerNode[] = [];
   await runRaftCluster<KvServerNode>(
     ctx,
@@ -138,7 +151,13 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
         const endpoints = env.nodes.map((n) => n.id);
         const addClients = (prefix: string, n: number): KvClientNode[] =>
           clientIds(prefix, n).map((id) => {
-            const c = new KvClientNode(id, { endpoints, timeoutMs, retryMs, trap: ctx.trap });
+            const c = new KvClientNode(id, {
+              endpoints,
+              timeoutMs,
+              retryMs,
+              sessionTtlMs,
+              trap: ctx.trap,
+            });
             env.network.addNode(id, c, { unpartitioned: true });
             return c;
           });

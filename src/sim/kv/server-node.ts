@@ -15,13 +15,16 @@
  * ```
  *
  * It counts, for the tests that the workload exercised what matters: lease
- * clocks started on new leaders, and linearizable reads answered by a leader
- * that was already deposed (and must have confirmed its leadership first).
+ * clocks started on new leaders, linearizable reads answered by a leader
+ * that was already deposed (and must have confirmed its leadership first),
+ * sessions registered, and commands refused SESSION_EXPIRED (their session
+ * idled past its TTL of log time).
  */
 import type { Clock } from '../../lib/clock.js';
+import { isCohortError } from '../../lib/errors.js';
 import type { NodeId } from '../../lib/ids.js';
 import { KvServer } from '../../kv/server.js';
-import type { NodeApplied } from '../../node/kv-state-machine.js';
+import type { NodeApplied } from '../../host/kv-state-machine.js';
 import type { RaftNode } from '../../raft/raft-node.js';
 import type { RpcWireMessage } from '../../rpc/messages.js';
 import { RpcNode } from '../../rpc/node.js';
@@ -109,7 +112,20 @@ export class KvServerNode extends RaftNodeHost<SimKvReplica, NodeApplied> {
       }
       return out;
     };
+    // What the clients' sessions went through: registrations answered, and commands refused
+    // because their session idled past its TTL of log time (the KvClient registers again).
+    const sessions: ServerInterceptor = async (call, next) => {
+      try {
+        const out = await next();
+        if (call.method === 'sessionOpen') bump(counts, 'sessions opened');
+        return out;
+      } catch (e) {
+        if (isCohortError(e) && e.code === 'SESSION_EXPIRED') bump(counts, 'sessions expired');
+        throw e;
+      }
+    };
     rpc.intercept(deposedReads);
+    rpc.intercept(sessions);
     const s = this.kv.server;
     const server = new KvServer({
       raft: this.options.unsafeLocalReads === true ? withLocalReads(node) : node,

@@ -8,8 +8,9 @@
  *   issued, like FileStorage's group commit. A crash keeps, tears or loses the
  *   unsynced saves (RaftDisk.crash).
  * - `file`: the real {@link FileStorage} (WAL segments, snapshot files,
- *   recovery) over a {@link SimDisk} whose fdatasync completes after the drawn
- *   delay, so a crash loses or tears what was written but not synced. The
+ *   recovery) over a {@link SimDisk} whose fdatasync, snapshot file writes and
+ *   directory syncs complete after the drawn delay, so a crash loses or tears
+ *   what was written but not synced, or lands in the middle of them. The
  *   RaftDisk then shadows what the storage acknowledged, and recovery is
  *   checked like any durable change (RaftDisk.reset).
  *
@@ -56,7 +57,7 @@ export interface SimStorageOptions {
   readonly disk: RaftDisk;
   /** With `file`: the simulated disk the files live on. */
   readonly simDisk?: SimDisk;
-  /** Draws the time one save (model) or one fdatasync (file) takes, in ms. */
+  /** Draws the time one save (model) or one asynchronous file operation (file) takes, in ms. */
   readonly delayMs: () => number;
   readonly hooks: StorageHooks;
   /** TEST-ONLY: acknowledge saves before they are durable. */
@@ -100,20 +101,27 @@ function modelStorage(o: SimStorageOptions): Storage {
   };
 }
 
-/** A StorageFs whose fdatasync completes after `delayMs()` of virtual time (never, if the node dies first). */
+/**
+ * A StorageFs whose asynchronous operations (fdatasync, snapshot file writes,
+ * directory syncs) complete after `delayMs()` of virtual time (never, if the
+ * node dies first), so a crash can land in the middle of them.
+ */
 function delayedSyncFs(
   fs: StorageFs,
   setTimer: (delayMs: number, fn: () => void) => void,
   delayMs: () => number,
 ): StorageFs {
+  const later = (op: () => Promise<void>): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      setTimer(delayMs(), () => {
+        op().then(resolve, reject);
+      });
+    });
   return {
     ...fs,
-    fdatasyncAsync: (fd) =>
-      new Promise<void>((resolve, reject) => {
-        setTimer(delayMs(), () => {
-          fs.fdatasyncAsync(fd).then(resolve, reject);
-        });
-      }),
+    fdatasyncAsync: (fd) => later(() => fs.fdatasyncAsync(fd)),
+    writeFileAsync: (path, chunks) => later(() => fs.writeFileAsync(path, chunks)),
+    syncDirAsync: (dir) => later(() => fs.syncDirAsync(dir)),
   };
 }
 

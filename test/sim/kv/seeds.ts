@@ -18,7 +18,8 @@ export function kvSeedSlice(from: number, count: number): void {
       expect(voters['5'] ?? 0).toBeGreaterThan(count / 5);
       expect(leases['true'] ?? 0).toBeGreaterThan(count / 3);
       for (const kind of [
-        // The workload (KvClients): every operation, retries, writes answered from the session.
+        // The workload (KvClients): every operation, retries, writes answered from the session,
+        // sessions registered, and commands refused because their session expired by log time.
         'op get ok',
         'op serializable get ok',
         'op put ok',
@@ -26,6 +27,8 @@ export function kvSeedSlice(from: number, count: number): void {
         'op delete ok',
         'op put retries',
         'kv session duplicates applied',
+        'sessions opened',
+        'sessions expired',
         'op get answered by a deposed leader',
         'kv compactions applied',
         // Leases (the KV server's leader duties): clocks on new leaders, checkpoints, expiries.
