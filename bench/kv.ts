@@ -849,7 +849,13 @@ async function orchestrate(flags: Flags): Promise<void> {
   if (flags.systems.includes('etcd')) ensureEtcd();
   const bench = startBench(
     'kv',
-    `3 nodes each on 127.0.0.1, fsync on; ${flags.warmup} s warm-up + ${flags.seconds} s per run, ${flags.reps} rep(s); ` +
+    `3 nodes each on 127.0.0.1, fsync on; ` +
+      (!flags.failover || flags.puts
+        ? `${flags.warmup} s warm-up + ${flags.seconds} s per run, ${flags.reps} rep(s); `
+        : '') +
+      (flags.failover
+        ? `failover: ${flags.trials} trial(s) per system and timing (${flags.timings.join(', ')}); `
+        : '') +
       `${flags.systems.includes('etcd') ? etcdVersion() : 'etcd skipped'}; nodes from ${flags.runtime}; ` +
       `client processes ${flags.procs === undefined ? 'auto' : JSON.stringify(flags.procs)}`,
   );
