@@ -166,7 +166,9 @@ export function startBench(name: string, what = ''): BenchRun {
       console.log(`load average at the end: ${loadText()}`);
       if (highest > CORES) {
         console.log(
-          overloadWarning(highest, atEnd > CORES ? 'at the end' : 'during the run (highest seen)'),
+          atEnd > CORES
+            ? overloadWarning(atEnd, `at the end (highest seen ${highest.toFixed(2)})`)
+            : overloadWarning(highest, 'during the run (highest seen)'),
         );
       }
     },
