@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { startCli } from '../harness/cli.js';
 import { freePort } from '../transport/tcp-harness.js';
 import { tempDir } from '../harness/tmp.js';
+import { waitUntil } from '../harness/wait.js';
 
 /** `cohort node <args>` with `env` added. */
 const start = (args: string[], env: Record<string, string> = {}) =>
@@ -16,7 +17,7 @@ describe('cohort node (process)', () => {
     });
     expect(await p.exit).toBe(2);
     expect(p.out.stderr).toMatch(/bad configuration: listen \(COHORT_LISTEN\): port must be/);
-  }, 20_000);
+  });
 
   it('logs one JSON line per event with node and term, and exits 0 on SIGTERM', async () => {
     const dataDir = tempDir('cohort-nodecmd-');
@@ -24,9 +25,7 @@ describe('cohort node (process)', () => {
     const rpc = `127.0.0.1:${await freePort()}`;
     const p = start(['--id', 'solo', '--data-dir', dataDir, '--listen', listen, '--rpc', rpc]);
     try {
-      for (let i = 0; i < 200 && !p.out.stdout.includes('"became leader"'); i++) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await waitUntil('"became leader" in its log', () => p.out.stdout.includes('"became leader"'));
       p.child.kill('SIGTERM');
       expect(await p.exit).toBe(0);
     } finally {
@@ -42,5 +41,5 @@ describe('cohort node (process)', () => {
     expect(msgs).toContain('node stopped');
     expect(lines.filter((l) => l.msg !== 'node started' && l.term === undefined)).toEqual([]);
     expect(lines.every((l) => l.node === 'solo')).toBe(true);
-  }, 20_000);
+  });
 });
