@@ -7,6 +7,7 @@ import { CohortError, isCohortError } from '../../src/lib/errors.js';
 import type { ClientInterceptor } from '../../src/rpc/client.js';
 import { kvKey, kvText } from '../../src/kv/core/bytes.js';
 import { KvTestCluster } from './kv-cluster.js';
+import { lostReplyThenRefused } from './lost-reply.js';
 
 let cluster: KvTestCluster;
 beforeAll(async () => {
@@ -70,21 +71,24 @@ describe('KvClient exactly-once', () => {
   });
 
   it('gives up on a write that may have been applied with an indefinite error, even if the last attempt failed definitely', async () => {
-    let applied = false;
-    const lossy: ClientInterceptor = async (call, next) => {
-      if (call.method !== 'put') return next(call);
-      if (applied) throw new CohortError('UNAVAILABLE', 'peer down (test)');
-      await next(call);
-      applied = true;
-      throw new CohortError('TIMEOUT', 'reply lost (test)', { definite: false });
-    };
-    const kv = await cluster.client({ retryMs: 200, rpc: { client: { interceptors: [lossy] } } });
-    const err = await kv.put('maybe', 'x').then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toMatchObject({ code: 'UNAVAILABLE', definite: false });
-    expect(kvText((await (await cluster.client()).get('maybe'))?.value ?? kvKey(''))).toBe('x');
+    const retryMs = 60_000;
+    const lost = lostReplyThenRefused({ retryMs, refusals: 1 });
+    try {
+      const kv = await cluster.client({
+        retryMs,
+        rpc: { client: { interceptors: [lost.interceptor] } },
+      });
+      const err = await kv.put('maybe', 'x').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      lost.restore();
+      expect(lost.refused()).toBe(1);
+      expect(err).toMatchObject({ code: 'UNAVAILABLE', definite: false });
+      expect(kvText((await (await cluster.client()).get('maybe'))?.value ?? kvKey(''))).toBe('x');
+    } finally {
+      lost.restore();
+    }
   });
 
   it('does not retry a refused write (a definite answer about the request itself)', async () => {
