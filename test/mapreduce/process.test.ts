@@ -299,7 +299,8 @@ describe('MapReduce on three node processes', () => {
 
   it('a straggling map gets a backup copy near the end of the map phase; the first to finish wins', async () => {
     const input = makeInput('straggler', 6, 40, 23);
-    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(80));
+    // Slow (60 ms a line, a minute in all) until its backup copy starts, then fast.
+    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(1000));
     const params = {
       recordSleepMs: '60',
       slowFile: 'slow',
