@@ -427,10 +427,17 @@ describe('MapReduce on three node processes', () => {
 
   it('a worker node killed after its maps finished, before the reducers fetched them: those maps are re-run', async () => {
     const input = makeInput('lost', 6, 40, 19);
-    // One slow file keeps the map phase open after the others are done.
-    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(60));
+    // One slow file keeps the map phase open after the others are done: until
+    // the test releases it (1000 lines x 40 ms at most), however busy the machine.
+    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(1000));
+    const release = join(dir, 'lost-release');
     // Every map takes a moment (so maps spread over the nodes); the slow one takes seconds.
-    const params = { recordSleepMs: '40', slowFile: 'slow', mapSleepMs: '400' };
+    const params = {
+      recordSleepMs: '40',
+      slowFile: 'slow',
+      slowUntil: release,
+      mapSleepMs: '400',
+    };
     const { jobId, output } = await submit(labJob, input, 2, params, { backupTasks: false });
     const watch = watchTasks(jobId);
     const leader = await cluster.waitForLeader();
@@ -454,6 +461,7 @@ describe('MapReduce on three node processes', () => {
     const [victim, lost] = [...holders].sort((a, b) => b[1].length - a[1].length)[0] ?? [];
     expect(victim).toBeDefined();
     await cluster.kill(victim as string);
+    writeFileSync(release, '');
     await reconnect();
     const s = await client.wait(jobId);
     const after = await watch.stop();
