@@ -374,7 +374,16 @@ describe('MapReduce on three node processes', () => {
 
   it('coordinator failover: kill -9 of the leader mid-map and again mid-reduce; correct output, completed tasks not re-run', async () => {
     const input = makeInput('failover', 10, 25, 17);
-    const params = { recordSleepMs: '30', reduceSleepMs: '1000' };
+    // One slow file holds the map phase open until the first kill is done (1000
+    // lines x 30 ms at most), however busy the machine; reduces sleep on their first key.
+    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(1000));
+    const mapsHeld = join(dir, 'failover-release');
+    const params = {
+      recordSleepMs: '30',
+      slowFile: 'slow',
+      slowUntil: mapsHeld,
+      reduceSleepMs: '1000',
+    };
     const { jobId, output } = await submit(labJob, input, 4, params, { backupTasks: false });
     const status = (): Promise<JobStatus> => client.status(jobId);
     const watch = watchTasks(jobId);
@@ -389,6 +398,7 @@ describe('MapReduce on three node processes', () => {
     await cluster.kill(first.id);
     await cluster.restart(first.id);
     const second = await cluster.waitForLeader({ notId: first.id, minTerm: first.term + 1 });
+    writeFileSync(mapsHeld, '');
     await reconnect();
 
     // Mid-reduce: some reduces done or running, not all.
