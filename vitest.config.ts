@@ -1,4 +1,7 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+
+const src = (path: string): string => fileURLToPath(new URL(`./src/${path}`, import.meta.url));
 
 /**
  * Seeded simulations: deterministic CPU-bound work, bounded by virtual time and
@@ -16,6 +19,14 @@ const simulations = ['test/sim/**/*.test.ts', 'test/raft/storage/sim-durability.
 const hangGuardMs = 600_000;
 
 export default defineConfig({
+  resolve: {
+    // The package's own name resolves to the sources, as in tsconfig.json's `paths`
+    // (package.json `exports` names the same entries in dist/).
+    alias: [
+      { find: /^cohort$/, replacement: src('index.ts') },
+      { find: /^cohort\/(kv|rpc|mapreduce)$/, replacement: src('$1/index.ts') },
+    ],
+  },
   test: {
     pool: 'forks',
     // Removes the temp dirs a test file made with test/harness/tmp.ts's tempDir().

@@ -29,7 +29,7 @@
  *   NO coordinator, Raft, RPC or shuffle. Timed from the map phase's start to
  *   the last output's rename (threads started and the job loaded beforehand).
  * - `cohort`: the real engine: a one-node embedded cluster with 2 worker
- *   threads (src/mapreduce/client.ts runJob) running
+ *   threads (src/cli/embedded-cluster.ts runJob) running
  *   examples/mapreduce/wordcount.ts with 2 reducers; its job time from submit
  *   to done (cluster start excluded, like Dask's).
  *
@@ -308,7 +308,7 @@ interface RunJob {
 }
 
 async function cohort(files: string[]): Promise<{ secs: number; counts: Counts }> {
-  const { runJob } = (await import('../src/mapreduce/client.js')) as unknown as RunJob;
+  const { runJob } = (await import('../src/cli/embedded-cluster.js')) as unknown as RunJob;
   const work = mkdtempSync(join(DIR, 'cohort-'));
   try {
     const out = join(work, 'out');

@@ -8,6 +8,7 @@
  * cohort kv get a                        # 1
  * cohort kv get app/ --prefix --json     # {"revision":7,"count":2,"kvs":[{"key":"app/x","value":"..."},...]}
  * cohort kv del app/ --prefix            # 2
+ * cohort kv compact                      # compacted up to revision 9 (frees space; NO_SPACE alarm)
  * cohort kv txn --if 'value(a) = 1' --then 'put a 2' --else 'get a'
  * cohort kv watch app/ --prefix --rev 1  # PUT app/x 1 (revision 5) ... until Ctrl-C
  * cohort kv lease grant 10               # lease 7 granted (ttl 10 s)
@@ -348,6 +349,26 @@ export function registerKvCommand(program: Command): void {
         } else {
           out(String(r.deleted));
           for (const p of r.prevKvs ?? []) out(`${kvText(p.key)}\n${kvText(p.value)}`);
+        }
+        return 0;
+      });
+    });
+
+  common(kv.command('compact [revision]'))
+    .description(
+      'drop the history below a revision (default: the current one), freeing the space deleted and overwritten values hold (this is what disarms a NOSPACE alarm); reads and watches below it then get COMPACTED',
+    )
+    .action(async (revision: string | undefined, flags: CommonFlags) => {
+      await withClient('compact', flags, async (c) => {
+        const rev =
+          revision === undefined
+            ? (await c.range(Uint8Array.of(0), { countOnly: true })).revision
+            : int(revision);
+        const r = await c.compact(rev);
+        if (flags.json === true) {
+          out(JSON.stringify({ revision: r.revision, compactedRevision: r.compactedRevision }));
+        } else {
+          out(`compacted up to revision ${r.compactedRevision}`);
         }
         return 0;
       });

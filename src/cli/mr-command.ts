@@ -25,12 +25,13 @@ import {
   prepareJob,
   progressLine,
   removeOutput,
-  startEmbeddedCluster,
 } from '../mapreduce/client.js';
-import type { EmbeddedCluster, PreparedJob } from '../mapreduce/client.js';
+import type { PreparedJob } from '../mapreduce/client.js';
 import type { JobStatus } from '../mapreduce/core/types.js';
 import { parseEndpoints, readClusterFile, StatusPoller } from '../node/cluster.js';
 import type { ClusterNode } from '../node/cluster.js';
+import { startEmbeddedCluster } from './embedded-cluster.js';
+import type { EmbeddedCluster } from './embedded-cluster.js';
 
 interface TargetFlags {
   dir: string;

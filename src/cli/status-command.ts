@@ -109,6 +109,13 @@ async function status(flags: StatusFlags): Promise<void> {
   } else {
     process.stdout.write(`cluster ${clusterId} · ${summaryLine(summary)}\n`);
     process.stdout.write(`${statusTable(nodes, results)}\n`);
+    for (const r of results) {
+      const alarms = r.ok ? (r.status.alarms ?? []) : [];
+      if (!r.ok || alarms.length === 0) continue;
+      process.stdout.write(
+        `alarm on ${r.id}: ${alarms.join(', ')} (KV store ${String(r.status.kvBytes ?? '?')} bytes; writes fail with NO_SPACE until deletes and compaction free space)\n`,
+      );
+    }
   }
   process.exitCode = summary.leader === null ? 1 : summary.up < summary.total ? 2 : 0;
 }

@@ -4,7 +4,7 @@
  * detached one.
  *
  * ```sh
- * cohort up [--nodes 3] [--base-port 7100] [--dir .cohort] [--detach] [--workers 2] [--wal-sync inline]
+ * cohort up [--nodes 3] [--base-port 7100] [--dir .cohort] [--detach] [--workers 2] [--wal-sync inline] [--kv-quota-bytes n]
  * cohort status            # in another terminal
  * cohort down [--dir .cohort]
  * ```
@@ -21,15 +21,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
@@ -43,6 +35,7 @@ import {
   summaryLine,
 } from '../node/cluster.js';
 import type { ClusterFile, ClusterNode } from '../node/cluster.js';
+import { makeDirs } from '../raft/storage/fs.js';
 
 /** How long a node gets to exit after SIGTERM before SIGKILL. */
 export const stopGraceMs = 5000;
@@ -61,6 +54,8 @@ interface UpFlags {
   workers?: number;
   /** The nodes' --wal-sync; default: the node's (auto). */
   walSync?: 'auto' | 'thread' | 'inline';
+  /** The nodes' --kv-quota-bytes; default: the node's. */
+  kvQuotaBytes?: number;
 }
 
 function walSyncMode(text: string): 'auto' | 'thread' | 'inline' {
@@ -167,7 +162,13 @@ async function up(flags: UpFlags): Promise<void> {
     }
     rmSync(filePath);
   }
-  mkdirSync(dir, { recursive: true });
+  try {
+    // Not mkdirSync's recursive mode: it spins forever where a parent refuses children (/proc).
+    for (const d of [dir, ...plan.nodes.map((n) => n.dataDir)]) makeDirs(d);
+  } catch (e) {
+    fail(`cannot create ${dir}: ${(e as Error).message}`);
+    return;
+  }
 
   const entry = process.argv[1];
   if (entry === undefined) {
@@ -186,7 +187,6 @@ async function up(flags: UpFlags): Promise<void> {
   const exited = new Map<string, string>();
   const nodes: ClusterNode[] = [];
   for (const n of plan.nodes) {
-    mkdirSync(n.dataDir, { recursive: true });
     const logPath = join(n.dataDir, 'node.log');
     const fd = openSync(logPath, 'a');
     const args = [
@@ -208,6 +208,7 @@ async function up(flags: UpFlags): Promise<void> {
     if (peers !== '') args.push('--peers', peers);
     if (flags.workers !== undefined) args.push('--workers', `${flags.workers}`);
     if (flags.walSync !== undefined) args.push('--wal-sync', flags.walSync);
+    if (flags.kvQuotaBytes !== undefined) args.push('--kv-quota-bytes', `${flags.kvQuotaBytes}`);
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', fd, fd],
       detached: flags.detach === true,
@@ -350,6 +351,11 @@ export function registerUpCommands(program: Command): void {
       '--wal-sync <mode>',
       "where each node's WAL fdatasync runs: auto (default: inline while the disk is fast), thread or inline",
       walSyncMode,
+    )
+    .option(
+      '--kv-quota-bytes <n>',
+      "each node's KV storage quota: past it writes fail with NO_SPACE (default 512 MiB, 0 none)",
+      int,
     )
     .action(async (flags: UpFlags) => {
       await up(flags);

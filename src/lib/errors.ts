@@ -41,6 +41,14 @@ export const errorCodes = {
   ALREADY_EXISTS: { definite: true, text: 'the named thing already exists' },
   FAILED_PRECONDITION: { definite: true, text: 'the system is not in a state to do this' },
   COMPACTED: { definite: true, text: 'the requested revision or index was compacted away' },
+  NO_SPACE: {
+    definite: true,
+    text: 'the KV store reached its storage quota (the NOSPACE alarm is raised): delete keys and compact to free space',
+  },
+  SESSION_EXPIRED: {
+    definite: true,
+    text: 'the exactly-once session is unknown or expired, so this command was not applied; register a new session',
+  },
   CORRUPTION: { definite: true, text: 'stored data failed verification' },
   CONFLICT: {
     definite: true,

@@ -2,20 +2,11 @@
  * Running MapReduce jobs from a program or the CLI: check and plan a job
  * locally (the module exports map and reduce, the input exists, the output
  * directory is writable and holds no earlier output), submit it to a running
- * cluster (any node: followers forward to the leader), follow its progress,
- * and, when no cluster runs, start a one-node embedded one in this process.
+ * cluster (any node: followers forward to the leader) and follow its
+ * progress. Starting a one-node cluster in this process when none runs
+ * (`runJob`, `startEmbeddedCluster`) is the CLI's: src/cli/embedded-cluster.ts.
  *
  * ```ts
- * // A one-node cluster in this process, 2 worker threads (what bench/wordcount.ts uses):
- * const r = await runJob({ module: 'examples/mapreduce/wordcount.ts', inputs: ['corpus/*.txt'],
- *                          output: '/tmp/wc-out', reducers: 2, embedded: { workers: 2 } });
- * // Several jobs on one warm node (threads started, job compiled before the clock starts):
- * const c = await startEmbeddedCluster({ workers: 2, prewarm: true, preload: ['examples/mapreduce/wordcount.ts'] });
- * await runJob({ ..., cluster: c });  await c.close();
- * r.status.status;     // 'done' (runJob throws a CohortError if the job failed)
- * r.elapsedMs;         // submit to done (the embedded node's threads were started and
- *                      // loaded the job module before: cluster start, not timed)
- *
  * // Against a running cluster (cohort up):
  * const client = await MapReduceClient.connect(readClusterFile('.cohort').nodes, 'cohort-local');
  * const submitted = await client.submit(await prepareJob({ module, inputs, output }));
@@ -37,27 +28,24 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { pino } from 'pino';
-import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
-import type { ClusterNode } from '../node/cluster.js';
-import { resolveNodeConfig } from '../node/config.js';
-import { startNode } from '../node/node.js';
-import type { CohortNode } from '../node/node.js';
 import type { RpcNode } from '../rpc/node.js';
 import type { Client } from '../rpc/service.js';
 import { startTcpClient } from '../rpc/tcp-endpoints.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { JobOptions, JobStatus, TaskInfo } from './core/types.js';
 import { expandInputs, planSplits } from './input.js';
 import { loadJob } from './job.js';
-import { mapReduceModule } from './module.js';
-import type { MapReduceModuleOptions } from './module.js';
 import { MapReduceService } from './service.js';
 import type { SubmitRequest } from './service.js';
+
+/** A node to call: its id and RPC address (a `cohort up` cluster file's nodes are these). */
+export interface MapReduceEndpoint {
+  readonly id: string;
+  /** Where the node serves RPC. */
+  readonly rpc: PeerAddress;
+}
 
 /** What to run. Paths are relative to `cwd` (default: the working directory). */
 export interface JobRequest {
@@ -217,7 +205,10 @@ export class MapReduceClient {
   ) {}
 
   /** Opens a dial-only client per node (connections are made on first use). */
-  static async connect(nodes: readonly ClusterNode[], clusterId: string): Promise<MapReduceClient> {
+  static async connect(
+    nodes: readonly MapReduceEndpoint[],
+    clusterId: string,
+  ): Promise<MapReduceClient> {
     const out: { id: string; rpc: RpcNode; stub: Client<typeof MapReduceService> }[] = [];
     for (const n of nodes) {
       const rpc = await startTcpClient({
@@ -315,150 +306,5 @@ export class MapReduceClient {
   /** Closes the connections. */
   async close(): Promise<void> {
     await Promise.allSettled(this.nodes.map((n) => n.rpc.close()));
-  }
-}
-
-/** A one-node cluster in this process (see {@link startEmbeddedCluster}). */
-export interface EmbeddedCluster {
-  readonly node: CohortNode;
-  readonly nodes: ClusterNode[];
-  readonly clusterId: string;
-  /** Stops the node and removes its data dir (unless one was given). */
-  close(): Promise<void>;
-}
-
-/** Options of {@link startEmbeddedCluster}. */
-export interface EmbeddedOptions extends MapReduceModuleOptions {
-  /** Data dir (default: a fresh temp dir, removed at close). */
-  readonly dataDir?: string;
-  /** Job modules every worker thread loads before the cluster is handed out (benchmarks). */
-  readonly preload?: readonly string[];
-  readonly logger?: Logger;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const a = server.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      server.close(() => ok(port));
-    });
-  });
-}
-
-/** Starts a one-node cluster (Raft of one, MapReduce workers) in this process; waits until it leads. */
-export async function startEmbeddedCluster(
-  options: EmbeddedOptions = {},
-): Promise<EmbeddedCluster> {
-  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'cohort-mr-')));
-  const clusterId = 'cohort-mr-embedded';
-  const raftPort = await freePort();
-  // A closed probe's port is free again: the second probe may offer the first one.
-  let rpcPort = await freePort();
-  while (rpcPort === raftPort) rpcPort = await freePort();
-  const config = resolveNodeConfig({
-    flags: {
-      id: 'n1',
-      clusterId,
-      dataDir,
-      listen: `127.0.0.1:${raftPort}`,
-      rpc: `127.0.0.1:${rpcPort}`,
-      tickMs: '10',
-      logLevel: 'warn',
-    },
-    env: {},
-  });
-  const logger = options.logger ?? pino({ level: 'error' }, pino.destination(2));
-  const { dataDir: _d, logger: _l, preload, ...moduleOptions } = options;
-  void _d;
-  void _l;
-  const mr = mapReduceModule(moduleOptions);
-  const node = await startNode(config, { logger, modules: [mr] });
-  const deadline = Date.now() + 10_000;
-  while (!node.raft.isLeader()) {
-    if (Date.now() > deadline) {
-      await node.close();
-      throw new CohortError('UNAVAILABLE', 'the embedded node did not become leader');
-    }
-    await sleep(10);
-  }
-  try {
-    for (const module of preload ?? []) await mr.running?.preload(resolve(module));
-  } catch (err) {
-    await node.close();
-    if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
-    throw err;
-  }
-  return {
-    node,
-    clusterId,
-    nodes: [{ id: 'n1', listen: config.listen, rpc: config.rpc, dataDir }],
-    close: async () => {
-      await node.close();
-      if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** Options of {@link runJob}. */
-export interface RunJobOptions extends JobRequest {
-  /** A running cluster to submit to; without it, an embedded one-node cluster is started. */
-  readonly cluster?: { readonly nodes: readonly ClusterNode[]; readonly clusterId: string };
-  /** Options of the embedded cluster (workers, leaseMs, ...). */
-  readonly embedded?: EmbeddedOptions;
-  /** Sees every status read while the job runs. */
-  readonly onProgress?: (s: JobStatus, elapsedMs: number) => void;
-}
-
-/** What {@link runJob} returns. */
-export interface JobRun {
-  readonly status: JobStatus;
-  /** Milliseconds from submit to the final status. */
-  readonly elapsedMs: number;
-}
-
-/**
- * Prepares, submits and waits for one job (see the file comment). Throws the
- * preparation's CohortError, or USER_CODE_ERROR/FAILED_PRECONDITION carrying
- * the job's error if it failed or was cancelled (its output removed).
- */
-export async function runJob(options: RunJobOptions): Promise<JobRun> {
-  const prepared = await prepareJob(options);
-  // An embedded cluster exists for this one job: like a running cluster's
-  // nodes (or Dask's LocalCluster workers) its worker threads are up before the
-  // job is submitted, and they load the job module while the cluster starts,
-  // so the job's first tasks do not wait for thread start-up and compiling.
-  const embedded =
-    options.cluster === undefined
-      ? await startEmbeddedCluster({
-          prewarm: true,
-          ...options.embedded,
-          preload: [...(options.embedded?.preload ?? []), prepared.request.module],
-        })
-      : undefined;
-  const target = options.cluster ?? embedded;
-  if (target === undefined) throw new CohortError('INTERNAL', 'no cluster to run the job on');
-  const client = await MapReduceClient.connect(target.nodes, target.clusterId);
-  try {
-    const t0 = Date.now();
-    await client.submit(prepared.request);
-    const status = await client.wait(prepared.request.jobId, (s) =>
-      options.onProgress?.(s, Date.now() - t0),
-    );
-    const elapsedMs = Date.now() - t0;
-    if (status.status !== 'done') {
-      removeOutput(prepared);
-      throw new CohortError(
-        status.status === 'failed' ? 'USER_CODE_ERROR' : 'FAILED_PRECONDITION',
-        `job ${status.jobId} ${status.status}: ${status.error ?? 'no reason given'}`,
-        { details: { jobId: status.jobId, status: status.status } },
-      );
-    }
-    return { status, elapsedMs };
-  } finally {
-    await client.close();
-    await embedded?.close();
   }
 }

@@ -29,16 +29,17 @@ import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import { nodeId } from '../lib/ids.js';
-import type { NodeModuleContext } from '../node/modules.js';
+import type { NodeModuleContext } from '../host/modules.js';
 import type { CallContext, Client, Handlers } from '../rpc/service.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { JobStatus, MrApplied, MrCommand, MrResult } from './core/types.js';
-import type { MapReduceModuleState, NodeAddress, RegisterNodeCommand } from './module.js';
+import type { MapReduceModuleState, NodeAddress, RegisterNodeCommand } from './module-state.js';
 import { MapReduceService } from './service.js';
 import type { SubmitRequest, TaskGrant } from './service.js';
 import { serveShuffle } from './shuffle.js';
 import { defaultWorkerCount, WorkerPool } from './worker-pool.js';
 import { WorkerManager } from './worker.js';
+import type { WorkerRuntime } from './worker.js';
 
 /** Knobs of the runtime (the module's options). */
 export interface RuntimeOptions {
@@ -75,7 +76,7 @@ export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeO
 const FORWARDED = 'mr-forwarded';
 
 /** The runtime (see the file comment). */
-export class MapReduceRuntime {
+export class MapReduceRuntime implements WorkerRuntime {
   readonly options: RuntimeOptions;
   readonly self: string;
   readonly log: Logger;

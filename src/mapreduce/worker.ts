@@ -17,19 +17,52 @@
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type {
   CompleteTaskResult,
+  JobStatus,
   MapAssignment,
   ReduceAssignment,
   TaskAssignment,
 } from './core/types.js';
 import { partFileName } from './format.js';
-import type { ServerStream } from '../rpc/service.js';
-import type { MapReduceRuntime } from './runtime.js';
+import type { Client, ServerStream } from '../rpc/service.js';
+import type { MapReduceModuleState } from './module-state.js';
+import type { MapReduceService, TaskGrant } from './service.js';
 import { fetchDir, fetchRun, mapDir, mapRunPath, mapTaskId, reduceTaskId } from './shuffle.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
 import type { WorkerPool, WorkerSlot } from './worker-pool.js';
+
+/**
+ * What the worker loops need of the node's MapReduce runtime (runtime.ts's
+ * MapReduceRuntime, which creates the workers, is one): named here so that
+ * worker.ts does not import runtime.ts back.
+ */
+export interface WorkerRuntime {
+  /** This node's id. */
+  readonly self: string;
+  readonly options: {
+    readonly leaseMs: number;
+    readonly pollMs: number;
+    readonly heartbeatMs: number;
+  };
+  readonly log: Logger;
+  /** Where this node keeps map outputs and fetched partitions. */
+  readonly mrDir: string;
+  /** The replicated state (where each map's output is). */
+  readonly state: Pick<MapReduceModuleState, 'core'>;
+  /** Asks the leader for a task (forwarded if need be). */
+  requestTask(req: { worker: string; node: string; waitMs?: number }): Promise<TaskGrant>;
+  /** Calls the leader (this node if it leads) with `fn`. */
+  leader<T>(fn: (leader: Client<typeof MapReduceService>) => Promise<T>): Promise<T>;
+  /** A client stub for the MapReduce service on `node`. */
+  peer(node: string): Client<typeof MapReduceService>;
+  /** A job's status as this node knows it. */
+  job(jobId: string): JobStatus | undefined;
+  /** Tells the leader this node is alive. */
+  heartbeatToLeader(): Promise<void>;
+}
 
 /** Tries per map output before a reduce attempt reports the fetch as failed. */
 const FETCH_TRIES = 3;
@@ -123,7 +156,7 @@ export class WorkerManager {
   readonly tasksRun = { map: 0, reduce: 0 };
 
   constructor(
-    private readonly rt: MapReduceRuntime,
+    private readonly rt: WorkerRuntime,
     private readonly pool: WorkerPool,
   ) {}
 
@@ -316,7 +349,7 @@ export class WorkerManager {
   /** Reports a completion, retrying across leader changes for about one lease. */
   private async report(
     a: TaskAssignment,
-    make: () => Parameters<ReturnType<MapReduceRuntime['peer']>['complete']>[0],
+    make: () => Parameters<Client<typeof MapReduceService>['complete']>[0],
   ): Promise<CompleteTaskResult> {
     const deadline = Date.now() + Math.max(5_000, this.rt.options.leaseMs * 3);
     for (;;) {

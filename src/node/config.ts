@@ -15,19 +15,36 @@
  * config.peers.get(nodeId('n2'));           // { host: '127.0.0.1', port: 7102 }
  * ```
  *
+ * Every option is one entry of {@link nodeOptions} (options.ts says how an
+ * entry works): its config-file field is the entry's name (`tickMs`), its
+ * flag `--tick-ms`, its variable `COHORT_TICK_MS`; the entry gives the flag's
+ * placeholder and help, a TypeBox schema of the value, the default and, for
+ * structured values, a parser. `cohort node` builds its flags and `--help`
+ * from the same table ({@link nodeOptionFlags}).
+ *
  * In the config file, `peers` may be the flag's string form or an object
  * `{ "n2": "127.0.0.1:7102" }`; numbers may be JSON numbers or strings.
  * A peer may also name its RPC address after a slash, `n2=127.0.0.1:7102/7202`
  * (same host) or `n2=127.0.0.1:7102/10.0.0.2:7202`, so followers can redirect
  * KV clients to the leader's RPC port ({@link NodeConfig.peerRpc}).
  */
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { CohortError } from '../lib/errors.js';
+import { Type } from '@sinclair/typebox';
 import { clusterId, isValidId, nodeId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
+import {
+  bad,
+  configFileFlag,
+  configFileSchema,
+  oneOf,
+  option,
+  optionFlags,
+  resolveOptions,
+} from './options.js';
+import type { ConfigSources as OptionSources, OptionValue, ParseContext } from './options.js';
 
 /** Log levels pino understands. */
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -35,18 +52,21 @@ export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 's
 /** A pino log level. */
 export type LogLevel = (typeof logLevels)[number];
 
-/** A validated node configuration. */
-export interface NodeConfig {
-  /** This node's id (also its id on the RPC port). */
-  readonly id: NodeId;
-  /** Cluster id: carried in every handshake and every WAL segment; a mismatch is refused. */
-  readonly clusterId: ClusterId;
-  /** Directory of the WAL and snapshots (absolute). */
-  readonly dataDir: string;
-  /** Where Raft peers connect. */
-  readonly listen: PeerAddress;
-  /** Where clients call the Node service (status, health). */
-  readonly rpc: PeerAddress;
+/** An id: letters, digits and . _ : - (lib/ids.ts). */
+function parseId(value: string, ctx: ParseContext): string {
+  if (!isValidId(value)) {
+    throw bad(
+      ctx.field,
+      ctx.source,
+      `${JSON.stringify(value)} may contain only letters, digits and . _ : -`,
+      value,
+    );
+  }
+  return value;
+}
+
+/** The peers and the RPC addresses some of them give. */
+export interface PeerList {
   /** The other initial voters and their Raft addresses. */
   readonly peers: ReadonlyMap<NodeId, PeerAddress>;
   /**
@@ -54,81 +74,169 @@ export interface NodeConfig {
    * so a follower can send clients to the leader's RPC port.
    */
   readonly peerRpc: ReadonlyMap<NodeId, PeerAddress>;
+}
+
+const nonEmpty = Type.String({ minLength: 1 });
+
+/**
+ * The node's options, one entry each (see the file comment). Adding an option
+ * is adding an entry here; {@link NodeConfig} gets the field, `cohort node` the
+ * flag, and the file, env and errors follow.
+ */
+export const nodeOptions = {
+  /** This node's id (also its id on the RPC port). */
+  id: option({
+    arg: '<id>',
+    help: 'this node id',
+    schema: nonEmpty,
+    parse: (v, ctx) => nodeId(parseId(v, ctx)),
+  }),
+  /** Cluster id: carried in every handshake and every WAL segment; a mismatch is refused. */
+  clusterId: option({
+    arg: '<id>',
+    help: 'cluster id, checked in handshakes and the WAL',
+    schema: nonEmpty,
+    default: 'cohort-local',
+    parse: (v, ctx): ClusterId => clusterId(parseId(v, ctx)),
+  }),
+  /** Directory of the WAL and snapshots (absolute). */
+  dataDir: option({
+    arg: '<dir>',
+    help: 'directory of the write-ahead log and snapshots',
+    schema: nonEmpty,
+    parse: (v, ctx) => resolve(ctx.cwd, v),
+  }),
+  /** Where Raft peers connect. */
+  listen: option({
+    arg: '<host:port>',
+    help: 'Raft address peers connect to',
+    schema: Type.String({ description: 'host:port' }),
+    parse: (v, ctx) => parseHostPort(v, ctx.field, ctx.source),
+  }),
+  /** Where clients call the Node and Kv services (status, health, KV). */
+  rpc: option({
+    arg: '<host:port>',
+    help: 'client RPC address: status, health, KV',
+    schema: Type.String({ description: 'host:port' }),
+    parse: (v, ctx) => parseHostPort(v, ctx.field, ctx.source),
+  }),
+  /** The other initial voters, and the RPC addresses of those that give one. */
+  peers: option({
+    arg: '<list>',
+    help: 'the other voters: n2=host:port,n3=host:port (a peer may add its RPC port: n2=host:port/rpcPort)',
+    schema: Type.Union([Type.String(), Type.Record(Type.String(), Type.String())], {
+      description: '"id=host:port,..." or an object of id → "host:port"',
+    }),
+    default: '',
+    defaultHelp: 'none',
+    parse: (v, ctx): PeerList => parsePeerList(v, ctx.source),
+  }),
   /** Milliseconds per Raft tick. */
-  readonly tickMs: number;
+  tickMs: option({
+    arg: '<n>',
+    help: 'milliseconds per Raft tick',
+    schema: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    default: 20,
+  }),
   /** Base election timeout in ticks (Raft §5.2). */
-  readonly electionTicks: number;
-  /** Snapshot and compact the log every this many applied entries (0: never). */
-  readonly snapshotEntries: number;
+  electionTicks: option({
+    arg: '<n>',
+    help: 'base election timeout in ticks',
+    schema: Type.Integer({ minimum: 2, maximum: 10_000 }),
+    default: 10,
+  }),
+  /**
+   * Snapshot and compact the log every this many applied entries (0: never).
+   * etcd's default snapshot count; a KV snapshot (keys + kept history) stalls
+   * the apply loop while it is taken.
+   */
+  snapshotEntries: option({
+    arg: '<n>',
+    help: 'snapshot every n applied entries, 0 never',
+    schema: Type.Integer({ minimum: 0, maximum: 1e9 }),
+    default: 100_000,
+  }),
   /**
    * Where the WAL's fdatasync runs: 'auto' (inline while syncs are fast, on
    * the thread pool when the disk is slow), 'thread' (libuv's pool; the node
    * keeps serving during a sync) or 'inline' (on the event loop: no thread
    * hop, but the node stalls for each sync). See FileStorageOptions.syncMode.
    */
-  readonly walSync: 'auto' | 'thread' | 'inline';
+  walSync: option({
+    arg: '<mode>',
+    help: 'where the WAL fdatasync runs: auto (inline while syncs are fast), thread (libuv pool) or inline (stalls the node per sync)',
+    schema: oneOf(['auto', 'thread', 'inline']),
+    default: 'auto',
+  }),
   /** pino level of the node's log. */
-  readonly logLevel: LogLevel;
+  logLevel: option({
+    arg: '<level>',
+    help: `log level: ${logLevels.join('|')}`,
+    schema: oneOf(logLevels),
+    default: 'info',
+  }),
   /** MapReduce worker threads on this node (0: it only coordinates and serves the shuffle); default one per core. */
-  readonly workers: number;
+  workers: option({
+    arg: '<n>',
+    help: 'MapReduce worker threads, 0 for none',
+    schema: Type.Integer({ minimum: 0, maximum: 256 }),
+    default: () => Math.max(1, availableParallelism()),
+    defaultHelp: 'one per core',
+  }),
   /** Lease (ms) the MapReduce leader grants a task attempt; a dead worker's task is redone after it. */
-  readonly mrLeaseMs: number;
-}
+  mrLeaseMs: option({
+    arg: '<n>',
+    help: 'MapReduce task lease in ms',
+    schema: Type.Integer({ minimum: 100, maximum: 3_600_000 }),
+    default: 10_000,
+  }),
+  /**
+   * The KV store's storage quota in bytes (0: none), like etcd's
+   * `--quota-backend-bytes`: past it writes get NO_SPACE (the NOSPACE alarm)
+   * until deletes and compaction free space. The leader's value applies.
+   */
+  kvQuotaBytes: option({
+    arg: '<n>',
+    help: 'KV storage quota in bytes: past it writes fail with NO_SPACE until deletes and compaction free space, 0 none',
+    schema: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+    default: limits.kvQuotaBytesDefault,
+    defaultHelp: '536870912, 512 MiB',
+  }),
+  /** Cut the WAL at a corrupt record (dropping everything after it) instead of refusing to start. */
+  repair: option({
+    arg: '',
+    help: 'cut the WAL at a corrupt record, dropping everything after it, instead of refusing to start; prints what it drops',
+    schema: Type.Boolean(),
+    default: false,
+  }),
+};
+
+type Options = typeof nodeOptions;
+
+/** A configuration field name (as in the config file). */
+export type ConfigField = keyof Options;
+
+/** A validated node configuration (one field per {@link nodeOptions} entry; peers as a {@link PeerList}). */
+export type NodeConfig = {
+  readonly [K in Exclude<ConfigField, 'peers'>]: OptionValue<Options[K]>;
+} & PeerList;
 
 /** Raw values as they come from one source (strings from flags and env, anything from JSON). */
 export type RawConfig = Partial<Record<ConfigField, unknown>>;
 
-/** The fields, with their flag, env and file names. */
-const fields = {
-  id: { flag: '--id', env: 'COHORT_ID' },
-  clusterId: { flag: '--cluster-id', env: 'COHORT_CLUSTER_ID' },
-  dataDir: { flag: '--data-dir', env: 'COHORT_DATA_DIR' },
-  listen: { flag: '--listen', env: 'COHORT_LISTEN' },
-  rpc: { flag: '--rpc', env: 'COHORT_RPC' },
-  peers: { flag: '--peers', env: 'COHORT_PEERS' },
-  tickMs: { flag: '--tick-ms', env: 'COHORT_TICK_MS' },
-  electionTicks: { flag: '--election-ticks', env: 'COHORT_ELECTION_TICKS' },
-  snapshotEntries: { flag: '--snapshot-entries', env: 'COHORT_SNAPSHOT_ENTRIES' },
-  walSync: { flag: '--wal-sync', env: 'COHORT_WAL_SYNC' },
-  logLevel: { flag: '--log-level', env: 'COHORT_LOG_LEVEL' },
-  workers: { flag: '--workers', env: 'COHORT_WORKERS' },
-  mrLeaseMs: { flag: '--mr-lease-ms', env: 'COHORT_MR_LEASE_MS' },
-} as const;
+/** The JSON Schema of the config file (every field optional, no others). */
+export const nodeConfigFileSchema = configFileSchema(nodeOptions);
 
-/** A configuration field name (as in the config file). */
-export type ConfigField = keyof typeof fields;
-
-/** The config file's name in flags and env. */
-const configFlag = '--config';
-const configEnv = 'COHORT_CONFIG';
-
-/** Default values of the optional fields. */
-export const nodeConfigDefaults = {
-  clusterId: 'cohort-local',
-  tickMs: 20,
-  electionTicks: 10,
-  // etcd's default snapshot count; a KV snapshot (keys + kept history) stalls the apply loop while it is taken.
-  snapshotEntries: 100_000,
-  walSync: 'auto',
-  logLevel: 'info',
-  mrLeaseMs: 10_000,
-} as const;
-
-/** Inputs of {@link resolveNodeConfig}. */
-export interface ConfigSources {
-  /** Parsed flags (commander's camelCase names); `config` names the file. */
-  readonly flags: RawConfig & { readonly config?: string };
-  /** The environment (COHORT_* variables are read). */
-  readonly env?: Readonly<Record<string, string | undefined>>;
-  /** Base directory for relative paths (default: the working directory). */
-  readonly cwd?: string;
+/** The flags of `cohort node` (commander's flag text and help), from {@link nodeOptions}. */
+export function nodeOptionFlags(): { field: string; flags: string; help: string }[] {
+  return optionFlags(nodeOptions);
 }
 
-function bad(field: string, source: string, message: string, value?: unknown): CohortError {
-  return new CohortError('INVALID_ARGUMENT', `${field} (${source}): ${message}`, {
-    details: { field, source, ...(value === undefined ? {} : { value }) },
-  });
-}
+/** The `cohort node` config file flag (`--config <file>`, or COHORT_CONFIG). */
+export { configFileFlag };
+
+/** Inputs of {@link resolveNodeConfig}: flags (commander's names; `config` names the file), env, cwd. */
+export type ConfigSources = OptionSources<ConfigField>;
 
 /** Parses `host:port` (port 1..65535); `what` names the field in the error. */
 export function parseHostPort(text: unknown, what = 'address', source = 'argument'): PeerAddress {
@@ -201,156 +309,25 @@ export function parsePeerList(
   return { peers, peerRpc };
 }
 
-function intField(field: string, source: string, value: unknown, min: number, max: number): number {
-  const n = typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw bad(
-      field,
-      source,
-      `expected an integer ${min}..${max}, got ${JSON.stringify(value)}`,
-      value,
-    );
-  }
-  return n;
-}
-
-function readConfigFile(path: string, source: string): RawConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw bad('config', source, `cannot read ${path}: ${(e as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw bad('config', source, `${path} is not valid JSON: ${(e as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw bad('config', source, `${path} must hold a JSON object`);
-  }
-  for (const key of Object.keys(parsed)) {
-    if (!Object.prototype.hasOwnProperty.call(fields, key)) {
-      throw bad(
-        key,
-        `config file ${path}`,
-        `unknown field (known: ${Object.keys(fields).join(', ')})`,
-      );
-    }
-  }
-  return parsed;
-}
-
 /**
  * Merges flags, env and the config file (in that order of precedence),
- * applies defaults and validates. Throws INVALID_ARGUMENT naming the field.
+ * applies defaults and validates ({@link resolveOptions} over
+ * {@link nodeOptions}, then the checks across fields). Throws
+ * INVALID_ARGUMENT naming the field and its source.
  */
 export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
-  const env = sources.env ?? {};
-  const cwd = sources.cwd ?? process.cwd();
-  const fileFromFlag = sources.flags.config;
-  const fileFromEnv = env[configEnv];
-  const configPath = fileFromFlag ?? fileFromEnv;
-  const fileSource = fileFromFlag !== undefined ? configFlag : configEnv;
-  const file =
-    configPath === undefined || configPath === ''
-      ? {}
-      : readConfigFile(resolve(cwd, configPath), fileSource);
-
-  /** The value of `field` and where it came from, or undefined. */
-  const pick = (field: ConfigField): { value: unknown; source: string } | undefined => {
-    const f = sources.flags[field];
-    if (f !== undefined) return { value: f, source: fields[field].flag };
-    const e = env[fields[field].env];
-    if (e !== undefined && e !== '') return { value: e, source: fields[field].env };
-    const c = file[field];
-    if (c !== undefined) return { value: c, source: `config file ${String(configPath)}` };
-    return undefined;
-  };
-  const required = (field: ConfigField): { value: unknown; source: string } => {
-    const v = pick(field);
-    if (v === undefined) {
-      throw bad(
-        field,
-        'missing',
-        `required: pass ${fields[field].flag}, set ${fields[field].env}, or put "${field}" in the config file`,
-      );
-    }
-    return v;
-  };
-  const text = (field: ConfigField, v: { value: unknown; source: string }): string => {
-    if (typeof v.value !== 'string' || v.value === '') {
-      throw bad(field, v.source, 'expected a non-empty string', v.value);
-    }
-    return v.value;
-  };
-  const idOf = (field: ConfigField, v: { value: unknown; source: string }): string => {
-    const s = text(field, v);
-    if (!isValidId(s)) {
-      throw bad(
-        field,
-        v.source,
-        `${JSON.stringify(s)} may contain only letters, digits and . _ : -`,
-        s,
-      );
-    }
-    return s;
-  };
-  const withDefault = (field: ConfigField, dflt: unknown): { value: unknown; source: string } =>
-    pick(field) ?? { value: dflt, source: 'default' };
-
-  const idV = required('id');
-  const id = nodeId(idOf('id', idV));
-  const cluster = clusterId(
-    idOf('clusterId', withDefault('clusterId', nodeConfigDefaults.clusterId)),
-  );
-  const dataDirV = required('dataDir');
-  const dataDir = resolve(cwd, text('dataDir', dataDirV));
-  const listenV = required('listen');
-  const listen = parseHostPort(listenV.value, 'listen', listenV.source);
-  const rpcV = required('rpc');
-  const rpc = parseHostPort(rpcV.value, 'rpc', rpcV.source);
-  const peersV = pick('peers') ?? { value: '', source: 'default' };
-  const { peers, peerRpc } = parsePeerList(peersV.value, peersV.source);
-  if (peers.has(id)) throw bad('peers', peersV.source, `must not list the node itself (${id})`);
-  if (listen.port === rpc.port && listen.host === rpc.host) {
-    throw bad('rpc', rpcV.source, `must differ from listen (${listen.host}:${listen.port})`);
+  const { values, sourceOf } = resolveOptions(nodeOptions, sources);
+  const { peers: peerList, ...rest } = values;
+  const config: NodeConfig = { ...rest, ...peerList };
+  if (config.peers.has(config.id)) {
+    throw bad('peers', sourceOf.peers, `must not list the node itself (${config.id})`);
   }
-  const tickV = withDefault('tickMs', nodeConfigDefaults.tickMs);
-  const tickMs = intField('tickMs', tickV.source, tickV.value, 1, 10_000);
-  const electionV = withDefault('electionTicks', nodeConfigDefaults.electionTicks);
-  const electionTicks = intField('electionTicks', electionV.source, electionV.value, 2, 10_000);
-  const snapV = withDefault('snapshotEntries', nodeConfigDefaults.snapshotEntries);
-  const snapshotEntries = intField('snapshotEntries', snapV.source, snapV.value, 0, 1e9);
-  const workersV = withDefault('workers', Math.max(1, availableParallelism()));
-  const workers = intField('workers', workersV.source, workersV.value, 0, 256);
-  const leaseV = withDefault('mrLeaseMs', nodeConfigDefaults.mrLeaseMs);
-  const mrLeaseMs = intField('mrLeaseMs', leaseV.source, leaseV.value, 100, 3_600_000);
-  const walSyncV = withDefault('walSync', nodeConfigDefaults.walSync);
-  const walSync = text('walSync', walSyncV);
-  if (walSync !== 'auto' && walSync !== 'thread' && walSync !== 'inline') {
-    throw bad('walSync', walSyncV.source, 'expected auto, thread or inline', walSync);
+  if (config.listen.port === config.rpc.port && config.listen.host === config.rpc.host) {
+    throw bad(
+      'rpc',
+      sourceOf.rpc,
+      `must differ from listen (${config.listen.host}:${config.listen.port})`,
+    );
   }
-  const levelV = withDefault('logLevel', nodeConfigDefaults.logLevel);
-  const level = text('logLevel', levelV);
-  if (!(logLevels as readonly string[]).includes(level)) {
-    throw bad('logLevel', levelV.source, `expected one of ${logLevels.join(', ')}`, level);
-  }
-  return {
-    id,
-    clusterId: cluster,
-    dataDir,
-    listen,
-    rpc,
-    peers,
-    peerRpc,
-    tickMs,
-    electionTicks,
-    snapshotEntries,
-    walSync,
-    logLevel: level as LogLevel,
-    workers,
-    mrLeaseMs,
-  };
+  return config;
 }

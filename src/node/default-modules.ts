@@ -1,6 +1,6 @@
 /**
  * The modules every `cohort node` process runs beside the KV store (see
- * modules.ts): the MapReduce coordinator and workers (src/mapreduce/module.ts),
+ * src/host/modules.ts): the MapReduce coordinator and workers (src/mapreduce/module.ts),
  * with the node's `workers` (threads; default one per core) and `mrLeaseMs`
  * settings.
  *
@@ -10,7 +10,7 @@
  */
 import { mapReduceModule } from '../mapreduce/module.js';
 import type { NodeConfig } from './config.js';
-import type { NodeModule } from './modules.js';
+import type { NodeModule } from '../host/modules.js';
 
 /** Fresh instances of the default modules for one node. */
 export function defaultModules(config: NodeConfig): NodeModule[] {

@@ -30,6 +30,10 @@ export const NodeStatusSchema = Type.Object({
   learners: Type.Array(Type.String()),
   /** The KV store's revision on this node (local, maybe stale). */
   revision: Type.Integer({ minimum: 0 }),
+  /** The KV store's size as its quota counts it (keys, values and overhead of every version kept). */
+  kvBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Raised alarms: `NOSPACE` while the KV store refuses writes for its quota. */
+  alarms: Type.Optional(Type.Array(Type.String())),
   /** The RaftNode lifecycle state (running, closing, closed, failed). */
   state: Type.String(),
   pid: Type.Integer(),

@@ -1,6 +1,7 @@
 /**
  * The node process's composition: one Raft node over TCP with durable
- * storage, driving the KV state machine, plus an RPC port serving the
+ * storage, driving the state-machine host (src/host/: the KV state machine and
+ * the node modules, such as MapReduce), plus an RPC port serving the
  * {@link NodeService} (status, health) and the KV service ({@link KvServer}). `cohort node` runs one; `cohort up`
  * runs several as separate processes.
  *
@@ -11,13 +12,15 @@
  * await node.close();                     // RPC port, Raft node, transport, storage
  * ```
  *
- * Start order: check the data dir, bind the Raft port, bind the RPC port,
- * then load storage and start Raft; whatever was opened is closed again if a
- * later step fails, so a refused start leaves nothing behind.
+ * Start order: check the data dir, lock it (one process per data dir, see
+ * data-dir-lock.ts), bind the Raft port, bind the RPC port, then load storage
+ * and start Raft; whatever was opened is closed again if a later step fails,
+ * so a refused start leaves nothing behind.
  */
 import { randomInt } from 'node:crypto';
-import { accessSync, constants, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
@@ -25,6 +28,10 @@ import { seededRandom } from '../lib/random.js';
 import { raftMessagesCodec } from '../raft/raft-messages-codec.js';
 import { RaftNode } from '../raft/raft-node.js';
 import { FileStorage } from '../raft/storage/file-storage.js';
+import type { RecoveryReport } from '../raft/storage/file-storage.js';
+import { lockDataDir } from './data-dir-lock.js';
+import type { DataDirLock } from './data-dir-lock.js';
+import { makeDirs, nodeFs, syncCreatedDirs } from '../raft/storage/fs.js';
 import type { RaftMessage } from '../raft/core/messages.js';
 import { rpcCodec } from '../rpc/messages.js';
 import type { RpcWireMessage } from '../rpc/messages.js';
@@ -34,9 +41,9 @@ import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { NodeConfig } from './config.js';
 import { KvServer, ObservedStateMachine } from '../kv/server.js';
 import type { KvServerOptions } from '../kv/server.js';
-import { encodeModuleEntry, isModuleApplied } from './kv-state-machine.js';
-import type { KvRaftStateMachine } from './kv-state-machine.js';
-import type { NodeModule, NodeModuleContext } from './modules.js';
+import type { KvRaftStateMachine } from '../host/kv-state-machine.js';
+import { startModules } from '../host/modules.js';
+import type { NodeModule } from '../host/modules.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
 
@@ -56,6 +63,8 @@ export interface StartNodeOptions {
     | 'leaseCheckpointMs'
     | 'leaseTickMs'
     | 'watchBufferEventsMax'
+    | 'watchBufferBytesMax'
+    | 'watchNodeBufferBytesMax'
   >;
 }
 
@@ -66,13 +75,19 @@ export interface CohortNode {
   readonly rpc: RpcNode;
   /** The KV service on this node (watches, leader duties). */
   readonly kv: KvServer;
+  /** What loading the WAL found and did (torn tail cut, repair, leftovers removed). */
+  readonly recovery: RecoveryReport;
   /** This node's status, as the Node.status RPC answers it. */
   status(): NodeStatus;
   /** Stops serving RPCs, closes the Raft node, its transport and storage. Idempotent. */
   close(): Promise<void>;
 }
 
-/** Makes sure `dir` exists and is a readable, writable directory. */
+/**
+ * Makes sure `dir` exists and is a readable, writable directory; a directory
+ * it creates is made durable in its parent (fsync), so a crash cannot lose
+ * the data dir from under a log that was synced inside it.
+ */
 export function checkDataDir(dir: string): void {
   const refuse = (why: string, cause?: unknown): CohortError =>
     new CohortError('FAILED_PRECONDITION', `data dir ${dir} ${why}`, {
@@ -80,7 +95,8 @@ export function checkDataDir(dir: string): void {
       cause,
     });
   try {
-    mkdirSync(dir, { recursive: true });
+    // Not mkdirSync's recursive mode: it spins forever where a parent refuses children (/proc).
+    syncCreatedDirs(nodeFs, makeDirs(dir));
   } catch (e) {
     throw refuse(`cannot be created: ${(e as Error).message}`, e);
   }
@@ -139,6 +155,32 @@ export async function startNode(
   const root = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } });
   const log = root.child({ node: config.id });
   checkDataDir(config.dataDir);
+  // The store lives in the JS heap, at two to three times its size while a snapshot is encoded.
+  const heapBytes = getHeapStatistics().heap_size_limit;
+  if (config.kvQuotaBytes === 0 || config.kvQuotaBytes * 3 > heapBytes) {
+    log.warn(
+      { kvQuotaBytes: config.kvQuotaBytes, heapBytes },
+      'the KV quota does not keep the store well inside the JS heap: the node may run out of memory before writes get NO_SPACE (lower --kv-quota-bytes or raise node --max-old-space-size)',
+    );
+  }
+  // One process per data dir: a second one would write the same WAL.
+  const lock = await lockDataDir(config.dataDir);
+  try {
+    return await startLocked(config, options, root, log, lock);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+/** startNode once the data dir is locked; the node releases `lock` when it closes. */
+async function startLocked(
+  config: NodeConfig,
+  options: StartNodeOptions,
+  root: Logger,
+  log: Logger,
+  lock: DataDirLock,
+): Promise<CohortNode> {
   // Transports log routine connection churn at info; keep them at warn unless debugging.
   const quiet = root.child(
     {},
@@ -176,6 +218,7 @@ export async function startNode(
     clusterId: config.clusterId,
     nodeId: config.id,
     syncMode: config.walSync,
+    repair: config.repair,
     logger: log.child({ component: 'storage' }),
   });
   // Loaded only when needed: a caller passing its own modules does not load MapReduce.
@@ -229,12 +272,14 @@ export async function startNode(
       members: [...s.config.voters].sort(),
       learners: [...s.config.learners].sort(),
       revision: stateMachine.kv.revision,
+      kvBytes: stateMachine.kv.sizeBytes,
+      alarms: stateMachine.kv.noSpaceAlarm ? ['NOSPACE'] : [],
       state: s.state,
       pid: process.pid,
       uptimeMs: Date.now() - startedAt,
     };
   };
-  const rpc = new RpcNode(rpcTransport);
+  const rpc = new RpcNode(rpcTransport, { server: { logger: log } });
   rpc.serve(NodeService, {
     status: () => status(),
     health: () => {
@@ -248,45 +293,15 @@ export async function startNode(
     rpc,
     peerRpc: (id) => (id === config.id ? config.rpc : config.peerRpc.get(id)),
     electionTimeoutMs: config.electionTicks * config.tickMs,
+    quotaBytes: config.kvQuotaBytes,
     logger: log.child({ component: 'kv' }),
     ...options.kv,
   });
   kv.start();
-  const started: NodeModule[] = [];
-  const stopModules = async (): Promise<void> => {
-    for (const m of started.reverse()) {
-      try {
-        await m.stop?.();
-      } catch (e) {
-        log.error({ err: e, module: m.name }, 'module stop failed');
-      }
-    }
-  };
+  let stopModules: () => Promise<void>;
   try {
-    for (const m of modules) {
-      const ctx: NodeModuleContext = {
-        config,
-        raft,
-        rpc,
-        logger: log.child({ module: m.name }),
-        propose: async (command, proposeOptions) => {
-          const applied = await raft.propose(encodeModuleEntry(m.name, command), proposeOptions);
-          if (isModuleApplied(applied)) return applied.result;
-          // The state machine refused the entry itself (it cannot decode it).
-          throw new CohortError(
-            applied.ok ? 'INTERNAL' : applied.error.code,
-            'module entry refused',
-            {
-              details: { module: m.name },
-            },
-          );
-        },
-      };
-      await m.start?.(ctx);
-      started.push(m);
-    }
+    stopModules = await startModules(modules, { config, raft, rpc, logger: log });
   } catch (e) {
-    await stopModules();
     await kv.close();
     await rpc.close();
     await raft.close();
@@ -311,6 +326,7 @@ export async function startNode(
     raft,
     rpc,
     kv,
+    recovery: storage.recovery,
     status,
     close: () => {
       closing ??= (async () => {
@@ -319,6 +335,7 @@ export async function startNode(
         await kv.close();
         await rpc.close();
         await raft.close();
+        await lock.release();
         log.info({ term: raft.status().term }, 'node stopped');
       })();
       return closing;

@@ -74,24 +74,31 @@
  * message depends on the commit index being on disk (persisting it only
  * spares re-learning it after a restart), so it rides along with the next
  * write, or is saved on an idle tick and at close. State-machine snapshots
- * are taken every `snapshotEntries` applied entries and handed to
- * `core.compact()`; a state machine with `beginSnapshot()` has them encoded
- * one step per event-loop turn, so a big state does not stall the node.
+ * are taken every `snapshotEntries` applied entries, and whenever the entries
+ * applied since the last one hold more bytes than `snapshotLogBytes` or that
+ * snapshot's size (whichever is larger; a restart replays at most about that
+ * much log), and handed to `core.compact()`; a state machine with
+ * `beginSnapshot()` has them encoded one step per event-loop turn, so a big
+ * state does not stall the node.
  *
  * A storage failure is fatal for the node: it stops (fail-stop), rejects what
  * waits with IO_ERROR and reports through `onFatal`; a restart runs recovery.
  * An exception thrown by the state machine's `apply` is a bug and is not
- * caught (replicas would diverge).
+ * caught (replicas would diverge). Nor is any AssertionError: one from
+ * storage, a snapshot encoder, a read function or a state-change listener
+ * crashes the process (lib/assert.ts, crashOnAssertion) instead of becoming
+ * IO_ERROR or a rejected promise.
  */
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { assert } from '../lib/assert.js';
+import { assert, crashOnAssertion } from '../lib/assert.js';
 import { RealClock } from '../lib/clock.js';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { LogIndex, NodeId, Term } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
+import { LogLimiter } from '../lib/log-limiter.js';
 import type { Random } from '../lib/random.js';
 import type { RaftMessage } from './core/messages.js';
 import { RaftCore } from './core/raft-core.js';
@@ -183,6 +190,14 @@ export interface RaftNodeOptions<S extends RaftStateMachine> {
   /** Take a state-machine snapshot and compact the log every this many applied entries; 0: never. Default 0. */
   readonly snapshotEntries?: number;
   /**
+   * Also take one when the entries applied since the last snapshot hold more
+   * than this many bytes of data, or more than that snapshot's size if it is
+   * larger (so a snapshot never costs much more writing than the log it
+   * replaces); bounds the log a restart replays. 0: never. Default
+   * `limits.snapshotLogBytesMax`.
+   */
+  readonly snapshotLogBytes?: number;
+  /**
    * Ticks a proposal keeps waiting after this node lost leadership before it
    * is rejected as indefinite (it may still commit under the next leader);
    * waiting longer turns more outcomes definite. Default 2 × electionTicks.
@@ -243,8 +258,10 @@ export interface RaftNodeStatus extends RaftStatus {
   readonly pendingProposals: number;
   /** Linearizable reads waiting for confirmation or apply. */
   readonly pendingReads: number;
-  /** Messages dropped because they were malformed or misaddressed. */
+  /** Messages dropped because they were malformed or misaddressed (term jumps included). */
   readonly droppedMessages: number;
+  /** Messages dropped because their term was more than `limits.raftTermJumpMax` above ours. */
+  readonly termJumpsRefused: number;
   /** Sends the transport refused (OVERLOADED, UNAVAILABLE, ...); Raft resends. */
   readonly sendFailures: number;
 }
@@ -320,6 +337,11 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   private readonly tickMs: number;
   private readonly electionTicks: number;
   private readonly snapshotEntries: number;
+  private readonly snapshotLogBytes: number;
+  /** Data bytes of the entries applied since the last snapshot's index. */
+  private appliedBytes = 0;
+  /** Size of the last snapshot taken or restored (0: none). */
+  private snapshotBytes = 0;
   /** A periodic snapshot is being encoded in steps. */
   private snapshotting = false;
   private readonly leaderSendsEarly: boolean;
@@ -358,7 +380,10 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   private readonly tickWaiters = new Set<() => boolean>();
   private readonly listeners = new Set<(change: RaftNodeStateChange) => void>();
   private droppedMessages = 0;
+  private termJumpsRefused = 0;
   private sendFailures = 0;
+  /** Rate-limited warnings for what peers can repeat at will (bad messages). */
+  private readonly limited: LogLimiter;
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -376,6 +401,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     this.tickMs = positiveInt('tickMs', options.tickMs ?? 20);
     this.electionTicks = options.raft?.electionTicks ?? 10;
     this.snapshotEntries = options.snapshotEntries ?? 0;
+    this.snapshotLogBytes = options.snapshotLogBytes ?? limits.snapshotLogBytesMax;
     this.leaderSendsEarly = options.leaderSendsBeforePersist ?? true;
     this.lostLeadershipWaitTicks = positiveInt(
       'lostLeadershipWaitTicks',
@@ -387,6 +413,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     this.log = (options.logger ?? pino({ level: 'warn' }, pino.destination(2))).child({
       node: options.id,
     });
+    this.limited = new LogLimiter(this.log, { clock: this.clock });
     this.term = hard.term;
     this.vote = hard.vote;
     this.applied = snapshotIndex;
@@ -403,6 +430,9 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   ): Promise<RaftNode<S>> {
     if (options.snapshotEntries !== undefined && options.snapshotEntries !== 0) {
       positiveInt('snapshotEntries', options.snapshotEntries);
+    }
+    if (options.snapshotLogBytes !== undefined && options.snapshotLogBytes !== 0) {
+      positiveInt('snapshotLogBytes', options.snapshotLogBytes);
     }
     if (options.tickMs !== undefined) positiveInt('tickMs', options.tickMs);
     if (options.lostLeadershipWaitTicks !== undefined) {
@@ -434,6 +464,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       loaded.hardState,
       loaded.snapshot?.meta.index ?? (0 as LogIndex),
     );
+    node.snapshotBytes = loaded.snapshot?.data.length ?? 0;
     node.begin(loaded.entries.length);
     return node;
   }
@@ -552,6 +583,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       try {
         return Promise.resolve(fn(this.stateMachine));
       } catch (err) {
+        crashOnAssertion(err);
         return Promise.reject(asError(err));
       }
     }
@@ -579,6 +611,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
           try {
             resolve(fn(this.stateMachine));
           } catch (err) {
+            crashOnAssertion(err);
             reject(asError(err));
           }
         },
@@ -601,6 +634,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       pendingProposals: this.proposalCount,
       pendingReads: this.reads.size + this.waitingReads.length,
       droppedMessages: this.droppedMessages,
+      termJumpsRefused: this.termJumpsRefused,
       sendFailures: this.sendFailures,
     };
   }
@@ -720,6 +754,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     try {
       r = propose();
     } catch (err) {
+      crashOnAssertion(err);
       return Promise.reject(asError(err));
     }
     if (r.kind === 'rejected') return Promise.reject(refusal(r, what));
@@ -786,15 +821,42 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     if (this.state !== 'running') return;
     if (m.from !== from) {
       this.droppedMessages++;
-      this.warn({ from, claimed: m.from, type: m.type }, 'dropped a message with a forged sender');
+      this.limited.warn(
+        { term: this.term, from, claimed: m.from, type: m.type },
+        'dropped a message with a forged sender',
+      );
+      return;
+    }
+    if (m.term > this.term + limits.raftTermJumpMax) {
+      // Bad input, not a newer term: honest terms grow a few per election
+      // timeout (see limits.raftTermJumpMax). Adopting it would let one
+      // corrupt message push every node's term towards raftTermMax for good.
+      this.droppedMessages++;
+      this.termJumpsRefused++;
+      this.limited.warn(
+        {
+          term: this.term,
+          from,
+          type: m.type,
+          messageTerm: m.term,
+          jumpMax: limits.raftTermJumpMax,
+          code: 'INVALID_ARGUMENT',
+        },
+        'dropped a message whose term is implausibly far above ours',
+      );
       return;
     }
     try {
       this.core.step(m);
     } catch (err) {
-      if (!isCohortError(err)) throw err; // a broken invariant is a bug: crash
+      // A broken invariant is a bug: crash, even if the transport catches what its handler throws.
+      crashOnAssertion(err);
+      if (!isCohortError(err)) throw err;
       this.droppedMessages++;
-      this.warn({ from, type: m.type, code: err.code, err: err.message }, 'dropped a bad message');
+      this.limited.warn(
+        { term: this.term, from, type: m.type, code: err.code, err: err.message },
+        'dropped a bad message',
+      );
       return;
     }
     this.schedule();
@@ -918,11 +980,12 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     this.track(this.save({ hardState })).catch((err: unknown) => this.fail(err));
   }
 
-  /** storage.save, with a synchronous throw turned into a rejection. */
+  /** storage.save, with a synchronous throw (but not a bug's) turned into a rejection. */
   private save(write: StorageWrite): Promise<void> {
     try {
       return this.storage.save(write);
     } catch (err) {
+      crashOnAssertion(err);
       return Promise.reject(asError(err));
     }
   }
@@ -962,6 +1025,8 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       this.stateMachine.restore(rd.snapshot.snapshot.data);
       this.applied = meta.index;
       this.snapshotIndex = meta.index;
+      this.appliedBytes = 0;
+      this.snapshotBytes = rd.snapshot.snapshot.data.length;
       this.info(
         { index: meta.index, snapshotTerm: meta.term },
         'installed a snapshot from the leader',
@@ -983,10 +1048,21 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     // 5. Advance.
     this.core.advance(rd);
     this.serveWaitingReads();
-    if (this.snapshotEntries > 0 && this.applied - this.snapshotIndex >= this.snapshotEntries) {
+    if (this.snapshotDue()) {
       if (this.stateMachine.beginSnapshot === undefined) this.takeSnapshot();
       else this.beginSnapshot();
     }
+  }
+
+  /** Enough applied since the last snapshot, by entries or by bytes (see snapshotLogBytes). */
+  private snapshotDue(): boolean {
+    if (this.snapshotEntries > 0 && this.applied - this.snapshotIndex >= this.snapshotEntries) {
+      return true;
+    }
+    return (
+      this.snapshotLogBytes > 0 &&
+      this.appliedBytes > Math.max(this.snapshotLogBytes, this.snapshotBytes)
+    );
   }
 
   private applyEntry(e: Entry): void {
@@ -996,6 +1072,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     if (e.kind === 'normal') result = this.stateMachine.apply(e);
     else if (e.kind === 'config') this.info({ index: e.index }, 'configuration change applied');
     this.applied = e.index;
+    this.appliedBytes += e.data.length;
     const list = this.proposals.get(e.index);
     if (list === undefined) return;
     this.proposals.delete(e.index);
@@ -1050,6 +1127,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     const sm = this.stateMachine;
     assert(sm.beginSnapshot !== undefined, 'beginSnapshot without support');
     const index = this.applied;
+    const bytesBefore = this.appliedBytes;
     const encoder = sm.beginSnapshot();
     this.snapshotting = true;
     const step = (): void => {
@@ -1073,6 +1151,9 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       const data = encoder.bytes();
       if (this.core.compact(index, data)) {
         this.snapshotIndex = index;
+        // What was applied while the snapshot was encoded stays in the log.
+        this.appliedBytes = Math.max(0, this.appliedBytes - bytesBefore);
+        this.snapshotBytes = data.length;
         this.debug({ index, bytes: data.length }, 'log compacted');
         this.schedule();
       }
@@ -1085,6 +1166,8 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     const done = this.core.compact(this.applied, data);
     if (done) {
       this.snapshotIndex = this.applied;
+      this.appliedBytes = 0;
+      this.snapshotBytes = data.length;
       this.debug({ index: this.applied, bytes: data.length }, 'log compacted');
       this.schedule();
     }
@@ -1110,7 +1193,8 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       try {
         l(change);
       } catch (err) {
-        // A listener's bug must not stop the Ready loop; report it.
+        // A listener's failure must not stop the Ready loop: report it. A broken invariant crashes.
+        crashOnAssertion(err);
         this.error({ err: describeError(err) }, 'state-change listener threw');
       }
     }
@@ -1119,7 +1203,9 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   // -------------------------------------------------------------------------
   // Shutdown
 
+  /** Fail-stop after a storage failure (or a snapshot encoder's); an AssertionError crashes instead. */
   private fail(err: unknown): void {
+    crashOnAssertion(err);
     if (this.state === 'failed' || this.state === 'closed') return;
     const wasClosing = this.state === 'closing';
     this.state = 'failed';
@@ -1156,6 +1242,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     if (!failed) this.state = 'closing';
     this.stopTicking();
     this.transport.onMessage(() => {});
+    this.limited.close();
     // Let the save in flight finish (its Ready completes: messages out, entries applied).
     while (this.saves.size > 0) {
       await Promise.allSettled([...this.saves]);

@@ -23,10 +23,12 @@
  *   (the link went down after the request was sent), CANCELLED after sending,
  *   PROTOCOL_ERROR for a malformed reply, and the handler's own indefinite errors.
  */
+import { crashOnAssertion } from '../lib/assert.js';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError, isErrorCode } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
+import { metaError } from './messages.js';
 import type { RpcWire, RpcWireMessage } from './messages.js';
 import type { CallOptions, Client, CompiledMethod, ServerStream, ServiceDef } from './service.js';
 
@@ -268,7 +270,14 @@ export class RpcClientSide {
     try {
       method.checkRequest(request);
     } catch (err) {
-      return err as CohortError;
+      crashOnAssertion(err);
+      if (!isCohortError(err)) throw err;
+      return err;
+    }
+    if (meta !== undefined) {
+      // Checked here: metadata the server's schema refuses would close the connection.
+      const bad = metaError(meta);
+      if (bad !== undefined) return bad;
     }
     const signal = options.signal;
     if (signal?.aborted === true) {
@@ -428,8 +437,9 @@ export class RpcClientSide {
     if (p === undefined) return;
     try {
       this.send(p.peer, { type: 'RpcCredit', id, credit });
-    } catch {
+    } catch (err) {
       // The link is refusing messages; the deadline or a 'down' event ends the call.
+      crashOnAssertion(err);
     }
   }
 
@@ -504,8 +514,9 @@ export class RpcClientSide {
   private cancelOnServer(id: number, p: Pending): void {
     try {
       this.send(p.peer, { type: 'RpcCancel', id });
-    } catch {
+    } catch (err) {
       // Best effort: the server's own deadline stops the work anyway.
+      crashOnAssertion(err);
     }
   }
 

@@ -105,6 +105,23 @@ describe('cohort kv', () => {
     expect(kvText((await c.get('a'))?.value ?? new Uint8Array())).toBe('1');
   });
 
+  it('compact drops history up to the current revision (or the one given); older reads get COMPACTED', async () => {
+    await kv('put', 'c', '1');
+    const second = await kv('put', 'c', '2');
+    const rev = Number(/revision (\d+)/.exec(second.out)?.[1]);
+    expect(await kv('get', 'c', '--rev', String(rev - 1))).toMatchObject({ out: '1\n', code: 0 });
+    const done = await kv('compact');
+    expect(done).toMatchObject({ code: 0 });
+    expect(Number(/compacted up to revision (\d+)/.exec(done.out)?.[1])).toBeGreaterThanOrEqual(
+      rev,
+    );
+    const old = await kv('get', 'c', '--rev', String(rev - 1));
+    expect(old.code).toBe(1);
+    expect(old.err).toMatch(/COMPACTED/);
+    expect(await kv('get', 'c')).toMatchObject({ out: '2\n', code: 0 });
+    expect((await kv('compact', 'x')).code).toBe(1);
+  });
+
   it('bad input and a missing cluster give clear errors (exit 1)', async () => {
     const badIf = await kv('txn', '--if', 'color(t) = 1', '--then', 'put t 2');
     expect(badIf.code).toBe(1);

@@ -60,6 +60,8 @@ export interface ProcessClusterOptions {
   readonly electionTicks?: number;
   /** --log-level (default warn: the harness keeps output only for failure messages). */
   readonly logLevel?: string;
+  /** --kv-quota-bytes (default: the node's own default). */
+  readonly kvQuotaBytes?: number;
 }
 
 /** A node's RPC address, as clients dial it. */
@@ -318,6 +320,7 @@ export class ProcessCluster {
     if (o.snapshotEntries !== undefined) args.push('--snapshot-entries', `${o.snapshotEntries}`);
     if (o.tickMs !== undefined) args.push('--tick-ms', `${o.tickMs}`);
     if (o.electionTicks !== undefined) args.push('--election-ticks', `${o.electionTicks}`);
+    if (o.kvQuotaBytes !== undefined) args.push('--kv-quota-bytes', `${o.kvQuotaBytes}`);
     const entry = o.runtime === 'dist' ? [distCli] : ['--import', 'tsx', sourceCli];
     const child = spawn(process.execPath, [...entry, ...args], {
       cwd: repo,

@@ -1,10 +1,16 @@
 /** Node configuration: precedence flags > env > file, and a clear error naming the field for each bad input. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { KindGuard } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import { buildProgram } from '../../src/cli/main.js';
 import { isCohortError } from '../../src/lib/errors.js';
-import { resolveNodeConfig } from '../../src/node/config.js';
-import type { ConfigSources } from '../../src/node/config.js';
+import type { ClusterId, NodeId } from '../../src/lib/ids.js';
+import { nodeConfigFileSchema, nodeOptions, resolveNodeConfig } from '../../src/node/config.js';
+import { envOf, flagOf } from '../../src/node/options.js';
+import type { ConfigField, ConfigSources, NodeConfig } from '../../src/node/config.js';
+import type { PeerAddress } from '../../src/transport/tcp-transport.js';
 import { tempDir } from '../harness/tmp.js';
 
 const base = {
@@ -15,9 +21,12 @@ const base = {
   peers: 'n2=127.0.0.1:7102,n3=127.0.0.1:7103',
 };
 
-function refusal(sources: ConfigSources): { field: unknown; message: string } {
+function refusal(
+  sources: ConfigSources,
+  resolveWith: (s: ConfigSources) => unknown = resolveNodeConfig,
+): { field: unknown; message: string } {
   try {
-    resolveNodeConfig(sources);
+    resolveWith(sources);
   } catch (e) {
     if (!isCohortError(e)) throw e;
     expect(e.code).toBe('INVALID_ARGUMENT');
@@ -61,6 +70,17 @@ describe('node config', () => {
     expect(resolveNodeConfig({ flags: base, env: { COHORT_WAL_SYNC: 'thread' } }).walSync).toBe(
       'thread',
     );
+  });
+
+  it('takes repair from --repair or COHORT_REPAIR (default off), refusing other values', () => {
+    expect(resolveNodeConfig({ flags: base, env: {} }).repair).toBe(false);
+    expect(resolveNodeConfig({ flags: { ...base, repair: true }, env: {} }).repair).toBe(true);
+    expect(resolveNodeConfig({ flags: base, env: { COHORT_REPAIR: '1' } }).repair).toBe(true);
+    expect(resolveNodeConfig({ flags: base, env: { COHORT_REPAIR: 'false' } }).repair).toBe(false);
+    expect(refusal({ flags: base, env: { COHORT_REPAIR: 'yes please' } })).toMatchObject({
+      field: 'repair',
+      message: expect.stringContaining('repair (COHORT_REPAIR): expected true or false') as unknown,
+    });
   });
 
   it('reads optional peer RPC addresses after a slash (a port on the same host, or host:port)', () => {
@@ -163,5 +183,56 @@ describe('node config', () => {
     const r = refusal({ flags: { ...base, config: file }, env: {} });
     expect(r.field).toBe('electionTicks');
     expect(r.message).toMatch(/config file/);
+  });
+});
+
+describe('node options (one table: flag, env, file field, default, schema)', () => {
+  const fields = Object.keys(nodeOptions) as ConfigField[];
+
+  it("gives `cohort node` exactly the table's flags, each landing on its field", () => {
+    const node = buildProgram().commands.find((c) => c.name() === 'node');
+    if (node === undefined) throw new Error('no node command');
+    const flags = node.options.map((o) => [o.long, o.attributeName()]);
+    expect(flags).toEqual([...fields.map((f) => [flagOf(f), f]), ['--config', 'config']]);
+    const help = node.helpInformation();
+    for (const f of fields) expect(help).toContain(envOf(f));
+    expect(help).toMatch(
+      /--tick-ms <n>\s+milliseconds per Raft tick \(COHORT_TICK_MS; default\s+20\)/,
+    );
+  });
+
+  it("names each integer option's source when its value is bad: flag, env or file", () => {
+    const ints = fields.filter((f) => KindGuard.IsInteger(nodeOptions[f].schema));
+    expect(ints.length).toBeGreaterThan(4);
+    for (const field of ints) {
+      const viaFlag = refusal({ flags: { ...base, [field]: 'x' }, env: {} });
+      expect([viaFlag.field, viaFlag.message]).toEqual([
+        field,
+        expect.stringMatching(`^${field} \\(${flagOf(field)}\\): expected an integer`),
+      ]);
+      const viaEnv = refusal({ flags: base, env: { [envOf(field)]: '1.5' } });
+      expect(viaEnv.message).toMatch(`${field} (${envOf(field)}): expected an integer`);
+      const file = tempFile(JSON.stringify({ [field]: -7 }));
+      const viaFile = refusal({ flags: { ...base, config: file }, env: {} });
+      expect(viaFile.message).toBe(
+        `${field} (config file ${file}): expected an integer ${String(nodeOptions[field].schema.minimum)}..${String(nodeOptions[field].schema.maximum)}, got -7`,
+      );
+    }
+  });
+
+  it('types the config from the table', () => {
+    expectTypeOf<NodeConfig['id']>().toEqualTypeOf<NodeId>();
+    expectTypeOf<NodeConfig['clusterId']>().toEqualTypeOf<ClusterId>();
+    expectTypeOf<NodeConfig['tickMs']>().toEqualTypeOf<number>();
+    expectTypeOf<NodeConfig['walSync']>().toEqualTypeOf<'auto' | 'thread' | 'inline'>();
+    expectTypeOf<NodeConfig['listen']>().toEqualTypeOf<PeerAddress>();
+    expectTypeOf<NodeConfig['peerRpc']>().toEqualTypeOf<ReadonlyMap<NodeId, PeerAddress>>();
+  });
+
+  it('describes the config file as a JSON Schema with every field and no others', () => {
+    expect(Object.keys(nodeConfigFileSchema.properties)).toEqual(fields);
+    expect(Value.Check(nodeConfigFileSchema, { tickMs: 20, walSync: 'inline' })).toBe(true);
+    expect(Value.Check(nodeConfigFileSchema, { walSync: 'async' })).toBe(false);
+    expect(Value.Check(nodeConfigFileSchema, { electionTimeout: 300 })).toBe(false);
   });
 });

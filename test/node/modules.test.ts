@@ -14,9 +14,10 @@ import {
   encodeKvEntry,
   encodeModuleEntry,
   KvRaftStateMachine,
-} from '../../src/node/kv-state-machine.js';
-import type { NodeModule, NodeModuleContext } from '../../src/node/modules.js';
+} from '../../src/host/kv-state-machine.js';
+import type { NodeModule, NodeModuleContext } from '../../src/host/modules.js';
 import { startNode } from '../../src/node/node.js';
+import { mapReduceModule } from '../../src/mapreduce/module.js';
 import type { CohortNode } from '../../src/node/node.js';
 import type { LogIndex, Term } from '../../src/lib/ids.js';
 import type { Entry } from '../../src/raft/core/types.js';
@@ -42,6 +43,9 @@ class ListModule implements NodeModule {
   }
   restore(bytes: Uint8Array): void {
     this.items = packr.unpack(bytes) as number[];
+  }
+  reset(): void {
+    this.items = [];
   }
   start(ctx: NodeModuleContext): void {
     this.ctx = ctx;
@@ -100,6 +104,66 @@ describe('KvRaftStateMachine with modules', () => {
     expect(() => target.restore(wrapped.subarray(0, wrapped.length - 3))).toThrow(
       expect.objectContaining({ code: 'CORRUPTION' }) as Error,
     );
+  });
+
+  it('a restore replaces every module: one without a part in the snapshot is reset, not kept', () => {
+    // A node whose module already holds state (it applied entries, or an older snapshot).
+    const list = new ListModule();
+    const sm = new KvRaftStateMachine([list]);
+    sm.apply(entry(encodeModuleEntry('list', 1)));
+    sm.apply(entry(encodeModuleEntry('list', 2)));
+    expect(list.items).toEqual([1, 2]);
+
+    // A plain KV snapshot (taken by a node without modules): the module starts afresh.
+    const plain = new KvRaftStateMachine();
+    plain.apply(
+      entry(encodeKvEntry({ command: { type: 'put', key: kvKey('k'), value: kvKey('v') } })),
+    );
+    sm.restore(plain.snapshot());
+    expect(list.items).toEqual([]);
+    expect(sm.kv.revision).toBe(1);
+    const ref = new KvRaftStateMachine([new ListModule()]);
+    ref.restore(plain.snapshot());
+    expect(sm.snapshot()).toEqual(ref.snapshot());
+
+    // A wrapped snapshot whose modules map lacks this module: reset too.
+    sm.apply(entry(encodeModuleEntry('list', 3)));
+    expect(list.items).toEqual([3]);
+    const other: NodeModule = {
+      name: 'other',
+      apply: () => null,
+      snapshot: () => new Uint8Array(packr.pack('other state')),
+      restore: () => undefined,
+      reset: () => undefined,
+    };
+    sm.restore(new KvRaftStateMachine([other]).snapshot());
+    expect(list.items).toEqual([]);
+    expect(sm.kv.revision).toBe(0);
+    // The state equals a fresh node's: every replica restoring the snapshot agrees.
+    expect(sm.snapshot()).toEqual(new KvRaftStateMachine([new ListModule()]).snapshot());
+  });
+
+  it('a MapReduce module without a part in the snapshot is reset (jobs and registered nodes)', () => {
+    const mr = mapReduceModule();
+    const sm = new KvRaftStateMachine([mr]);
+    const fresh = mr.snapshot();
+    expect(
+      sm.apply(
+        entry(
+          encodeModuleEntry('mapreduce', {
+            type: 'registerNode',
+            node: 'n1',
+            host: '127.0.0.1',
+            port: 7201,
+          }),
+        ),
+      ),
+    ).toMatchObject({ module: 'mapreduce', result: { ok: true } });
+    expect(mr.state.nodes.size).toBe(1);
+    expect(mr.snapshot()).not.toEqual(fresh);
+    sm.restore(new KvRaftStateMachine().snapshot());
+    expect(mr.state.nodes.size).toBe(0);
+    expect(mr.snapshot()).toEqual(fresh);
   });
 });
 

@@ -19,6 +19,11 @@
  * and bumps the revision only if something changed. Callers validate first:
  * this class asserts its invariants and never refuses input.
  *
+ * Size: {@link MvccStore.sizeBytes} is what the store counts toward its
+ * quota (see {@link versionBytes}): a function of the versions kept and
+ * nothing else, so every replica, and a replica restored from a snapshot,
+ * agrees on it to the byte.
+ *
  * ```ts
  * const mvcc = new MvccStore();
  * mvcc.beginWrite();
@@ -30,6 +35,7 @@
 import btreeModule from 'sorted-btree';
 import { bulkLoad } from 'sorted-btree/extended/bulkLoad.js';
 import { assert } from '../../lib/assert.js';
+import { limits } from '../../lib/limits.js';
 import { EMPTY_BYTES, fromByteString } from './bytes.js';
 import type { KeyValue, KvEvent } from './types.js';
 import type { ResolvedRange } from './validate.js';
@@ -71,6 +77,7 @@ export class MvccStore {
   private rev = 0;
   private compacted = 0;
   private live = 0;
+  private bytes = 0;
   private pending: { rev: number; sub: number; changes: Change[] } | undefined;
 
   /** The store's revision: that of the last change (0 before any). */
@@ -86,6 +93,11 @@ export class MvccStore {
   /** Keys that exist now. */
   get liveKeys(): number {
     return this.live;
+  }
+
+  /** The sum of {@link versionBytes} over every version kept (history included, until compacted). */
+  get sizeBytes(): number {
+    return this.bytes;
   }
 
   /** Starts a batch of changes that will share one revision. */
@@ -136,6 +148,7 @@ export class MvccStore {
       lease,
     };
     hist.push(cur);
+    this.bytes += versionBytes(keyStr.length, value.length);
     if (prev === undefined) this.live++;
     if (hist.length > 1) this.compactable.add(keyStr);
     p.changes.push({ keyStr, cur, prev });
@@ -159,6 +172,7 @@ export class MvccStore {
       lease: 0,
     };
     hist.push(cur);
+    this.bytes += versionBytes(keyStr.length, 0);
     this.live--;
     this.compactable.add(keyStr);
     p.changes.push({ keyStr, cur, prev: last });
@@ -200,6 +214,9 @@ export class MvccStore {
       let keepFrom = latestAtOrBelow(hist, revision);
       if (keepFrom < 0) continue;
       if ((hist[keepFrom] as Version).value === undefined) keepFrom++;
+      for (let i = 0; i < keepFrom; i++) {
+        this.bytes -= versionBytes(keyStr.length, (hist[i] as Version).value?.length ?? 0);
+      }
       if (keepFrom > 0) {
         // A new array, not splice(): a snapshot being encoded may hold the old one
         // (histories otherwise only grow, see KvStateMachine.beginSnapshot).
@@ -221,20 +238,43 @@ export class MvccStore {
   /**
    * Events with revision >= `startRevision` on keys in `range`, oldest first.
    * The caller checked that `startRevision` is above the compacted revision.
+   * With `page`, stops before the first revision that would start once
+   * `eventsMax` events or `bytesMax` bytes of keys and values (prevKv
+   * included) were taken: a page never splits a revision, so the next page
+   * starts at the last event's revision + 1.
    */
-  eventsSince(range: ResolvedRange, startRevision: number): KvEvent[] {
+  eventsSince(
+    range: ResolvedRange,
+    startRevision: number,
+    page?: { readonly eventsMax: number; readonly bytesMax: number },
+  ): KvEvent[] {
     const out: KvEvent[] = [];
+    let bytes = 0;
+    let lastRev = 0;
     for (let i = firstAbove(this.logRevs, startRevision - 1); i < this.logRevs.length; i++) {
       const keyStr = this.logKeys[i] as string;
-      if (!inRange(range, keyStr)) continue;
       const rev = this.logRevs[i] as number;
+      if (
+        page !== undefined &&
+        rev > lastRev &&
+        (out.length >= page.eventsMax || bytes >= page.bytesMax)
+      ) {
+        break;
+      }
+      if (!inRange(range, keyStr)) continue;
       const hist = this.index.get(keyStr);
       assert(hist !== undefined, 'logged key missing from the index');
       const j = latestAtOrBelow(hist, rev);
       const cur = hist[j];
       assert(cur !== undefined && cur.rev === rev, 'logged change missing from its key');
       const prev = hist[j - 1];
-      out.push(eventOf(keyStr, cur, prev?.value === undefined ? undefined : prev));
+      const p = prev?.value === undefined ? undefined : prev;
+      out.push(eventOf(keyStr, cur, p));
+      lastRev = rev;
+      if (page !== undefined) {
+        bytes += keyStr.length * (p === undefined ? 1 : 2) + (cur.value?.length ?? 0);
+        bytes += p?.value?.length ?? 0;
+      }
     }
     return out;
   }
@@ -267,14 +307,19 @@ export class MvccStore {
     this.rev = revision;
     this.compacted = compactedRevision;
     this.live = 0;
+    this.bytes = 0;
     let logged = 0;
     for (let i = 0; i < keys.length; i++) {
+      const keyStr = keys[i] as string;
       const hist = histories[i] as Version[];
       assert(hist.length > 0, 'a key without versions');
       const last = hist[hist.length - 1] as Version;
       if (last.value !== undefined) this.live++;
-      if (hist.length > 1 || last.value === undefined) this.compactable.add(keys[i] as string);
-      for (const v of hist) if (v.rev > compactedRevision) logged++;
+      if (hist.length > 1 || last.value === undefined) this.compactable.add(keyStr);
+      for (const v of hist) {
+        if (v.rev > compactedRevision) logged++;
+        this.bytes += versionBytes(keyStr.length, v.value?.length ?? 0);
+      }
     }
     // The change log: every version above the compacted revision, by (rev, sub).
     const revs = new Float64Array(logged);
@@ -349,6 +394,17 @@ function changeOrder(
     }
   }
   return order;
+}
+
+/**
+ * What one kept version counts toward the store's size (the KV quota): its
+ * key's bytes, its value's bytes (0 for a delete tombstone) and
+ * `limits.kvVersionOverheadBytes` for its numbers and index entries. The key
+ * counts once per version, as in a log of changes. (Keys and values are byte
+ * strings, one UTF-16 unit per byte, see bytes.ts: their lengths are bytes.)
+ */
+export function versionBytes(keyBytes: number, valueBytes: number): number {
+  return keyBytes + valueBytes + limits.kvVersionOverheadBytes;
 }
 
 /** Byte strings order like their bytes (see bytes.ts). */

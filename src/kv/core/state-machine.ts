@@ -6,8 +6,27 @@
  *
  * `apply(entry)` validates the whole command first and only then mutates, so a
  * refused command (a definite CohortError code in `error`) changes nothing
- * except its session's memory of the refusal. Each applied command returns its
- * result and the watch events it caused, all at one revision.
+ * except its session's memory of the refusal (and the NOSPACE alarm, below).
+ * Each applied command returns its result and the watch events it caused, all
+ * at one revision.
+ *
+ * Quota (like etcd's `--quota-backend-bytes`). The store's size,
+ * {@link KvStateMachine.sizeBytes}, is the sum over every version kept
+ * (history until compacted, delete tombstones included) of its key bytes,
+ * value bytes and `limits.kvVersionOverheadBytes`: a function of the state
+ * alone, so replicas agree on it. An entry carries the quota of the leader
+ * that proposed it (`KvEntry.quotaBytes`), so every replica judges it against
+ * the same number even if nodes are configured differently. A command that
+ * adds values (a put, or a txn whose chosen branch puts) is refused with a
+ * definite NO_SPACE when the NOSPACE alarm is raised, or when the values it
+ * adds would take the size past the entry's quota, which raises the alarm.
+ * The alarm is replicated state (it is in snapshots, so it survives
+ * restarts). While it is raised, reads, deletes, compaction, leases and
+ * session ends work as usual. It disarms by itself when an entry carrying a
+ * quota is applied while the size is at most `limits.kvQuotaDisarmPercent`
+ * of that quota, that is once compaction (after deletes) freed space: the
+ * margin keeps the alarm from flapping, and a value merely larger than the
+ * room left, in a store below the mark, is refused without raising it.
  *
  * ```ts
  * const sm = new KvStateMachine();
@@ -18,15 +37,16 @@
  * const copy = KvStateMachine.fromSnapshot(sm.snapshot());
  * ```
  */
-import { assert, assertNever } from '../../lib/assert.js';
+import { AssertionError, assert, assertNever } from '../../lib/assert.js';
 import { CohortError, isCohortError } from '../../lib/errors.js';
 import { limits } from '../../lib/limits.js';
 import { fromByteString, toByteString } from './bytes.js';
 import { LeaseTable } from './leases.js';
+import { kvBytes } from './reply-size.js';
 import type { Lease } from './leases.js';
-import { MvccStore, inRange, kvOf } from './mvcc.js';
+import { MvccStore, inRange, kvOf, versionBytes } from './mvcc.js';
 import type { Version } from './mvcc.js';
-import { SessionTable, checkClientId, checkSessionTag } from './sessions.js';
+import { SessionTable, checkClientId, checkSessionTag, checkSessionTtl } from './sessions.js';
 import type { SessionOutcome } from './sessions.js';
 import { KvSnapshotEncoder, decodeKvSnapshot, encodeKvSnapshot } from './snapshot-codec.js';
 import type { DecodedKvSnapshot, KvSnapshotState } from './snapshot-codec.js';
@@ -94,6 +114,10 @@ export class KvStateMachine {
   private mvcc = new MvccStore();
   private leases = new LeaseTable();
   private sessions = new SessionTable();
+  /** The NOSPACE alarm (see the file comment). */
+  private noSpace = false;
+  /** The largest time any applied entry carried (KvEntry.timeMs): sessions expire by it. */
+  private logTime = 0;
 
   /** Builds a state machine from {@link snapshot} bytes; CORRUPTION if they are not one. */
   static fromSnapshot(bytes: Uint8Array): KvStateMachine {
@@ -122,9 +146,31 @@ export class KvStateMachine {
     return this.sessions.size;
   }
 
+  /** The store's size as the quota counts it (see the file comment). */
+  get sizeBytes(): number {
+    return this.mvcc.sizeBytes;
+  }
+
+  /** True while the NOSPACE alarm is raised: writes that add values are refused with NO_SPACE. */
+  get noSpaceAlarm(): boolean {
+    return this.noSpace;
+  }
+
+  /** Bytes of results the sessions remember (bounded by kvSessionResultsBytesMax). */
+  get sessionResultBytes(): number {
+    return this.sessions.resultBytes;
+  }
+
+  /** Log time: the largest `timeMs` an applied entry carried (0 before any). */
+  get logTimeMs(): number {
+    return this.logTime;
+  }
+
   /**
    * Applies one committed entry. Never throws for bad input: a refused command
-   * comes back as `{ ok: false, error }` with nothing changed. Throws only an
+   * comes back as `{ ok: false, error }` with nothing changed but the log
+   * time (an entry's valid `timeMs` moves it, and expires idle sessions,
+   * whatever its command: it is a property of the log). Throws only an
    * AssertionError (a bug).
    */
   apply(entry: KvEntry): KvApplied {
@@ -139,14 +185,41 @@ export class KvStateMachine {
         false,
       );
     }
+    const quota = entry.quotaBytes;
+    if (quota !== undefined) {
+      try {
+        checkInt(quota, 'quotaBytes', 1);
+      } catch (e) {
+        return this.refusal(failureOf(e), false);
+      }
+    }
     const tag = entry.session;
+    if (entry.timeMs !== undefined) {
+      const t = entry.timeMs;
+      if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) {
+        return this.refusal(
+          {
+            code: 'INVALID_ARGUMENT',
+            message: 'entry timeMs must be a non-negative integer',
+            definite: true,
+            details: { field: 'timeMs' },
+          },
+          false,
+        );
+      }
+      // Raft dissertation §6.3: time comes from the log, so every replica expires alike.
+      if (t > this.logTime) {
+        this.logTime = t;
+        this.sessions.expire(t);
+      }
+    }
     if (tag !== undefined) {
       try {
         checkSessionTag(tag);
       } catch (e) {
         return this.refusal(failureOf(e), false);
       }
-      const verdict = this.sessions.check(tag);
+      const verdict = this.sessions.check(tag, this.logTime);
       if (verdict.kind === 'duplicate') {
         const o = verdict.outcome;
         return o.ok
@@ -157,17 +230,53 @@ export class KvStateMachine {
     }
     let outcome: SessionOutcome;
     let events: readonly KvEvent[] = [];
+    this.disarmBelow(quota);
     try {
-      const done = this.execute(entry.command);
+      const done = this.execute(entry.command, quota);
       outcome = { ok: true, result: done.result };
       events = done.events;
     } catch (e) {
       outcome = { ok: false, error: failureOf(e) };
     }
-    if (tag !== undefined) this.sessions.record(tag, outcome);
+    this.disarmBelow(quota);
+    if (tag !== undefined) this.sessions.record(tag, outcome, this.logTime);
     return outcome.ok
       ? { ok: true, result: outcome.result, events, revision: this.revision, duplicate: false }
       : this.refusal(outcome.error, false);
+  }
+
+  /**
+   * The NO_SPACE refusal `apply(entry)` would give now because the NOSPACE
+   * alarm is raised, or undefined: lets the leader refuse a write at once,
+   * without a round through the log. Undefined also when the entry would
+   * disarm the alarm, when its session already applied it (a retry is
+   * answered from the session, never refused), when it adds no values, and
+   * when it is invalid (apply refuses it with the reason). A write that
+   * merely does not fit is not refused here: it goes through the log, whose
+   * apply raises the alarm on every replica.
+   */
+  spaceRefusal(entry: KvEntry): KvFailure | undefined {
+    if (!this.noSpace || typeof entry !== 'object' || entry === null) return undefined;
+    const quota = entry.quotaBytes;
+    let cost: number;
+    try {
+      if (quota !== undefined) {
+        checkInt(quota, 'quotaBytes', 1);
+        if (this.belowDisarmMark(quota)) return undefined;
+      }
+      if (entry.session !== undefined) {
+        checkSessionTag(entry.session);
+        if (this.sessions.peek(entry.session, this.logTime) !== 'new') return undefined;
+      }
+      const plan = this.planWrite(entry.command);
+      if (plan === undefined) return undefined;
+      this.checkPlan(plan);
+      cost = this.planBytes(plan);
+    } catch (e) {
+      failureOf(e); // rethrows anything but a CohortError (a bug)
+      return undefined;
+    }
+    return cost === 0 ? undefined : failureOf(this.noSpaceError('alarm', cost, quota));
   }
 
   /**
@@ -185,9 +294,15 @@ export class KvStateMachine {
    * Every event at revision >= `startRevision` on the keys of `range`, oldest
    * first: a watch's catch-up. COMPACTED if `startRevision` is at or below the
    * compacted revision (those events, or their prevKv, are gone). A start
-   * beyond the current revision gives nothing (yet).
+   * beyond the current revision gives nothing (yet). With `page`, only the
+   * first revisions up to about `eventsMax` events or `bytesMax` bytes (a
+   * revision is never split; continue from the last event's revision + 1).
    */
-  eventsSince(range: { key: Uint8Array; rangeEnd?: Uint8Array }, startRevision: number): KvEvent[] {
+  eventsSince(
+    range: { key: Uint8Array; rangeEnd?: Uint8Array },
+    startRevision: number,
+    page?: { readonly eventsMax: number; readonly bytesMax: number },
+  ): KvEvent[] {
     if (typeof range !== 'object' || range === null) invalid('watch range must be an object');
     const r = resolveRange(range.key, range.rangeEnd, 'watch');
     checkInt(startRevision, 'startRevision', 1);
@@ -198,7 +313,7 @@ export class KvStateMachine {
         { details: { revision: startRevision, compactedRevision: this.compactedRevision } },
       );
     }
-    return this.mvcc.eventsSince(r, startRevision);
+    return this.mvcc.eventsSince(r, startRevision, page);
   }
 
   /** A lease's TTL state (NOT_FOUND if it is not alive), with its keys if asked. */
@@ -222,19 +337,23 @@ export class KvStateMachine {
     return { ok: false, error, revision: this.revision, duplicate };
   }
 
-  private execute(command: KvCommand): Executed {
+  private execute(command: KvCommand, quota: number | undefined): Executed {
     if (typeof command !== 'object' || command === null) invalid('command must be an object');
     switch (command.type) {
       case 'range':
         return { result: this.read(command), events: [] };
       case 'put':
-        return this.execTxnLike([{ kind: 'put', op: command, keyStr: this.planPut(command) }]);
+        return this.execTxnLike(
+          [{ kind: 'put', op: command, keyStr: this.planPut(command) }],
+          quota,
+        );
       case 'deleteRange':
-        return this.execTxnLike([
-          { kind: 'deleteRange', op: command, range: this.planDelete(command) },
-        ]);
+        return this.execTxnLike(
+          [{ kind: 'deleteRange', op: command, range: this.planDelete(command) }],
+          quota,
+        );
       case 'txn':
-        return this.execTxn(command);
+        return this.execTxn(command, quota);
       case 'compact':
         return this.execCompact(command);
       case 'leaseGrant':
@@ -264,6 +383,15 @@ export class KvStateMachine {
         return this.execLeaseCheckpoint(command);
       case 'leaseExpire':
         return this.execLeaseExpire(command);
+      case 'sessionOpen': {
+        const ttlMs = command.ttlMs ?? limits.kvSessionTtlMsDefault;
+        checkSessionTtl(ttlMs);
+        const clientId = this.sessions.open(this.logTime, ttlMs);
+        return {
+          result: { type: 'sessionOpen', revision: this.revision, clientId, ttlMs },
+          events: [],
+        };
+      }
       case 'sessionEnd': {
         checkClientId(command.clientId);
         const existed = this.sessions.end(command.clientId);
@@ -275,19 +403,21 @@ export class KvStateMachine {
   }
 
   /** A single put or delete runs as a one-op txn plan (same checks, one revision). */
-  private execTxnLike(ops: PlannedOp[]): Executed {
+  private execTxnLike(ops: PlannedOp[], quota: number | undefined): Executed {
     this.checkPlan({ succeeded: true, ops });
+    this.requireSpace({ succeeded: true, ops }, quota);
     const { responses, events } = this.runPlan({ succeeded: true, ops });
     const result = responses[0];
     assert(result !== undefined, 'one op, one response');
     return { result, events };
   }
 
-  private execTxn(txn: TxnRequest): Executed {
+  private execTxn(txn: TxnRequest, quota: number | undefined): Executed {
     if (typeof txn !== 'object' || txn === null) invalid('txn must be an object');
     checkTxnShape(txn);
     const plan = this.planTxn(txn);
     this.checkPlan(plan);
+    this.requireSpace(plan, quota);
     const { responses, events } = this.runPlan(plan);
     const result: TxnResult = {
       type: 'txn',
@@ -394,6 +524,92 @@ export class KvStateMachine {
     return { events: this.mvcc.endWrite(), deleted };
   }
 
+  // -------------------------------------------------------------- quota
+
+  /**
+   * NO_SPACE (see the file comment) if `plan` adds values while the alarm is
+   * raised, or adds more than the room left under `quota`: then it raises
+   * the alarm, the one change a refused command makes besides its session.
+   */
+  private requireSpace(plan: TxnPlan, quota: number | undefined): void {
+    const cost = this.planBytes(plan);
+    if (cost === 0) return;
+    if (this.noSpace) throw this.noSpaceError('alarm', cost, quota);
+    if (quota !== undefined && this.mvcc.sizeBytes + cost > quota) {
+      this.noSpace = true;
+      throw this.noSpaceError('quota', cost, quota);
+    }
+  }
+
+  /** NO_SPACE for a write of `cost` bytes: the alarm was raised before it, or it does not fit. */
+  private noSpaceError(
+    reason: 'alarm' | 'quota',
+    cost: number,
+    quota: number | undefined,
+  ): CohortError {
+    const size = this.mvcc.sizeBytes;
+    const why =
+      reason === 'alarm' ? 'the NOSPACE alarm is raised' : 'it would take the store past its quota';
+    return new CohortError(
+      'NO_SPACE',
+      `write of ${cost} bytes refused: ${why} (store ${size} bytes, quota ${quota ?? 'unknown'}); delete keys and compact to free space`,
+      {
+        details: {
+          reason,
+          sizeBytes: size,
+          costBytes: cost,
+          quotaBytes: quota ?? null,
+        },
+      },
+    );
+  }
+
+  /** Disarms the alarm if the store is at or below the disarm mark of `quota`. */
+  private disarmBelow(quota: number | undefined): void {
+    if (this.noSpace && quota !== undefined && this.belowDisarmMark(quota)) this.noSpace = false;
+  }
+
+  private belowDisarmMark(quota: number): boolean {
+    return this.mvcc.sizeBytes <= Math.floor((quota / 100) * limits.kvQuotaDisarmPercent);
+  }
+
+  /**
+   * What a plan's puts add to the store's size (deletes add tombstones too,
+   * but are never refused for space: they are how space is freed).
+   */
+  private planBytes(plan: TxnPlan): number {
+    let bytes = 0;
+    for (const step of plan.ops) {
+      if (step.kind === 'put') {
+        const op = step.op;
+        const valueBytes =
+          op.ignoreValue === true
+            ? (this.mvcc.current(step.keyStr)?.value?.length ?? 0)
+            : op.value.length;
+        bytes += versionBytes(step.keyStr.length, valueBytes);
+      } else if (step.kind === 'txn') {
+        bytes += this.planBytes(step.plan);
+      }
+    }
+    return bytes;
+  }
+
+  /** The plan of a put or txn command (validated), or undefined for any other command. */
+  private planWrite(command: KvCommand): TxnPlan | undefined {
+    if (typeof command !== 'object' || command === null) return undefined;
+    if (command.type === 'put') {
+      return {
+        succeeded: true,
+        ops: [{ kind: 'put', op: command, keyStr: this.planPut(command) }],
+      };
+    }
+    if (command.type === 'txn') {
+      checkTxnShape(command);
+      return this.planTxn(command);
+    }
+    return undefined;
+  }
+
   private requireLease(id: number): Lease {
     const l = this.leases.get(id);
     if (l === undefined) {
@@ -466,11 +682,16 @@ export class KvStateMachine {
   private checkPlan(plan: TxnPlan): void {
     const puts = new Map<string, number>();
     const deletes: ResolvedRange[] = [];
+    const ranges: { op: RangeRequest; range: ResolvedRange }[] = [];
+    const deletesWithPrev: ResolvedRange[] = [];
+    const putsWithPrev: string[] = [];
+    let putBytes = 0;
     const visit = (p: TxnPlan): void => {
       for (const step of p.ops) {
         switch (step.kind) {
           case 'range':
             this.checkReadRevision(step.op.revision ?? 0, this.revision);
+            ranges.push({ op: step.op, range: step.range });
             break;
           case 'put': {
             const op = step.op;
@@ -478,6 +699,8 @@ export class KvStateMachine {
               invalid('txn puts the same key twice', { key: step.keyStr });
             }
             puts.set(step.keyStr, 1);
+            putBytes += kvBytes(step.keyStr.length, op.value.length);
+            if (op.prevKv === true) putsWithPrev.push(step.keyStr);
             if (op.lease !== undefined && op.lease !== 0) this.requireLease(op.lease);
             if ((op.ignoreValue === true || op.ignoreLease === true) && !this.exists(step.keyStr)) {
               throw new CohortError(
@@ -490,6 +713,7 @@ export class KvStateMachine {
           }
           case 'deleteRange':
             deletes.push(step.range);
+            if (step.op.prevKv === true) deletesWithPrev.push(step.range);
             break;
           case 'txn':
             visit(step.plan);
@@ -505,6 +729,74 @@ export class KvStateMachine {
         invalid('txn puts a key it also deletes', { key: k });
       }
     }
+    this.checkReplyBytes(putsWithPrev, deletesWithPrev, ranges, putBytes);
+  }
+
+  /**
+   * Refuses, before anything changes, a write whose reply would exceed
+   * kvRangeBytesMax (reply-size.ts counts it): a deleteRange's prevKvs, a
+   * put's prevKv, and a txn's range results, each range counted against the
+   * state before the txn plus every value the txn puts (an upper bound). A
+   * write that applied but could not answer would leave its client unsure of
+   * a change it made; a range read is cut instead (it changes nothing).
+   */
+  private checkReplyBytes(
+    putsWithPrev: readonly string[],
+    deletesWithPrev: readonly ResolvedRange[],
+    ranges: readonly { op: RangeRequest; range: ResolvedRange }[],
+    putBytes: number,
+  ): void {
+    const max = limits.kvRangeBytesMax;
+    let bytes = 0;
+    for (const k of putsWithPrev) {
+      const cur = this.mvcc.current(k);
+      if (cur?.value !== undefined) bytes += kvBytes(k.length, cur.value.length);
+    }
+    for (const r of deletesWithPrev) {
+      this.mvcc.scan(r, Infinity, (k, v) => {
+        bytes += kvBytes(k.length, (v.value as string).length);
+        return bytes <= max;
+      });
+    }
+    for (const { op, range } of ranges) {
+      if (bytes > max) break;
+      bytes += this.rangeReplyBytes(op, range, max - bytes) + putBytes;
+    }
+    if (bytes > max) {
+      throw new CohortError(
+        'FAILED_PRECONDITION',
+        `the reply would carry more than kvRangeBytesMax ${max} bytes of keys and values; ` +
+          'nothing was changed: write or delete smaller ranges, or without prevKv',
+        { details: { reason: 'replyTooLarge', limit: max } },
+      );
+    }
+  }
+
+  /** Bytes of a txn's range result (reply-size.ts), or some number above `max` once past it. */
+  private rangeReplyBytes(op: RangeRequest, range: ResolvedRange, max: number): number {
+    if (op.countOnly === true) return 0;
+    const limit = op.limit ?? 0;
+    const keysOnly = op.keysOnly === true;
+    const target = op.sortTarget ?? 'key';
+    const byKey = target === 'key' && op.sortOrder !== 'descend';
+    const sizes: number[] = [];
+    let sum = 0;
+    const at = (op.revision ?? 0) === 0 ? Infinity : (op.revision as number);
+    this.mvcc.scan(range, at, (k, v) => {
+      const n = kvBytes(k.length, keysOnly ? 0 : (v.value as string).length);
+      sum += n;
+      if (limit > 0) sizes.push(n);
+      // In key order the first `limit` keys are the answer; unlimited, stop once past `max`.
+      return limit > 0 ? !(byKey && sizes.length >= limit) : sum <= max;
+    });
+    if (limit === 0 || sizes.length <= limit) return sum;
+    if (target === 'key') {
+      // Descending key order: the last `limit` keys.
+      return sizes.slice(sizes.length - limit).reduce((a, b) => a + b, 0);
+    }
+    // Sorted by another field: at most the `limit` largest.
+    sizes.sort((a, b) => b - a);
+    return sizes.slice(0, limit).reduce((a, b) => a + b, 0);
   }
 
   private exists(keyStr: string): boolean {
@@ -624,9 +916,10 @@ export class KvStateMachine {
   // ------------------------------------------------------------ snapshots
 
   /**
-   * The whole state as bytes (snapshot-codec.ts, columnar version 2):
+   * The whole state as bytes (snapshot-codec.ts, columnar version 3):
    * revisions, every key with its history since compaction, leases, sessions
-   * (in LRU order) and the next lease id. Equal states give equal bytes.
+   * (in LRU order), the next lease and session ids, the log time and the
+   * NOSPACE alarm. Equal states give equal bytes.
    */
   snapshot(): Uint8Array {
     return encodeKvSnapshot(this.capture(false));
@@ -665,6 +958,7 @@ export class KvStateMachine {
     const state = {
       revision: this.revision,
       compacted: this.compactedRevision,
+      noSpaceAlarm: this.noSpace,
       nextLeaseId: this.leases.nextId,
       keys,
       histories,
@@ -677,25 +971,30 @@ export class KvStateMachine {
       })),
       // A session's record is replaced, never changed, on its next command.
       sessions: [...this.sessions.entries()],
+      logTimeMs: this.logTime,
+      nextSessionId: this.sessions.nextSessionId,
     };
     return counts === undefined ? state : { ...state, counts };
   }
 
   /**
-   * Replaces the whole state with a {@link snapshot}'s (this version's or
-   * version 1's). CORRUPTION, and no change, if the bytes are not one.
+   * Replaces the whole state with a {@link snapshot}'s (this version's, or
+   * version 1's or 2's). CORRUPTION, and no change, if the bytes are not one.
    */
   restore(bytes: Uint8Array): void {
     const next = new KvStateMachine();
     try {
       next.load(decodeKvSnapshot(bytes));
     } catch (e) {
-      if (isCohortError(e) && e.code === 'CORRUPTION') throw e;
+      // An AssertionError is a bug (the decoder lets through what the store asserts), not bad bytes.
+      if (e instanceof AssertionError || (isCohortError(e) && e.code === 'CORRUPTION')) throw e;
       throw new CohortError('CORRUPTION', 'KV snapshot could not be decoded', { cause: e });
     }
     this.mvcc = next.mvcc;
     this.leases = next.leases;
     this.sessions = next.sessions;
+    this.noSpace = next.noSpace;
+    this.logTime = next.logTime;
   }
 
   /** Loads a decoded snapshot into this (fresh) state machine; CORRUPTION on a dangling lease. */
@@ -712,7 +1011,9 @@ export class KvStateMachine {
       }
     }
     this.mvcc.load(s.keys, s.histories, s.revision, s.compacted);
-    this.sessions.load(s.sessions);
+    this.sessions.load(s.sessions, s.nextSessionId);
+    this.logTime = s.logTimeMs;
+    this.noSpace = s.noSpaceAlarm === true;
   }
 }
 

@@ -25,7 +25,7 @@ import type { NodeId } from '../../lib/ids.js';
 import type { KvApplied, KvEntry } from '../../kv/core/types.js';
 import type { KvStateMachine } from '../../kv/core/state-machine.js';
 import { decodeKvEntry } from '../../kv/core/codec.js';
-import { KvRaftStateMachine, encodeKvEntry, isModuleApplied } from '../../node/kv-state-machine.js';
+import { KvRaftStateMachine, encodeKvEntry, isModuleApplied } from '../../host/kv-state-machine.js';
 import type { Entry } from '../../raft/core/types.js';
 import { CheckFailure } from '../scenario.js';
 import type { SimStateMachine, SimStateMachineFactory } from '../raft/node.js';
@@ -155,7 +155,13 @@ function withoutSession(e: Entry): Entry {
   } catch {
     return e;
   }
-  return { ...e, data: encodeKvEntry({ command: entry.command }) };
+  const timeMs = entry.timeMs;
+  return {
+    ...e,
+    data: encodeKvEntry(
+      timeMs === undefined ? { command: entry.command } : { command: entry.command, timeMs },
+    ),
+  };
 }
 
 /** The factory the simulator's shell uses to make a node's replica, empty or from a snapshot. */

@@ -203,6 +203,50 @@ describe('RaftNode (memory network)', () => {
     await expectCaughtUpFromSnapshot(c, lagging, last);
   });
 
+  it('snapshots by log bytes as well as by entries, so a restart replays a bounded log', async () => {
+    // No entry-count trigger: only the bytes applied since the last snapshot start one.
+    const c = newCluster(['n1'], { snapshotEntries: 0, snapshotLogBytes: 8 * 1024 });
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    let last = 0;
+    for (let i = 0; i < 60; i++) last = (await leader.propose(text('x'.repeat(1024)))).index;
+    await c.waitForApplied(last);
+    const s = leader.status();
+    expect(s.snapshotIndex).toBeGreaterThan(0);
+    // The list's snapshot grows with it, so the log kept is up to the snapshot's size (~60 KiB here).
+    expect(s.lastIndex - s.snapshotIndex).toBeLessThan(40);
+    await c.stop(nodeId('n1'));
+    // A restart starts from the snapshot and replays only the entries after it.
+    expect(c.durable(nodeId('n1')).entries.length).toBeLessThan(40);
+    const again = await c.start(nodeId('n1'));
+    await c.waitForApplied(last);
+    expect(again.stateMachine.items).toHaveLength(60);
+  });
+
+  it('does not snapshot by bytes more often than the log grows past the last snapshot', async () => {
+    // A state whose snapshot is 64 KiB: snapshotting after every ~1 KiB would rewrite it per entry.
+    class BigSnapshot extends ListMachine {
+      taken = 0;
+      override snapshot(): Uint8Array {
+        this.taken++;
+        return new Uint8Array(64 * 1024);
+      }
+      override restore(): void {}
+    }
+    const c = newCluster(
+      ['n1'],
+      { snapshotEntries: 0, snapshotLogBytes: 1024 },
+      () => new BigSnapshot(),
+    );
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    let last = 0;
+    for (let i = 0; i < 100; i++) last = (await leader.propose(text('y'.repeat(1024)))).index;
+    await c.waitForApplied(last);
+    // One past the first KiB (no snapshot yet), one past the first snapshot's 64 KiB; not ~100.
+    expect((leader.stateMachine as BigSnapshot).taken).toBe(2);
+  });
+
   it('adds a learner, catches it up and promotes it to voter', async () => {
     const c = newCluster(['n1', 'n2', 'n3']);
     await c.startAll();

@@ -1,6 +1,6 @@
 /**
  * The node's replicated state machine: the KV store's pure
- * {@link KvStateMachine} plus any {@link NodeModule}s sharing the log (see
+ * {@link KvStateMachine} plus any {@link ReplicatedModule}s sharing the log (see
  * modules.ts). A Raft entry's data is MessagePack: a {@link KvEntry}
  * (`{ command, session? }`) for the store, or `{ module, command }` for a
  * module. Undecodable data and unknown modules are refused as a result
@@ -16,7 +16,10 @@
  *
  * Snapshot: with no modules, the KV store's snapshot bytes as they are; with
  * modules, a MessagePack map `{ format: 'cohort-node/1', kv, modules: { name: bytes } }`.
- * Restore accepts both (a module missing from the snapshot keeps a fresh state).
+ * Restore accepts both and replaces every part of the state: the store, and
+ * each module from its part, or reset to a fresh state (`ReplicatedModule.reset`)
+ * when the snapshot has none for it (it was taken before the module ran, or
+ * by a node without modules). Nothing survives from before the restore.
  */
 import { Packr } from 'msgpackr';
 import { assert } from '../lib/assert.js';
@@ -26,10 +29,35 @@ import { encodeKvEntry } from '../kv/core/codec.js';
 import type { KvApplied, KvEntry } from '../kv/core/types.js';
 import type { Entry } from '../raft/core/types.js';
 import type { RaftStateMachine, SnapshotEncoder } from '../raft/raft-node.js';
-import { MODULE_NAME } from './modules.js';
-import type { NodeModule } from './modules.js';
 
 export { encodeKvEntry };
+
+/** Module names: short identifiers (they are written into every entry and snapshot). */
+export const MODULE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+/**
+ * The replicated part of a node module (modules.ts's NodeModule adds its
+ * start and stop on a running node): what this state machine routes entries
+ * to and snapshots.
+ */
+export interface ReplicatedModule {
+  /** Unique per node; tags the module's log entries and snapshot part. */
+  readonly name: string;
+  /**
+   * Applies one committed command. Must be deterministic and must not throw on
+   * bad input (return an error result): every replica applies the same bytes.
+   */
+  apply(command: unknown, entry: Entry): unknown;
+  /** The module's whole state as of the last applied entry. */
+  snapshot(): Uint8Array;
+  /** Replaces the module's state with a snapshot's. */
+  restore(bytes: Uint8Array): void;
+  /**
+   * Replaces the module's state with a fresh one, as before its first entry:
+   * the node restored a snapshot that has no part for this module.
+   */
+  reset(): void;
+}
 
 const packr = new Packr({ useRecords: false });
 const SNAPSHOT_FORMAT = 'cohort-node/1';
@@ -70,9 +98,9 @@ export function isModuleApplied(applied: NodeApplied): applied is ModuleApplied 
 export class KvRaftStateMachine implements RaftStateMachine<NodeApplied> {
   /** The store itself (reads go through RaftNode.read to be consistent). */
   kv = new KvStateMachine();
-  private readonly modules = new Map<string, NodeModule>();
+  private readonly modules = new Map<string, ReplicatedModule>();
 
-  constructor(modules: readonly NodeModule[] = []) {
+  constructor(modules: readonly ReplicatedModule[] = []) {
     for (const m of modules) {
       assert(MODULE_NAME.test(m.name), `module name ${JSON.stringify(m.name)} is not valid`);
       assert(!this.modules.has(m.name), `module ${m.name} registered twice`);
@@ -146,10 +174,17 @@ export class KvRaftStateMachine implements RaftStateMachine<NodeApplied> {
     };
   }
 
-  /** Replaces the store and the modules with a snapshot's (CORRUPTION on bad bytes). */
+  /**
+   * Replaces the store and every module with a snapshot's (a module without
+   * a part in it is reset). CORRUPTION on bad bytes: the wrapper and the
+   * parts' types are checked and the store decoded before any module
+   * changes; a module whose own part is corrupt throws from its restore
+   * after the parts before it changed (the node cannot go on either way).
+   */
   restore(bytes: Uint8Array): void {
     if (!isWrapped(bytes)) {
       this.kv.restore(bytes);
+      for (const m of this.modules.values()) m.reset();
       return;
     }
     let wrapped: unknown;
@@ -169,14 +204,20 @@ export class KvRaftStateMachine implements RaftStateMachine<NodeApplied> {
     if (!(kv instanceof Uint8Array) || typeof modules !== 'object' || modules === null) {
       throw new CohortError('CORRUPTION', 'node snapshot lacks its kv or modules part');
     }
-    this.kv.restore(kv);
+    const parts = new Map<ReplicatedModule, Uint8Array | undefined>();
     for (const [name, m] of this.modules) {
-      const part = (modules as Record<string, unknown>)[name];
-      if (part === undefined) continue;
-      if (!(part instanceof Uint8Array)) {
+      const part = Object.prototype.hasOwnProperty.call(modules, name)
+        ? (modules as Record<string, unknown>)[name]
+        : undefined;
+      if (part !== undefined && !(part instanceof Uint8Array)) {
         throw new CohortError('CORRUPTION', `node snapshot part of module ${name} is not bytes`);
       }
-      m.restore(part);
+      parts.set(m, part);
+    }
+    this.kv.restore(kv);
+    for (const [m, part] of parts) {
+      if (part === undefined) m.reset();
+      else m.restore(part);
     }
   }
 
