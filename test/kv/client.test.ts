@@ -10,8 +10,13 @@ import { KvTestCluster } from './kv-cluster.js';
 import { lostReplyThenRefused } from './lost-reply.js';
 
 let cluster: KvTestCluster;
+/**
+ * The leaders' clock, which log time (and so session expiry) follows: it moves
+ * only when a test moves it, so a busy machine's stalls expire no session.
+ */
+let nowMs = 0;
 beforeAll(async () => {
-  cluster = await KvTestCluster.start(3);
+  cluster = await KvTestCluster.start(3, { kv: { now: () => nowMs } });
   await cluster.leader();
 });
 afterAll(async () => {
@@ -73,22 +78,18 @@ describe('KvClient exactly-once', () => {
   it('gives up on a write that may have been applied with an indefinite error, even if the last attempt failed definitely', async () => {
     const retryMs = 60_000;
     const lost = lostReplyThenRefused({ retryMs, refusals: 1 });
-    try {
-      const kv = await cluster.client({
-        retryMs,
-        rpc: { client: { interceptors: [lost.interceptor] } },
-      });
-      const err = await kv.put('maybe', 'x').then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      lost.restore();
-      expect(lost.refused()).toBe(1);
-      expect(err).toMatchObject({ code: 'UNAVAILABLE', definite: false });
-      expect(kvText((await (await cluster.client()).get('maybe'))?.value ?? kvKey(''))).toBe('x');
-    } finally {
-      lost.restore();
-    }
+    const kv = await cluster.client({
+      retryMs,
+      clock: lost.clock,
+      rpc: { client: { interceptors: [lost.interceptor] } },
+    });
+    const err = await kv.put('maybe', 'x').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(lost.refused()).toBe(1);
+    expect(err).toMatchObject({ code: 'UNAVAILABLE', definite: false });
+    expect(kvText((await (await cluster.client()).get('maybe'))?.value ?? kvKey(''))).toBe('x');
   });
 
   it('does not retry a refused write (a definite answer about the request itself)', async () => {
@@ -121,7 +122,6 @@ describe('KvClient sessions (registered, expired by log time)', () => {
       },
     };
   }
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   it('a client restarted with a fixed clientId writes at once (no stale-sequence failure)', async () => {
     // The first incarnation "crashes": its close cannot end its sessions on the cluster.
@@ -151,7 +151,7 @@ describe('KvClient sessions (registered, expired by log time)', () => {
     await kv.put('idle', '1');
     expect(counts.sessionOpen).toBe(1);
     // Over a second of log time passes: another client's write carries it.
-    await sleep(1300);
+    nowMs += 1300;
     await (await cluster.client()).put('tick', 'x');
     const before = await kv.range('idle', { countOnly: true });
     const put = await kv.put('idle', '2');
@@ -169,7 +169,7 @@ describe('KvClient sessions (registered, expired by log time)', () => {
         await next(call); // a redirect (NOT_LEADER) throws here: not this case yet
         lost = true;
         // Applied, but the reply is lost; the session then expires before the retry.
-        await sleep(1300);
+        nowMs += 1300;
         await other.put('tick', 'y');
         throw new CohortError('CONNECTION_LOST', 'reply lost (test)', { definite: false });
       }

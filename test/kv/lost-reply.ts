@@ -7,35 +7,41 @@
  * The budget runs out after a set number of refusals, whatever the machine's
  * speed: the client's retry budget should be generous (the applied attempt may
  * take seconds on a busy machine), and after the last refusal this moves the
- * clock the client reads (Date.now) past it. Call `restore()` when done.
+ * clock the client is given (`clock`: the process clock plus a skew) past it.
  *
  * ```ts
  * const lost = lostReplyThenRefused({ retryMs: 60_000, refusals: 2 });
- * const kv = await KvClient.connect({ ..., retryMs: 60_000, rpc: { client: { interceptors: [lost.interceptor] } } });
+ * const kv = await KvClient.connect({
+ *   ..., retryMs: 60_000, clock: lost.clock, rpc: { client: { interceptors: [lost.interceptor] } },
+ * });
  * await kv.put('k', 'v').catch((e) => ...);   // UNAVAILABLE, definite: false
- * lost.restore();
  * ```
  */
-import { vi } from 'vitest';
+import { RealClock } from '../../src/lib/clock.js';
+import type { Clock } from '../../src/lib/clock.js';
 import { CohortError } from '../../src/lib/errors.js';
 import type { ClientInterceptor } from '../../src/rpc/client.js';
 
 /** The interceptor and what it saw (see the file comment). */
 export interface LostReply {
   readonly interceptor: ClientInterceptor;
+  /** The clock to give the client: it jumps past the retry budget after the last refusal. */
+  readonly clock: Clock;
   /** Put attempts that reached the interceptor. */
   readonly puts: () => number;
   /** Attempts refused after the applied one. */
   readonly refused: () => number;
-  /** Puts Date.now back. */
-  readonly restore: () => void;
 }
 
 /** See the file comment. */
 export function lostReplyThenRefused(o: { retryMs: number; refusals: number }): LostReply {
-  const realNow = Date.now.bind(Date);
+  const real = new RealClock();
   let skewMs = 0;
-  const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + skewMs);
+  const clock: Clock = {
+    now: () => real.now() + skewMs,
+    setTimer: (delayMs, fn) => real.setTimer(delayMs, fn),
+    clearTimer: (handle) => real.clearTimer(handle),
+  };
   let puts = 0;
   let refused = 0;
   let applied = false;
@@ -50,10 +56,5 @@ export function lostReplyThenRefused(o: { retryMs: number; refusals: number }): 
     applied = true;
     throw new CohortError('TIMEOUT', 'answer lost (test)', { definite: false });
   };
-  return {
-    interceptor,
-    puts: () => puts,
-    refused: () => refused,
-    restore: () => clock.mockRestore(),
-  };
+  return { interceptor, clock, puts: () => puts, refused: () => refused };
 }

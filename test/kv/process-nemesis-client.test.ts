@@ -41,6 +41,7 @@ describe('KvClient after retries (issue 6)', () => {
     const kv = await KvClient.connect({
       endpoints: cluster.endpoints(),
       retryMs,
+      clock: lost.clock,
       rpc: { client: { interceptors: [lost.interceptor] } },
     });
     const check = await KvClient.connect({ endpoints: cluster.endpoints() });
@@ -51,7 +52,6 @@ describe('KvClient after retries (issue 6)', () => {
       } catch (e) {
         thrown = e;
       }
-      lost.restore();
       // The applied attempt, then exactly the two refusals: the last error is definite.
       expect(lost.refused()).toBe(2);
       expect(lost.puts()).toBeGreaterThan(2);
@@ -63,7 +63,6 @@ describe('KvClient after retries (issue 6)', () => {
       expect((thrown as CohortError).code).toBe('UNAVAILABLE');
       expect((thrown as CohortError).definite).toBe(false);
     } finally {
-      lost.restore();
       await kv.close();
       await check.close();
     }
