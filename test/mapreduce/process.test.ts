@@ -119,8 +119,8 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_0
 
 /**
  * Follows a job's tasks while it runs (a finished job keeps only its status):
- * the latest view of each task, polled every 50 ms; a re-run of a task takes
- * far longer than that, so none is missed.
+ * the latest view of each task, polled every 50 ms (or as soon as the last
+ * poll answered); a re-run of a task takes far longer than that, so none is missed.
  */
 function watchTasks(jobId: string): { stop(): Promise<TaskInfo[]> } {
   const latest = new Map<string, TaskInfo>();
@@ -131,7 +131,8 @@ function watchTasks(jobId: string): { stop(): Promise<TaskInfo[]> } {
     try {
       while (!stopped) {
         const ts = await own
-          .call((stub) => stub.tasks({ jobId }, { timeoutMs: 500 }), 1_000)
+          // Generous: a poll that gave up on a starved node could miss a whole re-run.
+          .call((stub) => stub.tasks({ jobId }, { timeoutMs: 5_000 }), 10_000)
           .then((r) => r.tasks)
           .catch(() => [] as TaskInfo[]);
         for (const t of ts) {
