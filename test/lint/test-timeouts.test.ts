@@ -76,4 +76,30 @@ describe('test timeouts', () => {
     }
     expect(found).toEqual([]);
   });
+
+  it('gives every vi.waitFor and expect.poll a bound of its own (their default, 1 s, is one a busy machine reaches)', () => {
+    const calls = /\bvi\s*\.\s*waitFor\s*\(|\bexpect\s*\.\s*poll\s*\(/g;
+    const found: string[] = [];
+    let seen = 0;
+    for (const f of globSync(['test/**/*.ts', 'examples/**/*.ts'], { cwd: repo })) {
+      const text = readFileSync(`${repo}${f}`, 'utf8');
+      for (const m of text.matchAll(calls)) {
+        seen++;
+        const args = callArguments(text, m.index + m[0].length);
+        if (!/\btimeout\s*:/.test(args)) found.push(`${f}: ${m[0].replace(/\s+/g, '')}${args}`);
+      }
+    }
+    expect(seen).toBeGreaterThan(0); // the scan finds the calls (this file's patterns aside)
+    expect(found).toEqual([]);
+  });
 });
+
+/** The text of a call's arguments, from just after its `(` to its matching `)` (parentheses counted). */
+function callArguments(text: string, from: number): string {
+  let depth = 1;
+  for (let i = from; i < text.length; i++) {
+    if (text[i] === '(') depth++;
+    else if (text[i] === ')' && --depth === 0) return text.slice(from, i);
+  }
+  return text.slice(from);
+}
