@@ -205,7 +205,17 @@ export class Farm {
 
   /** The state of every backend at `nowMs`, sorted by id. */
   status(nowMs: number): BackendStatus[] {
-    return this.order.map((b) => ({
+    return this.order.map((b) => this.describe(b, nowMs));
+  }
+
+  /** The state of one backend at `nowMs`, if it is in the farm. */
+  statusOf(id: string, nowMs: number): BackendStatus | undefined {
+    const b = this.backends.get(id);
+    return b === undefined ? undefined : this.describe(b, nowMs);
+  }
+
+  private describe(b: Backend, nowMs: number): BackendStatus {
+    return {
       id: b.id,
       weight: b.weight,
       outstanding: b.outstanding,
@@ -215,7 +225,7 @@ export class Farm {
       eligible: !b.draining && b.health.admits(nowMs),
       ejections: b.health.ejections,
       downs: b.health.downs,
-    }));
+    };
   }
 
   private choose(ok: (b: Backend) => boolean, key: string | undefined): Backend | undefined {
