@@ -876,6 +876,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   private finished = false;
   private lastTimeout = false;
   private resume: (() => void) | undefined;
+  private lastError: Error | undefined;
 
   constructor(
     private readonly proxy: HttpProxy,
@@ -898,7 +899,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (u === undefined) {
       this.finished = true;
       if (this.tried.size === 0) this.proxy.answer(this.res, 503, 'no backend is available', true);
-      else this.failFinal(this.connected ? 'maybe-sent' : 'not-sent');
+      else this.failFinal(this.connected ? 'maybe-sent' : 'not-sent', this.lastError);
       return;
     }
     this.tried.add(u.spec.id);
@@ -989,6 +990,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     const phase: FailurePhase = this.connected ? 'maybe-sent' : 'not-sent';
     this.lastTimeout = isTimeout(err);
+    this.lastError = err;
     // A streamed body can be sent again only if none of it was read.
     const bodyIntact = this.body !== 'stream' || this.streamed?.started !== true;
     if (bodyIntact && this.proxy.mayRetry(this, phase)) {
