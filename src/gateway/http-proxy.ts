@@ -928,13 +928,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true; // 1xx: the front does its own 100-continue
     this.status = statusCode;
     if (this.gone) return true;
-    const flat: string[] = [];
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const k = raw[i]!.toString('latin1');
-      if (hopResponse.has(k.length <= 17 ? k.toLowerCase() : '')) continue;
-      flat.push(k, raw[i + 1]!.toString('latin1'));
-    }
-    this.res.writeHead(statusCode, statusText, flat);
+    this.res.writeHead(statusCode, statusText, responseHeaders(raw));
     this.resume = resume;
     return true;
   }
@@ -1176,6 +1170,35 @@ function upstreamHeaders(req: http.IncomingMessage): string[] {
     'http',
   );
   if (host !== '') out.push('x-forwarded-host', host);
+  return out;
+}
+
+/**
+ * The response headers a client gets: hop-by-hop ones dropped (the fixed
+ * set, and those the backend's Connection header names).
+ */
+function responseHeaders(raw: readonly Buffer[]): string[] {
+  const flat: string[] = [];
+  let listed: Set<string> | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const k = raw[i]!.toString('latin1');
+    const lower = k.toLowerCase();
+    if (lower === 'connection') {
+      listed = new Set(
+        raw[i + 1]!.toString('latin1')
+          .split(',')
+          .map((t) => t.trim().toLowerCase()),
+      );
+      continue;
+    }
+    if (hopResponse.has(lower)) continue;
+    flat.push(k, raw[i + 1]!.toString('latin1'));
+  }
+  if (listed === undefined) return flat;
+  const out: string[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    if (!listed.has(flat[i]!.toLowerCase())) out.push(flat[i]!, flat[i + 1]!);
+  }
   return out;
 }
 
