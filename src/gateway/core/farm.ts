@@ -29,8 +29,9 @@
  * health admits one (active checks up; breaker closed, or half-open with no
  * probe in flight). When no backend is eligible, the picker panics like
  * Envoy's panic threshold: it picks among the non-draining backends that
- * active checks have not taken down, ignoring their breakers, rather than
- * failing every request because passive ejection misjudged a slow farm.
+ * active checks have not taken down, ignoring their breakers, and if checks
+ * took every one down, among all non-draining backends, rather than fail
+ * every request for sure because health checking misjudged a slow farm.
  * Backends in `exclude` (already tried for this request) are never picked.
  */
 import { assert } from '../../lib/assert.js';
@@ -168,10 +169,9 @@ export class Farm {
     let chosen = this.choose(ok, key);
     let panic = false;
     if (chosen === undefined) {
-      chosen = this.choose(
-        (b) => !b.draining && exclude?.has(b.id) !== true && b.health.active === 'up',
-        key,
-      );
+      const free = (b: Backend): boolean => !b.draining && exclude?.has(b.id) !== true;
+      chosen =
+        this.choose((b) => free(b) && b.health.active === 'up', key) ?? this.choose(free, key);
       if (chosen === undefined) return undefined;
       panic = true;
       this.panics++;

@@ -163,7 +163,7 @@ describe('Farm: eligibility', () => {
     expect(f.pick(0, undefined, new Set(['a', 'b', 'c']))).toBeUndefined();
   });
 
-  it('panics when no backend is eligible: breakers are ignored, downed backends are not', () => {
+  it('panics when no backend is eligible: breakers first, then checks are ignored', () => {
     const f = farm('p2c', { a: 1, b: 1 });
     for (const id of ['a', 'b']) {
       f.started(id, 0);
@@ -178,7 +178,10 @@ describe('Farm: eligibility', () => {
     for (let i = 0; i < 10; i++) expect(f.pick(10)).toEqual({ id: 'b', panic: true });
     f.checked('b', false);
     f.checked('b', false);
-    expect(f.pick(10)).toBeUndefined();
+    expect(f.pick(10)).toMatchObject({ panic: true });
+    f.remove('a');
+    for (let i = 0; i < 10; i++) expect(f.pick(10)).toEqual({ id: 'b', panic: true });
+    expect(f.pick(10, undefined, new Set(['b']))).toBeUndefined();
   });
 });
 
