@@ -285,6 +285,8 @@ export class HttpProxy {
       headersTimeout: 20_000,
       requestTimeout: 0,
     });
+    // A connection silent this long (a client stalled mid-body, say) is closed.
+    server.setTimeout(limits.gatewayClientIdleMs);
     const proxy = new HttpProxy(server, options);
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
       proxy.handle(req, res),

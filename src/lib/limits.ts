@@ -270,6 +270,8 @@ export const limits = {
   gatewayReplicasMax: 16,
   /** Largest reply body of a replicated request (replies are held whole to be compared). */
   gatewayReplicatedBodyBytesMax: 4 * 1024 * 1024,
+  /** Silence after which the gateway closes a client connection (a client stalled mid-request holds a buffer); longer than its keep-alive idle time. */
+  gatewayClientIdleMs: 120_000,
   /** Longest deadline of one request through the gateway. */
   gatewayTimeoutMsMax: 3_600_000,
 } as const;
