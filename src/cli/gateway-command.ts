@@ -13,11 +13,17 @@
  * node's (src/node/options.ts): flag, then `COHORT_*` variable, then the
  * `--config` JSON file, then the default. Exit codes: 0 after a clean
  * shutdown, 2 for a bad configuration, 1 when the gateway could not start.
+ *
+ * SIGHUP reloads the backend lists ({@link reloadBackends}): edit the
+ * `--config` file and `kill -HUP` the gateway; removed backends drain.
+ * Until the naming service (issue #15) resolves instances by name, this is
+ * how an instance deregisters.
  */
 import { Type } from '@sinclair/typebox';
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { parseBackends, StaticBackendSource } from '../gateway/backend-source.js';
+import type { BackendSource, BackendSpec } from '../gateway/backend-source.js';
 import { combineModes } from '../gateway/core/combine.js';
 import type { CombineMode } from '../gateway/core/combine.js';
 import { balances } from '../gateway/core/farm.js';
@@ -25,6 +31,7 @@ import { Gateway } from '../gateway/gateway.js';
 import type { GatewayOptions } from '../gateway/gateway.js';
 import type { ReplicatedRoute } from '../gateway/http-proxy.js';
 import { parseRpcMethods } from '../gateway/rpc-front.js';
+import { assert } from '../lib/assert.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import { logLevels, parseHostPort } from '../node/config.js';
@@ -287,12 +294,41 @@ export const gatewayOptions = {
 /** Flags as commander hands them over. */
 type GatewayFlags = Partial<Record<keyof typeof gatewayOptions, unknown>> & { config?: string };
 
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Resolves and cross-checks the options (flags, env, file, defaults); throws INVALID_ARGUMENT. */
+function resolveGatewayValues(flags: GatewayFlags, env: Env) {
+  const resolved = resolveOptions(gatewayOptions, { flags, env });
+  const { values: v, sourceOf } = resolved;
+  if (v.backends.length === 0 && v.rpcListen === undefined) {
+    throw bad(
+      'backends',
+      sourceOf.backends,
+      'give HTTP --backends, or --rpc-listen with --rpc-backends',
+    );
+  }
+  if (v.rpcListen !== undefined) {
+    if (v.rpcBackends.length === 0) {
+      throw bad('rpcBackends', sourceOf.rpcBackends, 'required with --rpc-listen');
+    }
+    if (v.rpcMethods.length === 0) {
+      throw bad('rpcMethods', sourceOf.rpcMethods, 'required with --rpc-listen');
+    }
+    const known = new Set(
+      v.rpcMethods.flatMap((s) => [...s.compiled.keys()].map((m) => `${s.name}.${m}`)),
+    );
+    for (const r of v.rpcReplicate) {
+      if (!known.has(r.target)) {
+        throw bad('rpcReplicate', sourceOf.rpcReplicate, `${r.target} is not in --rpc-methods`);
+      }
+    }
+  }
+  return resolved;
+}
+
 /** Resolves flags, env and the file into the gateway's options; throws INVALID_ARGUMENT. */
-export function resolveGatewayOptions(
-  flags: GatewayFlags,
-  env: Readonly<Record<string, string | undefined>> = process.env,
-): GatewayOptions {
-  const { values: v, sourceOf } = resolveOptions(gatewayOptions, { flags, env });
+export function resolveGatewayOptions(flags: GatewayFlags, env: Env = process.env): GatewayOptions {
+  const { values: v } = resolveGatewayValues(flags, env);
   const logger = pino({ level: v.logLevel }, pino.destination(2));
   const health = {
     rise: v.rise,
@@ -301,13 +337,6 @@ export function resolveGatewayOptions(
     ejectMs: v.ejectMs,
     ejectMsMax: Math.max(v.ejectMs, v.ejectMsMax),
   };
-  if (v.backends.length === 0 && v.rpcListen === undefined) {
-    throw bad(
-      'backends',
-      sourceOf.backends,
-      'give HTTP --backends, or --rpc-listen with --rpc-backends',
-    );
-  }
   const out: { -readonly [K in keyof GatewayOptions]: GatewayOptions[K] } = {};
   if (v.backends.length > 0) {
     out.http = {
@@ -328,20 +357,6 @@ export function resolveGatewayOptions(
     };
   }
   if (v.rpcListen !== undefined) {
-    if (v.rpcBackends.length === 0) {
-      throw bad('rpcBackends', sourceOf.rpcBackends, 'required with --rpc-listen');
-    }
-    if (v.rpcMethods.length === 0) {
-      throw bad('rpcMethods', sourceOf.rpcMethods, 'required with --rpc-listen');
-    }
-    const known = new Set(
-      v.rpcMethods.flatMap((s) => [...s.compiled.keys()].map((m) => `${s.name}.${m}`)),
-    );
-    for (const r of v.rpcReplicate) {
-      if (!known.has(r.target)) {
-        throw bad('rpcReplicate', sourceOf.rpcReplicate, `${r.target} is not in --rpc-methods`);
-      }
-    }
     out.rpc = {
       listen: v.rpcListen,
       ...(v.rpcHttp === undefined ? {} : { http: v.rpcHttp }),
@@ -361,6 +376,51 @@ export function resolveGatewayOptions(
   }
   if (v.admin !== undefined) out.admin = v.admin;
   return out;
+}
+
+/**
+ * SIGHUP: resolves the options again (the config file may have changed)
+ * and hands the new backend lists to the running gateway: new backends
+ * join, removed ones drain (no new requests; in-flight ones finish), a
+ * changed weight applies at once. Only the lists are reloaded; any other
+ * setting needs a restart. Throws INVALID_ARGUMENT, leaving the running
+ * lists as they were, on a bad configuration or on lists that would start
+ * or stop the HTTP proxy or the RPC front end. Returns what now runs.
+ */
+export function reloadBackends(
+  running: GatewayOptions,
+  flags: GatewayFlags,
+  env: Env = process.env,
+): string {
+  const { values: v, sourceOf } = resolveGatewayValues(flags, env);
+  if ((running.http !== undefined) !== v.backends.length > 0) {
+    throw bad(
+      'backends',
+      sourceOf.backends,
+      running.http === undefined
+        ? 'the gateway runs without an HTTP proxy: adding HTTP backends needs a restart'
+        : 'an empty list would leave the HTTP proxy without backends: drain them by leaving one, or restart',
+    );
+  }
+  if ((running.rpc !== undefined) !== (v.rpcListen !== undefined)) {
+    throw bad(
+      'rpcListen',
+      sourceOf.rpcListen,
+      'starting or stopping the RPC front end needs a restart',
+    );
+  }
+  const parts: string[] = [];
+  const apply = (what: string, source: BackendSource | undefined, list: readonly BackendSpec[]) => {
+    if (source === undefined) return;
+    assert(source instanceof StaticBackendSource, 'the command builds static backend sources');
+    source.set(list);
+    parts.push(
+      `${what} backends ${list.map((b) => `${b.id}=${b.host}:${b.port}*${b.weight}`).join(',')}`,
+    );
+  };
+  apply('HTTP', running.http?.source, v.backends);
+  apply('RPC', running.rpc?.source, v.rpcBackends);
+  return parts.join('; ');
 }
 
 async function runGateway(flags: GatewayFlags): Promise<void> {
@@ -407,8 +467,21 @@ async function runGateway(flags: GatewayFlags): Promise<void> {
         resolve();
       });
     };
+    const reload = (): void => {
+      if (stopping) return;
+      try {
+        const now = reloadBackends(options, flags);
+        process.stderr.write(`cohort gateway: SIGHUP, reloaded: ${now}\n`);
+      } catch (e) {
+        if (!(e instanceof CohortError)) throw e;
+        process.stderr.write(
+          `cohort gateway: SIGHUP, reload refused, backends unchanged: ${e.message}\n`,
+        );
+      }
+    };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', reload);
   });
 }
 
