@@ -24,8 +24,13 @@
  * from {@link passThroughService}, which declares methods by name with
  * payloads left unchecked (the backend validates them). A route may fan a
  * unary method out to several backends (`replicated`), combined by
- * core/combine.ts (`first`, `majority`, `all`); a failed combination is an
- * UNAVAILABLE whose details carry the rule and the outcome.
+ * core/combine.ts (`first`, `majority`, `all`): a success carries the rule
+ * and the outcome as reply metadata (`cohort-combine`, `cohort-outcome`:
+ * `success;agreed=2;replied=3;failed=0;of=3`, `cohort-replicas`: each
+ * replica's state), which the caller reads with `onReplyMeta` (HTTP/JSON:
+ * the `x-cohort-reply-meta` header); a failed combination is an UNAVAILABLE
+ * whose details carry the same. A routed call relays its backend's reply
+ * metadata.
  *
  * Active checks need no cooperation from the backend: the probe calls a
  * method no backend serves (`cohort.Probe.ping`); any answer, NOT_FOUND
@@ -50,7 +55,13 @@ import type { RpcWireMessage } from '../rpc/messages.js';
 import { RpcNode } from '../rpc/node.js';
 import { endpointFailureCodes } from '../rpc/resilience.js';
 import { defineService, serverStream, unary } from '../rpc/service.js';
-import type { CallContext, CompiledMethod, Handlers, ServiceDef } from '../rpc/service.js';
+import type {
+  CallContext,
+  CallOptions,
+  CompiledMethod,
+  Handlers,
+  ServiceDef,
+} from '../rpc/service.js';
 import { defaultClusterId } from '../rpc/tcp-endpoints.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
 import type { BackendSource, BackendSpec } from './backend-source.js';
@@ -445,15 +456,20 @@ export class RpcFront {
     return handlers as Handlers<ServiceDef>;
   }
 
-  private tryOptions(ctx: CallContext): {
-    timeoutMs: number;
-    signal: AbortSignal;
-    meta?: Record<string, string>;
-  } {
+  /** Options of one try: the caller's deadline, cancellation and metadata; reply metadata relayed back. */
+  private tryOptions(ctx: CallContext): CallOptions & { timeoutMs: number } {
     const left = Math.floor(ctx.remainingMs());
-    const o: { timeoutMs: number; signal: AbortSignal; meta?: Record<string, string> } = {
+    const o: {
+      timeoutMs: number;
+      signal: AbortSignal;
+      meta?: Record<string, string>;
+      onReplyMeta: (m: Readonly<Record<string, string>>) => void;
+    } = {
       timeoutMs: Math.max(1, Math.min(this.tryTimeoutMs, left, limits.rpcDeadlineMsMax)),
       signal: ctx.signal,
+      onReplyMeta: (m) => {
+        for (const [k, v] of Object.entries(m)) ctx.setReplyMeta(k, v);
+      },
     };
     if (Object.keys(ctx.meta).length > 0) o.meta = { ...ctx.meta };
     return o;
@@ -640,6 +656,7 @@ export class RpcFront {
     const stop = new AbortController();
     const signal = AbortSignal.any([stop.signal, ctx.signal]);
     const results: unknown[] = [];
+    const states: string[] = chosen.map((b) => `${b.spec.id}=pending`);
     return new Promise((resolve, reject) => {
       chosen.forEach((b, i) => {
         b.calls++;
@@ -647,10 +664,11 @@ export class RpcFront {
         const t = performance.now();
         this.node
           .invoker(b.id)
-          .unary(method, request, { ...this.tryOptions(ctx), signal })
+          .unary(method, request, { ...this.tryOptions(ctx), signal, onReplyMeta: () => {} })
           .then(
             (value) => {
               this.ended(b, 'ok', probe, t);
+              states[i] = `${b.spec.id}=ok`;
               results[i] = value;
               return combiner.reply(i, { ok: true, digest: canonical(value) });
             },
@@ -662,6 +680,7 @@ export class RpcFront {
                 probe,
                 t,
               );
+              states[i] = `${b.spec.id}=${e.code}`;
               return combiner.reply(i, { ok: false, definite: e.definite });
             },
           )
@@ -672,6 +691,13 @@ export class RpcFront {
             this.lastReplicated.set(name, outcome);
             if (c.kind === 'success') {
               this.counters.replicatedOk++;
+              // The rule and the outcome travel back as reply metadata (HTTP: x-cohort-* headers).
+              ctx.setReplyMeta('cohort-combine', mode);
+              ctx.setReplyMeta(
+                'cohort-outcome',
+                `${c.kind};agreed=${c.agreed};replied=${c.replied};failed=${c.failed};of=${c.of}`,
+              );
+              ctx.setReplyMeta('cohort-replicas', states.join(','));
               resolve(results[c.replica]);
             } else {
               this.counters.replicatedFailed++;
@@ -685,6 +711,7 @@ export class RpcFront {
                     replied: c.replied,
                     failed: c.failed,
                     of: c.of,
+                    replicas: states.join(','),
                   },
                 }),
               );

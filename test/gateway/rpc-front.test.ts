@@ -3,7 +3,8 @@
  * backends, failover by the idempotent flag (a hanging backend: the
  * non-idempotent call fails UNAVAILABLE indefinite and ran once, the
  * idempotent one is retried elsewhere), a closed backend skipped, streams
- * relayed, replicated methods combined, and pass-through services declared
+ * relayed, reply metadata relayed, replicated methods combined (the rule and
+ * outcome in the reply metadata), and pass-through services declared
  * by name.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -55,6 +56,7 @@ async function backend(id: string): Promise<Backend> {
     },
     read: async (_req, ctx) => {
       if (b.hang) await never(ctx.signal);
+      ctx.setReplyMeta('served-by', id);
       return { by: id };
     },
     vote: () => ({ v: b.vote }),
@@ -105,7 +107,13 @@ describe('RpcFront', () => {
     const bs = await Promise.all(['b1', 'b2', 'b3'].map((id) => backend(id)));
     const { stub } = await front(bs, { balance: 'round-robin' });
     const by = new Set<string>();
-    for (let i = 0; i < 6; i++) by.add((await stub.read({})).by);
+    for (let i = 0; i < 6; i++) {
+      let meta: Readonly<Record<string, string>> = {};
+      const r = await stub.read({}, { onReplyMeta: (m) => (meta = m) });
+      by.add(r.by);
+      // The backend's reply metadata comes through the gateway.
+      expect(meta).toEqual({ 'served-by': r.by });
+    }
     expect([...by].sort()).toEqual(['b1', 'b2', 'b3']);
     const items: number[] = [];
     for await (const { i } of stub.count({ n: 5 })) items.push(i);
@@ -147,8 +155,13 @@ describe('RpcFront', () => {
     const { f, stub } = await front(bs, {
       replicated: { 'Counter.vote': { mode: 'majority', replicas: 3 } },
     });
-    expect(await stub.vote({})).toEqual({ v: 'yes' });
+    let meta: Readonly<Record<string, string>> = {};
+    expect(await stub.vote({}, { onReplyMeta: (m) => (meta = m) })).toEqual({ v: 'yes' });
     expect(f.lastReplicated.get('Counter.vote')).toMatch(/^majority success: agreed 2/);
+    // The rule and the outcome are in the reply's metadata.
+    expect(meta['cohort-combine']).toBe('majority');
+    expect(meta['cohort-outcome']).toMatch(/^success;agreed=2;replied=[23];failed=0;of=3$/);
+    expect(meta['cohort-replicas']?.split(',').sort()[0]).toMatch(/^b1=(ok|pending)$/);
     bs[1]!.vote = 'maybe';
     await expect(stub.vote({})).rejects.toMatchObject({
       code: 'UNAVAILABLE',
