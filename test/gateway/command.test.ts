@@ -3,7 +3,8 @@
  * (in process), a bad configuration refused with exit 2 (real process), and
  * SIGHUP reloading the backend lists from the config file: a new backend
  * joins, a removed one drains (its in-flight request still answered), a bad
- * or emptying reload is refused and changes nothing (real processes).
+ * or emptying reload is refused and changes nothing (real processes); and
+ * the gateway as a role of `cohort node --gateway <file>`.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -231,3 +232,65 @@ async function logged(file: string): Promise<boolean> {
     return false;
   }
 }
+
+describe('cohort node --gateway (real processes)', () => {
+  it('runs the gateway inside the node: it proxies, reloads on SIGHUP, and a bad file is exit 2', async () => {
+    const dir = tempDir('cohort-node-gw-');
+    const ports = { a: await freePort(), b: await freePort() };
+    await startBackend('a', ports.a, join(dir, 'a.log'), 0);
+    await startBackend('b', ports.b, join(dir, 'b.log'), 0);
+    const proxyPort = await freePort();
+    const file = join(dir, 'gw.json');
+    const write = (backends: string) =>
+      writeFileSync(
+        file,
+        JSON.stringify({ backends, listen: `127.0.0.1:${proxyPort}`, admin: '' }),
+      );
+    const nodeArgs = async (): Promise<string[]> => [
+      'node',
+      '--id',
+      'n1',
+      '--data-dir',
+      join(dir, 'n1'),
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--rpc',
+      `127.0.0.1:${await freePort()}`,
+      '--workers',
+      '0',
+      '--gateway',
+      file,
+    ];
+
+    writeFileSync(file, JSON.stringify({ backends: 'a=127.0.0.1:99999' }));
+    const refused = await runCli(await nodeArgs());
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/bad configuration: .*backends/);
+
+    write(`a=127.0.0.1:${ports.a}`);
+    const node = startCli(await nodeArgs());
+    gateway = node;
+    await until(
+      'the node to run its gateway',
+      () => Promise.resolve(node.out.stderr.includes('gateway HTTP on') ? true : undefined),
+      120_000,
+    );
+    const via = async (): Promise<string> => {
+      const r = await fetch(`http://127.0.0.1:${proxyPort}/x`);
+      await r.arrayBuffer();
+      expect(r.status).toBe(200);
+      return r.headers.get('x-backend') ?? '';
+    };
+    expect(await via()).toBe('a');
+    write(`b=127.0.0.1:${ports.b}`);
+    node.child.kill('SIGHUP');
+    await until(
+      'the reload',
+      () => Promise.resolve(node.out.stderr.includes('gateway reloaded') ? true : undefined),
+      60_000,
+    );
+    for (let i = 0; i < 5; i++) expect(await via()).toBe('b');
+    node.child.kill('SIGTERM');
+    expect(await node.exit).toBe(0);
+  }, 600_000);
+});
