@@ -12,6 +12,7 @@ import { version } from '../version.js';
 import { registerAuthCommands } from './auth-command.js';
 import { registerCertsCommands } from './certs-command.js';
 import { registerExampleCommands } from './example-command.js';
+import { registerGatewayCommand } from './gateway-command.js';
 import { registerKvCommand } from './kv-command.js';
 import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   registerMrCommands(program);
   registerCertsCommands(program);
   registerAuthCommands(program);
+  registerGatewayCommand(program);
   return program;
 }
 

@@ -43,9 +43,11 @@ export const layerOrder: readonly (readonly string[])[] = [
   // The state-machine host: the node's replicated state machine (KV store +
   // node modules) and the module API that kv/ and mapreduce/ build on.
   ['host'],
-  // auth: users, roles and permissions (a node module beside MapReduce); the
-  // node composes it with kv (KvServer takes the checks as an interface).
-  ['kv', 'mapreduce', 'auth'],
+  // The KV store, MapReduce, the load-balancing gateway (DESIGN.md: beside
+  // kv/mapreduce, below node), and auth: users, roles and permissions (a node
+  // module beside MapReduce; the node composes it with kv, whose KvServer
+  // takes the checks as an interface).
+  ['kv', 'mapreduce', 'gateway', 'auth'],
   // The node process: composes transport, Raft, host, KV and the default modules.
   ['node'],
   // The `cohort` command (and the embedded one-node cluster of `cohort mr run`).
