@@ -24,6 +24,7 @@ import { handshakeCodec } from '../../src/wire/handshake.js';
 import type { HandshakeMessage } from '../../src/wire/handshake.js';
 import { KvTestCluster } from '../kv/kv-cluster.js';
 import { tempDir } from '../harness/tmp.js';
+import { waitUntil } from '../harness/wait.js';
 
 const cid = clusterId('cohort-local');
 const node = (id: string): PeerIdentity => ({ kind: 'node', clusterId: cid, id: nodeId(id) });
@@ -179,13 +180,9 @@ describe('a removed member', () => {
       new RegExp(`node ${victim} is not a member`),
     );
     expect(frames.map((x) => x.type)).not.toContain('Welcome');
-  }, 60_000);
+  });
 });
 
-async function until(cond: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+async function until(cond: () => boolean, what = 'the condition'): Promise<void> {
+  await waitUntil(what, () => cond());
 }

@@ -23,5 +23,5 @@ describe('cohort kv (process)', () => {
     ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^cohort kv get: (TIMEOUT|UNAVAILABLE|CONNECTION_LOST)/);
-  }, 60_000);
+  });
 });

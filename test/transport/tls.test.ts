@@ -75,7 +75,7 @@ beforeAll(async () => {
     { notBefore: new Date(Date.now() - 3 * 86_400_000), days: 1 },
   );
   creds.set('a-expired', { ca: certs.ca().cert, ...expired });
-}, 60_000);
+});
 
 async function startNode(
   options: Partial<TcpTransportOptions<TestMessage>> & { self: NodeId; port: number },
