@@ -37,12 +37,10 @@ import type {
   TxnOpResult,
 } from '../kv/core/types.js';
 import { Lock } from '../kv/recipes/lock.js';
-import { parseEndpoints, readClusterFile } from '../node/cluster.js';
+import { addTargetOptions, resolveTarget } from './target.js';
+import type { TargetFlags } from './target.js';
 
-interface CommonFlags {
-  dir: string;
-  endpoints?: string;
-  clusterId?: string;
+interface CommonFlags extends TargetFlags {
   json?: boolean;
   timeoutMs: string;
 }
@@ -81,20 +79,12 @@ function eventJson(ev: KvEvent): Record<string, unknown> {
 
 /** The client for the flags' cluster: --endpoints, else `<dir>/cluster.json`. */
 async function connect(flags: CommonFlags): Promise<KvClient> {
-  let endpoints: string[];
-  let clusterId: string;
-  if (flags.endpoints !== undefined) {
-    endpoints = parseEndpoints(flags.endpoints).map((n) => `${n.id}=${n.rpc.host}:${n.rpc.port}`);
-    clusterId = flags.clusterId ?? 'cohort-local';
-  } else {
-    const file = readClusterFile(flags.dir);
-    endpoints = file.nodes.map((n) => `${n.id}=${n.rpc.host}:${n.rpc.port}`);
-    clusterId = flags.clusterId ?? file.clusterId;
-  }
+  const { endpoints, clusterId, tls } = resolveTarget(flags);
   const timeoutMs = Number(flags.timeoutMs);
   return KvClient.connect({
     endpoints,
     clusterId,
+    ...(tls === undefined ? {} : { tls }),
     ...(Number.isFinite(timeoutMs) && timeoutMs > 0 ? { retryMs: timeoutMs } : {}),
   });
 }
@@ -106,6 +96,9 @@ async function withClient(
   fn: (kv: KvClient) => Promise<number | undefined>,
 ): Promise<void> {
   let kv: KvClient | undefined;
+  // The RPC layer's timers do not hold the process open: this does, until the answer is in
+  // (without it, a call waiting on retries ended the process with exit code 0 and no output).
+  const keepAlive = setInterval(() => undefined, 1000);
   try {
     kv = await connect(flags);
     const code = await fn(kv);
@@ -118,6 +111,7 @@ async function withClient(
     process.stderr.write(`cohort kv ${what}: ${text}\n`);
     process.exitCode = 1;
   } finally {
+    clearInterval(keepAlive);
     await kv?.close();
   }
 }
@@ -219,11 +213,8 @@ function untilInterrupted(): { signal: AbortSignal; dispose: () => void } {
 }
 
 function common(cmd: Command): Command {
-  return cmd
+  return addTargetOptions(cmd)
     .option('--json', 'print as JSON')
-    .option('--dir <dir>', 'where cohort up put cluster.json', '.cohort')
-    .option('--endpoints <list>', 'RPC endpoints instead: n1=host:port,n2=host:port')
-    .option('--cluster-id <id>', 'cluster id for --endpoints (default cohort-local)')
     .option(
       '--timeout-ms <ms>',
       'how long to keep trying (leader changes, unreachable nodes)',

@@ -1,6 +1,6 @@
 /**
  * The `cohort` command. Subcommands are added by the layers that implement
- * them (`up`, `node`, `kv`, `mr`, `status`); this file wires them together.
+ * them (`up`, `node`, `kv`, `mr`, `status`, `certs`, `auth`, `user`, `role`); this file wires them together.
  *
  * ```sh
  * cohort --help
@@ -9,6 +9,8 @@
  */
 import { Command } from 'commander';
 import { version } from '../version.js';
+import { registerAuthCommands } from './auth-command.js';
+import { registerCertsCommands } from './certs-command.js';
 import { registerExampleCommands } from './example-command.js';
 import { registerGatewayCommand } from './gateway-command.js';
 import { registerKvCommand } from './kv-command.js';
@@ -47,6 +49,8 @@ export function buildProgram(): Command {
   registerStatusCommand(program);
   registerKvCommand(program);
   registerMrCommands(program);
+  registerCertsCommands(program);
+  registerAuthCommands(program);
   registerGatewayCommand(program);
   return program;
 }

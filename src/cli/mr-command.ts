@@ -18,7 +18,7 @@
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { isCohortError } from '../lib/errors.js';
+import { CohortError, isCohortError } from '../lib/errors.js';
 import {
   isFinished,
   MapReduceClient,
@@ -28,16 +28,11 @@ import {
 } from '../mapreduce/client.js';
 import type { PreparedJob } from '../mapreduce/client.js';
 import type { JobStatus } from '../mapreduce/core/types.js';
-import { parseEndpoints, readClusterFile, StatusPoller } from '../node/cluster.js';
-import type { ClusterNode } from '../node/cluster.js';
+import { StatusPoller } from '../node/cluster.js';
 import { startEmbeddedCluster } from './embedded-cluster.js';
 import type { EmbeddedCluster } from './embedded-cluster.js';
-
-interface TargetFlags {
-  dir: string;
-  endpoints?: string;
-  clusterId?: string;
-}
+import { addTargetOptions, resolveTarget } from './target.js';
+import type { Target, TargetFlags } from './target.js';
 
 interface RunFlags extends TargetFlags {
   input: string[];
@@ -74,29 +69,30 @@ function param(value: string, previous: Record<string, string>): Record<string, 
 }
 
 /** The running cluster to talk to, or undefined if none answers. */
-async function findCluster(
-  flags: TargetFlags,
-): Promise<{ nodes: ClusterNode[]; clusterId: string } | undefined> {
-  let nodes: ClusterNode[];
-  let clusterId: string;
-  if (flags.endpoints !== undefined) {
-    nodes = parseEndpoints(flags.endpoints);
-    clusterId = flags.clusterId ?? 'cohort-local';
-  } else {
-    try {
-      const file = readClusterFile(flags.dir);
-      nodes = [...file.nodes];
-      clusterId = flags.clusterId ?? file.clusterId;
-    } catch (e) {
-      if (isCohortError(e) && e.code === 'NOT_FOUND') return undefined;
-      throw e;
+async function findCluster(flags: TargetFlags): Promise<Target | undefined> {
+  let target: Target;
+  try {
+    target = resolveTarget(flags);
+  } catch (e) {
+    if (flags.endpoints === undefined && isCohortError(e) && e.code === 'NOT_FOUND') {
+      return undefined;
     }
+    throw e;
   }
   const keepAlive = setInterval(() => undefined, 1000);
-  const poller = await StatusPoller.connect(nodes, clusterId);
+  const poller = await StatusPoller.connect(target.nodes, target.clusterId, target.tls);
   try {
     const results = await poller.poll(1000);
-    return results.some((r) => r.ok) ? { nodes, clusterId } : undefined;
+    // A node that answers at all (even "no status capability") means a cluster runs;
+    // one that refused our certificate is an error to report, not a reason to run embedded.
+    const refused = results.find((r) => !r.ok && r.error === 'HANDSHAKE_FAILED');
+    if (refused !== undefined && !refused.ok) {
+      throw new CohortError(
+        'HANDSHAKE_FAILED',
+        refused.message ?? `node ${refused.id} refused the connection`,
+      );
+    }
+    return results.some((r) => r.ok || r.error === 'PERMISSION_DENIED') ? target : undefined;
   } finally {
     clearInterval(keepAlive);
     await poller.close();
@@ -163,7 +159,7 @@ async function run(module: string, flags: RunFlags): Promise<void> {
     }
     const target = cluster ?? embedded;
     if (target === undefined) throw new Error('no cluster to run the job on');
-    client = await MapReduceClient.connect(target.nodes, target.clusterId);
+    client = await MapReduceClient.connect(target.nodes, target.clusterId, target.tls);
     const t0 = Date.now();
     const submitted = await client.submit(prepared.request);
     if (flags.json !== true) {
@@ -250,7 +246,7 @@ async function status(jobId: string | undefined, flags: StatusFlags): Promise<vo
       process.exitCode = 1;
       return;
     }
-    client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId);
+    client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId, cluster.tls);
     const jobs = jobId === undefined ? await client.list() : [await client.status(jobId)];
     if (flags.json === true) process.stdout.write(`${JSON.stringify({ jobs })}\n`);
     else if (jobs.length === 0) process.stdout.write('no jobs\n');
@@ -269,11 +265,7 @@ async function status(jobId: string | undefined, flags: StatusFlags): Promise<vo
 /** Adds `cohort mr` to `program`. */
 export function registerMrCommands(program: Command): void {
   const mr = program.command('mr').description('run MapReduce jobs on the cluster');
-  const target = (c: Command): Command =>
-    c
-      .option('--dir <dir>', 'where cohort up put cluster.json', '.cohort')
-      .option('--endpoints <list>', 'RPC endpoints instead: n1=host:port,n2=host:port')
-      .option('--cluster-id <id>', 'cluster id for --endpoints (default cohort-local)');
+  const target = addTargetOptions;
   target(
     mr
       .command('run <job>')

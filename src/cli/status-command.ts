@@ -12,20 +12,14 @@
  * did not answer; 1 no leader, or no cluster to ask.
  */
 import type { Command } from 'commander';
-import {
-  parseEndpoints,
-  readClusterFile,
-  StatusPoller,
-  summarize,
-  summaryLine,
-} from '../node/cluster.js';
+import { StatusPoller, summarize, summaryLine } from '../node/cluster.js';
 import type { ClusterNode, PollResult } from '../node/cluster.js';
+import type { ClientTlsOptions } from '../trust/client-tls.js';
+import { addTargetOptions, resolveTarget } from './target.js';
+import type { TargetFlags } from './target.js';
 
-interface StatusFlags {
+interface StatusFlags extends TargetFlags {
   json?: boolean;
-  dir: string;
-  endpoints?: string;
-  clusterId?: string;
   timeoutMs: string;
 }
 
@@ -63,7 +57,11 @@ export function statusTable(nodes: readonly ClusterNode[], results: readonly Pol
         String(s.pid),
       ]);
     } else {
-      rows.push([r.id, `unreachable (${r.error})`, '', '', '', '', '', '', rpc, '']);
+      const why =
+        r.error === 'HANDSHAKE_FAILED' || r.error === 'PERMISSION_DENIED'
+          ? `${r.error}: ${r.message ?? ''}`
+          : r.error;
+      rows.push([r.id, `unreachable (${why})`, '', '', '', '', '', '', rpc, '']);
     }
   });
   return pad(rows);
@@ -72,15 +70,9 @@ export function statusTable(nodes: readonly ClusterNode[], results: readonly Pol
 async function status(flags: StatusFlags): Promise<void> {
   let nodes: ClusterNode[];
   let clusterId: string;
+  let tls: ClientTlsOptions | undefined;
   try {
-    if (flags.endpoints !== undefined) {
-      nodes = parseEndpoints(flags.endpoints);
-      clusterId = flags.clusterId ?? 'cohort-local';
-    } else {
-      const file = readClusterFile(flags.dir);
-      nodes = [...file.nodes];
-      clusterId = flags.clusterId ?? file.clusterId;
-    }
+    ({ nodes, clusterId, tls } = resolveTarget(flags));
   } catch (e) {
     process.stderr.write(`cohort status: ${(e as Error).message}\n`);
     process.exitCode = 1;
@@ -89,7 +81,15 @@ async function status(flags: StatusFlags): Promise<void> {
   const timeoutMs = Number(flags.timeoutMs);
   // The RPC layer's deadline timers do not hold the process open: this does, until the answers are in.
   const keepAlive = setInterval(() => undefined, 1000);
-  const poller = await StatusPoller.connect(nodes, clusterId);
+  let poller: StatusPoller;
+  try {
+    poller = await StatusPoller.connect(nodes, clusterId, tls);
+  } catch (e) {
+    clearInterval(keepAlive);
+    process.stderr.write(`cohort status: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
   let results: PollResult[];
   try {
     results = await poller.poll(Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 1000);
@@ -122,13 +122,10 @@ async function status(flags: StatusFlags): Promise<void> {
 
 /** Adds `cohort status` to `program`. */
 export function registerStatusCommand(program: Command): void {
-  program
-    .command('status')
-    .description('members, roles, terms and indexes of a running cluster')
+  addTargetOptions(
+    program.command('status').description('members, roles, terms and indexes of a running cluster'),
+  )
     .option('--json', 'print as JSON')
-    .option('--dir <dir>', 'where cohort up put cluster.json', '.cohort')
-    .option('--endpoints <list>', 'RPC endpoints instead: n1=host:port,n2=host:port')
-    .option('--cluster-id <id>', 'cluster id for --endpoints (default cohort-local)')
     .option('--timeout-ms <ms>', 'how long to wait for each node', '1000')
     .action(async (flags: StatusFlags) => {
       await status(flags);

@@ -9,6 +9,13 @@
  * cohort down [--dir .cohort]
  * ```
  *
+ * Secure by default: on first start it makes the cluster's CA and a
+ * certificate for every node and for the `root` user under `<dir>/certs`
+ * (files 0600; reissued when they near expiry), starts every node with them
+ * (mutual TLS on every link), and writes the root user's paths into
+ * cluster.json, so `cohort kv`, `cohort status` and `cohort mr` use them by
+ * themselves. `--insecure` runs every node without TLS instead (with a warning).
+ *
  * Node i listens for Raft on base+i and serves the Node RPC on base+100+i;
  * its data dir is `<dir>/n<i>` and its log `<dir>/n<i>/node.log`. The
  * cluster is described in `<dir>/cluster.json` (pids and endpoints), which is
@@ -35,6 +42,8 @@ import {
   summaryLine,
 } from '../node/cluster.js';
 import type { ClusterFile, ClusterNode } from '../node/cluster.js';
+import { CertDir } from '../trust/cert-dir.js';
+import type { CredentialFiles } from '../trust/credentials.js';
 import { makeDirs } from '../raft/storage/fs.js';
 
 /** How long a node gets to exit after SIGTERM before SIGKILL. */
@@ -56,6 +65,10 @@ interface UpFlags {
   walSync?: 'auto' | 'thread' | 'inline';
   /** The nodes' --kv-quota-bytes; default: the node's. */
   kvQuotaBytes?: number;
+  /** The nodes' --mr-module-dirs; default: the working directory. */
+  mrModuleDirs?: string;
+  /** Run every node without TLS (the nodes' --insecure). */
+  insecure?: boolean;
 }
 
 function walSyncMode(text: string): 'auto' | 'thread' | 'inline' {
@@ -170,6 +183,35 @@ async function up(flags: UpFlags): Promise<void> {
     return;
   }
 
+  // Secure by default: the cluster's CA and every certificate, made once under <dir>/certs
+  // (and renewed when they near expiry); the CLI uses the root user's (cluster.json says where).
+  const certs = new CertDir(join(dir, 'certs'));
+  let clientTls: CredentialFiles | undefined;
+  if (flags.insecure !== true) {
+    try {
+      const made = await certs.ensure({
+        clusterId: plan.clusterId,
+        nodes: plan.nodes.map((n) => n.id),
+        users: ['root'],
+      });
+      if (made.createdCa) {
+        process.stdout.write(`cohort: made a CA for cluster ${plan.clusterId} in ${certs.dir}\n`);
+      }
+      if (made.issued.length > 0) {
+        const names = made.issued.map((x) => (x.kind === 'node' ? x.id : `user ${x.name}`));
+        process.stdout.write(`cohort: issued certificates for ${names.join(', ')}\n`);
+      }
+    } catch (e) {
+      fail(`cannot make the cluster's certificates: ${(e as Error).message}`);
+      return;
+    }
+    clientTls = certs.files({ kind: 'user', name: 'root' });
+  } else {
+    process.stdout.write(
+      'cohort: WARNING: --insecure: the nodes run without TLS; nobody is authenticated and anyone who can reach their ports can do anything\n',
+    );
+  }
+
   const entry = process.argv[1];
   if (entry === undefined) {
     fail('cannot tell which script to run the nodes with');
@@ -206,9 +248,16 @@ async function up(flags: UpFlags): Promise<void> {
     ];
     const peers = peerList(n.id);
     if (peers !== '') args.push('--peers', peers);
+    if (flags.insecure === true) {
+      args.push('--insecure');
+    } else {
+      const f = certs.files({ kind: 'node', id: n.id });
+      args.push('--tls-ca', f.ca, '--tls-cert', f.cert, '--tls-key', f.key);
+    }
     if (flags.workers !== undefined) args.push('--workers', `${flags.workers}`);
     if (flags.walSync !== undefined) args.push('--wal-sync', flags.walSync);
     if (flags.kvQuotaBytes !== undefined) args.push('--kv-quota-bytes', `${flags.kvQuotaBytes}`);
+    if (flags.mrModuleDirs !== undefined) args.push('--mr-module-dirs', flags.mrModuleDirs);
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', fd, fd],
       detached: flags.detach === true,
@@ -225,6 +274,7 @@ async function up(flags: UpFlags): Promise<void> {
     supervisor: flags.detach === true ? null : process.pid,
     startedAt: new Date().toISOString(),
     nodes,
+    ...(clientTls === undefined ? { insecure: true } : { tls: clientTls }),
   };
   writeFileSync(filePath, `${JSON.stringify(file, null, 2)}\n`);
 
@@ -236,7 +286,7 @@ async function up(flags: UpFlags): Promise<void> {
     );
   }
 
-  const poller = await StatusPoller.connect(nodes, plan.clusterId);
+  const poller = await StatusPoller.connect(nodes, plan.clusterId, clientTls);
   let stopping = false;
   const stopAll = async (why: string): Promise<void> => {
     if (stopping) return;
@@ -356,6 +406,14 @@ export function registerUpCommands(program: Command): void {
       '--kv-quota-bytes <n>',
       "each node's KV storage quota: past it writes fail with NO_SPACE (default 512 MiB, 0 none)",
       int,
+    )
+    .option(
+      '--mr-module-dirs <dirs>',
+      'comma-separated directories MapReduce job modules may load from (default: the working directory)',
+    )
+    .option(
+      '--insecure',
+      'run every node without TLS: nobody is authenticated, anyone who reaches the ports can do anything',
     )
     .action(async (flags: UpFlags) => {
       await up(flags);

@@ -33,6 +33,9 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import type { RpcNode } from '../rpc/node.js';
 import type { Client } from '../rpc/service.js';
 import { startTcpClient } from '../rpc/tcp-endpoints.js';
+import { resolveUserTls } from '../trust/client-tls.js';
+import type { ClientTlsOptions } from '../trust/client-tls.js';
+import { readClusterFile } from '../trust/cluster-file.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { JobOptions, JobStatus, TaskInfo } from './core/types.js';
 import { expandInputs, planSplits } from './input.js';
@@ -204,21 +207,35 @@ export class MapReduceClient {
     }[],
   ) {}
 
-  /** Opens a dial-only client per node (connections are made on first use). */
+  /**
+   * Opens a dial-only client per node (connections are made on first use);
+   * `tls`: the cluster's CA and a user certificate and key (paths or PEM),
+   * for a TLS cluster (see {@link MapReduceClient.connectCluster} for one
+   * `cohort up` started).
+   */
   static async connect(
     nodes: readonly MapReduceEndpoint[],
     clusterId: string,
+    tls?: ClientTlsOptions,
   ): Promise<MapReduceClient> {
+    const creds = tls === undefined ? undefined : resolveUserTls(tls, 'MapReduceClient');
     const out: { id: string; rpc: RpcNode; stub: Client<typeof MapReduceService> }[] = [];
     for (const n of nodes) {
       const rpc = await startTcpClient({
         server: { id: n.id, host: n.rpc.host, port: n.rpc.port },
         clusterId,
+        ...(creds === undefined ? {} : { tls: creds }),
       });
       out.push({ id: n.id, rpc, stub: rpc.client(MapReduceService, rpc.serverId) });
     }
     if (out.length === 0) throw new CohortError('INVALID_ARGUMENT', 'no nodes to connect to');
     return new MapReduceClient(out);
+  }
+
+  /** A client of the cluster `cohort up` runs in `dir` (its nodes and client certificate from cluster.json). */
+  static connectCluster(dir: string): Promise<MapReduceClient> {
+    const file = readClusterFile(dir);
+    return MapReduceClient.connect(file.nodes, file.clusterId, file.tls);
   }
 
   /**

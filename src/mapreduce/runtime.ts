@@ -36,6 +36,7 @@ import type { JobStatus, MrApplied, MrCommand, MrResult } from './core/types.js'
 import type { MapReduceModuleState, NodeAddress, RegisterNodeCommand } from './module-state.js';
 import { MapReduceService } from './service.js';
 import type { SubmitRequest, TaskGrant } from './service.js';
+import { checkModuleDir } from './module-dirs.js';
 import { serveShuffle } from './shuffle.js';
 import { defaultWorkerCount, WorkerPool } from './worker-pool.js';
 import { WorkerManager } from './worker.js';
@@ -57,6 +58,11 @@ export interface RuntimeOptions {
   readonly heartbeatMs: number;
   /** Start the worker threads at once instead of at their first task (benchmarks). */
   readonly prewarm: boolean;
+  /**
+   * The directories job modules may load from (module-dirs.ts); undefined:
+   * anywhere (a program embedding the runtime). `cohort node` always sets it.
+   */
+  readonly moduleDirs?: readonly string[] | undefined;
 }
 
 /** Default runtime options, derived from the lease length. */
@@ -70,6 +76,7 @@ export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeO
     stallMs: partial.stallMs ?? Math.max(leaseMs, 2_000),
     heartbeatMs: partial.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 4)),
     prewarm: partial.prewarm ?? false,
+    moduleDirs: partial.moduleDirs,
   };
 }
 
@@ -430,6 +437,11 @@ export class MapReduceRuntime implements WorkerRuntime {
           { details: { path: relative } },
         ),
       );
+    }
+    try {
+      checkModuleDir(req.module, this.options.moduleDirs);
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
     return this.onLeader(
       call,

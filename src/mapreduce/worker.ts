@@ -29,6 +29,7 @@ import type {
 import { partFileName } from './format.js';
 import type { Client, ServerStream } from '../rpc/service.js';
 import type { MapReduceModuleState } from './module-state.js';
+import { checkModuleDir } from './module-dirs.js';
 import type { MapReduceService, TaskGrant } from './service.js';
 import { fetchDir, fetchRun, mapDir, mapRunPath, mapTaskId, reduceTaskId } from './shuffle.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
@@ -46,6 +47,8 @@ export interface WorkerRuntime {
     readonly leaseMs: number;
     readonly pollMs: number;
     readonly heartbeatMs: number;
+    /** Where job modules may load from (module-dirs.ts); undefined: anywhere. */
+    readonly moduleDirs?: readonly string[] | undefined;
   };
   readonly log: Logger;
   /** Where this node keeps map outputs and fetched partitions. */
@@ -250,6 +253,8 @@ export class WorkerManager {
     const progress = new Float64Array(new SharedArrayBuffer(16));
     progress[0] = -1;
     try {
+      // Every node by its own configuration, whatever the leader allowed.
+      checkModuleDir(a.module, this.rt.options.moduleDirs);
       if (a.kind === 'map') {
         const r = (await runIn(slot, this.mapTask(a, progress))) as MapTaskResult;
         await this.report(a, () => ({

@@ -13,38 +13,21 @@
  * await poller.close();
  * ```
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { clusterId as checkClusterId, isValidId } from '../lib/ids.js';
+import type { ClusterNode } from '../trust/cluster-file.js';
+import { resolveUserTls } from '../trust/client-tls.js';
+import type { ClientTlsOptions } from '../trust/client-tls.js';
 import type { RpcNode } from '../rpc/node.js';
 import { startTcpClient } from '../rpc/tcp-endpoints.js';
 import type { NodeId } from '../lib/ids.js';
-import type { PeerAddress } from '../transport/tcp-transport.js';
 import { parseHostPort } from './config.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
 
-/** One node of a local cluster. */
-export interface ClusterNode {
-  readonly id: string;
-  /** Raft address. */
-  readonly listen: PeerAddress;
-  /** Node service (RPC) address. */
-  readonly rpc: PeerAddress;
-  readonly dataDir: string;
-  /** Its process, once started. */
-  readonly pid?: number;
-}
-
-/** What `.cohort/cluster.json` holds. */
-export interface ClusterFile {
-  readonly clusterId: string;
-  /** The `cohort up` process supervising the nodes, or null when detached. */
-  readonly supervisor: number | null;
-  readonly startedAt: string;
-  readonly nodes: readonly ClusterNode[];
-}
+export { clusterFilePath, readClusterFile } from '../trust/cluster-file.js';
+export type { ClusterFile, ClusterNode } from '../trust/cluster-file.js';
 
 /** The most nodes `cohort up` starts on one machine. */
 export const upNodesMax = 9;
@@ -78,45 +61,6 @@ export function planCluster(o: {
     });
   }
   return { clusterId: checkClusterId(o.clusterId ?? 'cohort-local'), nodes };
-}
-
-/** The path of the cluster file in `dir`. */
-export function clusterFilePath(dir: string): string {
-  return join(dir, 'cluster.json');
-}
-
-/** Reads `dir/cluster.json`; NOT_FOUND if there is none, INVALID_ARGUMENT if it is malformed. */
-export function readClusterFile(dir: string): ClusterFile {
-  const path = clusterFilePath(dir);
-  if (!existsSync(path)) {
-    throw new CohortError(
-      'NOT_FOUND',
-      `no cluster found: ${resolve(path)} does not exist (start one with cohort up, or pass --endpoints)`,
-    );
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new CohortError('INVALID_ARGUMENT', `${path} is not valid JSON: ${(e as Error).message}`);
-  }
-  const f = parsed as Partial<ClusterFile> | null;
-  if (
-    typeof f !== 'object' ||
-    f === null ||
-    typeof f.clusterId !== 'string' ||
-    !Array.isArray(f.nodes) ||
-    !f.nodes.every(
-      (n: Partial<ClusterNode>) =>
-        typeof n.id === 'string' &&
-        isValidId(n.id) &&
-        typeof n.rpc?.host === 'string' &&
-        typeof n.rpc.port === 'number',
-    )
-  ) {
-    throw new CohortError('INVALID_ARGUMENT', `${path} is not a cohort cluster file`);
-  }
-  return f as ClusterFile;
 }
 
 /** Parses `--endpoints n1=127.0.0.1:7201,n2=...` (RPC addresses) into cluster nodes. */
@@ -156,7 +100,14 @@ export function pidAlive(pid: number): boolean {
 /** One node's poll result. */
 export type PollResult =
   | { readonly id: string; readonly ok: true; readonly status: NodeStatus }
-  | { readonly id: string; readonly ok: false; readonly error: string };
+  | {
+      readonly id: string;
+      readonly ok: false;
+      /** The error code (TIMEOUT, UNAVAILABLE, HANDSHAKE_FAILED, PERMISSION_DENIED, ...). */
+      readonly error: string;
+      /** The error's message, when there was one. */
+      readonly message?: string;
+    };
 
 /** Calls Node.status on every node of a cluster, over one RPC client per node. */
 export class StatusPoller {
@@ -164,13 +115,22 @@ export class StatusPoller {
     private readonly clients: readonly { id: string; rpc: RpcNode; peer: NodeId }[],
   ) {}
 
-  /** Opens a dial-only RPC client per node (no connection is made until the first poll). */
-  static async connect(nodes: readonly ClusterNode[], clusterId: string): Promise<StatusPoller> {
+  /**
+   * Opens a dial-only RPC client per node (no connection is made until the
+   * first poll); `tls`: the CA and a user certificate and key, for a TLS cluster.
+   */
+  static async connect(
+    nodes: readonly ClusterNode[],
+    clusterId: string,
+    tls?: ClientTlsOptions,
+  ): Promise<StatusPoller> {
+    const creds = tls === undefined ? undefined : resolveUserTls(tls, 'cohort status');
     const clients: { id: string; rpc: RpcNode; peer: NodeId }[] = [];
     for (const n of nodes) {
       const c = await startTcpClient({
         server: { id: n.id, host: n.rpc.host, port: n.rpc.port },
         clusterId,
+        ...(creds === undefined ? {} : { tls: creds }),
       });
       clients.push({ id: n.id, rpc: c, peer: c.serverId });
     }
@@ -185,7 +145,9 @@ export class StatusPoller {
           const status = await rpc.client(NodeService, peer).status({}, { timeoutMs });
           return { id, ok: true, status };
         } catch (e) {
-          return { id, ok: false, error: isCohortError(e) ? e.code : String(e) };
+          return isCohortError(e)
+            ? { id, ok: false, error: e.code, message: e.message }
+            : { id, ok: false, error: String(e) };
         }
       }),
     );
