@@ -138,6 +138,7 @@ describe('shuffle', () => {
     meta: {},
     signal: new AbortController().signal,
     remainingMs: () => 1_000,
+    setReplyMeta: () => {},
   });
   const collect = async (items: AsyncIterable<{ data: Uint8Array }>): Promise<Buffer> => {
     const parts: Uint8Array[] = [];

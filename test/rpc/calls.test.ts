@@ -266,6 +266,33 @@ describe.each(harnesses)('rpc calls (%o)', (make) => {
     expect(seen).toEqual(['Test.echo', 'Test.echo', 'Test.count', 'Test.count']);
   });
 
+  it('reply metadata: set by the server, seen by the caller of a unary call; bounded like call metadata', async () => {
+    server.intercept(async (call, next) => {
+      if (call.meta.reply !== undefined) call.setReplyMeta('echo', call.meta.reply);
+      if (call.meta.big !== undefined) call.setReplyMeta('big', 'x'.repeat(8 * 1024));
+      return next();
+    });
+    const stub = caller.client(TestService, A);
+    const seen: Readonly<Record<string, string>>[] = [];
+    const onReplyMeta = (m: Readonly<Record<string, string>>): void => void seen.push(m);
+    expect(await stub.echo({ text: 'a' }, { meta: { reply: 'r1' }, onReplyMeta })).toEqual({
+      text: 'a',
+    });
+    expect(seen).toEqual([{ echo: 'r1' }]);
+    // No metadata set: the callback is not called; no callback: the reply is the same.
+    await stub.echo({ text: 'b' }, { onReplyMeta });
+    expect(seen).toHaveLength(1);
+    expect(await stub.echo({ text: 'c' }, { meta: { reply: 'r2' } })).toEqual({ text: 'c' });
+    // Over the bound: the handler's setReplyMeta throws INVALID_ARGUMENT, the link stays.
+    expectError(
+      await rejection(stub.echo({ text: 'd' }, { meta: { big: '1' }, onReplyMeta })),
+      'INVALID_ARGUMENT',
+      true,
+    );
+    expect(await stub.echo({ text: 'e' })).toEqual({ text: 'e' });
+    expect(seen).toHaveLength(1);
+  });
+
   it('streams every item in order', async () => {
     const stub = caller.client(TestService, A);
     const got: number[] = [];
