@@ -75,7 +75,9 @@ const KEY_BYTES = 64;
 
 /** A rough size of a buffered value (strings by length, the rest by kind). */
 function sizeOf(v: unknown): number {
-  return typeof v === 'string' ? 16 + v.length : typeof v === 'object' && v !== null ? 64 : 8;
+  if (typeof v === 'string') return 16 + v.length;
+  if (typeof v !== 'object' || v === null) return 8;
+  return Array.isArray(v) ? 32 + 8 * v.length : 64;
 }
 
 function sizeOfAll(vs: readonly unknown[]): number {
@@ -238,13 +240,18 @@ class Counters {
 }
 
 /** Picks each key's partition, checking a custom partitioner's answers. */
-function partitioner(job: AnyJob, reducers: number): (key: string) => number {
+function partitioner(
+  job: AnyJob,
+  reducers: number,
+  params: Readonly<Record<string, string>>,
+): (key: string) => number {
   const custom = job.partition;
   if (custom === undefined) return (key) => defaultPartition(key, reducers);
+  const ctx = { params };
   return (key) => {
     let p: number;
     try {
-      p = custom(key, reducers);
+      p = custom(key, reducers, ctx);
     } catch (err) {
       throw userError(`partition threw on key ${keyText(key)}`, err, { key, phase: 'partition' });
     }
@@ -294,10 +301,18 @@ function combiner(job: AnyJob, params: Readonly<Record<string, string>>, counter
 interface Buffered {
   readonly table: KeyTable;
   readonly vals: unknown[];
+  /**
+   * List mode with a combiner: how many of the key's buffered values, from
+   * the start, are the combiner's output. Only the values after them are
+   * combined when {@link COMBINE_AT} more pile up, so a combiner that
+   * concatenates (a list of ids) is not handed its growing output again and
+   * again (that made a postings job quadratic in a frequent word's values).
+   */
+  readonly combined: number[];
 }
 
 function newBuffer(): Buffered {
-  return { table: new KeyTable(), vals: [] };
+  return { table: new KeyTable(), vals: [], combined: [] };
 }
 
 /**
@@ -360,7 +375,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     spills: 0,
   };
   const skipped: SkippedRecord[] = [];
-  const partitionOf = partitioner(job, reducers);
+  const partitionOf = partitioner(job, reducers, params);
   const combineValues = combiner(job, params, userCounters);
   const fold = job.fold;
   const map = job.map;
@@ -408,11 +423,12 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const emitList = (key: string, value: unknown): void => {
     if (typeof key !== 'string') throw badKey('map', key);
     emitted++;
-    const { table, vals } = buckets;
+    const { table, vals, combined } = buckets;
     const e = table.find(key);
     if (e < 0) {
       table.add(key);
       vals.push([value]);
+      combined.push(0);
       entries += 2;
       bytes += KEY_BYTES + key.length + sizeOf(value);
     } else {
@@ -420,12 +436,19 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       values.push(value);
       entries++;
       bytes += sizeOf(value);
-      if (combineValues !== undefined && values.length >= COMBINE_AT) {
-        const combined = combineValues(key, values);
-        counters.combines++;
-        vals[e] = combined;
-        entries -= values.length - combined.length;
-        bytes += sizeOfAll(combined) - sizeOfAll(values);
+      if (combineValues !== undefined) {
+        const c = combined[e] as number;
+        if (values.length - c >= COMBINE_AT) {
+          // Combine the values since the last combiner output only (see Buffered.combined).
+          const fresh = c === 0 ? values : values.slice(c);
+          const out = combineValues(key, fresh);
+          counters.combines++;
+          values.length = c;
+          for (let i = 0; i < out.length; i++) values.push(out[i]);
+          combined[e] = values.length;
+          entries -= fresh.length - out.length;
+          bytes += sizeOfAll(out) - sizeOfAll(fresh);
+        }
       }
     }
   };
@@ -511,7 +534,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       // Compact first: often the combiner alone brings the buffer back under the bound.
       entries = 0;
       bytes = 0;
-      const { table, vals } = buckets;
+      const { table, vals, combined } = buckets;
       for (let e = 0; e < table.size; e++) {
         const key = table.keys[e] as string;
         const values = vals[e] as unknown[];
@@ -520,6 +543,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
           vs = combineValues(key, values);
           counters.combines++;
           vals[e] = vs;
+          combined[e] = vs.length;
         }
         entries += 1 + vs.length;
         bytes += KEY_BYTES + key.length + sizeOfAll(vs);
