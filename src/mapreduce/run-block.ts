@@ -54,11 +54,16 @@ const NEST_DEPTH_MAX = 8;
  * returns the block's bytes.
  */
 export class BlockEncoder {
-  private buf = Buffer.allocUnsafe(INITIAL_BYTES);
+  private buf: Buffer;
   /** Bytes in use; the first 5 hold the array32 header, written by take(). */
   private len = 5;
   /** Records in the block. */
   records = 0;
+
+  /** An empty block; `initialBytes` sizes its first buffer (it grows as needed). */
+  constructor(initialBytes = INITIAL_BYTES) {
+    this.buf = Buffer.allocUnsafe(Math.max(16, initialBytes));
+  }
 
   /** Encoded bytes so far (an upper bound of the block's size). */
   get bytes(): number {
@@ -164,6 +169,57 @@ export class BlockEncoder {
       b.writeUInt32BE(n, p + 1);
       this.len = p + 5;
     }
+  }
+
+  /**
+   * Appends one value's bytes (not a record: for a buffer of encoded values,
+   * value-arena.ts) if it is of the hand-written types; else appends nothing
+   * and returns false.
+   */
+  appendValue(v: unknown): boolean {
+    if (typeof v === 'number') this.num(v);
+    else if (typeof v === 'string') this.str(v);
+    else {
+      const start = this.len;
+      if (!this.other(v, 0)) {
+        this.len = start;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Appends bytes as they are (an encoded value, a header). */
+  appendRaw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.len);
+    this.len += bytes.length;
+  }
+
+  /** Appends `src[start, end)` (an encoded value kept elsewhere). */
+  appendBytes(src: Uint8Array, start: number, end: number): void {
+    const n = end - start;
+    this.ensure(n);
+    const b = this.buf;
+    const p = this.len;
+    if (n < 32) for (let i = 0; i < n; i++) b[p + i] = src[start + i] as number;
+    else b.set(src.subarray(start, end), p);
+    this.len = p + n;
+  }
+
+  /** The bytes written so far (valid until the next append or take). */
+  get buffer(): Buffer {
+    return this.buf;
+  }
+
+  /**
+   * Starts a record of `count` values whose encoded bytes the caller appends
+   * next ({@link appendBytes}); the record counts once they are appended.
+   */
+  beginRecord(key: string, count: number): void {
+    this.str(key);
+    this.head(count, 0x90, 0xdc, 0xdd);
+    this.records++;
   }
 
   /** Removes the last record added, which began at byte `bytesBefore` (see {@link bytes}). */

@@ -66,6 +66,7 @@ import {
 import type { Split } from './input.js';
 import { readSplitBlocks, readSplitLines } from './input.js';
 import { KeyTable } from './key-table.js';
+import { ValueArena } from './value-arena.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
 export const COMBINE_AT = 64;
@@ -309,10 +310,20 @@ interface Buffered {
    * again (that made a postings job quadratic in a frequent word's values).
    */
   readonly combined: number[];
+  /**
+   * List mode without a combiner: the values, encoded as they are emitted
+   * (`vals` stays empty). See value-arena.ts.
+   */
+  readonly arena: ValueArena | undefined;
 }
 
-function newBuffer(): Buffered {
-  return { table: new KeyTable(), vals: [], combined: [] };
+function newBuffer(encoded: boolean): Buffered {
+  return {
+    table: new KeyTable(),
+    vals: [],
+    combined: [],
+    arena: encoded ? new ValueArena() : undefined,
+  };
 }
 
 /**
@@ -328,7 +339,7 @@ async function writeRuns(
   pathFor: (partition: number) => string,
   writers: RunWriter[],
 ): Promise<RunFile[]> {
-  const { table, vals } = buckets;
+  const { table, vals, arena } = buckets;
   const byPartition: string[][] = Array.from({ length: reducers }, () => []);
   if (reducers === 1) {
     byPartition[0] = table.keys.slice();
@@ -341,7 +352,10 @@ async function writeRuns(
     const w = await RunWriter.create(pathFor(p));
     writers.push(w);
     for (const key of keys) {
-      if (w.add(key, valuesOf(key, vals[table.find(key)]))) await w.flush();
+      const e = table.find(key);
+      const full =
+        arena !== undefined ? w.addEncoded(key, arena, e) : w.add(key, valuesOf(key, vals[e]));
+      if (full) await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
@@ -393,7 +407,9 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const base = join(dir, taskId);
 
   // Each key's values (list mode), or its folded value (fold mode).
-  let buckets = newBuffer();
+  // No combiner: values are encoded as they are emitted (see value-arena.ts).
+  const encoded = fold === undefined && combineValues === undefined;
+  let buckets = newBuffer(encoded);
   let entries = 0; // keys + buffered values: what the spill bound counts
   let bytes = 0; // a rough estimate of the buffer's memory: the other spill bound
   let emitted = 0;
@@ -452,7 +468,20 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       }
     }
   };
-  const emitDirect = fold !== undefined ? emitFold : emitList;
+  const emitEncoded = (key: string, value: unknown): void => {
+    if (typeof key !== 'string') throw badKey('map', key);
+    emitted++;
+    const { table, arena } = buckets;
+    let e = table.find(key);
+    if (e < 0) {
+      e = table.add(key);
+      entries++;
+      bytes += KEY_BYTES + key.length;
+    }
+    (arena as ValueArena).add(e, value);
+    entries++;
+  };
+  const emitDirect = fold !== undefined ? emitFold : encoded ? emitEncoded : emitList;
   // With skipBadRecords, a record's pairs are staged and kept only if map returns.
   const stagedKeys: string[] = [];
   const stagedValues: unknown[] = [];
@@ -565,7 +594,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       writers,
     );
     counters.spills++;
-    buckets = newBuffer();
+    buckets = newBuffer(encoded);
     entries = 0;
     bytes = 0;
   };
@@ -574,7 +603,9 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   try {
     const chunk = input.readChunkBytes ?? limits.mrReadChunkBytes;
     const afterChunk = (): Promise<void> | undefined =>
-      entries > entriesMax || bytes > bytesMax ? spill(false) : undefined;
+      entries > entriesMax || bytes + (buckets.arena?.bytes ?? 0) > bytesMax
+        ? spill(false)
+        : undefined;
     const stats =
       mapBlock !== undefined
         ? await readSplitBlocks(split, visitBlock, chunk, afterChunk, input.mapBlockBytes)
@@ -587,7 +618,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       runs = await writeRuns(buckets, reducers, partitionOf, finalValues, finalPath, writers);
     } else {
       if (buckets.table.size > 0) await spill(true);
-      buckets = newBuffer();
+      buckets = newBuffer(encoded);
       runs = [];
       for (let p = 0; p < reducers; p++) {
         const w = await RunWriter.create(finalPath(p));
