@@ -13,6 +13,7 @@
  */
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Shape } from './mapreduce-data.js';
 
 /** Writes `lines` (strings ending in \n) to `path` in big writes, then fsyncs it. */
@@ -211,4 +212,16 @@ function sort(files: readonly string[], out: string): void {
 /** Runs the shape's single-process program over `files`, writing `out`. */
 export function single(shape: Shape, files: readonly string[], out: string): void {
   ({ wordcount, csv, postings, join, sort })[shape](files, out);
+}
+
+// Run as a program (bench/mapreduce.ts starts it in a fresh process per run):
+//   tsx bench/mapreduce-single.ts SHAPE OUT FILE...   → one JSON line { seconds, cpu }
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const [shape, out, ...files] = process.argv.slice(2);
+  const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
+  single(shape as Shape, files, out as string);
+  const c = process.cpuUsage(c0);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  process.stdout.write(`${JSON.stringify({ seconds, cpu: (c.user + c.system) / 1e6 })}\n`);
 }
