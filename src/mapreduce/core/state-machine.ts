@@ -43,6 +43,8 @@ import type {
   FetchFailedResult,
   ForgetJobCommand,
   ForgetJobResult,
+  OutputRemovedCommand,
+  OutputRemovedResult,
   IgnoredReason,
   InputSplit,
   JobCounters,
@@ -87,6 +89,7 @@ import {
   checkTime,
   checkWorkerId,
   clip,
+  clipTo,
   invalid,
   preview,
 } from './validate.js';
@@ -145,8 +148,12 @@ interface Task {
   crashes: [number, number][];
   /** Map tasks: offsets the coordinator tells attempts to skip (§3.7), in the order they were decided. */
   skipOffsets: number[];
+  /** Map tasks: the error of the crash that decided each of skipOffsets (absent in older snapshots). */
+  skipErrors?: string[];
   /** Map tasks: offsets the committed attempt skipped on its own (listed, bounded). */
   selfSkipped: number[];
+  /** Map tasks: what map threw on each of selfSkipped (absent in older snapshots). */
+  selfSkippedErrors?: string[];
 }
 
 interface Job {
@@ -160,6 +167,10 @@ interface Job {
   splits: InputSplit[];
   readonly reducers: number;
   readonly submittedAt: number;
+  /** The submitter created the output directory (absent in older snapshots: false). */
+  readonly outputCreated?: boolean;
+  /** Failed or cancelled: the leader removed the output (absent in older snapshots: false). */
+  outputRemoved?: boolean;
   status: JobStatusName;
   error: string | null;
   finishedAt: number | null;
@@ -431,6 +442,8 @@ export class MapReduceStateMachine {
         return this.cancelJob(c as unknown as CancelJobCommand);
       case 'forgetJob':
         return this.forgetJob(c as unknown as ForgetJobCommand);
+      case 'outputRemoved':
+        return this.outputRemoved(c as unknown as OutputRemovedCommand);
       default:
         return invalid(`unknown MapReduce command type ${preview(type)}`, 'type');
     }
@@ -454,6 +467,7 @@ export class MapReduceStateMachine {
     }
     const params = checkParams(c.params);
     const options = resolveOptions(c.options);
+    const outputCreated = checkFlag(c.outputCreated, 'outputCreated') ?? false;
     if (this.jobsById.has(jobId)) {
       throw new CohortError('ALREADY_EXISTS', `job ${jobId} was already submitted`, {
         details: { jobId },
@@ -487,6 +501,8 @@ export class MapReduceStateMachine {
       splits,
       reducers,
       submittedAt: now,
+      outputCreated,
+      outputRemoved: false,
       status: 'submitted',
       error: null,
       finishedAt: null,
@@ -722,6 +738,7 @@ export class MapReduceStateMachine {
     let partitionBytes: number[] = [];
     let bytes: number;
     let selfSkipped: number[] = [];
+    let selfSkippedErrors: string[] = [];
     if (output['kind'] !== a.kind) {
       invalid(
         `attempt ${a.id} runs a ${a.kind} task; the output is of kind ${preview(output['kind'])}`,
@@ -750,6 +767,19 @@ export class MapReduceStateMachine {
         );
         selfSkipped = list.map((n, i) => checkInt(n, `output.skippedOffsets[${i}]`));
       }
+      if (output['skippedErrors'] !== undefined) {
+        const list = checkArray(
+          output['skippedErrors'],
+          'output.skippedErrors',
+          selfSkipped.length,
+        );
+        selfSkippedErrors = list.map((e, i) =>
+          clipTo(
+            checkString(e, `output.skippedErrors[${i}]`, Infinity),
+            limits.mrSkippedErrorCharsMax,
+          ),
+        );
+      }
     } else {
       bytes = checkInt(output['bytes'], 'output.bytes');
     }
@@ -767,6 +797,7 @@ export class MapReduceStateMachine {
     task.durationMs = Math.max(0, now - a.startedAt);
     if (a.kind === 'map') {
       task.selfSkipped = selfSkipped;
+      task.selfSkippedErrors = selfSkippedErrors;
       job.mapsDone++;
       if (job.mapsDone === job.maps.length) job.status = 'reducing';
     } else {
@@ -818,6 +849,7 @@ export class MapReduceStateMachine {
       entry[1]++;
       if (entry[1] >= job.options.skipAfterCrashes) {
         task.skipOffsets.push(offset);
+        (task.skipErrors ??= []).push(clipTo(error, limits.mrSkippedErrorCharsMax));
         if (this.skippedCount(job) > this.bounds.skippedRecordsMax) {
           this.finishJob(
             job,
@@ -1001,6 +1033,36 @@ export class MapReduceStateMachine {
     return { type: 'cancelJob', jobId, stoppedAttempts: stopped };
   }
 
+  private outputRemoved(c: OutputRemovedCommand): OutputRemovedResult {
+    const jobId = checkId(c.jobId, 'jobId');
+    const job = this.jobsById.get(jobId);
+    if (job === undefined) throw notFound(jobId);
+    if (job.status !== 'failed' && job.status !== 'cancelled') {
+      throw new CohortError(
+        'FAILED_PRECONDITION',
+        `job ${jobId} is ${job.status}; only a failed or cancelled job's output is removed`,
+        { details: { jobId, status: job.status } },
+      );
+    }
+    job.outputRemoved = true;
+    return { type: 'outputRemoved', jobId };
+  }
+
+  /**
+   * Failed and cancelled jobs whose output the leader has not removed yet
+   * (see OutputRemovedCommand): what it removes, and whether it created the
+   * directory.
+   */
+  outputsToRemove(): { jobId: JobId; output: string; outputCreated: boolean }[] {
+    const out: { jobId: JobId; output: string; outputCreated: boolean }[] = [];
+    for (const job of this.jobsById.values()) {
+      if ((job.status === 'failed' || job.status === 'cancelled') && job.outputRemoved !== true) {
+        out.push({ jobId: job.id, output: job.output, outputCreated: job.outputCreated === true });
+      }
+    }
+    return out;
+  }
+
   private forgetJob(c: ForgetJobCommand): ForgetJobResult {
     const jobId = checkId(c.jobId, 'jobId');
     const job = this.jobsById.get(jobId);
@@ -1150,9 +1212,12 @@ export class MapReduceStateMachine {
   }
 
   private statusOf(job: Job): JobStatus {
-    const extra: { error?: string; finishedAt?: number } = {};
+    const extra: { error?: string; finishedAt?: number; outputRemoved?: boolean } = {};
     if (job.error !== null) extra.error = job.error;
     if (job.finishedAt !== null) extra.finishedAt = job.finishedAt;
+    if (job.status === 'failed' || job.status === 'cancelled') {
+      extra.outputRemoved = job.outputRemoved === true;
+    }
     const head = {
       jobId: job.id,
       name: job.name,
@@ -1162,6 +1227,7 @@ export class MapReduceStateMachine {
       options: job.options,
       status: job.status,
       submittedAt: job.submittedAt,
+      outputCreated: job.outputCreated === true,
     };
     if (job.final !== null) return { ...head, ...job.final, ...extra };
     const sum = {
@@ -1186,10 +1252,19 @@ export class MapReduceStateMachine {
       }
       if (t.kind === 'map') {
         const file = job.splits[t.index]?.file ?? '';
-        for (const offset of [...t.skipOffsets, ...t.selfSkipped]) {
-          if (skipped.length < this.bounds.skippedRecordsMax)
-            skipped.push({ map: t.index, file, offset });
-        }
+        const listed = (offsets: number[], errors: string[] | undefined, max: number): void => {
+          for (let i = 0; i < offsets.length && i < max; i++) {
+            if (skipped.length >= this.bounds.skippedRecordsMax) return;
+            skipped.push({
+              map: t.index,
+              file,
+              offset: offsets[i] as number,
+              error: errors?.[i] ?? '',
+            });
+          }
+        };
+        listed(t.skipOffsets, t.skipErrors, Infinity);
+        listed(t.selfSkipped, t.selfSkippedErrors, limits.mrSkippedRecordsListedMax);
         sum.skippedRecords += t.skipOffsets.length;
       }
       const c = t.counters;
@@ -1243,7 +1318,9 @@ function newTask(kind: TaskKind, index: number): Task {
     durationMs: 0,
     crashes: [],
     skipOffsets: [],
+    skipErrors: [],
     selfSkipped: [],
+    selfSkippedErrors: [],
   };
 }
 

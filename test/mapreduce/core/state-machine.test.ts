@@ -21,6 +21,7 @@ import {
   MapReduceStateMachine,
   assign,
   complete,
+  countersFor,
   must,
   ok,
   runToDone,
@@ -719,8 +720,57 @@ describe('failures and bad records (§3.7)', () => {
     complete(sm, must(assign(sm, 'a', 'n1', 6)), 7);
     const j = jobOf(sm);
     expect(j.status).toBe('done');
-    expect(j.skipped).toEqual([{ map: 0, file: '/in/f0.txt', offset: 42 }]);
+    expect(j.skipped).toEqual([{ map: 0, file: '/in/f0.txt', offset: 42, error: 'TypeError' }]);
     expect(j.counters).toMatchObject({ skippedRecords: 1, failedAttempts: 2 });
+  });
+
+  it('lists every record a map skipped on its own with its error, up to the per-task bound; counts them all', () => {
+    const sm = new MapReduceStateMachine();
+    ok(sm, submit('j1', 2, 1, { skipBadRecords: true }));
+    const listedMax = limits.mrSkippedRecordsListedMax;
+    const offsets = (base: number, n: number): number[] =>
+      Array.from({ length: n }, (_, i) => base + i);
+    for (const [n, now] of [
+      [3, 1],
+      [listedMax, 2],
+    ] as const) {
+      const a = must(assign(sm, 'a', 'n1', now));
+      const skippedOffsets = offsets(a.index * 1000, n);
+      ok(sm, {
+        type: 'completeTask',
+        attemptId: a.attemptId,
+        now,
+        output: {
+          kind: 'map',
+          partitionBytes: [7],
+          skippedOffsets,
+          skippedErrors: skippedOffsets.map((o) => `bad ${o} ${'x'.repeat(300)}`),
+        },
+        // The task skipped more than it could list.
+        counters: { ...countersFor(a), skippedRecords: n + 5 },
+      });
+    }
+    runToDone(sm);
+    const j = jobOf(sm);
+    expect(j.status).toBe('done');
+    expect(j.counters.skippedRecords).toBe(3 + 5 + listedMax + 5);
+    expect(j.skipped).toHaveLength(3 + listedMax);
+    expect(j.skipped[0]).toMatchObject({ map: 0, file: '/in/f0.txt', offset: 0 });
+    expect(j.skipped[0]?.error.startsWith('bad 0 xxx')).toBe(true);
+    expect(j.skipped[0]?.error.length).toBe(limits.mrSkippedErrorCharsMax);
+    expect(j.skipped[3]).toMatchObject({ map: 1, file: '/in/f1.txt', offset: 1000 });
+    // A list longer than the per-task bound, or errors not matching it, is refused.
+    const sm2 = new MapReduceStateMachine();
+    ok(sm2, submit('j2', 1, 1, { skipBadRecords: true }));
+    const a = must(assign(sm2, 'a', 'n1'));
+    const refused = sm2.apply({
+      type: 'completeTask',
+      attemptId: a.attemptId,
+      now: 1,
+      output: { kind: 'map', partitionBytes: [7], skippedOffsets: [1], skippedErrors: ['a', 'b'] },
+      counters: countersFor(a),
+    });
+    expect(refused.ok).toBe(false);
   });
 
   it('without skipBadRecords a crash on a record is an ordinary failure', () => {
