@@ -937,10 +937,21 @@ export class MapReduceStateMachine {
       }
       this.endAttempt(a, 'lost');
     }
-    // §3.3: completed map tasks on the node are re-executed — here only if a reduce still needs them.
+    const redone = keepOutputs ? [] : this.loseOutputs(node, now);
+    for (const { job, task } of touched) this.afterAttemptEnded(job, task, now);
+    reset.sort((x, y) => x - y);
+    return { type: 'nodeLost', resetAttempts: reset, redoneMaps: redone };
+  }
+
+  /**
+   * §3.3: completed map tasks whose output lived on `node` are re-executed —
+   * here only in jobs where some reduce still needs them (not done, and no
+   * running attempt of it has fetched everything). Returns the maps redone.
+   */
+  private loseOutputs(node: string, now: number): TaskRef[] {
     const redone: TaskRef[] = [];
     for (const job of this.jobsById.values()) {
-      if (keepOutputs || isFinished(job.status)) continue;
+      if (isFinished(job.status)) continue;
       const needed = job.reduces.some(
         (r) => r.state !== 'done' && !r.running.some((id) => this.mustAttempt(id).shuffled),
       );
@@ -953,9 +964,7 @@ export class MapReduceStateMachine {
         }
       }
     }
-    for (const { job, task } of touched) this.afterAttemptEnded(job, task, now);
-    reset.sort((x, y) => x - y);
-    return { type: 'nodeLost', resetAttempts: reset, redoneMaps: redone };
+    return redone;
   }
 
   private shuffleDone(c: ShuffleDoneCommand): ShuffleDoneResult {
@@ -983,7 +992,13 @@ export class MapReduceStateMachine {
     const mapIndex = checkInt(c.map, 'map', 0, limits.mrMapTasksMax - 1);
     const found = this.lookup(attemptId);
     if (found.kind === 'ignored')
-      return { type: 'fetchFailed', redo: false, released: false, reason: found.reason };
+      return {
+        type: 'fetchFailed',
+        redo: false,
+        redoneMaps: [],
+        released: false,
+        reason: found.reason,
+      };
     const { job, task, attempt: a } = found;
     if (a.kind !== 'reduce')
       invalid(`attempt ${a.id} runs a map task; only reduce attempts fetch`, 'attemptId');
@@ -994,14 +1009,17 @@ export class MapReduceStateMachine {
       return {
         type: 'fetchFailed',
         redo: false,
+        redoneMaps: [],
         released: false,
         reason: task.state === 'done' ? 'alreadyDone' : 'attemptNotRunning',
       };
     }
-    let redo = false;
+    let redoneMaps: TaskRef[] = [];
     if (map.state === 'done' && map.committed?.node === node) {
-      this.undoMap(job, map, now);
-      redo = true;
+      // The node holding this output is unreachable: every output it holds is
+      // lost, not only this one (§3.3). Redo them all at once, so the reduces
+      // find out once, not once per map (each discovery released a reduce).
+      redoneMaps = this.loseOutputs(node, now);
     }
     let released = false;
     if (release && task.state !== 'done' && !isFinished(job.status)) {
@@ -1010,9 +1028,10 @@ export class MapReduceStateMachine {
       released = true;
     }
     // Not redone: the map's output is no longer where the report says (already being redone).
+    const redo = redoneMaps.length > 0;
     return redo
-      ? { type: 'fetchFailed', redo, released }
-      : { type: 'fetchFailed', redo, released, reason: 'staleLocation' };
+      ? { type: 'fetchFailed', redo, redoneMaps, released }
+      : { type: 'fetchFailed', redo, redoneMaps, released, reason: 'staleLocation' };
   }
 
   // ------------------------------------------------------ cancel, forget

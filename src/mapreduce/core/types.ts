@@ -346,7 +346,10 @@ export interface ShuffleDoneCommand {
 /**
  * A reduce attempt could not fetch map `map`'s output from `node` (after its
  * own retries). If that is still where the map's committed output lives, the
- * map task goes back to idle to be re-executed. With `release`, the reduce
+ * node is taken to have lost every output it holds: each done map whose
+ * output is on it goes back to idle to be re-executed, in every job where a
+ * reduce still needs it (as for {@link NodeLostCommand}), so one fetch
+ * failure finds all of them. With `release`, the reduce
  * attempt also gives up its task without counting a failure (it is reassigned
  * after the map is redone); without it, the attempt keeps its task and may
  * wait for the map's new location ({@link MapReduceStateMachine.mapOutput}).
@@ -514,6 +517,8 @@ export interface FetchFailedResult {
   readonly type: 'fetchFailed';
   /** True if the map task went back to idle for re-execution. */
   readonly redo: boolean;
+  /** Every done map that went back to idle: those whose output was on the node (any job that needs them). */
+  readonly redoneMaps: readonly TaskRef[];
   /** True if the reduce attempt was released (`release` asked and it was running). */
   readonly released: boolean;
   readonly reason?: IgnoredReason;
