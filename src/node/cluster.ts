@@ -35,6 +35,13 @@ export interface ClusterNode {
   readonly dataDir: string;
   /** Its process, once started. */
   readonly pid?: number;
+  /**
+   * The process's start time (clock ticks since boot, /proc/<pid>/stat field
+   * 22): with the pid, it names the process in a way a reused pid cannot.
+   */
+  readonly startTime?: number;
+  /** The `node` arguments it was started with (after the Node.js executable): to restart it alone. */
+  readonly args?: readonly string[];
 }
 
 /** What `.cohort/cluster.json` holds. */
@@ -42,6 +49,8 @@ export interface ClusterFile {
   readonly clusterId: string;
   /** The `cohort up` process supervising the nodes, or null when detached. */
   readonly supervisor: number | null;
+  /** The supervisor's start time (see {@link ClusterNode.startTime}). */
+  readonly supervisorStartTime?: number;
   readonly startedAt: string;
   readonly nodes: readonly ClusterNode[];
 }
@@ -141,6 +150,24 @@ export function parseEndpoints(text: string): ClusterNode[] {
     });
   }
   return nodes;
+}
+
+/**
+ * The start time of process `pid` (clock ticks since boot, field 22 of
+ * /proc/<pid>/stat), or undefined if there is no such process (or no /proc).
+ * A pid is reused once its process is gone; a pid with its start time is not.
+ */
+export function processStartTime(pid: number): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // After "pid (comm) ", fields 3.. follow; comm may hold spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const t = Number(fields[19]);
+  return Number.isFinite(t) ? t : undefined;
 }
 
 /** True if a process with this pid exists. */
