@@ -197,13 +197,14 @@ export class BlockEncoder {
   }
 
   /** Appends `src[start, end)` (an encoded value kept elsewhere). */
-  appendBytes(src: Uint8Array, start: number, end: number): void {
+  appendBytes(src: Buffer, start: number, end: number): void {
     const n = end - start;
     this.ensure(n);
     const b = this.buf;
     const p = this.len;
+    // Short values byte by byte; longer ones by a native copy (no subarray view).
     if (n < 32) for (let i = 0; i < n; i++) b[p + i] = src[start + i] as number;
-    else b.set(src.subarray(start, end), p);
+    else src.copy(b, p, start, end);
     this.len = p + n;
   }
 
