@@ -56,6 +56,15 @@
  * The load average is printed at the start and the end; a load above the
  * core count makes every figure (and the ratios) unreliable: rerun on a quiet
  * machine.
+ *
+ * Figures: none yet at 256 MiB. The bench was written and checked (every
+ * implementation's output equal, every shape) with `--mib 16 --reps 1` on
+ * 2026-12-06 at a load average of 20-27 on this 2-core machine, which makes
+ * wall-clock ratios meaningless (e.g. Dask's postings ran in 1.8 s and the
+ * single program's in 8.4 s). To measure, on a quiet machine (`uptime` below
+ * ~1): `npm run bench:mapreduce 2>&1 | tee /tmp/mapreduce-bench.txt` (about
+ * 1.3 GB of inputs generated on the first run, then 5 shapes × 4
+ * implementations × 3 reps), and copy its last lines here.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
