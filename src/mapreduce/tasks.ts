@@ -21,8 +21,12 @@
  * collects what it emits in memory, grouped by key (a {@link KeyTable}
  * numbering the keys, and an array of their values). With `fold`, each key
  * holds one value, folded as values are emitted; with `combine`, a key's
- * values are combined as soon as {@link COMBINE_AT} of them pile up, and once
- * more at the end, so a word count keeps one number per distinct word. Past
+ * new values are combined as soon as {@link COMBINE_AT} of them pile up (the
+ * combiner never sees its own output again there), and once more at the end
+ * unless the combiner only regroups what it is given (as many scalars out as
+ * in: a concatenation), so a word count keeps one number per distinct word
+ * and a postings list is not copied once more for nothing. Without a
+ * combiner, values are encoded as they are emitted (value-arena.ts). Past
  * `limits.mrMapBufferEntriesMax` buffered keys + values, or about
  * `limits.mrMapBufferBytesMax` of them (estimated), the buffer is spilled
  * (after the current read chunk) as sorted runs, merged at the end. The
@@ -80,6 +84,24 @@ function sizeOf(v: unknown): number {
   if (typeof v !== 'object' || v === null) return 8;
   return Array.isArray(v) ? 32 + 8 * v.length : 64;
 }
+
+/**
+ * Scalars in a value, counting into arrays and plain objects (3 levels): how
+ * much data a combiner was given or gave back, whatever its grouping.
+ */
+function scalars(v: unknown, depth = 0): number {
+  if (typeof v !== 'object' || v === null || depth >= 3) return 1;
+  let n = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) n += scalars(v[i], depth + 1);
+  } else {
+    for (const x of Object.values(v)) n += scalars(x, depth + 1);
+  }
+  return n;
+}
+
+/** Eager combines measured before the map task decides whether its combiner only regroups. */
+const COMBINES_MEASURED = 256;
 
 function sizeOfAll(vs: readonly unknown[]): number {
   let n = 0;
@@ -459,6 +481,11 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
           const fresh = c === 0 ? values : values.slice(c);
           const out = combineValues(key, fresh);
           counters.combines++;
+          if (measured < COMBINES_MEASURED) {
+            measured++;
+            scalarsIn += scalars(fresh);
+            scalarsOut += scalars(out);
+          }
           values.length = c;
           for (let i = 0; i < out.length; i++) values.push(out[i]);
           combined[e] = values.length;
@@ -482,6 +509,15 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     entries++;
   };
   const emitDirect = fold !== undefined ? emitFold : encoded ? emitEncoded : emitList;
+  // What the eager combines were given and gave back, in scalars: a combiner
+  // that gives back as much as it was given (a concatenation: postings'
+  // lists of ids) only regroups values, and running it once more on a
+  // key's combined lists before writing them would copy everything again
+  // for nothing; one that shrinks them (a sum) runs once more.
+  let measured = 0;
+  let scalarsIn = 0;
+  let scalarsOut = 0;
+  const regroupsOnly = (): boolean => measured >= 8 && scalarsOut * 5 > scalarsIn * 4;
   // With skipBadRecords, a record's pairs are staged and kept only if map returns.
   const stagedKeys: string[] = [];
   const stagedValues: unknown[] = [];
@@ -548,7 +584,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const finalValues = (key: string, buffered: unknown): unknown[] => {
     if (fold !== undefined) return [buffered];
     const values = buffered as unknown[];
-    if (combineValues !== undefined && values.length > 1) {
+    if (combineValues !== undefined && values.length > 1 && !regroupsOnly()) {
       counters.combines++;
       return combineValues(key, values);
     }
@@ -632,7 +668,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
                 let acc = values[0];
                 for (let i = 1; i < values.length; i++) acc = foldInto(key, acc, values[i]);
                 vs = [acc];
-              } else if (combineValues !== undefined) {
+              } else if (combineValues !== undefined && !regroupsOnly()) {
                 counters.combines++;
                 vs = combineValues(key, values);
               }
