@@ -1,9 +1,22 @@
 /**
- * cohort's public API. Import from 'cohort':
+ * cohort's public API: the package's main entry gives every name below;
+ * the subpaths `cohort/kv`, `cohort/rpc` and `cohort/mapreduce` give parts of
+ * it, grouped by what a program does (package.json `exports`).
  *
  * ```ts
- * import { CohortError, seededRandom, nodeId, KvClient } from 'cohort';
+ * import { CohortError, KvClient, Lock, clusterStatus, defineService, runJob } from 'cohort';
  * ```
+ *
+ * - the foundations: `CohortError` and its codes, ids, limits, seeded random,
+ *   logical clocks, the wire format and transports;
+ * - typed RPC and pub/sub (`defineService`, `unary`, `startTcpServer`, ...);
+ * - the KV store's client, with the lock and election recipes (`cohort/kv`);
+ * - the cluster's status and leader ({@link clusterStatus}, {@link findLeader},
+ *   `readClusterFile` for a `cohort up` cluster);
+ * - MapReduce: `defineJob` for job modules (`cohort/mapreduce`),
+ *   `MapReduceClient` for a running cluster, and {@link runJob}, which runs
+ *   one job on a given cluster or on a one-node cluster it starts in this
+ *   process.
  */
 export * from './lib/index.js';
 export * from './clock/index.js';
@@ -11,32 +24,34 @@ export * from './wire/index.js';
 export * from './transport/index.js';
 export * from './rpc/index.js';
 export { version } from './version.js';
-export { KvClient, parseKvEndpoint } from './kv/client.js';
-export type {
-  Bytes as KvBytes,
-  DeleteOptions as KvDeleteOptions,
-  KvClientOptions,
-  KvEndpoint,
-  LeaseKeeper,
-  PutOptions as KvPutOptions,
-  RangeOptions as KvRangeOptions,
-  ReadOptions as KvReadOptions,
-  WatchBatch as KvWatchBatch,
-  WatchOptions as KvWatchOptions,
-} from './kv/client.js';
-export { KvService } from './kv/service.js';
+export * from './kv/index.js';
+export * from './mapreduce/index.js';
 export {
-  kvKey,
-  kvText,
-  prefixRange,
-  fromKeyRange,
-  prefixEnd,
-  RANGE_END_ALL,
-} from './kv/core/bytes.js';
-export type * from './kv/core/types.js';
-export { runOptimisticTxn } from './kv/optimistic-txn.js';
+  isFinished,
+  MapReduceClient,
+  prepareJob,
+  progressLine,
+  removeOutput,
+} from './mapreduce/client.js';
+export type { JobRequest, MapReduceEndpoint, PreparedJob } from './mapreduce/client.js';
 export type {
-  OptimisticTxn,
-  OptimisticTxnOutcome,
-  OptimisticTxnOptions,
-} from './kv/optimistic-txn.js';
+  JobCounters,
+  JobId,
+  JobOptions,
+  JobProgress,
+  JobStatus,
+  JobStatusName,
+  TaskInfo,
+} from './mapreduce/core/types.js';
+export { clusterStatus, findLeader } from './node/status.js';
+export type { ClusterLeader, ClusterStatus, ClusterStatusOptions } from './node/status.js';
+export { readClusterFile } from './node/cluster.js';
+export type { ClusterFile, ClusterNode, ClusterSummary, PollResult } from './node/cluster.js';
+export type { NodeStatus } from './node/node-service.js';
+export { runJob, startEmbeddedCluster } from './cli/embedded-cluster.js';
+export type {
+  EmbeddedCluster,
+  EmbeddedOptions,
+  JobRun,
+  RunJobOptions,
+} from './cli/embedded-cluster.js';

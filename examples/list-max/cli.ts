@@ -8,8 +8,7 @@
  * ```
  */
 import type { Writable } from 'node:stream';
-import { HttpGateway } from '../../src/rpc/http-gateway.js';
-import { startTcpClient, startTcpServer } from '../../src/rpc/tcp-endpoints.js';
+import { HttpGateway, startTcpClient, startTcpServer } from 'cohort/rpc';
 import { ListMax, listMaxHandlers } from './service.js';
 
 /** The server's node id. */

@@ -7,9 +7,8 @@
  * const { max } = await client.client(ListMax, serverId).listMax({ values: [3, 9, 4] }); // 9
  * ```
  */
-import { Type } from '@sinclair/typebox';
-import { defineService, unary } from '../../src/rpc/service.js';
-import type { Handlers } from '../../src/rpc/service.js';
+import { defineService, Type, unary } from 'cohort/rpc';
+import type { Handlers } from 'cohort/rpc';
 
 /** Most values one call may carry (bounds the request; more gets INVALID_ARGUMENT at /values). */
 export const VALUES_MAX = 100_000;

@@ -13,7 +13,7 @@
  * combiner, a key's values reach reduce in input order, so each file's
  * matches come out in file order. No combiner applies: nothing to merge.
  */
-import { defineJob } from '../../src/mapreduce/job.js';
+import { defineJob } from 'cohort/mapreduce';
 
 let cached: { source: string; flags: string; re: RegExp } | undefined;
 

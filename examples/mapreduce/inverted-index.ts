@@ -13,7 +13,7 @@
  * (word, document) pair once.
  */
 import { basename } from 'node:path';
-import { defineJob } from '../../src/mapreduce/job.js';
+import { defineJob } from 'cohort/mapreduce';
 
 const WORD = /[A-Za-z]+/g;
 

@@ -17,8 +17,8 @@
  * as words are emitted, so a map task keeps and ships one count per distinct
  * word.
  */
-import { defineJob } from '../../src/mapreduce/job.js';
-import type { Emit } from '../../src/mapreduce/job.js';
+import { defineJob } from 'cohort/mapreduce';
+import type { Emit } from 'cohort/mapreduce';
 
 /** Emits `(word, 1)` for each maximal `[A-Za-z]+` run of `text`. */
 function scan(text: string, emit: Emit<number>): void {

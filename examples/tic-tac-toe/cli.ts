@@ -11,10 +11,9 @@
  */
 import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { isCohortError } from '../../src/lib/errors.js';
-import { HttpGateway } from '../../src/rpc/http-gateway.js';
-import type { Client } from '../../src/rpc/service.js';
-import { startTcpClient, startTcpServer } from '../../src/rpc/tcp-endpoints.js';
+import { isCohortError } from 'cohort';
+import { HttpGateway, startTcpClient, startTcpServer } from 'cohort/rpc';
+import type { Client } from 'cohort/rpc';
 import { describeGame, render } from './game.js';
 import type { Game, Player } from './game.js';
 import { TicTacToe, TicTacToeServer } from './service.js';

@@ -10,11 +10,9 @@
  * for await (const state of ttt.watch({ game: 'g1' })) console.log(state.status);
  * ```
  */
-import { Type } from '@sinclair/typebox';
-import type { Static } from '@sinclair/typebox';
-import { CohortError } from '../../src/lib/errors.js';
-import { defineService, serverStream, unary } from '../../src/rpc/service.js';
-import type { Handlers } from '../../src/rpc/service.js';
+import { CohortError } from 'cohort';
+import { defineService, serverStream, Type, unary } from 'cohort/rpc';
+import type { Handlers, Static } from 'cohort/rpc';
 import { newGame, play } from './game.js';
 import type { Game } from './game.js';
 

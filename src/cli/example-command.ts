@@ -8,9 +8,12 @@
  * cohort example list-max call 3 9 4 [--server 127.0.0.1:7401]
  * ```
  *
- * The examples live in `examples/` (TypeScript, outside the published
- * `dist/`), so they are loaded at run time through tsx's `tsImport` (a dev
- * dependency, present in a checkout after `npm ci`).
+ * The examples live in `examples/` and are written against the public API
+ * (`cohort/rpc`, ...). `npm run build` compiles them into `dist/examples/`,
+ * which the package ships: the compiled CLI (`bin/cohort.js`, an installed
+ * `cohort`) loads them from there with a plain `import()`, no TypeScript
+ * loader needed. Run from the sources (tests, `tsx src/cli/main.ts`), the CLI
+ * loads `examples/*.ts` through tsx, which then runs it anyway.
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
@@ -34,10 +37,15 @@ interface ListMaxCli {
   call(o: { host: string; port: number; values: number[] }): Promise<unknown>;
 }
 
+/** Loads `examples/<path>` (no extension), compiled or from the sources (see the file comment). */
 async function load<T>(path: string): Promise<T> {
+  if (!import.meta.url.endsWith('.ts')) {
+    // dist/cli/example-command.js: the compiled examples are in dist/examples/.
+    return (await import(new URL(`../examples/${path}.js`, import.meta.url).href)) as T;
+  }
+  // src/cli/example-command.ts: the repository root is two levels up.
   const { tsImport } = await import('tsx/esm/api');
-  // From src/cli/ or dist/cli/, the repository root is two levels up.
-  const url = new URL(`../../examples/${path}`, import.meta.url).href;
+  const url = new URL(`../../examples/${path}.ts`, import.meta.url).href;
   return (await tsImport(url, import.meta.url)) as T;
 }
 
@@ -77,7 +85,7 @@ export function registerExampleCommands(program: Command): void {
     .option('--port <port>', 'TCP port for cohort RPC', port, 7400)
     .option('--http <port>', 'also serve the HTTP/JSON gateway on this port', port)
     .action(async (o: { host: string; port: number; http?: number }) => {
-      const m = await load<TicTacToeCli>('tic-tac-toe/cli.ts');
+      const m = await load<TicTacToeCli>('tic-tac-toe/cli');
       stayUp(await m.serve(o));
     });
   ttt
@@ -92,7 +100,7 @@ export function registerExampleCommands(program: Command): void {
     .option('--server <host:port>', 'the server', hostPort, { host: '127.0.0.1', port: 7400 })
     .action(
       async (player: 'X' | 'O', o: { game: string; server: { host: string; port: number } }) => {
-        const m = await load<TicTacToeCli>('tic-tac-toe/cli.ts');
+        const m = await load<TicTacToeCli>('tic-tac-toe/cli');
         const result = await m.play({ player, game: o.game, ...o.server });
         process.stdout.write(`${result}\n`);
         process.exitCode = result === 'won' || result === 'draw' || result === 'lost' ? 0 : 1;
@@ -106,7 +114,7 @@ export function registerExampleCommands(program: Command): void {
     .option('--port <port>', 'TCP port for cohort RPC', port, 7401)
     .option('--http <port>', 'also serve the HTTP/JSON gateway on this port', port)
     .action(async (o: { host: string; port: number; http?: number }) => {
-      const m = await load<ListMaxCli>('list-max/cli.ts');
+      const m = await load<ListMaxCli>('list-max/cli');
       stayUp(await m.serve(o));
     });
   lm.command('call')
@@ -118,7 +126,7 @@ export function registerExampleCommands(program: Command): void {
     })
     .option('--server <host:port>', 'the server', hostPort, { host: '127.0.0.1', port: 7401 })
     .action(async (values: number[], o: { server: { host: string; port: number } }) => {
-      const m = await load<ListMaxCli>('list-max/cli.ts');
+      const m = await load<ListMaxCli>('list-max/cli');
       await m.call({ values, ...o.server });
     });
 }

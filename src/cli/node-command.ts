@@ -8,14 +8,18 @@
  * ```
  *
  * Settings come from flags, then COHORT_* variables, then the config file,
- * then defaults; the flags and their help are src/node/config.ts's nodeOptions. Exit codes: 0 after a clean shutdown, 2 for a
- * bad configuration, 1 when the node could not start or failed.
+ * then defaults; the flags and their help are src/node/config.ts's nodeOptions.
+ * Exit codes: 0 after a clean shutdown, 2 for a bad configuration, 1 when the
+ * node could not start or failed. With `--repair`, a WAL damaged in the middle
+ * is cut at the damage instead of refused, and what was dropped (file, offset,
+ * bytes, records, entries) is printed on stderr before the node serves.
  */
 import type { Command } from 'commander';
 import { isCohortError } from '../lib/errors.js';
 import { configFileFlag, nodeOptionFlags, resolveNodeConfig } from '../node/config.js';
 import type { RawConfig } from '../node/config.js';
 import { startNode } from '../node/node.js';
+import { describeRecovery } from '../raft/storage/file-storage.js';
 
 /** Flags of `cohort node` as commander hands them over (all strings). */
 type NodeFlags = RawConfig & { config?: string };
@@ -49,6 +53,11 @@ async function runNode(flags: NodeFlags): Promise<void> {
     return undefined;
   });
   if (node === undefined) return;
+  if (config.repair) {
+    const lines = describeRecovery(node.recovery);
+    if (lines.length === 0) lines.push('repair: the log was whole; nothing dropped');
+    for (const line of lines) process.stderr.write(`cohort node ${config.id}: ${line}\n`);
+  }
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       if (stopping) return;

@@ -29,17 +29,28 @@
  *   are retried for reads (idempotent) and for writes under the SAME session
  *   sequence number, so the state machine answers a write that did apply
  *   from its session table instead of applying it again;
+ * - **SESSION_EXPIRED** (the session idled past its TTL of log time, or the
+ *   cluster forgot it past its bounds): the client registers a new session
+ *   and retries the write if no attempt of it can have applied (or it is a
+ *   keep-alive, which may apply twice); otherwise it fails with an
+ *   indefinite SESSION_EXPIRED (`details.earlierAttemptUncertain`);
  * - anything else (INVALID_ARGUMENT, NOT_FOUND, COMPACTED, ...) is the
  *   answer and is thrown at once. After `retryMs` the last error is thrown.
  *
- * Concurrency: a session allows one command in flight per client id, so the
- * client keeps a pool of session lanes (`${clientId}/${lane}`); each write
- * takes a free lane (a new one up to `lanesMax`), so many concurrent calls run
- * in parallel. `close()` ends the lanes' sessions on the cluster.
+ * Sessions: each lane registers one with the cluster (`sessionOpen`, a log
+ * entry that names a fresh id) before its first write; a session allows one
+ * command in flight, so the client keeps a pool of lanes; each write takes a
+ * free lane (a new one up to `lanesMax`), so many concurrent calls run in
+ * parallel. `close()` ends the lanes' sessions on the cluster.
+ *
+ * Time comes from `options.clock` (default the process clock), so a
+ * simulator can drive the client's deadlines, backoff and suspicion.
  */
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { RealClock } from '../lib/clock.js';
+import type { Clock } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { ErrorCode } from '../lib/errors.js';
 import { clusterId as toClusterId, isValidId, nodeId } from '../lib/ids.js';
@@ -92,8 +103,16 @@ export interface KvClientOptions {
   readonly endpoints: readonly KvEndpoint[];
   /** The cluster id (default 'cohort-local', what `cohort up` uses). */
   readonly clusterId?: string;
-  /** Base of the session client ids (default: `kv-` + 12 random hex digits); must be unique per client. */
+  /**
+   * A name for this client (default: `kv-` + 12 random hex digits). Session
+   * ids are assigned by the cluster when each lane registers, so a restarted
+   * client may reuse its name.
+   */
   readonly clientId?: string;
+  /** Idle time (log time) after which the cluster expires a lane's session (default kvSessionTtlMsDefault). */
+  readonly sessionTtlMs?: number;
+  /** Time source for deadlines, backoff and timers (default: the process clock). */
+  readonly clock?: Clock;
   /** Deadline of one attempt, in ms (default 2000). */
   readonly timeoutMs?: number;
   /** How long a call keeps retrying before it fails with the last error, in ms (default 10000). */
@@ -234,27 +253,33 @@ function parseAddress(text: unknown): PeerAddress | undefined {
   return { host: text.slice(0, i), port };
 }
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
+/** Resolves after `ms` on `clock`, or at once when `signal` aborts. */
+function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
     if (signal?.aborted === true) {
       resolve();
       return;
     }
-    const t = setTimeout(done, ms);
+    const t = clock.setTimer(ms, done);
     signal?.addEventListener('abort', done, { once: true });
     function done(): void {
-      clearTimeout(t);
+      clock.clearTimer(t);
       signal?.removeEventListener('abort', done);
       resolve();
     }
   });
+}
 
+/** One session lane: one write in flight at a time. */
 interface Lane {
-  clientId: string;
+  /** The registered session's id; undefined: register before the next write. */
+  clientId: string | undefined;
   seq: number;
-  generation: number;
   readonly index: number;
 }
+
+/** Registrations one write may make after its session expired, before it gives up. */
+const registrationsPerWriteMax = 2;
 
 type Stub = Client<typeof KvService>;
 
@@ -264,7 +289,7 @@ export class KvClient {
   private readonly order: NodeId[];
   private next = 0;
   private leader: NodeId | undefined;
-  /** Nodes that failed to answer, until when they are skipped (Date.now() ms). */
+  /** Nodes that failed to answer, until when they are skipped (clock ms). */
   private readonly suspects = new Map<NodeId, number>();
   private readonly free: Lane[] = [];
   private readonly lanes: Lane[] = [];
@@ -272,6 +297,8 @@ export class KvClient {
   private readonly timeoutMs: number;
   private readonly retryMs: number;
   private readonly lanesMax: number;
+  private readonly sessionTtlMs: number | undefined;
+  private readonly clock: Clock;
   private readonly keepers = new Set<LeaseKeeper>();
   private closing: Promise<void> | undefined;
   private readonly closeController = new AbortController();
@@ -280,11 +307,14 @@ export class KvClient {
     private readonly rpc: RpcNode,
     private readonly transport: TcpTransport<RpcWireMessage>,
     endpoints: readonly NodeId[],
-    /** Base of the lanes' client ids. */
+    /** This client's name (sessions get ids from the cluster). */
     readonly clientId: string,
     options: KvClientOptions,
+    clock: Clock,
   ) {
     this.order = [...endpoints];
+    this.clock = clock;
+    this.sessionTtlMs = options.sessionTtlMs;
     this.timeoutMs = options.rpc?.client?.timeoutMs ?? options.timeoutMs ?? defaultTimeoutMs;
     this.retryMs = options.retryMs ?? 10_000;
     this.lanesMax = Math.max(
@@ -302,11 +332,27 @@ export class KvClient {
     }
     const parsed = options.endpoints.map(parseKvEndpoint);
     const clientId = options.clientId ?? `kv-${randomBytes(6).toString('hex')}`;
-    if (clientId.length + 8 > limits.kvClientIdCharsMax) {
-      throw new CohortError('INVALID_ARGUMENT', 'clientId is too long', {
-        details: { field: 'clientId' },
-      });
+    if (clientId.length === 0 || clientId.length > limits.kvClientIdCharsMax) {
+      throw new CohortError(
+        'INVALID_ARGUMENT',
+        'clientId must be 1..kvClientIdCharsMax characters',
+        {
+          details: { field: 'clientId' },
+        },
+      );
     }
+    const ttl = options.sessionTtlMs;
+    if (
+      ttl !== undefined &&
+      !(Number.isInteger(ttl) && ttl >= limits.kvSessionTtlMsMin && ttl <= limits.kvSessionTtlMsMax)
+    ) {
+      throw new CohortError(
+        'INVALID_ARGUMENT',
+        `sessionTtlMs must be an integer within ${limits.kvSessionTtlMsMin}..${limits.kvSessionTtlMsMax}`,
+        { details: { field: 'sessionTtlMs' } },
+      );
+    }
+    const clock = options.clock ?? options.rpc?.clock ?? new RealClock();
     const transport = await TcpTransport.start<RpcWireMessage>({
       self: nodeId(`client-${randomBytes(6).toString('hex')}`),
       clusterId: toClusterId(options.clusterId ?? 'cohort-local'),
@@ -319,6 +365,7 @@ export class KvClient {
     // The attempt deadline is the RPC default, so calls share one deadline timer.
     const rpc = new RpcNode(transport, {
       ...options.rpc,
+      clock,
       client: { timeoutMs: options.timeoutMs ?? defaultTimeoutMs, ...options.rpc?.client },
     });
     return new KvClient(
@@ -327,6 +374,7 @@ export class KvClient {
       parsed.map((p) => p.id),
       clientId,
       options,
+      clock,
     );
   }
 
@@ -412,7 +460,8 @@ export class KvClient {
 
   /** Renews a lease once. */
   leaseKeepAlive(id: number): Promise<LeaseKeepAliveResult> {
-    return this.write((s, o, session) => s.leaseKeepAlive({ id, session }, o));
+    // Idempotent enough: a keep-alive applied twice renews twice.
+    return this.write((s, o, session) => s.leaseKeepAlive({ id, session }, o), true);
   }
 
   /** A lease's TTL left (as the leader's clock sees it) and optionally its keys. */
@@ -451,7 +500,7 @@ export class KvClient {
           if (!isCohortError(e) || e.code === 'CLOSED') return 'stopped';
           interval ??= 500;
         }
-        await sleep(interval, stop.signal);
+        await sleep(this.clock, interval, stop.signal);
       }
       return 'stopped';
     };
@@ -485,14 +534,20 @@ export class KvClient {
   /**
    * Watches a key, prefix or range. Yields batches of events in revision
    * order; after a disconnect or a leader change it resumes from the last
-   * revision delivered + 1 on another node: no gap, no duplicate. Throws
-   * COMPACTED if the start revision (or the resume point) was compacted.
-   * Breaking out of the loop or aborting `signal` ends it.
+   * revision delivered + 1 on another node: no gap, no duplicate. A consumer
+   * that stops reading is cut off by the node once its backlog passes the
+   * node's bounds (OVERLOADED, reason `watcherTooSlow`); the watch resumes
+   * the same way, from history, when it reads again. Throws COMPACTED if
+   * the start revision was compacted, or if the resume point was compacted
+   * meanwhile (`details.reason: 'watchResumeCompacted'`, `resumeRevision`,
+   * `compactedRevision`: read the current state and watch from its revision
+   * + 1). Breaking out of the loop or aborting `signal` ends it.
    */
   async *watch(key: Bytes, options: WatchOptions = {}): AsyncGenerator<WatchBatch> {
     const range = rangeOf(key, options);
     let next = options.startRevision;
     let failures = 0;
+    let resuming = false;
     const signal = options.signal;
     while (signal?.aborted !== true && !this.closeController.signal.aborted) {
       const target = this.target();
@@ -522,13 +577,27 @@ export class KvClient {
       } catch (e) {
         if (!isCohortError(e)) throw e;
         if (isAborted(signal)) return;
+        if (e.code === 'COMPACTED' && resuming && next !== undefined) {
+          throw new CohortError(
+            'COMPACTED',
+            `the watch cannot resume from revision ${next}: ${e.message}; read the current state and watch from its revision + 1`,
+            {
+              details: { ...e.details, reason: 'watchResumeCompacted', resumeRevision: next },
+              cause: e,
+            },
+          );
+        }
         if (!routingCodes.has(e.code) && !(e.code === 'INTERNAL')) throw e;
+        // Cut off for reading too slowly: the node is fine, resume there from history.
+        const slow = e.code === 'OVERLOADED' && e.details.reason === 'watcherTooSlow';
         if (e.code === 'NOT_LEADER') this.forget(target);
-        else this.suspect(target);
+        else if (!slow) this.suspect(target);
       } finally {
         stream.cancel();
+        // Any later stream continues from `next`.
+        resuming = true;
       }
-      await sleep(Math.min(500, 10 * 2 ** failures++), signal);
+      await sleep(this.clock, Math.min(500, 10 * 2 ** failures++), signal);
     }
   }
 
@@ -539,10 +608,10 @@ export class KvClient {
     this.closing ??= (async () => {
       this.closeController.abort();
       for (const k of this.keepers) k.stop();
-      const used = this.lanes.filter((l) => l.seq > 0);
+      const sessions = this.lanes.flatMap((l) => (l.clientId === undefined ? [] : [l.clientId]));
       await Promise.allSettled(
-        used.map((l) =>
-          this.call(undefined, (s, o) => s.sessionEnd({ clientId: l.clientId }, o), 1_000),
+        sessions.map((clientId) =>
+          this.call(undefined, (s, o) => s.sessionEnd({ clientId }, o), 1_000),
         ),
       );
       await this.rpc.close();
@@ -564,7 +633,7 @@ export class KvClient {
   /** The node to try: the known leader, else the next endpoint round-robin. */
   private target(): NodeId {
     if (this.leader !== undefined) return this.leader;
-    const now = Date.now();
+    const now = this.clock.now();
     // Round-robin, skipping nodes that just failed while another may answer.
     for (let i = 0; i < this.order.length; i++) {
       const id = this.order[this.next % this.order.length];
@@ -584,7 +653,7 @@ export class KvClient {
   /** `target` failed to answer: not the leader, and not worth a redirect for a while. */
   private suspect(target: NodeId): void {
     this.forget(target);
-    this.suspects.set(target, Date.now() + suspectMs);
+    this.suspects.set(target, this.clock.now() + suspectMs);
   }
 
   /** Learns the leader from a NOT_LEADER answer; true if it names one other than `from`. */
@@ -596,7 +665,7 @@ export class KvClient {
     }
     const leader = nodeId(id);
     // A follower may still name a leader that just died (until it times out): do not bounce back to it.
-    if ((this.suspects.get(leader) ?? 0) > Date.now()) {
+    if ((this.suspects.get(leader) ?? 0) > this.clock.now()) {
       this.forget(from);
       return false;
     }
@@ -619,7 +688,7 @@ export class KvClient {
     if (lane !== undefined) return Promise.resolve(lane);
     if (this.lanes.length < this.lanesMax) {
       const index = this.lanes.length;
-      const l: Lane = { clientId: `${this.clientId}/${index}`, seq: 0, generation: 0, index };
+      const l: Lane = { clientId: undefined, seq: 0, index };
       this.lanes.push(l);
       return Promise.resolve(l);
     }
@@ -632,43 +701,80 @@ export class KvClient {
     else this.free.push(lane);
   }
 
-  /** A write under a session lane: one seq for all retries of it. */
+  /**
+   * A write under a session lane: one seq for all retries of it. The lane
+   * registers a session first if it has none (or its session expired);
+   * after SESSION_EXPIRED the write is retried under a new session only if
+   * no attempt of it can have applied, or `idempotent` (see the file comment).
+   */
   private async write<T>(
     fn: (s: Stub, o: { timeoutMs: number }, session: SessionTag) => Promise<T>,
+    idempotent = false,
   ): Promise<T> {
     if (this.closeController.signal.aborted)
       throw new CohortError('CLOSED', 'the KV client is closed');
     const lane = await this.acquireLane();
     try {
-      for (let fresh = 0; ; fresh++) {
+      // An attempt of this write may have applied (an indefinite error was retried).
+      let uncertain = false;
+      for (let registrations = 0; ;) {
+        if (lane.clientId === undefined) {
+          try {
+            lane.clientId = await this.register();
+          } catch (e) {
+            // Not sent again; but an earlier attempt (of an idempotent write) may have applied.
+            if (!uncertain || !isCohortError(e)) throw e;
+            throw new CohortError(e.code, `${e.message}; an earlier attempt may have applied`, {
+              definite: false,
+              details: { ...e.details, earlierAttemptUncertain: true },
+              cause: e,
+            });
+          }
+          lane.seq = 0;
+          registrations++;
+        }
         lane.seq++;
         const session = { clientId: lane.clientId, seq: lane.seq };
-        let sent = false;
         try {
           return await this.call(
-            () => (sent = true),
+            () => (uncertain = true),
             (s, o) => fn(s, o, session),
           );
         } catch (e) {
-          // The session was forgotten (LRU) before this command's first
-          // attempt reached it: nothing was applied, so start a new session.
-          if (
-            isCohortError(e) &&
-            e.code === 'FAILED_PRECONDITION' &&
-            e.details.reason === 'sessionExpired' &&
-            fresh === 0 &&
-            !sent
-          ) {
-            lane.generation++;
-            lane.clientId = `${this.clientId}/${lane.index}.${lane.generation}`;
-            lane.seq = 0;
-            continue;
-          }
-          throw e;
+          if (!isCohortError(e) || e.code !== 'SESSION_EXPIRED') throw e;
+          lane.clientId = undefined;
+          if ((!uncertain || idempotent) && registrations < registrationsPerWriteMax) continue;
+          if (!uncertain) throw e;
+          throw new CohortError(
+            'SESSION_EXPIRED',
+            `${e.message}; an earlier attempt of this write may have applied before the session expired, so its outcome is unknown`,
+            { definite: false, details: { ...e.details, earlierAttemptUncertain: true }, cause: e },
+          );
         }
       }
     } finally {
       this.releaseLane(lane);
+    }
+  }
+
+  /**
+   * Registers a session for a lane (a log entry; retried like a write: a
+   * registration whose reply was lost leaves an unused session that
+   * expires). Any failure is definite for the write waiting on it, which
+   * was not sent.
+   */
+  private async register(): Promise<string> {
+    const req = this.sessionTtlMs === undefined ? {} : { ttlMs: this.sessionTtlMs };
+    try {
+      const r = await this.call(undefined, (s, o) => s.sessionOpen(req, o));
+      return r.clientId;
+    } catch (e) {
+      if (!isCohortError(e)) throw e;
+      throw new CohortError(
+        e.code,
+        `could not register an exactly-once session (the write was not sent): ${e.message}`,
+        { definite: true, details: e.details, cause: e },
+      );
     }
   }
 
@@ -682,7 +788,7 @@ export class KvClient {
     fn: (s: Stub, o: { timeoutMs: number }) => Promise<T>,
     retryMs = this.retryMs,
   ): Promise<T> {
-    const deadline = Date.now() + retryMs;
+    const deadline = this.clock.now() + retryMs;
     let backoff = 0;
     // An attempt that may have taken effect makes every later give-up indefinite.
     let uncertain = false;
@@ -704,7 +810,7 @@ export class KvClient {
           uncertain = true;
           onRetry?.();
         }
-        if (Date.now() + backoff >= deadline || this.closeController.signal.aborted) {
+        if (this.clock.now() + backoff >= deadline || this.closeController.signal.aborted) {
           if (!uncertain || !e.definite) throw e;
           // This attempt surely failed, but an earlier one may have been applied.
           throw new CohortError(e.code, `${e.message} (an earlier attempt may have taken effect)`, {
@@ -713,7 +819,7 @@ export class KvClient {
             cause: e,
           });
         }
-        if (backoff > 0 && this.leader === undefined) await sleep(backoff);
+        if (backoff > 0 && this.leader === undefined) await sleep(this.clock, backoff);
       }
     }
   }

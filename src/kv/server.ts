@@ -11,14 +11,19 @@
  * ```
  *
  * - **Writes** (put, deleteRange, txn, compact, lease grant/revoke/keep-alive,
- *   sessionEnd) are proposed by the leader only; a follower answers NOT_LEADER
- *   (definite) with `details.leaderId` and `details.leaderRpc` ("host:port").
- *   The proposal carries the caller's session, so a retried write is applied
- *   once. A refusal by the state machine becomes a CohortError with its code.
- *   Every entry this server proposes carries its `quotaBytes` (the storage
- *   quota; see core/state-machine.ts): while the NOSPACE alarm is raised the
- *   leader refuses a write that adds values at once with NO_SPACE, without
+ *   sessionOpen, sessionEnd) are proposed by the leader only; a follower
+ *   answers NOT_LEADER (definite) with `details.leaderId` and
+ *   `details.leaderRpc` ("host:port"). The proposal carries the caller's
+ *   session, so a retried write is applied once. A refusal by the state
+ *   machine becomes a CohortError with its code. Every entry this server
+ *   proposes carries its `quotaBytes` (the storage quota; see
+ *   core/state-machine.ts): while the NOSPACE alarm is raised the leader
+ *   refuses a write that adds values at once with NO_SPACE, without
  *   proposing it.
+ * - **Log time**: every proposal carries `timeMs`, the leader's monotonic
+ *   clock carried on from the log time it found on taking over (read once
+ *   its log is applied, with the lease clock); sessions expire by it
+ *   (Raft dissertation §6.3), so no replica's own clock decides.
  * - **Reads** are linearizable by default (RaftNode.read: ReadIndex, leader
  *   only, so followers redirect) or `serializable` from the local state of any
  *   node. A range answer is cut at kvRangeBytesMax bytes of keys and values
@@ -31,11 +36,20 @@
  * - **Compaction**: the leader proposes `compact` to keep the last
  *   kvHistoryRevisionsKept revisions.
  * - **Watches**: one server stream per watch: a `created` item, catch-up from
- *   `startRevision` (eventsSince), then live events from applied entries, and
- *   progress notifications while idle. A watcher more than
- *   kvWatchBufferEventsMax events behind is cut off (OVERLOADED); a snapshot
- *   installed on this node ends every watch (UNAVAILABLE); the client resumes
- *   from its last revision + 1 either way.
+ *   `startRevision` (eventsSince, read a page per item as the stream is
+ *   consumed), then live events from applied entries, and progress
+ *   notifications while idle. Live events queue per watcher until its
+ *   stream takes them; a watcher whose backlog passes kvWatchBufferEventsMax
+ *   events or kvWatchBufferBytesMax bytes (its client reads too slowly or
+ *   not at all) is cancelled, and so are the largest backlogs while all
+ *   watchers of the node hold more than kvWatchNodeBufferBytesMax: its queue
+ *   is dropped and its stream ends, after what it was sent, with a definite
+ *   OVERLOADED (`details.reason: 'watcherTooSlow'`, `resumeRevision`,
+ *   `compactedRevision`); `counters` counts them. A snapshot installed on
+ *   this node ends every watch (UNAVAILABLE). The client resumes from its
+ *   last revision + 1 either way, from history (COMPACTED if it is gone).
+ *   Besides its queue, a stream holds at most one item (about
+ *   kvRangeBytesMax) and the RPC credit window in the transport.
  */
 import type { Logger } from 'pino';
 import { assert } from '../lib/assert.js';
@@ -53,9 +67,11 @@ import type { NodeModule } from '../host/modules.js';
 import { compareBytes } from './core/bytes.js';
 import { decodeKvEntry, encodeKvEntry } from './core/codec.js';
 import { LeaseClock } from './core/lease-clock.js';
+import { kvBytes } from './core/reply-size.js';
 import type {
   KvApplied,
   KvCommand,
+  KvEntry,
   KvEvent,
   KvResult,
   RangeRequest,
@@ -117,6 +133,10 @@ export interface KvServerOptions {
   readonly watchBufferEventsMax?: number;
   /** The store's storage quota in bytes, carried in every entry proposed here (default kvQuotaBytesDefault; 0: none). */
   readonly quotaBytes?: number;
+  /** Bytes buffered per watch (default kvWatchBufferBytesMax). */
+  readonly watchBufferBytesMax?: number;
+  /** Bytes buffered by all watches of this node together (default kvWatchNodeBufferBytesMax). */
+  readonly watchNodeBufferBytesMax?: number;
 }
 
 /** Copies the fields of `src` named in `keys` that are defined (drops unknown fields from the wire). */
@@ -137,13 +157,17 @@ const rangeKeys = [
   'keysOnly',
 ] as const;
 
-/** Cuts a range answer at kvRangeBytesMax bytes of keys and values (at least one key stays). */
+/**
+ * Cuts a range answer at kvRangeBytesMax bytes of keys and values, each
+ * key-value counted with its encoding overhead (reply-size.ts), so many tiny
+ * keys cannot make a reply larger than a frame (at least one key stays).
+ */
 export function capRange(r: RangeResult, bytesMax = limits.kvRangeBytesMax): RangeResult {
   let bytes = 0;
   for (let i = 0; i < r.kvs.length; i++) {
     const kv = r.kvs[i];
     assert(kv !== undefined, 'range result index');
-    bytes += kv.key.length + kv.value.length;
+    bytes += kvBytes(kv.key.length, kv.value.length);
     if (bytes > bytesMax && i > 0) return { ...r, kvs: r.kvs.slice(0, i), more: true };
   }
   return r;
@@ -158,15 +182,38 @@ function refusal(applied: Extract<KvApplied, { ok: false }>): CohortError {
 interface WatchBatch {
   readonly revision: number;
   readonly events: readonly KvEvent[];
+  /** eventBytes of the events. */
+  readonly bytes: number;
+}
+
+/** Bytes one event holds for a watcher: its key-value and, if it keeps it, its prevKv (reply-size.ts). */
+function eventBytes(ev: KvEvent, prevKv: boolean): number {
+  const p = prevKv ? ev.prevKv : undefined;
+  return (
+    kvBytes(ev.kv.key.length, ev.kv.value.length) +
+    (p === undefined ? 0 : kvBytes(p.key.length, p.value.length))
+  );
+}
+
+/** What every watcher on a node holds queued together (kvWatchNodeBufferBytesMax bounds it). */
+interface WatchBudget {
+  bytes: number;
+}
+
+/** The bounds of one watcher's backlog. */
+interface WatchBounds {
+  readonly eventsMax: number;
+  readonly bytesMax: number;
 }
 
 /** One live watch: its key range and a bounded queue of event batches. */
 class Watcher {
   readonly queue: WatchBatch[] = [];
-  queued = 0;
+  queuedEvents = 0;
+  queuedBytes = 0;
   error: CohortError | undefined;
-  /** Last revision enqueued or sent (for error details). */
-  lastRevision: number;
+  /** Every event up to this revision was handed to the stream (resume from it + 1). */
+  sentRevision: number;
   private wake: (() => void) | undefined;
 
   constructor(
@@ -176,9 +223,10 @@ class Watcher {
     readonly prevKv: boolean,
     /** Events below this revision are not delivered (a start revision in the future). */
     readonly minRevision: number,
-    createdRevision: number,
+    sentRevision: number,
+    private readonly budget: WatchBudget,
   ) {
-    this.lastRevision = createdRevision;
+    this.sentRevision = sentRevision;
   }
 
   matches(key: Uint8Array): boolean {
@@ -187,27 +235,44 @@ class Watcher {
     return this.end === null || compareBytes(key, this.end) < 0;
   }
 
-  push(batch: WatchBatch, max: number): void {
-    if (this.error !== undefined) return;
-    this.queue.push(batch);
-    this.queued += batch.events.length;
-    this.lastRevision = batch.revision;
-    if (this.queued > max) {
-      this.queue.length = 0;
-      this.fail(
-        new CohortError(
-          'OVERLOADED',
-          `watcher fell more than ${max} events behind; resume from the last revision received`,
-          { details: { limit: max } },
-        ),
-      );
-      return;
+  /**
+   * Queues a batch; false, queueing nothing, if it would take the backlog
+   * past `bounds` (a first batch always fits: one revision is never split).
+   */
+  push(batch: WatchBatch, bounds: WatchBounds): boolean {
+    if (this.error !== undefined) return true;
+    if (
+      this.queue.length > 0 &&
+      (this.queuedEvents + batch.events.length > bounds.eventsMax ||
+        this.queuedBytes + batch.bytes > bounds.bytesMax)
+    ) {
+      return false;
     }
+    this.queue.push(batch);
+    this.queuedEvents += batch.events.length;
+    this.queuedBytes += batch.bytes;
+    this.budget.bytes += batch.bytes;
     this.notify();
+    return true;
   }
 
+  /** Takes the oldest batch. */
+  shift(): WatchBatch | undefined {
+    const b = this.queue.shift();
+    if (b === undefined) return undefined;
+    this.queuedEvents -= b.events.length;
+    this.queuedBytes -= b.bytes;
+    this.budget.bytes -= b.bytes;
+    return b;
+  }
+
+  /** Ends the watch with `err` (delivered after what the stream already sent); drops the backlog. */
   fail(err: CohortError): void {
     this.error ??= err;
+    this.budget.bytes -= this.queuedBytes;
+    this.queue.length = 0;
+    this.queuedEvents = 0;
+    this.queuedBytes = 0;
     this.notify();
   }
 
@@ -236,25 +301,12 @@ class Watcher {
   }
 }
 
-/** Splits events (oldest first) into items of at most kvWatchBatchEventsMax events / kvRangeBytesMax bytes, never splitting a revision. */
-function batches(events: readonly KvEvent[], prevKv: boolean): WatchItem[] {
-  const items: WatchItem[] = [];
-  let cur: KvEvent[] = [];
-  let bytes = 0;
-  for (let i = 0; i < events.length; i++) {
-    const ev = events[i];
-    assert(ev !== undefined, 'event index');
-    cur.push(prevKv || ev.prevKv === undefined ? ev : { type: ev.type, kv: ev.kv });
-    bytes += ev.kv.key.length + ev.kv.value.length + (prevKv ? (ev.prevKv?.value.length ?? 0) : 0);
-    const next = events[i + 1];
-    const full = cur.length >= limits.kvWatchBatchEventsMax || bytes >= limits.kvRangeBytesMax;
-    if (next === undefined || (full && next.kv.modRevision !== ev.kv.modRevision)) {
-      items.push({ revision: ev.kv.modRevision, events: cur });
-      cur = [];
-      bytes = 0;
-    }
-  }
-  return items;
+/** Counters of a {@link KvServer}'s watches. */
+export interface KvWatchCounters {
+  /** Watch streams cancelled because their backlog passed the watcher's bounds (too slow). */
+  watchersCutOffSlow: number;
+  /** Watch streams cancelled to bring the node's watch backlog under kvWatchNodeBufferBytesMax. */
+  watchersCutOffNodeBudget: number;
 }
 
 /** The KV service on one node (see the file comment). */
@@ -263,11 +315,20 @@ export class KvServer {
   private readonly sm: ObservedStateMachine;
   private readonly log: Logger | undefined;
   private readonly now: () => number;
+  /** Watchers fed by applied entries (a cut-off one is not, though its stream may not have ended yet). */
   private readonly watchers = new Set<Watcher>();
-  private readonly watchBufferMax: number;
+  /** Watch streams open (what kvWatchesMax bounds). */
+  private watchStreams = 0;
+  private readonly watchBounds: WatchBounds;
+  private readonly watchNodeBytesMax: number;
+  private readonly watchBudget: WatchBudget = { bytes: 0 };
+  /** Live counters of the watches. */
+  readonly counters: KvWatchCounters = { watchersCutOffSlow: 0, watchersCutOffNodeBudget: 0 };
   /** What every proposed entry carries (see KvEntry.quotaBytes). */
   private readonly quota: { quotaBytes?: number };
   private clock: LeaseClock | undefined;
+  /** This leader's log time: the log's time when it took over, and its clock then. */
+  private logClock: { readonly base: number; readonly at: number } | undefined;
   /** The term whose leader duties run (undefined: not leading). */
   private leadingTerm: number | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -280,7 +341,11 @@ export class KvServer {
     this.sm = options.stateMachine;
     this.log = options.logger;
     this.now = options.now ?? (() => performance.now());
-    this.watchBufferMax = options.watchBufferEventsMax ?? limits.kvWatchBufferEventsMax;
+    this.watchBounds = {
+      eventsMax: options.watchBufferEventsMax ?? limits.kvWatchBufferEventsMax,
+      bytesMax: options.watchBufferBytesMax ?? limits.kvWatchBufferBytesMax,
+    };
+    this.watchNodeBytesMax = options.watchNodeBufferBytesMax ?? limits.kvWatchNodeBufferBytesMax;
     const quotaBytes = options.quotaBytes ?? limits.kvQuotaBytesDefault;
     this.quota = quotaBytes > 0 ? { quotaBytes } : {};
   }
@@ -311,9 +376,14 @@ export class KvServer {
     return Promise.resolve();
   }
 
-  /** Live watch streams (for status and tests). */
+  /** Watches fed by this node (a cut-off one no longer counts; for status and tests). */
   get watchCount(): number {
     return this.watchers.size;
+  }
+
+  /** Bytes of events queued for all watches of this node (bounded by kvWatchNodeBufferBytesMax). */
+  get watchBufferedBytes(): number {
+    return this.watchBudget.bytes;
   }
 
   /** True while this node runs a lease clock (it leads and has applied its log). */
@@ -357,6 +427,8 @@ export class KvServer {
           this.now(),
           this.options.electionTimeoutMs,
         );
+        // Every entry of earlier terms is applied: no stamp this leader makes is below theirs.
+        this.logClock = { base: sm.kv.logTimeMs, at: this.now() };
         this.log?.debug({ term, leases: this.clock.size }, 'lease clock started');
       })
       .catch((e: unknown) => {
@@ -371,12 +443,30 @@ export class KvServer {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.clock = undefined;
+    this.logClock = undefined;
     this.leadingTerm = undefined;
+  }
+
+  /** The log time to stamp on a proposal (undefined until this leader's log clock runs). */
+  private stamp(): number | undefined {
+    const c = this.logClock;
+    return c === undefined ? undefined : Math.floor(c.base + Math.max(0, this.now() - c.at));
+  }
+
+  /** A KV entry for a proposal: the command, its session if any, the quota, the log time if known. */
+  private entry(command: KvCommand, session?: SessionTag): KvEntry {
+    const timeMs = this.stamp();
+    return {
+      command,
+      ...(session === undefined ? {} : { session }),
+      ...this.quota,
+      ...(timeMs === undefined ? {} : { timeMs }),
+    };
   }
 
   /** Proposes a leader-side command; failures are logged (the duty runs again later). */
   private proposeDuty(command: KvCommand, what: string): Promise<unknown> {
-    return this.raft.propose(encodeKvEntry({ command, ...this.quota })).catch((e: unknown) => {
+    return this.raft.propose(encodeKvEntry(this.entry(command))).catch((e: unknown) => {
       this.log?.debug({ err: e }, `${what} proposal failed`);
     });
   }
@@ -422,15 +512,67 @@ export class KvServer {
     for (const w of this.watchers) {
       if (applied.revision < w.minRevision) continue;
       let mine: KvEvent[] | undefined;
+      let bytes = 0;
       for (const ev of applied.events) {
         if (!w.matches(ev.kv.key)) continue;
         (mine ??= []).push(w.prevKv || ev.prevKv === undefined ? ev : { type: ev.type, kv: ev.kv });
+        bytes += eventBytes(ev, w.prevKv);
       }
       if (mine === undefined) continue;
-      w.push({ revision: applied.revision, events: mine }, this.watchBufferMax);
-      // Cut off: no longer fed (its stream ends with the error once it is read).
-      if (w.error !== undefined) this.watchers.delete(w);
+      if (!w.push({ revision: applied.revision, events: mine, bytes }, this.watchBounds)) {
+        this.cutOff(w, 'watcher');
+      }
     }
+    // The node's bound: cut off the largest backlogs until the rest fit.
+    while (this.watchBudget.bytes > this.watchNodeBytesMax) {
+      let largest: Watcher | undefined;
+      for (const w of this.watchers) {
+        if (w.queuedBytes > (largest?.queuedBytes ?? 0)) largest = w;
+      }
+      if (largest === undefined) break;
+      this.cutOff(largest, 'node');
+    }
+  }
+
+  /**
+   * Cancels a watch whose backlog passed a bound (etcd cancels a slow
+   * watcher too, and tells it where to resume): its queue is dropped, it is
+   * no longer fed, and its stream ends, after what it already sent, with a
+   * definite OVERLOADED naming the revision to resume from and the oldest
+   * one still in history. KvClient resumes it from there by itself.
+   */
+  private cutOff(w: Watcher, bound: 'watcher' | 'node'): void {
+    const resumeRevision = w.sentRevision + 1;
+    const compactedRevision = this.sm.kv.compactedRevision;
+    const what =
+      bound === 'watcher'
+        ? `it fell more than ${this.watchBounds.eventsMax} events or ${this.watchBounds.bytesMax} bytes behind`
+        : `this node's watches hold more than kvWatchNodeBufferBytesMax ${this.watchNodeBytesMax} bytes and this one held the most`;
+    w.fail(
+      new CohortError(
+        'OVERLOADED',
+        `watch cancelled, too slow: ${what}; every event up to revision ${w.sentRevision} was sent: ` +
+          `resume from revision ${resumeRevision}` +
+          (resumeRevision <= compactedRevision
+            ? ` (already compacted: history starts after ${compactedRevision})`
+            : ''),
+        {
+          details: {
+            reason: 'watcherTooSlow',
+            bound,
+            resumeRevision,
+            compactedRevision,
+            ...(bound === 'watcher'
+              ? { eventsMax: this.watchBounds.eventsMax, bytesMax: this.watchBounds.bytesMax }
+              : { bytesMax: this.watchNodeBytesMax }),
+          },
+        },
+      ),
+    );
+    this.watchers.delete(w);
+    if (bound === 'watcher') this.counters.watchersCutOffSlow++;
+    else this.counters.watchersCutOffNodeBudget++;
+    this.log?.debug({ bound, resumeRevision }, 'slow watcher cut off');
   }
 
   private restored(): void {
@@ -510,8 +652,7 @@ export class KvServer {
     ctx: CallContext,
   ): Promise<R> {
     if (!this.raft.isLeader() && !(await this.leaderElected(ctx))) throw this.notLeader();
-    const entry =
-      session === undefined ? { command, ...this.quota } : { command, session, ...this.quota };
+    const entry = this.entry(command, session);
     // The NOSPACE alarm: refused here, before the log (apply would refuse it the same way).
     const noSpace = this.sm.kv.spaceRefusal(entry);
     if (noSpace !== undefined) {
@@ -590,6 +731,12 @@ export class KvServer {
       leaseRevoke: (req, ctx) => this.write({ type: 'leaseRevoke', id: req.id }, req.session, ctx),
       leaseKeepAlive: (req, ctx) =>
         this.write({ type: 'leaseKeepAlive', id: req.id }, req.session, ctx),
+      sessionOpen: (req, ctx) =>
+        this.write(
+          { type: 'sessionOpen', ...(req.ttlMs === undefined ? {} : { ttlMs: req.ttlMs }) },
+          undefined,
+          ctx,
+        ),
       sessionEnd: (req, ctx) =>
         this.write({ type: 'sessionEnd', clientId: req.clientId }, undefined, ctx),
       leaseTimeToLive: (req, ctx) =>
@@ -621,7 +768,7 @@ export class KvServer {
     ctx: CallContext,
   ): AsyncGenerator<WatchItem> {
     if (this.closed) throw new CohortError('CLOSED', 'the node is stopping');
-    if (this.watchers.size >= limits.kvWatchesMax) {
+    if (this.watchStreams >= limits.kvWatchesMax) {
       throw new CohortError(
         'OVERLOADED',
         `this node serves kvWatchesMax ${limits.kvWatchesMax} watches`,
@@ -632,35 +779,42 @@ export class KvServer {
     }
     const range = resolveRange(req.key, req.rangeEnd, 'watch');
     const kv = this.sm.kv;
-    // Synchronously: catch-up up to the current revision, then register, so
-    // live events (applied later) all have higher revisions: no gap, no dup.
+    const keys =
+      req.rangeEnd === undefined ? { key: req.key } : { key: req.key, rangeEnd: req.rangeEnd };
+    // Synchronously: the first page of catch-up (COMPACTED now if the start
+    // is gone), then register, so live events (applied later) all have
+    // higher revisions than `created`: no gap, no duplicate. Later pages are
+    // read as the stream is consumed, one item at a time.
     const created = kv.revision;
     const start = req.startRevision;
-    const catchUp =
-      start !== undefined && start <= created
-        ? kv.eventsSince(
-            req.rangeEnd === undefined
-              ? { key: req.key }
-              : { key: req.key, rangeEnd: req.rangeEnd },
-            start,
-          )
-        : [];
+    // Everything below the start revision counts as delivered.
+    const base = start === undefined ? created : Math.min(start - 1, created);
+    let page: WatchItem | undefined =
+      base < created
+        ? this.catchUpItem(kv, keys, base + 1, created, req.prevKv === true)
+        : undefined;
     const w = new Watcher(
       req.key,
       range.single ? undefined : range.end === undefined ? null : (req.rangeEnd ?? null),
       req.prevKv === true,
       start ?? created + 1,
-      created,
+      base,
+      this.watchBudget,
     );
     this.watchers.add(w);
+    this.watchStreams++;
     const progressMs = req.progressMs ?? limits.kvWatchProgressMsDefault;
     try {
-      // Everything below the start revision counts as delivered.
-      const base = start === undefined ? created : Math.min(start - 1, created);
       yield { revision: base, events: [], created: true };
-      for (const item of batches(catchUp, w.prevKv)) yield item;
-      if (catchUp.length > 0 || base < created) {
+      while (page !== undefined) {
+        w.sentRevision = page.revision;
+        yield page;
+        if (w.error !== undefined) throw w.error;
+        page = this.catchUpItem(kv, keys, w.sentRevision + 1, created, w.prevKv);
+      }
+      if (base < created) {
         // Catch-up covered everything up to `created`.
+        w.sentRevision = created;
         yield { revision: created, events: [], progress: true };
       }
       for (;;) {
@@ -669,22 +823,64 @@ export class KvServer {
         if (w.error !== undefined) throw w.error;
         if (w.queue.length === 0) {
           // Idle: every event up to the current revision was sent.
-          yield { revision: Math.max(kv.revision, w.minRevision - 1), events: [], progress: true };
+          w.sentRevision = Math.max(kv.revision, w.minRevision - 1);
+          yield { revision: w.sentRevision, events: [], progress: true };
           continue;
         }
-        const events: KvEvent[] = [];
-        let revision = 0;
-        while (w.queue.length > 0 && events.length < limits.kvWatchBatchEventsMax) {
-          const b = w.queue.shift();
-          assert(b !== undefined, 'watch queue');
-          w.queued -= b.events.length;
-          for (const ev of b.events) events.push(ev);
-          revision = b.revision;
-        }
-        yield { revision, events };
+        yield this.liveItem(w);
       }
     } finally {
       this.watchers.delete(w);
+      this.watchStreams--;
+      // Ended (cancelled, disconnected, failed): release its backlog.
+      w.fail(new CohortError('CANCELLED', 'the watch ended'));
     }
+  }
+
+  /**
+   * One stream item of catch-up from `from` (events in (from - 1, created],
+   * about one item's worth: kvWatchBatchEventsMax events or kvRangeBytesMax
+   * bytes, a revision never split); undefined when there is no more.
+   */
+  private catchUpItem(
+    kv: KvRaftStateMachine['kv'],
+    keys: { key: Uint8Array; rangeEnd?: Uint8Array },
+    from: number,
+    created: number,
+    prevKv: boolean,
+  ): WatchItem | undefined {
+    if (from > created) return undefined;
+    const page = kv.eventsSince(keys, from, {
+      eventsMax: limits.kvWatchBatchEventsMax,
+      bytesMax: limits.kvRangeBytesMax,
+    });
+    const events: KvEvent[] = [];
+    for (const ev of page) {
+      if (ev.kv.modRevision > created) break; // live events from here on
+      events.push(prevKv || ev.prevKv === undefined ? ev : { type: ev.type, kv: ev.kv });
+    }
+    const last = events[events.length - 1];
+    return last === undefined ? undefined : { revision: last.kv.modRevision, events };
+  }
+
+  /** The next live item: queued batches up to kvWatchBatchEventsMax events / kvRangeBytesMax bytes (at least one batch). */
+  private liveItem(w: Watcher): WatchItem {
+    const events: KvEvent[] = [];
+    let bytes = 0;
+    let revision = 0;
+    while (
+      w.queue.length > 0 &&
+      (events.length === 0 ||
+        (events.length + (w.queue[0] as WatchBatch).events.length <= limits.kvWatchBatchEventsMax &&
+          bytes + (w.queue[0] as WatchBatch).bytes <= limits.kvRangeBytesMax))
+    ) {
+      const b = w.shift();
+      assert(b !== undefined, 'watch queue');
+      for (const ev of b.events) events.push(ev);
+      bytes += b.bytes;
+      revision = b.revision;
+    }
+    w.sentRevision = revision;
+    return { revision, events };
   }
 }

@@ -14,16 +14,19 @@
  *
  * Errors are CohortErrors with stable codes: INVALID_ARGUMENT (shape, sizes,
  * malformed range, too many txn ops), NOT_FOUND (unknown lease), COMPACTED,
- * FAILED_PRECONDITION (future revision, stale or expired session), OVERLOADED,
+ * FAILED_PRECONDITION (future revision, stale session, a write reply too
+ * large), SESSION_EXPIRED (unknown or expired session), OVERLOADED,
  * NO_SPACE (a put or txn past the storage quota, or while the NOSPACE alarm is
  * raised), and NOT_LEADER (definite, on a follower for writes and linearizable reads)
  * whose `details` name the leader: `leaderId` and `leaderRpc` ("host:port" of
  * its RPC port, when known), so a client redirects at once. A refused request
  * changes nothing.
  *
- * Writes carry `session: { clientId, seq }` (optional): a retry with the same
- * seq after an indefinite error is answered from the session table, never
- * applied twice (src/kv/core/sessions.ts).
+ * Writes carry `session: { clientId, seq }` (optional), `clientId` being a
+ * session registered with `sessionOpen`: a retry with the same seq after an
+ * indefinite error is answered from the session table, never applied twice;
+ * an unknown or expired session gets a definite SESSION_EXPIRED (register
+ * again; src/kv/core/sessions.ts).
  */
 import { Type } from '@sinclair/typebox';
 import type { Static, TSchema } from '@sinclair/typebox';
@@ -40,6 +43,7 @@ import type {
   PutResult,
   RangeResult,
   SessionEndResult,
+  SessionOpenResult,
   TxnResult,
 } from './core/types.js';
 
@@ -257,6 +261,18 @@ export const KvService = defineService('Kv', {
     Type.Object({ serializable: Flag }),
     Type.Object({ revision: Rev, leases: Type.Array(LeaseInfoSchema) }),
     { idempotent: true, description: 'every live lease' },
+  ),
+  sessionOpen: unary(
+    Type.Object({
+      ttlMs: Type.Optional(
+        Type.Integer({ minimum: limits.kvSessionTtlMsMin, maximum: limits.kvSessionTtlMsMax }),
+      ),
+    }),
+    result<SessionOpenResult>('sessionOpen'),
+    {
+      description:
+        'register an exactly-once session: a fresh clientId for write sessions, expiring after ttlMs of log time idle',
+    },
   ),
   sessionEnd: unary(
     Type.Object({ clientId: SessionSchema.properties.clientId }),

@@ -45,6 +45,10 @@ export const errorCodes = {
     definite: true,
     text: 'the KV store reached its storage quota (the NOSPACE alarm is raised): delete keys and compact to free space',
   },
+  SESSION_EXPIRED: {
+    definite: true,
+    text: 'the exactly-once session is unknown or expired, so this command was not applied; register a new session',
+  },
   CORRUPTION: { definite: true, text: 'stored data failed verification' },
   CONFLICT: {
     definite: true,

@@ -7,3 +7,4 @@ export * from './limits.js';
 export * from './errors.js';
 export * from './describe.js';
 export * from './crc32c.js';
+export * from './log-limiter.js';

@@ -32,16 +32,36 @@ export const limits = {
   transportCloseGraceMs: 1_000,
   /** Largest handshake frame; before the handshake a peer is unauthenticated and may not make us buffer more. */
   handshakeBytesMax: 4 * 1024,
-  /** Connections allowed mid-handshake at once; more are refused, so a connection flood cannot exhaust memory. */
+  /** Connections allowed mid-handshake at once; past it the oldest is closed, so a connection flood cannot exhaust memory nor keep out a quick honest handshake (one round trip). */
   handshakesPendingMax: 256,
+  /** Connections from one remote address allowed mid-handshake at once; past it that address's oldest is closed, so one address cannot crowd out the others. */
+  handshakesPendingPerAddressMax: 32,
+  /** Time a frame that started arriving has to arrive whole (16 MiB at ~1 MB/s with room); a peer trickling a frame (slowloris) is cut off. */
+  frameReadTimeoutMs: 30_000,
+  /** Time after which an open connection that carried nothing at all (not even a keepalive) is closed: its peer is dead, hung or junk. */
+  idleTimeoutMs: 60_000,
+  /** Silence on an open connection after which the transport sends an empty keepalive frame, so quiet but live peers (followers between elections, idle clients) never meet idleTimeoutMs. */
+  keepaliveIntervalMs: 10_000,
+  /** Least time without application messages before a dial-only client may be closed to make room for a new one when dialOnlyPeersMax is reached. */
+  dialOnlyEvictIdleMsMin: 5_000,
+  /** Bytes of partial frames one transport buffers over all its connections; past it the connections holding the most are closed (a few maximal frames, not one per connection). */
+  inputBufferedBytesMax: 64 * 1024 * 1024,
+  /** Deepest nesting of arrays and maps in a decoded message, checked before any recursive decoding (protobuf's default recursion limit is 100). */
+  messageNestingDepthMax: 100,
+  /** Window of the log-line rate limiter (lib/log-limiter.ts): repeated lines are summarised once per window. */
+  logRepeatWindowMs: 10_000,
+  /** Lines with the same key logged per window before the rest are only counted. */
+  logRepeatBurstMax: 5,
+  /** Distinct keys the log-line rate limiter tracks at once; more share one bucket (keys are meant to be fixed messages). */
+  logRepeatKeysMax: 256,
   /** Search steps the linearizability checker spends before answering 'unknown'; about 15 s of search. */
   linearizabilityStepsMax: 50_000_000,
   /** Bytes the linearizability checker's memo may hold per partition before answering 'unknown'; keeps CI hosts out of swap. */
   linearizabilityMemoBytesMax: 256 * 1024 * 1024,
   /** Connected dial-only clients (nodes outside the address book) one transport serves at once. */
   dialOnlyPeersMax: 4096,
-  /** Protocol version spoken on the wire; peers with another version are refused. */
-  protocolVersion: 1,
+  /** Protocol version spoken on the wire; peers with another version are refused. 2: empty frames are keepalives. */
+  protocolVersion: 2,
   /** Size at which a WAL segment is closed and a new one started; bounds recovery reads and deletion granularity. */
   walSegmentBytesMax: 64 * 1024 * 1024,
   /** Largest single WAL record; a bigger length field is corruption. Fits one frame of entries plus encoding. */
@@ -72,6 +92,24 @@ export const limits = {
   raftPendingReadsMax: 16 * 1024,
   /** Proposals a RaftNode holds waiting to be applied before propose() answers OVERLOADED (bounds shell memory; matches the core's uncommitted cap). */
   raftProposalsPendingMax: 16 * 1024,
+  /**
+   * Largest Raft term accepted from the wire (and in messages the core steps). Terms grow by one
+   * per election; 2^48 elections at one per millisecond take 8,900 years, and term + 1 stays far
+   * below 2^53, so term arithmetic never loses precision.
+   */
+  raftTermMax: 2 ** 48,
+  /** Largest Raft log index accepted from the wire; 2^48 entries at a million per second take 8.9 years of log. */
+  raftIndexMax: 2 ** 48,
+  /**
+   * How far above a node's current term a peer's message may be; a bigger jump is dropped as bad
+   * input (counted, logged). Safe for liveness: terms grow by at most a few per election timeout,
+   * and with pre-vote (on by default) a node cut off from a majority does not raise its term at
+   * all, so an honest peer is this far ahead only after about a million elections it missed
+   * (days of back-to-back elections at 150 ms). A bug or a corrupted message cannot push the
+   * cluster's terms towards raftTermMax in one step. (Raft is not Byzantine-tolerant: this
+   * bounds accidents, not a peer that lies on purpose.)
+   */
+  raftTermJumpMax: 2 ** 20,
   /** How far a remote hybrid-logical-clock timestamp may run ahead of local physical time before it is refused, so one bad clock cannot drag every HLC into the future. */
   hlcDriftMsMax: 500,
   /** Largest logical counter accepted in a remote HLC timestamp; keeps counter arithmetic far from 2^53. */
@@ -92,6 +130,12 @@ export const limits = {
   rpcStreamCreditItems: 64,
   /** Longest service or method name, in characters. */
   rpcNameCharsMax: 128,
+  /** Longest key of RPC call metadata (an HTTP gateway `x-cohort-meta-<key>` header), in characters. */
+  rpcMetaKeyCharsMax: 128,
+  /** Longest value of RPC call metadata (a token, a trace id), in characters; the gateway answers 431 past it. */
+  rpcMetaValueCharsMax: 4096,
+  /** Entries of RPC call metadata on one call. */
+  rpcMetaEntriesMax: 64,
   /** Unacknowledged at-least-once pub/sub messages kept per subscriber and topic; past it the oldest is dropped and reported. */
   pubsubUnackedMax: 4096,
   /** Remote subscriptions (topic × subscriber node) one publisher keeps; past it new ones are refused and counted. */
@@ -114,8 +158,18 @@ export const limits = {
   kvLeasesMax: 100_000,
   /** Leases one leaseExpire command names; more expired leases wait for the next command, so one entry stays small. */
   kvLeaseExpireBatchMax: 1024,
-  /** Client sessions (exactly-once) remembered; past it the least recently used is forgotten. */
+  /** Client sessions (exactly-once) remembered; past it the least recently used is expired (its next command gets SESSION_EXPIRED, never a second apply). */
   kvSessionsMax: 64 * 1024,
+  /** Idle time (log time) after which a session expires unless its registration asked otherwise; far above a client's retry window, so a retried write finds its session. */
+  kvSessionTtlMsDefault: 10 * 60 * 1000,
+  /** Shortest session TTL a registration may ask for; a client's retries of one write must fit in it. */
+  kvSessionTtlMsMin: 1_000,
+  /** Longest session TTL a registration may ask for (a day); idle sessions cannot pin memory for longer. */
+  kvSessionTtlMsMax: 24 * 60 * 60 * 1000,
+  /** Largest result a session keeps for retries (estimated wire bytes); a bigger one is replaced by a note that it applied. */
+  kvSessionResultBytesMax: 64 * 1024,
+  /** Bytes of results all sessions keep together; past it the least recently used sessions are expired. */
+  kvSessionResultsBytesMax: 64 * 1024 * 1024,
   /** Longest client id of an exactly-once session, in characters. */
   kvClientIdCharsMax: 128,
   /** MapReduce jobs the coordinator keeps (running and finished); finished ones are forgotten oldest first past it. Each is replicated state. */
@@ -150,6 +204,10 @@ export const limits = {
   kvRangeBytesMax: 4 * 1024 * 1024,
   /** Events buffered for one watch stream; a watcher slower than the writers is cut off with OVERLOADED and resumes from its last revision. */
   kvWatchBufferEventsMax: 16 * 1024,
+  /** Bytes of events (keys, values, prevKvs with their encoding) buffered for one watch stream before it is cut off as too slow. */
+  kvWatchBufferBytesMax: 8 * 1024 * 1024,
+  /** Bytes of events buffered by all watch streams of one node; past it the largest backlogs are cut off first. */
+  kvWatchNodeBufferBytesMax: 128 * 1024 * 1024,
   /** Events per watch stream item (catch-up is sent in batches of this many). */
   kvWatchBatchEventsMax: 256,
   /** Watch streams one node serves at once; more answer OVERLOADED (each holds a buffer). */
@@ -217,6 +275,26 @@ export function checkLimits(l: Limits): void {
   check(l.writeBatchBytesMax <= l.peerQueueBytesMax, 'writeBatchBytesMax <= peerQueueBytesMax');
   check(l.frameBytesMax <= l.peerQueueBytesMax, 'one maximal frame fits the peer queue');
   check(
+    l.frameBytesMax * 2 <= l.inputBufferedBytesMax,
+    'two maximal frames fit the node-wide input budget',
+  );
+  check(
+    l.keepaliveIntervalMs * 3 <= l.idleTimeoutMs,
+    'a live peer sends at least three keepalives within idleTimeoutMs',
+  );
+  check(
+    l.handshakesPendingPerAddressMax > 0 &&
+      l.handshakesPendingPerAddressMax <= l.handshakesPendingMax,
+    '0 < handshakesPendingPerAddressMax <= handshakesPendingMax',
+  );
+  check(l.messageNestingDepthMax >= 16, 'messageNestingDepthMax leaves room for real messages');
+  check(
+    l.raftTermJumpMax < l.raftTermMax && l.raftTermMax + l.raftTermJumpMax < 2 ** 53,
+    'raftTermJumpMax < raftTermMax, and term arithmetic stays below 2^53',
+  );
+  check(l.raftIndexMax + l.raftAppendEntriesMax < 2 ** 53, 'index arithmetic stays below 2^53');
+  check(l.logRepeatBurstMax >= 1 && l.logRepeatWindowMs > 0, 'the log limiter lets lines through');
+  check(
     l.reconnectDelayMsMin > 0 && l.reconnectDelayMsMin <= l.reconnectDelayMsMax,
     '0 < reconnectDelayMsMin <= reconnectDelayMsMax',
   );
@@ -275,6 +353,16 @@ export function checkLimits(l: Limits): void {
   check(l.mrLeaseMsMin > 0 && l.mrLeaseMsMin <= l.mrLeaseMsMax, '0 < mrLeaseMsMin <= mrLeaseMsMax');
   check(l.kvTxnOpsMax > 0 && l.kvTxnDepthMax > 0 && l.kvSessionsMax > 0, 'KV bounds > 0');
   check(
+    0 < l.kvSessionTtlMsMin &&
+      l.kvSessionTtlMsMin <= l.kvSessionTtlMsDefault &&
+      l.kvSessionTtlMsDefault <= l.kvSessionTtlMsMax,
+    '0 < kvSessionTtlMsMin <= kvSessionTtlMsDefault <= kvSessionTtlMsMax',
+  );
+  check(
+    0 < l.kvSessionResultBytesMax && l.kvSessionResultBytesMax <= l.kvSessionResultsBytesMax,
+    '0 < kvSessionResultBytesMax <= kvSessionResultsBytesMax',
+  );
+  check(
     l.kvRangeBytesMax + l.kvKeyBytesMax + l.kvValueBytesMax + 64 * 1024 <= l.frameBytesMax,
     'a range answer (cap + one overshooting key-value) fits a frame',
   );
@@ -290,6 +378,10 @@ export function checkLimits(l: Limits): void {
   check(
     l.kvWatchBatchEventsMax <= l.kvWatchBufferEventsMax,
     'kvWatchBatchEventsMax <= kvWatchBufferEventsMax',
+  );
+  check(
+    l.kvWatchBufferBytesMax <= l.kvWatchNodeBufferBytesMax,
+    'kvWatchBufferBytesMax <= kvWatchNodeBufferBytesMax',
   );
   check(
     l.mrReadChunkBytes > 0 && l.mrReadChunkBytes <= l.mrLineBytesMax,

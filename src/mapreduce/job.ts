@@ -7,7 +7,7 @@
  *
  * ```ts
  * // wordcount.ts
- * import { defineJob } from 'cohort/mapreduce'; // in this repo: '../../src/mapreduce/job.js'
+ * import { defineJob } from 'cohort/mapreduce';
  *
  * export default defineJob<number, number>({
  *   map(_offset, line, emit) {
@@ -258,8 +258,10 @@ const LOADED_MAX = 16;
 
 /**
  * Imports the job module at `path` (relative to the working directory) and
- * validates it. `.ts` modules are loaded through tsx (a dev dependency, as for
- * `cohort example`); `.js`/`.mjs` through plain `import()`. Cached per path
+ * validates it. `.js`/`.mjs` modules load through plain `import()`; `.ts`
+ * modules through tsx, an optional peer dependency of the package (a dev
+ * dependency in a checkout): without it, a TypeScript job fails with
+ * `FAILED_PRECONDITION` saying to install tsx or compile the job. Cached per path
  * and file version (mtime and size), so every task in a worker thread reuses
  * one instance, while an edited module is loaded afresh by a long-lived
  * worker.
@@ -302,7 +304,8 @@ async function importJob(abs: string, version: string): Promise<AnyJob> {
       } catch (err) {
         throw new CohortError(
           'FAILED_PRECONDITION',
-          `job module ${abs} is TypeScript and tsx is not installed (run npm ci in a checkout, or compile the job to .js)`,
+          `job module ${abs} is TypeScript, which needs tsx (an optional peer dependency of cohort): ` +
+            'install it next to cohort (npm install --save-dev tsx), or compile the job to .js',
           { cause: err },
         );
       }

@@ -10,7 +10,8 @@
  * ```
  *
  * Decoding checks twice: the TypeBox schemas of {@link raftMessageSchemas}
- * (field types, no unknown fields; the registry of src/wire/codec.ts) and then
+ * (field types, no unknown fields, terms at most `limits.raftTermMax` and
+ * indexes at most `limits.raftIndexMax`; the registry of src/wire/codec.ts) and then
  * the core's own {@link validateMessage} (contiguous entries, entry terms not
  * above the message term, decodable configurations, snapshot chunk bounds).
  * Either failure is a definite `SCHEMA_VIOLATION` / `UNKNOWN_MESSAGE` /
@@ -35,13 +36,17 @@ import type { RaftMessage } from './core/messages.js';
 
 const Id = Type.String({ minLength: 1, maxLength: limits.idBytesMax });
 const Nat = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
-const Base = { from: Id, to: Id, term: Nat };
+/** A term: bounded far below 2^53 (limits.raftTermMax), so term + 1 is always exact. */
+const TermField = Type.Integer({ minimum: 0, maximum: limits.raftTermMax });
+/** A log index (limits.raftIndexMax). */
+const IndexField = Type.Integer({ minimum: 0, maximum: limits.raftIndexMax });
+const Base = { from: Id, to: Id, term: TermField };
 
 // Raft Figure 2: one log entry (index, term, command); kinds as in core/types.ts.
 const EntrySchema = Type.Object(
   {
-    index: Nat,
-    term: Nat,
+    index: IndexField,
+    term: TermField,
     kind: Type.Union([Type.Literal('normal'), Type.Literal('noop'), Type.Literal('config')]),
     data: Type.Uint8Array({ maxByteLength: limits.raftEntryBytesMax }),
   },
@@ -59,7 +64,7 @@ const ConfigSchema = Type.Object(
 
 // Raft §7: the last entry a snapshot covers and the configuration as of it.
 const MetaSchema = Type.Object(
-  { index: Nat, term: Nat, config: ConfigSchema },
+  { index: IndexField, term: TermField, config: ConfigSchema },
   { additionalProperties: false },
 );
 
@@ -67,29 +72,29 @@ const MetaSchema = Type.Object(
 export const raftMessageSchemas: readonly MessageSchema[] = [
   message('RequestVote', {
     ...Base,
-    lastLogIndex: Nat,
-    lastLogTerm: Nat,
+    lastLogIndex: IndexField,
+    lastLogTerm: TermField,
     transfer: Type.Boolean(),
   }),
   message('RequestVoteResponse', { ...Base, granted: Type.Boolean() }),
-  message('PreVote', { ...Base, lastLogIndex: Nat, lastLogTerm: Nat }),
+  message('PreVote', { ...Base, lastLogIndex: IndexField, lastLogTerm: TermField }),
   message('PreVoteResponse', { ...Base, granted: Type.Boolean() }),
   message('AppendEntries', {
     ...Base,
-    prevLogIndex: Nat,
-    prevLogTerm: Nat,
+    prevLogIndex: IndexField,
+    prevLogTerm: TermField,
     entries: Type.Array(EntrySchema),
-    leaderCommit: Nat,
+    leaderCommit: IndexField,
   }),
   message('AppendEntriesResponse', {
     ...Base,
     success: Type.Boolean(),
-    matchIndex: Nat,
-    rejectedIndex: Nat,
-    conflictIndex: Nat,
-    conflictTerm: Nat,
+    matchIndex: IndexField,
+    rejectedIndex: IndexField,
+    conflictIndex: IndexField,
+    conflictTerm: TermField,
   }),
-  message('Heartbeat', { ...Base, commit: Nat, seq: Nat }),
+  message('Heartbeat', { ...Base, commit: IndexField, seq: Nat }),
   message('HeartbeatResponse', { ...Base, seq: Nat }),
   message('InstallSnapshot', {
     ...Base,
@@ -101,7 +106,7 @@ export const raftMessageSchemas: readonly MessageSchema[] = [
   }),
   message('InstallSnapshotResponse', {
     ...Base,
-    snapshotIndex: Nat,
+    snapshotIndex: IndexField,
     nextOffset: Nat,
     done: Type.Boolean(),
   }),

@@ -98,6 +98,7 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { LogIndex, NodeId, Term } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
+import { LogLimiter } from '../lib/log-limiter.js';
 import type { Random } from '../lib/random.js';
 import type { RaftMessage } from './core/messages.js';
 import { RaftCore } from './core/raft-core.js';
@@ -257,8 +258,10 @@ export interface RaftNodeStatus extends RaftStatus {
   readonly pendingProposals: number;
   /** Linearizable reads waiting for confirmation or apply. */
   readonly pendingReads: number;
-  /** Messages dropped because they were malformed or misaddressed. */
+  /** Messages dropped because they were malformed or misaddressed (term jumps included). */
   readonly droppedMessages: number;
+  /** Messages dropped because their term was more than `limits.raftTermJumpMax` above ours. */
+  readonly termJumpsRefused: number;
   /** Sends the transport refused (OVERLOADED, UNAVAILABLE, ...); Raft resends. */
   readonly sendFailures: number;
 }
@@ -377,7 +380,10 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   private readonly tickWaiters = new Set<() => boolean>();
   private readonly listeners = new Set<(change: RaftNodeStateChange) => void>();
   private droppedMessages = 0;
+  private termJumpsRefused = 0;
   private sendFailures = 0;
+  /** Rate-limited warnings for what peers can repeat at will (bad messages). */
+  private readonly limited: LogLimiter;
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -407,6 +413,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     this.log = (options.logger ?? pino({ level: 'warn' }, pino.destination(2))).child({
       node: options.id,
     });
+    this.limited = new LogLimiter(this.log, { clock: this.clock });
     this.term = hard.term;
     this.vote = hard.vote;
     this.applied = snapshotIndex;
@@ -627,6 +634,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       pendingProposals: this.proposalCount,
       pendingReads: this.reads.size + this.waitingReads.length,
       droppedMessages: this.droppedMessages,
+      termJumpsRefused: this.termJumpsRefused,
       sendFailures: this.sendFailures,
     };
   }
@@ -813,7 +821,29 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     if (this.state !== 'running') return;
     if (m.from !== from) {
       this.droppedMessages++;
-      this.warn({ from, claimed: m.from, type: m.type }, 'dropped a message with a forged sender');
+      this.limited.warn(
+        { term: this.term, from, claimed: m.from, type: m.type },
+        'dropped a message with a forged sender',
+      );
+      return;
+    }
+    if (m.term > this.term + limits.raftTermJumpMax) {
+      // Bad input, not a newer term: honest terms grow a few per election
+      // timeout (see limits.raftTermJumpMax). Adopting it would let one
+      // corrupt message push every node's term towards raftTermMax for good.
+      this.droppedMessages++;
+      this.termJumpsRefused++;
+      this.limited.warn(
+        {
+          term: this.term,
+          from,
+          type: m.type,
+          messageTerm: m.term,
+          jumpMax: limits.raftTermJumpMax,
+          code: 'INVALID_ARGUMENT',
+        },
+        'dropped a message whose term is implausibly far above ours',
+      );
       return;
     }
     try {
@@ -823,7 +853,10 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       crashOnAssertion(err);
       if (!isCohortError(err)) throw err;
       this.droppedMessages++;
-      this.warn({ from, type: m.type, code: err.code, err: err.message }, 'dropped a bad message');
+      this.limited.warn(
+        { term: this.term, from, type: m.type, code: err.code, err: err.message },
+        'dropped a bad message',
+      );
       return;
     }
     this.schedule();
@@ -1209,6 +1242,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     if (!failed) this.state = 'closing';
     this.stopTicking();
     this.transport.onMessage(() => {});
+    this.limited.close();
     // Let the save in flight finish (its Ready completes: messages out, entries applied).
     while (this.saves.size > 0) {
       await Promise.allSettled([...this.saves]);

@@ -28,6 +28,7 @@ import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError, isErrorCode } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
+import { metaError } from './messages.js';
 import type { RpcWire, RpcWireMessage } from './messages.js';
 import type { CallOptions, Client, CompiledMethod, ServerStream, ServiceDef } from './service.js';
 
@@ -272,6 +273,11 @@ export class RpcClientSide {
       crashOnAssertion(err);
       if (!isCohortError(err)) throw err;
       return err;
+    }
+    if (meta !== undefined) {
+      // Checked here: metadata the server's schema refuses would close the connection.
+      const bad = metaError(meta);
+      if (bad !== undefined) return bad;
     }
     const signal = options.signal;
     if (signal?.aborted === true) {

@@ -21,16 +21,27 @@
  * - `GET /metrics` serves the given {@link RpcMetrics}-like source as Prometheus text.
  * - Headers: `x-cohort-timeout-ms` sets the deadline; `x-cohort-meta-<key>`
  *   becomes call metadata (e.g. an auth token for a server interceptor).
+ *   Metadata beyond its bounds (`limits.rpcMetaKeyCharsMax`,
+ *   `rpcMetaValueCharsMax`, `rpcMetaEntriesMax`) is refused with 431.
  * - Errors: `{"error":{code, message, definite, details}}` with a status from
- *   the code (400 INVALID_ARGUMENT — also for bad JSON —, 403, 404, 413, 503
- *   OVERLOADED/UNAVAILABLE, 504 TIMEOUT, 500 otherwise). The client going
- *   away cancels the call.
+ *   the code (400 INVALID_ARGUMENT — also for bad JSON —, 403, 404, 413, 431
+ *   for oversized metadata headers, 503 OVERLOADED/UNAVAILABLE, 504 TIMEOUT,
+ *   500 otherwise). The client going away cancels the call.
+ * - Nothing a request carries can throw out of the gateway's event handlers:
+ *   an unexpected failure while answering one request is logged and answered
+ *   500 (or ends that response), never the process.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { RealClock } from '../lib/clock.js';
+import { AssertionError } from '../lib/assert.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { ErrorCode } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
+import { LogLimiter } from '../lib/log-limiter.js';
+import { metaError } from './messages.js';
 import type { RpcNode } from './node.js';
 import type { ServiceDef } from './service.js';
 
@@ -43,6 +54,8 @@ export interface HttpGatewayOptions {
   readonly bodyBytesMax?: number;
   /** Served as Prometheus text at `GET /metrics` when given. */
   readonly metrics?: { prometheus(): string };
+  /** Where unexpected failures are logged (default: pino at 'warn' on stderr). */
+  readonly logger?: Logger;
 }
 
 const statusOf: Partial<Record<ErrorCode, number>> = {
@@ -59,12 +72,19 @@ const statusOf: Partial<Record<ErrorCode, number>> = {
 
 /** An HTTP/JSON front for one {@link RpcNode}'s services. */
 export class HttpGateway {
+  private readonly limited: LogLimiter;
+
   private constructor(
     private readonly server: http.Server,
     private readonly node: RpcNode,
     private readonly bodyBytesMax: number,
     private readonly metrics: { prometheus(): string } | undefined,
-  ) {}
+    logger: Logger,
+  ) {
+    this.limited = new LogLimiter(logger.child({ component: 'http-gateway' }), {
+      clock: new RealClock(),
+    });
+  }
 
   /** Starts listening. */
   static async start(node: RpcNode, options: HttpGatewayOptions): Promise<HttpGateway> {
@@ -74,9 +94,10 @@ export class HttpGateway {
       node,
       options.bodyBytesMax ?? limits.httpBodyBytesMax,
       options.metrics,
+      options.logger ?? pino({ level: 'warn' }, pino.destination(2)),
     );
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
-      gw.handle(req, res),
+      gw.guard(res, () => gw.handle(req, res)),
     );
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -96,10 +117,36 @@ export class HttpGateway {
 
   /** Stops accepting and closes idle connections. */
   close(): Promise<void> {
+    this.limited.close();
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+  }
+
+  /**
+   * Runs one step of answering a request (an event handler or a promise
+   * callback): an exception is logged and answered 500 (or ends a response
+   * already started) instead of leaving the handler, which would end the
+   * process. A failed assertion is a bug and is not caught.
+   */
+  private guard(res: http.ServerResponse, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      if (err instanceof AssertionError) throw err;
+      this.limited.error({ err }, 'the HTTP gateway failed to answer a request');
+      try {
+        if (res.headersSent) res.destroy();
+        else
+          sendError(
+            res,
+            new CohortError('INTERNAL', `the gateway failed: ${errorText(err)}`, { cause: err }),
+          );
+      } catch {
+        res.destroy();
+      }
+    }
   }
 
   /** The listing `GET /rpc` returns. */
@@ -108,7 +155,16 @@ export class HttpGateway {
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const url = new URL(req.url ?? '/', 'http://gateway');
+    // Errors on either stream end this exchange only (no listener would make them fatal).
+    req.on('error', () => res.destroy());
+    res.on('error', () => res.destroy());
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://gateway');
+    } catch {
+      sendError(res, new CohortError('INVALID_ARGUMENT', 'the request URL does not parse'));
+      return;
+    }
     const parts = url.pathname.split('/').filter((p) => p !== '');
     if (url.pathname === '/metrics' && req.method === 'GET' && this.metrics !== undefined) {
       const text = this.metrics.prometheus();
@@ -137,7 +193,32 @@ export class HttpGateway {
       return;
     }
     const [, service, method] = parts as [string, string, string];
-    this.readBody(req, res, (body) => this.call(req, res, service, method, body));
+    // Headers first: a request refused for them needs no body.
+    const meta: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (k.startsWith(META_PREFIX) && typeof v === 'string') meta[k.slice(META_PREFIX.length)] = v;
+    }
+    const badMeta = metaError(meta);
+    if (badMeta !== undefined) {
+      // 431 Request Header Fields Too Large (RFC 6585 §5): the header, not the body, is at fault.
+      const path = badMeta.details.path;
+      sendError(
+        res,
+        new CohortError('INVALID_ARGUMENT', `${badMeta.message} (x-cohort-meta-* headers)`, {
+          details: {
+            ...badMeta.details,
+            header:
+              typeof path === 'string' && path.startsWith('/meta/')
+                ? `${META_PREFIX}${path.slice(6)}`
+                : `${META_PREFIX}*`,
+          },
+        }),
+        431,
+      );
+      req.resume();
+      return;
+    }
+    this.readBody(req, res, (body) => this.call(req, res, service, method, body, meta));
   }
 
   private readBody(
@@ -165,25 +246,27 @@ export class HttpGateway {
       }
       chunks.push(chunk);
     });
-    req.on('end', () => {
-      if (refused) return;
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: unknown;
-      try {
-        body = text.trim() === '' ? {} : JSON.parse(text);
-      } catch (err) {
-        sendError(
-          res,
-          new CohortError(
-            'INVALID_ARGUMENT',
-            `body is not JSON: ${err instanceof Error ? err.message : String(err)}`,
-            { details: { path: '' } },
-          ),
-        );
-        return;
-      }
-      then(body);
-    });
+    req.on('end', () =>
+      this.guard(res, () => {
+        if (refused) return;
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: unknown;
+        try {
+          body = text.trim() === '' ? {} : JSON.parse(text);
+        } catch (err) {
+          sendError(
+            res,
+            new CohortError(
+              'INVALID_ARGUMENT',
+              `body is not JSON: ${err instanceof Error ? err.message : String(err)}`,
+              { details: { path: '' } },
+            ),
+          );
+          return;
+        }
+        then(body);
+      }),
+    );
   }
 
   private call(
@@ -192,6 +275,7 @@ export class HttpGateway {
     service: string,
     method: string,
     body: unknown,
+    meta: Record<string, string>,
   ): void {
     const compiled = this.node.server.lookup(service, method);
     if (compiled === undefined) {
@@ -205,10 +289,6 @@ export class HttpGateway {
     const options: { timeoutMs?: number; signal: AbortSignal; meta?: Record<string, string> } = {
       signal: ac.signal,
     };
-    const meta: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers)) {
-      if (k.startsWith('x-cohort-meta-') && typeof v === 'string') meta[k.slice(14)] = v;
-    }
     if (Object.keys(meta).length > 0) options.meta = meta;
     const timeout = req.headers['x-cohort-timeout-ms'];
     if (typeof timeout === 'string') {
@@ -231,12 +311,16 @@ export class HttpGateway {
     const invoker = this.node.invoker(this.node.self);
     if (compiled.def.kind === 'unary') {
       invoker.unary(compiled, body, options).then(
-        (result) => sendJson(res, 200, result),
-        (err: unknown) => sendError(res, asCohortError(err)),
+        (result) => this.guard(res, () => sendJson(res, 200, result)),
+        (err: unknown) => this.guard(res, () => sendError(res, asCohortError(err))),
       );
       return;
     }
-    void this.streamTo(res, invoker.stream(compiled, body, options));
+    this.streamTo(res, invoker.stream(compiled, body, options)).catch((err: unknown) =>
+      this.guard(res, () => {
+        throw err;
+      }),
+    );
   }
 
   private async streamTo(res: http.ServerResponse, stream: AsyncIterable<unknown>): Promise<void> {
@@ -248,7 +332,12 @@ export class HttpGateway {
           res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         }
         if (!res.write(`${JSON.stringify(item)}\n`)) {
-          await new Promise<void>((resolve) => res.once('drain', resolve));
+          // Resolves on 'close' too: a client that left never drains.
+          await new Promise<void>((resolve) => {
+            res.once('drain', resolve);
+            res.once('close', resolve);
+          });
+          if (res.destroyed) return;
         }
       }
       if (!started) res.writeHead(200, { 'content-type': 'application/x-ndjson' });
@@ -274,6 +363,12 @@ function describeService(s: ServiceDef): unknown {
       ...(m.kind === 'unary' ? { response: m.response } : { item: m.item }),
     })),
   };
+}
+
+const META_PREFIX = 'x-cohort-meta-';
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function asCohortError(err: unknown): CohortError {

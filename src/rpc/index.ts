@@ -9,3 +9,10 @@ export * from './resilience.js';
 export * from './http-gateway.js';
 export * from './interceptors.js';
 export * from './tcp-endpoints.js';
+/**
+ * TypeBox's schema builder and `Static`, the copy cohort validates with:
+ * services' request and response schemas are written with it
+ * (`import { defineService, Type, unary } from 'cohort/rpc'`).
+ */
+export { Type } from '@sinclair/typebox';
+export type { Static, TSchema } from '@sinclair/typebox';

@@ -23,12 +23,57 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
+import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import { message, messageCodec } from '../wire/codec.js';
 
 const Id = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Name = Type.String({ minLength: 1, maxLength: limits.rpcNameCharsMax });
-const Meta = Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxLength: 4096 }));
+const Meta = Type.Record(
+  Type.String({ maxLength: limits.rpcMetaKeyCharsMax }),
+  Type.String({ maxLength: limits.rpcMetaValueCharsMax }),
+  { maxProperties: limits.rpcMetaEntriesMax },
+);
+
+/**
+ * Why call metadata would be refused by a receiver's schema, or undefined if
+ * it is fine: a definite INVALID_ARGUMENT naming the entry (`details.path`
+ * is `/meta/<key>`, `details.limit` the bound). Callers check before sending,
+ * so bad metadata fails the one call instead of the connection it travels on.
+ */
+export function metaError(meta: Readonly<Record<string, unknown>>): CohortError | undefined {
+  const keys = Object.keys(meta);
+  if (keys.length > limits.rpcMetaEntriesMax) {
+    return new CohortError(
+      'INVALID_ARGUMENT',
+      `call metadata has ${keys.length} entries, over the limit of ${limits.rpcMetaEntriesMax}`,
+      { details: { path: '/meta', limit: limits.rpcMetaEntriesMax } },
+    );
+  }
+  for (const key of keys) {
+    const value = meta[key];
+    if (key.length > limits.rpcMetaKeyCharsMax) {
+      return new CohortError(
+        'INVALID_ARGUMENT',
+        `call metadata key of ${key.length} characters, over the limit of ${limits.rpcMetaKeyCharsMax}`,
+        { details: { path: '/meta', limit: limits.rpcMetaKeyCharsMax } },
+      );
+    }
+    if (typeof value !== 'string') {
+      return new CohortError('INVALID_ARGUMENT', `call metadata ${key} must be a string`, {
+        details: { path: `/meta/${key}` },
+      });
+    }
+    if (value.length > limits.rpcMetaValueCharsMax) {
+      return new CohortError(
+        'INVALID_ARGUMENT',
+        `call metadata ${key} has ${value.length} characters, over the limit of ${limits.rpcMetaValueCharsMax}`,
+        { details: { path: `/meta/${key}`, limit: limits.rpcMetaValueCharsMax } },
+      );
+    }
+  }
+  return undefined;
+}
 
 /** Starts a call. `credit` is present (and > 0) exactly for server-streaming calls. */
 export const RpcRequest = message('RpcRequest', {

@@ -17,15 +17,22 @@
  * for anything else. An AssertionError (a broken invariant, DESIGN.md,
  * Errors) never does: it crashes the process (crashOnAssertion).
  *
+ * With a `logger`, refused calls (OVERLOADED at warn, bad requests at info)
+ * and handlers that fail with something other than a CohortError (error)
+ * are logged through a {@link LogLimiter}: a client repeating a bad call
+ * thousands of times logs a few lines and a summary per window.
+ *
  * The per-call signal is created lazily: a handler that never looks at
  * `ctx.signal` costs no AbortController and no deadline timer (it could not
  * stop early anyway; its late reply is simply ignored by the client).
  */
 import { crashOnAssertion } from '../lib/assert.js';
+import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
+import { LogLimiter } from '../lib/log-limiter.js';
 import type { RpcWire, RpcWireMessage } from './messages.js';
 import type {
   CallContext,
@@ -60,6 +67,8 @@ export interface RpcServerOptions {
   readonly inflightMax?: number;
   /** Interceptors, outermost first (more can be added with `intercept`). */
   readonly interceptors?: readonly ServerInterceptor[];
+  /** Where refused and failed calls are logged, rate-limited (default: not logged). */
+  readonly logger?: Logger;
 }
 
 /** Counters of the server side. */
@@ -175,6 +184,7 @@ export class RpcServerSide {
   private running = 0;
   private readonly inflightMax: number;
   private readonly interceptors: ServerInterceptor[];
+  private readonly limited: LogLimiter | undefined;
   private closed = false;
   /** Live counters. */
   readonly counters: RpcServerCounters = {
@@ -194,6 +204,10 @@ export class RpcServerSide {
   ) {
     this.inflightMax = options.inflightMax ?? limits.rpcServerInflightMax;
     this.interceptors = [...(options.interceptors ?? [])];
+    this.limited =
+      options.logger === undefined
+        ? undefined
+        : new LogLimiter(options.logger.child({ component: 'rpc-server' }), { clock });
   }
 
   /** Calls running now. */
@@ -264,6 +278,10 @@ export class RpcServerSide {
     const reg = this.services.get(msg.service)?.get(msg.method);
     if (reg === undefined) {
       this.counters.rejected++;
+      this.limited?.info(
+        { peer: from, service: msg.service, method: msg.method, code: 'NOT_FOUND' },
+        'refused a call to an unknown method',
+      );
       this.replyError(
         from,
         msg.id,
@@ -289,6 +307,12 @@ export class RpcServerSide {
     }
     if (this.closed || this.running >= this.inflightMax) {
       this.counters.overloaded++;
+      if (!this.closed) {
+        this.limited?.warn(
+          { peer: from, service: msg.service, method: msg.method, inflight: this.running },
+          'refused a call: too many in flight (OVERLOADED)',
+        );
+      }
       this.replyError(
         from,
         msg.id,
@@ -305,7 +329,12 @@ export class RpcServerSide {
     } catch (err) {
       crashOnAssertion(err);
       this.counters.rejected++;
-      this.replyError(from, msg.id, toCohortError(err));
+      const e = toCohortError(err);
+      this.limited?.info(
+        { peer: from, service: msg.service, method: msg.method, code: e.code, err: e.message },
+        'refused a call with an invalid request',
+      );
+      this.replyError(from, msg.id, e);
       return;
     }
     if (this.calls.get(from)?.has(msg.id) === true) {
@@ -383,6 +412,12 @@ export class RpcServerSide {
     }
     if (err !== undefined) {
       this.counters.callsFailed++;
+      if (!isCohortError(err)) {
+        this.limited?.error(
+          { peer: call.peer, service: call.service, method: call.method, err },
+          'a handler failed with an unexpected error (answered INTERNAL)',
+        );
+      }
       this.replyError(call.peer, call.id, toCohortError(err));
       return;
     }
@@ -459,6 +494,7 @@ export class RpcServerSide {
   /** Aborts every running call; new ones get OVERLOADED until the node closes. */
   close(): void {
     this.closed = true;
+    this.limited?.close();
     for (const perPeer of this.calls.values()) {
       for (const call of [...perPeer.values()]) {
         call.abort(new CohortError('CLOSED', 'the server is closing'));

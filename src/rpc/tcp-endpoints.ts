@@ -44,6 +44,7 @@ export interface TcpServerOptions {
 export async function startTcpServer(
   options: TcpServerOptions,
 ): Promise<RpcNode & { readonly address: PeerAddress }> {
+  const logger = options.logger ?? quietLogger();
   const transport = await TcpTransport.start<RpcWireMessage>({
     self: nodeId(options.id),
     clusterId: clusterId(options.clusterId ?? defaultClusterId),
@@ -51,9 +52,12 @@ export async function startTcpServer(
     listen: { host: options.host ?? '127.0.0.1', port: options.port },
     peers: {},
     acceptUnknownPeers: true,
-    logger: options.logger ?? quietLogger(),
+    logger,
   });
-  const node = new RpcNode(transport, options.rpc);
+  const node = new RpcNode(transport, {
+    ...options.rpc,
+    server: { logger, ...options.rpc?.server },
+  });
   return Object.assign(node, { address: transport.address as PeerAddress });
 }
 

@@ -182,6 +182,18 @@ export class MemoryTransport<M> implements Transport<M> {
         { details: { bytes: payload.length, limit: this.bounds.frameBytesMax } },
       );
     }
+    if (to === this.self) {
+      // As over TCP: a message to oneself that the receiver would refuse fails at send().
+      try {
+        this.codec.decode(payload);
+      } catch (err) {
+        if (!isCohortError(err)) throw err;
+        throw new CohortError('INVALID_ARGUMENT', `message refused by validation: ${err.message}`, {
+          cause: err,
+          details: { ...err.details, code: err.code },
+        });
+      }
+    }
     const queue = this.network.link(this as unknown as MemoryTransport<unknown>, to, this.bounds);
     try {
       queue.offer(payload);

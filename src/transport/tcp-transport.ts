@@ -48,15 +48,46 @@
  * lost (at-most-once); queued ones wait for the next connection.
  *
  * **Receiving.** Each connection has a {@link FrameDecoder}; each frame is
- * decoded and validated by the codec; any malformed input closes that
- * connection with a logged reason and counts `decodeErrors`. Nothing is
- * thrown out of socket callbacks except a handler's own exception (a bug).
- * Until its handshake completes a connection is unauthenticated: its frames
- * are limited to `handshakeBytesMax`, it has `handshakeTimeoutMs` to finish,
- * and at most `handshakesPendingMax` such connections are kept at once.
+ * decoded and validated by the codec; any failure while decoding or
+ * validating (a typed error, or any other exception a decoder throws on
+ * input) closes that connection with a logged reason and counts
+ * `decodeErrors`. Nothing is thrown out of socket callbacks except a
+ * handler's own exception or a failed assertion (bugs).
+ *
+ * **Bounds on what peers can hold** (each in lib/limits.ts, each counted):
+ * - Until its handshake completes a connection is unauthenticated: its
+ *   frames are limited to `handshakeBytesMax`, it has `handshakeTimeoutMs`
+ *   to finish (`handshakeTimeouts`), and at most `handshakesPendingMax` such
+ *   connections are kept, `handshakesPendingPerAddressMax` per remote
+ *   address. Past either, the *oldest* pending one is closed
+ *   (`handshakesEvicted`): an honest handshake takes one round trip, so a
+ *   flood of connections that never finish cannot keep it out (a SYN-cache
+ *   policy), and one address competes only with itself once at its cap.
+ * - A frame that started arriving must arrive whole within
+ *   `frameReadTimeoutMs` (`frameReadTimeouts`): a peer trickling bytes is cut off.
+ * - An open connection on which nothing arrives for `idleTimeoutMs` is closed
+ *   (`idleTimeouts`). Quiet links stay open because both ends send an empty
+ *   frame (8 zero bytes: length 0, CRC32C 0) after `keepaliveIntervalMs`
+ *   without sending (`keepalivesSent`); the receiver skips it. So Raft
+ *   followers (which do not talk to each other while a leader lives) and idle
+ *   clients keep their links, and a dead, hung or junk peer is noticed.
+ * - At most `dialOnlyPeersMax` dial-only clients; a new one past it takes the
+ *   place of the client that exchanged no message for the longest, if that
+ *   was at least `dialOnlyEvictIdleMsMin` ago (`dialOnlyEvicted`; the evicted
+ *   client's transport redials with backoff, as after any lost link, and its
+ *   calls in flight fail with CONNECTION_LOST), else it is refused.
+ *   Address-book peers never count against this bound.
+ * - Partial frames buffered over all connections are capped by
+ *   `inputBufferedBytesMax`: past it the non-peer connections holding the
+ *   most are closed first, then the connection whose bytes crossed the cap
+ *   (`inputBudgetCloses`).
+ * Refusals and timeouts are logged through a {@link LogLimiter}, so a flood
+ * logs a few lines and a summary per window, not a line per connection.
  *
  * **Sending to self** goes through a loopback queue (encoded and decoded like
- * a remote message), so callers need no special case.
+ * a remote message), so callers need no special case. The message is decoded
+ * at `send()`, so one that a receiver would refuse throws a definite
+ * `INVALID_ARGUMENT` to the sender instead of failing later.
  *
  * **TLS.** Pass `tls` with server and client options to run every connection
  * over node:tls (mutual TLS is configured with the usual `requestCert`,
@@ -67,13 +98,15 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { assert } from '../lib/assert.js';
+import { assert, AssertionError } from '../lib/assert.js';
 import { RealClock } from '../lib/clock.js';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
+import { LogLimiter } from '../lib/log-limiter.js';
+import type { LogLevel } from '../lib/log-limiter.js';
 import { seededRandom } from '../lib/random.js';
 import type { Random } from '../lib/random.js';
 import type { Codec, DecodeOptions, FrameCodec } from '../wire/codec.js';
@@ -106,6 +139,13 @@ export interface TcpTransportLimits extends TransportLimits {
   readonly transportCloseGraceMs: number;
   readonly handshakeBytesMax: number;
   readonly handshakesPendingMax: number;
+  readonly handshakesPendingPerAddressMax: number;
+  readonly frameReadTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly dialOnlyPeersMax: number;
+  readonly dialOnlyEvictIdleMsMin: number;
+  readonly inputBufferedBytesMax: number;
 }
 
 /** TLS settings: every connection runs over node:tls when given. */
@@ -145,7 +185,7 @@ export interface TcpTransportOptions<M> {
    * clients (the RPC client, the CLI). Such a peer has no address, so it is
    * reachable only while its connection is up: sends to it fail with
    * UNAVAILABLE once it is gone, and its state is forgotten when its link
-   * drops. At most `limits.dialOnlyPeersMax` are connected at once.
+   * drops. At most `dialOnlyPeersMax` are connected at once (see the file comment).
    */
   readonly acceptUnknownPeers?: boolean;
 }
@@ -160,6 +200,8 @@ const SLAB_BYTES = 1024 * 1024;
 const SLAB_FRAME_BYTES_MAX = SLAB_BYTES / 4;
 /** Fully written slabs kept for reuse (the rest are left to the GC). */
 const FREE_SLABS_MAX = 4;
+/** A keepalive: a frame with an empty payload (length 0; the CRC32C of nothing is 0). */
+const KEEPALIVE_FRAME = new Uint8Array(limits.frameHeaderBytes);
 
 /**
  * A block of memory that outgoing frames and write chunks are cut from,
@@ -195,17 +237,40 @@ class Connection {
   lastError: Error | undefined;
   /** An accepted connection still counted in pendingHandshakes. */
   pending = false;
+  /** The remote IP address (the per-address handshake cap counts by it). */
+  readonly address: string;
+  /** When bytes last arrived (idle timeout). */
+  lastReceived: number;
+  /** When bytes were last written (keepalives go out after keepaliveIntervalMs without). */
+  lastSent: number;
+  /** When an application message last went either way (dial-only eviction picks the oldest). */
+  lastMessage: number;
+  /** When the partial frame now buffered started arriving; undefined if none is. */
+  partialSince: number | undefined;
+  /** Bytes of this connection counted in the transport's input budget. */
+  accounted = 0;
 
   constructor(
     readonly socket: net.Socket,
     readonly role: 'dialer' | 'acceptor',
     peer: Peer | undefined,
     handshakeBytesMax: number,
+    now: number,
   ) {
     this.state = role === 'dialer' ? 'connecting' : 'handshake';
     this.peer = peer;
+    this.address = socket.remoteAddress ?? '?';
+    this.lastReceived = now;
+    this.lastSent = now;
+    this.lastMessage = now;
+    this.partialSince = undefined;
     // Until the handshake names the peer, frames are limited to handshake size.
     this.decoder = new FrameDecoder({ frameBytesMax: handshakeBytesMax });
+  }
+
+  /** True for a connection to or from an address-book peer (not a dial-only client, not yet unknown). */
+  get fromMember(): boolean {
+    return this.peer !== undefined && !this.peer.dialOnly;
   }
 
   get remote(): string {
@@ -248,6 +313,8 @@ export class TcpTransport<M> implements Transport<M> {
   private readonly frameCodec: FrameCodec<M> | undefined;
   private readonly bounds: TcpTransportLimits;
   private readonly log: Logger;
+  /** Rate-limited lines for events a peer can repeat at will (refusals, timeouts, bad input). */
+  private readonly limited: LogLimiter;
   private readonly clock: Clock;
   private readonly random: Random;
   private readonly identity: HandshakeIdentity;
@@ -259,6 +326,9 @@ export class TcpTransport<M> implements Transport<M> {
   private readonly live = new Set<Connection>();
   private readonly stats: TransportCounters = newCounters();
   private readonly loopback: FrameQueue;
+  /** The decoded messages of the frames in `loopback`, in the same order (decoded at send()). */
+  private loopbackMessages: M[] = [];
+  private loopbackHead = 0;
   private loopbackScheduled = false;
   /**
    * The slab that frames and write chunks are cut from now, fully written
@@ -275,6 +345,14 @@ export class TcpTransport<M> implements Transport<M> {
   private closing: Promise<void> | undefined;
   /** Accepted connections that have not finished their handshake. */
   private pendingHandshakes = 0;
+  /** The same connections, oldest first (the first is closed to make room). */
+  private readonly pendingConns = new Set<Connection>();
+  /** Pending handshakes per remote address. */
+  private readonly pendingByAddress = new Map<string, number>();
+  /** Bytes of partial frames buffered over all connections (inputBufferedBytesMax). */
+  private inputBuffered = 0;
+  /** The periodic check of timeouts and keepalives. */
+  private sweepTimer: TimerHandle | undefined;
   private readonly socketsGone: (() => void)[] = [];
 
   private constructor(options: TcpTransportOptions<M>) {
@@ -292,6 +370,13 @@ export class TcpTransport<M> implements Transport<M> {
       transportCloseGraceMs: limits.transportCloseGraceMs,
       handshakeBytesMax: limits.handshakeBytesMax,
       handshakesPendingMax: limits.handshakesPendingMax,
+      handshakesPendingPerAddressMax: limits.handshakesPendingPerAddressMax,
+      frameReadTimeoutMs: limits.frameReadTimeoutMs,
+      idleTimeoutMs: limits.idleTimeoutMs,
+      keepaliveIntervalMs: limits.keepaliveIntervalMs,
+      dialOnlyPeersMax: limits.dialOnlyPeersMax,
+      dialOnlyEvictIdleMsMin: limits.dialOnlyEvictIdleMsMin,
+      inputBufferedBytesMax: limits.inputBufferedBytesMax,
       ...options.limits,
     };
     assert(
@@ -304,6 +389,7 @@ export class TcpTransport<M> implements Transport<M> {
       component: 'transport',
     });
     this.clock = options.clock ?? new RealClock();
+    this.limited = new LogLimiter(this.log, { clock: this.clock });
     this.random = options.random ?? seededRandom(Math.floor(Math.random() * 2 ** 32));
     this.identity = {
       protocolVersion: options.protocolVersion ?? limits.protocolVersion,
@@ -405,8 +491,7 @@ export class TcpTransport<M> implements Transport<M> {
   send(to: NodeId, message: M): void {
     if (this.closed) throw new CohortError('CLOSED', `transport of ${this.self} is closed`);
     if (to === this.self) {
-      this.enqueue(this.loopback, message, false);
-      this.scheduleLoopback();
+      this.sendToSelf(message);
       return;
     }
     const peer = this.peers.get(to);
@@ -436,7 +521,49 @@ export class TcpTransport<M> implements Transport<M> {
 
   // ---- sending ------------------------------------------------------------
 
-  private enqueue(queue: FrameQueue, message: M, toSocket = true): void {
+  private enqueue(queue: FrameQueue, message: M): void {
+    const frame = this.encodeChecked(message, true);
+    try {
+      queue.offer(frame);
+    } catch (err) {
+      this.stats.overloaded++;
+      this.releasePiece(frame);
+      throw err;
+    }
+    this.stats.messagesSent++;
+  }
+
+  /**
+   * Queues a message to this node itself. It is decoded at once, as a
+   * receiver would decode it, so one that a receiver refuses is a definite
+   * INVALID_ARGUMENT for the sender (an HTTP header too long for call
+   * metadata, say) rather than an exception in a later turn.
+   */
+  private sendToSelf(message: M): void {
+    const frame = this.encodeChecked(message, false);
+    let decoded: M;
+    try {
+      decoded = this.codec.decode(frame.subarray(limits.frameHeaderBytes));
+    } catch (err) {
+      if (!isCohortError(err)) throw err;
+      throw new CohortError('INVALID_ARGUMENT', `message refused by validation: ${err.message}`, {
+        cause: err,
+        details: { ...err.details, code: err.code },
+      });
+    }
+    try {
+      this.loopback.offer(frame);
+    } catch (err) {
+      this.stats.overloaded++;
+      throw err;
+    }
+    this.loopbackMessages.push(decoded);
+    this.stats.messagesSent++;
+    this.scheduleLoopback();
+  }
+
+  /** Encodes a message into a frame (in slab memory when `toSocket`); throws FRAME_TOO_LARGE. */
+  private encodeChecked(message: M, toSocket: boolean): Uint8Array {
     const frame =
       toSocket && this.frameCodec?.encodeFrameTransient !== undefined
         ? this.ownFrame(this.frameCodec.encodeFrameTransient(message))
@@ -452,14 +579,7 @@ export class TcpTransport<M> implements Transport<M> {
         { details: { bytes: payloadBytes, limit: this.bounds.frameBytesMax } },
       );
     }
-    try {
-      queue.offer(frame);
-    } catch (err) {
-      this.stats.overloaded++;
-      this.releasePiece(frame);
-      throw err;
-    }
-    this.stats.messagesSent++;
+    return frame;
   }
 
   /** A copy of a transient frame (see FrameCodec.encodeFrameTransient) in memory we own. */
@@ -493,6 +613,11 @@ export class TcpTransport<M> implements Transport<M> {
     const socket = conn.socket;
     const batchMax = this.bounds.writeBatchBytesMax;
     const queue = peer.queue;
+    if (queue.length > 0) {
+      const now = this.clock.now();
+      conn.lastSent = now;
+      conn.lastMessage = now;
+    }
     while (queue.length > 0 && (force || socket.writableLength < batchMax)) {
       socket.cork();
       let bytes = 0;
@@ -611,12 +736,23 @@ export class TcpTransport<M> implements Transport<M> {
     // Only what is queued now: a handler that sends to itself again is served
     // in a later turn, so it cannot starve the event loop.
     for (let n = this.loopback.length; n > 0 && !this.closed; n--) {
-      const frame = this.loopback.shift() as Uint8Array;
-      // Our own encoding of a validated frame: no checksum to verify, and a
-      // failure to decode it is a codec bug (it propagates), not bad input.
-      this.deliver(this.self, this.codec.decode(frame.subarray(limits.frameHeaderBytes)));
+      this.loopback.shift(); // kept only for the queue's bounds: decoded at send()
+      const message = this.loopbackMessages[this.loopbackHead] as M;
+      this.loopbackMessages[this.loopbackHead] = undefined as M;
+      this.loopbackHead++;
+      if (this.loopbackHead === this.loopbackMessages.length) this.clearLoopbackMessages();
+      else if (this.loopbackHead >= 1024 && this.loopbackHead * 2 >= this.loopbackMessages.length) {
+        this.loopbackMessages = this.loopbackMessages.slice(this.loopbackHead);
+        this.loopbackHead = 0;
+      }
+      this.deliver(this.self, message);
     }
     if (this.loopback.length > 0 && !this.closed) this.scheduleLoopback();
+  }
+
+  private clearLoopbackMessages(): void {
+    this.loopbackMessages = [];
+    this.loopbackHead = 0;
   }
 
   // ---- connections ----------------------------------------------------------
@@ -641,7 +777,7 @@ export class TcpTransport<M> implements Transport<M> {
     if (this.tlsOptions !== undefined) {
       server.on('tlsClientError', (err: Error) => {
         this.stats.handshakeFailures++;
-        this.log.warn({ err: err.message }, 'TLS handshake with a client failed');
+        this.limited.warn({ err: err.message }, 'TLS handshake with a client failed');
       });
     }
     return new Promise((resolve, reject) => {
@@ -677,7 +813,13 @@ export class TcpTransport<M> implements Transport<M> {
       this.tlsOptions === undefined
         ? net.connect(options)
         : tls.connect({ ...this.tlsOptions.client, ...options });
-    const conn = new Connection(socket, 'dialer', peer, this.bounds.handshakeBytesMax);
+    const conn = new Connection(
+      socket,
+      'dialer',
+      peer,
+      this.bounds.handshakeBytesMax,
+      this.clock.now(),
+    );
     peer.dialing = conn;
     this.attach(conn);
     conn.timer = this.clock.setTimer(this.bounds.connectTimeoutMs, () =>
@@ -705,25 +847,56 @@ export class TcpTransport<M> implements Transport<M> {
       socket.destroy();
       return;
     }
-    if (this.pendingHandshakes >= this.bounds.handshakesPendingMax) {
-      this.stats.handshakeFailures++;
-      this.log.warn(
-        { remote: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}` },
-        `refused a connection: ${this.pendingHandshakes} handshakes already pending`,
+    const conn = new Connection(
+      socket,
+      'acceptor',
+      undefined,
+      this.bounds.handshakeBytesMax,
+      this.clock.now(),
+    );
+    // Make room: the oldest pending handshake of this address once it is at
+    // its cap, else the oldest of all once every slot is taken.
+    const sameAddress = this.pendingByAddress.get(conn.address) ?? 0;
+    if (sameAddress >= this.bounds.handshakesPendingPerAddressMax) {
+      this.evictPending(
+        this.oldestPending(conn.address),
+        `${sameAddress} handshakes pending from ${conn.address}`,
       );
-      socket.destroy();
-      return;
+    } else if (this.pendingHandshakes >= this.bounds.handshakesPendingMax) {
+      this.evictPending(this.oldestPending(), `${this.pendingHandshakes} handshakes pending`);
     }
-    const conn = new Connection(socket, 'acceptor', undefined, this.bounds.handshakeBytesMax);
     this.pendingHandshakes++;
+    this.pendingConns.add(conn);
+    this.pendingByAddress.set(conn.address, (this.pendingByAddress.get(conn.address) ?? 0) + 1);
     conn.pending = true;
     this.attach(conn);
     this.startHandshakeTimer(conn);
   }
 
+  /** The oldest connection mid-handshake (from `address` if given). */
+  private oldestPending(address?: string): Connection | undefined {
+    for (const conn of this.pendingConns) {
+      if (address === undefined || conn.address === address) return conn;
+    }
+    return undefined;
+  }
+
+  private evictPending(conn: Connection | undefined, why: string): void {
+    if (conn === undefined) return;
+    this.stats.handshakesEvicted++;
+    this.drop(
+      conn,
+      `closed the oldest unfinished handshake to make room (${why})`,
+      'warn',
+      true,
+      'OVERLOADED',
+    );
+  }
+
   private attach(conn: Connection): void {
     const socket = conn.socket;
     this.live.add(conn);
+    if (this.sweepTimer === undefined && !this.closed) this.armSweep();
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
@@ -750,7 +923,11 @@ export class TcpTransport<M> implements Transport<M> {
   private startHandshakeTimer(conn: Connection): void {
     conn.timer = this.clock.setTimer(this.bounds.handshakeTimeoutMs, () => {
       if (conn.state !== 'handshake') return;
-      this.failHandshake(conn, `handshake with ${conn.remote} timed out`);
+      this.stats.handshakeTimeouts++;
+      this.failHandshake(
+        conn,
+        `handshake with ${conn.remote} timed out after ${this.bounds.handshakeTimeoutMs} ms`,
+      );
     });
   }
 
@@ -765,37 +942,78 @@ export class TcpTransport<M> implements Transport<M> {
 
   private onData(conn: Connection, chunk: Buffer): void {
     if (conn.state === 'closed' || this.closed) return;
+    const now = this.clock.now();
+    conn.lastReceived = now;
     this.stats.bytesReceived += chunk.length;
     conn.decoder.push(chunk); // the decoder is alive: a dead one means conn was dropped
+    const framesBefore = conn.decoder.frames;
+    this.readFrames(conn, now);
+    if (isClosed(conn) || this.closed) return;
+    // A frame that started must arrive whole within frameReadTimeoutMs (see sweep()).
+    const buffered = conn.decoder.bufferedBytes;
+    if (buffered === 0) conn.partialSince = undefined;
+    else if (conn.partialSince === undefined || conn.decoder.frames !== framesBefore) {
+      conn.partialSince = now;
+    }
+    this.inputBuffered += buffered - conn.accounted;
+    conn.accounted = buffered;
+    if (this.inputBuffered > this.bounds.inputBufferedBytesMax) this.enforceInputBudget(conn);
+  }
+
+  /** Decodes and handles every whole frame buffered on `conn`. */
+  private readFrames(conn: Connection, now: number): void {
     for (;;) {
-      let message: M;
+      let handshake: HandshakeMessage | undefined;
+      let message: M | undefined;
       try {
         // A frame error kills the decoder and the connection: nothing after
         // corrupt bytes is ever delivered.
         const payload = conn.decoder.next();
         if (payload === undefined) return;
         if (conn.state !== 'open') {
-          this.onHandshakeFrame(conn, payload);
-          if (isClosed(conn)) return;
+          handshake = handshakeCodec.decode(payload);
+        } else if (payload.length === 0) {
+          this.stats.keepalivesReceived++; // skipped: it only keeps the link from idling out
           continue;
-        }
-        // Socket reads are never reused and the decoder never writes into
-        // what it returned, so large byte fields may stay views (no copy).
-        message = this.codec.decode(payload, STABLE_INPUT);
-      } catch (err) {
-        if (!isCohortError(err)) throw err;
-        const reason = `malformed input from ${describePeer(conn)}: ${err.code}: ${err.message}`;
-        if (conn.state === 'open') {
-          this.stats.decodeErrors++;
-          this.drop(conn, reason, 'warn', true, err.code);
         } else {
-          this.failHandshake(conn, reason);
+          // Socket reads are never reused and the decoder never writes into
+          // what it returned, so large byte fields may stay views (no copy).
+          message = this.codec.decode(payload, STABLE_INPUT);
         }
+      } catch (err) {
+        // Whatever a decoder throws on input closes this connection only;
+        // a failed assertion is a bug and crashes.
+        if (err instanceof AssertionError) throw err;
+        this.badInput(conn, err);
         return;
       }
-      // Outside the try: a handler's exception is the application's bug.
-      this.deliver((conn.peer as Peer).id, message);
+      if (handshake !== undefined) {
+        this.onHandshakeFrame(conn, handshake);
+      } else {
+        conn.lastMessage = now;
+        // Outside the try: a handler's exception is the application's bug.
+        this.deliver((conn.peer as Peer).id, message as M);
+      }
       if (isClosed(conn) || this.closed) return;
+    }
+  }
+
+  /** Closes a connection whose input could not be decoded or validated; logs the reason. */
+  private badInput(conn: Connection, err: unknown): void {
+    const code: ErrorCode = isCohortError(err) ? err.code : 'DECODE_ERROR';
+    const text = err instanceof Error ? err.message : String(err);
+    const reason = `malformed input from ${describePeer(conn)}: ${code}: ${text}`;
+    // Not one of our typed errors: a decoder failed in a way nobody planned
+    // for (e.g. a RangeError). The input is still the peer's, but the one
+    // line about it is an error, with the stack.
+    const untyped = isCohortError(err) ? undefined : err;
+    const level = untyped === undefined ? 'warn' : 'error';
+    if (conn.state === 'open') {
+      this.stats.decodeErrors++;
+      this.drop(conn, reason, level, true, code, untyped);
+    } else {
+      this.stats.handshakeFailures++;
+      this.drop(conn, reason, level, true, 'HANDSHAKE_FAILED', untyped);
     }
   }
 
@@ -809,8 +1027,7 @@ export class TcpTransport<M> implements Transport<M> {
     this.handler(from, message);
   }
 
-  private onHandshakeFrame(conn: Connection, payload: Uint8Array): void {
-    const msg: HandshakeMessage = handshakeCodec.decode(payload);
+  private onHandshakeFrame(conn: Connection, msg: HandshakeMessage): void {
     if (conn.role === 'acceptor') {
       if (msg.type !== 'Hello') {
         this.refuse(conn, 'protocol', `expected Hello, got ${msg.type}`);
@@ -826,9 +1043,11 @@ export class TcpTransport<M> implements Transport<M> {
         return;
       }
       const known = this.peers.get(verdict.peer);
-      if (known === undefined && this.dialOnlyPeers >= limits.dialOnlyPeersMax) {
-        this.refuse(conn, 'protocol', `too many dial-only clients (${this.dialOnlyPeers})`);
-        return;
+      if (known === undefined && this.dialOnlyPeers >= this.bounds.dialOnlyPeersMax) {
+        if (!this.evictIdleClient()) {
+          this.refuse(conn, 'protocol', `too many dial-only clients (${this.dialOnlyPeers})`);
+          return;
+        }
       }
       const peer = this.peerState(verdict.peer);
       if (known === undefined) {
@@ -896,26 +1115,98 @@ export class TcpTransport<M> implements Transport<M> {
     if (conn.pending) {
       conn.pending = false;
       this.pendingHandshakes--;
+      this.pendingConns.delete(conn);
+      const n = (this.pendingByAddress.get(conn.address) ?? 1) - 1;
+      if (n === 0) this.pendingByAddress.delete(conn.address);
+      else this.pendingByAddress.set(conn.address, n);
+    }
+  }
+
+  /**
+   * Makes room for a new dial-only client by closing the one that exchanged
+   * no message for the longest, if that was at least dialOnlyEvictIdleMsMin
+   * ago. False if every client is busier than that.
+   */
+  private evictIdleClient(): boolean {
+    let victim: Connection | undefined;
+    for (const peer of this.peers.values()) {
+      const c = peer.conn;
+      if (!peer.dialOnly || c === undefined) continue;
+      if (victim === undefined || c.lastMessage < victim.lastMessage) victim = c;
+    }
+    if (victim === undefined) return false;
+    const idleMs = this.clock.now() - victim.lastMessage;
+    if (idleMs < this.bounds.dialOnlyEvictIdleMsMin) return false;
+    this.stats.dialOnlyEvicted++;
+    this.drop(
+      victim,
+      `closed to make room for a new client (dialOnlyPeersMax ${this.bounds.dialOnlyPeersMax}; no message for ${Math.round(idleMs)} ms)`,
+      'warn',
+      true,
+      'OVERLOADED',
+    );
+    return true;
+  }
+
+  /**
+   * Brings the bytes of partial frames buffered over all connections back
+   * under inputBufferedBytesMax: closes the connections of non-members
+   * (clients, unfinished handshakes) holding the most first, then, if
+   * members' frames alone are over, the connection whose bytes crossed it.
+   */
+  private enforceInputBudget(trigger: Connection): void {
+    const budget = this.bounds.inputBufferedBytesMax;
+    while (this.inputBuffered > budget) {
+      let victim: Connection | undefined;
+      for (const c of this.live) {
+        if (
+          c.accounted > 0 &&
+          !c.fromMember &&
+          (victim === undefined || c.accounted > victim.accounted)
+        ) {
+          victim = c;
+        }
+      }
+      if (victim === undefined && trigger.accounted > 0 && !isClosed(trigger)) victim = trigger;
+      if (victim === undefined) return;
+      this.stats.inputBudgetCloses++;
+      this.drop(
+        victim,
+        `${this.inputBuffered} bytes of partial frames buffered on this node, over inputBufferedBytesMax ${budget}; this connection held ${victim.accounted}`,
+        'warn',
+        true,
+        'OVERLOADED',
+      );
     }
   }
 
   /** Sends Reject with a reason, logs it, and closes after the write. */
   private refuse(conn: Connection, code: RejectCodeValue, reason: string): void {
     if (code !== 'duplicate') this.stats.handshakeFailures++;
-    this.log[code === 'duplicate' ? 'debug' : 'warn'](
+    this.limited.log(
+      code === 'duplicate' ? 'debug' : 'warn',
       { remote: conn.remote, code: 'HANDSHAKE_FAILED', reject: code, reason },
       'handshake refused',
     );
     conn.state = 'closed';
     this.clearTimer(conn);
     this.release(conn);
+    this.unaccount(conn);
     conn.socket.end(handshakeCodec.encodeFrame({ type: 'Reject', code, reason }));
     conn.socket.destroySoon();
+  }
+
+  /** Takes a closed connection's buffered bytes out of the input budget. */
+  private unaccount(conn: Connection): void {
+    this.inputBuffered -= conn.accounted;
+    conn.accounted = 0;
+    conn.partialSince = undefined;
   }
 
   private open(conn: Connection, peer: Peer): void {
     this.clearTimer(conn);
     this.release(conn);
+    conn.lastMessage = this.clock.now();
     conn.decoder.setFrameBytesMax(this.bounds.frameBytesMax);
     conn.state = 'open';
     if (peer.dialing === conn) peer.dialing = undefined;
@@ -939,19 +1230,26 @@ export class TcpTransport<M> implements Transport<M> {
   private drop(
     conn: Connection,
     reason: string,
-    level: 'debug' | 'info' | 'warn',
+    level: LogLevel,
     reconnect = true,
     code?: ErrorCode,
+    err?: unknown,
   ): void {
     if (conn.state === 'closed') return;
     const wasOpen = conn.state === 'open';
     conn.state = 'closed';
     this.clearTimer(conn);
     this.release(conn);
+    this.unaccount(conn);
     conn.socket.destroy();
     const peer = conn.peer;
     if (peer === undefined) {
-      this.log[level]({ remote: conn.remote, reason, code }, 'connection closed');
+      this.limited.log(
+        level,
+        { remote: conn.remote, reason, code, ...(err === undefined ? {} : { err }) },
+        'connection closed',
+        `${level} connection closed`,
+      );
       return;
     }
     if (peer.dialing === conn) peer.dialing = undefined;
@@ -959,7 +1257,13 @@ export class TcpTransport<M> implements Transport<M> {
       peer.conn = undefined;
       this.stats.connectionsLost++;
     }
-    this.log[level]({ peer: peer.id, reason, code }, wasOpen ? 'link down' : 'connection failed');
+    const message = wasOpen ? 'link down' : 'connection failed';
+    this.limited.log(
+      level,
+      { peer: peer.id, reason, code, ...(err === undefined ? {} : { err }) },
+      message,
+      `${level} ${message}`,
+    );
     if (reconnect && peer.dialOnly && peer.conn === undefined && this.peers.get(peer.id) === peer) {
       // A dial-only client cannot be redialled: forget it and what was queued for it.
       // (Drops without `reconnect` are replacements and removals, handled there.)
@@ -1004,10 +1308,73 @@ export class TcpTransport<M> implements Transport<M> {
     if (!this.closed) this.statusHandler?.(peer, status);
   }
 
+  // ---- timeouts and keepalives ----------------------------------------------
+
+  /** Every this often, {@link sweep} checks the timeouts and sends keepalives. */
+  private get sweepMs(): number {
+    const b = this.bounds;
+    return Math.max(1, Math.min(b.keepaliveIntervalMs, b.frameReadTimeoutMs, b.idleTimeoutMs) / 4);
+  }
+
+  private armSweep(): void {
+    this.sweepTimer = this.clock.setTimer(this.sweepMs, () => {
+      this.sweepTimer = undefined;
+      if (this.closed) return;
+      this.sweep();
+      if (this.live.size > 0) this.armSweep();
+    });
+  }
+
+  /**
+   * One pass over the live connections: closes those whose partial frame is
+   * overdue (frameReadTimeoutMs) or on which nothing arrived for
+   * idleTimeoutMs, and sends a keepalive on open ones quiet for
+   * keepaliveIntervalMs. A timeout fires within a sweep period after it is due.
+   */
+  private sweep(): void {
+    const now = this.clock.now();
+    const b = this.bounds;
+    for (const conn of [...this.live]) {
+      if (conn.state === 'closed' || conn.state === 'connecting') continue;
+      if (conn.partialSince !== undefined && now - conn.partialSince >= b.frameReadTimeoutMs) {
+        this.stats.frameReadTimeouts++;
+        const reason = `a frame from ${describePeer(conn)} did not arrive whole within ${b.frameReadTimeoutMs} ms (${conn.decoder.bufferedBytes} bytes so far)`;
+        if (conn.state === 'open') this.drop(conn, reason, 'warn', true, 'TIMEOUT');
+        else this.failHandshake(conn, reason);
+        continue;
+      }
+      if (conn.state !== 'open') continue; // the handshake has its own timer
+      if (now - conn.lastReceived >= b.idleTimeoutMs) {
+        this.stats.idleTimeouts++;
+        this.drop(
+          conn,
+          `nothing arrived from ${describePeer(conn)} for ${Math.round(now - conn.lastReceived)} ms (idleTimeoutMs ${b.idleTimeoutMs})`,
+          'warn',
+          true,
+          'TIMEOUT',
+        );
+        continue;
+      }
+      if (
+        now - conn.lastSent >= b.keepaliveIntervalMs &&
+        conn.socket.writableLength === 0 &&
+        conn.peer?.queue.length === 0
+      ) {
+        conn.lastSent = now;
+        this.stats.keepalivesSent++;
+        this.stats.bytesSent += KEEPALIVE_FRAME.length;
+        // Between whole frames: flushes write whole frames only.
+        conn.socket.write(KEEPALIVE_FRAME);
+      }
+    }
+  }
+
   // ---- shutdown -------------------------------------------------------------
 
   private async shutdown(): Promise<void> {
     this.closed = true;
+    if (this.sweepTimer !== undefined) this.clock.clearTimer(this.sweepTimer);
+    this.sweepTimer = undefined;
     const serverClosed = new Promise<void>((resolve) => {
       if (this.server === undefined) resolve();
       else this.server.close(() => resolve());
@@ -1024,6 +1391,7 @@ export class TcpTransport<M> implements Transport<M> {
       this.wakeWaiters(peer);
     }
     this.stats.dropped += this.loopback.clear();
+    this.clearLoopbackMessages();
     for (const conn of this.live) {
       if (conn.state !== 'open') {
         this.clearTimer(conn);
@@ -1039,6 +1407,7 @@ export class TcpTransport<M> implements Transport<M> {
       this.clock.clearTimer(grace);
     }
     await serverClosed;
+    this.limited.close();
     this.log.info('transport closed');
   }
 }

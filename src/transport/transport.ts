@@ -26,7 +26,9 @@
  *   when the message was not queued: `OVERLOADED` (the bounded per-peer queue
  *   is full, counted in `counters.overloaded`), `FRAME_TOO_LARGE` (the
  *   encoded message exceeds `frameBytesMax`), `UNAVAILABLE` (no address is
- *   known for that node), `CLOSED` (this transport is closed). A synchronous
+ *   known for that node), `CLOSED` (this transport is closed),
+ *   `INVALID_ARGUMENT` (a message to this node itself that its own receiver
+ *   would refuse: self-sends are validated at once). A synchronous
  *   throw (rather than a result value) keeps the hot path allocation-free and
  *   makes an ignored failure impossible to miss. A successful return means
  *   "queued": delivery is not confirmed.
@@ -35,7 +37,8 @@
  *   out, in order, once the peer is reachable again.
  * - **Validated input.** Every received message went through `Codec.decode`;
  *   a malformed one closes that one connection (logged, counted in
- *   `counters.decodeErrors`) and is never delivered.
+ *   `counters.decodeErrors`) and is never delivered. Nothing a peer sends
+ *   can make a transport throw out of its own callbacks.
  * - **Handlers run asynchronously**, never inside `send()`, one message at a
  *   time. A message that arrives while no handler is set is dropped and
  *   counted in `counters.droppedNoHandler`.
@@ -82,6 +85,22 @@ export interface TransportCounters {
   handshakeFailures: number;
   /** Socket writes performed (each may carry many frames: write coalescing). */
   writes: number;
+  /** Connections closed because their handshake did not finish within handshakeTimeoutMs (also in handshakeFailures). */
+  handshakeTimeouts: number;
+  /** Connections closed because a frame that had started did not arrive whole within frameReadTimeoutMs. */
+  frameReadTimeouts: number;
+  /** Open connections closed because nothing, not even a keepalive, arrived within idleTimeoutMs. */
+  idleTimeouts: number;
+  /** Keepalive frames sent on quiet connections. */
+  keepalivesSent: number;
+  /** Keepalive frames received (skipped, but they keep a link from idling out). */
+  keepalivesReceived: number;
+  /** Connections mid-handshake closed to make room for a new one (handshakesPendingMax, or the per-address cap). */
+  handshakesEvicted: number;
+  /** Idle dial-only clients closed to make room for a new one (dialOnlyPeersMax). */
+  dialOnlyEvicted: number;
+  /** Connections closed because the node's buffered partial frames exceeded inputBufferedBytesMax. */
+  inputBudgetCloses: number;
 }
 
 /** A fresh set of zeroed counters. */
@@ -99,6 +118,14 @@ export function newCounters(): TransportCounters {
     connectionsLost: 0,
     handshakeFailures: 0,
     writes: 0,
+    handshakeTimeouts: 0,
+    frameReadTimeouts: 0,
+    idleTimeouts: 0,
+    keepalivesSent: 0,
+    keepalivesReceived: 0,
+    handshakesEvicted: 0,
+    dialOnlyEvicted: 0,
+    inputBudgetCloses: 0,
   };
 }
 
@@ -108,7 +135,8 @@ export interface Transport<M> {
   readonly self: NodeId;
   /**
    * Queues `message` for `to`. Returns once queued; throws a definite
-   * CohortError (OVERLOADED, FRAME_TOO_LARGE, UNAVAILABLE, CLOSED) if not.
+   * CohortError (OVERLOADED, FRAME_TOO_LARGE, UNAVAILABLE, CLOSED, and
+   * INVALID_ARGUMENT for an invalid message to itself) if not.
    */
   send(to: NodeId, message: M): void;
   /** Sets the handler for received messages (replacing any previous one). */

@@ -38,10 +38,13 @@ import { assert } from '../lib/assert.js';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import { FRAME_HEADER_BYTES, writeFrameHeader } from './frame.js';
+import { checkMessagePack } from './msgpack-scan.js';
 
 /**
  * Turns messages of type `M` into bytes and back. `decode` throws a definite
- * `CohortError`: `DECODE_ERROR` (not MessagePack), `UNKNOWN_MESSAGE` (a
+ * `CohortError`: `DECODE_ERROR` (not MessagePack, nested deeper than
+ * `limits.messageNestingDepthMax`, or a MessagePack extension cohort does
+ * not write), `UNKNOWN_MESSAGE` (a
  * `type` not registered) or `SCHEMA_VIOLATION` (wrong or missing fields).
  * The simulator, the transports and the RPC layer all take a `Codec`.
  */
@@ -119,6 +122,11 @@ export type MessageOf<S extends readonly TSchema[]> = Static<S[number]>;
 export interface MessageCodecOptions {
   /** Largest encoded message; bigger ones throw FRAME_TOO_LARGE on encode. Default `limits.frameBytesMax`. */
   readonly messageBytesMax?: number;
+  /**
+   * Deepest nesting of arrays and maps accepted on decode, checked before
+   * any recursive decoding (DECODE_ERROR past it). Default `limits.messageNestingDepthMax`.
+   */
+  readonly nestingDepthMax?: number;
   /**
    * Also validate on encode. Off by default (the compiler types what is sent);
    * turn on in tests and the simulator to catch a bad sender at its source.
@@ -208,6 +216,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   private readonly packr = new Packr(packrOptions);
   private readonly unpackr = new Unpackr(unpackrOptions);
   private readonly messageBytesMax: number;
+  private readonly nestingDepthMax: number;
   private readonly validateOnEncode: boolean;
   private readonly options: MessageCodecOptions;
 
@@ -232,6 +241,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
     // msgpackr's arena is shared by all Packr instances; start a roomy one.
     this.packr.useBuffer(Buffer.allocUnsafeSlow(ARENA_BYTES));
     this.messageBytesMax = options.messageBytesMax ?? limits.frameBytesMax;
+    this.nestingDepthMax = options.nestingDepthMax ?? limits.messageNestingDepthMax;
     this.validateOnEncode = options.validateOnEncode ?? false;
   }
 
@@ -274,6 +284,8 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   }
 
   decode(bytes: Uint8Array, options?: DecodeOptions): M {
+    // Bounds nesting (and refuses foreign extensions) before msgpackr recurses.
+    checkMessagePack(bytes, this.nestingDepthMax);
     let value: unknown;
     try {
       value = this.unpackr.unpack(bytes);

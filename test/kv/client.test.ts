@@ -104,6 +104,93 @@ describe('KvClient exactly-once', () => {
   });
 });
 
+describe('KvClient sessions (registered, expired by log time)', () => {
+  /** Counts calls of each method that succeeded, through a client. */
+  function counter(): { counts: Record<string, number>; interceptor: ClientInterceptor } {
+    const counts: Record<string, number> = {};
+    return {
+      counts,
+      interceptor: async (call, next) => {
+        const out = await next(call);
+        counts[call.method] = (counts[call.method] ?? 0) + 1;
+        return out;
+      },
+    };
+  }
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('a client restarted with a fixed clientId writes at once (no stale-sequence failure)', async () => {
+    // The first incarnation "crashes": its close cannot end its sessions on the cluster.
+    const noEnd: ClientInterceptor = (call, next) => {
+      if (call.method === 'sessionEnd') throw new CohortError('UNAVAILABLE', 'crashed (test)');
+      return next(call);
+    };
+    const first = await cluster.client({
+      clientId: 'fixed',
+      retryMs: 300,
+      rpc: { client: { interceptors: [noEnd] } },
+    });
+    for (let i = 0; i < 3; i++) await first.put('restart', String(i));
+    await first.close();
+    const second = await cluster.client({ clientId: 'fixed' });
+    const put = await second.put('restart', 'again');
+    expect(put.revision).toBeGreaterThan(0);
+    expect(kvText((await second.get('restart'))!.value)).toBe('again');
+  });
+
+  it('a lane whose session expired while idle registers again and writes (the write was not applied twice)', async () => {
+    const { counts, interceptor } = counter();
+    const kv = await cluster.client({
+      sessionTtlMs: 1000,
+      rpc: { client: { interceptors: [interceptor] } },
+    });
+    await kv.put('idle', '1');
+    expect(counts.sessionOpen).toBe(1);
+    // Over a second of log time passes: another client's write carries it.
+    await sleep(1300);
+    await (await cluster.client()).put('tick', 'x');
+    const before = await kv.range('idle', { countOnly: true });
+    const put = await kv.put('idle', '2');
+    expect(counts.sessionOpen).toBe(2);
+    expect(put.revision).toBe(before.revision + 1);
+    expect((await kv.get('idle'))?.version).toBe(2);
+  });
+
+  it('a write that may have applied and then finds its session expired fails with an indefinite SESSION_EXPIRED', async () => {
+    const other = await cluster.client();
+    let lost = false;
+    const lossy: ClientInterceptor = async (call, next) => {
+      if (call.method !== 'put') return next(call);
+      if (!lost) {
+        await next(call); // a redirect (NOT_LEADER) throws here: not this case yet
+        lost = true;
+        // Applied, but the reply is lost; the session then expires before the retry.
+        await sleep(1300);
+        await other.put('tick', 'y');
+        throw new CohortError('CONNECTION_LOST', 'reply lost (test)', { definite: false });
+      }
+      return next(call);
+    };
+    const kv = await cluster.client({
+      sessionTtlMs: 1000,
+      rpc: { client: { interceptors: [lossy] } },
+    });
+    const err = await kv.put('expired', 'x').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({
+      code: 'SESSION_EXPIRED',
+      definite: false,
+      details: { earlierAttemptUncertain: true },
+    });
+    // It applied once; the client did not apply it again under a new session.
+    expect((await other.get('expired'))?.version).toBe(1);
+    // The lane registers again for the next write.
+    expect((await kv.put('expired', 'z')).revision).toBeGreaterThan(0);
+  });
+});
+
 describe('KvClient transactions and watches', () => {
   it('runs an optimistic transaction that retries on conflict', async () => {
     const kv = await cluster.client();

@@ -182,6 +182,37 @@ describe('Kv service', () => {
     expect(seen).toEqual(['PUT w/b', 'DELETE w/a']);
   });
 
+  it('refuses a deleteRange whose prevKvs would not fit a reply, before it deletes anything', async () => {
+    const leader = await cluster.leader();
+    const kv = await stub(leader.config.id);
+    const big = new Uint8Array(limits.kvValueBytesMax);
+    const n = Math.floor(limits.kvRangeBytesMax / limits.kvValueBytesMax) + 1;
+    for (let i = 0; i < n; i++) await kv.put({ key: kvKey(`del/${i}`), value: big });
+    const range = { key: kvKey('del/'), rangeEnd: kvKey('del0') };
+    const e = await refusal(kv.deleteRange({ ...range, prevKv: true }));
+    expect([e.code, e.definite, e.details.reason]).toEqual([
+      'FAILED_PRECONDITION',
+      true,
+      'replyTooLarge',
+    ]);
+    expect((await kv.range({ ...range, countOnly: true })).count).toBe(n);
+    expect((await kv.deleteRange(range)).deleted).toBe(n);
+  });
+
+  it('counts each key-value’s encoding in the range cap: many tiny keys are cut too', () => {
+    const kvs = Array.from({ length: 100 }, (_, i) => ({
+      key: kvKey(String(i % 10)),
+      value: new Uint8Array(0),
+      createRevision: 1,
+      modRevision: 1,
+      version: 1,
+      lease: 0,
+    }));
+    const cut = capRange({ type: 'range', revision: 1, kvs, count: 100, more: false }, 1000);
+    expect(cut.more).toBe(true);
+    expect(cut.kvs.length).toBeLessThan(20);
+  });
+
   it('cuts a range answer over the byte cap and flags more', () => {
     const kv = (k: string, n: number) => ({
       key: kvKey(k),

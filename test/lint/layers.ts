@@ -45,8 +45,11 @@ export const layerOrder: readonly (readonly string[])[] = [
   ['kv', 'mapreduce'],
   // The node process: composes transport, Raft, host, KV and the default modules.
   ['node'],
-  // The `cohort` command; the public API.
-  ['cli', 'index.ts'],
+  // The `cohort` command (and the embedded one-node cluster of `cohort mr run`).
+  ['cli'],
+  // The public API (package.json `exports`: `cohort`; the subpaths are the
+  // index.ts files of rpc/, kv/ and mapreduce/). Above cli/ for `runJob`.
+  ['index.ts'],
   // The simulator may import anything; nothing imports it.
   ['sim'],
 ];

@@ -4,6 +4,7 @@
  * cancellation, and malformed requests.
  */
 import fc from 'fast-check';
+import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CohortError } from '../../src/lib/errors.js';
 import type { ErrorCode } from '../../src/lib/errors.js';
@@ -18,6 +19,7 @@ import { harnesses, Observed, rejection, TestService } from './harness.js';
 import type { RpcHarness } from './harness.js';
 
 const A = nodeId('a');
+const D = nodeId('d');
 
 function expectError(err: CohortError, code: ErrorCode, definite: boolean): void {
   expect({ code: err.code, definite: err.definite }).toEqual({ code, definite });
@@ -181,6 +183,43 @@ describe.each(harnesses)('rpc calls (%o)', (make) => {
     expect(await caller.client(TestService, A).echo({ text: 'still up' })).toEqual({
       text: 'still up',
     });
+  });
+
+  it('logs a flood of refused calls as a few lines and a summary, and handler bugs at error', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) });
+    const logged = await h.node('d', { server: { logger } });
+    logged.serve(TestService, new Observed().handlers());
+    const raw = await h.raw('raw');
+    let replies = 0;
+    raw.onMessage((_from, msg) => {
+      if (msg.type === 'RpcError') replies++;
+    });
+    for (let id = 1; id <= 500; id++) {
+      raw.send(D, {
+        type: 'RpcRequest',
+        id,
+        service: 'Test',
+        method: 'echo',
+        timeoutMs: 1000,
+        payload: {},
+      });
+    }
+    await waitFor(() => replies === 500, '500 refusals');
+    const refusals = lines.filter((l) => l.includes('refused a call with an invalid request'));
+    expect(refusals.length).toBe(limits.logRepeatBurstMax);
+    expect(refusals[0]).toContain('"code":"INVALID_ARGUMENT"');
+    const stub = caller.client(TestService, D);
+    expectError(await rejection(stub.fail({ code: 'plain' })), 'INTERNAL', false);
+    expect(lines.some((l) => l.includes('"level":50') && l.includes('unexpected error'))).toBe(
+      true,
+    );
+    await logged.close();
+    expect(
+      lines.filter((l) =>
+        l.includes(`${500 - limits.logRepeatBurstMax} more like this suppressed`),
+      ),
+    ).toHaveLength(1);
   });
 
   it('interceptors: the client adds a token, the server refuses calls without it', async () => {

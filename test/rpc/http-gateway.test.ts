@@ -6,7 +6,11 @@
 import http from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../transport/compliance.js';
+import { testLogger } from '../transport/tcp-harness.js';
+import { Type } from '@sinclair/typebox';
 import { CohortError } from '../../src/lib/errors.js';
+import { limits } from '../../src/lib/limits.js';
+import { defineService, unary } from '../../src/rpc/service.js';
 import { HttpGateway } from '../../src/rpc/http-gateway.js';
 import { RpcMetrics } from '../../src/rpc/interceptors.js';
 import type { RpcNode } from '../../src/rpc/node.js';
@@ -25,7 +29,7 @@ describe.each(harnesses)('http gateway (%o)', (make) => {
     node = await h.node('a');
     obs = new Observed();
     node.serve(TestService, obs.handlers());
-    gw = await HttpGateway.start(node, { port: 0, bodyBytesMax: 4096 });
+    gw = await HttpGateway.start(node, { port: 0, bodyBytesMax: 4096, logger: testLogger() });
     base = `http://127.0.0.1:${gw.address.port}`;
   });
   afterEach(async () => {
@@ -118,6 +122,76 @@ describe.each(harnesses)('http gateway (%o)', (make) => {
     });
     // Still serving.
     expect((await post('/rpc/Test/echo', '{"text":"ok"}')).status).toBe(200);
+  });
+
+  it('answers 431 to an 8 KiB x-cohort-meta-token header (and too many meta headers), and keeps serving', async () => {
+    // The probe: this header made the gateway process exit (thrown out of the loopback drain).
+    const long = await post('/rpc/Test/echo', '{"text":"a"}', {
+      'x-cohort-meta-token': 't'.repeat(8 * 1024),
+    });
+    expect(long).toMatchObject({
+      status: 431,
+      json: {
+        error: {
+          code: 'INVALID_ARGUMENT',
+          definite: true,
+          details: { path: '/meta/token', header: 'x-cohort-meta-token', limit: 4096 },
+        },
+      },
+    });
+    const many: Record<string, string> = {};
+    for (let i = 0; i <= limits.rpcMetaEntriesMax; i++) many[`x-cohort-meta-k${i}`] = 'v';
+    expect(await post('/rpc/Test/echo', '{"text":"a"}', many)).toMatchObject({
+      status: 431,
+      json: { error: { code: 'INVALID_ARGUMENT', details: { path: '/meta' } } },
+    });
+    const longKey = { [`x-cohort-meta-${'k'.repeat(limits.rpcMetaKeyCharsMax + 1)}`]: 'v' };
+    expect((await post('/rpc/Test/echo', '{"text":"a"}', longKey)).status).toBe(431);
+    // At the bound is fine.
+    expect(
+      (
+        await post('/rpc/Test/echo', '{"text":"a"}', {
+          'x-cohort-meta-token': 't'.repeat(limits.rpcMetaValueCharsMax),
+        })
+      ).status,
+    ).toBe(200);
+    expect((await post('/rpc/Test/echo', '{"text":"ok"}')).status).toBe(200);
+  });
+
+  it('answers 400 to a body nested deeper than the wire allows, and 500 to a result JSON cannot carry', async () => {
+    const Odd = defineService('Odd', {
+      echo: unary(Type.Unknown(), Type.Unknown()),
+      big: unary(Type.Object({}), Type.Unknown()),
+    });
+    node.serve(Odd, {
+      echo: (v) => v,
+      big: () => ({ n: 2n ** 60n }), // a bigint: MessagePack carries it, JSON does not
+    });
+    const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
+    expect((await post('/rpc/Odd/echo', nested(50))).status).toBe(200);
+    expect(await post('/rpc/Odd/echo', nested(1_500))).toMatchObject({
+      status: 400,
+      json: { error: { code: 'INVALID_ARGUMENT' } },
+    });
+    expect(await post('/rpc/Odd/big', '{}')).toMatchObject({
+      status: 500,
+      json: { error: { code: 'INTERNAL' } },
+    });
+    expect((await post('/rpc/Test/echo', '{"text":"ok"}')).status).toBe(200);
+  });
+
+  it('refuses oversized call metadata from a binary client with INVALID_ARGUMENT, keeping the link', async () => {
+    const client = await h.node('b');
+    const stub = client.client(TestService, node.self);
+    let err: unknown;
+    try {
+      await stub.echo({ text: 'a' }, { meta: { token: 't'.repeat(8 * 1024) } });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', definite: true });
+    expect(await stub.echo({ text: 'still' })).toEqual({ text: 'still' });
+    expect(client.transport.counters.connectionsLost).toBe(0);
   });
 
   it('an HTTP client that goes away cancels its call on the server', async () => {

@@ -135,6 +135,20 @@ export function transportCompliance(name: string, makeHarness: () => TransportHa
       expect(atA[0]).toEqual({ from: A, msg: { type: 'Seq', seq: 5, note: 'self' } });
     });
 
+    it('refuses, at send(), a message to itself that a receiver would refuse (definite INVALID_ARGUMENT)', async () => {
+      const a = await h.start(A);
+      const atA = record(a);
+      // note is at most 64 characters: the compiler cannot see that, the receiver's schema does.
+      expect(codeOf(() => a.send(A, { type: 'Seq', seq: 1, note: 'x'.repeat(65) }))).toBe(
+        'INVALID_ARGUMENT',
+      );
+      a.send(A, { type: 'Seq', seq: 2, note: 'ok' });
+      await waitFor(() => atA.length === 1, 'the valid message');
+      await settle();
+      expect(atA.map((r) => r.msg.seq)).toEqual([2]);
+      expect(a.counters.messagesSent).toBe(1);
+    });
+
     it('refuses a node it has no address for with a definite UNAVAILABLE', async () => {
       const a = await h.start(A);
       expect(codeOf(() => a.send(nodeId('zz'), { type: 'Seq', seq: 0, note: '' }))).toBe(

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { pack } from 'msgpackr';
 import fc from 'fast-check';
 import { isCohortError } from '../../src/lib/errors.js';
+import { limits } from '../../src/lib/limits.js';
 import { clusterId, nodeId } from '../../src/lib/ids.js';
 import type { NodeId } from '../../src/lib/ids.js';
 import { seededRandom } from '../../src/lib/random.js';
@@ -24,6 +25,8 @@ import { settle, transportCompliance, waitFor } from './compliance.js';
 import { fastLimits, freePort, tcpHarness, testCluster, testLogger } from './tcp-harness.js';
 import { testCodec } from './test-messages.js';
 import type { TestMessage } from './test-messages.js';
+import { rpcCodec } from '../../src/rpc/messages.js';
+import type { RpcWireMessage } from '../../src/rpc/messages.js';
 
 transportCompliance('tcp', tcpHarness);
 
@@ -60,21 +63,27 @@ function capturingLogger(): { logger: pino.Logger; lines: string[] } {
   return { logger, lines };
 }
 
-/** A raw client socket that speaks frames by hand. */
+/** A raw client socket that speaks frames by hand (it counts keepalives, and keeps other frames' payloads). */
 async function rawClient(port: number): Promise<{
   socket: net.Socket;
   frames: HandshakeMessage[];
+  payloads: Uint8Array[];
+  keepalives: () => number;
   closed: () => boolean;
 }> {
   const socket = net.connect(port, '127.0.0.1');
   cleanups.push(() => void socket.destroy());
   const frames: HandshakeMessage[] = [];
+  const payloads: Uint8Array[] = [];
   const decoder = new FrameDecoder();
   let isClosed = false;
+  let keepalives = 0;
   socket.on('data', (chunk: Buffer) => {
     decoder.push(chunk);
     for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
-      frames.push(handshakeCodec.decode(p));
+      if (p.length === 0) keepalives++;
+      else if (frames.length === 0) frames.push(handshakeCodec.decode(p));
+      else payloads.push(p);
     }
   });
   socket.on('error', () => {});
@@ -82,13 +91,13 @@ async function rawClient(port: number): Promise<{
     isClosed = true;
   });
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-  return { socket, frames, closed: () => isClosed };
+  return { socket, frames, payloads, keepalives: () => keepalives, closed: () => isClosed };
 }
 
 function hello(from: string, to: string): Uint8Array {
   return handshakeCodec.encodeFrame({
     type: 'Hello',
-    protocolVersion: 1,
+    protocolVersion: limits.protocolVersion,
     clusterId: testCluster,
     nodeId: from,
     to,
@@ -126,10 +135,18 @@ describe('TcpTransport: handshake', () => {
     const [pa, pb] = [await freePort(), await freePort()];
     const logB = capturingLogger();
     await startNode({ self: B, port: pb, peers: { a: local(pa) }, logger: logB.logger });
-    const a = await startNode({ self: A, port: pa, peers: { b: local(pb) }, protocolVersion: 2 });
+    const other = limits.protocolVersion + 1;
+    const a = await startNode({
+      self: A,
+      port: pa,
+      peers: { b: local(pb) },
+      protocolVersion: other,
+    });
     a.send(B, { type: 'Seq', seq: 1, note: '' });
     await waitFor(() => a.counters.handshakeFailures >= 1, 'the refusal');
-    expect(logB.lines.join('')).toMatch(/protocol version mismatch: peer a speaks 2, this node 1/);
+    expect(logB.lines.join('')).toContain(
+      `protocol version mismatch: peer a speaks ${other}, this node ${limits.protocolVersion}`,
+    );
   });
 
   it('refuses a node that is not in the address book, and a Hello meant for another node', async () => {
@@ -159,6 +176,7 @@ describe('TcpTransport: handshake', () => {
     const silent = await rawClient(pb);
     await waitFor(() => silent.closed(), 'the timeout');
     expect(b.counters.handshakeFailures).toBe(1);
+    expect(b.counters.handshakeTimeouts).toBe(1);
   });
 });
 
@@ -172,7 +190,7 @@ describe('TcpTransport: unauthenticated connections', () => {
     expect(b.counters.handshakeFailures).toBe(1);
   });
 
-  it('bounds the connections that are mid-handshake', async () => {
+  it('bounds the connections that are mid-handshake, closing the oldest to make room', async () => {
     const pb = await freePort();
     const b = await startNode({
       self: B,
@@ -182,19 +200,67 @@ describe('TcpTransport: unauthenticated connections', () => {
     });
     const first = await rawClient(pb);
     const second = await rawClient(pb);
+    await waitFor(() => pendingOf(b) === 2, 'two pending');
     const third = await rawClient(pb);
-    await waitFor(() => third.closed(), 'the third connection to be refused');
-    expect(first.closed() || second.closed()).toBe(false);
-    expect(b.counters.handshakeFailures).toBe(1);
-    // Finishing a handshake frees a slot.
-    first.socket.write(hello('a', 'b'));
-    await waitFor(() => first.frames.length === 1, 'the Welcome');
+    await waitFor(() => first.closed(), 'the oldest connection to be closed');
+    expect(second.closed() || third.closed()).toBe(false);
+    expect(b.counters.handshakesEvicted).toBe(1);
+    // The newest can still finish its handshake: a flood of idle connections cannot keep it out.
+    third.socket.write(hello('a', 'b'));
+    await waitFor(() => third.frames.length === 1, 'the Welcome');
+    expect(third.frames[0]).toMatchObject({ type: 'Welcome' });
+    // Finishing a handshake frees a slot: no eviction for the next one.
     const fourth = await rawClient(pb);
-    fourth.socket.write(hello('a', 'b'));
-    await waitFor(() => fourth.frames.length === 1, 'the second Welcome');
-    expect(fourth.frames[0]).toMatchObject({ type: 'Welcome' });
+    await waitFor(() => pendingOf(b) === 2, 'the fourth pending');
+    expect(second.closed() || fourth.closed()).toBe(false);
+    expect(b.counters.handshakesEvicted).toBe(1);
+  });
+
+  it('caps the pending handshakes of one remote address, so it competes only with itself', async () => {
+    const pb = await freePort();
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(await freePort()) },
+      limits: { handshakesPendingMax: 4, handshakesPendingPerAddressMax: 2 },
+    });
+    const conns: Awaited<ReturnType<typeof rawClient>>[] = [];
+    for (let i = 0; i < 5; i++) {
+      conns.push(await rawClient(pb));
+      await waitFor(() => pendingOf(b) === Math.min(i + 1, 2), `pending ${i}`);
+    }
+    // From 127.0.0.1 only two are ever pending: each new one closed the oldest from there.
+    await waitFor(() => conns.filter((c) => c.closed()).length === 3, 'three evictions');
+    expect(conns.map((c) => c.closed())).toEqual([true, true, true, false, false]);
+    expect(b.counters.handshakesEvicted).toBe(3);
+  });
+
+  it('closes a connection flood with a few log lines and a summary, not a line each', async () => {
+    const pb = await freePort();
+    const { logger, lines } = capturingLogger();
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(await freePort()) },
+      logger,
+      limits: { handshakesPendingMax: 1, handshakesPendingPerAddressMax: 1 },
+    });
+    const conns: Awaited<ReturnType<typeof rawClient>>[] = [];
+    for (let i = 0; i < 40; i++) conns.push(await rawClient(pb));
+    await waitFor(() => b.counters.handshakesEvicted === 39, 'every eviction');
+    const evictions = lines.filter((l) => l.includes('to make room'));
+    expect(evictions.length).toBeLessThanOrEqual(limits.logRepeatBurstMax);
+    await b.close();
+    const summary = lines.find((l) => l.includes('more like this suppressed'));
+    expect(summary).toBeDefined();
+    expect(summary).toContain(`${39 - evictions.length} more like this suppressed`);
   });
 });
+
+/** Connections mid-handshake on `t` (white-box: the transport keeps no public counter of them). */
+function pendingOf(t: TcpTransport<TestMessage>): number {
+  return (t as unknown as { pendingHandshakes: number }).pendingHandshakes;
+}
 
 describe('TcpTransport: malformed input', () => {
   async function handshaken(): Promise<{
@@ -348,7 +414,7 @@ describe('TcpTransport: sending', () => {
             socket.write(
               handshakeCodec.encodeFrame({
                 type: 'Welcome',
-                protocolVersion: 1,
+                protocolVersion: limits.protocolVersion,
                 clusterId: testCluster,
                 nodeId: 'b',
               }),
@@ -398,7 +464,7 @@ describe('TcpTransport: sending', () => {
         socket.write(
           handshakeCodec.encodeFrame({
             type: 'Welcome',
-            protocolVersion: 1,
+            protocolVersion: limits.protocolVersion,
             clusterId: testCluster,
             nodeId: 'b',
           }),
@@ -707,5 +773,307 @@ describe('dial-only clients (acceptUnknownPeers)', () => {
     c.send(A, { type: 'Seq', seq: 1, note: '' });
     await waitFor(() => server.counters.handshakeFailures > 0, 'handshake refused');
     expect(server.isConnected(nodeId('client-z'))).toBe(false);
+  });
+});
+
+describe('TcpTransport: input that makes a decoder throw', () => {
+  it('closes the connection on a 9.7 KB RPC request of 9,600 nested arrays, and keeps serving', async () => {
+    const pb = await freePort();
+    const { logger, lines } = capturingLogger();
+    const b = await TcpTransport.start<RpcWireMessage>({
+      self: B,
+      clusterId: testCluster,
+      codec: rpcCodec,
+      listen: local(pb),
+      peers: { a: local(await freePort()) },
+      limits: fastLimits,
+      logger,
+    });
+    cleanups.push(() => b.close());
+    const got: RpcWireMessage[] = [];
+    b.onMessage((_f, m) => got.push(m));
+    const client = await rawClient(pb);
+    client.socket.write(hello('a', 'b'));
+    await waitFor(() => client.frames.length === 1, 'the Welcome');
+    // The probe's frame: an RpcRequest whose payload is 9,600 arrays deep.
+    const head = pack({
+      type: 'RpcRequest',
+      id: 1,
+      service: 'Kv',
+      method: 'put',
+      timeoutMs: 1000,
+      payload: 0,
+    });
+    const payload = new Uint8Array([
+      ...head.subarray(0, -1),
+      ...new Uint8Array(9_600).fill(0x91),
+      1,
+    ]);
+    expect(payload.length).toBeGreaterThan(9_600);
+    client.socket.write(encodeFrame(payload));
+    await waitFor(() => client.closed(), 'the connection to close');
+    expect(b.counters.decodeErrors).toBe(1);
+    expect(got).toEqual([]);
+    expect(lines.join('')).toContain('nests arrays and maps deeper than');
+    // Still serving: a well-formed request on a new connection arrives.
+    const again = await rawClient(pb);
+    again.socket.write(hello('a', 'b'));
+    again.socket.write(rpcCodec.encodeFrame({ type: 'RpcCancel', id: 7 }));
+    await waitFor(() => got.length === 1, 'the message on the new connection');
+  });
+
+  it('closes the connection, not the process, when a decoder throws something untyped', async () => {
+    const pb = await freePort();
+    const { logger, lines } = capturingLogger();
+    // A codec that fails the way a library can on hostile input (a RangeError from recursion).
+    const fragile: typeof testCodec = Object.assign(Object.create(testCodec) as typeof testCodec, {
+      decode(bytes: Uint8Array): TestMessage {
+        const m = testCodec.decode(bytes);
+        if (m.note === 'boom') throw new RangeError('Maximum call stack size exceeded');
+        return m;
+      },
+    });
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(await freePort()) },
+      codec: fragile,
+      logger,
+    });
+    const got: number[] = [];
+    b.onMessage((_f, m) => got.push(m.seq));
+    const client = await rawClient(pb);
+    client.socket.write(hello('a', 'b'));
+    client.socket.write(
+      Buffer.concat([
+        testCodec.encodeFrame({ type: 'Seq', seq: 1, note: '' }),
+        testCodec.encodeFrame({ type: 'Seq', seq: 2, note: 'boom' }),
+        testCodec.encodeFrame({ type: 'Seq', seq: 3, note: '' }),
+      ]),
+    );
+    await waitFor(() => client.closed(), 'the connection to close');
+    expect(got).toEqual([1]);
+    expect(b.counters.decodeErrors).toBe(1);
+    // One line, at error level, with the stack.
+    const logged = lines.filter((l) =>
+      l.includes('DECODE_ERROR: Maximum call stack size exceeded'),
+    );
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toContain('"level":50');
+    expect(logged[0]).toContain('"type":"RangeError"');
+  });
+});
+
+/** Polls until `t` has read at least `bytes` bytes (a virtual clock only moves when told). */
+async function readAtLeast(
+  t: { counters: { bytesReceived: number } },
+  bytes: number,
+): Promise<void> {
+  await waitFor(() => t.counters.bytesReceived >= bytes, `${bytes} bytes read`);
+}
+
+describe('TcpTransport: read and idle timeouts (virtual clock, real sockets)', () => {
+  const bounds = {
+    handshakeTimeoutMs: 1_000,
+    frameReadTimeoutMs: 3_000,
+    idleTimeoutMs: 6_000,
+    keepaliveIntervalMs: 2_000,
+  };
+
+  async function handshaken(clock: VirtualClock, limits = {}) {
+    const pb = await freePort();
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(await freePort()) },
+      clock,
+      limits: { ...bounds, ...limits },
+    });
+    const client = await rawClient(pb);
+    client.socket.write(hello('a', 'b'));
+    await waitFor(() => client.frames.length === 1, 'the Welcome');
+    return { b, pb, client };
+  }
+
+  it('closes a connection that trickles a frame one byte per second (slowloris)', async () => {
+    const clock = new VirtualClock();
+    const { b, client } = await handshaken(clock);
+    const frame = testCodec.encodeFrame({ type: 'Seq', seq: 1, note: 'slow' });
+    let read = b.counters.bytesReceived;
+    let trickled = 0;
+    while (trickled < frame.length && b.counters.frameReadTimeouts === 0) {
+      client.socket.write(frame.subarray(trickled, trickled + 1));
+      trickled++;
+      await readAtLeast(b, ++read);
+      clock.advance(1_000);
+    }
+    await waitFor(() => client.closed(), 'the connection to close');
+    expect(b.counters.frameReadTimeouts).toBe(1);
+    expect(b.counters.idleTimeouts).toBe(0);
+    // Cut off once the frame was overdue (3 s at one byte a second), long before its end.
+    expect(trickled).toBeLessThanOrEqual(bounds.frameReadTimeoutMs / 1_000 + 1);
+    expect(trickled).toBeLessThan(frame.length);
+  });
+
+  it('lets frames that arrive whole in time through, however slowly they come one after another', async () => {
+    const clock = new VirtualClock();
+    const { b, client } = await handshaken(clock);
+    const got: number[] = [];
+    b.onMessage((_f, m) => got.push(m.seq));
+    let read = b.counters.bytesReceived;
+    for (let seq = 0; seq < 5; seq++) {
+      const frame = testCodec.encodeFrame({ type: 'Seq', seq, note: '' });
+      const half = frame.length >> 1;
+      client.socket.write(frame.subarray(0, half));
+      await readAtLeast(b, read + half);
+      clock.advance(bounds.frameReadTimeoutMs - 1_000);
+      client.socket.write(frame.subarray(half));
+      read += frame.length;
+      await readAtLeast(b, read);
+      clock.advance(bounds.frameReadTimeoutMs - 1_000); // a quiet gap between frames
+      await settle();
+    }
+    await waitFor(() => got.length === 5, 'every message');
+    expect(client.closed()).toBe(false);
+    expect(b.counters.frameReadTimeouts + b.counters.idleTimeouts).toBe(0);
+  });
+
+  it('closes a handshaked connection that sends nothing at all, after idleTimeoutMs', async () => {
+    const clock = new VirtualClock();
+    const { b, client } = await handshaken(clock);
+    clock.advance(bounds.idleTimeoutMs - 1_000);
+    await settle();
+    expect(client.closed()).toBe(false);
+    // The transport itself keeps the link alive from its side...
+    await waitFor(() => client.keepalives() >= 1, 'a keepalive from the transport');
+    clock.advance(2_000);
+    // ...but nothing came back: the silent peer is closed.
+    await waitFor(() => client.closed(), 'the idle connection to close');
+    expect(b.counters.idleTimeouts).toBe(1);
+    expect(b.counters.keepalivesSent).toBeGreaterThanOrEqual(1);
+  });
+
+  it('keeps a quiet link between two transports open with keepalives, for many idle timeouts', async () => {
+    const clock = new VirtualClock();
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(pa) },
+      clock,
+      limits: bounds,
+    });
+    const a = await startNode({
+      self: A,
+      port: pa,
+      peers: { b: local(pb) },
+      clock,
+      limits: bounds,
+    });
+    const got: number[] = [];
+    b.onMessage((_f, m) => got.push(m.seq));
+    a.send(B, { type: 'Seq', seq: 1, note: '' });
+    await waitFor(() => got.length === 1, 'the first message');
+    // Ten idle timeouts of silence, in sweep-sized steps; each keepalive is read before time moves on.
+    for (let t = 0; t < 10 * bounds.idleTimeoutMs; t += 500) {
+      clock.advance(500);
+      await waitFor(
+        () =>
+          b.counters.keepalivesReceived === a.counters.keepalivesSent &&
+          a.counters.keepalivesReceived === b.counters.keepalivesSent,
+        'the keepalives to arrive',
+      );
+    }
+    expect(a.isConnected(B) && b.isConnected(A)).toBe(true);
+    expect(a.counters.idleTimeouts + b.counters.idleTimeouts).toBe(0);
+    expect(a.counters.connectionsOpened).toBe(1);
+    expect(a.counters.keepalivesSent + b.counters.keepalivesSent).toBeGreaterThanOrEqual(10);
+    a.send(B, { type: 'Seq', seq: 2, note: '' });
+    await waitFor(() => got.length === 2, 'a message after the silence');
+  });
+});
+
+describe('TcpTransport: connection bounds', () => {
+  it('closes the longest-idle dial-only client to make room for a new one', async () => {
+    const clock = new VirtualClock();
+    const pb = await freePort();
+    const b = await startNode({
+      self: B,
+      port: pb,
+      acceptUnknownPeers: true,
+      clock,
+      limits: { dialOnlyPeersMax: 2, dialOnlyEvictIdleMsMin: 5_000 },
+    });
+    const join = async (id: string) => {
+      const c = await rawClient(pb);
+      c.socket.write(hello(id, 'b'));
+      await waitFor(() => c.frames.length === 1, `the answer to ${id}`);
+      return c;
+    };
+    const c1 = await join('c1');
+    clock.advance(1_000);
+    const c2 = await join('c2');
+    // Full, and nobody has been quiet for 5 s: a newcomer is refused.
+    const early = await join('c3');
+    expect(early.frames[0]).toMatchObject({ type: 'Reject' });
+    clock.advance(4_500); // c1 quiet for 5.5 s, c2 for 4.5 s
+    const late = await join('c4');
+    expect(late.frames[0]).toMatchObject({ type: 'Welcome' });
+    await waitFor(() => c1.closed(), 'c1 to be closed');
+    expect(c2.closed()).toBe(false);
+    expect(b.counters.dialOnlyEvicted).toBe(1);
+    expect(b.isConnected(nodeId('c4')) && !b.isConnected(nodeId('c1'))).toBe(true);
+  });
+
+  it('caps the partial frames buffered over all connections, closing the non-members holding most', async () => {
+    const pb = await freePort();
+    const b = await startNode({
+      self: B,
+      port: pb,
+      peers: { a: local(await freePort()) },
+      acceptUnknownPeers: true,
+      limits: { inputBufferedBytesMax: 64 * 1024, frameBytesMax: 1024 * 1024 },
+    });
+    const got: string[] = [];
+    b.onMessage((from, m) => got.push(`${from}:${m.seq}`));
+    const join = async (id: string) => {
+      const c = await rawClient(pb);
+      c.socket.write(hello(id, 'b'));
+      await waitFor(() => c.frames.length === 1, `the Welcome to ${id}`);
+      return c;
+    };
+    const frameOf = (seq: number, bytes: number): Uint8Array =>
+      Uint8Array.from(
+        testCodec.encodeFrame({ type: 'Seq', seq, note: '', pad: new Uint8Array(bytes) }),
+      );
+    const member = await join('a');
+    const small = await join('client-small');
+    const big = await join('client-big');
+    const memberFrame = frameOf(1, 60 * 1024);
+    let read = b.counters.bytesReceived;
+    // Each stops short of the end of a frame: 29 + 8 KiB, under the 64 KiB budget.
+    member.socket.write(memberFrame.subarray(0, 29 * 1024));
+    small.socket.write(frameOf(2, 20 * 1024).subarray(0, 8 * 1024));
+    read += 37 * 1024;
+    await readAtLeast(b, read);
+    expect(b.counters.inputBudgetCloses).toBe(0);
+    // 29 KiB more from a client crosses the budget: the client holding the most is closed.
+    big.socket.write(frameOf(3, 200 * 1024).subarray(0, 29 * 1024));
+    await waitFor(() => big.closed(), 'the biggest non-member to be closed');
+    expect(b.counters.inputBudgetCloses).toBe(1);
+    expect(small.closed() || member.closed()).toBe(false);
+    // When a member's bytes cross it, a client still goes first (the one holding the most).
+    const more = await join('client-more');
+    read = b.counters.bytesReceived;
+    more.socket.write(frameOf(4, 40 * 1024).subarray(0, 20 * 1024));
+    await readAtLeast(b, read + 20 * 1024);
+    expect(b.counters.inputBudgetCloses).toBe(1);
+    member.socket.write(memberFrame.subarray(29 * 1024, 39 * 1024));
+    await waitFor(() => more.closed(), 'the client holding the most to be closed');
+    expect(member.closed()).toBe(false);
+    expect(b.counters.inputBudgetCloses).toBe(2);
+    // The member's frame completes and is delivered.
+    member.socket.write(memberFrame.subarray(39 * 1024));
+    await waitFor(() => got.includes('a:1'), "the member's message");
   });
 });

@@ -5,6 +5,7 @@ import { message, messageCodec } from '../../src/wire/codec.js';
 import { FrameDecoder } from '../../src/wire/frame.js';
 import { isCohortError } from '../../src/lib/errors.js';
 import type { ErrorCode } from '../../src/lib/errors.js';
+import { limits } from '../../src/lib/limits.js';
 
 const Ping = message('Ping', { seq: Type.Integer({ minimum: 0 }) });
 const Put = message('Put', {
@@ -111,6 +112,77 @@ describe('MessageCodec', () => {
     // A msgpack timestamp decodes to a Date, which is not an integer.
     const withDate = pack({ type: 'Ping', seq: new Date(0) });
     expect(codeOf(() => codec.decode(withDate))).toBe('SCHEMA_VIOLATION');
+  });
+
+  it('refuses nesting deeper than messageNestingDepthMax before decoding recursively (DECODE_ERROR)', () => {
+    const Any = message('Any', { payload: Type.Unknown() });
+    const anyCodec = messageCodec([Any]);
+    /** {type:'Any', payload: [[[...]]]} with `depth` arrays, each holding a byte array at the bottom. */
+    const nested = (depth: number, open: number): Uint8Array => {
+      const head = pack({ type: 'Any', payload: 0 });
+      // Replace the trailing fixint 0 by `depth` one-item array headers and a bin 8 of one byte.
+      const body = new Uint8Array(depth).fill(open);
+      return new Uint8Array([...head.subarray(0, head.length - 1), ...body, 0xc4, 1, 7]);
+    };
+    // The probe's frame: 9,600 nested arrays in 9.7 KB overflowed the stack of copyBinaries.
+    for (const open of [0x91, 0xdc]) {
+      const header = open === 0xdc ? [0xdc, 0, 1] : [open];
+      const bytes = new Uint8Array([
+        ...pack({ type: 'Any', payload: 0 }).subarray(0, -1),
+        ...Array.from({ length: 9_600 }, () => header).flat(),
+        0xc4,
+        1,
+        7,
+      ]);
+      expect(codeOf(() => anyCodec.decode(bytes))).toBe('DECODE_ERROR');
+    }
+    // Maps count too: {a: {a: ...}}.
+    const maps = new Uint8Array([
+      ...pack({ type: 'Any', payload: 0 }).subarray(0, -1),
+      ...Array.from({ length: 200 }, () => [0x81, 0xa1, 0x61]).flat(),
+      0xc0,
+    ]);
+    expect(codeOf(() => anyCodec.decode(maps))).toBe('DECODE_ERROR');
+    // Up to the limit is fine (the message object itself is one level).
+    const limit = limits.messageNestingDepthMax;
+    expect(codeOf(() => anyCodec.decode(nested(limit - 1, 0x91)))).toBe('no error');
+    expect(codeOf(() => anyCodec.decode(nested(limit, 0x91)))).toBe('DECODE_ERROR');
+    // Empty containers open a level as well.
+    const emptyAtBottom = new Uint8Array([
+      ...pack({ type: 'Any', payload: 0 }).subarray(0, -1),
+      ...new Uint8Array(limit - 1).fill(0x91),
+      0x90,
+    ]);
+    expect(codeOf(() => anyCodec.decode(emptyAtBottom))).toBe('DECODE_ERROR');
+    const shallow = messageCodec([Any], { nestingDepthMax: 3 });
+    expect(codeOf(() => shallow.decode(pack({ type: 'Any', payload: [[1]] })))).toBe('no error');
+    expect(codeOf(() => shallow.decode(pack({ type: 'Any', payload: [[[1]]] })))).toBe(
+      'DECODE_ERROR',
+    );
+  });
+
+  it("refuses MessagePack extensions cohort's encoder never writes (DECODE_ERROR)", () => {
+    const Any = message('Any', { payload: Type.Unknown() });
+    const anyCodec = messageCodec([Any]);
+    const head = pack({ type: 'Any', payload: 0 }).subarray(0, -1);
+    const withPayload = (...bytes: number[]): Uint8Array => new Uint8Array([...head, ...bytes]);
+    // msgpackr's built-ins: 0x73 a Set of the next value, 0x78 a RegExp, 0x65 an Error, 0x69/0x70
+    // structured-clone references; some decode a nested value recursively.
+    expect(codeOf(() => anyCodec.decode(withPayload(0xd4, 0x73, 0, 0x91, 1)))).toBe('DECODE_ERROR');
+    expect(codeOf(() => anyCodec.decode(withPayload(0xd4, 0x78, 0, 0x92, 0xa1, 0x61, 0xa0)))).toBe(
+      'DECODE_ERROR',
+    );
+    expect(codeOf(() => anyCodec.decode(withPayload(0xc7, 1, 0x65, 0, 0x90)))).toBe('DECODE_ERROR');
+    expect(codeOf(() => anyCodec.decode(withPayload(0xd6, 0x70, 0, 0, 0, 1)))).toBe('DECODE_ERROR');
+    // What the encoder does write still decodes: undefined and timestamps.
+    expect(anyCodec.decode(anyCodec.encode({ type: 'Any', payload: { u: undefined } }))).toEqual({
+      type: 'Any',
+      payload: { u: undefined },
+    });
+    expect(anyCodec.decode(anyCodec.encode({ type: 'Any', payload: new Date(5) }))).toEqual({
+      type: 'Any',
+      payload: new Date(5),
+    });
   });
 
   it('refuses to encode a message over the size limit (FRAME_TOO_LARGE)', () => {

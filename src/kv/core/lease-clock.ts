@@ -118,6 +118,7 @@ export class LeaseClock {
       case 'deleteRange':
       case 'txn':
       case 'compact':
+      case 'sessionOpen':
       case 'leaseCheckpoint':
       case 'sessionEnd':
         return;

@@ -238,20 +238,43 @@ export class MvccStore {
   /**
    * Events with revision >= `startRevision` on keys in `range`, oldest first.
    * The caller checked that `startRevision` is above the compacted revision.
+   * With `page`, stops before the first revision that would start once
+   * `eventsMax` events or `bytesMax` bytes of keys and values (prevKv
+   * included) were taken: a page never splits a revision, so the next page
+   * starts at the last event's revision + 1.
    */
-  eventsSince(range: ResolvedRange, startRevision: number): KvEvent[] {
+  eventsSince(
+    range: ResolvedRange,
+    startRevision: number,
+    page?: { readonly eventsMax: number; readonly bytesMax: number },
+  ): KvEvent[] {
     const out: KvEvent[] = [];
+    let bytes = 0;
+    let lastRev = 0;
     for (let i = firstAbove(this.logRevs, startRevision - 1); i < this.logRevs.length; i++) {
       const keyStr = this.logKeys[i] as string;
-      if (!inRange(range, keyStr)) continue;
       const rev = this.logRevs[i] as number;
+      if (
+        page !== undefined &&
+        rev > lastRev &&
+        (out.length >= page.eventsMax || bytes >= page.bytesMax)
+      ) {
+        break;
+      }
+      if (!inRange(range, keyStr)) continue;
       const hist = this.index.get(keyStr);
       assert(hist !== undefined, 'logged key missing from the index');
       const j = latestAtOrBelow(hist, rev);
       const cur = hist[j];
       assert(cur !== undefined && cur.rev === rev, 'logged change missing from its key');
       const prev = hist[j - 1];
-      out.push(eventOf(keyStr, cur, prev?.value === undefined ? undefined : prev));
+      const p = prev?.value === undefined ? undefined : prev;
+      out.push(eventOf(keyStr, cur, p));
+      lastRev = rev;
+      if (page !== undefined) {
+        bytes += keyStr.length * (p === undefined ? 1 : 2) + (cur.value?.length ?? 0);
+        bytes += p?.value?.length ?? 0;
+      }
     }
     return out;
   }

@@ -5,23 +5,26 @@
  * decoding validates the columns with tight loops instead of walking a tree
  * of MessagePack arrays (a store of 200k keys took ~300 ms to encode and
  * ~600 ms to decode as version 1, long enough to stall a leader past its
- * election timeout). Version 1 (one MessagePack map) still decodes: a node's
- * data dir may hold one.
+ * election timeout). Version 3 adds what registered sessions need: the log
+ * time, the next session id, and per session its last activity and TTL.
+ * Versions 1 (one MessagePack map) and 2 still decode (a node's data dir may
+ * hold one): their sessions, named by their clients, come back with last
+ * activity at log time 0 and the default TTL.
  *
  * ```ts
  * const bytes = encodeKvSnapshot(state);   // equal states give equal bytes
  * const back = decodeKvSnapshot(bytes);    // CohortError CORRUPTION if bytes are not a snapshot
  * ```
  *
- * Version 2 layout (integers little-endian):
+ * Version 2 and 3 layout (integers little-endian):
  *
  * | offset | bytes | field                                                          |
  * | ------ | ----- | -------------------------------------------------------------- |
  * | 0      | 4     | magic `KVSN`                                                   |
- * | 4      | 4     | version (2)                                                    |
+ * | 4      | 4     | version (3; 2 before registered sessions)                      |
  * | 8      | 4     | CRC32C of every byte from offset 12 to the end                  |
  * | 12     | 4     | length M of the meta map                                       |
- * | 16     | M     | meta: a MessagePack map (revisions, counts, widths, leases, sessions) |
+ * | 16     | M     | meta: a MessagePack map (revisions, counts, widths, leases, sessions, log time) |
  * |        |       | the eight columns, each starting at a multiple of 8            |
  * |        |       | the blob: per key its bytes, then its live versions' values    |
  *
@@ -44,11 +47,15 @@ import { crc32c } from '../../lib/crc32c.js';
 import { Latin1View } from '../../lib/latin1.js';
 import { copyBytes, toByteString } from './bytes.js';
 import type { Version } from './mvcc.js';
+import { limits } from '../../lib/limits.js';
 import type { SessionOutcome, SessionRecord } from './sessions.js';
 import { preview } from './validate.js';
 
-/** Version of the snapshot encoding written; 1 and this one are read, others are CORRUPTION. */
-export const KV_SNAPSHOT_VERSION = 2;
+/** Version of the snapshot encoding written; 1, 2 and this one are read, others are CORRUPTION. */
+export const KV_SNAPSHOT_VERSION = 3;
+
+/** The columnar version before registered sessions (sessions without log time). */
+const V2 = 2;
 
 /** A lease as a snapshot holds it (its keys are implied by the keys' leases). */
 export interface KvSnapshotLease {
@@ -82,6 +89,10 @@ export interface KvSnapshotState {
   readonly leases: readonly KvSnapshotLease[];
   /** Sessions in LRU order (oldest first). */
   readonly sessions: readonly (readonly [string, SessionRecord])[];
+  /** The log time (largest entry time applied). */
+  readonly logTimeMs: number;
+  /** The counter the next session id comes from (>= 1). */
+  readonly nextSessionId: number;
 }
 
 /** What {@link decodeKvSnapshot} returns: the state, with arrays the caller owns. */
@@ -308,7 +319,15 @@ export class KvSnapshotEncoder {
       widths: this.widths,
       blob: this.blobBytes,
       leases: s.leases.map((l) => [l.id, l.ttlMs, l.remainingMs, l.epoch]),
-      sessions: s.sessions.map(([id, r]) => [id, r.seq, r.outcome]),
+      sessions: s.sessions.map(([id, r]) => [
+        id,
+        r.seq,
+        r.outcome ?? null,
+        r.lastActiveMs,
+        r.ttlMs,
+      ]),
+      logTimeMs: s.logTimeMs,
+      nextSessionId: s.nextSessionId,
     });
     this.at = layout(meta.length, [keyCount, versionCount], this.widths, this.blobBytes);
     const out = new Uint8Array(this.at.total);
@@ -415,7 +434,9 @@ function readUint32(bytes: Uint8Array, at: number): number {
 function decodeV2(bytes: Uint8Array): DecodedKvSnapshot {
   if (bytes.length < HEADER_BYTES) bad('header truncated');
   const version = readUint32(bytes, 4);
-  if (version !== KV_SNAPSHOT_VERSION) bad(`version ${version} is not 1 or ${KV_SNAPSHOT_VERSION}`);
+  if (version !== KV_SNAPSHOT_VERSION && version !== V2) {
+    bad(`version ${version} is not 1, ${V2} or ${KV_SNAPSHOT_VERSION}`);
+  }
   if (crc32c(bytes.subarray(CRC_FROM)) !== readUint32(bytes, 8)) bad('checksum mismatch');
   const metaBytes = readUint32(bytes, 12);
   if (HEADER_BYTES + metaBytes > bytes.length) bad('meta truncated');
@@ -537,7 +558,7 @@ function decodeV2(bytes: Uint8Array): DecodedKvSnapshot {
     keys,
     histories,
     leases: leaseRows(m['leases']),
-    sessions: sessionRows(m['sessions']),
+    ...(version === V2 ? legacySessions(m['sessions']) : sessionState(m)),
   };
 }
 
@@ -579,20 +600,67 @@ function leaseRows(raw: unknown): KvSnapshotLease[] {
   });
 }
 
-function sessionRows(raw: unknown): [string, SessionRecord][] {
+/** The sessions of a version 3 meta map, with the log time and the next session id. */
+function sessionState(
+  m: Record<string, unknown>,
+): Pick<DecodedKvSnapshot, 'sessions' | 'logTimeMs' | 'nextSessionId'> {
+  const logTimeMs = int(m['logTimeMs'], 'logTimeMs');
+  const nextSessionId = int(m['nextSessionId'], 'nextSessionId');
+  if (nextSessionId < 1) bad('nextSessionId');
+  const sessions = sessionRows(m['sessions'], 5, (r) => {
+    const seq = int(r[1], 'session seq');
+    const outcome = seq === 0 && r[2] === null ? undefined : sessionOutcome(r[2]);
+    const lastActiveMs = int(r[3], 'session last activity');
+    if (lastActiveMs > logTimeMs) bad('session active after the log time');
+    const ttlMs = int(r[4], 'session ttl');
+    if (ttlMs < limits.kvSessionTtlMsMin || ttlMs > limits.kvSessionTtlMsMax) bad('session ttl');
+    return { seq, outcome, lastActiveMs, ttlMs };
+  });
+  return { sessions, logTimeMs, nextSessionId };
+}
+
+/**
+ * Sessions of a version 1 or 2 snapshot (rows `[clientId, seq, outcome]`,
+ * no log time): last active at log time 0, the default TTL.
+ */
+function legacySessions(
+  raw: unknown,
+): Pick<DecodedKvSnapshot, 'sessions' | 'logTimeMs' | 'nextSessionId'> {
+  const sessions = sessionRows(raw, 3, (r) => ({
+    seq: int(r[1], 'session seq'),
+    outcome: sessionOutcome(r[2]),
+    lastActiveMs: 0,
+    ttlMs: limits.kvSessionTtlMsDefault,
+  }));
+  return { sessions, logTimeMs: 0, nextSessionId: 1 };
+}
+
+function sessionRows(
+  raw: unknown,
+  width: number,
+  record: (row: unknown[]) => SessionRecord,
+): [string, SessionRecord][] {
   if (!Array.isArray(raw)) return bad('sessions missing');
   const seen = new Set<string>();
   return raw.map((row: unknown): [string, SessionRecord] => {
-    if (!Array.isArray(row) || row.length !== 3 || typeof row[0] !== 'string') bad('session row');
-    const r = row as [string, unknown, unknown];
-    if (seen.has(r[0])) bad('a session twice');
-    seen.add(r[0]);
-    const outcome = plainBytes(r[2]) as SessionOutcome;
-    if (typeof outcome !== 'object' || outcome === null || typeof outcome.ok !== 'boolean') {
-      bad('session outcome');
+    if (!Array.isArray(row) || row.length !== width || typeof row[0] !== 'string') {
+      bad('session row');
     }
-    return [r[0], { seq: int(r[1], 'session seq'), outcome }];
+    const r = row as unknown[];
+    const id = r[0] as string;
+    if (id.length === 0 || id.length > limits.kvClientIdCharsMax) bad('session id');
+    if (seen.has(id)) bad('a session twice');
+    seen.add(id);
+    return [id, record(r)];
   });
+}
+
+function sessionOutcome(raw: unknown): SessionOutcome {
+  const outcome = plainBytes(raw) as SessionOutcome;
+  if (typeof outcome !== 'object' || outcome === null || typeof outcome.ok !== 'boolean') {
+    bad('session outcome');
+  }
+  return outcome;
 }
 
 /** Copies any Buffer (msgpackr's decoding of bin) in decoded data into a plain Uint8Array. */
@@ -617,13 +685,13 @@ function plainBytes(v: unknown): unknown {
 function decodeV1(raw: unknown): DecodedKvSnapshot {
   if (typeof raw !== 'object' || raw === null) return bad('not a map');
   const s = raw as Record<string, unknown>;
-  if (s['v'] !== 1) bad(`version ${preview(s['v'])} is not 1 or ${KV_SNAPSHOT_VERSION}`);
+  if (s['v'] !== 1) bad(`version ${preview(s['v'])} is not 1, ${V2} or ${KV_SNAPSHOT_VERSION}`);
   const revision = int(s['revision'], 'revision');
   const compacted = int(s['compacted'], 'compacted');
   if (compacted > revision) bad('compacted revision above the revision');
   if (!Array.isArray(s['keys'])) bad('keys missing');
   const leases = leaseRows(s['leases']);
-  const sessions = sessionRows(s['sessions']);
+  const sessions = legacySessions(s['sessions']);
   const nextLeaseId = int(s['nextLeaseId'], 'nextLeaseId');
   const blob = s['bytes'];
   if (!(blob instanceof Uint8Array)) return bad('bytes missing');
@@ -671,5 +739,5 @@ function decodeV1(raw: unknown): DecodedKvSnapshot {
     histories.push(hist);
   }
   if (offset !== blob.length) bad('bytes too long');
-  return { revision, compacted, nextLeaseId, keys, histories, leases, sessions };
+  return { revision, compacted, nextLeaseId, keys, histories, leases, ...sessions };
 }

@@ -42,10 +42,11 @@ import { CohortError, isCohortError } from '../../lib/errors.js';
 import { limits } from '../../lib/limits.js';
 import { fromByteString, toByteString } from './bytes.js';
 import { LeaseTable } from './leases.js';
+import { kvBytes } from './reply-size.js';
 import type { Lease } from './leases.js';
 import { MvccStore, inRange, kvOf, versionBytes } from './mvcc.js';
 import type { Version } from './mvcc.js';
-import { SessionTable, checkClientId, checkSessionTag } from './sessions.js';
+import { SessionTable, checkClientId, checkSessionTag, checkSessionTtl } from './sessions.js';
 import type { SessionOutcome } from './sessions.js';
 import { KvSnapshotEncoder, decodeKvSnapshot, encodeKvSnapshot } from './snapshot-codec.js';
 import type { DecodedKvSnapshot, KvSnapshotState } from './snapshot-codec.js';
@@ -115,6 +116,8 @@ export class KvStateMachine {
   private sessions = new SessionTable();
   /** The NOSPACE alarm (see the file comment). */
   private noSpace = false;
+  /** The largest time any applied entry carried (KvEntry.timeMs): sessions expire by it. */
+  private logTime = 0;
 
   /** Builds a state machine from {@link snapshot} bytes; CORRUPTION if they are not one. */
   static fromSnapshot(bytes: Uint8Array): KvStateMachine {
@@ -153,9 +156,21 @@ export class KvStateMachine {
     return this.noSpace;
   }
 
+  /** Bytes of results the sessions remember (bounded by kvSessionResultsBytesMax). */
+  get sessionResultBytes(): number {
+    return this.sessions.resultBytes;
+  }
+
+  /** Log time: the largest `timeMs` an applied entry carried (0 before any). */
+  get logTimeMs(): number {
+    return this.logTime;
+  }
+
   /**
    * Applies one committed entry. Never throws for bad input: a refused command
-   * comes back as `{ ok: false, error }` with nothing changed. Throws only an
+   * comes back as `{ ok: false, error }` with nothing changed but the log
+   * time (an entry's valid `timeMs` moves it, and expires idle sessions,
+   * whatever its command: it is a property of the log). Throws only an
    * AssertionError (a bug).
    */
   apply(entry: KvEntry): KvApplied {
@@ -179,13 +194,32 @@ export class KvStateMachine {
       }
     }
     const tag = entry.session;
+    if (entry.timeMs !== undefined) {
+      const t = entry.timeMs;
+      if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) {
+        return this.refusal(
+          {
+            code: 'INVALID_ARGUMENT',
+            message: 'entry timeMs must be a non-negative integer',
+            definite: true,
+            details: { field: 'timeMs' },
+          },
+          false,
+        );
+      }
+      // Raft dissertation §6.3: time comes from the log, so every replica expires alike.
+      if (t > this.logTime) {
+        this.logTime = t;
+        this.sessions.expire(t);
+      }
+    }
     if (tag !== undefined) {
       try {
         checkSessionTag(tag);
       } catch (e) {
         return this.refusal(failureOf(e), false);
       }
-      const verdict = this.sessions.check(tag);
+      const verdict = this.sessions.check(tag, this.logTime);
       if (verdict.kind === 'duplicate') {
         const o = verdict.outcome;
         return o.ok
@@ -205,7 +239,7 @@ export class KvStateMachine {
       outcome = { ok: false, error: failureOf(e) };
     }
     this.disarmBelow(quota);
-    if (tag !== undefined) this.sessions.record(tag, outcome);
+    if (tag !== undefined) this.sessions.record(tag, outcome, this.logTime);
     return outcome.ok
       ? { ok: true, result: outcome.result, events, revision: this.revision, duplicate: false }
       : this.refusal(outcome.error, false);
@@ -232,7 +266,7 @@ export class KvStateMachine {
       }
       if (entry.session !== undefined) {
         checkSessionTag(entry.session);
-        if (this.sessions.check(entry.session).kind !== 'new') return undefined;
+        if (this.sessions.peek(entry.session, this.logTime) !== 'new') return undefined;
       }
       const plan = this.planWrite(entry.command);
       if (plan === undefined) return undefined;
@@ -260,9 +294,15 @@ export class KvStateMachine {
    * Every event at revision >= `startRevision` on the keys of `range`, oldest
    * first: a watch's catch-up. COMPACTED if `startRevision` is at or below the
    * compacted revision (those events, or their prevKv, are gone). A start
-   * beyond the current revision gives nothing (yet).
+   * beyond the current revision gives nothing (yet). With `page`, only the
+   * first revisions up to about `eventsMax` events or `bytesMax` bytes (a
+   * revision is never split; continue from the last event's revision + 1).
    */
-  eventsSince(range: { key: Uint8Array; rangeEnd?: Uint8Array }, startRevision: number): KvEvent[] {
+  eventsSince(
+    range: { key: Uint8Array; rangeEnd?: Uint8Array },
+    startRevision: number,
+    page?: { readonly eventsMax: number; readonly bytesMax: number },
+  ): KvEvent[] {
     if (typeof range !== 'object' || range === null) invalid('watch range must be an object');
     const r = resolveRange(range.key, range.rangeEnd, 'watch');
     checkInt(startRevision, 'startRevision', 1);
@@ -273,7 +313,7 @@ export class KvStateMachine {
         { details: { revision: startRevision, compactedRevision: this.compactedRevision } },
       );
     }
-    return this.mvcc.eventsSince(r, startRevision);
+    return this.mvcc.eventsSince(r, startRevision, page);
   }
 
   /** A lease's TTL state (NOT_FOUND if it is not alive), with its keys if asked. */
@@ -343,6 +383,15 @@ export class KvStateMachine {
         return this.execLeaseCheckpoint(command);
       case 'leaseExpire':
         return this.execLeaseExpire(command);
+      case 'sessionOpen': {
+        const ttlMs = command.ttlMs ?? limits.kvSessionTtlMsDefault;
+        checkSessionTtl(ttlMs);
+        const clientId = this.sessions.open(this.logTime, ttlMs);
+        return {
+          result: { type: 'sessionOpen', revision: this.revision, clientId, ttlMs },
+          events: [],
+        };
+      }
       case 'sessionEnd': {
         checkClientId(command.clientId);
         const existed = this.sessions.end(command.clientId);
@@ -633,11 +682,16 @@ export class KvStateMachine {
   private checkPlan(plan: TxnPlan): void {
     const puts = new Map<string, number>();
     const deletes: ResolvedRange[] = [];
+    const ranges: { op: RangeRequest; range: ResolvedRange }[] = [];
+    const deletesWithPrev: ResolvedRange[] = [];
+    const putsWithPrev: string[] = [];
+    let putBytes = 0;
     const visit = (p: TxnPlan): void => {
       for (const step of p.ops) {
         switch (step.kind) {
           case 'range':
             this.checkReadRevision(step.op.revision ?? 0, this.revision);
+            ranges.push({ op: step.op, range: step.range });
             break;
           case 'put': {
             const op = step.op;
@@ -645,6 +699,8 @@ export class KvStateMachine {
               invalid('txn puts the same key twice', { key: step.keyStr });
             }
             puts.set(step.keyStr, 1);
+            putBytes += kvBytes(step.keyStr.length, op.value.length);
+            if (op.prevKv === true) putsWithPrev.push(step.keyStr);
             if (op.lease !== undefined && op.lease !== 0) this.requireLease(op.lease);
             if ((op.ignoreValue === true || op.ignoreLease === true) && !this.exists(step.keyStr)) {
               throw new CohortError(
@@ -657,6 +713,7 @@ export class KvStateMachine {
           }
           case 'deleteRange':
             deletes.push(step.range);
+            if (step.op.prevKv === true) deletesWithPrev.push(step.range);
             break;
           case 'txn':
             visit(step.plan);
@@ -672,6 +729,74 @@ export class KvStateMachine {
         invalid('txn puts a key it also deletes', { key: k });
       }
     }
+    this.checkReplyBytes(putsWithPrev, deletesWithPrev, ranges, putBytes);
+  }
+
+  /**
+   * Refuses, before anything changes, a write whose reply would exceed
+   * kvRangeBytesMax (reply-size.ts counts it): a deleteRange's prevKvs, a
+   * put's prevKv, and a txn's range results, each range counted against the
+   * state before the txn plus every value the txn puts (an upper bound). A
+   * write that applied but could not answer would leave its client unsure of
+   * a change it made; a range read is cut instead (it changes nothing).
+   */
+  private checkReplyBytes(
+    putsWithPrev: readonly string[],
+    deletesWithPrev: readonly ResolvedRange[],
+    ranges: readonly { op: RangeRequest; range: ResolvedRange }[],
+    putBytes: number,
+  ): void {
+    const max = limits.kvRangeBytesMax;
+    let bytes = 0;
+    for (const k of putsWithPrev) {
+      const cur = this.mvcc.current(k);
+      if (cur?.value !== undefined) bytes += kvBytes(k.length, cur.value.length);
+    }
+    for (const r of deletesWithPrev) {
+      this.mvcc.scan(r, Infinity, (k, v) => {
+        bytes += kvBytes(k.length, (v.value as string).length);
+        return bytes <= max;
+      });
+    }
+    for (const { op, range } of ranges) {
+      if (bytes > max) break;
+      bytes += this.rangeReplyBytes(op, range, max - bytes) + putBytes;
+    }
+    if (bytes > max) {
+      throw new CohortError(
+        'FAILED_PRECONDITION',
+        `the reply would carry more than kvRangeBytesMax ${max} bytes of keys and values; ` +
+          'nothing was changed: write or delete smaller ranges, or without prevKv',
+        { details: { reason: 'replyTooLarge', limit: max } },
+      );
+    }
+  }
+
+  /** Bytes of a txn's range result (reply-size.ts), or some number above `max` once past it. */
+  private rangeReplyBytes(op: RangeRequest, range: ResolvedRange, max: number): number {
+    if (op.countOnly === true) return 0;
+    const limit = op.limit ?? 0;
+    const keysOnly = op.keysOnly === true;
+    const target = op.sortTarget ?? 'key';
+    const byKey = target === 'key' && op.sortOrder !== 'descend';
+    const sizes: number[] = [];
+    let sum = 0;
+    const at = (op.revision ?? 0) === 0 ? Infinity : (op.revision as number);
+    this.mvcc.scan(range, at, (k, v) => {
+      const n = kvBytes(k.length, keysOnly ? 0 : (v.value as string).length);
+      sum += n;
+      if (limit > 0) sizes.push(n);
+      // In key order the first `limit` keys are the answer; unlimited, stop once past `max`.
+      return limit > 0 ? !(byKey && sizes.length >= limit) : sum <= max;
+    });
+    if (limit === 0 || sizes.length <= limit) return sum;
+    if (target === 'key') {
+      // Descending key order: the last `limit` keys.
+      return sizes.slice(sizes.length - limit).reduce((a, b) => a + b, 0);
+    }
+    // Sorted by another field: at most the `limit` largest.
+    sizes.sort((a, b) => b - a);
+    return sizes.slice(0, limit).reduce((a, b) => a + b, 0);
   }
 
   private exists(keyStr: string): boolean {
@@ -791,10 +916,10 @@ export class KvStateMachine {
   // ------------------------------------------------------------ snapshots
 
   /**
-   * The whole state as bytes (snapshot-codec.ts, columnar version 2):
+   * The whole state as bytes (snapshot-codec.ts, columnar version 3):
    * revisions, every key with its history since compaction, leases, sessions
-   * (in LRU order), the next lease id and the NOSPACE alarm. Equal states
-   * give equal bytes.
+   * (in LRU order), the next lease and session ids, the log time and the
+   * NOSPACE alarm. Equal states give equal bytes.
    */
   snapshot(): Uint8Array {
     return encodeKvSnapshot(this.capture(false));
@@ -846,13 +971,15 @@ export class KvStateMachine {
       })),
       // A session's record is replaced, never changed, on its next command.
       sessions: [...this.sessions.entries()],
+      logTimeMs: this.logTime,
+      nextSessionId: this.sessions.nextSessionId,
     };
     return counts === undefined ? state : { ...state, counts };
   }
 
   /**
-   * Replaces the whole state with a {@link snapshot}'s (this version's or
-   * version 1's). CORRUPTION, and no change, if the bytes are not one.
+   * Replaces the whole state with a {@link snapshot}'s (this version's, or
+   * version 1's or 2's). CORRUPTION, and no change, if the bytes are not one.
    */
   restore(bytes: Uint8Array): void {
     const next = new KvStateMachine();
@@ -867,6 +994,7 @@ export class KvStateMachine {
     this.leases = next.leases;
     this.sessions = next.sessions;
     this.noSpace = next.noSpace;
+    this.logTime = next.logTime;
   }
 
   /** Loads a decoded snapshot into this (fresh) state machine; CORRUPTION on a dangling lease. */
@@ -883,7 +1011,8 @@ export class KvStateMachine {
       }
     }
     this.mvcc.load(s.keys, s.histories, s.revision, s.compacted);
-    this.sessions.load(s.sessions);
+    this.sessions.load(s.sessions, s.nextSessionId);
+    this.logTime = s.logTimeMs;
     this.noSpace = s.noSpaceAlarm === true;
   }
 }

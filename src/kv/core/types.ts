@@ -178,6 +178,20 @@ export interface LeaseExpireRequest {
   readonly leases: readonly { readonly id: number; readonly epoch: number }[];
 }
 
+/**
+ * Registers an exactly-once session (Raft dissertation §6.3): the result
+ * names a fresh `clientId` that no earlier session had; the client tags its
+ * writes with it and seq 1, 2, 3... The session expires after `ttlMs`
+ * (default kvSessionTtlMsDefault) of log time without a command. Not itself
+ * de-duplicated: a retried registration makes a second session, which
+ * expires unused.
+ */
+export interface SessionOpenRequest {
+  readonly type: 'sessionOpen';
+  /** Idle time (log time) before the session expires, kvSessionTtlMsMin..kvSessionTtlMsMax. */
+  readonly ttlMs?: number;
+}
+
 /** Forgets a client's exactly-once session (the client closed it). */
 export interface SessionEndRequest {
   readonly type: 'sessionEnd';
@@ -196,12 +210,15 @@ export type KvCommand =
   | LeaseKeepAliveRequest
   | LeaseCheckpointRequest
   | LeaseExpireRequest
+  | SessionOpenRequest
   | SessionEndRequest;
 
 /**
- * Exactly-once tag: a client numbers its commands 1, 2, 3...; the state
- * machine applies each (clientId, seq) once and answers a retry with the
- * remembered outcome. One command in flight per clientId (see sessions.ts).
+ * Exactly-once tag: `clientId` is a session registered with
+ * {@link SessionOpenRequest}; the client numbers its commands 1, 2, 3...;
+ * the state machine applies each (clientId, seq) once and answers a retry
+ * with the remembered outcome. An unknown or expired session is refused
+ * with SESSION_EXPIRED. One command in flight per clientId (see sessions.ts).
  */
 export interface SessionTag {
   readonly clientId: string;
@@ -221,6 +238,14 @@ export interface KvEntry {
    * no quota check (a raised alarm still refuses writes).
    */
   readonly quotaBytes?: number;
+  /**
+   * Log time in ms, stamped by the leader that proposed the entry (its
+   * monotonic clock carried on from the log's time when it took over). The
+   * store's log time is the largest seen; sessions expire by it, so every
+   * replica expires the same sessions at the same entry (Raft dissertation
+   * §6.3). Absent: the log time does not move.
+   */
+  readonly timeMs?: number;
 }
 
 /** Answer to a {@link RangeRequest}. `revision` is the store's revision when read. */
@@ -306,6 +331,14 @@ export interface LeaseExpireResult {
   readonly deleted: number;
 }
 
+/** Answer to a {@link SessionOpenRequest}: the new session's id and TTL. */
+export interface SessionOpenResult {
+  readonly type: 'sessionOpen';
+  readonly revision: number;
+  readonly clientId: string;
+  readonly ttlMs: number;
+}
+
 /** Answer to a {@link SessionEndRequest}. */
 export interface SessionEndResult {
   readonly type: 'sessionEnd';
@@ -325,6 +358,7 @@ export type KvResult =
   | LeaseKeepAliveResult
   | LeaseCheckpointResult
   | LeaseExpireResult
+  | SessionOpenResult
   | SessionEndResult;
 
 /**
@@ -343,7 +377,7 @@ export interface KvEvent {
 export interface KvFailure {
   readonly code: ErrorCode;
   readonly message: string;
-  /** False when the command may have taken effect earlier (an expired session). */
+  /** False when the command may have taken effect (a result too large to keep, see sessions.ts). */
   readonly definite: boolean;
   readonly details: Readonly<Record<string, unknown>>;
 }

@@ -191,6 +191,24 @@ function nat(o: Record<string, unknown>, key: string): number {
   return v;
 }
 
+/** A term: a natural number up to limits.raftTermMax (term + 1 must stay exact). */
+function term(o: Record<string, unknown>, key: string): number {
+  const v = nat(o, key);
+  if (v > limits.raftTermMax) {
+    bad(`${key} ${v} is above raftTermMax ${limits.raftTermMax}`, { field: key });
+  }
+  return v;
+}
+
+/** A log index: a natural number up to limits.raftIndexMax. */
+function index(o: Record<string, unknown>, key: string): number {
+  const v = nat(o, key);
+  if (v > limits.raftIndexMax) {
+    bad(`${key} ${v} is above raftIndexMax ${limits.raftIndexMax}`, { field: key });
+  }
+  return v;
+}
+
 function bool(o: Record<string, unknown>, key: string): void {
   if (typeof o[key] !== 'boolean') bad(`${key} must be a boolean`, { field: key });
 }
@@ -213,8 +231,8 @@ function idList(v: unknown, key: string): void {
 
 function checkMeta(v: unknown): void {
   if (!isRecord(v)) bad('meta must be an object');
-  nat(v, 'index');
-  nat(v, 'term');
+  index(v, 'index');
+  term(v, 'term');
   const c = v['config'];
   if (!isRecord(c)) bad('meta.config must be an object');
   idList(c['voters'], 'meta.config.voters');
@@ -224,18 +242,18 @@ function checkMeta(v: unknown): void {
 
 const entryKinds = new Set(['normal', 'noop', 'config']);
 
-function checkEntries(o: Record<string, unknown>, prevIndex: number, term: number): void {
+function checkEntries(o: Record<string, unknown>, prevIndex: number, messageTerm: number): void {
   const es = o['entries'];
   if (!Array.isArray(es)) bad('entries must be an array');
   let expect = prevIndex + 1;
   let lastTerm = 0;
   for (const e of es as unknown[]) {
     if (!isRecord(e)) bad('entry must be an object');
-    const index = nat(e, 'index');
-    const t = nat(e, 'term');
-    if (index !== expect) bad('entries must be contiguous after prevLogIndex', { index, expect });
-    if (t > term || t < lastTerm || t === 0) {
-      bad('entry terms must be positive, ascending and not above the message term', { index });
+    const i = index(e, 'index');
+    const t = term(e, 'term');
+    if (i !== expect) bad('entries must be contiguous after prevLogIndex', { index: i, expect });
+    if (t > messageTerm || t < lastTerm || t === 0) {
+      bad('entry terms must be positive, ascending and not above the message term', { index: i });
     }
     if (typeof e['kind'] !== 'string' || !entryKinds.has(e['kind'])) bad('bad entry kind');
     if (!(e['data'] instanceof Uint8Array)) bad('entry data must be bytes');
@@ -247,7 +265,9 @@ function checkEntries(o: Record<string, unknown>, prevIndex: number, term: numbe
 
 /**
  * Checks that `m` is a well-formed {@link RaftMessage} (types, non-negative
- * integers, contiguous entries, terms not above the message's term). Throws a
+ * integers, terms up to `limits.raftTermMax` and indexes up to
+ * `limits.raftIndexMax`, contiguous entries, entry terms not above the
+ * message's term). Throws a
  * `SCHEMA_VIOLATION` {@link CohortError} otherwise; it never changes anything.
  * The core calls it on every message it steps, so a malformed message from the
  * network can never break an invariant.
@@ -256,13 +276,13 @@ export function validateMessage(m: unknown): asserts m is RaftMessage {
   if (!isRecord(m)) bad('not an object');
   id(m, 'from');
   id(m, 'to');
-  const term = nat(m, 'term');
+  const messageTerm = term(m, 'term');
   const type = m['type'];
   switch (type) {
     case 'RequestVote':
     case 'PreVote':
-      nat(m, 'lastLogIndex');
-      nat(m, 'lastLogTerm');
+      index(m, 'lastLogIndex');
+      term(m, 'lastLogTerm');
       if (type === 'RequestVote') bool(m, 'transfer');
       return;
     case 'RequestVoteResponse':
@@ -270,21 +290,21 @@ export function validateMessage(m: unknown): asserts m is RaftMessage {
       bool(m, 'granted');
       return;
     case 'AppendEntries': {
-      const prev = nat(m, 'prevLogIndex');
-      nat(m, 'prevLogTerm');
-      nat(m, 'leaderCommit');
-      checkEntries(m, prev, term);
+      const prev = index(m, 'prevLogIndex');
+      term(m, 'prevLogTerm');
+      index(m, 'leaderCommit');
+      checkEntries(m, prev, messageTerm);
       return;
     }
     case 'AppendEntriesResponse':
       bool(m, 'success');
-      nat(m, 'matchIndex');
-      nat(m, 'rejectedIndex');
-      nat(m, 'conflictIndex');
-      nat(m, 'conflictTerm');
+      index(m, 'matchIndex');
+      index(m, 'rejectedIndex');
+      index(m, 'conflictIndex');
+      term(m, 'conflictTerm');
       return;
     case 'Heartbeat':
-      nat(m, 'commit');
+      index(m, 'commit');
       nat(m, 'seq');
       return;
     case 'HeartbeatResponse':
@@ -306,7 +326,7 @@ export function validateMessage(m: unknown): asserts m is RaftMessage {
       return;
     }
     case 'InstallSnapshotResponse':
-      nat(m, 'snapshotIndex');
+      index(m, 'snapshotIndex');
       nat(m, 'nextOffset');
       bool(m, 'done');
       return;

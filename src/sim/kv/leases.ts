@@ -11,7 +11,9 @@
  *   anything.
  * - {@link LeaseClients}: clients that grant a lease, attach a key to it, keep
  *   it alive for a while (each request with an exactly-once session and
- *   retries, requests.ts), then let it lapse and start over.
+ *   retries, requests.ts), then let it lapse and start over. A session that
+ *   expired while the client idled is registered again and the command
+ *   resent when no attempt of it can have applied.
  *
  * The check (the client's view of safety): a lease is never expired before
  * its TTL has elapsed since the send of any acknowledged grant or keep-alive
@@ -38,7 +40,7 @@ import { encodeKvEntry } from '../../host/kv-state-machine.js';
 import { CheckFailure } from '../scenario.js';
 import type { Scheduler } from '../scheduler.js';
 import type { ApplyListener, SimKvReplica } from './replica.js';
-import { isSessionExpired, sendWithRetries } from './requests.js';
+import { isSessionExpired, openSession, sendWithRetries, stamped } from './requests.js';
 import type { KvSimNode, RequestClient, RequestEnv } from './requests.js';
 
 function bump(counts: Record<string, number>, key: string): void {
@@ -179,9 +181,11 @@ interface HeldLease {
 
 interface LeaseClient extends RequestClient {
   readonly base: string;
-  clientId: string;
-  sessions: number;
+  /** The registered session's id; undefined: register before the next command. */
+  clientId: string | undefined;
   seq: number;
+  /** Puts issued, for unique values. */
+  puts: number;
   rounds: number;
 }
 
@@ -197,11 +201,11 @@ export class LeaseClients {
     for (let c = 0; c < this.o.clients; c++) {
       const client: LeaseClient = {
         base: `lease-client-${c}`,
-        clientId: `lease-client-${c}`,
-        sessions: 0,
+        clientId: undefined,
         name: `lease client ${c}`,
         hint: this.o.random.pick(this.o.nodes),
         seq: 0,
+        puts: 0,
         rounds: 0,
       };
       this.o.scheduler.after(this.o.random.intBetween(1, 50), client.name, () =>
@@ -215,14 +219,35 @@ export class LeaseClients {
     this.stopped = true;
   }
 
-  /** Sends one command of `client`'s session; `then` gets the applied outcome, or undefined if none came. */
+  /**
+   * Sends one command of `client`'s session (registering one first if it has
+   * none); `then` gets the applied outcome, or undefined if none came.
+   */
   private send(
     client: LeaseClient,
     label: string,
     command: KvEntry['command'],
     then: (out: KvApplied | undefined, sentAt: number) => void,
+    registrations = 0,
   ): void {
-    const entry: KvEntry = { command, session: { clientId: client.clientId, seq: ++client.seq } };
+    const session = client.clientId;
+    if (session === undefined) {
+      if (registrations >= 2) {
+        then(undefined, this.o.scheduler.now());
+        return;
+      }
+      openSession(this.o, client, this.o.deadlineMs, (id) => {
+        if (id === undefined) {
+          then(undefined, this.o.scheduler.now());
+          return;
+        }
+        client.clientId = id;
+        client.seq = 0;
+        this.send(client, label, command, then, registrations + 1);
+      });
+      return;
+    }
+    const entry: KvEntry = { command, session: { clientId: session, seq: ++client.seq } };
     const sentAt = this.o.scheduler.now();
     sendWithRetries(
       this.o,
@@ -231,15 +256,15 @@ export class LeaseClients {
         write: true,
         deadline: sentAt + this.o.deadlineMs,
         label,
-        send: (node, done) => node.proposeData(encodeKvEntry(entry), done),
+        send: (node, done) => node.proposeData(stamped(this.o, entry), done),
       },
       (e) => {
         if (e.outcome === 'ok' && isSessionExpired(e.out)) {
-          // The session never got established: a new client id, and this command did not apply.
-          bump(this.o.counts, 'sessions restarted');
-          client.clientId = `${client.base}~${++client.sessions}`;
-          client.seq = 0;
-          then(undefined, sentAt);
+          // Not applied by this attempt. If no earlier one can have been, register and resend.
+          bump(this.o.counts, 'sessions expired');
+          client.clientId = undefined;
+          if (!e.uncertain) this.send(client, label, command, then, registrations);
+          else then(undefined, sentAt);
           return;
         }
         bump(
@@ -267,13 +292,13 @@ export class LeaseClients {
       }
       if (!out.ok || out.result.type !== 'leaseGrant') {
         throw new CheckFailure(
-          `${client.clientId}: lease grant refused: ${out.ok ? out.result.type : out.error.message}`,
+          `${client.name}: lease grant refused: ${out.ok ? out.result.type : out.error.message}`,
         );
       }
       const lease: HeldLease = {
         id: out.result.id,
         ttlMs,
-        holder: client.clientId,
+        holder: client.name,
         acked: [sentAt],
       };
       this.leases.set(lease.id, lease);
@@ -283,8 +308,8 @@ export class LeaseClients {
   }
 
   private attach(client: LeaseClient, lease: HeldLease): void {
-    const key = encoder.encode(`lease-key-${client.clientId}`);
-    const value = encoder.encode(`${client.clientId}.${client.seq + 1}`);
+    const key = encoder.encode(`lease-key-${client.base}`);
+    const value = encoder.encode(`${client.base}.${++client.puts}`);
     this.send(client, 'lease put', { type: 'put', key, value, lease: lease.id }, () =>
       this.keepAlive(client, lease),
     );

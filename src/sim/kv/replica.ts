@@ -155,7 +155,13 @@ function withoutSession(e: Entry): Entry {
   } catch {
     return e;
   }
-  return { ...e, data: encodeKvEntry({ command: entry.command }) };
+  const timeMs = entry.timeMs;
+  return {
+    ...e,
+    data: encodeKvEntry(
+      timeMs === undefined ? { command: entry.command } : { command: entry.command, timeMs },
+    ),
+  };
 }
 
 /** The factory the simulator's shell uses to make a node's replica, empty or from a snapshot. */

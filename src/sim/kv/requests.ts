@@ -10,7 +10,12 @@
  * retried with the very same entry, session tag included, so its session
  * answers a retry of a write already applied with the remembered result: the
  * client's exactly-once path. At the deadline the request ends `fail` if no
- * attempt could have taken effect, else `unknown`.
+ * attempt could have taken effect, else `unknown`. Every attempt's entry is
+ * stamped with the virtual time it is sent (`KvEntry.timeMs`, what a leader
+ * stamps in production): the log time sessions expire by.
+ *
+ * Sessions are registered first ({@link openSession}: a `sessionOpen` entry,
+ * retried like a write; a lost reply leaves an unused session that expires).
  *
  * ```ts
  * sendWithRetries(env, client, { write: true, deadline: now + 1000,
@@ -19,7 +24,8 @@
  * ```
  */
 import type { Random } from '../../lib/random.js';
-import type { KvApplied } from '../../kv/core/types.js';
+import type { KvApplied, KvEntry } from '../../kv/core/types.js';
+import { encodeKvEntry } from '../../host/kv-state-machine.js';
 import type { RequestCallbackOf, SimRaftNodeBase } from '../raft/node.js';
 import type { Scheduler } from '../scheduler.js';
 import type { SimKvReplica } from './replica.js';
@@ -47,6 +53,8 @@ export interface RequestEnv {
   /** An attempt with no answer after this long may have taken effect: retry (ms). */
   readonly attemptMs: number;
   readonly counts: Record<string, number>;
+  /** TTL (log time) of the sessions clients register. */
+  readonly sessionTtlMs: number;
 }
 
 /** The client's routing state: where it sends next. */
@@ -71,7 +79,13 @@ export interface Request {
 
 /** How a request ended. */
 export type RequestEnd =
-  | { readonly outcome: 'ok'; readonly out: KvApplied; readonly node: KvSimNode }
+  | {
+      readonly outcome: 'ok';
+      readonly out: KvApplied;
+      readonly node: KvSimNode;
+      /** An earlier attempt may have taken effect (it timed out or failed indefinitely). */
+      readonly uncertain: boolean;
+    }
   | { readonly outcome: 'fail' | 'unknown' };
 
 function bump(counts: Record<string, number>, key: string): void {
@@ -121,7 +135,7 @@ export function sendWithRetries(
         sched.cancel(timer);
         // Stick to the node that answered: the client believes it leads (a deposed leader too).
         client.hint = node;
-        finish({ outcome: 'ok', out, node });
+        finish({ outcome: 'ok', out, node, uncertain: maybeApplied });
         return;
       }
       if (attempt !== n) return; // a superseded attempt's failure tells nothing new
@@ -141,14 +155,47 @@ export function sendWithRetries(
 }
 
 /**
- * True if the store refused a command because its session is unknown (a client whose first
- * command never applied, or a forgotten session): the client must start a new client id
- * (kv/core/sessions.ts).
+ * True if the store refused a command because its session is unknown or
+ * expired (kv/core/sessions.ts): the command was not applied; the client
+ * registers again.
  */
 export function isSessionExpired(out: KvApplied): boolean {
-  return (
-    !out.ok &&
-    out.error.code === 'FAILED_PRECONDITION' &&
-    out.error.details['reason'] === 'sessionExpired'
+  return !out.ok && out.error.code === 'SESSION_EXPIRED';
+}
+
+/** `entry` as an attempt sends it: stamped with the virtual time now (the log time). */
+export function stamped(env: Pick<RequestEnv, 'scheduler'>, entry: KvEntry): Uint8Array {
+  return encodeKvEntry({ ...entry, timeMs: Math.floor(env.scheduler.now()) });
+}
+
+/**
+ * Registers a session for `client` (a `sessionOpen` entry with retries for
+ * up to `deadlineMs`): `done` gets its id, or undefined if no attempt was
+ * answered in time.
+ */
+export function openSession(
+  env: RequestEnv,
+  client: RequestClient,
+  deadlineMs: number,
+  done: (clientId: string | undefined) => void,
+): void {
+  const entry: KvEntry = { command: { type: 'sessionOpen', ttlMs: env.sessionTtlMs } };
+  sendWithRetries(
+    env,
+    client,
+    {
+      write: true,
+      deadline: env.scheduler.now() + deadlineMs,
+      label: 'session open',
+      send: (node, cb) => node.proposeData(stamped(env, entry), cb),
+    },
+    (e) => {
+      const id =
+        e.outcome === 'ok' && e.out.ok && e.out.result.type === 'sessionOpen'
+          ? e.out.result.clientId
+          : undefined;
+      bump(env.counts, id === undefined ? 'sessions not opened' : 'sessions opened');
+      done(id);
+    },
   );
 }

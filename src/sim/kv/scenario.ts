@@ -12,7 +12,8 @@
  * const buggy = kvScenario({ name: 'kv-bug', replicaBugs: { dropSessions: true } });
  * ```
  *
- * On top of the harness: clients with exactly-once sessions doing get, put,
+ * On top of the harness: clients with registered exactly-once sessions
+ * (expiring by log time, TTL drawn per seed) doing get, put,
  * CAS and delete with retries, serializable gets, a compactor proposing MVCC
  * compaction now and then (workload.ts); and at the end the history checks
  * (linearizable; every answer agrees with the revision log), the state checks
@@ -29,6 +30,7 @@
  * tears unsynced writes). The shell, storage and core bug switches come from
  * the Raft scenario's options; the production shell takes no core bug switch.
  */
+import { limits } from '../../lib/limits.js';
 import { encodeKvEntry } from '../../host/kv-state-machine.js';
 import type { RaftScenarioOptions } from '../raft/scenario.js';
 import { runRaftCluster } from '../raft/scenario.js';
@@ -64,6 +66,8 @@ export interface KvScenarioOptions extends Pick<
   readonly leases?: boolean;
   /** TEST-ONLY: deliberate bugs of the leader's lease clock driver. */
   readonly leaseBugs?: LeaseDriverBugs;
+  /** Override the drawn TTL of the clients' sessions (log time, ms). */
+  readonly sessionTtlMs?: number;
 }
 
 /** The KV scenario (see the file header). */
@@ -104,6 +108,13 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
         bugs: options.leaseBugs ?? {},
       })
     : undefined;
+  // Its own stream, so the draws above keep their meaning. Short TTLs make sessions expire
+  // under the nemesis (a client stuck retrying, a lease client idling between leases).
+  const sessionTtlMs =
+    options.sessionTtlMs ??
+    ctx.random
+      .fork('params:kv-sessions')
+      .pick([limits.kvSessionTtlMsMin, 1_500, limits.kvSessionTtlMsDefault]);
   const production = options.shell === 'production';
   const checks = new KvStateChecks({ sampleEvery, counts: ctx.counts });
   ctx.params['kv'] = {
@@ -113,6 +124,7 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
     compactEveryMs,
     leaderShare,
     stickyReader,
+    sessionTtlMs,
     ...(leaseDriver?.params ?? {}),
   };
   await runRaftCluster<KvSimNode>(
@@ -164,6 +176,7 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
           stickyReader,
           checks,
           counts: ctx.counts,
+          sessionTtlMs,
         });
         const leaseClients =
           leaseDriver === undefined
@@ -179,6 +192,7 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
                 deadlineMs,
                 driver: leaseDriver,
                 counts: ctx.counts,
+                sessionTtlMs,
               });
         let stopped = false;
         const compact = (): void => {

@@ -1,6 +1,7 @@
 /**
- * The KV simulation's clients. Each client has an exactly-once session
- * (client id + sequence number) and at most one operation in flight; it runs
+ * The KV simulation's clients. Each client that writes registers an
+ * exactly-once session (`sessionOpen`: the cluster names it; then sequence
+ * numbers 1, 2, 3...) and has at most one operation in flight; it runs
  * get (linearizable, through ReadIndex), put, compare-and-set (a txn comparing
  * the value, the key's absence, or its modRevision, then a put) and delete on
  * a few keys, plus serializable gets (answered at once from any node's
@@ -13,7 +14,10 @@
  * the session answers a retry of an applied write with the remembered
  * result; a definite refusal (not the leader) is retried too. An operation
  * ends with the first `ok` of any attempt; at its deadline it is `fail` if no
- * attempt could have taken effect, else `unknown`.
+ * attempt could have taken effect, else `unknown`. A write answered
+ * SESSION_EXPIRED (its session idled past its TTL of log time) was not
+ * applied by that attempt: it ends `fail` if no earlier attempt can have
+ * applied, else `unknown`, and the client registers a new session.
  *
  * Checked at the end ({@link KvWorkload.check}):
  * - the history of linearizable operations is linearizable under the kv model
@@ -39,7 +43,6 @@
  */
 import { kvKey, kvText } from '../../kv/core/bytes.js';
 import type { Compare, KvApplied, KvCommand, KvEntry, TxnResult } from '../../kv/core/types.js';
-import { encodeKvEntry } from '../../host/kv-state-machine.js';
 import { HistoryRecorder } from '../checkers/history.js';
 import type { OperationHandle } from '../checkers/history.js';
 import { checkLinearizability, formatCheckResult } from '../checkers/linearizability.js';
@@ -48,7 +51,7 @@ import type { KvInput, KvOutput } from '../checkers/models.js';
 import { CheckFailure } from '../scenario.js';
 import type { KvStateChecks } from './checks.js';
 import type { SimKvReplica } from './replica.js';
-import { isSessionExpired, sendWithRetries } from './requests.js';
+import { isSessionExpired, openSession, sendWithRetries, stamped } from './requests.js';
 import type { KvSimNode, Request, RequestClient, RequestEnv } from './requests.js';
 
 /** Relative frequencies of the operations. */
@@ -97,11 +100,12 @@ interface Ack {
 interface Client extends RequestClient {
   readonly id: number;
   readonly readOnly: boolean;
-  /** The session's client id: `client-<id>`, then `client-<id>~<n>` after a session expired. */
-  clientId: string;
-  sessions: number;
+  /** The registered session's id; undefined: register before the next operation. */
+  clientId: string | undefined;
   generation: number;
   seq: number;
+  /** Writes issued, for unique values (`c<id>.<n>`). */
+  writes: number;
   hint: KvSimNode;
   /** The last state of each key this client saw (value, modRevision; null value: absent). */
   readonly seen: Map<string, { value: string | null; modRevision: number }>;
@@ -150,11 +154,11 @@ export class KvWorkload {
         id: c,
         readOnly: sticky,
         ...(sticky ? { leaderShare: 0 } : {}),
-        clientId: `client-${c}`,
-        sessions: 0,
+        clientId: undefined,
         name: `client ${c}`,
         generation: 0,
         seq: 0,
+        writes: 0,
         hint: this.o.random.pick(this.o.nodes),
         seen: new Map(),
       };
@@ -172,6 +176,17 @@ export class KvWorkload {
   private next(client: Client): void {
     const { scheduler: sched, random: r, mix } = this.o;
     if (sched.now() > this.untilMs) return;
+    if (!client.readOnly && client.clientId === undefined) {
+      openSession(this.o, client, this.o.deadlineMs, (id) => {
+        if (id !== undefined) {
+          client.clientId = id;
+          client.seq = 0;
+        }
+        this.later(client);
+      });
+      return;
+    }
+    const session = client.clientId;
     const key = r.pick(this.keys);
     const total =
       mix.get + mix.serializable + (client.readOnly ? 0 : mix.put + mix.cas + mix.delete);
@@ -181,7 +196,7 @@ export class KvWorkload {
       this.later(client);
       return;
     }
-    const value = `${client.clientId}.${client.seq + 1}`;
+    const value = `c${client.id}.${client.writes + 1}`;
     let input: KvInput;
     let command: KvCommand | undefined;
     let modRevision: number | undefined;
@@ -210,7 +225,7 @@ export class KvWorkload {
             ? seen.value
             : r.chance(0.3)
               ? null
-              : `client-${r.int(this.o.clients)}.${Math.max(1, client.seq - r.int(4))}`;
+              : `c${r.int(this.o.clients)}.${Math.max(1, client.writes - r.int(4))}`;
         // A value compare on a missing key is false (etcd): absence is version 0.
         compare =
           expected === null
@@ -220,10 +235,12 @@ export class KvWorkload {
       input = { f: 'cas', key, expected, value };
       command = { type: 'txn', compare: [compare], success: [put], failure: [] };
     }
-    const entry: KvEntry | undefined =
-      command === undefined
-        ? undefined
-        : { command, session: { clientId: client.clientId, seq: ++client.seq } };
+    let entry: KvEntry | undefined;
+    if (command !== undefined) {
+      if (session === undefined) throw new CheckFailure(`${client.name} writes without a session`);
+      client.writes++;
+      entry = { command, session: { clientId: session, seq: ++client.seq } };
+    }
     const op: Op = {
       handle: this.recorder.invoke(`${client.id}.${client.generation}`, input),
       input,
@@ -274,7 +291,7 @@ export class KvWorkload {
       deadline: op.deadline,
       label: `op ${op.input.f}`,
       send: (node, done) => {
-        if (entry !== undefined) node.proposeData(encodeKvEntry(entry), done);
+        if (entry !== undefined) node.proposeData(stamped(o, entry), done);
         else node.query((sm) => readAnswer(sm, op.input.key), done);
       },
     };
@@ -283,7 +300,7 @@ export class KvWorkload {
         if (op.input.f === 'get' && this.deposed(e.node)) {
           bump(this.o.counts, 'op get answered by a deposed leader');
         }
-        this.complete(client, op, e.out, e.node.id);
+        this.complete(client, op, e.out, e.node.id, e.uncertain);
       } else this.end(client, op, e.outcome);
     });
   }
@@ -295,19 +312,18 @@ export class KvWorkload {
   }
 
   /** The first ok answer of any attempt: record it, learn from it, go on. */
-  private complete(client: Client, op: Op, out: KvApplied, node: string): void {
+  private complete(client: Client, op: Op, out: KvApplied, node: string, uncertain: boolean): void {
     if (isSessionExpired(out)) {
-      // The session was never established (its first command did not apply): a new client id.
-      bump(this.o.counts, 'sessions restarted');
-      client.clientId = `client-${client.id}~${++client.sessions}`;
-      client.seq = 0;
-      this.end(client, op, !out.ok && out.error.definite ? 'fail' : 'unknown');
+      // This attempt was not applied; an earlier one may have been, before the session expired.
+      bump(this.o.counts, 'sessions expired');
+      client.clientId = undefined;
+      this.end(client, op, uncertain ? 'unknown' : 'fail');
       return;
     }
     if (!out.ok) {
       // The workload only sends valid commands; a refusal is a bug somewhere.
       throw new CheckFailure(
-        `${node} refused ${describeInput(op.input)} of ${client.clientId} (seq ${op.entry?.session?.seq ?? '-'}): ` +
+        `${node} refused ${describeInput(op.input)} of ${client.name} (session ${client.clientId ?? '-'}, seq ${op.entry?.session?.seq ?? '-'}): ` +
           `${out.error.code}: ${out.error.message}`,
       );
     }

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { KvStateMachine, prefixRange } from '../../../src/kv/core/index.js';
 import type { KvCommand, KvEntry, TxnOp, TxnRequest } from '../../../src/kv/core/index.js';
 import { limits } from '../../../src/lib/limits.js';
-import { b, ok, put } from './helpers.js';
+import { b, ok, put, session } from './helpers.js';
 
 function seeded(): KvStateMachine {
   const sm = new KvStateMachine();
@@ -17,7 +17,7 @@ function seeded(): KvStateMachine {
   ok(sm, put('b', '2'));
   ok(sm, put('a', '3', { lease: 1 }));
   ok(sm, { type: 'compact', revision: 2 });
-  ok(sm, put('c', '4'), { clientId: 'cl', seq: 1 });
+  ok(sm, put('c', '4'), { clientId: session(sm), seq: 1 });
   return sm; // revision 4, compacted 2
 }
 
@@ -170,6 +170,17 @@ const cases: [string, unknown, string][] = [
   ],
   ['an expiry with a bad entry', { type: 'leaseExpire', leases: [{ id: 1 }] }, 'INVALID_ARGUMENT'],
   ['an empty client id', { type: 'sessionEnd', clientId: '' }, 'INVALID_ARGUMENT'],
+  [
+    'a session TTL below the minimum',
+    { type: 'sessionOpen', ttlMs: limits.kvSessionTtlMsMin - 1 },
+    'INVALID_ARGUMENT',
+  ],
+  [
+    'a session TTL above the maximum',
+    { type: 'sessionOpen', ttlMs: limits.kvSessionTtlMsMax + 1 },
+    'INVALID_ARGUMENT',
+  ],
+  ['a fractional session TTL', { type: 'sessionOpen', ttlMs: 1500.5 }, 'INVALID_ARGUMENT'],
   ['an unknown command', { type: 'drop' }, 'INVALID_ARGUMENT'],
   // Found by the junk property below: error messages must not call a hostile toString.
   [
@@ -202,6 +213,12 @@ describe('bad input changes nothing', () => {
     expectRefused({ command }, code);
   });
 
+  it('an entry with a bad log time is refused, and the log time does not move', () => {
+    for (const timeMs of [-1, 1.5, 'soon', 2 ** 53, null]) {
+      expectRefused({ command: put('z', '1'), timeMs } as unknown as KvEntry, 'INVALID_ARGUMENT');
+    }
+  });
+
   it('an entry that is not an object is refused', () => {
     const sm = seeded();
     const before = sm.snapshot();
@@ -222,6 +239,11 @@ describe('bad input changes nothing', () => {
       'INVALID_ARGUMENT',
     );
     expectRefused({ command: put('z', '1'), session: 'x' }, 'INVALID_ARGUMENT');
+    // A session nobody registered (a client naming its own, as before registration existed).
+    expectRefused(
+      { command: put('z', '1'), session: { clientId: 'x', seq: 1 } },
+      'SESSION_EXPIRED',
+    );
     expectRefused(
       {
         command: put('z', '1'),

@@ -43,6 +43,15 @@ export function put(key: string, value: string, extra: Partial<KvCommand & { typ
   return { type: 'put' as const, key: b(key), value: b(value), ...extra };
 }
 
+/** Registers a session (optionally with a TTL, at an entry log time); returns its client id. */
+export function session(sm: KvStateMachine, ttlMs?: number, timeMs?: number): string {
+  const command: KvCommand =
+    ttlMs === undefined ? { type: 'sessionOpen' } : { type: 'sessionOpen', ttlMs };
+  const out = sm.apply(timeMs === undefined ? { command } : { command, timeMs });
+  if (!out.ok || out.result.type !== 'sessionOpen') throw new Error('sessionOpen refused');
+  return out.result.clientId;
+}
+
 /** A fresh state machine. */
 export function fresh(): KvStateMachine {
   return new KvStateMachine();

@@ -96,7 +96,10 @@ describe('LeaseClock', () => {
   it('ignores refusals and duplicates, follows revocations', () => {
     const { sm, clock } = leader();
     const grant: KvCommand = { type: 'leaseGrant', id: 4, ttlMs: 2000 };
-    const session = { clientId: 'c', seq: 1 };
+    const opened = sm.apply({ command: { type: 'sessionOpen' } });
+    const clientId =
+      opened.ok && opened.result.type === 'sessionOpen' ? opened.result.clientId : '';
+    const session = { clientId, seq: 1 };
     clock.onApplied(grant, sm.apply({ command: grant, session }), 0);
     clock.onApplied(grant, sm.apply({ command: grant, session }), 1500); // duplicate: no new deadline
     expect(clock.remainingMs(4, 0)).toBe(2000);

@@ -593,7 +593,11 @@ describe('KvStateMachine against a reference model', () => {
   });
 });
 
-/** A command with an optional session: `step` 0 retries the client's last seq, 1 moves on. */
+/**
+ * A command with an optional session (`step` 0 retries the client's last seq,
+ * 1 moves on, 2 skips one) and a log time step (entries without one do not
+ * move the log time; sessions last 1 s of it, so some expire).
+ */
 const taggedArb = fc.tuple(
   commandsArb,
   fc.array(
@@ -605,21 +609,48 @@ const taggedArb = fc.tuple(
     ),
     { minLength: 40, maxLength: 40 },
   ),
+  fc.array(fc.option(fc.integer({ min: 0, max: 600 }), { nil: undefined }), {
+    minLength: 40,
+    maxLength: 40,
+  }),
 );
 
+/** Sessions the tags name, registered on the state machine under test; the log time so far. */
+interface Clients {
+  readonly ids: Record<string, string>;
+  readonly seqs: Map<string, number>;
+  timeMs: number;
+}
+
+function clients(sm: KvStateMachine): Clients {
+  const open = (): string => {
+    const out = sm.apply({ command: { type: 'sessionOpen', ttlMs: 1000 } });
+    if (!out.ok || out.result.type !== 'sessionOpen') throw new Error('sessionOpen refused');
+    return out.result.clientId;
+  };
+  return { ids: { p: open(), q: open() }, seqs: new Map(), timeMs: 0 };
+}
+
 function entries(
-  [cmds, tags]: [MCmd[], ({ clientId: string; step: number } | undefined)[]],
-  seqs: Map<string, number>,
+  [cmds, tags, ticks]: [
+    MCmd[],
+    ({ clientId: string; step: number } | undefined)[],
+    (number | undefined)[],
+  ],
+  c: Clients,
   revisionOf: () => number,
 ): (() => KvEntry)[] {
-  return cmds.map((c, i) => () => {
-    const command = toCommand(resolveRevisions(c, revisionOf()));
+  return cmds.map((cmd, i) => () => {
+    const command = toCommand(resolveRevisions(cmd, revisionOf()));
+    const tick = ticks[i];
+    if (tick !== undefined) c.timeMs += tick;
+    const time = tick === undefined ? {} : { timeMs: c.timeMs };
     const t = tags[i];
-    if (t === undefined) return { command };
-    const seq = Math.max(1, (seqs.get(t.clientId) ?? 0) + t.step);
-    seqs.set(t.clientId, seq);
-    const session: SessionTag = { clientId: t.clientId, seq };
-    return { command, session };
+    if (t === undefined) return { command, ...time };
+    const seq = Math.max(1, (c.seqs.get(t.clientId) ?? 0) + t.step);
+    c.seqs.set(t.clientId, seq);
+    const session: SessionTag = { clientId: c.ids[t.clientId] as string, seq };
+    return { command, session, ...time };
   });
 }
 
@@ -628,8 +659,8 @@ describe('snapshots', () => {
     fc.assert(
       fc.property(taggedArb, taggedArb, (before, after) => {
         const sm = new KvStateMachine();
-        const seqs = new Map<string, number>();
-        for (const e of entries(before, seqs, () => sm.revision)) sm.apply(e());
+        const c = clients(sm);
+        for (const e of entries(before, c, () => sm.revision)) sm.apply(e());
         const bytes = sm.snapshot();
         const copy = KvStateMachine.fromSnapshot(bytes);
         expect(copy.snapshot()).toEqual(bytes);
@@ -644,7 +675,8 @@ describe('snapshots', () => {
           sm.eventsSince(all, sm.compactedRevision + 1),
         );
         expect(copy.leaseList()).toEqual(sm.leaseList());
-        for (const e of entries(after, seqs, () => sm.revision)) {
+        expect(copy.logTimeMs).toBe(sm.logTimeMs);
+        for (const e of entries(after, c, () => sm.revision)) {
           const entry = e();
           expect(copy.apply(entry)).toEqual(sm.apply(entry));
         }

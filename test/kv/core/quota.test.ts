@@ -309,4 +309,26 @@ describe("the leader's check before proposing (spaceRefusal)", () => {
     // A leader whose quota leaves the store below the mark: its entry would disarm the alarm.
     expect(check(put('x', '1'), { quotaBytes: 10 * quota })).toBeUndefined();
   });
+
+  it('changes nothing: the check runs on the leader only, outside apply', () => {
+    // A store in which no session was ever registered takes an unknown client at
+    // seq 1 as new, and check() would register it: the peek must not.
+    const sm = fresh();
+    for (;;) {
+      const out = apply(sm, { type: 'put', key: b(`k${sm.revision}`), value: bytes(100) }, quota);
+      if (!out.ok) break;
+    }
+    expect(sm.noSpaceAlarm).toBe(true);
+    const before = Buffer.from(sm.snapshot());
+    const sessions = sm.sessionCount;
+    expect(
+      sm.spaceRefusal({
+        command: put('x', '1'),
+        quotaBytes: quota,
+        session: { clientId: 'u', seq: 1 },
+      })?.code,
+    ).toBe('NO_SPACE');
+    expect(sm.sessionCount).toBe(sessions);
+    expect(Buffer.from(sm.snapshot()).equals(before)).toBe(true);
+  });
 });

@@ -1,8 +1,9 @@
 /**
- * The columnar KV snapshot (version 2): states survive encode and decode
+ * The columnar KV snapshot (version 3): states survive encode and decode
  * unchanged and encode to the same bytes again; a restored state machine
- * reads like the state it came from; version 1 snapshots still restore;
- * corrupt or truncated bytes are CORRUPTION and change nothing.
+ * reads like the state it came from; version 1 and 2 snapshots still
+ * restore (their client-named sessions with log time 0); corrupt or
+ * truncated bytes are CORRUPTION and change nothing.
  */
 import fc from 'fast-check';
 import { Packr, unpack } from 'msgpackr';
@@ -14,7 +15,7 @@ import {
   fromByteString,
   toByteString,
 } from '../../../src/kv/core/index.js';
-import type { KeyValue, KvEntry } from '../../../src/kv/core/index.js';
+import type { KeyValue, KvApplied, KvEntry } from '../../../src/kv/core/index.js';
 import type { Version } from '../../../src/kv/core/mvcc.js';
 import {
   decodeKvSnapshot,
@@ -25,8 +26,9 @@ import type { KvSnapshotState } from '../../../src/kv/core/snapshot-codec.js';
 import type { SessionRecord } from '../../../src/kv/core/sessions.js';
 import { crc32c } from '../../../src/lib/crc32c.js';
 import { isCohortError } from '../../../src/lib/errors.js';
-import { b, ok, put } from './helpers.js';
-import { V1_SNAPSHOT_BASE64, v1FixtureEntries } from './snapshot-v1-fixture.js';
+import { limits } from '../../../src/lib/limits.js';
+import { b, ok, put, session } from './helpers.js';
+import { V1_SNAPSHOT_BASE64, V2_SNAPSHOT_BASE64, v1FixtureEntries } from './snapshot-v1-fixture.js';
 
 // ------------------------------------------------------------ generators
 
@@ -102,13 +104,18 @@ const stateArb: fc.Arbitrary<KvSnapshotState> = fc
     sessions: fc.uniqueArray(
       fc.tuple(
         fc.string({ minLength: 1, maxLength: 8 }),
-        fc.integer({ min: 1, max: 1e9 }),
+        // 0: registered, no command yet (no outcome).
+        fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 1e9 })),
         outcomeArb,
+        fc.nat(),
+        fc.integer({ min: limits.kvSessionTtlMsMin, max: limits.kvSessionTtlMsMax }),
       ),
       { maxLength: 3, selector: ([id]) => id },
     ),
+    logTimeMs: fc.oneof(fc.constant(0), fc.nat(), fc.constant(2 ** 53 - 1)),
+    nextSessionId: fc.integer({ min: 1, max: 2 ** 53 - 1 }),
   })
-  .map(({ base, keys, specs, leaseIds, extra, compactAt, nextLeaseId, sessions }) => {
+  .map(({ base, keys, specs, leaseIds, extra, compactAt, nextLeaseId, ...rest }) => {
     const sorted = [...keys].sort();
     let top = base;
     const histories = sorted.map((_, i) => {
@@ -141,14 +148,70 @@ const stateArb: fc.Arbitrary<KvSnapshotState> = fc
       leases: [...leaseIds]
         .sort((x, y) => x - y)
         .map((id, i) => ({ id, ttlMs: 1000 + i, remainingMs: 500 + i, epoch: i })),
-      sessions: sessions.map(([id, seq, outcome]): [string, SessionRecord] => [
+      sessions: rest.sessions.map(([id, seq, outcome, active, ttlMs]): [string, SessionRecord] => [
         id,
-        { seq, outcome: outcome as SessionRecord['outcome'] },
+        {
+          seq,
+          outcome: seq === 0 ? undefined : (outcome as SessionRecord['outcome']),
+          lastActiveMs: Math.min(active, rest.logTimeMs),
+          ttlMs,
+        },
       ]),
+      logTimeMs: rest.logTimeMs,
+      nextSessionId: rest.nextSessionId,
     };
   });
 
 // -------------------------------------------------------------- helpers
+
+/**
+ * What a version 1 or 2 snapshot can hold of `s`: client-named sessions with
+ * an outcome, no log time (restored at log time 0 with the default TTL).
+ */
+function legacy(s: KvSnapshotState): KvSnapshotState {
+  return {
+    ...s,
+    sessions: s.sessions
+      .filter(([, r]) => r.outcome !== undefined)
+      .map(([id, r]) => [
+        id,
+        { seq: r.seq, outcome: r.outcome, lastActiveMs: 0, ttlMs: limits.kvSessionTtlMsDefault },
+      ]),
+    logTimeMs: 0,
+    nextSessionId: 1,
+  };
+}
+
+/** Version 2 bytes of `s` (as the state machine wrote them before version 3): legacy sessions. */
+function encodeV2(s: KvSnapshotState): Uint8Array {
+  const v3 = encodeKvSnapshot(legacy(s));
+  const meta = metaOf(v3);
+  delete meta['logTimeMs'];
+  delete meta['nextSessionId'];
+  meta['sessions'] = (meta['sessions'] as unknown[][]).map((r) => r.slice(0, 3));
+  const out = withMetaOf(v3, meta);
+  new DataView(out.buffer).setUint32(4, 2, true);
+  return reseal(out);
+}
+
+function metaOf(bytes: Uint8Array): Record<string, unknown> {
+  const metaBytes = new DataView(bytes.buffer, bytes.byteOffset).getUint32(12, true);
+  return unpack(bytes.subarray(16, 16 + metaBytes)) as Record<string, unknown>;
+}
+
+/** `bytes` with another meta map, the columns and blob moved to stay 8-aligned, resealed. */
+function withMetaOf(bytes: Uint8Array, m: unknown): Uint8Array {
+  const align8 = (n: number): number => Math.ceil(n / 8) * 8;
+  const metaBytes = new DataView(bytes.buffer, bytes.byteOffset).getUint32(12, true);
+  const packed = new Packr({ useRecords: false }).pack(m);
+  const rest = bytes.subarray(align8(16 + metaBytes));
+  const out = new Uint8Array(align8(16 + packed.length) + rest.length);
+  out.set(bytes.subarray(0, 16));
+  new DataView(out.buffer).setUint32(12, packed.length, true);
+  out.set(packed, 16);
+  out.set(rest, align8(16 + packed.length));
+  return reseal(out);
+}
 
 /** The same state in version 1, as the state machine wrote it before version 2. */
 function encodeV1(s: KvSnapshotState): Uint8Array {
@@ -175,7 +238,7 @@ function encodeV1(s: KvSnapshotState): Uint8Array {
       bytes: fromByteString(blob),
       keys,
       leases: s.leases.map((l) => [l.id, l.ttlMs, l.remainingMs, l.epoch]),
-      sessions: s.sessions.map(([id, r]) => [id, r.seq, r.outcome]),
+      sessions: legacy(s).sessions.map(([id, r]) => [id, r.seq, r.outcome]),
     }),
   );
 }
@@ -223,7 +286,8 @@ function seeded(): KvStateMachine {
   ok(sm, put('a', '3', { lease: 1 }));
   ok(sm, { type: 'deleteRange', key: b('b') });
   ok(sm, { type: 'compact', revision: 2 });
-  ok(sm, put('c', '4'), { clientId: 'cl', seq: 1 });
+  ok(sm, put('c', '4'), { clientId: session(sm, 2000, 50), seq: 1 });
+  session(sm); // registered, no command yet
   return sm;
 }
 
@@ -289,9 +353,17 @@ describe('the columnar snapshot (version 2)', () => {
     expect(copy.read({ ...all, revision: 3 })).toEqual(sm.read({ ...all, revision: 3 }));
     expect(copy.eventsSince(all, 3)).toEqual(sm.eventsSince(all, 3));
     expect(copy.leaseTimeToLive(1, true)).toEqual(sm.leaseTimeToLive(1, true));
-    // The session survives: a retry is answered from it.
-    const retry = { command: put('c', '4'), session: { clientId: 'cl', seq: 1 } };
+    // The sessions survive: a retry is answered from them, the log time and next id too.
+    expect([copy.sessionCount, copy.logTimeMs]).toEqual([2, 50]);
+    const retry = { command: put('c', '4'), session: { clientId: '1', seq: 1 } };
+    expect(copy.apply(retry)).toMatchObject({ ok: true, duplicate: true });
     expect(copy.apply(retry)).toEqual(sm.apply(retry));
+    expect(session(copy)).toBe(session(sm));
+    // And they expire alike.
+    const later = { command: put('d', '1'), timeMs: 2051 };
+    expect(copy.apply(later)).toEqual(sm.apply(later));
+    expect(copy.apply(retry)).toMatchObject({ ok: false, error: { code: 'SESSION_EXPIRED' } });
+    expect(copy.snapshot()).toEqual((sm.apply(retry), sm.snapshot()));
   });
 
   it('each column takes the smallest width that holds its numbers', () => {
@@ -308,6 +380,8 @@ describe('the columnar snapshot (version 2)', () => {
       histories: [hist],
       leases: [],
       sessions: [],
+      logTimeMs: 0,
+      nextSessionId: 1,
     });
     // key length, versions per key, rev, sub, value length + 1, createRevision, version, lease
     expect(widths(state([v(5)], 5))).toEqual([1, 1, 1, 1, 1, 1, 1, 1]);
@@ -345,35 +419,104 @@ describe('the columnar snapshot (version 2)', () => {
     expect([...u8]).toEqual([8, 7, 6, 5, 4, 3, 2, 1]);
   });
 
-  it('writes version 2', () => {
+  it('writes version 3', () => {
     const bytes = seeded().snapshot();
-    expect(KV_SNAPSHOT_VERSION).toBe(2);
+    expect(KV_SNAPSHOT_VERSION).toBe(3);
     expect(toByteString(bytes.subarray(0, 4))).toBe('KVSN');
-    expect(new DataView(bytes.buffer).getUint32(4, true)).toBe(2);
+    expect(new DataView(bytes.buffer).getUint32(4, true)).toBe(3);
   });
 });
 
-describe('version 1 snapshots still restore', () => {
-  it('a snapshot written by the version 1 state machine restores to the state its entries give', () => {
-    const old = Uint8Array.from(Buffer.from(V1_SNAPSHOT_BASE64, 'base64'));
-    expect((unpack(old) as { v: number }).v).toBe(1);
-    const replayed = new KvStateMachine();
-    for (const e of v1FixtureEntries()) expect(replayed.apply(e).ok).toBe(true);
-    const restored = KvStateMachine.fromSnapshot(old);
-    expect(restored.snapshot()).toEqual(replayed.snapshot());
-    expect(restored.read(all)).toEqual(replayed.read(all));
-    expect(restored.eventsSince(all, 6)).toEqual(replayed.eventsSince(all, 6));
-    expect(restored.leaseList()).toEqual(replayed.leaseList());
-    expect(restored.leaseTimeToLive(7, true).keys).toEqual([b('svc/x')]);
-    const retry = v1FixtureEntries()[11] as KvEntry; // client-1's second put, already applied
-    expect(restored.apply(retry)).toEqual(replayed.apply(retry));
+describe('version 1 and 2 snapshots still restore', () => {
+  /**
+   * The fixture's entries through today's state machine (a log from before
+   * registration replays as it applied, client-named sessions included),
+   * and each entry's result.
+   */
+  function replay(): { sm: KvStateMachine; results: KvApplied[] } {
+    const sm = new KvStateMachine();
+    const results = v1FixtureEntries().map((e) => sm.apply(e));
+    for (const r of results) expect(r.ok).toBe(true);
+    return { sm, results };
+  }
+
+  for (const [version, base64] of [
+    [1, V1_SNAPSHOT_BASE64],
+    [2, V2_SNAPSHOT_BASE64],
+  ] as const) {
+    it(`a snapshot written by the version ${version} state machine restores to the state its entries give, its sessions kept`, () => {
+      const old = Uint8Array.from(Buffer.from(base64, 'base64'));
+      if (version === 1) expect((unpack(old) as { v: number }).v).toBe(1);
+      else expect(new DataView(old.buffer).getUint32(4, true)).toBe(2);
+      const { sm: replayed, results } = replay();
+      const restored = KvStateMachine.fromSnapshot(old);
+      expect(restored.snapshot()).toEqual(replayed.snapshot());
+      expect(restored.read(all)).toEqual(replayed.read(all));
+      expect(restored.eventsSince(all, 6)).toEqual(replayed.eventsSince(all, 6));
+      expect(restored.leaseList()).toEqual(replayed.leaseList());
+      expect(restored.leaseTimeToLive(7, true).keys).toEqual([b('svc/x')]);
+      expect([restored.sessionCount, restored.logTimeMs]).toEqual([2, 0]);
+      // client-1's second put, already applied: answered from its session.
+      const retry = v1FixtureEntries()[11] as KvEntry;
+      const again = restored.apply(retry);
+      expect(again).toMatchObject({ ok: true, duplicate: true });
+      expect(again.ok && again.result).toEqual(
+        (results[11] as KvApplied).ok && (results[11] as { result: unknown }).result,
+      );
+      // New sessions get fresh ids; the legacy ones expire by log time like any other.
+      expect(session(restored)).toBe('1');
+      restored.apply({
+        command: { type: 'compact', revision: 6 },
+        timeMs: limits.kvSessionTtlMsDefault + 1,
+      });
+      expect(restored.apply(retry)).toMatchObject({
+        ok: false,
+        error: { code: 'SESSION_EXPIRED' },
+      });
+    });
+  }
+
+  it('the version 1 and 2 fixtures restore to the same state', () => {
+    const v1 = KvStateMachine.fromSnapshot(Buffer.from(V1_SNAPSHOT_BASE64, 'base64'));
+    const v2 = KvStateMachine.fromSnapshot(Buffer.from(V2_SNAPSHOT_BASE64, 'base64'));
+    expect(v2.snapshot()).toEqual(v1.snapshot());
   });
 
-  it('any state in version 1 restores to what its version 2 bytes restore to', () => {
+  it('a legacy session named like a fresh id is never handed out again', () => {
+    const s: KvSnapshotState = {
+      revision: 1,
+      compacted: 0,
+      nextLeaseId: 1,
+      keys: [],
+      histories: [],
+      leases: [],
+      sessions: [
+        [
+          '1',
+          {
+            seq: 4,
+            outcome: { ok: true, result: { type: 'put', revision: 1 } },
+            lastActiveMs: 0,
+            ttlMs: limits.kvSessionTtlMsDefault,
+          },
+        ],
+      ],
+      logTimeMs: 0,
+      nextSessionId: 1,
+    };
+    const sm = KvStateMachine.fromSnapshot(encodeV2(s));
+    expect(session(sm)).toBe('2');
+    expect(sm.sessionCount).toBe(2);
+  });
+
+  it('any state in version 1 or 2 restores to what its version 3 bytes restore to, sessions as legacy', () => {
     fc.assert(
       fc.property(stateArb, (s) => {
-        expect(decodeKvSnapshot(encodeV1(s))).toEqual(s);
-        expect(KvStateMachine.fromSnapshot(encodeV1(s)).snapshot()).toEqual(encodeKvSnapshot(s));
+        const want = legacy(s);
+        for (const bytes of [encodeV1(s), encodeV2(s)]) {
+          expect(decodeKvSnapshot(bytes)).toEqual(want);
+          expect(KvStateMachine.fromSnapshot(bytes).snapshot()).toEqual(encodeKvSnapshot(want));
+        }
       }),
       { numRuns: 200 },
     );
@@ -443,8 +586,29 @@ describe('corrupt snapshots are refused and change nothing', () => {
       histories: [[v(5)], [v(6)]],
       leases: [],
       sessions: [],
+      logTimeMs: 100,
+      nextSessionId: 3,
       ...over,
     });
+    const rec = (over: Partial<SessionRecord> = {}): SessionRecord => ({
+      seq: 1,
+      outcome: { ok: true, result: { type: 'sessionEnd', revision: 1, existed: false } },
+      lastActiveMs: 50,
+      ttlMs: 5000,
+      ...over,
+    });
+    expect(
+      KvStateMachine.fromSnapshot(
+        encodeKvSnapshot(
+          state({
+            sessions: [
+              ['c', rec()],
+              ['d', rec({ seq: 0, outcome: undefined })],
+            ],
+          }),
+        ),
+      ).sessionCount,
+    ).toBe(2);
     expect(KvStateMachine.fromSnapshot(encodeKvSnapshot(state({}))).keyCount).toBe(2);
     const bad: KvSnapshotState[] = [
       state({ keys: ['b', 'a'] }), // keys out of order
@@ -464,23 +628,18 @@ describe('corrupt snapshots are refused and change nothing', () => {
       state({ leases: [{ id: 0, ttlMs: 5, remainingMs: 0, epoch: 0 }] }),
       state({
         sessions: [
-          [
-            'c',
-            {
-              seq: 1,
-              outcome: { ok: true, result: { type: 'sessionEnd', revision: 1, existed: false } },
-            },
-          ],
-          [
-            'c',
-            {
-              seq: 2,
-              outcome: { ok: true, result: { type: 'sessionEnd', revision: 1, existed: false } },
-            },
-          ],
+          ['c', rec()],
+          ['c', rec({ seq: 2 })],
         ],
-      }),
-      state({ sessions: [['c', { seq: 1, outcome: 7 as never }]] }),
+      }), // a session twice
+      state({ sessions: [['c', rec({ outcome: 7 as never })]] }),
+      state({ sessions: [['c', rec({ outcome: undefined })]] }), // a command without its outcome
+      state({ sessions: [['', rec()]] }), // an empty id
+      state({ sessions: [['c', rec({ lastActiveMs: 101 })]] }), // active after the log time
+      state({ sessions: [['c', rec({ ttlMs: limits.kvSessionTtlMsMin - 1 })]] }),
+      state({ sessions: [['c', rec({ ttlMs: limits.kvSessionTtlMsMax + 1 })]] }),
+      state({ nextSessionId: 0 }),
+      state({ logTimeMs: -1 }),
     ];
     for (const s of bad) expectCorruption(sm, encodeKvSnapshot(s));
     const good = encodeKvSnapshot(state({}));
@@ -507,6 +666,8 @@ describe('corrupt snapshots are refused and change nothing', () => {
       { ...meta, versions: 1 },
       { ...meta, blob: 1 },
       { ...meta, revision: 'nine' },
+      { ...meta, logTimeMs: undefined }, // version 3 without its log time
+      { ...meta, nextSessionId: 'one' },
       [1, 2, 3],
     ]) {
       expectCorruption(sm, withMeta(m));
@@ -519,9 +680,18 @@ describe('corrupt snapshots are refused and change nothing', () => {
     expect(tomb[versionColumn + 1]).toBe(1);
     tomb[versionColumn] = 2;
     expectCorruption(sm, reseal(tomb));
-    const v3 = good.slice();
-    new DataView(v3.buffer).setUint32(4, 3, true);
-    expectCorruption(sm, reseal(v3));
+    const v4 = good.slice();
+    new DataView(v4.buffer).setUint32(4, 4, true);
+    expectCorruption(sm, reseal(v4));
+    // A version 2 snapshot with version 3 session rows, and the reverse.
+    const withSession = encodeKvSnapshot(state({ sessions: [['c', rec()]] }));
+    const v2 = withSession.slice();
+    new DataView(v2.buffer).setUint32(4, 2, true);
+    expectCorruption(sm, reseal(v2));
+    expectCorruption(
+      sm,
+      withMetaOf(withSession, { ...metaOf(withSession), sessions: [['c', 1, rec().outcome]] }),
+    );
     expectCorruption(sm, reseal(good.slice(0, 16)));
   });
 });
@@ -542,6 +712,8 @@ describe('a snapshot encoded in steps while the store moves on', () => {
   );
   type Cmd = typeof commandArb extends fc.Arbitrary<infer C> ? C : never;
   const seqs = new Map<string, number>();
+  /** The sessions 's1' and 's2' name, registered on the store under test. */
+  let ids: Record<string, string> = {};
   function run(sm: KvStateMachine, c: Cmd): void {
     switch (c.type) {
       case 'put': {
@@ -555,7 +727,7 @@ describe('a snapshot encoded in steps while the store moves on', () => {
         else {
           const seq = (seqs.get(c.session) ?? 0) + 1;
           seqs.set(c.session, seq);
-          sm.apply({ command, session: { clientId: c.session, seq } });
+          sm.apply({ command, session: { clientId: ids[c.session] as string, seq } });
         }
         return;
       }
@@ -588,6 +760,7 @@ describe('a snapshot encoded in steps while the store moves on', () => {
         (before, after, keysPerStep) => {
           seqs.clear();
           const sm = new KvStateMachine();
+          ids = { s1: session(sm), s2: session(sm) };
           for (const c of before) run(sm, c);
           const expected = sm.snapshot();
           const enc = sm.beginSnapshot();

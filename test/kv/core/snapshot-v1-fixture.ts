@@ -56,3 +56,18 @@ export const V1_SNAPSHOT_BASE64 =
   'aW9uBKttb2RSZXZpc2lvbgWndmVyc2lvbgKlbGVhc2UA3gAGo2tlecQBZKV2YWx1ZcQDbmV3rmNyZWF0ZVJldmlzaW' +
   '9uBqttb2RSZXZpc2lvbgendmVyc2lvbgKlbGVhc2UApWNvdW50AqRtb3JlwpOoY2xpZW50LTEC3gACom9rw6ZyZXN1' +
   'bHTeAAKkdHlwZaNwdXSocmV2aXNpb24J';
+
+/**
+ * The version 2 (columnar) snapshot after {@link v1FixtureEntries}, as the
+ * state machine wrote it before sessions were registered and expired by log
+ * time (commit 93706bd): its sessions are the legacy ones, named by their
+ * clients, with no log time.
+ */
+export const V2_SNAPSHOT_BASE64 =
+  'S1ZTTgIAAACem0O8ZAEAAN4ACahyZXZpc2lvbgmpY29tcGFjdGVkBatuZXh0TGVhc2VJZAKka2V5cwaodmVyc2lvbnMI' +
+  'pndpZHRoc5gBAQEBAQEBAaRibG9iHKZsZWFzZXOSlAHN6mDN6mAAlAfNE4jNE4gAqHNlc3Npb25zkpOoY2xpZW50LTIB' +
+  '3gACom9rw6ZyZXN1bHTeAAWkdHlwZaVyYW5nZahyZXZpc2lvbgija3Zzkt4ABqNrZXnEAWKldmFsdWXEAjIyrmNyZWF0' +
+  'ZVJldmlzaW9uBKttb2RSZXZpc2lvbgWndmVyc2lvbgKlbGVhc2UA3gAGo2tlecQBZKV2YWx1ZcQDbmV3rmNyZWF0ZVJl' +
+  'dmlzaW9uBqttb2RSZXZpc2lvbgendmVyc2lvbgKlbGVhc2UApWNvdW50AqRtb3JlwpOoY2xpZW50LTEC3gACom9rw6Zy' +
+  'ZXN1bHTeAAKkdHlwZaNwdXSocmV2aXNpb24JAAAAAAEBAQEFAwAAAQICAQEBAAAFBAgGBwkDAgABAAAAAAAAAwMABAQB' +
+  'AwUEBAAGBgkDAgIBAAECAQEBAAAAAAAABwBiMjJjw6lkb2xkbmV3ZXN2Yy94dXD/AICAn/8A';

@@ -3,7 +3,7 @@ import { decodeKvSnapshot } from '../../../src/kv/core/snapshot-codec.js';
 import { KvStateMachine, fromKeyRange, kvText, prefixRange } from '../../../src/kv/core/index.js';
 import type { TxnRequest } from '../../../src/kv/core/index.js';
 import { limits } from '../../../src/lib/limits.js';
-import { b, fresh, ok, pairs, put, refused } from './helpers.js';
+import { b, fresh, ok, pairs, put, refused, session } from './helpers.js';
 
 function seeded(): KvStateMachine {
   const sm = fresh();
@@ -199,6 +199,44 @@ describe('deleteRange', () => {
     const sm = seeded();
     const r = ok(sm, { type: 'deleteRange', key: b('zzz') });
     expect([r.deleted, r.revision, r.events.length, sm.revision]).toEqual([0, 5, 0, 5]);
+  });
+
+  it('a deleteRange whose prevKvs would pass kvRangeBytesMax is refused before it changes anything (definite), and runs without prevKv', () => {
+    const sm = fresh();
+    const big = new Uint8Array(limits.kvValueBytesMax);
+    const n = Math.floor(limits.kvRangeBytesMax / limits.kvValueBytesMax) + 1;
+    for (let i = 0; i < n; i++) ok(sm, { type: 'put', key: b(`big/${i}`), value: big });
+    const same = (x: Uint8Array, y: Uint8Array): boolean => Buffer.compare(x, y) === 0;
+    const before = sm.snapshot();
+    const e = refused(sm, { type: 'deleteRange', ...prefixRange(b('big/')), prevKv: true });
+    expect([e.code, e.definite, e.details.reason]).toEqual([
+      'FAILED_PRECONDITION',
+      true,
+      'replyTooLarge',
+    ]);
+    expect(same(sm.snapshot(), before)).toBe(true);
+    // The same cap inside a txn, for its prevKvs and its ranges.
+    const txn = (op: TxnRequest['success'][number]): TxnRequest => ({
+      type: 'txn',
+      compare: [],
+      success: [op],
+      failure: [],
+    });
+    expect(
+      refused(sm, txn({ type: 'deleteRange', ...prefixRange(b('big/')), prevKv: true })).details
+        .reason,
+    ).toBe('replyTooLarge');
+    expect(refused(sm, txn({ type: 'range', ...prefixRange(b('big/')) })).details.reason).toBe(
+      'replyTooLarge',
+    );
+    expect(
+      ok(sm, txn({ type: 'range', ...prefixRange(b('big/')), limit: 2 })).responses,
+    ).toHaveLength(1);
+    expect(
+      ok(sm, txn({ type: 'range', ...prefixRange(b('big/')), keysOnly: true })).succeeded,
+    ).toBe(true);
+    expect(same(sm.snapshot(), before)).toBe(true);
+    expect(ok(sm, { type: 'deleteRange', ...prefixRange(b('big/')) }).deleted).toBe(n);
   });
 
   it('a key recreated after a delete starts a new life', () => {
@@ -417,6 +455,38 @@ describe('watch events', () => {
     ].flat();
     expect(sm.eventsSince(fromKeyRange(b('a')), 1)).toEqual(emitted);
   });
+
+  it('replays in pages that never split a revision and add up to the whole', () => {
+    const sm = fresh();
+    for (let i = 0; i < 20; i++) {
+      // Revisions of one, two and three events, on keys in and out of the range.
+      const n = (i % 3) + 1;
+      const ops = Array.from({ length: n }, (_, j) => put(`${j === 2 ? 'z' : 'k'}${i}/${j}`, 'v'));
+      ok(sm, { type: 'txn', compare: [], success: ops, failure: [] });
+    }
+    const range = { key: b('k'), rangeEnd: b('l') };
+    const all = sm.eventsSince(range, 1);
+    for (const page of [
+      { eventsMax: 1, bytesMax: 1e9 },
+      { eventsMax: 3, bytesMax: 1e9 },
+      { eventsMax: 1e9, bytesMax: 1 },
+    ]) {
+      const pages: (typeof all)[] = [];
+      for (let from = 1; ;) {
+        const p = sm.eventsSince(range, from, page);
+        if (p.length === 0) break;
+        pages.push(p);
+        from = p[p.length - 1]!.kv.modRevision + 1;
+      }
+      expect(pages.flat()).toEqual(all);
+      // No revision in two pages; each page stops at the first revision past its bound.
+      const revs = pages.map((p) => new Set(p.map((e) => e.kv.modRevision)));
+      for (let i = 1; i < revs.length; i++) {
+        for (const r of revs[i]!) expect(revs[i - 1]!.has(r)).toBe(false);
+      }
+      if (page.eventsMax === 1) expect(revs.every((r) => r.size === 1)).toBe(true);
+    }
+  });
 });
 
 describe('leases', () => {
@@ -509,56 +579,173 @@ describe('leases', () => {
 describe('sessions (exactly-once)', () => {
   it('a retried write applies once and returns the same result', () => {
     const sm = fresh();
-    const s = { clientId: 'c1', seq: 1 };
+    const s = { clientId: session(sm), seq: 1 };
     const first = sm.apply({ command: put('a', '1'), session: s });
     const again = sm.apply({ command: put('a', '1'), session: s });
     expect(again).toMatchObject({ ok: true, duplicate: true, events: [] });
     expect(first.ok && again.ok && again.result).toEqual(first.ok && first.result);
     expect(sm.revision).toBe(1);
-    ok(sm, put('a', '2'), { clientId: 'c1', seq: 2 });
+    ok(sm, put('a', '2'), { clientId: s.clientId, seq: 2 });
     expect(sm.revision).toBe(2);
   });
 
-  it('remembers refusals too, refuses stale and forgotten sequence numbers', () => {
+  it('remembers refusals too, and refuses stale sequence numbers (definite)', () => {
     const sm = fresh();
-    expect(refused(sm, put('a', '1', { lease: 9 }), { clientId: 'c', seq: 1 }).code).toBe(
+    const c = session(sm);
+    expect(refused(sm, put('a', '1', { lease: 9 }), { clientId: c, seq: 1 }).code).toBe(
       'NOT_FOUND',
     );
     ok(sm, { type: 'leaseGrant', id: 9, ttlMs: 5000 });
     const dup = sm.apply({
       command: put('a', '1', { lease: 9 }),
-      session: { clientId: 'c', seq: 1 },
+      session: { clientId: c, seq: 1 },
     });
     expect(dup).toMatchObject({ ok: false, duplicate: true, error: { code: 'NOT_FOUND' } });
-    ok(sm, put('a', '1'), { clientId: 'c', seq: 3 });
-    const stale = refused(sm, put('a', '0'), { clientId: 'c', seq: 2 });
-    expect([stale.code, stale.definite]).toEqual(['FAILED_PRECONDITION', true]);
-    const unknown = refused(sm, put('a', '0'), { clientId: 'other', seq: 5 });
-    expect([unknown.code, unknown.definite]).toEqual(['FAILED_PRECONDITION', false]);
+    ok(sm, put('a', '1'), { clientId: c, seq: 3 });
+    const stale = refused(sm, put('a', '0'), { clientId: c, seq: 2 });
+    expect([stale.code, stale.definite, stale.details.reason]).toEqual([
+      'FAILED_PRECONDITION',
+      true,
+      'staleSequence',
+    ]);
     expect(pairs(sm.read({ type: 'range', key: b('a') }).kvs)).toEqual(['a=1']);
   });
 
-  it('sessionEnd forgets a client; the least recently used is forgotten past kvSessionsMax', () => {
+  it('an unknown client at sequence 1 is not taken as new: SESSION_EXPIRED (definite), nothing applied', () => {
     const sm = fresh();
-    ok(sm, put('a', '1'), { clientId: 'gone', seq: 1 });
-    expect(ok(sm, { type: 'sessionEnd', clientId: 'gone' }).existed).toBe(true);
-    expect(refused(sm, put('a', '1'), { clientId: 'gone', seq: 2 }).code).toBe(
-      'FAILED_PRECONDITION',
+    session(sm); // this store registers sessions
+    const e = refused(sm, put('a', '1'), { clientId: 'never-registered', seq: 1 });
+    expect([e.code, e.definite, e.details.reason]).toEqual([
+      'SESSION_EXPIRED',
+      true,
+      'sessionExpired',
+    ]);
+    expect([sm.revision, sm.sessionCount]).toEqual([0, 1]);
+  });
+
+  it('a log written before registration (no session ever opened) replays as it applied', () => {
+    const sm = fresh();
+    const s = { clientId: 'old-client', seq: 1 };
+    expect(sm.apply({ command: put('a', '1'), session: s }).ok).toBe(true);
+    expect(sm.apply({ command: put('a', '1'), session: s })).toMatchObject({ duplicate: true });
+    ok(sm, put('a', '2'), { clientId: 'old-client', seq: 2 });
+    expect(refused(sm, put('b', '1'), { clientId: 'other', seq: 2 }).code).toBe('SESSION_EXPIRED');
+    expect(sm.revision).toBe(2);
+    // The first registration ends it.
+    session(sm);
+    expect(refused(sm, put('b', '1'), { clientId: 'new-client', seq: 1 }).code).toBe(
+      'SESSION_EXPIRED',
     );
-    ok(sm, put('a', '1'), { clientId: 'old', seq: 1 });
-    ok(sm, put('a', '1'), { clientId: 'kept', seq: 1 });
-    const cmd = { type: 'sessionEnd' as const, clientId: 'none' };
-    for (let i = 0; i < limits.kvSessionsMax - 2; i++) {
-      sm.apply({ command: cmd, session: { clientId: `c${i}`, seq: 1 } });
+    ok(sm, put('a', '3'), { clientId: 'old-client', seq: 3 }); // known sessions go on
+  });
+
+  it('registration names fresh ids, never reused after sessionEnd or expiry', () => {
+    const sm = fresh();
+    const ids = [session(sm), session(sm), session(sm)];
+    expect(new Set(ids).size).toBe(3);
+    expect(ok(sm, { type: 'sessionEnd', clientId: ids[0]! }).existed).toBe(true);
+    expect(refused(sm, put('a', '1'), { clientId: ids[0]!, seq: 1 }).code).toBe('SESSION_EXPIRED');
+    expect(ids).not.toContain(session(sm));
+    const r = ok(sm, { type: 'sessionOpen', ttlMs: 5000 });
+    expect(r.ttlMs).toBe(5000);
+    expect(ok(sm, { type: 'sessionOpen' }).ttlMs).toBe(limits.kvSessionTtlMsDefault);
+  });
+
+  it('a write that applied, lost its reply and had its session evicted (kvSessionsMax) is not applied again on retry', () => {
+    const sm = fresh();
+    const first = { command: put('a', '1'), session: { clientId: session(sm), seq: 1 } };
+    expect(sm.apply(first).ok).toBe(true);
+    // Other clients register until the first session is the least recently used past the bound.
+    for (let i = 0; i < limits.kvSessionsMax; i++) session(sm);
+    expect(sm.sessionCount).toBe(limits.kvSessionsMax);
+    const retry = sm.apply(first);
+    expect(retry).toMatchObject({ ok: false, error: { code: 'SESSION_EXPIRED' } });
+    expect(sm.revision).toBe(1);
+    expect(pairs(sm.read({ type: 'range', key: b('a') }).kvs)).toEqual(['a=1']);
+  });
+
+  it('sessions expire by the log time entries carry, idle past their TTL; every replica agrees', () => {
+    const run = (sm: ReturnType<typeof fresh>): unknown[] => {
+      const out: unknown[] = [];
+      const c = session(sm, 1000, 100); // registered at log time 100
+      const d = session(sm, 5000, 100);
+      const step = (seq: number, timeMs?: number, clientId = c) => {
+        const r = sm.apply({
+          command: put('k', `${seq}`),
+          session: { clientId, seq },
+          ...(timeMs === undefined ? {} : { timeMs }),
+        });
+        out.push(r.ok ? 'ok' : r.error.code);
+      };
+      step(1, 900); // idle 800: alive
+      step(2, 1900); // idle 1000 (not more than the TTL): alive
+      // Entries without a time, however many, do not move the log time.
+      for (let i = 0; i < 5; i++) sm.apply({ command: put('x', `${i}`) });
+      step(3); // still log time 1900
+      sm.apply({ command: { type: 'compact', revision: 1 }, timeMs: 2901 }); // another client's entry
+      step(4); // idle 1001 > 1000 at log time 2901: expired (swept by the entry that moved time)
+      step(1, 2901, d); // the 5 s session lives on
+      // A time earlier than the log time does not move it back.
+      sm.apply({ command: put('y', '1'), timeMs: 10 });
+      out.push(sm.logTimeMs, sm.sessionCount);
+      return out;
+    };
+    const a = fresh();
+    const b2 = fresh();
+    const outA = run(a);
+    expect(outA).toEqual(['ok', 'ok', 'ok', 'SESSION_EXPIRED', 'ok', 2901, 1]);
+    expect(run(b2)).toEqual(outA);
+    expect(Buffer.compare(a.snapshot(), b2.snapshot())).toBe(0);
+  });
+
+  it('a result over kvSessionResultBytesMax is not kept: a retry learns it applied, at which revision (indefinite)', () => {
+    const sm = fresh();
+    const big = new Uint8Array(limits.kvSessionResultBytesMax);
+    ok(sm, { type: 'put', key: b('big'), value: big });
+    const s = { clientId: session(sm), seq: 1 };
+    const entry = { command: { ...put('big', 'small'), prevKv: true }, session: s };
+    const first = sm.apply(entry);
+    expect(first.ok && first.result.type === 'put' && first.result.prevKv?.value.length).toBe(
+      big.length,
+    );
+    expect(sm.sessionResultBytes).toBeLessThan(1024);
+    const retry = sm.apply(entry);
+    expect(retry).toMatchObject({
+      ok: false,
+      duplicate: true,
+      error: {
+        code: 'FAILED_PRECONDITION',
+        definite: false,
+        details: { reason: 'resultNotKept', revision: 2 },
+      },
+    });
+    expect(sm.revision).toBe(2);
+  });
+
+  it('results kept by all sessions stay within kvSessionResultsBytesMax: the least recently used expire', () => {
+    const sm = fresh();
+    const value = new Uint8Array(limits.kvSessionResultBytesMax - 1024);
+    ok(sm, { type: 'put', key: b('v'), value });
+    const read: TxnRequest = {
+      type: 'txn',
+      compare: [],
+      success: [{ type: 'range', key: b('v') }],
+      failure: [],
+    };
+    const n = Math.ceil(limits.kvSessionResultsBytesMax / value.length) + 10;
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const id = session(sm);
+      ids.push(id);
+      ok(sm, read, { clientId: id, seq: 1 });
+      expect(sm.sessionResultBytes).toBeLessThanOrEqual(limits.kvSessionResultsBytesMax);
     }
-    ok(sm, put('a', '2'), { clientId: 'kept', seq: 2 }); // touch: now most recent
-    expect(sm.sessionCount).toBe(limits.kvSessionsMax);
-    ok(sm, { type: 'range', key: b('a') }, { clientId: 'new', seq: 1 });
-    expect(sm.sessionCount).toBe(limits.kvSessionsMax);
-    expect(refused(sm, put('a', '1'), { clientId: 'old', seq: 2 }).definite).toBe(false);
-    expect(
-      sm.apply({ command: put('a', '2'), session: { clientId: 'kept', seq: 2 } }),
-    ).toMatchObject({ duplicate: true });
+    expect(sm.sessionCount).toBeLessThan(n);
+    expect(refused(sm, read, { clientId: ids[0]!, seq: 1 }).code).toBe('SESSION_EXPIRED');
+    expect(sm.apply({ command: read, session: { clientId: ids[n - 1]!, seq: 1 } })).toMatchObject({
+      ok: true,
+      duplicate: true,
+    });
   });
 });
 

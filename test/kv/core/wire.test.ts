@@ -14,7 +14,7 @@ import {
   prefixRange,
 } from '../../../src/kv/core/index.js';
 import type { KvApplied, KvEntry } from '../../../src/kv/core/index.js';
-import { b, pairs, put } from './helpers.js';
+import { b, pairs, put, session } from './helpers.js';
 
 const packr = new Packr({ useRecords: false });
 
@@ -29,6 +29,10 @@ function plain(v: unknown): unknown {
 
 describe('KV commands over MessagePack', () => {
   it('a decoded entry applies like the original, and reusing its buffer changes nothing', () => {
+    const sm = new KvStateMachine();
+    const direct = new KvStateMachine();
+    const clientId = session(sm);
+    expect(session(direct)).toBe(clientId);
     const entry: KvEntry = {
       command: {
         type: 'txn',
@@ -36,12 +40,11 @@ describe('KV commands over MessagePack', () => {
         success: [put('k', 'value'), put('j', 'other', { prevKv: true })],
         failure: [],
       },
-      session: { clientId: 'c', seq: 1 },
+      session: { clientId, seq: 1 },
+      timeMs: 1234,
     };
     const bytes = new Uint8Array(packr.pack(entry));
     const decoded = packr.unpack(bytes) as KvEntry;
-    const sm = new KvStateMachine();
-    const direct = new KvStateMachine();
     const out = sm.apply(decoded);
     expect(plain(out)).toEqual(plain(direct.apply(entry)));
     bytes.fill(0x21);
@@ -72,12 +75,13 @@ describe('KV commands over MessagePack', () => {
   });
 
   it('encodeKvEntry / decodeKvEntry round-trip; junk is DECODE_ERROR', () => {
+    const sm = new KvStateMachine();
     const entry: KvEntry = {
       command: put('a', '1', { lease: 0 }),
-      session: { clientId: 'c', seq: 1 },
+      session: { clientId: session(sm), seq: 1 },
+      timeMs: 77,
     };
     const bytes = encodeKvEntry(entry);
-    const sm = new KvStateMachine();
     expect(plain(decodeKvEntry(bytes))).toEqual(plain(entry));
     expect(sm.apply(decodeKvEntry(bytes)).ok).toBe(true);
     for (const junk of [

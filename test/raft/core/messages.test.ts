@@ -3,6 +3,7 @@
  * ones are refused with a stable error code without changing the node.
  */
 import { describe, expect, it } from 'vitest';
+import { limits } from '../../../src/lib/limits.js';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { isCohortError } from '../../../src/lib/errors.js';
@@ -80,6 +81,20 @@ describe('raft messages', () => {
     expect(codeOf(() => validateMessage({ ...ok, type: 'Nope' }))).toBe('UNKNOWN_MESSAGE');
     expect(codeOf(() => validateMessage({ ...ok, term: -1 }))).toBe('SCHEMA_VIOLATION');
     expect(codeOf(() => validateMessage({ ...ok, term: 1.5 }))).toBe('SCHEMA_VIOLATION');
+    // Terms and indexes are bounded far below 2^53, so term + 1 and index + n stay exact.
+    expect(codeOf(() => validateMessage({ ...ok, term: Number.MAX_SAFE_INTEGER }))).toBe(
+      'SCHEMA_VIOLATION',
+    );
+    expect(codeOf(() => validateMessage({ ...ok, term: limits.raftTermMax + 1 }))).toBe(
+      'SCHEMA_VIOLATION',
+    );
+    expect(codeOf(() => validateMessage({ ...ok, term: limits.raftTermMax }))).toBeNull();
+    expect(codeOf(() => validateMessage({ ...ok, leaderCommit: limits.raftIndexMax + 1 }))).toBe(
+      'SCHEMA_VIOLATION',
+    );
+    expect(
+      codeOf(() => validateMessage({ ...ok, prevLogIndex: limits.raftIndexMax + 1, entries: [] })),
+    ).toBe('SCHEMA_VIOLATION');
     expect(codeOf(() => validateMessage({ ...ok, from: '' }))).toBe('SCHEMA_VIOLATION');
     expect(codeOf(() => validateMessage({ ...ok, entries: entriesWithTerms([1, 3], 2) }))).toBe(
       'SCHEMA_VIOLATION',

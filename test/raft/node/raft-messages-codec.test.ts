@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { CohortError } from '../../../src/lib/errors.js';
+import { limits } from '../../../src/lib/limits.js';
 import type { LogIndex, NodeId, Term } from '../../../src/lib/ids.js';
 import { encodeConfig } from '../../../src/raft/core/config.js';
 import { raftMessageTypes } from '../../../src/raft/core/messages.js';
@@ -128,6 +129,35 @@ describe('raftMessagesCodec', () => {
       entries: [{ ...ae.entries[0], kind: 'config', data: new Uint8Array([1]) }],
     };
     expect(decodeError(packr.pack(badConfig)).code).toBe('SCHEMA_VIOLATION');
+  });
+
+  it('bounds terms by raftTermMax and indexes by raftIndexMax in every message type', () => {
+    const codec = raftMessagesCodec();
+    // The probe's term: accepted up to 2^53 - 1 before, it wedged a cluster for good.
+    for (const m of samples) {
+      expect(decodeError(packr.pack({ ...m, term: Number.MAX_SAFE_INTEGER })).code).toBe(
+        'SCHEMA_VIOLATION',
+      );
+      expect(decodeError(packr.pack({ ...m, term: limits.raftTermMax + 1 })).code).toBe(
+        'SCHEMA_VIOLATION',
+      );
+    }
+    const top = { ...base, term: t(limits.raftTermMax) };
+    expect(codec.decode(packr.pack({ ...top, type: 'TimeoutNow' }))).toMatchObject(top);
+    const rv = samples[0] as RaftMessage;
+    for (const field of ['lastLogIndex', 'lastLogTerm']) {
+      const max = field.endsWith('Term') ? limits.raftTermMax : limits.raftIndexMax;
+      expect(decodeError(packr.pack({ ...rv, [field]: max + 1 })).code).toBe('SCHEMA_VIOLATION');
+      expect(codec.decode(packr.pack({ ...rv, term: max, [field]: max }))).toBeDefined();
+    }
+    const aer = samples.find((m) => m.type === 'AppendEntriesResponse') as RaftMessage;
+    expect(decodeError(packr.pack({ ...aer, matchIndex: limits.raftIndexMax + 1 })).code).toBe(
+      'SCHEMA_VIOLATION',
+    );
+    const hb = samples.find((m) => m.type === 'Heartbeat') as RaftMessage;
+    expect(decodeError(packr.pack({ ...hb, commit: Number.MAX_SAFE_INTEGER })).code).toBe(
+      'SCHEMA_VIOLATION',
+    );
   });
 
   it('never throws anything but a definite CohortError on arbitrary bytes or mutated messages', () => {

@@ -12,7 +12,7 @@ const seeds: { seed: number; options: KvScenarioOptions; expect: 'ok' | RegExp; 
   {
     seed: 178,
     options: { raft: { snapshotChunkBytes: 16 } },
-    expect: 'ok',
+    expect: /liveness: members n4 did not apply index \d+ within \d+ ticks/,
     why:
       "Found by the kv scenario when it used the Raft scenario's 16-byte chunks: pre-vote and " +
       'check-quorum both off, and n2, removed while partitioned, never learns it and forces an ' +
@@ -20,7 +20,11 @@ const seeds: { seed: number; options: KvScenarioOptions; expect: 'ok' | RegExp; 
       'leader restarted the 1.2 KB snapshot transfer to the lagging n4, which never completed. ' +
       'The kv scenario now draws KV-sized chunks (64 B and up). Since election timeouts start one ' +
       'tick past the lease (2026-11-21) the draws differ and neither this option set (seeds ' +
-      '1-3000) nor snapshotEvery: 1 (1-3000) reproduces it; the corner itself remains.',
+      '1-3000) nor snapshotEvery: 1 (1-3000) reproduces it; the corner itself remains. Since ' +
+      'clients register their sessions (a sessionOpen entry each, issue 14) the draws moved again ' +
+      'and this seed shows the corner once more: n2, removed while partitioned, campaigns at ' +
+      'every timeout and n4 never completes its 16-byte-chunk snapshot. Kept as the corner it ' +
+      'documents (a violation) until the Raft core handles it.',
   },
   {
     seed: 178,

@@ -16,7 +16,8 @@ export function kvSeedSlice(from: number, count: number): void {
     expect(voters['5'] ?? 0).toBeGreaterThan(count / 5);
     expect(leases['true'] ?? 0).toBeGreaterThan(count / 3);
     for (const kind of [
-      // The workload: every operation, retries answered from the session, new sessions.
+      // The workload: every operation, retries answered from the session, sessions
+      // registered and expired by log time.
       'op get ok',
       'op serializable get ok',
       'op put ok',
@@ -24,6 +25,8 @@ export function kvSeedSlice(from: number, count: number): void {
       'op delete ok',
       'op put retries',
       'session duplicate answers',
+      'sessions opened',
+      'sessions expired',
       'op get answered by a deposed leader',
       'compaction ok',
       // Leases: clocks on new leaders, checkpoints, expiries.
