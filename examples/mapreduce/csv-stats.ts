@@ -14,7 +14,7 @@
  * task ships one object per station. It updates its first argument and
  * returns it, which is allowed because every emitted object is fresh.
  */
-import { defineJob } from '../../src/mapreduce/job.js';
+import { defineJob } from 'cohort/mapreduce';
 
 /** The running statistics of one station. */
 export interface Stats {

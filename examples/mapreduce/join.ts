@@ -14,7 +14,7 @@
  * is needed as it is.
  */
 import { basename } from 'node:path';
-import { defineJob } from '../../src/mapreduce/job.js';
+import { defineJob } from 'cohort/mapreduce';
 
 type Tagged = [side: 'u' | 'o', a: string, b: string];
 

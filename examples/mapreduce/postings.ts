@@ -12,7 +12,7 @@
  * combiner (`combine`) joins a word's lists on the map side, so a map task
  * ships one list of ids per word; reduce joins the lists and sorts them.
  */
-import { defineJob } from '../../src/mapreduce/job.js';
+import { defineJob } from 'cohort/mapreduce';
 
 /** The postings job: map emits (word, [doc id]), combine and reduce concatenate. */
 export default defineJob<number[], string>({

@@ -16,7 +16,7 @@
  * TeraSort's client does; `bench/mapreduce.ts` shows how). Without `cuts`
  * every key goes to reducer 0.
  */
-import { defineJob } from '../../src/mapreduce/job.js';
+import { defineJob } from 'cohort/mapreduce';
 
 /** Key length of a record. */
 const KEY_CHARS = 10;
