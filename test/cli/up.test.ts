@@ -156,6 +156,24 @@ describe('cohort up / status / down', () => {
       expect(pidAlive(n1)).toBe(true);
       expect(restarted.stdout).toContain(`n1 restarted (pid ${n1}`);
 
+      // A running node is stopped first, found as down finds it, then started again.
+      const again = await run(['up', '--restart', 'n1', '--dir', dir]);
+      expect(again.stderr).toBe('');
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain(`stopping n1 (pid ${n1})`);
+      const n1b = pidOf(read(), 'n1');
+      cleanup.push(n1b);
+      expect(n1b).not.toBe(n1);
+      expect(pidAlive(n1)).toBe(false);
+      expect(pidAlive(n1b)).toBe(true);
+      expect(again.stdout).toContain(`n1 restarted (pid ${n1b}`);
+
+      // A node the cluster does not have is refused, and nothing changes.
+      const unknown = await run(['up', '--restart', 'n9', '--dir', dir]);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toContain('has no node n9 (it has n1, n2, n3)');
+      expect(pidOf(read(), 'n1')).toBe(n1b);
+
       // n2 is restarted by hand: cluster.json still names its old pid.
       await killed(pidOf(file, 'n2'));
       const args = file.nodes.find((n) => n.id === 'n2')?.args ?? [];
@@ -187,10 +205,10 @@ describe('cohort up / status / down', () => {
         `n3: its recorded pid ${stranger.pid} belongs to another process now`,
       );
       expect(down.stdout).toContain('stopped 2 processes');
-      for (let i = 0; i < 100 && (pidAlive(n1) || pidAlive(byHand.pid ?? -1)); i++) {
+      for (let i = 0; i < 100 && (pidAlive(n1b) || pidAlive(byHand.pid ?? -1)); i++) {
         await new Promise((r) => setTimeout(r, 50));
       }
-      expect(pidAlive(n1)).toBe(false);
+      expect(pidAlive(n1b)).toBe(false);
       expect(pidAlive(byHand.pid ?? -1)).toBe(false);
       expect(stranger.exitCode).toBeNull();
       expect(pidAlive(stranger.pid ?? -1)).toBe(true);
@@ -198,7 +216,7 @@ describe('cohort up / status / down', () => {
       stranger?.kill('SIGKILL');
       for (const pid of cleanup) if (pid > 0 && pidAlive(pid)) process.kill(pid, 'SIGKILL');
     }
-  }, 90_000);
+  }, 180_000);
 
   it('up reports a node that cannot start (port in use) and leaves nothing running', async () => {
     const dir = tempDir('cohort-up-');
