@@ -24,8 +24,9 @@ def main():
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                            host="127.0.0.1", dashboard_address=None)
     client = Client(cluster)
+    blocksize = int(os.environ.get("COHORT_MR_BENCH_SPLIT_BYTES", 32 * 1024 * 1024))
     t0 = time.time()
-    lines = db.read_text(files, blocksize=32 * 1024 * 1024, linedelimiter="\n").map(lambda l: l.rstrip("\n"))
+    lines = db.read_text(files, blocksize=blocksize, linedelimiter="\n").map(lambda l: l.rstrip("\n"))
     if shape == "wordcount":
         out = lines.map(WORD.findall).flatten().frequencies().map(lambda kv: f"{kv[0]}\t{kv[1]}")
     elif shape == "csv":
@@ -61,7 +62,7 @@ def main():
         users = db.read_text([f for f in files if os.path.basename(f).startswith("users")]).map(
             lambda l: tag(l.rstrip("\n"), True))
         orders = db.read_text([f for f in files if not os.path.basename(f).startswith("users")],
-                              blocksize=32 * 1024 * 1024).map(lambda l: tag(l.rstrip("\n"), False))
+                              blocksize=blocksize).map(lambda l: tag(l.rstrip("\n"), False))
         def add(acc, kv):
             return acc + [kv[1]]
         def merge(a, b):

@@ -6,6 +6,7 @@
  * npm run bench:mapreduce                                  # every shape, 256 MiB each, 3 reps
  * npm run bench:mapreduce -- --mib 32 --reps 1             # a quick run
  * npm run bench:mapreduce -- --shapes csv,join --only single,cohort1
+ * npm run bench:mapreduce -- --mib 64 --split-mib 8        # as many map tasks as 256 MiB has
  * ```
  *
  * Shapes (jobs in examples/mapreduce/, written as its README tells a user;
@@ -34,6 +35,11 @@
  *   (src/cli/embedded-cluster.ts), 2 reducers.
  * - `cohort3`: three `cohort node` processes on this machine (from the
  *   sources, 1 worker thread each), 3 reducers, submitted over RPC.
+ *
+ * `--split-mib` (default 32, the engine's `splitBytes` default) sets cohort's
+ * split size and Dask's `read_text` blocksize: one split is one map task, so
+ * a small `--mib` with the default leaves cohort one map task per 32 MiB
+ * file, and one of its two threads idle through the map phase.
  *
  * Equal work, and what is timed: every side reads the same page-cache-warm
  * input files and writes the whole output as `key TAB value` lines, fsynced
@@ -74,6 +80,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runJob, startEmbeddedCluster } from '../src/cli/embedded-cluster.js';
+import { limits } from '../src/lib/limits.js';
 import { MapReduceClient, prepareJob } from '../src/mapreduce/client.js';
 import { ProcessCluster } from '../test/harness/process-cluster.js';
 import { generate } from './mapreduce-data.js';
@@ -105,6 +112,8 @@ function arg(name: string, dflt: string): string {
 
 const MIB = Number(arg('mib', '256'));
 const REPS = Number(arg('reps', '3'));
+/** Split size (cohort's splitBytes, Dask's read_text blocksize), MiB: the engine's default. */
+const SPLIT_MIB = Number(arg('split-mib', String(limits.mrSplitBytesDefault / 2 ** 20)));
 const SEED = Number(arg('seed', '42'));
 const RUN_SHAPES = arg('shapes', SHAPES.join(',')).split(',') as Shape[];
 const ONLY = arg('only', IMPLS.join(',')).split(',') as Impl[];
@@ -113,6 +122,8 @@ for (const s of RUN_SHAPES) if (!SHAPES.includes(s)) throw new Error(`--shapes: 
 for (const i of ONLY) if (!IMPLS.includes(i)) throw new Error(`--only: unknown ${i}`);
 if (!Number.isInteger(MIB) || MIB < 1) throw new Error('--mib: a positive integer');
 if (!Number.isInteger(REPS) || REPS < 1) throw new Error('--reps: a positive integer');
+if (!Number.isInteger(SPLIT_MIB) || SPLIT_MIB < 1)
+  throw new Error('--split-mib: a positive integer');
 
 function load(): string {
   return loadavg()
@@ -229,6 +240,7 @@ function runDask(shape: Shape, files: string[], out: string, cuts: string): Resu
   const r = spawnSync(PYTHON, [join(REPO, 'bench/mapreduce-dask.py'), shape, out, cuts, ...files], {
     encoding: 'utf8',
     maxBuffer: 64 << 20,
+    env: { ...process.env, COHORT_MR_BENCH_SPLIT_BYTES: String(SPLIT_MIB * 2 ** 20) },
   });
   if (r.status !== 0) throw new Error(`dask failed: ${r.stderr.slice(-2000)}`);
   const res = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { seconds: number };
@@ -302,6 +314,7 @@ async function runCohort1(shape: Shape, files: string[], out: string): Promise<R
       inputs: files,
       output: out,
       reducers,
+      splitBytes: SPLIT_MIB * 2 ** 20,
       ...(params === undefined ? {} : { params }),
       cluster,
     });
@@ -332,6 +345,7 @@ async function runCohort3(
       inputs: files,
       output: out,
       reducers,
+      splitBytes: SPLIT_MIB * 2 ** 20,
       ...(params === undefined ? {} : { params }),
     });
     const submitted = await client.submit(prepared.request);
@@ -348,7 +362,7 @@ async function runCohort3(
 
 async function main(): Promise<void> {
   console.log(
-    `mapreduce bench: ${cpus().length} CPUs, load average ${load()} (1/5/15 min), node ${process.version}, ${MIB} MiB per shape, ${REPS} reps, seed ${SEED}`,
+    `mapreduce bench: ${cpus().length} CPUs, load average ${load()} (1/5/15 min), node ${process.version}, ${MIB} MiB per shape, ${SPLIT_MIB} MiB splits, ${REPS} reps, seed ${SEED}`,
   );
   loadWarning();
   const impls = ONLY.filter((i) => i !== 'dask' || ensureDask());
