@@ -55,6 +55,7 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import type { ErrorCode } from '../lib/errors.js';
 import { clusterId as toClusterId, isValidId, nodeId } from '../lib/ids.js';
 import type { NodeId } from '../lib/ids.js';
+import type { Random } from '../lib/random.js';
 import { limits } from '../lib/limits.js';
 import { rpcCodec } from '../rpc/messages.js';
 import type { RpcWireMessage } from '../rpc/messages.js';
@@ -63,6 +64,7 @@ import type { RpcNodeOptions } from '../rpc/node.js';
 import type { Client } from '../rpc/service.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
+import type { Transport } from '../transport/transport.js';
 import { kvKey, prefixRange, RANGE_END_ALL } from './core/bytes.js';
 import type {
   Compare,
@@ -122,6 +124,18 @@ export interface KvClientOptions {
   /** RPC node options (interceptors for tests, pending-call bounds). */
   readonly rpc?: RpcNodeOptions;
   readonly logger?: Logger;
+  /**
+   * The transport to call the nodes over, instead of a TCP transport the
+   * client starts (the simulator passes one onto its network). Endpoint
+   * addresses are then not used; a redirect to a node not among the
+   * endpoints is not followed.
+   */
+  readonly transport?: Transport<RpcWireMessage>;
+  /**
+   * Randomness for the default client id and the RPC node (default: the
+   * operating system's), so a simulated client is a function of its seed.
+   */
+  readonly random?: Random;
 }
 
 /** Read options. */
@@ -305,7 +319,8 @@ export class KvClient {
 
   private constructor(
     private readonly rpc: RpcNode,
-    private readonly transport: TcpTransport<RpcWireMessage>,
+    /** Learns a node's address (the TCP transport); undefined when addresses are not used. */
+    private readonly setPeer: ((id: NodeId, address: PeerAddress) => void) | undefined,
     endpoints: readonly NodeId[],
     /** This client's name (sessions get ids from the cluster). */
     readonly clientId: string,
@@ -331,7 +346,14 @@ export class KvClient {
       });
     }
     const parsed = options.endpoints.map(parseKvEndpoint);
-    const clientId = options.clientId ?? `kv-${randomBytes(6).toString('hex')}`;
+    const random = options.random;
+    const hex = (): string =>
+      random === undefined
+        ? randomBytes(6).toString('hex')
+        : [random.int(2 ** 24), random.int(2 ** 24)]
+            .map((n) => n.toString(16).padStart(6, '0'))
+            .join('');
+    const clientId = options.clientId ?? `kv-${hex()}`;
     if (clientId.length === 0 || clientId.length > limits.kvClientIdCharsMax) {
       throw new CohortError(
         'INVALID_ARGUMENT',
@@ -353,24 +375,28 @@ export class KvClient {
       );
     }
     const clock = options.clock ?? options.rpc?.clock ?? new RealClock();
-    const transport = await TcpTransport.start<RpcWireMessage>({
-      self: nodeId(`client-${randomBytes(6).toString('hex')}`),
-      clusterId: toClusterId(options.clusterId ?? 'cohort-local'),
-      codec: rpcCodec,
-      peers: new Map(parsed.map((p) => [p.id, p.address])),
-      logger:
-        options.logger ??
-        pino({ level: process.env.COHORT_LOG_LEVEL ?? 'error' }, pino.destination(2)),
-    });
+    const tcp =
+      options.transport === undefined
+        ? await TcpTransport.start<RpcWireMessage>({
+            self: nodeId(`client-${hex()}`),
+            clusterId: toClusterId(options.clusterId ?? 'cohort-local'),
+            codec: rpcCodec,
+            peers: new Map(parsed.map((p) => [p.id, p.address])),
+            logger:
+              options.logger ??
+              pino({ level: process.env.COHORT_LOG_LEVEL ?? 'error' }, pino.destination(2)),
+          })
+        : undefined;
     // The attempt deadline is the RPC default, so calls share one deadline timer.
-    const rpc = new RpcNode(transport, {
+    const rpc = new RpcNode(tcp ?? (options.transport as Transport<RpcWireMessage>), {
+      ...(random === undefined ? {} : { random: random.fork('rpc') }),
       ...options.rpc,
       clock,
       client: { timeoutMs: options.timeoutMs ?? defaultTimeoutMs, ...options.rpc?.client },
     });
     return new KvClient(
       rpc,
-      transport,
+      tcp === undefined ? undefined : (id, address) => tcp.setPeer(id, address),
       parsed.map((p) => p.id),
       clientId,
       options,
@@ -672,11 +698,11 @@ export class KvClient {
     this.suspects.delete(leader);
     if (!this.order.includes(leader)) {
       const addr = parseAddress(e.details.leaderRpc);
-      if (addr === undefined) {
+      if (addr === undefined || this.setPeer === undefined) {
         this.forget(from);
         return false;
       }
-      this.transport.setPeer(leader, addr);
+      this.setPeer(leader, addr);
       this.order.push(leader);
     }
     this.leader = leader;
