@@ -14,6 +14,7 @@ import { pidAlive } from '../../src/node/cluster.js';
 import type { ClusterFile } from '../../src/node/cluster.js';
 import { runCli as run, startCli } from '../harness/cli.js';
 import { tempDir } from '../harness/tmp.js';
+import { waitUntil } from '../harness/wait.js';
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((r) => {
@@ -87,7 +88,7 @@ describe('cohort up / status / down', () => {
     const none = await run(['status', '--dir', dir]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no cluster found/);
-  }, 40_000);
+  });
 
   it('an attached up stops its nodes cleanly on SIGTERM', async () => {
     const dir = tempDir('cohort-up-');
@@ -95,9 +96,9 @@ describe('cohort up / status / down', () => {
     const up = startCli(['up', '--base-port', String(base), '--dir', dir]);
     const child = up.child;
     try {
-      for (let i = 0; i < 200 && !/leader n\d · term .* 3\/3 up/.test(up.out.stdout); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitUntil('the live line to show a leader and 3/3 up', () =>
+        /leader n\d · term .* 3\/3 up/.test(up.out.stdout),
+      );
       expect(up.out.stdout).toMatch(/leader n\d · term \d+ · commit \d+ · revision 0 · 3\/3 up/);
       const file = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile;
       expect(file.supervisor).toBe(child.pid);
@@ -117,7 +118,7 @@ describe('cohort up / status / down', () => {
           if (n.pid !== undefined && pidAlive(n.pid)) process.kill(n.pid, 'SIGKILL');
       }
     }
-  }, 40_000);
+  });
 
   it('up --restart restarts one node; down stops nodes restarted by hand and never a process that reused a recorded pid', async () => {
     const dir = tempDir('cohort-up-');
@@ -235,7 +236,7 @@ describe('cohort up / status / down', () => {
     } finally {
       blocker.close();
     }
-  }, 40_000);
+  });
 
   it('up refuses a bad --wal-sync or --workers before starting anything', async () => {
     const dir = tempDir('cohort-up-');
@@ -260,5 +261,5 @@ describe('cohort up / status / down', () => {
     expect(r.stdout).toMatch(/leader none .* 0\/1 up/);
     expect(r.stdout).toMatch(/^ID +ROLE +TERM +LEADER +COMMIT +APPLIED +LAST +MEMBERS +RPC +PID$/m);
     expect(r.stdout).toMatch(/n1 +unreachable/);
-  }, 20_000);
+  });
 });
