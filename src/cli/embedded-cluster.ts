@@ -19,9 +19,10 @@
  *                      // loaded the job module before: cluster start, not timed)
  * ```
  *
- * Failure: when a job fails (a reducer threw on a key, say), the output files
- * its reducers already renamed into place are removed (and the directory,
- * if the job created it), so a failed job leaves no partial output.
+ * Failure: when a job fails (a reducer threw on a key, say), the cluster
+ * removes the output files its reducers already renamed into place (and the
+ * directory, if the submitter created it), and runJob waits for that, so a
+ * failed job leaves no partial output.
  */
 import { createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -30,7 +31,7 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { CohortError } from '../lib/errors.js';
-import { MapReduceClient, prepareJob, removeOutput } from '../mapreduce/client.js';
+import { MapReduceClient, prepareJob } from '../mapreduce/client.js';
 import type { JobRequest } from '../mapreduce/client.js';
 import type { JobStatus } from '../mapreduce/core/types.js';
 import { mapReduceModule } from '../mapreduce/module.js';
@@ -206,7 +207,8 @@ export async function runJob(options: RunJobOptions): Promise<JobRun> {
     );
     const elapsedMs = Date.now() - t0;
     if (status.status !== 'done') {
-      removeOutput(prepared);
+      // The cluster removes a failed job's output; wait for it (the embedded node stops next).
+      await client.waitOutputRemoved(status.jobId);
       throw new CohortError(
         status.status === 'failed' ? 'USER_CODE_ERROR' : 'FAILED_PRECONDITION',
         `job ${status.jobId} ${status.status}: ${status.error ?? 'no reason given'}`,

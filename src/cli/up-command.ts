@@ -6,6 +6,7 @@
  * ```sh
  * cohort up [--nodes 3] [--base-port 7100] [--dir .cohort] [--detach] [--workers 2] [--wal-sync inline] [--kv-quota-bytes n]
  * cohort status            # in another terminal
+ * cohort up --restart n2   # stop node n2 if it runs, start it again as up started it
  * cohort down [--dir .cohort]
  * ```
  *
@@ -18,8 +19,14 @@
  *
  * Node i listens for Raft on base+i and serves the Node RPC on base+100+i;
  * its data dir is `<dir>/n<i>` and its log `<dir>/n<i>/node.log`. The
- * cluster is described in `<dir>/cluster.json` (pids and endpoints), which is
- * how `cohort status`, `cohort down` and a second `cohort up` find it.
+ * cluster is described in `<dir>/cluster.json` (endpoints, each node's pid
+ * with its process start time, and the arguments it was started with), which
+ * is how `cohort status`, `cohort down`, `cohort up --restart` and a second
+ * `cohort up` find it. A process is only ever signalled as a node once it is
+ * known to be that node: it answered on the node's RPC address as that node
+ * of that cluster (and says its pid: a node restarted by hand is found too),
+ * or it is the recorded pid with the recorded start time (a pid reused by an
+ * unrelated process has another start time, and is left alone).
  * Children are started with the same Node.js flags and entry script as this
  * process (`bin/cohort.js`, or the sources under tsx in tests). On Ctrl-C or
  * SIGTERM every node gets SIGTERM, and SIGKILL if it has not exited after
@@ -36,6 +43,7 @@ import {
   clusterFilePath,
   pidAlive,
   planCluster,
+  processStartTime,
   readClusterFile,
   StatusPoller,
   summarize,
@@ -54,6 +62,8 @@ const leaderWaitMs = 20_000;
 const refreshMs = 500;
 
 interface UpFlags {
+  /** Restart this node of the cluster in `dir` instead of starting a cluster. */
+  restart?: string;
   nodes: number;
   basePort: number;
   dir: string;
@@ -97,10 +107,71 @@ function addr(a: { host: string; port: number }): string {
   return `${a.host}:${a.port}`;
 }
 
-/** The pids of a cluster file still alive (supervisor first). */
-function livePids(f: ClusterFile): number[] {
-  const pids = [f.supervisor, ...f.nodes.map((n) => n.pid)];
-  return pids.filter((p): p is number => typeof p === 'number' && pidAlive(p));
+/**
+ * True if process `pid` is still the one recorded with `startTime` (no start
+ * time recorded, by an older cohort up: the process must at least be a
+ * cohort node with this id, by its command line).
+ */
+function sameProcess(pid: number, startTime: number | undefined, nodeId?: string): boolean {
+  const now = processStartTime(pid);
+  if (now === undefined) return false;
+  if (startTime !== undefined) return now === startTime;
+  if (nodeId === undefined) return false;
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const i = argv.indexOf('--id');
+    return argv.includes('node') && i >= 0 && argv[i + 1] === nodeId;
+  } catch {
+    return false;
+  }
+}
+
+/** What `cohort down` found for one node or the supervisor. */
+interface Found {
+  readonly what: string;
+  readonly pid?: number;
+  /** Why nothing is signalled (a stale pid). */
+  readonly skipped?: string;
+}
+
+/**
+ * The processes of a cluster file to stop, supervisor first: each node as it
+ * answers on its RPC address (its own pid), else its recorded pid if that is
+ * still the same process (pid and start time); a recorded pid now held by
+ * another process is skipped.
+ */
+async function clusterProcesses(f: ClusterFile): Promise<Found[]> {
+  const found: Found[] = [];
+  if (f.supervisor !== null && pidAlive(f.supervisor)) {
+    found.push(
+      sameProcess(f.supervisor, f.supervisorStartTime)
+        ? { what: 'supervisor', pid: f.supervisor }
+        : { what: 'supervisor', skipped: `pid ${f.supervisor} is another process now` },
+    );
+  }
+  const poller = await StatusPoller.connect(f.nodes, f.clusterId);
+  let polled;
+  try {
+    polled = await poller.poll(1_000);
+  } finally {
+    await poller.close();
+  }
+  for (const [i, n] of f.nodes.entries()) {
+    const r = polled[i];
+    if (r?.ok === true && r.status.id === n.id && pidAlive(r.status.pid)) {
+      found.push({ what: n.id, pid: r.status.pid });
+    } else if (n.pid !== undefined && pidAlive(n.pid)) {
+      found.push(
+        sameProcess(n.pid, n.startTime, n.id)
+          ? { what: n.id, pid: n.pid }
+          : {
+              what: n.id,
+              skipped: `its recorded pid ${n.pid} belongs to another process now; not signalled`,
+            },
+      );
+    }
+  }
+  return found;
 }
 
 function tail(path: string, lines: number): string {
@@ -162,7 +233,14 @@ async function up(flags: UpFlags): Promise<void> {
   if (existsSync(filePath)) {
     let running: number[] = [];
     try {
-      running = livePids(readClusterFile(dir));
+      const f = readClusterFile(dir);
+      const recorded = [
+        ...(f.supervisor === null ? [] : [{ pid: f.supervisor, startTime: f.supervisorStartTime }]),
+        ...f.nodes.flatMap((n) => (n.pid === undefined ? [] : [{ ...n, pid: n.pid }])),
+      ];
+      running = recorded
+        .filter((x) => sameProcess(x.pid, x.startTime, 'id' in x ? x.id : undefined))
+        .map((x) => x.pid);
     } catch {
       // an unreadable file describes no running cluster
     }
@@ -267,11 +345,13 @@ async function up(flags: UpFlags): Promise<void> {
       exited.set(n.id, signal ?? `exit code ${String(code)}`);
     });
     children.set(n.id, child);
-    nodes.push({ ...n, ...(child.pid === undefined ? {} : { pid: child.pid }) });
+    nodes.push({ ...n, ...processOf(child.pid), args });
   }
+  const supervisorStartTime = processStartTime(process.pid);
   const file: ClusterFile = {
     clusterId: plan.clusterId,
     supervisor: flags.detach === true ? null : process.pid,
+    ...(flags.detach === true || supervisorStartTime === undefined ? {} : { supervisorStartTime }),
     startedAt: new Date().toISOString(),
     nodes,
     ...(clientTls === undefined ? { insecure: true } : { tls: clientTls }),
@@ -295,6 +375,14 @@ async function up(flags: UpFlags): Promise<void> {
     const pids = [...children.values()].flatMap((c) =>
       c.pid !== undefined && c.exitCode === null && c.signalCode === null ? [c.pid] : [],
     );
+    // And nodes restarted since (cohort up --restart, or by hand), as cluster.json and their RPC find them.
+    try {
+      for (const f of await clusterProcesses(readClusterFile(dir))) {
+        if (f.pid !== undefined && f.pid !== process.pid && !pids.includes(f.pid)) pids.push(f.pid);
+      }
+    } catch {
+      // no cluster file: only the children
+    }
     out.write(`cohort: ${why}; stopping ${pids.length} running nodes\n`);
     await poller.close();
     const killed = await stopPids(pids);
@@ -364,6 +452,13 @@ async function up(flags: UpFlags): Promise<void> {
   });
 }
 
+/** The pid and start time of a child just spawned, for cluster.json. */
+function processOf(pid: number | undefined): { pid?: number; startTime?: number } {
+  if (pid === undefined) return {};
+  const startTime = processStartTime(pid);
+  return startTime === undefined ? { pid } : { pid, startTime };
+}
+
 /** `cohort down`: stops the cluster described in `<dir>/cluster.json`. */
 async function down(flags: { dir: string }): Promise<void> {
   const dir = resolve(flags.dir);
@@ -376,7 +471,11 @@ async function down(flags: { dir: string }): Promise<void> {
     return;
   }
   // A supervising `cohort up` stops its own nodes; stop the nodes too in case it cannot.
-  const pids = livePids(file);
+  const found = await clusterProcesses(file);
+  for (const f of found) {
+    if (f.skipped !== undefined) process.stdout.write(`cohort down: ${f.what}: ${f.skipped}\n`);
+  }
+  const pids = [...new Set(found.flatMap((f) => (f.pid === undefined ? [] : [f.pid])))];
   const killed = await stopPids(pids);
   rmSync(clusterFilePath(dir), { force: true });
   process.stdout.write(
@@ -384,6 +483,78 @@ async function down(flags: { dir: string }): Promise<void> {
       ? 'cohort down: nothing was running\n'
       : `cohort down: stopped ${pids.length} processes${killed.length > 0 ? ` (${killed.length} with SIGKILL)` : ''}\n`,
   );
+}
+
+/**
+ * `cohort up --restart <id>`: stops node `id` of the cluster in `<dir>` if it
+ * runs (found as `down` finds it), starts it again, detached, with the
+ * arguments `cohort up` started it with, records its new pid in
+ * cluster.json, and waits until it answers.
+ */
+async function restart(id: string, flags: UpFlags): Promise<void> {
+  const dir = resolve(flags.dir);
+  let file: ClusterFile;
+  try {
+    file = readClusterFile(dir);
+  } catch (e) {
+    fail((e as Error).message);
+    return;
+  }
+  const node = file.nodes.find((n) => n.id === id);
+  if (node === undefined) {
+    fail(
+      `the cluster in ${dir} has no node ${id} (it has ${file.nodes.map((n) => n.id).join(', ')})`,
+    );
+    return;
+  }
+  if (node.args === undefined) {
+    fail(
+      `${clusterFilePath(dir)} does not say how ${id} was started (an older cohort up wrote it); restart the whole cluster`,
+    );
+    return;
+  }
+  const running = (await clusterProcesses(file)).find((f) => f.what === id && f.pid !== undefined);
+  if (running?.pid !== undefined) {
+    process.stdout.write(`cohort up: stopping ${id} (pid ${running.pid})\n`);
+    await stopPids([running.pid]);
+  }
+  const logPath = join(node.dataDir, 'node.log');
+  const fd = openSync(logPath, 'a');
+  const child = spawn(process.execPath, [...node.args], {
+    stdio: ['ignore', fd, fd],
+    detached: true,
+  });
+  closeSync(fd);
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => (exited = signal ?? `exit code ${String(code)}`));
+  const updated: ClusterFile = {
+    ...file,
+    nodes: file.nodes.map((n) => (n.id === id ? { ...n, ...processOf(child.pid) } : n)),
+  };
+  writeFileSync(clusterFilePath(dir), `${JSON.stringify(updated, null, 2)}\n`);
+  const poller = await StatusPoller.connect([node], file.clusterId);
+  try {
+    const deadline = Date.now() + leaderWaitMs;
+    for (;;) {
+      const [r] = await poller.poll(refreshMs);
+      if (r?.ok === true) break;
+      if (exited !== undefined) {
+        fail(`node ${id} exited at start (${exited}):\n${tail(logPath, 5)}`);
+        return;
+      }
+      if (Date.now() >= deadline) {
+        fail(
+          `node ${id} (pid ${String(child.pid)}) did not answer within ${leaderWaitMs} ms; see ${logPath}`,
+        );
+        return;
+      }
+      await sleep(100);
+    }
+  } finally {
+    await poller.close();
+    child.unref();
+  }
+  process.stdout.write(`cohort up: ${id} restarted (pid ${String(child.pid)}, log ${logPath})\n`);
 }
 
 /** Adds `cohort up` and `cohort down` to `program`. */
@@ -396,6 +567,10 @@ export function registerUpCommands(program: Command): void {
     .option('--dir <dir>', 'data dirs, logs and cluster.json go here', '.cohort')
     .option('--cluster-id <id>', 'cluster id', 'cohort-local')
     .option('--detach', 'leave the nodes running and exit')
+    .option(
+      '--restart <id>',
+      'restart one node of the cluster in --dir (stopping it first if it runs) and exit',
+    )
     .option('--workers <n>', 'MapReduce worker threads per node (default one per core)', int)
     .option(
       '--wal-sync <mode>',
@@ -416,7 +591,8 @@ export function registerUpCommands(program: Command): void {
       'run every node without TLS: nobody is authenticated, anyone who reaches the ports can do anything',
     )
     .action(async (flags: UpFlags) => {
-      await up(flags);
+      if (flags.restart !== undefined) await restart(flags.restart, flags);
+      else await up(flags);
     });
   program
     .command('down')

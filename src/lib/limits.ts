@@ -270,6 +270,8 @@ export const limits = {
   mrRunBlockBytesMax: 64 * 1024 * 1024,
   /** Skipped bad records listed in a map task's result (all are counted). */
   mrSkippedRecordsListedMax: 100,
+  /** Characters of a skipped record's error kept in coordinator state (per record, so the list stays small). */
+  mrSkippedErrorCharsMax: 200,
   /** Longest a worker's request for a task waits on the leader for work (long poll); bounds held calls. */
   mrTaskRequestWaitMsMax: 2_000,
   /** Bytes per shuffle stream item; a full credit window (rpcStreamCreditItems) stays far below peerQueueBytesMax. */

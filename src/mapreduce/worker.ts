@@ -19,6 +19,7 @@ import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
+import { limits } from '../lib/limits.js';
 import type {
   CompleteTaskResult,
   JobStatus,
@@ -257,9 +258,16 @@ export class WorkerManager {
       checkModuleDir(a.module, this.rt.options.moduleDirs);
       if (a.kind === 'map') {
         const r = (await runIn(slot, this.mapTask(a, progress))) as MapTaskResult;
+        // Records map threw on (the coordinator already lists those it told the task to skip).
+        const own = r.skipped.filter((s) => s.reason !== 'listed');
         await this.report(a, () => ({
           attemptId: a.attemptId,
-          output: { kind: 'map', partitionBytes: r.runs.map((x) => x.bytes) },
+          output: {
+            kind: 'map',
+            partitionBytes: r.runs.map((x) => x.bytes),
+            skippedOffsets: own.map((s) => s.offset),
+            skippedErrors: own.map((s) => s.reason.slice(0, limits.mrSkippedErrorCharsMax)),
+          },
           counters: {
             inputRecords: r.counters.recordsIn,
             inputBytes: r.counters.bytesIn,

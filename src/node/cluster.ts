@@ -13,6 +13,7 @@
  * await poller.close();
  * ```
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { clusterId as checkClusterId, isValidId } from '../lib/ids.js';
@@ -85,6 +86,24 @@ export function parseEndpoints(text: string): ClusterNode[] {
     });
   }
   return nodes;
+}
+
+/**
+ * The start time of process `pid` (clock ticks since boot, field 22 of
+ * /proc/<pid>/stat), or undefined if there is no such process (or no /proc).
+ * A pid is reused once its process is gone; a pid with its start time is not.
+ */
+export function processStartTime(pid: number): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // After "pid (comm) ", fields 3.. follow; comm may hold spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const t = Number(fields[19]);
+  return Number.isFinite(t) ? t : undefined;
 }
 
 /** True if a process with this pid exists. */

@@ -27,6 +27,13 @@ export interface ClusterNode {
   readonly dataDir: string;
   /** Its process, once started. */
   readonly pid?: number;
+  /**
+   * The process's start time (clock ticks since boot, /proc/<pid>/stat field
+   * 22): with the pid, it names the process in a way a reused pid cannot.
+   */
+  readonly startTime?: number;
+  /** The `node` arguments it was started with (after the Node.js executable): to restart it alone. */
+  readonly args?: readonly string[];
 }
 
 /** What `.cohort/cluster.json` holds. */
@@ -34,6 +41,8 @@ export interface ClusterFile {
   readonly clusterId: string;
   /** The `cohort up` process supervising the nodes, or null when detached. */
   readonly supervisor: number | null;
+  /** The supervisor's start time (see {@link ClusterNode.startTime}). */
+  readonly supervisorStartTime?: number;
   readonly startedAt: string;
   readonly nodes: readonly ClusterNode[];
   /** The client credentials of this cluster (absolute paths); absent for a plaintext (--insecure) cluster. */
