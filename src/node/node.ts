@@ -24,6 +24,8 @@ import { getHeapStatistics } from 'node:v8';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
+import { nodeId } from '../lib/ids.js';
+import type { NodeId } from '../lib/ids.js';
 import { seededRandom } from '../lib/random.js';
 import { raftMessagesCodec } from '../raft/raft-messages-codec.js';
 import { RaftNode } from '../raft/raft-node.js';
@@ -38,6 +40,7 @@ import type { RpcWireMessage } from '../rpc/messages.js';
 import { RpcNode } from '../rpc/node.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
+import { parseHostPort } from './config.js';
 import type { NodeConfig } from './config.js';
 import { KvServer, ObservedStateMachine } from '../kv/server.js';
 import type { KvServerOptions } from '../kv/server.js';
@@ -46,6 +49,8 @@ import { startModules } from '../host/modules.js';
 import type { NodeModule } from '../host/modules.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
+import { AddressBook, callLeader, formatAddress, startMembership } from './members.js';
+import type { MemberList } from './members.js';
 
 /** Options of {@link startNode}. */
 export interface StartNodeOptions {
@@ -77,10 +82,23 @@ export interface CohortNode {
   readonly kv: KvServer;
   /** What loading the WAL found and did (torn tail cut, repair, leftovers removed). */
   readonly recovery: RecoveryReport;
+  /** The replicated address book of the cluster's members (members.ts). */
+  readonly book: AddressBook;
+  /**
+   * With `--join` and an empty data dir: settles once the leader added this
+   * node as a learner (with the membership it answered), or fails if the
+   * node closed first. Null when the node did not need to join.
+   */
+  readonly joined: Promise<MemberList> | null;
   /** This node's status, as the Node.status RPC answers it. */
   status(): NodeStatus;
-  /** Stops serving RPCs, closes the Raft node, its transport and storage. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Stops serving RPCs, closes the Raft node, its transport and storage.
+   * Idempotent. With `handOff`, a leader first hands leadership to the most
+   * up-to-date other voter (dissertation §3.10), so the cluster does not wait
+   * an election timeout for a new leader (SIGTERM does this).
+   */
+  close(options?: { handOff?: boolean }): Promise<void>;
 }
 
 /**
@@ -223,12 +241,19 @@ async function startLocked(
   });
   // Loaded only when needed: a caller passing its own modules does not load MapReduce.
   const modules = options.modules ?? (await import('./default-modules.js')).defaultModules(config);
-  const stateMachine = new ObservedStateMachine(modules);
+  // The members' addresses travel in the log; every node points its Raft transport at them.
+  const book = new AddressBook((id, rec) => {
+    if (id === config.id) return;
+    if (rec !== undefined) raftTransport.setPeer(id, rec.raft);
+    else raftTransport.removePeer(id);
+  });
+  const stateMachine = new ObservedStateMachine([...modules, book]);
   let raft: RaftNode<KvRaftStateMachine>;
   try {
     raft = await RaftNode.start({
       id: config.id,
       peers: [...config.peers.keys()],
+      join: config.join.length > 0,
       transport: raftTransport,
       storage,
       stateMachine,
@@ -291,17 +316,31 @@ async function startLocked(
     raft,
     stateMachine,
     rpc,
-    peerRpc: (id) => (id === config.id ? config.rpc : config.peerRpc.get(id)),
+    peerRpc: (id) =>
+      id === config.id ? config.rpc : (book.get(id)?.rpc ?? config.peerRpc.get(id) ?? undefined),
     electionTimeoutMs: config.electionTicks * config.tickMs,
     quotaBytes: config.kvQuotaBytes,
     logger: log.child({ component: 'kv' }),
     ...options.kv,
   });
   kv.start();
+  const stopMembership = startMembership({
+    self: config.id,
+    raft,
+    rpc,
+    book,
+    listen: config.listen,
+    rpcAddress: config.rpc,
+    peers: config.peers,
+    peerRpc: config.peerRpc,
+    periodMs: config.electionTicks * config.tickMs,
+    logger: log.child({ component: 'members' }),
+  });
   let stopModules: () => Promise<void>;
   try {
     stopModules = await startModules(modules, { config, raft, rpc, logger: log });
   } catch (e) {
+    stopMembership();
     await kv.close();
     await rpc.close();
     await raft.close();
@@ -320,17 +359,26 @@ async function startLocked(
     },
     'node started',
   );
+  const leaving = new AbortController();
+  const joined = joinIfFresh(config, raft, raftTransport, leaving.signal, log);
+  // Nobody may be waiting on it; a failure is logged by joinIfFresh.
+  joined?.catch(() => {});
   let closing: Promise<void> | undefined;
   return {
     config,
     raft,
     rpc,
     kv,
+    book,
+    joined,
     recovery: storage.recovery,
     status,
-    close: () => {
+    close: (closeOptions = {}) => {
       closing ??= (async () => {
         log.info({ term: raft.status().term }, 'node stopping');
+        leaving.abort();
+        if (closeOptions.handOff === true) await handOff(raft, log);
+        stopMembership();
         await stopModules();
         await kv.close();
         await rpc.close();
@@ -341,4 +389,96 @@ async function startLocked(
       return closing;
     },
   };
+}
+
+/**
+ * A leader hands leadership to the most up-to-date other voter before it
+ * stops (dissertation §3.10), so no election timeout passes without a
+ * leader. Best effort: a failed transfer is logged and the node stops anyway.
+ */
+async function handOff(raft: RaftNode<KvRaftStateMachine>, log: Logger): Promise<void> {
+  const s = raft.status();
+  if (s.role !== 'leader') return;
+  let best: NodeId | null = null;
+  let bestMatch = -1;
+  for (const v of s.config.voters) {
+    const m = s.progress.get(v)?.match ?? -1;
+    if (v !== s.id && m > bestMatch) {
+      best = v;
+      bestMatch = m;
+    }
+  }
+  if (best === null) return;
+  try {
+    await raft.transferLeadership(best);
+    log.info({ to: best }, 'leadership handed over before stopping');
+  } catch (e) {
+    log.warn({ err: e, to: best }, 'leadership hand-over failed; stopping anyway');
+  }
+}
+
+/**
+ * `--join` with an empty data dir (the node belongs to no configuration
+ * yet): learns the members' Raft addresses from any endpoint (so the
+ * leader's connection is accepted), then asks the leader to add this node
+ * as a learner, retrying until it answers or the node closes.
+ */
+function joinIfFresh(
+  config: NodeConfig,
+  raft: RaftNode<KvRaftStateMachine>,
+  transport: TcpTransport<RaftMessage>,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<MemberList> | null {
+  const s = raft.status();
+  if (config.join.length === 0 || s.config.voters.length + s.config.learners.length > 0) {
+    return null;
+  }
+  const learn = (list: MemberList): void => {
+    for (const m of list.members) {
+      if (m.id !== config.id && m.raft !== null) {
+        transport.setPeer(nodeId(m.id), parseHostPort(m.raft, 'raft'));
+      }
+    }
+  };
+  return (async () => {
+    log.info(
+      { join: config.join.map((e) => e.id), learner: config.learner },
+      'joining the cluster',
+    );
+    try {
+      learn(
+        await callLeader(
+          config.join,
+          config.clusterId,
+          (m, timeoutMs) => m.list({}, { timeoutMs }),
+          { signal },
+        ),
+      );
+      const list = await callLeader(
+        config.join,
+        config.clusterId,
+        (m, timeoutMs) =>
+          m.add(
+            {
+              id: config.id,
+              raft: formatAddress(config.listen),
+              rpc: formatAddress(config.rpc),
+              learner: config.learner,
+            },
+            { timeoutMs },
+          ),
+        { signal },
+      );
+      learn(list);
+      log.info(
+        { leader: list.leader, members: list.members.length },
+        'added to the cluster as a learner',
+      );
+      return list;
+    } catch (e) {
+      log.error({ err: e }, 'could not join the cluster');
+      throw e;
+    }
+  })();
 }
