@@ -11,6 +11,7 @@ import { Command } from 'commander';
 import { version } from '../version.js';
 import { registerExampleCommands } from './example-command.js';
 import { registerKvCommand } from './kv-command.js';
+import { registerMemberCommand } from './member-command.js';
 import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
 import { registerStatusCommand } from './status-command.js';
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerNodeCommand(program);
   registerUpCommands(program);
   registerStatusCommand(program);
+  registerMemberCommand(program);
   registerKvCommand(program);
   registerMrCommands(program);
   return program;

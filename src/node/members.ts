@@ -243,10 +243,17 @@ const Id = Type.String({ minLength: 1, maxLength: limits.idBytesMax });
 
 /** The `Members` service every node serves on its RPC port (see the file comment). */
 export const MemberService = defineService('Members', {
-  list: unary(Type.Object({}), MemberListSchema, {
-    idempotent: true,
-    description: "this node's view of the members (voters, learners, addresses)",
-  }),
+  list: unary(
+    Type.Object({
+      /** Answer only as the leader (NOT_LEADER redirects otherwise), so the view is current. */
+      leader: Type.Optional(Type.Boolean()),
+    }),
+    MemberListSchema,
+    {
+      idempotent: true,
+      description: "this node's view of the members (voters, learners, addresses)",
+    },
+  ),
   add: unary(
     Type.Object({
       id: Id,
@@ -391,7 +398,10 @@ export function startMembership(o: MembershipOptions): () => void {
   };
 
   o.rpc.serve(MemberService, {
-    list: () => list(),
+    list: (req) => {
+      if (req.leader === true) requireLeader();
+      return list();
+    },
     add: async (req) => {
       if (!isValidId(req.id)) {
         throw new CohortError('INVALID_ARGUMENT', `bad member id ${JSON.stringify(req.id)}`, {

@@ -15,6 +15,7 @@ import { isCohortError } from '../../src/lib/errors.js';
 import { nodeId } from '../../src/lib/ids.js';
 import { resolveNodeConfig } from '../../src/node/config.js';
 import type { NodeConfig } from '../../src/node/config.js';
+import { memberTable } from '../../src/cli/member-command.js';
 import { AddressBook, callLeader } from '../../src/node/members.js';
 import type { MemberList, MemberRecord } from '../../src/node/members.js';
 import { startNode } from '../../src/node/node.js';
@@ -276,5 +277,49 @@ describe('AddressBook', () => {
     expect(b.get(nodeId('n2'))?.learner).toBe(true);
     expect(seen.sort()).toEqual(['n1:+', 'n2:+', 'n3:-']);
     expect(() => b.restore(new Uint8Array([0xc1]))).toThrow(/address book/);
+  });
+});
+
+describe('--join and --learner', () => {
+  const flags = { id: 'n4', dataDir: '/tmp/x', listen: '127.0.0.1:7104', rpc: '127.0.0.1:7204' };
+  it('parses the members endpoints', () => {
+    const c = resolveNodeConfig({
+      flags: { ...flags, join: 'n1=127.0.0.1:7201, n2=127.0.0.1:7202', learner: 'true' },
+      env: {},
+    });
+    expect(c.join).toEqual([
+      { id: 'n1', rpc: { host: '127.0.0.1', port: 7201 } },
+      { id: 'n2', rpc: { host: '127.0.0.1', port: 7202 } },
+    ]);
+    expect(c.learner).toBe(true);
+  });
+
+  it.each([
+    [{ join: 'n1=127.0.0.1:7201', peers: 'n1=127.0.0.1:7101' }, /join.*drop --peers/],
+    [{ learner: 'true' }, /learner.*only means something with --join/],
+    [{ join: '127.0.0.1:7201' }, /join.*id=host:port/],
+    [{ join: 'n1=127.0.0.1' }, /join\.n1/],
+  ])('refuses %j', (extra, message) => {
+    expect(() => resolveNodeConfig({ flags: { ...flags, ...extra }, env: {} })).toThrow(message);
+  });
+});
+
+describe('cohort member list table', () => {
+  it('stars the leader and marks learners that stay', () => {
+    const table = memberTable({
+      node: 'n2',
+      leader: 'n1',
+      term: 3,
+      commitIndex: 9,
+      members: [
+        { id: 'n1', role: 'voter', raft: 'h:1', rpc: 'h:2', stayLearner: false, match: 9 },
+        { id: 'n4', role: 'learner', raft: 'h:3', rpc: null, stayLearner: true, match: null },
+      ],
+    });
+    expect(table.split('\n')).toEqual([
+      'ID   ROLE             RAFT  RPC  MATCH',
+      'n1*  voter            h:1   h:2  9',
+      'n4   learner (stays)  h:3   ?',
+    ]);
   });
 });
