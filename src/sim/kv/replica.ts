@@ -32,8 +32,8 @@ import type { NodeApplied } from '../../host/kv-state-machine.js';
 import type { SnapshotEncoder } from '../../raft/raft-node.js';
 import type { Entry } from '../../raft/core/types.js';
 import { CheckFailure } from '../scenario.js';
-import type { SimMachineHooks, SimStateMachine } from '../raft/node.js';
 import { digestStep } from '../raft/state-machine.js';
+import type { SimMachineHooks, SimStateMachine } from '../raft/state-machine.js';
 import type { KvStateChecks } from './checks.js';
 
 /** Bytes before the KV snapshot in a replica snapshot: applied index (float64), digest (uint32). */

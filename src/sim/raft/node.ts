@@ -39,13 +39,9 @@ import type { Random } from '../../lib/random.js';
 import type { RaftMessage } from '../../raft/core/messages.js';
 import type { RpcWireMessage } from '../../rpc/messages.js';
 import type { ConfigChange, RaftBugs, RaftStatus } from '../../raft/core/raft-core.js';
-import type { ClusterConfig, Entry } from '../../raft/core/types.js';
+import type { ClusterConfig } from '../../raft/core/types.js';
 import { RaftNode } from '../../raft/raft-node.js';
-import type {
-  RaftNodeCoreOptions,
-  RaftNodeInspector,
-  RaftStateMachine,
-} from '../../raft/raft-node.js';
+import type { RaftNodeCoreOptions, RaftNodeInspector } from '../../raft/raft-node.js';
 import type { KvOutput } from '../checkers/models.js';
 import { SimDisk } from '../disk.js';
 import type { NodeContext, SimNode } from '../network.js';
@@ -57,7 +53,7 @@ import type { SimWire } from '../wire.js';
 import { RaftDisk } from './disk.js';
 import type { RaftInvariants } from './invariants.js';
 import { MapMachine, encodeCommand } from './state-machine.js';
-import type { KvCommand } from './state-machine.js';
+import type { KvCommand, SimStateMachine, SimStateMachineFactory } from './state-machine.js';
 import { silentLogger, simStorage } from './storage.js';
 
 /** How a client request ended at the node (see the history recorder's outcomes). */
@@ -68,39 +64,6 @@ export type RequestCallbackOf<Out> = (outcome: RequestOutcome, output?: Out) => 
 
 /** Receives the end of a client request of the Raft scenario's workload. `output` is set for `ok`. */
 export type RequestCallback = RequestCallbackOf<KvOutput>;
-
-/**
- * What a simulated node's state machine reports, so the invariants can check
- * state machine safety (Raft §5.4.3) on the production shell.
- */
-export interface SimMachineHooks {
-  /** After each entry applied, with the digest of every entry applied so far. */
-  applied(e: Entry, digest: number): void;
-  /** After the whole state was replaced by a snapshot's, holding entries up to `index` with `digest`. */
-  restored(index: number, digest: number): void;
-  /** After a snapshot of the state was taken (for log compaction). */
-  snapshotTaken(): void;
-  /**
-   * Runs a check of the state machine's own (RaftNode calls it from promise
-   * callbacks): a failure is recorded and reported after the event.
-   */
-  check(fn: () => void): void;
-}
-
-/**
- * A state machine the production shell drives in the simulator: what
- * RaftNode applies (normal entries only; noop and configuration entries are
- * its own business, so indexes skip), plus the index of the last entry
- * applied and a digest of the entries applied, both carried inside its
- * snapshots so a replica restored from one is checked like one that applied.
- */
-export interface SimStateMachine<Out> extends RaftStateMachine<Out> {
-  readonly index: number;
-  readonly digest: number;
-}
-
-/** Makes a node's state machine for one incarnation; it must report through `hooks`. */
-export type SimStateMachineFactory<SM> = (hooks: SimMachineHooks) => SM;
 
 /** What the nemesis, the workloads and the liveness check need from a simulated node. */
 export interface SimRaftNodeBase extends SimNode<SimWire> {

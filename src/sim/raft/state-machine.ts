@@ -15,8 +15,41 @@
  * ```
  */
 import type { Entry } from '../../raft/core/types.js';
+import type { RaftStateMachine } from '../../raft/raft-node.js';
 import type { KvInput, KvOutput } from '../checkers/models.js';
-import type { SimMachineHooks, SimStateMachine } from './node.js';
+
+/**
+ * What a simulated node's state machine reports, so the invariants can check
+ * state machine safety (Raft §5.4.3) on the production shell.
+ */
+export interface SimMachineHooks {
+  /** After each entry applied, with the digest of every entry applied so far. */
+  applied(e: Entry, digest: number): void;
+  /** After the whole state was replaced by a snapshot's, holding entries up to `index` with `digest`. */
+  restored(index: number, digest: number): void;
+  /** After a snapshot of the state was taken (for log compaction). */
+  snapshotTaken(): void;
+  /**
+   * Runs a check of the state machine's own (RaftNode calls it from promise
+   * callbacks): a failure is recorded and reported after the event.
+   */
+  check(fn: () => void): void;
+}
+
+/**
+ * A state machine the production shell drives in the simulator: what
+ * RaftNode applies (normal entries only; noop and configuration entries are
+ * its own business, so indexes skip), plus the index of the last entry
+ * applied and a digest of the entries applied, both carried inside its
+ * snapshots so a replica restored from one is checked like one that applied.
+ */
+export interface SimStateMachine<Out> extends RaftStateMachine<Out> {
+  readonly index: number;
+  readonly digest: number;
+}
+
+/** Makes a node's state machine for one incarnation; it must report through `hooks`. */
+export type SimStateMachineFactory<SM> = (hooks: SimMachineHooks) => SM;
 
 /** A write command of the workload: put or compare-and-set on one key. */
 export type KvCommand =

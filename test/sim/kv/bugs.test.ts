@@ -36,9 +36,15 @@ describe('the KV simulation catches each deliberate bug', () => {
   );
 
   it(
-    'a server answering reads locally without ReadIndex: stale reads (from a deposed leader that does not know it yet) caught within 30 seeds',
+    'a server answering reads locally without ReadIndex, with check-quorum off so a deposed leader lingers: stale reads (from a deposed leader that does not know it yet) caught within 40 seeds',
     async () => {
-      const r = await firstFailingKvSeed({ unsafeLocalReads: true }, 30);
+      // With check-quorum on, a deposed leader steps down within an election timeout and
+      // few reads land in that window: seeds 93, 99, 189 and 256 of 1..300 catch it (since
+      // clients register their sessions); with it off, seeds 9 and 16 of 1..80.
+      const r = await firstFailingKvSeed(
+        { unsafeLocalReads: true, raft: { checkQuorum: false } },
+        40,
+      );
       expect(r, 'no seed caught it').toBeDefined();
       expect(r?.message).toMatch(/not linearizable|revisions go back in real time/);
     },
