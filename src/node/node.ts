@@ -447,14 +447,21 @@ function joinIfFresh(
       'joining the cluster',
     );
     try {
-      learn(
-        await callLeader(
-          config.join,
-          config.clusterId,
-          (m, timeoutMs) => m.list({}, { timeoutMs }),
-          { signal },
-        ),
+      const known = await callLeader(
+        config.join,
+        config.clusterId,
+        (m, timeoutMs) => m.list({}, { timeoutMs }),
+        { signal },
       );
+      if (known.members.some((m) => m.id === config.id && m.role === 'voter')) {
+        // A voter's term and vote live in its data dir: an empty one in its place could vote twice.
+        throw new CohortError(
+          'FAILED_PRECONDITION',
+          `${config.id} is a voter of this cluster already; a node with an empty data dir cannot take its place (cohort member remove ${config.id} first, or join under another id)`,
+          { details: { field: 'join', id: config.id } },
+        );
+      }
+      learn(known);
       const list = await callLeader(
         config.join,
         config.clusterId,

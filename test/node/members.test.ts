@@ -185,6 +185,30 @@ describe('membership on running nodes', () => {
     expect(leader.raft.status().term).toBe(term + 1);
   });
 
+  it('refuses an empty data dir joining under the id of a voter (it could vote twice)', async () => {
+    const n1 = await start(await config('n1'));
+    await until('n1 leads', () => n1.raft.isLeader());
+    const c2 = await config('n2', { join: n1.config });
+    const n2 = await start(c2);
+    await n2.joined;
+    await until('n2 voter', () => roles(n1).voters.includes('n2'));
+    await stop(n2);
+    const again = await start(
+      await config('n2', {
+        join: n1.config,
+        listen: `${c2.listen.host}:${c2.listen.port}`,
+        rpc: `${c2.rpc.host}:${c2.rpc.port}`,
+      }),
+    );
+    const err = await (again.joined as Promise<MemberList>).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isCohortError(err) ? err.code : err).toBe('FAILED_PRECONDITION');
+    expect(roles(n1)).toEqual({ voters: ['n1', 'n2'], learners: [] });
+    expect(roles(again)).toEqual({ voters: [], learners: [] });
+  });
+
   it('refuses bad requests with clear errors and changes nothing', async () => {
     const n1 = await start(await config('n1'));
     await until('n1 leads', () => n1.raft.isLeader());
