@@ -10,6 +10,7 @@
 import { Command } from 'commander';
 import { version } from '../version.js';
 import { registerExampleCommands } from './example-command.js';
+import { registerGatewayCommand } from './gateway-command.js';
 import { registerKvCommand } from './kv-command.js';
 import { registerMemberCommand } from './member-command.js';
 import { registerMrCommands } from './mr-command.js';
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
   registerMemberCommand(program);
   registerKvCommand(program);
   registerMrCommands(program);
+  registerGatewayCommand(program);
   return program;
 }
 
