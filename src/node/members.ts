@@ -397,6 +397,23 @@ export function startMembership(o: MembershipOptions): () => void {
     return c.learners.includes(id) ? 'learner' : null;
   };
 
+  /** The leader's own addresses in the book (a newcomer learns where to accept the leader from). */
+  const recordSelf = async (): Promise<void> => {
+    const me: MemberRecord = {
+      raft: o.listen,
+      rpc: o.rpcAddress,
+      learner: book.get(self)?.learner ?? false,
+    };
+    if (sameRecord(book.get(self), me)) return;
+    await propose({
+      type: 'set',
+      id: self,
+      raft: formatAddress(o.listen),
+      rpc: formatAddress(o.rpcAddress),
+      learner: me.learner,
+    });
+  };
+
   o.rpc.serve(MemberService, {
     list: (req) => {
       if (req.leader === true) requireLeader();
@@ -419,6 +436,8 @@ export function startMembership(o: MembershipOptions): () => void {
           `the cluster has ${limits.clusterMembersMax} members, the most it may have`,
         );
       }
+      // The newcomer takes the leader's address from the answer: it must be in the book first.
+      await recordSelf();
       const learner = req.learner ?? book.get(id)?.learner ?? false;
       const rec: MemberRecord = { raft: raftAddr, rpc: rpcAddr, learner };
       if (!sameRecord(book.get(id), rec)) {
@@ -497,20 +516,7 @@ export function startMembership(o: MembershipOptions): () => void {
   /** Records the addresses the leader knows but the book lacks, and promotes caught-up learners. */
   const duties = async (): Promise<void> => {
     if (!raft.isLeader()) return;
-    const me: MemberRecord = {
-      raft: o.listen,
-      rpc: o.rpcAddress,
-      learner: book.get(self)?.learner ?? false,
-    };
-    if (!sameRecord(book.get(self), me)) {
-      await propose({
-        type: 'set',
-        id: self,
-        raft: formatAddress(o.listen),
-        rpc: formatAddress(o.rpcAddress),
-        learner: me.learner,
-      });
-    }
+    await recordSelf();
     for (const [id, addr] of o.peers) {
       if (book.get(id) !== undefined || isMember(id) === null) continue;
       const rpc = o.peerRpc.get(id);

@@ -32,7 +32,14 @@ afterEach(async () => {
 
 async function config(
   id: string,
-  o: { join?: NodeConfig; learner?: boolean; dataDir?: string; listen?: string; rpc?: string } = {},
+  o: {
+    join?: NodeConfig;
+    learner?: boolean;
+    dataDir?: string;
+    listen?: string;
+    rpc?: string;
+    electionTicks?: number;
+  } = {},
 ): Promise<NodeConfig> {
   return resolveNodeConfig({
     flags: {
@@ -42,6 +49,7 @@ async function config(
       rpc: o.rpc ?? `127.0.0.1:${await freePort()}`,
       tickMs: '10',
       workers: '0',
+      ...(o.electionTicks === undefined ? {} : { electionTicks: `${o.electionTicks}` }),
       ...(o.join === undefined
         ? {}
         : { join: `${o.join.id}=${o.join.rpc.host}:${o.join.rpc.port}` }),
@@ -164,13 +172,15 @@ describe('membership on running nodes', () => {
   });
 
   it('a leader closed with handOff hands leadership to another voter before it stops', async () => {
+    // Election timeouts of 1 s: the transfer (bounded by two of them) must not lose to a busy machine.
+    const slow = { electionTicks: 100 };
     const lines: string[] = [];
     const logged = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
-    const n1 = await startNode(await config('n1'), { logger: logged });
+    const n1 = await startNode(await config('n1', slow), { logger: logged });
     open.add(n1);
     await until('n1 leads', () => n1.raft.isLeader());
-    const n2 = await start(await config('n2', { join: n1.config }));
-    const n3 = await start(await config('n3', { join: n1.config }));
+    const n2 = await start(await config('n2', { join: n1.config, ...slow }));
+    const n3 = await start(await config('n3', { join: n1.config, ...slow }));
     await Promise.all([n2.joined, n3.joined]);
     await until('3 voters', () => roles(n1).voters.length === 3);
     const term = n1.raft.status().term;
