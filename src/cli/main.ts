@@ -14,6 +14,7 @@ import { registerCertsCommands } from './certs-command.js';
 import { registerExampleCommands } from './example-command.js';
 import { registerGatewayCommand } from './gateway-command.js';
 import { registerKvCommand } from './kv-command.js';
+import { registerMemberCommand } from './member-command.js';
 import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
 import { registerStatusCommand } from './status-command.js';
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerNodeCommand(program);
   registerUpCommands(program);
   registerStatusCommand(program);
+  registerMemberCommand(program);
   registerKvCommand(program);
   registerMrCommands(program);
   registerCertsCommands(program);

@@ -98,8 +98,9 @@ async function runNode(flags: NodeFlags): Promise<void> {
       if (stopping) return;
       stopping = true;
       process.stderr.write(`cohort node ${config.id}: ${signal}, shutting down\n`);
+      // A leader hands over first, so a rolling restart costs no election timeout.
       (gateway?.close() ?? Promise.resolve())
-        .then(() => node.close())
+        .then(() => node.close({ handOff: true }))
         .then(
           () => resolve(),
           (e: unknown) => {

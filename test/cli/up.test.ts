@@ -217,7 +217,7 @@ describe('cohort up / status / down', () => {
       stranger?.kill('SIGKILL');
       for (const pid of cleanup) if (pid > 0 && pidAlive(pid)) process.kill(pid, 'SIGKILL');
     }
-  }, 180_000);
+  });
 
   it('up reports a node that cannot start (port in use) and leaves nothing running', async () => {
     const dir = tempDir('cohort-up-');
