@@ -10,6 +10,7 @@
 import { Command } from 'commander';
 import { version } from '../version.js';
 import { registerExampleCommands } from './example-command.js';
+import { registerGatewayCommand } from './gateway-command.js';
 import { registerKvCommand } from './kv-command.js';
 import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   registerStatusCommand(program);
   registerKvCommand(program);
   registerMrCommands(program);
+  registerGatewayCommand(program);
   return program;
 }
 

@@ -107,6 +107,7 @@ interface Pending {
   resolve: ((value: unknown) => void) | undefined;
   reject: ((err: CohortError) => void) | undefined;
   stream: ClientStream | undefined;
+  onReplyMeta: CallOptions['onReplyMeta'];
 }
 
 type Send = (to: NodeId, message: RpcWireMessage) => void;
@@ -339,6 +340,7 @@ export class RpcClientSide {
       resolve: undefined,
       reject: undefined,
       stream,
+      onReplyMeta: options.onReplyMeta,
     };
     if (stream !== undefined) stream.id = id;
     this.pending.set(id, p);
@@ -386,6 +388,22 @@ export class RpcClientSide {
         }
         this.finish(msg.id, p);
         this.counters.callsSucceeded++;
+        if (msg.meta !== undefined && p.onReplyMeta !== undefined) {
+          try {
+            p.onReplyMeta(msg.meta);
+          } catch (err) {
+            crashOnAssertion(err);
+            p.reject?.(
+              isCohortError(err)
+                ? err
+                : new CohortError('INTERNAL', `onReplyMeta failed: ${String(err)}`, {
+                    definite: false,
+                    cause: err,
+                  }),
+            );
+            return;
+          }
+        }
         p.resolve?.(msg.payload);
         return;
       }

@@ -12,6 +12,7 @@ import { pidAlive } from '../../src/node/cluster.js';
 import type { ClusterFile } from '../../src/node/cluster.js';
 import { runCli as run, startCli } from '../harness/cli.js';
 import { tempDir } from '../harness/tmp.js';
+import { waitUntil } from '../harness/wait.js';
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((r) => {
@@ -85,7 +86,7 @@ describe('cohort up / status / down', () => {
     const none = await run(['status', '--dir', dir]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no cluster found/);
-  }, 40_000);
+  });
 
   it('an attached up stops its nodes cleanly on SIGTERM', async () => {
     const dir = tempDir('cohort-up-');
@@ -93,9 +94,9 @@ describe('cohort up / status / down', () => {
     const up = startCli(['up', '--base-port', String(base), '--dir', dir]);
     const child = up.child;
     try {
-      for (let i = 0; i < 200 && !/leader n\d · term .* 3\/3 up/.test(up.out.stdout); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitUntil('the live line to show a leader and 3/3 up', () =>
+        /leader n\d · term .* 3\/3 up/.test(up.out.stdout),
+      );
       expect(up.out.stdout).toMatch(/leader n\d · term \d+ · commit \d+ · revision 0 · 3\/3 up/);
       const file = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile;
       expect(file.supervisor).toBe(child.pid);
@@ -115,7 +116,7 @@ describe('cohort up / status / down', () => {
           if (n.pid !== undefined && pidAlive(n.pid)) process.kill(n.pid, 'SIGKILL');
       }
     }
-  }, 40_000);
+  });
 
   it('up reports a node that cannot start (port in use) and leaves nothing running', async () => {
     const dir = tempDir('cohort-up-');
@@ -134,7 +135,7 @@ describe('cohort up / status / down', () => {
     } finally {
       blocker.close();
     }
-  }, 40_000);
+  });
 
   it('up refuses a bad --wal-sync or --workers before starting anything', async () => {
     const dir = tempDir('cohort-up-');
@@ -159,5 +160,5 @@ describe('cohort up / status / down', () => {
     expect(r.stdout).toMatch(/leader none .* 0\/1 up/);
     expect(r.stdout).toMatch(/^ID +ROLE +TERM +LEADER +COMMIT +APPLIED +LAST +MEMBERS +RPC +PID$/m);
     expect(r.stdout).toMatch(/n1 +unreachable/);
-  }, 20_000);
+  });
 });
