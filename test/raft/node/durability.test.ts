@@ -57,7 +57,7 @@ describe('RaftNode storage ordering', () => {
     const before = leader.status().snapshotIndex;
     for (let i = 0; i < 3; i++) await leader.propose(text(`fill-${i}`));
     // The snapshot is due: its write has started and is held (a slow disk).
-    await expect.poll(() => held.snapshotsHeld).toBe(1);
+    await expect.poll(() => held.snapshotsHeld, { timeout: conditionWaitMs }).toBe(1);
     const sent = (): number =>
       (c.transports.get(leader.id) as CuttableTransport).counters.messagesSent;
     const sentBefore = sent();
@@ -72,10 +72,12 @@ describe('RaftNode storage ordering', () => {
     expect(leader.status().snapshotIndex).toBe(before); // not compacted before the snapshot is durable
     // And heartbeats keep going out: the Ready loop is not blocked.
     // (Heartbeats go out every tick; 2 peers × 5 ticks.)
-    await expect.poll(sent).toBeGreaterThan(sentBefore + 10);
+    await expect.poll(sent, { timeout: conditionWaitMs }).toBeGreaterThan(sentBefore + 10);
     expect(leader.status().role).toBe('leader');
     held.releaseSnapshots();
-    await expect.poll(() => leader.status().snapshotIndex).toBeGreaterThan(before);
+    await expect
+      .poll(() => leader.status().snapshotIndex, { timeout: conditionWaitMs })
+      .toBeGreaterThan(before);
     expect(c.durable(leader.id).snapshot?.meta.index).toBe(leader.status().snapshotIndex);
   });
 
