@@ -100,7 +100,7 @@ describe('membership on running nodes', () => {
         encodeKvEntry({ command: { type: 'put', key: kvKey(`k${i}`), value: kvKey(`v${i}`) } }),
       );
     }
-    n1.raft.compactNow(); // n2 and n3 catch up from a snapshot
+    expect(await n1.raft.compactNow()).toBe(true); // n2 and n3 catch up from a snapshot
 
     const c2 = await config('n2', { join: n1.config });
     const n2 = await start(c2);
