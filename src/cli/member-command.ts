@@ -17,16 +17,16 @@
  */
 import type { Command } from 'commander';
 import { isCohortError } from '../lib/errors.js';
-import { parseEndpoints, readClusterFile } from '../node/cluster.js';
 import { parseHostPort } from '../node/config.js';
 import { callLeader } from '../node/members.js';
 import type { MemberClient, MemberEndpoint, MemberList } from '../node/members.js';
+import type { TcpTlsOptions } from '../transport/tcp-transport.js';
+import { resolveUserTls } from '../trust/client-tls.js';
+import { addTargetOptions, resolveTarget } from './target.js';
+import type { TargetFlags } from './target.js';
 
-interface MemberFlags {
+interface MemberFlags extends TargetFlags {
   json?: boolean;
-  dir: string;
-  endpoints?: string;
-  clusterId?: string;
   timeoutMs: string;
 }
 
@@ -53,19 +53,24 @@ export function memberTable(list: MemberList): string {
     .join('\n');
 }
 
-/** Endpoints and cluster id from --endpoints or the cluster file; undefined after printing why not. */
+/**
+ * Endpoints, cluster id and client credentials (target.ts: --endpoints or
+ * the cluster file, with TLS from --ca/--cert/--key or cluster.json);
+ * undefined after printing why not.
+ */
 function target(
   flags: MemberFlags,
-): { endpoints: MemberEndpoint[]; clusterId: string } | undefined {
+): { endpoints: MemberEndpoint[]; clusterId: string; tls?: TcpTlsOptions } | undefined {
   try {
-    if (flags.endpoints !== undefined) {
-      return {
-        endpoints: parseEndpoints(flags.endpoints),
-        clusterId: flags.clusterId ?? 'cohort-local',
-      };
-    }
-    const file = readClusterFile(flags.dir);
-    return { endpoints: [...file.nodes], clusterId: flags.clusterId ?? file.clusterId };
+    const t = resolveTarget(flags);
+    const endpoints = t.nodes.map((n) => ({ id: n.id, rpc: n.rpc }));
+    if (t.tls === undefined) return { endpoints, clusterId: t.clusterId };
+    const creds = resolveUserTls(t.tls, 'cohort member');
+    return {
+      endpoints,
+      clusterId: t.clusterId,
+      tls: { ca: [...creds.ca], cert: creds.cert, key: creds.key },
+    };
   } catch (e) {
     process.stderr.write(`cohort member: ${(e as Error).message}\n`);
     process.exitCode = 1;
@@ -87,6 +92,7 @@ async function run(
   let list: MemberList;
   try {
     list = await callLeader(t.endpoints, t.clusterId, call, {
+      ...(t.tls === undefined ? {} : { tls: t.tls }),
       timeoutMs: Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 10_000,
     });
   } catch (e) {
@@ -113,11 +119,8 @@ export function registerMemberCommand(program: Command): void {
     .command('member')
     .description("list or change a running cluster's members (voters and learners)");
   const common = (c: Command): Command =>
-    c
+    addTargetOptions(c)
       .option('--json', 'print the membership as JSON')
-      .option('--dir <dir>', 'where cohort up put cluster.json', '.cohort')
-      .option('--endpoints <list>', "any members' RPC endpoints instead: n1=host:port,...")
-      .option('--cluster-id <id>', 'cluster id for --endpoints (default cohort-local)')
       .option('--timeout-ms <ms>', 'deadline of each call', '10000');
   common(
     member

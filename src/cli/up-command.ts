@@ -149,7 +149,7 @@ async function clusterProcesses(f: ClusterFile): Promise<Found[]> {
         : { what: 'supervisor', skipped: `pid ${f.supervisor} is another process now` },
     );
   }
-  const poller = await StatusPoller.connect(f.nodes, f.clusterId);
+  const poller = await StatusPoller.connect(f.nodes, f.clusterId, f.tls);
   let polled;
   try {
     polled = await poller.poll(1_000);
@@ -532,7 +532,7 @@ async function restart(id: string, flags: UpFlags): Promise<void> {
     nodes: file.nodes.map((n) => (n.id === id ? { ...n, ...processOf(child.pid) } : n)),
   };
   writeFileSync(clusterFilePath(dir), `${JSON.stringify(updated, null, 2)}\n`);
-  const poller = await StatusPoller.connect([node], file.clusterId);
+  const poller = await StatusPoller.connect([node], file.clusterId, file.tls);
   try {
     const deadline = Date.now() + leaderWaitMs;
     for (;;) {

@@ -14,7 +14,7 @@
  * | caller                 | Raft port | RPC port                                                                 |
  * | ---------------------- | --------- | ------------------------------------------------------------------------ |
  * | a member node          | yes       | node-to-node methods only: MapReduce's worker and shuffle calls, calls a member forwards to the leader, Node.status/health; not the client API (Kv, Auth, job submission) |
- * | a node not a member    | refused   | refused                                                                  |
+ * | a node not a member    | refused   | only Members.list and Members.add (asking to join, `cohort node --join`) |
  * | a user                 | refused   | the client API, as its roles allow (with auth disabled: everything); never the node-to-node methods |
  * | no certificate / other CA / expired | refused (TLS) | refused (TLS)                                   |
  * | anonymous (--insecure) | members' ids | everything: nobody is authenticated, every caller is root         |
@@ -66,6 +66,10 @@ const FORWARDED = 'mr-forwarded';
 
 const mrUser: Rule = { kind: 'users', capability: 'mapreduce' };
 const status: Rule = { kind: 'users', capability: 'status', nodes: true };
+const membership: Rule = { kind: 'users', capability: 'membership', nodes: true };
+
+/** What a node not (yet) in the configuration may call: ask to join (`cohort node --join`). */
+const joinMethods: ReadonlySet<string> = new Set(['Members.list', 'Members.add']);
 
 /** The method table (see the file comment); '*' is a service's default. */
 const rules: Readonly<Record<string, Readonly<Record<string, Rule>>>> = {
@@ -78,6 +82,15 @@ const rules: Readonly<Record<string, Readonly<Record<string, Rule>>>> = {
     list: mrUser,
     tasks: mrUser,
     '*': { kind: 'members' },
+  },
+  // Membership (node/members.ts): reading it needs `status`, changing it
+  // `membership`; nodes may call it (a member forwards, a joining node asks to
+  // be added: see rpcAdmit).
+  Members: {
+    list: status,
+    add: membership,
+    promote: membership,
+    remove: membership,
   },
   Auth: {
     ...Object.fromEntries([...authOpenMethods].map((m) => [m, { kind: 'open' }])),
@@ -114,11 +127,13 @@ export class AccessPolicy {
       : `node ${id} is not a member of the cluster (it was removed, or never added)`;
   };
 
-  /** Admission to the RPC port: users, and member nodes. */
-  readonly rpcAdmit: AdmitPolicy = (identity) => {
-    if (identity.kind !== 'node' || this.o.isMember(identity.id)) return undefined;
-    return `node ${identity.id} is not a member of the cluster (it was removed, or never added)`;
-  };
+  /**
+   * Admission to the RPC port: users and nodes of the cluster's CA. A node
+   * not in the configuration may only ask to join (see {@link authorize}):
+   * a node certificate issued by the cluster's CA is the credential to join,
+   * as `cohort certs issue node <id>` is the operator's consent.
+   */
+  readonly rpcAdmit: AdmitPolicy = () => undefined;
 
   /** The RPC server's access policy (RpcServerOptions.authorize). */
   authorize(call: ServerCallInfo): CohortError | undefined {
@@ -127,6 +142,12 @@ export class AccessPolicy {
     const name = `${call.service}.${call.method}`;
     const rule = ruleOf(call.service, call.method);
     if (who.kind === 'node') {
+      if (!this.o.isMember(who.id) && !joinMethods.has(name)) {
+        return denied(
+          `node ${who.id} is not a member of the cluster (it was removed, or never added): it may only ask to join (Members.add)`,
+          { identity: describeIdentity(who), method: name },
+        );
+      }
       const forwarded = call.service === 'MapReduce' && call.meta[FORWARDED] !== undefined;
       if (
         rule.kind === 'members' ||

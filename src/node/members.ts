@@ -49,7 +49,7 @@ import type { RpcNode } from '../rpc/node.js';
 import { defineService, unary } from '../rpc/service.js';
 import type { Client } from '../rpc/service.js';
 import { startTcpClient } from '../rpc/tcp-endpoints.js';
-import type { PeerAddress } from '../transport/tcp-transport.js';
+import type { PeerAddress, TcpTlsOptions } from '../transport/tcp-transport.js';
 import { parseHostPort } from './config.js';
 
 /** The address book's module name (tags its log entries and snapshot part). */
@@ -568,6 +568,8 @@ export interface CallLeaderOptions {
   /** Keep trying (every `retryMs`) while no leader answers, until this signal fires. */
   readonly signal?: AbortSignal;
   readonly retryMs?: number;
+  /** Mutual TLS for the calls: a user's credentials (cohort member) or the node's own (--join). */
+  readonly tls?: TcpTlsOptions;
 }
 
 /** Errors no other endpoint or later try would answer differently. */
@@ -600,7 +602,11 @@ export async function callLeader<T>(
     const key = `${e.id}@${formatAddress(e.rpc)}`;
     let c = clients.get(key);
     if (c === undefined) {
-      c = await startTcpClient({ server: { id: e.id, ...e.rpc }, clusterId });
+      c = await startTcpClient({
+        server: { id: e.id, ...e.rpc },
+        clusterId,
+        ...(options.tls === undefined ? {} : { tls: options.tls }),
+      });
       clients.set(key, c);
     }
     return c.client(MemberService, c.serverId);

@@ -465,7 +465,7 @@ async function startLocked(
     'node started',
   );
   const leaving = new AbortController();
-  const joined = joinIfFresh(config, raft, raftTransport, leaving.signal, log);
+  const joined = joinIfFresh(config, raft, raftTransport, leaving.signal, log, creds);
   // Nobody may be waiting on it; a failure is logged by joinIfFresh.
   joined?.catch(() => {});
   let closing: Promise<void> | undefined;
@@ -537,7 +537,11 @@ function joinIfFresh(
   transport: TcpTransport<RaftMessage>,
   signal: AbortSignal,
   log: Logger,
+  creds: Credentials | undefined,
 ): Promise<MemberList> | null {
+  // With TLS the node asks with its own certificate (a node certificate of the cluster's CA).
+  const tls =
+    creds === undefined ? {} : { tls: { ca: [...creds.ca], cert: creds.cert, key: creds.key } };
   const s = raft.status();
   if (config.join.length === 0 || s.config.voters.length + s.config.learners.length > 0) {
     return null;
@@ -559,7 +563,7 @@ function joinIfFresh(
         config.join,
         config.clusterId,
         (m, timeoutMs) => m.list({}, { timeoutMs }),
-        { signal },
+        { signal, ...tls },
       );
       if (known.members.some((m) => m.id === config.id && m.role === 'voter')) {
         // A voter's term and vote live in its data dir: an empty one in its place could vote twice.
@@ -583,7 +587,7 @@ function joinIfFresh(
             },
             { timeoutMs },
           ),
-        { signal },
+        { signal, ...tls },
       );
       learn(list);
       log.info(

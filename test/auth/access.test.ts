@@ -49,7 +49,7 @@ function call(identity: PeerIdentity, service: string, method: string, meta = {}
 const codeOf = (e: CohortError | undefined): string | undefined => e?.code;
 
 describe('the access policy', () => {
-  it('admits members only on the Raft port, users and members on the RPC port', () => {
+  it('admits members only on the Raft port; on the RPC port users, members, and other nodes only to join', () => {
     const members = ['n1', 'n2', 'n3'];
     const { p } = policy(members);
     expect(p.raftAdmit(node('n2'), nodeId('n2'))).toBeUndefined();
@@ -57,11 +57,21 @@ describe('the access policy', () => {
     expect(p.raftAdmit(user('root'), nodeId('n2'))).toMatch(/users may not connect/);
     expect(p.rpcAdmit(user('alice'), nodeId('user:alice:1'))).toBeUndefined();
     expect(p.rpcAdmit(node('n3'), nodeId('n3'))).toBeUndefined();
-    expect(p.rpcAdmit(node('n9'), nodeId('n9'))).toMatch(/n9 is not a member/);
+    // A node of the cluster's CA that is not a member may only ask to join.
+    expect(p.rpcAdmit(node('n9'), nodeId('n9'))).toBeUndefined();
+    expect(p.authorize(call(node('n9'), 'Members', 'add'))).toBeUndefined();
+    expect(p.authorize(call(node('n9'), 'Members', 'list'))).toBeUndefined();
+    expect(codeOf(p.authorize(call(node('n9'), 'Members', 'remove')))).toBe('PERMISSION_DENIED');
+    expect(codeOf(p.authorize(call(node('n9'), 'Node', 'status')))).toBe('PERMISSION_DENIED');
+    expect(codeOf(p.authorize(call(node('n9'), 'MapReduce', 'requestTask')))).toBe(
+      'PERMISSION_DENIED',
+    );
     // Removal takes effect at once.
     members.splice(members.indexOf('n3'), 1);
     expect(p.raftAdmit(node('n3'), nodeId('n3'))).toMatch(/n3 is not a member/);
-    expect(p.rpcAdmit(node('n3'), nodeId('n3'))).toMatch(/n3 is not a member/);
+    expect(codeOf(p.authorize(call(node('n3'), 'MapReduce', 'requestTask')))).toBe(
+      'PERMISSION_DENIED',
+    );
   });
 
   it('keeps nodes off the client API and users off the node-to-node methods', () => {

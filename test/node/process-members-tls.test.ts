@@ -1,0 +1,95 @@
+/**
+ * Membership on a secure cluster (the default `cohort up` makes): a node
+ * started with `--join` and its own node certificate is added and promoted,
+ * `cohort member list/remove` work with the root user's certificate, and a
+ * caller without a certificate is refused. Before `cohort member` and
+ * `--join` spoke TLS, both failed against every TLS cluster.
+ */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MemberList } from '../../src/node/members.js';
+import { ProcessCluster, until } from '../harness/process-cluster.js';
+
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+const cliEntry = fileURLToPath(new URL('./fixtures/cohort-cli.ts', import.meta.url));
+
+/** Runs `cohort <args>` from source; resolves with its exit code and output. */
+function cohort(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', cliEntry, ...args],
+      { cwd: repo },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+let cluster: ProcessCluster;
+
+beforeAll(async () => {
+  cluster = await ProcessCluster.start({ nodes: 3, tls: true });
+});
+
+afterAll(async () => {
+  await cluster.close();
+});
+
+describe('membership on a TLS cluster', () => {
+  it('joins with a node certificate, lists and removes with a user certificate, refuses plaintext', async () => {
+    await cluster.waitForLeader();
+    await cluster.plan('n4');
+    const tls = cluster.clientTls;
+    expect(tls).toBeDefined();
+    const endpoints = cluster
+      .endpoints()
+      .map((e) => `${e.id}=${e.host}:${e.port}`)
+      .join(',');
+    const target = [
+      '--endpoints',
+      endpoints,
+      '--cluster-id',
+      cluster.clusterId,
+      '--ca',
+      tls?.ca ?? '',
+      '--cert',
+      tls?.cert ?? '',
+      '--key',
+      tls?.key ?? '',
+    ];
+    cluster.join('n4');
+    const list = async (): Promise<MemberList | undefined> => {
+      const r = await cohort(['member', 'list', '--json', ...target]);
+      return r.code === 0 ? (JSON.parse(r.stdout) as MemberList) : undefined;
+    };
+    await until('n4 promoted to voter', async () => {
+      const l = await list();
+      return l?.members.some((m) => m.id === 'n4' && m.role === 'voter') === true ? l : undefined;
+    });
+
+    const removed = await cohort(['member', 'remove', 'n4', '--json', ...target]);
+    expect(removed.stderr).toBe('');
+    expect(removed.code).toBe(0);
+    const after = await list();
+    expect(after?.members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3']);
+
+    // Plaintext against the TLS cluster: refused, and says so.
+    const plain = await cohort([
+      'member',
+      'list',
+      '--endpoints',
+      endpoints,
+      '--cluster-id',
+      cluster.clusterId,
+      '--insecure',
+      '--timeout-ms',
+      '2000',
+    ]);
+    expect(plain.code).not.toBe(0);
+    expect(plain.stderr).toMatch(/cohort member list/);
+  });
+});
