@@ -599,17 +599,32 @@ export class KvServer {
 
   // ------------------------------------------------------------ requests
 
-  /** NOT_LEADER (definite) naming the leader and its RPC address. */
+  /**
+   * NOT_LEADER naming the leader and its RPC address. Definite (nothing was
+   * done: `details.reason` NOT_LEADER) unless `cause` is the Raft node's
+   * indefinite one — leadership lost after the command was proposed, or its
+   * entry covered by a snapshot (`details.reason` LEADERSHIP_LOST): the
+   * command may still commit under the next leader, and the message says so.
+   */
   private notLeader(cause?: CohortError): CohortError {
     const leaderId = this.raft.leaderId();
     const addr = leaderId === null ? undefined : this.options.peerRpc(leaderId);
     const leaderRpc = addr === undefined ? null : `${addr.host}:${addr.port}`;
+    const leader = leaderId === null ? 'no leader known' : `the leader is ${leaderId}`;
+    const definite = cause?.definite ?? true;
     return new CohortError(
       'NOT_LEADER',
-      `${this.raft.id} is not the leader${leaderId === null ? ' (no leader known)' : `; the leader is ${leaderId}`}`,
+      definite
+        ? `${this.raft.id} is not the leader (${leader}); nothing was done`
+        : `${this.raft.id} lost its leadership after the command was proposed (${leader}): it may still be applied, its outcome is unknown`,
       {
-        definite: cause?.definite ?? true,
-        details: { ...(cause?.details ?? {}), leaderId, leaderRpc },
+        definite,
+        details: {
+          reason: definite ? 'NOT_LEADER' : 'LEADERSHIP_LOST',
+          ...(cause?.details ?? {}),
+          leaderId,
+          leaderRpc,
+        },
         ...(cause === undefined ? {} : { cause }),
       },
     );

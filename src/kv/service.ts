@@ -94,6 +94,8 @@ const CompareOp = Type.Union([
   Type.Literal('!='),
   Type.Literal('<'),
   Type.Literal('>'),
+  Type.Literal('<='),
+  Type.Literal('>='),
 ]);
 const Compare = Type.Union([
   Type.Object({

@@ -13,6 +13,9 @@
  * }
  * ```
  *
+ * A pending call (unary or stream) keeps the process alive through
+ * `Clock.hold`; an idle client holds nothing, so a script that is done exits.
+ *
  * Error model (DESIGN.md, Errors): every failure is a CohortError.
  * - Definite (nothing ran): INVALID_ARGUMENT (request failed its schema, here
  *   or on the server), a synchronous transport refusal (OVERLOADED,
@@ -107,6 +110,8 @@ interface Pending {
   resolve: ((value: unknown) => void) | undefined;
   reject: ((err: CohortError) => void) | undefined;
   stream: ClientStream | undefined;
+  /** Lets the process exit again (see Clock.hold): a pending call keeps it alive. */
+  release: (() => void) | undefined;
 }
 
 type Send = (to: NodeId, message: RpcWireMessage) => void;
@@ -339,6 +344,7 @@ export class RpcClientSide {
       resolve: undefined,
       reject: undefined,
       stream,
+      release: this.clock.hold?.(),
     };
     if (stream !== undefined) stream.id = id;
     this.pending.set(id, p);
@@ -522,6 +528,8 @@ export class RpcClientSide {
 
   private finish(id: number, p: Pending): void {
     this.pending.delete(id);
+    p.release?.();
+    p.release = undefined;
     if (p.timer !== undefined) this.clock.clearTimer(p.timer);
     else this.lane.delete(id);
     p.timer = undefined;
