@@ -8,14 +8,22 @@
  * ```
  *
  * Settings come from flags, then COHORT_* variables, then the config file,
- * then defaults; the flags and their help are src/node/config.ts's nodeOptions. Exit codes: 0 after a clean shutdown, 2 for a
- * bad configuration, 1 when the node could not start or failed.
+ * then defaults; the flags and their help are src/node/config.ts's
+ * nodeOptions. Everything the node says once its configuration is read —
+ * a refused start (a port in use), its shutdown on a signal, a storage
+ * failure — is a line of its log (`--log-format`: JSON lines, or pretty on
+ * a terminal), so a log file holds nothing but JSON. Exit codes: 0 after a
+ * clean shutdown (SIGINT or SIGTERM: a server stopping when asked), 2 for a
+ * bad configuration (one `error:` line on stderr, before any logging), 1
+ * when the node could not start or failed.
  */
 import type { Command } from 'commander';
 import { isCohortError } from '../lib/errors.js';
 import { configFileFlag, nodeOptionFlags, resolveNodeConfig } from '../node/config.js';
 import type { RawConfig } from '../node/config.js';
+import { nodeLogger } from '../node/logger.js';
 import { startNode } from '../node/node.js';
+import { exitCodes } from './exit-codes.js';
 
 /** Flags of `cohort node` as commander hands them over (all strings). */
 type NodeFlags = RawConfig & { config?: string };
@@ -27,25 +35,30 @@ async function runNode(flags: NodeFlags): Promise<void> {
     config = resolveNodeConfig({ flags, env: process.env });
   } catch (e) {
     if (isCohortError(e)) {
-      process.stderr.write(`cohort node: bad configuration: ${e.message}\n`);
-      process.exitCode = 2;
+      process.stderr.write(`error: ${e.code}: bad configuration: ${e.message}\n`);
+      process.exitCode = exitCodes.usage;
       return;
     }
     throw e;
   }
+  const root = nodeLogger({ level: config.logLevel, format: config.logFormat });
+  const log = root.child({ node: config.id });
   let stopping = false;
   const node = await startNode(config, {
+    logger: root,
     onFatal: (err) => {
-      process.stderr.write(
-        `cohort node ${config.id}: stopped by a storage failure: ${String(err)}\n`,
-      );
-      process.exit(1);
+      log.fatal({ err }, 'stopped by a storage failure');
+      process.exit(exitCodes.failed);
     },
   }).catch((e: unknown) => {
-    process.stderr.write(
-      `cohort node ${config.id}: cannot start: ${e instanceof Error ? e.message : String(e)}\n`,
+    log.fatal(
+      {
+        err: e,
+        ...(isCohortError(e) ? { code: e.code, details: e.details } : {}),
+      },
+      `cannot start: ${e instanceof Error ? e.message : String(e)}`,
     );
-    process.exitCode = 1;
+    process.exitCode = exitCodes.failed;
     return undefined;
   });
   if (node === undefined) return;
@@ -53,12 +66,12 @@ async function runNode(flags: NodeFlags): Promise<void> {
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      process.stderr.write(`cohort node ${config.id}: ${signal}, shutting down\n`);
+      log.info({ signal }, 'shutting down');
       node.close().then(
         () => resolve(),
         (e: unknown) => {
-          process.stderr.write(`cohort node ${config.id}: shutdown failed: ${String(e)}\n`);
-          process.exitCode = 1;
+          log.error({ err: e }, 'shutdown failed');
+          process.exitCode = exitCodes.failed;
           resolve();
         },
       );

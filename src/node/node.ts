@@ -18,9 +18,8 @@
  */
 import { randomInt } from 'node:crypto';
 import { accessSync, constants, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
-import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { seededRandom } from '../lib/random.js';
@@ -39,12 +38,14 @@ import type { KvServerOptions } from '../kv/server.js';
 import type { KvRaftStateMachine } from '../host/kv-state-machine.js';
 import { startModules } from '../host/modules.js';
 import type { NodeModule } from '../host/modules.js';
+import { version } from '../version.js';
+import { nodeLogger } from './logger.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
 
 /** Options of {@link startNode}. */
 export interface StartNodeOptions {
-  /** Logger (default: pino on stdout at config.logLevel, with `node` bound). */
+  /** Root logger, without `node` bound (default: nodeLogger on stdout at config.logLevel and logFormat). */
   readonly logger?: Logger;
   /** Called once if Raft stops because storage failed (the process should exit). */
   readonly onFatal?: (err: unknown) => void;
@@ -140,7 +141,7 @@ export async function startNode(
   options: StartNodeOptions = {},
 ): Promise<CohortNode> {
   // RaftNode adds `node` to its own lines; everything else gets it bound here.
-  const root = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } });
+  const root = options.logger ?? nodeLogger({ level: config.logLevel, format: config.logFormat });
   const log = root.child({ node: config.id });
   checkDataDir(config.dataDir);
   // The store lives in the JS heap, at two to three times its size while a snapshot is encoded.
@@ -244,6 +245,8 @@ export async function startNode(
       kvBytes: stateMachine.kv.sizeBytes,
       alarms: stateMachine.kv.noSpaceAlarm ? ['NOSPACE'] : [],
       state: s.state,
+      version,
+      dataDir: resolve(config.dataDir),
       pid: process.pid,
       uptimeMs: Date.now() - startedAt,
     };
