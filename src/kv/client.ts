@@ -71,7 +71,7 @@
  * `options.random` and the connections from `options.transport` when given,
  * so a simulator can drive the client under its own faults.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { RealClock } from '../lib/clock.js';
@@ -118,6 +118,7 @@ import type {
   OptimisticTxnOutcome,
 } from './optimistic-txn.js';
 import { KvService } from './service.js';
+import type { SnapshotItem } from './service.js';
 
 /** A key or value: bytes, or a string taken as UTF-8. Every method takes either. */
 export type Bytes = Uint8Array | string;
@@ -362,6 +363,20 @@ export interface CasResult {
   readonly current?: KvPair;
   /** When it succeeded with `prevKv`: what the key held before. */
   readonly prevKv?: KvPair;
+}
+
+/** What a snapshot holds (see {@link KvClient.snapshot}). */
+export interface KvSnapshotInfo {
+  /** The store's revision: every write up to it is in the snapshot. */
+  readonly revision: number;
+  /** The Raft log index it was taken at. */
+  readonly index: number;
+  /** Bytes of snapshot data. */
+  readonly bytes: number;
+  /** The node that took it. */
+  readonly nodeId: string;
+  /** SHA-256 of the data (hex), checked on arrival. */
+  readonly sha256: string;
 }
 
 /** What {@link KvClient.ready} found. */
@@ -1071,6 +1086,59 @@ export class KvClient {
     }
   }
 
+  // ------------------------------------------------------------ snapshots
+
+  /**
+   * Streams a consistent snapshot of the store (as of a linearizable read on
+   * the leader; `serializable`: any node's state) to `sink`: `start()` at the
+   * beginning of each attempt (discard what an earlier one wrote), then the
+   * bytes chunk by chunk. Resolves with what the snapshot holds once every
+   * byte arrived and its SHA-256 matched; CORRUPTION if it did not. An
+   * attempt that fails before data flows is retried on another node until
+   * the deadline (default: the client's `callTimeoutMs`).
+   */
+  async snapshot(
+    sink: { start(): Promise<void> | void; write(chunk: Uint8Array): Promise<void> | void },
+    options: KvCallOptions & { serializable?: boolean } = {},
+  ): Promise<KvSnapshotInfo> {
+    return this.run(options, async (ctx) => {
+      const seen = new Map<NodeId, CohortError>();
+      let last: CohortError | undefined;
+      for (;;) {
+        if (ctx.signal?.aborted === true) throw cancelled(false);
+        const remaining = Math.floor(ctx.deadline - this.clock.now());
+        if (remaining < 1)
+          throw this.giveUp(ctx, last, seen, false, 'no snapshot from the cluster');
+        const target = this.target();
+        let stream: ReturnType<Stub['snapshot']> | undefined;
+        try {
+          await this.linkUp(target, Math.min(remaining, limits.connectTimeoutMs), ctx.signal);
+          await sink.start();
+          stream = this.stub(target).snapshot(
+            options.serializable === true ? { serializable: true } : {},
+            {
+              timeoutMs: Math.max(1, Math.floor(ctx.deadline - this.clock.now())),
+              ...(ctx.signal === undefined ? {} : { signal: ctx.signal }),
+            },
+          );
+          return await readSnapshot(stream, sink);
+        } catch (e) {
+          if (!isCohortError(e) || !routingCodes.has(e.code)) throw e;
+          if (finalErrors.has(e)) throw e;
+          if (isAborted(ctx.signal)) throw cancelled(false, e);
+          last = e;
+          seen.set(target, e);
+          if (e.code === 'NOT_LEADER' && this.redirect(e, target)) continue;
+          if (e.code === 'NOT_LEADER') this.forget(target);
+          else this.suspect(target);
+          if (this.leader === undefined) await sleep(this.clock, 50, ctx.signal);
+        } finally {
+          stream?.cancel();
+        }
+      }
+    });
+  }
+
   // ------------------------------------------------------------ lifecycle
 
   /** Ends the lanes' sessions on the cluster (best effort), stops keep-alives, closes the connections. */
@@ -1490,6 +1558,39 @@ export class KvClient {
       },
     );
   }
+}
+
+/** Reads a snapshot stream into `sink`, checking its length and SHA-256. */
+async function readSnapshot(
+  stream: AsyncIterable<SnapshotItem>,
+  sink: { write(chunk: Uint8Array): Promise<void> | void },
+): Promise<KvSnapshotInfo> {
+  let meta: SnapshotItem['meta'];
+  let got = 0;
+  const hash = createHash('sha256');
+  for await (const item of stream) {
+    if (item.meta !== undefined) {
+      meta = item.meta;
+    } else if (item.data !== undefined) {
+      if (meta === undefined)
+        throw new CohortError('PROTOCOL_ERROR', 'snapshot data before its meta');
+      got += item.data.length;
+      hash.update(item.data);
+      await sink.write(item.data);
+    } else if (item.sha256 !== undefined) {
+      const sha256 = hash.digest('hex');
+      if (meta === undefined || got !== meta.bytes || sha256 !== item.sha256) {
+        throw new CohortError(
+          'CORRUPTION',
+          `the snapshot arrived damaged: ${got} of ${meta?.bytes ?? '?'} bytes, SHA-256 ${sha256}, expected ${item.sha256}`,
+        );
+      }
+      return { ...meta, sha256 };
+    }
+  }
+  throw new CohortError('CONNECTION_LOST', 'the snapshot stream ended before its checksum', {
+    definite: true,
+  });
 }
 
 /** Errors a call ends with (its time is up, or it was cancelled): not retried by an outer call. */
