@@ -1,0 +1,122 @@
+/**
+ * No silent success (issue 18): every client command, run as a user runs it
+ * (its own process), exits non-zero with one `error: CODE: ...` line when it
+ * could not do its work — every node down, or the nodes of another cluster —
+ * and does its work when only the leader was killed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTcpServer } from '../../src/rpc/tcp-endpoints.js';
+import { runCli } from '../harness/cli.js';
+import type { CliRun } from '../harness/cli.js';
+import { tempDir } from '../harness/tmp.js';
+import { freePort } from '../transport/tcp-harness.js';
+import { KvTestCluster } from '../kv/kv-cluster.js';
+
+/** Every client command, with the arguments it needs (the cluster comes from COHORT_ENDPOINTS). */
+function commands(): string[][] {
+  const snap = `${tempDir('cohort-loud-')}/x.snap`;
+  return [
+    ['kv', 'put', 'a', '1'],
+    ['kv', 'get', 'a'],
+    ['kv', 'get', 'a', '-w', 'json'],
+    ['kv', 'del', 'a'],
+    ['kv', 'txn', '--if', 'value(a) == 1', '--then', 'put a 2'],
+    ['kv', 'compact', '1'],
+    ['kv', 'watch', 'a'],
+    ['kv', 'lease', 'grant', '5'],
+    ['kv', 'lease', 'revoke', '1'],
+    ['kv', 'lease', 'ttl', '1'],
+    ['kv', 'lease', 'list'],
+    ['kv', 'lease', 'keep-alive', '1'],
+    ['kv', 'lock', 'l', '--timeout-ms', '1500', '--', 'true'],
+    ['status'],
+    ['endpoint', 'status'],
+    ['endpoint', 'health'],
+    ['snapshot', 'save', snap],
+  ];
+}
+
+/** Runs every command against COHORT_ENDPOINTS `endpoints`, a few at a time. */
+async function runAll(
+  endpoints: string,
+  extraEnv: Record<string, string> = {},
+): Promise<{ args: string[]; r: CliRun }[]> {
+  const all = commands().map((c) => (c.includes('--') ? c : [...c, '--timeout-ms', '1500']));
+  const results: { args: string[]; r: CliRun }[] = [];
+  for (let i = 0; i < all.length; i += 3) {
+    const batch = all.slice(i, i + 3);
+    results.push(
+      ...(await Promise.all(
+        batch.map(async (args) => ({
+          args,
+          r: await runCli(args, { COHORT_ENDPOINTS: endpoints, ...extraEnv }),
+        })),
+      )),
+    );
+  }
+  return results;
+}
+
+describe('no command exits 0 without having done its work', () => {
+  it('every node down: exit 1, "connection refused", one error line, nothing on stdout for kv', async () => {
+    const endpoints = `n1=127.0.0.1:${await freePort()},n2=127.0.0.1:${await freePort()}`;
+    for (const { args, r } of await runAll(endpoints)) {
+      const what = `cohort ${args.join(' ')}: ${r.stderr}`;
+      expect(r.code, what).toBe(1);
+      expect(r.stdout + r.stderr, what).toMatch(/connection refused/);
+      if (args[0] === 'kv' || args[0] === 'snapshot') {
+        expect(r.stderr, what).toMatch(/^error: UNAVAILABLE: [^\n]*\n$/);
+        expect(r.stdout, what).toBe('');
+      }
+    }
+  }, 300_000);
+
+  it('the nodes there are another cluster: exit 1, HANDSHAKE_FAILED, never their data', async () => {
+    const other = await startTcpServer({ id: 'n1', port: 0, clusterId: 'theirs' });
+    try {
+      const endpoints = `n1=127.0.0.1:${other.address.port}`;
+      const some = [['kv', 'get', 'a'], ['kv', 'put', 'a', '1'], ['status']];
+      for (const args of some) {
+        const r = await runCli([...args, '--timeout-ms', '1500'], { COHORT_ENDPOINTS: endpoints });
+        const what = `cohort ${args.join(' ')}: ${r.stderr}`;
+        expect(r.code, what).toBe(1);
+        expect(r.stdout + r.stderr, what).toMatch(/HANDSHAKE_FAILED/);
+      }
+    } finally {
+      await other.close();
+    }
+  }, 120_000);
+
+  describe('the leader killed', () => {
+    let cluster: KvTestCluster;
+    beforeAll(async () => {
+      cluster = await KvTestCluster.start(3);
+      const leader = await cluster.leader();
+      await cluster.stop(leader.config.id);
+    }, 120_000);
+    afterAll(async () => {
+      await cluster.close();
+    });
+
+    it('kv put, get, txn and lock fail over to the others and succeed', async () => {
+      const env = { COHORT_ENDPOINTS: cluster.endpoints().join(',') };
+      const put = await runCli(['kv', 'put', 'w/2', 'after-kill'], env);
+      expect(put, put.stderr).toMatchObject({ code: 0 });
+      expect(put.stdout).toMatch(/^OK \(revision \d+\)\n$/);
+      expect(await runCli(['kv', 'get', 'w/2'], env)).toMatchObject({
+        code: 0,
+        stdout: 'after-kill\n',
+      });
+      const txn = await runCli(
+        ['kv', 'txn', '--if', 'value("w/2") == "after-kill"', '--then', 'put w/3 "a b"'],
+        env,
+      );
+      expect(txn, txn.stderr).toMatchObject({ code: 0 });
+      expect(await runCli(['kv', 'get', 'w/3'], env)).toMatchObject({ code: 0, stdout: 'a b\n' });
+      const lock = await runCli(['kv', 'lock', 'l', '--', 'node', '-e', 'process.exit(7)'], env);
+      expect(lock.code, lock.stderr).toBe(7);
+      const status = await runCli(['status'], env);
+      expect(status.code, status.stdout).toBe(5); // a leader, and one node down
+    }, 180_000);
+  });
+});
