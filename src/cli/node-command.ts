@@ -12,10 +12,14 @@
  * nodeOptions. Everything the node says once its configuration is read —
  * a refused start (a port in use), its shutdown on a signal, a storage
  * failure — is a line of its log (`--log-format`: JSON lines, or pretty on
- * a terminal), so a log file holds nothing but JSON. Exit codes: 0 after a
+ * a terminal; why it stopped goes to stderr, the rest to stdout), so a log
+ * file holds nothing but JSON. Exit codes: 0 after a
  * clean shutdown (SIGINT or SIGTERM: a server stopping when asked), 2 for a
  * bad configuration (one `error:` line on stderr, before any logging), 1
- * when the node could not start or failed.
+ * when the node could not start or failed. With `--repair`, a WAL damaged in
+ * the middle is cut at the damage instead of refused, and what was dropped
+ * (file, offset, bytes, records, entries) is printed on stderr before the
+ * node serves.
  */
 import type { Command } from 'commander';
 import { isCohortError } from '../lib/errors.js';
@@ -23,6 +27,7 @@ import { configFileFlag, nodeOptionFlags, resolveNodeConfig } from '../node/conf
 import type { RawConfig } from '../node/config.js';
 import { nodeLogger } from '../node/logger.js';
 import { startNode } from '../node/node.js';
+import { describeRecovery } from '../raft/storage/file-storage.js';
 import { exitCodes } from './exit-codes.js';
 
 /** Flags of `cohort node` as commander hands them over (all strings). */
@@ -43,15 +48,22 @@ async function runNode(flags: NodeFlags): Promise<void> {
   }
   const root = nodeLogger({ level: config.logLevel, format: config.logFormat });
   const log = root.child({ node: config.id });
+  // Why the node stops (a refused start, a storage failure) goes to stderr, still a log line:
+  // on a terminal it is seen apart from the stream of stdout; under `cohort up` both are node.log.
+  const fatal = nodeLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    destination: process.stderr,
+  }).child({ node: config.id });
   let stopping = false;
   const node = await startNode(config, {
     logger: root,
     onFatal: (err) => {
-      log.fatal({ err }, 'stopped by a storage failure');
+      fatal.fatal({ err }, 'stopped by a storage failure');
       process.exit(exitCodes.failed);
     },
   }).catch((e: unknown) => {
-    log.fatal(
+    fatal.fatal(
       {
         err: e,
         ...(isCohortError(e) ? { code: e.code, details: e.details } : {}),
@@ -62,11 +74,16 @@ async function runNode(flags: NodeFlags): Promise<void> {
     return undefined;
   });
   if (node === undefined) return;
+  if (config.repair) {
+    const lines = describeRecovery(node.recovery);
+    if (lines.length === 0) lines.push('repair: the log was whole; nothing dropped');
+    for (const line of lines) process.stderr.write(`cohort node ${config.id}: ${line}\n`);
+  }
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      log.info({ signal }, 'shutting down');
+      log.info({ signal, term: node.raft.status().term }, 'shutting down');
       node.close().then(
         () => resolve(),
         (e: unknown) => {

@@ -29,15 +29,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
@@ -52,6 +44,7 @@ import {
 } from '../node/cluster.js';
 import { isCohortError } from '../lib/errors.js';
 import type { ClusterFile, ClusterNode } from '../node/cluster.js';
+import { makeDirs } from '../raft/storage/fs.js';
 import { exitCodes } from './exit-codes.js';
 import { signalCode } from './run.js';
 import { findClusterDir } from './target.js';
@@ -202,7 +195,13 @@ async function up(flags: UpFlags): Promise<void> {
     }
     rmSync(filePath);
   }
-  mkdirSync(dir, { recursive: true });
+  try {
+    // Not mkdirSync's recursive mode: it spins forever where a parent refuses children (/proc).
+    for (const d of [dir, ...plan.nodes.map((n) => n.dataDir)]) makeDirs(d);
+  } catch (e) {
+    fail(`cannot create ${dir}: ${(e as Error).message}`);
+    return;
+  }
 
   const entry = process.argv[1];
   if (entry === undefined) {
@@ -221,7 +220,6 @@ async function up(flags: UpFlags): Promise<void> {
   const exited = new Map<string, string>();
   const nodes: ClusterNode[] = [];
   for (const n of plan.nodes) {
-    mkdirSync(n.dataDir, { recursive: true });
     const logPath = join(n.dataDir, 'node.log');
     const fd = openSync(logPath, 'a');
     const args = [

@@ -215,6 +215,13 @@ export const nodeOptions = {
     default: limits.kvQuotaBytesDefault,
     defaultHelp: '536870912, 512 MiB',
   }),
+  /** Cut the WAL at a corrupt record (dropping everything after it) instead of refusing to start. */
+  repair: option({
+    arg: '',
+    help: 'cut the WAL at a corrupt record, dropping everything after it, instead of refusing to start; prints what it drops',
+    schema: Type.Boolean(),
+    default: false,
+  }),
 };
 
 type Options = typeof nodeOptions;

@@ -12,12 +12,13 @@
  * await node.close();                     // RPC port, Raft node, transport, storage
  * ```
  *
- * Start order: check the data dir, bind the Raft port, bind the RPC port,
- * then load storage and start Raft; whatever was opened is closed again if a
- * later step fails, so a refused start leaves nothing behind.
+ * Start order: check the data dir, lock it (one process per data dir, see
+ * data-dir-lock.ts), bind the Raft port, bind the RPC port, then load storage
+ * and start Raft; whatever was opened is closed again if a later step fails,
+ * so a refused start leaves nothing behind.
  */
 import { randomInt } from 'node:crypto';
-import { accessSync, constants, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
@@ -26,6 +27,10 @@ import { seededRandom } from '../lib/random.js';
 import { raftMessagesCodec } from '../raft/raft-messages-codec.js';
 import { RaftNode } from '../raft/raft-node.js';
 import { FileStorage } from '../raft/storage/file-storage.js';
+import type { RecoveryReport } from '../raft/storage/file-storage.js';
+import { lockDataDir } from './data-dir-lock.js';
+import type { DataDirLock } from './data-dir-lock.js';
+import { makeDirs, nodeFs, syncCreatedDirs } from '../raft/storage/fs.js';
 import type { RaftMessage } from '../raft/core/messages.js';
 import { rpcCodec } from '../rpc/messages.js';
 import type { RpcWireMessage } from '../rpc/messages.js';
@@ -71,13 +76,19 @@ export interface CohortNode {
   readonly rpc: RpcNode;
   /** The KV service on this node (watches, leader duties). */
   readonly kv: KvServer;
+  /** What loading the WAL found and did (torn tail cut, repair, leftovers removed). */
+  readonly recovery: RecoveryReport;
   /** This node's status, as the Node.status RPC answers it. */
   status(): NodeStatus;
   /** Stops serving RPCs, closes the Raft node, its transport and storage. Idempotent. */
   close(): Promise<void>;
 }
 
-/** Makes sure `dir` exists and is a readable, writable directory. */
+/**
+ * Makes sure `dir` exists and is a readable, writable directory; a directory
+ * it creates is made durable in its parent (fsync), so a crash cannot lose
+ * the data dir from under a log that was synced inside it.
+ */
 export function checkDataDir(dir: string): void {
   const refuse = (why: string, cause?: unknown): CohortError =>
     new CohortError('FAILED_PRECONDITION', `data dir ${dir} ${why}`, {
@@ -85,7 +96,8 @@ export function checkDataDir(dir: string): void {
       cause,
     });
   try {
-    mkdirSync(dir, { recursive: true });
+    // Not mkdirSync's recursive mode: it spins forever where a parent refuses children (/proc).
+    syncCreatedDirs(nodeFs, makeDirs(dir));
   } catch (e) {
     throw refuse(`cannot be created: ${(e as Error).message}`, e);
   }
@@ -152,6 +164,24 @@ export async function startNode(
       'the KV quota does not keep the store well inside the JS heap: the node may run out of memory before writes get NO_SPACE (lower --kv-quota-bytes or raise node --max-old-space-size)',
     );
   }
+  // One process per data dir: a second one would write the same WAL.
+  const lock = await lockDataDir(config.dataDir);
+  try {
+    return await startLocked(config, options, root, log, lock);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+/** startNode once the data dir is locked; the node releases `lock` when it closes. */
+async function startLocked(
+  config: NodeConfig,
+  options: StartNodeOptions,
+  root: Logger,
+  log: Logger,
+  lock: DataDirLock,
+): Promise<CohortNode> {
   // Transports log routine connection churn at info; keep them at warn unless debugging.
   const quiet = root.child(
     {},
@@ -189,6 +219,7 @@ export async function startNode(
     clusterId: config.clusterId,
     nodeId: config.id,
     syncMode: config.walSync,
+    repair: config.repair,
     logger: log.child({ component: 'storage' }),
   });
   // Loaded only when needed: a caller passing its own modules does not load MapReduce.
@@ -298,6 +329,7 @@ export async function startNode(
     raft,
     rpc,
     kv,
+    recovery: storage.recovery,
     status,
     close: () => {
       closing ??= (async () => {
@@ -306,6 +338,7 @@ export async function startNode(
         await kv.close();
         await rpc.close();
         await raft.close();
+        await lock.release();
         log.info({ term: raft.status().term }, 'node stopped');
       })();
       return closing;

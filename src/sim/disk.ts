@@ -4,11 +4,13 @@
  * file, a random in-order prefix of the unsynced operations, possibly tearing
  * the first one it does not keep at any byte (optionally leaving zeros after
  * the tear, as when the size reached the disk before the data). Directory
- * entries (create, rename, unlink) are volatile too until the directory is
- * synced. Bit rot flips stored bits. All choices come from a seeded Random.
+ * entries (create, rename, unlink, and the entries of directories that mkdirp
+ * made) are volatile too until the directory holding them is synced: a crash
+ * before its parent is synced loses a new directory with everything in it.
+ * Bit rot flips stored bits. All choices come from a seeded Random.
  *
- * Simplifications: directories made by mkdirp are durable at once; fsync and
- * fdatasync are the same; time does not pass.
+ * Simplifications: fsync and fdatasync are the same; directories are never
+ * renamed or removed; time does not pass.
  *
  * ```ts
  * const disk = new SimDisk(seededRandom(7));
@@ -105,6 +107,8 @@ class Inode {
 }
 
 interface Dir {
+  /** This directory's inode number (its entry in the parent names it). */
+  readonly ino: number;
   live: Map<string, number>;
   durable: Map<string, number>;
   pending: DirOp[];
@@ -122,6 +126,13 @@ export interface SimDiskOptions {
   readonly tearProbability?: number;
   /** Probability that a torn write leaves zeros up to its intended end (default 0.3). */
   readonly zeroFillProbability?: number;
+  /**
+   * Runs the next step of an asynchronous operation (writeFileAsync,
+   * syncDirAsync: open, each write, fsync, close are steps). Default: a
+   * microtask. A test may queue the steps and run them when its seed says, so
+   * that a crash can land between any two.
+   */
+  readonly defer?: (step: () => void) => void;
 }
 
 /** What a crash did, for test messages. */
@@ -166,6 +177,7 @@ export class SimDisk {
   private generation = 0;
   private readonly tearProbability: number;
   private readonly zeroFillProbability: number;
+  private readonly defer: (step: () => void) => void;
 
   constructor(
     private readonly rng: Random,
@@ -173,7 +185,8 @@ export class SimDisk {
   ) {
     this.tearProbability = options.tearProbability ?? 0.5;
     this.zeroFillProbability = options.zeroFillProbability ?? 0.3;
-    this.dirs.set('/', { live: new Map(), durable: new Map(), pending: [] });
+    this.defer = options.defer ?? queueMicrotask;
+    this.dirs.set('/', { ino: 0, live: new Map(), durable: new Map(), pending: [] });
     this.currentFs = this.makeFs();
   }
 
@@ -219,6 +232,16 @@ export class SimDisk {
       dir.live = new Map(dir.durable);
       dir.pending = [];
     }
+    // A directory survives only if its entry in its (surviving) parent does.
+    for (const path of [...this.dirs.keys()].sort((a, b) => a.length - b.length)) {
+      if (path === '/') continue;
+      const dir = this.dirs.get(path) as Dir;
+      const parent = this.dirs.get(posix.dirname(path));
+      if (parent === undefined || parent.live.get(posix.basename(path)) !== dir.ino) {
+        this.dirs.delete(path);
+        if (parent !== undefined) parent.live.delete(posix.basename(path));
+      }
+    }
     this.fds.clear();
     this.generation++;
     this.currentFs = this.makeFs();
@@ -257,6 +280,11 @@ export class SimDisk {
   /** Replaces a file's contents, durably (for test setup such as truncated copies). */
   writeFileDurably(path: string, bytes: Uint8Array): void {
     const dir = this.dirOf(path);
+    // Its directories too, as if made and synced long ago.
+    for (let d = posix.dirname(path); d !== '/'; d = posix.dirname(d)) {
+      const parent = this.dirs.get(posix.dirname(d)) as Dir;
+      parent.durable.set(posix.basename(d), (this.dirs.get(d) as Dir).ino);
+    }
     let ino = dir.live.get(posix.basename(path));
     if (ino === undefined) {
       ino = this.nextIno++;
@@ -271,7 +299,9 @@ export class SimDisk {
   allFiles(): string[] {
     const out: string[] = [];
     for (const [dirPath, dir] of this.dirs) {
-      for (const name of dir.live.keys()) out.push(posix.join(dirPath, name));
+      for (const [name, ino] of dir.live) {
+        if (this.inodes.has(ino)) out.push(posix.join(dirPath, name));
+      }
     }
     return out.sort();
   }
@@ -279,7 +309,9 @@ export class SimDisk {
   private inodeAt(path: string): Inode {
     const ino = this.dirOf(path).live.get(posix.basename(path));
     if (ino === undefined) throw fsError('ENOENT', path);
-    return this.inodes.get(ino) as Inode;
+    const inode = this.inodes.get(ino);
+    if (inode === undefined) throw fsError('EISDIR', path);
+    return inode;
   }
 
   private dirOf(path: string): Dir {
@@ -350,14 +382,45 @@ export class SimDisk {
       inode.sync();
       this.syncs++;
     };
+    /** Runs `steps` one per deferred turn; a crash meanwhile fails the rest (that process is gone). */
+    const inSteps = (steps: (() => void)[]): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const generation = this.generation;
+        const run = (i: number): void => {
+          if (i === steps.length) {
+            resolve();
+            return;
+          }
+          this.defer(() => {
+            try {
+              if (generation !== this.generation) throw fsError('EIO', 'from before a crash');
+              (steps[i] as () => void)();
+            } catch (err) {
+              reject(err instanceof Error ? err : new Error(String(err)));
+              return;
+            }
+            run(i + 1);
+          });
+        };
+        run(0);
+      });
     const raw: StorageFs = {
       mkdirp: (dir) => {
+        const created: string[] = [];
         let cur = '/';
         for (const part of dir.split('/').filter((p) => p !== '')) {
+          const parent = this.dirs.get(cur) as Dir;
           cur = posix.join(cur, part);
-          if (!this.dirs.has(cur))
-            this.dirs.set(cur, { live: new Map(), durable: new Map(), pending: [] });
+          if (this.dirs.has(cur)) continue;
+          if (parent.live.has(part)) throw fsError('ENOTDIR', cur);
+          this.fail('mkdir', cur);
+          const ino = this.nextIno++;
+          this.dirs.set(cur, { ino, live: new Map(), durable: new Map(), pending: [] });
+          parent.live.set(part, ino);
+          parent.pending.push({ kind: 'link', name: part, ino });
+          created.push(cur);
         }
+        return created;
       },
       readdir: (dir) => {
         const d = this.dirs.get(posix.normalize(dir));
@@ -377,6 +440,8 @@ export class SimDisk {
           dir.pending.push({ kind: 'link', name, ino });
         } else if (ino === undefined) {
           throw fsError('ENOENT', path);
+        } else if (!this.inodes.has(ino)) {
+          throw fsError('EISDIR', path);
         }
         const fd = this.nextFd++;
         this.fds.set(fd, { ino, mode, generation: this.generation });
@@ -409,6 +474,7 @@ export class SimDisk {
         assert(this.dirOf(to) === dir, 'SimDisk renames only within one directory');
         const ino = dir.live.get(posix.basename(from));
         if (ino === undefined) throw fsError('ENOENT', from);
+        if (!this.inodes.has(ino)) throw fsError('EISDIR', from);
         dir.live.delete(posix.basename(from));
         dir.live.set(posix.basename(to), ino);
         dir.pending.push({
@@ -422,7 +488,9 @@ export class SimDisk {
         this.fail('unlink', path);
         const dir = this.dirOf(path);
         const name = posix.basename(path);
-        if (!dir.live.has(name)) throw fsError('ENOENT', path);
+        const ino = dir.live.get(name);
+        if (ino === undefined) throw fsError('ENOENT', path);
+        if (!this.inodes.has(ino)) throw fsError('EISDIR', path);
         dir.live.delete(name);
         dir.pending.push({ kind: 'unlink', name });
       },
@@ -434,6 +502,22 @@ export class SimDisk {
         d.pending = [];
         this.dirSyncs++;
       },
+      writeFileAsync: (path, chunks) => {
+        let fd = -1;
+        let at = 0;
+        const steps = [(): void => void (fd = raw.open(path, 'create'))];
+        for (const chunk of chunks) {
+          const position = at;
+          steps.push(() => raw.write(fd, chunk, position));
+          at += chunk.byteLength;
+        }
+        steps.push(
+          () => raw.fsync(fd),
+          () => raw.close(fd),
+        );
+        return inSteps(steps);
+      },
+      syncDirAsync: (dir) => inSteps([() => raw.syncDir(dir)]),
       // Done at once (time does not pass): create, zeros, sync, close. The name
       // stays volatile until the directory is synced, like any created file.
       allocate: (path, bytes, signal) => {

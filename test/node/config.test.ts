@@ -72,6 +72,17 @@ describe('node config', () => {
     );
   });
 
+  it('takes repair from --repair or COHORT_REPAIR (default off), refusing other values', () => {
+    expect(resolveNodeConfig({ flags: base, env: {} }).repair).toBe(false);
+    expect(resolveNodeConfig({ flags: { ...base, repair: true }, env: {} }).repair).toBe(true);
+    expect(resolveNodeConfig({ flags: base, env: { COHORT_REPAIR: '1' } }).repair).toBe(true);
+    expect(resolveNodeConfig({ flags: base, env: { COHORT_REPAIR: 'false' } }).repair).toBe(false);
+    expect(refusal({ flags: base, env: { COHORT_REPAIR: 'yes please' } })).toMatchObject({
+      field: 'repair',
+      message: expect.stringContaining('repair (COHORT_REPAIR): expected true or false') as unknown,
+    });
+  });
+
   it('reads optional peer RPC addresses after a slash (a port on the same host, or host:port)', () => {
     const c = resolveNodeConfig({
       flags: { ...base, peers: 'n2=127.0.0.1:7102/7202,n3=10.0.0.3:7103/10.0.0.9:7203,n4=h:1' },

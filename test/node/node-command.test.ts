@@ -1,5 +1,11 @@
 /** `cohort node` as a process: a bad configuration exits 2 naming the field; a clean SIGTERM exits 0. */
 
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LogIndex, NodeId, Term } from '../../src/lib/ids.js';
+import { clusterId, nodeId } from '../../src/lib/ids.js';
+import { FileStorage } from '../../src/raft/storage/file-storage.js';
+import { decodeRecordAt } from '../../src/raft/storage/records.js';
 import { describe, expect, it } from 'vitest';
 import { startCli } from '../harness/cli.js';
 import { freePort } from '../transport/tcp-harness.js';
@@ -17,6 +23,146 @@ describe('cohort node (process)', () => {
     expect(await p.exit).toBe(2);
     expect(p.out.stderr).toMatch(/bad configuration: listen \(COHORT_LISTEN\): port must be/);
   }, 20_000);
+
+  it.runIf(existsSync('/proc/self'))(
+    'exits 1 at once, naming the data dir, when it cannot be created under /proc',
+    async () => {
+      const listen = `127.0.0.1:${await freePort()}`;
+      const rpc = `127.0.0.1:${await freePort()}`;
+      const p = start([
+        '--id',
+        'n1',
+        '--data-dir',
+        '/proc/1/nope',
+        '--listen',
+        listen,
+        '--rpc',
+        rpc,
+      ]);
+      try {
+        // Before the fix the process spun forever in mkdir; the test's timeout ends that.
+        expect(await p.exit).toBe(1);
+      } finally {
+        p.child.kill('SIGKILL');
+      }
+      expect(p.out.stderr).toMatch(
+        /cannot start: data dir \/proc\/1\/nope cannot be created: ENOENT/,
+      );
+    },
+    60_000,
+  );
+
+  it('refuses a WAL damaged in the middle, naming --repair; with --repair prints what it drops and serves', async () => {
+    const dataDir = tempDir('cohort-repair-');
+    // A log as a node n1 of cohort-local writes it: 30 no-op entries of term 1, one record each.
+    const storage = new FileStorage({
+      dir: dataDir,
+      clusterId: clusterId('cohort-local'),
+      nodeId: nodeId('n1'),
+      logger: { info: () => {}, warn: () => {}, error: () => {} },
+      preallocate: false,
+    });
+    await storage.load();
+    await storage.save({
+      hardState: { term: 1 as Term, vote: 'n1' as NodeId, commit: 0 as LogIndex },
+    });
+    for (let i = 1; i <= 30; i++) {
+      await storage.save({
+        entries: [
+          { index: i as LogIndex, term: 1 as Term, kind: 'noop', data: new Uint8Array(40) },
+        ],
+      });
+    }
+    await storage.close();
+    const segment = join(dataDir, 'wal', readdirSync(join(dataDir, 'wal'))[0] as string);
+    const bytes = readFileSync(segment);
+    // Walk to the record of entry 21 and flip a bit in it.
+    let offset = 4;
+    const starts: number[] = [];
+    for (;;) {
+      const r = decodeRecordAt(bytes, offset);
+      if (typeof r === 'string') break;
+      starts.push(offset);
+      offset = r.end;
+    }
+    // Header, checkpoint, hard state, then entries 1..30.
+    expect(starts).toHaveLength(33);
+    const at = starts[3 + 20] as number;
+    bytes[at + 12] = (bytes[at + 12] as number) ^ 0x10;
+    writeFileSync(segment, bytes);
+    const name = `wal/${segment.split('/').pop() as string}`;
+    const args = async (): Promise<string[]> => [
+      '--id',
+      'n1',
+      '--data-dir',
+      dataDir,
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--rpc',
+      `127.0.0.1:${await freePort()}`,
+    ];
+
+    const refused = start(await args());
+    expect(await refused.exit).toBe(1);
+    expect(refused.out.stderr).toContain(`${name} at offset ${at}`);
+    expect(refused.out.stderr).toContain('--repair');
+
+    const p = start([...(await args()), '--repair']);
+    try {
+      for (let i = 0; i < 400 && !p.out.stdout.includes('"became leader"'); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      p.child.kill('SIGTERM');
+      expect(await p.exit).toBe(0);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+    expect(p.out.stderr).toContain(
+      `cohort node n1: repair: dropped ${bytes.length - at} bytes of ${name} from offset ${at}: ` +
+        '10 records, the first damaged, 9 readable log entries (index 22..30); ' +
+        'reason: invalid record (checksum, not a torn write)',
+    );
+  }, 60_000);
+
+  it('refuses a second process on the same data dir (exit 1, naming the lock file and pid); a kill -9 frees it', async () => {
+    const dataDir = tempDir('cohort-nodecmd-');
+    const args = async (): Promise<string[]> => [
+      '--id',
+      'solo',
+      '--data-dir',
+      dataDir,
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--rpc',
+      `127.0.0.1:${await freePort()}`,
+    ];
+    const leader = async (p: ReturnType<typeof start>): Promise<void> => {
+      for (let i = 0; i < 600 && !p.out.stdout.includes('"became leader"'); i++) {
+        if (p.child.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(p.out.stdout, p.out.stderr).toContain('"became leader"');
+    };
+    const first = start(await args());
+    const third = { p: undefined as ReturnType<typeof start> | undefined };
+    try {
+      await leader(first);
+      const second = start(await args());
+      expect(await second.exit).toBe(1);
+      expect(second.out.stderr).toContain(`data dir ${dataDir} is in use by another cohort node`);
+      expect(second.out.stderr).toContain(`pid ${String(first.child.pid)}`);
+      expect(second.out.stderr).toContain(`lock ${dataDir}/LOCK`);
+      first.child.kill('SIGKILL');
+      await first.exit;
+      third.p = start(await args());
+      await leader(third.p);
+      third.p.child.kill('SIGTERM');
+      expect(await third.p.exit).toBe(0);
+    } finally {
+      first.child.kill('SIGKILL');
+      third.p?.child.kill('SIGKILL');
+    }
+  }, 90_000);
 
   it('logs one JSON line per event with node and term, and exits 0 on SIGTERM', async () => {
     const dataDir = tempDir('cohort-nodecmd-');

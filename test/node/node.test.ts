@@ -2,7 +2,8 @@
  * The node composition in-process: a single-node cluster elects itself and
  * answers Node.status and Node.health over TCP; refused starts (port in use,
  * a data dir that is not a directory, a WAL of another cluster) give clear
- * errors and leave the ports free.
+ * errors and leave the ports free; a second node on a data dir in use is
+ * refused.
  */
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -132,6 +133,21 @@ describe('node composition', () => {
     // Same dir, right cluster id, same ports: starts, and recovers its log.
     const again = await start({ ...c, clusterId: first.config.clusterId });
     expect(again.status().lastIndex).toBeGreaterThanOrEqual(1);
+  });
+
+  it('refuses a second node on the same data dir, naming the lock and the holder, and frees its ports', async () => {
+    const dataDir = tempDir('cohort-node-');
+    const first = await start(await config({ dataDir }));
+    const c = await config({ dataDir });
+    const r = await refusal(start(c));
+    expect(r.code).toBe('FAILED_PRECONDITION');
+    expect(r.message).toContain(`data dir ${dataDir} is in use by another cohort node`);
+    expect(r.message).toContain(`pid ${process.pid}`);
+    expect(r.message).toContain(`lock ${join(dataDir, 'LOCK')}`);
+    // Once the first is closed, the dir is free, and the refused node's ports were never taken.
+    await first.close();
+    const again = await start(c);
+    expect(again.status().lastIndex).toBeGreaterThanOrEqual(0);
   });
 
   it('applies KV commands through Raft and the WAL, refusing undecodable entries', async () => {

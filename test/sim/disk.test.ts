@@ -7,6 +7,7 @@ const bytes = (...xs: number[]): Uint8Array => Uint8Array.from(xs);
 function fresh(seed: number, options = {}): SimDisk {
   const disk = new SimDisk(seededRandom(seed), options);
   disk.fs.mkdirp('/d');
+  disk.fs.syncDir('/');
   return disk;
 }
 
@@ -125,6 +126,38 @@ describe('SimDisk', () => {
     }
     // In order: nothing, the rename, or the rename and the unlink; never the unlink alone.
     expect([...renamed].sort()).toEqual(['', 'f', 'g']);
+  });
+
+  it('may lose a new directory, with the synced files in it, until its parent is synced', () => {
+    const seen = new Set<string>();
+    for (let seed = 0; seed < 100; seed++) {
+      const disk = new SimDisk(seededRandom(seed));
+      expect(disk.fs.mkdirp('/a/b/c')).toEqual(['/a', '/a/b', '/a/b/c']);
+      expect(disk.fs.mkdirp('/a/b')).toEqual([]);
+      const fd = disk.fs.open('/a/b/c/f', 'create');
+      disk.fs.write(fd, bytes(1, 2), 0);
+      disk.fs.fsync(fd);
+      disk.fs.syncDir('/a/b/c'); // the file and its name are durable; /a/b/c's own name is not
+      disk.fs.syncDir('/');
+      disk.crash();
+      expect(disk.fs.readdir('/'), `seed ${seed}`).toEqual(['a']); // '/' was synced
+      const files = disk.allFiles();
+      seen.add(files.join(','));
+      if (files.length > 0) expect([...disk.readFile('/a/b/c/f')]).toEqual([1, 2]);
+    }
+    expect([...seen].sort()).toEqual(['', '/a/b/c/f']);
+
+    const disk = new SimDisk(seededRandom(1));
+    const created = disk.fs.mkdirp('/a/b/c');
+    const fd = disk.fs.open('/a/b/c/f', 'create');
+    disk.fs.write(fd, bytes(1, 2), 0);
+    disk.fs.fsync(fd);
+    disk.fs.syncDir('/a/b/c');
+    for (const d of created) disk.fs.syncDir(d.slice(0, d.lastIndexOf('/')) || '/');
+    disk.crash();
+    expect([...disk.readFile('/a/b/c/f')]).toEqual([1, 2]);
+    expect(disk.allFiles()).toEqual(['/a/b/c/f']);
+    expect(() => disk.fs.open('/a/b', 'read')).toThrow(/EISDIR/);
   });
 
   it('invalidates open handles on a crash', () => {

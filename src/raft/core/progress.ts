@@ -5,13 +5,22 @@
  * until the leader finds where the logs agree), *replicated* to (pipelined:
  * `next` advances optimistically, at most `maxInflight` appends unacknowledged)
  * or sent a *snapshot* (its next entry was compacted away, Raft §7).
+ * The leader keeps one per follower in its {@link ProgressTracker}
+ * (tracker.ts); replication.ts decides when to send and how answers move it.
  *
  * ```ts
  * const pr = new Progress(lastIndex + 1);
  * if (!pr.isPaused(maxInflight)) send(...);
+ * pr.appendSent(lastIndexSent);
  * pr.becomeReplicate();
  * ```
+ *
+ * Every transition asserts its postcondition `match < next` (the leader never
+ * plans to resend what it knows the follower holds) and that a snapshot is
+ * pinned exactly in snapshot mode; an append is recorded in flight only at or
+ * beyond `next`, so the in-flight list stays increasing and above `match`.
  */
+import { assert } from '../../lib/assert.js';
 import type { LogIndex } from '../../lib/ids.js';
 import type { Snapshot } from './types.js';
 
@@ -68,6 +77,7 @@ export class Progress {
     this.next = Math.max(next, this.match + 1) as LogIndex;
     this.probeSent = false;
     this.inflight = [];
+    this.assertOrdered();
   }
 
   /** Switches to pipelined replication right after the match index. */
@@ -77,6 +87,7 @@ export class Progress {
     this.next = (this.match + 1) as LogIndex;
     this.inflight = [];
     this.probeSent = false;
+    this.assertOrdered();
   }
 
   /** Switches to sending `snapshot` from its first byte, pinning it until the transfer ends. */
@@ -87,6 +98,7 @@ export class Progress {
     this.snapshotOffset = 0;
     this.snapshotSent = false;
     this.inflight = [];
+    this.assertOrdered();
   }
 
   /** Raises the match index; true if it moved. Also frees the acknowledged in-flight appends. */
@@ -97,7 +109,52 @@ export class Progress {
     let k = 0;
     while (k < this.inflight.length && (this.inflight[k] as number) <= match) k++;
     if (k > 0) this.inflight.splice(0, k);
+    this.assertOrdered();
     return true;
+  }
+
+  /**
+   * Records an AppendEntries sent from `next` whose last entry is `lastIndex`
+   * (undefined: it carried no entries). Replicate mode pipelines: `next` moves
+   * past it at once and the append counts as in flight; probe mode waits for
+   * the answer.
+   */
+  appendSent(lastIndex: number | undefined): void {
+    if (this.state === 'replicate') {
+      if (lastIndex !== undefined) {
+        const n = this.inflight.length;
+        if (lastIndex < this.next || (n > 0 && lastIndex <= (this.inflight[n - 1] as number))) {
+          assert(false, `progress: append up to ${lastIndex} sent behind next ${this.next}`);
+        }
+        this.next = (lastIndex + 1) as LogIndex;
+        this.inflight.push(lastIndex);
+      }
+    } else {
+      this.probeSent = true;
+    }
+    this.assertOrdered();
+  }
+
+  /**
+   * A heartbeat answer shows the follower still behind: unblock it so the next
+   * flush sends at least one append (a lost probe is retried; in replicate
+   * mode with a full window the oldest in-flight append is presumed lost).
+   */
+  resumeAfterHeartbeat(maxInflight: number): void {
+    this.probeSent = false;
+    if (this.state === 'replicate' && this.inflight.length >= maxInflight) this.inflight.shift();
+    this.forceSend = true;
+  }
+
+  /**
+   * True if a rejection of the append at `rejectedIndex` is stale and must be
+   * ignored: that index is already known matched, it answers an older probe
+   * than the one outstanding, or a snapshot is being sent instead.
+   */
+  isStaleRejection(rejectedIndex: number): boolean {
+    if (rejectedIndex <= this.match) return true;
+    if (this.state === 'probe' && rejectedIndex !== this.next - 1) return true;
+    return this.state === 'snapshot';
   }
 
   /** True if the leader must not send this follower another AppendEntries now. */
@@ -109,6 +166,19 @@ export class Progress {
         return this.inflight.length >= maxInflight;
       case 'snapshot':
         return true;
+    }
+  }
+
+  /** Postcondition of every transition: match < next, and the snapshot is pinned exactly in snapshot mode. */
+  private assertOrdered(): void {
+    if (this.next <= this.match) {
+      assert(false, `progress: next ${this.next} not above match ${this.match}`);
+    }
+    if ((this.state === 'snapshot') !== (this.snapshot !== null)) {
+      assert(
+        false,
+        `progress: ${this.state} mode with${this.snapshot === null ? 'out' : ''} a pinned snapshot`,
+      );
     }
   }
 }

@@ -1,8 +1,11 @@
 /**
- * The pure Raft core: one node's consensus state machine. It is synchronous
- * and deterministic — no clock, no I/O, no timers, no `await`. Time reaches it
- * as `tick()`, randomness through an injected {@link Random}, and everything it
- * wants done comes out as a {@link Ready} batch.
+ * The pure Raft core's entry point: {@link RaftCore}, one node's consensus
+ * state machine. It is synchronous and deterministic — no clock, no I/O, no
+ * timers, no `await`. Time reaches it as `tick()`, randomness through an
+ * injected Random, and everything it wants done comes out as a {@link Ready}
+ * batch. This file holds the public API, the dispatch of messages by term and
+ * type (Raft §5.1), and the Ready/advance cycle; the protocol's rules live in
+ * files by concern (see "Where the rules live").
  *
  * ```ts
  * const core = new RaftCore(
@@ -79,272 +82,127 @@
  *   leaseMarginTicks` ticks ago. They are **clock-dependent**: safe only if no
  *   node's tick runs faster than the leader's by more than the margin. Off by
  *   default; require check-quorum.
+ *
+ * ## Where the rules live
+ *
+ * - state.ts — the node's state (Raft Figure 2) and its role changes (§5.1).
+ * - election.ts — election timer, pre-vote, votes, leader stickiness,
+ *   leadership transfer (Raft §5.2, §5.4.1; dissertation §9.6, §4.2.3, §3.10).
+ * - replication.ts — heartbeats, check-quorum, AppendEntries both ways,
+ *   snapshots to lagging followers, the commit rule (Raft §5.3, §5.4.2, §7;
+ *   dissertation §6.2).
+ * - progress.ts, tracker.ts — the leader's per-follower progress and flow
+ *   control, the votes, and the quorum questions over them.
+ * - read-only.ts — ReadIndex and lease reads (dissertation §6.4).
+ * - confchange.ts — single-server membership changes (dissertation §4.1);
+ *   config.ts — configurations' encoding and majority arithmetic.
+ * - log.ts, snapshot-receiver.ts — the log and its marks; snapshot chunks.
+ * - options.ts, api.ts — options and the API's types (re-exported here).
+ *
+ * ## Assertions
+ *
+ * A broken invariant is a bug and throws an AssertionError that nothing
+ * catches. Every input and every `advance()` ends with the boundary checks of
+ * invariants.ts (term and vote monotonic, commit and applied monotonic and in
+ * order, a leader's log append-only within its term, roles consistent);
+ * `ready()` checks the batch it hands out; transitions assert their own pre-
+ * and postconditions (progress.ts, log.ts, confchange.ts, state.ts,
+ * replication.ts). A malformed or misaddressed message, or an answer claiming
+ * what this leader never sent, is refused with a {@link CohortError} before it
+ * changes anything. One message from a peer does assert: AppendEntries (or
+ * Heartbeat, InstallSnapshot) from another leader of this leader's own term,
+ * which means election safety already broke somewhere in the cluster.
  */
 import { assert, assertNever } from '../../lib/assert.js';
 import { CohortError } from '../../lib/errors.js';
 import type { LogIndex, NodeId, Term } from '../../lib/ids.js';
 import { limits } from '../../lib/limits.js';
-import type { Random } from '../../lib/random.js';
-import { committedIndex, encodeConfig, hasQuorum, isVoter, members, voteResult } from './config.js';
-import { RaftLog } from './log.js';
 import type {
-  AppendEntries,
-  AppendEntriesResponse,
-  Heartbeat,
-  HeartbeatResponse,
-  InstallSnapshot,
-  InstallSnapshotResponse,
-  PreVote,
-  RaftMessage,
-  RequestVote,
-} from './messages.js';
+  ConfigChange,
+  ProposeResult,
+  RaftStatus,
+  ReadContext,
+  Ready,
+  ReadySnapshot,
+  ReadState,
+  Rejected,
+  RequestResult,
+  SoftState,
+} from './api.js';
+import { encodeConfig } from './config.js';
+import { checkBootstrap, nextConfig } from './confchange.js';
+import {
+  campaign,
+  handlePreVote,
+  handleRequestVote,
+  handleTimeoutNow,
+  handleVoteResponse,
+  inLease,
+  tickElection,
+  transferLeadership,
+} from './election.js';
+import { BoundaryChecks, checkReady } from './invariants.js';
+import type { RaftMessage } from './messages.js';
 import { validateMessage } from './messages.js';
-import { Progress } from './progress.js';
-import type { ProgressState } from './progress.js';
+import { resolveOptions } from './options.js';
+import type { RaftOptions } from './options.js';
+import {
+  acceptLeader,
+  broadcastHeartbeat,
+  flush,
+  handleAppendEntries,
+  handleAppendResponse,
+  handleHeartbeat,
+  handleHeartbeatResponse,
+  handleInstallSnapshot,
+  handleSnapshotResponse,
+  maybeCommit,
+  startRead,
+  tickLeader,
+} from './replication.js';
+import { RaftState } from './state.js';
 import type {
   ClusterConfig,
   Entry,
-  EntryKind,
   HardState,
   RaftInitialState,
   Snapshot,
   SnapshotMeta,
 } from './types.js';
 
-/**
- * TEST-ONLY deliberate bugs. Every switch defaults to off and must never be
- * set outside tests: the simulator turns one on to prove that its checkers
- * catch the violation it causes. With any switch on, the core also tolerates
- * states its assertions would otherwise reject (e.g. overwriting a committed
- * entry), so that the simulator's checkers, not an assertion, see the damage.
- */
-export interface RaftBugs {
-  /** Breaks Raft §5.4.2 (Figure 8): commit an entry of an older term by counting replicas. */
-  readonly countOldTermEntriesForCommit?: boolean;
-  /** Breaks Raft Figure 2 persistence: the vote is left out of the persisted HardState, so a restarted node can vote twice in a term. */
-  readonly forgetToPersistVote?: boolean;
-  /** Breaks Raft §5.4.1: grant votes without checking that the candidate's log is up to date. */
-  readonly skipElectionRestriction?: boolean;
-  /** Breaks Raft §5.3: accept AppendEntries without checking the term at prevLogIndex. */
-  readonly skipLogConsistencyCheck?: boolean;
-  /** Breaks dissertation §6.4: answer ReadIndex at once, without confirming leadership (a deposed leader serves stale reads). */
-  readonly skipReadConfirmation?: boolean;
-}
-
-/** Configuration of one {@link RaftCore}. */
-export interface RaftOptions {
-  /** This node's id. */
-  readonly id: NodeId;
-  /** Injected randomness (election timeouts). Fork one per node. */
-  readonly random: Random;
-  /** Base election timeout in ticks; the actual one is drawn from [electionTicks+1, 2·electionTicks] (Raft §5.2; one tick past the lease). Default 10. */
-  readonly electionTicks?: number;
-  /** Ticks between leader heartbeats; must be below electionTicks. Default 1. */
-  readonly heartbeatTicks?: number;
-  /** Pre-vote phase before each election (dissertation §9.6). Default true. */
-  readonly preVote?: boolean;
-  /** Leader steps down if it has not heard from a quorum within an election timeout (dissertation §6.2). Default true. */
-  readonly checkQuorum?: boolean;
-  /** Clock-dependent lease reads (see the file header). Requires checkQuorum. Default false. */
-  readonly leaseReads?: boolean;
-  /** Safety margin of lease reads, in ticks (clock drift allowance). Default 2. */
-  readonly leaseMarginTicks?: number;
-  /** Unacknowledged AppendEntries per follower in replicate mode. */
-  readonly maxInflightAppends?: number;
-  /** Entries per AppendEntries. */
-  readonly maxAppendEntries?: number;
-  /** Soft cap on entry bytes per AppendEntries (at least one entry is always sent). */
-  readonly maxAppendBytes?: number;
-  /** Uncommitted entries a leader accepts before answering OVERLOADED. */
-  readonly maxUncommittedEntries?: number;
-  /** Bytes per InstallSnapshot chunk. */
-  readonly snapshotChunkBytes?: number;
-  /** Index the state machine has already applied at start (default: the snapshot's index). */
-  readonly applied?: LogIndex;
-  /** TEST-ONLY deliberate bugs; see {@link RaftBugs}. */
-  readonly bugs?: RaftBugs;
-}
-
-/** A node's role (Raft §5.1, plus the pre-candidate of dissertation §9.6). */
-export type RaftRole = 'follower' | 'preCandidate' | 'candidate' | 'leader';
-
-/** Volatile state worth reporting when it changes. */
-export interface SoftState {
-  readonly role: RaftRole;
-  readonly leader: NodeId | null;
-}
-
-/** Context a caller attaches to a read to recognise its {@link ReadState}. */
-export type ReadContext = string | number;
-
-/** The outcome of a ReadIndex request (dissertation §6.4). */
-export type ReadState =
-  | { readonly ctx: ReadContext; readonly ok: true; readonly index: LogIndex }
-  | { readonly ctx: ReadContext; readonly ok: false; readonly leaderHint: NodeId | null };
-
-/** A snapshot to persist; `restore` says whether the state machine must load it (it came from the leader). */
-export interface ReadySnapshot {
-  readonly snapshot: Snapshot;
-  readonly restore: boolean;
-}
-
-/** One batch of work for the shell; see "The Ready contract" in the file header. */
-export interface Ready {
-  readonly softState?: SoftState;
-  readonly hardState?: HardState;
-  readonly snapshot?: ReadySnapshot;
-  readonly entries: readonly Entry[];
-  readonly messages: readonly RaftMessage[];
-  readonly committedEntries: readonly Entry[];
-  readonly readStates: readonly ReadState[];
-}
-
-/** Why a request was refused. */
-export type RejectReason =
-  | 'NOT_LEADER'
-  | 'TRANSFERRING'
-  | 'OVERLOADED'
-  | 'CONFIG_CHANGE_PENDING'
-  | 'INVALID_CHANGE'
-  | 'LEARNER_NOT_CAUGHT_UP';
-
-/** A refusal, with the leader this node knows of (null if none). */
-export interface Rejected {
-  readonly kind: 'rejected';
-  readonly reason: RejectReason;
-  readonly leaderHint: NodeId | null;
-}
-
-/** Result of {@link RaftCore.propose} and {@link RaftCore.proposeConfigChange}. */
-export type ProposeResult =
-  { readonly kind: 'accepted'; readonly index: LogIndex; readonly term: Term } | Rejected;
-
-/** Result of requests answered later through Ready ({@link RaftCore.readIndex}, {@link RaftCore.transferLeadership}). */
-export type RequestResult = { readonly kind: 'accepted' } | Rejected;
-
-/** A single-server membership change (dissertation §4.1). */
-export type ConfigChange =
-  | { readonly type: 'addLearner'; readonly node: NodeId }
-  | { readonly type: 'promoteLearner'; readonly node: NodeId }
-  | { readonly type: 'removeNode'; readonly node: NodeId };
-
-/** One follower's replication state as the leader sees it. */
-export interface PeerStatus {
-  readonly match: LogIndex;
-  readonly next: LogIndex;
-  readonly state: ProgressState;
-  readonly recentActive: boolean;
-}
-
-/** A read-only summary of a node, for tests, the simulator's checkers and dashboards. */
-export interface RaftStatus {
-  readonly id: NodeId;
-  readonly role: RaftRole;
-  readonly term: Term;
-  readonly vote: NodeId | null;
-  readonly leader: NodeId | null;
-  readonly commit: LogIndex;
-  readonly applied: LogIndex;
-  readonly firstIndex: LogIndex;
-  readonly lastIndex: LogIndex;
-  readonly lastTerm: Term;
-  readonly snapshotIndex: LogIndex;
-  readonly config: ClusterConfig;
-  readonly leadTransferee: NodeId | null;
-  /** Leader only: every other member's progress (recentActive: heard from within an election timeout). */
-  readonly progress: ReadonlyMap<NodeId, PeerStatus>;
-}
-
-interface PendingRead {
-  readonly ctx: ReadContext;
-  readonly index: LogIndex;
-  readonly seq: number;
-}
-
-interface IncomingSnapshot {
-  readonly leaderTerm: number;
-  readonly meta: SnapshotMeta;
-  readonly chunks: Uint8Array[];
-  received: number;
-  readonly total: number;
-}
+export type { RaftBugs, RaftOptions } from './options.js';
+export type {
+  ConfigChange,
+  PeerStatus,
+  ProposeResult,
+  RaftRole,
+  RaftStatus,
+  ReadContext,
+  Ready,
+  ReadySnapshot,
+  ReadState,
+  Rejected,
+  RejectReason,
+  RequestResult,
+  SoftState,
+} from './api.js';
 
 const emptyConfig: ClusterConfig = { voters: [], learners: [] };
-
-function positiveInt(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new CohortError('INVALID_ARGUMENT', `raft option ${name} must be a positive integer`, {
-      details: { field: name, value },
-    });
-  }
-  return value;
-}
 
 /** One node's Raft state machine (see the file header for the API and the Ready contract). */
 export class RaftCore {
   /** This node's id. */
   readonly id: NodeId;
-  private readonly random: Random;
-  private readonly electionTicks: number;
-  private readonly heartbeatTicks: number;
-  private readonly preVote: boolean;
-  private readonly checkQuorum: boolean;
-  private readonly leaseReads: boolean;
-  private readonly leaseMarginTicks: number;
-  private readonly maxInflight: number;
-  private readonly maxAppendEntries: number;
-  private readonly maxAppendBytes: number;
-  private readonly maxUncommitted: number;
-  private readonly chunkBytes: number;
-  private readonly bugs: RaftBugs;
-  private readonly anyBug: boolean;
-
-  private readonly log: RaftLog;
-  private term: Term;
-  private vote: NodeId | null;
-  private role: RaftRole = 'follower';
-  private leader: NodeId | null = null;
-
-  /** Ticks since the last election reset (followers: since hearing from the leader). */
-  private electionElapsed = 0;
-  private heartbeatElapsed = 0;
-  private randomizedElectionTimeout = 0;
-  /** Total ticks seen (lease reads, snapshot resends). */
-  private now = 0;
-
-  private votes = new Map<NodeId, boolean>();
-  private readonly progress = new Map<NodeId, Progress>();
-  private msgs: RaftMessage[] = [];
-  private needFlush = false;
-
-  /**
-   * The newest snapshot (local compaction or installed from the leader), kept to
-   * send to lagging followers. A transfer already under way keeps the snapshot it
-   * started with (pinned in its Progress), so an older one may stay alive until
-   * that transfer ends: at most one extra per follower, shared by reference.
-   */
-  private localSnapshot: Snapshot | null;
-  private pendingSnapshot: ReadySnapshot | null = null;
-  private incoming: IncomingSnapshot | null = null;
-
-  private leadTransferee: NodeId | null = null;
-  private transferElapsed = 0;
-  /** Leader: has an entry of the current term been committed (ReadIndex and config-change precondition). */
-  private committedInTerm = false;
-  /** Leader: progress reflects the committed configuration (no removal pending). */
-  private progressSyncedAt = true;
-
-  private heartbeatSeq = 0;
-  private readonly seqSentTick = new Map<number, number>();
-  private leaseStartTick = -Infinity;
-  private pendingReads: PendingRead[] = [];
-  private readsAwaitingCommit: ReadContext[] = [];
-  private readRoundWanted = false;
-  private readStates: ReadState[] = [];
+  /** Everything the node knows; the rules in election.ts, replication.ts, … operate on it. */
+  private readonly state: RaftState;
+  /** The invariants asserted after every input (invariants.ts). */
+  private readonly checks: BoundaryChecks;
 
   private prevSoft: SoftState;
   private prevHard: HardState;
   private outstanding: Ready | null = null;
+  /** Last index the outstanding Ready hands to the state machine (-1: none). */
+  private outstandingApplyTo = -1;
 
   /**
    * Creates a node from what storage recovered. `bootstrap` is the initial
@@ -358,85 +216,13 @@ export class RaftCore {
     bootstrap: ClusterConfig = emptyConfig,
   ) {
     this.id = options.id;
-    this.random = options.random;
-    this.electionTicks = positiveInt('electionTicks', options.electionTicks ?? 10);
-    this.heartbeatTicks = positiveInt('heartbeatTicks', options.heartbeatTicks ?? 1);
-    if (this.heartbeatTicks >= this.electionTicks) {
-      throw new CohortError('INVALID_ARGUMENT', 'raft heartbeatTicks must be below electionTicks', {
-        details: { heartbeatTicks: this.heartbeatTicks, electionTicks: this.electionTicks },
-      });
-    }
-    this.preVote = options.preVote ?? true;
-    this.checkQuorum = options.checkQuorum ?? true;
-    this.leaseReads = options.leaseReads ?? false;
-    this.leaseMarginTicks = options.leaseMarginTicks ?? 2;
-    if (this.leaseReads && !this.checkQuorum) {
-      throw new CohortError('INVALID_ARGUMENT', 'raft leaseReads requires checkQuorum');
-    }
-    if (this.leaseReads && this.leaseMarginTicks >= this.electionTicks) {
-      throw new CohortError(
-        'INVALID_ARGUMENT',
-        'raft leaseMarginTicks must be below electionTicks',
-      );
-    }
-    this.maxInflight = positiveInt(
-      'maxInflightAppends',
-      options.maxInflightAppends ?? limits.raftInflightAppendsMax,
-    );
-    this.maxAppendEntries = positiveInt(
-      'maxAppendEntries',
-      options.maxAppendEntries ?? limits.raftAppendEntriesMax,
-    );
-    this.maxAppendBytes = positiveInt(
-      'maxAppendBytes',
-      options.maxAppendBytes ?? limits.raftAppendBytesMax,
-    );
-    this.maxUncommitted = positiveInt(
-      'maxUncommittedEntries',
-      options.maxUncommittedEntries ?? limits.raftUncommittedEntriesMax,
-    );
-    this.chunkBytes = positiveInt(
-      'snapshotChunkBytes',
-      options.snapshotChunkBytes ?? limits.snapshotChunkBytesMax,
-    );
-    if (this.chunkBytes > limits.snapshotChunkBytesMax) {
-      throw new CohortError(
-        'INVALID_ARGUMENT',
-        'raft snapshotChunkBytes above snapshotChunkBytesMax',
-      );
-    }
-    this.bugs = options.bugs ?? {};
-    this.anyBug = Object.values(this.bugs).some((v) => v === true);
-
-    const all = [...bootstrap.voters, ...bootstrap.learners, ...(bootstrap.votersOutgoing ?? [])];
-    if (
-      new Set([...bootstrap.voters, ...bootstrap.learners]).size !==
-        bootstrap.voters.length + bootstrap.learners.length ||
-      all.some((x) => typeof x !== 'string' || x.length === 0)
-    ) {
-      throw new CohortError(
-        'INVALID_ARGUMENT',
-        'raft bootstrap config: node ids must be distinct and non-empty',
-        {
-          details: { voters: bootstrap.voters, learners: bootstrap.learners },
-        },
-      );
-    }
-    this.log = new RaftLog(initial, bootstrap);
-    this.term = initial.hardState.term;
-    this.vote = initial.hardState.vote;
-    this.localSnapshot = initial.snapshot;
-    if (options.applied !== undefined) {
-      assert(
-        options.applied >= this.log.applied && options.applied <= this.log.commit,
-        'options.applied must lie between the snapshot index and the commit index',
-      );
-      this.log.applied = options.applied;
-      this.log.applying = options.applied;
-    }
-    this.prevHard = { term: this.term, vote: this.vote, commit: this.log.commit };
-    this.prevSoft = { role: this.role, leader: this.leader };
-    this.resetElectionTimer();
+    const opts = resolveOptions(options);
+    checkBootstrap(bootstrap);
+    const s = new RaftState(opts, initial, bootstrap, options.applied);
+    this.state = s;
+    this.prevHard = { term: s.term, vote: s.vote, commit: s.log.commit };
+    this.prevSoft = { role: s.role, leader: s.leader };
+    this.checks = new BoundaryChecks(s);
   }
 
   // -------------------------------------------------------------------------
@@ -444,137 +230,140 @@ export class RaftCore {
 
   /** Advances logical time by one tick (Raft §5.2 election timeout, heartbeats, check-quorum). */
   tick(): void {
-    this.now++;
-    if (this.role === 'leader') {
-      this.tickLeader();
-      return;
-    }
-    this.electionElapsed++;
-    if (this.electionElapsed >= this.randomizedElectionTimeout && this.promotable()) {
-      this.electionElapsed = 0;
-      this.campaign(this.preVote ? 'pre' : 'real', false);
-    }
+    const s = this.state;
+    s.now++;
+    if (s.role === 'leader') tickLeader(s);
+    else tickElection(s);
+    this.checks.check(s);
   }
 
   /** Starts an election now (as if the election timer fired); a no-op on a leader or a non-voter. */
-  campaign(kind: 'pre' | 'real' = this.preVote ? 'pre' : 'real', transfer = false): void {
-    if (this.role === 'leader' || !this.promotable()) return;
-    this.leader = null;
-    this.votes = new Map([[this.id, true]]);
-    this.resetElectionTimer();
-    const config = this.log.config();
-    if (kind === 'pre') {
-      this.role = 'preCandidate';
-      for (const to of this.otherVoters(config)) {
-        const m: PreVote = {
-          type: 'PreVote',
-          from: this.id,
-          to,
-          term: (this.term + 1) as Term,
-          lastLogIndex: this.log.lastIndex(),
-          lastLogTerm: this.log.lastTerm(),
-        };
-        this.msgs.push(m);
-      }
-    } else {
-      // Raft §5.2: increment the term, vote for self, ask everyone else.
-      this.role = 'candidate';
-      this.term = (this.term + 1) as Term;
-      this.vote = this.id;
-      for (const to of this.otherVoters(config)) {
-        const m: RequestVote = {
-          type: 'RequestVote',
-          from: this.id,
-          to,
-          term: this.term,
-          lastLogIndex: this.log.lastIndex(),
-          lastLogTerm: this.log.lastTerm(),
-          transfer,
-        };
-        this.msgs.push(m);
-      }
-    }
-    this.tallyVotes();
+  campaign(
+    kind: 'pre' | 'real' = this.state.opts.preVote ? 'pre' : 'real',
+    transfer = false,
+  ): void {
+    campaign(this.state, kind, transfer);
+    this.checks.check(this.state);
   }
 
   /**
    * Feeds one message received from a peer. Throws a SCHEMA_VIOLATION /
    * UNKNOWN_MESSAGE / INVALID_ARGUMENT {@link CohortError} for a malformed or
-   * misaddressed message, changing nothing.
+   * misaddressed message, and PROTOCOL_ERROR for an answer about something
+   * this leader never sent (replication.ts), changing nothing.
    */
   step(message: RaftMessage): void {
     validateMessage(message);
     const m = message;
-    if (m.to !== this.id || m.from === this.id) {
+    const s = this.state;
+    if (m.to !== s.id || m.from === s.id) {
       throw new CohortError(
         'INVALID_ARGUMENT',
-        `raft message for ${m.to} from ${m.from} stepped into ${this.id}`,
+        `raft message for ${m.to} from ${m.from} stepped into ${s.id}`,
       );
     }
-    if (m.term > this.term) {
+    this.dispatch(s, m);
+    this.checks.check(s);
+  }
+
+  /** Raft §5.1: compare terms first (adopt a newer one, answer an older one), then handle by type. */
+  private dispatch(s: RaftState, m: RaftMessage): void {
+    if (m.term > s.term) {
       if (m.type === 'PreVote' || (m.type === 'PreVoteResponse' && m.granted)) {
         // Dissertation §9.6: pre-votes never change anyone's term.
-      } else if (m.type === 'RequestVote' && !m.transfer && this.checkQuorum && this.inLease()) {
+      } else if (m.type === 'RequestVote' && !m.transfer && s.opts.checkQuorum && inLease(s)) {
         // Dissertation §4.2.3: a node that hears from a live leader ignores disruptive candidates.
         return;
       } else {
         const fromLeader =
           m.type === 'AppendEntries' || m.type === 'Heartbeat' || m.type === 'InstallSnapshot';
-        this.becomeFollower(m.term, fromLeader ? m.from : null);
+        s.becomeFollower(m.term, fromLeader ? m.from : null);
       }
-    } else if (m.term < this.term) {
-      this.answerStale(m);
+    } else if (m.term < s.term) {
+      this.answerStale(s, m);
       return;
     }
 
     switch (m.type) {
       case 'RequestVote':
-        this.handleRequestVote(m);
+        handleRequestVote(s, m);
         return;
       case 'PreVote':
-        this.handlePreVote(m);
+        handlePreVote(s, m);
         return;
       case 'RequestVoteResponse':
-        if (this.role === 'candidate') {
-          this.votes.set(m.from, m.granted);
-          this.tallyVotes();
-        }
-        return;
       case 'PreVoteResponse':
-        // A grant echoes term+1; a refusal at our own term counts as a no.
-        if (
-          this.role === 'preCandidate' &&
-          (m.granted ? m.term === this.term + 1 : m.term === this.term)
-        ) {
-          this.votes.set(m.from, m.granted);
-          this.tallyVotes();
-        }
+        handleVoteResponse(s, m);
         return;
       case 'AppendEntries':
-        if (!this.acceptLeader(m.from)) return;
-        this.handleAppendEntries(m);
+        if (!acceptLeader(s, m.from)) return;
+        handleAppendEntries(s, m);
         return;
       case 'Heartbeat':
-        if (!this.acceptLeader(m.from)) return;
-        this.handleHeartbeat(m);
+        if (!acceptLeader(s, m.from)) return;
+        handleHeartbeat(s, m);
         return;
       case 'InstallSnapshot':
-        if (!this.acceptLeader(m.from)) return;
-        this.handleInstallSnapshot(m);
+        if (!acceptLeader(s, m.from)) return;
+        handleInstallSnapshot(s, m);
         return;
       case 'AppendEntriesResponse':
-        if (this.role === 'leader') this.handleAppendResponse(m);
+        if (s.role === 'leader') handleAppendResponse(s, m);
         return;
       case 'HeartbeatResponse':
-        if (this.role === 'leader') this.handleHeartbeatResponse(m);
+        if (s.role === 'leader') handleHeartbeatResponse(s, m);
         return;
       case 'InstallSnapshotResponse':
-        if (this.role === 'leader') this.handleSnapshotResponse(m);
+        if (s.role === 'leader') handleSnapshotResponse(s, m);
         return;
       case 'TimeoutNow':
-        // Dissertation §3.10: the leader asks us to start an election at once.
-        if (this.role !== 'leader' && this.promotable()) this.campaign('real', true);
+        handleTimeoutNow(s);
         return;
+      default:
+        assertNever(m);
+    }
+  }
+
+  /** Raft §5.1: answer a stale sender with our term so it steps down. */
+  private answerStale(s: RaftState, m: RaftMessage): void {
+    const base = { from: s.id, to: m.from, term: s.term };
+    switch (m.type) {
+      case 'AppendEntries':
+        s.send({
+          ...base,
+          type: 'AppendEntriesResponse',
+          success: false,
+          matchIndex: 0 as LogIndex,
+          rejectedIndex: m.prevLogIndex,
+          conflictIndex: 0 as LogIndex,
+          conflictTerm: 0 as Term,
+        });
+        return;
+      case 'Heartbeat':
+        s.send({ ...base, type: 'HeartbeatResponse', seq: 0 });
+        return;
+      case 'InstallSnapshot':
+        s.send({
+          ...base,
+          type: 'InstallSnapshotResponse',
+          snapshotIndex: 0 as LogIndex,
+          nextOffset: 0,
+          done: false,
+        });
+        return;
+      case 'PreVote':
+        s.send({ ...base, type: 'PreVoteResponse', granted: false });
+        return;
+      case 'RequestVote':
+        s.send({ ...base, type: 'RequestVoteResponse', granted: false });
+        return;
+      case 'AppendEntriesResponse':
+      case 'HeartbeatResponse':
+      case 'InstallSnapshotResponse':
+      case 'PreVoteResponse':
+      case 'RequestVoteResponse':
+      case 'TimeoutNow':
+        return; // stale answers and orders are simply dropped
       default:
         assertNever(m);
     }
@@ -597,7 +386,8 @@ export class RaftCore {
     }
     const refused = this.refuseWrite();
     if (refused !== null) return refused;
-    const e = this.appendOwn('normal', data);
+    const e = this.state.appendOwn('normal', data);
+    this.checks.check(this.state);
     return { kind: 'accepted', index: e.index, term: e.term };
   }
 
@@ -608,43 +398,19 @@ export class RaftCore {
    * promoting a learner that has not caught up with the commit index.
    */
   proposeConfigChange(change: ConfigChange): ProposeResult {
+    const s = this.state;
     const refused = this.refuseWrite();
     if (refused !== null) return refused;
-    if (this.log.configIndex() > this.log.commit || !this.committedInTerm) {
-      return this.reject('CONFIG_CHANGE_PENDING');
+    if (s.log.configIndex() > s.log.commit || !s.committedInTerm) {
+      return s.reject('CONFIG_CHANGE_PENDING');
     }
-    const c = this.log.config();
-    assert(c.votersOutgoing === undefined, 'this core never enters joint consensus');
-    const isMember = members(c).includes(change.node);
-    let next: ClusterConfig;
-    switch (change.type) {
-      case 'addLearner':
-        if (isMember) return this.reject('INVALID_CHANGE');
-        next = { voters: c.voters, learners: [...c.learners, change.node] };
-        break;
-      case 'promoteLearner': {
-        if (!c.learners.includes(change.node)) return this.reject('INVALID_CHANGE');
-        const pr = this.progress.get(change.node);
-        if (pr === undefined || pr.match < this.log.commit)
-          return this.reject('LEARNER_NOT_CAUGHT_UP');
-        next = {
-          voters: [...c.voters, change.node],
-          learners: c.learners.filter((l) => l !== change.node),
-        };
-        break;
-      }
-      case 'removeNode':
-        if (!isMember) return this.reject('INVALID_CHANGE');
-        next = {
-          voters: c.voters.filter((v) => v !== change.node),
-          learners: c.learners.filter((l) => l !== change.node),
-        };
-        if (next.voters.length === 0) return this.reject('INVALID_CHANGE');
-        break;
-      default:
-        assertNever(change);
-    }
-    const e = this.appendOwn('config', encodeConfig(next));
+    const next = nextConfig(s.log.config(), change, (learner) => {
+      const pr = s.tracker.get(learner);
+      return pr !== undefined && pr.match >= s.log.commit;
+    });
+    if (typeof next === 'string') return s.reject(next);
+    const e = s.appendOwn('config', encodeConfig(next));
+    this.checks.check(s);
     return { kind: 'accepted', index: e.index, term: e.term };
   }
 
@@ -654,22 +420,9 @@ export class RaftCore {
    * transfer is abandoned after an election timeout.
    */
   transferLeadership(to: NodeId): RequestResult {
-    if (this.role !== 'leader') return this.reject('NOT_LEADER');
-    if (to === this.id) return { kind: 'accepted' };
-    if (!isVoter(this.log.config(), to) || !this.progress.has(to))
-      return this.reject('INVALID_CHANGE');
-    if (this.leadTransferee === to) return { kind: 'accepted' };
-    this.leadTransferee = to;
-    this.transferElapsed = 0;
-    const pr = this.progress.get(to) as Progress;
-    if (pr.match === this.log.lastIndex()) {
-      this.sendTimeoutNow(to);
-    } else {
-      pr.forceSend = true; // catch it up now rather than at the next heartbeat
-      pr.probeSent = false;
-      this.needFlush = true;
-    }
-    return { kind: 'accepted' };
+    const r = transferLeadership(this.state, to);
+    this.checks.check(this.state);
+    return r;
   }
 
   /**
@@ -679,16 +432,16 @@ export class RaftCore {
    * a heartbeat round sent after it (or by a valid lease with `leaseReads`).
    */
   readIndex(ctx: ReadContext): RequestResult {
-    if (this.role !== 'leader') return this.reject('NOT_LEADER');
-    if (this.pendingReads.length + this.readsAwaitingCommit.length >= limits.raftPendingReadsMax) {
-      return this.reject('OVERLOADED');
-    }
-    if (!this.committedInTerm) {
+    const s = this.state;
+    if (s.role !== 'leader') return s.reject('NOT_LEADER');
+    if (s.reads.outstanding() >= limits.raftPendingReadsMax) return s.reject('OVERLOADED');
+    if (!s.committedInTerm) {
       // §6.4 step 1: the leader's commit index is only known current once it committed in its term.
-      this.readsAwaitingCommit.push(ctx);
+      s.reads.deferUntilCommitted(ctx);
     } else {
-      this.startRead(ctx);
+      startRead(s, ctx);
     }
+    this.checks.check(s);
     return { kind: 'accepted' };
   }
 
@@ -700,18 +453,28 @@ export class RaftCore {
    * `index`. `index` must not exceed what was applied and advanced.
    */
   compact(index: LogIndex, data: Uint8Array): boolean {
-    if (index <= this.log.snapshotMeta().index) return false;
-    assert(index <= this.log.applied, `compact(${index}) beyond applied ${this.log.applied}`);
+    const s = this.state;
+    if (index <= s.log.snapshotMeta().index) return false;
+    assert(index <= s.log.applied, `compact(${index}) beyond applied ${s.log.applied}`);
     const meta: SnapshotMeta = {
       index,
-      term: this.log.term(index) as Term,
-      config: this.log.configAt(index),
+      term: s.log.term(index) as Term,
+      config: s.log.configAt(index),
     };
-    this.log.compact(meta);
+    s.log.compact(meta);
     const snapshot: Snapshot = { meta, data };
-    this.localSnapshot = snapshot;
-    this.pendingSnapshot = { snapshot, restore: false };
+    s.localSnapshot = snapshot;
+    s.pendingSnapshot = { snapshot, restore: false };
+    this.checks.check(s);
     return true;
+  }
+
+  private refuseWrite(): Rejected | null {
+    const s = this.state;
+    if (s.role !== 'leader') return s.reject('NOT_LEADER');
+    if (s.leadTransferee !== null) return s.reject('TRANSFERRING');
+    if (s.log.lastIndex() - s.log.commit >= s.opts.maxUncommitted) return s.reject('OVERLOADED');
+    return null;
   }
 
   // -------------------------------------------------------------------------
@@ -719,14 +482,15 @@ export class RaftCore {
 
   /** True if {@link ready} has anything to hand out. */
   hasReady(): boolean {
+    const s = this.state;
     if (this.outstanding !== null) return false;
-    if (this.role === 'leader' && (this.needFlush || this.readRoundWanted)) return true;
+    if (s.role === 'leader' && (s.needFlush || s.reads.roundWanted)) return true;
     return (
-      this.msgs.length > 0 ||
-      this.log.hasUnstable() ||
-      this.log.hasCommittedToApply() ||
-      this.pendingSnapshot !== null ||
-      this.readStates.length > 0 ||
+      s.msgs.length > 0 ||
+      s.log.hasUnstable() ||
+      s.log.hasCommittedToApply() ||
+      s.pendingSnapshot !== null ||
+      s.reads.hasStates() ||
       this.softChanged() ||
       this.hardChanged()
     );
@@ -735,9 +499,10 @@ export class RaftCore {
   /** Collects the next batch of work (see "The Ready contract"). Call {@link advance} before the next one. */
   ready(): Ready {
     assert(this.outstanding === null, 'ready() called again before advance()');
-    if (this.role === 'leader') {
-      if (this.readRoundWanted) this.broadcastHeartbeat();
-      if (this.needFlush) this.flush();
+    const s = this.state;
+    if (s.role === 'leader') {
+      if (s.reads.roundWanted) broadcastHeartbeat(s);
+      if (s.needFlush) flush(s);
     }
     const rd: {
       softState?: SoftState;
@@ -748,38 +513,52 @@ export class RaftCore {
       committedEntries: readonly Entry[];
       readStates: readonly ReadState[];
     } = {
-      entries: this.log.takeUnstable(),
-      messages: this.msgs,
+      entries: s.log.takeUnstable(),
+      messages: s.msgs,
       committedEntries: [],
-      readStates: this.readStates,
+      readStates: s.reads.take(),
     };
-    if (this.pendingSnapshot !== null) rd.snapshot = this.pendingSnapshot;
-    rd.committedEntries = this.log.takeCommitted(limits.raftApplyEntriesMax);
+    if (s.pendingSnapshot !== null) rd.snapshot = s.pendingSnapshot;
+    rd.committedEntries = s.log.takeCommitted(limits.raftApplyEntriesMax);
     if (this.softChanged()) {
-      this.prevSoft = { role: this.role, leader: this.leader };
+      this.prevSoft = { role: s.role, leader: s.leader };
       rd.softState = this.prevSoft;
     }
     if (this.hardChanged()) {
-      this.prevHard = { term: this.term, vote: this.vote, commit: this.log.commit };
+      this.prevHard = { term: s.term, vote: s.vote, commit: s.log.commit };
       // TEST-ONLY bug: the vote never reaches storage, so a restarted node may vote again in a term.
       rd.hardState =
-        this.bugs.forgetToPersistVote === true ? { ...this.prevHard, vote: null } : this.prevHard;
+        s.opts.bugs.forgetToPersistVote === true ? { ...this.prevHard, vote: null } : this.prevHard;
     }
-    this.msgs = [];
-    this.readStates = [];
-    this.pendingSnapshot = null;
+    s.msgs = [];
+    s.pendingSnapshot = null;
     this.outstanding = rd;
+    const applying = rd.committedEntries;
+    this.outstandingApplyTo =
+      applying.length === 0 ? -1 : (applying[applying.length - 1] as Entry).index;
+    checkReady(s, rd);
     return rd;
   }
 
   /** Reports that `rd` was persisted, sent and applied (step 5 of the Ready contract). */
   advance(rd: Ready): void {
     assert(this.outstanding === rd, 'advance() must get the Ready returned by the last ready()');
+    const s = this.state;
+    const n = rd.committedEntries.length;
+    const last = n === 0 ? undefined : rd.committedEntries[n - 1];
+    // Precondition: the shell reports applying exactly what this Ready handed it.
+    if ((last?.index ?? -1) !== this.outstandingApplyTo) {
+      assert(
+        false,
+        `advance(): the Ready's committed entries end at ${last?.index} but ` +
+          `${this.outstandingApplyTo} was handed out`,
+      );
+    }
     this.outstanding = null;
-    this.log.markPersisted();
-    const last = rd.committedEntries[rd.committedEntries.length - 1];
-    if (last !== undefined) this.log.markApplied(last.index);
-    if (this.role === 'leader') this.maybeCommit();
+    s.log.markPersisted();
+    if (last !== undefined) s.log.markApplied(last.index);
+    if (s.role === 'leader') maybeCommit(s);
+    this.checks.check(s);
   }
 
   // -------------------------------------------------------------------------
@@ -787,746 +566,58 @@ export class RaftCore {
 
   /** A summary of this node (role, term, indexes, configuration, followers' progress). */
   status(): RaftStatus {
-    const progress = new Map<NodeId, PeerStatus>();
-    for (const [id, pr] of this.progress) {
-      progress.set(id, {
-        match: pr.match,
-        next: pr.next,
-        state: pr.state,
-        recentActive: this.now - pr.lastActiveTick < this.electionTicks,
-      });
-    }
+    const s = this.state;
+    const progress = s.tracker.status(s.now, s.opts.electionTicks);
     return {
-      id: this.id,
-      role: this.role,
-      term: this.term,
-      vote: this.vote,
-      leader: this.leader,
-      commit: this.log.commit,
-      applied: this.log.applied,
-      firstIndex: this.log.firstIndex(),
-      lastIndex: this.log.lastIndex(),
-      lastTerm: this.log.lastTerm(),
-      snapshotIndex: this.log.snapshotMeta().index,
-      config: this.log.config(),
-      leadTransferee: this.leadTransferee,
+      id: s.id,
+      role: s.role,
+      term: s.term,
+      vote: s.vote,
+      leader: s.leader,
+      commit: s.log.commit,
+      applied: s.log.applied,
+      firstIndex: s.log.firstIndex(),
+      lastIndex: s.log.lastIndex(),
+      lastTerm: s.log.lastTerm(),
+      snapshotIndex: s.log.snapshotMeta().index,
+      config: s.log.config(),
+      leadTransferee: s.leadTransferee,
       progress,
     };
   }
 
   /** Entries held in memory from `lo` to `hi` inclusive (clamped to what is held); for checkers and dumps. */
-  entries(lo: number = this.log.firstIndex(), hi: number = this.log.lastIndex()): Entry[] {
-    const from = Math.max(lo, this.log.firstIndex());
+  entries(
+    lo: number = this.state.log.firstIndex(),
+    hi: number = this.state.log.lastIndex(),
+  ): Entry[] {
+    const log = this.state.log;
+    const from = Math.max(lo, log.firstIndex());
     if (from > hi) return [];
-    return this.log.slice(from, hi);
+    return log.slice(from, hi);
   }
 
   /** Term of the entry at `index`, or undefined if compacted away or absent. */
   termAt(index: number): Term | undefined {
-    return this.log.term(index);
+    return this.state.log.term(index);
   }
 
   /** The newest snapshot this node holds (local or installed), or null. */
   snapshot(): Snapshot | null {
-    return this.localSnapshot;
-  }
-
-  // -------------------------------------------------------------------------
-  // Roles
-
-  private promotable(): boolean {
-    return isVoter(this.log.config(), this.id);
-  }
-
-  private otherVoters(config: ClusterConfig): NodeId[] {
-    const out = new Set<NodeId>(config.voters);
-    for (const v of config.votersOutgoing ?? []) out.add(v);
-    out.delete(this.id);
-    return [...out];
-  }
-
-  private resetElectionTimer(): void {
-    this.electionElapsed = 0;
-    // Raft §5.2 randomizes the timeout; it starts one tick past the lease
-    // (inLease, dissertation §4.2.3) because nodes' ticks are not in phase: a
-    // follower timing out after exactly electionTicks could ask a voter that
-    // has counted only electionTicks − 1 since the same heartbeat, still inside
-    // its lease, and lose a whole round (measured: ~3 in 40 leader kills on
-    // real processes took ~620 ms to the first write instead of ~270).
-    this.randomizedElectionTimeout = this.random.intBetween(
-      this.electionTicks + 1,
-      2 * this.electionTicks,
-    );
-  }
-
-  /** Heard from a leader within the minimum election timeout (leader stickiness). */
-  private inLease(): boolean {
-    return this.leader !== null && this.electionElapsed < this.electionTicks;
-  }
-
-  private becomeFollower(term: Term, leader: NodeId | null): void {
-    const wasLeader = this.role === 'leader';
-    if (term > this.term) {
-      this.term = term;
-      this.vote = null;
-      this.incoming = null; // a partial snapshot from an older leader is not resumed
-    }
-    this.role = 'follower';
-    this.leader = leader;
-    this.votes = new Map();
-    this.resetElectionTimer();
-    if (wasLeader) this.resetLeaderState();
-  }
-
-  private resetLeaderState(): void {
-    this.progress.clear();
-    this.leadTransferee = null;
-    this.needFlush = false;
-    this.committedInTerm = false;
-    this.readRoundWanted = false;
-    this.leaseStartTick = -Infinity;
-    this.seqSentTick.clear();
-    const hint = this.leader;
-    for (const r of this.pendingReads)
-      this.readStates.push({ ctx: r.ctx, ok: false, leaderHint: hint });
-    for (const ctx of this.readsAwaitingCommit)
-      this.readStates.push({ ctx, ok: false, leaderHint: hint });
-    this.pendingReads = [];
-    this.readsAwaitingCommit = [];
-  }
-
-  /** A leader's message at our term: candidates step down; two leaders in a term is a bug. */
-  private acceptLeader(from: NodeId): boolean {
-    if (this.role === 'leader') {
-      assert(this.anyBug, `two leaders in term ${this.term}: ${this.id} and ${from}`);
-      return false;
-    }
-    if (this.role !== 'follower') this.becomeFollower(this.term, from);
-    this.leader = from;
-    this.electionElapsed = 0;
-    return true;
-  }
-
-  private tallyVotes(): void {
-    const result = voteResult(this.log.config(), this.votes);
-    if (result === 'won') {
-      if (this.role === 'preCandidate') this.campaign('real', false);
-      else if (this.role === 'candidate') this.becomeLeader();
-    } else if (result === 'lost') {
-      this.becomeFollower(this.term, null);
-    }
-  }
-
-  private becomeLeader(): void {
-    this.role = 'leader';
-    this.leader = this.id;
-    this.votes = new Map();
-    this.electionElapsed = 0;
-    this.heartbeatElapsed = 0;
-    this.resetLeaderState();
-    this.syncProgress();
-    for (const pr of this.progress.values()) pr.lastActiveTick = this.now; // a fresh grace period
-    // Raft §8: a new leader commits a no-op entry of its term to learn what is committed.
-    this.appendOwn('noop', new Uint8Array(0));
-  }
-
-  /**
-   * Keeps one Progress per other member of the current configuration, and of
-   * the committed one: a node being removed is still replicated to until its
-   * removal commits, so it learns of it and does not campaign.
-   */
-  private syncProgress(): void {
-    const want = new Set(members(this.log.config()));
-    for (const id of members(this.log.configAt(this.log.commit))) want.add(id);
-    want.delete(this.id);
-    this.progressSyncedAt = this.log.commit >= this.log.configIndex();
-    for (const id of [...this.progress.keys()]) if (!want.has(id)) this.progress.delete(id);
-    for (const id of want) {
-      if (!this.progress.has(id)) {
-        const pr = new Progress(this.log.lastIndex() + 1);
-        pr.lastActiveTick = this.now;
-        this.progress.set(id, pr);
-      }
-    }
-  }
-
-  private reject(reason: RejectReason): Rejected {
-    return { kind: 'rejected', reason, leaderHint: this.role === 'leader' ? this.id : this.leader };
-  }
-
-  private refuseWrite(): Rejected | null {
-    if (this.role !== 'leader') return this.reject('NOT_LEADER');
-    if (this.leadTransferee !== null) return this.reject('TRANSFERRING');
-    if (this.log.lastIndex() - this.log.commit >= this.maxUncommitted)
-      return this.reject('OVERLOADED');
-    return null;
-  }
-
-  private appendOwn(kind: EntryKind, data: Uint8Array): Entry {
-    const e: Entry = { index: (this.log.lastIndex() + 1) as LogIndex, term: this.term, kind, data };
-    this.log.append([e]);
-    if (kind === 'config') this.syncProgress();
-    this.needFlush = true;
-    // No maybeCommit here: the leader counts its own entry only once it is persisted (advance),
-    // and a config change is still counted in advance() with the new configuration.
-    return e;
-  }
-
-  // -------------------------------------------------------------------------
-  // Leader
-
-  private tickLeader(): void {
-    this.heartbeatElapsed++;
-    this.electionElapsed++;
-    if (this.leadTransferee !== null && ++this.transferElapsed >= this.electionTicks) {
-      this.leadTransferee = null; // dissertation §3.10: abort a transfer that takes an election timeout
-    }
-    if (this.electionElapsed >= this.electionTicks) this.electionElapsed = 0;
-    if (this.checkQuorum) {
-      // Dissertation §6.2: a leader that has not heard from a quorum within an election
-      // timeout steps down (checked every tick, so it happens electionTicks after the last contact).
-      const active = hasQuorum(
-        this.log.config(),
-        (id) =>
-          id === this.id ||
-          this.now - (this.progress.get(id)?.lastActiveTick ?? -Infinity) < this.electionTicks,
-      );
-      if (!active) {
-        this.becomeFollower(this.term, null);
-        return;
-      }
-    }
-    if (this.heartbeatElapsed >= this.heartbeatTicks) {
-      this.heartbeatElapsed = 0;
-      this.broadcastHeartbeat();
-    }
-  }
-
-  private broadcastHeartbeat(): void {
-    this.readRoundWanted = false;
-    const seq = ++this.heartbeatSeq;
-    if (this.leaseReads) this.seqSentTick.set(seq, this.now);
-    for (const [to, pr] of this.progress) {
-      const m: Heartbeat = {
-        type: 'Heartbeat',
-        from: this.id,
-        to,
-        term: this.term,
-        commit: Math.min(pr.match, this.log.commit) as LogIndex,
-        seq,
-      };
-      this.msgs.push(m);
-    }
-    this.confirmReads(); // a one-voter cluster confirms at once
-  }
-
-  /** Sends every follower what it lacks, within its flow-control limits (batched per Ready). */
-  private flush(): void {
-    this.needFlush = false;
-    for (const [to, pr] of this.progress) {
-      if (pr.state === 'snapshot') {
-        if (!pr.snapshotSent) this.sendSnapshotChunk(to, pr);
-        continue;
-      }
-      let sent = false;
-      while (!pr.isPaused(this.maxInflight) && pr.next <= this.log.lastIndex()) {
-        if (!this.sendAppend(to, pr)) break;
-        sent = true;
-        if (pr.state !== 'replicate') break;
-      }
-      // Nothing new to send: still send an empty append if asked to (follower behind after a
-      // heartbeat) or to carry a commit index it has not seen.
-      if (
-        !sent &&
-        !pr.isPaused(this.maxInflight) &&
-        (pr.forceSend || pr.sentCommit < this.log.commit)
-      ) {
-        this.sendAppend(to, pr);
-      }
-      pr.forceSend = false;
-    }
-  }
-
-  /** Sends one AppendEntries (possibly empty) from pr.next, or a snapshot chunk if that entry was compacted. */
-  private sendAppend(to: NodeId, pr: Progress): boolean {
-    const prevLogIndex = pr.next - 1;
-    const prevLogTerm = this.log.term(prevLogIndex);
-    if (prevLogTerm === undefined) {
-      // Raft §7: the entries the follower needs are gone; send the snapshot instead.
-      assert(this.localSnapshot !== null, 'log compacted without a snapshot');
-      pr.becomeSnapshot(this.localSnapshot);
-      this.sendSnapshotChunk(to, pr);
-      return false;
-    }
-    const entries =
-      pr.next <= this.log.lastIndex()
-        ? this.log.slice(pr.next, this.log.lastIndex(), this.maxAppendEntries, this.maxAppendBytes)
-        : [];
-    const m: AppendEntries = {
-      type: 'AppendEntries',
-      from: this.id,
-      to,
-      term: this.term,
-      prevLogIndex: prevLogIndex as LogIndex,
-      prevLogTerm,
-      entries,
-      leaderCommit: this.log.commit,
-    };
-    this.msgs.push(m);
-    pr.sentCommit = this.log.commit;
-    const last = entries[entries.length - 1];
-    if (pr.state === 'replicate') {
-      if (last !== undefined) {
-        // Pipelining: advance nextIndex optimistically and track the append in flight.
-        pr.next = (last.index + 1) as LogIndex;
-        pr.inflight.push(last.index);
-      }
-    } else {
-      pr.probeSent = true;
-    }
-    return true;
-  }
-
-  /**
-   * Sends the next chunk of the snapshot pinned in `pr` (Raft §7). The
-   * transfer keeps the snapshot it started with even if the leader has since
-   * compacted to a newer one: re-targeting would restart it from offset 0 and,
-   * with frequent compaction, a lagging follower would never finish one. Once
-   * it is installed the follower catches up from the log, or is sent the newer
-   * snapshot next if the log no longer reaches back that far.
-   */
-  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
-    const snap = pr.snapshot;
-    assert(snap !== null, 'snapshot state without a pinned snapshot');
-    const offset = Math.min(pr.snapshotOffset, snap.data.length);
-    const data = snap.data.subarray(offset, offset + this.chunkBytes);
-    const m: InstallSnapshot = {
-      type: 'InstallSnapshot',
-      from: this.id,
-      to,
-      term: this.term,
-      meta: snap.meta,
-      offset,
-      data,
-      done: offset + data.length === snap.data.length,
-      totalBytes: snap.data.length,
-    };
-    this.msgs.push(m);
-    pr.snapshotSent = true;
-    pr.snapshotSentTick = this.now;
-  }
-
-  private sendTimeoutNow(to: NodeId): void {
-    this.leaseStartTick = -Infinity; // the transferee's election ignores leader stickiness
-    this.msgs.push({ type: 'TimeoutNow', from: this.id, to, term: this.term });
-  }
-
-  private handleAppendResponse(m: AppendEntriesResponse): void {
-    const pr = this.progress.get(m.from);
-    if (pr === undefined) return;
-    pr.lastActiveTick = this.now;
-    if (!m.success) {
-      // Ignore stale rejections: of an append already known matched, or of an old probe.
-      if (m.rejectedIndex <= pr.match) return;
-      if (pr.state === 'probe' && m.rejectedIndex !== pr.next - 1) return;
-      if (pr.state === 'snapshot') return;
-      // Fast backtracking (Raft §5.3, after Figure 7): skip a whole conflicting term per round trip.
-      let next: number;
-      if (m.conflictTerm > 0) {
-        const k = this.log.lastIndexOfTerm(m.conflictTerm, m.rejectedIndex);
-        next = k > 0 ? k + 1 : m.conflictIndex;
-      } else {
-        next = m.conflictIndex;
-      }
-      next = Math.min(next, m.rejectedIndex);
-      pr.becomeProbe(Math.max(next, 1));
-      this.needFlush = true;
-      return;
-    }
-    const moved = pr.maybeUpdate(m.matchIndex);
-    if (pr.state === 'probe') {
-      pr.becomeReplicate();
-    } else if (pr.state === 'snapshot' && pr.match >= pr.snapshotIndex) {
-      pr.becomeProbe(pr.match + 1);
-    }
-    if (moved) this.maybeCommit();
-    if (this.leadTransferee === m.from && pr.match === this.log.lastIndex())
-      this.sendTimeoutNow(m.from);
-    this.needFlush = true;
-  }
-
-  private handleHeartbeatResponse(m: HeartbeatResponse): void {
-    const pr = this.progress.get(m.from);
-    if (pr === undefined) return;
-    pr.lastActiveTick = this.now;
-    if (m.seq > pr.ackedSeq) pr.ackedSeq = m.seq;
-    if (pr.state === 'snapshot') {
-      // Resend a chunk that may have been lost.
-      if (this.now - pr.snapshotSentTick >= 2 * this.heartbeatTicks) pr.snapshotSent = false;
-    } else if (pr.match < this.log.lastIndex()) {
-      pr.probeSent = false;
-      if (pr.state === 'replicate' && pr.inflight.length >= this.maxInflight) pr.inflight.shift();
-      pr.forceSend = true;
-    }
-    if (pr.forceSend || (pr.state === 'snapshot' && !pr.snapshotSent)) this.needFlush = true;
-    this.confirmReads();
-  }
-
-  private handleSnapshotResponse(m: InstallSnapshotResponse): void {
-    const pr = this.progress.get(m.from);
-    if (pr === undefined) return;
-    pr.lastActiveTick = this.now;
-    if (m.done) {
-      pr.maybeUpdate(m.snapshotIndex);
-      if (pr.state === 'snapshot') pr.becomeProbe(pr.match + 1);
-      this.maybeCommit();
-      this.needFlush = true;
-      return;
-    }
-    if (pr.state !== 'snapshot' || m.snapshotIndex !== pr.snapshotIndex) return;
-    pr.snapshotOffset = m.nextOffset;
-    pr.snapshotSent = false;
-    this.needFlush = true;
-  }
-
-  /** Raft §5.3 + §5.4.2: commit the highest index stored on a quorum, if it is of the current term. */
-  private maybeCommit(): void {
-    if (this.role !== 'leader') return;
-    const config = this.log.config();
-    const idx = committedIndex(config, (id) =>
-      id === this.id ? this.log.persisted : (this.progress.get(id)?.match ?? 0),
-    );
-    const q = Math.min(idx, this.log.lastIndex());
-    if (q <= this.log.commit) return;
-    // Raft §5.4.2: never commit an older term's entry by counting replicas (Figure 8).
-    if (this.log.term(q) !== this.term && this.bugs.countOldTermEntriesForCommit !== true) return;
-    this.log.commitTo(q);
-    this.onCommitAdvanced();
-  }
-
-  private onCommitAdvanced(): void {
-    this.needFlush = true;
-    if (!this.progressSyncedAt && this.log.commit >= this.log.configIndex()) this.syncProgress();
-    if (!this.committedInTerm && this.log.term(this.log.commit) === this.term) {
-      this.committedInTerm = true;
-      const waiting = this.readsAwaitingCommit;
-      this.readsAwaitingCommit = [];
-      for (const ctx of waiting) this.startRead(ctx);
-    }
-    const config = this.log.config();
-    if (!isVoter(config, this.id) && this.log.commit >= this.log.configIndex()) {
-      // Dissertation §4.2.2: a leader removed from the configuration steps down once the change commits,
-      // handing over to the most up-to-date voter so the cluster need not wait for a timeout.
-      let best: NodeId | null = null;
-      for (const [id, pr] of this.progress) {
-        if (isVoter(config, id) && pr.match === this.log.lastIndex()) best = best ?? id;
-      }
-      this.flush();
-      if (best !== null) this.sendTimeoutNow(best);
-      this.becomeFollower(this.term, null);
-    }
-  }
-
-  private startRead(ctx: ReadContext): void {
-    const config = this.log.config();
-    if (hasQuorum(config, (id) => id === this.id) || this.bugs.skipReadConfirmation === true) {
-      this.readStates.push({ ctx, ok: true, index: this.log.commit });
-      return;
-    }
-    if (
-      this.leaseReads &&
-      this.leadTransferee === null &&
-      this.now < this.leaseStartTick + this.electionTicks - this.leaseMarginTicks
-    ) {
-      this.readStates.push({ ctx, ok: true, index: this.log.commit });
-      return;
-    }
-    // Dissertation §6.4 step 3: confirm leadership with a heartbeat round sent after the request.
-    this.pendingReads.push({ ctx, index: this.log.commit, seq: this.heartbeatSeq + 1 });
-    this.readRoundWanted = true;
-  }
-
-  private confirmReads(): void {
-    const config = this.log.config();
-    const quorumSeq = committedIndex(config, (id) =>
-      id === this.id ? this.heartbeatSeq : (this.progress.get(id)?.ackedSeq ?? 0),
-    );
-    const sent = this.seqSentTick.get(quorumSeq);
-    if (sent !== undefined) {
-      this.leaseStartTick = Math.max(this.leaseStartTick, sent);
-      for (const s of [...this.seqSentTick.keys()]) if (s < quorumSeq) this.seqSentTick.delete(s);
-    }
-    let k = 0;
-    while (k < this.pendingReads.length && (this.pendingReads[k] as PendingRead).seq <= quorumSeq) {
-      const r = this.pendingReads[k] as PendingRead;
-      this.readStates.push({ ctx: r.ctx, ok: true, index: r.index });
-      k++;
-    }
-    if (k > 0) this.pendingReads.splice(0, k);
-  }
-
-  // -------------------------------------------------------------------------
-  // Follower and voter
-
-  private handleRequestVote(m: RequestVote): void {
-    // Raft §5.2: one vote per term, first come first served; §5.4.1: only for an up-to-date log.
-    const canVote = this.vote === m.from || (this.vote === null && this.leader === null);
-    const upToDate =
-      this.bugs.skipElectionRestriction === true ||
-      this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
-    const granted = canVote && upToDate && this.role !== 'leader';
-    if (granted) {
-      this.vote = m.from;
-      this.resetElectionTimer();
-    }
-    this.msgs.push({
-      type: 'RequestVoteResponse',
-      from: this.id,
-      to: m.from,
-      term: this.term,
-      granted,
-    });
-  }
-
-  private handlePreVote(m: PreVote): void {
-    // Dissertation §9.6: grant if we could vote for it at m.term and have not heard from a leader lately.
-    const canVote =
-      m.term > this.term || this.vote === m.from || (this.vote === null && this.leader === null);
-    const upToDate =
-      this.bugs.skipElectionRestriction === true ||
-      this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
-    const granted = canVote && upToDate && !this.inLease();
-    this.msgs.push({
-      type: 'PreVoteResponse',
-      from: this.id,
-      to: m.from,
-      term: granted ? m.term : this.term,
-      granted,
-    });
-  }
-
-  /** Raft §5.1: answer a stale sender with our term so it steps down. */
-  private answerStale(m: RaftMessage): void {
-    const base = { from: this.id, to: m.from, term: this.term };
-    switch (m.type) {
-      case 'AppendEntries':
-        this.msgs.push({
-          ...base,
-          type: 'AppendEntriesResponse',
-          success: false,
-          matchIndex: 0 as LogIndex,
-          rejectedIndex: m.prevLogIndex,
-          conflictIndex: 0 as LogIndex,
-          conflictTerm: 0 as Term,
-        });
-        return;
-      case 'Heartbeat':
-        this.msgs.push({ ...base, type: 'HeartbeatResponse', seq: 0 });
-        return;
-      case 'InstallSnapshot':
-        this.msgs.push({
-          ...base,
-          type: 'InstallSnapshotResponse',
-          snapshotIndex: 0 as LogIndex,
-          nextOffset: 0,
-          done: false,
-        });
-        return;
-      case 'PreVote':
-        this.msgs.push({ ...base, type: 'PreVoteResponse', granted: false });
-        return;
-      case 'RequestVote':
-        this.msgs.push({ ...base, type: 'RequestVoteResponse', granted: false });
-        return;
-      case 'AppendEntriesResponse':
-      case 'HeartbeatResponse':
-      case 'InstallSnapshotResponse':
-      case 'PreVoteResponse':
-      case 'RequestVoteResponse':
-      case 'TimeoutNow':
-        return; // stale answers and orders are simply dropped
-      default:
-        assertNever(m);
-    }
-  }
-
-  private handleAppendEntries(m: AppendEntries): void {
-    const commit = this.log.commit;
-    let prevIndex: number = m.prevLogIndex;
-    let prevTerm: number = m.prevLogTerm;
-    let entries = m.entries;
-    if (prevIndex < commit) {
-      // Entries up to our commit index are known to match the leader's (Leader Completeness, Raft §5.4).
-      const skip = Math.min(commit - prevIndex, entries.length);
-      entries = entries.slice(skip);
-      if (entries.length === 0) {
-        this.replyAppend(m, true, Math.max(commit, 0));
-        return;
-      }
-      prevIndex += skip;
-      prevTerm = (m.entries[skip - 1] as Entry).term;
-    }
-    const matches =
-      this.log.matchTerm(prevIndex, prevTerm) ||
-      (this.bugs.skipLogConsistencyCheck === true &&
-        prevIndex <= this.log.lastIndex() &&
-        prevIndex >= this.log.snapshotMeta().index);
-    if (!matches) {
-      // Raft §5.3: reject; include the conflicting term and its first index so the leader skips it.
-      const last = this.log.lastIndex();
-      let conflictTerm = 0;
-      let conflictIndex: number = last + 1;
-      if (prevIndex <= last) {
-        conflictTerm = this.log.term(prevIndex) as number;
-        conflictIndex = this.log.firstIndexOfTermAt(prevIndex);
-      }
-      this.msgs.push({
-        type: 'AppendEntriesResponse',
-        from: this.id,
-        to: m.from,
-        term: this.term,
-        success: false,
-        matchIndex: 0 as LogIndex,
-        rejectedIndex: prevIndex as LogIndex,
-        conflictIndex: conflictIndex as LogIndex,
-        conflictTerm: conflictTerm as Term,
-      });
-      return;
-    }
-    // Raft §5.3 receiver rules 3–4: delete a conflicting suffix, append what is new; keep matching entries.
-    let k = 0;
-    while (k < entries.length) {
-      const e = entries[k] as Entry;
-      if (this.log.term(e.index) !== e.term) break;
-      k++;
-    }
-    if (k < entries.length) {
-      const rest = k === 0 ? entries : entries.slice(k);
-      const from = (rest[0] as Entry).index;
-      if (from <= this.log.lastIndex()) this.dropAcksFrom(from);
-      if (from <= commit && this.anyBug) {
-        this.log.append(rest, true);
-      } else {
-        this.log.append(rest);
-      }
-    }
-    const lastNew = prevIndex + entries.length;
-    // Raft §5.3 receiver rule 5.
-    this.log.commitTo(Math.min(m.leaderCommit, lastNew));
-    this.replyAppend(m, true, lastNew);
-  }
-
-  /**
-   * The log is about to lose its entries from `index` on. A successful AppendEntriesResponse
-   * still queued here (not yet handed out in a Ready) that acknowledges an index at or above
-   * `index` promises entries this node will now never persist: the shell would send it after
-   * persisting the next Ready, which holds the replacing entries instead (Raft Figure 2: a
-   * follower acknowledges only what it stores). Such acks are dropped, as a lossy network
-   * may; the leader learns the truth from the next exchange. Acks already handed out are
-   * sent only once their own Ready is durable, so they were true when they left.
-   */
-  private dropAcksFrom(index: number): void {
-    this.msgs = this.msgs.filter(
-      (m) => !(m.type === 'AppendEntriesResponse' && m.success && m.matchIndex >= index),
-    );
-  }
-
-  private replyAppend(m: AppendEntries, success: boolean, matchIndex: number): void {
-    this.msgs.push({
-      type: 'AppendEntriesResponse',
-      from: this.id,
-      to: m.from,
-      term: this.term,
-      success,
-      matchIndex: matchIndex as LogIndex,
-      rejectedIndex: m.prevLogIndex,
-      conflictIndex: 0 as LogIndex,
-      conflictTerm: 0 as Term,
-    });
-  }
-
-  private handleHeartbeat(m: Heartbeat): void {
-    // The leader caps `commit` by what it knows we hold, so it never exceeds our matching prefix.
-    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
-    this.msgs.push({
-      type: 'HeartbeatResponse',
-      from: this.id,
-      to: m.from,
-      term: this.term,
-      seq: m.seq,
-    });
-  }
-
-  private handleInstallSnapshot(m: InstallSnapshot): void {
-    const meta = m.meta;
-    const reply = (nextOffset: number, done: boolean): void => {
-      this.msgs.push({
-        type: 'InstallSnapshotResponse',
-        from: this.id,
-        to: m.from,
-        term: this.term,
-        snapshotIndex: meta.index,
-        nextOffset,
-        done,
-      });
-    };
-    if (meta.index <= this.log.commit) {
-      // We already hold (committed) everything the snapshot covers.
-      this.incoming = null;
-      reply(0, true);
-      return;
-    }
-    let inc = this.incoming;
-    const same =
-      inc !== null &&
-      inc.meta.index === meta.index &&
-      inc.meta.term === meta.term &&
-      inc.leaderTerm === m.term &&
-      inc.total === m.totalBytes;
-    if (!same) {
-      if (m.offset !== 0) {
-        reply(0, false); // restart from the first chunk
-        return;
-      }
-      inc = { leaderTerm: m.term, meta, chunks: [], received: 0, total: m.totalBytes };
-      this.incoming = inc;
-    }
-    assert(inc !== null);
-    if (m.offset !== inc.received) {
-      reply(inc.received, false);
-      return;
-    }
-    inc.chunks.push(m.data.slice());
-    inc.received += m.data.length;
-    if (!m.done) {
-      reply(inc.received, false);
-      return;
-    }
-    const data = new Uint8Array(inc.total);
-    let at = 0;
-    for (const c of inc.chunks) {
-      data.set(c, at);
-      at += c.length;
-    }
-    this.incoming = null;
-    // Raft §7 receiver rules 6–8. Without the entry at meta.index the whole log goes.
-    if (this.log.term(meta.index) !== meta.term) this.dropAcksFrom(meta.index + 1);
-    this.log.restore(meta);
-    const snapshot: Snapshot = { meta, data };
-    this.localSnapshot = snapshot;
-    this.pendingSnapshot = { snapshot, restore: true };
-    reply(inc.total, true);
+    return this.state.localSnapshot;
   }
 
   private softChanged(): boolean {
-    return this.prevSoft.role !== this.role || this.prevSoft.leader !== this.leader;
+    const s = this.state;
+    return this.prevSoft.role !== s.role || this.prevSoft.leader !== s.leader;
   }
 
   private hardChanged(): boolean {
+    const s = this.state;
     return (
-      this.prevHard.term !== this.term ||
-      this.prevHard.vote !== this.vote ||
-      this.prevHard.commit !== this.log.commit
+      this.prevHard.term !== s.term ||
+      this.prevHard.vote !== s.vote ||
+      this.prevHard.commit !== s.log.commit
     );
   }
 }

@@ -10,9 +10,10 @@
  * await storage.save({ entries, hardState }); // resolves once written and fdatasync'd
  * ```
  *
- * Layout: `<dir>/wal/<seq>.wal` segments and
+ * Layout: `<dir>/wal/<seq>.wal` segments,
  * `<dir>/snap/<index>-<term>-<crc>.snap` snapshots (numbers as 16 hex digits,
- * the data's CRC32C as 8). Record format: see records.ts.
+ * the data's CRC32C as 8) and `<dir>/manifest` (the newest segment). Record
+ * format: see records.ts.
  *
  * Group commit: save() validates the write against the log as it will be after
  * every earlier save(), encodes its records into one buffer and queues it; the
@@ -29,20 +30,31 @@
  * of the conflicting suffix, entries, hard state); each such prefix is a state
  * Raft may restart from, since nothing was sent on the strength of it.
  *
- * Snapshots: inside save(), synchronously (snapshots are rare; the event loop
- * waits for their fsync), the file is written to a temp name, fsynced, renamed
- * and the directory fsynced before a SNAPSHOT record naming it enters the log; a
- * snapshot file without such a record is an interrupted save and is removed on
+ * Snapshots: save() validates the write and queues its records at once, and
+ * starts writing the file off the event loop (StorageFs.writeFileAsync: temp
+ * name, written and fsynced on the thread pool, then renamed and the directory
+ * fsynced), so the process keeps serving meanwhile; the batch holding the
+ * SNAPSHOT record (and every save queued after it) is flushed only once the
+ * file is durable, so the log never names a file that a crash could lose. A
+ * failed file write poisons the storage like a failed WAL write. A snapshot
+ * file without a record naming it is an interrupted save and is removed on
  * load. The newest readable snapshot named in the log is used; an unreadable one
  * is logged and the previous one used, provided the log still reaches back to it
  * (segments are deleted only when covered by the oldest retained snapshot).
  *
  * Recovery: segments are read in order and every record verified. A bad record
- * in the last segment with no valid record after it is a torn tail (the last
- * write was interrupted) and is cut off. Any other bad record is corruption:
+ * in the last segment with no valid record after it is a torn tail if it can be
+ * an interrupted write (its end is missing: zeros or the end of the file; see
+ * tornOrCorrupt in records.ts) and is cut off, with a warning. A record whose
+ * bytes are all there but fail the checksum (a flipped bit) is not torn, and
+ * neither is any bad record with valid ones after it: that is corruption, and
  * load() rejects with CORRUPTION naming the file and offset, unless the storage
  * was opened with `repair: true`, in which case the log is cut there, later
- * segments removed, and what was dropped is logged and reported.
+ * segments removed, and what was dropped is logged and reported. A log that
+ * ends before the segment `<dir>/manifest` names (a deleted newest segment,
+ * a deleted wal/) is refused the same way: see the manifest section below.
+ * What recovery read is synced before load() resolves (the last run may have
+ * been killed before its sync, leaving it in the page cache only).
  */
 import { posix } from 'node:path';
 import pino from 'pino';
@@ -53,10 +65,11 @@ import type { ClusterId, NodeId } from '../../lib/ids.js';
 import { limits } from '../../lib/limits.js';
 import type { Entry, HardState, Snapshot, SnapshotMeta } from '../core/types.js';
 import type { FileHandle, StorageFs } from './fs.js';
-import { nodeFs } from './fs.js';
+import { nodeFs, syncCreatedDirs } from './fs.js';
 import { emptyHardState } from './memory.js';
 import {
   anyValidRecordAfter,
+  decodeEntries,
   decodeRecordAt,
   encodeRecord,
   entryEncodedBytes,
@@ -70,6 +83,8 @@ import {
   RecordType,
   segmentMagic,
   snapshotMagic,
+  manifestMagic,
+  tornOrCorrupt,
 } from './records.js';
 import {
   hardStateArray,
@@ -141,11 +156,19 @@ export interface RecoveryReport {
   tornTail: { file: string; offset: number; bytesDropped: number } | null;
   /** What `repair: true` dropped, if it acted. */
   repaired: {
+    /** Where the log was cut (or the first missing segment). */
     file: string;
     offset: number;
     reason: string;
+    /** Bytes cut off `file` from `offset` on. */
     bytesDropped: number;
+    /** Later segments removed, and their bytes. */
     segmentsRemoved: string[];
+    bytesRemoved: number;
+    /** Records dropped that could still be read (the damaged one counts as one). */
+    recordsDropped: number;
+    /** Log entries among them, if any: how many and their index range. */
+    entriesDropped: { count: number; first: number; last: number } | null;
   } | null;
   /** Snapshots that could not be used, newest first. */
   unreadableSnapshots: { file: string; reason: string }[];
@@ -204,6 +227,101 @@ function zeroFrom(buf: Buffer, from: number): boolean {
   return true;
 }
 const SNAPSHOT_RE = /^[0-9a-f]{16}-[0-9a-f]{16}-[0-9a-f]{8}\.snap$/;
+/** The WAL manifest's name in the data dir (see the manifest section of FileStorage). */
+const MANIFEST = 'manifest';
+
+/** True if a segment's first bytes can be its magic cut short by a crash: a prefix of it, then zeros or the end. */
+function tornMagic(bytes: Buffer): boolean {
+  for (let k = 0; k <= 4; k++) {
+    const head = bytes.subarray(0, Math.min(k, bytes.length));
+    const rest = bytes.subarray(head.length, Math.min(4, bytes.length));
+    if (head.equals(segmentMagic.subarray(0, head.length)) && rest.every((b) => b === 0))
+      return true;
+  }
+  return false;
+}
+
+/** Records and entries found reading on from a cut (see {@link surveyDropped}). */
+class DroppedSurvey {
+  records = 0;
+  private count = 0;
+  private first = Infinity;
+  private last = -Infinity;
+
+  noteEntries(entries: readonly Entry[]): void {
+    for (const e of entries) {
+      this.count++;
+      this.first = Math.min(this.first, e.index);
+      this.last = Math.max(this.last, e.index);
+    }
+  }
+
+  add(other: DroppedSurvey): void {
+    this.records += other.records;
+    this.count += other.count;
+    this.first = Math.min(this.first, other.first);
+    this.last = Math.max(this.last, other.last);
+  }
+
+  entries(): { count: number; first: number; last: number } | null {
+    return this.count === 0 ? null : { count: this.count, first: this.first, last: this.last };
+  }
+}
+
+/**
+ * Reads on from `from` as far as records can be read, to say what a repair
+ * drops: the record there (damaged, counted if its length is plausible), then
+ * each valid record after it, stopping at the first that is not.
+ */
+function surveyDropped(bytes: Buffer, from: number): DroppedSurvey {
+  const survey = new DroppedSurvey();
+  let offset = from;
+  for (let first = true; offset < bytes.length; first = false) {
+    const r = decodeRecordAt(bytes, offset);
+    if (typeof r !== 'string') {
+      survey.records++;
+      if (r.type === RecordType.Entries) survey.noteEntries(decodeEntries(r.payload) ?? []);
+      offset = r.end;
+      continue;
+    }
+    const length = offset + 8 <= bytes.length ? bytes.readUInt32LE(offset + 4) : 0;
+    if (!first || r === 'short' || length < 1 || length > limits.walRecordBytesMax) break;
+    survey.records++;
+    offset += recordBytes(length - 1);
+  }
+  return survey;
+}
+
+/** One line per thing recovery cut, removed or could not use, for an operator (`cohort node --repair` prints them). */
+export function describeRecovery(report: RecoveryReport): string[] {
+  const out: string[] = [];
+  const t = report.tornTail;
+  if (t !== null) {
+    out.push(
+      `cut a torn tail off ${t.file} at offset ${t.offset}: ${t.bytesDropped} bytes of a write a crash interrupted (never acknowledged)`,
+    );
+  }
+  const r = report.repaired;
+  if (r !== null) {
+    const e = r.entriesDropped;
+    const what = [
+      `${r.bytesDropped} bytes of ${r.file} from offset ${r.offset}`,
+      ...(r.segmentsRemoved.length === 0
+        ? []
+        : [`segments ${r.segmentsRemoved.join(', ')} (${r.bytesRemoved} bytes)`]),
+    ].join(' and ');
+    out.push(
+      `repair: dropped ${what}: ${r.recordsDropped} records, the first damaged, ` +
+        (e === null
+          ? 'no readable log entries'
+          : `${e.count} readable log entries (index ${e.first}..${e.last})`) +
+        `; reason: ${r.reason}`,
+    );
+  }
+  for (const u of report.unreadableSnapshots) out.push(`unusable snapshot ${u.file}: ${u.reason}`);
+  for (const f of report.removedFiles) out.push(`removed leftover ${f}`);
+  return out;
+}
 
 function ioError(what: string, cause: unknown): CohortError {
   const message = cause instanceof Error ? cause.message : String(cause);
@@ -213,7 +331,7 @@ function ioError(what: string, cause: unknown): CohortError {
 function corruption(file: string, offset: number, reason: string): CohortError {
   return new CohortError(
     'CORRUPTION',
-    `${file} at offset ${offset}: ${reason} (start with repair to cut the log there)`,
+    `${file} at offset ${offset}: ${reason} (start the node with --repair to cut the log there, dropping everything after it)`,
     { details: { file, offset, reason } },
   );
 }
@@ -304,6 +422,12 @@ export class FileStorage implements Storage {
   private tailPreallocated = false;
   /** Settles when close() has drained the queue. */
   private closed: Promise<void> | null = null;
+  /** Manifest writes after rolls, one after another. */
+  private manifestWrites: Promise<void> = Promise.resolve();
+  /** Snapshot files being written: the batch, which holds their records, waits for them. */
+  private snapshotFilesPending = 0;
+  /** Snapshot file writes, one after another (two saves of one snapshot share a temp name). */
+  private snapshotWrites: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: FileStorageOptions) {
     this.fs = options.fs ?? nodeFs;
@@ -394,10 +518,12 @@ export class FileStorage implements Storage {
     );
     if (!this.syncing) this.flush();
     this.spareAbort.abort();
-    this.closed = Promise.all([drained, this.spareFilling]).then(() => {
-      this.closeFd();
-      this.state = 'closed';
-    });
+    this.closed = Promise.all([drained, this.spareFilling])
+      .then(() => this.manifestWrites)
+      .then(() => {
+        this.closeFd();
+        this.state = 'closed';
+      });
     return this.closed;
   }
 
@@ -412,8 +538,9 @@ export class FileStorage implements Storage {
     let snapPayload: Buffer | null = null;
     if (write.snapshot !== undefined) {
       ref = { meta: write.snapshot.meta, crc: crc32c(write.snapshot.data) };
-      this.writeSnapshotFile(write.snapshot, ref);
       snapPayload = packer.pack([...refArray(ref), plan.snapshotKeepsLog]);
+      // Written off the event loop; the batch holding its record waits for it (flush()).
+      this.startSnapshotFile(write.snapshot, ref);
     }
     const truncPayload = plan.truncateFrom === null ? null : packer.pack(plan.truncateFrom);
     const hsPayload =
@@ -629,6 +756,9 @@ export class FileStorage implements Storage {
     this.flushScheduled = false;
     // The sync in flight flushes what is queued when it completes.
     if (this.syncing) return;
+    // A SNAPSHOT record enters the log only once its file is durable; the
+    // file's completion flushes (a failure flushes too, to reject the batch).
+    if (this.snapshotFilesPending > 0 && this.failure === null) return;
     this.sealOpenEntries();
     const waiter = this.waiter;
     const length = this.batchLen;
@@ -637,6 +767,8 @@ export class FileStorage implements Storage {
     this.batchLen = 0;
     this.rolls = [];
     if (length === 0 && waiter === null) return;
+    /** The last segment this batch starts: the manifest names it once the batch is durable. */
+    const rolledTo = rolls.at(-1)?.seq ?? 0;
     // Compaction runs once this batch is durable, from the model as of its end.
     const compaction = this.compactPending
       ? { keep: this.retained.slice(), dropped: this.droppedSnapshots }
@@ -674,7 +806,7 @@ export class FileStorage implements Storage {
     }
     if (length === start) {
       // Only empty writes: everything before them is already durable.
-      this.settle(waiter, compaction);
+      this.settle(waiter, compaction, rolledTo);
       return;
     }
     this.syncing = true;
@@ -711,7 +843,7 @@ export class FileStorage implements Storage {
       () => {
         if (mode === 'auto' && !inline) this.noteSync(performance.now() - t0);
         this.syncing = false;
-        this.settle(waiter, compaction);
+        this.settle(waiter, compaction, rolledTo);
         if (this.batchLen > 0 || this.waiter !== null) this.flush();
       },
       (err: unknown) => {
@@ -777,8 +909,9 @@ export class FileStorage implements Storage {
     );
   }
 
-  /** Resolves the saves of a durable batch, then compacts what it made obsolete. */
-  private settle(waiter: Waiter | null, compaction: Compaction | null): void {
+  /** Resolves the saves of a durable batch, then compacts what it made obsolete (and names a new segment in the manifest). */
+  private settle(waiter: Waiter | null, compaction: Compaction | null, rolledTo: number): void {
+    if (rolledTo > 0) this.writeManifestLater(rolledTo);
     waiter?.resolve();
     if (compaction !== null) this.compact(compaction.keep, compaction.dropped);
   }
@@ -855,8 +988,39 @@ export class FileStorage implements Storage {
     }
   }
 
-  /** Writes a snapshot file durably: temp file, fsync, rename, directory fsync. */
-  private writeSnapshotFile(snapshot: Snapshot, ref: SnapRef): void {
+  /**
+   * Starts writing a snapshot file (after any earlier one): the queued batch,
+   * which holds its SNAPSHOT record, is flushed only once the file is durable.
+   * A failure poisons the storage like a failed WAL write: the model already
+   * counts the snapshot, and later saves were validated against it.
+   */
+  private startSnapshotFile(snapshot: Snapshot, ref: SnapRef): void {
+    this.snapshotFilesPending++;
+    const written = this.snapshotWrites.then(() => this.writeSnapshotFile(snapshot, ref));
+    this.snapshotWrites = written.catch(() => {});
+    written.then(
+      () => {
+        this.snapshotFilesPending--;
+        this.flushUnlessSyncing();
+      },
+      (err: unknown) => {
+        this.snapshotFilesPending--;
+        this.fail(err, null);
+        this.flushUnlessSyncing();
+      },
+    );
+  }
+
+  /** Flushes what waits, unless a sync is in flight (its completion flushes). */
+  private flushUnlessSyncing(): void {
+    if (!this.syncing && (this.batchLen > 0 || this.waiter !== null)) this.flush();
+  }
+
+  /**
+   * Writes a snapshot file durably, off the event loop: temp file (written
+   * and fsynced on the thread pool), rename, directory fsync.
+   */
+  private async writeSnapshotFile(snapshot: Snapshot, ref: SnapRef): Promise<void> {
     const { meta, data } = snapshot;
     const header = encodeRecord(
       RecordType.SnapshotHeader,
@@ -871,30 +1035,17 @@ export class FileStorage implements Storage {
     );
     const name = snapshotName(ref);
     const tmp = posix.join(this.snapDir, `${name}.tmp`);
-    let fd: FileHandle | null = null;
+    if (this.failure !== null) throw this.failure;
     try {
       try {
         this.fs.unlink(tmp);
       } catch {
         // No leftover temp file.
       }
-      fd = this.fs.open(tmp, 'create');
-      const head = Buffer.concat([snapshotMagic, header]);
-      this.fs.write(fd, head, 0);
-      this.fs.write(fd, data, head.length);
-      this.fs.fsync(fd);
-      this.fs.close(fd);
-      fd = null;
+      await this.fs.writeFileAsync(tmp, [Buffer.concat([snapshotMagic, header]), data]);
       this.fs.rename(tmp, posix.join(this.snapDir, name));
-      this.fs.syncDir(this.snapDir);
+      await this.fs.syncDirAsync(this.snapDir);
     } catch (err) {
-      if (fd !== null) {
-        try {
-          this.fs.close(fd);
-        } catch {
-          // Best effort.
-        }
-      }
       throw ioError(`writing snapshot ${name}`, err);
     }
   }
@@ -953,8 +1104,8 @@ export class FileStorage implements Storage {
       segments: 0,
     };
     this.recovery = report;
-    fs.mkdirp(this.walDir);
-    fs.mkdirp(this.snapDir);
+    // A new directory's name is durable only once its parent is synced.
+    syncCreatedDirs(fs, [...fs.mkdirp(this.walDir), ...fs.mkdirp(this.snapDir)]);
 
     const seqs = fs
       .readdir(this.walDir)
@@ -962,6 +1113,8 @@ export class FileStorage implements Storage {
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => parseInt(m[1] as string, 16))
       .sort((a, b) => a - b);
+    const manifest = this.readManifest();
+    this.checkLogPresent(manifest, seqs.at(-1) ?? 0);
 
     const replay = new Replay();
     const segments: Segment[] = [];
@@ -969,7 +1122,6 @@ export class FileStorage implements Storage {
     /** File size of the tail segment (beyond tailLength: a preallocated segment's zeros). */
     let tailSize = 0;
     let tailRecords = 0;
-    let walDirty = false;
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i] as number;
       const path = this.segmentPath(seq);
@@ -980,29 +1132,34 @@ export class FileStorage implements Storage {
       const isLast = i === seqs.length - 1;
       const bytes = this.readWhole(path);
       const segment: Segment = { seq, path, maxIndex: 0 };
+      /** A problem at `offset`; `torn` if, in the last segment, it may be an interrupted write. */
       const bad = (
         offset: number,
         reason: string,
+        torn: boolean,
       ): { offset: number; reason: string; torn: boolean } => ({
         offset,
         reason,
-        torn: isLast && !anyValidRecordAfter(bytes, offset),
+        torn: torn && isLast && !anyValidRecordAfter(bytes, offset),
       });
       let problem: { offset: number; reason: string; torn: boolean } | null = null;
       let offset = 0;
       let records = 0;
       if (bytes.length < 4 || !bytes.subarray(0, 4).equals(segmentMagic)) {
-        problem = bad(0, 'bad magic');
-        if (bytes.length < 4 && isLast) problem = { ...problem, torn: true };
+        problem = bad(0, 'bad magic', tornMagic(bytes));
       } else {
         offset = 4;
         const h = decodeRecordAt(bytes, 4);
         if (typeof h === 'string' || h.type !== RecordType.Header) {
-          problem = bad(4, `bad segment header (${typeof h === 'string' ? h : 'type'})`);
+          problem = bad(
+            4,
+            `bad segment header (${typeof h === 'string' ? h : 'type'})`,
+            typeof h === 'string' && tornOrCorrupt(bytes, 4, h) === 'torn',
+          );
         } else {
           const v = unpack(h.payload) as Record<string, unknown> | undefined;
           if (typeof v !== 'object' || v === null) {
-            problem = bad(4, 'malformed segment header');
+            problem = bad(4, 'malformed segment header', false);
           } else {
             if (v.v !== limits.walFormatVersion) {
               throw new CohortError(
@@ -1018,7 +1175,7 @@ export class FileStorage implements Storage {
                 { details: { file: name, cluster: v.cluster, node: v.node } },
               );
             }
-            if (v.seq !== seq) problem = bad(4, `header says segment ${String(v.seq)}`);
+            if (v.seq !== seq) problem = bad(4, `header says segment ${String(v.seq)}`, false);
             else offset = h.end;
           }
         }
@@ -1027,7 +1184,8 @@ export class FileStorage implements Storage {
           if (typeof r === 'string') {
             // The zeros of a preallocated segment end its records (a record's length is never 0).
             if (zeroFrom(bytes, offset)) break;
-            problem = bad(offset, `invalid record (${r})`);
+            const torn = tornOrCorrupt(bytes, offset, r) === 'torn';
+            problem = bad(offset, `invalid record (${r}${torn ? '' : ', not a torn write'})`, torn);
             break;
           }
           if ((records === 0) !== (r.type === RecordType.Checkpoint)) {
@@ -1050,11 +1208,35 @@ export class FileStorage implements Storage {
           problem = { offset, reason: 'no checkpoint', torn: isLast };
       }
 
+      if (
+        problem !== null &&
+        problem.torn &&
+        records === 0 &&
+        manifest !== null &&
+        seq <= manifest
+      ) {
+        // Its start was durable once (the manifest says so): not a torn new segment.
+        problem = {
+          ...problem,
+          torn: false,
+          reason: `${problem.reason}; the manifest records this segment as written`,
+        };
+      }
       if (problem !== null) {
         if (!problem.torn && this.options.repair !== true)
           throw corruption(name, problem.offset, problem.reason);
         const removed = seqs.slice(i + 1).map((s) => this.segmentPath(s));
         const dropped = bytes.length - problem.offset;
+        // What goes, as far as it can be read (for the report), before anything is removed.
+        const survey = problem.torn ? null : surveyDropped(bytes, problem.offset);
+        let bytesRemoved = 0;
+        if (survey !== null) {
+          for (const p of removed) {
+            const b = this.readWhole(p);
+            bytesRemoved += b.length;
+            survey.add(surveyDropped(b, Math.min(4, b.length)));
+          }
+        }
         if (records === 0) {
           // Nothing usable in this segment: remove it (and anything after).
           removed.unshift(path);
@@ -1068,10 +1250,12 @@ export class FileStorage implements Storage {
           }
         }
         for (const p of removed) fs.unlink(p);
-        if (removed.length > 0) walDirty = true;
         if (problem.torn) {
           report.tornTail = { file: name, offset: problem.offset, bytesDropped: dropped };
-          this.logger.info({ ...report.tornTail }, 'cut a torn tail off the WAL');
+          this.logger.warn(
+            { ...report.tornTail, reason: problem.reason },
+            'cut a torn tail off the WAL (a write a crash interrupted; it was never acknowledged)',
+          );
         } else {
           report.repaired = {
             file: name,
@@ -1079,6 +1263,9 @@ export class FileStorage implements Storage {
             reason: problem.reason,
             bytesDropped: dropped,
             segmentsRemoved: removed.map((p) => posix.basename(p)),
+            bytesRemoved,
+            recordsDropped: survey?.records ?? 0,
+            entriesDropped: survey?.entries() ?? null,
           };
           this.logger.warn(
             { ...report.repaired, lastIndex: replay.lastIndex },
@@ -1108,6 +1295,28 @@ export class FileStorage implements Storage {
     ) {
       // Only a first segment can be torn away whole: a later one is written after its predecessor is durable.
       throw corruption(posix.join('wal', `${hex16(firstSeq)}.wal`), 0, 'no readable segment');
+    }
+    const newest = segments.at(-1)?.seq ?? 0;
+    if (manifest !== null && newest < manifest) {
+      // Segments the manifest records are gone (or were cut away by repair).
+      const missing = this.missingLog(manifest, newest);
+      if (this.options.repair !== true) throw missing;
+      if (report.repaired === null) {
+        report.repaired = {
+          file: posix.join('wal', `${hex16(manifest)}.wal`),
+          offset: 0,
+          reason: missing.message,
+          bytesDropped: 0,
+          segmentsRemoved: [],
+          bytesRemoved: 0,
+          recordsDropped: 0,
+          entriesDropped: null,
+        };
+      }
+      this.logger.warn(
+        { manifest, newest, lastIndex: replay.lastIndex },
+        'repair: going on without WAL segments the manifest records',
+      );
     }
 
     // Choose the newest readable snapshot the log names and reaches back to.
@@ -1182,7 +1391,6 @@ export class FileStorage implements Storage {
       this.tailBytes = start.length;
       this.tailRecords = 0;
       this.tailPreallocated = false;
-      walDirty = true;
     } else {
       const tail = segments[segments.length - 1] as Segment;
       this.fd = fs.open(tail.path, 'readwrite');
@@ -1191,11 +1399,160 @@ export class FileStorage implements Storage {
       this.tailBytes = tailLength;
       this.tailRecords = tailRecords;
       this.tailPreallocated = tailSize >= this.segmentBytes;
+      // What was read may sit in the page cache only (the last run was killed
+      // before its sync): make it durable before Raft acts on it.
+      fs.fdatasync(this.fd);
     }
-    walDirty = this.recoverSpare(report) || walDirty;
-    if (walDirty) fs.syncDir(this.walDir);
+    this.recoverSpare(report);
+    // Names created, removed or left unsynced (by a killed run) become durable.
+    fs.syncDir(this.walDir);
+    // The tail's start is durable now: the manifest may name it.
+    if (manifest !== this.fdSeq) this.writeManifest(this.fdSeq);
 
     return { hardState: replay.hardState, snapshot: chosen, entries };
+  }
+
+  // ---- manifest ------------------------------------------------------------
+  //
+  // `<dir>/manifest` names the newest WAL segment whose start (header and
+  // checkpoint) is durable. It is rewritten (temp file, fsync, rename,
+  // directory fsync) after each roll once the new segment's start is synced,
+  // and at load. It is a lower bound: a crash may leave it one roll behind,
+  // never ahead. At load, a log that ends before the segment it names has lost
+  // its newest part (a deleted or lost segment, or the whole wal/ directory),
+  // which recovery from the remaining files would hide: the newest
+  // acknowledged entries, and the term and vote in the hard state, would be
+  // silently gone. Load refuses that (repair goes on from what is left).
+
+  private get manifestPath(): string {
+    return posix.join(this.options.dir, MANIFEST);
+  }
+
+  /** The segment the manifest names, or null if there is no manifest (a new data dir, or one from before manifests). */
+  private readManifest(): number | null {
+    let bytes: Buffer;
+    try {
+      bytes = this.readWhole(this.manifestPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    const r = bytes.subarray(0, 4).equals(manifestMagic) ? decodeRecordAt(bytes, 4) : 'bad magic';
+    let reason: string | null = null;
+    let v: Record<string, unknown> | null = null;
+    if (typeof r === 'string') reason = r;
+    else if (r.type !== RecordType.Manifest || r.end !== bytes.length) reason = 'bad record';
+    else {
+      const m = unpack(r.payload);
+      if (typeof m !== 'object' || m === null) reason = 'malformed';
+      else v = m as Record<string, unknown>;
+    }
+    if (v !== null && v.v !== limits.walFormatVersion) {
+      throw new CohortError(
+        'FAILED_PRECONDITION',
+        `${MANIFEST}: format version ${String(v.v)}, this build reads ${limits.walFormatVersion}`,
+        { details: { file: MANIFEST } },
+      );
+    }
+    if (v !== null && (v.cluster !== this.options.clusterId || v.node !== this.options.nodeId)) {
+      throw new CohortError(
+        'FAILED_PRECONDITION',
+        `${MANIFEST} belongs to cluster ${String(v.cluster)} node ${String(v.node)}, not cluster ${this.options.clusterId} node ${this.options.nodeId}`,
+        { details: { file: MANIFEST, cluster: v.cluster, node: v.node } },
+      );
+    }
+    if (v !== null && (!Number.isSafeInteger(v.seq) || (v.seq as number) < 1))
+      reason = 'bad segment';
+    if (reason === null) return v?.seq as number;
+    if (this.options.repair === true) {
+      this.logger.warn({ file: MANIFEST, reason }, 'repair: ignoring an unreadable WAL manifest');
+      return null;
+    }
+    throw corruption(MANIFEST, 0, `unreadable WAL manifest (${reason})`);
+  }
+
+  /** Refuses to start when the segments present end before the one the manifest names, or only snapshots are left. */
+  private checkLogPresent(manifest: number | null, newest: number): void {
+    if (this.options.repair === true) return;
+    if (manifest !== null && newest < manifest) throw this.missingLog(manifest, newest);
+    if (manifest === null && newest === 0) {
+      const snaps = this.fs.readdir(this.snapDir).filter((n) => SNAPSHOT_RE.test(n));
+      if (snaps.length > 0) {
+        throw new CohortError(
+          'CORRUPTION',
+          `${this.options.dir}: the WAL is gone but snapshot files remain (${snaps.sort().join(', ')}): ` +
+            `the log that named them, with the newest acknowledged entries, term and vote, was lost. ` +
+            `Restore wal/ and ${MANIFEST}; or remove this member and add it back with an empty data dir`,
+          { details: { dir: this.options.dir, snapshots: snaps } },
+        );
+      }
+    }
+  }
+
+  private missingLog(manifest: number, newest: number): CohortError {
+    const file = posix.join('wal', `${hex16(manifest)}.wal`);
+    return new CohortError(
+      'CORRUPTION',
+      `${this.options.dir}: ${file} is missing: ${MANIFEST} says the log reached segment ${manifest}, ` +
+        `but it ends ${newest === 0 ? 'with no segment at all' : `at segment ${newest}`}. ` +
+        `The newest acknowledged entries, and the term and vote, are gone. Restore the missing files; ` +
+        `or start with --repair to go on from what is left (only if the other members hold the data, ` +
+        `since a node that forgot its vote may vote twice), or remove this member and add it back empty`,
+      { details: { file, dir: this.options.dir, manifest, newest } },
+    );
+  }
+
+  /** The manifest's bytes naming segment `seq`. */
+  private manifestBytes(seq: number): Buffer {
+    const record = encodeRecord(
+      RecordType.Manifest,
+      packer.pack({
+        v: limits.walFormatVersion,
+        cluster: this.options.clusterId,
+        node: this.options.nodeId,
+        seq,
+      }),
+    );
+    return Buffer.concat([manifestMagic, record]);
+  }
+
+  /** Writes the manifest naming `seq`, durably, on the event loop (at load). */
+  private writeManifest(seq: number): void {
+    const fs = this.fs;
+    const tmp = `${this.manifestPath}.tmp`;
+    try {
+      fs.unlink(tmp);
+    } catch {
+      // No leftover.
+    }
+    const fd = fs.open(tmp, 'create');
+    try {
+      fs.write(fd, this.manifestBytes(seq), 0);
+      fs.fsync(fd);
+    } finally {
+      fs.close(fd);
+    }
+    fs.rename(tmp, this.manifestPath);
+    fs.syncDir(this.options.dir);
+  }
+
+  /** Writes the manifest naming `seq` off the event loop, after earlier ones (after a roll). */
+  private writeManifestLater(seq: number): void {
+    const fs = this.fs;
+    const tmp = `${this.manifestPath}.tmp`;
+    this.manifestWrites = this.manifestWrites
+      .then(async () => {
+        if (this.failure !== null) return;
+        try {
+          fs.unlink(tmp);
+        } catch {
+          // No leftover.
+        }
+        await fs.writeFileAsync(tmp, [this.manifestBytes(seq)]);
+        fs.rename(tmp, this.manifestPath);
+        await fs.syncDirAsync(this.options.dir);
+      })
+      .catch((err: unknown) => this.fail(ioError(`writing ${MANIFEST}`, err), null));
   }
 
   /**

@@ -9,9 +9,10 @@
  * commit's fdatasync, the one slow call on the hot path, has an asynchronous
  * twin ({@link StorageFs.fdatasyncAsync}) so the event loop keeps serving
  * (heartbeats, new saves) while the disk syncs, and saves arriving meanwhile
- * form the next batch. Recovery and rare operations (segment rolls, snapshot
- * files, directory syncs) stay synchronous, which keeps them free of
- * interleavings.
+ * form the next batch. Snapshot files, which may be big, are written and
+ * synced off the event loop too ({@link StorageFs.writeFileAsync}). Recovery
+ * and rare small operations (segment rolls, renames, most directory syncs)
+ * stay synchronous, which keeps them free of interleavings.
  *
  * ```ts
  * const fs = nodeFs;
@@ -23,6 +24,7 @@
  */
 import * as nfs from 'node:fs';
 import * as nfsp from 'node:fs/promises';
+import { dirname, posix, resolve } from 'node:path';
 
 /** How a file is opened: read-only; read-write existing; or created (must not exist). */
 export type OpenMode = 'read' | 'readwrite' | 'create';
@@ -32,8 +34,12 @@ export type FileHandle = number;
 
 /** Synchronous file-system operations; paths are absolute. Errors are thrown as Node-style errors (with `code`). */
 export interface StorageFs {
-  /** Creates `dir` and its parents if missing (durability of the directory itself is not promised). */
-  mkdirp(dir: string): void;
+  /**
+   * Creates `dir` and its missing parents; returns the directories it created,
+   * outermost first. A created directory's name is durable only after its
+   * parent is synced ({@link StorageFs.syncDir}), like a created file's.
+   */
+  mkdirp(dir: string): string[];
   /** Names in `dir` (files only matter), unsorted. */
   readdir(dir: string): string[];
   /** Opens a file. 'create' fails with EEXIST if it exists. */
@@ -65,6 +71,16 @@ export interface StorageFs {
   /** Makes the directory's entries (created, renamed, removed names) durable. */
   syncDir(dir: string): void;
   /**
+   * Creates `path` (it must not exist) holding `chunks` one after another,
+   * fsynced and closed, off the event loop (node: libuv's thread pool), so
+   * the process keeps serving while a big file (a snapshot) is written. The
+   * name is durable only after {@link StorageFs.syncDir}. On failure the
+   * promise rejects and the file may be left, partly written.
+   */
+  writeFileAsync(path: string, chunks: readonly Uint8Array[]): Promise<void>;
+  /** Like {@link StorageFs.syncDir}, off the event loop. */
+  syncDirAsync(dir: string): Promise<void>;
+  /**
    * Creates `path` (it must not exist) holding `bytes` zero bytes, written and
    * fdatasync'd off the event loop (node: libuv's thread pool), then closed.
    * The WAL preallocates its segments with it: overwriting blocks that are
@@ -78,13 +94,74 @@ export interface StorageFs {
   allocate(path: string, bytes: number, signal: AbortSignal): Promise<void>;
 }
 
+/**
+ * Creates `dir` and its missing parents, one mkdir per missing component, and
+ * returns the directories it created, outermost first. Unlike
+ * `mkdirSync(dir, { recursive: true })` it fails fast where a parent exists
+ * but refuses children: Node's recursive mkdir takes ENOENT to mean "the
+ * parent is missing", creates the parent (EEXIST), retries the child, and on
+ * procfs (`/proc/1/x` answers ENOENT) loops forever (nodejs/node, recursive
+ * mkdir). Here each component is tried once and any error but EEXIST of a
+ * directory is thrown.
+ */
+export function makeDirs(dir: string): string[] {
+  const missing: string[] = [];
+  for (let cur = resolve(dir); ;) {
+    let stat: nfs.Stats | undefined;
+    try {
+      stat = nfs.statSync(cur);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (stat !== undefined) {
+      if (!stat.isDirectory()) {
+        throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${cur}'`), {
+          code: 'ENOTDIR',
+          path: cur,
+        });
+      }
+      break;
+    }
+    missing.push(cur);
+    const parent = dirname(cur);
+    if (parent === cur) break;
+    cur = parent;
+  }
+  const created: string[] = [];
+  for (const d of missing.reverse()) {
+    try {
+      nfs.mkdirSync(d);
+      created.push(d);
+    } catch (e) {
+      // Made meanwhile by another process: fine if it is a directory.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !nfs.statSync(d).isDirectory()) throw e;
+    }
+  }
+  return created;
+}
+
+/**
+ * Makes the names of directories that {@link StorageFs.mkdirp} created
+ * durable: syncs the parent of each (each parent once, outermost first).
+ */
+export function syncCreatedDirs(fs: Pick<StorageFs, 'syncDir'>, created: readonly string[]): void {
+  const parents: string[] = [];
+  for (const d of created) {
+    const parent = posix.dirname(d);
+    if (!parents.includes(parent)) parents.push(parent);
+  }
+  for (const p of parents) fs.syncDir(p);
+}
+
 /** Zeros written per call by {@link nodeFs}'s allocate (an abort is noticed between calls). */
 const allocateChunkBytes = 1024 * 1024;
+/** Bytes per write call of {@link nodeFs}'s writeFileAsync (other thread-pool work runs between calls). */
+const writeChunkBytes = 8 * 1024 * 1024;
 
 /** {@link StorageFs} over node:fs synchronous calls (see the file comment for why synchronous). */
 export const nodeFs: StorageFs = {
   mkdirp(dir) {
-    nfs.mkdirSync(dir, { recursive: true });
+    return makeDirs(dir);
   },
   readdir(dir) {
     return nfs.readdirSync(dir);
@@ -141,6 +218,31 @@ export const nodeFs: StorageFs = {
       nfs.fsyncSync(fd);
     } finally {
       nfs.closeSync(fd);
+    }
+  },
+  async writeFileAsync(path, chunks) {
+    const file = await nfsp.open(path, 'wx', 0o644);
+    try {
+      let at = 0;
+      for (const chunk of chunks) {
+        for (let done = 0; done < chunk.byteLength;) {
+          const n = Math.min(chunk.byteLength - done, writeChunkBytes);
+          const { bytesWritten } = await file.write(chunk, done, n, at);
+          done += bytesWritten;
+          at += bytesWritten;
+        }
+      }
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+  },
+  async syncDirAsync(dir) {
+    const handle = await nfsp.open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
     }
   },
   async allocate(path, bytes, signal) {

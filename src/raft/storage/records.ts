@@ -9,7 +9,9 @@
  * position, hard state and known snapshots when the segment was started, so
  * older segments can be deleted), then ENTRIES, HARD_STATE, SNAPSHOT and
  * TRUNCATE records. A snapshot file is the magic `CSNP`, a SNAPSHOT_HEADER
- * record (ids, metadata, data length and CRC32C), then the data.
+ * record (ids, metadata, data length and CRC32C), then the data. The WAL
+ * manifest is the magic `CMAN` and one MANIFEST record (ids, the newest
+ * segment whose start is durable).
  *
  * ```ts
  * const bytes = encodeRecord(RecordType.HardState, packer.pack([1, null, 0]));
@@ -31,6 +33,7 @@ export const RecordType = {
   Snapshot: 5,
   Truncate: 6,
   SnapshotHeader: 7,
+  Manifest: 8,
 } as const;
 
 /** A record type value. */
@@ -45,6 +48,8 @@ export const recordPrefixBytes = 8;
 export const segmentMagic = Buffer.from('CWAL', 'latin1');
 /** Magic at the start of a snapshot file. */
 export const snapshotMagic = Buffer.from('CSNP', 'latin1');
+/** Magic at the start of the WAL manifest. */
+export const manifestMagic = Buffer.from('CMAN', 'latin1');
 
 /** msgpack with plain maps and arrays only (no record extension), for small metadata payloads. */
 export const packer = new Packr({ useRecords: false, mapsAsObjects: true });
@@ -135,6 +140,116 @@ export function anyValidRecordAfter(buf: Buffer, from: number): boolean {
     if (typeof decodeRecordAt(buf, o) !== 'string') return true;
   }
   return false;
+}
+
+/** Sector size assumed for torn writes: a part of a write this big and aligned may be missing whole. */
+export const sectorBytes = 512;
+
+/** CRC32C (Castagnoli, reflected) of one byte from a zero register: the step the bit search runs backwards from. */
+const CRC_TABLE = ((): Uint32Array => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/**
+ * If the record at `offset` fails its checksum but one flipped bit (in its
+ * checksum, length, type or payload) would make it valid, where that bit is
+ * (`at`: its byte) and where the record so mended ends; else null.
+ *
+ * CRC32C is linear, so for a record of fixed length, flipping bit b of byte p
+ * changes the checksum by a value that depends only on b and the distance from
+ * p to the record's end: the zero-register CRC of that bit followed by that
+ * many zero bytes. Walking from the last byte back, those values are updated
+ * one table step per byte, and compared with the difference between the
+ * stored and the computed checksum.
+ */
+export function oneBitRepair(buf: Buffer, offset: number): { at: number; end: number } | null {
+  if (offset + recordPrefixBytes + 1 > buf.length) return null;
+  const stored = buf.readUInt32LE(offset);
+  const length = buf.readUInt32LE(offset + 4);
+  // A flipped length bit: the record as it was would verify with its length restored.
+  const lengthBytes = Buffer.allocUnsafe(4);
+  for (let b = 0; b < 32; b++) {
+    const l = (length ^ (1 << b)) >>> 0;
+    if (l < 1 || l > limits.walRecordBytesMax || offset + recordPrefixBytes + l > buf.length)
+      continue;
+    lengthBytes.writeUInt32LE(l, 0);
+    const rest = buf.subarray(offset + recordPrefixBytes, offset + recordPrefixBytes + l);
+    if (nativeCrc32c(rest, nativeCrc32c(lengthBytes, 0)) >>> 0 === stored) {
+      return { at: offset + 4 + (b >> 3), end: offset + recordPrefixBytes + l };
+    }
+  }
+  if (length < 1 || length > limits.walRecordBytesMax) return null;
+  const end = offset + recordPrefixBytes + length;
+  if (end > buf.length) return null;
+  const syndrome = (checksum(buf, offset, length) ^ stored) >>> 0;
+  if (syndrome === 0) return null;
+  // A flipped checksum bit.
+  if ((syndrome & (syndrome - 1)) === 0)
+    return { at: offset + ((31 - Math.clz32(syndrome)) >> 3), end };
+  // A flipped bit in the type or payload (bytes offset+8 .. end-1).
+  const effects = new Uint32Array(8);
+  for (let b = 0; b < 8; b++) effects[b] = CRC_TABLE[1 << b] as number;
+  for (let p = end - 1; p >= offset + recordPrefixBytes; p--) {
+    for (let b = 0; b < 8; b++) {
+      const e = effects[b] as number;
+      if (e === syndrome) return { at: p, end };
+      // One more byte to the end: advance the register through a zero byte.
+      effects[b] = ((CRC_TABLE[e & 0xff] as number) ^ (e >>> 8)) >>> 0;
+    }
+  }
+  return null;
+}
+
+/**
+ * Tells why the bytes at `offset` of the last segment, where
+ * {@link decodeRecordAt} said `invalid` and no valid record follows, are not a
+ * record: 'torn' if they can be an interrupted write, which was never
+ * acknowledged, or 'corrupt' if they were whole once and have been damaged.
+ *
+ * The WAL only appends into zeros (a preallocated segment) or past the end of
+ * the file (a growing one), so the part of a write that never reached the disk
+ * reads as zeros or is missing. Torn: the record runs past the end of the
+ * file; or its length is zero (its header never landed); or its checksum fails
+ * and its last byte, or a whole sector-aligned part of it, reads as zeros.
+ * Corrupt: an unknown type under a valid checksum; a length no writer
+ * produces; a checksum that one flipped bit would fix (bit rot), unless that
+ * bit lies in zeros that run to the record's end (then a tear that lost them
+ * explains it as well: a missing last byte 0x04 is one bit from 0x00); or a
+ * checksum failure in a record whose bytes are all there. This is the rule
+ * etcd's WAL applies to its last record (a torn write is cut, a CRC mismatch
+ * is fatal), with the one-bit test added so that a flip next to legitimate
+ * zeros is still refused.
+ */
+export function tornOrCorrupt(
+  buf: Buffer,
+  offset: number,
+  invalid: InvalidRecord,
+): 'torn' | 'corrupt' {
+  if (invalid === 'type') return 'corrupt';
+  const mend = oneBitRepair(buf, offset);
+  if (mend !== null && !zeroRange(buf, mend.at, mend.end)) return 'corrupt';
+  if (invalid === 'short') return 'torn';
+  const length = buf.readUInt32LE(offset + 4);
+  if (invalid === 'length') return length === 0 ? 'torn' : 'corrupt';
+  const end = offset + recordPrefixBytes + length;
+  if (buf[end - 1] === 0) return 'torn';
+  for (let from = offset; from < end;) {
+    const to = Math.min(end, (Math.floor(from / sectorBytes) + 1) * sectorBytes);
+    if (zeroRange(buf, from, to)) return 'torn';
+    from = to;
+  }
+  return 'corrupt';
+}
+
+function zeroRange(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (buf[i] !== 0) return false;
+  return true;
 }
 
 const KIND_CODES: Record<EntryKind, number> = { normal: 0, noop: 1, config: 2 };

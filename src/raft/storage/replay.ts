@@ -200,6 +200,7 @@ export class Replay {
       }
       case RecordType.Header:
       case RecordType.SnapshotHeader:
+      case RecordType.Manifest:
         return 'unexpected header record';
     }
   }

@@ -70,20 +70,27 @@ export interface ProductionSimNodeOptions extends RaftSimNodeOptions {
   readonly storage?: 'model' | 'file';
 }
 
-/** A StorageFs whose fdatasync completes after `delay()` ms of virtual time (never, if the node dies first). */
+/**
+ * A StorageFs whose asynchronous operations (fdatasync, snapshot file writes,
+ * directory syncs) complete after `delay()` ms of virtual time (never, if the
+ * node dies first), so a crash can land in the middle of them.
+ */
 function delayedSyncFs(
   fs: StorageFs,
   ctx: NodeContext<RaftMessage>,
   delay: () => number,
 ): StorageFs {
+  const later = (op: () => Promise<void>): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      ctx.setTimer(delay(), () => {
+        op().then(resolve, reject);
+      });
+    });
   return {
     ...fs,
-    fdatasyncAsync: (fd) =>
-      new Promise<void>((resolve, reject) => {
-        ctx.setTimer(delay(), () => {
-          fs.fdatasyncAsync(fd).then(resolve, reject);
-        });
-      }),
+    fdatasyncAsync: (fd) => later(() => fs.fdatasyncAsync(fd)),
+    writeFileAsync: (path, chunks) => later(() => fs.writeFileAsync(path, chunks)),
+    syncDirAsync: (dir) => later(() => fs.syncDirAsync(dir)),
   };
 }
 

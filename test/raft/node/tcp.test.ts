@@ -56,6 +56,13 @@ async function startNode(id: NodeId, seed: number): Promise<Running> {
     clusterId: cluster,
     nodeId: id,
     logger: testLogger(),
+    // Three nodes in one process share one disk and libuv's thread pool: their
+    // 64 MiB spare segments' zero-fill and sync (preallocate.test.ts covers
+    // them) would slow each snapshot save for ~100s of ms, during which a
+    // leader's Ready loop waits and sends no heartbeats, past this test's
+    // 100 ms election timeout. (A synchronous snapshot write used to hide that
+    // by freezing all three nodes at once.)
+    preallocate: false,
   });
   const node = await RaftNode.start({
     id,

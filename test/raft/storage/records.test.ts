@@ -8,8 +8,11 @@ import {
   decodeRecordAt,
   encodeEntries,
   encodeRecord,
+  oneBitRepair,
   RecordType,
+  tornOrCorrupt,
 } from '../../../src/raft/storage/records.js';
+import type { InvalidRecord } from '../../../src/raft/storage/records.js';
 
 const entryArb = fc.record({
   term: fc.integer({ min: 1, max: 2 ** 40 }),
@@ -60,6 +63,51 @@ describe('WAL records', () => {
     expect(typeof decodeRecordAt(damaged, 0)).toBe('string');
     expect(anyValidRecordAfter(damaged, 0)).toBe(true);
     expect(decodeRecordAt(Buffer.alloc(32), 0)).toBe('length');
+  });
+
+  it('finds the one flipped bit of a damaged record, wherever it is, and calls it corrupt', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 700 }), fc.nat(), (payload, pick) => {
+        const rec = encodeRecord(RecordType.HardState, payload);
+        // A nonzero last byte, so no flip lies in zeros that end the record.
+        rec[rec.length - 1] = (rec[rec.length - 1] as number) | 0x80;
+        const sealed = encodeRecord(RecordType.HardState, rec.subarray(9));
+        const bit = pick % (sealed.length * 8);
+        const bad = Buffer.from(sealed);
+        bad[bit >> 3] = (bad[bit >> 3] as number) ^ (1 << (bit & 7));
+        const invalid = decodeRecordAt(bad, 0);
+        expect(typeof invalid).toBe('string');
+        const mend = oneBitRepair(bad, 0);
+        expect(mend?.at).toBe(bit >> 3);
+        expect(tornOrCorrupt(bad, 0, invalid as InvalidRecord)).toBe('corrupt');
+        expect(oneBitRepair(sealed, 0)).toBeNull();
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('calls a record whose end is missing (zeros, or past the end of the file) torn', () => {
+    const rec = encodeRecord(RecordType.HardState, Buffer.alloc(1500, 7));
+    for (let cut = 1; cut < rec.length; cut += 37) {
+      const zeroed = Buffer.from(rec);
+      zeroed.fill(0, cut);
+      const short = rec.subarray(0, cut);
+      for (const torn of [zeroed, short]) {
+        const invalid = decodeRecordAt(torn, 0);
+        expect(typeof invalid, `cut ${cut}`).toBe('string');
+        expect(tornOrCorrupt(torn, 0, invalid as InvalidRecord), `cut ${cut}`).toBe('torn');
+      }
+    }
+    // A whole sector missing in the middle (written out of order) is torn too; two flipped bits are not.
+    const hole = Buffer.from(rec);
+    hole.fill(0, 512, 1024);
+    expect(tornOrCorrupt(hole, 0, 'checksum')).toBe('torn');
+    const twice = Buffer.from(rec);
+    twice[100] = 1;
+    twice[900] = 1;
+    expect(tornOrCorrupt(twice, 0, 'checksum')).toBe('corrupt');
+    // A valid checksum over an unknown type was written so: corrupt.
+    expect(tornOrCorrupt(rec, 0, 'type')).toBe('corrupt');
   });
 
   it('refuses malformed entry payloads instead of throwing', () => {

@@ -42,16 +42,21 @@ export function partialStates(state: PersistentState, write: StorageWrite): Pers
 /** Runs one seed; throws an Error saying what went wrong. */
 export async function runSeed(seed: number): Promise<{ acked: number; crashes: number }> {
   const rng: Random = seededRandom(seed);
+  /** This cycle's queue of deferred work: batch flushes and the disk's asynchronous steps. */
+  let flushes: (() => void)[] = [];
   const disk = new SimDisk(rng.fork('disk'), {
     tearProbability: 0.6,
     zeroFillProbability: 0.3,
+    // Snapshot files are written in steps (create, write, fsync, close; then the directory
+    // sync) run from the same queue, so a crash lands between any two of them.
+    defer: (step) => void flushes.push(step),
   });
   const segmentBytes = rng.pick([1100, 2048, 8192]);
   let durable: PersistentState = new MemoryStorage().current();
   let totalAcked = 0;
   const cycles = rng.intBetween(2, 5);
   for (let cycle = 0; cycle < cycles; cycle++) {
-    const flushes: (() => void)[] = [];
+    flushes = [];
     const storage = new FileStorage({
       dir: '/data/n1',
       fs: disk.fs,
