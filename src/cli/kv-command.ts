@@ -805,6 +805,49 @@ async function lockCommand(
   return code;
 }
 
+/**
+ * What the reaper runs: it waits for its stdin to close. A `done` line first
+ * means the command ended normally; a close without it means `kv lock`
+ * itself died (kill -9) while the command ran, and the lock will pass to
+ * another holder — so it stops the command: SIGTERM, then SIGKILL after
+ * `killAfterMs`.
+ */
+const reaperScript = `
+const [pid, killAfterMs] = process.argv.slice(-2).map(Number);
+let input = '';
+process.stdin.on('data', (d) => { input += d; });
+process.stdin.on('end', () => {
+  if (input.includes('done')) return;
+  const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  try { process.kill(pid, 'SIGTERM'); } catch { return; }
+  const until = Date.now() + killAfterMs;
+  const check = setInterval(() => {
+    if (!alive()) { clearInterval(check); return; }
+    if (Date.now() >= until) { try { process.kill(pid, 'SIGKILL'); } catch {} clearInterval(check); }
+  }, 100);
+});
+`;
+
+/**
+ * Starts a small watchdog process for the command `pid` (see reaperScript):
+ * Node has no way to have the kernel signal a child when its parent dies, so
+ * a process that outlives `kv lock` holds the other end of a pipe and
+ * notices. It runs detached and does not keep this process alive.
+ */
+function startReaper(pid: number, killAfterMs: number): ChildProcess | undefined {
+  try {
+    const r = spawn(process.execPath, ['-e', reaperScript, String(pid), String(killAfterMs)], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+      detached: true,
+    });
+    r.on('error', () => undefined); // best effort: the lock still works without it
+    r.unref();
+    return r;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Runs the command while the lock is held; stops it if the lock is lost. Its exit code (128 + signal if killed). */
 function runHolding(
   command: string[],
@@ -822,6 +865,7 @@ function runHolding(
         COHORT_FENCING_TOKEN: String(held.fencingToken),
       },
     });
+    const reaper = child.pid === undefined ? undefined : startReaper(child.pid, killAfterMs);
     const forward = (s: NodeJS.Signals): void => {
       if (child.exitCode === null && child.signalCode === null) child.kill(s);
     };
@@ -834,6 +878,7 @@ function runHolding(
       killTimer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
     });
     const done = (code: number): void => {
+      reaper?.stdin?.end('done\n');
       for (const s of signals) process.off(s, forward);
       if (killTimer !== undefined) clearTimeout(killTimer);
       resolve(code);

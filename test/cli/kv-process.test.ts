@@ -13,6 +13,7 @@ import { cli, repoDir, runCli, startCli } from '../harness/cli.js';
 import type { CliProcess } from '../harness/cli.js';
 import { tempDir } from '../harness/tmp.js';
 import { KvTestCluster } from '../kv/kv-cluster.js';
+import { pidAlive } from '../../src/node/cluster.js';
 
 let cluster: KvTestCluster;
 let kv: KvClient;
@@ -42,7 +43,7 @@ async function printed(p: CliProcess, re: RegExp): Promise<void> {
 const sleeper = [
   process.execPath,
   '-e',
-  "process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(0); }); console.log('child running'); setInterval(() => {}, 1000);",
+  "process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(0); }); console.log('child running', process.pid); setInterval(() => {}, 1000);",
 ];
 
 describe('cohort kv as a process', () => {
@@ -123,4 +124,18 @@ describe('cohort kv as a process', () => {
     expect(p.out.stdout).toContain('child got SIGTERM');
     expect(p.out.stderr).toMatch(/^error: LOCK_LOST: lock lost was lost/m);
   }, 60_000);
+
+  it('kill -9 of kv lock stops its command too (the lock passes to another holder)', async () => {
+    const p = startCli(['kv', 'lock', 'orphan', '--kill-after-ms', '2000', '--', ...sleeper], env);
+    await printed(p, /child running \d+/);
+    const pid = Number(/child running (\d+)/.exec(p.out.stdout)?.[1]);
+    try {
+      p.child.kill('SIGKILL');
+      // Without a reaper the command would run on, unsupervised, forever.
+      for (let i = 0; i < 600 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(pidAlive(pid)).toBe(false);
+    } finally {
+      if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  }, 120_000);
 });
