@@ -5,16 +5,21 @@
  * cohort mr run examples/mapreduce/wordcount.ts --input 'corpus/*.txt' --output out/wc --reducers 4
  * cohort mr run job.ts --input in.txt --output out --endpoints n1=127.0.0.1:7201 --cluster-id cohort-local
  * cohort mr status [job-id] [--json]
+ * cohort mr cancel <job-id> [--reason text]
  * ```
  *
  * `run` checks the job locally (map and reduce exported, input present,
  * output directory writable and free of earlier output), submits it to the
- * running local cluster (`.cohort/cluster.json`, as `cohort status` finds it,
- * or `--endpoints`), or, if none answers, to a one-node cluster it starts in
+ * running cluster (found like every client command's: `--endpoints`,
+ * `COHORT_ENDPOINTS`, `--dir`, or the nearest `.cohort/cluster.json`; see
+ * target.ts), or, if none answers, to a one-node cluster it starts in
  * this process (`--workers` threads), then shows a progress line until the
  * job ends; Ctrl-C cancels the job. Exit codes: 0 the job is done; 1 the job failed or was cancelled
  * (its partial output removed) or no cluster could run it; 2 the job was
  * refused before it started (bad module, missing input, unwritable output).
+ * `cancel` stops a running job (the `cohort mr run` waiting for it removes
+ * its partial output); it exits 1 if the job is unknown or already over.
+ * Errors print one line, `error: CODE: message`.
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
@@ -28,16 +33,13 @@ import {
 } from '../mapreduce/client.js';
 import type { PreparedJob } from '../mapreduce/client.js';
 import type { JobStatus } from '../mapreduce/core/types.js';
-import { parseEndpoints, readClusterFile, StatusPoller } from '../node/cluster.js';
+import { StatusPoller } from '../node/cluster.js';
 import type { ClusterNode } from '../node/cluster.js';
 import { startEmbeddedCluster } from './embedded-cluster.js';
 import type { EmbeddedCluster } from './embedded-cluster.js';
-
-interface TargetFlags {
-  dir: string;
-  endpoints?: string;
-  clusterId?: string;
-}
+import { out, runAction } from './run.js';
+import { resolveTarget } from './target.js';
+import type { TargetFlags } from './target.js';
 
 interface RunFlags extends TargetFlags {
   input: string[];
@@ -79,18 +81,13 @@ async function findCluster(
 ): Promise<{ nodes: ClusterNode[]; clusterId: string } | undefined> {
   let nodes: ClusterNode[];
   let clusterId: string;
-  if (flags.endpoints !== undefined) {
-    nodes = parseEndpoints(flags.endpoints);
-    clusterId = flags.clusterId ?? 'cohort-local';
-  } else {
-    try {
-      const file = readClusterFile(flags.dir);
-      nodes = [...file.nodes];
-      clusterId = flags.clusterId ?? file.clusterId;
-    } catch (e) {
-      if (isCohortError(e) && e.code === 'NOT_FOUND') return undefined;
-      throw e;
-    }
+  try {
+    const target = resolveTarget(flags);
+    nodes = [...target.nodes];
+    clusterId = target.clusterId;
+  } catch (e) {
+    if (isCohortError(e) && e.code === 'NOT_FOUND') return undefined;
+    throw e;
   }
   const keepAlive = setInterval(() => undefined, 1000);
   const poller = await StatusPoller.connect(nodes, clusterId);
@@ -113,7 +110,9 @@ function exitFor(e: unknown, what: string): void {
     'USER_CODE_ERROR',
     'FAILED_PRECONDITION',
   ].includes(code);
-  process.stderr.write(`cohort mr ${what}: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(
+    `error: ${isCohortError(e) ? e.code : 'INTERNAL'}: cohort mr ${what}: ${e instanceof Error ? e.message : String(e)}\n`,
+  );
   process.exitCode = refused ? 2 : 1;
 }
 
@@ -271,7 +270,10 @@ export function registerMrCommands(program: Command): void {
   const mr = program.command('mr').description('run MapReduce jobs on the cluster');
   const target = (c: Command): Command =>
     c
-      .option('--dir <dir>', 'where cohort up put cluster.json', '.cohort')
+      .option(
+        '--dir <dir>',
+        'where cohort up put cluster.json (default: the nearest .cohort/ at or above here)',
+      )
       .option('--endpoints <list>', 'RPC endpoints instead: n1=host:port,n2=host:port')
       .option('--cluster-id <id>', 'cluster id for --endpoints (default cohort-local)');
   target(
@@ -301,5 +303,32 @@ export function registerMrCommands(program: Command): void {
       .option('--json', 'print as JSON'),
   ).action(async (jobId: string | undefined, flags: StatusFlags) => {
     await status(jobId, flags);
+  });
+  target(
+    mr
+      .command('cancel <job>')
+      .description(
+        'cancel a running job (the cohort mr run waiting for it removes its partial output); exit 1 if it is unknown or already over',
+      )
+      .option('--reason <text>', 'why (kept in the job status)'),
+  ).action(async (jobId: string, flags: TargetFlags & { reason?: string }) => {
+    await runAction({}, async (ctx) => {
+      const t = resolveTarget(flags);
+      ctx.report.source = t.source;
+      const client = await MapReduceClient.connect(t.nodes, t.clusterId);
+      try {
+        const r = await client.call(
+          (stub) =>
+            stub.cancel(
+              { jobId, ...(flags.reason === undefined ? {} : { reason: flags.reason }) },
+              { signal: ctx.signal },
+            ),
+          10_000,
+        );
+        out(`job ${jobId} cancelled (${r.stoppedAttempts.length} running attempts stopped)`);
+      } finally {
+        await client.close();
+      }
+    });
   });
 }
