@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTcpServer } from '../../src/rpc/tcp-endpoints.js';
-import { runCli } from '../harness/cli.js';
+import { runCli, startCli } from '../harness/cli.js';
 import type { CliRun } from '../harness/cli.js';
 import { tempDir } from '../harness/tmp.js';
 import { freePort } from '../transport/tcp-harness.js';
@@ -117,6 +117,33 @@ describe('no command exits 0 without having done its work', () => {
       expect(lock.code, lock.stderr).toBe(7);
       const status = await runCli(['status'], env);
       expect(status.code, status.stdout).toBe(5); // a leader, and one node down
+      const ep = await runCli(['endpoint', 'status', '-w', 'json'], env);
+      expect(ep.code, ep.stderr).toBe(5);
+      const rows = JSON.parse(ep.stdout) as { id: string; term?: number; error: string | null }[];
+      expect(rows.filter((r) => r.error === null && r.term !== undefined)).toHaveLength(2);
+      expect(rows.filter((r) => r.error !== null)).toHaveLength(1);
     }, 180_000);
   });
+
+  it('a running watch whose cluster goes away exits 1 with an error line, not 0', async () => {
+    const c = await KvTestCluster.start(1);
+    let closed = false;
+    try {
+      await c.leader();
+      const kv = await c.client();
+      const w = startCli(['kv', 'watch', 'gone', '--timeout-ms', '2000'], {
+        COHORT_ENDPOINTS: c.endpoints().join(','),
+      });
+      while (!w.out.stdout.includes('PUT gone')) {
+        await kv.put('gone', '1');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await c.close();
+      closed = true;
+      expect(await w.exit).toBe(1);
+      expect(w.out.stderr).toMatch(/^error: UNAVAILABLE: [^\n]*\n$/);
+    } finally {
+      if (!closed) await c.close();
+    }
+  }, 120_000);
 });
