@@ -146,4 +146,49 @@ describe('no command exits 0 without having done its work', () => {
       if (!closed) await c.close();
     }
   }, 120_000);
+
+  it('the examples pointed at a stopped server: exit 1, connection refused', async () => {
+    const server = `127.0.0.1:${await freePort()}`;
+    for (const args of [
+      ['example', 'list-max', 'call', '1', '2', '--server', server],
+      ['example', 'tictactoe', 'play', 'X', '--server', server],
+    ]) {
+      const r = await runCli(args);
+      const what = `cohort ${args.join(' ')}: ${r.stderr}`;
+      expect(r.code, what).toBe(1);
+      expect(r.stderr, what).toMatch(/^error: UNAVAILABLE: .*connection refused/m);
+    }
+  }, 60_000);
+
+  it('kv lock whose cluster goes away for the lease TTL stops its command and exits 6', async () => {
+    const c = await KvTestCluster.start(1);
+    let closed = false;
+    try {
+      await c.leader();
+      const p = startCli(
+        [
+          'kv',
+          'lock',
+          'cut',
+          '--ttl',
+          '2',
+          '--',
+          process.execPath,
+          '-e',
+          "process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(0); }); console.log('child running'); setInterval(() => {}, 1000);",
+        ],
+        { COHORT_ENDPOINTS: c.endpoints().join(',') },
+      );
+      while (!p.out.stdout.includes('child running')) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await c.close();
+      closed = true;
+      expect(await p.exit).toBe(6);
+      expect(p.out.stdout).toContain('child got SIGTERM');
+      expect(p.out.stderr).toMatch(/error: LOCK_LOST: lock cut was lost \(no renewal got through/);
+    } finally {
+      if (!closed) await c.close();
+    }
+  }, 120_000);
 });
