@@ -68,6 +68,15 @@ export function exitCodeHelp(): string {
   ].join('\n');
 }
 
+/** The codes in one line, for a subcommand's `--help` (the root's help has the table). */
+export function exitCodeSummary(): string {
+  return [
+    '',
+    `Exit codes: ${exitCodes.done} done, ${exitCodes.failed} failed (did not happen), ${exitCodes.usage} usage, ${exitCodes.waitTimeout} gave up waiting, ${exitCodes.unknown} outcome unknown, ${exitCodes.no} the answer is no, ${exitCodes.lockLost} lock lost, ${exitCodes.interrupted} Ctrl-C, ${exitCodes.terminated} SIGTERM (cohort --help explains them).`,
+    'Errors: one line on stderr, error: CODE: message (hint).',
+  ].join('\n');
+}
+
 /** Options of {@link describeError}. */
 export interface DescribeErrorOptions {
   /** The command only reads: any failure is definite (exit 1), nothing can have changed. */

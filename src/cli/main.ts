@@ -18,7 +18,7 @@ import { version } from '../version.js';
 import { registerCompletionCommand } from './completion-command.js';
 import { registerEndpointCommands } from './endpoint-command.js';
 import { registerExampleCommands } from './example-command.js';
-import { exitCodeHelp, exitCodes } from './exit-codes.js';
+import { exitCodeHelp, exitCodes, exitCodeSummary } from './exit-codes.js';
 import { registerKvCommand } from './kv-command.js';
 import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
@@ -51,6 +51,14 @@ function configureErrors(cmd: Command): void {
     },
   });
   for (const sub of cmd.commands) configureErrors(sub);
+}
+
+/** Adds the exit-code line to the help of every command that runs something (not the root, which has the table). */
+function addExitCodeHelp(cmd: Command): void {
+  for (const sub of cmd.commands) {
+    if (sub.commands.length === 0) sub.addHelpText('after', exitCodeSummary());
+    else addExitCodeHelp(sub);
+  }
 }
 
 /** Builds the root command (exported for tests). */
@@ -86,6 +94,7 @@ export function buildProgram(): Command {
   registerMrCommands(program);
   registerCompletionCommand(program);
   configureErrors(program);
+  addExitCodeHelp(program);
   return program;
 }
 
