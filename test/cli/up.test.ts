@@ -89,7 +89,7 @@ describe('cohort up / status / down', () => {
       const keys = rawKeys(line);
       expect(keys.length, line).toBe(new Set(keys).size);
     }
-    expect(log).toMatch(/"signal":"SIGTERM","msg":"shutting down"/);
+    expect(log).toMatch(/"signal":"SIGTERM","term":\d+,"msg":"shutting down"/);
     // up passed its --workers and --wal-sync on to every node.
     expect(log).toMatch(/"walSync":"inline","workers":1,.*"node started"/);
 
