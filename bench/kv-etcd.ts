@@ -1,17 +1,19 @@
 /**
  * etcd, the peer of bench/kv.ts: installs Debian's `etcd-server` if `etcd` is
- * not on PATH, runs a 3-member cluster on 127.0.0.1 with default settings
- * (default fsync, heartbeat and election timeout, snapshot count), finds the
- * leader, and kill -9s / restarts members for the failover measurement.
- * Clients are `etcd3` (the npm package the peer baseline in ../shared/peers
- * was measured with).
+ * not on PATH, runs a 3-member cluster on 127.0.0.1 (default fsync; heartbeat
+ * interval, election timeout and snapshot count as given, else etcd's
+ * defaults), finds the leader, kill -9s / restarts members for the failover
+ * measurement, and compacts the history by cohort's rule
+ * ({@link EtcdCluster.startCompactor}). Clients are `etcd3` (the npm package
+ * the peer baseline in ../shared/peers was measured with).
  *
  * ```ts
  * ensureEtcd();                                   // apt-get install -y etcd-server when missing
- * const etcd = await EtcdCluster.start();         // 3 members, fresh data dirs under a temp dir
+ * const etcd = await EtcdCluster.start(3, { heartbeatMs: 20, electionMs: 200 });
  * const leader = await etcd.leader();             // { name: 'm2', url: 'http://127.0.0.1:…' }
+ * const stop = etcd.startCompactor(10_000, 1_000); // keep 10 000 revisions, check every second
  * await etcd.kill(leader.name); await etcd.restart(leader.name);
- * await etcd.close();
+ * stop(); await etcd.close();
  * ```
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -31,7 +33,14 @@ export interface Etcd3Client {
   };
   get(key: string): { serializable(s: boolean): { buffer(): Promise<Buffer | null> } };
   maintenance: {
-    status(): Promise<{ header: { member_id: string }; leader: string; version: string }>;
+    status(): Promise<{
+      header: { member_id: string; revision: string };
+      leader: string;
+      version: string;
+    }>;
+  };
+  kv: {
+    compact(req: { revision: string; physical?: boolean }): Promise<unknown>;
   };
   close(): void;
 }
@@ -116,6 +125,16 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
 
+/** Settings of a cluster's members (undefined: etcd's default). */
+export interface EtcdSettings {
+  /** --heartbeat-interval in ms (etcd's default 100). */
+  readonly heartbeatMs?: number;
+  /** --election-timeout in ms (etcd's default 1000). */
+  readonly electionMs?: number;
+  /** --snapshot-count (etcd 3.4's default 100 000). */
+  readonly snapshotCount?: number;
+}
+
 interface Member {
   readonly name: string;
   readonly clientPort: number;
@@ -131,10 +150,11 @@ export class EtcdCluster {
     private readonly dir: string,
     private readonly initialCluster: string,
     private readonly token: string,
+    private readonly settings: EtcdSettings,
   ) {}
 
   /** Starts `n` members (default 3) with fresh data dirs and waits until a leader serves. */
-  static async start(n = 3): Promise<EtcdCluster> {
+  static async start(n = 3, settings: EtcdSettings = {}): Promise<EtcdCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-etcd-'));
     const members: Member[] = [];
     for (let i = 1; i <= n; i++) {
@@ -146,7 +166,13 @@ export class EtcdCluster {
       });
     }
     const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
-    const c = new EtcdCluster(members, dir, initialCluster, `bench-${process.pid}-${Date.now()}`);
+    const c = new EtcdCluster(
+      members,
+      dir,
+      initialCluster,
+      `bench-${process.pid}-${Date.now()}`,
+      settings,
+    );
     for (const m of members) c.spawn(m);
     await c.leader(30_000);
     return c;
@@ -155,6 +181,52 @@ export class EtcdCluster {
   /** Every member's client URL. */
   urls(): string[] {
     return this.members.map((m) => `http://127.0.0.1:${m.clientPort}`);
+  }
+
+  /** The running members' process ids by name. */
+  pidsByName(): Map<string, number> {
+    return new Map(
+      this.members.flatMap((m) =>
+        m.proc?.pid !== undefined && m.proc.exitCode === null && m.proc.signalCode === null
+          ? [[m.name, m.proc.pid] as [string, number]]
+          : [],
+      ),
+    );
+  }
+
+  /**
+   * Compacts the history the way a cohort leader does (src/kv/server.ts):
+   * every `checkMs`, if the store's revision is at least `kept` + `kept`/10
+   * past the last compaction, compacts to revision − `kept` (not physical:
+   * the call returns once the compaction is committed, as cohort's does).
+   * etcd's own `--auto-compaction-mode revision` runs only every 5 minutes,
+   * never inside a run. Returns a function that stops it.
+   */
+  startCompactor(kept: number, checkMs: number): () => void {
+    const client = etcdClient(this.urls(), { faultHandling: false });
+    let compacted = 0;
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void (async () => {
+        try {
+          const rev = Number((await client.maintenance.status()).header.revision);
+          if (rev - compacted < kept + Math.ceil(kept / 10)) return;
+          await client.kv.compact({ revision: String(rev - kept), physical: false });
+          compacted = rev - kept;
+        } catch {
+          // A member down (failover) or the revision already compacted: try again later.
+        } finally {
+          busy = false;
+        }
+      })();
+    }, checkMs);
+    timer.unref();
+    return () => {
+      clearInterval(timer);
+      client.close();
+    };
   }
 
   /** Process ids of the running members. */
@@ -255,6 +327,15 @@ export class EtcdCluster {
         'warn',
         '--log-outputs',
         join(this.dir, `${m.name}.log`),
+        ...(this.settings.heartbeatMs === undefined
+          ? []
+          : ['--heartbeat-interval', String(this.settings.heartbeatMs)]),
+        ...(this.settings.electionMs === undefined
+          ? []
+          : ['--election-timeout', String(this.settings.electionMs)]),
+        ...(this.settings.snapshotCount === undefined
+          ? []
+          : ['--snapshot-count', String(this.settings.snapshotCount)]),
       ],
       { stdio: 'ignore' },
     );

@@ -3,66 +3,103 @@
  * etcd-server), 3 members each on 127.0.0.1, side by side in one run:
  * closed-loop puts of 256-byte values to random keys at concurrency 1, 16,
  * 64 and 256, and linearizable gets of prefilled keys at concurrency 64;
- * 1 s warm-up then 10 s measured per run; ops/s, p50, p99, CPU per process,
- * and the ratios cohort/etcd last. With `--failover`: the time from kill -9
- * of the leader to the first successful write, over 20 trials, p50/p99.
+ * with `--failover`, the time from kill -9 of the leader to the first
+ * successful write, with equal election and heartbeat timeouts on both.
  *
  * ```sh
- * npm run bench:kv                                  # everything, ~5 min
- * npm run bench:kv -- --seconds 3 --warmup 0.5 --conc 64 --only cohort   # a quick look
- * npm run bench:kv -- --failover --trials 20        # failover only (add --puts to run both)
- * npm run bench:kv -- --reps 3                      # medians of 3 alternating runs
+ * npm run bench:kv                                  # puts and gets, 3 reps, ~15 min
+ * npm run bench:kv -- --seconds 2 --warmup 0.5 --reps 1 --conc 16 --gets ''   # a smoke run
+ * npm run bench:kv -- --failover --trials 20        # failover only, both timings (add --puts to run both)
+ * npm run bench:kv -- --procs cohort=1,etcd=3       # fixed client processes instead of --procs auto
  * ```
  *
  * Method (as ../shared/peers measured etcd): each worker issues the next
  * request when its previous one returns; requests started during the
  * warm-up are not recorded; p50/p99 are nearest-rank over every request
- * completed in the measured window. Puts write `k/<random 0..999999>`; gets
- * read `g/<random 0..9999>` after 10 000 keys were written. Every (system,
- * workload) gets a fresh cluster (empty data dirs) and a fresh client
- * process holding one client: cohort's KvClient given the leader's endpoint
- * first, etcd's `etcd3` client given only the leader's URL (the "leader
- * only" baseline). Both stores fsync their logs (cohort: fdatasync per group
- * commit, always on; etcd: its default). Nodes run from the sources under tsx
- * (`--runtime dist` runs bin/cohort.js, after `npm run build`).
+ * completed in the measured window, merged across the client processes.
+ * Puts write `k/<random 0..999999>`; gets read `g/<random 0..9999>` after
+ * 10 000 keys were written (by one process, untimed). Every (system,
+ * workload, rep) gets a fresh cluster (empty data dirs). The systems
+ * alternate within each repetition (A B, then B A); `--reps` (default 3)
+ * repetitions give the medians, min–max, and the ratios (median of the
+ * per-rep ratios). Nodes run from the sources under tsx (`--runtime dist`
+ * runs bin/cohort.js, after `npm run build`). The machine's load average is
+ * printed at the start and end.
  *
- * The machine has 2 cores shared by the client and all three servers (and
- * anything else running): the load average is printed at the start and end.
+ * Equal work, so that the ratio compares the servers:
+ * - Clients: the load of each side is spread over as many client processes
+ *   as it takes for none to be the bottleneck. `--procs auto` (default)
+ *   starts with one process per side (or as many as the previous workload
+ *   needed) and, in the first rep, doubles the processes and runs again while
+ *   a client process used more than 70 % of a core (up to `--max-procs`, and
+ *   at most one per concurrent request); the concurrency is split evenly
+ *   among them and they start together. Every process's CPU (clients and
+ *   servers) is printed; a run whose client processes still exceed 70 % is
+ *   marked CLIENT-BOUND, and so is any ratio it enters. The clients are
+ *   cohort's KvClient given the leader's endpoint first, and etcd's `etcd3`
+ *   given only the leader's URL (the "leader only" baseline). All clients
+ *   and servers share the machine's cores.
+ * - Durability: both fsync their logs before answering (cohort: fdatasync
+ *   per group commit, always on; etcd: its default).
+ * - Snapshots and compaction: both snapshot every 100 000 applied entries
+ *   (`--snapshot-entries` on cohort, `--snapshot-count` on etcd; both their
+ *   defaults), and both keep the last 10 000 revisions of history
+ *   (limits.kvHistoryRevisionsKept): cohort's leader proposes a compaction
+ *   every second once 11 000 are kept; for etcd this bench does the same
+ *   through the compaction API (etcd's revision auto-compaction runs only
+ *   every 5 minutes).
+ * - Timeouts for throughput: each system's defaults (cohort: 20 ms ticks,
+ *   heartbeat every tick, election after 10 ticks; etcd: 100 ms heartbeat,
+ *   1 s election). For failover they are equal on both, in two settings:
+ *   `cohort` timing (heartbeat 20 ms, election 200 ms: cohort's defaults, and
+ *   etcd's --heartbeat-interval 20 --election-timeout 200) and `etcd` timing
+ *   (100 ms / 1 s: etcd's defaults, and cohort's --tick-ms 100
+ *   --election-ticks 10). Both draw the actual election timeout at random
+ *   between one and two base timeouts.
  *
- * Measured on a quiet machine (load average ~1.3), 2026-11-21 10:40 UTC,
- * `--runtime dist`, one run, cohort / etcd: puts c=1 1,108 / 932 ops/s (p50
- * 0.80 / 1.00 ms, p99 3.5 / 2.7 ms), c=16 7.6k / 3.4k (ratio 2.22), c=64
- * 11.9k / 5.4k (2.21; p99 14.6 / 25.4 ms), c=256 13.8k / 5.5k (2.51; p99
- * 42.5 / 84.1 ms); linearizable gets c=64 26.7k / 5.4k (4.97). etcd's figures
- * match ../shared/peers/RESULTS.md. CPU: cohort's client ~11-19 % where etcd3
- * uses 36-94 % (etcd3 is client-bound at c>=64).
- * Failover, 40 trials (after election timeouts moved one tick past the lease):
- * p50 269 ms, p99 = max 535 ms, the only trial above 374 ms a split vote (an
- * extra term); before that change 3 in 40 trials took ~620 ms (a pre-vote
- * refused by a voter still in its lease). etcd: p50 ~1.3 s (1 s timeout).
- * Under the load of other work (load average 9-21, earlier the same day) the
- * put ratios fell to 0.8-1.8 and p50 at c=1 rose to 1.7-2.7 ms: compare
- * ratios from one run on a quiet box only. The default --snapshot-entries
- * (now 100 000, etcd's) matters: at 10 000 the synchronous KV snapshot put
- * c=256 p99 at 1.23 s vs 0.25 s with snapshots off.
+ * Prints one line per run, the medians, the ratios cohort/etcd, and last
+ * `kv-put ... ratio X`, X the lower of the put ratios at c=64 and c=256 (the
+ * goal is 2 at each), or of every put concurrency measured if neither was.
+ * With `--failover` alone the last line is etcd/cohort of the failover
+ * p50 (higher: cohort recovers faster), the lower of the two timings.
+ * Figures: bench/RESULTS.md.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ProcessCluster, sleep } from '../test/harness/process-cluster.js';
+import { limits } from '../src/lib/limits.js';
+import { ProcessCluster } from '../test/harness/process-cluster.js';
 import type { ProcessClusterOptions } from '../test/harness/process-cluster.js';
+import {
+  CLIENT_BOUND_PERCENT,
+  CpuMeter,
+  DEFAULT_REPS,
+  alternate,
+  closedLoop,
+  fmtCpu,
+  fmtSpread,
+  kilo,
+  millis,
+  percentile,
+  shares,
+  spread,
+  startBench,
+} from './common.js';
+import type { BenchRun } from './common.js';
 import { cohortDriver, cohortFailoverProbe } from './kv-cohort.js';
 import { EtcdCluster, ensureEtcd, etcdClient, etcdVersion } from './kv-etcd.js';
+import type { EtcdSettings } from './kv-etcd.js';
 
 const SELF = fileURLToPath(import.meta.url);
 
 /** The systems compared. */
 type System = 'cohort' | 'etcd';
-/** The workloads: puts to random keys, or linearizable gets of prefilled keys. */
-type Mode = 'put' | 'get';
+/** The workloads: puts to random keys, linearizable gets of prefilled keys (and the untimed prefill). */
+type Mode = 'put' | 'get' | 'prefill';
 
 /** What a load child process is asked to run. */
 interface ChildSpec {
@@ -74,22 +111,35 @@ interface ChildSpec {
   /** cohort: RPC endpoints (leader first); etcd: client URLs (leader only). */
   endpoints: unknown;
   clusterId?: string;
+  /** Where the child writes its latencies (Float64Array, µs). */
+  latFile: string;
 }
 
-/** One run's figures. */
+/** What a load child reports. */
+interface ChildResult {
+  ops: number;
+  errors: number;
+  firstError?: string;
+  /** CPU over the measured window, % of one core. */
+  cpu: number;
+}
+
+/** One run's figures (all client processes together). */
 interface Result {
   system: System;
   mode: Mode;
   concurrency: number;
+  rep: number;
   ops: number;
   errors: number;
   opsPerSec: number;
   p50Us: number;
   p99Us: number;
   firstError?: string;
-  /** CPU of the client process and of the servers together, in % of one core. */
-  clientCpu?: number;
-  serverCpu?: number;
+  /** CPU of each client process, % of one core. */
+  clientCpu: number[];
+  /** CPU of each server process by name, % of one core. */
+  serverCpu: Map<string, number>;
 }
 
 /** The operations a load child runs against one store. */
@@ -105,66 +155,10 @@ export interface KvDriver {
 const PUT_KEYSPACE = 1_000_000;
 const GET_KEYS = 10_000;
 const VALUE_BYTES = 256;
+/** Revisions of history both sides keep (cohort's default). */
+const HISTORY_KEPT = limits.kvHistoryRevisionsKept;
 
 // ---------------------------------------------------------------- load (child process)
-
-function percentile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[i] as number;
-}
-
-/** Closed loop: `concurrency` workers issuing `op` back to back; latencies in µs. */
-async function closedLoop(
-  concurrency: number,
-  warmupMs: number,
-  durationMs: number,
-  op: () => Promise<void>,
-  onWarm: () => void,
-): Promise<Pick<Result, 'ops' | 'errors' | 'opsPerSec' | 'p50Us' | 'p99Us' | 'firstError'>> {
-  let lat = new Float64Array(1 << 20);
-  let n = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  const t0 = performance.now();
-  const warmEnd = t0 + warmupMs;
-  const end = warmEnd + durationMs;
-  const warmTimer = setTimeout(onWarm, warmupMs);
-  async function worker(): Promise<void> {
-    for (;;) {
-      const s = performance.now();
-      if (s >= end) return;
-      try {
-        await op();
-      } catch (err) {
-        errors++;
-        firstError ??= err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-        if (errors > 10_000) throw err;
-        continue;
-      }
-      if (s < warmEnd) continue;
-      const e = performance.now();
-      if (e > end) continue;
-      if (n === lat.length) {
-        const bigger = new Float64Array(lat.length * 2);
-        bigger.set(lat);
-        lat = bigger;
-      }
-      lat[n++] = (e - s) * 1000;
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, () => worker()));
-  clearTimeout(warmTimer);
-  const sorted = lat.subarray(0, n).sort();
-  return {
-    ops: n,
-    errors,
-    opsPerSec: Math.round(n / (durationMs / 1000)),
-    p50Us: Math.round(percentile(sorted, 0.5)),
-    p99Us: Math.round(percentile(sorted, 0.99)),
-    ...(firstError === undefined ? {} : { firstError }),
-  };
-}
 
 function etcdDriver(urls: string[]): KvDriver {
   const client = etcdClient(urls);
@@ -183,6 +177,17 @@ function etcdDriver(urls: string[]): KvDriver {
   };
 }
 
+/** Resolves at the first line `line` on stdin. */
+function stdinLine(line: string): Promise<void> {
+  return new Promise((resolve) => {
+    let buf = '';
+    process.stdin.on('data', (chunk: Buffer) => {
+      buf += chunk.toString();
+      if (buf.split('\n').includes(line)) resolve();
+    });
+  });
+}
+
 async function runChild(spec: ChildSpec): Promise<void> {
   const driver =
     spec.system === 'etcd'
@@ -190,36 +195,40 @@ async function runChild(spec: ChildSpec): Promise<void> {
       : await cohortDriver(spec.endpoints, spec.clusterId ?? 'cohort-local');
   const value = new Uint8Array(VALUE_BYTES);
   for (let i = 0; i < value.length; i++) value[i] = (i * 131 + 7) & 0xff;
-  let op: () => Promise<void>;
-  if (spec.mode === 'put') {
-    op = () => driver.put(`k/${Math.floor(Math.random() * PUT_KEYSPACE)}`, value);
-  } else {
+  if (spec.mode === 'prefill') {
     let next = 0;
     await Promise.all(
       Array.from({ length: 64 }, async () => {
         while (next < GET_KEYS) await driver.put(`g/${next++}`, value);
       }),
     );
-    op = async () => {
-      const v = await driver.get(`g/${Math.floor(Math.random() * GET_KEYS)}`);
-      if (v === null || v.length !== VALUE_BYTES) throw new Error('bad get result');
-    };
+    process.stdout.write(`RESULT ${JSON.stringify({ ops: GET_KEYS, errors: 0, cpu: 0 })}\n`);
+    await driver.close();
+    process.exit(0);
   }
+  const op =
+    spec.mode === 'put'
+      ? () => driver.put(`k/${Math.floor(Math.random() * PUT_KEYSPACE)}`, value)
+      : async () => {
+          const v = await driver.get(`g/${Math.floor(Math.random() * GET_KEYS)}`);
+          if (v === null || v.length !== VALUE_BYTES) throw new Error('bad get result');
+        };
   for (let i = 0; i < 10; i++) await op();
+  const go = stdinLine('GO');
   process.stdout.write('READY\n');
-  const cpu0 = process.cpuUsage();
-  let cpuWarm = cpu0;
+  await go;
+  let cpuWarm = process.cpuUsage();
   const r = await closedLoop(spec.concurrency, spec.warmupMs, spec.durationMs, op, () => {
     cpuWarm = process.cpuUsage();
     process.stdout.write('WARM\n');
   });
   const cpu = process.cpuUsage(cpuWarm);
-  const result: Result = {
-    system: spec.system,
-    mode: spec.mode,
-    concurrency: spec.concurrency,
-    ...r,
-    clientCpu: Math.round(((cpu.user + cpu.system) / 1000 / spec.durationMs) * 100),
+  writeFileSync(spec.latFile, r.latenciesUs);
+  const result: ChildResult = {
+    ops: r.ops,
+    errors: r.errors,
+    ...(r.firstError === undefined ? {} : { firstError: r.firstError }),
+    cpu: ((cpu.user + cpu.system) / 1000 / spec.durationMs) * 100,
   };
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   await driver.close();
@@ -228,72 +237,145 @@ async function runChild(spec: ChildSpec): Promise<void> {
 
 // ---------------------------------------------------------------- orchestration
 
-/** CPU ticks (user + system) a process has used, from /proc; 0 if it is gone. */
-function cpuTicks(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return 0;
-  }
+/** A started load child: its READY, WARM and RESULT lines as promises. */
+interface Child {
+  proc: ChildProcess;
+  ready: Promise<void>;
+  warm: Promise<void>;
+  result: Promise<ChildResult>;
 }
-const TICKS_PER_SECOND = 100;
 
-function loadChild(spec: ChildSpec): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', SELF, '--child', JSON.stringify(spec)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+function loadChild(spec: ChildSpec): Child {
+  const proc = spawn(process.execPath, ['--import', 'tsx', SELF, '--child', JSON.stringify(spec)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
-}
-
-/** Runs one load child; samples the servers' CPU over its measured window. */
-function runLoad(spec: ChildSpec, serverPids: () => number[]): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = loadChild(spec);
-    let buf = '';
-    let warm: { at: number; ticks: number } | undefined;
-    const ticks = (): number => serverPids().reduce((a, p) => a + cpuTicks(p), 0);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      buf += chunk.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line === 'WARM') warm = { at: performance.now(), ticks: ticks() };
-        else if (line.startsWith('RESULT ')) {
-          const r = JSON.parse(line.slice(7)) as Result;
-          if (warm !== undefined) {
-            const secs = (performance.now() - warm.at) / 1000;
-            r.serverCpu = Math.round(((ticks() - warm.ticks) / TICKS_PER_SECOND / secs) * 100);
-          }
-          resolve(r);
-        }
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`load child exited (${code}) without a result`)));
+  let onReady: () => void = () => {};
+  let onWarm: () => void = () => {};
+  let onResult: (r: ChildResult) => void = () => {};
+  let onFail: (e: Error) => void = () => {};
+  const ready = new Promise<void>((r) => (onReady = r));
+  const warm = new Promise<void>((r) => (onWarm = r));
+  const result = new Promise<ChildResult>((res, rej) => {
+    onResult = res;
+    onFail = rej;
   });
+  let buf = '';
+  proc.stdout?.on('data', (chunk: Buffer) => {
+    buf += chunk.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line === 'READY') onReady();
+      else if (line === 'WARM') onWarm();
+      else if (line.startsWith('RESULT ')) onResult(JSON.parse(line.slice(7)) as ChildResult);
+    }
+  });
+  proc.once('exit', (code) => onFail(new Error(`load child exited (${code}) without a result`)));
+  // A child that dies before READY must not leave the orchestrator waiting.
+  const readyOrFail = Promise.race([ready, result.then(() => undefined)]);
+  return { proc, ready: readyOrFail, warm, result };
 }
 
-function ms(us: number): string {
-  return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)} ms`;
-}
-
-function kops(n: number): string {
-  return n >= 1000 ? `${(n / 1000).toFixed(1)}k` : `${n}`;
-}
-
-function line(r: Result): string {
-  return (
-    `kv-${r.mode} c=${String(r.concurrency).padEnd(3)} ${r.system.padEnd(6)} ` +
-    `${String(r.opsPerSec).padStart(6)} ops/s  p50 ${ms(r.p50Us).padStart(8)}  p99 ${ms(r.p99Us).padStart(8)}` +
-    `  cpu client ${r.clientCpu ?? '?'}% servers ${r.serverCpu ?? '?'}%` +
-    (r.errors > 0 ? `  errors ${r.errors} (${r.firstError ?? ''})` : '')
-  );
+/** A running cluster of either system, as the load runs need it. */
+interface Running {
+  endpoints: unknown;
+  clusterId?: string;
+  /** Server process ids by name. */
+  pids: () => Map<string, number>;
+  close: () => Promise<void>;
 }
 
 interface Workload {
-  mode: Mode;
+  mode: 'put' | 'get';
   concurrency: number;
+}
+
+/**
+ * One measured run on a running cluster with `procs` client processes: the
+ * concurrency split among them, all started together; servers' CPU sampled
+ * from the first process's warm-up end to the last result.
+ */
+async function runLoad(
+  system: System,
+  w: Workload,
+  procs: number,
+  c: Running,
+  flags: Flags,
+  rep: number,
+): Promise<Result> {
+  const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-kv-'));
+  try {
+    const base = {
+      system,
+      warmupMs: flags.warmup * 1000,
+      durationMs: flags.seconds * 1000,
+      endpoints: c.endpoints,
+      ...(c.clusterId === undefined ? {} : { clusterId: c.clusterId }),
+    };
+    if (w.mode === 'get') {
+      const pre = loadChild({ ...base, mode: 'prefill', concurrency: 64, latFile: '' });
+      await pre.result;
+    }
+    const children = shares(w.concurrency, procs).map((share, i) =>
+      loadChild({ ...base, mode: w.mode, concurrency: share, latFile: join(dir, `lat-${i}`) }),
+    );
+    await Promise.all(children.map((ch) => ch.ready));
+    const meter = new CpuMeter(c.pids);
+    void Promise.race(children.map((ch) => ch.warm)).then(() => meter.start());
+    for (const ch of children) ch.proc.stdin?.write('GO\n');
+    const results = await Promise.all(children.map((ch) => ch.result));
+    const serverCpu = meter.stop();
+    const lat = children.map((_, i) => {
+      const b = readFileSync(join(dir, `lat-${i}`));
+      return new Float64Array(b.buffer, b.byteOffset, b.byteLength / 8);
+    });
+    const all = new Float64Array(lat.reduce((a, l) => a + l.length, 0));
+    let at = 0;
+    for (const l of lat) {
+      all.set(l, at);
+      at += l.length;
+    }
+    all.sort();
+    const ops = results.reduce((a, r) => a + r.ops, 0);
+    const firstError = results.find((r) => r.firstError !== undefined)?.firstError;
+    return {
+      system,
+      mode: w.mode,
+      concurrency: w.concurrency,
+      rep,
+      ops,
+      errors: results.reduce((a, r) => a + r.errors, 0),
+      opsPerSec: ops / flags.seconds,
+      p50Us: percentile(all, 0.5),
+      p99Us: percentile(all, 0.99),
+      ...(firstError === undefined ? {} : { firstError }),
+      clientCpu: results.map((r) => r.cpu),
+      serverCpu,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function ms(us: number): string {
+  return millis(us / 1000);
+}
+
+function clientBound(r: Result): boolean {
+  return r.clientCpu.some((x) => x > CLIENT_BOUND_PERCENT);
+}
+
+function line(r: Result): string {
+  const servers = [...r.serverCpu.values()].reduce((a, x) => a + x, 0);
+  return (
+    `kv-${r.mode} c=${String(r.concurrency).padEnd(3)} ${r.system.padEnd(6)} ` +
+    `${kilo(r.opsPerSec).padStart(6)} ops/s  p50 ${ms(r.p50Us).padStart(8)}  p99 ${ms(r.p99Us).padStart(8)}` +
+    `  cpu: ${r.clientCpu.length} client(s) ${r.clientCpu.map((x) => `${x.toFixed(0)}%`).join(' ')}` +
+    `; servers ${servers.toFixed(0)}% (${fmtCpu(r.serverCpu)})` +
+    (clientBound(r) ? '  CLIENT-BOUND' : '') +
+    (r.errors > 0 ? `  errors ${r.errors} (${r.firstError ?? ''})` : '')
+  );
 }
 
 interface Flags {
@@ -302,32 +384,77 @@ interface Flags {
   systems: System[];
   workloads: Workload[];
   reps: number;
+  /** Client processes per system; undefined: auto. */
+  procs: Partial<Record<System, number>> | undefined;
+  maxProcs: number;
   failover: boolean;
   puts: boolean;
   trials: number;
+  timings: Timing[];
   runtime: 'source' | 'dist';
-  /** cohort's --snapshot-entries (undefined: the node's default). */
-  snapshotEntries: number | undefined;
+  snapshotEntries: number;
 }
 
-function clusterOptions(flags: Flags): ProcessClusterOptions {
-  return {
-    runtime: flags.runtime,
-    ...(flags.snapshotEntries === undefined ? {} : { snapshotEntries: flags.snapshotEntries }),
-  };
+/** Failover timeout settings (see the file header). */
+type Timing = 'cohort' | 'etcd';
+
+/** Heartbeat and election timeouts in ms of a timing setting. */
+const TIMINGS: Record<Timing, { heartbeatMs: number; electionMs: number }> = {
+  cohort: { heartbeatMs: 20, electionMs: 200 },
+  etcd: { heartbeatMs: 100, electionMs: 1000 },
+};
+
+/** cohort options for a timing: a heartbeat every tick, so tick = heartbeat, election = 10 ticks. */
+function cohortTiming(t: { heartbeatMs: number; electionMs: number } | undefined): {
+  tickMs?: number;
+  electionTicks?: number;
+} {
+  if (t === undefined) return {};
+  return { tickMs: t.heartbeatMs, electionTicks: Math.round(t.electionMs / t.heartbeatMs) };
 }
 
-/** A fresh cluster of `system`, with what a load child needs to reach its leader. */
-async function freshCluster(
-  system: System,
+/**
+ * Starts a cohort cluster for this bench: the one place its nodes' options
+ * are chosen (timing as given, else the node's defaults). Does not wait for
+ * a leader.
+ */
+function startCohortCluster(
   flags: Flags,
-): Promise<{ endpoints: unknown; pids: () => number[]; close: () => Promise<void> }> {
+  timing?: { heartbeatMs: number; electionMs: number },
+): Promise<ProcessCluster> {
+  const options: ProcessClusterOptions = {
+    runtime: flags.runtime,
+    snapshotEntries: flags.snapshotEntries,
+    ...cohortTiming(timing),
+  };
+  return ProcessCluster.start(options);
+}
+
+/** Starts an etcd cluster for this bench (timing as given, else etcd's defaults). */
+function startEtcdCluster(
+  flags: Flags,
+  timing?: { heartbeatMs: number; electionMs: number },
+): Promise<EtcdCluster> {
+  const settings: EtcdSettings = { snapshotCount: flags.snapshotEntries, ...(timing ?? {}) };
+  return EtcdCluster.start(3, settings);
+}
+
+/** A fresh cluster of `system` with defaults, with what a load child needs to reach its leader. */
+async function freshCluster(system: System, flags: Flags): Promise<Running> {
   if (system === 'etcd') {
-    const etcd = await EtcdCluster.start();
+    const etcd = await startEtcdCluster(flags);
+    const stopCompactor = etcd.startCompactor(HISTORY_KEPT, limits.kvCompactCheckMs);
     const leader = await etcd.leader();
-    return { endpoints: [leader.url], pids: () => etcd.pids(), close: () => etcd.close() };
+    return {
+      endpoints: [leader.url],
+      pids: () => etcd.pidsByName(),
+      close: async () => {
+        stopCompactor();
+        await etcd.close();
+      },
+    };
   }
-  const cluster = await ProcessCluster.start(clusterOptions(flags));
+  const cluster = await startCohortCluster(flags);
   const leader = await cluster.waitForLeader({ timeoutMs: 30_000 });
   const eps = cluster.endpoints();
   const endpoints = [
@@ -336,34 +463,54 @@ async function freshCluster(
   ];
   return {
     endpoints,
-    pids: () => cluster.nodes.flatMap((n) => cluster.pid(n.id) ?? []),
+    clusterId: cluster.clusterId,
+    pids: () =>
+      new Map(
+        cluster.nodes.flatMap((n) => {
+          const pid = cluster.pid(n.id);
+          return pid === undefined ? [] : [[n.id, pid] as [string, number]];
+        }),
+      ),
     close: () => cluster.close(),
   };
 }
 
-async function throughput(flags: Flags): Promise<Result[]> {
+async function throughput(flags: Flags, bench: BenchRun): Promise<Result[]> {
   const results: Result[] = [];
+  /** Client processes per (system, workload) once settled; carried to the next workload. */
+  const settled = new Map<string, number>();
+  const carried = new Map<System, number>();
+  const key = (s: System, w: Workload): string => `${s} ${w.mode} ${w.concurrency}`;
   for (let rep = 0; rep < flags.reps; rep++) {
     for (const w of flags.workloads) {
-      // Systems alternate within a workload, so background noise spreads evenly.
-      for (const system of flags.systems) {
-        const c = await freshCluster(system, flags);
-        try {
-          const r = await runLoad(
-            {
-              system,
-              mode: w.mode,
-              concurrency: w.concurrency,
-              warmupMs: flags.warmup * 1000,
-              durationMs: flags.seconds * 1000,
-              endpoints: c.endpoints,
-            },
-            c.pids,
-          );
+      // The systems alternate: A B in even reps, B A in odd ones.
+      const order = rep % 2 === 0 ? flags.systems : [...flags.systems].reverse();
+      for (const system of order) {
+        const fixed = flags.procs?.[system];
+        let procs =
+          fixed ?? settled.get(key(system, w)) ?? Math.min(w.concurrency, carried.get(system) ?? 1);
+        for (;;) {
+          const c = await freshCluster(system, flags);
+          let r: Result;
+          try {
+            r = await runLoad(system, w, procs, c, flags, rep);
+          } finally {
+            await c.close();
+          }
+          bench.sample();
+          const limit = Math.min(flags.maxProcs, w.concurrency);
+          const probing = fixed === undefined && !settled.has(key(system, w));
+          if (probing && clientBound(r) && procs < limit) {
+            const more = Math.min(limit, procs * 2);
+            console.log(`${line(r)}  → again with ${more} client processes`);
+            procs = more;
+            continue;
+          }
+          settled.set(key(system, w), procs);
+          carried.set(system, procs);
           results.push(r);
           console.log(`${line(r)}${flags.reps > 1 ? `  (rep ${rep + 1})` : ''}`);
-        } finally {
-          await c.close();
+          break;
         }
       }
     }
@@ -371,51 +518,74 @@ async function throughput(flags: Flags): Promise<Result[]> {
   return results;
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)] as number;
-}
-
-function summarize(results: readonly Result[], flags: Flags): void {
-  const pick = (system: System, w: Workload): Result | undefined => {
-    const rs = results.filter(
+/** The put ratio of the final line and the text before it, or undefined if nothing compares. */
+function summarize(
+  results: readonly Result[],
+  flags: Flags,
+  overloaded: boolean,
+): string | undefined {
+  const of = (system: System, w: Workload): Result[] =>
+    results.filter(
       (r) => r.system === system && r.mode === w.mode && r.concurrency === w.concurrency,
     );
-    if (rs.length === 0) return undefined;
-    return {
-      system,
-      mode: w.mode,
-      concurrency: w.concurrency,
-      ops: median(rs.map((r) => r.ops)),
-      errors: rs.reduce((a, r) => a + r.errors, 0),
-      opsPerSec: median(rs.map((r) => r.opsPerSec)),
-      p50Us: median(rs.map((r) => r.p50Us)),
-      p99Us: median(rs.map((r) => r.p99Us)),
-      clientCpu: median(rs.map((r) => r.clientCpu ?? NaN)),
-      serverCpu: median(rs.map((r) => r.serverCpu ?? NaN)),
-    };
-  };
-  if (flags.reps > 1) {
-    console.log('\nmedians:');
-    for (const w of flags.workloads) {
-      for (const s of flags.systems) {
-        const r = pick(s, w);
-        if (r !== undefined) console.log(line(r));
-      }
+  console.log(`\nmedians of ${flags.reps} (min–max):`);
+  for (const w of flags.workloads) {
+    for (const s of flags.systems) {
+      const rs = of(s, w);
+      if (rs.length === 0) continue;
+      const bound = rs.filter(clientBound).length;
+      const clientMax = spread(rs.map((r) => Math.max(...r.clientCpu))).median;
+      const servers = spread(rs.map((r) => [...r.serverCpu.values()].reduce((a, x) => a + x, 0)));
+      console.log(
+        `kv-${w.mode} c=${String(w.concurrency).padEnd(3)} ${s.padEnd(6)} ` +
+          `${fmtSpread(spread(rs.map((r) => r.opsPerSec)), kilo)} ops/s` +
+          `  p50 ${ms(spread(rs.map((r) => r.p50Us)).median)}  p99 ${ms(spread(rs.map((r) => r.p99Us)).median)}` +
+          `  ${rs[0]?.clientCpu.length ?? '?'} client process(es), busiest ${clientMax.toFixed(0)}%, servers ${servers.median.toFixed(0)}%` +
+          (bound > 0 ? `  CLIENT-BOUND in ${bound} of ${rs.length}` : ''),
+      );
     }
   }
-  if (!flags.systems.includes('cohort') || !flags.systems.includes('etcd')) return;
-  console.log('\nratios (cohort / etcd):');
+  if (!flags.systems.includes('cohort') || !flags.systems.includes('etcd')) return undefined;
+  console.log('\nratios cohort/etcd (median of the per-rep ratios, min–max):');
+  const puts = new Map<number, { ratio: number; bound: boolean }>();
   for (const w of flags.workloads) {
-    const a = pick('cohort', w);
-    const b = pick('etcd', w);
-    if (a === undefined || b === undefined) continue;
+    const a = of('cohort', w);
+    const b = of('etcd', w);
+    if (a.length === 0 || b.length === 0) continue;
+    const per = a.flatMap((x) => {
+      const y = b.find((r) => r.rep === x.rep);
+      return y === undefined ? [] : [x.opsPerSec / y.opsPerSec];
+    });
+    const r = spread(per);
+    const bound = [...a, ...b].filter(clientBound).map((x) => x.system);
+    const med = (rs: Result[], f: (r: Result) => number): number => spread(rs.map(f)).median;
     console.log(
-      `kv-${w.mode} c=${w.concurrency}: cohort ${kops(a.opsPerSec)}/s p50 ${ms(a.p50Us)} p99 ${ms(a.p99Us)}, ` +
-        `etcd ${kops(b.opsPerSec)}/s p50 ${ms(b.p50Us)} p99 ${ms(b.p99Us)}; ` +
-        `throughput ratio ${(a.opsPerSec / b.opsPerSec).toFixed(2)}, p50 ratio ${(a.p50Us / b.p50Us).toFixed(2)}, p99 ratio ${(a.p99Us / b.p99Us).toFixed(2)}`,
+      `kv-${w.mode} c=${w.concurrency}: cohort ${kilo(med(a, (x) => x.opsPerSec))}/s p50 ${ms(med(a, (x) => x.p50Us))} p99 ${ms(med(a, (x) => x.p99Us))}, ` +
+        `etcd ${kilo(med(b, (x) => x.opsPerSec))}/s p50 ${ms(med(b, (x) => x.p50Us))} p99 ${ms(med(b, (x) => x.p99Us))}; ` +
+        `throughput ratio ${fmtSpread(r)}, p50 ratio ${(med(a, (x) => x.p50Us) / med(b, (x) => x.p50Us)).toFixed(2)}, ` +
+        `p99 ratio ${(med(a, (x) => x.p99Us) / med(b, (x) => x.p99Us)).toFixed(2)}` +
+        (bound.length > 0 ? ` (CLIENT-BOUND: ${[...new Set(bound)].join(', ')})` : ''),
     );
+    if (w.mode === 'put') puts.set(w.concurrency, { ratio: r.median, bound: bound.length > 0 });
   }
+  const goal = [64, 256].filter((c) => puts.has(c));
+  const pick = goal.length > 0 ? goal : [...puts.keys()];
+  if (pick.length === 0) return undefined;
+  const picked = pick.map((c) => ({ c, ...(puts.get(c) as { ratio: number; bound: boolean }) }));
+  const bound = picked.some((p) => p.bound);
+  return (
+    `kv-put cohort/etcd (3 nodes each, fsync, same snapshots and compaction; median of ${flags.reps}; ` +
+    `${
+      bound
+        ? 'CLIENT-BOUND runs included'
+        : overloaded
+          ? // A starved client uses little CPU however much it is the bottleneck.
+            'no client above 70 % CPU, but the load was above the cores, so that proves nothing'
+          : 'neither side client-bound'
+    }): ` +
+    `${picked.map((p) => `c=${p.c} ${p.ratio.toFixed(2)}`).join(', ')}; ` +
+    `ratio ${Math.min(...picked.map((p) => p.ratio)).toFixed(2)}`
+  );
 }
 
 // ---------------------------------------------------------------- failover
@@ -480,35 +650,39 @@ interface FailoverTrial {
   failures: number;
 }
 
-async function failoverCohort(flags: Flags): Promise<FailoverTrial[]> {
-  const cluster = await ProcessCluster.start(clusterOptions(flags));
-  const probe = await cohortFailoverProbe(cluster.endpoints(), cluster.clusterId);
+async function failoverCohort(flags: Flags, timing: Timing): Promise<FailoverTrial[]> {
+  const cluster = await startCohortCluster(flags, TIMINGS[timing]);
   const trials: FailoverTrial[] = [];
   try {
-    for (let t = 0; t < flags.trials; t++) {
-      const leader = await cluster.waitForLeader({ timeoutMs: 30_000 });
-      for (let i = 0; i < 20; i++) await probe.put(`warm/${i}`);
-      const t0 = performance.now();
-      await cluster.kill(leader.id);
-      const r = await timeToFirstWrite((i) => probe.put(`failover/${t}/${i}`), t0);
-      trials.push(r);
-      console.log(
-        `failover cohort trial ${t + 1}: leader ${leader.id} (term ${leader.term}) killed, first write after ${r.ms.toFixed(0)} ms (${r.attempts} probes, ${r.failures} failed)`,
-      );
-      await cluster.restart(leader.id);
-      // Back to three caught-up voters before the next trial.
-      const next = await cluster.waitForLeader({ minTerm: leader.term + 1, timeoutMs: 30_000 });
-      await cluster.waitForApplied(leader.id, next.commitIndex);
+    await cluster.waitForLeader({ timeoutMs: 30_000 });
+    const probe = await cohortFailoverProbe(cluster.endpoints(), cluster.clusterId);
+    try {
+      for (let t = 0; t < flags.trials; t++) {
+        const leader = await cluster.waitForLeader({ timeoutMs: 30_000 });
+        for (let i = 0; i < 20; i++) await probe.put(`warm/${i}`);
+        const t0 = performance.now();
+        await cluster.kill(leader.id);
+        const r = await timeToFirstWrite((i) => probe.put(`failover/${t}/${i}`), t0);
+        trials.push(r);
+        console.log(
+          `failover cohort (${timing} timing) trial ${t + 1}: leader ${leader.id} (term ${leader.term}) killed, first write after ${r.ms.toFixed(0)} ms (${r.attempts} probes, ${r.failures} failed)`,
+        );
+        await cluster.restart(leader.id);
+        // Back to three caught-up voters before the next trial.
+        const next = await cluster.waitForLeader({ minTerm: leader.term + 1, timeoutMs: 30_000 });
+        await cluster.waitForApplied(leader.id, next.commitIndex);
+      }
+    } finally {
+      await probe.close();
     }
   } finally {
-    await probe.close();
     await cluster.close();
   }
   return trials;
 }
 
-async function failoverEtcd(flags: Flags): Promise<FailoverTrial[]> {
-  const etcd = await EtcdCluster.start();
+async function failoverEtcd(flags: Flags, timing: Timing): Promise<FailoverTrial[]> {
+  const etcd = await startEtcdCluster(flags, TIMINGS[timing]);
   // No client-side retries or circuit breakers: the probe retries by itself
   // (with etcd3's defaults the dead leader's host is shunned for 5 s and
   // calls that land on it fail, which measures the client, not etcd).
@@ -527,10 +701,10 @@ async function failoverEtcd(flags: Flags): Promise<FailoverTrial[]> {
       const r = await timeToFirstWrite((i) => put(`failover/${t}/${i}`), t0);
       trials.push(r);
       console.log(
-        `failover etcd trial ${t + 1}: leader ${leader.name} killed, first write after ${r.ms.toFixed(0)} ms (${r.attempts} probes, ${r.failures} failed)`,
+        `failover etcd (${timing} timing) trial ${t + 1}: leader ${leader.name} killed, first write after ${r.ms.toFixed(0)} ms (${r.attempts} probes, ${r.failures} failed)`,
       );
       etcd.restart(leader.name);
-      await sleep(500);
+      await new Promise((res) => setTimeout(res, 500));
       await etcd.leader(30_000);
     }
   } finally {
@@ -540,18 +714,56 @@ async function failoverEtcd(flags: Flags): Promise<FailoverTrial[]> {
   return trials;
 }
 
-function nearestRank(xs: readonly number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] as number;
+function failoverFigures(trials: readonly FailoverTrial[]): {
+  p50: number;
+  p99: number;
+  max: number;
+  timedOut: number;
+} {
+  const ok = trials
+    .map((t) => t.ms)
+    .filter((x) => Number.isFinite(x))
+    .sort((a, b) => a - b);
+  return {
+    p50: percentile(ok, 0.5),
+    p99: percentile(ok, 0.99),
+    max: ok.length === 0 ? NaN : (ok[ok.length - 1] as number),
+    timedOut: trials.length - ok.length,
+  };
 }
 
-function failoverLine(system: System, trials: readonly FailoverTrial[]): string {
-  const ok = trials.map((t) => t.ms).filter((x) => Number.isFinite(x));
-  return (
-    `failover ${system}: kill -9 of the leader → first successful write, ${trials.length} trials` +
-    (ok.length < trials.length ? ` (${trials.length - ok.length} timed out)` : '') +
-    `: p50 ${nearestRank(ok, 0.5).toFixed(0)} ms, p99 ${nearestRank(ok, 0.99).toFixed(0)} ms, max ${Math.max(...ok).toFixed(0)} ms`
-  );
+/** Runs the failover trials of every system and timing; returns the final line's text. */
+async function failover(flags: Flags): Promise<string | undefined> {
+  const lines: string[] = [];
+  const speedups: string[] = [];
+  const values: number[] = [];
+  for (const [k, timing] of flags.timings.entries()) {
+    const p50 = new Map<System, number>();
+    // The systems alternate: A B for the first timing, B A for the second.
+    await alternate(1, k % 2 === 0 ? flags.systems : [...flags.systems].reverse(), async (s) => {
+      const trials =
+        s === 'cohort' ? await failoverCohort(flags, timing) : await failoverEtcd(flags, timing);
+      const f = failoverFigures(trials);
+      p50.set(s, f.p50);
+      const t = TIMINGS[timing];
+      lines.push(
+        `failover ${s} (${timing} timing: heartbeat ${t.heartbeatMs} ms, election ${t.electionMs} ms): ` +
+          `kill -9 of the leader → first successful write, ${trials.length} trials` +
+          (f.timedOut > 0 ? ` (${f.timedOut} timed out)` : '') +
+          `: p50 ${f.p50.toFixed(0)} ms, p99 ${f.p99.toFixed(0)} ms, max ${f.max.toFixed(0)} ms`,
+      );
+    });
+    const a = p50.get('cohort');
+    const b = p50.get('etcd');
+    if (a !== undefined && b !== undefined) {
+      speedups.push(`${timing} timing ${(b / a).toFixed(2)}`);
+      values.push(b / a);
+    }
+  }
+  console.log('');
+  for (const l of lines) console.log(l);
+  if (values.length === 0) return undefined;
+  return `kv failover p50 etcd/cohort (equal timeouts; higher: cohort recovers faster): ${speedups.join(', ')}; ratio ${Math.min(...values).toFixed(2)}`;
 }
 
 // ---------------------------------------------------------------- main
@@ -565,12 +777,15 @@ function parseFlags(argv: string[]): Flags {
       only: { type: 'string' },
       conc: { type: 'string', default: '1,16,64,256' },
       gets: { type: 'string', default: '64' },
-      reps: { type: 'string', default: '1' },
+      reps: { type: 'string', default: String(DEFAULT_REPS) },
+      procs: { type: 'string', default: 'auto' },
+      'max-procs': { type: 'string', default: '8' },
       failover: { type: 'boolean', default: false },
       puts: { type: 'boolean', default: false },
       trials: { type: 'string', default: '20' },
+      timing: { type: 'string', default: 'cohort,etcd' },
       runtime: { type: 'string', default: 'source' },
-      'snapshot-entries': { type: 'string' },
+      'snapshot-entries': { type: 'string', default: '100000' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -578,9 +793,10 @@ function parseFlags(argv: string[]): Flags {
   if (values.help) {
     console.log(
       'usage: npm run bench:kv -- [--seconds 10] [--warmup 1] [--only cohort|etcd] [--conc 1,16,64,256]\n' +
-        '         [--gets 64 (concurrencies of the get runs; "" for none)] [--reps 1] [--runtime source|dist]\n' +
-        '         [--snapshot-entries N (cohort nodes; default: theirs)]\n' +
-        '         [--failover [--trials 20] [--puts: also the throughput runs]]',
+        '         [--gets 64 (concurrencies of the get runs; "" for none)] [--reps 3] [--runtime source|dist]\n' +
+        '         [--procs auto|N|cohort=N,etcd=M (client processes)] [--max-procs 8]\n' +
+        '         [--snapshot-entries 100000 (both sides)]\n' +
+        '         [--failover [--trials 20] [--timing cohort,etcd] [--puts: also the throughput runs]]',
     );
     process.exit(0);
   }
@@ -600,6 +816,26 @@ function parseFlags(argv: string[]): Flags {
   if (values.runtime !== 'source' && values.runtime !== 'dist') {
     throw new Error('--runtime must be source or dist');
   }
+  let procs: Partial<Record<System, number>> | undefined;
+  if (values.procs !== 'auto') {
+    const n = Number(values.procs);
+    if (Number.isInteger(n) && n >= 1) procs = { cohort: n, etcd: n };
+    else {
+      procs = {};
+      for (const part of values.procs.split(',')) {
+        const [s, v] = part.split('=');
+        const k = Number(v);
+        if ((s !== 'cohort' && s !== 'etcd') || !Number.isInteger(k) || k < 1) {
+          throw new Error(`--procs: auto, N or cohort=N,etcd=M; got ${values.procs}`);
+        }
+        procs[s] = k;
+      }
+    }
+  }
+  const timings = values.timing.split(',').map((t) => {
+    if (t !== 'cohort' && t !== 'etcd') throw new Error(`--timing: cohort and/or etcd, got ${t}`);
+    return t;
+  });
   return {
     seconds: Number(values.seconds),
     warmup: Number(values.warmup),
@@ -609,36 +845,42 @@ function parseFlags(argv: string[]): Flags {
       ...list(values.gets).map((c) => ({ mode: 'get' as const, concurrency: c })),
     ],
     reps: Math.max(1, Number(values.reps)),
+    procs,
+    maxProcs: Math.max(1, Number(values['max-procs'])),
     failover: values.failover,
     puts: values.puts,
     trials: Math.max(1, Number(values.trials)),
+    timings,
     runtime: values.runtime,
-    snapshotEntries:
-      values['snapshot-entries'] === undefined ? undefined : Number(values['snapshot-entries']),
+    snapshotEntries: Number(values['snapshot-entries']),
   };
 }
 
 async function orchestrate(flags: Flags): Promise<void> {
   if (flags.systems.includes('etcd')) ensureEtcd();
-  const load = (): string =>
-    loadavg()
-      .map((x) => x.toFixed(2))
-      .join(' ');
-  console.log(
-    `kv bench: 3 nodes each on 127.0.0.1, fsync on; ${flags.warmup} s warm-up + ${flags.seconds} s per run; ` +
-      `${flags.systems.includes('etcd') ? etcdVersion() : 'etcd skipped'}; nodes from ${flags.runtime}; load average ${load()}`,
+  const bench = startBench(
+    'kv',
+    `3 nodes each on 127.0.0.1, fsync on; ` +
+      (!flags.failover || flags.puts
+        ? `${flags.warmup} s warm-up + ${flags.seconds} s per run, ${flags.reps} rep(s); `
+        : '') +
+      (flags.failover
+        ? `failover: ${flags.trials} trial(s) per system and timing (${flags.timings.join(', ')}); `
+        : '') +
+      `${flags.systems.includes('etcd') ? etcdVersion() : 'etcd skipped'}; nodes from ${flags.runtime}; ` +
+      `client processes ${flags.procs === undefined ? 'auto' : JSON.stringify(flags.procs)}`,
   );
-  if (!flags.failover || flags.puts) summarize(await throughput(flags), flags);
-  if (flags.failover) {
-    const lines: string[] = [];
-    for (const s of flags.systems) {
-      const trials = s === 'cohort' ? await failoverCohort(flags) : await failoverEtcd(flags);
-      lines.push(failoverLine(s, trials));
-    }
-    console.log('');
-    for (const l of lines) console.log(l);
+  let putLine: string | undefined;
+  let failoverLine: string | undefined;
+  if (!flags.failover || flags.puts) {
+    const results = await throughput(flags, bench);
+    putLine = summarize(results, flags, bench.overloaded);
   }
-  console.log(`load average at the end: ${load()}`);
+  if (flags.failover) failoverLine = await failover(flags);
+  bench.finish();
+  if (putLine !== undefined && failoverLine !== undefined) console.log(failoverLine);
+  const last = putLine ?? failoverLine;
+  console.log(last ?? 'kv: cohort and etcd were not both measured, no ratio');
 }
 
 async function main(): Promise<void> {

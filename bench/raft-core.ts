@@ -9,13 +9,16 @@
  * npm run bench:raft-core -- --seconds 5
  * ```
  *
- * Prints one line per batch size, then the ratio batch 64 / batch 1.
+ * Prints the load average at the start and end (with the warning of
+ * bench/common.ts when it was above the cores), one line per batch size,
+ * then the ratio batch 64 / batch 1.
  */
 import type { NodeId } from '../src/lib/ids.js';
 import { seededRandom } from '../src/lib/random.js';
 import type { RaftMessage } from '../src/raft/core/messages.js';
 import { RaftCore } from '../src/raft/core/raft-core.js';
 import { emptyInitialState } from '../src/raft/core/types.js';
+import { startBench } from './common.js';
 
 const ids = ['n1', 'n2', 'n3'] as NodeId[];
 
@@ -84,6 +87,7 @@ function main(): void {
   const at = process.argv.indexOf('--seconds');
   const seconds = at >= 0 ? Number(process.argv[at + 1]) : 2;
   if (!(seconds > 0)) throw new Error('--seconds must be positive');
+  const bench = startBench('raft-core', `3 Raft cores in one process, ${seconds} s per batch size`);
   runFor(1, Math.min(0.3, seconds)); // warm up the JIT
   const rates: number[] = [];
   for (const batch of [1, 64]) {
@@ -93,7 +97,9 @@ function main(): void {
     console.log(
       `raft-core 3 nodes batch=${batch}: ${(rate / 1000).toFixed(1)}k entries/s (${r.entries} in ${r.seconds.toFixed(2)} s)`,
     );
+    bench.sample();
   }
+  bench.finish();
   console.log(
     `raft-core batch 64 / batch 1: ratio ${((rates[1] as number) / (rates[0] as number)).toFixed(2)}`,
   );

@@ -12,8 +12,9 @@
  * BENCH_LEADER_WAITS=1 npx tsx bench/raft-node.ts    # leader sends only after its own fsync
  * ```
  *
- * Prints one line per concurrency (proposals/s, p50, p99), then the ratio of
- * the highest concurrency to c=1. All three nodes share this process and its
+ * Prints the load average at the start and end (with the warning of
+ * bench/common.ts when it was above the cores), one line per concurrency
+ * (proposals/s, p50, p99), then the ratio of the highest concurrency to c=1. All three nodes share this process and its
  * disk, so figures are a floor for separate machines; on a shared 2-core host
  * they are noisy.
  */
@@ -32,6 +33,7 @@ import type { RaftStateMachine } from '../src/raft/raft-node.js';
 import { FileStorage } from '../src/raft/storage/file-storage.js';
 import { TcpTransport } from '../src/transport/tcp-transport.js';
 import type { PeerAddress } from '../src/transport/tcp-transport.js';
+import { startBench } from './common.js';
 
 function arg(name: string, fallback: string): string {
   const at = process.argv.indexOf(`--${name}`);
@@ -170,6 +172,10 @@ function fmtRate(r: number): string {
 }
 
 async function main(): Promise<void> {
+  const bench = startBench(
+    'raft-node',
+    `3 RaftNodes in one process, TCP and fsync, ${seconds} s per concurrency (${concurrencies.join(', ')})`,
+  );
   const { nodes, dirs } = await startCluster();
   try {
     const leader = await leaderOf(nodes);
@@ -182,7 +188,9 @@ async function main(): Promise<void> {
         `raft-node propose c=${c}: ${fmtRate(r.rate)}, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms` +
           (r.errors > 0 ? `, ${r.errors} errors` : ''),
       );
+      bench.sample();
     }
+    bench.finish();
     const first = results[0];
     const last = results[results.length - 1];
     if (first !== undefined && last !== undefined && results.length > 1) {

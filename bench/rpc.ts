@@ -1,23 +1,39 @@
 /**
- * bench/rpc.ts — unary echo (100-byte payload), client and server in separate
- * processes on 127.0.0.1, closed loop at concurrency 1 and 64: cohort RPC over
- * its TCP transport vs @grpc/grpc-js vs Moleculer (TCP transporter), side by
- * side in one run. Prints ops/s, p50, p99 per system and the ratios last.
+ * bench/rpc.ts — unary echo of a 100-byte payload, client and server in
+ * separate processes on 127.0.0.1, closed loop at concurrency 1 and 64:
+ * cohort RPC over its TCP transport against @grpc/grpc-js and Moleculer (TCP
+ * transporter), side by side in one run.
  *
  * ```sh
- * npm run bench:rpc                                   # 1 s warm-up + 10 s per run
- * BENCH_SECONDS=2 BENCH_WARMUP_SECONDS=0.5 npm run bench:rpc    # a quick look
+ * npm run bench:rpc                                   # 3 reps of 1 s warm-up + 10 s per (system, c)
+ * BENCH_SECONDS=2 BENCH_WARMUP_SECONDS=0.5 BENCH_REPS=1 npm run bench:rpc    # a quick look
  * BENCH_SYSTEMS=cohort,moleculer BENCH_CONCURRENCY=64 npm run bench:rpc
- * BENCH_REPS=3 npm run bench:rpc                      # medians of 3 alternating runs
  * ```
  *
  * Method (as in ../shared/peers): c workers each issue the next request when
  * the previous one returns; requests started during the warm-up are not
  * recorded; p50/p99 are nearest-rank over every request completed in the
- * measured window. One server process per system, a fresh client process per
- * (system, concurrency). Peers are set up as they were measured there: grpc-js
- * with @grpc/proto-loader (`bytes payload`), Moleculer with its TCP
- * transporter, static URLs, no UDP discovery, JSON serializer, loopback only.
+ * measured window. One server process per system and repetition, a fresh
+ * client process per (system, concurrency). The systems alternate within a
+ * repetition (A B C, then C B A, ...); BENCH_REPS (default 3) repetitions,
+ * medians with min–max.
+ *
+ * Equal work: every system echoes a 100-byte payload (cohort and grpc-js a
+ * 100-byte byte string, `bytes payload` in grpc's proto; Moleculer a
+ * 100-character string, as JSON has no bytes), at the same concurrency, with
+ * one server process and one client process each, every reply checked. The
+ * client library is half of what an RPC framework is, so the client's cost
+ * is part of the comparison; the CPU of the client and of the server process
+ * is printed for each run, and a client above 70 % of a core is marked
+ * client-bound (its figure is then the client's ceiling). Peers are set up as
+ * they were measured in ../shared/peers: grpc-js with @grpc/proto-loader,
+ * Moleculer with its TCP transporter, static URLs, no UDP discovery, JSON
+ * serializer, loopback only.
+ *
+ * Prints one line per run, the medians, the ratios cohort/peer per
+ * concurrency (median of the per-repetition ratios), and last
+ * `rpc echo ... ratio X`, X the lowest of those ratios. Figures:
+ * bench/RESULTS.md.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -35,20 +51,34 @@ import type { RpcWireMessage } from '../src/rpc/messages.js';
 import { RpcNode } from '../src/rpc/node.js';
 import { defineService, unary } from '../src/rpc/service.js';
 import { TcpTransport } from '../src/transport/tcp-transport.js';
+import {
+  CLIENT_BOUND_PERCENT,
+  CpuMeter,
+  DEFAULT_REPS,
+  alternate,
+  closedLoop,
+  fmtSpread,
+  kilo,
+  percentile,
+  spread,
+  startBench,
+} from './common.js';
 
 const require = createRequire(import.meta.url);
 const SELF = fileURLToPath(import.meta.url);
-const PAYLOAD_TEXT = 'x'.repeat(100);
+const PAYLOAD_BYTES = 100;
+const PAYLOAD_TEXT = 'x'.repeat(PAYLOAD_BYTES);
 
 /** The echo service cohort serves. */
 const Echo = defineService('Echo', {
   echo: unary(
-    Type.Object({ payload: Type.String({ maxLength: 4096 }) }),
-    Type.Object({ payload: Type.String() }),
+    Type.Object({ payload: Type.Uint8Array({ maxByteLength: 4096 }) }),
+    Type.Object({ payload: Type.Uint8Array() }),
     { idempotent: true },
   ),
 });
 
+/** One run's figures, as a client process reports them (CPU added by the orchestrator). */
 interface Result {
   system: string;
   concurrency: number;
@@ -58,67 +88,12 @@ interface Result {
   p50Us: number;
   p99Us: number;
   firstError?: string;
+  /** CPU of the client process and of the server process over the window, % of one core. */
+  clientCpu: number;
+  serverCpu?: number;
 }
 
 type Op = () => Promise<void>;
-
-function percentile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[i] as number;
-}
-
-/** Closed loop: `concurrency` workers issuing `op` back to back; latencies in µs. */
-async function closedLoop(
-  concurrency: number,
-  warmupMs: number,
-  durationMs: number,
-  op: Op,
-): Promise<Omit<Result, 'system' | 'concurrency'>> {
-  let lat = new Float64Array(1 << 20);
-  let n = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  const t0 = performance.now();
-  const warmEnd = t0 + warmupMs;
-  const end = warmEnd + durationMs;
-  async function worker(): Promise<void> {
-    for (;;) {
-      const s = performance.now();
-      if (s >= end) return;
-      try {
-        await op();
-      } catch (err) {
-        errors++;
-        firstError ??= String(err);
-        if (errors > 1000) throw err;
-        continue;
-      }
-      if (s >= warmEnd) {
-        const e = performance.now();
-        if (e <= end) {
-          if (n === lat.length) {
-            const bigger = new Float64Array(lat.length * 2);
-            bigger.set(lat);
-            lat = bigger;
-          }
-          lat[n++] = (e - s) * 1000;
-        }
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, () => worker()));
-  const sorted = lat.subarray(0, n).sort();
-  const r: Omit<Result, 'system' | 'concurrency'> = {
-    ops: n,
-    errors,
-    opsPerSec: Math.round(n / (durationMs / 1000)),
-    p50Us: Math.round(percentile(sorted, 0.5)),
-    p99Us: Math.round(percentile(sorted, 0.99)),
-  };
-  if (firstError !== undefined) r.firstError = firstError;
-  return r;
-}
 
 // ---------------------------------------------------------------- cohort
 
@@ -146,10 +121,10 @@ async function cohortServer(port: number): Promise<void> {
 async function cohortClient(port: number): Promise<Op> {
   const node = new RpcNode(await cohortTransport('bench-client', port + 1, 'bench-server', port));
   const stub = node.client(Echo, nodeId('bench-server'));
-  const request = { payload: PAYLOAD_TEXT };
+  const request = { payload: new Uint8Array(PAYLOAD_BYTES).fill(0x78) };
   return async () => {
     const r = await stub.echo(request);
-    if (r.payload.length !== 100) throw new Error('bad echo');
+    if (r.payload.length !== PAYLOAD_BYTES) throw new Error('bad echo');
   };
 }
 
@@ -208,12 +183,12 @@ async function grpcClient(port: number): Promise<Op> {
   await new Promise<void>((resolve, reject) =>
     client.waitForReady(Date.now() + 5000, (err) => (err === undefined ? resolve() : reject(err))),
   );
-  const msg = { payload: Buffer.alloc(100, 'x') };
+  const msg = { payload: Buffer.alloc(PAYLOAD_BYTES, 'x') };
   return () =>
     new Promise<void>((resolve, reject) =>
       client.Echo(msg, (err, res) => {
         if (err !== null) reject(err);
-        else if (res.payload.length !== 100) reject(new Error('bad echo'));
+        else if (res.payload.length !== PAYLOAD_BYTES) reject(new Error('bad echo'));
         else resolve();
       }),
     );
@@ -280,7 +255,7 @@ async function moleculerClient(port: number): Promise<Op> {
   const params = { payload: PAYLOAD_TEXT };
   return async () => {
     const r = await b.call('echo.echo', params);
-    if (r.payload.length !== 100) throw new Error('bad echo');
+    if (r.payload.length !== PAYLOAD_BYTES) throw new Error('bad echo');
   };
 }
 
@@ -303,22 +278,61 @@ function child(args: string[]): ChildProcess {
   });
 }
 
-/** Resolves with the first stdout line matching `prefix` (without it). */
+/** Calls `on(line)` for every stdout line of `proc`. */
+function onLines(proc: ChildProcess, on: (line: string) => void): void {
+  let buf = '';
+  proc.stdout?.on('data', (chunk: Buffer) => {
+    buf += chunk.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      on(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+}
+
+/** Resolves with the first stdout line starting with `prefix` (without it). */
 function lineFrom(proc: ChildProcess, prefix: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    let buf = '';
-    proc.stdout?.on('data', (chunk: Buffer) => {
-      buf += chunk.toString();
-      for (const line of buf.split('\n')) {
-        if (line.startsWith(prefix)) resolve(line.slice(prefix.length));
-      }
+    onLines(proc, (line) => {
+      if (line.startsWith(prefix)) resolve(line.slice(prefix.length));
     });
     proc.once('exit', (code) => reject(new Error(`child exited (${code}) before "${prefix}"`)));
   });
 }
 
+/** Runs one client process against the server `server`; the server's CPU is sampled over the client's window. */
+function runClient(args: string[], server: ChildProcess): Promise<Result> {
+  const client = child(args);
+  const meter = new CpuMeter(() => new Map([['server', server.pid ?? -1]]));
+  return new Promise((resolve, reject) => {
+    onLines(client, (line) => {
+      if (line === 'WARM') meter.start();
+      else if (line.startsWith('RESULT ')) {
+        const r = JSON.parse(line.slice('RESULT '.length)) as Result;
+        const cpu = meter.stop().get('server');
+        if (cpu !== undefined) r.serverCpu = cpu;
+        resolve(r);
+      }
+    });
+    client.once('exit', (code) => reject(new Error(`client exited (${code}) without a result`)));
+  });
+}
+
+function clientBound(r: Result): boolean {
+  return r.clientCpu > CLIENT_BOUND_PERCENT;
+}
+
 function line(r: Result): string {
-  return `${r.system.padEnd(9)} c=${String(r.concurrency).padEnd(3)} ${String(r.opsPerSec).padStart(7)} ops/s  p50 ${(r.p50Us / 1000).toFixed(3)} ms  p99 ${(r.p99Us / 1000).toFixed(3)} ms${r.errors > 0 ? `  errors ${r.errors}${r.firstError === undefined ? '' : ` (${r.firstError})`}` : ''}`;
+  return (
+    `${r.system.padEnd(9)} c=${String(r.concurrency).padEnd(3)} ${String(Math.round(r.opsPerSec)).padStart(7)} ops/s` +
+    `  p50 ${(r.p50Us / 1000).toFixed(3)} ms  p99 ${(r.p99Us / 1000).toFixed(3)} ms` +
+    `  cpu client ${r.clientCpu.toFixed(0)}% server ${r.serverCpu?.toFixed(0) ?? '?'}%` +
+    (clientBound(r) ? '  CLIENT-BOUND' : '') +
+    (r.errors > 0
+      ? `  errors ${r.errors}${r.firstError === undefined ? '' : ` (${r.firstError})`}`
+      : '')
+  );
 }
 
 async function orchestrate(): Promise<void> {
@@ -326,67 +340,82 @@ async function orchestrate(): Promise<void> {
   const warmup = Number(process.env.BENCH_WARMUP_SECONDS ?? 1);
   const concs = (process.env.BENCH_CONCURRENCY ?? '1,64').split(',').map(Number);
   const chosen = (process.env.BENCH_SYSTEMS ?? 'cohort,grpc,moleculer').split(',');
-  const reps = Math.max(1, Number(process.env.BENCH_REPS ?? 1));
-  const results: Result[] = [];
-  console.log(
-    `rpc echo, 100-byte payload, 127.0.0.1, ${warmup} s warm-up + ${seconds} s, concurrency ${concs.join(', ')}, ${reps} rep(s)`,
+  for (const name of chosen) if (!isSystem(name)) throw new Error(`unknown system ${name}`);
+  const reps = Math.max(1, Number(process.env.BENCH_REPS ?? DEFAULT_REPS));
+  const results: (Result & { rep: number })[] = [];
+  const bench = startBench(
+    'rpc',
+    `unary echo, ${PAYLOAD_BYTES}-byte payload, 127.0.0.1, one server and one client process per system, ` +
+      `${warmup} s warm-up + ${seconds} s, concurrency ${concs.join(', ')}, ${reps} rep(s), systems alternating`,
   );
-  // Systems alternate within each repetition, so background noise spreads evenly.
-  for (let rep = 0; rep < reps; rep++) {
-    for (const name of chosen) {
-      if (!isSystem(name)) throw new Error(`unknown system ${name}`);
-      const server = child(['server', name]);
-      try {
-        await lineFrom(server, 'READY');
-        for (const c of concs) {
-          const client = child(['client', name, String(c), String(warmup), String(seconds)]);
-          const r = JSON.parse(await lineFrom(client, 'RESULT ')) as Result;
-          results.push(r);
-          console.log(`${line(r)}${reps > 1 ? `  (rep ${rep + 1})` : ''}`);
-        }
-      } finally {
-        server.kill('SIGKILL');
-      }
-    }
-  }
-  const median = (xs: number[]): number => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s[Math.floor((s.length - 1) / 2)] as number;
-  };
-  const get = (s: string, c: number): Result | undefined => {
-    const rs = results.filter((r) => r.system === s && r.concurrency === c);
-    if (rs.length === 0) return undefined;
-    return {
-      system: s,
-      concurrency: c,
-      ops: median(rs.map((r) => r.ops)),
-      errors: rs.reduce((a, r) => a + r.errors, 0),
-      opsPerSec: median(rs.map((r) => r.opsPerSec)),
-      p50Us: median(rs.map((r) => r.p50Us)),
-      p99Us: median(rs.map((r) => r.p99Us)),
-    };
-  };
-  if (reps > 1) {
-    console.log('\nmedians:');
-    for (const name of chosen) {
+  await alternate(reps, chosen, async (name, rep) => {
+    const server = child(['server', name]);
+    try {
+      await lineFrom(server, 'READY');
       for (const c of concs) {
-        const r = get(name, c);
-        if (r !== undefined) console.log(line(r));
+        const r = await runClient(
+          ['client', name, String(c), String(warmup), String(seconds)],
+          server,
+        );
+        results.push({ ...r, rep });
+        bench.sample();
+        console.log(`${line(r)}${reps > 1 ? `  (rep ${rep + 1})` : ''}`);
       }
+    } finally {
+      server.kill('SIGKILL');
     }
-  }
-  console.log('\nratios (cohort / peer):');
-  for (const peer of ['moleculer', 'grpc']) {
+  });
+  const of = (s: string, c: number): (Result & { rep: number })[] =>
+    results.filter((r) => r.system === s && r.concurrency === c);
+  console.log(`\nmedians of ${reps} (min–max):`);
+  for (const name of chosen) {
     for (const c of concs) {
-      const a = get('cohort', c);
-      const b = get(peer, c);
-      if (a === undefined || b === undefined) continue;
+      const rs = of(name, c);
+      if (rs.length === 0) continue;
+      const bound = rs.filter(clientBound).length;
       console.log(
-        `rpc echo c=${c}: cohort ${(a.opsPerSec / 1000).toFixed(1)}k/s, ${peer} ${(b.opsPerSec / 1000).toFixed(1)}k/s, ` +
-          `throughput ratio ${(a.opsPerSec / b.opsPerSec).toFixed(2)}, p50 ratio ${(a.p50Us / b.p50Us).toFixed(2)}, p99 ratio ${(a.p99Us / b.p99Us).toFixed(2)}`,
+        `${name.padEnd(9)} c=${String(c).padEnd(3)} ${fmtSpread(spread(rs.map((r) => r.opsPerSec)), kilo)} ops/s` +
+          `  p50 ${fmtSpread(spread(rs.map((r) => r.p50Us / 1000)), (x) => x.toFixed(3))} ms` +
+          `  p99 ${fmtSpread(spread(rs.map((r) => r.p99Us / 1000)), (x) => x.toFixed(3))} ms` +
+          `  cpu client ${spread(rs.map((r) => r.clientCpu)).median.toFixed(0)}%` +
+          ` server ${spread(rs.map((r) => r.serverCpu ?? NaN)).median.toFixed(0)}%` +
+          (bound > 0 ? `  CLIENT-BOUND in ${bound} of ${rs.length}` : ''),
       );
     }
   }
+  console.log('\nratios cohort/peer (median of the per-repetition ratios, min–max):');
+  const points: string[] = [];
+  const ratios: number[] = [];
+  for (const peer of ['grpc', 'moleculer']) {
+    for (const c of concs) {
+      const mine = of('cohort', c);
+      const theirs = of(peer, c);
+      if (mine.length === 0 || theirs.length === 0) continue;
+      const per = mine.flatMap((a) => {
+        const b = theirs.find((x) => x.rep === a.rep);
+        return b === undefined ? [] : [a.opsPerSec / b.opsPerSec];
+      });
+      const r = spread(per);
+      const bound = [...mine, ...theirs].some(clientBound);
+      console.log(
+        `rpc echo c=${c}: cohort ${kilo(spread(mine.map((x) => x.opsPerSec)).median)}/s, ${peer} ${kilo(spread(theirs.map((x) => x.opsPerSec)).median)}/s, ` +
+          `throughput ratio ${fmtSpread(r)}` +
+          `, p50 ratio ${(spread(mine.map((x) => x.p50Us)).median / spread(theirs.map((x) => x.p50Us)).median).toFixed(2)}` +
+          `, p99 ratio ${(spread(mine.map((x) => x.p99Us)).median / spread(theirs.map((x) => x.p99Us)).median).toFixed(2)}` +
+          (bound ? ' (a client was client-bound)' : ''),
+      );
+      points.push(`${peer} c=${c} ${r.median.toFixed(2)}`);
+      ratios.push(r.median);
+    }
+  }
+  bench.finish();
+  if (ratios.length === 0) {
+    console.log('rpc echo: cohort and a peer were not both run, no ratio');
+    return;
+  }
+  console.log(
+    `rpc echo cohort/peer throughput (${PAYLOAD_BYTES} B, one client process each): ${points.join(', ')}; ratio ${Math.min(...ratios).toFixed(2)}`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -411,8 +440,24 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 20));
     }
   }
-  const r = await closedLoop(c, warmup * 1000, seconds * 1000, op);
-  process.stdout.write(`RESULT ${JSON.stringify({ system: name, concurrency: c, ...r })}\n`);
+  let cpu0 = process.cpuUsage();
+  const r = await closedLoop(c, warmup * 1000, seconds * 1000, op, () => {
+    cpu0 = process.cpuUsage();
+    process.stdout.write('WARM\n');
+  });
+  const cpu = process.cpuUsage(cpu0);
+  const result: Result = {
+    system: name,
+    concurrency: c,
+    ops: r.ops,
+    errors: r.errors,
+    opsPerSec: r.ops / r.seconds,
+    p50Us: Math.round(percentile(r.latenciesUs, 0.5)),
+    p99Us: Math.round(percentile(r.latenciesUs, 0.99)),
+    ...(r.firstError === undefined ? {} : { firstError: r.firstError }),
+    clientCpu: ((cpu.user + cpu.system) / 1000 / (seconds * 1000)) * 100,
+  };
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   process.exit(0);
 }
 

@@ -1,40 +1,44 @@
 /**
  * Transport throughput, one way, between two processes on 127.0.0.1:
- * cohort's TcpTransport against raw node:net writing the same pre-encoded
- * frames (same bytes on the wire).
+ * cohort's TcpTransport against raw node:net sockets carrying the same
+ * frames.
  *
  * ```sh
  * npm run bench:transport                                   # 64 B and 4 KiB, 3 rounds of 1 s per case
  * BENCH_SECONDS=5 BENCH_SIZES=64,1024,4096 npm run bench:transport
+ * BENCH_SECONDS=0.3 BENCH_ROUNDS=1 BENCH_WARMUP_MS=100 npm run bench:transport   # a smoke run
  * BENCH_MODES=transport BENCH_SIZES=4096 BENCH_RECEIVER_FLAGS=--cpu-prof \
  *   node --cpu-prof --import tsx bench/transport.ts           # profile both sides
  * ```
  *
  * Cases per message size (the size is the encoded message, the payload of a
  * frame; each frame adds an 8-byte header):
+ * - `raw-batched`: the frames pre-concatenated into 256 KiB buffers, written
+ *   back to back: what the machine can carry, with no per-message work at
+ *   all. The receiver only splits frames by their length prefix. This is the
+ *   baseline of the ratio printed last.
  * - `raw`: one `socket.write(frame)` per message, pausing on backpressure
- *   until 'drain' — what a program sending these frames over node:net does
- *   without a transport. The receiver only splits frames by length.
- * - `raw-batched`: the same frames pre-concatenated into 256 KiB buffers,
- *   written back to back: the socket's ceiling, no per-message work at all.
+ *   until 'drain' (a labelled line: what a program sending these frames one
+ *   by one over node:net gets; far below what the socket can carry at 64 B).
  * - `transport`: `TcpTransport.send()` per message (encode, checksum, queue,
  *   coalesced writes); the receiver checks, decodes and validates each one.
  *
- * Prints msgs/s and MB/s (payload bytes, 10^6) per case, then the ratios
- * transport/raw and transport/raw-batched; the last line is the summary.
- * The sender keeps the queue full (up to a high-water mark) and yields to the
- * event loop between bursts. Each case runs BENCH_ROUNDS (default 3) rounds,
- * interleaved with the other cases, of BENCH_SECONDS (default 1) after a
- * BENCH_WARMUP_MS (default 500) warm-up that the receiver does not count.
+ * Equal here means the same frames (same bytes) cross the same loopback
+ * socket, one sender process and one receiver process per case, each case
+ * kept busy for the same window after the same warm-up; the transport's own
+ * work per message (encoding, CRC32C, validation) is what the ratio charges it
+ * for. The sender keeps the queue full (up to a high-water mark) and yields to
+ * the event loop between bursts.
  *
- * On a shared machine the rates swing with the load of other processes
- * (transport/raw for 4 KiB went from 0.4 to 0.85 between identical runs);
- * the CPU time per message of each side is the steadier figure to compare
- * versions by. Where the time goes (4 KiB, after the optimisations of
- * Nov 2026): the sender ~3.2 µs/msg (CRC32C ~25%, msgpackr ~20%, socket
- * writes ~20%) against raw ~1.7; the receiver ~6 µs/msg (CRC32C ~20%, copy
- * of the byte field out of a shared socket read ~15%, msgpackr ~10%) against
- * raw ~4.5.
+ * Each case runs BENCH_ROUNDS (default 3) rounds, the cases alternating
+ * within a round, of BENCH_SECONDS (default 1) after a BENCH_WARMUP_MS
+ * (default 500) warm-up the receiver does not count. Prints every round
+ * (msgs/s, MB/s of payload in 10^6 bytes, CPU µs per message of each side),
+ * the median and min–max per case, the ratios per size (median of the
+ * per-round ratios), and last `transport/raw-batched ... ratio X`, X the
+ * lowest of the sizes' ratios (goals: 0.5 at 64 B, 0.85 at 4 KiB). The CPU
+ * per message of each side is the steadier figure on a shared machine.
+ * Figures: bench/RESULTS.md.
  */
 import { spawn } from 'node:child_process';
 import net from 'node:net';
@@ -45,6 +49,7 @@ import { TcpTransport } from '../src/transport/tcp-transport.js';
 import { encodeFrame } from '../src/wire/frame.js';
 import { benchCluster, benchCodec, blobOfSize } from './transport-common.js';
 import type { ReceiverResult } from './transport-common.js';
+import { alternate, fmtSpread, kilo, spread, startBench } from './common.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 1);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -167,48 +172,77 @@ async function runTransport(size: number): Promise<RunResult> {
   return { ...result, senderCpuSeconds: (used.user + used.system) / 1e6 };
 }
 
-/** CPU microseconds per message, over the same window as the rate (approximately). */
-function cpuPerMsg(cpuSeconds: number, _rate: number, r: ReceiverResult): string {
+/** CPU microseconds per message of the counted window. */
+function cpuPerMsg(cpuSeconds: number, r: ReceiverResult): string {
   return ((cpuSeconds * 1e6) / Math.max(1, r.messages)).toFixed(2);
 }
 
-function fmt(n: number): string {
-  return n >= 1e6
-    ? `${(n / 1e6).toFixed(2)}M`
-    : n >= 1e3
-      ? `${(n / 1e3).toFixed(1)}k`
-      : n.toFixed(0);
-}
+/** The goal of transport/raw-batched per size (issue 19). */
+const goals = new Map([
+  [64, 0.5],
+  [4096, 0.85],
+]);
 
+const bench = startBench(
+  'transport',
+  `one-way messages, sizes ${sizes.join(', ')} B, ${rounds} round(s) of ${seconds} s after ${warmupMs} ms, cases ${modes.join(', ')}`,
+);
 const summary: string[] = [];
+const headline: number[] = [];
 for (const size of sizes) {
-  // Rounds interleave the modes, so a burst of load from other processes on
-  // this shared machine hits them alike; each mode keeps its best round.
-  const rates = new Map<Mode, number>();
-  for (let round = 1; round <= rounds; round++) {
-    for (const mode of modes) {
-      const r =
-        mode === 'transport'
-          ? await runTransport(size)
-          : await runRaw(size, mode === 'raw-batched');
-      const rate = r.messages / r.seconds;
-      rates.set(mode, Math.max(rates.get(mode) ?? 0, rate));
-      console.log(
-        `transport ${size} B ${mode.padEnd(11)} round ${round}: ${fmt(rate)} msgs/s, ${((rate * size) / 1e6).toFixed(1)} MB/s (${r.messages} msgs in ${r.seconds.toFixed(2)} s; CPU per msg: sender ${cpuPerMsg(r.senderCpuSeconds, rate, r)} µs, receiver ${cpuPerMsg(r.cpuSeconds, rate, r)} µs)`,
-      );
+  const rates = new Map<Mode, number[]>();
+  const vsBatched: number[] = [];
+  const vsRaw: number[] = [];
+  // Rounds alternate the cases (A B C, C B A, ...), so a burst of load from
+  // other processes on this shared machine hits them alike.
+  let round = 0;
+  const perRound = new Map<Mode, number>();
+  await alternate(rounds, modes, async (mode, rep) => {
+    if (rep !== round) {
+      round = rep;
+      perRound.clear();
     }
-  }
-  for (const [mode, rate] of rates) {
+    const r =
+      mode === 'transport' ? await runTransport(size) : await runRaw(size, mode === 'raw-batched');
+    const rate = r.messages / r.seconds;
+    rates.set(mode, [...(rates.get(mode) ?? []), rate]);
+    perRound.set(mode, rate);
+    bench.sample();
     console.log(
-      `transport ${size} B ${mode.padEnd(11)} best: ${fmt(rate)} msgs/s, ${((rate * size) / 1e6).toFixed(1)} MB/s`,
+      `transport ${size} B ${mode.padEnd(11)} round ${rep + 1}: ${kilo(rate)} msgs/s, ${((rate * size) / 1e6).toFixed(1)} MB/s (${r.messages} msgs in ${r.seconds.toFixed(2)} s; CPU per msg: sender ${cpuPerMsg(r.senderCpuSeconds, r)} µs, receiver ${cpuPerMsg(r.cpuSeconds, r)} µs)`,
+    );
+    const t = perRound.get('transport');
+    if (perRound.size === modes.length && t !== undefined) {
+      const b = perRound.get('raw-batched');
+      const w = perRound.get('raw');
+      if (b !== undefined) vsBatched.push(t / b);
+      if (w !== undefined) vsRaw.push(t / w);
+    }
+  });
+  for (const mode of modes) {
+    const s = spread(rates.get(mode) ?? []);
+    console.log(
+      `transport ${size} B ${mode.padEnd(11)} median of ${s.n}: ${fmtSpread(s, kilo)} msgs/s, ${((s.median * size) / 1e6).toFixed(1)} MB/s`,
     );
   }
-  const t = rates.get('transport') ?? 0;
-  const raw = rates.get('raw') ?? 1;
-  const batched = rates.get('raw-batched') ?? 1;
-  console.log(
-    `transport ${size} B: ratio transport/raw ${(t / raw).toFixed(2)}, transport/raw-batched ${(t / batched).toFixed(2)}`,
-  );
-  summary.push(`${size} B ${(t / raw).toFixed(2)} (vs raw-batched ${(t / batched).toFixed(2)})`);
+  const b = spread(vsBatched);
+  const w = spread(vsRaw);
+  if (w.n > 0)
+    console.log(`transport ${size} B: transport/raw (per-message writes) ${fmtSpread(w)}`);
+  if (b.n > 0) {
+    const goal = goals.get(size);
+    console.log(
+      `transport ${size} B: transport/raw-batched ${fmtSpread(b)}${goal === undefined ? '' : ` (goal ${goal})`}`,
+    );
+    summary.push(`${size} B ${b.median.toFixed(2)}`);
+    headline.push(b.median);
+  }
 }
-console.log(`transport/raw ratio: ${summary.join(', ')}`);
+bench.finish();
+if (headline.length > 0) {
+  console.log(
+    `transport/raw-batched (same frames on one socket; median of ${rounds} round(s)): ${summary.join(', ')}; ratio ${Math.min(...headline).toFixed(2)}`,
+  );
+} else {
+  console.log('transport: transport and raw-batched were not both run, no ratio');
+}

@@ -154,9 +154,17 @@ export interface KvClientOptions {
   readonly sessionTtlMs?: number;
   /** Time source for deadlines, backoff and timers (default: the process clock). */
   readonly clock?: Clock;
-  /** Randomness for the client's names (default: node:crypto). */
+  /**
+   * Randomness for the default client id and the RPC node (default: the
+   * operating system's), so a simulated client is a function of its seed.
+   */
   readonly random?: Random;
-  /** The connections (default: TCP to the endpoints); see {@link KvClientTransport}. */
+  /**
+   * The connections (default: TCP to the endpoints); see {@link KvClientTransport}.
+   * The simulator passes one onto its network: endpoint addresses are then
+   * not used, and a redirect to a node not among the endpoints is not
+   * followed unless the transport has `setPeer`.
+   */
   readonly transport?: KvClientTransport;
   /** Deadline of one attempt on one node, in ms (default 2000). */
   readonly timeoutMs?: number;
@@ -626,13 +634,14 @@ export class KvClient {
       });
     }
     const parsed = options.endpoints.map(parseKvEndpoint);
-    const hex = (bytes: number): string =>
-      options.random === undefined
-        ? randomBytes(bytes).toString('hex')
-        : Array.from({ length: bytes }, () =>
-            (options.random as Random).int(256).toString(16).padStart(2, '0'),
-          ).join('');
-    const clientId = options.clientId ?? `kv-${hex(6)}`;
+    const random = options.random;
+    const hex = (): string =>
+      random === undefined
+        ? randomBytes(6).toString('hex')
+        : [random.int(2 ** 24), random.int(2 ** 24)]
+            .map((n) => n.toString(16).padStart(6, '0'))
+            .join('');
+    const clientId = options.clientId ?? `kv-${hex()}`;
     if (clientId.length === 0 || clientId.length > limits.kvClientIdCharsMax) {
       throw new CohortError(
         'INVALID_ARGUMENT',
@@ -668,7 +677,7 @@ export class KvClient {
     const transport: KvClientTransport =
       options.transport ??
       (await TcpTransport.start<RpcWireMessage>({
-        self: nodeId(`client-${hex(6)}`),
+        self: nodeId(`client-${hex()}`),
         clusterId: toClusterId(cluster),
         codec: rpcCodec,
         peers: new Map(parsed.map((p) => [p.id, p.address])),
@@ -678,6 +687,7 @@ export class KvClient {
       }));
     // The attempt deadline is the RPC default, so calls share one deadline timer.
     const rpc = new RpcNode(transport, {
+      ...(random === undefined ? {} : { random: random.fork('rpc') }),
       ...options.rpc,
       clock,
       client: { timeoutMs: options.timeoutMs ?? defaultTimeoutMs, ...options.rpc?.client },

@@ -57,6 +57,8 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { assert } from '../lib/assert.js';
+import { RealClock } from '../lib/clock.js';
+import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
@@ -126,7 +128,9 @@ export interface KvServerOptions {
   /** Extra lease time a new leader grants (about an election timeout). */
   readonly electionTimeoutMs: number;
   readonly logger?: Logger;
-  /** Monotonic milliseconds (default performance.now). */
+  /** Time and timers of the leader duties, watches and election waits (default: the real clock). */
+  readonly clock?: Clock;
+  /** Monotonic milliseconds (default: the clock's). */
   readonly now?: () => number;
   /** Revisions of history kept by periodic compaction (default kvHistoryRevisionsKept; 0: never compact). */
   readonly historyRevisionsKept?: number;
@@ -289,17 +293,17 @@ class Watcher {
     w?.();
   }
 
-  /** Resolves when something was queued, the watcher failed, or `ms` passed (0: never). */
-  wait(ms: number, signal: AbortSignal): Promise<void> {
+  /** Resolves when something was queued, the watcher failed, or `ms` passed on `clock` (0: never). */
+  wait(ms: number, signal: AbortSignal, clock: Clock): Promise<void> {
     if (this.queue.length > 0 || this.error !== undefined || signal.aborted) {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      const timer = ms > 0 ? setTimeout(done, ms) : undefined;
+      const timer = ms > 0 ? clock.setTimer(ms, done) : undefined;
       const onAbort = (): void => done();
       signal.addEventListener('abort', onAbort, { once: true });
       function done(): void {
-        if (timer !== undefined) clearTimeout(timer);
+        if (timer !== undefined) clock.clearTimer(timer);
         signal.removeEventListener('abort', onAbort);
         resolve();
       }
@@ -321,6 +325,8 @@ export class KvServer {
   private readonly raft: RaftNode<KvRaftStateMachine>;
   private readonly sm: ObservedStateMachine;
   private readonly log: Logger | undefined;
+  /** Time and timers (the lease clock is `clock`). */
+  private readonly time: Clock;
   private readonly now: () => number;
   /** Watchers fed by applied entries (a cut-off one is not, though its stream may not have ended yet). */
   private readonly watchers = new Set<Watcher>();
@@ -338,7 +344,8 @@ export class KvServer {
   private logClock: { readonly base: number; readonly at: number } | undefined;
   /** The term whose leader duties run (undefined: not leading). */
   private leadingTerm: number | undefined;
-  private timers: NodeJS.Timeout[] = [];
+  /** The leader duties' timers (each re-armed when it fires), by duty. */
+  private readonly timers = new Map<string, TimerHandle>();
   private compacting = false;
   private unsubscribe: (() => void) | undefined;
   private closed = false;
@@ -347,7 +354,9 @@ export class KvServer {
     this.raft = options.raft;
     this.sm = options.stateMachine;
     this.log = options.logger;
-    this.now = options.now ?? (() => performance.now());
+    const time = options.clock ?? new RealClock();
+    this.time = time;
+    this.now = options.now ?? (() => time.now());
     this.watchBounds = {
       eventsMax: options.watchBufferEventsMax ?? limits.kvWatchBufferEventsMax,
       bytesMax: options.watchBufferBytesMax ?? limits.kvWatchBufferBytesMax,
@@ -405,18 +414,28 @@ export class KvServer {
     this.stepDown();
     this.leadingTerm = term;
     this.promoteClock(term);
-    const every = (ms: number, fn: () => void): void => {
-      const t = setInterval(fn, ms);
-      t.unref();
-      this.timers.push(t);
+    const every = (duty: string, ms: number, fn: () => void): void => {
+      const arm = (): void => {
+        this.timers.set(
+          duty,
+          this.time.setTimer(ms, () => {
+            arm();
+            fn();
+          }),
+        );
+      };
+      arm();
     };
-    every(this.options.leaseTickMs ?? limits.kvLeaseTickMs, () => this.expireLeases());
-    every(this.options.leaseCheckpointMs ?? limits.kvLeaseCheckpointMs, () =>
+    every('expire', this.options.leaseTickMs ?? limits.kvLeaseTickMs, () => this.expireLeases());
+    every('checkpoint', this.options.leaseCheckpointMs ?? limits.kvLeaseCheckpointMs, () =>
       this.checkpointLeases(),
     );
     const kept = this.options.historyRevisionsKept ?? limits.kvHistoryRevisionsKept;
-    if (kept > 0)
-      every(this.options.compactCheckMs ?? limits.kvCompactCheckMs, () => this.compact(kept));
+    if (kept > 0) {
+      every('compact', this.options.compactCheckMs ?? limits.kvCompactCheckMs, () =>
+        this.compact(kept),
+      );
+    }
   }
 
   /**
@@ -441,14 +460,13 @@ export class KvServer {
       .catch((e: unknown) => {
         if (this.closed || this.leadingTerm !== term || !this.raft.isLeader()) return;
         this.log?.debug({ err: e, term }, 'lease clock not started yet; trying again');
-        const t = setTimeout(() => this.promoteClock(term), 50);
-        t.unref();
+        this.time.setTimer(50, () => this.promoteClock(term));
       });
   }
 
   private stepDown(): void {
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
+    for (const t of this.timers.values()) this.time.clearTimer(t);
+    this.timers.clear();
     this.clock = undefined;
     this.logClock = undefined;
     this.leadingTerm = undefined;
@@ -650,12 +668,12 @@ export class KvServer {
     if (waitMs <= 0) return Promise.resolve(false);
     return new Promise((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        this.time.clearTimer(timer);
         off();
         ctx.signal.removeEventListener('abort', done);
         resolve(this.raft.isLeader());
       };
-      const timer = setTimeout(done, waitMs);
+      const timer = this.time.setTimer(waitMs, done);
       const off = this.raft.onStateChange((c) => {
         if (c.leader !== null) done();
       });
@@ -880,7 +898,7 @@ export class KvServer {
         yield { revision: created, events: [], progress: true };
       }
       for (;;) {
-        await w.wait(progressMs, ctx.signal);
+        await w.wait(progressMs, ctx.signal, this.time);
         if (ctx.signal.aborted) return;
         if (w.error !== undefined) throw w.error;
         if (w.queue.length === 0) {

@@ -104,6 +104,7 @@ import type { RaftMessage } from './core/messages.js';
 import { RaftCore } from './core/raft-core.js';
 import type {
   ConfigChange,
+  RaftBugs,
   RaftOptions,
   RaftRole,
   RaftStatus,
@@ -183,10 +184,23 @@ export interface RaftNodeOptions<S extends RaftStateMachine> {
   readonly random: Random;
   /** Time source (default: the real clock). */
   readonly clock?: Clock;
+  /**
+   * Runs the Ready loop and snapshot steps later, after what is already
+   * queued (default: setImmediate, so everything that arrives in one
+   * event-loop turn is handled in one Ready). The simulator passes an event
+   * of its virtual-time scheduler, so the loop runs deterministically.
+   */
+  readonly schedule?: (fn: () => void) => void;
   /** Milliseconds per core tick. Default 20. */
   readonly tickMs?: number;
   /** Core options (electionTicks, heartbeatTicks, preVote, ...). */
   readonly raft?: RaftNodeCoreOptions;
+  /**
+   * TEST-ONLY deliberate core bugs (see {@link RaftBugs}), so the simulator
+   * can show its checkers catch them on the shell that ships. Never set
+   * outside tests.
+   */
+  readonly bugs?: RaftBugs;
   /** Take a state-machine snapshot and compact the log every this many applied entries; 0: never. Default 0. */
   readonly snapshotEntries?: number;
   /**
@@ -246,6 +260,21 @@ export interface RaftNodeStateChange {
   readonly role: RaftRole;
   readonly leader: NodeId | null;
   readonly term: Term;
+}
+
+/**
+ * A read-only view of a node's Raft state ({@link RaftNode.inspect}): the
+ * core's status, and the terms and entries of the log it holds in memory.
+ * For checkers (the simulator's invariants read every node after every
+ * event), diagnostics and dumps; reading never changes the node.
+ */
+export interface RaftNodeInspector {
+  /** The core's status (role, term, commit, applied, indexes, configuration, progress). */
+  status(): RaftStatus;
+  /** Term of the entry at `index`, or undefined if compacted away or absent. */
+  termAt(index: number): Term | undefined;
+  /** Entries held in memory from `lo` to `hi` inclusive (clamped to what is held). */
+  entries(lo: number, hi: number): readonly Entry[];
 }
 
 /** Lifecycle of a {@link RaftNode}. */
@@ -331,9 +360,11 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   readonly stateMachine: S;
 
   private readonly core: RaftCore;
+  private readonly inspector: RaftNodeInspector;
   private readonly transport: Transport<RaftMessage>;
   private readonly storage: Storage;
   private readonly clock: Clock;
+  private readonly defer: (fn: () => void) => void;
   private readonly tickMs: number;
   private readonly electionTicks: number;
   private readonly snapshotEntries: number;
@@ -395,9 +426,15 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     this.id = options.id;
     this.stateMachine = options.stateMachine;
     this.core = core;
+    this.inspector = {
+      status: () => core.status(),
+      termAt: (index) => core.termAt(index),
+      entries: (lo, hi) => core.entries(lo, hi),
+    };
     this.transport = options.transport;
     this.storage = options.storage;
     this.clock = options.clock ?? new RealClock();
+    this.defer = options.schedule ?? ((fn) => void setImmediate(fn));
     this.tickMs = positiveInt('tickMs', options.tickMs ?? 20);
     this.electionTicks = options.raft?.electionTicks ?? 10;
     this.snapshotEntries = options.snapshotEntries ?? 0;
@@ -453,7 +490,12 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
         ? { voters: [], learners: [] }
         : { voters: [options.id, ...options.peers], learners: [] };
     const core = new RaftCore(
-      { ...options.raft, id: options.id, random: options.random.fork(`raft-core:${options.id}`) },
+      {
+        ...options.raft,
+        ...(options.bugs === undefined ? {} : { bugs: options.bugs }),
+        id: options.id,
+        random: options.random.fork(`raft-core:${options.id}`),
+      },
       loaded,
       bootstrap,
     );
@@ -637,6 +679,14 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
       termJumpsRefused: this.termJumpsRefused,
       sendFailures: this.sendFailures,
     };
+  }
+
+  /**
+   * A read-only view of the core (see {@link RaftNodeInspector}); the same
+   * object every call.
+   */
+  inspect(): RaftNodeInspector {
+    return this.inspector;
   }
 
   /** True if this node currently believes it is the leader. */
@@ -912,8 +962,10 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   /** Arranges for pending Readys to be handled on the next turn (batching what arrives in this one). */
   private schedule(): void {
     if (this.drainScheduled || this.blockingSave !== null || this.state !== 'running') return;
+    // Nothing to hand out (an idle tick, say): every later change to the core calls this again.
+    if (!this.core.hasReady()) return;
     this.drainScheduled = true;
-    setImmediate(() => {
+    this.defer(() => {
       this.drainScheduled = false;
       this.drain();
     });
@@ -1144,7 +1196,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
         return;
       }
       if (!done) {
-        setImmediate(step);
+        this.defer(step);
         return;
       }
       this.snapshotting = false;
@@ -1158,7 +1210,7 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
         this.schedule();
       }
     };
-    setImmediate(step);
+    this.defer(step);
   }
 
   private takeSnapshot(): boolean {

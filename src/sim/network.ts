@@ -36,7 +36,12 @@
  * - nothing is delivered over a clogged link before the clog ends (messages
  *   wait, they are not lost);
  * - with `fifo: true`, messages on each directed link are delivered in the
- *   order sent (a duplicate right after its original). Without it, no order.
+ *   order sent (a duplicate right after its original). Without it, no order;
+ * - messages for which `ordered` holds travel like on one TCP connection per
+ *   directed link: delivered in the order sent among themselves, never
+ *   duplicated (they may still be lost or delayed, or cut by a partition);
+ * - a node added `unpartitioned` (a client, say) is never cut off by a
+ *   partition or an isolation (its links still lose, delay and clog).
  * Nothing is promised about delivery itself: any message may be lost.
  */
 import { assert } from '../lib/assert.js';
@@ -124,6 +129,8 @@ export interface SimNode<M> {
 export interface AddNodeOptions {
   /** Call `onTick` every `tickMs` while up (first tick at a random phase). Off when absent. */
   readonly tickMs?: number;
+  /** Never cut off by {@link SimNetwork.partition} or {@link SimNetwork.isolate} (e.g. a client). */
+  readonly unpartitioned?: boolean;
 }
 
 /** Why a message was not delivered. */
@@ -185,6 +192,11 @@ export interface NetworkOptions<M> {
   readonly faults?: Partial<LinkFaults>;
   /** Promise per-link FIFO delivery. */
   readonly fifo?: boolean;
+  /**
+   * Messages that travel like on a TCP connection: per link in order among
+   * themselves and never duplicated (e.g. RPC, whose transport contract says so).
+   */
+  readonly ordered?: (message: M) => boolean;
   /** Test-only: break promises on purpose. */
   readonly bugs?: NetworkBugs;
 }
@@ -201,6 +213,8 @@ export interface NetworkStats {
 interface InFlight {
   readonly id: number;
   readonly copy: number;
+  /** Sent on an ordered link ({@link NetworkOptions.ordered}). */
+  readonly ordered: boolean;
   readonly from: NodeId;
   readonly to: NodeId;
   readonly bytes: Uint8Array;
@@ -211,6 +225,7 @@ interface NodeSlot<M> {
   readonly id: NodeId;
   readonly node: SimNode<M>;
   readonly tickMs: number | undefined;
+  readonly unpartitioned: boolean;
   up: boolean;
   incarnation: number;
   ctx: NodeContext<M> | undefined;
@@ -265,6 +280,7 @@ export class SimNetwork<M> {
   private readonly codec: Codec<M>;
   private readonly trace: Trace | undefined;
   private readonly fifo: boolean;
+  private readonly ordered: ((message: M) => boolean) | undefined;
   private readonly bugs: NetworkBugs;
   private defaults: LinkFaults;
   private readonly linkFaults = new Map<string, LinkFaults>();
@@ -300,6 +316,7 @@ export class SimNetwork<M> {
     this.codec = options.codec;
     this.trace = options.trace;
     this.fifo = options.fifo ?? false;
+    this.ordered = options.ordered;
     this.bugs = options.bugs ?? {};
     this.defaults = checkFaults({ ...noFaults, ...options.faults });
   }
@@ -317,6 +334,7 @@ export class SimNetwork<M> {
       id,
       node,
       tickMs: options.tickMs,
+      unpartitioned: options.unpartitioned === true,
       up: false,
       incarnation: 0,
       ctx: undefined,
@@ -399,7 +417,7 @@ export class SimNetwork<M> {
         groupOf.set(id, i);
       }
     });
-    const ids = this.nodeIds();
+    const ids = this.nodeIds().filter((id) => !this.slot(id).unpartitioned);
     for (const a of ids) {
       for (const b of ids) {
         if (a !== b && (groupOf.get(a) ?? -1) !== (groupOf.get(b) ?? -1))
@@ -412,8 +430,8 @@ export class SimNetwork<M> {
   /** Cuts `id` off from every other node, both directions. */
   isolate(id: NodeId): void {
     this.slot(id);
-    for (const other of this.slots.keys()) {
-      if (other === id) continue;
+    for (const [other, slot] of this.slots) {
+      if (other === id || slot.unpartitioned) continue;
       this.cut.add(linkKey(id, other));
       this.cut.add(linkKey(other, id));
     }
@@ -541,7 +559,7 @@ export class SimNetwork<M> {
         slot.timers.delete(h);
         timerEvents.delete(id);
         if (!alive()) return;
-        this.record('timer', { node: slot.id, timer: id });
+        if (this.trace !== undefined) this.record('timer', { node: slot.id, timer: id });
         fn();
       });
       slot.timers.add(h);
@@ -574,7 +592,7 @@ export class SimNetwork<M> {
 
   private drop(id: number, from: NodeId, to: NodeId, reason: DropReason): void {
     this.counters.dropped[reason]++;
-    this.record('drop', { id, from, to, reason });
+    if (this.trace !== undefined) this.record('drop', { id, from, to, reason });
     this.emit({ kind: 'drop', id, from, to, reason });
   }
 
@@ -591,7 +609,8 @@ export class SimNetwork<M> {
       bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
     }
     this.counters.sent++;
-    this.record('send', { id, from, to, bytes: bytes.length, msg: message });
+    if (this.trace !== undefined)
+      this.record('send', { id, from, to, bytes: bytes.length, msg: message });
     this.emit({ kind: 'send', id, from, to, message, bytes: bytes.length });
     const dest = this.slots.get(to);
     if (dest === undefined) {
@@ -607,25 +626,26 @@ export class SimNetwork<M> {
       this.drop(id, from, to, 'lost');
       return;
     }
-    const copies =
-      this.bugs.duplicateAlways === true || this.faultRandom.chance(faults.duplicateProbability)
-        ? 2
-        : 1;
+    const ordered = this.ordered?.(message) === true;
+    const duplicate =
+      this.bugs.duplicateAlways === true || this.faultRandom.chance(faults.duplicateProbability);
+    const copies = duplicate && !ordered ? 2 : 1;
     for (let copy = 0; copy < copies; copy++) {
       if (copy > 0) {
         this.counters.duplicated++;
         this.record('duplicate', { id, from, to });
         this.emit({ kind: 'duplicate', id, from, to });
       }
-      this.enqueue({ id, copy, from, to, bytes, toIncarnation: dest.incarnation }, faults);
+      this.enqueue({ id, copy, ordered, from, to, bytes, toIncarnation: dest.incarnation }, faults);
     }
   }
 
   private enqueue(m: InFlight, faults: LinkFaults): void {
     this.inFlightCount++;
-    const key = linkKey(m.from, m.to);
+    // An ordered message that the network would not keep in order waits in its own per-link queue.
+    const key = linkKey(m.from, m.to) + (m.ordered && !this.fifo ? '#ordered' : '');
     let at = this.scheduler.now() + drawDelay(faults.delay, this.faultRandom);
-    if (this.fifo) {
+    if (this.fifo || m.ordered) {
       at = Math.max(at, this.lastDeliveryMs.get(key) ?? 0);
       this.lastDeliveryMs.set(key, at);
       let q = this.queues.get(key);
@@ -688,7 +708,8 @@ export class SimNetwork<M> {
     // Decoding bytes this network encoded cannot fail unless the codec is broken: let it throw.
     const message = this.codec.decode(m.bytes);
     this.counters.delivered++;
-    this.record('deliver', { id: m.id, copy: m.copy, from: m.from, to: m.to, msg: message });
+    if (this.trace !== undefined)
+      this.record('deliver', { id: m.id, copy: m.copy, from: m.from, to: m.to, msg: message });
     this.emit({ kind: 'deliver', id: m.id, copy: m.copy, from: m.from, to: m.to, message });
     const ctx = dest.ctx ?? this.makeContext(dest, dest.incarnation);
     dest.node.onMessage(m.from, message, ctx);

@@ -29,6 +29,47 @@ export class CheckFailure extends Error {
   override readonly name = 'CheckFailure';
 }
 
+/**
+ * Where a check that runs inside the code under test reports. The production
+ * shells call the simulator back from promise callbacks (a state machine's
+ * apply, a send, a finished save); an exception thrown there would not reach
+ * the scenario but reject a promise nobody handles. Such callbacks run inside
+ * {@link FailureTrap.guard}, which records the first failure (a
+ * {@link CheckFailure} or any other error) and returns; the scenario's loop
+ * rethrows it after the event ({@link FailureTrap.throwIfFailed}).
+ *
+ * ```ts
+ * node.onApplied = (e) => ctx.trap.guard(() => invariants.onApply(id, e, digest));
+ * scheduler.step(); await settle(); ctx.trap.throwIfFailed();
+ * ```
+ */
+export class FailureTrap {
+  private first: unknown;
+  private failed = false;
+
+  /** Runs `fn`; if it throws, records the error (the first one is kept) and returns undefined. */
+  guard<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (err) {
+      this.record(err);
+      return undefined;
+    }
+  }
+
+  /** Records a failure (the first one is kept). */
+  record(err: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.first = err;
+  }
+
+  /** Throws the first recorded failure, if any. */
+  throwIfFailed(): void {
+    if (this.failed) throw this.first;
+  }
+}
+
 /** What a scenario gets: its seed, a root random stream, the scheduler and the trace. */
 export interface ScenarioContext {
   readonly seed: number;
@@ -36,6 +77,8 @@ export interface ScenarioContext {
   readonly random: Random;
   readonly scheduler: Scheduler;
   readonly trace: Trace;
+  /** Failures raised inside callbacks of the code under test; the run throws the first. */
+  readonly trap: FailureTrap;
   /** Parameters drawn from the seed; fill in early, they are printed with any failure. */
   readonly params: Record<string, unknown>;
   /** Scenario-specific counters, printed with the trace's event counts. */
@@ -90,10 +133,36 @@ export function replayCommand(scenario: string, seed: number): string {
   return `npm run sim -- --scenario ${scenario} --seed ${seed}`;
 }
 
-/** Runs `scenario` for one seed and reports; never throws for a failing run. */
+/**
+ * Runs `scenario` for one seed and reports; never throws for a failing run.
+ *
+ * Stack traces are off while the scenario runs (unless a `sink` is set): the
+ * shells under test create expected-outcome errors by the thousand (a
+ * follower refusing a proposal, a deadline passing), capturing their stacks
+ * is most of what they cost, and nobody reads them. A run that ends in an
+ * unexpected error is run again with stack traces, for the report: runs are
+ * deterministic, so it fails the same way (if it does not, the report says
+ * so). Runs must not overlap (the stack trace limit is the process's).
+ */
 export async function runScenario(
   scenario: Scenario,
   options: RunScenarioOptions,
+): Promise<ScenarioResult> {
+  if (options.sink !== undefined) return runOnce(scenario, options, true);
+  const fast = await runOnce(scenario, options, false);
+  if (fast.outcome !== 'error') return fast;
+  const traced = await runOnce(scenario, options, true);
+  if (traced.traceHash === fast.traceHash) return traced;
+  return {
+    ...traced,
+    message: `${traced.message ?? ''} (the run without stack traces ended otherwise: ${fast.message ?? ''}; the run is not deterministic)`,
+  };
+}
+
+async function runOnce(
+  scenario: Scenario,
+  options: RunScenarioOptions,
+  stacks: boolean,
 ): Promise<ScenarioResult> {
   const keep = options.lastEvents ?? 40;
   const trace = new Trace({ keepLast: keep, sink: options.sink });
@@ -102,19 +171,31 @@ export async function runScenario(
     random: seededRandom(options.seed),
     scheduler: new Scheduler(),
     trace,
+    trap: new FailureTrap(),
     params: {},
     counts: {},
   };
   let outcome: Outcome = 'ok';
   let message: string | undefined;
   let stack: string | undefined;
+  const stackTraceLimit = Error.stackTraceLimit;
+  if (!stacks) Error.stackTraceLimit = 0;
   try {
-    await scenario.run(ctx);
+    try {
+      await scenario.run(ctx);
+    } finally {
+      Error.stackTraceLimit = stackTraceLimit;
+      // A failure raised inside a callback comes first: what followed may be its consequence.
+      ctx.trap.throwIfFailed();
+    }
   } catch (err) {
     outcome = err instanceof CheckFailure ? 'violation' : 'error';
     message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     if (outcome === 'error' && err instanceof Error && err.stack !== undefined) stack = err.stack;
   }
+  // A run may keep the process busy without a turn of the event loop (drive.ts): let timers
+  // and I/O in between runs.
+  await new Promise((resolve) => setImmediate(resolve));
   return {
     scenario: scenario.name,
     seed: options.seed,

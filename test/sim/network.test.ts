@@ -47,6 +47,7 @@ function setup(
   options: {
     faults?: Partial<LinkFaults>;
     fifo?: boolean;
+    ordered?: (m: Msg) => boolean;
     nodes?: NodeId[];
     seed?: number;
     tickMs?: number;
@@ -62,6 +63,7 @@ function setup(
     trace,
     ...(options.faults === undefined ? {} : { faults: options.faults }),
     ...(options.fifo === undefined ? {} : { fifo: options.fifo }),
+    ...(options.ordered === undefined ? {} : { ordered: options.ordered }),
     ...(options.bugs === undefined ? {} : { bugs: options.bugs }),
   });
   const received: Received[] = [];
@@ -154,6 +156,45 @@ describe('SimNetwork', () => {
     const got = fifo.received.map((r) => r.n);
     expect(got.length).toBeGreaterThan(100);
     expect(got).toEqual([...got].sort((a, b) => a - b));
+  });
+
+  it('keeps ordered messages (like one TCP connection) in order and unduplicated, the others not', () => {
+    const s = setup({
+      faults: { delay: { minMs: 5, maxMs: 50 }, duplicateProbability: 0.3 },
+      ordered: (m) => m.n % 2 === 0,
+    });
+    for (let i = 0; i < 200; i++) s.send(n1, n2, i);
+    s.sched.run();
+    const even = s.received.map((r) => r.n).filter((n) => n % 2 === 0);
+    const odd = s.received.map((r) => r.n).filter((n) => n % 2 === 1);
+    expect(even).toEqual(Array.from({ length: 100 }, (_, i) => 2 * i));
+    expect(odd.length).toBeGreaterThan(100); // duplicated
+    expect(odd).not.toEqual([...odd].sort((a, b) => a - b)); // reordered
+  });
+
+  it('never cuts an unpartitioned node off (a client), but partitions the rest', () => {
+    const s = setup({ nodes: [n1, n2, n3] });
+    const got: NodeId[] = [];
+    let client: NodeContext<Msg> | undefined;
+    s.net.addNode(
+      n4,
+      { onStart: (c) => (client = c), onMessage: (from) => got.push(from) },
+      { unpartitioned: true },
+    );
+    s.net.partition([[n1], [n2, n3]]);
+    s.net.isolate(n2);
+    for (const id of [n1, n2, n3]) {
+      s.send(id, n4, 0);
+      client?.send(id, { n: 1 });
+    }
+    s.send(n1, n3, 2);
+    s.send(n2, n3, 3);
+    s.sched.run();
+    expect(got.sort()).toEqual([n1, n2, n3]);
+    expect(s.received.filter((r) => r.n === 1).map((r) => r.to)).toEqual(
+      expect.arrayContaining([n1, n2, n3]),
+    );
+    expect(s.received.filter((r) => r.n >= 2)).toEqual([]);
   });
 
   it('draws delays from the long tail', () => {

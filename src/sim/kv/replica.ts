@@ -1,36 +1,39 @@
 /**
- * One simulated node's KV replica: the real {@link KvStateMachine}, behind the
- * production Raft adapter ({@link KvRaftStateMachine}: MessagePack entries,
- * undecodable data refused), plus what the simulator's shell needs from a
- * state machine ({@link SimStateMachine}): the applied index and a digest of
- * every entry applied, both carried inside its snapshots so that a replica
- * restored from a snapshot is checked like one that applied the log.
+ * One simulated node's KV replica: the node's production state machine (the
+ * KV server's {@link ObservedStateMachine}: the real {@link KvStateMachine}
+ * behind the Raft adapter, MessagePack entries, undecodable data refused),
+ * plus what the simulator needs from RaftNode's state machine
+ * ({@link SimStateMachine}): the applied index and a digest of every entry
+ * applied (normal entries: RaftNode applies only those, so indexes skip),
+ * both carried inside its snapshots so that a replica restored from a
+ * snapshot is checked like one that applied the log.
  *
  * Each replica reports to the scenario's {@link KvStateChecks}: every applied
  * command's watch events (the global revision log), and its whole state as
- * snapshot bytes at sampled indexes, at every compaction and every restore
+ * snapshot bytes at sampled indexes, at every snapshot and every restore
  * (equal applied index, equal bytes, on every replica).
  *
  * ```ts
- * const machines = kvReplicaFactory({ node: id, checks });      // for RaftSimNodeOf
- * const node = new RaftSimNodeOf(options, machines);
- * // or on the production shell (RaftNode applies normal entries only):
- * new ProductionSimNodeOf(options, (onApplied) => new ProductionKvReplica({ node: id, checks }, onApplied));
- * node.proposeData(encodeKvEntry({ command, session }), (outcome, applied) => ...);
- * node.query((sm) => readAnswer(sm, key), done);                 // ReadIndex read
+ * const node = new KvServerNode(options, (hooks) => new SimKvReplica({ node: id, checks }, hooks), ...);
+ * // RaftNode applies entries; the KV server (kv/server.ts) sees them through onApplied
  * ```
+ *
+ * TEST-ONLY bug switches ({@link KvReplicaBugs}) break the state machine on
+ * purpose, so the checks are shown to catch what they are for.
  */
 import { assert } from '../../lib/assert.js';
 import type { NodeId } from '../../lib/ids.js';
-import type { KvApplied, KvEntry } from '../../kv/core/types.js';
-import type { KvStateMachine } from '../../kv/core/state-machine.js';
 import { decodeKvEntry } from '../../kv/core/codec.js';
-import { KvRaftStateMachine, encodeKvEntry, isModuleApplied } from '../../host/kv-state-machine.js';
+import { KvStateMachine } from '../../kv/core/state-machine.js';
+import type { KvApplied, KvEntry, LeaseInfo } from '../../kv/core/types.js';
+import { ObservedStateMachine } from '../../kv/server.js';
+import { encodeKvEntry, isModuleApplied } from '../../host/kv-state-machine.js';
+import type { NodeApplied } from '../../host/kv-state-machine.js';
+import type { SnapshotEncoder } from '../../raft/raft-node.js';
 import type { Entry } from '../../raft/core/types.js';
 import { CheckFailure } from '../scenario.js';
-import type { SimStateMachine, SimStateMachineFactory } from '../raft/node.js';
-import type { ProductionStateMachine } from '../raft/production-node.js';
 import { digestStep } from '../raft/state-machine.js';
+import type { SimMachineHooks, SimStateMachine } from '../raft/state-machine.js';
 import type { KvStateChecks } from './checks.js';
 
 /** Bytes before the KV snapshot in a replica snapshot: applied index (float64), digest (uint32). */
@@ -40,10 +43,15 @@ const headerBytes = 12;
 export interface KvReplicaBugs {
   /** Apply every command without its session tag: a retried write is applied again. */
   readonly dropSessions?: boolean;
+  /**
+   * The lease table reports no remaining TTL for any lease, so a new leader's
+   * lease clock (kv/server.ts) gives every lease only the grace period.
+   */
+  readonly leasesWithoutRemaining?: boolean;
 }
 
-/** Called after a replica applied an entry (the lease driver follows applied commands). */
-export type ApplyListener = (replica: SimKvReplica, e: Entry, out: KvApplied | undefined) => void;
+/** Called after a replica applied an entry (the lease check follows applied commands). */
+export type ApplyListener = (replica: SimKvReplica, e: Entry, out: KvApplied) => void;
 
 /** How a replica is built (see {@link SimKvReplica}). */
 export interface KvReplicaOptions {
@@ -54,44 +62,47 @@ export interface KvReplicaOptions {
   readonly listener?: ApplyListener;
 }
 
-/** A KV replica driven by the simulator's Raft shell (see the file header). */
-export class SimKvReplica implements SimStateMachine<KvApplied> {
+/** TEST-ONLY (leasesWithoutRemaining): a store whose lease table forgot the remaining TTLs. */
+class LeasesWithoutRemaining extends KvStateMachine {
+  override leaseList(): LeaseInfo[] {
+    return super.leaseList().map((l) => ({ ...l, remainingMs: 0 }));
+  }
+}
+
+/** A KV replica driven by RaftNode in the simulator (see the file header). */
+export class SimKvReplica extends ObservedStateMachine implements SimStateMachine<NodeApplied> {
   /** Index of the last entry applied (or of the snapshot restored). */
   index = 0;
-  /** Digest of entries 1..index (Raft invariants: state machine safety). */
+  /** Digest of the entries applied up to index (Raft invariants: state machine safety). */
   digest = 0x811c9dc5;
-  /** The production adapter around the store. */
-  private readonly adapter = new KvRaftStateMachine();
 
-  protected readonly node: NodeId;
+  private readonly node: NodeId;
   private readonly checks: KvStateChecks;
   private readonly bugs: KvReplicaBugs;
 
-  constructor(private readonly o: KvReplicaOptions) {
+  constructor(
+    private readonly o: KvReplicaOptions,
+    private readonly hooks: SimMachineHooks,
+  ) {
+    super();
     this.node = o.node;
     this.checks = o.checks;
     this.bugs = o.bugs ?? {};
+    if (this.bugs.leasesWithoutRemaining === true) this.kv = new LeasesWithoutRemaining();
   }
 
-  /** The store (reads: ReadIndex reads after the shell confirmed the index, serializable reads at once). */
-  get kv(): KvStateMachine {
-    return this.adapter.kv;
-  }
-
-  /** Applies the next entry; normal entries are KV commands, whose outcome is returned. */
-  apply(e: Entry): KvApplied | undefined {
-    assert(e.index === this.index + 1, `apply of ${e.index} after ${this.index}`);
-    return this.applyEntry(e);
-  }
-
-  /** Applies `e` (its index checked by the caller). */
-  protected applyEntry(e: Entry): KvApplied | undefined {
+  /** Applies the next committed KV command (a normal entry) and returns its outcome. */
+  override apply(e: Entry): NodeApplied {
+    assert(e.index > this.index && e.kind === 'normal', `apply of ${e.index} after ${this.index}`);
     this.index = e.index;
     this.digest = digestStep(this.digest, e);
-    let out: KvApplied | undefined;
-    if (e.kind === 'normal') {
-      const before = this.kv.revision;
-      out = this.applyKv(this.bugs.dropSessions === true ? withoutSession(e) : e);
+    const before = this.kv.revision;
+    const out = super.apply(this.bugs.dropSessions === true ? withoutSession(e) : e);
+    // No module runs in the simulation: the adapter hands every entry to the store.
+    assert(!isModuleApplied(out), `${this.node}: entry ${e.index} went to a module`);
+    this.hooks.applied(e, this.digest);
+    // RaftNode applies from its promise callbacks: check failures go through the hooks' trap.
+    this.hooks.check(() => {
       if (out.ok && out.events.length > 0) {
         if (out.revision !== before + 1) {
           throw new CheckFailure(
@@ -104,22 +115,27 @@ export class SimKvReplica implements SimStateMachine<KvApplied> {
           `${this.node}: entry ${e.index} moved the revision from ${before} to ${out.revision} without an event`,
         );
       }
-    }
-    this.checks.onApplied(this.node, this);
-    this.o.listener?.(this, e, out);
+      this.checks.onApplied(this.node, this);
+      this.o.listener?.(this, e, out);
+    });
     return out;
   }
 
   /** The replica as bytes: header, then the KV store's own snapshot. */
-  snapshot(): Uint8Array {
-    const kv = this.kv.snapshot();
-    const bytes = new Uint8Array(headerBytes + kv.length);
-    const view = new DataView(bytes.buffer);
-    view.setFloat64(0, this.index);
-    view.setUint32(8, this.digest);
-    bytes.set(kv, headerBytes);
-    this.checks.onState(this.node, this.index, kv, 'snapshot taken');
-    return bytes;
+  override snapshot(): Uint8Array {
+    return this.sealed(this.index, this.digest, super.snapshot());
+  }
+
+  /** A snapshot encoded in steps (as RaftNode takes them), sealed with the index and digest it began at. */
+  override beginSnapshot(): SnapshotEncoder {
+    const index = this.index;
+    const digest = this.digest;
+    const inner = super.beginSnapshot();
+    let bytes: Uint8Array | undefined;
+    return {
+      step: (budget) => inner.step(budget),
+      bytes: () => (bytes ??= this.sealed(index, digest, inner.bytes())),
+    };
   }
 
   /** The KV store's snapshot bytes alone (for state comparisons). */
@@ -128,22 +144,28 @@ export class SimKvReplica implements SimStateMachine<KvApplied> {
   }
 
   /** Replaces the whole state with a {@link snapshot}'s (a restart or an InstallSnapshot). */
-  restore(bytes: Uint8Array): void {
+  override restore(bytes: Uint8Array): void {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    this.adapter.restore(bytes.subarray(headerBytes));
+    super.restore(bytes.subarray(headerBytes));
     this.index = view.getFloat64(0);
     this.digest = view.getUint32(8);
-    // The restored store must be the one snapshotted: its own snapshot gives the same bytes.
-    this.checks.onState(this.node, this.index, this.kvSnapshot(), 'snapshot restored');
-    this.checks.checkReplay(this.node, this.kv, 'snapshot restored');
+    this.hooks.restored(this.index, this.digest);
+    this.hooks.check(() => {
+      // The restored store must be the one snapshotted: its own snapshot gives the same bytes.
+      this.checks.onState(this.node, this.index, this.kvSnapshot(), 'snapshot restored');
+      this.checks.checkReplay(this.node, this.kv, 'snapshot restored');
+    });
   }
 
-  private applyKv(e: Entry): KvApplied {
-    const applied = this.adapter.apply(e);
-    if (isModuleApplied(applied)) {
-      throw new CheckFailure(`${this.node}: entry ${e.index} went to module ${applied.module}`);
-    }
-    return applied;
+  private sealed(index: number, digest: number, kv: Uint8Array): Uint8Array {
+    const bytes = new Uint8Array(headerBytes + kv.length);
+    const view = new DataView(bytes.buffer);
+    view.setFloat64(0, index);
+    view.setUint32(8, digest);
+    bytes.set(kv, headerBytes);
+    this.hooks.check(() => this.checks.onState(this.node, index, kv, 'snapshot taken'));
+    this.hooks.snapshotTaken();
+    return bytes;
   }
 }
 
@@ -155,46 +177,7 @@ function withoutSession(e: Entry): Entry {
   } catch {
     return e;
   }
-  const timeMs = entry.timeMs;
-  return {
-    ...e,
-    data: encodeKvEntry(
-      timeMs === undefined ? { command: entry.command } : { command: entry.command, timeMs },
-    ),
-  };
-}
-
-/** The factory the simulator's shell uses to make a node's replica, empty or from a snapshot. */
-export function kvReplicaFactory(o: KvReplicaOptions): SimStateMachineFactory<SimKvReplica> {
-  return {
-    empty: () => new SimKvReplica(o),
-    restore: (data) => {
-      const r = new SimKvReplica(o);
-      r.restore(data);
-      return r;
-    },
-  };
-}
-
-/**
- * The replica under the production shell: RaftNode applies only normal
- * entries (noop and configuration entries are its own business), so indexes
- * skip and the digest covers normal entries only, the same way on every
- * replica. Each applied entry is reported to the invariants (`onApplied`).
- */
-export class ProductionKvReplica extends SimKvReplica implements ProductionStateMachine<KvApplied> {
-  constructor(
-    o: KvReplicaOptions,
-    private readonly onApplied: (e: Entry, digest: number) => void,
-  ) {
-    super(o);
-  }
-
-  override apply(e: Entry): KvApplied {
-    assert(e.index > this.index && e.kind === 'normal', `apply of ${e.index} after ${this.index}`);
-    const out = this.applyEntry(e);
-    assert(out !== undefined, 'a normal entry has an outcome');
-    this.onApplied(e, this.digest);
-    return out;
-  }
+  // Everything else it carries (log time, quota) stays.
+  const { session: _session, ...rest } = entry;
+  return { ...e, data: encodeKvEntry(rest) };
 }

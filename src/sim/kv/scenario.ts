@@ -1,10 +1,14 @@
 /**
- * The KV simulation scenario: the replicated key-value store itself — every
- * node's state machine is the real {@link KvStateMachine} behind the
- * production Raft adapter — on the Raft simulator's cluster harness (the same
- * seeded cluster, core, disk and fault draws as the `raft` scenario, the same
- * nemesis with partitions, crashes with torn writes, membership changes and
- * snapshots, Raft's invariants after every event, liveness after heal).
+ * The KV simulation scenario: the replicated key-value store as it ships, on
+ * the Raft simulator's cluster harness (the same seeded cluster, core, disk
+ * and fault draws as the `raft` scenario, the same nemesis with partitions,
+ * crashes with torn writes, membership changes and snapshots, Raft's
+ * invariants after every event, liveness after heal). Every node runs the
+ * production shells (server-node.ts): RaftNode over the node's state machine
+ * (the real {@link KvStateMachine}), and the KV server on an RPC node over the
+ * simulated network, with its leader duties (lease clock and expiry,
+ * checkpoints, compaction) on virtual time. The clients are production
+ * {@link KvClient}s (client-node.ts) on that network.
  *
  * ```ts
  * registerScenario(kvScenario());                  // `npm run sim -- --scenario kv --seed 7`
@@ -12,51 +16,40 @@
  * const buggy = kvScenario({ name: 'kv-bug', replicaBugs: { dropSessions: true } });
  * ```
  *
- * On top of the harness: clients with registered exactly-once sessions
- * (expiring by log time, TTL drawn per seed) doing get, put,
- * CAS and delete with retries, serializable gets, a compactor proposing MVCC
- * compaction now and then (workload.ts); and at the end the history checks
- * (linearizable; every answer agrees with the revision log), the state checks
- * (checks.ts: equal replica states at equal applied index; exactly-once) and
- * every acknowledged write present on every replica. With `leases` (drawn on
- * most seeds), the leader runs a lease clock and clients hold leases
- * (leases.ts): no lease expires before its TTL has passed since its holder's
- * last acknowledged keep-alive was sent, across leader changes.
+ * On top of the harness: clients doing get, put, CAS and delete through the
+ * KvClient (which finds the leader, follows redirects, registers its
+ * exactly-once sessions and retries under them, registering again when one
+ * expired), serializable gets (workload.ts); the sessions' TTL of log time
+ * is drawn per seed, from the shortest allowed up; with `leases` (drawn on most
+ * seeds), lease clients granting, using and keeping alive leases
+ * (leases.ts). At the end: the history checks (linearizable; every answer
+ * agrees with the revision log; revisions respect real time), the state
+ * checks (checks.ts: equal replica states at equal applied index;
+ * exactly-once), every acknowledged write present on every replica, and no
+ * lease expired before its TTL had passed since its holder's last
+ * acknowledged keep-alive was sent, across leader changes.
  *
- * Registered variants (src/sim/scenarios.ts): `kv` (the simulator's shell,
- * thousands of seeds per CI run), `kv-production` (the production RaftNode
- * shell: its propose, ReadIndex read and snapshot paths) and
- * `kv-production-file` (plus the real FileStorage on a disk that loses and
- * tears unsynced writes). The shell, storage and core bug switches come from
- * the Raft scenario's options; the production shell takes no core bug switch.
+ * Registered variants (src/sim/scenarios.ts): `kv` and `kv-file` (the real
+ * FileStorage on a disk that loses and tears unsynced writes);
+ * `kv-production` and `kv-production-file` are older names of the two. The
+ * storage and core bug switches come from the Raft scenario's options.
  */
 import { limits } from '../../lib/limits.js';
 import { encodeKvEntry } from '../../host/kv-state-machine.js';
 import type { RaftScenarioOptions } from '../raft/scenario.js';
 import { runRaftCluster } from '../raft/scenario.js';
-import { RaftSimNodeOf } from '../raft/node.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 import { KvStateChecks } from './checks.js';
-import { LeaseDriver, LeaseClients } from './leases.js';
-import type { LeaseDriverBugs } from './leases.js';
-import { ProductionKvReplica, kvReplicaFactory } from './replica.js';
-import type { KvReplicaBugs, KvReplicaOptions, SimKvReplica } from './replica.js';
-import { ProductionSimNodeOf } from '../raft/production-node.js';
+import { KvClientNode, clientIds } from './client-node.js';
+import { LeaseClients, LeaseExpiries } from './leases.js';
+import type { KvReplicaBugs } from './replica.js';
+import { KvServerNode } from './server-node.js';
 import { KvWorkload } from './workload.js';
-import type { KvSimNode } from './requests.js';
-import type { KvApplied } from '../../kv/core/types.js';
 
 /** Options for {@link kvScenario}. */
 export interface KvScenarioOptions extends Pick<
   RaftScenarioOptions,
-  | 'nodes'
-  | 'bugs'
-  | 'raft'
-  | 'snapshotEvery'
-  | 'traceMessages'
-  | 'unsafeLocalReads'
-  | 'shell'
-  | 'storage'
+  'nodes' | 'bugs' | 'raft' | 'snapshotEvery' | 'traceMessages' | 'unsafeLocalReads' | 'storage'
 > {
   /** Scenario name (default `kv`). */
   readonly name?: string;
@@ -64,9 +57,7 @@ export interface KvScenarioOptions extends Pick<
   readonly replicaBugs?: KvReplicaBugs;
   /** Override the drawn choice of running leases. */
   readonly leases?: boolean;
-  /** TEST-ONLY: deliberate bugs of the leader's lease clock driver. */
-  readonly leaseBugs?: LeaseDriverBugs;
-  /** Override the drawn TTL of the clients' sessions (log time, ms). */
+  /** Override the drawn TTL (log time, ms) of the sessions the clients register. */
   readonly sessionTtlMs?: number;
 }
 
@@ -75,7 +66,7 @@ export function kvScenario(options: KvScenarioOptions = {}): Scenario {
   return {
     name: options.name ?? 'kv',
     description:
-      'The KV store (real KvStateMachine) on the Raft simulator: sessions, CAS, deletes, leases, compaction under the nemesis; linearizable history, revision log, equal replica states',
+      'The KV store as it ships (RaftNode, KvServer, KvClient) on the Raft simulator: sessions, CAS, deletes, leases, compaction under the nemesis; linearizable history, revision log, equal replica states',
     run: (ctx) => runKv(ctx, options),
   };
 }
@@ -92,64 +83,62 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
     cas: p.intBetween(1, 4),
     delete: p.intBetween(0, 2),
   };
-  const compactEveryMs = p.chance(0.3) ? 0 : p.intBetween(50, 400);
-  // Share of requests sent to the actual leader; the rest go where the client believes it is.
-  const leaderShare = p.pick([0.2, 0.5, 0.8]);
-  const stickyReader = p.chance(0.5);
+  // The KV server's leader duties (kv/server.ts): lease grace (its electionTimeoutMs), lease
+  // expiry ticks, checkpoints, and compaction of all but the last few revisions (0: never).
+  const server = {
+    electionTimeoutMs: p.pick([0, 0, 50, 300]),
+    leaseTickMs: p.pick([10, 50, 100]),
+    leaseCheckpointMs: p.pick([100, 300, 2000]),
+    compactCheckMs: p.intBetween(50, 400),
+    historyRevisionsKept: p.pick([0, 1, 5, 20]),
+  };
+  // A client's attempt deadline and how long it retries a call (KvClient's timeoutMs, retryMs).
+  const timeoutMs = p.intBetween(100, 400);
+  const retryMs = p.intBetween(600, 2000);
   // A KV snapshot is kilobytes (the Raft scenario's map is bytes): chunks from 64 bytes up, so
   // transfers are chunked but finish within an election timeout or so. (With 16-byte chunks, a
   // removed server that never learned of its removal, with pre-vote and check-quorum both off,
   // forces an election every timeout and the transfer never completes: raft-core.ts documents
   // that corner, which the Raft scenario explores.)
   const snapshotChunkBytes = p.pick([64, 256, 4096]);
-  const leaseDriver = leases
-    ? new LeaseDriver(ctx.scheduler, ctx.counts, {
-        random: p.fork('lease-driver'),
-        bugs: options.leaseBugs ?? {},
-      })
-    : undefined;
-  // Its own stream, so the draws above keep their meaning. Short TTLs make sessions expire
-  // under the nemesis (a client stuck retrying, a lease client idling between leases).
+  // The TTL of the sessions the clients register (KvClient's sessionTtlMs), from its own
+  // stream so the draws above keep their meaning. The short ones make sessions expire under
+  // the nemesis and between a lease client's leases, so the KvClient's re-registration runs.
   const sessionTtlMs =
     options.sessionTtlMs ??
     ctx.random
       .fork('params:kv-sessions')
       .pick([limits.kvSessionTtlMsMin, 1_500, limits.kvSessionTtlMsDefault]);
-  const production = options.shell === 'production';
   const checks = new KvStateChecks({ sampleEvery, counts: ctx.counts });
-  ctx.params['kv'] = {
-    sampleEvery,
-    leases,
-    mix,
-    compactEveryMs,
-    leaderShare,
-    stickyReader,
-    sessionTtlMs,
-    ...(leaseDriver?.params ?? {}),
-  };
-  await runRaftCluster<KvSimNode>(
+  const expiries = new LeaseExpiries(ctx.scheduler, ctx.counts);
+  ctx.params['kv'] = { sampleEvery, leases, mix, server, timeoutMs, retryMs, sessionTtlMs };
+  const nodes: KvServerNode[] = [];
+  await runRaftCluster<KvServerNode>(
     ctx,
     { ...options, raft: { snapshotChunkBytes, ...options.raft } },
     {
-      async: production,
-      makeNode(nodeOptions, env) {
-        const replica: KvReplicaOptions = {
-          node: nodeOptions.id,
-          checks,
-          ...(options.replicaBugs === undefined ? {} : { bugs: options.replicaBugs }),
-          ...(leaseDriver === undefined ? {} : { listener: leaseDriver.listener }),
-        };
-        if (!production) {
-          return new RaftSimNodeOf<SimKvReplica, KvApplied>(nodeOptions, kvReplicaFactory(replica));
-        }
-        const { bootstrap } = nodeOptions;
-        const peers = bootstrap.voters.includes(nodeOptions.id)
-          ? bootstrap.voters.filter((v) => v !== nodeOptions.id)
-          : [];
-        return new ProductionSimNodeOf<ProductionKvReplica, KvApplied>(
-          { ...nodeOptions, peers, tickMs: env.tickMs, storage: options.storage ?? 'model' },
-          (onApplied) => new ProductionKvReplica(replica, onApplied),
-        );
+      makeNode(nodeOptions) {
+        const node = new KvServerNode(nodeOptions, {
+          replica: {
+            node: nodeOptions.id,
+            checks,
+            ...(options.replicaBugs === undefined ? {} : { bugs: options.replicaBugs }),
+            listener: (replica, e, out) => {
+              if (out.ok && out.duplicate) bump(ctx.counts, 'kv session duplicates applied');
+              if (out.ok && !out.duplicate && out.result.type === 'compact') {
+                bump(ctx.counts, 'kv compactions applied');
+              }
+              expiries.listener(replica, e, out);
+            },
+          },
+          server,
+          deposed: (id) => {
+            const term = nodes.find((n) => n.id === id)?.status()?.term ?? 0;
+            return nodes.some((n) => (n.status()?.term ?? 0) > term);
+          },
+        });
+        nodes.push(node);
+        return node;
       },
       probe(leader, seq, done) {
         const entry = encodeKvEntry({
@@ -159,58 +148,46 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
       },
       workload(env) {
         const w = ctx.random.fork('kv-workload');
-        const attemptMs = w.intBetween(100, 400);
-        const deadlineMs = w.intBetween(600, 2000);
+        const endpoints = env.nodes.map((n) => n.id);
+        const addClients = (prefix: string, n: number): KvClientNode[] =>
+          clientIds(prefix, n).map((id) => {
+            const c = new KvClientNode(id, {
+              endpoints,
+              timeoutMs,
+              retryMs,
+              sessionTtlMs,
+              trap: ctx.trap,
+            });
+            env.network.addNode(id, c, { unpartitioned: true });
+            return c;
+          });
         const workload = new KvWorkload({
           scheduler: ctx.scheduler,
           random: w,
-          nodes: env.nodes,
-          clients: env.clients,
+          clients: addClients('c', env.clients),
           keys: env.keys,
           mix,
           thinkMsMax: 40,
-          attemptMs,
-          deadlineMs,
-          leaderShare,
-          leader: () => env.nemesis.leader(),
-          stickyReader,
           checks,
+          trap: ctx.trap,
           counts: ctx.counts,
-          sessionTtlMs,
         });
-        const leaseClients =
-          leaseDriver === undefined
-            ? undefined
-            : new LeaseClients({
-                scheduler: ctx.scheduler,
-                random: ctx.random.fork('kv-leases'),
-                nodes: env.nodes,
-                clients: w.intBetween(1, 2),
-                leaderShare,
-                leader: () => env.nemesis.leader(),
-                attemptMs,
-                deadlineMs,
-                driver: leaseDriver,
-                counts: ctx.counts,
-                sessionTtlMs,
-              });
-        let stopped = false;
-        const compact = (): void => {
-          if (stopped || compactEveryMs === 0) return;
-          ctx.scheduler.after(compactEveryMs, 'kv compactor', () => {
-            proposeCompaction(env.nemesis.leader(), ctx.counts);
-            compact();
-          });
-        };
+        const leaseClients = leases
+          ? new LeaseClients({
+              scheduler: ctx.scheduler,
+              random: ctx.random.fork('kv-leases'),
+              clients: addClients('l', w.intBetween(1, 2)),
+              expiries,
+              trap: ctx.trap,
+              counts: ctx.counts,
+            })
+          : undefined;
         return {
           start() {
-            leaseDriver?.start(env.nodes, env.tickMs);
             workload.start();
             leaseClients?.start();
-            compact();
           },
           stop() {
-            stopped = true;
             workload.stop();
             leaseClients?.stop();
           },
@@ -231,21 +208,12 @@ async function runKv(ctx: ScenarioContext, options: KvScenarioOptions): Promise<
   );
 }
 
+function bump(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
 const encoder = new TextEncoder();
 
 function kvBytes(text: string): Uint8Array {
   return encoder.encode(text);
-}
-
-/** Proposes MVCC compaction through `leader`, keeping the last few revisions (or none). */
-function proposeCompaction(leader: KvSimNode | undefined, counts: Record<string, number>): void {
-  if (leader === undefined) return;
-  const store = leader.sm.kv;
-  const keep = store.revision % 3 === 0 ? 0 : 5;
-  const revision = store.revision - keep;
-  if (revision <= store.compactedRevision) return;
-  leader.proposeData(encodeKvEntry({ command: { type: 'compact', revision } }), (outcome, out) => {
-    const what = outcome === 'ok' && out !== undefined && !out.ok ? out.error.code : outcome;
-    counts[`compaction ${what}`] = (counts[`compaction ${what}`] ?? 0) + 1;
-  });
 }

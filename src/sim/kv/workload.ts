@@ -1,23 +1,15 @@
 /**
- * The KV simulation's clients. Each client that writes registers an
- * exactly-once session (`sessionOpen`: the cluster names it; then sequence
- * numbers 1, 2, 3...) and has at most one operation in flight; it runs
- * get (linearizable, through ReadIndex), put, compare-and-set (a txn comparing
- * the value, the key's absence, or its modRevision, then a put) and delete on
- * a few keys, plus serializable gets (answered at once from any node's
- * replica). Requests go to the actual leader (an oracle) or to the client's
- * last hint, so deposed leaders and followers get requests too.
- *
- * Retries follow the definite/indefinite rule: a write whose attempt may
- * have taken effect (the node crashed, the entry was cut, no answer in time)
- * is retried with the same sequence number, to the same or another node, so
- * the session answers a retry of an applied write with the remembered
- * result; a definite refusal (not the leader) is retried too. An operation
- * ends with the first `ok` of any attempt; at its deadline it is `fail` if no
- * attempt could have taken effect, else `unknown`. A write answered
- * SESSION_EXPIRED (its session idled past its TTL of log time) was not
- * applied by that attempt: it ends `fail` if no earlier attempt can have
- * applied, else `unknown`, and the client registers a new session.
+ * The KV simulation's clients: production {@link KvClient}s (client-node.ts),
+ * each with at most one operation in flight, running get (linearizable,
+ * through the leader's ReadIndex), put, compare-and-set (a txn comparing the
+ * value, the key's absence, or its modRevision, then a put) and delete on a
+ * few keys, plus serializable gets (answered by whichever node the client
+ * reaches, possibly stale). The KvClient does the rest: it finds the leader,
+ * follows redirects, retries by the definite / indefinite rules with a
+ * session, so a retried write is applied once, and gives up after its retry
+ * deadline. An operation is recorded `ok` with what the client returned,
+ * `fail` when the client's error is definite (it certainly did not happen),
+ * `unknown` otherwise: the client's promises are what is checked.
  *
  * Checked at the end ({@link KvWorkload.check}):
  * - the history of linearizable operations is linearizable under the kv model
@@ -37,22 +29,26 @@
  *   overwritten by a later revision (see {@link KvWorkload.checkFinal}).
  *
  * ```ts
- * const w = new KvWorkload({ scheduler, random, nodes, clients: 3, keys: 2, checks, ... });
+ * const w = new KvWorkload({ scheduler, random, clients: [c1, c2], keys: 2, checks, ... });
  * w.start();  ...  w.stop();  ...  w.check();
  * ```
  */
+import { isCohortError } from '../../lib/errors.js';
+import type { Random } from '../../lib/random.js';
+import type { KvClient } from '../../kv/client.js';
 import { kvKey, kvText } from '../../kv/core/bytes.js';
-import type { Compare, KvApplied, KvCommand, KvEntry, TxnResult } from '../../kv/core/types.js';
+import type { Compare, RangeResult } from '../../kv/core/types.js';
 import { HistoryRecorder } from '../checkers/history.js';
 import type { OperationHandle } from '../checkers/history.js';
 import { checkLinearizability, formatCheckResult } from '../checkers/linearizability.js';
 import { kvModel } from '../checkers/models.js';
 import type { KvInput, KvOutput } from '../checkers/models.js';
 import { CheckFailure } from '../scenario.js';
+import type { FailureTrap } from '../scenario.js';
+import type { Scheduler } from '../scheduler.js';
 import type { KvStateChecks } from './checks.js';
+import type { KvClientNode } from './client-node.js';
 import type { SimKvReplica } from './replica.js';
-import { isSessionExpired, openSession, sendWithRetries, stamped } from './requests.js';
-import type { KvSimNode, Request, RequestClient, RequestEnv } from './requests.js';
 
 /** Relative frequencies of the operations. */
 export interface KvMix {
@@ -63,22 +59,26 @@ export interface KvMix {
   readonly delete: number;
 }
 
+/** A simulated node running the KV store, as the final checks read it. */
+export interface KvReplicaNode {
+  readonly id: string;
+  readonly up: boolean;
+  readonly sm: SimKvReplica;
+}
+
 /** Options for {@link KvWorkload}. */
-export interface KvWorkloadOptions extends RequestEnv {
-  readonly clients: number;
+export interface KvWorkloadOptions {
+  readonly scheduler: Scheduler;
+  readonly random: Random;
+  /** The client processes, one per history process. */
+  readonly clients: readonly KvClientNode[];
   readonly keys: number;
   readonly mix: KvMix;
   /** Longest pause between a client's operations (ms). */
   readonly thinkMsMax: number;
-  /** An operation not done after this long ends fail or unknown (ms). */
-  readonly deadlineMs: number;
-  /**
-   * Client 0 only reads (linearizable and serializable gets) and only from the node it
-   * believes leads, never the oracle: after a partition it keeps asking a deposed leader,
-   * which must not answer with stale data (ReadIndex confirms leadership first).
-   */
-  readonly stickyReader: boolean;
   readonly checks: KvStateChecks;
+  readonly trap: FailureTrap;
+  readonly counts: Record<string, number>;
 }
 
 /** What a completed operation reported, for the revision checks. */
@@ -94,46 +94,41 @@ interface Ack {
   readonly completeTime: number;
   /** False for serializable gets (not in the linearizability check). */
   readonly linearizable: boolean;
-  readonly node: string;
+  /** The client that got the answer. */
+  readonly client: string;
 }
 
-interface Client extends RequestClient {
+interface Client {
   readonly id: number;
-  readonly readOnly: boolean;
-  /** The registered session's id; undefined: register before the next operation. */
-  clientId: string | undefined;
+  readonly node: KvClientNode;
   generation: number;
-  seq: number;
-  /** Writes issued, for unique values (`c<id>.<n>`). */
+  /** Writes issued: makes every written value unique. */
   writes: number;
-  hint: KvSimNode;
   /** The last state of each key this client saw (value, modRevision; null value: absent). */
   readonly seen: Map<string, { value: string | null; modRevision: number }>;
 }
 
-/** One operation in flight, across its attempts. */
+/** What one operation asks the KvClient and how its answer is read. */
 interface Op {
-  readonly handle: OperationHandle;
   readonly input: KvInput;
-  readonly invokeTime: number;
-  /** Writes: the entry (with its session tag) every attempt proposes. */
-  readonly entry: KvEntry | undefined;
   /** CAS on modRevision: the revision compared. */
-  readonly modRevision: number | undefined;
-  readonly deadline: number;
+  readonly modRevision?: number;
+  call(kv: KvClient): Promise<{ output: KvOutput; revision: number; modRevision?: number }>;
 }
 
-function bump(counts: Record<string, number>, key: string): void {
-  counts[key] = (counts[key] ?? 0) + 1;
+function bump(counts: Record<string, number>, key: string, by = 1): void {
+  counts[key] = (counts[key] ?? 0) + by;
 }
 
-/** The answer of a ReadIndex or serializable get of `key`, in the shape of an applied command. */
-export function readAnswer(replica: SimKvReplica, key: string): KvApplied {
-  const result = replica.kv.read({ type: 'range', key: kvKey(key) });
-  return { ok: true, result, events: [], revision: result.revision, duplicate: false };
+/** The single key of a range: its value (null if absent) and modRevision (0 if absent). */
+function firstKv(r: RangeResult): { value: string | null; modRevision: number } {
+  const kv = r.kvs[0];
+  return kv === undefined
+    ? { value: null, modRevision: 0 }
+    : { value: kvText(kv.value), modRevision: kv.modRevision };
 }
 
-/** Clients with sessions driving the KV cluster, and the checks of what they saw (see the file header). */
+/** Clients driving the KV cluster, and the checks of what they saw (see the file header). */
 export class KvWorkload {
   /** Every linearizable operation with its outcome. */
   readonly recorder: HistoryRecorder<KvInput, KvOutput>;
@@ -148,24 +143,10 @@ export class KvWorkload {
 
   /** Starts every client. */
   start(): void {
-    for (let c = 0; c < this.o.clients; c++) {
-      const sticky = c === 0 && this.o.stickyReader;
-      const client: Client = {
-        id: c,
-        readOnly: sticky,
-        ...(sticky ? { leaderShare: 0 } : {}),
-        clientId: undefined,
-        name: `client ${c}`,
-        generation: 0,
-        seq: 0,
-        writes: 0,
-        hint: this.o.random.pick(this.o.nodes),
-        seen: new Map(),
-      };
-      this.o.scheduler.after(this.o.random.intBetween(1, this.o.thinkMsMax), `client ${c}`, () =>
-        this.next(client),
-      );
-    }
+    this.o.clients.forEach((node, id) => {
+      const client: Client = { id, node, generation: 0, writes: 0, seen: new Map() };
+      this.later(client);
+    });
   }
 
   /** Stops invoking operations (those in flight still end normally). */
@@ -173,47 +154,69 @@ export class KvWorkload {
     this.untilMs = Math.min(this.untilMs, this.o.scheduler.now());
   }
 
+  private later(client: Client): void {
+    this.o.scheduler.after(
+      this.o.random.intBetween(1, this.o.thinkMsMax),
+      `client ${client.node.id}`,
+      () => this.next(client),
+    );
+  }
+
   private next(client: Client): void {
     const { scheduler: sched, random: r, mix } = this.o;
     if (sched.now() > this.untilMs) return;
-    if (!client.readOnly && client.clientId === undefined) {
-      openSession(this.o, client, this.o.deadlineMs, (id) => {
-        if (id !== undefined) {
-          client.clientId = id;
-          client.seq = 0;
-        }
-        this.later(client);
-      });
-      return;
-    }
-    const session = client.clientId;
-    const key = r.pick(this.keys);
-    const total =
-      mix.get + mix.serializable + (client.readOnly ? 0 : mix.put + mix.cas + mix.delete);
-    let x = r.next() * total;
-    if ((x -= mix.serializable) < 0) {
-      this.serializableGet(key);
+    if (!client.node.ready) {
       this.later(client);
       return;
     }
-    const value = `c${client.id}.${client.writes + 1}`;
-    let input: KvInput;
-    let command: KvCommand | undefined;
-    let modRevision: number | undefined;
+    const key = r.pick(this.keys);
+    let x = r.next() * (mix.get + mix.serializable + mix.put + mix.cas + mix.delete);
+    if ((x -= mix.serializable) < 0) {
+      this.serializableGet(client, key);
+      return;
+    }
+    const value = `${client.node.id}.${client.writes + 1}`;
+    let op: Op;
     if ((x -= mix.get) < 0) {
-      input = { f: 'get', key };
+      op = {
+        input: { f: 'get', key },
+        call: async (kv) => {
+          const res = await kv.range(key);
+          const first = firstKv(res);
+          client.seen.set(key, first);
+          return {
+            output: { f: 'get', value: first.value },
+            revision: res.revision,
+            modRevision: first.modRevision,
+          };
+        },
+      };
     } else if ((x -= mix.put) < 0) {
-      input = { f: 'put', key, value };
-      command = { type: 'put', key: kvKey(key), value: kvKey(value) };
+      client.writes++;
+      op = {
+        input: { f: 'put', key, value },
+        call: async (kv) => {
+          const res = await kv.put(key, value);
+          client.seen.set(key, { value, modRevision: res.revision });
+          return { output: { f: 'put' }, revision: res.revision };
+        },
+      };
     } else if (x - mix.delete < 0) {
-      input = { f: 'delete', key };
-      command = { type: 'deleteRange', key: kvKey(key) };
+      op = {
+        input: { f: 'delete', key },
+        call: async (kv) => {
+          const res = await kv.delete(key);
+          client.seen.set(key, { value: null, modRevision: 0 });
+          return { output: { f: 'delete', deleted: res.deleted > 0 }, revision: res.revision };
+        },
+      };
     } else {
       // CAS: against what this client last saw (so many succeed), or a guess.
+      client.writes++;
       const seen = client.seen.get(key);
-      const put = { type: 'put', key: kvKey(key), value: kvKey(value) } as const;
       let compare: Compare;
       let expected: string | null;
+      let modRevision: number | undefined;
       if (seen !== undefined && r.chance(0.5)) {
         // Compare the modRevision the client saw with the value (0: absent).
         modRevision = seen.modRevision;
@@ -225,168 +228,106 @@ export class KvWorkload {
             ? seen.value
             : r.chance(0.3)
               ? null
-              : `c${r.int(this.o.clients)}.${Math.max(1, client.writes - r.int(4))}`;
+              : `${r.pick(this.o.clients).id}.${Math.max(1, client.writes - r.int(4))}`;
         // A value compare on a missing key is false (etcd): absence is version 0.
         compare =
           expected === null
             ? { target: 'version', key: kvKey(key), op: '=', value: 0 }
             : { target: 'value', key: kvKey(key), op: '=', value: kvKey(expected) };
       }
-      input = { f: 'cas', key, expected, value };
-      command = { type: 'txn', compare: [compare], success: [put], failure: [] };
+      const put = { type: 'put', key: kvKey(key), value: kvKey(value) } as const;
+      op = {
+        input: { f: 'cas', key, expected, value },
+        ...(modRevision === undefined ? {} : { modRevision }),
+        call: async (kv) => {
+          const res = await kv.txn({ compare: [compare], success: [put] });
+          if (res.succeeded) client.seen.set(key, { value, modRevision: res.revision });
+          return { output: { f: 'cas', ok: res.succeeded }, revision: res.revision };
+        },
+      };
     }
-    let entry: KvEntry | undefined;
-    if (command !== undefined) {
-      if (session === undefined) throw new CheckFailure(`${client.name} writes without a session`);
-      client.writes++;
-      entry = { command, session: { clientId: session, seq: ++client.seq } };
-    }
-    const op: Op = {
-      handle: this.recorder.invoke(`${client.id}.${client.generation}`, input),
-      input,
-      invokeTime: sched.now(),
-      entry,
-      modRevision,
-      deadline: sched.now() + this.o.deadlineMs,
+    this.run(client, op);
+  }
+
+  private run(client: Client, op: Op): void {
+    const sched = this.o.scheduler;
+    const handle: OperationHandle = this.recorder.invoke(
+      `${client.id}.${client.generation}`,
+      op.input,
+    );
+    const invokeTime = sched.now();
+    const requestsBefore = client.node.requests;
+    const f = op.input.f;
+    const finished = (outcome: string): void => {
+      bump(this.o.counts, `op ${f} ${outcome}`);
+      const retries = client.node.requests - requestsBefore - 1;
+      if (retries > 0) bump(this.o.counts, `op ${f} retries`, retries);
+      this.later(client);
     };
-    this.attempt(client, op);
-  }
-
-  /** A serializable get: answered at once by any up node's replica, possibly stale. */
-  private serializableGet(key: string): void {
-    const up = this.o.nodes.filter((n) => n.up);
-    if (up.length === 0) return;
-    const node = this.o.random.pick(up);
-    const now = this.o.scheduler.now();
-    const answer = readAnswer(node.sm, key);
-    const { value, modRevision } = firstKv(answer);
-    const revision = answer.ok ? answer.result.revision : answer.revision;
-    bump(this.o.counts, 'op serializable get ok');
-    this.acks.push({
-      op: -1,
-      input: { f: 'get', key },
-      output: { f: 'get', value },
-      revision,
-      modRevision,
-      invokeTime: now,
-      completeTime: now,
-      linearizable: false,
-      node: node.id,
-    });
-  }
-
-  private later(client: Client): void {
-    this.o.scheduler.after(
-      this.o.random.intBetween(1, this.o.thinkMsMax),
-      `client ${client.id}`,
-      () => this.next(client),
+    op.call(client.node.kv).then(
+      (answer) =>
+        this.o.trap.guard(() => {
+          this.recorder.complete(handle, answer.output);
+          const modRevision = op.modRevision ?? answer.modRevision;
+          this.acks.push({
+            op: handle.id,
+            input: op.input,
+            output: answer.output,
+            revision: answer.revision,
+            ...(modRevision === undefined ? {} : { modRevision }),
+            invokeTime,
+            completeTime: sched.now(),
+            linearizable: true,
+            client: client.node.id,
+          });
+          finished('ok');
+        }),
+      (err: unknown) =>
+        this.o.trap.guard(() => {
+          if (!isCohortError(err)) throw err;
+          // A read changes nothing: whatever the error, it did not take effect.
+          if (err.definite || f === 'get') {
+            this.recorder.fail(handle);
+            finished('fail');
+          } else {
+            this.recorder.unknown(handle);
+            // A process with an operation of unknown outcome never issues another.
+            client.generation++;
+            finished('unknown');
+          }
+        }),
     );
   }
 
-  private attempt(client: Client, op: Op): void {
-    const o = this.o;
-    const entry = op.entry;
-    const request: Request = {
-      write: entry !== undefined,
-      deadline: op.deadline,
-      label: `op ${op.input.f}`,
-      send: (node, done) => {
-        if (entry !== undefined) node.proposeData(stamped(o, entry), done);
-        else node.query((sm) => readAnswer(sm, op.input.key), done);
-      },
-    };
-    sendWithRetries(o, client, request, (e) => {
-      if (e.outcome === 'ok') {
-        if (op.input.f === 'get' && this.deposed(e.node)) {
-          bump(this.o.counts, 'op get answered by a deposed leader');
-        }
-        this.complete(client, op, e.out, e.node.id, e.uncertain);
-      } else this.end(client, op, e.outcome);
-    });
-  }
-
-  /** True if `node` is not the leader of the highest term any node is in (it may not know yet). */
-  private deposed(node: KvSimNode): boolean {
-    const term = node.core?.status().term ?? 0;
-    return this.o.nodes.some((n) => (n.core?.status().term ?? 0) > term);
-  }
-
-  /** The first ok answer of any attempt: record it, learn from it, go on. */
-  private complete(client: Client, op: Op, out: KvApplied, node: string, uncertain: boolean): void {
-    if (isSessionExpired(out)) {
-      // This attempt was not applied; an earlier one may have been, before the session expired.
-      bump(this.o.counts, 'sessions expired');
-      client.clientId = undefined;
-      this.end(client, op, uncertain ? 'unknown' : 'fail');
-      return;
-    }
-    if (!out.ok) {
-      // The workload only sends valid commands; a refusal is a bug somewhere.
-      throw new CheckFailure(
-        `${node} refused ${describeInput(op.input)} of ${client.name} (session ${client.clientId ?? '-'}, seq ${op.entry?.session?.seq ?? '-'}): ` +
-          `${out.error.code}: ${out.error.message}`,
-      );
-    }
-    if (out.duplicate) bump(this.o.counts, 'session duplicate answers');
-    const input = op.input;
-    let output: KvOutput;
-    let modRevision: number | undefined = op.modRevision;
-    // The result's revision: for a retry answered from the session, the original's (out.revision
-    // is the store's revision now).
-    const revision = out.result.revision;
-    switch (input.f) {
-      case 'get': {
-        const kv = firstKv(out);
-        output = { f: 'get', value: kv.value };
-        modRevision = kv.modRevision;
-        client.seen.set(input.key, kv);
-        break;
-      }
-      case 'put':
-        output = { f: 'put' };
-        client.seen.set(input.key, { value: input.value, modRevision: revision });
-        break;
-      case 'delete': {
-        const deleted = out.result.type === 'deleteRange' ? out.result.deleted : -1;
-        output = { f: 'delete', deleted: deleted > 0 };
-        client.seen.set(input.key, { value: null, modRevision: 0 });
-        break;
-      }
-      case 'cas': {
-        const ok = (out.result as TxnResult).succeeded;
-        output = { f: 'cas', ok };
-        if (ok) client.seen.set(input.key, { value: input.value, modRevision: revision });
-        break;
-      }
-      case 'append':
-        throw new CheckFailure('the KV workload issues no append');
-    }
-    this.recorder.complete(op.handle, output);
-    bump(this.o.counts, `op ${input.f} ok`);
-    this.acks.push({
-      op: op.handle.id,
-      input,
-      output,
-      revision,
-      ...(modRevision === undefined ? {} : { modRevision }),
-      invokeTime: op.invokeTime,
-      completeTime: this.o.scheduler.now(),
-      linearizable: true,
-      node,
-    });
-    this.later(client);
-  }
-
-  private end(client: Client, op: Op, outcome: 'fail' | 'unknown'): void {
-    if (outcome === 'fail') this.recorder.fail(op.handle);
-    else {
-      this.recorder.unknown(op.handle);
-      // A process with an operation of unknown outcome never issues another (the session goes on).
-      client.generation++;
-    }
-    bump(this.o.counts, `op ${op.input.f} ${outcome}`);
-    client.hint = this.o.random.pick(this.o.nodes);
-    this.later(client);
+  /** A serializable get: answered by whichever node the client reaches, possibly stale. */
+  private serializableGet(client: Client, key: string): void {
+    const sched = this.o.scheduler;
+    const invokeTime = sched.now();
+    client.node.kv.range(key, { serializable: true }).then(
+      (res) =>
+        this.o.trap.guard(() => {
+          const { value, modRevision } = firstKv(res);
+          bump(this.o.counts, 'op serializable get ok');
+          this.acks.push({
+            op: -1,
+            input: { f: 'get', key },
+            output: { f: 'get', value },
+            revision: res.revision,
+            modRevision,
+            invokeTime,
+            completeTime: sched.now(),
+            linearizable: false,
+            client: client.node.id,
+          });
+          this.later(client);
+        }),
+      (err: unknown) =>
+        this.o.trap.guard(() => {
+          if (!isCohortError(err)) throw err;
+          bump(this.o.counts, 'op serializable get fail');
+          this.later(client);
+        }),
+    );
   }
 
   /** The end-of-run checks on the history (see the file header); throws CheckFailure. */
@@ -408,7 +349,7 @@ export class KvWorkload {
     const checks = this.o.checks;
     const fail = (why: string): never => {
       throw new CheckFailure(
-        `${a.linearizable ? '' : 'serializable '}${describeOutput(a)} answered by ${a.node} at ` +
+        `${a.linearizable ? '' : 'serializable '}${describeOutput(a)} answered to ${a.client} at ` +
           `revision ${a.revision} (op ${a.op}, ${a.invokeTime}..${a.completeTime} ms): ${why}`,
       );
     };
@@ -486,7 +427,7 @@ export class KvWorkload {
    * overwritten by a later revision; every replica's keys match the revision
    * log at its own revision.
    */
-  checkFinal(nodes: readonly KvSimNode[]): void {
+  checkFinal(nodes: readonly KvReplicaNode[]): void {
     const checks = this.o.checks;
     for (const a of this.acks) {
       const write =
@@ -505,7 +446,7 @@ export class KvWorkload {
       if (!n.up) continue;
       const kv = n.sm.kv;
       for (const key of this.keys) {
-        const have = firstKv(readAnswer(n.sm, key));
+        const have = firstKv(kv.read({ type: 'range', key: kvKey(key) }));
         const want = checks.stateAt(key, kv.revision);
         if ((want?.value ?? null) !== have.value || (want?.modRevision ?? 0) !== have.modRevision) {
           throw new CheckFailure(
@@ -516,19 +457,6 @@ export class KvWorkload {
       }
     }
   }
-}
-
-/** The single key a get returned: its value (null if absent) and modRevision (0 if absent). */
-function firstKv(out: KvApplied): { value: string | null; modRevision: number } {
-  if (!out.ok || out.result.type !== 'range') return { value: null, modRevision: 0 };
-  const kv = out.result.kvs[0];
-  return kv === undefined
-    ? { value: null, modRevision: 0 }
-    : { value: kvText(kv.value), modRevision: kv.modRevision };
-}
-
-function describeInput(input: KvInput): string {
-  return kvModel().describeOperation(input, undefined);
 }
 
 function describeOutput(a: Ack): string {

@@ -17,14 +17,13 @@
  * const initial = disk.durable;            // what the node restarts from
  * ```
  *
- * Why a model for most runs: the simulator's own shell is synchronous, and
- * FileStorage resolves through promises and event-loop turns (group commit),
- * which would force an async step per event on every seed; thousands of seeds
- * per CI run need the synchronous path. The write semantics are shared with
- * every Storage implementation ({@link planWrite}, {@link applyWrite}). The
- * real FileStorage on the simulated disk runs too, under the production shell
- * (`raft-production-file`, production-node.ts), where this model shadows what
- * the storage acknowledged ({@link RaftDisk.syncOldest}, {@link RaftDisk.reset}).
+ * Why a model for most runs: it is the Storage contract's semantics alone
+ * (the same {@link planWrite} and {@link applyWrite} every Storage uses), at
+ * a fraction of the cost of the real FileStorage (record encoding, segment
+ * files, group commit) that thousands of seeds per CI run would pay. The
+ * real FileStorage on the simulated disk runs too (`raft-file` and
+ * `kv-file`, storage.ts), where this model shadows what the storage
+ * acknowledged ({@link RaftDisk.syncOldest}, {@link RaftDisk.reset}).
  */
 import { assert } from '../../lib/assert.js';
 import type { Random } from '../../lib/random.js';

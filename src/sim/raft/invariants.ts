@@ -6,8 +6,8 @@
  *
  * ```ts
  * const inv = new RaftInvariants();
- * inv.observeNode(id, core);                 // after each event at node `id`
- * inv.onReady(id, core, rd);                 // entries handed out for persisting
+ * inv.observeNode(id, raftNode.inspect());   // after each event
+ * inv.onEntries(id, view, write.entries);    // entries handed to storage
  * inv.onApply(id, entry, sm.digest);         // each entry applied
  * inv.onSend(from, msg, disk);               // persist-before-send
  * // a violation throws CheckFailure with a precise message
@@ -34,8 +34,8 @@
  */
 import type { NodeId } from '../../lib/ids.js';
 import type { RaftMessage } from '../../raft/core/messages.js';
-import type { RaftCore, Ready } from '../../raft/core/raft-core.js';
-import type { Entry, SnapshotMeta } from '../../raft/core/types.js';
+import type { Entry } from '../../raft/core/types.js';
+import type { RaftNodeInspector } from '../../raft/raft-node.js';
 import type { PersistentState } from '../../raft/storage/storage.js';
 import { CheckFailure } from '../scenario.js';
 import type { RaftDisk } from './disk.js';
@@ -51,8 +51,13 @@ interface CommittedEntry {
 
 interface AppliedAt {
   readonly digest: number;
-  readonly term: number;
+  /** Term of the entry applied there (undefined: the index came from a snapshot). */
+  readonly term: number | undefined;
   readonly node: NodeId;
+}
+
+function what(term: number | undefined): string {
+  return term === undefined ? 'a snapshot' : `term ${term}`;
 }
 
 /** Which groups of checks run (all by default); tests turn some off to show others still catch a bug. */
@@ -114,8 +119,8 @@ export class RaftInvariants {
     return this.leaders;
   }
 
-  /** Checks one node after an event that touched it. */
-  observeNode(id: NodeId, core: RaftCore): void {
+  /** Checks one node after an event (through RaftNode.inspect(), or a core itself). */
+  observeNode(id: NodeId, core: RaftNodeInspector): void {
     this.counts.nodeChecks++;
     const s = core.status();
     // Election safety (Raft §5.2, Figure 3): at most one leader per term.
@@ -148,7 +153,7 @@ export class RaftInvariants {
   }
 
   /** A node (re)started from its durable state: its commit must not be below the durable one. */
-  onStart(id: NodeId, core: RaftCore, disk: RaftDisk): void {
+  onStart(id: NodeId, core: RaftNodeInspector, disk: RaftDisk): void {
     const s = core.status();
     const durableCommit = Math.min(disk.hardState.commit, disk.lastIndex());
     if (s.commit < durableCommit) {
@@ -159,12 +164,12 @@ export class RaftInvariants {
     this.observeNode(id, core);
   }
 
-  /** Log matching (Raft §5.3) on the entries a Ready hands out for persisting. */
-  onReady(id: NodeId, core: RaftCore, rd: Ready): void {
+  /** Log matching (Raft §5.3) on entries a node hands to its storage (before they are written). */
+  onEntries(id: NodeId, core: RaftNodeInspector, entries: readonly Entry[]): void {
     let prevTerm: number | undefined;
-    for (let k = 0; k < rd.entries.length; k++) {
-      const e = rd.entries[k] as Entry;
-      prevTerm = k === 0 ? core.termAt(e.index - 1) : (rd.entries[k - 1] as Entry).term;
+    for (let k = 0; k < entries.length; k++) {
+      const e = entries[k] as Entry;
+      prevTerm = k === 0 ? core.termAt(e.index - 1) : (entries[k - 1] as Entry).term;
       this.counts.logEntriesChecked++;
       const key = `${e.index}:${e.term}`;
       const known = this.logIds.get(key);
@@ -187,7 +192,7 @@ export class RaftInvariants {
     // A node never overwrites an index it knows committed with another entry. (A node that does
     // not know yet, e.g. a deposed leader, may hold other entries there until it is repaired.)
     const known = this.commitSeen.get(id) ?? 0;
-    for (const e of rd.entries) {
+    for (const e of entries) {
       if (e.index > known) break;
       const c = this.committed.get(e.index);
       if (c !== undefined && !sameEntry(c, e)) {
@@ -219,9 +224,9 @@ export class RaftInvariants {
     this.checkDigest(id, e.index, e.term, digest);
   }
 
-  /** A snapshot was restored into a replica's state machine. */
-  onRestore(id: NodeId, meta: SnapshotMeta, digest: number): void {
-    this.checkDigest(id, meta.index, meta.term, digest);
+  /** A snapshot holding entries up to `index` (digest `digest`) was restored into a replica's state machine. */
+  onRestore(id: NodeId, index: number, digest: number): void {
+    this.checkDigest(id, index, undefined, digest);
   }
 
   /** The durable state of `id` changed (a sync, or a crash that kept unsynced writes). */
@@ -292,7 +297,7 @@ export class RaftInvariants {
     }
   }
 
-  private checkDigest(id: NodeId, index: number, term: number, digest: number): void {
+  private checkDigest(id: NodeId, index: number, term: number | undefined, digest: number): void {
     const known = this.applied.get(index);
     if (known === undefined) {
       this.applied.set(index, { digest, term, node: id });
@@ -301,12 +306,18 @@ export class RaftInvariants {
     if (known.digest !== digest) {
       fail(
         `state machine safety: replicas differ after index ${index}: ${known.node} applied ` +
-          `term ${known.term} there, ${id} term ${term} (digests ${known.digest} vs ${digest})`,
+          `${what(known.term)} there, ${id} ${what(term)} (digests ${known.digest} vs ${digest})`,
       );
     }
   }
 
-  private recordCommitted(id: NodeId, core: RaftCore, lo: number, hi: number, term: number): void {
+  private recordCommitted(
+    id: NodeId,
+    core: RaftNodeInspector,
+    lo: number,
+    hi: number,
+    term: number,
+  ): void {
     if (lo > hi) return;
     for (const e of core.entries(lo, hi)) {
       const c = this.committed.get(e.index);
@@ -332,7 +343,7 @@ export class RaftInvariants {
 
   private checkLeaderCompleteness(
     id: NodeId,
-    core: RaftCore,
+    core: RaftNodeInspector,
     term: number,
     snapshotIndex: number,
     lastIndex: number,

@@ -22,8 +22,8 @@ import type { NodeId } from '../../lib/ids.js';
 import type { Random } from '../../lib/random.js';
 import { members } from '../../raft/core/config.js';
 import type { ConfigChange } from '../../raft/core/raft-core.js';
-import type { RaftMessage } from '../../raft/core/messages.js';
 import type { LinkFaults, SimNetwork } from '../network.js';
+import type { SimWire } from '../wire.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Trace } from '../trace.js';
 import type { SimRaftNode, SimRaftNodeBase } from './node.js';
@@ -72,7 +72,7 @@ export function drawNemesisWeights(random: Random, churn = false): Record<Nemesi
 
 /** Options for {@link RaftNemesis}. */
 export interface RaftNemesisOptions<N extends SimRaftNodeBase = SimRaftNode> {
-  readonly network: SimNetwork<RaftMessage>;
+  readonly network: SimNetwork<SimWire>;
   readonly scheduler: Scheduler;
   readonly random: Random;
   readonly trace: Trace;
@@ -127,7 +127,7 @@ export class RaftNemesis<N extends SimRaftNodeBase = SimRaftNode> {
     let best: N | undefined;
     let bestTerm = -1;
     for (const n of this.o.nodes) {
-      const s = n.core?.status();
+      const s = n.status();
       if (s !== undefined && s.role === 'leader' && s.term > bestTerm) {
         best = n;
         bestTerm = s.term;
@@ -324,7 +324,7 @@ export class RaftNemesis<N extends SimRaftNodeBase = SimRaftNode> {
         break;
       case 'transfer': {
         const l = this.leader();
-        const s = l?.core?.status();
+        const s = l?.status();
         if (l === undefined || s === undefined) {
           done = false;
           break;
@@ -344,10 +344,15 @@ export class RaftNemesis<N extends SimRaftNodeBase = SimRaftNode> {
     bump(this.o.counts, done ? `nemesis ${kind}` : `nemesis ${kind} (nothing to do)`);
   }
 
-  /** One single-server change proposed to the leader (dissertation §4.1). */
+  /**
+   * One single-server change proposed to the leader (dissertation §4.1). The
+   * outcome arrives later (RaftNode answers when the change is applied or
+   * refused); a change refused because another is pending or the learner
+   * lags is tried again a little later.
+   */
   private changeMembership(retries: number, wanted?: ConfigChange): boolean {
     const l = this.leader();
-    const s = l?.core?.status();
+    const s = l?.status();
     const retry = (): boolean => {
       // No leader, or one still busy with the previous change: try again a little later.
       if (retries > 0) {
@@ -390,25 +395,23 @@ export class RaftNemesis<N extends SimRaftNodeBase = SimRaftNode> {
       !options.some((o) => o.type === wanted.type && o.node === wanted.node)
     )
       return false;
-    const result = l.changeConfig(change);
-    const outcome =
-      result === undefined
-        ? l.up
-          ? 'requested' // the production shell answers later (counted when it settles)
-          : 'down'
-        : result.kind === 'accepted'
-          ? 'accepted'
-          : result.reason;
-    this.note('membership', { leader: l.id, ...change, outcome });
-    bump(this.o.counts, `membership ${change.type} ${outcome}`);
-    if (outcome === 'CONFIG_CHANGE_PENDING' || outcome === 'LEARNER_NOT_CAUGHT_UP') return retry();
-    if (outcome === 'accepted' && change.type === 'addLearner' && r.chance(0.7)) {
-      // Dissertation §4.2.1: a new server catches up as a learner, then is promoted.
-      const promote: ConfigChange = { type: 'promoteLearner', node: change.node };
-      this.o.scheduler.after(r.intBetween(10, 100), 'nemesis promote', () => {
-        if (!this.healed) this.changeMembership(10, promote);
-      });
-    }
-    return outcome === 'accepted' || outcome === 'requested';
+    this.note('membership', { leader: l.id, ...change });
+    l.changeConfig(change, (outcome) => {
+      this.note('membership done', { leader: l.id, ...change, outcome });
+      bump(this.o.counts, `membership ${change.type} ${outcome}`);
+      if (this.healed) return;
+      if (outcome === 'CONFIG_CHANGE_PENDING' || outcome === 'LEARNER_NOT_CAUGHT_UP') {
+        retry();
+        return;
+      }
+      if (outcome === 'applied' && change.type === 'addLearner' && r.chance(0.7)) {
+        // Dissertation §4.2.1: a new server catches up as a learner, then is promoted.
+        const promote: ConfigChange = { type: 'promoteLearner', node: change.node };
+        this.o.scheduler.after(r.intBetween(10, 100), 'nemesis promote', () => {
+          if (!this.healed) this.changeMembership(10, promote);
+        });
+      }
+    });
+    return true;
   }
 }

@@ -1,34 +1,60 @@
 /**
- * The simulated Raft node: the shell around one {@link RaftCore}, plugged into
- * the {@link SimNetwork} as a {@link SimNode}. It turns network ticks into
- * `tick()` (fewer of them while the node is "slow"), received messages into
- * `step()`, and performs each `Ready` in the documented order: write to its
- * {@link RaftDisk}, wait a sampled disk delay for the sync, then send, restore
- * or apply, serve reads, `advance()`. A crash drops the core, the state
- * machine and the unsynced writes; a restart rebuilds from the durable state.
+ * A simulated Raft node: the production {@link RaftNode} shell, one per
+ * incarnation, plugged into the {@link SimNetwork} as a {@link SimNode}. What
+ * RaftNode takes from the outside is the simulator's: its transport is the
+ * simulated network ({@link SimTransport}), its storage the crash-semantics
+ * disk with sampled sync delays ({@link simStorage}: the {@link RaftDisk}
+ * model, or the real FileStorage on a {@link SimDisk}), its clock virtual time
+ * (stretched while the node is slow), and its Ready loop runs as events of the
+ * virtual-time scheduler (RaftNode's `schedule` option). A crash abandons the
+ * incarnation (its timers and events die with it, its unsynced writes are
+ * kept, torn or lost); a restart starts a new RaftNode from what is durable.
  *
  * ```ts
- * const node = new RaftSimNode({ id, bootstrap, raft: { electionTicks: 10 }, random, invariants,
- *   diskDelayMs: { minMs: 0, maxMs: 5 }, snapshotEvery: 20 });
- * net.addNode(id, node, { tickMs: 10 });
- * node.propose(command, (outcome, output) => ...);   // a client write
- * node.read('k', (outcome, output) => ...);          // a ReadIndex read
+ * const node = new RaftScenarioNode({ id, bootstrap, raft: { electionTicks: 10 }, random, invariants,
+ *   diskDelayMs: { minMs: 0, maxMs: 5 }, snapshotEvery: 20, tickMs: 10, storage: 'model', ... });
+ * net.addNode(id, node);                         // RaftNode ticks on its own (virtual) clock
+ * node.propose(command, (outcome, output) => ...);   // a client write through RaftNode.propose
+ * node.read('k', (outcome, output) => ...);          // a ReadIndex read through RaftNode.read
+ * // after every scheduler event (and the promise callbacks it started): node.check()
  * ```
+ *
+ * RaftNode answers through promises, so the scenario lets the promise
+ * callbacks an event started run before the next event (src/sim/drive.ts);
+ * with every timer and deferred step on the scheduler, that interleaving is
+ * deterministic and a seed replays. The checkers read the node through
+ * {@link RaftNode.inspect} (a read-only view of the core). Checks that run
+ * inside RaftNode's callbacks (a state machine's apply, a send, a finished
+ * save) report through the scenario's {@link FailureTrap}.
+ *
+ * TEST-ONLY bug switches live where the bug would be: the core's (RaftNode's
+ * `bugs`), reads served locally without ReadIndex (`unsafeLocalReads`: the
+ * serializable path), and a storage that acknowledges saves before they are
+ * durable (`sendBeforePersist`: the shell then sends and applies too early).
  */
+import { isCohortError } from '../../lib/errors.js';
+import type { Clock, TimerHandle } from '../../lib/clock.js';
 import type { NodeId } from '../../lib/ids.js';
 import type { Random } from '../../lib/random.js';
-import { RaftCore } from '../../raft/core/raft-core.js';
-import type { RaftOptions, Ready, ProposeResult, ConfigChange } from '../../raft/core/raft-core.js';
 import type { RaftMessage } from '../../raft/core/messages.js';
-import type { ClusterConfig, Entry, HardState, Snapshot } from '../../raft/core/types.js';
-import type { StorageWrite } from '../../raft/storage/storage.js';
+import type { RpcWireMessage } from '../../rpc/messages.js';
+import type { ConfigChange, RaftBugs, RaftStatus } from '../../raft/core/raft-core.js';
+import type { ClusterConfig } from '../../raft/core/types.js';
+import { RaftNode } from '../../raft/raft-node.js';
+import type { RaftNodeCoreOptions, RaftNodeInspector } from '../../raft/raft-node.js';
 import type { KvOutput } from '../checkers/models.js';
+import { SimDisk } from '../disk.js';
 import type { NodeContext, SimNode } from '../network.js';
 import { CheckFailure } from '../scenario.js';
+import type { FailureTrap } from '../scenario.js';
+import { SimTransport } from '../transport.js';
+import { isRpcMessage } from '../wire.js';
+import type { SimWire } from '../wire.js';
 import { RaftDisk } from './disk.js';
 import type { RaftInvariants } from './invariants.js';
-import { KvStateMachine, encodeCommand } from './state-machine.js';
-import type { KvCommand } from './state-machine.js';
+import { MapMachine, encodeCommand } from './state-machine.js';
+import type { KvCommand, SimStateMachine, SimStateMachineFactory } from './state-machine.js';
+import { silentLogger, simStorage } from './storage.js';
 
 /** How a client request ended at the node (see the history recorder's outcomes). */
 export type RequestOutcome = 'ok' | 'fail' | 'unknown';
@@ -39,79 +65,65 @@ export type RequestCallbackOf<Out> = (outcome: RequestOutcome, output?: Out) => 
 /** Receives the end of a client request of the Raft scenario's workload. `output` is set for `ok`. */
 export type RequestCallback = RequestCallbackOf<KvOutput>;
 
-/**
- * A replicated state machine the simulator's shell drives: it applies every
- * entry of the log in order (noop and configuration entries too, so its digest
- * covers the whole log), keeps a digest of entries 1..index for the state
- * machine safety check, and serialises itself for snapshots (the digest and
- * index included, so a restored replica is checked like one that applied).
- */
-export interface SimStateMachine<Out> {
-  /** Index of the last entry applied (or of the snapshot restored). */
-  readonly index: number;
-  /** Digest of every entry applied so far (see state-machine.ts, digestStep). */
-  readonly digest: number;
-  /** Applies the next entry; returns the answer for its proposer (normal entries). */
-  apply(e: Entry): Out | undefined;
-  /** The state as bytes for a Raft snapshot (§7). */
-  snapshot(): Uint8Array;
-}
-
-/** How a shell makes its state machine: empty at first boot, or from a snapshot's bytes. */
-export interface SimStateMachineFactory<SM> {
-  empty(): SM;
-  restore(data: Uint8Array): SM;
-}
-
-/**
- * What the nemesis and the liveness check need from a simulated node,
- * whichever shell runs it and whatever its state machine.
- */
-export interface SimRaftNodeBase extends SimNode<RaftMessage> {
+/** What the nemesis, the workloads and the liveness check need from a simulated node. */
+export interface SimRaftNodeBase extends SimNode<SimWire> {
   readonly id: NodeId;
   readonly disk: RaftDisk;
-  /** The running core, or undefined while the node is down. */
-  readonly core: RaftCore | undefined;
-  /** The state machine: `index` is the last entry applied. */
-  readonly sm: { readonly index: number };
+  /** True once this incarnation's RaftNode has started (and until a crash). */
   readonly up: boolean;
-  /** Slow node: ticks come this many times less often. */
+  /** The running node's core (read-only), or undefined while down or starting. */
+  readonly inspector: RaftNodeInspector | undefined;
+  /** The running node's core status, or undefined while down or starting. */
+  status(): RaftStatus | undefined;
+  /** Slow node: its ticks come this many times less often. */
   slowEvery: number;
   /** Slow disk: syncs take this many times longer. */
   diskSlowdown: number;
   /** Armed by the nemesis: crash when the node next writes entries, before the sync. */
   crashOnWrite: (() => void) | undefined;
-  /** A membership change through this node's core; the result, or undefined if not known yet. */
-  changeConfig(change: ConfigChange): ProposeResult | undefined;
+  /**
+   * A membership change through this node's RaftNode; `done` hears how it
+   * ended: `applied`, the refusal's reason (`CONFIG_CHANGE_PENDING`,
+   * `LEARNER_NOT_CAUGHT_UP`, `NOT_LEADER`, ...), or `down`. Not called if the
+   * node crashes first.
+   */
+  changeConfig(change: ConfigChange, done: (outcome: string) => void): void;
+  /** Starts a leadership transfer (the outcome is counted); false if the node is down. */
   transfer(to: NodeId): boolean;
-  /** Runs the invariants on this node. */
+  /** Runs the invariants on this node if an event touched it since the last check. */
   check(): void;
 }
 
-/**
- * What the Raft scenario's workload needs besides: its puts, compare-and-sets
- * and reads, on the simulator's {@link RaftSimNode} or the production RaftNode
- * (production-node.ts).
- */
+/** What the Raft scenario's workload needs besides: its puts, compare-and-sets and reads. */
 export interface SimRaftNode extends SimRaftNodeBase {
   propose(command: KvCommand, done: RequestCallback): void;
   read(key: string, done: RequestCallback): void;
 }
 
-/** Options for {@link RaftSimNode}. */
-export interface RaftSimNodeOptions {
+/** Options of a {@link RaftNodeHost}. */
+export interface SimRaftNodeOptions {
   readonly id: NodeId;
-  /** Initial configuration (the same for all initial voters; empty for spare nodes). */
+  /** Initial configuration (the same for all initial voters; empty for spare nodes, which join). */
   readonly bootstrap: ClusterConfig;
-  /** Core options other than id and random. */
-  readonly raft: Omit<RaftOptions, 'id' | 'random'>;
-  /** The node's own stream: disk delays and crash damage. */
+  /** Core options (drawn by the scenario). */
+  readonly raft: RaftNodeCoreOptions;
+  /** TEST-ONLY: deliberate core bugs (RaftNode's `bugs`). */
+  readonly bugs?: RaftBugs;
+  /** The node's own stream: start phase, disk delays and crash damage. */
   readonly random: Random;
   readonly invariants: RaftInvariants;
+  /** Where checks run from the shell's callbacks report (the scenario's). */
+  readonly trap: FailureTrap;
   /** Time from write to sync, uniform in [minMs, maxMs]. */
   readonly diskDelayMs: { readonly minMs: number; readonly maxMs: number };
   /** Compact the log once this many entries were applied since the last snapshot; 0: never. */
   readonly snapshotEvery: number;
+  /** Virtual milliseconds per Raft tick. */
+  readonly tickMs: number;
+  /** `model`: the RaftDisk model; `file`: the real FileStorage on a SimDisk (see storage.ts). */
+  readonly storage: 'model' | 'file';
+  /** A leader sends while its own write is in flight (dissertation §10.2.1; RaftNode's option). */
+  readonly leaderSendsBeforePersist: boolean;
   /** Scenario counters. */
   readonly counts: Record<string, number>;
   /**
@@ -119,28 +131,8 @@ export interface RaftSimNodeOptions {
    * without ReadIndex — stale reads the linearizability check must catch.
    */
   readonly unsafeLocalReads?: boolean;
-  /** TEST-ONLY shell bug: send a Ready's messages as soon as its write is issued, before the sync. */
+  /** TEST-ONLY storage bug: acknowledge saves before they are durable (storage.ts, `ackBeforeSync`). */
   readonly sendBeforePersist?: boolean;
-  /**
-   * A leader whose term and vote did not change sends its messages while its own write is in
-   * flight (dissertation §10.2.1; the production shell does this too). Safe because the core
-   * counts the leader's own copy toward commitment only after advance().
-   */
-  readonly leaderSendsBeforePersist?: boolean;
-}
-
-interface PendingProposal<Out> {
-  readonly term: number;
-  readonly done: RequestCallbackOf<Out>;
-}
-
-interface PendingRead<SM, Out> {
-  readonly query: (sm: SM) => Out;
-  readonly done: RequestCallbackOf<Out>;
-}
-
-interface WaitingRead<SM, Out> extends PendingRead<SM, Out> {
-  readonly index: number;
 }
 
 function bump(counts: Record<string, number>, key: string, by = 1): void {
@@ -148,355 +140,315 @@ function bump(counts: Record<string, number>, key: string, by = 1): void {
 }
 
 /**
- * One simulated Raft node over any {@link SimStateMachine} (see the file
- * header): the Raft scenario's {@link RaftSimNode} and the KV scenario's
- * nodes (src/sim/kv) are both this shell.
+ * Hosts the production RaftNode of one simulated node over any
+ * {@link SimStateMachine} (see the file header): the Raft scenario's
+ * {@link RaftScenarioNode} and the KV scenario's nodes are this host.
  */
-export class RaftSimNodeOf<SM extends SimStateMachine<Out>, Out> implements SimRaftNodeBase {
+export class RaftNodeHost<SM extends SimStateMachine<Out>, Out> implements SimRaftNodeBase {
   readonly id: NodeId;
-  /** Durable storage; survives crashes (minus unsynced writes). */
+  /** Durable storage (the model, or the shadow of the files); survives crashes minus unsynced writes. */
   readonly disk: RaftDisk;
-  /** The running core, or undefined while the node is down. */
-  core: RaftCore | undefined;
-  /** The state machine of the running incarnation. */
-  sm: SM;
-  /** Tick the core only on every `slowEvery`-th network tick (1: normal speed). */
   slowEvery = 1;
-  /** Multiplies disk delays (1: normal). */
   diskSlowdown = 1;
-  /** Set by the nemesis: called (once) when the node next issues a write of log entries, before it syncs. */
   crashOnWrite: (() => void) | undefined;
-  private ctx: NodeContext<RaftMessage> | undefined;
-  private outstanding: Ready | undefined;
-  private ticks = 0;
-  private readonly proposals = new Map<number, PendingProposal<Out>>();
-  private readonly reads = new Map<number, PendingRead<SM, Out>>();
-  private waitingReads: WaitingRead<SM, Out>[] = [];
-  private nextReadCtx = 1;
+  /** The state machine of the current (or last) incarnation. */
+  sm: SM;
+  private node: RaftNode<SM> | undefined;
+  private ctx: NodeContext<SimWire> | undefined;
+  private transport: SimTransport<RaftMessage> | undefined;
+  /** True between an incarnation's start and the moment its RaftNode is running. */
+  private starting = false;
+  private readonly waiting = new Set<RequestCallbackOf<Out>>();
+  /** An event of this node ran since the last check (a node's state changes only in its own events). */
+  private touched = false;
+  /** The simulated disk under FileStorage (storage: 'file'). */
+  private readonly simDisk: SimDisk | undefined;
 
   constructor(
-    private readonly options: RaftSimNodeOptions,
+    protected readonly options: SimRaftNodeOptions,
     private readonly machines: SimStateMachineFactory<SM>,
   ) {
     this.id = options.id;
-    this.sm = machines.empty();
     this.disk = new RaftDisk((before, after) =>
-      options.invariants.onDurable(this.id, before, after),
+      options.trap.guard(() => options.invariants.onDurable(this.id, before, after)),
     );
+    this.sm = this.newMachine();
+    this.simDisk =
+      options.storage === 'file' ? new SimDisk(options.random.fork('simdisk')) : undefined;
+  }
+
+  get up(): boolean {
+    return this.node !== undefined;
+  }
+
+  get inspector(): RaftNodeInspector | undefined {
+    return this.node?.inspect();
+  }
+
+  status(): RaftStatus | undefined {
+    return this.node?.inspect().status();
   }
 
   // ---- SimNode -------------------------------------------------------------
 
-  onStart(ctx: NodeContext<RaftMessage>): void {
+  onStart(ctx: NodeContext<SimWire>): void {
+    // A random phase, so the first ticks of the nodes started together do not coincide.
+    ctx.setTimer(this.options.random.int(this.options.tickMs), () => this.boot(ctx));
+  }
+
+  onRestart(ctx: NodeContext<SimWire>): void {
     this.boot(ctx);
   }
 
-  onRestart(ctx: NodeContext<RaftMessage>): void {
-    this.boot(ctx);
-  }
-
-  onMessage(_from: NodeId, message: RaftMessage): void {
-    const core = this.core;
-    if (core === undefined) return;
-    core.step(message);
-    this.pump();
-    this.check();
-  }
-
-  onTick(): void {
-    const core = this.core;
-    if (core === undefined) return;
-    this.ticks++;
-    if (this.ticks % this.slowEvery !== 0) return;
-    core.tick();
-    this.pump();
-    this.check();
+  onMessage(from: NodeId, message: SimWire): void {
+    this.touched = true;
+    if (isRpcMessage(message)) this.receiveRpc(from, message);
+    else this.transport?.deliver(from, message);
   }
 
   onCrash(): void {
-    const report = this.disk.crash(this.options.random);
     const c = this.options.counts;
-    bump(c, 'disk writes kept at crash', report.kept);
-    bump(c, 'disk writes torn at crash', report.torn);
-    bump(c, 'disk writes lost at crash', report.lost);
-    this.core = undefined;
+    if (this.simDisk !== undefined) {
+      // The real files lose what was not synced; recovery at restart tells what survived.
+      const r = this.simDisk.crash();
+      bump(c, 'disk ops lost at crash', r.droppedOps);
+      bump(c, 'disk writes torn at crash', r.tornWrites);
+    } else {
+      const report = this.disk.crash(this.options.random);
+      bump(c, 'disk writes kept at crash', report.kept);
+      bump(c, 'disk writes torn at crash', report.torn);
+      bump(c, 'disk writes lost at crash', report.lost);
+    }
+    // The old RaftNode is abandoned: its timers and events died with the incarnation.
+    this.node = undefined;
     this.ctx = undefined;
-    this.outstanding = undefined;
+    this.transport = undefined;
+    this.starting = false;
     this.slowEvery = 1;
     this.diskSlowdown = 1;
     this.crashOnWrite = undefined;
+    this.stopped();
     // Whatever was in flight may or may not take effect: unknown to its client.
-    const proposals = [...this.proposals.values()];
-    const reads = [...this.reads.values(), ...this.waitingReads];
-    this.proposals.clear();
-    this.reads.clear();
-    this.waitingReads = [];
-    for (const p of proposals) p.done('unknown');
-    for (const r of reads) r.done('unknown');
+    const waiting = [...this.waiting];
+    this.waiting.clear();
+    for (const done of waiting) done('unknown');
+  }
+
+  /** Runs the invariants on this node's core, if an event touched it since the last check. */
+  check(): void {
+    if (!this.touched) return;
+    this.touched = false;
+    const view = this.node?.inspect();
+    if (view !== undefined) this.options.invariants.observeNode(this.id, view);
   }
 
   // ---- clients and operators -------------------------------------------------
 
-  /** True while the node runs. */
-  get up(): boolean {
-    return this.core !== undefined;
-  }
-
-  /**
-   * Proposes an entry's data; `done` is called with the state machine's answer when the entry
-   * is applied here (ok), when it is known lost (fail), or when that cannot be known (unknown).
-   */
+  /** A client write through RaftNode.propose; definite errors are `fail`, the rest `unknown`. */
   proposeData(data: Uint8Array, done: RequestCallbackOf<Out>): void {
-    const core = this.core;
-    if (core === undefined) {
+    const node = this.node;
+    if (node === undefined) {
       done('fail');
       return;
     }
-    const r = core.propose(data);
-    this.onProposed(r, done);
-    this.pump();
-    this.check();
+    this.track(node.propose(data), done);
   }
+
+  /** A linearizable read through RaftNode.read (ReadIndex): `done` gets `query(sm)`. */
+  query(query: (sm: SM) => Out, done: RequestCallbackOf<Out>): void {
+    const node = this.node;
+    if (node === undefined) {
+      done('fail');
+      return;
+    }
+    const unsafe = this.options.unsafeLocalReads === true;
+    this.track(node.read(query, unsafe ? { consistency: 'serializable' } : {}), done);
+  }
+
+  changeConfig(change: ConfigChange, done: (outcome: string) => void): void {
+    const node = this.node;
+    if (node === undefined) {
+      done('down');
+      return;
+    }
+    const p =
+      change.type === 'addLearner'
+        ? node.addLearner(change.node)
+        : change.type === 'promoteLearner'
+          ? node.promoteLearner(change.node)
+          : node.removeNode(change.node);
+    const trap = this.options.trap;
+    p.then(
+      () => trap.guard(() => done('applied')),
+      (err: unknown) => {
+        const reason = isCohortError(err) ? err.details['reason'] : undefined;
+        const outcome =
+          typeof reason === 'string' ? reason : isCohortError(err) ? err.code : String(err);
+        trap.guard(() => done(outcome));
+      },
+    );
+  }
+
+  transfer(to: NodeId): boolean {
+    const node = this.node;
+    if (node === undefined) return false;
+    node.transferLeadership(to).then(
+      () => bump(this.options.counts, 'transfer done'),
+      () => bump(this.options.counts, 'transfer refused or timed out'),
+    );
+    return true;
+  }
+
+  // ---- for subclasses ------------------------------------------------------------
 
   /**
-   * A linearizable read through ReadIndex (dissertation §6.4): once the state machine has
-   * applied the read index the leader confirmed, `done` gets `query(sm)`.
+   * Called when an incarnation's RaftNode is running (a subclass starts what it serves on it);
+   * `clock` is the incarnation's virtual time, whose timers mark the node touched.
    */
-  query(query: (sm: SM) => Out, done: RequestCallbackOf<Out>): void {
-    const core = this.core;
-    if (core === undefined) {
-      done('fail');
-      return;
-    }
-    if (this.options.unsafeLocalReads === true) {
-      done('ok', query(this.sm));
-      return;
-    }
-    const ctx = this.nextReadCtx++;
-    const r = core.readIndex(ctx);
-    if (r.kind === 'rejected') {
-      done('fail');
-      return;
-    }
-    this.reads.set(ctx, { query, done });
-    this.pump();
-    this.check();
+  protected started(_node: RaftNode<SM>, _ctx: NodeContext<SimWire>, _clock: Clock): void {}
+
+  /** An RPC message arrived (a subclass serving RPC takes it; dropped here). */
+  protected receiveRpc(_from: NodeId, _message: RpcWireMessage): void {}
+
+  /** Called when the node crashed (a subclass drops what it served). */
+  protected stopped(): void {}
+
+  // ---- the incarnation ---------------------------------------------------------
+
+  private newMachine(): SM {
+    const o = this.options;
+    return this.machines({
+      applied: (e, digest) => {
+        o.trap.guard(() => o.invariants.onApply(this.id, e, digest, this.disk));
+        bump(o.counts, 'entries applied');
+      },
+      restored: (index, digest) => {
+        o.trap.guard(() => o.invariants.onRestore(this.id, index, digest));
+        bump(o.counts, this.starting ? 'snapshots loaded at start' : 'snapshots restored');
+      },
+      snapshotTaken: () => bump(o.counts, 'snapshots taken'),
+      check: (fn) => void o.trap.guard(fn),
+    });
   }
 
-  /** Proposes a membership change (leader only); returns the core's answer. */
-  changeConfig(change: ConfigChange): ProposeResult | undefined {
-    const core = this.core;
-    if (core === undefined) return undefined;
-    const r = core.proposeConfigChange(change);
-    this.pump();
-    this.check();
-    return r;
-  }
-
-  /** Asks the leader to hand leadership to `to`; returns whether it was accepted. */
-  transfer(to: NodeId): boolean {
-    const core = this.core;
-    if (core === undefined) return false;
-    const r = core.transferLeadership(to);
-    this.pump();
-    this.check();
-    return r.kind === 'accepted';
-  }
-
-  /** Runs the invariants on this node (after an event that touched it). */
-  check(): void {
-    if (this.core !== undefined) this.options.invariants.observeNode(this.id, this.core);
-  }
-
-  // ---- the Ready loop ----------------------------------------------------------
-
-  private boot(ctx: NodeContext<RaftMessage>): void {
-    this.ctx = ctx;
-    this.ticks = 0;
-    const durable = this.disk.durable;
-    this.core = new RaftCore(
-      { ...this.options.raft, id: this.id, random: ctx.random.fork('raft') },
-      durable,
-      this.options.bootstrap,
+  private track(p: Promise<unknown>, done: RequestCallbackOf<Out>): void {
+    const trap = this.options.trap;
+    this.waiting.add(done);
+    p.then(
+      (out) => {
+        if (this.waiting.delete(done)) trap.guard(() => done('ok', out as Out));
+      },
+      (err: unknown) => {
+        const outcome = isCohortError(err) && err.definite ? 'fail' : 'unknown';
+        if (this.waiting.delete(done)) trap.guard(() => done(outcome));
+      },
     );
-    if (durable.snapshot !== null) {
-      this.sm = this.machines.restore(durable.snapshot.data);
-      this.options.invariants.onRestore(this.id, durable.snapshot.meta, this.sm.digest);
-    } else {
-      this.sm = this.machines.empty();
-    }
-    this.options.invariants.onStart(this.id, this.core, this.disk);
-    this.pump();
-    this.check();
   }
 
-  private onProposed(r: ProposeResult, done: RequestCallbackOf<Out>): void {
-    if (r.kind === 'rejected') {
-      done('fail');
-      return;
-    }
-    const before = this.proposals.get(r.index);
-    // An older proposal at this index was cut from our log; it might still commit elsewhere.
-    if (before !== undefined) before.done('unknown');
-    this.proposals.set(r.index, { term: r.term, done });
-  }
-
-  /** Takes Ready batches while the core has them and no write is waiting for its sync. */
-  private pump(): void {
-    for (;;) {
-      const core = this.core;
-      const ctx = this.ctx;
-      if (core === undefined || ctx === undefined || this.outstanding !== undefined) return;
-      if (!core.hasReady()) return;
-      const rd = core.ready();
-      if (rd.softState !== undefined) {
-        ctx.note('role', { role: rd.softState.role, leader: rd.softState.leader });
-      }
-      this.options.invariants.onReady(this.id, core, rd);
-      const write = writeOf(rd);
-      if (write === undefined) {
-        this.finish(rd);
-        continue;
-      }
-      try {
-        this.disk.write(write);
-      } catch (err) {
-        throw new CheckFailure(
-          `${this.id}: the core handed out an invalid storage write: ${(err as Error).message}`,
-        );
-      }
-      this.outstanding = rd;
-      const crash = this.crashOnWrite;
-      if (crash !== undefined && write.entries !== undefined) {
-        // Scheduled before the sync below, so it runs first even with a zero disk delay.
-        this.crashOnWrite = undefined;
-        ctx.setTimer(0, crash);
-      }
-      const { minMs, maxMs } = this.options.diskDelayMs;
-      const delay = this.options.random.intBetween(minMs, maxMs) * this.diskSlowdown;
-      const early =
-        this.options.sendBeforePersist === true ||
-        (this.options.leaderSendsBeforePersist === true &&
-          core.status().role === 'leader' &&
-          (rd.hardState === undefined ||
-            (rd.hardState.term === this.disk.hardState.term &&
-              rd.hardState.vote === this.disk.hardState.vote)));
-      if (early) for (const m of rd.messages) ctx.send(m.to, m);
-      ctx.setTimer(delay, () => {
-        // Raft Figure 2: what the Ready promises is durable before any of its messages leave.
-        this.disk.sync();
-        this.outstanding = undefined;
-        this.finish(rd, early);
-        this.pump();
-        this.check();
+  private boot(ctx: NodeContext<SimWire>): void {
+    if (!ctx.alive()) return;
+    const o = this.options;
+    this.ctx = ctx;
+    this.starting = true;
+    this.sm = this.newMachine();
+    const transport = new SimTransport<RaftMessage>(o.id, (to, m) => ctx.send(to, m));
+    this.transport = transport;
+    // Every timer and deferred step of this incarnation marks the node touched when it runs.
+    const timer = (delayMs: number, fn: () => void): TimerHandle =>
+      ctx.setTimer(delayMs, () => {
+        this.touched = true;
+        fn();
       });
-      return;
-    }
-  }
-
-  /** Steps 2-5 of the Ready contract, once step 1 (persist) is durable. */
-  private finish(rd: Ready, sent = false): void {
-    const core = this.core;
-    const ctx = this.ctx;
-    if (core === undefined || ctx === undefined) return;
-    if (!sent) for (const m of rd.messages) ctx.send(m.to, m);
-    if (rd.snapshot?.restore === true) {
-      const meta = rd.snapshot.snapshot.meta;
-      this.sm = this.machines.restore(rd.snapshot.snapshot.data);
-      if (this.sm.index !== meta.index) {
-        throw new CheckFailure(
-          `${this.id}: snapshot ${meta.index} holds a state machine at index ${this.sm.index}`,
-        );
-      }
-      this.options.invariants.onRestore(this.id, meta, this.sm.digest);
-      bump(this.options.counts, 'snapshots restored');
-      for (const [index, p] of [...this.proposals]) {
-        if (index <= meta.index) {
-          this.proposals.delete(index);
-          p.done('unknown');
-        }
-      }
-    }
-    for (const e of rd.committedEntries) this.apply(e);
-    for (const rs of rd.readStates) {
-      const r = this.reads.get(Number(rs.ctx));
-      if (r === undefined) continue;
-      this.reads.delete(Number(rs.ctx));
-      if (rs.ok) this.waitingReads.push({ index: rs.index, query: r.query, done: r.done });
-      else r.done('fail');
-    }
-    this.serveReads();
-    core.advance(rd);
-    this.maybeCompact(core);
-  }
-
-  private apply(e: Entry): void {
-    if (e.index !== this.sm.index + 1) {
-      throw new CheckFailure(
-        `${this.id}: applies entry ${e.index} after ${this.sm.index} (not in order)`,
-      );
-    }
-    const out = this.sm.apply(e);
-    this.options.invariants.onApply(this.id, e, this.sm.digest, this.disk);
-    bump(this.options.counts, 'entries applied');
-    const p = this.proposals.get(e.index);
-    if (p === undefined) return;
-    this.proposals.delete(e.index);
-    // Our entry is committed iff the entry applied at its index has its term.
-    if (p.term === e.term) p.done('ok', out);
-    else p.done('fail');
-  }
-
-  private serveReads(): void {
-    if (this.waitingReads.length === 0) return;
-    const still: WaitingRead<SM, Out>[] = [];
-    for (const r of this.waitingReads) {
-      if (this.sm.index >= r.index) r.done('ok', r.query(this.sm));
-      else still.push(r);
-    }
-    this.waitingReads = still;
-  }
-
-  private maybeCompact(core: RaftCore): void {
-    const every = this.options.snapshotEvery;
-    if (every <= 0) return;
-    const snapIndex = core.status().snapshotIndex;
-    if (this.sm.index - snapIndex < every) return;
-    if (core.compact(this.sm.index as never, this.sm.snapshot()))
-      bump(this.options.counts, 'snapshots taken');
+    // RaftNode's ticks come less often while the node is slow.
+    const clock: Clock = {
+      now: () => ctx.now(),
+      setTimer: (delayMs: number, fn: () => void): TimerHandle =>
+        timer(delayMs * this.slowEvery, fn),
+      clearTimer: (h: TimerHandle) => ctx.clearTimer(h),
+    };
+    const plainClock: Clock = {
+      now: () => ctx.now(),
+      setTimer: timer,
+      clearTimer: (h: TimerHandle) => ctx.clearTimer(h),
+    };
+    const { minMs, maxMs } = o.diskDelayMs;
+    const storage = simStorage({
+      kind: o.storage,
+      id: o.id,
+      ctx,
+      setTimer: timer,
+      disk: this.disk,
+      ...(this.simDisk === undefined ? {} : { simDisk: this.simDisk }),
+      delayMs: () => o.random.intBetween(minMs, maxMs) * this.diskSlowdown,
+      hooks: {
+        beforeWrite: (write) => {
+          const view = this.node?.inspect();
+          if (view !== undefined && write.entries !== undefined) {
+            const entries = write.entries;
+            o.trap.guard(() => o.invariants.onEntries(this.id, view, entries));
+          }
+          const crash = this.crashOnWrite;
+          if (crash !== undefined && write.entries !== undefined) {
+            // Scheduled before the write's sync, so it runs first even with a zero disk delay.
+            this.crashOnWrite = undefined;
+            ctx.setTimer(0, crash);
+          }
+        },
+        fail: (message) => o.trap.record(new CheckFailure(message)),
+      },
+      ...(o.sendBeforePersist === true ? { ackBeforeSync: true } : {}),
+    });
+    const peers = o.bootstrap.voters.includes(o.id)
+      ? o.bootstrap.voters.filter((v) => v !== o.id)
+      : [];
+    RaftNode.start({
+      id: o.id,
+      peers,
+      join: peers.length === 0,
+      transport,
+      storage,
+      stateMachine: this.sm,
+      random: ctx.random.fork('raft-node'),
+      clock,
+      schedule: (fn) => void timer(0, fn),
+      tickMs: o.tickMs,
+      raft: o.raft,
+      ...(o.bugs === undefined ? {} : { bugs: o.bugs }),
+      snapshotEntries: o.snapshotEvery,
+      leaderSendsBeforePersist: o.leaderSendsBeforePersist,
+      logger: silentLogger,
+    }).then(
+      (node) => {
+        if (this.ctx !== ctx || !ctx.alive()) return; // crashed while starting
+        this.starting = false;
+        this.node = node;
+        this.touched = true;
+        node.onStateChange((c) => ctx.note('role', c));
+        o.trap.guard(() => {
+          o.invariants.onStart(this.id, node.inspect(), this.disk);
+          this.started(node, ctx, plainClock);
+        });
+      },
+      (err: unknown) => {
+        o.trap.record(new CheckFailure(`${o.id}: RaftNode failed to start: ${String(err)}`));
+      },
+    );
   }
 }
 
-/** The Raft scenario's state machine: the small key-value map of state-machine.ts. */
-const simKv: SimStateMachineFactory<KvStateMachine> = {
-  empty: () => new KvStateMachine(),
-  restore: (data) => KvStateMachine.restore(data),
-};
-
-/** One simulated Raft node of the Raft scenario, over its small key-value map (see the file header). */
-export class RaftSimNode extends RaftSimNodeOf<KvStateMachine, KvOutput> implements SimRaftNode {
-  constructor(options: RaftSimNodeOptions) {
-    super(options, simKv);
+/** One node of the Raft scenario: the production shell over its small key-value map. */
+export class RaftScenarioNode extends RaftNodeHost<MapMachine, KvOutput> implements SimRaftNode {
+  constructor(options: SimRaftNodeOptions) {
+    super(options, (hooks) => new MapMachine(hooks));
   }
 
-  /** Proposes a write; `done` is called when it is applied here (ok), known lost (fail), or unknowable. */
+  /** A client write through RaftNode.propose; definite errors are `fail`, the rest `unknown`. */
   propose(command: KvCommand, done: RequestCallback): void {
     this.proposeData(encodeCommand(command), done);
   }
 
-  /** A linearizable read of `key` through ReadIndex (dissertation §6.4). */
+  /** A linearizable read through RaftNode.read (ReadIndex). */
   read(key: string, done: RequestCallback): void {
-    this.query((sm) => ({ f: 'get', value: sm.get(key) }), done);
+    this.query((sm): KvOutput => ({ f: 'get', value: sm.get(key) }), done);
   }
-}
-
-/** The durable write of a Ready, or undefined if it persists nothing. */
-function writeOf(rd: Ready): StorageWrite | undefined {
-  const w: { snapshot?: Snapshot; entries?: readonly Entry[]; hardState?: HardState } = {};
-  if (rd.snapshot !== undefined) w.snapshot = rd.snapshot.snapshot;
-  if (rd.entries.length > 0) w.entries = rd.entries;
-  if (rd.hardState !== undefined) w.hardState = rd.hardState;
-  return w.snapshot === undefined && w.entries === undefined && w.hardState === undefined
-    ? undefined
-    : w;
 }

@@ -1,6 +1,7 @@
 /**
- * The Raft simulation scenario: a cluster of 3, 5 or 7 real {@link RaftCore}s
- * (plus spare nodes to add) over the simulated network and disk, a seeded
+ * The Raft simulation scenario: a cluster of 3, 5 or 7 production
+ * {@link RaftNode}s (plus spare nodes to add) over the simulated network and
+ * disk (node.ts hosts one per node), a seeded
  * nemesis, a client workload, Raft's invariants checked after every event,
  * a liveness check once the faults heal, and a linearizability check of the
  * client history at the end. Every parameter — cluster size, timeouts, batch
@@ -20,34 +21,44 @@
  * history must be linearizable (writes through the log, reads through
  * ReadIndex).
  *
- * Registered variants (src/sim/scenarios.ts): `raft` (3 or 5 voters, the
- * simulator's shell), `raft-7` (7 voters) and `raft-production` (the
- * production RaftNode shell). `npm run sim -- --scenario raft --seeds 100000`
- * runs many seeds and prints counts by outcome; a failure prints the seed, the
- * drawn parameters, the last events and the replay command.
+ * Registered variants (src/sim/scenarios.ts): `raft` (3 or 5 voters),
+ * `raft-7` (7 voters) and `raft-file` (the real FileStorage on a simulated
+ * disk that loses and tears unsynced writes); `raft-production` and
+ * `raft-production-file` are older names of `raft` and `raft-file`.
+ * `npm run sim -- --scenario raft --seeds 100000` runs many seeds and prints
+ * counts by outcome; a failure prints the seed, the drawn parameters, the
+ * last events and the replay command.
+ *
+ * How a run is driven ({@link drive}): the scheduler runs one event at a
+ * time; after each, the promise callbacks it started run to completion
+ * (RaftNode, the KV server and the KV client answer through promises), then
+ * the invariants check every node the event touched. Every timer and
+ * deferred step of the shells is a scheduler event, so nothing else runs in
+ * between and a seed replays.
  *
  * The cluster harness ({@link runRaftCluster}) is shared: the KV scenario
- * (src/sim/kv) plugs in its own nodes (the real KV state machine on either
- * shell), liveness probe and workload through a {@link RaftClusterPlugin},
- * and gets the same draws, nemesis, invariants and liveness check.
+ * (src/sim/kv) plugs in its own nodes, liveness probe and workload through a
+ * {@link RaftClusterPlugin}, and gets the same draws, nemesis, invariants and
+ * liveness check.
  */
 import { nodeId } from '../../lib/ids.js';
 import type { NodeId } from '../../lib/ids.js';
 import { members } from '../../raft/core/config.js';
-import type { RaftMessage } from '../../raft/core/messages.js';
-import type { RaftBugs, RaftOptions } from '../../raft/core/raft-core.js';
-import { raftMessagesCodec } from '../../raft/raft-messages-codec.js';
+import type { RaftBugs } from '../../raft/core/raft-core.js';
+import type { RaftNodeCoreOptions } from '../../raft/raft-node.js';
 import type { ClusterConfig } from '../../raft/core/types.js';
 import { checkLinearizability, formatCheckResult } from '../checkers/linearizability.js';
 import { kvModel } from '../checkers/models.js';
+import { drive } from '../drive.js';
 import { SimNetwork } from '../network.js';
+import { isRpcMessage, simWireCodec } from '../wire.js';
+import type { SimWire } from '../wire.js';
 import { CheckFailure } from '../scenario.js';
 import type { Scenario, ScenarioContext } from '../scenario.js';
 import { RaftInvariants } from './invariants.js';
 import { RaftNemesis, drawNemesisWeights } from './nemesis.js';
-import { RaftSimNode } from './node.js';
-import type { RaftSimNodeOptions, RequestOutcome, SimRaftNode, SimRaftNodeBase } from './node.js';
-import { ProductionSimNode, settle } from './production-node.js';
+import { RaftScenarioNode } from './node.js';
+import type { RequestOutcome, SimRaftNode, SimRaftNodeBase, SimRaftNodeOptions } from './node.js';
 import { Workload } from './workload.js';
 
 /** Options for {@link raftScenario}. */
@@ -66,22 +77,19 @@ export interface RaftScenarioOptions {
   readonly unsafeLocalReads?: boolean;
   /** Override the drawn choice of whether a leader sends while its own write is in flight (§10.2.1). */
   readonly leaderSendsBeforePersist?: boolean;
-  /** TEST-ONLY: the shell sends a Ready's messages before its write is synced. */
+  /**
+   * TEST-ONLY: the storage acknowledges a save before it is synced, so the shell sends (and
+   * applies) what the save promises before it is durable.
+   */
   readonly sendBeforePersist?: boolean;
   /**
-   * Which shell runs each core: the simulator's own (`sim`, default: synchronous, fast) or
-   * the production RaftNode (`production`: the shell that ships, driven by an async loop).
-   * The production shell takes no core bug switches.
-   */
-  readonly shell?: 'sim' | 'production';
-  /**
-   * With the production shell: `model` (default) stores through the RaftDisk model; `file`
-   * through the real FileStorage (WAL + snapshot files, recovery) on a simulated disk that
-   * loses or tears what was not synced.
+   * `model` (default): RaftNode stores through the RaftDisk model; `file`: through the real
+   * FileStorage (WAL + snapshot files, recovery) on a simulated disk that loses or tears what
+   * was not synced.
    */
   readonly storage?: 'model' | 'file';
   /** Overrides of the drawn core options (to explore one corner; the draws are unchanged). */
-  readonly raft?: Partial<Omit<RaftOptions, 'id' | 'random' | 'bugs'>>;
+  readonly raft?: Partial<RaftNodeCoreOptions>;
   /** Override of the drawn compaction interval (entries applied between snapshots; 0: never). */
   readonly snapshotEvery?: number;
   /** Record every network send and delivery in the trace (default true; off is faster). */
@@ -97,29 +105,15 @@ export function raftScenario(options: RaftScenarioOptions = {}): Scenario {
   return {
     name,
     description:
-      'Raft cores over a faulty network and disk: nemesis, invariants after every event, liveness after heal, linearizable KV history',
+      'The production RaftNode over a faulty network and disk: nemesis, invariants after every event, liveness after heal, linearizable KV history',
     run: (ctx) => runRaft(ctx, options),
   };
 }
 
 /** What the Raft scenario plugs into the cluster harness: its nodes, its workload and its history check. */
-function raftPlugin(options: RaftScenarioOptions): RaftClusterPlugin<SimRaftNode> {
-  const production = options.shell === 'production';
+function raftPlugin(): RaftClusterPlugin<SimRaftNode> {
   return {
-    async: production,
-    makeNode(nodeOptions, env) {
-      if (!production) return new RaftSimNode(nodeOptions);
-      const { bootstrap } = nodeOptions;
-      const peers = bootstrap.voters.includes(nodeOptions.id)
-        ? bootstrap.voters.filter((v) => v !== nodeOptions.id)
-        : [];
-      return new ProductionSimNode({
-        ...nodeOptions,
-        peers,
-        tickMs: env.tickMs,
-        storage: options.storage ?? 'model',
-      });
-    },
+    makeNode: (nodeOptions) => new RaftScenarioNode(nodeOptions),
     probe(leader, seq, done) {
       leader.propose({ f: 'put', key: '_probe', value: `${seq}`, client: -1, seq }, done);
     },
@@ -156,6 +150,8 @@ function raftPlugin(options: RaftScenarioOptions): RaftClusterPlugin<SimRaftNode
 /** What a workload sees of the cluster the harness built. */
 export interface RaftClusterEnv<N extends SimRaftNodeBase> {
   readonly ctx: ScenarioContext;
+  /** The network (a workload may add client nodes to it). */
+  readonly network: SimNetwork<SimWire>;
   readonly nodes: readonly N[];
   readonly nemesis: RaftNemesis<N>;
   readonly invariants: RaftInvariants;
@@ -181,16 +177,15 @@ export interface RaftClusterWorkload {
  * client workload with its checks.
  */
 export interface RaftClusterPlugin<N extends SimRaftNodeBase> {
-  /** True when nodes run on promises (the production shell): the run steps the event loop after every event. */
-  readonly async?: boolean;
-  makeNode(options: RaftSimNodeOptions, env: { readonly tickMs: number }): N;
+  /** Builds one node (a RaftNodeHost with the scenario's state machine) from the drawn options. */
+  makeNode(options: SimRaftNodeOptions): N;
   /** Proposes a fresh entry through `leader` for the liveness check; `done` when it ends there. */
   probe(leader: N, seq: number, done: (outcome: RequestOutcome) => void): void;
   workload(env: RaftClusterEnv<N>): RaftClusterWorkload;
 }
 
 async function runRaft(ctx: ScenarioContext, options: RaftScenarioOptions): Promise<void> {
-  await runRaftCluster(ctx, options, raftPlugin(options));
+  await runRaftCluster(ctx, options, raftPlugin());
 }
 
 /**
@@ -223,7 +218,6 @@ export async function runRaftCluster<N extends SimRaftNodeBase>(
     // Off in some seeds: more disruptive elections and leaders that linger in a minority.
     preVote: p.chance(0.7),
     checkQuorum: p.chance(0.7),
-    ...(options.bugs === undefined ? {} : { bugs: options.bugs }),
     ...options.raft,
   };
   const drawnSnapshotEvery = p.chance(0.2) ? 0 : p.intBetween(3, 40);
@@ -264,59 +258,63 @@ export async function runRaftCluster<N extends SimRaftNodeBase>(
     durability: options.durabilityChecks ?? true,
     commitRule: options.commitRuleCheck ?? true,
   });
-  const net = new SimNetwork<RaftMessage>({
+  const net = new SimNetwork<SimWire>({
     scheduler,
     random: ctx.random.fork('net'),
-    // The production wire codec (schemas + the core's checks), validating on encode too.
-    codec: raftMessagesCodec({ validateOnEncode: true }),
+    // The production wire codecs (Raft's validating on encode too; wire.ts).
+    codec: simWireCodec(),
+    // RPC (KV clients and servers) runs over TCP in production: in order, never duplicated.
+    ordered: isRpcMessage,
     ...(options.traceMessages === false ? {} : { trace }),
     faults: { dropProbability: 0, duplicateProbability: 0, delay: { minMs: 1, maxMs: 5 } },
   });
   const ids: NodeId[] = Array.from({ length: voters + spares }, (_, i) => nodeId(`n${i + 1}`));
   const bootstrap: ClusterConfig = { voters: ids.slice(0, voters), learners: [] };
   const empty: ClusterConfig = { voters: [], learners: [] };
-  const production = plugin.async === true;
-  const nodes: N[] = ids.map((id, i) => {
-    const nodeOptions: RaftSimNodeOptions = {
+  const nodes: N[] = ids.map((id, i) =>
+    plugin.makeNode({
       id,
       bootstrap: i < voters ? bootstrap : empty,
       raft,
+      ...(options.bugs === undefined ? {} : { bugs: options.bugs }),
       random: ctx.random.fork(`node:${id}`),
       invariants,
+      trap: ctx.trap,
       diskDelayMs: { minMs: 0, maxMs: diskMaxMs },
       snapshotEvery,
+      tickMs,
+      storage: options.storage ?? 'model',
       counts,
       ...(options.unsafeLocalReads === true ? { unsafeLocalReads: true } : {}),
       ...(options.sendBeforePersist === true ? { sendBeforePersist: true } : {}),
       leaderSendsBeforePersist,
-    };
-    return plugin.makeNode(nodeOptions, { tickMs });
-  });
+    }),
+  );
   const byId = new Map(nodes.map((n) => [n.id, n]));
   net.observe((e) => {
-    if (e.kind === 'send') invariants.onSend(e.from, e.message, (byId.get(e.from) as N).disk);
+    // Sends happen inside RaftNode's promise callbacks too: failures go through the trap.
+    if (e.kind === 'send' && !isRpcMessage(e.message)) {
+      const disk = byId.get(e.from)?.disk;
+      const m = e.message;
+      if (disk !== undefined) ctx.trap.guard(() => invariants.onSend(e.from, m, disk));
+    }
   });
-  // The production shell ticks on its own clock; the simulator's shell on the network's ticker.
-  for (const n of nodes) net.addNode(n.id, n, production ? {} : { tickMs });
+  // RaftNode ticks on its own (virtual) clock: no network ticker.
+  for (const n of nodes) net.addNode(n.id, n);
 
-  /** Runs events due by `untilMs`; with the production shell, the event loop turns after each. */
-  const runUntil = async (untilMs: number): Promise<void> => {
-    if (!production) {
-      scheduler.run({ untilMs });
-      return;
-    }
-    for (;;) {
-      const next = scheduler.peekTime();
-      if (next === undefined || next > untilMs) break;
-      await stepProduction();
-    }
-    scheduler.run({ untilMs }); // nothing is due by then: just moves the clock
-  };
-  const stepProduction = async (): Promise<boolean> => {
-    const stepped = scheduler.step();
-    await settle();
+  /** After each event and its callbacks: failures raised in callbacks, then the invariants. */
+  const afterEach = (): void => {
+    ctx.trap.throwIfFailed();
+    // A node's state changes only in its own events: check() skips the nodes not touched.
     for (const n of nodes) n.check();
-    return stepped;
+  };
+  /** Runs the events due by `untilMs`, then moves the clock there. */
+  const runUntil = async (untilMs: number): Promise<void> => {
+    await drive(scheduler, {
+      until: () => (scheduler.peekTime() ?? Infinity) > untilMs,
+      afterEach,
+    });
+    scheduler.run({ untilMs }); // nothing is due by then: just moves the clock
   };
 
   const nemesis = new RaftNemesis({
@@ -333,7 +331,16 @@ export async function runRaftCluster<N extends SimRaftNodeBase>(
     linkFaultsMax,
     counts,
   });
-  const workload = plugin.workload({ ctx, nodes, nemesis, invariants, clients, keys, tickMs });
+  const workload = plugin.workload({
+    ctx,
+    network: net,
+    nodes,
+    nemesis,
+    invariants,
+    clients,
+    keys,
+    tickMs,
+  });
 
   // Phase 1: faults.
   workload.start();
@@ -348,14 +355,16 @@ export async function runRaftCluster<N extends SimRaftNodeBase>(
   const live = livenessProbe(nodes, nemesis, scheduler.now.bind(scheduler), (l, s, d) =>
     plugin.probe(l, s, d),
   );
-  while (!live.done()) {
-    const stepped = production ? await stepProduction() : scheduler.step();
-    if (scheduler.now() > deadline || !stepped) {
-      throw new CheckFailure(
-        `liveness: ${live.why()} within ${livenessTicks} ticks after the faults healed ` +
-          `(at ${healedAt} ms); nodes: ${statusLine(nodes)}`,
-      );
-    }
+  let alive = false;
+  await drive(scheduler, {
+    until: () => scheduler.now() > deadline || (alive = live.done()),
+    afterEach,
+  });
+  if (!alive || scheduler.now() > deadline) {
+    throw new CheckFailure(
+      `liveness: ${live.why()} within ${livenessTicks} ticks after the faults healed ` +
+        `(at ${healedAt} ms); nodes: ${statusLine(nodes)}`,
+    );
   }
   counts['liveness ms after heal'] = scheduler.now() - healedAt;
 
@@ -372,9 +381,9 @@ export async function runRaftCluster<N extends SimRaftNodeBase>(
 function statusLine(nodes: readonly SimRaftNodeBase[]): string {
   return nodes
     .map((n) => {
-      const s = n.core?.status();
+      const s = n.status();
       if (s === undefined) return `${n.id}:down`;
-      return `${n.id}:${s.role}/t${s.term}/c${s.commit}/a${n.sm.index}/last${s.lastIndex}/voters[${s.config.voters.join(',')}]learners[${s.config.learners.join(',')}]`;
+      return `${n.id}:${s.role}/t${s.term}/c${s.commit}/a${s.applied}/last${s.lastIndex}/voters[${s.config.voters.join(',')}]learners[${s.config.learners.join(',')}]`;
     })
     .join(' ');
 }
@@ -398,14 +407,14 @@ function livenessProbe<N extends SimRaftNodeBase>(
     why: () => stage,
     done(): boolean {
       if (target !== undefined) {
-        const s = target.leader.core?.status();
+        const s = target.leader.status();
         if (s === undefined) {
           target = undefined;
           return false;
         }
         const behind = members(s.config).filter((id) => {
-          const n = nodes.find((x) => x.id === id);
-          return n === undefined || n.sm.index < (target as { index: number }).index;
+          const applied = nodes.find((x) => x.id === id)?.status()?.applied ?? -1;
+          return applied < (target as { index: number }).index;
         });
         if (behind.length === 0) return true;
         stage = `members ${behind.join(',')} did not apply index ${target.index}`;
@@ -423,7 +432,8 @@ function livenessProbe<N extends SimRaftNodeBase>(
       probe(leader, mine, (outcome) => {
         if (mine !== seq) return;
         inFlight = false;
-        if (outcome === 'ok') target = { index: leader.sm.index, leader };
+        const applied = leader.status()?.applied;
+        if (outcome === 'ok' && applied !== undefined) target = { index: applied, leader };
       });
       return false;
     },

@@ -2,22 +2,54 @@
  * The replicated state machine of the Raft simulator: a small key-value map
  * driven by commands carried in `normal` log entries, plus a running digest of
  * every entry applied (index, term, kind, data). Two replicas that applied the
- * same prefix of the log have the same digest, so comparing digests per index
- * checks state machine safety over the whole prefix, including state restored
- * from a snapshot.
+ * same entries up to an index have the same digest there, so comparing digests
+ * per index checks state machine safety over the whole prefix, including state
+ * restored from a snapshot (which carries the index and digest).
  *
  * ```ts
  * const data = encodeCommand({ f: 'put', key: 'a', value: 'v1', client: 1, seq: 3 });
- * core.propose(data);
- * const sm = new KvStateMachine();
- * const result = sm.apply(entry);         // { f: 'put' } for the proposer to report
- * const snap = sm.snapshot();             // bytes for core.compact()
- * KvStateMachine.restore(snap).digest === sm.digest;
+ * await raftNode.propose(data);             // { f: 'put' }, what MapMachine.apply returned
+ * const sm = new MapMachine(hooks);         // RaftNode's state machine; hooks feed the invariants
+ * const snap = sm.snapshot();               // bytes for log compaction
+ * other.restore(snap);                      // other.digest === sm.digest
  * ```
  */
-import { assert } from '../../lib/assert.js';
 import type { Entry } from '../../raft/core/types.js';
+import type { RaftStateMachine } from '../../raft/raft-node.js';
 import type { KvInput, KvOutput } from '../checkers/models.js';
+
+/**
+ * What a simulated node's state machine reports, so the invariants can check
+ * state machine safety (Raft §5.4.3) on the production shell.
+ */
+export interface SimMachineHooks {
+  /** After each entry applied, with the digest of every entry applied so far. */
+  applied(e: Entry, digest: number): void;
+  /** After the whole state was replaced by a snapshot's, holding entries up to `index` with `digest`. */
+  restored(index: number, digest: number): void;
+  /** After a snapshot of the state was taken (for log compaction). */
+  snapshotTaken(): void;
+  /**
+   * Runs a check of the state machine's own (RaftNode calls it from promise
+   * callbacks): a failure is recorded and reported after the event.
+   */
+  check(fn: () => void): void;
+}
+
+/**
+ * A state machine the production shell drives in the simulator: what
+ * RaftNode applies (normal entries only; noop and configuration entries are
+ * its own business, so indexes skip), plus the index of the last entry
+ * applied and a digest of the entries applied, both carried inside its
+ * snapshots so a replica restored from one is checked like one that applied.
+ */
+export interface SimStateMachine<Out> extends RaftStateMachine<Out> {
+  readonly index: number;
+  readonly digest: number;
+}
+
+/** Makes a node's state machine for one incarnation; it must report through `hooks`. */
+export type SimStateMachineFactory<SM> = (hooks: SimMachineHooks) => SM;
 
 /** A write command of the workload: put or compare-and-set on one key. */
 export type KvCommand =
@@ -77,7 +109,7 @@ interface SnapshotBody {
   readonly kv: [string, string][];
 }
 
-/** Applies one encoded put or cas to `kv` (shared by the simulator's two state machines). */
+/** Applies one encoded put or cas to `kv`. */
 export function applyCommand(kv: Map<string, string>, data: Uint8Array): KvOutput {
   const c = decodeCommand(data);
   if (c.f === 'put') {
@@ -90,20 +122,24 @@ export function applyCommand(kv: Map<string, string>, data: Uint8Array): KvOutpu
   return { f: 'cas', ok: true };
 }
 
-/** The key-value map plus the applied digest. */
-export class KvStateMachine {
-  private readonly kv = new Map<string, string>();
+/**
+ * The key-value map plus the applied index and digest, as RaftNode's state
+ * machine (it sees `normal` entries only).
+ */
+export class MapMachine implements SimStateMachine<KvOutput> {
+  private kv = new Map<string, string>();
   /** Digest of every entry applied so far (see the file header). */
   digest = 0x811c9dc5;
   /** Index of the last entry applied (or of the snapshot restored). */
   index = 0;
 
-  /** Applies one committed entry (the next index); returns the command's result for normal entries. */
-  apply(e: Entry): KvOutput | undefined {
-    assert(e.index === this.index + 1, `apply of ${e.index} after ${this.index}`);
+  constructor(private readonly hooks: SimMachineHooks) {}
+
+  /** Applies one committed command; returns its result for the proposer. */
+  apply(e: Entry): KvOutput {
     this.index = e.index;
     this.digest = digestStep(this.digest, e);
-    if (e.kind !== 'normal') return undefined;
+    this.hooks.applied(e, this.digest);
     return applyCommand(this.kv, e.data);
   }
 
@@ -119,16 +155,16 @@ export class KvStateMachine {
       digest: this.digest,
       kv: [...this.kv.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)),
     };
+    this.hooks.snapshotTaken();
     return encoder.encode(JSON.stringify(body));
   }
 
-  /** Rebuilds a state machine from {@link snapshot} bytes. */
-  static restore(data: Uint8Array): KvStateMachine {
+  /** Replaces the state with a {@link snapshot}'s. */
+  restore(data: Uint8Array): void {
     const body = JSON.parse(decoder.decode(data)) as SnapshotBody;
-    const sm = new KvStateMachine();
-    for (const [k, v] of body.kv) sm.kv.set(k, v);
-    sm.digest = body.digest;
-    sm.index = body.index;
-    return sm;
+    this.kv = new Map(body.kv);
+    this.digest = body.digest;
+    this.index = body.index;
+    this.hooks.restored(this.index, this.digest);
   }
 }

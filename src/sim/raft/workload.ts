@@ -122,7 +122,7 @@ export class Workload {
       } else if (outcome === 'fail') {
         this.recorder.fail(h);
         // Try a leader next time: the one this node knows, else any node.
-        const leader = node.core?.status().leader;
+        const leader = node.status()?.leader;
         client.hint = this.o.nodes.find((n) => n.id === leader) ?? r.pick(this.o.nodes);
       } else {
         this.recorder.unknown(h);

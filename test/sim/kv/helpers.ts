@@ -8,7 +8,7 @@ import type { ScenarioResult } from '../../../src/sim/scenario.js';
 import { kvScenario } from '../../../src/sim/kv/scenario.js';
 import type { KvScenarioOptions } from '../../../src/sim/kv/scenario.js';
 
-export { formatFailure } from '../raft/helpers.js';
+export { formatFailure, simTimeoutMs } from '../raft/helpers.js';
 
 /** What a batch of seeds did. */
 export interface KvSeedsReport {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RaftBugs } from '../../../src/raft/core/raft-core.js';
-import { firstFailingSeed } from './helpers.js';
+import { firstFailingSeed, simTimeoutMs } from './helpers.js';
 
 /**
  * The checks can fail: the core built with each test-only bug switch must be
@@ -20,35 +20,55 @@ const cases: { bugs: RaftBugs; seeds: number; caughtBy: RegExp }[] = [
 
 describe('the simulator catches each deliberate core bug', () => {
   for (const c of cases) {
-    it(`${Object.keys(c.bugs).join(', ')} within ${c.seeds} seeds`, async () => {
-      const r = await firstFailingSeed({ bugs: c.bugs }, c.seeds);
-      expect(r, 'no seed caught it').toBeDefined();
-      expect(r?.outcome).toBe('violation');
-      expect(r?.message).toMatch(c.caughtBy);
-    });
+    it(
+      `${Object.keys(c.bugs).join(', ')} within ${c.seeds} seeds`,
+      async () => {
+        const r = await firstFailingSeed({ bugs: c.bugs }, c.seeds);
+        expect(r, 'no seed caught it').toBeDefined();
+        expect(r?.outcome).toBe('violation');
+        expect(r?.message).toMatch(c.caughtBy);
+      },
+      simTimeoutMs,
+    );
   }
 
-  it('forgetToPersistVote breaks safety itself: with the durability checks off, a double vote or two leaders in a term within 600 seeds', async () => {
-    const r = await firstFailingSeed(
-      { bugs: { forgetToPersistVote: true }, durabilityChecks: false },
-      600,
-    );
-    expect(r, 'no seed caught it').toBeDefined();
-    expect(r?.message).toMatch(/voted for both|two leaders in term/);
-  });
+  it(
+    'forgetToPersistVote breaks safety itself: with the durability checks off, a double vote or two leaders in a term within 600 seeds',
+    async () => {
+      const r = await firstFailingSeed(
+        { bugs: { forgetToPersistVote: true }, durabilityChecks: false },
+        600,
+      );
+      expect(r, 'no seed caught it').toBeDefined();
+      expect(r?.message).toMatch(/voted for both|two leaders in term/);
+    },
+    simTimeoutMs,
+  );
 
-  it('a shell serving reads locally without ReadIndex: the client history is not linearizable within 10 seeds', async () => {
-    const r = await firstFailingSeed({ unsafeLocalReads: true }, 10);
-    expect(r, 'no seed caught it').toBeDefined();
-    expect(r?.message).toMatch(/client history not linearizable/);
-  });
+  it(
+    'a shell serving reads locally without ReadIndex: the client history is not linearizable within 10 seeds',
+    async () => {
+      const r = await firstFailingSeed({ unsafeLocalReads: true }, 10);
+      expect(r, 'no seed caught it').toBeDefined();
+      expect(r?.message).toMatch(/client history not linearizable/);
+    },
+    simTimeoutMs,
+  );
 
-  it('a shell sending before persisting: caught by the persist-before-send check within 10 seeds', async () => {
-    const r = await firstFailingSeed({ sendBeforePersist: true }, 10);
-    expect(r?.message).toMatch(/persist before send/);
-  });
+  it(
+    'a shell sending before persisting: caught by the persist-before-send check within 10 seeds',
+    async () => {
+      const r = await firstFailingSeed({ sendBeforePersist: true }, 10);
+      expect(r?.message).toMatch(/persist before send/);
+    },
+    simTimeoutMs,
+  );
 
-  it('a correct core passes the same seeds', async () => {
-    expect(await firstFailingSeed({}, 30)).toBeUndefined();
-  });
+  it(
+    'a correct core passes the same seeds',
+    async () => {
+      expect(await firstFailingSeed({}, 30)).toBeUndefined();
+    },
+    simTimeoutMs,
+  );
 });

@@ -9,6 +9,13 @@ import type { ScenarioResult } from '../../../src/sim/scenario.js';
 import { raftScenario } from '../../../src/sim/raft/scenario.js';
 import type { RaftScenarioOptions } from '../../../src/sim/raft/scenario.js';
 
+/**
+ * The vitest timeout of a test that runs simulations. A simulation has no
+ * wall-clock limit (its time is virtual): this only guards against a hang, so
+ * it is far above what a loaded machine needs.
+ */
+export const simTimeoutMs = 30 * 60_000;
+
 /** What a batch of seeds did. */
 export interface SeedsReport {
   readonly failures: ScenarioResult[];

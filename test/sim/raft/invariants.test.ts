@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { LogIndex, NodeId, Term } from '../../../src/lib/ids.js';
 import { nodeId } from '../../../src/lib/ids.js';
 import type { RaftMessage } from '../../../src/raft/core/messages.js';
-import type { RaftCore, RaftRole, Ready } from '../../../src/raft/core/raft-core.js';
+import type { RaftCore, RaftRole } from '../../../src/raft/core/raft-core.js';
 import type { Entry } from '../../../src/raft/core/types.js';
 import { CheckFailure } from '../../../src/sim/scenario.js';
 import { RaftDisk } from '../../../src/sim/raft/disk.js';
@@ -41,10 +41,6 @@ function fakeCore(
     entries: (lo: number, hi: number) => o.log.filter((e) => e.index >= lo && e.index <= hi),
     termAt: (i: number) => (i === 0 ? 0 : o.log.find((e) => e.index === i)?.term),
   } as unknown as RaftCore;
-}
-
-function ready(entries: Entry[]): Ready {
-  return { entries, messages: [], committedEntries: [], readStates: [] };
 }
 
 function violation(f: () => void): string {
@@ -127,13 +123,13 @@ describe('Raft invariants (each one can fail)', () => {
   it('log matching: same index and term, different predecessor term (Raft §5.3)', () => {
     const inv = new RaftInvariants();
     const a = fakeCore(n1, { term: 3, commit: 0, log: [entry(1, 1), entry(2, 3, 'x')] });
-    inv.onReady(n1, a, ready([entry(2, 3, 'x')]));
+    inv.onEntries(n1, a, [entry(2, 3, 'x')]);
     const b = fakeCore(n2, { term: 3, commit: 0, log: [entry(1, 2), entry(2, 3, 'x')] });
-    expect(violation(() => inv.onReady(n2, b, ready([entry(2, 3, 'x')])))).toMatch(
+    expect(violation(() => inv.onEntries(n2, b, [entry(2, 3, 'x')]))).toMatch(
       /entry 2 of term 3 follows term 1 on n1 but term 2 on n2/,
     );
     const c = fakeCore(n3, { term: 3, commit: 0, log: [entry(1, 1), entry(2, 3, 'y')] });
-    expect(violation(() => inv.onReady(n3, c, ready([entry(2, 3, 'y')])))).toMatch(
+    expect(violation(() => inv.onEntries(n3, c, [entry(2, 3, 'y')]))).toMatch(
       /entry 2 of term 3 differs between n1 and n3/,
     );
   });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { runScenario } from '../../../src/sim/scenario.js';
 import { raftScenario } from '../../../src/sim/raft/scenario.js';
 import type { RaftScenarioOptions } from '../../../src/sim/raft/scenario.js';
-import { formatFailure } from './helpers.js';
+import { formatFailure, simTimeoutMs } from './helpers.js';
 
 interface RegressionSeed {
   readonly seed: number;
@@ -24,15 +24,19 @@ describe('raft simulation regression seeds', () => {
   });
   for (const s of list.seeds) {
     const title = `${s.knownCoreBug === true ? 'KNOWN CORE BUG, still failing: ' : ''}seed ${s.seed} ${JSON.stringify(s.options)}: ${s.expect}`;
-    it(title, async () => {
-      const r = await runScenario(raftScenario({ ...s.options, name: 'raft' }), { seed: s.seed });
-      if (s.expect === 'ok') {
-        expect(r.outcome === 'ok' ? '' : formatFailure(r)).toBe('');
-      } else {
-        // For a known core bug, a pass here means the core was fixed: update the list.
-        expect(r.outcome, 'fixed? set expect to "ok" in regression-seeds.json').toBe('violation');
-        expect(r.message).toMatch(new RegExp(s.expect));
-      }
-    });
+    it(
+      title,
+      async () => {
+        const r = await runScenario(raftScenario({ ...s.options, name: 'raft' }), { seed: s.seed });
+        if (s.expect === 'ok') {
+          expect(r.outcome === 'ok' ? '' : formatFailure(r)).toBe('');
+        } else {
+          // For a known core bug, a pass here means the core was fixed: update the list.
+          expect(r.outcome, 'fixed? set expect to "ok" in regression-seeds.json').toBe('violation');
+          expect(r.message).toMatch(new RegExp(s.expect));
+        }
+      },
+      simTimeoutMs,
+    );
   }
 });

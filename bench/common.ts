@@ -1,0 +1,320 @@
+/**
+ * What every comparison bench in bench/ shares: repetitions that alternate
+ * the sides, median and min–max over them, nearest-rank percentiles, a
+ * closed-loop load generator, CPU per process, and the load-average check
+ * that says when a run's figures are not comparable.
+ *
+ * ```ts
+ * const run = startBench('kv');              // prints cores, node, commit, load average
+ * await alternate(3, ['cohort', 'etcd'], async (side, rep) => { ... }); // ABBA order
+ * const s = spread([41.2, 39.9, 42.0]);      // { median: 41.2, min: 39.9, max: 42.0, n: 3 }
+ * fmtSpread(s, kilo);                        // '41.2k (39.9k–42.0k)'
+ * run.sample();                              // between runs: remembers the highest load seen
+ * run.finish();                              // load at the end; a warning if it was above the cores
+ * console.log(`kv-put c=64: ..., ratio 2.10`); // every bench prints its ratio last
+ * ```
+ *
+ * A ratio's median is the median of the per-repetition ratios (both sides of
+ * a repetition ran moments apart, so their ratio cancels slow drifts of the
+ * machine), not the ratio of the two medians.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+/** Repetitions of every bench unless told otherwise (the issue's minimum). */
+export const DEFAULT_REPS = 3;
+
+/**
+ * A client process above this share of one core is the bottleneck of its
+ * side (it has no headroom left on a shared machine), and the side is marked
+ * client-bound.
+ */
+export const CLIENT_BOUND_PERCENT = 70;
+
+/** Clock ticks per second of /proc/<pid>/stat's CPU fields (USER_HZ; 100 on Linux). */
+export const TICKS_PER_SECOND = 100;
+
+/** The cores this process may use. */
+export const CORES = availableParallelism();
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+
+/** Median, extremes and count of a set of figures. */
+export interface Spread {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  readonly n: number;
+}
+
+/** The median (mean of the two middle values for an even count), min and max; NaN for none. */
+export function spread(xs: readonly number[]): Spread {
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  const n = s.length;
+  if (n === 0) return { median: NaN, min: NaN, max: NaN, n: 0 };
+  const mid = n >> 1;
+  const median =
+    n % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+  return { median, min: s[0] as number, max: s[n - 1] as number, n };
+}
+
+/** `median (min–max)` with `fmt` for each figure; just the median for one figure. */
+export function fmtSpread(s: Spread, fmt: (x: number) => string = (x) => x.toFixed(2)): string {
+  if (s.n <= 1) return fmt(s.median);
+  return `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
+}
+
+/** The nearest-rank percentile `q` (0..1) of ascending `sorted`; NaN for none. */
+export function percentile(sorted: ArrayLike<number>, q: number): number {
+  const n = sorted.length;
+  if (n === 0) return NaN;
+  return sorted[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))] as number;
+}
+
+/** A rate for people: `41.2k`, `1.25M`, `812`. */
+export function kilo(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return n.toFixed(0);
+}
+
+/** Milliseconds for people, from milliseconds: `0.48 ms`, `34.0 ms`. */
+export function millis(ms: number): string {
+  return `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
+}
+
+/**
+ * Runs `run(side, rep)` for `reps` repetitions of every side, alternating:
+ * A B, then B A, then A B ... (so neither side always runs first, right after
+ * a cluster start or a cold cache).
+ */
+export async function alternate<S>(
+  reps: number,
+  sides: readonly S[],
+  run: (side: S, rep: number) => Promise<void>,
+): Promise<void> {
+  for (let rep = 0; rep < reps; rep++) {
+    const order = rep % 2 === 0 ? sides : [...sides].reverse();
+    for (const side of order) await run(side, rep);
+  }
+}
+
+/** The 1, 5 and 15 minute load averages as printed. */
+export function loadText(): string {
+  return loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+}
+
+/** The checked-out commit (short), with `+dirty` if the work tree has changes; `?` outside git. */
+export function commitText(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: REPO,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+      cwd: REPO,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    return dirty === '' ? head : `${head}+dirty`;
+  } catch {
+    return '?';
+  }
+}
+
+/** A running bench: remembers the highest 1-minute load average seen (see {@link startBench}). */
+export interface BenchRun {
+  /** Reads the load average now (call between runs); returns the 1-minute figure. */
+  sample(): number;
+  /** Prints the load average at the end and, if it was ever above the cores, the warning. */
+  finish(): void;
+  /** True if the 1-minute load average was above the core count at some sample. */
+  readonly overloaded: boolean;
+}
+
+/**
+ * Prints the bench's first line (name, cores, Node, commit, load average),
+ * with a warning when the machine is already busier than its cores.
+ */
+export function startBench(name: string, what = ''): BenchRun {
+  let highest = 0;
+  const sample = (): number => {
+    const one = loadavg()[0] ?? 0;
+    highest = Math.max(highest, one);
+    return one;
+  };
+  const atStart = sample();
+  console.log(
+    `${name} bench${what === '' ? '' : `: ${what}`}\n` +
+      `  ${CORES} cores, node ${process.version}, commit ${commitText()}, ` +
+      `${new Date().toISOString().slice(0, 16)}Z, load average ${loadText()} (1/5/15 min)`,
+  );
+  if (atStart > CORES) console.log(overloadWarning(atStart, 'at the start'));
+  return {
+    sample,
+    get overloaded() {
+      return highest > CORES;
+    },
+    finish() {
+      const atEnd = sample();
+      console.log(`load average at the end: ${loadText()}`);
+      if (highest > CORES) {
+        console.log(
+          atEnd > CORES
+            ? overloadWarning(atEnd, `at the end (highest seen ${highest.toFixed(2)})`)
+            : overloadWarning(highest, 'during the run (highest seen)'),
+        );
+      }
+    },
+  };
+}
+
+function overloadWarning(load: number, when: string): string {
+  return (
+    `WARNING: load average ${load.toFixed(2)} ${when} is above the ${CORES} cores: other work ` +
+    `competed for the CPU, so these figures are not comparable (rerun on a quiet machine)`
+  );
+}
+
+// ---------------------------------------------------------------- CPU
+
+/** CPU seconds (user + system) process `pid` has used so far, from /proc; NaN if it is gone. */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * CPU seconds this process (all threads) and its reaped children have used,
+ * from /proc/self/stat (utime, stime, cutime, cstime).
+ */
+export function cpuSecondsWithChildren(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [11, 12, 13, 14].reduce((a, i) => a + Number(f[i]), 0) / TICKS_PER_SECOND;
+}
+
+/**
+ * Measures the CPU of a set of named processes over a window: `start()` then
+ * `stop()` gives each one's CPU in % of one core over the wall time between.
+ */
+export class CpuMeter {
+  private at = 0;
+  private readonly before = new Map<string, number>();
+
+  constructor(private readonly pids: () => ReadonlyMap<string, number>) {}
+
+  /** Starts the window. */
+  start(): void {
+    this.at = performance.now();
+    this.before.clear();
+    for (const [name, pid] of this.pids()) this.before.set(name, cpuSecondsOf(pid));
+  }
+
+  /** Ends the window; % of one core per process (NaN for one that exited meanwhile). */
+  stop(): Map<string, number> {
+    const secs = (performance.now() - this.at) / 1000;
+    const out = new Map<string, number>();
+    for (const [name, pid] of this.pids()) {
+      const b = this.before.get(name);
+      out.set(name, b === undefined ? NaN : ((cpuSecondsOf(pid) - b) / secs) * 100);
+    }
+    return out;
+  }
+}
+
+/** `name 45%` per entry, joined. */
+export function fmtCpu(cpu: ReadonlyMap<string, number> | Iterable<[string, number]>): string {
+  return [...cpu].map(([n, p]) => `${n} ${Number.isNaN(p) ? '?' : p.toFixed(0)}%`).join(', ');
+}
+
+// ---------------------------------------------------------------- closed loop
+
+/** What {@link closedLoop} measured. */
+export interface LoopResult {
+  /** Operations that started after the warm-up and completed inside the window. */
+  readonly ops: number;
+  readonly errors: number;
+  readonly firstError?: string;
+  /** Latencies of those operations in microseconds, ascending. */
+  readonly latenciesUs: Float64Array;
+  /** The measured window's length in seconds. */
+  readonly seconds: number;
+}
+
+/**
+ * A closed loop: `concurrency` workers each issue `op` when their previous
+ * one returned. Operations started during the `warmupMs` warm-up are not
+ * recorded, nor are those completing after the window; `onWarm` runs when
+ * the window opens. Stops after 10 000 errors (rethrows the last).
+ */
+export async function closedLoop(
+  concurrency: number,
+  warmupMs: number,
+  durationMs: number,
+  op: () => Promise<void>,
+  onWarm: () => void = () => {},
+): Promise<LoopResult> {
+  let lat = new Float64Array(1 << 16);
+  let n = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const t0 = performance.now();
+  const warmEnd = t0 + warmupMs;
+  const end = warmEnd + durationMs;
+  const warmTimer = setTimeout(onWarm, warmupMs);
+  async function worker(): Promise<void> {
+    for (;;) {
+      const s = performance.now();
+      if (s >= end) return;
+      try {
+        await op();
+      } catch (err) {
+        errors++;
+        firstError ??= err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+        if (errors > 10_000) throw err;
+        continue;
+      }
+      if (s < warmEnd) continue;
+      const e = performance.now();
+      if (e > end) continue;
+      if (n === lat.length) {
+        const bigger = new Float64Array(lat.length * 2);
+        bigger.set(lat);
+        lat = bigger;
+      }
+      lat[n++] = (e - s) * 1000;
+    }
+  }
+  try {
+    await Promise.all(Array.from({ length: concurrency }, () => worker()));
+  } finally {
+    clearTimeout(warmTimer);
+  }
+  return {
+    ops: n,
+    errors,
+    ...(firstError === undefined ? {} : { firstError }),
+    latenciesUs: lat.slice(0, n).sort(),
+    seconds: durationMs / 1000,
+  };
+}
+
+/** Splits `total` into `parts` near-equal positive shares (the first ones one larger). */
+export function shares(total: number, parts: number): number[] {
+  const base = Math.floor(total / parts);
+  return Array.from({ length: parts }, (_, i) => base + (i < total % parts ? 1 : 0)).filter(
+    (x) => x > 0,
+  );
+}
