@@ -1,6 +1,6 @@
 /**
  * cohort's public API: the package's main entry gives every name below;
- * the subpaths `cohort/kv`, `cohort/rpc` and `cohort/mapreduce` give parts of
+ * the subpaths `cohort/kv`, `cohort/rpc`, `cohort/mapreduce` and `cohort/gateway` give parts of
  * it, grouped by what a program does (package.json `exports`).
  *
  * ```ts
@@ -13,6 +13,8 @@
  * - the KV store's client, with the lock and election recipes (`cohort/kv`);
  * - the cluster's status and leader ({@link clusterStatus}, {@link findLeader},
  *   `readClusterFile` for a `cohort up` cluster);
+ * - the serving farm's gateway (`cohort/gateway`): `Gateway`, the HTTP
+ *   proxy and RPC front end, backend sources;
  * - MapReduce: `defineJob` for job modules (`cohort/mapreduce`),
  *   `MapReduceClient` for a running cluster, and {@link runJob}, which runs
  *   one job on a given cluster or on a one-node cluster it starts in this
@@ -26,6 +28,7 @@ export * from './rpc/index.js';
 export { version } from './version.js';
 export * from './kv/index.js';
 export * from './mapreduce/index.js';
+export * from './gateway/index.js';
 export {
   isFinished,
   MapReduceClient,

@@ -18,6 +18,8 @@ import { describeGame, render } from './game.js';
 import type { Game, Player } from './game.js';
 import { TicTacToe, TicTacToeServer } from './service.js';
 import type { GameStateT } from './service.js';
+import { KvGameStore, MemoryGameStore } from './store.js';
+import type { GameStore } from './store.js';
 
 /** The server's node id. */
 export const SERVER_ID = 'tictactoe-server';
@@ -28,6 +30,12 @@ export interface ServeOptions {
   readonly port: number;
   /** Also serve the HTTP/JSON gateway on this port. */
   readonly http?: number;
+  /** This server's node id (default {@link SERVER_ID}; replicas behind a gateway need their own). */
+  readonly id?: string;
+  /** Keep the games in cohort's KV store at these endpoints (`n1=host:port,...`), not in memory. */
+  readonly kv?: readonly string[];
+  /** The KV cluster's id (default: KvClient's, `cohort-local`). */
+  readonly kvClusterId?: string;
 }
 
 /** Starts the server; resolves when it listens (it runs until the process ends). */
@@ -35,19 +43,34 @@ export async function serve(
   options: ServeOptions,
   out: Writable = process.stdout,
 ): Promise<{ port: number; close(): Promise<void> }> {
-  const node = await startTcpServer({ id: SERVER_ID, host: options.host, port: options.port });
-  node.serve(TicTacToe, new TicTacToeServer().handlers());
+  const store: GameStore =
+    options.kv === undefined || options.kv.length === 0
+      ? new MemoryGameStore()
+      : await KvGameStore.connect({
+          endpoints: options.kv,
+          ...(options.kvClusterId === undefined ? {} : { clusterId: options.kvClusterId }),
+        });
+  const node = await startTcpServer({
+    id: options.id ?? SERVER_ID,
+    host: options.host,
+    port: options.port,
+  });
+  node.serve(TicTacToe, new TicTacToeServer(store).handlers());
   const gw =
     options.http === undefined
       ? undefined
       : await HttpGateway.start(node, { host: options.host, port: options.http });
-  out.write(`tic-tac-toe server on ${node.address.host}:${node.address.port}`);
+  out.write(
+    `tic-tac-toe server ${options.id ?? SERVER_ID} on ${node.address.host}:${node.address.port}` +
+      (store instanceof KvGameStore ? ' (games in the KV store)' : ''),
+  );
   out.write(gw === undefined ? '\n' : `, HTTP on ${gw.address.port}\n`);
   return {
     port: node.address.port,
     async close() {
       await gw?.close();
       await node.close();
+      await store.close();
     },
   };
 }
@@ -58,6 +81,8 @@ export interface PlayOptions {
   readonly game: string;
   readonly host: string;
   readonly port: number;
+  /** The node id to dial: the server's, or a gateway's (default {@link SERVER_ID}). */
+  readonly server?: string;
 }
 
 /** Connects to the server and plays one game in the terminal; resolves with the final status. */
@@ -67,7 +92,7 @@ export async function play(
   out: Writable = process.stdout,
 ): Promise<string> {
   const node = await startTcpClient({
-    server: { id: SERVER_ID, host: options.host, port: options.port },
+    server: { id: options.server ?? SERVER_ID, host: options.host, port: options.port },
   });
   try {
     return await playGame(
@@ -92,7 +117,8 @@ export async function playGame(
 ): Promise<string> {
   const rl = readline.createInterface({ input, terminal: false });
   const lines = rl[Symbol.asyncIterator]();
-  const stream = ttt.watch({ game });
+  const stop = new AbortController();
+  const stream = watchOn(ttt, game, out, stop.signal);
   out.write(`you play ${me} in game "${game}"; type moves as "x y" (0..2), q to quit\n`);
   try {
     for await (const state of stream) {
@@ -117,10 +143,11 @@ export async function playGame(
           continue;
         }
         try {
-          const r = await ttt.move({ game, player: me, x, y });
+          const r = await ttt.move({ game, player: me, x, y, turn: state.moves });
           if (r.ok) break;
           out.write(`refused: ${r.reason}\n`);
-          if (r.reason === 'game-over' || r.reason === 'not-your-turn') break;
+          if (r.reason === 'game-over' || r.reason === 'not-your-turn' || r.reason === 'stale-turn')
+            break;
         } catch (err) {
           if (!isCohortError(err)) throw err;
           out.write(`error: ${err.code}: ${err.message}\n`);
@@ -129,8 +156,38 @@ export async function playGame(
     }
     return 'disconnected';
   } finally {
-    stream.cancel();
+    stop.abort();
+    await stream.return(undefined);
     rl.close();
+  }
+}
+
+/**
+ * The game's states, watched again after the watch broke (the server, or a
+ * replica behind the gateway, went away): the game goes on elsewhere.
+ */
+async function* watchOn(
+  ttt: Client<typeof TicTacToe>,
+  game: string,
+  out: Writable,
+  signal: AbortSignal,
+): AsyncGenerator<GameStateT, void, undefined> {
+  for (let failures = 0; !signal.aborted;) {
+    const stream = ttt.watch({ game }, { signal });
+    try {
+      for await (const state of stream) {
+        failures = 0;
+        yield state;
+      }
+      return;
+    } catch (err) {
+      if (signal.aborted || !isCohortError(err) || err.code === 'INVALID_ARGUMENT') throw err;
+      if (++failures > 20) throw err;
+      out.write(`(watch interrupted: ${err.code}; watching again)\n`);
+      await new Promise((r) => setTimeout(r, 250));
+    } finally {
+      stream.cancel();
+    }
   }
 }
 

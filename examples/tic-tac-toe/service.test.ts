@@ -31,21 +31,45 @@ describe.each(harnesses)('tic-tac-toe service (%o)', (make) => {
 
   it('checks moves on the server and answers refusals as values', async () => {
     const ttt = await setup();
-    expect(await ttt.move({ game: 'g', player: 'X', x: 1, y: 1 })).toMatchObject({
+    expect(await ttt.move({ game: 'g', player: 'X', x: 1, y: 1, turn: 0 })).toMatchObject({
       ok: true,
       state: { next: 'O', moves: 1 },
     });
-    expect(await ttt.move({ game: 'g', player: 'X', x: 0, y: 0 })).toMatchObject({
+    expect(await ttt.move({ game: 'g', player: 'X', x: 0, y: 0, turn: 1 })).toMatchObject({
       ok: false,
       reason: 'not-your-turn',
     });
-    expect(await ttt.move({ game: 'g', player: 'O', x: 1, y: 1 })).toMatchObject({
+    expect(await ttt.move({ game: 'g', player: 'O', x: 1, y: 1, turn: 1 })).toMatchObject({
       ok: false,
       reason: 'occupied',
     });
-    expect(await ttt.move({ game: 'g', player: 'O', x: 5, y: 1 })).toMatchObject({
+    expect(await ttt.move({ game: 'g', player: 'O', x: 5, y: 1, turn: 1 })).toMatchObject({
       ok: false,
       reason: 'out-of-bounds',
+    });
+  });
+
+  it('a move sent twice is played once: the retry answers ok, an old turn is stale', async () => {
+    const ttt = await setup();
+    const first = await ttt.move({ game: 'd', player: 'X', x: 0, y: 0, turn: 0 });
+    const again = await ttt.move({ game: 'd', player: 'X', x: 0, y: 0, turn: 0 });
+    expect(first).toEqual(again);
+    expect(again).toMatchObject({ ok: true, state: { moves: 1, next: 'O' } });
+    await ttt.move({ game: 'd', player: 'O', x: 1, y: 0, turn: 1 });
+    // The retry of move 0 after O played: still ok, nothing played again.
+    expect(await ttt.move({ game: 'd', player: 'X', x: 0, y: 0, turn: 0 })).toMatchObject({
+      ok: true,
+      state: { moves: 2, next: 'X' },
+    });
+    // A different move for a turn already played is stale, not applied.
+    expect(await ttt.move({ game: 'd', player: 'X', x: 2, y: 2, turn: 0 })).toMatchObject({
+      ok: false,
+      reason: 'stale-turn',
+      state: { moves: 2 },
+    });
+    expect(await ttt.move({ game: 'd', player: 'X', x: 2, y: 2, turn: 5 })).toMatchObject({
+      ok: false,
+      reason: 'stale-turn',
     });
   });
 
@@ -59,10 +83,10 @@ describe.each(harnesses)('tic-tac-toe service (%o)', (make) => {
       ['O', 1, 1],
       ['X', 2, 0],
     ] as const;
-    for (const [p, x, y] of g1) {
+    for (const [turn, [p, x, y]] of g1.entries()) {
       const [a, b] = await Promise.all([
-        ttt.move({ game: 'g1', player: p, x, y }),
-        ttt.move({ game: 'g2', player: p, x: y, y: x }),
+        ttt.move({ game: 'g1', player: p, x, y, turn }),
+        ttt.move({ game: 'g2', player: p, x: y, y: x, turn }),
       ]);
       expect(a.ok && b.ok).toBe(true);
     }
@@ -71,7 +95,7 @@ describe.each(harnesses)('tic-tac-toe service (%o)', (make) => {
     expect(s1.cells.slice(0, 3)).toEqual(['X', 'X', 'X']);
     expect(s2).toMatchObject({ status: 'won', winner: 'X' });
     expect([s2.cells[0], s2.cells[3], s2.cells[6]]).toEqual(['X', 'X', 'X']);
-    expect(await ttt.move({ game: 'g1', player: 'O', x: 2, y: 2 })).toMatchObject({
+    expect(await ttt.move({ game: 'g1', player: 'O', x: 2, y: 2, turn: 5 })).toMatchObject({
       ok: false,
       reason: 'game-over',
     });
@@ -80,11 +104,15 @@ describe.each(harnesses)('tic-tac-toe service (%o)', (make) => {
 
   it('bad requests get INVALID_ARGUMENT with the field path', async () => {
     const ttt = await setup();
-    await expect(ttt.move({ game: 'g', player: 'Z', x: 0, y: 0 } as never)).rejects.toMatchObject({
+    await expect(
+      ttt.move({ game: 'g', player: 'Z', x: 0, y: 0, turn: 0 } as never),
+    ).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
       details: { path: '/player' },
     });
-    await expect(ttt.move({ game: 'bad name!', player: 'X', x: 0, y: 0 })).rejects.toMatchObject({
+    await expect(
+      ttt.move({ game: 'bad name!', player: 'X', x: 0, y: 0, turn: 0 }),
+    ).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
       details: { path: '/game' },
     });

@@ -1,20 +1,31 @@
 /**
- * The tic-tac-toe service: the server keeps every game's board; clients send
- * moves and watch games. Illegal moves are answers, not errors (DESIGN.md:
- * an expected outcome is a value): `{ ok: false, reason: 'occupied', ... }`.
+ * The tic-tac-toe service: the server keeps every game's board (in its
+ * memory, or in cohort's KV store: see store.ts); clients send moves and
+ * watch games. Illegal moves are answers, not errors (DESIGN.md: an
+ * expected outcome is a value): `{ ok: false, reason: 'occupied', ... }`.
  *
  * ```ts
- * node.serve(TicTacToe, new TicTacToeServer().handlers());
+ * node.serve(TicTacToe, new TicTacToeServer().handlers());          // or new TicTacToeServer(kvStore)
  * const ttt = client.client(TicTacToe, nodeId('ttt-server'));
- * await ttt.move({ game: 'g1', player: 'X', x: 1, y: 1 });   // { ok: true, state: {...} }
+ * await ttt.move({ game: 'g1', player: 'X', x: 1, y: 1, turn: 0 });   // { ok: true, state: {...} }
  * for await (const state of ttt.watch({ game: 'g1' })) console.log(state.status);
  * ```
+ *
+ * Every move names its `turn` (the number of moves made before it, which
+ * the player saw in the state). That makes `move` idempotent: a move sent
+ * twice — a retry after a lost reply, a gateway failing over — finds its
+ * own cell at `history[turn]` the second time and answers `ok` without
+ * playing again; a move for a turn that is already past gets
+ * `stale-turn`. Each write is a compare-and-set on the stored game's
+ * revision (a KV transaction), so replicas racing on one game never both
+ * apply a move.
  */
-import { CohortError } from 'cohort';
 import { defineService, serverStream, Type, unary } from 'cohort/rpc';
 import type { Handlers, Static } from 'cohort/rpc';
 import { newGame, play } from './game.js';
 import type { Game } from './game.js';
+import { MemoryGameStore } from './store.js';
+import type { GameRecord, GameStore } from './store.js';
 
 const GameName = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
 const PlayerT = Type.Union([Type.Literal('X'), Type.Literal('O')]);
@@ -40,6 +51,8 @@ export const TicTacToe = defineService('TicTacToe', {
       // Bounds are the game's rule (answered as 'out-of-bounds'); the schema only keeps numbers sane.
       x: Type.Integer({ minimum: -1000, maximum: 1000 }),
       y: Type.Integer({ minimum: -1000, maximum: 1000 }),
+      /** Moves made before this one (from the state the player saw). */
+      turn: Type.Integer({ minimum: 0, maximum: 9 }),
     }),
     Type.Union([
       Type.Object({ ok: Type.Literal(true), state: GameState }),
@@ -50,15 +63,19 @@ export const TicTacToe = defineService('TicTacToe', {
           Type.Literal('occupied'),
           Type.Literal('not-your-turn'),
           Type.Literal('game-over'),
+          Type.Literal('stale-turn'),
         ]),
         state: GameState,
       }),
     ]),
-    { description: 'play X or O at column x, row y (0..2)' },
+    {
+      idempotent: true,
+      description: 'play X or O at column x, row y (0..2) as move number turn',
+    },
   ),
   state: unary(Type.Object({ game: GameName }), GameState, {
     idempotent: true,
-    description: 'the board of a game (created empty if new)',
+    description: 'the board of a game (empty if new)',
   }),
   reset: unary(Type.Object({ game: GameName }), GameState, {
     idempotent: true,
@@ -70,77 +87,74 @@ export const TicTacToe = defineService('TicTacToe', {
   }),
 });
 
-/** Games a server keeps before refusing new ones (bounds memory). */
-export const GAMES_MAX = 1000;
-
-/** The server's games and its handlers. */
+/** The server's handlers over a {@link GameStore}. */
 export class TicTacToeServer {
-  private readonly games = new Map<string, Game>();
-  private readonly watchers = new Map<string, Set<() => void>>();
+  constructor(private readonly store: GameStore = new MemoryGameStore()) {}
 
   /** The handlers to pass to `node.serve(TicTacToe, ...)`. */
   handlers(): Handlers<typeof TicTacToe> {
     return {
-      move: ({ game, player, x, y }) => {
-        const r = play(this.get(game), player, x, y);
-        if (!r.ok) return { ok: false, reason: r.reason, state: toState(game, r.game) };
-        this.set(game, r.game);
-        return { ok: true, state: toState(game, r.game) };
-      },
-      state: ({ game }) => toState(game, this.get(game)),
-      reset: ({ game }) => {
-        this.set(game, newGame());
-        return toState(game, this.get(game));
+      move: (req) => this.move(req),
+      state: async ({ game }) => toState(game, (await this.store.read(game)).record),
+      reset: async ({ game }) => {
+        for (;;) {
+          const { revision } = await this.store.read(game);
+          const fresh: GameRecord = { game: newGame(), history: [] };
+          if (await this.store.write(game, fresh, revision)) return toState(game, fresh);
+        }
       },
       watch: ({ game }, ctx) => this.watch(game, ctx.signal),
     };
   }
 
+  private async move(req: {
+    game: string;
+    player: 'X' | 'O';
+    x: number;
+    y: number;
+    turn: number;
+  }): Promise<Static<(typeof TicTacToe)['methods']['move']['response']>> {
+    const { game, player, x, y, turn } = req;
+    // Compare-and-set loop: a lost race re-reads and decides again.
+    for (;;) {
+      const { record, revision } = await this.store.read(game);
+      const current = record ?? { game: newGame(), history: [] };
+      const cell = y * 3 + x;
+      if (turn < current.history.length) {
+        // This turn was played: by this very move (a retry), or by another.
+        const mover = turn % 2 === 0 ? 'X' : 'O';
+        if (current.history[turn] === cell && mover === player) {
+          return { ok: true, state: toState(game, current) };
+        }
+        return { ok: false, reason: 'stale-turn', state: toState(game, current) };
+      }
+      if (turn > current.history.length) {
+        return { ok: false, reason: 'stale-turn', state: toState(game, current) };
+      }
+      const r = play(current.game, player, x, y);
+      if (!r.ok) return { ok: false, reason: r.reason, state: toState(game, current) };
+      const next: GameRecord = { game: r.game, history: [...current.history, cell] };
+      if (await this.store.write(game, next, revision))
+        return { ok: true, state: toState(game, next) };
+    }
+  }
+
   private async *watch(game: string, signal: AbortSignal): AsyncGenerator<GameStateT> {
-    let last: Game | undefined;
+    let lastRevision = -1;
     while (!signal.aborted) {
-      const current = this.get(game);
-      if (current !== last) {
-        last = current;
-        yield toState(game, current);
+      const { record, revision } = await this.store.read(game);
+      if (revision !== lastRevision) {
+        lastRevision = revision;
+        yield toState(game, record);
         continue;
       }
-      await new Promise<void>((resolve) => {
-        let set = this.watchers.get(game);
-        if (set === undefined) {
-          set = new Set();
-          this.watchers.set(game, set);
-        }
-        const wake = (): void => {
-          set.delete(wake);
-          signal.removeEventListener('abort', wake);
-          resolve();
-        };
-        set.add(wake);
-        signal.addEventListener('abort', wake, { once: true });
-      });
+      await this.store.changed(game, revision, signal);
     }
-  }
-
-  private get(game: string): Game {
-    let g = this.games.get(game);
-    if (g === undefined) {
-      if (this.games.size >= GAMES_MAX) {
-        throw new CohortError('OVERLOADED', `this server already keeps ${GAMES_MAX} games`);
-      }
-      g = newGame();
-      this.games.set(game, g);
-    }
-    return g;
-  }
-
-  private set(game: string, g: Game): void {
-    this.games.set(game, g);
-    for (const wake of [...(this.watchers.get(game) ?? [])]) wake();
   }
 }
 
-function toState(game: string, g: Game): GameStateT {
+function toState(game: string, record: GameRecord | undefined): GameStateT {
+  const g: Game = record?.game ?? newGame();
   return g.winner === undefined
     ? { game, cells: [...g.cells], next: g.next, status: g.status, moves: g.moves }
     : {

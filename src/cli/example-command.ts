@@ -2,8 +2,8 @@
  * `cohort example ...`: the classic RPC examples, runnable from a checkout.
  *
  * ```sh
- * cohort example tictactoe serve [--port 7400] [--http 8080]
- * cohort example tictactoe play X [--game default] [--server 127.0.0.1:7400]
+ * cohort example tictactoe serve [--port 7400] [--http 8080] [--id ttt-1 --kv n1=127.0.0.1:7201,...]
+ * cohort example tictactoe play X [--game default] [--server 127.0.0.1:7400] [--server-id gateway]
  * cohort example list-max serve [--port 7401] [--http 8080]
  * cohort example list-max call 3 9 4 [--server 127.0.0.1:7401]
  * ```
@@ -26,9 +26,16 @@ interface Closable {
 }
 
 interface TicTacToeCli {
-  serve(o: { host: string; port: number; http?: number }): Promise<Closable>;
+  serve(o: {
+    host: string;
+    port: number;
+    http?: number;
+    id?: string;
+    kv?: string[];
+    kvClusterId?: string;
+  }): Promise<Closable>;
   play(
-    o: { player: 'X' | 'O'; game: string; host: string; port: number },
+    o: { player: 'X' | 'O'; game: string; host: string; port: number; server?: string },
     input?: Readable,
     out?: Writable,
   ): Promise<string>;
@@ -86,10 +93,24 @@ export function registerExampleCommands(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'TCP port for cohort RPC', port, 7400)
     .option('--http <port>', 'also serve the HTTP/JSON gateway on this port', port)
-    .action(async (o: { host: string; port: number; http?: number }) => {
-      const m = await load<TicTacToeCli>('tic-tac-toe/cli');
-      stayUp(await m.serve(o));
-    });
+    .option('--id <id>', 'node id of this server (replicas behind a gateway each need one)')
+    .option('--kv <endpoints>', 'keep the games in the KV store at n1=host:port,...', (v: string) =>
+      v.split(',').filter((e) => e !== ''),
+    )
+    .option('--kv-cluster-id <id>', 'cluster id of the KV store (default cohort-local)')
+    .action(
+      async (o: {
+        host: string;
+        port: number;
+        http?: number;
+        id?: string;
+        kv?: string[];
+        kvClusterId?: string;
+      }) => {
+        const m = await load<TicTacToeCli>('tic-tac-toe/cli');
+        stayUp(await m.serve(o));
+      },
+    );
   ttt
     .command('play')
     .description('play one game in this terminal')
@@ -100,11 +121,20 @@ export function registerExampleCommands(program: Command): void {
     })
     .option('--game <name>', 'which game to join', 'default')
     .option('--server <host:port>', 'the server', hostPort, { host: '127.0.0.1', port: 7400 })
+    .option('--server-id <id>', "the server's node id (a gateway's: gateway)")
     .action(
-      async (player: 'X' | 'O', o: { game: string; server: { host: string; port: number } }) => {
+      async (
+        player: 'X' | 'O',
+        o: { game: string; server: { host: string; port: number }; serverId?: string },
+      ) => {
         await runAction({}, async () => {
           const m = await load<TicTacToeCli>('tic-tac-toe/cli');
-          const result = await m.play({ player, game: o.game, ...o.server });
+          const result = await m.play({
+            player,
+            game: o.game,
+            ...o.server,
+            ...(o.serverId === undefined ? {} : { server: o.serverId }),
+          });
           process.stdout.write(`${result}\n`);
           return result === 'won' || result === 'draw' || result === 'lost'
             ? exitCodes.done

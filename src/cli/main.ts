@@ -19,6 +19,7 @@ import { registerCompletionCommand } from './completion-command.js';
 import { registerEndpointCommands } from './endpoint-command.js';
 import { registerExampleCommands } from './example-command.js';
 import { exitCodeHelp, exitCodes, exitCodeSummary } from './exit-codes.js';
+import { registerGatewayCommand } from './gateway-command.js';
 import { registerKvCommand } from './kv-command.js';
 import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
@@ -92,6 +93,7 @@ export function buildProgram(): Command {
   registerKvCommand(program);
   registerSnapshotCommands(program);
   registerMrCommands(program);
+  registerGatewayCommand(program);
   registerCompletionCommand(program);
   configureErrors(program);
   addExitCodeHelp(program);

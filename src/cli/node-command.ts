@@ -20,14 +20,22 @@
  * the middle is cut at the damage instead of refused, and what was dropped
  * (file, offset, bytes, records, entries) is printed on stderr before the
  * node serves.
+ *
+ * With `--gateway <file>`, the node also runs the load-balancing gateway
+ * (src/gateway/, as `cohort gateway --config <file>` would) in the same
+ * process: a bad gateway file is a bad configuration (exit 2), the gateway
+ * stops before the node does, and SIGHUP reloads its backend lists.
  */
 import type { Command } from 'commander';
+import { Gateway } from '../gateway/gateway.js';
+import type { GatewayOptions } from '../gateway/gateway.js';
 import { isCohortError } from '../lib/errors.js';
 import { configFileFlag, nodeOptionFlags, resolveNodeConfig } from '../node/config.js';
 import type { RawConfig } from '../node/config.js';
 import { nodeLogger } from '../node/logger.js';
 import { startNode } from '../node/node.js';
 import { describeRecovery } from '../raft/storage/file-storage.js';
+import { reloadBackends, resolveGatewayOptions } from './gateway-command.js';
 import { exitCodes } from './exit-codes.js';
 
 /** Flags of `cohort node` as commander hands them over (all strings). */
@@ -36,8 +44,12 @@ type NodeFlags = RawConfig & { config?: string };
 /** Runs the node until a signal; resolves once it has shut down. */
 async function runNode(flags: NodeFlags): Promise<void> {
   let config;
+  let gatewayOptions: GatewayOptions | undefined;
   try {
     config = resolveNodeConfig({ flags, env: process.env });
+    // The gateway reads its file alone: the node's COHORT_* variables (COHORT_LISTEN...) are not its.
+    if (config.gateway !== '')
+      gatewayOptions = resolveGatewayOptions({ config: config.gateway }, {});
   } catch (e) {
     if (isCohortError(e)) {
       process.stderr.write(`error: ${e.code}: bad configuration: ${e.message}\n`);
@@ -74,6 +86,25 @@ async function runNode(flags: NodeFlags): Promise<void> {
     return undefined;
   });
   if (node === undefined) return;
+  let gateway: Gateway | undefined;
+  if (gatewayOptions !== undefined) {
+    try {
+      gateway = await Gateway.start(gatewayOptions);
+    } catch (e) {
+      process.stderr.write(
+        `cohort node ${config.id}: cannot start the gateway: ${e instanceof Error ? e.message : String(e)}\n`,
+      );
+      process.exitCode = 1;
+      await node.close();
+      return;
+    }
+    const parts: string[] = [];
+    if (gateway.http !== undefined) parts.push(`HTTP on ${gateway.http.address.port}`);
+    if (gateway.rpc !== undefined) parts.push(`RPC on ${gateway.rpc.address.port}`);
+    const a = gateway.adminAddress;
+    if (a !== undefined) parts.push(`admin on ${a.port}`);
+    process.stderr.write(`cohort node ${config.id}: gateway ${parts.join(', ')}\n`);
+  }
   if (config.repair) {
     const lines = describeRecovery(node.recovery);
     if (lines.length === 0) lines.push('repair: the log was whole; nothing dropped');
@@ -84,17 +115,34 @@ async function runNode(flags: NodeFlags): Promise<void> {
       if (stopping) return;
       stopping = true;
       log.info({ signal, term: node.raft.status().term }, 'shutting down');
-      node.close().then(
-        () => resolve(),
-        (e: unknown) => {
-          log.error({ err: e }, 'shutdown failed');
-          process.exitCode = exitCodes.failed;
-          resolve();
-        },
-      );
+      (gateway?.close() ?? Promise.resolve())
+        .then(() => node.close())
+        .then(
+          () => resolve(),
+          (e: unknown) => {
+            log.error({ err: e }, 'shutdown failed');
+            process.exitCode = exitCodes.failed;
+            resolve();
+          },
+        );
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    if (gatewayOptions !== undefined) {
+      const running = gatewayOptions;
+      process.on('SIGHUP', () => {
+        if (stopping) return;
+        try {
+          const now = reloadBackends(running, { config: config.gateway }, {});
+          process.stderr.write(`cohort node ${config.id}: SIGHUP, gateway reloaded: ${now}\n`);
+        } catch (e) {
+          if (!isCohortError(e)) throw e;
+          process.stderr.write(
+            `cohort node ${config.id}: SIGHUP, gateway reload refused, backends unchanged: ${e.message}\n`,
+          );
+        }
+      });
+    }
   });
 }
 

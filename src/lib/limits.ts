@@ -256,6 +256,26 @@ export const limits = {
   mrShuffleChunkBytes: 256 * 1024,
   /** Least time a worker thread gets to boot and load (compile) a job before its task counts as stalled. */
   mrThreadStartupMsMin: 30_000,
+  /** Largest request head (request line + headers) the gateway reads; past it 431. Node's own default, like HAProxy's 16 KiB buffers. */
+  gatewayHeaderBytesMax: 16 * 1024,
+  /** Default largest request body the gateway forwards; past it 413. */
+  gatewayBodyBytesDefault: 16 * 1024 * 1024,
+  /** Ceiling of the configurable request body limit. */
+  gatewayBodyBytesMax: 1024 * 1024 * 1024,
+  /** Request bodies up to this size are read whole before forwarding, so a failed try can be sent again; bigger ones stream and are retried only if no byte left. */
+  gatewayRetryBodyBytesMax: 64 * 1024,
+  /** Tries of one request (the first included): one retry after a try that may have reached a backend, others only after tries that never did. */
+  gatewayTriesMax: 3,
+  /** Connections the gateway opens to one backend at most; more requests queue in its pool. */
+  gatewayUpstreamConnectionsMax: 512,
+  /** Replicas one replicated request fans out to at most. */
+  gatewayReplicasMax: 16,
+  /** Largest reply body of a replicated request (replies are held whole to be compared). */
+  gatewayReplicatedBodyBytesMax: 4 * 1024 * 1024,
+  /** Silence after which the gateway closes a client connection (a client stalled mid-request holds a buffer); longer than its keep-alive idle time. */
+  gatewayClientIdleMs: 120_000,
+  /** Longest deadline of one request through the gateway. */
+  gatewayTimeoutMsMax: 3_600_000,
 } as const;
 
 /** The type of {@link limits}. */
@@ -329,6 +349,12 @@ export function checkLimits(l: Limits): void {
     'rpcStreamCreditItems >= 2 (credit is returned at half the window)',
   );
   check(l.httpBodyBytesMax + 64 * 1024 <= l.frameBytesMax, 'an HTTP body fits a frame');
+  check(
+    l.gatewayRetryBodyBytesMax <= l.gatewayBodyBytesDefault &&
+      l.gatewayBodyBytesDefault <= l.gatewayBodyBytesMax,
+    'gatewayRetryBodyBytesMax <= gatewayBodyBytesDefault <= gatewayBodyBytesMax',
+  );
+  check(l.gatewayTriesMax >= 2, 'the gateway can retry once (gatewayTriesMax >= 2)');
   check(
     l.kvKeyBytesMax + l.kvValueBytesMax + 64 * 1024 <= l.raftEntryBytesMax,
     'one KV put (key + value + headers) fits a Raft entry',

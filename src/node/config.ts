@@ -215,6 +215,18 @@ export const nodeOptions = {
     default: limits.kvQuotaBytesDefault,
     defaultHelp: '536870912, 512 MiB',
   }),
+  /**
+   * The gateway as a role of this node: a JSON file with `cohort gateway`'s
+   * config-file fields (read from the file alone; the node's COHORT_*
+   * variables do not apply to it). Empty: no gateway.
+   */
+  gateway: option({
+    arg: '<file>',
+    help: "also run the load-balancing gateway in this process, configured by this JSON file (cohort gateway's config-file fields); SIGHUP reloads its backend lists",
+    schema: Type.String({ maxLength: 4096 }),
+    default: '',
+    defaultHelp: 'none',
+  }),
   /** Cut the WAL at a corrupt record (dropping everything after it) instead of refusing to start. */
   repair: option({
     arg: '',

@@ -56,9 +56,10 @@ export interface StartNodeOptions {
   readonly onFatal?: (err: unknown) => void;
   /** Replicated modules sharing the log (default: the default modules, default-modules.ts). */
   readonly modules?: readonly NodeModule[];
-  /** KV server knobs (tests: small history, small watch buffers, fast checks). */
+  /** KV server knobs (tests: small history, small watch buffers, fast checks, a clock of their own). */
   readonly kv?: Pick<
     KvServerOptions,
+    | 'now'
     | 'historyRevisionsKept'
     | 'compactCheckMs'
     | 'leaseCheckpointMs'

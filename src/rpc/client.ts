@@ -120,6 +120,7 @@ interface Pending {
   stream: ClientStream | undefined;
   /** Lets the process exit again (see Clock.hold): a pending call keeps it alive. */
   release: (() => void) | undefined;
+  onReplyMeta: CallOptions['onReplyMeta'];
 }
 
 type Send = (to: NodeId, message: RpcWireMessage) => void;
@@ -418,6 +419,7 @@ export class RpcClientSide {
       reject: undefined,
       stream,
       release: this.clock.hold?.(),
+      onReplyMeta: options.onReplyMeta,
     };
     if (stream !== undefined) stream.id = id;
     this.pending.set(id, p);
@@ -465,6 +467,22 @@ export class RpcClientSide {
         }
         this.finish(msg.id, p);
         this.counters.callsSucceeded++;
+        if (msg.meta !== undefined && p.onReplyMeta !== undefined) {
+          try {
+            p.onReplyMeta(msg.meta);
+          } catch (err) {
+            crashOnAssertion(err);
+            p.reject?.(
+              isCohortError(err)
+                ? err
+                : new CohortError('INTERNAL', `onReplyMeta failed: ${String(err)}`, {
+                    definite: false,
+                    cause: err,
+                  }),
+            );
+            return;
+          }
+        }
         p.resolve?.(msg.payload);
         return;
       }

@@ -21,6 +21,8 @@
  * - `GET /metrics` serves the given {@link RpcMetrics}-like source as Prometheus text.
  * - Headers: `x-cohort-timeout-ms` sets the deadline; `x-cohort-meta-<key>`
  *   becomes call metadata (e.g. an auth token for a server interceptor).
+ *   A unary reply's metadata comes back as `x-cohort-reply-meta`, a JSON
+ *   object (non-ASCII escaped).
  *   Metadata beyond its bounds (`limits.rpcMetaKeyCharsMax`,
  *   `rpcMetaValueCharsMax`, `rpcMetaEntriesMax`) is refused with 431.
  * - Errors: `{"error":{code, message, definite, details}}` with a status from
@@ -286,8 +288,15 @@ export class HttpGateway {
     res.on('close', () => {
       if (!res.writableFinished) ac.abort(new CohortError('CANCELLED', 'the HTTP client left'));
     });
-    const options: { timeoutMs?: number; signal: AbortSignal; meta?: Record<string, string> } = {
+    let replyMeta: Readonly<Record<string, string>> | undefined;
+    const options: {
+      timeoutMs?: number;
+      signal: AbortSignal;
+      meta?: Record<string, string>;
+      onReplyMeta: (m: Readonly<Record<string, string>>) => void;
+    } = {
       signal: ac.signal,
+      onReplyMeta: (m) => (replyMeta = m),
     };
     if (Object.keys(meta).length > 0) options.meta = meta;
     const timeout = req.headers['x-cohort-timeout-ms'];
@@ -311,7 +320,7 @@ export class HttpGateway {
     const invoker = this.node.invoker(this.node.self);
     if (compiled.def.kind === 'unary') {
       invoker.unary(compiled, body, options).then(
-        (result) => this.guard(res, () => sendJson(res, 200, result)),
+        (result) => this.guard(res, () => sendJson(res, 200, result, replyMetaHeader(replyMeta))),
         (err: unknown) => this.guard(res, () => sendError(res, asCohortError(err))),
       );
       return;
@@ -385,7 +394,12 @@ function sendError(res: http.ServerResponse, err: CohortError, status?: number):
   sendJson(res, status ?? statusOf[err.code] ?? 500, errorBody(err));
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+function sendJson(
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  extra: Readonly<Record<string, string>> = {},
+): void {
   if (res.headersSent) {
     res.end();
     return;
@@ -394,6 +408,22 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
+    ...extra,
   });
   res.end(text);
+}
+
+/**
+ * Reply metadata as one `x-cohort-reply-meta` header holding a JSON object,
+ * non-ASCII escaped (`\uXXXX`), so any key or value makes a valid header.
+ */
+function replyMetaHeader(
+  meta: Readonly<Record<string, string>> | undefined,
+): Record<string, string> {
+  if (meta === undefined || Object.keys(meta).length === 0) return {};
+  const json = JSON.stringify(meta).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return { 'x-cohort-reply-meta': json };
 }

@@ -12,7 +12,8 @@
  * ```
  *
  * Call protocol (one request id per call, unique per client node):
- * - unary: `RpcRequest` → `RpcResponse` | `RpcError`;
+ * - unary: `RpcRequest` → `RpcResponse` | `RpcError` (a response may carry
+ *   reply metadata, bounded like call metadata);
  * - server stream: `RpcRequest{credit}` → `RpcStreamItem`* → `RpcStreamEnd` | `RpcError`;
  *   the client returns credit with `RpcCredit` as it consumes items (the
  *   server never has more than the credit outstanding: backpressure);
@@ -86,8 +87,12 @@ export const RpcRequest = message('RpcRequest', {
   meta: Type.Optional(Meta),
 });
 
-/** The successful result of a unary call. */
-export const RpcResponse = message('RpcResponse', { id: Id, payload: Type.Unknown() });
+/** The successful result of a unary call, with the handler's reply metadata if it set any. */
+export const RpcResponse = message('RpcResponse', {
+  id: Id,
+  payload: Type.Unknown(),
+  meta: Type.Optional(Meta),
+});
 
 /** A failed call: the code, whether it is definite, and details (e.g. the field path). */
 export const RpcError = message('RpcError', {

@@ -33,6 +33,7 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
 import { LogLimiter } from '../lib/log-limiter.js';
+import { metaError } from './messages.js';
 import type { RpcWire, RpcWireMessage } from './messages.js';
 import type {
   CallContext,
@@ -102,6 +103,8 @@ class RunningCall implements ServerCall {
   credit: number;
   private creditWaiter: (() => void) | undefined;
   readonly meta: Readonly<Record<string, string>>;
+  /** What {@link setReplyMeta} set, sent with a unary reply. */
+  replyMeta: Record<string, string> | undefined;
 
   constructor(
     private readonly side: RpcServerSide,
@@ -130,6 +133,13 @@ class RunningCall implements ServerCall {
 
   remainingMs(): number {
     return this.deadline - this.side.clock.now();
+  }
+
+  setReplyMeta(key: string, value: string): void {
+    const next = { ...this.replyMeta, [key]: value };
+    const bad = metaError(next);
+    if (bad !== undefined) throw bad;
+    this.replyMeta = next;
   }
 
   /** Stops the call; idempotent. */
@@ -427,7 +437,9 @@ export class RpcServerSide {
       return;
     }
     try {
-      this.send(call.peer, { type: 'RpcResponse', id: call.id, payload: result });
+      const reply: RpcWire<'RpcResponse'> = { type: 'RpcResponse', id: call.id, payload: result };
+      if (call.replyMeta !== undefined) reply.meta = call.replyMeta;
+      this.send(call.peer, reply);
     } catch (sendErr) {
       if (!isCohortError(sendErr)) throw sendErr;
       this.counters.repliesDropped++;

@@ -186,6 +186,11 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** Metadata sent with the call (auth tokens, trace ids), seen by server interceptors. */
   readonly meta?: Readonly<Record<string, string>>;
+  /**
+   * Called with the reply metadata of a unary call that succeeded, before its
+   * promise resolves, when the handler set any ({@link CallContext.setReplyMeta}).
+   */
+  readonly onReplyMeta?: (meta: Readonly<Record<string, string>>) => void;
 }
 
 /** What a handler knows about its call. */
@@ -200,6 +205,14 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** Milliseconds left before the deadline (may be negative). */
   remainingMs(): number;
+  /**
+   * Sets metadata sent back with a unary call's successful reply (a
+   * gateway's combine rule and outcome, say); the caller gets it through
+   * {@link CallOptions.onReplyMeta}. Bounded like call metadata: throws a
+   * definite INVALID_ARGUMENT past `limits.rpcMeta*`. Streams and errors
+   * carry none.
+   */
+  setReplyMeta(key: string, value: string): void;
 }
 
 /** A stream of items from the server; breaking out of `for await` cancels it on the server. */

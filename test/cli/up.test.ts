@@ -13,6 +13,7 @@ import type { ClusterFile } from '../../src/node/cluster.js';
 import { runCli as run, startCli } from '../harness/cli.js';
 import { rawKeys } from '../harness/json-lines.js';
 import { tempDir } from '../harness/tmp.js';
+import { waitUntil } from '../harness/wait.js';
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((r) => {
@@ -96,7 +97,7 @@ describe('cohort up / status / down', () => {
     const none = await run(['status', '--dir', dir]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no cluster found/);
-  }, 40_000);
+  });
 
   it('an attached up stops its nodes cleanly on SIGTERM', async () => {
     const dir = tempDir('cohort-up-');
@@ -104,9 +105,9 @@ describe('cohort up / status / down', () => {
     const up = startCli(['up', '--base-port', String(base), '--dir', dir]);
     const child = up.child;
     try {
-      for (let i = 0; i < 200 && !/leader n\d · term .* 3\/3 up/.test(up.out.stdout); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitUntil('the live line to show a leader and 3/3 up', () =>
+        /leader n\d · term .* 3\/3 up/.test(up.out.stdout),
+      );
       expect(up.out.stdout).toMatch(/leader n\d · term \d+ · commit \d+ · revision 0 · 3\/3 up/);
       const file = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile;
       expect(file.supervisor).toBe(child.pid);
@@ -126,7 +127,7 @@ describe('cohort up / status / down', () => {
           if (n.pid !== undefined && pidAlive(n.pid)) process.kill(n.pid, 'SIGKILL');
       }
     }
-  }, 40_000);
+  });
 
   it('up reports a node that cannot start (port in use) and leaves nothing running', async () => {
     const dir = tempDir('cohort-up-');
@@ -145,7 +146,7 @@ describe('cohort up / status / down', () => {
     } finally {
       blocker.close();
     }
-  }, 40_000);
+  });
 
   it('up on ports another cluster answers reports its own nodes dying, never the other cluster; status likewise', async () => {
     const base = await freeBase();
@@ -196,7 +197,7 @@ describe('cohort up / status / down', () => {
     } finally {
       await run(['down', '--dir', first]);
     }
-  }, 90_000);
+  });
 
   it('up refuses a bad --wal-sync or --workers before starting anything', async () => {
     const dir = tempDir('cohort-up-');
@@ -222,5 +223,5 @@ describe('cohort up / status / down', () => {
     expect(r.stdout).toMatch(/^ID +ROLE +TERM +LEADER +COMMIT +APPLIED +LAST +MEMBERS +RPC +PID$/m);
     expect(r.stdout).toMatch(/n1 +unreachable \(refused\)/);
     expect(r.stdout).toMatch(/n1: UNAVAILABLE: n1 at 127\.0\.0\.1:\d+: connection refused/);
-  }, 20_000);
+  });
 });

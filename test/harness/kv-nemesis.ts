@@ -35,6 +35,7 @@ import type { KvInput, KvOutput } from '../../src/sim/checkers/models.js';
 import type { NodeStatus } from '../../src/node/node-service.js';
 import type { ProcessCluster } from './process-cluster.js';
 import { sleep, until } from './process-cluster.js';
+import { conditionWaitMs } from './wait.js';
 
 /** The history of a KV workload. */
 export type KvHistory = History<KvInput, KvOutput>;
@@ -130,6 +131,8 @@ export class KvWorkload {
   readonly recorder = new HistoryRecorder<KvInput, KvOutput>(() => performance.now());
   /** Errors the clients threw, by operation, code and definiteness: counts. */
   readonly errors = new Map<string, number>();
+  /** Operations that completed ok so far (what the nemesis waits for between faults). */
+  completedOk = 0;
   private stopping = false;
   private runners: Promise<void>[] = [];
 
@@ -234,6 +237,7 @@ export class KvWorkload {
           () => runKvOp(kv, input),
           this.classify,
         );
+        this.completedOk++;
         if (out.f === 'get') seen.set(key, out.value);
         else if (input.f === 'put' || (out.f === 'cas' && out.ok)) seen.set(key, value);
       } catch (e) {
@@ -316,6 +320,20 @@ export function historyFigures(history: KvHistory): {
 /** What one nemesis step did, for the test's log. */
 export type NemesisLog = (line: string) => void;
 
+/** Options of {@link Nemesis}. */
+export interface NemesisOptions {
+  /** The least time the workload runs between faults, in ms (default 1000). */
+  readonly dwellMs?: number;
+  /**
+   * The workload whose progress a dwell also waits for: `dwellOps` more
+   * operations completed ok (default 50; half as many in a half dwell). The
+   * faults thus come after as much work as on a quiet machine, however busy
+   * this one is, and a test can count on that much work being done.
+   */
+  readonly workload?: { readonly completedOk: number };
+  readonly dwellOps?: number;
+}
+
 /**
  * The fault schedule: each {@link cycle} kills the leader, kills a follower,
  * SIGSTOPs the leader until another is elected, then wipes a follower's data
@@ -333,9 +351,23 @@ export class Nemesis {
   constructor(
     private readonly cluster: ProcessCluster,
     private readonly log: NemesisLog,
-    /** How long the workload runs between faults, in ms. */
-    private readonly dwellMs = 1000,
+    private readonly options: NemesisOptions = {},
   ) {}
+
+  /** Operations the workload completes ok in a whole dwell (see {@link NemesisOptions}). */
+  static readonly dwellOpsDefault = 50;
+
+  /** Lets the workload run between faults: `share` of the dwell time, then of its operations. */
+  private async dwell(share = 1): Promise<void> {
+    const w = this.options.workload;
+    const from = w?.completedOk ?? 0;
+    await sleep((this.options.dwellMs ?? 1000) * share);
+    if (w === undefined) return;
+    const ops = Math.ceil((this.options.dwellOps ?? Nemesis.dwellOpsDefault) * share);
+    await until(`${ops} more operations completed ok`, () =>
+      Promise.resolve(w.completedOk - from >= ops ? true : undefined),
+    );
+  }
 
   /** One round of every fault, in order. */
   async cycle(): Promise<void> {
@@ -348,11 +380,11 @@ export class Nemesis {
   /** kill -9 the leader, wait for a new one, restart the old one and let it catch up. */
   async killLeader(): Promise<void> {
     const l = await this.cluster.waitForLeader();
-    await sleep(this.dwellMs);
+    await this.dwell();
     await this.cluster.kill(l.id);
     const next = await this.cluster.waitForLeader({ notId: l.id, minTerm: l.term + 1 });
     this.log(`kill -9 leader ${l.id} (term ${l.term}) → ${next.id} leads in term ${next.term}`);
-    await sleep(this.dwellMs);
+    await this.dwell();
     await this.heal(l.id);
   }
 
@@ -362,17 +394,17 @@ export class Nemesis {
     const f = this.follower(l.id);
     await this.cluster.kill(f);
     this.log(`kill -9 follower ${f} (leader ${l.id}, term ${l.term})`);
-    await sleep(this.dwellMs);
+    await this.dwell();
     await this.heal(f);
   }
 
   /** SIGSTOP the leader until another node leads, then SIGCONT it. */
   async pauseLeader(): Promise<void> {
     const l = await this.cluster.waitForLeader();
-    await sleep(this.dwellMs / 2);
+    await this.dwell(0.5);
     this.cluster.pause(l.id);
     const next = await this.cluster.waitForLeader({ notId: l.id, minTerm: l.term + 1 });
-    await sleep(this.dwellMs / 2);
+    await this.dwell(0.5);
     this.cluster.resume(l.id);
     this.log(
       `SIGSTOP leader ${l.id} (term ${l.term}) → ${next.id} leads in term ${next.term}; SIGCONT`,
@@ -396,10 +428,10 @@ export class Nemesis {
     });
     const f = this.follower(l.id);
     await this.cluster.kill(f);
-    await sleep(this.dwellMs / 2);
+    await this.dwell(0.5);
     await this.cluster.restart(f, { wipe: true, logLevel: 'info' });
     const s = await this.catchUp(f);
-    // Its log line may arrive after its status answer (two pipes): wait a little for it.
+    // Its log line may arrive after its status answer (two pipes): wait for it.
     const installed = await until(
       `${f} to log a snapshot install`,
       () =>
@@ -408,7 +440,7 @@ export class Nemesis {
             ? true
             : undefined,
         ),
-      5000,
+      conditionWaitMs,
     ).catch(() => false);
     this.log(
       `wiped ${f} (leader ${l.id} snapshot at ${l.snapshotIndex}) → rejoined, snapshotIndex ${s.snapshotIndex}, applied ${s.appliedIndex}${installed ? ', installed the leader\u2019s snapshot' : ''}`,
@@ -433,7 +465,7 @@ export class Nemesis {
   }
 
   private async catchUp(id: string): Promise<NodeStatus> {
-    const l = await this.cluster.waitForLeader({ timeoutMs: 30_000 });
+    const l = await this.cluster.waitForLeader();
     return this.cluster.waitForApplied(id, l.commitIndex);
   }
 }

@@ -33,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { StatusPoller } from '../../src/node/cluster.js';
 import type { ClusterNode, PollResult } from '../../src/node/cluster.js';
 import type { NodeStatus } from '../../src/node/node-service.js';
+import { conditionWaitMs, waitUntil } from './wait.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const sourceCli = fileURLToPath(new URL('../node/fixtures/cohort-cli.ts', import.meta.url));
@@ -78,7 +79,7 @@ export interface LeaderWait {
   readonly minTerm?: number;
   /** Nodes that must follow it (default: every node that answers). */
   readonly followers?: number;
-  /** Give up after this long (default 30 s: node processes start slowly on a busy machine). */
+  /** Give up after this long (default {@link conditionWaitMs}: node processes start slowly on a busy machine). */
   readonly timeoutMs?: number;
 }
 
@@ -94,17 +95,19 @@ export function sleep(ms: number): Promise<void> {
 export async function until<T>(
   what: string,
   f: () => Promise<T | undefined>,
-  ms = 20_000,
+  ms = conditionWaitMs,
   everyMs = 50,
 ): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
+  return waitUntil(what, f, { timeoutMs: ms, everyMs });
 }
+
+/**
+ * How long a status poll made while waiting for a condition waits for each
+ * node's answer: a starved node answers late, and a poll that gave up on it
+ * would only be repeated (a SIGSTOPped node never answers: each poll then
+ * takes this long).
+ */
+const waitPollMs = 2_000;
 
 /** Every child of every cluster, killed if this process exits without closing them. */
 const allChildren = new Set<ChildProcess>();
@@ -250,23 +253,27 @@ export class ProcessCluster {
     return until(
       `a leader${w.notId === undefined ? '' : ` other than ${w.notId}`}${w.minTerm === undefined ? '' : ` in term >= ${w.minTerm}`}`,
       async () => {
-        const up = await this.statuses();
+        const up = await this.statuses(waitPollMs);
         const term = Math.max(0, ...up.map((s) => s.term));
         const l = up.find((s) => s.role === 'leader' && s.term === term);
         if (l === undefined || l.id === w.notId || l.term < (w.minTerm ?? 0)) return undefined;
         const following = up.filter((s) => s.leader === l.id && s.term === l.term).length;
         return following >= (w.followers ?? up.length) ? l : undefined;
       },
-      w.timeoutMs ?? 30_000,
+      w.timeoutMs ?? conditionWaitMs,
     );
   }
 
   /** Waits until node `id` answers and has applied at least `index`. */
-  async waitForApplied(id: string, index: number, timeoutMs = 30_000): Promise<NodeStatus> {
+  async waitForApplied(
+    id: string,
+    index: number,
+    timeoutMs = conditionWaitMs,
+  ): Promise<NodeStatus> {
     return until(
       `${id} to apply index ${index}`,
       async () => {
-        const s = await this.status(id);
+        const s = await this.status(id, waitPollMs);
         return s !== undefined && s.appliedIndex >= index ? s : undefined;
       },
       timeoutMs,

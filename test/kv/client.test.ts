@@ -7,10 +7,16 @@ import { CohortError, isCohortError } from '../../src/lib/errors.js';
 import type { ClientInterceptor } from '../../src/rpc/client.js';
 import { kvKey, kvText } from '../../src/kv/core/bytes.js';
 import { KvTestCluster } from './kv-cluster.js';
+import { lostReplyThenRefused } from './lost-reply.js';
 
 let cluster: KvTestCluster;
+/**
+ * The leaders' clock, which log time (and so session expiry) follows: it moves
+ * only when a test moves it, so a busy machine's stalls expire no session.
+ */
+let nowMs = 0;
 beforeAll(async () => {
-  cluster = await KvTestCluster.start(3);
+  cluster = await KvTestCluster.start(3, { kv: { now: () => nowMs } });
   await cluster.leader();
 });
 afterAll(async () => {
@@ -70,19 +76,18 @@ describe('KvClient exactly-once', () => {
   });
 
   it('gives up on a write that may have been applied with an indefinite error, even if the last attempt failed definitely', async () => {
-    let applied = false;
-    const lossy: ClientInterceptor = async (call, next) => {
-      if (call.method !== 'put') return next(call);
-      if (applied) throw new CohortError('UNAVAILABLE', 'peer down (test)');
-      await next(call);
-      applied = true;
-      throw new CohortError('TIMEOUT', 'reply lost (test)', { definite: false });
-    };
-    const kv = await cluster.client({ retryMs: 200, rpc: { client: { interceptors: [lossy] } } });
+    const retryMs = 60_000;
+    const lost = lostReplyThenRefused({ retryMs, refusals: 1 });
+    const kv = await cluster.client({
+      retryMs,
+      clock: lost.clock,
+      rpc: { client: { interceptors: [lost.interceptor] } },
+    });
     const err = await kv.put('maybe', 'x').then(
       () => undefined,
       (e: unknown) => e,
     );
+    expect(lost.refused()).toBe(1);
     expect(err).toMatchObject({ code: 'UNAVAILABLE', definite: false });
     expect(kvText((await (await cluster.client()).get('maybe'))?.value ?? kvKey(''))).toBe('x');
   });
@@ -117,7 +122,6 @@ describe('KvClient sessions (registered, expired by log time)', () => {
       },
     };
   }
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   it('a client restarted with a fixed clientId writes at once (no stale-sequence failure)', async () => {
     // The first incarnation "crashes": its close cannot end its sessions on the cluster.
@@ -147,7 +151,7 @@ describe('KvClient sessions (registered, expired by log time)', () => {
     await kv.put('idle', '1');
     expect(counts.sessionOpen).toBe(1);
     // Over a second of log time passes: another client's write carries it.
-    await sleep(1300);
+    nowMs += 1300;
     await (await cluster.client()).put('tick', 'x');
     const before = await kv.range('idle', { countOnly: true });
     const put = await kv.put('idle', '2');
@@ -165,7 +169,7 @@ describe('KvClient sessions (registered, expired by log time)', () => {
         await next(call); // a redirect (NOT_LEADER) throws here: not this case yet
         lost = true;
         // Applied, but the reply is lost; the session then expires before the retry.
-        await sleep(1300);
+        nowMs += 1300;
         await other.put('tick', 'y');
         throw new CohortError('CONNECTION_LOST', 'reply lost (test)', { definite: false });
       }

@@ -22,20 +22,16 @@ import type { NodeConfig } from '../../src/node/config.js';
 import { startNode } from '../../src/node/node.js';
 import type { CohortNode, StartNodeOptions } from '../../src/node/node.js';
 import { freePort } from '../transport/tcp-harness.js';
+import { waitUntil } from '../harness/wait.js';
 
 const silent = pino({ level: 'silent' });
 
-/** Polls `f` until it returns a value (not undefined), or fails after ~10 s. */
+/** Polls `f` until it returns a value (not undefined); fails after a generous bound (harness/wait.ts). */
 export async function until<T>(
   f: () => Promise<T | undefined> | T | undefined,
   what = 'condition',
 ): Promise<T> {
-  for (let i = 0; i < 500; i++) {
-    const v = await f();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`${what} not reached`);
+  return waitUntil(what, f);
 }
 
 /** A cluster of in-process nodes (see the file comment). */

@@ -15,16 +15,17 @@
  * never depended on this.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CohortError, isCohortError } from '../../src/lib/errors.js';
+import type { CohortError } from '../../src/lib/errors.js';
+import { isCohortError } from '../../src/lib/errors.js';
 import { KvClient } from '../../src/kv/client.js';
-import type { ClientInterceptor } from '../../src/rpc/client.js';
 import { ProcessCluster } from '../harness/process-cluster.js';
+import { lostReplyThenRefused } from './lost-reply.js';
 
 let cluster: ProcessCluster;
 
 beforeAll(async () => {
   cluster = await ProcessCluster.start({ nodes: 3 });
-  await cluster.waitForLeader({ timeoutMs: 30_000 });
+  await cluster.waitForLeader();
 });
 
 afterAll(async () => {
@@ -33,23 +34,15 @@ afterAll(async () => {
 
 describe('KvClient after retries (issue 6)', () => {
   it('reports a write whose answer was lost as indefinite, even when its last retry failed definitely', async () => {
-    let puts = 0;
-    let applied = false;
-    // Put attempts go through until one is applied; its answer is then
-    // "lost" (indefinite TIMEOUT), and every later attempt is refused before
-    // sending with a definite UNAVAILABLE.
-    const lossy: ClientInterceptor = async (call, next) => {
-      if (call.method !== 'put') return next(call);
-      puts++;
-      if (applied) throw new CohortError('UNAVAILABLE', 'peer down (test)', { definite: true });
-      await next(call);
-      applied = true;
-      throw new CohortError('TIMEOUT', 'answer lost (test)', { definite: false });
-    };
+    // A generous budget, made to run out after two refusals (see lost-reply.ts):
+    // the test does not depend on how fast anything runs.
+    const retryMs = 60_000;
+    const lost = lostReplyThenRefused({ retryMs, refusals: 2 });
     const kv = await KvClient.connect({
       endpoints: cluster.endpoints(),
-      retryMs: 300,
-      rpc: { client: { interceptors: [lossy] } },
+      retryMs,
+      clock: lost.clock,
+      rpc: { client: { interceptors: [lost.interceptor] } },
     });
     const check = await KvClient.connect({ endpoints: cluster.endpoints() });
     try {
@@ -59,7 +52,9 @@ describe('KvClient after retries (issue 6)', () => {
       } catch (e) {
         thrown = e;
       }
-      expect(puts).toBeGreaterThan(1);
+      // The applied attempt, then exactly the two refusals: the last error is definite.
+      expect(lost.refused()).toBe(2);
+      expect(lost.puts()).toBeGreaterThan(2);
       // It was applied...
       const v = await check.get('maybe');
       expect(v === undefined ? null : new TextDecoder().decode(v.value)).toBe('applied');

@@ -15,6 +15,7 @@ import { KvService } from '../../src/kv/service.js';
 import { startTcpClient } from '../../src/rpc/tcp-endpoints.js';
 import type { RpcNode } from '../../src/rpc/node.js';
 import { KvTestCluster, until } from './kv-cluster.js';
+import { conditionWaitMs } from '../harness/wait.js';
 
 let cluster: KvTestCluster;
 const rpcs: RpcNode[] = [];
@@ -36,7 +37,7 @@ async function stub(id: string) {
     clusterId: 'cohort-local',
   });
   rpcs.push(rpc);
-  return rpc.client(KvService, nodeId(id), { timeoutMs: 3000 });
+  return rpc.client(KvService, nodeId(id), { timeoutMs: conditionWaitMs });
 }
 
 async function refusal(p: Promise<unknown>): Promise<CohortError> {
@@ -81,7 +82,7 @@ describe('Kv service', () => {
       const m = KvService.compiled.get(method);
       if (m === undefined) throw new Error(method);
       return rpc
-        .invoker(leader.config.id, { timeoutMs: 3000 })
+        .invoker(leader.config.id, { timeoutMs: conditionWaitMs })
         .unary({ ...m, checkRequest: () => undefined }, request, {});
     };
     const before = (await kv.range({ key: kvKey('bad') })).revision;

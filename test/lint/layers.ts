@@ -42,7 +42,9 @@ export const layerOrder: readonly (readonly string[])[] = [
   // The state-machine host: the node's replicated state machine (KV store +
   // node modules) and the module API that kv/ and mapreduce/ build on.
   ['host'],
-  ['kv', 'mapreduce'],
+  // The KV store, MapReduce, and the load-balancing gateway (DESIGN.md: beside
+  // kv/mapreduce, below node).
+  ['kv', 'mapreduce', 'gateway'],
   // The node process: composes transport, Raft, host, KV and the default modules.
   ['node'],
   // The `cohort` command (and the embedded one-node cluster of `cohort mr run`).

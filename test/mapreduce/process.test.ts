@@ -119,8 +119,8 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_0
 
 /**
  * Follows a job's tasks while it runs (a finished job keeps only its status):
- * the latest view of each task, polled every 50 ms; a re-run of a task takes
- * far longer than that, so none is missed.
+ * the latest view of each task, polled every 50 ms (or as soon as the last
+ * poll answered); a re-run of a task takes far longer than that, so none is missed.
  */
 function watchTasks(jobId: string): { stop(): Promise<TaskInfo[]> } {
   const latest = new Map<string, TaskInfo>();
@@ -131,7 +131,8 @@ function watchTasks(jobId: string): { stop(): Promise<TaskInfo[]> } {
     try {
       while (!stopped) {
         const ts = await own
-          .call((stub) => stub.tasks({ jobId }, { timeoutMs: 500 }), 1_000)
+          // Generous: a poll that gave up on a starved node could miss a whole re-run.
+          .call((stub) => stub.tasks({ jobId }, { timeoutMs: 5_000 }), 10_000)
           .then((r) => r.tasks)
           .catch(() => [] as TaskInfo[]);
         for (const t of ts) {
@@ -299,7 +300,8 @@ describe('MapReduce on three node processes', () => {
 
   it('a straggling map gets a backup copy near the end of the map phase; the first to finish wins', async () => {
     const input = makeInput('straggler', 6, 40, 23);
-    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(80));
+    // Slow (60 ms a line, a minute in all) until its backup copy starts, then fast.
+    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(1000));
     const params = {
       recordSleepMs: '60',
       slowFile: 'slow',
@@ -373,7 +375,16 @@ describe('MapReduce on three node processes', () => {
 
   it('coordinator failover: kill -9 of the leader mid-map and again mid-reduce; correct output, completed tasks not re-run', async () => {
     const input = makeInput('failover', 10, 25, 17);
-    const params = { recordSleepMs: '30', reduceSleepMs: '1000' };
+    // One slow file holds the map phase open until the first kill is done (1000
+    // lines x 30 ms at most), however busy the machine; reduces sleep on their first key.
+    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(1000));
+    const mapsHeld = join(dir, 'failover-release');
+    const params = {
+      recordSleepMs: '30',
+      slowFile: 'slow',
+      slowUntil: mapsHeld,
+      reduceSleepMs: '1000',
+    };
     const { jobId, output } = await submit(labJob, input, 4, params, { backupTasks: false });
     const status = (): Promise<JobStatus> => client.status(jobId);
     const watch = watchTasks(jobId);
@@ -388,6 +399,7 @@ describe('MapReduce on three node processes', () => {
     await cluster.kill(first.id);
     await cluster.restart(first.id);
     const second = await cluster.waitForLeader({ notId: first.id, minTerm: first.term + 1 });
+    writeFileSync(mapsHeld, '');
     await reconnect();
 
     // Mid-reduce: some reduces done or running, not all.
@@ -426,10 +438,17 @@ describe('MapReduce on three node processes', () => {
 
   it('a worker node killed after its maps finished, before the reducers fetched them: those maps are re-run', async () => {
     const input = makeInput('lost', 6, 40, 19);
-    // One slow file keeps the map phase open after the others are done.
-    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(60));
+    // One slow file keeps the map phase open after the others are done: until
+    // the test releases it (1000 lines x 40 ms at most), however busy the machine.
+    writeFileSync(join(input, 'doc-zz-slow.txt'), 'slow file line\n'.repeat(1000));
+    const release = join(dir, 'lost-release');
     // Every map takes a moment (so maps spread over the nodes); the slow one takes seconds.
-    const params = { recordSleepMs: '40', slowFile: 'slow', mapSleepMs: '400' };
+    const params = {
+      recordSleepMs: '40',
+      slowFile: 'slow',
+      slowUntil: release,
+      mapSleepMs: '400',
+    };
     const { jobId, output } = await submit(labJob, input, 2, params, { backupTasks: false });
     const watch = watchTasks(jobId);
     const leader = await cluster.waitForLeader();
@@ -453,6 +472,7 @@ describe('MapReduce on three node processes', () => {
     const [victim, lost] = [...holders].sort((a, b) => b[1].length - a[1].length)[0] ?? [];
     expect(victim).toBeDefined();
     await cluster.kill(victim as string);
+    writeFileSync(release, '');
     await reconnect();
     const s = await client.wait(jobId);
     const after = await watch.stop();

@@ -55,7 +55,9 @@ async function code(p: Promise<unknown>): Promise<string> {
 
 describe('WorkerPool', () => {
   it('runs map tasks in threads and replaces a thread that exits, blocks or is aborted', async () => {
-    const pool = new WorkerPool({ size: 1, stallMs: 1_000 });
+    // Blocked tasks block until killed, so any stall limit works; 2 s keeps a
+    // starved but healthy thread from looking stalled.
+    const pool = new WorkerPool({ size: 1, stallMs: 2_000 });
     const slot = pool.slot(0);
     try {
       expect(await slot.run({ kind: 'load', module: behave })).toBeNull(); // preload
@@ -136,6 +138,7 @@ describe('shuffle', () => {
     meta: {},
     signal: new AbortController().signal,
     remainingMs: () => 1_000,
+    setReplyMeta: () => {},
   });
   const collect = async (items: AsyncIterable<{ data: Uint8Array }>): Promise<Buffer> => {
     const parts: Uint8Array[] = [];

@@ -125,10 +125,12 @@ describe('map and reduce tasks', () => {
         },
       ),
       // A failure shrinks through many slow runs: stop shrinking in time to
-      // report the counterexample found so far, not a bare test timeout.
-      { numRuns: 30, interruptAfterTimeLimit: 120_000, markInterruptAsFailure: true },
+      // report the counterexample found so far, not a bare test timeout (a
+      // failure found is reported however it was interrupted; runs without one
+      // take seconds, and a busy machine never turns them into a failure).
+      { numRuns: 30, interruptAfterTimeLimit: 300_000 },
     );
-  }, 180_000);
+  });
 
   it('reducers accept runs as byte streams in chunks (the shuffle) as well as paths', async () => {
     const base = join(dir, 'streams');

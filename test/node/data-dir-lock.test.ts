@@ -88,7 +88,7 @@ describe.each(mechanisms)('data-dir lock (%s)', (mechanism) => {
     } finally {
       h.child.kill('SIGKILL');
     }
-  }, 60_000);
+  });
 });
 
 describe.runIf(process.platform === 'linux')('data-dir lock (socket)', () => {

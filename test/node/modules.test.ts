@@ -23,6 +23,7 @@ import type { LogIndex, Term } from '../../src/lib/ids.js';
 import type { Entry } from '../../src/raft/core/types.js';
 import { freePort } from '../transport/tcp-harness.js';
 import { tempDir } from '../harness/tmp.js';
+import { waitUntil } from '../harness/wait.js';
 
 const packr = new Packr({ useRecords: false });
 
@@ -188,9 +189,7 @@ describe('startNode with a module', () => {
     open.push(node);
     const ctx = first.ctx;
     if (ctx === undefined) throw new Error('module not started');
-    for (let i = 0; i < 20 && !node.raft.isLeader(); i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitUntil('the node to lead', () => node.raft.isLeader());
     for (const n of [1, 2, 3, 4, 5]) await ctx.propose(n);
     await expect(ctx.propose('junk')).resolves.toEqual({ ok: false });
     expect(first.items).toEqual([1, 2, 3, 4, 5]);

@@ -8,12 +8,27 @@ import { FileStorage } from '../../src/raft/storage/file-storage.js';
 import { decodeRecordAt } from '../../src/raft/storage/records.js';
 import { describe, expect, it } from 'vitest';
 import { startCli } from '../harness/cli.js';
+import type { CliProcess } from '../harness/cli.js';
 import { freePort } from '../transport/tcp-harness.js';
 import { tempDir } from '../harness/tmp.js';
+import { waitUntil } from '../harness/wait.js';
 
 /** `cohort node <args>` with `env` added. */
 const start = (args: string[], env: Record<string, string> = {}) =>
   startCli(['node', ...args], env);
+
+/**
+ * Waits until a one-node `cohort node` logs "became leader"; fails at once,
+ * with its stderr, if it exits first (a loaded machine only makes it later).
+ */
+async function becameLeader(p: CliProcess): Promise<void> {
+  await waitUntil('"became leader" in its log', () => {
+    if (p.out.stdout.includes('"became leader"')) return true;
+    if (p.child.exitCode !== null || p.child.signalCode !== null)
+      throw new Error(`it exited (${p.child.exitCode ?? p.child.signalCode}): ${p.out.stderr}`);
+    return false;
+  });
+}
 
 describe('cohort node (process)', () => {
   it('exits 2 on a bad configuration, naming the field and its source', async () => {
@@ -22,7 +37,7 @@ describe('cohort node (process)', () => {
     });
     expect(await p.exit).toBe(2);
     expect(p.out.stderr).toMatch(/bad configuration: listen \(COHORT_LISTEN\): port must be/);
-  }, 20_000);
+  });
 
   it.runIf(existsSync('/proc/self'))(
     'exits 1 at once, naming the data dir, when it cannot be created under /proc',
@@ -40,8 +55,11 @@ describe('cohort node (process)', () => {
         rpc,
       ]);
       try {
-        // Before the fix the process spun forever in mkdir; the test's timeout ends that.
-        expect(await p.exit).toBe(1);
+        // Before the fix the process spun forever in mkdir: the wait's bound ends that.
+        let code: number | null | undefined;
+        void p.exit.then((c) => (code = c));
+        await waitUntil('it to exit', () => code !== undefined);
+        expect(code).toBe(1);
       } finally {
         p.child.kill('SIGKILL');
       }
@@ -49,7 +67,6 @@ describe('cohort node (process)', () => {
         /cannot start: data dir \/proc\/1\/nope cannot be created: ENOENT/,
       );
     },
-    60_000,
   );
 
   it('refuses a WAL damaged in the middle, naming --repair; with --repair prints what it drops and serves', async () => {
@@ -109,9 +126,7 @@ describe('cohort node (process)', () => {
 
     const p = start([...(await args()), '--repair']);
     try {
-      for (let i = 0; i < 400 && !p.out.stdout.includes('"became leader"'); i++) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await becameLeader(p);
       p.child.kill('SIGTERM');
       expect(await p.exit).toBe(0);
     } finally {
@@ -122,7 +137,7 @@ describe('cohort node (process)', () => {
         '10 records, the first damaged, 9 readable log entries (index 22..30); ' +
         'reason: invalid record (checksum, not a torn write)',
     );
-  }, 60_000);
+  });
 
   it('refuses a second process on the same data dir (exit 1, naming the lock file and pid); a kill -9 frees it', async () => {
     const dataDir = tempDir('cohort-nodecmd-');
@@ -136,17 +151,10 @@ describe('cohort node (process)', () => {
       '--rpc',
       `127.0.0.1:${await freePort()}`,
     ];
-    const leader = async (p: ReturnType<typeof start>): Promise<void> => {
-      for (let i = 0; i < 600 && !p.out.stdout.includes('"became leader"'); i++) {
-        if (p.child.exitCode !== null) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      expect(p.out.stdout, p.out.stderr).toContain('"became leader"');
-    };
     const first = start(await args());
-    const third = { p: undefined as ReturnType<typeof start> | undefined };
+    const third = { p: undefined as CliProcess | undefined };
     try {
-      await leader(first);
+      await becameLeader(first);
       const second = start(await args());
       expect(await second.exit).toBe(1);
       expect(second.out.stderr).toContain(`data dir ${dataDir} is in use by another cohort node`);
@@ -155,14 +163,14 @@ describe('cohort node (process)', () => {
       first.child.kill('SIGKILL');
       await first.exit;
       third.p = start(await args());
-      await leader(third.p);
+      await becameLeader(third.p);
       third.p.child.kill('SIGTERM');
       expect(await third.p.exit).toBe(0);
     } finally {
       first.child.kill('SIGKILL');
       third.p?.child.kill('SIGKILL');
     }
-  }, 90_000);
+  });
 
   it('logs one JSON line per event with node and term, and exits 0 on SIGTERM', async () => {
     const dataDir = tempDir('cohort-nodecmd-');
@@ -170,9 +178,7 @@ describe('cohort node (process)', () => {
     const rpc = `127.0.0.1:${await freePort()}`;
     const p = start(['--id', 'solo', '--data-dir', dataDir, '--listen', listen, '--rpc', rpc]);
     try {
-      for (let i = 0; i < 200 && !p.out.stdout.includes('"became leader"'); i++) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await becameLeader(p);
       p.child.kill('SIGTERM');
       expect(await p.exit).toBe(0);
     } finally {
@@ -188,5 +194,5 @@ describe('cohort node (process)', () => {
     expect(msgs).toContain('node stopped');
     expect(lines.filter((l) => l.msg !== 'node started' && l.term === undefined)).toEqual([]);
     expect(lines.every((l) => l.node === 'solo')).toBe(true);
-  }, 20_000);
+  });
 });

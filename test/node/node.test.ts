@@ -21,6 +21,7 @@ import { kvKey, kvText } from '../../src/kv/core/bytes.js';
 import { startTcpClient } from '../../src/rpc/tcp-endpoints.js';
 import { freePort } from '../transport/tcp-harness.js';
 import { tempDir } from '../harness/tmp.js';
+import { waitUntil } from '../harness/wait.js';
 
 const silent = pino({ level: 'silent' });
 const open: { close(): Promise<void> }[] = [];
@@ -58,13 +59,8 @@ async function refusal(p: Promise<unknown>): Promise<{ code: string; message: st
   throw new Error('the node started');
 }
 
-async function until<T>(f: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  for (let i = 0; i < 400; i++) {
-    const v = await f();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('condition not reached');
+function until<T>(f: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  return waitUntil('the condition', f);
 }
 
 describe('node composition', () => {

@@ -10,6 +10,7 @@ import { resolveNodeConfig } from '../../src/node/config.js';
 import { startNode } from '../../src/node/node.js';
 import type { CohortNode } from '../../src/node/node.js';
 import { tempDir } from '../harness/tmp.js';
+import { waitUntil } from '../harness/wait.js';
 import { freePort } from '../transport/tcp-harness.js';
 
 let node: CohortNode;
@@ -33,10 +34,7 @@ beforeAll(async () => {
   );
   live = `n1=127.0.0.1:${rpc}`;
   dead = `n2=127.0.0.1:${await freePort()}`;
-  for (let i = 0; i < 400 && !node.raft.isLeader(); i++) {
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  expect(node.raft.isLeader()).toBe(true);
+  await waitUntil('the node to lead', () => node.raft.isLeader());
 });
 
 afterAll(async () => {

@@ -79,6 +79,19 @@ describe.each(harnesses)('http gateway (%o)', (make) => {
     expect(r).toMatchObject({ status: 200, json: { text: 'hello', n: 3 } });
   });
 
+  it('returns reply metadata as one x-cohort-reply-meta JSON header, any characters escaped', async () => {
+    node.intercept(async (call, next) => {
+      call.setReplyMeta('plain', 'v');
+      call.setReplyMeta('odd', 'é\nü\u007f');
+      return next();
+    });
+    const r = await fetch(`${base}/rpc/Test/echo`, { method: 'POST', body: '{"text":"x"}' });
+    expect(r.status).toBe(200);
+    const header = r.headers.get('x-cohort-reply-meta') ?? '';
+    expect(header).toMatch(/^[\x20-\x7e]+$/);
+    expect(JSON.parse(header)).toEqual({ plain: 'v', odd: 'é\nü\u007f' });
+  });
+
   it('streams as NDJSON', async () => {
     const r = await post('/rpc/Test/count', '{"n":3}');
     expect(r.status).toBe(200);

@@ -14,6 +14,7 @@ import { startTcpClient } from '../../src/rpc/tcp-endpoints.js';
 import { freePort } from '../transport/tcp-harness.js';
 import { rejection } from './harness.js';
 import { Slow } from './fixtures/slow-service.js';
+import { conditionWaitMs } from '../harness/wait.js';
 
 const script = fileURLToPath(new URL('./fixtures/server-process.ts', import.meta.url));
 
@@ -49,7 +50,7 @@ describe('server process killed mid-call (TCP, real process)', () => {
     expect(pid).toBe(child.pid);
     const policy = new EndpointPolicy({ retry: { attempts: 5, baseDelayMs: 1 }, breaker: false });
     const stub = resilientClient(client, Slow, client.serverId, policy);
-    const outcome = rejection(stub.hang({}, { timeoutMs: 30_000 }));
+    const outcome = rejection(stub.hang({}, { timeoutMs: conditionWaitMs }));
     // Make sure the request reached the server before killing it.
     await plain.ping({});
     const exited = new Promise((r) => child?.once('exit', r));

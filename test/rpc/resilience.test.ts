@@ -59,12 +59,16 @@ describe.each(harnesses)('resilience (%o)', (make) => {
   });
 
   it('retries an idempotent call after an indefinite TIMEOUT', async () => {
-    const policy = new EndpointPolicy({ retry: { attempts: 3, baseDelayMs: 1 }, breaker: false });
+    // The first try blocks until it times out; a retry answers at once, but on
+    // a busy machine may miss the short deadline too: then it is retried again.
+    const policy = new EndpointPolicy({ retry: { attempts: 20, baseDelayMs: 1 }, breaker: false });
     // A per-try deadline from the client's default (a caller's timeoutMs would cover all tries).
     const quick = await h.node('c', { client: { timeoutMs: 40 } });
     const stub = resilientClient(quick, TestService, A, policy);
-    expect(await stub.slowOnce({ key: 'k' })).toEqual({ n: 2 });
-    expect(policy.retries).toBe(1);
+    const { n } = await stub.slowOnce({ key: 'k' });
+    // The answer came from the n-th try, after n - 1 retries (each after a TIMEOUT).
+    expect(n).toBeGreaterThanOrEqual(2);
+    expect(policy.retries).toBe(n - 1);
   });
 
   it('retries a non-idempotent call after a definite error, up to the attempt limit', async () => {

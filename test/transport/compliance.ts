@@ -15,6 +15,7 @@ import type { NodeId } from '../../src/lib/ids.js';
 import type { PeerStatus, Transport, TransportLimits } from '../../src/transport/transport.js';
 import { NODES } from './test-messages.js';
 import type { TestMessage } from './test-messages.js';
+import { conditionWaitMs } from '../harness/wait.js';
 
 export { NODES, Seq, testCodec } from './test-messages.js';
 export type { TestMessage } from './test-messages.js';
@@ -33,7 +34,7 @@ export interface TransportHarness {
 export async function waitFor(
   condition: () => boolean,
   what: string,
-  timeoutMs = 15_000,
+  timeoutMs = conditionWaitMs,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {

@@ -21,6 +21,7 @@ import type { PeerStatus } from '../../src/transport/transport.js';
 import { encodeFrame, FrameDecoder } from '../../src/wire/frame.js';
 import { handshakeCodec } from '../../src/wire/handshake.js';
 import type { HandshakeMessage } from '../../src/wire/handshake.js';
+import { conditionWaitMs } from '../harness/wait.js';
 import { settle, transportCompliance, waitFor } from './compliance.js';
 import { fastLimits, freePort, tcpHarness, testCluster, testLogger } from './tcp-harness.js';
 import { testCodec } from './test-messages.js';
@@ -196,7 +197,8 @@ describe('TcpTransport: unauthenticated connections', () => {
       self: B,
       port: pb,
       peers: { a: local(await freePort()) },
-      limits: { handshakesPendingMax: 2 },
+      // (A handshake timeout far beyond the test: a busy machine must not time them out.)
+      limits: { handshakesPendingMax: 2, handshakeTimeoutMs: conditionWaitMs },
     });
     const first = await rawClient(pb);
     const second = await rawClient(pb);

@@ -1,6 +1,6 @@
 /**
  * Parsers for Jepsen-style history logs, used as known-answer fixtures for the
- * linearizability checker (../shared/histories/README.md describes the files).
+ * linearizability checker (test/sim/checkers/histories/README.md describes the files).
  * Time is the line number: each log is written in real-time order.
  *
  * ```ts

@@ -96,7 +96,7 @@ export type RegisterOutput<V extends RegisterValue = RegisterValue> =
 
 /**
  * A single register holding a value or nothing (null, the initial state).
- * Jepsen's etcd histories (../shared/histories/jepsen-etcd) use this model.
+ * Jepsen's etcd histories (test/sim/checkers/histories/jepsen-etcd) use this model.
  */
 export function registerModel<V extends RegisterValue = RegisterValue>(): Model<
   V | null,

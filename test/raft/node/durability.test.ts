@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CohortError } from '../../../src/lib/errors.js';
 import type { NodeId } from '../../../src/lib/ids.js';
+import { conditionWaitMs } from '../../harness/wait.js';
 import { ControlledStorage, MemoryCluster, text } from './helpers.js';
 import type { NodeOverrides } from './helpers.js';
 
@@ -57,7 +58,9 @@ describe('RaftNode storage ordering', () => {
     });
     const index = leader.status().lastIndex;
     // Both followers store the entry although the leader's own save is held.
-    await expect.poll(() => followers.map((id) => lastDurableIndex(c, id))).toEqual([index, index]);
+    await expect
+      .poll(() => followers.map((id) => lastDurableIndex(c, id)), { timeout: conditionWaitMs })
+      .toEqual([index, index]);
     expect(lastDurableIndex(c, leader.id)).toBeLessThan(index);
     expect(done).toBe(false);
     expect(leader.status().applied).toBeLessThan(index);
@@ -90,7 +93,9 @@ describe('RaftNode storage ordering', () => {
     await c.waitForApplied(last);
     // Idle ticks flush what only raised the commit index.
     await expect
-      .poll(() => c.ids.map((id) => c.durable(id).hardState.commit >= last))
+      .poll(() => c.ids.map((id) => c.durable(id).hardState.commit >= last), {
+        timeout: conditionWaitMs,
+      })
       .toEqual([true, true, true]);
     const writes = storage.get(leader.id)?.writes ?? [];
     const commitOnly = writes.filter((w) => w.entries === undefined && w.snapshot === undefined);

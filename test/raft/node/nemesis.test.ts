@@ -12,6 +12,7 @@ import type { NodeId } from '../../../src/lib/ids.js';
 import { seededRandom } from '../../../src/lib/random.js';
 import type { RaftNode } from '../../../src/raft/raft-node.js';
 import type { ListMachine, ListResult } from './helpers.js';
+import { waitUntil } from '../../harness/wait.js';
 import { MemoryCluster, proposeOnLeader, text } from './helpers.js';
 
 let cluster: MemoryCluster | undefined;
@@ -79,10 +80,21 @@ describe('RaftNode under a nemesis', () => {
         case 'cutLeader': {
           // Its pending proposals lose to the next leader's entries (REPLACED) once it is back.
           const victim = leader ?? follower;
+          // A leader of the others' own: of a later term than the victim led.
+          const minTerm = c.node(victim).status().term + (leader === undefined ? 0 : 1);
           c.isolate(victim);
           // Proposals it accepts now reach nobody.
           for (let k = 0; k < 3; k++) extra.push(tracked(c.node(victim)));
-          await sleep(350);
+          // Heal only once the others have elected a leader (not after a fixed time: a
+          // busy machine elects later, and then nothing would be replaced).
+          await waitUntil('a leader elected while the old one is cut off', () =>
+            c.ids.some(
+              (id) =>
+                id !== victim &&
+                c.nodes.get(id)?.isLeader() === true &&
+                c.node(id).status().term >= minTerm,
+            ),
+          );
           c.isolate(victim, true);
           break;
         }
@@ -108,8 +120,10 @@ describe('RaftNode under a nemesis', () => {
       }
       await sleep(100);
     }
-    // Heal everything and let the clients make progress once more.
+    // Heal everything and let the clients make progress once more (as much as a
+    // quiet machine makes during the faults: a busy one takes longer, that is all).
     await proposeOnLeader(c, text('healed'));
+    await waitUntil('more than 20 acknowledged values', () => acked.size > 20);
     running = false;
     await Promise.all([...clients, ...extra]);
     // Nothing is proposed any more: once the marker is everywhere, so is everything before it.
@@ -129,5 +143,5 @@ describe('RaftNode under a nemesis', () => {
     // Everything in the list was proposed: acknowledged, unknown, or the marker.
     const markers = new Set(['healed', 'final']);
     for (const v of final) expect(acked.has(v) || unknown.has(v) || markers.has(v)).toBe(true);
-  }, 20_000);
+  });
 });

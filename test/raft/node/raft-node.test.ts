@@ -15,6 +15,7 @@ import { RaftNode } from '../../../src/raft/raft-node.js';
 import type { RaftNodeOptions } from '../../../src/raft/raft-node.js';
 import { MemoryStorage } from '../../../src/raft/storage/memory.js';
 import { MemoryNetwork } from '../../../src/transport/memory-transport.js';
+import { conditionWaitMs } from '../../harness/wait.js';
 import {
   ListMachine,
   MemoryCluster,
@@ -198,7 +199,9 @@ describe('RaftNode (memory network)', () => {
     const machine = leader.stateMachine as SteppedListMachine;
     expect(machine.begun).toBeGreaterThan(1);
     expect(machine.steps).toBeGreaterThan(2 * machine.begun); // several turns per snapshot
-    await vi.waitFor(() => expect(leader.status().snapshotIndex).toBeGreaterThanOrEqual(60));
+    await vi.waitFor(() => expect(leader.status().snapshotIndex).toBeGreaterThanOrEqual(60), {
+      timeout: conditionWaitMs,
+    });
     expect(leader.status().firstIndex).toBeGreaterThan(2);
     await expectCaughtUpFromSnapshot(c, lagging, last);
   });
@@ -340,7 +343,7 @@ describe('RaftNode (memory network)', () => {
     });
     await c.waitForApplied(0);
     const node = c.node(follower);
-    await expect.poll(() => node.status().droppedMessages).toBe(2);
+    await expect.poll(() => node.status().droppedMessages, { timeout: conditionWaitMs }).toBe(2);
     expect(node.status().term).toBeLessThan(999);
     await intruder.close();
     const r = await leader.propose(text('still fine'));

@@ -19,6 +19,7 @@ import { RaftNode } from '../../../src/raft/raft-node.js';
 import { FileStorage } from '../../../src/raft/storage/file-storage.js';
 import { TcpTransport } from '../../../src/transport/tcp-transport.js';
 import type { PeerAddress } from '../../../src/transport/tcp-transport.js';
+import { conditionWaitMs } from '../../harness/wait.js';
 import { ListMachine, testLogger, text } from './helpers.js';
 
 const cluster = clusterId('raft-node-tcp');
@@ -92,7 +93,7 @@ async function waitForLeader(among: readonly NodeId[]): Promise<RaftNode<ListMac
       }
       return leader;
     },
-    { timeout: 10_000, interval: 20 },
+    { timeout: conditionWaitMs, interval: 20 },
   );
 }
 
@@ -104,7 +105,7 @@ async function waitForApplied(among: readonly NodeId[], index: number): Promise<
         if (applied < index) throw new Error(`${id} applied ${applied} < ${index}`);
       }
     },
-    { timeout: 10_000, interval: 20 },
+    { timeout: conditionWaitMs, interval: 20 },
   );
 }
 
@@ -179,5 +180,5 @@ describe('RaftNode over TCP with FileStorage', () => {
     for (const id of ids) {
       expect((running.get(id) as Running).node.stateMachine.items.at(-1)).toBe('all-three');
     }
-  }, 30_000);
+  });
 });

@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { makeDirs, nodeFs } from '../../../src/raft/storage/fs.js';
 import { repoDir } from '../../harness/cli.js';
 import { tempDir } from '../../harness/tmp.js';
+import { conditionWaitMs } from '../../harness/wait.js';
 
 describe('makeDirs', () => {
   it('creates the missing directories, outermost first, and returns them', () => {
@@ -47,13 +48,12 @@ describe('makeDirs', () => {
           cwd: repoDir,
           encoding: 'utf8',
           // Only a bound for a regression (which never returns); normally ~1 s.
-          timeout: 60_000,
+          timeout: conditionWaitMs,
           killSignal: 'SIGKILL',
         },
       );
       expect(r.signal, r.stderr).toBeNull();
       expect(r.stdout.trim()).toBe('refused ENOENT');
     },
-    90_000,
   );
 });

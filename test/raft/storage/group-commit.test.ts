@@ -3,7 +3,7 @@
  * arrive while a sync is in flight wait for it and form the next batch; nothing
  * resolves before its sync completes; the queue behind a slow disk is bounded.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CohortError } from '../../../src/lib/errors.js';
 import { clusterId, nodeId } from '../../../src/lib/ids.js';
 import type { LogIndex, Term } from '../../../src/lib/ids.js';
@@ -240,40 +240,48 @@ describe('group commit', () => {
 
   it("'auto' syncs inline while syncs are fast and moves them to the thread pool once they are slow", async () => {
     const disk = new SimDisk(seededRandom(9));
+    // 'auto' times syncs with performance.now(): here it reads a clock that only a
+    // sync moves (by slowMs), so a busy machine (a preempted sync, a slow hop to the
+    // thread pool) cannot change what the test sees.
+    let nowMs = 0;
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => nowMs);
     let slowMs = 0;
     const calls: string[] = [];
     const fs: StorageFs = {
       ...disk.fs,
       fdatasync: (fd) => {
         calls.push('inline');
-        // A slow disk: the sync blocks for slowMs of real time.
-        if (slowMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, slowMs);
+        nowMs += slowMs;
         disk.fs.fdatasync(fd);
       },
       fdatasyncAsync: async (fd) => {
         calls.push('thread');
-        if (slowMs > 0) await new Promise((r) => setTimeout(r, slowMs));
+        nowMs += slowMs;
         return disk.fs.fdatasyncAsync(fd);
       },
     };
-    const s = await open(fs, { syncMode: 'auto' });
-    let index = 0;
-    calls.length = 0;
-    for (let i = 0; i < 20; i++) await s.save({ entries: [entry(++index, 1)] });
-    expect(calls).toEqual(Array.from({ length: 20 }, () => 'inline'));
-    // 4 ms syncs: the average passes 1 ms within a few, then syncs go to the pool.
-    slowMs = 4;
-    calls.length = 0;
-    for (let i = 0; i < 20; i++) await s.save({ entries: [entry(++index, 1)] });
-    const firstThread = calls.indexOf('thread');
-    expect(firstThread).toBeGreaterThan(0);
-    expect(firstThread).toBeLessThan(6);
-    expect(calls.slice(firstThread).every((c) => c === 'thread')).toBe(true);
-    // Fast again: the pool's times (hop included) bring the average back down, and syncs inline again.
-    slowMs = 0;
-    calls.length = 0;
-    for (let i = 0; i < 60; i++) await s.save({ entries: [entry(++index, 1)] });
-    expect(calls.at(-1)).toBe('inline');
-    await s.close();
+    try {
+      const s = await open(fs, { syncMode: 'auto' });
+      let index = 0;
+      calls.length = 0;
+      for (let i = 0; i < 20; i++) await s.save({ entries: [entry(++index, 1)] });
+      expect(calls).toEqual(Array.from({ length: 20 }, () => 'inline'));
+      // 4 ms syncs: the average passes 1 ms within a few, then syncs go to the pool.
+      slowMs = 4;
+      calls.length = 0;
+      for (let i = 0; i < 20; i++) await s.save({ entries: [entry(++index, 1)] });
+      const firstThread = calls.indexOf('thread');
+      expect(firstThread).toBeGreaterThan(0);
+      expect(firstThread).toBeLessThan(6);
+      expect(calls.slice(firstThread).every((c) => c === 'thread')).toBe(true);
+      // Fast again: the pool's times bring the average back down, and syncs inline again.
+      slowMs = 0;
+      calls.length = 0;
+      for (let i = 0; i < 60; i++) await s.save({ entries: [entry(++index, 1)] });
+      expect(calls.at(-1)).toBe('inline');
+      await s.close();
+    } finally {
+      clock.mockRestore();
+    }
   });
 });

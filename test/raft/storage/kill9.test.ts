@@ -1,6 +1,9 @@
 /**
  * Real-process durability: a child appends with acknowledgements while this
- * process kills it with SIGKILL at random times, 50 cycles; after every kill,
+ * process kills it with SIGKILL at random points, 50 cycles (mostly after a
+ * random number of acknowledgements, so a busy machine changes when, not how
+ * much; sometimes a random time after spawning, during start-up and recovery);
+ * after every kill,
  * every acknowledged entry must be present (or covered by a snapshot) with the
  * right data. This proves recovery survives a process dying at any point; it
  * cannot prove fsync is called, since the page cache outlives the process:
@@ -25,11 +28,11 @@ interface Run {
   stderr: string;
 }
 
-function runAndKill(
-  dir: string,
-  killAfterReadyMs: number | null,
-  killAfterSpawnMs: number,
-): Promise<Run> {
+/** When to kill: after the `acks`-th acknowledgement (plus `delayMs`), or `afterSpawnMs` after spawning. */
+type KillAt =
+  { readonly acks: number; readonly delayMs: number } | { readonly afterSpawnMs: number };
+
+function runAndKill(dir: string, at: KillAt): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -37,7 +40,7 @@ function runAndKill(
     const run: Run = { acked: [], ready: false, stderr: '' };
     let buffered = '';
     const kill = (): void => void child.kill('SIGKILL');
-    if (killAfterReadyMs === null) setTimeout(kill, killAfterSpawnMs);
+    if ('afterSpawnMs' in at) setTimeout(kill, at.afterSpawnMs);
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => {
       buffered += chunk;
@@ -45,11 +48,10 @@ function runAndKill(
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
-        if (line.startsWith('ack ')) run.acked.push(Number(line.slice(4)));
-        else if (line.startsWith('ready ')) {
-          run.ready = true;
-          if (killAfterReadyMs !== null) setTimeout(kill, killAfterReadyMs);
-        }
+        if (line.startsWith('ack ')) {
+          run.acked.push(Number(line.slice(4)));
+          if ('acks' in at && run.acked.length === at.acks) setTimeout(kill, at.delayMs);
+        } else if (line.startsWith('ready ')) run.ready = true;
       }
     });
     child.stderr.setEncoding('utf8');
@@ -67,7 +69,7 @@ describe('kill -9 of an appending process', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cohort-kill9-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('keeps every acknowledged entry across 50 SIGKILLs at random times', async () => {
+  it('keeps every acknowledged entry across 50 SIGKILLs at random points', async () => {
     const rng = seededRandom(Number(process.env.KILL9_SEED ?? 9));
     let totalAcked = 0;
     let maxAcked = 0;
@@ -76,8 +78,9 @@ describe('kill -9 of an appending process', () => {
       const early = rng.chance(0.15);
       const run = await runAndKill(
         dir,
-        early ? null : rng.intBetween(5, 150),
-        rng.intBetween(50, 600),
+        early
+          ? { afterSpawnMs: rng.intBetween(50, 600) }
+          : { acks: rng.intBetween(10, 150), delayMs: rng.intBetween(0, 20) },
       );
       totalAcked += run.acked.length;
       for (const i of run.acked) maxAcked = Math.max(maxAcked, i);
@@ -109,8 +112,8 @@ describe('kill -9 of an appending process', () => {
         );
       }
     }
-    // The test proves something only if the child acknowledged a lot (thousands
-    // on an idle machine; the bound allows for a crowded disk).
+    // The test proves something only if the child acknowledged a lot (at least
+    // 10 per late kill, thousands in all, on any machine).
     expect(totalAcked).toBeGreaterThan(300);
-  }, 240_000);
+  });
 });

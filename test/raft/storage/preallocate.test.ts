@@ -25,6 +25,7 @@ import type { FileStorageOptions, StorageLogger } from '../../../src/raft/storag
 import { MemoryStorage } from '../../../src/raft/storage/memory.js';
 import { decodeRecordAt } from '../../../src/raft/storage/records.js';
 import type { StorageWrite } from '../../../src/raft/storage/storage.js';
+import { conditionWaitMs } from '../../harness/wait.js';
 import { entry, hs, plain } from './helpers.js';
 
 const quiet: StorageLogger = { info: () => {}, warn: () => {}, error: () => {} };
@@ -43,7 +44,7 @@ const walFiles = (dir: string): string[] =>
 async function until(what: string, cond: () => boolean): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
-    if (Date.now() - t0 > 10_000) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() - t0 > conditionWaitMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
 }

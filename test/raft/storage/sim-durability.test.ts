@@ -27,6 +27,6 @@ describe('FileStorage on the simulated disk', () => {
     }
     // The workload must actually acknowledge writes, or the test proves nothing.
     expect(acked).toBeGreaterThan(seeds.length);
-    // About 6 s on an idle 2-core machine; the bound is for a crowded one.
-  }, 180_000);
+    // About 6 s on an idle 2-core machine; no time limit (vitest.config.ts: simulations).
+  });
 });

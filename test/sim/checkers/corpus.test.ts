@@ -1,8 +1,11 @@
-// Known-answer histories nobody on this project wrote (../shared/histories/README.md):
-// 102 Jepsen etcd register histories with VERDICTS.txt, and 6 multi-key kv histories.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+// Known-answer histories nobody on this project wrote, carried in the repository
+// (histories/README.md: source, licence, format): 102 Jepsen etcd register
+// histories with VERDICTS.txt, and 6 multi-key kv histories (the large ones gzipped).
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
   parseJepsenKvLog,
@@ -16,36 +19,61 @@ import {
 import { kvModel, registerModel } from '../../../src/sim/checkers/models.js';
 import { witnessProblem } from './helpers.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const historiesDir = path.resolve(repoRoot, '../shared/histories');
+const historiesDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories');
 
-/** The corpus folder `sub`, or a clear error naming where it was expected (never a silent skip). */
-function requireHistories(sub: string, base = historiesDir): string {
-  const dir = path.join(base, sub);
-  if (!existsSync(dir)) {
-    throw new Error(
-      `known-answer histories not found at ${dir}: the checker's corpus tests need ` +
-        `the shared/histories folder beside the repository clone (see shared/histories/README.md)`,
-    );
-  }
-  return dir;
+/** The bytes of history `name` (relative to histories/), gunzipped when only `name.gz` is stored. */
+function historyBytes(name: string): Buffer {
+  const file = path.join(historiesDir, name);
+  const stored = readdirSync(path.dirname(file));
+  const base = path.basename(file);
+  if (stored.includes(base)) return readFileSync(file);
+  if (stored.includes(`${base}.gz`)) return gunzipSync(readFileSync(`${file}.gz`));
+  throw new Error(`history ${name} is not in ${historiesDir} (neither ${base} nor ${base}.gz)`);
 }
 
-describe('corpus location', () => {
-  it('fails with a clear message when the histories are missing', () => {
-    expect(() => requireHistories('kv', path.join(repoRoot, 'no-such-dir'))).toThrow(
-      /known-answer histories not found at .*no-such-dir\/kv.*shared\/histories folder beside/,
+function historyText(name: string): string {
+  return historyBytes(name).toString('utf8');
+}
+
+describe('the corpus in the repository', () => {
+  it('is byte for byte the upstream data (SHA256SUMS), every file listed and every listed file there', () => {
+    const sums = historyText('SHA256SUMS')
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const m = /^([0-9a-f]{64}) {2}(\S+)$/.exec(line);
+        if (m === null) throw new Error(`bad SHA256SUMS line: ${line}`);
+        return [m[2] as string, m[1] as string] as const;
+      });
+    expect(sums.length).toBe(1 + 102 + 6);
+    const wrong = sums.filter(
+      ([name, sum]) => createHash('sha256').update(historyBytes(name)).digest('hex') !== sum,
     );
+    expect(wrong).toEqual([]);
+    const stored = ['jepsen-etcd', 'kv'].flatMap((d) =>
+      readdirSync(path.join(historiesDir, d)).map((f) => `${d}/${f.replace(/\.gz$/, '')}`),
+    );
+    expect(new Set(stored)).toEqual(new Set(sums.map(([name]) => name)));
+  });
+
+  it('reads a gzipped history as its text, and names a missing one', () => {
+    expect(historyText('kv/c50-ok.txt')).toMatch(/^\{:process \d+, :type :invoke/);
+    expect(() => historyText('kv/c99-ok.txt')).toThrow(/c99-ok\.txt is not in .*histories/);
   });
 });
 
-/** Generous per-file budget: a file that runs out counts as a disagreement, not a pass. */
-const budget = { timeoutMs: 20_000 };
+/**
+ * Per-file search budget in steps, not time, so the verdicts do not depend on
+ * how busy the machine is: far above what any file needs (c50-ok, the
+ * costliest, takes about 0.75 M steps; an etcd log at most 54 k). A file that
+ * runs out counts as a disagreement, not a pass.
+ */
+const budget = { maxSteps: 20_000_000 };
 
 describe('Jepsen etcd register histories', () => {
   it('agrees with every verdict in VERDICTS.txt', () => {
-    const dir = requireHistories('jepsen-etcd');
-    const verdicts = parseVerdicts(readFileSync(path.join(dir, 'VERDICTS.txt'), 'utf8'));
+    const dir = path.join(historiesDir, 'jepsen-etcd');
+    const verdicts = parseVerdicts(historyText('jepsen-etcd/VERDICTS.txt'));
     const logs = readdirSync(dir).filter((f) => f.endsWith('.log'));
     expect(verdicts.size).toBe(102);
     expect(new Set(logs)).toEqual(new Set(verdicts.keys()));
@@ -54,7 +82,7 @@ describe('Jepsen etcd register histories', () => {
     const model = registerModel<number>();
     const disagreements: string[] = [];
     for (const [file, linearizable] of verdicts) {
-      const history = parseJepsenRegisterLog(readFileSync(path.join(dir, file), 'utf8'));
+      const history = parseJepsenRegisterLog(historyText(`jepsen-etcd/${file}`));
       const result = checkLinearizability(history, model, budget);
       const want = linearizable ? 'linearizable' : 'not-linearizable';
       if (result.verdict !== want) {
@@ -90,8 +118,7 @@ describe('Jepsen kv histories (get / put / append on many keys)', () => {
   const model = kvModel({ initialValue: '' });
 
   it.each(files)('%s: linearizable = %s', (file, linearizable) => {
-    const dir = requireHistories('kv');
-    const history = parseJepsenKvLog(readFileSync(path.join(dir, file), 'utf8'));
+    const history = parseJepsenKvLog(historyText(`kv/${file}`));
     expect(history.length).toBeGreaterThan(0);
     const result = checkLinearizability(history, model, budget);
     expect(result.verdict, formatCheckResult(result)).toBe(
