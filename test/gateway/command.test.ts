@@ -21,6 +21,9 @@ import { until } from '../harness/process-cluster.js';
 import { tempDir } from '../harness/tmp.js';
 import { freePort } from '../transport/tcp-harness.js';
 
+/** A condition that needs several processes to react (start, eject, recover): twice the harness's default wait. */
+const slowWaitMs = 120_000;
+
 const fixture = fileURLToPath(new URL('./fixtures/counting-backend.mjs', import.meta.url));
 
 const children = new Set<ChildProcess>();
@@ -273,7 +276,7 @@ describe('cohort node --gateway (real processes)', () => {
     await until(
       'the node to run its gateway',
       () => Promise.resolve(node.out.stderr.includes('gateway HTTP on') ? true : undefined),
-      120_000,
+      slowWaitMs,
     );
     const via = async (): Promise<string> => {
       const r = await fetch(`http://127.0.0.1:${proxyPort}/x`);

@@ -21,6 +21,9 @@ import { sleep, until } from '../harness/process-cluster.js';
 import { tempDir } from '../harness/tmp.js';
 import { freePort } from '../transport/tcp-harness.js';
 
+/** A condition that needs several processes to react (start, eject, recover): twice the harness's default wait. */
+const slowWaitMs = 120_000;
+
 const fixture = fileURLToPath(new URL('./fixtures/counting-backend.mjs', import.meta.url));
 
 interface Proc {
@@ -171,7 +174,7 @@ describe('cohort gateway under faults (real processes)', () => {
       await until(
         `${more} more requests`,
         () => Promise.resolve(next >= target ? true : undefined),
-        120_000,
+        slowWaitMs,
       );
     };
 
@@ -195,7 +198,7 @@ describe('cohort gateway under faults (real processes)', () => {
         'b1 out of rotation',
         async () =>
           (await status(admin)).find((b) => b.id === 'b1')?.eligible === false ? true : undefined,
-        120_000,
+        slowWaitMs,
       );
       await progress(200);
 
@@ -205,7 +208,7 @@ describe('cohort gateway under faults (real processes)', () => {
         'b2 out of rotation',
         async () =>
           (await status(admin)).find((b) => b.id === 'b2')?.eligible === false ? true : undefined,
-        120_000,
+        slowWaitMs,
       );
       await progress(200);
 
@@ -218,7 +221,7 @@ describe('cohort gateway under faults (real processes)', () => {
           const s = await status(admin);
           return s.every((b) => b.eligible) ? true : undefined;
         },
-        120_000,
+        slowWaitMs,
       );
       const before = await status(admin);
       await progress(300);
