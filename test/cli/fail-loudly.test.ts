@@ -69,7 +69,7 @@ describe('no command exits 0 without having done its work', () => {
         expect(r.stdout, what).toBe('');
       }
     }
-  }, 300_000);
+  });
 
   it('the nodes there are another cluster: exit 1, HANDSHAKE_FAILED, never their data', async () => {
     const other = await startTcpServer({ id: 'n1', port: 0, clusterId: 'theirs' });
@@ -85,7 +85,7 @@ describe('no command exits 0 without having done its work', () => {
     } finally {
       await other.close();
     }
-  }, 120_000);
+  });
 
   describe('the leader killed', () => {
     let cluster: KvTestCluster;
@@ -93,7 +93,7 @@ describe('no command exits 0 without having done its work', () => {
       cluster = await KvTestCluster.start(3);
       const leader = await cluster.leader();
       await cluster.stop(leader.config.id);
-    }, 120_000);
+    });
     afterAll(async () => {
       await cluster.close();
     });
@@ -122,7 +122,7 @@ describe('no command exits 0 without having done its work', () => {
       const rows = JSON.parse(ep.stdout) as { id: string; term?: number; error: string | null }[];
       expect(rows.filter((r) => r.error === null && r.term !== undefined)).toHaveLength(2);
       expect(rows.filter((r) => r.error !== null)).toHaveLength(1);
-    }, 180_000);
+    });
   });
 
   it('a running watch whose cluster goes away exits 1 with an error line, not 0', async () => {
@@ -145,7 +145,7 @@ describe('no command exits 0 without having done its work', () => {
     } finally {
       if (!closed) await c.close();
     }
-  }, 120_000);
+  });
 
   it('the examples pointed at a stopped server: exit 1, connection refused', async () => {
     const server = `127.0.0.1:${await freePort()}`;
@@ -158,7 +158,7 @@ describe('no command exits 0 without having done its work', () => {
       expect(r.code, what).toBe(1);
       expect(r.stderr, what).toMatch(/^error: UNAVAILABLE: .*connection refused/m);
     }
-  }, 60_000);
+  });
 
   it('kv lock whose cluster goes away for the lease TTL stops its command and exits 6', async () => {
     const c = await KvTestCluster.start(1);
@@ -190,5 +190,5 @@ describe('no command exits 0 without having done its work', () => {
     } finally {
       if (!closed) await c.close();
     }
-  }, 120_000);
+  });
 });

@@ -17,7 +17,7 @@ describe('cohort --help and usage errors', () => {
     const get = await runCli(['kv', 'get', '--help']);
     expect(get.code).toBe(0);
     expect(get.stdout).toMatch(/\nExit codes: 0 done, 1 failed .* 130 Ctrl-C, 143 SIGTERM/);
-  }, 60_000);
+  });
 
   it('a usage error is one line, exit 2', async () => {
     const r = await runCli(['kv', 'get']);
@@ -26,5 +26,5 @@ describe('cohort --help and usage errors', () => {
     const unknown = await runCli(['kv', 'gte', 'a']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^error: USAGE: unknown command 'gte'.*\n$/);
-  }, 60_000);
+  });
 });

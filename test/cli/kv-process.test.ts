@@ -24,7 +24,7 @@ beforeAll(async () => {
   await cluster.leader();
   kv = await cluster.client();
   env = { COHORT_ENDPOINTS: cluster.endpoints().join(',') };
-}, 60_000);
+});
 afterAll(async () => {
   await cluster.close();
 });
@@ -60,7 +60,7 @@ describe('cohort kv as a process', () => {
     const kvs = (JSON.parse(json.stdout) as { kvs: { value: string; valueEncoding?: string }[] })
       .kvs;
     expect(kvs[0]).toMatchObject({ value: bytes.toString('base64'), valueEncoding: 'base64' });
-  }, 60_000);
+  });
 
   it('put --file takes a value larger than a command line can hold; over 1 MiB is refused (exit 2)', async () => {
     const dir = tempDir('cohort-kvp-');
@@ -72,7 +72,7 @@ describe('cohort kv as a process', () => {
     const huge = await runCli(['kv', 'put', 'huge', '--file', join(dir, 'huge')], env);
     expect(huge.code).toBe(2);
     expect(huge.stderr).toMatch(/^error: INVALID_ARGUMENT: --file .* is larger than 1048576 bytes/);
-  }, 60_000);
+  });
 
   it('a reader that goes away (| head) ends the command quietly, no EPIPE trace', async () => {
     await kv.put('wide', 'y'.repeat(1024 * 1024 - 1));
@@ -91,7 +91,7 @@ describe('cohort kv as a process', () => {
     await new Promise((r) => sh.once('close', r));
     expect(stderr).toBe('');
     expect(stdout).toBe('yyyyyyyyyy 0\n');
-  }, 60_000);
+  });
 
   it('Ctrl-C ends a watch with exit 130 and nothing on stderr', async () => {
     const w = startCli(['kv', 'watch', 'cc'], env);
@@ -102,7 +102,7 @@ describe('cohort kv as a process', () => {
     w.child.kill('SIGINT');
     expect(await w.exit).toBe(130);
     expect(w.out.stderr).toBe('');
-  }, 60_000);
+  });
 
   it('lock passes SIGTERM to its command, then releases the lock (exit 143)', async () => {
     const p = startCli(['kv', 'lock', 'fwd', '--', ...sleeper], env);
@@ -113,7 +113,7 @@ describe('cohort kv as a process', () => {
     // Released: another holder gets it at once.
     const again = await runCli(['kv', 'lock', 'fwd', '--wait-ms', '5000', '--', 'true'], env);
     expect(again.code, again.stderr).toBe(0);
-  }, 60_000);
+  });
 
   it('a lost lock stops the command and exits 6', async () => {
     const p = startCli(['kv', 'lock', 'lost', '--', ...sleeper], env);
@@ -123,7 +123,7 @@ describe('cohort kv as a process', () => {
     expect(await p.exit).toBe(6);
     expect(p.out.stdout).toContain('child got SIGTERM');
     expect(p.out.stderr).toMatch(/^error: LOCK_LOST: lock lost was lost/m);
-  }, 60_000);
+  });
 
   it('kill -9 of kv lock stops its command too (the lock passes to another holder)', async () => {
     const p = startCli(['kv', 'lock', 'orphan', '--kill-after-ms', '2000', '--', ...sleeper], env);
@@ -137,5 +137,5 @@ describe('cohort kv as a process', () => {
     } finally {
       if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
     }
-  }, 120_000);
+  });
 });

@@ -24,7 +24,7 @@ beforeAll(async () => {
     COHORT_ENDPOINTS: cluster.nodes.map((n) => `${n.id}=${n.rpc.host}:${n.rpc.port}`).join(','),
     COHORT_CLUSTER_ID: cluster.clusterId,
   };
-}, 60_000);
+});
 afterAll(async () => {
   await client.close();
   await cluster.close();
@@ -54,5 +54,5 @@ describe('cohort mr cancel', () => {
     const unknown = await runCli(['mr', 'cancel', 'no-such-job'], env);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/^error: NOT_FOUND: /);
-  }, 120_000);
+  });
 });

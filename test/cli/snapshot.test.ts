@@ -82,5 +82,5 @@ describe('cohort snapshot', () => {
     const got = await runCli(['kv', 'get', 'k/', '--prefix', '--keys-only', '--dir', restored]);
     expect(got.code, got.stderr).toBe(0);
     expect(got.stdout.trimEnd().split('\n')).toEqual(expected);
-  }, 240_000);
+  });
 });

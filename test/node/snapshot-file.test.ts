@@ -107,5 +107,5 @@ describe('snapshot save and restore', () => {
     bytes[20] = (bytes[20] ?? 0) ^ 0xff;
     writeFileSync(join(dir, 'bad.snap'), bytes);
     expect(() => readSnapshotFile(join(dir, 'bad.snap'))).toThrow(/not a valid cohort snapshot/);
-  }, 120_000);
+  });
 });
