@@ -90,6 +90,7 @@ import {
   startBench,
 } from './common.js';
 import type { BenchRun } from './common.js';
+import type { CredentialFiles } from '../src/trust/credentials.js';
 import { cohortDriver, cohortFailoverProbe } from './kv-cohort.js';
 import { EtcdCluster, ensureEtcd, etcdClient, etcdVersion } from './kv-etcd.js';
 import type { EtcdSettings } from './kv-etcd.js';
@@ -111,6 +112,8 @@ interface ChildSpec {
   /** cohort: RPC endpoints (leader first); etcd: client URLs (leader only). */
   endpoints: unknown;
   clusterId?: string;
+  /** cohort: the root user's credential files (its nodes run over mutual TLS, the default). */
+  tls?: CredentialFiles;
   /** Where the child writes its latencies (Float64Array, µs). */
   latFile: string;
 }
@@ -192,7 +195,7 @@ async function runChild(spec: ChildSpec): Promise<void> {
   const driver =
     spec.system === 'etcd'
       ? etcdDriver(spec.endpoints as string[])
-      : await cohortDriver(spec.endpoints, spec.clusterId ?? 'cohort-local');
+      : await cohortDriver(spec.endpoints, spec.clusterId ?? 'cohort-local', spec.tls);
   const value = new Uint8Array(VALUE_BYTES);
   for (let i = 0; i < value.length; i++) value[i] = (i * 131 + 7) & 0xff;
   if (spec.mode === 'prefill') {
@@ -281,6 +284,7 @@ function loadChild(spec: ChildSpec): Child {
 interface Running {
   endpoints: unknown;
   clusterId?: string;
+  tls?: CredentialFiles;
   /** Server process ids by name. */
   pids: () => Map<string, number>;
   close: () => Promise<void>;
@@ -312,6 +316,7 @@ async function runLoad(
       durationMs: flags.seconds * 1000,
       endpoints: c.endpoints,
       ...(c.clusterId === undefined ? {} : { clusterId: c.clusterId }),
+      ...(c.tls === undefined ? {} : { tls: c.tls }),
     };
     if (w.mode === 'get') {
       const pre = loadChild({ ...base, mode: 'prefill', concurrency: 64, latFile: '' });
@@ -424,6 +429,8 @@ function startCohortCluster(
 ): Promise<ProcessCluster> {
   const options: ProcessClusterOptions = {
     runtime: flags.runtime,
+    // cohort's default: every link mutual TLS.
+    tls: true,
     snapshotEntries: flags.snapshotEntries,
     ...cohortTiming(timing),
   };
@@ -461,9 +468,11 @@ async function freshCluster(system: System, flags: Flags): Promise<Running> {
     ...eps.filter((e) => e.id === leader.id),
     ...eps.filter((e) => e.id !== leader.id),
   ];
+  const tls = cluster.clientTls;
   return {
     endpoints,
     clusterId: cluster.clusterId,
+    ...(tls === undefined ? {} : { tls }),
     pids: () =>
       new Map(
         cluster.nodes.flatMap((n) => {
@@ -655,7 +664,11 @@ async function failoverCohort(flags: Flags, timing: Timing): Promise<FailoverTri
   const trials: FailoverTrial[] = [];
   try {
     await cluster.waitForLeader({ timeoutMs: 30_000 });
-    const probe = await cohortFailoverProbe(cluster.endpoints(), cluster.clusterId);
+    const probe = await cohortFailoverProbe(
+      cluster.endpoints(),
+      cluster.clusterId,
+      cluster.clientTls,
+    );
     try {
       for (let t = 0; t < flags.trials; t++) {
         const leader = await cluster.waitForLeader({ timeoutMs: 30_000 });

@@ -19,9 +19,10 @@
  *                      // loaded the job module before: cluster start, not timed)
  * ```
  *
- * Failure: when a job fails (a reducer threw on a key, say), the output files
- * its reducers already renamed into place are removed (and the directory,
- * if the job created it), so a failed job leaves no partial output.
+ * Failure: when a job fails (a reducer threw on a key, say), the cluster
+ * removes the output files its reducers already renamed into place (and the
+ * directory, if the submitter created it), and runJob waits for that, so a
+ * failed job leaves no partial output.
  */
 import { createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -30,7 +31,7 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { CohortError } from '../lib/errors.js';
-import { MapReduceClient, prepareJob, removeOutput } from '../mapreduce/client.js';
+import { MapReduceClient, prepareJob } from '../mapreduce/client.js';
 import type { JobRequest } from '../mapreduce/client.js';
 import type { JobStatus } from '../mapreduce/core/types.js';
 import { mapReduceModule } from '../mapreduce/module.js';
@@ -39,6 +40,9 @@ import type { ClusterNode } from '../node/cluster.js';
 import { resolveNodeConfig } from '../node/config.js';
 import { startNode } from '../node/node.js';
 import type { CohortNode } from '../node/node.js';
+import { CertDir } from '../trust/cert-dir.js';
+import type { ClientTlsOptions } from '../trust/client-tls.js';
+import type { CredentialFiles } from '../trust/credentials.js';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -49,6 +53,8 @@ export interface EmbeddedCluster {
   readonly node: CohortNode;
   readonly nodes: ClusterNode[];
   readonly clusterId: string;
+  /** The client credentials (the CA and the root user's certificate); absent when `insecure`. */
+  readonly tls?: CredentialFiles;
   /** Stops the node and removes its data dir (unless one was given). */
   close(): Promise<void>;
 }
@@ -60,6 +66,11 @@ export interface EmbeddedOptions extends MapReduceModuleOptions {
   /** Job modules every worker thread loads before the cluster is handed out (benchmarks). */
   readonly preload?: readonly string[];
   readonly logger?: Logger;
+  /**
+   * Run without TLS. By default the node runs over mutual TLS like any
+   * other, with a CA and certificates made under `<dataDir>/certs`.
+   */
+  readonly insecure?: boolean;
 }
 
 function freePort(): Promise<number> {
@@ -84,6 +95,15 @@ export async function startEmbeddedCluster(
   // A closed probe's port is free again: the second probe may offer the first one.
   let rpcPort = await freePort();
   while (rpcPort === raftPort) rpcPort = await freePort();
+  let tls: CredentialFiles | undefined;
+  let nodeTls: Record<string, string> = { insecure: 'true' };
+  if (options.insecure !== true) {
+    const certs = new CertDir(join(dataDir, 'certs'));
+    await certs.ensure({ clusterId, nodes: ['n1'], users: ['root'] });
+    const node = certs.files({ kind: 'node', id: 'n1' });
+    tls = certs.files({ kind: 'user', name: 'root' });
+    nodeTls = { tlsCa: node.ca, tlsCert: node.cert, tlsKey: node.key };
+  }
   const config = resolveNodeConfig({
     flags: {
       id: 'n1',
@@ -93,13 +113,15 @@ export async function startEmbeddedCluster(
       rpc: `127.0.0.1:${rpcPort}`,
       tickMs: '10',
       logLevel: 'warn',
+      ...nodeTls,
     },
     env: {},
   });
   const logger = options.logger ?? pino({ level: 'error' }, pino.destination(2));
-  const { dataDir: _d, logger: _l, preload, ...moduleOptions } = options;
+  const { dataDir: _d, logger: _l, preload, insecure: _i, ...moduleOptions } = options;
   void _d;
   void _l;
+  void _i;
   const mr = mapReduceModule(moduleOptions);
   const node = await startNode(config, { logger, modules: [mr] });
   const deadline = Date.now() + 10_000;
@@ -121,6 +143,7 @@ export async function startEmbeddedCluster(
     node,
     clusterId,
     nodes: [{ id: 'n1', listen: config.listen, rpc: config.rpc, dataDir }],
+    ...(tls === undefined ? {} : { tls }),
     close: async () => {
       await node.close();
       if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
@@ -130,8 +153,17 @@ export async function startEmbeddedCluster(
 
 /** Options of {@link runJob}. */
 export interface RunJobOptions extends JobRequest {
-  /** A running cluster to submit to; without it, an embedded one-node cluster is started. */
-  readonly cluster?: { readonly nodes: readonly ClusterNode[]; readonly clusterId: string };
+  /**
+   * A running cluster to submit to (with `tls`, the client credentials of a
+   * TLS cluster: paths or PEM; a `cohort up` cluster's are in its
+   * cluster.json, see readClusterFile); without it, an embedded one-node
+   * cluster is started.
+   */
+  readonly cluster?: {
+    readonly nodes: readonly ClusterNode[];
+    readonly clusterId: string;
+    readonly tls?: ClientTlsOptions;
+  };
   /** Options of the embedded cluster (workers, leaseMs, ...). */
   readonly embedded?: EmbeddedOptions;
   /** Sees every status read while the job runs. */
@@ -166,7 +198,7 @@ export async function runJob(options: RunJobOptions): Promise<JobRun> {
       : undefined;
   const target = options.cluster ?? embedded;
   if (target === undefined) throw new CohortError('INTERNAL', 'no cluster to run the job on');
-  const client = await MapReduceClient.connect(target.nodes, target.clusterId);
+  const client = await MapReduceClient.connect(target.nodes, target.clusterId, target.tls);
   try {
     const t0 = Date.now();
     await client.submit(prepared.request);
@@ -175,7 +207,8 @@ export async function runJob(options: RunJobOptions): Promise<JobRun> {
     );
     const elapsedMs = Date.now() - t0;
     if (status.status !== 'done') {
-      removeOutput(prepared);
+      // The cluster removes a failed job's output; wait for it (the embedded node stops next).
+      await client.waitOutputRemoved(status.jobId);
       throw new CohortError(
         status.status === 'failed' ? 'USER_CODE_ERROR' : 'FAILED_PRECONDITION',
         `job ${status.jobId} ${status.status}: ${status.error ?? 'no reason given'}`,

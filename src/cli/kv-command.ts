@@ -55,7 +55,7 @@ import {
 import type { ByteEncoding, Output, OutputFlags } from './output.js';
 import { out, runAction, signalCode } from './run.js';
 import type { ActionContext } from './run.js';
-import { kvClientOptions, resolveTarget } from './target.js';
+import { addTargetOptions, kvClientOptions, resolveTarget } from './target.js';
 import type { TargetFlags } from './target.js';
 import { parseCompare, parseTxnOp, parseTxnScript } from './txn-language.js';
 
@@ -85,22 +85,12 @@ function collect(value: string, previous: string[]): string[] {
 
 /** Adds the flags that name the cluster and bound the call. */
 export function targetOptions(cmd: Command, timeoutMs = 10_000): Command {
-  return cmd
-    .option('--endpoints <list>', 'RPC endpoints: n1=host:port,n2=host:port (or COHORT_ENDPOINTS)')
-    .option(
-      '--cluster-id <id>',
-      'the cluster id (or COHORT_CLUSTER_ID; default from cluster.json, else cohort-local)',
-    )
-    .option(
-      '--dir <dir>',
-      'the cluster cohort up --dir started (default: the nearest .cohort/ at or above here)',
-    )
-    .option(
-      '--timeout-ms <ms>',
-      'give up after this long (leader changes and unreachable nodes are retried until then)',
-      positive,
-      timeoutMs,
-    );
+  return addTargetOptions(cmd).option(
+    '--timeout-ms <ms>',
+    'give up after this long (leader changes and unreachable nodes are retried until then)',
+    positive,
+    timeoutMs,
+  );
 }
 
 function common(cmd: Command, bytes = true): Command {

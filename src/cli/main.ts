@@ -1,6 +1,6 @@
 /**
  * The `cohort` command. Subcommands are added by the layers that implement
- * them (`up`, `node`, `kv`, `mr`, `status`, ...); this file wires them
+ * them (`up`, `node`, `kv`, `mr`, `status`, `certs`, `auth`, `user`, `role`, ...); this file wires them
  * together and owns what is common to all: the exit codes (exit-codes.ts,
  * printed by `--help`), usage errors (exit 2, one line), output to a closed
  * pipe (`cohort kv get ... | head` ends quietly), and keeping the process
@@ -15,6 +15,8 @@
 import { Command, CommanderError } from 'commander';
 import { processHold } from '../lib/clock.js';
 import { version } from '../version.js';
+import { registerAuthCommands } from './auth-command.js';
+import { registerCertsCommands } from './certs-command.js';
 import { registerCompletionCommand } from './completion-command.js';
 import { registerEndpointCommands } from './endpoint-command.js';
 import { registerExampleCommands } from './example-command.js';
@@ -93,6 +95,8 @@ export function buildProgram(): Command {
   registerKvCommand(program);
   registerSnapshotCommands(program);
   registerMrCommands(program);
+  registerCertsCommands(program);
+  registerAuthCommands(program);
   registerGatewayCommand(program);
   registerCompletionCommand(program);
   configureErrors(program);

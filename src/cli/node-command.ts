@@ -25,6 +25,10 @@
  * (src/gateway/, as `cohort gateway --config <file>` would) in the same
  * process: a bad gateway file is a bad configuration (exit 2), the gateway
  * stops before the node does, and SIGHUP reloads its backend lists.
+ *
+ * SIGHUP also reloads the TLS certificate, key and CA files (rotation): new
+ * connections use them; if they do not check out the node says why on
+ * stderr and keeps the ones it has.
  */
 import type { Command } from 'commander';
 import { Gateway } from '../gateway/gateway.js';
@@ -128,6 +132,17 @@ async function runNode(flags: NodeFlags): Promise<void> {
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    // Certificate rotation: new connections use the files as they are now.
+    const reload = (): void => {
+      try {
+        node.reloadTls();
+      } catch (e) {
+        process.stderr.write(
+          `cohort node ${config.id}: SIGHUP: certificate not reloaded, keeping the current one: ${e instanceof Error ? e.message : String(e)}\n`,
+        );
+      }
+    };
+    process.on('SIGHUP', reload);
     if (gatewayOptions !== undefined) {
       const running = gatewayOptions;
       process.on('SIGHUP', () => {

@@ -46,7 +46,12 @@ function pad(cells: readonly string[][]): string {
 export function shortReason(r: PollResult & { ok: false }): string {
   const m = r.message ?? '';
   if (r.error === 'WRONG_NODE') return 'another process';
-  if (r.error === 'HANDSHAKE_FAILED') return 'another cluster';
+  if (r.error === 'HANDSHAKE_FAILED') {
+    return /cluster/i.test(m) && !/certificate|tls/i.test(m)
+      ? 'another cluster'
+      : 'handshake refused';
+  }
+  if (r.error === 'PERMISSION_DENIED') return 'permission denied';
   if (/connection refused/.test(m)) return 'refused';
   if (r.error === 'TIMEOUT') return 'no answer';
   if (/no connection within/.test(m)) return 'no connection';
@@ -96,6 +101,7 @@ export function registerStatusCommand(program: Command): void {
           target.nodes,
           target.clusterId,
           target.file === undefined ? 'none' : 'dataDir',
+          target.tls,
         );
         let results: PollResult[];
         try {

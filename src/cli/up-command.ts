@@ -6,13 +6,27 @@
  * ```sh
  * cohort up [--nodes 3] [--base-port 7100] [--dir .cohort] [--detach] [--workers 2] [--wal-sync inline] [--kv-quota-bytes n]
  * cohort status            # in another terminal
+ * cohort up --restart n2   # stop node n2 if it runs, start it again as up started it
  * cohort down [--dir .cohort]
  * ```
  *
+ * Secure by default: on first start it makes the cluster's CA and a
+ * certificate for every node and for the `root` user under `<dir>/certs`
+ * (files 0600; reissued when they near expiry), starts every node with them
+ * (mutual TLS on every link), and writes the root user's paths into
+ * cluster.json, so `cohort kv`, `cohort status` and `cohort mr` use them by
+ * themselves. `--insecure` runs every node without TLS instead (with a warning).
+ *
  * Node i listens for Raft on base+i and serves the Node RPC on base+100+i;
  * its data dir is `<dir>/n<i>` and its log `<dir>/n<i>/node.log`. The
- * cluster is described in `<dir>/cluster.json` (pids and endpoints), which is
- * how `cohort status`, `cohort down` and a second `cohort up` find it.
+ * cluster is described in `<dir>/cluster.json` (endpoints, each node's pid
+ * with its process start time, and the arguments it was started with), which
+ * is how `cohort status`, `cohort down`, `cohort up --restart` and a second
+ * `cohort up` find it. A process is only ever signalled as a node once it is
+ * known to be that node: it answered on the node's RPC address as that node
+ * of that cluster (and says its pid: a node restarted by hand is found too),
+ * or it is the recorded pid with the recorded start time (a pid reused by an
+ * unrelated process has another start time, and is left alone).
  * Children are started with the same Node.js flags and entry script as this
  * process (`bin/cohort.js`, or the sources under tsx in tests). On Ctrl-C or
  * SIGTERM every node gets SIGTERM, and SIGKILL if it has not exited after
@@ -37,6 +51,7 @@ import {
   clusterFilePath,
   pidAlive,
   planCluster,
+  processStartTime,
   readClusterFile,
   StatusPoller,
   summarize,
@@ -44,6 +59,8 @@ import {
 } from '../node/cluster.js';
 import { isCohortError } from '../lib/errors.js';
 import type { ClusterFile, ClusterNode } from '../node/cluster.js';
+import { CertDir } from '../trust/cert-dir.js';
+import type { CredentialFiles } from '../trust/credentials.js';
 import { makeDirs } from '../raft/storage/fs.js';
 import { exitCodes } from './exit-codes.js';
 import { signalCode } from './run.js';
@@ -57,6 +74,8 @@ const leaderWaitMs = 20_000;
 const refreshMs = 500;
 
 interface UpFlags {
+  /** Restart this node of the cluster in `dir` instead of starting a cluster. */
+  restart?: string;
   nodes: number;
   basePort: number;
   dir: string;
@@ -68,6 +87,10 @@ interface UpFlags {
   walSync?: 'auto' | 'thread' | 'inline';
   /** The nodes' --kv-quota-bytes; default: the node's. */
   kvQuotaBytes?: number;
+  /** The nodes' --mr-module-dirs; default: the working directory. */
+  mrModuleDirs?: string;
+  /** Run every node without TLS (the nodes' --insecure). */
+  insecure?: boolean;
 }
 
 function walSyncMode(text: string): 'auto' | 'thread' | 'inline' {
@@ -96,10 +119,71 @@ function addr(a: { host: string; port: number }): string {
   return `${a.host}:${a.port}`;
 }
 
-/** The pids of a cluster file still alive (supervisor first). */
-function livePids(f: ClusterFile): number[] {
-  const pids = [f.supervisor, ...f.nodes.map((n) => n.pid)];
-  return pids.filter((p): p is number => typeof p === 'number' && pidAlive(p));
+/**
+ * True if process `pid` is still the one recorded with `startTime` (no start
+ * time recorded, by an older cohort up: the process must at least be a
+ * cohort node with this id, by its command line).
+ */
+function sameProcess(pid: number, startTime: number | undefined, nodeId?: string): boolean {
+  const now = processStartTime(pid);
+  if (now === undefined) return false;
+  if (startTime !== undefined) return now === startTime;
+  if (nodeId === undefined) return false;
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const i = argv.indexOf('--id');
+    return argv.includes('node') && i >= 0 && argv[i + 1] === nodeId;
+  } catch {
+    return false;
+  }
+}
+
+/** What `cohort down` found for one node or the supervisor. */
+interface Found {
+  readonly what: string;
+  readonly pid?: number;
+  /** Why nothing is signalled (a stale pid). */
+  readonly skipped?: string;
+}
+
+/**
+ * The processes of a cluster file to stop, supervisor first: each node as it
+ * answers on its RPC address (its own pid), else its recorded pid if that is
+ * still the same process (pid and start time); a recorded pid now held by
+ * another process is skipped.
+ */
+async function clusterProcesses(f: ClusterFile): Promise<Found[]> {
+  const found: Found[] = [];
+  if (f.supervisor !== null && pidAlive(f.supervisor)) {
+    found.push(
+      sameProcess(f.supervisor, f.supervisorStartTime)
+        ? { what: 'supervisor', pid: f.supervisor }
+        : { what: 'supervisor', skipped: `pid ${f.supervisor} is another process now` },
+    );
+  }
+  const poller = await StatusPoller.connect(f.nodes, f.clusterId, 'none', f.tls);
+  let polled;
+  try {
+    polled = await poller.poll(1_000);
+  } finally {
+    await poller.close();
+  }
+  for (const [i, n] of f.nodes.entries()) {
+    const r = polled[i];
+    if (r?.ok === true && r.status.id === n.id && pidAlive(r.status.pid)) {
+      found.push({ what: n.id, pid: r.status.pid });
+    } else if (n.pid !== undefined && pidAlive(n.pid)) {
+      found.push(
+        sameProcess(n.pid, n.startTime, n.id)
+          ? { what: n.id, pid: n.pid }
+          : {
+              what: n.id,
+              skipped: `its recorded pid ${n.pid} belongs to another process now; not signalled`,
+            },
+      );
+    }
+  }
+  return found;
 }
 
 function tail(path: string, lines: number): string {
@@ -181,7 +265,14 @@ async function up(flags: UpFlags): Promise<void> {
   if (existsSync(filePath)) {
     let running: number[] = [];
     try {
-      running = livePids(readClusterFile(dir));
+      const f = readClusterFile(dir);
+      const recorded = [
+        ...(f.supervisor === null ? [] : [{ pid: f.supervisor, startTime: f.supervisorStartTime }]),
+        ...f.nodes.flatMap((n) => (n.pid === undefined ? [] : [{ ...n, pid: n.pid }])),
+      ];
+      running = recorded
+        .filter((x) => sameProcess(x.pid, x.startTime, 'id' in x ? x.id : undefined))
+        .map((x) => x.pid);
     } catch {
       // an unreadable file describes no running cluster
     }
@@ -201,6 +292,35 @@ async function up(flags: UpFlags): Promise<void> {
   } catch (e) {
     fail(`cannot create ${dir}: ${(e as Error).message}`);
     return;
+  }
+
+  // Secure by default: the cluster's CA and every certificate, made once under <dir>/certs
+  // (and renewed when they near expiry); the CLI uses the root user's (cluster.json says where).
+  const certs = new CertDir(join(dir, 'certs'));
+  let clientTls: CredentialFiles | undefined;
+  if (flags.insecure !== true) {
+    try {
+      const made = await certs.ensure({
+        clusterId: plan.clusterId,
+        nodes: plan.nodes.map((n) => n.id),
+        users: ['root'],
+      });
+      if (made.createdCa) {
+        process.stdout.write(`cohort: made a CA for cluster ${plan.clusterId} in ${certs.dir}\n`);
+      }
+      if (made.issued.length > 0) {
+        const names = made.issued.map((x) => (x.kind === 'node' ? x.id : `user ${x.name}`));
+        process.stdout.write(`cohort: issued certificates for ${names.join(', ')}\n`);
+      }
+    } catch (e) {
+      fail(`cannot make the cluster's certificates: ${(e as Error).message}`);
+      return;
+    }
+    clientTls = certs.files({ kind: 'user', name: 'root' });
+  } else {
+    process.stdout.write(
+      'cohort: WARNING: --insecure: the nodes run without TLS; nobody is authenticated and anyone who can reach their ports can do anything\n',
+    );
   }
 
   const entry = process.argv[1];
@@ -239,9 +359,16 @@ async function up(flags: UpFlags): Promise<void> {
     ];
     const peers = peerList(n.id);
     if (peers !== '') args.push('--peers', peers);
+    if (flags.insecure === true) {
+      args.push('--insecure');
+    } else {
+      const f = certs.files({ kind: 'node', id: n.id });
+      args.push('--tls-ca', f.ca, '--tls-cert', f.cert, '--tls-key', f.key);
+    }
     if (flags.workers !== undefined) args.push('--workers', `${flags.workers}`);
     if (flags.walSync !== undefined) args.push('--wal-sync', flags.walSync);
     if (flags.kvQuotaBytes !== undefined) args.push('--kv-quota-bytes', `${flags.kvQuotaBytes}`);
+    if (flags.mrModuleDirs !== undefined) args.push('--mr-module-dirs', flags.mrModuleDirs);
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', fd, fd],
       detached: flags.detach === true,
@@ -251,13 +378,16 @@ async function up(flags: UpFlags): Promise<void> {
       exited.set(n.id, signal ?? `exit code ${String(code)}`);
     });
     children.set(n.id, child);
-    nodes.push({ ...n, ...(child.pid === undefined ? {} : { pid: child.pid }) });
+    nodes.push({ ...n, ...processOf(child.pid), args });
   }
+  const supervisorStartTime = processStartTime(process.pid);
   const file: ClusterFile = {
     clusterId: plan.clusterId,
     supervisor: flags.detach === true ? null : process.pid,
+    ...(flags.detach === true || supervisorStartTime === undefined ? {} : { supervisorStartTime }),
     startedAt: new Date().toISOString(),
     nodes,
+    ...(clientTls === undefined ? { insecure: true } : { tls: clientTls }),
   };
   writeFileSync(filePath, `${JSON.stringify(file, null, 2)}\n`);
 
@@ -270,7 +400,7 @@ async function up(flags: UpFlags): Promise<void> {
   }
 
   // A node counts as up only if the process answering is the one started here (pid), in this cluster (handshake).
-  const poller = await StatusPoller.connect(nodes, plan.clusterId, 'pid');
+  const poller = await StatusPoller.connect(nodes, plan.clusterId, 'pid', clientTls);
   let stopping = false;
   const stopAll = async (why: string): Promise<void> => {
     if (stopping) return;
@@ -279,6 +409,14 @@ async function up(flags: UpFlags): Promise<void> {
     const pids = [...children.values()].flatMap((c) =>
       c.pid !== undefined && c.exitCode === null && c.signalCode === null ? [c.pid] : [],
     );
+    // And nodes restarted since (cohort up --restart, or by hand), as cluster.json and their RPC find them.
+    try {
+      for (const f of await clusterProcesses(readClusterFile(dir))) {
+        if (f.pid !== undefined && f.pid !== process.pid && !pids.includes(f.pid)) pids.push(f.pid);
+      }
+    } catch {
+      // no cluster file: only the children
+    }
     out.write(`cohort: ${why}; stopping ${pids.length} running nodes\n`);
     await poller.close();
     const killed = await stopPids(pids);
@@ -380,6 +518,13 @@ async function up(flags: UpFlags): Promise<void> {
   process.exitCode = signalCode(signal);
 }
 
+/** The pid and start time of a child just spawned, for cluster.json. */
+function processOf(pid: number | undefined): { pid?: number; startTime?: number } {
+  if (pid === undefined) return {};
+  const startTime = processStartTime(pid);
+  return startTime === undefined ? { pid } : { pid, startTime };
+}
+
 /** `cohort down`: stops the cluster described in `<dir>/cluster.json` (default: the nearest .cohort/). */
 async function down(flags: { dir?: string }): Promise<void> {
   const dir = resolve(flags.dir ?? findClusterDir(process.cwd()) ?? '.cohort');
@@ -394,7 +539,11 @@ async function down(flags: { dir?: string }): Promise<void> {
     return;
   }
   // A supervising `cohort up` stops its own nodes; stop the nodes too in case it cannot.
-  const pids = livePids(file);
+  const found = await clusterProcesses(file);
+  for (const f of found) {
+    if (f.skipped !== undefined) process.stdout.write(`cohort down: ${f.what}: ${f.skipped}\n`);
+  }
+  const pids = [...new Set(found.flatMap((f) => (f.pid === undefined ? [] : [f.pid])))];
   const killed = await stopPids(pids);
   rmSync(clusterFilePath(dir), { force: true });
   process.stdout.write(
@@ -402,6 +551,80 @@ async function down(flags: { dir?: string }): Promise<void> {
       ? 'cohort down: nothing was running\n'
       : `cohort down: stopped ${pids.length} processes${killed.length > 0 ? ` (${killed.length} with SIGKILL)` : ''}\n`,
   );
+}
+
+/**
+ * `cohort up --restart <id>`: stops node `id` of the cluster in `<dir>` if it
+ * runs (found as `down` finds it), starts it again, detached, with the
+ * arguments `cohort up` started it with, records its new pid in
+ * cluster.json, and waits until it answers.
+ */
+async function restart(id: string, flags: UpFlags): Promise<void> {
+  const dir = resolve(flags.dir);
+  let file: ClusterFile;
+  try {
+    file = readClusterFile(dir);
+  } catch (e) {
+    fail((e as Error).message);
+    return;
+  }
+  const node = file.nodes.find((n) => n.id === id);
+  if (node === undefined) {
+    fail(
+      `the cluster in ${dir} has no node ${id} (it has ${file.nodes.map((n) => n.id).join(', ')})`,
+    );
+    return;
+  }
+  if (node.args === undefined) {
+    fail(
+      `${clusterFilePath(dir)} does not say how ${id} was started (an older cohort up wrote it); restart the whole cluster`,
+    );
+    return;
+  }
+  const running = (await clusterProcesses(file)).find((f) => f.what === id && f.pid !== undefined);
+  if (running?.pid !== undefined) {
+    process.stdout.write(`cohort up: stopping ${id} (pid ${running.pid})\n`);
+    await stopPids([running.pid]);
+  }
+  const logPath = join(node.dataDir, 'node.log');
+  const fd = openSync(logPath, 'a');
+  const child = spawn(process.execPath, [...node.args], {
+    stdio: ['ignore', fd, fd],
+    detached: true,
+  });
+  closeSync(fd);
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => (exited = signal ?? `exit code ${String(code)}`));
+  const updated: ClusterFile = {
+    ...file,
+    nodes: file.nodes.map((n) => (n.id === id ? { ...n, ...processOf(child.pid) } : n)),
+  };
+  writeFileSync(clusterFilePath(dir), `${JSON.stringify(updated, null, 2)}\n`);
+  // Up once the process answering is the one just started (its pid), over the cluster's TLS.
+  const started = updated.nodes.find((n) => n.id === id) ?? node;
+  const poller = await StatusPoller.connect([started], file.clusterId, 'pid', file.tls);
+  try {
+    const deadline = Date.now() + leaderWaitMs;
+    for (;;) {
+      const [r] = await poller.poll(refreshMs);
+      if (r?.ok === true) break;
+      if (exited !== undefined) {
+        fail(`node ${id} exited at start (${exited}):\n${tail(logPath, 5)}`);
+        return;
+      }
+      if (Date.now() >= deadline) {
+        fail(
+          `node ${id} (pid ${String(child.pid)}) did not answer within ${leaderWaitMs} ms; see ${logPath}`,
+        );
+        return;
+      }
+      await sleep(100);
+    }
+  } finally {
+    await poller.close();
+    child.unref();
+  }
+  process.stdout.write(`cohort up: ${id} restarted (pid ${String(child.pid)}, log ${logPath})\n`);
 }
 
 /** Adds `cohort up` and `cohort down` to `program`. */
@@ -414,6 +637,10 @@ export function registerUpCommands(program: Command): void {
     .option('--dir <dir>', 'data dirs, logs and cluster.json go here', '.cohort')
     .option('--cluster-id <id>', 'cluster id', 'cohort-local')
     .option('--detach', 'leave the nodes running and exit')
+    .option(
+      '--restart <id>',
+      'restart one node of the cluster in --dir (stopping it first if it runs) and exit',
+    )
     .option('--workers <n>', 'MapReduce worker threads per node (default one per core)', int)
     .option(
       '--wal-sync <mode>',
@@ -425,8 +652,17 @@ export function registerUpCommands(program: Command): void {
       "each node's KV storage quota: past it writes fail with NO_SPACE (default 512 MiB, 0 none)",
       int,
     )
+    .option(
+      '--mr-module-dirs <dirs>',
+      'comma-separated directories MapReduce job modules may load from (default: the working directory)',
+    )
+    .option(
+      '--insecure',
+      'run every node without TLS: nobody is authenticated, anyone who reaches the ports can do anything',
+    )
     .action(async (flags: UpFlags) => {
-      await up(flags);
+      if (flags.restart !== undefined) await restart(flags.restart, flags);
+      else await up(flags);
     });
   program
     .command('down')

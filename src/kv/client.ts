@@ -89,6 +89,10 @@ import type { RpcNodeOptions } from '../rpc/node.js';
 import type { Client } from '../rpc/service.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
+import { resolveUserTls } from '../trust/client-tls.js';
+import type { ClientTlsOptions } from '../trust/client-tls.js';
+import { clusterTarget } from '../trust/cluster-file.js';
+import { connectionId } from '../trust/identity.js';
 import type { Transport } from '../transport/transport.js';
 import { kvKey, kvText, prefixRange, RANGE_END_ALL } from './core/bytes.js';
 import type {
@@ -140,10 +144,22 @@ export interface KvClientTransport extends Transport<RpcWireMessage> {
 
 /** Options of {@link KvClient.connect}: where the cluster is and how to reach it. */
 export interface KvClientOptions {
-  /** RPC endpoints of some or all nodes (ids must match the nodes' ids). */
-  readonly endpoints: readonly KvEndpoint[];
-  /** The cluster id (default 'cohort-local', what `cohort up` uses); another cluster's nodes are refused. */
+  /** RPC endpoints of some or all nodes (ids must match the nodes' ids); default: the `cluster`'s. */
+  readonly endpoints?: readonly KvEndpoint[];
+  /** The cluster id (default: the `cluster`'s, else 'cohort-local', what `cohort up` uses). */
   readonly clusterId?: string;
+  /**
+   * Mutual TLS: the cluster's CA, this client's (user) certificate and its
+   * key, each a file path or the PEM (default: the `cluster`'s). A TLS
+   * cluster refuses clients without one; a node's certificate is refused here.
+   */
+  readonly tls?: ClientTlsOptions;
+  /**
+   * The directory of a cluster started by `cohort up` (e.g. '.cohort'): its
+   * cluster.json gives the endpoints, the cluster id and the client
+   * certificate, unless given here.
+   */
+  readonly cluster?: string;
   /**
    * A name for this client (default: `kv-` + 12 random hex digits). Session
    * ids are assigned by the cluster when each lane registers, so a restarted
@@ -628,12 +644,16 @@ export class KvClient {
    * that a leader answers too.
    */
   static async connect(options: KvClientOptions): Promise<KvClient> {
-    if (options.endpoints.length === 0) {
+    const target = options.cluster === undefined ? undefined : clusterTarget(options.cluster);
+    const endpoints = options.endpoints ?? target?.endpoints ?? [];
+    if (endpoints.length === 0) {
       throw new CohortError('INVALID_ARGUMENT', 'KvClient needs at least one endpoint', {
         details: { field: 'endpoints' },
       });
     }
-    const parsed = options.endpoints.map(parseKvEndpoint);
+    const tlsOptions = options.tls ?? target?.tls;
+    const creds = tlsOptions === undefined ? undefined : resolveUserTls(tlsOptions, 'KvClient');
+    const parsed = endpoints.map(parseKvEndpoint);
     const random = options.random;
     const hex = (): string =>
       random === undefined
@@ -672,18 +692,21 @@ export class KvClient {
         });
       }
     }
-    const cluster = options.clusterId ?? 'cohort-local';
+    const cluster = options.clusterId ?? target?.clusterId ?? 'cohort-local';
     const clock = options.clock ?? options.rpc?.clock ?? new RealClock();
+    const suffix = hex();
     const transport: KvClientTransport =
       options.transport ??
       (await TcpTransport.start<RpcWireMessage>({
-        self: nodeId(`client-${hex()}`),
+        self:
+          creds === undefined ? nodeId(`client-${suffix}`) : connectionId(creds.identity, suffix),
         clusterId: toClusterId(cluster),
         codec: rpcCodec,
         peers: new Map(parsed.map((p) => [p.id, p.address])),
         logger:
           options.logger ??
           pino({ level: process.env.COHORT_LOG_LEVEL ?? 'error' }, pino.destination(2)),
+        ...(creds === undefined ? {} : { tls: creds }),
       }));
     // The attempt deadline is the RPC default, so calls share one deadline timer.
     const rpc = new RpcNode(transport, {

@@ -70,6 +70,8 @@ import type { PeerAddress } from '../transport/tcp-transport.js';
 import { KvRaftStateMachine, isModuleApplied } from '../host/kv-state-machine.js';
 import type { NodeApplied } from '../host/kv-state-machine.js';
 import type { NodeModule } from '../host/modules.js';
+import { keyNeeds } from './access.js';
+import type { KvAccessControl } from './access.js';
 import { compareBytes } from './core/bytes.js';
 import { decodeKvEntry, encodeKvEntry } from './core/codec.js';
 import { LeaseClock } from './core/lease-clock.js';
@@ -148,6 +150,13 @@ export interface KvServerOptions {
   readonly watchBufferBytesMax?: number;
   /** Bytes buffered by all watches of this node together (default kvWatchNodeBufferBytesMax). */
   readonly watchNodeBufferBytesMax?: number;
+  /**
+   * Who may do what (access.ts): checked on the leader before a write is
+   * proposed, before a read reads and before a watch starts; a refusal is a
+   * definite PERMISSION_DENIED and changes nothing. Default: everyone may do
+   * everything.
+   */
+  readonly access?: KvAccessControl;
 }
 
 /** Copies the fields of `src` named in `keys` that are defined (drops unknown fields from the wire). */
@@ -624,6 +633,16 @@ export class KvServer {
 
   // ------------------------------------------------------------ requests
 
+  /** The keys attached to lease `id` here (none if it is unknown: the command then fails NOT_FOUND). */
+  private leaseKeys(id: number): readonly Uint8Array[] {
+    try {
+      return this.sm.kv.leaseTimeToLive(id, true).keys ?? [];
+    } catch (e) {
+      if (isCohortError(e)) return [];
+      throw e;
+    }
+  }
+
   /**
    * NOT_LEADER naming the leader and its RPC address. Definite (nothing was
    * done: `details.reason` NOT_LEADER) unless `cause` is the Raft node's
@@ -686,12 +705,35 @@ export class KvServer {
     throw e;
   }
 
+  /** Throws PERMISSION_DENIED unless the caller may make the key accesses `command` needs. */
+  private checkKeys(ctx: CallContext, command: KvCommand | RangeRequest): void {
+    this.options.access?.checkKeys(ctx, keyNeeds(command));
+  }
+
+  /** Throws PERMISSION_DENIED unless the session `clientId` belongs to the caller (see KvAccessControl.sessionOwner). */
+  private checkSession(ctx: CallContext, clientId: string | undefined): void {
+    const owner = this.options.access?.sessionOwner(ctx);
+    if (owner === undefined || clientId === undefined || clientId.startsWith(`${owner}/`)) return;
+    throw new CohortError(
+      'PERMISSION_DENIED',
+      `session ${JSON.stringify(clientId)} belongs to another user than ${owner}; a user may use only the sessions it opened`,
+      { details: { user: owner, session: clientId } },
+    );
+  }
+
+  /**
+   * Proposes a write on the leader: `authorize` (the permission checks) runs
+   * there, after the leadership check and before anything is proposed.
+   */
   private async write<R extends KvResult>(
     command: KvCommand,
     session: SessionTag | undefined,
     ctx: CallContext,
+    authorize: () => void = () => this.checkKeys(ctx, command),
   ): Promise<R> {
     if (!this.raft.isLeader() && !(await this.leaderElected(ctx))) throw this.notLeader();
+    this.checkSession(ctx, session?.clientId);
+    authorize();
     const entry = this.entry(command, session);
     // The NOSPACE alarm: refused here, before the log (apply would refuse it the same way).
     const noSpace = this.sm.kv.spaceRefusal(entry);
@@ -714,13 +756,19 @@ export class KvServer {
     return applied.result as R;
   }
 
+  /** Reads: `authorize` runs on the node that reads (the leader, or any node for a serializable read) before it reads. */
   private async read<T>(
     serializable: boolean | undefined,
     ctx: CallContext,
     fn: (sm: KvRaftStateMachine) => T,
+    authorize: () => void = () => {},
   ): Promise<T> {
-    if (serializable === true) return this.raft.read(fn, { consistency: 'serializable' });
+    if (serializable === true) {
+      authorize();
+      return this.raft.read(fn, { consistency: 'serializable' });
+    }
     if (!this.raft.isLeader() && !(await this.leaderElected(ctx))) throw this.notLeader();
+    authorize();
     try {
       return await this.raft.read(fn, { signal: ctx.signal });
     } catch (e) {
@@ -732,7 +780,12 @@ export class KvServer {
     return {
       range: (req, ctx) => {
         const cmd = { type: 'range', ...pick(req, rangeKeys) } as RangeRequest;
-        return this.read(req.serializable, ctx, (sm) => capRange(sm.kv.read(cmd)));
+        return this.read(
+          req.serializable,
+          ctx,
+          (sm) => capRange(sm.kv.read(cmd)),
+          () => this.checkKeys(ctx, cmd),
+        );
       },
       put: (req, ctx) =>
         this.write(
@@ -761,30 +814,58 @@ export class KvServer {
           ctx,
         ),
       compact: (req, ctx) =>
-        this.write({ type: 'compact', revision: req.revision }, req.session, ctx),
+        this.write({ type: 'compact', revision: req.revision }, req.session, ctx, () =>
+          this.options.access?.checkCapability(ctx, 'compact'),
+        ),
       leaseGrant: (req, ctx) =>
         this.write(
           { type: 'leaseGrant', ttlMs: req.ttlMs, ...(req.id === undefined ? {} : { id: req.id }) },
           req.session,
           ctx,
         ),
-      leaseRevoke: (req, ctx) => this.write({ type: 'leaseRevoke', id: req.id }, req.session, ctx),
+      leaseRevoke: (req, ctx) =>
+        this.write({ type: 'leaseRevoke', id: req.id }, req.session, ctx, () =>
+          // Revoking deletes the attached keys: write on each (an unknown lease is NOT_FOUND at apply).
+          this.options.access?.checkKeys(
+            ctx,
+            this.leaseKeys(req.id).map((key) => ({ access: 'write', key })),
+          ),
+        ),
       leaseKeepAlive: (req, ctx) =>
         this.write({ type: 'leaseKeepAlive', id: req.id }, req.session, ctx),
-      sessionOpen: (req, ctx) =>
-        this.write(
-          { type: 'sessionOpen', ...(req.ttlMs === undefined ? {} : { ttlMs: req.ttlMs }) },
+      sessionOpen: (req, ctx) => {
+        const owner = this.options.access?.sessionOwner(ctx);
+        return this.write(
+          {
+            type: 'sessionOpen',
+            ...(req.ttlMs === undefined ? {} : { ttlMs: req.ttlMs }),
+            ...(owner === undefined ? {} : { owner }),
+          },
           undefined,
           ctx,
-        ),
+        );
+      },
       sessionEnd: (req, ctx) =>
-        this.write({ type: 'sessionEnd', clientId: req.clientId }, undefined, ctx),
+        this.write({ type: 'sessionEnd', clientId: req.clientId }, undefined, ctx, () =>
+          this.checkSession(ctx, req.clientId),
+        ),
       leaseTimeToLive: (req, ctx) =>
-        this.read(req.serializable, ctx, (sm) => {
-          const info = sm.kv.leaseTimeToLive(req.id, req.keys === true);
-          const left = this.clock?.remainingMs(req.id, this.now());
-          return left === undefined ? info : { ...info, remainingMs: Math.ceil(left) };
-        }),
+        this.read(
+          req.serializable,
+          ctx,
+          (sm) => {
+            const info = sm.kv.leaseTimeToLive(req.id, req.keys === true);
+            const left = this.clock?.remainingMs(req.id, this.now());
+            return left === undefined ? info : { ...info, remainingMs: Math.ceil(left) };
+          },
+          () => {
+            if (req.keys !== true) return;
+            this.options.access?.checkKeys(
+              ctx,
+              this.leaseKeys(req.id).map((key) => ({ access: 'read', key })),
+            );
+          },
+        ),
       leases: (req, ctx) =>
         this.read(req.serializable, ctx, (sm) => ({
           revision: sm.kv.revision,
@@ -858,6 +939,12 @@ export class KvServer {
       );
     }
     const range = resolveRange(req.key, req.rangeEnd, 'watch');
+    // Before anything is read or registered: a refused watch sees nothing.
+    this.options.access?.checkKeys(ctx, [
+      req.rangeEnd === undefined
+        ? { access: 'read', key: req.key }
+        : { access: 'read', key: req.key, rangeEnd: req.rangeEnd },
+    ]);
     const kv = this.sm.kv;
     const keys =
       req.rangeEnd === undefined ? { key: req.key } : { key: req.key, rangeEnd: req.rangeEnd };

@@ -26,13 +26,16 @@ export const errorCodes = {
   DECODE_ERROR: { definite: true, text: 'bytes could not be decoded into a message' },
   SCHEMA_VIOLATION: { definite: true, text: 'a decoded message does not match its schema' },
   UNKNOWN_MESSAGE: { definite: true, text: 'a message type this node does not know' },
-  HANDSHAKE_FAILED: { definite: true, text: 'protocol version, cluster id or node id mismatch' },
+  HANDSHAKE_FAILED: {
+    definite: true,
+    text: 'the connection was refused: protocol version, cluster or node id mismatch, or a certificate that is missing, from another CA, expired or not of the identity claimed',
+  },
   PROTOCOL_ERROR: { definite: true, text: 'the peer broke the protocol' },
   NOT_LEADER: { definite: true, text: 'this node is not the leader; try the hinted one' },
   NOT_FOUND: { definite: true, text: 'the named thing does not exist' },
   PERMISSION_DENIED: {
     definite: true,
-    text: 'the caller is not allowed to do this (an auth hook refused it)',
+    text: "the caller's authenticated identity lacks the permission this needs (details name the key and the permission, or the capability); nothing changed",
   },
   CIRCUIT_OPEN: {
     definite: true,

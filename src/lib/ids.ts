@@ -65,3 +65,20 @@ export function isValidId(text: unknown): text is string {
     ID_PATTERN.test(text)
   );
 }
+
+const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/**
+ * True if `name` is a valid user (or role) name: letters, digits and . _ -,
+ * starting with a letter or digit, at most userNameCharsMax characters. No
+ * colon or slash: a user's connection ids (`user:<name>:<suffix>`) and
+ * session ids (`<name>/<n>`) embed it.
+ */
+export function isValidUserName(name: unknown): name is string {
+  return (
+    typeof name === 'string' &&
+    name.length > 0 &&
+    name.length <= limits.userNameCharsMax &&
+    USER_NAME.test(name)
+  );
+}

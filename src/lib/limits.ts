@@ -14,6 +14,28 @@ export const limits = {
   snapshotChunkBytesMax: 1024 * 1024,
   /** Longest node or cluster id, in characters. */
   idBytesMax: 64,
+  /** Longest user name, in characters; a user's connection id `user:<name>:<12 hex digits>` must fit idBytesMax. */
+  userNameCharsMax: 32,
+  /** Users the replicated auth store holds (each names its roles; bounds the store and its snapshot). */
+  authUsersMax: 10_000,
+  /** Roles the replicated auth store holds. */
+  authRolesMax: 1_000,
+  /** Key permissions one role holds (each is checked on every request of a user with that role). */
+  authRolePermissionsMax: 1_000,
+  /** Roles one user holds. */
+  authUserRolesMax: 64,
+  /** Days a certificate issued by `cohort certs issue` is valid by default (a year: rotate well before). */
+  certValidityDaysDefault: 365,
+  /** Days a cluster CA made by `cohort certs init` is valid by default (ten years). */
+  caValidityDaysDefault: 3650,
+  /** Longest validity a certificate may be issued for, in days (a hundred years). */
+  certValidityDaysMax: 36_500,
+  /** How often a node looks for members removed from the Raft configuration, to close their links and refuse their dials. */
+  membershipCheckMs: 1_000,
+  /** A node warns at start and on reload when its certificate expires within this many days; `cohort up` reissues such certificates. */
+  certRenewWithinDays: 30,
+  /** Largest certificate, key or CA file read, in bytes (a CA bundle of a few hundred certificates). */
+  certFileBytesMax: 1024 * 1024,
   /** Messages queued for one peer before send() answers OVERLOADED. */
   peerQueueMessagesMax: 16 * 1024,
   /** Bytes queued for one peer before send() answers OVERLOADED. */
@@ -250,6 +272,8 @@ export const limits = {
   mrRunBlockBytesMax: 64 * 1024 * 1024,
   /** Skipped bad records listed in a map task's result (all are counted). */
   mrSkippedRecordsListedMax: 100,
+  /** Characters of a skipped record's error kept in coordinator state (per record, so the list stays small). */
+  mrSkippedErrorCharsMax: 200,
   /** Longest a worker's request for a task waits on the leader for work (long poll); bounds held calls. */
   mrTaskRequestWaitMsMax: 2_000,
   /** Bytes per shuffle stream item; a full credit window (rpcStreamCreditItems) stays far below peerQueueBytesMax. */
@@ -377,6 +401,10 @@ export function checkLimits(l: Limits): void {
     'a maximal submitJob (UTF-8 paths, split offsets, headers) fits a Raft entry',
   );
   check(l.mrLeaseMsMin > 0 && l.mrLeaseMsMin <= l.mrLeaseMsMax, '0 < mrLeaseMsMin <= mrLeaseMsMax');
+  check(
+    'user:'.length + l.userNameCharsMax + 1 + 12 <= l.idBytesMax,
+    "a user's connection id user:<name>:<12 hex> fits idBytesMax",
+  );
   check(l.kvTxnOpsMax > 0 && l.kvTxnDepthMax > 0 && l.kvSessionsMax > 0, 'KV bounds > 0');
   check(
     0 < l.kvSessionTtlMsMin &&

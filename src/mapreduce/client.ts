@@ -14,9 +14,11 @@
  * await client.close();
  * ```
  *
- * Failure: when a job fails (a reducer threw on a key, say), the output files
- * its reducers already renamed into place are removed (and the directory,
- * if the job created it), so a failed job leaves no partial output.
+ * Failure: when a job fails (a reducer threw on a key, say), the cluster's
+ * leader removes the output files its reducers already renamed into place
+ * (and the directory, if the submitter created it), so a failed job leaves
+ * no partial output, even when the submitter is gone;
+ * {@link MapReduceClient.waitOutputRemoved} waits for that.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -33,9 +35,13 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import type { RpcNode } from '../rpc/node.js';
 import type { Client } from '../rpc/service.js';
 import { startTcpClient } from '../rpc/tcp-endpoints.js';
+import { resolveUserTls } from '../trust/client-tls.js';
+import type { ClientTlsOptions } from '../trust/client-tls.js';
+import { readClusterFile } from '../trust/cluster-file.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { JobOptions, JobStatus, TaskInfo } from './core/types.js';
 import { expandInputs, planSplits } from './input.js';
+import { isJobOutputFile } from './output-files.js';
 import { loadJob } from './job.js';
 import { MapReduceService } from './service.js';
 import type { SubmitRequest } from './service.js';
@@ -121,6 +127,7 @@ export async function prepareJob(req: JobRequest): Promise<PreparedJob> {
       output,
       ...(req.params === undefined ? {} : { params: { ...req.params } }),
       ...(Object.keys(options).length === 0 ? {} : { options }),
+      ...(createdOutput ? { outputCreated: true } : {}),
     },
   };
 }
@@ -167,12 +174,17 @@ function checkOutputDir(output: string): boolean {
   return created;
 }
 
-/** Removes what a failed job left in its output directory (part files, temp files). */
+/**
+ * Removes what a job that was never submitted left in its output directory
+ * (the directory, if prepareJob created it). A submitted job's output is the
+ * cluster's to remove if the job fails (see
+ * {@link MapReduceClient.waitOutputRemoved}).
+ */
 export function removeOutput(prepared: PreparedJob): void {
   const out = prepared.request.output;
   if (!existsSync(out)) return;
   for (const f of readdirSync(out)) {
-    if (f.startsWith('part-r-') || f.startsWith('.part-r-')) rmSync(join(out, f), { force: true });
+    if (isJobOutputFile(f)) rmSync(join(out, f), { force: true });
   }
   if (prepared.createdOutput && readdirSync(out).length === 0) rmdirSync(out);
 }
@@ -204,21 +216,35 @@ export class MapReduceClient {
     }[],
   ) {}
 
-  /** Opens a dial-only client per node (connections are made on first use). */
+  /**
+   * Opens a dial-only client per node (connections are made on first use);
+   * `tls`: the cluster's CA and a user certificate and key (paths or PEM),
+   * for a TLS cluster (see {@link MapReduceClient.connectCluster} for one
+   * `cohort up` started).
+   */
   static async connect(
     nodes: readonly MapReduceEndpoint[],
     clusterId: string,
+    tls?: ClientTlsOptions,
   ): Promise<MapReduceClient> {
+    const creds = tls === undefined ? undefined : resolveUserTls(tls, 'MapReduceClient');
     const out: { id: string; rpc: RpcNode; stub: Client<typeof MapReduceService> }[] = [];
     for (const n of nodes) {
       const rpc = await startTcpClient({
         server: { id: n.id, host: n.rpc.host, port: n.rpc.port },
         clusterId,
+        ...(creds === undefined ? {} : { tls: creds }),
       });
       out.push({ id: n.id, rpc, stub: rpc.client(MapReduceService, rpc.serverId) });
     }
     if (out.length === 0) throw new CohortError('INVALID_ARGUMENT', 'no nodes to connect to');
     return new MapReduceClient(out);
+  }
+
+  /** A client of the cluster `cohort up` runs in `dir` (its nodes and client certificate from cluster.json). */
+  static connectCluster(dir: string): Promise<MapReduceClient> {
+    const file = readClusterFile(dir);
+    return MapReduceClient.connect(file.nodes, file.clusterId, file.tls);
   }
 
   /**
@@ -300,6 +326,21 @@ export class MapReduceClient {
       const p = s.progress;
       const nearEnd = p.mapsDone === p.maps && p.reducesDone + p.reducesRunning === p.reduces;
       await sleep(nearEnd ? Math.min(pollMs, WAIT_NEAR_END_POLL_MS) : pollMs);
+    }
+  }
+
+  /**
+   * Waits until the cluster has removed a failed or cancelled job's output
+   * (the coordinator's cleanup, see OutputRemovedCommand); false if it has
+   * not within `ms`.
+   */
+  async waitOutputRemoved(jobId: string, ms = 15_000, pollMs = 100): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const s = await this.status(jobId).catch(() => undefined);
+      if (s?.outputRemoved === true) return true;
+      if (Date.now() > deadline) return false;
+      await sleep(pollMs);
     }
   }
 

@@ -47,6 +47,7 @@ import { crc32c } from '../lib/crc32c.js';
 import { limits } from '../lib/limits.js';
 import { FrameDecoder } from '../wire/frame.js';
 import { BadBlock, BlockDecoder, BlockEncoder } from './run-block.js';
+import type { ValueArena } from './value-arena.js';
 
 /** The file name of reducer `partition`'s output: `part-r-00000`, `part-r-00001`, ... */
 export function partFileName(partition: number): string {
@@ -224,6 +225,60 @@ export class RunWriter {
     this.lastKey = key;
     this.addRecord(key, values);
     return this.pendingBytes >= WRITE_BYTES_TARGET;
+  }
+
+  /**
+   * Appends a key and its values as a {@link ValueArena} holds them (encoded
+   * when they were emitted; copied, not encoded again). Same contract as
+   * {@link add}.
+   */
+  addEncoded(key: string, arena: ValueArena, e: number): boolean {
+    if (this.lastKey !== undefined && !(this.lastKey < key)) {
+      throw new CohortError(
+        'INVALID_ARGUMENT',
+        `run keys out of order: ${JSON.stringify(key)} after ${JSON.stringify(this.lastKey)}`,
+      );
+    }
+    this.lastKey = key;
+    const count = arena.count(e);
+    const total = arena.bytesOf(e);
+    let v = arena.first(e);
+    if (total <= RECORD_BYTES_MAX) {
+      this.encodedRecord(key, arena, v, count, total);
+    } else {
+      // Very many values: consecutive records of at most RECORD_BYTES_MAX (one value at least).
+      let left = count;
+      while (left > 0) {
+        let n = 0;
+        let bytes = 0;
+        let u = v;
+        while (u >= 0 && (n === 0 || bytes + arena.valueBytes(u) <= RECORD_BYTES_MAX)) {
+          bytes += arena.valueBytes(u);
+          n++;
+          u = arena.next(u);
+        }
+        this.encodedRecord(key, arena, v, n, bytes);
+        v = u;
+        left -= n;
+      }
+    }
+    return this.pendingBytes >= WRITE_BYTES_TARGET;
+  }
+
+  /** One record of `n` values from the arena, starting at value `v` (`bytes` encoded bytes). */
+  private encodedRecord(key: string, arena: ValueArena, v: number, n: number, bytes: number): void {
+    const block = this.block;
+    if (block.records > 0 && block.bytes + bytes + key.length + 16 > RECORD_BYTES_MAX) {
+      this.cutBlock();
+    }
+    block.beginRecord(key, n);
+    for (let i = 0; i < n; i++) {
+      arena.copyValue(v, block);
+      v = arena.next(v);
+    }
+    this.keys++;
+    this.values += n;
+    if (block.bytes >= BLOCK_BYTES_TARGET) this.cutBlock();
   }
 
   /** Encodes one record; a key with very many values takes several records, in order. */

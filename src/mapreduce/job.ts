@@ -59,8 +59,8 @@
  *   skip); the sequential runner always uses `map`. Like `combine`, it is an
  *   optimisation: the output must not depend on which of the two ran. A
  *   throwing `mapBlock` fails the task naming the block's first offset.
- * - `partition(key, reducers)` picks the reducer of a key; the default is a
- *   stable hash ({@link import('./format.js').defaultPartition}), the same on
+ * - `partition(key, reducers, ctx)` picks the reducer of a key (`ctx.params`
+ *   holds the job's parameters); the default is a stable hash ({@link import('./format.js').defaultPartition}), the same on
  *   every node.
  * - All four functions are synchronous and deterministic. A function that
  *   throws fails its task with `USER_CODE_ERROR` naming the record or key; with
@@ -98,6 +98,12 @@ export interface ReduceContext {
   count(name: string, by?: number): void;
 }
 
+/** What a partitioner knows besides the key and the number of reducers. */
+export interface PartitionContext {
+  /** The job's parameters (strings given at submit time). */
+  readonly params: Readonly<Record<string, string>>;
+}
+
 /** Per-job defaults a job module may declare; the submitter may override them. */
 export interface JobDefaults {
   /** Number of reducers (output files `part-r-NNNNN`); default 1. */
@@ -127,8 +133,11 @@ export interface JobSpec<V = unknown, O = unknown> {
   combine?: (key: string, values: V[], emit: Emit<V>, ctx: ReduceContext) => void;
   /** Optional combiner as an associative merge of two values (fast path); exclusive with `combine`. */
   fold?: (a: V, b: V, key: string) => V;
-  /** Optional partitioner: an integer in [0, reducers). */
-  partition?: (key: string, reducers: number) => number;
+  /**
+   * Optional partitioner: an integer in [0, reducers). `ctx.params` holds the
+   * job's parameters (e.g. the cut points of a range partitioner).
+   */
+  partition?: (key: string, reducers: number, ctx: PartitionContext) => number;
   /** Optional defaults (reducers, split size, skipping bad records). */
   defaults?: JobDefaults;
 }

@@ -25,9 +25,13 @@
  *
  * By hand: strings (keys and values) whose UTF-16 code units are all below
  * 0x80, numbers (integers as the smallest MessagePack int, others float64, as
- * msgpackr writes them), booleans and null. Anything else is left to msgpackr,
- * per string when writing a non-ASCII one, and per block when reading a block
- * with other types (a record that holds objects, arrays, bigints, binary).
+ * msgpackr writes them), booleans, null, and arrays and plain objects of
+ * these (maps with string keys), nested up to {@link NEST_DEPTH_MAX} levels:
+ * a job's small composite values (`[tag, a, b]`, `{ count, sum, min, max }`)
+ * cost no msgpackr call and no intermediate array on either side. Anything
+ * else is left to msgpackr, per string when writing a non-ASCII one, per
+ * record when writing other types, and per block when reading a block with
+ * other types (bigints, binary, dates, undefined, a `__proto__` key).
  */
 import { Packr, Unpackr } from 'msgpackr';
 
@@ -38,16 +42,28 @@ const unpackr = new Unpackr({ useRecords: false });
 const INITIAL_BYTES = 64 * 1024;
 
 /**
+ * Nesting of arrays and maps in a value that is encoded and decoded by hand;
+ * deeper values are left to msgpackr (a fast-path cutoff, not a bound: the
+ * run block's size is bounded by limits.mrRunBlockBytesMax).
+ */
+const NEST_DEPTH_MAX = 8;
+
+/**
  * Builds one data block. Records are appended with {@link add} (scalars, by
  * hand) or {@link addPacked} (key and values already packed); {@link take}
  * returns the block's bytes.
  */
 export class BlockEncoder {
-  private buf = Buffer.allocUnsafe(INITIAL_BYTES);
+  private buf: Buffer;
   /** Bytes in use; the first 5 hold the array32 header, written by take(). */
   private len = 5;
   /** Records in the block. */
   records = 0;
+
+  /** An empty block; `initialBytes` sizes its first buffer (it grows as needed). */
+  constructor(initialBytes = INITIAL_BYTES) {
+    this.buf = Buffer.allocUnsafe(Math.max(16, initialBytes));
+  }
 
   /** Encoded bytes so far (an upper bound of the block's size). */
   get bytes(): number {
@@ -88,16 +104,123 @@ export class BlockEncoder {
       const v = values[i];
       if (typeof v === 'number') this.num(v);
       else if (typeof v === 'string') this.str(v);
-      else if (v === true || v === false || v === null) {
-        this.ensure(1);
-        this.buf[this.len++] = v === null ? 0xc0 : v ? 0xc3 : 0xc2;
-      } else {
+      else if (!this.other(v, 0)) {
         this.len = start;
         return false;
       }
     }
     this.records++;
     return true;
+  }
+
+  /**
+   * Booleans, null, and arrays and plain objects of the hand-written types
+   * (nested up to {@link NEST_DEPTH_MAX} levels); false for anything else.
+   */
+  private other(v: unknown, depth: number): boolean {
+    if (v === true || v === false || v === null) {
+      this.ensure(1);
+      this.buf[this.len++] = v === null ? 0xc0 : v ? 0xc3 : 0xc2;
+      return true;
+    }
+    if (typeof v !== 'object' || depth >= NEST_DEPTH_MAX) return false;
+    if (Array.isArray(v)) {
+      const n = v.length;
+      this.head(n, 0x90, 0xdc, 0xdd);
+      for (let i = 0; i < n; i++) {
+        const x: unknown = v[i];
+        if (typeof x === 'number') this.num(x);
+        else if (typeof x === 'string') this.str(x);
+        else if (!this.other(x, depth + 1)) return false;
+      }
+      return true;
+    }
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) return false;
+    const keys = Object.keys(v);
+    const n = keys.length;
+    this.head(n, 0x80, 0xde, 0xdf);
+    const o = v as Record<string, unknown>;
+    for (let i = 0; i < n; i++) {
+      const k = keys[i] as string;
+      const x = o[k];
+      this.str(k);
+      if (typeof x === 'number') this.num(x);
+      else if (typeof x === 'string') this.str(x);
+      else if (!this.other(x, depth + 1)) return false;
+    }
+    return true;
+  }
+
+  /** An array or map header: fix form (`fix | n`) under 16 entries, else 16- or 32-bit count. */
+  private head(n: number, fix: number, t16: number, t32: number): void {
+    this.ensure(5);
+    const b = this.buf;
+    const p = this.len;
+    if (n < 16) {
+      b[p] = fix | n;
+      this.len = p + 1;
+    } else if (n < 0x10000) {
+      b[p] = t16;
+      b.writeUInt16BE(n, p + 1);
+      this.len = p + 3;
+    } else {
+      b[p] = t32;
+      b.writeUInt32BE(n, p + 1);
+      this.len = p + 5;
+    }
+  }
+
+  /**
+   * Appends one value's bytes (not a record: for a buffer of encoded values,
+   * value-arena.ts) if it is of the hand-written types; else appends nothing
+   * and returns false.
+   */
+  appendValue(v: unknown): boolean {
+    if (typeof v === 'number') this.num(v);
+    else if (typeof v === 'string') this.str(v);
+    else {
+      const start = this.len;
+      if (!this.other(v, 0)) {
+        this.len = start;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Appends bytes as they are (an encoded value, a header). */
+  appendRaw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.len);
+    this.len += bytes.length;
+  }
+
+  /** Appends `src[start, end)` (an encoded value kept elsewhere). */
+  appendBytes(src: Buffer, start: number, end: number): void {
+    const n = end - start;
+    this.ensure(n);
+    const b = this.buf;
+    const p = this.len;
+    // Short values byte by byte; longer ones by a native copy (no subarray view).
+    if (n < 32) for (let i = 0; i < n; i++) b[p + i] = src[start + i] as number;
+    else src.copy(b, p, start, end);
+    this.len = p + n;
+  }
+
+  /** The bytes written so far (valid until the next append or take). */
+  get buffer(): Buffer {
+    return this.buf;
+  }
+
+  /**
+   * Starts a record of `count` values whose encoded bytes the caller appends
+   * next ({@link appendBytes}); the record counts once they are appended.
+   */
+  beginRecord(key: string, count: number): void {
+    this.str(key);
+    this.head(count, 0x90, 0xdc, 0xdd);
+    this.records++;
   }
 
   /** Removes the last record added, which began at byte `bytesBefore` (see {@link bytes}). */
@@ -215,10 +338,13 @@ export class BadBlock extends Error {}
  * Size in bytes of the MessagePack element at `p` whose type decodes by hand
  * (see the file header), -1 for another type, or -2 if it overruns `end`.
  */
-function simpleSize(b: Uint8Array, p: number, end: number): number {
+function simpleSize(b: Uint8Array, p: number, end: number, depth = 0): number {
   if (p >= end) return -2;
   const t = b[p] as number;
   let size: number;
+  if ((t >= 0x80 && t <= 0x9f) || t === 0xdc || t === 0xdd || t === 0xde || t === 0xdf) {
+    return depth >= NEST_DEPTH_MAX ? -1 : nestedSize(b, p, end, depth);
+  }
   if (t < 0x80 || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) size = 1;
   else if (t >= 0xa0 && t <= 0xbf) size = 1 + (t & 0x1f);
   else if (t === 0xcc || t === 0xd0) size = 2;
@@ -231,6 +357,48 @@ function simpleSize(b: Uint8Array, p: number, end: number): number {
   else if (t === 0xdb) size = p + 4 < end ? 5 + readU32(b, p + 1) : -2;
   else return -1;
   return size === -2 || p + size > end ? -2 : size;
+}
+
+/** The bytes `__proto__` (9), which a hand-decoded map key must not be (it would set the prototype). */
+const PROTO_KEY = [0x5f, 0x5f, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x5f, 0x5f];
+
+/** Size of the array or map at `p` (see {@link simpleSize}); maps need string keys other than `__proto__`. */
+function nestedSize(b: Uint8Array, p: number, end: number, depth: number): number {
+  const t = b[p] as number;
+  const isMap = (t >= 0x80 && t <= 0x8f) || t === 0xde || t === 0xdf;
+  let n: number;
+  let q: number;
+  if (t <= 0x9f) {
+    n = t & 0x0f;
+    q = p + 1;
+  } else if (t === 0xdc || t === 0xde) {
+    if (p + 3 > end) return -2;
+    n = ((b[p + 1] as number) << 8) | (b[p + 2] as number);
+    q = p + 3;
+  } else {
+    if (p + 5 > end) return -2;
+    n = readU32(b, p + 1);
+    q = p + 5;
+  }
+  for (let i = 0; i < n; i++) {
+    if (isMap) {
+      if (q >= end) return -2;
+      const kt = b[q] as number;
+      if (!isStrType(kt)) return -1;
+      if (kt === 0xa9 && q + 10 <= end) {
+        let proto = true;
+        for (let j = 0; j < 9; j++) if (b[q + 1 + j] !== PROTO_KEY[j]) proto = false;
+        if (proto) return -1;
+      }
+      const ks = simpleSize(b, q, end, depth + 1);
+      if (ks < 0) return ks;
+      q += ks;
+    }
+    const vs = simpleSize(b, q, end, depth + 1);
+    if (vs < 0) return vs;
+    q += vs;
+  }
+  return q - p;
 }
 
 function isStrType(t: number): boolean {
@@ -426,9 +594,62 @@ export class BlockDecoder {
         this.pos = p + 9;
         this.view ??= new DataView(b.buffer, b.byteOffset, b.byteLength);
         return this.view.getFloat64(p + 1);
+      case 0xdc:
+        this.pos = p + 3;
+        return this.array(((b[p + 1] as number) << 8) | (b[p + 2] as number));
+      case 0xdd:
+        this.pos = p + 5;
+        return this.array(readU32(b, p + 1));
+      case 0xde:
+        this.pos = p + 3;
+        return this.map(((b[p + 1] as number) << 8) | (b[p + 2] as number));
+      case 0xdf:
+        this.pos = p + 5;
+        return this.map(readU32(b, p + 1));
       default:
+        if (t >= 0x90 && t <= 0x9f) {
+          this.pos = p + 1;
+          return this.array(t & 0x0f);
+        }
+        if (t >= 0x80 && t <= 0x8f) {
+          this.pos = p + 1;
+          return this.map(t & 0x0f);
+        }
         return this.str();
     }
+  }
+
+  /** The value at `pos` (the constructor checked its structure); moves past it. */
+  private value(): unknown {
+    const p = this.pos;
+    const t = this.b[p] as number;
+    if (t < 0x80) {
+      this.pos = p + 1;
+      return t;
+    }
+    if (t >= 0xe0) {
+      this.pos = p + 1;
+      return t - 0x100;
+    }
+    if (t >= 0xa0 && t <= 0xbf) return this.str();
+    return this.other(t, p);
+  }
+
+  /** An array of `n` values starting at `pos`. */
+  private array(n: number): unknown[] {
+    const out = new Array<unknown>(n);
+    for (let i = 0; i < n; i++) out[i] = this.value();
+    return out;
+  }
+
+  /** A map of `n` entries starting at `pos`, as a plain object (as msgpackr decodes it). */
+  private map(n: number): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i < n; i++) {
+      const k = this.str();
+      out[k] = this.value();
+    }
+    return out;
   }
 
   /** The string at `pos` (the constructor checked it is one); moves past it. */

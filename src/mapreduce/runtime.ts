@@ -36,6 +36,8 @@ import type { JobStatus, MrApplied, MrCommand, MrResult } from './core/types.js'
 import type { MapReduceModuleState, NodeAddress, RegisterNodeCommand } from './module-state.js';
 import { MapReduceService } from './service.js';
 import type { SubmitRequest, TaskGrant } from './service.js';
+import { checkModuleDir } from './module-dirs.js';
+import { removeJobOutput } from './output-files.js';
 import { serveShuffle } from './shuffle.js';
 import { defaultWorkerCount, WorkerPool } from './worker-pool.js';
 import { WorkerManager } from './worker.js';
@@ -57,6 +59,11 @@ export interface RuntimeOptions {
   readonly heartbeatMs: number;
   /** Start the worker threads at once instead of at their first task (benchmarks). */
   readonly prewarm: boolean;
+  /**
+   * The directories job modules may load from (module-dirs.ts); undefined:
+   * anywhere (a program embedding the runtime). `cohort node` always sets it.
+   */
+  readonly moduleDirs?: readonly string[] | undefined;
 }
 
 /** Default runtime options, derived from the lease length. */
@@ -70,6 +77,7 @@ export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeO
     stallMs: partial.stallMs ?? Math.max(leaseMs, 2_000),
     heartbeatMs: partial.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 4)),
     prewarm: partial.prewarm ?? false,
+    moduleDirs: partial.moduleDirs,
   };
 }
 
@@ -431,6 +439,11 @@ export class MapReduceRuntime implements WorkerRuntime {
         ),
       );
     }
+    try {
+      checkModuleDir(req.module, this.options.moduleDirs);
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
     return this.onLeader(
       call,
       async () => {
@@ -532,6 +545,7 @@ export class MapReduceRuntime implements WorkerRuntime {
       if (this.state.core.nextLeaseDeadline() <= now) {
         await this.command({ type: 'expireLeases', now });
       }
+      await this.removeFailedOutputs();
       for (const node of this.nodesToWatch()) {
         if (node === this.self || this.reportedLost.has(node)) continue;
         const seen = this.lastSeen.get(node) ?? this.leaderSince;
@@ -545,6 +559,26 @@ export class MapReduceRuntime implements WorkerRuntime {
       this.log.debug({ err: e }, 'mapreduce: driver tick failed; retrying');
     } finally {
       this.driverBusy = false;
+    }
+  }
+
+  /**
+   * The coordinator owns a failed or cancelled job's cleanup: the leader
+   * removes the job's output files and records it (`outputRemoved`), so no
+   * output is left whoever died (the submitting client included). A job
+   * whose removal fails (a file system error) is tried again next tick.
+   */
+  private async removeFailedOutputs(): Promise<void> {
+    for (const j of this.state.core.outputsToRemove()) {
+      if (!this.ctx.raft.isLeader()) return;
+      try {
+        await removeJobOutput(j.output, j.outputCreated);
+      } catch (e) {
+        this.log.warn({ err: e, jobId: j.jobId }, 'mapreduce: removing a failed job output failed');
+        continue;
+      }
+      await this.command({ type: 'outputRemoved', jobId: j.jobId });
+      this.log.info({ jobId: j.jobId, output: j.output }, 'mapreduce: failed job output removed');
     }
   }
 

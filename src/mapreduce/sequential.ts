@@ -117,7 +117,9 @@ export async function runSequential(
 
   const byPartition: string[][] = Array.from({ length: reducers }, () => []);
   for (const key of groups.keys()) {
-    const r = job.partition ? job.partition(key, reducers) : defaultPartition(key, reducers);
+    const r = job.partition
+      ? job.partition(key, reducers, { params })
+      : defaultPartition(key, reducers);
     if (!Number.isInteger(r) || r < 0 || r >= reducers) {
       throw new CohortError(
         'USER_CODE_ERROR',

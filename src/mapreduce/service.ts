@@ -59,6 +59,8 @@ export const SubmitRequestSchema = Type.Object({
   output: Type.String({ minLength: 1, maxLength: 4096 }),
   params: Type.Optional(Type.Record(Type.String(), Type.String())),
   options: Type.Optional(checkedByCore<JobOptions>()),
+  /** The submitter created the output directory (a failed job's cleanup removes it too). */
+  outputCreated: Type.Optional(Type.Boolean()),
 });
 
 /** What `submit` takes. */

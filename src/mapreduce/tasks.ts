@@ -21,8 +21,12 @@
  * collects what it emits in memory, grouped by key (a {@link KeyTable}
  * numbering the keys, and an array of their values). With `fold`, each key
  * holds one value, folded as values are emitted; with `combine`, a key's
- * values are combined as soon as {@link COMBINE_AT} of them pile up, and once
- * more at the end, so a word count keeps one number per distinct word. Past
+ * new values are combined as soon as {@link COMBINE_AT} of them pile up (the
+ * combiner never sees its own output again there), and once more at the end
+ * unless the combiner only regroups what it is given (as many scalars out as
+ * in: a concatenation), so a word count keeps one number per distinct word
+ * and a postings list is not copied once more for nothing. Without a
+ * combiner, values are encoded as they are emitted (value-arena.ts). Past
  * `limits.mrMapBufferEntriesMax` buffered keys + values, or about
  * `limits.mrMapBufferBytesMax` of them (estimated), the buffer is spilled
  * (after the current read chunk) as sorted runs, merged at the end. The
@@ -66,6 +70,7 @@ import {
 import type { Split } from './input.js';
 import { readSplitBlocks, readSplitLines } from './input.js';
 import { KeyTable } from './key-table.js';
+import { ValueArena } from './value-arena.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
 export const COMBINE_AT = 64;
@@ -75,8 +80,28 @@ const KEY_BYTES = 64;
 
 /** A rough size of a buffered value (strings by length, the rest by kind). */
 function sizeOf(v: unknown): number {
-  return typeof v === 'string' ? 16 + v.length : typeof v === 'object' && v !== null ? 64 : 8;
+  if (typeof v === 'string') return 16 + v.length;
+  if (typeof v !== 'object' || v === null) return 8;
+  return Array.isArray(v) ? 32 + 8 * v.length : 64;
 }
+
+/**
+ * Scalars in a value, counting into arrays and plain objects (3 levels): how
+ * much data a combiner was given or gave back, whatever its grouping.
+ */
+function scalars(v: unknown, depth = 0): number {
+  if (typeof v !== 'object' || v === null || depth >= 3) return 1;
+  let n = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) n += scalars(v[i], depth + 1);
+  } else {
+    for (const x of Object.values(v)) n += scalars(x, depth + 1);
+  }
+  return n;
+}
+
+/** Eager combines measured before the map task decides whether its combiner only regroups. */
+const COMBINES_MEASURED = 256;
 
 function sizeOfAll(vs: readonly unknown[]): number {
   let n = 0;
@@ -238,13 +263,18 @@ class Counters {
 }
 
 /** Picks each key's partition, checking a custom partitioner's answers. */
-function partitioner(job: AnyJob, reducers: number): (key: string) => number {
+function partitioner(
+  job: AnyJob,
+  reducers: number,
+  params: Readonly<Record<string, string>>,
+): (key: string) => number {
   const custom = job.partition;
   if (custom === undefined) return (key) => defaultPartition(key, reducers);
+  const ctx = { params };
   return (key) => {
     let p: number;
     try {
-      p = custom(key, reducers);
+      p = custom(key, reducers, ctx);
     } catch (err) {
       throw userError(`partition threw on key ${keyText(key)}`, err, { key, phase: 'partition' });
     }
@@ -294,10 +324,28 @@ function combiner(job: AnyJob, params: Readonly<Record<string, string>>, counter
 interface Buffered {
   readonly table: KeyTable;
   readonly vals: unknown[];
+  /**
+   * List mode with a combiner: how many of the key's buffered values, from
+   * the start, are the combiner's output. Only the values after them are
+   * combined when {@link COMBINE_AT} more pile up, so a combiner that
+   * concatenates (a list of ids) is not handed its growing output again and
+   * again (that made a postings job quadratic in a frequent word's values).
+   */
+  readonly combined: number[];
+  /**
+   * List mode without a combiner: the values, encoded as they are emitted
+   * (`vals` stays empty). See value-arena.ts.
+   */
+  readonly arena: ValueArena | undefined;
 }
 
-function newBuffer(): Buffered {
-  return { table: new KeyTable(), vals: [] };
+function newBuffer(encoded: boolean): Buffered {
+  return {
+    table: new KeyTable(),
+    vals: [],
+    combined: [],
+    arena: encoded ? new ValueArena() : undefined,
+  };
 }
 
 /**
@@ -313,7 +361,7 @@ async function writeRuns(
   pathFor: (partition: number) => string,
   writers: RunWriter[],
 ): Promise<RunFile[]> {
-  const { table, vals } = buckets;
+  const { table, vals, arena } = buckets;
   const byPartition: string[][] = Array.from({ length: reducers }, () => []);
   if (reducers === 1) {
     byPartition[0] = table.keys.slice();
@@ -326,7 +374,10 @@ async function writeRuns(
     const w = await RunWriter.create(pathFor(p));
     writers.push(w);
     for (const key of keys) {
-      if (w.add(key, valuesOf(key, vals[table.find(key)]))) await w.flush();
+      const e = table.find(key);
+      const full =
+        arena !== undefined ? w.addEncoded(key, arena, e) : w.add(key, valuesOf(key, vals[e]));
+      if (full) await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
@@ -360,7 +411,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     spills: 0,
   };
   const skipped: SkippedRecord[] = [];
-  const partitionOf = partitioner(job, reducers);
+  const partitionOf = partitioner(job, reducers, params);
   const combineValues = combiner(job, params, userCounters);
   const fold = job.fold;
   const map = job.map;
@@ -378,7 +429,9 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const base = join(dir, taskId);
 
   // Each key's values (list mode), or its folded value (fold mode).
-  let buckets = newBuffer();
+  // No combiner: values are encoded as they are emitted (see value-arena.ts).
+  const encoded = fold === undefined && combineValues === undefined;
+  let buckets = newBuffer(encoded);
   let entries = 0; // keys + buffered values: what the spill bound counts
   let bytes = 0; // a rough estimate of the buffer's memory: the other spill bound
   let emitted = 0;
@@ -408,11 +461,12 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const emitList = (key: string, value: unknown): void => {
     if (typeof key !== 'string') throw badKey('map', key);
     emitted++;
-    const { table, vals } = buckets;
+    const { table, vals, combined } = buckets;
     const e = table.find(key);
     if (e < 0) {
       table.add(key);
       vals.push([value]);
+      combined.push(0);
       entries += 2;
       bytes += KEY_BYTES + key.length + sizeOf(value);
     } else {
@@ -420,16 +474,50 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       values.push(value);
       entries++;
       bytes += sizeOf(value);
-      if (combineValues !== undefined && values.length >= COMBINE_AT) {
-        const combined = combineValues(key, values);
-        counters.combines++;
-        vals[e] = combined;
-        entries -= values.length - combined.length;
-        bytes += sizeOfAll(combined) - sizeOfAll(values);
+      if (combineValues !== undefined) {
+        const c = combined[e] as number;
+        if (values.length - c >= COMBINE_AT) {
+          // Combine the values since the last combiner output only (see Buffered.combined).
+          const fresh = c === 0 ? values : values.slice(c);
+          const out = combineValues(key, fresh);
+          counters.combines++;
+          if (measured < COMBINES_MEASURED) {
+            measured++;
+            scalarsIn += scalars(fresh);
+            scalarsOut += scalars(out);
+          }
+          values.length = c;
+          for (let i = 0; i < out.length; i++) values.push(out[i]);
+          combined[e] = values.length;
+          entries -= fresh.length - out.length;
+          bytes += sizeOfAll(out) - sizeOfAll(fresh);
+        }
       }
     }
   };
-  const emitDirect = fold !== undefined ? emitFold : emitList;
+  const emitEncoded = (key: string, value: unknown): void => {
+    if (typeof key !== 'string') throw badKey('map', key);
+    emitted++;
+    const { table, arena } = buckets;
+    let e = table.find(key);
+    if (e < 0) {
+      e = table.add(key);
+      entries++;
+      bytes += KEY_BYTES + key.length;
+    }
+    (arena as ValueArena).add(e, value);
+    entries++;
+  };
+  const emitDirect = fold !== undefined ? emitFold : encoded ? emitEncoded : emitList;
+  // What the eager combines were given and gave back, in scalars: a combiner
+  // that gives back as much as it was given (a concatenation: postings'
+  // lists of ids) only regroups values, and running it once more on a
+  // key's combined lists before writing them would copy everything again
+  // for nothing; one that shrinks them (a sum) runs once more.
+  let measured = 0;
+  let scalarsIn = 0;
+  let scalarsOut = 0;
+  const regroupsOnly = (): boolean => measured >= 8 && scalarsOut * 5 > scalarsIn * 4;
   // With skipBadRecords, a record's pairs are staged and kept only if map returns.
   const stagedKeys: string[] = [];
   const stagedValues: unknown[] = [];
@@ -496,7 +584,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const finalValues = (key: string, buffered: unknown): unknown[] => {
     if (fold !== undefined) return [buffered];
     const values = buffered as unknown[];
-    if (combineValues !== undefined && values.length > 1) {
+    if (combineValues !== undefined && values.length > 1 && !regroupsOnly()) {
       counters.combines++;
       return combineValues(key, values);
     }
@@ -511,7 +599,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       // Compact first: often the combiner alone brings the buffer back under the bound.
       entries = 0;
       bytes = 0;
-      const { table, vals } = buckets;
+      const { table, vals, combined } = buckets;
       for (let e = 0; e < table.size; e++) {
         const key = table.keys[e] as string;
         const values = vals[e] as unknown[];
@@ -520,6 +608,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
           vs = combineValues(key, values);
           counters.combines++;
           vals[e] = vs;
+          combined[e] = vs.length;
         }
         entries += 1 + vs.length;
         bytes += KEY_BYTES + key.length + sizeOfAll(vs);
@@ -541,7 +630,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       writers,
     );
     counters.spills++;
-    buckets = newBuffer();
+    buckets = newBuffer(encoded);
     entries = 0;
     bytes = 0;
   };
@@ -550,7 +639,9 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   try {
     const chunk = input.readChunkBytes ?? limits.mrReadChunkBytes;
     const afterChunk = (): Promise<void> | undefined =>
-      entries > entriesMax || bytes > bytesMax ? spill(false) : undefined;
+      entries > entriesMax || bytes + (buckets.arena?.bytes ?? 0) > bytesMax
+        ? spill(false)
+        : undefined;
     const stats =
       mapBlock !== undefined
         ? await readSplitBlocks(split, visitBlock, chunk, afterChunk, input.mapBlockBytes)
@@ -563,7 +654,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       runs = await writeRuns(buckets, reducers, partitionOf, finalValues, finalPath, writers);
     } else {
       if (buckets.table.size > 0) await spill(true);
-      buckets = newBuffer();
+      buckets = newBuffer(encoded);
       runs = [];
       for (let p = 0; p < reducers; p++) {
         const w = await RunWriter.create(finalPath(p));
@@ -577,7 +668,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
                 let acc = values[0];
                 for (let i = 1; i < values.length; i++) acc = foldInto(key, acc, values[i]);
                 vs = [acc];
-              } else if (combineValues !== undefined) {
+              } else if (combineValues !== undefined && !regroupsOnly()) {
                 counters.combines++;
                 vs = combineValues(key, values);
               }

@@ -51,6 +51,14 @@ function defaultEntry(): URL {
   return new URL(`./worker-thread.${ext}`, import.meta.url);
 }
 
+/**
+ * Young generation of a worker thread (MiB). A map task allocates a string
+ * per line and usually an object per emitted value, nearly all garbage at
+ * once: a bigger young generation scavenges less often, and each scavenge
+ * costs what survives, not what died.
+ */
+const THREAD_YOUNG_GENERATION_MB = 64;
+
 /** The thread's flags: the process's own, minus debugger ports (they would clash). */
 function threadExecArgv(): string[] {
   return process.execArgv.filter((a) => !a.startsWith('--inspect'));
@@ -62,7 +70,12 @@ function threadExecArgv(): string[] {
  * `--import tsx` to a worker's own entry file.
  */
 function startThread(entry: URL): Worker {
-  const options = { execArgv: threadExecArgv(), stdout: false, stderr: false } as const;
+  const options = {
+    execArgv: threadExecArgv(),
+    stdout: false,
+    stderr: false,
+    resourceLimits: { maxYoungGenerationSizeMb: THREAD_YOUNG_GENERATION_MB },
+  } as const;
   if (!entry.pathname.endsWith('.ts')) return new Worker(entry, options);
   // tsx's ESM API (its `import` export); the CommonJS one cannot register hooks here.
   const tsxDir = dirname(createRequire(import.meta.url).resolve('tsx/package.json'));

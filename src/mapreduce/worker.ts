@@ -19,6 +19,7 @@ import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
+import { limits } from '../lib/limits.js';
 import type {
   CompleteTaskResult,
   JobStatus,
@@ -29,6 +30,7 @@ import type {
 import { partFileName } from './format.js';
 import type { Client, ServerStream } from '../rpc/service.js';
 import type { MapReduceModuleState } from './module-state.js';
+import { checkModuleDir } from './module-dirs.js';
 import type { MapReduceService, TaskGrant } from './service.js';
 import { fetchDir, fetchRun, mapDir, mapRunPath, mapTaskId, reduceTaskId } from './shuffle.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
@@ -46,6 +48,8 @@ export interface WorkerRuntime {
     readonly leaseMs: number;
     readonly pollMs: number;
     readonly heartbeatMs: number;
+    /** Where job modules may load from (module-dirs.ts); undefined: anywhere. */
+    readonly moduleDirs?: readonly string[] | undefined;
   };
   readonly log: Logger;
   /** Where this node keeps map outputs and fetched partitions. */
@@ -250,11 +254,20 @@ export class WorkerManager {
     const progress = new Float64Array(new SharedArrayBuffer(16));
     progress[0] = -1;
     try {
+      // Every node by its own configuration, whatever the leader allowed.
+      checkModuleDir(a.module, this.rt.options.moduleDirs);
       if (a.kind === 'map') {
         const r = (await runIn(slot, this.mapTask(a, progress))) as MapTaskResult;
+        // Records map threw on (the coordinator already lists those it told the task to skip).
+        const own = r.skipped.filter((s) => s.reason !== 'listed');
         await this.report(a, () => ({
           attemptId: a.attemptId,
-          output: { kind: 'map', partitionBytes: r.runs.map((x) => x.bytes) },
+          output: {
+            kind: 'map',
+            partitionBytes: r.runs.map((x) => x.bytes),
+            skippedOffsets: own.map((s) => s.offset),
+            skippedErrors: own.map((s) => s.reason.slice(0, limits.mrSkippedErrorCharsMax)),
+          },
           counters: {
             inputRecords: r.counters.recordsIn,
             inputBytes: r.counters.bytesIn,

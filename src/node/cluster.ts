@@ -13,38 +13,22 @@
  * await poller.close();
  * ```
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { clusterId as checkClusterId, isValidId } from '../lib/ids.js';
+import type { ClusterNode } from '../trust/cluster-file.js';
+import { resolveUserTls } from '../trust/client-tls.js';
+import type { ClientTlsOptions } from '../trust/client-tls.js';
 import type { RpcNode } from '../rpc/node.js';
 import { startTcpClient } from '../rpc/tcp-endpoints.js';
 import type { NodeId } from '../lib/ids.js';
-import type { PeerAddress } from '../transport/tcp-transport.js';
 import { parseHostPort } from './config.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
 
-/** One node of a local cluster. */
-export interface ClusterNode {
-  readonly id: string;
-  /** Raft address. */
-  readonly listen: PeerAddress;
-  /** Node service (RPC) address. */
-  readonly rpc: PeerAddress;
-  readonly dataDir: string;
-  /** Its process, once started. */
-  readonly pid?: number;
-}
-
-/** What `.cohort/cluster.json` holds. */
-export interface ClusterFile {
-  readonly clusterId: string;
-  /** The `cohort up` process supervising the nodes, or null when detached. */
-  readonly supervisor: number | null;
-  readonly startedAt: string;
-  readonly nodes: readonly ClusterNode[];
-}
+export { clusterFilePath, readClusterFile } from '../trust/cluster-file.js';
+export type { ClusterFile, ClusterNode } from '../trust/cluster-file.js';
 
 /** The most nodes `cohort up` starts on one machine. */
 export const upNodesMax = 9;
@@ -80,45 +64,6 @@ export function planCluster(o: {
   return { clusterId: checkClusterId(o.clusterId ?? 'cohort-local'), nodes };
 }
 
-/** The path of the cluster file in `dir`. */
-export function clusterFilePath(dir: string): string {
-  return join(dir, 'cluster.json');
-}
-
-/** Reads `dir/cluster.json`; NOT_FOUND if there is none, INVALID_ARGUMENT if it is malformed. */
-export function readClusterFile(dir: string): ClusterFile {
-  const path = clusterFilePath(dir);
-  if (!existsSync(path)) {
-    throw new CohortError(
-      'NOT_FOUND',
-      `no cluster found: ${resolve(path)} does not exist (start one with cohort up, or pass --endpoints)`,
-    );
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new CohortError('INVALID_ARGUMENT', `${path} is not valid JSON: ${(e as Error).message}`);
-  }
-  const f = parsed as Partial<ClusterFile> | null;
-  if (
-    typeof f !== 'object' ||
-    f === null ||
-    typeof f.clusterId !== 'string' ||
-    !Array.isArray(f.nodes) ||
-    !f.nodes.every(
-      (n: Partial<ClusterNode>) =>
-        typeof n.id === 'string' &&
-        isValidId(n.id) &&
-        typeof n.rpc?.host === 'string' &&
-        typeof n.rpc.port === 'number',
-    )
-  ) {
-    throw new CohortError('INVALID_ARGUMENT', `${path} is not a cohort cluster file`);
-  }
-  return f as ClusterFile;
-}
-
 /** Parses `--endpoints n1=127.0.0.1:7201,n2=...` (RPC addresses) into cluster nodes. */
 export function parseEndpoints(text: string): ClusterNode[] {
   const nodes: ClusterNode[] = [];
@@ -143,6 +88,24 @@ export function parseEndpoints(text: string): ClusterNode[] {
   return nodes;
 }
 
+/**
+ * The start time of process `pid` (clock ticks since boot, field 22 of
+ * /proc/<pid>/stat), or undefined if there is no such process (or no /proc).
+ * A pid is reused once its process is gone; a pid with its start time is not.
+ */
+export function processStartTime(pid: number): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // After "pid (comm) ", fields 3.. follow; comm may hold spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const t = Number(fields[19]);
+  return Number.isFinite(t) ? t : undefined;
+}
+
 /** True if a process with this pid exists. */
 export function pidAlive(pid: number): boolean {
   try {
@@ -165,7 +128,7 @@ export type PollResult =
   | {
       readonly id: string;
       readonly ok: false;
-      /** The error code (`UNAVAILABLE`, `HANDSHAKE_FAILED`, `TIMEOUT`, ...), or `WRONG_NODE`. */
+      /** The error code (`UNAVAILABLE`, `HANDSHAKE_FAILED`, `TIMEOUT`, `PERMISSION_DENIED`, ...), or `WRONG_NODE`. */
       readonly error: string;
       /** What went wrong, in words (connection refused, another cluster, ...). */
       readonly message?: string;
@@ -219,18 +182,22 @@ export class StatusPoller {
   /**
    * Opens a dial-only RPC client per node (no connection is made until the
    * first poll). `check` says how a poll tells the node from another process
-   * on its port (default 'none').
+   * on its port (default 'none'); `tls`: the CA and a user certificate and
+   * key, for a TLS cluster.
    */
   static async connect(
     nodes: readonly ClusterNode[],
     clusterId: string,
     check: IdentityCheck = 'none',
+    tls?: ClientTlsOptions,
   ): Promise<StatusPoller> {
+    const creds = tls === undefined ? undefined : resolveUserTls(tls, 'cohort status');
     const clients: { node: ClusterNode; rpc: RpcNode; peer: NodeId }[] = [];
     for (const n of nodes) {
       const c = await startTcpClient({
         server: { id: n.id, host: n.rpc.host, port: n.rpc.port },
         clusterId,
+        ...(creds === undefined ? {} : { tls: creds }),
       });
       clients.push({ node: n, rpc: c, peer: c.serverId });
     }

@@ -137,6 +137,49 @@ export const nodeOptions = {
     defaultHelp: 'none',
     parse: (v, ctx): PeerList => parsePeerList(v, ctx.source),
   }),
+  /**
+   * The cluster CA's certificate (PEM; several for a CA rotation): every
+   * peer's and client's certificate must chain to it. With tlsCert and
+   * tlsKey, required unless `insecure`.
+   */
+  tlsCa: option({
+    arg: '<file>',
+    help: "the cluster CA's certificate (PEM) peers and clients must chain to",
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'none: required unless --insecure',
+    parse: (v, ctx): string | undefined => (v === '' ? undefined : resolve(ctx.cwd, v)),
+  }),
+  /** This node's certificate (PEM), naming it (cohort://<cluster>/node/<id>): `cohort certs issue node <id>`. */
+  tlsCert: option({
+    arg: '<file>',
+    help: "this node's certificate (PEM), from cohort certs issue node <id>",
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'none: required unless --insecure',
+    parse: (v, ctx): string | undefined => (v === '' ? undefined : resolve(ctx.cwd, v)),
+  }),
+  /** Its private key (PEM; mode 0600 or stricter, or the node refuses it). */
+  tlsKey: option({
+    arg: '<file>',
+    help: "this node's private key (PEM, mode 0600)",
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'none: required unless --insecure',
+    parse: (v, ctx): string | undefined => (v === '' ? undefined : resolve(ctx.cwd, v)),
+  }),
+  /**
+   * Run without TLS: no connection is authenticated, so anyone who can reach
+   * the node's ports may do anything (every caller is treated as root). Every
+   * node of the cluster must then run with it: TLS and plaintext nodes refuse
+   * each other.
+   */
+  insecure: option({
+    arg: '',
+    help: 'run without TLS: nobody is authenticated and anyone who reaches the ports may do anything (every node must agree)',
+    schema: Type.Boolean(),
+    default: false,
+  }),
   /** Milliseconds per Raft tick. */
   tickMs: option({
     arg: '<n>',
@@ -202,6 +245,26 @@ export const nodeOptions = {
     help: 'MapReduce task lease in ms',
     schema: Type.Integer({ minimum: 100, maximum: 3_600_000 }),
     default: 10_000,
+  }),
+  /**
+   * The directories MapReduce job modules may load from (comma-separated;
+   * default the node's working directory): a submitted job naming a module
+   * elsewhere is refused PERMISSION_DENIED, by the leader and by every
+   * worker (mapreduce/module-dirs.ts).
+   */
+  mrModuleDirs: option({
+    arg: '<dirs>',
+    help: 'comma-separated directories MapReduce job modules may load from',
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'the working directory',
+    parse: (v, ctx): string[] =>
+      v === ''
+        ? [ctx.cwd]
+        : v
+            .split(',')
+            .filter((d) => d !== '')
+            .map((d) => resolve(ctx.cwd, d)),
   }),
   /**
    * The KV store's storage quota in bytes (0: none), like etcd's
@@ -346,6 +409,22 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
   const config: NodeConfig = { ...rest, ...peerList };
   if (config.peers.has(config.id)) {
     throw bad('peers', sourceOf.peers, `must not list the node itself (${config.id})`);
+  }
+  const tls = [config.tlsCa, config.tlsCert, config.tlsKey];
+  if (config.insecure && tls.some((f) => f !== undefined)) {
+    throw bad(
+      'insecure',
+      sourceOf.insecure,
+      'conflicts with --tls-ca / --tls-cert / --tls-key: run with TLS or without, not both',
+    );
+  }
+  if (!config.insecure && tls.some((f) => f === undefined)) {
+    const missing = (['tlsCa', 'tlsCert', 'tlsKey'] as const).find((f) => config[f] === undefined);
+    throw bad(
+      missing ?? 'tlsCert',
+      sourceOf[missing ?? 'tlsCert'],
+      'a node runs over mutual TLS: give --tls-ca, --tls-cert and --tls-key (cohort certs init, then cohort certs issue node <id>, make them; cohort up does it all), or --insecure to run without TLS',
+    );
   }
   if (config.listen.port === config.rpc.port && config.listen.host === config.rpc.host) {
     throw bad(

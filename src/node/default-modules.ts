@@ -1,8 +1,8 @@
 /**
  * The modules every `cohort node` process runs beside the KV store (see
  * src/host/modules.ts): the MapReduce coordinator and workers (src/mapreduce/module.ts),
- * with the node's `workers` (threads; default one per core) and `mrLeaseMs`
- * settings.
+ * with the node's `workers` (threads; default one per core), `mrLeaseMs` and
+ * `mrModuleDirs` (where job modules may load from) settings.
  *
  * ```ts
  * const node = await startNode(config, { modules: defaultModules(config) });
@@ -14,5 +14,11 @@ import type { NodeModule } from '../host/modules.js';
 
 /** Fresh instances of the default modules for one node. */
 export function defaultModules(config: NodeConfig): NodeModule[] {
-  return [mapReduceModule({ workers: config.workers, leaseMs: config.mrLeaseMs })];
+  return [
+    mapReduceModule({
+      workers: config.workers,
+      leaseMs: config.mrLeaseMs,
+      moduleDirs: config.mrModuleDirs,
+    }),
+  ];
 }

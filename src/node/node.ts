@@ -45,6 +45,12 @@ import { startModules } from '../host/modules.js';
 import type { NodeModule } from '../host/modules.js';
 import { version } from '../version.js';
 import { nodeLogger } from './logger.js';
+import { AuthModule } from '../auth/module.js';
+import { limits } from '../lib/limits.js';
+import type { NodeId } from '../lib/ids.js';
+import { checkCredentials, daysLeft, loadCredentials } from '../trust/credentials.js';
+import type { Credentials } from '../trust/credentials.js';
+import { AccessPolicy } from './access.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
 
@@ -77,6 +83,16 @@ export interface CohortNode {
   readonly rpc: RpcNode;
   /** The KV service on this node (watches, leader duties). */
   readonly kv: KvServer;
+  /** The replicated users, roles and permissions. */
+  readonly auth: AuthModule;
+  /**
+   * Reads the certificate, key and CA files again and, if they check out
+   * (same identity, valid, key 0600), makes every new connection use them:
+   * certificate rotation without a restart (the node process calls it on
+   * SIGHUP). Open connections keep their certificate. Throws, changing
+   * nothing, if the files do not check out; a no-op without TLS.
+   */
+  reloadTls(): Credentials | undefined;
   /** What loading the WAL found and did (torn tail cut, repair, leftovers removed). */
   readonly recovery: RecoveryReport;
   /** This node's status, as the Node.status RPC answers it. */
@@ -183,6 +199,51 @@ async function startLocked(
   log: Logger,
   lock: DataDirLock,
 ): Promise<CohortNode> {
+  // Mutual TLS (DESIGN.md, Trust): this node's certificate must name it, chain to the CA, be valid.
+  const loadTls = (): Credentials | undefined => {
+    if (config.insecure) return undefined;
+    const creds = loadCredentials({
+      ca: config.tlsCa as string,
+      cert: config.tlsCert as string,
+      key: config.tlsKey as string,
+    });
+    checkCredentials(creds, { clusterId: config.clusterId, kind: 'node', id: config.id });
+    const left = daysLeft(creds);
+    if (left < limits.certRenewWithinDays) {
+      log.warn(
+        { notAfter: creds.notAfter.toISOString(), daysLeft: left, cert: config.tlsCert },
+        `this node's certificate expires in ${left} days: issue a new one (cohort certs issue node ${config.id}) and send the node SIGHUP`,
+      );
+    }
+    return creds;
+  };
+  const creds = loadTls();
+  if (creds === undefined) {
+    log.warn(
+      'running WITHOUT TLS (--insecure): no connection is authenticated, anyone who can reach this node can read and write everything and act as any member; use only on a trusted network',
+    );
+  }
+  // Who is a member: the Raft configuration once Raft runs, the initial peers before.
+  const started: { raft?: RaftNode<KvRaftStateMachine> } = {};
+  const isMember = (id: NodeId): boolean => {
+    if (started.raft === undefined) return id === config.id || config.peers.has(id);
+    const c = started.raft.status().config;
+    return (
+      c.voters.includes(id) || c.learners.includes(id) || (c.votersOutgoing?.includes(id) ?? false)
+    );
+  };
+  // Loaded only when needed: a caller passing its own modules does not load MapReduce.
+  const given = options.modules ?? (await import('./default-modules.js')).defaultModules(config);
+  // Every node runs the auth module: the KV checks and the access policy read its store.
+  const authModule =
+    given.find((m): m is AuthModule => m instanceof AuthModule) ?? new AuthModule();
+  const modules = given.includes(authModule) ? given : [...given, authModule];
+  const access = new AccessPolicy({
+    self: config.id,
+    insecure: config.insecure,
+    auth: authModule.store,
+    isMember,
+  });
   // Transports log routine connection churn at info; keep them at warn unless debugging.
   const quiet = root.child(
     {},
@@ -196,6 +257,8 @@ async function startLocked(
       listen: config.listen,
       peers: config.peers,
       logger: quiet,
+      admit: access.raftAdmit,
+      ...(creds === undefined ? {} : { tls: creds }),
     }),
   );
   let rpcTransport: TcpTransport<RpcWireMessage>;
@@ -209,6 +272,8 @@ async function startLocked(
         peers: {},
         acceptUnknownPeers: true,
         logger: quiet,
+        admit: access.rpcAdmit,
+        ...(creds === undefined ? {} : { tls: creds }),
       }),
     );
   } catch (e) {
@@ -223,8 +288,6 @@ async function startLocked(
     repair: config.repair,
     logger: log.child({ component: 'storage' }),
   });
-  // Loaded only when needed: a caller passing its own modules does not load MapReduce.
-  const modules = options.modules ?? (await import('./default-modules.js')).defaultModules(config);
   const stateMachine = new ObservedStateMachine(modules);
   let raft: RaftNode<KvRaftStateMachine>;
   try {
@@ -258,6 +321,7 @@ async function startLocked(
     }
     throw e;
   }
+  started.raft = raft;
   const startedAt = Date.now();
   const status = (): NodeStatus => {
     const s = raft.status();
@@ -283,7 +347,9 @@ async function startLocked(
       uptimeMs: Date.now() - startedAt,
     };
   };
-  const rpc = new RpcNode(rpcTransport, { server: { logger: log } });
+  const rpc = new RpcNode(rpcTransport, {
+    server: { logger: log, authorize: (call) => access.authorize(call) },
+  });
   rpc.serve(NodeService, {
     status: () => status(),
     health: () => {
@@ -298,6 +364,7 @@ async function startLocked(
     peerRpc: (id) => (id === config.id ? config.rpc : config.peerRpc.get(id)),
     electionTimeoutMs: config.electionTicks * config.tickMs,
     quotaBytes: config.kvQuotaBytes,
+    access: access.kv,
     logger: log.child({ component: 'kv' }),
     ...options.kv,
   });
@@ -311,8 +378,42 @@ async function startLocked(
     await raft.close();
     throw e;
   }
+  // A node removed from the configuration loses its links, and its dials are refused.
+  const removed = new Set<NodeId>();
+  const membershipTimer = setInterval(() => {
+    for (const id of config.peers.keys()) {
+      if (removed.has(id) || isMember(id)) continue;
+      removed.add(id);
+      log.warn(
+        { peer: id },
+        'node is no longer a member: its links are closed and its dials refused',
+      );
+      raftTransport.removePeer(id);
+      rpcTransport.removePeer(id);
+    }
+  }, limits.membershipCheckMs);
+  membershipTimer.unref();
+  const reloadTls = (): Credentials | undefined => {
+    const next = loadTls();
+    if (next === undefined) return undefined;
+    raftTransport.setTls(next);
+    rpcTransport.setTls(next);
+    log.info(
+      {
+        cert: config.tlsCert,
+        fingerprint: next.fingerprint,
+        notAfter: next.notAfter.toISOString(),
+      },
+      'TLS certificate reloaded: new connections use it',
+    );
+    return next;
+  };
   log.info(
     {
+      tls:
+        creds === undefined
+          ? 'off (--insecure)'
+          : { fingerprint: creds.fingerprint, notAfter: creds.notAfter.toISOString() },
       term: raft.status().term,
       listen: `${config.listen.host}:${config.listen.port}`,
       rpc: `${config.rpc.host}:${config.rpc.port}`,
@@ -330,10 +431,13 @@ async function startLocked(
     raft,
     rpc,
     kv,
+    auth: authModule,
     recovery: storage.recovery,
     status,
+    reloadTls,
     close: () => {
       closing ??= (async () => {
+        clearInterval(membershipTimer);
         log.info({ term: raft.status().term }, 'node stopping');
         await stopModules();
         await kv.close();

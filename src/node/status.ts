@@ -18,6 +18,7 @@
  */
 import type { KvEndpoint } from '../kv/client.js';
 import { parseKvEndpoint } from '../kv/client.js';
+import type { ClientTlsOptions } from '../trust/client-tls.js';
 import { StatusPoller, summarize } from './cluster.js';
 import type { ClusterSummary, PollResult } from './cluster.js';
 
@@ -29,6 +30,8 @@ export interface ClusterStatusOptions {
   readonly clusterId?: string;
   /** How long to wait for each node's answer, in ms (default 1000). */
   readonly timeoutMs?: number;
+  /** Mutual TLS: the cluster's CA, a user certificate and key (paths or PEM), for a TLS cluster. */
+  readonly tls?: ClientTlsOptions;
 }
 
 /** Every node's answer and the cluster at a glance. */
@@ -53,7 +56,12 @@ export async function clusterStatus(options: ClusterStatusOptions): Promise<Clus
     const { id, address } = parseKvEndpoint(e);
     return { id, rpc: address, listen: address, dataDir: '' };
   });
-  const poller = await StatusPoller.connect(nodes, options.clusterId ?? 'cohort-local');
+  const poller = await StatusPoller.connect(
+    nodes,
+    options.clusterId ?? 'cohort-local',
+    'none',
+    options.tls,
+  );
   try {
     const results = await poller.poll(options.timeoutMs ?? 1000);
     return { nodes: results, summary: summarize(results) };

@@ -137,7 +137,8 @@ export class RpcClientSide {
   /** Calls with the default deadline, oldest first (so in deadline order). */
   private readonly lane = new Map<number, Pending>();
   private laneTimer: TimerHandle | undefined;
-  private readonly downPeers = new Set<NodeId>();
+  /** Peers whose link is down, with the refusal that keeps it down if it was refused. */
+  private readonly downPeers = new Map<NodeId, CohortError | undefined>();
   private readonly timeoutMs: number;
   private readonly pendingMax: number;
   readonly streamCredit: number;
@@ -369,6 +370,8 @@ export class RpcClientSide {
       );
     }
     if (this.downPeers.has(peer)) {
+      const refused = this.downPeers.get(peer);
+      if (refused !== undefined) return refusedCall(peer, refused);
       return new CohortError('UNAVAILABLE', `node ${peer} is down; nothing was sent`, {
         details: { peer },
       });
@@ -548,22 +551,29 @@ export class RpcClientSide {
     this.finish(id, p);
   }
 
-  /** Link status from the transport: a down peer fails its calls as CONNECTION_LOST. */
-  peerStatus(peer: NodeId, status: 'up' | 'down'): void {
+  /**
+   * Link status from the transport: a down peer fails its calls as
+   * CONNECTION_LOST; a refused link (`reason`) fails them, and calls made
+   * while it stays refused, with HANDSHAKE_FAILED (definite: a link that
+   * never came up sent nothing).
+   */
+  peerStatus(peer: NodeId, status: 'up' | 'down', reason?: CohortError): void {
     if (status === 'up') {
       this.downPeers.delete(peer);
       return;
     }
-    this.downPeers.add(peer);
+    this.downPeers.set(peer, reason);
     for (const [id, p] of this.pending) {
       if (p.peer !== peer) continue;
       this.fail(
         id,
-        new CohortError(
-          'CONNECTION_LOST',
-          `connection to ${peer} lost during ${p.method.service}.${p.method.name}`,
-          { details: { peer } },
-        ),
+        reason !== undefined
+          ? refusedCall(peer, reason)
+          : new CohortError(
+              'CONNECTION_LOST',
+              `connection to ${peer} lost during ${p.method.service}.${p.method.name}`,
+              { details: { peer } },
+            ),
       );
     }
   }
@@ -814,4 +824,13 @@ class DeferredStream implements ServerStream<unknown> {
       },
     };
   }
+}
+
+/** The error of a call to a peer whose link was refused (definite: nothing was sent). */
+function refusedCall(peer: NodeId, reason: CohortError): CohortError {
+  return new CohortError('HANDSHAKE_FAILED', `cannot connect to ${peer}: ${reason.message}`, {
+    definite: true,
+    cause: reason,
+    details: { peer, refused: true },
+  });
 }

@@ -15,7 +15,9 @@
  */
 import { RealClock } from '../lib/clock.js';
 import type { Clock } from '../lib/clock.js';
+import type { CohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
+import { anonymous } from '../trust/identity.js';
 import type { Random } from '../lib/random.js';
 import type { Transport } from '../transport/transport.js';
 import { makeClient, RpcClientSide } from './client.js';
@@ -61,7 +63,13 @@ export class RpcNode {
     const clock = options.clock ?? new RealClock();
     const send = (to: NodeId, msg: RpcWireMessage): void => transport.send(to, msg);
     this.calls = new RpcClientSide(send, clock, options.client);
-    this.server = new RpcServerSide(send, clock, options.server);
+    const identityOf = transport.identityOf?.bind(transport);
+    this.server = new RpcServerSide(send, clock, {
+      ...(identityOf === undefined
+        ? {}
+        : { identify: (peer: NodeId) => identityOf(peer) ?? anonymous }),
+      ...options.server,
+    });
     const random = options.pubsub?.random ?? options.random;
     this.pubsub = new PubSub(
       transport.self,
@@ -71,13 +79,17 @@ export class RpcNode {
     );
     if (options.attach !== false) {
       transport.onMessage((from, msg) => this.deliver(from, msg));
-      transport.onPeerStatus((peer, status) => this.peerStatus(peer, status));
+      transport.onPeerStatus((peer, status, reason) => this.peerStatus(peer, status, reason));
     }
   }
 
-  /** Link status of `peer`: a lost link fails calls to it and aborts calls from it. */
-  peerStatus(peer: NodeId, status: 'up' | 'down'): void {
-    this.calls.peerStatus(peer, status);
+  /**
+   * Link status of `peer`: a lost link fails calls to it and aborts calls
+   * from it; a refused one (`reason`, HANDSHAKE_FAILED) fails calls to it with
+   * that reason.
+   */
+  peerStatus(peer: NodeId, status: 'up' | 'down', reason?: CohortError): void {
+    this.calls.peerStatus(peer, status, reason);
     this.server.peerStatus(peer, status);
     this.pubsub.peerStatus(peer, status);
   }

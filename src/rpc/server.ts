@@ -33,6 +33,8 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
 import { LogLimiter } from '../lib/log-limiter.js';
+import { anonymous, identityField } from '../trust/identity.js';
+import type { PeerIdentity } from '../trust/identity.js';
 import { metaError } from './messages.js';
 import type { RpcWire, RpcWireMessage } from './messages.js';
 import type {
@@ -70,6 +72,28 @@ export interface RpcServerOptions {
   readonly interceptors?: readonly ServerInterceptor[];
   /** Where refused and failed calls are logged, rate-limited (default: not logged). */
   readonly logger?: Logger;
+  /**
+   * The authenticated identity behind a peer id (default: the transport's
+   * `identityOf`, else anonymous); it becomes the call's `identity`.
+   */
+  readonly identify?: (peer: NodeId) => PeerIdentity;
+  /**
+   * An access policy, checked synchronously for every call once its request
+   * is valid and before any handler or interceptor runs: a returned error
+   * (PERMISSION_DENIED) refuses the call, which then changes nothing
+   * (counted in `denied`, logged with the identity).
+   */
+  readonly authorize?: (call: ServerCallInfo) => CohortError | undefined;
+}
+
+/** What an access policy sees of a call (see RpcServerOptions.authorize). */
+export interface ServerCallInfo {
+  readonly peer: NodeId;
+  readonly identity: PeerIdentity;
+  readonly service: string;
+  readonly method: string;
+  readonly meta: Readonly<Record<string, string>>;
+  readonly request: unknown;
 }
 
 /** Counters of the server side. */
@@ -83,6 +107,8 @@ export interface RpcServerCounters {
   rejected: number;
   /** Calls aborted (deadline, cancel, disconnect, close). */
   aborted: number;
+  /** Calls the access policy refused. */
+  denied: number;
   /** Replies the transport refused (client gone, queue full). */
   repliesDropped: number;
 }
@@ -110,6 +136,7 @@ class RunningCall implements ServerCall {
     private readonly side: RpcServerSide,
     readonly id: number,
     readonly peer: NodeId,
+    readonly identity: PeerIdentity,
     readonly service: string,
     readonly method: string,
     readonly kind: 'unary' | 'stream',
@@ -195,6 +222,8 @@ export class RpcServerSide {
   private readonly inflightMax: number;
   private readonly interceptors: ServerInterceptor[];
   private readonly limited: LogLimiter | undefined;
+  private readonly identify: (peer: NodeId) => PeerIdentity;
+  private readonly authorize: ((call: ServerCallInfo) => CohortError | undefined) | undefined;
   private closed = false;
   /** Live counters. */
   readonly counters: RpcServerCounters = {
@@ -204,6 +233,7 @@ export class RpcServerSide {
     overloaded: 0,
     rejected: 0,
     aborted: 0,
+    denied: 0,
     repliesDropped: 0,
   };
 
@@ -213,6 +243,8 @@ export class RpcServerSide {
     options: RpcServerOptions = {},
   ) {
     this.inflightMax = options.inflightMax ?? limits.rpcServerInflightMax;
+    this.identify = options.identify ?? (() => anonymous);
+    this.authorize = options.authorize;
     this.interceptors = [...(options.interceptors ?? [])];
     this.limited =
       options.logger === undefined
@@ -285,11 +317,19 @@ export class RpcServerSide {
 
   private onRequest(from: NodeId, msg: RpcWire<'RpcRequest'>): void {
     this.counters.callsReceived++;
+    // Looked up now, while the link that delivered the request is the peer's.
+    const identity = this.identify(from);
     const reg = this.services.get(msg.service)?.get(msg.method);
     if (reg === undefined) {
       this.counters.rejected++;
       this.limited?.info(
-        { peer: from, service: msg.service, method: msg.method, code: 'NOT_FOUND' },
+        {
+          peer: from,
+          identity: identityField(identity),
+          service: msg.service,
+          method: msg.method,
+          code: 'NOT_FOUND',
+        },
         'refused a call to an unknown method',
       );
       this.replyError(
@@ -319,7 +359,13 @@ export class RpcServerSide {
       this.counters.overloaded++;
       if (!this.closed) {
         this.limited?.warn(
-          { peer: from, service: msg.service, method: msg.method, inflight: this.running },
+          {
+            peer: from,
+            identity: identityField(identity),
+            service: msg.service,
+            method: msg.method,
+            inflight: this.running,
+          },
           'refused a call: too many in flight (OVERLOADED)',
         );
       }
@@ -341,11 +387,44 @@ export class RpcServerSide {
       this.counters.rejected++;
       const e = toCohortError(err);
       this.limited?.info(
-        { peer: from, service: msg.service, method: msg.method, code: e.code, err: e.message },
+        {
+          peer: from,
+          identity: identityField(identity),
+          service: msg.service,
+          method: msg.method,
+          code: e.code,
+          err: e.message,
+        },
         'refused a call with an invalid request',
       );
       this.replyError(from, msg.id, e);
       return;
+    }
+    if (this.authorize !== undefined) {
+      const denied = this.authorize({
+        peer: from,
+        identity,
+        service: msg.service,
+        method: msg.method,
+        meta: msg.meta ?? {},
+        request: msg.payload,
+      });
+      if (denied !== undefined) {
+        this.counters.denied++;
+        this.limited?.info(
+          {
+            peer: from,
+            identity: identityField(identity),
+            service: msg.service,
+            method: msg.method,
+            code: denied.code,
+            err: denied.message,
+          },
+          'refused a call: not permitted',
+        );
+        this.replyError(from, msg.id, denied);
+        return;
+      }
     }
     if (this.calls.get(from)?.has(msg.id) === true) {
       this.counters.rejected++;
@@ -360,6 +439,7 @@ export class RpcServerSide {
       this,
       msg.id,
       from,
+      identity,
       msg.service,
       msg.method,
       isStream ? 'stream' : 'unary',
@@ -424,7 +504,13 @@ export class RpcServerSide {
       this.counters.callsFailed++;
       if (!isCohortError(err)) {
         this.limited?.error(
-          { peer: call.peer, service: call.service, method: call.method, err },
+          {
+            peer: call.peer,
+            identity: identityField(call.identity),
+            service: call.service,
+            method: call.method,
+            err,
+          },
           'a handler failed with an unexpected error (answered INTERNAL)',
         );
       }

@@ -36,6 +36,7 @@ import { assert } from '../lib/assert.js';
 import { CohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
+import type { PeerIdentity } from '../trust/identity.js';
 
 /** Options of a method. */
 export interface MethodOptions {
@@ -195,8 +196,14 @@ export interface CallOptions {
 
 /** What a handler knows about its call. */
 export interface CallContext {
-  /** The calling node. */
+  /** The calling node (the id its connection claims; on TLS, bound to `identity`). */
   readonly peer: NodeId;
+  /**
+   * Who is calling, as the transport authenticated it: a node or a user
+   * named by its TLS certificate, or `anonymous` on a plaintext link (and
+   * in-process). Authorization decisions use this, never `peer` or `meta`.
+   */
+  readonly identity: PeerIdentity;
   readonly service: string;
   readonly method: string;
   /** Metadata sent by the client. */

@@ -20,7 +20,8 @@ import type { Logger } from 'pino';
 import { clusterId, nodeId } from '../lib/ids.js';
 import type { NodeId } from '../lib/ids.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
-import type { PeerAddress } from '../transport/tcp-transport.js';
+import type { PeerAddress, TcpTlsOptions } from '../transport/tcp-transport.js';
+import { claimForCertificate } from '../trust/identity.js';
 import { rpcCodec } from './messages.js';
 import type { RpcWireMessage } from './messages.js';
 import { RpcNode } from './node.js';
@@ -38,6 +39,8 @@ export interface TcpServerOptions {
   readonly clusterId?: string;
   readonly logger?: Logger;
   readonly rpc?: RpcNodeOptions;
+  /** Mutual TLS: the CA, the server's node certificate (for `id`) and key; clients then need certificates too. */
+  readonly tls?: TcpTlsOptions;
 }
 
 /** An RPC node listening on TCP; `address` gives the bound port. */
@@ -53,6 +56,7 @@ export async function startTcpServer(
     peers: {},
     acceptUnknownPeers: true,
     logger,
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
   });
   const node = new RpcNode(transport, {
     ...options.rpc,
@@ -65,10 +69,16 @@ export async function startTcpServer(
 export interface TcpClientOptions {
   readonly server: { readonly id: string; readonly host: string; readonly port: number };
   readonly clusterId?: string;
-  /** This client's id (default: `client-` and 12 random hex digits). */
+  /**
+   * This client's id (default: `client-` and 12 random hex digits; with
+   * `tls`, the id its certificate allows: `user:<name>:<hex>` for a user,
+   * the node id for a node).
+   */
   readonly id?: string;
   readonly logger?: Logger;
   readonly rpc?: RpcNodeOptions;
+  /** Mutual TLS: the cluster CA, this client's certificate and key. */
+  readonly tls?: TcpTlsOptions;
 }
 
 /**
@@ -82,11 +92,17 @@ export async function startTcpClient(
 ): Promise<RpcNode & { readonly serverId: NodeId }> {
   const serverId = nodeId(options.server.id);
   const transport = await TcpTransport.start<RpcWireMessage>({
-    self: nodeId(options.id ?? `client-${randomBytes(6).toString('hex')}`),
+    self:
+      options.id !== undefined
+        ? nodeId(options.id)
+        : options.tls !== undefined
+          ? claimForCertificate(options.tls.cert)
+          : nodeId(`client-${randomBytes(6).toString('hex')}`),
     clusterId: clusterId(options.clusterId ?? defaultClusterId),
     codec: rpcCodec,
     peers: new Map([[serverId, { host: options.server.host, port: options.server.port }]]),
     logger: options.logger ?? quietLogger(),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
   });
   // Dial before a call is sent: a server that is down or of another cluster fails the call at once, saying so.
   const node = new RpcNode(transport, {

@@ -24,6 +24,8 @@
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
+import { anonymous } from '../trust/identity.js';
+import type { PeerIdentity } from '../trust/identity.js';
 import type { Codec } from '../wire/codec.js';
 import { FrameQueue } from './frame-queue.js';
 import type {
@@ -45,6 +47,8 @@ export interface MemoryTransportOptions {
    * transport without their address). Default: any node id.
    */
   readonly peers?: Iterable<NodeId>;
+  /** The identity other transports see for this one (`identityOf`; default anonymous), for tests of authorization. */
+  readonly identity?: PeerIdentity;
 }
 
 interface Link {
@@ -56,6 +60,11 @@ interface Link {
 /** A set of in-process transports that can reach each other by node id. */
 export class MemoryNetwork {
   private readonly nodes = new Map<NodeId, MemoryTransport<unknown>>();
+
+  /** @internal The identity of the open transport of `id`. */
+  identityOf(id: NodeId): PeerIdentity | undefined {
+    return this.nodes.get(id)?.identity;
+  }
   private readonly links = new Map<string, Link>();
   private pumpScheduled = false;
 
@@ -161,10 +170,19 @@ export class MemoryTransport<M> implements Transport<M> {
     this.codec = codec;
     this.bounds = { ...defaultTransportLimits, ...options.limits };
     this.peers = options.peers === undefined ? undefined : new Set(options.peers);
+    this.identity = options.identity ?? anonymous;
   }
+
+  /** The identity others see for this transport. */
+  readonly identity: PeerIdentity;
 
   get counters(): Readonly<TransportCounters> {
     return this.stats;
+  }
+
+  /** The identity of `peer`'s transport (its `identity` option), if it is open. */
+  identityOf(peer: NodeId): PeerIdentity | undefined {
+    return this.network.identityOf(peer);
   }
 
   send(to: NodeId, message: M): void {

@@ -94,11 +94,30 @@
  * at `send()`, so one that a receiver would refuse throws a definite
  * `INVALID_ARGUMENT` to the sender instead of failing later.
  *
- * **TLS.** Pass `tls` with server and client options to run every connection
- * over node:tls (mutual TLS is configured with the usual `requestCert`,
- * `ca`, `cert`, `key`). The handshake still runs inside TLS; binding node ids
- * to certificates is left to the caller's CA.
+ * **Mutual TLS, bound to identities.** Pass `tls` (the cluster's CA, this
+ * node's certificate and key, PEM) to run every connection over node:tls
+ * 1.3 with certificates required both ways and verified against the CA. A
+ * connection's identity is its peer's certificate's (src/trust/identity.ts:
+ * a node id or a user name), never what its handshake claims: an acceptor
+ * refuses a Hello whose claimed id is not one the certificate may claim
+ * (a node its own id, a user `user:<name>:<suffix>`), with
+ * `Reject{code:'identity'}` and a warn line naming the address and both
+ * ids; a dialer refuses an acceptor whose certificate is not the node it
+ * dialed. `admit` decides which identities may connect at all (a Raft port
+ * takes members only, an RPC port users too); without it, node identities
+ * in the address book, and users when `acceptUnknownPeers`. `identityOf`
+ * gives handlers the identity behind a peer id; on a plaintext transport
+ * every peer is `anonymous`. `setTls` swaps the certificate (rotation): new
+ * connections use the new one, open ones keep theirs.
+ *
+ * **No mixing.** Both sides look at the first byte a dialer sends: a TLS
+ * node answers a plaintext dialer with a plaintext `Reject{code:'tls'}` it
+ * can read, and a plaintext node closes a TLS dialer's connection; both log
+ * why. A TLS dialer whose connection fails in the TLS handshake logs the
+ * error with what it likely means (a plaintext peer, a certificate from
+ * another CA, an expired one).
  */
+import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { pino } from 'pino';
@@ -118,6 +137,14 @@ import type { Codec, DecodeOptions, FrameCodec } from '../wire/codec.js';
 import { encodeFrame, FrameDecoder } from '../wire/frame.js';
 import { checkHello, checkWelcome, handshakeCodec } from '../wire/handshake.js';
 import type { HandshakeIdentity, HandshakeMessage, RejectCodeValue } from '../wire/handshake.js';
+import {
+  anonymous,
+  checkClaim,
+  describeIdentity,
+  identityField,
+  identityOfCertificate,
+} from '../trust/identity.js';
+import type { PeerIdentity } from '../trust/identity.js';
 import { FrameQueue } from './frame-queue.js';
 import type {
   MessageHandler,
@@ -153,13 +180,26 @@ export interface TcpTransportLimits extends TransportLimits {
   readonly inputBufferedBytesMax: number;
 }
 
-/** TLS settings: every connection runs over node:tls when given. */
+/**
+ * Mutual TLS: the cluster's CA certificate(s), and this node's (or user's)
+ * certificate and private key, PEM. Every connection then runs over TLS 1.3
+ * with certificates required and checked both ways (see the file comment).
+ */
 export interface TcpTlsOptions {
-  /** Options for the listening side (`tls.createServer`), e.g. `{ key, cert, ca, requestCert: true }`. */
-  readonly server: tls.TlsOptions;
-  /** Options for the dialing side (`tls.connect`), e.g. `{ ca, key, cert, servername }`. */
-  readonly client: tls.ConnectionOptions;
+  /** The CA certificate(s) peers' certificates must chain to (several during a CA rotation). */
+  readonly ca: string | Buffer | readonly (string | Buffer)[];
+  /** This end's certificate (its identity must allow the transport's `self` id). */
+  readonly cert: string | Buffer;
+  /** Its private key. */
+  readonly key: string | Buffer;
 }
+
+/**
+ * Decides whether a peer with this authenticated identity, claiming `claimed`,
+ * may connect: undefined to admit it, else why not (sent to it in the
+ * Reject, and logged). Called after the claim was bound to the certificate.
+ */
+export type AdmitPolicy = (identity: PeerIdentity, claimed: NodeId) => string | undefined;
 
 /** Options of {@link TcpTransport.start}. */
 export interface TcpTransportOptions<M> {
@@ -183,8 +223,10 @@ export interface TcpTransportOptions<M> {
   readonly random?: Random;
   /** Protocol version announced in the handshake (default: limits.protocolVersion; tests override). */
   readonly protocolVersion?: number;
-  /** Run connections over TLS. */
+  /** Run every connection over mutual TLS bound to identities (see the file comment). */
   readonly tls?: TcpTlsOptions;
+  /** Which authenticated identities may connect (see {@link AdmitPolicy}; default in the file comment). */
+  readonly admit?: AdmitPolicy;
   /**
    * Accept dials from nodes missing from the address book: dial-only
    * clients (the RPC client, the CLI). Such a peer has no address, so it is
@@ -256,9 +298,14 @@ class Connection {
   accounted = 0;
   /** Closed for a reason that is not a failure of the link (the simultaneous-dial tie-break). */
   benign = false;
+  /** Who the peer is: from its certificate (TLS, once verified), `anonymous` on plaintext; undefined until known. */
+  identity: PeerIdentity | undefined;
+  /** Bytes received so far (the first byte tells TLS from plaintext). */
+  received = 0;
 
   constructor(
-    readonly socket: net.Socket,
+    /** The socket: a TLS acceptor's raw socket until its TLS handshake completes, then the TLS one. */
+    public socket: net.Socket,
     readonly role: 'dialer' | 'acceptor',
     peer: Peer | undefined,
     handshakeBytesMax: number,
@@ -282,6 +329,11 @@ class Connection {
 
   get remote(): string {
     return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+  }
+
+  /** The remote address and port as a key (a raw socket and the TLS socket over it share it). */
+  get key(): string {
+    return this.remote;
   }
 }
 
@@ -365,8 +417,16 @@ export class TcpTransport<M> implements Transport<M> {
   private readonly limited: LogLimiter;
   private readonly clock: Clock;
   private readonly random: Random;
-  private readonly identity: HandshakeIdentity;
-  private readonly tlsOptions: TcpTlsOptions | undefined;
+  private readonly handshakeIdentity: HandshakeIdentity;
+  /** node:tls options built from `options.tls` (replaced by setTls). */
+  private tlsConfig: TlsConfig | undefined;
+  /** Runs the TLS handshake of accepted connections (never listens itself: see acceptRaw). */
+  private tlsServer: tls.Server | undefined;
+  private readonly admit: AdmitPolicy | undefined;
+  /** This end's identity: its certificate's, or anonymous on plaintext. */
+  private ownIdentity: PeerIdentity;
+  /** Accepted connections in their TLS handshake, by remote address:port. */
+  private readonly tlsPending = new Map<string, Connection>();
   private readonly acceptUnknownPeers: boolean;
   /** Connected peers without an address (dial-only clients), bounded by dialOnlyPeersMax. */
   private dialOnlyPeers = 0;
@@ -439,12 +499,17 @@ export class TcpTransport<M> implements Transport<M> {
     this.clock = options.clock ?? new RealClock();
     this.limited = new LogLimiter(this.log, { clock: this.clock });
     this.random = options.random ?? seededRandom(Math.floor(Math.random() * 2 ** 32));
-    this.identity = {
+    this.handshakeIdentity = {
       protocolVersion: options.protocolVersion ?? limits.protocolVersion,
       clusterId: options.clusterId,
       self: options.self,
     };
-    this.tlsOptions = options.tls;
+    this.admit = options.admit;
+    this.ownIdentity = anonymous;
+    if (options.tls !== undefined) {
+      this.tlsConfig = tlsConfig(options.tls);
+      this.ownIdentity = this.checkOwnCertificate(options.tls);
+    }
     this.acceptUnknownPeers = options.acceptUnknownPeers ?? false;
     this.loopback = new FrameQueue(options.self, this.bounds);
     for (const [id, address] of toMap(options.peers)) {
@@ -493,6 +558,74 @@ export class TcpTransport<M> implements Transport<M> {
   /** Whether the link to `peer` is up (handshake done). */
   isConnected(peer: NodeId): boolean {
     return this.peers.get(peer)?.conn !== undefined;
+  }
+
+  /**
+   * The authenticated identity behind `peer`'s open link (its certificate's;
+   * `anonymous` on a plaintext transport), this end's own for `self`, or
+   * undefined if no link is up. Messages are delivered while their link is
+   * up, so a handler that asks at once gets the sender's identity.
+   */
+  identityOf(peer: NodeId): PeerIdentity | undefined {
+    if (peer === this.self) return this.ownIdentity;
+    return this.peers.get(peer)?.conn?.identity;
+  }
+
+  /** This end's identity (its certificate's; `anonymous` without TLS). */
+  get identity(): PeerIdentity {
+    return this.ownIdentity;
+  }
+
+  /** True if connections run over mutual TLS. */
+  get secure(): boolean {
+    return this.tlsConfig !== undefined;
+  }
+
+  /**
+   * Replaces the certificate, key and CA (rotation): connections made from
+   * now on, both ways, use the new ones; open connections keep theirs. The
+   * new certificate must name the same identity. Throws INVALID_ARGUMENT
+   * (changing nothing) if it does not, or if this transport runs without TLS.
+   */
+  setTls(next: TcpTlsOptions): void {
+    if (this.tlsConfig === undefined) {
+      throw new CohortError('INVALID_ARGUMENT', 'this transport runs without TLS (--insecure)');
+    }
+    const config = tlsConfig(next);
+    const identity = this.checkOwnCertificate(next);
+    if (describeIdentity(identity) !== describeIdentity(this.ownIdentity)) {
+      throw new CohortError(
+        'INVALID_ARGUMENT',
+        `the new certificate is ${describeIdentity(identity)}'s, the transport is ${describeIdentity(this.ownIdentity)}'s`,
+      );
+    }
+    this.tlsServer?.setSecureContext(config.server);
+    this.tlsConfig = config;
+    this.log.info({ identity: describeIdentity(identity) }, 'TLS certificate replaced');
+  }
+
+  /** This end's identity from its certificate; INVALID_ARGUMENT if it does not allow the `self` id. */
+  private checkOwnCertificate(options: TcpTlsOptions): PeerIdentity {
+    let identity: PeerIdentity | string;
+    try {
+      identity = identityOfCertificate(new X509Certificate(options.cert));
+    } catch (e) {
+      throw new CohortError('INVALID_ARGUMENT', `TLS certificate does not parse: ${String(e)}`, {
+        cause: e,
+      });
+    }
+    if (typeof identity === 'string') throw new CohortError('INVALID_ARGUMENT', identity);
+    const wrong = checkClaim(identity, this.self);
+    if (wrong !== undefined) {
+      throw new CohortError('INVALID_ARGUMENT', `transport ${this.self}: ${wrong}`);
+    }
+    if (identity.kind !== 'anonymous' && identity.clusterId !== this.handshakeIdentity.clusterId) {
+      throw new CohortError(
+        'INVALID_ARGUMENT',
+        `the certificate is for cluster ${identity.clusterId}, the transport is in ${this.handshakeIdentity.clusterId}`,
+      );
+    }
+    return identity;
   }
 
   /**
@@ -885,18 +1018,18 @@ export class TcpTransport<M> implements Transport<M> {
   }
 
   private listen(address: PeerAddress): Promise<void> {
-    const onSocket = (socket: net.Socket): void => this.accept(socket);
-    const server =
-      this.tlsOptions === undefined
-        ? net.createServer(onSocket)
-        : tls.createServer(this.tlsOptions.server, onSocket);
+    const server = net.createServer((socket) => this.accept(socket));
     this.server = server;
     server.on('error', (err) => this.log.error({ err }, 'server error'));
-    if (this.tlsOptions !== undefined) {
-      server.on('tlsClientError', (err: Error) => {
-        this.stats.handshakeFailures++;
-        this.limited.warn({ err: err.message }, 'TLS handshake with a client failed');
-      });
+    if (this.tlsConfig !== undefined) {
+      // It never listens: an accepted socket is handed to it once its first
+      // byte shows a TLS ClientHello (see firstBytes), so a plaintext dialer
+      // can be told, in plaintext, why it is refused.
+      const tlsServer = tls.createServer(this.tlsConfig.server, (socket) => this.secured(socket));
+      tlsServer.on('tlsClientError', (err: Error, socket: tls.TLSSocket) =>
+        this.tlsFailed(socket, err),
+      );
+      this.tlsServer = tlsServer;
     }
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
@@ -913,7 +1046,7 @@ export class TcpTransport<M> implements Transport<M> {
       server.once('error', onError);
       server.listen(address.port, address.host, () => {
         server.off('error', onError);
-        this.log.info({ address: this.address }, 'listening');
+        this.log.info({ address: this.address, tls: this.secure }, 'listening');
         resolve();
       });
     });
@@ -927,10 +1060,9 @@ export class TcpTransport<M> implements Transport<M> {
       `already connected to ${peer.id}`,
     );
     const options = { host: address.host, port: address.port };
+    const tlsClient = this.tlsConfig?.client;
     const socket =
-      this.tlsOptions === undefined
-        ? net.connect(options)
-        : tls.connect({ ...this.tlsOptions.client, ...options });
+      tlsClient === undefined ? net.connect(options) : tls.connect({ ...tlsClient, ...options });
     const conn = new Connection(
       socket,
       'dialer',
@@ -943,21 +1075,53 @@ export class TcpTransport<M> implements Transport<M> {
     conn.timer = this.clock.setTimer(this.bounds.connectTimeoutMs, () =>
       this.drop(conn, `connect to ${address.host}:${address.port} timed out`, 'debug'),
     );
-    socket.once(this.tlsOptions === undefined ? 'connect' : 'secureConnect', () => {
+    socket.once(tlsClient === undefined ? 'connect' : 'secureConnect', () => {
       if (conn.state !== 'connecting') return;
       this.clearTimer(conn);
       conn.state = 'handshake';
+      if (tlsClient === undefined) {
+        conn.identity = anonymous;
+      } else {
+        // The acceptor's certificate (verified against the CA by node:tls)
+        // must be the node we dialed.
+        const identity = this.certificateIdentity(socket as tls.TLSSocket);
+        if (typeof identity === 'string') {
+          this.failHandshake(conn, `dialed ${peer.id} at ${conn.remote}: ${identity}`, true);
+          return;
+        }
+        conn.identity = identity;
+        if (identity.kind !== 'node' || identity.id !== peer.id) {
+          this.failHandshake(
+            conn,
+            `dialed ${peer.id} at ${conn.remote} but its certificate is ${describeIdentity(identity)}'s (a wrong address, or an impostor)`,
+            true,
+          );
+          return;
+        }
+      }
       socket.write(
         handshakeCodec.encodeFrame({
           type: 'Hello',
-          protocolVersion: this.identity.protocolVersion,
-          clusterId: this.identity.clusterId,
+          protocolVersion: this.handshakeIdentity.protocolVersion,
+          clusterId: this.handshakeIdentity.clusterId,
           nodeId: this.self,
           to: peer.id,
         }),
       );
       this.startHandshakeTimer(conn);
     });
+  }
+
+  /** The identity of a TLS peer's (verified) certificate, or why it has none this cluster accepts. */
+  private certificateIdentity(socket: tls.TLSSocket): PeerIdentity | string {
+    const cert = socket.getPeerX509Certificate();
+    if (cert === undefined) return 'the peer presented no certificate';
+    const identity = identityOfCertificate(cert);
+    if (typeof identity === 'string') return identity;
+    if (identity.kind !== 'anonymous' && identity.clusterId !== this.handshakeIdentity.clusterId) {
+      return `its certificate (${describeIdentity(identity)}) is for cluster ${identity.clusterId}, not ${this.handshakeIdentity.clusterId}`;
+    }
+    return identity;
   }
 
   private accept(socket: net.Socket): void {
@@ -987,8 +1151,106 @@ export class TcpTransport<M> implements Transport<M> {
     this.pendingConns.add(conn);
     this.pendingByAddress.set(conn.address, (this.pendingByAddress.get(conn.address) ?? 0) + 1);
     conn.pending = true;
+    if (this.tlsConfig === undefined) conn.identity = anonymous;
     this.attach(conn);
+    // Covers the TLS handshake too: both must finish within handshakeTimeoutMs.
     this.startHandshakeTimer(conn);
+  }
+
+  /**
+   * The first bytes on an accepted connection: a TLS node hands a TLS
+   * ClientHello (record type 0x16) to its TLS server and refuses anything
+   * else with a plaintext Reject; a plaintext node refuses a ClientHello.
+   * True if it took the chunk.
+   */
+  private firstBytes(conn: Connection, chunk: Buffer): boolean {
+    const isTls = chunk[0] === TLS_HANDSHAKE_RECORD;
+    const tlsServer = this.tlsServer;
+    if (tlsServer !== undefined) {
+      if (isTls) {
+        const raw = conn.socket;
+        raw.pause();
+        raw.removeAllListeners('data');
+        raw.removeAllListeners('drain');
+        raw.unshift(chunk);
+        conn.received += chunk.length;
+        this.tlsPending.set(conn.key, conn);
+        tlsServer.emit('connection', raw);
+        return true;
+      }
+      this.refuse(
+        conn,
+        'tls',
+        `${this.self} requires mutual TLS and refuses plaintext connections (is the dialer running with --insecure? nodes do not mix TLS and plaintext)`,
+      );
+      return true;
+    }
+    if (isTls) {
+      this.stats.handshakeFailures++;
+      this.limited.warn(
+        { remote: conn.remote, code: 'HANDSHAKE_FAILED', reject: 'tls' },
+        'TLS connection refused: this node runs without TLS (--insecure); nodes do not mix TLS and plaintext',
+      );
+      // A TLS alert (fatal, protocol_version) so the dialer's TLS stack reports a refusal, not garbage.
+      conn.socket.end(TLS_ALERT_PROTOCOL_VERSION);
+      this.drop(conn, 'a TLS dialer on a plaintext node', 'debug', false);
+      return true;
+    }
+    return false;
+  }
+
+  /** An accepted connection finished its TLS handshake (the peer's certificate verified). */
+  private secured(socket: tls.TLSSocket): void {
+    const key = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    const conn = this.tlsPending.get(key);
+    this.tlsPending.delete(key);
+    if (conn === undefined || conn.state === 'closed' || this.closed) {
+      socket.destroy();
+      return;
+    }
+    conn.socket = socket;
+    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    socket.on('error', (err: Error) => {
+      conn.lastError = err;
+    });
+    socket.on('drain', () => this.drained(conn));
+    if (!socket.authorized) {
+      const why = socket.authorizationError as unknown;
+      const code = typeof why === 'string' ? why : why instanceof Error ? why.message : 'unknown';
+      this.refuse(
+        conn,
+        'identity',
+        socket.getPeerX509Certificate() === undefined
+          ? `${conn.remote} presented no certificate${tlsHint('CERTIFICATE_REQUIRED', 'acceptor')}`
+          : `the certificate of ${conn.remote} was refused: ${code}${tlsHint(code, 'acceptor')}`,
+      );
+      return;
+    }
+    const identity = this.certificateIdentity(socket);
+    if (typeof identity === 'string') {
+      this.refuse(conn, 'identity', `${conn.remote}: ${identity}`);
+      return;
+    }
+    conn.identity = identity;
+  }
+
+  /** An accepted connection's TLS handshake failed (no certificate, another CA, expired, ...). */
+  private tlsFailed(socket: tls.TLSSocket, err: Error): void {
+    const key = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    const conn = this.tlsPending.get(key);
+    this.tlsPending.delete(key);
+    socket.destroy();
+    if (conn === undefined) return;
+    this.failHandshake(
+      conn,
+      `TLS handshake with ${conn.remote} failed: ${tlsErrorText(err)}${tlsHint(err, 'acceptor')}`,
+    );
+  }
+
+  private drained(conn: Connection): void {
+    if (conn.state === 'open' && conn.peer !== undefined && !this.closed) {
+      this.flush(conn.peer, false);
+    }
   }
 
   /** The oldest connection mid-handshake (from `address` if given). */
@@ -1012,6 +1274,9 @@ export class TcpTransport<M> implements Transport<M> {
   }
 
   private attach(conn: Connection): void {
+    // For a TLS acceptor this is the raw socket: 'data' and 'drain' move to
+    // the TLS socket once it is secured; 'close' stays here (the TCP
+    // connection's end, whichever socket is on top).
     const socket = conn.socket;
     this.live.add(conn);
     if (this.sweepTimer === undefined && !this.closed) this.armSweep();
@@ -1025,16 +1290,30 @@ export class TcpTransport<M> implements Transport<M> {
     socket.on('error', (err) => {
       conn.lastError = err;
     });
-    socket.on('drain', () => {
-      if (conn.state === 'open' && conn.peer !== undefined && !this.closed) {
-        this.flush(conn.peer, false);
-      }
-    });
+    socket.on('drain', () => this.drained(conn));
     socket.on('close', () => {
+      const err = conn.lastError;
+      if (
+        !this.closed &&
+        conn.role === 'dialer' &&
+        conn.state !== 'open' &&
+        conn.state !== 'closed' &&
+        this.tlsConfig !== undefined &&
+        err !== undefined &&
+        isTlsFailure(err)
+      ) {
+        // The TLS handshake (or the peer's verdict on our certificate, which
+        // TLS 1.3 delivers just after it) failed: say so and what it likely means.
+        this.failHandshake(
+          conn,
+          `TLS handshake with ${conn.peer?.id ?? '?'} (${conn.remote}) failed: ${tlsErrorText(err)}${tlsHint(err, 'dialer')}`,
+          true,
+        );
+      }
       const reason = this.closed
         ? 'transport closed'
-        : conn.lastError !== undefined
-          ? conn.lastError.message
+        : err !== undefined
+          ? err.message
           : 'connection closed by the peer';
       this.drop(conn, reason, conn.state === 'open' ? 'info' : 'debug');
       this.live.delete(conn);
@@ -1064,6 +1343,8 @@ export class TcpTransport<M> implements Transport<M> {
 
   private onData(conn: Connection, chunk: Buffer): void {
     if (conn.state === 'closed' || this.closed) return;
+    if (conn.received === 0 && conn.role === 'acceptor' && this.firstBytes(conn, chunk)) return;
+    conn.received += chunk.length;
     const now = this.clock.now();
     conn.lastReceived = now;
     this.stats.bytesReceived += chunk.length;
@@ -1155,8 +1436,37 @@ export class TcpTransport<M> implements Transport<M> {
         this.refuse(conn, 'protocol', `expected Hello, got ${msg.type}`);
         return;
       }
+      // The claim must be one the certificate allows (DESIGN.md, Trust), and
+      // the identity one this transport admits.
+      const identity = conn.identity;
+      if (identity === undefined) {
+        // A TLS acceptor learns it when the TLS handshake completes, before any frame.
+        this.refuse(conn, 'identity', `no authenticated identity for ${conn.remote}`);
+        return;
+      }
+      const wrong = checkClaim(identity, msg.nodeId);
+      if (wrong !== undefined) {
+        this.refuse(conn, 'identity', `peer at ${conn.remote} ${wrong}`, {
+          claimed: msg.nodeId,
+          identity: describeIdentity(identity),
+        });
+        return;
+      }
+      const denied = this.admission(identity, msg.nodeId as NodeId);
+      if (denied !== undefined) {
+        this.refuse(
+          conn,
+          'identity',
+          `${describeIdentity(identity)} at ${conn.remote}: ${denied}`,
+          {
+            claimed: msg.nodeId,
+            identity: describeIdentity(identity),
+          },
+        );
+        return;
+      }
       const verdict = checkHello(
-        this.identity,
+        this.handshakeIdentity,
         msg,
         (id) => this.peers.get(id)?.address !== undefined || this.acceptUnknownPeers,
       );
@@ -1193,8 +1503,8 @@ export class TcpTransport<M> implements Transport<M> {
       conn.socket.write(
         handshakeCodec.encodeFrame({
           type: 'Welcome',
-          protocolVersion: this.identity.protocolVersion,
-          clusterId: this.identity.clusterId,
+          protocolVersion: this.handshakeIdentity.protocolVersion,
+          clusterId: this.handshakeIdentity.clusterId,
           nodeId: this.self,
         }),
       );
@@ -1208,18 +1518,19 @@ export class TcpTransport<M> implements Transport<M> {
       if (msg.code === 'duplicate') {
         conn.benign = true;
         this.drop(conn, reason, 'debug');
-      } else this.failHandshake(conn, reason);
+      } else this.failHandshake(conn, reason, true);
       return;
     }
     if (msg.type !== 'Welcome') {
       this.failHandshake(conn, `expected Welcome from ${peer.id}, got ${msg.type}`);
       return;
     }
-    const verdict = checkWelcome(this.identity, peer.id, msg);
+    const verdict = checkWelcome(this.handshakeIdentity, peer.id, msg);
     if (!verdict.ok) {
       this.failHandshake(
         conn,
         `handshake with ${peer.id} failed (${verdict.code}): ${verdict.reason}`,
+        true,
       );
       return;
     }
@@ -1229,9 +1540,24 @@ export class TcpTransport<M> implements Transport<M> {
   }
 
   /** Counts and logs a failed handshake (HANDSHAKE_FAILED) and closes the connection. */
-  private failHandshake(conn: Connection, reason: string): void {
+  /**
+   * Counts and logs a failed handshake (HANDSHAKE_FAILED) and closes the
+   * connection. `refused`: a dial the other side (or its certificate) refused,
+   * which redialling will not mend by itself; the peer is reported 'down' with
+   * the reason, so callers waiting on the link learn why at once.
+   */
+  private failHandshake(conn: Connection, reason: string, refused = false): void {
+    if (conn.state === 'closed') return;
     this.stats.handshakeFailures++;
     this.drop(conn, reason, 'warn', true, 'HANDSHAKE_FAILED');
+    const peer = conn.peer;
+    if (refused && conn.role === 'dialer' && peer !== undefined && peer.conn === undefined) {
+      this.emitStatus(
+        peer.id,
+        'down',
+        new CohortError('HANDSHAKE_FAILED', reason, { details: { peer: peer.id, refused: true } }),
+      );
+    }
   }
 
   /** Stops counting `conn` as a pending handshake. */
@@ -1304,20 +1630,51 @@ export class TcpTransport<M> implements Transport<M> {
     }
   }
 
-  /** Sends Reject with a reason, logs it, and closes after the write. */
-  private refuse(conn: Connection, code: RejectCodeValue, reason: string): void {
+  /**
+   * Whether `identity` may connect claiming `claimed`: the `admit` policy if
+   * given; else, with TLS, node identities (the address book is checked by
+   * checkHello) and users when acceptUnknownPeers. Undefined: admitted.
+   */
+  private admission(identity: PeerIdentity, claimed: NodeId): string | undefined {
+    if (this.admit !== undefined) return this.admit(identity, claimed);
+    if (identity.kind === 'user' && !this.acceptUnknownPeers) {
+      return `users may not connect to ${this.self}'s peer port`;
+    }
+    return undefined;
+  }
+
+  /** Sends Reject with a reason, logs it (with `fields`), and closes after the write. */
+  private refuse(
+    conn: Connection,
+    code: RejectCodeValue,
+    reason: string,
+    fields: Readonly<Record<string, unknown>> = {},
+  ): void {
     if (code !== 'duplicate') this.stats.handshakeFailures++;
     this.limited.log(
       code === 'duplicate' ? 'debug' : 'warn',
-      { remote: conn.remote, code: 'HANDSHAKE_FAILED', reject: code, reason },
-      'handshake refused',
+      {
+        remote: conn.remote,
+        identity: identityField(conn.identity),
+        code: 'HANDSHAKE_FAILED',
+        reject: code,
+        reason,
+        ...fields,
+      },
+      code === 'identity' ? 'handshake refused: identity' : 'handshake refused',
     );
     conn.state = 'closed';
     this.clearTimer(conn);
     this.release(conn);
     this.unaccount(conn);
+    this.forgetTlsPending(conn);
     conn.socket.end(handshakeCodec.encodeFrame({ type: 'Reject', code, reason }));
     conn.socket.destroySoon();
+  }
+
+  /** Forgets a connection waiting for its TLS handshake. */
+  private forgetTlsPending(conn: Connection): void {
+    if (this.tlsPending.get(conn.key) === conn) this.tlsPending.delete(conn.key);
   }
 
   /** Takes a closed connection's buffered bytes out of the input budget. */
@@ -1343,7 +1700,15 @@ export class TcpTransport<M> implements Transport<M> {
     peer.linkFailure = undefined;
     this.settleLinkWaiters(peer, undefined);
     this.stats.connectionsOpened++;
-    this.log.info({ peer: peer.id, remote: conn.remote, role: conn.role }, 'link up');
+    this.log.info(
+      {
+        peer: peer.id,
+        remote: conn.remote,
+        identity: identityField(conn.identity),
+        role: conn.role,
+      },
+      'link up',
+    );
     this.emitStatus(peer.id, 'up');
     if (peer.queue.length > 0) this.scheduleFlush(peer);
   }
@@ -1367,12 +1732,14 @@ export class TcpTransport<M> implements Transport<M> {
     this.clearTimer(conn);
     this.release(conn);
     this.unaccount(conn);
+    this.forgetTlsPending(conn);
     conn.socket.destroy();
     const peer = conn.peer;
+    const identity = identityField(conn.identity);
     if (peer === undefined) {
       this.limited.log(
         level,
-        { remote: conn.remote, reason, code, ...(err === undefined ? {} : { err }) },
+        { remote: conn.remote, identity, reason, code, ...(err === undefined ? {} : { err }) },
         'connection closed',
         `${level} connection closed`,
       );
@@ -1393,7 +1760,14 @@ export class TcpTransport<M> implements Transport<M> {
     const message = wasOpen ? 'link down' : 'connection failed';
     this.limited.log(
       level,
-      { peer: peer.id, reason, code, ...(err === undefined ? {} : { err }) },
+      {
+        peer: peer.id,
+        remote: conn.remote,
+        identity,
+        reason,
+        code,
+        ...(err === undefined ? {} : { err }),
+      },
       message,
       `${level} ${message}`,
     );
@@ -1437,8 +1811,10 @@ export class TcpTransport<M> implements Transport<M> {
     );
   }
 
-  private emitStatus(peer: NodeId, status: PeerStatus): void {
-    if (!this.closed) this.statusHandler?.(peer, status);
+  private emitStatus(peer: NodeId, status: PeerStatus, reason?: CohortError): void {
+    if (this.closed) return;
+    if (reason === undefined) this.statusHandler?.(peer, status);
+    else this.statusHandler?.(peer, status, reason);
   }
 
   // ---- timeouts and keepalives ----------------------------------------------
@@ -1572,8 +1948,88 @@ function isClosed(conn: Connection): boolean {
   return conn.state === 'closed';
 }
 
+/** A peer in messages: its id, authenticated identity and address. */
 function describePeer(conn: Connection): string {
-  return conn.peer !== undefined ? `${conn.peer.id} (${conn.remote})` : conn.remote;
+  const who = identityField(conn.identity);
+  return conn.peer !== undefined
+    ? `${conn.peer.id} (${who}, ${conn.remote})`
+    : `${who} at ${conn.remote}`;
+}
+
+/** The first byte of a TLS record carrying a handshake message (a ClientHello opens with it). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** A TLS alert record (TLS 1.0 framing): fatal, protocol_version (70). */
+const TLS_ALERT_PROTOCOL_VERSION = Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]);
+
+/** node:tls options of both sides, from the CA, certificate and key. */
+interface TlsConfig {
+  readonly server: tls.TlsOptions;
+  readonly client: tls.ConnectionOptions;
+}
+
+function tlsConfig(o: TcpTlsOptions): TlsConfig {
+  const ca = (Array.isArray(o.ca) ? o.ca : [o.ca]) as (string | Buffer)[];
+  const common = { ca, cert: o.cert, key: o.key, minVersion: 'TLSv1.3' as const };
+  return {
+    // The acceptor checks `authorized` itself (secured()): node:tls would
+    // otherwise drop a client whose certificate fails silently, with no
+    // event to log and nothing the client could read.
+    server: { ...common, requestCert: true, rejectUnauthorized: false },
+    client: {
+      ...common,
+      rejectUnauthorized: true,
+      // Not a host name check: the acceptor's identity is checked against the
+      // node dialed once the TLS handshake is done (see dial()).
+      checkServerIdentity: () => undefined,
+    },
+  };
+}
+
+/** True for an error of the TLS handshake or a TLS alert from the peer. */
+function isTlsFailure(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return (
+    code.startsWith('ERR_SSL_') ||
+    code.startsWith('ERR_TLS_') ||
+    /CERT|SIGNATURE|ISSUER/.test(code) ||
+    code === 'ECONNRESET' ||
+    /secure TLS connection/.test(err.message)
+  );
+}
+
+function tlsErrorText(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  // OpenSSL's messages open with a long error-queue prefix: the code says it.
+  const text = err.message.includes(':error:')
+    ? (err.message.split(':').at(-2) ?? err.message)
+    : err.message;
+  return code === undefined ? text.trim() : `${code} (${text.trim()})`;
+}
+
+/** What a TLS failure likely means, for the log line. */
+function tlsHint(err: Error | string, side: 'dialer' | 'acceptor'): string {
+  const code = typeof err === 'string' ? err : ((err as NodeJS.ErrnoException).code ?? '');
+  if (
+    /PROTOCOL_VERSION|WRONG_VERSION|PACKET_LENGTH|HTTP_REQUEST|UNKNOWN_PROTOCOL/.test(code) ||
+    code === 'ECONNRESET'
+  ) {
+    return side === 'dialer'
+      ? ' — is the peer a plaintext (--insecure) node? nodes do not mix TLS and plaintext'
+      : ' — not a TLS client of this cluster';
+  }
+  if (/EXPIRED|NOT_YET_VALID/.test(code))
+    return ' — a certificate expired: issue a new one (cohort certs issue)';
+  if (
+    /UNKNOWN_CA|UNABLE_TO_VERIFY|UNABLE_TO_GET|SELF_SIGNED|ISSUER|SIGNATURE|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|DECRYPT_ERROR/.test(
+      code,
+    )
+  ) {
+    return " — the certificates are not from the same CA: each cluster has its own (the peer's, or ours, is not this cluster's CA's)";
+  }
+  if (/CERTIFICATE_REQUIRED|DID_NOT_RETURN/.test(code)) {
+    return ' — no client certificate: every connection needs one from the cluster CA (cohort certs issue user <name>)';
+  }
+  return '';
 }
 
 function defaultLogger(): Logger {

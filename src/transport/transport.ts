@@ -47,8 +47,10 @@
  *   reachable peers are flushed (best effort, bounded in time); the promise
  *   resolves when every socket and timer is released.
  */
+import type { CohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
+import type { PeerIdentity } from '../trust/identity.js';
 
 /** Receives one message; `from` is the authenticated sender of the connection (handshake). */
 export type MessageHandler<M> = (from: NodeId, message: M) => void;
@@ -56,8 +58,14 @@ export type MessageHandler<M> = (from: NodeId, message: M) => void;
 /** Whether a peer is currently reachable: 'up' after a handshake, 'down' when the link breaks. */
 export type PeerStatus = 'up' | 'down';
 
-/** Called when a link to `peer` comes up or goes down (the RPC layer fails in-flight calls on 'down'). */
-export type PeerStatusHandler = (peer: NodeId, status: PeerStatus) => void;
+/**
+ * Called when a link to `peer` comes up or goes down (the RPC layer fails
+ * in-flight calls on 'down'). `reason` comes with a 'down' for a link that
+ * could not be made because the other side refused it (HANDSHAKE_FAILED:
+ * its certificate is not the node dialed, it refused ours, TLS and plaintext
+ * mixed, another cluster): nothing queued for it was sent.
+ */
+export type PeerStatusHandler = (peer: NodeId, status: PeerStatus, reason?: CohortError) => void;
 
 /** Monotonic counters of one transport, for metrics and tests. */
 export interface TransportCounters {
@@ -143,6 +151,12 @@ export interface Transport<M> {
   onMessage(handler: MessageHandler<M>): void;
   /** Sets the handler for link up/down events (replacing any previous one). */
   onPeerStatus(handler: PeerStatusHandler): void;
+  /**
+   * The authenticated identity behind `peer`'s open link (see
+   * TcpTransport.identityOf); undefined if unknown or no link is up. A
+   * transport without authentication answers `anonymous` (or leaves it out).
+   */
+  identityOf?(peer: NodeId): PeerIdentity | undefined;
   /** Stops the transport; see the file comment. Idempotent. */
   close(): Promise<void>;
   /** Live counters (read-only view). */

@@ -75,8 +75,14 @@ export type HelloMessage = Extract<HandshakeMessage, { type: 'Hello' }>;
 export type WelcomeMessage = Extract<HandshakeMessage, { type: 'Welcome' }>;
 /** A Reject message. */
 export type RejectMessage = Extract<HandshakeMessage, { type: 'Reject' }>;
-/** Why a handshake was refused; `duplicate` is not an error (see the TCP transport's tie-break). */
-export type RejectCodeValue = 'version' | 'cluster' | 'node' | 'duplicate' | 'protocol';
+/**
+ * Why a handshake was refused; `duplicate` is not an error (see the TCP
+ * transport's tie-break). `identity`: the claimed id is not the certificate's,
+ * or that identity may not connect here; `tls`: a plaintext dialer reached a
+ * node that requires mutual TLS.
+ */
+export type RejectCodeValue =
+  'version' | 'cluster' | 'node' | 'duplicate' | 'protocol' | 'identity' | 'tls';
 
 /** What this node expects of a peer. */
 export interface HandshakeIdentity {

@@ -2,7 +2,9 @@
  * `cohort kv` as its own process, as a shell script uses it: values from
  * stdin and files (larger than an argument can be), binary values out raw or
  * encoded, a closed pipe (`| head`), Ctrl-C, and `kv lock -- cmd` passing
- * signals to its command and stopping it when the lock is lost.
+ * signals to its command and stopping it when the lock is lost. A call still
+ * retrying when nothing else holds the event loop must not end the process
+ * with exit code 0 and no output (the RPC layer's timers are unref'd).
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -12,6 +14,7 @@ import type { KvClient } from '../../src/kv/client.js';
 import { cli, repoDir, runCli, startCli } from '../harness/cli.js';
 import type { CliProcess } from '../harness/cli.js';
 import { tempDir } from '../harness/tmp.js';
+import { freePort } from '../transport/tcp-harness.js';
 import { KvTestCluster } from '../kv/kv-cluster.js';
 import { pidAlive } from '../../src/node/cluster.js';
 
@@ -137,5 +140,23 @@ describe('cohort kv as a process', () => {
     } finally {
       if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
     }
+  });
+});
+
+describe('cohort kv (process), no cluster', () => {
+  it('exits 1 with a clear error when no node answers', async () => {
+    const port = await freePort();
+    const r = await runCli([
+      'kv',
+      'get',
+      'a',
+      '--endpoints',
+      `n1=127.0.0.1:${port}`,
+      '--insecure',
+      '--timeout-ms',
+      '300',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: (TIMEOUT|UNAVAILABLE|CONNECTION_LOST)/);
   });
 });

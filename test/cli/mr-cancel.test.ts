@@ -1,8 +1,8 @@
 /**
  * `cohort mr cancel`: stops a running job (exit 0, the job's status says
  * cancelled); a job already over or unknown exits 1 with one error line.
- * The cluster is a one-node cluster in this process without workers, so a
- * submitted job stays running until cancelled.
+ * The cluster is a one-node TLS cluster in this process without workers, so
+ * a submitted job stays running until cancelled.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,10 +19,16 @@ let env: Record<string, string>;
 
 beforeAll(async () => {
   cluster = await startEmbeddedCluster({ workers: 0 });
-  client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId);
+  // Secure by default: the CLI reaches it over mTLS with the root user's certificate.
+  const tls = cluster.tls;
+  if (tls === undefined) throw new Error('the embedded cluster runs without TLS');
+  client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId, tls);
   env = {
     COHORT_ENDPOINTS: cluster.nodes.map((n) => `${n.id}=${n.rpc.host}:${n.rpc.port}`).join(','),
     COHORT_CLUSTER_ID: cluster.clusterId,
+    COHORT_TLS_CA: tls.ca,
+    COHORT_TLS_CERT: tls.cert,
+    COHORT_TLS_KEY: tls.key,
   };
 });
 afterAll(async () => {

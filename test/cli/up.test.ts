@@ -4,6 +4,8 @@
  * leader, a second `up` is refused, `status --json` reports it, `down` stops
  * every node; an attached `up` stops its nodes cleanly on SIGTERM.
  */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -126,6 +128,105 @@ describe('cohort up / status / down', () => {
         for (const n of f.nodes)
           if (n.pid !== undefined && pidAlive(n.pid)) process.kill(n.pid, 'SIGKILL');
       }
+    }
+  });
+
+  it('up --restart restarts one node; down stops nodes restarted by hand and never a process that reused a recorded pid', async () => {
+    const dir = tempDir('cohort-up-');
+    const base = await freeBase();
+    const started = await run([
+      'up',
+      '--detach',
+      '--base-port',
+      String(base),
+      '--dir',
+      dir,
+      '--workers',
+      '0',
+    ]);
+    expect(started.code).toBe(0);
+    const path = join(dir, 'cluster.json');
+    const read = (): ClusterFile => JSON.parse(readFileSync(path, 'utf8')) as ClusterFile;
+    const file = read();
+    const pidOf = (f: ClusterFile, id: string): number =>
+      f.nodes.find((n) => n.id === id)?.pid ?? -1;
+    const cleanup: number[] = file.nodes.map((n) => n.pid ?? -1);
+    const killed = async (pid: number): Promise<void> => {
+      process.kill(pid, 'SIGKILL');
+      for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    let stranger: ChildProcess | undefined;
+    try {
+      // n1 dies; up --restart starts it again as up started it and records the new pid.
+      await killed(pidOf(file, 'n1'));
+      const restarted = await run(['up', '--restart', 'n1', '--dir', dir]);
+      expect(restarted.stderr).toBe('');
+      expect(restarted.code).toBe(0);
+      const n1 = pidOf(read(), 'n1');
+      cleanup.push(n1);
+      expect(n1).not.toBe(pidOf(file, 'n1'));
+      expect(pidAlive(n1)).toBe(true);
+      expect(restarted.stdout).toContain(`n1 restarted (pid ${n1}`);
+
+      // A running node is stopped first, found as down finds it, then started again.
+      const again = await run(['up', '--restart', 'n1', '--dir', dir]);
+      expect(again.stderr).toBe('');
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain(`stopping n1 (pid ${n1})`);
+      const n1b = pidOf(read(), 'n1');
+      cleanup.push(n1b);
+      expect(n1b).not.toBe(n1);
+      expect(pidAlive(n1)).toBe(false);
+      expect(pidAlive(n1b)).toBe(true);
+      expect(again.stdout).toContain(`n1 restarted (pid ${n1b}`);
+
+      // A node the cluster does not have is refused, and nothing changes.
+      const unknown = await run(['up', '--restart', 'n9', '--dir', dir]);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toContain('has no node n9 (it has n1, n2, n3)');
+      expect(pidOf(read(), 'n1')).toBe(n1b);
+
+      // n2 is restarted by hand: cluster.json still names its old pid.
+      await killed(pidOf(file, 'n2'));
+      const args = file.nodes.find((n) => n.id === 'n2')?.args ?? [];
+      expect(args).toContain('--id');
+      const byHand = spawn(process.execPath, [...args], { stdio: 'ignore', detached: true });
+      byHand.unref();
+      cleanup.push(byHand.pid ?? -1);
+      for (let i = 0; i < 200; i++) {
+        const st = await run(['status', '--json', '--dir', dir]);
+        if ((JSON.parse(st.stdout) as { up: number }).up === 3) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+
+      // n3 dies and its pid goes to an unrelated process (simulated: cluster.json points at one).
+      await killed(pidOf(file, 'n3'));
+      stranger = spawn('sleep', ['60'], { stdio: 'ignore' });
+      const f = read();
+      writeFileSync(
+        path,
+        JSON.stringify({
+          ...f,
+          nodes: f.nodes.map((n) => (n.id === 'n3' ? { ...n, pid: stranger?.pid } : n)),
+        }),
+      );
+
+      const down = await run(['down', '--dir', dir]);
+      expect(down.code).toBe(0);
+      expect(down.stdout).toContain(
+        `n3: its recorded pid ${stranger.pid} belongs to another process now`,
+      );
+      expect(down.stdout).toContain('stopped 2 processes');
+      for (let i = 0; i < 100 && (pidAlive(n1b) || pidAlive(byHand.pid ?? -1)); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(pidAlive(n1b)).toBe(false);
+      expect(pidAlive(byHand.pid ?? -1)).toBe(false);
+      expect(stranger.exitCode).toBeNull();
+      expect(pidAlive(stranger.pid ?? -1)).toBe(true);
+    } finally {
+      stranger?.kill('SIGKILL');
+      for (const pid of cleanup) if (pid > 0 && pidAlive(pid)) process.kill(pid, 'SIGKILL');
     }
   });
 

@@ -261,6 +261,7 @@ describe('cohort node --gateway (real processes)', () => {
       `127.0.0.1:${await freePort()}`,
       '--workers',
       '0',
+      '--insecure',
       '--gateway',
       file,
     ];

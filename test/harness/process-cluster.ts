@@ -33,6 +33,8 @@ import { fileURLToPath } from 'node:url';
 import { StatusPoller } from '../../src/node/cluster.js';
 import type { ClusterNode, PollResult } from '../../src/node/cluster.js';
 import type { NodeStatus } from '../../src/node/node-service.js';
+import { CertDir } from '../../src/trust/cert-dir.js';
+import type { CredentialFiles } from '../../src/trust/credentials.js';
 import { conditionWaitMs, waitUntil } from './wait.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -62,6 +64,12 @@ export interface ProcessClusterOptions {
   readonly logLevel?: string;
   /** --kv-quota-bytes (default: the node's own default). */
   readonly kvQuotaBytes?: number;
+  /**
+   * Mutual TLS: a CA and certificates for every node and the `root` user
+   * under `<dir>/certs` (see {@link ProcessCluster.clientTls}); default false:
+   * the nodes run with --insecure.
+   */
+  readonly tls?: boolean;
 }
 
 /** A node's RPC address, as clients dial it. */
@@ -137,7 +145,14 @@ export class ProcessCluster {
     private readonly options: ProcessClusterOptions,
     private readonly ownDir: string | undefined,
     private readonly poller: StatusPoller,
+    /** The cluster's certificates (with `tls`). */
+    readonly certs: CertDir | undefined,
   ) {}
+
+  /** The root user's credentials (with `tls`), for clients of the cluster. */
+  get clientTls(): CredentialFiles | undefined {
+    return this.certs?.files({ kind: 'user', name: 'root' });
+  }
 
   /** Plans ports and data dirs and starts every node (does not wait for a leader). */
   static async start(options: ProcessClusterOptions = {}): Promise<ProcessCluster> {
@@ -154,8 +169,14 @@ export class ProcessCluster {
       });
     }
     const id = options.clusterId ?? 'cohort-local';
-    const poller = await StatusPoller.connect(nodes, id);
-    const cluster = new ProcessCluster(nodes, id, options, ownDir, poller);
+    let certs: CertDir | undefined;
+    if (options.tls === true) {
+      certs = new CertDir(join(dir, 'certs'));
+      await certs.ensure({ clusterId: id, nodes: nodes.map((n) => n.id), users: ['root'] });
+    }
+    const clientTls = certs?.files({ kind: 'user', name: 'root' });
+    const poller = await StatusPoller.connect(nodes, id, 'none', clientTls);
+    const cluster = new ProcessCluster(nodes, id, options, ownDir, poller, certs);
     for (const n of nodes) cluster.spawnNode(n.id);
     return cluster;
   }
@@ -321,6 +342,12 @@ export class ProcessCluster {
     if (o.tickMs !== undefined) args.push('--tick-ms', `${o.tickMs}`);
     if (o.electionTicks !== undefined) args.push('--election-ticks', `${o.electionTicks}`);
     if (o.kvQuotaBytes !== undefined) args.push('--kv-quota-bytes', `${o.kvQuotaBytes}`);
+    if (this.certs === undefined) {
+      args.push('--insecure');
+    } else {
+      const f = this.certs.files({ kind: 'node', id: n.id });
+      args.push('--tls-ca', f.ca, '--tls-cert', f.cert, '--tls-key', f.key);
+    }
     const entry = o.runtime === 'dist' ? [distCli] : ['--import', 'tsx', sourceCli];
     const child = spawn(process.execPath, [...entry, ...args], {
       cwd: repo,

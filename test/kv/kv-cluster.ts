@@ -22,6 +22,7 @@ import type { NodeConfig } from '../../src/node/config.js';
 import { startNode } from '../../src/node/node.js';
 import type { CohortNode, StartNodeOptions } from '../../src/node/node.js';
 import { freePort } from '../transport/tcp-harness.js';
+import type { CertDir } from '../../src/trust/cert-dir.js';
 import { waitUntil } from '../harness/wait.js';
 
 const silent = pino({ level: 'silent' });
@@ -49,11 +50,18 @@ export class KvTestCluster {
     n: number,
     options: StartNodeOptions = {},
     flags: Record<string, string> = {},
+    /** Run over mutual TLS with these certificates (one per node, n1..nN, must exist); default --insecure. */
+    certs?: CertDir,
   ): Promise<KvTestCluster> {
     const ports = await Promise.all(
       Array.from({ length: n }, async () => ({ raft: await freePort(), rpc: await freePort() })),
     );
     const dirs: string[] = [];
+    const tlsFlags = (id: string): Record<string, string | boolean> => {
+      if (certs === undefined) return { insecure: true };
+      const f = certs.files({ kind: 'node', id });
+      return { tlsCa: f.ca, tlsCert: f.cert, tlsKey: f.key };
+    };
     const configs = ports.map((p, i) => {
       const dir = mkdtempSync(join(tmpdir(), `cohort-kv-n${i + 1}-`));
       dirs.push(dir);
@@ -70,6 +78,7 @@ export class KvTestCluster {
           peers,
           tickMs: '20',
           electionTicks: '10',
+          ...tlsFlags(`n${i + 1}`),
           ...flags,
         },
         env: {},

@@ -34,7 +34,8 @@ export const layerOrder: readonly (readonly string[])[] = [
   ['lib', 'version.ts'],
   // Pure protocol cores (only lib/, see coreImportsAllowed); logical clocks.
   ['*/core', 'clock'],
-  ['wire'],
+  // The wire format; trust: identities in certificates, making and loading them.
+  ['wire', 'trust'],
   ['transport'],
   ['rpc'],
   // The Raft shell (raft-node.ts), storage, and the message codec.
@@ -42,9 +43,11 @@ export const layerOrder: readonly (readonly string[])[] = [
   // The state-machine host: the node's replicated state machine (KV store +
   // node modules) and the module API that kv/ and mapreduce/ build on.
   ['host'],
-  // The KV store, MapReduce, and the load-balancing gateway (DESIGN.md: beside
-  // kv/mapreduce, below node).
-  ['kv', 'mapreduce', 'gateway'],
+  // The KV store, MapReduce, the load-balancing gateway (DESIGN.md: beside
+  // kv/mapreduce, below node), and auth: users, roles and permissions (a node
+  // module beside MapReduce; the node composes it with kv, whose KvServer
+  // takes the checks as an interface).
+  ['kv', 'mapreduce', 'gateway', 'auth'],
   // The node process: composes transport, Raft, host, KV and the default modules.
   ['node'],
   // The `cohort` command (and the embedded one-node cluster of `cohort mr run`).

@@ -24,7 +24,7 @@ import type { JobOptions, JobStatus, TaskInfo } from '../../src/mapreduce/core/t
 import { MapReduceClient, prepareJob } from '../../src/mapreduce/client.js';
 import { loadJob } from '../../src/mapreduce/job.js';
 import { runSequential } from '../../src/mapreduce/sequential.js';
-import { repoDir as repo, runCli } from '../harness/cli.js';
+import { repoDir as repo, runCli, startCli } from '../harness/cli.js';
 import { ProcessCluster } from '../harness/process-cluster.js';
 
 const labJob = fileURLToPath(new URL('./fixtures/lab-job.ts', import.meta.url));
@@ -341,6 +341,105 @@ describe('MapReduce on three node processes', () => {
     expect(r.stderr).toContain('reduce threw on key "tango"');
     expect(r.stderr).toContain('refusing key tango');
     expect(existsSync(output)).toBe(false);
+  });
+
+  it('the cluster removes a failed job’s output even when the submitting client is killed mid-reduce', async () => {
+    const input = makeInput('orphan', 4, 60, 29);
+    const output = join(dir, 'orphan-out');
+    const cli = startCli([
+      'mr',
+      'run',
+      labJob,
+      '--input',
+      join(input, '*.txt'),
+      '--output',
+      output,
+      '--reducers',
+      '4',
+      '--param',
+      'failKey=tango',
+      // The failing reduce is slow to fail, so the other reduces write their part files first.
+      '--param',
+      'failSleepMs=700',
+      '--set',
+      'maxTaskFailures=3',
+      '--endpoints',
+      endpoints(),
+      '--cluster-id',
+      cluster.clusterId,
+    ]);
+    const job = await until('the job reducing', async () => {
+      const j = (await client.list()).find((x) => x.output === output);
+      return j?.status === 'reducing' ? j : undefined;
+    });
+    cli.child.kill('SIGKILL');
+    await cli.exit;
+    const s = await client.wait(job.jobId);
+    expect(s.status).toBe('failed');
+    expect(s.error).toContain('refusing key tango');
+    // Part files were written before the job failed: there was output to remove.
+    expect(s.progress.reducesDone).toBeGreaterThan(0);
+    await until(
+      'the output removed',
+      () => Promise.resolve(existsSync(output) ? undefined : true),
+      30_000,
+    );
+    expect((await client.status(job.jobId)).outputRemoved).toBe(true);
+    // mr status shows why it failed, without --json.
+    const st = await runCli([
+      'mr',
+      'status',
+      job.jobId,
+      '--endpoints',
+      endpoints(),
+      '--cluster-id',
+      cluster.clusterId,
+    ]);
+    expect(st.code).toBe(0);
+    expect(st.stdout).toMatch(new RegExp(`^${job.jobId}\\s+lab-job\\s+failed\\s`, 'm'));
+    expect(st.stdout).toContain(`${job.jobId} failed: reduce task`);
+    expect(st.stdout).toContain('refusing key tango');
+  });
+
+  it('cohort mr cancel stops a running job, and the cluster removes its output', async () => {
+    // About 3 s per map, 12 maps on 6 threads: it is still running when cancelled.
+    const input = makeInput('cancel', 12, 60, 31);
+    const { jobId, output } = await submit(labJob, input, 2, { recordSleepMs: '50' });
+    await until('maps under way', async () => {
+      const s = await client.status(jobId);
+      return s.progress.mapsRunning >= 1 ? s : undefined;
+    });
+    const r = await runCli([
+      'mr',
+      'cancel',
+      jobId,
+      '--endpoints',
+      endpoints(),
+      '--cluster-id',
+      cluster.clusterId,
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`job ${jobId} cancelled`);
+    const s = await client.status(jobId);
+    expect(s.status).toBe('cancelled');
+    await until(
+      'the output removed',
+      () => Promise.resolve(existsSync(output) ? undefined : true),
+      30_000,
+    );
+    // Cancelling it again: refused (it is over), exit 2.
+    const again = await runCli([
+      'mr',
+      'cancel',
+      jobId,
+      '--endpoints',
+      endpoints(),
+      '--cluster-id',
+      cluster.clusterId,
+    ]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('already cancelled');
   });
 
   it('bad input: missing reduce export, missing input and an unwritable output dir are refused before submitting', async () => {

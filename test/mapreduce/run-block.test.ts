@@ -27,10 +27,27 @@ const scalar = fc.oneof(
   fc.boolean(),
   fc.constant(null),
 );
-/** Values left to msgpackr. */
+/** Arrays and plain objects (by hand up to 8 levels deep), and values left to msgpackr. */
+const { nested } = fc.letrec((tie) => ({
+  nested: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    scalar,
+    fc.array(tie('nested'), { maxLength: 4 }),
+    fc.dictionary(fc.string({ maxLength: 4 }), tie('nested'), { maxKeys: 3 }),
+  ),
+}));
 const structured = fc.oneof(
   fc.array(scalar, { maxLength: 3 }),
+  fc.array(scalar, { minLength: 16, maxLength: 20 }),
   fc.dictionary(fc.string({ maxLength: 4 }), scalar, { maxKeys: 3 }),
+  fc.dictionary(fc.string({ maxLength: 4 }), scalar, { minKeys: 16, maxKeys: 18 }),
+  nested,
+  // Ten levels: past the hand path's depth, left to msgpackr.
+  fc.constant([[[[[[[[[[1]]]]]]]]]]),
+  // A map key that would set the prototype if assigned: left to msgpackr.
+  fc.constant(JSON.parse('{"__proto__": {"x": 1}, "y": [2]}') as unknown),
+  fc.constant({ u: undefined, d: new Date(0) }),
+  fc.constant(Object.create(null) as unknown),
   fc.constant(new Uint8Array([1, 2, 3])),
 );
 const key = fc.oneof(

@@ -133,6 +133,7 @@ describe('MapReduceModuleState', () => {
 describe('shuffle', () => {
   const call = (): CallContext => ({
     peer: nodeId('n2'),
+    identity: { kind: 'anonymous' },
     service: 'MapReduce',
     method: 'fetchPartition',
     meta: {},
@@ -174,7 +175,13 @@ describe('shuffle', () => {
 });
 
 describe('node settings for MapReduce', () => {
-  const base = { id: 'n1', dataDir: dir, listen: '127.0.0.1:7101', rpc: '127.0.0.1:7201' };
+  const base = {
+    id: 'n1',
+    dataDir: dir,
+    listen: '127.0.0.1:7101',
+    rpc: '127.0.0.1:7201',
+    insecure: true,
+  };
 
   it('workers and mrLeaseMs come from flags, then env, with defaults; bad values name the field', () => {
     const d = resolveNodeConfig({ flags: base, env: {} });

@@ -185,6 +185,51 @@ describe('map and reduce tasks', () => {
     expect(r1.counters.keysIn).toBe(6);
   });
 
+  it('a combiner is handed each value once as it piles up (never its growing output again), and once more only if it shrinks data', async () => {
+    const base = join(dir, 'combine-once');
+    await mkdir(base, { recursive: true });
+    // One key with 6400 values: a quadratic combiner would see ~320k values.
+    await writeFile(
+      join(base, 'a.txt'),
+      Array.from({ length: 6400 }, (_, i) => `k ${i}`).join('\n'),
+    );
+    const split = {
+      file: join(base, 'a.txt'),
+      start: 0,
+      end: (await readFile(join(base, 'a.txt'))).length,
+    };
+    let handed = 0;
+    const run = async (combine: (vs: number[][]) => number[][], name: string) => {
+      handed = 0;
+      const job = defineJob<number[], string>({
+        map: (_o, l, emit) => emit('k', [Number(l.split(' ')[1])]),
+        combine: (k, lists, emit) => {
+          handed += lists.reduce((n, l) => n + l.length, 0);
+          for (const l of combine(lists)) emit(k, l);
+        },
+        reduce: (k, lists, emit) => emit(k, String(lists.flat().length)),
+      });
+      return runMapTask({
+        job,
+        split,
+        reducers: 1,
+        dir: join(base, name),
+        taskId: 'm-0',
+        attempt: 1,
+      });
+    };
+    // A concatenating combiner: each value is combined once (6400) and, as it
+    // only regroups, not once more before the run is written.
+    const concat = await run((lists) => [lists.flat()], 'concat');
+    expect(handed).toBe(6400);
+    expect(concat.runs[0]?.values).toBe(100);
+    // A shrinking combiner (many lists in, one number out): combined as values
+    // pile up (6400 handed), and once more at the end (its 100 outputs).
+    const shrink = await run((lists) => [[lists.length]], 'shrink');
+    expect(handed).toBe(6400 + 100);
+    expect(shrink.runs[0]?.values).toBe(1);
+  });
+
   it('a reducer that throws on one key fails with USER_CODE_ERROR naming it and leaves no output', async () => {
     const base = join(dir, 'throws');
     await mkdir(join(base, 'out'), { recursive: true });

@@ -19,6 +19,7 @@ const base = {
   listen: '127.0.0.1:7101',
   rpc: '127.0.0.1:7201',
   peers: 'n2=127.0.0.1:7102,n3=127.0.0.1:7103',
+  insecure: true,
 };
 
 function refusal(
@@ -123,9 +124,36 @@ describe('node config', () => {
         COHORT_DATA_DIR: '/d',
         COHORT_LISTEN: '127.0.0.1:7101',
         COHORT_CONFIG: file,
+        COHORT_TLS_CA: '/certs/ca.crt',
+        COHORT_TLS_CERT: '/certs/node-n1.crt',
+        COHORT_TLS_KEY: '/certs/node-n1.key',
       },
     });
     expect([c.id, c.dataDir, c.tickMs, [...c.peers.keys()]]).toEqual(['n1', '/d', 25, ['n2']]);
+    expect([c.insecure, c.tlsCa, c.tlsCert, c.tlsKey]).toEqual([
+      false,
+      '/certs/ca.crt',
+      '/certs/node-n1.crt',
+      '/certs/node-n1.key',
+    ]);
+  });
+
+  it('runs over TLS unless told --insecure, and not both', () => {
+    const { insecure: _, ...secure } = base;
+    const missing = refusal({ flags: { ...secure, tlsCa: 'ca.crt' }, env: {} });
+    expect(missing.field).toBe('tlsCert');
+    expect(missing.message).toMatch(
+      /a node runs over mutual TLS: give --tls-ca, --tls-cert and --tls-key/,
+    );
+    expect(missing.message).toMatch(/or --insecure/);
+    const both = refusal({ flags: { ...base, tlsCa: 'ca.crt' }, env: {} });
+    expect(both.field).toBe('insecure');
+    const ok = resolveNodeConfig({
+      flags: { ...secure, tlsCa: 'ca.crt', tlsCert: 'n1.crt', tlsKey: 'n1.key' },
+      env: {},
+      cwd: '/srv',
+    });
+    expect([ok.insecure, ok.tlsCa, ok.tlsKey]).toEqual([false, '/srv/ca.crt', '/srv/n1.key']);
   });
 
   it.each([

@@ -181,6 +181,7 @@ describe('startNode with a module', () => {
       rpc: `127.0.0.1:${await freePort()}`,
       tickMs: '5',
       snapshotEntries: '3',
+      insecure: true,
     };
     const config = resolveNodeConfig({ flags, env: {} });
     const silent = pino({ level: 'silent' });

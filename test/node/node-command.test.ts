@@ -11,6 +11,7 @@ import { startCli } from '../harness/cli.js';
 import type { CliProcess } from '../harness/cli.js';
 import { freePort } from '../transport/tcp-harness.js';
 import { tempDir } from '../harness/tmp.js';
+import { CertDir } from '../../src/trust/cert-dir.js';
 import { waitUntil } from '../harness/wait.js';
 
 /** `cohort node <args>` with `env` added. */
@@ -53,6 +54,7 @@ describe('cohort node (process)', () => {
         listen,
         '--rpc',
         rpc,
+        '--insecure',
       ]);
       try {
         // Before the fix the process spun forever in mkdir: the wait's bound ends that.
@@ -117,6 +119,7 @@ describe('cohort node (process)', () => {
       `127.0.0.1:${await freePort()}`,
       '--rpc',
       `127.0.0.1:${await freePort()}`,
+      '--insecure',
     ];
 
     const refused = start(await args());
@@ -150,6 +153,7 @@ describe('cohort node (process)', () => {
       `127.0.0.1:${await freePort()}`,
       '--rpc',
       `127.0.0.1:${await freePort()}`,
+      '--insecure',
     ];
     const first = start(await args());
     const third = { p: undefined as CliProcess | undefined };
@@ -176,7 +180,13 @@ describe('cohort node (process)', () => {
     const dataDir = tempDir('cohort-nodecmd-');
     const listen = `127.0.0.1:${await freePort()}`;
     const rpc = `127.0.0.1:${await freePort()}`;
-    const p = start(['--id', 'solo', '--data-dir', dataDir, '--listen', listen, '--rpc', rpc]);
+    const certs = new CertDir(`${dataDir}-certs`);
+    await certs.ensure({ clusterId: 'cohort-local', nodes: ['solo'], users: [] });
+    const f = certs.files({ kind: 'node', id: 'solo' });
+    const p = start([
+      ...['--id', 'solo', '--data-dir', dataDir, '--listen', listen, '--rpc', rpc],
+      ...['--tls-ca', f.ca, '--tls-cert', f.cert, '--tls-key', f.key],
+    ]);
     try {
       await becameLeader(p);
       p.child.kill('SIGTERM');

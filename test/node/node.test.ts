@@ -37,6 +37,7 @@ async function config(o: { dataDir?: string; clusterId?: string; listen?: number
       listen: `127.0.0.1:${o.listen ?? (await freePort())}`,
       rpc: `127.0.0.1:${await freePort()}`,
       tickMs: '5',
+      insecure: true,
       ...(o.clusterId === undefined ? {} : { clusterId: o.clusterId }),
     },
     env: {},

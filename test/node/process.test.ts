@@ -49,6 +49,7 @@ function spawnNode(n: ClusterNode, all: readonly ClusterNode[]): ChildProcess {
       `${n.rpc.host}:${n.rpc.port}`,
       '--peers',
       peers,
+      '--insecure',
     ],
     { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
   );

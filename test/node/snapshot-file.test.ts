@@ -82,6 +82,7 @@ describe('snapshot save and restore', () => {
           rpc: `127.0.0.1:${rpc}`,
           tickMs: '20',
           electionTicks: '10',
+          insecure: true,
         },
         env: {},
       }),

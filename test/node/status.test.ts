@@ -27,6 +27,7 @@ beforeAll(async () => {
         listen: `127.0.0.1:${await freePort()}`,
         rpc: `127.0.0.1:${rpc}`,
         tickMs: '5',
+        insecure: true,
       },
       env: {},
     }),

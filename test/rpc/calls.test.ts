@@ -420,3 +420,47 @@ describe('replies that cannot be sent (memory)', () => {
     }
   });
 });
+
+describe('the caller identity', () => {
+  it("hands each handler the caller's authenticated identity, never what it claims", async () => {
+    const net = new MemoryNetwork();
+    const server = new RpcNode(net.transport(A, rpcCodec));
+    const seen: string[] = [];
+    server.serve(TestService, {
+      ...new Observed().handlers(),
+      echo: (req, ctx) => {
+        seen.push(`${ctx.peer} ${JSON.stringify(ctx.identity)}`);
+        return req;
+      },
+    });
+    const alice = new RpcNode(
+      net.transport(nodeId('user:alice:1'), rpcCodec, {
+        identity: { kind: 'user', clusterId: 'c' as never, name: 'alice' },
+      }),
+    );
+    const anon = new RpcNode(net.transport(D, rpcCodec));
+    await alice.client(TestService, A).echo({ text: 'x', n: 1 });
+    await anon.client(TestService, A).echo({ text: 'y', n: 2 });
+    expect(seen).toEqual([
+      `user:alice:1 ${JSON.stringify({ kind: 'user', clusterId: 'c', name: 'alice' })}`,
+      `d ${JSON.stringify({ kind: 'anonymous' })}`,
+    ]);
+    await Promise.all([server.close(), alice.close(), anon.close()]);
+  });
+
+  it('fails calls to a peer whose link was refused with that reason, definite, at once', async () => {
+    const net = new MemoryNetwork();
+    const node = new RpcNode(net.transport(A, rpcCodec));
+    // A call waits for the link to b (absent), then the link is refused.
+    const pending = rejection(node.client(TestService, nodeId('b')).echo({ text: 'x', n: 1 }));
+    const reason = new CohortError('HANDSHAKE_FAILED', 'b refused the handshake (identity): nope');
+    node.peerStatus(nodeId('b'), 'down', reason);
+    const err = await pending;
+    expectError(err, 'HANDSHAKE_FAILED', true);
+    expect(err.message).toMatch(/cannot connect to b: b refused the handshake \(identity\): nope/);
+    const later = await rejection(node.client(TestService, nodeId('b')).echo({ text: 'x', n: 1 }));
+    expectError(later, 'HANDSHAKE_FAILED', true);
+    node.peerStatus(nodeId('b'), 'up');
+    await node.close();
+  });
+});

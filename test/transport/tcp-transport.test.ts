@@ -1,9 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
@@ -657,63 +654,7 @@ describe('TcpTransport: a peer process restarts', () => {
   });
 });
 
-describe('TcpTransport: TLS', () => {
-  let hasOpenssl = true;
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-  } catch {
-    hasOpenssl = false;
-  }
-
-  it.skipIf(!hasOpenssl)('runs the same protocol over TLS and refuses plain TCP', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cohort-tls-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const keyFile = join(dir, 'key.pem');
-    const certFile = join(dir, 'cert.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=cohort-test',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
-    const key = readFileSync(keyFile);
-    const cert = readFileSync(certFile);
-    const tlsOptions = {
-      server: { key, cert, ca: [cert], requestCert: true, rejectUnauthorized: true },
-      client: { key, cert, ca: [cert] },
-    };
-    const [pa, pb] = [await freePort(), await freePort()];
-    const b = await startNode({ self: B, port: pb, peers: { a: local(pa) }, tls: tlsOptions });
-    const a = await startNode({ self: A, port: pa, peers: { b: local(pb) }, tls: tlsOptions });
-    const got: number[] = [];
-    b.onMessage((_f, m) => got.push(m.seq));
-    for (let i = 0; i < 100; i++) a.send(B, { type: 'Seq', seq: i, note: 'tls' });
-    await waitFor(() => got.length === 100, 'the messages over TLS');
-    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i));
-
-    const plain = await rawClient(pb);
-    plain.socket.write(hello('a', 'b'));
-    await waitFor(() => plain.closed(), 'the plain connection to be refused');
-    expect(plain.frames).toEqual([]);
-  });
-});
+// TLS: test/transport/tls.test.ts.
 
 describe('dial-only clients (acceptUnknownPeers)', () => {
   it('serves clients missing from the address book on their own connection, and forgets them when they go', async () => {

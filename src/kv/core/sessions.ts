@@ -173,10 +173,12 @@ export class SessionTable {
   }
 
   /** Registers a session at log time `nowMs`; returns its fresh id. */
-  open(nowMs: number, ttlMs: number): string {
-    let id = String(this.nextId++);
+  open(nowMs: number, ttlMs: number, owner?: string): string {
+    // An owner's sessions are named `<owner>/<n>` (the leader checks that only it uses them).
+    const name = (n: number): string => (owner === undefined ? String(n) : `${owner}/${n}`);
+    let id = name(this.nextId++);
     // An older snapshot may hold sessions named by their clients: never reuse a name.
-    while (this.byClient.has(id)) id = String(this.nextId++);
+    while (this.byClient.has(id)) id = name(this.nextId++);
     this.put(id, { seq: 0, outcome: undefined, lastActiveMs: nowMs, ttlMs, bytes: 0 });
     return id;
   }

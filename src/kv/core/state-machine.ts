@@ -39,6 +39,7 @@
  */
 import { AssertionError, assert, assertNever } from '../../lib/assert.js';
 import { CohortError, isCohortError } from '../../lib/errors.js';
+import { isValidUserName } from '../../lib/ids.js';
 import { limits } from '../../lib/limits.js';
 import { fromByteString, toByteString } from './bytes.js';
 import { LeaseTable } from './leases.js';
@@ -386,7 +387,10 @@ export class KvStateMachine {
       case 'sessionOpen': {
         const ttlMs = command.ttlMs ?? limits.kvSessionTtlMsDefault;
         checkSessionTtl(ttlMs);
-        const clientId = this.sessions.open(this.logTime, ttlMs);
+        if (command.owner !== undefined && !isValidUserName(command.owner)) {
+          invalid('sessionOpen.owner must be a user name', { field: 'owner' });
+        }
+        const clientId = this.sessions.open(this.logTime, ttlMs, command.owner);
         return {
           result: { type: 'sessionOpen', revision: this.revision, clientId, ttlMs },
           events: [],

@@ -190,6 +190,12 @@ export interface SessionOpenRequest {
   readonly type: 'sessionOpen';
   /** Idle time (log time) before the session expires, kvSessionTtlMsMin..kvSessionTtlMsMax. */
   readonly ttlMs?: number;
+  /**
+   * The authenticated user opening it, set by the leader (never by the
+   * client): the session is named `<owner>/<n>`, so the leader can tell that
+   * only its owner uses it.
+   */
+  readonly owner?: string;
 }
 
 /** Forgets a client's exactly-once session (the client closed it). */

@@ -43,6 +43,8 @@ import type {
   FetchFailedResult,
   ForgetJobCommand,
   ForgetJobResult,
+  OutputRemovedCommand,
+  OutputRemovedResult,
   IgnoredReason,
   InputSplit,
   JobCounters,
@@ -87,6 +89,7 @@ import {
   checkTime,
   checkWorkerId,
   clip,
+  clipTo,
   invalid,
   preview,
 } from './validate.js';
@@ -145,8 +148,12 @@ interface Task {
   crashes: [number, number][];
   /** Map tasks: offsets the coordinator tells attempts to skip (§3.7), in the order they were decided. */
   skipOffsets: number[];
+  /** Map tasks: the error of the crash that decided each of skipOffsets (absent in older snapshots). */
+  skipErrors?: string[];
   /** Map tasks: offsets the committed attempt skipped on its own (listed, bounded). */
   selfSkipped: number[];
+  /** Map tasks: what map threw on each of selfSkipped (absent in older snapshots). */
+  selfSkippedErrors?: string[];
 }
 
 interface Job {
@@ -160,6 +167,10 @@ interface Job {
   splits: InputSplit[];
   readonly reducers: number;
   readonly submittedAt: number;
+  /** The submitter created the output directory (absent in older snapshots: false). */
+  readonly outputCreated?: boolean;
+  /** Failed or cancelled: the leader removed the output (absent in older snapshots: false). */
+  outputRemoved?: boolean;
   status: JobStatusName;
   error: string | null;
   finishedAt: number | null;
@@ -431,6 +442,8 @@ export class MapReduceStateMachine {
         return this.cancelJob(c as unknown as CancelJobCommand);
       case 'forgetJob':
         return this.forgetJob(c as unknown as ForgetJobCommand);
+      case 'outputRemoved':
+        return this.outputRemoved(c as unknown as OutputRemovedCommand);
       default:
         return invalid(`unknown MapReduce command type ${preview(type)}`, 'type');
     }
@@ -454,6 +467,7 @@ export class MapReduceStateMachine {
     }
     const params = checkParams(c.params);
     const options = resolveOptions(c.options);
+    const outputCreated = checkFlag(c.outputCreated, 'outputCreated') ?? false;
     if (this.jobsById.has(jobId)) {
       throw new CohortError('ALREADY_EXISTS', `job ${jobId} was already submitted`, {
         details: { jobId },
@@ -487,6 +501,8 @@ export class MapReduceStateMachine {
       splits,
       reducers,
       submittedAt: now,
+      outputCreated,
+      outputRemoved: false,
       status: 'submitted',
       error: null,
       finishedAt: null,
@@ -722,6 +738,7 @@ export class MapReduceStateMachine {
     let partitionBytes: number[] = [];
     let bytes: number;
     let selfSkipped: number[] = [];
+    let selfSkippedErrors: string[] = [];
     if (output['kind'] !== a.kind) {
       invalid(
         `attempt ${a.id} runs a ${a.kind} task; the output is of kind ${preview(output['kind'])}`,
@@ -750,6 +767,19 @@ export class MapReduceStateMachine {
         );
         selfSkipped = list.map((n, i) => checkInt(n, `output.skippedOffsets[${i}]`));
       }
+      if (output['skippedErrors'] !== undefined) {
+        const list = checkArray(
+          output['skippedErrors'],
+          'output.skippedErrors',
+          selfSkipped.length,
+        );
+        selfSkippedErrors = list.map((e, i) =>
+          clipTo(
+            checkString(e, `output.skippedErrors[${i}]`, Infinity),
+            limits.mrSkippedErrorCharsMax,
+          ),
+        );
+      }
     } else {
       bytes = checkInt(output['bytes'], 'output.bytes');
     }
@@ -767,6 +797,7 @@ export class MapReduceStateMachine {
     task.durationMs = Math.max(0, now - a.startedAt);
     if (a.kind === 'map') {
       task.selfSkipped = selfSkipped;
+      task.selfSkippedErrors = selfSkippedErrors;
       job.mapsDone++;
       if (job.mapsDone === job.maps.length) job.status = 'reducing';
     } else {
@@ -818,6 +849,7 @@ export class MapReduceStateMachine {
       entry[1]++;
       if (entry[1] >= job.options.skipAfterCrashes) {
         task.skipOffsets.push(offset);
+        (task.skipErrors ??= []).push(clipTo(error, limits.mrSkippedErrorCharsMax));
         if (this.skippedCount(job) > this.bounds.skippedRecordsMax) {
           this.finishJob(
             job,
@@ -905,10 +937,21 @@ export class MapReduceStateMachine {
       }
       this.endAttempt(a, 'lost');
     }
-    // §3.3: completed map tasks on the node are re-executed — here only if a reduce still needs them.
+    const redone = keepOutputs ? [] : this.loseOutputs(node, now);
+    for (const { job, task } of touched) this.afterAttemptEnded(job, task, now);
+    reset.sort((x, y) => x - y);
+    return { type: 'nodeLost', resetAttempts: reset, redoneMaps: redone };
+  }
+
+  /**
+   * §3.3: completed map tasks whose output lived on `node` are re-executed —
+   * here only in jobs where some reduce still needs them (not done, and no
+   * running attempt of it has fetched everything). Returns the maps redone.
+   */
+  private loseOutputs(node: string, now: number): TaskRef[] {
     const redone: TaskRef[] = [];
     for (const job of this.jobsById.values()) {
-      if (keepOutputs || isFinished(job.status)) continue;
+      if (isFinished(job.status)) continue;
       const needed = job.reduces.some(
         (r) => r.state !== 'done' && !r.running.some((id) => this.mustAttempt(id).shuffled),
       );
@@ -921,9 +964,7 @@ export class MapReduceStateMachine {
         }
       }
     }
-    for (const { job, task } of touched) this.afterAttemptEnded(job, task, now);
-    reset.sort((x, y) => x - y);
-    return { type: 'nodeLost', resetAttempts: reset, redoneMaps: redone };
+    return redone;
   }
 
   private shuffleDone(c: ShuffleDoneCommand): ShuffleDoneResult {
@@ -951,7 +992,13 @@ export class MapReduceStateMachine {
     const mapIndex = checkInt(c.map, 'map', 0, limits.mrMapTasksMax - 1);
     const found = this.lookup(attemptId);
     if (found.kind === 'ignored')
-      return { type: 'fetchFailed', redo: false, released: false, reason: found.reason };
+      return {
+        type: 'fetchFailed',
+        redo: false,
+        redoneMaps: [],
+        released: false,
+        reason: found.reason,
+      };
     const { job, task, attempt: a } = found;
     if (a.kind !== 'reduce')
       invalid(`attempt ${a.id} runs a map task; only reduce attempts fetch`, 'attemptId');
@@ -962,14 +1009,17 @@ export class MapReduceStateMachine {
       return {
         type: 'fetchFailed',
         redo: false,
+        redoneMaps: [],
         released: false,
         reason: task.state === 'done' ? 'alreadyDone' : 'attemptNotRunning',
       };
     }
-    let redo = false;
+    let redoneMaps: TaskRef[] = [];
     if (map.state === 'done' && map.committed?.node === node) {
-      this.undoMap(job, map, now);
-      redo = true;
+      // The node holding this output is unreachable: every output it holds is
+      // lost, not only this one (§3.3). Redo them all at once, so the reduces
+      // find out once, not once per map (each discovery released a reduce).
+      redoneMaps = this.loseOutputs(node, now);
     }
     let released = false;
     if (release && task.state !== 'done' && !isFinished(job.status)) {
@@ -978,9 +1028,10 @@ export class MapReduceStateMachine {
       released = true;
     }
     // Not redone: the map's output is no longer where the report says (already being redone).
+    const redo = redoneMaps.length > 0;
     return redo
-      ? { type: 'fetchFailed', redo, released }
-      : { type: 'fetchFailed', redo, released, reason: 'staleLocation' };
+      ? { type: 'fetchFailed', redo, redoneMaps, released }
+      : { type: 'fetchFailed', redo, redoneMaps, released, reason: 'staleLocation' };
   }
 
   // ------------------------------------------------------ cancel, forget
@@ -999,6 +1050,36 @@ export class MapReduceStateMachine {
     }
     const stopped = this.finishJob(job, 'cancelled', reason, now);
     return { type: 'cancelJob', jobId, stoppedAttempts: stopped };
+  }
+
+  private outputRemoved(c: OutputRemovedCommand): OutputRemovedResult {
+    const jobId = checkId(c.jobId, 'jobId');
+    const job = this.jobsById.get(jobId);
+    if (job === undefined) throw notFound(jobId);
+    if (job.status !== 'failed' && job.status !== 'cancelled') {
+      throw new CohortError(
+        'FAILED_PRECONDITION',
+        `job ${jobId} is ${job.status}; only a failed or cancelled job's output is removed`,
+        { details: { jobId, status: job.status } },
+      );
+    }
+    job.outputRemoved = true;
+    return { type: 'outputRemoved', jobId };
+  }
+
+  /**
+   * Failed and cancelled jobs whose output the leader has not removed yet
+   * (see OutputRemovedCommand): what it removes, and whether it created the
+   * directory.
+   */
+  outputsToRemove(): { jobId: JobId; output: string; outputCreated: boolean }[] {
+    const out: { jobId: JobId; output: string; outputCreated: boolean }[] = [];
+    for (const job of this.jobsById.values()) {
+      if ((job.status === 'failed' || job.status === 'cancelled') && job.outputRemoved !== true) {
+        out.push({ jobId: job.id, output: job.output, outputCreated: job.outputCreated === true });
+      }
+    }
+    return out;
   }
 
   private forgetJob(c: ForgetJobCommand): ForgetJobResult {
@@ -1150,9 +1231,12 @@ export class MapReduceStateMachine {
   }
 
   private statusOf(job: Job): JobStatus {
-    const extra: { error?: string; finishedAt?: number } = {};
+    const extra: { error?: string; finishedAt?: number; outputRemoved?: boolean } = {};
     if (job.error !== null) extra.error = job.error;
     if (job.finishedAt !== null) extra.finishedAt = job.finishedAt;
+    if (job.status === 'failed' || job.status === 'cancelled') {
+      extra.outputRemoved = job.outputRemoved === true;
+    }
     const head = {
       jobId: job.id,
       name: job.name,
@@ -1162,6 +1246,7 @@ export class MapReduceStateMachine {
       options: job.options,
       status: job.status,
       submittedAt: job.submittedAt,
+      outputCreated: job.outputCreated === true,
     };
     if (job.final !== null) return { ...head, ...job.final, ...extra };
     const sum = {
@@ -1186,10 +1271,19 @@ export class MapReduceStateMachine {
       }
       if (t.kind === 'map') {
         const file = job.splits[t.index]?.file ?? '';
-        for (const offset of [...t.skipOffsets, ...t.selfSkipped]) {
-          if (skipped.length < this.bounds.skippedRecordsMax)
-            skipped.push({ map: t.index, file, offset });
-        }
+        const listed = (offsets: number[], errors: string[] | undefined, max: number): void => {
+          for (let i = 0; i < offsets.length && i < max; i++) {
+            if (skipped.length >= this.bounds.skippedRecordsMax) return;
+            skipped.push({
+              map: t.index,
+              file,
+              offset: offsets[i] as number,
+              error: errors?.[i] ?? '',
+            });
+          }
+        };
+        listed(t.skipOffsets, t.skipErrors, Infinity);
+        listed(t.selfSkipped, t.selfSkippedErrors, limits.mrSkippedRecordsListedMax);
         sum.skippedRecords += t.skipOffsets.length;
       }
       const c = t.counters;
@@ -1243,7 +1337,9 @@ function newTask(kind: TaskKind, index: number): Task {
     durationMs: 0,
     crashes: [],
     skipOffsets: [],
+    skipErrors: [],
     selfSkipped: [],
+    selfSkippedErrors: [],
   };
 }
 

@@ -122,6 +122,8 @@ export interface MapOutput {
   readonly partitionBytes: readonly number[];
   /** Offsets of records the map skipped on its own (listed in the job status, up to limits.mrSkippedRecordsListedMax per task). */
   readonly skippedOffsets?: readonly number[];
+  /** Why each of `skippedOffsets` was skipped (what map threw), in the same order; kept up to limits.mrSkippedErrorCharsMax characters each. */
+  readonly skippedErrors?: readonly string[];
 }
 
 /** A reduce attempt's output: its partition's file, renamed into the output directory. */
@@ -218,6 +220,11 @@ export interface SubmitJobCommand {
   /** Strings passed to the job's functions (e.g. the pattern of a distributed grep). */
   readonly params?: Readonly<Record<string, string>>;
   readonly options?: JobOptions;
+  /**
+   * The submitter created the output directory: removing a failed or
+   * cancelled job's output removes the directory too (when empty).
+   */
+  readonly outputCreated?: boolean;
   readonly now: number;
 }
 
@@ -339,7 +346,10 @@ export interface ShuffleDoneCommand {
 /**
  * A reduce attempt could not fetch map `map`'s output from `node` (after its
  * own retries). If that is still where the map's committed output lives, the
- * map task goes back to idle to be re-executed. With `release`, the reduce
+ * node is taken to have lost every output it holds: each done map whose
+ * output is on it goes back to idle to be re-executed, in every job where a
+ * reduce still needs it (as for {@link NodeLostCommand}), so one fetch
+ * failure finds all of them. With `release`, the reduce
  * attempt also gives up its task without counting a failure (it is reassigned
  * after the map is redone); without it, the attempt keeps its task and may
  * wait for the map's new location ({@link MapReduceStateMachine.mapOutput}).
@@ -362,6 +372,19 @@ export interface CancelJobCommand {
   readonly reason?: string;
 }
 
+/**
+ * The leader removed a failed or cancelled job's output (its part files and
+ * the reducers' temp files, and the directory if the submitter created it):
+ * the coordinator owns that cleanup, so a failed job leaves no output
+ * whoever dies (the submitter included). Until this is applied, every new
+ * leader removes the output again (removal is idempotent).
+ * FAILED_PRECONDITION for a job that is running or done.
+ */
+export interface OutputRemovedCommand {
+  readonly type: 'outputRemoved';
+  readonly jobId: JobId;
+}
+
 /** Forgets a finished job (done, failed or cancelled); FAILED_PRECONDITION for a running one. */
 export interface ForgetJobCommand {
   readonly type: 'forgetJob';
@@ -381,6 +404,7 @@ export type MrCommand =
   | ShuffleDoneCommand
   | FetchFailedCommand
   | CancelJobCommand
+  | OutputRemovedCommand
   | ForgetJobCommand;
 
 /** The name of a command. */
@@ -493,6 +517,8 @@ export interface FetchFailedResult {
   readonly type: 'fetchFailed';
   /** True if the map task went back to idle for re-execution. */
   readonly redo: boolean;
+  /** Every done map that went back to idle: those whose output was on the node (any job that needs them). */
+  readonly redoneMaps: readonly TaskRef[];
   /** True if the reduce attempt was released (`release` asked and it was running). */
   readonly released: boolean;
   readonly reason?: IgnoredReason;
@@ -504,6 +530,12 @@ export interface CancelJobResult {
   readonly jobId: JobId;
   /** Attempts that were running and are now told to stop. */
   readonly stoppedAttempts: readonly AttemptId[];
+}
+
+/** Answer to outputRemoved. */
+export interface OutputRemovedResult {
+  readonly type: 'outputRemoved';
+  readonly jobId: JobId;
 }
 
 /** Answer to forgetJob. */
@@ -524,6 +556,7 @@ export type MrResult =
   | ShuffleDoneResult
   | FetchFailedResult
   | CancelJobResult
+  | OutputRemovedResult
   | ForgetJobResult;
 
 /** A refused command, as plain data (a CohortError's fields). */
@@ -575,11 +608,17 @@ export interface JobCounters {
   readonly skippedRecords: number;
 }
 
-/** A record skipped because it crashed the map function repeatedly. */
+/**
+ * A skipped record (§3.7): one whose map threw (skipped by the map task on
+ * its own), or one that crashed or hung its worker `skipAfterCrashes` times
+ * (skipped by the coordinator's order).
+ */
 export interface SkippedRecord {
   readonly map: number;
   readonly file: string;
   readonly offset: number;
+  /** What map threw, or the last crash's error (up to limits.mrSkippedErrorCharsMax characters). */
+  readonly error: string;
 }
 
 /**
@@ -610,11 +649,22 @@ export interface JobStatus {
   readonly submittedAt: number;
   /** When it reached done, failed or cancelled (proposer's clock). */
   readonly finishedAt?: number;
+  /**
+   * Failed and cancelled jobs: whether the leader has removed the job's
+   * output yet (see {@link OutputRemovedCommand}). Absent for other jobs.
+   */
+  readonly outputRemoved?: boolean;
+  /** The submitter created the output directory (it goes with a failed job's output). */
+  readonly outputCreated: boolean;
   readonly progress: JobProgress;
   readonly counters: JobCounters;
   /** Input bytes of all splits. */
   readonly inputBytes: number;
-  /** Skipped records, map by map, up to limits.mrSkippedRecordsMax (counters.skippedRecords counts them all). */
+  /**
+   * Skipped records, map by map: at most limits.mrSkippedRecordsListedMax
+   * per map task and limits.mrSkippedRecordsMax per job; counters.skippedRecords
+   * counts them all.
+   */
   readonly skipped: readonly SkippedRecord[];
   /** The job's own counters, summed over committed tasks, by name in sorted order. */
   readonly userCounters: Readonly<Record<string, number>>;

@@ -118,9 +118,12 @@ export function checkArray(value: unknown, field: string, max: number): readonly
 
 /** Cuts a message for people to what the state keeps. */
 export function clip(text: string): string {
-  return text.length <= limits.mrErrorCharsMax
-    ? text
-    : `${text.slice(0, limits.mrErrorCharsMax - 1)}…`;
+  return clipTo(text, limits.mrErrorCharsMax);
+}
+
+/** Cuts a message for people to `max` characters (an ellipsis marks a cut). */
+export function clipTo(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 /** A name used as an object key (param, user counter): a string of 1..max characters, never `__proto__`. */

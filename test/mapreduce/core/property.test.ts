@@ -195,7 +195,7 @@ class World {
       now: this.now,
       release: true,
     });
-    if (r.redo) this.noteUndo(a.jobId, missing.map);
+    for (const t of r.redoneMaps) this.noteUndo(t.jobId, t.index);
     return false;
   }
 
@@ -349,7 +349,7 @@ class World {
           now: this.now,
           release: act.release,
         });
-        if (r.redo) this.noteUndo(a.jobId, loc.map);
+        for (const t of r.redoneMaps) this.noteUndo(t.jobId, t.index);
         if (r.released) this.held.delete(act.w);
         return;
       }

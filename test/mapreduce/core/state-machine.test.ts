@@ -21,6 +21,7 @@ import {
   MapReduceStateMachine,
   assign,
   complete,
+  countersFor,
   must,
   ok,
   runToDone,
@@ -557,6 +558,44 @@ describe('lost nodes (§3.3)', () => {
 });
 
 describe('fetch failures', () => {
+  it('one fetch failure from a node loses all its outputs at once; only the reduce that needs them reruns', () => {
+    const sm = new MapReduceStateMachine();
+    ok(sm, submit('j1', 6, 2, { backupTasks: false }));
+    // Maps 0-3 on n2, 4-5 on n1.
+    for (let i = 0; i < 6; i++)
+      complete(sm, must(assign(sm, i < 4 ? 'b' : 'a', i < 4 ? 'n2' : 'n1')));
+    const r0 = must(assign(sm, 'a', 'n1', 1));
+    const r1 = must(assign(sm, 'c', 'n3', 1));
+    // r1 fetched everything before n2 died; r0 had not.
+    ok(sm, { type: 'shuffleDone', attemptId: r1.attemptId, now: 2 });
+    const failed = ok<FetchFailedResult>(sm, {
+      type: 'fetchFailed',
+      attemptId: r0.attemptId,
+      map: 0,
+      node: 'n2',
+      now: 3,
+      release: true,
+    });
+    expect(failed).toMatchObject({ redo: true, released: true });
+    // Every output n2 held is lost now, not only map 0's.
+    for (let m = 0; m < 4; m++) expect(sm.mapOutput('j1', m)).toBeUndefined();
+    for (let m = 4; m < 6; m++) expect(sm.mapOutput('j1', m)?.node).toBe('n1');
+    // The reduce that had everything goes on and commits.
+    expect(complete(sm, r1, 4)).toMatchObject({ committed: true });
+    // The lost maps rerun on n1, then the released reduce once, fetching nothing from n2.
+    let now = 5;
+    for (;;) {
+      const a = assign(sm, 'a', 'n1', now);
+      if (a === null) break;
+      if (a.kind === 'reduce') expect(a.mapOutputs.every((o) => o.node === 'n1')).toBe(true);
+      complete(sm, a, ++now);
+    }
+    const j = jobOf(sm);
+    expect(j.status).toBe('done');
+    // Four maps and one reduce ran again: nothing more (one discovery per map cost a reduce each).
+    expect(j.counters.reExecutions).toBe(5);
+  });
+
   function reducing() {
     const sm = new MapReduceStateMachine();
     ok(sm, submit('j1', 2, 2, { backupTasks: false }));
@@ -580,6 +619,7 @@ describe('fetch failures', () => {
     ).toEqual({
       type: 'fetchFailed',
       redo: true,
+      redoneMaps: [{ jobId: 'j1', kind: 'map', index: 1 }],
       released: false,
     });
     expect(
@@ -593,6 +633,7 @@ describe('fetch failures', () => {
     ).toEqual({
       type: 'fetchFailed',
       redo: false,
+      redoneMaps: [],
       released: false,
       reason: 'staleLocation',
     });
@@ -617,7 +658,12 @@ describe('fetch failures', () => {
         now: 1,
         release: true,
       }),
-    ).toEqual({ type: 'fetchFailed', redo: true, released: true });
+    ).toEqual({
+      type: 'fetchFailed',
+      redo: true,
+      redoneMaps: [{ jobId: 'j1', kind: 'map', index: 0 }],
+      released: true,
+    });
     expect(
       ok<FetchFailedResult>(sm, {
         type: 'fetchFailed',
@@ -627,7 +673,13 @@ describe('fetch failures', () => {
         now: 1,
         release: true,
       }),
-    ).toEqual({ type: 'fetchFailed', redo: false, released: false, reason: 'attemptNotRunning' });
+    ).toEqual({
+      type: 'fetchFailed',
+      redo: false,
+      redoneMaps: [],
+      released: false,
+      reason: 'attemptNotRunning',
+    });
     expect(sm.attempt(r0.attemptId)?.state).toBe('released');
     complete(sm, must(assign(sm, 'e', 'n4', 2)), 3); // the map
     const again = must(assign(sm, 'e', 'n4', 4));
@@ -719,8 +771,57 @@ describe('failures and bad records (§3.7)', () => {
     complete(sm, must(assign(sm, 'a', 'n1', 6)), 7);
     const j = jobOf(sm);
     expect(j.status).toBe('done');
-    expect(j.skipped).toEqual([{ map: 0, file: '/in/f0.txt', offset: 42 }]);
+    expect(j.skipped).toEqual([{ map: 0, file: '/in/f0.txt', offset: 42, error: 'TypeError' }]);
     expect(j.counters).toMatchObject({ skippedRecords: 1, failedAttempts: 2 });
+  });
+
+  it('lists every record a map skipped on its own with its error, up to the per-task bound; counts them all', () => {
+    const sm = new MapReduceStateMachine();
+    ok(sm, submit('j1', 2, 1, { skipBadRecords: true }));
+    const listedMax = limits.mrSkippedRecordsListedMax;
+    const offsets = (base: number, n: number): number[] =>
+      Array.from({ length: n }, (_, i) => base + i);
+    for (const [n, now] of [
+      [3, 1],
+      [listedMax, 2],
+    ] as const) {
+      const a = must(assign(sm, 'a', 'n1', now));
+      const skippedOffsets = offsets(a.index * 1000, n);
+      ok(sm, {
+        type: 'completeTask',
+        attemptId: a.attemptId,
+        now,
+        output: {
+          kind: 'map',
+          partitionBytes: [7],
+          skippedOffsets,
+          skippedErrors: skippedOffsets.map((o) => `bad ${o} ${'x'.repeat(300)}`),
+        },
+        // The task skipped more than it could list.
+        counters: { ...countersFor(a), skippedRecords: n + 5 },
+      });
+    }
+    runToDone(sm);
+    const j = jobOf(sm);
+    expect(j.status).toBe('done');
+    expect(j.counters.skippedRecords).toBe(3 + 5 + listedMax + 5);
+    expect(j.skipped).toHaveLength(3 + listedMax);
+    expect(j.skipped[0]).toMatchObject({ map: 0, file: '/in/f0.txt', offset: 0 });
+    expect(j.skipped[0]?.error.startsWith('bad 0 xxx')).toBe(true);
+    expect(j.skipped[0]?.error.length).toBe(limits.mrSkippedErrorCharsMax);
+    expect(j.skipped[3]).toMatchObject({ map: 1, file: '/in/f1.txt', offset: 1000 });
+    // A list longer than the per-task bound, or errors not matching it, is refused.
+    const sm2 = new MapReduceStateMachine();
+    ok(sm2, submit('j2', 1, 1, { skipBadRecords: true }));
+    const a = must(assign(sm2, 'a', 'n1'));
+    const refused = sm2.apply({
+      type: 'completeTask',
+      attemptId: a.attemptId,
+      now: 1,
+      output: { kind: 'map', partitionBytes: [7], skippedOffsets: [1], skippedErrors: ['a', 'b'] },
+      counters: countersFor(a),
+    });
+    expect(refused.ok).toBe(false);
   });
 
   it('without skipBadRecords a crash on a record is an ordinary failure', () => {

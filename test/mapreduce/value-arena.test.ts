@@ -1,0 +1,82 @@
+import fc from 'fast-check';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readRun, roundTrip, RunWriter } from '../../src/mapreduce/format.js';
+import { ValueArena } from '../../src/mapreduce/value-arena.js';
+import { tempDir } from '../harness/tmp.js';
+
+const value = fc.oneof(
+  fc.integer(),
+  fc.double({ noNaN: true }).filter((d) => !Object.is(d, -0)),
+  fc.string({ maxLength: 30 }),
+  fc.string({ unit: 'grapheme', maxLength: 4 }),
+  fc.constantFrom(null, true, false),
+  fc.tuple(fc.constantFrom('u', 'o'), fc.string({ maxLength: 8 }), fc.integer()),
+  fc.record({ count: fc.nat(), sensors: fc.array(fc.string({ maxLength: 3 }), { maxLength: 3 }) }),
+  fc.constant(new Uint8Array([7, 8])),
+  fc.constant({ big: 10n }),
+);
+
+async function readBack(path: string): Promise<[string, unknown[]][]> {
+  const out: [string, unknown[]][] = [];
+  for await (const block of readRun(path)) {
+    for (let i = 0; i < block.length; i += 2) {
+      const k = block[i] as string;
+      const vs = block[i + 1] as unknown[];
+      const last = out[out.length - 1];
+      if (last !== undefined && last[0] === k) last[1].push(...vs);
+      else out.push([k, [...vs]]);
+    }
+  }
+  return out;
+}
+
+describe('value arena', () => {
+  it('keeps each key’s values in emit order and writes them as the run writer would', async () => {
+    const dir = tempDir('cohort-arena-');
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.constantFrom('a', 'b', 'é', 'zz'), value), { maxLength: 60 }),
+        async (emits) => {
+          const arena = new ValueArena();
+          const keys: string[] = [];
+          const want = new Map<string, unknown[]>();
+          for (const [k, v] of emits) {
+            let e = keys.indexOf(k);
+            if (e < 0) e = keys.push(k) - 1;
+            arena.add(e, v);
+            want.set(k, [...(want.get(k) ?? []), roundTrip(v)]);
+          }
+          for (const [e, k] of keys.entries()) {
+            expect(arena.chain(e).map((v) => arena.decode(v))).toEqual(want.get(k));
+          }
+          const w = await RunWriter.create(join(dir, `r${n++}.run`));
+          for (const k of [...keys].sort()) w.addEncoded(k, arena, keys.indexOf(k));
+          const { path } = await w.finish();
+          expect(await readBack(path)).toEqual([...want].sort(([a], [b]) => (a < b ? -1 : 1)));
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it('a key whose values exceed a record is cut into consecutive records, read back in order', async () => {
+    const dir = tempDir('cohort-arena-');
+    const arena = new ValueArena();
+    const big = 'x'.repeat(100_000);
+    const values = Array.from({ length: 120 }, (_, i) => `${i}:${big}`); // ~12 MB
+    for (const v of values) arena.add(0, v);
+    arena.add(1, 'small');
+    const w = await RunWriter.create(join(dir, 'big.run'));
+    w.addEncoded('k', arena, 0);
+    w.addEncoded('m', arena, 1);
+    const r = await w.finish();
+    expect(r.keys).toBeGreaterThan(2); // 'k' took several records
+    expect(r.values).toBe(121);
+    expect(await readBack(r.path)).toEqual([
+      ['k', values],
+      ['m', ['small']],
+    ]);
+  });
+});
