@@ -23,6 +23,7 @@ import { registerExampleCommands } from './example-command.js';
 import { exitCodeHelp, exitCodes, exitCodeSummary } from './exit-codes.js';
 import { registerGatewayCommand } from './gateway-command.js';
 import { registerKvCommand } from './kv-command.js';
+import { registerMemberCommand } from './member-command.js';
 import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
 import { registerSnapshotCommands } from './snapshot-command.js';
@@ -92,6 +93,7 @@ export function buildProgram(): Command {
   registerUpCommands(program);
   registerStatusCommand(program);
   registerEndpointCommands(program);
+  registerMemberCommand(program);
   registerKvCommand(program);
   registerSnapshotCommands(program);
   registerMrCommands(program);

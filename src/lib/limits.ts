@@ -280,6 +280,12 @@ export const limits = {
   mrShuffleChunkBytes: 256 * 1024,
   /** Least time a worker thread gets to boot and load (compile) a job before its task counts as stalled. */
   mrThreadStartupMsMin: 30_000,
+  /** Members (voters and learners) a cluster's address book holds; Raft clusters are 3-7 voters, and each member is one peer link on every node. */
+  clusterMembersMax: 64,
+  /** NOT_LEADER redirects a membership call follows before giving up (an election moves the leader once or twice). */
+  memberRedirectsMax: 8,
+  /** How long a membership change waits, in election timeouts, for the previous change to commit (CONFIG_CHANGE_PENDING) before it fails. */
+  memberChangeWaitElectionsMax: 10,
   /** Largest request head (request line + headers) the gateway reads; past it 431. Node's own default, like HAProxy's 16 KiB buffers. */
   gatewayHeaderBytesMax: 16 * 1024,
   /** Default largest request body the gateway forwards; past it 413. */

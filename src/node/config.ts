@@ -279,6 +279,28 @@ export const nodeOptions = {
     defaultHelp: '536870912, 512 MiB',
   }),
   /**
+   * Join an existing cluster (issue 15): any of its members' RPC endpoints,
+   * `n1=host:port,...`. With an empty data dir the node starts with no
+   * configuration and asks the leader to add it as a learner; the leader
+   * promotes it once caught up (unless `learner`). Ignored once the node
+   * holds a log: its membership and peers' addresses are in it.
+   */
+  join: option({
+    arg: '<endpoints>',
+    help: "join a running cluster through any member's RPC endpoint: n1=host:port,n2=host:port (only with an empty data dir; later starts need neither --join nor --peers)",
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'none',
+    parse: (v, ctx): JoinEndpoint[] => parseJoinEndpoints(v, ctx.source),
+  }),
+  /** Stay a learner (a non-voting member) when joining: the leader does not promote this node. */
+  learner: option({
+    arg: '',
+    help: 'with --join: stay a learner (replicates, never votes) instead of being promoted once caught up',
+    schema: Type.Boolean(),
+    default: false,
+  }),
+  /**
    * The gateway as a role of this node: a JSON file with `cohort gateway`'s
    * config-file fields (read from the file alone; the node's COHORT_*
    * variables do not apply to it). Empty: no gateway.
@@ -343,6 +365,33 @@ export function parseHostPort(text: unknown, what = 'address', source = 'argumen
     );
   }
   return { host, port };
+}
+
+/** A member's RPC endpoint, as `--join` names it. */
+export interface JoinEndpoint {
+  readonly id: string;
+  readonly rpc: PeerAddress;
+}
+
+/** Parses `--join n1=host:port,n2=host:port` (RPC endpoints; empty: not joining). */
+export function parseJoinEndpoints(value: string, source = 'argument'): JoinEndpoint[] {
+  const out: JoinEndpoint[] = [];
+  for (const part of value.split(',')) {
+    const item = part.trim();
+    if (item === '') continue;
+    const eq = item.indexOf('=');
+    const id = item.slice(0, eq);
+    if (eq <= 0 || !isValidId(id)) {
+      throw bad(
+        'join',
+        source,
+        `expected id=host:port (a member's RPC endpoint), got ${JSON.stringify(item)}`,
+        value,
+      );
+    }
+    out.push({ id, rpc: parseHostPort(item.slice(eq + 1), `join.${id}`, source) });
+  }
+  return out;
 }
 
 /** Parses `n2=host:port,n3=host:port` (or a JSON object of id → "host:port"). */
@@ -425,6 +474,16 @@ export function resolveNodeConfig(sources: ConfigSources): NodeConfig {
       sourceOf[missing ?? 'tlsCert'],
       'a node runs over mutual TLS: give --tls-ca, --tls-cert and --tls-key (cohort certs init, then cohort certs issue node <id>, make them; cohort up does it all), or --insecure to run without TLS',
     );
+  }
+  if (config.join.length > 0 && config.peers.size > 0) {
+    throw bad(
+      'join',
+      sourceOf.join,
+      'a joining node takes its peers from the cluster: drop --peers',
+    );
+  }
+  if (config.learner && config.join.length === 0) {
+    throw bad('learner', sourceOf.learner, 'only means something with --join');
   }
   if (config.listen.port === config.rpc.port && config.listen.host === config.rpc.host) {
     throw bad(

@@ -23,6 +23,8 @@ import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
+import { nodeId } from '../lib/ids.js';
+import type { NodeId } from '../lib/ids.js';
 import { seededRandom } from '../lib/random.js';
 import { raftMessagesCodec } from '../raft/raft-messages-codec.js';
 import { RaftNode } from '../raft/raft-node.js';
@@ -37,6 +39,7 @@ import type { RpcWireMessage } from '../rpc/messages.js';
 import { RpcNode } from '../rpc/node.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
+import { parseHostPort } from './config.js';
 import type { NodeConfig } from './config.js';
 import { KvServer, ObservedStateMachine } from '../kv/server.js';
 import type { KvServerOptions } from '../kv/server.js';
@@ -47,12 +50,13 @@ import { version } from '../version.js';
 import { nodeLogger } from './logger.js';
 import { AuthModule } from '../auth/module.js';
 import { limits } from '../lib/limits.js';
-import type { NodeId } from '../lib/ids.js';
 import { checkCredentials, daysLeft, loadCredentials } from '../trust/credentials.js';
 import type { Credentials } from '../trust/credentials.js';
 import { AccessPolicy } from './access.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
+import { AddressBook, callLeader, formatAddress, startMembership } from './members.js';
+import type { MemberList } from './members.js';
 
 /** Options of {@link startNode}. */
 export interface StartNodeOptions {
@@ -95,10 +99,23 @@ export interface CohortNode {
   reloadTls(): Credentials | undefined;
   /** What loading the WAL found and did (torn tail cut, repair, leftovers removed). */
   readonly recovery: RecoveryReport;
+  /** The replicated address book of the cluster's members (members.ts). */
+  readonly book: AddressBook;
+  /**
+   * With `--join` and an empty data dir: settles once the leader added this
+   * node as a learner (with the membership it answered), or fails if the
+   * node closed first. Null when the node did not need to join.
+   */
+  readonly joined: Promise<MemberList> | null;
   /** This node's status, as the Node.status RPC answers it. */
   status(): NodeStatus;
-  /** Stops serving RPCs, closes the Raft node, its transport and storage. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Stops serving RPCs, closes the Raft node, its transport and storage.
+   * Idempotent. With `handOff`, a leader first hands leadership to the most
+   * up-to-date other voter (dissertation §3.10), so the cluster does not wait
+   * an election timeout for a new leader (SIGTERM does this).
+   */
+  close(options?: { handOff?: boolean }): Promise<void>;
 }
 
 /**
@@ -228,6 +245,10 @@ async function startLocked(
   const isMember = (id: NodeId): boolean => {
     if (started.raft === undefined) return id === config.id || config.peers.has(id);
     const c = started.raft.status().config;
+    // A joining node knows no configuration until the leader's log or snapshot
+    // reaches it, over a link the leader opens: until then it admits the
+    // cluster's nodes (with TLS, those with a node certificate of its CA).
+    if (c.voters.length === 0 && c.learners.length === 0) return true;
     return (
       c.voters.includes(id) || c.learners.includes(id) || (c.votersOutgoing?.includes(id) ?? false)
     );
@@ -288,12 +309,19 @@ async function startLocked(
     repair: config.repair,
     logger: log.child({ component: 'storage' }),
   });
-  const stateMachine = new ObservedStateMachine(modules);
+  // The members' addresses travel in the log; every node points its Raft transport at them.
+  const book = new AddressBook((id, rec) => {
+    if (id === config.id) return;
+    if (rec !== undefined) raftTransport.setPeer(id, rec.raft);
+    else raftTransport.removePeer(id);
+  });
+  const stateMachine = new ObservedStateMachine([...modules, book]);
   let raft: RaftNode<KvRaftStateMachine>;
   try {
     raft = await RaftNode.start({
       id: config.id,
       peers: [...config.peers.keys()],
+      join: config.join.length > 0,
       transport: raftTransport,
       storage,
       stateMachine,
@@ -361,7 +389,8 @@ async function startLocked(
     raft,
     stateMachine,
     rpc,
-    peerRpc: (id) => (id === config.id ? config.rpc : config.peerRpc.get(id)),
+    peerRpc: (id) =>
+      id === config.id ? config.rpc : (book.get(id)?.rpc ?? config.peerRpc.get(id) ?? undefined),
     electionTimeoutMs: config.electionTicks * config.tickMs,
     quotaBytes: config.kvQuotaBytes,
     access: access.kv,
@@ -369,10 +398,23 @@ async function startLocked(
     ...options.kv,
   });
   kv.start();
+  const stopMembership = startMembership({
+    self: config.id,
+    raft,
+    rpc,
+    book,
+    listen: config.listen,
+    rpcAddress: config.rpc,
+    peers: config.peers,
+    peerRpc: config.peerRpc,
+    periodMs: config.electionTicks * config.tickMs,
+    logger: log.child({ component: 'members' }),
+  });
   let stopModules: () => Promise<void>;
   try {
     stopModules = await startModules(modules, { config, raft, rpc, logger: log });
   } catch (e) {
+    stopMembership();
     await kv.close();
     await rpc.close();
     await raft.close();
@@ -425,6 +467,10 @@ async function startLocked(
     },
     'node started',
   );
+  const leaving = new AbortController();
+  const joined = joinIfFresh(config, raft, raftTransport, leaving.signal, log);
+  // Nobody may be waiting on it; a failure is logged by joinIfFresh.
+  joined?.catch(() => {});
   let closing: Promise<void> | undefined;
   return {
     config,
@@ -432,13 +478,18 @@ async function startLocked(
     rpc,
     kv,
     auth: authModule,
+    book,
+    joined,
     recovery: storage.recovery,
     status,
     reloadTls,
-    close: () => {
+    close: (closeOptions = {}) => {
       closing ??= (async () => {
         clearInterval(membershipTimer);
         log.info({ term: raft.status().term }, 'node stopping');
+        leaving.abort();
+        if (closeOptions.handOff === true) await handOff(raft, log);
+        stopMembership();
         await stopModules();
         await kv.close();
         await rpc.close();
@@ -449,4 +500,103 @@ async function startLocked(
       return closing;
     },
   };
+}
+
+/**
+ * A leader hands leadership to the most up-to-date other voter before it
+ * stops (dissertation §3.10), so no election timeout passes without a
+ * leader. Best effort: a failed transfer is logged and the node stops anyway.
+ */
+async function handOff(raft: RaftNode<KvRaftStateMachine>, log: Logger): Promise<void> {
+  const s = raft.status();
+  if (s.role !== 'leader') return;
+  let best: NodeId | null = null;
+  let bestMatch = -1;
+  for (const v of s.config.voters) {
+    const m = s.progress.get(v)?.match ?? -1;
+    if (v !== s.id && m > bestMatch) {
+      best = v;
+      bestMatch = m;
+    }
+  }
+  if (best === null) return;
+  try {
+    await raft.transferLeadership(best);
+    log.info({ to: best }, 'leadership handed over before stopping');
+  } catch (e) {
+    log.warn({ err: e, to: best }, 'leadership hand-over failed; stopping anyway');
+  }
+}
+
+/**
+ * `--join` with an empty data dir (the node belongs to no configuration
+ * yet): learns the members' Raft addresses from any endpoint (so the
+ * leader's connection is accepted), then asks the leader to add this node
+ * as a learner, retrying until it answers or the node closes.
+ */
+function joinIfFresh(
+  config: NodeConfig,
+  raft: RaftNode<KvRaftStateMachine>,
+  transport: TcpTransport<RaftMessage>,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<MemberList> | null {
+  const s = raft.status();
+  if (config.join.length === 0 || s.config.voters.length + s.config.learners.length > 0) {
+    return null;
+  }
+  const learn = (list: MemberList): void => {
+    for (const m of list.members) {
+      if (m.id !== config.id && m.raft !== null) {
+        transport.setPeer(nodeId(m.id), parseHostPort(m.raft, 'raft'));
+      }
+    }
+  };
+  return (async () => {
+    log.info(
+      { join: config.join.map((e) => e.id), learner: config.learner },
+      'joining the cluster',
+    );
+    try {
+      const known = await callLeader(
+        config.join,
+        config.clusterId,
+        (m, timeoutMs) => m.list({}, { timeoutMs }),
+        { signal },
+      );
+      if (known.members.some((m) => m.id === config.id && m.role === 'voter')) {
+        // A voter's term and vote live in its data dir: an empty one in its place could vote twice.
+        throw new CohortError(
+          'FAILED_PRECONDITION',
+          `${config.id} is a voter of this cluster already; a node with an empty data dir cannot take its place (cohort member remove ${config.id} first, or join under another id)`,
+          { details: { field: 'join', id: config.id } },
+        );
+      }
+      learn(known);
+      const list = await callLeader(
+        config.join,
+        config.clusterId,
+        (m, timeoutMs) =>
+          m.add(
+            {
+              id: config.id,
+              raft: formatAddress(config.listen),
+              rpc: formatAddress(config.rpc),
+              learner: config.learner,
+            },
+            { timeoutMs },
+          ),
+        { signal },
+      );
+      learn(list);
+      log.info(
+        { leader: list.leader, members: list.members.length },
+        'added to the cluster as a learner',
+      );
+      return list;
+    } catch (e) {
+      log.error({ err: e }, 'could not join the cluster');
+      throw e;
+    }
+  })();
 }

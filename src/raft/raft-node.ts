@@ -77,9 +77,14 @@
  * are taken every `snapshotEntries` applied entries, and whenever the entries
  * applied since the last one hold more bytes than `snapshotLogBytes` or that
  * snapshot's size (whichever is larger; a restart replays at most about that
- * much log), and handed to `core.compact()`; a state machine with
- * `beginSnapshot()` has them encoded one step per event-loop turn, so a big
- * state does not stall the node.
+ * much log); a state machine with `beginSnapshot()` has them encoded one
+ * step per event-loop turn, so a big state does not stall the node. Such a
+ * local snapshot covers only applied (committed, durable) entries, so nothing
+ * waits for it: storage writes it in the background
+ * (`Storage.prepareSnapshot`) while the Ready loop goes on (heartbeats,
+ * appends, commits), and only once it is durable is it handed to
+ * `core.compact()`, whose Ready then just logs it. A snapshot received from
+ * the leader (InstallSnapshot) is saved like any Ready, before the reply.
  *
  * A storage failure is fatal for the node: it stops (fail-stop), rejects what
  * waits with IO_ERROR and reports through `onFatal`; a restart runs recovery.
@@ -113,7 +118,7 @@ import type {
   Rejected,
   SoftState,
 } from './core/raft-core.js';
-import type { ClusterConfig, Entry, HardState } from './core/types.js';
+import type { ClusterConfig, Entry, HardState, Snapshot } from './core/types.js';
 import type { Storage, StorageWrite } from './storage/storage.js';
 import type { Transport } from '../transport/transport.js';
 
@@ -710,11 +715,14 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
 
   /**
    * Takes a state-machine snapshot now and compacts the log up to the applied
-   * index (also done automatically every `snapshotEntries`). Returns false if
-   * a snapshot already covers it.
+   * index once the snapshot is durable (also done automatically every
+   * `snapshotEntries`). Resolves to false if a snapshot already covers it, or
+   * one is being taken.
    */
-  compactNow(): boolean {
-    if (this.state !== 'running' || this.applied <= this.snapshotIndex) return false;
+  compactNow(): Promise<boolean> {
+    if (this.state !== 'running' || this.applied <= this.snapshotIndex || this.snapshotting) {
+      return Promise.resolve(false);
+    }
     return this.takeSnapshot();
   }
 
@@ -1101,8 +1109,8 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
     this.core.advance(rd);
     this.serveWaitingReads();
     if (this.snapshotDue()) {
-      if (this.stateMachine.beginSnapshot === undefined) this.takeSnapshot();
-      else this.beginSnapshot();
+      if (this.stateMachine.beginSnapshot !== undefined) this.beginSnapshot();
+      else if (!this.snapshotting) void this.takeSnapshot();
     }
   }
 
@@ -1171,8 +1179,8 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
   /**
    * Starts a periodic snapshot encoded in steps, one per event-loop turn
    * (unless one is under way). Once encoded, the log is compacted to the
-   * index applied when it started; if a newer snapshot came meanwhile (one
-   * installed from the leader, or compactNow()), core.compact refuses it.
+   * index applied when it started ({@link compactTo}); if a newer snapshot
+   * came meanwhile (one installed from the leader), core.compact refuses it.
    */
   private beginSnapshot(): void {
     if (this.snapshotting) return;
@@ -1199,31 +1207,61 @@ export class RaftNode<S extends RaftStateMachine = RaftStateMachine> {
         this.defer(step);
         return;
       }
-      this.snapshotting = false;
-      const data = encoder.bytes();
-      if (this.core.compact(index, data)) {
-        this.snapshotIndex = index;
-        // What was applied while the snapshot was encoded stays in the log.
-        this.appliedBytes = Math.max(0, this.appliedBytes - bytesBefore);
-        this.snapshotBytes = data.length;
-        this.debug({ index, bytes: data.length }, 'log compacted');
-        this.schedule();
-      }
+      void this.compactTo(index, encoder.bytes(), bytesBefore);
     };
     this.defer(step);
   }
 
-  private takeSnapshot(): boolean {
-    const data = this.stateMachine.snapshot();
-    const done = this.core.compact(this.applied, data);
-    if (done) {
-      this.snapshotIndex = this.applied;
-      this.appliedBytes = 0;
-      this.snapshotBytes = data.length;
-      this.debug({ index: this.applied, bytes: data.length }, 'log compacted');
-      this.schedule();
+  private takeSnapshot(): Promise<boolean> {
+    this.snapshotting = true;
+    return this.compactTo(this.applied, this.stateMachine.snapshot(), this.appliedBytes);
+  }
+
+  /**
+   * Compacts the log to a snapshot of the state at `index` (Raft §7), once
+   * the snapshot is durable. It covers only applied (so committed and
+   * durable) entries: no message depends on it being on disk, so the Ready
+   * loop must not wait for it (a leader would stop sending heartbeats while a
+   * big snapshot is written). Storage writes it in the background
+   * (Storage.prepareSnapshot); only then is the core told to compact, and the
+   * save of its Ready merely logs the snapshot. `snapshotting` is set by the
+   * caller and cleared here. Resolves to whether the log was compacted; a
+   * storage failure is fatal, as for any save.
+   */
+  private compactTo(index: LogIndex, data: Uint8Array, bytesBefore: number): Promise<boolean> {
+    const meta = this.core.compactionMeta(index);
+    if (meta === null) {
+      this.snapshotting = false;
+      return Promise.resolve(false);
     }
-    return done;
+    return this.track(this.prepareSnapshot({ meta, data })).then(
+      () => {
+        this.snapshotting = false;
+        if (this.state !== 'running' || !this.core.compact(index, data)) return false;
+        this.snapshotIndex = index;
+        // What was applied since the snapshot's index stays in the log.
+        this.appliedBytes = Math.max(0, this.appliedBytes - bytesBefore);
+        this.snapshotBytes = data.length;
+        this.debug({ index, bytes: data.length }, 'log compacted');
+        this.schedule();
+        return true;
+      },
+      (err: unknown) => {
+        this.snapshotting = false;
+        this.fail(err);
+        return false;
+      },
+    );
+  }
+
+  /** storage.prepareSnapshot, with a synchronous throw (but not a bug's) turned into a rejection. */
+  private prepareSnapshot(snapshot: Snapshot): Promise<void> {
+    try {
+      return this.storage.prepareSnapshot(snapshot);
+    } catch (err) {
+      crashOnAssertion(err);
+      return Promise.reject(asError(err));
+    }
   }
 
   private noteSoftState(s: SoftState, hard: HardState | undefined): void {

@@ -39,8 +39,10 @@ const builtins: readonly Scenario[] = [
   raftScenario(),
   raftScenario({ name: 'raft-7', nodes: [7] }),
   raftScenario({ name: 'raft-file', storage: 'file' }),
+  raftScenario({ name: 'raft-members', replace: true }),
   kvScenario(),
   kvScenario({ name: 'kv-file', storage: 'file' }),
+  kvScenario({ name: 'kv-members', replace: true }),
   // Older names, from when the simulator had a shell of its own besides the production one:
   // every scenario runs the production shell now.
   alias('raft', raftScenario({ name: 'raft-production' })),

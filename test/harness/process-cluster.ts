@@ -14,6 +14,7 @@
  * await cluster.restart(leader.id, { wipe: true });       // empty data dir: rejoins from a snapshot
  * cluster.pause(next.id); cluster.resume(next.id);        // SIGSTOP / SIGCONT
  * cluster.endpoints();                                    // [{ id: 'n1', host, port }, ...] (RPC)
+ * await cluster.plan('n4'); await cluster.join('n4');    // a new node: --join through the members
  * await cluster.close();                                  // SIGKILL everything still running
  * ```
  *
@@ -135,16 +136,18 @@ export class ProcessCluster {
   private readonly children = new Map<string, ChildProcess>();
   private readonly outputs = new Map<string, string>();
   private readonly paused = new Set<string>();
+  /** Nodes started with --join (and never with --peers). */
+  private readonly joiners = new Map<string, { learner: boolean }>();
   private closed = false;
 
   private constructor(
-    /** The nodes: ids, Raft and RPC addresses, data dirs. */
-    readonly nodes: readonly ClusterNode[],
+    private readonly all: ClusterNode[],
     /** The cluster id the nodes were started with. */
     readonly clusterId: string,
     private readonly options: ProcessClusterOptions,
+    private readonly dir: string,
     private readonly ownDir: string | undefined,
-    private readonly poller: StatusPoller,
+    private poller: StatusPoller,
     /** The cluster's certificates (with `tls`). */
     readonly certs: CertDir | undefined,
   ) {}
@@ -152,6 +155,44 @@ export class ProcessCluster {
   /** The root user's credentials (with `tls`), for clients of the cluster. */
   get clientTls(): CredentialFiles | undefined {
     return this.certs?.files({ kind: 'user', name: 'root' });
+  }
+
+  /** The nodes: ids, Raft and RPC addresses, data dirs (those started with the cluster, then planned ones). */
+  get nodes(): readonly ClusterNode[] {
+    return this.all;
+  }
+
+  /** Plans one more node (ports, data dir) without starting it; {@link join} starts it. */
+  async plan(id: string): Promise<ClusterNode> {
+    if (this.all.some((n) => n.id === id)) throw new Error(`node ${id} exists`);
+    const n: ClusterNode = {
+      id,
+      listen: { host: '127.0.0.1', port: await freePort() },
+      rpc: { host: '127.0.0.1', port: await freePort() },
+      dataDir: join(this.dir, id),
+    };
+    this.all.push(n);
+    // With TLS, the new node needs its certificate from the cluster's CA.
+    await this.certs?.ensure({
+      clusterId: this.clusterId,
+      nodes: this.all.map((m) => m.id),
+      users: ['root'],
+    });
+    const old = this.poller;
+    this.poller = await StatusPoller.connect(this.all, this.clusterId, 'none', this.clientTls);
+    await old.close();
+    return n;
+  }
+
+  /**
+   * Starts a planned node with `--join` through every other node's RPC
+   * endpoint (it asks the leader to add it as a learner; the leader promotes
+   * it once caught up unless `learner`). Restarts of it pass --join again,
+   * which a node with a log ignores.
+   */
+  join(id: string, o: { learner?: boolean } = {}): void {
+    this.joiners.set(id, { learner: o.learner === true });
+    this.spawnNode(id);
   }
 
   /** Plans ports and data dirs and starts every node (does not wait for a leader). */
@@ -176,7 +217,7 @@ export class ProcessCluster {
     }
     const clientTls = certs?.files({ kind: 'user', name: 'root' });
     const poller = await StatusPoller.connect(nodes, id, 'none', clientTls);
-    const cluster = new ProcessCluster(nodes, id, options, ownDir, poller, certs);
+    const cluster = new ProcessCluster(nodes, id, options, dir, ownDir, poller, certs);
     for (const n of nodes) cluster.spawnNode(n.id);
     return cluster;
   }
@@ -316,11 +357,22 @@ export class ProcessCluster {
     if (this.closed) throw new Error('cluster closed');
     const n = this.node(id);
     const o = this.options;
-    const peers = this.nodes
-      .filter((p) => p.id !== n.id)
-      // Raft address, then the RPC port (as cohort up does): followers name the leader's in redirects.
-      .map((p) => `${p.id}=${p.listen.host}:${p.listen.port}/${p.rpc.port}`)
-      .join(',');
+    const joiner = this.joiners.get(id);
+    const others = this.all.filter((p) => p.id !== n.id && !this.joiners.has(p.id));
+    const membership =
+      joiner === undefined
+        ? [
+            '--peers',
+            others
+              // Raft address, then the RPC port (as cohort up does): followers name the leader's in redirects.
+              .map((p) => `${p.id}=${p.listen.host}:${p.listen.port}/${p.rpc.port}`)
+              .join(','),
+          ]
+        : [
+            '--join',
+            others.map((p) => `${p.id}=${p.rpc.host}:${p.rpc.port}`).join(','),
+            ...(joiner.learner ? ['--learner'] : []),
+          ];
     const args = [
       'node',
       '--id',
@@ -333,8 +385,7 @@ export class ProcessCluster {
       `${n.listen.host}:${n.listen.port}`,
       '--rpc',
       `${n.rpc.host}:${n.rpc.port}`,
-      '--peers',
-      peers,
+      ...membership,
       '--log-level',
       logLevel ?? o.logLevel ?? 'warn',
     ];

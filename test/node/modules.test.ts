@@ -201,6 +201,10 @@ describe('startNode with a module', () => {
     const second = new ListModule();
     const again = await startNode(config, { logger: silent, modules: [second] });
     open.push(again);
+    // The snapshot is restored at start; the log tail after it is applied by the first Readys.
+    for (let i = 0; i < 100 && second.items.length < 5; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     expect(second.items).toEqual([1, 2, 3, 4, 5]);
     expect(again.status().snapshotIndex).toBeGreaterThan(0);
   });

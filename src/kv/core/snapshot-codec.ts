@@ -41,7 +41,7 @@
  * number and the choice depends only on the state.
  */
 import { Packr, Unpackr } from 'msgpackr';
-import { CohortError } from '../../lib/errors.js';
+import { CohortError, isErrorCode } from '../../lib/errors.js';
 import { assert } from '../../lib/assert.js';
 import { crc32c } from '../../lib/crc32c.js';
 import { Latin1View } from '../../lib/latin1.js';
@@ -655,12 +655,122 @@ function sessionRows(
   });
 }
 
+/**
+ * A remembered outcome, checked whole: it is answered to a retry as it is
+ * and sized by the session table (reply-size.ts), so a damaged one (a key
+ * renamed, a field of the wrong kind) must be CORRUPTION here, not a crash
+ * or a malformed reply later.
+ */
 function sessionOutcome(raw: unknown): SessionOutcome {
-  const outcome = plainBytes(raw) as SessionOutcome;
-  if (typeof outcome !== 'object' || outcome === null || typeof outcome.ok !== 'boolean') {
-    bad('session outcome');
+  const outcome = plainBytes(raw);
+  if (!isRecord(outcome) || typeof outcome['ok'] !== 'boolean') bad('session outcome');
+  if (outcome['ok']) checkResult(outcome['result'], 0);
+  else checkFailure(outcome['error']);
+  return outcome as unknown as SessionOutcome;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+function checkFailure(raw: unknown): void {
+  if (
+    !isRecord(raw) ||
+    !isErrorCode(raw['code']) ||
+    typeof raw['message'] !== 'string' ||
+    typeof raw['definite'] !== 'boolean' ||
+    !isRecord(raw['details'])
+  ) {
+    bad('session outcome error');
   }
-  return outcome;
+}
+
+function checkKv(raw: unknown): void {
+  if (
+    !isRecord(raw) ||
+    !(raw['key'] instanceof Uint8Array) ||
+    !(raw['value'] instanceof Uint8Array)
+  ) {
+    bad('session outcome key-value');
+  }
+  for (const f of ['createRevision', 'modRevision', 'version', 'lease']) {
+    int(raw[f], 'session outcome key-value');
+  }
+}
+
+function checkKvs(raw: unknown): void {
+  if (!Array.isArray(raw)) bad('session outcome key-values');
+  for (const kv of raw) checkKv(kv);
+}
+
+function checkBool(raw: unknown): void {
+  if (typeof raw !== 'boolean') bad('session outcome flag');
+}
+
+/** A remembered KvResult (or, at `depth` > 0, a txn's operation result), every field its type has. */
+function checkResult(raw: unknown, depth: number): void {
+  if (!isRecord(raw)) return bad('session outcome result');
+  int(raw['revision'], 'session outcome revision');
+  const what = 'session outcome result';
+  const type = raw['type'];
+  if (depth > 0 && type !== 'range' && type !== 'put' && type !== 'deleteRange' && type !== 'txn') {
+    bad(`${what} in a txn`);
+  }
+  switch (type) {
+    case 'range':
+      checkKvs(raw['kvs']);
+      int(raw['count'], what);
+      checkBool(raw['more']);
+      return;
+    case 'put':
+      if (raw['prevKv'] !== undefined) checkKv(raw['prevKv']);
+      return;
+    case 'deleteRange':
+      int(raw['deleted'], what);
+      if (raw['prevKvs'] !== undefined) checkKvs(raw['prevKvs']);
+      return;
+    case 'txn': {
+      if (depth > limits.kvTxnDepthMax) bad(`${what}: txn nesting`);
+      checkBool(raw['succeeded']);
+      const responses = raw['responses'];
+      if (!Array.isArray(responses) || responses.length > limits.kvTxnOpsMax) bad(what);
+      for (const r of responses) checkResult(r, depth + 1);
+      return;
+    }
+    case 'compact':
+      int(raw['compactedRevision'], what);
+      return;
+    case 'leaseGrant':
+      int(raw['id'], what);
+      int(raw['ttlMs'], what);
+      return;
+    case 'leaseRevoke':
+      int(raw['deleted'], what);
+      return;
+    case 'leaseKeepAlive':
+      int(raw['id'], what);
+      int(raw['ttlMs'], what);
+      int(raw['epoch'], what);
+      return;
+    case 'leaseCheckpoint':
+      return;
+    case 'leaseExpire': {
+      const expired = raw['expired'];
+      if (!Array.isArray(expired)) bad(what);
+      for (const id of expired) int(id, what);
+      int(raw['deleted'], what);
+      return;
+    }
+    case 'sessionOpen':
+      if (typeof raw['clientId'] !== 'string') bad(what);
+      int(raw['ttlMs'], what);
+      return;
+    case 'sessionEnd':
+      checkBool(raw['existed']);
+      return;
+    default:
+      bad(`${what} type`);
+  }
 }
 
 /** Copies any Buffer (msgpackr's decoding of bin) in decoded data into a plain Uint8Array. */

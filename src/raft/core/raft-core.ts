@@ -454,19 +454,27 @@ export class RaftCore {
    */
   compact(index: LogIndex, data: Uint8Array): boolean {
     const s = this.state;
-    if (index <= s.log.snapshotMeta().index) return false;
-    assert(index <= s.log.applied, `compact(${index}) beyond applied ${s.log.applied}`);
-    const meta: SnapshotMeta = {
-      index,
-      term: s.log.term(index) as Term,
-      config: s.log.configAt(index),
-    };
+    const meta = this.compactionMeta(index);
+    if (meta === null) return false;
     s.log.compact(meta);
     const snapshot: Snapshot = { meta, data };
     s.localSnapshot = snapshot;
     s.pendingSnapshot = { snapshot, restore: false };
     this.checks.check(s);
     return true;
+  }
+
+  /**
+   * The metadata {@link compact} would give a snapshot at `index` (its term and
+   * configuration), or null if a snapshot already covers `index`. The shell
+   * uses it to make the snapshot durable before compacting (raft-node.ts).
+   * `index` must not exceed what was applied and advanced.
+   */
+  compactionMeta(index: LogIndex): SnapshotMeta | null {
+    const s = this.state;
+    if (index <= s.log.snapshotMeta().index) return null;
+    assert(index <= s.log.applied, `compact(${index}) beyond applied ${s.log.applied}`);
+    return { index, term: s.log.term(index) as Term, config: s.log.configAt(index) };
   }
 
   private refuseWrite(): Rejected | null {

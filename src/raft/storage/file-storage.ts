@@ -36,7 +36,10 @@
  * fsynced), so the process keeps serving meanwhile; the batch holding the
  * SNAPSHOT record (and every save queued after it) is flushed only once the
  * file is durable, so the log never names a file that a crash could lose. A
- * failed file write poisons the storage like a failed WAL write. A snapshot
+ * failed file write poisons the storage like a failed WAL write. A caller that
+ * must not hold up the log (a local compaction) calls prepareSnapshot() first:
+ * the file is written then, outside the group commit, and the save() of that
+ * snapshot queues only its record. A snapshot
  * file without a record naming it is an interrupted save and is removed on
  * load. The newest readable snapshot named in the log is used; an unreadable one
  * is logged and the previous one used, provided the log still reaches back to it
@@ -428,6 +431,8 @@ export class FileStorage implements Storage {
   private snapshotFilesPending = 0;
   /** Snapshot file writes, one after another (two saves of one snapshot share a temp name). */
   private snapshotWrites: Promise<void> = Promise.resolve();
+  /** The snapshot whose file prepareSnapshot() made durable, until a save() logs it. */
+  private prepared: { data: Uint8Array; ref: SnapRef } | null = null;
 
   constructor(private readonly options: FileStorageOptions) {
     this.fs = options.fs ?? nodeFs;
@@ -505,6 +510,30 @@ export class FileStorage implements Storage {
     return done;
   }
 
+  /**
+   * Writes the snapshot's file now, off the event loop and outside the group
+   * commit, so that the later save() of it queues only its SNAPSHOT record
+   * (and later batches do not wait for the file). Nothing in the log names the
+   * file until that save; if it never comes, load() removes the file. Only the
+   * latest prepared snapshot is remembered. A failure rejects (IO_ERROR)
+   * without poisoning the storage: nothing logged depends on the file.
+   */
+  prepareSnapshot(snapshot: Snapshot): Promise<void> {
+    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(closedError());
+    if (this.state !== 'open') {
+      return Promise.reject(
+        new CohortError('FAILED_PRECONDITION', 'prepareSnapshot() before load()'),
+      );
+    }
+    if (this.failure !== null) return Promise.reject(this.failure);
+    const ref: SnapRef = { meta: snapshot.meta, crc: crc32c(snapshot.data) };
+    const written = this.snapshotWrites.then(() => this.writeSnapshotFile(snapshot, ref));
+    this.snapshotWrites = written.catch(() => {});
+    return written.then(() => {
+      this.prepared = { data: snapshot.data, ref };
+    });
+  }
+
   close(): Promise<void> {
     if (this.state !== 'open') {
       if (this.state !== 'closing') this.state = 'closed';
@@ -536,13 +565,21 @@ export class FileStorage implements Storage {
     // Everything that can fail comes before the batch is touched.
     let ref: SnapRef | null = null;
     let snapPayload: Buffer | null = null;
+    let prepared = false;
     if (write.snapshot !== undefined) {
-      ref = { meta: write.snapshot.meta, crc: crc32c(write.snapshot.data) };
+      prepared = this.isPrepared(write.snapshot);
+      ref = prepared
+        ? (this.prepared as { ref: SnapRef }).ref
+        : { meta: write.snapshot.meta, crc: crc32c(write.snapshot.data) };
       snapPayload = packer.pack([...refArray(ref), plan.snapshotKeepsLog]);
-      // Written off the event loop; the batch holding its record waits for it (flush()).
-      this.startSnapshotFile(write.snapshot, ref);
     }
     const truncPayload = plan.truncateFrom === null ? null : packer.pack(plan.truncateFrom);
+    if (write.snapshot !== undefined && ref !== null) {
+      if (prepared)
+        this.prepared = null; // its file is durable already
+      // Written off the event loop; the batch holding its record waits for it (flush()).
+      else this.startSnapshotFile(write.snapshot, ref);
+    }
     const hsPayload =
       write.hardState === undefined ? null : packer.pack(hardStateArray(write.hardState));
     const entries = write.entries ?? [];
@@ -986,6 +1023,16 @@ export class FileStorage implements Storage {
         'could not remove compacted files',
       );
     }
+  }
+
+  /** True if `snapshot` is the one {@link prepareSnapshot} last made durable (same data, same meta). */
+  private isPrepared(snapshot: Snapshot): boolean {
+    const p = this.prepared;
+    return (
+      p !== null &&
+      p.data === snapshot.data &&
+      JSON.stringify(metaArray(p.ref.meta)) === JSON.stringify(metaArray(snapshot.meta))
+    );
   }
 
   /**

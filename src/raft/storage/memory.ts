@@ -96,6 +96,17 @@ export class MemoryStorage implements Storage {
     return Promise.resolve();
   }
 
+  /** Nothing to do ahead: save() stores the snapshot at once. */
+  prepareSnapshot(_snapshot: Snapshot): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    if (!this.loaded) {
+      return Promise.reject(
+        new CohortError('FAILED_PRECONDITION', 'prepareSnapshot() before load()'),
+      );
+    }
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     this.closed = true;
     return Promise.resolve();

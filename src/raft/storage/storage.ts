@@ -8,6 +8,7 @@
  * const storage: Storage = new MemoryStorage();
  * const state = await storage.load();                   // on start
  * await storage.save({ entries, hardState });           // durable when this resolves
+ * await storage.prepareSnapshot(snapshot);             // optional: its data durable, off the log's path
  * await storage.save({ snapshot });                     // compacts the log prefix
  * ```
  */
@@ -51,6 +52,17 @@ export interface Storage {
    * a write that breaks the rules above (INVALID_ARGUMENT), changing nothing.
    */
   save(write: StorageWrite): Promise<void>;
+  /**
+   * Makes a snapshot's data durable ahead of the `save({ snapshot })` that
+   * records it, without changing what `load()` returns and without holding up
+   * other saves (it is ordered with none of them). A later save of the same
+   * snapshot (same `data` array and meta) then only has to log it, so a big
+   * local compaction snapshot (Raft §7) does not stall the log while its file
+   * is written. Optional work: an implementation may just resolve. A prepared
+   * snapshot that is never saved is dropped (at the latest on the next
+   * `load()`). Rejects with a CohortError on I/O failure.
+   */
+  prepareSnapshot(snapshot: Snapshot): Promise<void>;
   /** Flushes and releases resources. Later calls reject with CLOSED. */
   close(): Promise<void>;
 }

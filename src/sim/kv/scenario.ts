@@ -29,8 +29,9 @@
  * lease expired before its TTL had passed since its holder's last
  * acknowledged keep-alive was sent, across leader changes.
  *
- * Registered variants (src/sim/scenarios.ts): `kv` and `kv-file` (the real
- * FileStorage on a disk that loses and tears unsynced writes);
+ * Registered variants (src/sim/scenarios.ts): `kv`, `kv-file` (the real
+ * FileStorage on a disk that loses and tears unsynced writes) and
+ * `kv-members` (nodes replaced under the faults as well);
  * `kv-production` and `kv-production-file` are older names of the two. The
  * storage and core bug switches come from the Raft scenario's options.
  */
@@ -49,7 +50,14 @@ import { KvWorkload } from './workload.js';
 /** Options for {@link kvScenario}. */
 export interface KvScenarioOptions extends Pick<
   RaftScenarioOptions,
-  'nodes' | 'bugs' | 'raft' | 'snapshotEvery' | 'traceMessages' | 'unsafeLocalReads' | 'storage'
+  | 'nodes'
+  | 'bugs'
+  | 'raft'
+  | 'snapshotEvery'
+  | 'traceMessages'
+  | 'unsafeLocalReads'
+  | 'storage'
+  | 'replace'
 > {
   /** Scenario name (default `kv`). */
   readonly name?: string;

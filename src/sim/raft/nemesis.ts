@@ -8,7 +8,11 @@
  * disk delayed), changing the network's loss/duplication/delay, membership
  * changes through the leader (add learner, promote, remove — the leader too),
  * leadership transfer, and heals. {@link RaftNemesis.healAll} ends the faulty
- * phase.
+ * phase. With `replaceWeight` (the `raft-members` and `kv-members`
+ * scenarios) it also replaces nodes: a voter (often the leader) swapped for a
+ * node outside the configuration, as a sequence of single-server changes
+ * run to the end through whatever faults come meanwhile (see
+ * {@link RaftNemesis.replace}).
  *
  * ```ts
  * const nemesis = new RaftNemesis({ network, scheduler, random: rng.fork('nemesis'), nodes,
@@ -50,6 +54,13 @@ export const nemesisKinds = [
 
 /** One kind of fault. */
 export type NemesisKind = (typeof nemesisKinds)[number];
+
+/**
+ * What the nemesis may do: a {@link NemesisKind}, or `replace` (only with
+ * `replaceWeight`; kept out of nemesisKinds so the weights drawn for
+ * existing seeds, and so their schedules, stay as they were).
+ */
+export type NemesisAction = NemesisKind | 'replace';
 
 /**
  * Draws relative frequencies: each kind is off (about one in four) or weighted 1-4. With
@@ -94,6 +105,8 @@ export interface RaftNemesisOptions<N extends SimRaftNodeBase = SimRaftNode> {
     readonly delayMs: number;
   };
   readonly counts: Record<string, number>;
+  /** Relative frequency of node replacements (0 or absent: none). */
+  readonly replaceWeight?: number;
 }
 
 function bump(counts: Record<string, number>, key: string): void {
@@ -102,14 +115,23 @@ function bump(counts: Record<string, number>, key: string): void {
 
 /** A Raft-aware, seeded fault schedule (see the file header). */
 export class RaftNemesis<N extends SimRaftNodeBase = SimRaftNode> {
-  private readonly kinds: NemesisKind[];
+  private readonly kinds: NemesisAction[];
   /** Set by healAll: delayed actions (retries, bounces) do nothing after it. */
   private healed = false;
   private readonly total: number;
+  /** A replacement is under way (one at a time, like the changes it is made of). */
+  private replacing = false;
+  /** The replacement step waiting for an answer; an answer for an older one is ignored. */
+  private replaceToken = 0;
 
   constructor(private readonly o: RaftNemesisOptions<N>) {
     this.kinds = nemesisKinds.filter((k) => o.weights[k] > 0);
-    this.total = this.kinds.reduce((s, k) => s + o.weights[k], 0);
+    if ((o.replaceWeight ?? 0) > 0) this.kinds.push('replace');
+    this.total = this.kinds.reduce((s, k) => s + this.weight(k), 0);
+  }
+
+  private weight(k: NemesisAction): number {
+    return k === 'replace' ? (this.o.replaceWeight ?? 0) : this.o.weights[k];
   }
 
   /** Schedules actions until `untilMs`. */
@@ -158,20 +180,20 @@ export class RaftNemesis<N extends SimRaftNodeBase = SimRaftNode> {
     }
   }
 
-  private draw(): NemesisKind {
+  private draw(): NemesisAction {
     let x = this.o.random.next() * this.total;
     for (const k of this.kinds) {
-      x -= this.o.weights[k];
+      x -= this.weight(k);
       if (x < 0) return k;
     }
-    return this.kinds[this.kinds.length - 1] as NemesisKind;
+    return this.kinds[this.kinds.length - 1] as NemesisAction;
   }
 
   private note(kind: string, detail?: unknown): void {
     this.o.trace.record(this.o.scheduler.now(), `nemesis ${kind}`, detail);
   }
 
-  private act(kind: NemesisKind): void {
+  private act(kind: NemesisAction): void {
     const { network: net, random: r, nodes } = this.o;
     const ids = nodes.map((n) => n.id);
     const now = this.o.scheduler.now();
@@ -322,6 +344,9 @@ export class RaftNemesis<N extends SimRaftNodeBase = SimRaftNode> {
       case 'membership':
         done = this.changeMembership(8);
         break;
+      case 'replace':
+        done = this.replace();
+        break;
       case 'transfer': {
         const l = this.leader();
         const s = l?.status();
@@ -413,5 +438,129 @@ export class RaftNemesis<N extends SimRaftNodeBase = SimRaftNode> {
       }
     });
     return true;
+  }
+
+  /**
+   * Replaces a voter with a node outside the configuration (a spare, or one
+   * removed earlier, disk intact), as an operator would with `cohort member`
+   * (src/node/members.ts): either add the new node as a learner, promote it
+   * once caught up, then remove the old one (etcd's order: the cluster never
+   * has fewer voters), or remove first. When the old node is the leader it is
+   * often asked to hand over first (dissertation §3.10), as the Members
+   * service does; otherwise the leader removes itself and steps down once
+   * the change commits (§4.2.2). Each step goes to whoever leads then, and
+   * is retried through refusals (change pending, learner behind, no leader,
+   * transfer under way) and crashes; a step overtaken by the random
+   * membership changes abandons the replacement. False if there is nothing
+   * to replace.
+   */
+  private replace(): boolean {
+    if (this.replacing) return false;
+    const l = this.leader();
+    const s = l?.status();
+    if (l === undefined || s === undefined) return false;
+    const r = this.o.random;
+    const inConfig = new Set(members(s.config));
+    const outside = this.o.nodes.map((n) => n.id).filter((id) => !inConfig.has(id));
+    if (outside.length === 0 || s.config.voters.length === 0) return false;
+    const incoming = r.pick(outside);
+    const old = r.chance(0.4) && s.config.voters.includes(l.id) ? l.id : r.pick(s.config.voters);
+    const addFirst = s.config.voters.length <= this.o.minVoters || r.chance(0.6);
+    const add: ConfigChange = { type: 'addLearner', node: incoming };
+    const promote: ConfigChange = { type: 'promoteLearner', node: incoming };
+    const remove: ConfigChange = { type: 'removeNode', node: old };
+    const steps = addFirst ? [add, promote, remove] : [remove, add, promote];
+    const handOver = old === l.id && r.chance(0.5);
+    this.replacing = true;
+    this.note('replace', { old, incoming, addFirst, handOver, leader: l.id });
+    bump(this.o.counts, `replace ${old === l.id ? 'leader' : 'follower'}`);
+    this.replaceStep(steps, 40, handOver);
+    return true;
+  }
+
+  /** The next step of a replacement (see {@link replace}); `handOver` before removing the leader. */
+  private replaceStep(steps: ConfigChange[], retries: number, handOver: boolean): void {
+    const [change, ...rest] = steps;
+    if (this.healed) {
+      this.replacing = false;
+      return;
+    }
+    if (change === undefined) {
+      this.replacing = false;
+      bump(this.o.counts, 'replace done');
+      this.note('replace done');
+      return;
+    }
+    const r = this.o.random;
+    const again = (): void => {
+      if (retries <= 0) {
+        this.replacing = false;
+        bump(this.o.counts, 'replace gave up');
+        return;
+      }
+      this.o.scheduler.after(r.intBetween(10, 100), 'nemesis replace retry', () =>
+        this.replaceStep(steps, retries - 1, handOver),
+      );
+    };
+    const l = this.leader();
+    const s = l?.status();
+    if (l === undefined || s === undefined) {
+      again();
+      return;
+    }
+    const c = s.config;
+    const isMember = members(c).includes(change.node);
+    // Already done (a random change got there first), or no longer possible: move on or give up.
+    if (
+      (change.type === 'addLearner' && isMember) ||
+      (change.type === 'removeNode' && !isMember) ||
+      (change.type === 'promoteLearner' && c.voters.includes(change.node))
+    ) {
+      this.replaceStep(rest, retries, handOver);
+      return;
+    }
+    if (change.type === 'promoteLearner' && !c.learners.includes(change.node)) {
+      this.replacing = false;
+      bump(this.o.counts, 'replace overtaken');
+      return;
+    }
+    if (change.type === 'removeNode' && change.node === l.id && handOver) {
+      const to = c.voters.filter((v) => v !== l.id);
+      if (to.length > 0) {
+        // Hand over first; the removal then goes to the new leader (an ordinary follower's).
+        const ok = l.transfer(r.pick(to));
+        this.note('replace hand-over', { from: l.id, accepted: ok });
+        if (retries > 0) {
+          this.o.scheduler.after(r.intBetween(10, 100), 'nemesis replace retry', () =>
+            this.replaceStep(steps, retries - 1, false),
+          );
+        } else {
+          again();
+        }
+        return;
+      }
+    }
+    this.note('replace step', { leader: l.id, ...change });
+    const token = ++this.replaceToken;
+    // A leader that crashes never answers (changeConfig's contract): try again after a while.
+    this.o.scheduler.after(2_000, 'nemesis replace watchdog', () => {
+      if (this.replaceToken !== token) return;
+      this.replaceToken++;
+      bump(this.o.counts, 'replace step unanswered');
+      again();
+    });
+    l.changeConfig(change, (outcome) => {
+      if (this.replaceToken !== token) return;
+      this.replaceToken++;
+      this.note('replace step done', { leader: l.id, ...change, outcome });
+      bump(this.o.counts, `replace ${change.type} ${outcome}`);
+      if (outcome === 'applied') {
+        this.o.scheduler.after(r.intBetween(1, 50), 'nemesis replace next', () =>
+          this.replaceStep(rest, retries, handOver),
+        );
+      } else {
+        again();
+      }
+    });
   }
 }

@@ -22,8 +22,9 @@
  * ReadIndex).
  *
  * Registered variants (src/sim/scenarios.ts): `raft` (3 or 5 voters),
- * `raft-7` (7 voters) and `raft-file` (the real FileStorage on a simulated
- * disk that loses and tears unsynced writes); `raft-production` and
+ * `raft-7` (7 voters), `raft-file` (the real FileStorage on a simulated
+ * disk that loses and tears unsynced writes) and `raft-members` (nodes
+ * replaced under the faults as well, see RaftNemesis.replace); `raft-production` and
  * `raft-production-file` are older names of `raft` and `raft-file`.
  * `npm run sim -- --scenario raft --seeds 100000` runs many seeds and prints
  * counts by outcome; a failure prints the seed, the drawn parameters, the
@@ -94,6 +95,12 @@ export interface RaftScenarioOptions {
   readonly snapshotEvery?: number;
   /** Record every network send and delivery in the trace (default true; off is faster). */
   readonly traceMessages?: boolean;
+  /**
+   * The nemesis also replaces nodes (RaftNemesis.replace: a voter, often the leader, swapped
+   * for a node outside the configuration through single-server changes, under the faults);
+   * at least one spare node then. Default false: existing seeds keep their schedules.
+   */
+  readonly replace?: boolean;
 }
 
 /** Simulated time per tick. */
@@ -203,7 +210,8 @@ export async function runRaftCluster<N extends SimRaftNodeBase>(
   const p = ctx.random.fork('params');
   const sizes = options.nodes ?? [3, 5];
   const voters = p.pick(sizes);
-  const spares = p.intBetween(0, 2);
+  const drawnSpares = p.intBetween(0, 2);
+  const spares = options.replace === true ? Math.max(1, drawnSpares) : drawnSpares;
   const electionTicks = p.intBetween(8, 15);
   const heartbeatTicks = p.intBetween(1, 3);
   // A quarter of the seeds churn leaders hard: frequent leader crashes and isolations, one entry
@@ -234,6 +242,9 @@ export async function runRaftCluster<N extends SimRaftNodeBase>(
     delayMs: p.pick([2, 10, 40]),
   };
   const weights = drawNemesisWeights(p.fork('weights'), churn);
+  // Its own stream: the other draws of a seed are the same with and without replacements.
+  const replaceWeight =
+    options.replace === true ? ctx.random.fork('params:replace').intBetween(2, 6) : 0;
   const livenessTicks = 40 * electionTicks;
   const clients = p.intBetween(2, 4);
   const keys = p.intBetween(1, 3);
@@ -252,6 +263,7 @@ export async function runRaftCluster<N extends SimRaftNodeBase>(
     livenessTicks,
     clients,
     keys,
+    ...(replaceWeight > 0 ? { replaceWeight } : {}),
   });
 
   const invariants = new RaftInvariants({
@@ -330,6 +342,7 @@ export async function runRaftCluster<N extends SimRaftNodeBase>(
     faultMsMax: 500,
     linkFaultsMax,
     counts,
+    replaceWeight,
   });
   const workload = plugin.workload({
     ctx,

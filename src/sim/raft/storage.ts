@@ -33,6 +33,7 @@ import { clusterId } from '../../lib/ids.js';
 import type { NodeId } from '../../lib/ids.js';
 import { FileStorage } from '../../raft/storage/file-storage.js';
 import type { StorageFs } from '../../raft/storage/fs.js';
+import type { Snapshot } from '../../raft/core/types.js';
 import type { PersistentState, Storage, StorageWrite } from '../../raft/storage/storage.js';
 import type { SimDisk } from '../disk.js';
 import type { RaftDisk } from './disk.js';
@@ -96,6 +97,12 @@ function modelStorage(o: SimStorageOptions): Storage {
         });
       });
       return o.ackBeforeSync === true ? Promise.resolve() : synced;
+    },
+    // The model keeps no snapshot files: preparing takes a drawn delay and
+    // changes nothing durable (a crash meanwhile loses nothing acknowledged).
+    prepareSnapshot: (): Promise<void> => {
+      if (!ctx.alive()) return new Promise(() => {});
+      return new Promise<void>((resolve) => o.setTimer(o.delayMs(), resolve));
     },
     close: () => Promise.resolve(),
   };
@@ -163,6 +170,9 @@ function fileStorage(o: SimStorageOptions): Storage {
       saved.catch(() => {}); // the lie: nobody waits for the real outcome
       return Promise.resolve();
     },
+    // Writes the snapshot file on the simulated disk; nothing the RaftDisk
+    // shadows changes until the save() that logs it.
+    prepareSnapshot: (snapshot: Snapshot): Promise<void> => files.prepareSnapshot(snapshot),
     close: () => files.close(),
   };
 }

@@ -30,6 +30,15 @@ import { limits } from '../../../src/lib/limits.js';
 import { b, ok, put, session } from './helpers.js';
 import { V1_SNAPSHOT_BASE64, V2_SNAPSHOT_BASE64, v1FixtureEntries } from './snapshot-v1-fixture.js';
 
+/** A failing property prints its seed and path: replay it with FC_SEED=<seed> FC_PATH=<path>. */
+const replay =
+  process.env.FC_SEED === undefined
+    ? {}
+    : {
+        seed: Number(process.env.FC_SEED),
+        ...(process.env.FC_PATH === undefined ? {} : { path: process.env.FC_PATH }),
+      };
+
 // ------------------------------------------------------------ generators
 
 const byteString = (minLength: number, maxLength: number): fc.Arbitrary<string> =>
@@ -64,9 +73,19 @@ const outcomeArb = fc.oneof(
     result: fc.record({
       type: fc.constant('range'),
       revision: fc.nat(),
-      kvs: fc.array(fc.record({ key: fc.uint8Array(), value: fc.uint8Array() }), {
-        maxLength: 2,
-      }),
+      kvs: fc.array(
+        fc.record({
+          key: fc.uint8Array(),
+          value: fc.uint8Array(),
+          createRevision: fc.nat(),
+          modRevision: fc.nat(),
+          version: fc.nat(),
+          lease: fc.nat(),
+        }),
+        { maxLength: 2 },
+      ),
+      count: fc.nat(),
+      more: fc.boolean(),
     }),
   }),
   fc.record({
@@ -572,7 +591,7 @@ describe('corrupt snapshots are refused and change nothing', () => {
           expect(sm.snapshot()).toEqual(encodeKvSnapshot(decodeKvSnapshot(bad)));
         },
       ),
-      { numRuns: 400 },
+      { numRuns: 400, ...replay },
     );
   });
 
@@ -633,6 +652,87 @@ describe('corrupt snapshots are refused and change nothing', () => {
         ],
       }), // a session twice
       state({ sessions: [['c', rec({ outcome: 7 as never })]] }),
+      // A damaged key in a remembered outcome (once a crash in resultBytes; FC_SEED=-462291745).
+      state({
+        sessions: [
+          ['c', rec({ outcome: { ok: true, result: { uype: 'put', revision: 1 } } as never })],
+        ],
+      }),
+      state({
+        sessions: [
+          ['c', rec({ outcome: { ok: true, result: { type: 'nope', revision: 1 } } as never })],
+        ],
+      }),
+      state({
+        sessions: [
+          [
+            'c',
+            rec({
+              outcome: {
+                ok: true,
+                result: { type: 'range', revision: 1, kvs: 3, count: 0, more: false },
+              } as never,
+            }),
+          ],
+        ],
+      }),
+      state({
+        sessions: [
+          [
+            'c',
+            rec({
+              outcome: {
+                ok: true,
+                result: { type: 'put', revision: 1, prevKv: { key: 'k' } },
+              } as never,
+            }),
+          ],
+        ],
+      }),
+      state({
+        sessions: [
+          [
+            'c',
+            rec({
+              outcome: {
+                ok: true,
+                result: {
+                  type: 'txn',
+                  revision: 1,
+                  succeeded: true,
+                  responses: [{ type: 'compact', revision: 1, compactedRevision: 0 }],
+                },
+              } as never,
+            }),
+          ],
+        ],
+      }),
+      state({
+        sessions: [
+          [
+            'c',
+            rec({
+              outcome: {
+                ok: false,
+                error: { code: 'NO_SUCH_CODE', message: '', definite: true, details: {} },
+              } as never,
+            }),
+          ],
+        ],
+      }),
+      state({
+        sessions: [
+          [
+            'c',
+            rec({
+              outcome: {
+                ok: false,
+                error: { code: 'NOT_FOUND', message: 5, definite: true, details: {} },
+              } as never,
+            }),
+          ],
+        ],
+      }),
       state({ sessions: [['c', rec({ outcome: undefined })]] }), // a command without its outcome
       state({ sessions: [['', rec()]] }), // an empty id
       state({ sessions: [['c', rec({ lastActiveMs: 101 })]] }), // active after the log time

@@ -9,11 +9,14 @@ import { CohortError } from '../../../src/lib/errors.js';
 import type { NodeId } from '../../../src/lib/ids.js';
 import { conditionWaitMs } from '../../harness/wait.js';
 import { ControlledStorage, MemoryCluster, text } from './helpers.js';
-import type { NodeOverrides } from './helpers.js';
+import type { NodeOverrides, CuttableTransport } from './helpers.js';
 
 let cluster: MemoryCluster | undefined;
 
+const cleanups: (() => void)[] = [];
+
 afterEach(async () => {
+  for (const f of cleanups.splice(0)) f();
   await cluster?.closeAll();
   cluster = undefined;
 });
@@ -45,6 +48,39 @@ function lastDurableIndex(c: MemoryCluster, id: NodeId): number {
 }
 
 describe('RaftNode storage ordering', () => {
+  it('a leader writing a compaction snapshot keeps committing and heartbeating meanwhile', async () => {
+    const { c, storage } = await controlledCluster({ snapshotEntries: 3 });
+    const leader = await c.waitForLeader();
+    const held = storage.get(leader.id) as ControlledStorage;
+    held.holdSnapshots();
+    cleanups.push(() => held.releaseSnapshots()); // so closeAll does not wait on it if this fails
+    const before = leader.status().snapshotIndex;
+    for (let i = 0; i < 3; i++) await leader.propose(text(`fill-${i}`));
+    // The snapshot is due: its write has started and is held (a slow disk).
+    await expect.poll(() => held.snapshotsHeld, { timeout: conditionWaitMs }).toBe(1);
+    const sent = (): number =>
+      (c.transports.get(leader.id) as CuttableTransport).counters.messagesSent;
+    const sentBefore = sent();
+    // Proposals still commit and apply on the leader while the snapshot write waits.
+    const more = Promise.all([0, 1, 2].map((i) => leader.propose(text(`more-${i}`))));
+    const outcome = await Promise.race([
+      more.then(() => 'committed'),
+      turns(2000).then(() => 'stuck'),
+    ]);
+    expect(outcome).toBe('committed');
+    expect(held.snapshotsHeld).toBe(1);
+    expect(leader.status().snapshotIndex).toBe(before); // not compacted before the snapshot is durable
+    // And heartbeats keep going out: the Ready loop is not blocked.
+    // (Heartbeats go out every tick; 2 peers × 5 ticks.)
+    await expect.poll(sent, { timeout: conditionWaitMs }).toBeGreaterThan(sentBefore + 10);
+    expect(leader.status().role).toBe('leader');
+    held.releaseSnapshots();
+    await expect
+      .poll(() => leader.status().snapshotIndex, { timeout: conditionWaitMs })
+      .toBeGreaterThan(before);
+    expect(c.durable(leader.id).snapshot?.meta.index).toBe(leader.status().snapshotIndex);
+  });
+
   it('a leader replicates while its own write is in flight, and applies only once it is durable', async () => {
     const { c, storage } = await controlledCluster();
     const leader = await c.waitForLeader();

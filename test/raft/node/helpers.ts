@@ -20,7 +20,7 @@ import { nodeId } from '../../../src/lib/ids.js';
 import type { NodeId } from '../../../src/lib/ids.js';
 import { seededRandom } from '../../../src/lib/random.js';
 import type { RaftMessage } from '../../../src/raft/core/messages.js';
-import type { Entry } from '../../../src/raft/core/types.js';
+import type { Entry, Snapshot } from '../../../src/raft/core/types.js';
 import { raftMessagesCodec } from '../../../src/raft/raft-messages-codec.js';
 import { RaftNode } from '../../../src/raft/raft-node.js';
 import type {
@@ -304,7 +304,10 @@ export async function proposeOnLeader(
  */
 export class ControlledStorage implements Storage {
   readonly writes: StorageWrite[] = [];
+  /** Snapshots passed to prepareSnapshot, in order. */
+  readonly prepared: Snapshot[] = [];
   private held: (() => void)[] | null = null;
+  private heldSnapshots: (() => void)[] | null = null;
   private failure: Error | null = null;
 
   constructor(private readonly inner: Storage) {}
@@ -321,6 +324,27 @@ export class ControlledStorage implements Storage {
     for (const go of held) go();
   }
 
+  /**
+   * Later snapshot writes (prepareSnapshot, and saves carrying a snapshot)
+   * wait until {@link releaseSnapshots}; other saves go on (a disk slow to
+   * write a big snapshot file).
+   */
+  holdSnapshots(): void {
+    this.heldSnapshots ??= [];
+  }
+
+  /** Snapshot writes waiting for {@link releaseSnapshots}. */
+  get snapshotsHeld(): number {
+    return this.heldSnapshots?.length ?? 0;
+  }
+
+  /** Lets held snapshot writes proceed, in order. */
+  releaseSnapshots(): void {
+    const held = this.heldSnapshots ?? [];
+    this.heldSnapshots = null;
+    for (const go of held) go();
+  }
+
   /** Every later save rejects with `err` (like a failed fdatasync). */
   failWith(err: Error): void {
     this.failure = err;
@@ -333,8 +357,21 @@ export class ControlledStorage implements Storage {
   async save(write: StorageWrite): Promise<void> {
     this.writes.push(write);
     if (this.held !== null) await new Promise<void>((go) => this.held?.push(go));
+    if (write.snapshot !== undefined && this.heldSnapshots !== null) {
+      await new Promise<void>((go) => this.heldSnapshots?.push(go));
+    }
     if (this.failure !== null) throw this.failure;
     await this.inner.save(write);
+  }
+
+  async prepareSnapshot(snapshot: Snapshot): Promise<void> {
+    this.prepared.push(snapshot);
+    if (this.held !== null) await new Promise<void>((go) => this.held?.push(go));
+    if (this.heldSnapshots !== null) {
+      await new Promise<void>((go) => this.heldSnapshots?.push(go));
+    }
+    if (this.failure !== null) throw this.failure;
+    await this.inner.prepareSnapshot(snapshot);
   }
 
   close(): Promise<void> {

@@ -498,8 +498,8 @@ describe('RaftNode (memory network)', () => {
     const r = await leader.propose(text('x'));
     await c.waitForApplied(r.index);
     const node = c.node(n1);
-    expect(node.compactNow()).toBe(true);
+    expect(await node.compactNow()).toBe(true);
     expect(node.status().snapshotIndex).toBe(r.index);
-    expect(node.compactNow()).toBe(false); // already covered
+    expect(await node.compactNow()).toBe(false); // already covered
   });
 });

@@ -57,12 +57,11 @@ async function startNode(id: NodeId, seed: number): Promise<Running> {
     clusterId: cluster,
     nodeId: id,
     logger: testLogger(),
-    // Three nodes in one process share one disk and libuv's thread pool: their
-    // 64 MiB spare segments' zero-fill and sync (preallocate.test.ts covers
-    // them) would slow each snapshot save for ~100s of ms, during which a
-    // leader's Ready loop waits and sends no heartbeats, past this test's
-    // 100 ms election timeout. (A synchronous snapshot write used to hide that
-    // by freezing all three nodes at once.)
+    // Snapshot saves no longer hold up the Ready loop (durability.test.ts), but
+    // three nodes in one process still share one disk and libuv's thread pool:
+    // their 64 MiB spare segments' zero-fill (preallocate.test.ts covers it)
+    // can delay WAL syncs sent to the pool on a loaded machine, past this
+    // test's 100 ms election timeout.
     preallocate: false,
   });
   const node = await RaftNode.start({

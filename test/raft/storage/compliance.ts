@@ -142,6 +142,27 @@ export function describeStorageCompliance(name: string, makeHarness: () => Stora
         await storage.close();
       }));
 
+    it('prepareSnapshot changes nothing load() returns; the save of that snapshot then compacts as any', () =>
+      withHarness(async (h) => {
+        const s = h.open();
+        await s.load();
+        await s.save({ entries: entries(1, 8, 1), hardState: hs(1, 'n1', 8) });
+        const snap = snapshot(5, 1, 300);
+        await s.prepareSnapshot(snap);
+        const before = await reopen(h, s);
+        expect(before.state).toEqual(
+          plain({ hardState: hs(1, 'n1', 8), snapshot: null, entries: entries(1, 8, 1) }),
+        );
+        await before.storage.prepareSnapshot(snap);
+        await before.storage.save({ snapshot: snap });
+        await before.storage.save({ entries: entries(9, 9, 1) });
+        const after = await reopen(h, before.storage);
+        expect(after.state).toEqual(
+          plain({ hardState: hs(1, 'n1', 8), snapshot: snap, entries: entries(6, 9, 1) }),
+        );
+        await after.storage.close();
+      }));
+
     it('refuses invalid writes with INVALID_ARGUMENT and changes nothing', () =>
       withHarness(async (h) => {
         const s = h.open();

@@ -121,6 +121,85 @@ describe('FileStorage snapshot files', () => {
     await closing;
   });
 
+  it('prepared ahead (prepareSnapshot), are not written again: the save that logs one waits for no file', async () => {
+    let fileWrites = 0;
+    let holdFiles = false;
+    const heldFiles: (() => void)[] = [];
+    const { disk, open, drain } = setup(3, (raw) => ({
+      ...raw,
+      writeFileAsync: (path, chunks) => {
+        const go = (): Promise<void> => raw.writeFileAsync(path, chunks);
+        if (!path.includes('/snap/')) return go(); // the manifest
+        fileWrites++;
+        if (!holdFiles) return go();
+        return new Promise<void>((resolve) => heldFiles.push(resolve)).then(go);
+      },
+    }));
+    const s = open();
+    const loading = s.load();
+    await drain();
+    await loading;
+    const first = s.save({ entries: entries(1, 40, 1, 50) });
+    await drain();
+    await first;
+    const snap = snapshot(30, 1, 20_000);
+    const prepared = s.prepareSnapshot(snap);
+    await drain();
+    await prepared;
+    expect(fileWrites).toBe(1);
+    // Not logged yet: a restart now would not use it (and removes the file).
+    expect(walRecords(disk)).not.toContain(RecordType.Snapshot);
+    // From here a snapshot file write would wait forever: the save must not need one.
+    holdFiles = true;
+    let acked = 0;
+    const saves = [
+      s.save({ snapshot: snap }).then(() => void acked++),
+      s.save({ entries: [entry(41, 1, 30)] }).then(() => void acked++),
+    ];
+    await drain();
+    await Promise.all(saves);
+    expect(acked).toBe(2);
+    expect(fileWrites).toBe(1);
+    expect(walRecords(disk)).toContain(RecordType.Snapshot);
+    const closing = s.close();
+    await drain();
+    await closing;
+    const again = open();
+    const loaded = again.load();
+    await drain();
+    const state = await loaded;
+    expect(state.snapshot?.meta.index).toBe(30);
+    expect(Buffer.from(state.snapshot?.data ?? []).equals(Buffer.from(snap.data))).toBe(true);
+    expect(state.entries.map((e) => e.index)).toEqual(entries(31, 41, 1).map((e) => e.index));
+    await again.close();
+  });
+
+  it('prepared but never logged, are removed on the next load', async () => {
+    const { disk, open, drain } = setup(4);
+    const s = open();
+    const loading = s.load();
+    await drain();
+    await loading;
+    const first = s.save({ entries: entries(1, 20, 1, 50) });
+    await drain();
+    await first;
+    const prepared = s.prepareSnapshot(snapshot(10, 1, 5000));
+    await drain();
+    await prepared;
+    expect(disk.allFiles().filter((f) => f.endsWith('.snap'))).toHaveLength(1);
+    const closing = s.close();
+    await drain();
+    await closing;
+    const again = open();
+    const loaded = again.load();
+    await drain();
+    const state = await loaded;
+    expect(state.snapshot).toBeNull();
+    expect(state.entries).toHaveLength(20);
+    expect(disk.allFiles().filter((f) => f.includes('/snap/'))).toEqual([]);
+    await again.close();
+  });
+
   it('survive a crash at any step of the write: nothing acknowledged is lost, nothing is left behind (300 seeds)', async () => {
     const seen = new Set<string>();
     for (let seed = 1; seed <= 300; seed++) {

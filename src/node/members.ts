@@ -1,0 +1,644 @@
+/**
+ * Cluster membership on a node process (issue 15): the replicated address
+ * book, the `Members` RPC service (`list`, `add`, `promote`, `remove`) and
+ * the leader's membership duties. The Raft core makes single-server changes
+ * (dissertation §4.1, src/raft/core/confchange.ts); this file gives them
+ * addresses and a way in from outside.
+ *
+ * ```ts
+ * const book = new AddressBook((id, rec) => rec ? transport.setPeer(id, rec.raft) : transport.removePeer(id));
+ * const sm = new ObservedStateMachine([...modules, book]);       // the book shares the log
+ * const stop = startMembership({ self, raft, rpc, book, listen, rpcAddress, peers, peerRpc, tickMs, logger });
+ * // clients: await callLeader(endpoints, clusterId, (m) => m.add({ id: 'n4', raft: '127.0.0.1:7104', rpc: '127.0.0.1:7204' }));
+ * ```
+ *
+ * **The address book** is a replicated module (src/host/modules.ts): `id →
+ * { raft, rpc, learner }`, where `learner` says the node stays a learner
+ * (`--learner`). Every node applies it in log order and points its Raft
+ * transport at what it holds, so a node added on one member is reachable
+ * from all, and a restart finds its peers in its own log or snapshot
+ * without `--peers`. An address is written before the node is added as a
+ * learner, and deleted only after its removal committed.
+ *
+ * **The leader's duties**, every election timeout: record its own address
+ * and those of the `--peers` it started with (a cluster bootstrapped with
+ * `--peers` has no book entries yet), and promote each learner that holds
+ * everything committed and is not marked to stay a learner (etcd's learner
+ * promotion, done by the leader rather than asked for).
+ *
+ * **Changes** go to the leader; any other node answers NOT_LEADER with
+ * `details.leaderId` and `details.leaderRpc`, which {@link callLeader}
+ * follows. Removing the leader first hands leadership to the most
+ * up-to-date other voter (dissertation §3.10) and redirects the caller to
+ * it, which then removes the old leader as an ordinary follower: the cluster
+ * never waits for an election timeout.
+ */
+import { Type } from '@sinclair/typebox';
+import type { Static } from '@sinclair/typebox';
+import { Packr } from 'msgpackr';
+import type { Logger } from 'pino';
+import { CohortError, isCohortError } from '../lib/errors.js';
+import { isValidId, nodeId } from '../lib/ids.js';
+import type { NodeId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
+import { encodeModuleEntry } from '../host/kv-state-machine.js';
+import type { KvRaftStateMachine } from '../host/kv-state-machine.js';
+import type { NodeModule } from '../host/modules.js';
+import type { RaftNode } from '../raft/raft-node.js';
+import type { RpcNode } from '../rpc/node.js';
+import { defineService, unary } from '../rpc/service.js';
+import type { Client } from '../rpc/service.js';
+import { startTcpClient } from '../rpc/tcp-endpoints.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
+import { resolveUserTls } from '../trust/client-tls.js';
+import type { ClientTlsOptions } from '../trust/client-tls.js';
+import { parseHostPort } from './config.js';
+
+/** The address book's module name (tags its log entries and snapshot part). */
+export const MEMBERS_MODULE = 'members';
+
+/** One member's addresses, as the address book holds them. */
+export interface MemberRecord {
+  /** Where its Raft peers connect. */
+  readonly raft: PeerAddress;
+  /** Where it serves RPC (null: unknown, e.g. a `--peers` entry without an RPC port). */
+  readonly rpc: PeerAddress | null;
+  /** Stays a learner: the leader does not promote it. */
+  readonly learner: boolean;
+}
+
+/** A command of the address book, as it travels in the log. */
+export type BookCommand =
+  | {
+      readonly type: 'set';
+      readonly id: string;
+      readonly raft: string;
+      readonly rpc: string | null;
+      readonly learner: boolean;
+    }
+  | { readonly type: 'delete'; readonly id: string };
+
+/** What applying a book command returns: ok, or why the command was refused (nothing changed). */
+export type BookResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
+
+const packr = new Packr({ useRecords: false });
+
+/** "host:port" of an address. */
+export function formatAddress(a: PeerAddress): string {
+  return `${a.host}:${a.port}`;
+}
+
+function sameRecord(a: MemberRecord | undefined, b: MemberRecord): boolean {
+  return (
+    a !== undefined &&
+    a.learner === b.learner &&
+    formatAddress(a.raft) === formatAddress(b.raft) &&
+    (a.rpc === null ? null : formatAddress(a.rpc)) ===
+      (b.rpc === null ? null : formatAddress(b.rpc))
+  );
+}
+
+/** Decodes and checks one record from the log or a snapshot; a string says what is wrong. */
+function parseRecord(c: unknown): { id: NodeId; rec: MemberRecord } | string {
+  if (typeof c !== 'object' || c === null) return 'not an object';
+  const o = c as Record<string, unknown>;
+  if (!isValidId(o.id)) return 'bad member id';
+  if (typeof o.learner !== 'boolean') return 'learner must be a boolean';
+  try {
+    const raft = parseHostPort(o.raft, 'raft');
+    const rpc = o.rpc === null ? null : parseHostPort(o.rpc, 'rpc');
+    return { id: nodeId(o.id), rec: { raft, rpc, learner: o.learner } };
+  } catch (e) {
+    return isCohortError(e) ? e.message : String(e);
+  }
+}
+
+/**
+ * The replicated address book (see the file comment): a node module whose
+ * state is the members' addresses. `onChange` is told of every entry that
+ * changed (undefined: deleted), also while the log is replayed at start and
+ * when a snapshot replaces the book.
+ */
+export class AddressBook implements NodeModule {
+  readonly name = MEMBERS_MODULE;
+  private readonly records = new Map<NodeId, MemberRecord>();
+
+  constructor(
+    private readonly onChange: (id: NodeId, rec: MemberRecord | undefined) => void = () => {},
+  ) {}
+
+  /** The record of `id`, if the book has one. */
+  get(id: NodeId): MemberRecord | undefined {
+    return this.records.get(id);
+  }
+
+  /** Every record, by id. */
+  entries(): ReadonlyMap<NodeId, MemberRecord> {
+    return this.records;
+  }
+
+  /** Applies a set or delete; a malformed command changes nothing and says why. */
+  apply(command: unknown): BookResult {
+    if (typeof command !== 'object' || command === null) {
+      return { ok: false, error: 'not an object' };
+    }
+    const type = (command as { type?: unknown }).type;
+    if (type === 'delete') {
+      const id = (command as { id?: unknown }).id;
+      if (!isValidId(id)) return { ok: false, error: 'bad member id' };
+      if (this.records.delete(id as NodeId)) this.onChange(id as NodeId, undefined);
+      return { ok: true };
+    }
+    if (type !== 'set') return { ok: false, error: `unknown command ${JSON.stringify(type)}` };
+    const parsed = parseRecord(command);
+    if (typeof parsed === 'string') return { ok: false, error: parsed };
+    if (!this.records.has(parsed.id) && this.records.size >= limits.clusterMembersMax) {
+      return { ok: false, error: `the address book holds at most ${limits.clusterMembersMax}` };
+    }
+    if (!sameRecord(this.records.get(parsed.id), parsed.rec)) {
+      this.records.set(parsed.id, parsed.rec);
+      this.onChange(parsed.id, parsed.rec);
+    }
+    return { ok: true };
+  }
+
+  snapshot(): Uint8Array {
+    const rows = [...this.records]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([id, r]) => ({
+        id,
+        raft: formatAddress(r.raft),
+        rpc: r.rpc === null ? null : formatAddress(r.rpc),
+        learner: r.learner,
+      }));
+    return new Uint8Array(packr.pack(rows));
+  }
+
+  restore(bytes: Uint8Array): void {
+    let rows: unknown;
+    try {
+      rows = packr.unpack(bytes);
+    } catch (e) {
+      throw new CohortError('CORRUPTION', 'address book snapshot does not decode', { cause: e });
+    }
+    if (!Array.isArray(rows))
+      throw new CohortError('CORRUPTION', 'address book snapshot malformed');
+    const next = new Map<NodeId, MemberRecord>();
+    for (const row of rows) {
+      const parsed = parseRecord(row);
+      if (typeof parsed === 'string') {
+        throw new CohortError('CORRUPTION', `address book snapshot: ${parsed}`);
+      }
+      next.set(parsed.id, parsed.rec);
+    }
+    this.replace(next);
+  }
+
+  reset(): void {
+    this.replace(new Map());
+  }
+
+  private replace(next: Map<NodeId, MemberRecord>): void {
+    const gone = [...this.records.keys()].filter((id) => !next.has(id));
+    const changed = [...next].filter(([id, rec]) => !sameRecord(this.records.get(id), rec));
+    this.records.clear();
+    for (const [id, rec] of next) this.records.set(id, rec);
+    for (const id of gone) this.onChange(id, undefined);
+    for (const [id, rec] of changed) this.onChange(id, rec);
+  }
+}
+
+const Address = Type.Union([Type.String({ maxLength: 300 }), Type.Null()]);
+
+/** One member as `Members.list` reports it. */
+export const MemberInfoSchema = Type.Object({
+  id: Type.String(),
+  role: Type.Union([Type.Literal('voter'), Type.Literal('learner')]),
+  /** Raft address from the address book (null: not recorded yet). */
+  raft: Address,
+  /** RPC address from the address book (null: unknown). */
+  rpc: Address,
+  /** Marked to stay a learner (`--learner`). */
+  stayLearner: Type.Boolean(),
+  /** The leader's view of its log: its match index (answering node is the leader only). */
+  match: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
+});
+
+/** One member. */
+export type MemberInfo = Static<typeof MemberInfoSchema>;
+
+/** The answer of every `Members` method: the answering node's view of the membership. */
+export const MemberListSchema = Type.Object({
+  /** The node that answered. */
+  node: Type.String(),
+  leader: Type.Union([Type.String(), Type.Null()]),
+  term: Type.Integer({ minimum: 0 }),
+  /** The answering node's commit index (its view is current as of it). */
+  commitIndex: Type.Integer({ minimum: 0 }),
+  members: Type.Array(MemberInfoSchema),
+});
+
+/** A membership as one node sees it. */
+export type MemberList = Static<typeof MemberListSchema>;
+
+const Id = Type.String({ minLength: 1, maxLength: limits.idBytesMax });
+
+/** The `Members` service every node serves on its RPC port (see the file comment). */
+export const MemberService = defineService('Members', {
+  list: unary(
+    Type.Object({
+      /** Answer only as the leader (NOT_LEADER redirects otherwise), so the view is current. */
+      leader: Type.Optional(Type.Boolean()),
+    }),
+    MemberListSchema,
+    {
+      idempotent: true,
+      description: "this node's view of the members (voters, learners, addresses)",
+    },
+  ),
+  add: unary(
+    Type.Object({
+      id: Id,
+      raft: Type.String({ maxLength: 300 }),
+      rpc: Type.String({ maxLength: 300 }),
+      learner: Type.Optional(Type.Boolean()),
+    }),
+    MemberListSchema,
+    {
+      // Adding a member again with the same addresses changes nothing.
+      idempotent: true,
+      description: 'record a node and add it as a learner (promoted once caught up unless learner)',
+    },
+  ),
+  promote: unary(Type.Object({ id: Id }), MemberListSchema, {
+    idempotent: true,
+    description: 'promote a learner to voter once it has caught up',
+  }),
+  remove: unary(Type.Object({ id: Id }), MemberListSchema, {
+    description: 'remove a voter or learner (the leader hands over leadership first)',
+  }),
+});
+
+/** Options of {@link startMembership}. */
+export interface MembershipOptions {
+  readonly self: NodeId;
+  readonly raft: RaftNode<KvRaftStateMachine>;
+  readonly rpc: RpcNode;
+  readonly book: AddressBook;
+  /** This node's Raft and RPC addresses. */
+  readonly listen: PeerAddress;
+  readonly rpcAddress: PeerAddress;
+  /** The `--peers` this node started with (recorded in the book by a leader that lacks them). */
+  readonly peers: ReadonlyMap<NodeId, PeerAddress>;
+  readonly peerRpc: ReadonlyMap<NodeId, PeerAddress>;
+  /** Duty period (ms): the election timeout. */
+  readonly periodMs: number;
+  readonly logger: Logger;
+}
+
+/** How far a node's log is behind the leader's commit before promoting it (none: it holds all of it). */
+function caughtUp(raft: RaftNode<KvRaftStateMachine>, id: NodeId): boolean {
+  const s = raft.status();
+  const pr = s.progress.get(id);
+  return pr !== undefined && pr.recentActive && pr.match >= s.commit;
+}
+
+/**
+ * Serves {@link MemberService} on `rpc` and runs the leader's duties (see
+ * the file comment). Returns a function that stops the duties.
+ */
+export function startMembership(o: MembershipOptions): () => void {
+  const { self, raft, book, logger } = o;
+  let stopped = false;
+
+  const propose = async (cmd: BookCommand): Promise<void> => {
+    const applied = (await raft.propose(encodeModuleEntry(MEMBERS_MODULE, cmd))) as {
+      result?: BookResult;
+    };
+    const r = applied.result;
+    if (r === undefined || !r.ok) {
+      throw new CohortError(
+        'INVALID_ARGUMENT',
+        `address book refused: ${r?.ok === false ? r.error : 'no result'}`,
+      );
+    }
+  };
+
+  const rpcOf = (id: NodeId): PeerAddress | undefined =>
+    id === self ? o.rpcAddress : (book.get(id)?.rpc ?? o.peerRpc.get(id) ?? undefined);
+
+  const notLeader = (): CohortError => {
+    const leaderId = raft.leaderId();
+    const addr = leaderId === null ? undefined : rpcOf(leaderId);
+    return new CohortError(
+      'NOT_LEADER',
+      `${self} is not the leader${leaderId === null ? ' (no leader known)' : `; the leader is ${leaderId}`}`,
+      { details: { leaderId, leaderRpc: addr === undefined ? null : formatAddress(addr) } },
+    );
+  };
+  const requireLeader = (): void => {
+    if (!raft.isLeader()) throw notLeader();
+  };
+
+  const list = (): MemberList => {
+    const s = raft.status();
+    const info = (id: NodeId, role: 'voter' | 'learner'): MemberInfo => {
+      const rec = book.get(id);
+      return {
+        id,
+        role,
+        raft: rec === undefined ? null : formatAddress(rec.raft),
+        rpc: rec === undefined || rec.rpc === null ? null : formatAddress(rec.rpc),
+        stayLearner: rec?.learner ?? false,
+        match:
+          s.role === 'leader'
+            ? id === self
+              ? s.lastIndex
+              : (s.progress.get(id)?.match ?? 0)
+            : null,
+      };
+    };
+    return {
+      node: self,
+      leader: s.leader,
+      term: s.term,
+      commitIndex: s.commit,
+      members: [
+        ...[...s.config.voters].sort().map((id) => info(id, 'voter')),
+        ...[...s.config.learners].sort().map((id) => info(id, 'learner')),
+      ],
+    };
+  };
+
+  /**
+   * Runs a membership change, waiting while the previous one is still
+   * uncommitted (CONFIG_CHANGE_PENDING: the leader's duties may be promoting
+   * a learner at the same moment).
+   */
+  const change = async (run: () => Promise<void>): Promise<void> => {
+    const deadline = Date.now() + limits.memberChangeWaitElectionsMax * o.periodMs;
+    for (;;) {
+      requireLeader();
+      try {
+        await run();
+        return;
+      } catch (e) {
+        const pending =
+          isCohortError(e) &&
+          e.code === 'FAILED_PRECONDITION' &&
+          e.details.reason === 'CONFIG_CHANGE_PENDING';
+        if (!pending || Date.now() > deadline) throw e;
+      }
+      await new Promise((r) => setTimeout(r, Math.max(10, o.periodMs / 10)));
+    }
+  };
+
+  const isMember = (id: NodeId): 'voter' | 'learner' | null => {
+    const c = raft.status().config;
+    if (c.voters.includes(id)) return 'voter';
+    return c.learners.includes(id) ? 'learner' : null;
+  };
+
+  /** The leader's own addresses in the book (a newcomer learns where to accept the leader from). */
+  const recordSelf = async (): Promise<void> => {
+    const me: MemberRecord = {
+      raft: o.listen,
+      rpc: o.rpcAddress,
+      learner: book.get(self)?.learner ?? false,
+    };
+    if (sameRecord(book.get(self), me)) return;
+    await propose({
+      type: 'set',
+      id: self,
+      raft: formatAddress(o.listen),
+      rpc: formatAddress(o.rpcAddress),
+      learner: me.learner,
+    });
+  };
+
+  o.rpc.serve(MemberService, {
+    list: (req) => {
+      if (req.leader === true) requireLeader();
+      return list();
+    },
+    add: async (req) => {
+      if (!isValidId(req.id)) {
+        throw new CohortError('INVALID_ARGUMENT', `bad member id ${JSON.stringify(req.id)}`, {
+          details: { field: 'id' },
+        });
+      }
+      const id = nodeId(req.id);
+      const raftAddr = parseHostPort(req.raft, 'raft');
+      const rpcAddr = parseHostPort(req.rpc, 'rpc');
+      requireLeader();
+      const role = isMember(id);
+      if (role === null && book.entries().size >= limits.clusterMembersMax) {
+        throw new CohortError(
+          'FAILED_PRECONDITION',
+          `the cluster has ${limits.clusterMembersMax} members, the most it may have`,
+        );
+      }
+      // The newcomer takes the leader's address from the answer: it must be in the book first.
+      await recordSelf();
+      const learner = req.learner ?? book.get(id)?.learner ?? false;
+      const rec: MemberRecord = { raft: raftAddr, rpc: rpcAddr, learner };
+      if (!sameRecord(book.get(id), rec)) {
+        await propose({
+          type: 'set',
+          id,
+          raft: formatAddress(raftAddr),
+          rpc: formatAddress(rpcAddr),
+          learner,
+        });
+      }
+      if (role === null) {
+        logger.info({ member: id, raft: req.raft, learner }, 'adding member as a learner');
+        await change(() => raft.addLearner(id));
+      }
+      return list();
+    },
+    promote: async (req) => {
+      const id = nodeId(req.id);
+      requireLeader();
+      const role = isMember(id);
+      if (role === null) throw new CohortError('NOT_FOUND', `${id} is not a member`);
+      const rec = book.get(id);
+      if (rec?.learner === true) {
+        await propose({
+          type: 'set',
+          id,
+          raft: formatAddress(rec.raft),
+          rpc: rec.rpc === null ? null : formatAddress(rec.rpc),
+          learner: false,
+        });
+      }
+      if (role === 'learner') {
+        await change(() => raft.promoteLearner(id, { waitForCatchUp: true }));
+      }
+      return list();
+    },
+    remove: async (req) => {
+      const id = nodeId(req.id);
+      requireLeader();
+      const role = isMember(id);
+      if (role === null) {
+        if (book.get(id) === undefined) throw new CohortError('NOT_FOUND', `${id} is not a member`);
+        await propose({ type: 'delete', id });
+        return list();
+      }
+      if (id === self) {
+        // Dissertation §3.10: hand over first, so the removal is an ordinary follower's.
+        const s = raft.status();
+        let best: NodeId | null = null;
+        let bestMatch = -1;
+        for (const v of s.config.voters) {
+          const m = s.progress.get(v)?.match ?? -1;
+          if (v !== self && m > bestMatch) {
+            best = v;
+            bestMatch = m;
+          }
+        }
+        if (best === null) {
+          throw new CohortError(
+            'FAILED_PRECONDITION',
+            `${self} is the only voter; it cannot be removed`,
+          );
+        }
+        logger.info({ to: best }, 'removing the leader: transferring leadership first');
+        await raft.transferLeadership(best);
+        throw notLeader();
+      }
+      logger.info({ member: id, role }, 'removing member');
+      await change(() => raft.removeNode(id));
+      await propose({ type: 'delete', id });
+      return list();
+    },
+  });
+
+  /** Records the addresses the leader knows but the book lacks, and promotes caught-up learners. */
+  const duties = async (): Promise<void> => {
+    if (!raft.isLeader()) return;
+    await recordSelf();
+    for (const [id, addr] of o.peers) {
+      if (book.get(id) !== undefined || isMember(id) === null) continue;
+      const rpc = o.peerRpc.get(id);
+      await propose({
+        type: 'set',
+        id,
+        raft: formatAddress(addr),
+        rpc: rpc === undefined ? null : formatAddress(rpc),
+        learner: false,
+      });
+    }
+    for (const id of raft.status().config.learners) {
+      if (stopped || !raft.isLeader()) return;
+      if (book.get(id)?.learner === true || !caughtUp(raft, id)) continue;
+      logger.info({ member: id }, 'learner caught up: promoting it to voter');
+      await raft.promoteLearner(id);
+    }
+  };
+  let running = false;
+  const timer = setInterval(() => {
+    if (running || stopped) return;
+    running = true;
+    duties()
+      .catch((e: unknown) => {
+        // A lost leadership or a pending change: the next period tries again.
+        logger.debug({ err: e }, 'membership duties deferred');
+      })
+      .finally(() => {
+        running = false;
+      });
+  }, o.periodMs);
+  timer.unref();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}
+
+/** A node of a cluster as a membership client reaches it: its id and RPC address. */
+export interface MemberEndpoint {
+  readonly id: string;
+  readonly rpc: PeerAddress;
+}
+
+/** Options of {@link callLeader}. */
+export interface CallLeaderOptions {
+  /** Per-call deadline (ms). Default 10 s. */
+  readonly timeoutMs?: number;
+  /** Keep trying (every `retryMs`) while no leader answers, until this signal fires. */
+  readonly signal?: AbortSignal;
+  readonly retryMs?: number;
+  /** The CA and a user certificate and key, for a TLS cluster (default: plaintext). */
+  readonly tls?: ClientTlsOptions;
+}
+
+/** Errors no other endpoint or later try would answer differently. */
+const permanent: ReadonlySet<string> = new Set([
+  'INVALID_ARGUMENT',
+  'NOT_FOUND',
+  'PERMISSION_DENIED',
+  'ALREADY_EXISTS',
+  'FAILED_PRECONDITION',
+]);
+
+/** A typed `Members` client stub. */
+export type MemberClient = Client<typeof MemberService>;
+
+/**
+ * Calls `fn` on the leader of the cluster `endpoints` belong to: tries the
+ * endpoints in turn, follows NOT_LEADER redirects (up to
+ * `limits.memberRedirectsMax` in a row), and fails with the last error when
+ * no endpoint answered. With `signal`, keeps trying until it fires.
+ */
+export async function callLeader<T>(
+  endpoints: readonly MemberEndpoint[],
+  clusterId: string,
+  fn: (client: MemberClient, timeoutMs: number) => Promise<T>,
+  options: CallLeaderOptions = {},
+): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const clients = new Map<string, Awaited<ReturnType<typeof startTcpClient>>>();
+  const creds =
+    options.tls === undefined ? undefined : resolveUserTls(options.tls, 'cohort member');
+  const clientOf = async (e: MemberEndpoint): Promise<MemberClient> => {
+    const key = `${e.id}@${formatAddress(e.rpc)}`;
+    let c = clients.get(key);
+    if (c === undefined) {
+      c = await startTcpClient({
+        server: { id: e.id, ...e.rpc },
+        clusterId,
+        ...(creds === undefined ? {} : { tls: creds }),
+      });
+      clients.set(key, c);
+    }
+    return c.client(MemberService, c.serverId);
+  };
+  try {
+    let last: unknown = new CohortError('UNAVAILABLE', 'no endpoint given');
+    for (;;) {
+      for (const start of endpoints) {
+        let target: MemberEndpoint = start;
+        for (let hop = 0; hop <= limits.memberRedirectsMax; hop++) {
+          try {
+            return await fn(await clientOf(target), timeoutMs);
+          } catch (e) {
+            last = e;
+            if (isCohortError(e) && permanent.has(e.code)) throw e;
+            if (!isCohortError(e) || e.code !== 'NOT_LEADER') break;
+            const id = e.details.leaderId;
+            const rpc = e.details.leaderRpc;
+            if (typeof id !== 'string' || typeof rpc !== 'string') break;
+            target = { id, rpc: parseHostPort(rpc, 'leaderRpc') };
+          }
+        }
+      }
+      if (options.signal === undefined || options.signal.aborted) throw last;
+      await new Promise((r) => setTimeout(r, options.retryMs ?? 500));
+      if (options.signal.aborted) throw last;
+    }
+  } finally {
+    await Promise.allSettled([...clients.values()].map((c) => c.close()));
+  }
+}
