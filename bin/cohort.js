@@ -4,6 +4,6 @@
 import { main } from '../dist/cli/main.js';
 
 main(process.argv).catch((err) => {
-  process.stderr.write(`cohort: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`error: INTERNAL: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = 1;
 });

@@ -18,6 +18,8 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import type { Readable, Writable } from 'node:stream';
+import { exitCodes } from './exit-codes.js';
+import { runAction } from './run.js';
 
 interface Closable {
   close(): Promise<void>;
@@ -125,15 +127,19 @@ export function registerExampleCommands(program: Command): void {
         player: 'X' | 'O',
         o: { game: string; server: { host: string; port: number }; serverId?: string },
       ) => {
-        const m = await load<TicTacToeCli>('tic-tac-toe/cli');
-        const result = await m.play({
-          player,
-          game: o.game,
-          ...o.server,
-          ...(o.serverId === undefined ? {} : { server: o.serverId }),
+        await runAction({}, async () => {
+          const m = await load<TicTacToeCli>('tic-tac-toe/cli');
+          const result = await m.play({
+            player,
+            game: o.game,
+            ...o.server,
+            ...(o.serverId === undefined ? {} : { server: o.serverId }),
+          });
+          process.stdout.write(`${result}\n`);
+          return result === 'won' || result === 'draw' || result === 'lost'
+            ? exitCodes.done
+            : exitCodes.failed;
         });
-        process.stdout.write(`${result}\n`);
-        process.exitCode = result === 'won' || result === 'draw' || result === 'lost' ? 0 : 1;
       },
     );
 
@@ -156,7 +162,9 @@ export function registerExampleCommands(program: Command): void {
     })
     .option('--server <host:port>', 'the server', hostPort, { host: '127.0.0.1', port: 7401 })
     .action(async (values: number[], o: { server: { host: string; port: number } }) => {
-      const m = await load<ListMaxCli>('list-max/cli');
-      await m.call({ values, ...o.server });
+      await runAction({ readOnly: true }, async () => {
+        const m = await load<ListMaxCli>('list-max/cli');
+        await m.call({ values, ...o.server });
+      });
     });
 }

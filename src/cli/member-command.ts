@@ -4,7 +4,7 @@
  * command follows NOT_LEADER redirects); `list` shows the leader's view.
  *
  * ```sh
- * cohort member list [--json]                       # the cluster in .cohort/cluster.json
+ * cohort member list [--json]                       # the nearest .cohort/cluster.json, its certificate
  * cohort member list --endpoints n1=127.0.0.1:7201  # or any member's RPC endpoint
  * cohort member add n4 127.0.0.1:7104 127.0.0.1:7204 [--learner]
  * cohort member promote n4

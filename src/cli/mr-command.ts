@@ -6,13 +6,14 @@
  * cohort mr run job.ts --input in.txt --output out --endpoints n1=127.0.0.1:7201 --cluster-id cohort-local
  * cohort mr run job.ts --input in.txt --output out --local --set skipBadRecords=true --set maxTaskFailures=8
  * cohort mr status [job-id] [--json]
- * cohort mr cancel <job-id>
+ * cohort mr cancel <job-id> [--reason text]
  * ```
  *
  * `run` checks the job locally (map and reduce exported, input present,
  * output directory writable and free of earlier output), submits it to the
- * running local cluster (`.cohort/cluster.json`, as `cohort status` finds it,
- * or `--endpoints`), or with `--local` to a one-node cluster it starts in
+ * running cluster (found like every client command's: `--endpoints`,
+ * `COHORT_ENDPOINTS`, `--dir`, or the nearest `.cohort/cluster.json`, with
+ * its certificate; see target.ts), or with `--local` to a one-node cluster it starts in
  * this process (`--workers` threads), then shows a progress line until the
  * job ends; Ctrl-C cancels the job. Without `--local`, no cluster to submit
  * to is an error: a job never runs somewhere the user did not ask for.
@@ -23,6 +24,9 @@
  * 1 the job failed or was cancelled, or no cluster could run it; 2 the job
  * was refused before it started (bad module, missing input, unwritable
  * output, bad option, no cluster and no `--local`).
+ * `cancel` stops a running job and waits for the cluster to remove its
+ * output; it exits 1 if the job is unknown or already over. Errors print
+ * one line, `error: CODE: message`.
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
@@ -40,6 +44,7 @@ import type { JobOptions, JobStatus } from '../mapreduce/core/types.js';
 import { StatusPoller } from '../node/cluster.js';
 import { startEmbeddedCluster } from './embedded-cluster.js';
 import type { EmbeddedCluster } from './embedded-cluster.js';
+import { out, runAction } from './run.js';
 import { addTargetOptions, resolveTarget } from './target.js';
 import type { Target, TargetFlags } from './target.js';
 
@@ -160,7 +165,7 @@ function setting(value: string, previous: JobSettings): JobSettings {
 async function findCluster(flags: TargetFlags): Promise<Target> {
   const target = resolveTarget(flags);
   const keepAlive = setInterval(() => undefined, 1000);
-  const poller = await StatusPoller.connect(target.nodes, target.clusterId, target.tls);
+  const poller = await StatusPoller.connect(target.nodes, target.clusterId, 'none', target.tls);
   try {
     const results = await poller.poll(1000);
     // A node that answers at all (even "no status capability") means a cluster runs;
@@ -195,7 +200,9 @@ function exitFor(e: unknown, what: string): void {
     'USER_CODE_ERROR',
     'FAILED_PRECONDITION',
   ].includes(code);
-  process.stderr.write(`cohort mr ${what}: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(
+    `error: ${isCohortError(e) ? e.code : 'INTERNAL'}: cohort mr ${what}: ${e instanceof Error ? e.message : String(e)}\n`,
+  );
   process.exitCode = refused ? 2 : 1;
 }
 
@@ -410,29 +417,6 @@ async function status(jobId: string | undefined, flags: StatusFlags): Promise<vo
   }
 }
 
-async function cancel(jobId: string, flags: TargetFlags & { reason?: string }): Promise<void> {
-  const keepAlive = setInterval(() => undefined, 1000);
-  let client: MapReduceClient | undefined;
-  try {
-    const cluster = await findCluster(flags);
-    client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId, cluster.tls);
-    const c = client;
-    const r = await c.call((stub) =>
-      stub.cancel({ jobId, reason: flags.reason ?? 'cancelled with cohort mr cancel' }),
-    );
-    const removed = await c.waitOutputRemoved(jobId);
-    process.stdout.write(
-      `job ${jobId} cancelled (${r.stoppedAttempts.length} running attempts stopped); ` +
-        (removed ? 'its output was removed\n' : 'its output is being removed\n'),
-    );
-  } catch (e) {
-    exitFor(e, 'cancel');
-  } finally {
-    clearInterval(keepAlive);
-    await client?.close();
-  }
-}
-
 /** Adds `cohort mr` to `program`. */
 export function registerMrCommands(program: Command): void {
   const mr = program.command('mr').description('run MapReduce jobs on the cluster');
@@ -478,9 +462,32 @@ export function registerMrCommands(program: Command): void {
   target(
     mr
       .command('cancel <job>')
-      .description('cancel a running job; the cluster removes its output')
-      .option('--reason <text>', 'why (shown in its status)'),
+      .description(
+        'cancel a running job and wait for the cluster to remove its output; exit 1 if it is unknown or already over',
+      )
+      .option('--reason <text>', 'why (kept in the job status)'),
   ).action(async (jobId: string, flags: TargetFlags & { reason?: string }) => {
-    await cancel(jobId, flags);
+    await runAction({}, async (ctx) => {
+      const cluster = await findCluster(flags);
+      ctx.report.source = cluster.source;
+      const client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId, cluster.tls);
+      try {
+        const r = await client.call(
+          (stub) =>
+            stub.cancel(
+              { jobId, reason: flags.reason ?? 'cancelled with cohort mr cancel' },
+              { signal: ctx.signal },
+            ),
+          10_000,
+        );
+        const removed = await client.waitOutputRemoved(jobId);
+        out(
+          `job ${jobId} cancelled (${r.stoppedAttempts.length} running attempts stopped); ` +
+            (removed ? 'its output was removed' : 'its output is being removed'),
+        );
+      } finally {
+        await client.close();
+      }
+    });
   });
 }

@@ -8,11 +8,18 @@
  * ```
  *
  * Settings come from flags, then COHORT_* variables, then the config file,
- * then defaults; the flags and their help are src/node/config.ts's nodeOptions.
- * Exit codes: 0 after a clean shutdown, 2 for a bad configuration, 1 when the
- * node could not start or failed. With `--repair`, a WAL damaged in the middle
- * is cut at the damage instead of refused, and what was dropped (file, offset,
- * bytes, records, entries) is printed on stderr before the node serves.
+ * then defaults; the flags and their help are src/node/config.ts's
+ * nodeOptions. Everything the node says once its configuration is read —
+ * a refused start (a port in use), its shutdown on a signal, a storage
+ * failure — is a line of its log (`--log-format`: JSON lines, or pretty on
+ * a terminal; why it stopped goes to stderr, the rest to stdout), so a log
+ * file holds nothing but JSON. Exit codes: 0 after a
+ * clean shutdown (SIGINT or SIGTERM: a server stopping when asked), 2 for a
+ * bad configuration (one `error:` line on stderr, before any logging), 1
+ * when the node could not start or failed. With `--repair`, a WAL damaged in
+ * the middle is cut at the damage instead of refused, and what was dropped
+ * (file, offset, bytes, records, entries) is printed on stderr before the
+ * node serves.
  *
  * With `--gateway <file>`, the node also runs the load-balancing gateway
  * (src/gateway/, as `cohort gateway --config <file>` would) in the same
@@ -29,9 +36,11 @@ import type { GatewayOptions } from '../gateway/gateway.js';
 import { isCohortError } from '../lib/errors.js';
 import { configFileFlag, nodeOptionFlags, resolveNodeConfig } from '../node/config.js';
 import type { RawConfig } from '../node/config.js';
+import { nodeLogger } from '../node/logger.js';
 import { startNode } from '../node/node.js';
 import { describeRecovery } from '../raft/storage/file-storage.js';
 import { reloadBackends, resolveGatewayOptions } from './gateway-command.js';
+import { exitCodes } from './exit-codes.js';
 
 /** Flags of `cohort node` as commander hands them over (all strings). */
 type NodeFlags = RawConfig & { config?: string };
@@ -47,25 +56,37 @@ async function runNode(flags: NodeFlags): Promise<void> {
       gatewayOptions = resolveGatewayOptions({ config: config.gateway }, {});
   } catch (e) {
     if (isCohortError(e)) {
-      process.stderr.write(`cohort node: bad configuration: ${e.message}\n`);
-      process.exitCode = 2;
+      process.stderr.write(`error: ${e.code}: bad configuration: ${e.message}\n`);
+      process.exitCode = exitCodes.usage;
       return;
     }
     throw e;
   }
+  const root = nodeLogger({ level: config.logLevel, format: config.logFormat });
+  const log = root.child({ node: config.id });
+  // Why the node stops (a refused start, a storage failure) goes to stderr, still a log line:
+  // on a terminal it is seen apart from the stream of stdout; under `cohort up` both are node.log.
+  const fatal = nodeLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    destination: process.stderr,
+  }).child({ node: config.id });
   let stopping = false;
   const node = await startNode(config, {
+    logger: root,
     onFatal: (err) => {
-      process.stderr.write(
-        `cohort node ${config.id}: stopped by a storage failure: ${String(err)}\n`,
-      );
-      process.exit(1);
+      fatal.fatal({ err }, 'stopped by a storage failure');
+      process.exit(exitCodes.failed);
     },
   }).catch((e: unknown) => {
-    process.stderr.write(
-      `cohort node ${config.id}: cannot start: ${e instanceof Error ? e.message : String(e)}\n`,
+    fatal.fatal(
+      {
+        err: e,
+        ...(isCohortError(e) ? { code: e.code, details: e.details } : {}),
+      },
+      `cannot start: ${e instanceof Error ? e.message : String(e)}`,
     );
-    process.exitCode = 1;
+    process.exitCode = exitCodes.failed;
     return undefined;
   });
   if (node === undefined) return;
@@ -97,15 +118,15 @@ async function runNode(flags: NodeFlags): Promise<void> {
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      process.stderr.write(`cohort node ${config.id}: ${signal}, shutting down\n`);
+      log.info({ signal, term: node.raft.status().term }, 'shutting down');
       // A leader hands over first, so a rolling restart costs no election timeout.
       (gateway?.close() ?? Promise.resolve())
         .then(() => node.close({ handOff: true }))
         .then(
           () => resolve(),
           (e: unknown) => {
-            process.stderr.write(`cohort node ${config.id}: shutdown failed: ${String(e)}\n`);
-            process.exitCode = 1;
+            log.error({ err: e }, 'shutdown failed');
+            process.exitCode = exitCodes.failed;
             resolve();
           },
         );

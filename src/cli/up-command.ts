@@ -30,8 +30,16 @@
  * Children are started with the same Node.js flags and entry script as this
  * process (`bin/cohort.js`, or the sources under tsx in tests). On Ctrl-C or
  * SIGTERM every node gets SIGTERM, and SIGKILL if it has not exited after
- * {@link stopGraceMs}. Exit codes: 0 after a clean stop, 1 when the cluster
- * could not start (another one is running, a port is in use, ...).
+ * {@link stopGraceMs}.
+ *
+ * A node counts as up only when the process answering at its RPC address is
+ * the one started here (its pid, in this cluster: the handshake checks the
+ * id), so a cluster already on those ports is never reported as this one; a
+ * node that exits — at start (a port in use) or later — is reported with the
+ * reason from its log. Exit codes: 0 when a detached cluster is up; 130
+ * (SIGINT) or 143 (SIGTERM) after an attached one stopped cleanly; 1 when it
+ * could not start (another one is running, a port is in use, no leader); 2
+ * for bad flags.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -49,10 +57,14 @@ import {
   summarize,
   summaryLine,
 } from '../node/cluster.js';
+import { isCohortError } from '../lib/errors.js';
 import type { ClusterFile, ClusterNode } from '../node/cluster.js';
 import { CertDir } from '../trust/cert-dir.js';
 import type { CredentialFiles } from '../trust/credentials.js';
 import { makeDirs } from '../raft/storage/fs.js';
+import { exitCodes } from './exit-codes.js';
+import { signalCode } from './run.js';
+import { findClusterDir } from './target.js';
 
 /** How long a node gets to exit after SIGTERM before SIGKILL. */
 export const stopGraceMs = 5000;
@@ -98,9 +110,9 @@ function int(text: string): number {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function fail(message: string): void {
-  process.stderr.write(`cohort up: ${message}\n`);
-  process.exitCode = 1;
+function fail(message: string, code = 'UNAVAILABLE', exitCode: number = exitCodes.failed): void {
+  process.stderr.write(`error: ${code}: cohort up: ${message}\n`);
+  process.exitCode = exitCode;
 }
 
 function addr(a: { host: string; port: number }): string {
@@ -149,7 +161,7 @@ async function clusterProcesses(f: ClusterFile): Promise<Found[]> {
         : { what: 'supervisor', skipped: `pid ${f.supervisor} is another process now` },
     );
   }
-  const poller = await StatusPoller.connect(f.nodes, f.clusterId, f.tls);
+  const poller = await StatusPoller.connect(f.nodes, f.clusterId, 'none', f.tls);
   let polled;
   try {
     polled = await poller.poll(1_000);
@@ -177,6 +189,26 @@ async function clusterProcesses(f: ClusterFile): Promise<Found[]> {
 function tail(path: string, lines: number): string {
   if (!existsSync(path)) return '';
   return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/**
+ * Why a node exited, from the end of its JSON log: the message of its last
+ * error or fatal line (`cannot start: port 7102 is in use ...`), else the last
+ * lines as they are.
+ */
+export function exitReason(logPath: string): string {
+  const lines = tail(logPath, 50).split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try {
+      const entry = JSON.parse(lines[i] ?? '') as { level?: unknown; msg?: unknown };
+      if (typeof entry.level === 'number' && entry.level >= 50 && typeof entry.msg === 'string') {
+        return entry.msg;
+      }
+    } catch {
+      // not a JSON line
+    }
+  }
+  return lines.slice(-5).join('\n');
 }
 
 /** Waits until `pid` is gone or `ms` passed; true if it is gone. */
@@ -226,7 +258,7 @@ async function up(flags: UpFlags): Promise<void> {
       clusterId: flags.clusterId,
     });
   } catch (e) {
-    fail((e as Error).message);
+    fail((e as Error).message, 'INVALID_ARGUMENT', exitCodes.usage);
     return;
   }
   const filePath = clusterFilePath(dir);
@@ -248,6 +280,7 @@ async function up(flags: UpFlags): Promise<void> {
       fail(
         `a cluster is already running in ${dir} (pids ${running.join(', ')}); ` +
           `stop it with Ctrl-C in its terminal or \`cohort down --dir ${flags.dir}\``,
+        'FAILED_PRECONDITION',
       );
       return;
     }
@@ -292,7 +325,7 @@ async function up(flags: UpFlags): Promise<void> {
 
   const entry = process.argv[1];
   if (entry === undefined) {
-    fail('cannot tell which script to run the nodes with');
+    fail('cannot tell which script to run the nodes with', 'INTERNAL');
     return;
   }
   // The children run like this process (same loader flags), minus debugger flags whose port would clash.
@@ -366,7 +399,8 @@ async function up(flags: UpFlags): Promise<void> {
     );
   }
 
-  const poller = await StatusPoller.connect(nodes, plan.clusterId, clientTls);
+  // A node counts as up only if the process answering is the one started here (pid), in this cluster (handshake).
+  const poller = await StatusPoller.connect(nodes, plan.clusterId, 'pid', clientTls);
   let stopping = false;
   const stopAll = async (why: string): Promise<void> => {
     if (stopping) return;
@@ -396,25 +430,47 @@ async function up(flags: UpFlags): Promise<void> {
 
   // Wait for the first leader, or a node that died at start.
   const deadline = Date.now() + leaderWaitMs;
-  let summary = summarize(await poller.poll(refreshMs));
+  let last = await poller.poll(refreshMs);
+  let summary = summarize(last);
   // Every node answering as well, unless a leader exists and time is up.
   while (summary.leader === null || summary.up < summary.total) {
     if (exited.size > 0) {
       const [id, how] = [...exited][0] ?? ['?', '?'];
       const node = nodes.find((n) => n.id === id);
-      const log = node === undefined ? '' : tail(join(node.dataDir, 'node.log'), 5);
+      const reason = node === undefined ? '' : exitReason(join(node.dataDir, 'node.log'));
       await stopAll(`node ${id} exited at start (${how})`);
-      fail(`node ${id} could not start:\n${log}`);
+      fail(
+        `node ${id} could not start: ${reason} (its log: ${node === undefined ? '?' : join(node.dataDir, 'node.log')})`,
+      );
       return;
     }
     if (Date.now() >= deadline) {
       if (summary.leader !== null) break;
+      const wrong = last.flatMap((r) =>
+        !r.ok && r.error === 'WRONG_NODE' ? [r.message ?? r.id] : [],
+      );
       await stopAll('no leader was elected');
-      fail(`no leader after ${leaderWaitMs} ms; see the node logs under ${dir}`);
+      fail(
+        wrong.length > 0
+          ? `the nodes started here do not answer: ${wrong.join('; ')}`
+          : `no leader after ${leaderWaitMs} ms; see the node logs under ${dir}`,
+      );
       return;
     }
     await sleep(100);
-    summary = summarize(await poller.poll(refreshMs));
+    last = await poller.poll(refreshMs);
+    summary = summarize(last);
+  }
+
+  if (exited.size > 0) {
+    // Died after answering (e.g. a late storage failure): not a cluster to leave running.
+    const [id, how] = [...exited][0] ?? ['?', '?'];
+    const node = nodes.find((n) => n.id === id);
+    await stopAll(`node ${id} exited (${how})`);
+    fail(
+      `node ${id} exited: ${node === undefined ? how : exitReason(join(node.dataDir, 'node.log'))}`,
+    );
+    return;
   }
 
   if (flags.detach === true) {
@@ -428,28 +484,38 @@ async function up(flags: UpFlags): Promise<void> {
   }
 
   out.write('cohort: up; Ctrl-C stops every node\n');
-  await new Promise<void>((resolveDone) => {
-    const onSignal = (signal: string): void => {
-      void stopAll(signal).then(resolveDone);
+  const reported = new Set<string>();
+  const signal = await new Promise<NodeJS.Signals>((resolveDone) => {
+    const onSignal = (s: NodeJS.Signals): void => {
+      void stopAll(s).then(() => resolveDone(s));
     };
     process.once('SIGINT', () => onSignal('SIGINT'));
     process.once('SIGTERM', () => onSignal('SIGTERM'));
-    let last = '';
+    let lastLine = '';
     const refresh = async (): Promise<void> => {
       while (!stopping) {
         const line = summaryLine(summarize(await poller.poll(refreshMs)));
         if (stopping) break;
+        for (const [id, how] of exited) {
+          if (reported.has(id)) continue;
+          reported.add(id);
+          const node = nodes.find((n) => n.id === id);
+          const why = node === undefined ? '' : `: ${exitReason(join(node.dataDir, 'node.log'))}`;
+          if (out.isTTY === true) out.write('\n');
+          process.stderr.write(`cohort: node ${id} exited (${how})${why}\n`);
+        }
         if (out.isTTY === true) {
           out.write(`\r\x1b[2K${line}`);
-        } else if (line !== last) {
+        } else if (line !== lastLine) {
           out.write(`${line}\n`);
         }
-        last = line;
+        lastLine = line;
         await sleep(refreshMs);
       }
     };
     void refresh();
   });
+  process.exitCode = signalCode(signal);
 }
 
 /** The pid and start time of a child just spawned, for cluster.json. */
@@ -459,15 +525,17 @@ function processOf(pid: number | undefined): { pid?: number; startTime?: number 
   return startTime === undefined ? { pid } : { pid, startTime };
 }
 
-/** `cohort down`: stops the cluster described in `<dir>/cluster.json`. */
-async function down(flags: { dir: string }): Promise<void> {
-  const dir = resolve(flags.dir);
+/** `cohort down`: stops the cluster described in `<dir>/cluster.json` (default: the nearest .cohort/). */
+async function down(flags: { dir?: string }): Promise<void> {
+  const dir = resolve(flags.dir ?? findClusterDir(process.cwd()) ?? '.cohort');
   let file: ClusterFile;
   try {
     file = readClusterFile(dir);
   } catch (e) {
-    process.stderr.write(`cohort down: ${(e as Error).message}\n`);
-    process.exitCode = 1;
+    process.stderr.write(
+      `error: ${isCohortError(e) ? e.code : 'INTERNAL'}: cohort down: ${(e as Error).message}\n`,
+    );
+    process.exitCode = exitCodes.failed;
     return;
   }
   // A supervising `cohort up` stops its own nodes; stop the nodes too in case it cannot.
@@ -532,7 +600,9 @@ async function restart(id: string, flags: UpFlags): Promise<void> {
     nodes: file.nodes.map((n) => (n.id === id ? { ...n, ...processOf(child.pid) } : n)),
   };
   writeFileSync(clusterFilePath(dir), `${JSON.stringify(updated, null, 2)}\n`);
-  const poller = await StatusPoller.connect([node], file.clusterId, file.tls);
+  // Up once the process answering is the one just started (its pid), over the cluster's TLS.
+  const started = updated.nodes.find((n) => n.id === id) ?? node;
+  const poller = await StatusPoller.connect([started], file.clusterId, 'pid', file.tls);
   try {
     const deadline = Date.now() + leaderWaitMs;
     for (;;) {
@@ -597,8 +667,11 @@ export function registerUpCommands(program: Command): void {
   program
     .command('down')
     .description('stop the local cluster started by cohort up (--detach or not)')
-    .option('--dir <dir>', 'where cohort up put cluster.json', '.cohort')
-    .action(async (flags: { dir: string }) => {
+    .option(
+      '--dir <dir>',
+      'where cohort up put cluster.json (default: the nearest .cohort/ at or above here)',
+    )
+    .action(async (flags: { dir?: string }) => {
       await down(flags);
     });
 }

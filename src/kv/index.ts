@@ -5,8 +5,10 @@
  * names.
  *
  * ```ts
- * import { Election, KvClient, Lock, kvText } from 'cohort/kv';
+ * import { Election, KvClient, Lock } from 'cohort/kv';
  * const kv = await KvClient.connect({ endpoints: ['n1=127.0.0.1:7201', 'n2=127.0.0.1:7202'] });
+ * await kv.put('a', '1', { timeoutMs: 2_000 });
+ * console.log(await kv.getText('a'));                 // '1'
  * const held = await new Lock(kv, 'jobs').acquire();  // fencingToken, lost, release()
  * await held.release();
  * const term = await new Election(kv, 'scheduler').campaign('node-a');
@@ -14,13 +16,37 @@
  * await kv.close();
  * ```
  */
-export { KvClient, parseKvEndpoint } from './client.js';
+export {
+  KvClient,
+  kvPair,
+  parseKvEndpoint,
+  toBytes as kvBytes,
+  toCompare as kvCompare,
+  toTxnOp as kvTxnOp,
+  toTxnRequest as kvTxnRequest,
+} from './client.js';
 export type {
   Bytes as KvBytes,
+  CasExpected as KvCasExpected,
+  CasResult as KvCasResult,
   DeleteOptions as KvDeleteOptions,
+  KvCallOptions,
   KvClientOptions,
+  KvClientTransport,
+  KvCompare,
+  KvDeleteResult,
   KvEndpoint,
+  KvPair,
+  KvPutResult,
+  KvRangeResult,
+  KvReady,
+  KvTxn,
+  KvTxnOp,
+  KvTxnOpResult,
+  KvTxnResult,
+  KvWatchEvent,
   LeaseKeeper,
+  LeaseLostReason,
   PutOptions as KvPutOptions,
   RangeOptions as KvRangeOptions,
   ReadOptions as KvReadOptions,

@@ -48,9 +48,13 @@
  *   `compactedRevision`); `counters` counts them. A snapshot installed on
  *   this node ends every watch (UNAVAILABLE). The client resumes from its
  *   last revision + 1 either way, from history (COMPACTED if it is gone).
+ * - **Snapshots** (`snapshot`, for `cohort snapshot save`): the store as of a
+ *   linearizable read (or this node's state, serializable), encoded while
+ *   entries keep applying and streamed as meta, chunks and a SHA-256.
  *   Besides its queue, a stream holds at most one item (about
  *   kvRangeBytesMax) and the RPC credit window in the transport.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { assert } from '../lib/assert.js';
 import { RealClock } from '../lib/clock.js';
@@ -85,7 +89,7 @@ import type {
 } from './core/types.js';
 import { resolveRange } from './core/validate.js';
 import { KvService } from './service.js';
-import type { WatchItem } from './service.js';
+import type { SnapshotItem, WatchItem } from './service.js';
 
 /**
  * The node's state machine with hooks: the KV server sees every applied entry
@@ -112,6 +116,9 @@ export class ObservedStateMachine extends KvRaftStateMachine {
     this.onRestored?.();
   }
 }
+
+/** Keys encoded per event-loop turn by a snapshot stream (~3 ms per 10k keys): the node keeps answering meanwhile. */
+const snapshotStepKeys = 10_000;
 
 /** Options of {@link KvServer}. */
 export interface KvServerOptions {
@@ -636,17 +643,32 @@ export class KvServer {
     }
   }
 
-  /** NOT_LEADER (definite) naming the leader and its RPC address. */
+  /**
+   * NOT_LEADER naming the leader and its RPC address. Definite (nothing was
+   * done: `details.reason` NOT_LEADER) unless `cause` is the Raft node's
+   * indefinite one — leadership lost after the command was proposed, or its
+   * entry covered by a snapshot (`details.reason` LEADERSHIP_LOST): the
+   * command may still commit under the next leader, and the message says so.
+   */
   private notLeader(cause?: CohortError): CohortError {
     const leaderId = this.raft.leaderId();
     const addr = leaderId === null ? undefined : this.options.peerRpc(leaderId);
     const leaderRpc = addr === undefined ? null : `${addr.host}:${addr.port}`;
+    const leader = leaderId === null ? 'no leader known' : `the leader is ${leaderId}`;
+    const definite = cause?.definite ?? true;
     return new CohortError(
       'NOT_LEADER',
-      `${this.raft.id} is not the leader${leaderId === null ? ' (no leader known)' : `; the leader is ${leaderId}`}`,
+      definite
+        ? `${this.raft.id} is not the leader (${leader}); nothing was done`
+        : `${this.raft.id} lost its leadership after the command was proposed (${leader}): it may still be applied, its outcome is unknown`,
       {
-        definite: cause?.definite ?? true,
-        details: { ...(cause?.details ?? {}), leaderId, leaderRpc },
+        definite,
+        details: {
+          reason: definite ? 'NOT_LEADER' : 'LEADERSHIP_LOST',
+          ...(cause?.details ?? {}),
+          leaderId,
+          leaderRpc,
+        },
         ...(cause === undefined ? {} : { cause }),
       },
     );
@@ -853,7 +875,47 @@ export class KvServer {
           }),
         })),
       watch: (req, ctx) => this.watch(req, ctx),
+      snapshot: (req, ctx) => this.snapshot(req.serializable, ctx),
     };
+  }
+
+  /**
+   * A snapshot of the store as of a linearizable read (serializable: this
+   * node's state now), encoded a step per event-loop turn while entries keep
+   * applying, then streamed: meta, data chunks, SHA-256 (SnapshotItemSchema).
+   * Only the store: node modules' state (MapReduce) is not in it.
+   */
+  private async *snapshot(
+    serializable: boolean | undefined,
+    ctx: CallContext,
+  ): AsyncGenerator<SnapshotItem> {
+    if (this.closed) throw new CohortError('CLOSED', 'the node is stopping');
+    const begun = await this.read(serializable, ctx, (sm) => ({
+      encoder: sm.kv.beginSnapshot(),
+      revision: sm.kv.revision,
+      index: this.raft.status().applied,
+    }));
+    while (!begun.encoder.step(snapshotStepKeys)) {
+      if (ctx.signal.aborted || this.closed)
+        throw new CohortError('CANCELLED', 'snapshot cancelled');
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const bytes = begun.encoder.bytes();
+    yield {
+      meta: {
+        revision: begun.revision,
+        index: begun.index,
+        bytes: bytes.length,
+        nodeId: this.raft.id,
+      },
+    };
+    const hash = createHash('sha256');
+    for (let at = 0; at < bytes.length; at += limits.kvSnapshotChunkBytes) {
+      const data = bytes.subarray(at, at + limits.kvSnapshotChunkBytes);
+      hash.update(data);
+      yield { data };
+    }
+    yield { sha256: hash.digest('hex') };
   }
 
   private async *watch(

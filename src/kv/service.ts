@@ -94,6 +94,8 @@ const CompareOp = Type.Union([
   Type.Literal('!='),
   Type.Literal('<'),
   Type.Literal('>'),
+  Type.Literal('<='),
+  Type.Literal('>='),
 ]);
 const Compare = Type.Union([
   Type.Object({
@@ -203,6 +205,31 @@ export const WatchRequestSchema = Type.Object({
 
 const session = Type.Optional(SessionSchema);
 
+/**
+ * One item of a `snapshot` stream: first `meta` (what the snapshot holds),
+ * then the store's snapshot bytes in `data` chunks, last `sha256` (hex, of
+ * all the data), so a reader knows it got all of it, unchanged.
+ */
+export const SnapshotItemSchema = Type.Object({
+  meta: Type.Optional(
+    Type.Object({
+      /** The store's revision in the snapshot: every write up to it is in. */
+      revision: Rev,
+      /** The Raft log index it was taken at (the node's applied index). */
+      index: Rev,
+      /** Total bytes of data that follow. */
+      bytes: Rev,
+      /** The node that took it. */
+      nodeId: Type.String({ maxLength: 256 }),
+    }),
+  ),
+  data: Type.Optional(Type.Uint8Array({ maxByteLength: limits.kvSnapshotChunkBytes })),
+  sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+});
+
+/** One item of a snapshot stream. */
+export type SnapshotItem = Static<typeof SnapshotItemSchema>;
+
 /** The KV store's RPC service (see the file comment). */
 export const KvService = defineService('Kv', {
   range: unary(Type.Object({ ...rangeFields, serializable: Flag }), result<RangeResult>('range'), {
@@ -279,6 +306,11 @@ export const KvService = defineService('Kv', {
     result<SessionEndResult>('sessionEnd'),
     { idempotent: true, description: "forget a client's exactly-once session" },
   ),
+  snapshot: serverStream(Type.Object({ serializable: Flag }), SnapshotItemSchema, {
+    idempotent: true,
+    description:
+      "a consistent snapshot of the store (as of a linearizable read on the leader, or this node's state with serializable), streamed in chunks and checksummed (cohort snapshot save)",
+  }),
   watch: serverStream(WatchRequestSchema, WatchItemSchema, {
     idempotent: true,
     description: 'events on a key or range from a revision, then live; progress notifications',

@@ -23,9 +23,24 @@ export interface Clock {
   setTimer(delayMs: number, fn: () => void): TimerHandle;
   /** Cancels a pending timer; a no-op for one that already fired. */
   clearTimer(handle: TimerHandle): void;
+  /**
+   * Optional: keeps the process alive until the returned function is called
+   * (idempotent). Timers never do (see {@link RealClock}); a caller holds the
+   * process while work a user awaits is pending (an RPC call, a KV request
+   * between its retries), so a script whose only work is that call does not
+   * exit before it ends. A virtual clock has nothing to hold.
+   */
+  hold?(): () => void;
 }
 
-/** The process clock: `performance.now()` and Node timers (unref'd: they never keep a process alive). */
+/** How often the process-holding interval of {@link RealClock.hold} fires (it does nothing). */
+const holdIntervalMs = 1 << 30;
+
+/**
+ * The process clock: `performance.now()` and Node timers. Timers are unref'd:
+ * a background timer (a reconnect, a keepalive) never keeps a process alive;
+ * pending work a user awaits does, through {@link RealClock.hold}.
+ */
 export class RealClock implements Clock {
   private nextId = 1;
   private readonly timers = new Map<number, NodeJS.Timeout>();
@@ -52,6 +67,33 @@ export class RealClock implements Clock {
       this.timers.delete(handle.id);
     }
   }
+
+  hold(): () => void {
+    return processHold();
+  }
+}
+
+/** Holders of the process (see {@link processHold}), shared by every RealClock. */
+let holders = 0;
+let holdTimer: NodeJS.Timeout | undefined;
+
+/**
+ * Keeps the process alive (one ref'd, idle interval for all holders) until
+ * the returned function is called; calling it again does nothing.
+ */
+export function processHold(): () => void {
+  holders++;
+  holdTimer ??= setInterval(() => undefined, holdIntervalMs);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    holders--;
+    if (holders === 0 && holdTimer !== undefined) {
+      clearInterval(holdTimer);
+      holdTimer = undefined;
+    }
+  };
 }
 
 interface VirtualTimer {

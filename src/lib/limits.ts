@@ -168,6 +168,8 @@ export const limits = {
   kvKeyBytesMax: 4 * 1024,
   /** Largest KV value, in bytes; one put must fit a Raft entry with room to spare (etcd's request cap is 1.5 MiB). */
   kvValueBytesMax: 1024 * 1024,
+  /** Bytes of store snapshot per item of a `Kv.snapshot` stream (`cohort snapshot save`); small next to a frame, large enough to stream fast. */
+  kvSnapshotChunkBytes: 1024 * 1024,
   /** Most operations and comparisons in one KV transaction, nested ones included (etcd's --max-txn-ops default). */
   kvTxnOpsMax: 128,
   /** Deepest nesting of transactions inside a transaction; bounds recursion on input from the network. */
@@ -431,6 +433,10 @@ export function checkLimits(l: Limits): void {
   check(
     l.kvQuotaBytesDefault >= 4 * (l.kvKeyBytesMax + l.kvValueBytesMax + l.kvVersionOverheadBytes),
     'the default KV quota holds a few maximal puts',
+  );
+  check(
+    l.kvSnapshotChunkBytes > 0 && l.kvSnapshotChunkBytes + 64 * 1024 <= l.frameBytesMax,
+    'a snapshot stream item fits a frame',
   );
   check(l.snapshotLogBytesMax >= l.raftEntryBytesMax, 'snapshotLogBytesMax >= raftEntryBytesMax');
   check(

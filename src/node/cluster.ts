@@ -14,7 +14,7 @@
  * ```
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { clusterId as checkClusterId, isValidId } from '../lib/ids.js';
 import type { ClusterNode } from '../trust/cluster-file.js';
@@ -118,55 +118,108 @@ export function pidAlive(pid: number): boolean {
 
 /** One node's poll result. */
 export type PollResult =
-  | { readonly id: string; readonly ok: true; readonly status: NodeStatus }
+  | {
+      readonly id: string;
+      readonly ok: true;
+      readonly status: NodeStatus;
+      /** How long the status call took, in ms. */
+      readonly latencyMs?: number;
+    }
   | {
       readonly id: string;
       readonly ok: false;
-      /** The error code (TIMEOUT, UNAVAILABLE, HANDSHAKE_FAILED, PERMISSION_DENIED, ...). */
+      /** The error code (`UNAVAILABLE`, `HANDSHAKE_FAILED`, `TIMEOUT`, `PERMISSION_DENIED`, ...), or `WRONG_NODE`. */
       readonly error: string;
-      /** The error's message, when there was one. */
+      /** What went wrong, in words (connection refused, another cluster, ...). */
       readonly message?: string;
     };
+
+/**
+ * How a poll checks that the process answering at a node's address is that
+ * node (another cluster's node on the same port is not): `'pid'` — the pid
+ * `cohort up` started; `'dataDir'` — the data dir the cluster file names (it
+ * survives restarts); `'none'`. The cluster id is always checked, at the
+ * handshake.
+ */
+export type IdentityCheck = 'pid' | 'dataDir' | 'none';
+
+/** Why `status` is not from `node` (see {@link IdentityCheck}); undefined if it is. */
+export function identityMismatch(
+  node: ClusterNode,
+  status: NodeStatus,
+  check: IdentityCheck,
+): string | undefined {
+  const who = `pid ${status.pid}, cluster ${status.clusterId}${status.dataDir === undefined ? '' : `, data dir ${status.dataDir}`}`;
+  const at = `${node.rpc.host}:${node.rpc.port}`;
+  if (status.id !== node.id) {
+    return `${at} answers as node ${status.id} (${who}), not ${node.id}`;
+  }
+  if (check === 'pid' && node.pid !== undefined && status.pid !== node.pid) {
+    return `${at} is answered by another process (${who}), not node ${node.id} (pid ${node.pid}) started here`;
+  }
+  if (
+    check === 'dataDir' &&
+    status.dataDir !== undefined &&
+    node.dataDir !== '' &&
+    resolve(node.dataDir) !== status.dataDir
+  ) {
+    return `${at} is answered by a node of another cluster (${who}), not node ${node.id} of ${resolve(node.dataDir)}`;
+  }
+  return undefined;
+}
 
 /** Calls Node.status on every node of a cluster, over one RPC client per node. */
 export class StatusPoller {
   private constructor(
-    private readonly clients: readonly { id: string; rpc: RpcNode; peer: NodeId }[],
+    private readonly clients: readonly {
+      node: ClusterNode;
+      rpc: RpcNode;
+      peer: NodeId;
+    }[],
+    private readonly check: IdentityCheck,
   ) {}
 
   /**
    * Opens a dial-only RPC client per node (no connection is made until the
-   * first poll); `tls`: the CA and a user certificate and key, for a TLS cluster.
+   * first poll). `check` says how a poll tells the node from another process
+   * on its port (default 'none'); `tls`: the CA and a user certificate and
+   * key, for a TLS cluster.
    */
   static async connect(
     nodes: readonly ClusterNode[],
     clusterId: string,
+    check: IdentityCheck = 'none',
     tls?: ClientTlsOptions,
   ): Promise<StatusPoller> {
     const creds = tls === undefined ? undefined : resolveUserTls(tls, 'cohort status');
-    const clients: { id: string; rpc: RpcNode; peer: NodeId }[] = [];
+    const clients: { node: ClusterNode; rpc: RpcNode; peer: NodeId }[] = [];
     for (const n of nodes) {
       const c = await startTcpClient({
         server: { id: n.id, host: n.rpc.host, port: n.rpc.port },
         clusterId,
         ...(creds === undefined ? {} : { tls: creds }),
       });
-      clients.push({ id: n.id, rpc: c, peer: c.serverId });
+      clients.push({ node: n, rpc: c, peer: c.serverId });
     }
-    return new StatusPoller(clients);
+    return new StatusPoller(clients, check);
   }
 
   /** Every node's status (or why it could not be had), in node order. */
   poll(timeoutMs: number): Promise<PollResult[]> {
     return Promise.all(
-      this.clients.map(async ({ id, rpc, peer }): Promise<PollResult> => {
+      this.clients.map(async ({ node, rpc, peer }): Promise<PollResult> => {
+        const id = node.id;
+        const started = performance.now();
         try {
           const status = await rpc.client(NodeService, peer).status({}, { timeoutMs });
-          return { id, ok: true, status };
+          const latencyMs = Math.round((performance.now() - started) * 100) / 100;
+          const wrong = identityMismatch(node, status, this.check);
+          if (wrong !== undefined) return { id, ok: false, error: 'WRONG_NODE', message: wrong };
+          return { id, ok: true, status, latencyMs };
         } catch (e) {
           return isCohortError(e)
             ? { id, ok: false, error: e.code, message: e.message }
-            : { id, ok: false, error: String(e) };
+            : { id, ok: false, error: 'INTERNAL', message: String(e) };
         }
       }),
     );

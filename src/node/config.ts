@@ -52,6 +52,12 @@ export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 's
 /** A pino log level. */
 export type LogLevel = (typeof logLevels)[number];
 
+/** How a node writes its log (see nodeOptions.logFormat). */
+export const logFormats = ['auto', 'json', 'pretty'] as const;
+
+/** A log format. */
+export type LogFormat = (typeof logFormats)[number];
+
 /** An id: letters, digits and . _ : - (lib/ids.ts). */
 function parseId(value: string, ctx: ParseContext): string {
   if (!isValidId(value)) {
@@ -217,6 +223,13 @@ export const nodeOptions = {
     help: `log level: ${logLevels.join('|')}`,
     schema: oneOf(logLevels),
     default: 'info',
+  }),
+  /** How the log is written: JSON lines, pretty lines (pino-pretty), or pretty on a terminal and JSON otherwise. */
+  logFormat: option({
+    arg: '<format>',
+    help: `log format: ${logFormats.join('|')} (auto: pretty on a terminal, JSON lines otherwise)`,
+    schema: oneOf(logFormats),
+    default: 'auto',
   }),
   /** MapReduce worker threads on this node (0: it only coordinates and serves the shuffle); default one per core. */
   workers: option({

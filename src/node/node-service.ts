@@ -36,6 +36,10 @@ export const NodeStatusSchema = Type.Object({
   alarms: Type.Optional(Type.Array(Type.String())),
   /** The RaftNode lifecycle state (running, closing, closed, failed). */
   state: Type.String(),
+  /** The cohort version the node runs. */
+  version: Type.Optional(Type.String()),
+  /** The node's data dir (absolute): tells a node of this cluster from one of another on the same port. */
+  dataDir: Type.Optional(Type.String()),
   pid: Type.Integer(),
   uptimeMs: Type.Integer({ minimum: 0 }),
 });

@@ -19,9 +19,8 @@
  */
 import { randomInt } from 'node:crypto';
 import { accessSync, constants, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
-import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { nodeId } from '../lib/ids.js';
@@ -47,6 +46,8 @@ import type { KvServerOptions } from '../kv/server.js';
 import type { KvRaftStateMachine } from '../host/kv-state-machine.js';
 import { startModules } from '../host/modules.js';
 import type { NodeModule } from '../host/modules.js';
+import { version } from '../version.js';
+import { nodeLogger } from './logger.js';
 import { AuthModule } from '../auth/module.js';
 import { limits } from '../lib/limits.js';
 import { checkCredentials, daysLeft, loadCredentials } from '../trust/credentials.js';
@@ -59,7 +60,7 @@ import type { MemberList } from './members.js';
 
 /** Options of {@link startNode}. */
 export interface StartNodeOptions {
-  /** Logger (default: pino on stdout at config.logLevel, with `node` bound). */
+  /** Root logger, without `node` bound (default: nodeLogger on stdout at config.logLevel and logFormat). */
   readonly logger?: Logger;
   /** Called once if Raft stops because storage failed (the process should exit). */
   readonly onFatal?: (err: unknown) => void;
@@ -186,7 +187,7 @@ export async function startNode(
   options: StartNodeOptions = {},
 ): Promise<CohortNode> {
   // RaftNode adds `node` to its own lines; everything else gets it bound here.
-  const root = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } });
+  const root = options.logger ?? nodeLogger({ level: config.logLevel, format: config.logFormat });
   const log = root.child({ node: config.id });
   checkDataDir(config.dataDir);
   // The store lives in the JS heap, at two to three times its size while a snapshot is encoded.
@@ -368,6 +369,8 @@ async function startLocked(
       kvBytes: stateMachine.kv.sizeBytes,
       alarms: stateMachine.kv.noSpaceAlarm ? ['NOSPACE'] : [],
       state: s.state,
+      version,
+      dataDir: resolve(config.dataDir),
       pid: process.pid,
       uptimeMs: Date.now() - startedAt,
     };

@@ -59,6 +59,7 @@ export async function clusterStatus(options: ClusterStatusOptions): Promise<Clus
   const poller = await StatusPoller.connect(
     nodes,
     options.clusterId ?? 'cohort-local',
+    'none',
     options.tls,
   );
   try {

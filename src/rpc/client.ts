@@ -13,6 +13,9 @@
  * }
  * ```
  *
+ * A pending call (unary or stream) keeps the process alive through
+ * `Clock.hold`; an idle client holds nothing, so a script that is done exits.
+ *
  * Error model (DESIGN.md, Errors): every failure is a CohortError.
  * - Definite (nothing ran): INVALID_ARGUMENT (request failed its schema, here
  *   or on the server), a synchronous transport refusal (OVERLOADED,
@@ -84,6 +87,14 @@ export interface RpcClientOptions {
   readonly streamCredit?: number;
   /** Interceptors of unary calls, outermost first. */
   readonly interceptors?: readonly ClientInterceptor[];
+  /**
+   * Makes sure the link to `peer` is up before a call is sent (a dial-only
+   * client passes TcpTransport.connect): a call then fails at once, definite,
+   * with why the peer cannot be reached (refused, another cluster) instead of
+   * waiting out its deadline with the request queued. Called with the call's
+   * remaining time (at most connectTimeoutMs).
+   */
+  readonly connect?: (peer: NodeId, timeoutMs: number) => Promise<void>;
 }
 
 /** Counters of the client side. */
@@ -107,6 +118,8 @@ interface Pending {
   resolve: ((value: unknown) => void) | undefined;
   reject: ((err: CohortError) => void) | undefined;
   stream: ClientStream | undefined;
+  /** Lets the process exit again (see Clock.hold): a pending call keeps it alive. */
+  release: (() => void) | undefined;
   onReplyMeta: CallOptions['onReplyMeta'];
 }
 
@@ -130,6 +143,7 @@ export class RpcClientSide {
   private readonly pendingMax: number;
   readonly streamCredit: number;
   private readonly interceptors: readonly ClientInterceptor[];
+  private readonly connectPeer: ((peer: NodeId, timeoutMs: number) => Promise<void>) | undefined;
   private closed = false;
   /** Live counters. */
   readonly counters: RpcClientCounters = {
@@ -148,6 +162,7 @@ export class RpcClientSide {
     this.pendingMax = options.pendingMax ?? limits.rpcClientPendingMax;
     this.streamCredit = options.streamCredit ?? limits.rpcStreamCreditItems;
     this.interceptors = options.interceptors ?? [];
+    this.connectPeer = options.connect;
   }
 
   /** Calls currently outstanding. */
@@ -167,6 +182,52 @@ export class RpcClientSide {
 
   /** One unary call to `peer`, through the interceptors. */
   unary(
+    peer: NodeId,
+    method: CompiledMethod,
+    request: unknown,
+    options: CallOptions,
+  ): Promise<unknown> {
+    if (this.connectPeer !== undefined) {
+      const connect = this.connectPeer;
+      const started = this.clock.now();
+      return this.linkUp(connect, peer, options, this.timeoutMs).then(() =>
+        this.unaryNow(peer, method, request, remaining(options, started, this.clock.now())),
+      );
+    }
+    return this.unaryNow(peer, method, request, options);
+  }
+
+  /** Waits for the link to `peer` (see RpcClientOptions.connect), within the call's time and signal. */
+  private async linkUp(
+    connect: (peer: NodeId, timeoutMs: number) => Promise<void>,
+    peer: NodeId,
+    options: CallOptions,
+    defaultMs: number,
+  ): Promise<void> {
+    const signal = options.signal;
+    const cancelled = (): CohortError =>
+      new CohortError('CANCELLED', 'cancelled before it was sent', { definite: true });
+    if (signal?.aborted === true) throw cancelled();
+    const ms = Math.max(1, Math.min(options.timeoutMs ?? defaultMs, limits.connectTimeoutMs));
+    if (signal === undefined) {
+      await connect(peer, ms);
+      return;
+    }
+    let onAbort: (() => void) | undefined;
+    try {
+      await Promise.race([
+        connect(peer, ms),
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(cancelled());
+          signal.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private unaryNow(
     peer: NodeId,
     method: CompiledMethod,
     request: unknown,
@@ -201,6 +262,23 @@ export class RpcClientSide {
 
   /** One server-streaming call to `peer`. Failures surface when the stream is iterated. */
   stream(
+    peer: NodeId,
+    method: CompiledMethod,
+    request: unknown,
+    options: CallOptions,
+  ): ServerStream<unknown> {
+    if (this.connectPeer !== undefined) {
+      const connect = this.connectPeer;
+      return new DeferredStream(
+        this.linkUp(connect, peer, options, limits.rpcStreamDeadlineMsDefault).then(() =>
+          this.streamNow(peer, method, request, options),
+        ),
+      );
+    }
+    return this.streamNow(peer, method, request, options);
+  }
+
+  private streamNow(
     peer: NodeId,
     method: CompiledMethod,
     request: unknown,
@@ -343,6 +421,7 @@ export class RpcClientSide {
       resolve: undefined,
       reject: undefined,
       stream,
+      release: this.clock.hold?.(),
       onReplyMeta: options.onReplyMeta,
     };
     if (stream !== undefined) stream.id = id;
@@ -550,6 +629,8 @@ export class RpcClientSide {
 
   private finish(id: number, p: Pending): void {
     this.pending.delete(id);
+    p.release?.();
+    p.release = undefined;
     if (p.timer !== undefined) this.clock.clearTimer(p.timer);
     else this.lane.delete(id);
     p.timer = undefined;
@@ -564,6 +645,12 @@ export class RpcClientSide {
     if (p.stream !== undefined) p.stream.fail(err);
     else p.reject?.(err);
   }
+}
+
+/** `options` with its deadline moved on by the time spent since `started` (connecting). */
+function remaining(options: CallOptions, started: number, now: number): CallOptions {
+  if (options.timeoutMs === undefined || now <= started) return options;
+  return { ...options, timeoutMs: Math.max(1, options.timeoutMs - (now - started)) };
 }
 
 function mergeOptions(defaults: CallOptions, options: CallOptions): CallOptions {

@@ -81,7 +81,12 @@ export interface TcpClientOptions {
   readonly tls?: TcpTlsOptions;
 }
 
-/** A dial-only RPC node that talks to one server; `serverId` names it. */
+/**
+ * A dial-only RPC node that talks to one server; `serverId` names it. Each
+ * call dials first if the link is down, so a server that is not running
+ * fails the call at once with a definite UNAVAILABLE ("connection refused"),
+ * and one of another cluster with HANDSHAKE_FAILED.
+ */
 export async function startTcpClient(
   options: TcpClientOptions,
 ): Promise<RpcNode & { readonly serverId: NodeId }> {
@@ -99,7 +104,15 @@ export async function startTcpClient(
     logger: options.logger ?? quietLogger(),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
   });
-  const node = new RpcNode(transport, options.rpc);
+  // Dial before a call is sent: a server that is down or of another cluster fails the call at once, saying so.
+  const node = new RpcNode(transport, {
+    ...options.rpc,
+    client: {
+      connect: (peer, ms) =>
+        transport.isConnected(peer) ? Promise.resolve() : transport.connect(peer, ms),
+      ...options.rpc?.client,
+    },
+  });
   return Object.assign(node, { serverId });
 }
 

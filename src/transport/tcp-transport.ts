@@ -29,6 +29,11 @@
  * the old one dead). A dialer sends messages only after the acceptor's
  * Welcome, and an acceptor adopts a connection (dropping the older one) before
  * it sends Welcome, so on each link the messages that arrive arrive in order.
+ * {@link TcpTransport.connect} dials a peer without sending and reports why
+ * a dial failed (refused, unreachable, another cluster), for clients that
+ * want to know before they send. Sockets are unref'd: a connection alone
+ * never keeps the process alive (a listening server does, and so do pending
+ * RPC calls).
  *
  * **Sending.** `send` encodes the message into a frame at once (its size is
  * known and the caller may reuse the object), appends it to the peer's
@@ -291,6 +296,8 @@ class Connection {
   partialSince: number | undefined;
   /** Bytes of this connection counted in the transport's input budget. */
   accounted = 0;
+  /** Closed for a reason that is not a failure of the link (the simultaneous-dial tie-break). */
+  benign = false;
   /** Who the peer is: from its certificate (TLS, once verified), `anonymous` on plaintext; undefined until known. */
   identity: PeerIdentity | undefined;
   /** Bytes received so far (the first byte tells TLS from plaintext). */
@@ -344,11 +351,52 @@ class Peer {
   flushScheduled = false;
   /** Callers of waitQueueBelow(): resolved once the queue is shorter than `below`. */
   waiters: { below: number; resolve: () => void }[] = [];
+  /** Why the last dial failed (cleared when a link opens): what connect() reports. */
+  linkFailure: CohortError | undefined;
+  /** Callers of connect() waiting for the link to open or a dial to fail. */
+  readonly linkWaiters = new Set<LinkWaiter>();
 
   constructor(
     readonly id: NodeId,
     readonly queue: FrameQueue,
   ) {}
+}
+
+/** A caller of {@link TcpTransport.connect}. */
+interface LinkWaiter {
+  resolve(): void;
+  reject(err: CohortError): void;
+}
+
+/** What a failed dial tells its connect() callers: refused, unreachable, or another cluster. */
+function linkFailure(
+  peer: Peer,
+  reason: string,
+  code: ErrorCode | undefined,
+  cause: Error | undefined,
+): CohortError {
+  const where = peer.address === undefined ? '' : ` at ${peer.address.host}:${peer.address.port}`;
+  const address =
+    peer.address === undefined ? {} : { address: `${peer.address.host}:${peer.address.port}` };
+  if (code === 'HANDSHAKE_FAILED') {
+    return new CohortError('HANDSHAKE_FAILED', `${peer.id}${where}: ${reason}`, {
+      details: { peer: peer.id, ...address, reason },
+      ...(cause === undefined ? {} : { cause }),
+    });
+  }
+  const errno = (cause as NodeJS.ErrnoException | undefined)?.code;
+  const what =
+    errno === 'ECONNREFUSED'
+      ? 'connection refused (nothing listens there)'
+      : errno === 'EHOSTUNREACH' || errno === 'ENETUNREACH'
+        ? `unreachable (${errno})`
+        : errno === 'ENOTFOUND' || errno === 'EAI_AGAIN'
+          ? `unknown host (${errno})`
+          : reason;
+  return new CohortError('UNAVAILABLE', `${peer.id}${where}: ${what}`, {
+    details: { peer: peer.id, ...address, ...(errno === undefined ? {} : { errno }), reason },
+    ...(cause === undefined ? {} : { cause }),
+  });
 }
 
 function toMap(
@@ -591,6 +639,72 @@ export class TcpTransport<M> implements Transport<M> {
     return new Promise((resolve) => state.waiters.push({ below, resolve }));
   }
 
+  /**
+   * Resolves once the link to `peer` is up, dialing it now unless a dial is
+   * under way or waiting to be retried. Rejects with why the link is not up:
+   * at once if the last dial failed and the next waits its backoff, else when
+   * the dial under way fails — UNAVAILABLE (refused, unreachable, no
+   * connection within the connect timeout; `details.errno`) or
+   * HANDSHAKE_FAILED (another cluster, node id or protocol version;
+   * `details.reason`) — or with UNAVAILABLE after `timeoutMs`. Every failure
+   * is definite: connect() sends nothing. Clients call it before a request,
+   * so a request is never queued for a link that may open after they gave up.
+   */
+  connect(peer: NodeId, timeoutMs: number): Promise<void> {
+    if (this.closed) {
+      return Promise.reject(new CohortError('CLOSED', `transport of ${this.self} is closed`));
+    }
+    const state = this.peers.get(peer);
+    if (state?.conn !== undefined) return Promise.resolve();
+    if (state === undefined || state.address === undefined) {
+      return Promise.reject(
+        new CohortError('UNAVAILABLE', `no address known for node ${peer}`, {
+          details: { peer },
+        }),
+      );
+    }
+    if (state.retryTimer !== undefined && state.linkFailure !== undefined) {
+      return Promise.reject(state.linkFailure);
+    }
+    state.wanted = true;
+    if (state.dialing === undefined && state.retryTimer === undefined) this.dial(state);
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.clock.setTimer(Math.max(0, timeoutMs), () => {
+        state.linkWaiters.delete(waiter);
+        const a = state.address;
+        reject(
+          new CohortError(
+            'UNAVAILABLE',
+            `${peer}${a === undefined ? '' : ` at ${a.host}:${a.port}`}: no connection within ${timeoutMs} ms`,
+            { details: { peer, timeoutMs } },
+          ),
+        );
+      });
+      const waiter: LinkWaiter = {
+        resolve: () => {
+          this.clock.clearTimer(timer);
+          resolve();
+        },
+        reject: (err) => {
+          this.clock.clearTimer(timer);
+          reject(err);
+        },
+      };
+      state.linkWaiters.add(waiter);
+    });
+  }
+
+  /** Ends connect() waits on `peer`: resolved if `err` is undefined, else rejected with it. */
+  private settleLinkWaiters(peer: Peer, err: CohortError | undefined): void {
+    if (peer.linkWaiters.size === 0) return;
+    const waiters = [...peer.linkWaiters];
+    peer.linkWaiters.clear();
+    for (const w of waiters) {
+      if (err === undefined) w.resolve();
+      else w.reject(err);
+    }
+  }
+
   /** Adds or changes a peer's address; a changed address takes effect at the next dial. */
   setPeer(id: NodeId, address: PeerAddress): void {
     if (id === this.self) return;
@@ -619,6 +733,10 @@ export class TcpTransport<M> implements Transport<M> {
     if (peer.conn !== undefined) this.drop(peer.conn, 'peer removed', 'info', false);
     this.stats.dropped += peer.queue.clear();
     this.wakeWaiters(peer);
+    this.settleLinkWaiters(
+      peer,
+      new CohortError('UNAVAILABLE', `node ${id} was removed`, { details: { peer: id } }),
+    );
   }
 
   send(to: NodeId, message: M): void {
@@ -1164,6 +1282,10 @@ export class TcpTransport<M> implements Transport<M> {
     if (this.sweepTimer === undefined && !this.closed) this.armSweep();
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    // A connection alone never keeps the process alive: a listening server
+    // does, and so does a pending call (Clock.hold), but an idle client's
+    // links do not hold a script that is done.
+    socket.unref();
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
     socket.on('error', (err) => {
       conn.lastError = err;
@@ -1393,8 +1515,10 @@ export class TcpTransport<M> implements Transport<M> {
     if (msg.type === 'Reject') {
       const reason = `${peer.id} refused the handshake (${msg.code}): ${msg.reason}`;
       // 'duplicate' is the simultaneous-dial tie-break, not a failure.
-      if (msg.code === 'duplicate') this.drop(conn, reason, 'debug');
-      else this.failHandshake(conn, reason, true);
+      if (msg.code === 'duplicate') {
+        conn.benign = true;
+        this.drop(conn, reason, 'debug');
+      } else this.failHandshake(conn, reason, true);
       return;
     }
     if (msg.type !== 'Welcome') {
@@ -1573,6 +1697,8 @@ export class TcpTransport<M> implements Transport<M> {
     }
     peer.conn = conn;
     peer.attempts = 0;
+    peer.linkFailure = undefined;
+    this.settleLinkWaiters(peer, undefined);
     this.stats.connectionsOpened++;
     this.log.info(
       {
@@ -1619,7 +1745,14 @@ export class TcpTransport<M> implements Transport<M> {
       );
       return;
     }
-    if (peer.dialing === conn) peer.dialing = undefined;
+    if (peer.dialing === conn) {
+      peer.dialing = undefined;
+      // A failed dial of ours (not one replaced by the peer's own): tell connect() why.
+      if (reconnect && !conn.benign && peer.conn === undefined) {
+        peer.linkFailure = linkFailure(peer, reason, code, conn.lastError);
+        this.settleLinkWaiters(peer, peer.linkFailure);
+      }
+    }
     if (peer.conn === conn) {
       peer.conn = undefined;
       this.stats.connectionsLost++;
@@ -1765,6 +1898,10 @@ export class TcpTransport<M> implements Transport<M> {
       }
       this.stats.dropped += peer.queue.clear();
       this.wakeWaiters(peer);
+      this.settleLinkWaiters(
+        peer,
+        new CohortError('CLOSED', `transport of ${this.self} is closed`),
+      );
     }
     this.stats.dropped += this.loopback.clear();
     this.clearLoopbackMessages();

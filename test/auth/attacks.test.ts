@@ -212,6 +212,7 @@ describe('attacks on a TLS cluster (issue 13)', () => {
       endpoints,
       clusterId: cluster.clusterId,
       retryMs: 500,
+      lazy: true,
     });
     closers.push(() => plain.close());
     expect(await code(plain.put('a', 'plain'))).toMatch(/HANDSHAKE_FAILED|requires mutual TLS/);

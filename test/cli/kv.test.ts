@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
-import { parseCompare, parseTxnOp } from '../../src/cli/kv-command.js';
+import { parseCompare, parseTxnOp } from '../../src/cli/txn-language.js';
+import { run } from '../../src/cli/main.js';
 import { kvText } from '../../src/kv/core/bytes.js';
 import { KvTestCluster } from '../kv/kv-cluster.js';
 import { tempDir } from '../harness/tmp.js';
@@ -42,7 +43,7 @@ async function kv(...args: string[]): Promise<{ out: string; err: string; code: 
       : dash < 0
         ? [...args, '--endpoints', endpoints]
         : [...args.slice(0, dash), '--endpoints', endpoints, ...args.slice(dash)];
-    await buildProgram().parseAsync(['node', 'cohort', 'kv', ...withEndpoints]);
+    await run(buildProgram(), ['node', 'cohort', 'kv', ...withEndpoints]);
   } finally {
     o.mockRestore();
     e.mockRestore();
@@ -53,14 +54,14 @@ async function kv(...args: string[]): Promise<{ out: string; err: string; code: 
 }
 
 describe('cohort kv', () => {
-  it('put then get prints the value; a missing key exits 2', async () => {
+  it('put then get prints the value; a missing key exits 5', async () => {
     const put = await kv('put', 'a', '1');
     expect(put.out).toMatch(/^OK \(revision \d+\)\n$/);
     expect(put.code).toBe(0);
     expect(await kv('get', 'a')).toMatchObject({ out: '1\n', code: 0 });
     const missing = await kv('get', 'nope');
-    expect(missing.code).toBe(2);
-    expect(missing.err).toMatch(/nope: not found/);
+    expect(missing.code).toBe(5);
+    expect(missing.err).toMatch(/not found: nope/);
   });
 
   it('get --prefix --json lists keys; del --prefix prints the count', async () => {
@@ -72,13 +73,13 @@ describe('cohort kv', () => {
     expect(await kv('del', 'p/', '--prefix')).toMatchObject({ out: '2\n', code: 0 });
   });
 
-  it('txn runs the success branch when the comparison holds, else the failure branch (exit 2)', async () => {
+  it('txn runs the success branch when the comparison holds, else the failure branch (exit 5)', async () => {
     await kv('put', 't', '1');
     const ok = await kv('txn', '--if', 'value(t) = 1', '--then', 'put t 2', '--else', 'get t');
     expect(ok.code).toBe(0);
     expect(ok.out).toMatch(/^SUCCESS\nOK/);
     const no = await kv('txn', '--if', 'value(t) = 1', '--then', 'put t 3', '--else', 'get t');
-    expect(no).toMatchObject({ out: 'FAILURE\nt\n2\n', code: 2 });
+    expect(no).toMatchObject({ out: 'FAILURE\nt\n2\n', code: 5 });
   });
 
   it('lease grant, put with the lease, ttl --keys, revoke deletes the key', async () => {
@@ -90,7 +91,7 @@ describe('cohort kv', () => {
     expect((await kv('lease', 'revoke', String(id))).out).toBe(
       `lease ${id} revoked (1 keys deleted)\n`,
     );
-    expect((await kv('get', 'lk')).code).toBe(2);
+    expect((await kv('get', 'lk')).code).toBe(5);
   });
 
   it('lock runs a command while holding the lock and prints its fencing token', async () => {
@@ -117,31 +118,33 @@ describe('cohort kv', () => {
     );
     const old = await kv('get', 'c', '--rev', String(rev - 1));
     expect(old.code).toBe(1);
-    expect(old.err).toMatch(/COMPACTED/);
+    expect(old.err).toMatch(/^error: COMPACTED: /);
     expect(await kv('get', 'c')).toMatchObject({ out: '2\n', code: 0 });
-    expect((await kv('compact', 'x')).code).toBe(1);
+    expect((await kv('compact', 'x')).code).toBe(2);
   });
 
-  it('bad input and a missing cluster give clear errors (exit 1)', async () => {
+  it('bad input exits 2 and a missing cluster 1, each with one error line', async () => {
     const badIf = await kv('txn', '--if', 'color(t) = 1', '--then', 'put t 2');
-    expect(badIf.code).toBe(1);
-    expect(badIf.err).toMatch(/--if "color\(t\) = 1": expected target\(key\) op value/);
+    expect(badIf.code).toBe(2);
+    expect(badIf.err).toBe(
+      'error: INVALID_ARGUMENT: --if "color(t) = 1": column 1: expected a compare target (value, version, create, mod, lease), found "color"\n',
+    );
     const noCluster = await kv('get', 'a', '--dir', tempDir('cohort-nocluster-'));
     expect(noCluster.code).toBe(1);
     expect(noCluster.err).toMatch(
-      /no cluster found: .* does not exist \(start one with cohort up, or pass --endpoints\)/,
+      /^error: NOT_FOUND: no cluster found: .* does not exist \(start one with cohort up, or pass --endpoints\)\n$/,
     );
     const badEndpoints = await kv('get', 'a', '--endpoints', 'oops');
-    expect(badEndpoints.code).toBe(1);
-    expect(badEndpoints.err).toMatch(/endpoints: expected id=host:port/);
+    expect(badEndpoints.code).toBe(2);
+    expect(badEndpoints.err).toMatch(/^error: INVALID_ARGUMENT: endpoints: expected id=host:port/);
   });
 
   it('parses compares and txn ops', () => {
     expect(parseCompare('version(a) > 0')).toMatchObject({ target: 'version', op: '>', value: 0 });
     expect(parseCompare('mod("a b") < 9')).toMatchObject({ target: 'modRevision', value: 9 });
-    expect(kvText(parseCompare('mod("a b") < 9').key)).toBe('a b');
-    expect(() => parseCompare('version(a) > x')).toThrow(/compares with an integer/);
-    expect(parseTxnOp('put k hello world', '--then')).toMatchObject({ type: 'put' });
-    expect(() => parseTxnOp('get', '--then')).toThrow(/expected "put <key> <value>"/);
+    expect(kvText(parseCompare('mod("a b") < 9').key as Uint8Array)).toBe('a b');
+    expect(() => parseCompare('version(a) > x')).toThrow(/compares with a non-negative integer/);
+    expect(parseTxnOp('put k "hello world"')).toMatchObject({ type: 'put' });
+    expect(() => parseTxnOp('get')).toThrow(/column 4: expected a key, found the end/);
   });
 });

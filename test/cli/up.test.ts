@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { pidAlive } from '../../src/node/cluster.js';
 import type { ClusterFile } from '../../src/node/cluster.js';
 import { runCli as run, startCli } from '../harness/cli.js';
+import { rawKeys } from '../harness/json-lines.js';
 import { tempDir } from '../harness/tmp.js';
 import { waitUntil } from '../harness/wait.js';
 
@@ -61,7 +62,9 @@ describe('cohort up / status / down', () => {
 
       const second = await run(['up', '--detach', '--base-port', String(base), '--dir', dir]);
       expect(second.code).toBe(1);
-      expect(second.stderr).toMatch(/a cluster is already running/);
+      expect(second.stderr).toMatch(
+        /^error: FAILED_PRECONDITION: cohort up: a cluster is already running/,
+      );
 
       const status = await run(['status', '--json', '--dir', dir]);
       expect(status.code).toBe(0);
@@ -82,6 +85,14 @@ describe('cohort up / status / down', () => {
     expect(existsSync(join(dir, 'cluster.json'))).toBe(false);
     const log = readFileSync(join(dir, 'n2', 'node.log'), 'utf8');
     expect(log).toContain('"node stopped"');
+    // One JSON object per line (the SIGTERM too), an ISO time, every key once.
+    for (const line of log.trimEnd().split('\n')) {
+      const entry = JSON.parse(line) as { time: unknown };
+      expect(entry.time).toMatch(/^\d{4}-\d\d-\d\dT/);
+      const keys = rawKeys(line);
+      expect(keys.length, line).toBe(new Set(keys).size);
+    }
+    expect(log).toMatch(/"signal":"SIGTERM","term":\d+,"msg":"shutting down"/);
     // up passed its --workers and --wal-sync on to every node.
     expect(log).toMatch(/"walSync":"inline","workers":1,.*"node started"/);
 
@@ -104,7 +115,7 @@ describe('cohort up / status / down', () => {
       expect(file.supervisor).toBe(child.pid);
       const pids = file.nodes.map((n) => n.pid ?? -1);
       child.kill('SIGTERM');
-      expect(await up.exit).toBe(0);
+      expect(await up.exit).toBe(143); // stopped cleanly, as asked by SIGTERM
       expect(up.out.stdout).toContain('cohort: all nodes stopped');
       expect(pids.some(pidAlive)).toBe(false);
       expect(existsSync(join(dir, 'cluster.json'))).toBe(false);
@@ -238,6 +249,57 @@ describe('cohort up / status / down', () => {
     }
   });
 
+  it('up on ports another cluster answers reports its own nodes dying, never the other cluster; status likewise', async () => {
+    const base = await freeBase();
+    const first = tempDir('cohort-up-');
+    const a = await run([
+      'up',
+      '--detach',
+      '--base-port',
+      String(base),
+      '--dir',
+      first,
+      '--workers',
+      '1',
+    ]);
+    expect(a.code).toBe(0);
+    try {
+      const second = tempDir('cohort-up-');
+      const b = await run([
+        'up',
+        '--detach',
+        '--base-port',
+        String(base),
+        '--dir',
+        second,
+        '--workers',
+        '1',
+      ]);
+      expect(b.code).toBe(1);
+      expect(b.stdout).not.toMatch(/\d\/3 up/);
+      expect(b.stderr).toMatch(
+        /^error: UNAVAILABLE: cohort up: node n\d could not start: cannot start: port \d+ is in use/m,
+      );
+      expect(existsSync(join(second, 'cluster.json'))).toBe(false);
+      // A cluster file naming these ports but other data dirs: the nodes answering are not its own.
+      const file = JSON.parse(readFileSync(join(first, 'cluster.json'), 'utf8')) as ClusterFile;
+      const fake = {
+        ...file,
+        nodes: file.nodes.map((n) => ({ ...n, dataDir: join(second, n.id) })),
+      };
+      writeFileSync(join(second, 'cluster.json'), JSON.stringify(fake));
+      const st = await run(['status', '--dir', second]);
+      expect(st.code).toBe(1);
+      expect(st.stdout).toMatch(/leader none .* 0\/3 up/);
+      expect(st.stdout).toMatch(
+        /n1: WRONG_NODE: 127\.0\.0\.1:\d+ is answered by a node of another cluster/,
+      );
+      expect(st.stderr).toMatch(/^error: UNAVAILABLE: no leader: 0 of 3 nodes answered/);
+    } finally {
+      await run(['down', '--dir', first]);
+    }
+  });
+
   it('up refuses a bad --wal-sync or --workers before starting anything', async () => {
     const dir = tempDir('cohort-up-');
     const bad = await run(['up', '--dir', dir, '--wal-sync', 'async']);
@@ -260,6 +322,7 @@ describe('cohort up / status / down', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/leader none .* 0\/1 up/);
     expect(r.stdout).toMatch(/^ID +ROLE +TERM +LEADER +COMMIT +APPLIED +LAST +MEMBERS +RPC +PID$/m);
-    expect(r.stdout).toMatch(/n1 +unreachable/);
+    expect(r.stdout).toMatch(/n1 +unreachable \(refused\)/);
+    expect(r.stdout).toMatch(/n1: UNAVAILABLE: n1 at 127\.0\.0\.1:\d+: connection refused/);
   });
 });

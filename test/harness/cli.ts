@@ -15,13 +15,14 @@ import { fileURLToPath } from 'node:url';
 
 /** The repository's root (the children's working directory). */
 export const repoDir = fileURLToPath(new URL('../../', import.meta.url));
-const cli = fileURLToPath(new URL('../node/fixtures/cohort-cli.ts', import.meta.url));
+/** The CLI entry the children run (under tsx). */
+export const cli = fileURLToPath(new URL('../node/fixtures/cohort-cli.ts', import.meta.url));
 
 /** A running CLI process. */
 export interface CliProcess {
   readonly child: ChildProcess;
   /** Everything written so far. */
-  readonly out: { stdout: string; stderr: string };
+  readonly out: { stdout: string; stderr: string; stdoutBytes: Buffer };
   /** Its exit code (null after a signal), once its output streams are closed too. */
   readonly exit: Promise<number | null>;
 }
@@ -31,17 +32,33 @@ export interface CliRun {
   readonly code: number | null;
   readonly stdout: string;
   readonly stderr: string;
+  /** stdout as the bytes written (binary values). */
+  readonly stdoutBytes: Buffer;
+}
+
+/** Options of {@link startCli}. */
+export interface StartCliOptions {
+  /** Bytes for its stdin (then closed); without it stdin is /dev/null. */
+  readonly input?: Uint8Array | string;
 }
 
 /** Starts `cohort <args>` with `env` added to this process's environment. */
-export function startCli(args: readonly string[], env: Record<string, string> = {}): CliProcess {
+export function startCli(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  options: StartCliOptions = {},
+): CliProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
     cwd: repoDir,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
-  const out = { stdout: '', stderr: '' };
-  child.stdout?.on('data', (d: Buffer) => (out.stdout += d.toString()));
+  if (options.input !== undefined) child.stdin?.end(options.input);
+  const out = { stdout: '', stderr: '', stdoutBytes: Buffer.alloc(0) };
+  child.stdout?.on('data', (d: Buffer) => {
+    out.stdout += d.toString();
+    out.stdoutBytes = Buffer.concat([out.stdoutBytes, d]);
+  });
   child.stderr?.on('data', (d: Buffer) => (out.stderr += d.toString()));
   const exit = new Promise<number | null>((r) => child.once('close', r));
   return { child, out, exit };
@@ -51,8 +68,9 @@ export function startCli(args: readonly string[], env: Record<string, string> = 
 export async function runCli(
   args: readonly string[],
   env?: Record<string, string>,
+  options?: StartCliOptions,
 ): Promise<CliRun> {
-  const p = startCli(args, env);
+  const p = startCli(args, env, options);
   const code = await p.exit;
-  return { code, stdout: p.out.stdout, stderr: p.out.stderr };
+  return { code, stdout: p.out.stdout, stderr: p.out.stderr, stdoutBytes: p.out.stdoutBytes };
 }

@@ -179,7 +179,7 @@ export class ProcessCluster {
       users: ['root'],
     });
     const old = this.poller;
-    this.poller = await StatusPoller.connect(this.all, this.clusterId, this.clientTls);
+    this.poller = await StatusPoller.connect(this.all, this.clusterId, 'none', this.clientTls);
     await old.close();
     return n;
   }
@@ -216,7 +216,7 @@ export class ProcessCluster {
       await certs.ensure({ clusterId: id, nodes: nodes.map((n) => n.id), users: ['root'] });
     }
     const clientTls = certs?.files({ kind: 'user', name: 'root' });
-    const poller = await StatusPoller.connect(nodes, id, clientTls);
+    const poller = await StatusPoller.connect(nodes, id, 'none', clientTls);
     const cluster = new ProcessCluster(nodes, id, options, dir, ownDir, poller, certs);
     for (const n of nodes) cluster.spawnNode(n.id);
     return cluster;

@@ -1087,6 +1087,10 @@ function compareOne(c: Compare, value: string, v: Version | undefined): boolean 
       return d < 0;
     case '>':
       return d > 0;
+    case '<=':
+      return d <= 0;
+    case '>=':
+      return d >= 0;
     default:
       return assertNever(c.op);
   }

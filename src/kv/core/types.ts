@@ -87,8 +87,8 @@ export interface DeleteRangeRequest {
   readonly prevKv?: boolean;
 }
 
-/** Comparison operator of a txn compare. */
-export type CompareOp = '=' | '!=' | '<' | '>';
+/** Comparison operator of a txn compare (etcd has the first four; `<=` and `>=` save a negation). */
+export type CompareOp = '=' | '!=' | '<' | '>' | '<=' | '>=';
 
 /**
  * One txn guard on a key (or every key of a range). A missing key compares as

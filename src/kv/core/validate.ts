@@ -110,7 +110,7 @@ export function resolveRange(key: unknown, rangeEnd: unknown, what: string): Res
 
 const SORT_TARGETS = new Set(['key', 'version', 'createRevision', 'modRevision', 'value']);
 const SORT_ORDERS = new Set(['none', 'ascend', 'descend']);
-const COMPARE_OPS = new Set(['=', '!=', '<', '>']);
+const COMPARE_OPS = new Set(['=', '!=', '<', '>', '<=', '>=']);
 const NUMERIC_TARGETS = new Set(['version', 'createRevision', 'modRevision', 'lease']);
 
 /** Checks a range request's shape; returns its resolved range. */
@@ -132,7 +132,7 @@ export function checkRangeRequest(req: RangeRequest, what: string): ResolvedRang
 function checkCompare(c: Compare, what: string): void {
   if (typeof c !== 'object' || c === null) invalid(`${what} must be an object`);
   resolveRange(c.key, c.rangeEnd, what);
-  if (!COMPARE_OPS.has(c.op)) invalid(`${what}.op must be one of =, !=, <, >`);
+  if (!COMPARE_OPS.has(c.op)) invalid(`${what}.op must be one of =, !=, <, >, <=, >=`);
   if (c.target === 'value') {
     checkValue(c.value, `${what}.value`);
   } else if (NUMERIC_TARGETS.has(c.target)) {

@@ -13,7 +13,7 @@
  * ```
  */
 import { CohortError } from '../../lib/errors.js';
-import type { Bytes, KvClient } from '../client.js';
+import type { Bytes, KvClient, LeaseLostReason } from '../client.js';
 import { toBytes } from '../client.js';
 import { kvKey, prefixRange } from '../core/bytes.js';
 import type { KeyValue } from '../core/types.js';
@@ -27,7 +27,7 @@ export interface Leadership {
   readonly revision: number;
   readonly lease: number;
   /** Resolves if the lease is lost (leadership ends). */
-  readonly lost: Promise<void>;
+  readonly lost: Promise<LeaseLostReason>;
   /** Replaces the leader's value, only while this key still leads (FAILED_PRECONDITION otherwise). */
   proclaim(value: Bytes): Promise<void>;
   /** Steps down: deletes the key and revokes the lease. */

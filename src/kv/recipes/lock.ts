@@ -11,7 +11,7 @@
  * const lock = new Lock(client, 'jobs', { ttlMs: 10_000 });
  * const held = await lock.acquire({ signal });        // waits its turn
  * await storage.write(data, { fencingToken: held.fencingToken });
- * held.lost.then(() => stopWorking());                // the lease expired (partition, pause)
+ * held.lost.then((why) => stopWorking());             // 'expired', or 'unreachable' for a TTL
  * await held.release();
  * ```
  *
@@ -26,7 +26,7 @@
  *   resolves) before anyone else can see itself first.
  */
 import { CohortError, isCohortError } from '../../lib/errors.js';
-import type { KvClient, LeaseKeeper } from '../client.js';
+import type { KvClient, LeaseKeeper, LeaseLostReason } from '../client.js';
 import { kvKey, kvText, prefixRange } from '../core/bytes.js';
 import type { KeyValue } from '../core/types.js';
 
@@ -46,8 +46,13 @@ export interface HeldLock {
   readonly fencingToken: number;
   /** The holder's lease. */
   readonly lease: number;
-  /** Resolves if the lease is lost while held (the lock then belongs to no one, or to the next). */
-  readonly lost: Promise<void>;
+  /**
+   * Resolves if the lease is lost while held (the lock then belongs to no
+   * one, or to the next): `'expired'` when the cluster dropped it,
+   * `'unreachable'` when no renewal got through for a whole TTL (a holder
+   * cut off from the cluster; the cluster may have expired it).
+   */
+  readonly lost: Promise<LeaseLostReason>;
   /** Deletes the key and revokes the lease; the next contender then holds the lock. */
   release(): Promise<void>;
 }
@@ -58,7 +63,7 @@ export interface Queued {
   readonly revision: number;
   readonly lease: number;
   readonly keeper: LeaseKeeper;
-  readonly lost: Promise<void>;
+  readonly lost: Promise<LeaseLostReason>;
 }
 
 /**
@@ -74,9 +79,9 @@ export async function enqueueAndWait(
   signal: AbortSignal | undefined,
 ): Promise<Queued> {
   const { id: lease } = await client.leaseGrant(ttlMs);
-  let lostResolve: () => void = () => undefined;
-  const lost = new Promise<void>((r) => (lostResolve = r));
-  const keeper = client.keepAlive(lease, { onLost: () => lostResolve() });
+  let lostResolve: (reason: LeaseLostReason) => void = () => undefined;
+  const lost = new Promise<LeaseLostReason>((r) => (lostResolve = r));
+  const keeper = client.keepAlive(lease, { ttlMs, onLost: (reason) => lostResolve(reason) });
   const key = kvKey(`${dir}${lease.toString(16)}`);
   const giveUp = async (): Promise<void> => {
     keeper.stop();

@@ -125,7 +125,7 @@ const cases: [string, unknown, string][] = [
     'a malformed compare',
     {
       type: 'txn',
-      compare: [{ target: 'version', key: b('a'), op: '>=', value: 1 }],
+      compare: [{ target: 'version', key: b('a'), op: '=>', value: 1 }],
       success: [],
       failure: [],
     },

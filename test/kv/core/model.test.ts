@@ -268,7 +268,20 @@ class Model {
 }
 
 function cmp(d: number, op: Compare['op']): boolean {
-  return op === '=' ? d === 0 : op === '!=' ? d !== 0 : op === '<' ? d < 0 : d > 0;
+  switch (op) {
+    case '=':
+      return d === 0;
+    case '!=':
+      return d !== 0;
+    case '<':
+      return d < 0;
+    case '>':
+      return d > 0;
+    case '<=':
+      return d <= 0;
+    case '>=':
+      return d >= 0;
+  }
 }
 
 interface MRangeReq {
@@ -463,7 +476,7 @@ const compareArb: fc.Arbitrary<MCompare> = fc.oneof(
   fc.record({
     target: fc.constant('value' as const),
     range: rangeArb,
-    op: fc.constantFrom<Compare['op']>('=', '!=', '<', '>'),
+    op: fc.constantFrom<Compare['op']>('=', '!=', '<', '>', '<=', '>='),
     value: fc.constantFrom(...VALUES),
   }),
   fc.record({
@@ -474,7 +487,7 @@ const compareArb: fc.Arbitrary<MCompare> = fc.oneof(
       'lease' as const,
     ),
     range: rangeArb,
-    op: fc.constantFrom<Compare['op']>('=', '!=', '<', '>'),
+    op: fc.constantFrom<Compare['op']>('=', '!=', '<', '>', '<=', '>='),
     num: fc.integer({ min: 0, max: 8 }),
   }),
 );
