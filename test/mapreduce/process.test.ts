@@ -428,7 +428,7 @@ describe('MapReduce on three node processes', () => {
       () => Promise.resolve(existsSync(output) ? undefined : true),
       30_000,
     );
-    // Cancelling it again: refused (it is over), exit 2.
+    // Cancelling it again: refused (it is over), exit 1 (the CLI's exit-code table: 2 is bad usage).
     const again = await runCli([
       'mr',
       'cancel',
@@ -438,7 +438,7 @@ describe('MapReduce on three node processes', () => {
       '--cluster-id',
       cluster.clusterId,
     ]);
-    expect(again.code).toBe(2);
+    expect(again.code).toBe(1);
     expect(again.stderr).toContain('already cancelled');
   });
 
