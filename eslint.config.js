@@ -64,6 +64,8 @@ export default tseslint.config(
       'coverage/**',
       '.cohort/**',
       '**/testdata/**',
+      // Peer harnesses copied verbatim from the peer measurements (bench/peers/README.md).
+      'bench/peers/**',
     ],
   },
   js.configs.recommended,

@@ -1,4 +1,4 @@
-// The backend of bench/gateway.ts, as ../shared/peers/http-hello.js: every
+// The backend of bench/gateway.ts, as bench/peers/http-hello.js: every
 // request gets 200 with a 100-byte text body (plain JavaScript, node:http).
 //   node bench/gateway-hello.mjs PORT
 import http from 'node:http';

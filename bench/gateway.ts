@@ -2,9 +2,9 @@
  * bench/gateway.ts — cohort's gateway (`cohort gateway`, its own process)
  * against HAProxy (Debian's `haproxy`, mode http, round robin, keep-alive
  * both sides, default threads) in front of the same two Node backends
- * (bench/gateway-hello.mjs, as ../shared/peers/http-hello.js: 200 with a
+ * (bench/gateway-hello.mjs, as bench/peers/http-hello.js: 200 with a
  * 100-byte body), driven by wrk (Debian's `wrk`, `-t1 -c64 -d10s --latency`,
- * as ../shared/peers/run-haproxy.sh). Runs alternate between the two proxies;
+ * as bench/peers/run-haproxy.sh). Runs alternate between the two proxies;
  * each figure is the median of the repetitions with the min–max. Then one
  * run each with a backend killed (kill -9) 3 s into the run, to count the
  * errors each proxy lets through (HAProxy with `check`, its default health
@@ -28,7 +28,7 @@
  *
  * Goal (issue #16): ≥ 0.8× HAProxy's throughput with p99 ≤ 1.5× HAProxy's.
  * Measured before here: HAProxy 39.1k req/s, p99 3.3 ms
- * (../shared/peers/RESULTS.md).
+ * (bench/peers/RESULTS.md).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -202,7 +202,7 @@ async function runWrk(
 
 function haproxyConfig(port: number, backends: readonly number[], check: boolean): string {
   return [
-    '# As ../shared/peers/haproxy.cfg: mode http, roundrobin, keep-alive both sides, default threads.',
+    '# As bench/peers/haproxy.cfg: mode http, roundrobin, keep-alive both sides, default threads.',
     'global',
     '    maxconn 4096',
     'defaults',

@@ -5,7 +5,7 @@
  * defaults), finds the leader, kill -9s / restarts members for the failover
  * measurement, and compacts the history by cohort's rule
  * ({@link EtcdCluster.startCompactor}). Clients are `etcd3` (the npm package
- * the peer baseline in ../shared/peers was measured with).
+ * the peer baseline in bench/peers was measured with).
  *
  * ```ts
  * ensureEtcd();                                   // apt-get install -y etcd-server when missing

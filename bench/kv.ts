@@ -13,7 +13,7 @@
  * npm run bench:kv -- --procs cohort=1,etcd=3       # fixed client processes instead of --procs auto
  * ```
  *
- * Method (as ../shared/peers measured etcd): each worker issues the next
+ * Method (as bench/peers measured etcd): each worker issues the next
  * request when its previous one returns; requests started during the
  * warm-up are not recorded; p50/p99 are nearest-rank over every request
  * completed in the measured window, merged across the client processes.

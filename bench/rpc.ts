@@ -10,7 +10,7 @@
  * BENCH_SYSTEMS=cohort,moleculer BENCH_CONCURRENCY=64 npm run bench:rpc
  * ```
  *
- * Method (as in ../shared/peers): c workers each issue the next request when
+ * Method (as in bench/peers): c workers each issue the next request when
  * the previous one returns; requests started during the warm-up are not
  * recorded; p50/p99 are nearest-rank over every request completed in the
  * measured window. One server process per system and repetition, a fresh
@@ -26,7 +26,7 @@
  * is part of the comparison; the CPU of the client and of the server process
  * is printed for each run, and a client above 70 % of a core is marked
  * client-bound (its figure is then the client's ceiling). Peers are set up as
- * they were measured in ../shared/peers: grpc-js with @grpc/proto-loader,
+ * they were measured in bench/peers: grpc-js with @grpc/proto-loader,
  * Moleculer with its TCP transporter, static URLs, no UDP discovery, JSON
  * serializer, loopback only.
  *
@@ -204,7 +204,7 @@ interface Broker {
 }
 
 function moleculerBroker(self: 'server' | 'client', port: number): Broker {
-  // Loopback only (see ../shared/peers/README.md): bind the listener to
+  // Loopback only (see bench/peers/README.md): bind the listener to
   // 127.0.0.1 and always dial 127.0.0.1.
   // eslint-disable-next-line @typescript-eslint/unbound-method -- re-bound with .call below
   const listen = net.Server.prototype.listen as (...args: unknown[]) => net.Server;

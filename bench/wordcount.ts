@@ -9,11 +9,11 @@
  * npm run bench:wordcount -- --only loop2,tasks2,cohort2
  * ```
  *
- * Corpus: ../shared/peers/wc-gen-corpus.js (16 × 32 MiB, deterministic; run
+ * Corpus: bench/peers/wc-gen-corpus.js (16 × 32 MiB, deterministic; run
  * as is, with PEERS pointing at `$COHORT_WC_DIR`, default
  * `$TMPDIR/cohort-wordcount`), generated on the first run. A size of N MiB
  * uses the first N/32 files. Files are read once before timing (page cache
- * warm, as the peers were measured: ../shared/peers/RESULTS.md).
+ * warm, as the peers were measured: bench/peers/RESULTS.md).
  *
  * Implementations (all count maximal `[A-Za-z]+` runs, case-sensitive):
  * - `loop1`, `loop2`: the best single-process program I could write
@@ -32,11 +32,11 @@
  * - `cohort1`, `cohort2`: the real engine: a one-node embedded cluster with 1
  *   or 2 worker threads (src/cli/embedded-cluster.ts runJob) running
  *   examples/mapreduce/wordcount.ts with 2 reducers.
- * - `dask`: ../shared/peers/wc-dask.py (Dask bag, LocalCluster of 2 worker
+ * - `dask`: bench/peers/wc-dask.py (Dask bag, LocalCluster of 2 worker
  *   processes × 1 thread) on Debian's /usr/bin/python3. python3-dask and
  *   python3-distributed are installed with apt-get when missing (root only).
  * - `coreutils`: `cat | tr -cs 'A-Za-z' '\n' | sort | uniq -c`, LC_ALL=C,
- *   default sort settings (../shared/peers/wc-coreutils.sh's pipeline).
+ *   default sort settings (bench/peers/wc-coreutils.sh's pipeline).
  *
  * Timing boundaries. The loops, tasks and the engine are all timed from
  * their first byte read to their last byte written, with their threads
@@ -99,7 +99,7 @@ import { merge, writeCounts } from './wordcount-loop.js';
 import type { Counted, LoopKind, LoopWorkerData } from './wordcount-loop.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
-const PEERS_DIR = resolve(REPO, '../shared/peers');
+const PEERS_DIR = resolve(REPO, 'bench/peers');
 const GEN = join(PEERS_DIR, 'wc-gen-corpus.js');
 const DASK = join(PEERS_DIR, 'wc-dask.py');
 const PYTHON = '/usr/bin/python3';
@@ -284,7 +284,7 @@ function dask(files: string[]): Result {
   return { secs: res.seconds, counts };
 }
 
-/** The coreutils pipeline of ../shared/peers/wc-coreutils.sh, timed from its start to its output written. */
+/** The coreutils pipeline of bench/peers/wc-coreutils.sh, timed from its start to its output written. */
 function coreutils(files: string[]): Result {
   const work = mkdtempSync(join(DIR, 'coreutils-'));
   try {
