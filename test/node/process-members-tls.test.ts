@@ -5,29 +5,12 @@
  * caller without a certificate is refused. Before `cohort member` and
  * `--join` spoke TLS, both failed against every TLS cluster.
  */
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemberList } from '../../src/node/members.js';
+import { runCli } from '../harness/cli.js';
 import { ProcessCluster, until } from '../harness/process-cluster.js';
 
-const repo = fileURLToPath(new URL('../../', import.meta.url));
-const cliEntry = fileURLToPath(new URL('./fixtures/cohort-cli.ts', import.meta.url));
-
-/** Runs `cohort <args>` from source; resolves with its exit code and output. */
-function cohort(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', cliEntry, ...args],
-      { cwd: repo },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const cohort = runCli;
 
 let cluster: ProcessCluster;
 

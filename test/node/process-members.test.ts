@@ -11,8 +11,6 @@
  *
  * `COHORT_NEMESIS_VERBOSE=1` prints the steps and the figures.
  */
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkLinearizability, formatCheckResult } from '../../src/sim/checkers/linearizability.js';
 import type { KvInput, KvOutput } from '../../src/sim/checkers/models.js';
@@ -20,29 +18,15 @@ import { kvModel } from '../../src/sim/checkers/models.js';
 import { callLeader } from '../../src/node/members.js';
 import type { MemberList } from '../../src/node/members.js';
 import { historyFigures, KvWorkload, lostWrites } from '../harness/kv-nemesis.js';
+import { runCli } from '../harness/cli.js';
 import { ProcessCluster, sleep, until } from '../harness/process-cluster.js';
 
 const verbose = process.env.COHORT_NEMESIS_VERBOSE !== undefined;
 const say = (s: string): void => {
   if (verbose) process.stderr.write(`[members] ${s}\n`);
 };
-const repo = fileURLToPath(new URL('../../', import.meta.url));
-const cliEntry = fileURLToPath(new URL('./fixtures/cohort-cli.ts', import.meta.url));
 
-/** Runs `cohort <args>` from source; resolves with its exit code and output. */
-function cohort(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', cliEntry, ...args],
-      { cwd: repo },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const cohort = runCli;
 
 let cluster: ProcessCluster;
 
