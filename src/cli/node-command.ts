@@ -14,7 +14,8 @@
  * failure — is a line of its log (`--log-format`: JSON lines, or pretty on
  * a terminal; why it stopped goes to stderr, the rest to stdout), so a log
  * file holds nothing but JSON. Exit codes: 0 after a
- * clean shutdown (SIGINT or SIGTERM: a server stopping when asked), 2 for a
+ * clean shutdown (SIGINT or SIGTERM: a server stopping when asked; or the
+ * node learned that it was removed from the cluster), 2 for a
  * bad configuration (one `error:` line on stderr, before any logging), 1
  * when the node could not start or failed. With `--repair`, a WAL damaged in
  * the middle is cut at the damage instead of refused, and what was dropped
@@ -133,6 +134,10 @@ async function runNode(flags: NodeFlags): Promise<void> {
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    // Removed from the cluster: its service is over, as asked (an operator ran
+    // `cohort member remove`), so it stops with 0 and a supervisor that restarts
+    // failed processes leaves it stopped.
+    void node.removed.then(() => stop('removed from the cluster'));
     // Certificate rotation: new connections use the files as they are now.
     const reload = (): void => {
       try {
