@@ -96,10 +96,11 @@ async function runNode(flags: NodeFlags): Promise<void> {
     try {
       gateway = await Gateway.start(gatewayOptions);
     } catch (e) {
-      process.stderr.write(
-        `cohort node ${config.id}: cannot start the gateway: ${e instanceof Error ? e.message : String(e)}\n`,
+      fatal.fatal(
+        { err: e },
+        `cannot start the gateway: ${e instanceof Error ? e.message : String(e)}`,
       );
-      process.exitCode = 1;
+      process.exitCode = exitCodes.failed;
       await node.close();
       return;
     }
@@ -108,12 +109,13 @@ async function runNode(flags: NodeFlags): Promise<void> {
     if (gateway.rpc !== undefined) parts.push(`RPC on ${gateway.rpc.address.port}`);
     const a = gateway.adminAddress;
     if (a !== undefined) parts.push(`admin on ${a.port}`);
-    process.stderr.write(`cohort node ${config.id}: gateway ${parts.join(', ')}\n`);
+    log.info(`gateway ${parts.join(', ')}`);
   }
   if (config.repair) {
     const lines = describeRecovery(node.recovery);
     if (lines.length === 0) lines.push('repair: the log was whole; nothing dropped');
-    for (const line of lines) process.stderr.write(`cohort node ${config.id}: ${line}\n`);
+    // On stderr, beside why a node stops: what a repair dropped is for the operator to read.
+    for (const line of lines) fatal.warn(line);
   }
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
@@ -143,8 +145,9 @@ async function runNode(flags: NodeFlags): Promise<void> {
       try {
         node.reloadTls();
       } catch (e) {
-        process.stderr.write(
-          `cohort node ${config.id}: SIGHUP: certificate not reloaded, keeping the current one: ${e instanceof Error ? e.message : String(e)}\n`,
+        fatal.error(
+          { err: e },
+          `SIGHUP: certificate not reloaded, keeping the current one: ${e instanceof Error ? e.message : String(e)}`,
         );
       }
     };
@@ -155,12 +158,10 @@ async function runNode(flags: NodeFlags): Promise<void> {
         if (stopping) return;
         try {
           const now = reloadBackends(running, { config: config.gateway }, {});
-          process.stderr.write(`cohort node ${config.id}: SIGHUP, gateway reloaded: ${now}\n`);
+          log.info(`SIGHUP, gateway reloaded: ${now}`);
         } catch (e) {
           if (!isCohortError(e)) throw e;
-          process.stderr.write(
-            `cohort node ${config.id}: SIGHUP, gateway reload refused, backends unchanged: ${e.message}\n`,
-          );
+          fatal.error(`SIGHUP, gateway reload refused, backends unchanged: ${e.message}`);
         }
       });
     }
