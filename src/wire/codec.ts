@@ -137,8 +137,8 @@ export interface MessageCodecOptions {
 interface Entry {
   readonly schema: MessageSchema;
   readonly check: TypeCheck<TSchema>;
-  /** Whether decoded values of this type may contain byte arrays to copy. */
-  readonly binary: boolean;
+  /** Copies the byte arrays of a decoded, validated value of this type; undefined if it can hold none. */
+  readonly copy: Copier | undefined;
 }
 
 /** Decoding options shared by every codec: plain objects, no records, copied binaries. */
@@ -165,11 +165,22 @@ const ARENA_BYTES = 64 * 1024;
 /** Schema kinds whose values may hold byte arrays after decoding. */
 const BINARY_KINDS = new Set(['Uint8Array', 'Any', 'Unknown']);
 
-/** True if `schema` can hold a byte array anywhere inside it. */
+/**
+ * True if `schema` can hold a byte array anywhere inside it: a byte array,
+ * Any or Unknown, or an object open to properties it does not name (TypeBox
+ * objects are open unless `additionalProperties: false`), at any depth.
+ */
 function mayHoldBinary(schema: unknown): boolean {
   if (schema === null || typeof schema !== 'object') return false;
   const kind = (schema as Record<symbol, unknown>)[Kind];
   if (typeof kind === 'string' && BINARY_KINDS.has(kind)) return true;
+  if (
+    kind === 'Object' &&
+    (schema as { additionalProperties?: unknown }).additionalProperties === undefined
+  ) {
+    return true;
+  }
+  if ((schema as { additionalProperties?: unknown }).additionalProperties === true) return true;
   return Object.values(schema).some(mayHoldBinary);
 }
 
@@ -197,6 +208,57 @@ function copyBinaries(value: unknown, stable: boolean): unknown {
     for (const key of Object.keys(obj)) obj[key] = copyBinaries(obj[key], stable);
   }
   return value;
+}
+
+/** Copies the byte arrays inside a value that passed its schema's check (see {@link copierOf}). */
+type Copier = (value: unknown, stable: boolean) => unknown;
+
+/** A copy of one byte field (or the view itself, see {@link copyBinaries}). */
+const copyBytes: Copier = (value, stable) =>
+  value instanceof Uint8Array ? copyBinaries(value, stable) : value;
+
+/**
+ * The copier of values of `schema`, or undefined if they can hold no byte
+ * array. Runs only on values its schema's check accepted, so it visits just
+ * the places a byte array may be: a closed object's properties that may hold
+ * one, an array's items; any other schema that may (unions, records, open
+ * objects, Any/Unknown) falls back to walking the whole value with
+ * {@link copyBinaries}. Saves enumerating every key of every message.
+ */
+function copierOf(schema: TSchema): Copier | undefined {
+  if (!mayHoldBinary(schema)) return undefined;
+  const kind = (schema as unknown as Record<symbol, unknown>)[Kind];
+  if (kind === 'Uint8Array') return copyBytes;
+  if (kind === 'Array') {
+    const items = copierOf((schema as unknown as { items: TSchema }).items);
+    if (items === undefined) return undefined;
+    return (value, stable) => {
+      const array = value as unknown[];
+      for (let i = 0; i < array.length; i++) array[i] = items(array[i], stable);
+      return array;
+    };
+  }
+  const object = schema as Partial<TObject>;
+  if (
+    kind === 'Object' &&
+    object.additionalProperties === false &&
+    object.properties !== undefined
+  ) {
+    const fields: { key: string; copy: Copier }[] = [];
+    for (const [key, property] of Object.entries(object.properties)) {
+      const copy = copierOf(property);
+      if (copy !== undefined) fields.push({ key, copy });
+    }
+    return (value, stable) => {
+      const obj = value as Record<string, unknown>;
+      for (const { key, copy } of fields) {
+        const field = obj[key];
+        if (field !== undefined) obj[key] = copy(field, stable);
+      }
+      return obj;
+    };
+  }
+  return copyBinaries;
 }
 
 const packrOptions = {
@@ -233,7 +295,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
       entries.set(type, {
         schema,
         check: TypeCompiler.Compile(schema),
-        binary: mayHoldBinary(schema),
+        copy: copierOf(schema),
       });
     }
     this.entries = entries;
@@ -314,7 +376,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
       });
     }
     if (!entry.check.Check(value)) throw violation(entry, value);
-    return (entry.binary ? copyBinaries(value, options?.stable === true) : value) as M;
+    return (entry.copy === undefined ? value : entry.copy(value, options?.stable === true)) as M;
   }
 
   private pack(msg: M, encodeOptions: number): Uint8Array {

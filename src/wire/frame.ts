@@ -205,7 +205,8 @@ export class FrameDecoder {
     if (this.buffered < FRAME_HEADER_BYTES + length) return undefined;
     // Slow path: the frame spans chunks; gather it into a fresh buffer.
     this.consume(FRAME_HEADER_BYTES);
-    const payload = new Uint8Array(length);
+    // Its own memory (not the shared pool), not zero-filled: every byte is written below.
+    const payload = Buffer.allocUnsafeSlow(length);
     let filled = 0;
     while (filled < length) {
       const chunk = this.chunks[0] as Uint8Array;
