@@ -55,12 +55,24 @@ export function crc32c(bytes: Uint8Array, initial = 0): number {
   return nativeCrc32c(buf, initial) >>> 0;
 }
 
-/** CRC32C computed with the tables (any length; {@link crc32c} uses it below the native threshold). */
-export function crc32cTables(b: Uint8Array, initial = 0): number {
+/**
+ * CRC32C of `bytes[start..end)` (no view is made for a short range, which
+ * matters when checking many small frames of one socket read).
+ */
+export function crc32cRange(bytes: Uint8Array, start: number, end: number): number {
+  if (end - start < CRC32C_NATIVE_BYTES_MIN) return crc32cTables(bytes, 0, start, end);
+  return crc32c(bytes.subarray(start, end));
+}
+
+/**
+ * CRC32C of `b[start..end)` (default: all of it) computed with the tables,
+ * continuing from `initial` ({@link crc32c} uses it below the native threshold).
+ */
+export function crc32cTables(b: Uint8Array, initial = 0, start = 0, end = b.length): number {
   const t = TABLES;
   let c = ~initial;
-  let i = 0;
-  const n = b.length;
+  let i = start;
+  const n = end;
   for (; i + 16 <= n; i += 16) {
     const a =
       ((b[i] as number) |

@@ -1365,23 +1365,32 @@ export class TcpTransport<M> implements Transport<M> {
 
   /** Decodes and handles every whole frame buffered on `conn`. */
   private readFrames(conn: Connection, now: number): void {
+    const decoder = conn.decoder;
+    const codec = this.codec;
+    // Frames are decoded where they sit in the socket read (no view per frame) when the codec can.
+    const decodeRange = codec.decodeRange?.bind(codec);
     for (;;) {
       let handshake: HandshakeMessage | undefined;
       let message: M | undefined;
       try {
         // A frame error kills the decoder and the connection: nothing after
         // corrupt bytes is ever delivered.
-        const payload = conn.decoder.next();
-        if (payload === undefined) return;
+        if (!decoder.nextInPlace()) return;
+        const source = decoder.frameSource;
+        const start = decoder.frameStart;
+        const end = decoder.frameEnd;
         if (conn.state !== 'open') {
-          handshake = handshakeCodec.decode(payload);
-        } else if (payload.length === 0) {
+          handshake = handshakeCodec.decode(source.subarray(start, end));
+        } else if (end === start) {
           this.stats.keepalivesReceived++; // skipped: it only keeps the link from idling out
           continue;
         } else {
           // Socket reads are never reused and the decoder never writes into
           // what it returned, so large byte fields may stay views (no copy).
-          message = this.codec.decode(payload, STABLE_INPUT);
+          message =
+            decodeRange !== undefined
+              ? decodeRange(source, start, end, STABLE_INPUT)
+              : codec.decode(source.subarray(start, end), STABLE_INPUT);
         }
       } catch (err) {
         // Whatever a decoder throws on input closes this connection only;

@@ -60,6 +60,15 @@ export interface Codec<M> {
    * views (see {@link DecodeOptions}).
    */
   decode(bytes: Uint8Array, options?: DecodeOptions): M;
+  /**
+   * Optional: {@link decode} of the message in `bytes[start..end)`, without
+   * making a view of it first (a receiver decoding many frames of one socket
+   * read saves an object per message). It must decide exactly as
+   * `decode(bytes.subarray(start, end), options)` would: nothing outside the
+   * range is part of the message, and a value that does not end exactly at
+   * `end` (short, or with bytes left over) is a DECODE_ERROR.
+   */
+  decodeRange?(bytes: Uint8Array, start: number, end: number, options?: DecodeOptions): M;
 }
 
 /** Options of {@link Codec.decode}. */
@@ -161,6 +170,13 @@ const unpackrOptions = {
  * message or two with its 8 KiB default.
  */
 const ARENA_BYTES = 64 * 1024;
+
+/**
+ * Messages shorter than this are decoded from a scratch copy (see
+ * MessageCodec.decodeRange): msgpackr decodes short strings and map keys in
+ * JS, with a key cache, only while its end offset is below 140 bytes.
+ */
+const SCRATCH_BYTES = 140;
 
 /** Schema kinds whose values may hold byte arrays after decoding. */
 const BINARY_KINDS = new Set(['Uint8Array', 'Any', 'Unknown']);
@@ -277,6 +293,10 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   private readonly entries: ReadonlyMap<string, Entry>;
   private readonly packr = new Packr(packrOptions);
   private readonly unpackr = new Unpackr(unpackrOptions);
+  /** The range argument of every unpack (reused: decoding allocates no options object). */
+  private readonly range = { start: 0, end: 0 };
+  /** Where small messages are decoded from (see decodeRange). */
+  private readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   private readonly messageBytesMax: number;
   private readonly nestingDepthMax: number;
   private readonly validateOnEncode: boolean;
@@ -346,15 +366,42 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   }
 
   decode(bytes: Uint8Array, options?: DecodeOptions): M {
+    return this.decodeRange(bytes, 0, bytes.length, options);
+  }
+
+  decodeRange(bytes: Uint8Array, start: number, end: number, options?: DecodeOptions): M {
+    assert(0 <= start && start <= end && end <= bytes.length, 'decodeRange: range outside bytes');
+    if (start === end) {
+      throw new CohortError('DECODE_ERROR', 'not a MessagePack message: no bytes', {
+        details: { bytes: 0 },
+      });
+    }
     // Bounds nesting (and refuses foreign extensions) before msgpackr recurses.
-    checkMessagePack(bytes, this.nestingDepthMax);
+    checkMessagePack(bytes, this.nestingDepthMax, start, end);
+    const length = end - start;
+    let stable = options?.stable === true;
     let value: unknown;
     try {
-      value = this.unpackr.unpack(bytes);
+      if (length < SCRATCH_BYTES) {
+        // A small message is copied into a scratch buffer and decoded from
+        // offset 0: msgpackr's fast paths for short strings and cached keys
+        // look at the absolute end offset, which a range deep inside a
+        // socket read defeats. Its byte fields are then copied (not stable).
+        const scratch = this.scratch;
+        for (let i = 0; i < length; i++) scratch[i] = bytes[start + i] as number;
+        stable = false;
+        value = this.unpackr.unpack(scratch, length);
+      } else {
+        // msgpackr reads bytes[start..end) and throws unless the value ends exactly at `end`.
+        const range = this.range;
+        range.start = start;
+        range.end = end;
+        value = this.unpackr.unpack(bytes, range);
+      }
     } catch (err) {
       throw new CohortError('DECODE_ERROR', `not a MessagePack message: ${errorText(err)}`, {
         cause: err,
-        details: { bytes: bytes.length },
+        details: { bytes: length },
       });
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -376,7 +423,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
       });
     }
     if (!entry.check.Check(value)) throw violation(entry, value);
-    return (entry.copy === undefined ? value : entry.copy(value, options?.stable === true)) as M;
+    return (entry.copy === undefined ? value : entry.copy(value, stable)) as M;
   }
 
   private pack(msg: M, encodeOptions: number): Uint8Array {

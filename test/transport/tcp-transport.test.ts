@@ -769,12 +769,16 @@ describe('TcpTransport: input that makes a decoder throw', () => {
     const pb = await freePort();
     const { logger, lines } = capturingLogger();
     // A codec that fails the way a library can on hostile input (a RangeError from recursion).
+    // (Both decode paths: the transport decodes frames in place with decodeRange when a codec has it.)
+    const decode = (bytes: Uint8Array): TestMessage => {
+      const m = testCodec.decode(bytes);
+      if (m.note === 'boom') throw new RangeError('Maximum call stack size exceeded');
+      return m;
+    };
     const fragile: typeof testCodec = Object.assign(Object.create(testCodec) as typeof testCodec, {
-      decode(bytes: Uint8Array): TestMessage {
-        const m = testCodec.decode(bytes);
-        if (m.note === 'boom') throw new RangeError('Maximum call stack size exceeded');
-        return m;
-      },
+      decode,
+      decodeRange: (bytes: Uint8Array, start: number, end: number): TestMessage =>
+        decode(bytes.subarray(start, end)),
     });
     const b = await startNode({
       self: B,

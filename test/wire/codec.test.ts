@@ -128,6 +128,32 @@ describe('MessageCodec', () => {
     expect(extra instanceof Uint8Array && extra.buffer).not.toBe(metaRead.buffer);
   });
 
+  it('decodeRange decodes a message inside a larger read exactly as decode decodes a view of it', () => {
+    const put = { type: 'Put' as const, key: 'k', value: new Uint8Array(300).fill(3), tags: ['t'] };
+    const one = codec.encode(put);
+    const ping = codec.encode({ type: 'Ping', seq: 5 });
+    const read = Buffer.concat([Buffer.from([1, 2, 3]), one, ping, Buffer.from([0xc4, 0x7f])]);
+    const start = 3;
+    const end = start + one.length;
+    const got = codec.decodeRange(read, start, end, { stable: true });
+    expect(got.type === 'Put' && [...got.value]).toEqual([...put.value]);
+    expect(codec.decodeRange(read, end, end + ping.length)).toEqual({ type: 'Ping', seq: 5 });
+    // A range cut short is refused, though the bytes after it would complete the value.
+    expect(codeOf(() => codec.decodeRange(read, start, end - 1))).toBe('DECODE_ERROR');
+    expect(codeOf(() => codec.decode(read.subarray(start, end - 1)))).toBe('DECODE_ERROR');
+    // A bin whose length runs past the range (into the next frame's bytes) is refused.
+    const lying = Buffer.concat([read, codec.encode({ type: 'Ping', seq: 1 })]);
+    expect(codeOf(() => codec.decodeRange(lying, read.length - 2, read.length))).toBe(
+      'DECODE_ERROR',
+    );
+    // Trailing bytes inside the range are refused, and so is an empty range.
+    expect(codeOf(() => codec.decodeRange(read, start, end + 1))).toBe('DECODE_ERROR');
+    expect(codeOf(() => codec.decodeRange(read, start, start))).toBe('DECODE_ERROR');
+    // The nesting bound applies inside the range too.
+    const deep = Buffer.concat([Buffer.from([9]), Buffer.alloc(200, 0x91), Buffer.from([1])]);
+    expect(codeOf(() => codec.decodeRange(deep, 1, deep.length))).toBe('DECODE_ERROR');
+  });
+
   it('refuses a message with a wrong field type (SCHEMA_VIOLATION)', () => {
     expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: 'one' })))).toBe('SCHEMA_VIOLATION');
     expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: -1 })))).toBe('SCHEMA_VIOLATION');
