@@ -191,6 +191,8 @@ const summary: string[] = [];
 const headline: number[] = [];
 for (const size of sizes) {
   const rates = new Map<Mode, number[]>();
+  /** CPU µs per message of the busier of the two processes, per round. */
+  const cpus = new Map<Mode, number[]>();
   const vsBatched: number[] = [];
   const vsRaw: number[] = [];
   // Rounds alternate the cases (A B C, C B A, ...), so a burst of load from
@@ -206,6 +208,8 @@ for (const size of sizes) {
       mode === 'transport' ? await runTransport(size) : await runRaw(size, mode === 'raw-batched');
     const rate = r.messages / r.seconds;
     rates.set(mode, [...(rates.get(mode) ?? []), rate]);
+    const busiest = (Math.max(r.senderCpuSeconds, r.cpuSeconds) * 1e6) / Math.max(1, r.messages);
+    cpus.set(mode, [...(cpus.get(mode) ?? []), busiest]);
     perRound.set(mode, rate);
     bench.sample();
     console.log(
@@ -229,6 +233,14 @@ for (const size of sizes) {
   const w = spread(vsRaw);
   if (w.n > 0)
     console.log(`transport ${size} B: transport/raw (per-message writes) ${fmtSpread(w)}`);
+  const cpuT = spread(cpus.get('transport') ?? []);
+  const cpuB = spread(cpus.get('raw-batched') ?? []);
+  if (cpuT.n > 0 && cpuB.n > 0) {
+    // With a core per process the busier one sets the rate: a load-steady estimate of the ratio.
+    console.log(
+      `transport ${size} B: CPU µs per message of the busier process (median): transport ${cpuT.median.toFixed(2)}, raw-batched ${cpuB.median.toFixed(2)}; CPU ratio ${(cpuB.median / cpuT.median).toFixed(2)}`,
+    );
+  }
   if (b.n > 0) {
     const goal = goals.get(size);
     console.log(
