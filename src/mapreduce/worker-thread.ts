@@ -18,6 +18,7 @@ import type { Split } from './input.js';
 import { loadJob } from './job.js';
 import type { ModuleExpectation } from './job.js';
 import { runMapTask, runReduceTask } from './tasks.js';
+import { warmEngine } from './tasks-warm.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
 
 /** How often a busy thread tells its parent it is alive (ms). */
@@ -55,7 +56,10 @@ export interface ThreadReduceTask {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** Loads (and caches) a job module ahead of its tasks; the result is null. */
+/**
+ * Loads (and caches) a job module ahead of its tasks; the result is null.
+ * The thread's first one also warms the engine (tasks-warm.ts).
+ */
 export interface ThreadLoadTask {
   readonly kind: 'load';
   readonly module: string;
@@ -81,11 +85,19 @@ export type ThreadReply =
       };
     };
 
+/** Whether this thread has run {@link warmEngine}. */
+let warmed = false;
+
 async function run(
   task: ThreadTask,
   loaded: () => void,
 ): Promise<MapTaskResult | ReduceTaskResult | null> {
   const job = await loadJob(task.module, task.moduleCheck);
+  if (task.kind === 'load' && !warmed) {
+    // The first preload also compiles the engine's per-record path (tasks-warm.ts).
+    warmed = true;
+    await warmEngine();
+  }
   loaded();
   if (task.kind === 'load') return null;
   if (task.kind === 'map') {
