@@ -1,0 +1,144 @@
+/**
+ * The gateway's backends by name: FollowingBackendSource on its own, then
+ * `cohort gateway --rpc-service ListMax` as the command builds it
+ * (resolveGatewayOptions + followServices) against a real cluster: an
+ * instance that registers joins, one that deregisters drains, and calls
+ * through the gateway go on.
+ */
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ListMax, listMaxHandlers } from '../../examples/list-max/service.js';
+import { followServices, resolveGatewayOptions } from '../../src/cli/gateway-command.js';
+import { FollowingBackendSource } from '../../src/gateway/backend-source.js';
+import type { BackendSpec, FeedInstance } from '../../src/gateway/backend-source.js';
+import { Gateway } from '../../src/gateway/gateway.js';
+import { registerInstance } from '../../src/naming/registration.js';
+import { startTcpClient, startTcpServer } from '../../src/rpc/tcp-endpoints.js';
+import { freePort } from '../harness/process-cluster.js';
+import { waitUntil } from '../harness/wait.js';
+import { KvTestCluster } from '../kv/kv-cluster.js';
+
+const silent = pino({ level: 'silent' });
+
+describe('FollowingBackendSource', () => {
+  it('hands over the instances a feed reports, leaving out unusable ones, and again every second', async () => {
+    let push: (list: readonly FeedInstance[]) => void = () => undefined;
+    const source = new FollowingBackendSource('S');
+    const seen: (readonly BackendSpec[])[] = [];
+    const stop = source.subscribe((l) => seen.push(l));
+    expect(seen).toEqual([[]]);
+    source.follow({
+      subscribe: (f) => {
+        push = f;
+        return () => undefined;
+      },
+    });
+    push([
+      { id: 'a', address: { host: '127.0.0.1', port: 1 }, weight: 2 },
+      { id: 'bad id!', address: { host: '127.0.0.1', port: 2 } },
+      { id: 'c', address: { host: '127.0.0.1', port: 0 } },
+      { id: 'a', address: { host: '127.0.0.1', port: 3 } },
+    ]);
+    expect(seen.at(-1)).toEqual([{ id: 'a', host: '127.0.0.1', port: 1, weight: 2 }]);
+    const n = seen.length;
+    await waitUntil('the list handed over again', () => seen.length > n);
+    expect(seen.at(-1)).toEqual(seen[n - 1]);
+    expect(() => source.follow({ subscribe: () => () => undefined })).toThrow(/already/);
+    stop();
+    source.stop();
+  });
+});
+
+describe('cohort gateway --rpc-service', () => {
+  let cluster: KvTestCluster;
+  beforeAll(async () => {
+    cluster = await KvTestCluster.start(3);
+    await cluster.leader();
+  });
+  afterAll(async () => {
+    await cluster.close();
+  });
+
+  async function instance(id: string) {
+    const server = await startTcpServer({ id, port: 0, logger: silent });
+    let served = 0;
+    server.serve(ListMax, {
+      listMax: (req, ctx) => {
+        served++;
+        return listMaxHandlers.listMax(req, ctx);
+      },
+    });
+    const reg = await registerInstance(
+      await cluster.client(),
+      { service: 'ListMax', id, address: server.address },
+      { ttlMs: 1_000 },
+    );
+    return { server, reg, served: () => served };
+  }
+
+  it('follows the registered instances: new ones join, deregistered ones drain, calls go on', async () => {
+    const a = await instance('gw-a');
+    const flags = {
+      rpcListen: `127.0.0.1:${await freePort()}`,
+      rpcService: 'ListMax',
+      rpcMethods: 'ListMax.listMax:idempotent',
+      registryEndpoints: cluster.endpoints().join(','),
+      registryInsecure: 'true',
+      admin: '',
+      checkIntervalMs: '100',
+      logLevel: 'silent',
+    };
+    const options = resolveGatewayOptions(flags, {});
+    const unfollow = await followServices(options, flags, {});
+    const gw = await Gateway.start(options);
+    const rpc = gw.rpc;
+    if (rpc === undefined) throw new Error('no RPC front end');
+    const backends = (): string[] =>
+      (rpc.status() as { backends: { id: string; active: boolean }[] }).backends
+        .filter((b) => b.active)
+        .map((b) => b.id)
+        .sort();
+    const client = await startTcpClient({
+      server: { id: 'gateway', host: '127.0.0.1', port: rpc.address.port },
+      logger: silent,
+    });
+    const stub = client.client(ListMax, client.serverId, { timeoutMs: 10_000 });
+    const failures: unknown[] = [];
+    let stop = false;
+    const loop = (async () => {
+      for (let k = 0; !stop; k++) {
+        await stub.listMax({ values: [k, k + 1] }).catch((e: unknown) => failures.push(e));
+      }
+    })();
+    await waitUntil('gw-a in rotation', () => backends().join() === 'gw-a' && a.served() > 10);
+    const b = await instance('gw-b');
+    await waitUntil('gw-b joins', () => backends().join() === 'gw-a,gw-b' && b.served() > 10);
+    await a.reg.close();
+    await waitUntil('gw-a drained', () => backends().join() === 'gw-b');
+    const before = b.served();
+    await waitUntil('gw-b takes the calls', () => b.served() > before + 50);
+    stop = true;
+    await loop;
+    expect(failures).toEqual([]);
+    await client.close();
+    await gw.close();
+    await unfollow();
+    await b.reg.close();
+    await a.server.close();
+    await b.server.close();
+  });
+
+  it('says why when it cannot follow: a bad name, both a list and a name, no registry', async () => {
+    expect(() =>
+      resolveGatewayOptions({ rpcListen: '127.0.0.1:7', rpcService: 'a/b', rpcMethods: 'S.m' }, {}),
+    ).toThrow(/rpcService .*is not a service name/);
+    expect(() => resolveGatewayOptions({ backends: 'a=127.0.0.1:1', service: 'S' }, {})).toThrow(
+      /--backends or --service, not both/,
+    );
+    const flags = { service: 'S', registryEndpoints: 'n1=127.0.0.1:1', registryInsecure: 'true' };
+    const options = resolveGatewayOptions(flags, {});
+    await expect(followServices(options, flags, {})).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+    });
+  });
+});
