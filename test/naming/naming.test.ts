@@ -14,7 +14,7 @@ import { serviceKey } from '../../src/naming/core/registry.js';
 import { Naming } from '../../src/naming/naming.js';
 import { registerInstance } from '../../src/naming/registration.js';
 import { ServiceResolver } from '../../src/naming/resolver.js';
-import { defineService, Type, unary } from '../../src/rpc/index.js';
+import { defineService, serverStream, Type, unary } from '../../src/rpc/index.js';
 import { startTcpServer } from '../../src/rpc/tcp-endpoints.js';
 import type { RpcNode } from '../../src/rpc/node.js';
 import { waitUntil } from '../harness/wait.js';
@@ -121,6 +121,27 @@ describe('the registry', () => {
     expect(resolver.instances().map((i) => i.id)).toEqual(['mal-a']);
     await resolver.close();
     await a.close();
+  });
+
+  it('writes the entry again under a new lease when its lease is lost while the instance lives', async () => {
+    const kv = await cluster.client();
+    const states: string[] = [];
+    const reg = await registerInstance(
+      kv,
+      { service: 'Regrant', id: 'rg-1', address: { host: '127.0.0.1', port: 9 } },
+      { ttlMs: 1_000, onState: (s) => states.push(s) },
+    );
+    const first = reg.leaseId;
+    // Someone revokes the lease (as if it had expired in a partition): the entry goes with it.
+    const admin = await cluster.client();
+    await admin.leaseRevoke(first);
+    await waitUntil('registered again', () => states.includes('registered'));
+    expect(states).toEqual(['lost', 'registered']);
+    expect(reg.leaseId).not.toBe(first);
+    const entry = await admin.get(serviceKey('Regrant', 'rg-1'));
+    expect(entry?.lease).toBe(reg.leaseId);
+    await reg.close();
+    expect(await admin.get(serviceKey('Regrant', 'rg-1'))).toBeUndefined();
   });
 
   it('refuses a bad registration before writing anything', async () => {
@@ -269,6 +290,31 @@ describe('a name-based client', () => {
     expect(await client.add({ n: 1 })).toEqual({ total: 1 });
     await spare.close();
     await naming.close();
+  });
+
+  it('relays a server stream from one instance', async () => {
+    const Counting = defineService('Counting', {
+      count: serverStream(Type.Object({ n: Type.Integer() }), Type.Object({ i: Type.Integer() })),
+    });
+    const server = await startTcpServer({ id: 'cnt-1', port: 0, logger: silent });
+    server.serve(Counting, {
+      async *count({ n }) {
+        for (let i = 0; i < n; i++) yield await Promise.resolve({ i });
+      },
+    });
+    const kv = await cluster.client();
+    const reg = await registerInstance(kv, {
+      service: 'Counting',
+      id: 'cnt-1',
+      address: server.address,
+    });
+    const naming = new Naming(await cluster.client(), { logger: silent });
+    const got: number[] = [];
+    for await (const { i } of naming.service(Counting).count({ n: 5 })) got.push(i);
+    expect(got).toEqual([0, 1, 2, 3, 4]);
+    await reg.close();
+    await naming.close();
+    await server.close();
   });
 
   it('fails a call to a name nobody registered with a definite UNAVAILABLE', async () => {
