@@ -403,6 +403,7 @@ export class Naming {
       await resolver.ready({ timeoutMs: totalMs });
       const d = await this.dial();
       for (;;) {
+        this.checkOpen();
         if (signal?.aborted === true) {
           throw new CohortError('CANCELLED', `${what} cancelled by the caller`, {
             definite: !mayHaveRun,
