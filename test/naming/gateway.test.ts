@@ -5,6 +5,8 @@
  * instance that registers joins, one that deregisters drains, and calls
  * through the gateway go on.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListMax, listMaxHandlers } from '../../examples/list-max/service.js';
@@ -15,6 +17,7 @@ import { Gateway } from '../../src/gateway/gateway.js';
 import { registerInstance } from '../../src/naming/registration.js';
 import { startTcpClient, startTcpServer } from '../../src/rpc/tcp-endpoints.js';
 import { freePort } from '../harness/process-cluster.js';
+import { tempDir } from '../harness/tmp.js';
 import { waitUntil } from '../harness/wait.js';
 import { KvTestCluster } from '../kv/kv-cluster.js';
 
@@ -126,6 +129,39 @@ describe('cohort gateway --rpc-service', () => {
     await b.reg.close();
     await a.server.close();
     await b.server.close();
+  });
+
+  it("follows a name from a gateway config file without waiting (cohort node --gateway's way)", async () => {
+    const file = join(tempDir('cohort-gw-file-'), 'gateway.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        rpcListen: `127.0.0.1:${await freePort()}`,
+        rpcService: 'FileSvc',
+        rpcMethods: 'ListMax.listMax:idempotent',
+        registryEndpoints: cluster.endpoints().join(','),
+        registryInsecure: true,
+        admin: '',
+      }),
+    );
+    const options = resolveGatewayOptions({ config: file }, {});
+    const source = options.rpc?.source;
+    if (!(source instanceof FollowingBackendSource)) throw new Error('not following a name');
+    const unfollow = await followServices(options, { config: file }, {}, process.cwd(), false);
+    const lists: string[] = [];
+    const stop = source.subscribe((l) => lists.push(l.map((b) => b.id).join()));
+    const server = await startTcpServer({ id: 'file-1', port: 0, logger: silent });
+    const reg = await registerInstance(await cluster.client(), {
+      service: 'FileSvc',
+      id: 'file-1',
+      address: server.address,
+    });
+    await waitUntil('file-1 followed', () => lists.at(-1) === 'file-1');
+    await reg.close();
+    await waitUntil('file-1 gone', () => lists.at(-1) === '');
+    stop();
+    await unfollow();
+    await server.close();
   });
 
   it('says why when it cannot follow: a bad name, both a list and a name, no registry', async () => {
