@@ -19,6 +19,7 @@
  */
 import { CohortError } from '../lib/errors.js';
 import { isValidId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
 
 /** One backend instance. */
 export interface BackendSpec {
@@ -118,9 +119,6 @@ export interface InstanceFeed {
   subscribe(onChange: (instances: readonly FeedInstance[]) => void): () => void;
 }
 
-/** How often a {@link FollowingBackendSource} hands its list over again, unchanged, in ms. */
-const followRefreshMs = 1_000;
-
 /**
  * The backends of a service name: the instances an {@link InstanceFeed}
  * reports, each as a backend with its instance id, address and weight.
@@ -164,7 +162,7 @@ export class FollowingBackendSource implements BackendSource {
     this.listeners.add(onChange);
     onChange(this.list);
     if (this.timer === undefined) {
-      this.timer = setInterval(() => this.emit(), followRefreshMs);
+      this.timer = setInterval(() => this.emit(), limits.namingFollowRefreshMs);
       this.timer.unref();
     }
     return () => {

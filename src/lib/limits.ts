@@ -326,6 +326,10 @@ export const limits = {
   namingSuspectMs: 1_000,
   /** Longest pause between resolver re-list attempts while the cluster is unreachable, in ms. */
   namingRelistDelayMsMax: 2_000,
+  /** Default longest try of an idempotent call on one instance, in ms: a hung instance costs this, then the call goes elsewhere. */
+  namingTryTimeoutMsDefault: 2_000,
+  /** How often a gateway following a service name hands its backend list over again, in ms (a proxy takes a moved instance once its old address drained). */
+  namingFollowRefreshMs: 1_000,
 } as const;
 
 /** The type of {@link limits}. */

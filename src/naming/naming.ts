@@ -95,7 +95,7 @@ export interface ServiceClientOptions {
   readonly balance?: PickRule;
   /** Default deadline of a call, retries included, in ms (default `limits.rpcDeadlineMsDefault`). */
   readonly timeoutMs?: number;
-  /** Longest try of an idempotent call on one instance, in ms (default 2 000). */
+  /** Longest try of an idempotent call on one instance, in ms (default `limits.namingTryTimeoutMsDefault`). */
   readonly tryTimeoutMs?: number;
 }
 
@@ -117,8 +117,6 @@ const routingCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'OVERLOADED',
   'CIRCUIT_OPEN',
 ]);
-
-const defaultTryTimeoutMs = 2_000;
 
 /** The dial-only RPC node that reaches instances. */
 interface Dialer {
@@ -419,7 +417,9 @@ export class Naming {
         const tryMs = Math.max(
           1,
           Math.floor(
-            idempotent ? Math.min(left, options.tryTimeoutMs ?? defaultTryTimeoutMs) : left,
+            idempotent
+              ? Math.min(left, options.tryTimeoutMs ?? limits.namingTryTimeoutMsDefault)
+              : left,
           ),
         );
         this.outstanding.set(instance.id, (this.outstanding.get(instance.id) ?? 0) + 1);
