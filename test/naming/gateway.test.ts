@@ -6,6 +6,8 @@
  * through the gateway go on.
  */
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -129,6 +131,56 @@ describe('cohort gateway --rpc-service', () => {
     await b.reg.close();
     await a.server.close();
     await b.server.close();
+  });
+
+  it('proxies HTTP to the instances registered under a name (--service)', async () => {
+    const servers = await Promise.all(
+      ['web-1', 'web-2'].map(
+        (id) =>
+          new Promise<{ id: string; server: http.Server; port: number }>((resolve) => {
+            const server = http.createServer((_req, res) => res.end(id));
+            server.listen(0, '127.0.0.1', () =>
+              resolve({ id, server, port: (server.address() as AddressInfo).port }),
+            );
+          }),
+      ),
+    );
+    const regs = await Promise.all(
+      servers.map(async (w) =>
+        registerInstance(await cluster.client(), {
+          service: 'Web',
+          id: w.id,
+          address: { host: '127.0.0.1', port: w.port },
+        }),
+      ),
+    );
+    const flags = {
+      service: 'Web',
+      listen: `127.0.0.1:${await freePort()}`,
+      registryEndpoints: cluster.endpoints().join(','),
+      registryInsecure: 'true',
+      admin: '',
+      balance: 'round-robin',
+      logLevel: 'silent',
+    };
+    const options = resolveGatewayOptions(flags, {});
+    const unfollow = await followServices(options, flags, {});
+    const gw = await Gateway.start(options);
+    const url = `http://127.0.0.1:${gw.http?.address.port ?? 0}/`;
+    const answers = new Set<string>();
+    await waitUntil('both instances answer', async () => {
+      answers.add(await (await fetch(url)).text());
+      return answers.size === 2;
+    });
+    await regs[0]?.close();
+    await waitUntil('web-1 drained', () =>
+      (gw.http?.status() ?? []).every((b) => b.id !== 'web-1'),
+    );
+    for (let i = 0; i < 5; i++) expect(await (await fetch(url)).text()).toBe('web-2');
+    await gw.close();
+    await unfollow();
+    await regs[1]?.close();
+    for (const w of servers) w.server.close();
   });
 
   it("follows a name from a gateway config file without waiting (cohort node --gateway's way)", async () => {
