@@ -25,7 +25,10 @@
  * With `--gateway <file>`, the node also runs the load-balancing gateway
  * (src/gateway/, as `cohort gateway --config <file>` would) in the same
  * process: a bad gateway file is a bad configuration (exit 2), the gateway
- * stops before the node does, and SIGHUP reloads its backend lists.
+ * stops before the node does, and SIGHUP reloads its backend lists. Its
+ * `service`/`rpcService` fields follow names in a cluster's naming registry
+ * (`registryDir`/`registryEndpoints` in the file say which cluster; its
+ * backends stay empty until the first listing).
  *
  * SIGHUP also reloads the TLS certificate, key and CA files (rotation): new
  * connections use them; if they do not check out the node says why on
@@ -40,7 +43,7 @@ import type { RawConfig } from '../node/config.js';
 import { nodeLogger } from '../node/logger.js';
 import { startNode } from '../node/node.js';
 import { describeRecovery } from '../raft/storage/file-storage.js';
-import { reloadBackends, resolveGatewayOptions } from './gateway-command.js';
+import { followServices, reloadBackends, resolveGatewayOptions } from './gateway-command.js';
 import { exitCodes } from './exit-codes.js';
 
 /** Flags of `cohort node` as commander hands them over (all strings). */
@@ -92,15 +95,25 @@ async function runNode(flags: NodeFlags): Promise<void> {
   });
   if (node === undefined) return;
   let gateway: Gateway | undefined;
+  let unfollow: () => Promise<void> = () => Promise.resolve();
   if (gatewayOptions !== undefined) {
     try {
+      // Backends by name (`service`/`rpcService` in the file): the registry is this cluster's.
+      unfollow = await followServices(
+        gatewayOptions,
+        { config: config.gateway },
+        {},
+        process.cwd(),
+        false,
+      );
       gateway = await Gateway.start(gatewayOptions);
     } catch (e) {
       fatal.fatal(
-        { err: e },
+        { err: e, ...(isCohortError(e) ? { code: e.code } : {}) },
         `cannot start the gateway: ${e instanceof Error ? e.message : String(e)}`,
       );
       process.exitCode = exitCodes.failed;
+      await unfollow();
       await node.close();
       return;
     }
@@ -124,6 +137,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
       log.info({ signal, term: node.raft.status().term }, 'shutting down');
       // A leader hands over first, so a rolling restart costs no election timeout.
       (gateway?.close() ?? Promise.resolve())
+        .then(unfollow)
         .then(() => node.close({ handOff: true }))
         .then(
           () => resolve(),

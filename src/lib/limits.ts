@@ -310,6 +310,26 @@ export const limits = {
   gatewayClientIdleMs: 120_000,
   /** Longest deadline of one request through the gateway. */
   gatewayTimeoutMsMax: 3_600_000,
+  /** Default TTL of a service instance's registration lease: a dead instance disappears from resolvers this long after its last renewal. */
+  namingLeaseTtlMsDefault: 5_000,
+  /** Shortest registration lease TTL (renewals every third of it must not flood the leader). */
+  namingLeaseTtlMsMin: 1_000,
+  /** Longest registration lease TTL (a dead instance stays listed this long). */
+  namingLeaseTtlMsMax: 300_000,
+  /** Largest registry entry (JSON: instance id, node, address, metadata), in bytes; bigger ones are refused at registration and skipped by resolvers. */
+  namingEntryBytesMax: 8 * 1024,
+  /** Metadata keys of one registered instance at most. */
+  namingMetadataKeysMax: 32,
+  /** Instances one resolver keeps per service at most; more are skipped with a warning (a registry flooded by a bad client must not exhaust callers). */
+  namingInstancesMax: 1_000,
+  /** Time a name-based client skips an instance after a failed try, in ms (it stays registered until its lease expires). */
+  namingSuspectMs: 1_000,
+  /** Longest pause between resolver re-list attempts while the cluster is unreachable, in ms. */
+  namingRelistDelayMsMax: 2_000,
+  /** Default longest try of an idempotent call on one instance, in ms: a hung instance costs this, then the call goes elsewhere. */
+  namingTryTimeoutMsDefault: 2_000,
+  /** How often a gateway following a service name hands its backend list over again, in ms (a proxy takes a moved instance once its old address drained). */
+  namingFollowRefreshMs: 1_000,
 } as const;
 
 /** The type of {@link limits}. */
@@ -455,6 +475,12 @@ export function checkLimits(l: Limits): void {
     l.mrReadChunkBytes > 0 && l.mrReadChunkBytes <= l.mrLineBytesMax,
     '0 < mrReadChunkBytes <= mrLineBytesMax',
   );
+  check(
+    l.namingLeaseTtlMsMin <= l.namingLeaseTtlMsDefault &&
+      l.namingLeaseTtlMsDefault <= l.namingLeaseTtlMsMax,
+    'namingLeaseTtlMsMin <= namingLeaseTtlMsDefault <= namingLeaseTtlMsMax',
+  );
+  check(l.namingEntryBytesMax <= l.kvValueBytesMax, 'a registry entry fits a KV value');
 }
 
 checkLimits(limits);
