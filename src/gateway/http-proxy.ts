@@ -466,8 +466,11 @@ export class HttpProxy {
   }
 
   private route(req: http.IncomingMessage, res: http.ServerResponse): void {
-    req.on('error', () => res.destroy());
-    res.on('error', () => res.destroy());
+    const destroy = (): void => {
+      res.destroy();
+    };
+    req.on('error', destroy);
+    res.on('error', destroy);
     const lengthHeader = req.headers['content-length'];
     const length = lengthHeader === undefined ? undefined : Number(lengthHeader);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
@@ -556,7 +559,9 @@ export class HttpProxy {
   pickFor(x: Exchange): Upstream | undefined {
     const key =
       this.farm.balance === 'hash' ? headerText(x.req.headers[this.hashHeader]) : undefined;
-    const p = this.farm.pick(performance.now(), key, x.tried);
+    // Before a retry, the one backend tried so far is excluded.
+    const exclude = x.tries === 1 ? x.excludeFirst() : x.tried;
+    const p = this.farm.pick(performance.now(), key, exclude);
     return p === undefined ? undefined : this.upstreams.get(p.id);
   }
 
@@ -615,7 +620,7 @@ export class HttpProxy {
     const d = retryDecision({
       phase,
       idempotent: idempotentHttpMethods.has(x.req.method ?? ''),
-      tries: x.tried.size,
+      tries: x.tries,
       maybeSentRetries: x.maybeSentRetries,
       triesMax: limits.gatewayTriesMax,
       msLeft: this.msLeft(x.t0),
@@ -738,7 +743,11 @@ export class HttpProxy {
 class Exchange implements Dispatcher.DispatchHandler {
   /** The body: none, a whole buffer (retryable), or the client's stream. */
   body: Buffer | null | 'stream' = null;
-  readonly tried = new Set<string>();
+  /** Backends tried for this request; made on the first retry (most requests make one try). */
+  tried: Set<string> | undefined;
+  /** Tries made so far. */
+  tries = 0;
+  private firstTried: string | undefined;
   maybeSentRetries = 0;
   private upstream: Upstream | undefined;
   private probe = false;
@@ -773,11 +782,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     const u = this.proxy.pickFor(this);
     if (u === undefined) {
       this.finished = true;
-      if (this.tried.size === 0) this.proxy.answer(this.res, 503, 'no backend is available', true);
+      if (this.tries === 0) this.proxy.answer(this.res, 503, 'no backend is available', true);
       else this.failFinal(this.connected ? 'maybe-sent' : 'not-sent', this.lastError);
       return;
     }
-    this.tried.add(u.spec.id);
+    if (this.tries === 0) this.firstTried = u.spec.id;
+    else (this.tried ??= new Set([this.firstTried!])).add(u.spec.id);
+    this.tries++;
     this.upstream = u;
     this.connected = false;
     this.abortTry = undefined;
@@ -791,6 +802,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.probe = this.proxy.tryStarted(u);
     this.tryStart = performance.now();
     u.pool.dispatch(this.proxy.dispatchOptions(this, this.proxy.msLeft(this.t0), body), this);
+  }
+
+  /** The set of tried backends when only the first was tried. */
+  excludeFirst(): ReadonlySet<string> {
+    return (this.tried ??= new Set([this.firstTried!]));
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -1059,11 +1075,11 @@ function responseHeaders(raw: readonly Buffer[]): string[] {
     const k = raw[i]!.toString('latin1');
     const lower = k.toLowerCase();
     if (lower === 'connection') {
-      listed = new Set(
-        raw[i + 1]!.toString('latin1')
-          .split(',')
-          .map((t) => t.trim().toLowerCase()),
-      );
+      const v = raw[i + 1]!.toString('latin1').toLowerCase();
+      // The usual values name only headers dropped anyway.
+      if (v !== 'keep-alive' && v !== 'close') {
+        listed = new Set(v.split(',').map((t) => t.trim()));
+      }
       continue;
     }
     if (hopResponse.has(lower)) continue;
