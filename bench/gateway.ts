@@ -16,6 +16,7 @@
  * npm run bench:gateway -- --reps 5 --seconds 10
  * npm run bench:gateway -- --seconds 2 --reps 1  # a smoke run
  * npm run bench:gateway -- --workers 1           # the gateway in one process
+ * npm run bench:gateway -- --warmup 5            # seconds of unrecorded load first (default 3)
  * BENCH_SECONDS=5 npm run bench:gateway
  * ```
  *
@@ -70,6 +71,8 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: process.env.BENCH_SECONDS ?? '10' },
     reps: { type: 'string', default: process.env.BENCH_REPS ?? '3' },
+    // Each gateway worker warms its JIT on its own share of the traffic.
+    warmup: { type: 'string', default: '3' },
     conc: { type: 'string', default: '64' },
     runtime: { type: 'string', default: 'source' },
     // HAProxy's default is one thread per core; the gateway's equivalent is one process per core.
@@ -80,6 +83,7 @@ const { values } = parseArgs({
 });
 const seconds = Math.max(1, Number(values.seconds));
 const reps = Math.max(1, Number(values.reps));
+const warmupS = Math.max(1, Number(values.warmup));
 const load = (): string =>
   loadavg()
     .map((x) => x.toFixed(2))
@@ -185,9 +189,26 @@ function childPids(pid: number | undefined): number[] {
   return out;
 }
 
-/** CPU ticks of a process and its children (the gateway with its workers). */
+/** `pid` and all its descendants. */
+function tree(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  return [pid, ...childPids(pid).flatMap((c) => tree(c))];
+}
+
+/** CPU ticks of a process and its descendants (the gateway with its workers; tsx's idle esbuild). */
 function treeTicks(pid: number | undefined): number {
-  return [pid, ...childPids(pid)].reduce<number>((a, p) => a + cpuTicks(p), 0);
+  return tree(pid).reduce<number>((a, p) => a + cpuTicks(p), 0);
+}
+
+/** The gateway's worker processes (children running worker-main). */
+function gatewayWorkers(pid: number | undefined): number {
+  return childPids(pid).filter((c) => {
+    try {
+      return readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('worker-main');
+    } catch {
+      return false;
+    }
+  }).length;
 }
 
 /** Threads of a process (HAProxy's nbthread). */
@@ -356,7 +377,7 @@ async function main(): Promise<void> {
     const shape: string[] = [];
     if (s.cohort !== undefined) {
       const pid = s.cohort.procs[0]?.child.pid;
-      const n = childPids(pid).length;
+      const n = gatewayWorkers(pid);
       shape.push(`cohort gateway ${n === 0 ? '1 process' : `1 primary + ${n} worker processes`}`);
     }
     if (s.haproxy !== undefined) {
@@ -365,7 +386,7 @@ async function main(): Promise<void> {
     }
     console.log(`proxies: ${shape.join('; ')}; CPU figures are each proxy's processes together`);
     // Warm-up (JIT, connection pools), not recorded.
-    for (const sys of systems) await runWrk(s[sys]!.url, s[sys]!.procs, 1);
+    for (const sys of systems) await runWrk(s[sys]!.url, s[sys]!.procs, warmupS);
     for (let r = 0; r < reps; r++) {
       const order = r % 2 === 0 ? systems : [...systems].reverse();
       for (const sys of order) {

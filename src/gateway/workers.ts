@@ -35,7 +35,7 @@
  *   primary decides when they stop, after draining their connections.
  *
  * node:cluster keeps one set of settings per process, so one process runs
- * at most one {@link HttpWorkers}.
+ * at most one {@link HttpWorkers} at a time.
  */
 import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
@@ -190,6 +190,7 @@ export class HttpWorkers {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    started = false;
     this.unsubscribe?.();
     for (const t of this.restartTimers) clearTimeout(t);
     this.restartTimers.clear();
