@@ -14,7 +14,8 @@
  * failure — is a line of its log (`--log-format`: JSON lines, or pretty on
  * a terminal; why it stopped goes to stderr, the rest to stdout), so a log
  * file holds nothing but JSON. Exit codes: 0 after a
- * clean shutdown (SIGINT or SIGTERM: a server stopping when asked), 2 for a
+ * clean shutdown (SIGINT or SIGTERM: a server stopping when asked; or the
+ * node learned that it was removed from the cluster), 2 for a
  * bad configuration (one `error:` line on stderr, before any logging), 1
  * when the node could not start or failed. With `--repair`, a WAL damaged in
  * the middle is cut at the damage instead of refused, and what was dropped
@@ -95,10 +96,11 @@ async function runNode(flags: NodeFlags): Promise<void> {
     try {
       gateway = await Gateway.start(gatewayOptions);
     } catch (e) {
-      process.stderr.write(
-        `cohort node ${config.id}: cannot start the gateway: ${e instanceof Error ? e.message : String(e)}\n`,
+      fatal.fatal(
+        { err: e },
+        `cannot start the gateway: ${e instanceof Error ? e.message : String(e)}`,
       );
-      process.exitCode = 1;
+      process.exitCode = exitCodes.failed;
       await node.close();
       return;
     }
@@ -107,12 +109,13 @@ async function runNode(flags: NodeFlags): Promise<void> {
     if (gateway.rpc !== undefined) parts.push(`RPC on ${gateway.rpc.address.port}`);
     const a = gateway.adminAddress;
     if (a !== undefined) parts.push(`admin on ${a.port}`);
-    process.stderr.write(`cohort node ${config.id}: gateway ${parts.join(', ')}\n`);
+    log.info(`gateway ${parts.join(', ')}`);
   }
   if (config.repair) {
     const lines = describeRecovery(node.recovery);
     if (lines.length === 0) lines.push('repair: the log was whole; nothing dropped');
-    for (const line of lines) process.stderr.write(`cohort node ${config.id}: ${line}\n`);
+    // On stderr, beside why a node stops: what a repair dropped is for the operator to read.
+    for (const line of lines) fatal.warn(line);
   }
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
@@ -133,13 +136,18 @@ async function runNode(flags: NodeFlags): Promise<void> {
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    // Removed from the cluster: its service is over, as asked (an operator ran
+    // `cohort member remove`), so it stops with 0 and a supervisor that restarts
+    // failed processes leaves it stopped.
+    void node.removed.then(() => stop('removed from the cluster'));
     // Certificate rotation: new connections use the files as they are now.
     const reload = (): void => {
       try {
         node.reloadTls();
       } catch (e) {
-        process.stderr.write(
-          `cohort node ${config.id}: SIGHUP: certificate not reloaded, keeping the current one: ${e instanceof Error ? e.message : String(e)}\n`,
+        fatal.error(
+          { err: e },
+          `SIGHUP: certificate not reloaded, keeping the current one: ${e instanceof Error ? e.message : String(e)}`,
         );
       }
     };
@@ -150,12 +158,10 @@ async function runNode(flags: NodeFlags): Promise<void> {
         if (stopping) return;
         try {
           const now = reloadBackends(running, { config: config.gateway }, {});
-          process.stderr.write(`cohort node ${config.id}: SIGHUP, gateway reloaded: ${now}\n`);
+          log.info(`SIGHUP, gateway reloaded: ${now}`);
         } catch (e) {
           if (!isCohortError(e)) throw e;
-          process.stderr.write(
-            `cohort node ${config.id}: SIGHUP, gateway reload refused, backends unchanged: ${e.message}\n`,
-          );
+          fatal.error(`SIGHUP, gateway reload refused, backends unchanged: ${e.message}`);
         }
       });
     }

@@ -32,6 +32,10 @@ export const limits = {
   certValidityDaysMax: 36_500,
   /** How often a node looks for members removed from the Raft configuration, to close their links and refuse their dials. */
   membershipCheckMs: 1_000,
+  /** Membership checks in a row without a leader (or outside its own configuration) before a node asks the leader whether it was removed: a few election timeouts, so a healthy cluster has re-elected by then. */
+  removalQuietChecks: 3,
+  /** Deadline of each call asking the cluster whether this node is still a member. */
+  removalAskTimeoutMs: 2_000,
   /** A node warns at start and on reload when its certificate expires within this many days; `cohort up` reissues such certificates. */
   certRenewWithinDays: 30,
   /** Largest certificate, key or CA file read, in bytes (a CA bundle of a few hundred certificates). */

@@ -279,7 +279,7 @@ describe('cohort node --gateway (real processes)', () => {
     gateway = node;
     await until(
       'the node to run its gateway',
-      () => Promise.resolve(node.out.stderr.includes('gateway HTTP on') ? true : undefined),
+      () => Promise.resolve(node.out.stdout.includes('gateway HTTP on') ? true : undefined),
       slowWaitMs,
     );
     const via = async (): Promise<string> => {
@@ -293,7 +293,7 @@ describe('cohort node --gateway (real processes)', () => {
     node.child.kill('SIGHUP');
     await until(
       'the reload',
-      () => Promise.resolve(node.out.stderr.includes('gateway reloaded') ? true : undefined),
+      () => Promise.resolve(node.out.stdout.includes('gateway reloaded') ? true : undefined),
       60_000,
     );
     for (let i = 0; i < 5; i++) expect(await via()).toBe('b');

@@ -59,6 +59,11 @@ describe('membership on a TLS cluster', () => {
     expect(removed.code).toBe(0);
     const after = await list();
     expect(after?.members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3']);
+    // n4 asks the leader over mTLS with its node certificate, learns it was removed, stops with 0.
+    expect(
+      await until('n4 stopped after its removal', () => Promise.resolve(cluster.ended('n4'))),
+    ).toBe(0);
+    expect(cluster.output('n4')).toContain('this node was removed from the cluster');
 
     // Plaintext against the TLS cluster: refused, and says so.
     const plain = await cohort([
