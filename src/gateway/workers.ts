@@ -17,10 +17,11 @@
  * What stays correct, and how:
  * - Failover, retries and limits are per request, so per worker: unchanged.
  * - Health (active checks, breakers, half-open probes) is per worker: each
- *   checks every backend and ejects on its own failures, as HAProxy's
- *   threads share nothing but the config here. A dead backend is found by
- *   each worker separately; requests never fail for it beyond what one
- *   process would let through, since failover covers the try that found it.
+ *   checks every backend (N workers send N times the checks) and ejects on
+ *   its own failures. A dead backend is found by each worker separately, so
+ *   up to `ejectFailures` tries per worker fail on it before all have
+ *   ejected it; each of those tries fails over like any other (never-sent
+ *   and idempotent requests go to another backend, others get 502).
  * - The backend list lives in the primary: every change of the source (a
  *   SIGHUP reload, the naming service) is sent to every worker, which
  *   drains removed backends itself.
