@@ -16,6 +16,7 @@ import { isMainThread, parentPort } from 'node:worker_threads';
 import { isCohortError } from '../lib/errors.js';
 import type { Split } from './input.js';
 import { loadJob } from './job.js';
+import type { ModuleExpectation } from './job.js';
 import { runMapTask, runReduceTask } from './tasks.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
 
@@ -26,6 +27,8 @@ export const PROGRESS_PING_MS = 100;
 export interface ThreadMapTask {
   readonly kind: 'map';
   readonly module: string;
+  /** What the job recorded of its module, checked before loading (module-hash.ts); absent: an unverified load. */
+  readonly moduleCheck?: ModuleExpectation | undefined;
   readonly split: Split;
   readonly reducers: number;
   readonly dir: string;
@@ -42,6 +45,8 @@ export interface ThreadMapTask {
 export interface ThreadReduceTask {
   readonly kind: 'reduce';
   readonly module: string;
+  /** What the job recorded of its module, checked before loading (module-hash.ts); absent: an unverified load. */
+  readonly moduleCheck?: ModuleExpectation | undefined;
   readonly partition: number;
   readonly runs: readonly string[];
   readonly output: string;
@@ -54,6 +59,8 @@ export interface ThreadReduceTask {
 export interface ThreadLoadTask {
   readonly kind: 'load';
   readonly module: string;
+  /** What the job recorded of its module, checked before loading (module-hash.ts); absent: an unverified load. */
+  readonly moduleCheck?: ModuleExpectation | undefined;
 }
 
 /** A task for a thread. */
@@ -78,7 +85,7 @@ async function run(
   task: ThreadTask,
   loaded: () => void,
 ): Promise<MapTaskResult | ReduceTaskResult | null> {
-  const job = await loadJob(task.module);
+  const job = await loadJob(task.module, task.moduleCheck);
   loaded();
   if (task.kind === 'load') return null;
   if (task.kind === 'map') {
