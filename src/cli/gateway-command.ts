@@ -243,6 +243,13 @@ export const gatewayOptions = {
     schema: Type.Integer({ minimum: 1, maximum: limits.gatewayUpstreamConnectionsMax }),
     default: 64,
   }),
+  /** Processes running the HTTP proxy (src/gateway/workers.ts). */
+  workers: option({
+    arg: '<n>',
+    help: 'processes serving HTTP on the shared port, like HAProxy threads (health state per process; /status adds them up)',
+    schema: Type.Integer({ minimum: 1, maximum: limits.gatewayWorkersMax }),
+    default: 1,
+  }),
   /** Replicated HTTP routes: `/prefix=first|majority|all:replicas,...`. */
   replicate: option({
     arg: '<list>',
@@ -449,6 +456,7 @@ export function resolveGatewayOptions(flags: GatewayFlags, env: Env = process.en
     };
   }
   if (v.admin !== undefined) out.admin = v.admin;
+  if (v.workers > 1) out.workers = v.workers;
   return out;
 }
 
@@ -593,11 +601,15 @@ async function runGateway(flags: GatewayFlags): Promise<void> {
     return;
   }
   const parts: string[] = [];
-  if (gw.http !== undefined) parts.push(`HTTP on ${gw.http.address.host}:${gw.http.address.port}`);
+  const h = gw.httpAddress;
+  if (h !== undefined) {
+    const n = gw.httpProcesses;
+    parts.push(`HTTP on ${h.host}:${h.port}${n > 1 ? ` (${n} worker processes)` : ''}`);
+  }
   if (gw.rpc !== undefined) {
     parts.push(`RPC on ${gw.rpc.address.host}:${gw.rpc.address.port}`);
-    const h = gw.rpc.httpAddress;
-    if (h !== undefined) parts.push(`RPC HTTP/JSON on ${h.host}:${h.port}`);
+    const r = gw.rpc.httpAddress;
+    if (r !== undefined) parts.push(`RPC HTTP/JSON on ${r.host}:${r.port}`);
   }
   const a = gw.adminAddress;
   if (a !== undefined) parts.push(`admin on ${a.host}:${a.port}`);

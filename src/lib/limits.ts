@@ -330,6 +330,14 @@ export const limits = {
   namingTryTimeoutMsDefault: 2_000,
   /** How often a gateway following a service name hands its backend list over again, in ms (a proxy takes a moved instance once its old address drained). */
   namingFollowRefreshMs: 1_000,
+  /** Worker processes of the gateway's HTTP proxy at most (each a whole Node process; a few per core is already too many). */
+  gatewayWorkersMax: 64,
+  /** Time a gateway worker has to answer the admin port's snapshot request before the page leaves it out. */
+  gatewayWorkerReplyMs: 2_000,
+  /** Time a gateway worker has to close its connections and exit when the gateway stops, before SIGKILL. */
+  gatewayWorkerCloseMs: 10_000,
+  /** Pause before a dead gateway worker is forked again (a worker that crashes at start cannot spin). */
+  gatewayWorkerRestartMs: 1_000,
 } as const;
 
 /** The type of {@link limits}. */

@@ -134,7 +134,8 @@ async function startBackend(id: string, port: number, log: string, postDelayMs: 
   return child;
 }
 
-describe('cohort gateway SIGHUP (real processes)', () => {
+// workers 2: the lists reach every worker process; a backend has drained when all dropped it.
+describe.each([1, 2])('cohort gateway SIGHUP (real processes), workers %i', (workers) => {
   it('reloads the backend list: a new one joins, a removed one drains, a bad file changes nothing', async () => {
     const dir = tempDir('cohort-gw-hup-');
     const ports = { a: await freePort(), b: await freePort(), c: await freePort() };
@@ -158,6 +159,8 @@ describe('cohort gateway SIGHUP (real processes)', () => {
       `127.0.0.1:${port}`,
       '--admin',
       `127.0.0.1:${admin}`,
+      '--workers',
+      String(workers),
     ]);
     const gw = gateway;
     await until(
