@@ -190,6 +190,8 @@ export class HttpProxy {
   readonly latency = new LatencyHistogram();
   private readonly upstreams = new Map<string, Upstream>();
   private readonly draining = new Map<string, Upstream>();
+  /** Backends listed again under a draining id with a new address: they join once it drained. */
+  private readonly returning = new Map<string, BackendSpec>();
   private readonly health: HealthOptions;
   private readonly check: HttpCheckOptions;
   private readonly timeoutMs: number;
@@ -324,6 +326,7 @@ export class HttpProxy {
         this.log.info({ backend: id }, 'backend removed: draining');
       }
     }
+    this.returning.clear();
     this.reapDrained();
     for (const spec of list) {
       const existing = this.upstreams.get(spec.id);
@@ -332,28 +335,35 @@ export class HttpProxy {
         continue;
       }
       if (this.draining.has(spec.id)) {
-        // Same id back with a new address while the old one drains: wait for it.
+        // Same id back with a new address while the old one drains: it joins
+        // once the old one drained (reapDrained), not before: the farm knows
+        // a backend by its id.
+        this.returning.set(spec.id, spec);
         continue;
       }
-      const u: Upstream = {
-        spec,
-        pool: new Pool(`http://${spec.host}:${spec.port}`, {
-          connections: this.connections,
-          pipelining: 1,
-          keepAliveTimeout: 30_000,
-          connect: { timeout: this.connectTimeoutMs },
-        }),
-        checker: undefined,
-        checkTimer: undefined,
-        counters: emptyUpstreamCounters(),
-        latency: new LatencyHistogram(),
-      };
-      // A pool's connection errors reach the requests; this only keeps them off 'error'.
-      u.pool.on('connectionError', () => {});
-      this.upstreams.set(spec.id, u);
-      this.farm.upsert(spec.id, spec.weight);
-      this.startChecks(u);
+      this.addUpstream(spec);
     }
+  }
+
+  private addUpstream(spec: BackendSpec): void {
+    const u: Upstream = {
+      spec,
+      pool: new Pool(`http://${spec.host}:${spec.port}`, {
+        connections: this.connections,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        connect: { timeout: this.connectTimeoutMs },
+      }),
+      checker: undefined,
+      checkTimer: undefined,
+      counters: emptyUpstreamCounters(),
+      latency: new LatencyHistogram(),
+    };
+    // A pool's connection errors reach the requests; this only keeps them off 'error'.
+    u.pool.on('connectionError', () => {});
+    this.upstreams.set(spec.id, u);
+    this.farm.upsert(spec.id, spec.weight);
+    this.startChecks(u);
   }
 
   private reapDrained(): void {
@@ -363,6 +373,12 @@ export class HttpProxy {
       this.draining.delete(id);
       void this.closeUpstream(u, false);
       this.log.info({ backend: id }, 'backend drained and closed');
+      const back = this.returning.get(id);
+      if (back !== undefined && !this.closed) {
+        this.returning.delete(id);
+        this.addUpstream(back);
+        this.log.info({ backend: id }, 'backend back at its new address');
+      }
     }
   }
 
