@@ -309,6 +309,29 @@ describe('SwimCore', () => {
     expect(eventsOf(n, 'm1', 'alive', 'm3')).toHaveLength(1);
   });
 
+  it('rule 5: the suspecter tells the suspect directly and the refutation comes straight back', () => {
+    const n = net(group(5));
+    const m1 = n.cores.get('m1')!;
+    m1.tick(0);
+    const target = m1.drain().messages[0]!.to;
+    // The ping and everything else in that period is lost; the period ends.
+    m1.tick(PING);
+    m1.drain();
+    m1.tick(T);
+    const out = m1.drain().messages;
+    const notice = out.find((o) => o.to === target && o.message.type === 'gossip');
+    expect(notice?.message).toMatchObject({ updates: [{ kind: 'suspect', member: target }] });
+    const t = n.cores.get(target)!;
+    t.step('m1', notice!.message);
+    const answer = t.drain().messages.find((o) => o.to === 'm1');
+    expect(answer?.message).toMatchObject({
+      type: 'gossip',
+      updates: [{ kind: 'alive', member: target, incarnation: 1 }],
+    });
+    m1.step(target, answer!.message);
+    expect(m1.member(target)).toMatchObject({ state: 'alive', incarnation: 1 });
+  });
+
   it('rule 5: a member declared failed refutes when it hears it (a restart comes back)', () => {
     const c = group(3).get('m3')!;
     c.step('m1', {
