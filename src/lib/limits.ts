@@ -308,8 +308,8 @@ export const limits = {
   gatewayTimeoutMsMax: 3_600_000,
   /** Members one failure detector tracks (itself excluded); past it a new member is ignored, so gossip cannot grow its table without bound. */
   swimMembersMax: 10_000,
-  /** Membership updates piggybacked on one detector message (SWIM §4.3: dissemination rides on probes and acks; keeps a message small). */
-  swimPiggybackUpdatesMax: 8,
+  /** Membership updates piggybacked on one detector message (SWIM §4.3: dissemination rides on probes and acks); 16 updates stay under ~1 KiB, one datagram's worth as memberlist packs them. */
+  swimPiggybackUpdatesMax: 16,
   /** Members listed in one join answer (the joiner learns the rest by gossip). */
   swimJoinMembersMax: 2_048,
   /** Indirect probes (ping-req) this member relays at once for others; past it a request is ignored (the requester sees a missed probe). */
@@ -334,6 +334,8 @@ export const limits = {
   swimRetransmitMultDefault: 4,
   /** Time between join requests to the seeds until one answers. */
   swimJoinRetryMs: 1_000,
+  /** Shortest timer a detector shell arms (a core deadline already due runs after this, never in a loop). */
+  swimTickMsMin: 1,
   /** Members a leaving member tells directly (besides piggybacking). */
   swimLeaveFanout: 4,
 } as const;

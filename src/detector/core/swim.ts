@@ -390,6 +390,17 @@ export class SwimCore {
     return { ok: true };
   }
 
+  /**
+   * Adds a member learnt outside the protocol (an address book entry) as
+   * alive at incarnation 0, if it is unknown and the table has room; a known
+   * member is left as it is (its state is the protocol's business).
+   */
+  introduce(member: MemberAddress): void {
+    if (member.id === this.self || this.table.has(member.id)) return;
+    if (this.table.size >= limits.swimMembersMax) return;
+    this.add(member.id, member.address, 0, 'alive');
+  }
+
   /** Rule 7: leaves the group voluntarily; stops probing. Idempotent. */
   leave(): void {
     if (this.leaving) return;
@@ -675,6 +686,9 @@ export class SwimCore {
     const out: Update[] = [];
     const limit = this.retransmitLimit();
     const max = limits.swimPiggybackUpdatesMax;
+    // A refutation of our own suspicion goes first: someone is counting down.
+    const mine = this.queue.get(this.self);
+    if (mine !== undefined) out.push(mine.update);
     const own = this.queue.get(to);
     if (own !== undefined && own.update.kind !== 'alive') out.push(own.update);
     else {
@@ -687,7 +701,7 @@ export class SwimCore {
     // Pick the `max` least-sent entries (a partial selection: the queue is small in steady state).
     const picked: Queued[] = [];
     for (const q of this.queue.values()) {
-      if (out.length > 0 && q.update.member === to) continue;
+      if (out.includes(q.update)) continue;
       if (picked.length < max) {
         picked.push(q);
         continue;

@@ -367,14 +367,14 @@ describe('SwimCore', () => {
 
   it('rule 6: at most swimPiggybackUpdatesMax updates per message, least-sent first', () => {
     const c = group(2).get('m1')!;
-    const many = Array.from({ length: 20 }, (_, i) => ({
+    const many = Array.from({ length: 2 * limits.swimPiggybackUpdatesMax + 4 }, (_, i) => ({
       kind: 'alive' as const,
       member: `x${i}`,
       incarnation: 0,
       address: '',
     }));
-    for (let i = 0; i < many.length; i += 8)
-      c.step('m2', { type: 'gossip', updates: many.slice(i, i + 8) });
+    for (let i = 0; i < many.length; i += limits.swimPiggybackUpdatesMax)
+      c.step('m2', { type: 'gossip', updates: many.slice(i, i + limits.swimPiggybackUpdatesMax) });
     c.step('m2', { type: 'ping', seq: 1, target: 'm1', updates: [] });
     const first = (c.drain().messages[0]!.message as { updates: readonly { member: string }[] })
       .updates;
@@ -387,15 +387,15 @@ describe('SwimCore', () => {
   });
 
   it('rule 6 (buddy system): a ping to a suspect carries its suspicion first', () => {
-    const many = Array.from({ length: 12 }, (_, i) => ({
+    const many = Array.from({ length: limits.swimPiggybackUpdatesMax + 4 }, (_, i) => ({
       kind: 'alive' as const,
       member: `x${i}`,
       incarnation: 0,
       address: '',
     }));
     const c = group(3).get('m1')!;
-    c.step('m2', { type: 'gossip', updates: many.slice(0, 8) });
-    c.step('m2', { type: 'gossip', updates: many.slice(8) });
+    c.step('m2', { type: 'gossip', updates: many.slice(0, limits.swimPiggybackUpdatesMax) });
+    c.step('m2', { type: 'gossip', updates: many.slice(limits.swimPiggybackUpdatesMax) });
     c.step('m2', {
       type: 'gossip',
       updates: [{ kind: 'suspect', member: 'm3', incarnation: 0, address: 'm3:1' }],
