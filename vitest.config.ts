@@ -24,7 +24,7 @@ export default defineConfig({
     // (package.json `exports` names the same entries in dist/).
     alias: [
       { find: /^cohort$/, replacement: src('index.ts') },
-      { find: /^cohort\/(kv|rpc|mapreduce|gateway)$/, replacement: src('$1/index.ts') },
+      { find: /^cohort\/(kv|rpc|mapreduce|gateway|naming)$/, replacement: src('$1/index.ts') },
     ],
   },
   test: {

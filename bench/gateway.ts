@@ -15,6 +15,8 @@
  * npm run bench:gateway                          # 3 reps × 10 s each, plus the kill runs (~2 min)
  * npm run bench:gateway -- --reps 5 --seconds 10
  * npm run bench:gateway -- --seconds 2 --reps 1  # a smoke run
+ * npm run bench:gateway -- --workers 1           # the gateway in one process
+ * npm run bench:gateway -- --warmup 5            # seconds of unrecorded load first (default 3)
  * BENCH_SECONDS=5 npm run bench:gateway
  * ```
  *
@@ -22,7 +24,12 @@
  * load average is printed at the start and the end, with a warning when it
  * is above the core count (then the figures say little), and the CPU time
  * of every process over each run is printed (100 % = one core). HAProxy
- * and wrk are installed with apt-get when missing. The gateway runs from the
+ * and wrk are installed with apt-get when missing. The CPU of a proxy is
+ * that of all its processes (the gateway's primary and workers), and is
+ * also given per request (µs of CPU per request: far less sensitive to the
+ * machine's load than req/s). HAProxy runs its default threads (one per
+ * core); the gateway runs `--workers` processes, by default one per core
+ * too; the first lines say what each used. The gateway runs from the
  * sources under tsx (the same JavaScript at run time; `--runtime dist` runs
  * bin/cohort.js after `npm run build`).
  *
@@ -32,7 +39,7 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +58,8 @@ interface Proc {
 
 interface WrkResult {
   readonly rps: number;
+  /** CPU time (user + system) of the proxy's processes per request, µs. */
+  readonly proxyUsPerReq: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly errors: string;
@@ -62,15 +71,25 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: process.env.BENCH_SECONDS ?? '10' },
     reps: { type: 'string', default: process.env.BENCH_REPS ?? '3' },
+    // Each gateway worker warms its JIT on its own share of the traffic.
+    warmup: { type: 'string', default: '3' },
     conc: { type: 'string', default: '64' },
     runtime: { type: 'string', default: 'source' },
+    // HAProxy's default is one thread per core; the gateway's equivalent is one process per core.
+    workers: { type: 'string', default: String(availableParallelism()) },
     only: { type: 'string' },
     'no-kill': { type: 'boolean', default: false },
   },
 });
 const seconds = Math.max(1, Number(values.seconds));
 const reps = Math.max(1, Number(values.reps));
+const warmupS = Math.max(1, Number(values.warmup));
+const load = (): string =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 const conc = Math.max(1, Number(values.conc));
+const workers = Math.max(1, Number(values.workers));
 const systems: System[] =
   values.only === 'cohort' || values.only === 'haproxy' ? [values.only] : ['cohort', 'haproxy'];
 
@@ -153,6 +172,54 @@ function cpuTicks(pid: number | undefined): number {
   }
 }
 
+/** Pids of `pid`'s children (the gateway's worker processes), from /proc. */
+function childPids(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(e));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** `pid` and all its descendants. */
+function tree(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  return [pid, ...childPids(pid).flatMap((c) => tree(c))];
+}
+
+/** CPU ticks of a process and its descendants (the gateway with its workers; tsx's idle esbuild). */
+function treeTicks(pid: number | undefined): number {
+  return tree(pid).reduce<number>((a, p) => a + cpuTicks(p), 0);
+}
+
+/** The gateway's worker processes (children running worker-main). */
+function gatewayWorkers(pid: number | undefined): number {
+  return childPids(pid).filter((c) => {
+    try {
+      return readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('worker-main');
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+/** Threads of a process (HAProxy's nbthread). */
+function threadsOf(pid: number | undefined): number {
+  try {
+    return Number(/^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  } catch {
+    return NaN;
+  }
+}
+
 /** wrk's latency text (`1.39ms`, `812.00us`, `1.02s`) in ms. */
 function ms(text: string | undefined): number {
   const m = /^([\d.]+)(us|ms|s)$/.exec(text ?? '');
@@ -167,7 +234,7 @@ async function runWrk(
   durationS: number,
   during?: () => Promise<void>,
 ): Promise<WrkResult> {
-  const before = procs.map((p) => cpuTicks(p.child.pid));
+  const before = procs.map((p) => treeTicks(p.child.pid));
   const wrk = spawn('wrk', ['-t1', `-c${conc}`, `-d${durationS}s`, '--latency', url], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -187,9 +254,11 @@ async function runWrk(
   const elapsedS = (Date.now() - t0) / 1000;
   const cpu: Record<string, number> = { wrk: (wrkTicks / 100 / elapsedS) * 100 };
   procs.forEach((p, i) => {
-    cpu[p.name] = ((cpuTicks(p.child.pid) - (before[i] ?? 0)) / 100 / elapsedS) * 100;
+    cpu[p.name] = ((treeTicks(p.child.pid) - (before[i] ?? 0)) / 100 / elapsedS) * 100;
   });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const proxyCpu = cpu[procs[0]?.name ?? ''] ?? NaN;
+  const proxyUsPerReq = ((proxyCpu / 100) * 1e6) / rps;
   const p50Ms = ms(/^\s+50%\s+(\S+)/m.exec(out)?.[1]);
   const p99Ms = ms(/^\s+99%\s+(\S+)/m.exec(out)?.[1]);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
@@ -197,7 +266,7 @@ async function runWrk(
   const sockCount = sock === null ? 0 : sock.slice(1).reduce((a, b) => a + Number(b), 0);
   const errors = `non-2xx ${non2xx}${sock === null ? '' : `, socket errors ${sock.slice(1).join('/')} (connect/read/write/timeout)`}`;
   if (!Number.isFinite(rps)) throw new Error(`wrk said:\n${out}`);
-  return { rps, p50Ms, p99Ms, errors, errorCount: non2xx + sockCount, cpu };
+  return { rps, proxyUsPerReq, p50Ms, p99Ms, errors, errorCount: non2xx + sockCount, cpu };
 }
 
 function haproxyConfig(port: number, backends: readonly number[], check: boolean): string {
@@ -253,6 +322,8 @@ async function setup(system: System, dir: string, check: boolean): Promise<Setup
       `127.0.0.1:${port}`,
       '--admin',
       '',
+      '--workers',
+      String(workers),
     ]);
   }
   await listening(port);
@@ -282,10 +353,6 @@ const cpuText = (cpu: Record<string, number>): string =>
 async function main(): Promise<void> {
   ensureTools();
   const cores = availableParallelism();
-  const load = (): string =>
-    loadavg()
-      .map((x) => x.toFixed(2))
-      .join(' ');
   const warnLoad = (when: string): void => {
     const l1 = loadavg()[0] ?? 0;
     if (l1 > cores) {
@@ -299,7 +366,7 @@ async function main(): Promise<void> {
       ? (execFileSync('haproxy', ['-v']).toString().split('\n')[0] ?? '')
       : 'haproxy skipped';
   console.log(
-    `gateway bench: wrk -t1 -c${conc} -d${seconds}s, 2 Node backends, ${reps} reps alternating; ${haproxyVersion}; gateway from ${values.runtime}; load average ${load()} (${cores} cores)`,
+    `gateway bench: wrk -t1 -c${conc} -d${seconds}s, 2 Node backends, ${reps} reps alternating; ${haproxyVersion}; gateway from ${values.runtime}, --workers ${workers}; load average ${load()} (${cores} cores)`,
   );
   warnLoad('at the start');
   const dir = mkdtempSync(join(tmpdir(), 'cohort-bench-gw-'));
@@ -307,15 +374,26 @@ async function main(): Promise<void> {
   try {
     const s: Partial<Record<System, Setup>> = {};
     for (const sys of systems) s[sys] = await setup(sys, dir, false);
+    const shape: string[] = [];
+    if (s.cohort !== undefined) {
+      const pid = s.cohort.procs[0]?.child.pid;
+      const n = gatewayWorkers(pid);
+      shape.push(`cohort gateway ${n === 0 ? '1 process' : `1 primary + ${n} worker processes`}`);
+    }
+    if (s.haproxy !== undefined) {
+      const t = threadsOf(s.haproxy.procs[0]?.child.pid);
+      shape.push(`haproxy 1 process, ${t} threads (default nbthread)`);
+    }
+    console.log(`proxies: ${shape.join('; ')}; CPU figures are each proxy's processes together`);
     // Warm-up (JIT, connection pools), not recorded.
-    for (const sys of systems) await runWrk(s[sys]!.url, s[sys]!.procs, 1);
+    for (const sys of systems) await runWrk(s[sys]!.url, s[sys]!.procs, warmupS);
     for (let r = 0; r < reps; r++) {
       const order = r % 2 === 0 ? systems : [...systems].reverse();
       for (const sys of order) {
         const res = await runWrk(s[sys]!.url, s[sys]!.procs, seconds);
         results[sys].push(res);
         console.log(
-          `  rep ${r + 1} ${sys.padEnd(7)} ${k(res.rps)} req/s, p50 ${res.p50Ms.toFixed(2)} ms, p99 ${res.p99Ms.toFixed(2)} ms, ${res.errors}; CPU ${cpuText(res.cpu)}`,
+          `  rep ${r + 1} ${sys.padEnd(7)} ${k(res.rps)} req/s, p50 ${res.p50Ms.toFixed(2)} ms, p99 ${res.p99Ms.toFixed(2)} ms, ${res.errors}; CPU ${cpuText(res.cpu)}; proxy CPU ${res.proxyUsPerReq.toFixed(1)} µs/req; load ${load()}`,
         );
       }
     }
@@ -328,11 +406,12 @@ async function main(): Promise<void> {
       const rps = median(rs.map((x) => x.rps));
       const p50 = median(rs.map((x) => x.p50Ms));
       const p99 = median(rs.map((x) => x.p99Ms));
+      const us = median(rs.map((x) => x.proxyUsPerReq));
       summary[sys] = { rps, p99 };
       const lo = Math.min(...rs.map((x) => x.rps));
       const hi = Math.max(...rs.map((x) => x.rps));
       console.log(
-        `${sys.padEnd(7)} c=${conc}: ${k(rps)} req/s (runs ${k(lo)}–${k(hi)}), p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`,
+        `${sys.padEnd(7)} c=${conc}: ${k(rps)} req/s (runs ${k(lo)}–${k(hi)}), p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, proxy CPU ${us.toFixed(1)} µs/req`,
       );
     }
 
@@ -345,7 +424,7 @@ async function main(): Promise<void> {
           st.backends[1]!.child.kill('SIGKILL');
         });
         kills.push(
-          `${sys} with backend2 killed 3 s in: ${k(res.rps)} req/s, ${res.errorCount} errors (${res.errors})`,
+          `${sys} with backend2 killed 3 s in: ${k(res.rps)} req/s, ${res.errorCount} errors (${res.errors}); load ${load()}`,
         );
         await st.close();
       }

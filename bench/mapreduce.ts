@@ -63,7 +63,15 @@
  * core count makes every figure (and the ratios) unreliable: rerun on a quiet
  * machine.
  *
- * Figures: none at 256 MiB yet, and none from a quiet machine. On
+ * Figures: none at 256 MiB yet, and none from a quiet machine (every run,
+ * with its load average, is in bench/RESULTS.md). The latest, after issue
+ * 20's per-record work, all five shapes, `--mib 64 --split-mib 8 --reps 2`,
+ * load average 13-24: CPU seconds per GiB single / cohort1 / Dask were
+ * wordcount 24.5 / 35.7 / 171, csv 40.2 / 55.0 / 322, postings 92.8 / 114.4
+ * / 338, join 92.3 / 98.2 / 951, sort 33.2 / 41.8 / 184 (cohort1 over the
+ * single program: 1.46, 1.37, 1.23, 1.06, 1.26; before that work (490b166),
+ * one rep at load 13-19: 1.35, 1.42, 2.05, 1.11, 1.35); output equal
+ * everywhere. Earlier, on
  * 2026-12-06, on this 2-core machine shared with other work at a load
  * average of 18-30 throughout, `npm run bench:mapreduce -- --mib 64
  * --split-mib 8 --reps 3 --shapes csv,join,postings` (8 map tasks a shape,

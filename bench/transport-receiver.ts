@@ -33,6 +33,11 @@ let start = -1;
 let counted = 0;
 
 function onMessage(): void {
+  // Once counting, only count: no clock read per message on either side.
+  if (start >= 0) {
+    counted++;
+    return;
+  }
   const now = performance.now();
   if (first < 0) first = now;
   if (start < 0) {

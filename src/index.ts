@@ -1,6 +1,6 @@
 /**
  * cohort's public API: the package's main entry gives every name below;
- * the subpaths `cohort/kv`, `cohort/rpc`, `cohort/mapreduce` and `cohort/gateway` give parts of
+ * the subpaths `cohort/kv`, `cohort/rpc`, `cohort/mapreduce`, `cohort/gateway` and `cohort/naming` give parts of
  * it, grouped by what a program does (package.json `exports`).
  *
  * ```ts
@@ -15,6 +15,8 @@
  *   `readClusterFile` for a `cohort up` cluster);
  * - the serving farm's gateway (`cohort/gateway`): `Gateway`, the HTTP
  *   proxy and RPC front end, backend sources;
+ * - naming (`cohort/naming`): `Naming`, the service registry, resolvers
+ *   and name-based RPC clients;
  * - MapReduce: `defineJob` for job modules (`cohort/mapreduce`),
  *   `MapReduceClient` for a running cluster, and {@link runJob}, which runs
  *   one job on a given cluster or on a one-node cluster it starts in this
@@ -29,6 +31,7 @@ export { version } from './version.js';
 export * from './kv/index.js';
 export * from './mapreduce/index.js';
 export * from './gateway/index.js';
+export * from './naming/index.js';
 export {
   isFinished,
   MapReduceClient,

@@ -16,13 +16,27 @@
  *
  * SIGHUP reloads the backend lists ({@link reloadBackends}): edit the
  * `--config` file and `kill -HUP` the gateway; removed backends drain.
- * Until the naming service (issue #15) resolves instances by name, this is
- * how an instance deregisters.
+ *
+ * Backends by name: `--service ListMax` (HTTP) or `--rpc-service ListMax`
+ * (RPC) instead of a list follows the instances registered under that name
+ * in a cluster's naming registry (src/naming): a new instance joins, one
+ * that deregisters or whose lease expires drains. The cluster is found like
+ * every client command's (target.ts), from `--registry-endpoints`,
+ * `--registry-dir` or the nearest `.cohort/`, with its cluster.json's
+ * certificate (or COHORT_TLS_*); `--registry-insecure` for a plaintext one.
+ *
+ * ```sh
+ * cohort gateway --rpc-listen 127.0.0.1:7500 --rpc-service ListMax --rpc-methods ListMax.listMax:idempotent
+ * ```
  */
 import { Type } from '@sinclair/typebox';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { parseBackends, StaticBackendSource } from '../gateway/backend-source.js';
+import {
+  FollowingBackendSource,
+  parseBackends,
+  StaticBackendSource,
+} from '../gateway/backend-source.js';
 import type { BackendSource, BackendSpec } from '../gateway/backend-source.js';
 import { combineModes } from '../gateway/core/combine.js';
 import type { CombineMode } from '../gateway/core/combine.js';
@@ -44,6 +58,10 @@ import {
   resolveOptions,
 } from '../node/options.js';
 import type { ParseContext } from '../node/options.js';
+import { KvClient } from '../kv/client.js';
+import { isValidServiceName } from '../naming/core/registry.js';
+import { Naming } from '../naming/naming.js';
+import { kvClientOptions, resolveTarget } from './target.js';
 
 const hostPort = Type.String({ description: 'host:port' });
 const list = Type.String({ description: 'a comma-separated list' });
@@ -102,6 +120,14 @@ export const gatewayOptions = {
     default: '',
     defaultHelp: 'none',
     parse: (v, ctx) => rethrowAs(ctx, () => parseBackends(v, ctx.field)),
+  }),
+  /** HTTP backends by name: the instances registered under it. */
+  service: option({
+    arg: '<name>',
+    help: "HTTP backends by name: the instances registered under it in the cluster's naming registry (instead of --backends)",
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'none',
   }),
   /** Where the HTTP proxy listens. */
   listen: option({
@@ -217,6 +243,13 @@ export const gatewayOptions = {
     schema: Type.Integer({ minimum: 1, maximum: limits.gatewayUpstreamConnectionsMax }),
     default: 64,
   }),
+  /** Processes running the HTTP proxy (src/gateway/workers.ts). */
+  workers: option({
+    arg: '<n>',
+    help: 'processes serving HTTP on the shared port, like HAProxy threads (health state per process; /status adds them up)',
+    schema: Type.Integer({ minimum: 1, maximum: limits.gatewayWorkersMax }),
+    default: 1,
+  }),
   /** Replicated HTTP routes: `/prefix=first|majority|all:replicas,...`. */
   replicate: option({
     arg: '<list>',
@@ -254,6 +287,33 @@ export const gatewayOptions = {
     default: '',
     defaultHelp: 'none',
     parse: (v, ctx) => rethrowAs(ctx, () => parseBackends(v, ctx.field)),
+  }),
+  rpcService: option({
+    arg: '<name>',
+    help: "RPC backends by name: the instances registered under it in the cluster's naming registry (instead of --rpc-backends)",
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'none',
+  }),
+  registryEndpoints: option({
+    arg: '<list>',
+    help: 'the naming registry: the RPC endpoints of its cluster, n1=host:port,... (default: --registry-dir, COHORT_ENDPOINTS, or the nearest .cohort/)',
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'none',
+  }),
+  registryDir: option({
+    arg: '<dir>',
+    help: 'the naming registry: the cluster cohort up --dir started (its cluster.json and certificate)',
+    schema: Type.String(),
+    default: '',
+    defaultHelp: 'the nearest .cohort/',
+  }),
+  registryInsecure: option({
+    arg: '',
+    help: 'talk plaintext to the naming registry (a cluster started with --insecure)',
+    schema: Type.Boolean(),
+    default: false,
   }),
   rpcMethods: option({
     arg: '<list>',
@@ -300,16 +360,31 @@ type Env = Readonly<Record<string, string | undefined>>;
 function resolveGatewayValues(flags: GatewayFlags, env: Env) {
   const resolved = resolveOptions(gatewayOptions, { flags, env });
   const { values: v, sourceOf } = resolved;
-  if (v.backends.length === 0 && v.rpcListen === undefined) {
+  for (const f of ['service', 'rpcService'] as const) {
+    if (v[f] !== '' && !isValidServiceName(v[f])) {
+      throw bad(f, sourceOf[f], `${JSON.stringify(v[f])} is not a service name`);
+    }
+  }
+  if (v.service !== '' && v.backends.length > 0) {
+    throw bad('service', sourceOf.service, 'give --backends or --service, not both');
+  }
+  if (v.rpcService !== '' && v.rpcBackends.length > 0) {
+    throw bad('rpcService', sourceOf.rpcService, 'give --rpc-backends or --rpc-service, not both');
+  }
+  if (v.backends.length === 0 && v.service === '' && v.rpcListen === undefined) {
     throw bad(
       'backends',
       sourceOf.backends,
-      'give HTTP --backends, or --rpc-listen with --rpc-backends',
+      'give HTTP --backends (or --service), or --rpc-listen with --rpc-backends (or --rpc-service)',
     );
   }
   if (v.rpcListen !== undefined) {
-    if (v.rpcBackends.length === 0) {
-      throw bad('rpcBackends', sourceOf.rpcBackends, 'required with --rpc-listen');
+    if (v.rpcBackends.length === 0 && v.rpcService === '') {
+      throw bad(
+        'rpcBackends',
+        sourceOf.rpcBackends,
+        '--rpc-backends or --rpc-service is required with --rpc-listen',
+      );
     }
     if (v.rpcMethods.length === 0) {
       throw bad('rpcMethods', sourceOf.rpcMethods, 'required with --rpc-listen');
@@ -338,10 +413,13 @@ export function resolveGatewayOptions(flags: GatewayFlags, env: Env = process.en
     ejectMsMax: Math.max(v.ejectMs, v.ejectMsMax),
   };
   const out: { -readonly [K in keyof GatewayOptions]: GatewayOptions[K] } = {};
-  if (v.backends.length > 0) {
+  if (v.backends.length > 0 || v.service !== '') {
     out.http = {
       listen: v.listen,
-      source: new StaticBackendSource(v.backends),
+      source:
+        v.service !== ''
+          ? new FollowingBackendSource(v.service)
+          : new StaticBackendSource(v.backends),
       balance: v.balance,
       hashHeader: v.hashHeader,
       health,
@@ -363,7 +441,10 @@ export function resolveGatewayOptions(flags: GatewayFlags, env: Env = process.en
       id: v.rpcId,
       clusterId: v.clusterId,
       services: v.rpcMethods,
-      source: new StaticBackendSource(v.rpcBackends),
+      source:
+        v.rpcService !== ''
+          ? new FollowingBackendSource(v.rpcService)
+          : new StaticBackendSource(v.rpcBackends),
       balance: v.balance,
       health,
       check: { intervalMs: v.checkIntervalMs, timeoutMs: v.checkTimeoutMs },
@@ -375,6 +456,7 @@ export function resolveGatewayOptions(flags: GatewayFlags, env: Env = process.en
     };
   }
   if (v.admin !== undefined) out.admin = v.admin;
+  if (v.workers > 1) out.workers = v.workers;
   return out;
 }
 
@@ -393,7 +475,15 @@ export function reloadBackends(
   env: Env = process.env,
 ): string {
   const { values: v, sourceOf } = resolveGatewayValues(flags, env);
-  if ((running.http !== undefined) !== v.backends.length > 0) {
+  const following = (src: BackendSource | undefined): string | undefined =>
+    src instanceof FollowingBackendSource ? src.service : undefined;
+  if (following(running.http?.source) !== (v.service === '' ? undefined : v.service)) {
+    throw bad('service', sourceOf.service, 'changing --service needs a restart');
+  }
+  if (following(running.rpc?.source) !== (v.rpcService === '' ? undefined : v.rpcService)) {
+    throw bad('rpcService', sourceOf.rpcService, 'changing --rpc-service needs a restart');
+  }
+  if ((running.http !== undefined) !== (v.backends.length > 0 || v.service !== '')) {
     throw bad(
       'backends',
       sourceOf.backends,
@@ -412,6 +502,10 @@ export function reloadBackends(
   const parts: string[] = [];
   const apply = (what: string, source: BackendSource | undefined, list: readonly BackendSpec[]) => {
     if (source === undefined) return;
+    if (source instanceof FollowingBackendSource) {
+      parts.push(`${what} backends follow service ${source.service}`);
+      return;
+    }
     assert(source instanceof StaticBackendSource, 'the command builds static backend sources');
     source.set(list);
     parts.push(
@@ -421,6 +515,56 @@ export function reloadBackends(
   apply('HTTP', running.http?.source, v.backends);
   apply('RPC', running.rpc?.source, v.rpcBackends);
   return parts.join('; ');
+}
+
+/**
+ * Starts following the service names of `running` (its FollowingBackendSources)
+ * in the naming registry of the cluster the registry options name; resolves
+ * once every name's first listing is in (unless `wait` is false: a node's
+ * gateway starts with no backends while its own cluster elects a leader,
+ * and the resolver keeps trying). Throws a CohortError saying why not (no
+ * cluster, unreachable, PERMISSION_DENIED naming the prefix). The returned
+ * function stops following and closes the registry client.
+ */
+export async function followServices(
+  running: GatewayOptions,
+  flags: GatewayFlags,
+  env: Env = process.env,
+  cwd: string = process.cwd(),
+  wait = true,
+): Promise<() => Promise<void>> {
+  const sources = [running.http?.source, running.rpc?.source].filter(
+    (x): x is FollowingBackendSource => x instanceof FollowingBackendSource,
+  );
+  if (sources.length === 0) return () => Promise.resolve();
+  const { values: v } = resolveGatewayValues(flags, env);
+  const target = resolveTarget(
+    {
+      ...(v.registryEndpoints === '' ? {} : { endpoints: v.registryEndpoints }),
+      ...(v.registryDir === '' ? {} : { dir: v.registryDir }),
+      ...(v.registryInsecure ? { insecure: true } : {}),
+    },
+    env,
+    cwd,
+  );
+  const kv = await KvClient.connect({ ...kvClientOptions(target), lazy: !wait });
+  const naming = new Naming(kv);
+  const close = async (): Promise<void> => {
+    for (const s of sources) s.stop();
+    await naming.close();
+    await kv.close();
+  };
+  try {
+    for (const s of sources) {
+      const resolver = naming.resolver(s.service);
+      if (wait) await resolver.ready();
+      s.follow(resolver);
+    }
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return close;
 }
 
 async function runGateway(flags: GatewayFlags): Promise<void> {
@@ -435,10 +579,21 @@ async function runGateway(flags: GatewayFlags): Promise<void> {
     }
     throw e;
   }
+  let unfollow: () => Promise<void>;
+  try {
+    unfollow = await followServices(options, flags);
+  } catch (e) {
+    process.stderr.write(
+      `cohort gateway: cannot follow the service names: ${isCohortError(e) ? `${e.code}: ` : ''}${e instanceof Error ? e.message : String(e)}\n`,
+    );
+    process.exitCode = 1;
+    return;
+  }
   let gw: Gateway;
   try {
     gw = await Gateway.start(options);
   } catch (e) {
+    await unfollow();
     process.stderr.write(
       `cohort gateway: cannot start: ${e instanceof Error ? e.message : String(e)}\n`,
     );
@@ -446,11 +601,15 @@ async function runGateway(flags: GatewayFlags): Promise<void> {
     return;
   }
   const parts: string[] = [];
-  if (gw.http !== undefined) parts.push(`HTTP on ${gw.http.address.host}:${gw.http.address.port}`);
+  const h = gw.httpAddress;
+  if (h !== undefined) {
+    const n = gw.httpProcesses;
+    parts.push(`HTTP on ${h.host}:${h.port}${n > 1 ? ` (${n} worker processes)` : ''}`);
+  }
   if (gw.rpc !== undefined) {
     parts.push(`RPC on ${gw.rpc.address.host}:${gw.rpc.address.port}`);
-    const h = gw.rpc.httpAddress;
-    if (h !== undefined) parts.push(`RPC HTTP/JSON on ${h.host}:${h.port}`);
+    const r = gw.rpc.httpAddress;
+    if (r !== undefined) parts.push(`RPC HTTP/JSON on ${r.host}:${r.port}`);
   }
   const a = gw.adminAddress;
   if (a !== undefined) parts.push(`admin on ${a.host}:${a.port}`);
@@ -461,11 +620,13 @@ async function runGateway(flags: GatewayFlags): Promise<void> {
       if (stopping) return;
       stopping = true;
       process.stderr.write(`cohort gateway: ${signal}, shutting down\n`);
-      gw.close().then(resolve, (e: unknown) => {
-        process.stderr.write(`cohort gateway: shutdown failed: ${String(e)}\n`);
-        process.exitCode = 1;
-        resolve();
-      });
+      gw.close()
+        .then(unfollow)
+        .then(resolve, (e: unknown) => {
+          process.stderr.write(`cohort gateway: shutdown failed: ${String(e)}\n`);
+          process.exitCode = 1;
+          resolve();
+        });
     };
     const reload = (): void => {
       if (stopping) return;

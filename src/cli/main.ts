@@ -26,6 +26,7 @@ import { registerKvCommand } from './kv-command.js';
 import { registerMemberCommand } from './member-command.js';
 import { registerMrCommands } from './mr-command.js';
 import { registerNodeCommand } from './node-command.js';
+import { registerServicesCommand } from './services-command.js';
 import { registerSnapshotCommands } from './snapshot-command.js';
 import { registerStatusCommand } from './status-command.js';
 import { registerUpCommands } from './up-command.js';
@@ -94,6 +95,7 @@ export function buildProgram(): Command {
   registerStatusCommand(program);
   registerEndpointCommands(program);
   registerMemberCommand(program);
+  registerServicesCommand(program);
   registerKvCommand(program);
   registerSnapshotCommands(program);
   registerMrCommands(program);

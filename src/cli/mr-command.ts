@@ -377,6 +377,9 @@ export function statusTable(jobs: readonly JobStatus[], now: number, details = f
   for (const j of jobs) {
     if (j.error !== undefined) lines.push(`${j.jobId} ${j.status}: ${j.error}`);
     if (!details) continue;
+    lines.push(
+      `  module ${j.module}${j.moduleSha256 === undefined ? '' : ` (sha256 ${j.moduleSha256})`}`,
+    );
     for (const r of j.skipped)
       lines.push(`  skipped ${r.file}:${r.offset} (map ${r.map}): ${r.error}`);
     if (j.skipped.length < j.counters.skippedRecords) {

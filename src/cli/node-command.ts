@@ -14,7 +14,8 @@
  * failure — is a line of its log (`--log-format`: JSON lines, or pretty on
  * a terminal; why it stopped goes to stderr, the rest to stdout), so a log
  * file holds nothing but JSON. Exit codes: 0 after a
- * clean shutdown (SIGINT or SIGTERM: a server stopping when asked), 2 for a
+ * clean shutdown (SIGINT or SIGTERM: a server stopping when asked; or the
+ * node learned that it was removed from the cluster), 2 for a
  * bad configuration (one `error:` line on stderr, before any logging), 1
  * when the node could not start or failed. With `--repair`, a WAL damaged in
  * the middle is cut at the damage instead of refused, and what was dropped
@@ -24,7 +25,10 @@
  * With `--gateway <file>`, the node also runs the load-balancing gateway
  * (src/gateway/, as `cohort gateway --config <file>` would) in the same
  * process: a bad gateway file is a bad configuration (exit 2), the gateway
- * stops before the node does, and SIGHUP reloads its backend lists.
+ * stops before the node does, and SIGHUP reloads its backend lists. Its
+ * `service`/`rpcService` fields follow names in a cluster's naming registry
+ * (`registryDir`/`registryEndpoints` in the file say which cluster; its
+ * backends stay empty until the first listing).
  *
  * SIGHUP also reloads the TLS certificate, key and CA files (rotation): new
  * connections use them; if they do not check out the node says why on
@@ -39,7 +43,7 @@ import type { RawConfig } from '../node/config.js';
 import { nodeLogger } from '../node/logger.js';
 import { startNode } from '../node/node.js';
 import { describeRecovery } from '../raft/storage/file-storage.js';
-import { reloadBackends, resolveGatewayOptions } from './gateway-command.js';
+import { followServices, reloadBackends, resolveGatewayOptions } from './gateway-command.js';
 import { exitCodes } from './exit-codes.js';
 
 /** Flags of `cohort node` as commander hands them over (all strings). */
@@ -91,14 +95,25 @@ async function runNode(flags: NodeFlags): Promise<void> {
   });
   if (node === undefined) return;
   let gateway: Gateway | undefined;
+  let unfollow: () => Promise<void> = () => Promise.resolve();
   if (gatewayOptions !== undefined) {
     try {
+      // Backends by name (`service`/`rpcService` in the file): the registry is this cluster's.
+      unfollow = await followServices(
+        gatewayOptions,
+        { config: config.gateway },
+        {},
+        process.cwd(),
+        false,
+      );
       gateway = await Gateway.start(gatewayOptions);
     } catch (e) {
-      process.stderr.write(
-        `cohort node ${config.id}: cannot start the gateway: ${e instanceof Error ? e.message : String(e)}\n`,
+      fatal.fatal(
+        { err: e, ...(isCohortError(e) ? { code: e.code } : {}) },
+        `cannot start the gateway: ${e instanceof Error ? e.message : String(e)}`,
       );
-      process.exitCode = 1;
+      process.exitCode = exitCodes.failed;
+      await unfollow();
       await node.close();
       return;
     }
@@ -107,12 +122,13 @@ async function runNode(flags: NodeFlags): Promise<void> {
     if (gateway.rpc !== undefined) parts.push(`RPC on ${gateway.rpc.address.port}`);
     const a = gateway.adminAddress;
     if (a !== undefined) parts.push(`admin on ${a.port}`);
-    process.stderr.write(`cohort node ${config.id}: gateway ${parts.join(', ')}\n`);
+    log.info(`gateway ${parts.join(', ')}`);
   }
   if (config.repair) {
     const lines = describeRecovery(node.recovery);
     if (lines.length === 0) lines.push('repair: the log was whole; nothing dropped');
-    for (const line of lines) process.stderr.write(`cohort node ${config.id}: ${line}\n`);
+    // On stderr, beside why a node stops: what a repair dropped is for the operator to read.
+    for (const line of lines) fatal.warn(line);
   }
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
@@ -121,6 +137,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
       log.info({ signal, term: node.raft.status().term }, 'shutting down');
       // A leader hands over first, so a rolling restart costs no election timeout.
       (gateway?.close() ?? Promise.resolve())
+        .then(unfollow)
         .then(() => node.close({ handOff: true }))
         .then(
           () => resolve(),
@@ -133,13 +150,18 @@ async function runNode(flags: NodeFlags): Promise<void> {
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    // Removed from the cluster: its service is over, as asked (an operator ran
+    // `cohort member remove`), so it stops with 0 and a supervisor that restarts
+    // failed processes leaves it stopped.
+    void node.removed.then(() => stop('removed from the cluster'));
     // Certificate rotation: new connections use the files as they are now.
     const reload = (): void => {
       try {
         node.reloadTls();
       } catch (e) {
-        process.stderr.write(
-          `cohort node ${config.id}: SIGHUP: certificate not reloaded, keeping the current one: ${e instanceof Error ? e.message : String(e)}\n`,
+        fatal.error(
+          { err: e },
+          `SIGHUP: certificate not reloaded, keeping the current one: ${e instanceof Error ? e.message : String(e)}`,
         );
       }
     };
@@ -150,12 +172,10 @@ async function runNode(flags: NodeFlags): Promise<void> {
         if (stopping) return;
         try {
           const now = reloadBackends(running, { config: config.gateway }, {});
-          process.stderr.write(`cohort node ${config.id}: SIGHUP, gateway reloaded: ${now}\n`);
+          log.info(`SIGHUP, gateway reloaded: ${now}`);
         } catch (e) {
           if (!isCohortError(e)) throw e;
-          process.stderr.write(
-            `cohort node ${config.id}: SIGHUP, gateway reload refused, backends unchanged: ${e.message}\n`,
-          );
+          fatal.error(`SIGHUP, gateway reload refused, backends unchanged: ${e.message}`);
         }
       });
     }

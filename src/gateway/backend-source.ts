@@ -2,18 +2,24 @@
  * Where the gateway learns its backends. A {@link BackendSource} hands the
  * whole current list to a listener, now and after every change; the gateway
  * adds the new backends, updates weights and drains the ones that left. A
- * static list is the only source today; the naming service (issue #15) will
- * be another, resolving a service name to its registered instances.
+ * static list is one source; {@link FollowingBackendSource} is another: it
+ * follows a service name's registered instances (naming's `ServiceResolver`,
+ * handed in through the {@link InstanceFeed} interface, since the gateway
+ * sits below naming), so an instance that deregisters or expires drains and
+ * one that registers joins.
  *
  * ```ts
  * const source = new StaticBackendSource(parseBackends('a=127.0.0.1:8081,b=127.0.0.1:8082*2'));
  * const stop = source.subscribe((list) => console.log(list.map((b) => b.id)));
  * source.set([...]);     // tests and admin tools: change the list (removed ones drain)
  * stop();
+ * const named = new FollowingBackendSource('ListMax');
+ * named.follow(naming.resolver('ListMax'));   // instances by name, as they come and go
  * ```
  */
 import { CohortError } from '../lib/errors.js';
 import { isValidId } from '../lib/ids.js';
+import { limits } from '../lib/limits.js';
 
 /** One backend instance. */
 export interface BackendSpec {
@@ -96,4 +102,95 @@ export function parseBackends(text: string, what = 'backends'): BackendSpec[] {
     out.push({ id, host, port, weight });
   }
   return out;
+}
+
+/** One instance as a feed reports it (naming's `ServiceInstance` has this shape). */
+export interface FeedInstance {
+  readonly id: string;
+  readonly address: { readonly host: string; readonly port: number };
+  readonly weight?: number;
+}
+
+/**
+ * A changing set of instances, e.g. naming's `ServiceResolver`: `subscribe`
+ * calls `onChange` with the whole set (once known) and after every change.
+ */
+export interface InstanceFeed {
+  subscribe(onChange: (instances: readonly FeedInstance[]) => void): () => void;
+}
+
+/**
+ * The backends of a service name: the instances an {@link InstanceFeed}
+ * reports, each as a backend with its instance id, address and weight.
+ * Until {@link FollowingBackendSource.follow} is called (or before the
+ * feed's first report) the list is empty. An instance with an id or address
+ * a backend cannot have is left out (the feed validated it already; this
+ * keeps the proxy's invariants). The current list is handed over again every
+ * second: a proxy leaves out an instance that came back under its id at a
+ * new address while the old address drains, and takes it on a later list.
+ */
+export class FollowingBackendSource implements BackendSource {
+  private listeners = new Set<(backends: readonly BackendSpec[]) => void>();
+  private list: readonly BackendSpec[] = [];
+  private unfollow: (() => void) | undefined;
+  private timer: ReturnType<typeof setInterval> | undefined;
+
+  /** `service`: the name followed (status pages, messages). */
+  constructor(readonly service: string) {}
+
+  /** Starts following `feed` (once). */
+  follow(feed: InstanceFeed): void {
+    if (this.unfollow !== undefined) {
+      throw new CohortError('FAILED_PRECONDITION', `already following ${this.service}`);
+    }
+    this.unfollow = feed.subscribe((instances) => this.set(instances));
+  }
+
+  /** Stops following and handing the list over (the list stays as it was). */
+  stop(): void {
+    this.unfollow?.();
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** The current list. */
+  get backends(): readonly BackendSpec[] {
+    return this.list;
+  }
+
+  subscribe(onChange: (backends: readonly BackendSpec[]) => void): () => void {
+    this.listeners.add(onChange);
+    onChange(this.list);
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => this.emit(), limits.namingFollowRefreshMs);
+      this.timer.unref();
+    }
+    return () => {
+      this.listeners.delete(onChange);
+      if (this.listeners.size === 0 && this.timer !== undefined) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+      }
+    };
+  }
+
+  private set(instances: readonly FeedInstance[]): void {
+    const out: BackendSpec[] = [];
+    const seen = new Set<string>();
+    for (const i of instances) {
+      const { host, port } = i.address;
+      const weight = i.weight ?? 1;
+      if (!isValidId(i.id) || seen.has(i.id)) continue;
+      if (typeof host !== 'string' || host === '' || !Number.isInteger(port) || port < 1) continue;
+      if (port > 65535 || !Number.isInteger(weight) || weight < 1 || weight > 1000) continue;
+      seen.add(i.id);
+      out.push({ id: i.id, host, port, weight });
+    }
+    this.list = out;
+    this.emit();
+  }
+
+  private emit(): void {
+    for (const l of [...this.listeners]) l(this.list);
+  }
 }

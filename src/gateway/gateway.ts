@@ -20,8 +20,11 @@ import { HttpProxy } from './http-proxy.js';
 import type { HttpProxyOptions } from './http-proxy.js';
 import { prometheusText } from './metrics.js';
 import type { MetricFamily } from './metrics.js';
+import { httpBackends, httpMetrics, httpTotals } from './report.js';
+import type { HttpSnapshot } from './report.js';
 import { RpcFront } from './rpc-front.js';
 import type { RpcFrontOptions } from './rpc-front.js';
+import { HttpWorkers } from './workers.js';
 
 /** What a gateway serves; each part is optional (at least one of http and rpc). */
 export interface GatewayOptions {
@@ -29,6 +32,12 @@ export interface GatewayOptions {
   readonly rpc?: RpcFrontOptions;
   /** The admin port: `/status` (JSON), `/metrics` (Prometheus), `/healthz`. */
   readonly admin?: { readonly host: string; readonly port: number };
+  /**
+   * Processes running the HTTP proxy (default 1: this one). More fork
+   * worker processes sharing the listening port ({@link HttpWorkers}); the
+   * RPC front end and the admin port stay in this process.
+   */
+  readonly workers?: number;
 }
 
 /** A running gateway (see the file comment). */
@@ -36,25 +45,49 @@ export class Gateway {
   private adminServer: http.Server | undefined;
 
   private constructor(
+    /** The HTTP proxy when it runs in this process (`workers` 1). */
     readonly http: HttpProxy | undefined,
     readonly rpc: RpcFront | undefined,
+    /** The HTTP proxy's worker processes (`workers` above 1). */
+    readonly httpWorkers: HttpWorkers | undefined,
   ) {}
 
   /** Starts every part asked for; if one fails to start, the others are closed again. */
   static async start(options: GatewayOptions): Promise<Gateway> {
     let proxy: HttpProxy | undefined;
+    let workers: HttpWorkers | undefined;
     let rpc: RpcFront | undefined;
     try {
-      if (options.http !== undefined) proxy = await HttpProxy.start(options.http);
+      if (options.http !== undefined) {
+        if ((options.workers ?? 1) > 1) {
+          workers = await HttpWorkers.start(options.http, options.workers ?? 1);
+        } else proxy = await HttpProxy.start(options.http);
+      }
       if (options.rpc !== undefined) rpc = await RpcFront.start(options.rpc);
-      const gw = new Gateway(proxy, rpc);
+      const gw = new Gateway(proxy, rpc, workers);
       if (options.admin !== undefined) gw.adminServer = await listenAdmin(gw, options.admin);
       return gw;
     } catch (err) {
       await proxy?.close();
+      await workers?.close();
       await rpc?.close();
       throw err;
     }
+  }
+
+  /** The HTTP proxy's address (shared by its workers), if it runs. */
+  get httpAddress(): { host: string; port: number } | undefined {
+    return this.http?.address ?? this.httpWorkers?.address;
+  }
+
+  /** Processes serving HTTP: 1, or the number of workers. */
+  get httpProcesses(): number {
+    return this.httpWorkers?.count ?? (this.http === undefined ? 0 : 1);
+  }
+
+  private async httpSnapshots(): Promise<HttpSnapshot[] | undefined> {
+    if (this.http !== undefined) return [this.http.snapshot()];
+    return this.httpWorkers?.snapshots();
   }
 
   /** The admin port's address, if it has one. */
@@ -63,28 +96,39 @@ export class Gateway {
     return a === undefined || a === null ? undefined : { host: a.address, port: a.port };
   }
 
-  /** What `/status` shows. */
-  status(): unknown {
-    return {
-      http:
-        this.http === undefined
-          ? undefined
+  /** What `/status` shows (with workers: added up over those that answered). */
+  async status(): Promise<unknown> {
+    const snaps = await this.httpSnapshots();
+    let http: unknown;
+    if (snaps !== undefined) {
+      const totals = httpTotals(snaps);
+      http = {
+        address: this.httpAddress,
+        balance: this.http?.farm.balance ?? this.httpWorkers?.balance,
+        ...(this.httpWorkers === undefined
+          ? {}
           : {
-              address: this.http.address,
-              balance: this.http.farm.balance,
-              counters: this.http.counters,
-              latency: this.http.latency.summary(),
-              panics: this.http.farm.panics,
-              backends: this.http.status(),
-            },
-      rpc: this.rpc?.status(),
-    };
+              workers: {
+                count: this.httpWorkers.count,
+                answered: snaps.length,
+                restarts: this.httpWorkers.restarts,
+                pids: this.httpWorkers.pids,
+              },
+            }),
+        counters: totals.counters,
+        latency: totals.latency.summary(),
+        panics: totals.panics,
+        backends: httpBackends(snaps),
+      };
+    }
+    return { http, rpc: this.rpc?.status() };
   }
 
-  /** What `/metrics` shows. */
-  metrics(): string {
+  /** What `/metrics` shows (with workers: added up over those that answered). */
+  async metrics(): Promise<string> {
+    const snaps = await this.httpSnapshots();
     const families: MetricFamily[] = [
-      ...(this.http?.metrics() ?? []),
+      ...(snaps === undefined ? [] : httpMetrics(snaps)),
       ...(this.rpc?.metrics() ?? []),
     ];
     return prometheusText(families);
@@ -99,36 +143,40 @@ export class Gateway {
         admin.closeAllConnections();
       });
     }
-    await Promise.all([this.http?.close(), this.rpc?.close()]);
+    await Promise.all([this.http?.close(), this.httpWorkers?.close(), this.rpc?.close()]);
   }
 }
 
 async function listenAdmin(gw: Gateway, at: { host: string; port: number }): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     req.resume();
-    try {
-      const path = (req.url ?? '/').split('?')[0];
-      if (req.method !== 'GET') {
-        res.writeHead(405, { allow: 'GET' }).end();
-        return;
-      }
-      if (path === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(gw.metrics());
-        return;
-      }
-      if (path === '/status' || path === '/') {
-        const body = JSON.stringify(gw.status(), null, 2);
-        res.writeHead(200, { 'content-type': 'application/json' }).end(body);
-        return;
-      }
-      if (path === '/healthz') {
-        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-        return;
-      }
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('try /status or /metrics\n');
-    } catch {
-      res.destroy();
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405, { allow: 'GET' }).end();
+      return;
     }
+    if (path === '/metrics') {
+      gw.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text),
+        () => res.destroy(),
+      );
+      return;
+    }
+    if (path === '/status' || path === '/') {
+      gw.status().then(
+        (s) => {
+          const body = JSON.stringify(s, null, 2);
+          res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+        },
+        () => res.destroy(),
+      );
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('try /status or /metrics\n');
   });
   server.on('clientError', (_err, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {

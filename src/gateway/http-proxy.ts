@@ -60,10 +60,14 @@ import type { CombineMode, Combined } from './core/combine.js';
 import { idempotentHttpMethods, retryDecision } from './core/failover.js';
 import type { FailurePhase } from './core/failover.js';
 import { Farm } from './core/farm.js';
-import type { Balance, BackendStatus, Outcome } from './core/farm.js';
+import type { Balance, Outcome } from './core/farm.js';
 import type { HealthOptions } from './core/health.js';
 import { LatencyHistogram } from './metrics.js';
 import type { MetricFamily } from './metrics.js';
+import { emptyHttpCounters, emptyUpstreamCounters, httpBackends, httpMetrics } from './report.js';
+import type { BackendReport, HttpProxyCounters, HttpSnapshot, UpstreamCounters } from './report.js';
+
+export type { BackendReport, HttpProxyCounters, HttpSnapshot, UpstreamCounters } from './report.js';
 
 /** Active health checks of HTTP backends. */
 export interface HttpCheckOptions {
@@ -126,43 +130,6 @@ export const defaultHttpCheck: HttpCheckOptions = {
   path: '/',
 };
 
-/** Gateway-wide counters of the HTTP proxy. */
-export interface HttpProxyCounters {
-  requests: number;
-  /** Responses relayed from a backend. */
-  relayed: number;
-  /** Tries beyond the first, by the failure that caused them. */
-  retriesNotSent: number;
-  retriesMaybeSent: number;
-  /** Answered by the gateway itself. */
-  badRequest400: number;
-  tooLarge413: number;
-  headersTooLarge431: number;
-  badGateway502: number;
-  unavailable503: number;
-  timeout504: number;
-  /** Responses cut off after their head was sent (the backend failed mid-body). */
-  truncated: number;
-  /** Requests whose client left before the answer. */
-  clientGone: number;
-  /** Replicated requests, by outcome. */
-  replicatedOk: number;
-  replicatedFailed: number;
-}
-
-/** What one backend did (status page, metrics). */
-export interface UpstreamCounters {
-  requests: number;
-  responses2xx: number;
-  responses3xx: number;
-  responses4xx: number;
-  responses5xx: number;
-  /** Tries that failed (refused, reset, timeout, garbage). */
-  failures: number;
-  checksOk: number;
-  checksFailed: number;
-}
-
 interface Upstream {
   readonly spec: BackendSpec;
   readonly pool: Pool;
@@ -218,26 +185,13 @@ const errorCodes = {
 /** The HTTP reverse proxy (see the file comment). */
 export class HttpProxy {
   readonly farm: Farm;
-  readonly counters: HttpProxyCounters = {
-    requests: 0,
-    relayed: 0,
-    retriesNotSent: 0,
-    retriesMaybeSent: 0,
-    badRequest400: 0,
-    tooLarge413: 0,
-    headersTooLarge431: 0,
-    badGateway502: 0,
-    unavailable503: 0,
-    timeout504: 0,
-    truncated: 0,
-    clientGone: 0,
-    replicatedOk: 0,
-    replicatedFailed: 0,
-  };
+  readonly counters: HttpProxyCounters = emptyHttpCounters();
   /** Latency of every relayed response (first byte of the request to the end of the response). */
   readonly latency = new LatencyHistogram();
   private readonly upstreams = new Map<string, Upstream>();
   private readonly draining = new Map<string, Upstream>();
+  /** Backends listed again under a draining id with a new address: they join once it drained. */
+  private readonly returning = new Map<string, BackendSpec>();
   private readonly health: HealthOptions;
   private readonly check: HttpCheckOptions;
   private readonly timeoutMs: number;
@@ -312,112 +266,33 @@ export class HttpProxy {
   }
 
   /** Backends with health, outstanding requests, counters and latency. */
-  status(): (BackendStatus & {
-    host: string;
-    port: number;
-    counters: UpstreamCounters;
-    latency: ReturnType<LatencyHistogram['summary']>;
-  })[] {
-    const now = performance.now();
-    return this.farm.status(now).map((s) => {
-      const u = this.upstreams.get(s.id) ?? this.draining.get(s.id);
-      return {
-        ...s,
-        host: u?.spec.host ?? '',
-        port: u?.spec.port ?? 0,
-        counters: { ...(u?.counters ?? emptyUpstreamCounters()) },
-        latency: (u?.latency ?? new LatencyHistogram()).summary(),
-      };
-    });
+  status(): BackendReport[] {
+    return httpBackends([this.snapshot()]);
   }
 
   /** Metric families for the Prometheus page. */
   metrics(): MetricFamily[] {
+    return httpMetrics([this.snapshot()]);
+  }
+
+  /** Everything the admin port shows, as plain data (workers send it to the primary). */
+  snapshot(): HttpSnapshot {
     const now = performance.now();
-    const all = [...this.upstreams.values(), ...this.draining.values()];
-    const st = new Map(this.farm.status(now).map((s) => [s.id, s]));
-    const per = (f: (u: Upstream) => number) =>
-      all.map((u) => ({ labels: { backend: u.spec.id }, value: f(u) }));
-    const c = this.counters;
-    const gw = (name: keyof HttpProxyCounters) => ({ labels: { what: name }, value: c[name] });
-    return [
-      {
-        name: 'cohort_gateway_http_requests_total',
-        help: 'HTTP requests received by the gateway',
-        type: 'counter',
-        samples: [{ labels: {}, value: c.requests }],
-      },
-      {
-        name: 'cohort_gateway_http_events_total',
-        help: 'Gateway outcomes: relayed, retries, its own 4xx/5xx answers, truncations',
-        type: 'counter',
-        samples: (Object.keys(c) as (keyof HttpProxyCounters)[])
-          .filter((k) => k !== 'requests')
-          .map(gw),
-      },
-      {
-        name: 'cohort_gateway_http_request_duration_seconds',
-        help: 'Latency of relayed responses',
-        type: 'histogram',
-        samples: [{ labels: {}, histogram: this.latency }],
-      },
-      {
-        name: 'cohort_gateway_backend_requests_total',
-        help: 'Tries sent to each backend',
-        type: 'counter',
-        samples: per((u) => u.counters.requests),
-      },
-      {
-        name: 'cohort_gateway_backend_failures_total',
-        help: 'Tries that failed at each backend (refused, reset, timeout, garbage)',
-        type: 'counter',
-        samples: per((u) => u.counters.failures),
-      },
-      {
-        name: 'cohort_gateway_backend_responses_total',
-        help: 'Responses from each backend by status class',
-        type: 'counter',
-        samples: all.flatMap((u) =>
-          (['2xx', '3xx', '4xx', '5xx'] as const).map((k) => ({
-            labels: { backend: u.spec.id, class: k },
-            value: u.counters[`responses${k}`],
-          })),
-        ),
-      },
-      {
-        name: 'cohort_gateway_backend_up',
-        help: '1 if the backend takes new requests (active checks up, breaker closed, not draining)',
-        type: 'gauge',
-        samples: all.map((u) => ({
-          labels: { backend: u.spec.id },
-          value: st.get(u.spec.id)?.eligible === true ? 1 : 0,
-        })),
-      },
-      {
-        name: 'cohort_gateway_backend_outstanding',
-        help: 'Requests in flight at each backend',
-        type: 'gauge',
-        samples: all.map((u) => ({
-          labels: { backend: u.spec.id },
-          value: st.get(u.spec.id)?.outstanding ?? 0,
-        })),
-      },
-      {
-        name: 'cohort_gateway_backend_ejections_total',
-        help: 'Times the breaker of each backend opened',
-        type: 'counter',
-        samples: all.map((u) => ({
-          labels: { backend: u.spec.id },
-          value: st.get(u.spec.id)?.ejections ?? 0,
-        })),
-      },
-      {
-        name: 'cohort_gateway_backend_request_duration_seconds',
-        help: 'Latency of responses from each backend',
-        type: 'histogram',
-        samples: all.map((u) => ({ labels: { backend: u.spec.id }, histogram: u.latency })),
-      },
-    ];
+    return {
+      counters: { ...this.counters },
+      latency: this.latency.data(),
+      panics: this.farm.panics,
+      backends: this.farm.status(now).map((s) => {
+        const u = this.upstreams.get(s.id) ?? this.draining.get(s.id);
+        return {
+          ...s,
+          host: u?.spec.host ?? '',
+          port: u?.spec.port ?? 0,
+          counters: { ...(u?.counters ?? emptyUpstreamCounters()) },
+          latency: (u?.latency ?? new LatencyHistogram()).data(),
+        };
+      }),
+    };
   }
 
   /** Stops listening, closes client connections and every pool. */
@@ -451,6 +326,7 @@ export class HttpProxy {
         this.log.info({ backend: id }, 'backend removed: draining');
       }
     }
+    this.returning.clear();
     this.reapDrained();
     for (const spec of list) {
       const existing = this.upstreams.get(spec.id);
@@ -459,28 +335,35 @@ export class HttpProxy {
         continue;
       }
       if (this.draining.has(spec.id)) {
-        // Same id back with a new address while the old one drains: wait for it.
+        // Same id back with a new address while the old one drains: it joins
+        // once the old one drained (reapDrained), not before: the farm knows
+        // a backend by its id.
+        this.returning.set(spec.id, spec);
         continue;
       }
-      const u: Upstream = {
-        spec,
-        pool: new Pool(`http://${spec.host}:${spec.port}`, {
-          connections: this.connections,
-          pipelining: 1,
-          keepAliveTimeout: 30_000,
-          connect: { timeout: this.connectTimeoutMs },
-        }),
-        checker: undefined,
-        checkTimer: undefined,
-        counters: emptyUpstreamCounters(),
-        latency: new LatencyHistogram(),
-      };
-      // A pool's connection errors reach the requests; this only keeps them off 'error'.
-      u.pool.on('connectionError', () => {});
-      this.upstreams.set(spec.id, u);
-      this.farm.upsert(spec.id, spec.weight);
-      this.startChecks(u);
+      this.addUpstream(spec);
     }
+  }
+
+  private addUpstream(spec: BackendSpec): void {
+    const u: Upstream = {
+      spec,
+      pool: new Pool(`http://${spec.host}:${spec.port}`, {
+        connections: this.connections,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        connect: { timeout: this.connectTimeoutMs },
+      }),
+      checker: undefined,
+      checkTimer: undefined,
+      counters: emptyUpstreamCounters(),
+      latency: new LatencyHistogram(),
+    };
+    // A pool's connection errors reach the requests; this only keeps them off 'error'.
+    u.pool.on('connectionError', () => {});
+    this.upstreams.set(spec.id, u);
+    this.farm.upsert(spec.id, spec.weight);
+    this.startChecks(u);
   }
 
   private reapDrained(): void {
@@ -490,6 +373,12 @@ export class HttpProxy {
       this.draining.delete(id);
       void this.closeUpstream(u, false);
       this.log.info({ backend: id }, 'backend drained and closed');
+      const back = this.returning.get(id);
+      if (back !== undefined && !this.closed) {
+        this.returning.delete(id);
+        this.addUpstream(back);
+        this.log.info({ backend: id }, 'backend back at its new address');
+      }
     }
   }
 
@@ -593,8 +482,11 @@ export class HttpProxy {
   }
 
   private route(req: http.IncomingMessage, res: http.ServerResponse): void {
-    req.on('error', () => res.destroy());
-    res.on('error', () => res.destroy());
+    const destroy = (): void => {
+      res.destroy();
+    };
+    req.on('error', destroy);
+    res.on('error', destroy);
     const lengthHeader = req.headers['content-length'];
     const length = lengthHeader === undefined ? undefined : Number(lengthHeader);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
@@ -683,7 +575,9 @@ export class HttpProxy {
   pickFor(x: Exchange): Upstream | undefined {
     const key =
       this.farm.balance === 'hash' ? headerText(x.req.headers[this.hashHeader]) : undefined;
-    const p = this.farm.pick(performance.now(), key, x.tried);
+    // Before a retry, the one backend tried so far is excluded.
+    const exclude = x.tries === 1 ? x.excludeFirst() : x.tried;
+    const p = this.farm.pick(performance.now(), key, exclude);
     return p === undefined ? undefined : this.upstreams.get(p.id);
   }
 
@@ -742,7 +636,7 @@ export class HttpProxy {
     const d = retryDecision({
       phase,
       idempotent: idempotentHttpMethods.has(x.req.method ?? ''),
-      tries: x.tried.size,
+      tries: x.tries,
       maybeSentRetries: x.maybeSentRetries,
       triesMax: limits.gatewayTriesMax,
       msLeft: this.msLeft(x.t0),
@@ -865,7 +759,11 @@ export class HttpProxy {
 class Exchange implements Dispatcher.DispatchHandler {
   /** The body: none, a whole buffer (retryable), or the client's stream. */
   body: Buffer | null | 'stream' = null;
-  readonly tried = new Set<string>();
+  /** Backends tried for this request; made on the first retry (most requests make one try). */
+  tried: Set<string> | undefined;
+  /** Tries made so far. */
+  tries = 0;
+  private firstTried: string | undefined;
   maybeSentRetries = 0;
   private upstream: Upstream | undefined;
   private probe = false;
@@ -900,11 +798,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     const u = this.proxy.pickFor(this);
     if (u === undefined) {
       this.finished = true;
-      if (this.tried.size === 0) this.proxy.answer(this.res, 503, 'no backend is available', true);
+      if (this.tries === 0) this.proxy.answer(this.res, 503, 'no backend is available', true);
       else this.failFinal(this.connected ? 'maybe-sent' : 'not-sent', this.lastError);
       return;
     }
-    this.tried.add(u.spec.id);
+    if (this.tries === 0) this.firstTried = u.spec.id;
+    else (this.tried ??= new Set([this.firstTried!])).add(u.spec.id);
+    this.tries++;
     this.upstream = u;
     this.connected = false;
     this.abortTry = undefined;
@@ -918,6 +818,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.probe = this.proxy.tryStarted(u);
     this.tryStart = performance.now();
     u.pool.dispatch(this.proxy.dispatchOptions(this, this.proxy.msLeft(this.t0), body), this);
+  }
+
+  /** The set of tried backends when only the first was tried. */
+  excludeFirst(): ReadonlySet<string> {
+    return (this.tried ??= new Set([this.firstTried!]));
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -1186,11 +1091,11 @@ function responseHeaders(raw: readonly Buffer[]): string[] {
     const k = raw[i]!.toString('latin1');
     const lower = k.toLowerCase();
     if (lower === 'connection') {
-      listed = new Set(
-        raw[i + 1]!.toString('latin1')
-          .split(',')
-          .map((t) => t.trim().toLowerCase()),
-      );
+      const v = raw[i + 1]!.toString('latin1').toLowerCase();
+      // The usual values name only headers dropped anyway.
+      if (v !== 'keep-alive' && v !== 'close') {
+        listed = new Set(v.split(',').map((t) => t.trim()));
+      }
       continue;
     }
     if (hopResponse.has(lower)) continue;
@@ -1215,19 +1120,6 @@ function isTimeout(err: Error): boolean {
     code === 'UND_ERR_BODY_TIMEOUT' ||
     code === 'UND_ERR_CONNECT_TIMEOUT'
   );
-}
-
-function emptyUpstreamCounters(): UpstreamCounters {
-  return {
-    requests: 0,
-    responses2xx: 0,
-    responses3xx: 0,
-    responses4xx: 0,
-    responses5xx: 0,
-    failures: 0,
-    checksOk: 0,
-    checksFailed: 0,
-  };
 }
 
 /** Answers a raw socket the parser refused, then closes it. */

@@ -18,12 +18,40 @@ export const latencyBucketsMs: readonly number[] = [
   0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
 ];
 
+/** A histogram's raw buckets as plain data. */
+export interface HistogramData {
+  readonly counts: readonly number[];
+  readonly count: number;
+  readonly sumMs: number;
+}
+
 /** A fixed-bucket latency histogram in ms. */
 export class LatencyHistogram {
   /** Per-bucket counts (not cumulative); the last is +Inf. */
   readonly counts: number[] = new Array<number>(latencyBucketsMs.length + 1).fill(0);
   count = 0;
   sumMs = 0;
+
+  /** A histogram holding `data` (a {@link LatencyHistogram.data} of this or another process). */
+  static from(data: HistogramData): LatencyHistogram {
+    const h = new LatencyHistogram();
+    h.add(data);
+    return h;
+  }
+
+  /** Adds another histogram's observations (the workers' histograms into one). */
+  add(data: HistogramData): void {
+    for (let i = 0; i < this.counts.length; i++) {
+      this.counts[i] = (this.counts[i] ?? 0) + (data.counts[i] ?? 0);
+    }
+    this.count += data.count;
+    this.sumMs += data.sumMs;
+  }
+
+  /** The raw buckets, plain data (sent between processes). */
+  data(): HistogramData {
+    return { counts: [...this.counts], count: this.count, sumMs: this.sumMs };
+  }
 
   observe(ms: number): void {
     let i = 0;

@@ -214,6 +214,8 @@ export class RpcFront {
   /** The last replicated outcome per method, for the status page. */
   readonly lastReplicated = new Map<string, string>();
   private readonly backends = new Map<string, RpcBackend>();
+  /** Backends listed again under a draining id with a new address: they join once it drained. */
+  private readonly returning = new Map<string, BackendSpec>();
   private readonly checkIntervalMs: number;
   private readonly checkTimeoutMs: number;
   private readonly tryTimeoutMs: number;
@@ -365,6 +367,7 @@ export class RpcFront {
         this.log.info({ backend: id }, 'RPC backend removed: draining');
       }
     }
+    this.returning.clear();
     this.reapDrained();
     for (const spec of list) {
       const existing = this.backends.get(spec.id);
@@ -372,26 +375,40 @@ export class RpcFront {
         this.farm.upsert(spec.id, spec.weight);
         continue;
       }
-      if (this.farm.has(spec.id)) continue; // still draining under its old address
-      const b: RpcBackend = {
-        spec,
-        id: nodeId(spec.id),
-        checkTimer: undefined,
-        calls: 0,
-        failures: 0,
-        latency: new LatencyHistogram(),
-      };
-      this.backends.set(spec.id, b);
-      this.transport.setPeer(b.id, { host: spec.host, port: spec.port });
-      this.farm.upsert(spec.id, spec.weight);
-      this.startChecks(b);
+      if (this.farm.has(spec.id)) {
+        // Still draining under its old address: it joins at the new one once drained.
+        this.returning.set(spec.id, spec);
+        continue;
+      }
+      this.addBackend(spec);
     }
+  }
+
+  private addBackend(spec: BackendSpec): void {
+    const b: RpcBackend = {
+      spec,
+      id: nodeId(spec.id),
+      checkTimer: undefined,
+      calls: 0,
+      failures: 0,
+      latency: new LatencyHistogram(),
+    };
+    this.backends.set(spec.id, b);
+    this.transport.setPeer(b.id, { host: spec.host, port: spec.port });
+    this.farm.upsert(spec.id, spec.weight);
+    this.startChecks(b);
   }
 
   private reapDrained(): void {
     for (const id of this.farm.takeDrained()) {
       if (this.backends.has(id)) continue;
       this.transport.removePeer(nodeId(id));
+      const back = this.returning.get(id);
+      if (back !== undefined && !this.closed) {
+        this.returning.delete(id);
+        this.addBackend(back);
+        this.log.info({ backend: id }, 'RPC backend back at its new address');
+      }
     }
   }
 

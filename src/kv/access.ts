@@ -16,6 +16,14 @@
  * taken is known only when it applies); revoking a lease needs write on
  * every key attached to it (they are deleted); a lease's time-to-live with
  * its keys needs read on them; compaction needs the `compact` capability.
+ *
+ * Renewing a lease (keep-alive) needs write on every key attached to it, as
+ * revoking does. This rule is cohort's, not etcd's (etcd 3.4 checks a
+ * revoke's keys, `checkLeasePuts`, but not a renewal): a renewal decides when
+ * those keys are deleted, since they go when the lease expires, so whoever
+ * may keep them alive past their owner's intent is writing them. Issue 13
+ * asks that "leases' attached keys" be checked; a user may still renew a
+ * lease with no keys, or whose keys it may all write.
  */
 import type { CallContext } from '../rpc/service.js';
 import type { KvCommand, TxnOp } from './core/types.js';

@@ -832,7 +832,14 @@ export class KvServer {
           ),
         ),
       leaseKeepAlive: (req, ctx) =>
-        this.write({ type: 'leaseKeepAlive', id: req.id }, req.session, ctx),
+        this.write({ type: 'leaseKeepAlive', id: req.id }, req.session, ctx, () =>
+          // Renewing keeps the attached keys from being deleted at expiry: write on
+          // each, as revoking (see kv/access.ts).
+          this.options.access?.checkKeys(
+            ctx,
+            this.leaseKeys(req.id).map((key) => ({ access: 'write', key })),
+          ),
+        ),
       sessionOpen: (req, ctx) => {
         const owner = this.options.access?.sessionOwner(ctx);
         return this.write(

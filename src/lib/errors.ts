@@ -66,6 +66,10 @@ export const errorCodes = {
     definite: true,
     text: "a job's map, combine, reduce or partition function threw or misbehaved; the task wrote nothing",
   },
+  MODULE_MISMATCH: {
+    definite: true,
+    text: "a job module's bytes are not those the job was submitted with (sha256 differs); nothing of it ran",
+  },
   INTERNAL: { definite: false, text: 'an unexpected failure inside cohort' },
 } as const satisfies Record<string, { definite: boolean; text: string }>;
 

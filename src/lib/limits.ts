@@ -32,6 +32,10 @@ export const limits = {
   certValidityDaysMax: 36_500,
   /** How often a node looks for members removed from the Raft configuration, to close their links and refuse their dials. */
   membershipCheckMs: 1_000,
+  /** Membership checks in a row without a leader (or outside its own configuration) before a node asks the leader whether it was removed: a few election timeouts, so a healthy cluster has re-elected by then. */
+  removalQuietChecks: 3,
+  /** Deadline of each call asking the cluster whether this node is still a member. */
+  removalAskTimeoutMs: 2_000,
   /** A node warns at start and on reload when its certificate expires within this many days; `cohort up` reissues such certificates. */
   certRenewWithinDays: 30,
   /** Largest certificate, key or CA file read, in bytes (a CA bundle of a few hundred certificates). */
@@ -338,6 +342,34 @@ export const limits = {
   swimTickMsMin: 1,
   /** Members a leaving member tells directly (besides piggybacking). */
   swimLeaveFanout: 4,
+  /** Default TTL of a service instance's registration lease: a dead instance disappears from resolvers this long after its last renewal. */
+  namingLeaseTtlMsDefault: 5_000,
+  /** Shortest registration lease TTL (renewals every third of it must not flood the leader). */
+  namingLeaseTtlMsMin: 1_000,
+  /** Longest registration lease TTL (a dead instance stays listed this long). */
+  namingLeaseTtlMsMax: 300_000,
+  /** Largest registry entry (JSON: instance id, node, address, metadata), in bytes; bigger ones are refused at registration and skipped by resolvers. */
+  namingEntryBytesMax: 8 * 1024,
+  /** Metadata keys of one registered instance at most. */
+  namingMetadataKeysMax: 32,
+  /** Instances one resolver keeps per service at most; more are skipped with a warning (a registry flooded by a bad client must not exhaust callers). */
+  namingInstancesMax: 1_000,
+  /** Time a name-based client skips an instance after a failed try, in ms (it stays registered until its lease expires). */
+  namingSuspectMs: 1_000,
+  /** Longest pause between resolver re-list attempts while the cluster is unreachable, in ms. */
+  namingRelistDelayMsMax: 2_000,
+  /** Default longest try of an idempotent call on one instance, in ms: a hung instance costs this, then the call goes elsewhere. */
+  namingTryTimeoutMsDefault: 2_000,
+  /** How often a gateway following a service name hands its backend list over again, in ms (a proxy takes a moved instance once its old address drained). */
+  namingFollowRefreshMs: 1_000,
+  /** Worker processes of the gateway's HTTP proxy at most (each a whole Node process; a few per core is already too many). */
+  gatewayWorkersMax: 64,
+  /** Time a gateway worker has to answer the admin port's snapshot request before the page leaves it out. */
+  gatewayWorkerReplyMs: 2_000,
+  /** Time a gateway worker has to close its connections and exit when the gateway stops, before SIGKILL. */
+  gatewayWorkerCloseMs: 10_000,
+  /** Pause before a dead gateway worker is forked again (a worker that crashes at start cannot spin). */
+  gatewayWorkerRestartMs: 1_000,
 } as const;
 
 /** The type of {@link limits}. */
@@ -496,6 +528,12 @@ export function checkLimits(l: Limits): void {
     l.mrReadChunkBytes > 0 && l.mrReadChunkBytes <= l.mrLineBytesMax,
     '0 < mrReadChunkBytes <= mrLineBytesMax',
   );
+  check(
+    l.namingLeaseTtlMsMin <= l.namingLeaseTtlMsDefault &&
+      l.namingLeaseTtlMsDefault <= l.namingLeaseTtlMsMax,
+    'namingLeaseTtlMsMin <= namingLeaseTtlMsDefault <= namingLeaseTtlMsMax',
+  );
+  check(l.namingEntryBytesMax <= l.kvValueBytesMax, 'a registry entry fits a KV value');
 }
 
 checkLimits(limits);

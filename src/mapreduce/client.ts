@@ -43,6 +43,7 @@ import type { JobOptions, JobStatus, TaskInfo } from './core/types.js';
 import { expandInputs, planSplits } from './input.js';
 import { isJobOutputFile } from './output-files.js';
 import { loadJob } from './job.js';
+import { moduleSha256 as moduleSha256Of } from './module-hash.js';
 import { MapReduceService } from './service.js';
 import type { SubmitRequest } from './service.js';
 
@@ -98,7 +99,10 @@ export function isFinished(status: JobStatus): boolean {
 export async function prepareJob(req: JobRequest): Promise<PreparedJob> {
   const cwd = req.cwd ?? process.cwd();
   const module = resolve(cwd, req.module);
-  const job = await loadJob(module);
+  // The job names its module by content: the hash of the bytes checked here,
+  // which the leader compares with the file it reads and records in the job.
+  const moduleSha256 = await moduleSha256Of(module);
+  const job = await loadJob(module, { sha256: moduleSha256, where: 'on the submitting client' });
   const reducers = req.reducers ?? job.defaults.reducers;
   if (!Number.isInteger(reducers) || reducers < 1) {
     throw new CohortError(
@@ -122,6 +126,7 @@ export async function prepareJob(req: JobRequest): Promise<PreparedJob> {
       jobId: `${stem}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
       name,
       module,
+      moduleSha256,
       splits: splits.map((s) => ({ file: s.file, start: s.start, end: s.end })),
       reducers,
       output,

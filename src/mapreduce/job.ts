@@ -74,6 +74,7 @@ import { stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
+import { checkModuleSha256, readModule, sha256Hex } from './module-hash.js';
 
 /** Emits one intermediate (map, combine) or output (reduce) pair. Keys are strings. */
 export type Emit<V> = (key: string, value: V) => void;
@@ -256,6 +257,19 @@ const loaded = new Map<string, Promise<AnyJob>>();
 /** Job module versions kept loaded per thread (a long-lived worker sees many jobs). */
 const LOADED_MAX = 16;
 
+/** What the loaded module must be: the job's record names it by content (module-hash.ts). */
+export interface ModuleExpectation {
+  /** The sha256 (hex) of the module's bytes when the job was submitted. */
+  readonly sha256: string;
+  /** Where it is loaded, for the error (e.g. `on node n2`). */
+  readonly where?: string;
+  /** The job, for the error. */
+  readonly jobId?: string;
+}
+
+/** Distinguishes the imports of one verified hash after a failed load (a fresh module instance). */
+let verifiedLoads = 0;
+
 /**
  * Imports the job module at `path` (relative to the working directory) and
  * validates it. `.js`/`.mjs` modules load through plain `import()`; `.ts`
@@ -266,12 +280,25 @@ const LOADED_MAX = 16;
  * one instance, while an edited module is loaded afresh by a long-lived
  * worker.
  *
+ * With `expect` (a job's recorded sha256, as a node's workers load it), the
+ * file's bytes are hashed before the import and again after it, and a
+ * difference either time is a definite `MODULE_MISMATCH` naming both hashes:
+ * a file that changed after the submit is never imported, and one that
+ * changed while it was being imported is refused (and its instance dropped).
+ * Such a module is cached per path and hash: a worker keeps running the bytes
+ * the job was submitted with. (A file swapped and swapped back within the
+ * import itself is not detected: the check is for consistency across nodes
+ * and edits, not against a writer of the module directory, which
+ * `--mr-module-dirs` trusts.)
+ *
  * Errors: `NOT_FOUND` (no such file), `INVALID_ARGUMENT` (not a file, no
  * map/reduce, bad defaults; the message names the module and what is
- * missing), `USER_CODE_ERROR` (the module threw while loading).
+ * missing), `USER_CODE_ERROR` (the module threw while loading),
+ * `MODULE_MISMATCH` (see above).
  */
-export async function loadJob(path: string): Promise<AnyJob> {
+export async function loadJob(path: string, expect?: ModuleExpectation): Promise<AnyJob> {
   const abs = isAbsolute(path) ? path : resolve(path);
+  if (expect !== undefined) return loadVerified(abs, expect);
   let version: string;
   try {
     const st = await stat(abs);
@@ -285,9 +312,38 @@ export async function loadJob(path: string): Promise<AnyJob> {
   let p = loaded.get(key);
   if (p === undefined) {
     p = importJob(abs, version);
-    loaded.set(key, p);
-    p.catch(() => loaded.delete(key));
-    if (loaded.size > LOADED_MAX) loaded.delete(loaded.keys().next().value as string);
+    remember(key, p);
+  }
+  return p;
+}
+
+function remember(key: string, p: Promise<AnyJob>): void {
+  loaded.set(key, p);
+  p.catch(() => loaded.delete(key));
+  if (loaded.size > LOADED_MAX) loaded.delete(loaded.keys().next().value as string);
+}
+
+async function loadVerified(abs: string, expect: ModuleExpectation): Promise<AnyJob> {
+  const where = expect.where ?? 'here';
+  const check = async (when: string): Promise<void> =>
+    checkModuleSha256(
+      abs,
+      expect.sha256,
+      sha256Hex(await readModule(abs)),
+      when === '' ? where : `${where} ${when}`,
+      expect.jobId,
+    );
+  // Before every use, cached or not: the file on disk is what the job names.
+  await check('');
+  const key = `${abs}#sha256=${expect.sha256}`;
+  let p = loaded.get(key);
+  if (p === undefined) {
+    const version = `sha256-${expect.sha256}-${verifiedLoads++}`;
+    p = importJob(abs, version).then(async (job) => {
+      await check('(it changed while it was being loaded)');
+      return job;
+    });
+    remember(key, p);
   }
   return p;
 }

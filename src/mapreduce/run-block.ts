@@ -444,8 +444,19 @@ export class BlockDecoder {
   private text: string | undefined;
   private view: DataView | undefined;
 
-  constructor(block: Uint8Array) {
+  /**
+   * Checks `block` and gets ready to decode it; with `valuesOnly`, `block`
+   * is instead a buffer of values this process encoded (value-arena.ts), not
+   * checked, read only through {@link valueAt}.
+   */
+  constructor(block: Uint8Array, valuesOnly = false) {
     this.b = block;
+    if (valuesOnly) {
+      this.records = 0;
+      this.values = 0;
+      this.decoded = undefined;
+      return;
+    }
     const end = block.length;
     const head = arrayHeader(block, 0, end);
     if (head === undefined || head[0] % 2 !== 0) throw new BadBlock('bad data block');
@@ -557,6 +568,19 @@ export class BlockDecoder {
       }
     }
     return out;
+  }
+
+  /**
+   * The value encoded in `[start, end)` of a values-only decoder's buffer:
+   * by hand when it is of the hand-written types, else by msgpackr.
+   */
+  valueAt(start: number, end: number): unknown {
+    const b = this.b;
+    const t = b[start] as number;
+    if (t < 0x80) return t;
+    if (simpleSize(b, start, end) !== end - start) return unpackr.unpack(b.subarray(start, end));
+    this.pos = start;
+    return this.value();
   }
 
   /** A value of the hand-decoded types other than fixints and fixstrs. */

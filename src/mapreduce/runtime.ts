@@ -38,6 +38,7 @@ import type { MapReduceModuleState, NodeAddress, RegisterNodeCommand } from './m
 import { MapReduceService } from './service.js';
 import type { SubmitRequest, TaskGrant } from './service.js';
 import { checkModuleDir } from './module-dirs.js';
+import { checkModuleSha256, moduleSha256 as moduleSha256Of } from './module-hash.js';
 import { removeJobOutput } from './output-files.js';
 import { serveShuffle } from './shuffle.js';
 import { defaultWorkerCount, WorkerPool } from './worker-pool.js';
@@ -463,8 +464,25 @@ export class MapReduceRuntime implements WorkerRuntime {
     return this.onLeader(
       call,
       async () => {
+        // The job names its module by content: the hash of the bytes the leader
+        // finds now, which every worker checks before loading (module-hash.ts).
+        const moduleSha256 = await moduleSha256Of(req.module);
+        if (req.moduleSha256 !== undefined) {
+          checkModuleSha256(
+            req.module,
+            req.moduleSha256,
+            moduleSha256,
+            `on the leader ${this.self}`,
+            req.jobId,
+          );
+        }
         try {
-          const r = (await this.command({ type: 'submitJob', ...req, now: Date.now() })) as {
+          const r = (await this.command({
+            type: 'submitJob',
+            ...req,
+            moduleSha256,
+            now: Date.now(),
+          })) as {
             jobId: string;
             maps: number;
             reducers: number;

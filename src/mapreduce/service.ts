@@ -13,6 +13,7 @@
  * for await (const { data } of mr.fetchPartition({ jobId, map: 0, attemptId: 3, partition: 0 })) sink.write(data);
  * ```
  */
+import { MODULE_SHA256_PATTERN } from './module-hash.js';
 import { Type } from '@sinclair/typebox';
 import type { Static, TUnsafe } from '@sinclair/typebox';
 import { defineService, serverStream, unary } from '../rpc/service.js';
@@ -47,6 +48,12 @@ export const SubmitRequestSchema = Type.Object({
   name: Type.Optional(Type.String({ maxLength: 256 })),
   /** Absolute path of the job module (every node loads it from there). */
   module: Type.String({ minLength: 1, maxLength: 4096 }),
+  /**
+   * The sha256 of the module's bytes as the submitter read them (optional):
+   * the leader refuses the job (MODULE_MISMATCH) if the file it reads differs,
+   * and records its own hash of the file in the job either way.
+   */
+  moduleSha256: Type.Optional(Type.String({ pattern: MODULE_SHA256_PATTERN })),
   splits: Type.Array(
     Type.Object({
       file: Type.String({ minLength: 1, maxLength: 4096 }),

@@ -39,6 +39,10 @@ export interface InProcessOptions {
   readonly readChunkBytes?: number;
   /** Test hook passed to every map task (smaller blocks for a job's `mapBlock`). */
   readonly mapBlockBytes?: number;
+  /** Test hook passed to every map task (values per eager combine). */
+  readonly combineAt?: number;
+  /** Test hook passed to every map task (eager combines before a regrouping combiner stops). */
+  readonly combinesBeforeArena?: number;
 }
 
 /** What {@link runTasksInProcess} returns: every task's result. */
@@ -83,6 +87,10 @@ export async function runTasksInProcess(
             ? {}
             : { readChunkBytes: options.readChunkBytes }),
           ...(options.mapBlockBytes === undefined ? {} : { mapBlockBytes: options.mapBlockBytes }),
+          ...(options.combineAt === undefined ? {} : { combineAt: options.combineAt }),
+          ...(options.combinesBeforeArena === undefined
+            ? {}
+            : { combinesBeforeArena: options.combinesBeforeArena }),
         }),
       );
     }

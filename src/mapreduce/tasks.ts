@@ -22,11 +22,14 @@
  * numbering the keys, and an array of their values). With `fold`, each key
  * holds one value, folded as values are emitted; with `combine`, a key's
  * new values are combined as soon as {@link COMBINE_AT} of them pile up (the
- * combiner never sees its own output again there), and once more at the end
- * unless the combiner only regroups what it is given (as many scalars out as
- * in: a concatenation), so a word count keeps one number per distinct word
- * and a postings list is not copied once more for nothing. Without a
- * combiner, values are encoded as they are emitted (value-arena.ts). Past
+ * combiner never sees its own output again there), and once more at the end,
+ * so a word count keeps one number per distinct word. A combiner seen to
+ * only regroup what it is given (as many scalars out as in: a concatenation,
+ * postings' lists of ids) is not run eagerly after its first combines: from
+ * then on values are encoded as they are emitted, as without a combiner,
+ * and each key's values are combined once as the run is written (one list
+ * per key shipped, no objects held meanwhile). Without a combiner, values
+ * are encoded as they are emitted (value-arena.ts). Past
  * `limits.mrMapBufferEntriesMax` buffered keys + values, or about
  * `limits.mrMapBufferBytesMax` of them (estimated), the buffer is spilled
  * (after the current read chunk) as sorted runs, merged at the end. The
@@ -103,6 +106,9 @@ function scalars(v: unknown, depth = 0): number {
 /** Eager combines measured before the map task decides whether its combiner only regroups. */
 const COMBINES_MEASURED = 256;
 
+/** Eager combines after which a combiner that only regroups is no longer run (see toArena). */
+const COMBINES_BEFORE_ARENA = 64;
+
 function sizeOfAll(vs: readonly unknown[]): number {
   let n = 0;
   for (let i = 0; i < vs.length; i++) n += sizeOf(vs[i]);
@@ -145,6 +151,10 @@ export interface MapTaskInput {
   readonly readChunkBytes?: number;
   /** Test hook: overrides the size of the blocks given to `mapBlock` (`MAP_BLOCK_BYTES`). */
   readonly mapBlockBytes?: number;
+  /** Test hook: overrides {@link COMBINE_AT}. */
+  readonly combineAt?: number;
+  /** Test hook: overrides COMBINES_BEFORE_ARENA (small inputs reach the switch to encoded values). */
+  readonly combinesBeforeArena?: number;
 }
 
 /** One map-output run: the part of a map task's output bound for one reducer. */
@@ -360,6 +370,7 @@ async function writeRuns(
   valuesOf: (key: string, buffered: unknown) => unknown[],
   pathFor: (partition: number) => string,
   writers: RunWriter[],
+  combineEncoded?: (key: string, e: number) => unknown[] | undefined,
 ): Promise<RunFile[]> {
   const { table, vals, arena } = buckets;
   const byPartition: string[][] = Array.from({ length: reducers }, () => []);
@@ -368,15 +379,28 @@ async function writeRuns(
   } else {
     for (const key of table.keys) (byPartition[partitionOf(key)] as string[]).push(key);
   }
+  for (let p = 0; p < reducers; p++) (byPartition[p] as string[]).sort();
+  if (arena !== undefined) {
+    // The values key by key in the order they are written (see ValueArena.compact).
+    const order = new Int32Array(table.size);
+    let i = 0;
+    for (const keys of byPartition) for (const key of keys) order[i++] = table.find(key);
+    arena.compact(order);
+  }
   const runs: RunFile[] = [];
   for (let p = 0; p < reducers; p++) {
-    const keys = (byPartition[p] as string[]).sort();
+    const keys = byPartition[p] as string[];
     const w = await RunWriter.create(pathFor(p));
     writers.push(w);
     for (const key of keys) {
       const e = table.find(key);
-      const full =
-        arena !== undefined ? w.addEncoded(key, arena, e) : w.add(key, valuesOf(key, vals[e]));
+      let full: boolean;
+      if (arena === undefined) {
+        full = w.add(key, valuesOf(key, vals[e]));
+      } else {
+        const combined = combineEncoded?.(key, e);
+        full = combined === undefined ? w.addEncoded(key, arena, e) : w.add(key, combined);
+      }
       if (full) await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
@@ -398,6 +422,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const progress = input.progress;
   const entriesMax = input.bufferEntriesMax ?? limits.mrMapBufferEntriesMax;
   const bytesMax = limits.mrMapBufferBytesMax;
+  const combineAt = input.combineAt ?? COMBINE_AT;
+  const combinesBeforeArena = input.combinesBeforeArena ?? COMBINES_BEFORE_ARENA;
   const userCounters = new Counters();
   const counters: MapCounters = {
     recordsIn: 0,
@@ -430,7 +456,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
 
   // Each key's values (list mode), or its folded value (fold mode).
   // No combiner: values are encoded as they are emitted (see value-arena.ts).
-  const encoded = fold === undefined && combineValues === undefined;
+  // So are they once the combiner turns out only to regroup them (see toArena).
+  let encoded = fold === undefined && combineValues === undefined;
   let buckets = newBuffer(encoded);
   let entries = 0; // keys + buffered values: what the spill bound counts
   let bytes = 0; // a rough estimate of the buffer's memory: the other spill bound
@@ -459,6 +486,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     }
   };
   const emitList = (key: string, value: unknown): void => {
+    // The rest of a record whose map switched the buffer to the arena.
+    if (encoded) return emitEncoded(key, value);
     if (typeof key !== 'string') throw badKey('map', key);
     emitted++;
     const { table, vals, combined } = buckets;
@@ -476,7 +505,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       bytes += sizeOf(value);
       if (combineValues !== undefined) {
         const c = combined[e] as number;
-        if (values.length - c >= COMBINE_AT) {
+        if (values.length - c >= combineAt) {
           // Combine the values since the last combiner output only (see Buffered.combined).
           const fresh = c === 0 ? values : values.slice(c);
           const out = combineValues(key, fresh);
@@ -491,6 +520,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
           combined[e] = values.length;
           entries -= fresh.length - out.length;
           bytes += sizeOfAll(out) - sizeOfAll(fresh);
+          if (measured === combinesBeforeArena && regroupsOnly()) toArena();
         }
       }
     }
@@ -508,7 +538,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     (arena as ValueArena).add(e, value);
     entries++;
   };
-  const emitDirect = fold !== undefined ? emitFold : encoded ? emitEncoded : emitList;
+  let emitDirect = fold !== undefined ? emitFold : encoded ? emitEncoded : emitList;
   // What the eager combines were given and gave back, in scalars: a combiner
   // that gives back as much as it was given (a concatenation: postings'
   // lists of ids) only regroups values, and running it once more on a
@@ -518,6 +548,28 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   let scalarsIn = 0;
   let scalarsOut = 0;
   const regroupsOnly = (): boolean => measured >= 8 && scalarsOut * 5 > scalarsIn * 4;
+  // Once the combiner has been measured (COMBINES_MEASURED eager combines) to
+  // give back as much as it is given, running it on the map side only
+  // copies: postings' lists of ids were decoded, concatenated and held as
+  // objects, which then outlived the young generation (GC was the largest
+  // cost of its map task). From then on the buffer holds values as a job
+  // without a combiner does: encoded as emitted (the lists held so far are
+  // encoded in order first), written to the runs as they are; the reducer
+  // gets them all, as it would from a map task that never combined. The
+  // combiner stays optional, as it always is: only the amount of data
+  // shipped changes, not the output.
+  const toArena = (): void => {
+    const { table, vals } = buckets;
+    const arena = new ValueArena();
+    for (let e = 0; e < table.size; e++) {
+      const values = vals[e] as unknown[];
+      for (let i = 0; i < values.length; i++) arena.add(e, values[i]);
+    }
+    buckets = { table, vals: [], combined: [], arena };
+    encoded = true;
+    emitDirect = emitEncoded;
+    if (!skipBad) emit = emitEncoded;
+  };
   // With skipBadRecords, a record's pairs are staged and kept only if map returns.
   const stagedKeys: string[] = [];
   const stagedValues: unknown[] = [];
@@ -526,7 +578,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     stagedKeys.push(key);
     stagedValues.push(value);
   };
-  const emit = skipBad ? emitStaged : emitDirect;
+  let emit = skipBad ? emitStaged : emitDirect;
 
   const visit = (offset: number, line: string): void => {
     if (progress !== undefined) progress[0] = offset;
@@ -590,12 +642,22 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     }
     return values;
   };
+  // Values encoded because the combiner only regroups them (see toArena): a
+  // key's values are combined once, as the run is written, so the reducer
+  // gets one list per key from this task rather than one value per emit (a
+  // reducer flattening many one-id lists spent more than the map saved).
+  const combineArena = (key: string, e: number): unknown[] | undefined => {
+    const arena = buckets.arena as ValueArena;
+    if (combineValues === undefined || arena.count(e) < 2) return undefined;
+    counters.combines++;
+    return combineValues(key, arena.decodeValues(e, []));
+  };
   // Spills keep lists as they are (they are combined when merged at the end).
   const spillValues = (_key: string, buffered: unknown): unknown[] =>
     fold !== undefined ? [buffered] : (buffered as unknown[]);
 
   const spill = async (force: boolean): Promise<void> => {
-    if (!force && combineValues !== undefined) {
+    if (!force && combineValues !== undefined && !encoded) {
       // Compact first: often the combiner alone brings the buffer back under the bound.
       entries = 0;
       bytes = 0;
@@ -651,7 +713,15 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     counters.emitted = emitted;
     let runs: RunFile[];
     if (spillPaths.length === 0) {
-      runs = await writeRuns(buckets, reducers, partitionOf, finalValues, finalPath, writers);
+      runs = await writeRuns(
+        buckets,
+        reducers,
+        partitionOf,
+        finalValues,
+        finalPath,
+        writers,
+        combineArena,
+      );
     } else {
       if (buckets.table.size > 0) await spill(true);
       buckets = newBuffer(encoded);

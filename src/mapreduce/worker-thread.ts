@@ -16,7 +16,9 @@ import { isMainThread, parentPort } from 'node:worker_threads';
 import { isCohortError } from '../lib/errors.js';
 import type { Split } from './input.js';
 import { loadJob } from './job.js';
+import type { ModuleExpectation } from './job.js';
 import { runMapTask, runReduceTask } from './tasks.js';
+import { warmEngine } from './tasks-warm.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
 
 /** How often a busy thread tells its parent it is alive (ms). */
@@ -26,6 +28,8 @@ export const PROGRESS_PING_MS = 100;
 export interface ThreadMapTask {
   readonly kind: 'map';
   readonly module: string;
+  /** What the job recorded of its module, checked before loading (module-hash.ts); absent: an unverified load. */
+  readonly moduleCheck?: ModuleExpectation | undefined;
   readonly split: Split;
   readonly reducers: number;
   readonly dir: string;
@@ -42,6 +46,8 @@ export interface ThreadMapTask {
 export interface ThreadReduceTask {
   readonly kind: 'reduce';
   readonly module: string;
+  /** What the job recorded of its module, checked before loading (module-hash.ts); absent: an unverified load. */
+  readonly moduleCheck?: ModuleExpectation | undefined;
   readonly partition: number;
   readonly runs: readonly string[];
   readonly output: string;
@@ -50,10 +56,15 @@ export interface ThreadReduceTask {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** Loads (and caches) a job module ahead of its tasks; the result is null. */
+/**
+ * Loads (and caches) a job module ahead of its tasks; the result is null.
+ * The thread's first one also warms the engine (tasks-warm.ts).
+ */
 export interface ThreadLoadTask {
   readonly kind: 'load';
   readonly module: string;
+  /** What the job recorded of its module, checked before loading (module-hash.ts); absent: an unverified load. */
+  readonly moduleCheck?: ModuleExpectation | undefined;
 }
 
 /** A task for a thread. */
@@ -74,11 +85,19 @@ export type ThreadReply =
       };
     };
 
+/** Whether this thread has run {@link warmEngine}. */
+let warmed = false;
+
 async function run(
   task: ThreadTask,
   loaded: () => void,
 ): Promise<MapTaskResult | ReduceTaskResult | null> {
-  const job = await loadJob(task.module);
+  const job = await loadJob(task.module, task.moduleCheck);
+  if (task.kind === 'load' && !warmed) {
+    // The first preload also compiles the engine's per-record path (tasks-warm.ts).
+    warmed = true;
+    await warmEngine();
+  }
   loaded();
   if (task.kind === 'load') return null;
   if (task.kind === 'map') {

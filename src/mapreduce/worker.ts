@@ -31,6 +31,7 @@ import { partFileName } from './format.js';
 import type { Client, ServerStream } from '../rpc/service.js';
 import type { MapReduceModuleState } from './module-state.js';
 import { checkModuleDir } from './module-dirs.js';
+import { moduleCheckOf } from './module-hash.js';
 import type { MapReduceService, TaskGrant } from './service.js';
 import { fetchDir, fetchRun, mapDir, mapRunPath, mapTaskId, reduceTaskId } from './shuffle.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
@@ -289,6 +290,7 @@ export class WorkerManager {
         const r = (await runIn(slot, {
           kind: 'reduce',
           module: a.module,
+          moduleCheck: moduleCheckOf(a, this.rt.self),
           partition: a.index,
           runs,
           output: join(a.output, partFileName(a.index)),
@@ -347,6 +349,7 @@ export class WorkerManager {
     return {
       kind: 'map',
       module: a.module,
+      moduleCheck: moduleCheckOf(a, this.rt.self),
       split: a.split,
       reducers: a.reducers,
       dir: mapDir(this.rt.mrDir, a.jobId),

@@ -638,3 +638,99 @@ export async function callLeader<T>(
     await Promise.allSettled([...clients.values()].map((c) => c.close()));
   }
 }
+
+/** Options of {@link watchForRemoval}. */
+export interface RemovalWatchOptions {
+  readonly self: NodeId;
+  readonly raft: RaftNode<KvRaftStateMachine>;
+  readonly book: AddressBook;
+  readonly clusterId: string;
+  /** Where else to ask besides the address book: the `--peers` RPC addresses and `--join` endpoints. */
+  readonly endpoints: readonly MemberEndpoint[];
+  /** The node's own credentials (a removed node may still call Members.list). */
+  readonly tls?: TcpTlsOptions;
+  /** Runs once, when the leader's member list no longer holds this node. */
+  readonly onRemoved: (list: MemberList) => void;
+  readonly logger: Logger;
+}
+
+/**
+ * Notices that this node was removed from the cluster, so that it can stop
+ * (an etcd member exits once removed) instead of running idle, calling
+ * elections nobody answers. Raft does not tell a removed server: the leader
+ * stops replicating to it as soon as it appends the change (dissertation
+ * §4.2.2), so the removed node seldom applies its own removal. It asks
+ * instead: once the node has been in a configuration, and then for
+ * `limits.removalQuietChecks` checks in a row (one per
+ * `limits.membershipCheckMs`) has known no leader or been outside its own
+ * latest configuration, it asks the leader for the member list
+ * (Members.list, which the access policy leaves open to any node of the
+ * cluster's CA); if the leader answers without this node, `onRemoved` runs.
+ * An unreachable cluster is no answer: a partitioned member keeps running.
+ * What the leader answers is its latest configuration, which may not be
+ * committed yet; if that change were then lost with the leader, the node
+ * would have stopped while still a member (a crash, as far as the cluster
+ * can tell; restarting it rejoins). Returns a function that stops watching.
+ */
+export function watchForRemoval(o: RemovalWatchOptions): () => void {
+  let wasMember = false;
+  let quiet = 0;
+  let asking = false;
+  let done = false;
+  const inConfig = (): boolean => {
+    const c = o.raft.status().config;
+    return c.voters.includes(o.self) || c.learners.includes(o.self);
+  };
+  const endpoints = (): MemberEndpoint[] => {
+    const out: MemberEndpoint[] = [];
+    for (const [id, rec] of o.book.entries()) {
+      if (id !== o.self && rec.rpc !== null) out.push({ id, rpc: rec.rpc });
+    }
+    for (const e of o.endpoints) if (e.id !== o.self) out.push(e);
+    return out;
+  };
+  const ask = async (): Promise<void> => {
+    const list = await callLeader(
+      endpoints(),
+      o.clusterId,
+      (m, timeoutMs) => m.list({ leader: true }, { timeoutMs }),
+      {
+        timeoutMs: limits.removalAskTimeoutMs,
+        ...(o.tls === undefined ? {} : { tls: o.tls }),
+      },
+    );
+    if (done || list.members.some((m) => m.id === o.self)) return;
+    done = true;
+    o.logger.warn(
+      { leader: list.leader, term: list.term, members: list.members.map((m) => m.id) },
+      'this node was removed from the cluster (the leader lists it no more)',
+    );
+    o.onRemoved(list);
+  };
+  const timer = setInterval(() => {
+    if (done || asking) return;
+    const member = inConfig();
+    if (member) wasMember = true;
+    // A removed node that appended its own removal leaves its configuration
+    // (and may keep a leader id it never hears from again); one that did not
+    // loses its leader at the next election timeout.
+    if (!wasMember || (member && o.raft.leaderId() !== null)) {
+      quiet = 0;
+      return;
+    }
+    quiet += 1;
+    if (quiet < limits.removalQuietChecks) return;
+    quiet = 0;
+    asking = true;
+    ask()
+      .catch((e: unknown) =>
+        o.logger.debug({ err: e }, 'no leader answered whether this node is still a member'),
+      )
+      .finally(() => (asking = false));
+  }, limits.membershipCheckMs);
+  timer.unref();
+  return () => {
+    done = true;
+    clearInterval(timer);
+  };
+}

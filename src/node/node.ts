@@ -57,7 +57,13 @@ import type { Credentials } from '../trust/credentials.js';
 import { AccessPolicy } from './access.js';
 import { NodeService } from './node-service.js';
 import type { NodeStatus } from './node-service.js';
-import { AddressBook, callLeader, formatAddress, startMembership } from './members.js';
+import {
+  AddressBook,
+  callLeader,
+  formatAddress,
+  startMembership,
+  watchForRemoval,
+} from './members.js';
 import type { MemberList } from './members.js';
 
 /** Options of {@link startNode}. */
@@ -115,6 +121,13 @@ export interface CohortNode {
    * node closed first. Null when the node did not need to join.
    */
   readonly joined: Promise<MemberList> | null;
+  /**
+   * Settles, with the leader's member list, once this node learns it was
+   * removed from the cluster (members.ts, watchForRemoval); never settles
+   * while it is a member. `cohort node` then stops (exit 0), as a removed
+   * etcd member does.
+   */
+  readonly removed: Promise<MemberList>;
   /** This node's status, as the Node.status RPC answers it. */
   status(): NodeStatus;
   /**
@@ -457,6 +470,20 @@ async function startLocked(
     }
   }, limits.membershipCheckMs);
   membershipTimer.unref();
+  let onRemoved: (list: MemberList) => void = () => {};
+  const removedFromCluster = new Promise<MemberList>((resolve) => (onRemoved = resolve));
+  const stopRemovalWatch = watchForRemoval({
+    self: config.id,
+    raft,
+    book,
+    clusterId: config.clusterId,
+    endpoints: [...[...config.peerRpc].map(([id, rpc]) => ({ id, rpc })), ...config.join],
+    ...(creds === undefined
+      ? {}
+      : { tls: { ca: [...creds.ca], cert: creds.cert, key: creds.key } }),
+    onRemoved: (list) => onRemoved(list),
+    logger: log.child({ component: 'members' }),
+  });
   const reloadTls = (): Credentials | undefined => {
     const next = loadTls();
     if (next === undefined) return undefined;
@@ -503,12 +530,14 @@ async function startLocked(
     book,
     members,
     joined,
+    removed: removedFromCluster,
     recovery: storage.recovery,
     status,
     reloadTls,
     close: (closeOptions = {}) => {
       closing ??= (async () => {
         clearInterval(membershipTimer);
+        stopRemovalWatch();
         log.info({ term: raft.status().term }, 'node stopping');
         leaving.abort();
         if (closeOptions.handOff === true) await handOff(raft, log);

@@ -40,11 +40,13 @@
  * bounded queue, and schedules a flush with `setImmediate`, so every message
  * sent in one event-loop turn leaves in as few system calls as possible: the
  * flush corks the socket and writes runs of up to `writeBatchBytesMax`
- * bytes, which Node hands to the kernel as one writev; small frames are
- * first copied together into one chunk, large ones go as they are. A codec
- * with `encodeFrameTransient` encodes into a reused arena and the frame is
+ * bytes, which Node hands to the kernel as one writev. A codec with
+ * `encodeFrameTransient` encodes into a reused arena and the frame is
  * copied into slabs of memory the transport recycles once their frames are
- * written, so messages are never written into fresh memory. Runs are
+ * written, so messages are never written into fresh memory; frames copied
+ * one after another lie back to back in a slab and go out as one view of
+ * it, with no further copy. Other small frames are first copied together
+ * into one chunk, large ones go as they are. Runs are
  * written only while the socket's own buffer is below `writeBatchBytesMax`;
  * beyond that the queue holds the frames until 'drain', so memory stays
  * bounded by the queue limits and a slow peer gets OVERLOADED instead of
@@ -444,6 +446,8 @@ export class TcpTransport<M> implements Transport<M> {
    * a slab whose pieces were dropped unwritten is simply collected).
    */
   private slab: WriteSlab = new WriteSlab(0);
+  /** The number of slab pieces in the chunk takeChunk returned last. */
+  private chunkPieces = 1;
   private freeSlabs: WriteSlab[] = [];
   private readonly slabOf = new WeakMap<ArrayBufferLike, WriteSlab>();
   private server: net.Server | undefined;
@@ -873,10 +877,12 @@ export class TcpTransport<M> implements Transport<M> {
       socket.cork();
       let bytes = 0;
       const written: Uint8Array[] = [];
+      const pieces: number[] = [];
       while (queue.length > 0 && bytes < batchMax) {
         const chunk = this.takeChunk(queue, batchMax - bytes);
         bytes += chunk.length;
         written.push(chunk);
+        pieces.push(this.chunkPieces);
         // Callbacks run in write order, after the data left our memory (or
         // the write failed): the last one releases the whole batch.
         socket.write(
@@ -884,7 +890,9 @@ export class TcpTransport<M> implements Transport<M> {
           queue.length > 0 && bytes < batchMax
             ? undefined
             : () => {
-                for (const piece of written) this.releasePiece(piece);
+                for (let i = 0; i < written.length; i++) {
+                  this.releasePiece(written[i] as Uint8Array, pieces[i]);
+                }
               },
         );
       }
@@ -905,11 +913,34 @@ export class TcpTransport<M> implements Transport<M> {
   }
 
   /**
-   * The next chunk to write: one large frame as is, or a run of small frames
-   * copied together (at most `room` bytes, but always at least one frame).
+   * The next chunk to write (at most `room` bytes, but always at least one
+   * frame): a run of frames that lie next to each other in memory (frames
+   * copied into a slab one after the other), as one view, without copying;
+   * else one large frame as is, or a run of small frames copied together.
+   * Sets {@link chunkPieces} to the number of slab pieces the chunk holds.
    */
   private takeChunk(queue: FrameQueue, room: number): Uint8Array {
     const first = queue.shift() as Uint8Array;
+    this.chunkPieces = 1;
+    const buffer = first.buffer;
+    let end = first.byteOffset + first.length;
+    let adjacent = 1;
+    for (
+      let next = queue.peekAt(0);
+      next !== undefined &&
+      next.buffer === buffer &&
+      next.byteOffset === end &&
+      end + next.length - first.byteOffset <= room;
+      next = queue.peekAt(0)
+    ) {
+      queue.shift();
+      end += next.length;
+      adjacent++;
+    }
+    if (adjacent > 1) {
+      this.chunkPieces = adjacent;
+      return new Uint8Array(buffer, first.byteOffset, end - first.byteOffset);
+    }
     if (first.length >= COPY_BELOW_BYTES) return first;
     let total = first.length;
     let count = 1;
@@ -939,7 +970,7 @@ export class TcpTransport<M> implements Transport<M> {
   /**
    * `bytes` bytes cut from the current slab (moving to a recycled or new
    * slab when it runs out); give them back with `releasePiece` once
-   * written or copied. Pieces are 8-byte aligned.
+   * written or copied. Pieces are cut back to back.
    */
   private slabTake(bytes: number): Uint8Array {
     let slab = this.slab;
@@ -953,18 +984,23 @@ export class TcpTransport<M> implements Transport<M> {
       this.slab = slab;
       this.slabOf.set(slab.bytes.buffer, slab);
     }
+    // Pieces are cut back to back, so frames queued one after the other
+    // can be written as one view (see takeChunk).
     const piece = new Uint8Array(slab.bytes.buffer, slab.used, bytes);
-    slab.used = Math.min(slab.bytes.length, (slab.used + bytes + 7) & ~7);
+    slab.used += bytes;
     slab.outstanding++;
     return piece;
   }
 
-  /** Gives back a piece of a slab (no-op for other memory); a retired slab with none left out is reused. */
-  private releasePiece(piece: Uint8Array): void {
+  /**
+   * Gives back `count` pieces of a slab that `piece` covers (no-op for
+   * other memory); a retired slab with none left out is reused.
+   */
+  private releasePiece(piece: Uint8Array, count = 1): void {
     const slab = this.slabOf.get(piece.buffer);
     if (slab === undefined) return;
-    assert(slab.outstanding > 0, 'write slab released more often than taken');
-    slab.outstanding--;
+    assert(slab.outstanding >= count, 'write slab released more often than taken');
+    slab.outstanding -= count;
     if (slab.outstanding === 0 && slab.retired) this.recycle(slab);
   }
 
@@ -1365,23 +1401,32 @@ export class TcpTransport<M> implements Transport<M> {
 
   /** Decodes and handles every whole frame buffered on `conn`. */
   private readFrames(conn: Connection, now: number): void {
+    const decoder = conn.decoder;
+    const codec = this.codec;
+    // Frames are decoded where they sit in the socket read (no view per frame) when the codec can.
+    const decodeRange = codec.decodeRange?.bind(codec);
     for (;;) {
       let handshake: HandshakeMessage | undefined;
       let message: M | undefined;
       try {
         // A frame error kills the decoder and the connection: nothing after
         // corrupt bytes is ever delivered.
-        const payload = conn.decoder.next();
-        if (payload === undefined) return;
+        if (!decoder.nextInPlace()) return;
+        const source = decoder.frameSource;
+        const start = decoder.frameStart;
+        const end = decoder.frameEnd;
         if (conn.state !== 'open') {
-          handshake = handshakeCodec.decode(payload);
-        } else if (payload.length === 0) {
+          handshake = handshakeCodec.decode(source.subarray(start, end));
+        } else if (end === start) {
           this.stats.keepalivesReceived++; // skipped: it only keeps the link from idling out
           continue;
         } else {
           // Socket reads are never reused and the decoder never writes into
           // what it returned, so large byte fields may stay views (no copy).
-          message = this.codec.decode(payload, STABLE_INPUT);
+          message =
+            decodeRange !== undefined
+              ? decodeRange(source, start, end, STABLE_INPUT)
+              : codec.decode(source.subarray(start, end), STABLE_INPUT);
         }
       } catch (err) {
         // Whatever a decoder throws on input closes this connection only;

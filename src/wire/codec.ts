@@ -60,6 +60,15 @@ export interface Codec<M> {
    * views (see {@link DecodeOptions}).
    */
   decode(bytes: Uint8Array, options?: DecodeOptions): M;
+  /**
+   * Optional: {@link decode} of the message in `bytes[start..end)`, without
+   * making a view of it first (a receiver decoding many frames of one socket
+   * read saves an object per message). It must decide exactly as
+   * `decode(bytes.subarray(start, end), options)` would: nothing outside the
+   * range is part of the message, and a value that does not end exactly at
+   * `end` (short, or with bytes left over) is a DECODE_ERROR.
+   */
+  decodeRange?(bytes: Uint8Array, start: number, end: number, options?: DecodeOptions): M;
 }
 
 /** Options of {@link Codec.decode}. */
@@ -137,8 +146,8 @@ export interface MessageCodecOptions {
 interface Entry {
   readonly schema: MessageSchema;
   readonly check: TypeCheck<TSchema>;
-  /** Whether decoded values of this type may contain byte arrays to copy. */
-  readonly binary: boolean;
+  /** Copies the byte arrays of a decoded, validated value of this type; undefined if it can hold none. */
+  readonly copy: Copier | undefined;
 }
 
 /** Decoding options shared by every codec: plain objects, no records, copied binaries. */
@@ -162,14 +171,32 @@ const unpackrOptions = {
  */
 const ARENA_BYTES = 64 * 1024;
 
+/**
+ * Messages shorter than this are decoded from a scratch copy (see
+ * MessageCodec.decodeRange): msgpackr decodes short strings and map keys in
+ * JS, with a key cache, only while its end offset is below 140 bytes.
+ */
+const SCRATCH_BYTES = 140;
+
 /** Schema kinds whose values may hold byte arrays after decoding. */
 const BINARY_KINDS = new Set(['Uint8Array', 'Any', 'Unknown']);
 
-/** True if `schema` can hold a byte array anywhere inside it. */
+/**
+ * True if `schema` can hold a byte array anywhere inside it: a byte array,
+ * Any or Unknown, or an object open to properties it does not name (TypeBox
+ * objects are open unless `additionalProperties: false`), at any depth.
+ */
 function mayHoldBinary(schema: unknown): boolean {
   if (schema === null || typeof schema !== 'object') return false;
   const kind = (schema as Record<symbol, unknown>)[Kind];
   if (typeof kind === 'string' && BINARY_KINDS.has(kind)) return true;
+  if (
+    kind === 'Object' &&
+    (schema as { additionalProperties?: unknown }).additionalProperties === undefined
+  ) {
+    return true;
+  }
+  if ((schema as { additionalProperties?: unknown }).additionalProperties === true) return true;
   return Object.values(schema).some(mayHoldBinary);
 }
 
@@ -199,6 +226,57 @@ function copyBinaries(value: unknown, stable: boolean): unknown {
   return value;
 }
 
+/** Copies the byte arrays inside a value that passed its schema's check (see {@link copierOf}). */
+type Copier = (value: unknown, stable: boolean) => unknown;
+
+/** A copy of one byte field (or the view itself, see {@link copyBinaries}). */
+const copyBytes: Copier = (value, stable) =>
+  value instanceof Uint8Array ? copyBinaries(value, stable) : value;
+
+/**
+ * The copier of values of `schema`, or undefined if they can hold no byte
+ * array. Runs only on values its schema's check accepted, so it visits just
+ * the places a byte array may be: a closed object's properties that may hold
+ * one, an array's items; any other schema that may (unions, records, open
+ * objects, Any/Unknown) falls back to walking the whole value with
+ * {@link copyBinaries}. Saves enumerating every key of every message.
+ */
+function copierOf(schema: TSchema): Copier | undefined {
+  if (!mayHoldBinary(schema)) return undefined;
+  const kind = (schema as unknown as Record<symbol, unknown>)[Kind];
+  if (kind === 'Uint8Array') return copyBytes;
+  if (kind === 'Array') {
+    const items = copierOf((schema as unknown as { items: TSchema }).items);
+    if (items === undefined) return undefined;
+    return (value, stable) => {
+      const array = value as unknown[];
+      for (let i = 0; i < array.length; i++) array[i] = items(array[i], stable);
+      return array;
+    };
+  }
+  const object = schema as Partial<TObject>;
+  if (
+    kind === 'Object' &&
+    object.additionalProperties === false &&
+    object.properties !== undefined
+  ) {
+    const fields: { key: string; copy: Copier }[] = [];
+    for (const [key, property] of Object.entries(object.properties)) {
+      const copy = copierOf(property);
+      if (copy !== undefined) fields.push({ key, copy });
+    }
+    return (value, stable) => {
+      const obj = value as Record<string, unknown>;
+      for (const { key, copy } of fields) {
+        const field = obj[key];
+        if (field !== undefined) obj[key] = copy(field, stable);
+      }
+      return obj;
+    };
+  }
+  return copyBinaries;
+}
+
 const packrOptions = {
   useRecords: false,
   moreTypes: false,
@@ -215,6 +293,10 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   private readonly entries: ReadonlyMap<string, Entry>;
   private readonly packr = new Packr(packrOptions);
   private readonly unpackr = new Unpackr(unpackrOptions);
+  /** The range argument of every unpack (reused: decoding allocates no options object). */
+  private readonly range = { start: 0, end: 0 };
+  /** Where small messages are decoded from (see decodeRange). */
+  private readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   private readonly messageBytesMax: number;
   private readonly nestingDepthMax: number;
   private readonly validateOnEncode: boolean;
@@ -233,7 +315,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
       entries.set(type, {
         schema,
         check: TypeCompiler.Compile(schema),
-        binary: mayHoldBinary(schema),
+        copy: copierOf(schema),
       });
     }
     this.entries = entries;
@@ -284,15 +366,42 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   }
 
   decode(bytes: Uint8Array, options?: DecodeOptions): M {
+    return this.decodeRange(bytes, 0, bytes.length, options);
+  }
+
+  decodeRange(bytes: Uint8Array, start: number, end: number, options?: DecodeOptions): M {
+    assert(0 <= start && start <= end && end <= bytes.length, 'decodeRange: range outside bytes');
+    if (start === end) {
+      throw new CohortError('DECODE_ERROR', 'not a MessagePack message: no bytes', {
+        details: { bytes: 0 },
+      });
+    }
     // Bounds nesting (and refuses foreign extensions) before msgpackr recurses.
-    checkMessagePack(bytes, this.nestingDepthMax);
+    checkMessagePack(bytes, this.nestingDepthMax, start, end);
+    const length = end - start;
+    let stable = options?.stable === true;
     let value: unknown;
     try {
-      value = this.unpackr.unpack(bytes);
+      if (length < SCRATCH_BYTES) {
+        // A small message is copied into a scratch buffer and decoded from
+        // offset 0: msgpackr's fast paths for short strings and cached keys
+        // look at the absolute end offset, which a range deep inside a
+        // socket read defeats. Its byte fields are then copied (not stable).
+        const scratch = this.scratch;
+        for (let i = 0; i < length; i++) scratch[i] = bytes[start + i] as number;
+        stable = false;
+        value = this.unpackr.unpack(scratch, length);
+      } else {
+        // msgpackr reads bytes[start..end) and throws unless the value ends exactly at `end`.
+        const range = this.range;
+        range.start = start;
+        range.end = end;
+        value = this.unpackr.unpack(bytes, range);
+      }
     } catch (err) {
       throw new CohortError('DECODE_ERROR', `not a MessagePack message: ${errorText(err)}`, {
         cause: err,
-        details: { bytes: bytes.length },
+        details: { bytes: length },
       });
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -314,7 +423,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
       });
     }
     if (!entry.check.Check(value)) throw violation(entry, value);
-    return (entry.binary ? copyBinaries(value, options?.stable === true) : value) as M;
+    return (entry.copy === undefined ? value : entry.copy(value, stable)) as M;
   }
 
   private pack(msg: M, encodeOptions: number): Uint8Array {

@@ -22,7 +22,7 @@
  * ```
  */
 import { CohortError, isCohortError } from '../lib/errors.js';
-import { crc32c } from '../lib/crc32c.js';
+import { crc32cRange } from '../lib/crc32c.js';
 import { limits } from '../lib/limits.js';
 
 /** Bytes of a frame header: u32 length + u32 CRC32C. */
@@ -46,7 +46,7 @@ export function writeFrameHeader(
     );
   }
   writeU32(frame, 0, payloadBytes);
-  writeU32(frame, 4, crc32c(frame.subarray(FRAME_HEADER_BYTES)));
+  writeU32(frame, 4, crc32cRange(frame, FRAME_HEADER_BYTES, frame.length));
 }
 
 /** Copies `payload` into a new frame (header + payload). Throws FRAME_TOO_LARGE above the limit. */
@@ -66,6 +66,9 @@ export function encodeFrame(
   writeFrameHeader(frame, frameBytesMax);
   return frame;
 }
+
+/** The payload source of a decoder that has read no frame. */
+const EMPTY = new Uint8Array(0);
 
 /** Options of a {@link FrameDecoder}. */
 export interface FrameDecoderOptions {
@@ -136,12 +139,35 @@ export class FrameDecoder {
   }
 
   /**
+   * After {@link nextInPlace} returned true: the payload of the frame it
+   * read is `frameSource[frameStart..frameEnd)` (a pushed chunk, or a fresh
+   * buffer for a frame that spanned chunks). Valid until the next call.
+   */
+  frameSource: Uint8Array = EMPTY;
+  /** See {@link frameSource}. */
+  frameStart = 0;
+  /** See {@link frameSource}. */
+  frameEnd = 0;
+
+  /**
    * The next complete frame's payload, or `undefined` if more bytes are
    * needed. Throws a `CohortError` on bad input (and stays dead).
    */
   next(): Uint8Array | undefined {
+    if (!this.nextInPlace()) return undefined;
+    return this.frameSource.subarray(this.frameStart, this.frameEnd);
+  }
+
+  /**
+   * Like {@link next}, without making a view: true if a whole frame was
+   * read (its payload is then at {@link frameSource}), false if more bytes
+   * are needed. Checks the same (length, checksum) and throws the same. A
+   * receiver that decodes payloads in place (Codec.decodeRange) saves an
+   * object per frame.
+   */
+  nextInPlace(): boolean {
     if (this.failure !== undefined) throw this.failure;
-    if (this.buffered < 4) return undefined;
+    if (this.buffered < 4) return false;
     try {
       return this.read();
     } catch (err) {
@@ -173,12 +199,15 @@ export class FrameDecoder {
 
   private fail(err: CohortError): void {
     this.failure = err;
+    this.frameSource = EMPTY;
+    this.frameStart = 0;
+    this.frameEnd = 0;
     this.chunks = [];
     this.buffered = 0;
     this.offset = 0;
   }
 
-  private read(): Uint8Array | undefined {
+  private read(): boolean {
     const head = this.chunks[0] as Uint8Array;
     const avail = head.length - this.offset;
     // Fast path: the whole header is in the first chunk.
@@ -190,22 +219,26 @@ export class FrameDecoder {
       this.checkLength(length);
       checksum = readU32(head, o + 4);
       if (avail >= FRAME_HEADER_BYTES + length) {
-        const payload = head.subarray(o + FRAME_HEADER_BYTES, o + FRAME_HEADER_BYTES + length);
-        this.verify(payload, checksum);
+        const start = o + FRAME_HEADER_BYTES;
+        this.verify(head, start, start + length, checksum);
         this.consume(FRAME_HEADER_BYTES + length);
         this.framesOut++;
-        return payload;
+        this.frameSource = head;
+        this.frameStart = start;
+        this.frameEnd = start + length;
+        return true;
       }
     } else {
       length = this.peekU32(0);
       this.checkLength(length);
-      if (this.buffered < FRAME_HEADER_BYTES) return undefined;
+      if (this.buffered < FRAME_HEADER_BYTES) return false;
       checksum = this.peekU32(4);
     }
-    if (this.buffered < FRAME_HEADER_BYTES + length) return undefined;
+    if (this.buffered < FRAME_HEADER_BYTES + length) return false;
     // Slow path: the frame spans chunks; gather it into a fresh buffer.
     this.consume(FRAME_HEADER_BYTES);
-    const payload = new Uint8Array(length);
+    // Its own memory (not the shared pool), not zero-filled: every byte is written below.
+    const payload = Buffer.allocUnsafeSlow(length);
     let filled = 0;
     while (filled < length) {
       const chunk = this.chunks[0] as Uint8Array;
@@ -214,9 +247,12 @@ export class FrameDecoder {
       filled += take;
       this.consume(take);
     }
-    this.verify(payload, checksum);
+    this.verify(payload, 0, length, checksum);
     this.framesOut++;
-    return payload;
+    this.frameSource = payload;
+    this.frameStart = 0;
+    this.frameEnd = length;
+    return true;
   }
 
   private checkLength(length: number): void {
@@ -229,13 +265,13 @@ export class FrameDecoder {
     }
   }
 
-  private verify(payload: Uint8Array, checksum: number): void {
-    const actual = crc32c(payload);
+  private verify(bytes: Uint8Array, start: number, end: number, checksum: number): void {
+    const actual = crc32cRange(bytes, start, end);
     if (actual !== checksum) {
       throw new CohortError(
         'CHECKSUM_MISMATCH',
         `frame checksum mismatch: header says ${hex32(checksum)}, payload has ${hex32(actual)}`,
-        { details: { expected: checksum, actual, bytes: payload.length } },
+        { details: { expected: checksum, actual, bytes: end - start } },
       );
     }
   }

@@ -29,15 +29,20 @@ const ALLOWED_EXT_TYPES = new Set([0x00, 0xff]);
 
 /**
  * Checks the nesting depth and extension types of the MessagePack value at
- * the start of `bytes` (see the file comment); throws a definite
- * `DECODE_ERROR` CohortError, or returns.
+ * the start of `bytes[start..end)` (default: all of `bytes`; see the file
+ * comment); throws a definite `DECODE_ERROR` CohortError, or returns.
  */
-export function checkMessagePack(bytes: Uint8Array, depthMax: number): void {
-  const n = bytes.length;
+export function checkMessagePack(
+  bytes: Uint8Array,
+  depthMax: number,
+  start = 0,
+  end = bytes.length,
+): void {
+  const n = end;
   /** Items left to read at each open level; `left` is the current level's. */
   const stack: number[] = [];
   let left = 1;
-  let pos = 0;
+  let pos = start;
   for (;;) {
     if (left === 0) {
       const outer = stack.pop();

@@ -57,7 +57,7 @@ describe('the public API', () => {
     );
     expect(checkDocumentedImports(fake, api)).toEqual([
       "docs/fake.md:2: 'cohort/mapreduce' does not export runJbo",
-      "docs/fake.md:3: 'cohort/client' is not an entry of package.json exports (cohort, cohort/kv, cohort/rpc, cohort/mapreduce, cohort/gateway)",
+      "docs/fake.md:3: 'cohort/client' is not an entry of package.json exports (cohort, cohort/kv, cohort/rpc, cohort/mapreduce, cohort/gateway, cohort/naming)",
       "docs/fake.md:4: imports '../../src/kv/recipes/lock.js' by path; import it from cohort instead",
     ]);
   });

@@ -148,7 +148,7 @@ async function code(p: Promise<unknown>): Promise<string> {
 }
 
 describe('attacks on a TLS cluster (issue 13)', () => {
-  it('refuses forged handshakes: plaintext as n1, n3 claiming n2, a user on the Raft port; no forged message reaches Raft', async () => {
+  it('refuses forged handshakes: plaintext as n1, n3 claiming n2, a user on the Raft port, a non-member; Raft messages over a client link; no forged message reaches Raft', async () => {
     const before = await cluster.waitForLeader();
     const [n1, n2] = [cluster.node('n1'), cluster.node('n2')];
 
@@ -189,6 +189,30 @@ describe('attacks on a TLS cluster (issue 13)', () => {
     );
     expect(user.frames[0]).toMatchObject({ type: 'Reject', code: 'identity' });
     user.send(forgedRaft('n2', 'n1', before.term + 1));
+
+    // 4. A node certificate of the cluster's CA for a node that is not a member (n9).
+    await certs.issue({ kind: 'node', id: 'n9' });
+    const stranger = await rawLink(n1.listen.port, pemOf(certs.files({ kind: 'node', id: 'n9' })), {
+      self: 'n9',
+      to: 'n1',
+    });
+    await until('the non-member to be refused', () =>
+      Promise.resolve(stranger.closed() ? true : undefined),
+    );
+    expect(stranger.frames[0]).toMatchObject({ type: 'Reject', code: 'identity' });
+    expect((stranger.frames[0] as { reason: string }).reason).toMatch(/n9 is not a member/);
+    stranger.send(forgedRaft('n9', 'n1', before.term + 1));
+
+    // 5. Raft messages over a client link: the root user's accepted link to an RPC port.
+    const client = await rawLink(n1.rpc.port, pemOf(root), { self: 'user:root:0042', to: 'n1' });
+    await until('the client link to be welcomed', () =>
+      Promise.resolve(client.frames.some((f) => f.type === 'Welcome') ? true : undefined),
+    );
+    client.send(forgedRaft('n2', 'n1', before.term + 1));
+    // The RPC port does not speak Raft: the node closes the link as bad input.
+    await until('the client link carrying Raft messages to be closed', () =>
+      Promise.resolve(client.closed() ? true : undefined),
+    );
 
     // The leader and its term did not move: no forged message reached a Raft core.
     const after = await cluster.waitForLeader({ followers: 2 });

@@ -101,6 +101,44 @@ describe('cohort up / status / down', () => {
     expect(none.stderr).toMatch(/no cluster found/);
   });
 
+  it('a fresh directory: up starts a mutual-TLS cluster, and kv put/get with no flags find it and its certificate (issue 13)', async () => {
+    // What `npm ci && npm start` (`cohort up`) then `npx cohort kv put a 1 &&
+    // npx cohort kv get a` from another terminal do: every command runs in the
+    // clone's directory and is given nothing (only up a free base port).
+    const clone = tempDir('cohort-fresh-clone-');
+    const base = await freeBase();
+    const here = { cwd: clone };
+    const started = await run(
+      ['up', '--detach', '--base-port', String(base), '--workers', '1'],
+      {},
+      here,
+    );
+    expect(started.stderr).toBe('');
+    expect(started.code).toBe(0);
+    try {
+      const file = JSON.parse(
+        readFileSync(join(clone, '.cohort', 'cluster.json'), 'utf8'),
+      ) as ClusterFile;
+      // Secure by default: no --insecure, a user certificate for the clients, TLS on every node.
+      expect(file.insecure).not.toBe(true);
+      expect(file.tls?.cert).toBe(join(clone, '.cohort', 'certs', 'user-root.crt'));
+      const log = readFileSync(join(clone, '.cohort', 'n1', 'node.log'), 'utf8');
+      expect(log).toMatch(/"tls":\{"fingerprint":"[^"]+","notAfter"/);
+      expect(log).not.toMatch(/WITHOUT TLS/);
+
+      const put = await run(['kv', 'put', 'a', '1'], {}, here);
+      expect(put.stderr).toBe('');
+      expect(put.code).toBe(0);
+      const get = await run(['kv', 'get', 'a'], {}, here);
+      expect(get.stderr).toBe('');
+      expect(get.code).toBe(0);
+      expect(get.stdout).toMatch(/^(a\n)?1\n$/);
+    } finally {
+      const stopped = await run(['down'], {}, here);
+      expect(stopped.stdout).toContain('stopped 3 processes');
+    }
+  });
+
   it('an attached up stops its nodes cleanly on SIGTERM', async () => {
     const dir = tempDir('cohort-up-');
     const base = await freeBase();

@@ -134,7 +134,8 @@ async function startBackend(id: string, port: number, log: string, postDelayMs: 
   return child;
 }
 
-describe('cohort gateway SIGHUP (real processes)', () => {
+// workers 2: the lists reach every worker process; a backend has drained when all dropped it.
+describe.each([1, 2])('cohort gateway SIGHUP (real processes), workers %i', (workers) => {
   it('reloads the backend list: a new one joins, a removed one drains, a bad file changes nothing', async () => {
     const dir = tempDir('cohort-gw-hup-');
     const ports = { a: await freePort(), b: await freePort(), c: await freePort() };
@@ -158,6 +159,8 @@ describe('cohort gateway SIGHUP (real processes)', () => {
       `127.0.0.1:${port}`,
       '--admin',
       `127.0.0.1:${admin}`,
+      '--workers',
+      String(workers),
     ]);
     const gw = gateway;
     await until(
@@ -276,7 +279,7 @@ describe('cohort node --gateway (real processes)', () => {
     gateway = node;
     await until(
       'the node to run its gateway',
-      () => Promise.resolve(node.out.stderr.includes('gateway HTTP on') ? true : undefined),
+      () => Promise.resolve(node.out.stdout.includes('gateway HTTP on') ? true : undefined),
       slowWaitMs,
     );
     const via = async (): Promise<string> => {
@@ -290,7 +293,7 @@ describe('cohort node --gateway (real processes)', () => {
     node.child.kill('SIGHUP');
     await until(
       'the reload',
-      () => Promise.resolve(node.out.stderr.includes('gateway reloaded') ? true : undefined),
+      () => Promise.resolve(node.out.stdout.includes('gateway reloaded') ? true : undefined),
       60_000,
     );
     for (let i = 0; i < 5; i++) expect(await via()).toBe('b');

@@ -309,6 +309,30 @@ describe('HttpProxy: drain', () => {
     expect(await (await inflight).text()).toBe('slow done');
     expect(proxy.status().map((s) => s.id)).toEqual(['fast']);
   });
+
+  it('a backend listed again under its id at a new address joins once the old address drained', async () => {
+    let release: (() => void) | undefined;
+    const old = await backend('a', (_req, _body, res) => {
+      release = () => res.end('old done');
+    });
+    const moved = await backend('a', (_req, _body, res) => res.end('moved'));
+    const other = await backend('b', (_req, _body, res) => res.end('other'));
+    const { proxy, url, source } = await proxyOf([old.spec], {});
+    const inflight = fetch(`${url}/slow`);
+    while (release === undefined) await new Promise((r) => setTimeout(r, 10));
+    // The list is handed over once; nothing hands it over again after the drain.
+    source.set([moved.spec, other.spec]);
+    expect(proxy.status().find((s) => s.id === 'a')).toMatchObject({ draining: true });
+    release();
+    expect(await (await inflight).text()).toBe('old done');
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) seen.add(await (await fetch(`${url}/x${i}`)).text());
+    expect(seen).toEqual(new Set(['moved', 'other']));
+    expect(proxy.status().find((s) => s.id === 'a')).toMatchObject({
+      port: moved.spec.port,
+      draining: false,
+    });
+  });
 });
 
 describe('HttpProxy: replicated routes', () => {

@@ -88,7 +88,22 @@ function raw(port: number, bytes: string): Promise<string> {
   });
 }
 
-describe('cohort gateway under faults (real processes)', () => {
+interface WorkersView {
+  count: number;
+  answered: number;
+  restarts: number;
+  pids: number[];
+}
+
+async function workersOf(admin: number): Promise<WorkersView | undefined> {
+  const r = await fetch(`http://127.0.0.1:${admin}/status`);
+  const body = (await r.json()) as { http: { workers?: WorkersView } };
+  return body.http.workers;
+}
+
+// workers 2: the HTTP proxy in two processes sharing the port (src/gateway/workers.ts), each
+// with its own health state; the admin page adds them up (eligible: in any worker).
+describe.each([1, 2])('cohort gateway under faults (real processes), workers %i', (workers) => {
   it('kill -9, SIGSTOP and restarts: no failed GET, no POST twice, backends come back', async () => {
     const dir = tempDir('cohort-gw-faults-');
     const backends: Proc[] = [];
@@ -128,6 +143,8 @@ describe('cohort gateway under faults (real processes)', () => {
       '60000',
       '--body-bytes-max',
       '65536',
+      '--workers',
+      String(workers),
     ]);
     const gw = gateway;
     await until(
@@ -257,6 +274,29 @@ describe('cohort gateway under faults (real processes)', () => {
     process.stderr.write(
       `gateway faults: ${gets} GETs ok, ${postOk.length} POSTs ok, ${postFailed.length} POSTs answered 502/504\n`,
     );
+
+    if (workers > 1) {
+      // A worker killed: another takes its place, and the gateway serves on.
+      const w = await workersOf(admin);
+      expect(w?.count).toBe(workers);
+      expect(w?.pids.length).toBe(workers);
+      process.kill(w!.pids[0]!, 'SIGKILL');
+      await until(
+        'the killed worker replaced',
+        async () => {
+          const v = await workersOf(admin);
+          return v !== undefined && v.restarts >= 1 && v.answered === workers ? true : undefined;
+        },
+        slowWaitMs,
+      );
+      expect((await workersOf(admin))?.pids).not.toContain(w!.pids[0]);
+      for (let i = 0; i < 20; i++) {
+        // A fresh connection each time, so both workers get some.
+        const r = await fetch(`${url}/item/after-${i}`, { headers: { connection: 'close' } });
+        await r.arrayBuffer();
+        expect(r.status).toBe(200);
+      }
+    }
 
     // The gateway is still alive and exits cleanly.
     expect(gw.child.exitCode).toBe(null);

@@ -17,6 +17,8 @@ import { fileURLToPath } from 'node:url';
 export const repoDir = fileURLToPath(new URL('../../', import.meta.url));
 /** The CLI entry the children run (under tsx). */
 export const cli = fileURLToPath(new URL('../node/fixtures/cohort-cli.ts', import.meta.url));
+/** tsx's loader (the `tsx` package's entry), as a file URL. */
+const tsxLoader = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href;
 
 /** A running CLI process. */
 export interface CliProcess {
@@ -40,6 +42,8 @@ export interface CliRun {
 export interface StartCliOptions {
   /** Bytes for its stdin (then closed); without it stdin is /dev/null. */
   readonly input?: Uint8Array | string;
+  /** Its working directory (default the repository's root). */
+  readonly cwd?: string;
 }
 
 /** Starts `cohort <args>` with `env` added to this process's environment. */
@@ -48,8 +52,9 @@ export function startCli(
   env: Record<string, string> = {},
   options: StartCliOptions = {},
 ): CliProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
-    cwd: repoDir,
+  // tsx by path: a child may run in a directory with no node_modules (a fresh clone's cwd).
+  const child = spawn(process.execPath, ['--import', tsxLoader, cli, ...args], {
+    cwd: options.cwd ?? repoDir,
     stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

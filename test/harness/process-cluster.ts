@@ -240,6 +240,13 @@ export class ProcessCluster {
     return c !== undefined && c.exitCode === null && c.signalCode === null ? c.pid : undefined;
   }
 
+  /** How the node's latest process ended: its exit code, or its signal; undefined while it runs. */
+  ended(id: string): number | NodeJS.Signals | undefined {
+    const c = this.children.get(id);
+    if (c === undefined) return undefined;
+    return c.exitCode ?? c.signalCode ?? undefined;
+  }
+
   /** True if the node's process runs (paused or not). */
   running(id: string): boolean {
     return this.pid(id) !== undefined;

@@ -49,6 +49,10 @@ export const layerOrder: readonly (readonly string[])[] = [
   // module beside MapReduce; the node composes it with kv, whose KvServer
   // takes the checks as an interface).
   ['kv', 'mapreduce', 'gateway', 'auth'],
+  // Naming: the service registry in the KV store, resolvers, name-based RPC
+  // clients (above kv, whose client it uses, and rpc, whose stubs it builds;
+  // the gateway's backend sources take a resolver through an interface).
+  ['naming'],
   // The node process: composes transport, Raft, host, KV and the default modules.
   ['node'],
   // The `cohort` command (and the embedded one-node cluster of `cohort mr run`).

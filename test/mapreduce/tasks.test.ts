@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineJob } from '../../src/mapreduce/job.js';
 import type { AnyJob, Emit, MapContext } from '../../src/mapreduce/job.js';
-import { partFileName } from '../../src/mapreduce/format.js';
+import { partFileName, readRun } from '../../src/mapreduce/format.js';
 import { planSplits } from '../../src/mapreduce/input.js';
 import { runMapTask, runReduceTask } from '../../src/mapreduce/tasks.js';
 import { runSequential } from '../../src/mapreduce/sequential.js';
@@ -54,6 +54,24 @@ const jobs: Record<string, AnyJob> = {
     fold: (a, b) => a + b,
     reduce: (w, counts, emit) => emit(w, sum(counts)),
   }),
+  // A combiner that only concatenates (lists of places, order-sensitive): with
+  // a small combineAt the map task switches to encoded values mid-record.
+  concat: defineJob<string[], string>({
+    map: (o, line, emit, ctx) =>
+      words(line).forEach((w, i) => emit(w.toLowerCase(), [`${ctx.file.slice(-5)}@${o}.${i}`])),
+    combine: (w, lists, emit) => emit(w, lists.flat()),
+    reduce: (w, lists, emit) => emit(w, lists.flat().join(' ')),
+  }),
+  // The same, skipping bad records (their pairs are staged, then emitted).
+  concatSkip: defineJob<string[], string>({
+    map: (o, line, emit, ctx) => {
+      words(line).forEach((w, i) => emit(w.toLowerCase(), [`${ctx.file.slice(-5)}@${o}.${i}`]));
+      if (line.includes('zed.')) throw new Error('bad record');
+    },
+    combine: (w, lists, emit) => emit(w, lists.flat()),
+    reduce: (w, lists, emit) => emit(w, lists.flat().join(' ')),
+    defaults: { skipBadRecords: true },
+  }),
   // Order- and offset-sensitive, through mapBlock: every line's offset must come out right.
   plainBlock: defineJob<string, string>({
     map: plainMap,
@@ -86,10 +104,18 @@ const file = fc
   .map(([ls, nl, finalNl]) => ls.join(nl) + (finalNl && ls.length > 0 ? nl : ''));
 
 describe('map and reduce tasks', () => {
-  it('output equals the sequential run byte for byte (fold, combine, none, mapBlock; any split size, reducer count, spills, block size)', async () => {
+  it('output equals the sequential run byte for byte (fold, combine, none, mapBlock, a regrouping combiner with bad records; any split size, reducer count, spills, block size)', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom('fold', 'combine', 'plain', 'foldBlock', 'plainBlock'),
+        fc.constantFrom(
+          'fold',
+          'combine',
+          'plain',
+          'foldBlock',
+          'plainBlock',
+          'concat',
+          'concatSkip',
+        ),
         fc.array(file, { minLength: 1, maxLength: 3 }),
         fc.integer({ min: 100, max: 2000 }),
         fc.integer({ min: 1, max: 3 }),
@@ -107,6 +133,7 @@ describe('map and reduce tasks', () => {
             splitBytes,
             ...(bufferEntriesMax === undefined ? {} : { bufferEntriesMax, readChunkBytes: 64 }),
             ...(mapBlockBytes === undefined ? {} : { mapBlockBytes }),
+            ...(which.startsWith('concat') ? { combineAt: 2, combinesBeforeArena: 8 } : {}),
           });
           const ref = await runSequential(job, inputs, { outputDir: join(base, 'ref'), reducers });
           expect(await read(engine.files)).toEqual(await read(ref.files));
@@ -218,11 +245,16 @@ describe('map and reduce tasks', () => {
         attempt: 1,
       });
     };
-    // A concatenating combiner: each value is combined once (6400) and, as it
-    // only regroups, not once more before the run is written.
+    // A concatenating combiner: combined as values pile up until it has been
+    // seen only to regroup them (64 combines: 4096 values), then values are
+    // kept encoded and the key's values combined once as the run is written
+    // (every value once more at most: 6400): one list shipped.
     const concat = await run((lists) => [lists.flat()], 'concat');
-    expect(handed).toBe(6400);
-    expect(concat.runs[0]?.values).toBe(100);
+    expect(handed).toBe(4096 + 6400);
+    expect(concat.runs[0]?.values).toBe(1);
+    const blocks: unknown[][] = [];
+    for await (const block of readRun(concat.runs[0]?.path as string)) blocks.push(block);
+    expect(blocks).toEqual([['k', [Array.from({ length: 6400 }, (_, i) => i)]]]);
     // A shrinking combiner (many lists in, one number out): combined as values
     // pile up (6400 handed), and once more at the end (its 100 outputs).
     const shrink = await run((lists) => [[lists.length]], 'shrink');

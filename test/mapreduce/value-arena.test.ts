@@ -32,13 +32,14 @@ async function readBack(path: string): Promise<[string, unknown[]][]> {
 }
 
 describe('value arena', () => {
-  it('keeps each key’s values in emit order and writes them as the run writer would', async () => {
+  it('keeps each key’s values in emit order (laid out key by key or not), decodes them and writes them as the run writer would', async () => {
     const dir = tempDir('cohort-arena-');
     let n = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.tuple(fc.constantFrom('a', 'b', 'é', 'zz'), value), { maxLength: 60 }),
-        async (emits) => {
+        fc.boolean(),
+        async (emits, compact) => {
           const arena = new ValueArena();
           const keys: string[] = [];
           const want = new Map<string, unknown[]>();
@@ -50,6 +51,20 @@ describe('value arena', () => {
           }
           for (const [e, k] of keys.entries()) {
             expect(arena.chain(e).map((v) => arena.decode(v))).toEqual(want.get(k));
+          }
+          if (compact) {
+            // Laid out again key by key (as writeRuns does): same chains, same values.
+            arena.compact([...keys].sort().map((k) => keys.indexOf(k)));
+            for (const [e, k] of keys.entries()) {
+              expect(arena.chain(e).map((v) => arena.decode(v))).toEqual(want.get(k));
+              expect(arena.decodeValues(e, [])).toEqual(want.get(k));
+              const chain = arena.chain(e);
+              expect(chain).toEqual(chain.map((_, i) => (chain[0] as number) + i));
+            }
+          } else {
+            for (const [e, k] of keys.entries()) {
+              expect(arena.decodeValues(e, [])).toEqual(want.get(k));
+            }
           }
           const w = await RunWriter.create(join(dir, `r${n++}.run`));
           for (const k of [...keys].sort()) w.addEncoded(k, arena, keys.indexOf(k));

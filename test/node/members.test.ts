@@ -141,6 +141,9 @@ describe('membership on running nodes', () => {
         (n) => roles(n).voters.join() === 'n2,n3' && n.book.get(nodeId('n1')) === undefined,
       ),
     );
+    // n1 learns it was removed (the leader lists it no more) without being told.
+    const told = await n1.removed;
+    expect(told.members.map((m) => m.id)).toEqual(['n2', 'n3']);
     await stop(n1);
 
     // n2 restarts with neither --join nor --peers: its log has the members and their addresses.

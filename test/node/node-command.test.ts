@@ -136,7 +136,7 @@ describe('cohort node (process)', () => {
       p.child.kill('SIGKILL');
     }
     expect(p.out.stderr).toContain(
-      `cohort node n1: repair: dropped ${bytes.length - at} bytes of ${name} from offset ${at}: ` +
+      `repair: dropped ${bytes.length - at} bytes of ${name} from offset ${at}: ` +
         '10 records, the first damaged, 9 readable log entries (index 22..30); ' +
         'reason: invalid record (checksum, not a torn write)',
     );

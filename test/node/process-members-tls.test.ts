@@ -1,11 +1,19 @@
 /**
  * Membership on a secure cluster (the default `cohort up` makes): a node
  * started with `--join` and its own node certificate is added and promoted,
- * `cohort member list/remove` work with the root user's certificate, and a
- * caller without a certificate is refused. Before `cohort member` and
+ * `cohort member list/remove` work with the root user's certificate, the
+ * removed member's certificate no longer opens a Raft link, and a caller
+ * without a certificate is refused. Before `cohort member` and
  * `--join` spoke TLS, both failed against every TLS cluster.
  */
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { limits } from '../../src/lib/limits.js';
+import type { CertDir } from '../../src/trust/cert-dir.js';
+import { FrameDecoder } from '../../src/wire/frame.js';
+import { handshakeCodec } from '../../src/wire/handshake.js';
+import type { HandshakeMessage } from '../../src/wire/handshake.js';
 import type { MemberList } from '../../src/node/members.js';
 import { runCli } from '../harness/cli.js';
 import { ProcessCluster, until } from '../harness/process-cluster.js';
@@ -21,6 +29,52 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster.close();
 });
+
+/**
+ * Opens a TLS link to `to`'s Raft port with node `id`'s certificate, says
+ * Hello as `id`, and returns the first handshake frame the node answers
+ * (undefined if it closed without one).
+ */
+async function dialRaftAs(id: string, to: string): Promise<HandshakeMessage | undefined> {
+  const f = (cluster.certs as CertDir).files({ kind: 'node', id });
+  const socket = tls.connect({
+    host: '127.0.0.1',
+    port: cluster.node(to).listen.port,
+    ca: readFileSync(f.ca),
+    cert: readFileSync(f.cert),
+    key: readFileSync(f.key),
+    checkServerIdentity: () => undefined,
+  });
+  const frames: HandshakeMessage[] = [];
+  const decoder = new FrameDecoder();
+  let closed = false;
+  socket.on('error', () => {});
+  socket.on('close', () => (closed = true));
+  socket.on('data', (chunk: Buffer) => {
+    decoder.push(chunk);
+    for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+      if (p.length > 0) frames.push(handshakeCodec.decode(p));
+    }
+  });
+  await new Promise<void>((r) => {
+    socket.once('secureConnect', () => r());
+    socket.once('close', () => r());
+  });
+  socket.write(
+    handshakeCodec.encodeFrame({
+      type: 'Hello',
+      protocolVersion: limits.protocolVersion,
+      clusterId: cluster.clusterId,
+      nodeId: id,
+      to,
+    }),
+  );
+  await until('the link to be answered and closed', () =>
+    Promise.resolve(closed || frames.length > 0 ? true : undefined),
+  );
+  socket.destroy();
+  return frames[0];
+}
 
 describe('membership on a TLS cluster', () => {
   it('joins with a node certificate, lists and removes with a user certificate, refuses plaintext', async () => {
@@ -59,6 +113,16 @@ describe('membership on a TLS cluster', () => {
     expect(removed.code).toBe(0);
     const after = await list();
     expect(after?.members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3']);
+    // n4 asks the leader over mTLS with its node certificate, learns it was removed, stops with 0.
+    expect(
+      await until('n4 stopped after its removal', () => Promise.resolve(cluster.ended('n4'))),
+    ).toBe(0);
+    expect(cluster.output('n4')).toContain('this node was removed from the cluster');
+
+    // The removed member dials a Raft port again with its still valid certificate: refused.
+    const refusal = await dialRaftAs('n4', 'n1');
+    expect(refusal).toMatchObject({ type: 'Reject', code: 'identity' });
+    expect((refusal as { reason: string }).reason).toMatch(/node n4 is not a member/);
 
     // Plaintext against the TLS cluster: refused, and says so.
     const plain = await cohort([

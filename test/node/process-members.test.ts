@@ -121,6 +121,14 @@ describe('a running cluster grows from 3 to 5 voters and shrinks back to 3', () 
       const listed = await cohort(['member', 'list', '--endpoints', endpointsFlag(remaining)]);
       expect(listed.code).toBe(0);
       for (const id of remaining) expect(listed.stdout).toContain(id);
+      // The removed nodes learn it by asking the leader, and stop by themselves with 0.
+      for (const id of [removedLeader, other]) {
+        const ended = await until(`${id} stopped after its removal`, () =>
+          Promise.resolve(cluster.ended(id)),
+        );
+        expect(ended).toBe(0);
+        expect(cluster.output(id)).toContain('this node was removed from the cluster');
+      }
     } catch (e) {
       for (const n of cluster.nodes) say(`${n.id} output:\n${cluster.output(n.id).slice(-3000)}`);
       throw e;

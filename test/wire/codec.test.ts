@@ -65,6 +65,95 @@ describe('MessageCodec', () => {
     expect(plain.type === 'Put' && [...plain.value]).toEqual([...big]);
   });
 
+  it('copies byte fields wherever a schema lets them be (nested, optional, unions, records, open objects)', () => {
+    const Deep = message('Deep', {
+      top: Type.Uint8Array(),
+      maybe: Type.Optional(Type.Uint8Array()),
+      entries: Type.Array(
+        Type.Object(
+          { term: Type.Integer(), data: Type.Uint8Array() },
+          { additionalProperties: false },
+        ),
+      ),
+      either: Type.Union([Type.Uint8Array(), Type.Null()]),
+      byKey: Type.Record(Type.String(), Type.Uint8Array()),
+      open: Type.Object({ n: Type.Integer() }),
+      grid: Type.Array(Type.Array(Type.Uint8Array())),
+      any: Type.Unknown(),
+    });
+    const deepCodec = messageCodec([Deep]);
+    const b = (n: number): Uint8Array => new Uint8Array(100).fill(n);
+    const sent = {
+      type: 'Deep' as const,
+      top: b(1),
+      entries: [
+        { term: 1, data: b(2) },
+        { term: 2, data: b(3) },
+      ],
+      either: b(4),
+      byKey: { k: b(5) },
+      open: { n: 1, extra: b(6) },
+      grid: [[b(7)], [b(8), b(9)]],
+      any: { deeper: [b(10)] },
+    };
+    // Inside a read 8 times larger: every field must be copied, stable or not.
+    const bytes = deepCodec.encode(sent);
+    const read = new Uint8Array(bytes.length * 8);
+    read.set(bytes);
+    for (const stable of [false, true]) {
+      const got = deepCodec.decode(read.subarray(0, bytes.length), { stable });
+      const fields: Uint8Array[] = [];
+      const collect = (v: unknown): void => {
+        if (v instanceof Uint8Array) fields.push(v);
+        else if (v !== null && typeof v === 'object') Object.values(v).forEach(collect);
+      };
+      collect(got);
+      expect(fields).toHaveLength(10);
+      for (const f of fields) expect(f.buffer).not.toBe(read.buffer);
+      expect(fields.map((f) => [f.length, f[0], f[99]])).toEqual(
+        Array.from({ length: 10 }, (_, i) => [100, i + 1, i + 1]),
+      );
+      expect(got.entries.map((e) => e.term)).toEqual([1, 2]);
+    }
+    const none = deepCodec.decode(deepCodec.encode({ ...sent, either: null }));
+    expect(none.either).toBeNull();
+    // A type that names no byte field but nests an open object: an extra property may be one.
+    const Meta = message('Meta', { info: Type.Object({ n: Type.Integer() }) });
+    const metaCodec = messageCodec([Meta]);
+    const meta = metaCodec.encode({ type: 'Meta', info: { n: 1, extra: b(11) } as { n: number } });
+    const metaRead = new Uint8Array(meta.length * 8);
+    metaRead.set(meta);
+    const gotMeta = metaCodec.decode(metaRead.subarray(0, meta.length), { stable: true });
+    const extra = (gotMeta.info as { extra?: unknown }).extra;
+    expect(extra instanceof Uint8Array && extra.buffer).not.toBe(metaRead.buffer);
+  });
+
+  it('decodeRange decodes a message inside a larger read exactly as decode decodes a view of it', () => {
+    const put = { type: 'Put' as const, key: 'k', value: new Uint8Array(300).fill(3), tags: ['t'] };
+    const one = codec.encode(put);
+    const ping = codec.encode({ type: 'Ping', seq: 5 });
+    const read = Buffer.concat([Buffer.from([1, 2, 3]), one, ping, Buffer.from([0xc4, 0x7f])]);
+    const start = 3;
+    const end = start + one.length;
+    const got = codec.decodeRange(read, start, end, { stable: true });
+    expect(got.type === 'Put' && [...got.value]).toEqual([...put.value]);
+    expect(codec.decodeRange(read, end, end + ping.length)).toEqual({ type: 'Ping', seq: 5 });
+    // A range cut short is refused, though the bytes after it would complete the value.
+    expect(codeOf(() => codec.decodeRange(read, start, end - 1))).toBe('DECODE_ERROR');
+    expect(codeOf(() => codec.decode(read.subarray(start, end - 1)))).toBe('DECODE_ERROR');
+    // A bin whose length runs past the range (into the next frame's bytes) is refused.
+    const lying = Buffer.concat([read, codec.encode({ type: 'Ping', seq: 1 })]);
+    expect(codeOf(() => codec.decodeRange(lying, read.length - 2, read.length))).toBe(
+      'DECODE_ERROR',
+    );
+    // Trailing bytes inside the range are refused, and so is an empty range.
+    expect(codeOf(() => codec.decodeRange(read, start, end + 1))).toBe('DECODE_ERROR');
+    expect(codeOf(() => codec.decodeRange(read, start, start))).toBe('DECODE_ERROR');
+    // The nesting bound applies inside the range too.
+    const deep = Buffer.concat([Buffer.from([9]), Buffer.alloc(200, 0x91), Buffer.from([1])]);
+    expect(codeOf(() => codec.decodeRange(deep, 1, deep.length))).toBe('DECODE_ERROR');
+  });
+
   it('refuses a message with a wrong field type (SCHEMA_VIOLATION)', () => {
     expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: 'one' })))).toBe('SCHEMA_VIOLATION');
     expect(codeOf(() => codec.decode(pack({ type: 'Ping', seq: -1 })))).toBe('SCHEMA_VIOLATION');

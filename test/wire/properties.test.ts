@@ -116,12 +116,30 @@ function receive(
   chunks: readonly Uint8Array[],
   end: boolean,
 ): { accepted: Msg[]; error: string | undefined } {
+  const viaViews = receiveWith(chunks, end, false);
+  // The TCP transport's path: payloads decoded where they sit (nextInPlace +
+  // decodeRange) must accept and refuse exactly the same.
+  expect(plain(receiveWith(chunks, end, true))).toEqual(plain(viaViews));
+  return viaViews;
+}
+
+function receiveWith(
+  chunks: readonly Uint8Array[],
+  end: boolean,
+  inPlace: boolean,
+): { accepted: Msg[]; error: string | undefined } {
   const dec = new FrameDecoder({ frameBytesMax: 64 * 1024 });
   const accepted: Msg[] = [];
   try {
     for (const chunk of chunks) {
       dec.push(chunk);
-      for (let p = dec.next(); p !== undefined; p = dec.next()) accepted.push(codec.decode(p));
+      if (inPlace) {
+        while (dec.nextInPlace()) {
+          accepted.push(codec.decodeRange(dec.frameSource, dec.frameStart, dec.frameEnd));
+        }
+      } else {
+        for (let p = dec.next(); p !== undefined; p = dec.next()) accepted.push(codec.decode(p));
+      }
     }
     if (end) dec.finish();
     return { accepted, error: undefined };

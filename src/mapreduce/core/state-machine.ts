@@ -85,6 +85,7 @@ import {
   checkLeaseMs,
   checkObject,
   checkPath,
+  checkSha256,
   checkString,
   checkTime,
   checkWorkerId,
@@ -160,6 +161,8 @@ interface Job {
   readonly id: JobId;
   readonly name: string;
   readonly module: string;
+  /** The sha256 of the module's bytes at submit (absent: submitted without one, or in an older snapshot). */
+  readonly moduleSha256?: string;
   readonly output: string;
   readonly params: Record<string, string>;
   readonly options: ResolvedJobOptions;
@@ -455,6 +458,7 @@ export class MapReduceStateMachine {
     const jobId = checkId(c.jobId, 'jobId');
     const name = c.name === undefined ? jobId : checkString(c.name, 'name', limits.mrPathCharsMax);
     const module = checkPath(c.module, 'module');
+    const moduleSha256 = checkSha256(c.moduleSha256, 'moduleSha256');
     const output = checkPath(c.output, 'output');
     const reducers = checkInt(c.reducers, 'reducers', 1, limits.mrReducersMax);
     const now = checkTime(c.now, 'now');
@@ -495,6 +499,7 @@ export class MapReduceStateMachine {
       id: jobId,
       name,
       module,
+      ...(moduleSha256 === undefined ? {} : { moduleSha256 }),
       output,
       params,
       options,
@@ -670,6 +675,7 @@ export class MapReduceStateMachine {
       backup,
       jobId: job.id,
       module: job.module,
+      ...(job.moduleSha256 === undefined ? {} : { moduleSha256: job.moduleSha256 }),
       output: job.output,
       maps: job.maps.length,
       reducers: job.reducers,
@@ -1241,6 +1247,7 @@ export class MapReduceStateMachine {
       jobId: job.id,
       name: job.name,
       module: job.module,
+      ...(job.moduleSha256 === undefined ? {} : { moduleSha256: job.moduleSha256 }),
       output: job.output,
       params: job.params,
       options: job.options,

@@ -165,6 +165,8 @@ interface AssignmentBase {
   readonly jobId: JobId;
   /** The job module's path (or name) as the worker loads it. */
   readonly module: string;
+  /** The sha256 of the module's bytes at submit; the worker checks it before loading (absent: a job from before modules were hashed). */
+  readonly moduleSha256?: string;
   /** Output directory of the job. */
   readonly output: string;
   /** Number of map tasks (M). */
@@ -213,6 +215,13 @@ export interface SubmitJobCommand {
   /** A name for people (CLI, dashboard); defaults to the job id. */
   readonly name?: string;
   readonly module: string;
+  /**
+   * The sha256 (64 lowercase hex digits) of the module's bytes, taken by the
+   * leader at submit: every worker checks the file it loads against it (a
+   * program embedding the coordinator may leave it out, and then nothing is
+   * checked).
+   */
+  readonly moduleSha256?: string;
   readonly splits: readonly InputSplit[];
   /** R, 1..limits.mrReducersMax. */
   readonly reducers: number;
@@ -640,6 +649,8 @@ export interface JobStatus {
   readonly jobId: JobId;
   readonly name: string;
   readonly module: string;
+  /** The sha256 of the module's bytes at submit (absent for a job submitted without one). */
+  readonly moduleSha256?: string;
   readonly output: string;
   readonly params: Readonly<Record<string, string>>;
   readonly options: ResolvedJobOptions;

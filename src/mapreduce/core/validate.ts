@@ -85,6 +85,15 @@ export function checkString(value: unknown, field: string, max: number): string 
   return value;
 }
 
+/** A job module's content hash: sha256, 64 lowercase hex digits (undefined if absent). */
+export function checkSha256(value: unknown, field: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^[0-9a-f]{64}$/.test(value)) {
+    invalid(`${field} must be a sha256 in 64 lowercase hex digits, got ${preview(value)}`, field);
+  }
+  return value;
+}
+
 /** A path (input file, module, output directory). */
 export function checkPath(value: unknown, field: string): string {
   return checkString(value, field, limits.mrPathCharsMax);

@@ -663,76 +663,22 @@ describe('corrupt snapshots are refused and change nothing', () => {
           ['c', rec({ outcome: { ok: true, result: { type: 'nope', revision: 1 } } as never })],
         ],
       }),
-      state({
-        sessions: [
-          [
-            'c',
-            rec({
-              outcome: {
-                ok: true,
-                result: { type: 'range', revision: 1, kvs: 3, count: 0, more: false },
-              } as never,
-            }),
-          ],
-        ],
-      }),
-      state({
-        sessions: [
-          [
-            'c',
-            rec({
-              outcome: {
-                ok: true,
-                result: { type: 'put', revision: 1, prevKv: { key: 'k' } },
-              } as never,
-            }),
-          ],
-        ],
-      }),
-      state({
-        sessions: [
-          [
-            'c',
-            rec({
-              outcome: {
-                ok: true,
-                result: {
-                  type: 'txn',
-                  revision: 1,
-                  succeeded: true,
-                  responses: [{ type: 'compact', revision: 1, compactedRevision: 0 }],
-                },
-              } as never,
-            }),
-          ],
-        ],
-      }),
-      state({
-        sessions: [
-          [
-            'c',
-            rec({
-              outcome: {
-                ok: false,
-                error: { code: 'NO_SUCH_CODE', message: '', definite: true, details: {} },
-              } as never,
-            }),
-          ],
-        ],
-      }),
-      state({
-        sessions: [
-          [
-            'c',
-            rec({
-              outcome: {
-                ok: false,
-                error: { code: 'NOT_FOUND', message: 5, definite: true, details: {} },
-              } as never,
-            }),
-          ],
-        ],
-      }),
+      // Damaged remembered outcomes: a bad result shape, an unknown error code, a non-string message.
+      ...[
+        { ok: true, result: { type: 'range', revision: 1, kvs: 3, count: 0, more: false } },
+        { ok: true, result: { type: 'put', revision: 1, prevKv: { key: 'k' } } },
+        {
+          ok: true,
+          result: {
+            type: 'txn',
+            revision: 1,
+            succeeded: true,
+            responses: [{ type: 'compact', revision: 1, compactedRevision: 0 }],
+          },
+        },
+        { ok: false, error: { code: 'NO_SUCH_CODE', message: '', definite: true, details: {} } },
+        { ok: false, error: { code: 'NOT_FOUND', message: 5, definite: true, details: {} } },
+      ].map((outcome) => state({ sessions: [['c', rec({ outcome: outcome as never })]] })),
       state({ sessions: [['c', rec({ outcome: undefined })]] }), // a command without its outcome
       state({ sessions: [['', rec()]] }), // an empty id
       state({ sessions: [['c', rec({ lastActiveMs: 101 })]] }), // active after the log time
