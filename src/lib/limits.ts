@@ -310,6 +310,38 @@ export const limits = {
   gatewayClientIdleMs: 120_000,
   /** Longest deadline of one request through the gateway. */
   gatewayTimeoutMsMax: 3_600_000,
+  /** Members one failure detector tracks (itself excluded); past it a new member is ignored, so gossip cannot grow its table without bound. */
+  swimMembersMax: 10_000,
+  /** Membership updates piggybacked on one detector message (SWIM §4.3: dissemination rides on probes and acks); 16 updates stay under ~1 KiB, one datagram's worth as memberlist packs them. */
+  swimPiggybackUpdatesMax: 16,
+  /** Members listed in one join answer (the joiner learns the rest by gossip). */
+  swimJoinMembersMax: 2_048,
+  /** Indirect probes (ping-req) this member relays at once for others; past it a request is ignored (the requester sees a missed probe). */
+  swimRelaysMax: 1_024,
+  /** Longest member address carried by the detector, in characters (host:port, or a URL). */
+  swimAddressCharsMax: 256,
+  /** Largest incarnation number accepted (keeps +1 arithmetic exact). */
+  swimIncarnationMax: 2 ** 52,
+  /** Default protocol period (SWIM's T'): one direct probe per member per period. */
+  swimPeriodMsDefault: 1_000,
+  /** Shortest protocol period a detector may be configured with. */
+  swimPeriodMsMin: 10,
+  /** Default time a direct ping waits for its ack before indirect probes go out (memberlist's LAN figure, half a period). */
+  swimPingTimeoutMsDefault: 400,
+  /** Default number of members asked to probe indirectly (SWIM's k). */
+  swimIndirectProbesDefault: 3,
+  /** Most members asked to probe indirectly per probe. */
+  swimIndirectProbesMax: 16,
+  /** Default suspicion multiplier α: a suspect is declared failed after α·max(1, log10 n) periods (Lifeguard / memberlist). */
+  swimSuspicionMultDefault: 4,
+  /** Default retransmit multiplier λ: an update is piggybacked λ·ceil(log10(n+1)) times (SWIM §4.3). */
+  swimRetransmitMultDefault: 4,
+  /** Time between join requests to the seeds until one answers. */
+  swimJoinRetryMs: 1_000,
+  /** Shortest timer a detector shell arms (a core deadline already due runs after this, never in a loop). */
+  swimTickMsMin: 1,
+  /** Members a leaving member tells directly (besides piggybacking). */
+  swimLeaveFanout: 4,
   /** Default TTL of a service instance's registration lease: a dead instance disappears from resolvers this long after its last renewal. */
   namingLeaseTtlMsDefault: 5_000,
   /** Shortest registration lease TTL (renewals every third of it must not flood the leader). */
@@ -368,6 +400,19 @@ export function checkLimits(l: Limits): void {
     l.handshakesPendingPerAddressMax > 0 &&
       l.handshakesPendingPerAddressMax <= l.handshakesPendingMax,
     '0 < handshakesPendingPerAddressMax <= handshakesPendingMax',
+  );
+  check(
+    0 < l.swimJoinMembersMax && l.swimJoinMembersMax <= l.swimMembersMax,
+    '0 < swimJoinMembersMax <= swimMembersMax',
+  );
+  check(
+    l.swimPeriodMsMin <= l.swimPeriodMsDefault &&
+      l.swimPingTimeoutMsDefault < l.swimPeriodMsDefault,
+    'swimPeriodMsMin <= swimPeriodMsDefault, and a direct ping times out within its period',
+  );
+  check(
+    1 <= l.swimIndirectProbesDefault && l.swimIndirectProbesDefault <= l.swimIndirectProbesMax,
+    '1 <= swimIndirectProbesDefault <= swimIndirectProbesMax',
   );
   check(l.messageNestingDepthMax >= 16, 'messageNestingDepthMax leaves room for real messages');
   check(

@@ -56,6 +56,14 @@ export class MapReduceModule implements NodeModule {
     return this.runtime;
   }
 
+  /**
+   * The node's failure detector declared `node` failed: its tasks are
+   * reassigned through a `nodeLost` proposal by the leader (runtime.ts).
+   */
+  memberFailed(node: string): void {
+    this.runtime?.memberFailed(node);
+  }
+
   start(ctx: NodeModuleContext): void {
     this.runtime = new MapReduceRuntime(ctx, this.state, this.options);
     this.runtime.start();

@@ -18,7 +18,8 @@
  * driver tick, it proposes `expireLeases` once the earliest lease deadline has
  * passed on its clock, and `nodeLost` for a node that runs attempts or holds
  * needed map output but has not been heard from (worker polls, renewals and
- * heartbeats) for `nodeLostMs`. It stops on losing leadership.
+ * heartbeats) for `nodeLostMs`, or that the failure detector declared failed
+ * ({@link MapReduceRuntime.memberFailed}). It stops on losing leadership.
  *
  * Forwarding: coordinator calls reaching a follower are proxied to the leader
  * at the address it registered; a proxied call that reaches a non-leader is
@@ -99,6 +100,8 @@ export class MapReduceRuntime implements WorkerRuntime {
   private leaderSince = 0;
   private readonly lastSeen = new Map<string, number>();
   private readonly reportedLost = new Set<string>();
+  /** Nodes the failure detector declared failed (see {@link memberFailed}). */
+  private readonly failedByDetector = new Set<string>();
   private readonly knownPeers = new Map<string, string>();
   private registerTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -242,6 +245,19 @@ export class MapReduceRuntime implements WorkerRuntime {
   private touch(node: string): void {
     this.lastSeen.set(node, Date.now());
     this.reportedLost.delete(node);
+    this.failedByDetector.delete(node);
+  }
+
+  /**
+   * The failure detector declared `node` failed (detector/, issue 15): on the
+   * leader, the driver's next tick proposes `nodeLost` for it if it runs
+   * attempts or holds needed map output, without waiting for `nodeLostMs` of
+   * silence or for its leases to expire. Anywhere else it is remembered, in
+   * case this node leads later. A sign of life from the node (a poll, a
+   * renewal, a heartbeat) clears it.
+   */
+  memberFailed(node: string): void {
+    if (node !== this.self) this.failedByDetector.add(node);
   }
 
   /** Asks the leader for a task (forwarded if need be). */
@@ -567,10 +583,14 @@ export class MapReduceRuntime implements WorkerRuntime {
       for (const node of this.nodesToWatch()) {
         if (node === this.self || this.reportedLost.has(node)) continue;
         const seen = this.lastSeen.get(node) ?? this.leaderSince;
-        if (Date.now() - seen > this.options.nodeLostMs) {
+        const detected = this.failedByDetector.has(node);
+        if (detected || Date.now() - seen > this.options.nodeLostMs) {
           this.reportedLost.add(node);
           const r = await this.command({ type: 'nodeLost', node, now: Date.now() });
-          this.log.warn({ node, result: r }, 'mapreduce: node lost');
+          this.log.warn(
+            { node, result: r, by: detected ? 'failure detector' : 'silence' },
+            'mapreduce: node lost',
+          );
         }
       }
     } catch (e) {

@@ -42,6 +42,16 @@ export const NodeStatusSchema = Type.Object({
   dataDir: Type.Optional(Type.String()),
   pid: Type.Integer(),
   uptimeMs: Type.Integer({ minimum: 0 }),
+  /** The failure detector's view of the other nodes (SWIM gossip state: alive, suspect, failed, left). */
+  detector: Type.Optional(
+    Type.Array(
+      Type.Object({
+        id: Type.String(),
+        state: Type.String(),
+        incarnation: Type.Integer({ minimum: 0 }),
+      }),
+    ),
+  ),
 });
 
 /** One node's status. */

@@ -38,6 +38,8 @@ import { rpcCodec } from '../rpc/messages.js';
 import type { RpcWireMessage } from '../rpc/messages.js';
 import { RpcNode } from '../rpc/node.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
+import { Detector, parseAddress } from '../detector/detector.js';
+import { DetectorService } from '../detector/service.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import { parseHostPort } from './config.js';
 import type { NodeConfig } from './config.js';
@@ -107,6 +109,12 @@ export interface CohortNode {
   readonly recovery: RecoveryReport;
   /** The replicated address book of the cluster's members (members.ts). */
   readonly book: AddressBook;
+  /**
+   * The failure detector's member on this node (SWIM, detector/): the
+   * cluster's nodes as it sees them, and events
+   * (`members.on('failed', (e) => ...)`: joined, suspect, alive, failed, left).
+   */
+  readonly members: Detector;
   /**
    * With `--join` and an empty data dir: settles once the leader added this
    * node as a learner (with the membership it answered), or fails if the
@@ -254,7 +262,7 @@ async function startLocked(
     );
   }
   // Who is a member: the Raft configuration once Raft runs, the initial peers before.
-  const started: { raft?: RaftNode<KvRaftStateMachine> } = {};
+  const started: { raft?: RaftNode<KvRaftStateMachine>; members?: Detector } = {};
   const isMember = (id: NodeId): boolean => {
     if (started.raft === undefined) return id === config.id || config.peers.has(id);
     const c = started.raft.status().config;
@@ -323,10 +331,12 @@ async function startLocked(
     logger: log.child({ component: 'storage' }),
   });
   // The members' addresses travel in the log; every node points its Raft transport at them.
+  let bookChanged: (id: NodeId, rpcAddress: PeerAddress) => void = () => {};
   const book = new AddressBook((id, rec) => {
     if (id === config.id) return;
     if (rec !== undefined) raftTransport.setPeer(id, rec.raft);
     else raftTransport.removePeer(id);
+    if (rec !== undefined && rec.rpc !== null) bookChanged(id, rec.rpc);
   });
   const stateMachine = new ObservedStateMachine([...modules, book]);
   let raft: RaftNode<KvRaftStateMachine>;
@@ -386,6 +396,15 @@ async function startLocked(
       dataDir: resolve(config.dataDir),
       pid: process.pid,
       uptimeMs: Date.now() - startedAt,
+      ...(started.members === undefined
+        ? {}
+        : {
+            detector: started.members.members().map((m) => ({
+              id: m.id,
+              state: m.state,
+              incarnation: m.incarnation,
+            })),
+          }),
     };
   };
   const rpc = new RpcNode(rpcTransport, {
@@ -433,6 +452,9 @@ async function startLocked(
     await raft.close();
     throw e;
   }
+  const members = startDetector(config, rpc, book, modules, log);
+  started.members = members;
+  bookChanged = (id, a) => members.introduce({ id, address: `${a.host}:${a.port}` });
   // A node removed from the configuration loses its links, and its dials are refused.
   const removed = new Set<NodeId>();
   const membershipTimer = setInterval(() => {
@@ -506,6 +528,7 @@ async function startLocked(
     kv,
     auth: authModule,
     book,
+    members,
     joined,
     removed: removedFromCluster,
     recovery: storage.recovery,
@@ -518,6 +541,7 @@ async function startLocked(
         log.info({ term: raft.status().term }, 'node stopping');
         leaving.abort();
         if (closeOptions.handOff === true) await handOff(raft, log);
+        members.close(); // gossips `left`: the others see a departure, not a failure
         stopMembership();
         await stopModules();
         await kv.close();
@@ -632,4 +656,61 @@ function joinIfFresh(
       throw e;
     }
   })();
+}
+
+/**
+ * Starts this node's failure-detector member (SWIM, detector/): seeded with
+ * the cluster's nodes (the initial peers and the address book), speaking the
+ * `Detector` RPC service over the RPC port (TLS as every node link), and
+ * telling the node modules that want to know (MapReduce) of failed members.
+ */
+function startDetector(
+  config: NodeConfig,
+  rpc: RpcNode,
+  book: AddressBook,
+  modules: readonly NodeModule[],
+  log: Logger,
+): Detector {
+  const text = (a: PeerAddress): string => `${a.host}:${a.port}`;
+  const seed = new Map<string, string>();
+  for (const [id, a] of config.peerRpc) seed.set(id, text(a));
+  for (const [id, rec] of book.entries()) if (rec.rpc !== null) seed.set(id, text(rec.rpc));
+  const dialed = new Map<string, string>();
+  const transport = rpc.transport as { setPeer?: (id: NodeId, a: PeerAddress) => void };
+  const detector = new Detector(
+    {
+      self: config.id,
+      address: text(config.rpc),
+      members: [...seed].map(([id, address]) => ({ id, address })),
+    },
+    (to, address, message) => {
+      const id = nodeId(to);
+      const rec = book.get(id);
+      const a = rec?.rpc ?? config.peerRpc.get(id) ?? parseAddress(address);
+      if (a === undefined) return;
+      if (dialed.get(to) !== text(a)) {
+        transport.setPeer?.(id, a);
+        dialed.set(to, text(a));
+      }
+      rpc
+        .client(DetectorService, id)
+        .deliver({ message }, { timeoutMs: limits.swimPeriodMsDefault })
+        .catch(() => {}); // a lost message: the protocol expects some
+    },
+    log.child({ component: 'detector' }),
+  );
+  rpc.serve(DetectorService, {
+    deliver: ({ message }, ctx) => {
+      detector.deliver(ctx.peer, message);
+      return {};
+    },
+  });
+  for (const m of modules) {
+    const aware = m as { memberFailed?: (node: string) => void };
+    if (typeof aware.memberFailed === 'function') {
+      detector.on('failed', (e) => aware.memberFailed?.(e.member));
+    }
+  }
+  detector.start();
+  return detector;
 }

@@ -6,12 +6,14 @@
  * npm run sim -- --seeds 100000             # seeds 1..100000, counts by outcome
  * npm run sim -- --scenario echo --seed 7 --verbose   # print every trace line
  * npm run sim -- --list                     # the registered scenarios
+ * npm run sim -- detector --members 100 --loss 0.05 --seed 7   # the SWIM detector (src/sim/detector)
  * ```
  *
  * Exit code 0 when every run passed its checks, 1 when one did not, 2 on bad usage.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { describe } from '../lib/describe.js';
+import { detectorMain } from './detector/cli.js';
 import { runScenario } from './scenario.js';
 import type { Outcome, ScenarioResult } from './scenario.js';
 import { getScenario, scenarioNames } from './scenarios.js';
@@ -53,6 +55,7 @@ export async function main(
   argv: readonly string[],
   out: (line: string) => void = (l) => console.log(l),
 ): Promise<number> {
+  if (argv[0] === 'detector') return detectorMain(argv.slice(1), out);
   const program = new Command('sim')
     .description('Run cohort deterministic simulations from a seed')
     .option('--seed <n>', 'seed of the (first) run', parseSeed, 1)

@@ -38,8 +38,9 @@ export const layerOrder: readonly (readonly string[])[] = [
   ['wire', 'trust'],
   ['transport'],
   ['rpc'],
-  // The Raft shell (raft-node.ts), storage, and the message codec.
-  ['raft'],
+  // The Raft shell (raft-node.ts), storage, and the message codec; the SWIM
+  // failure detector's shell (detector/), over a transport beside Raft's.
+  ['raft', 'detector'],
   // The state-machine host: the node's replicated state machine (KV store +
   // node modules) and the module API that kv/ and mapreduce/ build on.
   ['host'],
