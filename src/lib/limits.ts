@@ -328,6 +328,10 @@ export const limits = {
   swimPeriodMsMin: 10,
   /** Default time a direct ping waits for its ack before indirect probes go out (memberlist's LAN figure, half a period). */
   swimPingTimeoutMsDefault: 400,
+  /** Default probes a member starts per protocol period, to different members (r): with one, a crashed member goes unprobed for k periods with probability ~e^-k, 4.6 periods at the 99th percentile; with three, ~e^-3k (1.5 periods), for three times the probe messages, still a constant per member. */
+  swimProbesPerPeriodDefault: 3,
+  /** Most probes a member may be configured to start per period. */
+  swimProbesPerPeriodMax: 16,
   /** Default number of members asked to probe indirectly (SWIM's k). */
   swimIndirectProbesDefault: 3,
   /** Most members asked to probe indirectly per probe. */

@@ -15,8 +15,8 @@ function ids(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `m${i + 1}`);
 }
 
-/** n cores that all know each other. */
-function group(n: number, seed = 1): Map<string, SwimCore> {
+/** n cores that all know each other; one probe per period unless `probesPerPeriod` says more (the rules below are stated per probe). */
+function group(n: number, seed = 1, probesPerPeriod = 1): Map<string, SwimCore> {
   const names = ids(n);
   const cores = new Map<string, SwimCore>();
   for (const id of names) {
@@ -29,6 +29,7 @@ function group(n: number, seed = 1): Map<string, SwimCore> {
         members: names.map((m) => ({ id: m, address: `${m}:1` })),
         periodMs: T,
         pingTimeoutMs: PING,
+        probesPerPeriod,
       }),
     );
   }
@@ -113,6 +114,30 @@ describe('SwimCore', () => {
     // Shuffled: not the sorted order, and not the same order every round.
     expect(rounds[0]).not.toEqual(ids(8).slice(1));
     expect(rounds[0]).not.toEqual(rounds[1]);
+  });
+
+  it('rule 1: r probes per period go to r different members; a round takes (n-1)/r periods', () => {
+    const n = net(group(10, 1, 3));
+    const m1 = n.cores.get('m1')!;
+    const perPeriod: string[][] = [];
+    for (let p = 0; p < 6; p++) {
+      const before = pingsBy(n, 'm1').length;
+      m1.tick(p * T);
+      flush(n);
+      perPeriod.push(pingsBy(n, 'm1').slice(before));
+    }
+    for (const targets of perPeriod) {
+      expect(targets).toHaveLength(3);
+      expect(new Set(targets).size).toBe(3);
+    }
+    // 9 others, 3 a period: periods 0-2 are one round, 3-5 the next.
+    expect(perPeriod.slice(0, 3).flat().sort()).toEqual(ids(10).slice(1).sort());
+    expect(perPeriod.slice(3, 6).flat().sort()).toEqual(ids(10).slice(1).sort());
+    // With 2 others, 3 probes a period cannot go to 3 different members: 2 do.
+    const small = net(group(3, 1, 3));
+    small.cores.get('m1')!.tick(0);
+    flush(small);
+    expect(pingsBy(small, 'm1').sort()).toEqual(['m2', 'm3']);
   });
 
   it('rule 1: a new member is inserted into the current round and probed within it', () => {
