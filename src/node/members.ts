@@ -649,6 +649,12 @@ export interface RemovalWatchOptions {
   readonly endpoints: readonly MemberEndpoint[];
   /** The node's own credentials (a removed node may still call Members.list). */
   readonly tls?: TcpTlsOptions;
+  /**
+   * A node joining with an empty data dir (`--join`): settles once the leader
+   * added it. Null for a node that was a member from its start (bootstrapped
+   * with `--peers` or alone, or restarted from its data dir).
+   */
+  readonly joining: Promise<unknown> | null;
   /** Runs once, when the leader's member list no longer holds this node. */
   readonly onRemoved: (list: MemberList) => void;
   readonly logger: Logger;
@@ -660,7 +666,8 @@ export interface RemovalWatchOptions {
  * elections nobody answers. Raft does not tell a removed server: the leader
  * stops replicating to it as soon as it appends the change (dissertation
  * §4.2.2), so the removed node seldom applies its own removal. It asks
- * instead: once the node has been in a configuration, and then for
+ * instead: once the node has been a member (from its start, or once the
+ * leader added it when it joined), and then for
  * `limits.removalQuietChecks` checks in a row (one per
  * `limits.membershipCheckMs`) has known no leader or been outside its own
  * latest configuration, it asks the leader for the member list
@@ -673,7 +680,13 @@ export interface RemovalWatchOptions {
  * can tell; restarting it rejoins). Returns a function that stops watching.
  */
 export function watchForRemoval(o: RemovalWatchOptions): () => void {
-  let wasMember = false;
+  // Not sampled from the configuration alone: a node can be added and removed
+  // between two checks (a test with 10 ms ticks does it in under a second).
+  let wasMember = o.joining === null;
+  o.joining?.then(
+    () => (wasMember = true),
+    () => {},
+  );
   let quiet = 0;
   let asking = false;
   let done = false;

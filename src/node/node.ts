@@ -470,20 +470,6 @@ async function startLocked(
     }
   }, limits.membershipCheckMs);
   membershipTimer.unref();
-  let onRemoved: (list: MemberList) => void = () => {};
-  const removedFromCluster = new Promise<MemberList>((resolve) => (onRemoved = resolve));
-  const stopRemovalWatch = watchForRemoval({
-    self: config.id,
-    raft,
-    book,
-    clusterId: config.clusterId,
-    endpoints: [...[...config.peerRpc].map(([id, rpc]) => ({ id, rpc })), ...config.join],
-    ...(creds === undefined
-      ? {}
-      : { tls: { ca: [...creds.ca], cert: creds.cert, key: creds.key } }),
-    onRemoved: (list) => onRemoved(list),
-    logger: log.child({ component: 'members' }),
-  });
   const reloadTls = (): Credentials | undefined => {
     const next = loadTls();
     if (next === undefined) return undefined;
@@ -520,6 +506,21 @@ async function startLocked(
   const joined = joinIfFresh(config, raft, raftTransport, leaving.signal, log, creds);
   // Nobody may be waiting on it; a failure is logged by joinIfFresh.
   joined?.catch(() => {});
+  let onRemoved: (list: MemberList) => void = () => {};
+  const removedFromCluster = new Promise<MemberList>((resolve) => (onRemoved = resolve));
+  const stopRemovalWatch = watchForRemoval({
+    self: config.id,
+    raft,
+    book,
+    clusterId: config.clusterId,
+    endpoints: [...[...config.peerRpc].map(([id, rpc]) => ({ id, rpc })), ...config.join],
+    ...(creds === undefined
+      ? {}
+      : { tls: { ca: [...creds.ca], cert: creds.cert, key: creds.key } }),
+    joining: joined,
+    onRemoved: (list) => onRemoved(list),
+    logger: log.child({ component: 'members' }),
+  });
   let closing: Promise<void> | undefined;
   return {
     config,

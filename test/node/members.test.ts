@@ -142,8 +142,10 @@ describe('membership on running nodes', () => {
       ),
     );
     // n1 learns it was removed (the leader lists it no more) without being told.
-    const told = await n1.removed;
-    expect(told.members.map((m) => m.id)).toEqual(['n2', 'n3']);
+    let told: MemberList | undefined;
+    void n1.removed.then((l) => (told = l));
+    const list1 = await until('n1 learns it was removed', () => told);
+    expect(list1.members.map((m) => m.id)).toEqual(['n2', 'n3']);
     await stop(n1);
 
     // n2 restarts with neither --join nor --peers: its log has the members and their addresses.
