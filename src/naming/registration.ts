@@ -24,13 +24,17 @@
  * a refusal is a definite PERMISSION_DENIED that says so.
  */
 import { hostname } from 'node:os';
+import type { Logger } from 'pino';
 import type { KvClient, KvCallOptions } from '../kv/client.js';
 import type { Clock } from '../lib/clock.js';
 import { RealClock } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
+import type { TcpTlsOptions } from '../transport/tcp-transport.js';
 import { encodeInstance, instanceProblem, serviceKey, servicePrefix } from './core/registry.js';
 import type { ServiceInstance } from './core/registry.js';
+import { startDetectorMember } from './detector-group.js';
+import type { DetectorMember, NamingDetectorOptions } from './detector-group.js';
 
 /** What an instance registers. */
 export interface InstanceSpec {
@@ -55,6 +59,18 @@ export interface RegisterOptions extends KvCallOptions {
   /** Called when the registration is lost (lease gone) and when it is back. */
   readonly onState?: (state: 'lost' | 'registered', why?: string) => void;
   readonly clock?: Clock;
+  /**
+   * Opt in to naming's failure-detector group (detector-group.ts): the
+   * instance runs a SWIM member over a TCP transport of its own (this
+   * cluster id and TLS, as naming reaches the instance's RPC port) and puts
+   * its id and address in the entry, so clients that run a member too drop
+   * the instance when it crashes, before its lease expires.
+   */
+  readonly detector?: NamingDetectorOptions & {
+    readonly clusterId?: string;
+    readonly tls?: TcpTlsOptions;
+    readonly logger?: Logger;
+  };
 }
 
 /** A live registration (see the file comment). */
@@ -65,6 +81,8 @@ export interface Registration {
   readonly leaseId: number;
   /** The entry's key. */
   readonly key: string;
+  /** The instance's detector member, if `options.detector` was given (closed by {@link close}). */
+  readonly detector: DetectorMember | undefined;
   /** Rewrites the entry with a new address (relocation), under the same lease. */
   move(address: { host: string; port: number }, options?: KvCallOptions): Promise<void>;
   /** Stops renewing and revokes the lease: the entry is deleted. */
@@ -148,6 +166,20 @@ export async function registerInstance(
   }
   const clock = options.clock ?? new RealClock();
   const key = serviceKey(instance.service, instance.id);
+  const d = options.detector;
+  const member =
+    d === undefined
+      ? undefined
+      : await startDetectorMember({
+          swim: d,
+          host: instance.address.host,
+          id: instance.id,
+          ...(d.clusterId === undefined ? {} : { clusterId: d.clusterId }),
+          ...(d.tls === undefined ? {} : { tls: d.tls }),
+          ...(d.logger === undefined ? {} : { logger: d.logger }),
+          clock,
+        });
+  if (member !== undefined) instance = { ...instance, detector: member.ref };
   const call: KvCallOptions = {
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     ...(options.deadline === undefined ? {} : { deadline: options.deadline }),
@@ -204,6 +236,7 @@ export async function registerInstance(
   try {
     await write(call);
   } catch (e) {
+    await member?.close();
     throw wrap(e, instance.service);
   }
   return {
@@ -214,8 +247,10 @@ export async function registerInstance(
       return leaseId;
     },
     key,
+    detector: member,
     async move(address, o = {}) {
-      const next = instanceOf({ ...instance, address });
+      const moved = instanceOf({ ...instance, address });
+      const next = member === undefined ? moved : { ...moved, detector: member.ref };
       try {
         await kv.put(key, encodeInstance(next), { ...o, lease: leaseId });
       } catch (e) {
@@ -227,6 +262,7 @@ export async function registerInstance(
       if (closing.signal.aborted) return;
       closing.abort();
       stopKeeper?.();
+      await member?.close();
       try {
         await kv.leaseRevoke(leaseId, o);
       } catch (e) {
