@@ -20,10 +20,10 @@
  * dialers missing from its address book (members are learnt from the
  * registry and from gossip), as an RPC port admits users.
  *
- * A member starts at an incarnation taken from the wall clock (seconds), so a
+ * A member starts at an incarnation taken from the wall clock (ms), so a
  * restarted instance's `alive` outranks what the group said of its previous
  * life (SWIM §4.2: only a higher incarnation brings a failed member back), as
- * long as that life refuted fewer suspicions than the seconds between them.
+ * long as that life refuted fewer suspicions than the milliseconds between them.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -101,8 +101,8 @@ export async function startDetectorMember(o: {
     self,
     address,
     clock,
-    // Wall-clock seconds (the injected clock is monotonic from process start).
-    incarnation: Math.floor(Date.now() / 1000) % limits.swimIncarnationMax,
+    // Wall-clock ms (the injected clock is monotonic from process start).
+    incarnation: Date.now() % limits.swimIncarnationMax,
     ...(o.seeds === undefined ? {} : { seeds: o.seeds }),
     ...(swim.periodMs === undefined ? {} : { periodMs: swim.periodMs }),
     ...(swim.pingTimeoutMs === undefined ? {} : { pingTimeoutMs: swim.pingTimeoutMs }),

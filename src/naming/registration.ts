@@ -26,12 +26,19 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { KvClient, KvCallOptions } from '../kv/client.js';
+import { kvText } from '../kv/core/bytes.js';
 import type { Clock } from '../lib/clock.js';
 import { RealClock } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import type { TcpTlsOptions } from '../transport/tcp-transport.js';
-import { encodeInstance, instanceProblem, serviceKey, servicePrefix } from './core/registry.js';
+import {
+  decodeInstance,
+  encodeInstance,
+  instanceProblem,
+  serviceKey,
+  servicePrefix,
+} from './core/registry.js';
 import type { ServiceInstance } from './core/registry.js';
 import { startDetectorMember } from './detector-group.js';
 import type { DetectorMember, NamingDetectorOptions } from './detector-group.js';
@@ -145,6 +152,35 @@ function wrap(e: unknown, service: string): unknown {
     : e;
 }
 
+/**
+ * The detector members of the service's other registered instances (one
+ * page of the registry, best effort: none if it cannot be read), for a new
+ * member to join through (SWIM join, rule 7 of detector/core/swim.ts): so a
+ * restarted instance's `alive` reaches the clients that declared it failed.
+ */
+async function detectorSeeds(
+  kv: KvClient,
+  service: string,
+  self: string,
+): Promise<{ id: string; address: string }[]> {
+  try {
+    const r = await kv.range(servicePrefix(service), {
+      prefix: true,
+      limit: limits.namingDetectorSeedsMax,
+      timeoutMs: 2_000,
+    });
+    return r.kvs.flatMap((e) => {
+      const decoded = decodeInstance(e.keyText, kvText(e.value));
+      if (!decoded.ok || decoded.instance.id === self) return [];
+      const ref = decoded.instance.detector;
+      return ref === undefined ? [] : [ref];
+    });
+  } catch (e) {
+    if (isCohortError(e)) return [];
+    throw e;
+  }
+}
+
 /** Registers an instance (see the file comment); resolves once the entry is written. */
 export async function registerInstance(
   kv: KvClient,
@@ -174,6 +210,7 @@ export async function registerInstance(
           swim: d,
           host: instance.address.host,
           id: instance.id,
+          seeds: await detectorSeeds(kv, instance.service, instance.id),
           ...(d.clusterId === undefined ? {} : { clusterId: d.clusterId }),
           ...(d.tls === undefined ? {} : { tls: d.tls }),
           ...(d.logger === undefined ? {} : { logger: d.logger }),

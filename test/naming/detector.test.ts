@@ -146,12 +146,27 @@ describe('a name-based client in the detector group', () => {
 
     const afterDrop = b.served;
     await waitUntil('b carries on', () => b.served > afterDrop + 50);
+
+    // a restarts (new ports, a new detector member joining through b's): the
+    // client takes it back, and its detector sees it alive again.
+    const a2 = await startInstance('det-a');
+    expect(a2.reg.detector?.ref.address).not.toBe(a.reg.detector?.ref.address);
+    await waitUntil('the client took a back', () =>
+      naming.instances('ListMax').some((i) => i.id === 'det-a'),
+    );
+    await waitUntil('the restarted a serves', () => a2.served > 10);
+    await waitUntil(
+      'the detector sees a alive again',
+      () => member?.detector.member('det-a')?.state === 'alive',
+    );
     stop = true;
     await Promise.all(lanes);
     expect(failures).toEqual([]);
     expect(ok).toBeGreaterThan(50);
     expect(client.$counters.failed).toBe(0);
 
+    await a2.reg.close();
+    await a2.server.close();
     await b.reg.close();
     await b.server.close();
     await naming.close();
