@@ -32,6 +32,14 @@
  * waits for one, up to its deadline. Any other error is the method's answer
  * and is thrown as is. A server stream goes to one instance, without retries.
  *
+ * With `options.detector` (detector-group.ts), this object runs a member of
+ * naming's failure-detector group, seeded from the detector members named
+ * in the entries it resolves, and skips an instance the group declared
+ * `failed` or `left` even while its lease lives ({@link Naming.instances});
+ * it trusts the instance again when the group sees it `alive` at a higher
+ * incarnation, or when its entry comes back (gone and re-registered, or
+ * with a new detector address: a restart).
+ *
  * An instance's id is the RPC node id it serves as (the dial checks it); a
  * re-registration at another address is dialled there from the next call on
  * (relocation transparency). Instances are reached over TCP with the

@@ -19,6 +19,11 @@
  * closed: a live instance comes back by itself. `onState` reports `'lost'`
  * and `'registered'` transitions.
  *
+ * With `options.detector` the instance also runs a member of naming's
+ * failure-detector group (detector-group.ts), joining through the members
+ * of the service's other entries, and its entry names that member; closing
+ * leaves the group (gossips `left`) before it revokes the lease.
+ *
  * With auth enabled the caller needs write permission on the service's
  * prefix (`cohort role grant <role> readwrite /cohort/services/<service>/ --prefix`);
  * a refusal is a definite PERMISSION_DENIED that says so.
