@@ -5,6 +5,8 @@
  * drops a crashed instance while its registry entry (and lease) still
  * exists, and its calls keep succeeding.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListMax, listMaxHandlers } from '../../examples/list-max/service.js';
@@ -14,6 +16,11 @@ import { Naming } from '../../src/naming/naming.js';
 import { registerInstance } from '../../src/naming/registration.js';
 import type { Registration } from '../../src/naming/registration.js';
 import { startTcpServer } from '../../src/rpc/tcp-endpoints.js';
+import { CertDir } from '../../src/trust/cert-dir.js';
+import type { CredentialFiles } from '../../src/trust/index.js';
+import type { TcpTlsOptions } from '../../src/transport/tcp-transport.js';
+import { tempDir } from '../harness/tmp.js';
+import { testCluster } from '../transport/tcp-harness.js';
 import type { RpcNode } from '../../src/rpc/node.js';
 import { waitUntil } from '../harness/wait.js';
 import { KvTestCluster } from '../kv/kv-cluster.js';
@@ -169,6 +176,49 @@ describe('a name-based client in the detector group', () => {
     await a2.server.close();
     await b.reg.close();
     await b.server.close();
+    await naming.close();
+  });
+
+  it('runs the group over mutual TLS: node-certified instances, a user-certified client', async () => {
+    const certs = new CertDir(join(tempDir('cohort-naming-det-tls-'), 'certs'));
+    await certs.init(testCluster);
+    const load = (f: CredentialFiles): TcpTlsOptions => ({
+      ca: readFileSync(f.ca, 'utf8'),
+      cert: readFileSync(f.cert, 'utf8'),
+      key: readFileSync(f.key, 'utf8'),
+    });
+    const regs: Registration[] = [];
+    for (const id of ['tls-a', 'tls-b']) {
+      const tls = load(await certs.issue({ kind: 'node', id }));
+      regs.push(
+        await registerInstance(
+          await cluster.client(),
+          { service: 'Secure', id, address: { host: '127.0.0.1', port: 9 } },
+          { ttlMs: longTtlMs, detector: { ...swim, clusterId: testCluster, tls, logger: silent } },
+        ),
+      );
+    }
+    await certs.issue({ kind: 'user', name: 'caller' });
+    const naming = new Naming(await cluster.client(), {
+      logger: silent,
+      detector: swim,
+      instances: {
+        clusterId: testCluster,
+        tls: load(certs.files({ kind: 'user', name: 'caller' })),
+      },
+    });
+    await waitUntil('both resolved', () => naming.instances('Secure').length === 2);
+    const member = await naming.detectorMember();
+    expect(member?.ref.id).toMatch(/^user:caller:/);
+    await waitUntil('the client knows both alive over TLS', () =>
+      ['tls-a', 'tls-b'].every((id) => member?.detector.member(id)?.state === 'alive'),
+    );
+    await regs[0]?.detector?.close({ leave: false });
+    await waitUntil('the client dropped tls-a', () =>
+      naming.instances('Secure').every((i) => i.id !== 'tls-a'),
+    );
+    expect(naming.resolver('Secure').instances()).toHaveLength(2);
+    await regs[1]?.close();
     await naming.close();
   });
 });
