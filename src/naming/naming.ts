@@ -483,9 +483,10 @@ export class Naming {
       ...all.map((i) => (this.suspects.get(i.id) ?? now) - now),
       limits.namingSuspectMs,
     );
-    // (A detector's `alive` does not wake the wait: hence the cap.)
+    // With the detector, its `alive` does not wake the wait: hence the cap.
+    const idleMs = this.options.detector === undefined ? waitMs : limits.namingSuspectMs;
     await resolver.nextChange(
-      Math.max(1, Math.min(waitMs, all.length === 0 ? limits.namingSuspectMs : soonest)),
+      Math.max(1, Math.min(waitMs, all.length === 0 ? idleMs : soonest)),
       signal,
     );
     return undefined;
