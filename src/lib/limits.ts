@@ -360,6 +360,8 @@ export const limits = {
   namingInstancesMax: 1_000,
   /** Time a name-based client skips an instance after a failed try, in ms (it stays registered until its lease expires). */
   namingSuspectMs: 1_000,
+  /** Registry entries read for detector seeds when an instance joins naming's detector group (one join answer suffices; a few in case some are dead). */
+  namingDetectorSeedsMax: 8,
   /** Longest pause between resolver re-list attempts while the cluster is unreachable, in ms. */
   namingRelistDelayMsMax: 2_000,
   /** Default longest try of an idempotent call on one instance, in ms: a hung instance costs this, then the call goes elsewhere. */

@@ -30,7 +30,9 @@ export {
   serviceKey,
   servicePrefix,
 } from './core/registry.js';
-export type { ServiceInstance } from './core/registry.js';
+export type { DetectorRef, ServiceInstance } from './core/registry.js';
+export { startDetectorMember } from './detector-group.js';
+export type { DetectorMember, NamingDetectorOptions } from './detector-group.js';
 export { InstanceSet } from './core/instance-set.js';
 export { InstancePicker, pickRules } from './core/picker.js';
 export type { PickRule } from './core/picker.js';

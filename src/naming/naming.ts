@@ -32,6 +32,14 @@
  * waits for one, up to its deadline. Any other error is the method's answer
  * and is thrown as is. A server stream goes to one instance, without retries.
  *
+ * With `options.detector` (detector-group.ts), this object runs a member of
+ * naming's failure-detector group, seeded from the detector members named
+ * in the entries it resolves, and skips an instance the group declared
+ * `failed` or `left` even while its lease lives ({@link Naming.instances});
+ * it trusts the instance again when the group sees it `alive` at a higher
+ * incarnation, or when its entry comes back (gone and re-registered, or
+ * with a new detector address: a restart).
+ *
  * An instance's id is the RPC node id it serves as (the dial checks it); a
  * re-registration at another address is dialled there from the next call on
  * (relocation transparency). Instances are reached over TCP with the
@@ -75,6 +83,8 @@ import { registerInstance, registryPermissionError } from './registration.js';
 import type { InstanceSpec, RegisterOptions, Registration } from './registration.js';
 import { listRegistry, ServiceResolver } from './resolver.js';
 import { InstanceSet } from './core/instance-set.js';
+import { startDetectorMember } from './detector-group.js';
+import type { DetectorMember, NamingDetectorOptions } from './detector-group.js';
 
 /** Options of {@link Naming}. */
 export interface NamingOptions {
@@ -85,6 +95,14 @@ export interface NamingOptions {
   readonly clock?: Clock;
   /** Randomness of the power-of-two-choices picks (default: seeded from the OS). */
   readonly random?: Random;
+  /**
+   * Opt in to naming's failure-detector group (detector-group.ts): this
+   * object runs a SWIM member (cluster id and TLS of `instances`), seeded
+   * from the detector members in the entries it resolves, and skips an
+   * instance its detector declared `failed` or `left` though its lease
+   * lives. Also the default of {@link Naming.register}'s `detector`.
+   */
+  readonly detector?: NamingDetectorOptions;
 }
 
 /** Options of {@link Naming.service}. */
@@ -142,6 +160,12 @@ export class Naming {
   /** Instance id → until when it is skipped (clock ms). */
   private readonly suspects = new Map<string, number>();
   private readonly outstanding = new Map<string, number>();
+  /** This object's detector member (options.detector), started at the first resolve. */
+  private member: Promise<DetectorMember> | undefined;
+  /** Detector member id → the incarnation it was declared failed or left at. */
+  private readonly down = new Map<string, number>();
+  /** `service/id` → its detector address, of the instances listed last (a new entry clears `down`). */
+  private readonly listed = new Map<string, string>();
   private closed = false;
 
   /**
@@ -169,9 +193,21 @@ export class Naming {
   /** Registers an instance (registration.ts); {@link close} deregisters it if still registered. */
   async register(spec: InstanceSpec, options: RegisterOptions = {}): Promise<Registration> {
     this.checkOpen();
+    const detector = options.detector ?? this.options.detector;
+    const inst = this.options.instances;
     const reg = await registerInstance(this.kv, spec, {
       ...(this.options.clock === undefined ? {} : { clock: this.options.clock }),
       ...options,
+      ...(detector === undefined
+        ? {}
+        : {
+            detector: {
+              logger: this.log,
+              ...(inst?.clusterId === undefined ? {} : { clusterId: inst.clusterId }),
+              ...(inst?.tls === undefined ? {} : { tls: inst.tls }),
+              ...detector,
+            },
+          }),
     });
     this.registrations.add(reg);
     const forget = (): boolean => this.registrations.delete(reg);
@@ -183,6 +219,7 @@ export class Naming {
         return reg.leaseId;
       },
       key: reg.key,
+      detector: reg.detector,
       move: (address, o) => reg.move(address, o),
       close: async (o) => {
         forget();
@@ -201,8 +238,82 @@ export class Naming {
         ...(this.options.clock === undefined ? {} : { clock: this.options.clock }),
       });
       this.resolvers.set(service, r);
+      if (this.options.detector !== undefined) r.subscribe((list) => this.follow(service, list));
     }
     return r;
+  }
+
+  /**
+   * The instances of `service` a call may go to now: the resolver's, less
+   * those naming's detector declared `failed` or `left` (with
+   * `options.detector`; their entries may live on until their leases expire).
+   */
+  instances(service: string): readonly ServiceInstance[] {
+    return this.resolver(service)
+      .instances()
+      .filter((i) => !this.detectedDown(i));
+  }
+
+  /** This object's detector member, once started (with `options.detector`, at the first resolve). */
+  detectorMember(): Promise<DetectorMember> | undefined {
+    return this.member;
+  }
+
+  private detectedDown(i: ServiceInstance): boolean {
+    return i.detector !== undefined && this.down.has(i.detector.id);
+  }
+
+  /** Feeds a resolved list to the detector: new members are introduced, re-registered ones trusted again. */
+  private follow(service: string, list: readonly ServiceInstance[]): void {
+    if (this.closed) return;
+    const refs = list.flatMap((i) => (i.detector === undefined ? [] : [i.detector]));
+    const now = new Set<string>();
+    for (const i of list) {
+      const k = `${service}/${i.id}`;
+      now.add(k);
+      if (i.detector === undefined) continue;
+      // A new entry (it was gone, or its detector moved: a restart) is trusted again.
+      if (this.listed.get(k) !== i.detector.address) this.down.delete(i.detector.id);
+      this.listed.set(k, i.detector.address);
+    }
+    for (const k of [...this.listed.keys()]) {
+      if (k.startsWith(`${service}/`) && !now.has(k)) this.listed.delete(k);
+    }
+    if (refs.length === 0 && this.member === undefined) return;
+    this.member ??= this.startMember(refs);
+    void this.member.then(
+      (m) => {
+        for (const r of refs) m.detector.introduce(r);
+      },
+      () => undefined, // logged by startMember
+    );
+  }
+
+  private startMember(seeds: readonly { id: string; address: string }[]): Promise<DetectorMember> {
+    const inst = this.options.instances;
+    const started = startDetectorMember({
+      swim: this.options.detector ?? {},
+      seeds,
+      logger: this.log,
+      ...(inst?.clusterId === undefined ? {} : { clusterId: inst.clusterId }),
+      ...(inst?.tls === undefined ? {} : { tls: inst.tls }),
+      ...(this.options.clock === undefined ? {} : { clock: this.options.clock }),
+    }).then((m) => {
+      const gone = (e: { member: string; incarnation: number; type: string }): void => {
+        this.log.info({ member: e.member }, `naming: instance detector member ${e.type}`);
+        this.down.set(e.member, e.incarnation);
+      };
+      const back = (e: { member: string; incarnation: number }): void => {
+        const at = this.down.get(e.member);
+        if (at !== undefined && e.incarnation > at) this.down.delete(e.member);
+      };
+      m.detector.on('failed', gone).on('left', gone).on('alive', back).on('joined', back);
+      return m;
+    });
+    started.catch((err: unknown) => {
+      this.log.warn({ err }, 'naming: could not start the detector member; following leases only');
+    });
+    return started;
   }
 
   /**
@@ -297,6 +408,8 @@ export class Naming {
     this.closed = true;
     await Promise.allSettled([...this.registrations].map((r) => r.close({ timeoutMs: 3_000 })));
     await Promise.allSettled([...this.resolvers.values()].map((r) => r.close()));
+    const m = this.member;
+    if (m !== undefined) await m.then((x) => x.close()).catch(() => undefined);
     const d = this.dialer;
     if (d !== undefined) await d.then((x) => x.node.close()).catch(() => undefined);
     if (this.ownsKv) await this.kv.close();
@@ -355,7 +468,7 @@ export class Naming {
     signal: AbortSignal | undefined,
   ): Promise<ServiceInstance | undefined> {
     const now = this.clock.now();
-    const all = resolver.instances();
+    const all = resolver.instances().filter((i) => !this.detectedDown(i));
     const fresh = all.filter((i) => !this.suspected(i.id, now));
     const weights = new Map(fresh.map((i) => [i.id, i.weight]));
     const id = picker.pick(
@@ -370,8 +483,10 @@ export class Naming {
       ...all.map((i) => (this.suspects.get(i.id) ?? now) - now),
       limits.namingSuspectMs,
     );
+    // With the detector, its `alive` does not wake the wait: hence the cap.
+    const idleMs = this.options.detector === undefined ? waitMs : limits.namingSuspectMs;
     await resolver.nextChange(
-      Math.max(1, Math.min(waitMs, all.length === 0 ? waitMs : soonest)),
+      Math.max(1, Math.min(waitMs, all.length === 0 ? idleMs : soonest)),
       signal,
     );
     return undefined;

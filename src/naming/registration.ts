@@ -19,18 +19,34 @@
  * closed: a live instance comes back by itself. `onState` reports `'lost'`
  * and `'registered'` transitions.
  *
+ * With `options.detector` the instance also runs a member of naming's
+ * failure-detector group (detector-group.ts), joining through the members
+ * of the service's other entries, and its entry names that member; closing
+ * leaves the group (gossips `left`) before it revokes the lease.
+ *
  * With auth enabled the caller needs write permission on the service's
  * prefix (`cohort role grant <role> readwrite /cohort/services/<service>/ --prefix`);
  * a refusal is a definite PERMISSION_DENIED that says so.
  */
 import { hostname } from 'node:os';
+import type { Logger } from 'pino';
 import type { KvClient, KvCallOptions } from '../kv/client.js';
+import { kvText } from '../kv/core/bytes.js';
 import type { Clock } from '../lib/clock.js';
 import { RealClock } from '../lib/clock.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
-import { encodeInstance, instanceProblem, serviceKey, servicePrefix } from './core/registry.js';
+import type { TcpTlsOptions } from '../transport/tcp-transport.js';
+import {
+  decodeInstance,
+  encodeInstance,
+  instanceProblem,
+  serviceKey,
+  servicePrefix,
+} from './core/registry.js';
 import type { ServiceInstance } from './core/registry.js';
+import { startDetectorMember } from './detector-group.js';
+import type { DetectorMember, NamingDetectorOptions } from './detector-group.js';
 
 /** What an instance registers. */
 export interface InstanceSpec {
@@ -55,6 +71,18 @@ export interface RegisterOptions extends KvCallOptions {
   /** Called when the registration is lost (lease gone) and when it is back. */
   readonly onState?: (state: 'lost' | 'registered', why?: string) => void;
   readonly clock?: Clock;
+  /**
+   * Opt in to naming's failure-detector group (detector-group.ts): the
+   * instance runs a SWIM member over a TCP transport of its own (this
+   * cluster id and TLS, as naming reaches the instance's RPC port) and puts
+   * its id and address in the entry, so clients that run a member too drop
+   * the instance when it crashes, before its lease expires.
+   */
+  readonly detector?: NamingDetectorOptions & {
+    readonly clusterId?: string;
+    readonly tls?: TcpTlsOptions;
+    readonly logger?: Logger;
+  };
 }
 
 /** A live registration (see the file comment). */
@@ -65,6 +93,8 @@ export interface Registration {
   readonly leaseId: number;
   /** The entry's key. */
   readonly key: string;
+  /** The instance's detector member, if `options.detector` was given (closed by {@link close}). */
+  readonly detector: DetectorMember | undefined;
   /** Rewrites the entry with a new address (relocation), under the same lease. */
   move(address: { host: string; port: number }, options?: KvCallOptions): Promise<void>;
   /** Stops renewing and revokes the lease: the entry is deleted. */
@@ -127,6 +157,35 @@ function wrap(e: unknown, service: string): unknown {
     : e;
 }
 
+/**
+ * The detector members of the service's other registered instances (one
+ * page of the registry, best effort: none if it cannot be read), for a new
+ * member to join through (SWIM join, rule 7 of detector/core/swim.ts): so a
+ * restarted instance's `alive` reaches the clients that declared it failed.
+ */
+async function detectorSeeds(
+  kv: KvClient,
+  service: string,
+  self: string,
+): Promise<{ id: string; address: string }[]> {
+  try {
+    const r = await kv.range(servicePrefix(service), {
+      prefix: true,
+      limit: limits.namingDetectorSeedsMax,
+      timeoutMs: 2_000,
+    });
+    return r.kvs.flatMap((e) => {
+      const decoded = decodeInstance(e.keyText, kvText(e.value));
+      if (!decoded.ok || decoded.instance.id === self) return [];
+      const ref = decoded.instance.detector;
+      return ref === undefined ? [] : [ref];
+    });
+  } catch (e) {
+    if (isCohortError(e)) return [];
+    throw e;
+  }
+}
+
 /** Registers an instance (see the file comment); resolves once the entry is written. */
 export async function registerInstance(
   kv: KvClient,
@@ -148,6 +207,21 @@ export async function registerInstance(
   }
   const clock = options.clock ?? new RealClock();
   const key = serviceKey(instance.service, instance.id);
+  const d = options.detector;
+  const member =
+    d === undefined
+      ? undefined
+      : await startDetectorMember({
+          swim: d,
+          host: instance.address.host,
+          id: instance.id,
+          seeds: await detectorSeeds(kv, instance.service, instance.id),
+          ...(d.clusterId === undefined ? {} : { clusterId: d.clusterId }),
+          ...(d.tls === undefined ? {} : { tls: d.tls }),
+          ...(d.logger === undefined ? {} : { logger: d.logger }),
+          clock,
+        });
+  if (member !== undefined) instance = { ...instance, detector: member.ref };
   const call: KvCallOptions = {
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     ...(options.deadline === undefined ? {} : { deadline: options.deadline }),
@@ -204,6 +278,7 @@ export async function registerInstance(
   try {
     await write(call);
   } catch (e) {
+    await member?.close();
     throw wrap(e, instance.service);
   }
   return {
@@ -214,8 +289,10 @@ export async function registerInstance(
       return leaseId;
     },
     key,
+    detector: member,
     async move(address, o = {}) {
-      const next = instanceOf({ ...instance, address });
+      const moved = instanceOf({ ...instance, address });
+      const next = member === undefined ? moved : { ...moved, detector: member.ref };
       try {
         await kv.put(key, encodeInstance(next), { ...o, lease: leaseId });
       } catch (e) {
@@ -227,6 +304,7 @@ export async function registerInstance(
       if (closing.signal.aborted) return;
       closing.abort();
       stopKeeper?.();
+      await member?.close();
       try {
         await kv.leaseRevoke(leaseId, o);
       } catch (e) {

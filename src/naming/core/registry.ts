@@ -46,6 +46,40 @@ export interface ServiceInstance {
   readonly metadata: Readonly<Record<string, string>>;
   /** Share of traffic relative to the others (1..1000; default 1). */
   readonly weight: number;
+  /**
+   * The instance's failure-detector member, when it runs one (naming's
+   * opt-in detector group, detector-group.ts): its SWIM member id and its
+   * `host:port`. Absent in entries of instances without one (and in every
+   * entry written before the field existed).
+   */
+  readonly detector?: DetectorRef;
+}
+
+/** Where an instance's failure-detector member listens (see {@link ServiceInstance.detector}). */
+export interface DetectorRef {
+  /** The member's id in the detector group (its transport identity). */
+  readonly id: string;
+  /** `host:port` (an IPv6 host in brackets). */
+  readonly address: string;
+}
+
+/** `host:port`, an IPv6 host in brackets; port 1..65535. */
+const DETECTOR_ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[^\s/:[\]]+):(\d{1,5})$/;
+
+/** Why a detector reference is unusable, or undefined if it is fine. */
+function detectorProblem(d: unknown): string | undefined {
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) {
+    return 'detector: { id, address }';
+  }
+  const { id, address } = d as { id?: unknown; address?: unknown };
+  if (!isValidId(id)) return 'detector.id: a member id';
+  if (typeof address !== 'string' || address.length > 300) {
+    return 'detector.address: host:port';
+  }
+  const m = DETECTOR_ADDRESS.exec(address);
+  const port = Number(m?.[2]);
+  if (m === null || !(port >= 1 && port <= 65535)) return 'detector.address: host:port';
+  return undefined;
 }
 
 /** True if `name` can name a service in the registry. */
@@ -114,6 +148,7 @@ export function instanceProblem(i: ServiceInstance): string | undefined {
       return `metadata.${k}: keys of 1..128 characters, string values`;
     }
   }
+  if (i.detector !== undefined) return detectorProblem(i.detector);
   return undefined;
 }
 
@@ -127,6 +162,9 @@ export function encodeInstance(i: ServiceInstance): string {
     address: { host: i.address.host, port: i.address.port },
     weight: i.weight,
     metadata: i.metadata,
+    ...(i.detector === undefined
+      ? {}
+      : { detector: { id: i.detector.id, address: i.detector.address } }),
   });
 }
 
@@ -171,6 +209,8 @@ export function decodeInstance(key: string, text: string): DecodedInstance {
     },
     weight: o.weight === undefined ? 1 : (o.weight as number),
     metadata: (o.metadata === undefined ? {} : o.metadata) as Record<string, string>,
+    // Optional: entries of instances without a detector (and older ones) have none.
+    ...(o.detector === undefined ? {} : { detector: o.detector as DetectorRef }),
   };
   const problem = instanceProblem(instance);
   return problem === undefined ? { ok: true, instance } : { ok: false, reason: problem };
