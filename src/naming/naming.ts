@@ -59,6 +59,7 @@ import type { NodeId } from '../lib/ids.js';
 import { limits } from '../lib/limits.js';
 import { seededRandom } from '../lib/random.js';
 import type { Random } from '../lib/random.js';
+import { DeferredStream } from '../rpc/deferred-stream.js';
 import { makeClient } from '../rpc/client.js';
 import type { Invoker } from '../rpc/client.js';
 import { rpcCodec } from '../rpc/messages.js';
@@ -397,7 +398,7 @@ export class Naming {
         }
       },
       stream: (method, request, callOptions) =>
-        new LazyStream(this.openStream(resolver, picker, method, request, callOptions)),
+        new DeferredStream(this.openStream(resolver, picker, method, request, callOptions)),
     };
     return Object.freeze({ ...makeClient(def, invoker), $counters: counters }) as ServiceClient<S>;
   }
@@ -656,39 +657,4 @@ export class Naming {
 /** True if `signal` was aborted (a function: the compiler cannot see it change across awaits). */
 function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
-}
-
-/** A server stream whose instance is still being chosen. */
-class LazyStream implements ServerStream<unknown> {
-  private inner: ServerStream<unknown> | undefined;
-  private cancelled = false;
-
-  constructor(private readonly started: Promise<ServerStream<unknown>>) {
-    started.then(
-      (s) => {
-        this.inner = s;
-        if (this.cancelled) s.cancel();
-      },
-      () => undefined, // surfaces on iteration
-    );
-  }
-
-  cancel(): void {
-    this.cancelled = true;
-    this.inner?.cancel();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<unknown> {
-    let it: AsyncIterator<unknown> | undefined;
-    return {
-      next: async () => {
-        it ??= (await this.started)[Symbol.asyncIterator]();
-        return it.next();
-      },
-      return: () => {
-        this.cancel();
-        return Promise.resolve({ done: true, value: undefined });
-      },
-    };
-  }
 }

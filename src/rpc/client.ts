@@ -26,6 +26,7 @@
  *   (the link went down after the request was sent), CANCELLED after sending,
  *   PROTOCOL_ERROR for a malformed reply, and the handler's own indefinite errors.
  */
+import { DeferredStream } from './deferred-stream.js';
 import { crashOnAssertion } from '../lib/assert.js';
 import type { Clock, TimerHandle } from '../lib/clock.js';
 import { CohortError, isCohortError, isErrorCode } from '../lib/errors.js';
@@ -788,41 +789,6 @@ class ClientStream implements ServerStream<unknown> {
     } else {
       w.resolve({ done: true, value: undefined });
     }
-  }
-}
-
-/** A stream whose call starts once the client interceptors have run. */
-class DeferredStream implements ServerStream<unknown> {
-  private inner: ServerStream<unknown> | undefined;
-  private cancelled = false;
-
-  constructor(private readonly started: Promise<ServerStream<unknown>>) {
-    started.then(
-      (s) => {
-        this.inner = s;
-        if (this.cancelled) s.cancel();
-      },
-      () => undefined, // surfaces on iteration
-    );
-  }
-
-  cancel(): void {
-    this.cancelled = true;
-    this.inner?.cancel();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<unknown> {
-    let it: AsyncIterator<unknown> | undefined;
-    return {
-      next: async () => {
-        it ??= (await this.started)[Symbol.asyncIterator]();
-        return it.next();
-      },
-      return: () => {
-        this.cancel();
-        return Promise.resolve({ done: true, value: undefined });
-      },
-    };
   }
 }
 
