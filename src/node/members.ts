@@ -371,9 +371,12 @@ export function startMembership(o: MembershipOptions): () => void {
   /**
    * Runs a membership change, waiting while the previous one is still
    * uncommitted (CONFIG_CHANGE_PENDING: the leader's duties may be promoting
-   * a learner at the same moment).
+   * a learner at the same moment). A change refused because it is already
+   * made (`done()`: the same request ran at the same time, e.g. a join
+   * retried while its first try was still running) succeeds: the requests
+   * are idempotent.
    */
-  const change = async (run: () => Promise<void>): Promise<void> => {
+  const change = async (run: () => Promise<void>, done: () => boolean): Promise<void> => {
     const deadline = Date.now() + limits.memberChangeWaitElectionsMax * o.periodMs;
     for (;;) {
       requireLeader();
@@ -381,10 +384,12 @@ export function startMembership(o: MembershipOptions): () => void {
         await run();
         return;
       } catch (e) {
+        const reason = isCohortError(e) ? e.details.reason : undefined;
+        if (reason === 'INVALID_CHANGE' && done()) return;
         const pending =
           isCohortError(e) &&
           e.code === 'FAILED_PRECONDITION' &&
-          e.details.reason === 'CONFIG_CHANGE_PENDING';
+          reason === 'CONFIG_CHANGE_PENDING';
         if (!pending || Date.now() > deadline) throw e;
       }
       await new Promise((r) => setTimeout(r, Math.max(10, o.periodMs / 10)));
@@ -451,7 +456,10 @@ export function startMembership(o: MembershipOptions): () => void {
       }
       if (role === null) {
         logger.info({ member: id, raft: req.raft, learner }, 'adding member as a learner');
-        await change(() => raft.addLearner(id));
+        await change(
+          () => raft.addLearner(id),
+          () => isMember(id) !== null,
+        );
       }
       return list();
     },
@@ -471,7 +479,10 @@ export function startMembership(o: MembershipOptions): () => void {
         });
       }
       if (role === 'learner') {
-        await change(() => raft.promoteLearner(id, { waitForCatchUp: true }));
+        await change(
+          () => raft.promoteLearner(id, { waitForCatchUp: true }),
+          () => isMember(id) === 'voter',
+        );
       }
       return list();
     },
@@ -507,7 +518,10 @@ export function startMembership(o: MembershipOptions): () => void {
         throw notLeader();
       }
       logger.info({ member: id, role }, 'removing member');
-      await change(() => raft.removeNode(id));
+      await change(
+        () => raft.removeNode(id),
+        () => isMember(id) === null,
+      );
       await propose({ type: 'delete', id });
       return list();
     },

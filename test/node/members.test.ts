@@ -226,6 +226,19 @@ describe('membership on running nodes', () => {
     expect(roles(again)).toEqual({ voters: [], learners: [] });
   });
 
+  it('the same add asked twice at once succeeds both times (a join retried while its first try runs)', async () => {
+    const n1 = await start(await config('n1'));
+    await until('n1 leads', () => n1.raft.isLeader());
+    const eps = [endpoint(n1)];
+    const add = (): Promise<MemberList> =>
+      callLeader(eps, 'cohort-local', (m, t) =>
+        m.add({ id: 'n7', raft: '127.0.0.1:1', rpc: '127.0.0.1:2' }, { timeoutMs: t }),
+      );
+    const both = await Promise.all([add(), add()]);
+    for (const l of both) expect(l.members.map((m) => m.id)).toContain('n7');
+    expect(roles(n1)).toEqual({ voters: ['n1'], learners: ['n7'] });
+  });
+
   it('refuses bad requests with clear errors and changes nothing', async () => {
     const n1 = await start(await config('n1'));
     await until('n1 leads', () => n1.raft.isLeader());
