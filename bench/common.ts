@@ -18,7 +18,7 @@
  * a repetition ran moments apart, so their ratio cancels slow drifts of the
  * machine), not the ratio of the two medians.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -317,4 +317,29 @@ export function shares(total: number, parts: number): number[] {
   return Array.from({ length: parts }, (_, i) => base + (i < total % parts ? 1 : 0)).filter(
     (x) => x > 0,
   );
+}
+
+/** The Python that runs the Dask peers (Debian's python3-dask). */
+export const PYTHON = '/usr/bin/python3';
+
+/**
+ * True if Dask bag and distributed import; as root, installs Debian's
+ * python3-dask and python3-distributed first when they are missing.
+ */
+export function ensureDask(): boolean {
+  const probe = (): boolean =>
+    spawnSync(PYTHON, ['-c', 'import dask.bag, distributed'], { stdio: 'ignore' }).status === 0;
+  if (probe()) return true;
+  if (process.getuid?.() !== 0) {
+    console.log('dask: python3-dask/python3-distributed missing and not root: skipped');
+    return false;
+  }
+  console.log('dask: installing python3-dask python3-distributed with apt-get ...');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+  spawnSync('apt-get', ['install', '-y', '-qq', 'python3-dask', 'python3-distributed'], {
+    stdio: 'inherit',
+    env,
+  });
+  return probe();
 }

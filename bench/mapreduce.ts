@@ -118,11 +118,11 @@ import { runJob, startEmbeddedCluster } from '../src/cli/embedded-cluster.js';
 import { limits } from '../src/lib/limits.js';
 import { MapReduceClient, prepareJob } from '../src/mapreduce/client.js';
 import { ProcessCluster } from '../test/harness/process-cluster.js';
+import { ensureDask, PYTHON } from './common.js';
 import { generate } from './mapreduce-data.js';
 import type { Shape } from './mapreduce-data.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
-const PYTHON = '/usr/bin/python3';
 const SHAPES: Shape[] = ['wordcount', 'csv', 'postings', 'join', 'sort'];
 const JOB: Record<Shape, string> = {
   wordcount: 'wordcount.ts',
@@ -249,24 +249,6 @@ function runSingle(shape: Shape, files: string[], out: string): Result {
       false,
     ),
   };
-}
-
-function ensureDask(): boolean {
-  const probe = (): boolean =>
-    spawnSync(PYTHON, ['-c', 'import dask.bag, distributed'], { stdio: 'ignore' }).status === 0;
-  if (probe()) return true;
-  if (process.getuid?.() !== 0) {
-    console.log('dask: python3-dask/python3-distributed missing and not root: skipped');
-    return false;
-  }
-  console.log('dask: installing python3-dask python3-distributed with apt-get ...');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  spawnSync('apt-get', ['install', '-y', '-qq', 'python3-dask', 'python3-distributed'], {
-    stdio: 'inherit',
-    env,
-  });
-  return probe();
 }
 
 function runDask(shape: Shape, files: string[], out: string, cuts: string): Result {

@@ -91,6 +91,8 @@ import {
   DEFAULT_REPS,
   alternate,
   cpuSecondsWithChildren,
+  ensureDask,
+  PYTHON,
   fmtSpread,
   spread,
   startBench,
@@ -102,7 +104,6 @@ const REPO = fileURLToPath(new URL('..', import.meta.url));
 const PEERS_DIR = resolve(REPO, 'bench/peers');
 const GEN = join(PEERS_DIR, 'wc-gen-corpus.js');
 const DASK = join(PEERS_DIR, 'wc-dask.py');
-const PYTHON = '/usr/bin/python3';
 const WORDCOUNT_JOB = join(REPO, 'examples/mapreduce/wordcount.ts');
 const FILE_MIB = 32;
 
@@ -234,24 +235,6 @@ async function loop(files: string[], kind: LoopKind, threads: number): Promise<R
 }
 
 // ---------------------------------------------------------------------- dask
-
-function ensureDask(): boolean {
-  const probe = (): boolean =>
-    spawnSync(PYTHON, ['-c', 'import dask.bag, distributed'], { stdio: 'ignore' }).status === 0;
-  if (probe()) return true;
-  if (process.getuid?.() !== 0) {
-    console.log('dask: python3-dask/python3-distributed missing and not root: skipped');
-    return false;
-  }
-  console.log('dask: installing python3-dask python3-distributed with apt-get ...');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  spawnSync('apt-get', ['install', '-y', '-qq', 'python3-dask', 'python3-distributed'], {
-    stdio: 'inherit',
-    env,
-  });
-  return probe();
-}
 
 /** A directory of symlinks to the first files, laid out as the peers' scripts expect (`$PEERS/corpus`). */
 function peersDir(files: string[]): string {
