@@ -23,6 +23,7 @@ import { tempDir } from '../harness/tmp.js';
 import { testCluster } from '../transport/tcp-harness.js';
 import type { RpcNode } from '../../src/rpc/node.js';
 import { waitUntil } from '../harness/wait.js';
+import { callLanes } from './lanes.js';
 import { KvTestCluster } from '../kv/kv-cluster.js';
 
 const silent = pino({ level: 'silent' });
@@ -107,21 +108,7 @@ describe('a name-based client in the detector group', () => {
     expect(a.reg.detector?.ref.id).toBe('det-a');
     const naming = new Naming(await cluster.client(), { logger: silent, detector: swim });
     const client = naming.service(ListMax);
-    let ok = 0;
-    const failures: unknown[] = [];
-    let stop = false;
-    const lane = async (): Promise<void> => {
-      for (let k = 0; !stop; k++) {
-        try {
-          const r = await client.listMax({ values: [k, k + 5, 1] });
-          expect(r).toEqual({ max: k + 5, index: 1 });
-          ok++;
-        } catch (e) {
-          failures.push(e);
-        }
-      }
-    };
-    const lanes = Array.from({ length: 2 }, lane);
+    const lanes = callLanes(client, 2);
     await waitUntil('both instances served', () => a.served > 10 && b.served > 10);
     const member = await naming.detectorMember();
     await waitUntil('the client knows both instances alive', () => {
@@ -166,10 +153,9 @@ describe('a name-based client in the detector group', () => {
       'the detector sees a alive again',
       () => member?.detector.member('det-a')?.state === 'alive',
     );
-    stop = true;
-    await Promise.all(lanes);
-    expect(failures).toEqual([]);
-    expect(ok).toBeGreaterThan(50);
+    await lanes.stop();
+    expect(lanes.failures).toEqual([]);
+    expect(lanes.ok).toBeGreaterThan(50);
     expect(client.$counters.failed).toBe(0);
 
     await a2.reg.close();

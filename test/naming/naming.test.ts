@@ -18,6 +18,7 @@ import { defineService, serverStream, Type, unary } from '../../src/rpc/index.js
 import { startTcpServer } from '../../src/rpc/tcp-endpoints.js';
 import type { RpcNode } from '../../src/rpc/node.js';
 import { waitUntil } from '../harness/wait.js';
+import { callLanes } from './lanes.js';
 import { KvTestCluster } from '../kv/kv-cluster.js';
 
 const silent = pino({ level: 'silent' });
@@ -200,21 +201,7 @@ describe('a name-based client', () => {
     );
     void regA;
     const client = naming.service(ListMax);
-    let ok = 0;
-    const failures: unknown[] = [];
-    let stop = false;
-    const lane = async (): Promise<void> => {
-      for (let k = 0; !stop; k++) {
-        try {
-          const r = await client.listMax({ values: [k, k + 5, 1] });
-          expect(r).toEqual({ max: k + 5, index: 1 });
-          ok++;
-        } catch (e) {
-          failures.push(e);
-        }
-      }
-    };
-    const lanes = Array.from({ length: 4 }, lane);
+    const lanes = callLanes(client, 4);
     await waitUntil('both instances served', () => a.served > 10 && b.served > 10);
 
     // Kill a mid-stream: its server goes away without deregistering (its lease lapses later).
@@ -236,10 +223,9 @@ describe('a name-based client', () => {
     expect(moved.server.address.port).not.toBe(b.server.address.port);
     await waitUntil('the moved instance serves', () => moved.served > 50);
 
-    stop = true;
-    await Promise.all(lanes);
-    expect(failures).toEqual([]);
-    expect(ok).toBeGreaterThan(100);
+    await lanes.stop();
+    expect(lanes.failures).toEqual([]);
+    expect(lanes.ok).toBeGreaterThan(100);
     expect(client.$counters.failed).toBe(0);
     await regB.close();
     await moved.close();
