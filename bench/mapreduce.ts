@@ -386,6 +386,9 @@ async function main(): Promise<void> {
   let cluster3: ProcessCluster | undefined;
   if (impls.includes('cohort3')) {
     process.env['COHORT_WORKERS'] = '1';
+    // A fresh cluster every run: a data dir left by an earlier run belongs to
+    // another cluster id and other ports, and its nodes would never elect.
+    rmSync(join(DIR, 'cluster3'), { recursive: true, force: true });
     cluster3 = await ProcessCluster.start({
       nodes: 3,
       dir: join(DIR, 'cluster3'),
