@@ -580,6 +580,10 @@ export class BlockDecoder {
         this.pos = p + 1;
       } else if (t >= 0xa0 && t <= 0xbf) {
         out.push(this.str());
+      } else if (t >= 0x90 && t <= 0x9f) {
+        // A short array (a postings value, `[id]`): not through other()'s switch.
+        this.pos = p + 1;
+        out.push(this.array(t & 0x0f));
       } else {
         out.push(this.other(t, p));
       }
