@@ -118,7 +118,7 @@ import { runJob, startEmbeddedCluster } from '../src/cli/embedded-cluster.js';
 import { limits } from '../src/lib/limits.js';
 import { MapReduceClient, prepareJob } from '../src/mapreduce/client.js';
 import { ProcessCluster } from '../test/harness/process-cluster.js';
-import { ensureDask, PYTHON } from './common.js';
+import { ensureDask, OTHER_WORK_CORES_MAX, OtherWorkMeter, PYTHON } from './common.js';
 import { generate } from './mapreduce-data.js';
 import type { Shape } from './mapreduce-data.js';
 
@@ -382,6 +382,7 @@ async function main(): Promise<void> {
     `mapreduce bench: ${cpus().length} CPUs, load average ${load()} (1/5/15 min), node ${process.version}, ${MIB} MiB per shape, ${SPLIT_MIB} MiB splits, ${REPS} reps, seed ${SEED}`,
   );
   loadWarning();
+  const other = new OtherWorkMeter();
   const impls = ONLY.filter((i) => i !== 'dask' || ensureDask());
   let cluster3: ProcessCluster | undefined;
   if (impls.includes('cohort3')) {
@@ -468,8 +469,15 @@ async function main(): Promise<void> {
   } finally {
     await cluster3?.close();
   }
-  console.log(`load average at the end: ${load()}`);
-  loadWarning();
+  const cores = other.cores();
+  console.log(
+    `load average at the end: ${load()}; other work (CPU not used by this bench's processes) ${cores.toFixed(2)} cores on average`,
+  );
+  if (cores > OTHER_WORK_CORES_MAX) {
+    console.log(
+      `WARNING: other work took ${cores.toFixed(2)} cores on average: figures and ratios are unreliable`,
+    );
+  }
   for (const line of summary) console.log(line);
 }
 
