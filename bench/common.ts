@@ -133,9 +133,13 @@ export function commitText(): string {
 export interface BenchRun {
   /** Reads the load average now (call between runs); returns the 1-minute figure. */
   sample(): number;
-  /** Prints the load average at the end and, if it was ever above the cores, the warning. */
+  /** Prints the load average and other work at the end and, if other work competed, the warning. */
   finish(): void;
-  /** True if the 1-minute load average was above the core count at some sample. */
+  /**
+   * True if other work competed so far: the load average was above the cores
+   * at the start, or work outside this bench took more than
+   * {@link OTHER_WORK_CORES_MAX} cores on average since.
+   */
   readonly overloaded: boolean;
 }
 
@@ -165,7 +169,8 @@ export function startBench(name: string, what = ''): BenchRun {
   return {
     sample,
     get overloaded() {
-      return highest > CORES;
+      // The load average alone counts this bench's own processes too.
+      return atStart > CORES || other.cores() > OTHER_WORK_CORES_MAX;
     },
     finish() {
       const atEnd = sample();
