@@ -18,13 +18,17 @@
  * transport at what it holds, so a node added on one member is reachable
  * from all, and a restart finds its peers in its own log or snapshot
  * without `--peers`. An address is written before the node is added as a
- * learner, and deleted only after its removal committed.
+ * learner, and deleted only after its removal committed; a leader that
+ * crashed between those steps leaves an entry of a non-member, which a
+ * later leader deletes (its duties, below).
  *
  * **The leader's duties**, every election timeout: record its own address
  * and those of the `--peers` it started with (a cluster bootstrapped with
  * `--peers` has no book entries yet), and promote each learner that holds
  * everything committed and is not marked to stay a learner (etcd's learner
- * promotion, done by the leader rather than asked for).
+ * promotion, done by the leader rather than asked for); delete the book
+ * entries of non-members that stayed so for `limits.memberBookStalePasses`
+ * passes while no add of theirs ran.
  *
  * **Changes** go to the leader; any other node answers NOT_LEADER with
  * `details.leaderId` and `details.leaderRpc`, which {@link callLeader}
@@ -419,6 +423,40 @@ export function startMembership(o: MembershipOptions): () => void {
     });
   };
 
+  /** The add's steps once checked: the book entry first (the newcomer needs it), then the learner. */
+  const addMember = async (
+    id: NodeId,
+    raftAddr: PeerAddress,
+    rpcAddr: PeerAddress,
+    role: 'voter' | 'learner' | null,
+    wantLearner: boolean | undefined,
+  ): Promise<MemberList> => {
+    // The newcomer takes the leader's address from the answer: it must be in the book first.
+    await recordSelf();
+    const learner = wantLearner ?? book.get(id)?.learner ?? false;
+    const rec: MemberRecord = { raft: raftAddr, rpc: rpcAddr, learner };
+    if (!sameRecord(book.get(id), rec)) {
+      await propose({
+        type: 'set',
+        id,
+        raft: formatAddress(raftAddr),
+        rpc: formatAddress(rpcAddr),
+        learner,
+      });
+    }
+    if (role === null) {
+      logger.info(
+        { member: id, raft: formatAddress(raftAddr), learner },
+        'adding member as a learner',
+      );
+      await change(
+        () => raft.addLearner(id),
+        () => isMember(id) !== null,
+      );
+    }
+    return list();
+  };
+
   o.rpc.serve(MemberService, {
     list: (req) => {
       if (req.leader === true) requireLeader();
@@ -441,27 +479,14 @@ export function startMembership(o: MembershipOptions): () => void {
           `the cluster has ${limits.clusterMembersMax} members, the most it may have`,
         );
       }
-      // The newcomer takes the leader's address from the answer: it must be in the book first.
-      await recordSelf();
-      const learner = req.learner ?? book.get(id)?.learner ?? false;
-      const rec: MemberRecord = { raft: raftAddr, rpc: rpcAddr, learner };
-      if (!sameRecord(book.get(id), rec)) {
-        await propose({
-          type: 'set',
-          id,
-          raft: formatAddress(raftAddr),
-          rpc: formatAddress(rpcAddr),
-          learner,
-        });
+      adding.set(id, (adding.get(id) ?? 0) + 1);
+      try {
+        return await addMember(id, raftAddr, rpcAddr, role, req.learner);
+      } finally {
+        const n = (adding.get(id) ?? 1) - 1;
+        if (n === 0) adding.delete(id);
+        else adding.set(id, n);
       }
-      if (role === null) {
-        logger.info({ member: id, raft: req.raft, learner }, 'adding member as a learner');
-        await change(
-          () => raft.addLearner(id),
-          () => isMember(id) !== null,
-        );
-      }
-      return list();
     },
     promote: async (req) => {
       const id = nodeId(req.id);
@@ -527,9 +552,50 @@ export function startMembership(o: MembershipOptions): () => void {
     },
   });
 
+  /**
+   * Book entries of ids that are not members, by the duty pass that first
+   * saw each. An add writes its entry before the learner joins the
+   * configuration, and a removal deletes it after the removal committed; a
+   * leader that crashed between the two steps left an entry nobody deletes
+   * (its caller may never retry). One still there after
+   * `limits.memberBookStalePasses` more passes, with no add of that id
+   * running here, is deleted.
+   */
+  const staleSince = new Map<NodeId, number>();
+  /** Ids whose `add` runs on this node (their entry precedes their membership on purpose). */
+  const adding = new Map<NodeId, number>();
+  let pass = 0;
+  const dropStaleEntries = async (): Promise<void> => {
+    pass++;
+    for (const id of [...staleSince.keys()]) {
+      if (book.get(id) === undefined) staleSince.delete(id);
+    }
+    for (const id of book.entries().keys()) {
+      if (id === self || isMember(id) !== null || adding.has(id)) {
+        staleSince.delete(id);
+        continue;
+      }
+      const first = staleSince.get(id);
+      if (first === undefined) {
+        staleSince.set(id, pass);
+      } else if (pass - first >= limits.memberBookStalePasses) {
+        if (stopped || !raft.isLeader()) return;
+        logger.info(
+          { member: id },
+          'address book: deleting the entry of a node that is not a member',
+        );
+        await propose({ type: 'delete', id });
+        staleSince.delete(id);
+      }
+    }
+  };
+
   /** Records the addresses the leader knows but the book lacks, and promotes caught-up learners. */
   const duties = async (): Promise<void> => {
-    if (!raft.isLeader()) return;
+    if (!raft.isLeader()) {
+      staleSince.clear();
+      return;
+    }
     await recordSelf();
     for (const [id, addr] of o.peers) {
       if (book.get(id) !== undefined || isMember(id) === null) continue;
@@ -548,6 +614,7 @@ export function startMembership(o: MembershipOptions): () => void {
       logger.info({ member: id }, 'learner caught up: promoting it to voter');
       await raft.promoteLearner(id);
     }
+    await dropStaleEntries();
   };
   let running = false;
   const timer = setInterval(() => {

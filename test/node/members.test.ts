@@ -9,14 +9,14 @@
  */
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeKvEntry } from '../../src/host/kv-state-machine.js';
+import { encodeKvEntry, encodeModuleEntry } from '../../src/host/kv-state-machine.js';
 import { kvKey } from '../../src/kv/core/bytes.js';
 import { isCohortError } from '../../src/lib/errors.js';
 import { nodeId } from '../../src/lib/ids.js';
 import { resolveNodeConfig } from '../../src/node/config.js';
 import type { NodeConfig } from '../../src/node/config.js';
 import { memberTable } from '../../src/cli/member-command.js';
-import { AddressBook, callLeader } from '../../src/node/members.js';
+import { AddressBook, callLeader, MEMBERS_MODULE } from '../../src/node/members.js';
 import type { MemberList, MemberRecord } from '../../src/node/members.js';
 import { startNode } from '../../src/node/node.js';
 import type { CohortNode } from '../../src/node/node.js';
@@ -237,6 +237,27 @@ describe('membership on running nodes', () => {
     const both = await Promise.all([add(), add()]);
     for (const l of both) expect(l.members.map((m) => m.id)).toContain('n7');
     expect(roles(n1)).toEqual({ voters: ['n1'], learners: ['n7'] });
+  });
+
+  it('the leader deletes a book entry left by a change that crashed between its two steps', async () => {
+    const n1 = await start(await config('n1'));
+    await until('n1 leads', () => n1.raft.isLeader());
+    // What a leader that crashed after an add's book write (before the learner joined), or after
+    // a removal committed (before the book delete), leaves: an entry of a node that is no member.
+    await n1.raft.propose(
+      encodeModuleEntry(MEMBERS_MODULE, {
+        type: 'set',
+        id: 'n8',
+        raft: '127.0.0.1:1',
+        rpc: '127.0.0.1:2',
+        learner: false,
+      }),
+    );
+    expect(n1.book.get(nodeId('n8'))).toBeDefined();
+    await until('the stale entry is deleted', () => n1.book.get(nodeId('n8')) === undefined);
+    // A member's entry stays.
+    expect(n1.book.get(nodeId('n1'))).toBeDefined();
+    expect(roles(n1)).toEqual({ voters: ['n1'], learners: [] });
   });
 
   it('refuses bad requests with clear errors and changes nothing', async () => {
