@@ -368,8 +368,6 @@ export const limits = {
   namingRelistDelayMsMax: 2_000,
   /** Default longest try of an idempotent call on one instance, in ms: a hung instance costs this, then the call goes elsewhere. */
   namingTryTimeoutMsDefault: 2_000,
-  /** How often a gateway following a service name hands its backend list over again, in ms (a proxy takes a moved instance once its old address drained). */
-  namingFollowRefreshMs: 1_000,
   /** Worker processes of the gateway's HTTP proxy at most (each a whole Node process; a few per core is already too many). */
   gatewayWorkersMax: 64,
   /** Time a gateway worker has to answer the admin port's snapshot request before the page leaves it out. */
