@@ -292,6 +292,8 @@ export const limits = {
   memberChangeWaitElectionsMax: 10,
   /** Leader duty passes (one per election timeout) an address-book entry of a non-member survives before the leader deletes it: a crash between an add's or a removal's two steps leaves one. */
   memberBookStalePasses: 3,
+  /** Removed node ids the address book remembers, so that their certificates cannot rejoin by themselves; the oldest is forgotten past this. */
+  memberRetiredMax: 1_024,
   /** Largest request head (request line + headers) the gateway reads; past it 431. Node's own default, like HAProxy's 16 KiB buffers. */
   gatewayHeaderBytesMax: 16 * 1024,
   /** Default largest request body the gateway forwards; past it 413. */

@@ -78,7 +78,15 @@ export type BookCommand =
       readonly rpc: string | null;
       readonly learner: boolean;
     }
-  | { readonly type: 'delete'; readonly id: string };
+  | {
+      readonly type: 'delete';
+      readonly id: string;
+      /**
+       * The node was removed from the cluster: remember it, so that its
+       * own certificate no longer lets it join again (only a user's add does).
+       */
+      readonly retire?: boolean;
+    };
 
 /** What applying a book command returns: ok, or why the command was refused (nothing changed). */
 export type BookResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
@@ -124,6 +132,8 @@ function parseRecord(c: unknown): { id: NodeId; rec: MemberRecord } | string {
 export class AddressBook implements NodeModule {
   readonly name = MEMBERS_MODULE;
   private readonly records = new Map<NodeId, MemberRecord>();
+  /** Removed nodes, oldest first (see {@link isRetired}). */
+  private readonly retired = new Set<NodeId>();
 
   constructor(
     private readonly onChange: (id: NodeId, rec: MemberRecord | undefined) => void = () => {},
@@ -139,6 +149,25 @@ export class AddressBook implements NodeModule {
     return this.records;
   }
 
+  /**
+   * True if `id` was removed from the cluster and not added again since: a
+   * node with that id may not add itself back with its own certificate
+   * (`--join`); a user's `cohort member add` may. The newest
+   * `limits.memberRetiredMax` removals are kept.
+   */
+  isRetired(id: NodeId): boolean {
+    return this.retired.has(id);
+  }
+
+  private retire(id: NodeId): void {
+    this.retired.delete(id);
+    this.retired.add(id);
+    for (const old of this.retired) {
+      if (this.retired.size <= limits.memberRetiredMax) break;
+      this.retired.delete(old);
+    }
+  }
+
   /** Applies a set or delete; a malformed command changes nothing and says why. */
   apply(command: unknown): BookResult {
     if (typeof command !== 'object' || command === null) {
@@ -146,9 +175,13 @@ export class AddressBook implements NodeModule {
     }
     const type = (command as { type?: unknown }).type;
     if (type === 'delete') {
-      const id = (command as { id?: unknown }).id;
+      const { id, retire } = command as { id?: unknown; retire?: unknown };
       if (!isValidId(id)) return { ok: false, error: 'bad member id' };
+      if (retire !== undefined && typeof retire !== 'boolean') {
+        return { ok: false, error: 'retire must be a boolean' };
+      }
       if (this.records.delete(id as NodeId)) this.onChange(id as NodeId, undefined);
+      if (retire === true) this.retire(id as NodeId);
       return { ok: true };
     }
     if (type !== 'set') return { ok: false, error: `unknown command ${JSON.stringify(type)}` };
@@ -157,6 +190,8 @@ export class AddressBook implements NodeModule {
     if (!this.records.has(parsed.id) && this.records.size >= limits.clusterMembersMax) {
       return { ok: false, error: `the address book holds at most ${limits.clusterMembersMax}` };
     }
+    // Written again (a user's add, or a leader recording a member): no longer retired.
+    this.retired.delete(parsed.id);
     if (!sameRecord(this.records.get(parsed.id), parsed.rec)) {
       this.records.set(parsed.id, parsed.rec);
       this.onChange(parsed.id, parsed.rec);
@@ -173,7 +208,10 @@ export class AddressBook implements NodeModule {
         rpc: r.rpc === null ? null : formatAddress(r.rpc),
         learner: r.learner,
       }));
-    return new Uint8Array(packr.pack(rows));
+    // Version 1 (an array of records) while nothing is retired, so older nodes read it.
+    return new Uint8Array(
+      packr.pack(this.retired.size === 0 ? rows : { rows, retired: [...this.retired] }),
+    );
   }
 
   restore(bytes: Uint8Array): void {
@@ -183,8 +221,16 @@ export class AddressBook implements NodeModule {
     } catch (e) {
       throw new CohortError('CORRUPTION', 'address book snapshot does not decode', { cause: e });
     }
-    if (!Array.isArray(rows))
+    let retired: unknown = [];
+    if (typeof rows === 'object' && rows !== null && !Array.isArray(rows)) {
+      ({ rows, retired } = rows as { rows?: unknown; retired?: unknown });
+    }
+    if (!Array.isArray(rows) || !Array.isArray(retired) || !retired.every(isValidId)) {
       throw new CohortError('CORRUPTION', 'address book snapshot malformed');
+    }
+    if (retired.length > limits.memberRetiredMax) {
+      throw new CohortError('CORRUPTION', 'address book snapshot: too many removed nodes');
+    }
     const next = new Map<NodeId, MemberRecord>();
     for (const row of rows) {
       const parsed = parseRecord(row);
@@ -194,10 +240,13 @@ export class AddressBook implements NodeModule {
       next.set(parsed.id, parsed.rec);
     }
     this.replace(next);
+    this.retired.clear();
+    for (const id of retired) this.retired.add(nodeId(id));
   }
 
   reset(): void {
     this.replace(new Map());
+    this.retired.clear();
   }
 
   private replace(next: Map<NodeId, MemberRecord>): void {
@@ -462,13 +511,30 @@ export function startMembership(o: MembershipOptions): () => void {
       if (req.leader === true) requireLeader();
       return list();
     },
-    add: async (req) => {
+    add: async (req, ctx) => {
       if (!isValidId(req.id)) {
         throw new CohortError('INVALID_ARGUMENT', `bad member id ${JSON.stringify(req.id)}`, {
           details: { field: 'id' },
         });
       }
       const id = nodeId(req.id);
+      if (ctx.identity.kind === 'node') {
+        // A node certificate lets its node ask to join as itself, not add others.
+        if (ctx.identity.id !== id) {
+          throw new CohortError(
+            'PERMISSION_DENIED',
+            `node ${ctx.identity.id} may only ask to add itself, not ${id}`,
+            { details: { node: ctx.identity.id, id } },
+          );
+        }
+        if (book.isRetired(id)) {
+          throw new CohortError(
+            'PERMISSION_DENIED',
+            `${id} was removed from the cluster: it joins again only once a user adds it (cohort member add ${id} <raft host:port> <rpc host:port>)`,
+            { details: { id, reason: 'removed' } },
+          );
+        }
+      }
       const raftAddr = parseHostPort(req.raft, 'raft');
       const rpcAddr = parseHostPort(req.rpc, 'rpc');
       requireLeader();
@@ -547,7 +613,7 @@ export function startMembership(o: MembershipOptions): () => void {
         () => raft.removeNode(id),
         () => isMember(id) === null,
       );
-      await propose({ type: 'delete', id });
+      await propose({ type: 'delete', id, retire: true });
       return list();
     },
   });
