@@ -193,6 +193,8 @@ const reasons: Record<GatewayStatus, string> = {
 const clientKeepAliveMs = 30_000;
 /** Slowloris: the whole head of a request must arrive within this (node's default is 60 s). */
 const clientHeadMs = 20_000;
+/** Response chunks up to this size are joined into the read's one write as latin1 text; bigger ones are written as they are. */
+const smallChunkBytes = 16 * 1024;
 /** Idle time of a kept-alive backend connection when the backend announces none. */
 const upstreamIdleMs = 30_000;
 
@@ -996,6 +998,8 @@ class Exchange implements TryHandler {
   private status = 0;
   /** The response's body is re-chunked for the client. */
   private rechunk = false;
+  /** Response bytes (latin1) written at the end of the backend's read: one write per read. */
+  private out = '';
   /** Some of a streamed body went to a backend: it cannot be sent again. */
   private bodyWritten = false;
   private gone = false;
@@ -1042,10 +1046,6 @@ class Exchange implements TryHandler {
       this.mode = 'whole';
     } else this.mode = 'stream';
     if (this.mode === 'none') this.requestEnded = true;
-  }
-
-  get corkTarget(): net.Socket {
-    return this.client.socket;
   }
 
   /** It is this request's turn on its connection. */
@@ -1225,6 +1225,10 @@ class Exchange implements TryHandler {
       s.write(head, 'latin1');
       return;
     }
+    if (this.mode === 'whole' && this.body!.length <= smallChunkBytes) {
+      s.write(head + this.body!.toString('latin1'), 'latin1');
+      return;
+    }
     s.cork();
     s.write(head, 'latin1');
     if (this.mode === 'whole') {
@@ -1260,22 +1264,38 @@ class Exchange implements TryHandler {
       head += 'connection: close\r\n';
     } else if (this.http10) head += 'connection: keep-alive\r\n';
     this.headSent = true;
-    this.client.touch();
-    this.client.socket.write(`${head}\r\n`, 'latin1');
+    this.out += `${head}\r\n`;
   }
 
   onBody(chunk: Buffer): void {
     if (this.finished) return;
+    if (chunk.length <= smallChunkBytes) {
+      // Small: joined to the head (and the other small pieces) as latin1, byte for byte.
+      const text = chunk.toString('latin1');
+      this.out += this.rechunk ? `${chunkHead(chunk.length)}${text}\r\n` : text;
+      return;
+    }
+    this.flush();
     const s = this.client.socket;
     let ok: boolean;
     if (this.rechunk) {
+      s.cork();
       s.write(chunkHead(chunk.length));
       s.write(chunk);
       ok = s.write('\r\n');
+      s.uncork();
     } else ok = s.write(chunk);
-    this.client.touch();
     // Backpressure: the backend's connection stops reading until the client drains.
     if (!ok) this.conn?.pause();
+  }
+
+  flush(): void {
+    if (this.out === '') return;
+    const text = this.out;
+    this.out = '';
+    this.client.touch();
+    if (this.finished) return;
+    if (!this.client.socket.write(text, 'latin1')) this.conn?.pause();
   }
 
   onComplete(): void {
@@ -1293,8 +1313,9 @@ class Exchange implements TryHandler {
       now - this.tryStart,
     );
     if (this.finished) return;
+    if (this.rechunk) this.out += lastChunk;
+    this.flush();
     this.finished = true;
-    if (this.rechunk) this.client.socket.write(lastChunk);
     this.proxy.counters.relayed++;
     this.proxy.latency.observe(now - this.t0);
     this.client.done(this);
@@ -1347,7 +1368,6 @@ class Exchange implements TryHandler {
 
 /** An active health check: `GET path`, healthy on 2xx or 3xx. */
 class CheckTry implements TryHandler {
-  readonly corkTarget = undefined;
   readonly skipBody = false;
   readonly headTimeoutMs: number;
   readonly bodyIdleMs: number;
@@ -1379,6 +1399,8 @@ class CheckTry implements TryHandler {
   }
 
   onBody(): void {}
+
+  flush(): void {}
 
   onComplete(): void {
     this.end(this.status >= 200 && this.status < 400);
@@ -1415,7 +1437,6 @@ interface BufferedReply {
 
 /** One try whose reply is read whole (replicated routes). */
 class BufferedTry implements TryHandler {
-  readonly corkTarget = undefined;
   private conn: UpstreamConn | undefined;
   private status = 0;
   private reason = '';
@@ -1448,6 +1469,8 @@ class BufferedTry implements TryHandler {
     this.reason = reason;
     this.headers = headers;
   }
+
+  flush(): void {}
 
   onBody(chunk: Buffer): void {
     this.size += chunk.length;

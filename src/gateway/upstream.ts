@@ -58,8 +58,8 @@ export interface TryHandler {
   onFailure(err: TryError): void;
   /** The upstream socket drained (request body backpressure). */
   onDrain(): void;
-  /** The socket to cork while a read is parsed (the client's), so a head and its body leave in one write. */
-  readonly corkTarget: net.Socket | undefined;
+  /** A backend's read was parsed: write what it produced (a head and its body leave in one write). */
+  flush(): void;
   /** Whether the response has no body whatever its head says (a HEAD request). */
   readonly skipBody: boolean;
   /** Time allowed for the response head once sent, and in the queue. */
@@ -80,6 +80,14 @@ export interface UpstreamPoolOptions {
   /** Largest response head. */
   readonly headBytesMax: number;
 }
+
+/**
+ * The one read buffer of every backend connection (node:net's `onread`: no
+ * Buffer and no stream event per read). A read is parsed before the next
+ * one lands here, and llhttp copies what it keeps (body chunks, partial
+ * heads) out of it.
+ */
+const readBuffer = Buffer.allocUnsafe(64 * 1024);
 
 /** Closed this long before the backend's announced idle timeout, so a request never races its close. */
 const keepAliveMarginMs = 1_000;
@@ -113,7 +121,18 @@ export class UpstreamConn {
     const o = pool.options;
     this.idleMs = o.idleMs;
     this.deadline = now + o.connectTimeoutMs;
-    this.socket = net.connect({ host: o.host, port: o.port, noDelay: true });
+    this.socket = net.connect({
+      host: o.host,
+      port: o.port,
+      noDelay: true,
+      onread: {
+        buffer: readBuffer,
+        callback: (n: number): boolean => {
+          this.onData(readBuffer.subarray(0, n));
+          return true;
+        },
+      },
+    });
     const p = (this.parser = newParser('response', o.headBytesMax));
     p[kOnMessageBegin] = () => {
       if (this.done) this.dirty = true;
@@ -143,7 +162,6 @@ export class UpstreamConn {
       if (this.state !== 'connecting') return;
       this.pool.connected(this);
     });
-    s.on('data', (d: Buffer) => this.onData(d));
     s.on('end', () => this.onEnd());
     s.on('error', (err) => this.fail(err.message, false));
     s.on('close', () => {
@@ -213,8 +231,6 @@ export class UpstreamConn {
       this.destroy();
       return;
     }
-    const cork = h.corkTarget;
-    cork?.cork();
     const r = this.parser.execute(d);
     if (this.done) {
       // Anything after the response's end is not reused as the next one's start.
@@ -222,8 +238,7 @@ export class UpstreamConn {
       this.finishTry(h);
     } else if (isParseError(r)) {
       this.fail(`the backend sent a malformed response (${r.code})`, false);
-    }
-    cork?.uncork();
+    } else h.flush();
   }
 
   private onHeadersComplete(
@@ -283,15 +298,12 @@ export class UpstreamConn {
   private onEnd(): void {
     if (this.state === 'busy' && this.handler !== undefined && this.gotHead && !this.done) {
       // A body delimited by the close ends here.
-      const cork = this.handler.corkTarget;
-      cork?.cork();
       const r = this.parser.finish();
       const h = this.handler;
       if (!isParseError(r) && this.done) {
         this.keepAlive = false;
         this.finishTry(h);
       }
-      cork?.uncork();
     }
     this.fail('the backend closed the connection before the response ended', false);
   }
