@@ -35,7 +35,7 @@ interface Seen {
   readonly headers: http.IncomingHttpHeaders;
 }
 
-/** A node:http backend (an independent parser) echoing `METHOD URL sha(body)`. */
+/** A node:http backend (an independent parser) echoing `METHOD URL sha(body)`, after `?d=` ms if the URL says so. */
 async function echoBackend(
   id = 'a',
 ): Promise<{ spec: BackendSpec; seen: Seen[]; connections: () => number }> {
@@ -52,7 +52,8 @@ async function echoBackend(
         body: body.toString('latin1'),
         headers: req.headers,
       });
-      res.end(`${req.method} ${req.url} ${sha(body)}`);
+      const delay = Number(/[?&]d=(\d+)/.exec(req.url ?? '')?.[1] ?? 0);
+      setTimeout(() => res.end(`${req.method} ${req.url} ${sha(body)}`), delay);
     });
   });
   server.on('connection', () => connections++);
@@ -240,7 +241,8 @@ describe('HttpProxy front: smuggling shapes', () => {
     const a = await echoBackend();
     const proxy = await proxyOf([a.spec]);
     const port = proxy.address.port;
-    const bad = [
+    // Refused at the head: no connection to a backend is even opened.
+    const badHeads = [
       // Content-Length and Transfer-Encoding together (RFC 9112 §6.3).
       'POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
       'POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n',
@@ -255,9 +257,19 @@ describe('HttpProxy front: smuggling shapes', () => {
       // Bare LF, space before the colon, a bad chunk size.
       'GET /x HTTP/1.1\nHost: h\n\n',
       'GET /x HTTP/1.1\r\nHost : h\r\n\r\n',
+    ];
+    for (const b of badHeads) {
+      const out = await exchange(port, [b]);
+      expect(out, JSON.stringify(b)).toMatch(/^HTTP\/1\.1 400 /);
+      expect(out).toMatch(/\r\nconnection: close\r\n/);
+    }
+    expect(a.connections()).toBe(0);
+    // A body that breaks mid-way (a bad chunk size): its head may have gone on, the request never completes there.
+    const bad = [
+      ...badHeads,
       'POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n',
     ];
-    for (const b of bad) {
+    for (const b of bad.slice(badHeads.length)) {
       const out = await exchange(port, [b]);
       expect(out, JSON.stringify(b)).toMatch(/^HTTP\/1\.1 400 /);
       expect(out).toMatch(/\r\nconnection: close\r\n/);
@@ -287,19 +299,20 @@ describe('HttpProxy front: smuggling shapes', () => {
     const a = await echoBackend();
     const proxy = await proxyOf([a.spec]);
     const out = await exchange(proxy.address.port, [
-      'GET /1 HTTP/1.1\r\nHost: h\r\n\r\n' +
-        'POST /2 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n' +
+      // The backend answers the first last and the last first: the client still gets them in order.
+      'GET /1?d=40 HTTP/1.1\r\nHost: h\r\n\r\n' +
+        'POST /2?d=20 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n' +
         'GET /3 HTTP/1.1\r\nHost: h\r\n\r\n' +
         'GET /4 HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx',
     ]);
     const rs = bodies(out);
     expect(rs.map((r) => r.status)).toEqual([200, 200, 200, 400]);
     expect(rs.slice(0, 3).map((r) => r.body)).toEqual([
-      `GET /1 ${sha('')}`,
-      `POST /2 ${sha('abc')}`,
+      `GET /1?d=40 ${sha('')}`,
+      `POST /2?d=20 ${sha('abc')}`,
       `GET /3 ${sha('')}`,
     ]);
-    expect(a.seen.map((s) => s.url)).toEqual(['/1', '/2', '/3']);
+    expect(a.seen.map((s) => s.url).sort()).toEqual(['/1?d=40', '/2?d=20', '/3']);
     // The trailer is not a header of the next request.
     expect(a.seen[2]!.headers['x-trailer']).toBeUndefined();
   });
