@@ -2,8 +2,9 @@
  * Membership on a secure cluster (the default `cohort up` makes): a node
  * started with `--join` and its own node certificate is added and promoted,
  * `cohort member list/remove` work with the root user's certificate, the
- * removed member's certificate no longer opens a Raft link, and a caller
- * without a certificate is refused. Before `cohort member` and
+ * removed member's certificate no longer opens a Raft link nor adds it back
+ * (a user's `cohort member add` does), and a caller without a certificate
+ * is refused. Before `cohort member` and
  * `--join` spoke TLS, both failed against every TLS cluster.
  */
 import { readFileSync } from 'node:fs';
@@ -123,6 +124,32 @@ describe('membership on a TLS cluster', () => {
     const refusal = await dialRaftAs('n4', 'n1');
     expect(refusal).toMatchObject({ type: 'Reject', code: 'identity' });
     expect((refusal as { reason: string }).reason).toMatch(/node n4 is not a member/);
+
+    // Nor may it add itself back with that certificate (--join, empty data dir): refused,
+    // and the node does not start.
+    await cluster.restart('n4', { wipe: true });
+    expect(await until('the rejoin refused', () => Promise.resolve(cluster.ended('n4')))).not.toBe(
+      0,
+    );
+    expect(cluster.output('n4')).toMatch(/n4 was removed from the cluster/);
+    expect((await list())?.members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3']);
+    // A user adds it back; then the node's own join goes through and it is promoted.
+    const n4 = cluster.node('n4');
+    const readded = await cohort([
+      'member',
+      'add',
+      'n4',
+      `${n4.listen.host}:${n4.listen.port}`,
+      `${n4.rpc.host}:${n4.rpc.port}`,
+      ...target,
+    ]);
+    expect(readded.stderr).toBe('');
+    expect(readded.code).toBe(0);
+    await cluster.restart('n4', { wipe: true });
+    await until('n4 a voter again', async () => {
+      const l = await list();
+      return l?.members.some((m) => m.id === 'n4' && m.role === 'voter') === true ? l : undefined;
+    });
 
     // Plaintext against the TLS cluster: refused, and says so.
     const plain = await cohort([
