@@ -74,9 +74,11 @@ import type { Balance, Outcome } from './core/farm.js';
 import type { HealthOptions } from './core/health.js';
 import {
   chunkHead,
+  consumableHandle,
   headerValue,
   isParseError,
   kOnBody,
+  kOnExecute,
   kOnHeaders,
   kOnHeadersComplete,
   kOnMessageBegin,
@@ -87,7 +89,7 @@ import {
   requestHead,
   responseHeaderLines,
 } from './http1.js';
-import type { Parser, ParseError, RequestFraming } from './http1.js';
+import type { Parser, ParseError, RequestFraming, StreamHandle } from './http1.js';
 import { LatencyHistogram } from './metrics.js';
 import type { MetricFamily } from './metrics.js';
 import { emptyHttpCounters, emptyUpstreamCounters, httpBackends, httpMetrics } from './report.js';
@@ -707,6 +709,8 @@ class ClientConn {
   private headers: string[] = [];
   private url = '';
   private gone = false;
+  /** The socket's native handle when the parser reads it directly (no Buffer, no 'data' event per read). */
+  private readonly handle: StreamHandle | undefined;
   readonly ip: string;
 
   constructor(
@@ -741,7 +745,16 @@ class ClientConn {
       this.receiving = undefined;
       x?.onRequestEnd();
     };
-    socket.on('data', (d: Buffer) => this.onData(d));
+    // As node:http does: the parser reads the socket's handle itself, into one shared
+    // buffer, and reports each read to kOnExecute; reading pauses at the handle.
+    this.handle = consumableHandle(socket);
+    if (this.handle !== undefined) {
+      p[kOnExecute] = (r: number | ParseError) => {
+        this.lastActive = this.proxy.now;
+        if (isParseError(r)) this.onParseError(r);
+      };
+      p.consume(this.handle);
+    } else socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('end', () => this.onEnd());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onClose());
@@ -842,6 +855,7 @@ class ClientConn {
     this.queue.length = 0;
     this.receiving = undefined;
     x?.clientGone();
+    if (this.handle !== undefined) this.parser.unconsume();
     this.parser.close();
   }
 
@@ -852,7 +866,14 @@ class ClientConn {
 
   /** Stops reading for `reason` (a bit). */
   pause(reason: number): void {
-    if (this.pauses === 0) this.socket.pause();
+    if (this.pauses === 0) {
+      const h = this.handle;
+      if (h === undefined) this.socket.pause();
+      else if (!this.gone && h.reading !== false) {
+        h.reading = false;
+        h.readStop();
+      }
+    }
     this.pauses |= reason;
   }
 
@@ -860,7 +881,13 @@ class ClientConn {
   resume(reason: number): void {
     if ((this.pauses & reason) === 0) return;
     this.pauses &= ~reason;
-    if (this.pauses === 0 && !this.gone) this.socket.resume();
+    if (this.pauses !== 0 || this.gone) return;
+    const h = this.handle;
+    if (h === undefined) this.socket.resume();
+    else if (h.reading === false && !this.socket.destroyed) {
+      h.reading = true;
+      h.readStart();
+    }
   }
 
   /** Closes a connection idle or stalled too long. */

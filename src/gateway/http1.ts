@@ -52,6 +52,9 @@ export interface Parser {
   finish(): ParseError | undefined;
   /** Deletes the native parser; never called from inside one of its callbacks. */
   close(): void;
+  /** Reads `handle` (a stream's native handle) straight into the parser; results come to `kOnExecute`. */
+  consume(handle: object): void;
+  unconsume(): void;
   [slot: number]: unknown;
 }
 
@@ -64,6 +67,7 @@ interface ParserClass {
   readonly kOnHeadersComplete: number;
   readonly kOnBody: number;
   readonly kOnMessageComplete: number;
+  readonly kOnExecute: number;
   readonly kLenientNone: number;
 }
 
@@ -89,6 +93,28 @@ export const kOnHeaders = HTTPParser.kOnHeaders;
 export const kOnHeadersComplete = HTTPParser.kOnHeadersComplete;
 export const kOnBody = HTTPParser.kOnBody;
 export const kOnMessageComplete = HTTPParser.kOnMessageComplete;
+/** `kOnExecute(result)`: a read of a consumed stream was parsed (bytes, or the error). */
+export const kOnExecute = HTTPParser.kOnExecute;
+
+/** The native handle of a node:net socket, when it can be consumed by a parser. */
+export interface StreamHandle {
+  readonly isStreamBase?: boolean;
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
+}
+
+/** `socket`'s native handle if a parser can read it directly (as node:http does), else undefined. */
+export function consumableHandle(socket: object): StreamHandle | undefined {
+  const h = (socket as { _handle?: StreamHandle | null })._handle;
+  return h !== null &&
+    h !== undefined &&
+    h.isStreamBase === true &&
+    typeof h.readStop === 'function' &&
+    typeof h.readStart === 'function'
+    ? h
+    : undefined;
+}
 
 /** A strict parser of requests or responses whose head may be at most `maxHeadBytes`. */
 export function newParser(kind: 'request' | 'response', maxHeadBytes: number): Parser {

@@ -489,6 +489,23 @@ describe('HttpProxy: responses framed anew and connections reused', () => {
     expect(b.connections()).toBe(3);
   });
 
+  it('answers a client that shut its side right after its requests, then closes', async () => {
+    const a = await echoBackend();
+    const proxy = await proxyOf([a.spec]);
+    const out = await new Promise<string>((resolve, reject) => {
+      const s = net.connect({ port: proxy.address.port, host: '127.0.0.1', allowHalfOpen: true });
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      s.on('error', reject);
+      s.on('close', () => resolve(text));
+      s.end('GET /h1?d=20 HTTP/1.1\r\nHost: h\r\n\r\nGET /h2 HTTP/1.1\r\nHost: h\r\n\r\n');
+    });
+    expect(bodies(out).map((r) => r.body)).toEqual([
+      `GET /h1?d=20 ${sha('')}`,
+      `GET /h2 ${sha('')}`,
+    ]);
+  });
+
   it('answers Expect: 100-continue itself, then relays', async () => {
     const a = await echoBackend();
     const proxy = await proxyOf([a.spec]);
