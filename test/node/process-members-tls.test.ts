@@ -15,6 +15,7 @@ import type { CertDir } from '../../src/trust/cert-dir.js';
 import { FrameDecoder } from '../../src/wire/frame.js';
 import { handshakeCodec } from '../../src/wire/handshake.js';
 import type { HandshakeMessage } from '../../src/wire/handshake.js';
+import { callLeader } from '../../src/node/members.js';
 import type { MemberList } from '../../src/node/members.js';
 import { runCli } from '../harness/cli.js';
 import { ProcessCluster, until } from '../harness/process-cluster.js';
@@ -124,6 +125,26 @@ describe('membership on a TLS cluster', () => {
     const refusal = await dialRaftAs('n4', 'n1');
     expect(refusal).toMatchObject({ type: 'Reject', code: 'identity' });
     expect((refusal as { reason: string }).reason).toMatch(/node n4 is not a member/);
+
+    // A node certificate adds only its own node: n4's, asking to add n9, is refused.
+    const f4 = (cluster.certs as CertDir).files({ kind: 'node', id: 'n4' });
+    const asN4 = {
+      ca: readFileSync(f4.ca),
+      cert: readFileSync(f4.cert),
+      key: readFileSync(f4.key),
+    };
+    const members = cluster
+      .endpoints()
+      .filter((e) => e.id !== 'n4')
+      .map((e) => ({ id: e.id, rpc: { host: e.host, port: e.port } }));
+    await expect(
+      callLeader(
+        members,
+        cluster.clusterId,
+        (m, t) => m.add({ id: 'n9', raft: '127.0.0.1:1', rpc: '127.0.0.1:2' }, { timeoutMs: t }),
+        { tls: asN4 },
+      ),
+    ).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
 
     // Nor may it add itself back with that certificate (--join, empty data dir): refused,
     // and the node does not start.
