@@ -154,6 +154,13 @@ describe('list-max by name, as processes', () => {
     expect(nowhere.code).toBe(1);
     expect(nowhere.stderr.trim().split('\n')).toHaveLength(1);
     expect(nowhere.stderr).toMatch(/^error: UNAVAILABLE: /);
+    // A bad name is refused before connecting: a usage error even with no cluster there.
+    const badNowhere = await runCli(
+      ['services', 'bad name!', '--endpoints', `n1=127.0.0.1:${await freePort()}`, '--insecure'],
+      {},
+    );
+    expect(badNowhere.code).toBe(2);
+    expect(badNowhere.stderr).toBe('error: INVALID_ARGUMENT: bad service name "bad name!"\n');
     const noCluster = await runCli(['services', '--dir', tempDir('cohort-no-cluster-')]);
     expect(noCluster.code).toBe(1);
     expect(noCluster.stderr).toMatch(/^error: NOT_FOUND: no cluster found/);
