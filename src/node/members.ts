@@ -712,7 +712,11 @@ export interface MemberEndpoint {
 export interface CallLeaderOptions {
   /** Per-call deadline (ms). Default 10 s. */
   readonly timeoutMs?: number;
-  /** Keep trying (every `retryMs`) while no leader answers, until this signal fires. */
+  /**
+   * Keep trying (every `retryMs`) while no leader answers, until this signal
+   * fires. Without one: a single pass over the endpoints, but a cluster that
+   * answers with no leader (an election) is tried again until `timeoutMs`.
+   */
   readonly signal?: AbortSignal;
   readonly retryMs?: number;
   /** Mutual TLS for the calls: a user's credentials (cohort member) or the node's own (--join). */
@@ -744,6 +748,8 @@ export async function callLeader<T>(
   options: CallLeaderOptions = {},
 ): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 10_000;
+  const deadline = Date.now() + timeoutMs;
+  const aborted = (): boolean => options.signal?.aborted === true;
   const clients = new Map<string, Awaited<ReturnType<typeof startTcpClient>>>();
   const clientOf = async (e: MemberEndpoint): Promise<MemberClient> => {
     const key = `${e.id}@${formatAddress(e.rpc)}`;
@@ -761,6 +767,7 @@ export async function callLeader<T>(
   try {
     let last: unknown = new CohortError('UNAVAILABLE', 'no endpoint given');
     for (;;) {
+      let leaderless = false;
       for (const start of endpoints) {
         let target: MemberEndpoint = start;
         for (let hop = 0; hop <= limits.memberRedirectsMax; hop++) {
@@ -770,6 +777,7 @@ export async function callLeader<T>(
             last = e;
             if (isCohortError(e) && permanent.has(e.code)) throw e;
             if (!isCohortError(e) || e.code !== 'NOT_LEADER') break;
+            leaderless = true;
             const id = e.details.leaderId;
             const rpc = e.details.leaderRpc;
             if (typeof id !== 'string' || typeof rpc !== 'string') break;
@@ -777,9 +785,14 @@ export async function callLeader<T>(
           }
         }
       }
-      if (options.signal === undefined || options.signal.aborted) throw last;
+      if (aborted()) throw last;
+      if (options.signal === undefined) {
+        // No signal: one pass, except that a cluster answering without a leader (an election,
+        // or a leader lost mid-change) is waited for, up to one call's deadline.
+        if (!leaderless || Date.now() >= deadline) throw last;
+      }
       await new Promise((r) => setTimeout(r, options.retryMs ?? 500));
-      if (options.signal.aborted) throw last;
+      if (aborted()) throw last;
     }
   } finally {
     await Promise.allSettled([...clients.values()].map((c) => c.close()));

@@ -204,6 +204,21 @@ describe('membership on running nodes', () => {
     expect(leader.raft.status().term).toBe(term + 1);
   });
 
+  it('a membership call waits out an election instead of failing on it', async () => {
+    const n1 = await start(await config('n1'));
+    await until('n1 leads', () => n1.raft.isLeader());
+    const n2 = await start(await config('n2', { join: n1.config }));
+    const n3 = await start(await config('n3', { join: n1.config }));
+    await Promise.all([n2.joined, n3.joined]);
+    await until('3 voters', () => roles(n1).voters.length === 3);
+    // The leader crashes (no hand-over): n2 and n3 answer NOT_LEADER until one of them leads.
+    await stop(n1);
+    const list = await callLeader([endpoint(n2), endpoint(n3)], 'cohort-local', (m, t) =>
+      m.list({ leader: true }, { timeoutMs: t }),
+    );
+    expect(['n2', 'n3']).toContain(list.leader);
+  });
+
   it('refuses an empty data dir joining under the id of a voter (it could vote twice)', async () => {
     const n1 = await start(await config('n1'));
     await until('n1 leads', () => n1.raft.isLeader());
