@@ -19,7 +19,7 @@
  * ```
  */
 import { Packr } from 'msgpackr';
-import { crc32c as nativeCrc32c } from '@node-rs/crc32';
+import { crc32c, crc32cRange } from '../../lib/crc32c.js';
 import { limits } from '../../lib/limits.js';
 import type { LogIndex, Term } from '../../lib/ids.js';
 import type { Entry, EntryKind } from '../core/types.js';
@@ -54,9 +54,9 @@ export const manifestMagic = Buffer.from('CMAN', 'latin1');
 /** msgpack with plain maps and arrays only (no record extension), for small metadata payloads. */
 export const packer = new Packr({ useRecords: false, mapsAsObjects: true });
 
-/** CRC32C of the record at `start` whose length field says `length` (the same function as lib/crc32c, called directly on the hot path). */
+/** CRC32C of the record at `start` whose length field says `length`. */
 function checksum(buf: Buffer, start: number, length: number): number {
-  return nativeCrc32c(buf.subarray(start + 4, start + recordPrefixBytes + length), 0) >>> 0;
+  return crc32cRange(buf, start + 4, start + recordPrefixBytes + length);
 }
 
 /** Bytes a record with a payload of `payloadBytes` takes. */
@@ -180,7 +180,7 @@ export function oneBitRepair(buf: Buffer, offset: number): { at: number; end: nu
       continue;
     lengthBytes.writeUInt32LE(l, 0);
     const rest = buf.subarray(offset + recordPrefixBytes, offset + recordPrefixBytes + l);
-    if (nativeCrc32c(rest, nativeCrc32c(lengthBytes, 0)) >>> 0 === stored) {
+    if (crc32c(rest, crc32c(lengthBytes)) === stored) {
       return { at: offset + 4 + (b >> 3), end: offset + recordPrefixBytes + l };
     }
   }
