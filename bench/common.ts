@@ -10,7 +10,7 @@
  * const s = spread([41.2, 39.9, 42.0]);      // { median: 41.2, min: 39.9, max: 42.0, n: 3 }
  * fmtSpread(s, kilo);                        // '41.2k (39.9k–42.0k)'
  * run.sample();                              // between runs: remembers the highest load seen
- * run.finish();                              // load at the end; a warning if it was above the cores
+ * run.finish();                              // load and other work at the end; a warning if other work competed
  * console.log(`kv-put c=64: ..., ratio 2.10`); // every bench prints its ratio last
  * ```
  *
@@ -19,8 +19,9 @@
  * machine), not the ratio of the two medians.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
 /** Repetitions of every bench unless told otherwise (the issue's minimum). */
@@ -132,15 +133,23 @@ export function commitText(): string {
 export interface BenchRun {
   /** Reads the load average now (call between runs); returns the 1-minute figure. */
   sample(): number;
-  /** Prints the load average at the end and, if it was ever above the cores, the warning. */
+  /** Prints the load average and other work at the end and, if other work competed, the warning. */
   finish(): void;
-  /** True if the 1-minute load average was above the core count at some sample. */
+  /**
+   * True if other work competed so far: the load average was above the cores
+   * at the start, or work outside this bench took more than
+   * {@link OTHER_WORK_CORES_MAX} cores on average since.
+   */
   readonly overloaded: boolean;
 }
 
 /**
  * Prints the bench's first line (name, cores, Node, commit, load average),
- * with a warning when the machine is already busier than its cores.
+ * with a warning when the machine is already busier than its cores. At the
+ * end it also prints how much CPU work outside this bench's own processes
+ * took meanwhile ({@link OtherWorkMeter}): the load average counts the
+ * bench's own servers and clients too, which on 2 cores are above the cores
+ * by themselves in the cluster benches.
  */
 export function startBench(name: string, what = ''): BenchRun {
   let highest = 0;
@@ -150,6 +159,7 @@ export function startBench(name: string, what = ''): BenchRun {
     return one;
   };
   const atStart = sample();
+  const other = new OtherWorkMeter();
   console.log(
     `${name} bench${what === '' ? '' : `: ${what}`}\n` +
       `  ${CORES} cores, node ${process.version}, commit ${commitText()}, ` +
@@ -159,27 +169,117 @@ export function startBench(name: string, what = ''): BenchRun {
   return {
     sample,
     get overloaded() {
-      return highest > CORES;
+      // The load average alone counts this bench's own processes too.
+      return atStart > CORES || other.cores() > OTHER_WORK_CORES_MAX;
     },
     finish() {
       const atEnd = sample();
-      console.log(`load average at the end: ${loadText()}`);
+      const cores = other.cores();
+      console.log(
+        `load average at the end: ${loadText()}; other work (CPU not used by this bench's ` +
+          `processes) ${Number.isNaN(cores) ? '?' : cores.toFixed(2)} cores on average`,
+      );
       if (highest > CORES) {
         console.log(
           atEnd > CORES
-            ? overloadWarning(atEnd, `at the end (highest seen ${highest.toFixed(2)})`)
-            : overloadWarning(highest, 'during the run (highest seen)'),
+            ? overloadWarning(atEnd, `at the end (highest seen ${highest.toFixed(2)})`, cores)
+            : overloadWarning(highest, 'during the run (highest seen)', cores),
         );
+      } else if (cores > OTHER_WORK_CORES_MAX) {
+        console.log(otherWorkWarning(cores));
       }
     },
   };
 }
 
-function overloadWarning(load: number, when: string): string {
+/** Other work above this many cores on average makes a run's figures not comparable. */
+export const OTHER_WORK_CORES_MAX = 0.25;
+
+function overloadWarning(load: number, when: string, otherCores = NaN): string {
+  const base = `WARNING: load average ${load.toFixed(2)} ${when} is above the ${CORES} cores`;
+  if (Number.isNaN(otherCores) || otherCores > OTHER_WORK_CORES_MAX) {
+    return (
+      `${base}: other work competed for the CPU` +
+      `${Number.isNaN(otherCores) ? '' : ` (${otherCores.toFixed(2)} cores on average)`}, ` +
+      `so these figures are not comparable (rerun on a quiet machine)`
+    );
+  }
   return (
-    `WARNING: load average ${load.toFixed(2)} ${when} is above the ${CORES} cores: other work ` +
-    `competed for the CPU, so these figures are not comparable (rerun on a quiet machine)`
+    `${base}, but other work took only ${otherCores.toFixed(2)} cores on average: ` +
+    `this bench's own processes were the load (its sides waited for the cores they share)`
   );
+}
+
+function otherWorkWarning(cores: number): string {
+  return (
+    `WARNING: other work took ${cores.toFixed(2)} cores on average (more than ` +
+    `${OTHER_WORK_CORES_MAX}): these figures are not comparable (rerun on a quiet machine)`
+  );
+}
+
+/**
+ * CPU the rest of the machine used while a bench ran: the machine's busy
+ * time (/proc/stat) minus the CPU of this process and its descendants (each
+ * live one's user + system time plus what its reaped children used, so a
+ * child that exits keeps counting through its parent). In cores on average
+ * since construction; NaN where /proc is not readable.
+ */
+export class OtherWorkMeter {
+  private readonly at = performance.now();
+  private readonly busy0 = machineBusyTicks();
+  private readonly tree0 = treeTicks();
+
+  /** Cores' worth of other work on average since construction. */
+  cores(): number {
+    const secs = (performance.now() - this.at) / 1000;
+    const other = machineBusyTicks() - this.busy0 - (treeTicks() - this.tree0);
+    return Math.max(0, other / TICKS_PER_SECOND / secs);
+  }
+}
+
+/** Busy ticks of all cores since boot (user, nice, system, irq, softirq, steal); NaN without /proc. */
+function machineBusyTicks(): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    return [0, 1, 2, 5, 6, 7].reduce((a, i) => a + (f[i] ?? 0), 0);
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU ticks of this process and every live descendant, each with its reaped children's. */
+function treeTicks(): number {
+  const parent = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return NaN;
+  }
+  for (const d of pids) {
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parent.set(Number(d), Number(f[1]));
+      ticks.set(
+        Number(d),
+        [11, 12, 13, 14].reduce((a, i) => a + Number(f[i]), 0),
+      );
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = parent.get(p) ?? 0, hops++) {
+      if (p === process.pid) return true;
+    }
+    return false;
+  };
+  let sum = 0;
+  for (const [pid, t] of ticks) if (inTree(pid)) sum += t;
+  return sum;
 }
 
 // ---------------------------------------------------------------- CPU

@@ -669,7 +669,7 @@ function summarize(results: readonly Result[], flags: Flags, overloaded: boolean
       ? 'CLIENT-BOUND runs included'
       : overloaded
         ? // A starved client uses little CPU however much it is the bottleneck.
-          'no client above 70 % CPU, but the load was above the cores, so that proves nothing'
+          'no client above 70 % CPU, but other work competed for the cores, so that proves nothing'
         : 'neither side client-bound';
   console.log(`\nmedians of ${flags.reps} (min–max):`);
   for (const w of allWorkloads(flags)) {

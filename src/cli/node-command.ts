@@ -17,7 +17,7 @@
  * clean shutdown (SIGINT or SIGTERM: a server stopping when asked; or the
  * node learned that it was removed from the cluster), 2 for a
  * bad configuration (one `error:` line on stderr, before any logging), 1
- * when the node could not start or failed. With `--repair`, a WAL damaged in
+ * when the node could not start, its `--join` was refused, or it failed. With `--repair`, a WAL damaged in
  * the middle is cut at the damage instead of refused, and what was dropped
  * (file, offset, bytes, records, entries) is printed on stderr before the
  * node serves.
@@ -154,6 +154,17 @@ async function runNode(flags: NodeFlags): Promise<void> {
     // `cohort member remove`), so it stops with 0 and a supervisor that restarts
     // failed processes leaves it stopped.
     void node.removed.then(() => stop('removed from the cluster'));
+    // --join refused for good (e.g. a removed node's own certificate, or an empty data dir in
+    // a voter's place): the node did not do its work, so it stops and exits 1.
+    node.joined?.catch((e: unknown) => {
+      if (stopping) return;
+      fatal.error(
+        { err: e, ...(isCohortError(e) ? { code: e.code } : {}) },
+        `could not join the cluster: ${e instanceof Error ? e.message : String(e)}`,
+      );
+      process.exitCode = exitCodes.failed;
+      stop('join refused');
+    });
     // Certificate rotation: new connections use the files as they are now.
     const reload = (): void => {
       try {

@@ -19,7 +19,6 @@
  */
 import { CohortError } from '../lib/errors.js';
 import { isValidId } from '../lib/ids.js';
-import { limits } from '../lib/limits.js';
 
 /** One backend instance. */
 export interface BackendSpec {
@@ -125,15 +124,14 @@ export interface InstanceFeed {
  * Until {@link FollowingBackendSource.follow} is called (or before the
  * feed's first report) the list is empty. An instance with an id or address
  * a backend cannot have is left out (the feed validated it already; this
- * keeps the proxy's invariants). The current list is handed over again every
- * second: a proxy leaves out an instance that came back under its id at a
- * new address while the old address drains, and takes it on a later list.
+ * keeps the proxy's invariants). An instance that comes back under its id
+ * at a new address while its old address drains is the proxy's to take once
+ * the drain ends (both fronts do).
  */
 export class FollowingBackendSource implements BackendSource {
   private listeners = new Set<(backends: readonly BackendSpec[]) => void>();
   private list: readonly BackendSpec[] = [];
   private unfollow: (() => void) | undefined;
-  private timer: ReturnType<typeof setInterval> | undefined;
 
   /** `service`: the name followed (status pages, messages). */
   constructor(readonly service: string) {}
@@ -146,11 +144,9 @@ export class FollowingBackendSource implements BackendSource {
     this.unfollow = feed.subscribe((instances) => this.set(instances));
   }
 
-  /** Stops following and handing the list over (the list stays as it was). */
+  /** Stops following (the list stays as it was). */
   stop(): void {
     this.unfollow?.();
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
   }
 
   /** The current list. */
@@ -161,16 +157,8 @@ export class FollowingBackendSource implements BackendSource {
   subscribe(onChange: (backends: readonly BackendSpec[]) => void): () => void {
     this.listeners.add(onChange);
     onChange(this.list);
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => this.emit(), limits.namingFollowRefreshMs);
-      this.timer.unref();
-    }
     return () => {
       this.listeners.delete(onChange);
-      if (this.listeners.size === 0 && this.timer !== undefined) {
-        clearInterval(this.timer);
-        this.timer = undefined;
-      }
     };
   }
 

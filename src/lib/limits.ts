@@ -290,6 +290,10 @@ export const limits = {
   memberRedirectsMax: 8,
   /** How long a membership change waits, in election timeouts, for the previous change to commit (CONFIG_CHANGE_PENDING) before it fails. */
   memberChangeWaitElectionsMax: 10,
+  /** Leader duty passes (one per election timeout) an address-book entry of a non-member survives before the leader deletes it: a crash between an add's or a removal's two steps leaves one. */
+  memberBookStalePasses: 3,
+  /** Removed node ids the address book remembers, so that their certificates cannot rejoin by themselves; the oldest is forgotten past this. */
+  memberRetiredMax: 1_024,
   /** Largest request head (request line + headers) the gateway reads; past it 431. Node's own default, like HAProxy's 16 KiB buffers. */
   gatewayHeaderBytesMax: 16 * 1024,
   /** Default largest request body the gateway forwards; past it 413. */
@@ -366,8 +370,6 @@ export const limits = {
   namingRelistDelayMsMax: 2_000,
   /** Default longest try of an idempotent call on one instance, in ms: a hung instance costs this, then the call goes elsewhere. */
   namingTryTimeoutMsDefault: 2_000,
-  /** How often a gateway following a service name hands its backend list over again, in ms (a proxy takes a moved instance once its old address drained). */
-  namingFollowRefreshMs: 1_000,
   /** Worker processes of the gateway's HTTP proxy at most (each a whole Node process; a few per core is already too many). */
   gatewayWorkersMax: 64,
   /** Time a gateway worker has to answer the admin port's snapshot request before the page leaves it out. */

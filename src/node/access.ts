@@ -14,7 +14,7 @@
  * | caller                 | Raft port | RPC port                                                                 |
  * | ---------------------- | --------- | ------------------------------------------------------------------------ |
  * | a member node          | yes       | node-to-node methods only: MapReduce's worker and shuffle calls, calls a member forwards to the leader, Node.status/health; not the client API (Kv, Auth, job submission) |
- * | a node not a member    | refused   | only Members.list and Members.add (asking to join, `cohort node --join`) |
+ * | a node not a member    | refused   | only Members.list and Members.add (asking to join as itself, `cohort node --join`; refused once removed until a user adds it: node/members.ts) |
  * | a user                 | refused   | the client API, as its roles allow (with auth disabled: everything); never the node-to-node methods |
  * | no certificate / other CA / expired | refused (TLS) | refused (TLS)                                   |
  * | anonymous (--insecure) | members' ids | everything: nobody is authenticated, every caller is root         |

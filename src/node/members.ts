@@ -18,13 +18,17 @@
  * transport at what it holds, so a node added on one member is reachable
  * from all, and a restart finds its peers in its own log or snapshot
  * without `--peers`. An address is written before the node is added as a
- * learner, and deleted only after its removal committed.
+ * learner, and deleted only after its removal committed; a leader that
+ * crashed between those steps leaves an entry of a non-member, which a
+ * later leader deletes (its duties, below).
  *
  * **The leader's duties**, every election timeout: record its own address
  * and those of the `--peers` it started with (a cluster bootstrapped with
  * `--peers` has no book entries yet), and promote each learner that holds
  * everything committed and is not marked to stay a learner (etcd's learner
- * promotion, done by the leader rather than asked for).
+ * promotion, done by the leader rather than asked for); delete the book
+ * entries of non-members that stayed so for `limits.memberBookStalePasses`
+ * passes while no add of theirs ran.
  *
  * **Changes** go to the leader; any other node answers NOT_LEADER with
  * `details.leaderId` and `details.leaderRpc`, which {@link callLeader}
@@ -74,7 +78,15 @@ export type BookCommand =
       readonly rpc: string | null;
       readonly learner: boolean;
     }
-  | { readonly type: 'delete'; readonly id: string };
+  | {
+      readonly type: 'delete';
+      readonly id: string;
+      /**
+       * The node was removed from the cluster: remember it, so that its
+       * own certificate no longer lets it join again (only a user's add does).
+       */
+      readonly retire?: boolean;
+    };
 
 /** What applying a book command returns: ok, or why the command was refused (nothing changed). */
 export type BookResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
@@ -120,6 +132,8 @@ function parseRecord(c: unknown): { id: NodeId; rec: MemberRecord } | string {
 export class AddressBook implements NodeModule {
   readonly name = MEMBERS_MODULE;
   private readonly records = new Map<NodeId, MemberRecord>();
+  /** Removed nodes, oldest first (see {@link isRetired}). */
+  private readonly retired = new Set<NodeId>();
 
   constructor(
     private readonly onChange: (id: NodeId, rec: MemberRecord | undefined) => void = () => {},
@@ -135,6 +149,25 @@ export class AddressBook implements NodeModule {
     return this.records;
   }
 
+  /**
+   * True if `id` was removed from the cluster and not added again since: a
+   * node with that id may not add itself back with its own certificate
+   * (`--join`); a user's `cohort member add` may. The newest
+   * `limits.memberRetiredMax` removals are kept.
+   */
+  isRetired(id: NodeId): boolean {
+    return this.retired.has(id);
+  }
+
+  private retire(id: NodeId): void {
+    this.retired.delete(id);
+    this.retired.add(id);
+    for (const old of this.retired) {
+      if (this.retired.size <= limits.memberRetiredMax) break;
+      this.retired.delete(old);
+    }
+  }
+
   /** Applies a set or delete; a malformed command changes nothing and says why. */
   apply(command: unknown): BookResult {
     if (typeof command !== 'object' || command === null) {
@@ -142,9 +175,13 @@ export class AddressBook implements NodeModule {
     }
     const type = (command as { type?: unknown }).type;
     if (type === 'delete') {
-      const id = (command as { id?: unknown }).id;
+      const { id, retire } = command as { id?: unknown; retire?: unknown };
       if (!isValidId(id)) return { ok: false, error: 'bad member id' };
+      if (retire !== undefined && typeof retire !== 'boolean') {
+        return { ok: false, error: 'retire must be a boolean' };
+      }
       if (this.records.delete(id as NodeId)) this.onChange(id as NodeId, undefined);
+      if (retire === true) this.retire(id as NodeId);
       return { ok: true };
     }
     if (type !== 'set') return { ok: false, error: `unknown command ${JSON.stringify(type)}` };
@@ -153,6 +190,8 @@ export class AddressBook implements NodeModule {
     if (!this.records.has(parsed.id) && this.records.size >= limits.clusterMembersMax) {
       return { ok: false, error: `the address book holds at most ${limits.clusterMembersMax}` };
     }
+    // Written again (a user's add, or a leader recording a member): no longer retired.
+    this.retired.delete(parsed.id);
     if (!sameRecord(this.records.get(parsed.id), parsed.rec)) {
       this.records.set(parsed.id, parsed.rec);
       this.onChange(parsed.id, parsed.rec);
@@ -169,7 +208,10 @@ export class AddressBook implements NodeModule {
         rpc: r.rpc === null ? null : formatAddress(r.rpc),
         learner: r.learner,
       }));
-    return new Uint8Array(packr.pack(rows));
+    // Version 1 (an array of records) while nothing is retired, so older nodes read it.
+    return new Uint8Array(
+      packr.pack(this.retired.size === 0 ? rows : { rows, retired: [...this.retired] }),
+    );
   }
 
   restore(bytes: Uint8Array): void {
@@ -179,8 +221,16 @@ export class AddressBook implements NodeModule {
     } catch (e) {
       throw new CohortError('CORRUPTION', 'address book snapshot does not decode', { cause: e });
     }
-    if (!Array.isArray(rows))
+    let retired: unknown = [];
+    if (typeof rows === 'object' && rows !== null && !Array.isArray(rows)) {
+      ({ rows, retired } = rows as { rows?: unknown; retired?: unknown });
+    }
+    if (!Array.isArray(rows) || !Array.isArray(retired) || !retired.every(isValidId)) {
       throw new CohortError('CORRUPTION', 'address book snapshot malformed');
+    }
+    if (retired.length > limits.memberRetiredMax) {
+      throw new CohortError('CORRUPTION', 'address book snapshot: too many removed nodes');
+    }
     const next = new Map<NodeId, MemberRecord>();
     for (const row of rows) {
       const parsed = parseRecord(row);
@@ -190,10 +240,13 @@ export class AddressBook implements NodeModule {
       next.set(parsed.id, parsed.rec);
     }
     this.replace(next);
+    this.retired.clear();
+    for (const id of retired) this.retired.add(nodeId(id));
   }
 
   reset(): void {
     this.replace(new Map());
+    this.retired.clear();
   }
 
   private replace(next: Map<NodeId, MemberRecord>): void {
@@ -419,18 +472,69 @@ export function startMembership(o: MembershipOptions): () => void {
     });
   };
 
+  /** The add's steps once checked: the book entry first (the newcomer needs it), then the learner. */
+  const addMember = async (
+    id: NodeId,
+    raftAddr: PeerAddress,
+    rpcAddr: PeerAddress,
+    role: 'voter' | 'learner' | null,
+    wantLearner: boolean | undefined,
+  ): Promise<MemberList> => {
+    // The newcomer takes the leader's address from the answer: it must be in the book first.
+    await recordSelf();
+    const learner = wantLearner ?? book.get(id)?.learner ?? false;
+    const rec: MemberRecord = { raft: raftAddr, rpc: rpcAddr, learner };
+    if (!sameRecord(book.get(id), rec)) {
+      await propose({
+        type: 'set',
+        id,
+        raft: formatAddress(raftAddr),
+        rpc: formatAddress(rpcAddr),
+        learner,
+      });
+    }
+    if (role === null) {
+      logger.info(
+        { member: id, raft: formatAddress(raftAddr), learner },
+        'adding member as a learner',
+      );
+      await change(
+        () => raft.addLearner(id),
+        () => isMember(id) !== null,
+      );
+    }
+    return list();
+  };
+
   o.rpc.serve(MemberService, {
     list: (req) => {
       if (req.leader === true) requireLeader();
       return list();
     },
-    add: async (req) => {
+    add: async (req, ctx) => {
       if (!isValidId(req.id)) {
         throw new CohortError('INVALID_ARGUMENT', `bad member id ${JSON.stringify(req.id)}`, {
           details: { field: 'id' },
         });
       }
       const id = nodeId(req.id);
+      if (ctx.identity.kind === 'node') {
+        // A node certificate lets its node ask to join as itself, not add others.
+        if (ctx.identity.id !== id) {
+          throw new CohortError(
+            'PERMISSION_DENIED',
+            `node ${ctx.identity.id} may only ask to add itself, not ${id}`,
+            { details: { node: ctx.identity.id, id } },
+          );
+        }
+        if (book.isRetired(id)) {
+          throw new CohortError(
+            'PERMISSION_DENIED',
+            `${id} was removed from the cluster: it joins again only once a user adds it (cohort member add ${id} <raft host:port> <rpc host:port>)`,
+            { details: { id, reason: 'removed' } },
+          );
+        }
+      }
       const raftAddr = parseHostPort(req.raft, 'raft');
       const rpcAddr = parseHostPort(req.rpc, 'rpc');
       requireLeader();
@@ -441,27 +545,14 @@ export function startMembership(o: MembershipOptions): () => void {
           `the cluster has ${limits.clusterMembersMax} members, the most it may have`,
         );
       }
-      // The newcomer takes the leader's address from the answer: it must be in the book first.
-      await recordSelf();
-      const learner = req.learner ?? book.get(id)?.learner ?? false;
-      const rec: MemberRecord = { raft: raftAddr, rpc: rpcAddr, learner };
-      if (!sameRecord(book.get(id), rec)) {
-        await propose({
-          type: 'set',
-          id,
-          raft: formatAddress(raftAddr),
-          rpc: formatAddress(rpcAddr),
-          learner,
-        });
+      adding.set(id, (adding.get(id) ?? 0) + 1);
+      try {
+        return await addMember(id, raftAddr, rpcAddr, role, req.learner);
+      } finally {
+        const n = (adding.get(id) ?? 1) - 1;
+        if (n === 0) adding.delete(id);
+        else adding.set(id, n);
       }
-      if (role === null) {
-        logger.info({ member: id, raft: req.raft, learner }, 'adding member as a learner');
-        await change(
-          () => raft.addLearner(id),
-          () => isMember(id) !== null,
-        );
-      }
-      return list();
     },
     promote: async (req) => {
       const id = nodeId(req.id);
@@ -522,14 +613,55 @@ export function startMembership(o: MembershipOptions): () => void {
         () => raft.removeNode(id),
         () => isMember(id) === null,
       );
-      await propose({ type: 'delete', id });
+      await propose({ type: 'delete', id, retire: true });
       return list();
     },
   });
 
+  /**
+   * Book entries of ids that are not members, by the duty pass that first
+   * saw each. An add writes its entry before the learner joins the
+   * configuration, and a removal deletes it after the removal committed; a
+   * leader that crashed between the two steps left an entry nobody deletes
+   * (its caller may never retry). One still there after
+   * `limits.memberBookStalePasses` more passes, with no add of that id
+   * running here, is deleted.
+   */
+  const staleSince = new Map<NodeId, number>();
+  /** Ids whose `add` runs on this node (their entry precedes their membership on purpose). */
+  const adding = new Map<NodeId, number>();
+  let pass = 0;
+  const dropStaleEntries = async (): Promise<void> => {
+    pass++;
+    for (const id of [...staleSince.keys()]) {
+      if (book.get(id) === undefined) staleSince.delete(id);
+    }
+    for (const id of book.entries().keys()) {
+      if (id === self || isMember(id) !== null || adding.has(id)) {
+        staleSince.delete(id);
+        continue;
+      }
+      const first = staleSince.get(id);
+      if (first === undefined) {
+        staleSince.set(id, pass);
+      } else if (pass - first >= limits.memberBookStalePasses) {
+        if (stopped || !raft.isLeader()) return;
+        logger.info(
+          { member: id },
+          'address book: deleting the entry of a node that is not a member',
+        );
+        await propose({ type: 'delete', id });
+        staleSince.delete(id);
+      }
+    }
+  };
+
   /** Records the addresses the leader knows but the book lacks, and promotes caught-up learners. */
   const duties = async (): Promise<void> => {
-    if (!raft.isLeader()) return;
+    if (!raft.isLeader()) {
+      staleSince.clear();
+      return;
+    }
     await recordSelf();
     for (const [id, addr] of o.peers) {
       if (book.get(id) !== undefined || isMember(id) === null) continue;
@@ -548,6 +680,7 @@ export function startMembership(o: MembershipOptions): () => void {
       logger.info({ member: id }, 'learner caught up: promoting it to voter');
       await raft.promoteLearner(id);
     }
+    await dropStaleEntries();
   };
   let running = false;
   const timer = setInterval(() => {
@@ -579,7 +712,11 @@ export interface MemberEndpoint {
 export interface CallLeaderOptions {
   /** Per-call deadline (ms). Default 10 s. */
   readonly timeoutMs?: number;
-  /** Keep trying (every `retryMs`) while no leader answers, until this signal fires. */
+  /**
+   * Keep trying (every `retryMs`) while no leader answers, until this signal
+   * fires. Without one: a single pass over the endpoints, but a cluster that
+   * answers with no leader (an election) is tried again until `timeoutMs`.
+   */
   readonly signal?: AbortSignal;
   readonly retryMs?: number;
   /** Mutual TLS for the calls: a user's credentials (cohort member) or the node's own (--join). */
@@ -611,6 +748,8 @@ export async function callLeader<T>(
   options: CallLeaderOptions = {},
 ): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 10_000;
+  const deadline = Date.now() + timeoutMs;
+  const aborted = (): boolean => options.signal?.aborted === true;
   const clients = new Map<string, Awaited<ReturnType<typeof startTcpClient>>>();
   const clientOf = async (e: MemberEndpoint): Promise<MemberClient> => {
     const key = `${e.id}@${formatAddress(e.rpc)}`;
@@ -628,6 +767,7 @@ export async function callLeader<T>(
   try {
     let last: unknown = new CohortError('UNAVAILABLE', 'no endpoint given');
     for (;;) {
+      let leaderless = false;
       for (const start of endpoints) {
         let target: MemberEndpoint = start;
         for (let hop = 0; hop <= limits.memberRedirectsMax; hop++) {
@@ -637,6 +777,7 @@ export async function callLeader<T>(
             last = e;
             if (isCohortError(e) && permanent.has(e.code)) throw e;
             if (!isCohortError(e) || e.code !== 'NOT_LEADER') break;
+            leaderless = true;
             const id = e.details.leaderId;
             const rpc = e.details.leaderRpc;
             if (typeof id !== 'string' || typeof rpc !== 'string') break;
@@ -644,9 +785,14 @@ export async function callLeader<T>(
           }
         }
       }
-      if (options.signal === undefined || options.signal.aborted) throw last;
+      if (aborted()) throw last;
+      if (options.signal === undefined) {
+        // No signal: one pass, except that a cluster answering without a leader (an election,
+        // or a leader lost mid-change) is waited for, up to one call's deadline.
+        if (!leaderless || Date.now() >= deadline) throw last;
+      }
       await new Promise((r) => setTimeout(r, options.retryMs ?? 500));
-      if (options.signal.aborted) throw last;
+      if (aborted()) throw last;
     }
   } finally {
     await Promise.allSettled([...clients.values()].map((c) => c.close()));

@@ -26,7 +26,7 @@ import { KvTestCluster } from '../kv/kv-cluster.js';
 const silent = pino({ level: 'silent' });
 
 describe('FollowingBackendSource', () => {
-  it('hands over the instances a feed reports, leaving out unusable ones, and again every second', async () => {
+  it('hands over the instances a feed reports, leaving out unusable ones', () => {
     let push: (list: readonly FeedInstance[]) => void = () => undefined;
     const source = new FollowingBackendSource('S');
     const seen: (readonly BackendSpec[])[] = [];
@@ -45,9 +45,7 @@ describe('FollowingBackendSource', () => {
       { id: 'a', address: { host: '127.0.0.1', port: 3 } },
     ]);
     expect(seen.at(-1)).toEqual([{ id: 'a', host: '127.0.0.1', port: 1, weight: 2 }]);
-    const n = seen.length;
-    await waitUntil('the list handed over again', () => seen.length > n);
-    expect(seen.at(-1)).toEqual(seen[n - 1]);
+    expect(seen).toHaveLength(2);
     expect(() => source.follow({ subscribe: () => () => undefined })).toThrow(/already/);
     stop();
     source.stop();

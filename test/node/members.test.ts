@@ -7,16 +7,18 @@
  * And the address book's replicated state: bad commands change nothing,
  * snapshots round-trip and report what changed.
  */
+import { Packr } from 'msgpackr';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeKvEntry } from '../../src/host/kv-state-machine.js';
+import { encodeKvEntry, encodeModuleEntry } from '../../src/host/kv-state-machine.js';
 import { kvKey } from '../../src/kv/core/bytes.js';
 import { isCohortError } from '../../src/lib/errors.js';
 import { nodeId } from '../../src/lib/ids.js';
+import { limits } from '../../src/lib/limits.js';
 import { resolveNodeConfig } from '../../src/node/config.js';
 import type { NodeConfig } from '../../src/node/config.js';
 import { memberTable } from '../../src/cli/member-command.js';
-import { AddressBook, callLeader } from '../../src/node/members.js';
+import { AddressBook, callLeader, MEMBERS_MODULE } from '../../src/node/members.js';
 import type { MemberList, MemberRecord } from '../../src/node/members.js';
 import { startNode } from '../../src/node/node.js';
 import type { CohortNode } from '../../src/node/node.js';
@@ -202,6 +204,21 @@ describe('membership on running nodes', () => {
     expect(leader.raft.status().term).toBe(term + 1);
   });
 
+  it('a membership call waits out an election instead of failing on it', async () => {
+    const n1 = await start(await config('n1'));
+    await until('n1 leads', () => n1.raft.isLeader());
+    const n2 = await start(await config('n2', { join: n1.config }));
+    const n3 = await start(await config('n3', { join: n1.config }));
+    await Promise.all([n2.joined, n3.joined]);
+    await until('3 voters', () => roles(n1).voters.length === 3);
+    // The leader crashes (no hand-over): n2 and n3 answer NOT_LEADER until one of them leads.
+    await stop(n1);
+    const list = await callLeader([endpoint(n2), endpoint(n3)], 'cohort-local', (m, t) =>
+      m.list({ leader: true }, { timeoutMs: t }),
+    );
+    expect(['n2', 'n3']).toContain(list.leader);
+  });
+
   it('refuses an empty data dir joining under the id of a voter (it could vote twice)', async () => {
     const n1 = await start(await config('n1'));
     await until('n1 leads', () => n1.raft.isLeader());
@@ -237,6 +254,27 @@ describe('membership on running nodes', () => {
     const both = await Promise.all([add(), add()]);
     for (const l of both) expect(l.members.map((m) => m.id)).toContain('n7');
     expect(roles(n1)).toEqual({ voters: ['n1'], learners: ['n7'] });
+  });
+
+  it('the leader deletes a book entry left by a change that crashed between its two steps', async () => {
+    const n1 = await start(await config('n1'));
+    await until('n1 leads', () => n1.raft.isLeader());
+    // What a leader that crashed after an add's book write (before the learner joined), or after
+    // a removal committed (before the book delete), leaves: an entry of a node that is no member.
+    await n1.raft.propose(
+      encodeModuleEntry(MEMBERS_MODULE, {
+        type: 'set',
+        id: 'n8',
+        raft: '127.0.0.1:1',
+        rpc: '127.0.0.1:2',
+        learner: false,
+      }),
+    );
+    expect(n1.book.get(nodeId('n8'))).toBeDefined();
+    await until('the stale entry is deleted', () => n1.book.get(nodeId('n8')) === undefined);
+    // A member's entry stays.
+    expect(n1.book.get(nodeId('n1'))).toBeDefined();
+    expect(roles(n1)).toEqual({ voters: ['n1'], learners: [] });
   });
 
   it('refuses bad requests with clear errors and changes nothing', async () => {
@@ -309,6 +347,7 @@ describe('AddressBook', () => {
     { type: 'set', id: 'n1', raft: '127.0.0.1:1', rpc: 5, learner: false },
     { type: 'set', id: 'n1', raft: '127.0.0.1:1', rpc: null, learner: 'yes' },
     { type: 'delete', id: 7 },
+    { type: 'delete', id: 'n2', retire: 'yes' },
   ])('refuses %j and changes nothing', (cmd) => {
     const book = new AddressBook();
     book.apply(set('n2', '127.0.0.1:2'));
@@ -331,6 +370,66 @@ describe('AddressBook', () => {
     expect(b.get(nodeId('n2'))?.learner).toBe(true);
     expect(seen.sort()).toEqual(['n1:+', 'n2:+', 'n3:-']);
     expect(() => b.restore(new Uint8Array([0xc1]))).toThrow(/address book/);
+  });
+});
+
+describe('AddressBook: removed nodes', () => {
+  const set = (id: string): unknown => ({
+    type: 'set',
+    id,
+    raft: '127.0.0.1:1',
+    rpc: null,
+    learner: false,
+  });
+
+  it('remembers a removal until the id is written again, and through snapshots', () => {
+    const book = new AddressBook();
+    book.apply(set('n1'));
+    book.apply(set('n4'));
+    const v1 = book.snapshot();
+    expect(book.apply({ type: 'delete', id: 'n4', retire: true })).toEqual({ ok: true });
+    expect(book.isRetired(nodeId('n4'))).toBe(true);
+    // A plain delete (a stale entry) is no removal.
+    book.apply(set('n5'));
+    book.apply({ type: 'delete', id: 'n5' });
+    expect(book.isRetired(nodeId('n5'))).toBe(false);
+    // Through a snapshot and back.
+    const copy = new AddressBook();
+    copy.restore(book.snapshot());
+    expect(copy.isRetired(nodeId('n4'))).toBe(true);
+    expect(Array.from(copy.snapshot())).toEqual(Array.from(book.snapshot()));
+    // A snapshot of the first version (a bare array) still restores, and clears removals.
+    copy.restore(v1);
+    expect(copy.isRetired(nodeId('n4'))).toBe(false);
+    expect(copy.get(nodeId('n4'))).toBeDefined();
+    // Written again (a user's add): no longer removed; with nothing removed the snapshot is v1.
+    book.apply(set('n4'));
+    expect(book.isRetired(nodeId('n4'))).toBe(false);
+    expect(Array.from(book.snapshot())).toEqual(Array.from(v1));
+    book.reset();
+    expect(book.entries().size).toBe(0);
+  });
+
+  it('keeps only the newest removals past the bound', () => {
+    const book = new AddressBook();
+    for (let i = 0; i <= limits.memberRetiredMax; i++) {
+      book.apply({ type: 'delete', id: `x${i}`, retire: true });
+    }
+    expect(book.isRetired(nodeId('x0'))).toBe(false);
+    expect(book.isRetired(nodeId(`x${limits.memberRetiredMax}`))).toBe(true);
+  });
+
+  it('refuses a damaged snapshot of the second version', () => {
+    const bad = [
+      { rows: [], retired: ['bad id!'] },
+      { rows: 'no', retired: [] },
+      { rows: [], retired: 'n4' },
+    ];
+    for (const b of bad) {
+      expect(() => new AddressBook().restore(new Uint8Array(new Packr().pack(b)))).toThrow(
+        /address book snapshot/,
+      );
+    }
   });
 });
 

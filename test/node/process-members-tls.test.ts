@@ -2,8 +2,9 @@
  * Membership on a secure cluster (the default `cohort up` makes): a node
  * started with `--join` and its own node certificate is added and promoted,
  * `cohort member list/remove` work with the root user's certificate, the
- * removed member's certificate no longer opens a Raft link, and a caller
- * without a certificate is refused. Before `cohort member` and
+ * removed member's certificate no longer opens a Raft link nor adds it back
+ * (a user's `cohort member add` does), and a caller without a certificate
+ * is refused. Before `cohort member` and
  * `--join` spoke TLS, both failed against every TLS cluster.
  */
 import { readFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import type { CertDir } from '../../src/trust/cert-dir.js';
 import { FrameDecoder } from '../../src/wire/frame.js';
 import { handshakeCodec } from '../../src/wire/handshake.js';
 import type { HandshakeMessage } from '../../src/wire/handshake.js';
+import { callLeader } from '../../src/node/members.js';
 import type { MemberList } from '../../src/node/members.js';
 import { runCli } from '../harness/cli.js';
 import { ProcessCluster, until } from '../harness/process-cluster.js';
@@ -123,6 +125,52 @@ describe('membership on a TLS cluster', () => {
     const refusal = await dialRaftAs('n4', 'n1');
     expect(refusal).toMatchObject({ type: 'Reject', code: 'identity' });
     expect((refusal as { reason: string }).reason).toMatch(/node n4 is not a member/);
+
+    // A node certificate adds only its own node: n4's, asking to add n9, is refused.
+    const f4 = (cluster.certs as CertDir).files({ kind: 'node', id: 'n4' });
+    const asN4 = {
+      ca: readFileSync(f4.ca),
+      cert: readFileSync(f4.cert),
+      key: readFileSync(f4.key),
+    };
+    const members = cluster
+      .endpoints()
+      .filter((e) => e.id !== 'n4')
+      .map((e) => ({ id: e.id, rpc: { host: e.host, port: e.port } }));
+    await expect(
+      callLeader(
+        members,
+        cluster.clusterId,
+        (m, t) => m.add({ id: 'n9', raft: '127.0.0.1:1', rpc: '127.0.0.1:2' }, { timeoutMs: t }),
+        { tls: asN4 },
+      ),
+    ).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+
+    // Nor may it add itself back with that certificate (--join, empty data dir): refused,
+    // and the node does not start.
+    await cluster.restart('n4', { wipe: true });
+    expect(await until('the rejoin refused', () => Promise.resolve(cluster.ended('n4')))).not.toBe(
+      0,
+    );
+    expect(cluster.output('n4')).toMatch(/n4 was removed from the cluster/);
+    expect((await list())?.members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3']);
+    // A user adds it back; then the node's own join goes through and it is promoted.
+    const n4 = cluster.node('n4');
+    const readded = await cohort([
+      'member',
+      'add',
+      'n4',
+      `${n4.listen.host}:${n4.listen.port}`,
+      `${n4.rpc.host}:${n4.rpc.port}`,
+      ...target,
+    ]);
+    expect(readded.stderr).toBe('');
+    expect(readded.code).toBe(0);
+    await cluster.restart('n4', { wipe: true });
+    await until('n4 a voter again', async () => {
+      const l = await list();
+      return l?.members.some((m) => m.id === 'n4' && m.role === 'voter') === true ? l : undefined;
+    });
 
     // Plaintext against the TLS cluster: refused, and says so.
     const plain = await cohort([
