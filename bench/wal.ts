@@ -48,7 +48,11 @@
  * the reps interleaving the values of c, each side's files kept open across
  * reps. Each rep gives each side's rate and p50/p99; the summary prints
  * their medians and min–max over the reps, and the ratios (median of the
- * per-rep ratios). The last line is `wal cohort/group ... ratio X`, X the
+ * per-rep ratios). Each side's CPU per append is process CPU time (all
+ * threads: the WAL's background zero-filling included) over its slices, and
+ * for `group` also the untimed zero-filling of its file before each slice: on
+ * a busy machine, where the rates are not comparable, it is the figure that
+ * still says what each side costs. The last line is `wal cohort/group ... ratio X`, X the
  * lowest over the values of c (goal 0.85 at each), for the first sync mode
  * measured. Figures: bench/RESULTS.md.
  *
@@ -540,6 +544,8 @@ interface RepFigures {
   p99: number;
   fsyncs: number;
   appends: number;
+  /** Process CPU time per append (µs) over the side's slices. */
+  cpuUs: number;
 }
 
 /** Everything measured for one (sync mode, c), opened once and run for every rep. */
@@ -583,6 +589,15 @@ class Point {
     const secs = new Map<Side, number>(SIDES.map((s) => [s, 0]));
     const fsyncs = new Map<Side, number>(SIDES.map((s) => [s, 0]));
     const appends = new Map<Side, number>(SIDES.map((s) => [s, 0]));
+    const cpu = new Map<Side, number>(SIDES.map((s) => [s, 0]));
+    /** Runs one side's slice, adding the process CPU time it took to the side's. */
+    const cpuOf = async <T>(side: Side, run: () => T | Promise<T>): Promise<T> => {
+      const c0 = process.cpuUsage();
+      const r = await run();
+      const c = process.cpuUsage(c0);
+      cpu.set(side, (cpu.get(side) ?? 0) + c.user + c.system);
+      return r;
+    };
     const add = (side: Side, r: SliceResult, n: number): void => {
       secs.set(side, (secs.get(side) ?? 0) + r.seconds);
       fsyncs.set(side, (fsyncs.get(side) ?? 0) + r.fsyncs);
@@ -591,13 +606,25 @@ class Point {
     const runWal = async (): Promise<void> => {
       add(
         'cohort',
-        await this.wal.slice(this.c, perSlice, lat.get('cohort') as number[]),
+        await cpuOf('cohort', () =>
+          this.wal.slice(this.c, perSlice, lat.get('cohort') as number[]),
+        ),
         perSlice,
       );
       const batches = this.wal.rec.batches;
       this.plan = [...this.wal.rec.batchSaves];
-      add('replay', this.replay.slice(batches, lat.get('replay') as number[]), perSlice);
-      add('replay-pre', this.replayPre.slice(batches, lat.get('replay-pre') as number[]), perSlice);
+      add(
+        'replay',
+        await cpuOf('replay', () => this.replay.slice(batches, lat.get('replay') as number[])),
+        perSlice,
+      );
+      add(
+        'replay-pre',
+        await cpuOf('replay-pre', () =>
+          this.replayPre.slice(batches, lat.get('replay-pre') as number[]),
+        ),
+        perSlice,
+      );
       // The group side writes as many bytes per append as the WAL did.
       this.group ??= new GroupSide(
         this.dir,
@@ -608,12 +635,18 @@ class Point {
       const g = this.group as GroupSide;
       add(
         'group',
-        await g.slice(this.c, perSlice, lat.get('group') as number[], this.plan),
+        await cpuOf('group', () =>
+          g.slice(this.c, perSlice, lat.get('group') as number[], this.plan),
+        ),
         perSlice,
       );
     };
     const runNode = async (): Promise<void> => {
-      add('node', await this.node.slice(this.c, perSlice, lat.get('node') as number[]), perSlice);
+      add(
+        'node',
+        await cpuOf('node', () => this.node.slice(this.c, perSlice, lat.get('node') as number[])),
+        perSlice,
+      );
     };
     for (let k = 0; k < slices; k++) {
       // The group side needs the WAL's batches: the first slice starts with the WAL.
@@ -629,6 +662,7 @@ class Point {
         p99: percentile(l, 0.99),
         fsyncs: fsyncs.get(side) ?? 0,
         appends: appends.get(side) ?? 0,
+        cpuUs: (cpu.get(side) ?? 0) / (appends.get(side) ?? NaN),
       });
     }
     this.reps.push(out);
@@ -645,6 +679,11 @@ class Point {
     this.replayPre.close();
     this.group?.close();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** The WAL side's fdatasyncs so far, by where they ran (sync mode 'auto' switches). */
+  get walSyncs(): { inline: number; thread: number } {
+    return { inline: this.wal.rec.inline, thread: this.wal.rec.thread };
   }
 
   /** Median and min–max over the reps of one figure of one side. */
@@ -680,9 +719,14 @@ function summary(p: Point): void {
       ).padEnd(24)} appends/s` +
         `  ${perBatch ? 'per batch ' : ''}p50 ${ms(p.figure(side, (r) => r.p50).median)} ms` +
         `  p99 ${ms(p.figure(side, (r) => r.p99).median)} ms` +
-        `  ${fs.median.toFixed(0)} fdatasyncs (${per.median.toFixed(1)} appends each)`,
+        `  ${fs.median.toFixed(0)} fdatasyncs (${per.median.toFixed(1)} appends each)` +
+        `  CPU ${p.figure(side, (r) => r.cpuUs).median.toFixed(2)} µs/append`,
     );
   }
+  const ws = p.walSyncs;
+  console.log(
+    `  cohort's fdatasyncs in slices so far: ${ws.inline} on the event loop, ${ws.thread} on the thread pool`,
+  );
   const ratio = (a: Side, b: Side): string =>
     fmtSpread(
       spread(p.reps.map((r) => (r.get(a) as RepFigures).rate / (r.get(b) as RepFigures).rate)),

@@ -86,8 +86,16 @@ export const limits = {
   linearizabilityMemoBytesMax: 256 * 1024 * 1024,
   /** Connected dial-only clients (nodes outside the address book) one transport serves at once. */
   dialOnlyPeersMax: 4096,
-  /** Protocol version spoken on the wire; peers with another version are refused. 2: empty frames are keepalives. */
+  /** Protocol version every peer must share (the Hello's `protocolVersion`); peers with another are refused. 2: empty frames are keepalives. */
   protocolVersion: 2,
+  /** Newest protocol version spoken, agreed per connection in the handshake (older peers keep `protocolVersion`). 3: a frame carries a batch of messages. */
+  protocolVersionMax: 3,
+  /** Bytes of the messages (with their length prefixes) one batch frame carries when it holds more than one; fixed by the protocol so every receiver can take what any sender cuts. */
+  batchFrameBytesMax: 256 * 1024,
+  /** Messages in one batch frame; a receiver decodes them all before delivering any, so this bounds the objects one frame makes. */
+  batchFrameMessagesMax: 4096,
+  /** Bytes of the length prefix of each message in a batch frame (u32). */
+  batchRecordHeaderBytes: 4,
   /** Size at which a WAL segment is closed and a new one started; bounds recovery reads and deletion granularity. */
   walSegmentBytesMax: 64 * 1024 * 1024,
   /** Largest single WAL record; a bigger length field is corruption. Fits one frame of entries plus encoding. */
@@ -394,6 +402,16 @@ export function checkLimits(l: Limits): void {
     'snapshotChunkBytesMax + headers <= frameBytesMax',
   );
   check(l.frameBytesMax < 2 ** 32, 'frameBytesMax fits the u32 length prefix');
+  check(l.protocolVersion <= l.protocolVersionMax, 'protocolVersion <= protocolVersionMax');
+  check(
+    l.batchFrameBytesMax + l.batchRecordHeaderBytes <= l.frameBytesMax,
+    'a full batch frame is within frameBytesMax',
+  );
+  check(
+    l.batchFrameBytesMax <= l.inputBufferedBytesMax / 2,
+    'two batch frames fit the node-wide input budget',
+  );
+  check(l.batchFrameMessagesMax > 0, 'batchFrameMessagesMax > 0');
   check(l.writeBatchBytesMax <= l.peerQueueBytesMax, 'writeBatchBytesMax <= peerQueueBytesMax');
   check(l.frameBytesMax <= l.peerQueueBytesMax, 'one maximal frame fits the peer queue');
   check(

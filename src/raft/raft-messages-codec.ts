@@ -142,9 +142,25 @@ export class RaftMessagesCodec implements FrameCodec<RaftMessage> {
     return this.inner.encodeFrameTransient(m);
   }
 
+  /**
+   * Serialises a message after `headBytes` free bytes, into the codec's
+   * reused buffer: valid only until the next encode (the TCP transport
+   * copies it at once, with its length prefix in front).
+   */
+  encodeTransient(m: RaftMessage, headBytes: number): Uint8Array {
+    return this.inner.encodeTransient(m, headBytes);
+  }
+
   /** Parses and validates bytes from a peer; throws a definite CohortError for anything malformed. */
   decode(bytes: Uint8Array, options?: DecodeOptions): RaftMessage {
     const m: unknown = this.inner.decode(bytes, options);
+    validateMessage(m);
+    return m;
+  }
+
+  /** {@link decode} of `bytes[start..end)` without a view first (see Codec.decodeRange). */
+  decodeRange(bytes: Uint8Array, start: number, end: number, options?: DecodeOptions): RaftMessage {
+    const m: unknown = this.inner.decodeRange(bytes, start, end, options);
     validateMessage(m);
     return m;
   }

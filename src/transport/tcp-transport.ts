@@ -35,31 +35,39 @@
  * never keeps the process alive (a listening server does, and so do pending
  * RPC calls).
  *
- * **Sending.** `send` encodes the message into a frame at once (its size is
- * known and the caller may reuse the object), appends it to the peer's
- * bounded queue, and schedules a flush with `setImmediate`, so every message
- * sent in one event-loop turn leaves in as few system calls as possible: the
- * flush corks the socket and writes runs of up to `writeBatchBytesMax`
- * bytes, which Node hands to the kernel as one writev. A codec with
- * `encodeFrameTransient` encodes into a reused arena and the frame is
- * copied into slabs of memory the transport recycles once their frames are
- * written, so messages are never written into fresh memory; frames copied
- * one after another lie back to back in a slab and go out as one view of
- * it, with no further copy. Other small frames are first copied together
- * into one chunk, large ones go as they are. Runs are
+ * **Sending.** `send` encodes the message at once (its size is known and
+ * the caller may reuse the object) into a record, `u32 length | message`,
+ * appends it to the peer's bounded queue, and schedules a flush with
+ * `setImmediate`, so every message sent in one event-loop turn leaves in as
+ * few frames and system calls as possible. A codec with `encodeTransient`
+ * encodes into a reused arena and the record is copied into slabs of memory
+ * the transport recycles once their frames are written, so messages are
+ * never written into fresh memory. On a link that agreed protocol version 3
+ * in the handshake, the flush writes *batch frames* (wire/frame.ts): one
+ * header and one CRC32C over up to `batchFrameBytesMax` of records; records
+ * copied one after another lie back to back in a slab and go out as one view
+ * of it, with no further copy (the header is a separate piece of the same
+ * writev), and short runs interleaved with other peers' records are copied
+ * together. To an older peer (version 2) each record is copied into a
+ * single-message frame with its own header and CRC32C. A flush corks the
+ * socket, so Node hands each round to the kernel as one writev. Rounds are
  * written only while the socket's own buffer is below `writeBatchBytesMax`;
- * beyond that the queue holds the frames until 'drain', so memory stays
+ * beyond that the queue holds the records until 'drain', so memory stays
  * bounded by the queue limits and a slow peer gets OVERLOADED instead of
  * unbounded buffering ({@link TcpTransport.waitQueueBelow} lets a bulk
  * sender wait instead). Messages written to a connection that then breaks are
  * lost (at-most-once); queued ones wait for the next connection.
  *
  * **Receiving.** Each connection has a {@link FrameDecoder}; each frame is
- * decoded and validated by the codec; any failure while decoding or
- * validating (a typed error, or any other exception a decoder throws on
- * input) closes that connection with a logged reason and counts
- * `decodeErrors`. Nothing is thrown out of socket callbacks except a
- * handler's own exception or a failed assertion (bugs).
+ * split into its messages where they lie in the socket reads (a batch
+ * frame: `FrameDecoder.nextBatchInPlace`; only a message cut by a read
+ * boundary is copied), and
+ * every message of the frame is decoded and validated by the codec before
+ * any is delivered, so a frame with one bad message is refused whole; any
+ * failure while splitting, decoding or validating (a typed error, or any
+ * other exception a decoder throws on input) closes that connection with a
+ * logged reason and counts `decodeErrors`. Nothing is thrown out of socket
+ * callbacks except a handler's own exception or a failed assertion (bugs).
  *
  * **Bounds on what peers can hold** (each in lib/limits.ts, each counted):
  * - Until its handshake completes a connection is unauthenticated: its
@@ -135,8 +143,18 @@ import { LogLimiter } from '../lib/log-limiter.js';
 import type { LogLevel } from '../lib/log-limiter.js';
 import { seededRandom } from '../lib/random.js';
 import type { Random } from '../lib/random.js';
+import { crc32cRange } from '../lib/crc32c.js';
 import type { Codec, DecodeOptions, FrameCodec } from '../wire/codec.js';
-import { encodeFrame, FrameDecoder } from '../wire/frame.js';
+import {
+  BATCH_FRAME_VERSION,
+  BATCH_RECORD_HEADER_BYTES,
+  batchFrameBytesMax,
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  putFrameHeader,
+  putRecordHeader,
+} from '../wire/frame.js';
 import { checkHello, checkWelcome, handshakeCodec } from '../wire/handshake.js';
 import type { HandshakeIdentity, HandshakeMessage, RejectCodeValue } from '../wire/handshake.js';
 import {
@@ -223,8 +241,14 @@ export interface TcpTransportOptions<M> {
   readonly clock?: Clock;
   /** Jitter source for reconnect delays (default: seeded from Math.random). */
   readonly random?: Random;
-  /** Protocol version announced in the handshake (default: limits.protocolVersion; tests override). */
+  /** Protocol version every peer must share, announced in the handshake (default: limits.protocolVersion; tests override). */
   readonly protocolVersion?: number;
+  /**
+   * Newest protocol version offered in the handshake (default:
+   * limits.protocolVersionMax); a test sets it to `protocolVersion` to act
+   * as an older node, which sends and takes one message per frame.
+   */
+  readonly protocolVersionMax?: number;
   /** Run every connection over mutual TLS bound to identities (see the file comment). */
   readonly tls?: TcpTlsOptions;
   /** Which authenticated identities may connect (see {@link AdmitPolicy}; default in the file comment). */
@@ -239,13 +263,13 @@ export interface TcpTransportOptions<M> {
   readonly acceptUnknownPeers?: boolean;
 }
 
-/** Frames at least this big are written as they are; smaller ones are copied together first. */
+/** Runs of outgoing bytes at least this big are written as they are; smaller ones are copied together first. */
 const COPY_BELOW_BYTES = 2048;
 /** Idle time before TCP keepalive probes start: finds a dead peer on an idle link (the kernel's default is 2 h). */
 const KEEPALIVE_DELAY_MS = 10_000;
 /** Size of a write slab (see slabTake). */
 const SLAB_BYTES = 1024 * 1024;
-/** Frames up to this size are copied into recycled slabs; bigger ones get their own buffer. */
+/** Messages (with their prefix) up to this size are copied into recycled slabs; bigger ones get their own buffer. */
 const SLAB_FRAME_BYTES_MAX = SLAB_BYTES / 4;
 /** Fully written slabs kept for reuse (the rest are left to the GC). */
 const FREE_SLABS_MAX = 4;
@@ -304,6 +328,8 @@ class Connection {
   identity: PeerIdentity | undefined;
   /** Bytes received so far (the first byte tells TLS from plaintext). */
   received = 0;
+  /** The protocol version agreed in the handshake (0 until then); from BATCH_FRAME_VERSION frames carry batches. */
+  version = 0;
 
   constructor(
     /** The socket: a TLS acceptor's raw socket until its TLS handshake completes, then the TLS one. */
@@ -446,8 +472,6 @@ export class TcpTransport<M> implements Transport<M> {
    * a slab whose pieces were dropped unwritten is simply collected).
    */
   private slab: WriteSlab = new WriteSlab(0);
-  /** The number of slab pieces in the chunk takeChunk returned last. */
-  private chunkPieces = 1;
   private freeSlabs: WriteSlab[] = [];
   private readonly slabOf = new WeakMap<ArrayBufferLike, WriteSlab>();
   private server: net.Server | undefined;
@@ -466,6 +490,12 @@ export class TcpTransport<M> implements Transport<M> {
   /** The periodic check of timeouts and keepalives. */
   private sweepTimer: TimerHandle | undefined;
   private readonly socketsGone: (() => void)[] = [];
+  /** Where the messages of the frame being read lie (see FrameDecoder.nextBatchInPlace). */
+  private readonly batchSources: Uint8Array[] = [];
+  /** Their start and end offsets in batchSources, two per message. */
+  private readonly batchBounds: number[] = [];
+  /** The decoded messages of the frame being read, delivered once all decoded. */
+  private readonly batchMessages: (M | undefined)[] = [];
 
   private constructor(options: TcpTransportOptions<M>) {
     this.self = options.self;
@@ -503,8 +533,13 @@ export class TcpTransport<M> implements Transport<M> {
     this.clock = options.clock ?? new RealClock();
     this.limited = new LogLimiter(this.log, { clock: this.clock });
     this.random = options.random ?? seededRandom(Math.floor(Math.random() * 2 ** 32));
+    const protocolVersion = options.protocolVersion ?? limits.protocolVersion;
     this.handshakeIdentity = {
-      protocolVersion: options.protocolVersion ?? limits.protocolVersion,
+      protocolVersion,
+      protocolVersionMax: Math.max(
+        protocolVersion,
+        options.protocolVersionMax ?? limits.protocolVersionMax,
+      ),
       clusterId: options.clusterId,
       self: options.self,
     };
@@ -777,12 +812,12 @@ export class TcpTransport<M> implements Transport<M> {
   // ---- sending ------------------------------------------------------------
 
   private enqueue(queue: FrameQueue, message: M): void {
-    const frame = this.encodeChecked(message, true);
+    const record = this.encodeRecord(message);
     try {
-      queue.offer(frame);
+      queue.offer(record);
     } catch (err) {
       this.stats.overloaded++;
-      this.releasePiece(frame);
+      this.releasePiece(record);
       throw err;
     }
     this.stats.messagesSent++;
@@ -795,7 +830,7 @@ export class TcpTransport<M> implements Transport<M> {
    * metadata, say) rather than an exception in a later turn.
    */
   private sendToSelf(message: M): void {
-    const frame = this.encodeChecked(message, false);
+    const frame = this.encodeChecked(message);
     let decoded: M;
     try {
       decoded = this.codec.decode(frame.subarray(limits.frameHeaderBytes));
@@ -817,32 +852,51 @@ export class TcpTransport<M> implements Transport<M> {
     this.scheduleLoopback();
   }
 
-  /** Encodes a message into a frame (in slab memory when `toSocket`); throws FRAME_TOO_LARGE. */
-  private encodeChecked(message: M, toSocket: boolean): Uint8Array {
+  /** Encodes a message to this node itself into a frame; throws FRAME_TOO_LARGE. */
+  private encodeChecked(message: M): Uint8Array {
     const frame =
-      toSocket && this.frameCodec?.encodeFrameTransient !== undefined
-        ? this.ownFrame(this.frameCodec.encodeFrameTransient(message))
-        : this.frameCodec !== undefined
-          ? this.frameCodec.encodeFrame(message)
-          : encodeFrame(this.codec.encode(message), this.bounds.frameBytesMax);
-    const payloadBytes = frame.length - limits.frameHeaderBytes;
+      this.frameCodec !== undefined
+        ? this.frameCodec.encodeFrame(message)
+        : encodeFrame(this.codec.encode(message), this.bounds.frameBytesMax);
+    this.checkSize(frame.length - FRAME_HEADER_BYTES);
+    return frame;
+  }
+
+  /**
+   * Encodes a message for a peer's queue as a record, `u32 length |
+   * message` (the unit of a batch frame; see flush), in slab memory when it
+   * fits. No checksum yet: one is computed per frame when it is written.
+   * Throws FRAME_TOO_LARGE.
+   */
+  private encodeRecord(message: M): Uint8Array {
+    const head = BATCH_RECORD_HEADER_BYTES;
+    const transient =
+      this.frameCodec?.encodeTransient !== undefined
+        ? this.frameCodec.encodeTransient(message, head)
+        : undefined;
+    const encoded = transient === undefined ? this.codec.encode(message) : undefined;
+    const bytes =
+      transient !== undefined ? transient.length - head : (encoded as Uint8Array).length;
+    this.checkSize(bytes);
+    assert(bytes > 0, 'a codec encoded a message into no bytes');
+    const record =
+      head + bytes <= SLAB_FRAME_BYTES_MAX
+        ? this.slabTake(head + bytes)
+        : Buffer.allocUnsafeSlow(head + bytes);
+    if (transient !== undefined) record.set(transient);
+    else record.set(encoded as Uint8Array, head);
+    putRecordHeader(record, 0, bytes);
+    return record;
+  }
+
+  private checkSize(payloadBytes: number): void {
     if (payloadBytes > this.bounds.frameBytesMax) {
-      this.releasePiece(frame);
       throw new CohortError(
         'FRAME_TOO_LARGE',
         `message of ${payloadBytes} bytes exceeds frameBytesMax ${this.bounds.frameBytesMax}`,
         { details: { bytes: payloadBytes, limit: this.bounds.frameBytesMax } },
       );
     }
-    return frame;
-  }
-
-  /** A copy of a transient frame (see FrameCodec.encodeFrameTransient) in memory we own. */
-  private ownFrame(transient: Uint8Array): Uint8Array {
-    if (transient.length > SLAB_FRAME_BYTES_MAX) return Buffer.from(transient);
-    const frame = this.slabTake(transient.length);
-    frame.set(transient);
-    return frame;
   }
 
   private scheduleFlush(peer: Peer): void {
@@ -855,12 +909,11 @@ export class TcpTransport<M> implements Transport<M> {
   }
 
   /**
-   * Writes queued frames to the peer's socket. Frames go out in corked runs
-   * of up to `writeBatchBytesMax` bytes, which Node hands to the kernel as
-   * one writev: small frames are first copied together into one chunk (from
-   * a slab), large ones are passed as they are (no copy). Unless `force`d (at
-   * close), stops while the socket's own buffer holds a batch or more and
-   * resumes on 'drain'.
+   * Writes the peer's queued messages to its socket, in corked rounds of one
+   * frame (batch frames, protocol version 3) or up to `writeBatchBytesMax`
+   * bytes of single-message frames (an older peer), each of which Node hands
+   * to the kernel as one writev. Unless `force`d (at close), stops while the
+   * socket's own buffer holds a batch or more and resumes on 'drain'.
    */
   private flush(peer: Peer, force: boolean): void {
     const conn = peer.conn;
@@ -873,29 +926,12 @@ export class TcpTransport<M> implements Transport<M> {
       conn.lastSent = now;
       conn.lastMessage = now;
     }
+    const batched = conn.version >= BATCH_FRAME_VERSION;
     while (queue.length > 0 && (force || socket.writableLength < batchMax)) {
       socket.cork();
-      let bytes = 0;
-      const written: Uint8Array[] = [];
-      const pieces: number[] = [];
-      while (queue.length > 0 && bytes < batchMax) {
-        const chunk = this.takeChunk(queue, batchMax - bytes);
-        bytes += chunk.length;
-        written.push(chunk);
-        pieces.push(this.chunkPieces);
-        // Callbacks run in write order, after the data left our memory (or
-        // the write failed): the last one releases the whole batch.
-        socket.write(
-          chunk,
-          queue.length > 0 && bytes < batchMax
-            ? undefined
-            : () => {
-                for (let i = 0; i < written.length; i++) {
-                  this.releasePiece(written[i] as Uint8Array, pieces[i]);
-                }
-              },
-        );
-      }
+      const bytes = batched
+        ? this.writeBatch(socket, queue)
+        : this.writeFrames(socket, queue, batchMax);
       socket.uncork();
       this.stats.writes++;
       this.stats.bytesSent += bytes;
@@ -913,58 +949,134 @@ export class TcpTransport<M> implements Transport<M> {
   }
 
   /**
-   * The next chunk to write (at most `room` bytes, but always at least one
-   * frame): a run of frames that lie next to each other in memory (frames
-   * copied into a slab one after the other), as one view, without copying;
-   * else one large frame as is, or a run of small frames copied together.
-   * Sets {@link chunkPieces} to the number of slab pieces the chunk holds.
+   * Writes one batch frame of the oldest queued records: as many as fit
+   * `batchFrameBytesMax` and `writeBatchBytesMax` (at least one) and
+   * `batchFrameMessagesMax`. Its
+   * header (length, one CRC32C over all its records) is a separate 8-byte
+   * piece; records that lie back to back in a slab (queued one after the
+   * other) go out as one view of it, with no copy; runs shorter than
+   * COPY_BELOW_BYTES (records interleaved with other peers') are copied
+   * together. Returns the bytes written.
    */
-  private takeChunk(queue: FrameQueue, room: number): Uint8Array {
-    const first = queue.shift() as Uint8Array;
-    this.chunkPieces = 1;
-    const buffer = first.buffer;
-    let end = first.byteOffset + first.length;
-    let adjacent = 1;
+  private writeBatch(socket: net.Socket, queue: FrameQueue): number {
+    const room = Math.min(limits.batchFrameBytesMax, this.bounds.writeBatchBytesMax);
+    const messagesMax = limits.batchFrameMessagesMax;
+    // Runs of adjacent records: [view, pieces] in order.
+    const runs: Uint8Array[] = [];
+    const runPieces: number[] = [];
+    let total = 0;
+    let count = 0;
+    let buffer: ArrayBufferLike | undefined;
+    let runStart = 0;
+    let runEnd = 0;
+    let pieces = 0;
     for (
-      let next = queue.peekAt(0);
-      next !== undefined &&
-      next.buffer === buffer &&
-      next.byteOffset === end &&
-      end + next.length - first.byteOffset <= room;
-      next = queue.peekAt(0)
+      let next = queue.peek();
+      next !== undefined && count < messagesMax && (count === 0 || total + next.length <= room);
+      next = queue.peek()
     ) {
       queue.shift();
-      end += next.length;
-      adjacent++;
+      count++;
+      total += next.length;
+      if (pieces > 0 && next.buffer === buffer && next.byteOffset === runEnd) {
+        runEnd += next.length;
+        pieces++;
+        continue;
+      }
+      if (pieces > 0) {
+        runs.push(new Uint8Array(buffer as ArrayBufferLike, runStart, runEnd - runStart));
+        runPieces.push(pieces);
+      }
+      buffer = next.buffer;
+      runStart = next.byteOffset;
+      runEnd = runStart + next.length;
+      pieces = 1;
     }
-    if (adjacent > 1) {
-      this.chunkPieces = adjacent;
-      return new Uint8Array(buffer, first.byteOffset, end - first.byteOffset);
+    runs.push(new Uint8Array(buffer as ArrayBufferLike, runStart, runEnd - runStart));
+    runPieces.push(pieces);
+    const header = this.slabTake(FRAME_HEADER_BYTES);
+    const out: Uint8Array[] = [header];
+    const outPieces: number[] = [1];
+    let crc = 0;
+    for (let i = 0; i < runs.length;) {
+      const run = runs[i] as Uint8Array;
+      let j = i + 1;
+      let small = run.length;
+      if (run.length < COPY_BELOW_BYTES) {
+        for (; j < runs.length && (runs[j] as Uint8Array).length < COPY_BELOW_BYTES; j++) {
+          small += (runs[j] as Uint8Array).length;
+        }
+      }
+      if (j === i + 1) {
+        out.push(run);
+        outPieces.push(runPieces[i] as number);
+      } else {
+        // Several short runs: one copy of them all (fewer, larger writes).
+        const chunk = this.slabTake(small);
+        let at = 0;
+        for (let k = i; k < j; k++) {
+          const r = runs[k] as Uint8Array;
+          chunk.set(r, at);
+          at += r.length;
+          this.releasePiece(r, runPieces[k]);
+        }
+        out.push(chunk);
+        outPieces.push(1);
+      }
+      const last = out[out.length - 1] as Uint8Array;
+      crc = crc32cRange(last, 0, last.length, crc);
+      i = j;
     }
-    if (first.length >= COPY_BELOW_BYTES) return first;
-    let total = first.length;
-    let count = 1;
-    // `first` is already out of the queue: the next candidate is at peekAt(count - 1).
+    putFrameHeader(header, 0, total, crc);
+    for (let i = 0; i < out.length; i++) {
+      // Callbacks run in write order, after the data left our memory (or the
+      // write failed): the last one releases the whole frame.
+      socket.write(
+        out[i] as Uint8Array,
+        i < out.length - 1
+          ? undefined
+          : () => {
+              for (let k = 0; k < out.length; k++) {
+                this.releasePiece(out[k] as Uint8Array, outPieces[k]);
+              }
+            },
+      );
+    }
+    return FRAME_HEADER_BYTES + total;
+  }
+
+  /**
+   * Writes the oldest queued records as single-message frames (protocol
+   * version 2, an older peer): up to `room` bytes of them (at least one),
+   * copied into one chunk with a frame header and CRC32C in place of each
+   * length prefix. Returns the bytes written.
+   */
+  private writeFrames(socket: net.Socket, queue: FrameQueue, room: number): number {
+    const grow = FRAME_HEADER_BYTES - BATCH_RECORD_HEADER_BYTES;
+    let total = 0;
+    let count = 0;
     for (
       let next = queue.peekAt(0);
-      next !== undefined && next.length < COPY_BELOW_BYTES && total + next.length <= room;
-      next = queue.peekAt(count - 1)
+      next !== undefined && (count === 0 || total + next.length + grow <= room);
+      next = queue.peekAt(count)
     ) {
-      total += next.length;
+      total += next.length + grow;
       count++;
     }
-    if (count === 1) return first;
-    const chunk = this.slabTake(total);
-    chunk.set(first, 0);
-    this.releasePiece(first);
-    let at = first.length;
-    for (let i = 1; i < count; i++) {
-      const frame = queue.shift() as Uint8Array;
-      chunk.set(frame, at);
-      this.releasePiece(frame);
-      at += frame.length;
+    const chunk =
+      total <= SLAB_FRAME_BYTES_MAX ? this.slabTake(total) : Buffer.allocUnsafeSlow(total);
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const record = queue.shift() as Uint8Array;
+      const bytes = record.length - BATCH_RECORD_HEADER_BYTES;
+      const start = at + FRAME_HEADER_BYTES;
+      chunk.set(record.subarray(BATCH_RECORD_HEADER_BYTES), start);
+      putFrameHeader(chunk, at, bytes, crc32cRange(chunk, start, start + bytes));
+      this.releasePiece(record);
+      at = start + bytes;
     }
-    return chunk;
+    socket.write(chunk, () => this.releasePiece(chunk));
+    return total;
   }
 
   /**
@@ -984,8 +1096,8 @@ export class TcpTransport<M> implements Transport<M> {
       this.slab = slab;
       this.slabOf.set(slab.bytes.buffer, slab);
     }
-    // Pieces are cut back to back, so frames queued one after the other
-    // can be written as one view (see takeChunk).
+    // Pieces are cut back to back, so records queued one after the other
+    // can be written as one view (see writeBatch).
     const piece = new Uint8Array(slab.bytes.buffer, slab.used, bytes);
     slab.used += bytes;
     slab.outstanding++;
@@ -1142,6 +1254,7 @@ export class TcpTransport<M> implements Transport<M> {
           clusterId: this.handshakeIdentity.clusterId,
           nodeId: this.self,
           to: peer.id,
+          protocolVersionMax: this.handshakeIdentity.protocolVersionMax as number,
         }),
       );
       this.startHandshakeTimer(conn);
@@ -1403,32 +1516,59 @@ export class TcpTransport<M> implements Transport<M> {
   private readFrames(conn: Connection, now: number): void {
     const decoder = conn.decoder;
     const codec = this.codec;
-    // Frames are decoded where they sit in the socket read (no view per frame) when the codec can.
+    // Messages are decoded where they sit in the socket read (no view per message) when the codec can.
     const decodeRange = codec.decodeRange?.bind(codec);
+    const sources = this.batchSources;
+    const bounds = this.batchBounds;
+    const messages = this.batchMessages;
     for (;;) {
       let handshake: HandshakeMessage | undefined;
-      let message: M | undefined;
+      let count = 0;
       try {
         // A frame error kills the decoder and the connection: nothing after
         // corrupt bytes is ever delivered.
-        if (!decoder.nextInPlace()) return;
-        const source = decoder.frameSource;
-        const start = decoder.frameStart;
-        const end = decoder.frameEnd;
-        if (conn.state !== 'open') {
-          handshake = handshakeCodec.decode(source.subarray(start, end));
-        } else if (end === start) {
-          this.stats.keepalivesReceived++; // skipped: it only keeps the link from idling out
-          continue;
+        if (conn.state === 'open' && conn.version >= BATCH_FRAME_VERSION) {
+          count = decoder.nextBatchInPlace(this.bounds.frameBytesMax, sources, bounds);
+          if (count < 0) return;
+          if (count === 0) {
+            this.stats.keepalivesReceived++; // skipped: it only keeps the link from idling out
+            continue;
+          }
         } else {
-          // Socket reads are never reused and the decoder never writes into
-          // what it returned, so large byte fields may stay views (no copy).
-          message =
-            decodeRange !== undefined
-              ? decodeRange(source, start, end, STABLE_INPUT)
-              : codec.decode(source.subarray(start, end), STABLE_INPUT);
+          if (!decoder.nextInPlace()) return;
+          const source = decoder.frameSource;
+          const start = decoder.frameStart;
+          const end = decoder.frameEnd;
+          if (conn.state !== 'open') {
+            handshake = handshakeCodec.decode(source.subarray(start, end));
+          } else if (end === start) {
+            this.stats.keepalivesReceived++;
+            continue;
+          } else {
+            // An older peer (version 2): one message per frame.
+            sources[0] = source;
+            bounds[0] = start;
+            bounds[1] = end;
+            count = 1;
+          }
         }
+        // Every message of a frame is decoded and validated before any is
+        // delivered: a frame with one bad message is refused whole. Socket
+        // reads are never reused and the decoder never writes into what it
+        // returned, so large byte fields may stay views (no copy).
+        for (let i = 0; i < count; i++) {
+          const source = sources[i] as Uint8Array;
+          const from = bounds[2 * i] as number;
+          const to = bounds[2 * i + 1] as number;
+          messages[i] =
+            decodeRange !== undefined
+              ? decodeRange(source, from, to, STABLE_INPUT)
+              : codec.decode(source.subarray(from, to), STABLE_INPUT);
+        }
+        sources.length = 0;
       } catch (err) {
+        sources.length = 0;
+        messages.length = 0;
         // Whatever a decoder throws on input closes this connection only;
         // a failed assertion is a bug and crashes.
         if (err instanceof AssertionError) throw err;
@@ -1437,10 +1577,21 @@ export class TcpTransport<M> implements Transport<M> {
       }
       if (handshake !== undefined) {
         this.onHandshakeFrame(conn, handshake);
-      } else {
-        conn.lastMessage = now;
+        if (isClosed(conn) || this.closed) return;
+        continue;
+      }
+      conn.lastMessage = now;
+      const from = (conn.peer as Peer).id;
+      for (let i = 0; i < count; i++) {
+        const message = messages[i] as M;
+        messages[i] = undefined;
         // Outside the try: a handler's exception is the application's bug.
-        this.deliver((conn.peer as Peer).id, message as M);
+        // A handler that closes the link or the transport stops the rest.
+        if (isClosed(conn) || this.closed) {
+          messages.length = 0;
+          return;
+        }
+        this.deliver(from, message);
       }
       if (isClosed(conn) || this.closed) return;
     }
@@ -1551,8 +1702,10 @@ export class TcpTransport<M> implements Transport<M> {
           protocolVersion: this.handshakeIdentity.protocolVersion,
           clusterId: this.handshakeIdentity.clusterId,
           nodeId: this.self,
+          protocolVersionAgreed: verdict.version,
         }),
       );
+      conn.version = verdict.version;
       this.open(conn, peer);
       return;
     }
@@ -1581,6 +1734,7 @@ export class TcpTransport<M> implements Transport<M> {
     }
     if (peer.conn !== undefined)
       this.drop(peer.conn, 'replaced by our new connection', 'info', false);
+    conn.version = verdict.version;
     this.open(conn, peer);
   }
 
@@ -1733,7 +1887,12 @@ export class TcpTransport<M> implements Transport<M> {
     this.clearTimer(conn);
     this.release(conn);
     conn.lastMessage = this.clock.now();
-    conn.decoder.setFrameBytesMax(this.bounds.frameBytesMax);
+    // A batch frame may carry a few bytes more than one maximal message (frame.ts).
+    conn.decoder.setFrameBytesMax(
+      conn.version >= BATCH_FRAME_VERSION
+        ? batchFrameBytesMax(this.bounds.frameBytesMax)
+        : this.bounds.frameBytesMax,
+    );
     conn.state = 'open';
     if (peer.dialing === conn) peer.dialing = undefined;
     if (peer.retryTimer !== undefined) {
@@ -1751,6 +1910,7 @@ export class TcpTransport<M> implements Transport<M> {
         remote: conn.remote,
         identity: identityField(conn.identity),
         role: conn.role,
+        version: conn.version,
       },
       'link up',
     );

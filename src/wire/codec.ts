@@ -98,6 +98,15 @@ export interface FrameCodec<M> extends Codec<M> {
    * is used through {@link encodeFrame}.
    */
   encodeFrameTransient?(message: M): Uint8Array;
+  /**
+   * The encoding of `message` with `headBytes` (at most 255) unwritten bytes
+   * in front, for a header the caller writes itself (the TCP transport's
+   * length prefix in a batch frame). Like {@link encodeFrameTransient} the
+   * result lives in the shared arena until the next encode by any codec:
+   * copy it at once. Throws FRAME_TOO_LARGE when the message (without the
+   * head) is over the codec's limit. Optional.
+   */
+  encodeTransient?(message: M, headBytes: number): Uint8Array;
 }
 
 /** The schema of one message type: an object schema whose `type` property is a string literal. */
@@ -363,6 +372,14 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
     const frame = this.pack(msg, RESET_BUFFER_MODE | RESERVE_START_SPACE | FRAME_HEADER_BYTES);
     writeFrameHeader(frame, this.messageBytesMax);
     return frame;
+  }
+
+  encodeTransient(msg: M, headBytes: number): Uint8Array {
+    assert(headBytes >= 0 && headBytes <= 0xff, 'encodeTransient: headBytes in 0..255');
+    const out = this.pack(msg, RESET_BUFFER_MODE | RESERVE_START_SPACE | headBytes);
+    const bytes = out.length - headBytes;
+    if (bytes > this.messageBytesMax) throw tooLarge(bytes, this.messageBytesMax);
+    return out;
   }
 
   decode(bytes: Uint8Array, options?: DecodeOptions): M {

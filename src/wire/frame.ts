@@ -12,6 +12,18 @@
  * the payload. The checksum covers the payload only: a corrupted length is
  * caught either by the limit or by the checksum of the bytes it then covers.
  *
+ * **Batch frames** (protocol version 3, agreed per connection in the
+ * handshake, see handshake.ts): after the handshake every frame's payload is
+ * a run of records, each `u32 big-endian message length | message`, so one
+ * header and one CRC32C cover many messages. The records must fill the
+ * payload exactly; a message is never empty (an empty payload is still a
+ * keepalive); each is at most `frameBytesMax`; a frame holds at most
+ * `limits.batchFrameMessagesMax` of them, and more than one only within
+ * `limits.batchFrameBytesMax`. {@link FrameDecoder.nextBatchInPlace} (and
+ * {@link splitBatch} for a payload in one buffer) checks all of this before
+ * anything is decoded, and a receiver decodes every message of a frame
+ * before it delivers any: a damaged or malformed batch is refused whole.
+ *
  * ```ts
  * const frame = encodeFrame(payload);            // header + payload, one buffer
  * const decoder = new FrameDecoder();
@@ -65,6 +77,113 @@ export function encodeFrame(
   frame.set(payload, FRAME_HEADER_BYTES);
   writeFrameHeader(frame, frameBytesMax);
   return frame;
+}
+
+/** Bytes of a record's length prefix inside a batch frame. */
+export const BATCH_RECORD_HEADER_BYTES = limits.batchRecordHeaderBytes;
+
+/** The protocol version from which frames carry batches of messages. */
+export const BATCH_FRAME_VERSION = 3;
+
+/**
+ * The largest batch frame payload a receiver whose single messages may be
+ * `frameBytesMax` long accepts: a batch of several messages within
+ * `batchFrameBytesMax`, or one maximal message with its prefix.
+ */
+export function batchFrameBytesMax(frameBytesMax: number): number {
+  return Math.max(frameBytesMax, limits.batchFrameBytesMax) + BATCH_RECORD_HEADER_BYTES;
+}
+
+/** Writes a frame header (payload length, CRC32C of the payload) at `at` of `bytes`. */
+export function putFrameHeader(
+  bytes: Uint8Array,
+  at: number,
+  payloadBytes: number,
+  checksum: number,
+): void {
+  writeU32(bytes, at, payloadBytes);
+  writeU32(bytes, at + 4, checksum);
+}
+
+/** Writes the length prefix of a batch record at `at` of `bytes`. */
+export function putRecordHeader(bytes: Uint8Array, at: number, messageBytes: number): void {
+  writeU32(bytes, at, messageBytes);
+}
+
+/**
+ * Splits the batch frame payload `bytes[start..end)` into its messages:
+ * stores each message's start and end offsets in `out` (2 entries per
+ * message, from index 0) and returns how many there are. Throws a definite
+ * CohortError and stores nothing useful if the records do not fill the
+ * payload exactly (`DECODE_ERROR`: a cut prefix or message, an empty
+ * message, more than `messagesMax` messages, or several messages over
+ * `limits.batchFrameBytesMax`) or a message is over `messageBytesMax`
+ * (`FRAME_TOO_LARGE`). The payload has passed its CRC32C already.
+ */
+export function splitBatch(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  messageBytesMax: number,
+  out: number[],
+  messagesMax: number = limits.batchFrameMessagesMax,
+): number {
+  let at = start;
+  let count = 0;
+  while (at < end) {
+    if (count >= messagesMax) {
+      throw batchError(`a batch frame holds more than ${messagesMax} messages`, end - start);
+    }
+    if (end - at < BATCH_RECORD_HEADER_BYTES) {
+      throw batchError(`a batch frame ends inside a record's length prefix`, end - start);
+    }
+    const length = readU32(bytes, at);
+    const from = at + BATCH_RECORD_HEADER_BYTES;
+    checkRecord(length, messageBytesMax, end - from, end - start);
+    out[2 * count] = from;
+    out[2 * count + 1] = from + length;
+    count++;
+    at = from + length;
+  }
+  checkBatchBytes(count, end - start);
+  return count;
+}
+
+/** Checks a record's announced message length against the limit and the bytes left in its frame. */
+function checkRecord(
+  length: number,
+  messageBytesMax: number,
+  left: number,
+  frameBytes: number,
+): void {
+  if (length === 0) throw batchError('a batch frame holds an empty message', frameBytes);
+  if (length > messageBytesMax) {
+    throw new CohortError(
+      'FRAME_TOO_LARGE',
+      `a message of ${length} bytes in a batch frame is over frameBytesMax ${messageBytesMax}`,
+      { details: { bytes: length, limit: messageBytesMax } },
+    );
+  }
+  if (length > left) {
+    throw batchError(
+      `a batch frame ends inside a message (${length} bytes announced, ${left} left)`,
+      frameBytes,
+    );
+  }
+}
+
+/** Several messages in one frame must fit batchFrameBytesMax. */
+function checkBatchBytes(count: number, frameBytes: number): void {
+  if (count > 1 && frameBytes > limits.batchFrameBytesMax) {
+    throw batchError(
+      `a batch frame of ${count} messages holds ${frameBytes} bytes, over batchFrameBytesMax ${limits.batchFrameBytesMax}`,
+      frameBytes,
+    );
+  }
+}
+
+function batchError(what: string, bytes: number): CohortError {
+  return new CohortError('DECODE_ERROR', what, { details: { bytes } });
 }
 
 /** The payload source of a decoder that has read no frame. */
@@ -179,6 +298,34 @@ export class FrameDecoder {
   }
 
   /**
+   * Reads the next batch frame (protocol version 3, see the file comment)
+   * without copying it: returns -1 if more bytes are needed, 0 for an empty
+   * frame (a keepalive), else the number n of messages, message i being
+   * `sources[i][bounds[2i]..bounds[2i+1])`. A message lies where it arrived
+   * in a pushed chunk; only one cut by a chunk boundary is gathered into a
+   * fresh buffer (so a frame spanning socket reads costs no copy of the
+   * rest). Checks the frame's length and CRC32C, then its records as
+   * {@link splitBatch} does, and throws the same errors (and stays dead).
+   * The caller should drop its references to `sources` once decoded.
+   */
+  nextBatchInPlace(
+    messageBytesMax: number,
+    sources: Uint8Array[],
+    bounds: number[],
+    messagesMax: number = limits.batchFrameMessagesMax,
+  ): number {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.buffered < 4) return -1;
+    try {
+      return this.readBatch(messageBytesMax, sources, bounds, messagesMax);
+    } catch (err) {
+      if (!isCohortError(err)) throw err;
+      this.fail(err);
+      throw err;
+    }
+  }
+
+  /**
    * Declares the end of the stream. Throws `DECODE_ERROR` if a partial frame
    * is left over (a truncated stream), and kills the decoder either way.
    */
@@ -239,20 +386,103 @@ export class FrameDecoder {
     this.consume(FRAME_HEADER_BYTES);
     // Its own memory (not the shared pool), not zero-filled: every byte is written below.
     const payload = Buffer.allocUnsafeSlow(length);
-    let filled = 0;
-    while (filled < length) {
-      const chunk = this.chunks[0] as Uint8Array;
-      const take = Math.min(length - filled, chunk.length - this.offset);
-      payload.set(chunk.subarray(this.offset, this.offset + take), filled);
-      filled += take;
-      this.consume(take);
-    }
+    this.gather(payload, length);
     this.verify(payload, 0, length, checksum);
     this.framesOut++;
     this.frameSource = payload;
     this.frameStart = 0;
     this.frameEnd = length;
     return true;
+  }
+
+  private readBatch(
+    messageBytesMax: number,
+    sources: Uint8Array[],
+    bounds: number[],
+    messagesMax: number,
+  ): number {
+    const head = this.chunks[0] as Uint8Array;
+    const avail = head.length - this.offset;
+    let length: number;
+    let checksum: number;
+    if (avail >= FRAME_HEADER_BYTES) {
+      const o = this.offset;
+      length = readU32(head, o);
+      this.checkLength(length);
+      checksum = readU32(head, o + 4);
+      if (avail >= FRAME_HEADER_BYTES + length) {
+        // Fast path: the whole frame is in the first chunk.
+        const start = o + FRAME_HEADER_BYTES;
+        this.verify(head, start, start + length, checksum);
+        const n = splitBatch(head, start, start + length, messageBytesMax, bounds, messagesMax);
+        for (let i = 0; i < n; i++) sources[i] = head;
+        this.consume(FRAME_HEADER_BYTES + length);
+        this.framesOut++;
+        return n;
+      }
+    } else {
+      length = this.peekU32(0);
+      this.checkLength(length);
+      if (this.buffered < FRAME_HEADER_BYTES) return -1;
+      checksum = this.peekU32(4);
+    }
+    if (this.buffered < FRAME_HEADER_BYTES + length) return -1;
+    // The frame spans chunks: check its CRC32C piece by piece, then take each
+    // record where it lies, gathering only those a chunk boundary cuts.
+    this.consume(FRAME_HEADER_BYTES);
+    let crc = 0;
+    for (let c = 0, p = this.offset, left = length; left > 0; c++, p = 0) {
+      const chunk = this.chunks[c] as Uint8Array;
+      const n = Math.min(left, chunk.length - p);
+      crc = crc32cRange(chunk, p, p + n, crc);
+      left -= n;
+    }
+    if (crc !== checksum) throw mismatch(checksum, crc, length);
+    let left = length;
+    let count = 0;
+    while (left > 0) {
+      if (count >= messagesMax) {
+        throw batchError(`a batch frame holds more than ${messagesMax} messages`, length);
+      }
+      if (left < BATCH_RECORD_HEADER_BYTES) {
+        throw batchError(`a batch frame ends inside a record's length prefix`, length);
+      }
+      const bytes = this.peekU32(0);
+      checkRecord(bytes, messageBytesMax, left - BATCH_RECORD_HEADER_BYTES, length);
+      this.consume(BATCH_RECORD_HEADER_BYTES);
+      const chunk = this.chunks[0] as Uint8Array;
+      const at = this.offset;
+      if (chunk.length - at >= bytes) {
+        sources[count] = chunk;
+        bounds[2 * count] = at;
+        bounds[2 * count + 1] = at + bytes;
+        this.consume(bytes);
+      } else {
+        // Its own memory for a large message, so its byte fields may stay views of it.
+        const copy = bytes >= 1024 ? Buffer.allocUnsafeSlow(bytes) : Buffer.allocUnsafe(bytes);
+        this.gather(copy, bytes);
+        sources[count] = copy;
+        bounds[2 * count] = 0;
+        bounds[2 * count + 1] = bytes;
+      }
+      count++;
+      left -= BATCH_RECORD_HEADER_BYTES + bytes;
+    }
+    checkBatchBytes(count, length);
+    this.framesOut++;
+    return count;
+  }
+
+  /** Copies the next `bytes` buffered bytes into `into` and consumes them. */
+  private gather(into: Uint8Array, bytes: number): void {
+    let filled = 0;
+    while (filled < bytes) {
+      const chunk = this.chunks[0] as Uint8Array;
+      const take = Math.min(bytes - filled, chunk.length - this.offset);
+      into.set(chunk.subarray(this.offset, this.offset + take), filled);
+      filled += take;
+      this.consume(take);
+    }
   }
 
   private checkLength(length: number): void {
@@ -267,13 +497,7 @@ export class FrameDecoder {
 
   private verify(bytes: Uint8Array, start: number, end: number, checksum: number): void {
     const actual = crc32cRange(bytes, start, end);
-    if (actual !== checksum) {
-      throw new CohortError(
-        'CHECKSUM_MISMATCH',
-        `frame checksum mismatch: header says ${hex32(checksum)}, payload has ${hex32(actual)}`,
-        { details: { expected: checksum, actual, bytes: end - start } },
-      );
-    }
+    if (actual !== checksum) throw mismatch(checksum, actual, end - start);
   }
 
   /** Reads a u32 at `at` bytes past the read position, across chunk boundaries. */
@@ -326,6 +550,14 @@ function writeU32(bytes: Uint8Array, at: number, value: number): void {
   bytes[at + 1] = (value >>> 16) & 0xff;
   bytes[at + 2] = (value >>> 8) & 0xff;
   bytes[at + 3] = value & 0xff;
+}
+
+function mismatch(expected: number, actual: number, bytes: number): CohortError {
+  return new CohortError(
+    'CHECKSUM_MISMATCH',
+    `frame checksum mismatch: header says ${hex32(expected)}, payload has ${hex32(actual)}`,
+    { details: { expected, actual, bytes } },
+  );
 }
 
 function hex32(n: number): string {

@@ -15,6 +15,16 @@
  * if (!verdict.ok) log.warn({ peer: hello.nodeId, reason: verdict.reason }, 'handshake refused');
  * ```
  *
+ * **Versions.** `protocolVersion` is the version every peer must share
+ * (exact match, else `Reject{code:'version'}`). A dialer that also speaks
+ * newer versions says so with `protocolVersionMax` in its Hello; the
+ * acceptor answers with the version the connection speaks,
+ * `protocolVersionAgreed` in its Welcome: the newest both know. A peer that
+ * sends neither field (an older node) speaks `protocolVersion`, and an older
+ * acceptor ignores the dialer's extra field (the schemas are lenient), so
+ * its Welcome names no agreed version and the link speaks
+ * `protocolVersion`. Version 3: frames carry batches of messages (frame.ts).
+ *
  * The handshake messages are the one part of the wire format that must never
  * change shape between protocol versions: a node of version 2 must still read
  * a version-1 Hello well enough to say "version mismatch". So their schemas
@@ -40,6 +50,8 @@ export const Hello = message(
     nodeId: idSchema,
     /** The node the dialer thinks it connected to (catches a wrong address book). */
     to: idSchema,
+    /** The newest version the dialer speaks (absent: `protocolVersion` only). */
+    protocolVersionMax: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   lenient,
 );
@@ -51,6 +63,8 @@ export const Welcome = message(
     protocolVersion: Type.Integer({ minimum: 0 }),
     clusterId: idSchema,
     nodeId: idSchema,
+    /** The version this connection speaks (absent: `protocolVersion`). */
+    protocolVersionAgreed: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   lenient,
 );
@@ -86,14 +100,22 @@ export type RejectCodeValue =
 
 /** What this node expects of a peer. */
 export interface HandshakeIdentity {
+  /** The version every peer must share. */
   readonly protocolVersion: number;
+  /** The newest version this node speaks (default `protocolVersion`). */
+  readonly protocolVersionMax?: number;
   readonly clusterId: ClusterId;
   readonly self: NodeId;
 }
 
 /** The outcome of checking a peer's handshake message. */
 export type HandshakeVerdict =
-  | { readonly ok: true; readonly peer: NodeId }
+  | {
+      readonly ok: true;
+      readonly peer: NodeId;
+      /** The protocol version the connection speaks. */
+      readonly version: number;
+    }
   | { readonly ok: false; readonly code: RejectCodeValue; readonly reason: string };
 
 function common(
@@ -120,7 +142,12 @@ function common(
   if (m.nodeId === local.self) {
     return { ok: false, code: 'node', reason: `peer claims this node's own id ${local.self}` };
   }
-  return { ok: true, peer: m.nodeId as NodeId };
+  return { ok: true, peer: m.nodeId as NodeId, version: m.protocolVersion };
+}
+
+/** The newest version `local` speaks. */
+function newest(local: HandshakeIdentity): number {
+  return Math.max(local.protocolVersion, local.protocolVersionMax ?? local.protocolVersion);
 }
 
 /**
@@ -148,7 +175,15 @@ export function checkHello(
       reason: `unknown node ${verdict.peer} is not a peer of ${local.self}`,
     };
   }
-  return verdict;
+  const offered = hello.protocolVersionMax ?? hello.protocolVersion;
+  if (offered < hello.protocolVersion) {
+    return {
+      ok: false,
+      code: 'version',
+      reason: `peer ${hello.nodeId} offers versions ${hello.protocolVersion} to ${offered}, an empty range`,
+    };
+  }
+  return { ...verdict, version: Math.min(offered, newest(local)) };
 }
 
 /** Checks the acceptor's Welcome on the dialing side: the node we meant to reach, same version and cluster. */
@@ -166,5 +201,13 @@ export function checkWelcome(
       reason: `dialed ${expectedPeer} but ${verdict.peer} answered (wrong address?)`,
     };
   }
-  return verdict;
+  const agreed = welcome.protocolVersionAgreed ?? welcome.protocolVersion;
+  if (agreed < local.protocolVersion || agreed > newest(local)) {
+    return {
+      ok: false,
+      code: 'version',
+      reason: `peer ${welcome.nodeId} chose protocol version ${agreed}, outside the offered ${local.protocolVersion} to ${newest(local)}`,
+    };
+  }
+  return { ...verdict, version: agreed };
 }

@@ -228,7 +228,7 @@ describe.each([1, 2])('cohort gateway SIGHUP (real processes), workers %i', (wor
 
     gw.child.kill('SIGTERM');
     expect(await gw.exit).toBe(0);
-  }, 600_000);
+  });
 });
 
 async function logged(file: string): Promise<boolean> {
@@ -299,5 +299,5 @@ describe('cohort node --gateway (real processes)', () => {
     for (let i = 0; i < 5; i++) expect(await via()).toBe('b');
     node.child.kill('SIGTERM');
     expect(await node.exit).toBe(0);
-  }, 600_000);
+  });
 });

@@ -22,8 +22,12 @@ const welcome: WelcomeMessage = {
 
 describe('handshake', () => {
   it('accepts a matching Hello and names the peer', () => {
-    expect(checkHello(local, hello, known)).toEqual({ ok: true, peer: 'n2' });
-    expect(checkWelcome(local, nodeId('n2'), welcome)).toEqual({ ok: true, peer: 'n2' });
+    expect(checkHello(local, hello, known)).toEqual({ ok: true, peer: 'n2', version: 1 });
+    expect(checkWelcome(local, nodeId('n2'), welcome)).toEqual({
+      ok: true,
+      peer: 'n2',
+      version: 1,
+    });
   });
 
   it('refuses another protocol version, with both versions in the reason', () => {
@@ -68,5 +72,50 @@ describe('handshake', () => {
     const future = handshakeCodec.decode(pack({ ...hello, protocolVersion: 7, features: ['x'] }));
     expect(future.type).toBe('Hello');
     expect(checkHello(local, future as HelloMessage, known)).toMatchObject({ code: 'version' });
+  });
+
+  it('agrees on the newest version both sides speak, and an older peer keeps the shared one', () => {
+    const newer = { ...local, protocolVersionMax: 3 };
+    // Both new: the Hello offers 3, the acceptor agrees on 3.
+    expect(checkHello(newer, { ...hello, protocolVersionMax: 3 }, known)).toMatchObject({
+      ok: true,
+      version: 3,
+    });
+    // A dialer offering more than the acceptor knows gets the acceptor's newest.
+    expect(checkHello(newer, { ...hello, protocolVersionMax: 9 }, known)).toMatchObject({
+      version: 3,
+    });
+    // An older dialer (no protocolVersionMax) or an older acceptor (local without it).
+    expect(checkHello(newer, hello, known)).toMatchObject({ ok: true, version: 1 });
+    expect(checkHello(local, { ...hello, protocolVersionMax: 3 }, known)).toMatchObject({
+      ok: true,
+      version: 1,
+    });
+    // The dialer takes what the acceptor agreed, within what it offered.
+    expect(
+      checkWelcome(newer, nodeId('n2'), { ...welcome, protocolVersionAgreed: 3 }),
+    ).toMatchObject({ ok: true, version: 3 });
+    expect(checkWelcome(newer, nodeId('n2'), welcome)).toMatchObject({ ok: true, version: 1 });
+    expect(
+      checkWelcome(newer, nodeId('n2'), { ...welcome, protocolVersionAgreed: 4 }),
+    ).toMatchObject({ ok: false, code: 'version' });
+    expect(
+      checkWelcome(newer, nodeId('n2'), { ...welcome, protocolVersionAgreed: 0 }),
+    ).toMatchObject({ ok: false, code: 'version' });
+    expect(
+      checkWelcome(local, nodeId('n2'), { ...welcome, protocolVersionAgreed: 3 }),
+    ).toMatchObject({ ok: false, code: 'version' });
+    // An empty range is refused.
+    expect(checkHello(newer, { ...hello, protocolVersionMax: 0 }, known)).toMatchObject({
+      ok: false,
+      code: 'version',
+    });
+  });
+
+  it('reads the version fields of a newer Hello, and an older Hello without them', () => {
+    const v3 = handshakeCodec.decode(pack({ ...hello, protocolVersionMax: 3 }));
+    expect(v3).toMatchObject({ type: 'Hello', protocolVersionMax: 3 });
+    const old = handshakeCodec.decode(pack(hello));
+    expect(old).not.toHaveProperty('protocolVersionMax');
   });
 });

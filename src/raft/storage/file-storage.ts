@@ -88,6 +88,7 @@ import {
   snapshotMagic,
   manifestMagic,
   tornOrCorrupt,
+  viewOf,
 } from './records.js';
 import {
   hardStateArray,
@@ -380,6 +381,8 @@ export class FileStorage implements Storage {
   // Group commit.
   /** Encoded records waiting for the next flush; `rolls` marks where new segments start in it. */
   private batch: Buffer = Buffer.allocUnsafe(batchBufferBytes);
+  /** A DataView of all of `batch` (replaced with it), for encoding entries. */
+  private batchView: DataView = viewOf(this.batch);
   private batchLen = 0;
   private rolls: { at: number; seq: number }[] = [];
   /** The model as planWrite sees it (one object, read live). */
@@ -622,7 +625,7 @@ export class FileStorage implements Storage {
       const to = ends[k] as number;
       const size = sizes[k] as number;
       openRecord(buf, o, RecordType.Entries, size);
-      putEntries(buf, o + recordBytes(0), entries, from, to);
+      putEntries(buf, o + recordBytes(0), entries, from, to, this.batchView);
       if (k === ends.length - 1 && hsPayload === null) {
         this.openEntries = { at: o, payload: size, count: to - from };
       } else {
@@ -691,7 +694,14 @@ export class FileStorage implements Storage {
       if (open.payload + add + 64 > limits.walRecordBytesMax) return false;
       if (this.tailBytes + add > this.segmentBytes) return false;
       const buf = this.reserve(add);
-      const end = putEntryBodies(buf, this.batchLen - add, entries, 0, entries.length);
+      const end = putEntryBodies(
+        buf,
+        this.batchLen - add,
+        entries,
+        0,
+        entries.length,
+        this.batchView,
+      );
       assert(end === this.batchLen, 'entry sizes miscounted');
       open.payload += add;
       open.count += entries.length;
@@ -706,7 +716,7 @@ export class FileStorage implements Storage {
       const buf = this.reserve(total);
       const at = this.batchLen - total;
       openRecord(buf, at, RecordType.Entries, payload);
-      putEntries(buf, at + recordBytes(0), entries, 0, entries.length);
+      putEntries(buf, at + recordBytes(0), entries, 0, entries.length, this.batchView);
       this.openEntries = { at, payload, count: entries.length };
       this.tailBytes += total;
       this.tailRecords++;
@@ -734,6 +744,7 @@ export class FileStorage implements Storage {
       const grown = Buffer.allocUnsafe(Math.max(need, this.batch.length * 2));
       this.batch.copy(grown, 0, 0, this.batchLen);
       this.batch = grown;
+      this.batchView = viewOf(grown);
     }
     this.batchLen = need;
     return this.batch;
@@ -836,6 +847,7 @@ export class FileStorage implements Storage {
       // A batch far above the usual size leaves a big buffer behind: let it go.
       if (this.batch.length > 4 * batchBufferBytes) {
         this.batch = Buffer.allocUnsafe(batchBufferBytes);
+        this.batchView = viewOf(this.batch);
       }
     } catch (err) {
       this.fail(err, waiter);

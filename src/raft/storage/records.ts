@@ -19,7 +19,7 @@
  * ```
  */
 import { Packr } from 'msgpackr';
-import { crc32c as nativeCrc32c } from '@node-rs/crc32';
+import { crc32c, crc32cRange } from '../../lib/crc32c.js';
 import { limits } from '../../lib/limits.js';
 import type { LogIndex, Term } from '../../lib/ids.js';
 import type { Entry, EntryKind } from '../core/types.js';
@@ -54,9 +54,9 @@ export const manifestMagic = Buffer.from('CMAN', 'latin1');
 /** msgpack with plain maps and arrays only (no record extension), for small metadata payloads. */
 export const packer = new Packr({ useRecords: false, mapsAsObjects: true });
 
-/** CRC32C of the record at `start` whose length field says `length` (the same function as lib/crc32c, called directly on the hot path). */
+/** CRC32C of the record at `start` whose length field says `length`. */
 function checksum(buf: Buffer, start: number, length: number): number {
-  return nativeCrc32c(buf.subarray(start + 4, start + recordPrefixBytes + length), 0) >>> 0;
+  return crc32cRange(buf, start + 4, start + recordPrefixBytes + length);
 }
 
 /** Bytes a record with a payload of `payloadBytes` takes. */
@@ -180,7 +180,7 @@ export function oneBitRepair(buf: Buffer, offset: number): { at: number; end: nu
       continue;
     lengthBytes.writeUInt32LE(l, 0);
     const rest = buf.subarray(offset + recordPrefixBytes, offset + recordPrefixBytes + l);
-    if (nativeCrc32c(rest, nativeCrc32c(lengthBytes, 0)) >>> 0 === stored) {
+    if (crc32c(rest, crc32c(lengthBytes)) === stored) {
       return { at: offset + 4 + (b >> 3), end: offset + recordPrefixBytes + l };
     }
   }
@@ -252,9 +252,13 @@ function zeroRange(buf: Buffer, from: number, to: number): boolean {
   return true;
 }
 
-const KIND_CODES: Record<EntryKind, number> = { normal: 0, noop: 1, config: 2 };
 const KINDS: readonly EntryKind[] = ['normal', 'noop', 'config'];
 const ENTRY_HEAD_BYTES = 8 + 8 + 1 + 4;
+
+/** The stored code of an entry kind (the index in KINDS; the write was validated, so anything else is 'config'). */
+function kindCode(kind: EntryKind): number {
+  return kind === 'normal' ? 0 : kind === 'noop' ? 1 : 2;
+}
 
 /** Payload bytes an entry takes in an ENTRIES record. */
 export function entryEncodedBytes(e: Entry): number {
@@ -268,6 +272,11 @@ export function entriesPayloadBytes(entries: readonly Entry[], from: number, to:
   return size;
 }
 
+/** A DataView of all of `buf` (for {@link putEntryBodies}; a caller writing often into one buffer keeps one). */
+export function viewOf(buf: Buffer): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
 /**
  * Writes entries[from, to) as an ENTRIES payload at `offset` of `out`: u32 count,
  * then per entry f64 index, f64 term, u8 kind, u32 length, data.
@@ -278,14 +287,17 @@ export function putEntries(
   entries: readonly Entry[],
   from: number,
   to: number,
+  view: DataView = viewOf(out),
 ): void {
-  out.writeUInt32LE(to - from, offset);
-  putEntryBodies(out, offset + 4, entries, from, to);
+  view.setUint32(offset, to - from, true);
+  putEntryBodies(out, offset + 4, entries, from, to, view);
 }
 
 /**
  * Writes entries[from, to) without the count at `offset` of `out` (to extend an
  * ENTRIES payload whose count is then rewritten); returns the offset after them.
+ * `view` must be a DataView of all of `out` ({@link viewOf}): the numbers go
+ * through it, which costs far less than Buffer's checked write methods.
  */
 export function putEntryBodies(
   out: Buffer,
@@ -293,16 +305,19 @@ export function putEntryBodies(
   entries: readonly Entry[],
   from: number,
   to: number,
+  view: DataView = viewOf(out),
 ): number {
   let o = offset;
   for (let i = from; i < to; i++) {
     const e = entries[i] as Entry;
-    out.writeDoubleLE(e.index, o);
-    out.writeDoubleLE(e.term, o + 8);
-    out[o + 16] = KIND_CODES[e.kind];
-    out.writeUInt32LE(e.data.byteLength, o + 17);
-    out.set(e.data, o + ENTRY_HEAD_BYTES);
-    o += ENTRY_HEAD_BYTES + e.data.byteLength;
+    const data = e.data;
+    const length = data.byteLength;
+    view.setFloat64(o, e.index, true);
+    view.setFloat64(o + 8, e.term, true);
+    view.setUint8(o + 16, kindCode(e.kind));
+    view.setUint32(o + 17, length, true);
+    out.set(data, o + ENTRY_HEAD_BYTES);
+    o += ENTRY_HEAD_BYTES + length;
   }
   return o;
 }

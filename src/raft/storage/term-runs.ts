@@ -45,6 +45,9 @@ export class TermRuns {
 
   /** Term of entry `index`, which must be held. */
   termAt(index: number): number {
+    const n = this.terms.length;
+    // The last entry's term (asked for every append) without the search.
+    if (index === this.last && n > 0) return this.terms[n - 1] as number;
     if (index < this.firstIndex || index > this.last)
       assert(false, `termAt(${index}) outside the log`);
     let lo = 0;
