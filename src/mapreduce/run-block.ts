@@ -49,6 +49,23 @@ const INITIAL_BYTES = 64 * 1024;
 const NEST_DEPTH_MAX = 8;
 
 /**
+ * Writes the low 16 bits of `v` big-endian at `p` (no range checks, unlike
+ * Buffer.writeUInt16BE: the callers know `v` fits, and this runs per value).
+ */
+function put16(b: Buffer, p: number, v: number): void {
+  b[p] = (v >>> 8) & 0xff;
+  b[p + 1] = v & 0xff;
+}
+
+/** Writes the low 32 bits of `v` big-endian at `p` (signed or unsigned alike; see {@link put16}). */
+function put32(b: Buffer, p: number, v: number): void {
+  b[p] = (v >>> 24) & 0xff;
+  b[p + 1] = (v >>> 16) & 0xff;
+  b[p + 2] = (v >>> 8) & 0xff;
+  b[p + 3] = v & 0xff;
+}
+
+/**
  * Builds one data block. Records are appended with {@link add} (scalars, by
  * hand) or {@link addPacked} (key and values already packed); {@link take}
  * returns the block's bytes.
@@ -92,11 +109,11 @@ export class BlockEncoder {
       b[p++] = 0x90 | n;
     } else if (n < 0x10000) {
       b[p] = 0xdc;
-      b.writeUInt16BE(n, p + 1);
+      put16(b, p + 1, n);
       p += 3;
     } else {
       b[p] = 0xdd;
-      b.writeUInt32BE(n, p + 1);
+      put32(b, p + 1, n);
       p += 5;
     }
     this.len = p;
@@ -162,11 +179,11 @@ export class BlockEncoder {
       this.len = p + 1;
     } else if (n < 0x10000) {
       b[p] = t16;
-      b.writeUInt16BE(n, p + 1);
+      put16(b, p + 1, n);
       this.len = p + 3;
     } else {
       b[p] = t32;
-      b.writeUInt32BE(n, p + 1);
+      put32(b, p + 1, n);
       this.len = p + 5;
     }
   }
@@ -276,10 +293,10 @@ export class BlockEncoder {
       b[p + 1] = n;
     } else if (head === 3) {
       b[p] = 0xda;
-      b.writeUInt16BE(n, p + 1);
+      put16(b, p + 1, n);
     } else {
       b[p] = 0xdb;
-      b.writeUInt32BE(n, p + 1);
+      put32(b, p + 1, n);
     }
     this.len = q;
   }
@@ -300,11 +317,11 @@ export class BlockEncoder {
           this.len = p + 2;
         } else if (v < 0x10000) {
           b[p] = 0xcd;
-          b.writeUInt16BE(v, p + 1);
+          put16(b, p + 1, v);
           this.len = p + 3;
         } else {
           b[p] = 0xce;
-          b.writeUInt32BE(v, p + 1);
+          put32(b, p + 1, v);
           this.len = p + 5;
         }
       } else if (v >= -32) {
@@ -312,15 +329,15 @@ export class BlockEncoder {
         this.len = p + 1;
       } else if (v >= -0x80) {
         b[p] = 0xd0;
-        b.writeInt8(v, p + 1);
+        b[p + 1] = v & 0xff;
         this.len = p + 2;
       } else if (v >= -0x8000) {
         b[p] = 0xd1;
-        b.writeInt16BE(v, p + 1);
+        put16(b, p + 1, v);
         this.len = p + 3;
       } else {
         b[p] = 0xd2;
-        b.writeInt32BE(v, p + 1);
+        put32(b, p + 1, v);
         this.len = p + 5;
       }
     } else {
@@ -563,6 +580,10 @@ export class BlockDecoder {
         this.pos = p + 1;
       } else if (t >= 0xa0 && t <= 0xbf) {
         out.push(this.str());
+      } else if (t >= 0x90 && t <= 0x9f) {
+        // A short array (a postings value, `[id]`): not through other()'s switch.
+        this.pos = p + 1;
+        out.push(this.array(t & 0x0f));
       } else {
         out.push(this.other(t, p));
       }

@@ -160,10 +160,14 @@ export class MapReduceRuntime implements WorkerRuntime {
     const pool = this.pool;
     if (pool === undefined) return;
     pool.warm();
+    // Loaded under its content hash, as a job's tasks load it (job.ts keeps
+    // verified loads by hash): without it each thread's first task imported
+    // and compiled the module again, inside the job.
+    const moduleCheck = { sha256: await moduleSha256Of(module) };
     await Promise.all(
       pool.slots.map(async (s) => {
         while (s.busy) await s.whenIdle();
-        await s.run({ kind: 'load', module });
+        await s.run({ kind: 'load', module, moduleCheck });
       }),
     );
   }

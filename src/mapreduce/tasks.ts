@@ -25,10 +25,11 @@
  * combiner never sees its own output again there), and once more at the end,
  * so a word count keeps one number per distinct word. A combiner seen to
  * only regroup what it is given (as many scalars out as in: a concatenation,
- * postings' lists of ids) is not run eagerly after its first combines: from
- * then on values are encoded as they are emitted, as without a combiner,
- * and each key's values are combined once as the run is written (one list
- * per key shipped, no objects held meanwhile). Without a combiner, values
+ * postings' lists of ids) is not run after its first combines: from then on
+ * values are encoded as they are emitted and written to the runs as they
+ * are, as without a combiner (decoding them again to run a combiner that
+ * gives back what it is given cost the map task more than the reducer
+ * spends on the uncombined values). Without a combiner, values
  * are encoded as they are emitted (value-arena.ts). Past
  * `limits.mrMapBufferEntriesMax` buffered keys + values, or about
  * `limits.mrMapBufferBytesMax` of them (estimated), the buffer is spilled
@@ -370,7 +371,6 @@ async function writeRuns(
   valuesOf: (key: string, buffered: unknown) => unknown[],
   pathFor: (partition: number) => string,
   writers: RunWriter[],
-  combineEncoded?: (key: string, e: number) => unknown[] | undefined,
 ): Promise<RunFile[]> {
   const { table, vals, arena } = buckets;
   const byPartition: string[][] = Array.from({ length: reducers }, () => []);
@@ -395,12 +395,8 @@ async function writeRuns(
     for (const key of keys) {
       const e = table.find(key);
       let full: boolean;
-      if (arena === undefined) {
-        full = w.add(key, valuesOf(key, vals[e]));
-      } else {
-        const combined = combineEncoded?.(key, e);
-        full = combined === undefined ? w.addEncoded(key, arena, e) : w.add(key, combined);
-      }
+      if (arena === undefined) full = w.add(key, valuesOf(key, vals[e]));
+      else full = w.addEncoded(key, arena, e);
       if (full) await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
@@ -548,7 +544,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   let scalarsIn = 0;
   let scalarsOut = 0;
   const regroupsOnly = (): boolean => measured >= 8 && scalarsOut * 5 > scalarsIn * 4;
-  // Once the combiner has been measured (COMBINES_MEASURED eager combines) to
+  // Once the combiner has been measured (combinesBeforeArena eager combines) to
   // give back as much as it is given, running it on the map side only
   // copies: postings' lists of ids were decoded, concatenated and held as
   // objects, which then outlived the young generation (GC was the largest
@@ -642,16 +638,6 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     }
     return values;
   };
-  // Values encoded because the combiner only regroups them (see toArena): a
-  // key's values are combined once, as the run is written, so the reducer
-  // gets one list per key from this task rather than one value per emit (a
-  // reducer flattening many one-id lists spent more than the map saved).
-  const combineArena = (key: string, e: number): unknown[] | undefined => {
-    const arena = buckets.arena as ValueArena;
-    if (combineValues === undefined || arena.count(e) < 2) return undefined;
-    counters.combines++;
-    return combineValues(key, arena.decodeValues(e, []));
-  };
   // Spills keep lists as they are (they are combined when merged at the end).
   const spillValues = (_key: string, buffered: unknown): unknown[] =>
     fold !== undefined ? [buffered] : (buffered as unknown[]);
@@ -713,15 +699,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     counters.emitted = emitted;
     let runs: RunFile[];
     if (spillPaths.length === 0) {
-      runs = await writeRuns(
-        buckets,
-        reducers,
-        partitionOf,
-        finalValues,
-        finalPath,
-        writers,
-        combineArena,
-      );
+      runs = await writeRuns(buckets, reducers, partitionOf, finalValues, finalPath, writers);
     } else {
       if (buckets.table.size > 0) await spill(true);
       buckets = newBuffer(encoded);

@@ -246,15 +246,21 @@ describe('map and reduce tasks', () => {
       });
     };
     // A concatenating combiner: combined as values pile up until it has been
-    // seen only to regroup them (64 combines: 4096 values), then values are
-    // kept encoded and the key's values combined once as the run is written
-    // (every value once more at most: 6400): one list shipped.
+    // seen only to regroup them (64 combines: 4096 values), then never again:
+    // values are kept encoded and shipped as they are (its 64 lists, then
+    // the 2304 values emitted after the switch), in input order.
     const concat = await run((lists) => [lists.flat()], 'concat');
-    expect(handed).toBe(4096 + 6400);
-    expect(concat.runs[0]?.values).toBe(1);
-    const blocks: unknown[][] = [];
-    for await (const block of readRun(concat.runs[0]?.path as string)) blocks.push(block);
-    expect(blocks).toEqual([['k', [Array.from({ length: 6400 }, (_, i) => i)]]]);
+    expect(handed).toBe(4096);
+    expect(concat.runs[0]?.values).toBe(64 + 2304);
+    const lists: number[][] = [];
+    for await (const block of readRun(concat.runs[0]?.path as string)) {
+      for (let i = 0; i < block.length; i += 2) {
+        expect(block[i]).toBe('k');
+        lists.push(...(block[i + 1] as number[][]));
+      }
+    }
+    expect(lists.slice(0, 64).every((l) => l.length === 64)).toBe(true);
+    expect(lists.flat()).toEqual(Array.from({ length: 6400 }, (_, i) => i));
     // A shrinking combiner (many lists in, one number out): combined as values
     // pile up (6400 handed), and once more at the end (its 100 outputs).
     const shrink = await run((lists) => [[lists.length]], 'shrink');
