@@ -1135,15 +1135,7 @@ class Exchange implements TryHandler {
 
   private writeBody(s: net.Socket, chunk: Buffer): void {
     this.bodyWritten = true;
-    let ok: boolean;
-    if (this.chunked) {
-      s.cork();
-      s.write(chunkHead(chunk.length));
-      s.write(chunk);
-      ok = s.write('\r\n');
-      s.uncork();
-    } else ok = s.write(chunk);
-    if (!ok) this.client.pause(2);
+    if (!writeBodyChunk(s, chunk, this.chunked)) this.client.pause(2);
   }
 
   private tooLarge(): void {
@@ -1306,17 +1298,8 @@ class Exchange implements TryHandler {
       return;
     }
     this.flush();
-    const s = this.client.socket;
-    let ok: boolean;
-    if (this.rechunk) {
-      s.cork();
-      s.write(chunkHead(chunk.length));
-      s.write(chunk);
-      ok = s.write('\r\n');
-      s.uncork();
-    } else ok = s.write(chunk);
     // Backpressure: the backend's connection stops reading until the client drains.
-    if (!ok) this.conn?.pause();
+    if (!writeBodyChunk(this.client.socket, chunk, this.rechunk)) this.conn?.pause();
   }
 
   flush(): void {
@@ -1549,4 +1532,15 @@ class BufferedTry implements TryHandler {
 
 function digestOf(r: BufferedReply): string {
   return `${r.status}:${createHash('sha256').update(r.body).digest('base64')}`;
+}
+
+/** Writes one piece of a body, as a chunk of a chunked body when `chunked`; false: the socket's buffer is full. */
+function writeBodyChunk(s: net.Socket, chunk: Buffer, chunked: boolean): boolean {
+  if (!chunked) return s.write(chunk);
+  s.cork();
+  s.write(chunkHead(chunk.length));
+  s.write(chunk);
+  const ok = s.write('\r\n');
+  s.uncork();
+  return ok;
 }

@@ -129,23 +129,7 @@ export function isParseError(r: unknown): r is ParseError {
   return r instanceof Error;
 }
 
-/** Request headers never forwarded (RFC 9110 §7.6.1, plus `expect`: the gateway answers 100-continue itself, and the X-Forwarded-* it sets). */
-const hopRequest = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'content-length',
-  'te',
-  'trailer',
-  'upgrade',
-  'expect',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-]);
-
-/** Response headers never relayed (framing headers are written by the gateway). */
+/** Response headers never relayed (RFC 9110 §7.6.1; framing headers are written by the gateway). */
 const hopResponse = new Set([
   'connection',
   'keep-alive',
@@ -155,6 +139,15 @@ const hopResponse = new Set([
   'te',
   'trailer',
   'upgrade',
+]);
+
+/** Request headers never forwarded: those, `expect` (the gateway answers 100-continue itself) and the X-Forwarded-* it sets. */
+const hopRequest = new Set([
+  ...hopResponse,
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
 ]);
 
 /** The tokens of the Connection headers in `raw` other than keep-alive/close, lower case; undefined when none. */
