@@ -21,8 +21,10 @@
  * ```
  *
  * The machine has 2 cores shared by wrk, the proxy and both backends: the
- * load average is printed at the start and the end, with a warning when it
- * is above the core count (then the figures say little), and the CPU time
+ * load average is printed at the start (with a warning when it is already
+ * above the core count) and the end, with the CPU other work took meanwhile
+ * (a warning above a quarter of a core: then the figures say little; the
+ * load average alone counts this bench's own processes), and the CPU time
  * of every process over each run is printed (100 % = one core). HAProxy
  * and wrk are installed with apt-get when missing. The CPU of a proxy is
  * that of all its processes (the gateway's primary and workers), and is
@@ -45,6 +47,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePort, sleep, until } from '../test/harness/process-cluster.js';
+import { OTHER_WORK_CORES_MAX, OtherWorkMeter } from './common.js';
 
 const repo = fileURLToPath(new URL('../', import.meta.url));
 const hello = fileURLToPath(new URL('./gateway-hello.mjs', import.meta.url));
@@ -361,6 +364,9 @@ async function main(): Promise<void> {
       );
     }
   };
+  // The load average counts wrk, the proxies and the backends too, which are above the
+  // cores by themselves: what decides is the CPU work outside this bench's processes.
+  const other = new OtherWorkMeter();
   const haproxyVersion =
     systems.includes('haproxy') && which('haproxy')
       ? (execFileSync('haproxy', ['-v']).toString().split('\n')[0] ?? '')
@@ -432,8 +438,15 @@ async function main(): Promise<void> {
       for (const l of kills) console.log(l);
     }
     console.log('');
-    console.log(`load average at the end ${load()}`);
-    warnLoad('at the end');
+    const otherCores = other.cores();
+    console.log(
+      `load average at the end ${load()}; other work (CPU not used by this bench's processes) ${otherCores.toFixed(2)} cores on average`,
+    );
+    if (otherCores > OTHER_WORK_CORES_MAX) {
+      console.log(
+        `WARNING: other work took ${otherCores.toFixed(2)} cores on average: other work competed, the figures say little`,
+      );
+    }
     const c = summary.cohort;
     const h = summary.haproxy;
     if (c !== undefined && h !== undefined) {
