@@ -16,9 +16,8 @@
  */
 import type { Command } from 'commander';
 import { KvClient } from '../kv/client.js';
-import { CohortError } from '../lib/errors.js';
 import { Naming } from '../naming/naming.js';
-import { isValidServiceName } from '../naming/core/registry.js';
+import { checkServiceName } from '../naming/core/registry.js';
 import type { ServiceInstance } from '../naming/core/registry.js';
 import { exitCodes } from './exit-codes.js';
 import { targetOptions } from './kv-command.js';
@@ -68,11 +67,7 @@ export function registerServicesCommand(program: Command): void {
     .action(async (name: string | undefined, flags: ServicesFlags) => {
       await runAction({ readOnly: true }, async (ctx) => {
         // A bad name is a usage error whether or not a cluster answers: refuse it before connecting.
-        if (name !== undefined && !isValidServiceName(name)) {
-          throw new CohortError('INVALID_ARGUMENT', `bad service name ${JSON.stringify(name)}`, {
-            details: { field: 'service' },
-          });
-        }
+        if (name !== undefined) checkServiceName(name);
         const target = resolveTarget(flags);
         ctx.report.source = target.source;
         const kv = await KvClient.connect(kvClientOptions(target, { timeoutMs: flags.timeoutMs }));

@@ -78,7 +78,7 @@ import type { TcpTlsOptions } from '../transport/tcp-transport.js';
 import { claimForCertificate } from '../trust/identity.js';
 import { InstancePicker } from './core/picker.js';
 import type { PickRule } from './core/picker.js';
-import { isValidServiceName, registryRoot } from './core/registry.js';
+import { checkServiceName, isValidServiceName, registryRoot } from './core/registry.js';
 import type { ServiceInstance } from './core/registry.js';
 import { registerInstance, registryPermissionError } from './registration.js';
 import type { InstanceSpec, RegisterOptions, Registration } from './registration.js';
@@ -330,11 +330,7 @@ export class Naming {
     instances: ServiceInstance[];
     skipped: { key: string; reason: string }[];
   }> {
-    if (service !== undefined && !isValidServiceName(service)) {
-      throw new CohortError('INVALID_ARGUMENT', `bad service name ${JSON.stringify(service)}`, {
-        details: { field: 'service' },
-      });
-    }
+    if (service !== undefined) checkServiceName(service);
     let listing;
     try {
       listing = await listRegistry(

@@ -32,7 +32,7 @@ import { CohortError, isCohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import { InstanceSet } from './core/instance-set.js';
 import type { InstanceSetUpdate, RegistryEntry } from './core/instance-set.js';
-import { isValidServiceName, servicePrefix } from './core/registry.js';
+import { checkServiceName, servicePrefix } from './core/registry.js';
 import type { ServiceInstance } from './core/registry.js';
 import { registryPermissionError } from './registration.js';
 
@@ -96,11 +96,7 @@ export class ServiceResolver {
     readonly service: string,
     private readonly options: ResolverOptions = {},
   ) {
-    if (!isValidServiceName(service)) {
-      throw new CohortError('INVALID_ARGUMENT', `bad service name ${JSON.stringify(service)}`, {
-        details: { field: 'service' },
-      });
-    }
+    checkServiceName(service);
     this.set = new InstanceSet(service);
     this.prefix = servicePrefix(service);
     this.clock = options.clock ?? new RealClock();

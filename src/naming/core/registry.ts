@@ -17,6 +17,7 @@
  * expire (the instance died) deletes the key, and every resolver watching
  * the prefix sees the DELETE.
  */
+import { CohortError } from '../../lib/errors.js';
 import { isValidId } from '../../lib/ids.js';
 import { limits } from '../../lib/limits.js';
 
@@ -90,6 +91,18 @@ export function isValidServiceName(name: unknown): name is string {
     name.length <= serviceNameCharsMax &&
     SERVICE_NAME.test(name)
   );
+}
+
+/**
+ * Refuses a name that cannot name a service: INVALID_ARGUMENT naming it
+ * (what every caller taking a service name from a user throws).
+ */
+export function checkServiceName(name: string): void {
+  if (!isValidServiceName(name)) {
+    throw new CohortError('INVALID_ARGUMENT', `bad service name ${JSON.stringify(name)}`, {
+      details: { field: 'service' },
+    });
+  }
 }
 
 /** The key prefix of one service's instances. */

@@ -263,18 +263,36 @@ function finish(
   };
 }
 
+/** What both simulations start from: the seed's streams (forked in this order), the faults it draws, the clock, the trace, the tally and the members' names. */
+function simBase(o: DetectorSimOptions): {
+  root: ReturnType<typeof seededRandom>;
+  netRandom: ReturnType<typeof seededRandom>;
+  faults: ReturnType<typeof drawFaults>;
+  sched: Scheduler;
+  trace: Trace;
+  tally: Tally;
+  names: string[];
+} {
+  const root = seededRandom(o.seed);
+  const netRandom = root.fork('net');
+  const faults = drawFaults(o, root.fork('faults'));
+  return {
+    root,
+    netRandom,
+    faults,
+    sched: new Scheduler(),
+    trace: new Trace({ sink: o.sink, keepLast: 50 }),
+    tally: new Tally(o.members),
+    names: Array.from({ length: o.members }, (_, i) => memberName(i)),
+  };
+}
+
 /** Runs N SWIM members under the options' faults; a pure function of the options. */
 export function runDetectorSim(o: DetectorSimOptions): DetectorSimResult {
   assert(o.members >= 3, 'at least three members');
   assert(o.loss >= 0 && o.loss < 1, 'loss in [0, 1)');
   assert(0 <= o.delayMinMs && o.delayMinMs <= o.delayMaxMs, 'delays in order');
-  const root = seededRandom(o.seed);
-  const netRandom = root.fork('net');
-  const faults = drawFaults(o, root.fork('faults'));
-  const sched = new Scheduler();
-  const trace = new Trace({ sink: o.sink, keepLast: 50 });
-  const tally = new Tally(o.members);
-  const names = Array.from({ length: o.members }, (_, i) => memberName(i));
+  const { root, netRandom, faults, sched, trace, tally, names } = simBase(o);
   const index = new Map(names.map((n, i) => [n, i]));
   const book = names.map((id) => ({ id, address: `${id}:7946` }));
   const cores: SwimCore[] = [];
@@ -429,14 +447,8 @@ export function runDetectorSim(o: DetectorSimOptions): DetectorSimResult {
  * own time), so only the counts and detection rule are simulated.
  */
 export function runHeartbeatSim(o: DetectorSimOptions): DetectorSimResult {
-  const root = seededRandom(o.seed);
-  const netRandom = root.fork('net');
-  const faults = drawFaults(o, root.fork('faults'));
-  const sched = new Scheduler();
-  const trace = new Trace({ sink: o.sink, keepLast: 50 });
-  const tally = new Tally(o.members);
+  const { root, netRandom, faults, sched, trace, tally, names } = simBase(o);
   const n = o.members;
-  const names = Array.from({ length: n }, (_, i) => memberName(i));
   // heard[obs * n + m]: latest arrival of m's heartbeat at obs (0: the start counts as heard).
   const heard = new Float64Array(n * n);
   const failed = new Uint8Array(n * n);

@@ -37,6 +37,20 @@ function group(n: number, seed = 1, probesPerPeriod = 1): Map<string, SwimCore> 
   return cores;
 }
 
+/** A member j1 that knows only m2 as its seed, added to the net. */
+function addJoiner(n: Net): SwimCore {
+  const joiner = new SwimCore({
+    self: 'j1',
+    address: 'j1:1',
+    random: seededRandom(9),
+    seeds: [{ id: 'm2', address: 'm2:1' }],
+    periodMs: T,
+    pingTimeoutMs: PING,
+  });
+  n.cores.set('j1', joiner);
+  return joiner;
+}
+
 interface Net {
   readonly cores: Map<string, SwimCore>;
   readonly events: Map<string, MemberEvent[]>;
@@ -434,15 +448,7 @@ describe('SwimCore', () => {
 
   it('rule 7: a member joins through a seed and everyone learns of it by gossip', () => {
     const n = net(group(6));
-    const joiner = new SwimCore({
-      self: 'j1',
-      address: 'j1:1',
-      random: seededRandom(9),
-      seeds: [{ id: 'm2', address: 'm2:1' }],
-      periodMs: T,
-      pingTimeoutMs: PING,
-    });
-    n.cores.set('j1', joiner);
+    const joiner = addJoiner(n);
     run(n, 0, 15 * T);
     expect(joiner.members().filter((m) => m.state === 'alive')).toHaveLength(6);
     for (const id of ids(6)) {
@@ -455,15 +461,7 @@ describe('SwimCore', () => {
 
   it('rule 7: a join is retried until a seed answers', () => {
     const n = net(group(3));
-    const joiner = new SwimCore({
-      self: 'j1',
-      address: 'j1:1',
-      random: seededRandom(9),
-      seeds: [{ id: 'm2', address: 'm2:1' }],
-      periodMs: T,
-      pingTimeoutMs: PING,
-    });
-    n.cores.set('j1', joiner);
+    addJoiner(n);
     n.dead.add('m2');
     run(n, 0, 2 * limits.swimJoinRetryMs + 100);
     expect(n.sent.filter((s) => s.out.message.type === 'join')).toHaveLength(3);
