@@ -120,6 +120,11 @@ export interface ReplicatedRoute {
 /** Settings of an {@link HttpProxy}. */
 export interface HttpProxyOptions {
   readonly listen: { readonly host: string; readonly port: number };
+  /**
+   * Connections are handed in with {@link HttpProxy.adopt} and `listen` is
+   * not bound (a worker process, whose primary listens: workers.ts).
+   */
+  readonly handed?: boolean;
   readonly source: BackendSource;
   readonly balance?: Balance;
   /** For `hash`: the request header whose value is the key (default `x-cohort-key`). */
@@ -233,11 +238,13 @@ export class HttpProxy {
   now = performance.now();
   private unsubscribe: (() => void) | undefined;
   private closed = false;
+  private readonly listen: { readonly host: string; readonly port: number };
 
   private constructor(
     private readonly server: net.Server,
     options: HttpProxyOptions,
   ) {
+    this.listen = options.listen;
     this.health = { ...defaultHealth, ...options.health };
     this.check = { ...defaultHttpCheck, ...options.check };
     this.timeoutMs = options.timeoutMs ?? 30_000;
@@ -275,13 +282,15 @@ export class HttpProxy {
     const proxy = new HttpProxy(server, options);
     server.on('connection', (socket: net.Socket) => proxy.accept(socket));
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(options.listen.port, options.listen.host, () => {
-          server.off('error', reject);
-          resolve();
+      if (options.handed !== true) {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(options.listen.port, options.listen.host, () => {
+            server.off('error', reject);
+            resolve();
+          });
         });
-      });
+      }
     } catch (err) {
       clearInterval(proxy.timer);
       throw err;
@@ -291,10 +300,20 @@ export class HttpProxy {
     return proxy;
   }
 
-  /** The bound address. */
+  /** The bound address (the configured one when connections are handed in). */
   get address(): { host: string; port: number } {
-    const a = this.server.address() as AddressInfo;
-    return { host: a.address, port: a.port };
+    const a = this.server.address() as AddressInfo | null;
+    return a === null ? { ...this.listen } : { host: a.address, port: a.port };
+  }
+
+  /**
+   * Serves client connection `socket`, accepted elsewhere (another process's
+   * listener: {@link HttpProxyOptions.handed}), as one accepted here.
+   */
+  adopt(socket: net.Socket): void {
+    socket.allowHalfOpen = true; // as the listener's own connections (see start)
+    socket.setNoDelay(true);
+    this.accept(socket);
   }
 
   /** Backends with health, outstanding requests, counters and latency. */
