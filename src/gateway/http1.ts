@@ -55,8 +55,6 @@ export interface Parser {
   /** Reads `handle` (a stream's native handle) straight into the parser; results come to `kOnExecute`. */
   consume(handle: object): void;
   unconsume(): void;
-  /** Ms since the message being parsed began (its first byte); 0 between messages. */
-  duration(): number;
   /** Whether the head of the message being parsed (or of the last one) is complete. */
   headersCompleted(): boolean;
   [slot: number]: unknown;
@@ -83,7 +81,6 @@ const HTTPParser = common.HTTPParser;
 assert(
   typeof HTTPParser === 'function' &&
     typeof (HTTPParser.prototype as { execute?: unknown }).execute === 'function' &&
-    typeof (HTTPParser.prototype as { duration?: unknown }).duration === 'function' &&
     typeof (HTTPParser.prototype as { headersCompleted?: unknown }).headersCompleted ===
       'function' &&
     typeof HTTPParser.kOnHeadersComplete === 'number' &&
