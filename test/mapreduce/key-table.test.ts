@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AssertionError } from '../../src/lib/assert.js';
-import { KeyTable } from '../../src/mapreduce/key-table.js';
+import { ByteKeyIndex, KeyTable } from '../../src/mapreduce/key-table.js';
 
 describe('KeyTable', () => {
   it('numbers distinct keys in insertion order and finds each again, like a Map (any keys, growth)', () => {
@@ -64,5 +64,73 @@ describe('KeyTable', () => {
     expect(t.find('a')).toBe(-1);
     t.add('a');
     expect(() => t.add('a')).toThrow(AssertionError);
+  });
+});
+
+describe('ByteKeyIndex', () => {
+  it('numbers byte ranges as the table numbers their UTF-8 decodings (any bytes, invalid UTF-8 that decodes alike, growth)', () => {
+    const common = [
+      [],
+      [0x61],
+      [0x61, 0x62],
+      [0x62, 0x61],
+      [0xff],
+      [0xfe],
+      [0xc3],
+      [0xc3, 0xa9],
+      [0xe6, 0x97],
+    ];
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.oneof(
+              fc.uint8Array({ maxLength: 6 }),
+              fc.constantFrom(...common.map((b) => Uint8Array.from(b))),
+            ),
+            fc.uint8Array({ maxLength: 3 }),
+          ),
+          { maxLength: 3000 },
+        ),
+        (keys) => {
+          const table = new KeyTable();
+          const index = new ByteKeyIndex(table);
+          const ref = new Map<string, number>();
+          const byBytes = new Set<string>();
+          for (const [key, pad] of keys) {
+            // The range sits inside other bytes, which must not count.
+            const buf = Buffer.concat([pad, key, pad]);
+            const text = Buffer.from(key).toString('utf8');
+            const want = ref.get(text) ?? ref.size;
+            ref.set(text, want);
+            byBytes.add(Buffer.from(key).toString('hex'));
+            expect(index.intern(buf, pad.length, pad.length + key.length)).toBe(want);
+          }
+          expect(table.keys).toEqual([...ref.keys()]);
+          expect(index.size).toBe(byBytes.size);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('stays right across many growths (20k keys, found again in another buffer)', () => {
+    const table = new KeyTable();
+    const index = new ByteKeyIndex(table);
+    const keys = Array.from({ length: 20_000 }, (_, i) => `k${i.toString(36)}`);
+    const one = Buffer.from(keys.join(' '));
+    let at = 0;
+    for (const [i, k] of keys.entries()) {
+      expect(index.intern(one, at, at + k.length)).toBe(i);
+      at += k.length + 1;
+    }
+    const again = Buffer.from(`xx ${keys.join(',')}`);
+    at = 3;
+    for (const [i, k] of keys.entries()) {
+      expect(index.intern(again, at, at + k.length)).toBe(i);
+      at += k.length + 1;
+    }
+    expect(table.size).toBe(keys.length);
+    expect(index.size).toBe(keys.length);
   });
 });
