@@ -75,7 +75,7 @@ import {
 } from './format.js';
 import type { Split } from './input.js';
 import { readSplitBlocks, readSplitBytes, readSplitLines } from './input.js';
-import { ByteKeyIndex, KeyTable } from './key-table.js';
+import { ByteKeyIndex, KeyTable, sortKeys } from './key-table.js';
 import { ValueArena } from './value-arena.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
@@ -383,7 +383,7 @@ async function writeRuns(
   } else {
     for (const key of table.keys) (byPartition[partitionOf(key)] as string[]).push(key);
   }
-  for (let p = 0; p < reducers; p++) (byPartition[p] as string[]).sort();
+  for (let p = 0; p < reducers; p++) sortKeys(byPartition[p] as string[]);
   if (arena !== undefined) {
     // The values key by key in the order they are written (see ValueArena.compact).
     const order = new Int32Array(table.size);

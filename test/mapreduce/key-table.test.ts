@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AssertionError } from '../../src/lib/assert.js';
-import { ByteKeyIndex, KeyTable } from '../../src/mapreduce/key-table.js';
+import { ByteKeyIndex, KeyTable, sortKeys } from '../../src/mapreduce/key-table.js';
 
 describe('KeyTable', () => {
   it('numbers distinct keys in insertion order and finds each again, like a Map (any keys, growth)', () => {
@@ -157,5 +157,32 @@ describe('ByteKeyIndex', () => {
       if (index.intern(b, 6 * i, 6 * i + 6) !== w) expect.fail(`key ${k} got another key's number`);
     }
     expect(index.size).toBe(want.size);
+  });
+});
+
+describe('sortKeys', () => {
+  it('sorts as Array.prototype.sort does (ASCII words with shared prefixes and NULs, long runs of one prefix, non-ASCII keys)', () => {
+    const ascii = fc.string({
+      unit: fc.constantFrom('a', 'b', 'z', 'A', '0', '\u0000', '~'),
+      maxLength: 9,
+    });
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            { weight: 8, arbitrary: ascii },
+            { weight: 2, arbitrary: ascii.map((s) => `prefix${s}`) },
+            { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 6 }) },
+          ),
+          { maxLength: 400, size: 'max' },
+        ),
+        (keys) => {
+          const want = keys.slice().sort();
+          sortKeys(keys);
+          expect(keys).toEqual(want);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
