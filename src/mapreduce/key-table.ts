@@ -262,7 +262,11 @@ export class ByteKeyIndex {
       if (old[i] === 0) continue;
       let j = Math.imul(old[i + 1] as number, FIBONACCI) >>> shift;
       while (slots[j * SLOT_INTS] !== 0) j = (j + 1) & mask;
-      slots.set(old.subarray(i, i + SLOT_INTS), j * SLOT_INTS);
+      const at = j * SLOT_INTS;
+      slots[at] = old[i] as number;
+      slots[at + 1] = old[i + 1] as number;
+      slots[at + 2] = old[i + 2] as number;
+      slots[at + 3] = old[i + 3] as number;
     }
     this.slots = slots;
     this.mask = mask;
