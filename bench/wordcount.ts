@@ -68,10 +68,11 @@
  * Method: `--reps` (default 3) repetitions, the implementations alternating
  * within each (A B C ..., then ... C B A). Prints every run, then for the
  * largest size the median MB/s (MiB/s) with min–max and CPU seconds per GiB
- * (all threads and child processes over the timed part: for the engine from
- * just before the submit to the status `done`, its coordinator, Raft,
- * client and idle cluster included; its cluster start is printed apart;
- * Dask's includes its cluster start),
+ * (all threads and child processes over the timed part: for the engine
+ * from just before runJob — job preparation, client connection, submit — to
+ * the status `done`, its coordinator, Raft, client and idle cluster
+ * included; its cluster start is printed apart; Dask's includes its cluster
+ * start),
  * the ratios (median of the per-rep ratios), and last `word count ... ratio
  * X`: X = cohort on 2 workers / the loop on 2 threads (goal 0.85; cohort /
  * Dask's goal 3 is on the same line). Figures: bench/RESULTS.md.
