@@ -56,7 +56,7 @@ describe('examples/mapreduce', () => {
     expect(counts.get('The')).toBe('2');
     expect(counts.get('na')).toBe('1'); // 'naïve' splits at the non-ASCII letter
     expect(counts.get('end')).toBe('1');
-    // Whole files per split: mapBlock sees many lines at once (CRLF, UTF-8, no final newline).
+    // Whole files per split: mapBytes sees many lines at once (CRLF, UTF-8, no final newline).
     expect((await both('wordcount.ts', undefined, 1 << 20)).engine).toEqual(ref);
   });
 

@@ -8,25 +8,33 @@
  * # out/part-r-00000 ...: one `word TAB count` line per word, sorted by word within each file
  * ```
  *
- * One scan with `charCodeAt` emits `(word, 1)` for every word of a text. `map`
- * runs it on a line; `mapBlock` on a block of whole lines at once, which
- * emits the same pairs in the same order because a line ending is not a
- * letter: it ends a word like any other separator, and no word spans two
- * lines. The engine then calls the job once per block instead of once per
- * line. `fold` (the combiner as a merge of two values) sums on the map side
- * as words are emitted, so a map task keeps and ships one count per distinct
- * word.
+ * `map` scans a line with `charCodeAt` and emits `(word, 1)` for every word.
+ * `mapBytes` is the same scan over the input's bytes as they are in the file
+ * (a block of whole lines at a time, line endings included), emitting each
+ * word as the byte range it occupies: a line ending is not a letter, so it
+ * ends a word like any other separator and the pairs come out the same and
+ * in the same order; a byte of a multi-byte UTF-8 character is >= 0x80, not
+ * an ASCII letter, as the character is not one in `map`. The engine then
+ * makes no string per word: it looks each word up by its bytes, and a word
+ * it has seen costs a hash and a compare. `map` stays the reference (the
+ * sequential runner and a task skipping bad records use it). `fold` (the
+ * combiner as a merge of two values) sums on the map side as words are
+ * emitted, so a map task keeps and ships one count per distinct word.
  */
 import { defineJob } from 'cohort/mapreduce';
-import type { Emit } from 'cohort/mapreduce';
+import type { Emit, EmitBytes } from 'cohort/mapreduce';
+
+/** True for the code of an ASCII letter (`A-Z`, `a-z`): `| 32` lower-cases, then one unsigned compare. */
+function isLetter(c: number): boolean {
+  return ((c | 32) - 97) >>> 0 < 26;
+}
 
 /** Emits `(word, 1)` for each maximal `[A-Za-z]+` run of `text`. */
 function scan(text: string, emit: Emit<number>): void {
   const n = text.length;
   let start = -1;
   for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i);
-    if (((c | 32) - 97) >>> 0 < 26) {
+    if (isLetter(text.charCodeAt(i))) {
       if (start < 0) start = i;
     } else if (start >= 0) {
       emit(text.slice(start, i), 1);
@@ -36,16 +44,29 @@ function scan(text: string, emit: Emit<number>): void {
   if (start >= 0) emit(text.slice(start), 1);
 }
 
+/** The same scan over bytes: emits the byte range of each maximal `[A-Za-z]+` run, with 1. */
+function scanBytes(bytes: Uint8Array, emit: EmitBytes<number>): void {
+  const n = bytes.length;
+  let i = 0;
+  while (i < n) {
+    // Skip to the next letter, then to the end of its word.
+    while (!isLetter(bytes[i] as number)) if (++i >= n) return;
+    const start = i;
+    while (++i < n && isLetter(bytes[i] as number));
+    emit(start, i, 1);
+  }
+}
+
 function sum(word: string, counts: number[], emit: Emit<number>): void {
   let n = 0;
   for (let i = 0; i < counts.length; i++) n += counts[i] as number;
   emit(word, n);
 }
 
-/** The word-count job: map (per line or per block of lines) emits (word, 1), fold and reduce sum. */
+/** The word-count job: map (per line, or over a block's bytes) emits (word, 1), fold and reduce sum. */
 export default defineJob<number, number>({
   map: (_offset, line, emit) => scan(line, emit),
-  mapBlock: (_offset, block, emit) => scan(block, emit),
+  mapBytes: (_offset, bytes, emit) => scanBytes(bytes, emit),
   fold: (a, b) => a + b,
   reduce: sum,
   defaults: { reducers: 2 },

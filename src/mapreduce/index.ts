@@ -17,7 +17,16 @@
  * ```
  */
 export { defineJob, isJob, loadJob } from './job.js';
-export type { AnyJob, Emit, Job, JobDefaults, JobSpec, MapContext, ReduceContext } from './job.js';
+export type {
+  AnyJob,
+  Emit,
+  EmitBytes,
+  Job,
+  JobDefaults,
+  JobSpec,
+  MapContext,
+  ReduceContext,
+} from './job.js';
 export { runSequential } from './sequential.js';
 export type { SequentialOptions, SequentialResult } from './sequential.js';
 export { parseOutputLine } from './format.js';

@@ -7,6 +7,7 @@
  * await readSplitLines(splits[0], (offset, line) => { ... });      // every line of the split
  * for await (const [offset, line] of readSplit(splits[0])) { ... } // the same, as an iterator
  * await readSplitBlocks(splits[0], (offset, block, lines) => { ... }); // whole lines, many at a time
+ * await readSplitBytes(splits[0], (offset, bytes, lines) => { ... });  // the same, as bytes
  * ```
  *
  * A split is a byte range `[start, end)` of one file whose ends lie on line
@@ -19,7 +20,7 @@
  * the file, and its text without the `\n` (nor a `\r` before it), decoded as
  * UTF-8. A last line without `\n` is a record too. {@link readSplitBlocks}
  * gives the same text in blocks of whole lines with their line endings (for a
- * job's `mapBlock`).
+ * job's `mapBlock`), {@link readSplitBytes} the same blocks' bytes (for `mapBytes`).
  */
 import { isAscii } from 'node:buffer';
 import { open, readdir, stat } from 'node:fs/promises';
@@ -230,6 +231,41 @@ export async function readSplitBlocks(
     chunkBytes,
     afterChunk,
   );
+}
+
+/**
+ * Calls `visit(offset, bytes, lines)` for consecutive blocks of whole lines
+ * of `split`, in order, as bytes (for a job's `mapBytes`): `bytes` is a view
+ * of the read buffer holding one read chunk's whole lines with their line
+ * endings (the split's last line may have none), valid during the call only;
+ * `offset` is the file offset of `bytes[0]`, `lines` how many records it
+ * holds. Read like {@link readSplitLines}, with the same errors;
+ * concatenating the blocks gives the split's bytes.
+ */
+export async function readSplitBytes(
+  split: Split,
+  visit: (offset: number, bytes: Buffer, lines: number) => void,
+  chunkBytes: number = limits.mrReadChunkBytes,
+  afterChunk?: () => Promise<void> | undefined,
+): Promise<SplitReadStats> {
+  return readSplitChunks(
+    split,
+    (buf, end, base) => {
+      const lines = countLines(buf, 0, end);
+      visit(base, buf.subarray(0, end), lines);
+      return lines;
+    },
+    chunkBytes,
+    afterChunk,
+  );
+}
+
+/** The lines of `buf[p, q)`, which ends just after a `\n` or at the end of its split. */
+function countLines(buf: Buffer, p: number, q: number): number {
+  if (q <= p) return 0;
+  let lines = buf[q - 1] === 10 ? 0 : 1; // a last line without '\n' (end of split)
+  for (let i = buf.indexOf(10, p); i >= 0 && i < q; i = buf.indexOf(10, i + 1)) lines++;
+  return lines;
 }
 
 /**

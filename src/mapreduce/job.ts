@@ -3,7 +3,7 @@
  *
  * A job is a module (TypeScript or JavaScript) whose default export is made by
  * {@link defineJob} (a plain object with `map` and `reduce`, or named exports
- * `map`/`mapBlock`/`reduce`/`combine`/`fold`/`partition`/`defaults`, are accepted too):
+ * `map`/`mapBlock`/`mapBytes`/`reduce`/`combine`/`fold`/`partition`/`defaults`, are accepted too):
  *
  * ```ts
  * // wordcount.ts
@@ -59,6 +59,27 @@
  *   skip); the sequential runner always uses `map`. Like `combine`, it is an
  *   optimisation: the output must not depend on which of the two ran. A
  *   throwing `mapBlock` fails the task naming the block's first offset.
+ * - `mapBytes(offset, bytes, emit, ctx)` is the byte-level fast form, for a
+ *   map whose keys are pieces of its input (words, fields, tokens): `bytes`
+ *   holds one or more whole lines of a split as they are in the file (not
+ *   decoded; line endings included), `offset` is the file offset of
+ *   `bytes[0]`, and `emit(start, end, value)` emits the pair whose key is
+ *   `bytes[start, end)` decoded as UTF-8 ({@link EmitBytes}). The map task
+ *   looks the key up by its bytes in place (key-table.ts's `ByteKeyIndex`):
+ *   a key seen before makes no string at all, so a word count spends about
+ *   what a hand-written byte loop does. Contract as for `mapBlock`: it must
+ *   emit exactly the pairs `map` would emit for those lines, in the same
+ *   order, where a key is the text its range decodes to; so cut ranges at
+ *   character boundaries (a range that starts or ends next to an ASCII byte,
+ *   e.g. a separator or the line's end, always does; a range that cuts a
+ *   multi-byte character decodes with U+FFFD in its place). Byte sequences
+ *   that decode to the same text (invalid UTF-8 decodes to U+FFFD) are one
+ *   key. `bytes` is the engine's read buffer: valid during the call only,
+ *   not to be kept or written. When a job has both, `mapBytes` is used
+ *   rather than `mapBlock`, under the same conditions (records needing no
+ *   handling of their own); a throwing one fails the task naming its first
+ *   offset, and an emit whose range is not integers within `bytes` fails it
+ *   with `USER_CODE_ERROR`.
  * - `partition(key, reducers, ctx)` picks the reducer of a key (`ctx.params`
  *   holds the job's parameters); the default is a stable hash ({@link import('./format.js').defaultPartition}), the same on
  *   every node.
@@ -78,6 +99,13 @@ import { checkModuleSha256, readModule, sha256Hex } from './module-hash.js';
 
 /** Emits one intermediate (map, combine) or output (reduce) pair. Keys are strings. */
 export type Emit<V> = (key: string, value: V) => void;
+
+/**
+ * Emits one intermediate pair from a `mapBytes`: the key is the text of
+ * `bytes[start, end)` (the block the job was given) decoded as UTF-8;
+ * `start` and `end` are integers with 0 <= start <= end <= bytes.length.
+ */
+export type EmitBytes<V> = (start: number, end: number, value: V) => void;
 
 /** What a map function knows about the record it is given, besides the record. */
 export interface MapContext {
@@ -128,6 +156,13 @@ export interface JobSpec<V = unknown, O = unknown> {
    * each line in turn. See the file header.
    */
   mapBlock?: (offset: number, block: string, emit: Emit<V>, ctx: MapContext) => void;
+  /**
+   * Optional byte-level fast form of `map` over a block of whole lines as
+   * they are in the file (`offset`: the file offset of `bytes[0]`), emitting
+   * keys as byte ranges of `bytes`; must emit what `map` would for each line
+   * in turn. Used instead of `mapBlock` when both are given. See the file header.
+   */
+  mapBytes?: (offset: number, bytes: Uint8Array, emit: EmitBytes<V>, ctx: MapContext) => void;
   /** Called once per distinct key with every value emitted for it. */
   reduce: (key: string, values: V[], emit: Emit<O>, ctx: ReduceContext) => void;
   /** Optional map-side pre-reduction; see the file header for its contract. */
@@ -209,7 +244,7 @@ export function validateJob(spec: unknown, source: string): AnyJob {
         '(export default defineJob({ map, reduce }), or export function map/reduce)',
     );
   }
-  for (const k of ['mapBlock', 'combine', 'fold', 'partition'] as const) {
+  for (const k of ['mapBlock', 'mapBytes', 'combine', 'fold', 'partition'] as const) {
     if (s[k] !== undefined && typeof s[k] !== 'function') {
       throw invalid(source, `${k} must be a function, got ${describe(s[k])}`);
     }
@@ -247,6 +282,7 @@ export function validateJob(spec: unknown, source: string): AnyJob {
     [JOB_BRAND]: true,
   };
   if (s['mapBlock'] !== undefined) job['mapBlock'] = s['mapBlock'];
+  if (s['mapBytes'] !== undefined) job['mapBytes'] = s['mapBytes'];
   if (s['combine'] !== undefined) job['combine'] = s['combine'];
   if (s['fold'] !== undefined) job['fold'] = s['fold'];
   if (s['partition'] !== undefined) job['partition'] = s['partition'];
@@ -393,6 +429,9 @@ async function importJob(abs: string, version: string): Promise<AnyJob> {
 
 function rebrand(job: AnyJob, source: string): AnyJob {
   if (job.source === source) return job;
-  const { map, mapBlock, reduce, combine, fold, partition, defaults } = job;
-  return validateJob({ map, mapBlock, reduce, combine, fold, partition, defaults }, source);
+  const { map, mapBlock, mapBytes, reduce, combine, fold, partition, defaults } = job;
+  return validateJob(
+    { map, mapBlock, mapBytes, reduce, combine, fold, partition, defaults },
+    source,
+  );
 }

@@ -1,13 +1,13 @@
 /**
  * Warms a worker thread's copy of the engine: runs small built-in jobs of
  * each kind (fold over small objects, a shrinking and a concatenating
- * combiner, no combiner with short arrays and strings, `mapBlock`) through
+ * combiner, no combiner with short arrays and strings, `mapBlock`, `mapBytes`) through
  * {@link runMapTask} and {@link runReduceTask} on a generated input in a temp
  * directory, then removes it. Called once per thread when a job module is
  * preloaded (worker-thread.ts, `kind: 'load'`), outside any job.
  *
  * ```ts
- * await warmEngine(); // ~2 MiB mapped five ways, then reduced; nothing left on disk
+ * await warmEngine(); // ~2 MiB mapped six ways, then reduced; nothing left on disk
  * ```
  *
  * Why: each worker thread compiles the engine's per-record path (the line
@@ -109,6 +109,26 @@ const jobs: AnyJob[] = [
         if (nl < 0) nl = block.length;
         const c1 = block.indexOf(',', p);
         emit(block.slice(c1 + 1, block.indexOf(',', c1 + 1)), 1);
+        p = nl + 1;
+      }
+    },
+    fold: (a, b) => a + b,
+    reduce: (k, vs, emit) =>
+      emit(
+        k,
+        vs.reduce((a, b) => a + b, 0),
+      ),
+  }),
+  defineJob<number, number>({
+    map(_o, line, emit) {
+      emit(fields(line)[0], 1);
+    },
+    mapBytes(_o, bytes, emit) {
+      let p = 0;
+      while (p < bytes.length) {
+        let nl = bytes.indexOf(10, p);
+        if (nl < 0) nl = bytes.length;
+        emit(p, bytes.indexOf(44, p), 1);
         p = nl + 1;
       }
     },

@@ -16,10 +16,12 @@
  * ```
  *
  * **Map task.** Reads its split in big chunks, calls `map` once per line (or
- * the job's `mapBlock` once per block of lines, when it has one and no record
- * needs handling on its own: no `skipBadRecords`, no records to skip), and
- * collects what it emits in memory, grouped by key (a {@link KeyTable}
- * numbering the keys, and an array of their values). With `fold`, each key
+ * the job's `mapBlock` once per block of lines, or its `mapBytes` once per
+ * chunk's bytes, when it has one and no record needs handling on its own: no
+ * `skipBadRecords`, no records to skip), and collects what it emits in
+ * memory, grouped by key (a {@link KeyTable} numbering the keys, and an
+ * array of their values; `mapBytes` keys are found by their bytes, with a
+ * {@link ByteKeyIndex} in front of the table). With `fold`, each key
  * holds one value, folded as values are emitted; with `combine`, a key's
  * new values are combined as soon as {@link COMBINE_AT} of them pile up (the
  * combiner never sees its own output again there), and once more at the end,
@@ -61,7 +63,7 @@ import { basename, dirname, join } from 'node:path';
 import { AssertionError } from '../lib/assert.js';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
-import type { AnyJob, MapContext, ReduceContext } from './job.js';
+import type { AnyJob, EmitBytes, MapContext, ReduceContext } from './job.js';
 import type { RunSource } from './format.js';
 import {
   RunWriter,
@@ -72,8 +74,8 @@ import {
   tempPathFor,
 } from './format.js';
 import type { Split } from './input.js';
-import { readSplitBlocks, readSplitLines } from './input.js';
-import { KeyTable } from './key-table.js';
+import { readSplitBlocks, readSplitBytes, readSplitLines } from './input.js';
+import { ByteKeyIndex, KeyTable, sortKeys } from './key-table.js';
 import { ValueArena } from './value-arena.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
@@ -279,6 +281,8 @@ function badKey(phase: string, key: unknown): CohortError {
 }
 
 const noParams: Readonly<Record<string, string>> = Object.freeze({});
+/** The block a `mapBytes` emit refers to outside a call: none (any range is out of it). */
+const noBytes = new Uint8Array(0);
 
 class Counters {
   readonly values = new Map<string, number>();
@@ -415,7 +419,7 @@ async function writeRuns(
   } else {
     for (const key of table.keys) (byPartition[partitionOf(key)] as string[]).push(key);
   }
-  for (let p = 0; p < reducers; p++) (byPartition[p] as string[]).sort();
+  for (let p = 0; p < reducers; p++) sortKeys(byPartition[p] as string[]);
   if (emitOrder) {
     // The values key by key in the order they are written (see ValueArena.compact).
     const order = new Int32Array(table.size);
@@ -469,8 +473,10 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const combineValues = combiner(job, params, userCounters);
   const fold = job.fold;
   const map = job.map;
-  // Blocks of lines at once, unless records must be handled one by one.
-  const mapBlock = !skipBad && skipSet === undefined ? job.mapBlock : undefined;
+  // Blocks of lines at once (as bytes if the job can), unless records must be handled one by one.
+  const mapBytes = !skipBad && skipSet === undefined ? job.mapBytes : undefined;
+  const mapBlock =
+    !skipBad && skipSet === undefined && mapBytes === undefined ? job.mapBlock : undefined;
   const ctx: MapContext = { file: split.file, params, count: userCounters.count };
 
   try {
@@ -659,6 +665,69 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     if (progress !== undefined) progress[1] = (progress[1] ?? 0) + lines;
   };
 
+  // mapBytes: a key is a byte range of the block being mapped, found by its
+  // bytes (a ByteKeyIndex, made anew with each buffer), so a key seen before
+  // costs no string. With fold the index fronts the buffer's KeyTable and the
+  // value is folded at the key's number there, as emitFold does; otherwise
+  // it fronts a table of its own, a cache of the keys' strings (each made
+  // once per buffer), and the key's string goes through the string emit.
+  let block: Uint8Array = noBytes;
+  let index: ByteKeyIndex | undefined;
+  let indexFor: KeyTable | undefined; // the buffer's table when the index was made
+  // The hot path is one call (intern) per emit: the checks stay small enough to inline.
+  const badRange = (start: unknown, end: unknown): CohortError =>
+    new CohortError(
+      'USER_CODE_ERROR',
+      `mapBytes emitted the range [${String(start)}, ${String(end)}) of a block of ${block.length} bytes; expected integers 0 <= start <= end <= ${block.length}`,
+    );
+  const newIndex = (): ByteKeyIndex => {
+    indexFor = buckets.table;
+    return (index = new ByteKeyIndex(fold !== undefined ? indexFor : new KeyTable()));
+  };
+  const emitBytesFold = (start: number, end: number, value: unknown): void => {
+    if (!((start | 0) === start && (end | 0) === end && start >= 0 && start <= end)) {
+      throw badRange(start, end);
+    }
+    if (end > block.length) throw badRange(start, end);
+    const ix = indexFor === buckets.table ? (index as ByteKeyIndex) : newIndex();
+    const e = ix.intern(block, start, end);
+    emitted++;
+    const vals = buckets.vals;
+    if (e === vals.length) {
+      vals.push(value);
+      entries += 2;
+      bytes += KEY_BYTES + 2 * (end - start) + sizeOf(value); // the key's string and its bytes
+    } else {
+      vals[e] = foldInto(buckets.table.keys[e] as string, vals[e], value);
+    }
+  };
+  const emitBytesByKey = (start: number, end: number, value: unknown): void => {
+    if (!((start | 0) === start && (end | 0) === end && start >= 0 && start <= end)) {
+      throw badRange(start, end);
+    }
+    if (end > block.length) throw badRange(start, end);
+    const ix = indexFor === buckets.table ? (index as ByteKeyIndex) : newIndex();
+    emitDirect(ix.table.keys[ix.intern(block, start, end)] as string, value);
+  };
+  const emitBytes: EmitBytes<unknown> = fold !== undefined ? emitBytesFold : emitBytesByKey;
+
+  const visitBytes = (offset: number, chunk: Buffer, lines: number): void => {
+    if (progress !== undefined) progress[0] = offset;
+    block = chunk;
+    try {
+      (mapBytes as NonNullable<typeof mapBytes>)(offset, chunk, emitBytes, ctx);
+    } catch (err) {
+      throw userError(
+        `mapBytes threw on the block of ${lines} lines at ${split.file}:${offset}`,
+        err,
+        { file: split.file, blockOffset: offset, phase: 'map' },
+      );
+    } finally {
+      block = noBytes;
+    }
+    if (progress !== undefined) progress[1] = (progress[1] ?? 0) + lines;
+  };
+
   // What a buffered entry becomes in a run: fold mode holds one value; list
   // mode a list, combined once more when it can still shrink.
   const finalValues = (key: string, buffered: unknown): unknown[] => {
@@ -723,9 +792,11 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
         ? spill(false)
         : undefined;
     const stats =
-      mapBlock !== undefined
-        ? await readSplitBlocks(split, visitBlock, chunk, afterChunk, input.mapBlockBytes)
-        : await readSplitLines(split, visit, chunk, afterChunk);
+      mapBytes !== undefined
+        ? await readSplitBytes(split, visitBytes, chunk, afterChunk)
+        : mapBlock !== undefined
+          ? await readSplitBlocks(split, visitBlock, chunk, afterChunk, input.mapBlockBytes)
+          : await readSplitLines(split, visit, chunk, afterChunk);
     counters.recordsIn = stats.records;
     counters.bytesIn = stats.bytes;
     counters.emitted = emitted;

@@ -49,8 +49,14 @@ describe('defineJob', () => {
     expect(() => validateJob({ map: noop, reduce: noop, mapBlock: 'x' }, 'm.ts')).toThrow(
       /mapBlock must be a function/,
     );
-    // mapBlock completes map, it does not replace it (the reference runner and skipping use map).
+    expect(() => validateJob({ map: noop, reduce: noop, mapBytes: {} }, 'm.ts')).toThrow(
+      /mapBytes must be a function/,
+    );
+    // mapBlock and mapBytes complete map, they do not replace it (the reference runner and skipping use map).
     expect(() => validateJob({ mapBlock: noop, reduce: noop }, 'm.ts')).toThrow(
+      /does not export a map function/,
+    );
+    expect(() => validateJob({ mapBytes: noop, reduce: noop }, 'm.ts')).toThrow(
       /does not export a map function/,
     );
     for (const defaults of [
@@ -80,6 +86,7 @@ describe('loadJob', () => {
        export default defineJob<number, number>({
          map: (_o: number, line: string, emit) => emit(line, 1),
          mapBlock: (_o, block, emit) => block.split('\\n').forEach((l) => emit(l, 1)),
+         mapBytes: (_o, bytes, emit) => emit(0, bytes.length, 1),
          fold: (a, b) => a + b,
          reduce: (k, vs, emit) => emit(k, vs.length),
          defaults: { reducers: 3 },
@@ -90,6 +97,7 @@ describe('loadJob', () => {
     expect(job.defaults.reducers).toBe(3);
     expect(typeof job.fold).toBe('function');
     expect(typeof job.mapBlock).toBe('function');
+    expect(typeof job.mapBytes).toBe('function');
     expect(await loadJob(ts)).toBe(job); // cached per path and version
     // An edited module is loaded again (a long-lived worker thread must not run stale code).
     await writeFile(ts, (await readFile(ts, 'utf8')).replace('reducers: 3', 'reducers: 4'));
@@ -101,12 +109,14 @@ describe('loadJob', () => {
       'named.mjs',
       `export function map(o, line, emit) { emit(line, o); }
        export function mapBlock(o, block, emit) { emit(block, o); }
+       export function mapBytes(o, bytes, emit) { emit(0, bytes.length, o); }
        export function reduce(k, vs, emit) { emit(k, vs[0]); }
        export const defaults = { skipBadRecords: true };`,
     );
     const named = await loadJob(js);
     expect(named.defaults.skipBadRecords).toBe(true);
     expect(typeof named.mapBlock).toBe('function');
+    expect(typeof named.mapBytes).toBe('function');
     expect(named.source).toBe(js);
   });
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AssertionError } from '../../src/lib/assert.js';
-import { KeyTable } from '../../src/mapreduce/key-table.js';
+import { ByteKeyIndex, KeyTable, sortKeys } from '../../src/mapreduce/key-table.js';
 
 describe('KeyTable', () => {
   it('numbers distinct keys in insertion order and finds each again, like a Map (any keys, growth)', () => {
@@ -64,5 +64,125 @@ describe('KeyTable', () => {
     expect(t.find('a')).toBe(-1);
     t.add('a');
     expect(() => t.add('a')).toThrow(AssertionError);
+  });
+});
+
+describe('ByteKeyIndex', () => {
+  it('numbers byte ranges as the table numbers their UTF-8 decodings (any bytes, invalid UTF-8 that decodes alike, growth)', () => {
+    const common = [
+      [],
+      [0x61],
+      [0x61, 0x62],
+      [0x62, 0x61],
+      [0xff],
+      [0xfe],
+      [0xc3],
+      [0xc3, 0xa9],
+      [0xe6, 0x97],
+    ];
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.oneof(
+              fc.uint8Array({ maxLength: 6 }),
+              fc.constantFrom(...common.map((b) => Uint8Array.from(b))),
+            ),
+            fc.uint8Array({ maxLength: 3 }),
+          ),
+          { maxLength: 3000 },
+        ),
+        (keys) => {
+          const table = new KeyTable();
+          const index = new ByteKeyIndex(table);
+          const ref = new Map<string, number>();
+          const byBytes = new Set<string>();
+          for (const [key, pad] of keys) {
+            // The range sits inside other bytes, which must not count.
+            const buf = Buffer.concat([pad, key, pad]);
+            const text = Buffer.from(key).toString('utf8');
+            const want = ref.get(text) ?? ref.size;
+            ref.set(text, want);
+            byBytes.add(Buffer.from(key).toString('hex'));
+            expect(index.intern(buf, pad.length, pad.length + key.length)).toBe(want);
+          }
+          expect(table.keys).toEqual([...ref.keys()]);
+          expect(index.size).toBe(byBytes.size);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('stays right across many growths (20k keys, found again in another buffer)', () => {
+    const table = new KeyTable();
+    const index = new ByteKeyIndex(table);
+    const keys = Array.from({ length: 20_000 }, (_, i) => `k${i.toString(36)}`);
+    const one = Buffer.from(keys.join(' '));
+    let at = 0;
+    for (const [i, k] of keys.entries()) {
+      expect(index.intern(one, at, at + k.length)).toBe(i);
+      at += k.length + 1;
+    }
+    const again = Buffer.from(`xx ${keys.join(',')}`);
+    at = 3;
+    for (const [i, k] of keys.entries()) {
+      expect(index.intern(again, at, at + k.length)).toBe(i);
+      at += k.length + 1;
+    }
+    expect(table.size).toBe(keys.length);
+    expect(index.size).toBe(keys.length);
+  });
+
+  it('tells apart keys whose hashes collide (the bytes are compared, not only the hash and length)', () => {
+    // 300k pseudo-random 6-byte ASCII keys (FNV spreads structured keys such as
+    // counters without a collision): about n^2 / 2^33 ~ 10 pairs share their
+    // full 32-bit hash (and length), whatever the random basis; a lookup that
+    // trusted the hash would give two different keys one number (odds of no
+    // such pair: about e^-10).
+    const n = 300_000;
+    const b = Buffer.alloc(6 * n);
+    let x = 1;
+    for (let i = 0; i < b.length; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      b[i] = 32 + ((x >>> 16) % 95); // printable ASCII: distinct bytes, distinct keys
+    }
+    const want = new Map<string, number>();
+    const table = new KeyTable();
+    const index = new ByteKeyIndex(table);
+    for (let i = 0; i < n; i++) {
+      const k = b.toString('hex', 6 * i, 6 * i + 6);
+      const w = want.get(k) ?? want.size;
+      want.set(k, w);
+      if (index.intern(b, 6 * i, 6 * i + 6) !== w) expect.fail(`key ${k} got another key's number`);
+    }
+    expect(index.size).toBe(want.size);
+  });
+});
+
+describe('sortKeys', () => {
+  it('sorts as Array.prototype.sort does (ASCII words with shared prefixes and NULs, long runs of one prefix, non-ASCII keys)', () => {
+    const ascii = fc.string({
+      unit: fc.constantFrom('a', 'b', 'z', 'A', '0', '\u0000', '~'),
+      maxLength: 9,
+    });
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            { weight: 8, arbitrary: ascii },
+            { weight: 2, arbitrary: ascii.map((s) => `prefix${s}`) },
+            { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 6 }) },
+          ),
+          { maxLength: 400, size: 'max' },
+        ),
+        (keys) => {
+          const want = keys.slice().sort();
+          sortKeys(keys);
+          expect(keys).toEqual(want);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

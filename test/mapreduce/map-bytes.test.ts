@@ -1,0 +1,289 @@
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isCohortError } from '../../src/lib/errors.js';
+import { defineJob, loadJob } from '../../src/mapreduce/job.js';
+import type { AnyJob, Emit, EmitBytes } from '../../src/mapreduce/job.js';
+import { planSplits } from '../../src/mapreduce/input.js';
+import { runMapTask } from '../../src/mapreduce/tasks.js';
+import { runSequential } from '../../src/mapreduce/sequential.js';
+import { runTasksInProcess } from '../../src/mapreduce/tasks-local.js';
+
+// A token is a maximal run of ASCII letters and digits and of anything
+// non-ASCII (multi-byte characters, invalid UTF-8): every other ASCII byte
+// separates. Since UTF-8 decoding maps ASCII bytes to themselves and never
+// makes an ASCII character out of other bytes, the tokens `map` finds in a
+// decoded line are the decodings of the byte ranges `mapBytes` finds.
+const isTokenCode = (c: number): boolean =>
+  c >= 0x80 || (c >= 48 && c <= 57) || ((c | 32) >= 97 && (c | 32) <= 122);
+
+function tokens(line: string): string[] {
+  const out: string[] = [];
+  let start = -1;
+  for (let i = 0; i <= line.length; i++) {
+    if (i < line.length && isTokenCode(line.charCodeAt(i))) {
+      if (start < 0) start = i;
+    } else if (start >= 0) {
+      out.push(line.slice(start, i));
+      start = -1;
+    }
+  }
+  return out;
+}
+
+/** Calls `visit(start, end, lineStart, index)` for every token of `bytes`: its range, its line's start, its index in the line. */
+function byteTokens(
+  bytes: Uint8Array,
+  visit: (start: number, end: number, lineStart: number, index: number) => void,
+): void {
+  let lineStart = 0;
+  let index = 0;
+  let start = -1;
+  for (let i = 0; i <= bytes.length; i++) {
+    const c = i < bytes.length ? (bytes[i] as number) : 10;
+    if (isTokenCode(c)) {
+      if (start < 0) start = i;
+      continue;
+    }
+    if (start >= 0) {
+      visit(start, i, lineStart, index++);
+      start = -1;
+    }
+    if (c === 10) {
+      lineStart = i + 1;
+      index = 0;
+    }
+  }
+}
+
+const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
+const countBytes = (bytes: Uint8Array, emit: EmitBytes<number>): void =>
+  byteTokens(bytes, (s, e) => emit(s, e, 1));
+const countLine = (_o: number, line: string, emit: Emit<number>): void =>
+  tokens(line).forEach((t) => emit(t, 1));
+
+/** Token counts with fold, with a classic combiner, and without (order- and offset-sensitive). */
+const jobs: Record<string, AnyJob> = {
+  fold: defineJob<number, number>({
+    map: countLine,
+    mapBytes: (_o, bytes, emit) => countBytes(bytes, emit),
+    fold: (a, b) => a + b,
+    reduce: (t, counts, emit) => emit(t, sum(counts)),
+  }),
+  combine: defineJob<number, number>({
+    map: countLine,
+    mapBytes: (_o, bytes, emit) => countBytes(bytes, emit),
+    combine: (t, counts, emit) => emit(t, sum(counts)),
+    reduce: (t, counts, emit) => emit(t, sum(counts)),
+  }),
+  // Every (line offset, token index) in input order: values must reach reduce
+  // in order and each line's offset must come out right.
+  plain: defineJob<string, string>({
+    map: (o, line, emit) => tokens(line).forEach((t, i) => emit(t, `${o}.${i}`)),
+    mapBytes: (o, bytes, emit) =>
+      byteTokens(bytes, (s, e, lineStart, i) => emit(s, e, `${o + lineStart}.${i}`)),
+    reduce: (t, where, emit) => emit(t, where.join(' ')),
+  }),
+};
+
+// Pieces of input: ASCII tokens, multi-byte characters, invalid UTF-8
+// (lone continuation bytes, truncated sequences, an encoded surrogate, 0xff:
+// different bytes that all decode to U+FFFD), separators and line endings.
+const piece = fc.constantFrom(
+  ...[
+    'a',
+    'bb',
+    'Apple',
+    'x9',
+    'The',
+    'é',
+    '日本',
+    '😀',
+    ' ',
+    ', ',
+    '.',
+    '\t',
+    '\n',
+    '\n',
+    '\r\n',
+  ].map((s) => Buffer.from(s)),
+  Buffer.from([0xff]),
+  Buffer.from([0x80]),
+  Buffer.from([0xc3]),
+  Buffer.from([0xe6, 0x97]),
+  Buffer.from([0xed, 0xa0, 0x80]),
+  Buffer.from([0xf0, 0x9f]),
+);
+// Files of up to a few hundred pieces (not fast-check's small default):
+// splits of many read chunks, so buffers spill with more of the split to come.
+const file = fc.array(piece, { maxLength: 300, size: 'max' }).map((ps) => Buffer.concat(ps));
+
+let dir: string;
+let n = 0;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cohort-mr-bytes-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function read(files: readonly string[]): Promise<string[]> {
+  return Promise.all(files.map((f) => readFile(f, 'utf8')));
+}
+
+async function inputDir(texts: readonly Uint8Array[]): Promise<string> {
+  const base = join(dir, `p${n++}`);
+  await mkdir(join(base, 'in'), { recursive: true });
+  for (const [i, t] of texts.entries()) await writeFile(join(base, 'in', `f${i}.txt`), t);
+  return base;
+}
+
+describe('mapBytes', () => {
+  it('output equals the string path (the sequential run of map) byte for byte: random bytes with non-ASCII and invalid UTF-8, any split size, read chunk, reducer count, spills', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('fold', 'combine', 'plain'),
+        fc.array(file, { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 1, max: 400 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.option(fc.integer({ min: 1, max: 80 }), { nil: undefined }),
+        fc.constantFrom(undefined, 3, 20),
+        async (which, texts, splitBytes, reducers, readChunkBytes, bufferEntriesMax) => {
+          const job = jobs[which] as AnyJob;
+          const base = await inputDir(texts);
+          const inputs = [join(base, 'in', '*.txt')];
+          const engine = await runTasksInProcess(job, inputs, {
+            outputDir: join(base, 'out'),
+            reducers,
+            splitBytes,
+            ...(readChunkBytes === undefined ? {} : { readChunkBytes }),
+            ...(bufferEntriesMax === undefined ? {} : { bufferEntriesMax }),
+          });
+          const ref = await runSequential(job, inputs, { outputDir: join(base, 'ref'), reducers });
+          expect(await read(engine.files)).toEqual(await read(ref.files));
+          // Every line was read once, as records.
+          const lines = engine.maps.reduce((a, m) => a + m.counters.recordsIn, 0);
+          expect(lines).toBe(ref.records);
+        },
+      ),
+      // As in tasks.test.ts: stop shrinking a failure in time to report it.
+      { numRuns: 60, interruptAfterTimeLimit: 300_000 },
+    );
+  });
+
+  it('the word-count example gives the sequential run of its map, on a corpus with long lines, CRLF, UTF-8 and no final newline', async () => {
+    const job = await loadJob(
+      new URL('../../examples/mapreduce/wordcount.ts', import.meta.url).pathname,
+    );
+    expect(typeof job.mapBytes).toBe('function');
+    const words = ['the', 'A', 'Zebra', 'quick', 'é', 'naïve', 'x', 'über', 'Mm'];
+    let text = '';
+    let x = 7;
+    for (let i = 0; i < 20_000; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      text += (words[x % words.length] as string) + ((x >>> 8) % 11 === 0 ? '\r\n' : ' ,.'[x % 3]);
+    }
+    text += ' '.repeat(70_000) + 'last'; // a line longer than a read chunk, no final newline
+    const base = await inputDir([Buffer.from(text), Buffer.from('single')]);
+    const inputs = [join(base, 'in', '*.txt')];
+    const engine = await runTasksInProcess(job, inputs, {
+      outputDir: join(base, 'out'),
+      splitBytes: 40_000,
+      readChunkBytes: 4096,
+    });
+    const ref = await runSequential(job, inputs, { outputDir: join(base, 'ref') });
+    expect(await read(engine.files)).toEqual(await read(ref.files));
+    expect((await read(engine.files)).join('')).toContain('last\t1\n');
+  });
+
+  it('is used instead of mapBlock and map when records need no handling of their own; map when they do', async () => {
+    const calls = { map: 0, mapBlock: 0, mapBytes: 0 };
+    const job = defineJob<number, number>({
+      map: (o, line, emit) => {
+        calls.map++;
+        countLine(o, line, emit);
+      },
+      mapBlock: (o, block, emit) => {
+        calls.mapBlock++;
+        countLine(o, block, emit);
+      },
+      mapBytes: (_o, bytes, emit) => {
+        calls.mapBytes++;
+        countBytes(bytes, emit);
+      },
+      fold: (a, b) => a + b,
+      reduce: (t, counts, emit) => emit(t, sum(counts)),
+    });
+    const base = await inputDir([Buffer.from('one two\nthree one\nfour\n')]);
+    const [split] = await planSplits([join(base, 'in', 'f0.txt')], 1 << 20);
+    const task = { job, split: split!, reducers: 1, dir: join(base, 'm'), taskId: 'm-0' };
+    const progress = new Float64Array(2);
+    const r = await runMapTask({ ...task, attempt: 0, progress });
+    expect(calls).toEqual({ map: 0, mapBlock: 0, mapBytes: 1 });
+    expect(r.counters).toMatchObject({ recordsIn: 3, emitted: 5, keysOut: 4 });
+    expect([...progress]).toEqual([0, 3]);
+    calls.mapBytes = 0;
+    await runMapTask({ ...task, attempt: 1, skipBadRecords: true });
+    expect(calls).toEqual({ map: 3, mapBlock: 0, mapBytes: 0 });
+  });
+
+  it('a range that is not integers within the block, or a throwing mapBytes, fails the task with USER_CODE_ERROR and leaves no file', async () => {
+    const base = await inputDir([Buffer.from('abc def\nghi\n')]);
+    const [split] = await planSplits([join(base, 'in', 'f0.txt')], 1 << 20);
+    const bad: [unknown, unknown][] = [
+      [-1, 2],
+      [2, 1],
+      [0, 13],
+      [0.5, 2],
+      ['0', 2],
+      [0, Number.NaN],
+      [undefined, 3],
+    ];
+    for (const [i, [s, e]] of bad.entries()) {
+      const job = defineJob<number, number>({
+        map: countLine,
+        mapBytes: (_o, bytes, emit) => {
+          emit(0, 3, 1); // fine
+          emit(s as number, e as number, 1);
+        },
+        fold: (a, b) => a + b,
+        reduce: (t, counts, emit) => emit(t, sum(counts)),
+      });
+      const out = join(base, `m${i}`);
+      const err: unknown = await runMapTask({
+        job,
+        split: split!,
+        reducers: 2,
+        dir: out,
+        taskId: 'm-0',
+        attempt: 0,
+      }).catch((x: unknown) => x);
+      expect(isCohortError(err) && err.code).toBe('USER_CODE_ERROR');
+      expect((err as Error).message).toMatch(
+        /mapBytes threw on the block of 2 lines at .*f0\.txt:0: mapBytes emitted the range/,
+      );
+      expect(await readdir(out)).toEqual([]);
+    }
+    const throwing = defineJob<number, number>({
+      map: countLine,
+      mapBytes: () => {
+        throw new Error('boom');
+      },
+      reduce: (t, counts, emit) => emit(t, sum(counts)),
+    });
+    const err: unknown = await runMapTask({
+      job: throwing,
+      split: split!,
+      reducers: 1,
+      dir: join(base, 'mt'),
+      taskId: 'm-0',
+      attempt: 0,
+    }).catch((x: unknown) => x);
+    expect(isCohortError(err) && err.code).toBe('USER_CODE_ERROR');
+    expect((err as Error).message).toMatch(
+      /mapBytes threw on the block of 2 lines at .*f0\.txt:0: boom/,
+    );
+  });
+});
