@@ -379,12 +379,15 @@ describe('MapReduce on three node processes', () => {
     expect(s.error).toContain('refusing key tango');
     // Part files were written before the job failed: there was output to remove.
     expect(s.progress.reducesDone).toBeGreaterThan(0);
+    // The leader removes the files first, then commits outputRemoved: wait for both.
     await until(
-      'the output removed',
-      () => Promise.resolve(existsSync(output) ? undefined : true),
+      'the output removed and recorded',
+      async () =>
+        !existsSync(output) && (await client.status(job.jobId)).outputRemoved === true
+          ? true
+          : undefined,
       30_000,
     );
-    expect((await client.status(job.jobId)).outputRemoved).toBe(true);
     // mr status shows why it failed, without --json.
     const st = await runCli([
       'mr',
