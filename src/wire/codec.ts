@@ -20,6 +20,12 @@
  * service definitions), the static types come from the same object (no
  * duplicated interfaces), and `TypeCompiler` turns each schema into a
  * specialised check function, cheap enough for every message on the hot path.
+ *
+ * Each registered type is also compiled into its own MessagePack encoder
+ * and validating decoder (schema-codec.ts): the same bytes as msgpackr's,
+ * read and written directly, with msgpackr and the TypeBox check behind
+ * them for whatever they do not take, so every answer (and every error) is
+ * the one the generic path gives. `compiled: false` turns them off.
  */
 import { Packr, Unpackr, RESERVE_START_SPACE, RESET_BUFFER_MODE } from 'msgpackr';
 import type { Options } from 'msgpackr';
