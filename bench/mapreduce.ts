@@ -35,9 +35,11 @@
  *   (src/cli/embedded-cluster.ts), 2 reducers.
  * - `cohort3`: three `cohort node` processes on this machine (from the
  *   sources, 1 worker thread each), 3 reducers, submitted over RPC. The
- *   nodes are SIGSTOPped while the other implementations run, and each
- *   shape's job runs once untimed on one input file before its reps (the
- *   long-lived nodes' threads load and warm up, as cohort1's preload does).
+ *   nodes start with `--mr-warm` (each warms its thread's engine as it
+ *   starts) and are SIGSTOPped while the other implementations run, and each
+ *   shape's job runs once untimed on one input file cut into 6 splits before
+ *   its reps (every node's thread loads the job and compiles its code, as
+ *   cohort1's preload does).
  *
  * `--split-mib` (default 32, the engine's `splitBytes` default) sets cohort's
  * split size and Dask's `read_text` blocksize: one split is one map task, so
@@ -57,7 +59,8 @@
  * cohort's part files in order, unsorted, must equal the single program's
  * sorted file; Dask's groups come in no order, so sorted). MB/s are input
  * MiB per second; CPU is the whole run's CPU seconds per GiB where measured
- * (single: the process; cohort1: this process, all threads; dask: its
+ * (single: the process; cohort1: this process, all threads; cohort3: the
+ * three node processes and the submitting bench process; dask: its
  * processes, start included).
  *
  * The last lines print, per shape, cohort's throughput over the single
@@ -183,6 +186,23 @@ function cpuSeconds(): number {
   const stat = readFileSync('/proc/self/stat', 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return [11, 12, 13, 14].reduce((a, i) => a + Number(f[i]), 0) / 100;
+}
+
+/** CPU seconds (user + system, all threads) of process `pid`, from /proc/<pid>/stat. */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** CPU seconds of the 3-node cluster's node processes and of this process (the submitter). */
+function cluster3CpuSeconds(cluster: ProcessCluster): number {
+  let s = cpuSeconds();
+  for (const n of cluster.nodes) {
+    const pid = cluster.pid(n.id);
+    if (pid !== undefined) s += processCpuSeconds(pid);
+  }
+  return s;
 }
 
 function median(xs: readonly number[]): number {
@@ -362,11 +382,12 @@ async function runCohort3Awake(
   shape: Shape,
   files: string[],
   out: string,
+  splitBytes?: number,
 ): Promise<Result> {
   for (const n of cluster.nodes) cluster.resume(n.id);
   try {
     await cluster.waitForLeader();
-    return await runCohort3(cluster, shape, files, out);
+    return await runCohort3(cluster, shape, files, out, splitBytes);
   } finally {
     sleepCluster(cluster);
   }
@@ -377,11 +398,13 @@ async function runCohort3(
   shape: Shape,
   files: string[],
   out: string,
+  splitBytes = SPLIT_MIB * 2 ** 20,
 ): Promise<Result> {
   const module = join(REPO, 'examples/mapreduce', JOB[shape]);
   const reducers = 3;
   const client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId);
   try {
+    const c0 = cluster3CpuSeconds(cluster);
     const t0 = process.hrtime.bigint();
     const params = shape === 'sort' ? { cuts: await sampleCuts(files, reducers, SEED) } : undefined;
     const prepared = await prepareJob({
@@ -389,14 +412,15 @@ async function runCohort3(
       inputs: files,
       output: out,
       reducers,
-      splitBytes: SPLIT_MIB * 2 ** 20,
+      splitBytes,
       ...(params === undefined ? {} : { params }),
     });
     const submitted = await client.submit(prepared.request);
     const s = await client.wait(submitted.jobId, undefined, 50);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu = cluster3CpuSeconds(cluster) - c0;
     if (s.status !== 'done') throw new Error(`job ${s.status}: ${s.error ?? ''}`);
-    return { secs, digest: cohortDigest(shape, out) };
+    return { secs, cpu, digest: cohortDigest(shape, out) };
   } finally {
     await client.close();
   }
@@ -414,6 +438,8 @@ async function main(): Promise<void> {
   let cluster3: ProcessCluster | undefined;
   if (impls.includes('cohort3')) {
     process.env['COHORT_WORKERS'] = '1';
+    // Each node warms its thread's engine as it starts (--mr-warm), outside the timed runs.
+    process.env['COHORT_MR_WARM'] = '1';
     // A fresh cluster every run: a data dir left by an earlier run belongs to
     // another cluster id and other ports, and its nodes would never elect.
     rmSync(join(DIR, 'cluster3'), { recursive: true, force: true });
@@ -438,11 +464,14 @@ async function main(): Promise<void> {
       const digests = new Map<Impl, string>();
       const failed = new Set<Impl>();
       if (cluster3 !== undefined) {
-        // Untimed: the shape's job once on one input file, so the long-lived nodes' worker
-        // threads have loaded the job and warmed up, as cohort1's preload does for its threads.
+        // Untimed: the shape's job once on one input file, cut into 6 splits so that every
+        // node's thread maps some, so the long-lived nodes' worker threads have loaded the
+        // job and compiled its code, as cohort1's preload does for its threads.
         const warm = join(DIR, 'out', `${shape}-cohort3-warm`);
         rmSync(warm, { recursive: true, force: true });
-        await runCohort3Awake(cluster3, shape, files.slice(0, 1), warm);
+        const first = files.slice(0, 1);
+        const warmSplit = Math.max(1, Math.ceil(statSync(first[0] as string).size / 6));
+        await runCohort3Awake(cluster3, shape, first, warm, warmSplit);
         rmSync(warm, { recursive: true, force: true });
       }
       for (let rep = 0; rep < REPS; rep++) {

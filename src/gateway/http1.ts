@@ -55,6 +55,8 @@ export interface Parser {
   /** Reads `handle` (a stream's native handle) straight into the parser; results come to `kOnExecute`. */
   consume(handle: object): void;
   unconsume(): void;
+  /** Whether the head of the message being parsed (or of the last one) is complete. */
+  headersCompleted(): boolean;
   [slot: number]: unknown;
 }
 
@@ -79,6 +81,8 @@ const HTTPParser = common.HTTPParser;
 assert(
   typeof HTTPParser === 'function' &&
     typeof (HTTPParser.prototype as { execute?: unknown }).execute === 'function' &&
+    typeof (HTTPParser.prototype as { headersCompleted?: unknown }).headersCompleted ===
+      'function' &&
     typeof HTTPParser.kOnHeadersComplete === 'number' &&
     typeof HTTPParser.kLenientNone === 'number' &&
     Array.isArray(common.methods),
@@ -150,19 +154,47 @@ const hopRequest = new Set([
   'x-forwarded-host',
 ]);
 
+/** Bit `n` set: some name of `names` has `n` characters (all are shorter than 32). */
+function lengthMask(names: ReadonlySet<string>): number {
+  let mask = 0;
+  for (const n of names) {
+    assert(n.length < 32, `header name ${n} too long for a length mask`);
+    mask |= 1 << n.length;
+  }
+  return mask;
+}
+
+/** Lengths of the names in `hopResponse` and `hopRequest`: other names need no lower-casing. */
+const hopResponseLengths = lengthMask(hopResponse);
+const hopRequestLengths = lengthMask(hopRequest);
+
+/** Whether header `k` (any case) is in `set`, whose name lengths are `lengths`. */
+function isIn(set: ReadonlySet<string>, lengths: number, k: string): boolean {
+  return k.length < 32 && ((lengths >>> k.length) & 1) === 1 && set.has(k.toLowerCase());
+}
+
 /** The tokens of the Connection headers in `raw` other than keep-alive/close, lower case; undefined when none. */
 function connectionTokens(raw: readonly string[]): Set<string> | undefined {
   let out: Set<string> | undefined;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const k = raw[i]!;
     if (k.length !== 10 || k.toLowerCase() !== 'connection') continue;
-    for (const t of raw[i + 1]!.split(',')) {
+    const v = raw[i + 1]!;
+    // The usual value, one token the gateway handles itself: no list to split.
+    const one = v.length === 10 || v.length === 5 ? v.toLowerCase() : '';
+    if (one === 'keep-alive' || one === 'close') continue;
+    for (const t of v.split(',')) {
       const token = t.trim().toLowerCase();
       if (token !== '' && token !== 'keep-alive' && token !== 'close')
         (out ??= new Set()).add(token);
     }
   }
   return out;
+}
+
+/** Whether header `k` (any case) is one the Connection header named. */
+function isExtra(extra: ReadonlySet<string> | undefined, k: string): boolean {
+  return extra !== undefined && extra.has(k.toLowerCase());
 }
 
 /** The value of header `lowerName` in `raw` (the first one), or undefined. */
@@ -196,13 +228,12 @@ export function requestHead(
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const k = raw[i]!;
     const v = raw[i + 1]!;
-    const lower = k.toLowerCase();
-    if (hopRequest.has(lower) || extraHop?.has(lower) === true) {
-      if (lower === 'x-forwarded-for')
+    if (isIn(hopRequest, hopRequestLengths, k) || isExtra(extraHop, k)) {
+      if (k.length === 15 && k.toLowerCase() === 'x-forwarded-for')
         forwardedFor = forwardedFor === '' ? v : `${forwardedFor}, ${v}`;
       continue;
     }
-    if (lower === 'host' && host === '') host = v;
+    if (host === '' && k.length === 4 && k.toLowerCase() === 'host') host = v;
     head += `${k}: ${v}\r\n`;
   }
   head += `x-forwarded-for: ${forwardedFor === '' ? clientIp : `${forwardedFor}, ${clientIp}`}\r\nx-forwarded-proto: http\r\n`;
@@ -222,8 +253,7 @@ export function responseHeaderLines(raw: readonly string[]): string {
   let out = '';
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const k = raw[i]!;
-    const lower = k.toLowerCase();
-    if (hopResponse.has(lower) || extraHop?.has(lower) === true) continue;
+    if (isIn(hopResponse, hopResponseLengths, k) || isExtra(extraHop, k)) continue;
     out += `${k}: ${raw[i + 1]!}\r\n`;
   }
   return out;

@@ -15,6 +15,13 @@
  * pool.close();
  * ```
  *
+ * Per response the parser calls JavaScript for the head and the end only
+ * when its body came whole in the read holding its head (the usual small
+ * response): that body is handed over as a view of the shared read buffer
+ * ({@link inlineBodyBytesMax}), not copied into a Buffer of its own by a
+ * body callback; bytes after a response are found from the parser's state
+ * after the read rather than by a callback per message.
+ *
  * Timeouts are deadlines checked by {@link UpstreamPool.sweep} (one timer
  * per proxy, not one per request): a connect, a try waiting in the queue,
  * the wait for a response head, and the silence between body chunks. A
@@ -24,11 +31,11 @@
  */
 import net from 'node:net';
 import {
+  headerValue,
   isParseError,
   kOnBody,
   kOnHeaders,
   kOnHeadersComplete,
-  kOnMessageBegin,
   kOnMessageComplete,
   keepAliveHintMs,
   newParser,
@@ -50,8 +57,18 @@ export class TryError extends Error {
 export interface TryHandler {
   /** A connection is the try's: write the request with `conn.socket` now. */
   onSend(conn: UpstreamConn): void;
-  /** The final response head (1xx ones are skipped). */
-  onHead(status: number, reason: string, headers: string[]): void;
+  /** The final response head (1xx ones are skipped); `contentLength` is its Content-Length header. */
+  onHead(
+    status: number,
+    reason: string,
+    headers: string[],
+    contentLength: string | undefined,
+  ): void;
+  /**
+   * A piece of the response body. One of at most {@link inlineBodyBytesMax}
+   * bytes may be a view of the pool's shared read buffer ({@link isBorrowed}),
+   * valid only during the call: a handler that keeps it copies it.
+   */
   onBody(chunk: Buffer): void;
   onComplete(): void;
   /** The try failed; the connection is no longer the handler's. */
@@ -88,6 +105,24 @@ export interface UpstreamPoolOptions {
  * heads) out of it.
  */
 const readBuffer = Buffer.allocUnsafe(64 * 1024);
+/** The view of `readBuffer` the last read was parsed from (reads of one size reuse it). */
+let readView = readBuffer.subarray(0, 0);
+
+/**
+ * A response body up to this size that came whole in the read holding its
+ * head is handed over as a view of the read buffer, with no copy and no
+ * parser callback (the parser still checks its framing).
+ */
+export const inlineBodyBytesMax = 16 * 1024;
+
+/** Whether `chunk` is a view of the shared read buffer (see {@link TryHandler.onBody}). */
+export function isBorrowed(chunk: Buffer): boolean {
+  return chunk.buffer === readBuffer.buffer;
+}
+
+const CR = 13;
+const LF = 10;
+const headEnd = Buffer.from('\r\n\r\n', 'latin1');
 
 /** Closed this long before the backend's announced idle timeout, so a request never races its close. */
 const keepAliveMarginMs = 1_000;
@@ -113,6 +148,18 @@ export class UpstreamConn {
   private headers: string[] = [];
   private reading = true;
   private hinted = false;
+  /** Bytes of the read being parsed. */
+  private readLength = 0;
+  /** When it came (performance.now() ms): the clock of the deadlines its callbacks set. */
+  private readAt = 0;
+  /** The read being parsed is the try's first: its response starts at its first byte. */
+  private firstRead = false;
+  /** A 1xx response came before the final one in this try. */
+  private informational = false;
+  /** Where the body handed over whole from the read buffer starts, or -1 (see {@link inlineBodyBytesMax}). */
+  private inlineAt = -1;
+  private inlineLength = 0;
+  private readonly onBodyChunk: (b: Buffer) => void;
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -128,15 +175,12 @@ export class UpstreamConn {
       onread: {
         buffer: readBuffer,
         callback: (n: number): boolean => {
-          this.onData(readBuffer.subarray(0, n));
+          this.onRead(n);
           return true;
         },
       },
     });
     const p = (this.parser = newParser('response', o.headBytesMax));
-    p[kOnMessageBegin] = () => {
-      if (this.done) this.dirty = true;
-    };
     p[kOnHeaders] = (h: string[]) => {
       if (!this.gotHead) for (const x of h) this.headers.push(x);
     };
@@ -151,9 +195,9 @@ export class UpstreamConn {
       upgrade: boolean,
       keepAlive: boolean,
     ): number => this.onHeadersComplete(headers, status, reason, upgrade, keepAlive);
-    p[kOnBody] = (b: Buffer) => {
+    p[kOnBody] = this.onBodyChunk = (b: Buffer) => {
       if (this.done || this.handler === undefined) return;
-      this.deadline = performance.now() + this.handler.bodyIdleMs;
+      this.deadline = this.readAt + this.handler.bodyIdleMs;
       this.handler.onBody(b);
     };
     p[kOnMessageComplete] = () => this.onMessageComplete();
@@ -177,7 +221,9 @@ export class UpstreamConn {
     this.handler = h;
     this.gotHead = false;
     this.done = false;
-    this.headers = [];
+    this.firstRead = true;
+    this.informational = false;
+    if (this.headers.length > 0) this.headers = [];
     this.deadline = now + h.headTimeoutMs;
     h.onSend(this);
   }
@@ -224,18 +270,31 @@ export class UpstreamConn {
     this.fail('connection closed by the gateway', false);
   }
 
-  private onData(d: Buffer): void {
+  private onRead(n: number): void {
     const h = this.handler;
     if (h === undefined || this.state !== 'busy') {
       // Bytes while idle: not a response to anything.
       this.destroy();
       return;
     }
-    const r = this.parser.execute(d);
+    if (readView.length !== n) readView = readBuffer.subarray(0, n);
+    this.readLength = n;
+    const now = (this.readAt = performance.now());
+    const r = this.parser.execute(readView);
+    this.firstRead = false;
+    const at = this.inlineAt;
+    if (at >= 0) {
+      this.inlineAt = -1;
+      this.parser[kOnBody] = this.onBodyChunk;
+    }
+    // The try was given up or failed while its response was parsed: nothing more for it.
+    if (this.handler !== h) return;
     if (this.done) {
-      // Anything after the response's end is not reused as the next one's start.
-      if (isParseError(r)) this.dirty = true;
-      this.finishTry(h);
+      if (at >= 0) h.onBody(readBuffer.subarray(at, at + this.inlineLength));
+      // Anything after the response's end is not reused as the next one's start: an
+      // error, or a next message begun (its head unfinished, or seen by onHeadersComplete).
+      if (isParseError(r) || !this.parser.headersCompleted()) this.dirty = true;
+      this.finishTry(h, now);
     } else if (isParseError(r)) {
       this.fail(`the backend sent a malformed response (${r.code})`, false);
     } else h.flush();
@@ -249,15 +308,26 @@ export class UpstreamConn {
     keepAlive: boolean,
   ): number {
     const h = this.handler;
-    if (this.done || h === undefined) return 1;
-    let raw = headers ?? this.headers;
-    if (headers !== undefined && this.headers.length > 0) raw = [...this.headers, ...headers];
-    this.headers = [];
+    if (this.done || h === undefined) {
+      this.dirty = true; // a message after the response's end
+      return 1;
+    }
+    // The parser hands a head over here whole, or (past a long head on the connection) in
+    // pieces to kOnHeaders; the array is the message's own either way.
+    let raw: string[];
+    if (headers === undefined) {
+      raw = this.headers;
+      this.headers = [];
+    } else if (this.headers.length > 0) {
+      raw = [...this.headers, ...headers];
+      this.headers = [];
+    } else raw = headers;
     if (status < 200) {
       if (status === 101 || upgrade) {
         this.fail('the backend switched protocols', false);
         return 1;
       }
+      this.informational = true;
       return 0; // 1xx: the final response follows
     }
     this.gotHead = true;
@@ -270,9 +340,36 @@ export class UpstreamConn {
         this.idleMs = Math.min(this.pool.options.idleMs, Math.max(0, hint - keepAliveMarginMs));
       }
     }
-    this.deadline = performance.now() + h.bodyIdleMs;
-    h.onHead(status, reason, raw);
+    this.deadline = this.readAt + h.bodyIdleMs;
+    const cl = headerValue(raw, 'content-length');
+    if (this.firstRead && !this.informational && cl !== undefined && !h.skipBody) {
+      this.inlineBody(status, cl);
+    }
+    h.onHead(status, reason, raw, cl);
     return h.skipBody ? 1 : 0;
+  }
+
+  /**
+   * When the whole body of the response whose head is being parsed is in
+   * this read, takes the parser's body callback off until the read is
+   * parsed: {@link onRead} hands the body over as a view of the read buffer.
+   * The response began at the read's first byte (the try's first read, no
+   * 1xx before it); llhttp is strict (CRLF line ends, no obs-fold), so its
+   * head ends at the first empty line after the CR/LF bytes it skips before
+   * a message, and a Content-Length body is the bytes right after.
+   */
+  private inlineBody(status: number, contentLength: string): void {
+    if (status === 204 || status === 304) return; // no body whatever the header says
+    const length = Number(contentLength); // llhttp checked: digits only
+    if (!(length > 0 && length <= inlineBodyBytesMax)) return;
+    const n = this.readLength;
+    let start = 0;
+    while (start < n && (readBuffer[start] === CR || readBuffer[start] === LF)) start++;
+    const end = readView.indexOf(headEnd, start);
+    if (end < 0 || end + 4 + length > n) return;
+    this.inlineAt = end + 4;
+    this.inlineLength = length;
+    this.parser[kOnBody] = undefined;
   }
 
   private onMessageComplete(): void {
@@ -281,7 +378,7 @@ export class UpstreamConn {
   }
 
   /** The response is complete: the connection goes back to the pool (or closes), then the handler hears. */
-  private finishTry(h: TryHandler): void {
+  private finishTry(h: TryHandler, now: number): void {
     this.handler = undefined;
     if (!this.reading) {
       this.reading = true;
@@ -289,7 +386,7 @@ export class UpstreamConn {
     }
     if (this.keepAlive && !this.dirty && this.idleMs > 0) {
       this.state = 'idle';
-      this.deadline = performance.now() + this.idleMs;
+      this.deadline = now + this.idleMs;
       this.pool.released(this);
     } else this.destroy();
     h.onComplete();
@@ -302,7 +399,7 @@ export class UpstreamConn {
       const h = this.handler;
       if (!isParseError(r) && this.done) {
         this.keepAlive = false;
-        this.finishTry(h);
+        this.finishTry(h, performance.now());
       }
     }
     this.fail('the backend closed the connection before the response ended', false);
@@ -336,8 +433,7 @@ export class UpstreamPool {
   }
 
   /** Starts try `h` on an idle connection, a new one, or after the queue. */
-  dispatch(h: TryHandler): void {
-    const now = performance.now();
+  dispatch(h: TryHandler, now = performance.now()): void {
     const c = this.idle.pop();
     if (c !== undefined) {
       c.assign(h, now);

@@ -5,6 +5,7 @@
  * primary sends, answers snapshot requests, and closes when told to or
  * when the primary goes away. Not meant to be run by hand.
  */
+import net from 'node:net';
 import process from 'node:process';
 import { pino } from 'pino';
 import { StaticBackendSource } from './backend-source.js';
@@ -31,8 +32,15 @@ function runWorker(): void {
   // The primary decides when workers stop; signals to the whole group are its business.
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => {});
   process.on('disconnect', () => close(0));
-  process.on('message', (m: ToWorker) => {
+  process.on('message', (m: ToWorker, handle: unknown) => {
     switch (m.t) {
+      case 'conn':
+        // A client connection the primary accepted (workers.ts).
+        if (handle instanceof net.Socket) {
+          if (proxy !== undefined && !closing) proxy.adopt(handle);
+          else handle.destroy();
+        }
+        return;
       case 'start': {
         if (source !== undefined) return;
         source = new StaticBackendSource(m.backends);
@@ -46,7 +54,7 @@ function runWorker(): void {
               void p.close();
               return;
             }
-            send({ t: 'ready', host: p.address.host, port: p.address.port });
+            send({ t: 'ready' });
           },
           (err: unknown) => {
             send({ t: 'failed', message: err instanceof Error ? err.message : String(err) }, () =>

@@ -62,6 +62,12 @@ export interface RuntimeOptions {
   /** Start the worker threads at once instead of at their first task (benchmarks). */
   readonly prewarm: boolean;
   /**
+   * Start the worker threads with the node and warm the engine in each
+   * (tasks-warm.ts, ~1 CPU s a thread), outside any job, so that the first
+   * job on a fresh node does not run on code still being compiled.
+   */
+  readonly warm: boolean;
+  /**
    * The directories job modules may load from (module-dirs.ts); undefined:
    * anywhere (a program embedding the runtime). `cohort node` always sets it.
    */
@@ -79,6 +85,7 @@ export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeO
     stallMs: partial.stallMs ?? Math.max(leaseMs, 2_000),
     heartbeatMs: partial.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 4)),
     prewarm: partial.prewarm ?? false,
+    warm: partial.warm ?? false,
     moduleDirs: partial.moduleDirs,
   };
 }
@@ -147,6 +154,13 @@ export class MapReduceRuntime implements WorkerRuntime {
         logger: this.log,
       });
       if (this.options.prewarm) this.pool.warm();
+      if (this.options.warm) {
+        // Before the worker loops start: a task they get waits for its thread's warm-up.
+        this.pool
+          .warmEngines()
+          .then((threads) => this.log.info({ threads }, 'mapreduce: worker threads warmed'))
+          .catch((e: unknown) => this.log.warn({ err: e }, 'mapreduce: warming threads failed'));
+      }
       this.workers = new WorkerManager(this, this.pool);
       this.workers.start();
     }

@@ -311,6 +311,30 @@ export class WorkerPool {
     for (const s of this.slots) s.warm();
   }
 
+  /**
+   * Starts every thread and warms the engine in each (tasks-warm.ts) once
+   * it is idle, outside any job: a node's first job then runs on compiled
+   * code, as a preloaded embedded cluster's does. A task given to a slot
+   * meanwhile waits for its warm-up (`while (slot.busy) await
+   * slot.whenIdle()`). Resolves with the number of threads this warmed (a
+   * thread warmed before, by a preload, counts 0); a warm-up that fails
+   * (the pool closed, the thread died) counts 0 too and is not retried.
+   */
+  async warmEngines(): Promise<number> {
+    this.warm();
+    const warmed = await Promise.all(
+      this.slots.map(async (s) => {
+        while (s.busy) await s.whenIdle();
+        try {
+          return (await s.run({ kind: 'warm' })) === true ? 1 : 0;
+        } catch {
+          return 0;
+        }
+      }),
+    );
+    return warmed.reduce((a: number, b) => a + b, 0);
+  }
+
   /** Terminates every thread. */
   async close(): Promise<void> {
     await Promise.all(this.slots.map((s) => s.close()));

@@ -67,15 +67,28 @@ export interface ThreadLoadTask {
   readonly moduleCheck?: ModuleExpectation | undefined;
 }
 
+/**
+ * Warms the engine in the thread (tasks-warm.ts) unless it already is, with
+ * no job module: what a node does with its threads when it starts with
+ * `warm` (runtime.ts), outside any job. The result is true when this task
+ * warmed the thread, false when it was warm already.
+ */
+export interface ThreadWarmTask {
+  readonly kind: 'warm';
+}
+
 /** A task for a thread. */
-export type ThreadTask = ThreadMapTask | ThreadReduceTask | ThreadLoadTask;
+export type ThreadTask = ThreadMapTask | ThreadReduceTask | ThreadLoadTask | ThreadWarmTask;
 
 /** What a thread posts back. */
 export type ThreadReply =
   | { readonly type: 'progress' }
   /** The job module is loaded: from now on the task runs user code (the stall limit applies). */
   | { readonly type: 'loaded' }
-  | { readonly type: 'done'; readonly result: MapTaskResult | ReduceTaskResult | null }
+  | {
+      readonly type: 'done';
+      readonly result: MapTaskResult | ReduceTaskResult | boolean | null;
+    }
   | {
       readonly type: 'error';
       readonly error: {
@@ -91,7 +104,15 @@ let warmed = false;
 async function run(
   task: ThreadTask,
   loaded: () => void,
-): Promise<MapTaskResult | ReduceTaskResult | null> {
+): Promise<MapTaskResult | ReduceTaskResult | boolean | null> {
+  if (task.kind === 'warm') {
+    // Under the thread's start-up limit, as loading a job is.
+    const now = !warmed;
+    warmed = true;
+    if (now) await warmEngine();
+    loaded();
+    return now;
+  }
   const job = await loadJob(task.module, task.moduleCheck);
   if (task.kind === 'load' && !warmed) {
     // The first preload also compiles the engine's per-record path (tasks-warm.ts).

@@ -247,6 +247,17 @@ export const nodeOptions = {
     default: 10_000,
   }),
   /**
+   * Warm the MapReduce worker threads when the node starts: each runs small
+   * built-in jobs through the engine (~1 CPU s a thread), outside any job, so
+   * the first job on a fresh node does not run on code still compiling.
+   */
+  mrWarm: option({
+    arg: '',
+    help: 'warm the MapReduce worker threads at start (about 1 CPU second each) so the first job runs at full speed',
+    schema: Type.Boolean(),
+    default: false,
+  }),
+  /**
    * The directories MapReduce job modules may load from (comma-separated;
    * default the node's working directory): a submitted job naming a module
    * elsewhere is refused PERMISSION_DENIED, by the leader and by every

@@ -1,7 +1,7 @@
 /**
  * The modules every `cohort node` process runs beside the KV store (see
  * src/host/modules.ts): the MapReduce coordinator and workers (src/mapreduce/module.ts),
- * with the node's `workers` (threads; default one per core), `mrLeaseMs` and
+ * with the node's `workers` (threads; default one per core), `mrLeaseMs`, `mrWarm` and
  * `mrModuleDirs` (where job modules may load from) settings.
  *
  * ```ts
@@ -18,6 +18,7 @@ export function defaultModules(config: NodeConfig): NodeModule[] {
     mapReduceModule({
       workers: config.workers,
       leaseMs: config.mrLeaseMs,
+      warm: config.mrWarm,
       moduleDirs: config.mrModuleDirs,
     }),
   ];

@@ -489,6 +489,37 @@ describe('HttpProxy: responses framed anew and connections reused', () => {
     expect(b.connections()).toBe(3);
   });
 
+  it('finds the body of a response read whole whatever comes before or after it in the read', async () => {
+    // A response whose head and body come in one read is relayed from the read buffer
+    // (upstream.ts, inlineBody): these shapes put other bytes around it.
+    const shapes: Record<string, string> = {
+      // CR/LF before a message are skipped by the parser.
+      crlf: '\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nwiki',
+      // 1xx responses before the final one.
+      early:
+        'HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\npedia',
+      // The start of an unasked second response: relayed as is, the connection is not reused.
+      partial: 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 2',
+      // No body whatever Content-Length says, and the bytes after it are not one.
+      notModified: 'HTTP/1.1 304 Not Modified\r\nContent-Length: 4\r\n\r\n',
+    };
+    const b = await rawBackend((url) => [shapes[url.slice(1)] ?? 'HTTP/1.1 404 x\r\n\r\n']);
+    const proxy = await proxyOf([b.spec]);
+    const base = `http://127.0.0.1:${proxy.address.port}`;
+    const got = async (path: string): Promise<[number, string]> => {
+      const r = await fetch(`${base}/${path}`);
+      return [r.status, await r.text()];
+    };
+    expect(await got('crlf')).toEqual([200, 'wiki']);
+    expect(await got('early')).toEqual([200, 'pedia']);
+    expect(await got('notModified')).toEqual([304, '']);
+    expect(await got('crlf')).toEqual([200, 'wiki']);
+    expect(b.connections()).toBe(1);
+    expect(await got('partial')).toEqual([200, 'ok']);
+    expect(await got('crlf')).toEqual([200, 'wiki']);
+    expect(b.connections()).toBe(2);
+  });
+
   it('answers a client that shut its side right after its requests, then closes', async () => {
     const a = await echoBackend();
     const proxy = await proxyOf([a.spec]);

@@ -34,10 +34,14 @@ function expectedRecords(bytes: Buffer): [number, string][] {
   return out;
 }
 
-async function recordsOf(splits: Split[], chunkBytes?: number): Promise<[number, string][]> {
+async function recordsOf(
+  splits: Split[],
+  chunkBytes?: number,
+  blockBytes?: number,
+): Promise<[number, string][]> {
   const out: [number, string][] = [];
   for (const s of splits) {
-    await readSplitLines(s, (o, l) => out.push([o, l]), chunkBytes);
+    await readSplitLines(s, (o, l) => out.push([o, l]), chunkBytes, undefined, blockBytes);
   }
   return out;
 }
@@ -77,6 +81,32 @@ describe('planSplits + readSplitLines', () => {
           expect(await recordsOf(splits)).toEqual(expected);
           // Tiny read chunks: lines longer than the buffer make it grow.
           expect(await recordsOf(splits, chunkBytes)).toEqual(expected);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('ASCII text is cut into the same records whatever the size of the blocks it is decoded in', async () => {
+    const ascii = fc.oneof(
+      fc.constantFrom('\n', '\r\n', '\r', 'a', 'bc', ' ', '\n\n', ',', '\r\r\n'),
+      fc.string({ unit: fc.constantFrom('a', 'Z', '0', ' ', '\t', '\r', '\n'), maxLength: 40 }),
+      fc.nat({ max: 300 }).map((n) => 'y'.repeat(n)),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(ascii, { maxLength: 60 }),
+        fc.integer({ min: 1, max: 400 }),
+        fc.integer({ min: 1, max: 64 }),
+        fc.integer({ min: 1, max: 80 }),
+        async (pieces, splitBytes, chunkBytes, blockBytes) => {
+          const text = pieces.join('');
+          const file = join(dir, `a-${fileNo++}.txt`);
+          await writeFile(file, text);
+          const expected = expectedRecords(Buffer.from(text));
+          const splits = await planSplits([file], splitBytes);
+          expect(await recordsOf(splits, undefined, blockBytes)).toEqual(expected);
+          expect(await recordsOf(splits, chunkBytes, blockBytes)).toEqual(expected);
         },
       ),
       { numRuns: 150 },

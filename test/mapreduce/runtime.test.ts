@@ -89,6 +89,39 @@ describe('WorkerPool', () => {
   });
 });
 
+describe('WorkerPool.warmEngines', () => {
+  it('warms each thread once, before a task given meanwhile; a thread warmed by a preload is not warmed again', async () => {
+    const pool = new WorkerPool({ size: 2, stallMs: 10_000 });
+    try {
+      expect(await pool.slot(1).run({ kind: 'load', module: behave })).toBeNull(); // a preload warms
+      const warming = pool.warmEngines();
+      // Both slots are taken by the warm-up at once (a node starts its worker loops next).
+      expect(pool.slots.map((s) => s.busy)).toEqual([true, true]);
+      let waited = false;
+      const slot = pool.slot(0);
+      const task = (async () => {
+        while (slot.busy) {
+          waited = true;
+          await slot.whenIdle();
+        }
+        return slot.run(mapTask('ok', 1));
+      })();
+      expect(await warming).toBe(1); // slot 0 now; slot 1 was warm already
+      expect(((await task) as MapTaskResult).counters.recordsIn).toBe(4);
+      expect(waited).toBe(true);
+      expect(await pool.slot(0).run({ kind: 'warm' })).toBe(false);
+      // A fresh thread (the old one aborted) is cold again.
+      const blocked = pool.slot(0).run(mapTask('block', 2));
+      pool.slot(0).abort('test');
+      expect(await code(blocked)).toBe('CANCELLED');
+      expect(await pool.warmEngines()).toBe(1);
+      expect(pool.threadsStarted).toBe(3);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
 describe('MapReduceModuleState', () => {
   it('records node addresses, refuses bad ones without a change, and snapshots both parts', () => {
     const s = new MapReduceModuleState();
@@ -183,7 +216,7 @@ describe('node settings for MapReduce', () => {
     insecure: true,
   };
 
-  it('workers and mrLeaseMs come from flags, then env, with defaults; bad values name the field', () => {
+  it('workers, mrLeaseMs and mrWarm come from flags, then env, with defaults; bad values name the field', () => {
     const d = resolveNodeConfig({ flags: base, env: {} });
     expect(d.workers).toBeGreaterThanOrEqual(1);
     expect(d.mrLeaseMs).toBe(10_000);
@@ -199,6 +232,9 @@ describe('node settings for MapReduce', () => {
     expect(() => resolveNodeConfig({ flags: { ...base, mrLeaseMs: '5' }, env: {} })).toThrow(
       /mrLeaseMs/,
     );
+    expect(d.mrWarm).toBe(false);
+    expect(resolveNodeConfig({ flags: base, env: { COHORT_MR_WARM: '1' } }).mrWarm).toBe(true);
+    expect(runtimeDefaults().warm).toBe(false);
     const options = runtimeDefaults({ leaseMs: 2_000, workers: 2 });
     expect(options).toMatchObject({
       leaseMs: 2_000,

@@ -1,6 +1,8 @@
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineJob } from '../../src/mapreduce/job.js';
@@ -157,6 +159,44 @@ describe('map and reduce tasks', () => {
       // take seconds, and a busy machine never turns them into a failure).
       { numRuns: 30, interruptAfterTimeLimit: 300_000 },
     );
+  });
+
+  it('the keys a map task keeps do not keep the blocks of input text they were sliced from alive', async () => {
+    // ASCII lines are slices of 64 KiB blocks of text (input.ts), and so is a
+    // long key sliced from one. Each of 400 blocks here holds one new key of
+    // 24 characters: kept as slices, the keys would keep 25 MiB of blocks.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const blocks = 400;
+    const filler = `${'f'.repeat(63)}\n`.repeat(1023);
+    let text = '';
+    for (let i = 0; i < blocks; i++) text += `k${String(i).padStart(23, '0')},x\n${filler}`;
+    text += 'END\n';
+    const input = join(dir, `blocks-${n++}.txt`);
+    await writeFile(input, text);
+    let held = Number.NaN;
+    const job = defineJob<number, number>({
+      map(_o, l, emit) {
+        if (l === 'END') {
+          gc();
+          held = process.memoryUsage().heapUsed;
+        } else if (l.startsWith('k')) emit(l.slice(0, l.indexOf(',')), 1);
+      },
+      fold: (a, b) => a + b,
+      reduce: (k, vs, emit) => emit(k, sum(vs)),
+    });
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const m = await runMapTask({
+      job,
+      split: { file: input, start: 0, end: Buffer.byteLength(text) },
+      reducers: 1,
+      dir: join(dir, `blocks-out-${n++}`),
+      taskId: 'm-0',
+      attempt: 0,
+    });
+    expect(m.counters.keysOut).toBe(blocks);
+    expect(held - before).toBeLessThan(8 * 2 ** 20);
   });
 
   it('reducers accept runs as byte streams in chunks (the shuffle) as well as paths', async () => {

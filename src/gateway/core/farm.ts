@@ -87,12 +87,24 @@ interface Backend {
   /** Smooth weighted round robin's running credit. */
   credit: number;
   readonly health: BackendHealth;
+  /** The picks of this backend, made once (a pick per request allocates nothing). */
+  readonly picked: Pick;
+  readonly pickedInPanic: Pick;
 }
+
+/**
+ * Which backends a choice may take: those whose health admits a request,
+ * or in panic those active checks have not taken down, or any (draining
+ * and excluded ones never).
+ */
+type Among = 'eligible' | 'up' | 'free';
 
 /** The backends of one route and the picking rules (see the file comment). */
 export class Farm {
   private readonly backends = new Map<string, Backend>();
   private order: Backend[] = [];
+  /** Scratch list of {@link twoChoices}, empty between picks. */
+  private readonly candidates: Backend[] = [];
   private ring: HashRing | undefined;
   private readonly drained: string[] = [];
   private readonly vnodesPerWeight: number;
@@ -125,6 +137,8 @@ export class Farm {
       draining: false,
       credit: 0,
       health: new BackendHealth(this.options.health),
+      picked: Object.freeze({ id, panic: false }),
+      pickedInPanic: Object.freeze({ id, panic: true }),
     };
     this.backends.set(id, nb);
     this.order = [...this.backends.values()].sort((x, y) => (x.id < y.id ? -1 : 1));
@@ -164,19 +178,13 @@ export class Farm {
    * can take it (all excluded, draining or down).
    */
   pick(nowMs: number, key?: string, exclude?: ReadonlySet<string>): Pick | undefined {
-    const ok = (b: Backend): boolean =>
-      !b.draining && exclude?.has(b.id) !== true && b.health.admits(nowMs);
-    let chosen = this.choose(ok, key);
-    let panic = false;
-    if (chosen === undefined) {
-      const free = (b: Backend): boolean => !b.draining && exclude?.has(b.id) !== true;
-      chosen =
-        this.choose((b) => free(b) && b.health.active === 'up', key) ?? this.choose(free, key);
-      if (chosen === undefined) return undefined;
-      panic = true;
-      this.panics++;
-    }
-    return { id: chosen.id, panic };
+    const chosen = this.choose('eligible', nowMs, exclude, key);
+    if (chosen !== undefined) return chosen.picked;
+    const panicked =
+      this.choose('up', nowMs, exclude, key) ?? this.choose('free', nowMs, exclude, key);
+    if (panicked === undefined) return undefined;
+    this.panics++;
+    return panicked.pickedInPanic;
   }
 
   /** A request was sent to `id`; returns whether it is the breaker's half-open probe. */
@@ -228,24 +236,53 @@ export class Farm {
     };
   }
 
-  private choose(ok: (b: Backend) => boolean, key: string | undefined): Backend | undefined {
+  /** Whether `b` may take the request as `among` says (see {@link Among}). */
+  private allowed(
+    b: Backend,
+    among: Among,
+    nowMs: number,
+    exclude: ReadonlySet<string> | undefined,
+  ): boolean {
+    if (b.draining || (exclude !== undefined && exclude.has(b.id))) return false;
+    if (among === 'eligible') return b.health.admits(nowMs);
+    return among === 'free' || b.health.active === 'up';
+  }
+
+  private choose(
+    among: Among,
+    nowMs: number,
+    exclude: ReadonlySet<string> | undefined,
+    key: string | undefined,
+  ): Backend | undefined {
     switch (this.options.balance) {
       case 'round-robin':
-        return this.roundRobin(ok);
+        return this.roundRobin(among, nowMs, exclude);
       case 'hash':
-        if (key !== undefined) return this.hashed(key, ok);
-        return this.twoChoices(ok);
+        if (key !== undefined) return this.hashed(key, among, nowMs, exclude);
+        return this.twoChoices(among, nowMs, exclude);
       case 'p2c':
-        return this.twoChoices(ok);
+        return this.twoChoices(among, nowMs, exclude);
     }
   }
 
   /** Power of two choices on outstanding requests per unit of weight. */
-  private twoChoices(ok: (b: Backend) => boolean): Backend | undefined {
-    const candidates = this.order.filter(ok);
-    if (candidates.length <= 1) return candidates[0];
+  private twoChoices(
+    among: Among,
+    nowMs: number,
+    exclude: ReadonlySet<string> | undefined,
+  ): Backend | undefined {
+    // The candidates in a reused array: a pick allocates nothing.
+    const candidates = this.candidates;
+    candidates.length = 0;
+    for (const b of this.order) if (this.allowed(b, among, nowMs, exclude)) candidates.push(b);
+    if (candidates.length <= 1) {
+      const only = candidates[0];
+      candidates.length = 0;
+      return only;
+    }
     const first = this.weightedDraw(candidates, undefined);
     const second = this.weightedDraw(candidates, first);
+    candidates.length = 0;
     // Compare outstanding/weight without division: a.o * b.w vs b.o * a.w.
     return second.outstanding * first.weight < first.outstanding * second.weight ? second : first;
   }
@@ -267,11 +304,15 @@ export class Farm {
   }
 
   /** Smooth weighted round robin over the eligible backends. */
-  private roundRobin(ok: (b: Backend) => boolean): Backend | undefined {
+  private roundRobin(
+    among: Among,
+    nowMs: number,
+    exclude: ReadonlySet<string> | undefined,
+  ): Backend | undefined {
     let total = 0;
     let best: Backend | undefined;
     for (const b of this.order) {
-      if (!ok(b)) continue;
+      if (!this.allowed(b, among, nowMs, exclude)) continue;
       b.credit += b.weight;
       total += b.weight;
       if (best === undefined || b.credit > best.credit) best = b;
@@ -280,14 +321,19 @@ export class Farm {
     return best;
   }
 
-  private hashed(key: string, ok: (b: Backend) => boolean): Backend | undefined {
+  private hashed(
+    key: string,
+    among: Among,
+    nowMs: number,
+    exclude: ReadonlySet<string> | undefined,
+  ): Backend | undefined {
     this.ring ??= new HashRing(
       this.order.filter((b) => !b.draining),
       this.vnodesPerWeight,
     );
     const id = this.ring.lookup(key, (i) => {
       const b = this.backends.get(i);
-      return b !== undefined && ok(b);
+      return b !== undefined && this.allowed(b, among, nowMs, exclude);
     });
     return id === undefined ? undefined : this.backends.get(id);
   }
