@@ -4,15 +4,30 @@
  */
 import { Type } from '@sinclair/typebox';
 import { clusterId } from '../src/lib/ids.js';
-import { message, messageCodec } from '../src/wire/codec.js';
+import { message, messageCodec, shortLivedBytes } from '../src/wire/codec.js';
 import type { MessageOf } from '../src/wire/codec.js';
 
-/** A benchmark message: a sequence number and an opaque body. */
-export const Blob = message('Blob', { seq: Type.Integer({ minimum: 0 }), body: Type.Uint8Array() });
+/**
+ * A benchmark message: a sequence number and an opaque body. The receiver
+ * counts it and drops it, so its body is declared short-lived
+ * (`shortLivedBytes`: decoded as a view of the socket read, not a copy);
+ * `BENCH_BLOB_COPY=1` declares a plain byte field instead, which a receiver
+ * copies unless it fills half of its read (what a Raft entry gets).
+ */
+export const Blob = message('Blob', {
+  seq: Type.Integer({ minimum: 0 }),
+  body: process.env.BENCH_BLOB_COPY === '1' ? Type.Uint8Array() : shortLivedBytes(),
+});
 /** Tells the receiver the run is over. */
 export const Stop = message('Stop', {});
-/** The codec of the benchmark. */
-export const benchCodec = messageCodec([Blob, Stop]);
+/**
+ * The codec of the benchmark: with the codecs compiled per message type
+ * (the default), or msgpackr and the schema check alone with
+ * `BENCH_COMPILED=0` (an A/B switch for wire/schema-codec.ts).
+ */
+export const benchCodec = messageCodec([Blob, Stop], {
+  compiled: process.env.BENCH_COMPILED !== '0',
+});
 /** A benchmark message. */
 export type BenchMessage = MessageOf<[typeof Blob, typeof Stop]>;
 /** The cluster id of the benchmark. */

@@ -20,16 +20,25 @@
  * - `raw`: one `socket.write(frame)` per message, pausing on backpressure
  *   until 'drain' (a labelled line: what a program sending these frames one
  *   by one over node:net gets; far below what the socket can carry at 64 B).
- * - `transport`: `TcpTransport.send()` per message (encode, queue, then at
- *   flush batch frames: one header and one CRC32C per batch of up to
- *   `limits.batchFrameBytesMax`, protocol version 3); the receiver checks
- *   each frame's CRC32C, then decodes and validates every message.
+ * - `transport`: `TcpTransport.send()` per message (the Blob's codec,
+ *   compiled for its type (wire/schema-codec.ts), encodes it straight into
+ *   the transport's write slab; at flush batch frames: one header and one
+ *   CRC32C per batch of up to `limits.batchFrameBytesMax`, protocol version
+ *   3); the receiver checks each frame's CRC32C, then decodes and validates
+ *   every message (the compiled decoder, msgpackr and the schema check
+ *   behind it for anything it does not take).
  *
  * Equal here means the same messages (the same encoded bytes, one
  * MessagePack `Blob` each) cross the same loopback socket, one sender
  * process and one receiver process per case, each case kept busy for the
  * same window after the same warm-up; the transport's own work per message
  * (encoding, CRC32C, decoding, validation) is what the ratio charges it for.
+ * The Blob's body is declared short-lived (`shortLivedBytes`: the receiver
+ * counts the message and drops it), so the transport delivers it as a view
+ * of the socket read instead of a copy; `BENCH_BLOB_COPY=1` declares a plain
+ * byte field (copied unless it fills half its read, as a Raft entry is),
+ * and `BENCH_COMPILED=0` decodes and encodes with msgpackr and the schema
+ * check alone (the codec before wire/schema-codec.ts).
  * The framing differs: the raw cases carry one 8-byte header per message,
  * the transport one 8-byte header per batch frame plus a 4-byte length per
  * message, so it moves 4 bytes fewer per message (6 % of the bytes at 64 B,
@@ -47,26 +56,31 @@
  * per-round ratios), and last `transport/raw-batched ... ratio X`, X the
  * lowest of the sizes' ratios (goals: 0.5 at 64 B, 0.85 at 4 KiB).
  *
- * Where the time goes (2026-12-06, batch frames, load 7–14 on 2 cores, so
- * only the CPU figures mean anything): at 64 B the transport costs
- * 0.44–0.63 µs of CPU per message on the sender and 0.53–0.62 µs on the
- * receiver, against 0.01 and ~0.09 µs for raw-batched (CPU ratio ~0.15).
- * Sender: MessagePack encode ~30 % (msgpackr's own code), GC ~8 %, the
- * record copy and batch framing a few %. Receiver: decode with validation
- * ~48 % (msgpackr unpack ~21 %, the nesting/extension scan ~4 %, the byte
- * field's copy ~5 %), GC ~11 %, batch parsing with its CRC32C ~4 %. So the
- * 0.5 goal is out of reach while every message is encoded, decoded and
- * validated one by one: the receiver's decoding alone costs ~3× the raw
- * splitter's whole work. At 4 KiB both receivers spend most of their
- * 3.2–4.2 µs per message in the kernel's copy out of the socket; the
- * transport's receiver adds the CRC32C (~0.25 µs, the addon at ~6 GB/s
- * here) and the copy of the 4 KiB field out of the socket read with its
- * allocation and GC (~0.5 µs; a view would pin the 64 KiB read, see
- * DecodeOptions.stable), 3.6–6.3 µs in all depending on how many messages
- * each read brings. bench/transport-receive.ts measures the receive path
- * alone in one process (no kernel time), the steadier figure for a framing
- * change: 64 B 0.54 → 0.45 µs, 4 KiB 2.24 → 1.85 µs per message from
- * single-message to batch frames (load 7–8).
+ * Where the time goes (2026-12-06 20:00–20:10, compiled codecs, records
+ * encoded into the slabs, load 4–10 on 2 cores, so only the CPU figures
+ * mean anything): at 64 B the transport costs ~0.20 µs of CPU per message on
+ * each side, against 0.01 (sender) and 0.09 (receiver) for raw-batched: CPU
+ * ratio ~0.41, msgs/s ratio 0.35 (0.22–0.49). Before (msgpackr, TypeBox
+ * check, a record object per message): 0.44–0.63 and 0.53–0.62 µs. Sender:
+ * the compiled encoder ~35 % (map and key bytes, the integer, the 44-byte
+ * body copied byte by byte), `send`/`enqueue`/the queue's run bookkeeping
+ * ~10 %, writev and CRC32C over whole batches a few %, the rest idle
+ * waiting for the receiver. Receiver: the compiled decoder ~35 % (the type
+ * lookup, key compares, the integer, one object per message), the body's
+ * view (a Buffer object: `subarray`/FastBuffer ~9 %), batch splitting
+ * (`readBatch`) ~6 %, the delivery loop ~5 %, GC ~3 %, CRC32C ~2 %; the
+ * kernel's share is what raw-batched's receiver pays (~0.08 µs). So at 64 B
+ * the remaining gap is the decoding of each message into an object with a
+ * Buffer, and the encoding of each message, ~0.1 µs each, that the raw
+ * splitter does not do at all. At 4 KiB both receivers spend most of their
+ * 3–4 µs per message in the kernel's copy out of the socket; the transport
+ * adds its CRC32C (~0.25–0.7 µs at 4 KiB, the addon) and, for a plain byte
+ * field, the copy of the 4 KiB body (~0.3 µs): CPU ratio 1.04 with the
+ * short-lived body, 0.87 with a copied one. bench/transport-receive.ts
+ * measures the receive path alone in one process (no kernel time), batch
+ * frames, CPU µs per message, load 4–5: 64 B 0.451 (msgpackr + check) →
+ * 0.196 (compiled) → 0.158 (compiled, short-lived body); 4 KiB 1.967 →
+ * 1.335 → 1.040 (CRC32C the largest part).
  * Figures: bench/RESULTS.md.
  */
 import { spawn } from 'node:child_process';

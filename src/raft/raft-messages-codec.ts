@@ -151,6 +151,11 @@ export class RaftMessagesCodec implements FrameCodec<RaftMessage> {
     return this.inner.encodeTransient(m, headBytes);
   }
 
+  /** Serialises a message into `target[at..limit)`: its end, or -1 if it does not fit (see FrameCodec). */
+  encodeInto(m: RaftMessage, target: Buffer, at: number, limit: number): number {
+    return this.inner.encodeInto(m, target, at, limit);
+  }
+
   /** Parses and validates bytes from a peer; throws a definite CohortError for anything malformed. */
   decode(bytes: Uint8Array, options?: DecodeOptions): RaftMessage {
     const m: unknown = this.inner.decode(bytes, options);

@@ -39,10 +39,14 @@
  * the caller may reuse the object) into a record, `u32 length | message`,
  * appends it to the peer's bounded queue, and schedules a flush with
  * `setImmediate`, so every message sent in one event-loop turn leaves in as
- * few frames and system calls as possible. A codec with `encodeTransient`
- * encodes into a reused arena and the record is copied into slabs of memory
- * the transport recycles once their frames are written, so messages are
- * never written into fresh memory. On a link that agreed protocol version 3
+ * few frames and system calls as possible. A codec with `encodeInto` (the
+ * MessageCodec's encoders compiled per message type) writes the record
+ * straight into slabs of memory the transport recycles once their frames
+ * are written, and the queue keeps records written back to back as one run
+ * (FrameQueue.offerRecord), so a message costs no copy and no object of
+ * its own; a codec with only `encodeTransient` encodes into a reused arena
+ * and the record is copied into a slab. Either way messages are never
+ * written into fresh memory. On a link that agreed protocol version 3
  * in the handshake, the flush writes *batch frames* (wire/frame.ts): one
  * header and one CRC32C over up to `batchFrameBytesMax` of records; records
  * copied one after another lie back to back in a slab and go out as one view
@@ -297,6 +301,11 @@ class WriteSlab {
 
 /** Decode options for payloads cut from socket reads (see DecodeOptions.stable). */
 const STABLE_INPUT: DecodeOptions = { stable: true };
+
+/** `bytes[start..end)` as a view (no copy). */
+function viewOf(bytes: Uint8Array, start: number, end: number): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start);
+}
 
 type ConnState = 'connecting' | 'handshake' | 'open' | 'closed';
 
@@ -812,13 +821,27 @@ export class TcpTransport<M> implements Transport<M> {
   // ---- sending ------------------------------------------------------------
 
   private enqueue(queue: FrameQueue, message: M): void {
-    const record = this.encodeRecord(message);
-    try {
-      queue.offer(record);
-    } catch (err) {
-      this.stats.overloaded++;
-      this.releasePiece(record);
-      throw err;
+    const end = this.encodeIntoSlab(message);
+    if (end >= 0) {
+      // Queued where it was written: no object per message (see FrameQueue.offerRecord).
+      const slab = this.slab;
+      try {
+        queue.offerRecord(slab.bytes, slab.used, end);
+      } catch (err) {
+        this.stats.overloaded++;
+        throw err;
+      }
+      slab.used = end;
+      slab.outstanding++;
+    } else {
+      const record = this.encodeRecord(message);
+      try {
+        queue.offer(record);
+      } catch (err) {
+        this.stats.overloaded++;
+        this.releasePiece(record);
+        throw err;
+      }
     }
     this.stats.messagesSent++;
   }
@@ -870,10 +893,9 @@ export class TcpTransport<M> implements Transport<M> {
    */
   private encodeRecord(message: M): Uint8Array {
     const head = BATCH_RECORD_HEADER_BYTES;
+    const codec = this.frameCodec;
     const transient =
-      this.frameCodec?.encodeTransient !== undefined
-        ? this.frameCodec.encodeTransient(message, head)
-        : undefined;
+      codec?.encodeTransient !== undefined ? codec.encodeTransient(message, head) : undefined;
     const encoded = transient === undefined ? this.codec.encode(message) : undefined;
     const bytes =
       transient !== undefined ? transient.length - head : (encoded as Uint8Array).length;
@@ -887,6 +909,35 @@ export class TcpTransport<M> implements Transport<M> {
     else record.set(encoded as Uint8Array, head);
     putRecordHeader(record, 0, bytes);
     return record;
+  }
+
+  /**
+   * Encodes a message as a record straight into the current slab, behind
+   * its length prefix, when the codec can (FrameCodec.encodeInto) and the
+   * record fits a slab piece: returns where the record ends in `this.slab`
+   * (it starts at `slab.used`, which the caller advances once it is
+   * queued), or -1 (then {@link encodeRecord}). Throws FRAME_TOO_LARGE.
+   */
+  private encodeIntoSlab(message: M): number {
+    const codec = this.frameCodec;
+    if (codec?.encodeInto === undefined) return -1;
+    const head = BATCH_RECORD_HEADER_BYTES;
+    for (;;) {
+      const slab = this.slab;
+      const at = slab.used;
+      const limit = Math.min(slab.bytes.length, at + SLAB_FRAME_BYTES_MAX);
+      const end = at + head < limit ? codec.encodeInto(message, slab.bytes, at + head, limit) : -1;
+      if (end >= 0) {
+        const bytes = end - at - head;
+        this.checkSize(bytes);
+        assert(bytes > 0, 'a codec encoded a message into no bytes');
+        putRecordHeader(slab.bytes, at, bytes);
+        return end;
+      }
+      // The slab's end was in the way: once more in a fresh one; else it is a big message.
+      if (limit === at + SLAB_FRAME_BYTES_MAX || at === 0) return -1;
+      this.slabEnsure(slab.bytes.length - at + 1);
+    }
   }
 
   private checkSize(payloadBytes: number): void {
@@ -970,28 +1021,30 @@ export class TcpTransport<M> implements Transport<M> {
     let runStart = 0;
     let runEnd = 0;
     let pieces = 0;
-    for (
-      let next = queue.peek();
-      next !== undefined && count < messagesMax && (count === 0 || total + next.length <= room);
-      next = queue.peek()
-    ) {
-      queue.shift();
-      count++;
-      total += next.length;
-      if (pieces > 0 && next.buffer === buffer && next.byteOffset === runEnd) {
-        runEnd += next.length;
-        pieces++;
+    for (;;) {
+      const n = queue.takeRecords(room - total, messagesMax - count, count === 0);
+      if (n === 0) break;
+      const bytes = queue.takenBytes;
+      // Offsets in the underlying memory: records cut from one slab are adjacent whatever views they came in.
+      const start = bytes.byteOffset + queue.takenStart;
+      const end = bytes.byteOffset + queue.takenEnd;
+      count += n;
+      total += end - start;
+      if (pieces > 0 && bytes.buffer === buffer && start === runEnd) {
+        runEnd = end;
+        pieces += n;
         continue;
       }
       if (pieces > 0) {
         runs.push(new Uint8Array(buffer as ArrayBufferLike, runStart, runEnd - runStart));
         runPieces.push(pieces);
       }
-      buffer = next.buffer;
-      runStart = next.byteOffset;
-      runEnd = runStart + next.length;
-      pieces = 1;
+      buffer = bytes.buffer;
+      runStart = start;
+      runEnd = end;
+      pieces = n;
     }
+    assert(count > 0, 'writeBatch: a non-empty queue gave no record');
     runs.push(new Uint8Array(buffer as ArrayBufferLike, runStart, runEnd - runStart));
     runPieces.push(pieces);
     const header = this.slabTake(FRAME_HEADER_BYTES);
@@ -1053,21 +1106,19 @@ export class TcpTransport<M> implements Transport<M> {
    */
   private writeFrames(socket: net.Socket, queue: FrameQueue, room: number): number {
     const grow = FRAME_HEADER_BYTES - BATCH_RECORD_HEADER_BYTES;
+    const records: Uint8Array[] = [];
     let total = 0;
-    let count = 0;
-    for (
-      let next = queue.peekAt(0);
-      next !== undefined && (count === 0 || total + next.length + grow <= room);
-      next = queue.peekAt(count)
-    ) {
-      total += next.length + grow;
-      count++;
+    // One record at a time, while its frame fits (the first one always).
+    while (queue.takeRecords(room - total - grow, 1, records.length === 0) === 1) {
+      const record = viewOf(queue.takenBytes, queue.takenStart, queue.takenEnd);
+      records.push(record);
+      total += record.length + grow;
     }
+    assert(records.length > 0, 'writeFrames: a non-empty queue gave no record');
     const chunk =
       total <= SLAB_FRAME_BYTES_MAX ? this.slabTake(total) : Buffer.allocUnsafeSlow(total);
     let at = 0;
-    for (let i = 0; i < count; i++) {
-      const record = queue.shift() as Uint8Array;
+    for (const record of records) {
       const bytes = record.length - BATCH_RECORD_HEADER_BYTES;
       const start = at + FRAME_HEADER_BYTES;
       chunk.set(record.subarray(BATCH_RECORD_HEADER_BYTES), start);
@@ -1085,6 +1136,11 @@ export class TcpTransport<M> implements Transport<M> {
    * written or copied. Pieces are cut back to back.
    */
   private slabTake(bytes: number): Uint8Array {
+    return this.slabCut(this.slabEnsure(bytes), bytes);
+  }
+
+  /** The current slab, first replaced by a recycled or new one if it has less than `bytes` left. */
+  private slabEnsure(bytes: number): WriteSlab {
     let slab = this.slab;
     if (slab.bytes.length - slab.used < bytes) {
       slab.retired = true;
@@ -1096,9 +1152,14 @@ export class TcpTransport<M> implements Transport<M> {
       this.slab = slab;
       this.slabOf.set(slab.bytes.buffer, slab);
     }
+    return slab;
+  }
+
+  /** Cuts the next `bytes` bytes of `slab` (the current one, with room for them). */
+  private slabCut(slab: WriteSlab, bytes: number): Uint8Array {
     // Pieces are cut back to back, so records queued one after the other
     // can be written as one view (see writeBatch).
-    const piece = new Uint8Array(slab.bytes.buffer, slab.used, bytes);
+    const piece = new Uint8Array(slab.bytes.buffer, slab.bytes.byteOffset + slab.used, bytes);
     slab.used += bytes;
     slab.outstanding++;
     return piece;

@@ -20,11 +20,19 @@
  * service definitions), the static types come from the same object (no
  * duplicated interfaces), and `TypeCompiler` turns each schema into a
  * specialised check function, cheap enough for every message on the hot path.
+ *
+ * Each registered type is also compiled into its own MessagePack encoder
+ * and validating decoder (schema-codec.ts): the same bytes as msgpackr's,
+ * read and written directly, with msgpackr and the TypeBox check behind
+ * them for whatever they do not take, so every answer (and every error) is
+ * the one the generic path gives. `compiled: false` turns them off.
  */
 import { Packr, Unpackr, RESERVE_START_SPACE, RESET_BUFFER_MODE } from 'msgpackr';
 import type { Options } from 'msgpackr';
 import type {
   Static,
+  TUint8Array,
+  Uint8ArrayOptions,
   TLiteral,
   TObject,
   TProperties,
@@ -39,6 +47,8 @@ import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import { FRAME_HEADER_BYTES, writeFrameHeader } from './frame.js';
 import { checkMessagePack } from './msgpack-scan.js';
+import { compileMessage, FALLBACK, SchemaReader, SchemaWriter } from './schema-codec.js';
+import type { CompiledMessage } from './schema-codec.js';
 
 /**
  * Turns messages of type `M` into bytes and back. `decode` throws a definite
@@ -107,6 +117,15 @@ export interface FrameCodec<M> extends Codec<M> {
    * head) is over the codec's limit. Optional.
    */
   encodeTransient?(message: M, headBytes: number): Uint8Array;
+  /**
+   * Encodes `message` straight into `target[at..limit)` and returns the
+   * offset after it, or -1 if it does not fit there (nothing useful was
+   * written; the caller retries with more room). Throws FRAME_TOO_LARGE
+   * when the message is over the codec's limit. Saves the copy out of an
+   * arena (the TCP transport encodes into the memory it writes from).
+   * Optional.
+   */
+  encodeInto?(message: M, target: Buffer, at: number, limit: number): number;
 }
 
 /** The schema of one message type: an object schema whose `type` property is a string literal. */
@@ -150,6 +169,12 @@ export interface MessageCodecOptions {
    * turn on in tests and the simulator to catch a bad sender at its source.
    */
   readonly validateOnEncode?: boolean;
+  /**
+   * Use the codecs compiled per message type (schema-codec.ts) where a type
+   * compiles. Default true; false keeps msgpackr and the schema check alone
+   * (the reference the compiled path is tested against, and an A/B switch).
+   */
+  readonly compiled?: boolean;
 }
 
 interface Entry {
@@ -157,6 +182,8 @@ interface Entry {
   readonly check: TypeCheck<TSchema>;
   /** Copies the byte arrays of a decoded, validated value of this type; undefined if it can hold none. */
   readonly copy: Copier | undefined;
+  /** The compiled encoder and decoder of this type (schema-codec.ts), if it compiles. */
+  readonly compiled: CompiledMessage | undefined;
 }
 
 /** Decoding options shared by every codec: plain objects, no records, copied binaries. */
@@ -180,12 +207,18 @@ const unpackrOptions = {
  */
 const ARENA_BYTES = 64 * 1024;
 
+/** What the reader and writer point at between calls (so they pin no caller's memory). */
+const EMPTY_BUFFER = Buffer.alloc(0);
+
 /**
  * Messages shorter than this are decoded from a scratch copy (see
  * MessageCodec.decodeRange): msgpackr decodes short strings and map keys in
  * JS, with a key cache, only while its end offset is below 140 bytes.
  */
 const SCRATCH_BYTES = 140;
+
+/** An encoding arena grown for one big message is kept for the next ones only up to this size. */
+const ARENA_KEEP_BYTES = 1024 * 1024;
 
 /** Schema kinds whose values may hold byte arrays after decoding. */
 const BINARY_KINDS = new Set(['Uint8Array', 'Any', 'Unknown']);
@@ -238,6 +271,23 @@ function copyBinaries(value: unknown, stable: boolean): unknown {
 /** Copies the byte arrays inside a value that passed its schema's check (see {@link copierOf}). */
 type Copier = (value: unknown, stable: boolean) => unknown;
 
+/** A short-lived byte field (see {@link shortLivedBytes}): a view of stable input, else a copy. */
+const keepView: Copier = (value, stable) =>
+  stable && value instanceof Uint8Array ? value : copyBytes(value, stable);
+
+/**
+ * A byte field whose receiver does not keep it beyond handling its message
+ * (code that keeps it copies it first): decoded from stable input (a
+ * socket read, see DecodeOptions) as a view of the bytes it arrived in,
+ * whatever its size, instead of a copy. The view is always valid (a socket
+ * read's memory is never reused), but while it lives it keeps its whole
+ * read (up to 64 KiB) alive, so only fields that are dropped soon may say
+ * so; by default small fields are copied. The wire format is unchanged.
+ */
+export function shortLivedBytes(options: Uint8ArrayOptions = {}): TUint8Array {
+  return Type.Uint8Array({ ...options, shortLived: true });
+}
+
 /** A copy of one byte field (or the view itself, see {@link copyBinaries}). */
 const copyBytes: Copier = (value, stable) =>
   value instanceof Uint8Array ? copyBinaries(value, stable) : value;
@@ -253,7 +303,9 @@ const copyBytes: Copier = (value, stable) =>
 function copierOf(schema: TSchema): Copier | undefined {
   if (!mayHoldBinary(schema)) return undefined;
   const kind = (schema as unknown as Record<symbol, unknown>)[Kind];
-  if (kind === 'Uint8Array') return copyBytes;
+  if (kind === 'Uint8Array') {
+    return (schema as { shortLived?: unknown }).shortLived === true ? keepView : copyBytes;
+  }
   if (kind === 'Array') {
     const items = copierOf((schema as unknown as { items: TSchema }).items);
     if (items === undefined) return undefined;
@@ -310,6 +362,20 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   private readonly nestingDepthMax: number;
   private readonly validateOnEncode: boolean;
   private readonly options: MessageCodecOptions;
+  /** Compiled types by the byte length of their `type` (see decodeCompiled). */
+  private readonly compiledByTypeBytes: (CompiledMessage[] | undefined)[] = [];
+  private readonly reader = new SchemaReader();
+  /** The last stable input decoded and its view threshold (see decodeCompiled; a weak hold would cost more). */
+  private viewSource: Uint8Array = EMPTY_BUFFER;
+  private viewBytesMin = Infinity;
+  private readonly writer = new SchemaWriter();
+  /**
+   * Where the compiled encoders write (as msgpackr does into its own): an
+   * encode is cut from it and advances `arenaUsed`, a transient one does
+   * not (the next encode writes over it); replaced by a fresh one when full.
+   */
+  private arena: Buffer = Buffer.allocUnsafeSlow(ARENA_BYTES);
+  private arenaUsed = 0;
 
   constructor(schemas: readonly MessageSchema[], options: MessageCodecOptions = {}) {
     const entries = new Map<string, Entry>();
@@ -325,10 +391,23 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
         schema,
         check: TypeCompiler.Compile(schema),
         copy: copierOf(schema),
+        compiled:
+          options.compiled === false
+            ? undefined
+            : compileMessage(schema, type, {
+                packr: this.packr,
+                unpackr: this.unpackr,
+                copierOf,
+              }),
       });
     }
     this.entries = entries;
     this.options = options;
+    for (const entry of entries.values()) {
+      const c = entry.compiled;
+      if (c === undefined) continue;
+      (this.compiledByTypeBytes[c.typeBytes.length] ??= []).push(c);
+    }
     // msgpackr's arena is shared by all Packr instances; start a roomy one.
     this.packr.useBuffer(Buffer.allocUnsafeSlow(ARENA_BYTES));
     this.messageBytesMax = options.messageBytesMax ?? limits.frameBytesMax;
@@ -339,6 +418,11 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   /** The registered message types, in registration order. */
   get types(): readonly string[] {
     return [...this.entries.keys()];
+  }
+
+  /** The registered types that have a compiled encoder and decoder (schema-codec.ts). */
+  get compiledTypes(): readonly string[] {
+    return [...this.entries].filter(([, e]) => e.compiled !== undefined).map(([t]) => t);
   }
 
   /** The schema registered for `type` (JSON Schema; the RPC layer publishes it). */
@@ -357,29 +441,175 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   }
 
   encode(msg: M): Uint8Array {
+    const compiled = this.encodeCompiled(msg, 0, false);
+    if (compiled !== undefined) return compiled;
     const bytes = this.pack(msg, 0);
     if (bytes.length > this.messageBytesMax) throw tooLarge(bytes.length, this.messageBytesMax);
     return bytes;
   }
 
   encodeFrame(msg: M): Uint8Array {
-    const frame = this.pack(msg, RESERVE_START_SPACE | FRAME_HEADER_BYTES);
+    const compiled = this.encodeCompiled(msg, FRAME_HEADER_BYTES, false);
+    const frame = compiled ?? this.pack(msg, RESERVE_START_SPACE | FRAME_HEADER_BYTES);
     writeFrameHeader(frame, this.messageBytesMax);
     return frame;
   }
 
   encodeFrameTransient(msg: M): Uint8Array {
-    const frame = this.pack(msg, RESET_BUFFER_MODE | RESERVE_START_SPACE | FRAME_HEADER_BYTES);
+    const compiled = this.encodeCompiled(msg, FRAME_HEADER_BYTES, true);
+    const frame =
+      compiled ?? this.pack(msg, RESET_BUFFER_MODE | RESERVE_START_SPACE | FRAME_HEADER_BYTES);
     writeFrameHeader(frame, this.messageBytesMax);
     return frame;
   }
 
   encodeTransient(msg: M, headBytes: number): Uint8Array {
     assert(headBytes >= 0 && headBytes <= 0xff, 'encodeTransient: headBytes in 0..255');
-    const out = this.pack(msg, RESET_BUFFER_MODE | RESERVE_START_SPACE | headBytes);
+    const compiled = this.encodeCompiled(msg, headBytes, true);
+    const out = compiled ?? this.pack(msg, RESET_BUFFER_MODE | RESERVE_START_SPACE | headBytes);
     const bytes = out.length - headBytes;
     if (bytes > this.messageBytesMax) throw tooLarge(bytes, this.messageBytesMax);
     return out;
+  }
+
+  encodeInto(msg: M, target: Buffer, at: number, limit: number): number {
+    assert(0 <= at && at <= limit && limit <= target.length, 'encodeInto: range outside target');
+    const entry = this.entryOf(msg);
+    if (this.validateOnEncode && !entry.check.Check(msg)) throw violation(entry, msg);
+    const compiled = entry.compiled;
+    if (compiled !== undefined) {
+      const w = this.writer;
+      w.buf = target;
+      w.pos = at;
+      w.limit = Math.min(limit, at + this.messageBytesMax);
+      w.full = false;
+      const done = compiled.encode(w, msg);
+      const end = w.pos;
+      w.buf = EMPTY_BUFFER;
+      if (done) return end;
+      // No room, or over the limit (then the generic path below throws FRAME_TOO_LARGE).
+      if (w.full && limit - at < this.messageBytesMax) return -1;
+    }
+    const out = this.encodeTransient(msg, 0);
+    if (out.length > limit - at) return -1;
+    target.set(out, at);
+    return at + out.length;
+  }
+
+  /**
+   * The compiled encoding of `msg` with `head` free bytes in front, in the
+   * arena (a transient one is written over by the next encode); undefined when the type did not compile or the value is
+   * not of its schema's shape (then msgpackr encodes it, as before).
+   * Throws FRAME_TOO_LARGE over the limit.
+   */
+  private encodeCompiled(msg: M, head: number, transient: boolean): Uint8Array | undefined {
+    const entry = this.entryOf(msg);
+    if (this.validateOnEncode && !entry.check.Check(msg)) throw violation(entry, msg);
+    const compiled = entry.compiled;
+    if (compiled === undefined) return undefined;
+    const w = this.writer;
+    let buf = this.arena;
+    let start = this.arenaUsed;
+    for (;;) {
+      w.buf = buf;
+      w.pos = start + head;
+      w.limit = buf.length;
+      w.full = false;
+      const done = compiled.encode(w, msg);
+      const end = w.pos;
+      w.buf = EMPTY_BUFFER;
+      if (done) {
+        if (end - start - head > this.messageBytesMax) {
+          throw tooLarge(end - start - head, this.messageBytesMax);
+        }
+        // A buffer grown for this message becomes the arena only if small.
+        if (buf === this.arena || buf.length <= ARENA_KEEP_BYTES) {
+          this.arena = buf;
+          // A transient encoding does not advance: the next encode writes over it.
+          this.arenaUsed = transient ? start : end;
+        }
+        return buf.subarray(start, end);
+      }
+      if (!w.full) return undefined;
+      const room = buf.length - start;
+      if (room > this.messageBytesMax + head + 64) return undefined; // too large: pack() says so
+      // More room: a fresh buffer, at least twice what did not suffice.
+      buf = Buffer.allocUnsafeSlow(Math.max(ARENA_BYTES, 2 * room));
+      start = 0;
+    }
+  }
+
+  private entryOf(msg: M): Entry {
+    const entry = this.entries.get(msg.type);
+    // The message is built only on failure: this runs for every message sent.
+    if (entry === undefined)
+      assert(false, `encoding unregistered message type ${String(msg.type)}`);
+    return entry;
+  }
+
+  /**
+   * The compiled decoder's answer for `bytes[start..end)`: the message, or
+   * FALLBACK (the first key is not `type`, the type did not compile or is
+   * unknown, or the decoder is not sure: the generic path decides).
+   */
+  private decodeCompiled(bytes: Uint8Array, start: number, end: number, stable: boolean): unknown {
+    if (end - start < 7) return FALLBACK;
+    let p = start;
+    const h = bytes[p] as number;
+    if (h >= 0x80 && h <= 0x8f) p += 1;
+    else if (h === 0xde) p += 3;
+    else return FALLBACK;
+    // The key "type" as a fixstr: a4 't' 'y' 'p' 'e'.
+    if (
+      bytes[p] !== 0xa4 ||
+      bytes[p + 1] !== 0x74 ||
+      bytes[p + 2] !== 0x79 ||
+      bytes[p + 3] !== 0x70 ||
+      bytes[p + 4] !== 0x65
+    ) {
+      return FALLBACK;
+    }
+    p += 5;
+    const t = bytes[p] as number;
+    let len: number;
+    let at: number;
+    if (t >= 0xa0 && t <= 0xbf) {
+      len = t & 0x1f;
+      at = p + 1;
+    } else if (t === 0xd9 && p + 1 < end) {
+      len = bytes[p + 1] as number;
+      at = p + 2;
+    } else return FALLBACK;
+    if (at + len > end) return FALLBACK;
+    const candidates = this.compiledByTypeBytes[len];
+    if (candidates === undefined) return FALLBACK;
+    for (const c of candidates) {
+      const name = c.typeBytes;
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (bytes[at + i] !== name[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (!same) continue;
+      const r = this.reader;
+      r.bytes = bytes;
+      r.pos = start;
+      r.end = end;
+      if (!stable) r.viewBytesMin = Infinity;
+      else if (bytes !== this.viewSource) {
+        // Once per socket read, not per message: `.buffer` is not free.
+        this.viewSource = bytes;
+        this.viewBytesMin = Math.ceil(bytes.buffer.byteLength / 2);
+        r.viewBytesMin = this.viewBytesMin;
+      } else r.viewBytesMin = this.viewBytesMin;
+      r.depthMax = this.nestingDepthMax;
+      const value = c.decode(r);
+      r.bytes = EMPTY_BUFFER;
+      return value;
+    }
+    return FALLBACK;
   }
 
   decode(bytes: Uint8Array, options?: DecodeOptions): M {
@@ -393,6 +623,10 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
         details: { bytes: 0 },
       });
     }
+    // The compiled decoder of the message's type first; the generic path
+    // below for whatever it does not take (and for every error).
+    const fast = this.decodeCompiled(bytes, start, end, options?.stable === true);
+    if (fast !== FALLBACK) return fast as M;
     // Bounds nesting (and refuses foreign extensions) before msgpackr recurses.
     checkMessagePack(bytes, this.nestingDepthMax, start, end);
     const length = end - start;
@@ -444,10 +678,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   }
 
   private pack(msg: M, encodeOptions: number): Uint8Array {
-    const entry = this.entries.get(msg.type);
-    // The message is built only on failure: this runs for every message sent.
-    if (entry === undefined)
-      assert(false, `encoding unregistered message type ${String(msg.type)}`);
+    const entry = this.entryOf(msg);
     if (this.validateOnEncode && !entry.check.Check(msg)) throw violation(entry, msg);
     try {
       return this.packr.pack(msg, encodeOptions);

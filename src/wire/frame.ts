@@ -447,11 +447,25 @@ export class FrameDecoder {
       if (left < BATCH_RECORD_HEADER_BYTES) {
         throw batchError(`a batch frame ends inside a record's length prefix`, length);
       }
-      const bytes = this.peekU32(0);
+      let chunk = this.chunks[0] as Uint8Array;
+      let at = this.offset;
+      const inChunk = chunk.length - at;
+      const bytes = inChunk >= BATCH_RECORD_HEADER_BYTES ? readU32(chunk, at) : this.peekU32(0);
       checkRecord(bytes, messageBytesMax, left - BATCH_RECORD_HEADER_BYTES, length);
+      if (inChunk > BATCH_RECORD_HEADER_BYTES + bytes) {
+        // The usual case: prefix and message inside this chunk, with more after them.
+        sources[count] = chunk;
+        bounds[2 * count] = at + BATCH_RECORD_HEADER_BYTES;
+        bounds[2 * count + 1] = at + BATCH_RECORD_HEADER_BYTES + bytes;
+        this.offset = at + BATCH_RECORD_HEADER_BYTES + bytes;
+        this.buffered -= BATCH_RECORD_HEADER_BYTES + bytes;
+        count++;
+        left -= BATCH_RECORD_HEADER_BYTES + bytes;
+        continue;
+      }
       this.consume(BATCH_RECORD_HEADER_BYTES);
-      const chunk = this.chunks[0] as Uint8Array;
-      const at = this.offset;
+      chunk = this.chunks[0] as Uint8Array;
+      at = this.offset;
       if (chunk.length - at >= bytes) {
         sources[count] = chunk;
         bounds[2 * count] = at;

@@ -38,6 +38,24 @@ export function checkMessagePack(
   start = 0,
   end = bytes.length,
 ): void {
+  scanMessagePack(bytes, depthMax, start, end, 0);
+}
+
+/**
+ * {@link checkMessagePack} of one value that lies inside `outer` enclosing
+ * arrays or maps (they count toward `depthMax`), returning where the value
+ * ends: the offset after it, or -1 if it is cut short by `end` (an offset
+ * past `end` is possible when a string's announced length is). Throws what
+ * checkMessagePack throws. The compiled codecs find an opaque field's bytes
+ * with it (schema-codec.ts).
+ */
+export function scanMessagePack(
+  bytes: Uint8Array,
+  depthMax: number,
+  start: number,
+  end: number,
+  outer: number,
+): number {
   const n = end;
   /** Items left to read at each open level; `left` is the current level's. */
   const stack: number[] = [];
@@ -45,12 +63,12 @@ export function checkMessagePack(
   let pos = start;
   for (;;) {
     if (left === 0) {
-      const outer = stack.pop();
-      if (outer === undefined) return;
-      left = outer;
+      const up = stack.pop();
+      if (up === undefined) return pos;
+      left = up;
       continue;
     }
-    if (pos >= n) return; // truncated: msgpackr reports it
+    if (pos >= n) return -1; // truncated: msgpackr reports it
     left--;
     const b = bytes[pos++] as number;
     let items = -1; // >= 0: a container with that many items (map: keys + values)
@@ -71,31 +89,31 @@ export function checkMessagePack(
           break;
         case 0xc4: // bin 8
         case 0xd9: // str 8
-          if (pos + 1 > n) return;
+          if (pos + 1 > n) return -1;
           pos += 1 + (bytes[pos] as number);
           break;
         case 0xc5: // bin 16
         case 0xda: // str 16
-          if (pos + 2 > n) return;
+          if (pos + 2 > n) return -1;
           pos += 2 + u16(bytes, pos);
           break;
         case 0xc6: // bin 32
         case 0xdb: // str 32
-          if (pos + 4 > n) return;
+          if (pos + 4 > n) return -1;
           pos += 4 + u32(bytes, pos);
           break;
         case 0xc7: // ext 8
-          if (pos + 2 > n) return;
+          if (pos + 2 > n) return -1;
           checkExt(bytes[pos + 1] as number);
           pos += 2 + (bytes[pos] as number);
           break;
         case 0xc8: // ext 16
-          if (pos + 3 > n) return;
+          if (pos + 3 > n) return -1;
           checkExt(bytes[pos + 2] as number);
           pos += 3 + u16(bytes, pos);
           break;
         case 0xc9: // ext 32
-          if (pos + 5 > n) return;
+          if (pos + 5 > n) return -1;
           checkExt(bytes[pos + 4] as number);
           pos += 5 + u32(bytes, pos);
           break;
@@ -122,27 +140,27 @@ export function checkMessagePack(
         case 0xd6: // fixext 4
         case 0xd7: // fixext 8
         case 0xd8: // fixext 16
-          if (pos + 1 > n) return;
+          if (pos + 1 > n) return -1;
           checkExt(bytes[pos] as number);
           pos += 1 + (1 << (b - 0xd4));
           break;
         case 0xdc: // array 16
-          if (pos + 2 > n) return;
+          if (pos + 2 > n) return -1;
           items = u16(bytes, pos);
           pos += 2;
           break;
         case 0xdd: // array 32
-          if (pos + 4 > n) return;
+          if (pos + 4 > n) return -1;
           items = u32(bytes, pos);
           pos += 4;
           break;
         case 0xde: // map 16
-          if (pos + 2 > n) return;
+          if (pos + 2 > n) return -1;
           items = u16(bytes, pos) * 2;
           pos += 2;
           break;
         case 0xdf: // map 32
-          if (pos + 4 > n) return;
+          if (pos + 4 > n) return -1;
           items = u32(bytes, pos) * 2;
           pos += 4;
           break;
@@ -150,7 +168,7 @@ export function checkMessagePack(
     }
     if (items < 0) continue;
     // A container opens a level (even an empty one).
-    if (stack.length + 1 > depthMax) {
+    if (outer + stack.length + 1 > depthMax) {
       throw new CohortError(
         'DECODE_ERROR',
         `message nests arrays and maps deeper than ${depthMax} levels`,
