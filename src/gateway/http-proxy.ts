@@ -88,6 +88,7 @@ import {
   newParser,
   requestHead,
   responseHeaderLines,
+  joinHead,
 } from './http1.js';
 import type { Parser, ParseError, RequestFraming, StreamHandle } from './http1.js';
 import { LatencyHistogram } from './metrics.js';
@@ -827,16 +828,8 @@ class ClientConn {
     keepAlive: boolean,
   ): number {
     this.headStart = -1;
-    // The parser hands a head over here whole, or (past a long head on the connection) in
-    // pieces to kOnHeaders; the array is the message's own either way.
-    let raw: string[];
-    if (headers === undefined) {
-      raw = this.headers;
-      this.headers = [];
-    } else if (this.headers.length > 0) {
-      raw = [...this.headers, ...headers];
-      this.headers = [];
-    } else raw = headers;
+    const raw = joinHead(this.headers, headers);
+    if (raw !== headers) this.headers = [];
     const u = url ?? this.url;
     this.url = '';
     if (this.closing) return 0;

@@ -198,6 +198,18 @@ function isExtra(extra: ReadonlySet<string> | undefined, k: string): boolean {
 }
 
 /** The value of header `lowerName` in `raw` (the first one), or undefined. */
+/**
+ * A message's raw header list: the parser hands a head over whole to
+ * kOnHeadersComplete (`last`), or, past a long head on the connection, in
+ * pieces to kOnHeaders first (`pending`, then `last` undefined or the rest).
+ * The answer is the message's own array; when it is not `last`, the caller
+ * starts a new `pending`.
+ */
+export function joinHead(pending: string[], last: string[] | undefined): string[] {
+  if (last === undefined) return pending;
+  return pending.length > 0 ? [...pending, ...last] : last;
+}
+
 export function headerValue(raw: readonly string[], lowerName: string): string | undefined {
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const k = raw[i]!;

@@ -39,6 +39,7 @@ import {
   kOnMessageComplete,
   keepAliveHintMs,
   newParser,
+  joinHead,
 } from './http1.js';
 import type { Parser } from './http1.js';
 
@@ -312,16 +313,8 @@ export class UpstreamConn {
       this.dirty = true; // a message after the response's end
       return 1;
     }
-    // The parser hands a head over here whole, or (past a long head on the connection) in
-    // pieces to kOnHeaders; the array is the message's own either way.
-    let raw: string[];
-    if (headers === undefined) {
-      raw = this.headers;
-      this.headers = [];
-    } else if (this.headers.length > 0) {
-      raw = [...this.headers, ...headers];
-      this.headers = [];
-    } else raw = headers;
+    const raw = joinHead(this.headers, headers);
+    if (raw !== headers) this.headers = [];
     if (status < 200) {
       if (status === 101 || upgrade) {
         this.fail('the backend switched protocols', false);

@@ -22,6 +22,7 @@
  * prefixes.
  */
 import { CohortError } from '../lib/errors.js';
+import { readU32 } from '../wire/frame.js';
 import type { TransportLimits } from './transport.js';
 
 const EMPTY = new Uint8Array(0);
@@ -253,13 +254,4 @@ export class FrameQueue {
 function view(bytes: Uint8Array, start: number, end: number): Uint8Array {
   if (start === 0 && end === bytes.length) return bytes;
   return new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start);
-}
-
-function readU32(bytes: Uint8Array, at: number): number {
-  return (
-    (bytes[at] as number) * 0x1000000 +
-    (((bytes[at + 1] as number) << 16) |
-      ((bytes[at + 2] as number) << 8) |
-      (bytes[at + 3] as number))
-  );
 }

@@ -550,7 +550,8 @@ export class FrameDecoder {
   }
 }
 
-function readU32(bytes: Uint8Array, at: number): number {
+/** The big-endian u32 at `bytes[at..at+4)` (frame and record lengths). */
+export function readU32(bytes: Uint8Array, at: number): number {
   return (
     (bytes[at] as number) * 0x1000000 +
     (((bytes[at + 1] as number) << 16) |
