@@ -69,49 +69,25 @@
  * core count makes every figure (and the ratios) unreliable: rerun on a quiet
  * machine.
  *
- * Figures: none at 256 MiB yet, and none from a quiet machine (every run,
- * with its load average, is in bench/RESULTS.md). The latest, after issue
- * 20's per-record work, all five shapes, `--mib 64 --split-mib 8 --reps 2`,
- * load average 13-24: CPU seconds per GiB single / cohort1 / Dask were
- * wordcount 24.5 / 35.7 / 171, csv 40.2 / 55.0 / 322, postings 92.8 / 114.4
- * / 338, join 92.3 / 98.2 / 951, sort 33.2 / 41.8 / 184 (cohort1 over the
- * single program: 1.46, 1.37, 1.23, 1.06, 1.26; before that work (490b166),
- * one rep at load 13-19: 1.35, 1.42, 2.05, 1.11, 1.35); output equal
- * everywhere. Earlier, on
- * 2026-12-06, on this 2-core machine shared with other work at a load
- * average of 18-30 throughout, `npm run bench:mapreduce -- --mib 64
- * --split-mib 8 --reps 3 --shapes csv,join,postings` (8 map tasks a shape,
- * as 256 MiB has with the default split) printed, median wall seconds
- * (min-max) and CPU seconds per GiB:
+ * Figures (every run, with its load, is in bench/RESULTS.md). The latest,
+ * quiet (nothing but the bench's own processes; 2026-12-06 20:28-20:46 on
+ * 3de13c2), 256 MiB, 32 MiB splits: cohort1 (cohort3) over the single
+ * program, then over Dask:
  *
  * ```
- * csv       single 12.69 (10.64-13.00)  40.6 CPU s/GiB   dask 49.85 (37.76-61.08)  334.4
- *           cohort1 13.31 (8.02-14.95)  61.9              cohort3 11.44 (8.06-13.19)
- * join      single 23.46 (17.78-28.46) 106.8              dask 187.44 (175.31-220.07) 1043.7
- *           cohort1 25.33 (18.91-26.51) 105.8             cohort3 24.87 (21.53-24.96)
- * postings  single 34.68 (29.86-36.57) 112.7              dask 57.20 (43.43-72.82)  351.0
- *           cohort1 42.22 (28.75-50.08) 178.4             cohort3 45.55 (36.97-50.62)
- * ratio csv cohort1: 0.95x single (goal 1.5), 3.75x dask (goal 3)
- * ratio csv cohort3: 1.11x single (goal 1.5), 4.36x dask (goal 3)
- * ratio join cohort1: 0.93x single (goal 1.5), 7.40x dask (goal 3)
- * ratio join cohort3: 0.94x single (goal 1.5), 7.54x dask (goal 3)
- * ratio postings cohort1: 0.82x single (goal 1.5), 1.36x dask (goal 3)
- * ratio postings cohort3: 0.76x single (goal 1.5), 1.26x dask (goal 3)
+ * wordcount 2.37x (2.09x), 5.46x (4.81x)     join 2.20x (1.93x), 19.40x (17.00x)
+ * csv       1.87x (1.55x), 7.90x (6.55x)     sort 2.04x (1.76x),  7.38x (6.38x)
+ * postings  1.70x (1.52x), 2.95x (2.63x)     csv again (--only): 1.87x (1.64x)
  * ```
  *
- * At that load two threads do not get two cores, so the wall-clock ratios
- * say little; the CPU per GiB says more: cohort1 used 1.52x the single
- * program's CPU for csv, 0.99x for join and 1.58x for postings, so even on
- * two idle cores only join could reach the 1.5x goal (csv at best ~1.3x,
- * postings ~1.25x). Part of cohort1's CPU is warm-up: each rep starts a
- * fresh cluster, and the engine's code compiles anew in each worker thread
- * (the same 16 MiB csv job run three times on one embedded cluster took
- * 1042, 866 and 709 CPU ms; the single program, at its 41-46 CPU s/GiB of
- * the 32 and 64 MiB runs, would take 630-720). Output was equal to the single program's everywhere. To measure
- * properly, on a quiet machine (`uptime` below ~1):
+ * CPU s/GiB single / cohort1 / cohort3: csv 28.6 / 27.0 / 32.9, postings
+ * 65.6 / 65.0 / 75.4. The single program's own time moves 5.6-7.0 s between
+ * reps for csv, so csv on 3 nodes meets 1.5x by the medians, not by a
+ * margin; postings over Dask (Dask's own time 25-30 s) is below 3. To
+ * measure, on a quiet machine (`uptime` below ~1):
  * `npm run bench:mapreduce 2>&1 | tee /tmp/mapreduce-bench.txt` (about 1.3 GB
  * of inputs generated on the first run, then 5 shapes x 4 implementations x
- * 3 reps), and replace these lines with its last ones.
+ * 3 reps), and add a row to bench/RESULTS.md.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
