@@ -725,10 +725,18 @@ function compileObject(schema: TSchema, opaque: OpaqueSupport): Node | undefined
   const build = builder(fields);
   const values: unknown[] = fields.map(() => ABSENT);
   const count = fields.length;
+  const inOrder = straightDecoder(fields);
   const dec: Dec = (r, depth) => {
     if (depth + 1 > r.depthMax) return FALLBACK;
     const n = readMapHeader(r);
     if (n < 0 || n > count) return FALLBACK;
+    if (n === count) {
+      // Every field, in schema order (what this encoder writes): straight-line code.
+      const at = r.pos;
+      const v = inOrder(r, depth + 1);
+      if (v !== OUT_OF_ORDER) return v;
+      r.pos = at;
+    }
     // Cleared first: a decode that fell back midway may have left values behind.
     for (let i = 0; i < count; i++) values[i] = ABSENT;
     let seen = 0;
@@ -789,6 +797,49 @@ function compileObject(schema: TSchema, opaque: OpaqueSupport): Node | undefined
     return true;
   };
   return { dec, enc };
+}
+
+/** The answer of a straight-line decoder whose keys are not all in schema order: the general loop decides. */
+const OUT_OF_ORDER: unique symbol = Symbol('out of order');
+
+/**
+ * A decoder of an object whose map holds every field in schema order (what
+ * this encoder writes), generated once per object schema: each key compared
+ * with its bytes written into the source as constants, each field's decoder
+ * called from its own call site (one per field and type, so V8 can inline
+ * it), the object built by one literal plus the optional fields, in the
+ * order {@link builder} uses (the same hidden class). `r.pos` is at the
+ * first key; answers OUT_OF_ORDER when a key is not the next field's (the
+ * caller then runs the general loop from the first key again), FALLBACK
+ * when a field's decoder does (as the general loop would: it decodes the
+ * same field with the same decoder). Only numbers (key bytes) and
+ * JSON-quoted keys go into the source.
+ */
+function straightDecoder(fields: readonly Field[]): Dec {
+  const lines: string[] = ['const b = r.bytes;', 'const e = r.end;', 'let p = r.pos;'];
+  fields.forEach((f, i) => {
+    const kb = [...f.keyBytes];
+    const compare = kb.map((byte, j) => `b[p + ${j}] !== ${byte}`).join(' || ');
+    lines.push(`if (p + ${kb.length} > e || ${compare}) return O;`);
+    lines.push(`r.pos = p + ${kb.length};`);
+    lines.push(`const v${i} = d${i}(r, depth);`);
+    lines.push(`if (v${i} === F) return F;`);
+    lines.push('p = r.pos;');
+  });
+  const literal = fields
+    .map((f, i) => (f.optional ? '' : `${JSON.stringify(f.key)}: v${i}`))
+    .filter((x) => x !== '')
+    .join(', ');
+  lines.push(`const o = { ${literal} };`);
+  fields.forEach((f, i) => {
+    if (f.optional) lines.push(`o[${JSON.stringify(f.key)}] = v${i};`);
+  });
+  lines.push('return o;');
+  const names = fields.map((_, i) => `d${i}`);
+  const body = `return function decodeInOrder(r, depth) {\n${lines.join('\n')}\n};`;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from key bytes (numbers) and JSON-quoted keys only
+  const make = new Function('F', 'O', ...names, body) as (...args: unknown[]) => Dec;
+  return make(FALLBACK, OUT_OF_ORDER, ...fields.map((f) => f.node.dec));
 }
 
 /**
