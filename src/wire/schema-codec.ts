@@ -767,34 +767,12 @@ function compileObject(schema: TSchema, opaque: OpaqueSupport): Node | undefined
     for (let i = 0; i < count; i++) values[i] = ABSENT;
     return out;
   };
-  const extract = extractor(fields);
-  const fieldValues: unknown[] = fields.map(() => undefined);
+  const body = straightEncoder(fields);
   const enc: Enc = (w, v) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) {
       return false;
     }
-    const vals = fieldValues;
-    extract(v, vals);
-    let n = 0;
-    for (let i = 0; i < count; i++) {
-      if (vals[i] !== undefined) n++;
-      // A required field missing (or undefined): encode generically, as before.
-      else if (!(fields[i] as Field).optional) return false;
-    }
-    if (!writeContainerHeader(w, n, 0x80, 0xde)) return false;
-    for (let i = 0; i < count; i++) {
-      const value = vals[i];
-      if (value === undefined) continue;
-      const kb = (fields[i] as Field).keyBytes;
-      const p = w.pos;
-      if (p + kb.length > w.limit) return full(w);
-      for (let j = 0; j < kb.length; j++) w.buf[p + j] = kb[j] as number;
-      w.pos = p + kb.length;
-      if (!(fields[i] as Field).node.enc(w, value)) return false;
-    }
-    // Let go of the message's values.
-    for (let i = 0; i < count; i++) vals[i] = undefined;
-    return true;
+    return body(w, v);
   };
   return { dec, enc };
 }
@@ -843,6 +821,48 @@ function straightDecoder(fields: readonly Field[]): Dec {
 }
 
 /**
+ * The encoder of an object schema's fields (the map header, then each
+ * present field's key and value in schema order), generated once per object
+ * schema: each property a named load (cached by V8 for the type's objects),
+ * each key's bytes written as constants, each field's encoder called from
+ * its own call site (so V8 can inline it). False when a required field is
+ * missing or undefined (encode generically, as before), when a field's
+ * encoder says false, or when out of room (`w.full`). Only numbers (key
+ * bytes) and JSON-quoted keys go into the source.
+ */
+function straightEncoder(fields: readonly Field[]): (w: SchemaWriter, o: object) => boolean {
+  const lines: string[] = [];
+  fields.forEach((f, i) => lines.push(`const v${i} = o[${JSON.stringify(f.key)}];`));
+  lines.push('let n = 0;');
+  fields.forEach((f, i) => {
+    if (f.optional) lines.push(`if (v${i} !== undefined) n++;`);
+    else lines.push(`if (v${i} === undefined) return false;`, 'n++;');
+  });
+  lines.push('if (!H(w, n, 0x80, 0xde)) return false;');
+  lines.push('const b = w.buf;');
+  lines.push('let p = 0;');
+  fields.forEach((f, i) => {
+    const kb = [...f.keyBytes];
+    const write = [
+      'p = w.pos;',
+      `if (p + ${kb.length} > w.limit) return U(w);`,
+      ...kb.map((byte, j) => `b[p + ${j}] = ${byte};`),
+      `w.pos = p + ${kb.length};`,
+      `if (!e${i}(w, v${i})) return false;`,
+    ].join('\n');
+    lines.push(f.optional ? `if (v${i} !== undefined) {\n${write}\n}` : write);
+  });
+  lines.push('return true;');
+  const names = fields.map((_, i) => `e${i}`);
+  const body = `return function encodeFields(w, o) {\n${lines.join('\n')}\n};`;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from key bytes (numbers) and JSON-quoted keys only
+  const make = new Function('H', 'U', ...names, body) as (
+    ...args: unknown[]
+  ) => (w: SchemaWriter, o: object) => boolean;
+  return make(writeContainerHeader, full, ...fields.map((f) => f.node.enc));
+}
+
+/**
  * A function that builds an object with `keys` from decoded values, leaving
  * out absent optional ones: generated once per object schema, so every
  * object of a type is created by one object literal plus one assignment per
@@ -864,18 +884,6 @@ function builder(
   // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from schema keys only, JSON-quoted
   const make = new Function('A', body) as (absent: symbol) => (values: unknown[]) => object;
   return make(ABSENT);
-}
-
-/**
- * A function that copies the properties `keys` of an object into an array
- * (generated once per object schema, so each property load is a named load
- * that V8 caches for the type's objects, not a keyed one shared by all
- * types). The keys are JSON-quoted into the source; nothing else is.
- */
-function extractor(fields: readonly { key: string }[]): (o: object, out: unknown[]) => void {
-  const body = fields.map((f, i) => `out[${i}] = o[${JSON.stringify(f.key)}];`).join('\n');
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from schema keys only, JSON-quoted
-  return new Function('o', 'out', body) as (o: object, out: unknown[]) => void;
 }
 
 function compileOpaque(schema: TSchema, opaque: OpaqueSupport): Node {

@@ -500,4 +500,36 @@ describe('compiled message codecs', () => {
     expect(c?.encode(w, m)).toBe(true);
     expect(w.buf.subarray(0, w.pos)).toEqual(Buffer.from(packr.pack(m)));
   });
+
+  it('leave a message missing a required field, or with one undefined, to the generic encoder', () => {
+    // `any` (an opaque field) would encode undefined as nil; the generic path leaves it out.
+    const m = {
+      type: 'Mixed',
+      small: 3,
+      open: -70000,
+      above: 2.5,
+      name: 'n1',
+      text: 'hello',
+      flag: true,
+      bytes: new Uint8Array([1, 2, 3]),
+      kind: 'bb',
+      list: [1, 2],
+      inner: { tags: ['x'] },
+      any: { a: [1, 'b'] },
+    };
+    const c = compileMessage(Mixed, 'Mixed', { packr, unpackr, copierOf: () => undefined });
+    const w = new SchemaWriter();
+    w.buf = Buffer.alloc(1024);
+    w.limit = 1024;
+    expect(c?.encode(w, m)).toBe(true);
+    for (const missing of [
+      { ...m, any: undefined },
+      { ...m, inner: {} },
+    ]) {
+      w.pos = 0;
+      expect(c?.encode(w, missing)).toBe(false);
+      expect(w.full).toBe(false);
+      expect(Buffer.from(compiled.encode(missing))).toEqual(Buffer.from(reference.encode(missing)));
+    }
+  });
 });
