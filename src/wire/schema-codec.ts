@@ -27,6 +27,13 @@
  * error a malformed message gets. test/wire/schema-codec.test.ts checks
  * this on random and mutated bytes (fast-check) against the generic path.
  *
+ * **Straight-line code per object schema.** Each closed object's encoder,
+ * and its decoder for a map holding every field in schema order (what this
+ * encoder writes), is generated once with `new Function` (key bytes as
+ * numeric constants, one call site per field so V8 can inline the field's
+ * codec); a map in any other order goes through the general loop. Only
+ * numbers and JSON-quoted keys go into the generated source.
+ *
  * **What compiles natively**: Integer and Number (minimum, maximum and the
  * exclusive bounds), Boolean, String (minLength, maxLength), Uint8Array
  * (minByteLength, maxByteLength), Literal, Union of Literals, Array of any
