@@ -27,6 +27,13 @@
  * error a malformed message gets. test/wire/schema-codec.test.ts checks
  * this on random and mutated bytes (fast-check) against the generic path.
  *
+ * **Straight-line code per object schema.** Each closed object's encoder,
+ * and its decoder for a map holding every field in schema order (what this
+ * encoder writes), is generated once with `new Function` (key bytes as
+ * numeric constants, one call site per field so V8 can inline the field's
+ * codec); a map in any other order goes through the general loop. Only
+ * numbers and JSON-quoted keys go into the generated source.
+ *
  * **What compiles natively**: Integer and Number (minimum, maximum and the
  * exclusive bounds), Boolean, String (minLength, maxLength), Uint8Array
  * (minByteLength, maxByteLength), Literal, Union of Literals, Array of any
@@ -725,10 +732,18 @@ function compileObject(schema: TSchema, opaque: OpaqueSupport): Node | undefined
   const build = builder(fields);
   const values: unknown[] = fields.map(() => ABSENT);
   const count = fields.length;
+  const inOrder = straightDecoder(fields);
   const dec: Dec = (r, depth) => {
     if (depth + 1 > r.depthMax) return FALLBACK;
     const n = readMapHeader(r);
     if (n < 0 || n > count) return FALLBACK;
+    if (n === count) {
+      // Every field, in schema order (what this encoder writes): straight-line code.
+      const at = r.pos;
+      const v = inOrder(r, depth + 1);
+      if (v !== OUT_OF_ORDER) return v;
+      r.pos = at;
+    }
     // Cleared first: a decode that fell back midway may have left values behind.
     for (let i = 0; i < count; i++) values[i] = ABSENT;
     let seen = 0;
@@ -759,36 +774,99 @@ function compileObject(schema: TSchema, opaque: OpaqueSupport): Node | undefined
     for (let i = 0; i < count; i++) values[i] = ABSENT;
     return out;
   };
-  const extract = extractor(fields);
-  const fieldValues: unknown[] = fields.map(() => undefined);
+  const body = straightEncoder(fields);
   const enc: Enc = (w, v) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) {
       return false;
     }
-    const vals = fieldValues;
-    extract(v, vals);
-    let n = 0;
-    for (let i = 0; i < count; i++) {
-      if (vals[i] !== undefined) n++;
-      // A required field missing (or undefined): encode generically, as before.
-      else if (!(fields[i] as Field).optional) return false;
-    }
-    if (!writeContainerHeader(w, n, 0x80, 0xde)) return false;
-    for (let i = 0; i < count; i++) {
-      const value = vals[i];
-      if (value === undefined) continue;
-      const kb = (fields[i] as Field).keyBytes;
-      const p = w.pos;
-      if (p + kb.length > w.limit) return full(w);
-      for (let j = 0; j < kb.length; j++) w.buf[p + j] = kb[j] as number;
-      w.pos = p + kb.length;
-      if (!(fields[i] as Field).node.enc(w, value)) return false;
-    }
-    // Let go of the message's values.
-    for (let i = 0; i < count; i++) vals[i] = undefined;
-    return true;
+    return body(w, v);
   };
   return { dec, enc };
+}
+
+/** The answer of a straight-line decoder whose keys are not all in schema order: the general loop decides. */
+const OUT_OF_ORDER: unique symbol = Symbol('out of order');
+
+/**
+ * A decoder of an object whose map holds every field in schema order (what
+ * this encoder writes), generated once per object schema: each key compared
+ * with its bytes written into the source as constants, each field's decoder
+ * called from its own call site (one per field and type, so V8 can inline
+ * it), the object built by one literal plus the optional fields, in the
+ * order {@link builder} uses (the same hidden class). `r.pos` is at the
+ * first key; answers OUT_OF_ORDER when a key is not the next field's (the
+ * caller then runs the general loop from the first key again), FALLBACK
+ * when a field's decoder does (as the general loop would: it decodes the
+ * same field with the same decoder). Only numbers (key bytes) and
+ * JSON-quoted keys go into the source.
+ */
+function straightDecoder(fields: readonly Field[]): Dec {
+  const lines: string[] = ['const b = r.bytes;', 'const e = r.end;', 'let p = r.pos;'];
+  fields.forEach((f, i) => {
+    const kb = [...f.keyBytes];
+    const compare = kb.map((byte, j) => `b[p + ${j}] !== ${byte}`).join(' || ');
+    lines.push(`if (p + ${kb.length} > e || ${compare}) return O;`);
+    lines.push(`r.pos = p + ${kb.length};`);
+    lines.push(`const v${i} = d${i}(r, depth);`);
+    lines.push(`if (v${i} === F) return F;`);
+    lines.push('p = r.pos;');
+  });
+  const literal = fields
+    .map((f, i) => (f.optional ? '' : `${JSON.stringify(f.key)}: v${i}`))
+    .filter((x) => x !== '')
+    .join(', ');
+  lines.push(`const o = { ${literal} };`);
+  fields.forEach((f, i) => {
+    if (f.optional) lines.push(`o[${JSON.stringify(f.key)}] = v${i};`);
+  });
+  lines.push('return o;');
+  const names = fields.map((_, i) => `d${i}`);
+  const body = `return function decodeInOrder(r, depth) {\n${lines.join('\n')}\n};`;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from key bytes (numbers) and JSON-quoted keys only
+  const make = new Function('F', 'O', ...names, body) as (...args: unknown[]) => Dec;
+  return make(FALLBACK, OUT_OF_ORDER, ...fields.map((f) => f.node.dec));
+}
+
+/**
+ * The encoder of an object schema's fields (the map header, then each
+ * present field's key and value in schema order), generated once per object
+ * schema: each property a named load (cached by V8 for the type's objects),
+ * each key's bytes written as constants, each field's encoder called from
+ * its own call site (so V8 can inline it). False when a required field is
+ * missing or undefined (encode generically, as before), when a field's
+ * encoder says false, or when out of room (`w.full`). Only numbers (key
+ * bytes) and JSON-quoted keys go into the source.
+ */
+function straightEncoder(fields: readonly Field[]): (w: SchemaWriter, o: object) => boolean {
+  const lines: string[] = [];
+  fields.forEach((f, i) => lines.push(`const v${i} = o[${JSON.stringify(f.key)}];`));
+  lines.push('let n = 0;');
+  fields.forEach((f, i) => {
+    if (f.optional) lines.push(`if (v${i} !== undefined) n++;`);
+    else lines.push(`if (v${i} === undefined) return false;`, 'n++;');
+  });
+  lines.push('if (!H(w, n, 0x80, 0xde)) return false;');
+  lines.push('const b = w.buf;');
+  lines.push('let p = 0;');
+  fields.forEach((f, i) => {
+    const kb = [...f.keyBytes];
+    const write = [
+      'p = w.pos;',
+      `if (p + ${kb.length} > w.limit) return U(w);`,
+      ...kb.map((byte, j) => `b[p + ${j}] = ${byte};`),
+      `w.pos = p + ${kb.length};`,
+      `if (!e${i}(w, v${i})) return false;`,
+    ].join('\n');
+    lines.push(f.optional ? `if (v${i} !== undefined) {\n${write}\n}` : write);
+  });
+  lines.push('return true;');
+  const names = fields.map((_, i) => `e${i}`);
+  const body = `return function encodeFields(w, o) {\n${lines.join('\n')}\n};`;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from key bytes (numbers) and JSON-quoted keys only
+  const make = new Function('H', 'U', ...names, body) as (
+    ...args: unknown[]
+  ) => (w: SchemaWriter, o: object) => boolean;
+  return make(writeContainerHeader, full, ...fields.map((f) => f.node.enc));
 }
 
 /**
@@ -813,18 +891,6 @@ function builder(
   // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from schema keys only, JSON-quoted
   const make = new Function('A', body) as (absent: symbol) => (values: unknown[]) => object;
   return make(ABSENT);
-}
-
-/**
- * A function that copies the properties `keys` of an object into an array
- * (generated once per object schema, so each property load is a named load
- * that V8 caches for the type's objects, not a keyed one shared by all
- * types). The keys are JSON-quoted into the source; nothing else is.
- */
-function extractor(fields: readonly { key: string }[]): (o: object, out: unknown[]) => void {
-  const body = fields.map((f, i) => `out[${i}] = o[${JSON.stringify(f.key)}];`).join('\n');
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from schema keys only, JSON-quoted
-  return new Function('o', 'out', body) as (o: object, out: unknown[]) => void;
 }
 
 function compileOpaque(schema: TSchema, opaque: OpaqueSupport): Node {
