@@ -53,6 +53,22 @@ const Mixed = message('Mixed', {
   pattern: Type.Optional(Type.String({ pattern: '^[a-z]+$' })),
 });
 
+/** A valid `Mixed` message, every field set (the refusal cases and the encoder's fallback start from it). */
+const validMixed = {
+  type: 'Mixed',
+  small: 3,
+  open: -70000,
+  above: 2.5,
+  name: 'n1',
+  text: 'hello',
+  flag: true,
+  bytes: new Uint8Array([1, 2, 3]),
+  kind: 'bb',
+  list: [1, 2],
+  inner: { tags: ['x'] },
+  any: { a: [1, 'b'] },
+};
+
 const schemas: readonly MessageSchema[] = [Blob, Mixed, ...raftMessageSchemas, ...rpcSchemas];
 /** Any message of the test schemas (checked by the codecs, not the compiler). */
 type AnyMessage = { type: string } & Record<string, unknown>;
@@ -333,20 +349,7 @@ describe('compiled message codecs', () => {
   });
 
   describe('refuse (fall back to the generic path, which gives the error)', () => {
-    const valid = {
-      type: 'Mixed',
-      small: 3,
-      open: -70000,
-      above: 2.5,
-      name: 'n1',
-      text: 'hello',
-      flag: true,
-      bytes: new Uint8Array([1, 2, 3]),
-      kind: 'bb',
-      list: [1, 2],
-      inner: { tags: ['x'] },
-      any: { a: [1, 'b'] },
-    };
+    const valid = validMixed;
     const cases: [string, Record<string, unknown>, string][] = [
       ['an integer above its maximum', { small: 301 }, 'SCHEMA_VIOLATION'],
       ['an integer below its minimum', { small: -6 }, 'SCHEMA_VIOLATION'],
@@ -503,20 +506,7 @@ describe('compiled message codecs', () => {
 
   it('leave a message missing a required field, or with one undefined, to the generic encoder', () => {
     // `any` (an opaque field) would encode undefined as nil; the generic path leaves it out.
-    const m = {
-      type: 'Mixed',
-      small: 3,
-      open: -70000,
-      above: 2.5,
-      name: 'n1',
-      text: 'hello',
-      flag: true,
-      bytes: new Uint8Array([1, 2, 3]),
-      kind: 'bb',
-      list: [1, 2],
-      inner: { tags: ['x'] },
-      any: { a: [1, 'b'] },
-    };
+    const m = validMixed;
     const c = compileMessage(Mixed, 'Mixed', { packr, unpackr, copierOf: () => undefined });
     const w = new SchemaWriter();
     w.buf = Buffer.alloc(1024);
