@@ -6,13 +6,10 @@
 import net from 'node:net';
 import { pack } from 'msgpackr';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../src/lib/crc32c.js';
 import { nodeId } from '../../src/lib/ids.js';
-import type { NodeId } from '../../src/lib/ids.js';
 import { limits } from '../../src/lib/limits.js';
-import { TcpTransport } from '../../src/transport/tcp-transport.js';
-import type { PeerAddress, TcpTransportOptions } from '../../src/transport/tcp-transport.js';
 import {
   BATCH_RECORD_HEADER_BYTES,
   FRAME_HEADER_BYTES,
@@ -24,34 +21,14 @@ import {
 import { handshakeCodec } from '../../src/wire/handshake.js';
 import type { HandshakeMessage } from '../../src/wire/handshake.js';
 import { waitFor } from './compliance.js';
-import { fastLimits, freePort, testCluster, testLogger } from './tcp-harness.js';
+import { freePort, testCluster, local, perTestNodes } from './tcp-harness.js';
 import { testCodec } from './test-messages.js';
 import type { TestMessage } from './test-messages.js';
 
 const A = nodeId('a');
 const B = nodeId('b');
-const local = (port: number): PeerAddress => ({ host: '127.0.0.1', port });
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function startNode(
-  options: Partial<TcpTransportOptions<TestMessage>> & { self: NodeId; port: number },
-): Promise<TcpTransport<TestMessage>> {
-  const t = await TcpTransport.start<TestMessage>({
-    clusterId: testCluster,
-    codec: testCodec,
-    listen: local(options.port),
-    peers: {},
-    logger: testLogger(),
-    ...options,
-    limits: { ...fastLimits, ...options.limits },
-  });
-  cleanups.push(() => t.close());
-  return t;
-}
+const { cleanups, startNode } = perTestNodes();
 
 /** A batch frame (header and records) of already encoded messages. */
 function batchFrame(messages: readonly Uint8Array[]): Uint8Array {

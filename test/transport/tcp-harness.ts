@@ -4,12 +4,17 @@
  * so a restarted node comes back at the same address).
  */
 import net from 'node:net';
+import { afterEach } from 'vitest';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { clusterId } from '../../src/lib/ids.js';
 import type { NodeId } from '../../src/lib/ids.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
-import type { PeerAddress, TcpTransportLimits } from '../../src/transport/tcp-transport.js';
+import type {
+  PeerAddress,
+  TcpTransportLimits,
+  TcpTransportOptions,
+} from '../../src/transport/tcp-transport.js';
 import type { TransportHarness } from './compliance.js';
 import { NODES, testCodec } from './test-messages.js';
 import type { TestMessage } from './test-messages.js';
@@ -91,4 +96,40 @@ export function tcpHarness(): TransportHarness {
       await Promise.all([...open].map((t) => t.close()));
     },
   };
+}
+
+/** A 127.0.0.1 address at `port`. */
+export const local = (port: number): PeerAddress => ({ host: '127.0.0.1', port });
+
+/**
+ * For a test file's top level: `cleanups` (transports and sockets a test
+ * opened, closed last first after it) and `startNode`, a TcpTransport of test
+ * messages on 127.0.0.1 with the fast limits, closed after the test.
+ */
+export function perTestNodes(): {
+  cleanups: (() => Promise<void> | void)[];
+  startNode: (
+    options: Partial<TcpTransportOptions<TestMessage>> & { self: NodeId; port: number },
+  ) => Promise<TcpTransport<TestMessage>>;
+} {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  const startNode = async (
+    options: Partial<TcpTransportOptions<TestMessage>> & { self: NodeId; port: number },
+  ): Promise<TcpTransport<TestMessage>> => {
+    const t = await TcpTransport.start<TestMessage>({
+      clusterId: testCluster,
+      codec: testCodec,
+      listen: local(options.port),
+      peers: {},
+      logger: testLogger(),
+      ...options,
+      limits: { ...fastLimits, ...options.limits },
+    });
+    cleanups.push(() => t.close());
+    return t;
+  };
+  return { cleanups, startNode };
 }

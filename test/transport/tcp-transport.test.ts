@@ -2,25 +2,31 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { pack } from 'msgpackr';
 import fc from 'fast-check';
 import { isCohortError } from '../../src/lib/errors.js';
 import { limits } from '../../src/lib/limits.js';
 import { clusterId, nodeId } from '../../src/lib/ids.js';
-import type { NodeId } from '../../src/lib/ids.js';
 import { seededRandom } from '../../src/lib/random.js';
 import { VirtualClock } from '../../src/lib/clock.js';
 import { reconnectDelayMs, TcpTransport } from '../../src/transport/tcp-transport.js';
-import type { PeerAddress, TcpTransportOptions } from '../../src/transport/tcp-transport.js';
 import type { PeerStatus } from '../../src/transport/transport.js';
 import { encodeFrame, FrameDecoder } from '../../src/wire/frame.js';
 import { handshakeCodec } from '../../src/wire/handshake.js';
 import type { HandshakeMessage } from '../../src/wire/handshake.js';
 import { conditionWaitMs } from '../harness/wait.js';
 import { settle, transportCompliance, waitFor } from './compliance.js';
-import { fastLimits, freePort, tcpHarness, testCluster, testLogger } from './tcp-harness.js';
+import {
+  fastLimits,
+  freePort,
+  tcpHarness,
+  testCluster,
+  testLogger,
+  local,
+  perTestNodes,
+} from './tcp-harness.js';
 import { testCodec } from './test-messages.js';
 import type { TestMessage } from './test-messages.js';
 import { rpcCodec } from '../../src/rpc/messages.js';
@@ -30,29 +36,8 @@ transportCompliance('tcp', tcpHarness);
 
 const A = nodeId('a');
 const B = nodeId('b');
-const local = (port: number): PeerAddress => ({ host: '127.0.0.1', port });
 
-/** Transports and sockets opened by a test, closed after it. */
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function startNode(
-  options: Partial<TcpTransportOptions<TestMessage>> & { self: NodeId; port: number },
-): Promise<TcpTransport<TestMessage>> {
-  const t = await TcpTransport.start<TestMessage>({
-    clusterId: testCluster,
-    codec: testCodec,
-    listen: local(options.port),
-    peers: {},
-    logger: testLogger(),
-    ...options,
-    limits: { ...fastLimits, ...options.limits },
-  });
-  cleanups.push(() => t.close());
-  return t;
-}
+const { cleanups, startNode } = perTestNodes();
 
 /** A logger that keeps its lines, to check what was logged. */
 function capturingLogger(): { logger: pino.Logger; lines: string[] } {

@@ -7,17 +7,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { limits } from '../../src/lib/limits.js';
 import { nodeId } from '../../src/lib/ids.js';
-import type { NodeId } from '../../src/lib/ids.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
-import type {
-  PeerAddress,
-  TcpTlsOptions,
-  TcpTransportOptions,
-} from '../../src/transport/tcp-transport.js';
+import type { TcpTlsOptions } from '../../src/transport/tcp-transport.js';
 import type { CohortError } from '../../src/lib/errors.js';
 import { CertDir, issueCertificate } from '../../src/trust/index.js';
 import type { CredentialFiles } from '../../src/trust/index.js';
@@ -26,18 +21,21 @@ import { handshakeCodec } from '../../src/wire/handshake.js';
 import type { HandshakeMessage } from '../../src/wire/handshake.js';
 import { tempDir } from '../harness/tmp.js';
 import { waitFor } from './compliance.js';
-import { fastLimits, freePort, testCluster, testLogger } from './tcp-harness.js';
+import {
+  fastLimits,
+  freePort,
+  testCluster,
+  testLogger,
+  local,
+  perTestNodes,
+} from './tcp-harness.js';
 import { testCodec } from './test-messages.js';
 import type { TestMessage } from './test-messages.js';
 
 const A = nodeId('a');
 const B = nodeId('b');
-const local = (port: number): PeerAddress => ({ host: '127.0.0.1', port });
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const { cleanups, startNode } = perTestNodes();
 
 let certs: CertDir;
 let other: CertDir;
@@ -76,22 +74,6 @@ beforeAll(async () => {
   );
   creds.set('a-expired', { ca: certs.ca().cert, ...expired });
 });
-
-async function startNode(
-  options: Partial<TcpTransportOptions<TestMessage>> & { self: NodeId; port: number },
-): Promise<TcpTransport<TestMessage>> {
-  const t = await TcpTransport.start<TestMessage>({
-    clusterId: testCluster,
-    codec: testCodec,
-    listen: local(options.port),
-    peers: {},
-    logger: testLogger(),
-    ...options,
-    limits: { ...fastLimits, ...options.limits },
-  });
-  cleanups.push(() => t.close());
-  return t;
-}
 
 function capturingLogger(): { logger: pino.Logger; text: () => string } {
   const lines: string[] = [];
