@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../src/lib/crc32c.js';
-import { isCohortError } from '../../src/lib/errors.js';
 import type { ErrorCode } from '../../src/lib/errors.js';
+import { codeOf } from '../harness/errors.js';
 import { limits } from '../../src/lib/limits.js';
 import {
   BATCH_RECORD_HEADER_BYTES,
@@ -49,16 +49,6 @@ function split(
   return Array.from({ length: n }, (_, i) => [
     ...bytes.subarray(ranges[2 * i] as number, ranges[2 * i + 1] as number),
   ]);
-}
-
-function codeOf(fn: () => unknown): ErrorCode | 'no error' {
-  try {
-    fn();
-    return 'no error';
-  } catch (err) {
-    if (isCohortError(err)) return err.code;
-    throw err;
-  }
 }
 
 const three = [new Uint8Array([1, 2, 3]), new Uint8Array([4]), new Uint8Array(300).fill(9)];

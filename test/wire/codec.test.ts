@@ -4,7 +4,7 @@ import { pack } from 'msgpackr';
 import { message, messageCodec } from '../../src/wire/codec.js';
 import { FrameDecoder } from '../../src/wire/frame.js';
 import { isCohortError } from '../../src/lib/errors.js';
-import type { ErrorCode } from '../../src/lib/errors.js';
+import { codeOf } from '../harness/errors.js';
 import { limits } from '../../src/lib/limits.js';
 
 const Ping = message('Ping', { seq: Type.Integer({ minimum: 0 }) });
@@ -15,16 +15,6 @@ const Put = message('Put', {
   tags: Type.Array(Type.String()),
 });
 const codec = messageCodec([Ping, Put]);
-
-function codeOf(fn: () => unknown): ErrorCode | 'no error' {
-  try {
-    fn();
-    return 'no error';
-  } catch (err) {
-    if (isCohortError(err)) return err.code;
-    throw err;
-  }
-}
 
 describe('MessageCodec', () => {
   it('round-trips registered messages', () => {

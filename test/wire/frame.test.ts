@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES, FrameDecoder, encodeFrame } from '../../src/wire/frame.js';
-import { isCohortError } from '../../src/lib/errors.js';
-import type { ErrorCode } from '../../src/lib/errors.js';
+import { codeOf } from '../harness/errors.js';
 import { crc32c } from '../../src/lib/crc32c.js';
 
 function frames(...payloads: number[][]): Uint8Array {
@@ -19,16 +18,6 @@ function drain(dec: FrameDecoder): number[][] {
   const out: number[][] = [];
   for (let p = dec.next(); p !== undefined; p = dec.next()) out.push([...p]);
   return out;
-}
-
-function codeOf(fn: () => unknown): ErrorCode | 'no error' {
-  try {
-    fn();
-    return 'no error';
-  } catch (err) {
-    if (isCohortError(err)) return err.code;
-    throw err;
-  }
 }
 
 describe('frames', () => {
