@@ -79,7 +79,10 @@
  *   rather than `mapBlock`, under the same conditions (records needing no
  *   handling of their own); a throwing one fails the task naming its first
  *   offset, and an emit whose range is not integers within `bytes` fails it
- *   with `USER_CODE_ERROR`.
+ *   with `USER_CODE_ERROR`. A scan that reads each key's bytes anyway can
+ *   hash them as it goes and pass the hash (`emit(start, end, value, hash)`,
+ *   see {@link EmitBytes}): the map task then does not read them again to
+ *   hash them.
  * - `partition(key, reducers, ctx)` picks the reducer of a key (`ctx.params`
  *   holds the job's parameters); the default is a stable hash ({@link import('./format.js').defaultPartition}), the same on
  *   every node.
@@ -104,8 +107,15 @@ export type Emit<V> = (key: string, value: V) => void;
  * Emits one intermediate pair from a `mapBytes`: the key is the text of
  * `bytes[start, end)` (the block the job was given) decoded as UTF-8;
  * `start` and `end` are integers with 0 <= start <= end <= bytes.length.
+ *
+ * `hash`, optional, is the range's byte hash, when the scan computed it as
+ * it read the bytes: 32-bit FNV-1a from `ctx.byteHashSeed`, one step per
+ * byte, `h = Math.imul(h ^ byte, 0x01000193)` (key-table.ts `byteHash`).
+ * The map task then looks the key up without reading its bytes a second
+ * time. A hash that is not the range's fails the task (`USER_CODE_ERROR`);
+ * it never picks another key.
  */
-export type EmitBytes<V> = (start: number, end: number, value: V) => void;
+export type EmitBytes<V> = (start: number, end: number, value: V, hash?: number) => void;
 
 /** What a map function knows about the record it is given, besides the record. */
 export interface MapContext {
@@ -115,6 +125,11 @@ export interface MapContext {
   readonly params: Readonly<Record<string, string>>;
   /** Adds `by` (default 1) to the user counter `name`, reported in the task result. */
   count(name: string, by?: number): void;
+  /**
+   * The seed of the byte hash a `mapBytes` may pass with each range it emits
+   * ({@link EmitBytes}); the same for every call in a thread, random per process.
+   */
+  readonly byteHashSeed: number;
 }
 
 /** What a reduce (or combine) function knows besides the key and its values. */
