@@ -1577,8 +1577,6 @@ export class TcpTransport<M> implements Transport<M> {
   private readFrames(conn: Connection, now: number): void {
     const decoder = conn.decoder;
     const codec = this.codec;
-    // Messages are decoded where they sit in the socket read (no view per message) when the codec can.
-    const decodeRange = codec.decodeRange?.bind(codec);
     const sources = this.batchSources;
     const bounds = this.batchBounds;
     const messages = this.batchMessages;
@@ -1621,9 +1619,10 @@ export class TcpTransport<M> implements Transport<M> {
           const source = sources[i] as Uint8Array;
           const from = bounds[2 * i] as number;
           const to = bounds[2 * i + 1] as number;
+          // Decoded where it sits in the socket read (no view per message) when the codec can.
           messages[i] =
-            decodeRange !== undefined
-              ? decodeRange(source, from, to, STABLE_INPUT)
+            codec.decodeRange !== undefined
+              ? codec.decodeRange(source, from, to, STABLE_INPUT)
               : codec.decode(source.subarray(from, to), STABLE_INPUT);
         }
         sources.length = 0;
