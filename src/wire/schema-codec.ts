@@ -529,13 +529,21 @@ function compileBytes(schema: TSchema): Node | undefined {
     const p = w.pos;
     if (p + len > w.limit) return full(w);
     const b = w.buf;
-    if (len <= 64) for (let i = 0; i < len; i++) b[p + i] = v[i] as number;
+    if (len <= COPY_LOOP_BYTES_MAX) for (let i = 0; i < len; i++) b[p + i] = v[i] as number;
     else b.set(v, p);
     w.pos = p + len;
     return true;
   };
   return { dec, enc };
 }
+
+/**
+ * Byte fields up to this long are written byte by byte, longer ones with
+ * `set` (one call, a memmove). Measured (Node 20, x86-64, 2026-12-06, CPU
+ * time per copy into a Buffer): loop 7 / 17 / 40-60 ns at 4 / 16 / 44
+ * bytes, `set` ~10.5 ns from 4 to 64 bytes; they cross near 10 bytes.
+ */
+const COPY_LOOP_BYTES_MAX = 10;
 
 /** A Literal, or a Union of Literals: strings compared byte for byte, numbers and booleans by value. */
 function compileLiterals(schema: TSchema, literals: readonly TSchema[]): Node | undefined {
