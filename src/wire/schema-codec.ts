@@ -50,7 +50,8 @@
  * (the memory of a socket read is never reused, so the view stays valid;
  * it pins at most twice its size), any other is copied, so a small field a
  * Raft log keeps for long never pins a whole socket read; a field declared
- * short-lived (codec.ts, `shortLivedBytes`) is a view whatever its size.
+ * short-lived (codec.ts, `shortLivedBytes`) is a view whatever its size, a
+ * plain Uint8Array (not a Buffer: cheaper to make).
  */
 import type { Packr, Unpackr } from 'msgpackr';
 import type { TSchema } from '@sinclair/typebox';
@@ -513,10 +514,12 @@ function compileBytes(schema: TSchema): Node | undefined {
     } else return FALLBACK;
     if (at + len > r.end || len < min || len > max) return FALLBACK;
     r.pos = at + len;
-    // A large field of stable input stays a view (see the file comment), as msgpackr's would.
-    if (len >= r.viewBytesMin || (shortLived && r.viewBytesMin !== Infinity)) {
-      return b.subarray(at, at + len);
+    // A short-lived field of stable input: a plain Uint8Array view (codec.ts, shortLivedBytes).
+    if (shortLived && r.viewBytesMin !== Infinity) {
+      return new Uint8Array(b.buffer, b.byteOffset + at, len);
     }
+    // A large field of stable input stays a view (see the file comment), as msgpackr's would.
+    if (len >= r.viewBytesMin) return b.subarray(at, at + len);
     const copy = Buffer.allocUnsafe(len);
     if (len <= 64) for (let i = 0; i < len; i++) copy[i] = b[at + i] as number;
     else copy.set(b.subarray(at, at + len));
