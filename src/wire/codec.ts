@@ -47,7 +47,13 @@ import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import { FRAME_HEADER_BYTES, writeFrameHeader } from './frame.js';
 import { checkMessagePack } from './msgpack-scan.js';
-import { compileMessage, FALLBACK, SchemaReader, SchemaWriter } from './schema-codec.js';
+import {
+  compileMessage,
+  CompiledTypes,
+  FALLBACK,
+  SchemaReader,
+  SchemaWriter,
+} from './schema-codec.js';
 import type { CompiledMessage } from './schema-codec.js';
 
 /**
@@ -368,8 +374,8 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   private readonly nestingDepthMax: number;
   private readonly validateOnEncode: boolean;
   private readonly options: MessageCodecOptions;
-  /** Compiled types by the byte length of their `type` (see decodeCompiled). */
-  private readonly compiledByTypeBytes: (CompiledMessage[] | undefined)[] = [];
+  /** The compiled types, found by their `type` (see decodeCompiled). */
+  private readonly compiledByType = new CompiledTypes();
   private readonly reader = new SchemaReader();
   /** The last stable input decoded and its view threshold (see decodeCompiled; a weak hold would cost more). */
   private viewSource: Uint8Array = EMPTY_BUFFER;
@@ -410,9 +416,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
     this.entries = entries;
     this.options = options;
     for (const entry of entries.values()) {
-      const c = entry.compiled;
-      if (c === undefined) continue;
-      (this.compiledByTypeBytes[c.typeBytes.length] ??= []).push(c);
+      if (entry.compiled !== undefined) this.compiledByType.add(entry.compiled);
     }
     // msgpackr's arena is shared by all Packr instances; start a roomy one.
     this.packr.useBuffer(Buffer.allocUnsafeSlow(ARENA_BYTES));
@@ -559,63 +563,21 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
    * unknown, or the decoder is not sure: the generic path decides).
    */
   private decodeCompiled(bytes: Uint8Array, start: number, end: number, stable: boolean): unknown {
-    if (end - start < 7) return FALLBACK;
-    let p = start;
-    const h = bytes[p] as number;
-    if (h >= 0x80 && h <= 0x8f) p += 1;
-    else if (h === 0xde) p += 3;
-    else return FALLBACK;
-    // The key "type" as a fixstr: a4 't' 'y' 'p' 'e'.
-    if (
-      bytes[p] !== 0xa4 ||
-      bytes[p + 1] !== 0x74 ||
-      bytes[p + 2] !== 0x79 ||
-      bytes[p + 3] !== 0x70 ||
-      bytes[p + 4] !== 0x65
-    ) {
-      return FALLBACK;
-    }
-    p += 5;
-    const t = bytes[p] as number;
-    let len: number;
-    let at: number;
-    if (t >= 0xa0 && t <= 0xbf) {
-      len = t & 0x1f;
-      at = p + 1;
-    } else if (t === 0xd9 && p + 1 < end) {
-      len = bytes[p + 1] as number;
-      at = p + 2;
-    } else return FALLBACK;
-    if (at + len > end) return FALLBACK;
-    const candidates = this.compiledByTypeBytes[len];
-    if (candidates === undefined) return FALLBACK;
-    for (const c of candidates) {
-      const name = c.typeBytes;
-      let same = true;
-      for (let i = 0; i < len; i++) {
-        if (bytes[at + i] !== name[i]) {
-          same = false;
-          break;
-        }
-      }
-      if (!same) continue;
-      const r = this.reader;
-      r.bytes = bytes;
-      r.pos = start;
-      r.end = end;
-      if (!stable) r.viewBytesMin = Infinity;
-      else if (bytes !== this.viewSource) {
-        // Once per socket read, not per message: `.buffer` is not free.
-        this.viewSource = bytes;
-        this.viewBytesMin = Math.ceil(bytes.buffer.byteLength / 2);
-        r.viewBytesMin = this.viewBytesMin;
-      } else r.viewBytesMin = this.viewBytesMin;
-      r.depthMax = this.nestingDepthMax;
-      const value = c.decode(r);
-      r.bytes = EMPTY_BUFFER;
-      return value;
-    }
-    return FALLBACK;
+    const r = this.reader;
+    r.bytes = bytes;
+    r.pos = start;
+    r.end = end;
+    if (!stable) r.viewBytesMin = Infinity;
+    else if (bytes !== this.viewSource) {
+      // Once per socket read, not per message: `.buffer` is not free.
+      this.viewSource = bytes;
+      this.viewBytesMin = Math.ceil(bytes.buffer.byteLength / 2);
+      r.viewBytesMin = this.viewBytesMin;
+    } else r.viewBytesMin = this.viewBytesMin;
+    r.depthMax = this.nestingDepthMax;
+    const value = this.compiledByType.decode(r);
+    r.bytes = EMPTY_BUFFER;
+    return value;
   }
 
   decode(bytes: Uint8Array, options?: DecodeOptions): M {

@@ -98,14 +98,21 @@ export interface OpaqueSupport {
 export interface CompiledMessage {
   /** The `type` of the message. */
   readonly type: string;
-  /** Its UTF-8 bytes (what a decoder compares the wire's type string with). */
-  readonly typeBytes: Uint8Array;
+  /** Its MessagePack str, header included, as the encoder writes it (what CompiledTypes compares). */
+  readonly typeStr: Uint8Array;
   /**
    * Decodes and validates the message at `r.pos` (the map and its `type`
    * included), which must end exactly at `r.end`: the message, or
    * {@link FALLBACK}. Never throws on input.
    */
   decode(r: SchemaReader): Decoded;
+  /**
+   * {@link decode} of a map of `count` entries starting at `start`, whose
+   * first key `type` and its value (this type's `typeStr`) the caller has
+   * read: `r.pos` is just after them. The same answer as `decode` from
+   * `start`. Never throws on input.
+   */
+  decodeAfterType(r: SchemaReader, count: number, start: number): Decoded;
   /**
    * Encodes `message` at `w.pos`: true when written (`w.pos` is then its
    * end); false when `w.full` (no room: retry with more) or when the value
@@ -713,7 +720,12 @@ interface Field {
   readonly node: Node;
 }
 
-function compileObject(schema: TSchema, opaque: OpaqueSupport): Node | undefined {
+/** A closed object's node, with its fields (compileMessage builds the message decoders from them). */
+interface ObjectNode extends Node {
+  readonly fields: readonly Field[];
+}
+
+function compileObject(schema: TSchema, opaque: OpaqueSupport): ObjectNode | undefined {
   const s = schema as unknown as {
     properties?: Record<string, TSchema>;
     required?: string[];
@@ -792,7 +804,7 @@ function compileObject(schema: TSchema, opaque: OpaqueSupport): Node | undefined
     }
     return body(w, v);
   };
-  return { dec, enc };
+  return { dec, enc, fields };
 }
 
 /** The answer of a straight-line decoder whose keys are not all in schema order: the general loop decides. */
@@ -809,11 +821,16 @@ const OUT_OF_ORDER: unique symbol = Symbol('out of order');
  * caller then runs the general loop from the first key again), FALLBACK
  * when a field's decoder does (as the general loop would: it decodes the
  * same field with the same decoder). Only numbers (key bytes) and
- * JSON-quoted keys go into the source.
+ * JSON-quoted keys go into the source. With `known` values, the first
+ * `known.length` fields were read by the caller (a message's `type`, see
+ * CompiledTypes): `r.pos` is then at the next field's key, and the object
+ * gets the known values (passed in, not written into the source).
  */
-function straightDecoder(fields: readonly Field[]): Dec {
+function straightDecoder(fields: readonly Field[], known: readonly unknown[] = []): Dec {
   const lines: string[] = ['const b = r.bytes;', 'const e = r.end;', 'let p = r.pos;'];
+  known.forEach((_, i) => lines.push(`const v${i} = K${i};`));
   fields.forEach((f, i) => {
+    if (i < known.length) return;
     const kb = [...f.keyBytes];
     const compare = kb.map((byte, j) => `b[p + ${j}] !== ${byte}`).join(' || ');
     lines.push(`if (p + ${kb.length} > e || ${compare}) return O;`);
@@ -832,10 +849,11 @@ function straightDecoder(fields: readonly Field[]): Dec {
   });
   lines.push('return o;');
   const names = fields.map((_, i) => `d${i}`);
+  const knownNames = known.map((_, i) => `K${i}`);
   const body = `return function decodeInOrder(r, depth) {\n${lines.join('\n')}\n};`;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from key bytes (numbers) and JSON-quoted keys only
-  const make = new Function('F', 'O', ...names, body) as (...args: unknown[]) => Dec;
-  return make(FALLBACK, OUT_OF_ORDER, ...fields.map((f) => f.node.dec));
+  const make = new Function('F', 'O', ...names, ...knownNames, body) as (...args: unknown[]) => Dec;
+  return make(FALLBACK, OUT_OF_ORDER, ...fields.map((f) => f.node.dec), ...known);
 }
 
 /**
@@ -945,18 +963,43 @@ export function compileMessage(
   const { type: typeSchema, ...rest } = props;
   if (typeSchema === undefined) return undefined;
   const ordered = { ...schema, properties: { type: typeSchema, ...rest } } as unknown as TSchema;
-  const node = compileNative(ordered, opaque);
+  const node = compileObject(ordered, opaque);
   if (node === undefined) return undefined;
-  const typeBytes = Buffer.from(type, 'utf8');
+  const typeStr = strBytes(type);
+  // Once CompiledTypes has matched the type's bytes (a required literal of
+  // exactly these bytes, nothing else), the other fields in straight-line code.
+  const t = typeSchema as unknown as { const?: unknown };
+  const typeIsLiteral =
+    kindOf(typeSchema) === 'Literal' &&
+    t.const === type &&
+    onlyKeywords(typeSchema, ['type', 'const']) &&
+    node.fields[0]?.optional === false;
+  const afterType = typeIsLiteral ? straightDecoder(node.fields, [type]) : undefined;
+  const fieldCount = node.fields.length;
   return {
     type,
-    typeBytes,
+    typeStr,
     decode(r: SchemaReader): Decoded {
       try {
         const v = node.dec(r, 0);
         return v !== FALLBACK && r.pos === r.end ? v : FALLBACK;
       } catch {
         // Whatever went wrong (msgpackr on an opaque field, say), the generic path decides and explains.
+        return FALLBACK;
+      }
+    },
+    decodeAfterType(r: SchemaReader, count: number, start: number): Decoded {
+      try {
+        // The map at depth 0 holds containers at depth 1 (node.dec's check).
+        if (afterType !== undefined && count === fieldCount && r.depthMax >= 1) {
+          const v = afterType(r, 1);
+          if (v !== OUT_OF_ORDER) return v !== FALLBACK && r.pos === r.end ? v : FALLBACK;
+        }
+        // Keys in another order, or some absent: the whole map again, as decode() reads it.
+        r.pos = start;
+        const v = node.dec(r, 0);
+        return v !== FALLBACK && r.pos === r.end ? v : FALLBACK;
+      } catch {
         return FALLBACK;
       }
     },
@@ -970,6 +1013,78 @@ export function compileMessage(
       }
     },
   };
+}
+
+/**
+ * The compiled messages of a codec, found by their `type`: {@link decode}
+ * reads a message's map header and its `type` once, then hands the rest to
+ * that type's decoder (CompiledMessage.decodeAfterType), instead of finding
+ * the type and then decoding the map from its start again.
+ */
+export class CompiledTypes {
+  /** Compiled messages by the byte length of their `type`. */
+  private readonly byNameBytes: (CompiledMessage[] | undefined)[] = [];
+
+  /** Adds a compiled message type. */
+  add(c: CompiledMessage): void {
+    (this.byNameBytes[Buffer.byteLength(c.type, 'utf8')] ??= []).push(c);
+  }
+
+  /**
+   * Decodes and validates the message at `r.pos`, which must end exactly at
+   * `r.end`: the message, or {@link FALLBACK} (not a map whose first key is
+   * `type`, a type not compiled here, or the decoder not sure). Never throws
+   * on input.
+   */
+  decode(r: SchemaReader): Decoded {
+    const b = r.bytes;
+    const end = r.end;
+    const start = r.pos;
+    let p = start;
+    if (p >= end) return FALLBACK;
+    const h = b[p] as number;
+    let count: number;
+    if (h >= 0x80 && h <= 0x8f) {
+      count = h & 0x0f;
+      p += 1;
+    } else if (h === 0xde) {
+      if (p + 3 > end) return FALLBACK;
+      count = ((b[p + 1] as number) << 8) | (b[p + 2] as number);
+      p += 3;
+    } else return FALLBACK;
+    // The key "type" as a fixstr (a4 't' 'y' 'p' 'e'), then at least the type's str header.
+    if (
+      p + 6 > end ||
+      b[p] !== 0xa4 ||
+      b[p + 1] !== 0x74 ||
+      b[p + 2] !== 0x79 ||
+      b[p + 3] !== 0x70 ||
+      b[p + 4] !== 0x65
+    ) {
+      return FALLBACK;
+    }
+    p += 5;
+    const t = b[p] as number;
+    let len: number;
+    if (t >= 0xa0 && t <= 0xbf) len = t & 0x1f;
+    else if (t === 0xd9 && p + 2 <= end) len = b[p + 1] as number;
+    else return FALLBACK;
+    const candidates = this.byNameBytes[len];
+    if (candidates === undefined) return FALLBACK;
+    for (let k = 0; k < candidates.length; k++) {
+      const c = candidates[k] as CompiledMessage;
+      // The type's str as the encoder writes it, header included (another form: the generic path).
+      const s = c.typeStr;
+      const n = s.length;
+      if (p + n > end) continue;
+      let i = 0;
+      while (i < n && b[p + i] === s[i]) i++;
+      if (i < n) continue;
+      r.pos = p + n;
+      return c.decodeAfterType(r, count, start);
+    }
+    return FALLBACK;
+  }
 }
 
 function u32(b: Uint8Array, at: number): number {

@@ -21,10 +21,12 @@ import { message, MessageCodec, messageCodec, shortLivedBytes } from '../../src/
 import type { MessageSchema } from '../../src/wire/codec.js';
 import {
   compileMessage,
+  CompiledTypes,
   FALLBACK,
   SchemaReader,
   SchemaWriter,
 } from '../../src/wire/schema-codec.js';
+import type { CompiledMessage } from '../../src/wire/schema-codec.js';
 import { isCohortError } from '../../src/lib/errors.js';
 import { raftMessageSchemas } from '../../src/raft/raft-messages-codec.js';
 import { rpcSchemas } from '../../src/rpc/messages.js';
@@ -194,17 +196,30 @@ const unpackr = new Unpackr({
   int64AsType: 'auto' as 'bigint',
 });
 
-/** The compiled decoder of one type, run on `bytes` directly. */
-function compiledDecode(schema: MessageSchema, bytes: Uint8Array): unknown {
-  const type = String(schema.properties.type?.const);
-  const c = compileMessage(schema, type, { packr, unpackr, copierOf: () => undefined });
-  expect(c).toBeDefined();
+/** A reader over all of `bytes`. */
+function readerOf(bytes: Uint8Array): SchemaReader {
   const r = new SchemaReader();
   r.bytes = bytes;
   r.pos = 0;
   r.end = bytes.length;
   r.depthMax = 100;
-  return c?.decode(r);
+  return r;
+}
+
+/**
+ * The compiled decoder of one type, run on `bytes` directly as the codec
+ * runs it (CompiledTypes: the type read once, then decodeAfterType); a
+ * message it takes, CompiledMessage.decode (the whole map) takes the same.
+ */
+function compiledDecode(schema: MessageSchema, bytes: Uint8Array): unknown {
+  const type = String(schema.properties.type?.const);
+  const c = compileMessage(schema, type, { packr, unpackr, copierOf: () => undefined });
+  expect(c).toBeDefined();
+  const types = new CompiledTypes();
+  types.add(c as CompiledMessage);
+  const v = types.decode(readerOf(bytes));
+  if (v !== FALLBACK) expect(plain(c?.decode(readerOf(bytes)))).toEqual(plain(v));
+  return v;
 }
 
 describe('compiled message codecs', () => {
@@ -346,6 +361,28 @@ describe('compiled message codecs', () => {
     // Same-length keys that are not the schema's: the straight-line code does not take them.
     const wrong = Uint8Array.from(packr.pack({ type: 'Three', a: 5, b: 'hi', d: value.c }));
     expect(compiledDecode(Three, wrong)).toBe(FALLBACK);
+  });
+
+  it('read the type once and take the map16 form; leave another form of the type string to the generic path', () => {
+    const m = { type: 'Blob', seq: 7, body: new Uint8Array([1, 2]) };
+    const bytes = Uint8Array.from(packr.pack(m));
+    expect(bytes[0]).toBe(0x83); // fixmap of 3
+    // The same map as map16 (de 00 03): still the fast path, the same message.
+    const map16 = Uint8Array.from([0xde, 0x00, 0x03, ...bytes.subarray(1)]);
+    expect(plain(compiledDecode(Blob, map16))).toEqual(plain(m));
+    // The type as a str8 (d9 04 'Blob') instead of a fixstr: valid MessagePack the compiled
+    // decoder does not compare, so the generic path decodes it, to the same message.
+    const at = 1 + 5; // after the map header and the key "type"
+    const str8 = Uint8Array.from([...bytes.subarray(0, at), 0xd9, 4, ...bytes.subarray(at + 1)]);
+    expect(compiledDecode(Blob, str8)).toBe(FALLBACK);
+    expect(plain(compiled.decode(str8))).toEqual(plain(m));
+    // A type that is not the schema's (same length): not this decoder's.
+    const other = Uint8Array.from(packr.pack({ ...m, type: 'Blub' }));
+    expect(compiledDecode(Blob, other)).toBe(FALLBACK);
+    expect(outcome(() => compiled.decode(other))).toEqual({ code: 'UNKNOWN_MESSAGE' });
+    // The nesting bound still holds for the message's own map.
+    const flat = messageCodec([Blob], { nestingDepthMax: 0 });
+    expect(outcome(() => flat.decode(bytes))).toEqual({ code: 'DECODE_ERROR' });
   });
 
   describe('refuse (fall back to the generic path, which gives the error)', () => {
