@@ -377,8 +377,10 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   /** The compiled types, found by their `type` (see decodeCompiled). */
   private readonly compiledByType = new CompiledTypes();
   private readonly reader = new SchemaReader();
-  /** The last stable input decoded and its view threshold (see decodeCompiled; a weak hold would cost more). */
+  /** The last stable input decoded, its memory and view threshold (see decodeCompiled; a weak hold would cost more). */
   private viewSource: Uint8Array = EMPTY_BUFFER;
+  private viewBuffer: ArrayBufferLike = EMPTY_BUFFER.buffer;
+  private viewOffset = 0;
   private viewBytesMin = Infinity;
   private readonly writer = new SchemaWriter();
   /**
@@ -568,12 +570,18 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
     r.pos = start;
     r.end = end;
     if (!stable) r.viewBytesMin = Infinity;
-    else if (bytes !== this.viewSource) {
-      // Once per socket read, not per message: `.buffer` is not free.
-      this.viewSource = bytes;
-      this.viewBytesMin = Math.ceil(bytes.buffer.byteLength / 2);
+    else {
+      if (bytes !== this.viewSource) {
+        // Once per socket read, not per message: `.buffer` is not free.
+        this.viewSource = bytes;
+        this.viewBuffer = bytes.buffer;
+        this.viewOffset = bytes.byteOffset;
+        this.viewBytesMin = Math.ceil(bytes.buffer.byteLength / 2);
+      }
       r.viewBytesMin = this.viewBytesMin;
-    } else r.viewBytesMin = this.viewBytesMin;
+      r.viewBuffer = this.viewBuffer;
+      r.viewOffset = this.viewOffset;
+    }
     r.depthMax = this.nestingDepthMax;
     const value = this.compiledByType.decode(r);
     r.bytes = EMPTY_BUFFER;

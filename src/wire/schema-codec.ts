@@ -71,6 +71,14 @@ export class SchemaReader {
   end = 0;
   /** Byte fields at least this long stay views (Infinity: copy them all). */
   viewBytesMin = Infinity;
+  /**
+   * With views allowed (`viewBytesMin` finite): `bytes.buffer` and
+   * `bytes.byteOffset`, read once per input by the caller (a typed array's
+   * `buffer` costs more than the view made from it), for the views.
+   */
+  viewBuffer: ArrayBufferLike = new ArrayBuffer(0);
+  /** See {@link viewBuffer}. */
+  viewOffset = 0;
   /** Nesting bound of the codec (limits.messageNestingDepthMax). */
   depthMax = 0;
 }
@@ -523,7 +531,7 @@ function compileBytes(schema: TSchema): Node | undefined {
     r.pos = at + len;
     // A short-lived field of stable input: a plain Uint8Array view (codec.ts, shortLivedBytes).
     if (shortLived && r.viewBytesMin !== Infinity) {
-      return new Uint8Array(b.buffer, b.byteOffset + at, len);
+      return new Uint8Array(r.viewBuffer, r.viewOffset + at, len);
     }
     // A large field of stable input stays a view (see the file comment), as msgpackr's would.
     if (len >= r.viewBytesMin) return b.subarray(at, at + len);
