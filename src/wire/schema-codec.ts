@@ -872,11 +872,19 @@ function straightDecoder(fields: readonly Field[], known: readonly unknown[] = [
  * its own call site (so V8 can inline it). False when a required field is
  * missing or undefined (encode generically, as before), when a field's
  * encoder says false, or when out of room (`w.full`). Only numbers (key
- * bytes) and JSON-quoted keys go into the source.
+ * bytes) and JSON-quoted keys go into the source. With `known` values, the
+ * first `known.length` fields (a message's `type`) must hold exactly those
+ * values (else false: the generic encoder), and their value bytes are
+ * written as constants after their keys.
  */
-function straightEncoder(fields: readonly Field[]): (w: SchemaWriter, o: object) => boolean {
+function straightEncoder(
+  fields: readonly Field[],
+  known: readonly { readonly value: unknown; readonly bytes: Uint8Array }[] = [],
+): (w: SchemaWriter, o: object) => boolean {
   const lines: string[] = [];
   fields.forEach((f, i) => lines.push(`const v${i} = o[${JSON.stringify(f.key)}];`));
+  // A known field (a message's type) must hold its value; anything else goes the generic way.
+  known.forEach((_, i) => lines.push(`if (v${i} !== K${i}) return false;`));
   lines.push('let n = 0;');
   fields.forEach((f, i) => {
     if (f.optional) lines.push(`if (v${i} !== undefined) n++;`);
@@ -886,24 +894,31 @@ function straightEncoder(fields: readonly Field[]): (w: SchemaWriter, o: object)
   lines.push('const b = w.buf;');
   lines.push('let p = 0;');
   fields.forEach((f, i) => {
-    const kb = [...f.keyBytes];
+    // A known field's value bytes are constants too (as its encoder would write them).
+    const kb = [...f.keyBytes, ...(known[i]?.bytes ?? [])];
     const write = [
       'p = w.pos;',
       `if (p + ${kb.length} > w.limit) return U(w);`,
       ...kb.map((byte, j) => `b[p + ${j}] = ${byte};`),
       `w.pos = p + ${kb.length};`,
-      `if (!e${i}(w, v${i})) return false;`,
+      ...(i < known.length ? [] : [`if (!e${i}(w, v${i})) return false;`]),
     ].join('\n');
     lines.push(f.optional ? `if (v${i} !== undefined) {\n${write}\n}` : write);
   });
   lines.push('return true;');
   const names = fields.map((_, i) => `e${i}`);
+  const knownNames = known.map((_, i) => `K${i}`);
   const body = `return function encodeFields(w, o) {\n${lines.join('\n')}\n};`;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from key bytes (numbers) and JSON-quoted keys only
-  const make = new Function('H', 'U', ...names, body) as (
+  const make = new Function('H', 'U', ...names, ...knownNames, body) as (
     ...args: unknown[]
   ) => (w: SchemaWriter, o: object) => boolean;
-  return make(writeContainerHeader, full, ...fields.map((f) => f.node.enc));
+  return make(
+    writeContainerHeader,
+    full,
+    ...fields.map((f) => f.node.enc),
+    ...known.map((k) => k.value),
+  );
 }
 
 /**
@@ -983,6 +998,20 @@ export function compileMessage(
     onlyKeywords(typeSchema, ['type', 'const']) &&
     node.fields[0]?.optional === false;
   const afterType = typeIsLiteral ? straightDecoder(node.fields, [type]) : undefined;
+  // And the encoder writes the type's key and value as constants (the literal's encoder writes the same bytes).
+  const encodeFields = typeIsLiteral
+    ? straightEncoder(node.fields, [{ value: type, bytes: typeStr }])
+    : undefined;
+  const enc: Enc =
+    encodeFields === undefined
+      ? node.enc
+      : (w, v) => {
+          // The object node's encoder's checks, then the message's own field encoder.
+          if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) {
+            return false;
+          }
+          return encodeFields(w, v);
+        };
   const fieldCount = node.fields.length;
   return {
     type,
@@ -1013,7 +1042,7 @@ export function compileMessage(
     },
     encode(w: SchemaWriter, message: unknown): boolean {
       try {
-        return node.enc(w, message);
+        return enc(w, message);
       } catch {
         // msgpackr failed on an opaque field (too deep, say): the generic path says why.
         w.full = false;

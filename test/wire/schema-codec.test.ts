@@ -545,6 +545,25 @@ describe('compiled message codecs', () => {
     expect(w.buf.subarray(0, w.pos)).toEqual(Buffer.from(packr.pack(m)));
   });
 
+  it('write the type as constant bytes, and leave a message of another type to the generic encoder', () => {
+    const c = compileMessage(Blob, 'Blob', { packr, unpackr, copierOf: () => undefined });
+    const w = new SchemaWriter();
+    w.buf = Buffer.alloc(256);
+    w.limit = 256;
+    const m = { type: 'Blob', seq: 3, body: new Uint8Array([1, 2, 3]) };
+    expect(c?.encode(w, m)).toBe(true);
+    expect(w.buf.subarray(0, w.pos)).toEqual(Buffer.from(packr.pack(m)));
+    // Not this schema's type (the codec never asks this, it finds the encoder by type): not written.
+    w.pos = 0;
+    expect(c?.encode(w, { ...m, type: 'Blub' })).toBe(false);
+    expect(w.full).toBe(false);
+    // Out of room within the type's bytes: says so.
+    w.pos = 0;
+    w.limit = 6;
+    expect(c?.encode(w, m)).toBe(false);
+    expect(w.full).toBe(true);
+  });
+
   it('leave a message missing a required field, or with one undefined, to the generic encoder', () => {
     // `any` (an opaque field) would encode undefined as nil; the generic path leaves it out.
     const m = validMixed;
