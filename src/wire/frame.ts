@@ -450,6 +450,27 @@ export class FrameDecoder {
       }
       let chunk = this.chunks[0] as Uint8Array;
       let at = this.offset;
+      // The usual case, in locals: records inside this chunk with more bytes after them.
+      const size = chunk.length;
+      const first = at;
+      while (size - at > BATCH_RECORD_HEADER_BYTES) {
+        const bytes = readU32(chunk, at);
+        checkRecord(bytes, messageBytesMax, left - BATCH_RECORD_HEADER_BYTES, length);
+        const end = at + BATCH_RECORD_HEADER_BYTES + bytes;
+        if (end >= size) break;
+        sources[count] = chunk;
+        bounds[2 * count] = at + BATCH_RECORD_HEADER_BYTES;
+        bounds[2 * count + 1] = end;
+        count++;
+        left -= end - at;
+        at = end;
+        if (count >= messagesMax || left < BATCH_RECORD_HEADER_BYTES) break;
+      }
+      if (at !== first) {
+        this.offset = at;
+        this.buffered -= at - first;
+        continue;
+      }
       const inChunk = chunk.length - at;
       const bytes = inChunk >= BATCH_RECORD_HEADER_BYTES ? readU32(chunk, at) : this.peekU32(0);
       checkRecord(bytes, messageBytesMax, left - BATCH_RECORD_HEADER_BYTES, length);
