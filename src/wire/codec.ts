@@ -552,12 +552,20 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   }
 
   private entryOf(msg: M): Entry {
-    const entry = this.entries.get(msg.type);
+    const type = msg.type;
+    // A sender usually sends runs of one type: the last one's entry without a map lookup.
+    if (type === this.lastType) return this.lastEntry as Entry;
+    const entry = this.entries.get(type);
     // The message is built only on failure: this runs for every message sent.
-    if (entry === undefined)
-      assert(false, `encoding unregistered message type ${String(msg.type)}`);
+    if (entry === undefined) assert(false, `encoding unregistered message type ${String(type)}`);
+    this.lastType = type;
+    this.lastEntry = entry;
     return entry;
   }
+
+  /** The type {@link entryOf} found last, and its entry. */
+  private lastType: string | undefined;
+  private lastEntry: Entry | undefined;
 
   /**
    * The compiled decoder's answer for `bytes[start..end)`: the message, or
