@@ -301,6 +301,8 @@ class WriteSlab {
 
 /** Decode options for payloads cut from socket reads (see DecodeOptions.stable). */
 const STABLE_INPUT: DecodeOptions = { stable: true };
+/** What a decoded frame's slots in `batchSources` are reset to (see readFrames). */
+const NO_SOURCE = new Uint8Array(0);
 
 /** `bytes[start..end)` as a view (no copy). */
 function viewOf(bytes: Uint8Array, start: number, end: number): Uint8Array {
@@ -1625,7 +1627,9 @@ export class TcpTransport<M> implements Transport<M> {
               ? codec.decodeRange(source, from, to, STABLE_INPUT)
               : codec.decode(source.subarray(from, to), STABLE_INPUT);
         }
-        sources.length = 0;
+        // Let go of the socket reads, keeping the array's room for the next frame
+        // (`length = 0` would drop it, and the next batch regrow it step by step).
+        sources.fill(NO_SOURCE, 0, count);
       } catch (err) {
         sources.length = 0;
         messages.length = 0;
