@@ -153,7 +153,11 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);
 
-/** Reads a MessagePack number (int forms, float64); FALLBACK for anything else. */
+/**
+ * Reads a MessagePack number (int forms, float64); FALLBACK for anything
+ * else. The usual forms (fixints, uint 8/16/32) here, small enough for V8
+ * to inline into the field decoders; the others in {@link readOtherNumber}.
+ */
 function readNumber(r: SchemaReader): number | typeof FALLBACK {
   const b = r.bytes;
   const p = r.pos;
@@ -167,19 +171,32 @@ function readNumber(r: SchemaReader): number | typeof FALLBACK {
     r.pos = p + 1;
     return h - 0x100;
   }
+  if (h === 0xce) {
+    if (p + 5 > r.end) return FALLBACK;
+    r.pos = p + 5;
+    return u32(b, p + 1);
+  }
+  if (h === 0xcc) {
+    if (p + 2 > r.end) return FALLBACK;
+    r.pos = p + 2;
+    return b[p + 1] as number;
+  }
+  if (h === 0xcd) {
+    if (p + 3 > r.end) return FALLBACK;
+    r.pos = p + 3;
+    return ((b[p + 1] as number) << 8) | (b[p + 2] as number);
+  }
+  return readOtherNumber(r, b, p, h);
+}
+
+/** {@link readNumber} of the forms it leaves: int 8/16/32 and float64 (FALLBACK for the rest). */
+function readOtherNumber(
+  r: SchemaReader,
+  b: Uint8Array,
+  p: number,
+  h: number,
+): number | typeof FALLBACK {
   switch (h) {
-    case 0xcc:
-      if (p + 2 > r.end) return FALLBACK;
-      r.pos = p + 2;
-      return b[p + 1] as number;
-    case 0xcd:
-      if (p + 3 > r.end) return FALLBACK;
-      r.pos = p + 3;
-      return ((b[p + 1] as number) << 8) | (b[p + 2] as number);
-    case 0xce:
-      if (p + 5 > r.end) return FALLBACK;
-      r.pos = p + 5;
-      return u32(b, p + 1);
     case 0xd0:
       if (p + 2 > r.end) return FALLBACK;
       r.pos = p + 2;
