@@ -135,6 +135,15 @@ const SEED = Number(arg('seed', '42'));
 const RUN_SHAPES = arg('shapes', SHAPES.join(',')).split(',') as Shape[];
 const ONLY = arg('only', IMPLS.join(',')).split(',') as Impl[];
 const DIR = process.env['COHORT_MR_BENCH_DIR'] ?? join(tmpdir(), 'cohort-mr-bench');
+/** Print each cohort run's CPU by process and thread (see ThreadCpu). */
+const CPU_DETAIL = process.argv.includes('--cpu-detail');
+/**
+ * `--node-prof DIR`: cohort3's node processes (and their worker threads) run
+ * with `--cpu-prof`, writing .cpuprofile files into DIR when they stop (the
+ * bench stops them with SIGTERM then, not SIGKILL). For finding where the
+ * nodes' CPU goes, not for figures: profiling slows them.
+ */
+const NODE_PROF = arg('node-prof', '');
 for (const s of RUN_SHAPES) if (!SHAPES.includes(s)) throw new Error(`--shapes: unknown ${s}`);
 for (const i of ONLY) if (!IMPLS.includes(i)) throw new Error(`--only: unknown ${i}`);
 if (!Number.isInteger(MIB) || MIB < 1) throw new Error('--mib: a positive integer');
@@ -169,6 +178,57 @@ function processCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** CPU seconds (user + system) of each live thread of process `pid`, by thread id, from /proc. */
+function threadCpuSeconds(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  const dir = `/proc/${pid}/task`;
+  for (const tid of readdirSync(dir)) {
+    try {
+      const stat = readFileSync(`${dir}/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), (Number(f[11]) + Number(f[12])) / 100);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** `--cpu-detail` names the threads that took at least this many CPU seconds in a run. */
+const THREAD_SHOWN_CPU_MIN = 0.2;
+
+/**
+ * `--cpu-detail`: where one process's CPU went during a run, by thread: its
+ * main thread (thread id = pid), its busiest other threads (the MapReduce
+ * worker threads; Node 20 names every thread `node`), and the rest (GC
+ * helpers, compilers, libuv's pool) together. Threads that ended during the
+ * run are missing (the process total below counts them).
+ */
+class ThreadCpu {
+  private readonly start: Map<number, number>;
+  private readonly total0: number;
+  constructor(
+    private readonly label: string,
+    private readonly pid: number,
+  ) {
+    this.start = threadCpuSeconds(pid);
+    this.total0 = processCpuSeconds(pid);
+  }
+
+  report(): string {
+    const now = threadCpuSeconds(this.pid);
+    const delta: [number, number][] = [];
+    for (const [tid, s] of now) delta.push([tid, s - (this.start.get(tid) ?? 0)]);
+    delta.sort((a, b) => b[1] - a[1]);
+    const main = delta.find(([tid]) => tid === this.pid)?.[1] ?? 0;
+    const others = delta.filter(([tid]) => tid !== this.pid);
+    const big = others.filter(([, s]) => s >= THREAD_SHOWN_CPU_MIN);
+    const rest = others.filter(([, s]) => s < THREAD_SHOWN_CPU_MIN).reduce((a, [, s]) => a + s, 0);
+    const total = processCpuSeconds(this.pid) - this.total0;
+    return `${this.label} ${total.toFixed(2)} s: main ${main.toFixed(2)}, ${big.map(([tid, s]) => `t${tid} ${s.toFixed(2)}`).join(', ')}${big.length > 0 ? ', ' : ''}other threads ${rest.toFixed(2)}`;
+  }
 }
 
 /** CPU seconds of the 3-node cluster's node processes and of this process (the submitter). */
@@ -321,6 +381,7 @@ async function runCohort1(shape: Shape, files: string[], out: string): Promise<R
   const reducers = 2;
   const cluster = await startEmbeddedCluster({ workers: 2, prewarm: true, preload: [module] });
   try {
+    const detail = CPU_DETAIL ? new ThreadCpu('bench (node + submitter)', process.pid) : undefined;
     const c0 = cpuSeconds();
     const t0 = process.hrtime.bigint();
     const params = shape === 'sort' ? { cuts: await sampleCuts(files, reducers, SEED) } : undefined;
@@ -334,6 +395,7 @@ async function runCohort1(shape: Shape, files: string[], out: string): Promise<R
       ...(params === undefined ? {} : { params }),
       cluster,
     });
+    if (detail !== undefined) console.log(`    cpu ${detail.report()}`);
     return {
       secs: sampled + r.elapsedMs / 1000,
       cpu: cpuSeconds() - c0,
@@ -362,8 +424,16 @@ async function runCohort3Awake(
 ): Promise<Result> {
   for (const n of cluster.nodes) cluster.resume(n.id);
   try {
-    await cluster.waitForLeader();
-    return await runCohort3(cluster, shape, files, out, splitBytes);
+    const leader = await cluster.waitForLeader();
+    const r = await runCohort3(cluster, shape, files, out, splitBytes);
+    if (CPU_DETAIL) {
+      // A leader change during the run (an election after the wake-up) costs the job time.
+      const after = (await cluster.statuses(2_000)).find((s) => s.role === 'leader');
+      console.log(
+        `    leader ${leader.id} term ${leader.term} before, ${after?.id ?? '?'} term ${after?.term ?? '?'} after`,
+      );
+    }
+    return r;
   } finally {
     sleepCluster(cluster);
   }
@@ -380,6 +450,15 @@ async function runCohort3(
   const reducers = 3;
   const client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId);
   try {
+    const detail = CPU_DETAIL
+      ? [
+          new ThreadCpu('bench (submitter)', process.pid),
+          ...cluster.nodes.flatMap((n) => {
+            const pid = cluster.pid(n.id);
+            return pid === undefined ? [] : [new ThreadCpu(n.id, pid)];
+          }),
+        ]
+      : undefined;
     const c0 = cluster3CpuSeconds(cluster);
     const t0 = process.hrtime.bigint();
     const params = shape === 'sort' ? { cuts: await sampleCuts(files, reducers, SEED) } : undefined;
@@ -395,6 +474,12 @@ async function runCohort3(
     const s = await client.wait(submitted.jobId, undefined, 50);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = cluster3CpuSeconds(cluster) - c0;
+    for (const d of detail ?? []) console.log(`    cpu ${d.report()}`);
+    if (NODE_PROF !== '') {
+      // The run's span on the clock the profiles' timestamps use (monotonic, µs).
+      const us = (t: bigint): string => String(t / 1000n);
+      console.log(`    profile window ${us(t0)} ${us(process.hrtime.bigint())} (µs)`);
+    }
     if (s.status !== 'done') throw new Error(`job ${s.status}: ${s.error ?? ''}`);
     return { secs, cpu, digest: cohortDigest(shape, out) };
   } finally {
@@ -423,6 +508,7 @@ async function main(): Promise<void> {
       nodes: 3,
       dir: join(DIR, 'cluster3'),
       runtime: 'source',
+      ...(NODE_PROF === '' ? {} : { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${NODE_PROF}`] }),
     });
     await cluster3.waitForLeader();
     sleepCluster(cluster3);
@@ -508,6 +594,10 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    if (cluster3 !== undefined && NODE_PROF !== '') {
+      // A clean exit writes the profiles (SIGKILL would not; kill() wakes a paused node first).
+      await Promise.all(cluster3.nodes.map((n) => cluster3?.kill(n.id, 'SIGTERM')));
+    }
     await cluster3?.close();
   }
   const cores = other.cores();
