@@ -476,6 +476,12 @@ async function runCohort3(
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = cluster3CpuSeconds(cluster) - c0;
     for (const d of detail ?? []) console.log(`    cpu ${d.report()}`);
+    if (detail !== undefined) {
+      const c = s.counters;
+      console.log(
+        `    attempts: maps ${c.mapAttempts}, reduces ${c.reduceAttempts}, re-executions ${c.reExecutions}, backups ${c.backupAttempts}, failed ${c.failedAttempts}, expired ${c.expiredAttempts}, lost ${c.lostAttempts}`,
+      );
+    }
     if (NODE_PROF !== '') {
       // The run's span on the clock the profiles' timestamps use (monotonic, µs).
       const us = (t: bigint): string => String(t / 1000n);
