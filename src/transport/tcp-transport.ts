@@ -301,6 +301,8 @@ class WriteSlab {
 
 /** Decode options for payloads cut from socket reads (see DecodeOptions.stable). */
 const STABLE_INPUT: DecodeOptions = { stable: true };
+/** What a decoded frame's slots in `batchSources` are reset to (see readFrames). */
+const NO_SOURCE = new Uint8Array(0);
 
 /** `bytes[start..end)` as a view (no copy). */
 function viewOf(bytes: Uint8Array, start: number, end: number): Uint8Array {
@@ -1577,8 +1579,6 @@ export class TcpTransport<M> implements Transport<M> {
   private readFrames(conn: Connection, now: number): void {
     const decoder = conn.decoder;
     const codec = this.codec;
-    // Messages are decoded where they sit in the socket read (no view per message) when the codec can.
-    const decodeRange = codec.decodeRange?.bind(codec);
     const sources = this.batchSources;
     const bounds = this.batchBounds;
     const messages = this.batchMessages;
@@ -1621,12 +1621,15 @@ export class TcpTransport<M> implements Transport<M> {
           const source = sources[i] as Uint8Array;
           const from = bounds[2 * i] as number;
           const to = bounds[2 * i + 1] as number;
+          // Decoded where it sits in the socket read (no view per message) when the codec can.
           messages[i] =
-            decodeRange !== undefined
-              ? decodeRange(source, from, to, STABLE_INPUT)
+            codec.decodeRange !== undefined
+              ? codec.decodeRange(source, from, to, STABLE_INPUT)
               : codec.decode(source.subarray(from, to), STABLE_INPUT);
         }
-        sources.length = 0;
+        // Let go of the socket reads, keeping the array's room for the next frame
+        // (`length = 0` would drop it, and the next batch regrow it step by step).
+        sources.fill(NO_SOURCE, 0, count);
       } catch (err) {
         sources.length = 0;
         messages.length = 0;

@@ -47,7 +47,13 @@ import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import { FRAME_HEADER_BYTES, writeFrameHeader } from './frame.js';
 import { checkMessagePack } from './msgpack-scan.js';
-import { compileMessage, FALLBACK, SchemaReader, SchemaWriter } from './schema-codec.js';
+import {
+  compileMessage,
+  CompiledTypes,
+  FALLBACK,
+  SchemaReader,
+  SchemaWriter,
+} from './schema-codec.js';
 import type { CompiledMessage } from './schema-codec.js';
 
 /**
@@ -271,9 +277,11 @@ function copyBinaries(value: unknown, stable: boolean): unknown {
 /** Copies the byte arrays inside a value that passed its schema's check (see {@link copierOf}). */
 type Copier = (value: unknown, stable: boolean) => unknown;
 
-/** A short-lived byte field (see {@link shortLivedBytes}): a view of stable input, else a copy. */
+/** A short-lived byte field (see {@link shortLivedBytes}): a plain view of stable input, else a copy. */
 const keepView: Copier = (value, stable) =>
-  stable && value instanceof Uint8Array ? value : copyBytes(value, stable);
+  stable && value instanceof Uint8Array
+    ? new Uint8Array(value.buffer, value.byteOffset, value.length)
+    : copyBytes(value, stable);
 
 /**
  * A byte field whose receiver does not keep it beyond handling its message
@@ -282,7 +290,11 @@ const keepView: Copier = (value, stable) =>
  * whatever its size, instead of a copy. The view is always valid (a socket
  * read's memory is never reused), but while it lives it keeps its whole
  * read (up to 64 KiB) alive, so only fields that are dropped soon may say
- * so; by default small fields are copied. The wire format is unchanged.
+ * so; by default small fields are copied. The view is a plain Uint8Array,
+ * not a Buffer (making one costs a third as much; a receiver that wants
+ * Buffer methods wraps it with `Buffer.from(v.buffer, v.byteOffset,
+ * v.length)`), while a copy (input not stable) may be a Buffer. The wire
+ * format is unchanged.
  */
 export function shortLivedBytes(options: Uint8ArrayOptions = {}): TUint8Array {
   return Type.Uint8Array({ ...options, shortLived: true });
@@ -362,11 +374,13 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   private readonly nestingDepthMax: number;
   private readonly validateOnEncode: boolean;
   private readonly options: MessageCodecOptions;
-  /** Compiled types by the byte length of their `type` (see decodeCompiled). */
-  private readonly compiledByTypeBytes: (CompiledMessage[] | undefined)[] = [];
+  /** The compiled types, found by their `type` (see decodeCompiled). */
+  private readonly compiledByType = new CompiledTypes();
   private readonly reader = new SchemaReader();
-  /** The last stable input decoded and its view threshold (see decodeCompiled; a weak hold would cost more). */
+  /** The last stable input decoded, its memory and view threshold (see decodeCompiled; a weak hold would cost more). */
   private viewSource: Uint8Array = EMPTY_BUFFER;
+  private viewBuffer: ArrayBufferLike = EMPTY_BUFFER.buffer;
+  private viewOffset = 0;
   private viewBytesMin = Infinity;
   private readonly writer = new SchemaWriter();
   /**
@@ -404,9 +418,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
     this.entries = entries;
     this.options = options;
     for (const entry of entries.values()) {
-      const c = entry.compiled;
-      if (c === undefined) continue;
-      (this.compiledByTypeBytes[c.typeBytes.length] ??= []).push(c);
+      if (entry.compiled !== undefined) this.compiledByType.add(entry.compiled);
     }
     // msgpackr's arena is shared by all Packr instances; start a roomy one.
     this.packr.useBuffer(Buffer.allocUnsafeSlow(ARENA_BYTES));
@@ -540,12 +552,20 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
   }
 
   private entryOf(msg: M): Entry {
-    const entry = this.entries.get(msg.type);
+    const type = msg.type;
+    // A sender usually sends runs of one type: the last one's entry without a map lookup.
+    if (type === this.lastType) return this.lastEntry as Entry;
+    const entry = this.entries.get(type);
     // The message is built only on failure: this runs for every message sent.
-    if (entry === undefined)
-      assert(false, `encoding unregistered message type ${String(msg.type)}`);
+    if (entry === undefined) assert(false, `encoding unregistered message type ${String(type)}`);
+    this.lastType = type;
+    this.lastEntry = entry;
     return entry;
   }
+
+  /** The type {@link entryOf} found last, and its entry. */
+  private lastType: string | undefined;
+  private lastEntry: Entry | undefined;
 
   /**
    * The compiled decoder's answer for `bytes[start..end)`: the message, or
@@ -553,63 +573,27 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
    * unknown, or the decoder is not sure: the generic path decides).
    */
   private decodeCompiled(bytes: Uint8Array, start: number, end: number, stable: boolean): unknown {
-    if (end - start < 7) return FALLBACK;
-    let p = start;
-    const h = bytes[p] as number;
-    if (h >= 0x80 && h <= 0x8f) p += 1;
-    else if (h === 0xde) p += 3;
-    else return FALLBACK;
-    // The key "type" as a fixstr: a4 't' 'y' 'p' 'e'.
-    if (
-      bytes[p] !== 0xa4 ||
-      bytes[p + 1] !== 0x74 ||
-      bytes[p + 2] !== 0x79 ||
-      bytes[p + 3] !== 0x70 ||
-      bytes[p + 4] !== 0x65
-    ) {
-      return FALLBACK;
-    }
-    p += 5;
-    const t = bytes[p] as number;
-    let len: number;
-    let at: number;
-    if (t >= 0xa0 && t <= 0xbf) {
-      len = t & 0x1f;
-      at = p + 1;
-    } else if (t === 0xd9 && p + 1 < end) {
-      len = bytes[p + 1] as number;
-      at = p + 2;
-    } else return FALLBACK;
-    if (at + len > end) return FALLBACK;
-    const candidates = this.compiledByTypeBytes[len];
-    if (candidates === undefined) return FALLBACK;
-    for (const c of candidates) {
-      const name = c.typeBytes;
-      let same = true;
-      for (let i = 0; i < len; i++) {
-        if (bytes[at + i] !== name[i]) {
-          same = false;
-          break;
-        }
-      }
-      if (!same) continue;
-      const r = this.reader;
-      r.bytes = bytes;
-      r.pos = start;
-      r.end = end;
-      if (!stable) r.viewBytesMin = Infinity;
-      else if (bytes !== this.viewSource) {
+    const r = this.reader;
+    r.bytes = bytes;
+    r.pos = start;
+    r.end = end;
+    if (!stable) r.viewBytesMin = Infinity;
+    else {
+      if (bytes !== this.viewSource) {
         // Once per socket read, not per message: `.buffer` is not free.
         this.viewSource = bytes;
+        this.viewBuffer = bytes.buffer;
+        this.viewOffset = bytes.byteOffset;
         this.viewBytesMin = Math.ceil(bytes.buffer.byteLength / 2);
-        r.viewBytesMin = this.viewBytesMin;
-      } else r.viewBytesMin = this.viewBytesMin;
-      r.depthMax = this.nestingDepthMax;
-      const value = c.decode(r);
-      r.bytes = EMPTY_BUFFER;
-      return value;
+      }
+      r.viewBytesMin = this.viewBytesMin;
+      r.viewBuffer = this.viewBuffer;
+      r.viewOffset = this.viewOffset;
     }
-    return FALLBACK;
+    r.depthMax = this.nestingDepthMax;
+    const value = this.compiledByType.decode(r);
+    r.bytes = EMPTY_BUFFER;
+    return value;
   }
 
   decode(bytes: Uint8Array, options?: DecodeOptions): M {

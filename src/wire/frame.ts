@@ -221,6 +221,8 @@ export class FrameDecoder {
   private buffered = 0;
   private failure: CohortError | undefined;
   private framesOut = 0;
+  /** The checksum of the frame whose header {@link header} read last. */
+  private headerChecksum = 0;
 
   constructor(options: FrameDecoderOptions = {}) {
     this.frameBytesMax = options.frameBytesMax ?? limits.frameBytesMax;
@@ -354,34 +356,45 @@ export class FrameDecoder {
     this.offset = 0;
   }
 
-  private read(): boolean {
+  /**
+   * Reads the next frame's header, refusing an oversized length as soon as
+   * its 4 bytes are buffered: the payload length, with the checksum in
+   * {@link headerChecksum}, or -1 until the whole frame is buffered.
+   */
+  private header(): number {
     const head = this.chunks[0] as Uint8Array;
-    const avail = head.length - this.offset;
-    // Fast path: the whole header is in the first chunk.
+    const o = this.offset;
     let length: number;
-    let checksum: number;
-    if (avail >= FRAME_HEADER_BYTES) {
-      const o = this.offset;
+    if (head.length - o >= FRAME_HEADER_BYTES) {
+      // The usual case: the whole header in the first chunk.
       length = readU32(head, o);
       this.checkLength(length);
-      checksum = readU32(head, o + 4);
-      if (avail >= FRAME_HEADER_BYTES + length) {
-        const start = o + FRAME_HEADER_BYTES;
-        this.verify(head, start, start + length, checksum);
-        this.consume(FRAME_HEADER_BYTES + length);
-        this.framesOut++;
-        this.frameSource = head;
-        this.frameStart = start;
-        this.frameEnd = start + length;
-        return true;
-      }
+      this.headerChecksum = readU32(head, o + 4);
     } else {
       length = this.peekU32(0);
       this.checkLength(length);
-      if (this.buffered < FRAME_HEADER_BYTES) return false;
-      checksum = this.peekU32(4);
+      if (this.buffered < FRAME_HEADER_BYTES) return -1;
+      this.headerChecksum = this.peekU32(4);
     }
-    if (this.buffered < FRAME_HEADER_BYTES + length) return false;
+    return this.buffered < FRAME_HEADER_BYTES + length ? -1 : length;
+  }
+
+  private read(): boolean {
+    const length = this.header();
+    if (length < 0) return false;
+    const checksum = this.headerChecksum;
+    const head = this.chunks[0] as Uint8Array;
+    const start = this.offset + FRAME_HEADER_BYTES;
+    if (head.length >= start + length) {
+      // Fast path: the whole frame is in the first chunk.
+      this.verify(head, start, start + length, checksum);
+      this.consume(FRAME_HEADER_BYTES + length);
+      this.framesOut++;
+      this.frameSource = head;
+      this.frameStart = start;
+      this.frameEnd = start + length;
+      return true;
+    }
     // Slow path: the frame spans chunks; gather it into a fresh buffer.
     this.consume(FRAME_HEADER_BYTES);
     // Its own memory (not the shared pool), not zero-filled: every byte is written below.
@@ -401,32 +414,20 @@ export class FrameDecoder {
     bounds: number[],
     messagesMax: number,
   ): number {
+    const length = this.header();
+    if (length < 0) return -1;
+    const checksum = this.headerChecksum;
     const head = this.chunks[0] as Uint8Array;
-    const avail = head.length - this.offset;
-    let length: number;
-    let checksum: number;
-    if (avail >= FRAME_HEADER_BYTES) {
-      const o = this.offset;
-      length = readU32(head, o);
-      this.checkLength(length);
-      checksum = readU32(head, o + 4);
-      if (avail >= FRAME_HEADER_BYTES + length) {
-        // Fast path: the whole frame is in the first chunk.
-        const start = o + FRAME_HEADER_BYTES;
-        this.verify(head, start, start + length, checksum);
-        const n = splitBatch(head, start, start + length, messageBytesMax, bounds, messagesMax);
-        for (let i = 0; i < n; i++) sources[i] = head;
-        this.consume(FRAME_HEADER_BYTES + length);
-        this.framesOut++;
-        return n;
-      }
-    } else {
-      length = this.peekU32(0);
-      this.checkLength(length);
-      if (this.buffered < FRAME_HEADER_BYTES) return -1;
-      checksum = this.peekU32(4);
+    const start = this.offset + FRAME_HEADER_BYTES;
+    if (head.length >= start + length) {
+      // Fast path: the whole frame is in the first chunk.
+      this.verify(head, start, start + length, checksum);
+      const n = splitBatch(head, start, start + length, messageBytesMax, bounds, messagesMax);
+      for (let i = 0; i < n; i++) sources[i] = head;
+      this.consume(FRAME_HEADER_BYTES + length);
+      this.framesOut++;
+      return n;
     }
-    if (this.buffered < FRAME_HEADER_BYTES + length) return -1;
     // The frame spans chunks: check its CRC32C piece by piece, then take each
     // record where it lies, gathering only those a chunk boundary cuts.
     this.consume(FRAME_HEADER_BYTES);
@@ -449,6 +450,27 @@ export class FrameDecoder {
       }
       let chunk = this.chunks[0] as Uint8Array;
       let at = this.offset;
+      // The usual case, in locals: records inside this chunk with more bytes after them.
+      const size = chunk.length;
+      const first = at;
+      while (size - at > BATCH_RECORD_HEADER_BYTES) {
+        const bytes = readU32(chunk, at);
+        checkRecord(bytes, messageBytesMax, left - BATCH_RECORD_HEADER_BYTES, length);
+        const end = at + BATCH_RECORD_HEADER_BYTES + bytes;
+        if (end >= size) break;
+        sources[count] = chunk;
+        bounds[2 * count] = at + BATCH_RECORD_HEADER_BYTES;
+        bounds[2 * count + 1] = end;
+        count++;
+        left -= end - at;
+        at = end;
+        if (count >= messagesMax || left < BATCH_RECORD_HEADER_BYTES) break;
+      }
+      if (at !== first) {
+        this.offset = at;
+        this.buffered -= at - first;
+        continue;
+      }
       const inChunk = chunk.length - at;
       const bytes = inChunk >= BATCH_RECORD_HEADER_BYTES ? readU32(chunk, at) : this.peekU32(0);
       checkRecord(bytes, messageBytesMax, left - BATCH_RECORD_HEADER_BYTES, length);

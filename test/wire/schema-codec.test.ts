@@ -21,10 +21,12 @@ import { message, MessageCodec, messageCodec, shortLivedBytes } from '../../src/
 import type { MessageSchema } from '../../src/wire/codec.js';
 import {
   compileMessage,
+  CompiledTypes,
   FALLBACK,
   SchemaReader,
   SchemaWriter,
 } from '../../src/wire/schema-codec.js';
+import type { CompiledMessage } from '../../src/wire/schema-codec.js';
 import { isCohortError } from '../../src/lib/errors.js';
 import { raftMessageSchemas } from '../../src/raft/raft-messages-codec.js';
 import { rpcSchemas } from '../../src/rpc/messages.js';
@@ -69,7 +71,10 @@ const validMixed = {
   any: { a: [1, 'b'] },
 };
 
-const schemas: readonly MessageSchema[] = [Blob, Mixed, ...raftMessageSchemas, ...rpcSchemas];
+/** A short-lived byte field (a view of stable input, see shortLivedBytes) beside a number. */
+const Note = message('Note', { n: Type.Integer(), body: shortLivedBytes() });
+
+const schemas: readonly MessageSchema[] = [Blob, Mixed, Note, ...raftMessageSchemas, ...rpcSchemas];
 /** Any message of the test schemas (checked by the codecs, not the compiler). */
 type AnyMessage = { type: string } & Record<string, unknown>;
 const compiled = new MessageCodec<AnyMessage>(schemas);
@@ -194,17 +199,30 @@ const unpackr = new Unpackr({
   int64AsType: 'auto' as 'bigint',
 });
 
-/** The compiled decoder of one type, run on `bytes` directly. */
-function compiledDecode(schema: MessageSchema, bytes: Uint8Array): unknown {
-  const type = String(schema.properties.type?.const);
-  const c = compileMessage(schema, type, { packr, unpackr, copierOf: () => undefined });
-  expect(c).toBeDefined();
+/** A reader over all of `bytes`. */
+function readerOf(bytes: Uint8Array): SchemaReader {
   const r = new SchemaReader();
   r.bytes = bytes;
   r.pos = 0;
   r.end = bytes.length;
   r.depthMax = 100;
-  return c?.decode(r);
+  return r;
+}
+
+/**
+ * The compiled decoder of one type, run on `bytes` directly as the codec
+ * runs it (CompiledTypes: the type read once, then decodeAfterType); a
+ * message it takes, CompiledMessage.decode (the whole map) takes the same.
+ */
+function compiledDecode(schema: MessageSchema, bytes: Uint8Array): unknown {
+  const type = String(schema.properties.type?.const);
+  const c = compileMessage(schema, type, { packr, unpackr, copierOf: () => undefined });
+  expect(c).toBeDefined();
+  const types = new CompiledTypes();
+  types.add(c as CompiledMessage);
+  const v = types.decode(readerOf(bytes));
+  if (v !== FALLBACK) expect(plain(c?.decode(readerOf(bytes)))).toEqual(plain(v));
+  return v;
 }
 
 describe('compiled message codecs', () => {
@@ -348,6 +366,28 @@ describe('compiled message codecs', () => {
     expect(compiledDecode(Three, wrong)).toBe(FALLBACK);
   });
 
+  it('read the type once and take the map16 form; leave another form of the type string to the generic path', () => {
+    const m = { type: 'Blob', seq: 7, body: new Uint8Array([1, 2]) };
+    const bytes = Uint8Array.from(packr.pack(m));
+    expect(bytes[0]).toBe(0x83); // fixmap of 3
+    // The same map as map16 (de 00 03): still the fast path, the same message.
+    const map16 = Uint8Array.from([0xde, 0x00, 0x03, ...bytes.subarray(1)]);
+    expect(plain(compiledDecode(Blob, map16))).toEqual(plain(m));
+    // The type as a str8 (d9 04 'Blob') instead of a fixstr: valid MessagePack the compiled
+    // decoder does not compare, so the generic path decodes it, to the same message.
+    const at = 1 + 5; // after the map header and the key "type"
+    const str8 = Uint8Array.from([...bytes.subarray(0, at), 0xd9, 4, ...bytes.subarray(at + 1)]);
+    expect(compiledDecode(Blob, str8)).toBe(FALLBACK);
+    expect(plain(compiled.decode(str8))).toEqual(plain(m));
+    // A type that is not the schema's (same length): not this decoder's.
+    const other = Uint8Array.from(packr.pack({ ...m, type: 'Blub' }));
+    expect(compiledDecode(Blob, other)).toBe(FALLBACK);
+    expect(outcome(() => compiled.decode(other))).toEqual({ code: 'UNKNOWN_MESSAGE' });
+    // The nesting bound still holds for the message's own map.
+    const flat = messageCodec([Blob], { nestingDepthMax: 0 });
+    expect(outcome(() => flat.decode(bytes))).toEqual({ code: 'DECODE_ERROR' });
+  });
+
   describe('refuse (fall back to the generic path, which gives the error)', () => {
     const valid = validMixed;
     const cases: [string, Record<string, unknown>, string][] = [
@@ -446,8 +486,7 @@ describe('compiled message codecs', () => {
     expect([...s.body]).toEqual(new Array(10).fill(7));
   });
 
-  it('decode a short-lived byte field of stable input as a view whatever its size, both ways', () => {
-    const Note = message('Note', { body: shortLivedBytes() });
+  it('decode a short-lived byte field of stable input as a plain Uint8Array view whatever its size, both ways', () => {
     const read = Buffer.alloc(65536);
     // (The generic path copies messages under 140 bytes through a scratch buffer: a longer one there.)
     const fast = messageCodec([Note]);
@@ -457,10 +496,12 @@ describe('compiled message codecs', () => {
       [messageCodec([Note], { compiled: false }), 2000],
     ];
     for (const [codec, size] of cases) {
-      const bytes = codec.encode({ type: 'Note', body: new Uint8Array(size).fill(3) });
+      const bytes = codec.encode({ type: 'Note', n: 1, body: new Uint8Array(size).fill(3) });
       read.set(bytes, 500);
       const stable = codec.decodeRange(read, 500, 500 + bytes.length, { stable: true });
       expect(stable.body.buffer).toBe(read.buffer);
+      // A plain Uint8Array, not a Buffer (cheaper to make), on both paths.
+      expect(Buffer.isBuffer(stable.body)).toBe(false);
       expect([...stable.body]).toEqual(new Array(size).fill(3));
       const copied = codec.decodeRange(read, 500, 500 + bytes.length);
       expect(copied.body.buffer).not.toBe(read.buffer);
@@ -502,6 +543,25 @@ describe('compiled message codecs', () => {
     const c = compileMessage(Blob, 'Blob', { packr, unpackr, copierOf: () => undefined });
     expect(c?.encode(w, m)).toBe(true);
     expect(w.buf.subarray(0, w.pos)).toEqual(Buffer.from(packr.pack(m)));
+  });
+
+  it('write the type as constant bytes, and leave a message of another type to the generic encoder', () => {
+    const c = compileMessage(Blob, 'Blob', { packr, unpackr, copierOf: () => undefined });
+    const w = new SchemaWriter();
+    w.buf = Buffer.alloc(256);
+    w.limit = 256;
+    const m = { type: 'Blob', seq: 3, body: new Uint8Array([1, 2, 3]) };
+    expect(c?.encode(w, m)).toBe(true);
+    expect(w.buf.subarray(0, w.pos)).toEqual(Buffer.from(packr.pack(m)));
+    // Not this schema's type (the codec never asks this, it finds the encoder by type): not written.
+    w.pos = 0;
+    expect(c?.encode(w, { ...m, type: 'Blub' })).toBe(false);
+    expect(w.full).toBe(false);
+    // Out of room within the type's bytes: says so.
+    w.pos = 0;
+    w.limit = 6;
+    expect(c?.encode(w, m)).toBe(false);
+    expect(w.full).toBe(true);
   });
 
   it('leave a message missing a required field, or with one undefined, to the generic encoder', () => {
