@@ -65,6 +65,7 @@ import { AssertionError } from '../lib/assert.js';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import type { AnyJob, EmitBytes, MapContext, ReduceContext } from './job.js';
+import { builtInFold } from './job.js';
 import type { RunSource } from './format.js';
 import {
   RunWriter,
@@ -531,6 +532,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const partitionOf = partitioner(job, reducers, params);
   const combineValues = combiner(job, params, userCounters);
   const fold = job.fold;
+  // The built-in sum fold is applied in place (job.ts sumFold): no call per value.
+  const foldSum = builtInFold(fold) === 'sum';
   const map = job.map;
   // Blocks of lines at once (as bytes if the job can), unless records must be handled one by one.
   const mapBytes = !skipBad && skipSet === undefined ? job.mapBytes : undefined;
@@ -580,7 +583,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       entries += 2;
       bytes += KEY_BYTES + key.length + sizeOf(value);
     } else {
-      vals[e] = foldInto(key, vals[e], value);
+      vals[e] = foldSum ? (vals[e] as number) + (value as number) : foldInto(key, vals[e], value);
     }
   };
   const emitList = (key: string, value: unknown): void => {
@@ -772,7 +775,9 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       entries += 2;
       bytes += KEY_BYTES + 2 * (end - start) + sizeOf(value); // the key's string and its bytes
     } else {
-      byNumber[g] = foldInto(d.table.keys[g] as string, held, value);
+      byNumber[g] = foldSum
+        ? (held as number) + (value as number)
+        : foldInto(d.table.keys[g] as string, held, value);
     }
   };
   const emitBytesByKey = (start: number, end: number, value: unknown, hash?: number): void => {

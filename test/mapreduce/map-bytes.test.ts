@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCohortError } from '../../src/lib/errors.js';
-import { defineJob, loadJob } from '../../src/mapreduce/job.js';
+import { builtInFold, defineJob, loadJob, sumFold } from '../../src/mapreduce/job.js';
 import type { AnyJob, Emit, EmitBytes } from '../../src/mapreduce/job.js';
 import { planSplits } from '../../src/mapreduce/input.js';
 import { keyDictionaryStats, runMapTask } from '../../src/mapreduce/tasks.js';
@@ -97,6 +97,18 @@ const jobs: Record<string, AnyJob> = {
     fold: (a, b) => a + b,
     reduce: (t, counts, emit) => emit(t, sum(counts)),
   }),
+  // The built-in sum fold, applied in place by the map task, over bytes and over lines.
+  sumFold: defineJob<number, number>({
+    map: countLine,
+    mapBytes: (_o, bytes, emit, ctx) => countHashed(bytes, emit, ctx.byteHashSeed),
+    fold: sumFold,
+    reduce: (t, counts, emit) => emit(t, sum(counts)),
+  }),
+  sumFoldLines: defineJob<number, number>({
+    map: countLine,
+    fold: sumFold,
+    reduce: (t, counts, emit) => emit(t, sum(counts)),
+  }),
   hashedPlain: defineJob<string, string>({
     map: (o, line, emit) => tokens(line).forEach((t, i) => emit(t, `${o}.${i}`)),
     mapBytes: (o, bytes, emit, ctx) =>
@@ -163,7 +175,15 @@ describe('mapBytes', () => {
   it("output equals the string path (the sequential run of map) byte for byte: random bytes with non-ASCII and invalid UTF-8, any split size, read chunk, reducer count, spills, hashes passed or not, the thread's byte dictionary kept or renewed", async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom('fold', 'combine', 'plain', 'hashed', 'hashedPlain'),
+        fc.constantFrom(
+          'fold',
+          'combine',
+          'plain',
+          'hashed',
+          'hashedPlain',
+          'sumFold',
+          'sumFoldLines',
+        ),
         fc.array(file, { minLength: 1, maxLength: 3 }),
         fc.integer({ min: 1, max: 400 }),
         fc.integer({ min: 1, max: 3 }),
@@ -226,6 +246,17 @@ describe('mapBytes', () => {
     const ref = await runSequential(job, inputs, { outputDir: join(base, 'ref') });
     expect(await read(engine.files)).toEqual(await read(ref.files));
     expect((await read(engine.files)).join('')).toContain('last\t1\n');
+  });
+
+  it("sumFold is known as the built-in sum by its mark (also a copy from another instance of the module), a function of one's own is not", () => {
+    expect(builtInFold(sumFold)).toBe('sum');
+    expect(sumFold(2, 3)).toBe(5);
+    const copy = Object.assign((a: number, b: number) => a + b, {
+      [Symbol.for('cohort.mapreduce.builtInFold')]: 'sum',
+    });
+    expect(builtInFold(copy)).toBe('sum');
+    expect(builtInFold((a: number, b: number) => a + b)).toBeUndefined();
+    expect(builtInFold(undefined)).toBeUndefined();
   });
 
   it('a wrong hash passed with a range fails the task with USER_CODE_ERROR, for a new key and for a known one, and leaves no file', async () => {
