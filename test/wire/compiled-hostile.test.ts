@@ -16,6 +16,8 @@
  * - a short-lived byte field's view is always exactly its field's bytes,
  *   whatever the codec decoded before (one Buffer object reused with other
  *   contents, views of one ArrayBuffer at other offsets, pooled memory);
+ * - a schema with a key every object has (`toString`, ...) or a name that
+ *   is not well-formed UTF-16 is decoded as the generic path decodes it.
  * FC_NUM_RUNS (default 2,000) sets the cases per property.
  */
 import { describe, expect, it } from 'vitest';
@@ -516,5 +518,57 @@ describe('short-lived byte views', () => {
       { numRuns },
     );
     expect(small.byteOffset === 0 && small.buffer.byteLength === small.length).toBe(false);
+  });
+});
+
+describe('schemas whose names a plain object or UTF-8 makes something else of', () => {
+  const odd: readonly MessageSchema[] = [
+    // Keys every object has: TypeBox's check reads an absent optional one as
+    // Object.prototype's (a function), so the generic path refuses the message.
+    message('Proto', {
+      constructor: Type.Integer(),
+      toString: Type.Optional(Type.Boolean()),
+      valueOf: Type.Optional(Type.Integer()),
+    }),
+    // A lone surrogate has no UTF-8 form: Buffer writes U+FFFD's bytes, which
+    // msgpackr reads back as U+FFFD, so the generic path never matches the name.
+    message('P\uD800', { a: Type.Integer() }),
+    message('Q', { ['k\uDC00']: Type.Optional(Type.Integer()) }),
+    message('R', { v: Type.Optional(Type.Literal('x\uD800')) }),
+  ];
+  const fast = new MessageCodec<AnyMessage>(odd);
+  const slow = new MessageCodec<AnyMessage>(odd, { compiled: false });
+  const messages: AnyMessage[] = [
+    { type: 'Proto', constructor: 0 },
+    { type: 'Proto', constructor: 0, toString: true, valueOf: 2 },
+    { type: 'P\uD800', a: 1 },
+    { type: 'Q', ['k\uDC00']: 1 },
+    { type: 'R', v: 'x\uD800' },
+  ];
+
+  it('are decoded as the generic path decodes them, both ways', () => {
+    for (const m of messages) {
+      for (const codec of [fast, slow]) {
+        const bytes = Uint8Array.from(codec.encode(m));
+        expect(outcome(() => fast.decode(bytes))).toEqual(outcome(() => slow.decode(bytes)));
+      }
+    }
+    // A peer's bytes for them: `type` "P" + U+FFFD (what 'P\uD800' is written as), and a missing optional toString.
+    const forged = Uint8Array.from([
+      0x82,
+      0xa4,
+      ...Buffer.from('type'),
+      0xa4,
+      0x50,
+      0xef,
+      0xbf,
+      0xbd,
+      0xa1,
+      0x61,
+      1,
+    ]);
+    expect(outcome(() => fast.decode(forged))).toEqual({ code: 'UNKNOWN_MESSAGE' });
+    const proto = Uint8Array.from(slow.encode({ type: 'Proto', constructor: 0 }));
+    expect(outcome(() => fast.decode(proto))).toEqual({ code: 'SCHEMA_VIOLATION' });
   });
 });
