@@ -288,6 +288,8 @@ export const limits = {
   mrSkippedErrorCharsMax: 200,
   /** Longest a worker's request for a task waits on the leader for work (long poll); bounds held calls. */
   mrTaskRequestWaitMsMax: 2_000,
+  /** Longest a job status call waits for the job to change (long poll, MapReduceClient.wait); bounds held calls. */
+  mrStatusWaitMsMax: 10_000,
   /** Bytes per shuffle stream item; a full credit window (rpcStreamCreditItems) stays far below peerQueueBytesMax. */
   mrShuffleChunkBytes: 256 * 1024,
   /** Least time a worker thread gets to boot and load (compile) a job before its task counts as stalled. */

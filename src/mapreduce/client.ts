@@ -80,9 +80,6 @@ export interface PreparedJob {
   readonly createdOutput: boolean;
 }
 
-/** {@link MapReduceClient.wait}'s poll interval once only reduces are left (ms). */
-const WAIT_NEAR_END_POLL_MS = 20;
-
 const FINAL: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
 
 /** True once a job is done, failed or cancelled. */
@@ -308,29 +305,51 @@ export class MapReduceClient {
     return (await this.call((s) => s.list({}, { timeoutMs: 2_000 }))).jobs;
   }
 
-  /** Waits until the job is done, failed or cancelled; `onProgress` sees every status read. */
-  async wait(jobId: string, onProgress?: (s: JobStatus) => void, pollMs = 200): Promise<JobStatus> {
+  /**
+   * A job's status once it differs from what the answering node had when the
+   * call arrived, or the job is finished, or about `waitMs` passed (a long
+   * poll; NOT_FOUND if no node knows the job).
+   */
+  statusChange(jobId: string, waitMs: number): Promise<JobStatus> {
+    return this.call((s) => s.status({ jobId, waitMs }, { timeoutMs: waitMs + 5_000 }));
+  }
+
+  /**
+   * Waits until the job is done, failed or cancelled; `onProgress` sees every
+   * status read. Each read is a long poll ({@link statusChange}) of up to
+   * `everyMs`: the node answers as soon as the job changes, so the end is
+   * seen the moment the node applies it, and `onProgress` still sees the
+   * status at least every `everyMs` (a progress display's clock). A read
+   * that came back unchanged well before `everyMs` (a node that does not
+   * hold the call, one stopping) is followed by a pause of `everyMs`, as
+   * are the retries while no node knows the job yet.
+   */
+  async wait(
+    jobId: string,
+    onProgress?: (s: JobStatus) => void,
+    everyMs = 200,
+  ): Promise<JobStatus> {
     let missing = 0;
+    let last: string | undefined;
     for (;;) {
       let s: JobStatus;
+      const t0 = Date.now();
       try {
-        s = await this.status(jobId);
+        s = await this.statusChange(jobId, everyMs);
       } catch (e) {
         // A lagging follower may not have applied the submit yet.
         if (isCohortError(e) && e.code === 'NOT_FOUND' && missing++ < 50) {
           this.current++;
-          await sleep(pollMs);
+          await sleep(everyMs);
           continue;
         }
         throw e;
       }
       onProgress?.(s);
       if (isFinished(s)) return s;
-      // Once every map is done the job is often a few reduces from its end:
-      // poll faster there, so the wait does not add most of a poll to the job.
-      const p = s.progress;
-      const nearEnd = p.mapsDone === p.maps && p.reducesDone + p.reducesRunning === p.reduces;
-      await sleep(nearEnd ? Math.min(pollMs, WAIT_NEAR_END_POLL_MS) : pollMs);
+      const seen = JSON.stringify(s);
+      if (seen === last && Date.now() - t0 < everyMs / 2) await sleep(everyMs);
+      last = seen;
     }
   }
 

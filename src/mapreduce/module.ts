@@ -36,7 +36,9 @@ export class MapReduceModule implements NodeModule {
   constructor(private readonly options: MapReduceModuleOptions = {}) {}
 
   apply(command: unknown): unknown {
-    return this.state.apply(command);
+    const r = this.state.apply(command);
+    this.runtime?.applied();
+    return r;
   }
 
   snapshot(): Uint8Array {
@@ -45,10 +47,12 @@ export class MapReduceModule implements NodeModule {
 
   restore(bytes: Uint8Array): void {
     this.state.restore(bytes);
+    this.runtime?.applied();
   }
 
   reset(): void {
     this.state.reset();
+    this.runtime?.applied();
   }
 
   /** The running runtime (after start). */

@@ -92,6 +92,9 @@ export function runtimeDefaults(partial: Partial<RuntimeOptions> = {}): RuntimeO
 
 const FORWARDED = 'mr-forwarded';
 
+/** Job statuses after which nothing changes. */
+const FINISHED: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
+
 /** The runtime (see the file comment). */
 export class MapReduceRuntime implements WorkerRuntime {
   readonly options: RuntimeOptions;
@@ -190,6 +193,7 @@ export class MapReduceRuntime implements WorkerRuntime {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wakePolls();
+    this.applied();
     this.unsubscribe?.();
     this.stopDriver();
     if (this.registerTimer !== undefined) clearInterval(this.registerTimer);
@@ -363,15 +367,7 @@ export class MapReduceRuntime implements WorkerRuntime {
       );
     return {
       submit: (req, call) => rt.submit(req, call),
-      status: ({ jobId }) => {
-        const job = rt.state.core.job(jobId);
-        if (job === undefined) {
-          throw new CohortError('NOT_FOUND', `no job ${jobId} (on node ${rt.self})`, {
-            details: { jobId },
-          });
-        }
-        return job;
-      },
+      status: ({ jobId, waitMs }, call) => rt.jobStatus(jobId, waitMs ?? 0, call.signal),
       list: () => ({ jobs: rt.state.core.jobs() }),
       tasks: ({ jobId }) => ({ tasks: rt.state.core.tasks(jobId) }),
       cancel: (req, call) =>
@@ -521,6 +517,65 @@ export class MapReduceRuntime implements WorkerRuntime {
   /** One job as this replica knows it. */
   job(jobId: string): JobStatus | undefined {
     return this.state.core.job(jobId);
+  }
+
+  private appliedWaiters = new Set<() => void>();
+
+  /**
+   * The module applied a command on this replica (module.ts calls this after
+   * every apply): wakes the status calls waiting for their job to change.
+   */
+  applied(): void {
+    if (this.appliedWaiters.size === 0) return;
+    const waiters = [...this.appliedWaiters];
+    this.appliedWaiters.clear();
+    for (const w of waiters) w();
+  }
+
+  /** Resolves at the next command applied on this replica, after `ms`, or on `signal`'s abort. */
+  private nextApplied(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.appliedWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      signal.addEventListener('abort', done, { once: true });
+      this.appliedWaiters.add(done);
+    });
+  }
+
+  /**
+   * The `status` call: the job as this replica knows it; with `waitMs`, a
+   * long poll that answers once the job differs from what it was when the
+   * call arrived (a command about it applied here), or it is finished, or
+   * `waitMs` (capped) passed. A client waiting for a job (MapReduceClient.wait)
+   * then hears of its end at once, without polling every few milliseconds.
+   */
+  async jobStatus(jobId: string, waitMs: number, signal: AbortSignal): Promise<JobStatus> {
+    const need = (): JobStatus => {
+      const job = this.state.core.job(jobId);
+      if (job === undefined) {
+        throw new CohortError('NOT_FOUND', `no job ${jobId} (on node ${this.self})`, {
+          details: { jobId },
+        });
+      }
+      return job;
+    };
+    let job = need();
+    if (waitMs <= 0 || FINISHED.has(job.status)) return job;
+    const deadline = Date.now() + Math.min(waitMs, limits.mrStatusWaitMsMax);
+    const before = JSON.stringify(job);
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0 || this.stopped || signal.aborted) return job;
+      await this.nextApplied(left, signal);
+      job = need();
+      if (FINISHED.has(job.status) || JSON.stringify(job) !== before) return job;
+    }
   }
 
   // ----------------------------------------------------------- registration

@@ -10,6 +10,7 @@
  * const mr = rpc.client(MapReduceService, nodeId('n1'));
  * const { jobId } = await mr.submit({ jobId: 'wc-1', module: '/abs/wc.ts', splits, reducers: 2, output: '/abs/out' });
  * const status = await mr.status({ jobId });             // JobStatus (progress, counters)
+ * await mr.status({ jobId, waitMs: 5_000 });             // once it changes (a long poll), or after 5 s
  * for await (const { data } of mr.fetchPartition({ jobId, map: 0, attemptId: 3, partition: 0 })) sink.write(data);
  * ```
  */
@@ -87,10 +88,24 @@ export const MapReduceService = defineService('MapReduce', {
     Type.Object({ jobId: Type.String(), maps: Type.Integer(), reducers: Type.Integer() }),
     { idempotent: true, description: 'submit a job (a retried submit of the same id is refused)' },
   ),
-  status: unary(Type.Object({ jobId: JobIdSchema }), checkedByCore<JobStatus>(), {
-    idempotent: true,
-    description: "one job's status, progress and counters (this node's replica)",
-  }),
+  status: unary(
+    Type.Object({
+      jobId: JobIdSchema,
+      /**
+       * A long poll: hold the answer until the job's status on this node's
+       * replica differs from what it was when the call arrived, or the job
+       * is finished, or this many ms passed (capped at
+       * `limits.mrStatusWaitMsMax`). Absent or 0: answer at once.
+       */
+      waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+    }),
+    checkedByCore<JobStatus>(),
+    {
+      idempotent: true,
+      description:
+        "one job's status, progress and counters (this node's replica); with waitMs, once it changes",
+    },
+  ),
   tasks: unary(
     Type.Object({ jobId: JobIdSchema }),
     Type.Object({ tasks: checkedByCore<TaskInfo[]>() }),

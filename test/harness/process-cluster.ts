@@ -71,6 +71,8 @@ export interface ProcessClusterOptions {
    * the nodes run with --insecure.
    */
   readonly tls?: boolean;
+  /** Node.js flags for every node process, before the entry (e.g. `--cpu-prof`; benchmarks). */
+  readonly nodeFlags?: readonly string[];
 }
 
 /** A node's RPC address, as clients dial it. */
@@ -407,7 +409,7 @@ export class ProcessCluster {
       args.push('--tls-ca', f.ca, '--tls-cert', f.cert, '--tls-key', f.key);
     }
     const entry = o.runtime === 'dist' ? [distCli] : ['--import', 'tsx', sourceCli];
-    const child = spawn(process.execPath, [...entry, ...args], {
+    const child = spawn(process.execPath, [...(o.nodeFlags ?? []), ...entry, ...args], {
       cwd: repo,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
