@@ -350,7 +350,7 @@ async function startLocked(
       stateMachine,
       random: seededRandom(randomInt(2 ** 31)),
       tickMs: config.tickMs,
-      raft: { electionTicks: config.electionTicks },
+      raft: { electionTicks: config.electionTicks, heartbeatTicks: config.heartbeatTicks },
       snapshotEntries: config.snapshotEntries,
       logger: root,
       ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),

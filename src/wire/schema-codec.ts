@@ -43,7 +43,10 @@
  * multipleOf, ...), is an *opaque* field: its bytes are found with the
  * nesting/extension scan (scanMessagePack), decoded by msgpackr and checked
  * by that field's compiled TypeBox check, and encoded by msgpackr (an RPC
- * payload, call metadata).
+ * payload, call metadata). So is an object with a key every object has
+ * (`constructor`, `toString`, `__proto__`, ...), and a literal, key or
+ * message type that is not well-formed UTF-16: the generic path reads them
+ * otherwise (test/wire/compiled-hostile.test.ts).
  *
  * **Byte fields** follow the codec's rule (DecodeOptions.stable): a field
  * at least half the size of the memory it arrived in stays a view of it
@@ -402,6 +405,16 @@ function matchBytes(r: SchemaReader, expected: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * True if `s` is well-formed UTF-16, so its UTF-8 bytes decode back to `s`.
+ * A lone surrogate is written as U+FFFD's bytes, which msgpackr reads as
+ * U+FFFD: a name with one is never matched by the generic path, so the
+ * compiled codecs must not match it by those bytes either.
+ */
+function wellFormed(s: string): boolean {
+  return Buffer.from(s, 'utf8').toString('utf8') === s;
+}
+
 /** The MessagePack str of `s` (header included), as this encoder writes it. */
 function strBytes(s: string): Uint8Array {
   const w = new SchemaWriter();
@@ -589,6 +602,7 @@ function compileLiterals(schema: TSchema, literals: readonly TSchema[]): Node | 
     const c = (l as unknown as { const?: unknown }).const;
     if (typeof c !== 'string' && typeof c !== 'number' && typeof c !== 'boolean') return undefined;
     if (typeof c === 'number' && !Number.isFinite(c)) return undefined;
+    if (typeof c === 'string' && !wellFormed(c)) return undefined;
     consts.push(c);
   }
   const strings = consts
@@ -761,8 +775,14 @@ function compileObject(schema: TSchema, opaque: OpaqueSupport): ObjectNode | und
     return undefined;
   }
   const entries = Object.entries(s.properties);
-  // (`__proto__` would mean something else in the generated object literal.)
-  if (entries.length > OBJECT_FIELDS_MAX || entries.some(([k]) => k === '__proto__')) {
+  // A key every object has already (`__proto__` would mean something else in
+  // the generated object literal; TypeBox's check reads an absent optional
+  // `toString` as Object.prototype's, and refuses the message), or one msgpackr
+  // would not read back as itself: the generic path decides.
+  if (
+    entries.length > OBJECT_FIELDS_MAX ||
+    entries.some(([k]) => k in Object.prototype || !wellFormed(k))
+  ) {
     return undefined;
   }
   const props = s.properties;
@@ -1001,7 +1021,7 @@ export function compileMessage(
   if (props === undefined || kindOf(schema) !== 'Object') return undefined;
   // The type first, then the others in schema order (what the encoder writes and the decoder expects first).
   const { type: typeSchema, ...rest } = props;
-  if (typeSchema === undefined) return undefined;
+  if (typeSchema === undefined || !wellFormed(type)) return undefined;
   const ordered = { ...schema, properties: { type: typeSchema, ...rest } } as unknown as TSchema;
   const node = compileObject(ordered, opaque);
   if (node === undefined) return undefined;

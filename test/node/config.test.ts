@@ -206,6 +206,16 @@ describe('node config', () => {
     ).toMatch(/cannot read/);
   });
 
+  it('refuses heartbeats no more frequent than the election timeout, naming where the value came from', () => {
+    const r = refusal({ flags: { ...base, heartbeatTicks: '10' }, env: {} });
+    expect(r.field).toBe('heartbeatTicks');
+    expect(r.message).toMatch(/below electionTicks \(10\)/);
+    const e = refusal({ flags: base, env: { COHORT_ELECTION_TICKS: '2' } });
+    expect(e.field).toBe('heartbeatTicks');
+    const ok = resolveNodeConfig({ flags: { ...base, heartbeatTicks: '9' }, env: {} });
+    expect([ok.heartbeatTicks, ok.electionTicks]).toEqual([9, 10]);
+  });
+
   it('refuses a wrongly typed value from the config file', () => {
     const file = tempFile(JSON.stringify({ electionTicks: 1.5 }));
     const r = refusal({ flags: { ...base, config: file }, env: {} });
