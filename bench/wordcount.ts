@@ -27,15 +27,17 @@
  *   engine around it.
  * - `tasks1`, `tasks2`: cohort's task functions (src/mapreduce/tasks.ts:
  *   split reading, the job's `mapBytes` — a byte scan emitting each word as
- *   a byte range, which the map task looks up by its bytes in its key
- *   table's byte index (src/mapreduce/key-table.ts `ByteKeyIndex`, no string
- *   per word), folding the count in place — sorted runs on disk, k-way
+ *   a byte range with the hash it computed while reading it, which the map
+ *   task looks up by its bytes in the thread's byte dictionary
+ *   (src/mapreduce/key-table.ts `ByteKeyIndex`, kept from task to task; no
+ *   string per word), adding the count in place (the built-in `sumFold`) —
+ *   sorted runs on disk, k-way
  *   merge, reduce, atomic output) driven by 1 or 2 worker threads from
  *   shared counters: no coordinator, Raft, RPC or shuffle.
  * - `cohort1`, `cohort2`: the real engine: a one-node embedded cluster with 1
  *   or 2 worker threads (src/cli/embedded-cluster.ts, started as runJob
  *   starts one for a job: threads up, engine warmed, job loaded) running
- *   examples/mapreduce/wordcount.ts (`map`, `mapBytes`, `fold`) with 2
+ *   examples/mapreduce/wordcount.ts (`map`, `mapBytes`, `fold: sumFold`) with 2
  *   reducers, submitted with runJob.
  * - `dask`: bench/peers/wc-dask.py (Dask bag, LocalCluster of 2 worker
  *   processes × 1 thread) on Debian's /usr/bin/python3. python3-dask and

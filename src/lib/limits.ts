@@ -280,6 +280,8 @@ export const limits = {
   mrMapBufferEntriesMax: 4 * 1024 * 1024,
   /** Estimated bytes of keys and values a map task buffers before spilling (bounds memory when values are big). */
   mrMapBufferBytesMax: 256 * 1024 * 1024,
+  /** Estimated bytes of the keys a worker thread keeps between map tasks to find `mapBytes` keys by their bytes (key-table.ts); past it the next buffer starts a fresh index. */
+  mrKeyDictionaryBytesMax: 32 * 1024 * 1024,
   /** Largest block of a map-output run file; a bigger length field is corruption (blocks are cut at about 128 KiB; one huge record makes a bigger one). */
   mrRunBlockBytesMax: 64 * 1024 * 1024,
   /** Skipped bad records listed in a map task's result (all are counted). */

@@ -16,7 +16,7 @@
  * });
  * ```
  */
-export { defineJob, isJob, loadJob } from './job.js';
+export { defineJob, isJob, loadJob, sumFold } from './job.js';
 export type {
   AnyJob,
   Emit,

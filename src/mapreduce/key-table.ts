@@ -44,6 +44,26 @@ const INITIAL_SHIFT = 32 - 10; // log2(INITIAL_SLOTS) = 10
 /** A per-process random FNV offset basis (see the file header). */
 const SEED = (Math.random() * 0x100000000) | 0;
 
+/**
+ * The seed of {@link byteHash} in this thread: the offset basis the map
+ * task's byte index hashes with (random per process, so that an input cannot
+ * be crafted to collide). A `mapBytes` gets it as `ctx.byteHashSeed`.
+ */
+export const BYTE_HASH_SEED = SEED;
+
+/**
+ * The hash a `mapBytes` may pass with a range it emits (job.ts,
+ * `EmitBytes`): 32-bit FNV-1a of the range's bytes from the offset basis
+ * `seed` (`ctx.byteHashSeed`), one step per byte:
+ * `h = Math.imul(h ^ byte, 0x01000193)`. A scan computes it as it reads the
+ * bytes, inline; this function is the definition (and for tests).
+ */
+export function byteHash(seed: number, bytes: Uint8Array, start: number, end: number): number {
+  let h = seed | 0;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME);
+  return h;
+}
+
 /** A hash index of distinct string keys, numbered in insertion order; see the file header. */
 export class KeyTable {
   /** The keys, by number (insertion order). */
@@ -193,6 +213,14 @@ export class ByteKeyIndex {
   }
 
   /**
+   * Estimated memory held, in bytes: the slots, the arena, and the table's
+   * keys (a string and its slots per key, its characters at 2 bytes each).
+   */
+  get bytes(): number {
+    return this.slots.byteLength + this.arena.length + 64 * this.table.size + 2 * this.arenaBytes;
+  }
+
+  /**
    * The table's number of the key whose UTF-8 bytes are `bytes[start, end)`
    * (0 <= start <= end <= bytes.length, integers: the caller checks), added
    * to the table if it is new.
@@ -200,6 +228,29 @@ export class ByteKeyIndex {
   intern(bytes: Uint8Array, start: number, end: number): number {
     let h = SEED;
     for (let i = start; i < end; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME);
+    const r = this.probe(bytes, start, end, h);
+    return r >= 0 ? r : this.insert(bytes, start, end, h, -1 - r);
+  }
+
+  /**
+   * {@link intern} with the range's hash computed by the caller (as it
+   * scanned the bytes, see {@link byteHash}), so the bytes are not read
+   * again to hash them. Returns -1, changing nothing, if `hash` is not the
+   * range's hash: a hash is checked whenever it is not found with equal
+   * bytes (the hash of every indexed range was checked when it was added),
+   * so a wrong one never adds a key and never finds one (nor does a
+   * `hash` that is not a number: it equals no stored hash).
+   */
+  internHashed(bytes: Uint8Array, start: number, end: number, hash: number): number {
+    const r = this.probe(bytes, start, end, hash);
+    if (r >= 0) return r;
+    let h = SEED;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME);
+    return h === hash ? this.insert(bytes, start, end, h, -1 - r) : -1;
+  }
+
+  /** The number of the range with hash `h` if indexed, else -1 - the free slot where it goes. */
+  private probe(bytes: Uint8Array, start: number, end: number, h: number): number {
     const len = end - start;
     const slots = this.slots;
     const mask = this.mask;
@@ -207,7 +258,7 @@ export class ByteKeyIndex {
     for (;;) {
       const at = j * SLOT_INTS;
       const e = slots[at] as number;
-      if (e === 0) break;
+      if (e === 0) return -1 - j;
       if (slots[at + 1] === h && slots[at + 3] === len) {
         const arena = this.arena;
         let s = slots[at + 2] as number;
@@ -220,7 +271,6 @@ export class ByteKeyIndex {
       }
       j = (j + 1) & mask;
     }
-    return this.insert(bytes, start, end, h, j);
   }
 
   /** Copies a new range into the arena at free slot `j`, decodes it and interns it in the table. */
@@ -286,29 +336,53 @@ const INSERTION_RUN_MAX = 16;
 
 /**
  * Sorts `keys` in place in JavaScript string order (UTF-16 code units), as
- * `keys.sort()` does, faster for the keys a map task writes (words, ids):
- * when every key is ASCII, each key's first {@link PREFIX_CHARS} code units
- * and its index are packed into one double, the doubles sorted natively
- * (a numeric sort, no comparator call), and keys with equal prefixes put in
- * order by a full comparison. A task's ~25k distinct words per partition
- * sorted in ~2.6 ms against ~10 ms for `keys.sort()`. Any other keys, or more
- * than 2^18 of them, go to `keys.sort()`.
+ * `keys.sort()` does, faster for the keys a map task writes (words, ids);
+ * see {@link sortKeyIds}.
  */
 export function sortKeys(keys: string[]): void {
-  const n = keys.length;
+  const ids = new Int32Array(keys.length);
+  for (let i = 0; i < ids.length; i++) ids[i] = i;
+  sortKeyIds(keys, ids);
+  const sorted = Array.from(ids, (e) => keys[e] as string);
+  for (let i = 0; i < sorted.length; i++) keys[i] = sorted[i] as string;
+}
+
+/** JavaScript string order of two keys, by number. */
+function byKey(keys: readonly string[]): (a: number, b: number) => number {
+  return (a, b) => {
+    const x = keys[a] as string;
+    const y = keys[b] as string;
+    return x < y ? -1 : x > y ? 1 : 0;
+  };
+}
+
+/**
+ * Sorts `ids`, numbers of keys in `keys`, in place by their keys in
+ * JavaScript string order (UTF-16 code units, as `Array.prototype.sort`),
+ * faster for the keys a map task writes (words, ids): when every key is
+ * ASCII, each key's first {@link PREFIX_CHARS} code units and its position
+ * are packed into one double, the doubles sorted natively (a numeric sort,
+ * no comparator call), and keys with equal prefixes put in order by a full
+ * comparison. A task's ~25k distinct words per partition sorted in ~2.6 ms
+ * against ~10 ms for `keys.sort()`. Any other keys, or more than 2^18 of
+ * them, are sorted with a comparator. Sorting numbers, not the keys, lets
+ * the caller go from a key to its values without looking the key up again.
+ */
+export function sortKeyIds(keys: readonly string[], ids: Int32Array): void {
+  const n = ids.length;
   if (n < 2) return;
   if (n > PREFIX_SORT_KEYS_MAX) {
-    keys.sort();
+    ids.sort(byKey(keys));
     return;
   }
   const packed = new Float64Array(n);
   for (let i = 0; i < n; i++) {
-    const k = keys[i] as string;
+    const k = keys[ids[i] as number] as string;
     let p = 0;
     for (let j = 0; j < PREFIX_CHARS; j++) {
       const c = j < k.length ? k.charCodeAt(j) : 0;
       if (c >= 0x80) {
-        keys.sort();
+        ids.sort(byKey(keys));
         return;
       }
       p = p * 0x80 + c;
@@ -316,24 +390,24 @@ export function sortKeys(keys: string[]): void {
     packed[i] = p * PREFIX_SORT_KEYS_MAX + i;
   }
   packed.sort();
-  const sorted = new Array<string>(n);
+  const sorted = new Int32Array(n);
   for (let i = 0; i < n; i++)
-    sorted[i] = keys[(packed[i] as number) % PREFIX_SORT_KEYS_MAX] as string;
-  // Runs of keys with equal prefixes, in index order so far: order them by the whole key.
+    sorted[i] = ids[(packed[i] as number) % PREFIX_SORT_KEYS_MAX] as number;
+  // Runs of keys with equal prefixes, in position order so far: order them by the whole key.
   let i = 0;
   while (i < n) {
     const p = Math.floor((packed[i] as number) / PREFIX_SORT_KEYS_MAX);
     let j = i + 1;
     while (j < n && Math.floor((packed[j] as number) / PREFIX_SORT_KEYS_MAX) === p) j++;
     if (j - i > INSERTION_RUN_MAX) {
-      const run = sorted.slice(i, j).sort();
-      for (let a = i; a < j; a++) sorted[a] = run[a - i] as string;
+      sorted.subarray(i, j).sort(byKey(keys));
     } else {
       for (let a = i + 1; a < j; a++) {
-        const x = sorted[a] as string;
+        const x = sorted[a] as number;
+        const kx = keys[x] as string;
         let b = a - 1;
-        while (b >= i && (sorted[b] as string) > x) {
-          sorted[b + 1] = sorted[b] as string;
+        while (b >= i && (keys[sorted[b] as number] as string) > kx) {
+          sorted[b + 1] = sorted[b] as number;
           b--;
         }
         sorted[b + 1] = x;
@@ -341,5 +415,5 @@ export function sortKeys(keys: string[]): void {
     }
     i = j;
   }
-  for (let a = 0; a < n; a++) keys[a] = sorted[a] as string;
+  ids.set(sorted);
 }

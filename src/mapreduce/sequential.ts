@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import type { AnyJob, MapContext, ReduceContext } from './job.js';
+import { BYTE_HASH_SEED } from './key-table.js';
 import { defaultPartition, outputLine, partFileName, roundTrip } from './format.js';
 import { expandInputs } from './input.js';
 
@@ -75,7 +76,7 @@ export async function runSequential(
   let skipped = 0;
   for (const file of await expandInputs(inputs)) {
     const bytes = await readFile(file);
-    const ctx: MapContext = { file, params, count };
+    const ctx: MapContext = { file, params, count, byteHashSeed: BYTE_HASH_SEED };
     let pending: [string, unknown][] = [];
     const emit = (key: string, value: unknown): void => {
       if (typeof key !== 'string') {

@@ -43,6 +43,8 @@ export interface InProcessOptions {
   readonly combineAt?: number;
   /** Test hook passed to every map task (eager combines before a regrouping combiner stops). */
   readonly combinesBeforeArena?: number;
+  /** Test hook passed to every map task (the thread's byte dictionary bound). */
+  readonly keyDictionaryBytesMax?: number;
 }
 
 /** What {@link runTasksInProcess} returns: every task's result. */
@@ -91,6 +93,9 @@ export async function runTasksInProcess(
           ...(options.combinesBeforeArena === undefined
             ? {}
             : { combinesBeforeArena: options.combinesBeforeArena }),
+          ...(options.keyDictionaryBytesMax === undefined
+            ? {}
+            : { keyDictionaryBytesMax: options.keyDictionaryBytesMax }),
         }),
       );
     }

@@ -20,8 +20,9 @@
  * chunk's bytes, when it has one and no record needs handling on its own: no
  * `skipBadRecords`, no records to skip), and collects what it emits in
  * memory, grouped by key (a {@link KeyTable} numbering the keys, and an
- * array of their values; `mapBytes` keys are found by their bytes, with a
- * {@link ByteKeyIndex} in front of the table). With `fold`, each key
+ * array of their values; `mapBytes` keys are found by their bytes in the
+ * thread's byte dictionary, a {@link ByteKeyIndex} kept from task to task,
+ * by the hash the job's scan passes if it does). With `fold`, each key
  * holds one value, folded as values are emitted; with `combine`, a key's
  * new values are combined as soon as {@link COMBINE_AT} of them pile up (the
  * combiner never sees its own output again there), and once more at the end,
@@ -64,6 +65,7 @@ import { AssertionError } from '../lib/assert.js';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import type { AnyJob, EmitBytes, MapContext, ReduceContext } from './job.js';
+import { builtInFold } from './job.js';
 import type { RunSource } from './format.js';
 import {
   RunWriter,
@@ -75,7 +77,7 @@ import {
 } from './format.js';
 import type { Split } from './input.js';
 import { readSplitBlocks, readSplitBytes, readSplitLines } from './input.js';
-import { ByteKeyIndex, KeyTable, sortKeys } from './key-table.js';
+import { BYTE_HASH_SEED, ByteKeyIndex, KeyTable, sortKeyIds } from './key-table.js';
 import { ValueArena } from './value-arena.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
@@ -175,6 +177,8 @@ export interface MapTaskInput {
   readonly combineAt?: number;
   /** Test hook: overrides COMBINES_BEFORE_ARENA (small inputs reach the switch to encoded values). */
   readonly combinesBeforeArena?: number;
+  /** Test hook: overrides `limits.mrKeyDictionaryBytesMax` (the thread's byte dictionary is renewed past it). */
+  readonly keyDictionaryBytesMax?: number;
 }
 
 /** One map-output run: the part of a map task's output bound for one reducer. */
@@ -281,6 +285,34 @@ function badKey(phase: string, key: unknown): CohortError {
 }
 
 const noParams: Readonly<Record<string, string>> = Object.freeze({});
+
+/** A buffer's value for a key it holds none of (mapBytes with fold: `byNumber`). */
+const NONE: unknown = Object.freeze({ none: true });
+
+let dictionary: ByteKeyIndex | undefined;
+
+/**
+ * The thread's byte dictionary: every `mapBytes` key seen by this thread's
+ * map tasks, found by its bytes, with its string (a {@link ByteKeyIndex} in
+ * front of a {@link KeyTable} of its own). A key's bytes decode to the same
+ * string whatever the job, so it is kept from task to task: a word count's
+ * 32 MiB task no longer decodes and indexes its ~50k words anew (nor grows
+ * an index to hold them, and leaves them to the garbage collector) when the
+ * thread has seen them in an earlier task. Past
+ * `limits.mrKeyDictionaryBytesMax` (estimated), a fresh one is started,
+ * taken up from the next buffer on (a buffer keeps the one it started with).
+ */
+function threadDictionary(bytesMax: number): ByteKeyIndex {
+  if (dictionary === undefined || dictionary.bytes > bytesMax) {
+    dictionary = new ByteKeyIndex(new KeyTable());
+  }
+  return dictionary;
+}
+
+/** The thread's byte dictionary: distinct keys and estimated bytes (tests, diagnostics). */
+export function keyDictionaryStats(): { keys: number; bytes: number } {
+  return { keys: dictionary?.table.size ?? 0, bytes: dictionary?.bytes ?? 0 };
+}
 /** The block a `mapBytes` emit refers to outside a call: none (any range is out of it). */
 const noBytes = new Uint8Array(0);
 
@@ -371,6 +403,13 @@ interface Buffered {
   readonly arena: ValueArena | undefined;
 }
 
+/** What a buffer writes: its keys by number, and each key's buffered entry or encoded values. */
+interface BufferContents {
+  readonly keys: readonly string[];
+  readonly vals: readonly unknown[];
+  readonly arena: ValueArena | undefined;
+}
+
 function newBuffer(encoded: boolean): Buffered {
   return {
     table: new KeyTable(),
@@ -395,45 +434,66 @@ function newBuffer(encoded: boolean): Buffered {
  * order (bench/mapreduce.ts's input).
  */
 async function writeRuns(
-  buckets: Buffered,
+  buffered: BufferContents,
   reducers: number,
   partitionOf: (key: string) => number,
   valuesOf: (key: string, buffered: unknown) => unknown[],
   pathFor: (partition: number) => string,
   writers: RunWriter[],
 ): Promise<RunFile[]> {
-  const { table, vals } = buckets;
-  let arena = buckets.arena;
+  const { keys, vals } = buffered;
+  const n = keys.length;
+  let arena = buffered.arena;
   // Values encoded as emitted sit in emit order: laid out again key by key below.
   const emitOrder = arena !== undefined;
   if (arena === undefined) {
     arena = new ValueArena();
-    for (let e = 0; e < table.size; e++) {
-      const values = valuesOf(table.keys[e] as string, vals[e]);
+    for (let e = 0; e < n; e++) {
+      const values = valuesOf(keys[e] as string, vals[e]);
       for (let i = 0; i < values.length; i++) arena.add(e, values[i]);
     }
   }
-  const byPartition: string[][] = Array.from({ length: reducers }, () => []);
+  // Each partition's key numbers, sorted by key: the runs are written from them.
+  const byPartition: Int32Array[] = [];
   if (reducers === 1) {
-    byPartition[0] = table.keys.slice();
+    const ids = new Int32Array(n);
+    for (let e = 0; e < n; e++) ids[e] = e;
+    byPartition.push(ids);
   } else {
-    for (const key of table.keys) (byPartition[partitionOf(key)] as string[]).push(key);
+    const partOf = new Int32Array(n);
+    const sizes = new Int32Array(reducers);
+    for (let e = 0; e < n; e++) {
+      const p = partitionOf(keys[e] as string);
+      partOf[e] = p;
+      sizes[p] = (sizes[p] as number) + 1;
+    }
+    for (let p = 0; p < reducers; p++) byPartition.push(new Int32Array(sizes[p] as number));
+    sizes.fill(0);
+    for (let e = 0; e < n; e++) {
+      const p = partOf[e] as number;
+      (byPartition[p] as Int32Array)[sizes[p] as number] = e;
+      sizes[p] = (sizes[p] as number) + 1;
+    }
   }
-  for (let p = 0; p < reducers; p++) sortKeys(byPartition[p] as string[]);
+  for (const ids of byPartition) sortKeyIds(keys, ids);
   if (emitOrder) {
     // The values key by key in the order they are written (see ValueArena.compact).
-    const order = new Int32Array(table.size);
+    const order = new Int32Array(n);
     let i = 0;
-    for (const keys of byPartition) for (const key of keys) order[i++] = table.find(key);
+    for (const ids of byPartition) {
+      order.set(ids, i);
+      i += ids.length;
+    }
     arena.compact(order);
   }
   const runs: RunFile[] = [];
   for (let p = 0; p < reducers; p++) {
-    const keys = byPartition[p] as string[];
+    const ids = byPartition[p] as Int32Array;
     const w = await RunWriter.create(pathFor(p));
     writers.push(w);
-    for (const key of keys) {
-      if (w.addEncoded(key, arena, table.find(key))) await w.flush();
+    for (let i = 0; i < ids.length; i++) {
+      const e = ids[i] as number;
+      if (w.addEncoded(keys[e] as string, arena, e)) await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
@@ -472,12 +532,19 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   const partitionOf = partitioner(job, reducers, params);
   const combineValues = combiner(job, params, userCounters);
   const fold = job.fold;
+  // The built-in sum fold is applied in place (job.ts sumFold): no call per value.
+  const foldSum = builtInFold(fold) === 'sum';
   const map = job.map;
   // Blocks of lines at once (as bytes if the job can), unless records must be handled one by one.
   const mapBytes = !skipBad && skipSet === undefined ? job.mapBytes : undefined;
   const mapBlock =
     !skipBad && skipSet === undefined && mapBytes === undefined ? job.mapBlock : undefined;
-  const ctx: MapContext = { file: split.file, params, count: userCounters.count };
+  const ctx: MapContext = {
+    file: split.file,
+    params,
+    count: userCounters.count,
+    byteHashSeed: BYTE_HASH_SEED,
+  };
 
   try {
     await mkdir(dir, { recursive: true });
@@ -516,7 +583,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       entries += 2;
       bytes += KEY_BYTES + key.length + sizeOf(value);
     } else {
-      vals[e] = foldInto(key, vals[e], value);
+      vals[e] = foldSum ? (vals[e] as number) + (value as number) : foldInto(key, vals[e], value);
     }
   };
   const emitList = (key: string, value: unknown): void => {
@@ -666,49 +733,82 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   };
 
   // mapBytes: a key is a byte range of the block being mapped, found by its
-  // bytes (a ByteKeyIndex, made anew with each buffer), so a key seen before
-  // costs no string. With fold the index fronts the buffer's KeyTable and the
-  // value is folded at the key's number there, as emitFold does; otherwise
-  // it fronts a table of its own, a cache of the keys' strings (each made
-  // once per buffer), and the key's string goes through the string emit.
+  // bytes in the thread's byte dictionary (threadDictionary), which keeps
+  // every key's string from one task to the next, so a key seen before
+  // costs no string, in this task or an earlier one. With fold, the buffer
+  // holds each key's folded value at its number in the dictionary
+  // (`byNumber`, NONE where the buffer has none), the numbers in the order
+  // they were first emitted in `touched`; otherwise the key's string goes
+  // through the string emit.
   let block: Uint8Array = noBytes;
-  let index: ByteKeyIndex | undefined;
-  let indexFor: KeyTable | undefined; // the buffer's table when the index was made
+  const dictionaryBytesMax = input.keyDictionaryBytesMax ?? limits.mrKeyDictionaryBytesMax;
+  let dict: ByteKeyIndex | undefined; // the dictionary of the current buffer
+  const byNumber: unknown[] = [];
+  let touched: number[] = [];
   // The hot path is one call (intern) per emit: the checks stay small enough to inline.
   const badRange = (start: unknown, end: unknown): CohortError =>
     new CohortError(
       'USER_CODE_ERROR',
       `mapBytes emitted the range [${String(start)}, ${String(end)}) of a block of ${block.length} bytes; expected integers 0 <= start <= end <= ${block.length}`,
     );
-  const newIndex = (): ByteKeyIndex => {
-    indexFor = buckets.table;
-    return (index = new ByteKeyIndex(fold !== undefined ? indexFor : new KeyTable()));
-  };
-  const emitBytesFold = (start: number, end: number, value: unknown): void => {
+  const badHash = (start: number, end: number, hash: unknown): CohortError =>
+    new CohortError(
+      'USER_CODE_ERROR',
+      `mapBytes emitted the range [${start}, ${end}) with the hash ${String(hash)}, which is not its byte hash (32-bit FNV-1a from ctx.byteHashSeed)`,
+    );
+  const emitBytesFold = (start: number, end: number, value: unknown, hash?: number): void => {
     if (!((start | 0) === start && (end | 0) === end && start >= 0 && start <= end)) {
       throw badRange(start, end);
     }
     if (end > block.length) throw badRange(start, end);
-    const ix = indexFor === buckets.table ? (index as ByteKeyIndex) : newIndex();
-    const e = ix.intern(block, start, end);
+    const d = (dict ??= threadDictionary(dictionaryBytesMax));
+    // A hash given by the scan is checked by the index wherever it matters (a miss).
+    const g =
+      hash === undefined ? d.intern(block, start, end) : d.internHashed(block, start, end, hash);
+    if (g < 0) throw badHash(start, end, hash);
     emitted++;
-    const vals = buckets.vals;
-    if (e === vals.length) {
-      vals.push(value);
+    const held = g < byNumber.length ? byNumber[g] : NONE;
+    if (held === NONE) {
+      while (byNumber.length <= g) byNumber.push(NONE);
+      byNumber[g] = value;
+      touched.push(g);
       entries += 2;
       bytes += KEY_BYTES + 2 * (end - start) + sizeOf(value); // the key's string and its bytes
     } else {
-      vals[e] = foldInto(buckets.table.keys[e] as string, vals[e], value);
+      byNumber[g] = foldSum
+        ? (held as number) + (value as number)
+        : foldInto(d.table.keys[g] as string, held, value);
     }
   };
-  const emitBytesByKey = (start: number, end: number, value: unknown): void => {
+  const emitBytesByKey = (start: number, end: number, value: unknown, hash?: number): void => {
     if (!((start | 0) === start && (end | 0) === end && start >= 0 && start <= end)) {
       throw badRange(start, end);
     }
     if (end > block.length) throw badRange(start, end);
-    const ix = indexFor === buckets.table ? (index as ByteKeyIndex) : newIndex();
-    emitDirect(ix.table.keys[ix.intern(block, start, end)] as string, value);
+    const d = (dict ??= threadDictionary(dictionaryBytesMax));
+    const g =
+      hash === undefined ? d.intern(block, start, end) : d.internHashed(block, start, end, hash);
+    if (g < 0) throw badHash(start, end, hash);
+    emitDirect(d.table.keys[g] as string, value);
   };
+  const bytesFold = mapBytes !== undefined && fold !== undefined;
+  /** What the buffer holds, to write. */
+  const contents = (): BufferContents => {
+    if (!bytesFold) return { keys: buckets.table.keys, vals: buckets.vals, arena: buckets.arena };
+    if (dict === undefined) return { keys: [], vals: [], arena: undefined }; // nothing emitted
+    const names = dict.table.keys;
+    const keys = touched.map((g) => names[g] as string);
+    const vals = touched.map((g) => byNumber[g]);
+    return { keys, vals, arena: undefined };
+  };
+  /** Empties the buffer once written (the next emit takes up the thread's dictionary again). */
+  const clearBuffer = (): void => {
+    buckets = newBuffer(encoded);
+    for (const g of touched) byNumber[g] = NONE;
+    touched = [];
+    dict = undefined;
+  };
+  const buffered = (): boolean => (bytesFold ? touched.length : buckets.table.size) > 0;
   const emitBytes: EmitBytes<unknown> = fold !== undefined ? emitBytesFold : emitBytesByKey;
 
   const visitBytes = (offset: number, chunk: Buffer, lines: number): void => {
@@ -771,7 +871,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     );
     spillPaths.push(paths);
     await writeRuns(
-      buckets,
+      contents(),
       reducers,
       partitionOf,
       spillValues,
@@ -779,7 +879,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       writers,
     );
     counters.spills++;
-    buckets = newBuffer(encoded);
+    clearBuffer();
     entries = 0;
     bytes = 0;
   };
@@ -802,10 +902,10 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     counters.emitted = emitted;
     let runs: RunFile[];
     if (spillPaths.length === 0) {
-      runs = await writeRuns(buckets, reducers, partitionOf, finalValues, finalPath, writers);
+      runs = await writeRuns(contents(), reducers, partitionOf, finalValues, finalPath, writers);
     } else {
-      if (buckets.table.size > 0) await spill(true);
-      buckets = newBuffer(encoded);
+      if (buffered()) await spill(true);
+      clearBuffer();
       runs = [];
       for (let p = 0; p < reducers; p++) {
         const w = await RunWriter.create(finalPath(p));

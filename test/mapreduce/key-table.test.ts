@@ -1,7 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AssertionError } from '../../src/lib/assert.js';
-import { ByteKeyIndex, KeyTable, sortKeys } from '../../src/mapreduce/key-table.js';
+import {
+  BYTE_HASH_SEED,
+  ByteKeyIndex,
+  KeyTable,
+  byteHash,
+  sortKeyIds,
+  sortKeys,
+} from '../../src/mapreduce/key-table.js';
 
 describe('KeyTable', () => {
   it('numbers distinct keys in insertion order and finds each again, like a Map (any keys, growth)', () => {
@@ -157,6 +164,77 @@ describe('ByteKeyIndex', () => {
       if (index.intern(b, 6 * i, 6 * i + 6) !== w) expect.fail(`key ${k} got another key's number`);
     }
     expect(index.size).toBe(want.size);
+  });
+});
+
+describe('ByteKeyIndex.internHashed', () => {
+  it("with the range's byte hash numbers ranges as intern does; with any other hash returns -1 and adds nothing (a new key or a known one)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.uint8Array({ maxLength: 5 }),
+            fc.boolean(),
+            fc.oneof(fc.integer({ min: 1, max: 0xffff }), fc.constantFrom(0x80000000, -1)),
+          ),
+          { maxLength: 2000 },
+        ),
+        (keys) => {
+          const ref = new ByteKeyIndex(new KeyTable());
+          const table = new KeyTable();
+          const index = new ByteKeyIndex(table);
+          for (const [key, wrong, flip] of keys) {
+            const buf = Buffer.concat([Buffer.from('x'), key, Buffer.from('y')]);
+            const end = 1 + key.length;
+            const h = byteHash(BYTE_HASH_SEED, buf, 1, end);
+            if (wrong) {
+              const size = index.size;
+              const keysBefore = table.size;
+              expect(index.internHashed(buf, 1, end, h ^ flip)).toBe(-1);
+              expect([index.size, table.size]).toEqual([size, keysBefore]);
+            } else {
+              expect(index.internHashed(buf, 1, end, h)).toBe(ref.intern(buf, 1, end));
+            }
+          }
+          expect(table.keys).toEqual(ref.table.keys);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("byteHash is the index's hash: a hashed lookup finds what intern added", () => {
+    const index = new ByteKeyIndex(new KeyTable());
+    const b = Buffer.from('to be or not to be');
+    expect(index.intern(b, 0, 2)).toBe(0);
+    expect(index.internHashed(b, 13, 15, byteHash(BYTE_HASH_SEED, b, 13, 15))).toBe(0);
+    expect(index.size).toBe(1);
+  });
+});
+
+describe('sortKeyIds', () => {
+  it('orders key numbers as their keys sort (any subset, ASCII and non-ASCII keys, shared prefixes)', () => {
+    const ascii = fc.string({ unit: fc.constantFrom('a', 'b', 'A', '\u0000', '~'), maxLength: 8 });
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(
+          fc.oneof(
+            { weight: 8, arbitrary: ascii },
+            { weight: 2, arbitrary: ascii.map((s) => `prefix${s}`) },
+            { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 5 }) },
+          ),
+          { maxLength: 400, size: 'max' },
+        ),
+        fc.func(fc.boolean()),
+        (keys, pick) => {
+          const chosen = keys.map((_, i) => i).filter((i) => pick(i));
+          const ids = Int32Array.from(chosen);
+          sortKeyIds(keys, ids);
+          expect(Array.from(ids, (e) => keys[e])).toEqual(chosen.map((e) => keys[e]).sort());
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
 

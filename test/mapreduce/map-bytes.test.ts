@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCohortError } from '../../src/lib/errors.js';
-import { defineJob, loadJob } from '../../src/mapreduce/job.js';
+import { builtInFold, defineJob, loadJob, sumFold } from '../../src/mapreduce/job.js';
 import type { AnyJob, Emit, EmitBytes } from '../../src/mapreduce/job.js';
 import { planSplits } from '../../src/mapreduce/input.js';
-import { runMapTask } from '../../src/mapreduce/tasks.js';
+import { keyDictionaryStats, runMapTask } from '../../src/mapreduce/tasks.js';
+import { byteHash } from '../../src/mapreduce/key-table.js';
 import { runSequential } from '../../src/mapreduce/sequential.js';
 import { runTasksInProcess } from '../../src/mapreduce/tasks-local.js';
 
@@ -61,6 +62,9 @@ function byteTokens(
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
 const countBytes = (bytes: Uint8Array, emit: EmitBytes<number>): void =>
   byteTokens(bytes, (s, e) => emit(s, e, 1));
+/** As countBytes, passing each range's byte hash (as a scan computing it inline would). */
+const countHashed = (bytes: Uint8Array, emit: EmitBytes<number>, seed: number): void =>
+  byteTokens(bytes, (s, e) => emit(s, e, 1, byteHash(seed, bytes, s, e)));
 const countLine = (_o: number, line: string, emit: Emit<number>): void =>
   tokens(line).forEach((t) => emit(t, 1));
 
@@ -84,6 +88,33 @@ const jobs: Record<string, AnyJob> = {
     map: (o, line, emit) => tokens(line).forEach((t, i) => emit(t, `${o}.${i}`)),
     mapBytes: (o, bytes, emit) =>
       byteTokens(bytes, (s, e, lineStart, i) => emit(s, e, `${o + lineStart}.${i}`)),
+    reduce: (t, where, emit) => emit(t, where.join(' ')),
+  }),
+  // The scan passes each range's hash (EmitBytes), with fold and without a combiner.
+  hashed: defineJob<number, number>({
+    map: countLine,
+    mapBytes: (_o, bytes, emit, ctx) => countHashed(bytes, emit, ctx.byteHashSeed),
+    fold: (a, b) => a + b,
+    reduce: (t, counts, emit) => emit(t, sum(counts)),
+  }),
+  // The built-in sum fold, applied in place by the map task, over bytes and over lines.
+  sumFold: defineJob<number, number>({
+    map: countLine,
+    mapBytes: (_o, bytes, emit, ctx) => countHashed(bytes, emit, ctx.byteHashSeed),
+    fold: sumFold,
+    reduce: (t, counts, emit) => emit(t, sum(counts)),
+  }),
+  sumFoldLines: defineJob<number, number>({
+    map: countLine,
+    fold: sumFold,
+    reduce: (t, counts, emit) => emit(t, sum(counts)),
+  }),
+  hashedPlain: defineJob<string, string>({
+    map: (o, line, emit) => tokens(line).forEach((t, i) => emit(t, `${o}.${i}`)),
+    mapBytes: (o, bytes, emit, ctx) =>
+      byteTokens(bytes, (s, e, lineStart, i) =>
+        emit(s, e, `${o + lineStart}.${i}`, byteHash(ctx.byteHashSeed, bytes, s, e)),
+      ),
     reduce: (t, where, emit) => emit(t, where.join(' ')),
   }),
 };
@@ -141,16 +172,34 @@ async function inputDir(texts: readonly Uint8Array[]): Promise<string> {
 }
 
 describe('mapBytes', () => {
-  it('output equals the string path (the sequential run of map) byte for byte: random bytes with non-ASCII and invalid UTF-8, any split size, read chunk, reducer count, spills', async () => {
+  it("output equals the string path (the sequential run of map) byte for byte: random bytes with non-ASCII and invalid UTF-8, any split size, read chunk, reducer count, spills, hashes passed or not, the thread's byte dictionary kept or renewed", async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom('fold', 'combine', 'plain'),
+        fc.constantFrom(
+          'fold',
+          'combine',
+          'plain',
+          'hashed',
+          'hashedPlain',
+          'sumFold',
+          'sumFoldLines',
+        ),
         fc.array(file, { minLength: 1, maxLength: 3 }),
         fc.integer({ min: 1, max: 400 }),
         fc.integer({ min: 1, max: 3 }),
         fc.option(fc.integer({ min: 1, max: 80 }), { nil: undefined }),
         fc.constantFrom(undefined, 3, 20),
-        async (which, texts, splitBytes, reducers, readChunkBytes, bufferEntriesMax) => {
+        // 0: a fresh dictionary for every buffer; 300_000: one kept from task to task, renewed now and then.
+        fc.constantFrom(undefined, 0, 300_000),
+        async (
+          which,
+          texts,
+          splitBytes,
+          reducers,
+          readChunkBytes,
+          bufferEntriesMax,
+          keyDictionaryBytesMax,
+        ) => {
           const job = jobs[which] as AnyJob;
           const base = await inputDir(texts);
           const inputs = [join(base, 'in', '*.txt')];
@@ -160,6 +209,7 @@ describe('mapBytes', () => {
             splitBytes,
             ...(readChunkBytes === undefined ? {} : { readChunkBytes }),
             ...(bufferEntriesMax === undefined ? {} : { bufferEntriesMax }),
+            ...(keyDictionaryBytesMax === undefined ? {} : { keyDictionaryBytesMax }),
           });
           const ref = await runSequential(job, inputs, { outputDir: join(base, 'ref'), reducers });
           expect(await read(engine.files)).toEqual(await read(ref.files));
@@ -196,6 +246,66 @@ describe('mapBytes', () => {
     const ref = await runSequential(job, inputs, { outputDir: join(base, 'ref') });
     expect(await read(engine.files)).toEqual(await read(ref.files));
     expect((await read(engine.files)).join('')).toContain('last\t1\n');
+  });
+
+  it("sumFold is known as the built-in sum by its mark (also a copy from another instance of the module), a function of one's own is not", () => {
+    expect(builtInFold(sumFold)).toBe('sum');
+    expect(sumFold(2, 3)).toBe(5);
+    const copy = Object.assign((a: number, b: number) => a + b, {
+      [Symbol.for('cohort.mapreduce.builtInFold')]: 'sum',
+    });
+    expect(builtInFold(copy)).toBe('sum');
+    expect(builtInFold((a: number, b: number) => a + b)).toBeUndefined();
+    expect(builtInFold(undefined)).toBeUndefined();
+  });
+
+  it('a wrong hash passed with a range fails the task with USER_CODE_ERROR, for a new key and for a known one, and leaves no file', async () => {
+    const base = await inputDir([Buffer.from('abc def\nghi\n')]);
+    const [split] = await planSplits([join(base, 'in', 'f0.txt')], 1 << 20);
+    for (const [i, known] of [false, true].entries()) {
+      const job = defineJob<number, number>({
+        map: countLine,
+        mapBytes: (_o, bytes, emit, ctx) => {
+          const h = byteHash(ctx.byteHashSeed, bytes, 0, 3);
+          if (known) emit(0, 3, 1, h); // 'abc' with its hash: fine
+          emit(0, 3, 1, h ^ 0x100);
+        },
+        fold: (a, b) => a + b,
+        reduce: (t, counts, emit) => emit(t, sum(counts)),
+      });
+      const out = join(base, `wrong${i}`);
+      const err: unknown = await runMapTask({
+        job,
+        split: split!,
+        reducers: 2,
+        dir: out,
+        taskId: 'm-0',
+        attempt: 0,
+      }).catch((x: unknown) => x);
+      expect(isCohortError(err) && err.code).toBe('USER_CODE_ERROR');
+      expect((err as Error).message).toMatch(
+        /mapBytes threw on the block of 2 lines at .*f0\.txt:0: mapBytes emitted the range \[0, 3\) with the hash -?\d+, which is not its byte hash/,
+      );
+      expect(await readdir(out)).toEqual([]);
+    }
+  });
+
+  it("keeps the keys a thread has seen from one map task to the next (the thread's byte dictionary): a task of known keys adds none", async () => {
+    const words = (n: number, from: number): string =>
+      Array.from({ length: n }, (_, i) => `dictword${from + i}`).join(' ') + '\n';
+    const base = await inputDir([Buffer.from(words(500, 0)), Buffer.from(words(500, 250))]);
+    const splits = await planSplits(
+      [join(base, 'in', 'f0.txt'), join(base, 'in', 'f1.txt')],
+      1 << 20,
+    );
+    const task = { job: jobs['fold'] as AnyJob, reducers: 2, dir: join(base, 'm'), attempt: 0 };
+    const before = keyDictionaryStats().keys;
+    await runMapTask({ ...task, split: splits[0]!, taskId: 'm-0' });
+    expect(keyDictionaryStats().keys - before).toBe(500);
+    await runMapTask({ ...task, split: splits[1]!, taskId: 'm-1' });
+    expect(keyDictionaryStats().keys - before).toBe(750); // 250 of its 500 were known
+    await runMapTask({ ...task, split: splits[0]!, taskId: 'm-2' });
+    expect(keyDictionaryStats().keys - before).toBe(750);
   });
 
   it('is used instead of mapBlock and map when records need no handling of their own; map when they do', async () => {
