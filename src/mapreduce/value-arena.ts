@@ -9,6 +9,7 @@
  * arena.add(e, ['o', 'o17', '12']);      // e: the key's number (KeyTable)
  * arena.count(e); arena.bytesOf(e);       // values and encoded bytes of key e
  * for (let v = arena.first(e); v >= 0; v = arena.next(v)) arena.copyValue(v, block);
+ * arena.copyValues(arena.first(e), arena.count(e), block); // the same, at once when it can
  * ```
  *
  * Why: a map task holds what it emits until it writes its runs. Kept as
@@ -18,6 +19,12 @@
  * Encoded at once, a value is garbage as soon as `emit` returns, and the
  * buffer's size is its exact memory (the spill bound counts it). Values are
  * encoded once, by hand as run-block.ts writes them (msgpackr for the rest).
+ *
+ * A key's values are found by their key numbers, not a linked list: while
+ * each key's values are consecutive (values added key by key) and after
+ * {@link ValueArena.compact}, a value's successor is the next value if it
+ * has the same key; otherwise the successors are linked in one pass when
+ * first asked for.
  */
 import { Packr } from 'msgpackr';
 import { assert } from '../lib/assert.js';
@@ -41,16 +48,24 @@ export class ValueArena {
   private readonly store = new BlockEncoder(INITIAL_BYTES);
   /** Per value: its start in `buf` (its end is the next value's start, or `len`). */
   private starts = new Int32Array(INITIAL_VALUES);
-  /** Per value: the next value of the same key, or -1. */
-  private nexts = new Int32Array(INITIAL_VALUES);
   /** Per value: its key. */
   private keyOf = new Int32Array(INITIAL_VALUES);
+  /**
+   * Whether some key's values are not consecutive (a value was added to a
+   * key other than the last value's, which already had values). Until then,
+   * and once {@link compact} has laid them out, each key's values are
+   * consecutive: value `v`'s successor is `v + 1` if it has the same key.
+   */
+  private scattered = false;
+  /** The key of the last value added. */
+  private lastKey = -1;
+  /** Per value: the next value of the same key, or -1 (built when asked while scattered). */
+  private nexts: Int32Array | undefined;
   /** The values' bytes once {@link compact} laid them out key by key (no more adds then). */
   private laidOut: Buffer | undefined;
   private values = 0;
-  /** Per key: first and last value, number of values, encoded bytes. */
+  /** Per key: first value, number of values, encoded bytes. */
   private heads = new Int32Array(1024);
-  private tails = new Int32Array(1024);
   private counts = new Int32Array(1024);
   private sizes = new Float64Array(1024);
   /** Decodes values for {@link decodeValues} (made when first needed: the buffer no longer grows then). */
@@ -58,7 +73,7 @@ export class ValueArena {
 
   /** Bytes held: the encoded values plus the per-value and per-key indexes. */
   get bytes(): number {
-    return this.store.bytes + 12 * this.starts.length + 20 * this.heads.length;
+    return this.store.bytes + 8 * this.starts.length + 16 * this.heads.length;
   }
 
   /** Values held. */
@@ -66,10 +81,16 @@ export class ValueArena {
     return this.values;
   }
 
-  /** Appends `value` to key `e`'s values (e: 0, 1, 2, ... as keys are first seen). */
+  /**
+   * Appends `value` to key `e`'s values (e: 0, 1, 2, ... as keys are first
+   * seen). Per value only sequential writes (its start and key) and the
+   * key's counters: no chain is linked here (a postings map task spent a
+   * tenth of its time linking one; see {@link next}).
+   */
   add(e: number, value: unknown): void {
     assert(this.laidOut === undefined, 'ValueArena.add after compact');
     this.reader = undefined;
+    this.nexts = undefined;
     const store = this.store;
     const p = store.bytes;
     if (!store.appendValue(value)) store.appendRaw(packr.pack(value));
@@ -77,27 +98,22 @@ export class ValueArena {
     const v = this.values++;
     if (v >= this.starts.length) {
       this.starts = grownInt32(this.starts, v + 1);
-      this.nexts = grownInt32(this.nexts, v + 1);
       this.keyOf = grownInt32(this.keyOf, v + 1);
     }
     this.starts[v] = p;
-    this.nexts[v] = -1;
     this.keyOf[v] = e;
     if (e >= this.heads.length) this.growKeys(e + 1);
-    if (this.counts[e] === 0) {
-      this.heads[e] = v;
-    } else {
-      this.nexts[this.tails[e] as number] = v;
-    }
-    this.tails[e] = v;
-    this.counts[e] = (this.counts[e] as number) + 1;
+    const c = this.counts[e] as number;
+    if (c === 0) this.heads[e] = v;
+    else if (e !== this.lastKey) this.scattered = true;
+    this.lastKey = e;
+    this.counts[e] = c + 1;
     this.sizes[e] = (this.sizes[e] as number) + n;
   }
 
   private growKeys(need: number): void {
     const size = Math.max(need, this.heads.length * 2);
     this.heads = grownInt32(this.heads, size);
-    this.tails = grownInt32(this.tails, size);
     this.counts = grownInt32(this.counts, size);
     const sizes = new Float64Array(size);
     sizes.set(this.sizes);
@@ -121,7 +137,29 @@ export class ValueArena {
 
   /** The value after `v` of the same key, or -1. */
   next(v: number): number {
-    return this.nexts[v] as number;
+    if (!this.scattered) {
+      const u = v + 1;
+      return u < this.values && this.keyOf[u] === this.keyOf[v] ? u : -1;
+    }
+    return this.chains()[v] as number;
+  }
+
+  /** Each value's successor of the same key, linked in one pass (values added since unlink it). */
+  private chains(): Int32Array {
+    if (this.nexts !== undefined) return this.nexts;
+    const n = this.values;
+    const nexts = new Int32Array(Math.max(1, n));
+    const tails = new Int32Array(this.heads.length).fill(-1);
+    const keyOf = this.keyOf;
+    for (let v = 0; v < n; v++) {
+      const e = keyOf[v] as number;
+      const t = tails[e] as number;
+      if (t >= 0) nexts[t] = v;
+      tails[e] = v;
+      nexts[v] = -1;
+    }
+    this.nexts = nexts;
+    return nexts;
   }
 
   /** Start and end (exclusive) of value `v`'s bytes. */
@@ -142,6 +180,26 @@ export class ValueArena {
   }
 
   /**
+   * Appends the bytes of `n` values of one key, from value `v` on in its
+   * order, to the record `enc` is writing; returns the value after them (or
+   * -1). While each key's values are consecutive (see {@link scattered}),
+   * and always after {@link compact}, one copy.
+   */
+  copyValues(v: number, n: number, enc: BlockEncoder): number {
+    if (n === 0) return v;
+    if (!this.scattered) {
+      const last = v + n - 1;
+      enc.appendBytes(this.data(), this.starts[v] as number, this.end(last));
+      return this.next(last);
+    }
+    for (let i = 0; i < n; i++) {
+      this.copyValue(v, enc);
+      v = this.next(v);
+    }
+    return v;
+  }
+
+  /**
    * Key `e`'s values, decoded, appended to `out` (a combiner's input; by
    * hand as run blocks are decoded, msgpackr for the rest).
    */
@@ -159,12 +217,13 @@ export class ValueArena {
 
   /**
    * Lays the values out again key by key, the keys in `order` (each key
-   * with values exactly once), each key's values in emit order: then
-   * walking a key's chain reads consecutive bytes. Without it, writing the
-   * runs followed each chain across the whole buffer, a cache miss or more
-   * per value (a postings map task spent a quarter of its time there). One
-   * pass over the values in emit order, which reads sequentially and writes
-   * to as many places as there are keys. No value is added afterwards.
+   * with values exactly once), each key's values in emit order: then a
+   * key's values are consecutive bytes, copied to a run at once. Without
+   * it, writing the runs followed each key's values across the whole
+   * buffer, a cache miss or more per value (a postings map task spent a
+   * quarter of its time there). One pass over the values in emit order,
+   * which reads sequentially and writes to as many places as there are
+   * keys. No value is added afterwards.
    */
   compact(order: ArrayLike<number>): void {
     assert(this.laidOut === undefined, 'ValueArena.compact twice');
@@ -181,14 +240,13 @@ export class ValueArena {
       this.heads[e] = slots;
       bytes += this.sizes[e] as number;
       slots += this.counts[e] as number;
-      this.tails[e] = slots - 1;
     }
     assert(slots === n, 'ValueArena.compact: the order misses keys with values');
     const src = this.store.buffer;
     const out = Buffer.allocUnsafe(bytes);
     const starts = new Int32Array(Math.max(1, n));
-    const nexts = new Int32Array(Math.max(1, n));
     const keyOf = this.keyOf;
+    const newKeyOf = new Int32Array(Math.max(1, n));
     const from = this.starts;
     const last = this.store.bytes;
     for (let v = 0; v < n; v++) {
@@ -202,11 +260,12 @@ export class ValueArena {
       at[e] = d + end - s;
       slot[e] = w + 1;
       starts[w] = d;
-      nexts[w] = w + 1;
+      newKeyOf[w] = e;
     }
-    for (let i = 0; i < order.length; i++) nexts[this.tails[order[i] as number] as number] = -1;
     this.starts = starts;
-    this.nexts = nexts;
+    this.keyOf = newKeyOf;
+    this.scattered = false;
+    this.nexts = undefined;
     this.laidOut = out;
     this.reader = undefined;
   }
