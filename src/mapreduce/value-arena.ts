@@ -46,10 +46,12 @@ function grownInt32(a: Int32Array<ArrayBuffer>, need: number): Int32Array<ArrayB
 export class ValueArena {
   /** The encoded values, back to back (a BlockEncoder as a growable buffer: no records). */
   private readonly store = new BlockEncoder(INITIAL_BYTES);
-  /** Per value: its start in `buf` (its end is the next value's start, or `len`). */
-  private starts = new Int32Array(INITIAL_VALUES);
-  /** Per value: its key. */
-  private keyOf = new Int32Array(INITIAL_VALUES);
+  /**
+   * Per value `v`, side by side (one cache line for both where compact()
+   * writes them in random order): at `2v` its start in the buffer (its end
+   * is the next value's start, or the buffer's end), at `2v + 1` its key.
+   */
+  private index = new Int32Array(2 * INITIAL_VALUES);
   /**
    * Whether some key's values are not consecutive (a value was added to a
    * key other than the last value's, which already had values). Until then,
@@ -73,7 +75,7 @@ export class ValueArena {
 
   /** Bytes held: the encoded values plus the per-value and per-key indexes. */
   get bytes(): number {
-    return this.store.bytes + 8 * this.starts.length + 16 * this.heads.length;
+    return this.store.bytes + 4 * this.index.length + 16 * this.heads.length;
   }
 
   /** Values held. */
@@ -96,12 +98,9 @@ export class ValueArena {
     if (!store.appendValue(value)) store.appendRaw(packr.pack(value));
     const n = store.bytes - p;
     const v = this.values++;
-    if (v >= this.starts.length) {
-      this.starts = grownInt32(this.starts, v + 1);
-      this.keyOf = grownInt32(this.keyOf, v + 1);
-    }
-    this.starts[v] = p;
-    this.keyOf[v] = e;
+    if (2 * v + 2 > this.index.length) this.index = grownInt32(this.index, 2 * v + 2);
+    this.index[2 * v] = p;
+    this.index[2 * v + 1] = e;
     if (e >= this.heads.length) this.growKeys(e + 1);
     const c = this.counts[e] as number;
     if (c === 0) this.heads[e] = v;
@@ -139,7 +138,7 @@ export class ValueArena {
   next(v: number): number {
     if (!this.scattered) {
       const u = v + 1;
-      return u < this.values && this.keyOf[u] === this.keyOf[v] ? u : -1;
+      return u < this.values && this.index[2 * u + 1] === this.index[2 * v + 1] ? u : -1;
     }
     return this.chains()[v] as number;
   }
@@ -150,9 +149,9 @@ export class ValueArena {
     const n = this.values;
     const nexts = new Int32Array(Math.max(1, n));
     const tails = new Int32Array(this.heads.length).fill(-1);
-    const keyOf = this.keyOf;
+    const index = this.index;
     for (let v = 0; v < n; v++) {
-      const e = keyOf[v] as number;
+      const e = index[2 * v + 1] as number;
       const t = tails[e] as number;
       if (t >= 0) nexts[t] = v;
       tails[e] = v;
@@ -164,18 +163,18 @@ export class ValueArena {
 
   /** Start and end (exclusive) of value `v`'s bytes. */
   private end(v: number): number {
-    if (v + 1 < this.values) return this.starts[v + 1] as number;
+    if (v + 1 < this.values) return this.index[2 * v + 2] as number;
     return this.laidOut === undefined ? this.store.bytes : this.laidOut.length;
   }
 
   /** Encoded bytes of value `v`. */
   valueBytes(v: number): number {
-    return this.end(v) - (this.starts[v] as number);
+    return this.end(v) - (this.index[2 * v] as number);
   }
 
   /** Appends value `v`'s bytes to the record `enc` is writing. */
   copyValue(v: number, enc: BlockEncoder): void {
-    const s = this.starts[v] as number;
+    const s = this.index[2 * v] as number;
     enc.appendBytes(this.data(), s, this.end(v));
   }
 
@@ -189,7 +188,7 @@ export class ValueArena {
     if (n === 0) return v;
     if (!this.scattered) {
       const last = v + n - 1;
-      enc.appendBytes(this.data(), this.starts[v] as number, this.end(last));
+      enc.appendBytes(this.data(), this.index[2 * v] as number, this.end(last));
       return this.next(last);
     }
     for (let i = 0; i < n; i++) {
@@ -206,7 +205,7 @@ export class ValueArena {
   decodeValues(e: number, out: unknown[]): unknown[] {
     const dec = (this.reader ??= new BlockDecoder(this.data(), true));
     for (let v = this.first(e); v >= 0; v = this.next(v)) {
-      out.push(dec.valueAt(this.starts[v] as number, this.end(v)));
+      out.push(dec.valueAt(this.index[2 * v] as number, this.end(v)));
     }
     return out;
   }
@@ -228,15 +227,14 @@ export class ValueArena {
   compact(order: ArrayLike<number>): void {
     assert(this.laidOut === undefined, 'ValueArena.compact twice');
     const n = this.values;
-    const keys = this.heads.length;
-    const at = new Int32Array(keys); // per key: where its next byte goes
-    const slot = new Int32Array(keys); // per key: its next value's new number
+    // Per key, side by side: where its next byte goes, its next value's new number.
+    const cursor = new Int32Array(2 * this.heads.length);
     let bytes = 0;
     let slots = 0;
     for (let i = 0; i < order.length; i++) {
       const e = order[i] as number;
-      at[e] = bytes;
-      slot[e] = slots;
+      cursor[2 * e] = bytes;
+      cursor[2 * e + 1] = slots;
       this.heads[e] = slots;
       bytes += this.sizes[e] as number;
       slots += this.counts[e] as number;
@@ -244,26 +242,23 @@ export class ValueArena {
     assert(slots === n, 'ValueArena.compact: the order misses keys with values');
     const src = this.store.buffer;
     const out = Buffer.allocUnsafe(bytes);
-    const starts = new Int32Array(Math.max(1, n));
-    const keyOf = this.keyOf;
-    const newKeyOf = new Int32Array(Math.max(1, n));
-    const from = this.starts;
+    const from = this.index;
+    const index = new Int32Array(Math.max(2, 2 * n));
     const last = this.store.bytes;
     for (let v = 0; v < n; v++) {
-      const e = keyOf[v] as number;
-      const s = from[v] as number;
-      const end = v + 1 < n ? (from[v + 1] as number) : last;
-      const d = at[e] as number;
-      const w = slot[e] as number;
+      const s = from[2 * v] as number;
+      const e = from[2 * v + 1] as number;
+      const end = v + 1 < n ? (from[2 * v + 2] as number) : last;
+      const d = cursor[2 * e] as number;
+      const w = cursor[2 * e + 1] as number;
       if (end - s < 32) for (let i = s; i < end; i++) out[d + i - s] = src[i] as number;
       else src.copy(out, d, s, end);
-      at[e] = d + end - s;
-      slot[e] = w + 1;
-      starts[w] = d;
-      newKeyOf[w] = e;
+      cursor[2 * e] = d + end - s;
+      cursor[2 * e + 1] = w + 1;
+      index[2 * w] = d;
+      index[2 * w + 1] = e;
     }
-    this.starts = starts;
-    this.keyOf = newKeyOf;
+    this.index = index;
     this.scattered = false;
     this.nexts = undefined;
     this.laidOut = out;
@@ -272,7 +267,7 @@ export class ValueArena {
 
   /** Value `v`, decoded (for tests). */
   decode(v: number): unknown {
-    return packr.unpack(this.data().subarray(this.starts[v], this.end(v)));
+    return packr.unpack(this.data().subarray(this.index[2 * v], this.end(v)));
   }
 
   /** Checks a key's chain (tests): its values in order. */
