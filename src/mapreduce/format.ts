@@ -272,10 +272,7 @@ export class RunWriter {
       this.cutBlock();
     }
     block.beginRecord(key, n);
-    for (let i = 0; i < n; i++) {
-      arena.copyValue(v, block);
-      v = arena.next(v);
-    }
+    arena.copyValues(v, n, block);
     this.keys++;
     this.values += n;
     if (block.bytes >= BLOCK_BYTES_TARGET) this.cutBlock();

@@ -9,6 +9,7 @@
  * arena.add(e, ['o', 'o17', '12']);      // e: the key's number (KeyTable)
  * arena.count(e); arena.bytesOf(e);       // values and encoded bytes of key e
  * for (let v = arena.first(e); v >= 0; v = arena.next(v)) arena.copyValue(v, block);
+ * arena.copyValues(arena.first(e), arena.count(e), block); // the same, at once when it can
  * ```
  *
  * Why: a map task holds what it emits until it writes its runs. Kept as
@@ -18,6 +19,12 @@
  * Encoded at once, a value is garbage as soon as `emit` returns, and the
  * buffer's size is its exact memory (the spill bound counts it). Values are
  * encoded once, by hand as run-block.ts writes them (msgpackr for the rest).
+ *
+ * A key's values are found by their key numbers, not a linked list: while
+ * each key's values are consecutive (values added key by key) and after
+ * {@link ValueArena.compact}, a value's successor is the next value if it
+ * has the same key; otherwise the successors are linked in one pass when
+ * first asked for.
  */
 import { Packr } from 'msgpackr';
 import { assert } from '../lib/assert.js';
@@ -39,18 +46,28 @@ function grownInt32(a: Int32Array<ArrayBuffer>, need: number): Int32Array<ArrayB
 export class ValueArena {
   /** The encoded values, back to back (a BlockEncoder as a growable buffer: no records). */
   private readonly store = new BlockEncoder(INITIAL_BYTES);
-  /** Per value: its start in `buf` (its end is the next value's start, or `len`). */
-  private starts = new Int32Array(INITIAL_VALUES);
-  /** Per value: the next value of the same key, or -1. */
-  private nexts = new Int32Array(INITIAL_VALUES);
-  /** Per value: its key. */
-  private keyOf = new Int32Array(INITIAL_VALUES);
+  /**
+   * Per value `v`, side by side (one cache line for both where compact()
+   * writes them in random order): at `2v` its start in the buffer (its end
+   * is the next value's start, or the buffer's end), at `2v + 1` its key.
+   */
+  private index = new Int32Array(2 * INITIAL_VALUES);
+  /**
+   * Whether some key's values are not consecutive (a value was added to a
+   * key other than the last value's, which already had values). Until then,
+   * and once {@link compact} has laid them out, each key's values are
+   * consecutive: value `v`'s successor is `v + 1` if it has the same key.
+   */
+  private scattered = false;
+  /** The key of the last value added. */
+  private lastKey = -1;
+  /** Per value: the next value of the same key, or -1 (built when asked while scattered). */
+  private nexts: Int32Array | undefined;
   /** The values' bytes once {@link compact} laid them out key by key (no more adds then). */
   private laidOut: Buffer | undefined;
   private values = 0;
-  /** Per key: first and last value, number of values, encoded bytes. */
+  /** Per key: first value, number of values, encoded bytes. */
   private heads = new Int32Array(1024);
-  private tails = new Int32Array(1024);
   private counts = new Int32Array(1024);
   private sizes = new Float64Array(1024);
   /** Decodes values for {@link decodeValues} (made when first needed: the buffer no longer grows then). */
@@ -58,7 +75,7 @@ export class ValueArena {
 
   /** Bytes held: the encoded values plus the per-value and per-key indexes. */
   get bytes(): number {
-    return this.store.bytes + 12 * this.starts.length + 20 * this.heads.length;
+    return this.store.bytes + 4 * this.index.length + 16 * this.heads.length;
   }
 
   /** Values held. */
@@ -66,38 +83,36 @@ export class ValueArena {
     return this.values;
   }
 
-  /** Appends `value` to key `e`'s values (e: 0, 1, 2, ... as keys are first seen). */
+  /**
+   * Appends `value` to key `e`'s values (e: 0, 1, 2, ... as keys are first
+   * seen). Per value only sequential writes (its start and key) and the
+   * key's counters: no chain is linked here (a postings map task spent a
+   * tenth of its time linking one; see {@link next}).
+   */
   add(e: number, value: unknown): void {
     assert(this.laidOut === undefined, 'ValueArena.add after compact');
     this.reader = undefined;
+    this.nexts = undefined;
     const store = this.store;
     const p = store.bytes;
     if (!store.appendValue(value)) store.appendRaw(packr.pack(value));
     const n = store.bytes - p;
     const v = this.values++;
-    if (v >= this.starts.length) {
-      this.starts = grownInt32(this.starts, v + 1);
-      this.nexts = grownInt32(this.nexts, v + 1);
-      this.keyOf = grownInt32(this.keyOf, v + 1);
-    }
-    this.starts[v] = p;
-    this.nexts[v] = -1;
-    this.keyOf[v] = e;
+    if (2 * v + 2 > this.index.length) this.index = grownInt32(this.index, 2 * v + 2);
+    this.index[2 * v] = p;
+    this.index[2 * v + 1] = e;
     if (e >= this.heads.length) this.growKeys(e + 1);
-    if (this.counts[e] === 0) {
-      this.heads[e] = v;
-    } else {
-      this.nexts[this.tails[e] as number] = v;
-    }
-    this.tails[e] = v;
-    this.counts[e] = (this.counts[e] as number) + 1;
+    const c = this.counts[e] as number;
+    if (c === 0) this.heads[e] = v;
+    else if (e !== this.lastKey) this.scattered = true;
+    this.lastKey = e;
+    this.counts[e] = c + 1;
     this.sizes[e] = (this.sizes[e] as number) + n;
   }
 
   private growKeys(need: number): void {
     const size = Math.max(need, this.heads.length * 2);
     this.heads = grownInt32(this.heads, size);
-    this.tails = grownInt32(this.tails, size);
     this.counts = grownInt32(this.counts, size);
     const sizes = new Float64Array(size);
     sizes.set(this.sizes);
@@ -121,24 +136,66 @@ export class ValueArena {
 
   /** The value after `v` of the same key, or -1. */
   next(v: number): number {
-    return this.nexts[v] as number;
+    if (!this.scattered) {
+      const u = v + 1;
+      return u < this.values && this.index[2 * u + 1] === this.index[2 * v + 1] ? u : -1;
+    }
+    return this.chains()[v] as number;
+  }
+
+  /** Each value's successor of the same key, linked in one pass (values added since unlink it). */
+  private chains(): Int32Array {
+    if (this.nexts !== undefined) return this.nexts;
+    const n = this.values;
+    const nexts = new Int32Array(Math.max(1, n));
+    const tails = new Int32Array(this.heads.length).fill(-1);
+    const index = this.index;
+    for (let v = 0; v < n; v++) {
+      const e = index[2 * v + 1] as number;
+      const t = tails[e] as number;
+      if (t >= 0) nexts[t] = v;
+      tails[e] = v;
+      nexts[v] = -1;
+    }
+    this.nexts = nexts;
+    return nexts;
   }
 
   /** Start and end (exclusive) of value `v`'s bytes. */
   private end(v: number): number {
-    if (v + 1 < this.values) return this.starts[v + 1] as number;
+    if (v + 1 < this.values) return this.index[2 * v + 2] as number;
     return this.laidOut === undefined ? this.store.bytes : this.laidOut.length;
   }
 
   /** Encoded bytes of value `v`. */
   valueBytes(v: number): number {
-    return this.end(v) - (this.starts[v] as number);
+    return this.end(v) - (this.index[2 * v] as number);
   }
 
   /** Appends value `v`'s bytes to the record `enc` is writing. */
   copyValue(v: number, enc: BlockEncoder): void {
-    const s = this.starts[v] as number;
+    const s = this.index[2 * v] as number;
     enc.appendBytes(this.data(), s, this.end(v));
+  }
+
+  /**
+   * Appends the bytes of `n` values of one key, from value `v` on in its
+   * order, to the record `enc` is writing; returns the value after them (or
+   * -1). While each key's values are consecutive (see {@link scattered}),
+   * and always after {@link compact}, one copy.
+   */
+  copyValues(v: number, n: number, enc: BlockEncoder): number {
+    if (n === 0) return v;
+    if (!this.scattered) {
+      const last = v + n - 1;
+      enc.appendBytes(this.data(), this.index[2 * v] as number, this.end(last));
+      return this.next(last);
+    }
+    for (let i = 0; i < n; i++) {
+      this.copyValue(v, enc);
+      v = this.next(v);
+    }
+    return v;
   }
 
   /**
@@ -148,7 +205,7 @@ export class ValueArena {
   decodeValues(e: number, out: unknown[]): unknown[] {
     const dec = (this.reader ??= new BlockDecoder(this.data(), true));
     for (let v = this.first(e); v >= 0; v = this.next(v)) {
-      out.push(dec.valueAt(this.starts[v] as number, this.end(v)));
+      out.push(dec.valueAt(this.index[2 * v] as number, this.end(v)));
     }
     return out;
   }
@@ -159,61 +216,58 @@ export class ValueArena {
 
   /**
    * Lays the values out again key by key, the keys in `order` (each key
-   * with values exactly once), each key's values in emit order: then
-   * walking a key's chain reads consecutive bytes. Without it, writing the
-   * runs followed each chain across the whole buffer, a cache miss or more
-   * per value (a postings map task spent a quarter of its time there). One
-   * pass over the values in emit order, which reads sequentially and writes
-   * to as many places as there are keys. No value is added afterwards.
+   * with values exactly once), each key's values in emit order: then a
+   * key's values are consecutive bytes, copied to a run at once. Without
+   * it, writing the runs followed each key's values across the whole
+   * buffer, a cache miss or more per value (a postings map task spent a
+   * quarter of its time there). One pass over the values in emit order,
+   * which reads sequentially and writes to as many places as there are
+   * keys. No value is added afterwards.
    */
   compact(order: ArrayLike<number>): void {
     assert(this.laidOut === undefined, 'ValueArena.compact twice');
     const n = this.values;
-    const keys = this.heads.length;
-    const at = new Int32Array(keys); // per key: where its next byte goes
-    const slot = new Int32Array(keys); // per key: its next value's new number
+    // Per key, side by side: where its next byte goes, its next value's new number.
+    const cursor = new Int32Array(2 * this.heads.length);
     let bytes = 0;
     let slots = 0;
     for (let i = 0; i < order.length; i++) {
       const e = order[i] as number;
-      at[e] = bytes;
-      slot[e] = slots;
+      cursor[2 * e] = bytes;
+      cursor[2 * e + 1] = slots;
       this.heads[e] = slots;
       bytes += this.sizes[e] as number;
       slots += this.counts[e] as number;
-      this.tails[e] = slots - 1;
     }
     assert(slots === n, 'ValueArena.compact: the order misses keys with values');
     const src = this.store.buffer;
     const out = Buffer.allocUnsafe(bytes);
-    const starts = new Int32Array(Math.max(1, n));
-    const nexts = new Int32Array(Math.max(1, n));
-    const keyOf = this.keyOf;
-    const from = this.starts;
+    const from = this.index;
+    const index = new Int32Array(Math.max(2, 2 * n));
     const last = this.store.bytes;
     for (let v = 0; v < n; v++) {
-      const e = keyOf[v] as number;
-      const s = from[v] as number;
-      const end = v + 1 < n ? (from[v + 1] as number) : last;
-      const d = at[e] as number;
-      const w = slot[e] as number;
+      const s = from[2 * v] as number;
+      const e = from[2 * v + 1] as number;
+      const end = v + 1 < n ? (from[2 * v + 2] as number) : last;
+      const d = cursor[2 * e] as number;
+      const w = cursor[2 * e + 1] as number;
       if (end - s < 32) for (let i = s; i < end; i++) out[d + i - s] = src[i] as number;
       else src.copy(out, d, s, end);
-      at[e] = d + end - s;
-      slot[e] = w + 1;
-      starts[w] = d;
-      nexts[w] = w + 1;
+      cursor[2 * e] = d + end - s;
+      cursor[2 * e + 1] = w + 1;
+      index[2 * w] = d;
+      index[2 * w + 1] = e;
     }
-    for (let i = 0; i < order.length; i++) nexts[this.tails[order[i] as number] as number] = -1;
-    this.starts = starts;
-    this.nexts = nexts;
+    this.index = index;
+    this.scattered = false;
+    this.nexts = undefined;
     this.laidOut = out;
     this.reader = undefined;
   }
 
   /** Value `v`, decoded (for tests). */
   decode(v: number): unknown {
-    return packr.unpack(this.data().subarray(this.starts[v], this.end(v)));
+    return packr.unpack(this.data().subarray(this.index[2 * v], this.end(v)));
   }
 
   /** Checks a key's chain (tests): its values in order. */

@@ -76,6 +76,35 @@ describe('value arena', () => {
     );
   });
 
+  it('finds a key’s values whether they were added key by key or interleaved, before and after more adds', async () => {
+    const arena = new ValueArena();
+    arena.add(0, 'a');
+    arena.add(0, 'b');
+    arena.add(1, 'c');
+    // Key by key so far: each key's values are consecutive.
+    expect(arena.chain(0)).toEqual([0, 1]);
+    expect(arena.chain(1)).toEqual([2]);
+    arena.add(0, 'd'); // key 0 again after key 1: interleaved from now on
+    arena.add(1, 'e');
+    expect(arena.chain(0)).toEqual([0, 1, 3]);
+    expect(arena.chain(1)).toEqual([2, 4]);
+    arena.add(2, 'f');
+    arena.add(0, 'g'); // linked again after more adds
+    expect(arena.chain(0)).toEqual([0, 1, 3, 6]);
+    expect(arena.chain(2)).toEqual([5]);
+    expect(arena.decodeValues(0, [])).toEqual(['a', 'b', 'd', 'g']);
+    const dir = tempDir('cohort-arena-');
+    const w = await RunWriter.create(join(dir, 'mixed.run'));
+    w.addEncoded('x', arena, 0);
+    w.addEncoded('y', arena, 1);
+    w.addEncoded('z', arena, 2);
+    expect(await readBack((await w.finish()).path)).toEqual([
+      ['x', ['a', 'b', 'd', 'g']],
+      ['y', ['c', 'e']],
+      ['z', ['f']],
+    ]);
+  });
+
   it('a key whose values exceed a record is cut into consecutive records, read back in order', async () => {
     const dir = tempDir('cohort-arena-');
     const arena = new ValueArena();
