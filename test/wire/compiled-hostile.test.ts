@@ -26,6 +26,7 @@ import { Type } from '@sinclair/typebox';
 import { message, MessageCodec, shortLivedBytes } from '../../src/wire/codec.js';
 import type { MessageSchema } from '../../src/wire/codec.js';
 import { isCohortError } from '../../src/lib/errors.js';
+import { concatBytes } from '../harness/bytes.js';
 
 const numRuns = Number(process.env.FC_NUM_RUNS ?? 2_000);
 
@@ -65,15 +66,7 @@ const shallow = [0, 1].map((nestingDepthMax) => ({
 const u8 = (...b: number[]): Uint8Array => Uint8Array.from(b);
 const be = (v: number, n: number): number[] =>
   Array.from({ length: n }, (_, i) => Math.floor(v / 256 ** (n - 1 - i)) % 256);
-const cat = (parts: readonly Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
+const cat = concatBytes;
 
 /** A str in form 0 (the smallest, as every encoder writes it), 1 (str8), 2 (str16) or 3 (str32). */
 function str(s: string, form: number): Uint8Array {

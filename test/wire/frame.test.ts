@@ -1,17 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES, FrameDecoder, encodeFrame } from '../../src/wire/frame.js';
 import { codeOf } from '../harness/errors.js';
+import { concatBytes } from '../harness/bytes.js';
 import { crc32c } from '../../src/lib/crc32c.js';
 
 function frames(...payloads: number[][]): Uint8Array {
-  const parts = payloads.map((p) => encodeFrame(new Uint8Array(p)));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(payloads.map((p) => encodeFrame(new Uint8Array(p))));
 }
 
 function drain(dec: FrameDecoder): number[][] {

@@ -10,6 +10,7 @@ import { message, messageCodec } from '../../src/wire/codec.js';
 import type { MessageOf } from '../../src/wire/codec.js';
 import { FRAME_HEADER_BYTES, FrameDecoder, encodeFrame } from '../../src/wire/frame.js';
 import { isCohortError } from '../../src/lib/errors.js';
+import { concatBytes } from '../harness/bytes.js';
 
 const numRuns = Number(process.env.FC_NUM_RUNS ?? 10_000);
 const seed = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED);
@@ -85,15 +86,7 @@ function plain(value: unknown): unknown {
   return value;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+const concat = concatBytes;
 
 /** Cuts `bytes` at the given (sorted, deduplicated) offsets. */
 function cut(bytes: Uint8Array, offsets: readonly number[]): Uint8Array[] {
