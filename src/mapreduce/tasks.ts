@@ -408,6 +408,8 @@ interface BufferContents {
   readonly keys: readonly string[];
   readonly vals: readonly unknown[];
   readonly arena: ValueArena | undefined;
+  /** The keys are in ascending order already (no sort needed). */
+  readonly sorted?: boolean;
 }
 
 function newBuffer(encoded: boolean): Buffered {
@@ -475,7 +477,7 @@ async function writeRuns(
       sizes[p] = (sizes[p] as number) + 1;
     }
   }
-  for (const ids of byPartition) sortKeyIds(keys, ids);
+  if (buffered.sorted !== true) for (const ids of byPartition) sortKeyIds(keys, ids);
   if (emitOrder) {
     // The values key by key in the order they are written (see ValueArena.compact).
     const order = new Int32Array(n);
@@ -797,6 +799,19 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     if (!bytesFold) return { keys: buckets.table.keys, vals: buckets.vals, arena: buckets.arena };
     if (dict === undefined) return { keys: [], vals: [], arena: undefined }; // nothing emitted
     const names = dict.table.keys;
+    if (foldSum) {
+      // Numbers: no objects to visit in the order they were made (see writeRuns),
+      // so the keys go in sorted, by the ranks the dictionary keeps.
+      const ids = dict.sortedSubset(touched);
+      const keys = new Array<string>(ids.length);
+      const vals = new Array<unknown>(ids.length);
+      for (let i = 0; i < ids.length; i++) {
+        const g = ids[i] as number;
+        keys[i] = names[g] as string;
+        vals[i] = byNumber[g];
+      }
+      return { keys, vals, arena: undefined, sorted: true };
+    }
     const keys = touched.map((g) => names[g] as string);
     const vals = touched.map((g) => byNumber[g]);
     return { keys, vals, arena: undefined };

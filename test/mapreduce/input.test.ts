@@ -8,6 +8,7 @@ import {
   planSplits,
   readSplit,
   readSplitBlocks,
+  readSplitBytes,
   readSplitLines,
 } from '../../src/mapreduce/input.js';
 import type { Split } from '../../src/mapreduce/input.js';
@@ -219,6 +220,43 @@ describe('planSplits + readSplitLines', () => {
   it('refuses a split size that is not a positive integer', async () => {
     await expect(planSplits([], 0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(planSplits([], 1.5)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('readSplitBytes', () => {
+  it('a thread reads one split after another through the same buffer; overlapping reads get their own', async () => {
+    const f = join(dir, 'reuse.txt');
+    const text = Array.from({ length: 2000 }, (_, i) => `line ${i} ${'w'.repeat(i % 37)}\n`).join(
+      '',
+    );
+    await writeFile(f, text);
+    const [a, b] = await planSplits([f], Math.ceil(text.length / 2));
+    if (a === undefined || b === undefined) throw new Error('expected two splits');
+    const read = async (s: Split): Promise<{ text: string; buffers: Set<ArrayBufferLike> }> => {
+      const parts: string[] = [];
+      const buffers = new Set<ArrayBufferLike>();
+      await readSplitBytes(
+        s,
+        (_, bytes) => {
+          parts.push(bytes.toString('latin1'));
+          buffers.add(bytes.buffer);
+        },
+        8192, // above Buffer.poolSize: a fresh buffer is its own ArrayBuffer
+      );
+      return { text: parts.join(''), buffers };
+    };
+    // One after the other: the second read's chunks lie in the first one's buffer.
+    const first = await read(a);
+    const second = await read(b);
+    expect(first.text + second.text).toBe(text);
+    expect(first.buffers.size).toBe(1);
+    const [buffer] = first.buffers;
+    expect(second.buffers.size).toBe(1);
+    expect(second.buffers.has(buffer as ArrayBufferLike)).toBe(true); // the same object
+    // At the same time: each its own buffer, the right bytes in both.
+    const [x, y] = await Promise.all([read(a), read(b)]);
+    expect(x.text + y.text).toBe(text);
+    expect([...x.buffers].some((buf) => y.buffers.has(buf))).toBe(false);
   });
 });
 

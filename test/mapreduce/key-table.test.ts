@@ -212,6 +212,59 @@ describe('ByteKeyIndex.internHashed', () => {
   });
 });
 
+describe('ByteKeyIndex.sortedSubset', () => {
+  it("gives any set of the table's key numbers sorted by key, as keys are added between calls", () => {
+    const word = fc.oneof(
+      fc.stringMatching(/^[a-e]{0,7}$/),
+      fc.string({ unit: 'grapheme', maxLength: 4 }),
+    );
+    fc.assert(
+      fc.property(
+        // Rounds: the words a task interns, then which of the table's keys it writes.
+        fc.array(fc.tuple(fc.array(word, { maxLength: 40 }), fc.array(fc.boolean())), {
+          maxLength: 6,
+        }),
+        (rounds) => {
+          const index = new ByteKeyIndex(new KeyTable());
+          for (const [words, picks] of rounds) {
+            for (const w of words) {
+              const b = Buffer.from(w);
+              index.intern(b, 0, b.length);
+            }
+            const keys = index.table.keys;
+            // Every key, a most of them, or a few (the path that sorts them on their own).
+            const ids = keys.map((_, g) => g).filter((g) => picks[g % (picks.length + 1)] ?? true);
+            const want = [...ids].sort((a, b) =>
+              (keys[a] as string) < (keys[b] as string) ? -1 : 1,
+            );
+            expect([...index.sortedSubset(ids)]).toEqual(want);
+            // The same numbers in another order give the same answer.
+            expect([...index.sortedSubset([...ids].reverse())]).toEqual(want);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('ByteKeyIndex.sortedSubset, a few keys of many', () => {
+  it('sorts them on their own, with the same answer', () => {
+    const index = new ByteKeyIndex(new KeyTable());
+    for (let i = 0; i < 200; i++) {
+      const b = Buffer.from(`w${(i * 7919) % 1000}`);
+      index.intern(b, 0, b.length);
+    }
+    const keys = index.table.keys;
+    expect([...index.sortedSubset([150, 3, 77])].map((g) => keys[g])).toEqual(
+      [keys[150], keys[3], keys[77]].sort(),
+    );
+    const all = keys.map((_, g) => g);
+    expect([...index.sortedSubset(all)].map((g) => keys[g])).toEqual([...keys].sort());
+    expect(() => index.sortedSubset([1, 1, ...all.slice(2)])).toThrow(AssertionError);
+  });
+});
+
 describe('sortKeyIds', () => {
   it('orders key numbers as their keys sort (any subset, ASCII and non-ASCII keys, shared prefixes)', () => {
     const ascii = fc.string({ unit: fc.constantFrom('a', 'b', 'A', '\u0000', '~'), maxLength: 8 });
