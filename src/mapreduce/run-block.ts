@@ -411,8 +411,19 @@ function nestedSize(b: Uint8Array, p: number, end: number, depth: number): numbe
       if (ks < 0) return ks;
       q += ks;
     }
-    const vs = simpleSize(b, q, end, depth + 1);
-    if (vs < 0) return vs;
+    // An integer value is sized inline (lists of ids, `[1, 70000, ...]`), as simpleSize() sizes it.
+    if (q >= end) return -2;
+    const vt = b[q] as number;
+    let vs: number;
+    if (vt < 0x80 || vt >= 0xe0) vs = 1;
+    else if (vt === 0xce || vt === 0xd2) vs = 5;
+    else if (vt === 0xcd || vt === 0xd1) vs = 3;
+    else if (vt === 0xcc || vt === 0xd0) vs = 2;
+    else {
+      vs = simpleSize(b, q, end, depth + 1);
+      if (vs < 0) return vs;
+    }
+    if (q + vs > end) return -2;
     q += vs;
   }
   return q - p;
@@ -683,7 +694,24 @@ export class BlockDecoder {
   /** An array of `n` values starting at `pos`. */
   private array(n: number): unknown[] {
     const out = new Array<unknown>(n);
-    for (let i = 0; i < n; i++) out[i] = this.value();
+    const b = this.b;
+    for (let i = 0; i < n; i++) {
+      // Unsigned integers inline (an array of ids), the rest through value().
+      const p = this.pos;
+      const t = b[p] as number;
+      if (t < 0x80) {
+        out[i] = t;
+        this.pos = p + 1;
+      } else if (t === 0xce) {
+        out[i] = readU32(b, p + 1);
+        this.pos = p + 5;
+      } else if (t === 0xcd) {
+        out[i] = ((b[p + 1] as number) << 8) | (b[p + 2] as number);
+        this.pos = p + 3;
+      } else {
+        out[i] = this.value();
+      }
+    }
     return out;
   }
 
