@@ -504,7 +504,18 @@ export class BlockDecoder {
       p += vh[1];
       values += vh[0];
       for (let i = 0; i < vh[0]; i++) {
-        const s = simpleSize(block, p, end);
+        // `[integer]` (a postings value, one per emit) sized inline when it is whole;
+        // anything else, or one cut short, by simpleSize().
+        let s = 0;
+        if (block[p] === 0x91 && p + 1 < end) {
+          const u = block[p + 1] as number;
+          if (u < 0x80 || u >= 0xe0) s = 2;
+          else if (u === 0xce || u === 0xd2) s = 6;
+          else if (u === 0xcd || u === 0xd1) s = 4;
+          else if (u === 0xcc || u === 0xd0) s = 3;
+          if (p + s > end) s = 0;
+        }
+        if (s === 0) s = simpleSize(block, p, end);
         if (s === -1) {
           simple = false;
           break;
@@ -592,9 +603,22 @@ export class BlockDecoder {
       } else if (t >= 0xa0 && t <= 0xbf) {
         out.push(this.str());
       } else if (t >= 0x90 && t <= 0x9f) {
-        // A short array (a postings value, `[id]`): not through other()'s switch.
-        this.pos = p + 1;
-        out.push(this.array(t & 0x0f));
+        // A short array (a postings value, `[id]`): not through other()'s switch,
+        // and `[unsigned integer]` without array()'s loop.
+        const u = b[p + 1] as number;
+        if (t === 0x91 && u < 0x80) {
+          out.push([u]);
+          this.pos = p + 2;
+        } else if (t === 0x91 && u === 0xce) {
+          out.push([readU32(b, p + 2)]);
+          this.pos = p + 6;
+        } else if (t === 0x91 && u === 0xcd) {
+          out.push([((b[p + 2] as number) << 8) | (b[p + 3] as number)]);
+          this.pos = p + 4;
+        } else {
+          this.pos = p + 1;
+          out.push(this.array(t & 0x0f));
+        }
       } else {
         out.push(this.other(t, p));
       }

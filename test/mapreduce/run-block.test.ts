@@ -183,7 +183,10 @@ describe('run blocks', () => {
         maxLength: 40,
       },
     );
-    const postings = fc.array(fc.tuple(key, fc.array(list, { minLength: 1, maxLength: 3 })), {
+    // As a map task writes postings (one `[id]` per emit) and as a combiner's lists.
+    const single = int.map((id) => [id]);
+    const value = fc.oneof({ weight: 3, arbitrary: single }, { weight: 1, arbitrary: list });
+    const postings = fc.array(fc.tuple(key, fc.array(value, { minLength: 1, maxLength: 12 })), {
       minLength: 1,
       maxLength: 20,
     });
