@@ -234,3 +234,32 @@ describe('run files with a hot key', () => {
     expect(seen[1]![1]).toEqual([...big, 'last']);
   });
 });
+
+describe('mergeRuns', () => {
+  it('visits each key once, in key order, with its values in run order (any number of runs, empty ones included)', async () => {
+    const { mergeRuns } = await import('../../src/mapreduce/tasks.js');
+    // Few distinct keys so runs share keys; non-ASCII and prefix keys test the order.
+    const key = fc.constantFrom('a', 'ab', 'b', 'é', 'z', '', 'aa', '\u{1F600}');
+    const run = fc.uniqueArray(key).map((ks) => [...ks].sort());
+    await fc.assert(
+      fc.asyncProperty(fc.array(run, { minLength: 0, maxLength: 11 }), async (runs) => {
+        const paths = await Promise.all(
+          runs.map((ks, r) => writeRun(ks.map((k): [string, unknown[]] => [k, [r, `${k}${r}`]]))),
+        );
+        const seen: [string, unknown[]][] = [];
+        const counts = await mergeRuns(paths, (k, vs) => {
+          seen.push([k, vs]);
+        });
+        const want = [...new Set(runs.flat())]
+          .sort()
+          .map((k): [string, unknown[]] => [
+            k,
+            runs.flatMap((ks, r) => (ks.includes(k) ? [r, `${k}${r}`] : [])),
+          ]);
+        expect(seen).toEqual(want);
+        expect(counts).toEqual({ keys: want.length, values: 2 * runs.flat().length });
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
