@@ -997,7 +997,15 @@ export async function mergeRuns(
     while (size < n) size <<= 1;
     const live: boolean[] = new Array<boolean>(size).fill(false);
     const loser: number[] = new Array<number>(size).fill(0);
-    for (let i = 0; i < n; i++) live[i] = await advance(readers[i] as RunReader);
+    // Every run's first block at once, so their reads overlap (one trip
+    // through libuv's thread pool, not one per run); fails as the first run
+    // that fails, in run order.
+    const started = await Promise.allSettled(readers.map(advance));
+    for (let i = 0; i < n; i++) {
+      const s = started[i] as PromiseSettledResult<boolean>;
+      if (s.status === 'rejected') throw s.reason;
+      live[i] = s.value;
+    }
     // a comes before b: live first, then by key, then by run index.
     const first = (a: number, b: number): boolean => {
       if (!(live[a] as boolean)) return false;
