@@ -77,21 +77,22 @@
  * core count makes every figure (and the ratios) unreliable: rerun on a quiet
  * machine.
  *
- * Figures (every run, with its load, is in bench/RESULTS.md). The latest,
- * quiet (nothing but the bench's own processes; 2026-12-06 20:28-20:46 on
- * 3de13c2), 256 MiB, 32 MiB splits: cohort1 (cohort3) over the single
- * program, then over Dask:
+ * Figures (every run, with its load, is in bench/RESULTS.md), quiet
+ * (nothing but the bench's own processes), 256 MiB, 32 MiB splits: cohort1
+ * (cohort3) over the single program, then over Dask. csv and postings from
+ * 2026-12-06 23:20-23:29 on 2866957 (5 reps); the other shapes from
+ * 20:28-20:46 on 3de13c2 (1 rep), before the latest engine changes:
  *
  * ```
- * wordcount 2.37x (2.09x), 5.46x (4.81x)     join 2.20x (1.93x), 19.40x (17.00x)
- * csv       1.87x (1.55x), 7.90x (6.55x)     sort 2.04x (1.76x),  7.38x (6.38x)
- * postings  1.70x (1.52x), 2.95x (2.63x)     csv again (--only): 1.87x (1.64x)
+ * csv       1.80x (1.61x), 8.00x (7.18x)     wordcount 2.37x (2.09x), 5.46x (4.81x)
+ * postings  1.73x (1.63x), 3.11x (2.93x)     join      2.20x (1.93x), 19.40x (17.00x)
+ *                                            sort      2.04x (1.76x),  7.38x (6.38x)
  * ```
  *
- * CPU s/GiB single / cohort1 / cohort3: csv 28.6 / 27.0 / 32.9, postings
- * 65.6 / 65.0 / 75.4. The single program's own time moves 5.6-7.0 s between
- * reps for csv, so csv on 3 nodes meets 1.5x by the medians, not by a
- * margin; postings over Dask (Dask's own time 25-30 s) is below 3. To
+ * CPU s/GiB single / cohort1 / cohort3: csv 24.4 / 24.0 / 27.2, postings
+ * 63.5 / 61.0 / 66.3. csv on 3 nodes met 1.5x in each of the 5 reps
+ * (1.52-1.70); postings on 3 nodes over Dask is just below 3 (Dask's own
+ * postings time moves 24.6-32.3 s between runs). To
  * measure, on a quiet machine (`uptime` below ~1):
  * `npm run bench:mapreduce 2>&1 | tee /tmp/mapreduce-bench.txt` (about 1.3 GB
  * of inputs generated on the first run, then 5 shapes x 4 implementations x

@@ -396,6 +396,10 @@ export class RunReader {
   key = '';
   private readonly where: string;
   private readonly chunks: AsyncIterator<Uint8Array> | Iterator<Uint8Array>;
+  /** Whether to ask for the next chunk as soon as a block is loaded (our own file stream). */
+  private readonly readAhead: boolean;
+  /** The next chunk, asked for ahead of need (readAhead). */
+  private ahead: Promise<IteratorResult<Uint8Array>> | undefined;
   private readonly decoder = new FrameDecoder({ frameBytesMax: limits.mrRunBlockBytesMax });
   private state: 'header' | 'data' | 'done' = 'header';
   private keys = 0;
@@ -403,12 +407,17 @@ export class RunReader {
   private lastKey: string | undefined;
   private block: BlockDecoder | undefined;
 
-  constructor(source: RunSource, index = 0) {
+  /**
+   * `readAhead` (default: for a file path, whose stream is the reader's own)
+   * asks for the next chunk as soon as a block is loaded; see readNextChunk.
+   */
+  constructor(source: RunSource, index = 0, readAhead = typeof source === 'string') {
     this.where = describeSource(source, index);
     const iterable: AsyncIterable<Uint8Array> | Iterable<Uint8Array> =
       typeof source === 'string'
         ? createReadStream(source, { highWaterMark: 1024 * 1024 })
         : source;
+    this.readAhead = readAhead;
     this.chunks =
       Symbol.asyncIterator in iterable
         ? iterable[Symbol.asyncIterator]()
@@ -423,7 +432,9 @@ export class RunReader {
       for (;;) {
         const p = this.decoder.next();
         if (p === undefined) {
-          const r = await this.chunks.next();
+          const ahead = this.ahead;
+          this.ahead = undefined;
+          const r = await (ahead ?? this.chunks.next());
           if (r.done === true) {
             if (this.decoder.bufferedBytes > 0) throw corruption(where, 'truncated inside a frame');
             if (this.state !== 'done') throw corruption(where, 'truncated (no end frame)');
@@ -446,6 +457,7 @@ export class RunReader {
           this.keys += block.records;
           this.values += block.values;
           this.block = block;
+          if (this.readAhead && this.ahead === undefined) this.readNextChunk();
           return true;
         }
         let body: unknown;
@@ -493,9 +505,26 @@ export class RunReader {
     return (this.block as BlockDecoder).takeValues(out);
   }
 
+  /**
+   * Asks the file for its next chunk while the current block is merged, so
+   * that the read (a trip through libuv's thread pool, which waits its turn
+   * when the cores are busy) is done by the time the block is used up: a
+   * reducer's merge otherwise waited for one read each time a run's block
+   * ran out. Holds at most one chunk more per run (1 MiB).
+   */
+  private readNextChunk(): void {
+    // (A sync source's next() that throws rejects p.)
+    const p = new Promise<IteratorResult<Uint8Array>>((resolve) => resolve(this.chunks.next()));
+    // Handled where it is awaited (nextBlock); this only keeps a read that
+    // fails after the merge stopped (close) from being an unhandled rejection.
+    p.catch(() => undefined);
+    this.ahead = p;
+  }
+
   /** Stops reading (closes the file). Never throws. */
   async close(): Promise<void> {
     this.block = undefined;
+    this.ahead = undefined;
     try {
       await this.chunks.return?.();
     } catch {

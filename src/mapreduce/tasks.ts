@@ -965,33 +965,6 @@ function pad(p: number): string {
   return String(p).padStart(5, '0');
 }
 
-function before(a: RunReader, ai: number, b: RunReader, bi: number): boolean {
-  return a.key < b.key || (a.key === b.key && ai < bi);
-}
-
-/** A min-heap of open runs by (current key, run index); `src[r]` is heap entry r's run index. */
-function siftDown(heap: RunReader[], src: number[], i: number): void {
-  const n = heap.length;
-  const c = heap[i] as RunReader;
-  const ci = src[i] as number;
-  for (;;) {
-    let m = 2 * i + 1;
-    if (m >= n) break;
-    const r = m + 1;
-    if (
-      r < n &&
-      before(heap[r] as RunReader, src[r] as number, heap[m] as RunReader, src[m] as number)
-    )
-      m = r;
-    if (!before(heap[m] as RunReader, src[m] as number, c, ci)) break;
-    heap[i] = heap[m] as RunReader;
-    src[i] = src[m] as number;
-    i = m;
-  }
-  heap[i] = c;
-  src[i] = ci;
-}
-
 /** Moves `r` to its next record, loading blocks as needed; false at the end of its run. */
 async function advance(r: RunReader): Promise<boolean> {
   if (r.nextRecord()) return true;
@@ -1014,35 +987,65 @@ export async function mergeRuns(
   let keys = 0;
   let values = 0;
   try {
-    const heap: RunReader[] = [];
-    const src: number[] = [];
-    for (let i = 0; i < readers.length; i++) {
-      const r = readers[i] as RunReader;
-      if (await advance(r)) {
-        heap.push(r);
-        src.push(i);
+    // A loser tree over the runs (Knuth, TAOCP vol. 3, §5.4.1): the winner is
+    // the run whose current record comes first by (key, run index); replacing
+    // it costs one comparison per level (log2 of the runs), where a binary
+    // heap's sift-down costs up to two. Leaf i is run i; a run with no record
+    // left (or a padding leaf) loses to every live one.
+    const n = readers.length;
+    let size = 1;
+    while (size < n) size <<= 1;
+    const live: boolean[] = new Array<boolean>(size).fill(false);
+    const loser: number[] = new Array<number>(size).fill(0);
+    // Every run's first block at once, so their reads overlap (one trip
+    // through libuv's thread pool, not one per run); fails as the first run
+    // that fails, in run order.
+    const started = await Promise.allSettled(readers.map(advance));
+    for (let i = 0; i < n; i++) {
+      const s = started[i] as PromiseSettledResult<boolean>;
+      if (s.status === 'rejected') throw s.reason;
+      live[i] = s.value;
+    }
+    // a comes before b: live first, then by key, then by run index.
+    const first = (a: number, b: number): boolean => {
+      if (!(live[a] as boolean)) return false;
+      if (!(live[b] as boolean)) return true;
+      const ka = (readers[a] as RunReader).key;
+      const kb = (readers[b] as RunReader).key;
+      return ka === kb ? a < b : ka < kb;
+    };
+    // Build: winners bottom-up; each inner node keeps its match's loser.
+    const win: number[] = new Array<number>(2 * size).fill(0);
+    for (let i = 0; i < size; i++) win[size + i] = i;
+    for (let node = size - 1; node >= 1; node--) {
+      const a = win[2 * node] as number;
+      const b = win[2 * node + 1] as number;
+      if (first(a, b)) {
+        win[node] = a;
+        loser[node] = b;
+      } else {
+        win[node] = b;
+        loser[node] = a;
       }
     }
-    for (let i = (heap.length >> 1) - 1; i >= 0; i--) siftDown(heap, src, i);
-    while (heap.length > 0) {
-      const key = (heap[0] as RunReader).key;
+    let w = size > 1 ? (win[1] as number) : 0;
+    while (live[w] as boolean) {
+      const key = (readers[w] as RunReader).key;
       const vs: unknown[] = [];
       // Take this key from every run that has it, in run order.
       for (;;) {
-        const r = heap[0] as RunReader;
+        const r = readers[w] as RunReader;
         r.takeValues(vs);
-        if (r.nextRecord() || (await advance(r))) {
-          siftDown(heap, src, 0);
-        } else {
-          const last = heap.pop() as RunReader;
-          const lastSrc = src.pop() as number;
-          if (heap.length > 0) {
-            heap[0] = last;
-            src[0] = lastSrc;
-            siftDown(heap, src, 0);
+        live[w] = r.nextRecord() || (await advance(r));
+        // Replay run w's matches from its leaf up to the root.
+        for (let node = (w + size) >> 1; node >= 1; node >>= 1) {
+          const l = loser[node] as number;
+          if (first(l, w)) {
+            loser[node] = w;
+            w = l;
           }
         }
-        if (heap.length === 0 || (heap[0] as RunReader).key !== key) break;
+        if (!(live[w] as boolean) || (readers[w] as RunReader).key !== key) break;
       }
       keys++;
       values += vs.length;

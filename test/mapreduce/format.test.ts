@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  RunReader,
   RunWriter,
   defaultPartition,
   formatValue,
@@ -232,5 +233,98 @@ describe('run files with a hot key', () => {
     });
     expect(seen.map(([k]) => k)).toEqual(['a', 'hot', 'z']);
     expect(seen[1]![1]).toEqual([...big, 'last']);
+  });
+});
+
+describe('mergeRuns', () => {
+  it('visits each key once, in key order, with its values in run order (any number of runs, empty ones included)', async () => {
+    const { mergeRuns } = await import('../../src/mapreduce/tasks.js');
+    // Few distinct keys so runs share keys; non-ASCII and prefix keys test the order.
+    const key = fc.constantFrom('a', 'ab', 'b', 'é', 'z', '', 'aa', '\u{1F600}');
+    const run = fc.uniqueArray(key).map((ks) => [...ks].sort());
+    await fc.assert(
+      fc.asyncProperty(fc.array(run, { minLength: 0, maxLength: 11 }), async (runs) => {
+        const paths = await Promise.all(
+          runs.map((ks, r) => writeRun(ks.map((k): [string, unknown[]] => [k, [r, `${k}${r}`]]))),
+        );
+        const seen: [string, unknown[]][] = [];
+        const counts = await mergeRuns(paths, (k, vs) => {
+          seen.push([k, vs]);
+        });
+        const want = [...new Set(runs.flat())]
+          .sort()
+          .map((k): [string, unknown[]] => [
+            k,
+            runs.flatMap((ks, r) => (ks.includes(k) ? [r, `${k}${r}`] : [])),
+          ]);
+        expect(seen).toEqual(want);
+        expect(counts).toEqual({ keys: want.length, values: 2 * runs.flat().length });
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+/** An async source of `chunks` that logs each next() call and when it settles (after a macrotask). */
+function loggedSource(
+  name: string,
+  chunks: Uint8Array[],
+  log: string[],
+): AsyncIterable<Uint8Array> & { calls: () => number } {
+  let i = 0;
+  let calls = 0;
+  const it: AsyncIterator<Uint8Array> = {
+    next: () => {
+      calls++;
+      log.push(`call ${name}`);
+      const c = chunks[i++];
+      return new Promise((resolve) =>
+        setImmediate(() => {
+          log.push(`done ${name}`);
+          resolve(c === undefined ? { done: true, value: undefined } : { done: false, value: c });
+        }),
+      );
+    },
+  };
+  return { [Symbol.asyncIterator]: () => it, calls: () => calls };
+}
+
+describe('reading runs ahead', () => {
+  it('a reader with readAhead asks for the next chunk as soon as a block is loaded, and still reads the run whole', async () => {
+    const path = await writeRun([
+      ['a', [1]],
+      ['b', [2]],
+    ]);
+    const bytes = new Uint8Array(await readFile(path));
+    const log: string[] = [];
+    const src = loggedSource('r', [bytes], log);
+    const r = new RunReader(src, 0, true);
+    expect(await r.nextBlock()).toBe(true);
+    // The one chunk held the whole run; the reader already asked for the next.
+    expect(src.calls()).toBe(2);
+    const seen: [string, unknown[]][] = [];
+    while (r.nextRecord()) seen.push([r.key, r.takeValues([])]);
+    expect(await r.nextBlock()).toBe(false);
+    expect(seen).toEqual([
+      ['a', [1]],
+      ['b', [2]],
+    ]);
+    await r.close();
+  });
+
+  it('mergeRuns asks every run for its first chunk before waiting for any', async () => {
+    const { mergeRuns } = await import('../../src/mapreduce/tasks.js');
+    const log: string[] = [];
+    const runs = await Promise.all(
+      ['x', 'y', 'z'].map(async (k, i) =>
+        loggedSource(String(i), [new Uint8Array(await readFile(await writeRun([[k, [i]]])))], log),
+      ),
+    );
+    const seen: string[] = [];
+    await mergeRuns(runs, (k) => {
+      seen.push(k);
+    });
+    expect(seen).toEqual(['x', 'y', 'z']);
+    expect(log.slice(0, 3)).toEqual(['call 0', 'call 1', 'call 2']);
   });
 });

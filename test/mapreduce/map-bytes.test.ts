@@ -171,6 +171,28 @@ async function inputDir(texts: readonly Uint8Array[]): Promise<string> {
   return base;
 }
 
+type TaskInput = Parameters<typeof runMapTask>[0];
+
+/** Runs one map task that must fail with USER_CODE_ERROR and leave no file in `dir`; its message. */
+async function failingTask(
+  job: TaskInput['job'],
+  split: TaskInput['split'],
+  dir: string,
+  reducers = 2,
+): Promise<string> {
+  const err: unknown = await runMapTask({
+    job,
+    split,
+    reducers,
+    dir,
+    taskId: 'm-0',
+    attempt: 0,
+  }).catch((x: unknown) => x);
+  expect(isCohortError(err) && err.code).toBe('USER_CODE_ERROR');
+  expect(await readdir(dir)).toEqual([]);
+  return (err as Error).message;
+}
+
 describe('mapBytes', () => {
   it("output equals the string path (the sequential run of map) byte for byte: random bytes with non-ASCII and invalid UTF-8, any split size, read chunk, reducer count, spills, hashes passed or not, the thread's byte dictionary kept or renewed", async () => {
     await fc.assert(
@@ -273,20 +295,9 @@ describe('mapBytes', () => {
         fold: (a, b) => a + b,
         reduce: (t, counts, emit) => emit(t, sum(counts)),
       });
-      const out = join(base, `wrong${i}`);
-      const err: unknown = await runMapTask({
-        job,
-        split: split!,
-        reducers: 2,
-        dir: out,
-        taskId: 'm-0',
-        attempt: 0,
-      }).catch((x: unknown) => x);
-      expect(isCohortError(err) && err.code).toBe('USER_CODE_ERROR');
-      expect((err as Error).message).toMatch(
+      expect(await failingTask(job, split!, join(base, `wrong${i}`))).toMatch(
         /mapBytes threw on the block of 2 lines at .*f0\.txt:0: mapBytes emitted the range \[0, 3\) with the hash -?\d+, which is not its byte hash/,
       );
-      expect(await readdir(out)).toEqual([]);
     }
   });
 
@@ -361,20 +372,9 @@ describe('mapBytes', () => {
         fold: (a, b) => a + b,
         reduce: (t, counts, emit) => emit(t, sum(counts)),
       });
-      const out = join(base, `m${i}`);
-      const err: unknown = await runMapTask({
-        job,
-        split: split!,
-        reducers: 2,
-        dir: out,
-        taskId: 'm-0',
-        attempt: 0,
-      }).catch((x: unknown) => x);
-      expect(isCohortError(err) && err.code).toBe('USER_CODE_ERROR');
-      expect((err as Error).message).toMatch(
+      expect(await failingTask(job, split!, join(base, `m${i}`))).toMatch(
         /mapBytes threw on the block of 2 lines at .*f0\.txt:0: mapBytes emitted the range/,
       );
-      expect(await readdir(out)).toEqual([]);
     }
     const throwing = defineJob<number, number>({
       map: countLine,
@@ -383,16 +383,7 @@ describe('mapBytes', () => {
       },
       reduce: (t, counts, emit) => emit(t, sum(counts)),
     });
-    const err: unknown = await runMapTask({
-      job: throwing,
-      split: split!,
-      reducers: 1,
-      dir: join(base, 'mt'),
-      taskId: 'm-0',
-      attempt: 0,
-    }).catch((x: unknown) => x);
-    expect(isCohortError(err) && err.code).toBe('USER_CODE_ERROR');
-    expect((err as Error).message).toMatch(
+    expect(await failingTask(throwing, split!, join(base, 'mt'), 1)).toMatch(
       /mapBytes threw on the block of 2 lines at .*f0\.txt:0: boom/,
     );
   });
