@@ -411,8 +411,19 @@ function nestedSize(b: Uint8Array, p: number, end: number, depth: number): numbe
       if (ks < 0) return ks;
       q += ks;
     }
-    const vs = simpleSize(b, q, end, depth + 1);
-    if (vs < 0) return vs;
+    // An integer value is sized inline (lists of ids, `[1, 70000, ...]`), as simpleSize() sizes it.
+    if (q >= end) return -2;
+    const vt = b[q] as number;
+    let vs: number;
+    if (vt < 0x80 || vt >= 0xe0) vs = 1;
+    else if (vt === 0xce || vt === 0xd2) vs = 5;
+    else if (vt === 0xcd || vt === 0xd1) vs = 3;
+    else if (vt === 0xcc || vt === 0xd0) vs = 2;
+    else {
+      vs = simpleSize(b, q, end, depth + 1);
+      if (vs < 0) return vs;
+    }
+    if (q + vs > end) return -2;
     q += vs;
   }
   return q - p;
@@ -493,7 +504,18 @@ export class BlockDecoder {
       p += vh[1];
       values += vh[0];
       for (let i = 0; i < vh[0]; i++) {
-        const s = simpleSize(block, p, end);
+        // `[integer]` (a postings value, one per emit) sized inline when it is whole;
+        // anything else, or one cut short, by simpleSize().
+        let s = 0;
+        if (block[p] === 0x91 && p + 1 < end) {
+          const u = block[p + 1] as number;
+          if (u < 0x80 || u >= 0xe0) s = 2;
+          else if (u === 0xce || u === 0xd2) s = 6;
+          else if (u === 0xcd || u === 0xd1) s = 4;
+          else if (u === 0xcc || u === 0xd0) s = 3;
+          if (p + s > end) s = 0;
+        }
+        if (s === 0) s = simpleSize(block, p, end);
         if (s === -1) {
           simple = false;
           break;
@@ -581,9 +603,22 @@ export class BlockDecoder {
       } else if (t >= 0xa0 && t <= 0xbf) {
         out.push(this.str());
       } else if (t >= 0x90 && t <= 0x9f) {
-        // A short array (a postings value, `[id]`): not through other()'s switch.
-        this.pos = p + 1;
-        out.push(this.array(t & 0x0f));
+        // A short array (a postings value, `[id]`): not through other()'s switch,
+        // and `[unsigned integer]` without array()'s loop.
+        const u = b[p + 1] as number;
+        if (t === 0x91 && u < 0x80) {
+          out.push([u]);
+          this.pos = p + 2;
+        } else if (t === 0x91 && u === 0xce) {
+          out.push([readU32(b, p + 2)]);
+          this.pos = p + 6;
+        } else if (t === 0x91 && u === 0xcd) {
+          out.push([((b[p + 2] as number) << 8) | (b[p + 3] as number)]);
+          this.pos = p + 4;
+        } else {
+          this.pos = p + 1;
+          out.push(this.array(t & 0x0f));
+        }
       } else {
         out.push(this.other(t, p));
       }
@@ -683,7 +718,24 @@ export class BlockDecoder {
   /** An array of `n` values starting at `pos`. */
   private array(n: number): unknown[] {
     const out = new Array<unknown>(n);
-    for (let i = 0; i < n; i++) out[i] = this.value();
+    const b = this.b;
+    for (let i = 0; i < n; i++) {
+      // Unsigned integers inline (an array of ids), the rest through value().
+      const p = this.pos;
+      const t = b[p] as number;
+      if (t < 0x80) {
+        out[i] = t;
+        this.pos = p + 1;
+      } else if (t === 0xce) {
+        out[i] = readU32(b, p + 1);
+        this.pos = p + 5;
+      } else if (t === 0xcd) {
+        out[i] = ((b[p + 1] as number) << 8) | (b[p + 2] as number);
+        this.pos = p + 3;
+      } else {
+        out[i] = this.value();
+      }
+    }
     return out;
   }
 

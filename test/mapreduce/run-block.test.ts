@@ -169,6 +169,69 @@ describe('run blocks', () => {
     );
   });
 
+  it('postings-shaped blocks (lists of integers of every width) decode as msgpackr, damaged ones are BadBlock or agree with msgpackr', () => {
+    // An array of integers is sized and decoded inline (not through simpleSize()/value()):
+    // every width, signed and unsigned, next to a value that is not an integer.
+    const int = fc.oneof(
+      fc.integer({ min: -40, max: 300 }),
+      fc.integer({ min: -(2 ** 31), max: 2 ** 32 - 1 }),
+      fc.constantFrom(127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, -32, -33, -129, -32769),
+    );
+    const list = fc.array(
+      fc.oneof({ weight: 9, arbitrary: int }, { weight: 1, arbitrary: scalar }),
+      {
+        maxLength: 40,
+      },
+    );
+    // As a map task writes postings (one `[id]` per emit) and as a combiner's lists.
+    const single = int.map((id) => [id]);
+    const value = fc.oneof({ weight: 3, arbitrary: single }, { weight: 1, arbitrary: list });
+    const postings = fc.array(fc.tuple(key, fc.array(value, { minLength: 1, maxLength: 12 })), {
+      minLength: 1,
+      maxLength: 20,
+    });
+    fc.assert(
+      fc.property(
+        postings,
+        fc.nat(),
+        fc.integer({ min: 1, max: 255 }),
+        fc.nat(),
+        fc.boolean(),
+        (recs, at, mask, cutAt, flip) => {
+          const good = encode(recs);
+          expect(decode(good)).toEqual(viaMsgpackr(recs));
+          const bad = Buffer.from(good);
+          let bytes: Uint8Array = bad;
+          if (flip) {
+            const i = at % bad.length;
+            bad[i] = (bad[i] as number) ^ mask;
+          } else {
+            bytes = bad.subarray(0, cutAt % bad.length);
+          }
+          let got: Rec[] | undefined;
+          try {
+            got = decode(bytes);
+          } catch (err) {
+            expect(err).toBeInstanceOf(BadBlock);
+            return;
+          }
+          expect(got.flat(1)).toEqual(unpackr.unpack(bytes) as unknown[]);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('an integer cut short inside a list of values is BadBlock', () => {
+    const block = encode([['a', [[1, 70000, 300, -200]]]]);
+    // Every cut inside the nested list (after its header) ends in the middle of a value or the list.
+    const listAt = block.indexOf(0x94);
+    for (let cut = listAt + 1; cut < block.length; cut++) {
+      expect(() => decode(block.subarray(0, cut))).toThrow(BadBlock);
+    }
+    expect(decode(block)).toEqual([['a', [[1, 70000, 300, -200]]]]);
+  });
+
   it('a run whose frame checksum is right but whose data block is malformed is CORRUPTION', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cohort-mr-block-'));
     try {
