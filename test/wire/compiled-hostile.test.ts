@@ -25,8 +25,9 @@ import fc from 'fast-check';
 import { Type } from '@sinclair/typebox';
 import { message, MessageCodec, shortLivedBytes } from '../../src/wire/codec.js';
 import type { MessageSchema } from '../../src/wire/codec.js';
-import { isCohortError } from '../../src/lib/errors.js';
 import { concatBytes } from '../harness/bytes.js';
+import { outcome as outcomeOf } from '../harness/outcome.js';
+import type { Outcome } from '../harness/outcome.js';
 
 const numRuns = Number(process.env.FC_NUM_RUNS ?? 2_000);
 
@@ -366,15 +367,9 @@ function plain(value: unknown): unknown {
   return value;
 }
 
-type Outcome = { ok: unknown } | { code: string };
-
+/** `outcome` with this file's `plain` (prototypes kept apart, keys sorted). */
 function outcome(fn: () => unknown): Outcome {
-  try {
-    return { ok: plain(fn()) };
-  } catch (err) {
-    if (isCohortError(err)) return { code: err.code };
-    throw err; // anything else is a crash: fails the property
-  }
+  return outcomeOf(fn, plain);
 }
 
 /** Every byte array inside `value`. */

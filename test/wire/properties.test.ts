@@ -11,6 +11,7 @@ import type { MessageOf } from '../../src/wire/codec.js';
 import { FRAME_HEADER_BYTES, FrameDecoder, encodeFrame } from '../../src/wire/frame.js';
 import { isCohortError } from '../../src/lib/errors.js';
 import { concatBytes } from '../harness/bytes.js';
+import { plain } from '../harness/outcome.js';
 
 const numRuns = Number(process.env.FC_NUM_RUNS ?? 10_000);
 const seed = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED);
@@ -75,16 +76,6 @@ const smallArb: fc.Arbitrary<Msg> = fc.record({
   seq: fc.nat(),
 });
 const msgArb = fc.oneof(richArb, smallArb);
-
-/** Plain data for comparison: byte arrays (Buffer or Uint8Array) become number arrays. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return { bytes: [...value] };
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
-  return value;
-}
 
 const concat = concatBytes;
 

@@ -27,7 +27,7 @@ import {
   SchemaWriter,
 } from '../../src/wire/schema-codec.js';
 import type { CompiledMessage } from '../../src/wire/schema-codec.js';
-import { isCohortError } from '../../src/lib/errors.js';
+import { outcome, plain } from '../harness/outcome.js';
 import { raftMessageSchemas } from '../../src/raft/raft-messages-codec.js';
 import { rpcSchemas } from '../../src/rpc/messages.js';
 
@@ -169,27 +169,6 @@ function arbOf(schema: TSchema): fc.Arbitrary<unknown> {
 const messageArb: fc.Arbitrary<AnyMessage> = fc.oneof(
   ...schemas.map((schema) => arbOf(schema) as fc.Arbitrary<AnyMessage>),
 );
-
-/** Plain data for comparison: byte arrays (Buffer or Uint8Array) become number arrays. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return { bytes: [...value] };
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
-  return value;
-}
-
-type Outcome = { ok: unknown } | { code: string };
-
-function outcome(fn: () => unknown): Outcome {
-  try {
-    return { ok: plain(fn()) };
-  } catch (err) {
-    if (isCohortError(err)) return { code: err.code };
-    throw err; // anything else is a crash: fails the property
-  }
-}
 
 /** The MessagePack of `m` with its keys in the object's order (msgpackr, as an older node encodes). */
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
