@@ -647,45 +647,26 @@ function compileLiterals(schema: TSchema, literals: readonly TSchema[]): Node | 
   return { dec, enc };
 }
 
-/** Reads an array header: the item count (r.pos then at the first item), or -1. */
-function readArrayHeader(r: SchemaReader): number {
+/**
+ * Reads an array (`fix` 0x90, `sized16` 0xdc) or map (0x80, 0xde) header:
+ * the count (r.pos then at the first item), or -1. The 32-bit form is the
+ * byte after `sized16`. {@link writeContainerHeader} writes them.
+ */
+function readContainerHeader(r: SchemaReader, fix: number, sized16: number): number {
   const b = r.bytes;
   const p = r.pos;
   if (p >= r.end) return -1;
   const h = b[p] as number;
-  if (h >= 0x90 && h <= 0x9f) {
+  if (h >= fix && h <= fix + 0x0f) {
     r.pos = p + 1;
     return h & 0x0f;
   }
-  if (h === 0xdc) {
+  if (h === sized16) {
     if (p + 3 > r.end) return -1;
     r.pos = p + 3;
     return ((b[p + 1] as number) << 8) | (b[p + 2] as number);
   }
-  if (h === 0xdd) {
-    if (p + 5 > r.end) return -1;
-    r.pos = p + 5;
-    return u32(b, p + 1);
-  }
-  return -1;
-}
-
-/** Reads a map header: the entry count (r.pos then at the first key), or -1. */
-function readMapHeader(r: SchemaReader): number {
-  const b = r.bytes;
-  const p = r.pos;
-  if (p >= r.end) return -1;
-  const h = b[p] as number;
-  if (h >= 0x80 && h <= 0x8f) {
-    r.pos = p + 1;
-    return h & 0x0f;
-  }
-  if (h === 0xde) {
-    if (p + 3 > r.end) return -1;
-    r.pos = p + 3;
-    return ((b[p + 1] as number) << 8) | (b[p + 2] as number);
-  }
-  if (h === 0xdf) {
+  if (h === sized16 + 1) {
     if (p + 5 > r.end) return -1;
     r.pos = p + 5;
     return u32(b, p + 1);
@@ -725,7 +706,7 @@ function compileArray(schema: TSchema, opaque: OpaqueSupport): Node | undefined 
   const dec: Dec = (r, depth) => {
     // checkMessagePack's rule: a container at this depth must be within depthMax.
     if (depth + 1 > r.depthMax) return FALLBACK;
-    const n = readArrayHeader(r);
+    const n = readContainerHeader(r, 0x90, 0xdc);
     // Every item takes a byte at least: a count beyond what is left is a lie.
     if (n < 0 || n < min || n > max || n > r.end - r.pos) return FALLBACK;
     const out: unknown[] = [];
@@ -803,7 +784,7 @@ function compileObject(schema: TSchema, opaque: OpaqueSupport): ObjectNode | und
   const inOrder = straightDecoder(fields);
   const dec: Dec = (r, depth) => {
     if (depth + 1 > r.depthMax) return FALLBACK;
-    const n = readMapHeader(r);
+    const n = readContainerHeader(r, 0x80, 0xde);
     if (n < 0 || n > count) return FALLBACK;
     if (n === count) {
       // Every field, in schema order (what this encoder writes): straight-line code.
