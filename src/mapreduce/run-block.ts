@@ -34,6 +34,7 @@
  * other types (bigints, binary, dates, undefined, a `__proto__` key).
  */
 import { Packr, Unpackr } from 'msgpackr';
+import { readU32 } from '../wire/frame.js';
 
 // As in format.ts: standard MessagePack, no records extension.
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -431,13 +432,6 @@ function nestedSize(b: Uint8Array, p: number, end: number, depth: number): numbe
 
 function isStrType(t: number): boolean {
   return (t >= 0xa0 && t <= 0xbf) || t === 0xd9 || t === 0xda || t === 0xdb;
-}
-
-function readU32(b: Uint8Array, p: number): number {
-  return (
-    (b[p] as number) * 0x1000000 +
-    (((b[p + 1] as number) << 16) | ((b[p + 2] as number) << 8) | (b[p + 3] as number))
-  );
 }
 
 /** Reads an array header at `p`: [count, header bytes], or undefined if there is none. */

@@ -572,7 +572,7 @@ export class FrameDecoder {
   }
 }
 
-/** The big-endian u32 at `bytes[at..at+4)` (frame and record lengths). */
+/** The big-endian u32 at `bytes[at..at+4)` (frame and record lengths, MessagePack's 32-bit forms). */
 export function readU32(bytes: Uint8Array, at: number): number {
   return (
     (bytes[at] as number) * 0x1000000 +

@@ -23,6 +23,7 @@
  * ```
  */
 import { CohortError } from '../lib/errors.js';
+import { readU32 } from './frame.js';
 
 /** Extension types cohort's encoder produces: 0 = undefined (msgpackr), -1 (0xff) = timestamp. */
 const ALLOWED_EXT_TYPES = new Set([0x00, 0xff]);
@@ -100,7 +101,7 @@ export function scanMessagePack(
         case 0xc6: // bin 32
         case 0xdb: // str 32
           if (pos + 4 > n) return -1;
-          pos += 4 + u32(bytes, pos);
+          pos += 4 + readU32(bytes, pos);
           break;
         case 0xc7: // ext 8
           if (pos + 2 > n) return -1;
@@ -115,7 +116,7 @@ export function scanMessagePack(
         case 0xc9: // ext 32
           if (pos + 5 > n) return -1;
           checkExt(bytes[pos + 4] as number);
-          pos += 5 + u32(bytes, pos);
+          pos += 5 + readU32(bytes, pos);
           break;
         case 0xcc: // uint 8
         case 0xd0: // int 8
@@ -151,7 +152,7 @@ export function scanMessagePack(
           break;
         case 0xdd: // array 32
           if (pos + 4 > n) return -1;
-          items = u32(bytes, pos);
+          items = readU32(bytes, pos);
           pos += 4;
           break;
         case 0xde: // map 16
@@ -161,7 +162,7 @@ export function scanMessagePack(
           break;
         case 0xdf: // map 32
           if (pos + 4 > n) return -1;
-          items = u32(bytes, pos) * 2;
+          items = readU32(bytes, pos) * 2;
           pos += 4;
           break;
       }
@@ -194,13 +195,4 @@ function checkExt(type: number): void {
 
 function u16(bytes: Uint8Array, at: number): number {
   return ((bytes[at] as number) << 8) | (bytes[at + 1] as number);
-}
-
-function u32(bytes: Uint8Array, at: number): number {
-  return (
-    (bytes[at] as number) * 0x1000000 +
-    (((bytes[at + 1] as number) << 16) |
-      ((bytes[at + 2] as number) << 8) |
-      (bytes[at + 3] as number))
-  );
 }

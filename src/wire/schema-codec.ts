@@ -61,6 +61,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { Kind, OptionalKind } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { scanMessagePack } from './msgpack-scan.js';
+import { readU32 } from './frame.js';
 
 /** The answer of a compiled decoder that leaves the message to the generic path. */
 export const FALLBACK: unique symbol = Symbol('schema-codec fallback');
@@ -177,7 +178,7 @@ function readNumber(r: SchemaReader): number | typeof FALLBACK {
   if (h === 0xce) {
     if (p + 5 > r.end) return FALLBACK;
     r.pos = p + 5;
-    return u32(b, p + 1);
+    return readU32(b, p + 1);
   }
   if (h === 0xcc) {
     if (p + 2 > r.end) return FALLBACK;
@@ -315,7 +316,7 @@ function readStrHeader(r: SchemaReader): number {
     at = p + 3;
   } else if (h === 0xdb) {
     if (p + 5 > r.end) return -1;
-    len = u32(b, p + 1);
+    len = readU32(b, p + 1);
     at = p + 5;
   } else return -1;
   if (at + len > r.end) return -1;
@@ -554,7 +555,7 @@ function compileBytes(schema: TSchema): Node | undefined {
       at = p + 3;
     } else if (h === 0xc6) {
       if (p + 5 > r.end) return FALLBACK;
-      len = u32(b, p + 1);
+      len = readU32(b, p + 1);
       at = p + 5;
     } else return FALLBACK;
     if (at + len > r.end || len < min || len > max) return FALLBACK;
@@ -669,7 +670,7 @@ function readContainerHeader(r: SchemaReader, fix: number, sized16: number): num
   if (h === sized16 + 1) {
     if (p + 5 > r.end) return -1;
     r.pos = p + 5;
-    return u32(b, p + 1);
+    return readU32(b, p + 1);
   }
   return -1;
 }
@@ -1140,13 +1141,6 @@ export class CompiledTypes {
     }
     return FALLBACK;
   }
-}
-
-function u32(b: Uint8Array, at: number): number {
-  return (
-    (b[at] as number) * 0x1000000 +
-    (((b[at + 1] as number) << 16) | ((b[at + 2] as number) << 8) | (b[at + 3] as number))
-  );
 }
 
 function putU32(b: Uint8Array, at: number, v: number): void {
