@@ -405,6 +405,10 @@ export class RunReader {
   private keys = 0;
   private values = 0;
   private lastKey: string | undefined;
+  /** The bytes of the last key {@link nextKey} read: prevKey[prevStart, prevEnd). */
+  private prevKey: Uint8Array | undefined;
+  private prevStart = 0;
+  private prevEnd = 0;
   private block: BlockDecoder | undefined;
 
   /**
@@ -487,6 +491,65 @@ export class RunReader {
     }
   }
 
+  /** The current block's bytes (after nextBlock() returned true), which {@link keyStart} and {@link keyEnd} index. */
+  get blockBytes(): Uint8Array {
+    return (this.block as BlockDecoder).bytes;
+  }
+
+  /**
+   * True if the current block is decoded by hand (run-block.ts), so that
+   * {@link nextKey} may be used on it.
+   */
+  get blockByHand(): boolean {
+    return this.block?.byHand ?? false;
+  }
+
+  /** Values of the current record not taken yet. */
+  get valuesLeft(): number {
+    return (this.block as BlockDecoder).valuesLeft;
+  }
+
+  /**
+   * Takes the current record's next value and returns it when it is a
+   * number; undefined, taking nothing, when it is not one (or none is left).
+   * After nextKey() only.
+   */
+  takeNumber(): number | undefined {
+    return (this.block as BlockDecoder).takeNumber();
+  }
+
+  /** Start of the current key's UTF-8 bytes in {@link blockBytes} (after nextKey()). */
+  get keyStart(): number {
+    return (this.block as BlockDecoder).keyStart;
+  }
+
+  /** End of the current key's UTF-8 bytes in {@link blockBytes} (after nextKey()). */
+  get keyEnd(): number {
+    return (this.block as BlockDecoder).keyEnd;
+  }
+
+  /**
+   * As {@link nextRecord}, but leaves the key as its bytes
+   * (`blockBytes[keyStart, keyEnd)`) without making its string; the key
+   * order is checked all the same. Only on a block decoded by hand
+   * ({@link blockByHand}); a reader uses either this or nextRecord.
+   */
+  nextKey(): boolean {
+    const b = this.block;
+    if (b === undefined || !b.nextKey()) return false;
+    const bytes = b.bytes;
+    const s = b.keyStart;
+    const e = b.keyEnd;
+    const prev = this.prevKey;
+    if (prev !== undefined && keyAfter(prev, this.prevStart, this.prevEnd, bytes, s, e)) {
+      throw corruption(this.where, 'keys out of order');
+    }
+    this.prevKey = bytes;
+    this.prevStart = s;
+    this.prevEnd = e;
+    return true;
+  }
+
   /** Moves to the next record of the current block and decodes its key; false after its last. */
   nextRecord(): boolean {
     const b = this.block;
@@ -531,6 +594,42 @@ export class RunReader {
       // closing only
     }
   }
+}
+
+/**
+ * True if the key whose UTF-8 bytes are `a[as, ae)` comes after the one in
+ * `b[bs, be)` in JavaScript string order (UTF-16 code units, the order of
+ * a run's keys). Byte order is that order where the keys first differ in
+ * ASCII bytes, or where one is the other plus whole characters; anywhere
+ * else (UTF-8 orders a character above U+FFFF after U+E000-U+FFFF, UTF-16
+ * before it) both keys are decoded and compared as strings.
+ */
+export function keyAfter(
+  a: Uint8Array,
+  as: number,
+  ae: number,
+  b: Uint8Array,
+  bs: number,
+  be: number,
+): boolean {
+  const la = ae - as;
+  const lb = be - bs;
+  const n = la < lb ? la : lb;
+  let i = 0;
+  while (i < n && a[as + i] === b[bs + i]) i++;
+  if (i < n) {
+    const x = a[as + i] as number;
+    const y = b[bs + i] as number;
+    if (x < 0x80 && y < 0x80) return x > y;
+  } else {
+    if (la === lb) return false;
+    // The longer one goes on with a new character (not a continuation byte): it comes after.
+    const next = (la > lb ? a[as + n] : b[bs + n]) as number;
+    if (next < 0x80 || next >= 0xc0) return la > lb;
+  }
+  const text = (u: Uint8Array, s: number, e: number): string =>
+    Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('utf8', s, e);
+  return text(a, as, ae) > text(b, bs, be);
 }
 
 /** Maps what reading a run threw to the documented codes. */
