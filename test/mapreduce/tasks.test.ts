@@ -75,7 +75,7 @@ const jobs: Record<string, AnyJob> = {
     defaults: { skipBadRecords: true },
   }),
   // The built-in sum (a reduce that adds up its runs without merging them).
-  sumFold: defineJob<number, number>({
+  foldSum: defineJob<number, number>({
     map: (_o, line, emit) => words(line).forEach((w) => emit(w, 1)),
     fold: sumFold,
     reduce: (w, counts, emit) => emit(w, sum(counts)),
@@ -117,7 +117,7 @@ describe('map and reduce tasks', () => {
       fc.asyncProperty(
         fc.constantFrom(
           'fold',
-          'sumFold',
+          'foldSum',
           'combine',
           'plain',
           'foldBlock',
