@@ -22,7 +22,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defineJob } from './job.js';
+import { defineJob, sumFold } from './job.js';
 import type { AnyJob } from './job.js';
 import { runMapTask, runReduceTask } from './tasks.js';
 
@@ -133,6 +133,28 @@ const jobs: AnyJob[] = [
       }
     },
     fold: (a, b) => a + b,
+    reduce: (k, vs, emit) =>
+      emit(
+        k,
+        vs.reduce((a, b) => a + b, 0),
+      ),
+  }),
+  // Numbers summed with the built-in sum: the map task adds in place, the
+  // reduce task adds up its runs by the keys' bytes (tasks.ts sumRuns).
+  defineJob<number, number>({
+    map(_o, line, emit) {
+      emit(fields(line)[0], 1);
+    },
+    mapBytes(_o, bytes, emit) {
+      let p = 0;
+      while (p < bytes.length) {
+        let nl = bytes.indexOf(10, p);
+        if (nl < 0) nl = bytes.length;
+        emit(p, bytes.indexOf(44, p), 1);
+        p = nl + 1;
+      }
+    },
+    fold: sumFold,
     reduce: (k, vs, emit) =>
       emit(
         k,
