@@ -1,13 +1,14 @@
 /**
  * Warms a worker thread's copy of the engine: runs small built-in jobs of
  * each kind (fold over small objects, a shrinking and a concatenating
- * combiner, no combiner with short arrays and strings, `mapBlock`, `mapBytes`) through
+ * combiner, no combiner with short arrays and strings, `mapBlock`, `mapBytes`,
+ * `mapBytes` with the built-in `sumFold`) through
  * {@link runMapTask} and {@link runReduceTask} on a generated input in a temp
  * directory, then removes it. Called once per thread when a job module is
  * preloaded (worker-thread.ts, `kind: 'load'`), outside any job.
  *
  * ```ts
- * await warmEngine(); // ~2 MiB mapped six ways, then reduced; nothing left on disk
+ * await warmEngine(); // ~2 MiB mapped seven ways, then reduced; nothing left on disk
  * ```
  *
  * Why: each worker thread compiles the engine's per-record path (the line
