@@ -552,7 +552,10 @@ interface BufferContents {
   readonly keys: readonly string[];
   readonly vals: readonly unknown[];
   readonly arena: ValueArena | undefined;
-  /** The keys are in ascending order already (no sort needed). */
+  /**
+   * The keys are in ascending order already (no sort needed), and `vals`
+   * holds each key's one folded value: written as they are, no arena.
+   */
   readonly sorted?: boolean;
 }
 
@@ -592,7 +595,10 @@ async function writeRuns(
   let arena = buffered.arena;
   // Values encoded as emitted sit in emit order: laid out again key by key below.
   const emitOrder = arena !== undefined;
-  if (arena === undefined) {
+  // Folded values already in key order (a sum fold's numbers): written as
+  // they are, no arena (their order is the order they are written in).
+  const direct = arena === undefined && buffered.sorted === true;
+  if (arena === undefined && !direct) {
     arena = new ValueArena();
     for (let e = 0; e < n; e++) {
       const values = valuesOf(keys[e] as string, vals[e]);
@@ -622,7 +628,7 @@ async function writeRuns(
     }
   }
   if (buffered.sorted !== true) for (const ids of byPartition) sortKeyIds(keys, ids);
-  if (emitOrder) {
+  if (emitOrder && arena !== undefined) {
     // The values key by key in the order they are written (see ValueArena.compact).
     const order = new Int32Array(n);
     let i = 0;
@@ -639,7 +645,14 @@ async function writeRuns(
     writers.push(w);
     for (let i = 0; i < ids.length; i++) {
       const e = ids[i] as number;
-      if (w.addEncoded(keys[e] as string, arena, e)) await w.flush();
+      const key = keys[e] as string;
+      let full: boolean;
+      if (!direct) full = w.addEncoded(key, arena as ValueArena, e);
+      else {
+        const v = vals[e];
+        full = typeof v === 'number' ? w.addNumber(key, v) : w.add(key, valuesOf(key, v));
+      }
+      if (full) await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
