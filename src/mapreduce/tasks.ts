@@ -591,46 +591,19 @@ async function writeRuns(
   writers: RunWriter[],
 ): Promise<RunFile[]> {
   const { keys, vals } = buffered;
-  const n = keys.length;
   let arena = buffered.arena;
   // Values encoded as emitted sit in emit order: laid out again key by key below.
   const emitOrder = arena !== undefined;
   // Folded values already in key order (a sum fold's numbers): written as
   // they are, no arena (their order is the order they are written in).
   const direct = arena === undefined && buffered.sorted === true;
-  if (arena === undefined && !direct) {
-    arena = new ValueArena();
-    for (let e = 0; e < n; e++) {
-      const values = valuesOf(keys[e] as string, vals[e]);
-      for (let i = 0; i < values.length; i++) arena.add(e, values[i]);
-    }
-  }
+  if (arena === undefined && !direct) arena = encodeAll(keys, vals, valuesOf);
   // Each partition's key numbers, sorted by key: the runs are written from them.
-  const byPartition: Int32Array[] = [];
-  if (reducers === 1) {
-    const ids = new Int32Array(n);
-    for (let e = 0; e < n; e++) ids[e] = e;
-    byPartition.push(ids);
-  } else {
-    const partOf = new Int32Array(n);
-    const sizes = new Int32Array(reducers);
-    for (let e = 0; e < n; e++) {
-      const p = partitionOf(keys[e] as string);
-      partOf[e] = p;
-      sizes[p] = (sizes[p] as number) + 1;
-    }
-    for (let p = 0; p < reducers; p++) byPartition.push(new Int32Array(sizes[p] as number));
-    sizes.fill(0);
-    for (let e = 0; e < n; e++) {
-      const p = partOf[e] as number;
-      (byPartition[p] as Int32Array)[sizes[p] as number] = e;
-      sizes[p] = (sizes[p] as number) + 1;
-    }
-  }
+  const byPartition = partitionIds(keys, reducers, partitionOf);
   if (buffered.sorted !== true) for (const ids of byPartition) sortKeyIds(keys, ids);
   if (emitOrder && arena !== undefined) {
     // The values key by key in the order they are written (see ValueArena.compact).
-    const order = new Int32Array(n);
+    const order = new Int32Array(keys.length);
     let i = 0;
     for (const ids of byPartition) {
       order.set(ids, i);
@@ -643,20 +616,102 @@ async function writeRuns(
     const ids = byPartition[p] as Int32Array;
     const w = await RunWriter.create(pathFor(p));
     writers.push(w);
-    for (let i = 0; i < ids.length; i++) {
-      const e = ids[i] as number;
-      const key = keys[e] as string;
-      let full: boolean;
-      if (!direct) full = w.addEncoded(key, arena as ValueArena, e);
-      else {
-        const v = vals[e];
-        full = typeof v === 'number' ? w.addNumber(key, v) : w.add(key, valuesOf(key, v));
-      }
-      if (full) await w.flush();
+    let i = 0;
+    while (i < ids.length) {
+      i =
+        arena === undefined
+          ? addFolded(w, ids, i, keys, vals, valuesOf)
+          : addFromArena(w, ids, i, keys, arena);
+      await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
   return runs;
+}
+
+// writeRuns' loops are functions of their own: small, so V8 compiles them
+// once and keeps them. As one async function, writeRuns was compiled again
+// (~35 CPU ms) in every word-count map task, and deoptimised again.
+
+/** Encodes every key's values (`valuesOf` its buffered entry) into a new arena, key by key. */
+function encodeAll(
+  keys: readonly string[],
+  vals: readonly unknown[],
+  valuesOf: (key: string, buffered: unknown) => unknown[],
+): ValueArena {
+  const arena = new ValueArena();
+  for (let e = 0; e < keys.length; e++) {
+    const values = valuesOf(keys[e] as string, vals[e]);
+    for (let i = 0; i < values.length; i++) arena.add(e, values[i]);
+  }
+  return arena;
+}
+
+/** Each partition's key numbers (ascending). */
+function partitionIds(
+  keys: readonly string[],
+  reducers: number,
+  partitionOf: (key: string) => number,
+): Int32Array[] {
+  const n = keys.length;
+  const byPartition: Int32Array[] = [];
+  if (reducers === 1) {
+    const ids = new Int32Array(n);
+    for (let e = 0; e < n; e++) ids[e] = e;
+    byPartition.push(ids);
+    return byPartition;
+  }
+  const partOf = new Int32Array(n);
+  const sizes = new Int32Array(reducers);
+  for (let e = 0; e < n; e++) {
+    const p = partitionOf(keys[e] as string);
+    partOf[e] = p;
+    sizes[p] = (sizes[p] as number) + 1;
+  }
+  for (let p = 0; p < reducers; p++) byPartition.push(new Int32Array(sizes[p] as number));
+  sizes.fill(0);
+  for (let e = 0; e < n; e++) {
+    const p = partOf[e] as number;
+    (byPartition[p] as Int32Array)[sizes[p] as number] = e;
+    sizes[p] = (sizes[p] as number) + 1;
+  }
+  return byPartition;
+}
+
+/**
+ * Adds the keys `ids[from...]` with their one folded value each (`vals`,
+ * by key number) to `w` until it asks for a flush; returns where to go on.
+ */
+function addFolded(
+  w: RunWriter,
+  ids: Int32Array,
+  from: number,
+  keys: readonly string[],
+  vals: readonly unknown[],
+  valuesOf: (key: string, buffered: unknown) => unknown[],
+): number {
+  for (let i = from; i < ids.length; i++) {
+    const e = ids[i] as number;
+    const key = keys[e] as string;
+    const v = vals[e];
+    if (typeof v === 'number' ? w.addNumber(key, v) : w.add(key, valuesOf(key, v))) return i + 1;
+  }
+  return ids.length;
+}
+
+/** {@link addFolded} for values in an arena (by key number). */
+function addFromArena(
+  w: RunWriter,
+  ids: Int32Array,
+  from: number,
+  keys: readonly string[],
+  arena: ValueArena,
+): number {
+  for (let i = from; i < ids.length; i++) {
+    const e = ids[i] as number;
+    if (w.addEncoded(keys[e] as string, arena, e)) return i + 1;
+  }
+  return ids.length;
 }
 
 /** Runs one map task; see the file header. */
