@@ -553,10 +553,11 @@ interface BufferContents {
   readonly vals: readonly unknown[];
   readonly arena: ValueArena | undefined;
   /**
-   * The keys are in ascending order already (no sort needed), and `vals`
-   * holds each key's one folded value: written as they are, no arena.
+   * The numbers of the keys to write, in ascending key order (no sort
+   * needed), each with its one folded value in `vals`: written as they are,
+   * no arena. Without it, every number of `keys`, in any order.
    */
-  readonly sorted?: boolean;
+  readonly sorted?: Int32Array;
 }
 
 function newBuffer(encoded: boolean): Buffered {
@@ -596,11 +597,11 @@ async function writeRuns(
   const emitOrder = arena !== undefined;
   // Folded values already in key order (a sum fold's numbers): written as
   // they are, no arena (their order is the order they are written in).
-  const direct = arena === undefined && buffered.sorted === true;
-  if (arena === undefined && !direct) arena = encodeAll(keys, vals, valuesOf);
+  const sorted = arena === undefined ? buffered.sorted : undefined;
+  if (arena === undefined && sorted === undefined) arena = encodeAll(keys, vals, valuesOf);
   // Each partition's key numbers, sorted by key: the runs are written from them.
-  const byPartition = partitionIds(keys, reducers, partitionOf);
-  if (buffered.sorted !== true) for (const ids of byPartition) sortKeyIds(keys, ids);
+  const byPartition = partitionIds(keys, sorted, reducers, partitionOf);
+  if (sorted === undefined) for (const ids of byPartition) sortKeyIds(keys, ids);
   if (emitOrder && arena !== undefined) {
     // The values key by key in the order they are written (see ValueArena.compact).
     const order = new Int32Array(keys.length);
@@ -647,32 +648,36 @@ function encodeAll(
   return arena;
 }
 
-/** Each partition's key numbers (ascending). */
+/**
+ * Each partition's key numbers: of `ids` in their order, or of every key
+ * of `keys` in ascending number order.
+ */
 function partitionIds(
   keys: readonly string[],
+  ids: Int32Array | undefined,
   reducers: number,
   partitionOf: (key: string) => number,
 ): Int32Array[] {
-  const n = keys.length;
-  const byPartition: Int32Array[] = [];
-  if (reducers === 1) {
-    const ids = new Int32Array(n);
-    for (let e = 0; e < n; e++) ids[e] = e;
-    byPartition.push(ids);
-    return byPartition;
+  let all = ids;
+  if (all === undefined) {
+    all = new Int32Array(keys.length);
+    for (let e = 0; e < all.length; e++) all[e] = e;
   }
+  if (reducers === 1) return [all];
+  const n = all.length;
   const partOf = new Int32Array(n);
   const sizes = new Int32Array(reducers);
-  for (let e = 0; e < n; e++) {
-    const p = partitionOf(keys[e] as string);
-    partOf[e] = p;
+  for (let i = 0; i < n; i++) {
+    const p = partitionOf(keys[all[i] as number] as string);
+    partOf[i] = p;
     sizes[p] = (sizes[p] as number) + 1;
   }
+  const byPartition: Int32Array[] = [];
   for (let p = 0; p < reducers; p++) byPartition.push(new Int32Array(sizes[p] as number));
   sizes.fill(0);
-  for (let e = 0; e < n; e++) {
-    const p = partOf[e] as number;
-    (byPartition[p] as Int32Array)[sizes[p] as number] = e;
+  for (let i = 0; i < n; i++) {
+    const p = partOf[i] as number;
+    (byPartition[p] as Int32Array)[sizes[p] as number] = all[i] as number;
     sizes[p] = (sizes[p] as number) + 1;
   }
   return byPartition;
@@ -985,15 +990,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     if (foldSum) {
       // Numbers: no objects to visit in the order they were made (see writeRuns),
       // so the keys go in sorted, by the ranks the dictionary keeps.
-      const ids = d.sortedSubset(touched);
-      const keys = new Array<string>(ids.length);
-      const vals = new Array<unknown>(ids.length);
-      for (let i = 0; i < ids.length; i++) {
-        const g = ids[i] as number;
-        keys[i] = names[g] as string;
-        vals[i] = byNumber[g];
-      }
-      return { keys, vals, arena: undefined, sorted: true };
+      // Written from the dictionary's keys and the buffer's values by number.
+      return { keys: names, vals: byNumber, arena: undefined, sorted: d.sortedSubset(touched) };
     }
     const keys = touched.map((g) => names[g] as string);
     const vals = touched.map((g) => byNumber[g]);
