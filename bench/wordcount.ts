@@ -51,9 +51,8 @@
  * are): the loops from the message that starts the threads to the output
  * written, fsynced and renamed; tasks from the map phase's start to the last
  * output's rename; the engine from the job's submit (just before its first
- * read) to its status `done` (just after its last rename; the client polls
- * for it, every 20 ms once the reduces are the last tasks, so the figure may
- * be up to 20 ms long), its coordinator, Raft and scheduling included (the whole-job figure; `tasks` is the same
+ * read) to its status `done` (just after its last rename; the client waits
+ * for it with the status long poll, answered when the job changes), its coordinator, Raft and scheduling included (the whole-job figure; `tasks` is the same
  * engine's tasks-only figure). Output everywhere: `word TAB count` lines
  * sorted by word, written through a temp file, fsync and rename. The peers
  * keep their own boundaries: Dask from a started LocalCluster to the counts

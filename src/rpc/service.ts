@@ -26,12 +26,13 @@
  * Why TypeBox (already the wire codec's schema library): a schema is plain
  * JSON Schema (the gateway publishes it as is), its static type comes from the
  * same object, and `TypeCompiler` makes a specialised check function per
- * schema, cheap enough to run on every call. zod 4 would also emit JSON Schema
+ * schema, cheap enough to run on every call (src/wire/schema-check.ts: its
+ * interpreter where the process may not generate code). zod 4 would also emit JSON Schema
  * but needs a conversion step and a second schema system beside the wire's.
  */
 import type { Static, TSchema } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { TypeCheck } from '@sinclair/typebox/compiler';
+import { compileCheck } from '../wire/schema-check.js';
+import type { SchemaCheck } from '../wire/schema-check.js';
 import { assert } from '../lib/assert.js';
 import { CohortError } from '../lib/errors.js';
 import type { NodeId } from '../lib/ids.js';
@@ -143,8 +144,8 @@ export function defineService<const N extends string, const M extends Record<str
 }
 
 function compileMethod(service: string, name: string, def: MethodDef): CompiledMethod {
-  const req = TypeCompiler.Compile(def.request);
-  const res = TypeCompiler.Compile(def.kind === 'unary' ? def.response : def.item);
+  const req = compileCheck(def.request);
+  const res = compileCheck(def.kind === 'unary' ? def.response : def.item);
   return {
     service,
     name,
@@ -165,7 +166,7 @@ function compileMethod(service: string, name: string, def: MethodDef): CompiledM
  * PROTOCOL_ERROR (a reply), naming the JSON Pointer path of the first problem.
  */
 export function schemaError(
-  check: TypeCheck<TSchema>,
+  check: SchemaCheck,
   value: unknown,
   what: string,
   request: boolean,

@@ -40,8 +40,6 @@ import type {
   ObjectOptions,
 } from '@sinclair/typebox';
 import { Kind, Type } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { TypeCheck } from '@sinclair/typebox/compiler';
 import { assert } from '../lib/assert.js';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
@@ -55,6 +53,8 @@ import {
   SchemaWriter,
 } from './schema-codec.js';
 import type { CompiledMessage } from './schema-codec.js';
+import { compileCheck } from './schema-check.js';
+import type { SchemaCheck } from './schema-check.js';
 
 /**
  * Turns messages of type `M` into bytes and back. `decode` throws a definite
@@ -185,7 +185,7 @@ export interface MessageCodecOptions {
 
 interface Entry {
   readonly schema: MessageSchema;
-  readonly check: TypeCheck<TSchema>;
+  readonly check: SchemaCheck;
   /** Copies the byte arrays of a decoded, validated value of this type; undefined if it can hold none. */
   readonly copy: Copier | undefined;
   /** The compiled encoder and decoder of this type (schema-codec.ts), if it compiles. */
@@ -403,7 +403,7 @@ export class MessageCodec<M extends { readonly type: string }> implements FrameC
       assert(!entries.has(type), `message type ${type} registered twice`);
       entries.set(type, {
         schema,
-        check: TypeCompiler.Compile(schema),
+        check: compileCheck(schema),
         copy: copierOf(schema),
         compiled:
           options.compiled === false

@@ -32,7 +32,10 @@
  * encoder writes), is generated once with `new Function` (key bytes as
  * numeric constants, one call site per field so V8 can inline the field's
  * codec); a map in any other order goes through the general loop. Only
- * numbers and JSON-quoted keys go into the generated source.
+ * numbers and JSON-quoted keys go into the generated source. A process that
+ * may not generate code (`--disallow-code-generation-from-strings`) compiles
+ * nothing: `compileMessage` returns undefined and every message takes the
+ * generic path (schema-check.ts).
  *
  * **What compiles natively**: Integer and Number (minimum, maximum and the
  * exclusive bounds), Boolean, String (minLength, maxLength), Uint8Array
@@ -59,9 +62,9 @@
 import type { Packr, Unpackr } from 'msgpackr';
 import type { TSchema } from '@sinclair/typebox';
 import { Kind, OptionalKind } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { scanMessagePack } from './msgpack-scan.js';
 import { readU32 } from './frame.js';
+import { codeGenerationAllowed, compileCheck } from './schema-check.js';
 
 /** The answer of a compiled decoder that leaves the message to the generic path. */
 export const FALLBACK: unique symbol = Symbol('schema-codec fallback');
@@ -965,7 +968,7 @@ function builder(
 }
 
 function compileOpaque(schema: TSchema, opaque: OpaqueSupport): Node {
-  const check = TypeCompiler.Compile(schema);
+  const check = compileCheck(schema);
   const copy = opaque.copierOf(schema);
   const range = { start: 0, end: 0 };
   const dec: Dec = (r, depth) => {
@@ -999,6 +1002,8 @@ export function compileMessage(
   type: string,
   opaque: OpaqueSupport,
 ): CompiledMessage | undefined {
+  // Generated code needs `new Function`: without it every message takes the generic path.
+  if (!codeGenerationAllowed) return undefined;
   const props = (schema as unknown as { properties?: Record<string, TSchema> }).properties;
   if (props === undefined || kindOf(schema) !== 'Object') return undefined;
   // The type first, then the others in schema order (what the encoder writes and the decoder expects first).
