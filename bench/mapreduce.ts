@@ -9,6 +9,7 @@
  * npm run bench:mapreduce -- --mib 64 --split-mib 8        # as many map tasks as 256 MiB has
  * npm run bench:mapreduce -- --shapes csv --only cohort1,cohort3 --mib 64 --split-mib 8 --reps 1 \
  *   --cpu-detail --node-prof /tmp/prof                     # where the CPU goes (not for figures)
+ * npm run bench:mapreduce -- --shapes postings --only cohort3,dask --tls   # cohort3 over mutual TLS
  * ```
  *
  * `--cpu-detail` prints, after each cohort run, its CPU by process and by
@@ -47,7 +48,11 @@
  *   starts) and are SIGSTOPped while the other implementations run, and each
  *   shape's job runs once untimed on one input file cut into 6 splits before
  *   its reps (every node's thread loads the job and compiles its code, as
- *   cohort1's preload does).
+ *   cohort1's preload does). Its nodes talk plaintext (`--insecure`), as
+ *   Dask's LocalCluster does; `--tls` runs them with mutual TLS, `cohort
+ *   up`'s default (the shuffle's ~115 MiB across nodes per 256 MiB of
+ *   postings then costs more). cohort1's one node needs no network for its
+ *   shuffle; its client connects over TLS.
  *
  * `--split-mib` (default 32, the engine's `splitBytes` default) sets cohort's
  * split size and Dask's `read_text` blocksize: one split is one map task, so
@@ -153,6 +158,12 @@ const CPU_DETAIL = process.argv.includes('--cpu-detail');
  * nodes' CPU goes, not for figures: profiling slows them.
  */
 const NODE_PROF = arg('node-prof', '');
+/**
+ * `--tls`: cohort3's nodes and its client talk mutual TLS (what `cohort up`
+ * runs by default) instead of plaintext (the default here, as Dask's workers
+ * and scheduler talk plain TCP).
+ */
+const TLS = process.argv.includes('--tls');
 for (const s of RUN_SHAPES) if (!SHAPES.includes(s)) throw new Error(`--shapes: unknown ${s}`);
 for (const i of ONLY) if (!IMPLS.includes(i)) throw new Error(`--only: unknown ${i}`);
 if (!Number.isInteger(MIB) || MIB < 1) throw new Error('--mib: a positive integer');
@@ -457,7 +468,7 @@ async function runCohort3(
 ): Promise<Result> {
   const module = join(REPO, 'examples/mapreduce', JOB[shape]);
   const reducers = 3;
-  const client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId);
+  const client = await MapReduceClient.connect(cluster.nodes, cluster.clusterId, cluster.clientTls);
   try {
     const detail = CPU_DETAIL
       ? [
@@ -524,6 +535,7 @@ async function main(): Promise<void> {
       nodes: 3,
       dir: join(DIR, 'cluster3'),
       runtime: 'source',
+      tls: TLS,
       ...(NODE_PROF === '' ? {} : { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${NODE_PROF}`] }),
     });
     await cluster3.waitForLeader();

@@ -294,8 +294,10 @@ export const limits = {
   mrTaskRequestWaitMsMax: 2_000,
   /** Longest a job status call waits for the job to change (long poll, MapReduceClient.wait); bounds held calls. */
   mrStatusWaitMsMax: 10_000,
-  /** Bytes per shuffle stream item; a full credit window (rpcStreamCreditItems) stays far below peerQueueBytesMax. */
-  mrShuffleChunkBytes: 256 * 1024,
+  /** Bytes per shuffle stream item (128 KiB items cost the serving node less CPU than 256 KiB ones); a full credit window (rpcStreamCreditItems) stays far below peerQueueBytesMax. */
+  mrShuffleChunkBytes: 128 * 1024,
+  /** Bytes a node serving the shuffle reads from a map run at once (one trip through libuv's pool), cut into mrShuffleChunkBytes items. */
+  mrShuffleReadBytes: 1024 * 1024,
   /** Least time a worker thread gets to boot and load (compile) a job before its task counts as stalled. */
   mrThreadStartupMsMin: 30_000,
   /** Members (voters and learners) a cluster's address book holds; Raft clusters are 3-7 voters, and each member is one peer link on every node. */
@@ -482,6 +484,11 @@ export function checkLimits(l: Limits): void {
     l.rpcDeadlineMsDefault <= l.rpcDeadlineMsMax &&
       l.rpcStreamDeadlineMsDefault <= l.rpcDeadlineMsMax,
     'RPC default deadlines <= rpcDeadlineMsMax',
+  );
+  check(
+    l.mrShuffleReadBytes >= l.mrShuffleChunkBytes &&
+      l.mrShuffleChunkBytes * l.rpcStreamCreditItems <= l.peerQueueBytesMax / 4,
+    'a shuffle read holds at least one item, and a credit window of items stays far below peerQueueBytesMax',
   );
   check(
     l.rpcStreamCreditItems >= 2,

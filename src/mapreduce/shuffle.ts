@@ -15,8 +15,8 @@
  * by tasks.ts: `m-<map>.a<attemptId>.r<NNNNN>.run`), `mr/<jobId>/fetch-<attemptId>/`
  * the runs a reduce attempt fetched.
  */
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
@@ -67,7 +67,14 @@ export interface FetchRequest {
   readonly partition: number;
 }
 
-/** Serves one map run as chunks; NOT_FOUND if this node does not hold it (lost, cleaned up). */
+/**
+ * Serves one map run as chunks of at most `limits.mrShuffleChunkBytes`;
+ * NOT_FOUND if this node does not hold it (lost, cleaned up). The file is
+ * read `limits.mrShuffleReadBytes` at a time into a fresh block and the
+ * chunks are views of that block: one read on libuv's pool per block rather
+ * than one per chunk (a read stream's), and no block is ever reused, so a
+ * chunk stays valid however long the transport holds it.
+ */
 export async function* serveShuffle(
   mrDir: string,
   req: FetchRequest,
@@ -77,8 +84,9 @@ export async function* serveShuffle(
     throw new CohortError('INVALID_ARGUMENT', `bad job id ${JSON.stringify(req.jobId)}`);
   }
   const path = mapRunPath(mrDir, req.jobId, req.map, req.attemptId, req.partition);
+  let fh: FileHandle;
   try {
-    await stat(path);
+    fh = await open(path, 'r');
   } catch {
     throw new CohortError(
       'NOT_FOUND',
@@ -86,14 +94,19 @@ export async function* serveShuffle(
       { details: { ...req } },
     );
   }
-  const stream = createReadStream(path, { highWaterMark: limits.mrShuffleChunkBytes });
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    for (;;) {
       if (call.signal.aborted) return;
-      yield { data: chunk };
+      const block = Buffer.allocUnsafe(limits.mrShuffleReadBytes);
+      const { bytesRead } = await fh.read(block, 0, block.length, null);
+      for (let at = 0; at < bytesRead; at += limits.mrShuffleChunkBytes) {
+        if (call.signal.aborted) return;
+        yield { data: block.subarray(at, Math.min(bytesRead, at + limits.mrShuffleChunkBytes)) };
+      }
+      if (bytesRead < block.length) return;
     }
   } finally {
-    stream.destroy();
+    await fh.close();
   }
 }
 

@@ -318,6 +318,150 @@ export function keyDictionaryStats(): { keys: number; bytes: number } {
 /** The block a `mapBytes` emit refers to outside a call: none (any range is out of it). */
 const noBytes = new Uint8Array(0);
 
+function badRange(start: unknown, end: unknown, block: Uint8Array): CohortError {
+  return new CohortError(
+    'USER_CODE_ERROR',
+    `mapBytes emitted the range [${String(start)}, ${String(end)}) of a block of ${block.length} bytes; expected integers 0 <= start <= end <= ${block.length}`,
+  );
+}
+
+function badHash(start: number, end: number, hash: unknown): CohortError {
+  return new CohortError(
+    'USER_CODE_ERROR',
+    `mapBytes emitted the range [${start}, ${end}) with the hash ${String(hash)}, which is not its byte hash (32-bit FNV-1a from ctx.byteHashSeed)`,
+  );
+}
+
+/**
+ * The buffer of a map task whose job has `mapBytes` and `fold`, and the
+ * emit its `mapBytes` is given. Each key is a byte range of the block being
+ * mapped, found by its bytes in the thread's byte dictionary
+ * ({@link threadDictionary}), which keeps every key's string from one task
+ * to the next (a key seen before costs no string); the buffer holds each
+ * key's folded value at the key's number in the dictionary (`byNumber`,
+ * {@link NONE} where it holds none), and the numbers in the order they were
+ * first emitted (`touched`).
+ *
+ * One per thread, kept from task to task ({@link takeBytesFoldBuffer}), so
+ * `emit` is the same function in every task: the job's scan calls it once
+ * per key, and V8 inlines it (with the dictionary's probe) into the scan
+ * while that call site sees one function. With a new closure per task (and
+ * the buffer's state in the task's context) a 32 MiB word-count map task
+ * took 227-236 CPU ms (min of 12), against 200-226 this way (see
+ * src/mapreduce/RUNTIME.md). Its `byNumber` and `touched` arrays are kept
+ * too (emptied after each buffer) instead of grown anew each task to the
+ * dictionary's ~50k words.
+ */
+class BytesFoldBuffer {
+  /** The block being mapped: {@link noBytes} outside a `mapBytes` call. */
+  block: Uint8Array = noBytes;
+  /** The dictionary this buffer's numbers are in (taken at its first emit). */
+  dict: ByteKeyIndex | undefined = undefined;
+  /** Each key's folded value by dictionary number, NONE where the buffer has none. */
+  readonly byNumber: unknown[] = [];
+  /** The buffer's key numbers, in the order first emitted. */
+  readonly touched: number[] = [];
+  /** Pairs emitted in this task. */
+  emitted = 0;
+  /** Keys + values buffered (the spill bound), and their estimated bytes. */
+  entries = 0;
+  bytes = 0;
+  /** The fold is the built-in sum (added in place). */
+  foldSum = false;
+  /** The job's fold (`fold(a, b, key)`). */
+  fold: (a: unknown, b: unknown, key: string) => unknown = () => undefined;
+  /** The thread's dictionary is renewed past this estimated size (limits.mrKeyDictionaryBytesMax). */
+  dictionaryBytesMax = 0;
+
+  /** The `emit` of `mapBytes`: the hot path stays small; the rest is in methods. */
+  readonly emit = (start: number, end: number, value: unknown, hash?: number): void => {
+    const block = this.block;
+    if (!((start | 0) === start && (end | 0) === end && start >= 0 && start <= end)) {
+      throw badRange(start, end, block);
+    }
+    if (end > block.length) throw badRange(start, end, block);
+    const d = this.dict ?? this.takeDictionary();
+    // A hash given by the scan is checked by the index wherever it matters (a miss).
+    const g =
+      hash === undefined ? d.intern(block, start, end) : d.internHashed(block, start, end, hash);
+    if (g < 0) throw badHash(start, end, hash);
+    this.emitted++;
+    const byNumber = this.byNumber;
+    const held = g < byNumber.length ? byNumber[g] : NONE;
+    if (held === NONE) this.add(g, value, end - start);
+    else
+      byNumber[g] = this.foldSum
+        ? (held as number) + (value as number)
+        : this.folded(g, held, value);
+  };
+
+  private takeDictionary(): ByteKeyIndex {
+    const d = threadDictionary(this.dictionaryBytesMax);
+    this.dict = d;
+    return d;
+  }
+
+  /** The first value of key number `g` (whose bytes are `len` long) in this buffer. */
+  private add(g: number, value: unknown, len: number): void {
+    const byNumber = this.byNumber;
+    while (byNumber.length <= g) byNumber.push(NONE);
+    byNumber[g] = value;
+    this.touched.push(g);
+    this.entries += 2;
+    this.bytes += KEY_BYTES + 2 * len + sizeOf(value); // the key's string and its bytes
+  }
+
+  private folded(g: number, held: unknown, value: unknown): unknown {
+    const key = (this.dict as ByteKeyIndex).table.keys[g] as string;
+    try {
+      return this.fold(held, value, key);
+    } catch (err) {
+      throw userError(`fold threw on key ${keyText(key)}`, err, { key, phase: 'fold' });
+    }
+  }
+
+  /** Empties the buffer once written (its next emit takes up the thread's dictionary again). */
+  clear(): void {
+    const byNumber = this.byNumber;
+    const touched = this.touched;
+    for (let i = 0; i < touched.length; i++) byNumber[touched[i] as number] = NONE;
+    touched.length = 0;
+    this.dict = undefined;
+    this.entries = 0;
+    this.bytes = 0;
+  }
+}
+
+/** The thread's {@link BytesFoldBuffer} when no map task holds it. */
+let spareBytesFoldBuffer: BytesFoldBuffer | undefined = new BytesFoldBuffer();
+
+/**
+ * The thread's {@link BytesFoldBuffer}, empty, for a map task to hold until
+ * it gives it back ({@link releaseBytesFoldBuffer}); a fresh one while
+ * another task in the thread holds it (tasks run one at a time in a worker
+ * thread, but a test or a program may overlap them).
+ */
+function takeBytesFoldBuffer(
+  fold: (a: unknown, b: unknown, key: string) => unknown,
+  dictionaryBytesMax: number,
+): BytesFoldBuffer {
+  const b = spareBytesFoldBuffer ?? new BytesFoldBuffer();
+  spareBytesFoldBuffer = undefined;
+  b.emitted = 0;
+  b.foldSum = builtInFold(fold) === 'sum';
+  b.fold = fold;
+  b.dictionaryBytesMax = dictionaryBytesMax;
+  return b;
+}
+
+/** Gives back a buffer from {@link takeBytesFoldBuffer}, emptied. */
+function releaseBytesFoldBuffer(b: BytesFoldBuffer): void {
+  b.clear();
+  b.block = noBytes;
+  b.fold = () => undefined;
+  spareBytesFoldBuffer ??= b;
+}
+
 class Counters {
   readonly values = new Map<string, number>();
   count = (name: string, by = 1): void => {
@@ -410,8 +554,12 @@ interface BufferContents {
   readonly keys: readonly string[];
   readonly vals: readonly unknown[];
   readonly arena: ValueArena | undefined;
-  /** The keys are in ascending order already (no sort needed). */
-  readonly sorted?: boolean;
+  /**
+   * The numbers of the keys to write, in ascending key order (no sort
+   * needed), each with its one folded value in `vals`: written as they are,
+   * no arena. Without it, every number of `keys`, in any order.
+   */
+  readonly sorted?: Int32Array;
 }
 
 function newBuffer(encoded: boolean): Buffered {
@@ -446,43 +594,19 @@ async function writeRuns(
   writers: RunWriter[],
 ): Promise<RunFile[]> {
   const { keys, vals } = buffered;
-  const n = keys.length;
   let arena = buffered.arena;
   // Values encoded as emitted sit in emit order: laid out again key by key below.
   const emitOrder = arena !== undefined;
-  if (arena === undefined) {
-    arena = new ValueArena();
-    for (let e = 0; e < n; e++) {
-      const values = valuesOf(keys[e] as string, vals[e]);
-      for (let i = 0; i < values.length; i++) arena.add(e, values[i]);
-    }
-  }
+  // Folded values already in key order (a sum fold's numbers): written as
+  // they are, no arena (their order is the order they are written in).
+  const sorted = arena === undefined ? buffered.sorted : undefined;
+  if (arena === undefined && sorted === undefined) arena = encodeAll(keys, vals, valuesOf);
   // Each partition's key numbers, sorted by key: the runs are written from them.
-  const byPartition: Int32Array[] = [];
-  if (reducers === 1) {
-    const ids = new Int32Array(n);
-    for (let e = 0; e < n; e++) ids[e] = e;
-    byPartition.push(ids);
-  } else {
-    const partOf = new Int32Array(n);
-    const sizes = new Int32Array(reducers);
-    for (let e = 0; e < n; e++) {
-      const p = partitionOf(keys[e] as string);
-      partOf[e] = p;
-      sizes[p] = (sizes[p] as number) + 1;
-    }
-    for (let p = 0; p < reducers; p++) byPartition.push(new Int32Array(sizes[p] as number));
-    sizes.fill(0);
-    for (let e = 0; e < n; e++) {
-      const p = partOf[e] as number;
-      (byPartition[p] as Int32Array)[sizes[p] as number] = e;
-      sizes[p] = (sizes[p] as number) + 1;
-    }
-  }
-  if (buffered.sorted !== true) for (const ids of byPartition) sortKeyIds(keys, ids);
-  if (emitOrder) {
+  const byPartition = partitionIds(keys, sorted, reducers, partitionOf);
+  if (sorted === undefined) for (const ids of byPartition) sortKeyIds(keys, ids);
+  if (emitOrder && arena !== undefined) {
     // The values key by key in the order they are written (see ValueArena.compact).
-    const order = new Int32Array(n);
+    const order = new Int32Array(keys.length);
     let i = 0;
     for (const ids of byPartition) {
       order.set(ids, i);
@@ -495,13 +619,106 @@ async function writeRuns(
     const ids = byPartition[p] as Int32Array;
     const w = await RunWriter.create(pathFor(p));
     writers.push(w);
-    for (let i = 0; i < ids.length; i++) {
-      const e = ids[i] as number;
-      if (w.addEncoded(keys[e] as string, arena, e)) await w.flush();
+    let i = 0;
+    while (i < ids.length) {
+      i =
+        arena === undefined
+          ? addFolded(w, ids, i, keys, vals, valuesOf)
+          : addFromArena(w, ids, i, keys, arena);
+      await w.flush();
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
   return runs;
+}
+
+// writeRuns' loops are functions of their own: small, so V8 compiles them
+// once and keeps them. As one async function, writeRuns was compiled again
+// (~35 CPU ms) in every word-count map task, and deoptimised again.
+
+/** Encodes every key's values (`valuesOf` its buffered entry) into a new arena, key by key. */
+function encodeAll(
+  keys: readonly string[],
+  vals: readonly unknown[],
+  valuesOf: (key: string, buffered: unknown) => unknown[],
+): ValueArena {
+  const arena = new ValueArena();
+  for (let e = 0; e < keys.length; e++) {
+    const values = valuesOf(keys[e] as string, vals[e]);
+    for (let i = 0; i < values.length; i++) arena.add(e, values[i]);
+  }
+  return arena;
+}
+
+/**
+ * Each partition's key numbers: of `ids` in their order, or of every key
+ * of `keys` in ascending number order.
+ */
+function partitionIds(
+  keys: readonly string[],
+  ids: Int32Array | undefined,
+  reducers: number,
+  partitionOf: (key: string) => number,
+): Int32Array[] {
+  let all = ids;
+  if (all === undefined) {
+    all = new Int32Array(keys.length);
+    for (let e = 0; e < all.length; e++) all[e] = e;
+  }
+  if (reducers === 1) return [all];
+  const n = all.length;
+  const partOf = new Int32Array(n);
+  const sizes = new Int32Array(reducers);
+  for (let i = 0; i < n; i++) {
+    const p = partitionOf(keys[all[i] as number] as string);
+    partOf[i] = p;
+    sizes[p] = (sizes[p] as number) + 1;
+  }
+  const byPartition: Int32Array[] = [];
+  for (let p = 0; p < reducers; p++) byPartition.push(new Int32Array(sizes[p] as number));
+  sizes.fill(0);
+  for (let i = 0; i < n; i++) {
+    const p = partOf[i] as number;
+    (byPartition[p] as Int32Array)[sizes[p] as number] = all[i] as number;
+    sizes[p] = (sizes[p] as number) + 1;
+  }
+  return byPartition;
+}
+
+/**
+ * Adds the keys `ids[from...]` with their one folded value each (`vals`,
+ * by key number) to `w` until it asks for a flush; returns where to go on.
+ */
+function addFolded(
+  w: RunWriter,
+  ids: Int32Array,
+  from: number,
+  keys: readonly string[],
+  vals: readonly unknown[],
+  valuesOf: (key: string, buffered: unknown) => unknown[],
+): number {
+  for (let i = from; i < ids.length; i++) {
+    const e = ids[i] as number;
+    const key = keys[e] as string;
+    const v = vals[e];
+    if (typeof v === 'number' ? w.addNumber(key, v) : w.add(key, valuesOf(key, v))) return i + 1;
+  }
+  return ids.length;
+}
+
+/** {@link addFolded} for values in an arena (by key number). */
+function addFromArena(
+  w: RunWriter,
+  ids: Int32Array,
+  from: number,
+  keys: readonly string[],
+  arena: ValueArena,
+): number {
+  for (let i = from; i < ids.length; i++) {
+    const e = ids[i] as number;
+    if (w.addEncoded(keys[e] as string, arena, e)) return i + 1;
+  }
+  return ids.length;
 }
 
 /** Runs one map task; see the file header. */
@@ -740,79 +957,43 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   // bytes in the thread's byte dictionary (threadDictionary), which keeps
   // every key's string from one task to the next, so a key seen before
   // costs no string, in this task or an earlier one. With fold, the buffer
-  // holds each key's folded value at its number in the dictionary
-  // (`byNumber`, NONE where the buffer has none), the numbers in the order
-  // they were first emitted in `touched`; otherwise the key's string goes
+  // is the thread's BytesFoldBuffer (its emit folds each value in at the
+  // key's number in the dictionary); otherwise the key's string goes
   // through the string emit.
   let block: Uint8Array = noBytes;
   const dictionaryBytesMax = input.keyDictionaryBytesMax ?? limits.mrKeyDictionaryBytesMax;
-  let dict: ByteKeyIndex | undefined; // the dictionary of the current buffer
-  const byNumber: unknown[] = [];
-  let touched: number[] = [];
-  // The hot path is one call (intern) per emit: the checks stay small enough to inline.
-  const badRange = (start: unknown, end: unknown): CohortError =>
-    new CohortError(
-      'USER_CODE_ERROR',
-      `mapBytes emitted the range [${String(start)}, ${String(end)}) of a block of ${block.length} bytes; expected integers 0 <= start <= end <= ${block.length}`,
-    );
-  const badHash = (start: number, end: number, hash: unknown): CohortError =>
-    new CohortError(
-      'USER_CODE_ERROR',
-      `mapBytes emitted the range [${start}, ${end}) with the hash ${String(hash)}, which is not its byte hash (32-bit FNV-1a from ctx.byteHashSeed)`,
-    );
-  const emitBytesFold = (start: number, end: number, value: unknown, hash?: number): void => {
-    if (!((start | 0) === start && (end | 0) === end && start >= 0 && start <= end)) {
-      throw badRange(start, end);
-    }
-    if (end > block.length) throw badRange(start, end);
-    const d = (dict ??= threadDictionary(dictionaryBytesMax));
-    // A hash given by the scan is checked by the index wherever it matters (a miss).
-    const g =
-      hash === undefined ? d.intern(block, start, end) : d.internHashed(block, start, end, hash);
-    if (g < 0) throw badHash(start, end, hash);
-    emitted++;
-    const held = g < byNumber.length ? byNumber[g] : NONE;
-    if (held === NONE) {
-      while (byNumber.length <= g) byNumber.push(NONE);
-      byNumber[g] = value;
-      touched.push(g);
-      entries += 2;
-      bytes += KEY_BYTES + 2 * (end - start) + sizeOf(value); // the key's string and its bytes
-    } else {
-      byNumber[g] = foldSum
-        ? (held as number) + (value as number)
-        : foldInto(d.table.keys[g] as string, held, value);
-    }
-  };
+  let dict: ByteKeyIndex | undefined; // the dictionary of the current buffer (by key)
   const emitBytesByKey = (start: number, end: number, value: unknown, hash?: number): void => {
     if (!((start | 0) === start && (end | 0) === end && start >= 0 && start <= end)) {
-      throw badRange(start, end);
+      throw badRange(start, end, block);
     }
-    if (end > block.length) throw badRange(start, end);
+    if (end > block.length) throw badRange(start, end, block);
     const d = (dict ??= threadDictionary(dictionaryBytesMax));
     const g =
       hash === undefined ? d.intern(block, start, end) : d.internHashed(block, start, end, hash);
     if (g < 0) throw badHash(start, end, hash);
     emitDirect(d.table.keys[g] as string, value);
   };
-  const bytesFold = mapBytes !== undefined && fold !== undefined;
+  const bytesFold =
+    mapBytes !== undefined && fold !== undefined
+      ? takeBytesFoldBuffer(
+          fold as (a: unknown, b: unknown, key: string) => unknown,
+          dictionaryBytesMax,
+        )
+      : undefined;
   /** What the buffer holds, to write. */
   const contents = (): BufferContents => {
-    if (!bytesFold) return { keys: buckets.table.keys, vals: buckets.vals, arena: buckets.arena };
-    if (dict === undefined) return { keys: [], vals: [], arena: undefined }; // nothing emitted
-    const names = dict.table.keys;
+    if (bytesFold === undefined) {
+      return { keys: buckets.table.keys, vals: buckets.vals, arena: buckets.arena };
+    }
+    const { dict: d, byNumber, touched } = bytesFold;
+    if (d === undefined) return { keys: [], vals: [], arena: undefined }; // nothing emitted
+    const names = d.table.keys;
     if (foldSum) {
       // Numbers: no objects to visit in the order they were made (see writeRuns),
       // so the keys go in sorted, by the ranks the dictionary keeps.
-      const ids = dict.sortedSubset(touched);
-      const keys = new Array<string>(ids.length);
-      const vals = new Array<unknown>(ids.length);
-      for (let i = 0; i < ids.length; i++) {
-        const g = ids[i] as number;
-        keys[i] = names[g] as string;
-        vals[i] = byNumber[g];
-      }
-      return { keys, vals, arena: undefined, sorted: true };
+      // Written from the dictionary's keys and the buffer's values by number.
+      return { keys: names, vals: byNumber, arena: undefined, sorted: d.sortedSubset(touched) };
     }
     const keys = touched.map((g) => names[g] as string);
     const vals = touched.map((g) => byNumber[g]);
@@ -821,16 +1002,17 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   /** Empties the buffer once written (the next emit takes up the thread's dictionary again). */
   const clearBuffer = (): void => {
     buckets = newBuffer(encoded);
-    for (const g of touched) byNumber[g] = NONE;
-    touched = [];
+    bytesFold?.clear();
     dict = undefined;
   };
-  const buffered = (): boolean => (bytesFold ? touched.length : buckets.table.size) > 0;
-  const emitBytes: EmitBytes<unknown> = fold !== undefined ? emitBytesFold : emitBytesByKey;
+  const buffered = (): boolean =>
+    (bytesFold !== undefined ? bytesFold.touched.length : buckets.table.size) > 0;
+  const emitBytes: EmitBytes<unknown> = bytesFold !== undefined ? bytesFold.emit : emitBytesByKey;
 
   const visitBytes = (offset: number, chunk: Buffer, lines: number): void => {
     if (progress !== undefined) progress[0] = offset;
     block = chunk;
+    if (bytesFold !== undefined) bytesFold.block = chunk;
     try {
       (mapBytes as NonNullable<typeof mapBytes>)(offset, chunk, emitBytes, ctx);
     } catch (err) {
@@ -841,6 +1023,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       );
     } finally {
       block = noBytes;
+      if (bytesFold !== undefined) bytesFold.block = noBytes;
     }
     if (progress !== undefined) progress[1] = (progress[1] ?? 0) + lines;
   };
@@ -905,7 +1088,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   try {
     const chunk = input.readChunkBytes ?? limits.mrReadChunkBytes;
     const afterChunk = (): Promise<void> | undefined =>
-      entries > entriesMax || bytes + (buckets.arena?.bytes ?? 0) > bytesMax
+      entries + (bytesFold?.entries ?? 0) > entriesMax ||
+      bytes + (bytesFold?.bytes ?? 0) + (buckets.arena?.bytes ?? 0) > bytesMax
         ? spill(false)
         : undefined;
     const stats =
@@ -916,7 +1100,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
           : await readSplitLines(split, visit, chunk, afterChunk);
     counters.recordsIn = stats.records;
     counters.bytesIn = stats.bytes;
-    counters.emitted = emitted;
+    counters.emitted = emitted + (bytesFold?.emitted ?? 0);
     let runs: RunFile[];
     if (spillPaths.length === 0) {
       runs = await writeRuns(contents(), reducers, partitionOf, finalValues, finalPath, writers);
@@ -960,6 +1144,8 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
     const done = Array.from({ length: reducers }, (_, p) => finalPath(p));
     await Promise.all([...spillPaths.flat(), ...done].map((f) => unlink(f).catch(() => undefined)));
     throw err;
+  } finally {
+    if (bytesFold !== undefined) releaseBytesFoldBuffer(bytesFold);
   }
 }
 

@@ -205,6 +205,44 @@ describe('run files', () => {
     expect(frames[2]![1]).toBeLessThanOrEqual(4 * 1024 * 1024);
   });
 
+  it('addNumber(key, n) writes the bytes add(key, [n]) writes, mixed with add, over many blocks; keys out of order are refused', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(fc.string({ unit: 'binary', maxLength: 12 }), { maxLength: 3000 }),
+        fc.array(
+          fc.oneof(
+            fc.integer(),
+            fc.integer({ min: -40, max: 70_000 }),
+            fc.double({ noNaN: true }).filter((d) => !Object.is(d, -0)),
+          ),
+          { minLength: 1 },
+        ),
+        async (keys, numbers) => {
+          keys.sort();
+          const recs = keys.map((k, i): [string, number] => [k, numbers[i % numbers.length]!]);
+          const a = join(dir, `num-a-${n++}.run`);
+          const b = join(dir, `num-b-${n++}.run`);
+          const wa = await RunWriter.create(a);
+          const wb = await RunWriter.create(b);
+          for (const [i, [k, v]] of recs.entries()) {
+            if (wa.add(k, [v])) await wa.flush();
+            if (i % 3 === 0 ? wb.add(k, [v]) : wb.addNumber(k, v)) await wb.flush();
+          }
+          await wa.finish();
+          await wb.finish();
+          expect(await readFile(b)).toEqual(await readFile(a));
+          expect(await readAll(b)).toEqual(recs.map(([k, v]) => [k, [v]]));
+        },
+      ),
+      { numRuns: 30 },
+    );
+    const w = await RunWriter.create(join(dir, 'num-order.run'));
+    w.addNumber('b', 1);
+    expect(() => w.addNumber('a', 1)).toThrow(/out of order/);
+    expect(() => w.addNumber('b', 2)).toThrow(/out of order/);
+    await w.abort();
+  });
+
   it('refuses keys out of order; abort leaves no file', async () => {
     const path = join(dir, 'order.run');
     const w = await RunWriter.create(path);

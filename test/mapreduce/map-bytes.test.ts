@@ -7,7 +7,7 @@ import { isCohortError } from '../../src/lib/errors.js';
 import { builtInFold, defineJob, loadJob, sumFold } from '../../src/mapreduce/job.js';
 import type { AnyJob, Emit, EmitBytes } from '../../src/mapreduce/job.js';
 import { planSplits } from '../../src/mapreduce/input.js';
-import { keyDictionaryStats, runMapTask } from '../../src/mapreduce/tasks.js';
+import { keyDictionaryStats, runMapTask, runReduceTask } from '../../src/mapreduce/tasks.js';
 import { byteHash } from '../../src/mapreduce/key-table.js';
 import { runSequential } from '../../src/mapreduce/sequential.js';
 import { runTasksInProcess } from '../../src/mapreduce/tasks-local.js';
@@ -317,6 +317,55 @@ describe('mapBytes', () => {
     expect(keyDictionaryStats().keys - before).toBe(750); // 250 of its 500 were known
     await runMapTask({ ...task, split: splits[0]!, taskId: 'm-2' });
     expect(keyDictionaryStats().keys - before).toBe(750);
+  });
+
+  it("gives a fold job's mapBytes the same emit in every map task of a thread (one target for the scan's call site), and a task overlapping another its own, each with its own counts", async () => {
+    const base = await inputDir([
+      Buffer.from('a b a\nc a\n'),
+      Buffer.from('b b x\n'),
+      Buffer.from('a x x\n'),
+    ]);
+    const splits = await planSplits(
+      ['f0.txt', 'f1.txt', 'f2.txt'].map((f) => join(base, 'in', f)),
+      1 << 20,
+    );
+    const emits: EmitBytes<number>[] = [];
+    const job = defineJob<number, number>({
+      map: countLine,
+      mapBytes: (_o, bytes, emit) => {
+        emits.push(emit);
+        byteTokens(bytes, (s, e) => emit(s, e, 1));
+      },
+      fold: sumFold,
+      reduce: (t, counts, emit) => emit(t, sum(counts)),
+    });
+    const task = { job, reducers: 1, dir: join(base, 'm'), attempt: 0 };
+    const counts = async (r: Awaited<ReturnType<typeof runMapTask>>): Promise<string> => {
+      const output = join(base, `out-${r.taskId}`);
+      await runReduceTask({
+        job,
+        partition: 0,
+        runs: [r.runs[0]!.path],
+        output,
+        taskId: `r-${r.taskId}`,
+        attempt: 0,
+      });
+      return readFile(output, 'utf8');
+    };
+    const m0 = await runMapTask({ ...task, split: splits[0]!, taskId: 'm-0' });
+    const m1 = await runMapTask({ ...task, split: splits[1]!, taskId: 'm-1' });
+    expect(emits).toHaveLength(2);
+    expect(emits[1]).toBe(emits[0]);
+    // Two tasks at once in one thread (small reads: many awaits each): the
+    // second to start gets a buffer of its own.
+    const [m2, m3] = await Promise.all([
+      runMapTask({ ...task, split: splits[2]!, taskId: 'm-2', readChunkBytes: 2 }),
+      runMapTask({ ...task, split: splits[0]!, taskId: 'm-3', readChunkBytes: 2 }),
+    ]);
+    expect(await counts(m0)).toBe('a\t3\nb\t1\nc\t1\n');
+    expect(await counts(m1)).toBe('b\t2\nx\t1\n');
+    expect(await counts(m2)).toBe('a\t1\nx\t2\n');
+    expect(await counts(m3)).toBe('a\t3\nb\t1\nc\t1\n');
   });
 
   it('is used instead of mapBlock and map when records need no handling of their own; map when they do', async () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CohortError } from '../../src/lib/errors.js';
+import { limits } from '../../src/lib/limits.js';
 import { MapReduceModuleState } from '../../src/mapreduce/module.js';
 import { runtimeDefaults } from '../../src/mapreduce/runtime.js';
 import { resolveNodeConfig } from '../../src/node/config.js';
@@ -204,6 +205,36 @@ describe('shuffle', () => {
     await expect(
       collect(serveShuffle(mrDir, { ...req, attemptId: 10 }, call())),
     ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('serves a run in items of at most mrShuffleChunkBytes, reading mrShuffleReadBytes at a time', async () => {
+    const mrDir = join(dir, 'mr-blocks');
+    const path = mapRunPath(mrDir, 'job-2', 0, 1, 0);
+    mkdirSync(join(mrDir, 'job-2', 'maps'), { recursive: true });
+    const read = limits.mrShuffleReadBytes;
+    const chunk = limits.mrShuffleChunkBytes;
+    for (const size of [0, 5, chunk, read, 2 * read + chunk + 7]) {
+      const bytes = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) bytes[i] = (i * 13) % 251;
+      writeFileSync(path, bytes);
+      const items: Uint8Array[] = [];
+      for await (const { data } of serveShuffle(
+        mrDir,
+        { jobId: 'job-2', map: 0, attemptId: 1, partition: 0 },
+        call(),
+      )) {
+        items.push(data);
+      }
+      expect(Buffer.concat(items).equals(bytes)).toBe(true);
+      expect(items.every((d) => d.length > 0 && d.length <= chunk)).toBe(true);
+      let expected = 0;
+      for (let at = 0; at < size; at += read)
+        expected += Math.ceil(Math.min(read, size - at) / chunk);
+      expect(items.length).toBe(expected);
+      // One file read per block: the items of a block are views of it, and no block is reused.
+      const blocks = new Set(items.map((d) => d.buffer));
+      expect(blocks.size).toBe(Math.ceil(size / read));
+    }
   });
 });
 

@@ -2,14 +2,22 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { warmEngine } from '../../src/mapreduce/tasks-warm.js';
-
-const warmDirs = async (): Promise<string[]> =>
-  (await readdir(tmpdir())).filter((f) => f.startsWith('cohort-mr-warm-'));
+import { tempDir } from '../harness/tmp.js';
 
 describe('engine warm-up', () => {
   it('runs its built-in jobs through map and reduce tasks and leaves nothing on disk', async () => {
-    const before = await warmDirs();
-    await warmEngine();
-    expect(await warmDirs()).toEqual(before);
+    // A temp dir of this test's own (os.tmpdir() reads TMPDIR; each test file is a process of
+    // its own): the shared /tmp may hold other processes' warm-up dirs coming and going.
+    const own = tempDir('cohort-warm-test-');
+    const saved = process.env['TMPDIR'];
+    process.env['TMPDIR'] = own;
+    try {
+      expect(tmpdir()).toBe(own);
+      await warmEngine();
+      expect(await readdir(own)).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = saved;
+    }
   });
 });
