@@ -37,7 +37,6 @@
  * partial one; they are not fsynced (a lost run is recomputed by re-running
  * its map task, as in the MapReduce paper §3.3).
  */
-import { createReadStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -389,6 +388,39 @@ export function ioError(what: string, err: unknown): CohortError {
  */
 export type RunSource = string | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
+/** Bytes a run reader reads from its file at once (at most). */
+const RUN_READ_BYTES = 1024 * 1024;
+/** Bytes read past a run file's size at its open, to see its end (or what was appended since). */
+const RUN_TAIL_READ_BYTES = 4 * 1024;
+
+/**
+ * A run file's bytes in chunks of at most {@link RUN_READ_BYTES}, each
+ * buffer no bigger than what is left of the file as it was opened: a
+ * word-count run is ~200 KiB, and a stream's 1 MiB buffers (two per run
+ * with its end-of-file read) made a reduce of 16 runs allocate ~32 MiB,
+ * each an external allocation that brought the next full collection
+ * closer. The end is where a read returns nothing (a file that grew after
+ * the open is read on; one cut short ends early and reads as truncated).
+ */
+async function* fileChunks(path: string): AsyncGenerator<Uint8Array, void, undefined> {
+  const fh = await open(path, 'r');
+  try {
+    let left = (await fh.stat()).size;
+    let pos = 0;
+    for (;;) {
+      const want = left > 0 ? Math.min(left, RUN_READ_BYTES) : RUN_TAIL_READ_BYTES;
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, pos);
+      if (bytesRead === 0) return;
+      pos += bytesRead;
+      left = Math.max(0, left - bytesRead);
+      yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 function describeSource(source: RunSource, index: number): string {
   return typeof source === 'string' ? `run ${source}` : `run #${index} (stream)`;
 }
@@ -423,6 +455,10 @@ export class RunReader {
   private keys = 0;
   private values = 0;
   private lastKey: string | undefined;
+  /** The bytes of the last key {@link nextKey} read: prevKey[prevStart, prevEnd). */
+  private prevKey: Uint8Array | undefined;
+  private prevStart = 0;
+  private prevEnd = 0;
   private block: BlockDecoder | undefined;
 
   /**
@@ -432,9 +468,7 @@ export class RunReader {
   constructor(source: RunSource, index = 0, readAhead = typeof source === 'string') {
     this.where = describeSource(source, index);
     const iterable: AsyncIterable<Uint8Array> | Iterable<Uint8Array> =
-      typeof source === 'string'
-        ? createReadStream(source, { highWaterMark: 1024 * 1024 })
-        : source;
+      typeof source === 'string' ? fileChunks(source) : source;
     this.readAhead = readAhead;
     this.chunks =
       Symbol.asyncIterator in iterable
@@ -505,6 +539,65 @@ export class RunReader {
     }
   }
 
+  /** The current block's bytes (after nextBlock() returned true), which {@link keyStart} and {@link keyEnd} index. */
+  get blockBytes(): Uint8Array {
+    return (this.block as BlockDecoder).bytes;
+  }
+
+  /**
+   * True if the current block is decoded by hand (run-block.ts), so that
+   * {@link nextKey} may be used on it.
+   */
+  get blockByHand(): boolean {
+    return this.block?.byHand ?? false;
+  }
+
+  /** Values of the current record not taken yet. */
+  get valuesLeft(): number {
+    return (this.block as BlockDecoder).valuesLeft;
+  }
+
+  /**
+   * Takes the current record's next value and returns it when it is a
+   * number; undefined, taking nothing, when it is not one (or none is left).
+   * After nextKey() only.
+   */
+  takeNumber(): number | undefined {
+    return (this.block as BlockDecoder).takeNumber();
+  }
+
+  /** Start of the current key's UTF-8 bytes in {@link blockBytes} (after nextKey()). */
+  get keyStart(): number {
+    return (this.block as BlockDecoder).keyStart;
+  }
+
+  /** End of the current key's UTF-8 bytes in {@link blockBytes} (after nextKey()). */
+  get keyEnd(): number {
+    return (this.block as BlockDecoder).keyEnd;
+  }
+
+  /**
+   * As {@link nextRecord}, but leaves the key as its bytes
+   * (`blockBytes[keyStart, keyEnd)`) without making its string; the key
+   * order is checked all the same. Only on a block decoded by hand
+   * ({@link blockByHand}); a reader uses either this or nextRecord.
+   */
+  nextKey(): boolean {
+    const b = this.block;
+    if (b === undefined || !b.nextKey()) return false;
+    const bytes = b.bytes;
+    const s = b.keyStart;
+    const e = b.keyEnd;
+    const prev = this.prevKey;
+    if (prev !== undefined && keyAfter(prev, this.prevStart, this.prevEnd, bytes, s, e)) {
+      throw corruption(this.where, 'keys out of order');
+    }
+    this.prevKey = bytes;
+    this.prevStart = s;
+    this.prevEnd = e;
+    return true;
+  }
+
   /** Moves to the next record of the current block and decodes its key; false after its last. */
   nextRecord(): boolean {
     const b = this.block;
@@ -549,6 +642,42 @@ export class RunReader {
       // closing only
     }
   }
+}
+
+/**
+ * True if the key whose UTF-8 bytes are `a[as, ae)` comes after the one in
+ * `b[bs, be)` in JavaScript string order (UTF-16 code units, the order of
+ * a run's keys). Byte order is that order where the keys first differ in
+ * ASCII bytes, or where one is the other plus whole characters; anywhere
+ * else (UTF-8 orders a character above U+FFFF after U+E000-U+FFFF, UTF-16
+ * before it) both keys are decoded and compared as strings.
+ */
+export function keyAfter(
+  a: Uint8Array,
+  as: number,
+  ae: number,
+  b: Uint8Array,
+  bs: number,
+  be: number,
+): boolean {
+  const la = ae - as;
+  const lb = be - bs;
+  const n = la < lb ? la : lb;
+  let i = 0;
+  while (i < n && a[as + i] === b[bs + i]) i++;
+  if (i < n) {
+    const x = a[as + i] as number;
+    const y = b[bs + i] as number;
+    if (x < 0x80 && y < 0x80) return x > y;
+  } else {
+    if (la === lb) return false;
+    // The longer one goes on with a new character (not a continuation byte): it comes after.
+    const next = (la > lb ? a[as + n] : b[bs + n]) as number;
+    if (next < 0x80 || next >= 0xc0) return la > lb;
+  }
+  const text = (u: Uint8Array, s: number, e: number): string =>
+    Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('utf8', s, e);
+  return text(a, as, ae) > text(b, bs, be);
 }
 
 /** Maps what reading a run threw to the documented codes. */

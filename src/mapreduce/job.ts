@@ -45,7 +45,10 @@
  *   as fast as a hand-written counting loop. `reduce` then receives the folded
  *   partial values (at most one per map task and spill), in input order.
  *   For numbers summed, give the built-in `sumFold` ({@link sumFold}): the
- *   map task then adds in place, with no call per value.
+ *   map task then adds in place, with no call per value, and the reduce task
+ *   adds up each key's values over all its runs by the keys' bytes instead
+ *   of merging the runs, so `reduce` receives one value per key, the sum of
+ *   the partial ones in input order.
  * - `mapBlock(offset, block, emit, ctx)` is an optional fast form of `map`
  *   over many records at once: `block` is the text of one or more consecutive
  *   whole lines of a split, each with its line ending as in the file (`\n` or

@@ -34,6 +34,7 @@
  * other types (bigints, binary, dates, undefined, a `__proto__` key).
  */
 import { Packr, Unpackr } from 'msgpackr';
+import { assert } from '../lib/assert.js';
 import { readU32 } from '../wire/frame.js';
 
 // As in format.ts: standard MessagePack, no records extension.
@@ -456,6 +457,12 @@ export class BlockDecoder {
   readonly values: number;
   /** The current record's key (after nextRecord() returned true). */
   key = '';
+  /**
+   * The current record's key as bytes (after {@link nextKey} returned true):
+   * `bytes[keyStart, keyEnd)`, its UTF-8.
+   */
+  keyStart = 0;
+  keyEnd = 0;
   private readonly b: Uint8Array;
   /** The block decoded by msgpackr, when it holds types not decoded by hand. */
   private readonly decoded: unknown[] | undefined;
@@ -547,6 +554,19 @@ export class BlockDecoder {
     this.values = values;
   }
 
+  /** The block's bytes (what {@link keyStart} and {@link keyEnd} index). */
+  get bytes(): Uint8Array {
+    return this.b;
+  }
+
+  /**
+   * True if the block's records are decoded by hand, so that {@link nextKey}
+   * can be used; false for a block msgpackr decoded (other types).
+   */
+  get byHand(): boolean {
+    return this.decoded === undefined;
+  }
+
   /** Moves to the next record and decodes its key; false after the last one. */
   nextRecord(): boolean {
     if (this.pending > 0) this.takeValues([]);
@@ -559,6 +579,79 @@ export class BlockDecoder {
       return true;
     }
     this.key = this.str();
+    this.valuesHeader();
+    return true;
+  }
+
+  /**
+   * As {@link nextRecord}, but makes no string of the key: it is left as its
+   * bytes ({@link keyStart}, {@link keyEnd}); {@link key} is not set. Only
+   * for a block decoded by hand ({@link byHand}).
+   */
+  nextKey(): boolean {
+    assert(this.decoded === undefined, 'nextKey on a block msgpackr decoded');
+    if (this.pending > 0) this.takeValues([]);
+    if (this.index + 1 >= this.records) return false;
+    this.index++;
+    const b = this.b;
+    const p = this.pos;
+    const t = b[p] as number;
+    let start: number;
+    let n: number;
+    if (t <= 0xbf) {
+      n = t & 0x1f;
+      start = p + 1;
+    } else if (t === 0xd9) {
+      n = b[p + 1] as number;
+      start = p + 2;
+    } else if (t === 0xda) {
+      n = ((b[p + 1] as number) << 8) | (b[p + 2] as number);
+      start = p + 3;
+    } else {
+      n = readU32(b, p + 1);
+      start = p + 5;
+    }
+    this.keyStart = start;
+    this.keyEnd = start + n;
+    this.pos = start + n;
+    this.valuesHeader();
+    return true;
+  }
+
+  /** Values of the current record not taken yet. */
+  get valuesLeft(): number {
+    return this.pending;
+  }
+
+  /**
+   * Takes the current record's next value and returns it when it is a
+   * number; undefined, taking nothing, when it is not one (or none is
+   * left). A block decoded by hand only ({@link byHand}).
+   */
+  takeNumber(): number | undefined {
+    if (this.pending === 0) return undefined;
+    const b = this.b;
+    const p = this.pos;
+    const t = b[p] as number;
+    if (t < 0x80) {
+      this.pos = p + 1;
+      this.pending--;
+      return t;
+    }
+    if (t >= 0xe0) {
+      this.pos = p + 1;
+      this.pending--;
+      return t - 0x100;
+    }
+    if ((t >= 0xcc && t <= 0xce) || (t >= 0xd0 && t <= 0xd2) || t === 0xcb) {
+      this.pending--;
+      return this.other(t, p) as number;
+    }
+    return undefined;
+  }
+
+  /** Reads the current record's values header at `pos` (the constructor checked it). */
+  private valuesHeader(): void {
     const b = this.b;
     const t = b[this.pos] as number;
     if (t <= 0x9f) {
@@ -571,7 +664,6 @@ export class BlockDecoder {
       this.pending = readU32(b, this.pos + 1);
       this.pos += 5;
     }
-    return true;
   }
 
   /** Appends the current record's values to `out` (once per record) and returns it. */

@@ -33,7 +33,13 @@ import { nodeId } from '../lib/ids.js';
 import type { NodeModuleContext } from '../host/modules.js';
 import type { CallContext, Client, Handlers } from '../rpc/service.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
-import type { JobStatus, MrApplied, MrCommand, MrResult } from './core/types.js';
+import type {
+  CompleteTaskResult,
+  JobStatus,
+  MrApplied,
+  MrCommand,
+  MrResult,
+} from './core/types.js';
 import type { MapReduceModuleState, NodeAddress, RegisterNodeCommand } from './module-state.js';
 import { MapReduceService } from './service.js';
 import type { SubmitRequest, TaskGrant } from './service.js';
@@ -413,11 +419,30 @@ export class MapReduceRuntime implements WorkerRuntime {
           () => rt.touchAttempt(req.attemptId),
         ),
       complete: (req, call) =>
-        leaderCommand(
+        rt.onLeader(
           call,
-          () => ({ type: 'completeTask', ...req, now: Date.now() }),
+          async () => {
+            rt.touchAttempt(req.attemptId);
+            const { next, ...done } = req;
+            if (next === undefined) {
+              return (await rt.command({
+                type: 'completeTask',
+                ...done,
+                now: Date.now(),
+              })) as CompleteTaskResult;
+            }
+            // The worker's next task in the same entry (a poll of its own, as requestTask's).
+            rt.touch(next.node);
+            const leaseMs = rt.options.leaseMs;
+            const r = (await rt.command({
+              type: 'completeTask',
+              ...done,
+              now: Date.now(),
+              next: { worker: next.worker, node: next.node, leaseMs },
+            })) as CompleteTaskResult;
+            return { ...r, leaseMs };
+          },
           (l) => l.complete(req),
-          () => rt.touchAttempt(req.attemptId),
         ),
       fail: (req, call) =>
         leaderCommand(

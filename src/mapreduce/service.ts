@@ -74,6 +74,12 @@ export const SubmitRequestSchema = Type.Object({
 /** What `submit` takes. */
 export type SubmitRequest = Static<typeof SubmitRequestSchema>;
 
+/**
+ * Answer of `complete`: the coordinator's, and with a `next` request the
+ * lease length the leader granted its assignment (as {@link TaskGrant}).
+ */
+export type CompleteAnswer = CompleteTaskResult & { readonly leaseMs?: number };
+
 /** Answer of `requestTask`: a task, or none with a hint of when to ask again. */
 export interface TaskGrant {
   readonly result: AssignTaskResult;
@@ -152,9 +158,20 @@ export const MapReduceService = defineService('MapReduce', {
       attemptId: AttemptIdSchema,
       output: checkedByCore<MapOutput | ReduceOutput>(),
       counters: checkedByCore<TaskCounters>(),
+      /**
+       * The worker asks for its next task in the same call (and the same log
+       * entry): the answer's `next` is what `requestTask` would have given.
+       */
+      next: Type.Optional(
+        Type.Object({ worker: Type.String({ minLength: 1, maxLength: 128 }), node: NodeIdSchema }),
+      ),
     }),
-    checkedByCore<CompleteTaskResult>(),
-    { idempotent: true, description: 'an attempt finished (leader; the first completion commits)' },
+    checkedByCore<CompleteAnswer>(),
+    {
+      idempotent: true,
+      description:
+        'an attempt finished (leader; the first completion commits), and optionally the next task',
+    },
   ),
   fail: unary(
     Type.Object({

@@ -1,10 +1,11 @@
 /**
  * A node's MapReduce workers: one loop per worker thread that asks the leader
  * for a task, runs it in its thread, renews the attempt's lease while it runs
- * and reports the outcome. A reduce attempt first fetches its partition of
- * every map's output (the shuffle: local files from this node, streams from
- * the others), tells the leader `shuffleDone`, then merges and reduces in the
- * thread. A map output that cannot be fetched is reported (`fetchFailed`
+ * and reports the outcome; the report of a completion asks for the thread's
+ * next task too (one call and one log entry between two tasks, not two). A
+ * reduce attempt first fetches its partition of every map's output (the
+ * shuffle: local files from this node, streams from the others), then merges
+ * and reduces in the thread while telling the leader `shuffleDone`. A map output that cannot be fetched is reported (`fetchFailed`
  * with `release`): the coordinator redoes that map and hands the reduce out
  * again later.
  *
@@ -20,19 +21,13 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
-import type {
-  CompleteTaskResult,
-  JobStatus,
-  MapAssignment,
-  ReduceAssignment,
-  TaskAssignment,
-} from './core/types.js';
+import type { JobStatus, MapAssignment, ReduceAssignment, TaskAssignment } from './core/types.js';
 import { partFileName } from './format.js';
 import type { Client, ServerStream } from '../rpc/service.js';
 import type { MapReduceModuleState } from './module-state.js';
 import { checkModuleDir } from './module-dirs.js';
 import { moduleCheckOf } from './module-hash.js';
-import type { MapReduceService, TaskGrant } from './service.js';
+import type { CompleteAnswer, MapReduceService, TaskGrant } from './service.js';
 import { fetchDir, fetchRun, mapDir, mapRunPath, mapTaskId, reduceTaskId } from './shuffle.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
 import type { WorkerPool, WorkerSlot } from './worker-pool.js';
@@ -67,6 +62,19 @@ export interface WorkerRuntime {
   job(jobId: string): JobStatus | undefined;
   /** Tells the leader this node is alive. */
   heartbeatToLeader(): Promise<void>;
+}
+
+/** A task handed to a slot with its last task's completion, and its lease length. */
+interface Handed {
+  readonly assignment: TaskAssignment;
+  readonly leaseMs: number;
+}
+
+/** The next task a completion's answer carries, if any. */
+function handedBy(done: CompleteAnswer): Handed | undefined {
+  const a = done.next?.assignment;
+  if (a === undefined || a === null || done.leaseMs === undefined) return undefined;
+  return { assignment: a, leaseMs: done.leaseMs };
 }
 
 /** Tries per map output before a reduce attempt reports the fetch as failed. */
@@ -189,23 +197,31 @@ export class WorkerManager {
   }
 
   private async loop(slot: WorkerSlot): Promise<void> {
-    const worker = `${this.rt.self}:w${slot.index}`;
+    const worker = this.workerId(slot);
     const poll = this.rt.options.pollMs;
+    /** The next task, handed out with the last one's completion (one call and one log entry for both). */
+    let handed: Handed | undefined;
     while (!this.stopped) {
       let assignment: TaskAssignment | null = null;
       let leaseMs = this.rt.options.leaseMs;
       let answered = false;
-      try {
-        const grant = await this.rt.requestTask({
-          worker,
-          node: this.rt.self,
-          waitMs: LONG_POLL_MS,
-        });
-        assignment = grant.result.assignment;
-        leaseMs = grant.leaseMs;
+      if (handed !== undefined) {
+        ({ assignment, leaseMs } = handed);
+        handed = undefined;
         answered = true;
-      } catch (e) {
-        this.rt.log.debug({ err: e, worker }, 'mapreduce: requestTask failed');
+      } else {
+        try {
+          const grant = await this.rt.requestTask({
+            worker,
+            node: this.rt.self,
+            waitMs: LONG_POLL_MS,
+          });
+          assignment = grant.result.assignment;
+          leaseMs = grant.leaseMs;
+          answered = true;
+        } catch (e) {
+          this.rt.log.debug({ err: e, worker }, 'mapreduce: requestTask failed');
+        }
       }
       if (this.stopped) return;
       if (assignment === null) {
@@ -215,7 +231,7 @@ export class WorkerManager {
         continue;
       }
       try {
-        await this.runAttempt(slot, assignment, leaseMs);
+        handed = await this.runAttempt(slot, assignment, leaseMs);
       } catch (e) {
         // runAttempt reports every failure itself; this is a bug guard for the loop.
         this.rt.log.error({ err: e, worker }, 'mapreduce: attempt handling failed');
@@ -224,7 +240,20 @@ export class WorkerManager {
     }
   }
 
-  private async runAttempt(slot: WorkerSlot, a: TaskAssignment, leaseMs: number): Promise<void> {
+  /** The worker id of a slot's loop (`<node>:w<slot>`). */
+  private workerId(slot: WorkerSlot): string {
+    return `${this.rt.self}:w${slot.index}`;
+  }
+
+  /**
+   * Runs one attempt and reports it; returns the slot's next task when the
+   * completion's answer carried one (the report asks for it).
+   */
+  private async runAttempt(
+    slot: WorkerSlot,
+    a: TaskAssignment,
+    leaseMs: number,
+  ): Promise<Handed | undefined> {
     const log = this.rt.log.child({
       jobId: a.jobId,
       task: `${a.kind}-${a.index}`,
@@ -261,7 +290,7 @@ export class WorkerManager {
         const r = (await runIn(slot, this.mapTask(a, progress))) as MapTaskResult;
         // Records map threw on (the coordinator already lists those it told the task to skip).
         const own = r.skipped.filter((s) => s.reason !== 'listed');
-        await this.report(a, () => ({
+        const done = await this.report(slot, a, () => ({
           attemptId: a.attemptId,
           output: {
             kind: 'map',
@@ -279,12 +308,15 @@ export class WorkerManager {
             user: r.userCounters,
           },
         }));
+        log.debug('mapreduce: attempt done');
+        return handedBy(done);
       } else {
         fetched = fetchDir(this.rt.mrDir, a.jobId, a.attemptId);
         const runs = await this.shuffle(a, fetched, abortFetch.signal);
         const shuffledBytes = a.mapOutputs.reduce((n, m) => n + m.bytes, 0);
-        if (stopReason !== undefined) return;
-        await this.rt
+        if (stopReason !== undefined) return undefined;
+        // Told while the reduce runs: it needs nothing from the leader to start.
+        const shuffleDone = this.rt
           .leader((l) => l.shuffleDone({ attemptId: a.attemptId }))
           .catch((e: unknown) => log.debug({ err: e }, 'mapreduce: shuffleDone failed'));
         const r = (await runIn(slot, {
@@ -298,7 +330,8 @@ export class WorkerManager {
           attempt: a.attemptId,
           params: a.params,
         })) as ReduceTaskResult;
-        const done = await this.report(a, () => ({
+        await shuffleDone;
+        const done = await this.report(slot, a, () => ({
           attemptId: a.attemptId,
           output: { kind: 'reduce', bytes: r.counters.bytesOut },
           counters: {
@@ -310,13 +343,14 @@ export class WorkerManager {
           },
         }));
         if (!done.committed && done.reason === 'jobFinished') await this.dropIfJobFailed(a);
+        log.debug('mapreduce: attempt done');
+        return handedBy(done);
       }
-      log.debug('mapreduce: attempt done');
     } catch (e) {
       if (stopReason !== undefined || this.stopped) {
         log.debug({ reason: stopReason }, 'mapreduce: attempt stopped');
         if (a.kind === 'reduce' && stopReason === 'jobFinished') await this.dropIfJobFailed(a);
-        return;
+        return undefined;
       }
       if (e instanceof FetchFailure) {
         log.warn({ map: e.map, node: e.node, err: e.message }, 'mapreduce: fetch failed');
@@ -325,7 +359,7 @@ export class WorkerManager {
             l.fetchFailed({ attemptId: a.attemptId, map: e.map, node: e.node, release: true }),
           )
           .catch((err: unknown) => log.debug({ err }, 'mapreduce: fetchFailed report failed'));
-        return;
+        return undefined;
       }
       const message = e instanceof Error ? e.message : String(e);
       log.warn({ err: message }, 'mapreduce: attempt failed');
@@ -339,6 +373,7 @@ export class WorkerManager {
           }),
         )
         .catch((err: unknown) => log.debug({ err }, 'mapreduce: fail report failed'));
+      return undefined;
     } finally {
       clearInterval(renew);
       if (fetched !== undefined) await rm(fetched, { recursive: true, force: true });
@@ -362,15 +397,25 @@ export class WorkerManager {
     };
   }
 
-  /** Reports a completion, retrying across leader changes for about one lease. */
+  /**
+   * Reports a completion, retrying across leader changes for about one
+   * lease. It asks for the slot's next task in the same call, unless the
+   * workers are stopping: a retry after a lost answer asks again, and the
+   * task the lost answer carried runs out its lease and is handed out anew
+   * (as a lost requestTask answer's would).
+   */
   private async report(
+    slot: WorkerSlot,
     a: TaskAssignment,
     make: () => Parameters<Client<typeof MapReduceService>['complete']>[0],
-  ): Promise<CompleteTaskResult> {
+  ): Promise<CompleteAnswer> {
     const deadline = Date.now() + Math.max(5_000, this.rt.options.leaseMs * 3);
     for (;;) {
       try {
-        return await this.rt.leader((l) => l.complete(make()));
+        const next = this.stopped
+          ? {}
+          : { next: { worker: this.workerId(slot), node: this.rt.self } };
+        return await this.rt.leader((l) => l.complete({ ...make(), ...next }));
       } catch (e) {
         if (Date.now() > deadline || this.stopped) {
           throw new CohortError('UNAVAILABLE', `could not report attempt ${a.attemptId} done`, {

@@ -7,6 +7,7 @@ import {
   RunReader,
   RunWriter,
   defaultPartition,
+  keyAfter,
   formatValue,
   outputLine,
   parseOutputLine,
@@ -300,6 +301,141 @@ describe('mergeRuns', () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('sumRuns (a summing reduce without a merge)', () => {
+  // Few distinct keys so runs share keys; non-ASCII and prefix keys test the order,
+  // '\uE000' and '\u{10000}' the one place UTF-8 byte order is not JavaScript's.
+  const key = fc.constantFrom(
+    'a',
+    'ab',
+    'b',
+    'é',
+    'z',
+    '',
+    'aa',
+    '\u{1F600}',
+    '\uE000',
+    '\u{10000}',
+  );
+  const number = fc.oneof(
+    fc.integer({ min: -40, max: 140 }),
+    fc.integer(),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+  );
+  const run = fc
+    .uniqueArray(key)
+    .chain((ks) =>
+      fc.tuple(
+        ...[...ks]
+          .sort()
+          .map((k) => fc.tuple(fc.constant(k), fc.array(number, { minLength: 0, maxLength: 3 }))),
+      ),
+    );
+
+  it('visits each key once, in key order, with the sum of its values in run order (none: no value)', async () => {
+    const { sumRuns } = await import('../../src/mapreduce/tasks.js');
+    await fc.assert(
+      fc.asyncProperty(fc.array(run, { minLength: 0, maxLength: 9 }), async (runs) => {
+        const paths = await Promise.all(runs.map((records) => writeRun(records)));
+        const seen: [string, unknown[]][] = [];
+        const counts = await sumRuns(paths, (k, vs) => {
+          seen.push([k, vs]);
+        });
+        const all = runs.flat();
+        const want = [...new Set(all.map(([k]) => k))].sort().map((k): [string, unknown[]] => {
+          const vs = all.filter(([x]) => x === k).flatMap(([, v]) => v);
+          return [k, vs.length === 0 ? [] : [vs.reduce((a, b) => a + b)]];
+        });
+        expect(seen).toEqual(want);
+        expect(counts).toEqual({
+          keys: want.length,
+          values: all.reduce((n, [, v]) => n + v.length, 0),
+        });
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('gives up, visiting nothing, on a value that is not a number (the merge takes those runs)', async () => {
+    const { sumRuns } = await import('../../src/mapreduce/tasks.js');
+    for (const odd of ['1', null, [1], { n: 1 }, true]) {
+      const paths = [
+        await writeRun([
+          ['a', [1]],
+          ['b', [2, 3]],
+        ]),
+        await writeRun([
+          ['a', [4]],
+          ['c', [5, odd]],
+        ]),
+      ];
+      const seen: string[] = [];
+      expect(await sumRuns(paths, (k) => void seen.push(k))).toBeUndefined();
+      expect(seen).toEqual([]);
+    }
+  });
+
+  it('gives up, visiting nothing, when its table of keys would outgrow its bound', async () => {
+    const { sumRuns } = await import('../../src/mapreduce/tasks.js');
+    const keys = Array.from({ length: 3000 }, (_, i) => `k${String(i).padStart(5, '0')}`);
+    const paths = [await writeRun(keys.map((k): [string, unknown[]] => [k, [1]]))];
+    const seen: string[] = [];
+    // 3000 keys fit the default bound, not 16 KiB (the table alone starts bigger).
+    expect(await sumRuns(paths, (k) => void seen.push(k), 16 * 1024)).toBeUndefined();
+    expect(seen).toEqual([]);
+    expect(await sumRuns(paths, (k) => void seen.push(k))).toEqual({ keys: 3000, values: 3000 });
+    expect(seen).toEqual(keys);
+  });
+
+  it('refuses a run whose keys are out of order as the merge does (CORRUPTION)', async () => {
+    const { mergeRuns, sumRuns } = await import('../../src/mapreduce/tasks.js');
+    for (const [first, second] of [
+      ['b', 'a'],
+      ['ab', 'a'],
+      ['\uE000', '\u{10000}'],
+      ['é', 'e'],
+    ] as const) {
+      const path = join(dir, `disorder-${n++}.run`);
+      const w = await RunWriter.create(path);
+      w.add(first, [1]);
+      // A writer refuses that; a damaged run (with good checksums) could still hold it.
+      (w as unknown as { lastKey: string | undefined }).lastKey = undefined;
+      w.add(second, [2]);
+      await w.finish();
+      const nothing = (): void => undefined;
+      await expect(sumRuns([path], nothing)).rejects.toMatchObject({ code: 'CORRUPTION' });
+      await expect(mergeRuns([path], nothing)).rejects.toMatchObject({ code: 'CORRUPTION' });
+    }
+  });
+
+  it('keyAfter orders UTF-8 keys as their strings are ordered (UTF-16 code units)', () => {
+    const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
+    const text = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 6 }),
+      fc.string({
+        unit: fc.constantFrom('a', 'b', 'é', '\uE000', '\uFFFF', '\u{10000}', '\u{1F600}'),
+        maxLength: 5,
+      }),
+    );
+    fc.assert(
+      fc.property(text, text, fc.nat(3), fc.nat(3), (a, b, pa, pb) => {
+        // At offsets in bigger buffers, as keys are in a block.
+        const x = Buffer.concat([Buffer.alloc(pa, 0x7a), utf8(a)]);
+        const y = Buffer.concat([Buffer.alloc(pb, 0x61), utf8(b)]);
+        const da = utf8(a).toString('utf8');
+        const db = utf8(b).toString('utf8');
+        expect(keyAfter(x, pa, x.length, y, pb, y.length)).toBe(da > db);
+      }),
+      { numRuns: 2000 },
+    );
+    const after = (a: string, b: string): boolean =>
+      keyAfter(utf8(a), 0, utf8(a).length, utf8(b), 0, utf8(b).length);
+    expect(after('\uE000', '\u{10000}')).toBe(true);
+    expect(after('\u{10000}', '\uE000')).toBe(false);
+    expect(after('ab', 'a')).toBe(true);
+    expect(after('a', 'a')).toBe(false);
   });
 });
 

@@ -5,7 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineJob } from '../../src/mapreduce/job.js';
+import { defineJob, sumFold } from '../../src/mapreduce/job.js';
 import type { AnyJob, Emit, MapContext } from '../../src/mapreduce/job.js';
 import { partFileName, readRun } from '../../src/mapreduce/format.js';
 import { planSplits } from '../../src/mapreduce/input.js';
@@ -74,6 +74,12 @@ const jobs: Record<string, AnyJob> = {
     reduce: (w, lists, emit) => emit(w, lists.flat().join(' ')),
     defaults: { skipBadRecords: true },
   }),
+  // The built-in sum (a reduce that adds up its runs without merging them).
+  foldSum: defineJob<number, number>({
+    map: (_o, line, emit) => words(line).forEach((w) => emit(w, 1)),
+    fold: sumFold,
+    reduce: (w, counts, emit) => emit(w, sum(counts)),
+  }),
   // Order- and offset-sensitive, through mapBlock: every line's offset must come out right.
   plainBlock: defineJob<string, string>({
     map: plainMap,
@@ -111,6 +117,7 @@ describe('map and reduce tasks', () => {
       fc.asyncProperty(
         fc.constantFrom(
           'fold',
+          'foldSum',
           'combine',
           'plain',
           'foldBlock',
@@ -197,6 +204,47 @@ describe('map and reduce tasks', () => {
     });
     expect(m.counters.keysOut).toBe(blocks);
     expect(held - before).toBeLessThan(8 * 2 ** 20);
+  });
+
+  it('a summing reduce (fold: sumFold) hands reduce one value per key, the sum over every map task; other values take the merge', async () => {
+    const base = join(dir, 'summing');
+    await mkdir(join(base, 'in'), { recursive: true });
+    await writeFile(join(base, 'in', 'a.txt'), 'the cat\nthe dog\nsat on the mat\n'.repeat(20));
+    // reduce shows how many values it was handed, and their sum.
+    const seen = defineJob<number, string>({
+      map: (_o, line, emit) => words(line).forEach((w) => emit(w, 1)),
+      fold: sumFold,
+      reduce: (w, counts, emit) => emit(w, `${counts.length}:${sum(counts)}`),
+    });
+    // The same with strings summed (concatenated): not numbers, so the runs are merged.
+    const strings = defineJob<string, string>({
+      map: (_o, line, emit) => words(line).forEach((w) => emit(w, w[0] as string)),
+      fold: sumFold as unknown as (a: string, b: string) => string,
+      reduce: (w, parts, emit) => emit(w, parts.join('')),
+    });
+    const inputs = [join(base, 'in', '*.txt')];
+    for (const [name, job] of [
+      ['seen', seen],
+      ['strings', strings],
+    ] as const) {
+      const engine = await runTasksInProcess(job as AnyJob, inputs, {
+        outputDir: join(base, `${name}-out`),
+        reducers: 1,
+        splitBytes: 100,
+      });
+      expect(engine.maps.length).toBeGreaterThan(3);
+      const [out] = await read(engine.files);
+      if (name === 'seen') {
+        // One value per key (the sum of every map task's count), not one per map task.
+        expect(out).toBe('cat\t1:20\ndog\t1:20\nmat\t1:20\non\t1:20\nsat\t1:20\nthe\t1:60\n');
+      } else {
+        const ref = await runSequential(job as AnyJob, inputs, {
+          outputDir: join(base, 'strings-ref'),
+          reducers: 1,
+        });
+        expect([out]).toEqual(await read(ref.files));
+      }
+    }
   });
 
   it('reducers accept runs as byte streams in chunks (the shuffle) as well as paths', async () => {

@@ -56,6 +56,7 @@ import type {
   MrApplied,
   MrFailure,
   MrResult,
+  NextTaskRequest,
   NoTaskReason,
   NodeLostCommand,
   NodeLostResult,
@@ -730,6 +731,18 @@ export class MapReduceStateMachine {
   // -------------------------------------------------------------- complete
 
   private completeTask(c: CompleteTaskCommand): CompleteTaskResult {
+    // The next-task request is checked before anything changes (a refused command changes nothing).
+    const next = c.next === undefined ? undefined : checkNext(c.next);
+    const result = this.commitCompletion(c);
+    if (next === undefined) return result;
+    return {
+      ...result,
+      next: this.assignTask({ type: 'assignTask', ...next, now: c.now }),
+    };
+  }
+
+  /** completeTask without its `next` request. */
+  private commitCompletion(c: CompleteTaskCommand): CompleteTaskResult {
     const attemptId = checkAttemptId(c.attemptId);
     const now = checkTime(c.now, 'now');
     const counters = checkCounters(c.counters);
@@ -1398,6 +1411,16 @@ function notFound(jobId: JobId): CohortError {
   return new CohortError('NOT_FOUND', `job ${jobId} is not known (never submitted, or forgotten)`, {
     details: { jobId },
   });
+}
+
+/** A completeTask's `next` request, checked as assignTask checks its fields. */
+function checkNext(value: unknown): NextTaskRequest {
+  const o = checkObject(value, 'next');
+  return {
+    worker: checkWorkerId(o['worker'], 'next.worker'),
+    node: checkId(o['node'], 'next.node'),
+    leaseMs: checkLeaseMs(o['leaseMs'], 'next.leaseMs'),
+  };
 }
 
 function checkAttemptId(value: unknown): AttemptId {

@@ -279,6 +279,25 @@ export interface CompleteTaskCommand {
   readonly now: number;
   readonly output: MapOutput | ReduceOutput;
   readonly counters: TaskCounters;
+  /**
+   * The worker that ran the attempt asks for its next task in the same
+   * command: once the completion is applied (committed or ignored), the
+   * command assigns exactly what `assignTask { ...next, now }` applied right
+   * after it would, and the result carries that answer (`next`). One log
+   * entry, and one round trip to the leader, between a worker's task and
+   * its next one instead of two.
+   */
+  readonly next?: NextTaskRequest;
+}
+
+/** The assignTask fields of a request for the next task carried by {@link CompleteTaskCommand}. */
+export interface NextTaskRequest {
+  /** As {@link AssignTaskCommand.worker}. */
+  readonly worker: string;
+  /** As {@link AssignTaskCommand.node}. */
+  readonly node: string;
+  /** As {@link AssignTaskCommand.leaseMs}. */
+  readonly leaseMs: number;
 }
 
 /**
@@ -464,7 +483,7 @@ export type RenewTaskResult =
   | { readonly type: 'renewTask'; readonly action: 'stop'; readonly reason: IgnoredReason };
 
 /** Answer to completeTask. */
-export type CompleteTaskResult =
+export type CompleteTaskResult = (
   | {
       readonly type: 'completeTask';
       readonly committed: true;
@@ -477,7 +496,11 @@ export type CompleteTaskResult =
       readonly committed: false;
       readonly task: TaskRef | null;
       readonly reason: IgnoredReason;
-    };
+    }
+) & {
+  /** The answer to the command's `next` request (absent without one). */
+  readonly next?: AssignTaskResult;
+};
 
 /** What a failure led to. */
 export type FailAction =

@@ -38,6 +38,14 @@ function seeded(): { sm: MapReduceStateMachine; valid: MrCommand[] } {
     { type: 'fetchFailed', attemptId: m1.attemptId, map: 0, node: 'n1', now: 3 },
     { type: 'cancelJob', jobId: 'j1', now: 3 },
     { type: 'forgetJob', jobId: 'j2' },
+    {
+      type: 'completeTask',
+      attemptId: m1.attemptId,
+      now: 3,
+      output: { kind: 'map', partitionBytes: [1, 2] },
+      counters: { inputRecords: 1, inputBytes: 1, outputRecords: 1, outputBytes: 1 },
+      next: { worker: 'b', node: 'n2', leaseMs: 1000 },
+    },
   ];
   return { sm, valid };
 }
@@ -185,6 +193,26 @@ describe('refused commands change nothing', () => {
     ['expireLeases without now', { type: 'expireLeases' }],
     ['rebaseLeases without leaseMs', { type: 'rebaseLeases', now: 0 }],
     ['nodeLost with a bad node', { type: 'nodeLost', node: '', now: 0 }],
+    ...(
+      [
+        ['not an object', 'b'],
+        ['a bad worker id', { worker: 'a/b', node: 'n2', leaseMs: 1000 }],
+        ['a bad node', { worker: 'b', node: '', leaseMs: 1000 }],
+        ['a short lease', { worker: 'b', node: 'n2', leaseMs: limits.mrLeaseMsMin - 1 }],
+        ['no lease', { worker: 'b', node: 'n2' }],
+      ] as const
+    ).map(([what, next]): [string, unknown] => [
+      // A completion that is valid by itself (attempt 2 runs map 1 of j1): the next request is refused, and the completion with it.
+      `a completion whose next request is ${what}`,
+      {
+        type: 'completeTask',
+        attemptId: 2,
+        now: 0,
+        output: { kind: 'map', partitionBytes: [1, 1] },
+        counters: { inputRecords: 0, inputBytes: 0, outputRecords: 0, outputBytes: 0 },
+        next,
+      },
+    ]),
   ])('%s', (_name, command) => expectRefused(command, 'INVALID_ARGUMENT'));
 
   it('a map attempt reporting shuffleDone or fetchFailed is refused', () => {
@@ -226,7 +254,7 @@ describe('junk never crashes the coordinator', () => {
 
   it('valid commands with one field replaced by junk are refused unchanged or applied', () => {
     fc.assert(
-      fc.property(fc.nat(11), fc.nat(20), junk, (which, field, value) => {
+      fc.property(fc.nat(12), fc.nat(20), junk, (which, field, value) => {
         const { sm, valid } = seeded();
         const cmd = valid[which] as unknown as Record<string, unknown>;
         const keys = Object.keys(cmd).filter((k) => k !== 'type');

@@ -3,6 +3,7 @@ import { expect } from 'vitest';
 import { MapReduceStateMachine } from '../../../src/mapreduce/core/index.js';
 import type {
   AssignTaskResult,
+  CompleteTaskCommand,
   CompleteTaskResult,
   JobOptions,
   MrCommand,
@@ -66,7 +67,29 @@ export function complete(
   a: TaskAssignment,
   now = 1,
 ): CompleteTaskResult {
+  return ok<CompleteTaskResult>(sm, completion(a, now));
+}
+
+/**
+ * Completes an assignment as its worker would, asking in the same command
+ * for `worker`'s next task (completeTask `next`).
+ */
+export function completeNext(
+  sm: MapReduceStateMachine,
+  a: TaskAssignment,
+  now = 1,
+  worker = 'n1:w0',
+  node = 'n1',
+): CompleteTaskResult {
   return ok<CompleteTaskResult>(sm, {
+    ...completion(a, now),
+    next: { worker, node, leaseMs: LEASE },
+  });
+}
+
+/** The completeTask command of an assignment (as {@link complete} sends it). */
+export function completion(a: TaskAssignment, now = 1): CompleteTaskCommand {
+  return {
     type: 'completeTask',
     attemptId: a.attemptId,
     now,
@@ -75,7 +98,7 @@ export function complete(
         ? { kind: 'map', partitionBytes: Array.from({ length: a.reducers }, () => 7) }
         : { kind: 'reduce', bytes: 11 },
     counters: countersFor(a),
-  });
+  };
 }
 
 /** Expects an assignment (not null) and returns it. */

@@ -1,5 +1,7 @@
 /**
- * Property: random interleavings of assignments, completions, failures,
+ * Property: random interleavings of assignments, completions (some asking
+ * for the worker's next task in the same command, checked against a twin
+ * replica that completes and then assigns), failures,
  * crashed workers, lease expiries, lost nodes, fetch failures, duplicate
  * deliveries and leader failovers (a snapshot restored and its leases
  * rebased) over a simulated set of workers, followed by a fault-free drain,
@@ -40,6 +42,7 @@ const LEASE = 1_000;
 type Action =
   | { kind: 'assign'; w: number }
   | { kind: 'complete'; w: number }
+  | { kind: 'completeNext'; w: number }
   | { kind: 'fail'; w: number; bad: boolean }
   | { kind: 'renew'; w: number }
   | { kind: 'tick'; ms: number }
@@ -54,6 +57,7 @@ const w = fc.nat(WORKERS.length - 1);
 const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 10, arbitrary: fc.record({ kind: fc.constant('assign' as const), w }) },
   { weight: 10, arbitrary: fc.record({ kind: fc.constant('complete' as const), w }) },
+  { weight: 6, arbitrary: fc.record({ kind: fc.constant('completeNext' as const), w }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('fail' as const), w, bad: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('renew' as const), w }) },
   {
@@ -152,7 +156,14 @@ class World {
       task: { jobId: a.jobId, kind: a.kind, index: a.index },
       backup: a.backup,
     });
-    if (a.kind === 'map') this.mapNode.set(a.attemptId, worker.node);
+    return this.noteAssigned(r, worker.node);
+  }
+
+  /** Books an assignment (from assignTask, or a completion's `next`) and checks the barrier. */
+  noteAssigned(r: AssignTaskResult, node: string): TaskAssignment | null {
+    const a = r.assignment;
+    if (a === null) return null;
+    if (a.kind === 'map') this.mapNode.set(a.attemptId, node);
     const k = `${a.jobId}/${a.kind}`;
     this.attempts.set(k, (this.attempts.get(k) ?? 0) + 1);
     if (a.kind === 'reduce') {
@@ -199,9 +210,15 @@ class World {
     return false;
   }
 
-  complete(a: TaskAssignment): void {
-    if (!this.fetch(a)) return;
-    const cmd: CompleteTaskCommand = {
+  /**
+   * Reports `a` done; with `next` (a worker), asks for that worker's next
+   * task in the same command and returns what it got, after checking that
+   * a twin replica answers and ends alike with the completion and then
+   * assignTask.
+   */
+  complete(a: TaskAssignment, next?: number): TaskAssignment | null {
+    if (!this.fetch(a)) return null;
+    const base: CompleteTaskCommand = {
       type: 'completeTask',
       attemptId: a.attemptId,
       now: this.now,
@@ -211,16 +228,45 @@ class World {
           : { kind: 'reduce', bytes: a.index },
       counters: countersOf(a),
     };
+    if (next === undefined) {
+      this.sent.push(base);
+      this.deliver(base);
+      return null;
+    }
+    const worker = WORKERS[next]!;
+    const cmd: CompleteTaskCommand = {
+      ...base,
+      next: { worker: worker.id, node: worker.node, leaseMs: LEASE },
+    };
+    const twin = MapReduceStateMachine.fromSnapshot(this.sm.snapshot(), this.bounds);
+    const alone = twin.apply(base);
+    const after = twin.apply({
+      type: 'assignTask',
+      worker: worker.id,
+      node: worker.node,
+      now: this.now,
+      leaseMs: LEASE,
+    });
     this.sent.push(cmd);
-    this.deliver(cmd);
+    const { next: got, ...completed } = this.deliver(cmd) as CompleteTaskResult;
+    expect(alone).toEqual({ ok: true, result: completed });
+    expect(after).toEqual({ ok: true, result: got });
+    expect(Buffer.from(twin.snapshot()).equals(Buffer.from(this.sm.snapshot()))).toBe(true);
+    return got?.assignment ?? null;
   }
 
-  deliver(cmd: CompleteTaskCommand | FailTaskCommand): void {
+  /**
+   * Applies a report (again, for a duplicate). A completion's `next`
+   * assignment is booked; a duplicate's is nobody's (its answer was lost)
+   * and runs out its lease.
+   */
+  deliver(cmd: CompleteTaskCommand | FailTaskCommand): CompleteTaskResult | undefined {
     if (cmd.type === 'failTask') {
       this.apply(cmd);
-      return;
+      return undefined;
     }
     const r = this.apply<CompleteTaskResult>(cmd);
+    if (r.next !== undefined && cmd.next !== undefined) this.noteAssigned(r.next, cmd.next.node);
     if (r.committed) {
       if (r.task.kind === 'reduce') expect(this.fetched.has(cmd.attemptId)).toBe(true);
       const k = key(r.task.jobId, r.task.kind, r.task.index);
@@ -229,6 +275,7 @@ class World {
       this.live.add(k);
       this.commits.set(k, (this.commits.get(k) ?? 0) + 1);
     }
+    return r;
   }
 
   noteUndo(jobId: string, index: number): void {
@@ -278,6 +325,14 @@ class World {
         if (a === undefined) return;
         this.held.delete(act.w);
         this.complete(a);
+        return;
+      }
+      case 'completeNext': {
+        const a = this.held.get(act.w);
+        if (a === undefined) return;
+        this.held.delete(act.w);
+        const next = this.complete(a, act.w);
+        if (next !== null) this.held.set(act.w, next);
         return;
       }
       case 'fail': {

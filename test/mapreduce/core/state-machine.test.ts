@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { limits } from '../../../src/lib/limits.js';
 import type {
+  AssignTaskResult,
   CancelJobResult,
   FailTaskResult,
   FetchFailedResult,
@@ -15,12 +16,15 @@ import type {
   RenewTaskResult,
   ShuffleDoneResult,
   SubmitJobResult,
+  TaskAssignment,
 } from '../../../src/mapreduce/core/index.js';
 import {
   LEASE,
   MapReduceStateMachine,
   assign,
   complete,
+  completeNext,
+  completion,
   countersFor,
   must,
   ok,
@@ -235,6 +239,98 @@ describe('commit once', () => {
         output,
         counters,
       });
+      expect(out.ok ? 'accepted' : out.error.code).toBe('INVALID_ARGUMENT');
+    }
+    expect(sm.snapshot()).toEqual(before);
+  });
+});
+
+describe('a completion that asks for the next task', () => {
+  /**
+   * Two replicas of `sm`: `step` completes `a` on one with `next` and on the
+   * other with completeTask then assignTask; both must answer alike and end
+   * in equal states. Returns the assignment.
+   */
+  function twin(sm: MapReduceStateMachine) {
+    const one = MapReduceStateMachine.fromSnapshot(sm.snapshot());
+    const two = MapReduceStateMachine.fromSnapshot(sm.snapshot());
+    const step = (a: TaskAssignment, now: number, worker: string): TaskAssignment | null => {
+      const { next, ...completed } = completeNext(one, a, now, worker, 'n1');
+      expect(completed).toEqual(complete(two, a, now));
+      const after = ok<AssignTaskResult>(two, {
+        type: 'assignTask',
+        worker,
+        node: 'n1',
+        now,
+        leaseMs: LEASE,
+      });
+      expect(next).toEqual(after);
+      expect(Buffer.from(one.snapshot()).equals(Buffer.from(two.snapshot()))).toBe(true);
+      return after.assignment;
+    };
+    return { one, two, step };
+  }
+
+  it('assigns what assignTask right after the completion would, through the barrier to the end', () => {
+    const sm = new MapReduceStateMachine();
+    ok(sm, submit('j1', 3, 2, { backupTasks: false }));
+    const t = twin(sm);
+    let a = must(assign(t.one, 'n1:w0', 'n1', 0));
+    must(assign(t.two, 'n1:w0', 'n1', 0));
+    const kinds: string[] = [];
+    for (let now = 1; ; now++) {
+      kinds.push(`${a.kind}${a.index}`);
+      const next = t.step(a, now, 'n1:w0');
+      if (next === null) break;
+      a = next;
+    }
+    // The last map's completion hands out the first reduce; the last reduce's, nothing.
+    expect(kinds).toEqual(['map0', 'map1', 'map2', 'reduce0', 'reduce1']);
+    expect(t.one.job('j1')?.status).toBe('done');
+    expect(completeNext(t.one, a, 9).next).toEqual({
+      type: 'assignTask',
+      assignment: null,
+      reason: 'noJobs',
+    });
+  });
+
+  it('assigns even when the completion is ignored (a duplicate, the losing copy)', () => {
+    const sm = new MapReduceStateMachine();
+    ok(sm, submit('j1', 3, 1, { backupTasks: false }));
+    const m0 = must(assign(sm, 'w1', 'n1'));
+    complete(sm, m0, 1);
+    const t = twin(sm);
+    // A retried report of m0 (its first answer was lost) still gets the worker a task.
+    expect(t.step(m0, 2, 'w1')).toMatchObject({ kind: 'map', index: 1 });
+    expect(completeNext(t.one, m0, 3, 'w1').next?.assignment).toMatchObject({
+      kind: 'map',
+      index: 2,
+    });
+  });
+
+  it('says why there is no task: the barrier while another map runs', () => {
+    const sm = new MapReduceStateMachine();
+    ok(sm, submit('j1', 2, 1, { backupTasks: false }));
+    const m0 = must(assign(sm, 'w1', 'n1'));
+    must(assign(sm, 'w2', 'n1'));
+    const t = twin(sm);
+    expect(t.step(m0, 1, 'w1')).toBeNull();
+    expect(completeNext(t.one, m0, 2, 'w1').next).toMatchObject({ reason: 'barrier' });
+  });
+
+  it('refuses a bad next request, changing nothing (not even the completion)', () => {
+    const sm = new MapReduceStateMachine();
+    ok(sm, submit('j1', 2, 1));
+    const a = must(assign(sm, 'w1', 'n1'));
+    const before = sm.snapshot();
+    for (const next of [
+      'w1',
+      { worker: 'a/b', node: 'n1', leaseMs: LEASE },
+      { worker: 'w1', node: '', leaseMs: LEASE },
+      { worker: 'w1', node: 'n1', leaseMs: limits.mrLeaseMsMin - 1 },
+      { worker: 'w1', node: 'n1' },
+    ]) {
+      const out = sm.apply({ ...completion(a, 1), next });
       expect(out.ok ? 'accepted' : out.error.code).toBe('INVALID_ARGUMENT');
     }
     expect(sm.snapshot()).toEqual(before);
