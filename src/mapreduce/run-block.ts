@@ -431,6 +431,21 @@ function nestedSize(b: Uint8Array, p: number, end: number, depth: number): numbe
   return q - p;
 }
 
+/** Where the bytes of the string whose header (checked to be one: fixstr, str8/16/32) is at `p` start. */
+function strStart(b: Uint8Array, p: number): number {
+  const t = b[p] as number;
+  return t <= 0xbf ? p + 1 : t === 0xd9 ? p + 2 : t === 0xda ? p + 3 : p + 5;
+}
+
+/** The byte length of the string whose header (checked to be one) is at `p`. */
+function strLength(b: Uint8Array, p: number): number {
+  const t = b[p] as number;
+  if (t <= 0xbf) return t & 0x1f;
+  if (t === 0xd9) return b[p + 1] as number;
+  if (t === 0xda) return ((b[p + 1] as number) << 8) | (b[p + 2] as number);
+  return readU32(b, p + 1);
+}
+
 function isStrType(t: number): boolean {
   return (t >= 0xa0 && t <= 0xbf) || t === 0xd9 || t === 0xda || t === 0xdb;
 }
@@ -595,22 +610,8 @@ export class BlockDecoder {
     this.index++;
     const b = this.b;
     const p = this.pos;
-    const t = b[p] as number;
-    let start: number;
-    let n: number;
-    if (t <= 0xbf) {
-      n = t & 0x1f;
-      start = p + 1;
-    } else if (t === 0xd9) {
-      n = b[p + 1] as number;
-      start = p + 2;
-    } else if (t === 0xda) {
-      n = ((b[p + 1] as number) << 8) | (b[p + 2] as number);
-      start = p + 3;
-    } else {
-      n = readU32(b, p + 1);
-      start = p + 5;
-    }
+    const start = strStart(b, p);
+    const n = strLength(b, p);
     this.keyStart = start;
     this.keyEnd = start + n;
     this.pos = start + n;
@@ -839,22 +840,8 @@ export class BlockDecoder {
   private str(): string {
     const b = this.b;
     const p = this.pos;
-    const t = b[p] as number;
-    let start: number;
-    let n: number;
-    if (t <= 0xbf) {
-      n = t & 0x1f;
-      start = p + 1;
-    } else if (t === 0xd9) {
-      n = b[p + 1] as number;
-      start = p + 2;
-    } else if (t === 0xda) {
-      n = ((b[p + 1] as number) << 8) | (b[p + 2] as number);
-      start = p + 3;
-    } else {
-      n = readU32(b, p + 1);
-      start = p + 5;
-    }
+    const start = strStart(b, p);
+    const n = strLength(b, p);
     const end = start + n;
     this.pos = end;
     let or = 0;
