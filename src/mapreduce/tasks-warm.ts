@@ -56,6 +56,30 @@ function fields(line: string): [string, string, number] {
   return [line.slice(0, c1), line.slice(c1 + 1, c2), Number(line.slice(c2 + 1))];
 }
 
+/** A job counting each line's first field, by `mapBytes` too, folded by `fold`. */
+function countFirstFields(fold: (a: number, b: number) => number): AnyJob {
+  return defineJob<number, number>({
+    map(_o, line, emit) {
+      emit(fields(line)[0], 1);
+    },
+    mapBytes(_o, bytes, emit) {
+      let p = 0;
+      while (p < bytes.length) {
+        let nl = bytes.indexOf(10, p);
+        if (nl < 0) nl = bytes.length;
+        emit(p, bytes.indexOf(44, p), 1);
+        p = nl + 1;
+      }
+    },
+    fold,
+    reduce: (k, vs, emit) =>
+      emit(
+        k,
+        vs.reduce((a, b) => a + b, 0),
+      ),
+  });
+}
+
 const jobs: AnyJob[] = [
   defineJob<Stat, string>({
     map(_o, line, emit) {
@@ -120,48 +144,10 @@ const jobs: AnyJob[] = [
         vs.reduce((a, b) => a + b, 0),
       ),
   }),
-  defineJob<number, number>({
-    map(_o, line, emit) {
-      emit(fields(line)[0], 1);
-    },
-    mapBytes(_o, bytes, emit) {
-      let p = 0;
-      while (p < bytes.length) {
-        let nl = bytes.indexOf(10, p);
-        if (nl < 0) nl = bytes.length;
-        emit(p, bytes.indexOf(44, p), 1);
-        p = nl + 1;
-      }
-    },
-    fold: (a, b) => a + b,
-    reduce: (k, vs, emit) =>
-      emit(
-        k,
-        vs.reduce((a, b) => a + b, 0),
-      ),
-  }),
+  countFirstFields((a, b) => a + b),
   // Numbers summed with the built-in sum: the map task adds in place, the
   // reduce task adds up its runs by the keys' bytes (tasks.ts sumRuns).
-  defineJob<number, number>({
-    map(_o, line, emit) {
-      emit(fields(line)[0], 1);
-    },
-    mapBytes(_o, bytes, emit) {
-      let p = 0;
-      while (p < bytes.length) {
-        let nl = bytes.indexOf(10, p);
-        if (nl < 0) nl = bytes.length;
-        emit(p, bytes.indexOf(44, p), 1);
-        p = nl + 1;
-      }
-    },
-    fold: sumFold,
-    reduce: (k, vs, emit) =>
-      emit(
-        k,
-        vs.reduce((a, b) => a + b, 0),
-      ),
-  }),
+  countFirstFields(sumFold),
 ];
 
 /** The generated input: `key,tag,number` lines, keys skewed (a deterministic sequence). */
