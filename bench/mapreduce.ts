@@ -85,19 +85,19 @@
  * Figures (every run, with its load, is in bench/RESULTS.md), quiet
  * (nothing but the bench's own processes), 256 MiB, 32 MiB splits: cohort1
  * (cohort3) over the single program, then over Dask. csv and postings from
- * 2026-12-06 23:20-23:29 on 2866957 (5 reps); the other shapes from
- * 20:28-20:46 on 3de13c2 (1 rep), before the latest engine changes:
+ * 2026-12-07 01:49-01:57 (5 reps); the other shapes from 01:57-02:03 (1 rep):
  *
  * ```
- * csv       1.80x (1.61x), 8.00x (7.18x)     wordcount 2.37x (2.09x), 5.46x (4.81x)
- * postings  1.73x (1.63x), 3.11x (2.93x)     join      2.20x (1.93x), 19.40x (17.00x)
- *                                            sort      2.04x (1.76x),  7.38x (6.38x)
+ * csv       1.71x (1.50x), 8.35x (7.32x)     wordcount 2.94x (2.86x), 6.73x (6.56x)
+ * postings  1.83x (1.60x), 3.65x (3.19x)     join      2.24x (2.19x), 20.07x (19.66x)
+ *                                            sort      2.73x (2.39x),  9.89x (8.65x)
  * ```
  *
- * CPU s/GiB single / cohort1 / cohort3: csv 24.4 / 24.0 / 27.2, postings
- * 63.5 / 61.0 / 66.3. csv on 3 nodes met 1.5x in each of the 5 reps
- * (1.52-1.70); postings on 3 nodes over Dask is just below 3 (Dask's own
- * postings time moves 24.6-32.3 s between runs). To
+ * CPU s/GiB single / cohort1 / cohort3: csv 22.6 / 23.7 / 27.1, postings
+ * 64.0 / 58.1 / 66.5. Two goals sit at their edge: csv on 3 nodes over the
+ * single program (1.34-1.80 per rep: the single program's own time moves
+ * 4.8-6.3 s) and postings on 3 nodes over Dask (2.93-3.19 over five runs;
+ * Dask's own postings time moves 22.8-33.3 s between runs). To
  * measure, on a quiet machine (`uptime` below ~1):
  * `npm run bench:mapreduce 2>&1 | tee /tmp/mapreduce-bench.txt` (about 1.3 GB
  * of inputs generated on the first run, then 5 shapes x 4 implementations x
