@@ -4,14 +4,12 @@
  * The cluster is a one-node TLS cluster in this process without workers, so
  * a submitted job stays running until cancelled.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedCluster } from '../../src/cli/embedded-cluster.js';
 import type { EmbeddedCluster } from '../../src/cli/embedded-cluster.js';
-import { MapReduceClient, prepareJob } from '../../src/mapreduce/client.js';
-import { repoDir, runCli } from '../harness/cli.js';
-import { tempDir } from '../harness/tmp.js';
+import { MapReduceClient } from '../../src/mapreduce/client.js';
+import { runCli } from '../harness/cli.js';
+import { tinyWordCount } from '../harness/mr-jobs.js';
 
 let cluster: EmbeddedCluster;
 let client: MapReduceClient;
@@ -38,14 +36,7 @@ afterAll(async () => {
 
 describe('cohort mr cancel', () => {
   it('cancels a running job; a second cancel and an unknown job exit 1', async () => {
-    const dir = tempDir('cohort-mrcancel-');
-    mkdirSync(join(dir, 'in'));
-    writeFileSync(join(dir, 'in', 'a.txt'), 'a b c\n');
-    const prepared = await prepareJob({
-      module: join(repoDir, 'examples/mapreduce/wordcount.ts'),
-      inputs: [join(dir, 'in')],
-      output: join(dir, 'out'),
-    });
+    const prepared = await tinyWordCount('cohort-mrcancel-');
     const { jobId } = await client.submit(prepared.request);
     expect((await client.status(jobId)).status).not.toBe('cancelled');
 

@@ -6,16 +6,13 @@
  * a one-node cluster in this process without workers, so a submitted job
  * stays as it is until cancelled.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedCluster } from '../../src/cli/embedded-cluster.js';
 import type { EmbeddedCluster } from '../../src/cli/embedded-cluster.js';
 import { isCohortError } from '../../src/lib/errors.js';
-import { MapReduceClient, prepareJob } from '../../src/mapreduce/client.js';
+import { MapReduceClient } from '../../src/mapreduce/client.js';
 import type { JobStatus } from '../../src/mapreduce/core/types.js';
-import { repoDir } from '../harness/cli.js';
-import { tempDir } from '../harness/tmp.js';
+import { tinyWordCount } from '../harness/mr-jobs.js';
 
 let cluster: EmbeddedCluster;
 let client: MapReduceClient;
@@ -30,14 +27,7 @@ afterAll(async () => {
 });
 
 async function submitIdleJob(name: string): Promise<string> {
-  const dir = tempDir(`cohort-mrwait-${name}-`);
-  mkdirSync(join(dir, 'in'));
-  writeFileSync(join(dir, 'in', 'a.txt'), 'a b c\n');
-  const prepared = await prepareJob({
-    module: join(repoDir, 'examples/mapreduce/wordcount.ts'),
-    inputs: [join(dir, 'in')],
-    output: join(dir, 'out'),
-  });
+  const prepared = await tinyWordCount(`cohort-mrwait-${name}-`);
   return (await client.submit(prepared.request)).jobId;
 }
 
