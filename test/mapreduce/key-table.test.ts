@@ -265,19 +265,31 @@ describe('ByteKeyIndex.sortedSubset, a few keys of many', () => {
   });
 });
 
+/**
+ * A key that stresses a sort: mostly short words of `units` (ASCII), some
+ * sharing a long prefix, a few of any code points.
+ */
+function keyToSort(
+  units: string[],
+  maxLength: number,
+  binaryMaxLength: number,
+): fc.Arbitrary<string> {
+  const ascii = fc.string({ unit: fc.constantFrom(...units), maxLength });
+  return fc.oneof(
+    { weight: 8, arbitrary: ascii },
+    { weight: 2, arbitrary: ascii.map((s) => `prefix${s}`) },
+    { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: binaryMaxLength }) },
+  );
+}
+
 describe('sortKeyIds', () => {
   it('orders key numbers as their keys sort (any subset, ASCII and non-ASCII keys, shared prefixes)', () => {
-    const ascii = fc.string({ unit: fc.constantFrom('a', 'b', 'A', '\u0000', '~'), maxLength: 8 });
     fc.assert(
       fc.property(
-        fc.uniqueArray(
-          fc.oneof(
-            { weight: 8, arbitrary: ascii },
-            { weight: 2, arbitrary: ascii.map((s) => `prefix${s}`) },
-            { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 5 }) },
-          ),
-          { maxLength: 400, size: 'max' },
-        ),
+        fc.uniqueArray(keyToSort(['a', 'b', 'A', '\u0000', '~'], 8, 5), {
+          maxLength: 400,
+          size: 'max',
+        }),
         fc.func(fc.boolean()),
         (keys, pick) => {
           const chosen = keys.map((_, i) => i).filter((i) => pick(i));
@@ -293,20 +305,12 @@ describe('sortKeyIds', () => {
 
 describe('sortKeys', () => {
   it('sorts as Array.prototype.sort does (ASCII words with shared prefixes and NULs, long runs of one prefix, non-ASCII keys)', () => {
-    const ascii = fc.string({
-      unit: fc.constantFrom('a', 'b', 'z', 'A', '0', '\u0000', '~'),
-      maxLength: 9,
-    });
     fc.assert(
       fc.property(
-        fc.array(
-          fc.oneof(
-            { weight: 8, arbitrary: ascii },
-            { weight: 2, arbitrary: ascii.map((s) => `prefix${s}`) },
-            { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 6 }) },
-          ),
-          { maxLength: 400, size: 'max' },
-        ),
+        fc.array(keyToSort(['a', 'b', 'z', 'A', '0', '\u0000', '~'], 9, 6), {
+          maxLength: 400,
+          size: 'max',
+        }),
         (keys) => {
           const want = keys.slice().sort();
           sortKeys(keys);
