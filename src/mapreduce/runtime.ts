@@ -424,23 +424,18 @@ export class MapReduceRuntime implements WorkerRuntime {
           async () => {
             rt.touchAttempt(req.attemptId);
             const { next, ...done } = req;
-            if (next === undefined) {
-              return (await rt.command({
-                type: 'completeTask',
-                ...done,
-                now: Date.now(),
-              })) as CompleteTaskResult;
-            }
-            // The worker's next task in the same entry (a poll of its own, as requestTask's).
-            rt.touch(next.node);
             const leaseMs = rt.options.leaseMs;
+            // The worker's next task in the same entry (a poll of its own, as requestTask's).
+            if (next !== undefined) rt.touch(next.node);
             const r = (await rt.command({
               type: 'completeTask',
               ...done,
               now: Date.now(),
-              next: { worker: next.worker, node: next.node, leaseMs },
+              ...(next === undefined
+                ? {}
+                : { next: { worker: next.worker, node: next.node, leaseMs } }),
             })) as CompleteTaskResult;
-            return { ...r, leaseMs };
+            return next === undefined ? r : { ...r, leaseMs };
           },
           (l) => l.complete(req),
         ),
