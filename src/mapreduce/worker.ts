@@ -5,9 +5,9 @@
  * next task too (one call and one log entry between two tasks, not two). A
  * reduce attempt first fetches its partition of every map's output (the
  * shuffle: local files from this node, streams from the others), then merges
- * and reduces in the thread while telling the leader `shuffleDone`. A map output that cannot be fetched is reported (`fetchFailed`
- * with `release`): the coordinator redoes that map and hands the reduce out
- * again later.
+ * and reduces in the thread while telling the leader `shuffleDone`. A map
+ * output that cannot be fetched is reported (`fetchFailed` with `release`):
+ * the coordinator redoes that map and hands the reduce out again later.
  *
  * ```ts
  * const workers = new WorkerManager(runtime, new WorkerPool({ size: 2, stallMs: 20_000 }));
