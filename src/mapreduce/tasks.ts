@@ -80,6 +80,7 @@ import {
 import type { Split } from './input.js';
 import { readSplitBlocks, readSplitBytes, readSplitLines } from './input.js';
 import { BYTE_HASH_SEED, ByteKeyIndex, KeyTable, sortKeyIds } from './key-table.js';
+import { PackedKeyTable } from './packed-key-table.js';
 import { ValueArena } from './value-arena.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
@@ -532,7 +533,7 @@ function combiner(job: AnyJob, params: Readonly<Record<string, string>>, counter
  * values at its number: one folded value (fold mode) or a list.
  */
 interface Buffered {
-  readonly table: KeyTable;
+  readonly table: PackedKeyTable;
   readonly vals: unknown[];
   /**
    * List mode with a combiner: how many of the key's buffered values, from
@@ -564,7 +565,7 @@ interface BufferContents {
 
 function newBuffer(encoded: boolean): Buffered {
   return {
-    table: new KeyTable(),
+    table: new PackedKeyTable(),
     vals: [],
     combined: [],
     arena: encoded ? new ValueArena() : undefined,
