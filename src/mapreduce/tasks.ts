@@ -1426,10 +1426,11 @@ export async function runReduceTask(input: ReduceTaskInput): Promise<ReduceTaskR
         });
       }
       if (text.length >= OUTPUT_WRITE_CHARS) {
-        const t = text;
+        // Encoded once (fh.write of a string encodes it too, after byteLength has read it).
+        const b = Buffer.from(text);
         text = '';
-        counters.bytesOut += Buffer.byteLength(t);
-        return fh.write(t).then(() => undefined);
+        counters.bytesOut += b.length;
+        return fh.write(b).then(() => undefined);
       }
       return undefined;
     };
@@ -1443,8 +1444,9 @@ export async function runReduceTask(input: ReduceTaskInput): Promise<ReduceTaskR
     counters.keysIn = merged.keys;
     counters.valuesIn = merged.values;
     if (text.length > 0) {
-      counters.bytesOut += Buffer.byteLength(text);
-      await fh.write(text);
+      const b = Buffer.from(text);
+      counters.bytesOut += b.length;
+      await fh.write(b);
     }
     await fh.sync();
     closed = true;

@@ -66,16 +66,20 @@ export class ValueArena {
   /** The values' bytes once {@link compact} laid them out key by key (no more adds then). */
   private laidOut: Buffer | undefined;
   private values = 0;
-  /** Per key: first value, number of values, encoded bytes. */
+  /** Per key: its first value. */
   private heads = new Int32Array(1024);
-  private counts = new Int32Array(1024);
-  private sizes = new Float64Array(1024);
+  /**
+   * Per key `e`, side by side (one cache line for both, which every add
+   * touches): at `2e` its number of values, at `2e + 1` their encoded bytes
+   * (offsets in the buffer are 32-bit too).
+   */
+  private tallies = new Int32Array(2 * 1024);
   /** Decodes values for {@link decodeValues} (made when first needed: the buffer no longer grows then). */
   private reader: BlockDecoder | undefined;
 
   /** Bytes held: the encoded values plus the per-value and per-key indexes. */
   get bytes(): number {
-    return this.store.bytes + 4 * this.index.length + 16 * this.heads.length;
+    return this.store.bytes + 4 * this.index.length + 12 * this.heads.length;
   }
 
   /** Values held. */
@@ -102,31 +106,29 @@ export class ValueArena {
     this.index[2 * v] = p;
     this.index[2 * v + 1] = e;
     if (e >= this.heads.length) this.growKeys(e + 1);
-    const c = this.counts[e] as number;
+    const tallies = this.tallies;
+    const c = tallies[2 * e] as number;
     if (c === 0) this.heads[e] = v;
     else if (e !== this.lastKey) this.scattered = true;
     this.lastKey = e;
-    this.counts[e] = c + 1;
-    this.sizes[e] = (this.sizes[e] as number) + n;
+    tallies[2 * e] = c + 1;
+    tallies[2 * e + 1] = (tallies[2 * e + 1] as number) + n;
   }
 
   private growKeys(need: number): void {
     const size = Math.max(need, this.heads.length * 2);
     this.heads = grownInt32(this.heads, size);
-    this.counts = grownInt32(this.counts, size);
-    const sizes = new Float64Array(size);
-    sizes.set(this.sizes);
-    this.sizes = sizes;
+    this.tallies = grownInt32(this.tallies, 2 * size);
   }
 
   /** Values of key `e`. */
   count(e: number): number {
-    return e < this.counts.length ? (this.counts[e] as number) : 0;
+    return e < this.heads.length ? (this.tallies[2 * e] as number) : 0;
   }
 
   /** Encoded bytes of key `e`'s values. */
   bytesOf(e: number): number {
-    return e < this.sizes.length ? (this.sizes[e] as number) : 0;
+    return e < this.heads.length ? (this.tallies[2 * e + 1] as number) : 0;
   }
 
   /** Key `e`'s first value, or -1. */
@@ -236,8 +238,8 @@ export class ValueArena {
       cursor[2 * e] = bytes;
       cursor[2 * e + 1] = slots;
       this.heads[e] = slots;
-      bytes += this.sizes[e] as number;
-      slots += this.counts[e] as number;
+      bytes += this.tallies[2 * e + 1] as number;
+      slots += this.tallies[2 * e] as number;
     }
     assert(slots === n, 'ValueArena.compact: the order misses keys with values');
     const src = this.store.buffer;
