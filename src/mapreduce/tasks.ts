@@ -19,7 +19,7 @@
  * the job's `mapBlock` once per block of lines, or its `mapBytes` once per
  * chunk's bytes, when it has one and no record needs handling on its own: no
  * `skipBadRecords`, no records to skip), and collects what it emits in
- * memory, grouped by key (a {@link KeyTable} numbering the keys, and an
+ * memory, grouped by key (a {@link PackedKeyTable} numbering the keys, and an
  * array of their values; `mapBytes` keys are found by their bytes in the
  * thread's byte dictionary, a {@link ByteKeyIndex} kept from task to task,
  * by the hash the job's scan passes if it does). With `fold`, each key
