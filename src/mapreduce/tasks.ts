@@ -590,6 +590,42 @@ interface BufferContents {
    * no arena. Without it, every number of `keys`, in any order.
    */
   readonly sorted?: Int32Array;
+  /**
+   * The default partition + 1 of each key of `keys` by number, 0 where not
+   * yet known ({@link defaultPartitions}): given when `keys` are a thread
+   * dictionary's and the job partitions by {@link defaultPartition}.
+   */
+  readonly partitions?: Uint16Array;
+}
+
+/** A thread dictionary's keys' default partitions, for one number of reducers. */
+interface PartitionMemo {
+  readonly reducers: number;
+  parts: Uint16Array;
+}
+
+/** By a thread dictionary's key list (its numbering never changes; a renewed dictionary has a new list). */
+const partitionMemos = new WeakMap<readonly string[], PartitionMemo>();
+
+/**
+ * The memo of `keys`' default partitions for `reducers` (partition + 1 by
+ * key number, 0 where not yet known), at least `keys.length` long. A word
+ * count's map task writes ~50k keys it mostly shares with the thread's
+ * earlier tasks: hashing each key's string again for its partition was ~2 %
+ * of the task.
+ */
+function defaultPartitions(keys: readonly string[], reducers: number): Uint16Array {
+  let memo = partitionMemos.get(keys);
+  if (memo === undefined || memo.reducers !== reducers) {
+    memo = { reducers, parts: new Uint16Array(0) };
+    partitionMemos.set(keys, memo);
+  }
+  if (memo.parts.length < keys.length) {
+    const parts = new Uint16Array(Math.max(keys.length, 2 * memo.parts.length));
+    parts.set(memo.parts);
+    memo.parts = parts;
+  }
+  return memo.parts;
 }
 
 function newBuffer(encoded: boolean): Buffered {
@@ -632,7 +668,7 @@ async function writeRuns(
   const sorted = arena === undefined ? buffered.sorted : undefined;
   if (arena === undefined && sorted === undefined) arena = encodeAll(keys, vals, valuesOf);
   // Each partition's key numbers, sorted by key: the runs are written from them.
-  const byPartition = partitionIds(keys, sorted, reducers, partitionOf);
+  const byPartition = partitionIds(keys, sorted, reducers, partitionOf, buffered.partitions);
   if (sorted === undefined) for (const ids of byPartition) sortKeyIds(keys, ids);
   if (emitOrder && arena !== undefined) {
     // The values key by key in the order they are written (see ValueArena.compact).
@@ -682,13 +718,16 @@ function encodeAll(
 
 /**
  * Each partition's key numbers: of `ids` in their order, or of every key
- * of `keys` in ascending number order.
+ * of `keys` in ascending number order. With `memo` (a key's partition + 1
+ * by number, 0 where unknown: {@link defaultPartitions}), a key's partition
+ * is looked up there, and found once by `partitionOf` and kept if unknown.
  */
 function partitionIds(
   keys: readonly string[],
   ids: Int32Array | undefined,
   reducers: number,
   partitionOf: (key: string) => number,
+  memo?: Uint16Array,
 ): Int32Array[] {
   let all = ids;
   if (all === undefined) {
@@ -700,7 +739,16 @@ function partitionIds(
   const partOf = new Int32Array(n);
   const sizes = new Int32Array(reducers);
   for (let i = 0; i < n; i++) {
-    const p = partitionOf(keys[all[i] as number] as string);
+    const g = all[i] as number;
+    let p: number;
+    if (memo === undefined) p = partitionOf(keys[g] as string);
+    else {
+      p = (memo[g] as number) - 1;
+      if (p < 0) {
+        p = partitionOf(keys[g] as string);
+        memo[g] = p + 1;
+      }
+    }
     partOf[i] = p;
     sizes[p] = (sizes[p] as number) + 1;
   }
@@ -1023,7 +1071,16 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       // Numbers: no objects to visit in the order they were made (see writeRuns),
       // so the keys go in sorted, by the ranks the dictionary keeps.
       // Written from the dictionary's keys and the buffer's values by number.
-      return { keys: names, vals: byNumber, arena: undefined, sorted: d.sortedSubset(touched) };
+      const sorted = d.sortedSubset(touched);
+      return job.partition === undefined
+        ? {
+            keys: names,
+            vals: byNumber,
+            arena: undefined,
+            sorted,
+            partitions: defaultPartitions(names, reducers),
+          }
+        : { keys: names, vals: byNumber, arena: undefined, sorted };
     }
     const keys = touched.map((g) => names[g] as string);
     const vals = touched.map((g) => byNumber[g]);
