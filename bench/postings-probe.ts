@@ -33,7 +33,8 @@ if (isMainThread && process.env['THREAD'] !== '0') {
   const self = import.meta.url;
   const options = {
     argv: process.argv.slice(2),
-    execArgv: process.execArgv,
+    // V8 flags are the process's (a worker refuses some, e.g. --trace-gc, which apply to it anyway).
+    execArgv: process.execArgv.filter((a) => !a.startsWith('--trace')),
     resourceLimits: { maxYoungGenerationSizeMb: 64 },
   };
   let w: Worker;
