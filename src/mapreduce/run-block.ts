@@ -84,6 +84,17 @@ export class BlockEncoder {
     this.buf = Buffer.allocUnsafe(Math.max(16, initialBytes));
   }
 
+  /** Empties the encoder, keeping its buffer (a growable buffer used again: value-arena.ts). */
+  reset(): void {
+    this.len = 5;
+    this.records = 0;
+  }
+
+  /** Bytes of the buffer it holds (what it keeps when reset). */
+  get capacity(): number {
+    return this.buf.length;
+  }
+
   /** Encoded bytes so far (an upper bound of the block's size). */
   get bytes(): number {
     return this.len;

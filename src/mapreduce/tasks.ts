@@ -696,6 +696,8 @@ async function writeRuns(
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
+  // Its values are in the runs: its buffers go to the thread's next arena.
+  arena?.release();
   return runs;
 }
 
