@@ -436,6 +436,42 @@ describe('shuffle', () => {
       expect(err).toMatchObject({ map: 2, node: 'n2' });
       expect((err as Error).message).toMatch(/bytes/);
     });
+
+    it('a holder that dies mid-stream fails the fetch after its tries (FetchFailure), each stream cancelled, nothing on disk', async () => {
+      let opened = 0;
+      const cancelled: boolean[] = [];
+      const dying: ShuffleHost = {
+        ...host,
+        peer: () => ({
+          fetchPartition: (req: FetchRequest) => {
+            if (req.map !== 1) return stream(serveShuffle(there, req, call()));
+            opened++;
+            // The first chunk arrives, then the link goes down.
+            async function* cut(): AsyncGenerator<{ data: Uint8Array }> {
+              yield { data: runBytes(1, 1000) };
+              await Promise.resolve();
+              throw new CohortError('UNAVAILABLE', 'peer n2 is down');
+            }
+            const s = stream(cut());
+            const i = cancelled.push(false) - 1;
+            return Object.assign(s, { cancel: () => void (cancelled[i] = true) });
+          },
+        }),
+      };
+      const fetchTo = join(dir, 'fpr-fetch-4');
+      const err = await fetchPartitionRuns(
+        dying,
+        assignment(),
+        fetchTo,
+        new AbortController().signal,
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(FetchFailure);
+      expect(err).toMatchObject({ map: 1, node: 'n2' });
+      expect((err as Error).message).toMatch(/down/);
+      expect(opened).toBe(3);
+      expect(cancelled).toEqual([true, true, true]);
+      expect(existsSync(fetchTo)).toBe(false);
+    });
   });
 });
 
