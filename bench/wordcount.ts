@@ -17,10 +17,12 @@
  *
  * Implementations (all count maximal `[A-Za-z]+` runs, case-sensitive):
  * - `loop1`, `loop2`: the best single-process program I could write
- *   (bench/wordcount-loop.ts, `bytes`: a byte scan hashing each word as it
- *   goes, looked up in place in an open-addressing table over a byte arena;
- *   no string per word) on 1 or 2 worker threads pulling files from a shared
- *   counter; the main thread merges their tables and writes the output.
+ *   (bench/wordcount-loop.ts, `bytes`: each file read into one kept buffer,
+ *   a byte scan hashing each word as it goes, looked up in place in an
+ *   open-addressing table over a byte arena whose slots hold hash, place,
+ *   length and count side by side; no string per word) on 1 or 2 worker
+ *   threads pulling files from a shared counter; the main thread merges
+ *   their tables and writes the output.
  * - `keytable1`, `keytable2` (`keytable2` by default): the same program
  *   counting with the engine's own key table (src/mapreduce/key-table.ts)
  *   fed the strings the job's scan makes: the engine's counting with no

@@ -301,8 +301,7 @@ export class ByteKeyIndex {
   intern(bytes: Uint8Array, start: number, end: number): number {
     let h = SEED;
     for (let i = start; i < end; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME);
-    const r = this.probe(bytes, start, end, h);
-    return r >= 0 ? r : this.insert(bytes, start, end, h, -1 - r);
+    return this.internHashed(bytes, start, end, h);
   }
 
   /**
@@ -315,24 +314,18 @@ export class ByteKeyIndex {
    * `hash` that is not a number: it equals no stored hash).
    */
   internHashed(bytes: Uint8Array, start: number, end: number, hash: number): number {
-    const r = this.probe(bytes, start, end, hash);
-    if (r >= 0) return r;
-    let h = SEED;
-    for (let i = start; i < end; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME);
-    return h === hash ? this.insert(bytes, start, end, h, -1 - r) : -1;
-  }
-
-  /** The number of the range with hash `h` if indexed, else -1 - the free slot where it goes. */
-  private probe(bytes: Uint8Array, start: number, end: number, h: number): number {
+    // The probe of {@link probe}, written out: this is the per-word path of a
+    // word count, and V8 inlines one call into the job's scan more surely
+    // than two (its budget is spent on the callees it sees most).
     const len = end - start;
     const slots = this.slots;
     const mask = this.mask;
-    let j = Math.imul(h, FIBONACCI) >>> this.shift;
+    let j = Math.imul(hash, FIBONACCI) >>> this.shift;
     for (;;) {
       const at = j * SLOT_INTS;
       const e = slots[at] as number;
-      if (e === 0) return -1 - j;
-      if (slots[at + 1] === h && slots[at + 3] === len) {
+      if (e === 0) return this.insertNew(bytes, start, end, hash, j);
+      if (slots[at + 1] === hash && slots[at + 3] === len) {
         const arena = this.arena;
         let s = slots[at + 2] as number;
         let k = start;
@@ -346,8 +339,30 @@ export class ByteKeyIndex {
     }
   }
 
-  /** Copies a new range into the arena at free slot `j`, decodes it and interns it in the table. */
-  private insert(bytes: Uint8Array, start: number, end: number, h: number, j: number): number {
+  /**
+   * {@link internHashed}'s miss, all of it here: returns -1, changing
+   * nothing, if `hash` is not the hash of `bytes[start, end)`; else copies
+   * the range into the arena, decodes it and interns it in the table, fills
+   * free slot `j` and doubles the slots once more than half are used.
+   *
+   * One function on purpose: at more than V8's limit for inlining (460
+   * bytecode bytes) it is never inlined into internHashed, whose optimised
+   * code then stays small enough to be inlined into a job's scan. V8 counts
+   * a callee's own inlined code against the caller's budget, and inserts
+   * are frequent in a thread's first tasks: with the miss inlined,
+   * internHashed was too big to inline and a word count's scan made a call
+   * per word in some threads and not in others (~10 % of a map task).
+   */
+  private insertNew(
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    hash: number,
+    j: number,
+  ): number {
+    let h = SEED;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME);
+    if (h !== hash) return -1;
     const len = end - start;
     if (this.arenaBytes + len > this.arena.length) {
       const bigger = Buffer.allocUnsafe(Math.max(this.arena.length * 2, this.arenaBytes + len));
@@ -371,29 +386,28 @@ export class ByteKeyIndex {
     this.slots[at + 2] = from;
     this.slots[at + 3] = len;
     this.used++;
-    if (2 * this.used > this.mask + 1) this.grow();
-    return e;
-  }
-
-  private grow(): void {
-    const old = this.slots;
-    const size = (this.mask + 1) * 2;
-    const slots = new Int32Array(size * SLOT_INTS);
-    const mask = size - 1;
-    const shift = this.shift - 1;
-    for (let i = 0; i < old.length; i += SLOT_INTS) {
-      if (old[i] === 0) continue;
-      let j = Math.imul(old[i + 1] as number, FIBONACCI) >>> shift;
-      while (slots[j * SLOT_INTS] !== 0) j = (j + 1) & mask;
-      const at = j * SLOT_INTS;
-      slots[at] = old[i] as number;
-      slots[at + 1] = old[i + 1] as number;
-      slots[at + 2] = old[i + 2] as number;
-      slots[at + 3] = old[i + 3] as number;
+    if (2 * this.used > this.mask + 1) {
+      // Double the slots, each entry to its home slot in the new size.
+      const old = this.slots;
+      const size = (this.mask + 1) * 2;
+      const slots = new Int32Array(size * SLOT_INTS);
+      const mask = size - 1;
+      const shift = this.shift - 1;
+      for (let i = 0; i < old.length; i += SLOT_INTS) {
+        if (old[i] === 0) continue;
+        let k = Math.imul(old[i + 1] as number, FIBONACCI) >>> shift;
+        while (slots[k * SLOT_INTS] !== 0) k = (k + 1) & mask;
+        const to = k * SLOT_INTS;
+        slots[to] = old[i] as number;
+        slots[to + 1] = old[i + 1] as number;
+        slots[to + 2] = old[i + 2] as number;
+        slots[to + 3] = old[i + 3] as number;
+      }
+      this.slots = slots;
+      this.mask = mask;
+      this.shift = shift;
     }
-    this.slots = slots;
-    this.mask = mask;
-    this.shift = shift;
+    return e;
   }
 }
 

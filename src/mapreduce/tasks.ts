@@ -79,7 +79,7 @@ import {
 } from './format.js';
 import type { Split } from './input.js';
 import { readSplitBlocks, readSplitBytes, readSplitLines } from './input.js';
-import { BYTE_HASH_SEED, ByteKeyIndex, KeyTable, sortKeyIds } from './key-table.js';
+import { BYTE_HASH_SEED, ByteKeyIndex, KeyTable, byteHash, sortKeyIds } from './key-table.js';
 import { ValueArena } from './value-arena.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
@@ -343,9 +343,10 @@ function badHash(start: number, end: number, hash: unknown): CohortError {
  * first emitted (`touched`).
  *
  * One per thread, kept from task to task ({@link takeBytesFoldBuffer}), so
- * `emit` is the same function in every task: the job's scan calls it once
- * per key, and V8 inlines it (with the dictionary's probe) into the scan
- * while that call site sees one function. With a new closure per task (and
+ * a job's emit ({@link emitSum} or {@link emitFold}, by its fold) is the
+ * same function in every task: the job's scan calls it once per key, and V8
+ * inlines it (with the dictionary's probe) into the scan while that call
+ * site sees one function. With a new closure per task (and
  * the buffer's state in the task's context) a 32 MiB word-count map task
  * took 227-236 CPU ms (min of 12), against 200-226 this way (see
  * src/mapreduce/RUNTIME.md). Its `byNumber` and `touched` arrays are kept
@@ -373,27 +374,56 @@ class BytesFoldBuffer {
   /** The thread's dictionary is renewed past this estimated size (limits.mrKeyDictionaryBytesMax). */
   dictionaryBytesMax = 0;
 
-  /** The `emit` of `mapBytes`: the hot path stays small; the rest is in methods. */
-  readonly emit = (start: number, end: number, value: unknown, hash?: number): void => {
+  /**
+   * The `emit` of `mapBytes` for the built-in sum fold (see {@link emitFold}).
+   * Each fold kind has an emit of its own, so V8's feedback for one (which
+   * calls it inlines into the job's scan, with what budget) is not made by
+   * the other kind's jobs run earlier in the thread (the engine's warm-up
+   * runs both).
+   */
+  readonly emitSum = (start: number, end: number, value: unknown, hash?: number): void => {
+    const g = this.number(start, end, hash === undefined ? this.hashOf(start, end) : hash);
+    this.emitted++;
+    const byNumber = this.byNumber;
+    const held = g < byNumber.length ? byNumber[g] : NONE;
+    if (held === NONE) this.add(g, value, end - start);
+    else byNumber[g] = (held as number) + (value as number);
+  };
+
+  /** The `emit` of `mapBytes` for any other fold: the hot path stays small; the rest is in methods. */
+  readonly emitFold = (start: number, end: number, value: unknown, hash?: number): void => {
+    const g = this.number(start, end, hash === undefined ? this.hashOf(start, end) : hash);
+    this.emitted++;
+    const byNumber = this.byNumber;
+    const held = g < byNumber.length ? byNumber[g] : NONE;
+    if (held === NONE) this.add(g, value, end - start);
+    else byNumber[g] = this.folded(g, held, value);
+  };
+
+  /**
+   * The dictionary number of the block's bytes [start, end), checked;
+   * `hash` as the scan gave it (a wrong one is refused, {@link badHash}).
+   */
+  private number(start: number, end: number, hash: number): number {
     const block = this.block;
     if (!((start | 0) === start && (end | 0) === end && start >= 0 && start <= end)) {
       throw badRange(start, end, block);
     }
     if (end > block.length) throw badRange(start, end, block);
     const d = this.dict ?? this.takeDictionary();
-    // A hash given by the scan is checked by the index wherever it matters (a miss).
-    const g =
-      hash === undefined ? d.intern(block, start, end) : d.internHashed(block, start, end, hash);
+    const g = d.internHashed(block, start, end, hash);
     if (g < 0) throw badHash(start, end, hash);
-    this.emitted++;
-    const byNumber = this.byNumber;
-    const held = g < byNumber.length ? byNumber[g] : NONE;
-    if (held === NONE) this.add(g, value, end - start);
-    else
-      byNumber[g] = this.foldSum
-        ? (held as number) + (value as number)
-        : this.folded(g, held, value);
-  };
+    return g;
+  }
+
+  /**
+   * The byte hash of [start, end) of the block, for a scan that passed none
+   * (0 if the range is not in the block: {@link number} refuses it).
+   */
+  private hashOf(start: number, end: number): number {
+    const block = this.block;
+    return start >= 0 && end <= block.length ? byteHash(BYTE_HASH_SEED, block, start, end) : 0;
+  }
 
   private takeDictionary(): ByteKeyIndex {
     const d = threadDictionary(this.dictionaryBytesMax);
@@ -560,6 +590,42 @@ interface BufferContents {
    * no arena. Without it, every number of `keys`, in any order.
    */
   readonly sorted?: Int32Array;
+  /**
+   * The default partition + 1 of each key of `keys` by number, 0 where not
+   * yet known ({@link defaultPartitions}): given when `keys` are a thread
+   * dictionary's and the job partitions by {@link defaultPartition}.
+   */
+  readonly partitions?: Uint16Array;
+}
+
+/** A thread dictionary's keys' default partitions, for one number of reducers. */
+interface PartitionMemo {
+  readonly reducers: number;
+  parts: Uint16Array;
+}
+
+/** By a thread dictionary's key list (its numbering never changes; a renewed dictionary has a new list). */
+const partitionMemos = new WeakMap<readonly string[], PartitionMemo>();
+
+/**
+ * The memo of `keys`' default partitions for `reducers` (partition + 1 by
+ * key number, 0 where not yet known), at least `keys.length` long. A word
+ * count's map task writes ~50k keys it mostly shares with the thread's
+ * earlier tasks: hashing each key's string again for its partition was ~2 %
+ * of the task.
+ */
+function defaultPartitions(keys: readonly string[], reducers: number): Uint16Array {
+  let memo = partitionMemos.get(keys);
+  if (memo === undefined || memo.reducers !== reducers) {
+    memo = { reducers, parts: new Uint16Array(0) };
+    partitionMemos.set(keys, memo);
+  }
+  if (memo.parts.length < keys.length) {
+    const parts = new Uint16Array(Math.max(keys.length, 2 * memo.parts.length));
+    parts.set(memo.parts);
+    memo.parts = parts;
+  }
+  return memo.parts;
 }
 
 function newBuffer(encoded: boolean): Buffered {
@@ -602,7 +668,7 @@ async function writeRuns(
   const sorted = arena === undefined ? buffered.sorted : undefined;
   if (arena === undefined && sorted === undefined) arena = encodeAll(keys, vals, valuesOf);
   // Each partition's key numbers, sorted by key: the runs are written from them.
-  const byPartition = partitionIds(keys, sorted, reducers, partitionOf);
+  const byPartition = partitionIds(keys, sorted, reducers, partitionOf, buffered.partitions);
   if (sorted === undefined) for (const ids of byPartition) sortKeyIds(keys, ids);
   if (emitOrder && arena !== undefined) {
     // The values key by key in the order they are written (see ValueArena.compact).
@@ -652,13 +718,16 @@ function encodeAll(
 
 /**
  * Each partition's key numbers: of `ids` in their order, or of every key
- * of `keys` in ascending number order.
+ * of `keys` in ascending number order. With `memo` (a key's partition + 1
+ * by number, 0 where unknown: {@link defaultPartitions}), a key's partition
+ * is looked up there, and found once by `partitionOf` and kept if unknown.
  */
 function partitionIds(
   keys: readonly string[],
   ids: Int32Array | undefined,
   reducers: number,
   partitionOf: (key: string) => number,
+  memo?: Uint16Array,
 ): Int32Array[] {
   let all = ids;
   if (all === undefined) {
@@ -670,7 +739,16 @@ function partitionIds(
   const partOf = new Int32Array(n);
   const sizes = new Int32Array(reducers);
   for (let i = 0; i < n; i++) {
-    const p = partitionOf(keys[all[i] as number] as string);
+    const g = all[i] as number;
+    let p: number;
+    if (memo === undefined) p = partitionOf(keys[g] as string);
+    else {
+      p = (memo[g] as number) - 1;
+      if (p < 0) {
+        p = partitionOf(keys[g] as string);
+        memo[g] = p + 1;
+      }
+    }
     partOf[i] = p;
     sizes[p] = (sizes[p] as number) + 1;
   }
@@ -993,7 +1071,16 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
       // Numbers: no objects to visit in the order they were made (see writeRuns),
       // so the keys go in sorted, by the ranks the dictionary keeps.
       // Written from the dictionary's keys and the buffer's values by number.
-      return { keys: names, vals: byNumber, arena: undefined, sorted: d.sortedSubset(touched) };
+      const sorted = d.sortedSubset(touched);
+      return job.partition === undefined
+        ? {
+            keys: names,
+            vals: byNumber,
+            arena: undefined,
+            sorted,
+            partitions: defaultPartitions(names, reducers),
+          }
+        : { keys: names, vals: byNumber, arena: undefined, sorted };
     }
     const keys = touched.map((g) => names[g] as string);
     const vals = touched.map((g) => byNumber[g]);
@@ -1007,7 +1094,12 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   };
   const buffered = (): boolean =>
     (bytesFold !== undefined ? bytesFold.touched.length : buckets.table.size) > 0;
-  const emitBytes: EmitBytes<unknown> = bytesFold !== undefined ? bytesFold.emit : emitBytesByKey;
+  const emitBytes: EmitBytes<unknown> =
+    bytesFold === undefined
+      ? emitBytesByKey
+      : bytesFold.foldSum
+        ? bytesFold.emitSum
+        : bytesFold.emitFold;
 
   const visitBytes = (offset: number, chunk: Buffer, lines: number): void => {
     if (progress !== undefined) progress[0] = offset;

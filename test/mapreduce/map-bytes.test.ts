@@ -7,6 +7,7 @@ import { isCohortError } from '../../src/lib/errors.js';
 import { builtInFold, defineJob, loadJob, sumFold } from '../../src/mapreduce/job.js';
 import type { AnyJob, Emit, EmitBytes } from '../../src/mapreduce/job.js';
 import { planSplits } from '../../src/mapreduce/input.js';
+import { defaultPartition } from '../../src/mapreduce/format.js';
 import { keyDictionaryStats, runMapTask, runReduceTask } from '../../src/mapreduce/tasks.js';
 import { byteHash } from '../../src/mapreduce/key-table.js';
 import { runSequential } from '../../src/mapreduce/sequential.js';
@@ -317,6 +318,49 @@ describe('mapBytes', () => {
     expect(keyDictionaryStats().keys - before).toBe(750); // 250 of its 500 were known
     await runMapTask({ ...task, split: splits[0]!, taskId: 'm-2' });
     expect(keyDictionaryStats().keys - before).toBe(750);
+  });
+
+  it("puts each key of a summing job in its default partition for the task's reducer count, from task to task on the thread's dictionary (partitions kept by key number, per count)", async () => {
+    const words = Array.from({ length: 300 }, (_, i) => `pw${i}`);
+    const base = await inputDir([Buffer.from(words.join(' ') + '\n' + words.join(' ') + '\n')]);
+    const [split] = await planSplits([join(base, 'in', 'f0.txt')], 1 << 20);
+    const job = defineJob<number, number>({
+      map: countLine,
+      mapBytes: (_o, bytes, emit) => byteTokens(bytes, (s, e) => emit(s, e, 1)),
+      fold: sumFold,
+      reduce: (t, counts, emit) => emit(t, sum(counts)),
+    });
+    for (const [i, reducers] of [2, 3, 2, 5, 3].entries()) {
+      const m = await runMapTask({
+        job,
+        split: split!,
+        reducers,
+        dir: join(base, `m${i}`),
+        taskId: `m-${i}`,
+        attempt: 0,
+      });
+      const seen: string[] = [];
+      for (const run of m.runs) {
+        const output = join(base, `out-${i}-${run.partition}`);
+        await runReduceTask({
+          job,
+          partition: run.partition,
+          runs: [run.path],
+          output,
+          taskId: `r-${i}-${run.partition}`,
+          attempt: 0,
+        });
+        for (const line of (await readFile(output, 'utf8')).split('\n').filter((l) => l !== '')) {
+          const [key, count] = line.split('\t');
+          expect(defaultPartition(key!, reducers), `${key} with ${reducers} reducers`).toBe(
+            run.partition,
+          );
+          expect(count).toBe('2');
+          seen.push(key!);
+        }
+      }
+      expect(seen.sort()).toEqual([...words].sort());
+    }
   });
 
   it("gives a fold job's mapBytes the same emit in every map task of a thread (one target for the scan's call site), and a task overlapping another its own, each with its own counts", async () => {
