@@ -84,6 +84,25 @@ function startThread(entry: URL): Worker {
   return new Worker(code, { ...options, eval: true });
 }
 
+/**
+ * What moves to the thread with a task rather than being copied: the
+ * ArrayBuffers of a reduce's runs in memory (the shuffle's, each owned by
+ * its run whole; after the post they are detached here).
+ */
+function transferList(task: ThreadTask): ArrayBuffer[] {
+  if (task.kind !== 'reduce') return [];
+  const out: ArrayBuffer[] = [];
+  for (const r of task.runs) {
+    if (typeof r === 'string') continue;
+    assert(
+      r.byteOffset === 0 && r.byteLength === r.buffer.byteLength && r.buffer instanceof ArrayBuffer,
+      'a run in memory owns its whole ArrayBuffer',
+    );
+    out.push(r.buffer);
+  }
+  return out;
+}
+
 /** One thread of the pool (see the file comment). */
 export class WorkerSlot {
   private worker: Worker | undefined;
@@ -156,7 +175,7 @@ export class WorkerSlot {
         progress,
         loaded: false,
       };
-      worker.postMessage(task);
+      worker.postMessage(task, transferList(task));
     });
   }
 
