@@ -300,6 +300,8 @@ export const limits = {
   mrShuffleChunkBytes: 128 * 1024,
   /** Bytes a node serving the shuffle reads from a map run at once (one trip through libuv's pool), cut into mrShuffleChunkBytes items. */
   mrShuffleReadBytes: 1024 * 1024,
+  /** Bytes of fetched map runs one reduce attempt keeps in memory and hands to its thread instead of writing them to temp files and reading them back (runs past it go through files); a node holds at most its worker threads times this. */
+  mrShuffleMemoryBytesMax: 64 * 1024 * 1024,
   /** Least time a worker thread gets to boot and load (compile) a job before its task counts as stalled. */
   mrThreadStartupMsMin: 30_000,
   /** Members (voters and learners) a cluster's address book holds; Raft clusters are 3-7 voters, and each member is one peer link on every node. */

@@ -1343,8 +1343,8 @@ export async function mergeRuns(
 
 /**
  * The reduce of a job whose values are numbers summed (`fold: sumFold`,
- * job.ts), without a k-way merge: the runs (files, read again if this path
- * gives up) are read one after the other, in order, each record's key found
+ * job.ts), without a k-way merge: the runs (files, or arrays of chunks:
+ * read again if this path gives up) are read one after the other, in order, each record's key found
  * by its bytes in a table of the partition's distinct keys (key-table.ts's
  * {@link ByteKeyIndex}: no string per record, a key decoded once) and its
  * values added to the key's sum; then the keys are sorted and `visit`ed in
@@ -1360,7 +1360,7 @@ export async function mergeRuns(
  * then merges them.
  */
 export async function sumRuns(
-  paths: readonly string[],
+  paths: readonly (string | readonly Uint8Array[])[],
   visit: (key: string, values: unknown[]) => void | Promise<void>,
   tableBytesMax = limits.mrReduceSumTableBytesMax,
 ): Promise<{ keys: number; values: number } | undefined> {
@@ -1528,8 +1528,11 @@ export async function runReduceTask(input: ReduceTaskInput): Promise<ReduceTaskR
       }
       return undefined;
     };
-    // Numbers summed: added up per key without merging (when the runs are files, read again if need be).
-    const paths = runs.filter((r): r is string => typeof r === 'string');
+    // Numbers summed: added up per key without merging (when the runs can be read again if
+    // need be: files, and runs in memory given as arrays of chunks).
+    const paths = runs.filter(
+      (r): r is string | readonly Uint8Array[] => typeof r === 'string' || Array.isArray(r),
+    );
     const summed =
       builtInFold(job.fold) === 'sum' && paths.length === runs.length
         ? await sumRuns(paths, visit)

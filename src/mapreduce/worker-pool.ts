@@ -23,6 +23,7 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { WorkerOptions } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { assert } from '../lib/assert.js';
 import { CohortError, isErrorCode } from '../lib/errors.js';
@@ -59,9 +60,45 @@ function defaultEntry(): URL {
  */
 const THREAD_YOUNG_GENERATION_MB = 64;
 
-/** The thread's flags: the process's own, minus debugger ports (they would clash). */
-function threadExecArgv(): string[] {
-  return process.execArgv.filter((a) => !a.startsWith('--inspect'));
+/**
+ * The threads' flags, once a thread has started with them: the process's
+ * own, minus debugger ports (they would clash) and minus the flags a
+ * worker thread refuses (V8's, such as `--max-old-space-size`, and
+ * per-process ones: they apply to the whole process already). A thread
+ * given one of those does not start at all (ERR_WORKER_INVALID_EXEC_ARGV),
+ * so `node --max-old-space-size=8192 cohort node ...` had no MapReduce.
+ */
+let threadArgs: string[] | undefined;
+
+/** The flags a worker refused, from Node's error (`... invalid execArgv flags: --a, --b=1`), if that is what `err` is. */
+function refusedFlags(err: unknown): Set<string> | undefined {
+  if (
+    !(err instanceof Error) ||
+    (err as { code?: unknown }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV'
+  ) {
+    return undefined;
+  }
+  const at = err.message.indexOf(': ');
+  if (at < 0) return undefined;
+  return new Set(err.message.slice(at + 2).split(', '));
+}
+
+/** A Worker on `target` with the threads' flags (see {@link threadArgs}). */
+function newWorker(target: URL | string, options: WorkerOptions): Worker {
+  if (threadArgs !== undefined) return new Worker(target, { ...options, execArgv: threadArgs });
+  const argv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
+  let worker: Worker;
+  try {
+    worker = new Worker(target, { ...options, execArgv: argv });
+    threadArgs = argv;
+  } catch (err) {
+    const refused = refusedFlags(err);
+    if (refused === undefined) throw err;
+    const kept = argv.filter((a) => !refused.has(a));
+    worker = new Worker(target, { ...options, execArgv: kept });
+    threadArgs = kept;
+  }
+  return worker;
 }
 
 /**
@@ -71,17 +108,35 @@ function threadExecArgv(): string[] {
  */
 function startThread(entry: URL): Worker {
   const options = {
-    execArgv: threadExecArgv(),
     stdout: false,
     stderr: false,
     resourceLimits: { maxYoungGenerationSizeMb: THREAD_YOUNG_GENERATION_MB },
   } as const;
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, options);
+  if (!entry.pathname.endsWith('.ts')) return newWorker(entry, options);
   // tsx's ESM API (its `import` export); the CommonJS one cannot register hooks here.
   const tsxDir = dirname(createRequire(import.meta.url).resolve('tsx/package.json'));
   const api = pathToFileURL(join(tsxDir, 'dist/esm/api/index.mjs')).href;
   const code = `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(entry.href)}, ${JSON.stringify(entry.href)}))`;
-  return new Worker(code, { ...options, eval: true });
+  return newWorker(code, { ...options, eval: true });
+}
+
+/**
+ * What moves to the thread with a task rather than being copied: the
+ * ArrayBuffers of a reduce's runs in memory (the shuffle's, each owned by
+ * its run whole; after the post they are detached here).
+ */
+function transferList(task: ThreadTask): ArrayBuffer[] {
+  if (task.kind !== 'reduce') return [];
+  const out: ArrayBuffer[] = [];
+  for (const r of task.runs) {
+    if (typeof r === 'string') continue;
+    assert(
+      r.byteOffset === 0 && r.byteLength === r.buffer.byteLength && r.buffer instanceof ArrayBuffer,
+      'a run in memory owns its whole ArrayBuffer',
+    );
+    out.push(r.buffer);
+  }
+  return out;
 }
 
 /** One thread of the pool (see the file comment). */
@@ -156,7 +211,7 @@ export class WorkerSlot {
         progress,
         loaded: false,
       };
-      worker.postMessage(task);
+      worker.postMessage(task, transferList(task));
     });
   }
 

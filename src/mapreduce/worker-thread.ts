@@ -42,14 +42,18 @@ export interface ThreadMapTask {
   readonly progress?: Float64Array;
 }
 
-/** A reduce task for a thread: its runs are local files (the shuffle fetched them). */
+/**
+ * A reduce task for a thread: its runs are local files, or runs the shuffle
+ * fetched into memory (each owning its ArrayBuffer, which the pool moves to
+ * the thread with the task).
+ */
 export interface ThreadReduceTask {
   readonly kind: 'reduce';
   readonly module: string;
   /** What the job recorded of its module, checked before loading (module-hash.ts); absent: an unverified load. */
   readonly moduleCheck?: ModuleExpectation | undefined;
   readonly partition: number;
-  readonly runs: readonly string[];
+  readonly runs: readonly (string | Uint8Array)[];
   readonly output: string;
   readonly taskId: string;
   readonly attempt: number;
@@ -138,7 +142,8 @@ async function run(
   return runReduceTask({
     job,
     partition: task.partition,
-    runs: task.runs,
+    // A run in memory is read as a one-chunk stream (an array: it can be read again).
+    runs: task.runs.map((r) => (typeof r === 'string' ? r : [r])),
     output: task.output,
     taskId: task.taskId,
     attempt: task.attempt,

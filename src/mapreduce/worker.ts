@@ -16,19 +16,27 @@
  * await workers.stop();
  * ```
  */
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
-import type { JobStatus, MapAssignment, ReduceAssignment, TaskAssignment } from './core/types.js';
+import type { JobStatus, MapAssignment, TaskAssignment } from './core/types.js';
 import { partFileName } from './format.js';
-import type { Client, ServerStream } from '../rpc/service.js';
+import type { Client } from '../rpc/service.js';
 import type { MapReduceModuleState } from './module-state.js';
 import { checkModuleDir } from './module-dirs.js';
 import { moduleCheckOf } from './module-hash.js';
 import type { CompleteAnswer, MapReduceService, TaskGrant } from './service.js';
-import { fetchDir, fetchRun, mapDir, mapRunPath, mapTaskId, reduceTaskId } from './shuffle.js';
+import {
+  fetchDir,
+  fetchPartitionRuns,
+  FetchFailure,
+  mapDir,
+  mapTaskId,
+  reduceTaskId,
+} from './shuffle.js';
+import type { ShuffleHost } from './shuffle.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
 import type { WorkerPool, WorkerSlot } from './worker-pool.js';
 
@@ -77,73 +85,17 @@ function handedBy(done: CompleteAnswer): Handed | undefined {
   return { assignment: a, leaseMs: done.leaseMs };
 }
 
-/** Tries per map output before a reduce attempt reports the fetch as failed. */
-const FETCH_TRIES = 3;
 /** How long a request for a task may wait on the leader for one to appear (a long poll). */
 const LONG_POLL_MS = 1_000;
-/** Map outputs a reduce attempt fetches at once. */
-const FETCH_PARALLEL = 4;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-/** Deadline of one whole fetch of a map run. */
-const FETCH_DEADLINE_MS = 10 * 60_000;
-
-/**
- * Opens a stream and cancels it if its first item does not come within
- * `firstItemMs`: a call to a node that is down and was never connected waits
- * for its deadline otherwise (the transport reports 'down' only for a link
- * that was up), and a reducer should report a dead map holder quickly.
- */
-function firstItemWithin<T>(
-  open: (signal: AbortSignal) => ServerStream<T>,
-  outer: AbortSignal,
-  firstItemMs: number,
-): ServerStream<T> {
-  const ctrl = new AbortController();
-  const onOuter = (): void => ctrl.abort();
-  outer.addEventListener('abort', onOuter, { once: true });
-  const stream = open(ctrl.signal);
-  let started = false;
-  const timer = setTimeout(() => {
-    if (!started) ctrl.abort();
-  }, firstItemMs);
-  timer.unref();
-  return {
-    cancel: () => stream.cancel(),
-    async *[Symbol.asyncIterator]() {
-      try {
-        for await (const item of stream) {
-          started = true;
-          yield item;
-        }
-      } finally {
-        clearTimeout(timer);
-        outer.removeEventListener('abort', onOuter);
-      }
-    },
-  };
 }
 
 /** Runs a task in `slot` once nothing else runs there (a preload may hold it for a moment). */
 async function runIn(slot: WorkerSlot, task: Parameters<WorkerSlot['run']>[0]): Promise<unknown> {
   while (slot.busy) await slot.whenIdle();
   return slot.run(task);
-}
-
-/** Raised when a map output cannot be fetched. */
-class FetchFailure extends Error {
-  constructor(
-    readonly map: number,
-    readonly node: string,
-    cause: unknown,
-  ) {
-    super(
-      `cannot fetch map ${map}'s output from node ${node}: ${cause instanceof Error ? cause.message : String(cause)}`,
-    );
-  }
 }
 
 /** The record a map crashed its thread on (the thread died or stalled), if known. */
@@ -184,6 +136,18 @@ export class WorkerManager {
     this.heartbeat.unref();
     this.janitor = setInterval(() => void this.cleanUp(), 5_000);
     this.janitor.unref();
+  }
+
+  /** What the shuffle needs of this node (shuffle.ts). */
+  private get shuffleHost(): ShuffleHost {
+    const rt = this.rt;
+    return {
+      self: rt.self,
+      mrDir: rt.mrDir,
+      firstChunkMs: Math.max(3_000, rt.options.leaseMs),
+      peer: (node) => rt.peer(node),
+      mapOutputAttempt: (jobId, map) => rt.state.core.mapOutput(jobId, map)?.attemptId,
+    };
   }
 
   /** Stops asking for tasks and kills running ones. */
@@ -312,7 +276,7 @@ export class WorkerManager {
         return handedBy(done);
       } else {
         fetched = fetchDir(this.rt.mrDir, a.jobId, a.attemptId);
-        const runs = await this.shuffle(a, fetched, abortFetch.signal);
+        const runs = await fetchPartitionRuns(this.shuffleHost, a, fetched, abortFetch.signal);
         const shuffledBytes = a.mapOutputs.reduce((n, m) => n + m.bytes, 0);
         if (stopReason !== undefined) return undefined;
         // Told while the reduce runs: it needs nothing from the leader to start.
@@ -442,63 +406,6 @@ export class WorkerManager {
     }
     if (status !== 'failed' && status !== 'cancelled') return;
     await rm(join(a.output, partFileName(a.index)), { force: true }).catch(() => undefined);
-  }
-
-  /** Fetches this reduce's partition of every map output; returns local run paths in map order. */
-  private async shuffle(a: ReduceAssignment, dir: string, signal: AbortSignal): Promise<string[]> {
-    const paths: string[] = new Array<string>(a.mapOutputs.length);
-    let next = 0;
-    const one = async (): Promise<void> => {
-      for (;;) {
-        const i = next++;
-        const loc = a.mapOutputs[i];
-        if (loc === undefined) return;
-        const local = mapRunPath(this.rt.mrDir, a.jobId, loc.map, loc.attemptId, a.index);
-        if (loc.node === this.rt.self) {
-          try {
-            await stat(local);
-          } catch (e) {
-            throw new FetchFailure(loc.map, loc.node, e);
-          }
-          paths[i] = local;
-          continue;
-        }
-        const dest = join(dir, `m-${loc.map}.run`);
-        let lastError: unknown;
-        for (let t = 0; t < FETCH_TRIES; t++) {
-          if (signal.aborted) throw new CohortError('CANCELLED', 'reduce attempt stopped');
-          // The map was redone elsewhere meanwhile (another reducer reported its node):
-          // give the task back at once; it comes back with the new location.
-          const now = this.rt.state.core.mapOutput(a.jobId, loc.map);
-          if (t > 0 && now?.attemptId !== loc.attemptId) break;
-          try {
-            const peer = this.rt.peer(loc.node);
-            await fetchRun(
-              firstItemWithin(
-                (s) =>
-                  peer.fetchPartition(
-                    { jobId: a.jobId, map: loc.map, attemptId: loc.attemptId, partition: a.index },
-                    { timeoutMs: FETCH_DEADLINE_MS, signal: s },
-                  ),
-                signal,
-                Math.max(3_000, this.rt.options.leaseMs),
-              ),
-              dest,
-            );
-            lastError = undefined;
-            break;
-          } catch (e) {
-            lastError = e;
-            if (isCohortError(e) && e.code === 'NOT_FOUND') break;
-            await sleep(100 * (t + 1));
-          }
-        }
-        if (lastError !== undefined) throw new FetchFailure(loc.map, loc.node, lastError);
-        paths[i] = dest;
-      }
-    };
-    await Promise.all(Array.from({ length: FETCH_PARALLEL }, () => one()));
-    return paths;
   }
 
   /** Removes the map outputs and fetched runs of jobs that are over. */

@@ -5,7 +5,7 @@
  * (address registry refusals, snapshots), the shuffle's serving and
  * fetching of one map run, and the node settings that configure it.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,10 +16,18 @@ import { MapReduceModuleState } from '../../src/mapreduce/module.js';
 import { runtimeDefaults } from '../../src/mapreduce/runtime.js';
 import { resolveNodeConfig } from '../../src/node/config.js';
 import type { CallContext, ServerStream } from '../../src/rpc/service.js';
-import { fetchRun, mapRunPath, serveShuffle } from '../../src/mapreduce/shuffle.js';
-import type { MapTaskResult } from '../../src/mapreduce/tasks.js';
+import {
+  fetchPartitionRuns,
+  FetchFailure,
+  fetchRun,
+  fetchRunToMemory,
+  mapRunPath,
+  serveShuffle,
+} from '../../src/mapreduce/shuffle.js';
+import type { FetchRequest, ShuffleHost } from '../../src/mapreduce/shuffle.js';
+import type { MapTaskResult, ReduceTaskResult } from '../../src/mapreduce/tasks.js';
 import { WorkerPool } from '../../src/mapreduce/worker-pool.js';
-import type { ThreadMapTask } from '../../src/mapreduce/worker-thread.js';
+import type { ThreadMapTask, ThreadReduceTask } from '../../src/mapreduce/worker-thread.js';
 import { nodeId } from '../../src/lib/ids.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cohort-mr-rt-'));
@@ -84,6 +92,67 @@ describe('WorkerPool', () => {
       // Each failure that killed the thread was followed by a fresh one.
       expect(await code(slot.run(mapTask('ok', 6)))).toBe('ok');
       expect(slot.started).toBe(4);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe('WorkerPool, a reduce given its runs in memory', () => {
+  /** A copy of `bytes` that owns its whole ArrayBuffer, as the shuffle's runs in memory do. */
+  const owned = (bytes: Uint8Array): Uint8Array => {
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(bytes.length).buffer, 0, bytes.length);
+    out.set(bytes);
+    return out;
+  };
+
+  it('reduces them as it reduces the files, moving (not copying) their bytes to the thread; a damaged one is CORRUPTION', async () => {
+    const pool = new WorkerPool({ size: 1, stallMs: 2_000 });
+    const slot = pool.slot(0);
+    const out = join(dir, 'reduce-mem');
+    mkdirSync(out, { recursive: true });
+    const reduce = (runs: (string | Uint8Array)[], name: string): ThreadReduceTask => ({
+      kind: 'reduce',
+      module: behave,
+      partition: 0,
+      runs,
+      output: join(out, name),
+      taskId: 'r-0',
+      attempt: 1,
+      params: {},
+    });
+    try {
+      const m1 = (await slot.run({
+        ...mapTask('ok', 21),
+        dir: join(dir, 'maps-mem'),
+      })) as MapTaskResult;
+      const m2 = (await slot.run({
+        ...mapTask('ok', 22),
+        dir: join(dir, 'maps-mem'),
+      })) as MapTaskResult;
+      const paths = [m1, m2].map((m) => (m.runs[0] as { path: string }).path);
+      await slot.run(reduce(paths, 'from-files'));
+      const expected = readFileSync(join(out, 'from-files'), 'utf8');
+      expect(expected).not.toBe('');
+
+      const inMemory = owned(readFileSync(paths[1] as string));
+      const r = (await slot.run(
+        reduce([paths[0] as string, inMemory], 'from-memory'),
+      )) as ReduceTaskResult;
+      expect(readFileSync(join(out, 'from-memory'), 'utf8')).toBe(expected);
+      expect(r.counters.valuesIn).toBeGreaterThan(0);
+      // Moved to the thread with the task: detached here.
+      expect(inMemory.buffer.byteLength).toBe(0);
+
+      const damaged = owned(readFileSync(paths[1] as string));
+      const at = damaged.length >> 1;
+      damaged[at] = (damaged[at] as number) ^ 0xff;
+      await expect(
+        slot.run(reduce([paths[0] as string, damaged], 'damaged')),
+      ).rejects.toMatchObject({
+        code: 'CORRUPTION',
+      });
+      expect(existsSync(join(out, 'damaged'))).toBe(false);
     } finally {
       await pool.close();
     }
@@ -235,6 +304,174 @@ describe('shuffle', () => {
       const blocks = new Set(items.map((d) => d.buffer));
       expect(blocks.size).toBe(Math.ceil(size / read));
     }
+  });
+
+  const stream = (
+    items: AsyncIterable<{ data: Uint8Array }>,
+  ): ServerStream<{ data: Uint8Array }> & {
+    cancelled: boolean;
+  } => {
+    const out = {
+      cancelled: false,
+      cancel: () => {
+        out.cancelled = true;
+      },
+      [Symbol.asyncIterator]: () => items[Symbol.asyncIterator](),
+    };
+    return out;
+  };
+  async function* chunks(...parts: Uint8Array[]): AsyncGenerator<{ data: Uint8Array }> {
+    for (const data of parts) {
+      await Promise.resolve();
+      yield { data };
+    }
+  }
+
+  it('fetches a run into memory of exactly its reported size, owning its ArrayBuffer; more or fewer bytes are CORRUPTION', async () => {
+    const a = Buffer.from('first part,');
+    const b = Buffer.from('second part');
+    const run = await fetchRunToMemory(stream(chunks(a, b)), a.length + b.length);
+    expect(Buffer.from(run).equals(Buffer.concat([a, b]))).toBe(true);
+    expect(run.byteOffset).toBe(0);
+    expect(run.buffer.byteLength).toBe(a.length + b.length);
+
+    const long = stream(chunks(a, b));
+    await expect(fetchRunToMemory(long, a.length + 3)).rejects.toMatchObject({
+      code: 'CORRUPTION',
+    });
+    expect(long.cancelled).toBe(true);
+    const short = stream(chunks(a));
+    await expect(fetchRunToMemory(short, a.length + b.length)).rejects.toMatchObject({
+      code: 'CORRUPTION',
+    });
+  });
+
+  describe('fetchPartitionRuns', () => {
+    // Node n1 (this one) holds map 0's run; n2 holds maps 1 and 2.
+    const here = join(dir, 'fpr-n1');
+    const there = join(dir, 'fpr-n2');
+    const runBytes = (map: number, size: number): Buffer => {
+      const bytes = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) bytes[i] = (i * 31 + map) % 251;
+      return bytes;
+    };
+    const sizes = [1000, 300 * 1024, 200 * 1024];
+    for (const [map, size] of sizes.entries()) {
+      const root = map === 0 ? here : there;
+      mkdirSync(join(root, 'job-3', 'maps'), { recursive: true });
+      writeFileSync(mapRunPath(root, 'job-3', map, 10 + map, 0), runBytes(map, size));
+    }
+    const assignment = (reported: readonly number[] = sizes) => ({
+      jobId: 'job-3',
+      index: 0,
+      mapOutputs: reported.map((bytes, map) => ({
+        map,
+        node: map === 0 ? 'n1' : 'n2',
+        attemptId: 10 + map,
+        bytes,
+      })),
+    });
+    const requests: FetchRequest[] = [];
+    const host: ShuffleHost = {
+      self: 'n1',
+      mrDir: here,
+      firstChunkMs: 5_000,
+      peer: () => ({
+        fetchPartition: (req: FetchRequest) => {
+          requests.push(req);
+          return stream(serveShuffle(there, req, call()));
+        },
+      }),
+      mapOutputAttempt: (_jobId, map) => 10 + map,
+    };
+
+    it('keeps remote runs in memory within the bound (nothing written to disk), reads local ones in place', async () => {
+      const fetchTo = join(dir, 'fpr-fetch-1');
+      const runs = await fetchPartitionRuns(
+        host,
+        assignment(),
+        fetchTo,
+        new AbortController().signal,
+      );
+      expect(runs[0]).toBe(mapRunPath(here, 'job-3', 0, 10, 0));
+      for (const map of [1, 2]) {
+        const run = runs[map];
+        expect(run).toBeInstanceOf(Uint8Array);
+        expect(Buffer.from(run as Uint8Array).equals(runBytes(map, sizes[map] as number))).toBe(
+          true,
+        );
+      }
+      expect(existsSync(fetchTo)).toBe(false);
+      expect(requests.map((r) => r.map).sort()).toEqual([1, 2]);
+    });
+
+    it('fetches a run past the bound into a file (runs before it in map order stay in memory)', async () => {
+      const fetchTo = join(dir, 'fpr-fetch-2');
+      const bound = (sizes[1] as number) + 100;
+      const runs = await fetchPartitionRuns(
+        host,
+        assignment(),
+        fetchTo,
+        new AbortController().signal,
+        bound,
+      );
+      expect(runs[1]).toBeInstanceOf(Uint8Array);
+      expect(runs[2]).toBe(join(fetchTo, 'm-2.run'));
+      expect(readFileSync(join(fetchTo, 'm-2.run')).equals(runBytes(2, sizes[2] as number))).toBe(
+        true,
+      );
+    });
+
+    it('a remote run of another size than its map reported fails the fetch (FetchFailure naming the map)', async () => {
+      const reported = [...sizes];
+      reported[2] = (sizes[2] as number) - 1;
+      const fetchTo = join(dir, 'fpr-fetch-3');
+      const err = await fetchPartitionRuns(
+        host,
+        assignment(reported),
+        fetchTo,
+        new AbortController().signal,
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(FetchFailure);
+      expect(err).toMatchObject({ map: 2, node: 'n2' });
+      expect((err as Error).message).toMatch(/bytes/);
+    });
+
+    it('a holder that dies mid-stream fails the fetch after its tries (FetchFailure), each stream cancelled, nothing on disk', async () => {
+      let opened = 0;
+      const cancelled: boolean[] = [];
+      const dying: ShuffleHost = {
+        ...host,
+        peer: () => ({
+          fetchPartition: (req: FetchRequest) => {
+            if (req.map !== 1) return stream(serveShuffle(there, req, call()));
+            opened++;
+            // The first chunk arrives, then the link goes down.
+            async function* cut(): AsyncGenerator<{ data: Uint8Array }> {
+              yield { data: runBytes(1, 1000) };
+              await Promise.resolve();
+              throw new CohortError('UNAVAILABLE', 'peer n2 is down');
+            }
+            const s = stream(cut());
+            const i = cancelled.push(false) - 1;
+            return Object.assign(s, { cancel: () => void (cancelled[i] = true) });
+          },
+        }),
+      };
+      const fetchTo = join(dir, 'fpr-fetch-4');
+      const err = await fetchPartitionRuns(
+        dying,
+        assignment(),
+        fetchTo,
+        new AbortController().signal,
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(FetchFailure);
+      expect(err).toMatchObject({ map: 1, node: 'n2' });
+      expect((err as Error).message).toMatch(/down/);
+      expect(opened).toBe(3);
+      expect(cancelled).toEqual([true, true, true]);
+      expect(existsSync(fetchTo)).toBe(false);
+    });
   });
 });
 

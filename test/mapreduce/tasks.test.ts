@@ -300,6 +300,45 @@ describe('map and reduce tasks', () => {
     expect(r1.counters.keysIn).toBe(6);
   });
 
+  it('a summing reduce sums runs in memory (arrays of chunks, as a thread gets the shuffle’s) without a merge, as it sums files', async () => {
+    const base = join(dir, 'summing-memory');
+    await mkdir(base, { recursive: true });
+    await writeFile(join(base, 'a.txt'), 'the cat\nthe dog\nsat on the mat\n'.repeat(20));
+    const seen = defineJob<number, string>({
+      map: (_o, line, emit) => words(line).forEach((w) => emit(w, 1)),
+      fold: sumFold,
+      reduce: (w, counts, emit) => emit(w, `${counts.length}:${sum(counts)}`),
+    });
+    const splits = await planSplits([join(base, 'a.txt')], 100);
+    expect(splits.length).toBeGreaterThan(3);
+    const paths: string[] = [];
+    for (const [i, split] of splits.entries()) {
+      const m = await runMapTask({
+        job: seen as AnyJob,
+        split,
+        reducers: 1,
+        dir: join(base, 'm'),
+        taskId: `m-${i}`,
+        attempt: 0,
+      });
+      paths.push(m.runs[0]!.path);
+    }
+    const inMemory = await Promise.all(paths.map(async (p) => [await readFile(p)]));
+    const r = await runReduceTask({
+      job: seen as AnyJob,
+      partition: 0,
+      // The first run a file, the others in memory.
+      runs: [paths[0]!, ...inMemory.slice(1)],
+      output: join(base, partFileName(0)),
+      taskId: 'r',
+      attempt: 0,
+    });
+    // One value per key: summed, not merged (a merge hands one per map task).
+    expect(await readFile(r.output, 'utf8')).toBe(
+      'cat\t1:20\ndog\t1:20\nmat\t1:20\non\t1:20\nsat\t1:20\nthe\t1:60\n',
+    );
+  });
+
   it('a combiner is handed each value once as it piles up (never its growing output again), and once more only if it shrinks data', async () => {
     const base = join(dir, 'combine-once');
     await mkdir(base, { recursive: true });
