@@ -282,6 +282,8 @@ export const limits = {
   mrMapBufferBytesMax: 256 * 1024 * 1024,
   /** Estimated bytes of the keys a worker thread keeps between map tasks to find `mapBytes` keys by their bytes (key-table.ts); past it the next buffer starts a fresh index. */
   mrKeyDictionaryBytesMax: 32 * 1024 * 1024,
+  /** Bytes of value-arena buffers (value-arena.ts) a worker thread keeps from one map task's buffer to the next, instead of growing fresh ones (page faults, copies); bigger ones are dropped. */
+  mrValueArenaKeptBytesMax: 128 * 1024 * 1024,
   /** Estimated bytes of the distinct keys and sums a summing reduce (`fold: sumFold`) holds to add up its runs without merging them; past it the reduce merges them instead. */
   mrReduceSumTableBytesMax: 64 * 1024 * 1024,
   /** Largest block of a map-output run file; a bigger length field is corruption (blocks are cut at about 128 KiB; one huge record makes a bigger one). */

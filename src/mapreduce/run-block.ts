@@ -84,6 +84,17 @@ export class BlockEncoder {
     this.buf = Buffer.allocUnsafe(Math.max(16, initialBytes));
   }
 
+  /** Empties the encoder, keeping its buffer (a growable buffer used again: value-arena.ts). */
+  reset(): void {
+    this.len = 5;
+    this.records = 0;
+  }
+
+  /** Bytes of the buffer it holds (what it keeps when reset). */
+  get capacity(): number {
+    return this.buf.length;
+  }
+
   /** Encoded bytes so far (an upper bound of the block's size). */
   get bytes(): number {
     return this.len;
@@ -196,6 +207,34 @@ export class BlockEncoder {
    * and returns false.
    */
   appendValue(v: unknown): boolean {
+    if (Array.isArray(v) && v.length === 1) {
+      // `[id]`, one unsigned integer (a postings value, one per emit): as
+      // other() writes it (a fixarray of one, the smallest uint), without its calls.
+      const x: unknown = v[0];
+      if (typeof x === 'number' && x >>> 0 === x) {
+        this.ensure(6);
+        const b = this.buf;
+        const p = this.len;
+        b[p] = 0x91;
+        if (x < 0x80) {
+          b[p + 1] = x;
+          this.len = p + 2;
+        } else if (x < 0x100) {
+          b[p + 1] = 0xcc;
+          b[p + 2] = x;
+          this.len = p + 3;
+        } else if (x < 0x10000) {
+          b[p + 1] = 0xcd;
+          put16(b, p + 2, x);
+          this.len = p + 4;
+        } else {
+          b[p + 1] = 0xce;
+          put32(b, p + 2, x);
+          this.len = p + 6;
+        }
+        return true;
+      }
+    }
     if (typeof v === 'number') this.num(v);
     else if (typeof v === 'string') this.str(v);
     else {

@@ -19,7 +19,7 @@
  * the job's `mapBlock` once per block of lines, or its `mapBytes` once per
  * chunk's bytes, when it has one and no record needs handling on its own: no
  * `skipBadRecords`, no records to skip), and collects what it emits in
- * memory, grouped by key (a {@link KeyTable} numbering the keys, and an
+ * memory, grouped by key (a {@link PackedKeyTable} numbering the keys, and an
  * array of their values; `mapBytes` keys are found by their bytes in the
  * thread's byte dictionary, a {@link ByteKeyIndex} kept from task to task,
  * by the hash the job's scan passes if it does). With `fold`, each key
@@ -80,6 +80,7 @@ import {
 import type { Split } from './input.js';
 import { readSplitBlocks, readSplitBytes, readSplitLines } from './input.js';
 import { BYTE_HASH_SEED, ByteKeyIndex, KeyTable, byteHash, sortKeyIds } from './key-table.js';
+import { PackedKeyTable } from './packed-key-table.js';
 import { ValueArena } from './value-arena.js';
 
 /** Values of one key buffered before the combiner runs on them (map side). */
@@ -562,7 +563,7 @@ function combiner(job: AnyJob, params: Readonly<Record<string, string>>, counter
  * values at its number: one folded value (fold mode) or a list.
  */
 interface Buffered {
-  readonly table: KeyTable;
+  readonly table: PackedKeyTable;
   readonly vals: unknown[];
   /**
    * List mode with a combiner: how many of the key's buffered values, from
@@ -630,7 +631,7 @@ function defaultPartitions(keys: readonly string[], reducers: number): Uint16Arr
 
 function newBuffer(encoded: boolean): Buffered {
   return {
-    table: new KeyTable(),
+    table: new PackedKeyTable(),
     vals: [],
     combined: [],
     arena: encoded ? new ValueArena() : undefined,
@@ -695,6 +696,8 @@ async function writeRuns(
     }
     runs.push({ partition: p, ...(await w.finish()) });
   }
+  // Its values are in the runs: its buffers go to the thread's next arena.
+  arena?.release();
   return runs;
 }
 
@@ -1517,10 +1520,11 @@ export async function runReduceTask(input: ReduceTaskInput): Promise<ReduceTaskR
         });
       }
       if (text.length >= OUTPUT_WRITE_CHARS) {
-        const t = text;
+        // Encoded once (fh.write of a string encodes it too, after byteLength has read it).
+        const b = Buffer.from(text);
         text = '';
-        counters.bytesOut += Buffer.byteLength(t);
-        return fh.write(t).then(() => undefined);
+        counters.bytesOut += b.length;
+        return fh.write(b).then(() => undefined);
       }
       return undefined;
     };
@@ -1537,8 +1541,9 @@ export async function runReduceTask(input: ReduceTaskInput): Promise<ReduceTaskR
     counters.keysIn = merged.keys;
     counters.valuesIn = merged.values;
     if (text.length > 0) {
-      counters.bytesOut += Buffer.byteLength(text);
-      await fh.write(text);
+      const b = Buffer.from(text);
+      counters.bytesOut += b.length;
+      await fh.write(b);
     }
     await fh.sync();
     closed = true;

@@ -10,6 +10,7 @@
  * arena.count(e); arena.bytesOf(e);       // values and encoded bytes of key e
  * for (let v = arena.first(e); v >= 0; v = arena.next(v)) arena.copyValue(v, block);
  * arena.copyValues(arena.first(e), arena.count(e), block); // the same, at once when it can
+ * arena.release();                        // written: its buffers go to the thread's next arena
  * ```
  *
  * Why: a map task holds what it emits until it writes its runs. Kept as
@@ -28,6 +29,7 @@
  */
 import { Packr } from 'msgpackr';
 import { assert } from '../lib/assert.js';
+import { limits } from '../lib/limits.js';
 import { BlockDecoder, BlockEncoder } from './run-block.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -42,16 +44,71 @@ function grownInt32(a: Int32Array<ArrayBuffer>, need: number): Int32Array<ArrayB
   return b;
 }
 
+/**
+ * A released arena's buffers, kept for the thread's next arena (see
+ * {@link ValueArena.release}): a 32 MiB postings map task grew ~100 MB of
+ * them anew (the values, their index, compact's copies of both), each
+ * growth a copy and each fresh page a fault. At most
+ * `limits.mrValueArenaKeptBytesMax` bytes of them are kept.
+ */
+interface KeptBuffers {
+  store: BlockEncoder | undefined;
+  index: Int32Array<ArrayBuffer> | undefined;
+  out: Buffer | undefined;
+  outIndex: Int32Array<ArrayBuffer> | undefined;
+}
+
+const kept: KeptBuffers = {
+  store: undefined,
+  index: undefined,
+  out: undefined,
+  outIndex: undefined,
+};
+
+/** Takes the kept buffer `which` if there is one and it holds `bytes` at least. */
+function takeKept<K extends keyof KeptBuffers>(which: K, bytes: number): KeptBuffers[K] {
+  const b = kept[which];
+  if (b === undefined) return undefined;
+  const size = b instanceof BlockEncoder ? b.capacity : b.byteLength;
+  if (size < bytes) return undefined;
+  kept[which] = undefined;
+  return b;
+}
+
+/** Bytes of the kept buffers. */
+function keptBytes(): number {
+  return (
+    (kept.store?.capacity ?? 0) +
+    (kept.index?.byteLength ?? 0) +
+    (kept.out?.byteLength ?? 0) +
+    (kept.outIndex?.byteLength ?? 0)
+  );
+}
+
+/** Bytes of arena buffers the thread keeps for its next arena (tests, diagnostics). */
+export function keptArenaBytes(): number {
+  return keptBytes();
+}
+
 /** Encoded values by key (see the file comment). */
 export class ValueArena {
   /** The encoded values, back to back (a BlockEncoder as a growable buffer: no records). */
-  private readonly store = new BlockEncoder(INITIAL_BYTES);
+  private store: BlockEncoder;
   /**
    * Per value `v`, side by side (one cache line for both where compact()
    * writes them in random order): at `2v` its start in the buffer (its end
    * is the next value's start, or the buffer's end), at `2v + 1` its key.
+   * Only the entries of values added are ever read (a kept one's old
+   * contents are not cleared).
    */
-  private index = new Int32Array(2 * INITIAL_VALUES);
+  private index: Int32Array<ArrayBuffer>;
+  /** Compact's copy of the values ({@link laidOut} is a view of it). */
+  private out: Buffer | undefined;
+  /** The index in emit order, once compact has made {@link index} the laid-out one. */
+  private emitIndex: Int32Array<ArrayBuffer> | undefined;
+  /** Released: its buffers may be another arena's now. */
+  private released = false;
+
   /**
    * Whether some key's values are not consecutive (a value was added to a
    * key other than the last value's, which already had values). Until then,
@@ -66,16 +123,28 @@ export class ValueArena {
   /** The values' bytes once {@link compact} laid them out key by key (no more adds then). */
   private laidOut: Buffer | undefined;
   private values = 0;
-  /** Per key: first value, number of values, encoded bytes. */
+  /** Per key: its first value. */
   private heads = new Int32Array(1024);
-  private counts = new Int32Array(1024);
-  private sizes = new Float64Array(1024);
+  /**
+   * Per key `e`, side by side (one cache line for both, which every add
+   * touches): at `2e` its number of values, at `2e + 1` their encoded bytes
+   * (offsets in the buffer are 32-bit too).
+   */
+  private tallies = new Int32Array(2 * 1024);
   /** Decodes values for {@link decodeValues} (made when first needed: the buffer no longer grows then). */
   private reader: BlockDecoder | undefined;
 
+  /** An empty arena, on the buffers the last released one left if any (see {@link release}). */
+  constructor() {
+    const store = takeKept('store', 0);
+    if (store !== undefined) store.reset();
+    this.store = store ?? new BlockEncoder(INITIAL_BYTES);
+    this.index = takeKept('index', 0) ?? new Int32Array(2 * INITIAL_VALUES);
+  }
+
   /** Bytes held: the encoded values plus the per-value and per-key indexes. */
   get bytes(): number {
-    return this.store.bytes + 4 * this.index.length + 16 * this.heads.length;
+    return this.store.bytes + 4 * this.index.length + 12 * this.heads.length;
   }
 
   /** Values held. */
@@ -90,7 +159,7 @@ export class ValueArena {
    * tenth of its time linking one; see {@link next}).
    */
   add(e: number, value: unknown): void {
-    assert(this.laidOut === undefined, 'ValueArena.add after compact');
+    assert(this.laidOut === undefined && !this.released, 'ValueArena.add after compact or release');
     this.reader = undefined;
     this.nexts = undefined;
     const store = this.store;
@@ -102,31 +171,29 @@ export class ValueArena {
     this.index[2 * v] = p;
     this.index[2 * v + 1] = e;
     if (e >= this.heads.length) this.growKeys(e + 1);
-    const c = this.counts[e] as number;
+    const tallies = this.tallies;
+    const c = tallies[2 * e] as number;
     if (c === 0) this.heads[e] = v;
     else if (e !== this.lastKey) this.scattered = true;
     this.lastKey = e;
-    this.counts[e] = c + 1;
-    this.sizes[e] = (this.sizes[e] as number) + n;
+    tallies[2 * e] = c + 1;
+    tallies[2 * e + 1] = (tallies[2 * e + 1] as number) + n;
   }
 
   private growKeys(need: number): void {
     const size = Math.max(need, this.heads.length * 2);
     this.heads = grownInt32(this.heads, size);
-    this.counts = grownInt32(this.counts, size);
-    const sizes = new Float64Array(size);
-    sizes.set(this.sizes);
-    this.sizes = sizes;
+    this.tallies = grownInt32(this.tallies, 2 * size);
   }
 
   /** Values of key `e`. */
   count(e: number): number {
-    return e < this.counts.length ? (this.counts[e] as number) : 0;
+    return e < this.heads.length ? (this.tallies[2 * e] as number) : 0;
   }
 
   /** Encoded bytes of key `e`'s values. */
   bytesOf(e: number): number {
-    return e < this.sizes.length ? (this.sizes[e] as number) : 0;
+    return e < this.heads.length ? (this.tallies[2 * e + 1] as number) : 0;
   }
 
   /** Key `e`'s first value, or -1. */
@@ -211,6 +278,7 @@ export class ValueArena {
   }
 
   private data(): Buffer {
+    assert(!this.released, 'ValueArena used after release');
     return this.laidOut ?? this.store.buffer;
   }
 
@@ -236,14 +304,16 @@ export class ValueArena {
       cursor[2 * e] = bytes;
       cursor[2 * e + 1] = slots;
       this.heads[e] = slots;
-      bytes += this.sizes[e] as number;
-      slots += this.counts[e] as number;
+      bytes += this.tallies[2 * e + 1] as number;
+      slots += this.tallies[2 * e] as number;
     }
     assert(slots === n, 'ValueArena.compact: the order misses keys with values');
     const src = this.store.buffer;
-    const out = Buffer.allocUnsafe(bytes);
+    this.out = takeKept('out', bytes) ?? Buffer.allocUnsafe(bytes);
+    const out = this.out.subarray(0, bytes);
     const from = this.index;
-    const index = new Int32Array(Math.max(2, 2 * n));
+    // Every entry of the n values is written below (a kept one is not cleared).
+    const index = takeKept('outIndex', 8 * n) ?? new Int32Array(Math.max(2, 2 * n));
     const last = this.store.bytes;
     for (let v = 0; v < n; v++) {
       const s = from[2 * v] as number;
@@ -258,11 +328,36 @@ export class ValueArena {
       index[2 * w] = d;
       index[2 * w + 1] = e;
     }
+    this.emitIndex = from;
     this.index = index;
     this.scattered = false;
     this.nexts = undefined;
     this.laidOut = out;
     this.reader = undefined;
+  }
+
+  /**
+   * Gives the arena's buffers to the thread's next arena (one a map task
+   * makes for its next buffer, or its next task), as far as
+   * `limits.mrValueArenaKeptBytesMax` allows; the arena must not be used
+   * afterwards. Call once its values are written (runs copy them).
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const max = limits.mrValueArenaKeptBytesMax;
+    const keep = <K extends keyof KeptBuffers>(which: K, b: KeptBuffers[K], size: number): void => {
+      if (b === undefined || kept[which] !== undefined || keptBytes() + size > max) return;
+      kept[which] = b;
+    };
+    const emitIndex = this.emitIndex ?? this.index;
+    keep('store', this.store, this.store.capacity);
+    keep('index', emitIndex, emitIndex.byteLength);
+    if (this.emitIndex !== undefined) keep('outIndex', this.index, this.index.byteLength);
+    keep('out', this.out, this.out?.byteLength ?? 0);
+    this.laidOut = undefined;
+    this.out = undefined;
+    this.emitIndex = undefined;
   }
 
   /** Value `v`, decoded (for tests). */

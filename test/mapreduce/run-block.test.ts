@@ -219,6 +219,25 @@ describe('run blocks', () => {
     );
   });
 
+  it('a one-number list (a postings `[id]`, written without the general path) is written as the general path writes it', () => {
+    const bytesOf = (v: unknown, nested: boolean): Buffer => {
+      const enc = new BlockEncoder();
+      // Nested in one more list, [x] takes the general path (other()): its bytes follow the outer header.
+      expect(enc.appendValue(nested ? [v] : v)).toBe(true);
+      return Buffer.from(enc.buffer.subarray(nested ? 6 : 5, enc.bytes));
+    };
+    const x = fc.oneof(
+      scalar,
+      fc.constantFrom(-0, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 32 - 1),
+    );
+    fc.assert(
+      fc.property(x, (v) => {
+        expect(bytesOf([v], false)).toEqual(bytesOf([v], true));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('an integer cut short inside a list of values is BadBlock', () => {
     const block = encode([['a', [[1, 70000, 300, -200]]]]);
     // Every cut inside the nested list (after its header) ends in the middle of a value or the list.

@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readRun, roundTrip, RunWriter } from '../../src/mapreduce/format.js';
-import { ValueArena } from '../../src/mapreduce/value-arena.js';
+import { AssertionError } from '../../src/lib/assert.js';
+import { ValueArena, keptArenaBytes } from '../../src/mapreduce/value-arena.js';
 import { tempDir } from '../harness/tmp.js';
 
 const value = fc.oneof(
@@ -70,6 +71,8 @@ describe('value arena', () => {
           for (const k of [...keys].sort()) w.addEncoded(k, arena, keys.indexOf(k));
           const { path } = await w.finish();
           expect(await readBack(path)).toEqual([...want].sort(([a], [b]) => (a < b ? -1 : 1)));
+          // The next run's arena takes these buffers as they are (old values in them).
+          arena.release();
         },
       ),
       { numRuns: 100 },
@@ -103,6 +106,26 @@ describe('value arena', () => {
       ['y', ['c', 'e']],
       ['z', ['f']],
     ]);
+  });
+
+  it('a released arena’s buffers go to the next arena, and the released one can no longer be used', () => {
+    const a = new ValueArena();
+    for (let i = 0; i < 50_000; i++) a.add(i % 7, [i]);
+    a.compact([0, 1, 2, 3, 4, 5, 6]);
+    const before = keptArenaBytes();
+    a.release();
+    const released = keptArenaBytes();
+    expect(released).toBeGreaterThan(before);
+    expect(() => a.add(0, 1)).toThrow(AssertionError);
+    expect(() => a.decodeValues(0, [])).toThrow(AssertionError);
+    const b = new ValueArena(); // takes the values' buffer and index
+    expect(keptArenaBytes()).toBeLessThan(released);
+    b.add(3, 'x');
+    b.add(1, [2]);
+    b.add(3, 'y');
+    expect(b.decodeValues(3, [])).toEqual(['x', 'y']);
+    expect(b.decodeValues(1, [])).toEqual([[2]]);
+    expect(b.count(0)).toBe(0);
   });
 
   it('a key whose values exceed a record is cut into consecutive records, read back in order', async () => {
