@@ -85,20 +85,24 @@
  * Figures (every run, with its load, is in bench/RESULTS.md), quiet
  * (nothing but the bench's own processes), 256 MiB, 32 MiB splits: cohort1
  * (cohort3) over the single program, then over Dask. csv and postings from
- * 2026-12-07 01:49-01:57 (5 reps); the other shapes from 01:57-02:03 (1 rep):
+ * 2026-12-07 04:25-04:37 (5 reps); the other shapes from 04:37-04:40 (1 rep):
  *
  * ```
- * csv       1.71x (1.50x), 8.35x (7.32x)     wordcount 2.94x (2.86x), 6.73x (6.56x)
- * postings  1.83x (1.60x), 3.65x (3.19x)     join      2.24x (2.19x), 20.07x (19.66x)
- *                                            sort      2.73x (2.39x),  9.89x (8.65x)
+ * csv       1.82x (1.59x), 7.93x (6.94x)     wordcount 2.96x (2.89x),  7.85x (7.64x)
+ * postings  2.18x (2.11x), 3.62x (3.52x)     join      2.55x (2.53x), 15.89x (15.81x)
+ *                                            sort      2.25x (2.12x),  8.54x (8.05x)
  * ```
  *
- * CPU s/GiB single / cohort1 / cohort3: csv 22.6 / 23.7 / 27.1, postings
- * 64.0 / 58.1 / 66.5. Two goals sit at their edge: csv on 3 nodes over the
- * single program (1.34-1.80 per rep: the single program's own time moves
- * 4.8-6.3 s) and postings on 3 nodes over Dask (2.93-3.19 over five runs;
- * Dask's own postings time moves 22.8-33.3 s between runs). To
- * measure, on a quiet machine (`uptime` below ~1):
+ * CPU s/GiB single / cohort1 / cohort3: csv 28.7 / 27.9 / 31.8, postings
+ * 70.2 / 54.2 / 58.2. Per rep, csv on 3 nodes over the single program
+ * 1.58-1.78 and postings on 3 nodes over Dask 3.19-3.68; postings again
+ * at 04:40-04:43 (3 reps): 2.24x (2.13x), 3.43x (3.25x), 3.15-3.27 per rep.
+ * The single programs are plain careful ones (whole-file strings, a line
+ * at a time, a Map), written as a job's `map` is; a byte-level program is
+ * much faster (bench/wordcount.ts's best loop: 184.7 MB/s on one thread on
+ * its own corpus, against 66.9 MB/s for this file's word count single
+ * program on its input). To measure, on a quiet machine (`uptime` below
+ * ~1):
  * `npm run bench:mapreduce 2>&1 | tee /tmp/mapreduce-bench.txt` (about 1.3 GB
  * of inputs generated on the first run, then 5 shapes x 4 implementations x
  * 3 reps), and add a row to bench/RESULTS.md.
