@@ -18,8 +18,9 @@
  *   CPU of the `keytable` loop; the slot layout and the kept read buffer
  *   (2026-12-07) took it from 254 to 215 CPU ms per 32 MiB file (median
  *   of 4, nearly quiet).
- * - `keytable`: the engine's own key table (src/mapreduce/key-table.ts, the
- *   same class the map task uses) fed the word strings the job's scan makes
+ * - `keytable`: the engine's own key table for keys emitted by `map`
+ *   (src/mapreduce/packed-key-table.ts, the class a map task's buffer
+ *   uses) fed the word strings the job's scan makes
  *   (latin1 string of the file, `charCodeAt` scan, `slice` per word): the
  *   engine's counting with no engine around it.
  *
@@ -40,7 +41,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { KeyTable } from '../src/mapreduce/key-table.js';
+import { PackedKeyTable } from '../src/mapreduce/packed-key-table.js';
 
 /** A thread's table: distinct words and their counts, index for index. */
 export interface Counted {
@@ -168,8 +169,8 @@ class ByteTable {
   }
 }
 
-/** The engine's scan (examples/mapreduce/wordcount.ts) into the engine's KeyTable. */
-function countKeyTable(text: string, t: KeyTable, counts: number[]): void {
+/** The engine's scan (examples/mapreduce/wordcount.ts) into the engine's PackedKeyTable. */
+function countKeyTable(text: string, t: PackedKeyTable, counts: number[]): void {
   const n = text.length;
   let start = -1;
   const bump = (w: string): void => {
@@ -217,7 +218,7 @@ export function countFiles(kind: LoopKind, files: readonly string[], next: Int32
     }
     return t.result();
   }
-  const t = new KeyTable();
+  const t = new PackedKeyTable();
   const counts: number[] = [];
   for (;;) {
     const i = Atomics.add(next, 0, 1);

@@ -24,8 +24,8 @@
  *   threads pulling files from a shared counter; the main thread merges
  *   their tables and writes the output.
  * - `keytable1`, `keytable2` (`keytable2` by default): the same program
- *   counting with the engine's own key table (src/mapreduce/key-table.ts)
- *   fed the strings the job's scan makes: the engine's counting with no
+ *   counting with the engine's own key table for `map`'s keys
+ *   (src/mapreduce/packed-key-table.ts) fed the strings the job's scan makes: the engine's counting with no
  *   engine around it.
  * - `tasks1`, `tasks2`: cohort's task functions (src/mapreduce/tasks.ts:
  *   split reading, the job's `mapBytes` — a byte scan emitting each word as
