@@ -75,19 +75,14 @@ function takeKept<K extends keyof KeptBuffers>(which: K, bytes: number): KeptBuf
   return b;
 }
 
-/** Bytes of the kept buffers. */
-function keptBytes(): number {
+/** Bytes of arena buffers the thread keeps for its next arena (also for tests, diagnostics). */
+export function keptArenaBytes(): number {
   return (
     (kept.store?.capacity ?? 0) +
     (kept.index?.byteLength ?? 0) +
     (kept.out?.byteLength ?? 0) +
     (kept.outIndex?.byteLength ?? 0)
   );
-}
-
-/** Bytes of arena buffers the thread keeps for its next arena (tests, diagnostics). */
-export function keptArenaBytes(): number {
-  return keptBytes();
 }
 
 /** Encoded values by key (see the file comment). */
@@ -347,7 +342,7 @@ export class ValueArena {
     this.released = true;
     const max = limits.mrValueArenaKeptBytesMax;
     const keep = <K extends keyof KeptBuffers>(which: K, b: KeptBuffers[K], size: number): void => {
-      if (b === undefined || kept[which] !== undefined || keptBytes() + size > max) return;
+      if (b === undefined || kept[which] !== undefined || keptArenaBytes() + size > max) return;
       kept[which] = b;
     };
     const emitIndex = this.emitIndex ?? this.index;
