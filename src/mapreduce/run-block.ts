@@ -208,30 +208,13 @@ export class BlockEncoder {
    */
   appendValue(v: unknown): boolean {
     if (Array.isArray(v) && v.length === 1) {
-      // `[id]`, one unsigned integer (a postings value, one per emit): as
-      // other() writes it (a fixarray of one, the smallest uint), without its calls.
+      // `[id]` (a postings value, one per emit): a fixarray of one and the
+      // number, as other() writes it, without other()'s calls.
       const x: unknown = v[0];
-      if (typeof x === 'number' && x >>> 0 === x) {
-        this.ensure(6);
-        const b = this.buf;
-        const p = this.len;
-        b[p] = 0x91;
-        if (x < 0x80) {
-          b[p + 1] = x;
-          this.len = p + 2;
-        } else if (x < 0x100) {
-          b[p + 1] = 0xcc;
-          b[p + 2] = x;
-          this.len = p + 3;
-        } else if (x < 0x10000) {
-          b[p + 1] = 0xcd;
-          put16(b, p + 2, x);
-          this.len = p + 4;
-        } else {
-          b[p + 1] = 0xce;
-          put32(b, p + 2, x);
-          this.len = p + 6;
-        }
+      if (typeof x === 'number') {
+        this.ensure(1);
+        this.buf[this.len++] = 0x91;
+        this.num(x);
         return true;
       }
     }
