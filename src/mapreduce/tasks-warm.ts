@@ -4,11 +4,13 @@
  * combiner, no combiner with short arrays and strings, `mapBlock`, `mapBytes`,
  * `mapBytes` with the built-in `sumFold`) through
  * {@link runMapTask} and {@link runReduceTask} on a generated input in a temp
- * directory, then removes it. Called once per thread when a job module is
+ * directory, then a word count the way a real one runs (several map tasks on
+ * one byte dictionary, a reduce of many runs: {@link warmWordCount}), then
+ * removes it all. Called once per thread when a job module is
  * preloaded (worker-thread.ts, `kind: 'load'`), outside any job.
  *
  * ```ts
- * await warmEngine(); // ~2 MiB mapped seven ways, then reduced; nothing left on disk
+ * await warmEngine(); // ~2 MiB mapped seven ways, ~2 MiB of words counted in three map tasks; nothing left on disk
  * ```
  *
  * Why: each worker thread compiles the engine's per-record path (the line
@@ -26,7 +28,7 @@ import { join } from 'node:path';
 import { defineJob, sumFold } from './job.js';
 import type { AnyJob } from './job.js';
 import { byteHash } from './key-table.js';
-import { runMapTask, runReduceTask } from './tasks.js';
+import { dropKeyDictionary, runMapTask, runReduceTask } from './tasks.js';
 
 /** Lines of the generated input (about 40 bytes each). */
 const WARM_LINES = 40_000;
@@ -172,6 +174,144 @@ function input(): string {
   return lines.join('\n') + '\n';
 }
 
+/** Distinct words of the word-count stage's vocabulary (see {@link warmWordCount}). */
+const WARM_WORDS = 16_000;
+
+/** Lines of each of the word-count stage's two inputs (about 8 words each). */
+const WARM_WORD_LINES = 12_000;
+
+/** True for the code of an ASCII letter. */
+function isLetter(c: number): boolean {
+  return ((c | 32) - 97) >>> 0 < 26;
+}
+
+/**
+ * A word count over bytes, as examples/mapreduce/wordcount.ts scans: each
+ * maximal `[A-Za-z]+` run emitted with its byte hash, summed by the
+ * built-in sum; a line's first word counts 4096 (so that sums reach the
+ * run encoder's large-number formats, as a real text's common words do).
+ */
+const wordCount: AnyJob = defineJob<number, number>({
+  map(_o, line, emit) {
+    for (const w of line.split(/[^A-Za-z]+/)) if (w !== '') emit(w, 1);
+  },
+  mapBytes(_o, bytes, emit, ctx) {
+    const n = bytes.length;
+    let i = 0;
+    let first = true;
+    while (i < n) {
+      let c = bytes[i] as number;
+      while (!isLetter(c)) {
+        if (c === 10) first = true;
+        if (++i >= n) return;
+        c = bytes[i] as number;
+      }
+      const start = i;
+      let h = ctx.byteHashSeed;
+      do {
+        h = Math.imul(h ^ c, 0x01000193);
+        if (++i >= n) break;
+        c = bytes[i] as number;
+      } while (isLetter(c));
+      emit(start, i, first ? 4096 : 1, h);
+      first = false;
+    }
+  },
+  fold: sumFold,
+  reduce: (k, vs, emit) =>
+    emit(
+      k,
+      vs.reduce((a, b) => a + b, 0),
+    ),
+});
+
+/** The word-count stage's vocabulary: letters only, 1 to 12 long, mixed case (deterministic). */
+function vocabulary(): string[] {
+  let x = 777;
+  const words: string[] = [];
+  for (let i = 0; i < WARM_WORDS; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    const len = 1 + (x % 12);
+    let w = '';
+    for (let j = 0; j < len; j++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const c = (x >>> 9) % 52;
+      w += String.fromCharCode(c < 26 ? 97 + c : 65 + c - 26);
+    }
+    words.push(w);
+  }
+  return words;
+}
+
+/** Lines of words drawn (skewed, as in text) from the first `vocab` words of `words`. */
+function wordText(words: readonly string[], vocab: number, seed: number): string {
+  let x = seed;
+  const lines: string[] = [];
+  for (let i = 0; i < WARM_WORD_LINES; i++) {
+    const line: string[] = [];
+    for (let j = 0; j < 8; j++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const r = (x >>> 8) / 0x1000000;
+      line.push(words[Math.floor(vocab * r * r)] as string);
+    }
+    lines.push(line.join(i % 7 === 0 ? ', ' : ' '));
+  }
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * The word-count stage: a thread's map tasks share its byte dictionary
+ * (tasks.ts), and a word count's first task fills it with tens of
+ * thousands of words, growing its slots and arena, while later tasks add a
+ * few keys each to an order kept from task to task, and the reduce adds up
+ * many runs by their keys' bytes. Code first run in a job there was
+ * compiled in the job, and code run in a way the warm-up had not run it
+ * (the dictionary grown, new keys merged into the kept order, large sums
+ * written) was thrown away and compiled again, on the compiler threads
+ * that the job's own threads share the cores with (~300 CPU ms per
+ * 512 MiB word count on two threads). Three map tasks (a vocabulary, then
+ * more words, then the first input again) and a reduce of six runs per
+ * partition; the dictionary they filled is dropped, so a job starts with an
+ * empty one, as it would on a fresh thread.
+ */
+async function warmWordCount(dir: string): Promise<void> {
+  const words = vocabulary();
+  const a = join(dir, 'words-a.txt');
+  const b = join(dir, 'words-b.txt');
+  const textA = wordText(words, (WARM_WORDS * 3) >> 2, 99);
+  const textB = wordText(words, WARM_WORDS, 123);
+  await writeFile(a, textA);
+  await writeFile(b, textB);
+  const splits = [
+    { file: a, start: 0, end: Buffer.byteLength(textA) },
+    { file: b, start: 0, end: Buffer.byteLength(textB) },
+    { file: a, start: 0, end: Buffer.byteLength(textA) },
+  ];
+  const runs: string[][] = [[], []];
+  for (const [i, split] of splits.entries()) {
+    const m = await runMapTask({
+      job: wordCount,
+      split,
+      reducers: 2,
+      dir: join(dir, 'wc'),
+      taskId: `warm-wc${i}`,
+      attempt: 0,
+    });
+    for (const run of m.runs) runs[run.partition]?.push(run.path);
+  }
+  for (const [p, paths] of runs.entries()) {
+    await runReduceTask({
+      job: wordCount,
+      partition: p,
+      runs: [...paths, ...paths],
+      output: join(dir, `out-wc-${p}`),
+      taskId: 'warm-wcr',
+      attempt: 0,
+    });
+  }
+  dropKeyDictionary();
+}
+
 /** Runs the built-in jobs once through map and reduce tasks; see the file header. */
 export async function warmEngine(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'cohort-mr-warm-'));
@@ -200,6 +340,7 @@ export async function warmEngine(): Promise<void> {
         });
       }
     }
+    await warmWordCount(dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

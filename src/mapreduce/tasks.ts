@@ -312,6 +312,15 @@ function threadDictionary(bytesMax: number): ByteKeyIndex {
   return dictionary;
 }
 
+/**
+ * Drops the thread's byte dictionary: the next `mapBytes` buffer starts an
+ * empty one. For the engine's warm-up (tasks-warm.ts), whose made-up keys
+ * no job needs.
+ */
+export function dropKeyDictionary(): void {
+  dictionary = undefined;
+}
+
 /** The thread's byte dictionary: distinct keys and estimated bytes (tests, diagnostics). */
 export function keyDictionaryStats(): { keys: number; bytes: number } {
   return { keys: dictionary?.table.size ?? 0, bytes: dictionary?.bytes ?? 0 };
