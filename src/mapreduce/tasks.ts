@@ -1354,10 +1354,11 @@ export async function mergeRuns(
  * The reduce of a job whose values are numbers summed (`fold: sumFold`,
  * job.ts), without a k-way merge: the runs (files, or arrays of chunks:
  * read again if this path gives up) are read one after the other, in order, each record's key found
- * by its bytes in a table of the partition's distinct keys (key-table.ts's
- * {@link ByteKeyIndex}: no string per record, a key decoded once) and its
- * values added to the key's sum; then the keys are sorted and `visit`ed in
- * order, each with its sum as its one value. That is the fold applied on
+ * by its bytes in the thread's byte dictionary ({@link threadDictionary}:
+ * no string per record; a key this thread's map tasks wrote is decoded and
+ * ranked already, any other is decoded once and joins it) and its values
+ * added to the key's sum; then the keys are picked out of the dictionary's
+ * kept order and `visit`ed in it, each with its sum as its one value. That is the fold applied on
  * the reduce side too (`reduce` gets at most one value per map task and
  * spill: here one, the sum of them in input order), and the keys' order is
  * checked per run as the merge checks it. Word count, a partition of 16
@@ -1374,11 +1375,16 @@ export async function sumRuns(
   tableBytesMax = limits.mrReduceSumTableBytesMax,
 ): Promise<{ keys: number; values: number } | undefined> {
   const readers = paths.map((p, i) => new RunReader(p, i));
-  const table = new KeyTable();
-  const index = new ByteKeyIndex(table);
-  let sums = new Float64Array(1024);
-  /** Keys with no value yet (new ones, and any read only from empty lists). */
-  let valued = new Uint8Array(1024);
+  // The thread's byte dictionary: the keys this thread's map tasks wrote are
+  // in it already, decoded and in order (no string and no sort for them).
+  const index = threadDictionary(limits.mrKeyDictionaryBytesMax);
+  const table = index.table;
+  const bytesBefore = index.bytes;
+  let sums = new Float64Array(Math.max(1024, table.size));
+  /** By key number: 0 not in this reduce, 1 in it without a value yet, 2 summed into sums. */
+  let state = new Uint8Array(sums.length);
+  /** This reduce's key numbers. */
+  const touched: number[] = [];
   let values = 0;
   try {
     // Every run's first block at once, so their reads overlap (as mergeRuns).
@@ -1389,28 +1395,33 @@ export async function sumRuns(
       if (s.status === 'rejected') throw s.reason;
       for (let more = s.value; more; more = await r.nextBlock()) {
         if (!r.blockByHand) return undefined;
-        if (index.bytes + 9 * sums.length > tableBytesMax) return undefined;
         const bytes = r.blockBytes;
         while (r.nextKey()) {
           const e = index.intern(bytes, r.keyStart, r.keyEnd);
           if (e >= sums.length) {
-            const bigger = new Float64Array(2 * sums.length);
+            const size = Math.max(2 * sums.length, e + 1);
+            const bigger = new Float64Array(size);
             bigger.set(sums);
             sums = bigger;
-            const marks = new Uint8Array(2 * valued.length);
-            marks.set(valued);
-            valued = marks;
+            const marks = new Uint8Array(size);
+            marks.set(state);
+            state = marks;
+          }
+          let st = state[e] as number;
+          if (st === 0) {
+            touched.push(e);
+            state[e] = st = 1;
           }
           const n = r.valuesLeft;
           if (n === 0) continue;
           let sum: number;
           let j = 0;
-          if (valued[e] === 0) {
+          if (st === 1) {
             // Its first value: the sum starts there (a + b for the rest, as sumFold).
             const v = r.takeNumber();
             if (v === undefined) return undefined;
             sum = v;
-            valued[e] = 1;
+            state[e] = 2;
             j = 1;
           } else {
             sum = sums[e] as number;
@@ -1423,18 +1434,18 @@ export async function sumRuns(
           sums[e] = sum;
           values += n;
         }
+        // The bound, after each block: what this reduce added to the dictionary, and its sums.
+        if (index.bytes - bytesBefore + 9 * sums.length > tableBytesMax) return undefined;
       }
     }
   } finally {
     await Promise.all(readers.map((r) => r.close()));
   }
   const keys = table.keys;
-  const ids = new Int32Array(keys.length);
-  for (let e = 0; e < ids.length; e++) ids[e] = e;
-  sortKeyIds(keys, ids);
+  const ids = index.sortedSubset(touched);
   for (let k = 0; k < ids.length; k++) {
     const e = ids[k] as number;
-    const v = visit(keys[e] as string, valued[e] === 1 ? [sums[e]] : []);
+    const v = visit(keys[e] as string, state[e] === 2 ? [sums[e]] : []);
     if (v !== undefined) await v;
   }
   return { keys: ids.length, values };

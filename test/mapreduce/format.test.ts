@@ -382,7 +382,7 @@ describe('sumRuns (a summing reduce without a merge)', () => {
     const keys = Array.from({ length: 3000 }, (_, i) => `k${String(i).padStart(5, '0')}`);
     const paths = [await writeRun(keys.map((k): [string, unknown[]] => [k, [1]]))];
     const seen: string[] = [];
-    // 3000 keys fit the default bound, not 16 KiB (the table alone starts bigger).
+    // 3000 keys fit the default bound, not 16 KiB (added to the thread's dictionary they take more).
     expect(await sumRuns(paths, (k) => void seen.push(k), 16 * 1024)).toBeUndefined();
     expect(seen).toEqual([]);
     expect(await sumRuns(paths, (k) => void seen.push(k))).toEqual({ keys: 3000, values: 3000 });

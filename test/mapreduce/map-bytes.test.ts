@@ -8,7 +8,12 @@ import { builtInFold, defineJob, loadJob, sumFold } from '../../src/mapreduce/jo
 import type { AnyJob, Emit, EmitBytes } from '../../src/mapreduce/job.js';
 import { planSplits } from '../../src/mapreduce/input.js';
 import { defaultPartition } from '../../src/mapreduce/format.js';
-import { keyDictionaryStats, runMapTask, runReduceTask } from '../../src/mapreduce/tasks.js';
+import {
+  dropKeyDictionary,
+  keyDictionaryStats,
+  runMapTask,
+  runReduceTask,
+} from '../../src/mapreduce/tasks.js';
 import { byteHash } from '../../src/mapreduce/key-table.js';
 import { runSequential } from '../../src/mapreduce/sequential.js';
 import { runTasksInProcess } from '../../src/mapreduce/tasks-local.js';
@@ -318,6 +323,46 @@ describe('mapBytes', () => {
     expect(keyDictionaryStats().keys - before).toBe(750); // 250 of its 500 were known
     await runMapTask({ ...task, split: splits[0]!, taskId: 'm-2' });
     expect(keyDictionaryStats().keys - before).toBe(750);
+  });
+
+  it("sums a summing job's runs on the thread's byte dictionary: keys its map tasks wrote add nothing, others join it; the output is the same", async () => {
+    const words = Array.from({ length: 400 }, (_, i) => `sumword${i}`).join(' ') + '\n';
+    const base = await inputDir([Buffer.from(words + words)]);
+    const [split] = await planSplits([join(base, 'in', 'f0.txt')], 1 << 20);
+    const job = jobs['sumFold'] as AnyJob;
+    const m = await runMapTask({
+      job,
+      split: split!,
+      reducers: 2,
+      dir: join(base, 'm'),
+      taskId: 'm-0',
+      attempt: 0,
+    });
+    const reduceAll = async (tag: string): Promise<string[]> => {
+      const out: string[] = [];
+      for (const run of m.runs) {
+        const output = join(base, `${tag}-${run.partition}`);
+        await runReduceTask({
+          job,
+          partition: run.partition,
+          runs: [run.path, run.path],
+          output,
+          taskId: `r-${tag}`,
+          attempt: 0,
+        });
+        out.push(await readFile(output, 'utf8'));
+      }
+      return out;
+    };
+    const known = keyDictionaryStats().keys;
+    const first = await reduceAll('known');
+    expect(keyDictionaryStats().keys).toBe(known); // every key was the map task's
+    expect(first.join('').split('\n').filter(Boolean)).toHaveLength(400);
+    expect(first.join('')).toContain('sumword7\t4\n'); // once a line, two lines, the run given twice
+    dropKeyDictionary();
+    const again = await reduceAll('fresh');
+    expect(keyDictionaryStats().keys).toBe(400); // decoded once, now the thread's
+    expect(again).toEqual(first);
   });
 
   it("puts each key of a summing job in its default partition for the task's reducer count, from task to task on the thread's dictionary (partitions kept by key number, per count)", async () => {
