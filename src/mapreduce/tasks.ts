@@ -1378,14 +1378,8 @@ export async function sumRuns(
   // The thread's byte dictionary: the keys this thread's map tasks wrote are
   // in it already, decoded and in order (no string and no sort for them).
   const index = threadDictionary(limits.mrKeyDictionaryBytesMax);
-  const table = index.table;
   const bytesBefore = index.bytes;
-  let sums = new Float64Array(Math.max(1024, table.size));
-  /** By key number: 0 not in this reduce, 1 in it without a value yet, 2 summed into sums. */
-  let state = new Uint8Array(sums.length);
-  /** This reduce's key numbers. */
-  const touched: number[] = [];
-  let values = 0;
+  const table = new SumTable(index);
   try {
     // Every run's first block at once, so their reads overlap (as mergeRuns).
     const started = await Promise.allSettled(readers.map((r) => r.nextBlock()));
@@ -1394,61 +1388,97 @@ export async function sumRuns(
       const s = started[i] as PromiseSettledResult<boolean>;
       if (s.status === 'rejected') throw s.reason;
       for (let more = s.value; more; more = await r.nextBlock()) {
-        if (!r.blockByHand) return undefined;
-        const bytes = r.blockBytes;
-        while (r.nextKey()) {
-          const e = index.intern(bytes, r.keyStart, r.keyEnd);
-          if (e >= sums.length) {
-            const size = Math.max(2 * sums.length, e + 1);
-            const bigger = new Float64Array(size);
-            bigger.set(sums);
-            sums = bigger;
-            const marks = new Uint8Array(size);
-            marks.set(state);
-            state = marks;
-          }
-          let st = state[e] as number;
-          if (st === 0) {
-            touched.push(e);
-            state[e] = st = 1;
-          }
-          const n = r.valuesLeft;
-          if (n === 0) continue;
-          let sum: number;
-          let j = 0;
-          if (st === 1) {
-            // Its first value: the sum starts there (a + b for the rest, as sumFold).
-            const v = r.takeNumber();
-            if (v === undefined) return undefined;
-            sum = v;
-            state[e] = 2;
-            j = 1;
-          } else {
-            sum = sums[e] as number;
-          }
-          for (; j < n; j++) {
-            const v = r.takeNumber();
-            if (v === undefined) return undefined;
-            sum += v;
-          }
-          sums[e] = sum;
-          values += n;
-        }
+        if (!r.blockByHand || !table.addBlock(r)) return undefined;
         // The bound, after each block: what this reduce added to the dictionary, and its sums.
-        if (index.bytes - bytesBefore + 9 * sums.length > tableBytesMax) return undefined;
+        if (index.bytes - bytesBefore + 9 * table.sums.length > tableBytesMax) return undefined;
       }
     }
   } finally {
     await Promise.all(readers.map((r) => r.close()));
   }
-  const keys = table.keys;
-  const ids = index.sortedSubset(touched);
+  const keys = index.table.keys;
+  const ids = index.sortedSubset(table.touched);
+  const { sums, state } = table;
   for (let k = 0; k < ids.length; k++) {
     const e = ids[k] as number;
     const v = visit(keys[e] as string, state[e] === 2 ? [sums[e]] : []);
     if (v !== undefined) await v;
   }
-  return { keys: ids.length, values };
+  return { keys: ids.length, values: table.values };
+}
+
+/**
+ * {@link sumRuns}'s sums, by key number in the thread's byte dictionary, and
+ * its per-record loop ({@link addBlock}): a method of its own, synchronous
+ * and called with objects of the same shapes in every reduce, so that V8
+ * keeps its optimised code from one reduce to the next (in the async
+ * sumRuns, code specialised to one reduce's objects was thrown away after
+ * it and compiled again in the next, while the reduce ran unoptimised).
+ */
+class SumTable {
+  /** Sums by key number. */
+  sums: Float64Array;
+  /** By key number: 0 not in this reduce, 1 in it without a value yet, 2 summed into sums. */
+  state: Uint8Array;
+  /** This reduce's key numbers. */
+  readonly touched: number[] = [];
+  /** Values added. */
+  values = 0;
+
+  constructor(private readonly index: ByteKeyIndex) {
+    this.sums = new Float64Array(Math.max(1024, index.table.size));
+    this.state = new Uint8Array(this.sums.length);
+  }
+
+  /**
+   * Adds up the records of `r`'s current block (decoded by hand); false,
+   * the sums then unusable, if a value is not a number.
+   */
+  addBlock(r: RunReader): boolean {
+    const index = this.index;
+    const bytes = r.blockBytes;
+    let sums = this.sums;
+    let state = this.state;
+    while (r.nextKey()) {
+      const e = index.intern(bytes, r.keyStart, r.keyEnd);
+      if (e >= sums.length) {
+        const size = Math.max(2 * sums.length, e + 1);
+        const bigger = new Float64Array(size);
+        bigger.set(sums);
+        this.sums = sums = bigger;
+        const marks = new Uint8Array(size);
+        marks.set(state);
+        this.state = state = marks;
+      }
+      let st = state[e] as number;
+      if (st === 0) {
+        this.touched.push(e);
+        state[e] = st = 1;
+      }
+      const n = r.valuesLeft;
+      if (n === 0) continue;
+      let sum: number;
+      let j = 0;
+      if (st === 1) {
+        // Its first value: the sum starts there (a + b for the rest, as sumFold).
+        const v = r.takeNumber();
+        if (v === undefined) return false;
+        sum = v;
+        state[e] = 2;
+        j = 1;
+      } else {
+        sum = sums[e] as number;
+      }
+      for (; j < n; j++) {
+        const v = r.takeNumber();
+        if (v === undefined) return false;
+        sum += v;
+      }
+      sums[e] = sum;
+      this.values += n;
+    }
+    return true;
+  }
 }
 
 /** What a reduce task is given. */
