@@ -153,19 +153,25 @@ class ByteTable {
     this.shift = shift;
   }
 
-  /** The words (one string each, made now) and their counts. */
+  /** Sets every word's count to 0, keeping the words (a kept table's next pass). */
+  zeroCounts(): void {
+    const slots = this.slots;
+    for (let at = 3; at < slots.length; at += 4) slots[at] = 0;
+  }
+
+  /** The words counted (one string each, made now) and their counts. */
   result(): Counted {
     const keys: string[] = [];
     const counts = new Float64Array(this.size);
     const slots = this.slots;
     for (let at = 0; at < slots.length; at += 4) {
       const len = slots[at + 2] as number;
-      if (len === 0) continue;
+      if (len === 0 || slots[at + 3] === 0) continue;
       const s = slots[at + 1] as number;
       counts[keys.length] = slots[at + 3] as number;
       keys.push(this.arena.toString('latin1', s, s + len));
     }
-    return { keys, counts };
+    return { keys, counts: counts.subarray(0, keys.length) };
   }
 }
 
@@ -190,10 +196,27 @@ function countKeyTable(text: string, t: PackedKeyTable, counts: number[]): void 
   if (start >= 0) bump(text.slice(start));
 }
 
-/** Counts files[next[0]++] until none are left, with the loop `kind`. */
-export function countFiles(kind: LoopKind, files: readonly string[], next: Int32Array): Counted {
+/** A `bytes` loop thread's table, kept from one pass to the next when the bench asks (`keep`). */
+let keptTable: ByteTable | undefined;
+
+/**
+ * Counts files[next[0]++] until none are left, with the loop `kind`; with
+ * `keep` (the `bytes` loop), in the thread's table from its previous pass,
+ * its words kept and its counts zeroed, as the engine's threads keep their
+ * byte dictionaries from one job to the next.
+ */
+export function countFiles(
+  kind: LoopKind,
+  files: readonly string[],
+  next: Int32Array,
+  keep = false,
+): Counted {
   if (kind === 'bytes') {
-    const t = new ByteTable();
+    const t = keep && keptTable !== undefined ? keptTable : new ByteTable();
+    if (keep) {
+      t.zeroCounts();
+      keptTable = t;
+    }
     // One read buffer for all the files (a file read into a new buffer each
     // time cost ~10 % more: the kernel faults in fresh pages as it copies).
     let buf = Buffer.allocUnsafe(0);
@@ -275,15 +298,18 @@ export interface LoopWorkerData {
   files: string[];
   /** [0] = the next file. */
   shared: SharedArrayBuffer;
+  /** Keep the table from one pass to the next (see {@link countFiles}). */
+  keep?: boolean;
 }
 
 if (!isMainThread && parentPort !== null) {
   const data = workerData as Partial<LoopWorkerData>;
   if (data.loop !== undefined) {
     const port = parentPort;
-    const { loop, files, shared } = data as LoopWorkerData;
-    port.once('message', () => {
-      port.postMessage(countFiles(loop, files, new Int32Array(shared)));
+    const { loop, files, shared, keep } = data as LoopWorkerData;
+    // One pass per message: the bench may run an untimed pass first.
+    port.on('message', () => {
+      port.postMessage(countFiles(loop, files, new Int32Array(shared), keep === true));
     });
     port.postMessage({ ready: true });
   }

@@ -7,6 +7,7 @@
  * npm run bench:wordcount -- --sizes 32 --reps 1       # a smoke run (one 32 MiB file)
  * npm run bench:wordcount -- --sizes 64,128,256,512    # how the time grows with the input
  * npm run bench:wordcount -- --only loop2,tasks2,cohort2
+ * npm run bench:wordcount -- --only loop2,cohort2,loop2again,cohort2again   # second runs too
  * ```
  *
  * Corpus: bench/peers/wc-gen-corpus.js (16 × 32 MiB, deterministic; run
@@ -46,6 +47,16 @@
  *   python3-distributed are installed with apt-get when missing (root only).
  * - `coreutils`: `cat | tr -cs 'A-Za-z' '\n' | sort | uniq -c`, LC_ALL=C,
  *   default sort settings (bench/peers/wc-coreutils.sh's pipeline).
+ * - `loop2again`, `cohort2again` (not run by default: only with `--only`):
+ *   the second run on the same threads, timed as the first is: the loop's
+ *   threads count the files once untimed and again timed, keeping their
+ *   tables (counts zeroed, the words kept); the engine's cluster runs the
+ *   job once untimed and again timed (its threads keep their byte
+ *   dictionaries, and the job's code is compiled). What a running cluster
+ *   does for a job it has run before, against the loop given the same
+ *   start. `cohort2/loop2` stays the ratio that counts: a fresh cluster
+ *   for each run, the job's code and keys new to its threads, as for the
+ *   loop's threads.
  *
  * Timing boundaries. The loops, tasks and the engine are all timed from
  * their first byte read to their last byte written, with their threads
@@ -130,9 +141,13 @@ const ALL = [
   'cohort2',
   'dask',
   'coreutils',
+  'loop2again',
+  'cohort2again',
 ] as const;
 type Impl = (typeof ALL)[number];
-const DEFAULT: readonly Impl[] = ALL.filter((i) => i !== 'keytable1');
+const DEFAULT: readonly Impl[] = ALL.filter(
+  (i) => i !== 'keytable1' && i !== 'loop2again' && i !== 'cohort2again',
+);
 const LABEL: Record<Impl, string> = {
   loop1: 'best loop, 1 thread',
   loop2: 'best loop, 2 threads',
@@ -144,6 +159,8 @@ const LABEL: Record<Impl, string> = {
   cohort2: 'cohort whole job, 1 node, 2 workers',
   dask: 'Dask bag, 2 worker processes',
   coreutils: 'coreutils cat|tr|sort|uniq -c',
+  loop2again: "best loop, 2 threads, threads' 2nd pass",
+  cohort2again: "cohort whole job, 2 workers, cluster's 2nd run",
 };
 
 function arg(name: string): string | undefined {
@@ -223,15 +240,27 @@ function nextMessage<T extends { error?: string }>(w: Worker): Promise<T> {
 
 // ---------------------------------------------------------------- the loops
 
-async function loop(files: string[], kind: LoopKind, threads: number): Promise<Result> {
+/** A loop on `threads` threads; `again`: timed on the threads' second pass (code warm, tables kept). */
+async function loop(
+  files: string[],
+  kind: LoopKind,
+  threads: number,
+  again = false,
+): Promise<Result> {
   const work = mkdtempSync(join(DIR, 'loop-'));
   const shared = new SharedArrayBuffer(4);
-  const data: LoopWorkerData = { loop: kind, files, shared };
+  const data: LoopWorkerData = { loop: kind, files, shared, keep: again };
   const workers = Array.from({ length: threads }, () =>
     startTsWorker(new URL('./wordcount-loop.ts', import.meta.url), data),
   );
   try {
     await Promise.all(workers.map((w) => nextMessage(w))); // loaded: { ready }
+    if (again) {
+      const first = workers.map((w) => nextMessage<Counted & { error?: string }>(w));
+      for (const w of workers) w.postMessage('go');
+      await Promise.all(first);
+      Atomics.store(new Int32Array(shared), 0, 0);
+    }
     const t0 = performance.now();
     const cpu0 = cpuSecondsWithChildren();
     const done = workers.map((w) => nextMessage<Counted & { error?: string }>(w));
@@ -370,7 +399,8 @@ interface RunJob {
 /** CPU seconds of each cohort run's cluster start (threads, engine warm-up, job load), not timed. */
 const clusterStartCpu: number[] = [];
 
-async function cohort(files: string[], workers: number): Promise<Result> {
+/** The engine on `workers` threads; `again`: timed on the cluster's second run of the job. */
+async function cohort(files: string[], workers: number, again = false): Promise<Result> {
   const { runJob, startEmbeddedCluster } =
     (await import('../src/cli/embedded-cluster.js')) as unknown as RunJob;
   const work = mkdtempSync(join(DIR, 'cohort-'));
@@ -381,8 +411,13 @@ async function cohort(files: string[], workers: number): Promise<Result> {
   const cluster = await startEmbeddedCluster({ workers, prewarm: true, preload: [WORDCOUNT_JOB] });
   try {
     const out = join(work, 'out');
+    if (again) {
+      const first = join(work, 'first');
+      await runJob({ module: WORDCOUNT_JOB, inputs: files, output: first, reducers: 2, cluster });
+      rmSync(first, { recursive: true, force: true });
+    }
     const cpu0 = cpuSecondsWithChildren();
-    clusterStartCpu.push(cpu0 - cpuStart);
+    if (!again) clusterStartCpu.push(cpu0 - cpuStart);
     const r = await runJob({
       module: WORDCOUNT_JOB,
       inputs: files,
@@ -420,6 +455,10 @@ function runImpl(impl: Impl, files: string[]): Promise<Result> | Result {
       return dask(files);
     case 'coreutils':
       return coreutils(files);
+    case 'loop2again':
+      return loop(files, 'bytes', 2, true);
+    case 'cohort2again':
+      return cohort(files, 2, true);
   }
 }
 
@@ -525,6 +564,8 @@ async function main(): Promise<void> {
     ['cohort2', 'cohort1', ' (2-worker scaling)'],
     ['loop2', 'loop1', ' (2-thread scaling)'],
     ['cohort2', 'coreutils', ''],
+    ['cohort2again', 'loop2again', " (second runs: code warm, each side's key table kept)"],
+    ['cohort2again', 'cohort2', " (a running cluster's second run of the job)"],
   ];
   for (const [a, b, note] of pairs) {
     const r = ratio(a, b);
