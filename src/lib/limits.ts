@@ -286,6 +286,8 @@ export const limits = {
   mrValueArenaKeptBytesMax: 128 * 1024 * 1024,
   /** Estimated bytes of the distinct keys and sums a summing reduce (`fold: sumFold`) holds to add up its runs without merging them; past it the reduce merges them instead. */
   mrReduceSumTableBytesMax: 64 * 1024 * 1024,
+  /** Runs a reduce reads at once (open files, read buffers); with more, it first merges them in passes of this many into temp runs. */
+  mrReduceFanInMax: 64,
   /** Largest block of a map-output run file; a bigger length field is corruption (blocks are cut at about 128 KiB; one huge record makes a bigger one). */
   mrRunBlockBytesMax: 64 * 1024 * 1024,
   /** Skipped bad records listed in a map task's result (all are counted). */
@@ -516,6 +518,10 @@ export function checkLimits(l: Limits): void {
   check(
     l.mrJobsMax > 0 && l.mrMapTasksMax > 0 && l.mrReducersMax > 0 && l.mrTaskAttemptsMax > 0,
     'MapReduce bounds > 0',
+  );
+  check(
+    l.mrReduceFanInMax >= 2,
+    'a reduce merges at least two runs at once (mrReduceFanInMax >= 2)',
   );
   check(
     l.mrTaskFailuresDefault >= 1 && l.mrTaskFailuresDefault <= l.mrTaskAttemptsMax,

@@ -1367,12 +1367,14 @@ export async function mergeRuns(
  * Returns undefined, having visited nothing, when the runs do not suit it:
  * a value that is not a number, a block of types not decoded by hand, or
  * more distinct keys than `tableBytesMax` (estimated) holds; the caller
- * then merges them.
+ * then merges them. It reads `fanIn` runs at a time: a run's file is open
+ * from its first read to its end.
  */
 export async function sumRuns(
   paths: readonly (string | readonly Uint8Array[])[],
   visit: (key: string, values: unknown[]) => void | Promise<void>,
   tableBytesMax = limits.mrReduceSumTableBytesMax,
+  fanIn: number = limits.mrReduceFanInMax,
 ): Promise<{ keys: number; values: number } | undefined> {
   const readers = paths.map((p, i) => new RunReader(p, i));
   // The thread's byte dictionary: the keys this thread's map tasks wrote are
@@ -1381,16 +1383,21 @@ export async function sumRuns(
   const bytesBefore = index.bytes;
   const table = new SumTable(index);
   try {
-    // Every run's first block at once, so their reads overlap (as mergeRuns).
-    const started = await Promise.allSettled(readers.map((r) => r.nextBlock()));
-    for (let i = 0; i < readers.length; i++) {
-      const r = readers[i] as RunReader;
-      const s = started[i] as PromiseSettledResult<boolean>;
-      if (s.status === 'rejected') throw s.reason;
-      for (let more = s.value; more; more = await r.nextBlock()) {
-        if (!r.blockByHand || !table.addBlock(r)) return undefined;
-        // The bound, after each block: what this reduce added to the dictionary, and its sums.
-        if (index.bytes - bytesBefore + 9 * table.sums.length > tableBytesMax) return undefined;
+    // `fanIn` runs at a time (a run's file is opened at its first read and
+    // closed at its end), their first blocks at once, so their reads overlap
+    // (as mergeRuns).
+    for (let from = 0; from < readers.length; from += Math.max(1, fanIn)) {
+      const group = readers.slice(from, from + Math.max(1, fanIn));
+      const started = await Promise.allSettled(group.map((r) => r.nextBlock()));
+      for (let i = 0; i < group.length; i++) {
+        const r = group[i] as RunReader;
+        const s = started[i] as PromiseSettledResult<boolean>;
+        if (s.status === 'rejected') throw s.reason;
+        for (let more = s.value; more; more = await r.nextBlock()) {
+          if (!r.blockByHand || !table.addBlock(r)) return undefined;
+          // The bound, after each block: what this reduce added to the dictionary, and its sums.
+          if (index.bytes - bytesBefore + 9 * table.sums.length > tableBytesMax) return undefined;
+        }
       }
     }
   } finally {
@@ -1500,6 +1507,8 @@ export interface ReduceTaskInput {
   readonly attempt: number;
   /** The job's parameters (`ctx.params`). */
   readonly params?: Readonly<Record<string, string>>;
+  /** Runs read at once (default `limits.mrReduceFanInMax`; tests set less). */
+  readonly fanInMax?: number;
 }
 
 /** The counters of one reduce task. */
@@ -1544,6 +1553,9 @@ export async function runReduceTask(input: ReduceTaskInput): Promise<ReduceTaskR
   const ctx: ReduceContext = { partition, params, count: userCounters.count };
   const counters: ReduceCounters = { keysIn: 0, valuesIn: 0, recordsOut: 0, bytesOut: 0 };
   const temp = tempPathFor(output);
+  const fanIn = Math.max(2, input.fanInMax ?? limits.mrReduceFanInMax);
+  /** The temp runs of merge passes (see mergePasses), deleted at the end. */
+  const passRuns: string[] = [];
   let fh: FileHandle;
   try {
     fh = await open(temp, 'w');
@@ -1585,9 +1597,10 @@ export async function runReduceTask(input: ReduceTaskInput): Promise<ReduceTaskR
     );
     const summed =
       builtInFold(job.fold) === 'sum' && paths.length === runs.length
-        ? await sumRuns(paths, visit)
+        ? await sumRuns(paths, visit, limits.mrReduceSumTableBytesMax, fanIn)
         : undefined;
-    const merged = summed ?? (await mergeRuns(runs, visit));
+    const merged =
+      summed ?? (await mergeRuns(await mergePasses(runs, fanIn, temp, passRuns), visit));
     counters.keysIn = merged.keys;
     counters.valuesIn = merged.values;
     if (text.length > 0) {
@@ -1605,8 +1618,54 @@ export async function runReduceTask(input: ReduceTaskInput): Promise<ReduceTaskR
     await unlink(temp).catch(() => undefined);
     if (err instanceof CohortError || err instanceof AssertionError) throw err;
     throw ioError(`writing ${basename(output)} (reducer ${partition})`, err);
+  } finally {
+    await Promise.all(passRuns.map((p) => unlink(p).catch(() => undefined)));
   }
   return { taskId, attempt, partition, output, counters, userCounters: userCounters.toObject() };
+}
+
+/**
+ * `sources` as at most `fanIn` runs: while there are more, consecutive
+ * groups of `fanIn` are merged into temp runs (`${base}.m<n>.run`, their
+ * paths pushed to `made` for the caller to delete), a pass at a time, so a
+ * reduce never reads more than `fanIn` runs at once (each an open file and
+ * its read buffers; a job of thousands of map tasks had a reducer open
+ * them all). A merge keeps a key's values in run order and the groups stay
+ * in order, so the last merge gives `reduce` its values in map-task order,
+ * as a merge of all the runs at once would.
+ */
+async function mergePasses(
+  sources: readonly RunSource[],
+  fanIn: number,
+  base: string,
+  made: string[],
+): Promise<readonly RunSource[]> {
+  let level = sources;
+  while (level.length > fanIn) {
+    const next: RunSource[] = [];
+    for (let i = 0; i < level.length; i += fanIn) {
+      const group = level.slice(i, i + fanIn);
+      if (group.length === 1) {
+        next.push(group[0] as RunSource);
+        continue;
+      }
+      const path = `${base}.m${made.length}.run`;
+      made.push(path);
+      const w = await RunWriter.create(path);
+      try {
+        await mergeRuns(group, async (key, values) => {
+          if (w.add(key, values)) await w.flush();
+        });
+        await w.finish();
+      } catch (err) {
+        await w.abort();
+        throw err;
+      }
+      next.push(path);
+    }
+    level = next;
+  }
+  return level;
 }
 
 /** fsyncs a directory so a rename in it is durable (DESIGN.md, Durability). */
