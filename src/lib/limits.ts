@@ -286,6 +286,8 @@ export const limits = {
   mrValueArenaKeptBytesMax: 128 * 1024 * 1024,
   /** Estimated bytes of the distinct keys and sums a summing reduce (`fold: sumFold`) holds to add up its runs without merging them; past it the reduce merges them instead. */
   mrReduceSumTableBytesMax: 64 * 1024 * 1024,
+  /** A MapReduce worker thread idle this long gives back the buffers it keeps between tasks (value arenas, the read buffer; not its key dictionary), ms. */
+  mrThreadIdleReleaseMs: 30_000,
   /** Runs a reduce reads at once (open files, read buffers); with more, it first merges them in passes of this many into temp runs. */
   mrReduceFanInMax: 64,
   /** Largest block of a map-output run file; a bigger length field is corruption (blocks are cut at about 128 KiB; one huge record makes a bigger one). */

@@ -276,6 +276,13 @@ function countLines(buf: Buffer, p: number, q: number): number {
  */
 let spareReadBuffer: Buffer | undefined;
 
+/** Lets go of the thread's spare read buffer (an idle thread's memory); returns its bytes. */
+export function dropReadBuffer(): number {
+  const bytes = spareReadBuffer?.length ?? 0;
+  spareReadBuffer = undefined;
+  return bytes;
+}
+
 /**
  * A read buffer of `size` bytes for {@link readSplitChunks}: a view of the
  * thread's spare buffer when it is free and large enough, else a fresh one.

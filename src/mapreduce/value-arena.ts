@@ -85,6 +85,16 @@ export function keptArenaBytes(): number {
   );
 }
 
+/** Lets go of the arena buffers the thread keeps (an idle thread's memory); returns their bytes. */
+export function dropKeptArenaBuffers(): number {
+  const bytes = keptArenaBytes();
+  kept.store = undefined;
+  kept.index = undefined;
+  kept.out = undefined;
+  kept.outIndex = undefined;
+  return bytes;
+}
+
 /** Encoded values by key (see the file comment). */
 export class ValueArena {
   /** The encoded values, back to back (a BlockEncoder as a growable buffer: no records). */

@@ -39,6 +39,8 @@ export interface WorkerPoolOptions {
   readonly logger?: Logger;
   /** The thread's entry file (default: worker-thread next to this file). */
   readonly entry?: URL;
+  /** A thread idle this long gives back its kept buffers (default `limits.mrThreadIdleReleaseMs`). */
+  readonly idleReleaseMs?: number;
 }
 
 /** Default worker count: one per core. */
@@ -157,6 +159,12 @@ export class WorkerSlot {
   private closed = false;
   /** Threads started by this slot (1 + replacements). */
   started = 0;
+  /** Fires once the slot has been idle for idleReleaseMs (see releaseWhenIdle). */
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** Idle releases done (the thread gave back its kept buffers). */
+  idleReleases = 0;
+  /** The thread may keep buffers: it has run a task since its last release. */
+  private holding = false;
 
   constructor(
     readonly index: number,
@@ -189,6 +197,40 @@ export class WorkerSlot {
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const w of waiters) w();
+    this.releaseWhenIdle();
+  }
+
+  /**
+   * Once the slot has been idle for `idleReleaseMs`, asks its thread to give
+   * back the buffers it keeps between tasks (worker-thread.ts `release`):
+   * a thread keeps up to `limits.mrValueArenaKeptBytesMax` of arena buffers
+   * and a read buffer for its next task, memory an idle node need not hold.
+   * A task given to the slot meanwhile waits for it (a few milliseconds).
+   */
+  private releaseWhenIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (this.closed || !this.holding || this.worker === undefined || this.current !== undefined) {
+      return;
+    }
+    const ms = this.options.idleReleaseMs ?? limits.mrThreadIdleReleaseMs;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.closed || this.worker === undefined || this.current !== undefined) return;
+      this.holding = false;
+      this.run({ kind: 'release' }).then(
+        (bytes) => {
+          this.idleReleases++;
+          this.options.logger?.debug(
+            { slot: this.index, bytes },
+            'idle worker thread let go of its buffers',
+          );
+        },
+        (err: unknown) =>
+          this.options.logger?.debug({ slot: this.index, err }, 'idle release failed'),
+      );
+    }, ms);
+    this.idleTimer.unref();
   }
 
   /**
@@ -199,6 +241,9 @@ export class WorkerSlot {
   run(task: ThreadTask): Promise<unknown> {
     assert(this.current === undefined, `worker slot ${this.index} is busy`);
     if (this.closed) return Promise.reject(new CohortError('CLOSED', 'worker pool is closed'));
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (task.kind !== 'release') this.holding = true;
     const worker = this.ensureWorker();
     return new Promise((resolve, reject) => {
       const progress = task.kind === 'map' ? task.progress : undefined;
@@ -229,6 +274,7 @@ export class WorkerSlot {
   /** Terminates the thread. */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.idleTimer);
     if (this.current !== undefined) {
       this.fail(new CohortError('CLOSED', 'worker pool closed'), false);
     }

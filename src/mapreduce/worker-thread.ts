@@ -15,11 +15,13 @@
 import { isMainThread, parentPort } from 'node:worker_threads';
 import { isCohortError } from '../lib/errors.js';
 import type { Split } from './input.js';
+import { dropReadBuffer } from './input.js';
 import { loadJob } from './job.js';
 import type { ModuleExpectation } from './job.js';
 import { runMapTask, runReduceTask } from './tasks.js';
 import { warmEngine } from './tasks-warm.js';
 import type { MapTaskResult, ReduceTaskResult } from './tasks.js';
+import { dropKeptArenaBuffers } from './value-arena.js';
 
 /** How often a busy thread tells its parent it is alive (ms). */
 export const PROGRESS_PING_MS = 100;
@@ -81,8 +83,19 @@ export interface ThreadWarmTask {
   readonly kind: 'warm';
 }
 
+/**
+ * Gives back the buffers the thread keeps between tasks (value arenas, the
+ * read buffer; the key dictionary stays: it is bounded and saves the next
+ * job its keys): the pool sends it to a thread idle for
+ * `limits.mrThreadIdleReleaseMs`. The result is the bytes let go.
+ */
+export interface ThreadReleaseTask {
+  readonly kind: 'release';
+}
+
 /** A task for a thread. */
-export type ThreadTask = ThreadMapTask | ThreadReduceTask | ThreadLoadTask | ThreadWarmTask;
+export type ThreadTask =
+  ThreadMapTask | ThreadReduceTask | ThreadLoadTask | ThreadWarmTask | ThreadReleaseTask;
 
 /** What a thread posts back. */
 export type ThreadReply =
@@ -91,7 +104,7 @@ export type ThreadReply =
   | { readonly type: 'loaded' }
   | {
       readonly type: 'done';
-      readonly result: MapTaskResult | ReduceTaskResult | boolean | null;
+      readonly result: MapTaskResult | ReduceTaskResult | boolean | number | null;
     }
   | {
       readonly type: 'error';
@@ -108,7 +121,11 @@ let warmed = false;
 async function run(
   task: ThreadTask,
   loaded: () => void,
-): Promise<MapTaskResult | ReduceTaskResult | boolean | null> {
+): Promise<MapTaskResult | ReduceTaskResult | boolean | number | null> {
+  if (task.kind === 'release') {
+    loaded();
+    return dropKeptArenaBuffers() + dropReadBuffer();
+  }
   if (task.kind === 'warm') {
     // Under the thread's start-up limit, as loading a job is.
     const now = !warmed;
