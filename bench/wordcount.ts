@@ -173,14 +173,23 @@ const SIZES = (arg('sizes') ?? process.env['WC_SIZES'] ?? '512')
   .split(',')
   .map(Number)
   .sort((a, b) => a - b);
-const REPS = Math.max(1, Number(arg('reps') ?? process.env['WC_REPS'] ?? DEFAULT_REPS));
+const REPS = Number(arg('reps') ?? process.env['WC_REPS'] ?? DEFAULT_REPS);
 const ONLY = (arg('only') ?? process.env['WC_ONLY'] ?? DEFAULT.join(',')).split(',') as Impl[];
+
+/** A bad flag: one line on stderr, exit 2, nothing run. */
+function usage(message: string): never {
+  process.stderr.write(`bench:wordcount: ${message}\n`);
+  process.exit(2);
+}
+
 for (const s of SIZES) {
   if (!Number.isInteger(s) || s < FILE_MIB || s > 16 * FILE_MIB || s % FILE_MIB !== 0) {
-    throw new Error(`--sizes: each size is a multiple of ${FILE_MIB} MiB up to 512, got ${s}`);
+    usage(`--sizes: each size is a multiple of ${FILE_MIB} MiB up to 512, got ${s}`);
   }
 }
-for (const i of ONLY) if (!ALL.includes(i)) throw new Error(`--only: unknown ${i}`);
+if (!Number.isInteger(REPS) || REPS < 1) usage(`--reps: a positive integer, got ${REPS}`);
+for (const i of ONLY)
+  if (!ALL.includes(i)) usage(`--only: unknown ${i} (one of ${ALL.join(', ')})`);
 
 type Counts = Map<string, number>;
 
@@ -493,6 +502,7 @@ async function main(): Promise<void> {
       } catch (err) {
         console.log(`${LABEL[impl]}: failed: ${err instanceof Error ? err.message : String(err)}`);
         failed.add(impl);
+        process.exitCode = 1; // its figures are missing: the bench did not do its work
         return;
       }
       bench.sample();
@@ -587,4 +597,7 @@ async function main(): Promise<void> {
   );
 }
 
-await main();
+await main().catch((err: unknown) => {
+  process.stderr.write(`bench:wordcount: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
