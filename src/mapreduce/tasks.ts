@@ -1386,8 +1386,9 @@ export async function sumRuns(
     // `fanIn` runs at a time (a run's file is opened at its first read and
     // closed at its end), their first blocks at once, so their reads overlap
     // (as mergeRuns).
-    for (let from = 0; from < readers.length; from += Math.max(1, fanIn)) {
-      const group = readers.slice(from, from + Math.max(1, fanIn));
+    const step = Math.max(1, fanIn);
+    for (let from = 0; from < readers.length; from += step) {
+      const group = readers.slice(from, from + step);
       const started = await Promise.allSettled(group.map((r) => r.nextBlock()));
       for (let i = 0; i < group.length; i++) {
         const r = group[i] as RunReader;
