@@ -69,8 +69,9 @@ describe('WAL records', () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 1, maxLength: 700 }), fc.nat(), (payload, pick) => {
         const rec = encodeRecord(RecordType.HardState, payload);
-        // A nonzero last byte, so no flip lies in zeros that end the record.
-        rec[rec.length - 1] = (rec[rec.length - 1] as number) | 0x80;
+        // A last byte with two bits set, so that no single flip leaves zeros
+        // at the record's end (a flipped lone bit there reads as a tear: torn).
+        rec[rec.length - 1] = (rec[rec.length - 1] as number) | 0x81;
         const sealed = encodeRecord(RecordType.HardState, rec.subarray(9));
         const bit = pick % (sealed.length * 8);
         const bad = Buffer.from(sealed);
@@ -82,7 +83,11 @@ describe('WAL records', () => {
         expect(tornOrCorrupt(bad, 0, invalid as InvalidRecord)).toBe('corrupt');
         expect(oneBitRepair(sealed, 0)).toBeNull();
       }),
-      { numRuns: 300 },
+      {
+        numRuns: 300,
+        // CI's failure of 2026-12-07: the flip cleared the last byte's only set bit.
+        examples: [[Uint8Array.from([0, 0, 0, 0]), 894343527]],
+      },
     );
   });
 
