@@ -9,7 +9,8 @@
  * const files = generate('csv', '/tmp/mr-bench/csv-256', 256 * 2 ** 20, 42);
  * ```
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { makeDirs } from '../src/lib/dirs.js';
 import { join } from 'node:path';
 
 /** The job shapes the bench runs. */
@@ -81,7 +82,7 @@ export function generate(shape: Shape, dir: string, bytes: number, seed: number)
   const want = `${shape} ${bytes} ${seed}`;
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return listFiles(dir);
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const rng = new Rng(seed + shape.length * 7919);
   const fileBytes = FILE_MIB * 1024 * 1024;
   const lines = lineMaker(shape, rng, bytes);

@@ -109,7 +109,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { makeDirs } from '../src/lib/dirs.js';
 import { open } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -305,7 +306,7 @@ interface Result {
 }
 
 function runSingle(shape: Shape, files: string[], out: string): Result {
-  mkdirSync(out, { recursive: true });
+  makeDirs(out);
   const r = spawnSync(
     process.execPath,
     [
@@ -335,7 +336,7 @@ function runSingle(shape: Shape, files: string[], out: string): Result {
 }
 
 function runDask(shape: Shape, files: string[], out: string, cuts: string): Result {
-  mkdirSync(out, { recursive: true });
+  makeDirs(out);
   const c0 = cpuSeconds();
   const r = spawnSync(PYTHON, [join(REPO, 'bench/mapreduce-dask.py'), shape, out, cuts, ...files], {
     encoding: 'utf8',

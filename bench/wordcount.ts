@@ -107,6 +107,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { makeDirs } from '../src/lib/dirs.js';
 import { planSplits } from '../src/mapreduce/input.js';
 import { parseOutputLine } from '../src/mapreduce/format.js';
 import type { MapTaskResult } from '../src/mapreduce/tasks.js';
@@ -207,6 +208,10 @@ function digest(counts: Counts): string {
 }
 
 function corpus(): string[] {
+  // The generator (a peer script, run as is) makes $COHORT_WC_DIR with Node's
+  // recursive mkdir, which spins forever where a directory cannot be made
+  // under procfs; made here first, such a path fails at once.
+  makeDirs(DIR);
   const r = spawnSync(process.execPath, [GEN], {
     env: { ...process.env, PEERS: DIR },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -290,7 +295,7 @@ async function loop(
 function peersDir(files: string[]): string {
   const peers = join(DIR, 'subsets', String(files.length));
   const sub = join(peers, 'corpus');
-  mkdirSync(sub, { recursive: true });
+  makeDirs(sub);
   for (const f of files) {
     const link = join(sub, f.slice(f.lastIndexOf('/') + 1));
     if (!existsSync(link)) symlinkSync(f, link);

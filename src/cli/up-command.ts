@@ -61,7 +61,7 @@ import { isCohortError } from '../lib/errors.js';
 import type { ClusterFile, ClusterNode } from '../node/cluster.js';
 import { CertDir } from '../trust/cert-dir.js';
 import type { CredentialFiles } from '../trust/credentials.js';
-import { makeDirs } from '../raft/storage/fs.js';
+import { makeDirs } from '../lib/dirs.js';
 import { exitCodes } from './exit-codes.js';
 import { signalCode } from './run.js';
 import { findClusterDir } from './target.js';

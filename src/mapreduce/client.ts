@@ -21,16 +21,9 @@
  * {@link MapReduceClient.waitOutputRemoved} waits for that.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  rmdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { makeDirs } from '../lib/dirs.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import type { RpcNode } from '../rpc/node.js';
 import type { Client } from '../rpc/service.js';
@@ -139,7 +132,7 @@ function checkOutputDir(output: string): boolean {
   let created = false;
   if (!existsSync(output)) {
     try {
-      mkdirSync(output, { recursive: true });
+      makeDirs(output);
       created = true;
     } catch (e) {
       throw new CohortError(

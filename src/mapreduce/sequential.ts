@@ -18,8 +18,9 @@
  * round trip as between map and reduce in the engine, so e.g. a `Map`
  * reaches reduce as a plain object in both. Only for inputs that fit in memory.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeDirs } from '../lib/dirs.js';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import type { AnyJob, MapContext, ReduceContext } from './job.js';
@@ -129,7 +130,7 @@ export async function runSequential(
     }
     (byPartition[r] as string[]).push(key);
   }
-  await mkdir(options.outputDir, { recursive: true });
+  makeDirs(options.outputDir);
   const files: string[] = [];
   for (let r = 0; r < reducers; r++) {
     const ctx: ReduceContext = { partition: r, params, count };

@@ -22,9 +22,10 @@
  * by tasks.ts: `m-<map>.a<attemptId>.r<NNNNN>.run`), `mr/<jobId>/fetch-<attemptId>/`
  * the runs a reduce attempt fetched into files.
  */
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { makeDirs } from '../lib/dirs.js';
 import { CohortError, isCohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import type { CallContext, Client, ServerStream } from '../rpc/service.js';
@@ -124,7 +125,7 @@ export async function fetchRun(
   items: ServerStream<{ data: Uint8Array }>,
   dest: string,
 ): Promise<number> {
-  await mkdir(dirname(dest), { recursive: true });
+  makeDirs(dirname(dest));
   const temp = tempPathFor(dest);
   const fh = await open(temp, 'w');
   let bytes = 0;

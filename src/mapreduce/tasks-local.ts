@@ -10,9 +10,10 @@
  * // out/part-r-00000 ... exactly as the engine (and runSequential) would write them
  * ```
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { makeDirs } from '../lib/dirs.js';
 import type { AnyJob } from './job.js';
 import { partFileName } from './format.js';
 import { expandInputs, planSplits } from './input.js';
@@ -99,7 +100,7 @@ export async function runTasksInProcess(
         }),
       );
     }
-    await mkdir(options.outputDir, { recursive: true });
+    makeDirs(options.outputDir);
     const reduces: ReduceTaskResult[] = [];
     for (let p = 0; p < reducers; p++) {
       reduces.push(

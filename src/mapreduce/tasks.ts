@@ -60,10 +60,11 @@
  * failures are `IO_ERROR` / `PERMISSION_DENIED` / `NOT_FOUND`; a damaged run
  * is `CORRUPTION`. Either way the task leaves no final-named file behind.
  */
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { AssertionError } from '../lib/assert.js';
+import { makeDirs } from '../lib/dirs.js';
 import { CohortError } from '../lib/errors.js';
 import { limits } from '../lib/limits.js';
 import type { AnyJob, EmitBytes, MapContext, ReduceContext } from './job.js';
@@ -858,7 +859,7 @@ export async function runMapTask(input: MapTaskInput): Promise<MapTaskResult> {
   };
 
   try {
-    await mkdir(dir, { recursive: true });
+    makeDirs(dir);
   } catch (err) {
     throw ioError(`map output directory ${dir}`, err);
   }

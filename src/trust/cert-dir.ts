@@ -17,8 +17,9 @@
  * ```
  */
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { makeDirs } from '../lib/dirs.js';
 import { CohortError } from '../lib/errors.js';
 import type { ClusterId, NodeId } from '../lib/ids.js';
 import { isValidId } from '../lib/ids.js';
@@ -128,7 +129,7 @@ export class CertDir {
         { details: { file: this.caCert } },
       );
     }
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    makeDirs(this.dir, 0o700);
     const ca = await createCa({ clusterId, ...validity });
     writeSecretFile(this.caKey, ca.key);
     writeSecretFile(this.caCert, ca.cert);

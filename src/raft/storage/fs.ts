@@ -24,7 +24,8 @@
  */
 import * as nfs from 'node:fs';
 import * as nfsp from 'node:fs/promises';
-import { dirname, posix, resolve } from 'node:path';
+import { posix } from 'node:path';
+import { makeDirs } from '../../lib/dirs.js';
 
 /** How a file is opened: read-only; read-write existing; or created (must not exist). */
 export type OpenMode = 'read' | 'readwrite' | 'create';
@@ -92,52 +93,6 @@ export interface StorageFs {
    * abort the promise rejects and the file may be left, partly filled.
    */
   allocate(path: string, bytes: number, signal: AbortSignal): Promise<void>;
-}
-
-/**
- * Creates `dir` and its missing parents, one mkdir per missing component, and
- * returns the directories it created, outermost first. Unlike
- * `mkdirSync(dir, { recursive: true })` it fails fast where a parent exists
- * but refuses children: Node's recursive mkdir takes ENOENT to mean "the
- * parent is missing", creates the parent (EEXIST), retries the child, and on
- * procfs (`/proc/1/x` answers ENOENT) loops forever (nodejs/node, recursive
- * mkdir). Here each component is tried once and any error but EEXIST of a
- * directory is thrown.
- */
-export function makeDirs(dir: string): string[] {
-  const missing: string[] = [];
-  for (let cur = resolve(dir); ;) {
-    let stat: nfs.Stats | undefined;
-    try {
-      stat = nfs.statSync(cur);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    if (stat !== undefined) {
-      if (!stat.isDirectory()) {
-        throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${cur}'`), {
-          code: 'ENOTDIR',
-          path: cur,
-        });
-      }
-      break;
-    }
-    missing.push(cur);
-    const parent = dirname(cur);
-    if (parent === cur) break;
-    cur = parent;
-  }
-  const created: string[] = [];
-  for (const d of missing.reverse()) {
-    try {
-      nfs.mkdirSync(d);
-      created.push(d);
-    } catch (e) {
-      // Made meanwhile by another process: fine if it is a directory.
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !nfs.statSync(d).isDirectory()) throw e;
-    }
-  }
-  return created;
 }
 
 /**

@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { makeDirs, nodeFs } from '../../../src/raft/storage/fs.js';
+import { makeDirs } from '../../../src/lib/dirs.js';
+import { nodeFs } from '../../../src/raft/storage/fs.js';
 import { repoDir } from '../../harness/cli.js';
 import { tempDir } from '../../harness/tmp.js';
 import { conditionWaitMs } from '../../harness/wait.js';
@@ -37,7 +38,7 @@ describe('makeDirs', () => {
     'fails at once under /proc instead of spinning (a child process bounds a regression)',
     () => {
       const script = [
-        "import { makeDirs } from './src/raft/storage/fs.ts';",
+        "import { makeDirs } from './src/lib/dirs.ts';",
         "try { makeDirs('/proc/1/cohort-nope/x'); console.log('created'); }",
         'catch (e) { console.log(`refused ${e.code}`); }',
       ].join('\n');
