@@ -61,6 +61,8 @@ export interface ProcessClusterOptions {
   readonly tickMs?: number;
   /** --election-ticks (default: the node's own default). */
   readonly electionTicks?: number;
+  /** --heartbeat-ticks (default: the node's own default). */
+  readonly heartbeatTicks?: number;
   /** --log-level (default warn: the harness keeps output only for failure messages). */
   readonly logLevel?: string;
   /** --kv-quota-bytes (default: the node's own default). */
@@ -401,6 +403,7 @@ export class ProcessCluster {
     if (o.snapshotEntries !== undefined) args.push('--snapshot-entries', `${o.snapshotEntries}`);
     if (o.tickMs !== undefined) args.push('--tick-ms', `${o.tickMs}`);
     if (o.electionTicks !== undefined) args.push('--election-ticks', `${o.electionTicks}`);
+    if (o.heartbeatTicks !== undefined) args.push('--heartbeat-ticks', `${o.heartbeatTicks}`);
     if (o.kvQuotaBytes !== undefined) args.push('--kv-quota-bytes', `${o.kvQuotaBytes}`);
     if (this.certs === undefined) {
       args.push('--insecure');
