@@ -587,6 +587,8 @@ class Point {
   private plan: number[] = [];
   /** Zeros the WAL began writing (spare segments) in its latest slice: group-z writes as many. */
   private zeroBytes = 0;
+  /** Zeros the WAL began writing in its slices (and group-z wrote in its), over all reps. */
+  zeroBytesTotal = 0;
 
   private constructor(
     readonly syncMode: SyncMode,
@@ -682,7 +684,7 @@ class Point {
         ),
         perSlice,
       );
-      totalZeroBytes.set(this.c, (totalZeroBytes.get(this.c) ?? 0) + this.zeroBytes);
+      this.zeroBytesTotal += this.zeroBytes;
     };
     const runNode = async (): Promise<void> => {
       add(
@@ -750,9 +752,6 @@ function repLine(p: Point, rep: number, r: Map<Side, RepFigures>): string {
   );
 }
 
-/** Zeros the WAL began writing in its slices (and group-z wrote in its), by c, over all reps. */
-const totalZeroBytes = new Map<number, number>();
-
 function summary(p: Point): void {
   console.log(`\nwal c=${p.c} sync=${p.syncMode}, median of ${p.reps.length} rep(s) (min–max):`);
   for (const side of SIDES) {
@@ -789,7 +788,7 @@ function summary(p: Point): void {
       `node/group ${ratio('node', 'group')}; cohort/replay-pre ${ratio('cohort', 'replay-pre')}; ` +
       `group/replay-pre ${ratio('group', 'replay-pre')}; cohort/replay (growing file) ${ratio('cohort', 'replay')}`,
   );
-  const zeros = totalZeroBytes.get(p.c) ?? 0;
+  const zeros = p.zeroBytesTotal;
   console.log(
     `  the WAL began ${(zeros / (1 << 20)).toFixed(0)} MiB of spare-segment zero-filling in its slices ` +
       `(background, timed); group's file is zero-filled before each slice (untimed), group-z also ` +
